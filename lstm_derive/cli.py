@@ -1,0 +1,188 @@
+"""The command line: derive, generate and gradient-check every cell, or one part of that.
+
+    lstm-derive                      derive, generate and check every cell in derivations/
+    lstm-derive generate [--check]   (re)write the kernels and documents, or report stale ones
+    lstm-derive generate SCRIPT --out DIR    a cell of your own, outside this repository
+    lstm-derive check [CELL ...]     gradient-check generated kernels, with per-element reports
+    lstm-derive show CELL            print a cell's derivation
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import generate as gen
+from .derive import derive
+from .document import derivation_markdown, derivation_text
+from .gradcheck import check_kernel
+from .spec import SpecError
+
+# Sizes and weight scales of the checks the summary runs: a moderate and a saturating scale.
+CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
+
+
+def main(argv=None):
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (SpecError, gen.GenerationError) as error:
+        print(f"lstm-derive: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("lstm-derive: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog="lstm-derive", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n", 2)[2])
+    parser.add_argument("--derivations", type=Path, default=None,
+                        help="directory of derivation scripts (default: ./derivations)")
+    parser.set_defaults(run=run_all)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("generate", help="write kernels and documents from derivation scripts")
+    p.add_argument("scripts", nargs="*", type=Path, help="scripts (default: every one in derivations/)")
+    p.add_argument("--out", type=Path, help="write the kernel and document of each script here")
+    p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
+    p.set_defaults(run=run_generate)
+
+    p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step")
+    p.add_argument("cells", nargs="*", help="cell names or scripts (default: every cell)")
+    p.set_defaults(run=run_check)
+
+    p = sub.add_parser("show", help="print a cell's derivation")
+    p.add_argument("cell", help="a cell name or a script")
+    p.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
+    p.set_defaults(run=run_show)
+    return parser
+
+
+def _scripts(args, names=()):
+    directory = args.derivations or gen.default_derivations_dir()
+    scripts = gen.find_scripts(directory)
+    if not names:
+        return scripts
+    by_name = {p.stem: p for p in scripts}
+    chosen = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".py":
+            chosen.append(path)
+        elif name in by_name:
+            chosen.append(by_name[name])
+        else:
+            raise SpecError(f"no cell '{name}' in {directory} (cells: {', '.join(sorted(by_name))})")
+    return chosen
+
+
+def _all_targets(scripts, out=None):
+    targets, names = [], []
+    for script in scripts:
+        d, found = gen.targets_for(script, out)
+        targets += found
+        names.append(d.cell.name)
+    if out is None:
+        targets.append(gen.package_index(names))
+    return targets
+
+
+def run_generate(args):
+    scripts = args.scripts or _scripts(args)
+    targets = _all_targets(scripts, args.out)
+    orphans = [] if args.out else gen.orphans(targets)
+    if args.check:
+        problems = gen.stale(targets)
+        for path, diff in problems:
+            print(diff or f"{path}: missing")
+        for path in orphans:
+            print(f"{path}: generated, but no derivation script generates it any more")
+        if problems or orphans:
+            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `lstm-derive generate`",
+                  file=sys.stderr)
+            return 1
+        print(f"{len(targets)} generated files are fresh")
+        return 0
+    written = gen.write(targets)
+    for path in orphans:
+        path.unlink()
+        print(f"removed {path} (no script generates it)")
+    for path in written:
+        print(f"wrote {path}")
+    print(f"{len(targets)} files generated, {len(written)} changed")
+    return 0
+
+
+def _check_cell(script, out=None):
+    """Derives, writes and gradient-checks one cell; returns its summary row."""
+    start = time.perf_counter()
+    d, targets = gen.targets_for(script, out)
+    gen.write(targets)
+    kernel = gen.import_kernel(targets[0].path)
+    reports = [r for config in CHECKS for r in check_kernel(kernel, **config)]
+    central = max(r.max_error for r in reports if r.method == "central")
+    complex_ = max(r.max_error for r in reports if r.method == "complex")
+    ok = all(r.ok for r in reports)
+    failures = [str(r) for r in reports if not r.ok]
+    row = [kernel.CELL, d.equations, len(kernel.PARAMS), f"{central:.1e}", f"{complex_:.1e}",
+           f"{time.perf_counter() - start:.2f}", "ok" if ok else "FAIL"]
+    return row, failures
+
+
+def run_all(args):
+    scripts = _scripts(args)
+    if not scripts:
+        print("no derivation scripts found", file=sys.stderr)
+        return 2
+    names = [gen.load_cell(s).name for s in scripts]
+    gen.write([gen.package_index(names)])
+    rows, all_failures = [], []
+    for n, script in enumerate(scripts, 1):
+        print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
+        row, failures = _check_cell(script)
+        rows.append(row)
+        all_failures += [f"{row[0]} {f}" for f in failures]
+    print()
+    print(_table(["cell", "equations", "params", "central rel err", "complex rel err", "seconds", "status"], rows))
+    for failure in all_failures:
+        print(failure)
+    failed = sum(row[-1] != "ok" for row in rows)
+    print(f"\n{len(rows) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def run_check(args):
+    failed = 0
+    for script in _scripts(args, args.cells):
+        cell = gen.load_cell(script)
+        kernel = gen.import_kernel(gen.KERNELS / f"{cell.name}.py")
+        for config in CHECKS:
+            for report in check_kernel(kernel, **config):
+                sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+                print(f"{cell.name} ({sizes}) {report}")
+                failed += not report.ok
+    return 1 if failed else 0
+
+
+def run_show(args):
+    (script,) = _scripts(args, [args.cell])
+    d = derive(gen.load_cell(script))
+    print(derivation_markdown(d, gen._relative_source(script)) if args.markdown else derivation_text(d))
+    return 0
+
+
+def _table(header, rows):
+    cells = [header] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

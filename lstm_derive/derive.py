@@ -1,0 +1,213 @@
+"""Reverse-mode derivation over a cell's named nodes.
+
+Each vector's adjoint is the sum over its consumers of ``adjoint(consumer) * d consumer/d
+vector``, one named node at a time, the way the textbook writes an LSTM's backward pass.
+Derivatives come out in output form (sigmoid' = y(1-y), tanh' = 1-y^2) because every
+function application that a named node defines is replaced by that node's symbol.
+
+The result, a :class:`Derivation`, is a plain value: the printers, the document writer and the
+emitter all read it and none of them differentiates anything.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from .spec import Affine, Cell, Let
+
+__all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
+
+
+def adjoint(symbol):
+    """dL/dv for a vector v, as a symbol named d<v>."""
+    return sympy.Symbol(f"d{symbol}", real=True)
+
+
+class MatTerm(sympy.Symbol):
+    """W_v^T da: what an affine node passes back to its input v, a matrix product."""
+
+    def __new__(cls, affine: Affine, vector):
+        weight = affine.weights[affine.inputs.index(vector)]
+        obj = super().__new__(cls, f"{weight}^T*d{affine.name}", real=True)
+        obj.affine = affine.name
+        obj.weight = weight
+        return obj
+
+
+@dataclass(frozen=True)
+class Equation:
+    """A forward equation: ``lhs = rhs``; for an affine, lhs lists its blocks."""
+
+    number: int
+    lhs: tuple
+    rhs: sympy.Expr | None  # None for an affine node
+    node: object  # the Affine or Let it comes from
+
+
+@dataclass(frozen=True)
+class Term:
+    """One consumer's share of an adjoint: ``adjoint * local`` (or a matrix term)."""
+
+    consumer: str  # the consumer's name, "loss" or "next step"
+    adjoint: sympy.Symbol | None  # the consumer's adjoint; None for a matrix term
+    local: sympy.Expr  # d consumer / d target in output form, or the MatTerm
+
+    @property
+    def contribution(self):
+        return self.local if self.adjoint is None else self.adjoint * self.local
+
+    def text(self, printer):
+        """The term in the textbook's order, local derivative first: o*dh, not dh*o."""
+        if self.adjoint is None:
+            return printer.doprint(self.local)
+        adj = printer.doprint(self.adjoint)
+        if self.local == 1:
+            return adj
+        if self.local == -1:
+            return f"-{adj}"
+        local = printer.doprint(self.local)
+        if isinstance(self.local, sympy.Add):
+            local = f"({local})"
+        return f"{local}*{adj}"
+
+
+@dataclass(frozen=True)
+class Step:
+    """dL/d target = sum of terms = result."""
+
+    number: int
+    target: sympy.Symbol
+    kind: str  # "state", "let", "block", "carry", "param", "input"
+    terms: tuple
+    result: sympy.Expr
+
+    @property
+    def adjoint(self):
+        return adjoint(self.target)
+
+    def text(self, printer):
+        """The result as the sum of its terms in order (ds = o*dh + ds_next); 0 for none."""
+        text = " + ".join(t.text(printer) for t in self.terms) or "0"
+        return text.replace("+ -", "- ")
+
+
+@dataclass(frozen=True)
+class ParamGrad:
+    """dL/dP as a sum over time and batch of per-step quantities."""
+
+    number: int
+    name: str
+    kind: str  # "weight", "bias" or "elementwise"
+    affine: str | None
+    vector: sympy.Symbol | None  # what the weight multiplies
+
+
+@dataclass(frozen=True)
+class Derivation:
+    cell: Cell
+    forward: tuple  # Equation
+    steps: tuple  # Step, in the order the backward pass computes them
+    param_grads: tuple  # ParamGrad
+
+    @property
+    def equations(self):
+        return len(self.forward) + len(self.steps) + len(self.param_grads)
+
+    def step_for(self, symbol):
+        return next(s for s in self.steps if s.target == symbol)
+
+
+def derive(cell: Cell) -> Derivation:
+    cell.validate()
+    forward = _forward_equations(cell)
+    number = len(forward) + 1
+    steps = []
+    for step in _backward_steps(cell):
+        steps.append(Step(number, *step))
+        number += 1
+    grads = []
+    for grad in _parameter_gradients(cell):
+        grads.append(ParamGrad(number, *grad))
+        number += 1
+    return Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
+
+
+def _forward_equations(cell):
+    equations = []
+    for k, node in enumerate(cell.nodes, start=1):
+        if isinstance(node, Affine):
+            equations.append(Equation(k, tuple(node.blocks), None, node))
+        else:
+            equations.append(Equation(k, (node.symbol,), node.expr, node))
+    return equations
+
+
+def _output_form(cell):
+    """Maps each function application a let defines to the let's symbol."""
+    return {n.expr: n.symbol for n in cell.lets if isinstance(n.expr, sympy.Function)}
+
+
+def _consumer_terms(cell, vector, later_nodes, named):
+    """The terms dL/d vector receives from the nodes after it within one step."""
+    terms = []
+    for node in later_nodes:
+        if isinstance(node, Let):
+            local = sympy.diff(node.expr, vector)
+            if local != 0:
+                terms.append(Term(str(node.symbol), adjoint(node.symbol), local.subs(named)))
+        elif vector in node.inputs:
+            terms.append(Term(node.name, None, MatTerm(node, vector)))
+    return terms
+
+
+def _backward_steps(cell):
+    """Yields (target, kind, terms, result), last node first."""
+    named = _output_form(cell)
+    new_states = {let.symbol: state for state, let in cell.updates.items()}
+    nodes = cell.nodes
+    for k in reversed(range(len(nodes))):
+        node, later = nodes[k], nodes[k + 1:]
+        targets = node.blocks if isinstance(node, Affine) else [node.symbol]
+        for target in targets:
+            terms = _consumer_terms(cell, target, later, named)
+            kind = "block" if isinstance(node, Affine) else "let"
+            if target in new_states:
+                kind = "state"
+                terms += _state_terms(cell, new_states[target])
+            yield target, kind, tuple(terms), _sum(terms)
+    for state in cell.states:
+        prev = cell.prev(state)
+        terms = _consumer_terms(cell, prev, nodes, named)
+        yield prev, "carry", tuple(terms), _sum(terms)
+    for p in cell.params:
+        terms = _consumer_terms(cell, p, nodes, named)
+        yield p, "param", tuple(terms), _sum(terms)
+    x = cell.inputs[0]
+    terms = _consumer_terms(cell, x, nodes, named)
+    yield x, "input", tuple(terms), _sum(terms)
+
+
+def _state_terms(cell, state):
+    """A new state also feeds the loss (if it is the output) and the next step."""
+    terms = []
+    if state == cell.output_state:
+        terms.append(Term("loss", sympy.Symbol("dy", real=True), sympy.Integer(1)))
+    terms.append(Term("next step", sympy.Symbol(f"d{state}_next", real=True), sympy.Integer(1)))
+    return terms
+
+
+def _sum(terms):
+    return sympy.Add(*[t.contribution for t in terms])
+
+
+def _parameter_gradients(cell):
+    """Yields (name, kind, affine, vector) for every parameter, in declaration order."""
+    for a in cell.affines:
+        for weight, vector in zip(a.weights, a.inputs):
+            yield weight, "weight", a.name, vector
+        for bias in a.biases:
+            yield bias, "bias", a.name, None
+    for p in cell.params:
+        yield p.name, "elementwise", None, p

@@ -1,0 +1,219 @@
+"""Gradient checks for any kernel module: central differences and the complex step.
+
+A kernel module is anything with the kernel interface (``forward``, ``backward``,
+``init_params``, ``STATES``, ``PARAMS``); the generated ones and hand-written ones alike.
+
+The scalar whose gradient is checked is L = sum(ys * dys) + sum_k sum(state_T[k] * dstate[k])
+with random upstream gradients dys and dstate, so every output and every final state
+contributes. Every element of every parameter, of x and of the initial states is perturbed.
+
+Errors are measured relative to the largest entry of each array (what a gradient's scale is),
+never after ``nan_to_num``: a NaN compares as a failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = [
+    "TOLERANCE",
+    "Problem",
+    "Mismatch",
+    "Report",
+    "random_problem",
+    "analytic_gradients",
+    "central_differences",
+    "complex_step",
+    "compare",
+    "check_kernel",
+]
+
+EPS = np.finfo(np.float64).eps
+
+# Relative to each array's largest entry, in float64. The complex step has no subtractive
+# cancellation, so it is held to nearly machine precision; central differences carry an
+# O(step^2) truncation and an O(eps/step) rounding error, about eps^(2/3) = 4e-11 each.
+TOLERANCE = {"central": 1e-6, "complex": 1e-10}
+
+COMPLEX_STEP = 1e-30
+
+
+@dataclass
+class Problem:
+    """A kernel's inputs and the upstream gradients that define the checked scalar."""
+
+    params: dict
+    x: np.ndarray
+    state: tuple
+    dys: np.ndarray
+    dstate: tuple
+
+    def arrays(self):
+        """Every array the gradient is taken with respect to, by name."""
+        named = dict(self.params)
+        named["x"] = self.x
+        return named
+
+    def with_dtype(self, dtype):
+        cast = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+        return Problem({k: cast(v) for k, v in self.params.items()}, cast(self.x),
+                       tuple(map(cast, self.state)), self.dys, self.dstate)
+
+
+def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.0):
+    """Parameters uniform in [-scale, scale]; x, states and upstream gradients standard normal."""
+    rng = np.random.default_rng(seed)
+    params = kernel.init_params(D, H, seed=int(rng.integers(2**31)), scale=scale)
+    x = rng.standard_normal((T, B, D))
+    state = tuple(state_scale * rng.standard_normal((B, H)) for _ in kernel.STATES)
+    dys = rng.standard_normal((T, B, H))
+    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+    return Problem(params, x, state, dys, dstate)
+
+
+def _state_names(kernel):
+    return [f"{s}0" for s in kernel.STATES]
+
+
+def loss(kernel, p: Problem):
+    ys, final, _ = kernel.forward(p.params, p.x, p.state)
+    total = np.sum(ys * p.dys)
+    for s, ds in zip(final, p.dstate):
+        total = total + np.sum(s * ds)
+    return total
+
+
+def analytic_gradients(kernel, p: Problem):
+    """The kernel's own gradients, named like the arrays: parameters, x, and h0, c0, ..."""
+    _, _, cache = kernel.forward(p.params, p.x, p.state)
+    grads, dx, dstate0 = kernel.backward(p.params, cache, p.dys, p.dstate)
+    out = {name: grads[name] for name in kernel.PARAMS}
+    out["x"] = dx
+    out.update(zip(_state_names(kernel), dstate0))
+    return out
+
+
+def _perturbed(kernel, p: Problem, name, index, delta):
+    """The problem with one element of the named array moved by delta."""
+    names = _state_names(kernel)
+    params, x, state = dict(p.params), p.x, list(p.state)
+    if name in names:
+        k = names.index(name)
+        state[k] = _moved(state[k], index, delta)
+    elif name == "x":
+        x = _moved(x, index, delta)
+    else:
+        params[name] = _moved(params[name], index, delta)
+    return Problem(params, x, tuple(state), p.dys, p.dstate)
+
+
+def _moved(a, index, delta):
+    a = np.array(a, dtype=np.result_type(a, delta))
+    a[index] += delta
+    return a
+
+
+def _all_arrays(kernel, p):
+    named = p.arrays()
+    named.update(zip(_state_names(kernel), p.state))
+    return named
+
+
+def central_differences(kernel, p: Problem):
+    """dL/da[i] ~ (L(a + h e_i) - L(a - h e_i)) / 2h with h = cbrt(eps) * max(1, |a_i|)."""
+    p = p.with_dtype(np.float64)
+    out = {}
+    for name, a in _all_arrays(kernel, p).items():
+        g = np.empty(a.shape)
+        for index in np.ndindex(a.shape):
+            h = np.cbrt(EPS) * max(1.0, abs(a[index]))
+            up = loss(kernel, _perturbed(kernel, p, name, index, h))
+            down = loss(kernel, _perturbed(kernel, p, name, index, -h))
+            g[index] = (up - down) / (2 * h)
+        out[name] = g
+    return out
+
+
+def complex_step(kernel, p: Problem):
+    """dL/da[i] = Im L(a + i h e_i) / h with h = 1e-30: no cancellation, exact to rounding."""
+    p = p.with_dtype(np.complex128)
+    out = {}
+    for name, a in _all_arrays(kernel, p).items():
+        g = np.empty(a.shape)
+        for index in np.ndindex(a.shape):
+            value = loss(kernel, _perturbed(kernel, p, name, index, 1j * COMPLEX_STEP))
+            g[index] = value.imag / COMPLEX_STEP
+        out[name] = g
+    return out
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    name: str
+    index: tuple
+    analytic: float
+    numeric: float
+    rel: float
+
+    def __str__(self):
+        where = ",".join(map(str, self.index))
+        return (f"d{self.name}[{where}]: analytic {self.analytic:.6g}, numeric {self.numeric:.6g}, "
+                f"rel {self.rel:.1e}")
+
+
+@dataclass
+class Report:
+    """How far the analytic gradients are from one numeric method, per array."""
+
+    method: str
+    tolerance: float
+    errors: dict = field(default_factory=dict)  # array name -> max relative error
+    mismatches: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return not self.mismatches
+
+    @property
+    def max_error(self):
+        return max(self.errors.values(), default=0.0)
+
+    def __str__(self):
+        head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
+        if self.ok:
+            return head + ", ok"
+        lines = [head + f", {len(self.mismatches)} elements fail:"]
+        lines += [f"  {m}" for m in self.mismatches[:20]]
+        if len(self.mismatches) > 20:
+            lines.append(f"  ... and {len(self.mismatches) - 20} more")
+        return "\n".join(lines)
+
+
+def compare(analytic, numeric, tolerance, method="numeric"):
+    """Element by element, |analytic - numeric| / (largest |entry| of the array) <= tolerance."""
+    report = Report(method, tolerance)
+    for name, n in numeric.items():
+        a = np.asarray(analytic[name])
+        if a.shape != n.shape:
+            report.errors[name] = np.inf
+            report.mismatches.append(Mismatch(name, (), np.nan, np.nan, np.inf))
+            continue
+        scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(n), initial=0.0))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.abs(a - n) / scale if scale > 0 else np.abs(a - n)
+        rel = np.where(np.isnan(rel), np.inf, rel)
+        report.errors[name] = float(np.max(rel, initial=0.0))
+        for index in zip(*np.nonzero(~(rel <= tolerance))):
+            index = tuple(int(i) for i in index)
+            report.mismatches.append(Mismatch(name, index, float(np.real(a[index])), float(n[index]), float(rel[index])))
+    return report
+
+
+def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("central", "complex"), problem=None):
+    """Checks every gradient of a kernel; returns one Report per method."""
+    p = problem or random_problem(kernel, T, B, D, H, seed, scale)
+    analytic = analytic_gradients(kernel, p)
+    numeric = {"central": central_differences, "complex": complex_step}
+    return [compare(analytic, numeric[m](kernel, p), TOLERANCE[m], m) for m in methods]
