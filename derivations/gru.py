@@ -1,0 +1,30 @@
+"""GRU in the PyTorch/cuDNN form: the reset gate applies after the recurrent matmul.
+
+    r = sigmoid(W_ir x + b_ir + U_hr h_prev + b_hr)
+    z = sigmoid(W_iz x + b_iz + U_hz h_prev + b_hz)
+    n = tanh(W_in x + b_in + r * (U_hn h_prev + b_hn))
+    h = (1 - z) * n + z * h_prev
+
+Gate order r, z, n, as torch.nn.GRU: W_x is weight_ih, U_h is weight_hh, b_x is bias_ih and
+b_h is bias_hh. Run it to read the derivation: python derivations/gru.py
+"""
+
+from lstm_derive import Cell, explain, sigmoid, tanh
+
+cell = Cell("gru", title="GRU, reset after the recurrent matmul (PyTorch, cuDNN)")
+
+x = cell.input("x")
+h_prev = cell.state("h")
+
+a_xr, a_xz, a_xn = cell.affine("W", [x], blocks=["a_xr", "a_xz", "a_xn"], bias="b_x")
+a_hr, a_hz, a_hn = cell.affine("U", [h_prev], blocks=["a_hr", "a_hz", "a_hn"], bias="b_h")
+a_r = cell.let("a_r", a_xr + a_hr)
+r = cell.let("r", sigmoid(a_r))  # reset gate
+a_z = cell.let("a_z", a_xz + a_hz)
+z = cell.let("z", sigmoid(a_z))  # update gate
+a_n = cell.let("a_n", a_xn + r * a_hn)  # the reset applies to U_hn h_prev + b_hn
+n = cell.let("n", tanh(a_n))  # candidate
+cell.update(h=(1 - z) * n + z * h_prev)  # h is also the step output
+
+if __name__ == "__main__":
+    explain(cell)

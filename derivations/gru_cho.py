@@ -1,0 +1,28 @@
+"""GRU with the reset gate before the recurrent matmul (Cho et al. 2014; ONNX linear_before_reset=0).
+
+    r = sigmoid(W_x,r x + W_h,r h_prev + b_r)
+    z = sigmoid(W_x,z x + W_h,z h_prev + b_z)
+    n = tanh(W_n,x x + W_n,rh (r * h_prev) + b_n)
+    h = (1 - z) * n + z * h_prev
+
+The reset gate scales h_prev itself, so the candidate's recurrent matmul reads the product
+rh = r * h_prev, a second affine node. Run it to read the derivation: python derivations/gru_cho.py
+"""
+
+from lstm_derive import Cell, explain, sigmoid, tanh
+
+cell = Cell("gru_cho", title="GRU, reset before the recurrent matmul (Cho et al. 2014)")
+
+x = cell.input("x")
+h_prev = cell.state("h")
+
+a_r, a_z = cell.affine("W", [x, h_prev], blocks=["a_r", "a_z"])
+r = cell.let("r", sigmoid(a_r))  # reset gate
+z = cell.let("z", sigmoid(a_z))  # update gate
+rh = cell.let("rh", r * h_prev)  # the reset previous state
+(a_n,) = cell.affine("W_n", [x, rh], blocks=["a_n"], bias="b_n")
+n = cell.let("n", tanh(a_n))  # candidate
+cell.update(h=(1 - z) * n + z * h_prev)  # h is also the step output
+
+if __name__ == "__main__":
+    explain(cell)

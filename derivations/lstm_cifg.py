@@ -1,0 +1,23 @@
+"""LSTM with coupled input and forget gates, f = 1 - i (CIFG; Greff et al. 2015).
+
+One gate fewer than the LSTM: what the cell writes, it forgets in the same proportion.
+Gate order i, g, o. Run it to read the derivation: python derivations/lstm_cifg.py
+"""
+
+from lstm_derive import Cell, explain, sigmoid, tanh
+
+cell = Cell("lstm_cifg", title="LSTM with coupled input-forget gate (Greff et al. 2015)")
+
+x = cell.input("x")
+h_prev, c_prev = cell.state("h"), cell.state("c")
+
+a_i, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g", "a_o"])
+i = cell.let("i", sigmoid(a_i))  # input gate
+f = cell.let("f", 1 - i)  # forget gate, coupled to the input gate
+g = cell.let("g", tanh(a_g))  # candidate cell state
+o = cell.let("o", sigmoid(a_o))  # output gate
+c = cell.let("c", f * c_prev + i * g)  # new cell state
+cell.update(c=c, h=o * tanh(c))  # h is also the step output
+
+if __name__ == "__main__":
+    explain(cell)

@@ -1,0 +1,25 @@
+"""LSTM with diagonal peephole connections (Gers & Schmidhuber 2000), as ONNX and TensorFlow.
+
+The input and forget gates look at the previous cell state, the output gate at the new one,
+each through an elementwise weight vector: p_i * c_prev, p_f * c_prev, p_o * c.
+Gate order i, f, g, o. Run it to read the derivation: python derivations/lstm_peephole.py
+"""
+
+from lstm_derive import Cell, explain, sigmoid, tanh
+
+cell = Cell("lstm_peephole", title="LSTM with peephole connections (Gers & Schmidhuber 2000)")
+
+x = cell.input("x")
+h_prev, c_prev = cell.state("h"), cell.state("c")
+
+a_i, a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+p_i, p_f, p_o = cell.param("p_i"), cell.param("p_f"), cell.param("p_o")  # peepholes
+i = cell.let("i", sigmoid(a_i + p_i * c_prev))  # input gate
+f = cell.let("f", sigmoid(a_f + p_f * c_prev))  # forget gate
+g = cell.let("g", tanh(a_g))  # candidate cell state
+c = cell.let("c", f * c_prev + i * g)  # new cell state
+o = cell.let("o", sigmoid(a_o + p_o * c))  # output gate, looking at the new cell state
+cell.update(c=c, h=o * tanh(c))  # h is also the step output
+
+if __name__ == "__main__":
+    explain(cell)

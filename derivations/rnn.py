@@ -1,0 +1,19 @@
+"""Elman RNN, h = tanh(W_x x + b_x + W_h h_prev + b_h), in torch.nn.RNN's layout.
+
+PyTorch keeps one bias per input (bias_ih, bias_hh); so does this cell, so its parameters
+map one to one onto nn.RNN's (see lstm_derive.torch_convert).
+Run it to read the derivation: python derivations/rnn.py
+"""
+
+from lstm_derive import Cell, explain, tanh
+
+cell = Cell("rnn", title="Elman RNN (tanh)")
+
+x = cell.input("x")
+h_prev = cell.state("h")
+
+(a,) = cell.affine("W", [x, h_prev], blocks=["a"], bias=["b_x", "b_h"])
+cell.update(h=tanh(a))  # h is also the step output
+
+if __name__ == "__main__":
+    explain(cell)

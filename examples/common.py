@@ -1,0 +1,200 @@
+"""What the example scripts share: loading a cell, the adding problem's data, Adam, gradient
+clipping, a progress display and the plotting helper.
+
+Everything here works on any generated kernel through its common interface (PARAMS, STATES,
+OUTPUT, init_params, forward, backward), so a cell of your own runs in every example unchanged.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+OUTPUT_DIR = Path(__file__).resolve().parent / "output"
+PLOT_HINT = 'pip install -e ".[plot]"'
+
+
+# --- cells ----------------------------------------------------------------------------------
+
+def has_cell(name):
+    """Whether lstm_derive/kernels/<name>.py exists."""
+    return importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None
+
+
+def load_cell(name):
+    """The generated kernel module of a cell, by name."""
+    if not has_cell(name):
+        raise SystemExit(f"no kernel '{name}': expected lstm_derive/kernels/{name}.py "
+                         f"(cells: {', '.join(all_cells())})")
+    return importlib.import_module(f"lstm_derive.kernels.{name}")
+
+
+def all_cells():
+    """The names of every generated kernel."""
+    return list(importlib.import_module("lstm_derive.kernels").CELLS)
+
+
+def available(names):
+    """The cells among `names` that have a kernel; says which ones are skipped."""
+    found = [n for n in names if has_cell(n)]
+    for name in names:
+        if name not in found:
+            print(f"skipping {name}: there is no lstm_derive/kernels/{name}.py")
+    return found
+
+
+def output_state_index(kernel):
+    """Where the output state (h) sits in the kernel's state tuple."""
+    return kernel.STATES.index(kernel.OUTPUT) if kernel.OUTPUT in kernel.STATES else 0
+
+
+# --- the adding problem (Hochreiter & Schmidhuber 1997) --------------------------------------
+
+BASELINE_MSE = 1 / 6  # predicting 1.0: the variance of the sum of two U[0, 1] numbers
+
+
+def adding_batch(rng, T, batch):
+    """Sequences of the adding problem, time-major: x (T, batch, 2) and targets y (batch,).
+
+    Channel 0 holds a random number in [0, 1) at every step, channel 1 marks two steps, one in
+    the first half of the sequence and one in the second; the target is the sum of the two
+    marked numbers."""
+    values = rng.uniform(0.0, 1.0, (T, batch))
+    half = max(T // 2, 1)
+    first = rng.integers(0, half, batch)
+    second = rng.integers(half, T, batch) if T > 1 else first
+    marks = np.zeros((T, batch))
+    cols = np.arange(batch)
+    marks[first, cols] = 1.0
+    marks[second, cols] = 1.0
+    y = values[first, cols] + values[second, cols]
+    return np.stack([values, marks], axis=-1), y
+
+
+# --- optimisation ---------------------------------------------------------------------------
+
+class Adam:
+    """Adam (Kingma & Ba 2015) over a dict of arrays, updated in place."""
+
+    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.t = 0
+
+    def step(self, params, grads, lr=None):
+        lr = self.lr if lr is None else lr
+        self.t += 1
+        correction1 = 1 - self.beta1 ** self.t
+        correction2 = 1 - self.beta2 ** self.t
+        for k, g in grads.items():
+            m, v = self.m[k], self.v[k]
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * g * g
+            params[k] -= lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
+
+
+def clip_by_global_norm(grads, max_norm):
+    """Scales all gradients down together when their joint norm exceeds max_norm (in place).
+    Returns the norm before clipping."""
+    norm = float(np.sqrt(sum(np.sum(g * g) for g in grads.values())))
+    if max_norm and norm > max_norm:
+        for g in grads.values():
+            g *= max_norm / norm
+    return norm
+
+
+# --- progress -------------------------------------------------------------------------------
+
+class Progress:
+    """A tqdm bar with the loss and the step rate, or plain lines every few seconds without tqdm.
+
+    Use as a context manager, so that the bar is closed on Ctrl-C too."""
+
+    def __init__(self, total, desc, every_seconds=10.0, enabled=True):
+        self.total, self.desc, self.every = total, desc, every_seconds
+        self.enabled = enabled
+        self.n, self.start = 0, time.perf_counter()
+        self.last_print = self.start
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc=desc, unit="step", leave=False,
+                                dynamic_ncols=True, file=sys.stderr)
+
+    def update(self, n=1, **values):
+        self.n += n
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in values.items()}, refresh=False)
+            self.bar.update(n)
+            return
+        now = time.perf_counter()
+        if self.enabled and (now - self.last_print >= self.every or self.n == self.total):
+            self.last_print = now
+            shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
+            print(f"{self.desc}: step {self.n}/{self.total}  {shown}  "
+                  f"{self.n / (now - self.start):.1f} steps/s", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+        return False
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+def pyplot():
+    """matplotlib.pyplot with a file-only backend, or None (and a hint) without matplotlib."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print(f"matplotlib is not installed, so no plots: {PLOT_HINT} to get them.")
+        return None
+    plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3,
+                         "axes.spines.top": False, "axes.spines.right": False})
+    return plt
+
+
+def save_figure(plt, fig, out_dir, name):
+    """Writes fig as out_dir/name and says where."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
+
+
+def add_common_arguments(parser):
+    parser.add_argument("--out", type=Path, default=OUTPUT_DIR,
+                        help="directory for the PNG plots (default: examples/output)")
+    parser.add_argument("--no-plot", action="store_true", help="print the tables only")
+    parser.add_argument("--quiet", action="store_true", help="no progress display")
+
+
+def print_table(header, rows):
+    """A Markdown table with aligned columns."""
+    cells = [list(map(str, header))] + [list(map(str, r)) for r in rows]
+    widths = [max(len(row[j]) for row in cells) for j in range(len(header))]
+    line = lambda row: "| " + " | ".join(c.rjust(w) for c, w in zip(row, widths)) + " |"
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
+    for row in cells[1:]:
+        print(line(row))

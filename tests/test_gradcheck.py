@@ -1,0 +1,64 @@
+"""The checker accepts right gradients and rejects wrong ones, naming the element."""
+
+import numpy as np
+import pytest
+import seed_lstm
+
+from lstm_derive import gradcheck
+from lstm_derive.kernels import lstm_seed
+
+
+def reports(kernel, **config):
+    return {r.method: r for r in gradcheck.check_kernel(kernel, **config)}
+
+
+def test_the_seeds_correct_algorithm_passes():
+    for r in reports(seed_lstm.KernelAdapter("correct"), T=3, B=2, D=3, H=3, scale=1.0).values():
+        assert r.ok, str(r)
+
+
+@pytest.mark.parametrize("variant", ["drop_carry", "tanh_on_s"])
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_the_two_proposed_fixes_are_rejected_by_both_methods(variant, scale):
+    """ds without ds_next; tanh on s in the forward pass only (seed/NOTES.md)."""
+    for r in reports(seed_lstm.KernelAdapter(variant), T=3, B=2, D=3, H=3, scale=scale).values():
+        assert not r.ok
+        assert r.max_error > 1e-2
+
+
+def test_a_wrong_kernel_is_reported_per_element_by_name():
+    wrong = WrongBias(lstm_seed)
+    (r,) = gradcheck.check_kernel(wrong, T=2, B=1, D=2, H=2, methods=("complex",))
+    assert not r.ok
+    assert {m.name for m in r.mismatches} == {"b"}
+    assert [m.index for m in r.mismatches] == [(0,)]
+    text = str(r.mismatches[0])
+    assert text.startswith("db[0]: analytic ") and ", numeric " in text and ", rel " in text
+
+
+def test_nan_gradients_fail_and_are_not_hidden():
+    analytic = {"W": np.array([1.0, np.nan])}
+    numeric = {"W": np.array([1.0, 2.0])}
+    r = gradcheck.compare(analytic, numeric, 1e-6)
+    assert not r.ok and r.mismatches[0].index == (1,)
+
+
+def test_errors_are_relative_to_the_arrays_largest_entry():
+    analytic = {"W": np.array([1.0, 1e-9])}
+    assert gradcheck.compare(analytic, {"W": np.array([1.0, 1.5e-9])}, 1e-6).ok
+    assert not gradcheck.compare(analytic, {"W": np.array([1.0 + 2e-6, 1e-9])}, 1e-6).ok
+
+
+class WrongBias:
+    """A kernel whose first bias gradient is off by 1%: small enough to need a real check."""
+
+    def __init__(self, kernel):
+        self.k = kernel
+        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward"):
+            setattr(self, name, getattr(kernel, name))
+
+    def backward(self, params, cache, dys, dstate=None):
+        grads, dx, dstate0 = self.k.backward(params, cache, dys, dstate)
+        grads["b"] = grads["b"].copy()
+        grads["b"][0] *= 1.01
+        return grads, dx, dstate0

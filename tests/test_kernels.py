@@ -1,0 +1,141 @@
+"""Every generated kernel: gradients proven by two numeric methods, and a careful interface."""
+
+import importlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstm_derive import gradcheck
+from lstm_derive.kernels import CELLS
+
+KERNELS = {name: importlib.import_module(f"lstm_derive.kernels.{name}") for name in CELLS}
+
+
+def kernel_of(name):
+    return KERNELS[name]
+
+
+sizes = st.fixed_dictionaries({
+    "T": st.integers(1, 6), "B": st.integers(1, 3), "D": st.integers(1, 4), "H": st.integers(1, 4),
+    "seed": st.integers(0, 2**31 - 1),
+    "scale": st.sampled_from([0.1, 0.5, 1.0, 2.0, 3.0]) | st.floats(0.1, 3.0),
+})
+
+
+@pytest.mark.parametrize("name", CELLS)
+@settings(max_examples=12)
+@given(config=sizes)
+def test_every_gradient_agrees_with_central_differences_and_the_complex_step(name, config):
+    for report in gradcheck.check_kernel(kernel_of(name), **config):
+        assert report.ok, f"{name} {config}\n{report}"
+
+
+def problem(kernel, T=4, B=3, D=3, H=2, seed=0, dtype=np.float64):
+    p = gradcheck.random_problem(kernel, T, B, D, H, seed=seed)
+    return p.with_dtype(dtype)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_step_kernels_in_a_loop_give_the_sequence_results(name):
+    k = kernel_of(name)
+    p = problem(k)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+
+    state, caches = p.state, []
+    for t in range(p.x.shape[0]):
+        y, state, c = k.step_forward(p.params, p.x[t], state)
+        np.testing.assert_allclose(y, ys[t], rtol=1e-13, atol=1e-15)
+        caches.append(c)
+    for s, f in zip(state, final):
+        np.testing.assert_allclose(s, f, rtol=1e-13, atol=1e-15)
+
+    dstate, total = p.dstate, {n: 0 for n in k.PARAMS}
+    for t in reversed(range(p.x.shape[0])):
+        g, dx_t, dstate = k.step_backward(p.params, caches[t], p.dys[t], dstate)
+        np.testing.assert_allclose(dx_t, dx[t], rtol=1e-12, atol=1e-14)
+        total = {n: total[n] + g[n] for n in k.PARAMS}
+    for n in k.PARAMS:
+        np.testing.assert_allclose(total[n], grads[n], rtol=1e-12, atol=1e-14)
+    for a, b in zip(dstate, dstate0):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.complex128])
+def test_results_keep_the_dtype(name, dtype):
+    k = kernel_of(name)
+    p = problem(k, dtype=dtype)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys.astype(dtype), tuple(d.astype(dtype) for d in p.dstate))
+    for a in [ys, dx, *final, *dstate0, *grads.values()]:
+        assert a.dtype == dtype
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_float32_agrees_with_float64(name):
+    k = kernel_of(name)
+    p = problem(k)
+    y64 = k.forward(p.params, p.x, p.state)[0]
+    y32 = k.forward(*_args(problem(k, dtype=np.float32)))[0]
+    np.testing.assert_allclose(y32, y64, rtol=0, atol=1e-5)
+
+
+def _args(p):
+    return p.params, p.x, p.state
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_inputs_are_never_modified(name):
+    k = kernel_of(name)
+    p = problem(k)
+    arrays = [*p.params.values(), p.x, *p.state, p.dys, *p.dstate]
+    copies = [a.copy() for a in arrays]
+    for a in arrays:
+        a.flags.writeable = False
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    k.backward(p.params, cache, p.dys, p.dstate)
+    for a, c in zip(arrays, copies):
+        np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_zero_length_sequences_return_the_initial_state(name):
+    k = kernel_of(name)
+    p = problem(k, T=0)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    assert ys.shape == (0, 3, 2)
+    for s, s0 in zip(final, p.state):
+        np.testing.assert_array_equal(s, s0)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+    assert dx.shape == (0, 3, 3)
+    assert all(not np.any(g) for g in grads.values())
+    for d, d0 in zip(dstate0, p.dstate):
+        np.testing.assert_array_equal(d, d0)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_bad_inputs_are_refused_with_the_argument_named(name):
+    k = kernel_of(name)
+    p = problem(k)
+    first = k.PARAMS[0]
+    cases = [
+        (lambda: k.forward(p.params, p.x[0], p.state), r"x: expected shape \(T, B, D\)"),
+        (lambda: k.forward(p.params, p.x[..., :-1], p.state), r"x: expected shape \(T, B, D\) with D = 3"),
+        (lambda: k.forward(p.params, p.x.astype(int), p.state), r"x: expected a float or complex array"),
+        (lambda: k.forward(p.params, p.x.astype(np.float32), p.state), r"x: expected dtype float64"),
+        (lambda: k.forward(p.params, p.x, tuple(s[:2] for s in p.state)), r"state\[.*\]: expected shape \(B, H\) = \(3, 2\), got \(2, 2\)"),
+        (lambda: k.forward(p.params, p.x, p.state[:-1] + (None,) * 0), r"state: expected \d arrays"),
+        (lambda: k.forward({**p.params, first: p.params[first][:, :1]}, p.x, p.state), rf"{first}|x"),
+        (lambda: k.forward({n: v for n, v in p.params.items() if n != first}, p.x, p.state), r"params: expected .* missing"),
+    ]
+    if len(p.state) == 1:
+        cases.pop(5)
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    with pytest.raises(ValueError, match=r"dys: expected shape \(T, B, H\)"):
+        k.backward(p.params, cache, p.dys[:-1], p.dstate)
