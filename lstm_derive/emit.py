@@ -1,10 +1,18 @@
 """Emission: a derivation becomes a standalone NumPy kernel module.
 
 The module imports numpy only and has the same interface for every cell (see
-``lstm_derive.kernels``). The input part of every affine node is one GEMM over all T*B rows
-before the time loop, and every weight gradient is one GEMM after the backward loop; only
-the recurrent products stay inside the loops. The forward pass stores exactly what the
-backward expressions read.
+``lstm_derive.kernels``). The code is the derivation's lines inside loop templates that do
+what a careful person does by hand, every time:
+
+- the input part of every affine node is one GEMM over all T*B rows before the time loop,
+  and every weight gradient is one GEMM after the backward loop; only the recurrent
+  products stay inside the loops;
+- the gates of an affine node whose blocks each feed one sigmoid or tanh are activated
+  together, in place, with one tanh (sigmoid(a) = 0.5 + 0.5 tanh(a/2));
+- every local derivative that reads only forward values (y(1-y), 1-tanh(c)^2, ...) is
+  computed for all steps at once before the backward loop; a pre-activation's is written
+  straight into the buffer its adjoint takes, which the loop then scales in place;
+- the forward pass keeps exactly what the backward pass reads.
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import sympy
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, adjoint
-from .spec import Affine, Let
+from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
 
@@ -44,6 +52,12 @@ class _CodePrinter(StrPrinter):
         return repr(float(expr))
 
 
+def _is_trivial(local):
+    """A number or a (signed) symbol: cheaper to read in the loop than to precompute."""
+    coeff, rest = local.as_coeff_Mul()
+    return local.is_Number or (coeff.is_Number and isinstance(rest, sympy.Symbol))
+
+
 class _Kernel:
     """The facts about a derivation that the code templates need, worked out once."""
 
@@ -55,10 +69,13 @@ class _Kernel:
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
         self.aux = self._auxiliaries()
+        self.gates = self._gates()
+        self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
+        self.hoisted = self._hoisted_locals()
         self.stored = self._stored()
 
-    # which function applications the backward pass reads: tanh(c) becomes tanh_c
     def _auxiliaries(self):
+        """Function applications the backward pass reads but no let names: tanh(c) -> tanh_c."""
         calls = set()
         for step in self.d.steps:
             calls |= step.result.atoms(sympy.Function)
@@ -70,17 +87,46 @@ class _Kernel:
             aux[call] = sympy.Symbol(base, real=True)
         return aux
 
-    def _stored(self):
-        """Per-step forward values the backward pass reads (states are always kept)."""
-        forward = {let.symbol for let in self.cell.lets}
+    def _gates(self):
+        """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block."""
+        gates = {}
         for a in self.cell.affines:
-            forward |= set(a.blocks)
+            lets = []
+            for block in a.blocks:
+                users = [let for let in self.cell.lets if let.expr.has(block)]
+                if len(users) != 1 or users[0].symbol in self.state_of_new:
+                    break
+                let = users[0]
+                if not (isinstance(let.expr, (sigmoid, sympy.tanh)) and let.expr.args[0] == block):
+                    break
+                lets.append((let, type(let.expr).__name__))
+            else:
+                gates[a.name] = lets
+        return gates
+
+    def _hoisted_locals(self):
+        """(step, term) -> array name, for local derivatives worth computing before the loop."""
+        hoisted = {}
+        for step in self.d.steps:
+            if step.kind in ("input", "param"):
+                continue
+            for term in step.terms:
+                if term.adjoint is None or _is_trivial(term.local.subs(self.aux)):
+                    continue
+                if step.kind == "block" and len(step.terms) == 1:
+                    hoisted[step.number, term.consumer] = f"{step.adjoint}_seq"
+                else:
+                    hoisted[step.number, term.consumer] = f"d{term.consumer}_d{step.target}"
+        return hoisted
+
+    def _stored(self):
+        """Per-step forward values the backward pass reads, beyond the states and the buffers."""
+        forward = {let.symbol for let in self.cell.lets} - self.gate_lets - set(self.state_of_new)
         needed = set()
         for step in self.d.steps:
             needed |= step.result.subs(self.aux).free_symbols & forward
         for a in self.cell.affines:
             needed |= {v for v in a.inputs if v in forward}
-        needed -= set(self.state_of_new)
         return sorted(needed, key=str) + sorted(self.aux.values(), key=str)
 
     def affine_parts(self, a: Affine):
@@ -103,13 +149,44 @@ class _Kernel:
                 return f"({rows},)"
         return "(H,)"
 
-    def value_of(self, symbol, t="t"):
-        """The code that reads a stored forward value at step t inside the backward loop."""
-        if str(symbol).endswith("_prev") and str(symbol)[:-5] in self.states:
-            return f"{str(symbol)[:-5]}_seq[{t}]"
+    def prev_state(self, symbol):
+        name = str(symbol)
+        if name.endswith("_prev") and name[:-5] in self.states:
+            return name[:-5]
+        return None
+
+    def sequence(self, symbol):
+        """The code for a forward value at every step, a (T, B, H) array or view."""
+        if self.prev_state(symbol):
+            return f"{self.prev_state(symbol)}_seq[:-1]"
         if symbol in self.state_of_new:
-            return f"{self.state_of_new[symbol]}_seq[{t} + 1]"
-        return f"{symbol}_seq[{t}]"
+            return f"{self.state_of_new[symbol]}_seq[1:]"
+        if symbol in self.cell.params:
+            return str(symbol)
+        return f"{symbol}_seq"
+
+    def at_step(self, symbol):
+        """The code for a forward value at step t."""
+        if self.prev_state(symbol):
+            return f"{self.prev_state(symbol)}_seq[t]"
+        if symbol in self.state_of_new:
+            return f"{self.state_of_new[symbol]}_seq[t + 1]"
+        return f"{symbol}_seq[t]"
+
+    def sequence_names(self):
+        """Maps every forward symbol and auxiliary call to its whole-sequence code."""
+        names = {}
+        for symbol in self._forward_symbols():
+            names[symbol] = self.sequence(symbol)
+        for call, name in self.aux.items():
+            names[call] = f"{name}_seq"
+        return names
+
+    def _forward_symbols(self):
+        symbols = [self.cell.prev(s) for s in self.states] + list(self.cell.params)
+        for node in self.cell.nodes:
+            symbols += node.blocks if isinstance(node, Affine) else [node.symbol]
+        return symbols
 
 
 def emit_kernel(derivation: Derivation) -> str:
@@ -208,57 +285,36 @@ def _helpers(k):
             "",
             "",
             "def _blocks(a, count):",
-            '    """The gate blocks of a (B, count * H) array, as views."""',
+            '    """The gate blocks of a (..., count * H) array, as views."""',
             "    H = a.shape[-1] // count",
-            "    return [a[:, j * H:(j + 1) * H] for j in range(count)]",
+            "    return [a[..., j * H:(j + 1) * H] for j in range(count)]",
+        ]
+    if any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
+        lines += [
+            "",
+            "",
+            "def _gate_scale(kinds, H, dtype):",
+            '    """Per column: 0.5 for a sigmoid block (sigmoid(a) = 0.5 + 0.5 tanh(a/2)), 1 for a tanh block."""',
+            '    return np.repeat([0.5 if kind == "sigmoid" else 1.0 for kind in kinds], H).astype(dtype)',
         ]
     return _lines(*lines)
 
 
 def _unpack(names, source):
     names = [str(n) for n in names]
-    if len(names) == 1:
-        return f"{names[0]}, = {source}"
     return f"{', '.join(names)} = {source}"
 
 
-def _forward(k):
-    cell = k.cell
-    prevs = [f"{s}_prev" for s in k.states]
-    x = k.x
-    body = [
-        "def forward(params, x, state=None):",
-        f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)} or None for zeros.',
-        "",
-        "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
-        '    that backward() reads."""',
-        f"    {_unpack(cell.parameter_names(), '_checked_params(params)')}",
-        "    D, H = _sizes(params)",
-        f"    x = _checked_input(x, D, {cell.parameter_names()[0]}.dtype)",
-        "    T, B = x.shape[:2]",
-        f"    {_unpack(prevs, '_checked_state(state, B, H, x.dtype)')}",
-    ]
-    body += ["", "    # The input part of every affine node, for all steps in one GEMM."]
-    for a in cell.affines:
-        pre, _ = k.affine_parts(a)
-        if pre:
-            terms = [f"x.reshape(T * B, D) @ {w}.T" for w, _v in pre] + list(a.biases)
-            body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})")
-    body += ["", "    # What the backward pass reads, kept for every step."]
-    for s in k.states:
-        body.append(f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)")
-    for v in k.stored:
-        body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
-    body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
-    body += ["    for t in range(T):"]
-    body += _forward_step(k)
-    body += [
-        "    ys = " + f"{cell.output_state}_seq[1:]",
-        f"    final = {_tuple(f'{s}_seq[T]' for s in k.states)}",
-        f"    cache = {{{', '.join(_cache_items(k))}}}",
-        "    return ys, final, cache",
-    ]
-    return _lines(*body)
+def _unpack_tuple(names, source):
+    """a, b = f() -- or (a,) = f() for one."""
+    if len(names) == 1:
+        return f"({names[0]},) = {source}"
+    return _unpack(names, source)
+
+
+def _assign_tuple(names, values):
+    """a, b = c, d -- or a = c for one."""
+    return f"{', '.join(map(str, names))} = {', '.join(map(str, values))}"
 
 
 def _str_tuple(names):
@@ -274,80 +330,188 @@ def _state_doc(k):
     return _tuple(f"{s} (B, H)" for s in k.states)
 
 
+def _buffers(k):
+    """The arrays the forward pass fills and the backward pass reads."""
+    names = [f"{s}_seq" for s in k.states] + [f"pre_{a.name}_seq" for a in k.cell.affines]
+    return names + [f"{v}_seq" for v in k.stored]
+
+
+def _block_views(a, prefix="", suffix="_seq", source=None):
+    """a_i_seq, a_f_seq = _blocks(pre_W_seq, 2)."""
+    source = source or f"pre_{a.name}_seq"
+    names = [f"{prefix}{b}{suffix}" for b in a.blocks]
+    if len(names) == 1:
+        return f"{names[0]} = {source}"
+    return _unpack(names, f"_blocks({source}, {len(names)})")
+
+
+def _forward(k):
+    cell = k.cell
+    params = cell.parameter_names()
+    body = [
+        "def forward(params, x, state=None):",
+        f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)} or None for zeros.',
+        "",
+        "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
+        '    that backward() reads."""',
+        f"    {_unpack(params, '_checked_params(params)')}",
+        "    D, H = _sizes(params)",
+        f"    x = _checked_input(x, D, {params[0]}.dtype)",
+        "    T, B = x.shape[:2]",
+        "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
+        "",
+        "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.",
+    ]
+    for a in cell.affines:
+        pre, _ = k.affine_parts(a)
+        if pre:
+            terms = [f"x.reshape(T * B, D) @ {w}.T" for w, _v in pre] + list(a.biases)
+            body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})")
+        else:
+            body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
+    body += _gate_constants(k)
+    body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
+    body += ["", "    # What the backward pass reads, kept for every step."]
+    body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
+    body += [f"    {v}_seq = np.empty((T, B, H), x.dtype)" for v in k.stored]
+    body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
+    body += ["    for t in range(T):"]
+    body += ["        " + line for line in _forward_step(k)]
+    body += [
+        f"    ys = {cell.output_state}_seq[1:]",
+        f"    final = {_tuple(f'{s}_seq[T]' for s in k.states)}",
+        f"    cache = {{{', '.join(_cache_items(k))}}}",
+        "    return ys, final, cache",
+    ]
+    return _lines(*body)
+
+
+def _gate_constants(k):
+    lines = []
+    for name, lets in k.gates.items():
+        kinds = [f for _, f in lets]
+        if len(set(kinds)) > 1:
+            kinds = ", ".join(f'"{f}"' for f in kinds)
+            lines.append(f"    scale_{name} = _gate_scale([{kinds}], H, x.dtype)")
+            lines.append(f"    shift_{name} = 1 - scale_{name}")
+    return lines
+
+
+def _gate_views(k, a):
+    """The gates' values at every step, as views of the buffer they are activated in."""
+    names = [f"{let.symbol}_seq" for let, _ in k.gates[a.name]]
+    if len(names) == 1:
+        return f"{names[0]} = pre_{a.name}_seq"
+    return _unpack(names, f"_blocks(pre_{a.name}_seq, {len(names)})")
+
+
 def _cache_items(k):
-    names = ["x"] + [f"{s}_seq" for s in k.states] + [f"{v}_seq" for v in k.stored]
-    return [f'"{n}": {n}' for n in names]
+    return [f'"{n}": {n}' for n in ["x"] + _buffers(k)]
 
 
 def _forward_step(k):
-    cell, lines, done = k.cell, [], set()
+    lines = []
     numbers = {id(eq.node): eq.number for eq in k.d.forward}
-    stored = set(k.stored)
-    printer = _CodePrinter()
-    aux_printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
-    for node in cell.nodes:
+    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    plain = _CodePrinter()
+    done = set()
+    for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
             lines += _forward_affine(k, node, n)
-            lines += [f"{b}_seq[t] = {b}" for b in node.blocks if b in stored]
+            continue
+        if node.symbol in k.gate_lets:
             continue
         for call, name in k.aux.items():
             if call not in done and node.expr.has(call):
-                lines.append(f"{name} = {printer.doprint(call)}  # ({n})")
+                lines += [f"{name} = {plain.doprint(call)}  # ({n})", f"{name}_seq[t] = {name}"]
                 done.add(call)
-                if name in stored:
-                    lines.append(f"{name}_seq[t] = {name}")
-        lines.append(f"{node.symbol} = {aux_printer.doprint(node.expr)}  # ({n})")
-        if node.symbol in stored:
+        lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
+        if node.symbol in k.stored:
             lines.append(f"{node.symbol}_seq[t] = {node.symbol}")
         if node.symbol in k.state_of_new:
             lines.append(f"{k.state_of_new[node.symbol]}_seq[t + 1] = {node.symbol}")
-    news = [str(k.new_state[s]) for s in k.states]
-    lines.append(_unpack([f"{s}_prev" for s in k.states], ", ".join(news) + ("," if len(news) == 1 else "")))
-    return ["        " + line for line in lines]
+    lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
+    return lines
 
 
 def _forward_affine(k, a, n):
     pre, loop = k.affine_parts(a)
-    terms = [f"pre_{a.name}_seq[t]"] if pre else []
-    terms += [f"{v} @ {w}.T" for w, v in loop]
-    if not pre:
-        terms += a.biases
-    lines = [f"pre_{a.name} = {' + '.join(terms)}  # ({n})"]
-    if len(a.blocks) == 1:
-        lines.append(f"{a.blocks[0]} = pre_{a.name}")
+    lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"]
+    products = [f"{v} @ {w}.T" for w, v in loop]
+    if pre:
+        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products]
     else:
-        lines.append(_unpack(a.blocks, f"_blocks(pre_{a.name}, {len(a.blocks)})"))
+        lines.append(f"np.matmul({products[0]}, out=pre_{a.name})  # ({n})".replace(" @ ", ", "))
+        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products[1:] + list(a.biases)]
+    if a.name in k.gates:
+        return lines + _activate_gates(k, a)
+    used = _used_blocks(k, a)
+    if used:
+        lines.append(_assign_tuple(used, [f"pre_{a.name}[:, {_cols(a, b)}]" for b in used]))
     return lines
+
+
+def _cols(a, block):
+    j, count = a.blocks.index(block), len(a.blocks)
+    if count == 1:
+        return ":"
+    return f"{j} * H:{j + 1} * H".replace("0 * H", "").replace("1 * H", "H")
+
+
+def _used_blocks(k, a):
+    return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets)]
+
+
+def _activate_gates(k, a):
+    lets = k.gates[a.name]
+    numbers = {let.symbol: eq.number for eq in k.d.forward for let, _ in lets if eq.lhs == (let.symbol,)}
+    kinds = {f for _, f in lets}
+    cite = ", ".join(f"({numbers[let.symbol]})" for let, _ in lets)
+    g = f"pre_{a.name}"
+    if kinds == {"tanh"}:
+        lines = [f"np.tanh({g}, out={g})  # {cite}, in place: the pre-activations are not needed again"]
+    else:
+        scale = "0.5" if kinds == {"sigmoid"} else f"scale_{a.name}"
+        shift = "0.5" if kinds == {"sigmoid"} else f"shift_{a.name}"
+        lines = [
+            f"# {cite} all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)",
+            f"{g} *= {scale}",
+            f"np.tanh({g}, out={g})",
+            f"{g} *= {scale}",
+            f"{g} += {shift}",
+        ]
+    names = [let.symbol for let, _ in lets]
+    return lines + [_assign_tuple(names, [f"{n}_seq[t]" for n in names])]
 
 
 def _backward(k):
     cell = k.cell
-    prevs = [f"{s}_prev" for s in k.states]
+    params = cell.parameter_names()
     body = [
         "def backward(params, cache, dys, dstate=None):",
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
         f"    dL/d(final state) {_state_doc(k)} or None for zeros.",
         "",
         '    Returns the gradients of the parameters (a dict), of x, and of the initial state."""',
-        f"    {_unpack(cell.parameter_names(), '_checked_params(params)')}",
+        f"    {_unpack(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
-        "    x = cache[\"x\"]",
+        '    x = cache["x"]',
         "    T, B = x.shape[:2]",
-        "    dys = _checked(\"dys\", dys, (T, B, H), \"(T, B, H)\", x.dtype)",
-        f"    {_unpack([f'{s}_seq' for s in k.states] + [f'{v}_seq' for v in k.stored], _cache_read(k))}",
-        "    " + _unpack([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
+        '    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
+        f"    {_unpack_tuple(_buffers(k), ', '.join(f'cache[{n!r}]' for n in _buffers(k)).replace(chr(39), chr(34)))}",
+        "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
-    for a in cell.affines:
-        body.append(f"    dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
-    for p in cell.params:
-        body.append(f"    d{p} = np.zeros(H, x.dtype)")
+    body += ["    " + line for line in _sequence_views(k)]
+    body += ["", "    # Local derivatives that read only forward values, for all steps at once."]
+    body += ["    " + line for line in _hoisted_lines(k)]
+    body += [f"    d{p} = np.zeros(H, x.dtype)" for p in cell.params]
     body.append("    for t in reversed(range(T)):")
-    body += _backward_step(k)
+    body += ["        " + line for line in _backward_step(k)]
     body += ["", "    # Weight gradients: sums over time and batch, one GEMM each."]
-    body += _param_gradients(k)
-    body += _input_gradient(k)
-    grads = ", ".join(f'"{n}": d{n}' for n in cell.parameter_names())
+    body += ["    " + line for line in _param_gradients(k)]
+    body += ["    " + _input_gradient(k)]
+    grads = ", ".join(f'"{n}": d{n}' for n in params)
     body += [
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
@@ -355,99 +519,127 @@ def _backward(k):
     return _lines(*body)
 
 
-def _cache_read(k):
-    names = [f"{s}_seq" for s in k.states] + [f"{v}_seq" for v in k.stored]
-    return ", ".join(f'cache["{n}"]' for n in names) + ("," if len(names) == 1 else "")
+def _sequence_views(k):
+    """Named views of the buffers: the gates' values and the pre-activations' adjoints."""
+    lines = []
+    for a in k.cell.affines:
+        lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
+        lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
+        if a.name in k.gates:
+            lines.append(_gate_views(k, a))
+        elif _read_blocks(k, a):
+            lines.append(_block_views(a))
+    return lines
+
+
+def _read_blocks(k, a):
+    reads = set()
+    for step in k.d.steps:
+        reads |= step.result.free_symbols
+    return [b for b in a.blocks if b in reads]
+
+
+def _hoisted_lines(k):
+    printer = _CodePrinter(k.sequence_names())
+    lines = []
+    for step in k.d.steps:
+        for term in step.terms:
+            name = k.hoisted.get((step.number, term.consumer))
+            if name is None:
+                continue
+            code = printer.doprint(term.local)
+            what = f"d{term.consumer}/d{step.target} in ({step.number})"
+            if name.endswith("_seq"):
+                lines.append(f"{name}[...] = {code}  # {what}, scaled by d{term.consumer} in the loop")
+            else:
+                lines.append(f"{name} = {code}  # {what}")
+        if step.kind == "block" and not step.terms:
+            lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
+    return lines
 
 
 def _backward_step(k):
     cell, steps = k.cell, k.d.steps
-    reads = set()
-    for step in steps:
-        reads |= step.result.subs(k.aux).free_symbols
-    forward = [cell.prev(s) for s in k.states] + [k.new_state[s] for s in k.states] + list(k.stored)
-    lines = [f"{v} = {k.value_of(v)}" for v in sorted(set(forward) & reads, key=str)]
-    names = {}
-    for a in cell.affines:
-        _, loop = k.affine_parts(a)
-        for w, v in loop:
-            names[MatTerm(a, v)] = f"(dpre_{a.name} @ {w})"
-    names[sympy.Symbol("dy", real=True)] = "dys[t]"
+    names = {sympy.Symbol("dy", real=True): "dys[t]"}
     names.update({call: str(name) for call, name in k.aux.items()})
+    for a in cell.affines:
+        for w, v in k.affine_parts(a)[1]:
+            names[MatTerm(a, v)] = f"dpre_{a.name}_seq[t] @ {w}"
     printer = _CodePrinter(names)
-    opened = set()
+    body = []
     for step in steps:
+        if step.kind != "input":
+            body.append(_adjoint_line(k, step, printer))
+    body = [line for line in body if line]
+    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
+    loads = [f"{s} = {k.at_step(s)}" for s in _loop_reads(k)]
+    return loads + body
+
+
+def _loop_reads(k):
+    """The forward values the loop body reads: the locals that were not hoisted out of it."""
+    forward = set(k._forward_symbols()) | set(k.aux.values())
+    reads = set()
+    for step in k.d.steps:
         if step.kind == "input":
             continue
-        code = _strip_parens(step.text(printer))
-        where = f"  # ({step.number}) dL/d{step.target}"
-        if step.kind == "block":
-            a = next(a for a in cell.affines if step.target in a.blocks)
-            if a.name not in opened:
-                opened.add(a.name)
-                lines.append(f"dpre_{a.name} = dpre_{a.name}_seq[t]")
-                if len(a.blocks) > 1:
-                    lines.append(_unpack([adjoint(b) for b in a.blocks], f"_blocks(dpre_{a.name}, {len(a.blocks)})"))
-                else:
-                    lines.append(f"{adjoint(a.blocks[0])} = dpre_{a.name}")
-            lines.append(f"{step.adjoint}[...] = {code}{where}")
-        elif step.kind == "param":
-            lines.append(f"{step.adjoint} += np.sum({code}, axis=0){where}")
-        elif step.result == 0:
-            lines.append(f"{step.adjoint} = np.zeros((B, H), x.dtype){where}")
-        else:
-            lines.append(f"{step.adjoint} = {code}{where}")
-    nexts = [f"d{s}_next" for s in k.states]
-    lines.append(_unpack(nexts, ", ".join(f"d{s}_prev" for s in k.states) + ("," if len(nexts) == 1 else "")))
-    return ["        " + line for line in lines]
+        for term in step.terms:
+            if term.adjoint is not None and (step.number, term.consumer) not in k.hoisted:
+                reads |= term.local.subs(k.aux).free_symbols & forward
+    return sorted(reads - set(k.cell.params), key=str)
 
 
-def _strip_parens(code):
-    """(a @ W) alone on a line needs no parentheses."""
-    if code.startswith("(") and code.endswith(")") and code.count("(") == 1:
-        return code[1:-1]
-    return code
+def _term_code(k, step, term, printer):
+    name = k.hoisted.get((step.number, term.consumer))
+    if name is None:
+        return term.text(printer)
+    return f"{name}[t]*{printer.doprint(term.adjoint)}"
+
+
+def _adjoint_line(k, step, printer):
+    where = f"  # ({step.number}) dL/d{step.target}"
+    terms = [_term_code(k, step, t, printer) for t in step.terms]
+    code = " + ".join(terms).replace("+ -", "- ") or "0"
+    if step.kind == "block":
+        if not step.terms:
+            return ""
+        if k.hoisted.get((step.number, step.terms[0].consumer), "").endswith("_seq"):
+            return f"{step.adjoint}_seq[t] *= {printer.doprint(step.terms[0].adjoint)}{where}"
+        return f"{step.adjoint}_seq[t] = {code}{where}"
+    if step.kind == "param":
+        return f"{step.adjoint} += np.sum({code}, axis=0){where}"
+    if not step.terms:
+        return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
+    return f"{step.adjoint} = {code}{where}"
 
 
 def _param_gradients(k):
     cell, lines = k.cell, []
     for a in cell.affines:
-        lines.append(f"    dpre_{a.name}_flat = dpre_{a.name}_seq.reshape(T * B, {k.size_expr(a)})")
+        lines.append(f"dpre_{a.name}_flat = dpre_{a.name}_seq.reshape(T * B, {k.size_expr(a)})")
     for g in k.d.param_grads:
         where = f"  # ({g.number}) dL/d{g.name}"
         if g.kind == "weight":
-            a = next(a for a in cell.affines if a.name == g.affine)
-            rows = _flat_values(k, g.vector)
-            lines.append(f"    d{g.name} = dpre_{a.name}_flat.T @ {rows}{where}")
+            lines.append(f"d{g.name} = dpre_{g.affine}_flat.T @ {_flat_values(k, g.vector)}{where}")
         elif g.kind == "bias":
             a = next(a for a in cell.affines if a.name == g.affine)
-            first = a.biases[0]
-            if g.name == first:
-                lines.append(f"    d{g.name} = dpre_{a.name}_flat.sum(axis=0){where}")
+            if g.name == a.biases[0]:
+                lines.append(f"d{g.name} = dpre_{a.name}_flat.sum(axis=0){where}")
             else:
-                lines.append(f"    d{g.name} = d{first}.copy(){where}")
+                lines.append(f"d{g.name} = d{a.biases[0]}.copy(){where}")
     return lines
 
 
 def _flat_values(k, vector):
     if vector == k.x:
         return "x.reshape(T * B, D)"
-    name = str(vector)
-    if name.endswith("_prev") and name[:-5] in k.states:
-        return f"{name[:-5]}_seq[:-1].reshape(T * B, H)"
-    if vector in k.state_of_new:
-        return f"{k.state_of_new[vector]}_seq[1:].reshape(T * B, H)"
-    return f"{name}_seq.reshape(T * B, H)"
+    return f"{k.sequence(vector)}.reshape(T * B, H)"
 
 
 def _input_gradient(k):
     step = next(s for s in k.d.steps if s.kind == "input")
-    terms = []
-    for a in k.cell.affines:
-        for w, v in zip(a.weights, a.inputs):
-            if v == k.x:
-                terms.append(f"dpre_{a.name}_flat @ {w}")
-    return [f"    dx = ({' + '.join(terms)}).reshape(T, B, D)  # ({step.number}) dL/d{k.x}"]
+    terms = [f"dpre_{a.name}_flat @ {w}" for a in k.cell.affines for w, v in zip(a.weights, a.inputs) if v == k.x]
+    return f"dx = ({' + '.join(terms)}).reshape(T, B, D)  # ({step.number}) dL/d{k.x}"
 
 
 def _steps(k):

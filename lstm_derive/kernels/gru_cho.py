@@ -48,9 +48,9 @@ def sigmoid(a):
 
 
 def _blocks(a, count):
-    """The gate blocks of a (B, count * H) array, as views."""
+    """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
-    return [a[:, j * H:(j + 1) * H] for j in range(count)]
+    return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
 def forward(params, x, state=None):
@@ -62,38 +62,39 @@ def forward(params, x, state=None):
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
     T, B = x.shape[:2]
-    h_prev, = _checked_state(state, B, H, x.dtype)
+    (h_prev,) = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM.
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 2 * H)
     pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T + b_n).reshape(T, B, H)
+    r_seq, z_seq = _blocks(pre_W_seq, 2)
+    n_seq = pre_W_n_seq
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
-    n_seq = np.empty((T, B, H), x.dtype)
-    r_seq = np.empty((T, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
-    z_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     for t in range(T):
-        pre_W = pre_W_seq[t] + h_prev @ W_h.T  # (1)
-        a_r, a_z = _blocks(pre_W, 2)
-        r = sigmoid(a_r)  # (2)
-        r_seq[t] = r
-        z = sigmoid(a_z)  # (3)
-        z_seq[t] = z
+        pre_W = pre_W_seq[t]
+        pre_W += h_prev @ W_h.T  # (1)
+        # (2), (3) all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)
+        pre_W *= 0.5
+        np.tanh(pre_W, out=pre_W)
+        pre_W *= 0.5
+        pre_W += 0.5
+        r, z = r_seq[t], z_seq[t]
         rh = h_prev*r  # (4)
         rh_seq[t] = rh
-        pre_W_n = pre_W_n_seq[t] + rh @ W_n_rh.T  # (5)
-        a_n = pre_W_n
-        n = np.tanh(a_n)  # (6)
-        n_seq[t] = n
+        pre_W_n = pre_W_n_seq[t]
+        pre_W_n += rh @ W_n_rh.T  # (5)
+        np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
+        n = n_seq[t]
         h = h_prev*z + n*(1 - z)  # (7)
         h_seq[t + 1] = h
-        h_prev, = h,
+        h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq, "n_seq": n_seq, "r_seq": r_seq, "rh_seq": rh_seq, "z_seq": z_seq}
+    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq}
     return ys, final, cache
 
 
@@ -107,29 +108,35 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, n_seq, r_seq, rh_seq, z_seq = cache["h_seq"], cache["n_seq"], cache["r_seq"], cache["rh_seq"], cache["z_seq"]
-    dh_next, = _checked_state(dstate, B, H, x.dtype, name="dstate")
+    h_seq, pre_W_seq, pre_W_n_seq, rh_seq = cache["h_seq"], cache["pre_W_seq"], cache["pre_W_n_seq"], cache["rh_seq"]
+    (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 2 * H), x.dtype)
+    da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
+    r_seq, z_seq = _blocks(pre_W_seq, 2)
     dpre_W_n_seq = np.empty((T, B, H), x.dtype)
+    da_n_seq = dpre_W_n_seq
+    n_seq = pre_W_n_seq
+
+    # Local derivatives that read only forward values, for all steps at once.
+    dh_dn = 1 - z_seq  # dh/dn in (9)
+    da_n_seq[...] = 1 - n_seq**2  # dn/da_n in (10), scaled by dn in the loop
+    dh_dz = h_seq[:-1] - n_seq  # dh/dz in (12)
+    da_r_seq[...] = r_seq*(1 - r_seq)  # dr/da_r in (14), scaled by dr in the loop
+    da_z_seq[...] = z_seq*(1 - z_seq)  # dz/da_z in (15), scaled by dz in the loop
     for t in reversed(range(T)):
         h_prev = h_seq[t]
-        n = n_seq[t]
         r = r_seq[t]
         z = z_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
-        dn = (1 - z)*dh  # (9) dL/dn
-        dpre_W_n = dpre_W_n_seq[t]
-        da_n = dpre_W_n
-        da_n[...] = (1 - n**2)*dn  # (10) dL/da_n
-        drh = dpre_W_n @ W_n_rh  # (11) dL/drh
-        dz = (h_prev - n)*dh  # (12) dL/dz
+        dn = dh_dn[t]*dh  # (9) dL/dn
+        da_n_seq[t] *= dn  # (10) dL/da_n
+        drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
+        dz = dh_dz[t]*dh  # (12) dL/dz
         dr = h_prev*drh  # (13) dL/dr
-        dpre_W = dpre_W_seq[t]
-        da_r, da_z = _blocks(dpre_W, 2)
-        da_r[...] = r*(1 - r)*dr  # (14) dL/da_r
-        da_z[...] = z*(1 - z)*dz  # (15) dL/da_z
-        dh_prev = (dpre_W @ W_h) + r*drh + z*dh  # (16) dL/dh_prev
-        dh_next, = dh_prev,
+        da_r_seq[t] *= dr  # (14) dL/da_r
+        da_z_seq[t] *= dz  # (15) dL/da_z
+        dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
+        dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)

@@ -48,9 +48,14 @@ def sigmoid(a):
 
 
 def _blocks(a, count):
-    """The gate blocks of a (B, count * H) array, as views."""
+    """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
-    return [a[:, j * H:(j + 1) * H] for j in range(count)]
+    return [a[..., j * H:(j + 1) * H] for j in range(count)]
+
+
+def _gate_scale(kinds, H, dtype):
+    """Per column: 0.5 for a sigmoid block (sigmoid(a) = 0.5 + 0.5 tanh(a/2)), 1 for a tanh block."""
+    return np.repeat([0.5 if kind == "sigmoid" else 1.0 for kind in kinds], H).astype(dtype)
 
 
 def forward(params, x, state=None):
@@ -64,30 +69,27 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM.
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 4 * H)
+    scale_W = _gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype)
+    shift_W = 1 - scale_W
+    i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     c_seq = np.empty((T + 1, B, H), x.dtype)
-    f_seq = np.empty((T, B, H), x.dtype)
-    g_seq = np.empty((T, B, H), x.dtype)
-    i_seq = np.empty((T, B, H), x.dtype)
-    o_seq = np.empty((T, B, H), x.dtype)
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
     for t in range(T):
-        pre_W = pre_W_seq[t] + h_prev @ W_h.T  # (1)
-        a_i, a_f, a_g, a_o = _blocks(pre_W, 4)
-        i = sigmoid(a_i)  # (2)
-        i_seq[t] = i
-        f = sigmoid(a_f)  # (3)
-        f_seq[t] = f
-        g = np.tanh(a_g)  # (4)
-        g_seq[t] = g
-        o = sigmoid(a_o)  # (5)
-        o_seq[t] = o
+        pre_W = pre_W_seq[t]
+        pre_W += h_prev @ W_h.T  # (1)
+        # (2), (3), (4), (5) all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)
+        pre_W *= scale_W
+        np.tanh(pre_W, out=pre_W)
+        pre_W *= scale_W
+        pre_W += shift_W
+        i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
         c = c_prev*f + g*i  # (6)
         c_seq[t + 1] = c
         tanh_c = np.tanh(c)  # (7)
@@ -97,7 +99,7 @@ def forward(params, x, state=None):
         h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
-    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "tanh_c_seq": tanh_c_seq}
     return ys, final, cache
 
 
@@ -111,29 +113,35 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, pre_W_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
+    da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+    i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
+
+    # Local derivatives that read only forward values, for all steps at once.
+    dh_dc = o_seq*(1 - tanh_c_seq**2)  # dh/dc in (9)
+    da_i_seq[...] = i_seq*(1 - i_seq)  # di/da_i in (14), scaled by di in the loop
+    da_f_seq[...] = f_seq*(1 - f_seq)  # df/da_f in (15), scaled by df in the loop
+    da_g_seq[...] = 1 - g_seq**2  # dg/da_g in (16), scaled by dg in the loop
+    da_o_seq[...] = o_seq*(1 - o_seq)  # do/da_o in (17), scaled by do in the loop
     for t in reversed(range(T)):
         c_prev = c_seq[t]
         f = f_seq[t]
         g = g_seq[t]
         i = i_seq[t]
-        o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
-        dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
+        dc = dh_dc[t]*dh + dc_next  # (9) dL/dc
         do = tanh_c*dh  # (10) dL/do
         dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df
         di = g*dc  # (13) dL/di
-        dpre_W = dpre_W_seq[t]
-        da_i, da_f, da_g, da_o = _blocks(dpre_W, 4)
-        da_i[...] = i*(1 - i)*di  # (14) dL/da_i
-        da_f[...] = f*(1 - f)*df  # (15) dL/da_f
-        da_g[...] = (1 - g**2)*dg  # (16) dL/da_g
-        da_o[...] = o*(1 - o)*do  # (17) dL/da_o
-        dh_prev = dpre_W @ W_h  # (18) dL/dh_prev
+        da_i_seq[t] *= di  # (14) dL/da_i
+        da_f_seq[t] *= df  # (15) dL/da_f
+        da_g_seq[t] *= dg  # (16) dL/da_g
+        da_o_seq[t] *= do  # (17) dL/da_o
+        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dc_prev = f*dc  # (19) dL/dc_prev
         dh_next, dc_next = dh_prev, dc_prev
 

@@ -48,9 +48,9 @@ def sigmoid(a):
 
 
 def _blocks(a, count):
-    """The gate blocks of a (B, count * H) array, as views."""
+    """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
-    return [a[:, j * H:(j + 1) * H] for j in range(count)]
+    return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
 def forward(params, x, state=None):
@@ -64,7 +64,7 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM.
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 4 * H)
 
     # What the backward pass reads, kept for every step.
@@ -78,8 +78,9 @@ def forward(params, x, state=None):
     h_seq[0] = h_prev
     c_seq[0] = c_prev
     for t in range(T):
-        pre_W = pre_W_seq[t] + h_prev @ W_h.T  # (1)
-        a_i, a_f, a_g, a_o = _blocks(pre_W, 4)
+        pre_W = pre_W_seq[t]
+        pre_W += h_prev @ W_h.T  # (1)
+        a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
         i = sigmoid(a_i + c_prev*p_i)  # (2)
         i_seq[t] = i
         f = sigmoid(a_f + c_prev*p_f)  # (3)
@@ -97,7 +98,7 @@ def forward(params, x, state=None):
         h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
-    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
     return ys, final, cache
 
 
@@ -111,9 +112,20 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, pre_W_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
+    da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+
+    # Local derivatives that read only forward values, for all steps at once.
+    do_dc = o_seq*p_o*(1 - o_seq)  # do/dc in (10)
+    dh_dc = o_seq*(1 - tanh_c_seq**2)  # dh/dc in (10)
+    da_i_seq[...] = i_seq*(1 - i_seq)  # di/da_i in (14), scaled by di in the loop
+    da_f_seq[...] = f_seq*(1 - f_seq)  # df/da_f in (15), scaled by df in the loop
+    da_g_seq[...] = 1 - g_seq**2  # dg/da_g in (16), scaled by dg in the loop
+    da_o_seq[...] = o_seq*(1 - o_seq)  # do/da_o in (17), scaled by do in the loop
+    di_dc_prev = i_seq*p_i*(1 - i_seq)  # di/dc_prev in (19)
+    df_dc_prev = f_seq*p_f*(1 - f_seq)  # df/dc_prev in (19)
     dp_i = np.zeros(H, x.dtype)
     dp_f = np.zeros(H, x.dtype)
     dp_o = np.zeros(H, x.dtype)
@@ -127,18 +139,16 @@ def backward(params, cache, dys, dstate=None):
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         do = tanh_c*dh  # (9) dL/do
-        dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
+        dc = do_dc[t]*do + dh_dc[t]*dh + dc_next  # (10) dL/dc
         dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df
         di = g*dc  # (13) dL/di
-        dpre_W = dpre_W_seq[t]
-        da_i, da_f, da_g, da_o = _blocks(dpre_W, 4)
-        da_i[...] = i*(1 - i)*di  # (14) dL/da_i
-        da_f[...] = f*(1 - f)*df  # (15) dL/da_f
-        da_g[...] = (1 - g**2)*dg  # (16) dL/da_g
-        da_o[...] = o*(1 - o)*do  # (17) dL/da_o
-        dh_prev = dpre_W @ W_h  # (18) dL/dh_prev
-        dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
+        da_i_seq[t] *= di  # (14) dL/da_i
+        da_f_seq[t] *= df  # (15) dL/da_f
+        da_g_seq[t] *= dg  # (16) dL/da_g
+        da_o_seq[t] *= do  # (17) dL/da_o
+        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
+        dc_prev = di_dc_prev[t]*di + df_dc_prev[t]*df + f*dc  # (19) dL/dc_prev
         dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20) dL/dp_i
         dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21) dL/dp_f
         dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22) dL/dp_o

@@ -51,23 +51,24 @@ def forward(params, x, state=None):
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
     T, B = x.shape[:2]
-    h_prev, = _checked_state(state, B, H, x.dtype)
+    (h_prev,) = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM.
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x + b_h).reshape(T, B, H)
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
     for t in range(T):
-        pre_W = pre_W_seq[t] + h_prev @ W_h.T  # (1)
-        a = pre_W
+        pre_W = pre_W_seq[t]
+        pre_W += h_prev @ W_h.T  # (1)
+        a = pre_W[:, :]
         h = np.tanh(a)  # (2)
         h_seq[t + 1] = h
-        h_prev, = h,
+        h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq}
+    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq}
     return ys, final, cache
 
 
@@ -81,17 +82,18 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, = cache["h_seq"],
-    dh_next, = _checked_state(dstate, B, H, x.dtype, name="dstate")
+    h_seq, pre_W_seq = cache["h_seq"], cache["pre_W_seq"]
+    (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, H), x.dtype)
+    da_seq = dpre_W_seq
+
+    # Local derivatives that read only forward values, for all steps at once.
+    da_seq[...] = 1 - h_seq[1:]**2  # dh/da in (4), scaled by dh in the loop
     for t in reversed(range(T)):
-        h = h_seq[t + 1]
         dh = dys[t] + dh_next  # (3) dL/dh
-        dpre_W = dpre_W_seq[t]
-        da = dpre_W
-        da[...] = (1 - h**2)*dh  # (4) dL/da
-        dh_prev = dpre_W @ W_h  # (5) dL/dh_prev
-        dh_next, = dh_prev,
+        da_seq[t] *= dh  # (4) dL/da
+        dh_prev = dpre_W_seq[t] @ W_h  # (5) dL/dh_prev
+        dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, H)
