@@ -10,13 +10,14 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from pathlib import Path
 
 from . import generate as gen
 from .derive import derive
-from .document import derivation_markdown, derivation_text
+from .document import derivation_latex, derivation_text
 from .gradcheck import check_kernel
 from .spec import SpecError
 
@@ -25,6 +26,8 @@ CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5), dict(T=3, B=2, D=2, H=3, 
 
 
 def main(argv=None):
+    if hasattr(signal, "SIGPIPE"):  # `lstm-derive check | head` ends quietly
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     parser = _parser()
     args = parser.parse_args(argv)
     try:
@@ -58,7 +61,9 @@ def _parser():
 
     p = sub.add_parser("show", help="print a cell's derivation")
     p.add_argument("cell", help="a cell name or a script")
-    p.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
+    form = p.add_mutually_exclusive_group()
+    form.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
+    form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
     p.set_defaults(run=run_show)
     return parser
 
@@ -171,8 +176,13 @@ def run_check(args):
 
 def run_show(args):
     (script,) = _scripts(args, [args.cell])
-    d = derive(gen.load_cell(script))
-    print(derivation_markdown(d, gen._relative_source(script)) if args.markdown else derivation_text(d))
+    d, (kernel, document) = gen.targets_for(script)
+    if args.markdown:
+        print(document.text, end="")
+    elif args.latex:
+        print(derivation_latex(d, kernel.text), end="")
+    else:
+        print(derivation_text(d, kernel.text))
     return 0
 
 
