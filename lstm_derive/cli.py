@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 from . import generate as gen
-from .derive import derive
 from .document import derivation_latex, derivation_text
 from .gradcheck import check_kernel
 from .spec import SpecError

@@ -1,17 +1,36 @@
-"""Printing a derivation: as terminal text and as a Markdown document with TeX math.
+"""Printing a derivation: a Markdown document, terminal text and LaTeX, all from one model.
 
-Both read the same :class:`~lstm_derive.derive.Derivation` value the kernels come from, so
-the explanation cannot drift from the code.
+:func:`sections` turns a :class:`~lstm_derive.derive.Derivation` (and the text of the kernel
+emitted from it) into a list of sections made of a few kinds of block: prose, numbered
+equations, a dataflow graph, bullet notes, a table. Each section has one builder below; each
+output form has one small renderer. All three forms read the same value the kernels come from,
+so the explanation cannot drift from the code.
+
+Markdown is written for GitHub: display math in ``$$`` blocks, each ``\\\\`` at the end of a
+line, equation numbers as ``\\qquad (n)`` (GitHub's MathJax does not number ``\\tag``), no
+inline math, and the dataflow graph as a ``mermaid`` block.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import textwrap
+import tokenize
+from dataclasses import dataclass
+
+import sympy
 from sympy.printing.latex import LatexPrinter
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step
+from .spec import Affine, sigmoid
 
-__all__ = ["derivation_text", "derivation_markdown", "expr_text", "expr_latex"]
+__all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
+           "provenance", "step_text", "expr_text", "expr_latex"]
+
+
+# -- printers of expressions ------------------------------------------------------------------
 
 
 class _TextPrinter(StrPrinter):
@@ -24,8 +43,10 @@ class _TextPrinter(StrPrinter):
 
 
 class _TexPrinter(LatexPrinter):
+    """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms."""
+
     def __init__(self, blocks):
-        super().__init__({"mul_symbol": None})
+        super().__init__({"mul_symbol": r" \odot "})
         self.blocks = blocks
 
     def _print_Symbol(self, expr, style="plain"):
@@ -45,14 +66,20 @@ def _tex_name(name):
     return f"{head}_{{{tail.replace('_', ',')}}}"
 
 
+def _tex_stack(tex_items):
+    """A column of vectors; each \\\\ ends its line, which GitHub's math needs."""
+    if len(tex_items) == 1:
+        return tex_items[0]
+    return "\\begin{bmatrix} " + " \\\\\n".join(tex_items) + " \\end{bmatrix}"
+
+
 def _block_names(d, tex=False):
     """An affine's adjoint, as the stacked adjoints of its blocks: [da_i; da_f; ...]."""
     names = {}
     for a in d.cell.affines:
         parts = [f"d{b}" for b in a.blocks]
         if tex:
-            inner = " \\\\ ".join(_tex_name(p) for p in parts)
-            names[a.name] = inner if len(parts) == 1 else f"\\begin{{bmatrix}} {inner} \\end{{bmatrix}}"
+            names[a.name] = _tex_stack([_tex_name(p) for p in parts])
         else:
             names[a.name] = parts[0] if len(parts) == 1 else f"[{'; '.join(parts)}]"
     return names
@@ -66,123 +93,680 @@ def expr_latex(expr, d: Derivation):
     return _TexPrinter(_block_names(d, tex=True)).doprint(expr)
 
 
-def _affine_text(eq):
-    a = eq.node
-    terms = [f"{w}·{v}" for w, v in zip(a.weights, a.inputs)] + list(a.biases)
-    lhs = str(a.blocks[0]) if len(a.blocks) == 1 else f"[{'; '.join(map(str, a.blocks))}]"
-    return f"{lhs} = {' + '.join(terms)}"
+def step_text(step: Step, d: Derivation):
+    """One backward step in output form, the way the kernel computes it: ``ds = o*dh + ds_next``."""
+    return f"{step.adjoint} = {step.text(_TextPrinter(_block_names(d)))}"
 
 
-def _chain_text(step: Step, d):
+def _step_tex(step: Step, d):
+    """Step.text in TeX: the same terms in the same order, local derivative first."""
+    printer = _TexPrinter(_block_names(d, tex=True))
     parts = []
     for term in step.terms:
-        if term.consumer == "loss":
-            parts.append("dy")
-        elif term.consumer == "next step":
-            parts.append(str(term.adjoint))
-        elif isinstance(term.local, MatTerm):
-            parts.append(expr_text(term.local, d))
+        adj = None if term.adjoint is None else printer.doprint(term.adjoint)
+        if adj is None:
+            parts.append(printer.doprint(term.local))
+        elif term.local == 1:
+            parts.append(adj)
+        elif term.local == -1:
+            parts.append(f"-{adj}")
         else:
-            parts.append(f"d{term.consumer}·∂{term.consumer}/∂{step.target}")
-    return " + ".join(parts) or "0"
+            local = printer.doprint(term.local)
+            if isinstance(term.local, sympy.Add):
+                local = f"\\left({local}\\right)"
+            parts.append(f"{local} \\odot {adj}")
+    return " + ".join(parts).replace("+ -", "- ") or "0"
 
 
-def _role(step: Step, d):
-    if step.kind == "carry":
-        return "  (carried to step t-1)"
-    if step.kind == "input":
-        return "  (for all steps at once, after the loop)"
-    if step.kind == "param":
-        return "  (summed over t and batch)"
-    return ""
+# -- the document model -----------------------------------------------------------------------
 
 
-def derivation_text(d: Derivation) -> str:
-    """The forward equations, then the backward pass one named node at a time."""
-    cell = d.cell
-    states = ", ".join(f"{s}_prev" for s in cell.states)
-    lines = [f"{cell.title or cell.name}  [{cell.name}]", "",
-             f"Forward pass, one step ({cell.inputs[0]} is the input x_t; {states} are the states of step t-1):"]
-    for eq in d.forward:
-        text = _affine_text(eq) if eq.rhs is None else f"{eq.lhs[0]} = {expr_text(eq.rhs, d)}"
-        lines.append(f"  ({eq.number}) {text}")
-    lines += [
-        "",
-        f"Loss: L = Σ_t l(t), and L(t) = Σ_(u≥t) l(u), so dL(t)/d{cell.output_state}(t) = dl(t)/d{cell.output_state}(t)"
-        f" + dL(t+1)/d{cell.output_state}(t).",
-        f"dv means dL(t)/dv; dy = dl(t)/d{cell.output_state}(t); d*_next are the gradients carried back from step t+1.",
-        "",
-        "Backward pass, one step, last node first: each adjoint is the sum over the node's consumers.",
+@dataclass(frozen=True)
+class Prose:
+    """A paragraph; `code` spans are allowed."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Math:
+    """A displayed equation: TeX for Markdown and LaTeX, lines of Unicode text for the terminal."""
+
+    tex: str
+    text: tuple  # the first line is "lhs = ...", the others continue with "= ..."
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class Bullets:
+    items: tuple
+
+
+@dataclass(frozen=True)
+class FlowNode:
+    id: str
+    label: str
+    kind: str  # "input", "prev", "param", "affine", "let", "state", "loss"
+
+
+@dataclass(frozen=True)
+class FlowEdge:
+    source: str
+    target: str
+    label: str = ""
+    recurrent: bool = False  # a new state becoming the next step's previous state
+
+
+@dataclass(frozen=True)
+class Flow:
+    nodes: tuple
+    edges: tuple
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A table cell's text that links somewhere in Markdown."""
+
+    text: str
+    href: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple
+    rows: tuple  # each cell: a str, or a tuple of Ref
+
+
+@dataclass(frozen=True)
+class Section:
+    title: str
+    blocks: tuple
+
+
+# -- the sections, one builder each ------------------------------------------------------------
+
+
+def sections(d: Derivation, kernel_text=None, kernel_path="kernel.py"):
+    """The document's sections; the kernel table only when the kernel's text is given."""
+    out = [
+        _forward_section(d),
+        _dataflow_section(d),
+        _loss_section(d),
+        _backward_section(d),
+        _carries_section(d),
+        _gradients_section(d),
+        _notes_section(d),
     ]
-    for step in d.steps:
-        head = f"  ({step.number}) {step.adjoint} = "
-        chain = _chain_text(step, d)
-        result = step.text(_TextPrinter(_block_names(d)))
-        lines.append(head + chain + _role(step, d))
-        if result != chain:
-            lines.append(" " * len(head) + "= " + result)
-    lines += ["", "Parameter gradients, summed over time t and the batch:"]
-    blocks = _block_names(d)
-    for g in d.param_grads:
-        lines.append(f"  ({g.number}) {_grad_text(g, blocks)}")
-    return "\n".join(lines)
+    if kernel_text is not None:
+        out.append(_kernel_section(d, kernel_text, kernel_path))
+    return out
 
 
-def _grad_text(g, blocks):
-    if g.kind == "weight":
-        return f"d{g.name} = Σ_t {blocks[g.affine]}(t) {g.vector}(t)^T"
-    if g.kind == "bias":
-        return f"d{g.name} = Σ_t {blocks[g.affine]}(t)"
-    return f"d{g.name} = Σ_t d{g.name}(t)"
-
-
-def derivation_markdown(d: Derivation, source: str) -> str:
-    """The derivation document, derivations/<cell>.md."""
+def _forward_section(d):
     cell = d.cell
+    prevs = _join([f"`{s}_prev`" for s in cell.states])
+    are = "are the states" if len(cell.states) > 1 else "is the state"
+    blocks = [
+        Prose(f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
+              "Every named vector has H components; products of vectors are elementwise "
+              "(written ⊙ in the equations), and only affine maps multiply by a matrix."),
+    ]
+    return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward]))
+
+
+def _forward_math(eq, d):
+    if eq.rhs is not None:
+        name = str(eq.lhs[0])
+        return Math(f"{_tex_name(name)} = {expr_latex(eq.rhs, d)}", (f"{name} = {expr_text(eq.rhs, d)}",),
+                    eq.number)
+    a = eq.node
+    tex_terms = [f"{_tex_name(w)} {_tex_name(str(v))}" for w, v in zip(a.weights, a.inputs)]
+    text_terms = [f"{w}·{v}" for w, v in zip(a.weights, a.inputs)]
+    lhs_tex = _tex_stack([_tex_name(str(b)) for b in a.blocks])
+    lhs_text = str(a.blocks[0]) if len(a.blocks) == 1 else f"[{'; '.join(map(str, a.blocks))}]"
+    tex = f"{lhs_tex} = {' + '.join(tex_terms + [_tex_name(b) for b in a.biases])}"
+    text = f"{lhs_text} = {' + '.join(text_terms + list(a.biases))}"
+    return Math(tex, (text,), eq.number)
+
+
+def _dataflow_section(d):
+    return Section("Dataflow", (
+        _flow(d),
+        Prose("Values flow along the arrows within step t; an arrow out of an affine map carries "
+              "one of its blocks. The dotted arrows are the recurrence: a new state becomes the "
+              "previous state of step t+1."),
+    ))
+
+
+def _flow(d):
+    """The cell as a graph: inputs and previous states, affine maps, lets, new states, the loss."""
+    cell = d.cell
+    new_states = {let.symbol: s for s, let in cell.updates.items()}
+    ids = {x: f"in_{x}" for x in cell.inputs}
+    ids.update({cell.prev(s): f"prev_{s}" for s in cell.states})
+    ids.update({p: f"par_{p}" for p in cell.params})
+    nodes = [FlowNode(f"in_{x}", str(x), "input") for x in cell.inputs]
+    nodes += [FlowNode(f"prev_{s}", f"{s}_prev", "prev") for s in cell.states]
+    nodes += [FlowNode(f"par_{p}", str(p), "param") for p in cell.params]
+    edges, block_of = [], {}
+    for eq in d.forward:
+        node = eq.node
+        if isinstance(node, Affine):
+            nid = f"aff_{node.name}"
+            nodes.append(FlowNode(nid, f"{node.name}: {_forward_math(eq, d).text[0]}", "affine"))
+            edges += [FlowEdge(ids[v], nid) for v in node.inputs]
+            block_of.update({b: nid for b in node.blocks})
+            continue
+        nid = f"n_{node.symbol}"
+        kind = "state" if node.symbol in new_states else "let"
+        nodes.append(FlowNode(nid, _forward_math(eq, d).text[0], kind))
+        for v in _ordered(cell, node.expr.free_symbols):
+            edges.append(FlowEdge(block_of[v], nid, str(v)) if v in block_of else FlowEdge(ids[v], nid))
+        ids[node.symbol] = nid
+    out = cell.updates[cell.output_state].symbol
+    nodes.append(FlowNode("loss", "l(t)", "loss"))
+    edges.append(FlowEdge(ids[out], "loss", "output"))
+    edges += [FlowEdge(ids[cell.updates[s].symbol], f"prev_{s}", "next step", True) for s in cell.states]
+    return Flow(tuple(nodes), tuple(edges))
+
+
+def _ordered(cell, symbols):
+    """Symbols in declaration order: input, previous states, parameters, then the nodes."""
+    order = list(cell.inputs) + [cell.prev(s) for s in cell.states] + list(cell.params)
+    for node in cell.nodes:
+        order += node.blocks if isinstance(node, Affine) else [node.symbol]
+    return [v for v in order if v in symbols]
+
+
+def _loss_section(d):
+    cell = d.cell
+    y = cell.output_state
+    nexts = ", ".join(f"`d{s}_next`" for s in cell.states)
+    defs = [r"dv := \frac{\partial L(t)}{\partial v}", rf"dy := \frac{{\partial l(t)}}{{\partial {y}(t)}}"]
+    defs += [rf"{_tex_name(f'd{s}_next')} := \frac{{\partial L(t+1)}}{{\partial {s}(t)}}" for s in cell.states]
+    text_defs = ["dv := ∂L(t)/∂v", f"dy := ∂l(t)/∂{y}(t)"] + [f"d{s}_next := ∂L(t+1)/∂{s}(t)" for s in cell.states]
+    return Section("Loss and notation", (
+        Prose(f"The loss is a sum over the steps of a loss l(t) of each step's output `{y}`. "
+              "L(t) is the part of it that step t can change: the loss of step t and of every later step."),
+        Math(r"L = \sum_{t=1}^{T} l(t), \qquad L(t) = \sum_{u=t}^{T} l(u)",
+             ("L = Σ_t l(t),   L(t) = Σ_{u≥t} l(u)",)),
+        Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
+        Math(rf"\frac{{\partial L(t)}}{{\partial {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
+             rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}",
+             (f"∂L(t)/∂{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
+        Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t); "
+              f"`dy` is this step's own loss gradient (the kernel's `dys[t]`), and {nexts} are the "
+              "gradients carried back from step t+1 (at the last step, the gradient of the final "
+              "state, zero by default). Since the losses of earlier steps do not depend on step t, "
+              "dL/dv = dL(t)/dv."),
+        Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+    ))
+
+
+def _backward_section(d):
+    steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
+    return Section("Backward pass", tuple(
+        [Prose("One step, last node first. Each adjoint is the sum, over the node's consumers, of "
+               "the consumer's adjoint times the consumer's derivative; the second form is the one "
+               "the kernel computes, with derivatives in output form: σ'(a) = y(1 - y) and "
+               "tanh'(a) = 1 - y², y the stored output.")]
+        + [_step_math(s, d) for s in steps]))
+
+
+def _step_math(step: Step, d):
+    """dv = (the chain-rule sum) = (its output form); once when the two are the same."""
+    lhs = str(step.adjoint)
+    chain_text = " + ".join(_chain_text(t, step, d) for t in step.terms) or "0"
+    chain_tex = " + ".join(_chain_tex(t, step, d) for t in step.terms) or "0"
+    result_text = step.text(_TextPrinter(_block_names(d)))
+    if chain_text == result_text:
+        return Math(f"{_tex_name(lhs)} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
+    tex = f"{_tex_name(lhs)} = {chain_tex} = {_step_tex(step, d)}"
+    return Math(tex, (f"{lhs} = {chain_text}", f"= {result_text}"), step.number)
+
+
+def _chain_text(term, step, d):
+    v = step.target
+    if term.consumer == "loss":
+        return f"∂l(t)/∂{v}"
+    if term.consumer == "next step":
+        return f"∂L(t+1)/∂{v}"
+    if isinstance(term.local, MatTerm):
+        return expr_text(term.local, d)
+    return f"{term.adjoint}·∂{term.consumer}/∂{v}"
+
+
+def _chain_tex(term, step, d):
+    v = _tex_name(str(step.target))
+    if term.consumer == "loss":
+        return rf"\frac{{\partial l(t)}}{{\partial {v}}}"
+    if term.consumer == "next step":
+        return rf"\frac{{\partial L(t+1)}}{{\partial {v}}}"
+    if isinstance(term.local, MatTerm):
+        return expr_latex(term.local, d)
+    return rf"{_tex_name(str(term.adjoint))} \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
+
+
+def _carries_section(d):
+    carries = [s for s in d.steps if s.kind == "carry"]
+    uses = []
+    for step in carries:
+        state = str(step.target)[: -len("_prev")]
+        into = d.step_for(d.cell.updates[state].symbol)
+        uses.append(f"`d{state}_prev` becomes `d{state}_next` in ({into.number})")
+    return Section("Carries to step t-1", tuple(
+        [Prose("What step t passes back: the adjoints of the previous states.")]
+        + [_step_math(s, d) for s in carries]
+        + [Prose(f"At step t-1, {_join(uses)}. The backward loop runs t = T, ..., 1; it starts from "
+                 "the gradient of the final state (zero by default) and returns the gradient of the "
+                 "initial state.")]))
+
+
+def _gradients_section(d):
+    inside = (" Elementwise parameters are the exception: the loop adds each step's share, summed "
+              "over the batch." if d.cell.params else "")
+    blocks = [Prose("The input's gradient and the parameter gradients are sums over the steps t and "
+                    "the batch rows b (outer products for the weights): the kernel computes them for "
+                    f"all steps at once, after the backward loop.{inside}")]
+    blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
+    blocks += [_grad_math(g, d) for g in d.param_grads]
+    return Section("Gradients of the input and the parameters", tuple(blocks))
+
+
+def _grad_math(g, d):
+    name = f"d{g.name}"
+    sums_tex, sums_text = r"\sum_{t=1}^{T} \sum_{b=1}^{B}", "Σ_t Σ_b"
+    if g.kind == "weight":
+        stack, v = _block_names(d, tex=True)[g.affine], _tex_name(str(g.vector))
+        return Math(f"{_tex_name(name)} = {sums_tex} {stack} {v}^{{\\top}}",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}·{g.vector}^T",), g.number)
+    if g.kind == "bias":
+        return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}",), g.number)
+    return Math(f"{_tex_name(name)} = {sums_tex} {_tex_name(name)}(t, b)",
+                (f"{name} = {sums_text} {name}(t, b)",), g.number)
+
+
+def _notes_section(d):
+    notes = _carry_notes(d) + _output_form_notes(d) + _previous_value_notes(d) + _block_order_notes(d)
+    notes += [_cite(d, note) for note in d.cell.notes]
+    return Section("Where people go wrong", (Bullets(tuple(notes)),))
+
+
+def _kernel_section(d, kernel_text, kernel_path):
+    lines = kernel_lines(kernel_text)
+    rows = []
+    for number, what in _numbered(d):
+        found = lines.get(number, [])
+        functions = ", ".join(dict.fromkeys(f"`{f}`" for f, _ in found)) or "none"
+        refs = tuple(Ref(str(n), f"{kernel_path}#L{n}") for _, n in found)
+        rows.append((f"({number})", f"`{what}`", functions, refs or "none"))
+    return Section("Kernel lines", (
+        Prose(f"Where [{kernel_path.split('/')[-1]}]({kernel_path}) implements each equation; its "
+              "comments cite the same numbers."),
+        Table(("Equation", "Computes", "Function", "Lines"), tuple(rows)),
+    ))
+
+
+# -- facts the sections share ----------------------------------------------------------------
+
+
+def provenance(kernel_text):
+    """(numbers cited, function, line, comment) for every provenance comment of a kernel.
+
+    A provenance comment starts with the numbers it cites: ``# (9) dL/ds`` or
+    ``# (2), (3), (4), (5) all gates ...``. Only real comments count, not docstrings.
+    """
+    out, function, previous = [], None, None
+    for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
+        if tok.type == tokenize.NAME and previous is not None and previous.string == "def" \
+                and previous.start[1] == 0:
+            function = tok.string
+        cited = re.match(r"# \(\d+\)(, \(\d+\))*", tok.string) if tok.type == tokenize.COMMENT else None
+        if cited:
+            numbers = tuple(int(n) for n in re.findall(r"\d+", cited.group(0)))
+            out.append((numbers, function, tok.start[0], tok.string))
+        previous = tok
+    return out
+
+
+def kernel_lines(kernel_text):
+    """{equation number: [(function, line), ...]} from the kernel's provenance comments."""
+    found = {}
+    for numbers, function, line, _ in provenance(kernel_text):
+        for number in numbers:
+            found.setdefault(number, []).append((function, line))
+    return found
+
+
+def _numbered(d):
+    """(number, what it computes) for every numbered equation, in order."""
+    out = [(eq.number, ", ".join(map(str, eq.lhs))) for eq in d.forward]
+    out += [(s.number, str(s.adjoint)) for s in d.steps]
+    out += [(g.number, f"d{g.name}") for g in d.param_grads]
+    return out
+
+
+def _references(d):
+    """Names a note may cite as {name}: forward values, adjoints and parameter gradients."""
+    refs = {}
+    for number, what in _numbered(d):
+        for name in what.split(", "):
+            refs.setdefault(name, number)
+    return refs
+
+
+def _cite(d, note):
+    """Replaces {ds} in a note by the number of the equation that computes ds: (9)."""
+    refs = _references(d)
+    return re.sub(r"\{(\w+)\}", lambda m: f"({refs[m.group(1)]})" if m.group(1) in refs else m.group(0), note)
+
+
+def _numbers(numbers):
+    """(14) to (17) for a run of consecutive numbers, else (3), (7) and (9)."""
+    if len(numbers) > 2 and numbers == list(range(numbers[0], numbers[-1] + 1)):
+        return f"({numbers[0]}) to ({numbers[-1]})"
+    return _join([f"({n})" for n in numbers])
+
+
+def _join(items):
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _carry_notes(d):
+    """What d<state>_next already holds, read off the terms of the carry step."""
+    notes = []
+    for state in d.cell.states:
+        carry = d.step_for(d.cell.prev(state))
+        if not carry.terms:
+            continue
+        into = d.step_for(d.cell.updates[state].symbol)
+        held = [_held(term, into.adjoint, d) for term in carry.terms]
+        notes.append(
+            f"`d{state}_next` already holds {_join(held)}: it is `{step_text(carry, d)}`, equation "
+            f"({carry.number}), computed at step t+1. So ({into.number}) adds `d{state}_next` as it is; "
+            f"applying that again counts it twice, and dropping `d{state}_next` cuts `{state}` off "
+            "from the loss of every later step.")
+    return notes
+
+
+def _held(term, own, d):
+    """One term of a carry, said as what it has already applied: f(t+1), the product with W_h^T."""
+    if isinstance(term.local, MatTerm):
+        return f"the product with `{term.local.weight}^T`"
+    if term.adjoint != own:
+        return f"the path through `{term.consumer}`"
+    local = expr_text(term.local, d)
+    return f"`{local}(t+1)`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}` of step t+1"
+
+
+def _output_form_notes(d):
+    """The steps that differentiate a sigmoid or tanh: in output form, from the stored output."""
+    gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, (sigmoid, sympy.tanh))}
+    steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates]
+    if not steps:
+        return []
+    example = next((s for s in steps if isinstance(gates[s.terms[0].consumer].expr, sigmoid)), steps[0])
+    gate = gates[example.terms[0].consumer]
+    y, f = gate.symbol, "sigmoid" if isinstance(gate.expr, sigmoid) else "tanh"
+    wrong = f"{f}({y})*(1 - {f}({y}))" if f == "sigmoid" else f"1 - {f}({y})**2"
+    verb = "writes its derivative" if len(steps) == 1 else "write the derivatives"
+    return [f"{_numbers([s.number for s in steps])} {verb} in output form, from the stored outputs: "
+            f"`{step_text(example, d)}`. The argument is the output `{y}`, not the pre-activation "
+            f"`{expr_text(gate.expr.args[0], d)}`; `{wrong}` would apply {f} twice."]
+
+
+def _previous_value_notes(d):
+    """Weight gradients pair each step's adjoints with the previous state the affine read."""
+    notes = []
+    for g in d.param_grads:
+        if g.kind == "weight" and str(g.vector).endswith("_prev"):
+            state = str(g.vector)[: -len("_prev")]
+            notes.append(f"({g.number}) pairs the adjoints of step t with `{g.vector}` = {state}(t-1), "
+                         f"the value the affine map read, not with the new `{state}`(t).")
+    return notes
+
+
+def _block_order_notes(d):
+    """The order of the blocks in the stacked weights, which converting weights depends on."""
+    stacks = []
+    for a in d.cell.affines:
+        if len(a.blocks) > 1:
+            params = _join([f"`{p}`" for p in a.weights + a.biases])
+            stacks.append(f"the rows of {params} hold the blocks {', '.join(f'`{b}`' for b in a.blocks)}")
+    if not stacks:
+        return []
+    text = "; ".join(stacks)
+    return [f"{text[0].upper()}{text[1:]}, in this order, H rows each. Weights taken from another "
+            "implementation must be stacked in the same order."]
+
+
+# -- Markdown ---------------------------------------------------------------------------------
+
+
+def derivation_markdown(d: Derivation, source: str, kernel_text=None,
+                        kernel_path=None) -> str:
+    """The derivation document, derivations/<cell>.md; ``kernel_path`` is relative to it."""
+    cell = d.cell
+    kernel_path = kernel_path or f"../lstm_derive/kernels/{cell.name}.py"
+    script = source.split("/")[-1]
     out = [
         f"<!-- Generated by lstm-derive from {source}. Do not edit by hand: edit the script and run"
         " `lstm-derive generate`. -->",
-        f"# {cell.title or cell.name}",
+        f"# {_md_escape(cell.title or cell.name)}",
         "",
-        f"Cell `{cell.name}`, written in [`{source.split('/')[-1]}`]({source.split('/')[-1]}); its kernel is"
-        f" `lstm_derive/kernels/{cell.name}.py`. The numbers in parentheses are the ones the kernel's"
-        " comments cite.",
-        "",
-        "## Forward pass",
+        f"Cell `{cell.name}`, written in [`{source}`]({script}). Its kernel "
+        f"[`{kernel_path.split('/')[-1]}`]({kernel_path}) cites the numbered equations below"
+        f"{_example_comment(d, kernel_text)}.",
         "",
     ]
-    for eq in d.forward:
-        out += _math_block(_forward_tex(eq, d), eq.number)
-    out += ["## Backward pass", ""]
-    for step in d.steps:
-        out += _math_block(f"{_tex_name(str(step.adjoint))} = {expr_latex(step.result, d)}", step.number)
-    out += ["## Parameter gradients", ""]
-    blocks = _block_names(d, tex=True)
-    for g in d.param_grads:
-        out += _math_block(_grad_tex(g, blocks), g.number)
+    for section in sections(d, kernel_text, kernel_path):
+        out += [f"## {section.title}", ""]
+        for block in section.blocks:
+            out += _MARKDOWN[type(block)](block) + [""]
     return "\n".join(out).rstrip() + "\n"
 
 
-def _math_block(tex, number):
-    return ["$$", f"{tex} \\tag{{{number}}}", "$$", ""]
+def _md_escape(text):
+    """Plain text in Markdown: * and _ stay characters, not emphasis."""
+    return re.sub(r"([\\`*_\[\]])", r"\\\1", text)
 
 
-def _forward_tex(eq, d):
-    if eq.rhs is not None:
-        return f"{_tex_name(str(eq.lhs[0]))} = {expr_latex(eq.rhs, d)}"
-    a = eq.node
-    terms = [f"{_tex_name(w)} {_tex_name(str(v))}" for w, v in zip(a.weights, a.inputs)]
-    terms += [_tex_name(b) for b in a.biases]
-    lhs = " \\\\ ".join(_tex_name(str(b)) for b in a.blocks)
-    if len(a.blocks) > 1:
-        lhs = f"\\begin{{bmatrix}} {lhs} \\end{{bmatrix}}"
-    return f"{lhs} = {' + '.join(terms)}"
+def _example_comment(d, kernel_text):
+    """The intro's example comment, quoted from the kernel: the one of the first state's adjoint."""
+    first = next(s.number for s in d.steps if s.kind == "state")
+    comments = [c for numbers, _, _, c in provenance(kernel_text or "") if numbers == (first,)]
+    return f" in comments such as `{comments[0]}`" if comments else " in its comments"
 
 
-def _grad_tex(g, blocks):
-    name = _tex_name(f"d{g.name}")
-    if g.kind == "weight":
-        return f"{name} = \\sum_t {blocks[g.affine]} {_tex_name(str(g.vector))}^{{\\top}}"
-    if g.kind == "bias":
-        return f"{name} = \\sum_t {blocks[g.affine]}"
-    return f"{name} = \\sum_t {name}(t)"
+def _md_prose(block):
+    return [block.text]
+
+
+def _md_math(block):
+    number = "" if block.number is None else f" \\qquad ({block.number})"
+    return ["$$", block.tex + number, "$$"]
+
+
+def _md_bullets(block):
+    return [f"- {item}" for item in block.items]
+
+
+_MERMAID_SHAPES = {"input": '(["{}"])', "prev": '(["{}"])', "param": '[/"{}"/]', "affine": '["{}"]',
+                   "let": '("{}")', "state": '[["{}"]]', "loss": '(["{}"])'}
+
+
+def _md_flow(block):
+    lines = ["```mermaid", "flowchart LR"]
+    lines += [f"    {n.id}{_MERMAID_SHAPES[n.kind].format(n.label)}" for n in block.nodes]
+    for e in block.edges:
+        label = f'|"{e.label}"|' if e.label else ""
+        if e.recurrent:  # written from the previous state, so the layout keeps it beside the input
+            lines.append(f"    {e.target} <-.-{label} {e.source}")
+        else:
+            lines.append(f"    {e.source} -->{label} {e.target}")
+    return lines + ["```"]
+
+
+def _md_table(block):
+    def cell(c):
+        return ", ".join(f"[{r.text}]({r.href})" for r in c) if isinstance(c, tuple) else c
+
+    lines = ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
+    return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in block.rows]
+
+
+_MARKDOWN = {Prose: _md_prose, Math: _md_math, Bullets: _md_bullets, Flow: _md_flow, Table: _md_table}
+
+
+# -- terminal text ----------------------------------------------------------------------------
+
+_WIDTH = 100
+_NBSP = "\u00a0"  # joins the words of a code span while wrapping
+
+
+def derivation_text(d: Derivation, kernel_text=None, kernel_path=None) -> str:
+    """The same derivation for a terminal: Unicode text, the chain rule and the kernel's lines."""
+    cell = d.cell
+    kernel_path = kernel_path or f"lstm_derive/kernels/{cell.name}.py"
+    out = [f"{cell.title or cell.name}  [{cell.name}]"]
+    for section in sections(d, kernel_text, kernel_path):
+        out += ["", section.title]
+        for block in section.blocks:
+            out += _TEXT[type(block)](block)
+    return "\n".join(out)
+
+
+def _plain(text):
+    """Prose without Markdown: [text](link) becomes text, and `code` code that never wraps."""
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    return re.sub(r"`([^`]*)`", lambda m: m.group(1).replace(" ", _NBSP), text)
+
+
+def _wrap(text, first, rest):
+    lines = textwrap.wrap(_plain(text), _WIDTH, initial_indent=first, subsequent_indent=rest,
+                          break_on_hyphens=False, break_long_words=False)
+    return [line.replace(_NBSP, " ") for line in lines]
+
+
+def _text_prose(block):
+    return _wrap(block.text, "  ", "  ")
+
+
+def _text_math(block):
+    head = "  " if block.number is None else f"  ({block.number}) "
+    first = head + block.text[0]
+    pad = " " * (len(head) + block.text[0].index("=")) if "=" in block.text[0] else " " * len(head)
+    return [first] + [pad + line for line in block.text[1:]]
+
+
+def _text_bullets(block):
+    return [line for item in block.items for line in _wrap(item, "  - ", "    ")]
+
+
+def _flow_rows(block):
+    """(node, what flows into it, what it becomes at step t+1) for every node something flows into."""
+    kinds = {n.id: n.kind for n in block.nodes}
+    names = {n.id: _flow_name(n) for n in block.nodes}
+    rows = []
+    for node in block.nodes:
+        into = [e.label if kinds[e.source] == "affine" else names[e.source]
+                for e in block.edges if e.target == node.id and not e.recurrent]
+        carried = [names[e.target] for e in block.edges if e.source == node.id and e.recurrent]
+        if into:
+            rows.append((names[node.id], into, carried))
+    return rows
+
+
+def _text_flow(block):
+    rows = _flow_rows(block)
+    width = max(len(name) for name, _, _ in rows)
+    return [f"  {name.ljust(width)} ← {', '.join(into)}"
+            + "".join(f"   ⇢ {c} of step t+1" for c in carried) for name, into, carried in rows]
+
+
+def _flow_name(node):
+    """g for "g = tanh(a_g)", W for the affine "W: ...", the label itself otherwise."""
+    if node.kind == "affine":
+        return node.label.split(":")[0]
+    return node.label.split(" = ")[0]
+
+
+def _text_table(block):
+    def cell(c):
+        return ", ".join(r.text for r in c) if isinstance(c, tuple) else _plain(c)
+
+    rows = [tuple(block.header)] + [tuple(cell(c) for c in row) for row in block.rows]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(block.header))]
+    return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+
+
+_TEXT = {Prose: _text_prose, Math: _text_math, Bullets: _text_bullets, Flow: _text_flow, Table: _text_table}
+
+
+# -- LaTeX ------------------------------------------------------------------------------------
+
+
+def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
+    """A standalone LaTeX document (amsmath) of the derivation, numbered with \\tag."""
+    cell = d.cell
+    kernel_path = kernel_path or f"lstm_derive/kernels/{cell.name}.py"
+    out = ["\\documentclass{article}", "\\usepackage{amsmath,amssymb}", "\\begin{document}",
+           f"\\section*{{{_latex_prose(cell.title or cell.name)}}}", ""]
+    for section in sections(d, kernel_text, kernel_path):
+        out += [f"\\subsection*{{{_latex_prose(section.title)}}}", ""]
+        for block in section.blocks:
+            out += _LATEX[type(block)](block) + [""]
+    return "\n".join(out + ["\\end{document}"]) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
+                  "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
+                  "²": r"$^2$",
+                  "·": r"$\cdot$"}
+
+
+def _latex_escape(text):
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
+def _latex_prose(text):
+    text = re.sub(r"\[([^\]]+)\]\([^)]+\)", r"\1", text)
+    parts = text.split("`")
+    return "".join(f"\\texttt{{{_latex_escape(p)}}}" if k % 2 else _latex_escape(p) for k, p in enumerate(parts))
+
+
+def _latex_para(block):
+    return [_latex_prose(block.text)]
+
+
+def _latex_math(block):
+    if block.number is None:
+        return ["\\begin{equation*}", block.tex, "\\end{equation*}"]
+    return ["\\begin{equation*}", f"{block.tex} \\tag{{{block.number}}}", "\\end{equation*}"]
+
+
+def _latex_bullets(block):
+    return ["\\begin{itemize}"] + [f"\\item {_latex_prose(i)}" for i in block.items] + ["\\end{itemize}"]
+
+
+def _latex_flow(block):
+    items = []
+    for name, into, carried in _flow_rows(block):
+        item = f"\\item {_latex_prose(f'`{name}`')} $\\leftarrow$ {_latex_prose(', '.join(f'`{v}`' for v in into))}"
+        items.append(item + "".join(f"; it becomes {_latex_prose(f'`{c}`')} of step t+1" for c in carried))
+    return ["\\begin{itemize}"] + items + ["\\end{itemize}"]
+
+
+def _latex_table(block):
+    def cell(c):
+        return ", ".join(r.text for r in c) if isinstance(c, tuple) else _latex_prose(c)
+
+    out = ["\\begin{tabular}{" + "l" * len(block.header) + "}",
+           " & ".join(_latex_prose(h) for h in block.header) + " \\\\ \\hline"]
+    out += [" & ".join(cell(c) for c in row) + " \\\\" for row in block.rows]
+    return out + ["\\end{tabular}"]
+
+
+_LATEX = {Prose: _latex_para, Math: _latex_math, Bullets: _latex_bullets, Flow: _latex_flow, Table: _latex_table}

@@ -362,11 +362,13 @@ def _forward(k):
         "",
         "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.",
     ]
+    numbers = {id(eq.node): eq.number for eq in k.d.forward}
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
         if pre:
             terms = [f"x.reshape(T * B, D) @ {w}.T" for w, _v in pre] + list(a.biases)
-            body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})")
+            body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})"
+                        f"  # ({numbers[id(a)]})")
         else:
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
     body += _gate_constants(k)
@@ -606,8 +608,9 @@ def _adjoint_line(k, step, printer):
         if k.hoisted.get((step.number, step.terms[0].consumer), "").endswith("_seq"):
             return f"{step.adjoint}_seq[t] *= {printer.doprint(step.terms[0].adjoint)}{where}"
         return f"{step.adjoint}_seq[t] = {code}{where}"
-    if step.kind == "param":
-        return f"{step.adjoint} += np.sum({code}, axis=0){where}"
+    if step.kind == "param":  # this step's share of the sum over time and batch
+        total = next(g.number for g in k.d.param_grads if g.name == str(step.target))
+        return f"{step.adjoint} += np.sum({code}, axis=0)  # ({step.number}), ({total}) dL/d{step.target}"
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"

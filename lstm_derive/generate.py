@@ -91,9 +91,10 @@ def targets_for(script, out=None):
     d = derive(load_cell(script))
     kernel_dir = Path(out) if out else KERNELS
     doc_dir = Path(out) if out else Path(script).parent
+    kernel = emit_kernel(d)  # first: the document's table cites the kernel's lines
     return d, [
-        Target(kernel_dir / f"{d.cell.name}.py", emit_kernel(d)),
-        Target(doc_dir / f"{d.cell.name}.md", derivation_markdown(d, _relative_source(script))),
+        Target(kernel_dir / f"{d.cell.name}.py", kernel),
+        Target(doc_dir / f"{d.cell.name}.md", derivation_markdown(d, _relative_source(script), kernel)),
     ]
 
 

@@ -15,8 +15,10 @@ SymPy expressions. Only affine nodes mix components, and their backward is struc
 
 from __future__ import annotations
 
+import builtins
 import keyword
 import sys
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,10 +48,27 @@ tanh = sympy.tanh
 # sympy.tanh differentiates to 1 - tanh(a)**2: already output form.
 SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh}
 
-# Names the emitted kernels use for themselves; a node may not take them.
-RESERVED_NAMES = frozenset(
-    "np numpy params cache state dstate grads dys ys x_t dx T B D H t sigmoid".split()
+# What an elementwise expression may contain besides the cell's symbols and finite numbers.
+SUPPORTED_OPERATIONS = "sigmoid, tanh, +, -, *, / and integer powers"
+
+# Names the emitted kernels use for themselves (arguments, locals, module-level names); a node
+# may not take them, and no name the kernel derives from a node's name may be one of them.
+# "x" is the kernel's name for the input array, so only the input may be called x; "dy" is the
+# loss's gradient for the output at one step, which a node named y would take as its adjoint.
+KERNEL_NAMES = frozenset(
+    "np numpy sigmoid tanh params state dstate cache grads ys dys dy final x dx x_t dy_t "
+    "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
+    "step_forward step_backward param_shapes init_params".split()
 )
+RESERVED_NAMES = KERNEL_NAMES  # the older name of the same set
+_WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
+        "dx": "the gradient of the input"}
+
+# A kernel's function whose local shadows a builtin it calls breaks; refuse them all.
+BUILTIN_NAMES = frozenset(n for n in dir(builtins) if not n.startswith("_"))
+
+# A kernel file <cell>.py must not shadow a module wherever it is copied.
+MODULE_NAMES = frozenset(getattr(sys, "stdlib_module_names", ())) | {"numpy", "sympy", "lstm_derive"}
 
 
 @dataclass
@@ -95,35 +114,43 @@ class Cell:
     params: list = field(default_factory=list)  # elementwise parameter symbols
     nodes: list = field(default_factory=list)  # Affine and Let, in declaration order
     updates: dict = field(default_factory=dict)  # state name -> Let giving its new value
+    notes: list = field(default_factory=list)  # remarks for the derivation document
     _sizes: dict = field(default_factory=dict)  # symbol -> "D" or "H"
     _where: dict = field(default_factory=dict)  # name -> Declared
 
     def __post_init__(self):
-        _check_identifier(self.name, "cell name", self._caller())
+        where = self._caller()
+        self.name = _check_cell_name(self.name, where)
+        self.title = _check_title(self.title, where)
         if self.source is None:
-            self.source = self._caller().file
+            self.source = where.file
 
     # -- declarations -----------------------------------------------------------------
 
     def input(self, name):
         """The per-step input x_t, a vector of size D."""
+        where = self._caller()
         if self.inputs:
-            raise SpecError(f"{self._caller()}: a cell has one input; '{self.inputs[0]}' is declared")
-        return self._declare(name, "D")
+            raise SpecError(f"{where}: a cell has one input; '{self.inputs[0]}' is declared "
+                            f"at {self._where[str(self.inputs[0])]}")
+        name = _check_identifier(name, "input name", where, allowed={"x"})
+        return self._declare(name, "D", where)
 
     def state(self, name):
         """A recurrent state; returns its previous value, the symbol ``<name>_prev``."""
         where = self._caller()
-        _check_identifier(name, "state name", where)
+        name = _check_identifier(name, "state name", where)
         if name in self.states:
-            raise SpecError(f"{where}: state '{name}' is declared twice")
-        symbol = self._declare(f"{name}_prev", "H")
+            raise SpecError(f"{where}: state '{name}' is declared twice (first at "
+                            f"{self._where[name + '_prev']}); give each state its own name")
+        symbol = self._declare(f"{name}_prev", "H", where)
         self.states.append(name)
         return symbol
 
     def param(self, name):
         """An elementwise parameter vector of size H (a peephole, a scale, ...)."""
-        symbol = self._declare(name, "H")
+        where = self._caller()
+        symbol = self._declare(_check_identifier(name, "parameter name", where), "H", where)
         self.params.append(symbol)
         return symbol
 
@@ -135,20 +162,41 @@ class Cell:
         Weight ``name_v`` multiplies input ``v``. Returns the block symbols.
         """
         where = self._caller()
-        _check_identifier(name, "affine name", where)
+        name = _check_identifier(name, "affine name", where)
+        if isinstance(inputs, (sympy.Basic, str)) or not isinstance(inputs, (list, tuple)):
+            raise SpecError(f"{where}: affine '{name}' takes a list of vectors, got {inputs!r}; "
+                            f"write cell.affine('{name}', [x, h_prev], ...)")
         if not inputs:
-            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors")
+            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors, "
+                            f"e.g. cell.affine('{name}', [x, h_prev])")
         for v in inputs:
             self._check_known(v, where, f"an input of affine '{name}'")
-        block_names = [f"a{name}{k}" for k in range(blocks)] if isinstance(blocks, int) else list(blocks)
-        if not block_names:
-            raise SpecError(f"{where}: affine '{name}' needs at least one block")
+            self._check_affine_input(name, v, where, self._varying())
+        repeated = sorted({str(v) for v in inputs if list(inputs).count(v) > 1})
+        if repeated:
+            raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
+        block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
-        biases = [] if bias is None else [bias] if isinstance(bias, str) else list(bias)
+        if bias is None:
+            biases = []
+        elif isinstance(bias, str):
+            biases = [bias]
+        elif isinstance(bias, (list, tuple)):
+            biases = list(bias)
+        else:
+            raise SpecError(f"{where}: affine '{name}': bias is {bias!r}; give a name, None, "
+                            "or one name per input")
         if len(biases) not in (0, 1, len(inputs)):
-            raise SpecError(f"{where}: affine '{name}' has {len(inputs)} inputs and {len(biases)} biases")
+            raise SpecError(f"{where}: affine '{name}' has {len(inputs)} inputs and {len(biases)} biases; "
+                            f"give one bias, none (bias=None) or one per input")
+        biases = [_check_identifier(b, "bias name", where) for b in biases]
         for p in weights + biases:
             _check_identifier(p, "parameter name", where)
+            if p in self._where:
+                hint = f"; choose another with bias=..." if p in biases else ""
+                raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
+                                f"{self._where[p]}{hint}")
+        for p in weights + biases:
             self._claim(p, where)
         symbols = [self._declare(b, "H", where) for b in block_names]
         self.nodes.append(Affine(name, list(inputs), symbols, weights, biases, where))
@@ -157,7 +205,8 @@ class Cell:
     def let(self, name, expr):
         """A named elementwise node ``name = expr``; returns its symbol."""
         where = self._caller()
-        expr = sympy.sympify(expr)
+        name = _check_identifier(name, "name", where)
+        expr = self._expression(name, expr, where)
         self._check_elementwise(name, expr, where)
         symbol = self._declare(name, "H", where)
         node = Let(symbol, expr, where)
@@ -168,16 +217,28 @@ class Cell:
         """The states' values after this step: ``update(c=c_new, h=o*tanh(c_new))``."""
         where = self._caller()
         for state, value in new_values.items():
+            state = str.__str__(state)  # a keyword argument's name: a str, perhaps of a subclass
             if state not in self.states:
                 raise SpecError(f"{where}: update of '{state}', which is not a declared state "
                                 f"(states: {', '.join(self.states) or 'none'}); declare it with cell.state('{state}')")
             if state in self.updates:
-                raise SpecError(f"{where}: state '{state}' is updated twice")
+                raise SpecError(f"{where}: state '{state}' is updated twice (first at "
+                                f"{self.updates[state].where}); give it one new value")
             let = self._let_of(value)
-            if let is None:
+            if let is not None:
+                self._check_update_let(state, let, where)
+            else:
+                if state in self._where:
+                    raise SpecError(f"{where}: the new value of state '{state}' would be named '{state}', but "
+                                    f"that name is already used at {self._where[state]}; pass that node "
+                                    f"(cell.update({state}={state})) or rename it")
                 symbol = self.let(state, value)
                 let = self._let_of(symbol)
             self.updates[state] = let
+
+    def note(self, text):
+        """A remark for the document's "Where people go wrong"; ``{ds}`` cites ds's equation."""
+        self.notes.append(str(text))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -209,28 +270,186 @@ class Cell:
         return names + [p.name for p in self.params]
 
     def validate(self):
-        """Checks that need the whole cell; raises SpecError naming the script."""
-        where = self.source
+        """Checks that need the whole cell; raises SpecError naming the script.
+
+        Every name is checked again here, whichever way it got into the cell, because each one
+        becomes a Python identifier (or part of one) in the emitted kernel."""
+        where = self.source or "<unknown>"
+        _check_source(self.source)
+        _check_cell_name(self.name, where)
+        _check_title(self.title, where)
         if not self.inputs:
             raise SpecError(f"{where}: cell '{self.name}' has no input; declare one with cell.input('x')")
+        if len(self.inputs) > 1:
+            raise SpecError(f"{where}: cell '{self.name}' has {len(self.inputs)} inputs; a cell has one")
         if not self.states:
             raise SpecError(f"{where}: cell '{self.name}' has no state; declare one with cell.state('h')")
-        missing = [s for s in self.states if s not in self.updates]
-        if missing:
-            raise SpecError(f"{where}: state '{missing[0]}' is declared but never updated; "
-                            f"give its new value with cell.update({missing[0]}=...)")
-        if self.output_state not in self.states:
-            raise SpecError(f"{where}: output '{self.output_state}' is not a state")
+        self._check_graph()
+        for s in self.states:
+            if s not in self.updates:
+                raise SpecError(f"{self._declared(s + '_prev')}: state '{s}' is declared but never updated; "
+                                f"give its new value with cell.update({s}=...)")
+        for s in self.updates:
+            if type(s) is not str or s not in self.states:
+                raise SpecError(f"{self.updates[s].where}: update of '{s}', which is not a declared state "
+                                f"(states: {', '.join(self.states)}); declare it with cell.state('{s}')")
+        if not isinstance(self.output_state, str) or self.output_state not in self.states:
+            raise SpecError(f"{where}: output {self.output_state!r} is not a state; set output to one of: "
+                            f"{', '.join(self.states)}")
         x = self.inputs[0]
         if not any(x in a.inputs for a in self.affines):
-            raise SpecError(f"{where}: input '{x}' feeds no affine node, so the cell ignores it")
+            raise SpecError(f"{self._declared(str(x))}: input '{x}' feeds no affine node, so the cell ignores "
+                            f"it; pass it to one, e.g. cell.affine('W', [{x}, ...])")
+        self._check_kernel_names()
         return self
+
+    # -- whole-cell checks ------------------------------------------------------------
+
+    def _check_graph(self):
+        """Every name valid, every node built only from vectors declared before it."""
+        x = self.inputs[0]
+        _check_identifier(getattr(x, "name", x), "input name", self._declared(str(x)), allowed={"x"})
+        defined = {x: "D"}
+        seen_states = set()
+        for s in self.states:
+            where = self._declared(f"{s}_prev")
+            _check_identifier(s, "state name", where)
+            if s in seen_states:
+                raise SpecError(f"{where}: state '{s}' is declared twice; give each state its own name")
+            seen_states.add(s)
+            defined[self.prev(s)] = "H"
+        for p in self.params:
+            _check_identifier(getattr(p, "name", p), "parameter name", self._declared(str(p)))
+            defined[p] = "H"
+        names = {}
+        varying = self._varying()
+        for node in self.nodes:
+            if isinstance(node, Affine):
+                made = [node.name] + list(node.weights) + list(node.biases) + [str(b) for b in node.blocks]
+                for n in made:
+                    _check_identifier(n, "name", node.where)
+                if not node.inputs:
+                    raise SpecError(f"{node.where}: affine '{node.name}' has no inputs; give it a list of vectors")
+                if not node.blocks:
+                    raise SpecError(f"{node.where}: affine '{node.name}' needs at least one block")
+                for v in node.inputs:
+                    if v not in defined:
+                        raise SpecError(f"{node.where}: an input of affine '{node.name}' is '{v}', which is not "
+                                        "declared before it; declare it before using it")
+                    self._check_affine_input(node.name, v, node.where, varying)
+                symbols = node.blocks
+                made = made[1:]
+            elif isinstance(node, Let):
+                _check_identifier(str(node.symbol), "name", node.where)
+                self._check_elementwise(str(node.symbol), node.expr, node.where, defined)
+                symbols, made = [node.symbol], [str(node.symbol)]
+            else:
+                raise SpecError(f"{self.source}: {node!r} is not a node of the cell language")
+            for n in made:
+                if n in names:
+                    raise SpecError(f"{node.where}: the name '{n}' is already used at {names[n]}")
+                names[n] = node.where
+            for symbol in symbols:
+                if symbol in defined:
+                    raise SpecError(f"{node.where}: '{symbol}' is defined twice")
+                defined[symbol] = "H"
+        lets = set(map(id, self.lets))
+        owner = {}
+        for s, let in self.updates.items():
+            if id(let) not in lets:
+                raise SpecError(f"{self.source}: the new value of state '{s}' is not a node of the cell")
+            if id(let) in owner:
+                raise SpecError(f"{let.where}: '{let.symbol}' is the new value of both state '{owner[id(let)]}' "
+                                f"and state '{s}'; give '{s}' its own node, e.g. cell.let('{s}', {let.symbol})")
+            owner[id(let)] = s
+        for s, let in self.updates.items():
+            if let.symbol not in varying:
+                raise SpecError(f"{let.where}: the new value of state '{s}' is {let.expr}, the same at every step "
+                                "(it reads no input, state or affine node); make it depend on one, or drop the state "
+                                "and use a constant or a cell.param")
+        for let in self.lets:
+            name = str(let.symbol)
+            if name in self.states and self.updates.get(name) is not let:
+                raise SpecError(f"{let.where}: '{name}' has the name of state '{name}' but is not its new "
+                                f"value; rename it, or pass it as cell.update({name}={name})")
+
+    def _check_kernel_names(self):
+        """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""
+        owners = {}  # kernel name -> (owner, Declared)
+        for kernel_name, owner, where in self._kernel_names():
+            problem = None
+            if keyword.iskeyword(kernel_name):
+                problem = "a Python keyword"
+            elif kernel_name in KERNEL_NAMES and not (kernel_name == "x" and owner.startswith("input")):
+                problem = "one of the kernel's own names"
+                if kernel_name in _WHY:
+                    problem += f" ({_WHY[kernel_name]})"
+            elif kernel_name in BUILTIN_NAMES:
+                problem = "a Python builtin the kernel would shadow"
+            elif kernel_name in owners and owners[kernel_name][0] != owner:
+                other, other_where = owners[kernel_name]
+                if (other_where.file, other_where.line) > (where.file, where.line):  # blame the later one
+                    owner, where, other, other_where = other, other_where, owner, where
+                problem = f"also made by {other} (declared at {other_where})"
+            if problem:
+                raise SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; "
+                                "rename it")
+            owners.setdefault(kernel_name, (owner, where))
+
+    def _kernel_names(self):
+        """(identifier, owner, where) for every identifier the emitted kernel derives from a name.
+
+        The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
+        new value, s and ds; an affine A has pre_A, pre_A_seq, dpre_A_seq, dpre_A_flat, scale_A,
+        shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq; a
+        local derivative of let v by u is dv_du; a param p has p and dp; tanh(u) and sigmoid(u)
+        that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u)."""
+        calls = [c for let in self.lets for c in sympy.preorder_traversal(let.expr)
+                 if type(c) in SUPPORTED_FUNCTIONS.values()]
+        named = {let.expr for let in self.lets}
+        unnamed = sorted(set(calls) - named, key=sympy.default_sort_key)
+        for call in unnamed:
+            owner, where = "the kernel's own values of tanh and sigmoid", self._declared_in(call)
+            func, arg = type(call).__name__, call.args[0]
+            bases = [f"{func}_{arg}"] if isinstance(arg, sympy.Symbol) else [f"{func}{j}" for j in range(len(unnamed))]
+            for base in bases:
+                yield base, owner, where
+                yield f"{base}_seq", owner, where
+        x = self.inputs[0]
+        yield str(x), f"input '{x}'", self._declared(str(x))
+        state_of = {id(let): s for s, let in self.updates.items()}
+        for s in self.states:
+            owner, where = f"state '{s}'", self._declared(f"{s}_prev")
+            for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev"):
+                yield n, owner, where
+        for p in self.params:
+            for n in (str(p), f"d{p}"):
+                yield n, f"parameter '{p}'", self._declared(str(p))
+        for node in self.nodes:
+            if isinstance(node, Affine):
+                owner = f"affine '{node.name}'"
+                for n in ("pre_{}", "pre_{}_seq", "dpre_{}_seq", "dpre_{}_flat", "scale_{}", "shift_{}"):
+                    yield n.format(node.name), owner, node.where
+                for p in list(node.weights) + list(node.biases):
+                    yield p, f"parameter '{p}'", node.where
+                    yield f"d{p}", f"parameter '{p}'", node.where
+                for b in node.blocks:
+                    for n in (f"{b}", f"{b}_seq", f"d{b}", f"d{b}_seq"):
+                        yield n, f"block '{b}'", node.where
+                continue
+            v = str(node.symbol)
+            s = state_of.get(id(node))
+            owner = f"state '{s}'" if s == v else f"'{v}'"
+            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq"):
+                yield n, owner, node.where
+            for u in sorted(node.expr.free_symbols, key=str):
+                yield f"d{v}_d{u}", owner, node.where
 
     # -- helpers ----------------------------------------------------------------------
 
     def _declare(self, name, size, where=None):
         where = where or self._caller()
-        _check_identifier(name, "name", where)
+        name = _check_identifier(name, "name", where, allowed={"x"} if size == "D" else ())
         self._claim(name, where)
         symbol = sympy.Symbol(name, real=True)
         self._sizes[symbol] = size
@@ -240,8 +459,52 @@ class Cell:
 
     def _claim(self, name, where):
         if name in self._where:
-            raise SpecError(f"{where}: the name '{name}' is already used at {self._where[name]}")
+            raise SpecError(f"{where}: the name '{name}' is already used at {self._where[name]}; "
+                            "give each node its own name")
         self._where[name] = where
+
+    def _declared(self, name):
+        return self._where.get(name, Declared(self.source or "<unknown>", 0))
+
+    def _declared_in(self, expr):
+        for node in self.lets:
+            if node.expr.has(expr):
+                return node.where
+        return Declared(self.source or "<unknown>", 0)
+
+    def _block_names(self, name, blocks, where):
+        if isinstance(blocks, bool) or not isinstance(blocks, (int, list, tuple)):
+            raise SpecError(f"{where}: affine '{name}': blocks is {blocks!r}; give a count or a list of names")
+        names = [f"a{name}{k}" for k in range(blocks)] if isinstance(blocks, int) else list(blocks)
+        if not names:
+            raise SpecError(f"{where}: affine '{name}' needs at least one block")
+        return [_check_identifier(b, "block name", where) for b in names]
+
+    def _varying(self):
+        """The vectors that change with the step, so have a row per batch element: the input, the
+        previous states, the blocks, and every let that reads one of them. Constants and lets of
+        parameters only are the same at every step."""
+        varying = set(self.inputs) | {self.prev(s) for s in self.states}
+        for node in self.nodes:
+            if isinstance(node, Affine):
+                varying |= set(node.blocks)
+            elif node.expr.free_symbols & varying:
+                varying.add(node.symbol)
+        return varying
+
+    def _check_affine_input(self, name, v, where, varying):
+        """An affine multiplies a matrix of rows, one per batch element: the input, a previous
+        state or a let of them; a block must be named by a let first."""
+        role = f"affine '{name}'"
+        if any(v in a.blocks for a in self.affines):
+            raise SpecError(f"{where}: {role} reads the block '{v}' directly; name it first, e.g. "
+                            f"v = cell.let('v', {v}), and pass v")
+        if v in self.params:
+            raise SpecError(f"{where}: {role} reads the parameter '{v}', which is the same at every step, so "
+                            f"its product is a constant; use the affine's bias instead")
+        if v not in varying:
+            raise SpecError(f"{where}: {role} reads '{v}', which is the same at every step (it reads no input, "
+                            "state or affine node); use the affine's bias instead")
 
     def _let_of(self, value):
         for node in self.lets:
@@ -249,30 +512,63 @@ class Cell:
                 return node
         return None
 
+    def _check_update_let(self, state, let, where):
+        name = str(let.symbol)
+        for other, given in self.updates.items():
+            if given is let:
+                raise SpecError(f"{where}: '{name}' is already the new value of state '{other}'; give "
+                                f"'{state}' its own node: cell.let('{state}', {name}), then cell.update({state}={state})")
+        if name in self.states and name != state:
+            raise SpecError(f"{where}: '{name}' has the name of state '{name}' and cannot be the new value of "
+                            f"state '{state}'; rename it")
+
+    def _expression(self, name, expr, where):
+        if isinstance(expr, str):
+            raise SpecError(f"{where}: '{name}' is given the string {expr!r}; build a SymPy expression from "
+                            "the symbols the cell returned (cell.input/state/param/affine/let)")
+        try:
+            expr = sympy.sympify(expr, strict=True)
+        except (sympy.SympifyError, TypeError, ValueError) as error:
+            raise SpecError(f"{where}: '{name}' is {expr!r}, not an expression: {error}") from None
+        if not isinstance(expr, sympy.Expr):
+            raise SpecError(f"{where}: '{name}' is {expr} ({type(expr).__name__}), not an elementwise "
+                            f"expression; build it from {SUPPORTED_OPERATIONS}")
+        return expr
+
     def _check_known(self, symbol, where, role):
         if isinstance(symbol, sympy.Symbol) and symbol in self._sizes:
             return
         if isinstance(symbol, sympy.Symbol):
-            raise SpecError(f"{where}: {role} is the unknown symbol '{symbol}'; declare it before using it")
+            raise SpecError(f"{where}: {role} is the unknown symbol '{symbol}'; {self._unknown_hint(symbol)}")
         if isinstance(symbol, sympy.Expr):
             raise SpecError(f"{where}: {role} is the expression {symbol}; name it first with cell.let(...)")
         raise SpecError(f"{where}: {role} is {symbol!r}, not a declared vector")
 
-    def _check_elementwise(self, name, expr, where):
+    def _unknown_hint(self, symbol):
+        where = self._where.get(str(symbol))
+        if where is not None and symbol in self._sizes:
+            return (f"it is declared only at {where}, after this node; a node can use only nodes declared "
+                    "before it (for a value from the previous step, use a state)")
+        if where is not None:
+            return (f"a vector named '{symbol}' is declared at {where}, but this symbol is not the one the "
+                    "cell returned; use the returned symbol")
+        return "declare it (cell.input/state/param/affine/let) before using it"
+
+    def _check_elementwise(self, name, expr, where, sizes=None):
+        sizes = self._sizes if sizes is None else sizes
+        if not isinstance(expr, sympy.Expr):
+            raise SpecError(f"{where}: '{name}' is {expr!r}, not an elementwise expression")
+        _check_operations(name, expr, where)
         for symbol in sorted(expr.free_symbols, key=str):
-            if symbol not in self._sizes:
-                raise SpecError(f"{where}: '{name}' uses the unknown symbol '{symbol}'; "
-                                "declare it (cell.input/state/param/affine/let) before using it")
-            if self._sizes[symbol] != "H":
+            if symbol not in sizes:
+                if str(symbol) == str(name):
+                    raise SpecError(f"{where}: '{name}' is defined in terms of itself (a cycle); a node can use "
+                                    "only nodes declared before it; for a value from the previous step, use "
+                                    "a state")
+                raise SpecError(f"{where}: '{name}' uses the unknown symbol '{symbol}'; {self._unknown_hint(symbol)}")
+            if sizes[symbol] != "H":
                 raise SpecError(f"{where}: '{name}' uses '{symbol}', a vector of size D, in an "
                                 "elementwise expression of size-H vectors; pass it through an affine node")
-        for f in expr.atoms(sympy.Function):
-            if type(f) not in SUPPORTED_FUNCTIONS.values():
-                raise SpecError(f"{where}: '{name}' uses {type(f).__name__}, which has no derivative rule here; "
-                                f"supported functions: {', '.join(SUPPORTED_FUNCTIONS)}")
-        bad = expr.atoms(sympy.Derivative, sympy.Integral, sympy.Piecewise)
-        if bad:
-            raise SpecError(f"{where}: '{name}' contains {bad.pop()}, which an elementwise node cannot hold")
 
     @staticmethod
     def _caller():
@@ -292,9 +588,101 @@ def _base_name(symbol):
     return name[: -len("_prev")] if name.endswith("_prev") else name
 
 
-def _check_identifier(name, role, where):
-    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
-        raise SpecError(f"{where}: {role} {name!r} is not a valid Python identifier")
-    if keyword.iskeyword(name) or name in RESERVED_NAMES or name.startswith("_"):
-        raise SpecError(f"{where}: {role} '{name}' is reserved (a Python keyword, a leading underscore, "
-                        f"or one of the kernel's own names: {', '.join(sorted(RESERVED_NAMES))})")
+def _check_identifier(name, role, where, allowed=()):
+    """The name as a plain str, if it can be a Python identifier in the kernel; else SpecError."""
+    if not isinstance(name, str):
+        raise SpecError(f"{where}: {role} {name!r} is not a string; give a name such as 'h'")
+    name = str.__str__(name)  # a plain str: a subclass could format itself differently
+    if not (name.isascii() and name.isidentifier()):
+        raise SpecError(f"{where}: {role} {name!r} is not a valid Python identifier; use ASCII letters, "
+                        "digits and underscores, not starting with a digit")
+    if keyword.iskeyword(name):
+        raise SpecError(f"{where}: {role} '{name}' is a Python keyword; rename it")
+    if name.startswith("_"):
+        raise SpecError(f"{where}: {role} '{name}' starts with an underscore, which the kernel keeps for "
+                        "itself; rename it")
+    if name in KERNEL_NAMES and name not in allowed:
+        why = f" ({_WHY[name]})" if name in _WHY else ""
+        raise SpecError(f"{where}: {role} '{name}' is reserved: it is one of the kernel's own names{why}, "
+                        f"which are {', '.join(sorted(KERNEL_NAMES, key=str.lower))}; rename it")
+    if name in BUILTIN_NAMES:
+        raise SpecError(f"{where}: {role} '{name}' is a Python builtin, which the kernel would shadow; rename it")
+    return name
+
+
+def _check_cell_name(name, where):
+    name = _check_identifier(name, "cell name", where)
+    if name in MODULE_NAMES:
+        raise SpecError(f"{where}: cell name '{name}' is the name of a Python module; the kernel file "
+                        f"{name}.py would shadow it wherever it is copied; rename the cell")
+    return name
+
+
+def _unsafe_character(text, extra=""):
+    """The first character that must not go into a generated comment or docstring, or None."""
+    for c in text:
+        if unicodedata.category(c)[0] == "C" or unicodedata.category(c) in ("Zl", "Zp") or c in extra:
+            return c
+    return None
+
+
+def _check_title(title, where):
+    """A title goes into the kernel's docstring and the document's heading: one line of text."""
+    if title is None:
+        return ""
+    if not isinstance(title, str):
+        raise SpecError(f"{where}: title {title!r} is not a string")
+    title = str.__str__(title)
+    bad = _unsafe_character(title, "\\")
+    if bad is not None:
+        raise SpecError(f"{where}: title {title!r} contains {bad!r}; a title is one line of text without "
+                        "control characters or backslashes")
+    if '"""' in title:
+        raise SpecError(f"{where}: title {title!r} contains three double quotes, which would end the "
+                        "kernel's docstring; use single quotes")
+    return title
+
+
+def _check_source(source):
+    """The script's file and directory names go into the kernel's header comment and docstring."""
+    if source is None:
+        return
+    path = Path(source)
+    for part in (path.name, path.parent.name):
+        bad = _unsafe_character(part, '\\"')
+        if bad is not None:
+            raise SpecError(f"{source!r}: the script's path contains {bad!r} in {part!r}, which the "
+                            "generated kernel's header would carry; rename or move the script")
+
+
+def _check_operations(name, expr, where):
+    """Only what the kernel can compute and differentiate: sigmoid, tanh, + - * /, integer powers."""
+    for node in sympy.preorder_traversal(expr):
+        if isinstance(node, sympy.Symbol):
+            continue
+        if isinstance(node, (sympy.Integer, sympy.Rational, sympy.Float)):
+            try:
+                finite = all(abs(float(v)) < float("inf") for v in ([node.p, node.q] if node.is_Rational else [node]))
+            except (OverflowError, TypeError, ValueError):
+                finite = False
+            if not finite:
+                text = str(node) if len(str(node)) <= 24 else str(node)[:20] + "..."
+                raise SpecError(f"{where}: '{name}' contains the number {text}, which is not a finite float64; "
+                                "write a smaller number")
+            continue
+        if isinstance(node, (sympy.Add, sympy.Mul)):
+            continue
+        if isinstance(node, sympy.Pow):
+            if not node.exp.is_Integer:
+                raise SpecError(f"{where}: '{name}' contains {node}, a power with exponent {node.exp}; only "
+                                f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
+            continue
+        if type(node) in SUPPORTED_FUNCTIONS.values():
+            continue
+        what = type(node).__name__
+        if not node.args and node.is_number:
+            raise SpecError(f"{where}: '{name}' contains the constant {node}, which the kernel cannot compute; "
+                            f"write a finite real number instead")
+        raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
+                        f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
+                        "with them")

@@ -67,7 +67,7 @@ def forward(params, x, state=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x).reshape(T, B, 3 * H)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x).reshape(T, B, 3 * H)  # (1)
     pre_U_seq = np.empty((T, B, 3 * H), x.dtype)
 
     # What the backward pass reads, kept for every step.

@@ -65,8 +65,8 @@ def forward(params, x, state=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 2 * H)
-    pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T + b_n).reshape(T, B, H)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 2 * H)  # (1)
+    pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T + b_n).reshape(T, B, H)  # (5)
     r_seq, z_seq = _blocks(pre_W_seq, 2)
     n_seq = pre_W_n_seq
 

@@ -70,7 +70,7 @@ def forward(params, x, state=None):
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 3 * H)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 3 * H)  # (1)
     scale_W = _gate_scale(["sigmoid", "tanh", "sigmoid"], H, x.dtype)
     shift_W = 1 - scale_W
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)

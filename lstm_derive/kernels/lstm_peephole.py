@@ -65,7 +65,7 @@ def forward(params, x, state=None):
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 4 * H)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 4 * H)  # (1)
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
@@ -149,9 +149,9 @@ def backward(params, cache, dys, dstate=None):
         da_o_seq[t] *= do  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dc_prev = di_dc_prev[t]*di + df_dc_prev[t]*df + f*dc  # (19) dL/dc_prev
-        dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20) dL/dp_i
-        dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21) dL/dp_f
-        dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22) dL/dp_o
+        dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
+        dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
+        dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
         dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

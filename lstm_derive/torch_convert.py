@@ -1,0 +1,274 @@
+"""Converting parameters between the generated kernels and PyTorch's recurrent modules.
+
+=========  ================  ==========  ===============================================
+kernel     PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_ih, bias_hh)
+=========  ================  ==========  ===============================================
+``lstm``   ``nn.LSTM``       i, f, g, o  W_x, W_h, b = bias_ih + bias_hh
+``gru``    ``nn.GRU``        r, z, n     W_x, U_h, b_x, b_h
+``rnn``    ``nn.RNN`` (tanh) -           W_x, W_h, b_x, b_h
+=========  ================  ==========  ===============================================
+
+Only one-layer, one-directional modules without projection correspond to a kernel; the
+keys are ``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``. The kernels
+use PyTorch's gate orders, so the weights are copied as they are, never reordered.
+
+Reading a state_dict needs only NumPy; writing one imports torch, an optional dependency:
+``pip install -e ".[torch]"`` (torch==2.13.0).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "from_torch",
+    "to_torch",
+    "torch_module",
+    "lstm_from_torch",
+    "lstm_to_torch",
+    "gru_from_torch",
+    "gru_to_torch",
+    "rnn_from_torch",
+    "rnn_to_torch",
+]
+
+KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How one kernel's parameters sit in one PyTorch module's state_dict."""
+
+    module: str  # the torch.nn class
+    mode: str  # that module's .mode attribute
+    count: int  # blocks of H rows in every weight and bias
+    gates: str  # PyTorch's gate order, the kernel's block order
+    names: tuple  # the kernel's parameters for weight_ih, weight_hh, bias_ih, bias_hh (None: summed)
+
+
+LAYOUTS = {
+    "lstm": _Layout("LSTM", "LSTM", 4, "gates i, f, g, o", ("W_x", "W_h", "b", None)),
+    "gru": _Layout("GRU", "GRU", 3, "gates r, z, n", ("W_x", "U_h", "b_x", "b_h")),
+    "rnn": _Layout("RNN", "RNN_TANH", 1, "no gates", ("W_x", "W_h", "b_x", "b_h")),
+}
+
+_OF_COUNT = {4: "an LSTM's", 3: "a GRU's", 1: "an RNN's"}
+
+
+def _resolve(cell):
+    """The cell's name, layout and kernel module; ``cell`` is a name or a kernel module."""
+    name = getattr(cell, "CELL", cell)
+    if name not in LAYOUTS:
+        raise ValueError(f"no PyTorch module corresponds to the cell {name!r}; "
+                         f"expected one of {', '.join(LAYOUTS)}")
+    layout = LAYOUTS[name]
+    kernel = importlib.import_module(f"lstm_derive.kernels.{name}")
+    wanted = {n for n in layout.names if n}
+    if set(kernel.PARAMS) != wanted:
+        raise ValueError(f"the {name} kernel's parameters {kernel.PARAMS} are not the {sorted(wanted)} "
+                         f"that the conversion to nn.{layout.module} expects; was derivations/{name}.py changed?")
+    return name, layout, kernel
+
+
+def _import_torch():
+    try:
+        import torch
+    except ImportError as error:
+        raise ImportError('converting to PyTorch needs torch: pip install -e ".[torch]" (torch==2.13.0)') from error
+    return torch
+
+
+# -- PyTorch -> kernel ------------------------------------------------------------------------
+
+def from_torch(cell, state_dict, *, input_size=None, hidden_size=None):
+    """The kernel parameters of ``cell`` ("lstm", "gru", "rnn" or its kernel module) from a
+    PyTorch module or its state_dict.
+
+    Arrays are NumPy copies in the module's dtype, in the kernel's PARAMS order. A module
+    without biases (bias=False) gives zero biases. Raises ValueError, saying what was
+    expected, for another cell type, more than one layer, a bidirectional or projected
+    module, the ReLU RNN (only when given the module: its state_dict looks like tanh's), or
+    sizes that disagree with each other or with ``input_size``/``hidden_size``.
+    """
+    name, layout, kernel = _resolve(cell)
+    if hasattr(state_dict, "state_dict"):
+        _check_module(layout, state_dict)
+        state_dict = state_dict.state_dict()
+    arrays = _read_keys(layout, state_dict)
+    D, H = _sizes(layout, arrays, input_size, hidden_size)
+    w_ih, w_hh, b_ih, b_hh = (arrays.get(k) for k in KEYS)
+    if b_ih is None:  # bias=False
+        b_ih = b_hh = np.zeros(layout.count * H, w_ih.dtype)
+    values = dict(zip(layout.names, (w_ih, w_hh, b_ih, b_hh)))
+    if layout.names[3] is None:  # one bias: the sum of PyTorch's two
+        values[layout.names[2]] = b_ih + b_hh
+    return {p: values[p] for p in kernel.PARAMS}
+
+
+def _check_module(layout, module):
+    mode = getattr(module, "mode", None)
+    if mode == "RNN_RELU" and layout.mode == "RNN_TANH":
+        raise ValueError("expected nn.RNN with nonlinearity='tanh'; this one uses 'relu'")
+    if mode is not None and mode != layout.mode:
+        raise ValueError(f"expected a torch.nn.{layout.module}, got a {type(module).__name__} (mode {mode!r})")
+    if getattr(module, "num_layers", 1) != 1:
+        raise ValueError(f"expected num_layers=1, got {module.num_layers}: a kernel is one layer; "
+                         "convert a stack layer by layer")
+    if getattr(module, "bidirectional", False):
+        raise ValueError("expected bidirectional=False: a kernel runs one direction")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
+
+
+def _read_keys(layout, state_dict):
+    keys = list(state_dict)
+    unknown = [k for k in keys if k not in KEYS]
+    if any(k.endswith("_reverse") for k in unknown):
+        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True)")
+    layers = sorted({int(m.group(1)) for k in unknown if (m := re.search(r"_l(\d+)$", k))} - {0})
+    if layers:
+        raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {[0] + layers}")
+    if "weight_hr_l0" in unknown:
+        raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
+    if unknown:
+        raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
+                         f"unknown keys: {', '.join(unknown)}")
+    missing = [k for k in KEYS[:2] if k not in state_dict]
+    if ("bias_ih_l0" in state_dict) != ("bias_hh_l0" in state_dict):
+        missing += [k for k in KEYS[2:] if k not in state_dict]
+    if missing:
+        raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
+                         f"missing: {', '.join(missing)}")
+    return {k: _numpy(k, state_dict[k]) for k in KEYS if k in state_dict}
+
+
+def _numpy(key, value):
+    if hasattr(value, "detach"):  # a torch.Tensor
+        value = value.detach().cpu().numpy()
+    value = np.array(value)  # a copy: the parameters never alias the module's
+    if value.dtype.kind not in "fc":
+        raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")
+    return value
+
+
+def _sizes(layout, arrays, input_size, hidden_size):
+    """D and H, after checking every array's shape against them."""
+    count = layout.count
+    w_hh, w_ih = arrays["weight_hh_l0"], arrays["weight_ih_l0"]
+    if w_hh.ndim != 2 or w_ih.ndim != 2:
+        raise ValueError(f"expected 2-D weights, got weight_ih_l0 {w_ih.shape} and weight_hh_l0 {w_hh.shape}")
+    H = w_hh.shape[1]
+    if w_hh.shape[0] != count * H:
+        blocks = w_hh.shape[0] // H if H and w_hh.shape[0] % H == 0 else None
+        looks = f": {blocks} * H rows, {_OF_COUNT[blocks]}" if blocks in _OF_COUNT else ""
+        rows = f"{count} * H" if count > 1 else "H"
+        raise ValueError(f"weight_hh_l0 has shape {tuple(w_hh.shape)}{looks}; expected nn.{layout.module}'s "
+                         f"({rows}, H) = ({count * H}, {H}), {layout.gates}")
+    if hidden_size is not None and H != hidden_size:
+        raise ValueError(f"expected hidden_size {hidden_size}, got {H} (weight_hh_l0 {tuple(w_hh.shape)})")
+    D = w_ih.shape[1]
+    if input_size is not None and D != input_size:
+        raise ValueError(f"expected input_size {input_size}, got {D} (weight_ih_l0 {tuple(w_ih.shape)})")
+    expected = {"weight_ih_l0": (count * H, D), "bias_ih_l0": (count * H,), "bias_hh_l0": (count * H,)}
+    for key, shape in expected.items():
+        if key in arrays and arrays[key].shape != shape:
+            raise ValueError(f"{key}: expected shape {shape} for hidden size H = {H} "
+                             f"({count} * H rows, {layout.gates}), got {tuple(arrays[key].shape)}")
+    return D, H
+
+
+# -- kernel -> PyTorch ------------------------------------------------------------------------
+
+def to_torch(cell, params):
+    """A state_dict (of torch tensors) for a one-layer nn.LSTM/GRU/RNN from ``cell``'s parameters.
+
+    Load it with ``module.load_state_dict(...)``; the tensors are copies in the parameters'
+    dtype. Raises ValueError naming the expected parameters and shapes if ``params`` do not
+    fit the kernel, and ImportError if torch is missing.
+    """
+    name, layout, kernel = _resolve(cell)
+    params = _checked_params(name, layout, kernel, params)
+    torch = _import_torch()
+    w_ih, w_hh, b_ih, b_hh = (params[n] if n else None for n in layout.names)
+    if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh
+        b_hh = np.zeros_like(b_ih)
+    return OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in zip(KEYS, (w_ih, w_hh, b_ih, b_hh)))
+
+
+def _checked_params(name, layout, kernel, params):
+    missing = [p for p in kernel.PARAMS if p not in params]
+    unknown = [p for p in params if p not in kernel.PARAMS]
+    if missing or unknown:
+        raise ValueError(f"expected the {name} kernel's parameters {kernel.PARAMS}; "
+                         f"missing {missing}, unknown {unknown}")
+    arrays = {p: np.asarray(params[p]) for p in kernel.PARAMS}
+    w_ih, w_hh = arrays[layout.names[0]], arrays[layout.names[1]]
+    if w_ih.ndim != 2 or w_hh.ndim != 2:
+        raise ValueError(f"expected 2-D weights {layout.names[0]} and {layout.names[1]}, "
+                         f"got shapes {w_ih.shape} and {w_hh.shape}")
+    D, H = w_ih.shape[1], w_hh.shape[1]
+    shapes = kernel.param_shapes(D, H)
+    for p, shape in shapes.items():
+        if arrays[p].shape != shape:
+            raise ValueError(f"{p}: expected shape {shape} for D = {D}, H = {H} "
+                             f"(the {name} kernel's {', '.join(f'{q} {s}' for q, s in shapes.items())}), "
+                             f"got {arrays[p].shape}")
+    return arrays
+
+
+def torch_module(cell, params):
+    """A one-layer nn.LSTM/GRU/RNN (tanh) in the parameters' dtype, holding ``cell``'s parameters."""
+    name, layout, kernel = _resolve(cell)
+    state_dict = to_torch(cell, params)
+    torch = _import_torch()
+    H, D = state_dict["weight_hh_l0"].shape[1], state_dict["weight_ih_l0"].shape[1]
+    dtype = state_dict["weight_ih_l0"].dtype
+    module = getattr(torch.nn, layout.module)(D, H, dtype=dtype)
+    module.load_state_dict(state_dict)
+    return module
+
+
+# -- one pair per cell --------------------------------------------------------------------------
+
+def lstm_from_torch(state_dict, **sizes):
+    """The lstm kernel's W_x, W_h, b from an nn.LSTM or its state_dict (gates i, f, g, o).
+
+    PyTorch adds two biases; the kernel has one, so ``b = bias_ih_l0 + bias_hh_l0`` (exact
+    outputs, but the split is lost). See :func:`from_torch` for the checks."""
+    return from_torch("lstm", state_dict, **sizes)
+
+
+def lstm_to_torch(params):
+    """An nn.LSTM state_dict from the lstm kernel's parameters: weight_ih_l0 = W_x,
+    weight_hh_l0 = W_h, and the kernel's one bias as ``bias_ih_l0 = b``, ``bias_hh_l0 = 0``.
+
+    So lstm_from_torch(lstm_to_torch(p)) == p exactly."""
+    return to_torch("lstm", params)
+
+
+def gru_from_torch(state_dict, **sizes):
+    """The gru kernel's W_x, b_x, U_h, b_h from an nn.GRU or its state_dict (gates r, z, n):
+    weight_ih_l0, bias_ih_l0, weight_hh_l0, bias_hh_l0, copied as they are."""
+    return from_torch("gru", state_dict, **sizes)
+
+
+def gru_to_torch(params):
+    """An nn.GRU state_dict from the gru kernel's parameters (the inverse of gru_from_torch)."""
+    return to_torch("gru", params)
+
+
+def rnn_from_torch(state_dict, **sizes):
+    """The rnn kernel's W_x, W_h, b_x, b_h from an nn.RNN (nonlinearity='tanh') or its state_dict:
+    weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0, copied as they are. A state_dict cannot
+    tell a ReLU RNN from a tanh one; pass the module to have that checked."""
+    return from_torch("rnn", state_dict, **sizes)
+
+
+def rnn_to_torch(params):
+    """An nn.RNN (tanh) state_dict from the rnn kernel's parameters (the inverse of rnn_from_torch)."""
+    return to_torch("rnn", params)

@@ -1,0 +1,378 @@
+"""The derivation documents: they render on GitHub, cite the kernels' lines, say the textbook's lines.
+
+The TeX of every math block is parsed by MathJax 3, the renderer behind GitHub's math, and every
+Mermaid block by Mermaid's own parser, both through node (tests/js/check.mjs). They need
+`npm ci --prefix tests/js`; without it these tests skip, except under CI, where they fail.
+"""
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tokenize
+from pathlib import Path
+
+import pytest
+
+from lstm_derive import Cell, cli, derive, sigmoid, tanh
+from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, step_text
+from lstm_derive.emit import emit_kernel
+from lstm_derive.generate import load_cell
+
+ROOT = Path(__file__).resolve().parents[1]
+DERIVATIONS = ROOT / "derivations"
+KERNELS = ROOT / "lstm_derive" / "kernels"
+JS = Path(__file__).resolve().parent / "js"
+SCRIPTS = sorted(p for p in DERIVATIONS.glob("*.py") if not p.name.startswith("_"))
+CELLS = [load_cell(p).name for p in SCRIPTS]
+
+
+def _edge_cell():
+    """Two affines, a let feeding an affine, a peephole, and names Mermaid reserves (end, style)."""
+    cell = Cell("edges", title="Edge cases: two affines, a let into an affine, a peephole")
+    x = cell.input("x")
+    end_prev, m_prev = cell.state("end"), cell.state("m")
+    a_o, a_graph = cell.affine("W", [x, end_prev], blocks=["a_o", "a_graph"])
+    p = cell.param("p")
+    o = cell.let("o", sigmoid(a_o + p * m_prev))
+    style = cell.let("style", o * end_prev)
+    (a_n,) = cell.affine("V", [x, style], blocks=["a_n"], bias=None)
+    n = cell.let("n", tanh(a_n + a_graph))
+    cell.update(end=(1 - o) * end_prev + o * n, m=m_prev * o + n)
+    return cell
+
+
+def _documents():
+    """{name: (Markdown, LaTeX)}: every cell's document on disk, and one cell of awkward shape."""
+    docs = {}
+    for script, name in zip(SCRIPTS, CELLS):
+        d = derive(load_cell(script))
+        kernel = (KERNELS / f"{name}.py").read_text()
+        docs[name] = ((DERIVATIONS / f"{name}.md").read_text(), derivation_latex(d, kernel))
+    d = derive(_edge_cell())
+    kernel = emit_kernel(d)
+    docs["edges"] = (derivation_markdown(d, "tests/edges.py", kernel), derivation_latex(d, kernel))
+    return docs
+
+
+DOCUMENTS = _documents()
+
+
+# -- reading a Markdown document ------------------------------------------------------------
+
+
+def split_markdown(text):
+    """(math blocks, mermaid blocks, prose lines), each with its first line's number."""
+    math, mermaid, prose = [], [], []
+    lines = text.split("\n")
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        if line == "$$" or line.startswith("```"):
+            end = lines.index("$$" if line == "$$" else "```", k + 1)
+            body = "\n".join(lines[k + 1:end])
+            if line == "$$":
+                math.append((k + 1, body))
+            elif line == "```mermaid":
+                mermaid.append((k + 1, body))
+            k = end + 1
+            continue
+        prose.append((k + 1, line))
+        k += 1
+    return math, mermaid, prose
+
+
+def latex_equations(text):
+    return re.findall(r"\\begin\{equation\*\}\n(.*?)\n\\end\{equation\*\}", text, re.S)
+
+
+def kernel_citations(kernel_text):
+    """{number: [line, ...]} from the comments of a kernel that start with (n) or (n), (m), ..."""
+    cited = {}
+    for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
+        match = re.match(r"# (\(\d+\)(?:, \(\d+\))*)", tok.string) if tok.type == tokenize.COMMENT else None
+        for number in re.findall(r"\d+", match.group(1) if match else ""):
+            cited.setdefault(int(number), []).append(tok.start[0])
+    return cited
+
+
+def document_numbers(markdown):
+    """The equation numbers of a document's math blocks, \\qquad (n) at a block's end."""
+    numbers = []
+    for _, tex in split_markdown(markdown)[0]:
+        numbers += [int(n) for n in re.findall(r"\\qquad \((\d+)\)$", tex)]
+    return numbers
+
+
+# -- the parsers, through node ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def parsed():
+    """Runs tests/js/check.mjs once over the math and the diagrams of every document."""
+    if shutil.which("node") is None or not (JS / "node_modules").is_dir():
+        message = "MathJax and Mermaid are not installed: run `npm ci --prefix tests/js`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    request = {"tex": [], "mermaid": []}
+    for name, (markdown, latex) in DOCUMENTS.items():
+        math, mermaid, _ = split_markdown(markdown)
+        request["tex"] += [{"id": f"{name}.md:{line}", "tex": tex} for line, tex in math]
+        request["tex"] += [{"id": f"{name}.tex:{k}", "tex": tex} for k, tex in enumerate(latex_equations(latex))]
+        request["mermaid"] += [{"id": f"{name}.md:{line}", "source": src} for line, src in mermaid]
+    run = subprocess.run(["node", str(JS / "check.mjs")], input=json.dumps(request), capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    return request, json.loads(run.stdout)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_every_math_block_parses_with_mathjax(parsed, name):
+    request, result = parsed
+    blocks = [item for item in request["tex"] if item["id"].startswith(f"{name}.")]
+    assert blocks
+    errors = [f"{item['id']}: {result['tex'][item['id']]}\n{item['tex']}" for item in blocks
+              if result["tex"][item["id"]] is not None]
+    assert not errors, "\n\n".join(errors)
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_the_dataflow_diagram_parses_with_mermaid(parsed, name):
+    request, result = parsed
+    blocks = [item for item in request["mermaid"] if item["id"].startswith(f"{name}.")]
+    assert len(blocks) == 1
+    errors = [f"{item['id']}: {result['mermaid'][item['id']]}" for item in blocks
+              if result["mermaid"][item["id"]] is not None]
+    assert not errors, "\n".join(errors)
+
+
+def test_the_parsers_reject_what_they_should(parsed):
+    """The checker is not a rubber stamp: a bad macro, a bad brace and a bad arrow fail."""
+    request = {"tex": [{"id": "macro", "tex": r"\undefinedmacro x"}, {"id": "brace", "tex": r"\frac{a}{b"}],
+               "mermaid": [{"id": "arrow", "source": "flowchart LR\n    a -.->> b"}]}
+    run = subprocess.run(["node", str(JS / "check.mjs")], input=json.dumps(request), capture_output=True,
+                         text=True, timeout=300)
+    result = json.loads(run.stdout)
+    assert result["tex"]["macro"] and result["tex"]["brace"] and result["mermaid"]["arrow"]
+
+
+# -- what GitHub needs beyond valid TeX ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_math_follows_githubs_rules(name):
+    """GitHub reads Markdown before MathJax sees the math. So: $$ alone on its line with blank
+    lines around the block and none inside; \\\\ only at the end of a line (the only place GitHub
+    keeps it); no other backslash before punctuation (Markdown would eat it: \\, becomes ,); no
+    \\tag (GitHub does not number it); no < (HTML); and no inline $ math at all."""
+    markdown = DOCUMENTS[name][0]
+    lines = markdown.split("\n")
+    math, _, prose = split_markdown(markdown)
+    for line, tex in math:
+        where = f"{name}.md:{line}"
+        assert lines[line - 2] == "", f"{where}: no blank line before $$"
+        assert lines[line + tex.count("\n") + 2] == "", f"{where}: no blank line after $$"
+        assert tex.strip() and "\n\n" not in tex, f"{where}: empty line in a math block"
+        assert not re.search(r"\\\\(?!\n)", tex), f"{where}: \\\\ not at the end of a line"
+        assert not re.search(r"\\[!-/:-@\[-`{-~]", tex.replace("\\\\\n", "\n")), \
+            f"{where}: backslash before punctuation"
+        assert "\\tag" not in tex and "<" not in tex, where
+    for line, text in prose:
+        assert "$" not in re.sub(r"`[^`]*`", "", text), f"{name}.md:{line}: inline math"
+
+
+# -- equation numbers: document, kernel, table -----------------------------------------------
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_equation_numbers_match_the_kernels_comments_both_ways(cell):
+    markdown = (DERIVATIONS / f"{cell}.md").read_text()
+    numbers = document_numbers(markdown)
+    assert len(numbers) == len(set(numbers)), "a number is given to two equations"
+    total = derive(load_cell(DERIVATIONS / f"{cell}.py")).equations
+    assert sorted(numbers) == list(range(1, total + 1))
+    cited = set(kernel_citations((KERNELS / f"{cell}.py").read_text()))
+    assert not cited - set(numbers), f"the kernel cites equations the document lacks: {sorted(cited - set(numbers))}"
+    assert not set(numbers) - cited, (
+        f"equations of {cell}.md that no comment of lstm_derive/kernels/{cell}.py cites: "
+        f"{sorted(set(numbers) - cited)}")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_kernel_table_links_lines_that_cite_the_equation(cell):
+    markdown = (DERIVATIONS / f"{cell}.md").read_text()
+    kernel = (KERNELS / f"{cell}.py").read_text()
+    cited = kernel_citations(kernel)
+    rows = re.findall(r"^\| \((\d+)\) \| .* \| (.*) \|$", markdown, re.M)
+    assert [int(n) for n, _ in rows] == sorted(set(document_numbers(markdown)))
+    for number, links in rows:
+        lines = [int(n) for n in re.findall(rf"\(\.\./lstm_derive/kernels/{cell}\.py#L(\d+)\)", links)]
+        assert lines == cited.get(int(number), []), f"({number})"
+
+
+def test_the_seed_table_row_for_ds():
+    markdown = (DERIVATIONS / "lstm_seed.md").read_text()
+    line = next(n for n, text in enumerate((KERNELS / "lstm_seed.py").read_text().split("\n"), 1)
+                if "# (9) " in text)
+    assert f"| (9) | `ds` | `backward` | [{line}](../lstm_derive/kernels/lstm_seed.py#L{line}) |" in markdown
+
+
+# -- determinism -----------------------------------------------------------------------------
+
+
+def test_documents_are_byte_identical_on_regeneration(tmp_path):
+    """Two runs, with different string hashing, into two directories: the same bytes, and the
+    documents on disk."""
+    for run, seed in (("a", "1"), ("b", "2")):
+        env = dict(os.environ, PYTHONHASHSEED=seed)
+        subprocess.run([sys.executable, "-m", "lstm_derive", "--derivations", str(DERIVATIONS), "generate",
+                        "--out", str(tmp_path / run)], check=True, env=env, capture_output=True, cwd=tmp_path)
+    for cell in CELLS:
+        a, b = (tmp_path / "a" / f"{cell}.md").read_bytes(), (tmp_path / "b" / f"{cell}.md").read_bytes()
+        assert a == b, cell
+        assert a == (DERIVATIONS / f"{cell}.md").read_bytes(), f"{cell}.md is stale: run lstm-derive generate"
+
+
+# -- golden lines of the seed's derivation ---------------------------------------------------
+
+SEED_BACKWARD = [
+    ("h", "dh = dy + dh_next"),
+    ("s", "ds = o*dh + ds_next"),
+    ("o", "do = s*dh"),
+    ("f", "df = s_prev*ds"),
+    ("i", "di = g*ds"),
+    ("g", "dg = i*ds"),
+    ("a_g", "da_g = (1 - g**2)*dg"),
+    ("a_i", "da_i = i*(1 - i)*di"),
+    ("a_f", "da_f = f*(1 - f)*df"),
+    ("a_o", "da_o = o*(1 - o)*do"),
+    ("s_prev", "ds_prev = f*ds"),
+    ("h_prev", "dh_prev = W_h^T·[da_g; da_i; da_f; da_o]"),
+    ("x", "dx = W_x^T·[da_g; da_i; da_f; da_o]"),
+]
+
+
+@pytest.fixture(scope="module")
+def seed():
+    return derive(load_cell(DERIVATIONS / "lstm_seed.py"))
+
+
+@pytest.mark.parametrize("target, expected", SEED_BACKWARD)
+def test_seed_backward_step_text(seed, target, expected):
+    step = next(s for s in seed.steps if str(s.target) == target)
+    assert step_text(step, seed) == expected
+
+
+def test_seed_text_form(seed):
+    text = derivation_text(seed, (KERNELS / "lstm_seed.py").read_text()).split("\n")
+    for block in (["  (9) ds = dh·∂h/∂s + ∂L(t+1)/∂s", "         = o*dh + ds_next"],
+                  ["  (11) df = ds·∂s/∂f", "          = s_prev*ds"],
+                  ["  (19) ds_prev = ds·∂s/∂s_prev", "               = f*ds"],
+                  ["  (21) dW_x = Σ_t Σ_b [da_g; da_i; da_f; da_o]·x^T"],
+                  ["  ∂L(t)/∂h(t) = ∂l(t)/∂h(t) + ∂L(t+1)/∂h(t)"],
+                  ["  s    ← s_prev, g, i, f   ⇢ s_prev of step t+1"]):
+        k = text.index(block[0])
+        assert text[k:k + len(block)] == block
+
+
+def test_seed_markdown_lines():
+    markdown = (DERIVATIONS / "lstm_seed.md").read_text()
+    for line in [
+        r"ds = dh \frac{\partial h}{\partial s} + \frac{\partial L(t+1)}{\partial s}"
+        r" = o \odot dh + ds_{\text{next}} \qquad (9)",
+        r"do = dh \frac{\partial h}{\partial o} = s \odot dh \qquad (10)",
+        r"da_{i} = di \frac{\partial i}{\partial a_{i}} = i \odot \left(1 - i\right) \odot di \qquad (15)",
+        r"ds_{\text{prev}} = ds \frac{\partial s}{\partial s_{\text{prev}}} = f \odot ds \qquad (19)",
+        r"L = \sum_{t=1}^{T} l(t), \qquad L(t) = \sum_{u=t}^{T} l(u)",
+        r"\frac{\partial L(t)}{\partial h(t)} = \frac{\partial l(t)}{\partial h(t)}"
+        r" + \frac{\partial L(t+1)}{\partial h(t)}",
+        "    prev_s <-.-|\"next step\"| n_s",
+        "    prev_h <-.-|\"next step\"| n_h",
+    ]:
+        assert f"\n{line}\n" in markdown, line
+
+
+def test_seed_sections_in_order():
+    markdown = (DERIVATIONS / "lstm_seed.md").read_text()
+    assert re.findall(r"^## (.*)$", markdown, re.M) == [
+        "Forward pass", "Dataflow", "Loss and notation", "Backward pass", "Carries to step t-1",
+        "Gradients of the input and the parameters", "Where people go wrong", "Kernel lines"]
+
+
+def test_seed_notes():
+    markdown = (DERIVATIONS / "lstm_seed.md").read_text()
+    notes = markdown.split("## Where people go wrong")[1].split("##")[0]
+    assert "- `ds_next` already holds `f(t+1)`: it is `ds_prev = f*ds`, equation (19)" in notes
+    assert "(9) adds `ds_next` as it is" in notes
+    assert "Dropping `ds_next` from (9), i.e. `ds = o*dh`, lowers the seed's toy loss" in notes
+    assert "Adding tanh on `s` in the forward pass only" in notes and "`do = tanh(s)*dh` in (10)" in notes
+
+
+# -- notes and diagram come from the cell, not from its names --------------------------------
+
+
+def _renamed_seed():
+    """The seed's cell with every name changed: the forget gate is `keep`, the memory `m`."""
+    cell = Cell("renamed")
+    u = cell.input("u")
+    q_prev, m_prev = cell.state("q"), cell.state("m")
+    a_c, a_w, a_k, a_r = cell.affine("A", [u, q_prev], blocks=["a_c", "a_w", "a_k", "a_r"])
+    cand, write = cell.let("cand", tanh(a_c)), cell.let("write", sigmoid(a_w))
+    keep, read = cell.let("keep", sigmoid(a_k)), cell.let("read", sigmoid(a_r))
+    m = cell.let("m", cand * write + m_prev * keep)
+    cell.update(m=m, q=m * read)
+    cell.note("A note citing {dm} and {m}, and {unknown} left as it is.")
+    return derive(cell)
+
+
+def test_the_carry_note_is_read_off_the_carry_terms():
+    d = _renamed_seed()
+    markdown = derivation_markdown(d, "tests/renamed.py", emit_kernel(d))
+    dm, carry = d.step_for(d.cell.updates["m"].symbol), d.step_for(d.cell.prev("m"))
+    assert f"- `dm_next` already holds `keep(t+1)`: it is `dm_prev = keep*dm`, equation ({carry.number})" in markdown
+    assert f"So ({dm.number}) adds `dm_next` as it is" in markdown
+    assert "- `dq_next` already holds the product with `A_q^T`" in markdown
+
+
+def test_a_note_cites_equations_by_name():
+    d = _renamed_seed()
+    dm = d.step_for(d.cell.updates["m"].symbol).number
+    m = next(eq.number for eq in d.forward if str(eq.lhs[0]) == "m")
+    assert f"- A note citing ({dm}) and ({m}), and {{unknown}} left as it is." in derivation_markdown(d, "r.py")
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_the_diagram_marks_every_recurrent_edge(name):
+    markdown = DOCUMENTS[name][0]
+    (_, diagram), = split_markdown(markdown)[1]
+    recurrent = re.findall(r"^    prev_(\w+) <-\.-\|\"next step\"\| n_(\w+)$", diagram, re.M)
+    states = load_cell(DERIVATIONS / f"{name}.py").states if name in CELLS else _edge_cell().states
+    assert sorted(recurrent) == sorted((s, s) for s in states)
+    assert diagram.startswith("flowchart LR\n")
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_show_prints_the_three_forms(capsys):
+    assert cli.main(["--derivations", str(DERIVATIONS), "show", "lstm_seed", "--markdown"]) == 0
+    assert capsys.readouterr().out == (DERIVATIONS / "lstm_seed.md").read_text()
+    assert cli.main(["--derivations", str(DERIVATIONS), "show", "lstm_seed"]) == 0
+    text = capsys.readouterr().out
+    assert "  (9) ds = dh·∂h/∂s + ∂L(t+1)/∂s\n         = o*dh + ds_next\n" in text
+    assert "Kernel lines" in text
+    assert cli.main(["--derivations", str(DERIVATIONS), "show", "lstm_seed", "--latex"]) == 0
+    latex = capsys.readouterr().out
+    assert latex.startswith("\\documentclass{article}") and latex.rstrip().endswith("\\end{document}")
+    assert "o \\odot dh + ds_{\\text{next}} \\tag{9}" in latex
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_the_latex_form_is_ascii(name):
+    """pdflatex reads it without inputenc tricks: Unicode prose is spelled in TeX."""
+    latex = DOCUMENTS[name][1]
+    assert latex.isascii(), sorted({c for c in latex if not c.isascii()})

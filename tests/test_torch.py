@@ -1,0 +1,201 @@
+"""The lstm, gru and rnn kernels are PyTorch's nn.LSTM, nn.GRU and nn.RNN, value for value.
+
+For drawn sizes and seeds, in float64: outputs, final states and every gradient (weights,
+biases, x, initial states; random upstream gradients on every output and final state) agree
+with PyTorch's autograd to 1e-10 relative to each array's largest entry. The parameters go
+torch -> kernel, so the LSTM's two biases are both nonzero and their sum is what is tested.
+"""
+
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+torch = pytest.importorskip("torch", reason="PyTorch parity needs torch: pip install -e '.[torch]'")
+
+from lstm_derive import torch_convert as tc  # noqa: E402
+from lstm_derive.kernels import gru, lstm, rnn  # noqa: E402
+
+TOLERANCE = 1e-10
+CELLS = {"lstm": (lstm, torch.nn.LSTM), "gru": (gru, torch.nn.GRU), "rnn": (rnn, torch.nn.RNN)}
+
+sizes = dict(
+    T=st.integers(1, 5),
+    B=st.integers(1, 3),
+    D=st.integers(1, 4),
+    H=st.integers(1, 4),
+    seed=st.integers(0, 2**31 - 1),
+    scale=st.floats(0.25, 2.0),
+)
+
+
+def assert_close(ours, theirs, what):
+    """|ours - theirs| <= TOLERANCE * (largest |entry| of either), element by element."""
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, PyTorch's {theirs.shape}"
+    scale = max(np.max(np.abs(ours), initial=0.0), np.max(np.abs(theirs), initial=0.0))
+    error = np.max(np.abs(ours - theirs), initial=0.0)
+    assert error <= TOLERANCE * scale, f"{what}: max error {error:.3g}, {error / scale:.2g} of the largest entry {scale:.3g}"
+
+
+def torch_module(name, D, H, seed, scale):
+    """PyTorch's own initialisation, scaled, in float64."""
+    torch.manual_seed(seed)
+    module = CELLS[name][1](D, H, dtype=torch.float64)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(scale)
+    return module
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@settings(max_examples=30)
+@given(**sizes)
+def test_values_and_gradients_equal_pytorchs(name, T, B, D, H, seed, scale):
+    kernel, _ = CELLS[name]
+    module = torch_module(name, D, H, seed, scale)
+    params = tc.from_torch(name, module)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D))
+    state = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+    dys = rng.standard_normal((T, B, H))
+    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+
+    ys, final, cache = kernel.forward(params, x, state)
+    grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+
+    tx = torch.tensor(x, requires_grad=True)
+    tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]  # (layers, B, H)
+    tys, tfinal = module(tx, tuple(tstate) if name == "lstm" else tstate[0])
+    tfinal = tfinal if name == "lstm" else (tfinal,)
+    loss = (tys * torch.from_numpy(dys)).sum()
+    for s, ds in zip(tfinal, dstate):
+        loss = loss + (s[0] * torch.from_numpy(ds)).sum()
+    loss.backward()
+
+    assert_close(ys, tys.detach().numpy(), "ys")
+    for s, mine, theirs in zip(kernel.STATES, final, tfinal):
+        assert_close(mine, theirs[0].detach().numpy(), f"final {s}")
+    assert_close(dx, tx.grad.numpy(), "dx")
+    for s, mine, theirs in zip(kernel.STATES, dstate0, tstate):
+        assert_close(mine, theirs.grad[0].numpy(), f"d{s}0")
+    layout = tc.LAYOUTS[name]
+    ours = dict(zip(tc.KEYS, layout.names))
+    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]  # lstm: b = bias_ih + bias_hh
+    for key, p in module.named_parameters():
+        assert_close(grads[ours[key]], p.grad.numpy(), f"d{ours[key]} (PyTorch's {key})")
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@settings(max_examples=20)
+@given(D=sizes["D"], H=sizes["H"], seed=sizes["seed"], dtype=st.sampled_from([np.float32, np.float64]))
+def test_round_trip_is_exact(name, D, H, seed, dtype):
+    kernel, module_class = CELLS[name]
+    params = kernel.init_params(D, H, seed=seed, scale=1.0, dtype=dtype)
+    state_dict = tc.to_torch(name, params)
+    assert list(state_dict) == list(tc.KEYS)
+    module_class(D, H, dtype=getattr(torch, np.dtype(dtype).name)).load_state_dict(state_dict)  # strict: keys fit
+    back = tc.from_torch(name, state_dict, input_size=D, hidden_size=H)
+    assert list(back) == list(kernel.PARAMS)
+    for p in kernel.PARAMS:
+        assert back[p].dtype == dtype
+        np.testing.assert_array_equal(back[p], params[p])
+        assert not np.shares_memory(back[p], params[p])
+
+
+def test_lstm_biases_sum_one_way_and_go_to_bias_ih_the_other():
+    module = torch_module("lstm", 3, 2, seed=0, scale=1.0)
+    sd = module.state_dict()
+    params = tc.lstm_from_torch(sd)
+    np.testing.assert_array_equal(params["b"], (sd["bias_ih_l0"] + sd["bias_hh_l0"]).numpy())
+    back = tc.lstm_to_torch(params)
+    np.testing.assert_array_equal(back["bias_ih_l0"].numpy(), params["b"])
+    assert not back["bias_hh_l0"].any()
+
+
+def test_gru_and_rnn_keep_both_biases():
+    for name in ("gru", "rnn"):
+        sd = torch_module(name, 3, 2, seed=1, scale=1.0).state_dict()
+        back = tc.to_torch(name, tc.from_torch(name, sd))
+        for key in tc.KEYS:
+            assert torch.equal(back[key], sd[key]), (name, key)
+
+
+def test_a_module_without_biases_has_zero_biases():
+    params = tc.rnn_from_torch(torch.nn.RNN(3, 2, bias=False, dtype=torch.float64))
+    assert not params["b_x"].any() and not params["b_h"].any()
+
+
+def test_torch_module_runs_the_kernels_parameters():
+    params = gru.init_params(3, 4, seed=2)
+    x = np.random.default_rng(2).standard_normal((4, 2, 3))
+    ys, _, _ = gru.forward(params, x)
+    tys, _ = tc.torch_module("gru", params)(torch.from_numpy(x))
+    assert_close(ys, tys.detach().numpy(), "ys")
+
+
+# -- what does not convert ----------------------------------------------------------------------
+
+def state_dict(module_class, *args, **kwargs):
+    return module_class(*args, **kwargs).state_dict()
+
+
+def lstm_with(key, value):
+    sd = torch.nn.LSTM(3, 4).state_dict()
+    if value is None:
+        del sd[key]
+    else:
+        sd[key] = value
+    return sd
+
+
+WRONG = [
+    ("lstm", state_dict(torch.nn.GRU, 3, 4), r"3 \* H rows, a GRU's; expected nn.LSTM's \(4 \* H, H\) = \(16, 4\)"),
+    ("gru", state_dict(torch.nn.LSTM, 3, 4), r"4 \* H rows, an LSTM's; expected nn.GRU's \(3 \* H, H\)"),
+    ("rnn", state_dict(torch.nn.GRU, 3, 4), r"a GRU's; expected nn.RNN's \(H, H\)"),
+    ("lstm", torch.nn.GRU(3, 4), r"expected a torch.nn.LSTM, got a GRU"),
+    ("lstm", state_dict(torch.nn.LSTM, 3, 4, num_layers=2), r"expected one layer .*layers \[0, 1\]"),
+    ("gru", torch.nn.GRU(3, 4, num_layers=3), r"expected num_layers=1, got 3"),
+    ("lstm", state_dict(torch.nn.LSTM, 3, 4, bidirectional=True), r"one-directional .*bidirectional=True"),
+    ("rnn", torch.nn.RNN(3, 4, bidirectional=True), r"expected bidirectional=False"),
+    ("lstm", state_dict(torch.nn.LSTM, 3, 4, proj_size=2), r"without projection; .*weight_hr_l0"),
+    ("lstm", torch.nn.LSTM(3, 4, proj_size=2), r"expected proj_size=0, got 2"),
+    ("rnn", torch.nn.RNN(3, 4, nonlinearity="relu"), r"nonlinearity='tanh'; this one uses 'relu'"),
+    ("lstm", lstm_with("bias_hh_l0", torch.zeros(12)), r"bias_hh_l0: expected shape \(16,\) .* got \(12,\)"),
+    ("lstm", lstm_with("weight_ih_l0", torch.zeros(12, 3)), r"weight_ih_l0: expected shape \(16, 3\)"),
+    ("lstm", lstm_with("bias_hh_l0", None), r"missing: bias_hh_l0"),
+    ("lstm", lstm_with("weight_hh_l0", None), r"missing: weight_hh_l0"),
+    ("lstm", lstm_with("scale", torch.zeros(1)), r"unknown keys: scale"),
+]
+
+
+@pytest.mark.parametrize("name, source, message", WRONG)
+def test_what_does_not_convert_says_what_was_expected(name, source, message):
+    with pytest.raises(ValueError, match=message):
+        tc.from_torch(name, source)
+
+
+def test_sizes_can_be_required():
+    sd = torch.nn.GRU(3, 4).state_dict()
+    with pytest.raises(ValueError, match=r"expected input_size 5, got 3"):
+        tc.gru_from_torch(sd, input_size=5)
+    with pytest.raises(ValueError, match=r"expected hidden_size 2, got 4"):
+        tc.gru_from_torch(sd, hidden_size=2)
+
+
+def test_wrong_kernel_parameters_do_not_convert():
+    params = lstm.init_params(3, 4)
+    with pytest.raises(ValueError, match=r"expected the gru kernel's parameters .*missing \['b_x', 'U_h', 'b_h'\]"):
+        tc.gru_to_torch(params)
+    with pytest.raises(ValueError, match=r"b: expected shape \(16,\) for D = 3, H = 4"):
+        tc.lstm_to_torch({**params, "b": params["b"][:-1]})
+    with pytest.raises(ValueError, match=r"no PyTorch module corresponds to the cell 'lstm_peephole'"):
+        tc.to_torch("lstm_peephole", params)
+
+
+def test_without_torch_the_error_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    with pytest.raises(ImportError, match=r'pip install -e "\.\[torch\]"'):
+        tc.rnn_to_torch(rnn.init_params(2, 3))
