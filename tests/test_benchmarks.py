@@ -1,0 +1,156 @@
+"""The benchmark suite runs end to end, and its hand-written GRU is a fair reference.
+
+No timing is asserted: the suite measures, these tests only check that it does. The
+hand-written GRU is what the generated gru kernel is timed against, so its gradients are
+checked here against the kernel's and, independently of the engine, against central
+differences.
+"""
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import bench  # noqa: E402
+import gemms  # noqa: E402
+import handwritten_gru  # noqa: E402
+import memory  # noqa: E402
+import profile_lines  # noqa: E402
+from lstm_derive.kernels import gru  # noqa: E402
+
+T, B, D, H = 3, 2, 3, 4
+
+
+def problem(kernel, scale=None, seed=1, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    params = kernel.init_params(D, H, seed=seed, scale=scale, dtype=dtype)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    state = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in kernel.STATES)
+    dys = rng.standard_normal((T, B, H)).astype(dtype)
+    dstate = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in kernel.STATES)
+    return params, x, state, dys, dstate
+
+
+def gradients(kernel, params, x, state, dys, dstate):
+    """Every gradient backward returns, by name."""
+    _, _, cache = kernel.forward(params, x, state)
+    grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+    out = dict(grads, x=dx)
+    out.update({f"state0_{n}": d for n, d in enumerate(dstate0)})
+    return out
+
+
+def loss(kernel, params, x, state, dys, dstate):
+    """The scalar whose gradients backward returns: <ys, dys> + <final state, dstate>."""
+    ys, final, _ = kernel.forward(params, x, state)
+    return np.sum(ys * dys) + sum(np.sum(s * d) for s, d in zip(final, dstate))
+
+
+def central_differences(kernel, params, x, state, dys, dstate):
+    arrays = dict(params, x=x)
+    arrays.update({f"state0_{n}": s for n, s in enumerate(state)})
+    numeric = {}
+    for name, arr in arrays.items():
+        grad = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            v = arr[idx]
+            step = np.cbrt(np.finfo(float).eps) * max(1.0, abs(v))
+            arr[idx] = v + step
+            up = loss(kernel, params, x, state, dys, dstate)
+            arr[idx] = v - step
+            down = loss(kernel, params, x, state, dys, dstate)
+            arr[idx] = v
+            grad[idx] = (up - down) / (2 * step)
+        numeric[name] = grad
+    return numeric
+
+
+def relative_errors(got, ref):
+    assert got.keys() == ref.keys()
+    return {k: np.max(np.abs(got[k] - ref[k])) / np.max(np.abs(ref[k])) for k in ref}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.complex128])
+def test_handwritten_gru_matches_the_generated_gru(dtype):
+    p = problem(gru, scale=1.0, dtype=dtype)
+    mine = handwritten_gru.forward(*p[:3])
+    theirs = gru.forward(*p[:3])
+    np.testing.assert_allclose(mine[0], theirs[0], rtol=1e-13, atol=1e-13)
+    np.testing.assert_allclose(mine[1][0], theirs[1][0], rtol=1e-13, atol=1e-13)
+    errors = relative_errors(gradients(handwritten_gru, *p), gradients(gru, *p))
+    assert max(errors.values()) < 1e-12, errors
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_handwritten_gru_matches_central_differences(scale):
+    p = problem(handwritten_gru, scale=scale)
+    errors = relative_errors(gradients(handwritten_gru, *p), central_differences(handwritten_gru, *p))
+    assert max(errors.values()) < 1e-6, errors
+
+
+def test_handwritten_gru_keeps_float32():
+    p = problem(handwritten_gru, dtype=np.float32)
+    ys, (h_T,), _ = handwritten_gru.forward(*p[:3])
+    got = gradients(handwritten_gru, *p)
+    assert {a.dtype for a in (ys, h_T, *got.values())} == {np.dtype(np.float32)}
+
+
+def test_peak_growth_sees_numpy_arrays():
+    peak, held = memory.peak_growth(lambda: np.ones(2**17).sum())   # 1 MiB, freed at once
+    assert 2**20 <= peak < 2**20 + 2**16
+    assert held < 2**12
+
+
+def test_gemm_replay_counts_the_kernels_flops():
+    run, flops = gemms.replay(gru, T, B, D, H, np.float64)
+    run()
+    # input weight: 3 GEMMs of T*B x D x 3H; recurrent: 2T of B x H x 3H and one T*B x H x 3H
+    assert flops == 3 * 2 * T * B * D * 3 * H + 3 * 2 * T * B * H * 3 * H
+
+
+def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    status = bench.main(["--quick", "--repeat", "1", "--pause", "0", "--sizes", "3,1,3,4",
+                         "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    report = json.loads(out.read_text())
+    assert set(report) == {"machine", "settings", "gemm_throughput", "cases", "derive_emit", "targets"}
+    assert set(report["gemm_throughput"]) == {"start", "end"}
+    assert set(report["gemm_throughput"]["start"]) == {"float32", "float64"}
+    assert report["derive_emit"]["total_s"] > 0 and report["derive_emit"]["cells"] >= 2
+    cases = {(c["cell"], c["dtype"]): c for c in report["cases"]}
+    assert set(cases) == {(cell, dt) for cell in ("lstm", "gru", "lstm_seed") for dt in ("float32", "float64")}
+    torch_there = bench.torch_reference.available()
+    for (cell, _), c in cases.items():
+        assert (c["T"], c["B"], c["D"], c["H"]) == (3, 1, 3, 4)
+        want = {"generated", "gemms"}
+        want |= {"seed"} if cell == "lstm_seed" else {"handwritten"} | ({"torch"} if torch_there else set())
+        assert set(c["results"]) == want
+        for r in c["results"].values():
+            assert {"median_ms", "min_ms", "max_ms", "n"} <= set(r) and r["n"] == 1
+        assert set(c["ratios"]) == {f"generated/{n}" for n in want - {"generated", "gemms"}}
+        assert set(c["checks"]) == want - {"generated", "gemms"}
+        assert all(check["ok"] for check in c["checks"].values())
+        assert c["gemm_share"] > 0 and c["gemm_flops"] > 0
+        assert c["min_activation"]["k"] == memory.ACTIVATIONS[cell][0]
+        assert c["memory"]["generated"]["peak_bytes"] > 0
+    assert all({"target", "where", "value", "limit", "met"} == set(t) for t in report["targets"])
+    for cell in ("lstm", "gru", "lstm_seed"):
+        assert f"{cell} 3,1,3,4 (T=3, B=1, D=3, H=4) float64" in printed
+    # the saved report prints again as the run printed it
+    assert bench.main(["--show", str(out)]) == 0
+    again = capsys.readouterr().out
+    def tables(text):
+        lines = text.splitlines()
+        return lines[next(n for n, line in enumerate(lines) if line.startswith("GEMM throughput")):]
+    assert tables(again) == tables(printed)
+
+
+def test_line_profile_runs(capsys):
+    profile_lines.main(["gru", "--size", "3,2,3,4", "--calls", "1"])
+    printed = capsys.readouterr().out
+    assert "GEMM" in printed and "whole forward + backward" in printed
