@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
+# The examples multiply small matrices (64 x 256 and the like). There a second BLAS thread
+# does not help, and on a busy machine its spin-waiting makes training several times slower,
+# so BLAS gets one thread unless the environment says otherwise. This only takes effect if
+# NumPy is not loaded yet: the scripts import this module before NumPy.
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "output"
 PLOT_HINT = 'pip install -e ".[plot]"'
@@ -23,6 +31,9 @@ PLOT_HINT = 'pip install -e ".[plot]"'
 
 def has_cell(name):
     """Whether lstm_derive/kernels/<name>.py exists."""
+    if importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None:
+        return True
+    importlib.invalidate_caches()  # a kernel generated since the directory was last listed
     return importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None
 
 
@@ -118,8 +129,8 @@ class Progress:
 
     Use as a context manager, so that the bar is closed on Ctrl-C too."""
 
-    def __init__(self, total, desc, every_seconds=10.0, enabled=True):
-        self.total, self.desc, self.every = total, desc, every_seconds
+    def __init__(self, total, desc, every_seconds=10.0, enabled=True, unit="step"):
+        self.total, self.desc, self.every, self.unit = total, desc, every_seconds, unit
         self.enabled = enabled
         self.n, self.start = 0, time.perf_counter()
         self.last_print = self.start
@@ -130,7 +141,7 @@ class Progress:
             except ImportError:
                 tqdm = None
             if tqdm is not None:
-                self.bar = tqdm(total=total, desc=desc, unit="step", leave=False,
+                self.bar = tqdm(total=total, desc=desc, unit=unit, leave=False,
                                 dynamic_ncols=True, file=sys.stderr)
 
     def update(self, n=1, **values):
@@ -143,8 +154,8 @@ class Progress:
         if self.enabled and (now - self.last_print >= self.every or self.n == self.total):
             self.last_print = now
             shown = "  ".join(f"{k} {v:.4g}" for k, v in values.items())
-            print(f"{self.desc}: step {self.n}/{self.total}  {shown}  "
-                  f"{self.n / (now - self.start):.1f} steps/s", file=sys.stderr, flush=True)
+            print(f"{self.desc}: {self.unit} {self.n}/{self.total}  {shown}  "
+                  f"{self.n / (now - self.start):.1f} {self.unit}s/s", file=sys.stderr, flush=True)
 
     def __enter__(self):
         return self

@@ -128,7 +128,12 @@ def _check_cell(script, out=None):
     d, targets = gen.targets_for(script, out)
     gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
-    reports = [r for config in CHECKS for r in check_kernel(kernel, **config)]
+    try:
+        reports = [r for config in CHECKS for r in check_kernel(kernel, **config)]
+    except Exception as error:  # a broken kernel is a failed check, reported with the rest
+        seconds = f"{time.perf_counter() - start:.2f}"
+        return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", seconds, "FAIL"], [
+            f"the kernel raised {type(error).__name__}: {error}"]
     central = max(r.max_error for r in reports if r.method == "central")
     complex_ = max(r.max_error for r in reports if r.method == "complex")
     ok = all(r.ok for r in reports)

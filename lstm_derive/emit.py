@@ -105,23 +105,24 @@ class _Kernel:
         return gates
 
     def _hoisted_locals(self):
-        """(step, term) -> array name, for local derivatives worth computing before the loop."""
+        """(step, term) -> buffer, for a pre-activation's local derivative computed before the loop.
+
+        It goes straight into the buffer that the pre-activation's adjoint takes anyway, so
+        hoisting it costs no memory; other locals stay in the loop for the same reason."""
         hoisted = {}
         for step in self.d.steps:
-            if step.kind in ("input", "param"):
+            if step.kind != "block" or len(step.terms) != 1:
                 continue
-            for term in step.terms:
-                if term.adjoint is None or _is_trivial(term.local.subs(self.aux)):
-                    continue
-                if step.kind == "block" and len(step.terms) == 1:
-                    hoisted[step.number, term.consumer] = f"{step.adjoint}_seq"
-                else:
-                    hoisted[step.number, term.consumer] = f"d{term.consumer}_d{step.target}"
+            (term,) = step.terms
+            if term.adjoint is not None and term.local != 1:
+                hoisted[step.number, term.consumer] = f"{step.adjoint}_seq"
         return hoisted
 
     def _stored(self):
         """Per-step forward values the backward pass reads, beyond the states and the buffers."""
         forward = {let.symbol for let in self.cell.lets} - self.gate_lets - set(self.state_of_new)
+        for a in self.cell.affines:
+            forward |= set(a.blocks)
         needed = set()
         for step in self.d.steps:
             needed |= step.result.subs(self.aux).free_symbols & forward
@@ -332,7 +333,7 @@ def _state_doc(k):
 
 def _buffers(k):
     """The arrays the forward pass fills and the backward pass reads."""
-    names = [f"{s}_seq" for s in k.states] + [f"pre_{a.name}_seq" for a in k.cell.affines]
+    names = [f"{s}_seq" for s in k.states] + [f"pre_{a.name}_seq" for a in k.cell.affines if a.name in k.gates]
     return names + [f"{v}_seq" for v in k.stored]
 
 
@@ -369,8 +370,10 @@ def _forward(k):
             terms = [f"x.reshape(T * B, D) @ {w}.T" for w, _v in pre] + list(a.biases)
             body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})"
                         f"  # ({numbers[id(a)]})")
-        else:
+        elif a.name in k.gates:
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
+        else:
+            body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
     body += _gate_constants(k)
     body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
     body += ["", "    # What the backward pass reads, kept for every step."]
@@ -426,20 +429,53 @@ def _forward_step(k):
             continue
         for call, name in k.aux.items():
             if call not in done and node.expr.has(call):
-                lines += [f"{name} = {plain.doprint(call)}  # ({n})", f"{name}_seq[t] = {name}"]
+                lines += _stored_value(name, f"{name}_seq[t]", call, plain, n)
                 done.add(call)
-        lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
         if node.symbol in k.stored:
-            lines.append(f"{node.symbol}_seq[t] = {node.symbol}")
-        if node.symbol in k.state_of_new:
-            lines.append(f"{k.state_of_new[node.symbol]}_seq[t + 1] = {node.symbol}")
+            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n)
+        elif node.symbol in k.state_of_new:
+            slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
+            lines += _stored_value(node.symbol, slot, node.expr, printer, n)
+        else:
+            lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     return lines
 
 
+def _stored_value(name, slot, expr, printer, n):
+    """name = expr, evaluated straight into its storage: no temporary, no copy."""
+    into = _into(str(name), expr, printer)
+    if len(into) == 1 and into[0].startswith(f"{name}[...] = "):
+        return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n})"]
+    return [f"{name} = {slot}  # ({n}) {name} = {printer.doprint(expr)}, written in place:"] + into
+
+
+def _into(target, expr, printer):
+    """Lines that evaluate expr into the existing array target, the last operation with out=."""
+    code = printer.doprint
+    if isinstance(expr, sympy.Add):
+        first, *rest = expr.args
+        lines = _into(target, first, printer)
+        for term in rest:
+            if term.could_extract_minus_sign():
+                lines.append(f"{target} -= {code(-term)}")
+            else:
+                lines.append(f"{target} += {code(term)}")
+        return lines
+    if isinstance(expr, sympy.Mul):
+        head, *rest = expr.as_ordered_factors()
+        return [f"np.multiply({code(head)}, {code(sympy.Mul(*rest))}, out={target})"]
+    if isinstance(expr, sympy.tanh):
+        return [f"np.tanh({code(expr.args[0])}, out={target})"]
+    if isinstance(expr, sigmoid):
+        return [f"np.multiply({code(expr.args[0])}, 0.5, out={target})", f"np.tanh({target}, out={target})",
+                f"{target} *= 0.5", f"{target} += 0.5"]
+    return [f"{target}[...] = {code(expr)}"]
+
+
 def _forward_affine(k, a, n):
     pre, loop = k.affine_parts(a)
-    lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"]
+    lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if pre or a.name in k.gates else []
     products = [f"{v} @ {w}.T" for w, v in loop]
     if pre:
         lines += [f"pre_{a.name} += {p}  # ({n})" for p in products]
@@ -451,6 +487,7 @@ def _forward_affine(k, a, n):
     used = _used_blocks(k, a)
     if used:
         lines.append(_assign_tuple(used, [f"pre_{a.name}[:, {_cols(a, b)}]" for b in used]))
+    lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored]
     return lines
 
 
@@ -501,7 +538,7 @@ def _backward(k):
         '    x = cache["x"]',
         "    T, B = x.shape[:2]",
         '    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
-        f"    {_unpack_tuple(_buffers(k), ', '.join(f'cache[{n!r}]' for n in _buffers(k)).replace(chr(39), chr(34)))}",
+        "    " + _assign_tuple(_buffers(k), [f'cache["{n}"]' for n in _buffers(k)]),
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
     body += ["    " + line for line in _sequence_views(k)]
@@ -529,16 +566,7 @@ def _sequence_views(k):
         lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
         if a.name in k.gates:
             lines.append(_gate_views(k, a))
-        elif _read_blocks(k, a):
-            lines.append(_block_views(a))
     return lines
-
-
-def _read_blocks(k, a):
-    reads = set()
-    for step in k.d.steps:
-        reads |= step.result.free_symbols
-    return [b for b in a.blocks if b in reads]
 
 
 def _hoisted_lines(k):
@@ -549,12 +577,8 @@ def _hoisted_lines(k):
             name = k.hoisted.get((step.number, term.consumer))
             if name is None:
                 continue
-            code = printer.doprint(term.local)
-            what = f"d{term.consumer}/d{step.target} in ({step.number})"
-            if name.endswith("_seq"):
-                lines.append(f"{name}[...] = {code}  # {what}, scaled by d{term.consumer} in the loop")
-            else:
-                lines.append(f"{name} = {code}  # {what}")
+            what = f"d{term.consumer}/d{step.target} in ({step.number}), scaled by d{term.consumer} in the loop"
+            lines += [f"# {what}"] + _into(name, term.local.subs(k.aux), printer)
         if step.kind == "block" and not step.terms:
             lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
     return lines

@@ -56,11 +56,12 @@ def test_editing_an_equation_and_regenerating_changes_the_kernel(tmp_path, capsy
     capsys.readouterr()
     assert generate(str(script), "--out", str(out), "--check") == 1
     diff = capsys.readouterr().out
-    assert "-        h = o*s  # (7)" in diff and "+        h = o*tanh_s  # (7)" in diff
+    assert "-        ds = o*dh + ds_next  # (9) dL/ds" in diff
+    assert "+        ds = o*(1 - tanh_s**2)*dh + ds_next  # (9) dL/ds" in diff
     assert kernel.read_text() == before, "--check must not write"
 
     assert generate(str(script), "--out", str(out)) == 0
-    assert "tanh_s = np.tanh(s)" in kernel.read_text()
+    assert "np.tanh(s, out=tanh_s)" in kernel.read_text()
     assert import_kernel(kernel).CELL == "lstm_seed"
 
 

@@ -68,10 +68,11 @@ def forward(params, x, state=None):
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x).reshape(T, B, 3 * H)  # (1)
-    pre_U_seq = np.empty((T, B, 3 * H), x.dtype)
+    pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
+    a_hn_seq = np.empty((T, B, H), x.dtype)
     n_seq = np.empty((T, B, H), x.dtype)
     r_seq = np.empty((T, B, H), x.dtype)
     z_seq = np.empty((T, B, H), x.dtype)
@@ -79,25 +80,32 @@ def forward(params, x, state=None):
     for t in range(T):
         pre_W = pre_W_seq[t]
         a_xr, a_xz, a_xn = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H]
-        pre_U = pre_U_seq[t]
         np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
         pre_U += b_h  # (2)
         a_hr, a_hz, a_hn = pre_U[:, :H], pre_U[:, H:2 * H], pre_U[:, 2 * H:3 * H]
+        a_hn_seq[t] = a_hn
         a_r = a_hr + a_xr  # (3)
-        r = sigmoid(a_r)  # (4)
-        r_seq[t] = r
+        r = r_seq[t]  # (4) r = sigmoid(a_r), written in place:
+        np.multiply(a_r, 0.5, out=r)
+        np.tanh(r, out=r)
+        r *= 0.5
+        r += 0.5
         a_z = a_hz + a_xz  # (5)
-        z = sigmoid(a_z)  # (6)
-        z_seq[t] = z
+        z = z_seq[t]  # (6) z = sigmoid(a_z), written in place:
+        np.multiply(a_z, 0.5, out=z)
+        np.tanh(z, out=z)
+        z *= 0.5
+        z += 0.5
         a_n = a_xn + a_hn*r  # (7)
-        n = np.tanh(a_n)  # (8)
-        n_seq[t] = n
-        h = h_prev*z + n*(1 - z)  # (9)
-        h_seq[t + 1] = h
+        n = n_seq[t]  # (8) n = np.tanh(a_n), written in place:
+        np.tanh(a_n, out=n)
+        h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place:
+        np.multiply(h_prev, z, out=h)
+        h += n*(1 - z)
         h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "pre_U_seq": pre_U_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
+    cache = {"x": x, "h_seq": h_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
     return ys, final, cache
 
 
@@ -111,34 +119,32 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, pre_W_seq, pre_U_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["pre_W_seq"], cache["pre_U_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
+    h_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 3 * H), x.dtype)
     da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
     dpre_U_seq = np.empty((T, B, 3 * H), x.dtype)
     da_hr_seq, da_hz_seq, da_hn_seq = _blocks(dpre_U_seq, 3)
-    a_hr_seq, a_hz_seq, a_hn_seq = _blocks(pre_U_seq, 3)
 
     # Local derivatives that read only forward values, for all steps at once.
-    dh_dn = 1 - z_seq  # dh/dn in (11)
-    dn_da_n = 1 - n_seq**2  # dn/da_n in (12)
-    dh_dz = h_seq[:-1] - n_seq  # dh/dz in (13)
-    dz_da_z = z_seq*(1 - z_seq)  # dz/da_z in (14)
-    dr_da_r = r_seq*(1 - r_seq)  # dr/da_r in (16)
+    # da_n/da_hn in (19), scaled by da_n in the loop
+    da_hn_seq[...] = r_seq
     for t in reversed(range(T)):
         a_hn = a_hn_seq[t]
+        h_prev = h_seq[t]
+        n = n_seq[t]
         r = r_seq[t]
         z = z_seq[t]
         dh = dys[t] + dh_next  # (10) dL/dh
-        dn = dh_dn[t]*dh  # (11) dL/dn
-        da_n = dn_da_n[t]*dn  # (12) dL/da_n
-        dz = dh_dz[t]*dh  # (13) dL/dz
-        da_z = dz_da_z[t]*dz  # (14) dL/da_z
+        dn = (1 - z)*dh  # (11) dL/dn
+        da_n = (1 - n**2)*dn  # (12) dL/da_n
+        dz = (h_prev - n)*dh  # (13) dL/dz
+        da_z = z*(1 - z)*dz  # (14) dL/da_z
         dr = a_hn*da_n  # (15) dL/dr
-        da_r = dr_da_r[t]*dr  # (16) dL/da_r
+        da_r = r*(1 - r)*dr  # (16) dL/da_r
         da_hr_seq[t] = da_r  # (17) dL/da_hr
         da_hz_seq[t] = da_z  # (18) dL/da_hz
-        da_hn_seq[t] = r*da_n  # (19) dL/da_hn
+        da_hn_seq[t] *= da_n  # (19) dL/da_hn
         da_xr_seq[t] = da_r  # (20) dL/da_xr
         da_xz_seq[t] = da_z  # (21) dL/da_xz
         da_xn_seq[t] = da_n  # (22) dL/da_xn

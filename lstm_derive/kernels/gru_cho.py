@@ -83,14 +83,15 @@ def forward(params, x, state=None):
         pre_W *= 0.5
         pre_W += 0.5
         r, z = r_seq[t], z_seq[t]
-        rh = h_prev*r  # (4)
-        rh_seq[t] = rh
+        rh = rh_seq[t]  # (4) rh = h_prev*r, written in place:
+        np.multiply(h_prev, r, out=rh)
         pre_W_n = pre_W_n_seq[t]
         pre_W_n += rh @ W_n_rh.T  # (5)
         np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
         n = n_seq[t]
-        h = h_prev*z + n*(1 - z)  # (7)
-        h_seq[t + 1] = h
+        h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place:
+        np.multiply(h_prev, z, out=h)
+        h += n*(1 - z)
         h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
@@ -118,20 +119,23 @@ def backward(params, cache, dys, dstate=None):
     n_seq = pre_W_n_seq
 
     # Local derivatives that read only forward values, for all steps at once.
-    dh_dn = 1 - z_seq  # dh/dn in (9)
-    da_n_seq[...] = 1 - n_seq**2  # dn/da_n in (10), scaled by dn in the loop
-    dh_dz = h_seq[:-1] - n_seq  # dh/dz in (12)
-    da_r_seq[...] = r_seq*(1 - r_seq)  # dr/da_r in (14), scaled by dr in the loop
-    da_z_seq[...] = z_seq*(1 - z_seq)  # dz/da_z in (15), scaled by dz in the loop
+    # dn/da_n in (10), scaled by dn in the loop
+    da_n_seq[...] = 1
+    da_n_seq -= n_seq**2
+    # dr/da_r in (14), scaled by dr in the loop
+    np.multiply(r_seq, 1 - r_seq, out=da_r_seq)
+    # dz/da_z in (15), scaled by dz in the loop
+    np.multiply(z_seq, 1 - z_seq, out=da_z_seq)
     for t in reversed(range(T)):
         h_prev = h_seq[t]
+        n = n_seq[t]
         r = r_seq[t]
         z = z_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
-        dn = dh_dn[t]*dh  # (9) dL/dn
+        dn = (1 - z)*dh  # (9) dL/dn
         da_n_seq[t] *= dn  # (10) dL/da_n
         drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
-        dz = dh_dz[t]*dh  # (12) dL/dz
+        dz = (h_prev - n)*dh  # (12) dL/dz
         dr = h_prev*drh  # (13) dL/dr
         da_r_seq[t] *= dr  # (14) dL/da_r
         da_z_seq[t] *= dz  # (15) dL/da_z

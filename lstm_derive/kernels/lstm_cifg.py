@@ -91,14 +91,16 @@ def forward(params, x, state=None):
         pre_W *= scale_W
         pre_W += shift_W
         i, g, o = i_seq[t], g_seq[t], o_seq[t]
-        f = 1 - i  # (3)
-        f_seq[t] = f
-        c = c_prev*f + g*i  # (6)
-        c_seq[t + 1] = c
-        tanh_c = np.tanh(c)  # (7)
-        tanh_c_seq[t] = tanh_c
-        h = o*tanh_c  # (7)
-        h_seq[t + 1] = h
+        f = f_seq[t]  # (3) f = 1 - i, written in place:
+        f[...] = 1
+        f -= i
+        c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
+        np.multiply(c_prev, f, out=c)
+        c += g*i
+        tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
+        np.tanh(c, out=tanh_c)
+        h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
+        np.multiply(o, tanh_c, out=h)
         h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
@@ -123,18 +125,22 @@ def backward(params, cache, dys, dstate=None):
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
 
     # Local derivatives that read only forward values, for all steps at once.
-    dh_dc = o_seq*(1 - tanh_c_seq**2)  # dh/dc in (9)
-    da_i_seq[...] = i_seq*(1 - i_seq)  # di/da_i in (14), scaled by di in the loop
-    da_g_seq[...] = 1 - g_seq**2  # dg/da_g in (15), scaled by dg in the loop
-    da_o_seq[...] = o_seq*(1 - o_seq)  # do/da_o in (16), scaled by do in the loop
+    # di/da_i in (14), scaled by di in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
+    # dg/da_g in (15), scaled by dg in the loop
+    da_g_seq[...] = 1
+    da_g_seq -= g_seq**2
+    # do/da_o in (16), scaled by do in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
     for t in reversed(range(T)):
         c_prev = c_seq[t]
         f = f_seq[t]
         g = g_seq[t]
         i = i_seq[t]
+        o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
-        dc = dh_dc[t]*dh + dc_next  # (9) dL/dc
+        dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
         do = tanh_c*dh  # (10) dL/do
         dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df

@@ -81,24 +81,34 @@ def forward(params, x, state=None):
         pre_W = pre_W_seq[t]
         pre_W += h_prev @ W_h.T  # (1)
         a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
-        i = sigmoid(a_i + c_prev*p_i)  # (2)
-        i_seq[t] = i
-        f = sigmoid(a_f + c_prev*p_f)  # (3)
-        f_seq[t] = f
-        g = np.tanh(a_g)  # (4)
-        g_seq[t] = g
-        c = c_prev*f + g*i  # (5)
-        c_seq[t + 1] = c
-        o = sigmoid(a_o + c*p_o)  # (6)
-        o_seq[t] = o
-        tanh_c = np.tanh(c)  # (7)
-        tanh_c_seq[t] = tanh_c
-        h = o*tanh_c  # (7)
-        h_seq[t + 1] = h
+        i = i_seq[t]  # (2) i = sigmoid(a_i + c_prev*p_i), written in place:
+        np.multiply(a_i + c_prev*p_i, 0.5, out=i)
+        np.tanh(i, out=i)
+        i *= 0.5
+        i += 0.5
+        f = f_seq[t]  # (3) f = sigmoid(a_f + c_prev*p_f), written in place:
+        np.multiply(a_f + c_prev*p_f, 0.5, out=f)
+        np.tanh(f, out=f)
+        f *= 0.5
+        f += 0.5
+        g = g_seq[t]  # (4) g = np.tanh(a_g), written in place:
+        np.tanh(a_g, out=g)
+        c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
+        np.multiply(c_prev, f, out=c)
+        c += g*i
+        o = o_seq[t]  # (6) o = sigmoid(a_o + c*p_o), written in place:
+        np.multiply(a_o + c*p_o, 0.5, out=o)
+        np.tanh(o, out=o)
+        o *= 0.5
+        o += 0.5
+        tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
+        np.tanh(c, out=tanh_c)
+        h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
+        np.multiply(o, tanh_c, out=h)
         h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
-    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
     return ys, final, cache
 
 
@@ -112,20 +122,21 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, pre_W_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
-    do_dc = o_seq*p_o*(1 - o_seq)  # do/dc in (10)
-    dh_dc = o_seq*(1 - tanh_c_seq**2)  # dh/dc in (10)
-    da_i_seq[...] = i_seq*(1 - i_seq)  # di/da_i in (14), scaled by di in the loop
-    da_f_seq[...] = f_seq*(1 - f_seq)  # df/da_f in (15), scaled by df in the loop
-    da_g_seq[...] = 1 - g_seq**2  # dg/da_g in (16), scaled by dg in the loop
-    da_o_seq[...] = o_seq*(1 - o_seq)  # do/da_o in (17), scaled by do in the loop
-    di_dc_prev = i_seq*p_i*(1 - i_seq)  # di/dc_prev in (19)
-    df_dc_prev = f_seq*p_f*(1 - f_seq)  # df/dc_prev in (19)
+    # di/da_i in (14), scaled by di in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
+    # df/da_f in (15), scaled by df in the loop
+    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)
+    # dg/da_g in (16), scaled by dg in the loop
+    da_g_seq[...] = 1
+    da_g_seq -= g_seq**2
+    # do/da_o in (17), scaled by do in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
     dp_i = np.zeros(H, x.dtype)
     dp_f = np.zeros(H, x.dtype)
     dp_o = np.zeros(H, x.dtype)
@@ -139,7 +150,7 @@ def backward(params, cache, dys, dstate=None):
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         do = tanh_c*dh  # (9) dL/do
-        dc = do_dc[t]*do + dh_dc[t]*dh + dc_next  # (10) dL/dc
+        dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
         dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df
         di = g*dc  # (13) dL/di
@@ -148,7 +159,7 @@ def backward(params, cache, dys, dstate=None):
         da_g_seq[t] *= dg  # (16) dL/da_g
         da_o_seq[t] *= do  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
-        dc_prev = di_dc_prev[t]*di + df_dc_prev[t]*df + f*dc  # (19) dL/dc_prev
+        dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
         dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
         dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
         dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o

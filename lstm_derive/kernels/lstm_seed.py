@@ -89,10 +89,11 @@ def forward(params, x, state=None):
         pre_W *= scale_W
         pre_W += shift_W
         g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
-        s = f*s_prev + g*i  # (6)
-        s_seq[t + 1] = s
-        h = o*s  # (7)
-        h_seq[t + 1] = h
+        s = s_seq[t + 1]  # (6) s = f*s_prev + g*i, written in place:
+        np.multiply(f, s_prev, out=s)
+        s += g*i
+        h = h_seq[t + 1]  # (7) h = o*s, written in place:
+        np.multiply(o, s, out=h)
         h_prev, s_prev = h, s
     ys = h_seq[1:]
     final = (h_seq[T], s_seq[T])
@@ -117,10 +118,15 @@ def backward(params, cache, dys, dstate=None):
     g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
-    da_g_seq[...] = 1 - g_seq**2  # dg/da_g in (14), scaled by dg in the loop
-    da_i_seq[...] = i_seq*(1 - i_seq)  # di/da_i in (15), scaled by di in the loop
-    da_f_seq[...] = f_seq*(1 - f_seq)  # df/da_f in (16), scaled by df in the loop
-    da_o_seq[...] = o_seq*(1 - o_seq)  # do/da_o in (17), scaled by do in the loop
+    # dg/da_g in (14), scaled by dg in the loop
+    da_g_seq[...] = 1
+    da_g_seq -= g_seq**2
+    # di/da_i in (15), scaled by di in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
+    # df/da_f in (16), scaled by df in the loop
+    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)
+    # do/da_o in (17), scaled by do in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
     for t in reversed(range(T)):
         f = f_seq[t]
         g = g_seq[t]

@@ -63,12 +63,12 @@ def forward(params, x, state=None):
         pre_W = pre_W_seq[t]
         pre_W += h_prev @ W_h.T  # (1)
         a = pre_W[:, :]
-        h = np.tanh(a)  # (2)
-        h_seq[t + 1] = h
+        h = h_seq[t + 1]  # (2) h = np.tanh(a), written in place:
+        np.tanh(a, out=h)
         h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq}
+    cache = {"x": x, "h_seq": h_seq}
     return ys, final, cache
 
 
@@ -82,13 +82,15 @@ def backward(params, cache, dys, dstate=None):
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, pre_W_seq = cache["h_seq"], cache["pre_W_seq"]
+    h_seq = cache["h_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, H), x.dtype)
     da_seq = dpre_W_seq
 
     # Local derivatives that read only forward values, for all steps at once.
-    da_seq[...] = 1 - h_seq[1:]**2  # dh/da in (4), scaled by dh in the loop
+    # dh/da in (4), scaled by dh in the loop
+    da_seq[...] = 1
+    da_seq -= h_seq[1:]**2
     for t in reversed(range(T)):
         dh = dys[t] + dh_next  # (3) dL/dh
         da_seq[t] *= dh  # (4) dL/da

@@ -1,0 +1,159 @@
+"""The example scripts: each runs end to end at tiny sizes, the toy example reproduces the seed's
+losses, and training on the adding problem beats the trivial baseline."""
+
+import importlib.util
+import pathlib
+import re
+import sys
+
+import numpy as np
+import pytest
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
+sys.path.insert(0, str(EXAMPLES))
+
+import adding  # noqa: E402
+import common  # noqa: E402
+import toy  # noqa: E402
+import vanishing  # noqa: E402
+
+CELLS = [c for c in ("rnn", "gru", "lstm") if common.has_cell(c)]
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+TINY_ADDING = ["--lengths", "4", "6", "--steps", "3", "--hidden", "3", "--batch", "4",
+               "--test-size", "8", "--eval-every", "2"]
+
+
+def test_the_examples_own_modules_are_imported():
+    assert pathlib.Path(common.__file__).parent == EXAMPLES
+
+
+def test_toy_reproduces_the_seed_losses():
+    losses = toy.toy_losses("lstm_seed")
+    assert [f"{losses[i]:.3e}" for i in (0, 10, 50, 99)] == [
+        "7.535e-01", "3.319e-01", "4.602e-03", "2.611e-06"]
+
+
+def test_toy_seed_initialisation_in_kernel_layout():
+    weights, biases, xs = toy.seed_initialisation()
+    assert xs.shape == (4, 50) and all(np.array_equal(weights["g"], w) for w in weights.values())
+    p = toy.kernel_params("lstm", weights, biases)
+    assert p["W_x"].shape == (400, 50) and p["W_h"].shape == (400, 100) and p["b"].shape == (400,)
+    np.testing.assert_array_equal(p["W_h"][:100], weights["i"][:, 50:])
+
+
+def test_toy_script(tmp_path, capsys):
+    assert toy.main(["--iterations", "3", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "lstm_seed" in out and "7.535e-01" in out
+    assert (tmp_path / "toy.png").exists() == HAS_MATPLOTLIB
+
+
+def test_adding_script(tmp_path, capsys):
+    assert adding.main(["--cells", *CELLS, *TINY_ADDING, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for cell in CELLS:
+        assert re.search(rf"\| +{cell} \| +4 \|", out) and re.search(rf"\| +{cell} \| +6 \|", out)
+    assert (tmp_path / "adding.png").exists() == HAS_MATPLOTLIB
+
+
+def test_adding_gradients_match_central_differences():
+    kernel = common.load_cell("lstm")
+    params = adding.init_model(kernel, 3, seed=1)
+    params["w_out"] = np.random.default_rng(2).standard_normal(3)
+    x, y = common.adding_batch(np.random.default_rng(3), 4, 2)
+    _, grads = adding.loss_and_grads(kernel, params, x, y)
+    eps = 1e-6
+    for name, arr in params.items():
+        for idx in np.ndindex(arr.shape):
+            v = arr[idx]
+            arr[idx] = v + eps
+            up = adding.loss_and_grads(kernel, params, x, y)[0]
+            arr[idx] = v - eps
+            down = adding.loss_and_grads(kernel, params, x, y)[0]
+            arr[idx] = v
+            assert grads[name][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+
+
+@pytest.mark.parametrize("cell", [c for c in ("gru", "lstm") if common.has_cell(c)])
+def test_adding_training_beats_the_baseline_at_T10(cell):
+    record = adding.train(cell, 10, steps=200, hidden=8, batch=32, lr=2e-2, test_size=500,
+                          eval_every=200, progress=False)
+    assert record["done"]
+    assert record["history"][0][1] == pytest.approx(common.BASELINE_MSE, rel=0.2)
+    assert record["test_mse"] < 0.1 * common.BASELINE_MSE
+
+
+def test_adding_ctrl_c_prints_what_it_has(tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real_batch = common.adding_batch
+
+    def interrupting_batch(rng, T, batch):
+        calls["n"] += 1
+        if calls["n"] == 8:  # during the second run, after its test set and a few steps
+            raise KeyboardInterrupt
+        return real_batch(rng, T, batch)
+
+    monkeypatch.setattr(common, "adding_batch", interrupting_batch)
+    code = adding.main(["--cells", "lstm", *TINY_ADDING, "--steps", "4", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 130
+    assert "interrupted: the results so far" in out
+    assert re.search(r"\| lstm \| 4 \| .* \| +4 \|", out)       # the finished run
+    assert re.search(r"\| lstm \| 6 \| .* \(interrupted\) \|", out)  # the interrupted one
+
+
+def test_vanishing_script(tmp_path, capsys):
+    cells = [c for c in ("rnn", "lstm_seed") if common.has_cell(c)]
+    args = ["--cells", *cells, "--length", "6", "--hidden", "3", "--seeds", "2", "--batch", "2"]
+    assert vanishing.main([*args, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert all(c in out for c in cells) and "factor/step" in out
+    assert (tmp_path / "vanishing.png").exists() == HAS_MATPLOTLIB
+
+
+@pytest.mark.parametrize("cell", list(dict.fromkeys(["lstm", "lstm_seed", *CELLS])))
+def test_vanishing_step_by_step_agrees_with_one_backward(cell):
+    """The first norm, dL/dh_0, equals what one backward() over the whole sequence returns."""
+    kernel = common.load_cell(cell)
+    params = kernel.init_params(2, 4, seed=3)
+    x, _ = common.adding_batch(np.random.default_rng(4), 7, 3)
+    v = np.random.default_rng(5).standard_normal((3, 4))
+    norms = vanishing.gradient_norms(kernel, params, x, v)
+    ys, _, cache = kernel.forward(params, x)
+    dys = np.zeros_like(ys)
+    dys[-1] = v
+    _, _, dstate0 = kernel.backward(params, cache, dys)
+    h = common.output_state_index(kernel)
+    np.testing.assert_allclose(norms[0], np.linalg.norm(dstate0[h], axis=1), rtol=1e-12)
+    np.testing.assert_allclose(norms[-1], np.linalg.norm(v, axis=1))
+
+
+def test_without_matplotlib_or_tqdm_the_tables_still_print(tmp_path, capsys, monkeypatch):
+    for name in ("matplotlib", "matplotlib.pyplot", "tqdm", "tqdm.auto"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    assert adding.main(["--cells", "lstm", *TINY_ADDING, "--out", str(tmp_path)]) == 0
+    captured = capsys.readouterr()
+    assert 'pip install -e ".[plot]"' in captured.out and "test MSE" in captured.out
+    assert "lstm T=4: step 3/3" in captured.err  # plain progress lines
+    assert not list(tmp_path.iterdir())
+
+
+def test_adam_and_clipping():
+    params = {"w": np.array([3.0, -2.0])}
+    adam = common.Adam(params, lr=0.1)
+    for _ in range(300):
+        adam.step(params, {"w": 2 * params["w"]})
+    assert np.abs(params["w"]).max() < 1e-2
+    grads = {"a": np.array([3.0]), "b": np.array([4.0])}
+    assert common.clip_by_global_norm(grads, 1.0) == pytest.approx(5.0)
+    np.testing.assert_allclose([grads["a"][0], grads["b"][0]], [0.6, 0.8])
+
+
+def test_adding_data():
+    x, y = common.adding_batch(np.random.default_rng(0), 20, 500)
+    assert x.shape == (20, 500, 2) and y.shape == (500,)
+    marks = x[:, :, 1]
+    assert (marks.sum(axis=0) == 2).all()
+    assert (marks[:10].sum(axis=0) == 1).all()
+    np.testing.assert_allclose((x[:, :, 0] * marks).sum(axis=0), y)
+    assert np.mean((y - 1) ** 2) == pytest.approx(common.BASELINE_MSE, rel=0.15)
