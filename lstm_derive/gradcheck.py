@@ -142,32 +142,35 @@ def _all_arrays(kernel, p):
     return named
 
 
-def central_differences(kernel, p: Problem):
-    """dL/da[i] ~ (L(a + h e_i) - L(a - h e_i)) / 2h with h = cbrt(eps) * max(1, |a_i|)."""
-    p = p.with_dtype(np.float64)
+def _elementwise(kernel, p, derivative):
+    """Every array's gradient, one element at a time: derivative(loss_of, value) per element."""
     out = {}
     for name, a in _all_arrays(kernel, p).items():
         g = np.empty(a.shape)
         for index in np.ndindex(a.shape):
-            h = np.cbrt(EPS) * max(1.0, abs(a[index]))
-            up = loss(kernel, _perturbed(kernel, p, name, index, h))
-            down = loss(kernel, _perturbed(kernel, p, name, index, -h))
-            g[index] = (up - down) / (2 * h)
+            moved = lambda delta: loss(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
+            g[index] = derivative(moved, a[index])
         out[name] = g
     return out
+
+
+def central_differences(kernel, p: Problem):
+    """dL/da[i] ~ (L(a + h e_i) - L(a - h e_i)) / 2h with h = cbrt(eps) * max(1, |a_i|)."""
+
+    def derivative(moved, value):
+        h = np.cbrt(EPS) * max(1.0, abs(value))
+        return (moved(h) - moved(-h)) / (2 * h)
+
+    return _elementwise(kernel, p.with_dtype(np.float64), derivative)
 
 
 def complex_step(kernel, p: Problem):
     """dL/da[i] = Im L(a + i h e_i) / h with h = 1e-30: no cancellation, exact to rounding."""
-    p = p.with_dtype(np.complex128)
-    out = {}
-    for name, a in _all_arrays(kernel, p).items():
-        g = np.empty(a.shape)
-        for index in np.ndindex(a.shape):
-            value = loss(kernel, _perturbed(kernel, p, name, index, 1j * COMPLEX_STEP))
-            g[index] = value.imag / COMPLEX_STEP
-        out[name] = g
-    return out
+
+    def derivative(moved, value):
+        return moved(1j * COMPLEX_STEP).imag / COMPLEX_STEP
+
+    return _elementwise(kernel, p.with_dtype(np.complex128), derivative)
 
 
 @dataclass(frozen=True)
