@@ -181,6 +181,7 @@ class _Kernel:
             names[symbol] = self.sequence(symbol)
         for call, name in self.aux.items():
             names[call] = f"{name}_seq"
+            names[name] = f"{name}_seq"  # a local derivative holds tanh(a) as the symbol tanh_a
         return names
 
     def _forward_symbols(self):
@@ -355,7 +356,7 @@ def _forward(k):
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
         '    that backward() reads."""',
-        f"    {_unpack(params, '_checked_params(params)')}",
+        f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
         "    T, B = x.shape[:2]",
@@ -438,6 +439,9 @@ def _forward_step(k):
             lines += _stored_value(node.symbol, slot, node.expr, printer, n)
         else:
             lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
+    for call, name in k.aux.items():
+        if call not in done:  # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
+            lines.append(f"{name}_seq[t] = {plain.doprint(call)}")
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     return lines
 
@@ -533,7 +537,7 @@ def _backward(k):
         f"    dL/d(final state) {_state_doc(k)} or None for zeros.",
         "",
         '    Returns the gradients of the parameters (a dict), of x, and of the initial state."""',
-        f"    {_unpack(params, '_checked_params(params)')}",
+        f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         '    x = cache["x"]',
         "    T, B = x.shape[:2]",

@@ -193,7 +193,7 @@ class Cell:
         for p in weights + biases:
             _check_identifier(p, "parameter name", where)
             if p in self._where:
-                hint = f"; choose another with bias=..." if p in biases else ""
+                hint = "; choose another with bias=..." if p in biases else ""
                 raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
                                 f"{self._where[p]}{hint}")
         for p in weights + biases:
@@ -276,8 +276,13 @@ class Cell:
         becomes a Python identifier (or part of one) in the emitted kernel."""
         where = self.source or "<unknown>"
         _check_source(self.source)
-        _check_cell_name(self.name, where)
-        _check_title(self.title, where)
+        self.name = _check_cell_name(self.name, where)
+        self.title = _check_title(self.title, where)
+        if self.output is not None:
+            if not isinstance(self.output, str):
+                raise SpecError(f"{where}: output {self.output!r} is not a state's name; set output to one of: "
+                                f"{', '.join(map(str, self.states))}")
+            self.output = str.__str__(self.output)
         if not self.inputs:
             raise SpecError(f"{where}: cell '{self.name}' has no input; declare one with cell.input('x')")
         if len(self.inputs) > 1:
@@ -314,6 +319,8 @@ class Cell:
         for s in self.states:
             where = self._declared(f"{s}_prev")
             _check_identifier(s, "state name", where)
+            if type(s) is not str:
+                raise SpecError(f"{where}: the state name {s!r} is a {type(s).__name__}, not a str")
             if s in seen_states:
                 raise SpecError(f"{where}: state '{s}' is declared twice; give each state its own name")
             seen_states.add(s)
@@ -346,6 +353,8 @@ class Cell:
             else:
                 raise SpecError(f"{self.source}: {node!r} is not a node of the cell language")
             for n in made:
+                if type(n) is not str:  # a subclass could print itself differently in the kernel
+                    raise SpecError(f"{node.where}: the name {n!r} is a {type(n).__name__}, not a str")
                 if n in names:
                     raise SpecError(f"{node.where}: the name '{n}' is already used at {names[n]}")
                 names[n] = node.where
@@ -403,10 +412,12 @@ class Cell:
         new value, s and ds; an affine A has pre_A, pre_A_seq, dpre_A_seq, dpre_A_flat, scale_A,
         shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq; a
         local derivative of let v by u is dv_du; a param p has p and dp; tanh(u) and sigmoid(u)
-        that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u)."""
-        calls = [c for let in self.lets for c in sympy.preorder_traversal(let.expr)
-                 if type(c) in SUPPORTED_FUNCTIONS.values()]
+        that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
+        also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
         named = {let.expr for let in self.lets}
+        output_form = {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
+        forms = [let.expr for let in self.lets] + [let.expr.subs(output_form) for let in self.lets]
+        calls = [c for expr in forms for c in sympy.preorder_traversal(expr) if type(c) in SUPPORTED_FUNCTIONS.values()]
         unnamed = sorted(set(calls) - named, key=sympy.default_sort_key)
         for call in unnamed:
             owner, where = "the kernel's own values of tanh and sigmoid", self._declared_in(call)

@@ -1,0 +1,623 @@
+"""Wrong derivation scripts are refused with a message that points at them; no name injects code.
+
+A SpecError names the script and, where there is one, the line; it names the symbol; and it
+says what to do. Every script here is written to a temporary directory and run the way a user
+runs it, through ``lstm-derive generate SCRIPT --out DIR``, which must write nothing; the same
+script loaded and derived in-process raises the SpecError itself.
+"""
+
+import ast
+import os
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+import sympy
+
+from lstm_derive import Cell, SpecError, cli, derive, sigmoid, tanh
+from lstm_derive.emit import emit_kernel
+from lstm_derive.generate import load_cell
+from lstm_derive.spec import BUILTIN_NAMES, KERNEL_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PREAMBLE = """\
+import sympy
+from lstm_derive import Cell, sigmoid, tanh
+
+cell = Cell("bad")
+x = cell.input("x")
+h_prev = cell.state("h")
+"""
+
+MARK = "# <- here"
+
+
+def write_script(directory, body, preamble=PREAMBLE, name="bad.py"):
+    """The script, and the number of the line marked ``# <- here`` (None if no line is marked)."""
+    text = preamble + textwrap.dedent(body)
+    script = Path(directory) / name
+    script.write_text(text)
+    lines = [n for n, line in enumerate(text.splitlines(), 1) if MARK in line]
+    return script, (lines[0] if lines else None)
+
+
+def refused(tmp_path, capsys, body, *fragments, preamble=PREAMBLE):
+    """Runs the script through the CLI and in-process; returns the message after checking it."""
+    script, line = write_script(tmp_path, body, preamble)
+    out = tmp_path / "out"
+    assert cli.main(["generate", str(script), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert not out.exists(), "a refused script must not write anything"
+    with pytest.raises(SpecError) as caught:
+        derive(load_cell(script))
+    message = str(caught.value)
+    assert message in err
+    where = rf"{re.escape(str(script))}:{line}\b" if line else re.escape(str(script))
+    assert re.search(where, message), f"expected {where!r} in {message!r}"
+    for fragment in fragments:
+        assert fragment in message, f"expected {fragment!r} in {message!r}"
+    return message
+
+
+# -- one test per kind of mistake -----------------------------------------------------------
+
+
+def test_unknown_symbol(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=sigmoid(a) * sympy.Symbol("q", real=True))  # <- here
+        """, "unknown symbol 'q'", "declare it")
+
+
+def test_unknown_symbol_as_an_affine_input(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, sympy.Symbol("z", real=True)])  # <- here
+        cell.update(h=tanh(a))
+        """, "unknown symbol 'z'", "affine 'W'", "declare it")
+
+
+def test_a_look_alike_symbol_is_told_apart_from_the_declared_one(tmp_path, capsys):
+    """sympy.Symbol("h_prev") without real=True is another symbol than the one the cell returned."""
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a) * sympy.Symbol("h_prev"))  # <- here
+        """, "'h_prev'", "not the one the cell returned", "use the returned symbol")
+
+
+def test_a_state_declared_but_never_updated(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        c_prev = cell.state("c")  # <- here
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a))
+        """, "state 'c' is declared but never updated", "cell.update(c=...)")
+
+
+def test_an_update_of_an_undeclared_state(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a), c=a)  # <- here
+        """, "update of 'c'", "not a declared state", "cell.state('c')")
+
+
+def test_a_state_updated_twice(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a))
+        cell.update(h=sigmoid(a))  # <- here
+        """, "state 'h' is updated twice", "give it one new value")
+
+
+def test_a_node_used_before_it_is_defined(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let("g", sigmoid(a) * sympy.Symbol("later", real=True))  # <- here
+        later = cell.let("later", tanh(a))
+        cell.update(h=g)
+        """, "unknown symbol 'later'", "before using it")
+
+
+def test_a_node_defined_in_terms_of_itself(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let("g", sigmoid(a) + sympy.Symbol("g", real=True))  # <- here
+        cell.update(h=g)
+        """, "'g' is defined in terms of itself (a cycle)", "use a state")
+
+
+def test_a_cycle_through_two_nodes(tmp_path, capsys):
+    """u needs v and v needs u: whichever comes first uses a node not yet declared."""
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        v = sympy.Symbol("v", real=True)
+        u = cell.let("u", tanh(a) * v)  # <- here
+        v = cell.let("v", sigmoid(u))
+        cell.update(h=v)
+        """, "'u' uses the unknown symbol 'v'", "before using it")
+
+
+def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
+    """Nodes appended out of order, bypassing the declarations, still fail before emission."""
+    cell = Cell("loop")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev])
+    u = cell.let("u", tanh(a))
+    v = cell.let("v", sigmoid(u))
+    cell.nodes[-2].expr = tanh(a) * v  # u now reads v, which reads u
+    cell.update(h=v)
+    with pytest.raises(SpecError, match=r"'u' uses the unknown symbol 'v'; it is declared only at .*, after "
+                                         r"this node; a node can use only nodes declared before it"):
+        derive(cell)
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ("g = cell.let('g', tanh(h_prev))\ng = cell.let('g', sigmoid(h_prev))  # <- here\n",
+     ["the name 'g' is already used at", "give each node its own name"]),
+    ("h2 = cell.state('h')  # <- here\n", ["state 'h' is declared twice", "its own name"]),
+    ("g = cell.let('h_prev', tanh(h_prev))  # <- here\n", ["the name 'h_prev' is already used at"]),
+    ("p = cell.param('p')\ng = cell.let('p', tanh(h_prev))  # <- here\n", ["the name 'p' is already used at"]),
+    ("(b,) = cell.affine('U', [x], blocks=['a'])  # <- here\n", ["'b'", "already used", "bias="]),
+    ("(b,) = cell.affine('V', [x, x])  # <- here\n", ["affine 'V' lists 'x' twice"]),
+    ("(b,) = cell.affine('V', [x], blocks=['a'], bias='c')  # <- here\n", ["the name 'a' is already used at"]),
+    ("w = cell.param('W_x')  # <- here\n", ["the name 'W_x' is already used at"]),
+])
+def test_duplicate_names(tmp_path, capsys, body, fragments):
+    preamble = PREAMBLE + "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+    refused(tmp_path, capsys, body + "cell.update(h=tanh(a))\n", *fragments, preamble=preamble)
+
+
+@pytest.mark.parametrize("name", ["lambda", "class", "None", "True", "match_", "_hidden", "__import__"])
+def test_names_that_are_keywords_or_private(tmp_path, capsys, name):
+    body = f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let({name!r}, tanh(a))  # <- here
+        cell.update(h=g)
+        """
+    if name == "match_":  # a soft keyword with a suffix is a fine name: the control case
+        script, _ = write_script(tmp_path, body)
+        assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
+        return
+    message = refused(tmp_path, capsys, body, f"'{name}'", "rename it")
+    assert "keyword" in message or "underscore" in message
+
+
+@pytest.mark.parametrize("name, why", [
+    ("T", "kernel's own names"), ("np", "kernel's own names"), ("cache", "kernel's own names"),
+    ("grads", "kernel's own names"), ("forward", "kernel's own names"), ("x", "kernel's input array"),
+    ("dy", "the loss's gradient"), ("sum", "builtin"), ("range", "builtin"), ("reversed", "builtin"),
+])
+def test_names_the_kernel_uses_itself(tmp_path, capsys, name, why):
+    refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let({name!r}, tanh(a))  # <- here
+        cell.update(h=g)
+        """, f"'{name}'", why, "rename it")
+
+
+# Names the emitter derives from a node's name, and a node that takes one of them.
+DERIVED = {
+    "the adjoint of a state's new value, dh": ("g = cell.let('dh', tanh(a))  # <- here", "dh"),
+    "a state's carry, dh_next": ("g = cell.let('h_next', tanh(a))  # <- here", "dh_next"),
+    "a state's carry to step t-1, dh_prev": ("g = cell.let('dh_prev', tanh(a))  # <- here", "dh_prev"),
+    "a state's buffer, h_seq": ("g = cell.let('h_seq', tanh(a))  # <- here", "h_seq"),
+    "a stored value's buffer, g_seq": ("g = cell.let('g', tanh(a))\nk = cell.let('g_seq', g * g)  # <- here", "g_seq"),
+    "an affine's pre-activations, pre_W": ("g = cell.let('pre_W', tanh(a))  # <- here", "pre_W"),
+    "an affine's buffer, pre_W_seq": ("g = cell.let('pre_W_seq', tanh(a))  # <- here", "pre_W_seq"),
+    "an affine's adjoint buffer, dpre_W_seq": ("g = cell.let('dpre_W_seq', tanh(a))  # <- here", "dpre_W_seq"),
+    "an affine's flat adjoint, dpre_W_flat": ("g = cell.let('dpre_W_flat', tanh(a))  # <- here", "dpre_W_flat"),
+    "an affine's gate scale, scale_W": ("g = cell.let('scale_W', tanh(a))  # <- here", "scale_W"),
+    "an affine's gate shift, shift_W": ("g = cell.let('shift_W', tanh(a))  # <- here", "shift_W"),
+    "a block's adjoint, da_seq": ("g = cell.let('da_seq', tanh(a))  # <- here", "da_seq"),
+    "a weight's gradient, dW_x": ("p = cell.param('dW_x')  # <- here\ng = cell.let('g', tanh(a) * p)", "dW_x"),
+    "a bias's gradient, db": ("g = cell.let('db', tanh(a))  # <- here", "db"),
+    "a param's gradient, dp": ("p = cell.param('p')\ng = cell.let('dp', tanh(a) * p)  # <- here", "dp"),
+    "a let's adjoint, dg": ("g = cell.let('g', tanh(a))\nk = cell.let('dg', g * g)  # <- here", "dg"),
+    "a local derivative, dg_da": ("g = cell.let('g', tanh(a))\nk = cell.let('dg_da', g * g)  # <- here", "dg_da"),
+    "tanh of a node, tanh_g": ("g = cell.let('g', tanh(a))\nk = cell.let('tanh_g', g * tanh(g))  # <- here", "tanh_g"),
+    "sigmoid of a state, sigmoid_h_prev": ("g = cell.let('sigmoid_h_prev', tanh(a) * sigmoid(h_prev))  # <- here",
+                                           "sigmoid_h_prev"),
+    "tanh of an expression, tanh0": ("g = cell.let('tanh0', tanh(a) * tanh(a + h_prev))  # <- here", "tanh0"),
+    "a keyword, del (the adjoint of el)": ("g = cell.let('el', tanh(a))  # <- here", "del"),
+    "a builtin, dir (the adjoint of ir)": ("g = cell.let('ir', tanh(a))  # <- here", "dir"),
+    "the input's gradient, dx": ("g = cell.let('dx', tanh(a))  # <- here", "dx"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DERIVED))
+def test_names_that_collide_with_names_the_emitter_derives(tmp_path, capsys, case):
+    line, made = DERIVED[case]
+    body = "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n" + line + "\ncell.update(h=g * h_prev)\n"
+    message = refused(tmp_path, capsys, body, f"'{made}'", "rename it")
+    assert f"kernel name '{made}'" in message or f"'{made}' is reserved" in message
+
+
+def test_a_let_may_take_a_states_name_only_as_its_new_value(tmp_path, capsys):
+    preamble = PREAMBLE + "c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev])\n"
+    refused(tmp_path, capsys, """
+        c = cell.let("c", tanh(a))
+        cell.update(h=c, c=c_prev * c)  # <- here
+        """, "'c' has the name of state 'c'", "rename it", preamble=preamble)
+
+
+def test_one_node_cannot_be_the_new_value_of_two_states(tmp_path, capsys):
+    preamble = PREAMBLE + "c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev])\n"
+    refused(tmp_path, capsys, """
+        g = cell.let("g", tanh(a))
+        cell.update(h=g, c=g)  # <- here
+        """, "'g' is already the new value of state 'h'", "cell.let('c', g)", preamble=preamble)
+
+
+@pytest.mark.parametrize("call, what", [
+    ("sympy.Abs(a)", "Abs"), ("sympy.Max(a, 0)", "Max"), ("sympy.Min(a, 1)", "Min"),
+    ("sympy.Heaviside(a)", "Heaviside"), ("sympy.floor(a)", "floor"), ("sympy.exp(a)", "exp"),
+    ("sympy.log(2 + tanh(a))", "log"), ("sympy.sin(a)", "sin"), ("sympy.sign(a)", "sign"),
+    ("sympy.erf(a)", "erf"), ("sympy.Piecewise((a, a > 0), (0, True))", "Piecewise"),
+    ("sympy.Function('relu')(a)", "relu"), ("sympy.Derivative(tanh(a), a)", "Derivative"),
+])
+def test_a_function_with_no_derivative_rule(tmp_path, capsys, call, what):
+    message = refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h={call})  # <- here
+        """, f"uses {what}", "no derivative rule")
+    assert "the supported functions are sigmoid, tanh" in message
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
+    ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
+    ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
+    ("sympy.oo * tanh(a)", "constant oo"), ("sympy.nan + tanh(a)", "constant nan"),
+    ("sympy.Integer(10) ** 400 * tanh(a)", "not a finite float64"),
+    ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
+])
+def test_what_the_kernel_cannot_compute(tmp_path, capsys, expr, fragment):
+    refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h={expr})  # <- here
+        """, fragment, "'h'")
+
+
+def test_an_affine_with_no_inputs(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [])  # <- here
+        cell.update(h=tanh(a))
+        """, "affine 'W' has no inputs", "give it a list of vectors")
+
+
+@pytest.mark.parametrize("args, fragment", [
+    ("'W', x", "takes a list of vectors"), ("'W', [x, h_prev], blocks=0", "at least one block"),
+    ("'W', [x, h_prev], blocks='a'", "give a count or a list of names"),
+    ("'W', [x, h_prev], bias=['b1', 'b2', 'b3']", "2 inputs and 3 biases"),
+    ("'W', [x, tanh(h_prev)]", "name it first with cell.let"),
+])
+def test_an_affine_given_the_wrong_arguments(tmp_path, capsys, args, fragment):
+    refused(tmp_path, capsys, f"""
+        a = cell.affine({args})[0]  # <- here
+        cell.update(h=tanh(a))
+        """, fragment)
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ("(a, g) = cell.affine('W', [x, h_prev], blocks=['a', 'g'])\n(c,) = cell.affine('U', [x, a], bias='u')  # <- here\n",
+     ["reads the block 'a' directly", "cell.let('v', a)"]),
+    ("p = cell.param('p')\n(a,) = cell.affine('W', [x, p])  # <- here\n", ["reads the parameter 'p'", "bias instead"]),
+    ("k = cell.let('k', sympy.Float(0.5))\n(a,) = cell.affine('W', [x, k])  # <- here\n",
+     ["reads 'k', which is the same at every step", "bias instead"]),
+    ("p = cell.param('p')\nk = cell.let('k', tanh(p))\n(a,) = cell.affine('W', [x, k])  # <- here\n",
+     ["reads 'k', which is the same at every step"]),
+])
+def test_an_affine_reads_only_what_changes_with_the_step(tmp_path, capsys, body, fragments):
+    refused(tmp_path, capsys, body + "cell.update(h=tanh(a) * h_prev)\n", *fragments)
+
+
+@pytest.mark.parametrize("value", ["0", "sympy.Float(0.5)", "2 * cell.param('p')"])
+def test_a_state_must_change_with_the_step(tmp_path, capsys, value):
+    preamble = PREAMBLE + "s_prev = cell.state('s')\n(a,) = cell.affine('W', [x, h_prev, s_prev])\n"
+    refused(tmp_path, capsys, f"""
+        cell.update(h=tanh(a), s={value})  # <- here
+        """, "the new value of state 's'", "the same at every step", "make it depend on one", preamble=preamble)
+
+
+def test_an_elementwise_expression_mixing_vector_sizes(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a) + x)  # <- here
+        """, "uses 'x', a vector of size D", "pass it through an affine node")
+
+
+@pytest.mark.parametrize("body, fragments", [
+    ("cell = Cell('bad')\nh_prev = cell.state('h')\ncell.update(h=tanh(h_prev))\n", ["has no input", "cell.input('x')"]),
+    ("cell = Cell('bad')\nx = cell.input('x')\n", ["has no state", "cell.state('h')"]),
+    ("cell = Cell('bad')\nx = cell.input('x')  # <- here\nh_prev = cell.state('h')\ncell.update(h=tanh(h_prev))\n",
+     ["input 'x' feeds no affine node", "cell.affine('W', [x, ...])"]),
+    ("cell = Cell('bad', output='c')\nx = cell.input('x')\nh_prev = cell.state('h')\n"
+     "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\n", ["output 'c' is not a state", "one of: h"]),
+    ("cell = Cell('random')  # <- here\n", ["'random' is the name of a Python module", "rename the cell"]),
+    ("cell = Cell('bad')\nx = cell.input('x')\ny = cell.input('y')  # <- here\n", ["a cell has one input"]),
+])
+def test_incomplete_or_inconsistent_cells(tmp_path, capsys, body, fragments):
+    refused(tmp_path, capsys, body, *fragments, preamble="from lstm_derive import Cell, tanh\n")
+
+
+def test_every_derivation_script_of_the_repository_is_accepted():
+    scripts = sorted(p for p in (ROOT / "derivations").glob("*.py") if not p.name.startswith("_"))
+    assert scripts
+    for script in scripts:
+        derive(load_cell(script))
+
+
+# -- code injection: every name that becomes an identifier is checked ------------------------
+
+INJECTIONS = [
+    "x; import os", "h\nimport os", "h = 1\nimport os", "__import__", "__builtins__", "exec", "eval",
+    "h'", 'h"', "h)", "h #", "print(1)", "1h", "", " h", "h ", "h-1", "h.real",
+    "\u04bb",  # Cyrillic shha, looks like h
+    "\uff48",  # fullwidth h, which Python's NFKC folds into h
+    "\u210e",  # Planck constant, also folded into h
+    "h\u200b",  # h and a zero-width space
+    "h\u2028import os",  # a line separator
+]
+
+
+def _build(role, name):
+    """A small valid cell with one name replaced by ``name``."""
+    names = dict(cell="ok", input="x", state="h", param="p", affine="W", block="a", bias="b", let="g")
+    names[role] = name
+    cell = Cell(names["cell"])
+    x = cell.input(names["input"])
+    h_prev = cell.state(names["state"])
+    p = cell.param(names["param"])
+    (a,) = cell.affine(names["affine"], [x, h_prev], blocks=[names["block"]], bias=names["bias"])
+    g = cell.let(names["let"], tanh(a) * p)
+    cell.update(**{names["state"]: g * h_prev})
+    return cell
+
+
+ROLES = ["cell", "input", "state", "param", "affine", "block", "bias", "let"]
+
+
+@pytest.mark.parametrize("role", ROLES)
+@pytest.mark.parametrize("name", INJECTIONS, ids=[ascii(n) for n in INJECTIONS])
+def test_names_built_to_inject_code_are_refused(role, name):
+    with pytest.raises(SpecError, match="not a valid Python identifier|reserved|keyword|underscore|builtin"):
+        _build(role, name)
+
+
+def test_the_control_cell_of_the_injection_tests_is_accepted():
+    derive(_build("let", "g"))
+
+
+@pytest.mark.parametrize("name", ["x; import os", "h\nimport os", "h'", "__class__"])
+def test_non_names_given_through_keywords_or_as_output_are_refused(name):
+    cell = _build("let", "g")
+    with pytest.raises(SpecError):
+        cell.update(**{name: cell.prev("h")})
+    cell = _build("let", "g")
+    cell.output = name
+    with pytest.raises(SpecError, match="is not a state"):
+        derive(cell)
+
+
+class Sneaky(str):
+    """A str that formats itself as code."""
+
+    def __format__(self, spec):
+        return "h; import os"
+
+    def __str__(self):
+        return "h; import os"
+
+
+def test_a_str_subclass_cannot_smuggle_another_spelling():
+    cell = _build("state", Sneaky("h"))
+    assert type(cell.states[0]) is str and cell.states[0] == "h"
+    assert "import os" not in emit_kernel(derive(cell))
+    cell.output = Sneaky("h")  # an attribute set by hand is made a plain str by validation
+    assert "import os" not in emit_kernel(derive(cell))
+    cell.affines[0].weights[0] = Sneaky("W_x")  # and a name put into a node by hand is refused
+    with pytest.raises(SpecError, match="not a str"):
+        derive(cell)
+
+
+@pytest.mark.parametrize("how", ["state", "let symbol", "affine", "weight", "block", "param", "input"])
+def test_names_put_into_a_cell_without_its_methods_are_checked_before_emission(how):
+    """validate() checks every name again, whichever way it got into the cell."""
+    cell = _build("let", "g")
+    bad = "h; import os"
+    affine = cell.affines[0]
+    if how == "state":
+        cell.states.append(bad)
+        cell.updates[bad] = cell.lets[-1]
+    elif how == "let symbol":
+        cell.lets[0].symbol = sympy.Symbol(bad, real=True)
+    elif how == "affine":
+        affine.name = bad
+    elif how == "weight":
+        affine.weights[0] = bad
+    elif how == "block":
+        affine.blocks[0] = sympy.Symbol(bad, real=True)
+    elif how == "param":
+        cell.params[0] = sympy.Symbol(bad, real=True)
+    elif how == "input":
+        cell.inputs[0] = sympy.Symbol(bad, real=True)
+    with pytest.raises(SpecError):
+        derive(cell)
+
+
+@pytest.mark.parametrize("title", [
+    'LSTM"""\nimport os\n"""', "LSTM\nimport os", "LSTM\r", "trailing backslash \\", "\\N{BULLET} escape",
+    "nul \x00", "tab\there", "LSTM\u2028import os", "LSTM\u2029", "bidi \u202e override", 'end"""',
+])
+def test_titles_that_could_break_out_of_the_docstring_are_refused(title):
+    with pytest.raises(SpecError, match="title"):
+        Cell("ok", title=title)
+    cell = _build("let", "g")
+    cell.title = title  # set after construction: validation checks it again
+    with pytest.raises(SpecError, match="title"):
+        derive(cell)
+
+
+@pytest.mark.parametrize("title", [
+    'LSTM with "peephole" connections', "Gers & Schmidhuber (2000): it's <fine>", "LSTM ''' quotes",
+    "Ünïcödé — “typographic” quotes, 長短期記憶", 'ends with a quote"', '"starts with a quote',
+])
+def test_safe_titles_are_kept_verbatim_in_the_docstring(title):
+    cell = _build("let", "g")
+    cell.title = title
+    source = emit_kernel(derive(cell))
+    docstring = ast.get_docstring(ast.parse(source), clean=False)
+    assert docstring.startswith(title + ": ")
+
+
+@pytest.mark.parametrize("directory, name", [
+    ("evil\nimport os\nos.system('echo pwned')\n#", "cell.py"),
+    ("ok", 'cell""";import os;""".py'),
+    ("ok", "cell\\.py"),
+    ("evil\rimport os", "cell.py"),
+])
+def test_script_paths_that_would_inject_into_the_header_are_refused(tmp_path, capsys, directory, name):
+    folder = tmp_path / directory
+    folder.mkdir()
+    script, _ = write_script(folder, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a))
+        """, name=name)
+    out = tmp_path / "out"
+    assert cli.main(["generate", str(script), "--out", str(out)]) == 2
+    assert "the script's path contains" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def kernel_identifiers_outside_the_spec(cell):
+    """Names in the kernel's forward() and backward(), where the cell's names live, that the spec
+    neither derives from a node (Cell._kernel_names) nor reserves (KERNEL_NAMES, builtins, _x)."""
+    source = emit_kernel(derive(cell))
+    tree = ast.parse(source)
+    imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert [alias.name for n in imports for alias in n.names] == ["numpy"]
+    known = {name for name, _, _ in cell._kernel_names()} | KERNEL_NAMES | BUILTIN_NAMES
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("forward", "backward")]
+    names = {n.id for f in functions for n in ast.walk(f) if isinstance(n, ast.Name)}
+    names |= {a.arg for f in functions for a in f.args.args}
+    return sorted(n for n in names if n not in known and not n.startswith("_"))
+
+
+def _awkward_cell():
+    """Two affines, a let into an affine, a parameter, a state updated by a let of another name,
+    unnamed calls of a state and of an expression, per-input biases."""
+    cell = Cell("awkward")
+    x = cell.input("x")
+    h_prev, c_prev = cell.state("h"), cell.state("c")
+    p = cell.param("p")
+    a_i, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g"], bias=["b_x", "b_h"])
+    i = cell.let("i", sigmoid(a_i + p * c_prev))
+    rc = cell.let("rc", i * tanh(c_prev))
+    (a_n,) = cell.affine("U", [x, rc], blocks=["a_n"], bias="b_n")
+    c_new = cell.let("c_new", i * c_prev + (1 - i) * tanh(a_n + a_g) / (2 + tanh(h_prev)))
+    cell.update(c=c_new, h=tanh(c_new) * sigmoid(a_g))
+    return cell
+
+
+SCRIPTS = sorted(p for p in (ROOT / "derivations").glob("*.py") if not p.name.startswith("_"))
+
+
+def _nested_cell():
+    """Calls inside calls, one of them named: the kernel's values of tanh(s) and tanh(tanh(s))."""
+    cell = Cell("nested")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    s = cell.let("s", sigmoid(a))
+    cell.update(h=tanh(tanh(sigmoid(a))) * s + sigmoid(tanh(h_prev)))
+    return cell
+
+
+@pytest.mark.parametrize("make", [lambda: _build("let", "g"), _awkward_cell, _nested_cell] + [
+    (lambda p=p: load_cell(p)) for p in SCRIPTS], ids=["small", "awkward", "nested"] + [p.stem for p in SCRIPTS])
+def test_the_spec_knows_every_name_the_kernel_makes(make):
+    """The collision checks are only as good as the spec's list of the emitter's names: a name
+    the emitter makes that the spec does not know must be added to Cell._kernel_names (if it is
+    made from a node's name) or to KERNEL_NAMES (if it is the kernel's own)."""
+    unknown = kernel_identifiers_outside_the_spec(make())
+    assert not unknown, f"identifiers the spec does not know the kernel makes: {unknown}"
+
+
+# -- files: a hand-written file is never overwritten, and --check never writes ----------------
+
+SEED = (ROOT / "derivations" / "lstm_seed.py").read_text()
+
+
+def _snapshot(directory):
+    """name -> (bytes, mtime_ns) of every file under the directory."""
+    return {p.relative_to(directory): (p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(Path(directory).rglob("*")) if p.is_file()}
+
+
+def _generate(*args):
+    return cli.main(["generate", *map(str, args)])
+
+
+def test_check_never_writes_whether_files_are_fresh_stale_missing_or_hand_written(tmp_path, capsys):
+    script, out = tmp_path / "lstm_seed.py", tmp_path / "out"
+    script.write_text(SEED)
+    assert _generate(script, "--out", out) == 0
+    past = 1_000_000_000_000_000_000  # 2001: any write would move a file's mtime away from it
+    for p in out.iterdir():
+        os.utime(p, ns=(past, past))
+    fresh = _snapshot(tmp_path)
+    assert _generate(script, "--out", out, "--check") == 0
+    assert _snapshot(tmp_path) == fresh
+
+    script.write_text(SEED.replace("cell.update(s=s, h=s * o)", "cell.update(s=s, h=tanh(s) * o)"))
+    stale = _snapshot(tmp_path)
+    assert _generate(script, "--out", out, "--check") == 1
+    assert _snapshot(tmp_path) == stale
+
+    (out / "lstm_seed.md").unlink()
+    (out / "lstm_seed.py").write_text("# my own kernel\n")
+    os.utime(out / "lstm_seed.py", ns=(past, past))
+    mixed = _snapshot(tmp_path)
+    capsys.readouterr()
+    assert _generate(script, "--out", out, "--check") == 1
+    report = capsys.readouterr()
+    assert "lstm_seed.md" in report.out and "stale" in report.err
+    assert _snapshot(tmp_path) == mixed, "--check wrote, deleted or created a file"
+
+
+def test_check_on_the_repository_writes_nothing(capsys):
+    watched = [ROOT / "lstm_derive" / "kernels", ROOT / "derivations"]
+    before = {d: _snapshot(d) for d in watched}
+    cli.main(["--derivations", str(ROOT / "derivations"), "generate", "--check"])
+    assert {d: _snapshot(d) for d in watched} == before
+
+
+def test_a_hand_written_document_in_the_way_is_kept(tmp_path, capsys):
+    script, out = tmp_path / "lstm_seed.py", tmp_path / "out"
+    script.write_text(SEED)
+    out.mkdir()
+    mine = "# My notes on the seed LSTM\n\nNot generated.\n"
+    (out / "lstm_seed.md").write_text(mine)
+    assert _generate(script, "--out", out) == 2
+    assert "was not generated by lstm-derive" in capsys.readouterr().err
+    assert (out / "lstm_seed.md").read_text() == mine
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_the_generated_mark_counts_only_in_the_header(tmp_path, capsys):
+    """A hand-written file that merely mentions the mark further down is still hand-written."""
+    script, out = tmp_path / "lstm_seed.py", tmp_path / "out"
+    script.write_text(SEED)
+    out.mkdir()
+    mine = "# my kernel\n# (it replaced the one that was\n# Generated by lstm-derive)\n"
+    (out / "lstm_seed.py").write_text(mine)
+    assert _generate(script, "--out", out) == 2
+    assert (out / "lstm_seed.py").read_text() == mine
+
+
+def test_a_file_in_the_way_stops_the_whole_generation(tmp_path, capsys):
+    script, out = tmp_path / "lstm_seed.py", tmp_path / "out"
+    script.write_text(SEED)
+    out.mkdir()
+    (out / "lstm_seed.md").write_text("# mine\n")
+    assert _generate(script, "--out", out) == 2
+    assert sorted(p.name for p in out.iterdir()) == ["lstm_seed.md"]
