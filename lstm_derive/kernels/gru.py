@@ -59,7 +59,8 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads."""
+    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    With T = 0, ys is empty and the final state equals the initial one."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
