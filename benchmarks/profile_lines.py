@@ -22,13 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.append(str(HERE.parent))
 
-from bench import DTYPES, SIZES, make_problem, parse_size  # noqa: E402
+from bench import DTYPES, make_problem, parse_size  # noqa: E402
 
 FUNCTIONS = ("forward", "backward")
 _COMPOUND = (ast.For, ast.While, ast.If, ast.With)

@@ -22,7 +22,7 @@ from pathlib import Path
 import sympy
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm, adjoint
+from .derive import Derivation, MatTerm
 from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
@@ -50,12 +50,6 @@ class _CodePrinter(StrPrinter):
 
     def _print_Float(self, expr):
         return repr(float(expr))
-
-
-def _is_trivial(local):
-    """A number or a (signed) symbol: cheaper to read in the loop than to precompute."""
-    coeff, rest = local.as_coeff_Mul()
-    return local.is_Number or (coeff.is_Number and isinstance(rest, sympy.Symbol))
 
 
 class _Kernel:
