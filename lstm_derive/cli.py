@@ -157,7 +157,7 @@ def run_all(args):
         rows.append(row)
         all_failures += [f"{row[0]} {f}" for f in failures]
     print()
-    print(_table(["cell", "equations", "params", "central rel err", "complex rel err", "seconds", "status"], rows))
+    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "seconds", "status"], rows))
     for failure in all_failures:
         print(failure)
     failed = sum(row[-1] != "ok" for row in rows)
