@@ -17,7 +17,6 @@ weights' seed, training stream and test set for every cell at a given T.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import common  # noqa: I001  (before NumPy: it sets the BLAS thread count)
@@ -187,7 +186,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    common.run(main)

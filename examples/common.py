@@ -209,3 +209,12 @@ def print_table(header, rows):
     print("|" + "|".join("-" * (w + 1) + ":" for w in widths) + "|")
     for row in cells[1:]:
         print(line(row))
+
+
+def run(main):
+    """Runs an example's main(); Ctrl-C before its own handling ends it with status 130, no traceback."""
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted")
+        sys.exit(130)

@@ -14,7 +14,6 @@ iteration.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import common  # noqa: I001  (before NumPy: it sets the BLAS thread count)
 import numpy as np
@@ -115,8 +114,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        print("\ninterrupted")
-        sys.exit(130)
+    common.run(main)

@@ -13,7 +13,6 @@ mean) over the batch and over several seeds.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import common  # noqa: I001  (before NumPy: it sets the BLAS thread count)
 import numpy as np
@@ -134,7 +133,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except KeyboardInterrupt:
-        sys.exit(130)
+    common.run(main)
