@@ -273,8 +273,12 @@ def _interface(k):
 def _helpers(k):
     lines = [
         "def sigmoid(a):",
-        '    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""',
-        "    return 0.5 + 0.5 * np.tanh(0.5 * a)",
+        '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
+        "",
+        "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
+        '    is the right value, and underflows to 0 at the other end: neither is reported."""',
+        '    with np.errstate(over="ignore", under="ignore"):',
+        "        return 1 / (1 + np.exp(-a))",
     ]
     if any(len(a.blocks) > 1 for a in k.cell.affines):
         lines += [
@@ -290,8 +294,8 @@ def _helpers(k):
             "",
             "",
             "def _gate_scale(kinds, H, dtype):",
-            '    """Per column: 0.5 for a sigmoid block (sigmoid(a) = 0.5 + 0.5 tanh(a/2)), 1 for a tanh block."""',
-            '    return np.repeat([0.5 if kind == "sigmoid" else 1.0 for kind in kinds], H).astype(dtype)',
+            '    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""',
+            '    return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)',
         ]
     return _lines(*lines)
 
@@ -376,8 +380,12 @@ def _forward(k):
     body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
     body += [f"    {v}_seq = np.empty((T, B, H), x.dtype)" for v in k.stored]
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
-    body += ["    for t in range(T):"]
-    body += ["        " + line for line in _forward_step(k)]
+    loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
+    if any(let.expr.has(sigmoid) for let in cell.lets):
+        loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.',
+                'with np.errstate(over="ignore", under="ignore"):',
+                *("    " + line for line in loop)]
+    body += ["    " + line for line in loop]
     body += [
         f"    ys = {cell.output_state}_seq[1:]",
         f"    final = {_tuple(f'{s}_seq[T]' for s in k.states)}",
@@ -394,7 +402,6 @@ def _gate_constants(k):
         if len(set(kinds)) > 1:
             kinds = ", ".join(f'"{f}"' for f in kinds)
             lines.append(f"    scale_{name} = _gate_scale([{kinds}], H, x.dtype)")
-            lines.append(f"    shift_{name} = 1 - scale_{name}")
     return lines
 
 
@@ -466,9 +473,13 @@ def _into(target, expr, printer):
         return [f"np.multiply({code(head)}, {code(sympy.Mul(*rest))}, out={target})"]
     if isinstance(expr, sympy.tanh):
         return [f"np.tanh({code(expr.args[0])}, out={target})"]
-    if isinstance(expr, sigmoid):
-        return [f"np.multiply({code(expr.args[0])}, 0.5, out={target})", f"np.tanh({target}, out={target})",
-                f"{target} *= 0.5", f"{target} += 0.5"]
+    if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
+        arg = expr.args[0]
+        if isinstance(arg, sympy.Symbol):
+            lines = [f"np.negative({arg}, out={target})"]
+        else:
+            lines = _into(target, arg, printer) + [f"np.negative({target}, out={target})"]
+        return lines + [f"np.exp({target}, out={target})", f"{target} += 1", f"np.reciprocal({target}, out={target})"]
     return [f"{target}[...] = {code(expr)}"]
 
 
@@ -509,18 +520,22 @@ def _activate_gates(k, a):
     g = f"pre_{a.name}"
     if kinds == {"tanh"}:
         lines = [f"np.tanh({g}, out={g})  # {cite}, in place: the pre-activations are not needed again"]
-    else:
-        scale = "0.5" if kinds == {"sigmoid"} else f"scale_{a.name}"
-        shift = "0.5" if kinds == {"sigmoid"} else f"shift_{a.name}"
+    else:  # exp costs a third of tanh, and 1 / (1 + exp(-a)) is exact where a sigmoid is tiny
+        negate = f"np.negative({g}, out={g})" if kinds == {"sigmoid"} else f"{g} *= scale_{a.name}"
         lines = [
-            f"# {cite} all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)",
-            f"{g} *= {scale}",
-            f"np.tanh({g}, out={g})",
-            f"{g} *= {scale}",
-            f"{g} += {shift}",
+            f"# {cite} all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))",
+            negate,
+            f"np.exp({g}, out={g})",
+            f"{g} += 1",
+            f"np.reciprocal({g}, out={g})",
         ]
     names = [let.symbol for let, _ in lets]
-    return lines + [_assign_tuple(names, [f"{n}_seq[t]" for n in names])]
+    lines.append(_assign_tuple(names, [f"{n}_seq[t]" for n in names]))
+    if kinds != {"tanh"}:
+        for let, kind in lets:
+            if kind == "tanh":
+                lines += [f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1", f"{let.symbol} -= 1"]
+    return lines
 
 
 def _backward(k):

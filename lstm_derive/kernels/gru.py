@@ -45,8 +45,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def sigmoid(a):
-    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
+
+    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
+    is the right value, and underflows to 0 at the other end: neither is reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-a))
 
 
 def _blocks(a, count):
@@ -78,32 +82,34 @@ def forward(params, x, state=None):
     r_seq = np.empty((T, B, H), x.dtype)
     z_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
-    for t in range(T):
-        pre_W = pre_W_seq[t]
-        a_xr, a_xz, a_xn = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H]
-        np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
-        pre_U += b_h  # (2)
-        a_hr, a_hz, a_hn = pre_U[:, :H], pre_U[:, H:2 * H], pre_U[:, 2 * H:3 * H]
-        a_hn_seq[t] = a_hn
-        a_r = a_hr + a_xr  # (3)
-        r = r_seq[t]  # (4) r = sigmoid(a_r), written in place:
-        np.multiply(a_r, 0.5, out=r)
-        np.tanh(r, out=r)
-        r *= 0.5
-        r += 0.5
-        a_z = a_hz + a_xz  # (5)
-        z = z_seq[t]  # (6) z = sigmoid(a_z), written in place:
-        np.multiply(a_z, 0.5, out=z)
-        np.tanh(z, out=z)
-        z *= 0.5
-        z += 0.5
-        a_n = a_xn + a_hn*r  # (7)
-        n = n_seq[t]  # (8) n = np.tanh(a_n), written in place:
-        np.tanh(a_n, out=n)
-        h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place:
-        np.multiply(h_prev, z, out=h)
-        h += n*(1 - z)
-        h_prev = h
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(T):
+            pre_W = pre_W_seq[t]
+            a_xr, a_xz, a_xn = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H]
+            np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
+            pre_U += b_h  # (2)
+            a_hr, a_hz, a_hn = pre_U[:, :H], pre_U[:, H:2 * H], pre_U[:, 2 * H:3 * H]
+            a_hn_seq[t] = a_hn
+            a_r = a_hr + a_xr  # (3)
+            r = r_seq[t]  # (4) r = sigmoid(a_r), written in place:
+            np.negative(a_r, out=r)
+            np.exp(r, out=r)
+            r += 1
+            np.reciprocal(r, out=r)
+            a_z = a_hz + a_xz  # (5)
+            z = z_seq[t]  # (6) z = sigmoid(a_z), written in place:
+            np.negative(a_z, out=z)
+            np.exp(z, out=z)
+            z += 1
+            np.reciprocal(z, out=z)
+            a_n = a_xn + a_hn*r  # (7)
+            n = n_seq[t]  # (8) n = np.tanh(a_n), written in place:
+            np.tanh(a_n, out=n)
+            h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place:
+            np.multiply(h_prev, z, out=h)
+            h += n*(1 - z)
+            h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
     cache = {"x": x, "h_seq": h_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}

@@ -43,8 +43,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def sigmoid(a):
-    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
+
+    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
+    is the right value, and underflows to 0 at the other end: neither is reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-a))
 
 
 def _blocks(a, count):
@@ -75,25 +79,27 @@ def forward(params, x, state=None):
     h_seq = np.empty((T + 1, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
-    for t in range(T):
-        pre_W = pre_W_seq[t]
-        pre_W += h_prev @ W_h.T  # (1)
-        # (2), (3) all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)
-        pre_W *= 0.5
-        np.tanh(pre_W, out=pre_W)
-        pre_W *= 0.5
-        pre_W += 0.5
-        r, z = r_seq[t], z_seq[t]
-        rh = rh_seq[t]  # (4) rh = h_prev*r, written in place:
-        np.multiply(h_prev, r, out=rh)
-        pre_W_n = pre_W_n_seq[t]
-        pre_W_n += rh @ W_n_rh.T  # (5)
-        np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
-        n = n_seq[t]
-        h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place:
-        np.multiply(h_prev, z, out=h)
-        h += n*(1 - z)
-        h_prev = h
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(T):
+            pre_W = pre_W_seq[t]
+            pre_W += h_prev @ W_h.T  # (1)
+            # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))
+            np.negative(pre_W, out=pre_W)
+            np.exp(pre_W, out=pre_W)
+            pre_W += 1
+            np.reciprocal(pre_W, out=pre_W)
+            r, z = r_seq[t], z_seq[t]
+            rh = rh_seq[t]  # (4) rh = h_prev*r, written in place:
+            np.multiply(h_prev, r, out=rh)
+            pre_W_n = pre_W_n_seq[t]
+            pre_W_n += rh @ W_n_rh.T  # (5)
+            np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
+            n = n_seq[t]
+            h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place:
+            np.multiply(h_prev, z, out=h)
+            h += n*(1 - z)
+            h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
     cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq}

@@ -43,8 +43,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def sigmoid(a):
-    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
+
+    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
+    is the right value, and underflows to 0 at the other end: neither is reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-a))
 
 
 def _blocks(a, count):
@@ -54,8 +58,8 @@ def _blocks(a, count):
 
 
 def _gate_scale(kinds, H, dtype):
-    """Per column: 0.5 for a sigmoid block (sigmoid(a) = 0.5 + 0.5 tanh(a/2)), 1 for a tanh block."""
-    return np.repeat([0.5 if kind == "sigmoid" else 1.0 for kind in kinds], H).astype(dtype)
+    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""
+    return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)
 
 
 def forward(params, x, state=None):
@@ -73,7 +77,6 @@ def forward(params, x, state=None):
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 3 * H)  # (1)
     scale_W = _gate_scale(["sigmoid", "tanh", "sigmoid"], H, x.dtype)
-    shift_W = 1 - scale_W
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
 
     # What the backward pass reads, kept for every step.
@@ -83,26 +86,30 @@ def forward(params, x, state=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
-    for t in range(T):
-        pre_W = pre_W_seq[t]
-        pre_W += h_prev @ W_h.T  # (1)
-        # (2), (4), (5) all gates with one tanh, in place: sigmoid(a) = 0.5 + 0.5 tanh(a / 2)
-        pre_W *= scale_W
-        np.tanh(pre_W, out=pre_W)
-        pre_W *= scale_W
-        pre_W += shift_W
-        i, g, o = i_seq[t], g_seq[t], o_seq[t]
-        f = f_seq[t]  # (3) f = 1 - i, written in place:
-        f[...] = 1
-        f -= i
-        c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
-        np.multiply(c_prev, f, out=c)
-        c += g*i
-        tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
-        np.tanh(c, out=tanh_c)
-        h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
-        np.multiply(o, tanh_c, out=h)
-        h_prev, c_prev = h, c
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(T):
+            pre_W = pre_W_seq[t]
+            pre_W += h_prev @ W_h.T  # (1)
+            # (2), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))
+            pre_W *= scale_W
+            np.exp(pre_W, out=pre_W)
+            pre_W += 1
+            np.reciprocal(pre_W, out=pre_W)
+            i, g, o = i_seq[t], g_seq[t], o_seq[t]
+            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1
+            g -= 1
+            f = f_seq[t]  # (3) f = 1 - i, written in place:
+            f[...] = 1
+            f -= i
+            c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
+            np.multiply(c_prev, f, out=c)
+            c += g*i
+            tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
+            np.tanh(c, out=tanh_c)
+            h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
+            np.multiply(o, tanh_c, out=h)
+            h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
     cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "tanh_c_seq": tanh_c_seq}

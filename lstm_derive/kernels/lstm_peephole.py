@@ -43,8 +43,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def sigmoid(a):
-    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
+
+    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
+    is the right value, and underflows to 0 at the other end: neither is reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-a))
 
 
 def _blocks(a, count):
@@ -78,35 +82,43 @@ def forward(params, x, state=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
-    for t in range(T):
-        pre_W = pre_W_seq[t]
-        pre_W += h_prev @ W_h.T  # (1)
-        a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
-        i = i_seq[t]  # (2) i = sigmoid(a_i + c_prev*p_i), written in place:
-        np.multiply(a_i + c_prev*p_i, 0.5, out=i)
-        np.tanh(i, out=i)
-        i *= 0.5
-        i += 0.5
-        f = f_seq[t]  # (3) f = sigmoid(a_f + c_prev*p_f), written in place:
-        np.multiply(a_f + c_prev*p_f, 0.5, out=f)
-        np.tanh(f, out=f)
-        f *= 0.5
-        f += 0.5
-        g = g_seq[t]  # (4) g = np.tanh(a_g), written in place:
-        np.tanh(a_g, out=g)
-        c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
-        np.multiply(c_prev, f, out=c)
-        c += g*i
-        o = o_seq[t]  # (6) o = sigmoid(a_o + c*p_o), written in place:
-        np.multiply(a_o + c*p_o, 0.5, out=o)
-        np.tanh(o, out=o)
-        o *= 0.5
-        o += 0.5
-        tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
-        np.tanh(c, out=tanh_c)
-        h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
-        np.multiply(o, tanh_c, out=h)
-        h_prev, c_prev = h, c
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    with np.errstate(over="ignore", under="ignore"):
+        for t in range(T):
+            pre_W = pre_W_seq[t]
+            pre_W += h_prev @ W_h.T  # (1)
+            a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
+            i = i_seq[t]  # (2) i = sigmoid(a_i + c_prev*p_i), written in place:
+            i[...] = a_i
+            i += c_prev*p_i
+            np.negative(i, out=i)
+            np.exp(i, out=i)
+            i += 1
+            np.reciprocal(i, out=i)
+            f = f_seq[t]  # (3) f = sigmoid(a_f + c_prev*p_f), written in place:
+            f[...] = a_f
+            f += c_prev*p_f
+            np.negative(f, out=f)
+            np.exp(f, out=f)
+            f += 1
+            np.reciprocal(f, out=f)
+            g = g_seq[t]  # (4) g = np.tanh(a_g), written in place:
+            np.tanh(a_g, out=g)
+            c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
+            np.multiply(c_prev, f, out=c)
+            c += g*i
+            o = o_seq[t]  # (6) o = sigmoid(a_o + c*p_o), written in place:
+            o[...] = a_o
+            o += c*p_o
+            np.negative(o, out=o)
+            np.exp(o, out=o)
+            o += 1
+            np.reciprocal(o, out=o)
+            tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
+            np.tanh(c, out=tanh_c)
+            h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
+            np.multiply(o, tanh_c, out=h)
+            h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
     cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}

@@ -38,8 +38,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def sigmoid(a):
-    """1 / (1 + exp(-a)) as 0.5 + 0.5 tanh(a / 2): never overflows, and complex-analytic."""
-    return 0.5 + 0.5 * np.tanh(0.5 * a)
+    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
+
+    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
+    is the right value, and underflows to 0 at the other end: neither is reported."""
+    with np.errstate(over="ignore", under="ignore"):
+        return 1 / (1 + np.exp(-a))
 
 
 def forward(params, x, state=None):
