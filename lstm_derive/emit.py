@@ -17,6 +17,7 @@ what a careful person does by hand, every time:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import sympy
@@ -52,6 +53,29 @@ class _CodePrinter(StrPrinter):
         return repr(float(expr))
 
 
+def _single(step):
+    """Whether an adjoint is one consumer's adjoint times a local derivative."""
+    return len(step.terms) == 1 and step.terms[0].adjoint is not None
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """dL/d block = local_1 * local_2 * ... * root: the locals from a pre-activation through
+    lets with one consumer each, up to the nearest adjoint the loop computes."""
+
+    block: object  # the block's Step
+    links: tuple  # (Step, local derivative), from the block outwards
+    root: sympy.Symbol
+
+    @property
+    def factor(self):
+        return sympy.Mul(*(local for _, local in self.links))
+
+    @property
+    def numbers(self):
+        return [step.number for step, _ in self.links]
+
+
 class _Kernel:
     """The facts about a derivation that the code templates need, worked out once."""
 
@@ -65,7 +89,9 @@ class _Kernel:
         self.aux = self._auxiliaries()
         self.gates = self._gates()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
-        self.hoisted = self._hoisted_locals()
+        self.by_adjoint = {step.adjoint: step for step in derivation.steps}
+        self.loop_lets = self._loop_lets()
+        self.chains = self._chains()
         self.stored = self._stored()
 
     def _auxiliaries(self):
@@ -98,19 +124,51 @@ class _Kernel:
                 gates[a.name] = lets
         return gates
 
-    def _hoisted_locals(self):
-        """(step, term) -> buffer, for a pre-activation's local derivative computed before the loop.
+    def _loop_lets(self):
+        """The numbers of the let steps whose adjoints the backward loop computes.
 
-        It goes straight into the buffer that the pre-activation's adjoint takes anyway, so
-        hoisting it costs no memory; other locals stay in the loop for the same reason."""
-        hoisted = {}
+        A let with one consumer only passes that consumer's adjoint on, times a local
+        derivative: a pre-activation's adjoint can take the whole product of such locals,
+        computed for all steps before the loop (see _chains). The loop computes a let's adjoint
+        only when it has several consumers or another adjoint of the loop reads it."""
+        steps = self.d.steps
+        loop = {s.number for s in steps if s.kind == "let" and not _single(s)}
+        changed = True
+        while changed:
+            changed = False
+            readers = [s for s in steps if s.kind in ("state", "carry", "param") or s.number in loop
+                       or (s.kind == "block" and not _single(s))]
+            for reader in readers:
+                for term in reader.terms:
+                    step = self.by_adjoint.get(term.adjoint)
+                    if step is not None and step.kind == "let" and step.number not in loop:
+                        loop.add(step.number)
+                        changed = True
+        return loop
+
+    def _chains(self):
+        """Block step number -> its _Chain, for every pre-activation with one consumer."""
+        chains = {}
         for step in self.d.steps:
-            if step.kind != "block" or len(step.terms) != 1:
+            if step.kind != "block" or not _single(step):
                 continue
-            (term,) = step.terms
-            if term.adjoint is not None and term.local != 1:
-                hoisted[step.number, term.consumer] = f"{step.adjoint}_seq"
-        return hoisted
+            links, root = [(step, step.terms[0].local)], step.terms[0].adjoint
+            while (s := self.by_adjoint.get(root)) is not None and s.kind == "let" and s.number not in self.loop_lets:
+                links.append((s, s.terms[0].local))
+                root = s.terms[0].adjoint
+            chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
+        return chains
+
+    def hoisted(self, step):
+        """The chain of a block step whose locals read forward values: computed before the loop."""
+        chain = self.chains.get(step.number)
+        return chain if chain is not None and chain.factor.free_symbols else None
+
+    def in_loop(self, step):
+        """Whether the backward loop computes this step's adjoint with its own line."""
+        if step.kind == "let":
+            return step.number in self.loop_lets
+        return step.kind != "input" and not (step.kind == "block" and self.hoisted(step))
 
     def _stored(self):
         """Per-step forward values the backward pass reads, beyond the states and the buffers."""
@@ -123,6 +181,9 @@ class _Kernel:
         for a in self.cell.affines:
             needed |= {v for v in a.inputs if v in forward}
         return sorted(needed, key=str) + sorted(self.aux.values(), key=str)
+
+    def affine_of(self, block):
+        return next(a for a in self.cell.affines if block in a.blocks)
 
     def affine_parts(self, a: Affine):
         """(input weights, loop weights): the input is done before the loop, the rest inside."""
@@ -578,23 +639,55 @@ def _sequence_views(k):
     for a in k.cell.affines:
         lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
+        if any(j1 - j0 > 1 for j0, j1, _ in _scaled_runs(k, a)):
+            lines.append(f"dpre_{a.name}_blocks = dpre_{a.name}_seq.reshape(T, B, {len(a.blocks)}, H)")
         if a.name in k.gates:
             lines.append(_gate_views(k, a))
     return lines
 
 
+def _scaled_runs(k, a):
+    """(first, end, root): runs of adjacent blocks of a whose hoisted chains end at one root,
+    scaled by it in the loop with one multiplication."""
+    runs = []
+    for j, block in enumerate(a.blocks):
+        chain = k.hoisted(k.d.step_for(block))
+        if chain is None:
+            continue
+        if runs and runs[-1][1] == j and runs[-1][2] == chain.root:
+            runs[-1] = (runs[-1][0], j + 1, chain.root)
+        else:
+            runs.append((j, j + 1, chain.root))
+    return runs
+
+
 def _hoisted_lines(k):
+    """Every hoisted chain's product of local derivatives, for all steps, in its adjoint's buffer."""
     printer = _CodePrinter(k.sequence_names())
-    lines = []
+    plain = _CodePrinter()
+    lines, done = [], {}
     for step in k.d.steps:
-        for term in step.terms:
-            name = k.hoisted.get((step.number, term.consumer))
-            if name is None:
-                continue
-            what = f"d{term.consumer}/d{step.target} in ({step.number}), scaled by d{term.consumer} in the loop"
-            lines += [f"# {what}"] + _into(name, term.local.subs(k.aux), printer)
         if step.kind == "block" and not step.terms:
             lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
+        chain = k.hoisted(step)
+        if chain is None:
+            continue
+        target = f"{step.adjoint}_seq"
+        same = done.get((chain.factor, chain.root))
+        if same is not None:
+            lines.append(f"{target}[...] = {same}  # ({step.number}) the same product as {same[:-4]}")
+            continue
+        done[chain.factor, chain.root] = target
+        lines.append(f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
+                     f"the product now, times {chain.root} in the loop")
+        first = True
+        for link, local in chain.links:
+            if local == 1:
+                continue
+            cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
+            code = _into(target, local, printer) if first else [f"{target} *= {printer.doprint(local)}"]
+            lines += [code[0] + cite] + code[1:]
+            first = False
     return lines
 
 
@@ -608,7 +701,9 @@ def _backward_step(k):
     printer = _CodePrinter(names)
     body = []
     for step in steps:
-        if step.kind != "input":
+        if step.kind == "block" and step.target == k.affine_of(step.target).blocks[0]:
+            body += _scaled_lines(k, k.affine_of(step.target), printer)
+        if k.in_loop(step):
             body.append(_adjoint_line(k, step, printer))
     body = [line for line in body if line]
     body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
@@ -616,35 +711,48 @@ def _backward_step(k):
     return loads + body
 
 
+def _scaled_lines(k, a, printer):
+    """The loop's part of the hoisted chains: each run of blocks times its root, in place."""
+    lines = []
+    for j0, j1, root in _scaled_runs(k, a):
+        steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
+        cite = ", ".join(f"({s.number})" for s in steps)
+        what = ", ".join(str(s.adjoint) for s in steps)
+        r = printer.doprint(root)
+        if j1 - j0 == 1:
+            lines.append(f"{steps[0].adjoint}_seq[t] *= {r}  # {cite} dL/{what}")
+        else:
+            cols = "" if (j0, j1) == (0, len(a.blocks)) else f", :, {j0}:{j1}"
+            lines.append(f"dpre_{a.name}_blocks[t{cols}] *= {r}[:, np.newaxis]  # {cite} dL/{what}")
+    return lines
+
+
 def _loop_reads(k):
     """The forward values the loop body reads: the locals that were not hoisted out of it."""
     forward = set(k._forward_symbols()) | set(k.aux.values())
     reads = set()
     for step in k.d.steps:
-        if step.kind == "input":
+        if not k.in_loop(step):
             continue
         for term in step.terms:
-            if term.adjoint is not None and (step.number, term.consumer) not in k.hoisted:
+            if term.adjoint is not None:
                 reads |= term.local.subs(k.aux).free_symbols & forward
+        chain = k.chains.get(step.number)
+        if chain is not None:
+            reads |= chain.factor.free_symbols & forward
     return sorted(reads - set(k.cell.params), key=str)
-
-
-def _term_code(k, step, term, printer):
-    name = k.hoisted.get((step.number, term.consumer))
-    if name is None:
-        return term.text(printer)
-    return f"{name}[t]*{printer.doprint(term.adjoint)}"
 
 
 def _adjoint_line(k, step, printer):
     where = f"  # ({step.number}) dL/d{step.target}"
-    terms = [_term_code(k, step, t, printer) for t in step.terms]
-    code = " + ".join(terms).replace("+ -", "- ") or "0"
+    code = step.text(printer)
     if step.kind == "block":
+        chain = k.chains.get(step.number)
+        if chain is not None:  # a constant product of locals: -da for f = 1 - i
+            cite = ", ".join(f"({n})" for n in chain.numbers)
+            return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}  # {cite} dL/d{step.target}"
         if not step.terms:
             return ""
-        if k.hoisted.get((step.number, step.terms[0].consumer), "").endswith("_seq"):
-            return f"{step.adjoint}_seq[t] *= {printer.doprint(step.terms[0].adjoint)}{where}"
         return f"{step.adjoint}_seq[t] = {code}{where}"
     if step.kind == "param":  # this step's share of the sum over time and batch
         total = next(g.number for g in k.d.param_grads if g.name == str(step.target))

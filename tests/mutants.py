@@ -135,7 +135,7 @@ def _is_setup(stmt):
                 return True
             if isinstance(n.func, ast.Attribute) and n.func.attr == "reshape" and not any(
                     isinstance(m, ast.BinOp) and not isinstance(m.op, ast.Mult) for m in ast.walk(n.func.value)) \
-                    and isinstance(stmt, ast.Assign) and _assigned(stmt)[0].endswith("_flat"):
+                    and isinstance(stmt, ast.Assign) and _assigned(stmt)[0].endswith(("_flat", "_blocks")):
                 return True
         if isinstance(n, ast.Subscript) and isinstance(n.value, ast.Name) and n.value.id == "cache":
             return True
@@ -472,8 +472,20 @@ def swaps(statements):
             between = {n for s in statements if a.line <= s.line < b.line for n in _assigned(s.node)}
             if _reads_any(a.node, _assigned(b.node)) or _reads_any(b.node, between):
                 continue  # swapping would read a name before the statement that binds it
+            if _commute(a.node, b.node):
+                continue  # the same program: x *= u; x *= v is x *= v; x *= u
             yield SWAPS[group], [(a, _with_payload(a.node, _payload(b.node)[1])),
                                  (b, _with_payload(b.node, _payload(a.node)[1]))]
+
+
+def _commute(a, b):
+    """Two statements that give the same result in either order: the same statement, or two
+    in-place multiplications of one array."""
+    if ast.unparse(_payload(a)[1] if isinstance(a, ast.AugAssign) else a) == \
+            ast.unparse(_payload(b)[1] if isinstance(b, ast.AugAssign) else b):
+        return True
+    both_products = all(isinstance(n, ast.AugAssign) and isinstance(n.op, ast.Mult) for n in (a, b))
+    return both_products and _same(a.target, b.target)
 
 
 def mutants(cell, source):

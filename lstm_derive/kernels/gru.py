@@ -130,31 +130,35 @@ def backward(params, cache, dys, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 3 * H), x.dtype)
     da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)
     dpre_U_seq = np.empty((T, B, 3 * H), x.dtype)
     da_hr_seq, da_hz_seq, da_hn_seq = _blocks(dpre_U_seq, 3)
+    dpre_U_blocks = dpre_U_seq.reshape(T, B, 3, H)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # da_n/da_hn in (19), scaled by da_n in the loop
-    da_hn_seq[...] = r_seq
+    # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    np.multiply(r_seq, 1 - r_seq, out=da_hr_seq)  # (16) dr/da_r
+    da_hr_seq *= a_hn_seq  # (15) da_n/dr
+    da_hr_seq *= 1 - n_seq**2  # (12) dn/da_n
+    da_hr_seq *= 1 - z_seq  # (11) dh/dn
+    # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+    np.multiply(z_seq, 1 - z_seq, out=da_hz_seq)  # (14) dz/da_z
+    da_hz_seq *= h_seq[:-1] - n_seq  # (13) dh/dz
+    # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    da_hn_seq[...] = r_seq  # (19) da_n/da_hn
+    da_hn_seq *= 1 - n_seq**2  # (12) dn/da_n
+    da_hn_seq *= 1 - z_seq  # (11) dh/dn
+    da_xr_seq[...] = da_hr_seq  # (20) the same product as da_hr
+    da_xz_seq[...] = da_hz_seq  # (21) the same product as da_hz
+    # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    da_xn_seq[...] = 1  # (12) dn/da_n
+    da_xn_seq -= n_seq**2
+    da_xn_seq *= 1 - z_seq  # (11) dh/dn
     for t in reversed(range(T)):
-        a_hn = a_hn_seq[t]
-        h_prev = h_seq[t]
-        n = n_seq[t]
-        r = r_seq[t]
         z = z_seq[t]
         dh = dys[t] + dh_next  # (10) dL/dh
-        dn = (1 - z)*dh  # (11) dL/dn
-        da_n = (1 - n**2)*dn  # (12) dL/da_n
-        dz = (h_prev - n)*dh  # (13) dL/dz
-        da_z = z*(1 - z)*dz  # (14) dL/da_z
-        dr = a_hn*da_n  # (15) dL/dr
-        da_r = r*(1 - r)*dr  # (16) dL/da_r
-        da_hr_seq[t] = da_r  # (17) dL/da_hr
-        da_hz_seq[t] = da_z  # (18) dL/da_hz
-        da_hn_seq[t] *= da_n  # (19) dL/da_hn
-        da_xr_seq[t] = da_r  # (20) dL/da_xr
-        da_xz_seq[t] = da_z  # (21) dL/da_xz
-        da_xn_seq[t] = da_n  # (22) dL/da_xn
+        dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
+        dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
         dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev
         dh_next = dh_prev
 

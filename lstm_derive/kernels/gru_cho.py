@@ -126,26 +126,24 @@ def backward(params, cache, dys, dstate=None):
     n_seq = pre_W_n_seq
 
     # Local derivatives that read only forward values, for all steps at once.
-    # dn/da_n in (10), scaled by dn in the loop
-    da_n_seq[...] = 1
+    # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    da_n_seq[...] = 1  # (10) dn/da_n
     da_n_seq -= n_seq**2
-    # dr/da_r in (14), scaled by dr in the loop
-    np.multiply(r_seq, 1 - r_seq, out=da_r_seq)
-    # dz/da_z in (15), scaled by dz in the loop
-    np.multiply(z_seq, 1 - z_seq, out=da_z_seq)
+    da_n_seq *= 1 - z_seq  # (9) dh/dn
+    # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
+    np.multiply(r_seq, 1 - r_seq, out=da_r_seq)  # (14) dr/da_r
+    da_r_seq *= h_seq[:-1]  # (13) drh/dr
+    # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+    np.multiply(z_seq, 1 - z_seq, out=da_z_seq)  # (15) dz/da_z
+    da_z_seq *= h_seq[:-1] - n_seq  # (12) dh/dz
     for t in reversed(range(T)):
-        h_prev = h_seq[t]
-        n = n_seq[t]
         r = r_seq[t]
         z = z_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
-        dn = (1 - z)*dh  # (9) dL/dn
-        da_n_seq[t] *= dn  # (10) dL/da_n
+        da_n_seq[t] *= dh  # (10) dL/da_n
         drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
-        dz = (h_prev - n)*dh  # (12) dL/dz
-        dr = h_prev*drh  # (13) dL/dr
-        da_r_seq[t] *= dr  # (14) dL/da_r
-        da_z_seq[t] *= dz  # (15) dL/da_z
+        da_r_seq[t] *= drh  # (14) dL/da_r
+        da_z_seq[t] *= dh  # (15) dL/da_z
         dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
         dh_next = dh_prev
 

@@ -126,35 +126,31 @@ def backward(params, cache, dys, dstate=None):
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # di/da_i in (14), scaled by di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
-    # df/da_f in (15), scaled by df in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)
-    # dg/da_g in (16), scaled by dg in the loop
-    da_g_seq[...] = 1
+    # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
+    da_i_seq *= g_seq  # (13) dc/di
+    # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
+    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (15) df/da_f
+    da_f_seq *= c_seq[:-1]  # (12) dc/df
+    # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+    da_g_seq[...] = 1  # (16) dg/da_g
     da_g_seq -= g_seq**2
-    # do/da_o in (17), scaled by do in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
+    da_g_seq *= i_seq  # (11) dc/dg
+    # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
+    da_o_seq *= tanh_c_seq  # (10) dh/do
     for t in reversed(range(T)):
-        c_prev = c_seq[t]
         f = f_seq[t]
-        g = g_seq[t]
-        i = i_seq[t]
         o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
-        do = tanh_c*dh  # (10) dL/do
-        dg = i*dc  # (11) dL/dg
-        df = c_prev*dc  # (12) dL/df
-        di = g*dc  # (13) dL/di
-        da_i_seq[t] *= di  # (14) dL/da_i
-        da_f_seq[t] *= df  # (15) dL/da_f
-        da_g_seq[t] *= dg  # (16) dL/da_g
-        da_o_seq[t] *= do  # (17) dL/da_o
+        dpre_W_blocks[t, :, 0:3] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
+        da_o_seq[t] *= dh  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dc_prev = f*dc  # (19) dL/dc_prev
         dh_next, dc_next = dh_prev, dc_prev

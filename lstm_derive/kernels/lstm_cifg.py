@@ -133,29 +133,28 @@ def backward(params, cache, dys, dstate=None):
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # di/da_i in (14), scaled by di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
-    # dg/da_g in (15), scaled by dg in the loop
-    da_g_seq[...] = 1
+    # da_i = i*(1 - i) * di: the product now, times di in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
+    # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+    da_g_seq[...] = 1  # (15) dg/da_g
     da_g_seq -= g_seq**2
-    # do/da_o in (16), scaled by do in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
+    da_g_seq *= i_seq  # (11) dc/dg
+    # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (16) do/da_o
+    da_o_seq *= tanh_c_seq  # (10) dh/do
     for t in reversed(range(T)):
         c_prev = c_seq[t]
         f = f_seq[t]
         g = g_seq[t]
-        i = i_seq[t]
         o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
-        do = tanh_c*dh  # (10) dL/do
-        dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df
         di = -df + g*dc  # (13) dL/di
         da_i_seq[t] *= di  # (14) dL/da_i
-        da_g_seq[t] *= dg  # (15) dL/da_g
-        da_o_seq[t] *= do  # (16) dL/da_o
+        da_g_seq[t] *= dc  # (15) dL/da_g
+        da_o_seq[t] *= dh  # (16) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
         dc_prev = f*dc  # (18) dL/dc_prev
         dh_next, dc_next = dh_prev, dc_prev

@@ -141,15 +141,16 @@ def backward(params, cache, dys, dstate=None):
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # di/da_i in (14), scaled by di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
-    # df/da_f in (15), scaled by df in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)
-    # dg/da_g in (16), scaled by dg in the loop
-    da_g_seq[...] = 1
+    # da_i = i*(1 - i) * di: the product now, times di in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
+    # da_f = f*(1 - f) * df: the product now, times df in the loop
+    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (15) df/da_f
+    # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+    da_g_seq[...] = 1  # (16) dg/da_g
     da_g_seq -= g_seq**2
-    # do/da_o in (17), scaled by do in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
+    da_g_seq *= i_seq  # (11) dc/dg
+    # da_o = o*(1 - o) * do: the product now, times do in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
     dp_i = np.zeros(H, x.dtype)
     dp_f = np.zeros(H, x.dtype)
     dp_o = np.zeros(H, x.dtype)
@@ -164,12 +165,11 @@ def backward(params, cache, dys, dstate=None):
         dh = dys[t] + dh_next  # (8) dL/dh
         do = tanh_c*dh  # (9) dL/do
         dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
-        dg = i*dc  # (11) dL/dg
         df = c_prev*dc  # (12) dL/df
         di = g*dc  # (13) dL/di
         da_i_seq[t] *= di  # (14) dL/da_i
         da_f_seq[t] *= df  # (15) dL/da_f
-        da_g_seq[t] *= dg  # (16) dL/da_g
+        da_g_seq[t] *= dc  # (16) dL/da_g
         da_o_seq[t] *= do  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev

@@ -123,35 +123,30 @@ def backward(params, cache, dys, dstate=None):
     dh_next, ds_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
     da_g_seq, da_i_seq, da_f_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # dg/da_g in (14), scaled by dg in the loop
-    da_g_seq[...] = 1
+    # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
+    da_g_seq[...] = 1  # (14) dg/da_g
     da_g_seq -= g_seq**2
-    # di/da_i in (15), scaled by di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)
-    # df/da_f in (16), scaled by df in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)
-    # do/da_o in (17), scaled by do in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)
+    da_g_seq *= i_seq  # (13) ds/dg
+    # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
+    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (15) di/da_i
+    da_i_seq *= g_seq  # (12) ds/di
+    # da_f = f*s_prev*(1 - f) * ds: the product now, times ds in the loop
+    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (16) df/da_f
+    da_f_seq *= s_seq[:-1]  # (11) ds/df
+    # da_o = o*s*(1 - o) * dh: the product now, times dh in the loop
+    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
+    da_o_seq *= s_seq[1:]  # (10) dh/do
     for t in reversed(range(T)):
         f = f_seq[t]
-        g = g_seq[t]
-        i = i_seq[t]
         o = o_seq[t]
-        s = s_seq[t + 1]
-        s_prev = s_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         ds = o*dh + ds_next  # (9) dL/ds
-        do = s*dh  # (10) dL/do
-        df = s_prev*ds  # (11) dL/df
-        di = g*ds  # (12) dL/di
-        dg = i*ds  # (13) dL/dg
-        da_g_seq[t] *= dg  # (14) dL/da_g
-        da_i_seq[t] *= di  # (15) dL/da_i
-        da_f_seq[t] *= df  # (16) dL/da_f
-        da_o_seq[t] *= do  # (17) dL/da_o
+        dpre_W_blocks[t, :, 0:3] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
+        da_o_seq[t] *= dh  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         ds_prev = f*ds  # (19) dL/ds_prev
         dh_next, ds_next = dh_prev, ds_prev

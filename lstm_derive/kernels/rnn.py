@@ -93,8 +93,8 @@ def backward(params, cache, dys, dstate=None):
     da_seq = dpre_W_seq
 
     # Local derivatives that read only forward values, for all steps at once.
-    # dh/da in (4), scaled by dh in the loop
-    da_seq[...] = 1
+    # da = 1 - h**2 * dh: the product now, times dh in the loop
+    da_seq[...] = 1  # (4) dh/da
     da_seq -= h_seq[1:]**2
     for t in reversed(range(T)):
         dh = dys[t] + dh_next  # (3) dL/dh
