@@ -92,6 +92,9 @@ class _Kernel:
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
         self.chains = self._chains()
+        self.gate_of = {b: let.symbol for a in self.cell.affines if a.name in self.gates
+                        for b, (let, _) in zip(a.blocks, self.gates[a.name])}
+        self.hoist = self._hoisted_blocks()
         self.stored = self._stored()
 
     def _auxiliaries(self):
@@ -159,10 +162,41 @@ class _Kernel:
             chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
         return chains
 
+    def _hoisted_blocks(self):
+        """The blocks whose chain products are computed before the loop.
+
+        A gate's pre-activation adjoint is written over the gate's value (see _sequence_views),
+        so a gate the loop still reads keeps its value until the loop's step: its block's
+        product is then computed in the loop, after the step's last read of the gate."""
+        hoist = {chain.block.target for chain in self.chains.values() if chain.factor.free_symbols}
+        while True:
+            reads = self.loop_reads(hoist)
+            kept = {b for b in hoist if self.gate_of.get(b) not in reads}
+            if kept == hoist:
+                return hoist
+            hoist = kept
+
+    def loop_reads(self, hoist=None):
+        """The forward values the backward loop reads, when the blocks in hoist are hoisted."""
+        hoist = self.hoist if hoist is None else hoist
+        forward = set(self._forward_symbols()) | set(self.aux.values())
+        reads = set()
+        for step in self.d.steps:
+            if step.kind == "input" or (step.kind == "let" and step.number not in self.loop_lets):
+                continue
+            chain = self.chains.get(step.number)
+            if chain is not None:
+                if step.target not in hoist:
+                    reads |= chain.factor.free_symbols & forward
+                continue
+            for term in step.terms:
+                if term.adjoint is not None:
+                    reads |= term.local.subs(self.aux).free_symbols & forward
+        return reads - set(self.cell.params)
+
     def hoisted(self, step):
-        """The chain of a block step whose locals read forward values: computed before the loop."""
-        chain = self.chains.get(step.number)
-        return chain if chain is not None and chain.factor.free_symbols else None
+        """The chain of a block step whose product is computed before the loop, or None."""
+        return self.chains[step.number] if step.target in self.hoist else None
 
     def in_loop(self, step):
         """Whether the backward loop computes this step's adjoint with its own line."""
@@ -414,7 +448,8 @@ def _forward(k):
         f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)} or None for zeros.',
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
-        "    that backward() reads (its arrays are views of the cache: copy ys before changing it).",
+        ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.gates else
+         "    that backward() reads (its arrays are views of the cache: copy ys before changing it)."),
         '    With T = 0, ys is empty and the final state equals the initial one."""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
@@ -607,7 +642,8 @@ def _backward(k):
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
         f"    dL/d(final state) {_state_doc(k)} or None for zeros.",
         "",
-        '    Returns the gradients of the parameters (a dict), of x, and of the initial state."""',
+        "    Returns the gradients of the parameters (a dict), of x, and of the initial state."
+        + ("\n    It uses the cache up: the gates' gradients are written over their values.\"\"\"" if k.gates else '\"\"\"'),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         '    x = cache["x"]',
@@ -616,6 +652,13 @@ def _backward(k):
         "    " + _assign_tuple(_buffers(k), [f'cache["{n}"]' for n in _buffers(k)]),
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
+    if k.gates:
+        body += [
+            '    if cache.get("spent"):',
+            '        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "',
+            '                         "gate values it holds); run forward() again")',
+            '    cache["spent"] = True',
+        ]
     body += ["    " + line for line in _sequence_views(k)]
     body += ["", "    # Local derivatives that read only forward values, for all steps at once."]
     body += ["    " + line for line in _hoisted_lines(k)]
@@ -637,7 +680,10 @@ def _sequence_views(k):
     """Named views of the buffers: the gates' values and the pre-activations' adjoints."""
     lines = []
     for a in k.cell.affines:
-        lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
+        if a.name in k.gates:
+            lines.append(f"dpre_{a.name}_seq = pre_{a.name}_seq  # each gate's adjoint goes over its value, once read")
+        else:
+            lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
         if any(j1 - j0 > 1 for j0, j1, _ in _scaled_runs(k, a)):
             lines.append(f"dpre_{a.name}_blocks = dpre_{a.name}_seq.reshape(T, B, {len(a.blocks)}, H)")
@@ -662,53 +708,129 @@ def _scaled_runs(k, a):
 
 
 def _hoisted_lines(k):
-    """Every hoisted chain's product of local derivatives, for all steps, in its adjoint's buffer."""
+    """Every hoisted chain's product of local derivatives, for all steps, in its adjoint's buffer.
+
+    A gate's buffer holds the gate's value until its product overwrites it; a product whose
+    gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.sequence_names())
-    plain = _CodePrinter()
-    lines, done = [], {}
+    lines, done, waiting = [], {}, []
     for step in k.d.steps:
         if step.kind == "block" and not step.terms:
             lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
-        chain = k.hoisted(step)
-        if chain is None:
-            continue
-        target = f"{step.adjoint}_seq"
+    hoisted = [step for step in k.d.steps if k.hoisted(step)]
+    for n, step in enumerate(hoisted):
+        chain, slot = k.hoisted(step), f"{step.adjoint}_seq"
+        gate = k.gate_of.get(step.target)
+        target = slot
+        if gate is not None and any(gate in k.chains[s.number].factor.free_symbols for s in hoisted[n + 1:]):
+            target = f"{step.adjoint}_tmp"
+            waiting.append((slot, target))
+            lines.append(f"{target} = np.empty_like({slot})  # {gate} is read below: the product waits here")
         same = done.get((chain.factor, chain.root))
         if same is not None:
             lines.append(f"{target}[...] = {same}  # ({step.number}) the same product as {same[:-4]}")
             continue
         done[chain.factor, chain.root] = target
-        lines.append(f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
-                     f"the product now, times {chain.root} in the loop")
-        first = True
-        for link, local in chain.links:
-            if local == 1:
-                continue
-            cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
-            code = _into(target, local, printer) if first else [f"{target} *= {printer.doprint(local)}"]
-            lines += [code[0] + cite] + code[1:]
-            first = False
+        lines += _product_lines(k, chain, target, gate, printer)
+    for slot, temporary in waiting:
+        lines += [f"{slot}[...] = {temporary}", f"del {temporary}"]
     return lines
 
 
+def _product_lines(k, chain, target, gate, printer):
+    """target = the chain's product of locals, a line per local that cites its equation."""
+    plain = _CodePrinter()
+    step = chain.block
+    lines = [f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
+             f"the product now, times {chain.root} in the loop"]
+    links = [(link, local) for link, local in chain.links if local != 1]
+    over_gate = gate is not None and not target.endswith("_tmp")
+    if over_gate and any(gate in local.free_symbols for _, local in links[1:]):
+        cite = ", ".join(f"({link.number})" for link, _ in links)  # the gate is read to the end
+        return lines + [f"{target}[...] = {printer.doprint(chain.factor)}  # {cite}"]
+    for n, (link, local) in enumerate(links):
+        cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
+        if n:
+            lines.append(f"{target} *= {printer.doprint(local)}{cite}")
+        elif over_gate:  # one statement: every read of the gate happens before the write
+            lines.append(_at_once(target, local, printer) + cite)
+        else:
+            code = _into(target, local, printer)
+            lines += [code[0] + cite] + code[1:]
+    return lines
+
+
+def _at_once(target, expr, printer):
+    """target = expr as one statement, safe when expr reads the memory target is."""
+    if isinstance(expr, sympy.Mul):
+        head, *rest = expr.as_ordered_factors()
+        return f"np.multiply({printer.doprint(head)}, {printer.doprint(sympy.Mul(*rest))}, out={target})"
+    return f"{target}[...] = {printer.doprint(expr)}"
+
+
 def _backward_step(k):
-    cell, steps = k.cell, k.d.steps
+    """One step of the backward loop, in the derivation's order but for two moves: the carries
+    that need no GEMM come before those through the weights, and an affine's pre-activation
+    adjoints come as late as they can, just before the first line that multiplies them by a
+    weight, so that each is written over its gate's value after the step's reads of it."""
     names = {sympy.Symbol("dy", real=True): "dys[t]"}
     names.update({call: str(name) for call, name in k.aux.items()})
-    for a in cell.affines:
+    for a in k.cell.affines:
         for w, v in k.affine_parts(a)[1]:
             names[MatTerm(a, v)] = f"dpre_{a.name}_seq[t] @ {w}"
     printer = _CodePrinter(names)
-    body = []
-    for step in steps:
-        if step.kind == "block" and step.target == k.affine_of(step.target).blocks[0]:
-            body += _scaled_lines(k, k.affine_of(step.target), printer)
-        if k.in_loop(step):
-            body.append(_adjoint_line(k, step, printer))
-    body = [line for line in body if line]
+    nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
+    carries = [s for s in k.d.steps if s.kind == "carry"]
+    carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
+    entries, pending = [], []  # (line, forward values read, gate written over)
+    for step in nodes + carries:
+        if step.kind == "block":
+            a = k.affine_of(step.target)
+            if a not in pending and not any(a is done for done in _emitted(entries)):
+                pending.append(a)
+            continue
+        if not k.in_loop(step):
+            continue
+        weights = {t.local.affine for t in step.terms if t.adjoint is None}
+        for a in [a for a in pending if a.name in weights]:
+            entries += _block_entries(k, a, printer)
+            pending.remove(a)
+        entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
+    for a in pending:
+        entries += _block_entries(k, a, printer)
+    copies, written = set(), set()
+    for _, reads, writes in entries:
+        copies |= reads & written
+        written |= {writes} - {None}
+    body = [line for line, _, _ in entries if line and not isinstance(line, Affine)]
     body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
-    loads = [f"{s} = {k.at_step(s)}" for s in _loop_reads(k)]
+    block_of = {gate: block for block, gate in k.gate_of.items()}
+    loads = [f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
+                                        if s in copies else "") for s in sorted(k.loop_reads(), key=str)]
     return loads + body
+
+
+def _emitted(entries):
+    return [line for line, _, _ in entries if isinstance(line, Affine)]
+
+
+def _reads(k, step):
+    """The forward values a loop line reads."""
+    chain = k.chains.get(step.number)
+    if chain is not None:
+        return set(chain.factor.free_symbols)
+    return {s for t in step.terms if t.adjoint is not None for s in t.local.subs(k.aux).free_symbols}
+
+
+def _block_entries(k, a, printer):
+    """The loop's lines for an affine's pre-activation adjoints, as (line, reads, gate written)."""
+    entries = [(a, set(), None)]  # marks the affine done
+    entries += [(line, set(), None) for line in _scaled_lines(k, a, printer)]
+    for block in a.blocks:
+        step = k.d.step_for(block)
+        if k.in_loop(step):
+            entries.append((_adjoint_line(k, step, printer), _reads(k, step), k.gate_of.get(block)))
+    return entries
 
 
 def _scaled_lines(k, a, printer):
@@ -727,30 +849,18 @@ def _scaled_lines(k, a, printer):
     return lines
 
 
-def _loop_reads(k):
-    """The forward values the loop body reads: the locals that were not hoisted out of it."""
-    forward = set(k._forward_symbols()) | set(k.aux.values())
-    reads = set()
-    for step in k.d.steps:
-        if not k.in_loop(step):
-            continue
-        for term in step.terms:
-            if term.adjoint is not None:
-                reads |= term.local.subs(k.aux).free_symbols & forward
-        chain = k.chains.get(step.number)
-        if chain is not None:
-            reads |= chain.factor.free_symbols & forward
-    return sorted(reads - set(k.cell.params), key=str)
-
-
 def _adjoint_line(k, step, printer):
     where = f"  # ({step.number}) dL/d{step.target}"
     code = step.text(printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
-        if chain is not None:  # a constant product of locals: -da for f = 1 - i
+        if chain is not None:  # the product of the chain's locals, here when the loop reads the gate
             cite = ", ".join(f"({n})" for n in chain.numbers)
-            return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}  # {cite} dL/d{step.target}"
+            where = f"  # {cite} dL/d{step.target}"
+            if chain.factor.is_number:
+                return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}{where}"
+            factor, root = printer.doprint(chain.factor), printer.doprint(chain.root)
+            return f"np.multiply({factor}, {root}, out={step.adjoint}_seq[t]){where}"
         if not step.terms:
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"

@@ -410,7 +410,7 @@ class Cell:
 
         The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
         new value, s and ds; an affine A has pre_A, pre_A_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, scale_A,
-        shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq; a
+        shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq (a block also dv_tmp); a
         local derivative of let v by u is dv_du; a param p has p and dp; tanh(u) and sigmoid(u)
         that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
         also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
@@ -445,7 +445,7 @@ class Cell:
                     yield p, f"parameter '{p}'", node.where
                     yield f"d{p}", f"parameter '{p}'", node.where
                 for b in node.blocks:
-                    for n in (f"{b}", f"{b}_seq", f"d{b}", f"d{b}_seq"):
+                    for n in (f"{b}", f"{b}_seq", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
                         yield n, f"block '{b}'", node.where
                 continue
             v = str(node.symbol)

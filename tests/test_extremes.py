@@ -268,6 +268,7 @@ def test_an_empty_sequence_returns_the_initial_state_and_passes_dstate_through(n
         for f, s0 in zip(final, p.state if state else [np.zeros((B, H))] * len(k.STATES)):
             np.testing.assert_array_equal(f, s0)
         for dstate in (p.dstate, None):
+            cache = k.forward(p.params, p.x, s)[2]  # one backward() per cache
             grads, dx, dstate0 = k.backward(p.params, cache, p.dys, dstate)
             assert dx.shape == (0, B, D)
             assert {n: g.shape for n, g in grads.items()} == {n: a.shape for n, a in p.params.items()}
@@ -373,3 +374,21 @@ def test_the_kernels_sigmoid_is_exact_to_rounding_deep_in_saturation(name):
                      1 / (1 + np.exp(-np.maximum(a, 0))))
     tiny = np.finfo(float).tiny  # below it (a < -708) only subnormals are left: absolute error
     assert np.all(np.abs(got - exact) <= 4 * np.finfo(float).eps * np.abs(exact) + tiny)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_second_backward_on_one_cache_is_refused_or_gives_the_same_gradients(name):
+    """A kernel that writes the gates' gradients over their values in the cache refuses a second
+    backward() on it, saying why; any other gives the same gradients twice."""
+    k = KERNELS[name]
+    p = problem(k)
+    cache = k.forward(p.params, p.x, p.state)[2]
+    first = k.backward(p.params, cache, p.dys, p.dstate)
+    if "spent" in cache:
+        with pytest.raises(ValueError, match=r"^cache: backward\(\) has used it up.*run forward\(\) again"):
+            k.backward(p.params, cache, p.dys, p.dstate)
+    else:
+        second = k.backward(p.params, cache, p.dys, p.dstate)
+        flat = [lambda r: [*r[0].values(), r[1], *r[2]]][0]
+        for a, b in zip(flat(first), flat(second)):
+            np.testing.assert_array_equal(a, b)

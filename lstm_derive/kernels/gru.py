@@ -158,8 +158,8 @@ def backward(params, cache, dys, dstate=None):
         z = z_seq[t]
         dh = dys[t] + dh_next  # (10) dL/dh
         dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
-        dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
         dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev
+        dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
         dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

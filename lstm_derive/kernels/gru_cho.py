@@ -61,7 +61,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, W_h, b, W_n_x, W_n_rh, b_n = _checked_params(params)
     D, H = _sizes(params)
@@ -110,7 +110,8 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H),) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b, W_n_x, W_n_rh, b_n = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
@@ -118,32 +119,28 @@ def backward(params, cache, dys, dstate=None):
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, pre_W_seq, pre_W_n_seq, rh_seq = cache["h_seq"], cache["pre_W_seq"], cache["pre_W_n_seq"], cache["rh_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 2 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
     r_seq, z_seq = _blocks(pre_W_seq, 2)
-    dpre_W_n_seq = np.empty((T, B, H), x.dtype)
+    dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
     da_n_seq = dpre_W_n_seq
     n_seq = pre_W_n_seq
 
     # Local derivatives that read only forward values, for all steps at once.
-    # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    da_n_seq[...] = 1  # (10) dn/da_n
-    da_n_seq -= n_seq**2
-    da_n_seq *= 1 - z_seq  # (9) dh/dn
-    # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
-    np.multiply(r_seq, 1 - r_seq, out=da_r_seq)  # (14) dr/da_r
-    da_r_seq *= h_seq[:-1]  # (13) drh/dr
-    # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-    np.multiply(z_seq, 1 - z_seq, out=da_z_seq)  # (15) dz/da_z
-    da_z_seq *= h_seq[:-1] - n_seq  # (12) dh/dz
     for t in reversed(range(T)):
-        r = r_seq[t]
-        z = z_seq[t]
+        h_prev = h_seq[t]
+        n = n_seq[t].copy()  # da_n goes over it before the step's last read
+        r = r_seq[t].copy()  # da_r goes over it before the step's last read
+        z = z_seq[t].copy()  # da_z goes over it before the step's last read
         dh = dys[t] + dh_next  # (8) dL/dh
-        da_n_seq[t] *= dh  # (10) dL/da_n
+        np.multiply((1 - z)*(1 - n**2), dh, out=da_n_seq[t])  # (10), (9) dL/da_n
         drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
-        da_r_seq[t] *= drh  # (14) dL/da_r
-        da_z_seq[t] *= dh  # (15) dL/da_z
+        np.multiply(h_prev*r*(1 - r), drh, out=da_r_seq[t])  # (14), (13) dL/da_r
+        np.multiply(z*(1 - z)*(h_prev - n), dh, out=da_z_seq[t])  # (15), (12) dL/da_z
         dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
         dh_next = dh_prev
 

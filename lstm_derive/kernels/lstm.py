@@ -66,7 +66,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
@@ -116,7 +116,8 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), c (B, H)) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
@@ -124,35 +125,37 @@ def backward(params, cache, dys, dstate=None):
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, c_seq, pre_W_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
+    da_i_tmp = np.empty_like(da_i_seq)  # i is read below: the product waits here
     # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
-    da_i_seq *= g_seq  # (13) dc/di
-    # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (15) df/da_f
-    da_f_seq *= c_seq[:-1]  # (12) dc/df
+    np.multiply(i_seq, 1 - i_seq, out=da_i_tmp)  # (14) di/da_i
+    da_i_tmp *= g_seq  # (13) dc/di
     # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-    da_g_seq[...] = 1  # (16) dg/da_g
-    da_g_seq -= g_seq**2
+    da_g_seq[...] = 1 - g_seq**2  # (16) dg/da_g
     da_g_seq *= i_seq  # (11) dc/dg
-    # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
-    da_o_seq *= tanh_c_seq  # (10) dh/do
+    da_i_seq[...] = da_i_tmp
+    del da_i_tmp
     for t in reversed(range(T)):
+        c_prev = c_seq[t]
         f = f_seq[t]
         o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
-        dpre_W_blocks[t, :, 0:3] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
-        da_o_seq[t] *= dh  # (17) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dc_prev = f*dc  # (19) dL/dc_prev
+        da_i_seq[t] *= dc  # (14) dL/da_i
+        da_g_seq[t] *= dc  # (16) dL/da_g
+        np.multiply(c_prev*f*(1 - f), dc, out=da_f_seq[t])  # (15), (12) dL/da_f
+        np.multiply(o*tanh_c*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
+        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

@@ -66,7 +66,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
@@ -120,7 +120,8 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), c (B, H)) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
@@ -128,35 +129,31 @@ def backward(params, cache, dys, dstate=None):
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, c_seq, pre_W_seq, f_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 3 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # da_i = i*(1 - i) * di: the product now, times di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
-    # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-    da_g_seq[...] = 1  # (15) dg/da_g
-    da_g_seq -= g_seq**2
-    da_g_seq *= i_seq  # (11) dc/dg
-    # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (16) do/da_o
-    da_o_seq *= tanh_c_seq  # (10) dh/do
     for t in reversed(range(T)):
         c_prev = c_seq[t]
         f = f_seq[t]
         g = g_seq[t]
+        i = i_seq[t].copy()  # da_i goes over it before the step's last read
         o = o_seq[t]
         tanh_c = tanh_c_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
         df = c_prev*dc  # (12) dL/df
         di = -df + g*dc  # (13) dL/di
-        da_i_seq[t] *= di  # (14) dL/da_i
-        da_g_seq[t] *= dc  # (15) dL/da_g
-        da_o_seq[t] *= dh  # (16) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
         dc_prev = f*dc  # (18) dL/dc_prev
+        np.multiply(i*(1 - i), di, out=da_i_seq[t])  # (14) dL/da_i
+        np.multiply(i*(1 - g**2), dc, out=da_g_seq[t])  # (15), (11) dL/da_g
+        np.multiply(o*tanh_c*(1 - o), dh, out=da_o_seq[t])  # (16), (10) dL/da_o
+        dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
         dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

@@ -167,15 +167,15 @@ def backward(params, cache, dys, dstate=None):
         dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
         df = c_prev*dc  # (12) dL/df
         di = g*dc  # (13) dL/di
+        dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
+        dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
+        dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
+        dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
         da_i_seq[t] *= di  # (14) dL/da_i
         da_f_seq[t] *= df  # (15) dL/da_f
         da_g_seq[t] *= dc  # (16) dL/da_g
         da_o_seq[t] *= do  # (17) dL/da_o
         dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
-        dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
-        dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
-        dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
-        dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
         dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

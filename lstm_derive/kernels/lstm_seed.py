@@ -66,7 +66,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), s (B, H)) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
@@ -113,7 +113,8 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), s (B, H)) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
@@ -121,34 +122,38 @@ def backward(params, cache, dys, dstate=None):
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, s_seq, pre_W_seq = cache["h_seq"], cache["s_seq"], cache["pre_W_seq"]
     dh_next, ds_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_g_seq, da_i_seq, da_f_seq, da_o_seq = _blocks(dpre_W_seq, 4)
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # Local derivatives that read only forward values, for all steps at once.
+    da_g_tmp = np.empty_like(da_g_seq)  # g is read below: the product waits here
     # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
-    da_g_seq[...] = 1  # (14) dg/da_g
-    da_g_seq -= g_seq**2
-    da_g_seq *= i_seq  # (13) ds/dg
+    da_g_tmp[...] = 1  # (14) dg/da_g
+    da_g_tmp -= g_seq**2
+    da_g_tmp *= i_seq  # (13) ds/dg
     # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
     np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (15) di/da_i
     da_i_seq *= g_seq  # (12) ds/di
-    # da_f = f*s_prev*(1 - f) * ds: the product now, times ds in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (16) df/da_f
-    da_f_seq *= s_seq[:-1]  # (11) ds/df
-    # da_o = o*s*(1 - o) * dh: the product now, times dh in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
-    da_o_seq *= s_seq[1:]  # (10) dh/do
+    da_g_seq[...] = da_g_tmp
+    del da_g_tmp
     for t in reversed(range(T)):
         f = f_seq[t]
         o = o_seq[t]
+        s = s_seq[t + 1]
+        s_prev = s_seq[t]
         dh = dys[t] + dh_next  # (8) dL/dh
         ds = o*dh + ds_next  # (9) dL/ds
-        dpre_W_blocks[t, :, 0:3] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
-        da_o_seq[t] *= dh  # (17) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         ds_prev = f*ds  # (19) dL/ds_prev
+        dpre_W_blocks[t, :, 0:2] *= ds[:, np.newaxis]  # (14), (15) dL/da_g, da_i
+        np.multiply(f*s_prev*(1 - f), ds, out=da_f_seq[t])  # (16), (11) dL/da_f
+        np.multiply(o*s*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
+        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
         dh_next, ds_next = dh_prev, ds_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
