@@ -8,11 +8,15 @@ what a careful person does by hand, every time:
   and every weight gradient is one GEMM after the backward loop; only the recurrent
   products stay inside the loops;
 - the gates of an affine node whose blocks each feed one sigmoid or tanh are activated
-  together, in place, with one tanh (sigmoid(a) = 0.5 + 0.5 tanh(a/2));
-- every local derivative that reads only forward values (y(1-y), 1-tanh(c)^2, ...) is
-  computed for all steps at once before the backward loop; a pre-activation's is written
-  straight into the buffer its adjoint takes, which the loop then scales in place;
-- the forward pass keeps exactly what the backward pass reads.
+  together, in place, with one exp (sigmoid(a) = 1/(1 + exp(-a)), tanh(a) = 2 sigmoid(2a) - 1:
+  exp costs a third of tanh);
+- a pre-activation's adjoint is its consumer's adjoint times a chain of local derivatives
+  through lets with one consumer each (da_i = i(1-i) g dc); the chain's product reads only
+  forward values, so it is computed for all steps at once before the backward loop, in the
+  adjoint's buffer, and the loop scales it in place, adjacent blocks with one multiplication;
+- the forward pass keeps exactly what the backward pass reads, and the backward pass writes
+  each gate's pre-activation adjoint over the gate's value once nothing reads it any more: the
+  cache is used up, and no buffer of pre-activation adjoints is allocated for gates.
 """
 
 from __future__ import annotations
