@@ -96,7 +96,8 @@ class _Kernel:
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
         self.chains = self._chains()
-        self.gate_of = {b: let.symbol for a in self.cell.affines if a.name in self.gates
+        self.in_place = self._in_place()
+        self.gate_of = {b: let.symbol for a in self.cell.affines if a.name in self.in_place
                         for b, (let, _) in zip(a.blocks, self.gates[a.name])}
         self.hoist = self._hoisted_blocks()
         self.stored = self._stored()
@@ -165,6 +166,12 @@ class _Kernel:
                 root = s.terms[0].adjoint
             chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
         return chains
+
+    def _in_place(self):
+        """The gate affines whose pre-activation adjoints the backward pass writes over the
+        gate values: those whose gates no affine reads (its weight gradient would, after)."""
+        read = {v for a in self.cell.affines for v in a.inputs}
+        return {name for name, lets in self.gates.items() if not any(let.symbol in read for let, _ in lets)}
 
     def _hoisted_blocks(self):
         """The blocks whose chain products are computed before the loop.
@@ -452,7 +459,7 @@ def _forward(k):
         f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)} or None for zeros.',
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
-        ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.gates else
+        ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.in_place else
          "    that backward() reads (its arrays are views of the cache: copy ys before changing it)."),
         '    With T = 0, ys is empty and the final state equals the initial one."""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
@@ -647,7 +654,7 @@ def _backward(k):
         f"    dL/d(final state) {_state_doc(k)} or None for zeros.",
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state."
-        + ("\n    It uses the cache up: the gates' gradients are written over their values.\"\"\"" if k.gates else '\"\"\"'),
+        + ("\n    It uses the cache up: the gates' gradients are written over their values.\"\"\"" if k.in_place else '\"\"\"'),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         '    x = cache["x"]',
@@ -656,7 +663,7 @@ def _backward(k):
         "    " + _assign_tuple(_buffers(k), [f'cache["{n}"]' for n in _buffers(k)]),
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
-    if k.gates:
+    if k.in_place:
         body += [
             '    if cache.get("spent"):',
             '        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "',
@@ -684,7 +691,7 @@ def _sequence_views(k):
     """Named views of the buffers: the gates' values and the pre-activations' adjoints."""
     lines = []
     for a in k.cell.affines:
-        if a.name in k.gates:
+        if a.name in k.in_place:
             lines.append(f"dpre_{a.name}_seq = pre_{a.name}_seq  # each gate's adjoint goes over its value, once read")
         else:
             lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
@@ -714,53 +721,69 @@ def _scaled_runs(k, a):
 def _hoisted_lines(k):
     """Every hoisted chain's product of local derivatives, for all steps, in its adjoint's buffer.
 
-    A gate's buffer holds the gate's value until its product overwrites it; a product whose
-    gate a later product still reads waits in a temporary until the end."""
+    Chains through a common let share the product from it to their root: the shortest chains
+    go first, and a longer one multiplies its own locals by a buffer that holds the shared
+    part. A gate's buffer holds the gate's value until its product overwrites it; a product
+    whose gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.sequence_names())
-    lines, done, waiting = [], {}, []
+    lines, shared, waiting = [], {}, []  # shared: link step number -> buffer of the product from it
     for step in k.d.steps:
         if step.kind == "block" and not step.terms:
             lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
-    hoisted = [step for step in k.d.steps if k.hoisted(step)]
+    hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
-        chain, slot = k.hoisted(step), f"{step.adjoint}_seq"
+        chain, slot = k.chains[step.number], f"{step.adjoint}_seq"
         gate = k.gate_of.get(step.target)
         target = slot
         if gate is not None and any(gate in k.chains[s.number].factor.free_symbols for s in hoisted[n + 1:]):
             target = f"{step.adjoint}_tmp"
             waiting.append((slot, target))
             lines.append(f"{target} = np.empty_like({slot})  # {gate} is read below: the product waits here")
-        same = done.get((chain.factor, chain.root))
-        if same is not None:
-            lines.append(f"{target}[...] = {same}  # ({step.number}) the same product as {same[:-4]}")
-            continue
-        done[chain.factor, chain.root] = target
-        lines += _product_lines(k, chain, target, gate, printer)
+        cut = next((j for j, (link, _) in enumerate(chain.links) if link.number in shared), len(chain.links))
+        lines += _product_lines(chain, cut, shared.get(chain.links[cut][0].number) if cut < len(chain.links) else None,
+                                target, gate, printer)
+        for link, local in chain.links:
+            shared.setdefault(link.number, target)
+            if local != 1:
+                break
     for slot, temporary in waiting:
         lines += [f"{slot}[...] = {temporary}", f"del {temporary}"]
     return lines
 
 
-def _product_lines(k, chain, target, gate, printer):
-    """target = the chain's product of locals, a line per local that cites its equation."""
-    plain = _CodePrinter()
-    step = chain.block
+def _own_links(chain):
+    return [(link, local) for link, local in chain.links if local != 1]
+
+
+def _product_lines(chain, cut, rest, target, gate, printer):
+    """target = the chain's product of locals: the links before cut, a line per local that cites
+    its equation, times the buffer rest that holds the product of the links from cut on."""
+    plain, step = _CodePrinter(), chain.block
     lines = [f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
              f"the product now, times {chain.root} in the loop"]
-    links = [(link, local) for link, local in chain.links if local != 1]
+    links = [(link, local) for link, local in chain.links[:cut] if local != 1]
+    cite_rest = ", ".join(f"({link.number})" for link, local in chain.links[cut:] if local != 1)
+    if rest is not None and not links:
+        return [f"{target}[...] = {rest}  # ({step.number}) the same product as {rest[:-4]}"]
     over_gate = gate is not None and not target.endswith("_tmp")
     if over_gate and any(gate in local.free_symbols for _, local in links[1:]):
         cite = ", ".join(f"({link.number})" for link, _ in links)  # the gate is read to the end
-        return lines + [f"{target}[...] = {printer.doprint(chain.factor)}  # {cite}"]
+        factor = printer.doprint(sympy.Mul(*(local for _, local in links)))
+        return lines + [f"{target}[...] = {factor}" + (f"*{rest}" if rest else "") + f"  # {cite}"]
     for n, (link, local) in enumerate(links):
         cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
         if n:
             lines.append(f"{target} *= {printer.doprint(local)}{cite}")
+        elif rest is not None and len(links) == 1:
+            return lines + [f"np.multiply({printer.doprint(local)}, {rest}, out={target}){cite}, "
+                            f"times {cite_rest} from {rest}"]
         elif over_gate:  # one statement: every read of the gate happens before the write
             lines.append(_at_once(target, local, printer) + cite)
         else:
             code = _into(target, local, printer)
             lines += [code[0] + cite] + code[1:]
+    if rest is not None:
+        lines.append(f"{target} *= {rest}  # {cite_rest}: the product {rest[:-4]} holds")
     return lines
 
 

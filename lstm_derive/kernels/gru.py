@@ -136,24 +136,21 @@ def backward(params, cache, dys, dstate=None):
     dpre_U_blocks = dpre_U_seq.reshape(T, B, 3, H)
 
     # Local derivatives that read only forward values, for all steps at once.
-    # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    np.multiply(r_seq, 1 - r_seq, out=da_hr_seq)  # (16) dr/da_r
-    da_hr_seq *= a_hn_seq  # (15) da_n/dr
-    da_hr_seq *= 1 - n_seq**2  # (12) dn/da_n
-    da_hr_seq *= 1 - z_seq  # (11) dh/dn
     # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
     np.multiply(z_seq, 1 - z_seq, out=da_hz_seq)  # (14) dz/da_z
     da_hz_seq *= h_seq[:-1] - n_seq  # (13) dh/dz
-    # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    da_hn_seq[...] = r_seq  # (19) da_n/da_hn
-    da_hn_seq *= 1 - n_seq**2  # (12) dn/da_n
-    da_hn_seq *= 1 - z_seq  # (11) dh/dn
-    da_xr_seq[...] = da_hr_seq  # (20) the same product as da_hr
     da_xz_seq[...] = da_hz_seq  # (21) the same product as da_hz
     # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
     da_xn_seq[...] = 1  # (12) dn/da_n
     da_xn_seq -= n_seq**2
     da_xn_seq *= 1 - z_seq  # (11) dh/dn
+    # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    np.multiply(r_seq, da_xn_seq, out=da_hn_seq)  # (19) da_n/da_hn, times (12), (11) from da_xn_seq
+    # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+    np.multiply(r_seq, 1 - r_seq, out=da_hr_seq)  # (16) dr/da_r
+    da_hr_seq *= a_hn_seq  # (15) da_n/dr
+    da_hr_seq *= da_xn_seq  # (12), (11): the product da_xn holds
+    da_xr_seq[...] = da_hr_seq  # (20) the same product as da_hr
     for t in reversed(range(T)):
         z = z_seq[t]
         dh = dys[t] + dh_next  # (10) dL/dh
