@@ -274,14 +274,24 @@ class _Kernel:
             return f"{self.state_of_new[symbol]}_seq[t + 1]"
         return f"{symbol}_seq[t]"
 
-    def sequence_names(self):
-        """Maps every forward symbol and auxiliary call to its whole-sequence code."""
+    def span(self, symbol):
+        """The code for a forward value at steps t0 to t1 - 1, a (t1 - t0, B, H) view."""
+        if self.prev_state(symbol):
+            return f"{self.prev_state(symbol)}_seq[t0:t1]"
+        if symbol in self.state_of_new:
+            return f"{self.state_of_new[symbol]}_seq[t0 + 1:t1 + 1]"
+        if symbol in self.cell.params:
+            return str(symbol)
+        return f"{symbol}_seq[t0:t1]"
+
+    def span_names(self):
+        """Maps every forward symbol and auxiliary call to its code over a span of steps."""
         names = {}
         for symbol in self._forward_symbols():
-            names[symbol] = self.sequence(symbol)
+            names[symbol] = self.span(symbol)
         for call, name in self.aux.items():
-            names[call] = f"{name}_seq"
-            names[name] = f"{name}_seq"  # a local derivative holds tanh(a) as the symbol tanh_a
+            names[call] = f"{name}_seq[t0:t1]"
+            names[name] = f"{name}_seq[t0:t1]"  # a local derivative holds tanh(a) as the symbol tanh_a
         return names
 
     def _forward_symbols(self):
@@ -394,6 +404,15 @@ def _helpers(k):
             '    """The gate blocks of a (..., count * H) array, as views."""',
             "    H = a.shape[-1] // count",
             "    return [a[..., j * H:(j + 1) * H] for j in range(count)]",
+        ]
+    if any(k.hoisted(step) for step in k.d.steps):
+        lines += [
+            "",
+            "",
+            "def _span(B, H, dtype):",
+            '    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a',
+            '    span of every array a product reads stays in a core\'s cache."""',
+            "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
         ]
     if any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
         lines += [
@@ -583,11 +602,16 @@ def _into(target, expr, printer):
     if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
         arg = expr.args[0]
         if isinstance(arg, sympy.Symbol):
-            lines = [f"np.negative({arg}, out={target})"]
+            lines = [f"np.negative({code(arg)}, out={target})"]
         else:
             lines = _into(target, arg, printer) + [f"np.negative({target}, out={target})"]
         return lines + [f"np.exp({target}, out={target})", f"{target} += 1", f"np.reciprocal({target}, out={target})"]
-    return [f"{target}[...] = {code(expr)}"]
+    return [f"{_whole(target)} = {code(expr)}"]
+
+
+def _whole(target):
+    """The assignment target that fills an existing array: a[...] for a name, a slice as it is."""
+    return target if target.endswith("]") else f"{target}[...]"
 
 
 def _forward_affine(k, a, n):
@@ -670,12 +694,25 @@ def _backward(k):
             '                         "gate values it holds); run forward() again")',
             '    cache["spent"] = True',
         ]
-    body += ["    " + line for line in _sequence_views(k)]
-    body += ["", "    # Local derivatives that read only forward values, for all steps at once."]
-    body += ["    " + line for line in _hoisted_lines(k)]
+    body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
     body += [f"    d{p} = np.zeros(H, x.dtype)" for p in cell.params]
-    body.append("    for t in reversed(range(T)):")
-    body += ["        " + line for line in _backward_step(k)]
+    products = _hoisted_lines(k)
+    if products:
+        body += [
+            "",
+            "    # The products of local derivatives read only forward values: they are formed for a span",
+            "    # of steps at a time, just before the loop reaches it (one NumPy call per product for many",
+            "    # steps when B*H is small, data still in cache when it is large), then scaled in place.",
+            "    span = _span(B, H, x.dtype)",
+            "    for t1 in range(T, 0, -span):",
+            "        t0 = max(t1 - span, 0)",
+        ]
+        body += ["        " + line for line in products]
+        body.append("        for t in reversed(range(t0, t1)):")
+        body += ["            " + line for line in _backward_step(k)]
+    else:
+        body.append("    for t in reversed(range(T)):")
+        body += ["        " + line for line in _backward_step(k)]
     body += ["", "    # Weight gradients: sums over time and batch, one GEMM each."]
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k)]
@@ -718,36 +755,39 @@ def _scaled_runs(k, a):
     return runs
 
 
+def _zero_lines(k):
+    return [f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}"
+            for step in k.d.steps if step.kind == "block" and not step.terms]
+
+
 def _hoisted_lines(k):
-    """Every hoisted chain's product of local derivatives, for all steps, in its adjoint's buffer.
+    """Every hoisted chain's product of local derivatives, for the steps t0 to t1 - 1, in its
+    adjoint's buffer.
 
     Chains through a common let share the product from it to their root: the shortest chains
     go first, and a longer one multiplies its own locals by a buffer that holds the shared
     part. A gate's buffer holds the gate's value until its product overwrites it; a product
     whose gate a later product still reads waits in a temporary until the end."""
-    printer = _CodePrinter(k.sequence_names())
-    lines, shared, waiting = [], {}, []  # shared: link step number -> buffer of the product from it
-    for step in k.d.steps:
-        if step.kind == "block" and not step.terms:
-            lines.append(f"{step.adjoint}_seq[...] = 0  # ({step.number}) nothing reads {step.target}")
+    printer = _CodePrinter(k.span_names())
+    lines, shared, waiting = [], {}, []  # shared: link step number -> (code, name) of its product
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
-        chain, slot = k.chains[step.number], f"{step.adjoint}_seq"
+        chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
-        target = slot
+        target = (slot, str(step.adjoint))
         if gate is not None and any(gate in k.chains[s.number].factor.free_symbols for s in hoisted[n + 1:]):
-            target = f"{step.adjoint}_tmp"
-            waiting.append((slot, target))
-            lines.append(f"{target} = np.empty_like({slot})  # {gate} is read below: the product waits here")
+            target = (f"{step.adjoint}_tmp", str(step.adjoint))
+            waiting.append((slot, target[0]))
+            lines.append(f"{target[0]} = np.empty_like({slot})  # {gate} is read below: the product waits here")
         cut = next((j for j, (link, _) in enumerate(chain.links) if link.number in shared), len(chain.links))
-        lines += _product_lines(chain, cut, shared.get(chain.links[cut][0].number) if cut < len(chain.links) else None,
-                                target, gate, printer)
+        rest = shared[chain.links[cut][0].number] if cut < len(chain.links) else None
+        lines += _product_lines(chain, cut, rest, target, gate, printer)
         for link, local in chain.links:
             shared.setdefault(link.number, target)
             if local != 1:
                 break
     for slot, temporary in waiting:
-        lines += [f"{slot}[...] = {temporary}", f"del {temporary}"]
+        lines += [f"{slot} = {temporary}", f"del {temporary}"]
     return lines
 
 
@@ -756,34 +796,36 @@ def _own_links(chain):
 
 
 def _product_lines(chain, cut, rest, target, gate, printer):
-    """target = the chain's product of locals: the links before cut, a line per local that cites
-    its equation, times the buffer rest that holds the product of the links from cut on."""
+    """The chain's product of locals into target (code, name): the links before cut, a line per
+    local that cites its equation, times rest (code, name), which holds the product of the
+    links from cut on."""
     plain, step = _CodePrinter(), chain.block
+    (into, _), (rest_code, rest_name) = target, rest or (None, None)
     lines = [f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
              f"the product now, times {chain.root} in the loop"]
     links = [(link, local) for link, local in chain.links[:cut] if local != 1]
     cite_rest = ", ".join(f"({link.number})" for link, local in chain.links[cut:] if local != 1)
     if rest is not None and not links:
-        return [f"{target}[...] = {rest}  # ({step.number}) the same product as {rest[:-4]}"]
-    over_gate = gate is not None and not target.endswith("_tmp")
+        return [f"{_whole(into)} = {rest_code}  # ({step.number}) the same product as {rest_name}"]
+    over_gate = gate is not None and not into.endswith("_tmp")
     if over_gate and any(gate in local.free_symbols for _, local in links[1:]):
         cite = ", ".join(f"({link.number})" for link, _ in links)  # the gate is read to the end
         factor = printer.doprint(sympy.Mul(*(local for _, local in links)))
-        return lines + [f"{target}[...] = {factor}" + (f"*{rest}" if rest else "") + f"  # {cite}"]
+        return lines + [f"{_whole(into)} = {factor}" + (f"*{rest_code}" if rest else "") + f"  # {cite}"]
     for n, (link, local) in enumerate(links):
         cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
         if n:
-            lines.append(f"{target} *= {printer.doprint(local)}{cite}")
+            lines.append(f"{into} *= {printer.doprint(local)}{cite}")
         elif rest is not None and len(links) == 1:
-            return lines + [f"np.multiply({printer.doprint(local)}, {rest}, out={target}){cite}, "
-                            f"times {cite_rest} from {rest}"]
+            return lines + [f"np.multiply({printer.doprint(local)}, {rest_code}, out={into}){cite}, "
+                            f"times {cite_rest} from {rest_name}"]
         elif over_gate:  # one statement: every read of the gate happens before the write
-            lines.append(_at_once(target, local, printer) + cite)
+            lines.append(_at_once(into, local, printer) + cite)
         else:
-            code = _into(target, local, printer)
+            code = _into(into, local, printer)
             lines += [code[0] + cite] + code[1:]
     if rest is not None:
-        lines.append(f"{target} *= {rest}  # {cite_rest}: the product {rest[:-4]} holds")
+        lines.append(f"{into} *= {rest_code}  # {cite_rest}: the product {rest_name} holds")
     return lines
 
 
@@ -792,7 +834,7 @@ def _at_once(target, expr, printer):
     if isinstance(expr, sympy.Mul):
         head, *rest = expr.as_ordered_factors()
         return f"np.multiply({printer.doprint(head)}, {printer.doprint(sympy.Mul(*rest))}, out={target})"
-    return f"{target}[...] = {printer.doprint(expr)}"
+    return f"{_whole(target)} = {printer.doprint(expr)}"
 
 
 def _backward_step(k):

@@ -58,12 +58,16 @@ def backward_statements(source):
     tree = ast.parse(source)
     lines = source.splitlines()
     backward = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "backward")
-    loop = next(n for n in backward.body if isinstance(n, ast.For) and "reversed" in ast.unparse(n.iter))
     out = []
     place = "before"
     for stmt in backward.body:
-        if stmt is loop:
-            out += [_statement(s, lines, "loop") for s in loop.body if s.lineno == s.end_lineno]
+        if isinstance(stmt, ast.For):  # the loop over steps, alone or inside the loop over spans
+            inner = next((n for n in stmt.body if isinstance(n, ast.For)), None)
+            for s in stmt.body:
+                if s is inner:
+                    out += [_statement(s2, lines, "loop") for s2 in inner.body if s2.lineno == s2.end_lineno]
+                elif s.lineno == s.end_lineno:
+                    out.append(_statement(s, lines, "loop" if inner is None else "before"))
             place = "after"
         elif stmt.lineno == stmt.end_lineno:
             out.append(_statement(stmt, lines, place))
@@ -121,8 +125,10 @@ def _assigned(stmt):
 
 def _is_setup(stmt):
     """Argument checks, unpacking, buffers and views: no arithmetic of the derivation."""
-    if isinstance(stmt, (ast.Return, ast.For)) or (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
+    if isinstance(stmt, (ast.Return, ast.For, ast.Delete)) or (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
         return True
+    if _assigned(stmt) in (["span"], ["t0"]):
+        return True  # the bounds of a span of steps
     value = getattr(stmt, "value", None)
     if (isinstance(stmt, ast.Assign) and all(_names_of(t) for t in stmt.targets)
             and isinstance(value, (ast.Name, ast.Tuple, ast.Attribute))
@@ -215,8 +221,8 @@ def _outermost_sum(root):
         if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
             return node, parent, field
         for name, child in ast.iter_fields(node):
-            if isinstance(child, ast.AST):
-                queue.append((child, node, name))
+            if isinstance(child, ast.AST) and not (isinstance(node, ast.Subscript) and name == "slice"):
+                queue.append((child, node, name))  # not into indices: t0 + 1 is no term of the derivation
     return None, None, None
 
 

@@ -32,6 +32,22 @@ def test_every_gradient_agrees_with_central_differences_and_the_complex_step(nam
         assert report.ok, f"{name} {config}\n{report}"
 
 
+@pytest.mark.parametrize("name", [n for n in CELLS if hasattr(KERNELS[n], "_span")])
+@pytest.mark.parametrize("span", [1, 2, 3])
+def test_spans_shorter_than_the_sequence_give_proven_gradients(name, span, monkeypatch):
+    """Large B*H cut the backward pass into spans of few steps; small problems never are, so
+    force short spans here: the gradients still pass both checks."""
+    monkeypatch.setattr(kernel_of(name), "_span", lambda B, H, dtype: span)
+    for report in gradcheck.check_kernel(kernel_of(name), T=7, B=2, D=2, H=3, seed=span, scale=1.5):
+        assert report.ok, f"{name} span {span}\n{report}"
+
+
+def test_a_span_holds_about_64_kib_per_array():
+    span = KERNELS["lstm"]._span
+    assert span(1, 32, np.float64) == 256 and span(64, 256, np.float64) == 1 and span(32, 128, np.float32) == 4
+    assert span(0, 32, np.float64) == 2**16
+
+
 def problem(kernel, T=4, B=3, D=3, H=2, seed=0, dtype=np.float64):
     p = gradcheck.random_problem(kernel, T, B, D, H, seed=seed)
     return p.with_dtype(dtype)

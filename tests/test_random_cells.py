@@ -182,6 +182,8 @@ def test_random_cells_have_proven_gradients(script, config):
     with tempfile.TemporaryDirectory() as directory:
         try:
             kernel, source = kernel_of(script, directory)
+            if hasattr(kernel, "_span"):  # spans of 2 steps: T of 3 crosses one span boundary
+                kernel._span = lambda B, H, dtype: 2
             reports = check_kernel(kernel, **config)
         except Exception as error:  # noqa: BLE001 - any error is this cell's failure; show the cell
             pytest.fail(f"deriving, emitting or checking this cell raised {type(error).__name__}: {error}\n\n"

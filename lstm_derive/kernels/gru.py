@@ -59,6 +59,12 @@ def _blocks(a, count):
     return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
@@ -135,29 +141,34 @@ def backward(params, cache, dys, dstate=None):
     da_hr_seq, da_hz_seq, da_hn_seq = _blocks(dpre_U_seq, 3)
     dpre_U_blocks = dpre_U_seq.reshape(T, B, 3, H)
 
-    # Local derivatives that read only forward values, for all steps at once.
-    # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-    np.multiply(z_seq, 1 - z_seq, out=da_hz_seq)  # (14) dz/da_z
-    da_hz_seq *= h_seq[:-1] - n_seq  # (13) dh/dz
-    da_xz_seq[...] = da_hz_seq  # (21) the same product as da_hz
-    # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    da_xn_seq[...] = 1  # (12) dn/da_n
-    da_xn_seq -= n_seq**2
-    da_xn_seq *= 1 - z_seq  # (11) dh/dn
-    # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    np.multiply(r_seq, da_xn_seq, out=da_hn_seq)  # (19) da_n/da_hn, times (12), (11) from da_xn_seq
-    # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-    np.multiply(r_seq, 1 - r_seq, out=da_hr_seq)  # (16) dr/da_r
-    da_hr_seq *= a_hn_seq  # (15) da_n/dr
-    da_hr_seq *= da_xn_seq  # (12), (11): the product da_xn holds
-    da_xr_seq[...] = da_hr_seq  # (20) the same product as da_hr
-    for t in reversed(range(T)):
-        z = z_seq[t]
-        dh = dys[t] + dh_next  # (10) dL/dh
-        dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
-        dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev
-        dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
-        dh_next = dh_prev
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_hz_seq[t0:t1])  # (14) dz/da_z
+        da_hz_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
+        da_xz_seq[t0:t1] = da_hz_seq[t0:t1]  # (21) the same product as da_hz
+        # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+        da_xn_seq[t0:t1] = 1  # (12) dn/da_n
+        da_xn_seq[t0:t1] -= n_seq[t0:t1]**2
+        da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
+        # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+        np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_seq[t0:t1])  # (19) da_n/da_hn, times (12), (11) from da_xn
+        # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_hr_seq[t0:t1])  # (16) dr/da_r
+        da_hr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
+        da_hr_seq[t0:t1] *= da_xn_seq[t0:t1]  # (12), (11): the product da_xn holds
+        da_xr_seq[t0:t1] = da_hr_seq[t0:t1]  # (20) the same product as da_hr
+        for t in reversed(range(t0, t1)):
+            z = z_seq[t]
+            dh = dys[t] + dh_next  # (10) dL/dh
+            dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
+            dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev
+            dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
+            dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)

@@ -129,8 +129,6 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
     da_n_seq = dpre_W_n_seq
     n_seq = pre_W_n_seq
-
-    # Local derivatives that read only forward values, for all steps at once.
     for t in reversed(range(T)):
         h_prev = h_seq[t]
         n = n_seq[t].copy()  # da_n goes over it before the step's last read

@@ -136,8 +136,6 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
-
-    # Local derivatives that read only forward values, for all steps at once.
     for t in reversed(range(T)):
         c_prev = c_seq[t]
         f = f_seq[t]

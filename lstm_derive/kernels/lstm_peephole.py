@@ -57,6 +57,12 @@ def _blocks(a, count):
     return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)) or None for zeros.
 
@@ -139,44 +145,49 @@ def backward(params, cache, dys, dstate=None):
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-
-    # Local derivatives that read only forward values, for all steps at once.
-    # da_i = i*(1 - i) * di: the product now, times di in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (14) di/da_i
-    # da_f = f*(1 - f) * df: the product now, times df in the loop
-    np.multiply(f_seq, 1 - f_seq, out=da_f_seq)  # (15) df/da_f
-    # da_o = o*(1 - o) * do: the product now, times do in the loop
-    np.multiply(o_seq, 1 - o_seq, out=da_o_seq)  # (17) do/da_o
-    # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-    da_g_seq[...] = 1  # (16) dg/da_g
-    da_g_seq -= g_seq**2
-    da_g_seq *= i_seq  # (11) dc/dg
     dp_i = np.zeros(H, x.dtype)
     dp_f = np.zeros(H, x.dtype)
     dp_o = np.zeros(H, x.dtype)
-    for t in reversed(range(T)):
-        c = c_seq[t + 1]
-        c_prev = c_seq[t]
-        f = f_seq[t]
-        g = g_seq[t]
-        i = i_seq[t]
-        o = o_seq[t]
-        tanh_c = tanh_c_seq[t]
-        dh = dys[t] + dh_next  # (8) dL/dh
-        do = tanh_c*dh  # (9) dL/do
-        dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
-        df = c_prev*dc  # (12) dL/df
-        di = g*dc  # (13) dL/di
-        dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
-        dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
-        dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
-        dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
-        da_i_seq[t] *= di  # (14) dL/da_i
-        da_f_seq[t] *= df  # (15) dL/da_f
-        da_g_seq[t] *= dc  # (16) dL/da_g
-        da_o_seq[t] *= do  # (17) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
-        dh_next, dc_next = dh_prev, dc_prev
+
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        # da_i = i*(1 - i) * di: the product now, times di in the loop
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (14) di/da_i
+        # da_f = f*(1 - f) * df: the product now, times df in the loop
+        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
+        # da_o = o*(1 - o) * do: the product now, times do in the loop
+        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
+        # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+        da_g_seq[t0:t1] = 1  # (16) dg/da_g
+        da_g_seq[t0:t1] -= g_seq[t0:t1]**2
+        da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        for t in reversed(range(t0, t1)):
+            c = c_seq[t + 1]
+            c_prev = c_seq[t]
+            f = f_seq[t]
+            g = g_seq[t]
+            i = i_seq[t]
+            o = o_seq[t]
+            tanh_c = tanh_c_seq[t]
+            dh = dys[t] + dh_next  # (8) dL/dh
+            do = tanh_c*dh  # (9) dL/do
+            dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
+            df = c_prev*dc  # (12) dL/df
+            di = g*dc  # (13) dL/di
+            dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
+            dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
+            dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
+            dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
+            da_i_seq[t] *= di  # (14) dL/da_i
+            da_f_seq[t] *= df  # (15) dL/da_f
+            da_g_seq[t] *= dc  # (16) dL/da_g
+            da_o_seq[t] *= do  # (17) dL/da_o
+            dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
+            dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)

@@ -57,6 +57,12 @@ def _blocks(a, count):
     return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def _gate_scale(kinds, H, dtype):
     """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""
     return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)
@@ -131,30 +137,35 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
 
-    # Local derivatives that read only forward values, for all steps at once.
-    da_g_tmp = np.empty_like(da_g_seq)  # g is read below: the product waits here
-    # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
-    da_g_tmp[...] = 1  # (14) dg/da_g
-    da_g_tmp -= g_seq**2
-    da_g_tmp *= i_seq  # (13) ds/dg
-    # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
-    np.multiply(i_seq, 1 - i_seq, out=da_i_seq)  # (15) di/da_i
-    da_i_seq *= g_seq  # (12) ds/di
-    da_g_seq[...] = da_g_tmp
-    del da_g_tmp
-    for t in reversed(range(T)):
-        f = f_seq[t]
-        o = o_seq[t]
-        s = s_seq[t + 1]
-        s_prev = s_seq[t]
-        dh = dys[t] + dh_next  # (8) dL/dh
-        ds = o*dh + ds_next  # (9) dL/ds
-        ds_prev = f*ds  # (19) dL/ds_prev
-        dpre_W_blocks[t, :, 0:2] *= ds[:, np.newaxis]  # (14), (15) dL/da_g, da_i
-        np.multiply(f*s_prev*(1 - f), ds, out=da_f_seq[t])  # (16), (11) dL/da_f
-        np.multiply(o*s*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
-        dh_next, ds_next = dh_prev, ds_prev
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        da_g_tmp = np.empty_like(da_g_seq[t0:t1])  # g is read below: the product waits here
+        # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
+        da_g_tmp[...] = 1  # (14) dg/da_g
+        da_g_tmp -= g_seq[t0:t1]**2
+        da_g_tmp *= i_seq[t0:t1]  # (13) ds/dg
+        # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (15) di/da_i
+        da_i_seq[t0:t1] *= g_seq[t0:t1]  # (12) ds/di
+        da_g_seq[t0:t1] = da_g_tmp
+        del da_g_tmp
+        for t in reversed(range(t0, t1)):
+            f = f_seq[t]
+            o = o_seq[t]
+            s = s_seq[t + 1]
+            s_prev = s_seq[t]
+            dh = dys[t] + dh_next  # (8) dL/dh
+            ds = o*dh + ds_next  # (9) dL/ds
+            ds_prev = f*ds  # (19) dL/ds_prev
+            dpre_W_blocks[t, :, 0:2] *= ds[:, np.newaxis]  # (14), (15) dL/da_g, da_i
+            np.multiply(f*s_prev*(1 - f), ds, out=da_f_seq[t])  # (16), (11) dL/da_f
+            np.multiply(o*s*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
+            dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
+            dh_next, ds_next = dh_prev, ds_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)

@@ -46,6 +46,12 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
@@ -92,15 +98,20 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_seq = np.empty((T, B, H), x.dtype)
     da_seq = dpre_W_seq
 
-    # Local derivatives that read only forward values, for all steps at once.
-    # da = 1 - h**2 * dh: the product now, times dh in the loop
-    da_seq[...] = 1  # (4) dh/da
-    da_seq -= h_seq[1:]**2
-    for t in reversed(range(T)):
-        dh = dys[t] + dh_next  # (3) dL/dh
-        da_seq[t] *= dh  # (4) dL/da
-        dh_prev = dpre_W_seq[t] @ W_h  # (5) dL/dh_prev
-        dh_next = dh_prev
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        # da = 1 - h**2 * dh: the product now, times dh in the loop
+        da_seq[t0:t1] = 1  # (4) dh/da
+        da_seq[t0:t1] -= h_seq[t0 + 1:t1 + 1]**2
+        for t in reversed(range(t0, t1)):
+            dh = dys[t] + dh_next  # (3) dL/dh
+            da_seq[t] *= dh  # (4) dL/da
+            dh_prev = dpre_W_seq[t] @ W_h  # (5) dL/dh_prev
+            dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, H)
