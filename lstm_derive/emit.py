@@ -256,15 +256,16 @@ class _Kernel:
             return name[:-5]
         return None
 
-    def sequence(self, symbol):
-        """The code for a forward value at every step, a (T, B, H) array or view."""
+    def sequence(self, symbol, span=False):
+        """The code for a forward value at every step, a (T, B, H) array or view; with span, at
+        the steps t0 to t1 - 1."""
         if self.prev_state(symbol):
-            return f"{self.prev_state(symbol)}_seq[:-1]"
+            return f"{self.prev_state(symbol)}_seq[{'t0:t1' if span else ':-1'}]"
         if symbol in self.state_of_new:
-            return f"{self.state_of_new[symbol]}_seq[1:]"
+            return f"{self.state_of_new[symbol]}_seq[{'t0 + 1:t1 + 1' if span else '1:'}]"
         if symbol in self.cell.params:
             return str(symbol)
-        return f"{symbol}_seq"
+        return f"{symbol}_seq" + ("[t0:t1]" if span else "")
 
     def at_step(self, symbol):
         """The code for a forward value at step t."""
@@ -274,21 +275,11 @@ class _Kernel:
             return f"{self.state_of_new[symbol]}_seq[t + 1]"
         return f"{symbol}_seq[t]"
 
-    def span(self, symbol):
-        """The code for a forward value at steps t0 to t1 - 1, a (t1 - t0, B, H) view."""
-        if self.prev_state(symbol):
-            return f"{self.prev_state(symbol)}_seq[t0:t1]"
-        if symbol in self.state_of_new:
-            return f"{self.state_of_new[symbol]}_seq[t0 + 1:t1 + 1]"
-        if symbol in self.cell.params:
-            return str(symbol)
-        return f"{symbol}_seq[t0:t1]"
-
     def span_names(self):
         """Maps every forward symbol and auxiliary call to its code over a span of steps."""
         names = {}
         for symbol in self._forward_symbols():
-            names[symbol] = self.span(symbol)
+            names[symbol] = self.sequence(symbol, span=True)
         for call, name in self.aux.items():
             names[call] = f"{name}_seq[t0:t1]"
             names[name] = f"{name}_seq[t0:t1]"  # a local derivative holds tanh(a) as the symbol tanh_a
@@ -304,12 +295,12 @@ class _Kernel:
 def emit_kernel(derivation: Derivation) -> str:
     """The kernel module's source text; the same derivation always gives the same text."""
     k = _Kernel(derivation)
+    passes = [_forward(k), _backward(k)]
     parts = [
         _header(k),
         _interface(k),
-        _helpers(k),
-        _forward(k),
-        _backward(k),
+        _helpers(k, "".join(passes)),
+        *passes,
         _steps(k),
         _validation(k),
     ]
@@ -386,7 +377,8 @@ def _interface(k):
     )
 
 
-def _helpers(k):
+def _helpers(k, passes):
+    """The helpers the module needs; passes is the code of forward() and backward()."""
     lines = [
         "def sigmoid(a):",
         '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
@@ -396,6 +388,18 @@ def _helpers(k):
         '    with np.errstate(over="ignore", under="ignore"):',
         "        return 1 / (1 + np.exp(-a))",
     ]
+    if "_sigmoid_into(" in passes:
+        lines += [
+            "",
+            "",
+            "def _sigmoid_into(a, out):",
+            '    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the',
+            '    caller decides what overflow of exp reports."""',
+            "    np.negative(a, out=out)",
+            "    np.exp(out, out=out)",
+            "    out += 1",
+            "    return np.reciprocal(out, out=out)",
+        ]
     if any(len(a.blocks) > 1 for a in k.cell.affines):
         lines += [
             "",
@@ -579,6 +583,8 @@ def _stored_value(name, slot, expr, printer, n):
     into = _into(str(name), expr, printer)
     if len(into) == 1 and into[0].startswith(f"{name}[...] = "):
         return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n})"]
+    if len(into) == 1:
+        return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {printer.doprint(expr).replace('np.', '')}"]
     return [f"{name} = {slot}  # ({n}) {name} = {printer.doprint(expr)}, written in place:"] + into
 
 
@@ -600,12 +606,7 @@ def _into(target, expr, printer):
     if isinstance(expr, sympy.tanh):
         return [f"np.tanh({code(expr.args[0])}, out={target})"]
     if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
-        arg = expr.args[0]
-        if isinstance(arg, sympy.Symbol):
-            lines = [f"np.negative({code(arg)}, out={target})"]
-        else:
-            lines = _into(target, arg, printer) + [f"np.negative({target}, out={target})"]
-        return lines + [f"np.exp({target}, out={target})", f"{target} += 1", f"np.reciprocal({target}, out={target})"]
+        return [f"_sigmoid_into({code(expr.args[0])}, {target})"]
     return [f"{_whole(target)} = {code(expr)}"]
 
 

@@ -53,6 +53,15 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _sigmoid_into(a, out):
+    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
+    caller decides what overflow of exp reports."""
+    np.negative(a, out=out)
+    np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -98,20 +107,14 @@ def forward(params, x, state=None):
             a_hr, a_hz, a_hn = pre_U[:, :H], pre_U[:, H:2 * H], pre_U[:, 2 * H:3 * H]
             a_hn_seq[t] = a_hn
             a_r = a_hr + a_xr  # (3)
-            r = r_seq[t]  # (4) r = sigmoid(a_r), written in place:
-            np.negative(a_r, out=r)
-            np.exp(r, out=r)
-            r += 1
-            np.reciprocal(r, out=r)
+            r = r_seq[t]
+            _sigmoid_into(a_r, r)  # (4) r = sigmoid(a_r)
             a_z = a_hz + a_xz  # (5)
-            z = z_seq[t]  # (6) z = sigmoid(a_z), written in place:
-            np.negative(a_z, out=z)
-            np.exp(z, out=z)
-            z += 1
-            np.reciprocal(z, out=z)
+            z = z_seq[t]
+            _sigmoid_into(a_z, z)  # (6) z = sigmoid(a_z)
             a_n = a_xn + a_hn*r  # (7)
-            n = n_seq[t]  # (8) n = np.tanh(a_n), written in place:
-            np.tanh(a_n, out=n)
+            n = n_seq[t]
+            np.tanh(a_n, out=n)  # (8) n = tanh(a_n)
             h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place:
             np.multiply(h_prev, z, out=h)
             h += n*(1 - z)

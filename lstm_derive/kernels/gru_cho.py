@@ -90,8 +90,8 @@ def forward(params, x, state=None):
             pre_W += 1
             np.reciprocal(pre_W, out=pre_W)
             r, z = r_seq[t], z_seq[t]
-            rh = rh_seq[t]  # (4) rh = h_prev*r, written in place:
-            np.multiply(h_prev, r, out=rh)
+            rh = rh_seq[t]
+            np.multiply(h_prev, r, out=rh)  # (4) rh = h_prev*r
             pre_W_n = pre_W_n_seq[t]
             pre_W_n += rh @ W_n_rh.T  # (5)
             np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again

@@ -107,10 +107,10 @@ def forward(params, x, state=None):
             c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
-            tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
-            np.tanh(c, out=tanh_c)
-            h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
-            np.multiply(o, tanh_c, out=h)
+            tanh_c = tanh_c_seq[t]
+            np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
+            h = h_seq[t + 1]
+            np.multiply(o, tanh_c, out=h)  # (7) h = o*tanh_c
             h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])

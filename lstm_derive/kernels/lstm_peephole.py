@@ -51,6 +51,15 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _sigmoid_into(a, out):
+    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
+    caller decides what overflow of exp reports."""
+    np.negative(a, out=out)
+    np.exp(out, out=out)
+    out += 1
+    return np.reciprocal(out, out=out)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -94,36 +103,21 @@ def forward(params, x, state=None):
             pre_W = pre_W_seq[t]
             pre_W += h_prev @ W_h.T  # (1)
             a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
-            i = i_seq[t]  # (2) i = sigmoid(a_i + c_prev*p_i), written in place:
-            i[...] = a_i
-            i += c_prev*p_i
-            np.negative(i, out=i)
-            np.exp(i, out=i)
-            i += 1
-            np.reciprocal(i, out=i)
-            f = f_seq[t]  # (3) f = sigmoid(a_f + c_prev*p_f), written in place:
-            f[...] = a_f
-            f += c_prev*p_f
-            np.negative(f, out=f)
-            np.exp(f, out=f)
-            f += 1
-            np.reciprocal(f, out=f)
-            g = g_seq[t]  # (4) g = np.tanh(a_g), written in place:
-            np.tanh(a_g, out=g)
+            i = i_seq[t]
+            _sigmoid_into(a_i + c_prev*p_i, i)  # (2) i = sigmoid(a_i + c_prev*p_i)
+            f = f_seq[t]
+            _sigmoid_into(a_f + c_prev*p_f, f)  # (3) f = sigmoid(a_f + c_prev*p_f)
+            g = g_seq[t]
+            np.tanh(a_g, out=g)  # (4) g = tanh(a_g)
             c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
-            o = o_seq[t]  # (6) o = sigmoid(a_o + c*p_o), written in place:
-            o[...] = a_o
-            o += c*p_o
-            np.negative(o, out=o)
-            np.exp(o, out=o)
-            o += 1
-            np.reciprocal(o, out=o)
-            tanh_c = tanh_c_seq[t]  # (7) tanh_c = np.tanh(c), written in place:
-            np.tanh(c, out=tanh_c)
-            h = h_seq[t + 1]  # (7) h = o*tanh_c, written in place:
-            np.multiply(o, tanh_c, out=h)
+            o = o_seq[t]
+            _sigmoid_into(a_o + c*p_o, o)  # (6) o = sigmoid(a_o + c*p_o)
+            tanh_c = tanh_c_seq[t]
+            np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
+            h = h_seq[t + 1]
+            np.multiply(o, tanh_c, out=h)  # (7) h = o*tanh_c
             h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])

@@ -106,8 +106,8 @@ def forward(params, x, state=None):
             s = s_seq[t + 1]  # (6) s = f*s_prev + g*i, written in place:
             np.multiply(f, s_prev, out=s)
             s += g*i
-            h = h_seq[t + 1]  # (7) h = o*s, written in place:
-            np.multiply(o, s, out=h)
+            h = h_seq[t + 1]
+            np.multiply(o, s, out=h)  # (7) h = o*s
             h_prev, s_prev = h, s
     ys = h_seq[1:]
     final = (h_seq[T], s_seq[T])

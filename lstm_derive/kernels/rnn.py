@@ -74,8 +74,8 @@ def forward(params, x, state=None):
         pre_W = pre_W_seq[t]
         pre_W += h_prev @ W_h.T  # (1)
         a = pre_W[:, :]
-        h = h_seq[t + 1]  # (2) h = np.tanh(a), written in place:
-        np.tanh(a, out=h)
+        h = h_seq[t + 1]
+        np.tanh(a, out=h)  # (2) h = tanh(a)
         h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
