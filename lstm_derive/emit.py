@@ -174,18 +174,14 @@ class _Kernel:
         return {name for name, lets in self.gates.items() if not any(let.symbol in read for let, _ in lets)}
 
     def _hoisted_blocks(self):
-        """The blocks whose chain products are computed before the loop.
+        """The blocks whose chain products are formed outside the loop: all whose locals read
+        forward values. A gate the loop still reads is saved for the span first (see saved)."""
+        return {chain.block.target for chain in self.chains.values() if chain.factor.free_symbols}
 
-        A gate's pre-activation adjoint is written over the gate's value (see _sequence_views),
-        so a gate the loop still reads keeps its value until the loop's step: its block's
-        product is then computed in the loop, after the step's last read of the gate."""
-        hoist = {chain.block.target for chain in self.chains.values() if chain.factor.free_symbols}
-        while True:
-            reads = self.loop_reads(hoist)
-            kept = {b for b in hoist if self.gate_of.get(b) not in reads}
-            if kept == hoist:
-                return hoist
-            hoist = kept
+    def saved(self):
+        """The gates the loop reads although their products go over them: copied per span."""
+        gates = set(self.gate_of.values())
+        return sorted(gates & self.loop_reads(), key=str)
 
     def loop_reads(self, hoist=None):
         """The forward values the backward loop reads, when the blocks in hoist are hoisted."""
@@ -771,6 +767,9 @@ def _hoisted_lines(k):
     whose gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.span_names())
     lines, shared, waiting = [], {}, []  # shared: link step number -> (code, name) of its product
+    for gate in k.saved():
+        block = next(b for b, g in k.gate_of.items() if g == gate)
+        lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
@@ -875,7 +874,9 @@ def _backward_step(k):
     body = [line for line, _, _ in entries if line and not isinstance(line, Affine)]
     body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
     block_of = {gate: block for block, gate in k.gate_of.items()}
-    loads = [f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
+    saved = k.saved()
+    loads = [f"{s} = {s}_span[t - t0]" if s in saved else
+             f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
                                         if s in copies else "") for s in sorted(k.loop_reads(), key=str)]
     return loads + body
 

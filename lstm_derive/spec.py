@@ -410,7 +410,7 @@ class Cell:
 
         The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
         new value, s and ds; an affine A has pre_A, pre_A_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, scale_A,
-        shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq (a block also dv_tmp); a
+        shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq (a block also dv_tmp, a let v_span); a
         local derivative of let v by u is dv_du; a param p has p and dp; tanh(u) and sigmoid(u)
         that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
         also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
@@ -451,7 +451,7 @@ class Cell:
             v = str(node.symbol)
             s = state_of.get(id(node))
             owner = f"state '{s}'" if s == v else f"'{v}'"
-            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq"):
+            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span"):
                 yield n, owner, node.where
             for u in sorted(node.expr.free_symbols, key=str):
                 yield f"d{v}_d{u}", owner, node.where

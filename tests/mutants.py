@@ -127,8 +127,9 @@ def _is_setup(stmt):
     """Argument checks, unpacking, buffers and views: no arithmetic of the derivation."""
     if isinstance(stmt, (ast.Return, ast.For, ast.Delete)) or (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
         return True
-    if _assigned(stmt) in (["span"], ["t0"]):
-        return True  # the bounds of a span of steps
+    names = _assigned(stmt)
+    if names in (["span"], ["t0"]) or (len(names) == 1 and names[0].endswith("_span")):
+        return True  # the bounds of a span of steps, and the gates saved for it
     value = getattr(stmt, "value", None)
     if (isinstance(stmt, ast.Assign) and all(_names_of(t) for t in stmt.targets)
             and isinstance(value, (ast.Name, ast.Tuple, ast.Attribute))
@@ -363,7 +364,8 @@ def zero_adjoint(s):
 
 def wrong_step(s):
     """A value read at the wrong step: [t] -> [min(t + 1, T - 1)] (a later step, already computed
-    in the backward loop), [t + 1] -> [t], and the slices [:-1] <-> [1:] outside the loop."""
+    in the backward loop; in a span's saved copy [t - t0] likewise), [t + 1] -> [t], and the
+    slices [:-1] <-> [1:] outside the loop."""
     value = _value(s.node)
     if value is None or s.kind == "carry":
         return
@@ -371,8 +373,9 @@ def wrong_step(s):
         if not isinstance(node, ast.Subscript):
             continue
         index = ast.unparse(node.slice)
-        replacement = {"t": "min(t + 1, T - 1)", "t + 1": "t", ":-1": "1:", "1:": ":-1"}.get(index)
-        if replacement is None or (s.place == "loop") != (index in ("t", "t + 1")):
+        replacement = {"t": "min(t + 1, T - 1)", "t + 1": "t", ":-1": "1:", "1:": ":-1",
+                       "t - t0": "min(t - t0 + 1, t1 - t0 - 1)"}.get(index)
+        if replacement is None or (s.place == "loop") != (index in ("t", "t + 1", "t - t0")):
             continue
         new = copy.deepcopy(node)
         new.slice = ast.parse(f"_[{replacement}]", mode="eval").body.slice

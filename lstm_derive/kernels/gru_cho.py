@@ -57,6 +57,12 @@ def _blocks(a, count):
     return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
@@ -129,18 +135,38 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
     da_n_seq = dpre_W_n_seq
     n_seq = pre_W_n_seq
-    for t in reversed(range(T)):
-        h_prev = h_seq[t]
-        n = n_seq[t].copy()  # da_n goes over it before the step's last read
-        r = r_seq[t].copy()  # da_r goes over it before the step's last read
-        z = z_seq[t].copy()  # da_z goes over it before the step's last read
-        dh = dys[t] + dh_next  # (8) dL/dh
-        np.multiply((1 - z)*(1 - n**2), dh, out=da_n_seq[t])  # (10), (9) dL/da_n
-        drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
-        np.multiply(h_prev*r*(1 - r), drh, out=da_r_seq[t])  # (14), (13) dL/da_r
-        np.multiply(z*(1 - z)*(h_prev - n), dh, out=da_z_seq[t])  # (15), (12) dL/da_z
-        dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
-        dh_next = dh_prev
+
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        r_span = r_seq[t0:t1].copy()  # the loop reads r; da_r goes over it now
+        z_span = z_seq[t0:t1].copy()  # the loop reads z; da_z goes over it now
+        da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # n is read below: the product waits here
+        # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+        da_n_tmp[...] = 1  # (10) dn/da_n
+        da_n_tmp -= n_seq[t0:t1]**2
+        da_n_tmp *= 1 - z_seq[t0:t1]  # (9) dh/dn
+        # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
+        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_r_seq[t0:t1])  # (14) dr/da_r
+        da_r_seq[t0:t1] *= h_seq[t0:t1]  # (13) drh/dr
+        # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_z_seq[t0:t1])  # (15) dz/da_z
+        da_z_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (12) dh/dz
+        da_n_seq[t0:t1] = da_n_tmp
+        del da_n_tmp
+        for t in reversed(range(t0, t1)):
+            r = r_span[t - t0]
+            z = z_span[t - t0]
+            dh = dys[t] + dh_next  # (8) dL/dh
+            da_n_seq[t] *= dh  # (10) dL/da_n
+            drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
+            da_r_seq[t] *= drh  # (14) dL/da_r
+            da_z_seq[t] *= dh  # (15) dL/da_z
+            dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
+            dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)

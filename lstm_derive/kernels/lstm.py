@@ -137,6 +137,7 @@ def backward(params, cache, dys, dstate=None):
     cache["spent"] = True
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
     i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # The products of local derivatives read only forward values: they are formed for a span
@@ -145,27 +146,32 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
+        f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
+        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
         da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
         # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
         np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
         da_i_tmp *= g_seq[t0:t1]  # (13) dc/di
+        # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
+        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
+        da_f_seq[t0:t1] *= c_seq[t0:t1]  # (12) dc/df
         # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
         da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
         da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
+        da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
         da_i_seq[t0:t1] = da_i_tmp
         del da_i_tmp
         for t in reversed(range(t0, t1)):
-            c_prev = c_seq[t]
-            f = f_seq[t]
-            o = o_seq[t]
+            f = f_span[t - t0]
+            o = o_span[t - t0]
             tanh_c = tanh_c_seq[t]
             dh = dys[t] + dh_next  # (8) dL/dh
             dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
             dc_prev = f*dc  # (19) dL/dc_prev
-            da_i_seq[t] *= dc  # (14) dL/da_i
-            da_g_seq[t] *= dc  # (16) dL/da_g
-            np.multiply(c_prev*f*(1 - f), dc, out=da_f_seq[t])  # (15), (12) dL/da_f
-            np.multiply(o*tanh_c*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
+            dpre_W_blocks[t, :, 0:3] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
+            da_o_seq[t] *= dh  # (17) dL/da_o
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev
 

@@ -57,6 +57,12 @@ def _blocks(a, count):
     return [a[..., j * H:(j + 1) * H] for j in range(count)]
 
 
+def _span(B, H, dtype):
+    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
+    span of every array a product reads stays in a core's cache."""
+    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
 def _gate_scale(kinds, H, dtype):
     """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""
     return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)
@@ -136,23 +142,42 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
     i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
-    for t in reversed(range(T)):
-        c_prev = c_seq[t]
-        f = f_seq[t]
-        g = g_seq[t]
-        i = i_seq[t].copy()  # da_i goes over it before the step's last read
-        o = o_seq[t]
-        tanh_c = tanh_c_seq[t]
-        dh = dys[t] + dh_next  # (8) dL/dh
-        dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
-        df = c_prev*dc  # (12) dL/df
-        di = -df + g*dc  # (13) dL/di
-        dc_prev = f*dc  # (18) dL/dc_prev
-        np.multiply(i*(1 - i), di, out=da_i_seq[t])  # (14) dL/da_i
-        np.multiply(i*(1 - g**2), dc, out=da_g_seq[t])  # (15), (11) dL/da_g
-        np.multiply(o*tanh_c*(1 - o), dh, out=da_o_seq[t])  # (16), (10) dL/da_o
-        dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
-        dh_next, dc_next = dh_prev, dc_prev
+
+    # The products of local derivatives read only forward values: they are formed for a span
+    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+    # steps when B*H is small, data still in cache when it is large), then scaled in place.
+    span = _span(B, H, x.dtype)
+    for t1 in range(T, 0, -span):
+        t0 = max(t1 - span, 0)
+        g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
+        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
+        da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
+        # da_i = i*(1 - i) * di: the product now, times di in the loop
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
+        # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+        da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (15) dg/da_g
+        da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (16) do/da_o
+        da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
+        da_i_seq[t0:t1] = da_i_tmp
+        del da_i_tmp
+        for t in reversed(range(t0, t1)):
+            c_prev = c_seq[t]
+            f = f_seq[t]
+            g = g_span[t - t0]
+            o = o_span[t - t0]
+            tanh_c = tanh_c_seq[t]
+            dh = dys[t] + dh_next  # (8) dL/dh
+            dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
+            df = c_prev*dc  # (12) dL/df
+            di = -df + g*dc  # (13) dL/di
+            dc_prev = f*dc  # (18) dL/dc_prev
+            da_i_seq[t] *= di  # (14) dL/da_i
+            da_g_seq[t] *= dc  # (15) dL/da_g
+            da_o_seq[t] *= dh  # (16) dL/da_o
+            dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
+            dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
     dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)

@@ -143,6 +143,8 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
+        f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
+        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
         da_g_tmp = np.empty_like(da_g_seq[t0:t1])  # g is read below: the product waits here
         # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
         da_g_tmp[...] = 1  # (14) dg/da_g
@@ -151,19 +153,22 @@ def backward(params, cache, dys, dstate=None):
         # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
         np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (15) di/da_i
         da_i_seq[t0:t1] *= g_seq[t0:t1]  # (12) ds/di
+        # da_f = f*s_prev*(1 - f) * ds: the product now, times ds in the loop
+        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) df/da_f
+        da_f_seq[t0:t1] *= s_seq[t0:t1]  # (11) ds/df
+        # da_o = o*s*(1 - o) * dh: the product now, times dh in the loop
+        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
+        da_o_seq[t0:t1] *= s_seq[t0 + 1:t1 + 1]  # (10) dh/do
         da_g_seq[t0:t1] = da_g_tmp
         del da_g_tmp
         for t in reversed(range(t0, t1)):
-            f = f_seq[t]
-            o = o_seq[t]
-            s = s_seq[t + 1]
-            s_prev = s_seq[t]
+            f = f_span[t - t0]
+            o = o_span[t - t0]
             dh = dys[t] + dh_next  # (8) dL/dh
             ds = o*dh + ds_next  # (9) dL/ds
             ds_prev = f*ds  # (19) dL/ds_prev
-            dpre_W_blocks[t, :, 0:2] *= ds[:, np.newaxis]  # (14), (15) dL/da_g, da_i
-            np.multiply(f*s_prev*(1 - f), ds, out=da_f_seq[t])  # (16), (11) dL/da_f
-            np.multiply(o*s*(1 - o), dh, out=da_o_seq[t])  # (17), (10) dL/da_o
+            dpre_W_blocks[t, :, 0:3] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
+            da_o_seq[t] *= dh  # (17) dL/da_o
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, ds_next = dh_prev, ds_prev
 
