@@ -14,6 +14,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "benchmarks"))
 
+import ab  # noqa: E402
 import bench  # noqa: E402
 import gemms  # noqa: E402
 import handwritten_gru  # noqa: E402
@@ -129,3 +130,22 @@ def test_line_profile_runs(capsys):
     profile_lines.main(["gru", "--size", "3,2,3,4", "--calls", "1"])
     printed = capsys.readouterr().out
     assert "GEMM" in printed and "whole forward + backward" in printed
+
+
+def test_ab_compares_two_kernel_files(capsys):
+    kernel = pathlib.Path(gru.__file__)
+    reference = pathlib.Path(handwritten_gru.__file__)
+    assert ab.main([str(reference), str(kernel), "--sizes", "3,2,3,4", "--rounds", "2",
+                    "--dtypes", "float32", "float64"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[:2] for r in rows] == [["3,2,3,4", "float32"], ["3,2,3,4", "float64"]]
+    assert all(float(r.split()[-1]) > 0 for r in rows)
+
+
+def test_ab_refuses_kernels_whose_gradients_disagree(tmp_path):
+    """A faster kernel that computes something else is no improvement."""
+    wrong = tmp_path / "wrong_gru.py"
+    wrong.write_text(pathlib.Path(gru.__file__).read_text().replace(
+        "dh_prev = dpre_U_seq[t] @ U_h + z*dh", "dh_prev = dpre_U_seq[t] @ U_h"))
+    with pytest.raises(SystemExit, match="the two kernels disagree"):
+        ab.main([gru.__file__, str(wrong), "--sizes", "3,2,3,4", "--rounds", "1"])

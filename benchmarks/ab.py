@@ -1,0 +1,65 @@
+"""Two versions of a kernel, timed against each other in one process: is a change faster?
+
+    python benchmarks/ab.py OLD.py NEW.py [--sizes S1 S3 ...] [--dtypes float32 float64] [--rounds N]
+
+    git show HEAD~1:lstm_derive/kernels/lstm.py > /tmp/lstm_old.py
+    python benchmarks/ab.py /tmp/lstm_old.py lstm_derive/kernels/lstm.py --sizes S1 S3
+
+Each file is any module with the kernel interface (a generated kernel, an older one, a
+hand-written one). Their gradients must agree before timing; then they run alternately,
+the order swapped each round, and the ratio NEW / OLD is the median of the paired ratios
+of each round: on a shared, noisy machine only such ratios mean anything.
+"""
+import argparse
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench  # noqa: E402
+
+
+def load_module(path):
+    path = Path(path)
+    spec = importlib.util.spec_from_file_location(f"ab_{path.stem}_{abs(hash(str(path)))}", path)
+    if spec is None:
+        raise SystemExit(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def compare(old, new, shape, dtype, rounds):
+    """{"old": ms, "new": ms, "ratio": median paired new/old, "disagreement": rel} for one case."""
+    problem = bench.make_problem(new, *shape, dtype)
+    impls = {name: bench.kernel_impl(name, name, kernel, *problem) for name, kernel in (("old", old), ("new", new))}
+    err, where = bench.disagreement(impls["new"].gradients(), impls["old"].gradients())
+    if not err <= bench.AGREE[dtype]:
+        raise SystemExit(f"the two kernels disagree: {where} differs by {err:.2e} (relative)")
+    bench.interleave(impls, 1, 0)  # warm-up
+    times = bench.interleave(impls, rounds, 0)
+    return {"old": 1e3 * np.median(times["old"]), "new": 1e3 * np.median(times["new"]),
+            "ratio": bench.paired(times["new"], times["old"]), "disagreement": err}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("old")
+    ap.add_argument("new")
+    ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size("S1")])
+    ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float64"])
+    ap.add_argument("--rounds", type=int, default=15)
+    args = ap.parse_args(argv)
+    old, new = load_module(args.old), load_module(args.new)
+    print(f"{'size':<8}{'dtype':<9}{'old ms':>10}{'new ms':>10}{'new/old':>9}")
+    for size, shape in args.sizes:
+        for dtype_name in args.dtypes:
+            r = compare(old, new, shape, bench.DTYPES[dtype_name], args.rounds)
+            print(f"{size:<8}{dtype_name:<9}{r['old']:>10.3f}{r['new']:>10.3f}{r['ratio']:>9.3f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
