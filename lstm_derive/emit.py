@@ -14,9 +14,10 @@ what a careful person does by hand, every time:
   through lets with one consumer each (da_i = i(1-i) g dc); the chain's product reads only
   forward values, so it is computed for all steps at once before the backward loop, in the
   adjoint's buffer, and the loop scales it in place, adjacent blocks with one multiplication;
-- the forward pass keeps exactly what the backward pass reads, and the backward pass writes
-  each gate's pre-activation adjoint over the gate's value once nothing reads it any more: the
-  cache is used up, and no buffer of pre-activation adjoints is allocated for gates.
+- the forward pass keeps exactly what the backward pass reads, a gate in its pre-activation's
+  slot of the input GEMM's buffer once that is read (r = sigmoid(a_hr + a_xr) goes over a_xr),
+  and the backward pass writes each pre-activation adjoint over its gate's value once nothing
+  reads it any more: the cache is used up, and no buffer of those adjoints is allocated.
 """
 
 from __future__ import annotations
@@ -96,11 +97,15 @@ class _Kernel:
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
         self.chains = self._chains()
-        self.in_place = self._in_place()
-        self.gate_of = {b: let.symbol for a in self.cell.affines if a.name in self.in_place
-                        for b, (let, _) in zip(a.blocks, self.gates[a.name])}
-        self.hoist = self._hoisted_blocks()
         self.stored = self._stored()
+        self.placed = self._placements()
+        occupants = {b: let.symbol for a in self.cell.affines if a.name in self.gates
+                     for b, (let, _) in zip(a.blocks, self.gates[a.name])}
+        occupants.update({b: v for v, (_, b) in self.placed.items()})
+        self.in_place = self._in_place(occupants)
+        # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
+        self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
+        self.hoist = self._hoisted_blocks()
 
     def _auxiliaries(self):
         """Function applications the backward pass reads but no let names: tanh(c) -> tanh_c."""
@@ -167,11 +172,39 @@ class _Kernel:
             chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
         return chains
 
-    def _in_place(self):
-        """The gate affines whose pre-activation adjoints the backward pass writes over the
-        gate values: those whose gates no affine reads (its weight gradient would, after)."""
+    def _placements(self):
+        """Stored values written into a block's slot of the input GEMM's buffer once the block
+        is read: v -> (affine, block), where v = sigmoid(...) or tanh(...) is the block's only
+        reader, or reads the let that is (a_r = a_hr + a_xr; r = sigmoid(a_r) sits where a_xr was)."""
+        placed, taken = {}, set()
+        for a in self.cell.affines:
+            if a.name in self.gates or not self.affine_parts(a)[0]:
+                continue  # gates sit there already; a loop-only affine has no buffer over the steps
+            for b in a.blocks:
+                v = self._sole_stored_reader(b)
+                if v is not None and b not in self.stored and v not in taken:
+                    placed[v] = (a, b)
+                    taken.add(v)
+        return placed
+
+    def _sole_stored_reader(self, symbol, depth=0):
+        """The stored sigmoid or tanh that alone reads symbol, directly or through one let."""
+        readers = [let for let in self.cell.lets if let.expr.has(symbol)]
+        if len(readers) != 1 or readers[0].symbol in self.state_of_new:
+            return None
+        let = readers[0]
+        if let.symbol in self.stored and isinstance(let.expr, (sigmoid, sympy.tanh)):
+            return let.symbol
+        if depth == 0 and let.symbol not in self.stored:
+            return self._sole_stored_reader(let.symbol, 1)
+        return None
+
+    def _in_place(self, occupants):
+        """The affines whose pre-activation adjoints the backward pass writes over the values in
+        their slots: every block has one, and no affine reads it (its weight gradient would, after)."""
         read = {v for a in self.cell.affines for v in a.inputs}
-        return {name for name, lets in self.gates.items() if not any(let.symbol in read for let, _ in lets)}
+        return {a.name for a in self.cell.affines
+                if all(b in occupants and occupants[b] not in read for b in a.blocks)}
 
     def _hoisted_blocks(self):
         """The blocks whose chain products are formed outside the loop: all whose locals read
@@ -457,7 +490,8 @@ def _state_doc(k):
 
 def _buffers(k):
     """The arrays the forward pass fills and the backward pass reads."""
-    names = [f"{s}_seq" for s in k.states] + [f"pre_{a.name}_seq" for a in k.cell.affines if a.name in k.gates]
+    names = [f"{s}_seq" for s in k.states]
+    names += [f"pre_{a.name}_seq" for a in k.cell.affines if a.name in k.gates or a.name in k.in_place]
     return names + [f"{v}_seq" for v in k.stored]
 
 
@@ -504,7 +538,12 @@ def _forward(k):
     body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
     body += ["", "    # What the backward pass reads, kept for every step."]
     body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
-    body += [f"    {v}_seq = np.empty((T, B, H), x.dtype)" for v in k.stored]
+    for v in k.stored:
+        if v in k.placed:
+            a, b = k.placed[v]
+            body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # where {b} was: it is read once, before")
+        else:
+            body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
     if any(let.expr.has(sigmoid) for let in cell.lets):

@@ -112,6 +112,8 @@ def _assigned(stmt):
         targets = [stmt.target]
     elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call):
         targets = [k.value for k in stmt.value.keywords if k.arg == "out"]
+    elif isinstance(stmt, ast.Delete):
+        targets = stmt.targets
     else:
         return []
     names = []
@@ -479,8 +481,8 @@ def swaps(statements):
     for (group, _, _), members in groups.items():
         for a, b in zip(members, members[1:]):
             between = {n for s in statements if a.line <= s.line < b.line for n in _assigned(s.node)}
-            if _reads_any(a.node, _assigned(b.node)) or _reads_any(b.node, between):
-                continue  # swapping would read a name before the statement that binds it
+            if _reads_any(a.node, _assigned(b.node) + sorted(between)) or _reads_any(b.node, between):
+                continue  # swapping would read a name before the statement that binds it, or after a del
             if _commute(a.node, b.node):
                 continue  # the same program: x *= u; x *= v is x *= v; x *= u
             yield SWAPS[group], [(a, _with_payload(a.node, _payload(b.node)[1])),

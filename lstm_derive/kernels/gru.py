@@ -78,7 +78,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
@@ -93,9 +93,9 @@ def forward(params, x, state=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     a_hn_seq = np.empty((T, B, H), x.dtype)
-    n_seq = np.empty((T, B, H), x.dtype)
-    r_seq = np.empty((T, B, H), x.dtype)
-    z_seq = np.empty((T, B, H), x.dtype)
+    n_seq = pre_W_seq[..., 2 * H:3 * H]  # where a_xn was: it is read once, before
+    r_seq = pre_W_seq[..., :H]  # where a_xr was: it is read once, before
+    z_seq = pre_W_seq[..., H:2 * H]  # where a_xz was: it is read once, before
     h_seq[0] = h_prev
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
     with np.errstate(over="ignore", under="ignore"):
@@ -121,7 +121,7 @@ def forward(params, x, state=None):
             h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
+    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
     return ys, final, cache
 
 
@@ -129,15 +129,20 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H),) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
+    h_seq, pre_W_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 3 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)
     dpre_U_seq = np.empty((T, B, 3 * H), x.dtype)
@@ -150,23 +155,30 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
+        z_span = z_seq[t0:t1].copy()  # the loop reads z; da_xz goes over it now
         # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
         np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_hz_seq[t0:t1])  # (14) dz/da_z
         da_hz_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
-        da_xz_seq[t0:t1] = da_hz_seq[t0:t1]  # (21) the same product as da_hz
+        da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # z is read below: the product waits here
+        da_xz_tmp[...] = da_hz_seq[t0:t1]  # (21) the same product as da_hz
+        da_xn_tmp = np.empty_like(da_xn_seq[t0:t1])  # n is read below: the product waits here
         # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        da_xn_seq[t0:t1] = 1  # (12) dn/da_n
-        da_xn_seq[t0:t1] -= n_seq[t0:t1]**2
-        da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
+        da_xn_tmp[...] = 1  # (12) dn/da_n
+        da_xn_tmp -= n_seq[t0:t1]**2
+        da_xn_tmp *= 1 - z_seq[t0:t1]  # (11) dh/dn
         # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_seq[t0:t1])  # (19) da_n/da_hn, times (12), (11) from da_xn
+        np.multiply(r_seq[t0:t1], da_xn_tmp, out=da_hn_seq[t0:t1])  # (19) da_n/da_hn, times (12), (11) from da_xn
         # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
         np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_hr_seq[t0:t1])  # (16) dr/da_r
         da_hr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
-        da_hr_seq[t0:t1] *= da_xn_seq[t0:t1]  # (12), (11): the product da_xn holds
+        da_hr_seq[t0:t1] *= da_xn_tmp  # (12), (11): the product da_xn holds
         da_xr_seq[t0:t1] = da_hr_seq[t0:t1]  # (20) the same product as da_hr
+        da_xz_seq[t0:t1] = da_xz_tmp
+        del da_xz_tmp
+        da_xn_seq[t0:t1] = da_xn_tmp
+        del da_xn_tmp
         for t in reversed(range(t0, t1)):
-            z = z_seq[t]
+            z = z_span[t - t0]
             dh = dys[t] + dh_next  # (10) dL/dh
             dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
             dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev

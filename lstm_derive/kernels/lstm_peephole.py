@@ -76,7 +76,7 @@ def forward(params, x, state=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)) or None for zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one."""
     W_x, W_h, b, p_i, p_f, p_o = _checked_params(params)
     D, H = _sizes(params)
@@ -90,10 +90,10 @@ def forward(params, x, state=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     c_seq = np.empty((T + 1, B, H), x.dtype)
-    f_seq = np.empty((T, B, H), x.dtype)
-    g_seq = np.empty((T, B, H), x.dtype)
-    i_seq = np.empty((T, B, H), x.dtype)
-    o_seq = np.empty((T, B, H), x.dtype)
+    f_seq = pre_W_seq[..., H:2 * H]  # where a_f was: it is read once, before
+    g_seq = pre_W_seq[..., 2 * H:3 * H]  # where a_g was: it is read once, before
+    i_seq = pre_W_seq[..., :H]  # where a_i was: it is read once, before
+    o_seq = pre_W_seq[..., 3 * H:4 * H]  # where a_o was: it is read once, before
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
@@ -121,7 +121,7 @@ def forward(params, x, state=None):
             h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T], c_seq[T])
-    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
     return ys, final, cache
 
 
@@ -129,15 +129,20 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), c (B, H)) or None for zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state."""
+    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b, p_i, p_f, p_o = _checked_params(params)
     D, H = _sizes(params)
     x = cache["x"]
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, pre_W_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, 4 * H), x.dtype)
+    if cache.get("spent"):
+        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
+                         "gate values it holds); run forward() again")
+    cache["spent"] = True
+    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
     dp_i = np.zeros(H, x.dtype)
     dp_f = np.zeros(H, x.dtype)
@@ -149,23 +154,29 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
+        f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
+        g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
+        i_span = i_seq[t0:t1].copy()  # the loop reads i; da_i goes over it now
+        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
+        da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
         # da_i = i*(1 - i) * di: the product now, times di in the loop
-        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (14) di/da_i
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
         # da_f = f*(1 - f) * df: the product now, times df in the loop
         np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
         # da_o = o*(1 - o) * do: the product now, times do in the loop
         np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
         # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-        da_g_seq[t0:t1] = 1  # (16) dg/da_g
-        da_g_seq[t0:t1] -= g_seq[t0:t1]**2
+        da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
         da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        da_i_seq[t0:t1] = da_i_tmp
+        del da_i_tmp
         for t in reversed(range(t0, t1)):
             c = c_seq[t + 1]
             c_prev = c_seq[t]
-            f = f_seq[t]
-            g = g_seq[t]
-            i = i_seq[t]
-            o = o_seq[t]
+            f = f_span[t - t0]
+            g = g_span[t - t0]
+            i = i_span[t - t0]
+            o = o_span[t - t0]
             tanh_c = tanh_c_seq[t]
             dh = dys[t] + dh_next  # (8) dL/dh
             do = tanh_c*dh  # (9) dL/do
