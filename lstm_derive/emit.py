@@ -106,6 +106,7 @@ class _Kernel:
         # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
         self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
         self.hoist = self._hoisted_blocks()
+        self.fused = self._fused_gates()
 
     def _auxiliaries(self):
         """Function applications the backward pass reads but no let names: tanh(c) -> tanh_c."""
@@ -198,6 +199,30 @@ class _Kernel:
         if depth == 0 and let.symbol not in self.stored:
             return self._sole_stored_reader(let.symbol, 1)
         return None
+
+    def _fused_gates(self):
+        """Runs of adjacent placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th
+        blocks of two affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz): (A, B, j0, j1, kind, [(u, v)])."""
+        lets = {let.symbol: let for let in self.cell.lets}
+        found = {}
+        for v, (a, block) in self.placed.items():
+            u = lets[v].expr.args[0]
+            if u not in lets or not isinstance(lets[u].expr, sympy.Add) or len(lets[u].expr.args) != 2:
+                continue
+            j = a.blocks.index(block)
+            other = [s for s in lets[u].expr.args if s != block]
+            b = next((b for b in self.cell.affines if b is not a and other and other[0] in b.blocks
+                      and b.blocks.index(other[0]) == j), None)
+            if b is not None:
+                found[a.name, j] = (a, b, type(lets[v].expr).__name__, lets[u], lets[v])
+        runs = []
+        for (name, j), (a, b, kind, u, v) in sorted(found.items(), key=lambda item: item[0]):
+            last = runs[-1] if runs else None
+            if last and last[0] is a and last[1] is b and last[3] == j and last[4] == kind:
+                runs[-1] = (a, b, last[2], j + 1, kind, last[5] + [(u, v)])
+            else:
+                runs.append((a, b, j, j + 1, kind, [(u, v)]))
+        return [run for run in runs if run[3] - run[2] > 1]
 
     def _in_place(self, occupants):
         """The affines whose pre-activation adjoints the backward pass writes over the values in
@@ -588,12 +613,16 @@ def _forward_step(k):
     printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
     plain = _CodePrinter()
     done = set()
+    fused = {u.symbol: run for run in k.fused for u, _ in run[5]}
+    skip = {let.symbol for run in k.fused for pair in run[5] for let in pair}
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
             lines += _forward_affine(k, node, n)
             continue
-        if node.symbol in k.gate_lets:
+        if node.symbol in fused and fused[node.symbol][5][0][0] is node:
+            lines += _fused_lines(k, fused[node.symbol], numbers)
+        if node.symbol in k.gate_lets or node.symbol in skip:
             continue
         for call, name in k.aux.items():
             if call not in done and node.expr.has(call):
@@ -611,6 +640,23 @@ def _forward_step(k):
             lines.append(f"{name}_seq[t] = {plain.doprint(call)}")
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     return lines
+
+
+def _fused_lines(k, run, numbers):
+    """Adjacent gates over sums of two affines' blocks, summed and activated with one call each."""
+    a, b, j0, j1, kind, pairs = run
+    cols = f"{j0} * H:{j1} * H".replace("0 * H", "").replace("1 * H", "H")
+    where, other = f"pre_{a.name}[:, {cols}]", f"pre_{b.name}[:, {cols}]"
+    us, vs = [u for u, _ in pairs], [v for _, v in pairs]
+    cite_u = ", ".join(f"({numbers[id(u)]})" for u in us)
+    cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
+    activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
+    return [
+        f"{where} += {other}  # {cite_u} " + ", ".join(f"{u.symbol} = {u.expr}" for u in us)
+        + f", where {', '.join(str(a.blocks[j]) for j in range(j0, j1))} were",
+        f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
+        _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs]),
+    ]
 
 
 def _stored_value(name, slot, expr, printer, n):
@@ -676,7 +722,8 @@ def _cols(a, block):
 
 
 def _used_blocks(k, a):
-    return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets)]
+    fused = {u.symbol for run in k.fused for u, _ in run[5]}
+    return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets if let.symbol not in fused)]
 
 
 def _activate_gates(k, a):

@@ -101,17 +101,14 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            a_xr, a_xz, a_xn = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H]
+            a_xn = pre_W[:, 2 * H:3 * H]
             np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
             pre_U += b_h  # (2)
-            a_hr, a_hz, a_hn = pre_U[:, :H], pre_U[:, H:2 * H], pre_U[:, 2 * H:3 * H]
+            a_hn = pre_U[:, 2 * H:3 * H]
             a_hn_seq[t] = a_hn
-            a_r = a_hr + a_xr  # (3)
-            r = r_seq[t]
-            _sigmoid_into(a_r, r)  # (4) r = sigmoid(a_r)
-            a_z = a_hz + a_xz  # (5)
-            z = z_seq[t]
-            _sigmoid_into(a_z, z)  # (6) z = sigmoid(a_z)
+            pre_W[:, :2 * H] += pre_U[:, :2 * H]  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
+            _sigmoid_into(pre_W[:, :2 * H], pre_W[:, :2 * H])  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
+            r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
             np.tanh(a_n, out=n)  # (8) n = tanh(a_n)
