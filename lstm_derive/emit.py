@@ -659,21 +659,35 @@ def _fused_lines(k, run, numbers):
     ]
 
 
+def _cheapest(expr):
+    """The equivalent form of expr with the fewest operations, collected in one of its symbols:
+    h_prev*z + n*(1 - z) is n + z*(h_prev - n), three operations instead of four."""
+    forms = [expr] + [sympy.collect(sympy.expand(expr), v) for v in sorted(expr.free_symbols, key=str)]
+    return min(forms, key=lambda form: (sympy.count_ops(form), forms.index(form)))
+
+
 def _stored_value(name, slot, expr, printer, n):
     """name = expr, evaluated straight into its storage: no temporary, no copy."""
+    shown, expr = expr, _cheapest(expr)
     into = _into(str(name), expr, printer)
     if len(into) == 1 and into[0].startswith(f"{name}[...] = "):
         return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n})"]
     if len(into) == 1:
-        return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {printer.doprint(expr).replace('np.', '')}"]
-    return [f"{name} = {slot}  # ({n}) {name} = {printer.doprint(expr)}, written in place:"] + into
+        return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {printer.doprint(shown).replace('np.', '')}"]
+    written = "written in place" if expr == shown else f"written in place as {printer.doprint(expr)}"
+    return [f"{name} = {slot}  # ({n}) {name} = {printer.doprint(shown)}, {written}:"] + into
 
 
 def _into(target, expr, printer):
     """Lines that evaluate expr into the existing array target, the last operation with out=."""
     code = printer.doprint
     if isinstance(expr, sympy.Add):
-        first, *rest = expr.args
+        terms = list(expr.args)  # a product first, with out=: n + z*(h_prev - n) needs no copy of n
+        products = [t for t in terms if isinstance(t, sympy.Mul) and not t.could_extract_minus_sign()]
+        if isinstance(terms[0], sympy.Symbol) and products:
+            terms.remove(products[0])
+            terms.insert(0, products[0])
+        first, *rest = terms
         lines = _into(target, first, printer)
         for term in rest:
             if term.could_extract_minus_sign():

@@ -112,9 +112,9 @@ def forward(params, x, state=None):
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
             np.tanh(a_n, out=n)  # (8) n = tanh(a_n)
-            h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place:
-            np.multiply(h_prev, z, out=h)
-            h += n*(1 - z)
+            h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place as n + z*(h_prev - n):
+            np.multiply(z, h_prev - n, out=h)
+            h += n
             h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)

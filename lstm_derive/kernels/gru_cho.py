@@ -102,9 +102,9 @@ def forward(params, x, state=None):
             pre_W_n += rh @ W_n_rh.T  # (5)
             np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
             n = n_seq[t]
-            h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place:
-            np.multiply(h_prev, z, out=h)
-            h += n*(1 - z)
+            h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place as n + z*(h_prev - n):
+            np.multiply(z, h_prev - n, out=h)
+            h += n
             h_prev = h
     ys = h_seq[1:]
     final = (h_seq[T],)
