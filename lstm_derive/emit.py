@@ -81,6 +81,19 @@ class _Chain:
         return [step.number for step, _ in self.links]
 
 
+@dataclass(frozen=True)
+class _FusedRun:
+    """Adjacent gates v_j = kind(u_j), u_j = a_j + b_j over the j-th blocks of affines a and b,
+    for j0 <= j < j1: summed and activated with one call each, where a's blocks were."""
+
+    a: Affine
+    b: Affine
+    j0: int
+    j1: int
+    kind: str  # "sigmoid" or "tanh"
+    pairs: tuple  # (u, v) lets
+
+
 class _Kernel:
     """The facts about a derivation that the code templates need, worked out once."""
 
@@ -106,6 +119,8 @@ class _Kernel:
         # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
         self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
         self.hoist = self._hoisted_blocks()
+        self.loop_reads = self._loop_reads()
+        self.saved = self._saved()
         self.fused = self._fused_gates()
 
     def _auxiliaries(self):
@@ -202,9 +217,9 @@ class _Kernel:
 
     def _fused_gates(self):
         """Runs of adjacent placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th
-        blocks of two affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz): (A, B, j0, j1, kind, [(u, v)])."""
+        blocks of two affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns."""
         lets = {let.symbol: let for let in self.cell.lets}
-        found = {}
+        found = {}  # (affine name, j) -> (a, b, kind, u, v)
         for v, (a, block) in self.placed.items():
             u = lets[v].expr.args[0]
             if u not in lets or not isinstance(lets[u].expr, sympy.Add) or len(lets[u].expr.args) != 2:
@@ -216,13 +231,13 @@ class _Kernel:
             if b is not None:
                 found[a.name, j] = (a, b, type(lets[v].expr).__name__, lets[u], lets[v])
         runs = []
-        for (name, j), (a, b, kind, u, v) in sorted(found.items(), key=lambda item: item[0]):
+        for (_, j), (a, b, kind, u, v) in sorted(found.items(), key=lambda item: item[0]):
             last = runs[-1] if runs else None
-            if last and last[0] is a and last[1] is b and last[3] == j and last[4] == kind:
-                runs[-1] = (a, b, last[2], j + 1, kind, last[5] + [(u, v)])
+            if last and last.a is a and last.b is b and last.j1 == j and last.kind == kind:
+                runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),))
             else:
-                runs.append((a, b, j, j + 1, kind, [(u, v)]))
-        return [run for run in runs if run[3] - run[2] > 1]
+                runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),)))
+        return [run for run in runs if run.j1 - run.j0 > 1]
 
     def _in_place(self, occupants):
         """The affines whose pre-activation adjoints the backward pass writes over the values in
@@ -233,17 +248,15 @@ class _Kernel:
 
     def _hoisted_blocks(self):
         """The blocks whose chain products are formed outside the loop: all whose locals read
-        forward values. A gate the loop still reads is saved for the span first (see saved)."""
+        forward values. A gate the loop still reads is saved for the span first (see _saved)."""
         return {chain.block.target for chain in self.chains.values() if chain.factor.free_symbols}
 
-    def saved(self):
+    def _saved(self):
         """The gates the loop reads although their products go over them: copied per span."""
-        gates = set(self.gate_of.values())
-        return sorted(gates & self.loop_reads(), key=str)
+        return sorted(set(self.gate_of.values()) & self.loop_reads, key=str)
 
-    def loop_reads(self, hoist=None):
-        """The forward values the backward loop reads, when the blocks in hoist are hoisted."""
-        hoist = self.hoist if hoist is None else hoist
+    def _loop_reads(self):
+        """The forward values the backward loop reads."""
         forward = set(self._forward_symbols()) | set(self.aux.values())
         reads = set()
         for step in self.d.steps:
@@ -251,7 +264,7 @@ class _Kernel:
                 continue
             chain = self.chains.get(step.number)
             if chain is not None:
-                if step.target not in hoist:
+                if step.target not in self.hoist:
                     reads |= chain.factor.free_symbols & forward
                 continue
             for term in step.terms:
@@ -613,14 +626,14 @@ def _forward_step(k):
     printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
     plain = _CodePrinter()
     done = set()
-    fused = {u.symbol: run for run in k.fused for u, _ in run[5]}
-    skip = {let.symbol for run in k.fused for pair in run[5] for let in pair}
+    fused = {u.symbol: run for run in k.fused for u, _ in run.pairs}
+    skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair}
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
             lines += _forward_affine(k, node, n)
             continue
-        if node.symbol in fused and fused[node.symbol][5][0][0] is node:
+        if node.symbol in fused and fused[node.symbol].pairs[0][0] is node:
             lines += _fused_lines(k, fused[node.symbol], numbers)
         if node.symbol in k.gate_lets or node.symbol in skip:
             continue
@@ -644,8 +657,8 @@ def _forward_step(k):
 
 def _fused_lines(k, run, numbers):
     """Adjacent gates over sums of two affines' blocks, summed and activated with one call each."""
-    a, b, j0, j1, kind, pairs = run
-    cols = f"{j0} * H:{j1} * H".replace("0 * H", "").replace("1 * H", "H")
+    a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
+    cols = _col_range(j0, j1)
     where, other = f"pre_{a.name}[:, {cols}]", f"pre_{b.name}[:, {cols}]"
     us, vs = [u for u, _ in pairs], [v for _, v in pairs]
     cite_u = ", ".join(f"({numbers[id(u)]})" for u in us)
@@ -729,14 +742,19 @@ def _forward_affine(k, a, n):
 
 
 def _cols(a, block):
-    j, count = a.blocks.index(block), len(a.blocks)
-    if count == 1:
-        return ":"
-    return f"{j} * H:{j + 1} * H".replace("0 * H", "").replace("1 * H", "H")
+    j = a.blocks.index(block)
+    return ":" if len(a.blocks) == 1 else _col_range(j, j + 1)
+
+
+def _col_range(j0, j1):
+    """The columns of blocks j0 to j1 - 1 of a (B, k * H) array: ":H", "H:3 * H"."""
+    def at(j):
+        return "" if j == 0 else "H" if j == 1 else f"{j} * H"
+    return f"{at(j0)}:{at(j1)}"
 
 
 def _used_blocks(k, a):
-    fused = {u.symbol for run in k.fused for u, _ in run[5]}
+    fused = {u.symbol for run in k.fused for u, _ in run.pairs}
     return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets if let.symbol not in fused)]
 
 
@@ -867,7 +885,7 @@ def _hoisted_lines(k):
     whose gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.span_names())
     lines, shared, waiting = [], {}, []  # shared: link step number -> (code, name) of its product
-    for gate in k.saved():
+    for gate in k.saved:
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
@@ -951,11 +969,12 @@ def _backward_step(k):
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
     carries = [s for s in k.d.steps if s.kind == "carry"]
     carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
-    entries, pending = [], []  # (line, forward values read, gate written over)
+    entries, pending, seen = [], [], set()  # entries: (line, forward values read, gate written over)
     for step in nodes + carries:
         if step.kind == "block":
             a = k.affine_of(step.target)
-            if a not in pending and not any(a is done for done in _emitted(entries)):
+            if a.name not in seen:
+                seen.add(a.name)
                 pending.append(a)
             continue
         if not k.in_loop(step):
@@ -971,18 +990,13 @@ def _backward_step(k):
     for _, reads, writes in entries:
         copies |= reads & written
         written |= {writes} - {None}
-    body = [line for line, _, _ in entries if line and not isinstance(line, Affine)]
+    body = [line for line, _, _ in entries if line]
     body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
     block_of = {gate: block for block, gate in k.gate_of.items()}
-    saved = k.saved()
-    loads = [f"{s} = {s}_span[t - t0]" if s in saved else
+    loads = [f"{s} = {s}_span[t - t0]" if s in k.saved else
              f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
-                                        if s in copies else "") for s in sorted(k.loop_reads(), key=str)]
+                                        if s in copies else "") for s in sorted(k.loop_reads, key=str)]
     return loads + body
-
-
-def _emitted(entries):
-    return [line for line, _, _ in entries if isinstance(line, Affine)]
 
 
 def _reads(k, step):
@@ -995,8 +1009,7 @@ def _reads(k, step):
 
 def _block_entries(k, a, printer):
     """The loop's lines for an affine's pre-activation adjoints, as (line, reads, gate written)."""
-    entries = [(a, set(), None)]  # marks the affine done
-    entries += [(line, set(), None) for line in _scaled_lines(k, a, printer)]
+    entries = [(line, set(), None) for line in _scaled_lines(k, a, printer)]
     for block in a.blocks:
         step = k.d.step_for(block)
         if k.in_loop(step):
@@ -1025,13 +1038,9 @@ def _adjoint_line(k, step, printer):
     code = step.text(printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
-        if chain is not None:  # the product of the chain's locals, here when the loop reads the gate
+        if chain is not None:  # a constant product of locals (any other is hoisted): -da for f = 1 - i
             cite = ", ".join(f"({n})" for n in chain.numbers)
-            where = f"  # {cite} dL/d{step.target}"
-            if chain.factor.is_number:
-                return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}{where}"
-            factor, root = printer.doprint(chain.factor), printer.doprint(chain.root)
-            return f"np.multiply({factor}, {root}, out={step.adjoint}_seq[t]){where}"
+            return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}  # {cite} dL/d{step.target}"
         if not step.terms:
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"

@@ -236,6 +236,25 @@ def test_a_cell_with_a_single_parameter(tmp_path):
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
 
 
+ELEVEN_BLOCKS = textwrap.dedent("""
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("eleven", title="An affine of eleven blocks")
+    x = cell.input("x")
+    h_prev = cell.state("h")
+    blocks = cell.affine("W", [x, h_prev], blocks=[f"a{j}" for j in range(11)])
+    cell.update(h=tanh(blocks[0] * blocks[10] + blocks[9] + blocks[1] * h_prev))
+""")
+
+
+def test_an_affine_of_ten_blocks_or_more(tmp_path):
+    """Block 10's columns are 10 * H:11 * H, not a mangled 1:1H."""
+    kernel, source = kernel_of(ELEVEN_BLOCKS, tmp_path)
+    assert "10 * H:11 * H" in source
+    reports = check_kernel(kernel, T=2, B=2, D=2, H=2)
+    assert all(r.ok for r in reports), "\n".join(map(str, reports))
+
+
 NESTED_CALL = textwrap.dedent("""
     from lstm_derive import Cell, sigmoid, tanh
 
