@@ -278,15 +278,18 @@ def _parse_expr(text):
 
 # -- the mutation operators: each yields (operator, new statement) ------------------------------
 
-def drop_term(s):
-    """A term of a sum left out; a term named d<state>_next is a dropped carry."""
+def _sum_of(s):
+    """(the outermost sum of an adjoint or local line, its signed terms), or (None, [])."""
     value = _value(s.node)
     if value is None or s.kind not in ("adjoint", "local"):
-        return
+        return None, []
     chain, _, _ = _outermost_sum(value)
-    if chain is None:
-        return
-    terms = _sum_terms(chain)
+    return (chain, _sum_terms(chain)) if chain is not None else (None, [])
+
+
+def drop_term(s):
+    """A term of a sum left out; a term named d<state>_next is a dropped carry."""
+    chain, terms = _sum_of(s)
     for k, (_, term) in enumerate(terms):
         rest = terms[:k] + terms[k + 1:]
         if not rest:
@@ -297,13 +300,7 @@ def drop_term(s):
 
 def flip_sign(s):
     """A term added instead of subtracted or the other way round."""
-    value = _value(s.node)
-    if value is None or s.kind not in ("adjoint", "local"):
-        return
-    chain, _, _ = _outermost_sum(value)
-    if chain is None:
-        return
-    terms = _sum_terms(chain)
+    chain, terms = _sum_of(s)
     for k in range(1, len(terms)):
         flipped = list(terms)
         flipped[k] = (-terms[k][0], terms[k][1])
