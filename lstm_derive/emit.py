@@ -119,6 +119,7 @@ class _Kernel:
         # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
         self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
         self.hoist = self._hoisted_blocks()
+        self.span_locals = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
         self.fused = self._fused_gates()
@@ -255,6 +256,23 @@ class _Kernel:
         """The gates the loop reads although their products go over them: copied per span."""
         return sorted(set(self.gate_of.values()) & self.loop_reads, key=str)
 
+    def _span_locals(self):
+        """Local derivatives of the loop's own adjoints that cost operations (o*(1 - tanh_c**2)
+        in dc): local -> the name of its values over a span, formed with the products."""
+        if not self.hoist:
+            return {}
+        forward = set(self._forward_symbols()) | set(self.aux.values())
+        found = {}
+        for step in self.d.steps:
+            if step.kind in ("block", "input") or not self.in_loop(step):
+                continue
+            for term in step.terms:
+                local = term.adjoint is not None and term.local
+                if (local is not False and local.subs(self.aux).free_symbols & forward
+                        and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
+                    found[local] = f"d{term.consumer}_d{step.target}_span"
+        return found
+
     def _loop_reads(self):
         """The forward values the backward loop reads."""
         forward = set(self._forward_symbols()) | set(self.aux.values())
@@ -268,7 +286,7 @@ class _Kernel:
                     reads |= chain.factor.free_symbols & forward
                 continue
             for term in step.terms:
-                if term.adjoint is not None:
+                if term.adjoint is not None and term.local not in self.span_locals:
                     reads |= term.local.subs(self.aux).free_symbols & forward
         return reads - set(self.cell.params)
 
@@ -888,6 +906,8 @@ def _hoisted_lines(k):
     for gate in k.saved:
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
+    for local, name in k.span_locals.items():
+        lines.append(f"{name} = {printer.doprint(local)}  # read by the loop, formed for the span at once")
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
@@ -1004,7 +1024,8 @@ def _reads(k, step):
     chain = k.chains.get(step.number)
     if chain is not None:
         return set(chain.factor.free_symbols)
-    return {s for t in step.terms if t.adjoint is not None for s in t.local.subs(k.aux).free_symbols}
+    return {s for t in step.terms if t.adjoint is not None and t.local not in k.span_locals
+            for s in t.local.subs(k.aux).free_symbols}
 
 
 def _block_entries(k, a, printer):
@@ -1033,9 +1054,16 @@ def _scaled_lines(k, a, printer):
     return lines
 
 
+def _step_code(k, step, printer):
+    """The step's sum of terms as the textbook orders it, a local formed for the span by name."""
+    terms = [f"{k.span_locals[t.local]}[t - t0]*{printer.doprint(t.adjoint)}" if t.local in k.span_locals
+             else t.text(printer) for t in step.terms]
+    return " + ".join(terms).replace("+ -", "- ") or "0"
+
+
 def _adjoint_line(k, step, printer):
     where = f"  # ({step.number}) dL/d{step.target}"
-    code = step.text(printer)
+    code = _step_code(k, step, printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
         if chain is not None:  # a constant product of locals (any other is hoisted): -da for f = 1 - i

@@ -411,7 +411,7 @@ class Cell:
         The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
         new value, s and ds; an affine A has pre_A, pre_A_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, scale_A,
         shift_A; a weight or bias P has P and dP; a block or a let v has v, v_seq, dv, dv_seq (a block also dv_tmp, a let v_span); a
-        local derivative of let v by u is dv_du; a param p has p and dp; tanh(u) and sigmoid(u)
+        local derivative of let v by u is dv_du (over a span dv_du_span); a param p has p and dp; tanh(u) and sigmoid(u)
         that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
         also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
         named = {let.expr for let in self.lets}
@@ -455,6 +455,7 @@ class Cell:
                 yield n, owner, node.where
             for u in sorted(node.expr.free_symbols, key=str):
                 yield f"d{v}_d{u}", owner, node.where
+                yield f"d{v}_d{u}_span", owner, node.where
 
     # -- helpers ----------------------------------------------------------------------
 

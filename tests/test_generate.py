@@ -58,7 +58,8 @@ def test_editing_an_equation_and_regenerating_changes_the_kernel(tmp_path, capsy
     assert generate(str(script), "--out", str(out), "--check") == 1
     diff = capsys.readouterr().out
     assert re.search(r"^- +ds = o\*dh \+ ds_next  # \(9\) dL/ds$", diff, re.M)
-    assert re.search(r"^\+ +ds = o\*\(1 - tanh_s\*\*2\)\*dh \+ ds_next  # \(9\) dL/ds$", diff, re.M)
+    assert re.search(r"^\+ +dh_ds_span = o_seq\[t0:t1\]\*\(1 - tanh_s_seq\[t0:t1\]\*\*2\)  #", diff, re.M)
+    assert re.search(r"^\+ +ds = dh_ds_span\[t - t0\]\*dh \+ ds_next  # \(9\) dL/ds$", diff, re.M)
     assert kernel.read_text() == before, "--check must not write"
 
     assert generate(str(script), "--out", str(out)) == 0

@@ -147,7 +147,7 @@ def backward(params, cache, dys, dstate=None):
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
         f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # read by the loop, formed for the span at once
         da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
         # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
         np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
@@ -165,10 +165,8 @@ def backward(params, cache, dys, dstate=None):
         del da_i_tmp
         for t in reversed(range(t0, t1)):
             f = f_span[t - t0]
-            o = o_span[t - t0]
-            tanh_c = tanh_c_seq[t]
             dh = dys[t] + dh_next  # (8) dL/dh
-            dc = o*(1 - tanh_c**2)*dh + dc_next  # (9) dL/dc
+            dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
             dc_prev = f*dc  # (19) dL/dc_prev
             dpre_W_blocks[t, :, 0:3] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
             da_o_seq[t] *= dh  # (17) dL/da_o

@@ -156,8 +156,14 @@ def backward(params, cache, dys, dstate=None):
         t0 = max(t1 - span, 0)
         f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
         g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
-        i_span = i_seq[t0:t1].copy()  # the loop reads i; da_i goes over it now
-        o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
+        dh_do_span = tanh_c_seq[t0:t1]  # read by the loop, formed for the span at once
+        do_dc_span = o_seq[t0:t1]*p_o*(1 - o_seq[t0:t1])  # read by the loop, formed for the span at once
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # read by the loop, formed for the span at once
+        di_dc_prev_span = i_seq[t0:t1]*p_i*(1 - i_seq[t0:t1])  # read by the loop, formed for the span at once
+        df_dc_prev_span = f_seq[t0:t1]*p_f*(1 - f_seq[t0:t1])  # read by the loop, formed for the span at once
+        di_dp_i_span = c_seq[t0:t1]*i_seq[t0:t1]*(1 - i_seq[t0:t1])  # read by the loop, formed for the span at once
+        df_dp_f_span = c_seq[t0:t1]*f_seq[t0:t1]*(1 - f_seq[t0:t1])  # read by the loop, formed for the span at once
+        do_dp_o_span = c_seq[t0 + 1:t1 + 1]*o_seq[t0:t1]*(1 - o_seq[t0:t1])  # read by the loop, formed for the span at once
         da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
         # da_i = i*(1 - i) * di: the product now, times di in the loop
         np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
@@ -171,22 +177,18 @@ def backward(params, cache, dys, dstate=None):
         da_i_seq[t0:t1] = da_i_tmp
         del da_i_tmp
         for t in reversed(range(t0, t1)):
-            c = c_seq[t + 1]
             c_prev = c_seq[t]
             f = f_span[t - t0]
             g = g_span[t - t0]
-            i = i_span[t - t0]
-            o = o_span[t - t0]
-            tanh_c = tanh_c_seq[t]
             dh = dys[t] + dh_next  # (8) dL/dh
-            do = tanh_c*dh  # (9) dL/do
-            dc = o*p_o*(1 - o)*do + o*(1 - tanh_c**2)*dh + dc_next  # (10) dL/dc
+            do = dh_do_span[t - t0]*dh  # (9) dL/do
+            dc = do_dc_span[t - t0]*do + dh_dc_span[t - t0]*dh + dc_next  # (10) dL/dc
             df = c_prev*dc  # (12) dL/df
             di = g*dc  # (13) dL/di
-            dp_i += np.sum(c_prev*i*(1 - i)*di, axis=0)  # (20), (27) dL/dp_i
-            dp_f += np.sum(c_prev*f*(1 - f)*df, axis=0)  # (21), (28) dL/dp_f
-            dp_o += np.sum(c*o*(1 - o)*do, axis=0)  # (22), (29) dL/dp_o
-            dc_prev = i*p_i*(1 - i)*di + f*p_f*(1 - f)*df + f*dc  # (19) dL/dc_prev
+            dp_i += np.sum(di_dp_i_span[t - t0]*di, axis=0)  # (20), (27) dL/dp_i
+            dp_f += np.sum(df_dp_f_span[t - t0]*df, axis=0)  # (21), (28) dL/dp_f
+            dp_o += np.sum(do_dp_o_span[t - t0]*do, axis=0)  # (22), (29) dL/dp_o
+            dc_prev = di_dc_prev_span[t - t0]*di + df_dc_prev_span[t - t0]*df + f*dc  # (19) dL/dc_prev
             da_i_seq[t] *= di  # (14) dL/da_i
             da_f_seq[t] *= df  # (15) dL/da_f
             da_g_seq[t] *= dc  # (16) dL/da_g
