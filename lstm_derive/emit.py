@@ -17,7 +17,10 @@ what a careful person does by hand, every time:
 - the forward pass keeps exactly what the backward pass reads, a gate in its pre-activation's
   slot of the input GEMM's buffer once that is read (r = sigmoid(a_hr + a_xr) goes over a_xr),
   and the backward pass writes each pre-activation adjoint over its gate's value once nothing
-  reads it any more: the cache is used up, and no buffer of those adjoints is allocated.
+  reads it any more: the cache is used up, and no buffer of those adjoints is allocated;
+- blocks of two affines only ever summed (a_r = a_hr + a_xr) have one adjoint ("twins"): the
+  recurrent affine's is a view of the other's, gathered per step for its GEMM, and its bias
+  joins the other's input bias once.
 """
 
 from __future__ import annotations
@@ -112,6 +115,8 @@ class _Kernel:
         self.chains = self._chains()
         self.stored = self._stored()
         self.placed = self._placements()
+        self.fused = self._fused_gates()
+        self.bias_folds = self._bias_folds()
         occupants = {b: let.symbol for a in self.cell.affines if a.name in self.gates
                      for b, (let, _) in zip(a.blocks, self.gates[a.name])}
         occupants.update({b: v for v, (_, b) in self.placed.items()})
@@ -119,10 +124,13 @@ class _Kernel:
         # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
         self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
         self.hoist = self._hoisted_blocks()
+        self.twins = self._twins()
+        # affines whose adjoints live per block, the twins' in their twin's buffer
+        self.split = {self.affine_of(b).name for b in self.twins}
+        self.gate_of.update(self._own_slots())
         self.span_locals = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
-        self.fused = self._fused_gates()
 
     def _auxiliaries(self):
         """Function applications the backward pass reads but no let names: tanh(c) -> tanh_c."""
@@ -240,6 +248,45 @@ class _Kernel:
                 runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),)))
         return [run for run in runs if run.j1 - run.j0 > 1]
 
+    def _bias_folds(self):
+        """The fused runs whose second affine's bias joins the first's input bias once: the run's
+        blocks of the second affine are read by the run's sums only (GRU: b_hr, b_hz join b_x)."""
+        folds = []
+        for run in self.fused:
+            b = run.b
+            if self.affine_parts(b)[0] or len(b.biases) != 1:
+                continue
+            blocks = b.blocks[run.j0:run.j1]
+            if all(block not in self.stored and self._readers(block) == [u.symbol]
+                   for block, (u, _) in zip(blocks, run.pairs)):
+                folds.append(run)
+        return folds
+
+    def _readers(self, symbol):
+        return [let.symbol for let in self.cell.lets if let.expr.has(symbol)]
+
+    def _twins(self):
+        """Blocks of a loop-only affine whose adjoints equal those of an in-place affine's blocks,
+        both only summed (a_r = a_hr + a_xr): block -> (its twin, the sum's let). The twin's buffer
+        holds the one adjoint for both."""
+        twins = {}
+        for run in self.fused:
+            a, b = run.a, run.b
+            if a.name not in self.in_place or b.name in self.in_place or self.affine_parts(b)[0]:
+                continue
+            for j, (u, _) in zip(range(run.j0, run.j1), run.pairs):
+                ca, cb = (self.hoisted(self.d.step_for(block)) for block in (a.blocks[j], b.blocks[j]))
+                if ca and cb and (ca.factor, ca.root) == (cb.factor, cb.root):
+                    twins[b.blocks[j]] = (a.blocks[j], u)
+        return twins
+
+    def _own_slots(self):
+        """The stored blocks of split affines that are not twins: each adjoint goes over its
+        block's values once read (GRU: da_hn over a_hn)."""
+        read = {v for a in self.cell.affines for v in a.inputs}
+        return {b: b for a in self.cell.affines if a.name in self.split for b in a.blocks
+                if b not in self.twins and b in self.stored and b not in read}
+
     def _in_place(self, occupants):
         """The affines whose pre-activation adjoints the backward pass writes over the values in
         their slots: every block has one, and no affine reads it (its weight gradient would, after)."""
@@ -261,7 +308,8 @@ class _Kernel:
         in dc): local -> the name of its values over a span, formed with the products."""
         if not self.hoist:
             return {}
-        forward = set(self._forward_symbols()) | set(self.aux.values())
+        # a local of parameters alone (1 + p) is no sequence: the loop reads it as it is
+        forward = (set(self._forward_symbols()) | set(self.aux.values())) - set(self.cell.params)
         found = {}
         for step in self.d.steps:
             if step.kind in ("block", "input") or not self.in_loop(step):
@@ -576,21 +624,22 @@ def _forward(k):
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
         "    T, B = x.shape[:2]",
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
-        "",
-        "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.",
     ]
     numbers = {id(eq.node): eq.number for eq in k.d.forward}
+    constants = _gate_constants(k)
+    body += ["", *("    " + line for line in constants)] if constants else []
+    body += ["", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
         if pre:
-            terms = [f"x.reshape(T * B, D) @ {w}.T" for w, _v in pre] + list(a.biases)
+            terms = [f"x.reshape(T * B, D) @ {_weight(k, a, w)}.T" for w, _v in pre]
             body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})"
                         f"  # ({numbers[id(a)]})")
+            body += ["    " + line for line in _input_bias(k, a, numbers[id(a)])]
         elif a.name in k.gates:
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         else:
             body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
-    body += _gate_constants(k)
     body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
     body += ["", "    # What the backward pass reads, kept for every step."]
     body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
@@ -616,13 +665,88 @@ def _forward(k):
     return _lines(*body)
 
 
+def _input_bias(k, a, n):
+    """The input part's biases, added in place: a sum would allocate a second buffer of T*B rows.
+    A folded run's bias joins them here once, instead of at every step."""
+    folds = [run for run in k.bias_folds if run.a is a]
+    if not folds:
+        return [f"pre_{a.name}_seq {_bias_update(k, a)}  # ({n})"] if a.biases else []
+    first = f"{' + '.join(a.biases)}" if len(a.biases) > 1 else f"{a.biases[0]}.copy()" if a.biases else (
+        f"np.zeros({k.size_expr(a)}, x.dtype)")
+    lines = [f"bias_{a.name} = {first}"]
+    for run in folds:
+        cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
+        lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # the bias of "
+                     f"{', '.join(map(str, blocks))}, read only in sums with {a.name}'s blocks, joins here")
+    return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
+
+
+def _loop_bias(k, a, n):
+    """The loop's bias lines of a loop-only affine, and the stored blocks they write into their
+    storage: a block that a folded run leaves gets its bias on its own columns."""
+    folded = {j for run in k.bias_folds if run.b is a for j in range(run.j0, run.j1)}
+    if not folded:
+        return ([f"pre_{a.name} {_bias_update(k, a)}  # ({n})"] if a.biases else []), set()
+    bias, lines, written = a.biases[0], [], set()
+    for j0, j1 in _runs([j for j in range(len(a.blocks)) if j not in folded]):
+        cols, block = _col_range(j0, j1), a.blocks[j0]
+        if j1 - j0 == 1 and block in k.stored:  # the sum goes straight where the backward pass reads it
+            lines.append(f"np.add(pre_{a.name}[:, {cols}], {bias}[{cols}], out={block}_seq[t])  # ({n}) {block}")
+            written.add(block)
+        else:
+            lines.append(f"pre_{a.name}[:, {cols}] += {bias}[{cols}]  # ({n})")
+    return lines, written
+
+
+def _runs(indices):
+    """(first, end) of each run of consecutive integers in a sorted list."""
+    runs = []
+    for j in indices:
+        if runs and runs[-1][1] == j:
+            runs[-1] = (runs[-1][0], j + 1)
+        else:
+            runs.append((j, j + 1))
+    return runs
+
+
+def _scaled(k, a):
+    """Whether a's gates are activated through exp, their factors carried by the weights."""
+    return a.name in k.gates and any(kind == "sigmoid" for _, kind in k.gates[a.name])
+
+
+def _mixed(k, a):
+    return len({kind for _, kind in k.gates[a.name]}) > 1
+
+
+def _weight(k, a, w):
+    return f"{w}_scaled" if _scaled(k, a) else w
+
+
+def _bias_update(k, a):
+    """The in-place update that adds a's biases, scaled as the weights are."""
+    total = " + ".join(a.biases)
+    if not _scaled(k, a):
+        return f"+= {total}"
+    if _mixed(k, a):
+        return f"+= ({total})*scale_{a.name}" if len(a.biases) > 1 else f"+= {total}*scale_{a.name}"
+    return f"-= ({total})" if len(a.biases) > 1 else f"-= {total}"
+
+
 def _gate_constants(k):
+    """The weights of gate affines times the gates' factors, once per call."""
     lines = []
-    for name, lets in k.gates.items():
-        kinds = [f for _, f in lets]
-        if len(set(kinds)) > 1:
-            kinds = ", ".join(f'"{f}"' for f in kinds)
-            lines.append(f"    scale_{name} = _gate_scale([{kinds}], H, x.dtype)")
+    for a in k.cell.affines:
+        if not _scaled(k, a):
+            continue
+        if _mixed(k, a):
+            lines += ["# The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride",
+                      "# on the weights: exact (powers of two), and no pass over the gates at every step."]
+            kinds = ", ".join(f'"{f}"' for _, f in k.gates[a.name])
+            lines.append(f"scale_{a.name} = _gate_scale([{kinds}], H, x.dtype)")
+            lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
+        else:
+            lines.append("# The sigmoids' -a of exp(-a) rides on the weights: no pass over the gates at every step.")
+            lines += [f"{w}_scaled = -{w}" for w in a.weights]
     return lines
 
 
@@ -744,18 +868,23 @@ def _whole(target):
 def _forward_affine(k, a, n):
     pre, loop = k.affine_parts(a)
     lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if pre or a.name in k.gates else []
-    products = [f"{v} @ {w}.T" for w, v in loop]
+    products = [f"{v} @ {_weight(k, a, w)}.T" for w, v in loop]
     if pre:
         lines += [f"pre_{a.name} += {p}  # ({n})" for p in products]
     else:
         lines.append(f"np.matmul({products[0]}, out=pre_{a.name})  # ({n})".replace(" @ ", ", "))
-        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products[1:] + list(a.biases)]
+        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products[1:]]
+    written = set()
+    if not pre:  # the input GEMM has the biases otherwise
+        bias_lines, written = _loop_bias(k, a, n)
+        lines += bias_lines
     if a.name in k.gates:
         return lines + _activate_gates(k, a)
     used = _used_blocks(k, a)
     if used:
-        lines.append(_assign_tuple(used, [f"pre_{a.name}[:, {_cols(a, b)}]" for b in used]))
-    lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored]
+        lines.append(_assign_tuple(used, [f"{b}_seq[t]" if b in written else f"pre_{a.name}[:, {_cols(a, b)}]"
+                                          for b in used]))
+    lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written]
     return lines
 
 
@@ -785,10 +914,8 @@ def _activate_gates(k, a):
     if kinds == {"tanh"}:
         lines = [f"np.tanh({g}, out={g})  # {cite}, in place: the pre-activations are not needed again"]
     else:  # exp costs a third of tanh, and 1 / (1 + exp(-a)) is exact where a sigmoid is tiny
-        negate = f"np.negative({g}, out={g})" if kinds == {"sigmoid"} else f"{g} *= scale_{a.name}"
         lines = [
-            f"# {cite} all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))",
-            negate,
+            f"# {cite} all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
             f"np.exp({g}, out={g})",
             f"{g} += 1",
             f"np.reciprocal({g}, out={g})",
@@ -846,7 +973,8 @@ def _backward(k):
     else:
         body.append("    for t in reversed(range(T)):")
         body += ["        " + line for line in _backward_step(k)]
-    body += ["", "    # Weight gradients: sums over time and batch, one GEMM each."]
+    body += ["", "    # Weight gradients: sums over time and batch, one GEMM each"
+             + (" (or one per run of blocks kept apart)." if k.split else ".")]
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k)]
     grads = ", ".join(f'"{n}": d{n}' for n in params)
@@ -860,7 +988,10 @@ def _backward(k):
 def _sequence_views(k):
     """Named views of the buffers: the gates' values and the pre-activations' adjoints."""
     lines = []
-    for a in k.cell.affines:
+    for a in sorted(k.cell.affines, key=lambda a: a.name in k.split):  # a twin's buffer comes first
+        if a.name in k.split:
+            lines += _split_views(k, a)
+            continue
         if a.name in k.in_place:
             lines.append(f"dpre_{a.name}_seq = pre_{a.name}_seq  # each gate's adjoint goes over its value, once read")
         else:
@@ -873,15 +1004,64 @@ def _sequence_views(k):
     return lines
 
 
+def _split_views(k, a):
+    """A split affine's adjoints: each twin a view of its twin's, each other block a buffer of its
+    own, and one step's adjoints gathered in dpre_<A> for the GEMM with the weight."""
+    twins = [(b, *k.twins[b]) for b in a.blocks if b in k.twins]
+    sums = ", ".join(f"{u.symbol} = {u.expr}" for _, _, u in twins)
+    cite = ", ".join(f"({k.d.step_for(b).number})" for b, _, _ in twins)
+    lines = [_assign_tuple([f"d{b}_seq" for b, _, _ in twins], [f"d{twin}_seq" for _, twin, _ in twins])
+             + f"  # {cite} one adjoint for both blocks of {sums}"]
+    lines += [f"d{b}_seq = {b}_seq  # its adjoint goes over its value, once read" if k.gate_of.get(b) == b
+              else f"d{b}_seq = np.empty((T, B, H), x.dtype)" for b in a.blocks if b not in k.twins]
+    return lines + [f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's, for the GEMM"]
+
+
+def _split_parts(k, a):
+    """(first, end, source, where) for the column runs of a split affine: twins adjacent in their
+    own affine read its buffer (source that affine, where its first block's index); any other
+    block reads its own buffer (source None, where that buffer's name)."""
+    parts = []
+    for j, b in enumerate(a.blocks):
+        if b not in k.twins:
+            parts.append([j, j + 1, None, f"d{b}_seq"])
+            continue
+        twin = k.twins[b][0]
+        src = k.affine_of(twin)
+        i = src.blocks.index(twin)
+        last = parts[-1] if parts else None
+        if last and last[2] is src and last[1] == j and last[3] + j - last[0] == i:
+            last[1] = j + 1
+        else:
+            parts.append([j, j + 1, src, i])
+    return [tuple(part) for part in parts]
+
+
+def _gather_lines(k, a):
+    """The loop's copies of one step's adjoints of a split affine into dpre_<A>."""
+    lines = []
+    for j0, j1, src, where in _split_parts(k, a):
+        cols, blocks = _col_range(j0, j1), a.blocks[j0:j1]
+        cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks)
+        cite += " dL/" + ", ".join(f"d{b}" for b in blocks)
+        if src is None:
+            lines.append(f"dpre_{a.name}[:, {cols}] = {where}[t]  # {cite}")
+        else:
+            twins = ", ".join(f"d{k.twins[b][0]}" for b in blocks)
+            lines.append(f"dpre_{a.name}[:, {cols}] = dpre_{src.name}_seq[t, :, {_col_range(where, where + j1 - j0)}]"
+                         f"  # {cite}: equal to {twins}")
+    return lines
+
+
 def _scaled_runs(k, a):
     """(first, end, root): runs of adjacent blocks of a whose hoisted chains end at one root,
     scaled by it in the loop with one multiplication."""
     runs = []
     for j, block in enumerate(a.blocks):
         chain = k.hoisted(k.d.step_for(block))
-        if chain is None:
+        if chain is None or block in k.twins:
             continue
-        if runs and runs[-1][1] == j and runs[-1][2] == chain.root:
+        if runs and runs[-1][1] == j and runs[-1][2] == chain.root and a.name not in k.split:
             runs[-1] = (runs[-1][0], j + 1, chain.root)
         else:
             runs.append((j, j + 1, chain.root))
@@ -908,7 +1088,7 @@ def _hoisted_lines(k):
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
     for local, name in k.span_locals.items():
         lines.append(f"{name} = {printer.doprint(local)}  # read by the loop, formed for the span at once")
-    hoisted = sorted((s for s in k.d.steps if k.hoisted(s)), key=lambda s: len(_own_links(k.chains[s.number])))
+    hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins), key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
@@ -984,12 +1164,12 @@ def _backward_step(k):
     names.update({call: str(name) for call, name in k.aux.items()})
     for a in k.cell.affines:
         for w, v in k.affine_parts(a)[1]:
-            names[MatTerm(a, v)] = f"dpre_{a.name}_seq[t] @ {w}"
+            names[MatTerm(a, v)] = f"dpre_{a.name}{'' if a.name in k.split else '_seq[t]'} @ {w}"
     printer = _CodePrinter(names)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
     carries = [s for s in k.d.steps if s.kind == "carry"]
     carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
-    entries, pending, seen = [], [], set()  # entries: (line, forward values read, gate written over)
+    entries, pending, seen, emitted = [], [], set(), set()  # entries: (line, forward values read, gate written over)
     for step in nodes + carries:
         if step.kind == "block":
             a = k.affine_of(step.target)
@@ -1000,12 +1180,17 @@ def _backward_step(k):
         if not k.in_loop(step):
             continue
         weights = {t.local.affine for t in step.terms if t.adjoint is None}
-        for a in [a for a in pending if a.name in weights]:
+        due = [a for a in pending if a.name in weights]
+        for a in _twin_sources(k, due, emitted) + due:  # a twin's adjoint is final before it is gathered
             entries += _block_entries(k, a, printer)
-            pending.remove(a)
+            emitted.add(a.name)
+            seen.add(a.name)
+            if a in pending:
+                pending.remove(a)
         entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
     for a in pending:
         entries += _block_entries(k, a, printer)
+        emitted.add(a.name)
     copies, written = set(), set()
     for _, reads, writes in entries:
         copies |= reads & written
@@ -1017,6 +1202,12 @@ def _backward_step(k):
              f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
                                         if s in copies else "") for s in sorted(k.loop_reads, key=str)]
     return loads + body
+
+
+def _twin_sources(k, due, emitted):
+    """The affines whose buffers hold twins of the due affines' blocks, not yet in the loop."""
+    names = {k.affine_of(k.twins[b][0]).name for a in due if a.name in k.split for b in a.blocks if b in k.twins}
+    return [a for a in k.cell.affines if a.name in names - emitted and a not in due]
 
 
 def _reads(k, step):
@@ -1035,6 +1226,8 @@ def _block_entries(k, a, printer):
         step = k.d.step_for(block)
         if k.in_loop(step):
             entries.append((_adjoint_line(k, step, printer), _reads(k, step), k.gate_of.get(block)))
+    if a.name in k.split:
+        entries += [(line, set(), None) for line in _gather_lines(k, a)]
     return entries
 
 
@@ -1081,20 +1274,44 @@ def _adjoint_line(k, step, printer):
 
 
 def _param_gradients(k):
-    cell, lines = k.cell, []
+    cell, lines, done = k.cell, [], set()
     for a in cell.affines:
-        lines.append(f"dpre_{a.name}_flat = dpre_{a.name}_seq.reshape(T * B, {k.size_expr(a)})")
+        if a.name not in k.split:
+            lines.append(f"dpre_{a.name}_flat = dpre_{a.name}_seq.reshape(T * B, {k.size_expr(a)})")
     for g in k.d.param_grads:
         where = f"  # ({g.number}) dL/d{g.name}"
-        if g.kind == "weight":
+        a = next((a for a in cell.affines if a.name == g.affine), None)
+        if a is not None and a.name in k.split and (g.kind == "weight" or g.name == a.biases[0]):
+            lines += _split_gradient(k, a, g, done)
+        elif g.kind == "weight":
             lines.append(f"d{g.name} = dpre_{g.affine}_flat.T @ {_flat_values(k, g.vector)}{where}")
         elif g.kind == "bias":
-            a = next(a for a in cell.affines if a.name == g.affine)
             if g.name == a.biases[0]:
                 lines.append(f"d{g.name} = dpre_{a.name}_flat.sum(axis=0){where}")
             else:
                 lines.append(f"d{g.name} = d{a.biases[0]}.copy(){where}")
+        done.add(g.name)
     return lines
+
+
+def _split_gradient(k, a, g, done):
+    """A split affine's weight or first bias gradient, a run of block rows at a time from where
+    their adjoints are; done holds the bias gradients already computed, whose sums it reuses."""
+    where = f"  # ({g.number}) dL/d{g.name}"
+    flats = []
+    for j0, j1, src, at in _split_parts(k, a):
+        if src is None:
+            flats.append((j0, j1, f"{at}.reshape(T * B, H)", None))
+        else:
+            cols = _col_range(at, at + j1 - j0)
+            bias = src.biases[0] if src.biases and src.biases[0] in done else None
+            flats.append((j0, j1, f"dpre_{src.name}_flat[:, {cols}]", bias and f"d{bias}[{cols}]"))
+    if g.kind == "bias":
+        sums = [total or f"{flat}.sum(axis=0)" for _, _, flat, total in flats]
+        return [f"d{g.name} = np.concatenate([{', '.join(sums)}]){where}"]
+    values, rows = _flat_values(k, g.vector), "D" if g.vector == k.x else "H"
+    lines = [f"d{g.name} = np.empty(({k.size_expr(a)}, {rows}), x.dtype){where}, by runs of blocks:"]
+    return lines + [f"np.matmul({flat}.T, {values}, out=d{g.name}[{_col_range(j0, j1)}])" for j0, j1, flat, _ in flats]
 
 
 def _flat_values(k, vector):

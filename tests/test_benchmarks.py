@@ -145,7 +145,9 @@ def test_ab_compares_two_kernel_files(capsys):
 def test_ab_refuses_kernels_whose_gradients_disagree(tmp_path):
     """A faster kernel that computes something else is no improvement."""
     wrong = tmp_path / "wrong_gru.py"
-    wrong.write_text(pathlib.Path(gru.__file__).read_text().replace(
-        "dh_prev = dpre_U_seq[t] @ U_h + z*dh", "dh_prev = dpre_U_seq[t] @ U_h"))
+    source = pathlib.Path(gru.__file__).read_text()
+    wrong_source = source.replace(" @ U_h + z*dh", " @ U_h")  # the direct path of dL/dh_prev lost
+    assert wrong_source != source
+    wrong.write_text(wrong_source)
     with pytest.raises(SystemExit, match="the two kernels disagree"):
         ab.main([gru.__file__, str(wrong), "--sizes", "3,2,3,4", "--rounds", "1"])

@@ -87,7 +87,10 @@ def forward(params, x, state=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x).reshape(T, B, 3 * H)  # (1)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 3 * H)  # (1)
+    bias_W = b_x.copy()
+    bias_W[:2 * H] += b_h[:2 * H]  # the bias of a_hr, a_hz, read only in sums with W's blocks, joins here
+    pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
     # What the backward pass reads, kept for every step.
@@ -103,9 +106,8 @@ def forward(params, x, state=None):
             pre_W = pre_W_seq[t]
             a_xn = pre_W[:, 2 * H:3 * H]
             np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
-            pre_U += b_h  # (2)
-            a_hn = pre_U[:, 2 * H:3 * H]
-            a_hn_seq[t] = a_hn
+            np.add(pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H], out=a_hn_seq[t])  # (2) a_hn
+            a_hn = a_hn_seq[t]
             pre_W[:, :2 * H] += pre_U[:, :2 * H]  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
             _sigmoid_into(pre_W[:, :2 * H], pre_W[:, :2 * H])  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
@@ -142,9 +144,9 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)
-    dpre_U_seq = np.empty((T, B, 3 * H), x.dtype)
-    da_hr_seq, da_hz_seq, da_hn_seq = _blocks(dpre_U_seq, 3)
-    dpre_U_blocks = dpre_U_seq.reshape(T, B, 3, H)
+    da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
+    da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
+    dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's, for the GEMM
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -153,42 +155,46 @@ def backward(params, cache, dys, dstate=None):
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
         z_span = z_seq[t0:t1].copy()  # the loop reads z; da_xz goes over it now
-        # da_hz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_hz_seq[t0:t1])  # (14) dz/da_z
-        da_hz_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
         da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # z is read below: the product waits here
-        da_xz_tmp[...] = da_hz_seq[t0:t1]  # (21) the same product as da_hz
+        # da_xz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_xz_tmp)  # (14) dz/da_z
+        da_xz_tmp *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
         da_xn_tmp = np.empty_like(da_xn_seq[t0:t1])  # n is read below: the product waits here
         # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
         da_xn_tmp[...] = 1  # (12) dn/da_n
         da_xn_tmp -= n_seq[t0:t1]**2
         da_xn_tmp *= 1 - z_seq[t0:t1]  # (11) dh/dn
+        da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # a_hn is read below: the product waits here
         # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], da_xn_tmp, out=da_hn_seq[t0:t1])  # (19) da_n/da_hn, times (12), (11) from da_xn
-        # da_hr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_hr_seq[t0:t1])  # (16) dr/da_r
-        da_hr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
-        da_hr_seq[t0:t1] *= da_xn_tmp  # (12), (11): the product da_xn holds
-        da_xr_seq[t0:t1] = da_hr_seq[t0:t1]  # (20) the same product as da_hr
+        np.multiply(r_seq[t0:t1], da_xn_tmp, out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
+        # da_xr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_xr_seq[t0:t1])  # (16) dr/da_r
+        da_xr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
+        da_xr_seq[t0:t1] *= da_xn_tmp  # (12), (11): the product da_xn holds
         da_xz_seq[t0:t1] = da_xz_tmp
         del da_xz_tmp
         da_xn_seq[t0:t1] = da_xn_tmp
         del da_xn_tmp
+        da_hn_seq[t0:t1] = da_hn_tmp
+        del da_hn_tmp
         for t in reversed(range(t0, t1)):
             z = z_span[t - t0]
             dh = dys[t] + dh_next  # (10) dL/dh
-            dpre_U_blocks[t] *= dh[:, np.newaxis]  # (17), (18), (19) dL/da_hr, da_hz, da_hn
-            dh_prev = dpre_U_seq[t] @ U_h + z*dh  # (23) dL/dh_prev
             dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
+            da_hn_seq[t] *= dh  # (19) dL/da_hn
+            dpre_U[:, :2 * H] = dpre_W_seq[t, :, :2 * H]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
+            dpre_U[:, 2 * H:3 * H] = da_hn_seq[t]  # (19) dL/da_hn
+            dh_prev = dpre_U @ U_h + z*dh  # (23) dL/dh_prev
             dh_next = dh_prev
 
-    # Weight gradients: sums over time and batch, one GEMM each.
+    # Weight gradients: sums over time and batch, one GEMM each (or one per run of blocks kept apart).
     dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)
-    dpre_U_flat = dpre_U_seq.reshape(T * B, 3 * H)
     dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
     db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x
-    dU_h = dpre_U_flat.T @ h_seq[:-1].reshape(T * B, H)  # (27) dL/dU_h
-    db_h = dpre_U_flat.sum(axis=0)  # (28) dL/db_h
+    dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
+    np.matmul(dpre_W_flat[:, :2 * H].T, h_seq[:-1].reshape(T * B, H), out=dU_h[:2 * H])
+    np.matmul(da_hn_seq.reshape(T * B, H).T, h_seq[:-1].reshape(T * B, H), out=dU_h[2 * H:3 * H])
+    db_h = np.concatenate([db_x[:2 * H], da_hn_seq.reshape(T * B, H).sum(axis=0)])  # (28) dL/db_h
     dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
     grads = {"W_x": dW_x, "b_x": db_x, "U_h": dU_h, "b_h": db_h}
     return grads, dx, (dh_next,)

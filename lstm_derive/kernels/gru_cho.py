@@ -75,9 +75,15 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
+    # The sigmoids' -a of exp(-a) rides on the weights: no pass over the gates at every step.
+    W_x_scaled = -W_x
+    W_h_scaled = -W_h
+
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 2 * H)  # (1)
-    pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T + b_n).reshape(T, B, H)  # (5)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 2 * H)  # (1)
+    pre_W_seq -= b  # (1)
+    pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T).reshape(T, B, H)  # (5)
+    pre_W_n_seq += b_n  # (5)
     r_seq, z_seq = _blocks(pre_W_seq, 2)
     n_seq = pre_W_n_seq
 
@@ -89,9 +95,8 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h.T  # (1)
-            # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))
-            np.negative(pre_W, out=pre_W)
+            pre_W += h_prev @ W_h_scaled.T  # (1)
+            # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += 1
             np.reciprocal(pre_W, out=pre_W)

@@ -80,9 +80,15 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b).reshape(T, B, 4 * H)  # (1)
+    # The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride
+    # on the weights: exact (powers of two), and no pass over the gates at every step.
     scale_W = _gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype)
+    W_x_scaled = W_x * scale_W[:, np.newaxis]
+    W_h_scaled = W_h * scale_W[:, np.newaxis]
+
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
+    pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 4 * H)  # (1)
+    pre_W_seq += b*scale_W  # (1)
     i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # What the backward pass reads, kept for every step.
@@ -95,9 +101,8 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h.T  # (1)
-            # (2), (3), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a))
-            pre_W *= scale_W
+            pre_W += h_prev @ W_h_scaled.T  # (1)
+            # (2), (3), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += 1
             np.reciprocal(pre_W, out=pre_W)

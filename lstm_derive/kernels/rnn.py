@@ -65,7 +65,8 @@ def forward(params, x, state=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T + b_x + b_h).reshape(T, B, H)  # (1)
+    pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, H)  # (1)
+    pre_W_seq += b_x + b_h  # (1)
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
