@@ -9,7 +9,7 @@ what a careful person does by hand, every time:
   products stay inside the loops;
 - the gates of an affine node whose blocks each feed one sigmoid or tanh are activated
   together, in place, with one exp (sigmoid(a) = 1/(1 + exp(-a)), tanh(a) = 2 sigmoid(2a) - 1:
-  exp costs a third of tanh);
+  exp costs about half of tanh in float64);
 - a pre-activation's adjoint is its consumer's adjoint times a chain of local derivatives
   through lets with one consumer each (da_i = i(1-i) g dc); the chain's product reads only
   forward values, so it is computed for all steps at once before the backward loop, in the
@@ -913,7 +913,7 @@ def _activate_gates(k, a):
     g = f"pre_{a.name}"
     if kinds == {"tanh"}:
         lines = [f"np.tanh({g}, out={g})  # {cite}, in place: the pre-activations are not needed again"]
-    else:  # exp costs a third of tanh, and 1 / (1 + exp(-a)) is exact where a sigmoid is tiny
+    else:  # exp costs about half of tanh, and 1 / (1 + exp(-a)) is exact where a sigmoid is tiny
         lines = [
             f"# {cite} all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
             f"np.exp({g}, out={g})",
