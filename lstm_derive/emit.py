@@ -1014,7 +1014,8 @@ def _split_views(k, a):
              + f"  # {cite} one adjoint for both blocks of {sums}"]
     lines += [f"d{b}_seq = {b}_seq  # its adjoint goes over its value, once read" if k.gate_of.get(b) == b
               else f"d{b}_seq = np.empty((T, B, H), x.dtype)" for b in a.blocks if b not in k.twins]
-    return lines + [f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's, for the GEMM"]
+    return lines + [f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's adjoints of "
+                    f"{a.name}'s blocks, gathered for the GEMM"]
 
 
 def _split_parts(k, a):

@@ -146,7 +146,7 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)
     da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
     da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
-    dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's, for the GEMM
+    dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
