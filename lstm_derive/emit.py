@@ -1018,39 +1018,58 @@ def _split_views(k, a):
                     f"{a.name}'s blocks, gathered for the GEMM"]
 
 
+@dataclass
+class _Part:
+    """Blocks first to end - 1 of a split affine, and where their adjoints are: twins in the
+    columns of their own affine's buffer from block column on, any other block (source None)
+    in a buffer of its own."""
+
+    first: int
+    end: int
+    source: Affine | None
+    column: int = 0
+
+    def twin_cols(self):
+        return _col_range(self.column, self.column + self.end - self.first)
+
+    def at_step(self, a):
+        if self.source is None:
+            return f"d{a.blocks[self.first]}_seq[t]"
+        return f"dpre_{self.source.name}_seq[t, :, {self.twin_cols()}]"
+
+    def flat(self, a):
+        if self.source is None:
+            return f"d{a.blocks[self.first]}_seq.reshape(T * B, H)"
+        return f"dpre_{self.source.name}_flat[:, {self.twin_cols()}]"
+
+
 def _split_parts(k, a):
-    """(first, end, source, where) for the column runs of a split affine: twins adjacent in their
-    own affine read its buffer (source that affine, where its first block's index); any other
-    block reads its own buffer (source None, where that buffer's name)."""
+    """A split affine's blocks as _Parts: twins adjacent in their own affine make one part."""
     parts = []
     for j, b in enumerate(a.blocks):
         if b not in k.twins:
-            parts.append([j, j + 1, None, f"d{b}_seq"])
+            parts.append(_Part(j, j + 1, None))
             continue
         twin = k.twins[b][0]
-        src = k.affine_of(twin)
-        i = src.blocks.index(twin)
+        source = k.affine_of(twin)
+        i = source.blocks.index(twin)
         last = parts[-1] if parts else None
-        if last and last[2] is src and last[1] == j and last[3] + j - last[0] == i:
-            last[1] = j + 1
+        if last and last.source is source and last.end == j and last.column + j - last.first == i:
+            last.end = j + 1
         else:
-            parts.append([j, j + 1, src, i])
-    return [tuple(part) for part in parts]
+            parts.append(_Part(j, j + 1, source, i))
+    return parts
 
 
 def _gather_lines(k, a):
     """The loop's copies of one step's adjoints of a split affine into dpre_<A>."""
     lines = []
-    for j0, j1, src, where in _split_parts(k, a):
-        cols, blocks = _col_range(j0, j1), a.blocks[j0:j1]
-        cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks)
-        cite += " dL/" + ", ".join(f"d{b}" for b in blocks)
-        if src is None:
-            lines.append(f"dpre_{a.name}[:, {cols}] = {where}[t]  # {cite}")
-        else:
-            twins = ", ".join(f"d{k.twins[b][0]}" for b in blocks)
-            lines.append(f"dpre_{a.name}[:, {cols}] = dpre_{src.name}_seq[t, :, {_col_range(where, where + j1 - j0)}]"
-                         f"  # {cite}: equal to {twins}")
+    for part in _split_parts(k, a):
+        blocks = a.blocks[part.first:part.end]
+        cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks) + " dL/" + ", ".join(f"d{b}" for b in blocks)
+        if part.source is not None:
+            cite += ": equal to " + ", ".join(f"d{k.twins[b][0]}" for b in blocks)
+        lines.append(f"dpre_{a.name}[:, {_col_range(part.first, part.end)}] = {part.at_step(a)}  # {cite}")
     return lines
 
 
@@ -1298,21 +1317,22 @@ def _param_gradients(k):
 def _split_gradient(k, a, g, done):
     """A split affine's weight or first bias gradient, a run of block rows at a time from where
     their adjoints are; done holds the bias gradients already computed, whose sums it reuses."""
-    where = f"  # ({g.number}) dL/d{g.name}"
-    flats = []
-    for j0, j1, src, at in _split_parts(k, a):
-        if src is None:
-            flats.append((j0, j1, f"{at}.reshape(T * B, H)", None))
-        else:
-            cols = _col_range(at, at + j1 - j0)
-            bias = src.biases[0] if src.biases and src.biases[0] in done else None
-            flats.append((j0, j1, f"dpre_{src.name}_flat[:, {cols}]", bias and f"d{bias}[{cols}]"))
+    where, parts = f"  # ({g.number}) dL/d{g.name}", _split_parts(k, a)
     if g.kind == "bias":
-        sums = [total or f"{flat}.sum(axis=0)" for _, _, flat, total in flats]
+        sums = [_known_sum(part, done) or f"{part.flat(a)}.sum(axis=0)" for part in parts]
         return [f"d{g.name} = np.concatenate([{', '.join(sums)}]){where}"]
     values, rows = _flat_values(k, g.vector), "D" if g.vector == k.x else "H"
     lines = [f"d{g.name} = np.empty(({k.size_expr(a)}, {rows}), x.dtype){where}, by runs of blocks:"]
-    return lines + [f"np.matmul({flat}.T, {values}, out=d{g.name}[{_col_range(j0, j1)}])" for j0, j1, flat, _ in flats]
+    return lines + [f"np.matmul({part.flat(a)}.T, {values}, out=d{g.name}[{_col_range(part.first, part.end)}])"
+                    for part in parts]
+
+
+def _known_sum(part, done):
+    """The twins' bias gradient where their own affine's is computed already, or None."""
+    source = part.source
+    if source is not None and source.biases and source.biases[0] in done:
+        return f"d{source.biases[0]}[{part.twin_cols()}]"
+    return None
 
 
 def _flat_values(k, vector):
