@@ -641,6 +641,10 @@ def _forward(k):
         else:
             body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
     body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
+    views = _views_once(k)
+    if views:
+        body += ["", "    # Views of the buffers' columns, made once: the loop indexes them by step."]
+        body += ["    " + line for line in views]
     body += ["", "    # What the backward pass reads, kept for every step."]
     body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
     for v in k.stored:
@@ -682,20 +686,33 @@ def _input_bias(k, a, n):
 
 
 def _loop_bias(k, a, n):
-    """The loop's bias lines of a loop-only affine, and the stored blocks they write into their
-    storage: a block that a folded run leaves gets its bias on its own columns."""
-    folded = {j for run in k.bias_folds if run.b is a for j in range(run.j0, run.j1)}
-    if not folded:
-        return ([f"pre_{a.name} {_bias_update(k, a)}  # ({n})"] if a.biases else []), set()
-    bias, lines, written = a.biases[0], [], set()
-    for j0, j1 in _runs([j for j in range(len(a.blocks)) if j not in folded]):
-        cols, block = _col_range(j0, j1), a.blocks[j0]
-        if j1 - j0 == 1 and block in k.stored:  # the sum goes straight where the backward pass reads it
-            lines.append(f"np.add(pre_{a.name}[:, {cols}], {bias}[{cols}], out={block}_seq[t])  # ({n}) {block}")
-            written.add(block)
+    """The loop's bias lines of a loop-only affine: a block that a folded run leaves gets its bias
+    on its own columns, a stored one straight into its storage (through pre_<block>)."""
+    if not _own_bias_runs(k, a):
+        return [f"pre_{a.name} {_bias_update(k, a)}  # ({n})"] if a.biases else []
+    bias, lines = a.biases[0], []
+    for j0, j1, written in _own_bias_runs(k, a):
+        cols = _col_range(j0, j1)
+        if written is not None:
+            lines.append(f"np.add(pre_{written}, {bias}[{cols}], out={written}_seq[t])  # ({n}) {written}")
         else:
             lines.append(f"pre_{a.name}[:, {cols}] += {bias}[{cols}]  # ({n})")
-    return lines, written
+    return lines
+
+
+def _own_bias_runs(k, a):
+    """(first, end, stored block or None): the runs of a loop-only affine's blocks that a folded
+    run leaves, which get their bias in the loop; [] when no run is folded."""
+    folded = {j for run in k.bias_folds if run.b is a for j in range(run.j0, run.j1)}
+    if not folded:
+        return []
+    runs = _runs([j for j in range(len(a.blocks)) if j not in folded])
+    return [(j0, j1, a.blocks[j0] if j1 - j0 == 1 and a.blocks[j0] in k.stored else None) for j0, j1 in runs]
+
+
+def _written_blocks(k, a):
+    """The stored blocks whose bias-add writes them straight into their storage."""
+    return {written for _, _, written in _own_bias_runs(k, a) if written is not None}
 
 
 def _runs(indices):
@@ -800,13 +817,15 @@ def _forward_step(k):
 def _fused_lines(k, run, numbers):
     """Adjacent gates over sums of two affines' blocks, summed and activated with one call each."""
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
-    cols = _col_range(j0, j1)
-    where, other = f"pre_{a.name}[:, {cols}]", f"pre_{b.name}[:, {cols}]"
+    n = k.fused.index(run)
+    where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
+    other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
     us, vs = [u for u, _ in pairs], [v for _, v in pairs]
     cite_u = ", ".join(f"({numbers[id(u)]})" for u in us)
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
     activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     return [
+        f"{where} = {where}_seq[t]",
         f"{where} += {other}  # {cite_u} " + ", ".join(f"{u.symbol} = {u.expr}" for u in us)
         + f", where {', '.join(str(a.blocks[j]) for j in range(j0, j1))} were",
         f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
@@ -867,23 +886,22 @@ def _whole(target):
 
 def _forward_affine(k, a, n):
     pre, loop = k.affine_parts(a)
-    lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if pre or a.name in k.gates else []
+    lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if (pre and loop) or a.name in k.gates else []
     products = [f"{v} @ {_weight(k, a, w)}.T" for w, v in loop]
     if pre:
         lines += [f"pre_{a.name} += {p}  # ({n})" for p in products]
     else:
         lines.append(f"np.matmul({products[0]}, out=pre_{a.name})  # ({n})".replace(" @ ", ", "))
         lines += [f"pre_{a.name} += {p}  # ({n})" for p in products[1:]]
-    written = set()
     if not pre:  # the input GEMM has the biases otherwise
-        bias_lines, written = _loop_bias(k, a, n)
-        lines += bias_lines
+        lines += _loop_bias(k, a, n)
     if a.name in k.gates:
         return lines + _activate_gates(k, a)
-    used = _used_blocks(k, a)
+    written = _written_blocks(k, a)
+    # the views of the blocks' columns are made before the loop (_block_views_once)
+    used = [b for b in _used_blocks(k, a) if pre or b in written]
     if used:
-        lines.append(_assign_tuple(used, [f"{b}_seq[t]" if b in written else f"pre_{a.name}[:, {_cols(a, b)}]"
-                                          for b in used]))
+        lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written]
     return lines
 
@@ -898,6 +916,39 @@ def _col_range(j0, j1):
     def at(j):
         return "" if j == 0 else "H" if j == 1 else f"{j} * H"
     return f"{at(j0)}:{at(j1)}"
+
+
+def _block_at_step(k, a, b, pre_at_step):
+    """The code for block b at step t, in the loop; pre_at_step: pre_<A> holds the step's buffer."""
+    if not k.affine_parts(a)[0] or (len(a.blocks) > 1 and b not in k.stored):
+        return f"{b}_seq[t]"  # its storage, or a view made once (_views_once)
+    buffer = f"pre_{a.name}" if pre_at_step else f"pre_{a.name}_seq[t]"
+    return buffer if len(a.blocks) == 1 else f"{buffer}[:, {_cols(a, b)}]"
+
+
+def _views_once(k):
+    """The column views the forward loop reads, made before it: slicing columns at every step
+    costs as much as a small operation. A block of the input GEMM's buffer is seen over all
+    steps (a_xn_seq); one of a loop-only affine's buffer, reused at every step, as it is."""
+    lines = []
+    for a in k.cell.affines:
+        if a.name in k.gates:
+            continue
+        pre, written = k.affine_parts(a)[0], _written_blocks(k, a)
+        for b in _used_blocks(k, a):
+            if pre and b not in k.stored and len(a.blocks) > 1:
+                lines.append(f"{b}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]")
+            elif not pre and b not in written:
+                lines.append(f"{b} = pre_{a.name}[:, {_cols(a, b)}]")
+        lines += [f"pre_{b} = pre_{a.name}[:, {_cols(a, b)}]" for b in a.blocks if b in written]
+    for n, run in enumerate(k.fused):
+        cols = _col_range(run.j0, run.j1)
+        lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]")
+        if k.affine_parts(run.b)[0]:
+            lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]")
+        else:
+            lines.append(f"pre_{run.b.name}_run{n} = pre_{run.b.name}[:, {cols}]")
+    return lines
 
 
 def _used_blocks(k, a):

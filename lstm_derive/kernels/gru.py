@@ -93,6 +93,12 @@ def forward(params, x, state=None):
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
+    # Views of the buffers' columns, made once: the loop indexes them by step.
+    a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
+    pre_a_hn = pre_U[:, 2 * H:3 * H]
+    pre_W_run0_seq = pre_W_seq[..., :2 * H]
+    pre_U_run0 = pre_U[:, :2 * H]
+
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     a_hn_seq = np.empty((T, B, H), x.dtype)
@@ -103,13 +109,13 @@ def forward(params, x, state=None):
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
-            pre_W = pre_W_seq[t]
-            a_xn = pre_W[:, 2 * H:3 * H]
+            a_xn = a_xn_seq[t]
             np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
-            np.add(pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H], out=a_hn_seq[t])  # (2) a_hn
+            np.add(pre_a_hn, b_h[2 * H:3 * H], out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
-            pre_W[:, :2 * H] += pre_U[:, :2 * H]  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
-            _sigmoid_into(pre_W[:, :2 * H], pre_W[:, :2 * H])  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
+            pre_W_run0 = pre_W_run0_seq[t]
+            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
+            _sigmoid_into(pre_W_run0, pre_W_run0)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]

@@ -88,6 +88,12 @@ def forward(params, x, state=None):
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 4 * H)  # (1)
     pre_W_seq += b  # (1)
 
+    # Views of the buffers' columns, made once: the loop indexes them by step.
+    a_i_seq = pre_W_seq[..., :H]
+    a_f_seq = pre_W_seq[..., H:2 * H]
+    a_g_seq = pre_W_seq[..., 2 * H:3 * H]
+    a_o_seq = pre_W_seq[..., 3 * H:4 * H]
+
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     c_seq = np.empty((T + 1, B, H), x.dtype)
@@ -103,7 +109,7 @@ def forward(params, x, state=None):
         for t in range(T):
             pre_W = pre_W_seq[t]
             pre_W += h_prev @ W_h.T  # (1)
-            a_i, a_f, a_g, a_o = pre_W[:, :H], pre_W[:, H:2 * H], pre_W[:, 2 * H:3 * H], pre_W[:, 3 * H:4 * H]
+            a_i, a_f, a_g, a_o = a_i_seq[t], a_f_seq[t], a_g_seq[t], a_o_seq[t]
             i = i_seq[t]
             _sigmoid_into(a_i + c_prev*p_i, i)  # (2) i = sigmoid(a_i + c_prev*p_i)
             f = f_seq[t]

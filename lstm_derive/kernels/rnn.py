@@ -74,7 +74,7 @@ def forward(params, x, state=None):
     for t in range(T):
         pre_W = pre_W_seq[t]
         pre_W += h_prev @ W_h.T  # (1)
-        a = pre_W[:, :]
+        a = pre_W
         h = h_seq[t + 1]
         np.tanh(a, out=h)  # (2) h = tanh(a)
         h_prev = h
