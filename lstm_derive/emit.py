@@ -1065,8 +1065,15 @@ def _split_views(k, a):
              + f"  # {cite} one adjoint for both blocks of {sums}"]
     lines += [f"d{b}_seq = {b}_seq  # its adjoint goes over its value, once read" if k.gate_of.get(b) == b
               else f"d{b}_seq = np.empty((T, B, H), x.dtype)" for b in a.blocks if b not in k.twins]
-    return lines + [f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's adjoints of "
-                    f"{a.name}'s blocks, gathered for the GEMM"]
+    lines.append(f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's adjoints of "
+                 f"{a.name}'s blocks, gathered for the GEMM")
+    for j, part in enumerate(_split_parts(k, a)):  # the gather's views, made once
+        names = [f"dpre_{a.name}_part{j}"] + ([f"dpre_{a.name}_part{j}_seq"] if part.source else [])
+        views = [f"dpre_{a.name}[:, {_col_range(part.first, part.end)}]"]
+        if part.source:
+            views.append(f"dpre_{part.source.name}_seq[..., {part.twin_cols()}]")
+        lines.append(_assign_tuple(names, views))
+    return lines
 
 
 @dataclass
@@ -1083,10 +1090,11 @@ class _Part:
     def twin_cols(self):
         return _col_range(self.column, self.column + self.end - self.first)
 
-    def at_step(self, a):
+    def at_step(self, a, j):
+        """The part's adjoints at step t; j is its index among the parts (see _split_views)."""
         if self.source is None:
             return f"d{a.blocks[self.first]}_seq[t]"
-        return f"dpre_{self.source.name}_seq[t, :, {self.twin_cols()}]"
+        return f"dpre_{a.name}_part{j}_seq[t]"
 
     def flat(self, a):
         if self.source is None:
@@ -1115,12 +1123,12 @@ def _split_parts(k, a):
 def _gather_lines(k, a):
     """The loop's copies of one step's adjoints of a split affine into dpre_<A>."""
     lines = []
-    for part in _split_parts(k, a):
+    for j, part in enumerate(_split_parts(k, a)):
         blocks = a.blocks[part.first:part.end]
         cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks) + " dL/" + ", ".join(f"d{b}" for b in blocks)
         if part.source is not None:
             cite += ": equal to " + ", ".join(f"d{k.twins[b][0]}" for b in blocks)
-        lines.append(f"dpre_{a.name}[:, {_col_range(part.first, part.end)}] = {part.at_step(a)}  # {cite}")
+        lines.append(f"dpre_{a.name}_part{j}[...] = {part.at_step(a, j)}  # {cite}")
     return lines
 
 

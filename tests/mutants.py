@@ -137,6 +137,8 @@ def _is_setup(stmt):
             and isinstance(value, (ast.Name, ast.Tuple, ast.Attribute))
             and not any(isinstance(n, ast.BinOp) for n in ast.walk(value))):
         return True  # aliases and views: a = b, a, b = c, d (not a write into a buffer, a[...] = b)
+    if isinstance(stmt, ast.Assign) and all(_names_of(t) for t in stmt.targets) and _is_view(value):
+        return True  # views of buffers' columns: a, b = c[:, :2 * H], d[..., H:]
     for n in ast.walk(stmt):
         if isinstance(n, ast.Call):
             name = ast.unparse(n.func)
@@ -151,6 +153,12 @@ def _is_setup(stmt):
         if isinstance(n, ast.Attribute) and n.attr == "shape":
             return True
     return False
+
+
+def _is_view(value):
+    """A view of a buffer, or a tuple of them: subscripts of names."""
+    items = value.elts if isinstance(value, ast.Tuple) else [value]
+    return all(isinstance(v, ast.Subscript) and isinstance(v.value, ast.Name) for v in items)
 
 
 # -- helpers over expressions ------------------------------------------------------------------

@@ -153,6 +153,8 @@ def backward(params, cache, dys, dstate=None):
     da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
     da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
     dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
+    dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
+    dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -188,8 +190,8 @@ def backward(params, cache, dys, dstate=None):
             dh = dys[t] + dh_next  # (10) dL/dh
             dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
             da_hn_seq[t] *= dh  # (19) dL/da_hn
-            dpre_U[:, :2 * H] = dpre_W_seq[t, :, :2 * H]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
-            dpre_U[:, 2 * H:3 * H] = da_hn_seq[t]  # (19) dL/da_hn
+            dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
+            dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
             dh_prev = dpre_U @ U_h + z*dh  # (23) dL/dh_prev
             dh_next = dh_prev
 
