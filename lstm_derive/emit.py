@@ -898,7 +898,7 @@ def _forward_affine(k, a, n):
     if a.name in k.gates:
         return lines + _activate_gates(k, a)
     written = _written_blocks(k, a)
-    # the views of the blocks' columns are made before the loop (_block_views_once)
+    # the views of the blocks' columns are made before the loop (_views_once)
     used = [b for b in _used_blocks(k, a) if pre or b in written]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
@@ -939,7 +939,7 @@ def _views_once(k):
             if pre and b not in k.stored and len(a.blocks) > 1:
                 lines.append(f"{b}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]")
             elif not pre and b not in written:
-                lines.append(f"{b} = pre_{a.name}[:, {_cols(a, b)}]")
+                lines.append(f"{b} = pre_{a.name}" + (f"[:, {_cols(a, b)}]" if len(a.blocks) > 1 else ""))
         lines += [f"pre_{b} = pre_{a.name}[:, {_cols(a, b)}]" for b in a.blocks if b in written]
     for n, run in enumerate(k.fused):
         cols = _col_range(run.j0, run.j1)

@@ -311,6 +311,7 @@ FIXED_CELLS.update({
     "gru, candidate block between the gates": _gru(order="rnz"),
     "gru, the recurrent block not kept": _gru(candidate="a_xn + r * tanh(a_hn)"),
     "gru, two recurrent inputs": _gru(second_state=True),
+    "gru, a bias per recurrent input": _gru(second_state=True, bias_h='["b_h", "b_c"]'),
 })
 
 
