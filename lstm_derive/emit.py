@@ -94,7 +94,16 @@ class _FusedRun:
     j0: int
     j1: int
     kind: str  # "sigmoid" or "tanh"
-    pairs: tuple  # (u, v) lets
+    pairs: tuple  # (u, v) lets; u is None where the sum has no name (v = sigmoid(a_j + b_j))
+
+    def reader(self, i):
+        """The let that reads the i-th pair's blocks: the sum, or the gate of an unnamed sum."""
+        u, v = self.pairs[i]
+        return u or v
+
+    def sum_text(self, i):
+        u, v = self.pairs[i]
+        return f"{u.symbol} = {u.expr}" if u else sympy.sstr(v.expr.args[0])
 
 
 class _Kernel:
@@ -230,15 +239,17 @@ class _Kernel:
         lets = {let.symbol: let for let in self.cell.lets}
         found = {}  # (affine name, j) -> (a, b, kind, u, v)
         for v, (a, block) in self.placed.items():
-            u = lets[v].expr.args[0]
-            if u not in lets or not isinstance(lets[u].expr, sympy.Add) or len(lets[u].expr.args) != 2:
+            arg = lets[v].expr.args[0]
+            u = lets.get(arg)  # the sum's let, or None for sigmoid(a_xr + a_hr)
+            total = u.expr if u is not None else arg
+            if not isinstance(total, sympy.Add) or len(total.args) != 2:
                 continue
             j = a.blocks.index(block)
-            other = [s for s in lets[u].expr.args if s != block]
+            other = [s for s in total.args if s != block]
             b = next((b for b in self.cell.affines if b is not a and other and other[0] in b.blocks
                       and b.blocks.index(other[0]) == j), None)
             if b is not None:
-                found[a.name, j] = (a, b, type(lets[v].expr).__name__, lets[u], lets[v])
+                found[a.name, j] = (a, b, type(lets[v].expr).__name__, u, lets[v])
         runs = []
         for (_, j), (a, b, kind, u, v) in sorted(found.items(), key=lambda item: item[0]):
             last = runs[-1] if runs else None
@@ -257,8 +268,8 @@ class _Kernel:
             if self.affine_parts(b)[0] or len(b.biases) != 1:
                 continue
             blocks = b.blocks[run.j0:run.j1]
-            if all(block not in self.stored and self._readers(block) == [u.symbol]
-                   for block, (u, _) in zip(blocks, run.pairs)):
+            if all(block not in self.stored and self._readers(block) == [run.reader(i).symbol]
+                   for i, block in enumerate(blocks)):
                 folds.append(run)
         return folds
 
@@ -267,17 +278,17 @@ class _Kernel:
 
     def _twins(self):
         """Blocks of a loop-only affine whose adjoints equal those of an in-place affine's blocks,
-        both only summed (a_r = a_hr + a_xr): block -> (its twin, the sum's let). The twin's buffer
+        both only summed (a_r = a_hr + a_xr): block -> (its twin, the sum as text). The twin's buffer
         holds the one adjoint for both."""
         twins = {}
         for run in self.fused:
             a, b = run.a, run.b
             if a.name not in self.in_place or b.name in self.in_place or self.affine_parts(b)[0]:
                 continue
-            for j, (u, _) in zip(range(run.j0, run.j1), run.pairs):
+            for i, j in enumerate(range(run.j0, run.j1)):
                 ca, cb = (self.hoisted(self.d.step_for(block)) for block in (a.blocks[j], b.blocks[j]))
                 if ca and cb and (ca.factor, ca.root) == (cb.factor, cb.root):
-                    twins[b.blocks[j]] = (a.blocks[j], u)
+                    twins[b.blocks[j]] = (a.blocks[j], run.sum_text(i))
         return twins
 
     def _own_slots(self):
@@ -785,15 +796,15 @@ def _forward_step(k):
     printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
     plain = _CodePrinter()
     done = set()
-    fused = {u.symbol: run for run in k.fused for u, _ in run.pairs}
-    skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair}
+    heads = {run.reader(0).symbol: run for run in k.fused}  # the node at which a run's lines go
+    skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
             lines += _forward_affine(k, node, n)
             continue
-        if node.symbol in fused and fused[node.symbol].pairs[0][0] is node:
-            lines += _fused_lines(k, fused[node.symbol], numbers)
+        if node.symbol in heads:
+            lines += _fused_lines(k, heads[node.symbol], numbers)
         if node.symbol in k.gate_lets or node.symbol in skip:
             continue
         for call, name in k.aux.items():
@@ -820,14 +831,14 @@ def _fused_lines(k, run, numbers):
     n = k.fused.index(run)
     where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
     other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
-    us, vs = [u for u, _ in pairs], [v for _, v in pairs]
-    cite_u = ", ".join(f"({numbers[id(u)]})" for u in us)
+    vs = [v for _, v in pairs]
+    cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
+    cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
     activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     return [
         f"{where} = {where}_seq[t]",
-        f"{where} += {other}  # {cite_u} " + ", ".join(f"{u.symbol} = {u.expr}" for u in us)
-        + f", where {', '.join(str(a.blocks[j]) for j in range(j0, j1))} were",
+        f"{where} += {other}  # {cite_u}" + ", ".join(run.sum_text(i) for i in range(len(pairs))) + f", where {', '.join(str(a.blocks[j]) for j in range(j0, j1))} were",
         f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
         _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs]),
     ]
@@ -952,7 +963,7 @@ def _views_once(k):
 
 
 def _used_blocks(k, a):
-    fused = {u.symbol for run in k.fused for u, _ in run.pairs}
+    fused = {run.reader(i).symbol for run in k.fused for i in range(len(run.pairs))}
     return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets if let.symbol not in fused)]
 
 
@@ -1059,7 +1070,7 @@ def _split_views(k, a):
     """A split affine's adjoints: each twin a view of its twin's, each other block a buffer of its
     own, and one step's adjoints gathered in dpre_<A> for the GEMM with the weight."""
     twins = [(b, *k.twins[b]) for b in a.blocks if b in k.twins]
-    sums = ", ".join(f"{u.symbol} = {u.expr}" for _, _, u in twins)
+    sums = ", ".join(text for _, _, text in twins)
     cite = ", ".join(f"({k.d.step_for(b).number})" for b, _, _ in twins)
     lines = [_assign_tuple([f"d{b}_seq" for b, _, _ in twins], [f"d{twin}_seq" for _, twin, _ in twins])
              + f"  # {cite} one adjoint for both blocks of {sums}"]

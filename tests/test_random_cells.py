@@ -276,7 +276,7 @@ FIXED_CELLS = {
 # GRU's shape in variants: gates over sums of two affines' blocks, whose adjoints are one
 # (twins), the second affine's bias folded into the first's. Each variant moves a part the
 # emitter relies on: the bias on one side only, the order of the blocks, a second recurrent
-# input, the candidate's block not kept.
+# input, the candidate's block not kept, the gates' sums without names.
 _GRU = """
     from lstm_derive import Cell, sigmoid, tanh
 
@@ -286,21 +286,24 @@ _GRU = """
     {states}
     {blocks_x} = cell.affine("W", [x], blocks={names_x}, bias={bias_x})
     {blocks_h} = cell.affine("U", {inputs_h}, blocks={names_h}, bias={bias_h})
-    r = cell.let("r", sigmoid(cell.let("a_r", a_xr + a_hr)))
-    z = cell.let("z", sigmoid(cell.let("a_z", a_xz + a_hz)))
+    r = cell.let("r", sigmoid({sum_r}))
+    z = cell.let("z", sigmoid({sum_z}))
     n = cell.let("n", tanh({candidate}))
     cell.update(h=(1 - z) * n + z * h_prev{updates})
 """
 
 
-def _gru(order="rzn", bias_x='"b_x"', bias_h='"b_h"', candidate="a_xn + r * a_hn", second_state=False):
+def _gru(order="rzn", bias_x='"b_x"', bias_h='"b_h"', candidate="a_xn + r * a_hn", second_state=False,
+         named_sums=True):
     names_x, names_h = [f"a_x{g}" for g in order], [f"a_h{g}" for g in order]
     return _GRU.format(
         states='c_prev = cell.state("c")' if second_state else "",
         blocks_x=", ".join(names_x), names_x=names_x, bias_x=bias_x,
         blocks_h=", ".join(names_h), names_h=names_h, bias_h=bias_h,
         inputs_h="[h_prev, c_prev]" if second_state else "[h_prev]",
-        candidate=candidate, updates=", c=n * c_prev" if second_state else "")
+        candidate=candidate, updates=", c=n * c_prev" if second_state else "",
+        sum_r='cell.let("a_r", a_xr + a_hr)' if named_sums else "a_xr + a_hr",
+        sum_z='cell.let("a_z", a_xz + a_hz)' if named_sums else "a_xz + a_hz")
 
 
 FIXED_CELLS.update({
@@ -311,6 +314,7 @@ FIXED_CELLS.update({
     "gru, candidate block between the gates": _gru(order="rnz"),
     "gru, the recurrent block not kept": _gru(candidate="a_xn + r * tanh(a_hn)"),
     "gru, two recurrent inputs": _gru(second_state=True),
+    "gru, the gates' sums unnamed": _gru(named_sums=False),
     "gru, a bias per recurrent input": _gru(second_state=True, bias_h='["b_h", "b_c"]'),
 })
 
@@ -326,7 +330,7 @@ def test_fixed_cells_have_proven_gradients(name, tmp_path):
 
 def test_the_gru_variants_have_twins_and_a_folded_bias():
     """The variants above test what they claim: the emitter does share and fold there."""
-    for name in ("gru", "gru, candidate block first", "gru, two recurrent inputs"):
+    for name in ("gru", "gru, candidate block first", "gru, two recurrent inputs", "gru, the gates' sums unnamed"):
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
     assert "bias_W" not in kernel_source(textwrap.dedent(FIXED_CELLS["gru, no bias on the recurrent affine"]))
