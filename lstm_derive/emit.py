@@ -86,8 +86,9 @@ class _Chain:
 
 @dataclass(frozen=True)
 class _FusedRun:
-    """Adjacent gates v_j = kind(u_j), u_j = a_j + b_j over the j-th blocks of affines a and b,
-    for j0 <= j < j1: summed and activated with one call each, where a's blocks were."""
+    """Gates v_j = kind(u_j), u_j = a_j + b_j over the j-th blocks of affines a and b, for
+    j0 <= j < j1 (one block, or adjacent ones): summed and activated with one call each, where
+    a's blocks were."""
 
     a: Affine
     b: Affine
@@ -234,8 +235,8 @@ class _Kernel:
         return None
 
     def _fused_gates(self):
-        """Runs of adjacent placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th
-        blocks of two affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns."""
+        """Placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th blocks of two
+        affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns, adjacent ones together."""
         lets = {let.symbol: let for let in self.cell.lets}
         found = {}  # (affine name, j) -> (a, b, kind, u, v)
         for v, (a, block) in self.placed.items():
@@ -257,7 +258,7 @@ class _Kernel:
                 runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),))
             else:
                 runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),)))
-        return [run for run in runs if run.j1 - run.j0 > 1]
+        return runs
 
     def _bias_folds(self):
         """The fused runs whose second affine's bias joins the first's input bias once: the run's
@@ -826,7 +827,7 @@ def _forward_step(k):
 
 
 def _fused_lines(k, run, numbers):
-    """Adjacent gates over sums of two affines' blocks, summed and activated with one call each."""
+    """Gates over sums of two affines' blocks, summed and activated with one call each."""
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
     n = k.fused.index(run)
     where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
@@ -835,10 +836,11 @@ def _fused_lines(k, run, numbers):
     cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
+    sums, were = ", ".join(run.sum_text(i) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
     activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     return [
         f"{where} = {where}_seq[t]",
-        f"{where} += {other}  # {cite_u}" + ", ".join(run.sum_text(i) for i in range(len(pairs))) + f", where {', '.join(str(a.blocks[j]) for j in range(j0, j1))} were",
+        f"{where} += {other}  # {cite_u}{sums}, where {', '.join(map(str, a.blocks[j0:j1]))} {were}",
         f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
         _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs]),
     ]

@@ -447,7 +447,7 @@ class Cell:
                     yield f"d{p}", f"parameter '{p}'", node.where
                 for p in node.weights:
                     yield f"{p}_scaled", f"parameter '{p}'", node.where
-                for j in range(len(node.blocks)):
+                for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
                     for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "dpre_{}_part{}", "dpre_{}_part{}_seq"):
                         yield n.format(node.name, j), owner, node.where
                 for b in node.blocks:

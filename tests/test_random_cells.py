@@ -330,7 +330,8 @@ def test_fixed_cells_have_proven_gradients(name, tmp_path):
 
 def test_the_gru_variants_have_twins_and_a_folded_bias():
     """The variants above test what they claim: the emitter does share and fold there."""
-    for name in ("gru", "gru, candidate block first", "gru, two recurrent inputs", "gru, the gates' sums unnamed"):
+    for name in ("gru", "gru, candidate block first", "gru, candidate block between the gates",
+                 "gru, two recurrent inputs", "gru, the gates' sums unnamed"):
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
     assert "bias_W" not in kernel_source(textwrap.dedent(FIXED_CELLS["gru, no bias on the recurrent affine"]))
