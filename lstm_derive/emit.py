@@ -1019,7 +1019,8 @@ def _backward(k):
             '    cache["spent"] = True',
         ]
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
-    body += [f"    d{p} = np.zeros(H, x.dtype)" for p in cell.params]
+    body += [f"    d{p} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
+             for p in cell.params]
     products = _hoisted_lines(k)
     if products:
         body += [
@@ -1041,6 +1042,9 @@ def _backward(k):
              + (" (or one per run of blocks kept apart)." if k.split else ".")]
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k)]
+    for p in cell.params:
+        total = next(g.number for g in k.d.param_grads if g.name == str(p))
+        body.append(f"    d{p} = np.sum(d{p}, axis=0)  # ({total}) dL/d{p}")
     grads = ", ".join(f'"{n}": d{n}' for n in params)
     body += [
         f"    grads = {{{grads}}}",
@@ -1357,9 +1361,8 @@ def _adjoint_line(k, step, printer):
         if not step.terms:
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"
-    if step.kind == "param":  # this step's share of the sum over time and batch
-        total = next(g.number for g in k.d.param_grads if g.name == str(step.target))
-        return f"{step.adjoint} += np.sum({code}, axis=0)  # ({step.number}), ({total}) dL/d{step.target}"
+    if step.kind == "param":  # this step's share of the sum over time; the batch's is taken once, after
+        return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"

@@ -151,9 +151,9 @@ def backward(params, cache, dys, dstate=None):
     cache["spent"] = True
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dp_i = np.zeros(H, x.dtype)
-    dp_f = np.zeros(H, x.dtype)
-    dp_o = np.zeros(H, x.dtype)
+    dp_i = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
+    dp_f = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
+    dp_o = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -192,9 +192,9 @@ def backward(params, cache, dys, dstate=None):
             dc = do_dc_span[t - t0]*do + dh_dc_span[t - t0]*dh + dc_next  # (10) dL/dc
             df = c_prev*dc  # (12) dL/df
             di = g*dc  # (13) dL/di
-            dp_i += np.sum(di_dp_i_span[t - t0]*di, axis=0)  # (20), (27) dL/dp_i
-            dp_f += np.sum(df_dp_f_span[t - t0]*df, axis=0)  # (21), (28) dL/dp_f
-            dp_o += np.sum(do_dp_o_span[t - t0]*do, axis=0)  # (22), (29) dL/dp_o
+            dp_i += di_dp_i_span[t - t0]*di  # (20) dL/dp_i
+            dp_f += df_dp_f_span[t - t0]*df  # (21) dL/dp_f
+            dp_o += do_dp_o_span[t - t0]*do  # (22) dL/dp_o
             dc_prev = di_dc_prev_span[t - t0]*di + df_dc_prev_span[t - t0]*df + f*dc  # (19) dL/dc_prev
             da_i_seq[t] *= di  # (14) dL/da_i
             da_f_seq[t] *= df  # (15) dL/da_f
@@ -209,6 +209,9 @@ def backward(params, cache, dys, dstate=None):
     dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (25) dL/dW_h
     db = dpre_W_flat.sum(axis=0)  # (26) dL/db
     dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (23) dL/dx
+    dp_i = np.sum(dp_i, axis=0)  # (27) dL/dp_i
+    dp_f = np.sum(dp_f, axis=0)  # (28) dL/dp_f
+    dp_o = np.sum(dp_o, axis=0)  # (29) dL/dp_o
     grads = {"W_x": dW_x, "W_h": dW_h, "b": db, "p_i": dp_i, "p_f": dp_f, "p_o": dp_o}
     return grads, dx, (dh_next, dc_next)
 
