@@ -1065,8 +1065,10 @@ def _sequence_views(k):
         else:
             lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
-        if any(j1 - j0 > 1 for j0, j1, _ in _scaled_runs(k, a)):
-            lines.append(f"dpre_{a.name}_blocks = dpre_{a.name}_seq.reshape(T, B, {len(a.blocks)}, H)")
+        runs = [(j0, j1) for j0, j1, _ in _scaled_runs(k, a) if j1 - j0 > 1]
+        if runs:
+            lines.append(f"dpre_{a.name}_blocks = dpre_{a.name}_seq.reshape(T, B, {len(a.blocks)}, H)"
+                         + _blocks_cols(a, runs) + "  # the blocks scaled together in the loop")
         if a.name in k.gates:
             lines.append(_gate_views(k, a))
     return lines
@@ -1338,9 +1340,19 @@ def _scaled_lines(k, a, printer):
         if j1 - j0 == 1:
             lines.append(f"{steps[0].adjoint}_seq[t] *= {r}  # {cite} dL/{what}")
         else:
-            cols = "" if (j0, j1) == (0, len(a.blocks)) else f", :, {j0}:{j1}"
+            runs = [(i0, i1) for i0, i1, _ in _scaled_runs(k, a) if i1 - i0 > 1]
+            whole = _blocks_cols(a, runs) or (j0, j1) == (0, len(a.blocks))  # the view is this run
+            cols = "" if whole else f", :, {j0}:{j1}"
             lines.append(f"dpre_{a.name}_blocks[t{cols}] *= {r}[:, np.newaxis]  # {cite} dL/{what}")
     return lines
+
+
+def _blocks_cols(a, runs):
+    """The view's block range when one run of blocks is scaled together (made once, not sliced at
+    every step): "[:, :, 0:3]"; "" when it is all blocks or there are several runs."""
+    if len(runs) != 1 or runs[0] == (0, len(a.blocks)):
+        return ""
+    return f"[:, :, {runs[0][0]}:{runs[0][1]}]"
 
 
 def _step_code(k, step, printer):

@@ -142,7 +142,7 @@ def backward(params, cache, dys, dstate=None):
     cache["spent"] = True
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
     i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # The products of local derivatives read only forward values: they are formed for a span
@@ -173,7 +173,7 @@ def backward(params, cache, dys, dstate=None):
             dh = dys[t] + dh_next  # (8) dL/dh
             dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
             dc_prev = f*dc  # (19) dL/dc_prev
-            dpre_W_blocks[t, :, 0:3] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
+            dpre_W_blocks[t] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
             da_o_seq[t] *= dh  # (17) dL/da_o
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev

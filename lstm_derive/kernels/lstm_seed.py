@@ -139,7 +139,7 @@ def backward(params, cache, dys, dstate=None):
     cache["spent"] = True
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_g_seq, da_i_seq, da_f_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
     g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # The products of local derivatives read only forward values: they are formed for a span
@@ -172,7 +172,7 @@ def backward(params, cache, dys, dstate=None):
             dh = dys[t] + dh_next  # (8) dL/dh
             ds = o*dh + ds_next  # (9) dL/ds
             ds_prev = f*ds  # (19) dL/ds_prev
-            dpre_W_blocks[t, :, 0:3] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
+            dpre_W_blocks[t] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
             da_o_seq[t] *= dh  # (17) dL/da_o
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, ds_next = dh_prev, ds_prev
