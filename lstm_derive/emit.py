@@ -956,11 +956,13 @@ def _views_once(k):
         lines += [f"pre_{b} = pre_{a.name}[:, {_cols(a, b)}]" for b in a.blocks if b in written]
     for n, run in enumerate(k.fused):
         cols = _col_range(run.j0, run.j1)
-        lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]")
+        gates = ", ".join(str(v.symbol) for _, v in run.pairs)
+        a_blocks, b_blocks = (", ".join(map(str, x.blocks[run.j0:run.j1])) for x in (run.a, run.b))
+        lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
         if k.affine_parts(run.b)[0]:
-            lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]")
+            lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]  # {b_blocks}")
         else:
-            lines.append(f"pre_{run.b.name}_run{n} = pre_{run.b.name}[:, {cols}]")
+            lines.append(f"pre_{run.b.name}_run{n} = pre_{run.b.name}[:, {cols}]  # {b_blocks}")
     return lines
 
 

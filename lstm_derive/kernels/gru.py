@@ -96,8 +96,8 @@ def forward(params, x, state=None):
     # Views of the buffers' columns, made once: the loop indexes them by step.
     a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
     pre_a_hn = pre_U[:, 2 * H:3 * H]
-    pre_W_run0_seq = pre_W_seq[..., :2 * H]
-    pre_U_run0 = pre_U[:, :2 * H]
+    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_xr, a_xz, then r, z
+    pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
