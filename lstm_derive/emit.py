@@ -118,6 +118,8 @@ class _Kernel:
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
         self.aux = self._auxiliaries()
+        # vectors some affine reads: their values outlive the loop (the weight gradients read them)
+        self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
         self.gates = self._gates()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
@@ -224,7 +226,7 @@ class _Kernel:
 
     def _sole_stored_reader(self, symbol, depth=0):
         """The stored sigmoid or tanh that alone reads symbol, directly or through one let."""
-        readers = [let for let in self.cell.lets if let.expr.has(symbol)]
+        readers = self._readers(symbol)
         if len(readers) != 1 or readers[0].symbol in self.state_of_new:
             return None
         let = readers[0]
@@ -269,13 +271,14 @@ class _Kernel:
             if self.affine_parts(b)[0] or len(b.biases) != 1:
                 continue
             blocks = b.blocks[run.j0:run.j1]
-            if all(block not in self.stored and self._readers(block) == [run.reader(i).symbol]
+            if all(block not in self.stored and self._readers(block) == [run.reader(i)]
                    for i, block in enumerate(blocks)):
                 folds.append(run)
         return folds
 
     def _readers(self, symbol):
-        return [let.symbol for let in self.cell.lets if let.expr.has(symbol)]
+        """The lets whose expressions read symbol."""
+        return [let for let in self.cell.lets if let.expr.has(symbol)]
 
     def _twins(self):
         """Blocks of a loop-only affine whose adjoints equal those of an in-place affine's blocks,
@@ -295,16 +298,14 @@ class _Kernel:
     def _own_slots(self):
         """The stored blocks of split affines that are not twins: each adjoint goes over its
         block's values once read (GRU: da_hn over a_hn)."""
-        read = {v for a in self.cell.affines for v in a.inputs}
         return {b: b for a in self.cell.affines if a.name in self.split for b in a.blocks
-                if b not in self.twins and b in self.stored and b not in read}
+                if b not in self.twins and b in self.stored and b not in self.affine_inputs}
 
     def _in_place(self, occupants):
         """The affines whose pre-activation adjoints the backward pass writes over the values in
         their slots: every block has one, and no affine reads it (its weight gradient would, after)."""
-        read = {v for a in self.cell.affines for v in a.inputs}
         return {a.name for a in self.cell.affines
-                if all(b in occupants and occupants[b] not in read for b in a.blocks)}
+                if all(b in occupants and occupants[b] not in self.affine_inputs for b in a.blocks)}
 
     def _hoisted_blocks(self):
         """The blocks whose chain products are formed outside the loop: all whose locals read
@@ -699,14 +700,15 @@ def _input_bias(k, a, n):
 
 def _loop_bias(k, a, n):
     """The loop's bias lines of a loop-only affine: a block that a folded run leaves gets its bias
-    on its own columns, a stored one straight into its storage (through pre_<block>)."""
-    if not _own_bias_runs(k, a):
+    on its own columns, a stored one straight into its storage (through pre_<block>, bias_<block>)."""
+    runs = _own_bias_runs(k, a)
+    if runs is None:
         return [f"pre_{a.name} {_bias_update(k, a)}  # ({n})"] if a.biases else []
-    bias, lines = a.biases[0], []
-    for j0, j1, written in _own_bias_runs(k, a):
+    bias, lines = a.biases[0], []  # every block folded: no bias at all in the loop
+    for j0, j1, written in runs:
         cols = _col_range(j0, j1)
         if written is not None:
-            lines.append(f"np.add(pre_{written}, {bias}[{cols}], out={written}_seq[t])  # ({n}) {written}")
+            lines.append(f"np.add(pre_{written}, bias_{written}, out={written}_seq[t])  # ({n}) {written}")
         else:
             lines.append(f"pre_{a.name}[:, {cols}] += {bias}[{cols}]  # ({n})")
     return lines
@@ -714,17 +716,17 @@ def _loop_bias(k, a, n):
 
 def _own_bias_runs(k, a):
     """(first, end, stored block or None): the runs of a loop-only affine's blocks that a folded
-    run leaves, which get their bias in the loop; [] when no run is folded."""
+    run leaves, which get their bias in the loop; None when no run is folded (all get it)."""
     folded = {j for run in k.bias_folds if run.b is a for j in range(run.j0, run.j1)}
     if not folded:
-        return []
+        return None
     runs = _runs([j for j in range(len(a.blocks)) if j not in folded])
     return [(j0, j1, a.blocks[j0] if j1 - j0 == 1 and a.blocks[j0] in k.stored else None) for j0, j1 in runs]
 
 
 def _written_blocks(k, a):
     """The stored blocks whose bias-add writes them straight into their storage."""
-    return {written for _, _, written in _own_bias_runs(k, a) if written is not None}
+    return {written for _, _, written in _own_bias_runs(k, a) or [] if written is not None}
 
 
 def _runs(indices):
@@ -953,7 +955,8 @@ def _views_once(k):
                 lines.append(f"{b}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]")
             elif not pre and b not in written:
                 lines.append(f"{b} = pre_{a.name}" + (f"[:, {_cols(a, b)}]" if len(a.blocks) > 1 else ""))
-        lines += [f"pre_{b} = pre_{a.name}[:, {_cols(a, b)}]" for b in a.blocks if b in written]
+        lines += [f"pre_{b}, bias_{b} = pre_{a.name}[:, {_cols(a, b)}], {a.biases[0]}[{_cols(a, b)}]"
+                  for b in a.blocks if b in written]
     for n, run in enumerate(k.fused):
         cols = _col_range(run.j0, run.j1)
         gates = ", ".join(str(v.symbol) for _, v in run.pairs)
@@ -1333,8 +1336,9 @@ def _block_entries(k, a, printer):
 
 def _scaled_lines(k, a, printer):
     """The loop's part of the hoisted chains: each run of blocks times its root, in place."""
-    lines = []
-    for j0, j1, root in _scaled_runs(k, a):
+    lines, runs = [], _scaled_runs(k, a)
+    view = _blocks_cols(a, [(j0, j1) for j0, j1, _ in runs if j1 - j0 > 1])
+    for j0, j1, root in runs:
         steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
         cite = ", ".join(f"({s.number})" for s in steps)
         what = ", ".join(str(s.adjoint) for s in steps)
@@ -1342,8 +1346,7 @@ def _scaled_lines(k, a, printer):
         if j1 - j0 == 1:
             lines.append(f"{steps[0].adjoint}_seq[t] *= {r}  # {cite} dL/{what}")
         else:
-            runs = [(i0, i1) for i0, i1, _ in _scaled_runs(k, a) if i1 - i0 > 1]
-            whole = _blocks_cols(a, runs) or (j0, j1) == (0, len(a.blocks))  # the view is this run
+            whole = view or (j0, j1) == (0, len(a.blocks))  # the view is this run
             cols = "" if whole else f", :, {j0}:{j1}"
             lines.append(f"dpre_{a.name}_blocks[t{cols}] *= {r}[:, np.newaxis]  # {cite} dL/{what}")
     return lines

@@ -271,6 +271,20 @@ FIXED_CELLS = {
         v = cell.let("v", p * h_prev + (h_prev - a))
         cell.update(h=sigmoid(h_prev) * sigmoid(v * h_prev), c=v, m=tanh(u * u))
     """,
+    # Found by the random cells: a loop-only affine whose every block's bias is folded into the
+    # input affine's must add no bias in the loop (it added b2 a second time).
+    "a recurrent affine whose bias is folded whole": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("folded_whole", title="A recurrent affine whose bias joins the input's")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        c_prev = cell.state("c")
+        a00, a01 = cell.affine("A0", [x], blocks=["a00", "a01"], bias="b0")
+        (a20,) = cell.affine("A2", [h_prev], blocks=["a20"], bias="b2")
+        v3 = cell.let("v3", tanh(a20 + a00))
+        cell.update(h=h_prev * a01, c=sigmoid(v3))
+    """,
 }
 
 # GRU's shape in variants: gates over sums of two affines' blocks, whose adjoints are one

@@ -95,7 +95,7 @@ def forward(params, x, state=None):
 
     # Views of the buffers' columns, made once: the loop indexes them by step.
     a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
-    pre_a_hn = pre_U[:, 2 * H:3 * H]
+    pre_a_hn, bias_a_hn = pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H]
     pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_xr, a_xz, then r, z
     pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz
 
@@ -111,7 +111,7 @@ def forward(params, x, state=None):
         for t in range(T):
             a_xn = a_xn_seq[t]
             np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
-            np.add(pre_a_hn, b_h[2 * H:3 * H], out=a_hn_seq[t])  # (2) a_hn
+            np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
             pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
