@@ -114,7 +114,9 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
         assert c["gemm_share"] > 0 and c["gemm_flops"] > 0
         assert c["min_activation"]["k"] == memory.ACTIVATIONS[cell][0]
         assert c["memory"]["generated"]["peak_bytes"] > 0
-    assert all({"target", "where", "value", "limit", "met"} == set(t) for t in report["targets"])
+        assert set(c["bounds"]) == set(c["ratios"]) and all(b > 0 for b in c["bounds"].values())
+        assert c["memory"]["generated"]["bound"] > 1
+    assert all({"target", "where", "value", "limit", "met", "bound"} == set(t) for t in report["targets"])
     for cell in ("lstm", "gru", "lstm_seed"):
         assert f"{cell} 3,1,3,4 (T=3, B=1, D=3, H=4) float64" in printed
     # the saved report prints again as the run printed it
@@ -124,6 +126,17 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
         lines = text.splitlines()
         return lines[next(n for n, line in enumerate(lines) if line.startswith("GEMM throughput")):]
     assert tables(again) == tables(printed)
+
+
+def test_a_missed_target_is_shown_with_its_bound(capsys):
+    case = {"cell": "lstm", "size": "S3", "dtype": "float32", "ratios": {"generated/handwritten": 0.95},
+            "bounds": {"generated/handwritten": 0.93}, "gemm_share": 0.9,
+            "memory": {"generated": {"ratio": 1.2, "bound": 1.1}}}
+    rows = bench.evaluate_targets([case], None)
+    assert [(r["met"], r["bound"]) for r in rows] == [(False, 0.93), (True, None), (True, 1.1)]
+    bench.print_targets(rows)
+    printed = capsys.readouterr().out
+    assert "missed: lstm S3 float32 0.95 (bound 0.93)" in printed and "2 met, 1 missed" in printed
 
 
 def test_line_profile_runs(capsys):
