@@ -3,7 +3,7 @@
     lstm-derive                      derive, generate and check every cell in derivations/
     lstm-derive generate [--check]   (re)write the kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR    a cell of your own, outside this repository
-    lstm-derive check [CELL ...]     gradient-check generated kernels, with per-element reports
+    lstm-derive check [CELL ...]     gradient-check the kernels (cells by name or script), per element
     lstm-derive show CELL            print a cell's derivation
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -166,16 +167,31 @@ def run_all(args):
 
 
 def run_check(args):
-    failed = 0
-    for script in _scripts(args, args.cells):
-        cell = gen.load_cell(script)
-        kernel = gen.import_kernel(gen.KERNELS / f"{cell.name}.py")
-        for config in CHECKS:
-            for report in check_kernel(kernel, **config):
-                sizes = ", ".join(f"{k}={v}" for k, v in config.items())
-                print(f"{cell.name} ({sizes}) {report}")
-                failed += not report.ok
+    """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
+    stale is checked as its script stands (and said so); a script of one's own needs no --out."""
+    failed, home = 0, (args.derivations or gen.default_derivations_dir()).resolve()
+    with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
+        for script in _scripts(args, args.cells):
+            cell, kernel = _emitted_kernel(script, Path(scratch), home)
+            for config in CHECKS:
+                for report in check_kernel(kernel, **config):
+                    sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+                    print(f"{cell} ({sizes}) {report}")
+                    failed += not report.ok
     return 1 if failed else 0
+
+
+def _emitted_kernel(script, scratch, home):
+    """(cell name, kernel module) of the kernel the script generates, written into scratch; a
+    note if the script is one of home's and the package holds another kernel for it."""
+    d, targets = gen.targets_for(script, scratch)
+    gen.write(targets)
+    packaged = gen.KERNELS / targets[0].path.name
+    if Path(script).resolve().parent == home and packaged.exists():
+        if packaged.read_text(encoding="utf-8") != targets[0].text:
+            print(f"note: {packaged} is stale; checking what {script} generates now "
+                  "(`lstm-derive generate` writes it)", file=sys.stderr)
+    return d.cell.name, gen.import_kernel(targets[0].path)
 
 
 def run_show(args):

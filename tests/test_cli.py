@@ -1,0 +1,75 @@
+"""`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
+
+import textwrap
+
+from lstm_derive import cli
+
+# An Elman RNN with a sigmoid: not any packaged cell's equations.
+SIGMOID_RNN = '''
+from lstm_derive import Cell, sigmoid
+
+cell = Cell("{name}", title="Elman RNN (sigmoid)")
+x = cell.input("x")
+h_prev = cell.state("h")
+(a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+cell.update(h=sigmoid(a))
+'''
+
+
+def write_cell(directory, name):
+    directory.mkdir(exist_ok=True)
+    script = directory / f"{name}.py"
+    script.write_text(textwrap.dedent(SIGMOID_RNN.format(name=name)), encoding="utf-8")
+    return script
+
+
+def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    assert cli.main(["check", str(script)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 * len(cli.CHECKS)  # central and complex, per check
+    assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out)
+    assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
+
+
+def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys):
+    """A script named like a packaged cell, with other equations: what is checked is its own kernel."""
+    home = tmp_path / "derivations"
+    write_cell(home, "rnn")
+    assert cli.main(["--derivations", str(home), "check", "rnn"]) == 0
+    captured = capsys.readouterr()
+    assert "lstm_derive/kernels/rnn.py is stale" in captured.err.replace("\\", "/")
+    assert "rnn (T=4" in captured.out
+
+
+def test_check_fails_on_a_wrong_gradient(tmp_path, capsys, monkeypatch):
+    """The kernel's dW_x off by 1%: every check reports it, element by element, and the exit status is 1."""
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    emitted = cli._emitted_kernel
+
+    def off_by_one_percent(*args):
+        name, kernel = emitted(*args)
+        right = kernel.backward
+
+        def backward(*a, **k):
+            grads, dx, dstate = right(*a, **k)
+            return dict(grads, W_x=grads["W_x"] * 1.01), dx, dstate
+        kernel.backward = backward
+        return name, kernel
+
+    monkeypatch.setattr(cli, "_emitted_kernel", off_by_one_percent)
+    assert cli.main(["check", str(script)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("elements fail") == 2 * len(cli.CHECKS) and "dW_x[0,0]" in out
+
+
+def test_check_names_an_unknown_cell(tmp_path, capsys):
+    write_cell(tmp_path, "sigmoid_rnn")
+    assert cli.main(["--derivations", str(tmp_path), "check", "lstm"]) == 2
+    assert "no cell 'lstm'" in capsys.readouterr().err
+
+
+def test_show_takes_a_script_of_ones_own(tmp_path, capsys):
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    assert cli.main(["show", str(script)]) == 0
+    assert "sigmoid" in capsys.readouterr().out
