@@ -87,20 +87,19 @@ def _scripts(args, names=()):
 
 
 def _all_targets(scripts, out=None):
-    targets, names = [], []
+    targets = []
     for script in scripts:
-        d, found = gen.targets_for(script, out)
-        targets += found
-        names.append(d.cell.name)
-    if out is None:
-        targets.append(gen.package_index(names))
+        targets += gen.targets_for(script, out)[1]
+    if out is None:  # the package's index lists every cell of derivations/, not only these
+        targets.append(gen.package_index(gen.home_cells()))
     return targets
 
 
 def run_generate(args):
     scripts = args.scripts or _scripts(args)
     targets = _all_targets(scripts, args.out)
-    orphans = [] if args.out else gen.orphans(targets)
+    # only a run over every script of derivations/ knows which kernels none generates any more
+    orphans = [] if args.out or args.scripts else gen.orphans(targets)
     if args.check:
         problems = gen.stale(targets)
         for path, diff in problems:
@@ -108,8 +107,8 @@ def run_generate(args):
         for path in orphans:
             print(f"{path}: generated, but no derivation script generates it any more")
         if problems or orphans:
-            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `lstm-derive generate`",
-                  file=sys.stderr)
+            again = " ".join(["lstm-derive generate", *map(str, args.scripts), *(["--out", str(args.out)] if args.out else [])])
+            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{again}`", file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
         return 0
@@ -149,20 +148,25 @@ def run_all(args):
     if not scripts:
         print("no derivation scripts found", file=sys.stderr)
         return 2
-    names = [gen.load_cell(s).name for s in scripts]
-    gen.write([gen.package_index(names)])
+    home = all(gen.is_home(s) for s in scripts)
+    if home:
+        gen.write([gen.package_index(gen.home_cells())])
     rows, all_failures = [], []
-    for n, script in enumerate(scripts, 1):
-        print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
-        row, failures = _check_cell(script)
-        rows.append(row)
-        all_failures += [f"{row[0]} {f}" for f in failures]
+    with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
+        for n, script in enumerate(scripts, 1):
+            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
+            row, failures = _check_cell(script, None if home else Path(scratch))
+            rows.append(row)
+            all_failures += [f"{row[0]} {f}" for f in failures]
     print()
     print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "seconds", "status"], rows))
     for failure in all_failures:
         print(failure)
     failed = sum(row[-1] != "ok" for row in rows)
     print(f"\n{len(rows) - failed} passed, {failed} failed")
+    if not home:
+        print(f"(checked in a scratch directory: the package holds the kernels of {gen.HOME} only; "
+              "`lstm-derive generate SCRIPT --out DIR` writes the others)")
     return 1 if failed else 0
 
 
@@ -196,7 +200,8 @@ def _emitted_kernel(script, scratch, home):
 
 def run_show(args):
     (script,) = _scripts(args, [args.cell])
-    d, (kernel, document) = gen.targets_for(script)
+    # a script of one's own is shown as `generate SCRIPT --out build` would write it
+    d, (kernel, document) = gen.targets_for(script, None if gen.is_home(script) else Path("build"))
     if args.markdown:
         print(document.text, end="")
     elif args.latex:

@@ -438,12 +438,15 @@ class _Kernel:
         return symbols
 
 
-def emit_kernel(derivation: Derivation) -> str:
-    """The kernel module's source text; the same derivation always gives the same text."""
+def emit_kernel(derivation: Derivation, source=None, command="lstm-derive generate") -> str:
+    """The kernel module's source text; the same derivation always gives the same text.
+
+    The header names the script as ``source`` (by default its folder and name, derivations/lstm.py)
+    and ``command`` as the way to write the file again."""
     k = _Kernel(derivation)
     passes = [_forward(k), _backward(k)]
     parts = [
-        _header(k),
+        _header(k, source or _source_name(derivation.cell), command),
         _interface(k),
         _helpers(k, "".join(passes)),
         *passes,
@@ -463,10 +466,9 @@ def _source_name(cell):
     return f"{path.parent.name}/{path.name}"
 
 
-def _header(k):
+def _header(k, source, command):
     cell = k.cell
-    source = _source_name(cell)
-    doc_name = Path(cell.source).with_suffix(".md").name
+    doc_name = f"{cell.name}.md"
     eqs = []
     for eq in k.d.forward:
         lhs = ", ".join(map(str, eq.lhs))
@@ -478,7 +480,7 @@ def _header(k):
             eqs.append(f"    ({eq.number}) {lhs} = {sympy.sstr(eq.rhs)}")
     return _lines(
         f"{GENERATED_MARK} from {source}. Do not edit by hand:",
-        f"# change {source} and run `lstm-derive generate`.",
+        f"# change {source} and run `{command}`.",
         f'"""{cell.title or cell.name}: forward pass and backpropagation through time.',
         "",
         "Forward equations, one step (x is x_t; *_prev are the states of step t-1):",

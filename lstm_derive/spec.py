@@ -39,8 +39,9 @@ class sigmoid(sympy.Function):
     def fdiff(self, argindex=1):
         return self * (1 - self)
 
-    def _latex(self, printer):
-        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+    def _latex(self, printer, exp=None):
+        text = r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
 
 
 tanh = sympy.tanh
