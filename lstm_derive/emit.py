@@ -518,6 +518,10 @@ def _interface(k):
         "",
         "def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):",
         '    """Every parameter uniform in [-scale, scale]; scale defaults to 1/sqrt(H)."""',
+        "    if not (int(D) == D >= 1 and int(H) == H >= 1):",
+        '        raise ValueError(f"D and H: expected positive integers, got D = {D}, H = {H}")',
+        '    if np.dtype(dtype).kind not in "fc":',
+        '        raise ValueError(f"dtype: expected a float or complex dtype, got {np.dtype(dtype)}")',
         "    rng = np.random.default_rng(seed)",
         "    scale = 1 / np.sqrt(H) if scale is None else scale",
         "    shapes = param_shapes(D, H)",
@@ -1458,7 +1462,7 @@ def _steps(k):
 
 
 def _validation(k):
-    x_weight, rows, count = _size_source(k)
+    _, x_weight = _input_weight(k)
     return _lines(
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array, or a ValueError naming the argument, its expected and its actual shape."""',
@@ -1472,12 +1476,7 @@ def _validation(k):
         "    return a",
         "",
         "",
-        "def _sizes(params):",
-        '    """D and H, read off a weight."""',
-        f'    {x_weight} = np.asarray(params["{x_weight}"])',
-        f"    if {x_weight}.ndim != 2 or {x_weight}.shape[0] % {count}:",
-        f'        raise ValueError(f"{x_weight}: expected shape ({rows}, D), got {{{x_weight}.shape}}")',
-        f"    return {x_weight}.shape[1], {x_weight}.shape[0] // {count}",
+        *_sizes_function(k),
         "",
         "",
         "def _checked_params(params):",
@@ -1503,15 +1502,43 @@ def _validation(k):
         '    """The state tuple as arrays (B, H); None means zeros. Copies, so callers\' arrays stay untouched."""',
         "    if state is None:",
         "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
+        "    if not isinstance(state, (tuple, list)):",
+        '        raise ValueError(f"{name}: expected a tuple of {len(STATES)} arrays {STATES}, got {type(state).__name__}")',
         "    if len(state) != len(STATES):",
         '        raise ValueError(f"{name}: expected {len(STATES)} arrays {STATES}, got {len(state)}")',
         '    return tuple(_checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy() for s, a in zip(STATES, state))',
     )
 
 
-def _size_source(k):
-    """The weight that tells D and H: the input's weight in the first affine reading x."""
+def _input_weight(k):
+    """The first affine reading x, and its weight of x."""
     a = next(a for a in k.cell.affines if k.x in a.inputs)
-    weight = a.weights[a.inputs.index(k.x)]
+    return a, a.weights[a.inputs.index(k.x)]
+
+
+def _sizes_function(k):
+    """_sizes(params): D and H read off the input's weight in the first affine reading x, and H
+    checked against a weight of an H-sized input, so that a wrong shape is blamed on both."""
+    a, w = _input_weight(k)
     count = len(a.blocks)
-    return weight, f"{count} * H" if count > 1 else "H", count
+    rows = f"{count} * H" if count > 1 else "H"
+    lines = ["def _sizes(params):",
+             '    """D and H, read off the weights."""',
+             f'    {w} = np.shape(params["{w}"])']
+    if count > 1:
+        lines += [f"    if len({w}) != 2 or {w}[0] % {count}:",
+                  f'        raise ValueError(f"{w}: expected shape ({rows}, D), got {{{w}}}")',
+                  f"    D, H = {w}[1], {w}[0] // {count}"]
+    else:
+        lines += [f"    if len({w}) != 2:",
+                  f'        raise ValueError(f"{w}: expected shape (H, D), got {{{w}}}")',
+                  f"    D, H = {w}[1], {w}[0]"]
+    other = next(((b, u) for b in k.cell.affines for u, v in k.affine_parts(b)[1]), None)
+    if other:
+        b, u = other
+        u_rows = f"{len(b.blocks)} * H" if len(b.blocks) > 1 else "H"
+        lines += [f'    {u} = np.shape(params["{u}"])',
+                  f"    if len({u}) == 2 and {u}[1] != H:",
+                  f'        raise ValueError(f"{w} {{{w}}} and {u} {{{u}}} disagree on H: expected {w} ({rows}, D) '
+                  f'and {u} ({u_rows}, H)")']
+    return lines + ["    return D, H"]

@@ -36,6 +36,10 @@ def param_shapes(D, H):
 
 def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """Every parameter uniform in [-scale, scale]; scale defaults to 1/sqrt(H)."""
+    if not (int(D) == D >= 1 and int(H) == H >= 1):
+        raise ValueError(f"D and H: expected positive integers, got D = {D}, H = {H}")
+    if np.dtype(dtype).kind not in "fc":
+        raise ValueError(f"dtype: expected a float or complex dtype, got {np.dtype(dtype)}")
     rng = np.random.default_rng(seed)
     scale = 1 / np.sqrt(H) if scale is None else scale
     shapes = param_shapes(D, H)
@@ -214,11 +218,15 @@ def _checked(name, a, shape, dims, dtype):
 
 
 def _sizes(params):
-    """D and H, read off a weight."""
-    W_x = np.asarray(params["W_x"])
-    if W_x.ndim != 2 or W_x.shape[0] % 4:
-        raise ValueError(f"W_x: expected shape (4 * H, D), got {W_x.shape}")
-    return W_x.shape[1], W_x.shape[0] // 4
+    """D and H, read off the weights."""
+    W_x = np.shape(params["W_x"])
+    if len(W_x) != 2 or W_x[0] % 4:
+        raise ValueError(f"W_x: expected shape (4 * H, D), got {W_x}")
+    D, H = W_x[1], W_x[0] // 4
+    W_h = np.shape(params["W_h"])
+    if len(W_h) == 2 and W_h[1] != H:
+        raise ValueError(f"W_x {W_x} and W_h {W_h} disagree on H: expected W_x (4 * H, D) and W_h (4 * H, H)")
+    return D, H
 
 
 def _checked_params(params):
@@ -244,6 +252,8 @@ def _checked_state(state, B, H, dtype, name="state"):
     """The state tuple as arrays (B, H); None means zeros. Copies, so callers' arrays stay untouched."""
     if state is None:
         return tuple(np.zeros((B, H), dtype) for _ in STATES)
+    if not isinstance(state, (tuple, list)):
+        raise ValueError(f"{name}: expected a tuple of {len(STATES)} arrays {STATES}, got {type(state).__name__}")
     if len(state) != len(STATES):
         raise ValueError(f"{name}: expected {len(STATES)} arrays {STATES}, got {len(state)}")
     return tuple(_checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy() for s, a in zip(STATES, state))
