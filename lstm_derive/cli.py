@@ -82,7 +82,8 @@ def _scripts(args, names=()):
         elif name in by_name:
             chosen.append(by_name[name])
         else:
-            raise SpecError(f"no cell '{name}' in {directory} (cells: {', '.join(sorted(by_name))})")
+            hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
+            raise SpecError(f"no cell '{name}' in {directory} (cells: {', '.join(sorted(by_name))}){hint}")
     return chosen
 
 
@@ -173,16 +174,21 @@ def run_all(args):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
-    failed, home = 0, (args.derivations or gen.default_derivations_dir()).resolve()
+    failed, broken, home = 0, 0, (args.derivations or gen.default_derivations_dir()).resolve()
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in _scripts(args, args.cells):
-            cell, kernel = _emitted_kernel(script, Path(scratch), home)
+            try:
+                cell, kernel = _emitted_kernel(script, Path(scratch), home)
+            except (SpecError, gen.GenerationError) as error:  # report it, check the others
+                print(f"lstm-derive: {error}", file=sys.stderr)
+                broken += 1
+                continue
             for config in CHECKS:
                 for report in check_kernel(kernel, **config):
                     sizes = ", ".join(f"{k}={v}" for k, v in config.items())
                     print(f"{cell} ({sizes}) {report}")
                     failed += not report.ok
-    return 1 if failed else 0
+    return 2 if broken else 1 if failed else 0
 
 
 def _emitted_kernel(script, scratch, home):

@@ -73,3 +73,23 @@ def test_show_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path, "sigmoid_rnn")
     assert cli.main(["show", str(script)]) == 0
     assert "sigmoid" in capsys.readouterr().out
+
+
+def test_check_reports_a_broken_script_and_checks_the_others(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("from lstm_derive import Cell\ncell = Cell('broken')\nx = cell.input('x')\n", encoding="utf-8")
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    assert cli.main(["check", str(broken), str(script)]) == 2
+    captured = capsys.readouterr()
+    assert "cell 'broken' has no state" in captured.err
+    assert captured.out.count("sigmoid_rnn (") == 2 * len(cli.CHECKS)
+
+
+def test_a_cell_name_that_is_a_script_here_gets_a_hint(tmp_path, capsys, monkeypatch):
+    write_cell(tmp_path, "sigmoid_rnn")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--derivations", str(tmp_path / "none"), "show", "sigmoid_rnn"]) == 2
+    assert "no such directory" in capsys.readouterr().err
+    (tmp_path / "cells").mkdir()
+    assert cli.main(["--derivations", str(tmp_path / "cells"), "show", "sigmoid_rnn"]) == 2
+    assert "for the script sigmoid_rnn.py, give its path" in capsys.readouterr().err
