@@ -5,10 +5,14 @@ from .spec import Cell, SpecError, sigmoid, tanh
 
 
 def explain(cell, file=None):
-    """Prints the cell's forward equations and its backward pass, one named node at a time."""
+    """Prints the cell's forward equations and its backward pass, one named node at a time, after
+    a warning for each part of the cell that nothing reads."""
     from .document import derivation_text
 
-    print(derivation_text(derive(cell)), file=file)
+    d = derive(cell)
+    for warning in cell.unread():
+        print(f"warning: {warning}", file=file)
+    print(derivation_text(d), file=file)
 
 
 __all__ = ["Cell", "SpecError", "sigmoid", "tanh", "derive", "Derivation", "explain"]

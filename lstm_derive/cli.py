@@ -87,10 +87,18 @@ def _scripts(args, names=()):
     return chosen
 
 
+def _targets_for(script, out=None):
+    """gen.targets_for, and a warning on stderr for each part of the cell that nothing reads."""
+    d, targets = gen.targets_for(script, out)
+    for warning in d.cell.unread():
+        print(f"lstm-derive: warning: {warning}", file=sys.stderr)
+    return d, targets
+
+
 def _all_targets(scripts, out=None):
     targets = []
     for script in scripts:
-        targets += gen.targets_for(script, out)[1]
+        targets += _targets_for(script, out)[1]
     if out is None:  # the package's index lists every cell of derivations/, not only these
         targets.append(gen.package_index(gen.home_cells()))
     return targets
@@ -126,7 +134,7 @@ def run_generate(args):
 def _check_cell(script, out=None):
     """Derives, writes and gradient-checks one cell; returns its summary row."""
     start = time.perf_counter()
-    d, targets = gen.targets_for(script, out)
+    d, targets = _targets_for(script, out)
     gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
     try:
@@ -194,7 +202,7 @@ def run_check(args):
 def _emitted_kernel(script, scratch, home):
     """(cell name, kernel module) of the kernel the script generates, written into scratch; a
     note if the script is one of home's and the package holds another kernel for it."""
-    d, targets = gen.targets_for(script, scratch)
+    d, targets = _targets_for(script, scratch)
     gen.write(targets)
     packaged = gen.KERNELS / targets[0].path.name
     if Path(script).resolve().parent == home and packaged.exists():
@@ -207,7 +215,7 @@ def _emitted_kernel(script, scratch, home):
 def run_show(args):
     (script,) = _scripts(args, [args.cell])
     # a script of one's own is shown as `generate SCRIPT --out build` would write it
-    d, (kernel, document) = gen.targets_for(script, None if gen.is_home(script) else Path("build"))
+    d, (kernel, document) = _targets_for(script, None if gen.is_home(script) else Path("build"))
     if args.markdown:
         print(document.text, end="")
     elif args.latex:

@@ -309,6 +309,36 @@ class Cell:
         self._check_kernel_names()
         return self
 
+    def unread(self):
+        """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend
+        on reads: such a let is computed for nothing, such a parameter gets a zero gradient."""
+        blocks = {b: a for a in self.affines for b in a.blocks}
+        lets = {let.symbol: let for let in self.lets}
+        read, todo = set(), [sym for let in self.updates.values() for sym in let.expr.free_symbols]
+        while todo:
+            sym = todo.pop()
+            if sym in read:
+                continue
+            read.add(sym)
+            if sym in lets:
+                todo += lets[sym].expr.free_symbols
+            elif sym in blocks:
+                todo += blocks[sym].inputs
+        warnings = [f"{let.where}: '{let.symbol}' is computed but nothing the new states depend on reads it"
+                    for let in self.lets if let.symbol not in read and let not in self.updates.values()]
+        for a in self.affines:
+            unread = [str(b) for b in a.blocks if b not in read]
+            if unread:
+                whose, its = ((f"blocks {', '.join(unread)}", "their") if len(unread) > 1 else
+                              (f"block {unread[0]}", "its"))
+                warnings.append(f"{a.where}: nothing the new states depend on reads {whose} of affine '{a.name}': "
+                                f"{its} rows of {', '.join(a.weights + a.biases)} get a zero gradient")
+        warnings += [f"{self._declared(str(p))}: parameter '{p}' is never read: its gradient is zero"
+                     for p in self.params if p not in read]
+        warnings += [f"{let.where}: state '{s}' never changes: its new value is {s}_prev"
+                     for s, let in self.updates.items() if let.expr == self.prev(s)]
+        return warnings
+
     # -- whole-cell checks ------------------------------------------------------------
 
     def _check_graph(self):

@@ -626,3 +626,36 @@ def test_a_file_in_the_way_stops_the_whole_generation(tmp_path, capsys):
     (out / "lstm_seed.md").write_text("# mine\n")
     assert _generate(script, "--out", out) == 2
     assert sorted(p.name for p in out.iterdir()) == ["lstm_seed.md"]
+
+
+# -- parts that nothing reads: warnings, not errors ----------------------------------------------
+
+UNREAD = {
+    "a let nobody reads": ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+                           "u = cell.let('u', tanh(a) * 2)  # <- here\ncell.update(h=tanh(a))\n",
+                           "'u' is computed but nothing the new states depend on reads it"),
+    "a block nobody reads": ("a, bb = cell.affine('W', [x, h_prev], blocks=['a', 'bb'])  # <- here\n"
+                             "cell.update(h=tanh(a))\n",
+                             "nothing the new states depend on reads block bb of affine 'W': its rows of W_x, W_h, b "
+                             "get a zero gradient"),
+    "a parameter nobody reads": ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+                                 "p = cell.param('p')  # <- here\ncell.update(h=tanh(a))\n",
+                                 "parameter 'p' is never read: its gradient is zero"),
+    "a state that never changes": ("m_prev = cell.state('m')\n(a,) = cell.affine('W', [x, h_prev, m_prev], blocks=['a'])\n"
+                                   "cell.update(h=tanh(a), m=m_prev)  # <- here\n",
+                                   "state 'm' never changes: its new value is m_prev"),
+}
+
+
+@pytest.mark.parametrize("case", UNREAD)
+def test_a_part_nothing_reads_is_warned_about_with_its_line(tmp_path, capsys, case):
+    body, message = UNREAD[case]
+    script, line = write_script(tmp_path, body)
+    assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [message]
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0  # a warning only
+    assert f"lstm-derive: warning: {script}:{line}: {message}" in capsys.readouterr().err
+
+
+def test_the_packaged_cells_have_no_unread_parts():
+    scripts = sorted((ROOT / "derivations").glob("*.py"))
+    assert scripts and all(load_cell(s).unread() == [] for s in scripts)
