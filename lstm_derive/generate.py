@@ -74,7 +74,9 @@ def load_cell(path) -> Cell:
     except SpecError:
         raise
     except Exception as error:  # the script's own mistake: name its line
-        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}") from error
+        hint = ("; a cell's vectors take lstm_derive's sigmoid and tanh, not NumPy's"
+                if isinstance(error, TypeError) and "ufunc" in str(error) else "")
+        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}{hint}") from error
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if len(cells) != 1:
         raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}")

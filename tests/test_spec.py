@@ -659,3 +659,8 @@ def test_a_part_nothing_reads_is_warned_about_with_its_line(tmp_path, capsys, ca
 def test_the_packaged_cells_have_no_unread_parts():
     scripts = sorted((ROOT / "derivations").glob("*.py"))
     assert scripts and all(load_cell(s).unread() == [] for s in scripts)
+
+
+def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
+    body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=np.tanh(a))  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError", "lstm_derive's sigmoid and tanh, not NumPy's")
