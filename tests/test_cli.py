@@ -3,6 +3,7 @@
 import textwrap
 
 from lstm_derive import cli
+from lstm_derive import generate as gen
 
 # An Elman RNN with a sigmoid: not any packaged cell's equations.
 SIGMOID_RNN = '''
@@ -93,3 +94,14 @@ def test_a_cell_name_that_is_a_script_here_gets_a_hint(tmp_path, capsys, monkeyp
     (tmp_path / "cells").mkdir()
     assert cli.main(["--derivations", str(tmp_path / "cells"), "show", "sigmoid_rnn"]) == 2
     assert "for the script sigmoid_rnn.py, give its path" in capsys.readouterr().err
+
+
+def test_the_main_job_on_a_folder_of_ones_own_leaves_the_package_alone(tmp_path, capsys):
+    home = tmp_path / "derivations"
+    write_cell(home, "sigmoid_rnn")
+    before = {p.name: p.read_text() for p in gen.KERNELS.glob("*.py")}
+    assert cli.main(["--derivations", str(home)]) == 0
+    out = capsys.readouterr().out
+    assert "1 passed, 0 failed" in out and "checked in a scratch directory" in out
+    assert {p.name: p.read_text() for p in gen.KERNELS.glob("*.py")} == before
+    assert sorted(p.name for p in home.iterdir()) == ["sigmoid_rnn.py"]
