@@ -116,8 +116,8 @@ def run_generate(args):
         for path in orphans:
             print(f"{path}: generated, but no derivation script generates it any more")
         if problems or orphans:
-            again = " ".join(["lstm-derive generate", *map(str, args.scripts), *(["--out", str(args.out)] if args.out else [])])
-            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{again}`", file=sys.stderr)
+            again = ["lstm-derive generate", *map(str, args.scripts)] + (["--out", str(args.out)] if args.out else [])
+            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{' '.join(again)}`", file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
         return 0
