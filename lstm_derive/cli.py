@@ -182,11 +182,11 @@ def run_all(args):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
-    failed, broken, home = 0, 0, (args.derivations or gen.default_derivations_dir()).resolve()
+    failed = broken = 0
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in _scripts(args, args.cells):
             try:
-                cell, kernel = _emitted_kernel(script, Path(scratch), home)
+                cell, kernel = _emitted_kernel(script, Path(scratch))
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken += 1
@@ -199,17 +199,19 @@ def run_check(args):
     return 2 if broken else 1 if failed else 0
 
 
-def _emitted_kernel(script, scratch, home):
+def _emitted_kernel(script, scratch):
     """(cell name, kernel module) of the kernel the script generates, written into scratch; a
-    note if the script is one of home's and the package holds another kernel for it."""
-    d, targets = _targets_for(script, scratch)
-    gen.write(targets)
-    packaged = gen.KERNELS / targets[0].path.name
-    if Path(script).resolve().parent == home and packaged.exists():
-        if packaged.read_text(encoding="utf-8") != targets[0].text:
-            print(f"note: {packaged} is stale; checking what {script} generates now "
+    note if the script is one of derivations/ and the package's copy of its kernel differs."""
+    home = gen.is_home(script)
+    d, targets = _targets_for(script, None if home else scratch)
+    kernel = targets[0]
+    if home:
+        if kernel.path.exists() and kernel.path.read_text(encoding="utf-8") != kernel.text:
+            print(f"note: {kernel.path} is stale; checking what {script} generates now "
                   "(`lstm-derive generate` writes it)", file=sys.stderr)
-    return d.cell.name, gen.import_kernel(targets[0].path)
+        kernel = gen.Target(scratch / kernel.path.name, kernel.text)
+    gen.write([kernel])
+    return d.cell.name, gen.import_kernel(kernel.path)
 
 
 def run_show(args):

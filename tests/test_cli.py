@@ -1,5 +1,6 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
+import pathlib
 import textwrap
 
 from lstm_derive import cli
@@ -33,14 +34,26 @@ def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
 
 
-def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys):
-    """A script named like a packaged cell, with other equations: what is checked is its own kernel."""
-    home = tmp_path / "derivations"
-    write_cell(home, "rnn")
+def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys, monkeypatch):
+    """A cell of derivations/ whose packaged kernel is stale: what is checked is what its script
+    generates now, and a note says the package's copy is stale."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "rnn")  # a sigmoid: the packaged rnn kernel (tanh) is stale for it
+    kernels.mkdir()
+    (kernels / "rnn.py").write_text((gen.KERNELS / "rnn.py").read_text())
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    checked = []
+    monkeypatch.setattr(cli, "check_kernel",
+                        lambda kernel, **config: checked.append(pathlib.Path(kernel.__file__).read_text()) or [])
     assert cli.main(["--derivations", str(home), "check", "rnn"]) == 0
-    captured = capsys.readouterr()
-    assert "lstm_derive/kernels/rnn.py is stale" in captured.err.replace("\\", "/")
-    assert "rnn (T=4" in captured.out
+    assert "kernels/rnn.py is stale" in capsys.readouterr().err.replace("\\", "/")
+    assert checked and all("h = sigmoid(a)" in text for text in checked)
+
+
+def test_check_of_a_fresh_packaged_cell_says_nothing_more(capsys):
+    assert cli.main(["--derivations", str(gen.HOME), "check", "rnn"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_check_fails_on_a_wrong_gradient(tmp_path, capsys, monkeypatch):
