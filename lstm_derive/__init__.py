@@ -8,11 +8,12 @@ def explain(cell, file=None):
     """Prints the cell's forward equations and its backward pass, one named node at a time, after
     a warning for each part of the cell that nothing reads."""
     from .document import derivation_text
+    from .emit import emit_kernel
 
     d = derive(cell)
     for warning in cell.unread():
         print(f"warning: {warning}", file=file)
-    print(derivation_text(d), file=file)
+    print(derivation_text(d, emit_kernel(d)), file=file)  # the kernel: for its lines' table
 
 
 __all__ = ["Cell", "SpecError", "sigmoid", "tanh", "derive", "Derivation", "explain"]

@@ -208,8 +208,9 @@ def _forward_section(d):
     are = "are the states" if len(cell.states) > 1 else "is the state"
     blocks = [
         Prose(f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
-              "Every named vector has H components; products of vectors are elementwise "
-              "(written ⊙ in the equations), and only affine maps multiply by a matrix."),
+              "Every named vector but the input has H components (the input has D); products of "
+              "vectors are elementwise (written ⊙ in the equations), only affine maps multiply by a "
+              "matrix, and σ (sigmoid) is the logistic function 1/(1 + exp(-a))."),
     ]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward]))
 
@@ -295,9 +296,9 @@ def _loss_section(d):
              rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}",
              (f"∂L(t)/∂{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t); "
-              f"`dy` is this step's own loss gradient (the kernel's `dys[t]`), and {nexts} are the "
-              "gradients carried back from step t+1 (at the last step, the gradient of the final "
-              "state, zero by default). Since the losses of earlier steps do not depend on step t, "
+              f"`dy` is this step's own loss gradient (the kernel's `dys[t]`), and {nexts} "
+              f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
+              "from step t+1 (at the last step, the gradient of the final state, zero by default). Since the losses of earlier steps do not depend on step t, "
               "dL/dv = dL(t)/dv."),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
     ))
@@ -365,9 +366,10 @@ def _carries_section(d):
 def _gradients_section(d):
     inside = (" Elementwise parameters are the exception: the loop adds each step's share, summed "
               "over the batch." if d.cell.params else "")
-    blocks = [Prose("The input's gradient and the parameter gradients are sums over the steps t and "
-                    "the batch rows b (outer products for the weights): the kernel computes them for "
-                    f"all steps at once, after the backward loop.{inside}")]
+    blocks = [Prose("The parameter gradients are sums over the steps t and the batch rows b (outer "
+                    "products for the weights), and the input's gradient is one product per step and "
+                    "row: the kernel computes them for all steps at once, after the backward loop."
+                    f"{inside}")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
     return Section("Gradients of the input and the parameters", tuple(blocks))
@@ -483,12 +485,17 @@ def _carry_notes(d):
             continue
         into = d.step_for(d.cell.updates[state].symbol)
         held = [_held(term, into.adjoint, d) for term in carry.terms]
+        holds = _join(held) if len(held) == 1 else f"{_count(len(held))} terms, {_join(held)}"
         notes.append(
-            f"`d{state}_next` already holds {_join(held)}: it is `{step_text(carry, d)}`, equation "
-            f"({carry.number}), computed at step t+1. So ({into.number}) adds `d{state}_next` as it is; "
-            f"applying that again counts it twice, and dropping `d{state}_next` cuts `{state}` off "
-            "from the loss of every later step.")
+            f"`d{state}_next` already holds {holds}: it is `{step_text(carry, d)}`, equation "
+            f"({carry.number}), computed at step t+1. So ({into.number}) adds `d{state}_next` as it is, "
+            f"without applying {'that' if len(held) == 1 else 'any of them'} again; and dropping "
+            f"`d{state}_next` loses every later loss that reaches `{state}` through `{state}_prev` of step t+1.")
     return notes
+
+
+def _count(n):
+    return {2: "two", 3: "three", 4: "four"}.get(n, str(n))
 
 
 def _held(term, own, d):

@@ -25,6 +25,7 @@ what a careful person does by hand, every time:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -446,7 +447,7 @@ def emit_kernel(derivation: Derivation, source=None, command="lstm-derive genera
     k = _Kernel(derivation)
     passes = [_forward(k), _backward(k)]
     parts = [
-        _header(k, source or _source_name(derivation.cell), command),
+        _header(k, source or _source_name(derivation.cell), command, _example_comment(k, passes[1])),
         _interface(k),
         _helpers(k, "".join(passes)),
         *passes,
@@ -466,7 +467,14 @@ def _source_name(cell):
     return f"{path.parent.name}/{path.name}"
 
 
-def _header(k, source, command):
+def _example_comment(k, backward):
+    """The comment of the first state's adjoint in backward(), "(8) dL/dh", for the header."""
+    first = next(s.number for s in k.d.steps if s.kind == "state")
+    found = re.search(rf"# (\({first}\) dL/d\w+)", backward)
+    return found.group(1) if found else f"({first})"
+
+
+def _header(k, source, command, example):
     cell = k.cell
     doc_name = f"{cell.name}.md"
     eqs = []
@@ -487,7 +495,7 @@ def _header(k, source, command):
         "",
         *eqs,
         "",
-        f"Comments such as `# (7) dL/dc` name the equation of {doc_name} that a line implements.",
+        f"Comments such as `# {example}` name the equation of {doc_name} that a line implements.",
         "Arrays are time-major: x is (T, B, D), every state is (B, H).",
         '"""',
         "",
@@ -637,7 +645,12 @@ def _forward(k):
         "    Returns ys (T, B, H), the output state at every step; the final state; and the cache",
         ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.in_place else
          "    that backward() reads (its arrays are views of the cache: copy ys before changing it)."),
-        '    With T = 0, ys is empty and the final state equals the initial one."""',
+        "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
+        "    not a copy: change x only after backward()."
+        + ("" if not any(let.expr.has(sigmoid) for let in k.cell.lets) else
+           " Complex input (the complex step) is safe while every gate's\n"
+           "    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
+        + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
@@ -675,7 +688,8 @@ def _forward(k):
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
     if any(let.expr.has(sigmoid) for let in cell.lets):
-        loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.',
+        loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
+                "# (for real a; forward()'s docstring says how far complex a may go).",
                 'with np.errstate(over="ignore", under="ignore"):',
                 *("    " + line for line in loop)]
     body += ["    " + line for line in loop]
@@ -699,7 +713,8 @@ def _input_bias(k, a, n):
     lines = [f"bias_{a.name} = {first}"]
     for run in folds:
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
-        lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # the bias of "
+        nb = next(eq.number for eq in k.d.forward if eq.node is run.b)
+        lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
                      f"{', '.join(map(str, blocks))}, read only in sums with {a.name}'s blocks, joins here")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
 
@@ -1000,7 +1015,9 @@ def _activate_gates(k, a):
     if kinds != {"tanh"}:
         for let, kind in lets:
             if kind == "tanh":
-                lines += [f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1", f"{let.symbol} -= 1"]
+                lines += [f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, "
+                          "not in relative terms for |a| << 1",
+                          f"{let.symbol} -= 1"]
     return lines
 
 

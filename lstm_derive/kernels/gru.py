@@ -14,7 +14,7 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (8) n = tanh(a_n)
     (9) h = h_prev*z + n*(1 - z)
 
-Comments such as `# (7) dL/dc` name the equation of gru.md that a line implements.
+Comments such as `# (10) dL/dh` name the equation of gru.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 
@@ -83,7 +83,9 @@ def forward(params, x, state=None):
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
     for one call of backward() (ys is a view into it: copy ys before changing it).
-    With T = 0, ys is empty and the final state equals the initial one."""
+    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
+    not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
+    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
@@ -93,7 +95,7 @@ def forward(params, x, state=None):
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 3 * H)  # (1)
     bias_W = b_x.copy()
-    bias_W[:2 * H] += b_h[:2 * H]  # the bias of a_hr, a_hz, read only in sums with W's blocks, joins here
+    bias_W[:2 * H] += b_h[:2 * H]  # (2) the bias of a_hr, a_hz, read only in sums with W's blocks, joins here
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
@@ -110,7 +112,8 @@ def forward(params, x, state=None):
     r_seq = pre_W_seq[..., :H]  # where a_xr was: it is read once, before
     z_seq = pre_W_seq[..., H:2 * H]  # where a_xz was: it is read once, before
     h_seq[0] = h_prev
-    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
+    # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             a_xn = a_xn_seq[t]

@@ -12,7 +12,7 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (6) s = f*s_prev + g*i
     (7) h = o*s
 
-Comments such as `# (7) dL/dc` name the equation of lstm_seed.md that a line implements.
+Comments such as `# (8) dL/dh` name the equation of lstm_seed.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 
@@ -77,7 +77,9 @@ def forward(params, x, state=None):
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
     for one call of backward() (ys is a view into it: copy ys before changing it).
-    With T = 0, ys is empty and the final state equals the initial one."""
+    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
+    not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
+    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
@@ -100,7 +102,8 @@ def forward(params, x, state=None):
     s_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
     s_seq[0] = s_prev
-    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right.
+    # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
+    # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
@@ -110,7 +113,7 @@ def forward(params, x, state=None):
             pre_W += 1
             np.reciprocal(pre_W, out=pre_W)
             g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
-            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1
+            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= 1
             s = s_seq[t + 1]  # (6) s = f*s_prev + g*i, written in place:
             np.multiply(f, s_prev, out=s)

@@ -7,7 +7,7 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (1) a = W_x x + W_h h_prev + b_x + b_h
     (2) h = tanh(a)
 
-Comments such as `# (7) dL/dc` name the equation of rnn.md that a line implements.
+Comments such as `# (3) dL/dh` name the equation of rnn.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 
@@ -61,7 +61,8 @@ def forward(params, x, state=None):
 
     Returns ys (T, B, H), the output state at every step; the final state; and the cache
     that backward() reads (its arrays are views of the cache: copy ys before changing it).
-    With T = 0, ys is empty and the final state equals the initial one."""
+    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
+    not a copy: change x only after backward()."""
     W_x, W_h, b_x, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
