@@ -1,6 +1,9 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
+import os
 import pathlib
+import subprocess
+import sys
 import textwrap
 
 from lstm_derive import cli
@@ -118,3 +121,15 @@ def test_the_main_job_on_a_folder_of_ones_own_leaves_the_package_alone(tmp_path,
     assert "1 passed, 0 failed" in out and "checked in a scratch directory" in out
     assert {p.name: p.read_text() for p in gen.KERNELS.glob("*.py")} == before
     assert sorted(p.name for p in home.iterdir()) == ["sigmoid_rnn.py"]
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly_and_cleanly(tmp_path):
+    """`lstm-derive check | head -1`: exit status 141 as after SIGPIPE, no traceback, no scratch left."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    run = subprocess.Popen([sys.executable, "-m", "lstm_derive", "check", "rnn", "lstm"], cwd=gen.HOME.parent,
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert run.stdout.readline().startswith(b"rnn (")
+    run.stdout.close()
+    assert run.wait(timeout=120) == 141
+    assert run.stderr.read() == b""
+    assert list(tmp_path.iterdir()) == []
