@@ -39,7 +39,11 @@ EPS = np.finfo(np.float64).eps
 
 # Relative to each array's largest entry, in float64. The complex step has no subtractive
 # cancellation, so it is held to nearly machine precision; central differences carry an
-# O(step^2) truncation and an O(eps/step) rounding error, about eps^(2/3) = 4e-11 each.
+# O(step^2) truncation and an O(eps/step) rounding error, about eps^(2/3) = 4e-11 each, times
+# the third derivative's and the loss's scale: the worst measured over 280 random problems of
+# every packaged cell (T <= 5, weight scales 0.1 to 3) is 3.6e-8. Their tolerance leaves a margin
+# of about 30 for harder problems (drawn cells, saturating scales), and still rejects a gradient
+# off by 1e-5 of its array's largest entry (tests/test_gradcheck.py shows both limits).
 TOLERANCE = {"central": 1e-6, "complex": 1e-10}
 
 COMPLEX_STEP = 1e-30

@@ -15,10 +15,13 @@ import warnings
 
 import numpy as np
 import pytest
+import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lstm_derive import gradcheck
+from lstm_derive import derive, gradcheck, sigmoid
+from lstm_derive.generate import HOME as DERIVATIONS
+from lstm_derive.generate import load_cell
 from lstm_derive.kernels import CELLS
 
 # Any warning is an error here, as under pytest -W error.
@@ -374,6 +377,42 @@ def test_the_kernels_sigmoid_is_exact_to_rounding_deep_in_saturation(name):
                      1 / (1 + np.exp(-np.maximum(a, 0))))
     tiny = np.finfo(float).tiny  # below it (a < -708) only subnormals are left: absolute error
     assert np.all(np.abs(got - exact) <= 4 * np.finfo(float).eps * np.abs(exact) + tiny)
+
+
+def exact_step(name, params, a):
+    """The new states of one step from zero states with x = 1 and H = D = 1, from the cell's own
+    equations in 50-digit arithmetic: independent of the kernel's code."""
+    d = derive(load_cell(DERIVATIONS / f"{name}.py"))
+    cell, values = d.cell, {}
+    values[cell.inputs[0]] = sympy.Integer(1)
+    values.update({cell.prev(s): sympy.Integer(0) for s in cell.states})
+    values.update({p: sympy.Float(params[str(p)][0], 50) for p in cell.params})
+    exact_sigmoid = lambda u: 1 / (1 + sympy.exp(-u))  # noqa: E731
+    for eq in d.forward:
+        if eq.rhs is None:  # an affine map: sum the weights' products and the biases, block by block
+            node = eq.node
+            for j, block in enumerate(node.blocks):
+                terms = [sympy.Float(params[w][j, 0], 50) * values[v] for w, v in zip(node.weights, node.inputs)]
+                values[block] = sum(terms) + sum(sympy.Float(params[b][j], 50) for b in node.biases)
+        else:
+            values[eq.lhs[0]] = eq.rhs.replace(sigmoid, exact_sigmoid).subs(values).evalf(50)
+    return [float(values[cell.updates[s].symbol]) for s in cell.states]
+
+
+@pytest.mark.parametrize("name", CELLS)
+@pytest.mark.parametrize("a", [-30.0, -100.0])
+def test_a_step_deep_in_saturation_is_exact_to_rounding(name, a):
+    """Every input pre-activation a, deep where a sigmoid is tiny: the new states agree with the
+    cell's equations to a few units of rounding, relative to each value. A gate written as
+    0.5 + 0.5 tanh(a/2) would be off by 2e-4 relative at a = -30; the gradient checks, relative to
+    each array's largest entry, cannot see that."""
+    k = KERNELS[name]
+    params = {n: np.zeros(shape) for n, shape in k.param_shapes(1, 1).items()}
+    for w in input_weights(k, 1, 1):
+        params[w][:] = a
+    _, final, _ = k.forward(params, np.ones((1, 1, 1)))
+    for got, exact in zip(final, exact_step(name, params, a)):
+        assert exact != 0 and abs(got.item() - exact) <= 16 * np.finfo(float).eps * abs(exact), (got, exact)
 
 
 @pytest.mark.parametrize("name", CELLS)

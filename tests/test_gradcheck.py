@@ -49,16 +49,26 @@ def test_errors_are_relative_to_the_arrays_largest_entry():
     assert not gradcheck.compare(analytic, {"W": np.array([1.0 + 2e-6, 1e-9])}, 1e-6).ok
 
 
-class WrongBias:
-    """A kernel whose first bias gradient is off by 1%: small enough to need a real check."""
+@pytest.mark.parametrize("method, off, ok", [("complex", 1e-9, False), ("complex", 1e-12, True),
+                                              ("central", 1e-5, False), ("central", 1e-9, True)])
+def test_the_tolerances_reject_small_errors_and_accept_rounding(method, off, ok):
+    """The checker's own tolerances, pinned: the largest bias gradient off by `off` of itself."""
+    (r,) = gradcheck.check_kernel(WrongBias(lstm_seed, 1 + off, largest=True), T=3, B=2, D=3, H=3,
+                                  scale=1.0, methods=(method,))
+    assert r.ok == ok, str(r)
 
-    def __init__(self, kernel):
-        self.k = kernel
+
+class WrongBias:
+    """A kernel whose first (or largest) bias gradient is off by a factor, 1% by default: small
+    enough to need a real check."""
+
+    def __init__(self, kernel, factor=1.01, largest=False):
+        self.k, self.factor, self.largest = kernel, factor, largest
         for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward"):
             setattr(self, name, getattr(kernel, name))
 
     def backward(self, params, cache, dys, dstate=None):
         grads, dx, dstate0 = self.k.backward(params, cache, dys, dstate)
         grads["b"] = grads["b"].copy()
-        grads["b"][0] *= 1.01
+        grads["b"][np.argmax(np.abs(grads["b"])) if self.largest else 0] *= self.factor
         return grads, dx, dstate0

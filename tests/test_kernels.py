@@ -91,16 +91,30 @@ def test_results_keep_the_dtype(name, dtype):
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_float32_agrees_with_float64(name):
+@pytest.mark.parametrize("seed", range(3))
+def test_float32_agrees_with_float64(name, seed):
+    """Every output and gradient, relative to its array's largest entry. float32 rounds every input
+    and operation to eps/2, and the errors add up over the T steps: 16 T eps bounds them with a
+    margin (the worst measured is 13 eps at T = 4, over 30 problems of every cell)."""
     k = kernel_of(name)
-    p = problem(k)
-    y64 = k.forward(p.params, p.x, p.state)[0]
-    y32 = k.forward(*_args(problem(k, dtype=np.float32)))[0]
-    np.testing.assert_allclose(y32, y64, rtol=0, atol=1e-5)
+    p64, p32 = problem(k, seed=seed), problem(k, seed=seed, dtype=np.float32)
+    tolerance = 16 * p64.x.shape[0] * np.finfo(np.float32).eps
+    want, got = _everything(k, p64), _everything(k, p32)
+    for n in want:
+        assert got[n].dtype == np.float32
+        error = np.max(np.abs(got[n] - want[n])) / np.max(np.abs(want[n]))
+        assert error <= tolerance, f"{n}: {error:.1e} > {tolerance:.1e}"
 
 
-def _args(p):
-    return p.params, p.x, p.state
+def _everything(k, p):
+    """The outputs, the final state and every gradient of one forward and backward, by name."""
+    dtype = p.x.dtype
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys.astype(dtype), tuple(d.astype(dtype) for d in p.dstate))
+    named = dict(grads, ys=ys, x=dx)
+    named.update({f"final {s}": v for s, v in zip(k.STATES, final)})
+    named.update({f"initial {s}": v for s, v in zip(k.STATES, dstate0)})
+    return named
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -144,7 +158,8 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         (lambda: k.forward(p.params, p.x.astype(np.float32), p.state), r"x: expected dtype float64"),
         (lambda: k.forward(p.params, p.x, tuple(s[:2] for s in p.state)), r"state\[.*\]: expected shape \(B, H\) = \(3, 2\), got \(2, 2\)"),
         (lambda: k.forward(p.params, p.x, p.state[:-1] + (None,) * 0), r"state: expected \d arrays"),
-        (lambda: k.forward({**p.params, first: p.params[first][:, :1]}, p.x, p.state), rf"{first}|x"),
+        (lambda: k.forward({**p.params, first: p.params[first][:, :1]}, p.x, p.state),
+         rf"^(x: expected shape \(T, B, D\) with D = 1, the columns of {first}|W_\w+: expected shape)"),
         (lambda: k.forward({n: v for n, v in p.params.items() if n != first}, p.x, p.state), r"params: expected .* missing"),
     ]
     if len(p.state) == 1:

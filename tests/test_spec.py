@@ -395,8 +395,9 @@ def test_the_control_cell_of_the_injection_tests_is_accepted():
 
 @pytest.mark.parametrize("name", ["x; import os", "h\nimport os", "h'", "__class__"])
 def test_non_names_given_through_keywords_or_as_output_are_refused(name):
+    """Such a name is no declared state (a state's name was checked when it was declared)."""
     cell = _build("let", "g")
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match="which is not a declared state"):
         cell.update(**{name: cell.prev("h")})
     cell = _build("let", "g")
     cell.output = name

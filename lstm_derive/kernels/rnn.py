@@ -182,7 +182,7 @@ def _checked_params(params):
 def _checked_input(x, D, dtype):
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != D:
-        raise ValueError(f"x: expected shape (T, B, D) with D = {D}, got {x.shape}")
+        raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
 
 
