@@ -646,11 +646,7 @@ def _forward(k):
         ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.in_place else
          "    that backward() reads (its arrays are views of the cache: copy ys before changing it)."),
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
-        "    not a copy: change x only after backward()."
-        + ("" if not any(let.expr.has(sigmoid) for let in k.cell.lets) else
-           " Complex input (the complex step) is safe while every gate's\n"
-           "    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
-        + '"""',
+        "    not a copy: change x only after backward()." + _complex_range_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
@@ -700,6 +696,14 @@ def _forward(k):
         "    return ys, final, cache",
     ]
     return _lines(*body)
+
+
+def _complex_range_doc(k):
+    """Where exp, through which the gates are computed, stays finite for complex input."""
+    if not any(let.expr.has(sigmoid) for let in k.cell.lets):
+        return ""
+    return (" Complex input (the complex step) is safe while every gate's\n"
+            "    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
 
 
 def _input_bias(k, a, n):
