@@ -6,8 +6,8 @@
     python benchmarks/ab.py /tmp/lstm_old.py lstm_derive/kernels/lstm.py --sizes S1 S3
 
 Each file is any module with the kernel interface (a generated kernel, an older one, a
-hand-written one). Their gradients must agree before timing; then they run alternately,
-the order swapped each round, and the ratio NEW / OLD is the median of the paired ratios
+hand-written one). Their gradients must agree before timing; then they run once a round each,
+in an order drawn afresh each round, and the ratio NEW / OLD is the median of the paired ratios
 of each round: on a shared, noisy machine only such ratios mean anything.
 """
 import argparse

@@ -23,10 +23,11 @@ seed's algorithm is unbatched).
 
 How it measures. Before timing, every implementation's gradients must agree with the
 generated kernel's; one that does not is reported and left out (and the exit status is
-1). The implementations then run interleaved in one process, round-robin, the order
-rotated by one each round, with a pause of 0.2 s whenever the next one runs in the other
-library (NumPy <-> PyTorch): BLAS and OpenMP worker threads keep spinning for a while
-after a call and would slow the other library's first call. Times are per call;
+1). The implementations then run interleaved in one process, each once a round, in an
+order drawn afresh each round (so none always follows the same one). Whenever the next one
+runs in the other library (NumPy <-> PyTorch) there is a pause of 0.2 s (BLAS and OpenMP
+worker threads keep spinning for a while after a call) and one untimed call: a library's
+first call after the other's runs cold, PyTorch's float32 LSTM at 3-10x its time. Times are per call;
 ratios are paired (generated / other within each round, so a load change hits both)
 and reported as the median over rounds; "of mins" is the ratio of the fastest calls,
 a steadier estimate when the machine is busy. The GEMM share is the paired median of
@@ -196,17 +197,21 @@ def disagreement(got, ref):
 
 # --- timing ------------------------------------------------------------------------------
 
-def interleave(impls, rounds, pause):
-    """Seconds per call, round-robin with the order rotated each round: {name: [s, ...]}."""
+def interleave(impls, rounds, pause, seed=0):
+    """Seconds per call, every implementation once a round, in an order drawn afresh each round
+    (so none always follows the same one): {name: [s, ...]}. After a switch of library, a pause
+    and one untimed call: a library's first call after the other's runs cold (PyTorch's float32
+    LSTM 3-10x its time), and every contender is timed warm."""
     names = list(impls)
     times = {n: [] for n in names}
+    order = np.random.default_rng(seed)
     family = None
-    for r in range(rounds):
-        k = r % len(names)
-        for name in names[k:] + names[:k]:
+    for _ in range(rounds):
+        for name in order.permutation(names):
             impl = impls[name]
             if family is not None and impl.family != family:
                 time.sleep(pause)
+                impl.run()
             family = impl.family
             t0 = time.perf_counter()
             impl.run()
