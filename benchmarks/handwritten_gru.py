@@ -40,11 +40,12 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 
 
 def _sigmoid_inplace(a):
-    # 0.5 + 0.5*tanh(a/2): cannot overflow and is analytic (complex step)
-    a *= 0.5
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
+    # 1 / (1 + exp(-a)): exact to rounding where it is tiny, and analytic (complex step); exp(-a)
+    # overflows to inf far below 0, where 1 / inf = 0 is right (forward() silences that warning)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
 
 
 def forward(params, x, state=None):
@@ -70,22 +71,23 @@ def forward(params, x, state=None):
     rec = np.empty((T, B, 3 * H), dtype)   # U_h h_prev, per step
     tmp = np.empty((B, H), dtype)
     U_hT = U_h.T
-    for t in range(T):
-        g, a_h = gates[t], rec[t]
-        np.matmul(h[t], U_hT, out=a_h)
-        rz = g[:, :2 * H]
-        rz += a_h[:, :2 * H]
-        _sigmoid_inplace(rz)
-        r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
-        a_hn = a_h[:, 2 * H:]
-        a_hn += b_hn
-        np.multiply(r, a_hn, out=tmp)
-        n += tmp
-        np.tanh(n, out=n)
-        h_new = h[t + 1]
-        np.subtract(h[t], n, out=h_new)    # h = n + z * (h_prev - n)
-        h_new *= z
-        h_new += n
+    with np.errstate(over="ignore"):  # exp(-a) = inf gives the right sigmoid, 0
+        for t in range(T):
+            g, a_h = gates[t], rec[t]
+            np.matmul(h[t], U_hT, out=a_h)
+            rz = g[:, :2 * H]
+            rz += a_h[:, :2 * H]
+            _sigmoid_inplace(rz)
+            r, z, n = g[:, :H], g[:, H:2 * H], g[:, 2 * H:]
+            a_hn = a_h[:, 2 * H:]
+            a_hn += b_hn
+            np.multiply(r, a_hn, out=tmp)
+            n += tmp
+            np.tanh(n, out=n)
+            h_new = h[t + 1]
+            np.subtract(h[t], n, out=h_new)    # h = n + z * (h_prev - n)
+            h_new *= z
+            h_new += n
     cache = (x, h, gates, rec)
     return h[1:], (h[T].copy(),), cache
 

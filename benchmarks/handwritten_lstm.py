@@ -36,11 +36,12 @@ def _blocks(a, H):
 
 
 def _sigmoid_inplace(a):
-    # 0.5 + 0.5*tanh(a/2): cannot overflow and is analytic (complex step)
-    a *= 0.5
-    np.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
+    # 1 / (1 + exp(-a)): exact to rounding where it is tiny, and analytic (complex step); exp(-a)
+    # overflows to inf far below 0, where 1 / inf = 0 is right (forward() silences that warning)
+    np.negative(a, out=a)
+    np.exp(a, out=a)
+    a += 1
+    np.reciprocal(a, out=a)
 
 
 def _activate_inplace(a, H):
@@ -68,17 +69,18 @@ def forward(params, x, state=None):
     tanh_c = np.empty((T, B, H), dtype)
     rec = np.empty((B, 4 * H), dtype)
     ig = np.empty((B, H), dtype)
-    for t in range(T):
-        a = gates[t]
-        np.matmul(h[t], W_h.T, out=rec)
-        a += rec
-        _activate_inplace(a, H)
-        i, f, g, o = _blocks(a, H)
-        np.multiply(f, c[t], out=c[t + 1])
-        np.multiply(i, g, out=ig)
-        c[t + 1] += ig
-        np.tanh(c[t + 1], out=tanh_c[t])
-        np.multiply(o, tanh_c[t], out=h[t + 1])
+    with np.errstate(over="ignore"):  # exp(-a) = inf gives the right sigmoid, 0
+        for t in range(T):
+            a = gates[t]
+            np.matmul(h[t], W_h.T, out=rec)
+            a += rec
+            _activate_inplace(a, H)
+            i, f, g, o = _blocks(a, H)
+            np.multiply(f, c[t], out=c[t + 1])
+            np.multiply(i, g, out=ig)
+            c[t + 1] += ig
+            np.tanh(c[t + 1], out=tanh_c[t])
+            np.multiply(o, tanh_c[t], out=h[t + 1])
     cache = (x, h, c, gates, tanh_c)
     return h[1:], (h[T].copy(), c[T].copy()), cache
 
