@@ -683,7 +683,7 @@ def _forward(k):
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
-    if any(let.expr.has(sigmoid) for let in cell.lets):
+    if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
                 "# (for real a; forward()'s docstring says how far complex a may go).",
                 'with np.errstate(over="ignore", under="ignore"):',
@@ -698,9 +698,14 @@ def _forward(k):
     return _lines(*body)
 
 
+def _has_sigmoid(cell):
+    """Whether a let computes a sigmoid, through exp (whose overflow the forward pass allows)."""
+    return any(let.expr.has(sigmoid) for let in cell.lets)
+
+
 def _complex_range_doc(k):
     """Where exp, through which the gates are computed, stays finite for complex input."""
-    if not any(let.expr.has(sigmoid) for let in k.cell.lets):
+    if not _has_sigmoid(k.cell):
         return ""
     return (" Complex input (the complex step) is safe while every gate's\n"
             "    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
@@ -1218,7 +1223,8 @@ def _hoisted_lines(k):
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
     for local, name in k.span_locals.items():
         lines.append(f"{name} = {printer.doprint(local)}  # read by the loop, formed for the span at once")
-    hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins), key=lambda s: len(_own_links(k.chains[s.number])))
+    hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
+                     key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
@@ -1320,7 +1326,6 @@ def _backward_step(k):
         entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
     for a in pending:
         entries += _block_entries(k, a, printer)
-        emitted.add(a.name)
     copies, written = set(), set()
     for _, reads, writes in entries:
         copies |= reads & written
