@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let
+from .spec import Affine, Cell, Let, sigmoid
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -53,6 +53,7 @@ class Term:
     consumer: str  # the consumer's name, "loss" or "next step"
     adjoint: sympy.Symbol | None  # the consumer's adjoint; None for a matrix term
     local: sympy.Expr  # d consumer / d target in output form, or the MatTerm
+    pre: sympy.Expr | None = None  # the consumer's pre-activation, whose adjoint this term reads
 
     @property
     def contribution(self):
@@ -124,7 +125,7 @@ def derive(cell: Cell) -> Derivation:
     forward = _forward_equations(cell)
     number = len(forward) + 1
     steps = []
-    for step in _backward_steps(cell):
+    for step in _early_blocks(list(_backward_steps(cell))):
         steps.append(Step(number, *step))
         number += 1
     grads = []
@@ -154,12 +155,47 @@ def _consumer_terms(cell, vector, later_nodes, named):
     terms = []
     for node in later_nodes:
         if isinstance(node, Let):
+            block = _pre_activation_block(cell, node) if _peeps(cell, vector) else None
+            if block is not None:  # p*da rather than y*(1 - y)*p*dy: see _pre_activation_block
+                pre = node.expr.args[0]
+                local = sympy.diff(pre, vector)
+                if local != 0:
+                    terms.append(Term(str(node.symbol), adjoint(block), local.subs(named), pre))
+                continue
             local = sympy.diff(node.expr, vector)
             if local != 0:
                 terms.append(Term(str(node.symbol), adjoint(node.symbol), local.subs(named)))
         elif vector in node.inputs:
             terms.append(Term(node.name, None, MatTerm(node, vector)))
     return terms
+
+
+def _pre_activation_block(cell, let):
+    """The block whose adjoint is also the adjoint of a gate's whole pre-activation, or None.
+
+    In y = sigmoid(a + p*c_prev), with a a block that nothing else reads, da = y*(1 - y)*dy is
+    dL/d(a + p*c_prev) too. A state or parameter read inside the pre-activation (a peephole)
+    then receives p*da rather than y*(1 - y)*p*dy: the textbook's form, and the product the
+    backward pass has formed already."""
+    if not isinstance(let.expr, (sigmoid, sympy.tanh)) or not isinstance(let.expr.args[0], sympy.Add):
+        return None
+    pre = let.expr.args[0]
+    for a in cell.affines:
+        for block in a.blocks:
+            if pre.coeff(block) == 1 and sympy.diff(pre, block) == 1 and _only_reader(cell, block) is let:
+                return block
+    return None
+
+
+def _only_reader(cell, symbol):
+    readers = [let for let in cell.lets if let.expr.has(symbol)]
+    return readers[0] if len(readers) == 1 else None
+
+
+def _peeps(cell, vector):
+    """Whether vector is a state (previous or new) or a parameter: what a peephole reads."""
+    news = {let.symbol for let in cell.updates.values()}
+    return vector in news or vector in cell.params or any(vector == cell.prev(s) for s in cell.states)
 
 
 def _backward_steps(cell):
@@ -187,6 +223,21 @@ def _backward_steps(cell):
     x = cell.inputs[0]
     terms = _consumer_terms(cell, x, nodes, named)
     yield x, "input", tuple(terms), _sum(terms)
+
+
+def _early_blocks(steps):
+    """The steps with every block's step moved up to just after its gate's where a step before
+    it reads the block's adjoint (dc = p_o*da_o + ... reads da_o: do, da_o, then dc)."""
+    steps = list(steps)
+    for i, (target, kind, terms, _) in enumerate(list(steps)):
+        if kind != "block":
+            continue
+        position = next(j for j, s in enumerate(steps) if s[0] == target)
+        readers = [j for j, s in enumerate(steps[:position]) if any(t.adjoint == adjoint(target) for t in s[2])]
+        if readers:
+            gate = next(j for j, s in enumerate(steps) if adjoint(s[0]) == terms[0].adjoint)
+            steps.insert(gate + 1, steps.pop(position))
+    return steps
 
 
 def _state_terms(cell, state):

@@ -310,8 +310,23 @@ def _backward_section(d):
         [Prose("One step, last node first. Each adjoint is the sum, over the node's consumers, of "
                "the consumer's adjoint times the consumer's derivative; the second form is the one "
                "the kernel computes, with derivatives in output form: σ'(a) = y(1 - y) and "
-               "tanh'(a) = 1 - y², y the stored output.")]
+               "tanh'(a) = 1 - y², y the stored output." + _pre_activation_prose(d))]
         + [_step_math(s, d) for s in steps]))
+
+
+def _pre_activation_prose(d):
+    """Why a peephole's path reads the block's adjoint: it is the whole pre-activation's too."""
+    found = next(((t, s) for s in d.steps for t in s.terms if t.pre is not None), None)
+    if found is None:
+        return ""
+    term, step = found
+    block = d.step_for(sympy.Symbol(str(term.adjoint)[1:], real=True))
+    gate = block.terms[0]
+    return (f" A block that enters its gate's pre-activation alone, with coefficient 1, has the "
+            f"adjoint of the whole pre-activation: `{term.adjoint}` is dL/d({expr_text(term.pre, d)}) "
+            f"as well as dL/d{block.target}. The other paths through `{term.consumer}` read it: "
+            f"({step.number}) takes `{expr_text(term.local, d)}*{term.adjoint}`, which is "
+            f"`{expr_text(term.local * gate.local, d)}*{gate.adjoint}`, with the product formed once.")
 
 
 def _step_math(step: Step, d):
@@ -334,6 +349,8 @@ def _chain_text(term, step, d):
         return f"∂L(t+1)/∂{v}"
     if isinstance(term.local, MatTerm):
         return expr_text(term.local, d)
+    if term.pre is not None:
+        return f"{term.adjoint}·∂({expr_text(term.pre, d)})/∂{v}"
     return f"{term.adjoint}·∂{term.consumer}/∂{v}"
 
 
@@ -345,6 +362,8 @@ def _chain_tex(term, step, d):
         return rf"\frac{{\partial L(t+1)}}{{\partial {v}}}"
     if isinstance(term.local, MatTerm):
         return expr_latex(term.local, d)
+    if term.pre is not None:
+        return rf"{_tex_name(str(term.adjoint))} \frac{{\partial \left({expr_latex(term.pre, d)}\right)}}{{\partial {v}}}"
     return rf"{_tex_name(str(term.adjoint))} \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
 
 
@@ -364,12 +383,10 @@ def _carries_section(d):
 
 
 def _gradients_section(d):
-    inside = (" Elementwise parameters are the exception: the loop adds each step's share, summed "
-              "over the batch." if d.cell.params else "")
+    which = "the weights' and the input's" if d.cell.params else "them"
     blocks = [Prose("The parameter gradients are sums over the steps t and the batch rows b (outer "
                     "products for the weights), and the input's gradient is one product per step and "
-                    "row: the kernel computes them for all steps at once, after the backward loop."
-                    f"{inside}")]
+                    f"row: the kernel computes {which} for all steps at once, after the backward loop.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
     return Section("Gradients of the input and the parameters", tuple(blocks))
@@ -511,7 +528,7 @@ def _held(term, own, d):
 def _output_form_notes(d):
     """The steps that differentiate a sigmoid or tanh: in output form, from the stored output."""
     gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, (sigmoid, sympy.tanh))}
-    steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates]
+    steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
     if not steps:
         return []
     example = next((s for s in steps if isinstance(gates[s.terms[0].consumer].expr, sigmoid)), steps[0])

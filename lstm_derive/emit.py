@@ -32,7 +32,7 @@ from pathlib import Path
 import sympy
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm
+from .derive import Derivation, MatTerm, adjoint
 from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
@@ -340,7 +340,7 @@ class _Kernel:
         forward = set(self._forward_symbols()) | set(self.aux.values())
         reads = set()
         for step in self.d.steps:
-            if step.kind == "input" or (step.kind == "let" and step.number not in self.loop_lets):
+            if step.kind == "input" or (step.kind in ("let", "param") and not self.in_loop(step)):
                 continue
             chain = self.chains.get(step.number)
             if chain is not None:
@@ -360,7 +360,17 @@ class _Kernel:
         """Whether the backward loop computes this step's adjoint with its own line."""
         if step.kind == "let":
             return step.number in self.loop_lets
+        if step.kind == "param":
+            return not self.after_loop(step)
         return step.kind != "input" and not (step.kind == "block" and self.hoisted(step))
+
+    def after_loop(self, step):
+        """Whether a parameter's gradient reads only pre-activations' adjoints (dp_i = c_prev*da_i),
+        which outlive the loop in their buffers: a sum over every step and row at once, after it."""
+        blocks = {adjoint(b) for a in self.cell.affines for b in a.blocks}
+        overwritten = set(self.gate_of.values())  # by then their slots hold adjoints
+        return step.kind == "param" and all(
+            t.adjoint in blocks and not t.local.free_symbols & overwritten for t in step.terms)
 
     def _stored(self):
         """Per-step forward values the backward pass reads, beyond the states and the buffers."""
@@ -1056,8 +1066,9 @@ def _backward(k):
             '    cache["spent"] = True',
         ]
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
+    in_loop = [p for p in cell.params if k.in_loop(k.d.step_for(p))]
     body += [f"    d{p} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
-             for p in cell.params]
+             for p in in_loop]
     products = _hoisted_lines(k)
     if products:
         body += [
@@ -1081,7 +1092,11 @@ def _backward(k):
     body += ["    " + _input_gradient(k)]
     for p in cell.params:
         total = next(g.number for g in k.d.param_grads if g.name == str(p))
-        body.append(f"    d{p} = np.sum(d{p}, axis=0)  # ({total}) dL/d{p}")
+        if p in in_loop:
+            body.append(f"    d{p} = np.sum(d{p}, axis=0)  # ({total}) dL/d{p}")
+        else:
+            step = k.d.step_for(p)
+            body.append(f"    {_summed_after(k, step)}  # ({step.number}), ({total}) dL/d{p}")
     grads = ", ".join(f'"{n}": d{n}' for n in params)
     body += [
         f"    grads = {{{grads}}}",
@@ -1255,7 +1270,9 @@ def _product_lines(chain, cut, rest, target, gate, printer):
     links from cut on."""
     plain, step = _CodePrinter(), chain.block
     (into, _), (rest_code, rest_name) = target, rest or (None, None)
-    lines = [f"# {step.adjoint} = {plain.doprint(chain.factor)} * {chain.root}: "
+    factor = plain.doprint(chain.factor)
+    factor = f"({factor})" if isinstance(chain.factor, sympy.Add) else factor
+    lines = [f"# {step.adjoint} = {factor} * {chain.root}: "
              f"the product now, times {chain.root} in the loop"]
     links = [(link, local) for link, local in chain.links[:cut] if local != 1]
     cite_rest = ", ".join(f"({link.number})" for link, local in chain.links[cut:] if local != 1)
@@ -1301,11 +1318,13 @@ def _backward_step(k):
     for a in k.cell.affines:
         for w, v in k.affine_parts(a)[1]:
             names[MatTerm(a, v)] = f"dpre_{a.name}{'' if a.name in k.split else '_seq[t]'} @ {w}"
+    names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
     printer = _CodePrinter(names)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
     carries = [s for s in k.d.steps if s.kind == "carry"]
     carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
     entries, pending, seen, emitted = [], [], set(), set()  # entries: (line, forward values read, gate written over)
+    done = set()  # blocks whose adjoints the loop has, before their affine's turn (p*da_i in dc_prev)
     for step in nodes + carries:
         if step.kind == "block":
             a = k.affine_of(step.target)
@@ -1315,17 +1334,23 @@ def _backward_step(k):
             continue
         if not k.in_loop(step):
             continue
+        read = {t.adjoint for t in step.terms} - done
+        for a in pending:
+            blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
+            if blocks:
+                entries += _block_entries(k, a, printer, blocks)
+                done |= {adjoint(b) for b in blocks}
         weights = {t.local.affine for t in step.terms if t.adjoint is None}
         due = [a for a in pending if a.name in weights]
         for a in _twin_sources(k, due, emitted) + due:  # a twin's adjoint is final before it is gathered
-            entries += _block_entries(k, a, printer)
+            entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
             emitted.add(a.name)
             seen.add(a.name)
             if a in pending:
                 pending.remove(a)
         entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
     for a in pending:
-        entries += _block_entries(k, a, printer)
+        entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
     copies, written = set(), set()
     for _, reads, writes in entries:
         copies |= reads & written
@@ -1337,6 +1362,15 @@ def _backward_step(k):
              f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
                                         if s in copies else "") for s in sorted(k.loop_reads, key=str)]
     return loads + body
+
+
+def _with_runs(k, a, blocks):
+    """The blocks and those scaled with them in one run; every block of a split affine (its
+    adjoints are gathered for the GEMM together)."""
+    if not blocks or a.name in k.split:
+        return list(a.blocks) if blocks else []
+    runs = [a.blocks[j0:j1] for j0, j1, _ in _scaled_runs(k, a)]
+    return [b for b in a.blocks if b in blocks or any(b in run and set(run) & set(blocks) for run in runs)]
 
 
 def _twin_sources(k, due, emitted):
@@ -1354,10 +1388,11 @@ def _reads(k, step):
             for s in t.local.subs(k.aux).free_symbols}
 
 
-def _block_entries(k, a, printer):
-    """The loop's lines for an affine's pre-activation adjoints, as (line, reads, gate written)."""
-    entries = [(line, set(), None) for line in _scaled_lines(k, a, printer)]
-    for block in a.blocks:
+def _block_entries(k, a, printer, blocks):
+    """The loop's lines for the adjoints of some of an affine's blocks (with the runs they are
+    scaled in), as (line, reads, gate written)."""
+    entries = [(line, set(), None) for line in _scaled_lines(k, a, printer, blocks)]
+    for block in blocks:
         step = k.d.step_for(block)
         if k.in_loop(step):
             entries.append((_adjoint_line(k, step, printer), _reads(k, step), k.gate_of.get(block)))
@@ -1366,11 +1401,13 @@ def _block_entries(k, a, printer):
     return entries
 
 
-def _scaled_lines(k, a, printer):
+def _scaled_lines(k, a, printer, blocks):
     """The loop's part of the hoisted chains: each run of blocks times its root, in place."""
     lines, runs = [], _scaled_runs(k, a)
     view = _blocks_cols(a, [(j0, j1) for j0, j1, _ in runs if j1 - j0 > 1])
     for j0, j1, root in runs:
+        if not set(a.blocks[j0:j1]) & set(blocks):
+            continue
         steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
         cite = ", ".join(f"({s.number})" for s in steps)
         what = ", ".join(str(s.adjoint) for s in steps)
@@ -1415,6 +1452,22 @@ def _adjoint_line(k, step, printer):
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"
+
+
+def _summed_after(k, step):
+    """dp = the sum over steps and rows of a parameter's terms, each local*da with da in its
+    buffer: one einsum per term, no (T, B, H) temporary."""
+    names = {s: k.sequence(s) for s in k._forward_symbols()}
+    names.update({call: f"{name}_seq" for call, name in k.aux.items()})
+    printer, parts = _CodePrinter(names), []
+    for t in step.terms:
+        local = t.local.subs(k.aux)
+        if local.free_symbols - set(k.cell.params):
+            parts.append(f'np.einsum("tbh,tbh->h", {printer.doprint(local)}, {t.adjoint}_seq)')
+        else:
+            total = f"{t.adjoint}_seq.sum(axis=(0, 1))"
+            parts.append(total if local == 1 else f"{printer.doprint(local)}*{total}")
+    return f"{step.adjoint} = {' + '.join(parts) or 'np.zeros(H, x.dtype)'}"
 
 
 def _param_gradients(k):

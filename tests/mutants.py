@@ -433,7 +433,8 @@ def transposed_weight_gradient(s):
 
 def unsummed_gradient(s):
     """A bias gradient of the first batch row only; an elementwise parameter's gradient taken
-    from one batch row, or from the last step only (= instead of +=)."""
+    from one batch row, or from one step only (= instead of +=, or the first step's terms of a
+    sum after the loop)."""
     value = _value(s.node)
     if value is None or s.kind != "adjoint":
         return
@@ -448,6 +449,11 @@ def unsummed_gradient(s):
                 and any(k.arg == "axis" for k in node.keywords)):
             yield "parameter gradient not summed over the batch", _replace_in(
                 s.node, node, _parse_expr(f"({ast.unparse(node.args[0])})[0]"))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "np.einsum" and len(node.args) == 3:
+            spec, *operands = (ast.unparse(a) for a in node.args)
+            for kind, rows in (("the batch", "[:, :1]"), ("time", "[:1]")):
+                yield f"parameter gradient not summed over {kind}", _replace_in(
+                    s.node, node, _parse_expr(f"np.einsum({spec}, {', '.join(f'({o}){rows}' for o in operands)})"))
     if isinstance(s.node, ast.AugAssign) and s.place == "loop" and isinstance(s.node.target, ast.Name):
         yield "parameter gradient not summed over time", ast.Assign([copy.deepcopy(s.node.target)],
                                                                     copy.deepcopy(s.node.value), lineno=0)

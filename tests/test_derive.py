@@ -71,3 +71,46 @@ def test_textbook_order_of_terms(cell):
     step = d.step_for(sympy.Symbol(state, real=True))
     text = step.text(StrPrinter())
     assert text.endswith(f"*dh + d{state}_next")
+
+
+def test_peepholes_read_the_pre_activations_adjoints():
+    """Greff et al.'s form: a peephole's path goes through the gate's pre-activation adjoint,
+    da_i = dL/d(a_i + p_i*c_prev), so dc_prev gets p_i*da_i, not i*(1 - i)*p_i*di."""
+    d, r = results("lstm_peephole")
+    p_i, p_f, p_o, f, o, c, c_prev, dh, dc, dc_next = symbols("p_i p_f p_o f o c c_prev dh dc dc_next")
+    da_i, da_f, da_o = symbols("da_i da_f da_o")
+    assert sympy.expand(r["dc"] - (p_o * da_o + o * (1 - sympy.tanh(c) ** 2) * dh + dc_next)) == 0
+    assert sympy.expand(r["dc_prev"] - (p_i * da_i + p_f * da_f + f * dc)) == 0
+    assert (r["dp_i"], r["dp_f"], r["dp_o"]) == (c_prev * da_i, c_prev * da_f, c * da_o)
+    order = [str(s.adjoint) for s in d.steps]
+    assert order.index("do") < order.index("da_o") < order.index("dc"), "dc reads da_o: it comes first"
+    (through_o,) = [t for t in d.step_for(c).terms if t.adjoint == da_o]
+    assert through_o.consumer == "o" and through_o.pre == sympy.Symbol("a_o", real=True) + c * p_o
+
+
+def test_the_pre_activation_form_is_the_chain_rule(tmp_path):
+    """Substituting each block adjoint's own step back gives the plain chain rule's sums."""
+    d = derive(load_cell(DERIVATIONS / "lstm_peephole.py"))
+    blocks = {s.adjoint: s.result for s in d.steps if s.kind == "block"}
+    i, f, o, p_i, p_f, c_prev, di, df, dc = symbols("i f o p_i p_f c_prev di df dc")
+    dc_prev = d.step_for(c_prev).result.subs(blocks)
+    assert sympy.expand(dc_prev - (i * (1 - i) * p_i * di + f * (1 - f) * p_f * df + f * dc)) == 0
+
+
+@pytest.mark.parametrize("source, rewritten", [
+    # a block read elsewhere too: its adjoint is not the pre-activation's
+    ("g = cell.let('g', sigmoid(a + p*h_prev)); cell.update(h=g + a)", False),
+    # the block scaled inside the pre-activation: da = 2*dL/d(pre), not dL/d(pre)
+    ("g = cell.let('g', sigmoid(2*a + p*h_prev)); cell.update(h=g)", False),
+    # no block at all: nothing to read
+    ("g = cell.let('g', sigmoid(h_prev*p)); cell.update(h=g*a)", False),
+    ("g = cell.let('g', tanh(a + p*h_prev)); cell.update(h=g)", True),
+])
+def test_which_paths_read_a_block_adjoint(tmp_path, source, rewritten):
+    script = tmp_path / "cell.py"
+    script.write_text("from lstm_derive import Cell, sigmoid, tanh\n"
+                      "cell = Cell('c', title='t')\nx = cell.input('x')\nh_prev = cell.state('h')\n"
+                      "p = cell.param('p')\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+                      + source.replace("; ", "\n") + "\n")
+    d = derive(load_cell(script))
+    assert any(t.pre is not None for s in d.steps for t in s.terms) == rewritten

@@ -383,3 +383,13 @@ def test_the_latex_form_is_ascii(name):
     """pdflatex reads it without inputenc tricks: Unicode prose is spelled in TeX."""
     latex = DOCUMENTS[name][1]
     assert latex.isascii(), sorted({c for c in latex if not c.isascii()})
+
+
+def test_a_peephole_path_reads_the_pre_activation_adjoint():
+    """The text says why dc takes p_o*da_o, and the chain-rule form names the pre-activation."""
+    d = derive(load_cell(DERIVATIONS / "lstm_peephole.py"))
+    text = derivation_text(d)
+    assert "da_o is dL/d(a_o + c*p_o) as well as dL/da_o" in " ".join(text.split())
+    assert "dc = da_o·∂(a_o + c*p_o)/∂c + dh·∂h/∂c + ∂L(t+1)/∂c" in text
+    assert "p_o*da_o + o*(1 - tanh(c)**2)*dh + dc_next" in text
+    assert "da_o is dL/d" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))

@@ -285,6 +285,38 @@ FIXED_CELLS = {
         v3 = cell.let("v3", tanh(a20 + a00))
         cell.update(h=h_prev * a01, c=sigmoid(v3))
     """,
+    # A peephole's paths read the gate's pre-activation adjoint (p*da): a parameter alone in the
+    # pre-activation, one read by two gates, one times a gate whose slot its adjoint takes over,
+    # a new state and a previous one in one pre-activation.
+    "peepholes of every kind": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("peeps", title="Peepholes of every kind")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        c_prev = cell.state("c")
+        p, q, r = cell.param("p"), cell.param("q"), cell.param("r")
+        a_i, a_o, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_o", "a_g"])
+        i = cell.let("i", sigmoid(a_i + p))
+        g = cell.let("g", tanh(a_g + q * i))
+        c = cell.let("c", c_prev * (1 - i) + g * i)
+        o = cell.let("o", sigmoid(a_o + r * c + p * h_prev))
+        cell.update(c=c, h=o * tanh(c))
+    """,
+    "a gru with a peephole on its update gate": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("gru_peep", title="A GRU whose update gate reads h_prev elementwise")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        p = cell.param("p")
+        a_xr, a_xz, a_xn = cell.affine("W", [x], blocks=["a_xr", "a_xz", "a_xn"], bias="b_x")
+        a_hr, a_hz, a_hn = cell.affine("U", [h_prev], blocks=["a_hr", "a_hz", "a_hn"], bias="b_h")
+        r = cell.let("r", sigmoid(a_xr + a_hr))
+        z = cell.let("z", sigmoid(a_xz + a_hz + p * h_prev))
+        n = cell.let("n", tanh(a_xn + r * a_hn))
+        cell.update(h=(1 - z) * n + z * h_prev)
+    """,
 }
 
 # GRU's shape in variants: gates over sums of two affines' blocks, whose adjoints are one

@@ -158,9 +158,7 @@ def backward(params, cache, dys, dstate=None):
     cache["spent"] = True
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dp_i = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
-    dp_f = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
-    dp_o = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it
+    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -169,44 +167,29 @@ def backward(params, cache, dys, dstate=None):
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
         f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
-        dh_do_span = tanh_c_seq[t0:t1]  # read by the loop, formed for the span at once
-        do_dc_span = o_seq[t0:t1]*p_o*(1 - o_seq[t0:t1])  # read by the loop, formed for the span at once
         dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # read by the loop, formed for the span at once
-        di_dc_prev_span = i_seq[t0:t1]*p_i*(1 - i_seq[t0:t1])  # read by the loop, formed for the span at once
-        df_dc_prev_span = f_seq[t0:t1]*p_f*(1 - f_seq[t0:t1])  # read by the loop, formed for the span at once
-        di_dp_i_span = c_seq[t0:t1]*i_seq[t0:t1]*(1 - i_seq[t0:t1])  # read by the loop, formed for the span at once
-        df_dp_f_span = c_seq[t0:t1]*f_seq[t0:t1]*(1 - f_seq[t0:t1])  # read by the loop, formed for the span at once
-        do_dp_o_span = c_seq[t0 + 1:t1 + 1]*o_seq[t0:t1]*(1 - o_seq[t0:t1])  # read by the loop, formed for the span at once
+        # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) do/da_o
+        da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) dh/do
         da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
-        # da_i = i*(1 - i) * di: the product now, times di in the loop
-        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
-        # da_f = f*(1 - f) * df: the product now, times df in the loop
-        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
-        # da_o = o*(1 - o) * do: the product now, times do in the loop
-        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
+        # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (15) di/da_i
+        da_i_tmp *= g_seq[t0:t1]  # (14) dc/di
+        # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
+        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) df/da_f
+        da_f_seq[t0:t1] *= c_seq[t0:t1]  # (13) dc/df
         # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-        da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
-        da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (17) dg/da_g
+        da_g_seq[t0:t1] *= i_seq[t0:t1]  # (12) dc/dg
         da_i_seq[t0:t1] = da_i_tmp
         del da_i_tmp
         for t in reversed(range(t0, t1)):
-            c_prev = c_seq[t]
             f = f_span[t - t0]
-            g = g_span[t - t0]
             dh = dys[t] + dh_next  # (8) dL/dh
-            do = dh_do_span[t - t0]*dh  # (9) dL/do
-            dc = do_dc_span[t - t0]*do + dh_dc_span[t - t0]*dh + dc_next  # (10) dL/dc
-            df = c_prev*dc  # (12) dL/df
-            di = g*dc  # (13) dL/di
-            dp_i += di_dp_i_span[t - t0]*di  # (20) dL/dp_i
-            dp_f += df_dp_f_span[t - t0]*df  # (21) dL/dp_f
-            dp_o += do_dp_o_span[t - t0]*do  # (22) dL/dp_o
-            dc_prev = di_dc_prev_span[t - t0]*di + df_dc_prev_span[t - t0]*df + f*dc  # (19) dL/dc_prev
-            da_i_seq[t] *= di  # (14) dL/da_i
-            da_f_seq[t] *= df  # (15) dL/da_f
-            da_g_seq[t] *= dc  # (16) dL/da_g
-            da_o_seq[t] *= do  # (17) dL/da_o
+            da_o_seq[t] *= dh  # (10) dL/da_o
+            dc = p_o*da_o_seq[t] + dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
+            dpre_W_blocks[t] *= dc[:, np.newaxis]  # (15), (16), (17) dL/da_i, da_f, da_g
+            dc_prev = p_i*da_i_seq[t] + p_f*da_f_seq[t] + f*dc  # (19) dL/dc_prev
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev
 
@@ -216,9 +199,9 @@ def backward(params, cache, dys, dstate=None):
     dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (25) dL/dW_h
     db = dpre_W_flat.sum(axis=0)  # (26) dL/db
     dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (23) dL/dx
-    dp_i = np.sum(dp_i, axis=0)  # (27) dL/dp_i
-    dp_f = np.sum(dp_f, axis=0)  # (28) dL/dp_f
-    dp_o = np.sum(dp_o, axis=0)  # (29) dL/dp_o
+    dp_i = np.einsum("tbh,tbh->h", c_seq[:-1], da_i_seq)  # (20), (27) dL/dp_i
+    dp_f = np.einsum("tbh,tbh->h", c_seq[:-1], da_f_seq)  # (21), (28) dL/dp_f
+    dp_o = np.einsum("tbh,tbh->h", c_seq[1:], da_o_seq)  # (22), (29) dL/dp_o
     grads = {"W_x": dW_x, "W_h": dW_h, "b": db, "p_i": dp_i, "p_f": dp_f, "p_o": dp_o}
     return grads, dx, (dh_next, dc_next)
 
