@@ -177,3 +177,80 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
     ys, final, cache = k.forward(p.params, p.x, p.state)
     with pytest.raises(ValueError, match=r"dys: expected shape \(T, B, H\)"):
         k.backward(p.params, cache, p.dys[:-1], p.dstate)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_final_state_is_the_callers_to_change(name):
+    """Resetting a carried state in place (truncated BPTT) changes neither ys nor the gradients."""
+    k = kernel_of(name)
+    p = problem(k)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    expected_ys = ys.copy()
+    expected = k.backward(p.params, cache, p.dys, p.dstate)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    for s in final:
+        s[...] = 0
+    np.testing.assert_array_equal(ys, expected_ys)
+    got = k.backward(p.params, cache, p.dys, p.dstate)
+    for name_, g in got[0].items():
+        np.testing.assert_array_equal(g, expected[0][name_])
+    y_t, new_state, _ = k.step_forward(p.params, p.x[0], p.state)
+    assert not np.shares_memory(y_t, new_state[k.STATES.index(k.OUTPUT)])
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_cache_serves_only_its_own_cell_and_parameters(name):
+    k = kernel_of(name)
+    p = problem(k)
+    other = KERNELS["rnn" if name != "rnn" else "lstm"]
+    q = problem(other)
+    _, _, foreign = other.forward(q.params, q.x, q.state)
+    with pytest.raises(ValueError, match=rf"^cache: expected what forward\(\) of {name} returned, got the cache of {other.CELL}$"):
+        k.backward(p.params, foreign, p.dys, p.dstate)
+    with pytest.raises(ValueError, match=r"^cache: expected what forward\(\) of .* returned, got list$"):
+        k.backward(p.params, [], p.dys, p.dstate)
+    _, _, cache = k.forward(p.params, p.x, p.state)
+    single = {n: v.astype(np.float32) for n, v in p.params.items()}
+    with pytest.raises(ValueError, match=r"^params: D = 3, H = 2, dtype float32, but forward\(\) made the cache with D = 3, H = 2, dtype float64"):
+        k.backward(single, cache, p.dys, p.dstate)
+    wider = k.init_params(3, 5)
+    with pytest.raises(ValueError, match=r"^params: D = 3, H = 5, .* with D = 3, H = 2"):
+        k.backward(wider, cache, p.dys, p.dstate)
+    k.backward(p.params, cache, p.dys, p.dstate)  # the refusals did not use the cache up
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_none_for_one_array_means_zeros(name):
+    k = kernel_of(name)
+    p = problem(k)
+    zeros = tuple(np.zeros_like(s) for s in p.state)
+    for j in range(len(k.STATES)):
+        state = tuple(None if i == j else s for i, s in enumerate(p.state))
+        dstate = tuple(None if i == j else s for i, s in enumerate(p.dstate))
+        ys, _, cache = k.forward(p.params, p.x, state)
+        got = k.backward(p.params, cache, p.dys, dstate)
+        filled = tuple(zeros[i] if i == j else s for i, s in enumerate(p.state))
+        dfilled = tuple(zeros[i] if i == j else s for i, s in enumerate(p.dstate))
+        ys_ref, _, cache_ref = k.forward(p.params, p.x, filled)
+        ref = k.backward(p.params, cache_ref, p.dys, dfilled)
+        np.testing.assert_array_equal(ys, ys_ref)
+        np.testing.assert_array_equal(got[1], ref[1])
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_step_kernels_and_params_name_what_is_wrong(name):
+    k = kernel_of(name)
+    p = problem(k)
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, got \(4, 3, 3\)$"):
+        k.step_forward(p.params, p.x, p.state)
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, got \(3, 2\)$"):
+        k.step_forward(p.params, p.x[0, :, :2], p.state)
+    _, _, cache = k.step_forward(p.params, p.x[0], p.state)
+    with pytest.raises(ValueError, match=r"^dy_t: expected shape \(B, H\) = \(3, 2\), got \(3, 5\)$"):
+        k.step_backward(p.params, cache, np.ones((3, 5)), p.dstate)
+    for bad in (list(p.params.values()), None):
+        with pytest.raises(ValueError, match=r"^params: expected a dict of arrays"):
+            k.forward(bad, p.x, p.state)
+    for D in (3.0, "3", 0):
+        with pytest.raises(ValueError, match=r"^D and H: expected positive integers, got D = "):
+            k.init_params(D, 4)

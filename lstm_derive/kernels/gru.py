@@ -38,8 +38,8 @@ def param_shapes(D, H):
 
 def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """Every parameter uniform in [-scale, scale]; scale defaults to 1/sqrt(H)."""
-    if not (int(D) == D >= 1 and int(H) == H >= 1):
-        raise ValueError(f"D and H: expected positive integers, got D = {D}, H = {H}")
+    if not all(isinstance(n, (int, np.integer)) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
     if np.dtype(dtype).kind not in "fc":
         raise ValueError(f"dtype: expected a float or complex dtype, got {np.dtype(dtype)}")
     rng = np.random.default_rng(seed)
@@ -79,9 +79,10 @@ def _span(B, H, dtype):
 
 
 def forward(params, x, state=None):
-    """Runs the cell over a sequence: x (T, B, D), state (h (B, H),) or None for zeros.
+    """Runs the cell over a sequence: x (T, B, D), state (h (B, H),); None (or None for one
+    array) means zeros.
 
-    Returns ys (T, B, H), the output state at every step; the final state; and the cache
+    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
     for one call of backward() (ys is a view into it: copy ys before changing it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
@@ -132,20 +133,20 @@ def forward(params, x, state=None):
             h += n
             h_prev = h
     ys = h_seq[1:]
-    final = (h_seq[T],)
-    cache = {"x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
+    final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
     return ys, final, cache
 
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H),) or None for zeros.
+    dL/d(final state) (h (B, H),); None (or None for one array) means zeros.
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state.
     It uses the cache up: the gates' gradients are written over their values."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
-    x = cache["x"]
+    x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, pre_W_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
@@ -217,14 +218,22 @@ def backward(params, cache, dys, dstate=None):
 
 def step_forward(params, x_t, state=None):
     """One step: x_t (B, D). Returns y_t (B, H), the new state and a cache for step_backward()."""
-    ys, new_state, cache = forward(params, np.asarray(x_t)[np.newaxis], state)
+    _checked_params(params)
+    D, _ = _sizes(params)
+    x_t = np.asarray(x_t)
+    if x_t.ndim != 2 or x_t.shape[1] != D:
+        raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
+    ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
 
 def step_backward(params, cache, dy_t, dstate=None):
     """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this
     step, dL/dx_t and dL/d(previous state)."""
-    grads, dx, dstate_prev = backward(params, cache, np.asarray(dy_t)[np.newaxis], dstate)
+    dtype = _checked_params(params)[0].dtype
+    D, H = _sizes(params)
+    dy_t = _checked("dy_t", dy_t, (_checked_cache(cache, D, H, dtype).shape[1], H), "(B, H)", dtype)
+    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
     return grads, dx[0], dstate_prev
 
 
@@ -254,6 +263,8 @@ def _sizes(params):
 
 def _checked_params(params):
     """The parameters in PARAMS order, all of one float dtype and of consistent shapes."""
+    if not hasattr(params, "keys"):
+        raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}")
     missing = [n for n in PARAMS if n not in params]
     unknown = [n for n in params if n not in PARAMS]
     if missing or unknown:
@@ -271,12 +282,27 @@ def _checked_input(x, D, dtype):
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
 
 
+def _checked_cache(cache, D, H, dtype):
+    """The cache's x, or a ValueError unless forward() of this cell made it with parameters like these."""
+    made = cache.get("cell") if isinstance(cache, dict) else None
+    if made != CELL:
+        got = f"the cache of {made}" if made else type(cache).__name__
+        raise ValueError(f"cache: expected what forward() of {CELL} returned, got {got}")
+    x = cache["x"]
+    if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
+        raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
+                         f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
+    return x
+
+
 def _checked_state(state, B, H, dtype, name="state"):
-    """The state tuple as arrays (B, H); None means zeros. Copies, so callers' arrays stay untouched."""
+    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies, so callers'
+    arrays stay untouched."""
     if state is None:
         return tuple(np.zeros((B, H), dtype) for _ in STATES)
     if not isinstance(state, (tuple, list)):
         raise ValueError(f"{name}: expected a tuple of {len(STATES)} arrays {STATES}, got {type(state).__name__}")
     if len(state) != len(STATES):
         raise ValueError(f"{name}: expected {len(STATES)} arrays {STATES}, got {len(state)}")
-    return tuple(_checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy() for s, a in zip(STATES, state))
+    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
+                 for s, a in zip(STATES, state))
