@@ -123,6 +123,9 @@ class _Kernel:
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
         self.gates = self._gates()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
+        # gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
+        self.extras = {let.symbol: let.expr.args[0] - b for a in self.cell.affines if a.name in self.gates
+                       for b, (let, _) in zip(a.blocks, self.gates[a.name]) if let.expr.args[0] != b}
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
         self.chains = self._chains()
@@ -159,7 +162,9 @@ class _Kernel:
         return aux
 
     def _gates(self):
-        """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block."""
+        """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block, or of
+        that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev))."""
+        blocks = {b for a in self.cell.affines for b in a.blocks}
         gates = {}
         for a in self.cell.affines:
             lets = []
@@ -168,12 +173,22 @@ class _Kernel:
                 if len(users) != 1 or users[0].symbol in self.state_of_new:
                     break
                 let = users[0]
-                if not (isinstance(let.expr, (sigmoid, sympy.tanh)) and let.expr.args[0] == block):
+                if not isinstance(let.expr, (sigmoid, sympy.tanh)):
+                    break
+                extra = let.expr.args[0] - block
+                if extra.free_symbols & blocks:
                     break
                 lets.append((let, type(let.expr).__name__))
             else:
                 gates[a.name] = lets
         return gates
+
+    def ready(self, gate):
+        """Whether a gate's pre-activation is complete right after its affine: its extra, if any,
+        reads only the previous states and parameters (a peephole on c, not c_prev, waits for c)."""
+        extra = self.extras.get(gate)
+        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params)
+        return extra is None or (extra.free_symbols <= early and not extra.atoms(sympy.Function))
 
     def _loop_lets(self):
         """The numbers of the let steps whose adjoints the backward loop computes.
@@ -849,12 +864,15 @@ def _forward_step(k):
             continue
         if node.symbol in heads:
             lines += _fused_lines(k, heads[node.symbol], numbers)
-        if node.symbol in k.gate_lets or node.symbol in skip:
+        if (node.symbol in k.gate_lets and k.ready(node.symbol)) or node.symbol in skip:
             continue
         for call, name in k.aux.items():
             if call not in done and node.expr.has(call):
                 lines += _stored_value(name, f"{name}_seq[t]", call, plain, n)
                 done.add(call)
+        if node.symbol in k.gate_lets:
+            lines += _deferred_gate(k, node, n)
+            continue
         if node.symbol in k.stored:
             lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n)
         elif node.symbol in k.state_of_new:
@@ -1016,29 +1034,76 @@ def _used_blocks(k, a):
 
 
 def _activate_gates(k, a):
+    """The affine's gates activated in place right after its GEMM: with one exp for every run of
+    adjacent blocks whose pre-activations are complete; a gate whose extra reads a later value is
+    activated where it is defined (see _deferred_gate)."""
     lets = k.gates[a.name]
     numbers = {let.symbol: eq.number for eq in k.d.forward for let, _ in lets if eq.lhs == (let.symbol,)}
-    kinds = {f for _, f in lets}
-    cite = ", ".join(f"({numbers[let.symbol]})" for let, _ in lets)
-    g = f"pre_{a.name}"
-    if kinds == {"tanh"}:
-        lines = [f"np.tanh({g}, out={g})  # {cite}, in place: the pre-activations are not needed again"]
-    else:  # exp costs about half of tanh, and 1 / (1 + exp(-a)) is exact where a sigmoid is tiny
-        lines = [
-            f"# {cite} all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
-            f"np.exp({g}, out={g})",
-            f"{g} += 1",
-            f"np.reciprocal({g}, out={g})",
-        ]
     names = [let.symbol for let, _ in lets]
-    lines.append(_assign_tuple(names, [f"{n}_seq[t]" for n in names]))
-    if kinds != {"tanh"}:
-        for let, kind in lets:
-            if kind == "tanh":
-                lines += [f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, "
-                          "not in relative terms for |a| << 1",
-                          f"{let.symbol} -= 1"]
+    views = _assign_tuple(names, [f"{n}_seq[t]" for n in names])
+    if not any(let.symbol in k.extras for let, _ in lets):
+        activate = _activation(k, a, lets, f"pre_{a.name}", ", ".join(f"({numbers[n]})" for n in names))
+        return activate + [views] + _tanh_lines(k, a, lets)
+    lines, ready = [views], [j for j, (let, _) in enumerate(lets) if k.ready(let.symbol)]
+    for j in ready:
+        let, kind = lets[j]
+        if let.symbol in k.extras:
+            lines.append(_extra_line(k, a, let, kind, numbers[let.symbol]))
+    runs = _runs(ready)
+    for n, (j0, j1) in enumerate(runs):
+        run, where = lets[j0:j1], str(lets[j0][0].symbol)
+        if j1 - j0 > 1:  # a view of the run's columns, once per step
+            where = f"pre_{a.name}_ready" + (str(n) if len(runs) > 1 else "")
+            lines.append(f"{where} = pre_{a.name}[:, {_col_range(j0, j1)}]  # {', '.join(str(v.symbol) for v, _ in run)}")
+        lines += _activation(k, a, run, where, ", ".join(f"({numbers[let.symbol]})" for let, _ in run))
+        lines += _tanh_lines(k, a, run)
     return lines
+
+
+def _deferred_gate(k, let, n):
+    """A gate whose pre-activation's extra reads a value the step computes after the affine."""
+    a = next(a for a in k.cell.affines if a.name in k.gates and any(g is let for g, _ in k.gates[a.name]))
+    kind = next(f for g, f in k.gates[a.name] if g is let)
+    run = [(let, kind)]
+    return [_extra_line(k, a, let, kind, n)] + _activation(k, a, run, str(let.symbol), f"({n})") + _tanh_lines(k, a, run)
+
+
+def _extra_line(k, a, let, kind, n):
+    """The extra's part of the gate's pre-activation, added where the block's part is, scaled as
+    the weights are (-1 for a sigmoid, -2 for a tanh among sigmoids)."""
+    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    extra, v = k.extras[let.symbol], let.symbol
+    factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    code = printer.doprint(abs(factor) * extra)
+    scaled = "" if factor == 1 else f", times {factor} like the weights"
+    return (f"{v} {'+' if factor > 0 else '-'}= {code}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
+            f"the part beyond {_block_of(k, a, let)}{scaled}")
+
+
+def _block_of(k, a, let):
+    return next(b for b, (g, _) in zip(a.blocks, k.gates[a.name]) if g is let)
+
+
+def _activation(k, a, run, where, cite):
+    """Gates of one kind or mixed, activated in place over where (their pre-activations)."""
+    if not _scaled(k, a):
+        return [f"np.tanh({where}, out={where})  # {cite}, in place: the pre-activations are not needed again"]
+    what = "all gates" if where == f"pre_{a.name}" else ("the gate" if len(run) == 1 else "these gates")
+    return [
+        f"# {cite} {what} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
+        f"np.exp({where}, out={where})",
+        f"{where} += 1",
+        f"np.reciprocal({where}, out={where})",
+    ]
+
+
+def _tanh_lines(k, a, run):
+    """tanh(a) = 2 sigmoid(2a) - 1 for the tanh gates activated through exp with sigmoids."""
+    if not _scaled(k, a):
+        return []
+    return [line for let, kind in run if kind == "tanh" for line in (
+        f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative "
+        "terms for |a| << 1", f"{let.symbol} -= 1")]
 
 
 def _backward(k):
@@ -1459,7 +1524,7 @@ def _summed_after(k, step):
     """dp = the sum over steps and rows of a parameter's terms, each local*da with da in its
     buffer: one einsum per term, no (T, B, H) temporary."""
     names = {s: k.sequence(s) for s in k._forward_symbols()}
-    names.update({call: f"{name}_seq" for call, name in k.aux.items()})
+    names.update({name: f"{name}_seq" for name in k.aux.values()})  # the locals hold tanh(u) as tanh_u
     printer, parts = _CodePrinter(names), []
     for t in step.terms:
         local = t.local.subs(k.aux)

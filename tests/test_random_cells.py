@@ -303,6 +303,32 @@ FIXED_CELLS = {
         o = cell.let("o", sigmoid(a_o + r * c + p * h_prev))
         cell.update(c=c, h=o * tanh(c))
     """,
+    # Gates of tanh alone (no factor on the weights): the extras are added as they are.
+    "tanh gates with extras": """
+        from lstm_derive import Cell, tanh
+
+        cell = Cell("tanh_extras", title="Two tanh gates, one reading the other")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        p = cell.param("p")
+        a_u, a_v = cell.affine("W", [x, h_prev], blocks=["a_u", "a_v"])
+        u = cell.let("u", tanh(a_u + p * h_prev))
+        v = cell.let("v", tanh(a_v + u * u))
+        cell.update(h=u * v + 0.5 * h_prev)
+    """,
+    # Found by the random cells: a parameter's gradient summed after the loop read tanh(p) by a
+    # name the kernel never defined.
+    "a call of a parameter in a gate's pre-activation": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("call_of_param", title="A parameter inside a call, inside a gate's pre-activation")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        p = cell.param("p")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        v = cell.let("v", sigmoid(a + tanh(p)))
+        cell.update(h=v * h_prev + 0.5 * v)
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 

@@ -55,15 +55,6 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
-def _sigmoid_into(a, out):
-    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
-    caller decides what overflow of exp reports."""
-    np.negative(a, out=out)
-    np.exp(out, out=out)
-    out += 1
-    return np.reciprocal(out, out=out)
-
-
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -74,6 +65,11 @@ def _span(B, H, dtype):
     """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
     span of every array a product reads stays in a core's cache."""
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
+def _gate_scale(kinds, H, dtype):
+    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""
+    return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)
 
 
 def forward(params, x, state=None):
@@ -91,23 +87,20 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 4 * H)  # (1)
-    pre_W_seq += b  # (1)
+    # The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride
+    # on the weights: exact (powers of two), and no pass over the gates at every step.
+    scale_W = _gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype)
+    W_x_scaled = W_x * scale_W[:, np.newaxis]
+    W_h_scaled = W_h * scale_W[:, np.newaxis]
 
-    # Views of the buffers' columns, made once: the loop indexes them by step.
-    a_i_seq = pre_W_seq[..., :H]
-    a_f_seq = pre_W_seq[..., H:2 * H]
-    a_g_seq = pre_W_seq[..., 2 * H:3 * H]
-    a_o_seq = pre_W_seq[..., 3 * H:4 * H]
+    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
+    pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 4 * H)  # (1)
+    pre_W_seq += b*scale_W  # (1)
+    i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     c_seq = np.empty((T + 1, B, H), x.dtype)
-    f_seq = pre_W_seq[..., H:2 * H]  # where a_f was: it is read once, before
-    g_seq = pre_W_seq[..., 2 * H:3 * H]  # where a_g was: it is read once, before
-    i_seq = pre_W_seq[..., :H]  # where a_i was: it is read once, before
-    o_seq = pre_W_seq[..., 3 * H:4 * H]  # where a_o was: it is read once, before
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
@@ -116,19 +109,25 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h.T  # (1)
-            a_i, a_f, a_g, a_o = a_i_seq[t], a_f_seq[t], a_g_seq[t], a_o_seq[t]
-            i = i_seq[t]
-            _sigmoid_into(a_i + c_prev*p_i, i)  # (2) i = sigmoid(a_i + c_prev*p_i)
-            f = f_seq[t]
-            _sigmoid_into(a_f + c_prev*p_f, f)  # (3) f = sigmoid(a_f + c_prev*p_f)
-            g = g_seq[t]
-            np.tanh(a_g, out=g)  # (4) g = tanh(a_g)
+            pre_W += h_prev @ W_h_scaled.T  # (1)
+            i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
+            i -= c_prev*p_i  # (2) i's pre-activation a_i + c_prev*p_i: the part beyond a_i, times -1 like the weights
+            f -= c_prev*p_f  # (3) f's pre-activation a_f + c_prev*p_f: the part beyond a_f, times -1 like the weights
+            pre_W_ready = pre_W[:, :3 * H]  # i, f, g
+            # (2), (3), (4) these gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            np.exp(pre_W_ready, out=pre_W_ready)
+            pre_W_ready += 1
+            np.reciprocal(pre_W_ready, out=pre_W_ready)
+            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g -= 1
             c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
-            o = o_seq[t]
-            _sigmoid_into(a_o + c*p_o, o)  # (6) o = sigmoid(a_o + c*p_o)
+            o -= c*p_o  # (6) o's pre-activation a_o + c*p_o: the part beyond a_o, times -1 like the weights
+            # (6) the gate with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            np.exp(o, out=o)
+            o += 1
+            np.reciprocal(o, out=o)
             tanh_c = tanh_c_seq[t]
             np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
             h = h_seq[t + 1]
@@ -136,7 +135,7 @@ def forward(params, x, state=None):
             h_prev, c_prev = h, c
     ys = h_seq[1:]
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "g_seq": g_seq, "i_seq": i_seq, "o_seq": o_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "tanh_c_seq": tanh_c_seq}
     return ys, final, cache
 
 
@@ -151,7 +150,7 @@ def backward(params, cache, dys, dstate=None):
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
     dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, pre_W_seq, f_seq, g_seq, i_seq, o_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["g_seq"], cache["i_seq"], cache["o_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, pre_W_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache.get("spent"):
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
@@ -160,6 +159,7 @@ def backward(params, cache, dys, dstate=None):
     dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
     da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
     dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
+    i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
     # The products of local derivatives read only forward values: they are formed for a span
     # of steps at a time, just before the loop reaches it (one NumPy call per product for many
