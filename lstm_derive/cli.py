@@ -193,8 +193,14 @@ def run_check(args):
                 broken += 1
                 continue
             for config in CHECKS:
-                for report in check_kernel(kernel, **config):
-                    sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+                sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+                try:
+                    reports = check_kernel(kernel, **config)
+                except Exception as error:  # a kernel that crashes fails its check, and the others go on
+                    print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
+                    failed += 1
+                    break
+                for report in reports:
                     print(f"{cell} ({sizes}) {report}")
                     failed += not report.ok
     return 2 if broken else 1 if failed else 0

@@ -133,3 +133,24 @@ def test_a_reader_that_stops_early_ends_the_run_quietly_and_cleanly(tmp_path):
     assert run.wait(timeout=120) == 141
     assert run.stderr.read() == b""
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, capsys, monkeypatch):
+    crashing, fine = write_cell(tmp_path, "crashing"), write_cell(tmp_path, "fine")
+    emitted = cli._emitted_kernel
+
+    def crash_one(script, scratch):
+        name, kernel = emitted(script, scratch)
+        if name == "crashing":
+            def backward(*args, **kwargs):
+                raise NameError("name 'tanh_p' is not defined")
+            kernel.backward = backward
+        return name, kernel
+
+    monkeypatch.setattr(cli, "_emitted_kernel", crash_one)
+    assert cli.main(["check", str(crashing), str(fine)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if "FAIL" in line] == [
+        f"crashing ({', '.join(f'{k}={v}' for k, v in config.items())}) FAIL: the kernel raised NameError: "
+        "name 'tanh_p' is not defined" for config in cli.CHECKS[:1]]
+    assert sum(line.startswith("fine (") and line.endswith(", ok") for line in out) == 2 * len(cli.CHECKS)
