@@ -155,7 +155,7 @@ def _consumer_terms(cell, vector, later_nodes, named):
     terms = []
     for node in later_nodes:
         if isinstance(node, Let):
-            block = _pre_activation_block(cell, node) if _peeps(cell, vector) else None
+            block = _pre_activation_block(cell, node) if not _is_block(cell, vector) else None
             if block is not None:  # p*da rather than y*(1 - y)*p*dy: see _pre_activation_block
                 pre = node.expr.args[0]
                 local = sympy.diff(pre, vector)
@@ -174,9 +174,10 @@ def _pre_activation_block(cell, let):
     """The block whose adjoint is also the adjoint of a gate's whole pre-activation, or None.
 
     In y = sigmoid(a + p*c_prev), with a a block that nothing else reads, da = y*(1 - y)*dy is
-    dL/d(a + p*c_prev) too. A state or parameter read inside the pre-activation (a peephole)
-    then receives p*da rather than y*(1 - y)*p*dy: the textbook's form, and the product the
-    backward pass has formed already."""
+    dL/d(a + p*c_prev) too. Whatever else the pre-activation reads (a peephole's c_prev and p, the
+    GRU's r in a_xn + r*a_hn) then receives p*da rather than y*(1 - y)*p*dy: the textbook's form,
+    and the product the backward pass has formed already. Blocks keep their own form (a_hn's
+    adjoint is r*da_xn either way)."""
     if not isinstance(let.expr, (sigmoid, sympy.tanh)) or not isinstance(let.expr.args[0], sympy.Add):
         return None
     pre = let.expr.args[0]
@@ -192,10 +193,8 @@ def _only_reader(cell, symbol):
     return readers[0] if len(readers) == 1 else None
 
 
-def _peeps(cell, vector):
-    """Whether vector is a state (previous or new) or a parameter: what a peephole reads."""
-    news = {let.symbol for let in cell.updates.values()}
-    return vector in news or vector in cell.params or any(vector == cell.prev(s) for s in cell.states)
+def _is_block(cell, vector):
+    return any(vector in a.blocks for a in cell.affines)
 
 
 def _backward_steps(cell):

@@ -316,17 +316,26 @@ def _backward_section(d):
 
 def _pre_activation_prose(d):
     """Why a peephole's path reads the block's adjoint: it is the whole pre-activation's too."""
-    found = next(((t, s) for s in d.steps for t in s.terms if t.pre is not None), None)
-    if found is None:
+    readers = {}  # block adjoint -> (pre-activation, its gate, [(step, term)])
+    for step in d.steps:
+        for t in step.terms:
+            if t.pre is not None:
+                readers.setdefault(t.adjoint, (t.pre, t.consumer, []))[2].append((step, t))
+    if not readers:
         return ""
-    term, step = found
-    block = d.step_for(sympy.Symbol(str(term.adjoint)[1:], real=True))
-    gate = block.terms[0]
-    return (f" A block that enters its gate's pre-activation alone, with coefficient 1, has the "
-            f"adjoint of the whole pre-activation: `{term.adjoint}` is dL/d({expr_text(term.pre, d)}) "
-            f"as well as dL/d{block.target}. The other paths through `{term.consumer}` read it: "
-            f"({step.number}) takes `{expr_text(term.local, d)}*{term.adjoint}`, which is "
-            f"`{expr_text(term.local * gate.local, d)}*{gate.adjoint}`, with the product formed once.")
+    (adj, (pre, gate, uses)), *others = readers.items()
+    step, term = uses[0]
+    block = d.step_for(sympy.Symbol(str(adj)[1:], real=True))
+    local = block.terms[0]
+    text = (f" `{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
+            f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
+            f"dL/d({expr_text(pre, d)}) too, and every other input of that pre-activation reads it. "
+            f"({step.number}) takes `{expr_text(term.local, d)}*{adj}` for `{step.target}`, the same as "
+            f"`{expr_text(term.local * local.local, d)}*{local.adjoint}`")
+    if len(uses) > 1:
+        text += f"; so do {_numbers([s.number for s, _ in uses[1:]])}"
+    likewise = [f"`{a}` for `{expr_text(p, d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
+    return text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")
 
 
 def _step_math(step: Step, d):

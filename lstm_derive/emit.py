@@ -144,6 +144,7 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
+        self.span_cites = {}  # local -> "(9) dh/dc", for its line's comment
         self.span_locals = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
@@ -219,7 +220,10 @@ class _Kernel:
             if step.kind != "block" or not _single(step):
                 continue
             links, root = [(step, step.terms[0].local)], step.terms[0].adjoint
-            while (s := self.by_adjoint.get(root)) is not None and s.kind == "let" and s.number not in self.loop_lets:
+            # through lets with one consumer, and through a block whose adjoint is a gate's whole
+            # pre-activation's (dr = a_hn*da_xn in a_xn + r*a_hn: da_xr = r*(1 - r)*a_hn*(1 - n**2)*dn)
+            while (s := self.by_adjoint.get(root)) is not None and (
+                    (s.kind == "let" and s.number not in self.loop_lets) or (s.kind == "block" and _single(s))):
                 links.append((s, s.terms[0].local))
                 root = s.terms[0].adjoint
             chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
@@ -348,6 +352,7 @@ class _Kernel:
                 if (local is not False and local.subs(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
                     found[local] = f"d{term.consumer}_d{step.target}_span"
+                    self.span_cites[local] = f"({step.number}) d{term.consumer}/d{step.target}"
         return found
 
     def _loop_reads(self):
@@ -1074,9 +1079,11 @@ def _extra_line(k, a, let, kind, n):
     printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
     extra, v = k.extras[let.symbol], let.symbol
     factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
-    code = printer.doprint(abs(factor) * extra)
+    added = factor * extra
+    sign = "-" if added.could_extract_minus_sign() else "+"
+    code = printer.doprint(-added if sign == "-" else added)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
-    return (f"{v} {'+' if factor > 0 else '-'}= {code}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
+    return (f"{v} {sign}= {code}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
             f"the part beyond {_block_of(k, a, let)}{scaled}")
 
 
@@ -1303,7 +1310,7 @@ def _hoisted_lines(k):
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
     for local, name in k.span_locals.items():
-        lines.append(f"{name} = {printer.doprint(local)}  # read by the loop, formed for the span at once")
+        lines.append(f"{name} = {printer.doprint(local)}  # {k.span_cites[local]}, read by the loop, formed for the span at once")
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
                      key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
@@ -1514,6 +1521,8 @@ def _adjoint_line(k, step, printer):
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"
     if step.kind == "param":  # this step's share of the sum over time; the batch's is taken once, after
+        if len(step.terms) == 1 and code.startswith("-"):
+            return f"{step.adjoint} -= {code[1:]}  # ({step.number}) dL/d{step.target}"
         return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"

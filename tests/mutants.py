@@ -130,8 +130,9 @@ def _is_setup(stmt):
     if isinstance(stmt, (ast.Return, ast.For, ast.Delete)) or (isinstance(stmt, ast.Assign) and isinstance(stmt.value, ast.Dict)):
         return True
     names = _assigned(stmt)
-    if names in (["span"], ["t0"]) or (len(names) == 1 and names[0].endswith("_span")):
-        return True  # the bounds of a span of steps, and the gates saved for it
+    if names in (["span"], ["t0"]) or (len(names) == 1 and names[0].endswith("_span")
+                                        and not any(isinstance(n, ast.BinOp) for n in ast.walk(stmt))):
+        return True  # the bounds of a span of steps, and the gates saved for it (not a local formed for it)
     value = getattr(stmt, "value", None)
     if (isinstance(stmt, ast.Assign) and all(_names_of(t) for t in stmt.targets)
             and isinstance(value, (ast.Name, ast.Tuple, ast.Attribute))

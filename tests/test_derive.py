@@ -105,6 +105,8 @@ def test_the_pre_activation_form_is_the_chain_rule(tmp_path):
     # no block at all: nothing to read
     ("g = cell.let('g', sigmoid(h_prev*p)); cell.update(h=g*a)", False),
     ("g = cell.let('g', tanh(a + p*h_prev)); cell.update(h=g)", True),
+    # a let inside the pre-activation reads it too: du = 2*da, as dr = a_hn*da_xn in a GRU
+    ("u = cell.let('u', sigmoid(h_prev)); g = cell.let('g', tanh(a + 2*u)); cell.update(h=g*u)", True),
 ])
 def test_which_paths_read_a_block_adjoint(tmp_path, source, rewritten):
     script = tmp_path / "cell.py"

@@ -160,7 +160,7 @@ def backward(params, cache, dys, dstate=None):
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
         f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # read by the loop, formed for the span at once
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
         da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
         # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
         np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i

@@ -168,7 +168,7 @@ def backward(params, cache, dys, dstate=None):
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
         f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # read by the loop, formed for the span at once
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) dh/dc, read by the loop, formed for the span at once
         # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
         np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) do/da_o
         da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) dh/do
