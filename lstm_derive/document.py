@@ -340,13 +340,15 @@ def _pre_activation_prose(d):
 
 def _step_math(step: Step, d):
     """dv = (the chain-rule sum) = (its output form); once when the two are the same."""
-    lhs = str(step.adjoint)
+    lhs, lhs_tex = str(step.adjoint), _tex_name(str(step.adjoint))
+    if step.kind == "param":  # one step's and row's share; the sum over them comes with the weights'
+        lhs, lhs_tex = f"{lhs}(t, b)", f"{lhs_tex}(t, b)"
     chain_text = " + ".join(_chain_text(t, step, d) for t in step.terms) or "0"
     chain_tex = " + ".join(_chain_tex(t, step, d) for t in step.terms) or "0"
     result_text = step.text(_TextPrinter(_block_names(d)))
     if chain_text == result_text:
-        return Math(f"{_tex_name(lhs)} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
-    tex = f"{_tex_name(lhs)} = {chain_tex} = {_step_tex(step, d)}"
+        return Math(f"{lhs_tex} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
+    tex = f"{lhs_tex} = {chain_tex} = {_step_tex(step, d)}"
     return Math(tex, (f"{lhs} = {chain_text}", f"= {result_text}"), step.number)
 
 
