@@ -32,7 +32,7 @@ from pathlib import Path
 import sympy
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm, adjoint
+from .derive import Derivation, MatTerm, Term, adjoint
 from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
@@ -347,7 +347,7 @@ class _Kernel:
         for step in self.d.steps:
             if step.kind in ("block", "input") or not self.in_loop(step):
                 continue
-            for term in step.terms:
+            for term in self.loop_terms(step):
                 local = term.adjoint is not None and term.local
                 if (local is not False and local.subs(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
@@ -367,10 +367,28 @@ class _Kernel:
                 if step.target not in self.hoist:
                     reads |= chain.factor.free_symbols & forward
                 continue
-            for term in step.terms:
+            for term in self.loop_terms(step):
                 if term.adjoint is not None and term.local not in self.span_locals:
                     reads |= term.local.subs(self.aux).free_symbols & forward
         return reads - set(self.cell.params)
+
+    def loop_terms(self, step):
+        """The terms of a loop line. A pre-activation adjoint whose product is formed before the
+        loop (p_o*da_o, da_o = o*(1 - o)*tanh_c * dh) becomes that product's factors times its root,
+        and terms of one adjoint are summed: dc = (p_o*o*(1 - o)*tanh_c + o*(1 - tanh_c**2))*dh
+        + dc_next, whose factor of dh is formed for a span of steps at once, like any local."""
+        terms, changed = [], False
+        for t in step.terms:
+            s = self.by_adjoint.get(t.adjoint)
+            chain = s is not None and s.kind == "block" and s.target not in self.twins and self.hoisted(s)
+            if chain:
+                t, changed = Term(str(chain.root)[1:], chain.root, t.local * chain.factor), True
+            same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
+            if same is None:
+                terms.append(t)
+            else:
+                terms[same], changed = Term(str(t.adjoint)[1:], t.adjoint, terms[same].local + t.local), True
+        return terms if changed else list(step.terms)
 
     def hoisted(self, step):
         """The chain of a block step whose product is computed before the loop, or None."""
@@ -1407,7 +1425,7 @@ def _backward_step(k):
             continue
         if not k.in_loop(step):
             continue
-        read = {t.adjoint for t in step.terms} - done
+        read = {t.adjoint for t in k.loop_terms(step)} - done
         for a in pending:
             blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
             if blocks:
@@ -1457,7 +1475,7 @@ def _reads(k, step):
     chain = k.chains.get(step.number)
     if chain is not None:
         return set(chain.factor.free_symbols)
-    return {s for t in step.terms if t.adjoint is not None and t.local not in k.span_locals
+    return {s for t in k.loop_terms(step) if t.adjoint is not None and t.local not in k.span_locals
             for s in t.local.subs(k.aux).free_symbols}
 
 
@@ -1505,7 +1523,7 @@ def _blocks_cols(a, runs):
 def _step_code(k, step, printer):
     """The step's sum of terms as the textbook orders it, a local formed for the span by name."""
     terms = [f"{k.span_locals[t.local]}[t - t0]*{printer.doprint(t.adjoint)}" if t.local in k.span_locals
-             else t.text(printer) for t in step.terms]
+             else t.text(printer) for t in k.loop_terms(step)]
     return " + ".join(terms).replace("+ -", "- ") or "0"
 
 
@@ -1521,7 +1539,7 @@ def _adjoint_line(k, step, printer):
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"
     if step.kind == "param":  # this step's share of the sum over time; the batch's is taken once, after
-        if len(step.terms) == 1 and code.startswith("-"):
+        if len(k.loop_terms(step)) == 1 and code.startswith("-"):
             return f"{step.adjoint} -= {code[1:]}  # ({step.number}) dL/d{step.target}"
         return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
     if not step.terms:

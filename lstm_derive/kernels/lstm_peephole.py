@@ -167,8 +167,8 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
-        f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) dh/dc, read by the loop, formed for the span at once
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2) + o_seq[t0:t1]*p_o*tanh_c_seq[t0:t1]*(1 - o_seq[t0:t1])  # (11) dh/dc, read by the loop, formed for the span at once
+        dc_dc_prev_span = f_seq[t0:t1] + c_seq[t0:t1]*f_seq[t0:t1]*p_f*(1 - f_seq[t0:t1]) + g_seq[t0:t1]*i_seq[t0:t1]*p_i*(1 - i_seq[t0:t1])  # (19) dc/dc_prev, read by the loop, formed for the span at once
         # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
         np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) do/da_o
         da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) dh/do
@@ -185,12 +185,11 @@ def backward(params, cache, dys, dstate=None):
         da_i_seq[t0:t1] = da_i_tmp
         del da_i_tmp
         for t in reversed(range(t0, t1)):
-            f = f_span[t - t0]
             dh = dys[t] + dh_next  # (8) dL/dh
-            da_o_seq[t] *= dh  # (10) dL/da_o
-            dc = p_o*da_o_seq[t] + dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
+            dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
+            dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
             dpre_W_blocks[t] *= dc[:, np.newaxis]  # (15), (16), (17) dL/da_i, da_f, da_g
-            dc_prev = p_i*da_i_seq[t] + p_f*da_f_seq[t] + f*dc  # (19) dL/dc_prev
+            da_o_seq[t] *= dh  # (10) dL/da_o
             dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev
 
