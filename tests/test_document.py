@@ -395,3 +395,10 @@ def test_a_peephole_path_reads_the_pre_activation_adjoint():
     assert "dc = da_o·∂(a_o + c*p_o)/∂c + dh·∂h/∂c + ∂L(t+1)/∂c" in text
     assert "p_o*da_o + o*(1 - tanh(c)**2)*dh + dc_next" in text
     assert "is dL/d(" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
+
+
+def test_a_note_says_which_state_time_each_peephole_reads():
+    text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm_peephole.py"))).split())
+    assert ("(22) dp_o pairs a gate's adjoint with the new c(t), (20) dp_i and (21) dp_f with c_prev = c(t-1)"
+            in text)
+    assert "pairs a gate's adjoint" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
