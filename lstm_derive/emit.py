@@ -265,8 +265,8 @@ class _Kernel:
             arg = lets[v].expr.args[0]
             u = lets.get(arg)  # the sum's let, or None for sigmoid(a_xr + a_hr)
             total = u.expr if u is not None else arg
-            if not isinstance(total, sympy.Add) or len(total.args) != 2:
-                continue
+            if not isinstance(total, sympy.Add) or len(total.args) != 2 or block not in total.args:
+                continue  # a sum of the block and one other term, each once (not 2*a00 + a10)
             j = a.blocks.index(block)
             other = [s for s in total.args if s != block]
             b = next((b for b in self.cell.affines if b is not a and other and other[0] in b.blocks

@@ -329,6 +329,20 @@ FIXED_CELLS = {
         v = cell.let("v", sigmoid(a + tanh(p)))
         cell.update(h=v * h_prev + 0.5 * v)
     """,
+    # Found by the random cells: sigmoid(a00 + (a00 + a10)) is sigmoid(2*a00 + a10), which the
+    # forward pass summed as a00 + a10 (a gate over two affines' blocks), its gradients twice over.
+    "a block twice in a gate's sum": """
+        from lstm_derive import Cell, sigmoid
+
+        cell = Cell("twice", title="A block twice in a gate's sum")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a00,) = cell.affine("A0", [x], blocks=["a00"], bias="b0")
+        (a10,) = cell.affine("A1", [x], blocks=["a10"], bias="b1")
+        v2 = cell.let("v2", sigmoid(a00 + (a00 + a10)))
+        (a30,) = cell.affine("A3", [h_prev, v2], blocks=["a30"], bias="b3")
+        cell.update(h=a30)
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
