@@ -87,9 +87,9 @@ class _Chain:
 
 @dataclass(frozen=True)
 class _FusedRun:
-    """Gates v_j = kind(u_j), u_j = a_j + b_j over the j-th blocks of affines a and b, for
-    j0 <= j < j1 (one block, or adjacent ones): summed and activated with one call each, where
-    a's blocks were."""
+    """Gates v_j = kind(u_j), u_j = a_j + b_j (+ an elementwise part known before the step) over
+    the j-th blocks of affines a and b, for j0 <= j < j1 (one block, or adjacent ones): summed and
+    activated with one call each, where a's blocks were."""
 
     a: Affine
     b: Affine
@@ -97,6 +97,7 @@ class _FusedRun:
     j1: int
     kind: str  # "sigmoid" or "tanh"
     pairs: tuple  # (u, v) lets; u is None where the sum has no name (v = sigmoid(a_j + b_j))
+    extras: tuple  # per pair, what the sum adds to the two blocks (a peephole's p*h_prev), or 0
 
     def reader(self, i):
         """The let that reads the i-th pair's blocks: the sum, or the gate of an unnamed sum."""
@@ -260,26 +261,31 @@ class _Kernel:
         """Placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th blocks of two
         affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns, adjacent ones together."""
         lets = {let.symbol: let for let in self.cell.lets}
-        found = {}  # (affine name, j) -> (a, b, kind, u, v)
+        blocks = {b for a in self.cell.affines for b in a.blocks}
+        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params)
+        found = {}  # (affine name, j) -> (a, b, kind, u, v, extra)
         for v, (a, block) in self.placed.items():
             arg = lets[v].expr.args[0]
             u = lets.get(arg)  # the sum's let, or None for sigmoid(a_xr + a_hr)
             total = u.expr if u is not None else arg
-            if not isinstance(total, sympy.Add) or len(total.args) != 2 or block not in total.args:
-                continue  # a sum of the block and one other term, each once (not 2*a00 + a10)
+            if not isinstance(total, sympy.Add) or block not in total.args:
+                continue  # the block must be a term of the sum, once (not 2*a00 + a10)
             j = a.blocks.index(block)
-            other = [s for s in total.args if s != block]
-            b = next((b for b in self.cell.affines if b is not a and other and other[0] in b.blocks
+            other = [s for s in total.args if s != block and s in blocks]
+            extra = total - block - sum(other)
+            if len(other) != 1 or extra.free_symbols - early or extra.atoms(sympy.Function):
+                continue  # one other block, and the rest known before the step's GEMMs
+            b = next((b for b in self.cell.affines if b is not a and other[0] in b.blocks
                       and b.blocks.index(other[0]) == j), None)
             if b is not None:
-                found[a.name, j] = (a, b, type(lets[v].expr).__name__, u, lets[v])
+                found[a.name, j] = (a, b, type(lets[v].expr).__name__, u, lets[v], extra)
         runs = []
-        for (_, j), (a, b, kind, u, v) in sorted(found.items(), key=lambda item: item[0]):
+        for (_, j), (a, b, kind, u, v, extra) in sorted(found.items(), key=lambda item: item[0]):
             last = runs[-1] if runs else None
             if last and last.a is a and last.b is b and last.j1 == j and last.kind == kind:
-                runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),))
+                runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),), last.extras + (extra,))
             else:
-                runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),)))
+                runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),), (extra,)))
         return runs
 
     def _bias_folds(self):
@@ -922,11 +928,16 @@ def _fused_lines(k, run, numbers):
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
     sums, were = ", ".join(run.sum_text(i) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
     activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
+    views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
+    printer = _CodePrinter()
+    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond its two blocks"
+              for (u, v), e in zip(pairs, run.extras) if e != 0]
     return [
         f"{where} = {where}_seq[t]",
         f"{where} += {other}  # {cite_u}{sums}, where {', '.join(map(str, a.blocks[j0:j1]))} {were}",
+        *([views] + extras if extras else []),
         f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
-        _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs]),
+        *([] if extras else [views]),
     ]
 
 
@@ -1097,12 +1108,16 @@ def _extra_line(k, a, let, kind, n):
     printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
     extra, v = k.extras[let.symbol], let.symbol
     factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
-    added = factor * extra
-    sign = "-" if added.could_extract_minus_sign() else "+"
-    code = printer.doprint(-added if sign == "-" else added)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
-    return (f"{v} {sign}= {code}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
+    return (f"{_added(v, factor * extra, printer)}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
             f"the part beyond {_block_of(k, a, let)}{scaled}")
+
+
+def _added(target, expr, printer):
+    """target += expr, or target -= -expr when expr is a negative term (f -= i*q, not f += -i*q)."""
+    if expr.could_extract_minus_sign():
+        return f"{target} -= {printer.doprint(-expr)}"
+    return f"{target} += {printer.doprint(expr)}"
 
 
 def _block_of(k, a, let):

@@ -403,6 +403,10 @@ FIXED_CELLS.update({
     "gru, the gates' sums unnamed": _gru(named_sums=False),
     "gru, a bias per recurrent input": _gru(second_state=True, bias_h='["b_h", "b_c"]'),
 })
+# A peephole on the update gate, its sum named and the part subtracted.
+FIXED_CELLS["gru, a named update sum minus a peephole"] = _gru().replace(
+    'cell.let("a_z", a_xz + a_hz)', 'cell.let("a_z", a_xz + a_hz - p * h_prev)').replace(
+    'h_prev = cell.state("h")', 'h_prev = cell.state("h")\n    p = cell.param("p")')
 
 
 @pytest.mark.parametrize("name", FIXED_CELLS)
@@ -417,9 +421,14 @@ def test_fixed_cells_have_proven_gradients(name, tmp_path):
 def test_the_gru_variants_have_twins_and_a_folded_bias():
     """The variants above test what they claim: the emitter does share and fold there."""
     for name in ("gru", "gru, candidate block first", "gru, candidate block between the gates",
-                 "gru, two recurrent inputs", "gru, the gates' sums unnamed"):
+                 "gru, two recurrent inputs", "gru, the gates' sums unnamed", "a gru with a peephole on its update gate",
+                 "gru, a named update sum minus a peephole"):
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
+        assert "_sigmoid_into(pre_W_run0, pre_W_run0)" in source, name
+    # z = sigmoid(a_xz + a_hz + p*h_prev): activated with r, and a_hz's adjoint is a_xz's (its twin)
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
+    assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
     assert "bias_W" not in kernel_source(textwrap.dedent(FIXED_CELLS["gru, no bias on the recurrent affine"]))
 
 
