@@ -1086,7 +1086,9 @@ def _activate_gates(k, a):
     runs = _runs(ready)
     for n, (j0, j1) in enumerate(runs):
         run, where = lets[j0:j1], str(lets[j0][0].symbol)
-        if j1 - j0 > 1:  # a view of the run's columns, once per step
+        if (j0, j1) == (0, len(lets)):
+            where = f"pre_{a.name}"
+        elif j1 - j0 > 1:  # a view of the run's columns, once per step
             where = f"pre_{a.name}_ready" + (str(n) if len(runs) > 1 else "")
             lines.append(f"{where} = pre_{a.name}[:, {_col_range(j0, j1)}]  # {', '.join(str(v.symbol) for v, _ in run)}")
         lines += _activation(k, a, run, where, ", ".join(f"({numbers[let.symbol]})" for let, _ in run))

@@ -303,6 +303,22 @@ FIXED_CELLS = {
         o = cell.let("o", sigmoid(a_o + r * c + p * h_prev))
         cell.update(c=c, h=o * tanh(c))
     """,
+    # Every gate complete after the GEMM, two with extras: one exp over the whole buffer.
+    "peepholes on the previous state only": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("ifonly", title="Peepholes on i and f only")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_i, a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+        p_i, p_f = cell.param("p_i"), cell.param("p_f")
+        i = cell.let("i", sigmoid(a_i + p_i * c_prev))
+        f = cell.let("f", sigmoid(a_f + p_f * c_prev))
+        g = cell.let("g", tanh(a_g))
+        o = cell.let("o", sigmoid(a_o))
+        c = cell.let("c", f * c_prev + i * g)
+        cell.update(c=c, h=o * tanh(c))
+    """,
     # Gates of tanh alone (no factor on the weights): the extras are added as they are.
     "tanh gates with extras": """
         from lstm_derive import Cell, tanh
