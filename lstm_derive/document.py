@@ -310,7 +310,8 @@ def _backward_section(d):
         [Prose("One step, last node first. Each adjoint is the sum, over the node's consumers, of "
                "the consumer's adjoint times the consumer's derivative; the second form is the one "
                "the kernel computes, with derivatives in output form: σ'(a) = y(1 - y) and "
-               "tanh'(a) = 1 - y², y the stored output." + _pre_activation_prose(d))]
+               "tanh'(a) = 1 - y², y the stored output.")]
+        + [Prose(text) for text in _pre_activation_prose(d)]
         + [_step_math(s, d) for s in steps]))
 
 
@@ -322,20 +323,21 @@ def _pre_activation_prose(d):
             if t.pre is not None:
                 readers.setdefault(t.adjoint, (t.pre, t.consumer, []))[2].append((step, t))
     if not readers:
-        return ""
+        return []
     (adj, (pre, gate, uses)), *others = readers.items()
     step, term = uses[0]
-    block = d.step_for(sympy.Symbol(str(adj)[1:], real=True))
+    block = next(s for s in d.steps if s.adjoint == adj)
     local = block.terms[0]
-    text = (f" `{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
+    takes = str(adj) if term.local == 1 else f"{expr_text(term.local, d)}*{adj}"
+    text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
-            f"dL/d({expr_text(pre, d)}) too, and every other input of that pre-activation reads it. "
-            f"({step.number}) takes `{expr_text(term.local, d)}*{adj}` for `{step.target}`, the same as "
+            f"dL/d({expr_text(pre, d)}) too, and every input of it but a block reads it. "
+            f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
             f"`{expr_text(term.local * local.local, d)}*{local.adjoint}`")
     if len(uses) > 1:
-        text += f"; so do {_numbers([s.number for s, _ in uses[1:]])}"
+        text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
     likewise = [f"`{a}` for `{expr_text(p, d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
-    return text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")
+    return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
 
 
 def _step_math(step: Step, d):

@@ -358,8 +358,24 @@ class _Kernel:
                 if (local is not False and local.subs(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
                     found[local] = f"d{term.consumer}_d{step.target}_span"
-                    self.span_cites[local] = f"({step.number}) d{term.consumer}/d{step.target}"
+                    numbers = sorted(self._folded_numbers(step, term.adjoint) | {step.number})
+                    self.span_cites[local] = f"{', '.join(f'({n})' for n in numbers)} d{term.consumer}/d{step.target}"
         return found
+
+    def _folded_numbers(self, step, root):
+        """The equations of the products loop_terms folded into the step's factor of root."""
+        chains = [self.product_of(t.adjoint) for t in step.terms]
+        return {n for chain in chains if chain and chain.root == root for n in chain.numbers}
+
+    def product_of(self, adjoint):
+        """The chain of a pre-activation adjoint whose product is formed before the loop (a twin's
+        is its twin's), or None."""
+        s = self.by_adjoint.get(adjoint)
+        if s is None or s.kind != "block":
+            return None
+        if s.target in self.twins:
+            s = self.d.step_for(self.twins[s.target][0])
+        return self.hoisted(s)
 
     def _loop_reads(self):
         """The forward values the backward loop reads."""
@@ -385,8 +401,7 @@ class _Kernel:
         + dc_next, whose factor of dh is formed for a span of steps at once, like any local."""
         terms, changed = [], False
         for t in step.terms:
-            s = self.by_adjoint.get(t.adjoint)
-            chain = s is not None and s.kind == "block" and s.target not in self.twins and self.hoisted(s)
+            chain = self.product_of(t.adjoint)
             if chain:
                 t, changed = Term(str(chain.root)[1:], chain.root, t.local * chain.factor), True
             same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
@@ -1443,11 +1458,21 @@ def _backward_step(k):
         if not k.in_loop(step):
             continue
         read = {t.adjoint for t in k.loop_terms(step)} - done
-        for a in pending:
+        for a in list(pending):
             blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
-            if blocks:
-                entries += _block_entries(k, a, printer, blocks)
-                done |= {adjoint(b) for b in blocks}
+            if not blocks:
+                continue
+            for src in _twin_sources(k, [a], emitted):  # a twin's adjoint is final before it is read
+                entries += _block_entries(k, src, printer, [b for b in src.blocks if adjoint(b) not in done])
+                done |= {adjoint(b) for b in src.blocks}
+                emitted.add(src.name)
+                if src in pending:
+                    pending.remove(src)
+            entries += _block_entries(k, a, printer, blocks)
+            done |= {adjoint(b) for b in blocks}
+            if a.name in k.split:  # gathered for its GEMM already: not again
+                emitted.add(a.name)
+                pending.remove(a)
         weights = {t.local.affine for t in step.terms if t.adjoint is None}
         due = [a for a in pending if a.name in weights]
         for a in _twin_sources(k, due, emitted) + due:  # a twin's adjoint is final before it is gathered

@@ -319,6 +319,38 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + i * g)
         cell.update(c=c, h=o * tanh(c))
     """,
+    # Found in review: with the recurrent affine declared first, the peephole's path read the twin
+    # block's adjoint (da_hi, a view of da_xi) before the loop had scaled it.
+    "peepholes over two affines, the recurrent one first": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("split_hx", title="A peephole LSTM over two affines (PyTorch's weight layout)")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        p_i, p_f, p_o = cell.param("p_i"), cell.param("p_f"), cell.param("p_o")
+        a_hi, a_hf, a_hg, a_ho = cell.affine("U", [h_prev], blocks=["a_hi", "a_hf", "a_hg", "a_ho"], bias="b_h")
+        a_xi, a_xf, a_xg, a_xo = cell.affine("W", [x], blocks=["a_xi", "a_xf", "a_xg", "a_xo"], bias="b_x")
+        i = cell.let("i", sigmoid(a_xi + a_hi + p_i * c_prev))
+        f = cell.let("f", sigmoid(a_xf + a_hf + p_f * c_prev))
+        g = cell.let("g", tanh(a_xg + a_hg))
+        c = cell.let("c", f * c_prev + i * g)
+        o = cell.let("o", sigmoid(a_xo + a_ho + p_o * c))
+        cell.update(c=c, h=o * tanh(c))
+    """,
+    "a gru with the recurrent affine first and a peephole on r": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("gru_u_first", title="A GRU, recurrent affine first, r reading c_prev")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        q = cell.param("q")
+        a_hr, a_hz, a_hn = cell.affine("U", [h_prev], blocks=["a_hr", "a_hz", "a_hn"], bias="b_h")
+        a_xr, a_xz, a_xn = cell.affine("W", [x], blocks=["a_xr", "a_xz", "a_xn"], bias="b_x")
+        r = cell.let("r", sigmoid(a_hr + a_xr + q * c_prev))
+        z = cell.let("z", sigmoid(a_xz + a_hz))
+        n = cell.let("n", tanh(a_xn + r * a_hn))
+        cell.update(h=(1 - z) * n + z * h_prev, c=0.5 * c_prev + r * n)
+    """,
     # Gates of tanh alone (no factor on the weights): the extras are added as they are.
     "tanh gates with extras": """
         from lstm_derive import Cell, tanh
