@@ -183,7 +183,7 @@ def _pre_activation_block(cell, let):
     pre = let.expr.args[0]
     for a in cell.affines:
         for block in a.blocks:
-            if pre.coeff(block) == 1 and sympy.diff(pre, block) == 1 and _only_reader(cell, block) is let:
+            if sympy.diff(pre, block) == 1 and _only_reader(cell, block) is let:
                 return block
     return None
 
@@ -225,15 +225,11 @@ def _backward_steps(cell):
 
 
 def _early_blocks(steps):
-    """The steps with every block's step moved up to just after its gate's where a step before
-    it reads the block's adjoint (dc = p_o*da_o + ... reads da_o: do, da_o, then dc)."""
-    steps = list(steps)
-    for i, (target, kind, terms, _) in enumerate(list(steps)):
-        if kind != "block":
-            continue
+    """The steps, each block's moved up to just after its gate's when an earlier step reads the
+    block's adjoint: dc = p_o*da_o + ... reads da_o, so do, da_o, then dc."""
+    for target, kind, terms, _ in [s for s in steps if s[1] == "block"]:
         position = next(j for j, s in enumerate(steps) if s[0] == target)
-        readers = [j for j, s in enumerate(steps[:position]) if any(t.adjoint == adjoint(target) for t in s[2])]
-        if readers:
+        if any(t.adjoint == adjoint(target) for s in steps[:position] for t in s[2]):
             gate = next(j for j, s in enumerate(steps) if adjoint(s[0]) == terms[0].adjoint)
             steps.insert(gate + 1, steps.pop(position))
     return steps

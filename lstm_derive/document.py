@@ -562,11 +562,14 @@ def _previous_value_notes(d):
             state = str(g.vector)[: -len("_prev")]
             notes.append(f"({g.number}) pairs the adjoints of step t with `{g.vector}` = {state}(t-1), "
                          f"the value the affine map read, not with the new `{state}`(t).")
-    return notes + _peephole_time_notes(d)
+    return notes + _state_time_notes(d)
 
 
-def _peephole_time_notes(d):
-    """A parameter that reads a state in one gate before the update and in another after it."""
+def _state_time_notes(d):
+    """Elementwise parameters of which some pair with a state before its update and others after."""
+    def named(steps):
+        return _join(f"({s.number}) `{s.adjoint}`" for s in steps)
+
     notes = []
     for state in d.cell.states:
         prev, new = d.cell.prev(state), d.cell.updates[state].symbol
@@ -581,8 +584,6 @@ def _peephole_time_notes(d):
         early = [s for s, w in reads.items() if w == {"prev"}]
         late = [s for s, w in reads.items() if w == {"new"}]
         if early and late:
-            def named(steps):
-                return _join(f"({s.number}) `{s.adjoint}`" for s in steps)
             notes.append(f"{named(late)} {'pairs' if len(late) == 1 else 'pair'} a gate's adjoint with the new "
                          f"`{new}`(t), {named(early)} with `{prev}` = {new}(t-1): each the value its gate "
                          f"read. Each is an elementwise product summed over t and b, not an outer product "

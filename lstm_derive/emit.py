@@ -145,8 +145,8 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
-        self.span_cites = {}  # local -> "(9) dh/dc", for its line's comment
-        self.span_locals = self._span_locals()
+        self._loop_terms = {}
+        self.span_locals, self.span_cites = self._span_locals()  # local -> its name; "(9) dh/dc"
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
 
@@ -185,12 +185,17 @@ class _Kernel:
                 gates[a.name] = lets
         return gates
 
-    def ready(self, gate):
-        """Whether a gate's pre-activation is complete right after its affine: its extra, if any,
-        reads only the previous states and parameters (a peephole on c, not c_prev, waits for c)."""
+    def complete_after_gemm(self, gate):
+        """Whether a gate's pre-activation is complete right after its affine's GEMM (a peephole
+        on c_prev is; one on the new c waits for c)."""
         extra = self.extras.get(gate)
+        return extra is None or self.known_before_step(extra)
+
+    def known_before_step(self, expr):
+        """Whether expr reads only the previous states and parameters, and calls nothing (whose
+        value the step would compute first)."""
         early = {self.cell.prev(s) for s in self.states} | set(self.cell.params)
-        return extra is None or (extra.free_symbols <= early and not extra.atoms(sympy.Function))
+        return expr.free_symbols <= early and not expr.atoms(sympy.Function)
 
     def _loop_lets(self):
         """The numbers of the let steps whose adjoints the backward loop computes.
@@ -262,7 +267,6 @@ class _Kernel:
         affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns, adjacent ones together."""
         lets = {let.symbol: let for let in self.cell.lets}
         blocks = {b for a in self.cell.affines for b in a.blocks}
-        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params)
         found = {}  # (affine name, j) -> (a, b, kind, u, v, extra)
         for v, (a, block) in self.placed.items():
             arg = lets[v].expr.args[0]
@@ -273,7 +277,7 @@ class _Kernel:
             j = a.blocks.index(block)
             other = [s for s in total.args if s != block and s in blocks]
             extra = total - block - sum(other)
-            if len(other) != 1 or extra.free_symbols - early or extra.atoms(sympy.Function):
+            if len(other) != 1 or not self.known_before_step(extra):
                 continue  # one other block, and the rest known before the step's GEMMs
             b = next((b for b in self.cell.affines if b is not a and other[0] in b.blocks
                       and b.blocks.index(other[0]) == j), None)
@@ -344,12 +348,13 @@ class _Kernel:
 
     def _span_locals(self):
         """Local derivatives of the loop's own adjoints that cost operations (o*(1 - tanh_c**2)
-        in dc): local -> the name of its values over a span, formed with the products."""
+        in dc), formed with the products for a span of steps: (local -> the name of its values,
+        local -> its line's citation, "(9) dh/dc")."""
         if not self.hoist:
-            return {}
+            return {}, {}
         # a local of parameters alone (1 + p) is no sequence: the loop reads it as it is
         forward = (set(self._forward_symbols()) | set(self.aux.values())) - set(self.cell.params)
-        found = {}
+        found, cites = {}, {}
         for step in self.d.steps:
             if step.kind in ("block", "input") or not self.in_loop(step):
                 continue
@@ -359,8 +364,8 @@ class _Kernel:
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
                     found[local] = f"d{term.consumer}_d{step.target}_span"
                     numbers = sorted(self._folded_numbers(step, term.adjoint) | {step.number})
-                    self.span_cites[local] = f"{', '.join(f'({n})' for n in numbers)} d{term.consumer}/d{step.target}"
-        return found
+                    cites[local] = f"{', '.join(f'({n})' for n in numbers)} d{term.consumer}/d{step.target}"
+        return found, cites
 
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
@@ -399,17 +404,20 @@ class _Kernel:
         loop (p_o*da_o, da_o = o*(1 - o)*tanh_c * dh) becomes that product's factors times its root,
         and terms of one adjoint are summed: dc = (p_o*o*(1 - o)*tanh_c + o*(1 - tanh_c**2))*dh
         + dc_next, whose factor of dh is formed for a span of steps at once, like any local."""
-        terms, changed = [], False
+        if step.number in self._loop_terms:
+            return self._loop_terms[step.number]
+        terms = []
         for t in step.terms:
             chain = self.product_of(t.adjoint)
-            if chain:
-                t, changed = Term(str(chain.root)[1:], chain.root, t.local * chain.factor), True
+            if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc
+                t = Term(str(chain.root)[1:], chain.root, t.local * chain.factor)
             same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
             if same is None:
                 terms.append(t)
             else:
-                terms[same], changed = Term(str(t.adjoint)[1:], t.adjoint, terms[same].local + t.local), True
-        return terms if changed else list(step.terms)
+                terms[same] = Term(str(t.adjoint)[1:], t.adjoint, terms[same].local + t.local)
+        self._loop_terms[step.number] = terms
+        return terms
 
     def hoisted(self, step):
         """The chain of a block step whose product is computed before the loop, or None."""
@@ -908,7 +916,7 @@ def _forward_step(k):
             continue
         if node.symbol in heads:
             lines += _fused_lines(k, heads[node.symbol], numbers)
-        if (node.symbol in k.gate_lets and k.ready(node.symbol)) or node.symbol in skip:
+        if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
             continue
         for call, name in k.aux.items():
             if call not in done and node.expr.has(call):
@@ -1093,7 +1101,7 @@ def _activate_gates(k, a):
     if not any(let.symbol in k.extras for let, _ in lets):
         activate = _activation(k, a, lets, f"pre_{a.name}", ", ".join(f"({numbers[n]})" for n in names))
         return activate + [views] + _tanh_lines(k, a, lets)
-    lines, ready = [views], [j for j, (let, _) in enumerate(lets) if k.ready(let.symbol)]
+    lines, ready = [views], [j for j, (let, _) in enumerate(lets) if k.complete_after_gemm(let.symbol)]
     for j in ready:
         let, kind = lets[j]
         if let.symbol in k.extras:
@@ -1591,18 +1599,18 @@ def _adjoint_line(k, step, printer):
 
 def _summed_after(k, step):
     """dp = the sum over steps and rows of a parameter's terms, each local*da with da in its
-    buffer: one einsum per term, no (T, B, H) temporary."""
+    buffer: one einsum per term (no product of the two (T, B, H) arrays is made; a local that is
+    an expression of sequences is), a number or a parameter's factor taken out of the sum."""
     names = {s: k.sequence(s) for s in k._forward_symbols()}
     names.update({name: f"{name}_seq" for name in k.aux.values()})  # the locals hold tanh(u) as tanh_u
     printer, parts = _CodePrinter(names), []
     for t in step.terms:
         local = t.local.subs(k.aux)
-        if local.free_symbols - set(k.cell.params):
-            parts.append(f'np.einsum("tbh,tbh->h", {printer.doprint(local)}, {t.adjoint}_seq)')
-        else:
-            total = f"{t.adjoint}_seq.sum(axis=(0, 1))"
-            parts.append(total if local == 1 else f"{printer.doprint(local)}*{total}")
-    return f"{step.adjoint} = {' + '.join(parts) or 'np.zeros(H, x.dtype)'}"
+        outside, inside = local.as_independent(*(local.free_symbols - set(k.cell.params)), as_Add=False)
+        total = (f'np.einsum("tbh,tbh->h", {printer.doprint(inside)}, {t.adjoint}_seq)' if inside != 1
+                 else f"{t.adjoint}_seq.sum(axis=(0, 1))")
+        parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{printer.doprint(outside)}*{total}")
+    return f"{step.adjoint} = {' + '.join(parts) or 'np.zeros(H, x.dtype)'}".replace("+ -", "- ")
 
 
 def _param_gradients(k):

@@ -351,6 +351,19 @@ FIXED_CELLS = {
         n = cell.let("n", tanh(a_xn + r * a_hn))
         cell.update(h=(1 - z) * n + z * h_prev, c=0.5 * c_prev + r * n)
     """,
+    # Parameter gradients summed after the loop with a factor taken out, a call of a state inside.
+    "parameter shares with factors": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("negp", title="Parameter shares with factors")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        p, q = cell.param("p"), cell.param("q")
+        a_i, a_f = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f"])
+        i = cell.let("i", sigmoid(a_i - 2 * p * c_prev + q * tanh(c_prev)))
+        f = cell.let("f", sigmoid(a_f + p * q))
+        cell.update(c=f * c_prev + i, h=tanh(c_prev) * i)
+    """,
     # Gates of tanh alone (no factor on the weights): the extras are added as they are.
     "tanh gates with extras": """
         from lstm_derive import Cell, tanh
