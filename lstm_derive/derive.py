@@ -155,7 +155,7 @@ def _consumer_terms(cell, vector, later_nodes, named):
     terms = []
     for node in later_nodes:
         if isinstance(node, Let):
-            block = _pre_activation_block(cell, node) if not _is_block(cell, vector) else None
+            block = _pre_activation_block(cell, node) if vector not in cell.blocks else None
             if block is not None:  # p*da rather than y*(1 - y)*p*dy: see _pre_activation_block
                 pre = node.expr.args[0]
                 local = sympy.diff(pre, vector)
@@ -181,20 +181,7 @@ def _pre_activation_block(cell, let):
     if not isinstance(let.expr, (sigmoid, sympy.tanh)) or not isinstance(let.expr.args[0], sympy.Add):
         return None
     pre = let.expr.args[0]
-    for a in cell.affines:
-        for block in a.blocks:
-            if sympy.diff(pre, block) == 1 and _only_reader(cell, block) is let:
-                return block
-    return None
-
-
-def _only_reader(cell, symbol):
-    readers = [let for let in cell.lets if let.expr.has(symbol)]
-    return readers[0] if len(readers) == 1 else None
-
-
-def _is_block(cell, vector):
-    return any(vector in a.blocks for a in cell.affines)
+    return next((b for b in cell.blocks if sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)
 
 
 def _backward_steps(cell):

@@ -122,11 +122,9 @@ class _Kernel:
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
-        self.gates = self._gates()
+        # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
+        self.gates, self.extras = self._gates()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
-        # gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
-        self.extras = {let.symbol: let.expr.args[0] - b for a in self.cell.affines if a.name in self.gates
-                       for b, (let, _) in zip(a.blocks, self.gates[a.name]) if let.expr.args[0] != b}
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
         self.chains = self._chains()
@@ -165,25 +163,28 @@ class _Kernel:
 
     def _gates(self):
         """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block, or of
-        that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev))."""
-        blocks = {b for a in self.cell.affines for b in a.blocks}
-        gates = {}
+        that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev)):
+        (affine name -> [(let, kind)], gate -> its part beyond the block, where it has one)."""
+        gates, extras = {}, {}
         for a in self.cell.affines:
-            lets = []
+            lets, parts = [], {}
             for block in a.blocks:
-                users = [let for let in self.cell.lets if let.expr.has(block)]
+                users = self.cell.readers(block)
                 if len(users) != 1 or users[0].symbol in self.state_of_new:
                     break
                 let = users[0]
                 if not isinstance(let.expr, (sigmoid, sympy.tanh)):
                     break
                 extra = let.expr.args[0] - block
-                if extra.free_symbols & blocks:
+                if extra.free_symbols & set(self.cell.blocks):
                     break
                 lets.append((let, type(let.expr).__name__))
+                if extra != 0:
+                    parts[let.symbol] = extra
             else:
                 gates[a.name] = lets
-        return gates
+                extras.update(parts)
+        return gates, extras
 
     def complete_after_gemm(self, gate):
         """Whether a gate's pre-activation is complete right after its affine's GEMM (a peephole
@@ -252,7 +253,7 @@ class _Kernel:
 
     def _sole_stored_reader(self, symbol, depth=0):
         """The stored sigmoid or tanh that alone reads symbol, directly or through one let."""
-        readers = self._readers(symbol)
+        readers = self.cell.readers(symbol)
         if len(readers) != 1 or readers[0].symbol in self.state_of_new:
             return None
         let = readers[0]
@@ -266,7 +267,6 @@ class _Kernel:
         """Placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th blocks of two
         affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns, adjacent ones together."""
         lets = {let.symbol: let for let in self.cell.lets}
-        blocks = {b for a in self.cell.affines for b in a.blocks}
         found = {}  # (affine name, j) -> (a, b, kind, u, v, extra)
         for v, (a, block) in self.placed.items():
             arg = lets[v].expr.args[0]
@@ -275,7 +275,7 @@ class _Kernel:
             if not isinstance(total, sympy.Add) or block not in total.args:
                 continue  # the block must be a term of the sum, once (not 2*a00 + a10)
             j = a.blocks.index(block)
-            other = [s for s in total.args if s != block and s in blocks]
+            other = [s for s in total.args if s != block and s in self.cell.blocks]
             extra = total - block - sum(other)
             if len(other) != 1 or not self.known_before_step(extra):
                 continue  # one other block, and the rest known before the step's GEMMs
@@ -301,14 +301,10 @@ class _Kernel:
             if self.affine_parts(b)[0] or len(b.biases) != 1:
                 continue
             blocks = b.blocks[run.j0:run.j1]
-            if all(block not in self.stored and self._readers(block) == [run.reader(i)]
+            if all(block not in self.stored and self.cell.readers(block) == [run.reader(i)]
                    for i, block in enumerate(blocks)):
                 folds.append(run)
         return folds
-
-    def _readers(self, symbol):
-        """The lets whose expressions read symbol."""
-        return [let for let in self.cell.lets if let.expr.has(symbol)]
 
     def _twins(self):
         """Blocks of a loop-only affine whose adjoints equal those of an in-place affine's blocks,
@@ -434,10 +430,10 @@ class _Kernel:
     def after_loop(self, step):
         """Whether a parameter's gradient reads only pre-activations' adjoints (dp_i = c_prev*da_i),
         which outlive the loop in their buffers: a sum over every step and row at once, after it."""
-        blocks = {adjoint(b) for a in self.cell.affines for b in a.blocks}
         overwritten = set(self.gate_of.values())  # by then their slots hold adjoints
         return step.kind == "param" and all(
-            t.adjoint in blocks and not t.local.free_symbols & overwritten for t in step.terms)
+            self.by_adjoint.get(t.adjoint) is not None and self.by_adjoint[t.adjoint].kind == "block"
+            and not t.local.free_symbols & overwritten for t in step.terms)
 
     def _stored(self):
         """Per-step forward values the backward pass reads, beyond the states and the buffers."""
@@ -1087,7 +1083,7 @@ def _views_once(k):
 
 def _used_blocks(k, a):
     fused = {run.reader(i).symbol for run in k.fused for i in range(len(run.pairs))}
-    return [b for b in a.blocks if any(let.expr.has(b) for let in k.cell.lets if let.symbol not in fused)]
+    return [b for b in a.blocks if any(let.symbol not in fused for let in k.cell.readers(b))]
 
 
 def _activate_gates(k, a):
@@ -1767,8 +1763,7 @@ def _sizes_function(k):
     """_sizes(params): D and H read off the input's weight in the first affine reading x, and H
     checked against a weight of an H-sized input, so that a wrong shape is blamed on both."""
     a, w = _input_weight(k)
-    count = len(a.blocks)
-    rows = f"{count} * H" if count > 1 else "H"
+    count, rows = len(a.blocks), k.size_expr(a)
     lines = ["def _sizes(params):",
              '    """D and H, read off the weights."""',
              f'    {w} = np.shape(params["{w}"])']
@@ -1783,7 +1778,7 @@ def _sizes_function(k):
     other = next(((b, u) for b in k.cell.affines for u, v in k.affine_parts(b)[1]), None)
     if other:
         b, u = other
-        u_rows = f"{len(b.blocks)} * H" if len(b.blocks) > 1 else "H"
+        u_rows = k.size_expr(b)
         lines += [f'    {u} = np.shape(params["{u}"])',
                   f"    if len({u}) == 2 and {u}[1] != H:",
                   f'        raise ValueError(f"{w} {{{w}}} and {u} {{{u}}} disagree on H: expected {w} ({rows}, D) '

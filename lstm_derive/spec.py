@@ -255,6 +255,15 @@ class Cell:
     def affines(self):
         return [n for n in self.nodes if isinstance(n, Affine)]
 
+    @property
+    def blocks(self):
+        """Every affine's blocks, in declaration order."""
+        return [b for a in self.affines for b in a.blocks]
+
+    def readers(self, symbol):
+        """The lets whose expressions read symbol."""
+        return [let for let in self.lets if let.expr.has(symbol)]
+
     def size(self, symbol):
         return self._sizes[symbol]
 
