@@ -143,8 +143,9 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
-        self._loop_terms = {}
-        self.span_locals, self.span_cites = self._span_locals()  # local -> its name; "(9) dh/dc"
+        self._loop_terms, self._term_parts = {}, {}
+        # local -> its name; "(9) dh/dc"; (its own part, [(coefficient, chain)] read from products)
+        self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
 
@@ -347,21 +348,22 @@ class _Kernel:
         in dc), formed with the products for a span of steps: (local -> the name of its values,
         local -> its line's citation, "(9) dh/dc")."""
         if not self.hoist:
-            return {}, {}
+            return {}, {}, {}
         # a local of parameters alone (1 + p) is no sequence: the loop reads it as it is
         forward = (set(self._forward_symbols()) | set(self.aux.values())) - set(self.cell.params)
-        found, cites = {}, {}
+        found, cites, parts = {}, {}, {}
         for step in self.d.steps:
             if step.kind in ("block", "input") or not self.in_loop(step):
                 continue
-            for term in self.loop_terms(step):
+            for term, part in zip(self.loop_terms(step), self._term_parts[step.number]):
                 local = term.adjoint is not None and term.local
                 if (local is not False and local.subs(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
                     found[local] = f"d{term.consumer}_d{step.target}_span"
                     numbers = sorted(self._folded_numbers(step, term.adjoint) | {step.number})
-                    cites[local] = f"{', '.join(f'({n})' for n in numbers)} d{term.consumer}/d{step.target}"
-        return found, cites
+                    cites[local] = f"{_numbers(numbers)} d{term.consumer}/d{step.target}"
+                    parts[local] = (*part, f"({step.number}) d{term.consumer}/d{step.target}")
+        return found, cites, parts
 
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
@@ -402,17 +404,26 @@ class _Kernel:
         + dc_next, whose factor of dh is formed for a span of steps at once, like any local."""
         if step.number in self._loop_terms:
             return self._loop_terms[step.number]
-        terms = []
+        # per term, its part read off forward values and the parts that products hold:
+        # (o*(1 - tanh_c**2), [(p_o, da_o's chain)]) for the factor of dh in dc
+        terms, parts = [], []
         for t in step.terms:
             chain = self.product_of(t.adjoint)
+            part = (t.local, [])
             if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc
+                # a coefficient of parameters alone can wait for the product; another may read a
+                # gate the product goes over
+                params = t.local.free_symbols <= set(self.cell.params)
+                part = (sympy.S.Zero, [(t.local, chain)]) if params else (t.local * chain.factor, [])
                 t = Term(str(chain.root)[1:], chain.root, t.local * chain.factor)
             same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
             if same is None:
                 terms.append(t)
+                parts.append(part)
             else:
                 terms[same] = Term(str(t.adjoint)[1:], t.adjoint, terms[same].local + t.local)
-        self._loop_terms[step.number] = terms
+                parts[same] = (parts[same][0] + part[0], parts[same][1] + part[1])
+        self._loop_terms[step.number], self._term_parts[step.number] = terms, parts
         return terms
 
     def hoisted(self, step):
@@ -1363,8 +1374,11 @@ def _hoisted_lines(k):
     for gate in k.saved:
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
+    later = []  # the parts of span locals that the products hold, added once they are formed
     for local, name in k.span_locals.items():
-        lines.append(f"{name} = {printer.doprint(local)}  # {k.span_cites[local]}, read by the loop, formed for the span at once")
+        now, then = _span_local_lines(k, local, name, printer)
+        lines += now
+        later += then
     hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
                      key=lambda s: len(_own_links(k.chains[s.number])))
     for n, step in enumerate(hoisted):
@@ -1384,7 +1398,35 @@ def _hoisted_lines(k):
                 break
     for slot, temporary in waiting:
         lines += [f"{slot} = {temporary}", f"del {temporary}"]
-    return lines
+    return lines + later
+
+
+def _span_local_lines(k, local, name, printer):
+    """A span local's lines before the products, and after them: where products formed for the
+    span hold part of it (p_o*da_o in dh/dc), that part reads them once they are formed, not the
+    gates again; the rest is formed first, while the gates it reads are still there."""
+    own, via, own_cite = k.span_parts[local]
+    cite = f"{k.span_cites[local]}, read by the loop, formed for the span at once"
+    if not via:
+        return [f"{name} = {printer.doprint(local)}  # {cite}"], []
+    reads = _CodePrinter({**printer.names, **{chain.block.adjoint: f"{chain.block.adjoint}_seq[t0:t1]"
+                                               for _, chain in via}})
+    held = " + ".join(Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via).replace("+ -", "- ")
+    names = [str(chain.block.adjoint) for _, chain in via]
+    products = f"{names[0]}'s product" if len(names) == 1 else f"the products of {', '.join(names[:-1])} and {names[-1]}"
+    if not (own.subs(k.aux).free_symbols - set(k.cell.params)):  # nothing of the span's own
+        code = held if own == 0 else f"{held} + {printer.doprint(own)}"
+        return [], [f"{name} = {code}  # {cite}, through {products}"]
+    copy = ".copy()" if own in printer.names or own.is_Symbol else ""  # a view: its own array
+    added = f"{name} -= {held[1:]}" if held.startswith("-") and " " not in held else f"{name} += {held}"
+    adds = "adds" if len(names) == 1 else "add"
+    return ([f"{name} = {printer.doprint(own)}{copy}  # {own_cite}, read by the loop, formed for the span at "
+             f"once; {products} {adds} the rest below"],
+            [f"{added}  # {k.span_cites[local]}: the rest, through {products}"])
+
+
+def _numbers(numbers):
+    return ", ".join(f"({n})" for n in numbers)
 
 
 def _own_links(chain):

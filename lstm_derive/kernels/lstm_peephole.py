@@ -167,8 +167,8 @@ def backward(params, cache, dys, dstate=None):
     span = _span(B, H, x.dtype)
     for t1 in range(T, 0, -span):
         t0 = max(t1 - span, 0)
-        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2) + o_seq[t0:t1]*p_o*tanh_c_seq[t0:t1]*(1 - o_seq[t0:t1])  # (9), (10), (11) dh/dc, read by the loop, formed for the span at once
-        dc_dc_prev_span = f_seq[t0:t1] + c_seq[t0:t1]*f_seq[t0:t1]*p_f*(1 - f_seq[t0:t1]) + g_seq[t0:t1]*i_seq[t0:t1]*p_i*(1 - i_seq[t0:t1])  # (13), (14), (15), (16), (19) dc/dc_prev, read by the loop, formed for the span at once
+        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) dh/dc, read by the loop, formed for the span at once; da_o's product adds the rest below
+        dc_dc_prev_span = f_seq[t0:t1].copy()  # (19) dc/dc_prev, read by the loop, formed for the span at once; the products of da_i and da_f add the rest below
         # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
         np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) do/da_o
         da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) dh/do
@@ -184,6 +184,8 @@ def backward(params, cache, dys, dstate=None):
         da_g_seq[t0:t1] *= i_seq[t0:t1]  # (12) dc/dg
         da_i_seq[t0:t1] = da_i_tmp
         del da_i_tmp
+        dh_dc_span += p_o*da_o_seq[t0:t1]  # (9), (10), (11) dh/dc: the rest, through da_o's product
+        dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev: the rest, through the products of da_i and da_f
         for t in reversed(range(t0, t1)):
             dh = dys[t] + dh_next  # (8) dL/dh
             dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
