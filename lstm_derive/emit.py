@@ -122,6 +122,9 @@ class _Kernel:
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
+        # lets and calls of parameters alone (lam = sigmoid(p)): formed once, their adjoints summed
+        self.invariant = self._invariants()
+        self.invariant_adjoints = {adjoint(v) for v in self.invariant}
         # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
         self.gates, self.extras = self._gates()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
@@ -162,6 +165,32 @@ class _Kernel:
             aux[call] = sympy.Symbol(base, real=True)
         return aux
 
+    def _invariants(self):
+        """The lets, and the calls the backward pass reads, of parameters alone: lam = sigmoid(p) is
+        the same at every step, an (H,) vector formed once. Its name -> its expression, in order."""
+        found = {}
+        for let in self.cell.lets:
+            if (let.expr.free_symbols <= set(self.cell.params) | set(found)
+                    and let.symbol not in self.state_of_new and let.symbol not in self.affine_inputs):
+                found[let.symbol] = let.expr
+        for call, name in self.aux.items():
+            if call.free_symbols <= set(self.cell.params) | set(found):
+                found[name] = call
+        return found
+
+    def per_step_terms(self, step):
+        """A step's terms whose adjoints vary with the step: all but those of lets of parameters
+        alone, which the backward pass adds after the loop, once (lam*(1 - lam)*dlam in dp)."""
+        return [t for t in step.terms if t.adjoint not in self.invariant_adjoints]
+
+    def late_terms(self, step):
+        return [t for t in step.terms if t.adjoint in self.invariant_adjoints]
+
+    def summed(self, step):
+        """Whether a step's adjoint is a sum over steps and rows: a parameter's, or a let's of
+        parameters alone."""
+        return step.kind == "param" or (step.kind == "let" and step.target in self.invariant)
+
     def _gates(self):
         """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block, or of
         that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev)):
@@ -196,7 +225,7 @@ class _Kernel:
     def known_before_step(self, expr):
         """Whether expr reads only the previous states and parameters, and calls nothing (whose
         value the step would compute first)."""
-        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params)
+        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params) | set(self.invariant)
         return expr.free_symbols <= early and not expr.atoms(sympy.Function)
 
     def _loop_lets(self):
@@ -350,7 +379,7 @@ class _Kernel:
         if not self.hoist:
             return {}, {}, {}
         # a local of parameters alone (1 + p) is no sequence: the loop reads it as it is
-        forward = (set(self._forward_symbols()) | set(self.aux.values())) - set(self.cell.params)
+        forward = (set(self._forward_symbols()) | set(self.aux.values())) - self.constant
         found, cites, parts = {}, {}, {}
         for step in self.d.steps:
             if step.kind in ("block", "input") or not self.in_loop(step):
@@ -395,7 +424,7 @@ class _Kernel:
             for term in self.loop_terms(step):
                 if term.adjoint is not None and term.local not in self.span_locals:
                     reads |= term.local.subs(self.aux).free_symbols & forward
-        return reads - set(self.cell.params)
+        return reads - self.constant
 
     def loop_terms(self, step):
         """The terms of a loop line. A pre-activation adjoint whose product is formed before the
@@ -407,7 +436,7 @@ class _Kernel:
         # per term, its part read off forward values and the parts that products hold:
         # (o*(1 - tanh_c**2), [(p_o, da_o's chain)]) for the factor of dh in dc
         terms, parts = [], []
-        for t in step.terms:
+        for t in self.per_step_terms(step):
             chain = self.product_of(t.adjoint)
             part = (t.local, [])
             if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc
@@ -433,7 +462,7 @@ class _Kernel:
     def in_loop(self, step):
         """Whether the backward loop computes this step's adjoint with its own line."""
         if step.kind == "let":
-            return step.number in self.loop_lets
+            return step.number in self.loop_lets and (step.target not in self.invariant or bool(self.per_step_terms(step)))
         if step.kind == "param":
             return not self.after_loop(step)
         return step.kind != "input" and not (step.kind == "block" and self.hoisted(step))
@@ -444,11 +473,11 @@ class _Kernel:
         overwritten = set(self.gate_of.values())  # by then their slots hold adjoints
         return step.kind == "param" and all(
             self.by_adjoint.get(t.adjoint) is not None and self.by_adjoint[t.adjoint].kind == "block"
-            and not t.local.free_symbols & overwritten for t in step.terms)
+            and not t.local.free_symbols & overwritten for t in self.per_step_terms(step))
 
     def _stored(self):
         """Per-step forward values the backward pass reads, beyond the states and the buffers."""
-        forward = {let.symbol for let in self.cell.lets} - self.gate_lets - set(self.state_of_new)
+        forward = {let.symbol for let in self.cell.lets} - self.gate_lets - set(self.state_of_new) - set(self.invariant)
         for a in self.cell.affines:
             forward |= set(a.blocks)
         needed = set()
@@ -456,7 +485,7 @@ class _Kernel:
             needed |= step.result.subs(self.aux).free_symbols & forward
         for a in self.cell.affines:
             needed |= {v for v in a.inputs if v in forward}
-        return sorted(needed, key=str) + sorted(self.aux.values(), key=str)
+        return sorted(needed, key=str) + sorted(set(self.aux.values()) - set(self.invariant), key=str)
 
     def affine_of(self, block):
         return next(a for a in self.cell.affines if block in a.blocks)
@@ -487,15 +516,20 @@ class _Kernel:
             return name[:-5]
         return None
 
+    @property
+    def constant(self):
+        """The values that do not change with the step: parameters and lets of them alone."""
+        return set(self.cell.params) | set(self.invariant)
+
     def sequence(self, symbol, span=False):
         """The code for a forward value at every step, a (T, B, H) array or view; with span, at
-        the steps t0 to t1 - 1."""
+        the steps t0 to t1 - 1. A value of parameters alone is its (H,) vector."""
+        if symbol in self.constant:
+            return str(symbol)
         if self.prev_state(symbol):
             return f"{self.prev_state(symbol)}_seq[{'t0:t1' if span else ':-1'}]"
         if symbol in self.state_of_new:
             return f"{self.state_of_new[symbol]}_seq[{'t0 + 1:t1 + 1' if span else '1:'}]"
-        if symbol in self.cell.params:
-            return str(symbol)
         return f"{symbol}_seq" + ("[t0:t1]" if span else "")
 
     def at_step(self, symbol):
@@ -512,8 +546,7 @@ class _Kernel:
         for symbol in self._forward_symbols():
             names[symbol] = self.sequence(symbol, span=True)
         for call, name in self.aux.items():
-            names[call] = f"{name}_seq[t0:t1]"
-            names[name] = f"{name}_seq[t0:t1]"  # a local derivative holds tanh(a) as the symbol tanh_a
+            names[call] = names[name] = self.sequence(name, span=True)  # a local holds tanh(a) as tanh_a
         return names
 
     def _forward_symbols(self):
@@ -767,6 +800,7 @@ def _forward(k):
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
+    body += ["    " + line for line in _invariant_lines(k)]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
     if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
@@ -925,8 +959,10 @@ def _forward_step(k):
             lines += _fused_lines(k, heads[node.symbol], numbers)
         if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
             continue
+        if node.symbol in k.invariant:  # formed before the loop
+            continue
         for call, name in k.aux.items():
-            if call not in done and node.expr.has(call):
+            if call not in done and name not in k.invariant and node.expr.has(call):
                 lines += _stored_value(name, f"{name}_seq[t]", call, plain, n)
                 done.add(call)
         if node.symbol in k.gate_lets:
@@ -940,9 +976,20 @@ def _forward_step(k):
         else:
             lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
     for call, name in k.aux.items():
-        if call not in done:  # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
+        if call not in done and name not in k.invariant:  # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
             lines.append(f"{name}_seq[t] = {plain.doprint(call)}")
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
+    return lines
+
+
+def _invariant_lines(k):
+    """The lets of parameters alone, each an (H,) vector formed once for every step."""
+    numbers = {eq.node.symbol: eq.number for eq in k.d.forward if not isinstance(eq.node, Affine)}
+    plain = _CodePrinter()
+    lines = []
+    for name, expr in k.invariant.items():
+        cite = f"({numbers[name]}) " if name in numbers else ""
+        lines.append(f"{name} = {plain.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
     return lines
 
 
@@ -1204,9 +1251,10 @@ def _backward(k):
             '    cache["spent"] = True',
         ]
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
-    in_loop = [p for p in cell.params if k.in_loop(k.d.step_for(p))]
-    body += [f"    d{p} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
-             for p in in_loop]
+    body += ["    " + line for line in _invariant_lines(k)]
+    in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
+    body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
+             for s in in_loop]
     products = _hoisted_lines(k)
     if products:
         body += [
@@ -1228,13 +1276,8 @@ def _backward(k):
              + (" (or one per run of blocks kept apart)." if k.split else ".")]
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k)]
-    for p in cell.params:
-        total = next(g.number for g in k.d.param_grads if g.name == str(p))
-        if p in in_loop:
-            body.append(f"    d{p} = np.sum(d{p}, axis=0)  # ({total}) dL/d{p}")
-        else:
-            step = k.d.step_for(p)
-            body.append(f"    {_summed_after(k, step)}  # ({step.number}), ({total}) dL/d{p}")
+    for step in [s for s in k.d.steps if k.summed(s) and s.kind == "let"] + [k.d.step_for(p) for p in cell.params]:
+        body.append(f"    {_summed_line(k, step, step in in_loop)}")
     grads = ", ".join(f'"{n}": d{n}' for n in params)
     body += [
         f"    grads = {{{grads}}}",
@@ -1414,9 +1457,10 @@ def _span_local_lines(k, local, name, printer):
     held = " + ".join(Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via).replace("+ -", "- ")
     names = [str(chain.block.adjoint) for _, chain in via]
     products = f"{names[0]}'s product" if len(names) == 1 else f"the products of {', '.join(names[:-1])} and {names[-1]}"
-    if not (own.subs(k.aux).free_symbols - set(k.cell.params)):  # nothing of the span's own
+    if not (own.subs(k.aux).free_symbols - k.constant):  # nothing of the span's own
         code = held if own == 0 else f"{held} + {printer.doprint(own)}"
-        return [], [f"{name} = {code}  # {cite}, through {products}"]
+        bare = own == 0 and len(via) == 1 and via[0][0] == 1  # a view of the product, which the loop scales
+        return [], [f"{name} = {code}{'.copy()' if bare else ''}  # {cite}, through {products}"]
     copy = ".copy()" if own in printer.names or own.is_Symbol else ""  # a view: its own array
     added = f"{name} -= {held[1:]}" if held.startswith("-") and " " not in held else f"{name} += {held}"
     adds = "adds" if len(names) == 1 else "add"
@@ -1626,7 +1670,7 @@ def _adjoint_line(k, step, printer):
         if not step.terms:
             return ""
         return f"{step.adjoint}_seq[t] = {code}{where}"
-    if step.kind == "param":  # this step's share of the sum over time; the batch's is taken once, after
+    if k.summed(step):  # this step's share of the sum over time; the batch's is taken once, after
         if len(k.loop_terms(step)) == 1 and code.startswith("-"):
             return f"{step.adjoint} -= {code[1:]}  # ({step.number}) dL/d{step.target}"
         return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
@@ -1635,20 +1679,46 @@ def _adjoint_line(k, step, printer):
     return f"{step.adjoint} = {code}{where}"
 
 
+def _summed_line(k, step, in_loop):
+    """dp after the loop: the sum of what the loop added up, or of the steps' terms at once, plus
+    the terms that read adjoints of lets of parameters alone (lam*(1 - lam)*dlam), once."""
+    p = step.target
+    total = next((g.number for g in k.d.param_grads if g.name == str(p)), None)
+    cite = f"({step.number})" + (f", ({total})" if total is not None else "") + f" dL/d{p}"
+    if in_loop:
+        parts = [f"np.sum({step.adjoint}, axis=0)"]
+        cite = (f"({total})" if total is not None else f"({step.number})") + f" dL/d{p}"
+        cite += "" if total is not None else ", summed over the steps and rows"
+    elif k.per_step_terms(step) or step.kind == "param":
+        parts = [_summed_after(k, step)]
+    else:
+        parts = []
+    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    late = k.late_terms(step)
+    parts += [t.text(printer) for t in late]
+    if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
+        cite += f", {' and '.join(str(t.adjoint) for t in late)} summed first"
+    code = " + ".join(p for p in parts if p).replace("+ -", "- ") or "np.zeros(H, x.dtype)"
+    return f"{step.adjoint} = {code}  # {cite}"
+
+
 def _summed_after(k, step):
     """dp = the sum over steps and rows of a parameter's terms, each local*da with da in its
     buffer: one einsum per term (no product of the two (T, B, H) arrays is made; a local that is
     an expression of sequences is), a number or a parameter's factor taken out of the sum."""
     names = {s: k.sequence(s) for s in k._forward_symbols()}
-    names.update({name: f"{name}_seq" for name in k.aux.values()})  # the locals hold tanh(u) as tanh_u
+    names.update({name: k.sequence(name) for name in k.aux.values()})  # the locals hold tanh(u) as tanh_u
     printer, parts = _CodePrinter(names), []
-    for t in step.terms:
+    for t in k.per_step_terms(step):
         local = t.local.subs(k.aux)
-        outside, inside = local.as_independent(*(local.free_symbols - set(k.cell.params)), as_Add=False)
+        outside, inside = local.as_independent(*(local.free_symbols - k.constant), as_Add=False)
         total = (f'np.einsum("tbh,tbh->h", {printer.doprint(inside)}, {t.adjoint}_seq)' if inside != 1
                  else f"{t.adjoint}_seq.sum(axis=(0, 1))")
-        parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{printer.doprint(outside)}*{total}")
-    return f"{step.adjoint} = {' + '.join(parts) or 'np.zeros(H, x.dtype)'}".replace("+ -", "- ")
+        factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
+        parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
+    if not parts and not k.late_terms(step):
+        return "np.zeros(H, x.dtype)"
+    return " + ".join(parts).replace("+ -", "- ")
 
 
 def _param_gradients(k):

@@ -404,6 +404,44 @@ FIXED_CELLS = {
         (a30,) = cell.affine("A3", [h_prev, v2], blocks=["a30"], bias="b3")
         cell.update(h=a30)
     """,
+    # Found by the random cells: a local that is a whole product formed for the span (dm/dh_prev
+    # = 1 - m**2, da00's) was a view of it, which the loop scales before reading the local.
+    "a span local that is a product's whole": """
+        from lstm_derive import Cell, tanh
+
+        cell = Cell("whole", title="A span local that is a product formed for the span")
+        x = cell.input("x")
+        h_prev, c_prev, m_prev = cell.state("h"), cell.state("c"), cell.state("m")
+        (a00,) = cell.affine("A0", [x, h_prev], blocks=["a00"], bias="b0")
+        cell.update(h=h_prev, c=h_prev, m=tanh(h_prev + a00))
+    """,
+    # Lets of parameters alone are (H,) vectors formed once; their adjoints are summed over the
+    # steps and rows in the loop, and their parameters' terms added after it.
+    "a leaky unit with a learned leak": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("leaky", title="A leaky unit, its leak a sigmoid of a parameter")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        p = cell.param("p")
+        lam = cell.let("lam", sigmoid(p))
+        cell.update(h=lam * h_prev + (1 - lam) * tanh(a))
+    """,
+    "lets of parameters alone, chained, their parameter also read per step": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("chained", title="Lets of parameters alone in a chain")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_i, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g"])
+        p, q = cell.param("p"), cell.param("q")
+        lam = cell.let("lam", sigmoid(p) * q)
+        mu = cell.let("mu", tanh(lam) + lam * p)
+        i = cell.let("i", sigmoid(a_i + mu * c_prev))
+        c = cell.let("c", lam * c_prev + i * tanh(a_g) + p * h_prev)
+        cell.update(c=c, h=tanh(c) * (1 - mu))
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -491,6 +529,25 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
     assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
     assert "bias_W" not in kernel_source(textwrap.dedent(FIXED_CELLS["gru, no bias on the recurrent affine"]))
+
+
+def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
+    """The leak is one (H,) vector before the loops, not a sequence; dp reads dlam's sum once."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))
+    assert "lam_seq" not in source and source.count("lam = sigmoid(p)  # (2) of parameters alone") == 2
+    assert "dlam += " in source and "dp = lam*(1 - lam)*dlam" in source
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["lets of parameters alone, chained, their parameter also read per step"]))
+    assert "mu_seq" not in source and "dp += h_prev*dc" in source
+    assert "dp = np.sum(dp, axis=0) + " in source
+
+
+def test_a_span_local_reads_the_products_formed_for_the_span():
+    """dh/dc = o*(1 - tanh_c**2) + p_o*da_o: the peephole's part is da_o's product, not recomputed."""
+    source = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "lstm_peephole.py").read_text()
+    assert "dh_dc_span += p_o*da_o_seq[t0:t1]" in source
+    assert "dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]" in source
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a span local that is a product's whole"]))
+    assert "dm_dh_prev_span = da00_seq[t0:t1].copy()" in source
 
 
 ELEVEN_BLOCKS = textwrap.dedent("""
