@@ -234,18 +234,22 @@ class _Kernel:
         A let with one consumer only passes that consumer's adjoint on, times a local
         derivative: a pre-activation's adjoint can take the whole product of such locals,
         computed for all steps before the loop (see _chains). The loop computes a let's adjoint
-        only when it has several consumers or another adjoint of the loop reads it."""
+        only when it has several consumers or another adjoint of the loop reads it. A let of
+        parameters alone is summed in the loop where its adjoint reads any that vary with the
+        step, and after the loop from the others."""
         steps = self.d.steps
-        loop = {s.number for s in steps if s.kind == "let" and not _single(s)}
+        summed = {s.number for s in steps if s.kind == "let" and s.target in self.invariant}
+        late = {s.number for s in steps if s.number in summed and not self.per_step_terms(s)}
+        loop = {s.number for s in steps if s.kind == "let" and (not _single(s) or s.number in summed)} - late
         changed = True
         while changed:
             changed = False
-            readers = [s for s in steps if s.kind in ("state", "carry", "param") or s.number in loop
+            readers = [s for s in steps if s.kind in ("state", "carry", "param") or s.number in loop | summed
                        or (s.kind == "block" and not _single(s))]
             for reader in readers:
                 for term in reader.terms:
                     step = self.by_adjoint.get(term.adjoint)
-                    if step is not None and step.kind == "let" and step.number not in loop:
+                    if step is not None and step.kind == "let" and step.number not in loop | late:
                         loop.add(step.number)
                         changed = True
         return loop
@@ -462,7 +466,7 @@ class _Kernel:
     def in_loop(self, step):
         """Whether the backward loop computes this step's adjoint with its own line."""
         if step.kind == "let":
-            return step.number in self.loop_lets and (step.target not in self.invariant or bool(self.per_step_terms(step)))
+            return step.number in self.loop_lets
         if step.kind == "param":
             return not self.after_loop(step)
         return step.kind != "input" and not (step.kind == "block" and self.hoisted(step))

@@ -442,6 +442,19 @@ FIXED_CELLS = {
         c = cell.let("c", lam * c_prev + i * tanh(a_g) + p * h_prev)
         cell.update(c=c, h=tanh(c) * (1 - mu))
     """,
+    # Found by the random cells: the adjoint of a let of constants alone read that of a let in a
+    # block's chain, which the loop never formed (it sat in the block's product).
+    "a let of constants alone read by a let in a block's chain": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("scaled", title="A block's chain through a product with a let of constants alone")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a1, a2 = cell.affine("W", [x, h_prev], blocks=["a1", "a2"])
+        k = cell.let("k", sigmoid(0.5))
+        u = cell.let("u", tanh(a1) * k)
+        cell.update(h=u + sigmoid(a2) * h_prev)
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
