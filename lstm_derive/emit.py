@@ -127,6 +127,8 @@ class _Kernel:
         self.invariant_adjoints = {adjoint(v) for v in self.invariant}
         # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
         self.gates, self.extras = self._gates()
+        # gate -> the part of its extra that no step changes (a forget bias: sigmoid(a_f + 1))
+        self.steady = self._steady_extras()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
@@ -215,6 +217,25 @@ class _Kernel:
                 gates[a.name] = lets
                 extras.update(parts)
         return gates, extras
+
+    def _steady_extras(self):
+        """The parts of gates' extras of parameters and numbers alone: they join the bias of the
+        affine's input part once, before the loop, where it has one; the extras keep the rest."""
+        steady = {}
+        for a in self.cell.affines:
+            if a.name not in self.gates or not self.affine_parts(a)[0]:
+                continue
+            for let, _ in self.gates[a.name]:
+                extra = self.extras.get(let.symbol, sympy.S.Zero)
+                part = sympy.Add(*(t for t in sympy.Add.make_args(extra) if t.free_symbols <= self.constant))
+                if part == 0:
+                    continue
+                steady[let.symbol] = part
+                if extra == part:
+                    del self.extras[let.symbol]
+                else:
+                    self.extras[let.symbol] = extra - part
+        return steady
 
     def complete_after_gemm(self, gate):
         """Whether a gate's pre-activation is complete right after its affine's GEMM (a peephole
@@ -778,6 +799,7 @@ def _forward(k):
     numbers = {id(eq.node): eq.number for eq in k.d.forward}
     constants = _gate_constants(k)
     body += ["", *("    " + line for line in constants)] if constants else []
+    body += ["    " + line for line in _invariant_lines(k)]
     body += ["", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
@@ -804,7 +826,6 @@ def _forward(k):
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
-    body += ["    " + line for line in _invariant_lines(k)]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
     if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
@@ -836,19 +857,49 @@ def _complex_range_doc(k):
 
 def _input_bias(k, a, n):
     """The input part's biases, added in place: a sum would allocate a second buffer of T*B rows.
-    A folded run's bias joins them here once, instead of at every step."""
+    A folded run's bias, and a gate's extra that no step changes, join them here once, instead of
+    at every step."""
     folds = [run for run in k.bias_folds if run.a is a]
-    if not folds:
+    steady = [(let, kind) for let, kind in k.gates.get(a.name, []) if let.symbol in k.steady]
+    if not folds and not steady:
         return [f"pre_{a.name}_seq {_bias_update(k, a)}  # ({n})"] if a.biases else []
-    first = f"{' + '.join(a.biases)}" if len(a.biases) > 1 else f"{a.biases[0]}.copy()" if a.biases else (
-        f"np.zeros({k.size_expr(a)}, x.dtype)")
-    lines = [f"bias_{a.name} = {first}"]
+    lines = [f"bias_{a.name} = {_bias_vector(k, a)}"]
+    for let, kind in steady:
+        lines.append(_steady_line(k, a, let, kind))
     for run in folds:
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
         nb = next(eq.number for eq in k.d.forward if eq.node is run.b)
         lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
                      f"{', '.join(map(str, blocks))}, read only in sums with {a.name}'s blocks, joins here")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
+
+
+def _bias_vector(k, a):
+    """A new array of a's biases, scaled as the weights are."""
+    if not a.biases:
+        return f"np.zeros({k.size_expr(a)}, x.dtype)"
+    total = " + ".join(a.biases)
+    if not _scaled(k, a):
+        return total if len(a.biases) > 1 else f"{total}.copy()"
+    if _mixed(k, a):
+        return f"({total})*scale_{a.name}" if len(a.biases) > 1 else f"{total}*scale_{a.name}"
+    return f"-({total})" if len(a.biases) > 1 else f"-{total}"
+
+
+def _steady_line(k, a, let, kind):
+    """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
+    number = next(eq.number for eq in k.d.forward if eq.lhs == (let.symbol,))
+    block = _block_of(k, a, let)
+    factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    scaled = "" if factor == 1 else f", times {factor} like the weights"
+    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    return (f"{_added(f'bias_{a.name}[{_cols(a, block)}]', _whole_numbers(factor * k.steady[let.symbol]), printer)}  # ({number}) "
+            f"{let.symbol}'s pre-activation {let.expr.args[0]}: the part beyond {block} that no step changes{scaled}")
+
+
+def _whole_numbers(expr):
+    """expr with its whole floats as integers: q, not 1.0*q, for -2 times -0.5*q."""
+    return expr.xreplace({f: sympy.Integer(int(f)) for f in expr.atoms(sympy.Float) if float(f).is_integer()})
 
 
 def _loop_bias(k, a, n):

@@ -455,6 +455,24 @@ FIXED_CELLS = {
         u = cell.let("u", tanh(a1) * k)
         cell.update(h=u + sigmoid(a2) * h_prev)
     """,
+    # A gate's extra that no step changes (a forget bias, a let of parameters alone, a parameter
+    # beside a peephole) joins the bias once, before the loop.
+    "an lstm with steady parts in its gates' pre-activations": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("steady", title="An LSTM with a forget bias and learned offsets")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_i, a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+        p, q, p_o = cell.param("p"), cell.param("q"), cell.param("p_o")
+        lam = cell.let("lam", tanh(p))
+        i = cell.let("i", sigmoid(a_i + lam))
+        f = cell.let("f", sigmoid(a_f + 1.0))
+        g = cell.let("g", tanh(a_g - 0.5 * q))
+        c = cell.let("c", f * c_prev + i * g)
+        o = cell.let("o", sigmoid(a_o + p_o * c + q))
+        cell.update(c=c, h=o * tanh(c))
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -552,6 +570,14 @@ def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["lets of parameters alone, chained, their parameter also read per step"]))
     assert "mu_seq" not in source and "dp += h_prev*dc" in source
     assert "dp = np.sum(dp, axis=0) + " in source
+
+
+def test_steady_parts_of_gates_join_the_bias_once():
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an lstm with steady parts in its gates' pre-activations"]))
+    assert "bias_W[H:2 * H] -= 1  #" in source and "bias_W[:H] -= lam  #" in source
+    assert "bias_W[2 * H:3 * H] += q" in source  # -0.5*q, times -2 like the weights
+    assert "o -= c*p_o  #" in source and "bias_W[3 * H:4 * H] -= q" in source
+    assert not [gate for gate in "ifg" if f"the part beyond a_{gate}, " in source]  # no line in the loop
 
 
 def test_a_span_local_reads_the_products_formed_for_the_span():
