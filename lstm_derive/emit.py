@@ -98,6 +98,7 @@ class _FusedRun:
     kind: str  # "sigmoid" or "tanh"
     pairs: tuple  # (u, v) lets; u is None where the sum has no name (v = sigmoid(a_j + b_j))
     extras: tuple  # per pair, what the sum adds to the two blocks (a peephole's p*h_prev), or 0
+    steady: tuple  # per pair, the part of that no step changes (joins a's input bias), or 0
 
     def reader(self, i):
         """The let that reads the i-th pair's blocks: the sum, or the gate of an unnamed sum."""
@@ -227,7 +228,7 @@ class _Kernel:
                 continue
             for let, _ in self.gates[a.name]:
                 extra = self.extras.get(let.symbol, sympy.S.Zero)
-                part = sympy.Add(*(t for t in sympy.Add.make_args(extra) if t.free_symbols <= self.constant))
+                part = self._steady_part(extra)
                 if part == 0:
                     continue
                 steady[let.symbol] = part
@@ -236,6 +237,10 @@ class _Kernel:
                 else:
                     self.extras[let.symbol] = extra - part
         return steady
+
+    def _steady_part(self, extra):
+        """The terms of a pre-activation's extra part of parameters and numbers alone."""
+        return sympy.Add(*(t for t in sympy.Add.make_args(extra) if t.free_symbols <= self.constant))
 
     def complete_after_gemm(self, gate):
         """Whether a gate's pre-activation is complete right after its affine's GEMM (a peephole
@@ -340,11 +345,13 @@ class _Kernel:
                 found[a.name, j] = (a, b, type(lets[v].expr).__name__, u, lets[v], extra)
         runs = []
         for (_, j), (a, b, kind, u, v, extra) in sorted(found.items(), key=lambda item: item[0]):
+            steady = self._steady_part(extra) if self.affine_parts(a)[0] else sympy.S.Zero
             last = runs[-1] if runs else None
             if last and last.a is a and last.b is b and last.j1 == j and last.kind == kind:
-                runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),), last.extras + (extra,))
+                runs[-1] = _FusedRun(a, b, last.j0, j + 1, kind, last.pairs + ((u, v),),
+                                     last.extras + (extra - steady,), last.steady + (steady,))
             else:
-                runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),), (extra,)))
+                runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),), (extra - steady,), (steady,)))
         return runs
 
     def _bias_folds(self):
@@ -861,11 +868,14 @@ def _input_bias(k, a, n):
     at every step."""
     folds = [run for run in k.bias_folds if run.a is a]
     steady = [(let, kind) for let, kind in k.gates.get(a.name, []) if let.symbol in k.steady]
-    if not folds and not steady:
+    runs = [run for run in k.fused if run.a is a and any(s != 0 for s in run.steady)]
+    if not folds and not steady and not runs:
         return [f"pre_{a.name}_seq {_bias_update(k, a)}  # ({n})"] if a.biases else []
     lines = [f"bias_{a.name} = {_bias_vector(k, a)}"]
     for let, kind in steady:
         lines.append(_steady_line(k, a, let, kind))
+    for run in runs:
+        lines += _steady_run_lines(k, a, run)
     for run in folds:
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
         nb = next(eq.number for eq in k.d.forward if eq.node is run.b)
@@ -900,6 +910,19 @@ def _steady_line(k, a, let, kind):
 def _whole_numbers(expr):
     """expr with its whole floats as integers: q, not 1.0*q, for -2 times -0.5*q."""
     return expr.xreplace({f: sympy.Integer(int(f)) for f in expr.atoms(sympy.Float) if float(f).is_integer()})
+
+
+def _steady_run_lines(k, a, run):
+    """The parts of a fused run's sums that no step changes (r = sigmoid(a_xr + a_hr + 1)), added
+    to the bias of their block of a."""
+    lines, printer = [], _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
+        if part != 0:
+            number = next(eq.number for eq in k.d.forward if eq.lhs == ((u or v).symbol,))
+            cols = _col_range(run.j0 + i, run.j0 + i + 1)
+            lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(part), printer)}  # ({number}) the part "
+                         f"of {v.symbol}'s sum beyond its two blocks that no step changes")
+    return lines
 
 
 def _loop_bias(k, a, n):

@@ -473,6 +473,21 @@ FIXED_CELLS = {
         o = cell.let("o", sigmoid(a_o + p_o * c + q))
         cell.update(c=c, h=o * tanh(c))
     """,
+    "a gru with steady parts in its gates' sums": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("gru_steady", title="A GRU whose gates' sums have a constant and a learned offset")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        q = cell.param("q")
+        lam = cell.let("lam", tanh(q))
+        a_xr, a_xz, a_xn = cell.affine("W", [x], blocks=["a_xr", "a_xz", "a_xn"], bias="b_x")
+        a_hr, a_hz, a_hn = cell.affine("U", [h_prev], blocks=["a_hr", "a_hz", "a_hn"], bias="b_h")
+        r = cell.let("r", sigmoid(a_xr + a_hr + 1.0))
+        z = cell.let("z", sigmoid(a_xz + a_hz - 2 * lam + q * h_prev))
+        n = cell.let("n", tanh(a_xn + r * a_hn))
+        cell.update(h=(1 - z) * n + z * h_prev)
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -578,6 +593,13 @@ def test_steady_parts_of_gates_join_the_bias_once():
     assert "bias_W[2 * H:3 * H] += q" in source  # -0.5*q, times -2 like the weights
     assert "o -= c*p_o  #" in source and "bias_W[3 * H:4 * H] -= q" in source
     assert not [gate for gate in "ifg" if f"the part beyond a_{gate}, " in source]  # no line in the loop
+
+
+def test_steady_parts_of_a_grus_sums_join_the_bias_once():
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with steady parts in its gates' sums"]))
+    assert "bias_W[:H] += 1  #" in source and "bias_W[H:2 * H] -= 2*lam  #" in source
+    assert "r += " not in source and "z += h_prev*q  #" in source  # the peephole stays in the loop
+    assert "_sigmoid_into(pre_W_run0, pre_W_run0)" in source
 
 
 def test_a_span_local_reads_the_products_formed_for_the_span():
