@@ -900,11 +900,21 @@ def _steady_line(k, a, let, kind):
     """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
     number = next(eq.number for eq in k.d.forward if eq.lhs == (let.symbol,))
     block = _block_of(k, a, let)
-    factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
-    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    printer = _aux_printer(k)
     return (f"{_added(f'bias_{a.name}[{_cols(a, block)}]', _whole_numbers(factor * k.steady[let.symbol]), printer)}  # ({number}) "
             f"{let.symbol}'s pre-activation {let.expr.args[0]}: the part beyond {block} that no step changes{scaled}")
+
+
+def _aux_printer(k):
+    """Prints the calls the backward pass reads by their names: tanh(c) as tanh_c."""
+    return _CodePrinter({call: str(name) for call, name in k.aux.items()})
+
+
+def _gate_factor(k, a, kind):
+    """What a gate's pre-activation is multiplied by where the weights carry the gates' factors."""
+    return 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
 
 
 def _whole_numbers(expr):
@@ -915,7 +925,7 @@ def _whole_numbers(expr):
 def _steady_run_lines(k, a, run):
     """The parts of a fused run's sums that no step changes (r = sigmoid(a_xr + a_hr + 1)), added
     to the bias of their block of a."""
-    lines, printer = [], _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    lines, printer = [], _aux_printer(k)
     for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
         if part != 0:
             number = next(eq.number for eq in k.d.forward if eq.lhs == ((u or v).symbol,))
@@ -1023,7 +1033,7 @@ def _cache_items(k):
 def _forward_step(k):
     lines = []
     numbers = {id(eq.node): eq.number for eq in k.d.forward}
-    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    printer = _aux_printer(k)
     plain = _CodePrinter()
     done = set()
     heads = {run.reader(0).symbol: run for run in k.fused}  # the node at which a run's lines go
@@ -1262,9 +1272,9 @@ def _deferred_gate(k, let, n):
 def _extra_line(k, a, let, kind, n):
     """The extra's part of the gate's pre-activation, added where the block's part is, scaled as
     the weights are (-1 for a sigmoid, -2 for a tanh among sigmoids)."""
-    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    printer = _aux_printer(k)
     extra, v = k.extras[let.symbol], let.symbol
-    factor = 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
     return (f"{_added(v, factor * extra, printer)}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
             f"the part beyond {_block_of(k, a, let)}{scaled}")
@@ -1771,7 +1781,7 @@ def _summed_line(k, step, in_loop):
         parts = [_summed_after(k, step)]
     else:
         parts = []
-    printer = _CodePrinter({call: str(name) for call, name in k.aux.items()})
+    printer = _aux_printer(k)
     late = k.late_terms(step)
     parts += [t.text(printer) for t in late]
     if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
