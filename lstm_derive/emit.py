@@ -127,7 +127,8 @@ class _Kernel:
         self.invariant = self._invariants()
         self.invariant_adjoints = {adjoint(v) for v in self.invariant}
         # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
-        self.gates, self.extras = self._gates()
+        # gates; gate -> the number its block is multiplied by (sigmoid(2*a_i)), where it is not 1
+        self.gates, self.extras, self.coefficients = self._gates()
         # gate -> the part of its extra that no step changes (a forget bias: sigmoid(a_f + 1))
         self.steady = self._steady_extras()
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
@@ -196,11 +197,12 @@ class _Kernel:
 
     def _gates(self):
         """Affines whose every block feeds exactly one node, a sigmoid or tanh of that block, or of
-        that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev)):
-        (affine name -> [(let, kind)], gate -> its part beyond the block, where it has one)."""
-        gates, extras = {}, {}
+        that block plus an elementwise part that reads no block (a peephole: sigmoid(a_i + p_i*c_prev)),
+        the block perhaps times a number (sigmoid(2*a_i), where a sigmoid's exp carries it): (affine
+        name -> [(let, kind)], gate -> its part beyond the block, gate -> the block's number)."""
+        gates, extras, coefficients = {}, {}, {}
         for a in self.cell.affines:
-            lets, parts = [], {}
+            lets, parts, numbers = [], {}, {}
             for block in a.blocks:
                 users = self.cell.readers(block)
                 if len(users) != 1 or users[0].symbol in self.state_of_new:
@@ -208,16 +210,24 @@ class _Kernel:
                 let = users[0]
                 if not isinstance(let.expr, (sigmoid, sympy.tanh)):
                     break
-                extra = let.expr.args[0] - block
+                number = let.expr.args[0].coeff(block)
+                if not number.is_number or number == 0:
+                    break
+                extra = let.expr.args[0] - number * block
                 if extra.free_symbols & set(self.cell.blocks):
                     break
                 lets.append((let, type(let.expr).__name__))
                 if extra != 0:
                     parts[let.symbol] = extra
+                if number != 1:
+                    numbers[let.symbol] = number
             else:
+                if numbers and all(kind == "tanh" for _, kind in lets):
+                    continue  # tanh gates alone are not activated through exp: no factor rides there
                 gates[a.name] = lets
                 extras.update(parts)
-        return gates, extras
+                coefficients.update(numbers)
+        return gates, extras, coefficients
 
     def _steady_extras(self):
         """The parts of gates' extras of parameters and numbers alone: they join the bias of the
@@ -727,7 +737,18 @@ def _helpers(k, passes):
             '    span of every array a product reads stays in a core\'s cache."""',
             "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
         ]
-    if any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
+    if k.coefficients:
+        lines += [
+            "",
+            "",
+            "def _gate_scale(kinds, H, dtype, numbers=None):",
+            '    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times',
+            '    the number the block is multiplied by in its gate (1 if numbers is None)."""',
+            '    numbers = [1] * len(kinds) if numbers is None else numbers',
+            '    factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers)]',
+            "    return np.repeat(factors, H).astype(dtype)",
+        ]
+    elif any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
         lines += [
             "",
             "",
@@ -983,7 +1004,8 @@ def _scaled(k, a):
 
 
 def _mixed(k, a):
-    return len({kind for _, kind in k.gates[a.name]}) > 1
+    """Whether a's gates' factors differ (a tanh among sigmoids, a block times a number)."""
+    return len({kind for _, kind in k.gates[a.name]}) > 1 or any(let.symbol in k.coefficients for let, _ in k.gates[a.name])
 
 
 def _weight(k, a, w):
@@ -1010,7 +1032,16 @@ def _gate_constants(k):
             lines += ["# The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride",
                       "# on the weights: exact (powers of two), and no pass over the gates at every step."]
             kinds = ", ".join(f'"{f}"' for _, f in k.gates[a.name])
-            lines.append(f"scale_{a.name} = _gate_scale([{kinds}], H, x.dtype)")
+            numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
+            if any(n != 1 for n in numbers):
+                terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
+                                  if let.symbol in k.coefficients)
+                lines[-1] = f"# on the weights, times the blocks' numbers in their gates ({terms}): exact where"
+                lines.append("# these are powers of two, and no pass over the gates at every step.")
+            scale = f"_gate_scale([{kinds}], H, x.dtype)"
+            if any(n != 1 for n in numbers):
+                scale = f"_gate_scale([{kinds}], H, x.dtype, [{', '.join(_CodePrinter().doprint(n) for n in numbers)}])"
+            lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:
             lines.append("# The sigmoids' -a of exp(-a) rides on the weights: no pass over the gates at every step.")

@@ -488,6 +488,27 @@ FIXED_CELLS = {
         n = cell.let("n", tanh(a_xn + r * a_hn))
         cell.update(h=(1 - z) * n + z * h_prev)
     """,
+    # A number times a gate's block rides on the weights with the gate's factor.
+    "an lstm with numbers times its gates' blocks": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("scaled_blocks", title="An LSTM whose gates scale their blocks")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_i, a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+        a_r, a_s = cell.affine("R", [x, h_prev], blocks=["a_r", "a_s"], bias="b_r")
+        a_t, = cell.affine("V", [x, h_prev], blocks=["a_t"], bias="b_v")
+        p = cell.param("p")
+        i = cell.let("i", sigmoid(2 * a_i))
+        f = cell.let("f", sigmoid(a_f + 1.0))
+        g = cell.let("g", tanh(0.5 * a_g))
+        c = cell.let("c", f * c_prev + i * g)
+        o = cell.let("o", sigmoid(p * c - a_o))
+        r = cell.let("r", sigmoid(3 * a_r))
+        s = cell.let("s", sigmoid(a_s))
+        u = cell.let("u", tanh(-2 * a_t))
+        cell.update(c=c, h=o * tanh(c) * r + s * u)
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -600,6 +621,15 @@ def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     assert "bias_W[:H] += 1  #" in source and "bias_W[H:2 * H] -= 2*lam  #" in source
     assert "r += " not in source and "z += h_prev*q  #" in source  # the peephole stays in the loop
     assert "_sigmoid_into(pre_W_run0, pre_W_run0)" in source
+
+
+def test_numbers_times_gates_blocks_ride_on_the_weights():
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an lstm with numbers times its gates' blocks"]))
+    assert '_gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype, [2, 1, 0.5, -1])' in source
+    assert '_gate_scale(["sigmoid", "sigmoid"], H, x.dtype, [3, 1])' in source
+    assert "np.exp(pre_W_ready, out=pre_W_ready)" in source and "np.exp(pre_R, out=pre_R)" in source
+    assert "(2*a_i, 0.5*a_g, -a_o)" in source and "(3*a_r)" in source
+    assert "V_x_scaled" not in source  # tanh gates alone are not activated through exp: their own path
 
 
 def test_a_span_local_reads_the_products_formed_for_the_span():
