@@ -98,7 +98,7 @@ class _FusedRun:
     kind: str  # "sigmoid" or "tanh"
     pairs: tuple  # (u, v) lets; u is None where the sum has no name (v = sigmoid(a_j + b_j))
     extras: tuple  # per pair, what the sum adds to the two blocks (a peephole's p*h_prev), or 0
-    steady: tuple  # per pair, the part of that no step changes (joins a's input bias), or 0
+    steady: tuple  # per pair, the part of the sum beyond the blocks that no step changes (joins a's bias), or 0
 
     def reader(self, i):
         """The let that reads the i-th pair's blocks: the sum, or the gate of an unnamed sum."""
@@ -126,8 +126,8 @@ class _Kernel:
         # lets and calls of parameters alone (lam = sigmoid(p)): formed once, their adjoints summed
         self.invariant = self._invariants()
         self.invariant_adjoints = {adjoint(v) for v in self.invariant}
-        # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's p*c_prev)
-        # gates; gate -> the number its block is multiplied by (sigmoid(2*a_i)), where it is not 1
+        # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's
+        # p*c_prev); gate -> the number its block is multiplied by (sigmoid(2*a_i)), where it is not 1
         self.gates, self.extras, self.coefficients = self._gates()
         # gate -> the part of its extra that no step changes (a forget bias: sigmoid(a_f + 1))
         self.steady = self._steady_extras()
@@ -1102,7 +1102,7 @@ def _forward_step(k):
 
 
 def _invariant_lines(k):
-    """The lets of parameters alone, each an (H,) vector formed once for every step."""
+    """The lets and calls of parameters alone, each an (H,) vector formed once for every step."""
     numbers = {eq.node.symbol: eq.number for eq in k.d.forward if not isinstance(eq.node, Affine)}
     plain = _CodePrinter()
     lines = []
@@ -1817,7 +1817,7 @@ def _summed_line(k, step, in_loop):
     parts += [t.text(printer) for t in late]
     if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
         cite += f", {' and '.join(str(t.adjoint) for t in late)} summed first"
-    code = " + ".join(p for p in parts if p).replace("+ -", "- ") or "np.zeros(H, x.dtype)"
+    code = " + ".join(part for part in parts if part).replace("+ -", "- ") or "np.zeros(H, x.dtype)"
     return f"{step.adjoint} = {code}  # {cite}"
 
 
