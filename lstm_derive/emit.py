@@ -711,12 +711,12 @@ def _helpers(k, passes):
         lines += [
             "",
             "",
-            "def _sigmoid_into(a, out):",
+            "def _sigmoid_into(a, out, one=1):",
             '    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the',
-            '    caller decides what overflow of exp reports."""',
+            '    caller decides what overflow of exp reports. one: 1, or a 0-d array of 1 (see forward())."""',
             "    np.negative(a, out=out)",
             "    np.exp(out, out=out)",
-            "    out += 1",
+            "    out += one",
             "    return np.reciprocal(out, out=out)",
         ]
     if any(len(a.blocks) > 1 for a in k.cell.affines):
@@ -855,6 +855,10 @@ def _forward(k):
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
+    numbers = [(name, n) for name, n in (("one", 1), ("two", 2)) if re.search(rf"\b{name}\b", "\n".join(loop))]
+    if numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
+        body.append(f"    {_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
+                    "  # the loop's numbers as arrays of x's dtype: no conversion at every step")
     if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
                 "# (for real a; forward()'s docstring says how far complex a may go).",
@@ -1123,7 +1127,7 @@ def _fused_lines(k, run, numbers):
     cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
     sums, were = ", ".join(run.sum_text(i) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
-    activate = f"_sigmoid_into({where}, {where})" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
+    activate = f"_sigmoid_into({where}, {where}, one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
     extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond its two blocks"
@@ -1179,7 +1183,7 @@ def _into(target, expr, printer):
     if isinstance(expr, sympy.tanh):
         return [f"np.tanh({code(expr.args[0])}, out={target})"]
     if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
-        return [f"_sigmoid_into({code(expr.args[0])}, {target})"]
+        return [f"_sigmoid_into({code(expr.args[0])}, {target}, one)"]
     return [f"{_whole(target)} = {code(expr)}"]
 
 
@@ -1330,7 +1334,7 @@ def _activation(k, a, run, where, cite):
     return [
         f"# {cite} {what} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
         f"np.exp({where}, out={where})",
-        f"{where} += 1",
+        f"{where} += one",
         f"np.reciprocal({where}, out={where})",
     ]
 
@@ -1340,8 +1344,8 @@ def _tanh_lines(k, a, run):
     if not _scaled(k, a):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative "
-        "terms for |a| << 1", f"{let.symbol} -= 1")]
+        f"{let.symbol} *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative "
+        "terms for |a| << 1", f"{let.symbol} -= one")]
 
 
 def _backward(k):

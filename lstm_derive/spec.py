@@ -59,7 +59,7 @@ SUPPORTED_OPERATIONS = "sigmoid, tanh, +, -, *, / and integer powers"
 KERNEL_NAMES = frozenset(
     "np numpy sigmoid tanh params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
-    "step_forward step_backward param_shapes init_params span t0 t1".split()
+    "step_forward step_backward param_shapes init_params span t0 t1 one two".split()
 )
 RESERVED_NAMES = KERNEL_NAMES  # the older name of the same set
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",

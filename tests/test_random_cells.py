@@ -591,7 +591,7 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
                  "gru, a named update sum minus a peephole"):
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
-        assert "_sigmoid_into(pre_W_run0, pre_W_run0)" in source, name
+        assert "_sigmoid_into(pre_W_run0, pre_W_run0, one)" in source, name
     # z = sigmoid(a_xz + a_hz + p*h_prev): activated with r, and a_hz's adjoint is a_xz's (its twin)
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
     assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
@@ -620,7 +620,7 @@ def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with steady parts in its gates' sums"]))
     assert "bias_W[:H] += 1  #" in source and "bias_W[H:2 * H] -= 2*lam  #" in source
     assert "r += " not in source and "z += h_prev*q  #" in source  # the peephole stays in the loop
-    assert "_sigmoid_into(pre_W_run0, pre_W_run0)" in source
+    assert "_sigmoid_into(pre_W_run0, pre_W_run0, one)" in source
 
 
 def test_numbers_times_gates_blocks_ride_on_the_weights():

@@ -57,12 +57,12 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
-def _sigmoid_into(a, out):
+def _sigmoid_into(a, out, one=1):
     """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
-    caller decides what overflow of exp reports."""
+    caller decides what overflow of exp reports. one: 1, or a 0-d array of 1 (see forward())."""
     np.negative(a, out=out)
     np.exp(out, out=out)
-    out += 1
+    out += one
     return np.reciprocal(out, out=out)
 
 
@@ -113,6 +113,7 @@ def forward(params, x, state=None):
     r_seq = pre_W_seq[..., :H]  # where a_xr was: it is read once, before
     z_seq = pre_W_seq[..., H:2 * H]  # where a_xz was: it is read once, before
     h_seq[0] = h_prev
+    one = np.array(1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -123,7 +124,7 @@ def forward(params, x, state=None):
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
             pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
-            _sigmoid_into(pre_W_run0, pre_W_run0)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
+            _sigmoid_into(pre_W_run0, pre_W_run0, one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]

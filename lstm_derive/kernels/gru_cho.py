@@ -98,6 +98,7 @@ def forward(params, x, state=None):
     h_seq = np.empty((T + 1, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
+    one = np.array(1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -106,7 +107,7 @@ def forward(params, x, state=None):
             pre_W += h_prev @ W_h_scaled.T  # (1)
             # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
-            pre_W += 1
+            pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             r, z = r_seq[t], z_seq[t]
             rh = rh_seq[t]

@@ -104,6 +104,7 @@ def forward(params, x, state=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -112,11 +113,11 @@ def forward(params, x, state=None):
             pre_W += h_prev @ W_h_scaled.T  # (1)
             # (2), (3), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
-            pre_W += 1
+            pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
-            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= 1
+            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g -= one
             c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i

@@ -104,6 +104,7 @@ def forward(params, x, state=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -116,17 +117,17 @@ def forward(params, x, state=None):
             pre_W_ready = pre_W[:, :3 * H]  # i, f, g
             # (2), (3), (4) these gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W_ready, out=pre_W_ready)
-            pre_W_ready += 1
+            pre_W_ready += one
             np.reciprocal(pre_W_ready, out=pre_W_ready)
-            g *= 2  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= 1
+            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g -= one
             c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
             o -= c*p_o  # (6) o's pre-activation a_o + c*p_o: the part beyond a_o, times -1 like the weights
             # (6) the gate with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(o, out=o)
-            o += 1
+            o += one
             np.reciprocal(o, out=o)
             tanh_c = tanh_c_seq[t]
             np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
