@@ -150,7 +150,7 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
-        self._loop_terms, self._term_parts = {}, {}
+        self._loop_terms, self._term_parts, self._inlined = {}, {}, {}
         # local -> its name; "(9) dh/dc"; (its own part, [(coefficient, chain)] read from products)
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
@@ -286,6 +286,8 @@ class _Kernel:
                 for term in reader.terms:
                     step = self.by_adjoint.get(term.adjoint)
                     if step is not None and step.kind == "let" and step.number not in loop | late:
+                        if reader.kind == "block" and _single(step) and step.number not in summed:
+                            continue  # the block's line reads its chain to the root instead (see loop_terms)
                         loop.add(step.number)
                         changed = True
         return loop
@@ -424,7 +426,7 @@ class _Kernel:
         forward = (set(self._forward_symbols()) | set(self.aux.values())) - self.constant
         found, cites, parts = {}, {}, {}
         for step in self.d.steps:
-            if step.kind in ("block", "input") or not self.in_loop(step):
+            if step.kind == "input" or not self.in_loop(step) or (step.kind == "block" and _single(step)):
                 continue
             for term, part in zip(self.loop_terms(step), self._term_parts[step.number]):
                 local = term.adjoint is not None and term.local
@@ -439,7 +441,7 @@ class _Kernel:
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
         chains = [self.product_of(t.adjoint) for t in step.terms]
-        return {n for chain in chains if chain and chain.root == root for n in chain.numbers}
+        return {n for chain in chains if chain and chain.root == root for n in chain.numbers} | self._inlined.get(step.number, set())
 
     def product_of(self, adjoint):
         """The chain of a pre-activation adjoint whose product is formed before the loop (a twin's
@@ -479,6 +481,11 @@ class _Kernel:
         # (o*(1 - tanh_c**2), [(p_o, da_o's chain)]) for the factor of dh in dc
         terms, parts = [], []
         for t in self.per_step_terms(step):
+            # a let the loop does not form passes its one consumer's adjoint on: its chain up to
+            # the nearest adjoint the loop has (da_f = f*(1 - f)*df + ..., df = h_prev*dh: dh)
+            while (let := self.by_adjoint.get(t.adjoint)) is not None and let.kind == "let" and not self.in_loop(let):
+                self._inlined.setdefault(step.number, set()).add(let.number)
+                t = Term(str(let.terms[0].adjoint)[1:], let.terms[0].adjoint, t.local * let.terms[0].local)
             chain = self.product_of(t.adjoint)
             part = (t.local, [])
             if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc

@@ -509,6 +509,19 @@ FIXED_CELLS = {
         u = cell.let("u", tanh(-2 * a_t))
         cell.update(c=c, h=o * tanh(c) * r + s * u)
     """,
+    # A block read by two gates (JANET's shifted forget gate): its adjoint's lets, each passing one
+    # consumer's adjoint on, are folded into one local formed for the span.
+    "a block read by two gates": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("janet", title="A forget gate alone, its complement shifted")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a_f, a_c = cell.affine("W", [x, h_prev], blocks=["a_f", "a_c"])
+        f = cell.let("f", sigmoid(a_f))
+        s = cell.let("s", sigmoid(a_f - 1.0))
+        cell.update(h=f * h_prev + (1 - s) * tanh(a_c))
+    """,
     "a gru with a peephole on its update gate": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -630,6 +643,12 @@ def test_numbers_times_gates_blocks_ride_on_the_weights():
     assert "np.exp(pre_W_ready, out=pre_W_ready)" in source and "np.exp(pre_R, out=pre_R)" in source
     assert "(2*a_i, 0.5*a_g, -a_o)" in source and "(3*a_r)" in source
     assert "V_x_scaled" not in source  # tanh gates alone are not activated through exp: their own path
+
+
+def test_a_block_read_by_two_gates_reads_one_local_formed_for_the_span():
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a block read by two gates"]))
+    assert "da_f_seq[t] = dh_da_f_span[t - t0]*dh  # (8) dL/da_f" in source
+    assert "            df = " not in source and "            ds = " not in source  # not formed in the loop
 
 
 def test_a_span_local_reads_the_products_formed_for_the_span():
