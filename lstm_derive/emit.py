@@ -441,7 +441,8 @@ class _Kernel:
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
         chains = [self.product_of(t.adjoint) for t in step.terms]
-        return {n for chain in chains if chain and chain.root == root for n in chain.numbers} | self._inlined.get(step.number, set())
+        folded = {n for chain in chains if chain and chain.root == root for n in chain.numbers}
+        return folded | self._inlined.get(step.number, set())
 
     def product_of(self, adjoint):
         """The chain of a pre-activation adjoint whose product is formed before the loop (a twin's
@@ -935,7 +936,8 @@ def _steady_line(k, a, let, kind):
     factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
     printer = _aux_printer(k)
-    return (f"{_added(f'bias_{a.name}[{_cols(a, block)}]', _whole_numbers(factor * k.steady[let.symbol]), printer)}  # ({number}) "
+    part = _whole_numbers(factor * k.steady[let.symbol])
+    return (f"{_added(f'bias_{a.name}[{_cols(a, block)}]', part, printer)}  # ({number}) "
             f"{let.symbol}'s pre-activation {let.expr.args[0]}: the part beyond {block} that no step changes{scaled}")
 
 
@@ -1106,7 +1108,8 @@ def _forward_step(k):
         else:
             lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
     for call, name in k.aux.items():
-        if call not in done and name not in k.invariant:  # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
+        # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
+        if call not in done and name not in k.invariant:
             lines.append(f"{name}_seq[t] = {plain.doprint(call)}")
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     return lines
