@@ -535,7 +535,18 @@ def _held(term, own, d):
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)
+    if term.local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them alone: no step of its own
+        return f"`{local}`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}`"
     return f"`{local}(t+1)`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}` of step t+1"
+
+
+def _steady(cell):
+    """The parameters and the lets of them alone: the same at every step."""
+    steady = set(cell.params)
+    for let in cell.lets:
+        if let.expr.free_symbols <= steady:
+            steady.add(let.symbol)
+    return steady
 
 
 def _output_form_notes(d):

@@ -402,3 +402,16 @@ def test_a_note_says_which_state_time_each_peephole_reads():
     assert ("(22) dp_o pairs a gate's adjoint with the new c(t), (20) dp_i and (21) dp_f with c_prev = c(t-1)"
             in text)
     assert "pairs a gate's adjoint" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
+
+
+def test_a_carry_says_a_parameters_factor_without_a_step():
+    """lam = sigmoid(p) is the same at every step: dh_next holds `lam`, not `lam(t+1)`; f(t+1) keeps its step."""
+    cell = Cell("leaky", title="A leaky unit")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    lam = cell.let("lam", sigmoid(cell.param("p")))
+    cell.update(h=lam * h_prev + (1 - lam) * tanh(a))
+    prose = " ".join(derivation_text(derive(cell)).split())
+    assert "already holds two terms, the product with W_h^T and lam:" in prose
+    assert "lam(t+1)" not in prose
+    assert "f(t+1)" in " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
