@@ -863,10 +863,7 @@ def _forward(k):
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
     loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
-    numbers = [(name, n) for name, n in (("one", 1), ("two", 2)) if re.search(rf"\b{name}\b", "\n".join(loop))]
-    if numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
-        body.append(f"    {_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
-                    "  # the loop's numbers as arrays of x's dtype: no conversion at every step")
+    body += ["    " + line for line in _number_arrays(loop)]
     if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
                 "# (for real a; forward()'s docstring says how far complex a may go).",
@@ -880,6 +877,15 @@ def _forward(k):
         "    return ys, final, cache",
     ]
     return _lines(*body)
+
+
+def _number_arrays(loop):
+    """The line that makes the numbers the loop's lines name (one, two) arrays of x's dtype."""
+    numbers = [(name, n) for name, n in (("one", 1), ("two", 2)) if re.search(rf"\b{name}\b", "\n".join(loop))]
+    if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
+        return []
+    return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
+            "  # the loop's numbers as arrays of x's dtype: no conversion at every step"]
 
 
 def _has_sigmoid(cell):
@@ -1173,6 +1179,11 @@ def _stored_value(name, slot, expr, printer, n):
 def _into(target, expr, printer):
     """Lines that evaluate expr into the existing array target, the last operation with out=."""
     code = printer.doprint
+    number, rest = expr.as_coeff_Add() if isinstance(expr, sympy.Add) else (0, expr)
+    if number != 0 and not isinstance(rest, sympy.Add):  # 1 - i: one call, not a fill and a subtraction
+        if rest.could_extract_minus_sign():
+            return [f"np.subtract({code(number)}, {code(-rest)}, out={target})"]
+        return [f"np.add({code(rest)}, {code(number)}, out={target})"]
     if isinstance(expr, sympy.Add):
         terms = list(expr.args)  # a product first, with out=: n + z*(h_prev - n) needs no copy of n
         products = [t for t in terms if isinstance(t, sympy.Mul) and not t.could_extract_minus_sign()]
@@ -1388,7 +1399,8 @@ def _backward(k):
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
-    products = _hoisted_lines(k)
+    products, step = _hoisted_lines(k), _backward_step(k)
+    body += ["    " + line for line in _number_arrays(products + step)]
     if products:
         body += [
             "",
@@ -1401,10 +1413,10 @@ def _backward(k):
         ]
         body += ["        " + line for line in products]
         body.append("        for t in reversed(range(t0, t1)):")
-        body += ["            " + line for line in _backward_step(k)]
+        body += ["            " + line for line in step]
     else:
         body.append("    for t in reversed(range(T)):")
-        body += ["        " + line for line in _backward_step(k)]
+        body += ["        " + line for line in step]
     body += ["", "    # Weight gradients: sums over time and batch, one GEMM each"
              + (" (or one per run of blocks kept apart)." if k.split else ".")]
     body += ["    " + line for line in _param_gradients(k)]
