@@ -128,9 +128,10 @@ class _Kernel:
         self.invariant_adjoints = {adjoint(v) for v in self.invariant}
         # gates; gate -> the elementwise part of its pre-activation beyond the block (a peephole's
         # p*c_prev); gate -> the number its block is multiplied by (sigmoid(2*a_i)), where it is not 1
-        self.gates, self.extras, self.coefficients = self._gates()
-        # gate -> the part of its extra that no step changes (a forget bias: sigmoid(a_f + 1))
-        self.steady = self._steady_extras()
+        self.gates, extras, self.coefficients = self._gates()
+        # gate -> the part of its extra that no step changes (a forget bias: sigmoid(a_f + 1)); the
+        # extras keep the rest
+        self.extras, self.steady = self._steady_extras(extras)
         self.gate_lets = {let.symbol for lets in self.gates.values() for let, _ in lets}
         self.by_adjoint = {step.adjoint: step for step in derivation.steps}
         self.loop_lets = self._loop_lets()
@@ -229,24 +230,20 @@ class _Kernel:
                 coefficients.update(numbers)
         return gates, extras, coefficients
 
-    def _steady_extras(self):
-        """The parts of gates' extras of parameters and numbers alone: they join the bias of the
-        affine's input part once, before the loop, where it has one; the extras keep the rest."""
-        steady = {}
+    def _steady_extras(self, extras):
+        """The parts of gates' extras of parameters and numbers alone, which join the bias of the
+        affine's input part once, before the loop, where it has one: (gate -> the rest of its
+        extra, gate -> that part)."""
+        rest, steady = dict(extras), {}
         for a in self.cell.affines:
             if a.name not in self.gates or not self.affine_parts(a)[0]:
                 continue
             for let, _ in self.gates[a.name]:
-                extra = self.extras.get(let.symbol, sympy.S.Zero)
-                part = self._steady_part(extra)
-                if part == 0:
-                    continue
-                steady[let.symbol] = part
-                if extra == part:
-                    del self.extras[let.symbol]
-                else:
-                    self.extras[let.symbol] = extra - part
-        return steady
+                part = self._steady_part(extras.get(let.symbol, sympy.S.Zero))
+                if part != 0:
+                    steady[let.symbol] = part
+                    rest[let.symbol] = extras[let.symbol] - part
+        return {gate: e for gate, e in rest.items() if e != 0}, steady
 
     def _steady_part(self, extra):
         """The terms of a pre-activation's extra part of parameters and numbers alone."""
@@ -261,7 +258,7 @@ class _Kernel:
     def known_before_step(self, expr):
         """Whether expr reads only the previous states and parameters, and calls nothing (whose
         value the step would compute first)."""
-        early = {self.cell.prev(s) for s in self.states} | set(self.cell.params) | set(self.invariant)
+        early = {self.cell.prev(s) for s in self.states} | self.constant
         return expr.free_symbols <= early and not expr.atoms(sympy.Function)
 
     def _loop_lets(self):
@@ -492,8 +489,8 @@ class _Kernel:
             if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc
                 # a coefficient of parameters alone can wait for the product; another may read a
                 # gate the product goes over
-                params = t.local.free_symbols <= set(self.cell.params)
-                part = (sympy.S.Zero, [(t.local, chain)]) if params else (t.local * chain.factor, [])
+                steady = t.local.free_symbols <= self.constant
+                part = (sympy.S.Zero, [(t.local, chain)]) if steady else (t.local * chain.factor, [])
                 t = Term(str(chain.root)[1:], chain.root, t.local * chain.factor)
             same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
             if same is None:
@@ -927,24 +924,26 @@ def _bias_vector(k, a):
     """A new array of a's biases, scaled as the weights are."""
     if not a.biases:
         return f"np.zeros({k.size_expr(a)}, x.dtype)"
-    total = " + ".join(a.biases)
-    if not _scaled(k, a):
-        return total if len(a.biases) > 1 else f"{total}.copy()"
-    if _mixed(k, a):
-        return f"({total})*scale_{a.name}" if len(a.biases) > 1 else f"{total}*scale_{a.name}"
-    return f"-({total})" if len(a.biases) > 1 else f"-{total}"
+    sign, code = _scaled_bias(k, a)
+    if sign == "-":
+        return f"-{code}"
+    return f"{code}.copy()" if code in a.biases else code  # a parameter itself: its own array
 
 
 def _steady_line(k, a, let, kind):
     """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
     number = next(eq.number for eq in k.d.forward if eq.lhs == (let.symbol,))
-    block = _block_of(k, a, let)
+    target = f"bias_{a.name}[{_cols(a, _block_of(k, a, let))}]"
+    return _part_line(k, a, let, kind, target, k.steady[let.symbol], number, " that no step changes")
+
+
+def _part_line(k, a, let, kind, target, part, number, which=""):
+    """target += a part of a gate's pre-activation beyond its block, scaled as the weights are (-1
+    for a sigmoid, -2 for a tanh among sigmoids)."""
     factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
-    printer = _aux_printer(k)
-    part = _whole_numbers(factor * k.steady[let.symbol])
-    return (f"{_added(f'bias_{a.name}[{_cols(a, block)}]', part, printer)}  # ({number}) "
-            f"{let.symbol}'s pre-activation {let.expr.args[0]}: the part beyond {block} that no step changes{scaled}")
+    return (f"{_added(target, _whole_numbers(factor * part), _aux_printer(k))}  # ({number}) {let.symbol}'s "
+            f"pre-activation {let.expr.args[0]}: the part beyond {_block_of(k, a, let)}{which}{scaled}")
 
 
 def _aux_printer(k):
@@ -1031,14 +1030,20 @@ def _weight(k, a, w):
     return f"{w}_scaled" if _scaled(k, a) else w
 
 
-def _bias_update(k, a):
-    """The in-place update that adds a's biases, scaled as the weights are."""
+def _scaled_bias(k, a):
+    """a's biases scaled as the weights are, as (sign, code): ("+", "b*scale_W") or ("-", "b")."""
     total = " + ".join(a.biases)
     if not _scaled(k, a):
-        return f"+= {total}"
+        return "+", total
     if _mixed(k, a):
-        return f"+= ({total})*scale_{a.name}" if len(a.biases) > 1 else f"+= {total}*scale_{a.name}"
-    return f"-= ({total})" if len(a.biases) > 1 else f"-= {total}"
+        return "+", f"({total})*scale_{a.name}" if len(a.biases) > 1 else f"{total}*scale_{a.name}"
+    return "-", f"({total})" if len(a.biases) > 1 else total
+
+
+def _bias_update(k, a):
+    """The in-place update that adds a's biases, scaled as the weights are."""
+    sign, code = _scaled_bias(k, a)
+    return f"{sign}= {code}"
 
 
 def _gate_constants(k):
@@ -1052,13 +1057,12 @@ def _gate_constants(k):
                       "# on the weights: exact (powers of two), and no pass over the gates at every step."]
             kinds = ", ".join(f'"{f}"' for _, f in k.gates[a.name])
             numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
+            scale = f"_gate_scale([{kinds}], H, x.dtype)"
             if any(n != 1 for n in numbers):
                 terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
                                   if let.symbol in k.coefficients)
                 lines[-1] = f"# on the weights, times the blocks' numbers in their gates ({terms}): exact where"
                 lines.append("# these are powers of two, and no pass over the gates at every step.")
-            scale = f"_gate_scale([{kinds}], H, x.dtype)"
-            if any(n != 1 for n in numbers):
                 scale = f"_gate_scale([{kinds}], H, x.dtype, [{', '.join(_CodePrinter().doprint(n) for n in numbers)}])"
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
@@ -1326,14 +1330,8 @@ def _deferred_gate(k, let, n):
 
 
 def _extra_line(k, a, let, kind, n):
-    """The extra's part of the gate's pre-activation, added where the block's part is, scaled as
-    the weights are (-1 for a sigmoid, -2 for a tanh among sigmoids)."""
-    printer = _aux_printer(k)
-    extra, v = k.extras[let.symbol], let.symbol
-    factor = _gate_factor(k, a, kind)
-    scaled = "" if factor == 1 else f", times {factor} like the weights"
-    return (f"{_added(v, factor * extra, printer)}  # ({n}) {v}'s pre-activation {let.expr.args[0]}: "
-            f"the part beyond {_block_of(k, a, let)}{scaled}")
+    """The extra's part of the gate's pre-activation, added where the block's part is."""
+    return _part_line(k, a, let, kind, str(let.symbol), k.extras[let.symbol], n)
 
 
 def _added(target, expr, printer):
@@ -1829,18 +1827,13 @@ def _summed_line(k, step, in_loop):
     the terms that read adjoints of lets of parameters alone (lam*(1 - lam)*dlam), once."""
     p = step.target
     total = next((g.number for g in k.d.param_grads if g.name == str(p)), None)
-    cite = f"({step.number})" + (f", ({total})" if total is not None else "") + f" dL/d{p}"
-    if in_loop:
-        parts = [f"np.sum({step.adjoint}, axis=0)"]
-        cite = (f"({total})" if total is not None else f"({step.number})") + f" dL/d{p}"
-        cite += "" if total is not None else ", summed over the steps and rows"
-    elif k.per_step_terms(step) or step.kind == "param":
-        parts = [_summed_after(k, step)]
-    else:
-        parts = []
-    printer = _aux_printer(k)
+    if total is None:  # a let's: the sum is its own line's
+        cite = f"({step.number}) dL/d{p}" + (", summed over the steps and rows" if in_loop else "")
+    else:  # a parameter's: the loop added up its equation's terms, or they are summed here
+        cite = (f"({total})" if in_loop else f"({step.number}), ({total})") + f" dL/d{p}"
+    parts = [f"np.sum({step.adjoint}, axis=0)" if in_loop else _summed_after(k, step)]
     late = k.late_terms(step)
-    parts += [t.text(printer) for t in late]
+    parts += [t.text(_aux_printer(k)) for t in late]
     if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
         cite += f", {' and '.join(str(t.adjoint) for t in late)} summed first"
     code = " + ".join(part for part in parts if part).replace("+ -", "- ") or "np.zeros(H, x.dtype)"
@@ -1861,8 +1854,6 @@ def _summed_after(k, step):
                  else f"{t.adjoint}_seq.sum(axis=(0, 1))")
         factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
         parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
-    if not parts and not k.late_terms(step):
-        return "np.zeros(H, x.dtype)"
     return " + ".join(parts).replace("+ -", "- ")
 
 
