@@ -1220,12 +1220,13 @@ def _whole(target):
 def _forward_affine(k, a, n):
     pre, loop = k.affine_parts(a)
     lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if (pre and loop) or a.name in k.gates else []
-    products = [f"{v} @ {_weight(k, a, w)}.T" for w, v in loop]
+    # np.dot, not @: the same BLAS call with less dispatch around it (about 1 us a call at B = 1)
+    products = [f"{v}, {_weight(k, a, w)}.T" for w, v in loop]
     if pre:
-        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products]
+        lines += [f"pre_{a.name} += np.dot({p})  # ({n})" for p in products]
     else:
-        lines.append(f"np.matmul({products[0]}, out=pre_{a.name})  # ({n})".replace(" @ ", ", "))
-        lines += [f"pre_{a.name} += {p}  # ({n})" for p in products[1:]]
+        lines.append(f"np.dot({products[0]}, out=pre_{a.name})  # ({n})")
+        lines += [f"pre_{a.name} += np.dot({p})  # ({n})" for p in products[1:]]
     if not pre:  # the input GEMM has the biases otherwise
         lines += _loop_bias(k, a, n)
     if a.name in k.gates:
@@ -1673,7 +1674,7 @@ def _backward_step(k):
     names.update({call: str(name) for call, name in k.aux.items()})
     for a in k.cell.affines:
         for w, v in k.affine_parts(a)[1]:
-            names[MatTerm(a, v)] = f"dpre_{a.name}{'' if a.name in k.split else '_seq[t]'} @ {w}"
+            names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
     printer = _CodePrinter(names)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]

@@ -119,7 +119,7 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             a_xn = a_xn_seq[t]
-            np.matmul(h_prev, U_h.T, out=pre_U)  # (2)
+            np.dot(h_prev, U_h.T, out=pre_U)  # (2)
             np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
@@ -200,7 +200,7 @@ def backward(params, cache, dys, dstate=None):
             da_hn_seq[t] *= dh  # (19) dL/da_hn
             dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
             dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
-            dh_prev = dpre_U @ U_h + z*dh  # (23) dL/dh_prev
+            dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
             dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each (or one per run of blocks kept apart).

@@ -104,7 +104,7 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h_scaled.T  # (1)
+            pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
             # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
@@ -113,7 +113,7 @@ def forward(params, x, state=None):
             rh = rh_seq[t]
             np.multiply(h_prev, r, out=rh)  # (4) rh = h_prev*r
             pre_W_n = pre_W_n_seq[t]
-            pre_W_n += rh @ W_n_rh.T  # (5)
+            pre_W_n += np.dot(rh, W_n_rh.T)  # (5)
             np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
             n = n_seq[t]
             h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place as n + z*(h_prev - n):
@@ -175,10 +175,10 @@ def backward(params, cache, dys, dstate=None):
             z = z_span[t - t0]
             dh = dys[t] + dh_next  # (8) dL/dh
             da_n_seq[t] *= dh  # (10) dL/da_n
-            drh = dpre_W_n_seq[t] @ W_n_rh  # (11) dL/drh
+            drh = np.dot(dpre_W_n_seq[t], W_n_rh)  # (11) dL/drh
             da_r_seq[t] *= drh  # (14) dL/da_r
             da_z_seq[t] *= dh  # (15) dL/da_z
-            dh_prev = dpre_W_seq[t] @ W_h + r*drh + z*dh  # (16) dL/dh_prev
+            dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
             dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

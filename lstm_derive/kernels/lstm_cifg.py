@@ -111,7 +111,7 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h_scaled.T  # (1)
+            pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
             # (2), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
@@ -187,7 +187,7 @@ def backward(params, cache, dys, dstate=None):
             da_i_seq[t] *= di  # (14) dL/da_i
             da_g_seq[t] *= dc  # (15) dL/da_g
             da_o_seq[t] *= dh  # (16) dL/da_o
-            dh_prev = dpre_W_seq[t] @ W_h  # (17) dL/dh_prev
+            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (17) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

@@ -110,7 +110,7 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h_scaled.T  # (1)
+            pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             i -= c_prev*p_i  # (2) i's pre-activation a_i + c_prev*p_i: the part beyond a_i, times -1 like the weights
             f -= c_prev*p_f  # (3) f's pre-activation a_f + c_prev*p_f: the part beyond a_f, times -1 like the weights
@@ -193,7 +193,7 @@ def backward(params, cache, dys, dstate=None):
             dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
             dpre_W_blocks[t] *= dc[:, np.newaxis]  # (15), (16), (17) dL/da_i, da_f, da_g
             da_o_seq[t] *= dh  # (10) dL/da_o
-            dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
+            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
             dh_next, dc_next = dh_prev, dc_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

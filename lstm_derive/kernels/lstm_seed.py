@@ -109,7 +109,7 @@ def forward(params, x, state=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += h_prev @ W_h_scaled.T  # (1)
+            pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
             # (2), (3), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
@@ -182,7 +182,7 @@ def backward(params, cache, dys, dstate=None):
             ds_prev = f*ds  # (19) dL/ds_prev
             dpre_W_blocks[t] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
             da_o_seq[t] *= dh  # (17) dL/da_o
-            dh_prev = dpre_W_seq[t] @ W_h  # (18) dL/dh_prev
+            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
             dh_next, ds_next = dh_prev, ds_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.

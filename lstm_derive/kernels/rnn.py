@@ -79,7 +79,7 @@ def forward(params, x, state=None):
     h_seq[0] = h_prev
     for t in range(T):
         pre_W = pre_W_seq[t]
-        pre_W += h_prev @ W_h.T  # (1)
+        pre_W += np.dot(h_prev, W_h.T)  # (1)
         a = pre_W
         h = h_seq[t + 1]
         np.tanh(a, out=h)  # (2) h = tanh(a)
@@ -116,7 +116,7 @@ def backward(params, cache, dys, dstate=None):
         for t in reversed(range(t0, t1)):
             dh = dys[t] + dh_next  # (3) dL/dh
             da_seq[t] *= dh  # (4) dL/da
-            dh_prev = dpre_W_seq[t] @ W_h  # (5) dL/dh_prev
+            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
             dh_next = dh_prev
 
     # Weight gradients: sums over time and batch, one GEMM each.
