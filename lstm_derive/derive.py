@@ -25,6 +25,11 @@ def adjoint(symbol):
     return sympy.Symbol(f"d{symbol}", real=True)
 
 
+def primal(adjoint_symbol):
+    """The name of v for dL/dv: what adjoint() was given."""
+    return str(adjoint_symbol)[1:]
+
+
 class MatTerm(sympy.Symbol):
     """W_v^T da: what an affine node passes back to its input v, a matrix product."""
 

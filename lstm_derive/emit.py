@@ -32,7 +32,7 @@ from pathlib import Path
 import sympy
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm, Term, adjoint
+from .derive import Derivation, MatTerm, Term, adjoint, primal
 from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
@@ -483,7 +483,7 @@ class _Kernel:
             # the nearest adjoint the loop has (da_f = f*(1 - f)*df + ..., df = h_prev*dh: dh)
             while (let := self.by_adjoint.get(t.adjoint)) is not None and let.kind == "let" and not self.in_loop(let):
                 self._inlined.setdefault(step.number, set()).add(let.number)
-                t = Term(str(let.terms[0].adjoint)[1:], let.terms[0].adjoint, t.local * let.terms[0].local)
+                t = Term(primal(let.terms[0].adjoint), let.terms[0].adjoint, t.local * let.terms[0].local)
             chain = self.product_of(t.adjoint)
             part = (t.local, [])
             if chain:  # the consumer named for the root: dh_dc_span, the factor of dh in dc
@@ -491,13 +491,13 @@ class _Kernel:
                 # gate the product goes over
                 steady = t.local.free_symbols <= self.constant
                 part = (sympy.S.Zero, [(t.local, chain)]) if steady else (t.local * chain.factor, [])
-                t = Term(str(chain.root)[1:], chain.root, t.local * chain.factor)
+                t = Term(primal(chain.root), chain.root, t.local * chain.factor)
             same = next((j for j, u in enumerate(terms) if t.adjoint is not None and u.adjoint == t.adjoint), None)
             if same is None:
                 terms.append(t)
                 parts.append(part)
             else:
-                terms[same] = Term(str(t.adjoint)[1:], t.adjoint, terms[same].local + t.local)
+                terms[same] = Term(primal(t.adjoint), t.adjoint, terms[same].local + t.local)
                 parts[same] = (parts[same][0] + part[0], parts[same][1] + part[1])
         self._loop_terms[step.number], self._term_parts[step.number] = terms, parts
         return terms
