@@ -78,6 +78,9 @@ def load_cell(path) -> Cell:
                 if isinstance(error, TypeError) and "ufunc" in str(error) else "")
         raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}{hint}") from error
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
+    if not cells and _is_generated(path):
+        raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
+                        "give the script named in its first line")
     if len(cells) != 1:
         raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}")
     cell = cells[0]

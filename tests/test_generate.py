@@ -134,3 +134,14 @@ def test_bad_scripts_fail_naming_the_script_and_the_symbol(case, tmp_path, capsy
     for fragment in expected:
         assert fragment in err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_generated_kernel_given_for_its_script_is_named_as_such(tmp_path, capsys):
+    kernel = pathlib.Path(KERNELS) / "rnn.py"
+    assert cli.main(["check", str(kernel)]) == 2
+    err = capsys.readouterr().err
+    assert "is a kernel that lstm-derive generated, not a derivation script" in err
+    plain = tmp_path / "empty.py"
+    plain.write_text("x = 1\n")
+    assert cli.main(["check", str(plain)]) == 2
+    assert "builds exactly one Cell; this one builds 0" in capsys.readouterr().err
