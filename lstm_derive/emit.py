@@ -25,6 +25,7 @@ what a careful person does by hand, every time:
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -1548,6 +1549,52 @@ def _zero_lines(k):
             for step in k.d.steps if step.kind == "block" and not step.terms]
 
 
+def _product_cuts(k, order):
+    """Per product, in this order: (its step, the link from which it reads a product formed
+    before it, or None, and that product's step). A chain's first own link is shared: a later
+    chain through the same link multiplies its own locals by that product."""
+    first, cuts = {}, []  # first: link number -> the step of the first product through it
+    for step in order:
+        links = k.chains[step.number].links
+        cut = next((j for j, (link, _) in enumerate(links) if link.number in first), None)
+        cuts.append((step.number, cut, None if cut is None else first[links[cut][0].number].number))
+        for link, local in links:
+            first.setdefault(link.number, step)
+            if local != 1:
+                break
+    return cuts
+
+
+def _product_reads(k, order):
+    """Per product, in this order: the forward values it reads itself (its links before the
+    product it shares), not those the shared product read."""
+    reads = []
+    for step, (_, cut, _) in zip(order, _product_cuts(k, order)):
+        reads.append(set().union(*(local.free_symbols for _, local in k.chains[step.number].links[:cut])))
+    return reads
+
+
+def _temporaries(k, order):
+    """How many products of this order wait in a temporary: those over a gate a later one reads."""
+    reads = _product_reads(k, order)
+    gates = [k.gate_of.get(step.target) for step in order]
+    return sum(g is not None and any(g in later for later in reads[n + 1:]) for n, g in enumerate(gates))
+
+
+def _product_order(k, order, most=7):
+    """The order of the span's products with the fewest temporaries (a gate's product waits in
+    one while a later product still reads the gate), each sharing what it shares in the given
+    order; the given order where no other needs fewer. Up to `most` products, tried exhaustively."""
+    best, fewest = order, _temporaries(k, order)
+    if len(order) > most or not fewest:
+        return order
+    same = sorted(_product_cuts(k, order))
+    for other in itertools.permutations(order):
+        if sorted(_product_cuts(k, other)) == same and (count := _temporaries(k, other)) < fewest:
+            best, fewest = list(other), count
+    return best
+
+
 def _hoisted_lines(k):
     """Every hoisted chain's product of local derivatives, for the steps t0 to t1 - 1, in its
     adjoint's buffer.
@@ -1566,13 +1613,14 @@ def _hoisted_lines(k):
         now, then = _span_local_lines(k, local, name, printer)
         lines += now
         later += then
-    hoisted = sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
-                     key=lambda s: len(_own_links(k.chains[s.number])))
+    hoisted = _product_order(k, sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
+                                       key=lambda s: len(_own_links(k.chains[s.number]))))
+    reads = _product_reads(k, hoisted)
     for n, step in enumerate(hoisted):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
         target = (slot, str(step.adjoint))
-        if gate is not None and any(gate in k.chains[s.number].factor.free_symbols for s in hoisted[n + 1:]):
+        if gate is not None and any(gate in later for later in reads[n + 1:]):
             target = (f"{step.adjoint}_tmp", str(step.adjoint))
             waiting.append((slot, target[0]))
             lines.append(f"{target[0]} = np.empty_like({slot})  # {gate} is read below: the product waits here")

@@ -660,6 +660,18 @@ def test_a_span_local_reads_the_products_formed_for_the_span():
     assert "dm_dh_prev_span = da00_seq[t0:t1].copy()" in source
 
 
+def test_products_wait_in_temporaries_only_where_no_order_avoids_it():
+    """A product over a gate waits in a temporary while a later product reads the gate; the
+    products are ordered so that as few wait as can, and a read through a shared product counts
+    as none (gru's da_hn and da_xr read da_xn's product, not n)."""
+    kernels = Path(__file__).parent.parent / "lstm_derive" / "kernels"
+    cifg = (kernels / "lstm_cifg.py").read_text()  # da_g (reads i) before da_i (reads i alone)
+    assert "_tmp = np.empty_like" not in cifg
+    assert cifg.index("# da_g = ") < cifg.index("# da_i = ")
+    gru = (kernels / "gru.py").read_text()  # z and n read each other's products, r and a_hn too
+    assert gru.count("_tmp = np.empty_like") == 2 and "da_xn_tmp" not in gru
+
+
 ELEVEN_BLOCKS = textwrap.dedent("""
     from lstm_derive import Cell, sigmoid, tanh
 

@@ -176,21 +176,18 @@ def backward(params, cache, dys, dstate=None):
         # da_xz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
         np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_xz_tmp)  # (14) dz/da_z
         da_xz_tmp *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
-        da_xn_tmp = np.empty_like(da_xn_seq[t0:t1])  # n is read below: the product waits here
         # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.subtract(1, n_seq[t0:t1]**2, out=da_xn_tmp)  # (12) dn/da_n
-        da_xn_tmp *= 1 - z_seq[t0:t1]  # (11) dh/dn
+        da_xn_seq[t0:t1] = 1 - n_seq[t0:t1]**2  # (12) dn/da_n
+        da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
         da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # a_hn is read below: the product waits here
         # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], da_xn_tmp, out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
+        np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
         # da_xr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
         np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_xr_seq[t0:t1])  # (16) dr/da_r
         da_xr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
-        da_xr_seq[t0:t1] *= da_xn_tmp  # (12), (11): the product da_xn holds
+        da_xr_seq[t0:t1] *= da_xn_seq[t0:t1]  # (12), (11): the product da_xn holds
         da_xz_seq[t0:t1] = da_xz_tmp
         del da_xz_tmp
-        da_xn_seq[t0:t1] = da_xn_tmp
-        del da_xn_tmp
         da_hn_seq[t0:t1] = da_hn_tmp
         del da_hn_tmp
         for t in reversed(range(t0, t1)):

@@ -164,17 +164,14 @@ def backward(params, cache, dys, dstate=None):
         t0 = max(t1 - span, 0)
         g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
         dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
-        da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
-        # da_i = i*(1 - i) * di: the product now, times di in the loop
-        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
         # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
         da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (15) dg/da_g
         da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+        # da_i = i*(1 - i) * di: the product now, times di in the loop
+        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (14) di/da_i
         # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
         np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (16) do/da_o
         da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
-        da_i_seq[t0:t1] = da_i_tmp
-        del da_i_tmp
         for t in reversed(range(t0, t1)):
             c_prev = c_seq[t]
             f = f_seq[t]
