@@ -536,6 +536,19 @@ FIXED_CELLS = {
         n = cell.let("n", tanh(a_xn + r * a_hn))
         cell.update(h=(1 - z) * n + z * h_prev)
     """,
+    "numbers in both loops": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("doubled", title="Twice the old output and the old state squared, and a coupled gate")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        c_prev = cell.state("c")
+        a_i, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g"])
+        i = cell.let("i", sigmoid(a_i))
+        f = cell.let("f", 1 - i)
+        c = cell.let("c", f * c_prev + i * tanh(a_g) + 2 * h_prev + c_prev**2)
+        cell.update(h=tanh(c), c=c)
+    """,
 }
 
 # GRU's shape in variants: gates over sums of two affines' blocks, whose adjoints are one
@@ -658,6 +671,17 @@ def test_a_span_local_reads_the_products_formed_for_the_span():
     assert "dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]" in source
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a span local that is a product's whole"]))
     assert "dm_dh_prev_span = da00_seq[t0:t1].copy()" in source
+
+
+def test_the_loops_numbers_are_arrays_of_the_inputs_dtype():
+    """1 - i and 2*dc in the loops read 0-d arrays made once (a Python number is converted at
+    every call); exponents stay numbers (x**2 is NumPy's square) and the comments say 1 - i."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["numbers in both loops"]))
+    forward, backward = source.split("def backward(")
+    assert "np.subtract(one, i, out=f)  # (3) f = 1 - i" in forward
+    assert "one, two = np.array(1, x.dtype), np.array(2, x.dtype)" in forward
+    assert "two*dc" in backward and "two = np.array(2, x.dtype)" in backward
+    assert "**two" not in source and "c[...] = c_prev**2" in forward
 
 
 def test_products_wait_in_temporaries_only_where_no_order_avoids_it():

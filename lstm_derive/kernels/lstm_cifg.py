@@ -120,7 +120,7 @@ def forward(params, x, state=None):
             g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
             f = f_seq[t]
-            np.subtract(1, i, out=f)  # (3) f = 1 - i
+            np.subtract(one, i, out=f)  # (3) f = 1 - i
             c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
