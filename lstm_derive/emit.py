@@ -1568,9 +1568,9 @@ def _zero_lines(k):
 
 
 def _product_cuts(k, order):
-    """Per product, in this order: (its step, the link from which it reads a product formed
-    before it, or None, and that product's step). A chain's first own link is shared: a later
-    chain through the same link multiplies its own locals by that product."""
+    """Per product, in this order: (its step number, the index of the link from which on it reads
+    a product formed before it, or None, and that product's step number). A chain's first own
+    link is shared: a later chain through the same link multiplies its own locals by that product."""
     first, cuts = {}, []  # first: link number -> the step of the first product through it
     for step in order:
         links = k.chains[step.number].links
@@ -1599,7 +1599,7 @@ def _temporaries(k, order):
     return sum(g is not None and any(g in later for later in reads[n + 1:]) for n, g in enumerate(gates))
 
 
-def _product_order(k, order, most=7):
+def _product_order(k, order, most=6):
     """The order of the span's products with the fewest temporaries (a gate's product waits in
     one while a later product still reads the gate), each sharing what it shares in the given
     order; the given order where no other needs fewer. Up to `most` products, tried exhaustively."""
