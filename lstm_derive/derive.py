@@ -11,11 +11,13 @@ emitter all read it and none of them differentiates anything.
 
 from __future__ import annotations
 
+import copy
+import itertools
 from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let, sigmoid
+from .spec import Affine, Cell, Let, SpecError, _check_identifier, sigmoid
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -127,6 +129,7 @@ class Derivation:
 
 def derive(cell: Cell) -> Derivation:
     cell.validate()
+    cell = named_block_calls(cell)
     forward = _forward_equations(cell)
     number = len(forward) + 1
     steps = []
@@ -138,6 +141,74 @@ def derive(cell: Cell) -> Derivation:
         grads.append(ParamGrad(number, *grad))
         number += 1
     return Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
+
+
+def named_block_calls(cell: Cell) -> Cell:
+    """The cell with each sigmoid or tanh of a block that no node names named, as the textbook
+    names g for tanh(a_g): c = f*c_prev + i*tanh(a_g) becomes g = tanh(a_g), then c = f*c_prev
+    + i*g. The backward pass then passes through the gate like any other, and the kernel
+    activates it with its affine's other gates. The cell itself if there is none."""
+    named, made = cell, []  # made: (new let, the let whose expression held the call)
+    while (found := _unnamed_block_call(named)) is not None:
+        k, call = found
+        named = next(trial for name in _names_for(call, named.blocks)
+                     if (trial := _with_let(named, k, call, name)) is not None)
+        made.append((named.nodes[k], named.nodes[k + 1].symbol))
+    if made:
+        named.notes = list(cell.notes) + [
+            f"`{let.symbol} = {let.expr}` is named here for the derivation: the script writes it inside "
+            f"`{reader}`, and naming it lets the backward pass go through it like any gate." for let, reader in made]
+    return named
+
+
+def _unnamed_block_call(cell):
+    """(index of the first node that reads it, call): an innermost sigmoid or tanh of a block
+    inside a let's expression that no let is; None if there is none."""
+    named = {let.expr for let in cell.lets}
+    for k, node in enumerate(cell.nodes):
+        if not isinstance(node, Let):
+            continue
+        calls = [c for c in node.expr.atoms(sigmoid, sympy.tanh)
+                 if c != node.expr and c not in named and not c.args[0].has(sigmoid, sympy.tanh)
+                 and any(c.args[0].has(b) for b in cell.blocks)]
+        if calls:
+            return k, min(calls, key=sympy.default_sort_key)
+    return None
+
+
+def _names_for(call, blocks):
+    """Names to try, best first: g for tanh(a_g), then tanh_g, tanh_g2, tanh_g3, ..."""
+    read = [str(b) for b in blocks if call.args[0].has(b)]
+    stems = [b.removeprefix("a_") for b in read]
+    base = f"{type(call).__name__}_{'_'.join(stems)}"
+    yield from [stems[0]] if len(read) == 1 and read[0].startswith("a_") else []
+    yield base
+    yield from (f"{base}{n}" for n in itertools.count(2))
+
+
+def _with_let(cell, k, call, name):
+    """A copy of the cell with the let name = call before its k-th node, the call read by name
+    from there on; None if the name, or one the kernel makes of it, is taken."""
+    where = cell.nodes[k].where
+    try:
+        _check_identifier(name, "name", where)
+    except SpecError:
+        return None
+    if name in cell._where:
+        return None
+    symbol = sympy.Symbol(name, real=True)
+    trial = copy.copy(cell)
+    trial.nodes = cell.nodes[:k] + [Let(symbol, call, where)] + [
+        Let(n.symbol, n.expr.xreplace({call: symbol}), n.where) if isinstance(n, Let) else n for n in cell.nodes[k:]]
+    lets = {n.symbol: n for n in trial.nodes if isinstance(n, Let)}
+    trial.updates = {state: lets[let.symbol] for state, let in cell.updates.items()}
+    trial._sizes = {**cell._sizes, symbol: "H"}
+    trial._where = {**cell._where, name: where}
+    try:
+        trial._check_kernel_names()
+    except SpecError:
+        return None
+    return trial
 
 
 def _forward_equations(cell):

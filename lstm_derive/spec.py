@@ -451,7 +451,7 @@ class Cell:
         The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
         new value, s and ds; an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready, pre_A_ready<j>, dpre_A, dpre_A_part<j>,
         dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, bias_A, scale_A; a weight or bias P has P and dP (a weight also P_scaled); a block or a let v has v, v_seq, dv, dv_seq (a block also pre_v, bias_v and dv_tmp, a let v_span); a
-        local derivative of let v by u is dv_du (over a span dv_du_span); a param p has p and dp; tanh(u) and sigmoid(u)
+        local derivative of let v by an input or a block u is dv_du (over a span dv_du_span); a param p has p and dp; tanh(u) and sigmoid(u)
         that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
         also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
         named = {let.expr for let in self.lets}
@@ -499,7 +499,9 @@ class Cell:
             owner = f"state '{s}'" if s == v else f"'{v}'"
             for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span"):
                 yield n, owner, node.where
-            for u in sorted(node.expr.free_symbols, key=str):
+            # a block's adjoint may reach v through a gate's pre-activation (dc_new_da_g), not only
+            # through v's own inputs
+            for u in sorted(node.expr.free_symbols | set(self.blocks), key=str):
                 yield f"d{v}_d{u}", owner, node.where
                 yield f"d{v}_d{u}_span", owner, node.where
 

@@ -116,3 +116,35 @@ def test_which_paths_read_a_block_adjoint(tmp_path, source, rewritten):
                       + source.replace("; ", "\n") + "\n")
     d = derive(load_cell(script))
     assert any(t.pre is not None for s in d.steps for t in s.terms) == rewritten
+
+
+def _inline_cell(extra=""):
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("inline")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a_f, a_g = cell.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
+    if extra:
+        cell.let(extra, sigmoid(h_prev))
+    cell.update(h=sigmoid(a_f) * h_prev + tanh(a_g) * tanh(h_prev))
+    return cell
+
+
+def test_a_gate_written_inline_is_named_for_the_derivation():
+    """sigmoid(a_f), tanh(a_g) inside h's expression become f, g as the textbook writes them; a
+    call of a state (tanh(h_prev)) is not a gate and stays; the script's cell is not changed."""
+    cell = _inline_cell()
+    d = derive(cell)
+    f, g = symbols("f g")
+    lets = {let.symbol: let.expr for let in d.cell.lets}
+    assert str(lets[f]) == "sigmoid(a_f)"
+    assert str(lets[g]) == "tanh(a_g)" and str(lets[symbols("h")]) == "f*h_prev + g*tanh(h_prev)"
+    assert [str(let.symbol) for let in cell.lets] == ["h"]  # the script's own cell as it was
+    assert sum("is named here for the derivation" in note for note in d.cell.notes) == 2
+    assert {str(step.adjoint) for step in d.steps} >= {"df", "dg", "da_f", "da_g"}
+
+
+def test_a_name_taken_by_the_script_is_not_used_for_a_gate():
+    d = derive(_inline_cell(extra="f"))  # the script's own f = sigmoid(h_prev)
+    lets = {str(let.symbol): str(let.expr) for let in d.cell.lets}
+    assert lets["f"] == "sigmoid(h_prev)" and lets["sigmoid_f"] == "sigmoid(a_f)" and lets["g"] == "tanh(a_g)"

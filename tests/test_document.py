@@ -42,7 +42,7 @@ def _edge_cell():
     style = cell.let("style", o * end_prev)
     (a_n,) = cell.affine("V", [x, style], blocks=["a_n"], bias=None)
     n = cell.let("n", tanh(a_n + a_graph))
-    cell.update(end=(1 - o) * end_prev + o * n, m=m_prev * o + n * sigmoid(a_graph) ** 2)
+    cell.update(end=(1 - o) * end_prev + o * n, m=m_prev * o + n * sigmoid(a_graph) ** 2 + sigmoid(m_prev) ** 2)
     return cell
 
 
@@ -374,8 +374,16 @@ def test_show_prints_the_three_forms(capsys):
 
 def test_a_power_of_a_sigmoid_is_printed_as_one():
     d = derive(_edge_cell())
-    assert r"\sigma\left(a_{\text{graph}}\right)^{2}" in derivation_latex(d, emit_kernel(d))
-    assert "sigmoid(a_graph)**2" in derivation_text(d)
+    assert r"\sigma\left(m_{\text{prev}}\right)^{2}" in derivation_latex(d, emit_kernel(d))
+    assert "sigmoid(m_prev)**2" in derivation_text(d)
+
+
+def test_a_sigmoid_of_a_block_inside_an_expression_is_named_and_said_so():
+    """sigmoid(a_graph) in m's expression becomes the node graph, as the textbook names g."""
+    d = derive(_edge_cell())
+    assert "graph = sigmoid(a_graph)" in derivation_text(d)
+    assert "(8) m = sigmoid(m_prev)**2 + m_prev*o + n*graph**2" in derivation_text(d)
+    assert any("`graph = sigmoid(a_graph)` is named here" in note for note in d.cell.notes)
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

@@ -497,12 +497,13 @@ def test_script_paths_that_would_inject_into_the_header_are_refused(tmp_path, ca
 
 def kernel_identifiers_outside_the_spec(cell):
     """Names in the kernel's forward() and backward(), where the cell's names live, that the spec
-    neither derives from a node (Cell._kernel_names) nor reserves (KERNEL_NAMES, builtins, _x)."""
-    source = emit_kernel(derive(cell))
-    tree = ast.parse(source)
+    neither derives from a node (Cell._kernel_names) nor reserves (KERNEL_NAMES, builtins, _x).
+    The nodes are the derivation's: the gates it names (g for an inline tanh(a_g)) are checked there."""
+    d = derive(cell)
+    tree = ast.parse(emit_kernel(d))
     imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
     assert [alias.name for n in imports for alias in n.names] == ["numpy"]
-    known = {name for name, _, _ in cell._kernel_names()} | KERNEL_NAMES | BUILTIN_NAMES
+    known = {name for name, _, _ in d.cell._kernel_names()} | KERNEL_NAMES | BUILTIN_NAMES
     functions = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in ("forward", "backward")]
     names = {n.id for f in functions for n in ast.walk(f) if isinstance(n, ast.Name)}
     names |= {a.arg for f in functions for a in f.args.args}
