@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let, SpecError, _check_identifier, sigmoid
+from .spec import Affine, Cell, Let, SpecError, sigmoid
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -171,17 +171,20 @@ def _unnamed_block_call(cell):
         calls = [c for c in node.expr.atoms(sigmoid, sympy.tanh)
                  if c != node.expr and c not in named and not c.args[0].has(sigmoid, sympy.tanh)
                  and any(c.args[0].has(b) for b in cell.blocks)]
-        if calls:
-            return k, min(calls, key=sympy.default_sort_key)
+        if calls:  # in the order of the blocks they read, as the affine lists its gates
+            return k, min(calls, key=lambda c: ([j for j, b in enumerate(cell.blocks) if c.args[0].has(b)],
+                                                 sympy.default_sort_key(c)))
     return None
 
 
 def _names_for(call, blocks):
-    """Names to try, best first: g for tanh(a_g), then tanh_g, tanh_g2, tanh_g3, ..."""
+    """Names to try, best first: g for tanh(a_g), then tanh_g, tanh_g2, tanh_g3, ... (the kernel
+    names check of the cell refuses keywords, builtins and names taken)."""
     read = [str(b) for b in blocks if call.args[0].has(b)]
     stems = [b.removeprefix("a_") for b in read]
     base = f"{type(call).__name__}_{'_'.join(stems)}"
-    yield from [stems[0]] if len(read) == 1 and read[0].startswith("a_") else []
+    if len(read) == 1 and read[0].startswith("a_") and stems[0].isidentifier() and not stems[0].startswith("_"):
+        yield stems[0]  # not a_2's 2, nor a__x's _x: the kernel keeps names with _ for itself
     yield base
     yield from (f"{base}{n}" for n in itertools.count(2))
 
@@ -190,10 +193,6 @@ def _with_let(cell, k, call, name):
     """A copy of the cell with the let name = call before its k-th node, the call read by name
     from there on; None if the name, or one the kernel makes of it, is taken."""
     where = cell.nodes[k].where
-    try:
-        _check_identifier(name, "name", where)
-    except SpecError:
-        return None
     if name in cell._where:
         return None
     symbol = sympy.Symbol(name, real=True)
