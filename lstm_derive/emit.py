@@ -335,6 +335,8 @@ class _Kernel:
                 if v is not None and b not in self.stored and v not in taken:
                     placed[v] = (a, b)
                     taken.add(v)
+                elif b in self.stored:  # a block the backward pass reads as it is (SRU's a_c): kept where it is
+                    placed[b] = (a, b)
         return placed
 
     def _sole_stored_reader(self, symbol, depth=0):
@@ -355,6 +357,8 @@ class _Kernel:
         lets = {let.symbol: let for let in self.cell.lets}
         found = {}  # (affine name, j) -> (a, b, kind, u, v, extra)
         for v, (a, block) in self.placed.items():
+            if v == block:
+                continue
             arg = lets[v].expr.args[0]
             u = lets.get(arg)  # the sum's let, or None for sigmoid(a_xr + a_hr)
             total = u.expr if u is not None else arg
@@ -750,7 +754,7 @@ def _helpers(k, passes):
             "    H = a.shape[-1] // count",
             "    return [a[..., j * H:(j + 1) * H] for j in range(count)]",
         ]
-    if any(k.hoisted(step) for step in k.d.steps):
+    if k.saved or any(k.hoisted(step) for step in k.d.steps):  # the backward pass goes by spans
         lines += [
             "",
             "",
@@ -872,7 +876,8 @@ def _forward(k):
     for v in k.stored:
         if v in k.placed:
             a, b = k.placed[v]
-            body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # where {b} was: it is read once, before")
+            where = "kept where it is, not copied" if v == b else f"where {b} was: it is read once, before"
+            body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # {where}")
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
@@ -1255,7 +1260,7 @@ def _forward_affine(k, a, n):
     used = [b for b in _used_blocks(k, a) if pre or b in written]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
-    lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written]
+    lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]
     return lines
 
 

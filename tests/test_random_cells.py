@@ -547,6 +547,28 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + i * tanh(a_g))
         cell.update(c=c, h=o * tanh(c))
     """,
+    "an sru-like cell whose candidate is a raw block": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("sru", title="A light recurrence: the candidate is the block itself")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        v_f, v_r = cell.param("v_f"), cell.param("v_r")
+        a_f, a_r, a_c = cell.affine("W", [x], blocks=["a_f", "a_r", "a_c"])
+        f = cell.let("f", sigmoid(a_f + v_f * c_prev))
+        r = cell.let("r", sigmoid(a_r + v_r * c_prev))
+        c = cell.let("c", f * c_prev + (1 - f) * a_c)
+        cell.update(h=r * tanh(c), c=c)
+    """,
+    "a raw block the loop reads, and no product": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("raw_read", title="A raw block read in the loop's own adjoints: saved for the span")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("A", [x], blocks=["a"])
+        cell.update(h=tanh((a + h_prev) / (1 + sigmoid(a + h_prev))))
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -702,6 +724,15 @@ def test_an_inline_gate_is_named_and_activated_with_the_others():
     assert "# (2), (3), (5), (4) all gates with one exp" in source
     assert "i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]" in source
     assert "tanh_a_g" not in source and "_sigmoid_into(a_i" not in source
+
+
+def test_a_block_read_as_it_is_stays_in_its_slot():
+    """SRU's a_c, read by c and by df's local (c_prev - a_c): a view of the input GEMM's buffer,
+    not a copy made at every step, and its adjoint goes over it: the backward pass is in place."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
+    assert "a_c_seq = pre_W_seq[..., 2 * H:3 * H]  # kept where it is, not copied" in source
+    assert "a_c_seq[t] = a_c" not in source and "a_c_seq = np.empty" not in source
+    assert "dpre_W_seq = pre_W_seq" in source
 
 
 def test_products_wait_in_temporaries_only_where_no_order_avoids_it():
