@@ -1233,6 +1233,8 @@ def _into(target, expr, printer):
         return [f"np.tanh({code(expr.args[0])}, out={target})"]
     if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
         return [f"_sigmoid_into({code(expr.args[0])}, {target}, one)"]
+    if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
+        return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]
 
 
@@ -1278,8 +1280,8 @@ def _col_range(j0, j1):
 
 def _block_at_step(k, a, b, pre_at_step):
     """The code for block b at step t, in the loop; pre_at_step: pre_<A> holds the step's buffer."""
-    if not k.affine_parts(a)[0] or (len(a.blocks) > 1 and b not in k.stored):
-        return f"{b}_seq[t]"  # its storage, or a view made once (_views_once)
+    if not k.affine_parts(a)[0] or (len(a.blocks) > 1 and (b not in k.stored or b in k.placed)):
+        return f"{b}_seq[t]"  # its storage, or a view made once (_views_once, or kept where it is)
     buffer = f"pre_{a.name}" if pre_at_step else f"pre_{a.name}_seq[t]"
     return buffer if len(a.blocks) == 1 else f"{buffer}[:, {_cols(a, b)}]"
 
@@ -1780,6 +1782,8 @@ def _backward_step(k):
                 pending.remove(a)
         weights = {t.local.affine for t in step.terms if t.adjoint is None}
         due = [a for a in pending if a.name in weights]
+        sources = _twin_source_names(k, due)
+        due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
         for a in _twin_sources(k, due, emitted) + due:  # a twin's adjoint is final before it is gathered
             entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
             emitted.add(a.name)
@@ -1811,9 +1815,14 @@ def _with_runs(k, a, blocks):
     return [b for b in a.blocks if b in blocks or any(b in run and set(run) & set(blocks) for run in runs)]
 
 
+def _twin_source_names(k, due):
+    """The names of the affines whose buffers hold twins of the due affines' blocks."""
+    return {k.affine_of(k.twins[b][0]).name for a in due if a.name in k.split for b in a.blocks if b in k.twins}
+
+
 def _twin_sources(k, due, emitted):
     """The affines whose buffers hold twins of the due affines' blocks, not yet in the loop."""
-    names = {k.affine_of(k.twins[b][0]).name for a in due if a.name in k.split for b in a.blocks if b in k.twins}
+    names = _twin_source_names(k, due)
     return [a for a in k.cell.affines if a.name in names - emitted and a not in due]
 
 

@@ -569,6 +569,18 @@ FIXED_CELLS = {
         (a,) = cell.affine("A", [x], blocks=["a"])
         cell.update(h=tanh((a + h_prev) / (1 + sigmoid(a + h_prev))))
     """,
+    "a gru-like sum whose twin's affine comes second": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("late_twin", title="A sum of two affines' blocks, the loop-only one listed first in the loop")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        c_prev = cell.state("c")
+        (a00,) = cell.affine("A0", [x, h_prev], blocks=["a00"], bias="b0")
+        a10, a11 = cell.affine("A1", [h_prev], blocks=["a10", "a11"], bias="b1")
+        s = cell.let("s", sigmoid(a00 + a10))
+        cell.update(h=h_prev, c=sigmoid(s))
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -579,7 +591,7 @@ FIXED_CELLS = {
         a_i, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g"])
         i = cell.let("i", sigmoid(a_i))
         f = cell.let("f", 1 - i)
-        c = cell.let("c", f * c_prev + i * tanh(a_g) + 2 * h_prev + c_prev**2)
+        c = cell.let("c", f * c_prev + i * tanh(a_g) + 2 * h_prev + i * c_prev**2)
         cell.update(h=tanh(c), c=c)
     """,
 }
@@ -714,7 +726,21 @@ def test_the_loops_numbers_are_arrays_of_the_inputs_dtype():
     assert "np.subtract(one, i, out=f)  # (3) f = 1 - i" in forward
     assert "one, two = np.array(1, x.dtype), np.array(2, x.dtype)" in forward
     assert "two*dc" in backward and "two = np.array(2, x.dtype)" in backward
-    assert "**two" not in source and "c[...] = c_prev**2" in forward
+    assert "**two" not in source and "c += i*(g + c_prev**2)" in forward
+
+
+def test_a_square_alone_is_written_into_its_storage():
+    source = kernel_source(textwrap.dedent("""
+        from lstm_derive import Cell, tanh
+
+        cell = Cell("squared", title="A gate scaled by the square of the old output")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        m = cell.let("m", h_prev**2)
+        cell.update(h=tanh(a) * m)
+    """))
+    assert "np.square(h_prev, out=m)  # (2) m = h_prev**2" in source  # not m[...] = h_prev**2: no temporary
 
 
 def test_an_inline_gate_is_named_and_activated_with_the_others():
@@ -732,6 +758,7 @@ def test_a_block_read_as_it_is_stays_in_its_slot():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
     assert "a_c_seq = pre_W_seq[..., 2 * H:3 * H]  # kept where it is, not copied" in source
     assert "a_c_seq[t] = a_c" not in source and "a_c_seq = np.empty" not in source
+    assert "a_f, a_r, a_c = a_f_seq[t], a_r_seq[t], a_c_seq[t]" in source  # no column slice at every step
     assert "dpre_W_seq = pre_W_seq" in source
 
 
