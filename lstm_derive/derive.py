@@ -11,13 +11,12 @@ emitter all read it and none of them differentiates anything.
 
 from __future__ import annotations
 
-import copy
 import itertools
 from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let, SpecError, sigmoid
+from .spec import Affine, Cell, Let, sigmoid
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -152,7 +151,7 @@ def named_block_calls(cell: Cell) -> Cell:
     while (found := _unnamed_block_call(named)) is not None:
         k, call = found
         named = next(trial for name in _names_for(call, named.blocks)
-                     if (trial := _with_let(named, k, call, name)) is not None)
+                     if (trial := named.with_let(name, call, k)) is not None)
         made.append((named.nodes[k], named.nodes[k + 1].symbol))
     if made:
         named.notes = list(cell.notes) + [
@@ -187,27 +186,6 @@ def _names_for(call, blocks):
         yield stems[0]  # not a_2's 2, nor a__x's _x: the kernel keeps names with _ for itself
     yield base
     yield from (f"{base}{n}" for n in itertools.count(2))
-
-
-def _with_let(cell, k, call, name):
-    """A copy of the cell with the let name = call before its k-th node, the call read by name
-    from there on; None if the name, or one the kernel makes of it, is taken."""
-    where = cell.nodes[k].where
-    if name in cell._where:
-        return None
-    symbol = sympy.Symbol(name, real=True)
-    trial = copy.copy(cell)
-    trial.nodes = cell.nodes[:k] + [Let(symbol, call, where)] + [
-        Let(n.symbol, n.expr.xreplace({call: symbol}), n.where) if isinstance(n, Let) else n for n in cell.nodes[k:]]
-    lets = {n.symbol: n for n in trial.nodes if isinstance(n, Let)}
-    trial.updates = {state: lets[let.symbol] for state, let in cell.updates.items()}
-    trial._sizes = {**cell._sizes, symbol: "H"}
-    trial._where = {**cell._where, name: where}
-    try:
-        trial._check_kernel_names()
-    except SpecError:
-        return None
-    return trial
 
 
 def _forward_equations(cell):

@@ -16,6 +16,7 @@ SymPy expressions. Only affine nodes mix components, and their backward is struc
 from __future__ import annotations
 
 import builtins
+import copy
 import keyword
 import sys
 import unicodedata
@@ -317,6 +318,27 @@ class Cell:
                             f"it; pass it to one, e.g. cell.affine('W', [{x}, ...])")
         self._check_kernel_names()
         return self
+
+    def with_let(self, name, expr, before):
+        """A copy of the cell with the let ``name = expr`` before its node number ``before``, expr read
+        by name from there on (the derivation names an inline gate so); None if the name, or one
+        the kernel would make of it, is taken."""
+        if name in self._where:
+            return None
+        where, symbol = self.nodes[before].where, sympy.Symbol(name, real=True)
+        named = copy.copy(self)
+        named.nodes = self.nodes[:before] + [Let(symbol, expr, where)] + [
+            Let(n.symbol, n.expr.xreplace({expr: symbol}), n.where) if isinstance(n, Let) else n
+            for n in self.nodes[before:]]
+        lets = {n.symbol: n for n in named.nodes if isinstance(n, Let)}
+        named.updates = {state: lets[let.symbol] for state, let in self.updates.items()}
+        named._sizes = {**self._sizes, symbol: "H"}
+        named._where = {**self._where, name: where}
+        try:
+            named._check_kernel_names()
+        except SpecError:
+            return None
+        return named
 
     def unread(self):
         """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend
