@@ -72,3 +72,41 @@ class WrongBias:
         grads["b"] = grads["b"].copy()
         grads["b"][np.argmax(np.abs(grads["b"])) if self.largest else 0] *= self.factor
         return grads, dx, dstate0
+
+
+class Cube:
+    """ys[t] = (x[t] w^T)^3, with a tiny w: the gradient 3 (x w)^2 x is small beside the third
+    derivative 6 x^3, where a second-order central difference is off by h^2 x^3 (relative 1e-2
+    here). `factor` scales the returned gradient of w."""
+
+    STATES, PARAMS = ("h",), ("w",)
+
+    def __init__(self, factor=1.0):
+        self.factor = factor
+
+    def forward(self, params, x, state):
+        ys = (x @ params["w"].T) ** 3
+        return ys, (ys[-1],), (params, x)
+
+    def backward(self, params, cache, dys, dstate):
+        _, x = cache
+        dys = dys.copy()
+        dys[-1] += dstate[0]
+        da = 3 * (x @ params["w"].T) ** 2 * dys
+        dw = np.einsum("tbh,tbd->hd", da, x) * self.factor
+        return {"w": dw}, da @ params["w"], (np.zeros_like(dstate[0]),)
+
+
+def cube_problem():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 1, 1))
+    return gradcheck.Problem({"w": np.array([[4e-5]])}, x, (np.zeros((1, 1)),),
+                             rng.standard_normal((2, 1, 1)), (rng.standard_normal((1, 1)),))
+
+
+def test_central_differences_resolve_a_gradient_small_beside_its_third_derivative():
+    p = cube_problem()
+    for r in gradcheck.check_kernel(Cube(), problem=p):
+        assert r.ok, str(r)
+    (r,) = gradcheck.check_kernel(Cube(1 + 1e-5), problem=p, methods=("central",))
+    assert not r.ok and [m.name for m in r.mismatches] == ["w"]

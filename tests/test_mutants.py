@@ -40,13 +40,19 @@ def source_of(cell):
 def verdict(mutant):
     """"caught", "crashed" (a numpy shape error) or a description of how it got through."""
     try:
+        kernel = load(mutant)
         with np.errstate(all="ignore"):
-            reports = check_kernel(load(mutant), **PROBLEM)
+            # check_kernel's two methods one at a time: the second runs only for a mutant the
+            # first lets through (the verdict is the same, for a third of the time)
+            for method in ("complex", "central"):
+                (report,) = check_kernel(kernel, methods=(method,), **PROBLEM)
+                if not report.ok:
+                    return "caught"
     except Exception as error:  # noqa: BLE001 - the mutant's own failure is what we judge
         if is_shape_error(error):
             return "crashed"
         return f"raised {type(error).__name__}: {error}"
-    return "caught" if not all(r.ok for r in reports) else "passed the gradient check"
+    return "passed the gradient check"
 
 
 @pytest.mark.parametrize("cell", CELLS)
