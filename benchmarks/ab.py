@@ -23,6 +23,8 @@ import bench  # noqa: E402
 
 def load_module(path):
     path = Path(path)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such kernel file")
     spec = importlib.util.spec_from_file_location(f"ab_{path.stem}_{abs(hash(str(path)))}", path)
     if spec is None:
         raise SystemExit(f"{path}: not a Python file")

@@ -45,8 +45,10 @@ def _parser():
     parser = argparse.ArgumentParser(prog="lstm-derive", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n", 2)[2])
-    parser.add_argument("--derivations", type=Path, default=None,
-                        help="directory of derivation scripts (default: ./derivations)")
+    parser.add_argument("--derivations", type=Path, default=None, metavar="DIR",
+                        help="directory of derivation scripts, given before the command: every *.py in it "
+                             "but those named _*.py (helpers) builds one cell (default: ./derivations if "
+                             "there is one, else the package's own)")
     parser.set_defaults(run=run_all)
     sub = parser.add_subparsers(dest="command")
 
@@ -78,6 +80,9 @@ def _scripts(args, names=()):
     chosen = []
     for name in names:
         path = Path(name)
+        if path.is_dir():
+            raise SpecError(f"{name} is a directory; give its scripts one by one, or the directory before "
+                            f"the command: lstm-derive --derivations {name} ...")
         if path.suffix == ".py":
             chosen.append(path)
         elif name in by_name:
@@ -117,7 +122,9 @@ def run_generate(args):
         for path in orphans:
             print(f"{path}: generated, but no derivation script generates it any more")
         if problems or orphans:
-            again = ["lstm-derive generate", *map(str, args.scripts)] + (["--out", str(args.out)] if args.out else [])
+            where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
+            again = ["lstm-derive", *where, "generate", *map(str, args.scripts)] + (
+                ["--out", str(args.out)] if args.out else [])
             print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{' '.join(again)}`", file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
@@ -133,9 +140,12 @@ def run_generate(args):
 
 
 def _check_cell(script, out=None):
-    """Derives, writes and gradient-checks one cell; returns its summary row."""
+    """Derives, writes and gradient-checks one cell; returns its summary row and its failures."""
     start = time.perf_counter()
-    d, targets = _targets_for(script, out)
+    try:
+        d, targets = _targets_for(script, out)
+    except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
+        return [script.stem, "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
     gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
     try:
@@ -167,7 +177,7 @@ def run_all(args):
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
             row, failures = _check_cell(script, None if home else Path(scratch))
             rows.append(row)
-            all_failures += [f"{row[0]} {f}" for f in failures]
+            all_failures += [f"{row[0]}: {f}" for f in failures]
     print()
     print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "seconds", "status"], rows))
     for failure in all_failures:

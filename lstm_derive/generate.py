@@ -19,7 +19,7 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .spec import Cell, SpecError
+from .spec import SUPPORTED_OPERATIONS, Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel"]
 
@@ -74,9 +74,8 @@ def load_cell(path) -> Cell:
     except SpecError:
         raise
     except Exception as error:  # the script's own mistake: name its line
-        hint = ("; a cell's vectors take lstm_derive's sigmoid and tanh, not NumPy's"
-                if isinstance(error, TypeError) and "ufunc" in str(error) else "")
-        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}{hint}") from error
+        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}"
+                        f"{_hint(error)}") from error
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if not cells and _is_generated(path):
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
@@ -89,8 +88,24 @@ def load_cell(path) -> Cell:
 
 
 def _script_line(error, path):
+    if isinstance(error, SyntaxError) and error.lineno:  # raised compiling the script: no frame of it
+        return error.lineno
     frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == path.resolve()]
     return frames[-1].lineno if frames else "?"
+
+
+def _hint(error):
+    """What a script's TypeError most likely means: a function of numbers given a cell's vector."""
+    if not isinstance(error, TypeError):
+        return ""
+    if "ufunc" in str(error):
+        return "; a cell's vectors take lstm_derive's sigmoid and tanh, not NumPy's"
+    if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
+        return (f"; a cell's vectors cannot be compared: max, min, relu and if/else on them are not in the "
+                f"cell language, whose functions are {SUPPORTED_OPERATIONS}")
+    if "convert expression to" in str(error):  # math.exp(a), float(a)
+        return "; math's functions take numbers, not a cell's vectors: use lstm_derive's sigmoid and tanh"
+    return ""
 
 
 def targets_for(script, out=None):
@@ -98,7 +113,8 @@ def targets_for(script, out=None):
 
     Without ``out`` the kernel goes to lstm_derive/kernels/ and the document beside the
     script, which must be one of the package's own (in derivations/); with ``out`` both go
-    there, and their headers say so (the script as given, the command with its --out).
+    there, and their headers say so (the script and the command as run from the script's
+    directory).
     """
     cell = load_cell(script)
     if out is None and not is_home(script):
@@ -112,10 +128,13 @@ def targets_for(script, out=None):
         return d, [Target(KERNELS / f"{cell.name}.py", kernel),
                    Target(script.parent / f"{cell.name}.md", derivation_markdown(d, source, kernel))]
     out = Path(out)
-    command = f"lstm-derive generate {script.as_posix()} --out {out.as_posix()}"
-    kernel = emit_kernel(d, script.as_posix(), command)
+    # paths as seen from the script's directory, whichever directory the command ran in: the
+    # files are the same for `generate cells/mgu.py --out cells/build` and `generate mgu.py --out build`
+    out_from_script = Path(os.path.relpath(out.resolve(), script.resolve().parent)).as_posix()
+    command = f"lstm-derive generate {script.name} --out {out_from_script}"
+    kernel = emit_kernel(d, script.name, command)
     script_from_out = Path(os.path.relpath(script.resolve(), out.resolve())).as_posix()
-    document = derivation_markdown(d, script.as_posix(), kernel, kernel_path=f"{cell.name}.py",
+    document = derivation_markdown(d, script.name, kernel, kernel_path=f"{cell.name}.py",
                                    script_path=script_from_out, command=command)
     return d, [Target(out / f"{cell.name}.py", kernel), Target(out / f"{cell.name}.md", document)]
 

@@ -53,6 +53,13 @@ SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh}
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
 SUPPORTED_OPERATIONS = "sigmoid, tanh, +, -, *, / and integer powers"
 
+# SymPy's names for what a division by zero or an overflow makes, in words.
+_INFINITIES = {sympy.zoo: "complex infinity (a division by zero?)", sympy.oo: "infinity",
+               -sympy.oo: "-infinity", sympy.nan: "nan"}
+
+# An affine's bias is called b unless named: a script that never wrote 'b' may still clash with it.
+_DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
+
 # Names the emitted kernels use for themselves (arguments, locals, module-level names); a node
 # may not take them, and no name the kernel derives from a node's name may be one of them.
 # "x" is the kernel's name for the input array, so only the input may be called x; "dy" is the
@@ -192,6 +199,10 @@ class Cell:
             raise SpecError(f"{where}: affine '{name}' has {len(inputs)} inputs and {len(biases)} biases; "
                             f"give one bias, none (bias=None) or one per input")
         biases = [_check_identifier(b, "bias name", where) for b in biases]
+        for b in block_names:
+            if b in weights + biases:
+                role = f"its own bias{_DEFAULT_BIAS_HINT}" if b in biases else "one of its own weights"
+                raise SpecError(f"{where}: affine '{name}' names a block '{b}', the name of {role}")
         for p in weights + biases:
             _check_identifier(p, "parameter name", where)
             if p in self._where:
@@ -541,9 +552,18 @@ class Cell:
 
     def _claim(self, name, where):
         if name in self._where:
-            raise SpecError(f"{where}: the name '{name}' is already used at {self._where[name]}; "
-                            "give each node its own name")
+            raise SpecError(f"{where}: the name '{name}' is already used at {self._where[name]}"
+                            f"{self._parameter_role(name)}; give each node its own name")
         self._where[name] = where
+
+    def _parameter_role(self, name):
+        """', by the bias of affine 'W' ...' where an affine made the name: its line need not show it."""
+        for a in self.affines:
+            if name in a.biases:
+                return f", by the bias of affine '{a.name}'{_DEFAULT_BIAS_HINT}"
+            if name in a.weights:
+                return f", by a weight of affine '{a.name}'"
+        return ""
 
     def _declared(self, name):
         return self._where.get(name, Declared(self.source or "<unknown>", 0))
@@ -763,7 +783,8 @@ def _check_operations(name, expr, where):
             continue
         what = type(node).__name__
         if not node.args and node.is_number:
-            raise SpecError(f"{where}: '{name}' contains the constant {node}, which the kernel cannot compute; "
+            constant = _INFINITIES.get(node, str(node))
+            raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                             f"write a finite real number instead")
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "

@@ -154,3 +154,38 @@ def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, ca
         f"crashing ({', '.join(f'{k}={v}' for k, v in config.items())}) FAIL: the kernel raised NameError: "
         "name 'tanh_p' is not defined" for config in cli.CHECKS[:1]]
     assert sum(line.startswith("fine (") and line.endswith(", ok") for line in out) == 2 * len(cli.CHECKS)
+
+
+def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tmp_path, capsys):
+    home = tmp_path / "derivations"
+    write_cell(home, "sigmoid_rnn")
+    (home / "helpers.py").write_text("SCALE = 2\n")  # builds no cell
+    assert cli.main(["--derivations", str(home)]) == 1
+    out = capsys.readouterr().out
+    assert "1 passed, 1 failed" in out
+    assert any(line.startswith("helpers ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
+    assert "helpers: " in out and "builds exactly one Cell; this one builds 0" in out
+
+
+def test_the_stale_hint_names_the_folder_it_was_given(tmp_path, capsys):
+    home = tmp_path / "cells"
+    write_cell(home, "sigmoid_rnn")
+    assert cli.main(["--derivations", str(home), "generate", "--check", "--out", str(tmp_path / "build")]) == 1
+    assert f"run `lstm-derive --derivations {home} generate --out {tmp_path / 'build'}`" in capsys.readouterr().err
+
+
+def test_generated_files_do_not_depend_on_the_directory_the_command_ran_in(tmp_path, monkeypatch, capsys):
+    home = tmp_path / "cells"
+    write_cell(home, "sigmoid_rnn")
+    monkeypatch.chdir(home)
+    assert cli.main(["generate", "sigmoid_rnn.py", "--out", "build"]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["generate", "cells/sigmoid_rnn.py", "--check", "--out", "cells/build"]) == 0
+    assert cli.main(["generate", str(home / "sigmoid_rnn.py"), "--check", "--out", str(home / "build")]) == 0
+    assert "run `lstm-derive generate sigmoid_rnn.py --out build`" in (home / "build" / "sigmoid_rnn.py").read_text()
+
+
+def test_a_directory_given_as_a_cell_says_where_directories_go(tmp_path, capsys):
+    write_cell(tmp_path / "cells", "sigmoid_rnn")
+    assert cli.main(["check", str(tmp_path / "cells")]) == 2
+    assert f"lstm-derive --derivations {tmp_path / 'cells'} ..." in capsys.readouterr().err

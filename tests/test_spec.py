@@ -160,7 +160,11 @@ def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
     ("(b,) = cell.affine('U', [x], blocks=['a'])  # <- here\n", ["'b'", "already used", "bias="]),
     ("(b,) = cell.affine('V', [x, x])  # <- here\n", ["affine 'V' lists 'x' twice"]),
     ("(b,) = cell.affine('V', [x], blocks=['a'], bias='c')  # <- here\n", ["the name 'a' is already used at"]),
-    ("w = cell.param('W_x')  # <- here\n", ["the name 'W_x' is already used at"]),
+    ("w = cell.param('W_x')  # <- here\n", ["the name 'W_x' is already used at", "a weight of affine 'W'"]),
+    ("b = cell.let('b', tanh(a))  # <- here\n", ["the name 'b' is already used at", "by the bias of affine 'W'",
+                                                 "an affine's bias is 'b' unless bias=... names it"]),
+    ("(c, b) = cell.affine('V', [x], blocks=['c', 'b'])  # <- here\n",
+     ["affine 'V' names a block 'b', the name of its own bias", "unless bias=... names it"]),
 ])
 def test_duplicate_names(tmp_path, capsys, body, fragments):
     preamble = PREAMBLE + "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
@@ -272,7 +276,8 @@ def test_a_function_with_no_derivative_rule(tmp_path, capsys, call, what):
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
-    ("sympy.oo * tanh(a)", "constant oo"), ("sympy.nan + tanh(a)", "constant nan"),
+    ("sympy.oo * tanh(a)", "constant infinity"), ("sympy.nan + tanh(a)", "constant nan"),
+    ("tanh(a) / 0", "constant complex infinity (a division by zero?)"),
     ("sympy.Integer(10) ** 400 * tanh(a)", "not a finite float64"),
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
 ])
@@ -666,3 +671,18 @@ def test_the_packaged_cells_have_no_unread_parts():
 def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
     body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=np.tanh(a))  # <- here\n"
     refused(tmp_path, capsys, body, "TypeError", "lstm_derive's sigmoid and tanh, not NumPy's")
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("np.maximum(a, 0)", "max, min, relu and if/else on them are not in the cell language"),
+    ("max(a, 0)", "max, min, relu and if/else on them are not in the cell language"),
+    ("math.exp(a)", "math's functions take numbers, not a cell's vectors"),
+])
+def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys, expr, fragment):
+    body = f"import math\nimport numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError", fragment)
+
+
+def test_a_syntax_error_names_its_line(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
+            "SyntaxError", "'(' was never closed")

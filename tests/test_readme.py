@@ -1,0 +1,30 @@
+"""README shows what the tool prints: the quick start's summary table."""
+
+import re
+import shutil
+from pathlib import Path
+
+from lstm_derive import cli
+from lstm_derive import generate as gen
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def summary_rows(text):
+    """The summary table's rows, without the seconds column (the one that varies by machine)."""
+    table = text[text.index("cell           equations"):]
+    rows = [line.split() for line in table.splitlines()[2:]]
+    rows = rows[:next(i for i, row in enumerate(rows) if not row)]
+    return [row[:5] + row[6:] for row in rows]
+
+
+def test_the_quick_start_summary_is_what_the_main_job_prints(tmp_path, capsys):
+    home = tmp_path / "derivations"
+    home.mkdir()
+    for script in gen.find_scripts(gen.HOME):
+        shutil.copy(script, home)
+    assert cli.main(["--derivations", str(home)]) == 0
+    out = capsys.readouterr().out
+    readme = README.read_text(encoding="utf-8")
+    assert summary_rows(readme) == summary_rows(out)
+    assert re.search(r"\n(\d+) passed, 0 failed\n", readme).group(1) == str(len(summary_rows(out)))
