@@ -331,7 +331,7 @@ def _pre_activation_prose(d):
     takes = str(adj) if term.local == 1 else f"{expr_text(term.local, d)}*{adj}"
     text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
-            f"dL/d({expr_text(pre, d)}) too, and every input of it but a block reads it. "
+            f"dL/d({expr_text(pre, d)}) too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
             f"`{expr_text(term.local * local.local, d)}*{local.adjoint}`")
     if len(uses) > 1:
@@ -474,7 +474,8 @@ def kernel_lines(kernel_text):
 def _numbered(d):
     """(number, what it computes) for every numbered equation, in order."""
     out = [(eq.number, ", ".join(map(str, eq.lhs))) for eq in d.forward]
-    out += [(s.number, str(s.adjoint)) for s in d.steps]
+    # a parameter's per-step, per-row adjoint, told apart from its sum: dp_i(t, b), then dp_i
+    out += [(s.number, f"{s.adjoint}(t, b)" if s.kind == "param" else str(s.adjoint)) for s in d.steps]
     out += [(g.number, f"d{g.name}") for g in d.param_grads]
     return out
 
@@ -484,7 +485,7 @@ def _references(d):
     refs = {}
     for number, what in _numbered(d):
         for name in what.split(", "):
-            refs.setdefault(name, number)
+            refs.setdefault(name.removesuffix("(t, b)"), number)
     return refs
 
 
