@@ -110,3 +110,55 @@ def test_central_differences_resolve_a_gradient_small_beside_its_third_derivativ
         assert r.ok, str(r)
     (r,) = gradcheck.check_kernel(Cube(1 + 1e-5), problem=p, methods=("central",))
     assert not r.ok and [m.name for m in r.mismatches] == ["w"]
+
+
+class SaturatedCube:
+    """ys[t] = tanh((x[t] w^T)^3) at (x w)^3 = -12.4: the output-form 1 - y**2 (7e-11) carries
+    eps of absolute rounding, times the chain factor 3 (x w)^2 = 16, so the float64 gradient is
+    off by 2e-6 of itself with a right formula. `factor` scales the returned gradient of w;
+    `narrow` computes the backward pass in float32 (a precision lost, in any dtype)."""
+
+    STATES, PARAMS = ("h",), ("w",)
+
+    def __init__(self, factor=1.0, narrow=False):
+        self.factor, self.narrow = factor, narrow
+
+    def forward(self, params, x, state):
+        ys = np.tanh((x @ params["w"].T) ** 3)
+        return ys, (ys[-1],), (params, x, ys)
+
+    def backward(self, params, cache, dys, dstate):
+        _, x, ys = cache
+        dys = dys.copy()
+        dys[-1] += dstate[0]
+        work = np.float32 if self.narrow else ys.dtype
+        u = (x @ params["w"].T).astype(work)
+        da = (dys.astype(work) * (1 - ys.astype(work) ** 2) * 3 * u ** 2).astype(ys.dtype)
+        dw = np.einsum("tbh,tbd->hd", da, x) * self.factor
+        return {"w": dw}, da @ params["w"], (np.zeros_like(dstate[0]),)
+
+
+def saturated_problem():
+    return gradcheck.Problem({"w": np.array([[0.85297765]])}, np.array([[[-2.71199551]]]), (np.zeros((1, 1)),),
+                             np.array([[[0.7]]]), (np.array([[0.0]]),))
+
+
+def test_a_gradient_off_by_its_own_rounding_alone_is_judged_in_extended_precision():
+    p = saturated_problem()
+    wide = gradcheck.wide_gradients(SaturatedCube(), p)
+    if wide is None:
+        pytest.skip("np.longdouble is float64 here")
+    analytic, exact = gradcheck.analytic_gradients(SaturatedCube(), p), gradcheck.complex_step(SaturatedCube(), p)
+    assert abs(analytic["w"][0, 0] / exact["w"][0, 0] - 1) > 1e-7  # the float64 gradient alone fails
+    (r,) = gradcheck.check_kernel(SaturatedCube(), problem=p, methods=("complex",))
+    assert r.ok and r.widened == 1 and 1e-7 < r.rounding < 1e-5, str(r)
+    assert "judged in extended precision" in str(r)
+
+
+@pytest.mark.parametrize("kernel, wrong", [(SaturatedCube(factor=1 + 3e-6), ["w"]),
+                                           (SaturatedCube(narrow=True), ["w", "x"])],
+                         ids=["off by 3e-6", "float32 inside"])
+def test_extended_precision_excuses_no_wrong_formula_and_no_lost_precision(kernel, wrong):
+    """3e-6: beyond the float64 rounding (1e-6) and the complex step's floor here (7e-7)."""
+    (r,) = gradcheck.check_kernel(kernel, problem=saturated_problem(), methods=("complex",))
+    assert not r.ok and [m.name for m in r.mismatches] == wrong, str(r)
