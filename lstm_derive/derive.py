@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let, sigmoid
+from .spec import Affine, Cell, Let, sigmoid, written_form
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -50,6 +50,7 @@ class Equation:
     lhs: tuple
     rhs: sympy.Expr | None  # None for an affine node
     node: object  # the Affine or Let it comes from
+    shown: sympy.Expr | None = None  # rhs as the script writes it, unevaluated (spec.written_form)
 
 
 @dataclass(frozen=True)
@@ -194,7 +195,8 @@ def _forward_equations(cell):
         if isinstance(node, Affine):
             equations.append(Equation(k, tuple(node.blocks), None, node))
         else:
-            equations.append(Equation(k, (node.symbol,), node.expr, node))
+            shown = written_form(cell, node)
+            equations.append(Equation(k, (node.symbol,), node.expr, node, node.expr if shown is None else shown))
     return equations
 
 

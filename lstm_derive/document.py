@@ -43,10 +43,12 @@ class _TextPrinter(StrPrinter):
 
 
 class _TexPrinter(LatexPrinter):
-    """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms."""
+    """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms.
+    ``as_written``: terms and factors in their stored order (a forward equation's, as the script
+    has them), not sorted."""
 
-    def __init__(self, blocks):
-        super().__init__({"mul_symbol": r" \odot "})
+    def __init__(self, blocks, as_written=False):
+        super().__init__({"mul_symbol": r" \odot ", **({"order": "none"} if as_written else {})})
         self.blocks = blocks
 
     def _print_Symbol(self, expr, style="plain"):
@@ -89,8 +91,8 @@ def expr_text(expr, d: Derivation):
     return _TextPrinter(_block_names(d)).doprint(expr)
 
 
-def expr_latex(expr, d: Derivation):
-    return _TexPrinter(_block_names(d, tex=True)).doprint(expr)
+def expr_latex(expr, d: Derivation, as_written=False):
+    return _TexPrinter(_block_names(d, tex=True), as_written).doprint(expr)
 
 
 def step_text(step: Step, d: Derivation):
@@ -218,8 +220,8 @@ def _forward_section(d):
 def _forward_math(eq, d):
     if eq.rhs is not None:
         name = str(eq.lhs[0])
-        return Math(f"{_tex_name(name)} = {expr_latex(eq.rhs, d)}", (f"{name} = {expr_text(eq.rhs, d)}",),
-                    eq.number)
+        return Math(f"{_tex_name(name)} = {expr_latex(eq.shown, d, as_written=True)}",
+                    (f"{name} = {expr_text(eq.shown, d)}",), eq.number)
     a = eq.node
     tex_terms = [f"{_tex_name(w)} {_tex_name(str(v))}" for w, v in zip(a.weights, a.inputs)]
     text_terms = [f"{w}·{v}" for w, v in zip(a.weights, a.inputs)]

@@ -670,7 +670,7 @@ def _header(k, source, command, example):
             terms = [f"{w} {v}" for w, v in zip(a.weights, a.inputs)] + list(a.biases)
             eqs.append(f"    ({eq.number}) {lhs} = {' + '.join(terms)}")
         else:
-            eqs.append(f"    ({eq.number}) {lhs} = {sympy.sstr(eq.rhs)}")
+            eqs.append(f"    ({eq.number}) {lhs} = {sympy.sstr(eq.shown, order='none')}")
     return _lines(
         f"{GENERATED_MARK} from {source}. Do not edit by hand:",
         f"# change {source} and run `{command}`.",
@@ -1133,11 +1133,12 @@ def _forward_step(k):
         if node.symbol in k.gate_lets:
             lines += _deferred_gate(k, node, n)
             continue
+        shown = next(eq.shown for eq in k.d.forward if eq.node is node)
         if node.symbol in k.stored:
-            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n)
+            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n, shown)
         elif node.symbol in k.state_of_new:
             slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            lines += _stored_value(node.symbol, slot, node.expr, printer, n)
+            lines += _stored_value(node.symbol, slot, node.expr, printer, n, shown)
         else:
             lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
     for call, name in k.aux.items():
@@ -1191,16 +1192,17 @@ def _cheapest(expr):
     return min(forms, key=lambda form: (sympy.count_ops(form), forms.index(form)))
 
 
-def _stored_value(name, slot, expr, printer, n):
-    """name = expr, evaluated straight into its storage: no temporary, no copy."""
-    shown, expr = expr, _cheapest(expr)
+def _stored_value(name, slot, expr, printer, n, shown=None):
+    """name = expr, evaluated straight into its storage: no temporary, no copy. The comment shows
+    ``shown``, the equation as the script writes it, where given."""
+    shown, expr = expr if shown is None else shown, _cheapest(expr)
     into = _into(str(name), expr, printer)
     text = _CodePrinter(printer.names).doprint  # for the comments: 1 - z, not one - z
     if len(into) == 1 and into[0].startswith(f"{name}[...] = "):
         return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n})"]
     if len(into) == 1:
         return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {text(shown).replace('np.', '')}"]
-    written = "written in place" if expr == shown else f"written in place as {text(expr)}"
+    written = "written in place" if expr == shown.doit() else f"written in place as {text(expr)}"
     return [f"{name} = {slot}  # ({n}) {name} = {text(shown)}, {written}:"] + into
 
 

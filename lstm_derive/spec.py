@@ -15,8 +15,10 @@ SymPy expressions. Only affine nodes mix components, and their backward is struc
 
 from __future__ import annotations
 
+import ast
 import builtins
 import copy
+import functools
 import keyword
 import sys
 import unicodedata
@@ -682,6 +684,87 @@ class Cell:
         if frame is None:
             return Declared("<unknown>", 0)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
+
+
+def written_form(cell, let):
+    """The let's expression with its terms and factors in the order its script writes them, for
+    display: SymPy sorts them, and (1 - z)*n + z*h_prev would print as h_prev*z + n*(1 - z).
+    None where the script's text is not at hand or does not read back into the same expression
+    (a variable named unlike its node, an inline gate the derivation named, a loop)."""
+    tree = _script_tree(str(let.where.file))
+    if tree is None:
+        return None
+    names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
+    for node in cell.nodes:
+        names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
+    for text in _written_texts(tree, let.where.line, str(let.symbol)):
+        try:
+            shown = _unevaluated(text, names)
+            if shown.doit() == let.expr:
+                return shown
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            continue
+    return None
+
+
+@functools.lru_cache(maxsize=32)
+def _script_tree(path):
+    try:
+        return ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _written_texts(tree, line, name):
+    """The expression nodes of cell.let("name", expr) and cell.update(name=expr) calls on a line."""
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.lineno <= line <= (call.end_lineno or call.lineno)):
+            continue
+        if call.func.attr == "let" and len(call.args) == 2 and isinstance(call.args[0], ast.Constant) \
+                and call.args[0].value == name:
+            yield call.args[1]
+        elif call.func.attr == "update":
+            yield from (k.value for k in call.keywords if k.arg == name)
+
+
+def _product(l, r):
+    """l*r unevaluated, a number first (2*x, as written) and a sign in front (-a*b, not (-a)*b)."""
+    if l.is_number and r.is_number:
+        return l * r
+    if r.is_number:
+        l, r = r, l
+    sign = l.is_Mul and len(l.args) == 2 and l.args[0] == -1
+    factors = (-1, l.args[1], r) if sign else (l, r)
+    return sympy.Mul(*factors, evaluate=False)
+
+
+def _negated(e):
+    return sympy.Mul(-1, e, evaluate=False)
+
+
+_BINARY = {
+    ast.Add: lambda l, r: sympy.Add(l, r, evaluate=False),
+    ast.Sub: lambda l, r: sympy.Add(l, _negated(r), evaluate=False),
+    ast.Mult: _product,
+    ast.Div: lambda l, r: _product(l, sympy.Pow(r, -1, evaluate=False)),
+    ast.Pow: lambda l, r: sympy.Pow(l, r, evaluate=False),
+}
+
+
+def _unevaluated(node, names):
+    """An expression's syntax tree as an unevaluated SymPy expression, its order kept."""
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_unevaluated(node.left, names), _unevaluated(node.right, names))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _negated(_unevaluated(node.operand, names))
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return sympy.sympify(node.value)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
+        return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
+    raise ValueError(f"not read back: {ast.dump(node)}")
 
 
 def _base_name(symbol):

@@ -686,3 +686,26 @@ def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path,
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
     refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
             "SyntaxError", "'(' was never closed")
+
+
+def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
+    from sympy.printing.str import StrPrinter
+
+    from lstm_derive.spec import written_form
+
+    shown = StrPrinter({"order": "none"}).doprint
+    gru = load_cell(ROOT / "derivations" / "gru.py")
+    forms = {str(let.symbol): written_form(gru, let) for let in gru.lets}
+    assert shown(forms["h"]) == "(1 - z)*n + z*h_prev"  # SymPy alone prints h_prev*z + n*(1 - z)
+    assert shown(forms["a_n"]) == "a_xn + r*a_hn"
+    assert all(forms[str(let.symbol)].doit() == let.expr for let in gru.lets)
+    script, _ = write_script(tmp_path, """
+        (a, b) = cell.affine("W", [x, h_prev], blocks=["a", "b"], bias="c")
+        hp = h_prev  # a variable named unlike its node: not read back
+        g = cell.let("g", (1 - sigmoid(b)) * hp)
+        cell.update(h=-tanh(a) / (2 + g) + 0.5 * g)
+        """)
+    cell = load_cell(script)
+    forms = {str(let.symbol): written_form(cell, let) for let in cell.lets}
+    assert forms["g"] is None
+    assert shown(forms["h"]) == "-tanh(a)/(2 + g) + 0.5*g" and forms["h"].doit() == cell.updates["h"].expr

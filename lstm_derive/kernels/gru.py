@@ -6,13 +6,13 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
 
     (1) a_xr, a_xz, a_xn = W_x x + b_x
     (2) a_hr, a_hz, a_hn = U_h h_prev + b_h
-    (3) a_r = a_hr + a_xr
+    (3) a_r = a_xr + a_hr
     (4) r = sigmoid(a_r)
-    (5) a_z = a_hz + a_xz
+    (5) a_z = a_xz + a_hz
     (6) z = sigmoid(a_z)
-    (7) a_n = a_hn*r + a_xn
+    (7) a_n = a_xn + r*a_hn
     (8) n = tanh(a_n)
-    (9) h = h_prev*z + n*(1 - z)
+    (9) h = (1 - z)*n + z*h_prev
 
 Comments such as `# (10) dL/dh` name the equation of gru.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
@@ -129,7 +129,7 @@ def forward(params, x, state=None):
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
             np.tanh(a_n, out=n)  # (8) n = tanh(a_n)
-            h = h_seq[t + 1]  # (9) h = h_prev*z + n*(1 - z), written in place as n + z*(h_prev - n):
+            h = h_seq[t + 1]  # (9) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
             np.multiply(z, h_prev - n, out=h)
             h += n
             h_prev = h

@@ -7,10 +7,10 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (1) a_r, a_z = W_x x + W_h h_prev + b
     (2) r = sigmoid(a_r)
     (3) z = sigmoid(a_z)
-    (4) rh = h_prev*r
+    (4) rh = r*h_prev
     (5) a_n = W_n_x x + W_n_rh rh + b_n
     (6) n = tanh(a_n)
-    (7) h = h_prev*z + n*(1 - z)
+    (7) h = (1 - z)*n + z*h_prev
 
 Comments such as `# (8) dL/dh` name the equation of gru_cho.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
@@ -111,12 +111,12 @@ def forward(params, x, state=None):
             np.reciprocal(pre_W, out=pre_W)
             r, z = r_seq[t], z_seq[t]
             rh = rh_seq[t]
-            np.multiply(h_prev, r, out=rh)  # (4) rh = h_prev*r
+            np.multiply(h_prev, r, out=rh)  # (4) rh = r*h_prev
             pre_W_n = pre_W_n_seq[t]
             pre_W_n += np.dot(rh, W_n_rh.T)  # (5)
             np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
             n = n_seq[t]
-            h = h_seq[t + 1]  # (7) h = h_prev*z + n*(1 - z), written in place as n + z*(h_prev - n):
+            h = h_seq[t + 1]  # (7) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
             np.multiply(z, h_prev - n, out=h)
             h += n
             h_prev = h

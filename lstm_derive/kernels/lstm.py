@@ -9,7 +9,7 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (3) f = sigmoid(a_f)
     (4) g = tanh(a_g)
     (5) o = sigmoid(a_o)
-    (6) c = c_prev*f + g*i
+    (6) c = f*c_prev + i*g
     (7) h = o*tanh(c)
 
 Comments such as `# (8) dL/dh` name the equation of lstm.md that a line implements.
@@ -118,7 +118,7 @@ def forward(params, x, state=None):
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
-            c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
+            c = c_seq[t + 1]  # (6) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
             tanh_c = tanh_c_seq[t]

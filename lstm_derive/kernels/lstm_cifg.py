@@ -9,7 +9,7 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (3) f = 1 - i
     (4) g = tanh(a_g)
     (5) o = sigmoid(a_o)
-    (6) c = c_prev*f + g*i
+    (6) c = f*c_prev + i*g
     (7) h = o*tanh(c)
 
 Comments such as `# (8) dL/dh` name the equation of lstm_cifg.md that a line implements.
@@ -121,7 +121,7 @@ def forward(params, x, state=None):
             g -= one
             f = f_seq[t]
             np.subtract(one, i, out=f)  # (3) f = 1 - i
-            c = c_seq[t + 1]  # (6) c = c_prev*f + g*i, written in place:
+            c = c_seq[t + 1]  # (6) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
             tanh_c = tanh_c_seq[t]

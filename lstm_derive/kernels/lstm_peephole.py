@@ -5,11 +5,11 @@
 Forward equations, one step (x is x_t; *_prev are the states of step t-1):
 
     (1) a_i, a_f, a_g, a_o = W_x x + W_h h_prev + b
-    (2) i = sigmoid(a_i + c_prev*p_i)
-    (3) f = sigmoid(a_f + c_prev*p_f)
+    (2) i = sigmoid(a_i + p_i*c_prev)
+    (3) f = sigmoid(a_f + p_f*c_prev)
     (4) g = tanh(a_g)
-    (5) c = c_prev*f + g*i
-    (6) o = sigmoid(a_o + c*p_o)
+    (5) c = f*c_prev + i*g
+    (6) o = sigmoid(a_o + p_o*c)
     (7) h = o*tanh(c)
 
 Comments such as `# (8) dL/dh` name the equation of lstm_peephole.md that a line implements.
@@ -121,7 +121,7 @@ def forward(params, x, state=None):
             np.reciprocal(pre_W_ready, out=pre_W_ready)
             g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
-            c = c_seq[t + 1]  # (5) c = c_prev*f + g*i, written in place:
+            c = c_seq[t + 1]  # (5) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
             o -= c*p_o  # (6) o's pre-activation a_o + c*p_o: the part beyond a_o, times -1 like the weights

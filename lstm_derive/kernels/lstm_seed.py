@@ -9,8 +9,8 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (3) i = sigmoid(a_i)
     (4) f = sigmoid(a_f)
     (5) o = sigmoid(a_o)
-    (6) s = f*s_prev + g*i
-    (7) h = o*s
+    (6) s = g*i + s_prev*f
+    (7) h = s*o
 
 Comments such as `# (8) dL/dh` name the equation of lstm_seed.md that a line implements.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
@@ -117,11 +117,11 @@ def forward(params, x, state=None):
             g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
             g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
-            s = s_seq[t + 1]  # (6) s = f*s_prev + g*i, written in place:
+            s = s_seq[t + 1]  # (6) s = g*i + s_prev*f, written in place:
             np.multiply(f, s_prev, out=s)
             s += g*i
             h = h_seq[t + 1]
-            np.multiply(o, s, out=h)  # (7) h = o*s
+            np.multiply(o, s, out=h)  # (7) h = s*o
             h_prev, s_prev = h, s
     ys = h_seq[1:]
     final = (h_seq[T].copy(), s_seq[T].copy())  # the caller's to change: the cache keeps its own
