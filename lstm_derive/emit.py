@@ -106,10 +106,11 @@ class _Chain:
 class _FusedRun:
     """Gates v_j = kind(u_j), u_j = a_j + b_j (+ an elementwise part known before the step) over
     the j-th blocks of affines a and b, for j0 <= j < j1 (one block, or adjacent ones): summed and
-    activated with one call each, where a's blocks were."""
+    activated with one call each, where a's blocks were. Without b (None), u_j = a_j + its part
+    known before the step, for two adjacent blocks or more (a light recurrence's f and r)."""
 
     a: Affine
-    b: Affine
+    b: Affine | None
     j0: int
     j1: int
     kind: str  # "sigmoid" or "tanh"
@@ -367,11 +368,11 @@ class _Kernel:
             j = a.blocks.index(block)
             other = [s for s in total.args if s != block and s in self.cell.blocks]
             extra = total - block - sum(other)
-            if len(other) != 1 or not self.known_before_step(extra):
-                continue  # one other block, and the rest known before the step's GEMMs
-            b = next((b for b in self.cell.affines if b is not a and other[0] in b.blocks
+            if len(other) > 1 or not self.known_before_step(extra):
+                continue  # one other block or none, and the rest known before the step's GEMMs
+            b = next((b for b in self.cell.affines if b is not a and other and other[0] in b.blocks
                       and b.blocks.index(other[0]) == j), None)
-            if b is not None:
+            if b is not None or not other:
                 found[a.name, j] = (a, b, type(lets[v].expr).__name__, u, lets[v], extra)
         runs = []
         for (_, j), (a, b, kind, u, v, extra) in sorted(found.items(), key=lambda item: item[0]):
@@ -382,7 +383,8 @@ class _Kernel:
                                      last.extras + (extra - steady,), last.steady + (steady,))
             else:
                 runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),), (extra - steady,), (steady,)))
-        return runs
+        # one affine's gates alone pay only together: each gate by itself is activated as written
+        return [run for run in runs if run.b is not None or len(run.pairs) > 1]
 
     def _bias_folds(self):
         """The fused runs whose second affine's bias joins the first's input bias once: the run's
@@ -390,7 +392,7 @@ class _Kernel:
         folds = []
         for run in self.fused:
             b = run.b
-            if self.affine_parts(b)[0] or len(b.biases) != 1:
+            if b is None or self.affine_parts(b)[0] or len(b.biases) != 1:
                 continue
             blocks = b.blocks[run.j0:run.j1]
             if all(block not in self.stored and self.cell.readers(block) == [run.reader(i)]
@@ -405,7 +407,7 @@ class _Kernel:
         twins = {}
         for run in self.fused:
             a, b = run.a, run.b
-            if a.name not in self.in_place or b.name in self.in_place or self.affine_parts(b)[0]:
+            if b is None or a.name not in self.in_place or b.name in self.in_place or self.affine_parts(b)[0]:
                 continue
             for i, j in enumerate(range(run.j0, run.j1)):
                 ca, cb = (self.hoisted(self.d.step_for(block)) for block in (a.blocks[j], b.blocks[j]))
@@ -1113,7 +1115,10 @@ def _forward_step(k):
     printer = _aux_printer(k, arrays=True)
     plain = _CodePrinter(arrays=True)
     done = set()
-    heads = {run.reader(0).symbol: run for run in k.fused}  # the node at which a run's lines go
+    order = {id(node): i for i, node in enumerate(k.cell.nodes)}
+    # a run's lines go at its first reader in the script's order: before any node reads a gate of it
+    heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
+             for run in k.fused}
     skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
     for node in k.cell.nodes:
         n = numbers[id(node)]
@@ -1165,7 +1170,6 @@ def _fused_lines(k, run, numbers):
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
     n = k.fused.index(run)
     where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
-    other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
     vs = [v for _, v in pairs]
     cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
@@ -1174,11 +1178,16 @@ def _fused_lines(k, run, numbers):
     activate = f"_sigmoid_into({where}, {where}, one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
-    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond its two blocks"
+    beyond = "its two blocks" if b is not None else "its block"
+    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond {beyond}"
               for (u, v), e in zip(pairs, run.extras) if e != 0]
+    summed = []
+    if b is not None:
+        other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
+        summed = [f"{where} += {other}  # {cite_u}{sums}, where {', '.join(map(str, a.blocks[j0:j1]))} {were}"]
     return [
         f"{where} = {where}_seq[t]",
-        f"{where} += {other}  # {cite_u}{sums}, where {', '.join(map(str, a.blocks[j0:j1]))} {were}",
+        *summed,
         *([views] + extras if extras else []),
         f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
         *([] if extras else [views]),
@@ -1307,8 +1316,11 @@ def _views_once(k):
     for n, run in enumerate(k.fused):
         cols = _col_range(run.j0, run.j1)
         gates = ", ".join(str(v.symbol) for _, v in run.pairs)
-        a_blocks, b_blocks = (", ".join(map(str, x.blocks[run.j0:run.j1])) for x in (run.a, run.b))
+        a_blocks = ", ".join(map(str, run.a.blocks[run.j0:run.j1]))
         lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
+        if run.b is None:
+            continue
+        b_blocks = ", ".join(map(str, run.b.blocks[run.j0:run.j1]))
         if k.affine_parts(run.b)[0]:
             lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]  # {b_blocks}")
         else:

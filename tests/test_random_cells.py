@@ -560,6 +560,20 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + (1 - f) * a_c)
         cell.update(h=r * tanh(c), c=c)
     """,
+    "one affine's gates with a node between them, the later block's gate first": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("sru_rev", title="r before f, and a node between them that reads r")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        v_f, v_r = cell.param("v_f"), cell.param("v_r")
+        a_f, a_r, a_c = cell.affine("W", [x], blocks=["a_f", "a_r", "a_c"])
+        r = cell.let("r", sigmoid(a_r + v_r * c_prev))
+        m = cell.let("m", r * c_prev)
+        f = cell.let("f", sigmoid(a_f + v_f * c_prev))
+        c = cell.let("c", f * m + (1 - f) * a_c)
+        cell.update(h=r * tanh(c), c=c)
+    """,
     "a raw block the loop reads, and no product": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -758,8 +772,22 @@ def test_a_block_read_as_it_is_stays_in_its_slot():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
     assert "a_c_seq = pre_W_seq[..., 2 * H:3 * H]  # kept where it is, not copied" in source
     assert "a_c_seq[t] = a_c" not in source and "a_c_seq = np.empty" not in source
-    assert "a_f, a_r, a_c = a_f_seq[t], a_r_seq[t], a_c_seq[t]" in source  # no column slice at every step
+    assert "a_c = a_c_seq[t]" in source  # no column slice at every step
     assert "dpre_W_seq = pre_W_seq" in source
+
+
+def test_one_affines_adjacent_gates_are_activated_together():
+    """SRU's f and r, each a sigmoid of its block plus a part known before the step: the parts
+    added in place, then one exp over both gates' columns, where the blocks were."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
+    assert "pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_f, a_r, then f, r" in source
+    loop = source[source.index("for t in range(T):"):source.index("ys = h_seq[1:]")]
+    assert "f += c_prev*v_f" in loop and "r += c_prev*v_r" in loop
+    assert loop.count("_sigmoid_into(") == 1 and "_sigmoid_into(pre_W_run0, pre_W_run0, one)" in loop
+    # a gate alone is activated as it was: one call, no run
+    peephole_one = textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]).replace(
+        "r = cell.let(\"r\", sigmoid(a_r + v_r * c_prev))", "r = cell.let(\"r\", tanh(a_r) * v_r)")
+    assert "_run0" not in kernel_source(peephole_one)
 
 
 def test_products_wait_in_temporaries_only_where_no_order_avoids_it():
