@@ -28,3 +28,13 @@ def test_the_quick_start_summary_is_what_the_main_job_prints(tmp_path, capsys):
     readme = README.read_text(encoding="utf-8")
     assert summary_rows(readme) == summary_rows(out)
     assert re.search(r"\n(\d+) passed, 0 failed\n", readme).group(1) == str(len(summary_rows(out)))
+
+
+def test_the_check_kernel_example_prints_what_its_comment_says():
+    from lstm_derive.gradcheck import check_kernel
+    from lstm_derive.kernels import lstm
+
+    readme = README.read_text(encoding="utf-8")
+    call = re.search(r"for report in check_kernel\(lstm, (.*)\):\n\s+print\(report\)\s+# (.*)\n", readme)
+    config = dict(eval(f"dict({call.group(1)})"))  # noqa: S307 - README's own example
+    assert str(check_kernel(lstm, **config)[0]) == call.group(2)
