@@ -3,7 +3,7 @@
     lstm-derive                      derive, generate and check every cell in derivations/
     lstm-derive generate [--check]   (re)write the kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR    a cell of your own, outside this repository
-    lstm-derive check [CELL ...]     gradient-check the kernels (cells by name or script), per element
+    lstm-derive check [CELL ...] [--problems N]   gradient-check the kernels (cells by name or script), per element
     lstm-derive show CELL            print a cell's derivation
 """
 
@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import generate as gen
 from .document import derivation_latex, derivation_text
 from .gradcheck import check_kernel
@@ -23,6 +25,17 @@ from .spec import SpecError
 
 # Sizes and weight scales of the checks the summary runs: a moderate and a saturating scale.
 CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
+
+
+def checks(n):
+    """CHECKS, then problems drawn at random (the same ones every run): sizes from 1 and weight
+    scales from 0.1 to 3, for `check --problems N`."""
+    drawn = []
+    for seed in range(len(CHECKS), n):
+        rng = np.random.default_rng(seed)
+        T, B, D, H = (int(rng.integers(1, top + 1)) for top in (5, 3, 4, 5))
+        drawn.append(dict(T=T, B=B, D=D, H=H, seed=seed, scale=float(rng.choice([0.1, 0.5, 1.0, 2.0, 3.0]))))
+    return (CHECKS + drawn)[:n]
 
 
 def main(argv=None):
@@ -60,6 +73,9 @@ def _parser():
 
     p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step")
     p.add_argument("cells", nargs="*", help="cell names or scripts (default: every cell)")
+    p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
+                   help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "
+                        "more are drawn at random, the same every run)")
     p.set_defaults(run=run_check)
 
     p = sub.add_parser("show", help="print a cell's derivation")
@@ -69,6 +85,16 @@ def _parser():
     form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
     p.set_defaults(run=run_show)
     return parser
+
+
+def _positive(text):
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return n
 
 
 def _scripts(args, names=()):
@@ -202,7 +228,7 @@ def run_check(args):
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken += 1
                 continue
-            for config in CHECKS:
+            for config in checks(args.problems):
                 sizes = ", ".join(f"{k}={v}" for k, v in config.items())
                 try:
                     reports = check_kernel(kernel, **config)

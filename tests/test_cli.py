@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from lstm_derive import cli
 from lstm_derive import generate as gen
 
@@ -189,3 +191,15 @@ def test_a_directory_given_as_a_cell_says_where_directories_go(tmp_path, capsys)
     write_cell(tmp_path / "cells", "sigmoid_rnn")
     assert cli.main(["check", str(tmp_path / "cells")]) == 2
     assert f"lstm-derive --derivations {tmp_path / 'cells'} ..." in capsys.readouterr().err
+
+
+def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    assert cli.main(["check", str(script), "--problems", "5"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 * 5 and all(line.endswith(", ok") for line in out)
+    assert cli.checks(5)[:len(cli.CHECKS)] == cli.CHECKS and cli.checks(5) == cli.checks(5)
+    assert len({tuple(c.items()) for c in cli.checks(5)}) == 5
+    with pytest.raises(SystemExit):
+        cli.main(["check", str(script), "--problems", "0"])
+    assert "expected a whole number of at least 1, got '0'" in capsys.readouterr().err
