@@ -9,6 +9,7 @@ step). A failure prints the script.
 """
 
 import ast
+import os
 import re
 import tempfile
 import textwrap
@@ -180,7 +181,8 @@ cell.update(h=a30 * h_prev)
 """
 
 
-@settings(max_examples=25, suppress_health_check=[HealthCheck.too_slow])
+# 25 drawn cells in the suite; RANDOM_CELLS=2500 with HYPOTHESIS_PROFILE=dev draws that many new ones
+@settings(max_examples=int(os.environ.get("RANDOM_CELLS", "25")), suppress_health_check=[HealthCheck.too_slow])
 @given(script=cell_scripts(), config=sizes)
 @example(script=GATE_READ_BY_AN_AFFINE, config={"T": 2, "B": 2, "D": 2, "H": 2, "seed": 0, "scale": 1.0})
 def test_random_cells_have_proven_gradients(script, config):
