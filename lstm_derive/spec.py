@@ -697,11 +697,15 @@ def written_form(cell, let):
     names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
+    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
+    named = {n.expr: n.symbol for n in cell.lets if n is not let and isinstance(n.expr, tuple(SUPPORTED_FUNCTIONS.values()))
+             and n.where == let.where}
     for text in _written_texts(tree, let.where.line, str(let.symbol)):
         try:
             shown = _unevaluated(text, names)
-            if shown.doit() == let.expr:
-                return shown
+            for form in (shown, _replaced(shown, named)):
+                if form.doit() == let.expr:
+                    return form
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             continue
     return None
@@ -750,6 +754,15 @@ _BINARY = {
     ast.Div: lambda l, r: _product(l, sympy.Pow(r, -1, evaluate=False)),
     ast.Pow: lambda l, r: sympy.Pow(l, r, evaluate=False),
 }
+
+
+def _replaced(expr, mapping):
+    """expr with the mapping's subexpressions replaced, its order kept (xreplace would sort it)."""
+    if expr in mapping:
+        return mapping[expr]
+    if not expr.args:
+        return expr
+    return expr.func(*(_replaced(a, mapping) for a in expr.args), evaluate=False)
 
 
 def _unevaluated(node, names):

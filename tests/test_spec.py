@@ -709,3 +709,15 @@ def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
     forms = {str(let.symbol): written_form(cell, let) for let in cell.lets}
     assert forms["g"] is None
     assert shown(forms["h"]) == "-tanh(a)/(2 + g) + 0.5*g" and forms["h"].doit() == cell.updates["h"].expr
+
+
+def test_a_gate_written_inline_reads_as_its_name_in_the_shown_equation(tmp_path):
+    from lstm_derive.document import derivation_text
+
+    script, _ = write_script(tmp_path, """
+        a_i, a_g = cell.affine("W", [x, h_prev], blocks=["a_i", "a_g"])
+        i = cell.let("i", sigmoid(a_i))
+        cell.update(h=(1 - i) * h_prev + i * tanh(a_g))
+        """)
+    text = derivation_text(derive(load_cell(script)))
+    assert "g = tanh(a_g)" in text and "h = (1 - i)*h_prev + i*g" in text
