@@ -738,8 +738,7 @@ def _product(l, r):
         return l * r
     if r.is_number:
         l, r = r, l
-    sign = l.is_Mul and len(l.args) == 2 and l.args[0] == -1
-    factors = (-1, l.args[1], r) if sign else (l, r)
+    factors = (*l.args, r) if l.is_Mul else (l, r)  # a*b*c as one product, -a*b with its sign in front
     return sympy.Mul(*factors, evaluate=False)
 
 
@@ -747,9 +746,14 @@ def _negated(e):
     return sympy.Mul(-1, e, evaluate=False)
 
 
+def _sum(l, r):
+    """l + r unevaluated; a + b + c as one sum, not (a + b) + c."""
+    return sympy.Add(*(l.args if l.is_Add else (l,)), r, evaluate=False)
+
+
 _BINARY = {
-    ast.Add: lambda l, r: sympy.Add(l, r, evaluate=False),
-    ast.Sub: lambda l, r: sympy.Add(l, _negated(r), evaluate=False),
+    ast.Add: _sum,
+    ast.Sub: lambda l, r: _sum(l, _negated(r)),
     ast.Mult: _product,
     ast.Div: lambda l, r: _product(l, sympy.Pow(r, -1, evaluate=False)),
     ast.Pow: lambda l, r: sympy.Pow(l, r, evaluate=False),

@@ -383,7 +383,7 @@ def test_a_sigmoid_of_a_block_inside_an_expression_is_named_and_said_so():
     """sigmoid(a_graph) in m's expression becomes the node graph, as the textbook names g."""
     d = derive(_edge_cell())
     assert "graph = sigmoid(a_graph)" in derivation_text(d)
-    assert "(8) m = sigmoid(m_prev)**2 + m_prev*o + n*graph**2" in derivation_text(d)
+    assert "(8) m = m_prev*o + n*graph**2 + sigmoid(m_prev)**2" in derivation_text(d)
     assert any("`graph = sigmoid(a_graph)` is named here" in note for note in d.cell.notes)
 
 
