@@ -690,7 +690,7 @@ def written_form(cell, let):
     """The let's expression with its terms and factors in the order its script writes them, for
     display: SymPy sorts them, and (1 - z)*n + z*h_prev would print as h_prev*z + n*(1 - z).
     None where the script's text is not at hand or does not read back into the same expression
-    (a variable named unlike its node, an inline gate the derivation named, a loop)."""
+    (a variable named unlike its node, an expression built in a loop or a function)."""
     tree = _script_tree(str(let.where.file))
     if tree is None:
         return None
@@ -698,8 +698,8 @@ def written_form(cell, let):
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
     # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
-    named = {n.expr: n.symbol for n in cell.lets if n is not let and isinstance(n.expr, tuple(SUPPORTED_FUNCTIONS.values()))
-             and n.where == let.where}
+    calls = tuple(SUPPORTED_FUNCTIONS.values())
+    named = {n.expr: n.symbol for n in cell.lets if n is not let and n.where == let.where and isinstance(n.expr, calls)}
     for text in _written_texts(tree, let.where.line, str(let.symbol)):
         try:
             shown = _unevaluated(text, names)
