@@ -83,6 +83,9 @@ def _parser():
     form = p.add_mutually_exclusive_group()
     form.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
     form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
+    p.add_argument("--out", type=Path, default=Path("build"), metavar="DIR",
+                   help="for a script of your own: show it as `generate SCRIPT --out DIR` writes it, its "
+                        "links and header right for DIR (default: build)")
     p.set_defaults(run=run_show)
     return parser
 
@@ -259,8 +262,8 @@ def _emitted_kernel(script, scratch):
 
 def run_show(args):
     (script,) = _scripts(args, [args.cell])
-    # a script of one's own is shown as `generate SCRIPT --out build` would write it
-    d, (kernel, document) = _targets_for(script, None if gen.is_home(script) else Path("build"))
+    # a script of one's own is shown as `generate SCRIPT --out DIR` would write it
+    d, (kernel, document) = _targets_for(script, None if gen.is_home(script) else args.out)
     if args.markdown:
         print(document.text, end="")
     elif args.latex:

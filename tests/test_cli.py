@@ -203,3 +203,11 @@ def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["check", str(script), "--problems", "0"])
     assert "expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_show_writes_a_scripts_document_for_the_folder_it_will_go_to(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    assert cli.main(["show", str(script), "--markdown", "--out", str(tmp_path / "docs")]) == 0
+    shown = capsys.readouterr().out
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "docs")]) == 0
+    assert shown == (tmp_path / "docs" / "sigmoid_rnn.md").read_text(encoding="utf-8")
