@@ -233,7 +233,8 @@ class Report:
     def __str__(self):
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
         if self.ok and self.widened:
-            return head + (f", ok ({self.widened} elements judged in extended precision: the float64 gradient's own "
+            elements = f"{self.widened} element{'s' if self.widened > 1 else ''}"
+            return head + (f", ok ({elements} judged in extended precision: the float64 gradient's own "
                            f"rounding reaches {self.rounding:.1e} of its array's largest entry)")
         if self.ok:
             return head + ", ok"
