@@ -994,8 +994,9 @@ def _steady_run_lines(k, a, run):
         if part != 0:
             number = next(eq.number for eq in k.d.forward if eq.lhs == ((u or v).symbol,))
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
+            beyond = "its two blocks" if run.b is not None else "its block"
             lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(part), printer)}  # ({number}) the part "
-                         f"of {v.symbol}'s sum beyond its two blocks that no step changes")
+                         f"of {v.symbol}'s sum beyond {beyond} that no step changes")
     return lines
 
 

@@ -562,17 +562,17 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + (1 - f) * a_c)
         cell.update(h=r * tanh(c), c=c)
     """,
-    "one affine's gates with a node between them, the later block's gate first": """
+    "one affine's gates with a node between them, the later block's gate first, a forget bias": """
         from lstm_derive import Cell, sigmoid, tanh
 
-        cell = Cell("sru_rev", title="r before f, and a node between them that reads r")
+        cell = Cell("sru_rev", title="r before f, a node between them that reads r, a forget bias")
         x = cell.input("x")
         h_prev, c_prev = cell.state("h"), cell.state("c")
         v_f, v_r = cell.param("v_f"), cell.param("v_r")
         a_f, a_r, a_c = cell.affine("W", [x], blocks=["a_f", "a_r", "a_c"])
         r = cell.let("r", sigmoid(a_r + v_r * c_prev))
         m = cell.let("m", r * c_prev)
-        f = cell.let("f", sigmoid(a_f + v_f * c_prev))
+        f = cell.let("f", sigmoid(a_f + 1.0 + v_f * c_prev))
         c = cell.let("c", f * m + (1 - f) * a_c)
         cell.update(h=r * tanh(c), c=c)
     """,
