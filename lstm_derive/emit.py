@@ -123,6 +123,11 @@ class _FusedRun:
         u, v = self.pairs[i]
         return u or v
 
+    @property
+    def beyond(self):
+        """What the sums' extra parts go beyond, for comments."""
+        return "its two blocks" if self.b is not None else "its block"
+
     def sum_text(self, i):
         u, v = self.pairs[i]
         return f"{u.symbol} = {u.expr}" if u else sympy.sstr(v.expr.args[0])
@@ -994,9 +999,8 @@ def _steady_run_lines(k, a, run):
         if part != 0:
             number = next(eq.number for eq in k.d.forward if eq.lhs == ((u or v).symbol,))
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
-            beyond = "its two blocks" if run.b is not None else "its block"
             lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(part), printer)}  # ({number}) the part "
-                         f"of {v.symbol}'s sum beyond {beyond} that no step changes")
+                         f"of {v.symbol}'s sum beyond {run.beyond} that no step changes")
     return lines
 
 
@@ -1113,6 +1117,7 @@ def _cache_items(k):
 def _forward_step(k):
     lines = []
     numbers = {id(eq.node): eq.number for eq in k.d.forward}
+    shown = {id(eq.node): eq.shown for eq in k.d.forward}  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
     plain = _CodePrinter(arrays=True)
     done = set()
@@ -1139,12 +1144,11 @@ def _forward_step(k):
         if node.symbol in k.gate_lets:
             lines += _deferred_gate(k, node, n)
             continue
-        shown = next(eq.shown for eq in k.d.forward if eq.node is node)
         if node.symbol in k.stored:
-            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n, shown)
+            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n, shown[id(node)])
         elif node.symbol in k.state_of_new:
             slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            lines += _stored_value(node.symbol, slot, node.expr, printer, n, shown)
+            lines += _stored_value(node.symbol, slot, node.expr, printer, n, shown[id(node)])
         else:
             lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
     for call, name in k.aux.items():
@@ -1179,8 +1183,7 @@ def _fused_lines(k, run, numbers):
     activate = f"_sigmoid_into({where}, {where}, one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
-    beyond = "its two blocks" if b is not None else "its block"
-    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond {beyond}"
+    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond {run.beyond}"
               for (u, v), e in zip(pairs, run.extras) if e != 0]
     summed = []
     if b is not None:

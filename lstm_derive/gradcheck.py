@@ -280,9 +280,9 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
         rel = _relative(a, n, scale)
         if wide is not None and np.shape(wide[name]) == a.shape:
             w = np.asarray(wide[name], dtype=np.longdouble)
-            rounding = _relative(a, w, largest)
-            widened = ~(rel <= tolerance) & (_relative(w, n, scale) <= tolerance) & (rounding <= ROUNDING_CAP)
-            rel = np.where(widened, _relative(w, n, scale), rel)
+            rounding, rel_wide = _relative(a, w, largest), _relative(w, n, scale)
+            widened = ~(rel <= tolerance) & (rel_wide <= tolerance) & (rounding <= ROUNDING_CAP)
+            rel = np.where(widened, rel_wide, rel)
             report.widened += int(np.count_nonzero(widened))
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
