@@ -330,16 +330,22 @@ def _pre_activation_prose(d):
     step, term = uses[0]
     block = next(s for s in d.steps if s.adjoint == adj)
     local = block.terms[0]
-    takes = str(adj) if term.local == 1 else f"{expr_text(term.local, d)}*{adj}"
+    takes = str(adj) if term.local == 1 else _times_text(term.local, adj, d)
     text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
             f"dL/d({expr_text(pre, d)}) too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
-            f"`{expr_text(term.local * local.local, d)}*{local.adjoint}`")
+            f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
     if len(uses) > 1:
         text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
     likewise = [f"`{a}` for `{expr_text(p, d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
     return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
+
+
+def _times_text(expr, adjoint, d):
+    """expr*adjoint as text, a sum in parentheses: (1 + u)*da, not 1 + u*da."""
+    text = expr_text(expr, d)
+    return f"({text})*{adjoint}" if isinstance(expr, sympy.Add) else f"{text}*{adjoint}"
 
 
 def _step_math(step: Step, d):

@@ -406,6 +406,18 @@ def test_a_peephole_path_reads_the_pre_activation_adjoint():
     assert "is dL/d(" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
 
 
+def test_a_path_through_a_pre_activation_puts_a_sum_in_parentheses():
+    """tanh(a + (u + 1)*h_prev): h_prev takes (1 + u)*da, not 1 + u*da, a different quantity."""
+    cell = Cell("shifted", title="A shifted recurrent weight")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x], blocks=["a"])
+    u = cell.param("u")
+    cell.update(h=tanh(a + (u + 1) * h_prev))
+    prose = " ".join(derivation_text(derive(cell)).split())
+    assert "takes (1 + u)*da for h_prev, the same as (1 + u)*(1 - h**2)*dh;" in prose
+
+
+
 def test_a_note_says_which_state_time_each_peephole_reads():
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm_peephole.py"))).split())
     assert ("(22) dp_o pairs a gate's adjoint with the new c(t), (20) dp_i and (21) dp_f with c_prev = c(t-1)"
