@@ -11,6 +11,7 @@ import difflib
 import importlib.util
 import os
 import runpy
+import stat
 import tempfile
 import traceback
 from dataclasses import dataclass
@@ -198,12 +199,23 @@ def _write_atomically(path, text):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes it 0600: a kernel is for copying and sharing
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _file_mode(path):
+    """The mode a replaced file had, or that of a new file under the umask (0644 under 022)."""
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def import_kernel(path):
