@@ -20,7 +20,8 @@ import tokenize
 from dataclasses import dataclass
 
 import sympy
-from sympy.printing.latex import LatexPrinter
+from sympy.printing.latex import LatexPrinter, greek_letters_set
+from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step
@@ -57,15 +58,48 @@ class _TexPrinter(LatexPrinter):
     def _print_MatTerm(self, expr):
         return f"{_tex_name(expr.weight)}^{{\\top}} {self.blocks[expr.affine]}"
 
+    def _print_Mul(self, expr):
+        """A number before the vectors it scales, not joined by \\odot (which is for two vectors):
+        0.5 m_prev, -2 h_prev \\odot k. A fraction's number is SymPy's (m_prev/2)."""
+        numbers = [f for f in expr.args if f.is_Number]
+        if len(numbers) != 1 or numbers[0] in (1, -1) or not (numbers[0].is_Integer or numbers[0].is_Float):
+            return super()._print_Mul(expr)
+        number = numbers[0]
+        rest = [f for f in expr.args if f is not number]
+        below = [f for f in rest if f.is_Pow and f.exp.is_negative]
+        above = [f for f in rest if f not in below]
+        top = self._print(abs(number))
+        if above:
+            vectors = above[0] if len(above) == 1 else sympy.Mul(*above, evaluate=False)
+            top += f" {self.parenthesize(vectors, PRECEDENCE['Mul'], strict=True)}"
+        if below:
+            top = f"\\frac{{{top}}}{{{self._print(sympy.Mul(*(1 / f for f in below)))}}}"
+        return ("- " if number < 0 else "") + top
+
 
 def _tex_name(name):
-    """h_prev -> h_{\\text{prev}}, da_i -> da_{i}, W_x -> W_{x}."""
+    """h_prev -> h_{\\text{prev}}, da_i -> da_{i}, W_x -> W_{x}; a name of several letters upright
+    (tanh_a -> \\mathrm{tanh}_{a}, not the product t a n h), a Greek one as its letter."""
     head, _, tail = name.partition("_")
+    head = _tex_head(head)
     if not tail:
         return head
     if len(tail) > 1 and tail.isalpha():
         return f"{head}_{{\\text{{{tail}}}}}"
-    return f"{head}_{{{tail.replace('_', ',')}}}"
+    parts = [part if len(part) <= 1 or not part.isalpha() else f"\\text{{{part}}}" for part in tail.split("_")]
+    return f"{head}_{{{','.join(parts)}}}"
+
+
+def _tex_head(head):
+    """A name's part before its subscript: one letter, or an adjoint's d and one letter, as it is;
+    an adjoint's d before a longer name (drh -> d\\mathrm{rh})."""
+    if head.lower() in greek_letters_set:
+        return sympy.latex(sympy.Symbol(head))  # as SymPy spells it: alpha -> \\alpha, omicron -> o
+    if len(head) <= 1 or len(head) == 2 and head[0] == "d":
+        return head
+    if head[0] == "d":
+        return "d" + _tex_head(head[1:])
+    return f"\\mathrm{{{head}}}"
 
 
 def _tex_stack(tex_items):
@@ -116,7 +150,7 @@ def _step_tex(step: Step, d):
             local = printer.doprint(term.local)
             if isinstance(term.local, sympy.Add):
                 local = f"\\left({local}\\right)"
-            parts.append(f"{local} \\odot {adj}")
+            parts.append(f"{local} {adj}" if term.local.is_Number else f"{local} \\odot {adj}")
     return " + ".join(parts).replace("+ -", "- ") or "0"
 
 

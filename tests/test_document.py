@@ -436,3 +436,24 @@ def test_a_carry_says_a_parameters_factor_without_a_step():
     assert "already holds two terms, the product with W_h^T and lam:" in prose
     assert "lam(t+1)" not in prose
     assert "f(t+1)" in " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
+
+
+def test_numbers_scale_vectors_without_odot_and_long_names_are_upright():
+    """⊙ is the product of two vectors: 0.5 m, not 0.5 ⊙ m. tanh_a is one name, not t·a·n·h."""
+    cell = Cell("power", title="A power and two numbers")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a, a_k = cell.affine("W", [x, h_prev], blocks=["a", "a_k"])
+    k = cell.let("k", sigmoid(a_k))
+    cell.update(h=0.5 * tanh(a)**3 + h_prev / 3 - 2 * k * h_prev)
+    markdown = derivation_markdown(derive(cell), "power.py")
+    assert not re.search(r"(?<![\w{^])\d+(\.\d+)? \\odot|\\frac\{\d+\}\{\d+\} \\odot", markdown)
+    assert r"0.5 \mathrm{tanh}_{a}^{3}" in markdown
+    assert r"d\mathrm{tanh}_{a} = dh" in markdown
+    assert r"1.5 \mathrm{tanh}_{a}^{2} \odot dh" in markdown
+    assert r"- 2 k \odot h_{\text{prev}} \qquad (4)" in markdown  # as the script writes it
+    assert r"\left(\frac{1}{3} - 2 k\right) \odot dh" in markdown
+    leak = Cell("leak", title="A number alone")
+    x, h_prev = leak.input("x"), leak.state("h")
+    (a,) = leak.affine("W", [x], blocks=["a"])
+    leak.update(h=tanh(a) + h_prev / 3)
+    assert r"dh_{\text{prev}} = dh \frac{\partial h}{\partial h_{\text{prev}}} = \frac{1}{3} dh" in derivation_markdown(derive(leak), "leak.py")
