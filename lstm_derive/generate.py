@@ -96,7 +96,10 @@ def _script_line(error, path):
 
 
 def _hint(error):
-    """What a script's TypeError most likely means: a function of numbers given a cell's vector."""
+    """What a script's error most likely means: a function of numbers given a cell's vector, or
+    more or fewer names than an affine node's blocks."""
+    if isinstance(error, ValueError) and "values to unpack" in str(error):
+        return "; cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if not isinstance(error, TypeError):
         return ""
     if "ufunc" in str(error):

@@ -234,8 +234,7 @@ class Cell:
         for state, value in new_values.items():
             state = str.__str__(state)  # a keyword argument's name: a str, perhaps of a subclass
             if state not in self.states:
-                raise SpecError(f"{where}: update of '{state}', which is not a declared state "
-                                f"(states: {', '.join(self.states) or 'none'}); declare it with cell.state('{state}')")
+                raise SpecError(f"{where}: {self._not_a_state(state)}")
             if state in self.updates:
                 raise SpecError(f"{where}: state '{state}' is updated twice (first at "
                                 f"{self.updates[state].where}); give it one new value")
@@ -320,8 +319,7 @@ class Cell:
                                 f"give its new value with cell.update({s}=...)")
         for s in self.updates:
             if type(s) is not str or s not in self.states:
-                raise SpecError(f"{self.updates[s].where}: update of '{s}', which is not a declared state "
-                                f"(states: {', '.join(self.states)}); declare it with cell.state('{s}')")
+                raise SpecError(f"{self.updates[s].where}: {self._not_a_state(s)}")
         if not isinstance(self.output_state, str) or self.output_state not in self.states:
             raise SpecError(f"{where}: output {self.output_state!r} is not a state; set output to one of: "
                             f"{', '.join(self.states)}")
@@ -457,6 +455,13 @@ class Cell:
                 raise SpecError(f"{let.where}: '{name}' has the name of state '{name}' but is not its new "
                                 f"value; rename it, or pass it as cell.update({name}={name})")
 
+    def _not_a_state(self, name):
+        text = f"update of '{name}', which is not a declared state (states: {', '.join(self.states) or 'none'}); "
+        if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
+            s = name.removesuffix("_prev")
+            return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
+        return text + f"declare it with cell.state('{name}')"
+
     def _check_kernel_names(self):
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""
         owners = {}  # kernel name -> (owner, Declared)
@@ -470,14 +475,17 @@ class Cell:
                     problem += f" ({_WHY[kernel_name]})"
             elif kernel_name in BUILTIN_NAMES:
                 problem = "a Python builtin the kernel would shadow"
-            elif kernel_name in owners and owners[kernel_name][0] != owner:
+            elif kernel_name in owners and not _same_owner(owners[kernel_name][0], owner):
                 other, other_where = owners[kernel_name]
                 if (other_where.file, other_where.line) > (where.file, where.line):  # blame the later one
                     owner, where, other, other_where = other, other_where, owner, where
                 problem = f"also made by {other} (declared at {other_where})"
             if problem:
-                raise SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; "
-                                "rename it")
+                fix = "rename it"
+                if owner.startswith("the unnamed"):
+                    call = owner.removeprefix("the unnamed ")
+                    fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
+                raise SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
             owners.setdefault(kernel_name, (owner, where))
 
     def _kernel_names(self):
@@ -495,8 +503,8 @@ class Cell:
         calls = [c for expr in forms for c in sympy.preorder_traversal(expr) if type(c) in SUPPORTED_FUNCTIONS.values()]
         unnamed = sorted(set(calls) - named, key=sympy.default_sort_key)
         for call in unnamed:
-            owner, where = "the kernel's own values of tanh and sigmoid", self._declared_in(call)
             func, arg = type(call).__name__, call.args[0]
+            owner, where = f"the unnamed {func}({arg})", self._declared_in(call)
             bases = [f"{func}_{arg}"] if isinstance(arg, sympy.Symbol) else [f"{func}{j}" for j in range(len(unnamed))]
             for base in bases:
                 yield base, owner, where
@@ -672,7 +680,9 @@ class Cell:
                 raise SpecError(f"{where}: '{name}' uses the unknown symbol '{symbol}'; {self._unknown_hint(symbol)}")
             if sizes[symbol] != "H":
                 raise SpecError(f"{where}: '{name}' uses '{symbol}', a vector of size D, in an "
-                                "elementwise expression of size-H vectors; pass it through an affine node")
+                                f"elementwise expression of size-H vectors; the input enters a cell only through "
+                                f"affine nodes, e.g. cell.affine('W', [{symbol}, ...]) (adding {symbol} itself, a "
+                                "residual connection, is not in the cell language)")
 
     @staticmethod
     def _caller():
@@ -882,6 +892,11 @@ def _check_operations(name, expr, where):
         if type(node) in SUPPORTED_FUNCTIONS.values():
             continue
         what = type(node).__name__
+        if isinstance(node, sympy.core.function.AppliedUndef):
+            raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
+                            f"expressions are elementwise, one component of size-H vectors at a time, with "
+                            f"{SUPPORTED_OPERATIONS}: an operation across the H components (a mean, a norm, layer "
+                            "normalisation) cannot be written")
         if not node.args and node.is_number:
             constant = _INFINITIES.get(node, str(node))
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
@@ -889,3 +904,8 @@ def _check_operations(name, expr, where):
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                         "with them")
+
+
+def _same_owner(one, other):
+    """Unnamed calls share the kernel's numbered names (tanh0, tanh1, ...) among themselves."""
+    return one == other or one.startswith("the unnamed") and other.startswith("the unnamed")

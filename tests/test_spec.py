@@ -262,7 +262,7 @@ def test_one_node_cannot_be_the_new_value_of_two_states(tmp_path, capsys):
     ("sympy.Heaviside(a)", "Heaviside"), ("sympy.floor(a)", "floor"), ("sympy.exp(a)", "exp"),
     ("sympy.log(2 + tanh(a))", "log"), ("sympy.sin(a)", "sin"), ("sympy.sign(a)", "sign"),
     ("sympy.erf(a)", "erf"), ("sympy.Piecewise((a, a > 0), (0, True))", "Piecewise"),
-    ("sympy.Function('relu')(a)", "relu"), ("sympy.Derivative(tanh(a), a)", "Derivative"),
+    ("sympy.Derivative(tanh(a), a)", "Derivative"),
 ])
 def test_a_function_with_no_derivative_rule(tmp_path, capsys, call, what):
     message = refused(tmp_path, capsys, f"""
@@ -270,6 +270,15 @@ def test_a_function_with_no_derivative_rule(tmp_path, capsys, call, what):
         cell.update(h={call})  # <- here
         """, f"uses {what}", "no derivative rule")
     assert "the supported functions are sigmoid, tanh" in message
+
+
+@pytest.mark.parametrize("name", ["relu", "mean", "layer_norm"])
+def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp_path, capsys, name):
+    """A layer norm's mean is not a missing rule: no expression across the H components can be written."""
+    refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a - sympy.Function('{name}')(a)))  # <- here
+        """, f"uses {name}, a function the cell language does not know", "an operation across the H components")
 
 
 @pytest.mark.parametrize("expr, fragment", [
@@ -333,7 +342,30 @@ def test_an_elementwise_expression_mixing_vector_sizes(tmp_path, capsys):
     refused(tmp_path, capsys, """
         (a,) = cell.affine("W", [x, h_prev])
         cell.update(h=tanh(a) + x)  # <- here
-        """, "uses 'x', a vector of size D", "pass it through an affine node")
+        """, "uses 'x', a vector of size D", "only through affine nodes, e.g. cell.affine('W', [x, ...])",
+            "a residual connection, is not in the cell language")
+
+
+def test_an_update_of_a_previous_value_points_to_its_state(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h_prev=tanh(a))  # <- here
+        """, "'h_prev' is the previous value of state 'h'", "cell.update(h=...)")
+
+
+def test_an_unnamed_call_whose_kernel_name_is_taken_says_which_call(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        (a, a_z) = cell.affine("W", [x, h_prev], blocks=["a", "a_z"])
+        t = cell.let("tanh_a", 2 * sigmoid(a_z))
+        cell.update(h=tanh(a) * t)  # <- here
+        """, "the unnamed tanh(a) makes the kernel name 'tanh_a'", "cell.let('v', tanh(a))")
+
+
+def test_more_names_than_an_affines_blocks(tmp_path, capsys):
+    refused(tmp_path, capsys, """
+        a, b, c = cell.affine("W", [x, h_prev], blocks=4)  # <- here
+        cell.update(h=tanh(a))
+        """, "ValueError: too many values to unpack", "cell.affine returns one block per name")
 
 
 @pytest.mark.parametrize("body, fragments", [
