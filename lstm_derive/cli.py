@@ -131,19 +131,35 @@ def _targets_for(script, out=None):
 
 
 def _all_targets(scripts, out=None):
-    targets = []
+    """Every script's files, and the messages of the scripts that fail. Into the package a failing
+    script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
+    targets, errors = [], []
     for script in scripts:
-        targets += _targets_for(script, out)[1]
+        try:
+            targets += _targets_for(script, out)[1]
+        except (SpecError, gen.GenerationError) as error:
+            if out is None:
+                raise
+            errors.append(f"lstm-derive: {error}")
     if out is None:  # the package's index lists every cell of derivations/, not only these
         targets.append(gen.package_index(gen.home_cells()))
-    return targets
+    return targets, errors
 
 
 def run_generate(args):
     scripts = args.scripts or _scripts(args)
-    targets = _all_targets(scripts, args.out)
-    # only a run over every script of derivations/ knows which kernels none generates any more
-    orphans = [] if args.out or args.scripts else gen.orphans(targets)
+    targets, errors = _all_targets(scripts, args.out)
+    status = _generated(args, targets) if targets else 0
+    for error in errors:
+        print(error, file=sys.stderr)
+    if errors and len(scripts) > 1:
+        print(f"{len(errors)} of {len(scripts)} scripts failed, and nothing of theirs was written", file=sys.stderr)
+    return 2 if errors else status
+
+
+def _generated(args, targets):
+    """Writes the targets (or, with --check, compares them); the exit status."""
+    orphans = [] if args.out or args.scripts else gen.orphans(targets)  # known only over all of derivations/
     if args.check:
         problems = gen.stale(targets)
         for path, diff in problems:
@@ -174,7 +190,7 @@ def _check_cell(script, out=None):
     try:
         d, targets = _targets_for(script, out)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
-        return [script.stem, "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
+        return [script.name, "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
     gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
     try:
@@ -222,27 +238,36 @@ def run_all(args):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
-    failed = broken = 0
+    passed, failed, broken = [], [], []
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in _scripts(args, args.cells):
             try:
                 cell, kernel = _emitted_kernel(script, Path(scratch))
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
-                broken += 1
+                broken.append(script.name)
                 continue
-            for config in checks(args.problems):
-                sizes = ", ".join(f"{k}={v}" for k, v in config.items())
-                try:
-                    reports = check_kernel(kernel, **config)
-                except Exception as error:  # a kernel that crashes fails its check, and the others go on
-                    print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
-                    failed += 1
-                    break
-                for report in reports:
-                    print(f"{cell} ({sizes}) {report}")
-                    failed += not report.ok
+            (passed if _checked_cell(cell, kernel, args.problems) else failed).append(cell)
+    if len(passed) + len(failed) + len(broken) > 1:
+        print(f"\n{len(passed)} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "")
+              + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else ""))
     return 2 if broken else 1 if failed else 0
+
+
+def _checked_cell(cell, kernel, problems):
+    """Prints every report of the cell's checks; whether all passed."""
+    ok = True
+    for config in checks(problems):
+        sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+        try:
+            reports = check_kernel(kernel, **config)
+        except Exception as error:  # a kernel that crashes fails its check, and the others go on
+            print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
+            return False
+        for report in reports:
+            print(f"{cell} ({sizes}) {report}")
+            ok &= report.ok
+    return ok
 
 
 def _emitted_kernel(script, scratch):

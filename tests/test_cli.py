@@ -165,8 +165,24 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     assert cli.main(["--derivations", str(home)]) == 1
     out = capsys.readouterr().out
     assert "1 passed, 1 failed" in out
-    assert any(line.startswith("helpers ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
-    assert "helpers: " in out and "builds exactly one Cell; this one builds 0" in out
+    assert any(line.startswith("helpers.py ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
+    assert "helpers.py: " in out and "builds exactly one Cell; this one builds 0" in out
+
+
+def test_check_and_generate_over_a_folder_go_past_a_broken_script(tmp_path, capsys):
+    """As the summary run does: the broken script is reported, the others are checked or written."""
+    home = tmp_path / "cells"
+    write_cell(home, "sigmoid_rnn")
+    (home / "helpers.py").write_text("SCALE = 2\n")
+    assert cli.main(["--derivations", str(home), "check"]) == 2
+    out, err = capsys.readouterr()
+    assert out.endswith("\n1 passed, 0 failed, 1 not derived (helpers.py)\n")
+    assert "helpers.py: a derivation script builds exactly one Cell" in err
+    out_dir = tmp_path / "build"
+    assert cli.main(["--derivations", str(home), "generate", "--out", str(out_dir)]) == 2
+    out, err = capsys.readouterr()
+    assert sorted(p.name for p in out_dir.iterdir()) == ["sigmoid_rnn.md", "sigmoid_rnn.py"]
+    assert err.endswith("1 of 2 scripts failed, and nothing of theirs was written\n")
 
 
 def test_the_stale_hint_names_the_folder_it_was_given(tmp_path, capsys):
