@@ -238,8 +238,9 @@ class Report:
                            f"rounding reaches {self.rounding:.1e} of its array's largest entry)")
         if self.ok:
             return head + ", ok"
-        lines = [head + f", {len(self.mismatches)} elements fail:"]
-        lines += [f"  {m}" for m in self.mismatches[:20]]
+        lines = [head + f", {len(self.mismatches)} element{'s' if len(self.mismatches) > 1 else ''} fail"
+                        f"{'s' if len(self.mismatches) == 1 else ''}, worst first:"]
+        lines += [f"  {m}" for m in sorted(self.mismatches, key=lambda m: -m.rel)[:20]]
         if len(self.mismatches) > 20:
             lines.append(f"  ... and {len(self.mismatches) - 20} more")
         return "\n".join(lines)

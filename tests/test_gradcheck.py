@@ -162,3 +162,15 @@ def test_extended_precision_excuses_no_wrong_formula_and_no_lost_precision(kerne
     """3e-6: beyond the float64 rounding (1e-6) and the complex step's floor here (7e-7)."""
     (r,) = gradcheck.check_kernel(kernel, problem=saturated_problem(), methods=("complex",))
     assert not r.ok and [m.name for m in r.mismatches] == wrong, str(r)
+
+
+def test_a_report_lists_the_worst_elements_first():
+    """Among many failing elements, the one far off is shown, not the first 20 in array order."""
+    analytic = {"W": np.concatenate([np.full(30, 1.0 + 1e-4), [1.5]])}
+    r = gradcheck.compare(analytic, {"W": np.ones(31)}, 1e-6)
+    lines = str(r).splitlines()
+    assert lines[0].endswith("31 elements fail, worst first:")
+    assert lines[1].startswith("  dW[30]: analytic 1.5, numeric 1, rel 3.3e-01")
+    assert lines[-1] == "  ... and 11 more"
+    assert str(gradcheck.compare({"W": np.array([2.0])}, {"W": np.array([1.0])}, 1e-6)).splitlines()[0].endswith(
+        "1 element fails, worst first:")
