@@ -1,5 +1,7 @@
 """lstm-derive: a recurrent cell's forward equations in, its derivation and proven NumPy kernels out."""
 
+import sys
+
 from .derive import Derivation, derive
 from .spec import Cell, SpecError, sigmoid, tanh
 
@@ -11,8 +13,8 @@ def explain(cell, file=None):
     from .emit import emit_kernel
 
     d = derive(cell)
-    for warning in cell.unread():
-        print(f"warning: {warning}", file=file)
+    for warning in cell.unread():  # on stderr, as the command line has them, unless a file is given
+        print(f"warning: {warning}", file=file or sys.stderr)
     print(derivation_text(d, emit_kernel(d)), file=file)  # the kernel: for its lines' table
 
 

@@ -2036,6 +2036,7 @@ def _steps(k):
 
 def _validation(k):
     _, x_weight = _input_weight(k)
+    arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
     return _lines(
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array, or a ValueError naming the argument, its expected and its actual shape."""',
@@ -2092,9 +2093,9 @@ def _validation(k):
         "    if state is None:",
         "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
         "    if not isinstance(state, (tuple, list)):",
-        '        raise ValueError(f"{name}: expected a tuple of {len(STATES)} arrays {STATES}, got {type(state).__name__}")',
+        f'        raise ValueError(f"{{name}}: expected a tuple of {arrays} {{STATES}}, got {{type(state).__name__}}")',
         "    if len(state) != len(STATES):",
-        '        raise ValueError(f"{name}: expected {len(STATES)} arrays {STATES}, got {len(state)}")',
+        f'        raise ValueError(f"{{name}}: expected {arrays} {{STATES}}, got {{len(state)}}")',
         '    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()',
         "                 for s, a in zip(STATES, state))",
     )

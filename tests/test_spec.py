@@ -753,3 +753,18 @@ def test_a_gate_written_inline_reads_as_its_name_in_the_shown_equation(tmp_path)
         """)
     text = derivation_text(derive(load_cell(script)))
     assert "g = tanh(a_g)" in text and "h = (1 - i)*h_prev + i*g" in text
+
+
+def test_explain_puts_its_warnings_on_stderr_and_the_derivation_on_stdout(capsys):
+    """As the command line does, so that `python my_cell.py > cell.txt` keeps the warning in sight."""
+    from lstm_derive import explain
+
+    cell = Cell("warned")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    cell.param("p")
+    cell.update(h=tanh(a))
+    explain(cell)
+    out, err = capsys.readouterr()
+    assert "parameter 'p' is never read" in err and "never read" not in out
+    assert "Backward pass" in out

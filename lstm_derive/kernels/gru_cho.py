@@ -280,8 +280,8 @@ def _checked_state(state, B, H, dtype, name="state"):
     if state is None:
         return tuple(np.zeros((B, H), dtype) for _ in STATES)
     if not isinstance(state, (tuple, list)):
-        raise ValueError(f"{name}: expected a tuple of {len(STATES)} arrays {STATES}, got {type(state).__name__}")
+        raise ValueError(f"{name}: expected a tuple of 1 array {STATES}, got {type(state).__name__}")
     if len(state) != len(STATES):
-        raise ValueError(f"{name}: expected {len(STATES)} arrays {STATES}, got {len(state)}")
+        raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
