@@ -575,6 +575,9 @@ def _held(term, own, d):
     """One term of a carry, said as what it has already applied: f(t+1), the product with W_h^T."""
     if isinstance(term.local, MatTerm):
         return f"the product with `{term.local.weight}^T`"
+    if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
+        when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
+        return f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(term.pre, d)}`{when}"
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)

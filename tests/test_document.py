@@ -457,3 +457,15 @@ def test_numbers_scale_vectors_without_odot_and_long_names_are_upright():
     (a,) = leak.affine("W", [x], blocks=["a"])
     leak.update(h=tanh(a) + h_prev / 3)
     assert r"dh_{\text{prev}} = dh \frac{\partial h}{\partial h_{\text{prev}}} = \frac{1}{3} dh" in derivation_markdown(derive(leak), "leak.py")
+
+
+def test_a_carry_through_a_pre_activation_names_its_factor():
+    """IndRNN's h = tanh(a + u*h_prev): dh_next holds u of the pre-activation, not 'the path through h'."""
+    cell = Cell("indrnn", title="IndRNN")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x], blocks=["a"])
+    u = cell.param("u")
+    cell.update(h=tanh(a + u * h_prev))
+    text = " ".join(derivation_text(derive(cell)).split())
+    assert "dh_next already holds the factor u of the pre-activation a + h_prev*u: it is dh_prev = u*da" in text
+    assert "the path through h" not in text
