@@ -44,12 +44,12 @@ class _TextPrinter(StrPrinter):
 
 
 class _TexPrinter(LatexPrinter):
-    """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms.
-    ``as_written``: terms and factors in their stored order (a forward equation's, as the script
-    has them), not sorted."""
+    """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms. Terms
+    and factors in their stored order, as the text form has them (a forward equation's as the
+    script writes it), not sorted again."""
 
-    def __init__(self, blocks, as_written=False):
-        super().__init__({"mul_symbol": r" \odot ", **({"order": "none"} if as_written else {})})
+    def __init__(self, blocks):
+        super().__init__({"mul_symbol": r" \odot ", "order": "none"})
         self.blocks = blocks
 
     def _print_Symbol(self, expr, style="plain"):
@@ -125,8 +125,8 @@ def expr_text(expr, d: Derivation):
     return _TextPrinter(_block_names(d)).doprint(expr)
 
 
-def expr_latex(expr, d: Derivation, as_written=False):
-    return _TexPrinter(_block_names(d, tex=True), as_written).doprint(expr)
+def expr_latex(expr, d: Derivation):
+    return _TexPrinter(_block_names(d, tex=True)).doprint(expr)
 
 
 def step_text(step: Step, d: Derivation):
@@ -254,7 +254,7 @@ def _forward_section(d):
 def _forward_math(eq, d):
     if eq.rhs is not None:
         name = str(eq.lhs[0])
-        return Math(f"{_tex_name(name)} = {expr_latex(eq.shown, d, as_written=True)}",
+        return Math(f"{_tex_name(name)} = {expr_latex(eq.shown, d)}",
                     (f"{name} = {expr_text(eq.shown, d)}",), eq.number)
     a = eq.node
     tex_terms = [f"{_tex_name(w)} {_tex_name(str(v))}" for w, v in zip(a.weights, a.inputs)]

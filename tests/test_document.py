@@ -469,3 +469,15 @@ def test_a_carry_through_a_pre_activation_names_its_factor():
     text = " ".join(derivation_text(derive(cell)).split())
     assert "dh_next already holds the factor u of the pre-activation a + h_prev*u: it is dh_prev = u*da" in text
     assert "the path through h" not in text
+
+
+def test_the_markdown_orders_a_backward_equation_as_the_text_does():
+    """One equation, one form: (n - h_prev)*dh in both, not -h_prev + n in the document."""
+    cell = Cell("mixer", title="A convex mix")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a_f, a_n = cell.affine("W", [x, h_prev], blocks=["a_f", "a_n"])
+    f, n = cell.let("f", sigmoid(a_f)), cell.let("n", tanh(a_n))
+    cell.update(h=(1 - f) * h_prev + f * n)
+    d = derive(cell)
+    assert "df = dh·∂h/∂f = (n - h_prev)*dh" in " ".join(derivation_text(d).split())
+    assert r"\left(n - h_{\text{prev}}\right) \odot dh" in derivation_markdown(d, "mixer.py")
