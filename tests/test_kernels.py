@@ -60,9 +60,10 @@ def test_step_kernels_in_a_loop_give_the_sequence_results(name):
     ys, final, cache = k.forward(p.params, p.x, p.state)
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
 
-    state, caches = p.state, []
+    state, caches, frame = p.state, [], np.empty_like(p.x[0])
     for t in range(p.x.shape[0]):
-        y, state, c = k.step_forward(p.params, p.x[t], state)
+        frame[...] = p.x[t]  # one buffer refilled, as a stream reads its frames: the cache has its own copy
+        y, state, c = k.step_forward(p.params, frame, state)
         np.testing.assert_allclose(y, ys[t], rtol=1e-13, atol=1e-15)
         caches.append(c)
     for s, f in zip(state, final):
@@ -248,6 +249,9 @@ def test_step_kernels_and_params_name_what_is_wrong(name):
     _, _, cache = k.step_forward(p.params, p.x[0], p.state)
     with pytest.raises(ValueError, match=r"^dy_t: expected shape \(B, H\) = \(3, 2\), got \(3, 5\)$"):
         k.step_backward(p.params, cache, np.ones((3, 5)), p.dstate)
+    _, _, sequence_cache = k.forward(p.params, p.x, p.state)
+    with pytest.raises(ValueError, match=r"^cache: forward\(\) made it over T = 4 steps; step_backward\(\) takes"):
+        k.step_backward(p.params, sequence_cache, p.dys[0], p.dstate)
     for bad in (list(p.params.values()), None):
         with pytest.raises(ValueError, match=r"^params: expected a dict of arrays"):
             k.forward(bad, p.x, p.state)

@@ -139,7 +139,8 @@ def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), c (B, H)); None (or None for one array) means zeros.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state.
+    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
+    be the values forward() ran with: only their sizes and dtype can be checked.
     It uses the cache up: the gates' gradients are written over their values."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
@@ -198,10 +199,13 @@ def backward(params, cache, dys, dstate=None):
 
 
 def step_forward(params, x_t, state=None):
-    """One step: x_t (B, D). Returns y_t (B, H), the new state and a cache for step_backward()."""
+    """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
+    step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
+    A convenience: each call does what forward() does once per call (argument checks, a scaled
+    copy of the weights), so a run of known steps is faster as one forward()."""
     _checked_params(params)
     D, _ = _sizes(params)
-    x_t = np.asarray(x_t)
+    x_t = np.array(x_t)  # a copy: the cache keeps it
     if x_t.ndim != 2 or x_t.shape[1] != D:
         raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
@@ -213,7 +217,11 @@ def step_backward(params, cache, dy_t, dstate=None):
     step, dL/dx_t and dL/d(previous state)."""
     dtype = _checked_params(params)[0].dtype
     D, H = _sizes(params)
-    dy_t = _checked("dy_t", dy_t, (_checked_cache(cache, D, H, dtype).shape[1], H), "(B, H)", dtype)
+    T, B = _checked_cache(cache, D, H, dtype).shape[:2]
+    if T != 1:
+        raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
+                         "step_forward(), backward() that of forward()")
+    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)
     grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
     return grads, dx[0], dstate_prev
 
