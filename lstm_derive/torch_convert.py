@@ -85,20 +85,24 @@ def _import_torch():
 
 # -- PyTorch -> kernel ------------------------------------------------------------------------
 
-def from_torch(cell, state_dict, *, input_size=None, hidden_size=None):
+def from_torch(cell, state_dict, *, layer=None, input_size=None, hidden_size=None):
     """The kernel parameters of ``cell`` ("lstm", "gru", "rnn" or its kernel module) from a
-    PyTorch module or its state_dict.
+    PyTorch module or its state_dict; of a stack (num_layers > 1), those of ``layer`` k, whose
+    input is layer k-1's output.
 
     Arrays are NumPy copies in the module's dtype, in the kernel's PARAMS order. A module
     without biases (bias=False) gives zero biases. Raises ValueError, saying what was
-    expected, for another cell type, more than one layer, a bidirectional or projected
-    module, the ReLU RNN (only when given the module: its state_dict looks like tanh's), or
-    sizes that disagree with each other or with ``input_size``/``hidden_size``.
+    expected, for another cell type, a stack without ``layer``, a bidirectional or projected
+    module, the ReLU RNN (only when given the module: its state_dict looks like tanh's), a
+    dtype NumPy has not (bfloat16), or sizes that disagree with each other or with
+    ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
     if hasattr(state_dict, "state_dict"):
-        _check_module(layout, state_dict)
+        _check_module(layout, state_dict, layer)
         state_dict = state_dict.state_dict()
+    if layer is not None:
+        state_dict = _one_layer(state_dict, layer)
     arrays = _read_keys(layout, state_dict)
     D, H = _sizes(layout, arrays, input_size, hidden_size)
     w_ih, w_hh, b_ih, b_hh = (arrays.get(k) for k in KEYS)
@@ -110,19 +114,36 @@ def from_torch(cell, state_dict, *, input_size=None, hidden_size=None):
     return {p: values[p] for p in kernel.PARAMS}
 
 
-def _check_module(layout, module):
+def _check_module(layout, module, layer):
     mode = getattr(module, "mode", None)
     if mode == "RNN_RELU" and layout.mode == "RNN_TANH":
         raise ValueError("expected nn.RNN with nonlinearity='tanh'; this one uses 'relu'")
     if mode is not None and mode != layout.mode:
         raise ValueError(f"expected a torch.nn.{layout.module}, got a {type(module).__name__} (mode {mode!r})")
-    if getattr(module, "num_layers", 1) != 1:
-        raise ValueError(f"expected num_layers=1, got {module.num_layers}: a kernel is one layer; "
-                         "convert a stack layer by layer")
+    layers = getattr(module, "num_layers", 1)
+    if layer is None and layers != 1:
+        raise ValueError(f"expected num_layers=1, got {layers}: a kernel is one layer; "
+                         f"convert each with from_torch(..., layer=k), k = 0 to {layers - 1}")
+    if layer is not None and not 0 <= layer < layers:
+        raise ValueError(f"layer: expected 0 to {layers - 1} (num_layers={layers}), got {layer}")
     if getattr(module, "bidirectional", False):
         raise ValueError("expected bidirectional=False: a kernel runs one direction")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
+
+
+def _one_layer(state_dict, layer):
+    """Layer k's entries of a stack's state_dict, under the keys of a one-layer module (*_l0)."""
+    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
+        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
+    if any(k.endswith("_reverse") for k in state_dict):
+        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True)")
+    suffix = f"_l{layer}"
+    chosen = {k[: -len(suffix)] + "_l0": v for k, v in state_dict.items() if k.endswith(suffix)}
+    if not chosen:
+        found = sorted({int(m.group(1)) for k in state_dict if (m := re.search(r"_l(\d+)$", k))})
+        raise ValueError(f"layer: this state_dict has no layer {layer} (its layers: {found})")
+    return chosen
 
 
 def _read_keys(layout, state_dict):
@@ -132,7 +153,8 @@ def _read_keys(layout, state_dict):
         raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True)")
     layers = sorted({int(m.group(1)) for k in unknown if (m := re.search(r"_l(\d+)$", k))} - {0})
     if layers:
-        raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {[0] + layers}")
+        raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {[0] + layers}: "
+                         "convert each with from_torch(..., layer=k)")
     if "weight_hr_l0" in unknown:
         raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
     if unknown:
@@ -149,7 +171,11 @@ def _read_keys(layout, state_dict):
 
 def _numpy(key, value):
     if hasattr(value, "detach"):  # a torch.Tensor
-        value = value.detach().cpu().numpy()
+        try:
+            value = value.detach().cpu().numpy()
+        except TypeError as error:  # bfloat16: no NumPy dtype
+            raise ValueError(f"{key}: dtype {value.dtype} has no NumPy counterpart; convert the module "
+                             "with .float() or .double() first") from error
     value = np.array(value)  # a copy: the parameters never alias the module's
     if value.dtype.kind not in "fc":
         raise ValueError(f"{key}: expected floating-point values, got dtype {value.dtype}")

@@ -157,7 +157,8 @@ WRONG = [
     ("rnn", state_dict(torch.nn.GRU, 3, 4), r"a GRU's; expected nn.RNN's \(H, H\)"),
     ("lstm", torch.nn.GRU(3, 4), r"expected a torch.nn.LSTM, got a GRU"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, num_layers=2), r"expected one layer .*layers \[0, 1\]"),
-    ("gru", torch.nn.GRU(3, 4, num_layers=3), r"expected num_layers=1, got 3"),
+    ("gru", torch.nn.GRU(3, 4, num_layers=3), r"expected num_layers=1, got 3: .*from_torch\(\.\.\., layer=k\), k = 0 to 2"),
+    ("lstm", torch.nn.LSTM(3, 4, dtype=torch.bfloat16), r"weight_ih_l0: dtype torch.bfloat16 has no NumPy counterpart"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, bidirectional=True), r"one-directional .*bidirectional=True"),
     ("rnn", torch.nn.RNN(3, 4, bidirectional=True), r"expected bidirectional=False"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, proj_size=2), r"without projection; .*weight_hr_l0"),
@@ -175,6 +176,25 @@ WRONG = [
 def test_what_does_not_convert_says_what_was_expected(name, source, message):
     with pytest.raises(ValueError, match=message):
         tc.from_torch(name, source)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_stack_converts_layer_by_layer(name):
+    """Layer 1's kernel on layer 0's outputs is the two-layer module, from it or its state_dict."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(0)
+    stack = module_class(3, 4, num_layers=2, dtype=torch.float64)
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    ys0, _, _ = kernel.forward(tc.from_torch(name, stack, layer=0), x)
+    ys1, _, _ = kernel.forward(tc.from_torch(name, stack.state_dict(), layer=1), ys0)
+    expected, _ = stack(torch.tensor(x))
+    assert_close(ys1, expected.detach().numpy(), f"{name} layer 1")
+    with pytest.raises(ValueError, match=r"layer: expected 0 to 1 \(num_layers=2\), got 2"):
+        tc.from_torch(name, stack, layer=2)
+    with pytest.raises(ValueError, match=r"layer: this state_dict has no layer 2 \(its layers: \[0, 1\]\)"):
+        tc.from_torch(name, stack.state_dict(), layer=2)
+    with pytest.raises(ValueError, match=r"bidirectional=True"):
+        tc.from_torch(name, module_class(3, 4, num_layers=2, bidirectional=True).state_dict(), layer=1)
 
 
 def test_sizes_can_be_required():
