@@ -440,6 +440,27 @@ def print_targets(rows, out=None):
               "  memory with the minimum activations and the returned gradients and nothing else)", file=out)
 
 
+def disturbances(throughput, cases):
+    """Signs that the machine was busy during the run: the GEMM probes at its start and end
+    disagree, or a kernel's slowest round took more than twice its fastest."""
+    found = []
+    for dt in throughput.get("end", {}):
+        start, end = throughput["start"][dt]["best_gflops"], throughput["end"][dt]["best_gflops"]
+        if max(start, end) > 1.5 * min(start, end):
+            found.append(f"{dt} GEMM throughput {start:.0f} GFLOP/s at the start, {end:.0f} at the end")
+    for c in cases:
+        r = c["results"]["generated"]
+        if r["max_ms"] > 2 * r["min_ms"]:
+            found.append(f"{c['cell']} {c['size']} {c['dtype']} took {r['min_ms']:.3g}-{r['max_ms']:.3g} ms")
+    return found
+
+
+def print_disturbances(found, out=None):
+    if found:
+        print("NOTE the machine was busy during this run (" + "; ".join(found) + "): its times and ratios "
+              "are not reliable; run it again when the machine is quiet", file=out)
+
+
 def _bound_text(row):
     return "" if row.get("bound") is None else f" (bound {row['bound']:.3g})"
 
@@ -596,6 +617,7 @@ def show(report, out=None):
     print("", file=out)
     print_summary(report["cases"], out)
     print_targets(report["targets"], out)
+    print_disturbances(disturbances(report["gemm_throughput"], report["cases"]), out)
 
 
 def _run(args):
@@ -631,6 +653,7 @@ def _run(args):
     print_summary(cases)
     targets = evaluate_targets(cases, derive_emit)
     print_targets(targets)
+    print_disturbances(disturbances(throughput, cases))
     if hasattr(os, "getloadavg"):
         info["loadavg_end"] = list(os.getloadavg())
 

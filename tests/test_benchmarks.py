@@ -139,6 +139,18 @@ def test_a_missed_target_is_shown_with_its_bound(capsys):
     assert "missed: lstm S3 float32 0.95 (bound 0.93)" in printed and "2 met, 1 missed" in printed
 
 
+def test_a_busy_machine_is_said_to_make_the_run_unreliable(capsys):
+    probe = lambda gflops: {"float32": {"best_gflops": gflops}}  # noqa: E731
+    case = {"cell": "lstm", "size": "S2", "dtype": "float32", "results": {"generated": {"min_ms": 93.3, "max_ms": 818.6}}}
+    steady = {"cell": "gru", "size": "S2", "dtype": "float32", "results": {"generated": {"min_ms": 20.0, "max_ms": 24.0}}}
+    assert bench.disturbances({"start": probe(120), "end": probe(110)}, [steady]) == []
+    found = bench.disturbances({"start": probe(13.4), "end": probe(123.8)}, [case, steady])
+    assert found == ["float32 GEMM throughput 13 GFLOP/s at the start, 124 at the end",
+                     "lstm S2 float32 took 93.3-819 ms"]
+    bench.print_disturbances(found)
+    assert capsys.readouterr().out.startswith("NOTE the machine was busy during this run (float32 GEMM")
+
+
 def test_line_profile_runs(capsys):
     profile_lines.main(["gru", "--size", "3,2,3,4", "--calls", "1"])
     printed = capsys.readouterr().out
