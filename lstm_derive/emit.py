@@ -2048,12 +2048,14 @@ def _steps(k):
 def _validation(k):
     _, x_weight = _input_weight(k)
     arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
+    together = f"({k.states[0]},)" if len(k.states) == 1 else f"({', '.join(k.states)})"
     return _lines(
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array, or a ValueError naming the argument, its expected and its actual shape."""',
         "    a = np.asarray(a)",
         '    if a.dtype.kind not in "fc":',
-        '        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}")',
+        '        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "',
+        '                         "with .astype(), e.g. to float64")',
         "    if a.shape != shape:",
         '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")',
         "    if dtype is not None and a.dtype != dtype:",
@@ -2104,7 +2106,8 @@ def _validation(k):
         "    if state is None:",
         "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
         "    if not isinstance(state, (tuple, list)):",
-        f'        raise ValueError(f"{{name}}: expected a tuple of {arrays} {{STATES}}, got {{type(state).__name__}}")',
+        f'        raise ValueError(f"{{name}}: expected a tuple of {arrays} {{STATES}}, got {{type(state).__name__}}; "',
+        f'                         "pass {together}")',
         "    if len(state) != len(STATES):",
         f'        raise ValueError(f"{{name}}: expected {arrays} {{STATES}}, got {{len(state)}}")',
         '    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()',

@@ -155,7 +155,7 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
     cases = [
         (lambda: k.forward(p.params, p.x[0], p.state), r"x: expected shape \(T, B, D\)"),
         (lambda: k.forward(p.params, p.x[..., :-1], p.state), r"x: expected shape \(T, B, D\) with D = 3"),
-        (lambda: k.forward(p.params, p.x.astype(int), p.state), r"x: expected a float or complex array"),
+        (lambda: k.forward(p.params, p.x.astype(int), p.state), r"x: expected a float or complex array, got dtype int64; convert it with \.astype\(\)"),
         (lambda: k.forward(p.params, p.x.astype(np.float32), p.state), r"x: expected dtype float64"),
         (lambda: k.forward(p.params, p.x, tuple(s[:2] for s in p.state)), r"state\[.*\]: expected shape \(B, H\) = \(3, 2\), got \(2, 2\)"),
         (lambda: k.forward(p.params, p.x, p.state[:-1] + (None,) * 0), r"state: expected \d arrays"),
@@ -167,7 +167,7 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         cases.pop(5)
     transposed = {n: v.T for n, v in p.params.items() if v.ndim == 2}
     cases += [
-        (lambda: k.forward(p.params, p.x, p.state[0]), r"state: expected a tuple of \d arrays? .*, got ndarray"),
+        (lambda: k.forward(p.params, p.x, p.state[0]), r"state: expected a tuple of \d arrays? .*, got ndarray; pass \(" + ", ".join(k.STATES) + r",?\)"),
         (lambda: k.forward({**p.params, **transposed}, p.x, p.state), r"W_x: expected shape \(\d \* H, D\)|W_x .* disagree on H: expected W_x \((\d \* )?H, D\)"),
         (lambda: k.init_params(3, 0), r"D and H: expected positive integers, got D = 3, H = 0"),
         (lambda: k.init_params(3, 4, dtype=int), r"dtype: expected a float or complex dtype"),

@@ -242,7 +242,8 @@ def _checked(name, a, shape, dims, dtype):
     """a as an array, or a ValueError naming the argument, its expected and its actual shape."""
     a = np.asarray(a)
     if a.dtype.kind not in "fc":
-        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}")
+        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
+                         "with .astype(), e.g. to float64")
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
@@ -302,7 +303,8 @@ def _checked_state(state, B, H, dtype, name="state"):
     if state is None:
         return tuple(np.zeros((B, H), dtype) for _ in STATES)
     if not isinstance(state, (tuple, list)):
-        raise ValueError(f"{name}: expected a tuple of 2 arrays {STATES}, got {type(state).__name__}")
+        raise ValueError(f"{name}: expected a tuple of 2 arrays {STATES}, got {type(state).__name__}; "
+                         "pass (h, c)")
     if len(state) != len(STATES):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
