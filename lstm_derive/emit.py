@@ -631,15 +631,17 @@ class _Kernel:
         return symbols
 
 
-def emit_kernel(derivation: Derivation, source=None, command="lstm-derive generate") -> str:
+def emit_kernel(derivation: Derivation, source=None, command="lstm-derive generate", document=None) -> str:
     """The kernel module's source text; the same derivation always gives the same text.
 
     The header names the script as ``source`` (by default its folder and name, derivations/lstm.py)
-    and ``command`` as the way to write the file again."""
+    and ``command`` as the way to write the file again; the docstring names the derivation document
+    as ``document`` (by default lstm.md)."""
     k = _Kernel(derivation)
     passes = [_forward(k), _backward(k)]
     parts = [
-        _header(k, source or _source_name(derivation.cell), command, _example_comment(k, passes[1])),
+        _header(k, source or _source_name(derivation.cell), command, _example_comment(k, passes[1]),
+                document or f"{derivation.cell.name}.md"),
         _interface(k),
         _helpers(k, "".join(passes)),
         *passes,
@@ -666,9 +668,8 @@ def _example_comment(k, backward):
     return found.group(1) if found else f"({first})"
 
 
-def _header(k, source, command, example):
+def _header(k, source, command, example, document):
     cell = k.cell
-    doc_name = f"{cell.name}.md"
     eqs = []
     for eq in k.d.forward:
         lhs = ", ".join(map(str, eq.lhs))
@@ -687,7 +688,8 @@ def _header(k, source, command, example):
         "",
         *eqs,
         "",
-        f"Comments such as `# {example}` name the equation of {doc_name} that a line implements.",
+        f"Comments such as `# {example}` name the equation a line implements in the derivation document",
+        f"written with this kernel, {document}.",
         "Arrays are time-major: x is (T, B, D), every state is (B, H).",
         '"""',
         "",

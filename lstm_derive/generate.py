@@ -128,7 +128,7 @@ def targets_for(script, out=None):
     script = Path(script)
     if out is None:
         source = f"{HOME.name}/{script.name}"
-        kernel = emit_kernel(d, source)  # first: the document's table cites the kernel's lines
+        kernel = emit_kernel(d, source, document=f"{HOME.name}/{cell.name}.md")  # first: the document cites its lines
         return d, [Target(KERNELS / f"{cell.name}.py", kernel),
                    Target(script.parent / f"{cell.name}.md", derivation_markdown(d, source, kernel))]
     out = Path(out)
@@ -136,7 +136,7 @@ def targets_for(script, out=None):
     # files are the same for `generate cells/mgu.py --out cells/build` and `generate mgu.py --out build`
     out_from_script = Path(os.path.relpath(out.resolve(), script.resolve().parent)).as_posix()
     command = f"lstm-derive generate {script.name} --out {out_from_script}"
-    kernel = emit_kernel(d, script.name, command)
+    kernel = emit_kernel(d, script.name, command, document=f"{cell.name}.md beside it")
     script_from_out = Path(os.path.relpath(script.resolve(), out.resolve())).as_posix()
     document = derivation_markdown(d, script.name, kernel, kernel_path=f"{cell.name}.py",
                                    script_path=script_from_out, command=command)

@@ -30,12 +30,15 @@ def test_regeneration_is_byte_identical(tmp_path, capsys):
     for _ in range(2):
         assert generate(*scripts, "--out", str(out)) == 0
     assert capsys.readouterr().out.endswith(f"{2 * len(scripts)} files generated, 0 changed\n")
-    for kernel in out.glob("*.py"):  # the package's code; only the header says where it came from
-        assert _without_header(kernel) == _without_header(KERNELS / kernel.name)
+    for kernel in out.glob("*.py"):  # the package's code; only the header and the document's path differ
+        assert _without_paths(kernel) == _without_paths(KERNELS / kernel.name)
+    assert "written with this kernel, lstm.md beside it." in (out / "lstm.py").read_text()
+    assert "written with this kernel, derivations/lstm.md." in (KERNELS / "lstm.py").read_text()
 
 
-def _without_header(path):
-    return path.read_text().split("\n", 2)[2]
+def _without_paths(path):
+    body = path.read_text().split("\n", 2)[2]
+    return re.sub(r"written with this kernel, .*\.", "", body)
 
 
 def test_files_written_elsewhere_say_how_to_write_them_again(tmp_path, monkeypatch):

@@ -14,7 +14,8 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (8) n = tanh(a_n)
     (9) h = (1 - z)*n + z*h_prev
 
-Comments such as `# (10) dL/dh` name the equation of gru.md that a line implements.
+Comments such as `# (10) dL/dh` name the equation a line implements in the derivation document
+written with this kernel, derivations/gru.md.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 

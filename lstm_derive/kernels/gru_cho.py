@@ -12,7 +12,8 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (6) n = tanh(a_n)
     (7) h = (1 - z)*n + z*h_prev
 
-Comments such as `# (8) dL/dh` name the equation of gru_cho.md that a line implements.
+Comments such as `# (8) dL/dh` name the equation a line implements in the derivation document
+written with this kernel, derivations/gru_cho.md.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 

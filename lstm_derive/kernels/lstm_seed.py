@@ -12,7 +12,8 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (6) s = g*i + s_prev*f
     (7) h = s*o
 
-Comments such as `# (8) dL/dh` name the equation of lstm_seed.md that a line implements.
+Comments such as `# (8) dL/dh` name the equation a line implements in the derivation document
+written with this kernel, derivations/lstm_seed.md.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 

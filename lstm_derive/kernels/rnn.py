@@ -7,7 +7,8 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
     (1) a = W_x x + W_h h_prev + b_x + b_h
     (2) h = tanh(a)
 
-Comments such as `# (3) dL/dh` name the equation of rnn.md that a line implements.
+Comments such as `# (3) dL/dh` name the equation a line implements in the derivation document
+written with this kernel, derivations/rnn.md.
 Arrays are time-major: x is (T, B, D), every state is (B, H).
 """
 
