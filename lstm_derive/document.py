@@ -242,13 +242,36 @@ def _forward_section(d):
     cell = d.cell
     prevs = _join([f"`{s}_prev`" for s in cell.states])
     are = "are the states" if len(cell.states) > 1 else "is the state"
+    sigma = (", and σ (sigmoid) is the logistic function 1/(1 + exp(-a))" if _uses(cell, sigmoid) else "")
     blocks = [
         Prose(f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
               "Every named vector but the input has H components (the input has D); products of "
               "vectors are elementwise (written ⊙ in the equations), only affine maps multiply by a "
-              "matrix, and σ (sigmoid) is the logistic function 1/(1 + exp(-a))."),
+              f"matrix{sigma}."),
     ]
-    return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward]))
+    return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
+
+
+def _uses(cell, function):
+    return any(let.expr.has(function) for let in cell.lets)
+
+
+def _shapes(d):
+    """The affine maps' matrices: their shapes, and which rows hold which block."""
+    parts = []
+    for eq in d.forward:
+        a = eq.node
+        if not isinstance(a, Affine):
+            continue
+        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        sizes = _join([f"`{w}` is {k} × {'D' if v in d.cell.inputs else 'H'}" for w, v in zip(a.weights, a.inputs)]
+                      + [f"`{b}` has {k} entries" for b in a.biases])
+        rows = f"; their rows hold {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
+        parts.append(f"in ({eq.number}), {sizes}{rows}")
+    if not parts:
+        return []
+    text = "; ".join(parts)
+    return [Prose(text[0].upper() + text[1:] + ".")]
 
 
 def _forward_math(eq, d):
@@ -267,12 +290,16 @@ def _forward_math(eq, d):
 
 
 def _dataflow_section(d):
-    return Section("Dataflow", (
-        _flow(d),
-        Prose("Values flow along the arrows within step t; an arrow out of an affine map carries "
-              "one of its blocks. The dotted arrows are the recurrence: a new state becomes the "
-              "previous state of step t+1."),
-    ))
+    return Section("Dataflow", (_flow(d),))
+
+
+_FLOW_CAPTION = {
+    "graph": ("Values flow along the arrows within step t; an arrow out of an affine map carries one of "
+              "its blocks. The dotted arrows are the recurrence: a new state becomes the previous state "
+              "of step t+1."),
+    "list": ("Each value on the left is computed within step t from those on its right (an affine map's "
+             "outputs are its blocks); a new state becomes the previous state of step t+1."),
+}
 
 
 def _flow(d):
@@ -337,18 +364,40 @@ def _loss_section(d):
               "from step t+1 (at the last step, the gradient of the final state, zero by default). Since the losses of earlier steps do not depend on step t, "
               "dL/dv = dL(t)/dv."),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+        *([Prose("L(t+1) is read as a function of the states step t hands on: "
+                 f"{nexts} are its partial derivatives, each with the other states held fixed. The paths "
+                 "between the states inside step t are in the equations below, so none is counted twice.")]
+          if len(cell.states) > 1 else []),
+        Prose("With a batch, l(t) sums the losses of the B sequences, and every vector is one row b of "
+              "step t, written v(t, b) where that matters. Vectors are columns here; the kernel holds a "
+              "step's B rows as one (B, H) array, so W^T da is `da @ W` there, and Σ_b da x^T is `da.T @ x`."),
     ))
 
 
 def _backward_section(d):
     steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
     return Section("Backward pass", tuple(
-        [Prose("One step, last node first. Each adjoint is the sum, over the node's consumers, of "
-               "the consumer's adjoint times the consumer's derivative; the second form is the one "
-               "the kernel computes, with derivatives in output form: σ'(a) = y(1 - y) and "
-               "tanh'(a) = 1 - y², y the stored output.")]
+        [Prose(_backward_intro(d))]
         + [Prose(text) for text in _pre_activation_prose(d)]
         + [_step_math(s, d) for s in steps]))
+
+
+def _backward_intro(d):
+    forms = []
+    for function, sign, form in ((sigmoid, "σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
+                                 (sympy.tanh, "tanh'(a) = 1 - tanh(a)²", "1 - {v}²")):
+        example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
+        if example is not None:
+            name = "σ" if function is sigmoid else "tanh"
+            forms.append(f"{sign} is {form.format(v=example.symbol)} for "
+                         f"{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})")
+    output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
+                   "the backward pass needs neither the pre-activations nor another exp or tanh." if forms else "")
+    return ("One step, last node first. Each adjoint is the sum, over the node's consumers, of the "
+            "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
+            "product: its Jacobian is diagonal). The second form is the one the kernel computes, with "
+            "the same factors in another order: the local derivatives first, for many steps at once, "
+            f"and the adjoint last.{output_form}")
 
 
 def _pre_activation_prose(d):
@@ -365,14 +414,14 @@ def _pre_activation_prose(d):
     block = next(s for s in d.steps if s.adjoint == adj)
     local = block.terms[0]
     takes = str(adj) if term.local == 1 else _times_text(term.local, adj, d)
-    text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(pre, d)}` alone, with "
+    text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(_as_written(pre, d), d)}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
-            f"dL/d({expr_text(pre, d)}) too, which the pre-activation's other inputs read. "
+            f"dL/d({expr_text(_as_written(pre, d), d)}) too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
             f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
     if len(uses) > 1:
         text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
-    likewise = [f"`{a}` for `{expr_text(p, d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
+    likewise = [f"`{a}` for `{expr_text(_as_written(p, d), d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
     return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
 
 
@@ -405,7 +454,7 @@ def _chain_text(term, step, d):
     if isinstance(term.local, MatTerm):
         return expr_text(term.local, d)
     if term.pre is not None:
-        return f"{term.adjoint}·∂({expr_text(term.pre, d)})/∂{v}"
+        return f"{term.adjoint}·∂({expr_text(_as_written(term.pre, d), d)})/∂{v}"
     return f"{term.adjoint}·∂{term.consumer}/∂{v}"
 
 
@@ -418,8 +467,18 @@ def _chain_tex(term, step, d):
     if isinstance(term.local, MatTerm):
         return expr_latex(term.local, d)
     if term.pre is not None:
-        return rf"{_tex_name(str(term.adjoint))} \frac{{\partial \left({expr_latex(term.pre, d)}\right)}}{{\partial {v}}}"
+        return rf"{_tex_name(str(term.adjoint))} \frac{{\partial \left({expr_latex(_as_written(term.pre, d), d)}\right)}}{{\partial {v}}}"
     return rf"{_tex_name(str(term.adjoint))} \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
+
+
+def _as_written(pre, d):
+    """A gate's pre-activation as the script writes it (a_o + p_o*c), where its equation shows it."""
+    for eq in d.forward:
+        expr = getattr(eq.node, "expr", None)
+        if eq.rhs is not None and isinstance(expr, sympy.Function) and expr.args[0] == pre \
+                and type(eq.shown) is type(expr):
+            return eq.shown.args[0]
+    return pre
 
 
 def _carries_section(d):
@@ -439,9 +498,10 @@ def _carries_section(d):
 
 def _gradients_section(d):
     which = "the weights' and the input's" if d.cell.params else "them"
-    blocks = [Prose("The parameter gradients are sums over the steps t and the batch rows b (outer "
-                    "products for the weights), and the input's gradient is one product per step and "
-                    f"row: the kernel computes {which} for all steps at once, after the backward loop.")]
+    blocks = [Prose("The same parameters serve every step and every row, as if each had its own copy, "
+                    "so their gradients are sums over the steps t and the batch rows b of each copy's "
+                    "(outer products for the weights); the input's gradient is one product per step and "
+                    f"row. The kernel computes {which} for all steps at once, after the backward loop.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
     return Section("Gradients of the input and the parameters", tuple(blocks))
@@ -452,7 +512,7 @@ def _grad_math(g, d):
     sums_tex, sums_text = r"\sum_{t=1}^{T} \sum_{b=1}^{B}", "Σ_t Σ_b"
     if g.kind == "weight":
         stack, v = _block_names(d, tex=True)[g.affine], _tex_name(str(g.vector))
-        return Math(f"{_tex_name(name)} = {sums_tex} {stack} {v}^{{\\top}}",
+        return Math(f"{_tex_name(name)} = {sums_tex} {stack} \\thinspace {v}^{{\\top}}",
                     (f"{name} = {sums_text} {_block_names(d)[g.affine]}·{g.vector}^T",), g.number)
     if g.kind == "bias":
         return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}",
@@ -477,8 +537,10 @@ def _kernel_section(d, kernel_text, kernel_path):
         rows.append((f"({number})", f"`{what}`", functions, refs or "none"))
     return Section("Kernel lines", (
         Prose(f"Where [{kernel_path.split('/')[-1]}]({kernel_path}) implements each equation; its "
-              "comments cite the same numbers."),
-        Table(("Equation", "Computes", "Function", "Lines"), tuple(rows)),
+              "comments cite the same numbers. A line may hold one factor of an equation (the kernel "
+              "multiplies the local derivatives first), and a comment's dc/di is the local derivative "
+              "∂c/∂i, not a ratio of adjoints."),
+        Table(("Equation", "Defines", "Function", "Lines"), tuple(rows)),
     ))
 
 
@@ -577,7 +639,7 @@ def _held(term, own, d):
         return f"the product with `{term.local.weight}^T`"
     if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
         when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
-        return f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(term.pre, d)}`{when}"
+        return f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(_as_written(term.pre, d), d)}`{when}"
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)
@@ -727,7 +789,7 @@ def _md_flow(block):
             lines.append(f"    {e.target} <-.-{label} {e.source}")
         else:
             lines.append(f"    {e.source} -->{label} {e.target}")
-    return lines + ["```"]
+    return lines + ["```", "", _FLOW_CAPTION["graph"]]
 
 
 def _md_table(block):
@@ -804,7 +866,8 @@ def _text_flow(block):
     rows = _flow_rows(block)
     width = max(len(name) for name, _, _ in rows)
     return [f"  {name.ljust(width)} ← {', '.join(into)}"
-            + "".join(f"   ⇢ {c} of step t+1" for c in carried) for name, into, carried in rows]
+            + "".join(f"   ⇢ {c} of step t+1" for c in carried) for name, into, carried in rows
+            ] + _wrap(_FLOW_CAPTION["list"], "  ", "  ")
 
 
 def _flow_name(node):
@@ -844,7 +907,7 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
-                  "²": r"$^2$",
+                  "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
                   "·": r"$\cdot$"}
 
 
@@ -877,7 +940,7 @@ def _latex_flow(block):
     for name, into, carried in _flow_rows(block):
         item = f"\\item {_latex_prose(f'`{name}`')} $\\leftarrow$ {_latex_prose(', '.join(f'`{v}`' for v in into))}"
         items.append(item + "".join(f"; it becomes {_latex_prose(f'`{c}`')} of step t+1" for c in carried))
-    return ["\\begin{itemize}"] + items + ["\\end{itemize}"]
+    return ["\\begin{itemize}"] + items + ["\\end{itemize}", "", _latex_prose(_FLOW_CAPTION["list"])]
 
 
 def _latex_table(block):

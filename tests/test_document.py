@@ -399,9 +399,9 @@ def test_a_peephole_path_reads_the_pre_activation_adjoint():
     d = derive(load_cell(DERIVATIONS / "lstm_peephole.py"))
     text = derivation_text(d)
     prose = " ".join(text.split())
-    assert "da_o = dL/da_o is dL/d(a_o + c*p_o) too" in prose
-    assert "Likewise da_i for a_i + c_prev*p_i in (19) and (20); da_f for a_f + c_prev*p_f in (19) and (21)." in prose
-    assert "dc = da_o·∂(a_o + c*p_o)/∂c + dh·∂h/∂c + ∂L(t+1)/∂c" in text
+    assert "da_o = dL/da_o is dL/d(a_o + p_o*c) too" in prose
+    assert "Likewise da_i for a_i + p_i*c_prev in (19) and (20); da_f for a_f + p_f*c_prev in (19) and (21)." in prose
+    assert "dc = da_o·∂(a_o + p_o*c)/∂c + dh·∂h/∂c + ∂L(t+1)/∂c" in text  # as the script writes it
     assert "p_o*da_o + o*(1 - tanh(c)**2)*dh + dc_next" in text
     assert "is dL/d(" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
 
@@ -467,7 +467,7 @@ def test_a_carry_through_a_pre_activation_names_its_factor():
     u = cell.param("u")
     cell.update(h=tanh(a + u * h_prev))
     text = " ".join(derivation_text(derive(cell)).split())
-    assert "dh_next already holds the factor u of the pre-activation a + h_prev*u: it is dh_prev = u*da" in text
+    assert "dh_next already holds the factor u of the pre-activation a + u*h_prev: it is dh_prev = u*da" in text
     assert "the path through h" not in text
 
 
