@@ -19,5 +19,8 @@ o = cell.let("o", sigmoid(a_o))  # output gate
 c = cell.let("c", f * c_prev + i * g)  # new cell state
 cell.update(c=c, h=o * tanh(c))  # h is also the step output
 
+cell.note("With `f = 1 - i` the input gate reaches `c` twice, as itself and through `f`, so {di} is "
+          "`-df + g*dc`; leaving out `-df` is the coupled gate's own mistake.")
+
 if __name__ == "__main__":
     explain(cell)

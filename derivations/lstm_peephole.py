@@ -21,5 +21,9 @@ c = cell.let("c", f * c_prev + i * g)  # new cell state
 o = cell.let("o", sigmoid(a_o + p_o * c))  # output gate, looking at the new cell state
 cell.update(c=c, h=o * tanh(c))  # h is also the step output
 
+cell.note("`o` reads the new `c`, so `da_o` in {da_o} comes before `dc` in {dc}, which takes `p_o*da_o` "
+          "besides the path through `h`; dropping it, or `p_i*da_i + p_f*da_f` in {dc_prev}, loses the "
+          "peepholes' paths back to the cell.")
+
 if __name__ == "__main__":
     explain(cell)

@@ -15,5 +15,8 @@ h_prev = cell.state("h")
 (a,) = cell.affine("W", [x, h_prev], blocks=["a"], bias=["b_x", "b_h"])
 cell.update(h=tanh(a))  # h is also the step output
 
+cell.note("{db_x} and {db_h} are the same sum: only `b_x + b_h` enters the cell, so the two biases "
+          "always get equal gradients (PyTorch keeps both, and so does this cell, to map onto nn.RNN).")
+
 if __name__ == "__main__":
     explain(cell)
