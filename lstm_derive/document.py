@@ -528,12 +528,13 @@ def _notes_section(d):
 
 
 def _kernel_section(d, kernel_text, kernel_path):
-    lines = kernel_lines(kernel_text)
+    lines, spans = kernel_lines(kernel_text), _line_spans(kernel_text)
     rows = []
     for number, what in _numbered(d):
         found = lines.get(number, [])
         functions = ", ".join(dict.fromkeys(f"`{f}`" for f, _ in found)) or "none"
-        refs = tuple(Ref(str(n), f"{kernel_path}#L{n}") for _, n in found)
+        refs = tuple(Ref(str(n), f"{kernel_path}#L{n}") if spans[n] == n else
+                     Ref(f"{n}-{spans[n]}", f"{kernel_path}#L{n}-L{spans[n]}") for _, n in found)
         rows.append((f"({number})", f"`{what}`", functions, refs or "none"))
     return Section("Kernel lines", (
         Prose(f"Where [{kernel_path.split('/')[-1]}]({kernel_path}) implements each equation; its "
@@ -573,6 +574,32 @@ def kernel_lines(kernel_text):
         for number in numbers:
             found.setdefault(number, []).append((function, line))
     return found
+
+
+def _names_only(line):
+    """A line that only names values (views, or the next step's states): h_prev = h."""
+    return re.fullmatch(r"\s*[\w, ]+ = [\w\[\]\-+:., ]+(#.*)?", line) is not None
+
+
+def _line_spans(kernel_text):
+    """{cited line: last line of what it stands for}. A comment on a line of its own, or one that
+    ends with a colon ("c = f*c_prev + i*g, written in place:"), heads the lines below it, down to
+    the next citation, comment line, blank line or dedent; any other cited line stands alone."""
+    lines = kernel_text.split("\n")
+    cited = {line for _, _, line, _ in provenance(kernel_text)}
+    spans = {}
+    for line in cited:
+        text = lines[line - 1]
+        head = text.lstrip().startswith("#") or text.rstrip().endswith(":")
+        indent, last = len(text) - len(text.lstrip()), line
+        while head and last < len(lines):
+            below = lines[last]
+            if (not below.strip() or last + 1 in cited or below.lstrip().startswith("#")
+                    or len(below) - len(below.lstrip()) < indent or _names_only(below)):
+                break
+            last += 1
+        spans[line] = last
+    return spans
 
 
 def _numbered(d):

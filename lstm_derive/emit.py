@@ -1409,9 +1409,10 @@ def _tanh_lines(k, a, run):
     """tanh(a) = 2 sigmoid(2a) - 1 for the tanh gates activated through exp with sigmoids."""
     if not _scaled(k, a):
         return []
+    numbers = {eq.lhs: eq.number for eq in k.d.forward}
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative "
-        "terms for |a| << 1", f"{let.symbol} -= one")]
+        f"{let.symbol} *= two  # ({numbers[(let.symbol,)]}) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute "
+        "terms, not in relative terms for |a| << 1", f"{let.symbol} -= one")]
 
 
 def _backward(k):

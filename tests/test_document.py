@@ -211,8 +211,18 @@ def test_the_kernel_table_links_lines_that_cite_the_equation(cell):
     rows = re.findall(r"^\| \((\d+)\) \| .* \| (.*) \|$", markdown, re.M)
     assert [int(n) for n, _ in rows] == sorted(set(document_numbers(markdown)))
     for number, links in rows:
-        lines = [int(n) for n in re.findall(rf"\(\.\./lstm_derive/kernels/{cell}\.py#L(\d+)\)", links)]
+        lines = [int(n) for n in re.findall(rf"\(\.\./lstm_derive/kernels/{cell}\.py#L(\d+)(?:-L\d+)?\)", links)]
         assert lines == cited.get(int(number), []), f"({number})"
+
+
+def test_a_citation_that_heads_lines_below_links_them_all():
+    """c = f*c_prev + i*g, written in place: the view, the product and the sum, not the view alone;
+    the next line, which only names tanh_c's view, is not part of it."""
+    markdown = (DERIVATIONS / "lstm.md").read_text()
+    kernel = (KERNELS / "lstm.py").read_text().split("\n")
+    first = next(n for n, text in enumerate(kernel, 1) if "# (6) c = f*c_prev + i*g" in text)
+    assert kernel[first].strip() == "np.multiply(c_prev, f, out=c)" and kernel[first + 1].strip() == "c += g*i"
+    assert f"| (6) | `c` | `forward` | [{first}-{first + 2}](../lstm_derive/kernels/lstm.py#L{first}-L{first + 2}) |" in markdown
 
 
 def test_the_seed_table_row_for_ds():

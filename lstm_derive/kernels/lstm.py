@@ -117,7 +117,7 @@ def forward(params, x, state=None):
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
-            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
             c = c_seq[t + 1]  # (6) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)

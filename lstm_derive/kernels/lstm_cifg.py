@@ -118,7 +118,7 @@ def forward(params, x, state=None):
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             i, g, o = i_seq[t], g_seq[t], o_seq[t]
-            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
             f = f_seq[t]
             np.subtract(one, i, out=f)  # (3) f = 1 - i

@@ -120,7 +120,7 @@ def forward(params, x, state=None):
             np.exp(pre_W_ready, out=pre_W_ready)
             pre_W_ready += one
             np.reciprocal(pre_W_ready, out=pre_W_ready)
-            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
             c = c_seq[t + 1]  # (5) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)

@@ -116,7 +116,7 @@ def forward(params, x, state=None):
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
-            g *= two  # tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (2) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
             g -= one
             s = s_seq[t + 1]  # (6) s = g*i + s_prev*f, written in place:
             np.multiply(f, s_prev, out=s)
