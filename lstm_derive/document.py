@@ -296,7 +296,9 @@ def _dataflow_section(d):
 _FLOW_CAPTION = {
     "graph": ("Values flow along the arrows within step t; an arrow out of an affine map carries one of "
               "its blocks. The dotted arrows are the recurrence: a new state becomes the previous state "
-              "of step t+1."),
+              "of step t+1. Rectangles are affine maps, rounded boxes elementwise nodes, double-edged "
+              "boxes new states, slanted boxes parameters; the input, the previous states and the loss "
+              "are pills."),
     "list": ("Each value on the left is computed within step t from those on its right (an affine map's "
              "outputs are its blocks); a new state becomes the previous state of step t+1."),
 }
@@ -935,10 +937,11 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
                   "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
-                  "·": r"$\cdot$"}
+                  "·": r"$\cdot$", "\u2032": r"$'$"}
 
 
 def _latex_escape(text):
+    text = re.sub(r"(σ|tanh)'", lambda m: f"{m.group(1)}\u2032", text)  # a prime, not a text apostrophe
     return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
 
 
