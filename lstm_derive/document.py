@@ -395,8 +395,8 @@ def _backward_intro(d):
                          f"{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})")
     output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
                    "the backward pass needs neither the pre-activations nor another exp or tanh." if forms else "")
-    return ("One step, last node first: the named nodes in the reverse of the script's order, an affine "
-            "map's blocks in their stacking order. Each adjoint is the sum, over the node's consumers, of the "
+    return ("One step, last node first: the named nodes in the reverse of the script's order, each "
+            "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
             "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
             "product: its Jacobian is diagonal). The second form is the one the kernel computes, with "
             "the same factors in another order: the local derivatives first, for many steps at once, "
