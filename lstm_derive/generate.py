@@ -158,10 +158,11 @@ def package_index(cell_names):
     return Target(KERNELS / "__init__.py", text)
 
 
-def orphans(targets, directory=KERNELS):
-    """Generated kernels that no script generates any more."""
+def orphans(targets):
+    """Generated kernels and documents that no script generates any more (a script was removed)."""
     wanted = {t.path.resolve() for t in targets}
-    return [p for p in sorted(Path(directory).glob("*.py")) if p.resolve() not in wanted and _is_generated(p)]
+    found = sorted(KERNELS.glob("*.py")) + sorted(HOME.glob("*.md"))
+    return [p for p in found if p.resolve() not in wanted and _is_generated(p)]
 
 
 def _is_generated(path):

@@ -52,8 +52,8 @@ def sigmoid(a):
 
 
 def _span(B, H, dtype):
-    """Steps per span of the backward pass: (B, H) arrays of about 64 KiB together, so that a
-    span of every array a product reads stays in a core's cache."""
+    """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and
+    at least one step, so that the span of every such array stays in a core's cache."""
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
 
 
