@@ -143,6 +143,7 @@ class _Kernel:
         self.states = list(cell.states)
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
+        self.number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
@@ -964,7 +965,7 @@ def _bias_vector(k, a):
 
 def _steady_line(k, a, let, kind):
     """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
-    number = next(eq.number for eq in k.d.forward if eq.lhs == (let.symbol,))
+    number = k.number[let.symbol]
     target = f"bias_{a.name}[{_cols(a, _block_of(k, a, let))}]"
     return _part_line(k, a, let, kind, target, k.steady[let.symbol], number, " that no step changes")
 
@@ -999,7 +1000,7 @@ def _steady_run_lines(k, a, run):
     lines, printer = [], _aux_printer(k)
     for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
         if part != 0:
-            number = next(eq.number for eq in k.d.forward if eq.lhs == ((u or v).symbol,))
+            number = k.number[(u or v).symbol]
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
             lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(part), printer)}  # ({number}) the part "
                          f"of {v.symbol}'s sum beyond {run.beyond} that no step changes")
@@ -1163,11 +1164,10 @@ def _forward_step(k):
 
 def _invariant_lines(k):
     """The lets and calls of parameters alone, each an (H,) vector formed once for every step."""
-    numbers = {eq.node.symbol: eq.number for eq in k.d.forward if not isinstance(eq.node, Affine)}
     plain = _CodePrinter()
     lines = []
     for name, expr in k.invariant.items():
-        cite = f"({numbers[name]}) " if name in numbers else ""
+        cite = f"({k.number[name]}) " if name in k.number else ""
         lines.append(f"{name} = {plain.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
     return lines
 
@@ -1344,7 +1344,7 @@ def _activate_gates(k, a):
     adjacent blocks whose pre-activations are complete; a gate whose extra reads a later value is
     activated where it is defined (see _deferred_gate)."""
     lets = k.gates[a.name]
-    numbers = {let.symbol: eq.number for eq in k.d.forward for let, _ in lets if eq.lhs == (let.symbol,)}
+    numbers = k.number
     names = [let.symbol for let, _ in lets]
     views = _assign_tuple(names, [f"{n}_seq[t]" for n in names])
     if not any(let.symbol in k.extras for let, _ in lets):
@@ -1409,9 +1409,8 @@ def _tanh_lines(k, a, run):
     """tanh(a) = 2 sigmoid(2a) - 1 for the tanh gates activated through exp with sigmoids."""
     if not _scaled(k, a):
         return []
-    numbers = {eq.lhs: eq.number for eq in k.d.forward}
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= two  # ({numbers[(let.symbol,)]}) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute "
+        f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute "
         "terms, not in relative terms for |a| << 1", f"{let.symbol} -= one")]
 
 
@@ -2051,7 +2050,6 @@ def _steps(k):
 def _validation(k):
     _, x_weight = _input_weight(k)
     arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
-    together = f"({k.states[0]},)" if len(k.states) == 1 else f"({', '.join(k.states)})"
     return _lines(
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array, or a ValueError naming the argument, its expected and its actual shape."""',
@@ -2110,7 +2108,7 @@ def _validation(k):
         "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
         "    if not isinstance(state, (tuple, list)):",
         f'        raise ValueError(f"{{name}}: expected a tuple of {arrays} {{STATES}}, got {{type(state).__name__}}; "',
-        f'                         "pass {together}")',
+        f'                         "pass {_tuple(k.states)}")',
         "    if len(state) != len(STATES):",
         f'        raise ValueError(f"{{name}}: expected {arrays} {{STATES}}, got {{len(state)}}")',
         '    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()',
