@@ -721,8 +721,16 @@ def written_form(cell, let):
     return None
 
 
-@functools.lru_cache(maxsize=32)
 def _script_tree(path):
+    try:
+        stamp = Path(path).stat()
+    except (OSError, ValueError):
+        return None
+    return _parsed(path, stamp.st_mtime_ns, stamp.st_size)  # a script edited in this process is read again
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path, mtime_ns, size):
     try:
         return ast.parse(Path(path).read_text(encoding="utf-8"))
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):

@@ -743,6 +743,24 @@ def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
     assert shown(forms["h"]) == "-tanh(a)/(2 + g) + 0.5*g" and forms["h"].doit() == cell.updates["h"].expr
 
 
+def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
+    from sympy.printing.str import StrPrinter
+
+    from lstm_derive.spec import written_form
+
+    shown = StrPrinter({"order": "none"}).doprint
+    body = """
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        cell.update(h={})
+        """
+    script, _ = write_script(tmp_path, body.format("tanh(a) + h_prev"))
+    cell = load_cell(script)
+    assert shown(written_form(cell, cell.updates["h"])) == "tanh(a) + h_prev"
+    script.write_text(script.read_text().replace("tanh(a) + h_prev", "h_prev  +  tanh(a)"))
+    cell = load_cell(script)
+    assert shown(written_form(cell, cell.updates["h"])) == "h_prev + tanh(a)"
+
+
 def test_a_gate_written_inline_reads_as_its_name_in_the_shown_equation(tmp_path):
     from lstm_derive.document import derivation_text
 
