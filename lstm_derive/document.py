@@ -417,9 +417,10 @@ def _pre_activation_prose(d):
     block = next(s for s in d.steps if s.adjoint == adj)
     local = block.terms[0]
     takes = str(adj) if term.local == 1 else _times_text(term.local, adj, d)
-    text = (f"`{block.target}` enters `{gate}`'s pre-activation `{expr_text(_as_written(pre, d), d)}` alone, with "
+    shown = expr_text(_as_written(pre, d), d)
+    text = (f"`{block.target}` enters `{gate}`'s pre-activation `{shown}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
-            f"dL/d({expr_text(_as_written(pre, d), d)}) too, which the pre-activation's other inputs read. "
+            f"dL/d({shown}) too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
             f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
     if len(uses) > 1:
