@@ -233,17 +233,20 @@ class Report:
     def __str__(self):
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
         if self.ok and self.widened:
-            elements = f"{self.widened} element{'s' if self.widened > 1 else ''}"
-            return head + (f", ok ({elements} judged in extended precision: the float64 gradient's own "
+            return head + (f", ok ({_elements(self.widened)} judged in extended precision: the float64 gradient's own "
                            f"rounding reaches {self.rounding:.1e} of its array's largest entry)")
         if self.ok:
             return head + ", ok"
-        lines = [head + f", {len(self.mismatches)} element{'s' if len(self.mismatches) > 1 else ''} fail"
-                        f"{'s' if len(self.mismatches) == 1 else ''}, worst first:"]
+        count = len(self.mismatches)
+        lines = [head + f", {_elements(count)} fail{'s' if count == 1 else ''}, worst first:"]
         lines += [f"  {m}" for m in sorted(self.mismatches, key=lambda m: -m.rel)[:20]]
         if len(self.mismatches) > 20:
             lines.append(f"  ... and {len(self.mismatches) - 20} more")
         return "\n".join(lines)
+
+
+def _elements(n):
+    return f"{n} element{'s' if n != 1 else ''}"
 
 
 def wide_gradients(kernel, p: Problem):
