@@ -1,14 +1,29 @@
-"""lstm-derive: a recurrent cell's forward equations in, its derivation and proven NumPy kernels out."""
+"""lstm-derive: a recurrent cell's forward equations in, its derivation and proven NumPy kernels out.
 
+The names below are loaded on first use, so that importing a generated kernel
+(`from lstm_derive.kernels import lstm`) or the checker needs NumPy alone, not SymPy.
+"""
+
+import importlib
 import sys
+import types
 
-from .derive import Derivation, derive
-from .spec import Cell, SpecError, sigmoid, tanh
+_NAMES = {"Cell": "spec", "SpecError": "spec", "sigmoid": "spec", "tanh": "spec",
+          "derive": "derive", "Derivation": "derive"}
+
+
+def __getattr__(name):
+    if name not in _NAMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    globals()[name] = value  # found directly from now on
+    return value
 
 
 def explain(cell, file=None):
     """Prints the cell's forward equations and its backward pass, one named node at a time, after
     a warning for each part of the cell that nothing reads."""
+    from .derive import derive
     from .document import derivation_text
     from .emit import emit_kernel
 
@@ -16,6 +31,23 @@ def explain(cell, file=None):
     for warning in cell.unread():  # on stderr, as the command line has them, unless a file is given
         print(f"warning: {warning}", file=file or sys.stderr)
     print(derivation_text(d, emit_kernel(d)), file=file)  # the kernel: for its lines' table
+
+
+class _Package(types.ModuleType):
+    """The package, whose name `derive` stays the function when the submodule of that name is first
+    imported (the import system then sets the package's attribute to the submodule)."""
+
+    def __setattr__(self, name, value):
+        if name == "derive" and isinstance(value, types.ModuleType):
+            value = value.derive
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def __dir__():
+    return sorted(__all__ + ["__version__"])
 
 
 __all__ = ["Cell", "SpecError", "sigmoid", "tanh", "derive", "Derivation", "explain"]

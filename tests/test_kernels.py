@@ -1,6 +1,8 @@
 """Every generated kernel: gradients proven by two numeric methods, and a careful interface."""
 
 import importlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -258,3 +260,14 @@ def test_step_kernels_and_params_name_what_is_wrong(name):
     for D in (3.0, "3", 0):
         with pytest.raises(ValueError, match=r"^D and H: expected positive integers, got D = "):
             k.init_params(D, 4)
+
+
+def test_a_kernel_and_the_checker_import_without_sympy():
+    """The kernels need NumPy alone: importing one (or the checker) loads no SymPy, while the
+    package's cell language still loads it when asked for."""
+    code = ("import sys; from lstm_derive.kernels import lstm; from lstm_derive import gradcheck; "
+            "print('sympy' in sys.modules); from lstm_derive import Cell, derive; "
+            "import lstm_derive.generate; from lstm_derive import derive as d; "
+            "print('sympy' in sys.modules, d is derive, callable(d))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["False", "True", "True", "True"]
