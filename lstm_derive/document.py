@@ -942,9 +942,18 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
                   "·": r"$\cdot$", "\u2032": r"$'$"}
 
 
+# Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_b).
+_LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
+
+
 def _latex_escape(text):
     text = re.sub(r"(σ|tanh)'", lambda m: f"{m.group(1)}\u2032", text)  # a prime, not a text apostrophe
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+    out, start = [], 0
+    for m in _LATEX_NOTATION.finditer(text):
+        out += [_LATEX_SPECIAL.get(c, c) for c in text[start:m.start()]]
+        out.append("$^{\\top}$" if m.group() == "^T" else f"$\\Sigma_{m.group()[-1]}$")
+        start = m.end()
+    return "".join(out + [_LATEX_SPECIAL.get(c, c) for c in text[start:]])
 
 
 def _latex_prose(text):

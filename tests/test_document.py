@@ -381,6 +381,9 @@ def test_show_prints_the_three_forms(capsys):
     latex = capsys.readouterr().out
     assert latex.startswith("\\documentclass{article}") and latex.rstrip().endswith("\\end{document}")
     assert "o \\odot dh + ds_{\\text{next}} \\tag{9}" in latex
+    # prose's notation is set as math, not as escaped text: a transpose, a sum's index, a prime
+    assert "so W$^{\\top}$ da is \\texttt{da @ W} there, and $\\Sigma_b$ da x$^{\\top}$" in latex
+    assert "$\\sigma$$'$(a)" in latex and "\\^{}" not in latex
 
 
 def test_a_power_of_a_sigmoid_is_printed_as_one():
