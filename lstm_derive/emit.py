@@ -901,6 +901,7 @@ def _forward(k):
     body += ["    " + line for line in loop]
     body += [
         f"    ys = {cell.output_state}_seq[1:]",
+        "    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         f"    cache = {{{', '.join(_cache_items(k))}}}",
         "    return ys, final, cache",
@@ -1114,7 +1115,8 @@ def _gate_views(k, a):
 
 
 def _cache_items(k):
-    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)]
+    spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which uses the cache up
+    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + spent
 
 
 def _forward_step(k):
@@ -1420,7 +1422,8 @@ def _backward(k):
     body = [
         "def backward(params, cache, dys, dstate=None):",
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
-        f"    dL/d(final state) {_state_doc(k)}; None (or None for one array) means zeros.",
+        f"    dL/d(final state) {_state_doc(k)}; None (or None for one array) means zeros, for",
+        "    dys as for dstate (dys=None: a loss of the final state alone).",
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
         "    be the values forward() ran with: only their sizes and dtype can be checked."
@@ -1429,17 +1432,18 @@ def _backward(k):
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {params[0]}.dtype)",
         "    T, B = x.shape[:2]",
-        '    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
+        '    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
         "    " + _assign_tuple(_buffers(k), [f'cache["{n}"]' for n in _buffers(k)]),
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
     if k.in_place:
         body += [
-            '    if cache.get("spent"):',
+            '    if cache["spent"]:',
             '        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "',
             '                         "gate values it holds); run forward() again")',
-            '    cache["spent"] = True',
+            '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
         ]
+    checked = len(body)
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
     body += ["    " + line for line in _invariant_lines(k)]
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
@@ -1474,7 +1478,8 @@ def _backward(k):
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
     ]
-    return _lines(*body)
+    quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
+    return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
 
 
 def _sequence_views(k):
@@ -2023,26 +2028,27 @@ def _steps(k):
           if any(_scaled(k, a) for a in k.cell.affines) else
           ["    A convenience: each call does what forward() does once per call (argument checks), so a",
            '    run of known steps is faster as one forward()."""']),
-        "    _checked_params(params)",
+        "    dtype = _checked_params(params)[0].dtype",
         "    D, _ = _sizes(params)",
         "    x_t = np.array(x_t)  # a copy: the cache keeps it",
         "    if x_t.ndim != 2 or x_t.shape[1] != D:",
         '        raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")',
+        '    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)',
         "    ys, new_state, cache = forward(params, x_t[np.newaxis], state)",
         "    return ys[0], new_state, cache",
         "",
         "",
         "def step_backward(params, cache, dy_t, dstate=None):",
-        '    """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this',
-        '    step, dL/dx_t and dL/d(previous state)."""',
+        '    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter',
+        '    gradients of this step, dL/dx_t and dL/d(previous state)."""',
         "    dtype = _checked_params(params)[0].dtype",
         "    D, H = _sizes(params)",
         "    T, B = _checked_cache(cache, D, H, dtype).shape[:2]",
         "    if T != 1:",
         '        raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "',
         '                         "step_forward(), backward() that of forward()")',
-        '    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)',
-        "    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)",
+        '    dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]',
+        "    grads, dx, dstate_prev = backward(params, cache, dys, dstate)",
         "    return grads, dx[0], dstate_prev",
     )
 
@@ -2060,7 +2066,8 @@ def _validation(k):
         "    if a.shape != shape:",
         '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")',
         "    if dtype is not None and a.dtype != dtype:",
-        '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")',
+        '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "',
+        '                         f"with .astype(np.{dtype})")',
         "    return a",
         "",
         "",

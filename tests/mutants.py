@@ -60,7 +60,7 @@ def backward_statements(source):
     backward = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "backward")
     out = []
     place = "before"
-    for stmt in backward.body:
+    for stmt in _unwrapped(backward.body):
         if isinstance(stmt, ast.For):  # the loop over steps, alone or inside the loop over spans
             inner = next((n for n in stmt.body if isinstance(n, ast.For)), None)
             for s in stmt.body:
@@ -72,6 +72,15 @@ def backward_statements(source):
         elif stmt.lineno == stmt.end_lineno:
             out.append(_statement(stmt, lines, place))
     return out
+
+
+def _unwrapped(body):
+    """The statements of a body, those of a `with` block (the backward's np.errstate) in its place."""
+    for stmt in body:
+        if isinstance(stmt, ast.With):
+            yield from _unwrapped(stmt.body)
+        else:
+            yield stmt
 
 
 def _statement(stmt, lines, place):

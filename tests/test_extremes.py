@@ -9,6 +9,7 @@ underflow allowed: far into saturation a sigmoid is a number like 1e-300, exact 
 products of such numbers reach the subnormals, which is rounding, not an error.
 """
 
+import copy
 import importlib
 import re
 import warnings
@@ -418,16 +419,21 @@ def test_a_step_deep_in_saturation_is_exact_to_rounding(name, a):
 @pytest.mark.parametrize("name", CELLS)
 def test_a_second_backward_on_one_cache_is_refused_or_gives_the_same_gradients(name):
     """A kernel that writes the gates' gradients over their values in the cache refuses a second
-    backward() on it, saying why; any other gives the same gradients twice."""
+    backward() on it, saying why, also through a shallow copy of the dict (which shares the
+    overwritten arrays), while a deep copy is a cache of its own; any other kernel gives the same
+    gradients twice."""
     k = KERNELS[name]
     p = problem(k)
     cache = k.forward(p.params, p.x, p.state)[2]
+    shallow, deep = dict(cache), copy.deepcopy(cache)
     first = k.backward(p.params, cache, p.dys, p.dstate)
+    flat = [lambda r: [*r[0].values(), r[1], *r[2]]][0]
     if "spent" in cache:
-        with pytest.raises(ValueError, match=r"^cache: backward\(\) has used it up.*run forward\(\) again"):
-            k.backward(p.params, cache, p.dys, p.dstate)
+        for used in (cache, shallow):
+            with pytest.raises(ValueError, match=r"^cache: backward\(\) has used it up.*run forward\(\) again"):
+                k.backward(p.params, used, p.dys, p.dstate)
+        second = k.backward(p.params, deep, p.dys, p.dstate)
     else:
         second = k.backward(p.params, cache, p.dys, p.dstate)
-        flat = [lambda r: [*r[0].values(), r[1], *r[2]]][0]
-        for a, b in zip(flat(first), flat(second)):
-            np.testing.assert_array_equal(a, b)
+    for a, b in zip(flat(first), flat(second)):
+        np.testing.assert_array_equal(a, b)

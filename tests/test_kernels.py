@@ -271,3 +271,72 @@ def test_a_kernel_and_the_checker_import_without_sympy():
             "print('sympy' in sys.modules, d is derive, callable(d))")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["False", "True", "True", "True"]
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_gradient_fading_to_subnormals_is_no_error(name):
+    """Under np.errstate(all="raise"), a loss of the last step alone, carried back 300 steps in
+    float32, underflows on its way: backward() runs on, as forward() does."""
+    k = kernel_of(name)
+    params = k.init_params(8, 16, seed=0, dtype=np.float32)
+    x = np.random.default_rng(0).standard_normal((300, 4, 8)).astype(np.float32)
+    with np.errstate(all="raise"):
+        ys, _, cache = k.forward(params, x)
+        dys = np.zeros_like(ys)
+        dys[-1] = 1
+        grads, dx, _ = k.backward(params, cache, dys)
+    assert dx[-1].any() and all(np.isfinite(g).all() for g in grads.values())
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_ys_is_read_only_and_dys_none_means_zeros(name):
+    """ys is a view of what backward() reads, so writing into it is refused; dys=None is a loss
+    of the final state alone."""
+    k = kernel_of(name)
+    p = problem(k)
+    ys, _, cache = k.forward(p.params, p.x, p.state)
+    with pytest.raises(ValueError, match="read-only"):
+        ys[0] += 1
+    got = k.backward(p.params, cache, None, p.dstate)
+    ref = k.backward(p.params, k.forward(p.params, p.x, p.state)[2], np.zeros_like(ys), p.dstate)
+    for a, b in zip([*got[0].values(), got[1], *got[2]], [*ref[0].values(), ref[1], *ref[2]]):
+        np.testing.assert_array_equal(a, b)
+    y_t, _, step_cache = k.step_forward(p.params, p.x[0], p.state)
+    assert not y_t.flags.writeable
+    k.step_backward(p.params, step_cache, None, p.dstate)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_step_names_x_t_and_how_to_convert_a_dtype(name):
+    k = kernel_of(name)
+    p = problem(k)
+    with pytest.raises(ValueError, match=r"^x_t: expected dtype float64 like the parameters, got float32; "
+                                         r"convert it with \.astype\(np\.float64\)$"):
+        k.step_forward(p.params, p.x[0].astype(np.float32), p.state)
+    with pytest.raises(ValueError, match=r"^x: expected dtype float64 like the parameters, got >f8; "):
+        k.forward(p.params, p.x.astype(">f8"), p.state)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_full_bptt_in_chunks_gives_one_calls_gradients(name):
+    """Forward over chunks carrying the state, backward over them in reverse carrying dstate: the
+    README's recipe gives one call's outputs exactly and its gradients to rounding."""
+    k = kernel_of(name)
+    p = problem(k, T=6)
+    ys, final, cache = k.forward(p.params, p.x, p.state)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+    state, caches = p.state, []
+    for x_chunk in np.split(p.x, 3):
+        ys_chunk, state, chunk_cache = k.forward(p.params, x_chunk, state)
+        caches.append((ys_chunk.copy(), chunk_cache))
+    np.testing.assert_array_equal(np.concatenate([y for y, _ in caches]), ys)
+    dstate, summed, dxs = p.dstate, {n: 0 for n in grads}, []
+    for (_, chunk_cache), dys_chunk in reversed(list(zip(caches, np.split(p.dys, 3)))):
+        g, dx_chunk, dstate = k.backward(p.params, chunk_cache, dys_chunk, dstate)
+        summed = {n: summed[n] + g[n] for n in g}
+        dxs.insert(0, dx_chunk)
+    for n in grads:
+        np.testing.assert_allclose(summed[n], grads[n], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.concatenate(dxs), dx, rtol=1e-12, atol=1e-14)
+    for a, b in zip(dstate, dstate0):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)

@@ -38,3 +38,12 @@ def test_the_check_kernel_example_prints_what_its_comment_says():
     call = re.search(r"for report in check_kernel\(lstm, (.*)\):\n\s+print\(report\)\s+# (.*)\n", readme)
     config = dict(eval(f"dict({call.group(1)})"))  # noqa: S307 - README's own example
     assert str(check_kernel(lstm, **config)[0]) == call.group(2)
+
+
+def test_the_use_a_kernel_example_runs():
+    readme = README.read_text(encoding="utf-8")
+    section = readme[readme.index("## Use a kernel"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope = {}
+    exec(compile(code, "README: Use a kernel", "exec"), scope)  # noqa: S102 - README's own example
+    assert scope["ys"].shape == (5, 2, 4) and scope["grads"]["W_h"].shape == (16, 4)

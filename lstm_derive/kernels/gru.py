@@ -135,14 +135,16 @@ def forward(params, x, state=None):
             h += n
             h_prev = h
     ys = h_seq[1:]
+    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "spent": np.array(False)}
     return ys, final, cache
 
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H),); None (or None for one array) means zeros.
+    dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
+    dys as for dstate (dys=None: a loss of the final state alone).
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
@@ -151,68 +153,69 @@ def backward(params, cache, dys, dstate=None):
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
-    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
+    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, pre_W_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    if cache.get("spent"):
+    if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
-    cache["spent"] = True
-    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
-    da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
-    dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)  # the blocks scaled together in the loop
-    da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
-    da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
-    dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
-    dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
-    dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
+    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
+    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
+        dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
+        da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
+        dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)  # the blocks scaled together in the loop
+        da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
+        da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
+        dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
+        dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
+        dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
 
-    # The products of local derivatives read only forward values: they are formed for a span
-    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
-    # steps when B*H is small, data still in cache when it is large), then scaled in place.
-    span = _span(B, H, x.dtype)
-    for t1 in range(T, 0, -span):
-        t0 = max(t1 - span, 0)
-        z_span = z_seq[t0:t1].copy()  # the loop reads z; da_xz goes over it now
-        da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # z is read below: the product waits here
-        # da_xz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_xz_tmp)  # (14) dz/da_z
-        da_xz_tmp *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
-        # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        da_xn_seq[t0:t1] = 1 - n_seq[t0:t1]**2  # (12) dn/da_n
-        da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
-        da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # a_hn is read below: the product waits here
-        # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
-        # da_xr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_xr_seq[t0:t1])  # (16) dr/da_r
-        da_xr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
-        da_xr_seq[t0:t1] *= da_xn_seq[t0:t1]  # (12), (11): the product da_xn holds
-        da_xz_seq[t0:t1] = da_xz_tmp
-        del da_xz_tmp
-        da_hn_seq[t0:t1] = da_hn_tmp
-        del da_hn_tmp
-        for t in reversed(range(t0, t1)):
-            z = z_span[t - t0]
-            dh = dys[t] + dh_next  # (10) dL/dh
-            dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
-            da_hn_seq[t] *= dh  # (19) dL/da_hn
-            dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
-            dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
-            dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
-            dh_next = dh_prev
+        # The products of local derivatives read only forward values: they are formed for a span
+        # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+        # steps when B*H is small, data still in cache when it is large), then scaled in place.
+        span = _span(B, H, x.dtype)
+        for t1 in range(T, 0, -span):
+            t0 = max(t1 - span, 0)
+            z_span = z_seq[t0:t1].copy()  # the loop reads z; da_xz goes over it now
+            da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # z is read below: the product waits here
+            # da_xz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+            np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_xz_tmp)  # (14) dz/da_z
+            da_xz_tmp *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
+            # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+            da_xn_seq[t0:t1] = 1 - n_seq[t0:t1]**2  # (12) dn/da_n
+            da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
+            da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # a_hn is read below: the product waits here
+            # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+            np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
+            # da_xr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+            np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_xr_seq[t0:t1])  # (16) dr/da_r
+            da_xr_seq[t0:t1] *= a_hn_seq[t0:t1]  # (15) da_n/dr
+            da_xr_seq[t0:t1] *= da_xn_seq[t0:t1]  # (12), (11): the product da_xn holds
+            da_xz_seq[t0:t1] = da_xz_tmp
+            del da_xz_tmp
+            da_hn_seq[t0:t1] = da_hn_tmp
+            del da_hn_tmp
+            for t in reversed(range(t0, t1)):
+                z = z_span[t - t0]
+                dh = dys[t] + dh_next  # (10) dL/dh
+                dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
+                da_hn_seq[t] *= dh  # (19) dL/da_hn
+                dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
+                dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
+                dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
+                dh_next = dh_prev
 
-    # Weight gradients: sums over time and batch, one GEMM each (or one per run of blocks kept apart).
-    dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)
-    dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
-    db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x
-    dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
-    np.matmul(dpre_W_flat[:, :2 * H].T, h_seq[:-1].reshape(T * B, H), out=dU_h[:2 * H])
-    np.matmul(da_hn_seq.reshape(T * B, H).T, h_seq[:-1].reshape(T * B, H), out=dU_h[2 * H:3 * H])
-    db_h = np.concatenate([db_x[:2 * H], da_hn_seq.reshape(T * B, H).sum(axis=0)])  # (28) dL/db_h
-    dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
-    grads = {"W_x": dW_x, "b_x": db_x, "U_h": dU_h, "b_h": db_h}
-    return grads, dx, (dh_next,)
+        # Weight gradients: sums over time and batch, one GEMM each (or one per run of blocks kept apart).
+        dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)
+        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
+        db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x
+        dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
+        np.matmul(dpre_W_flat[:, :2 * H].T, h_seq[:-1].reshape(T * B, H), out=dU_h[:2 * H])
+        np.matmul(da_hn_seq.reshape(T * B, H).T, h_seq[:-1].reshape(T * B, H), out=dU_h[2 * H:3 * H])
+        db_h = np.concatenate([db_x[:2 * H], da_hn_seq.reshape(T * B, H).sum(axis=0)])  # (28) dL/db_h
+        dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
+        grads = {"W_x": dW_x, "b_x": db_x, "U_h": dU_h, "b_h": db_h}
+        return grads, dx, (dh_next,)
 
 
 def step_forward(params, x_t, state=None):
@@ -220,26 +223,27 @@ def step_forward(params, x_t, state=None):
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     A convenience: each call does what forward() does once per call (argument checks), so a
     run of known steps is faster as one forward()."""
-    _checked_params(params)
+    dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(x_t)  # a copy: the cache keeps it
     if x_t.ndim != 2 or x_t.shape[1] != D:
         raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
+    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
 
 def step_backward(params, cache, dy_t, dstate=None):
-    """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this
-    step, dL/dx_t and dL/d(previous state)."""
+    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
+    gradients of this step, dL/dx_t and dL/d(previous state)."""
     dtype = _checked_params(params)[0].dtype
     D, H = _sizes(params)
     T, B = _checked_cache(cache, D, H, dtype).shape[:2]
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
-    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)
-    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
+    dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]
+    grads, dx, dstate_prev = backward(params, cache, dys, dstate)
     return grads, dx[0], dstate_prev
 
 
@@ -252,7 +256,8 @@ def _checked(name, a, shape, dims, dtype):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
+                         f"with .astype(np.{dtype})")
     return a
 
 

@@ -122,14 +122,16 @@ def forward(params, x, state=None):
             h += n
             h_prev = h
     ys = h_seq[1:]
+    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq, "spent": np.array(False)}
     return ys, final, cache
 
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H),); None (or None for one array) means zeros.
+    dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
+    dys as for dstate (dys=None: a loss of the final state alone).
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
@@ -138,63 +140,64 @@ def backward(params, cache, dys, dstate=None):
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
-    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
+    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, pre_W_seq, pre_W_n_seq, rh_seq = cache["h_seq"], cache["pre_W_seq"], cache["pre_W_n_seq"], cache["rh_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    if cache.get("spent"):
+    if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
-    cache["spent"] = True
-    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
-    da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
-    r_seq, z_seq = _blocks(pre_W_seq, 2)
-    dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
-    da_n_seq = dpre_W_n_seq
-    n_seq = pre_W_n_seq
+    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
+    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
+        dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
+        da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
+        r_seq, z_seq = _blocks(pre_W_seq, 2)
+        dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
+        da_n_seq = dpre_W_n_seq
+        n_seq = pre_W_n_seq
 
-    # The products of local derivatives read only forward values: they are formed for a span
-    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
-    # steps when B*H is small, data still in cache when it is large), then scaled in place.
-    span = _span(B, H, x.dtype)
-    for t1 in range(T, 0, -span):
-        t0 = max(t1 - span, 0)
-        r_span = r_seq[t0:t1].copy()  # the loop reads r; da_r goes over it now
-        z_span = z_seq[t0:t1].copy()  # the loop reads z; da_z goes over it now
-        da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # n is read below: the product waits here
-        # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-        np.subtract(1, n_seq[t0:t1]**2, out=da_n_tmp)  # (10) dn/da_n
-        da_n_tmp *= 1 - z_seq[t0:t1]  # (9) dh/dn
-        # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
-        np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_r_seq[t0:t1])  # (14) dr/da_r
-        da_r_seq[t0:t1] *= h_seq[t0:t1]  # (13) drh/dr
-        # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-        np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_z_seq[t0:t1])  # (15) dz/da_z
-        da_z_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (12) dh/dz
-        da_n_seq[t0:t1] = da_n_tmp
-        del da_n_tmp
-        for t in reversed(range(t0, t1)):
-            r = r_span[t - t0]
-            z = z_span[t - t0]
-            dh = dys[t] + dh_next  # (8) dL/dh
-            da_n_seq[t] *= dh  # (10) dL/da_n
-            drh = np.dot(dpre_W_n_seq[t], W_n_rh)  # (11) dL/drh
-            da_r_seq[t] *= drh  # (14) dL/da_r
-            da_z_seq[t] *= dh  # (15) dL/da_z
-            dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
-            dh_next = dh_prev
+        # The products of local derivatives read only forward values: they are formed for a span
+        # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+        # steps when B*H is small, data still in cache when it is large), then scaled in place.
+        span = _span(B, H, x.dtype)
+        for t1 in range(T, 0, -span):
+            t0 = max(t1 - span, 0)
+            r_span = r_seq[t0:t1].copy()  # the loop reads r; da_r goes over it now
+            z_span = z_seq[t0:t1].copy()  # the loop reads z; da_z goes over it now
+            da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # n is read below: the product waits here
+            # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
+            np.subtract(1, n_seq[t0:t1]**2, out=da_n_tmp)  # (10) dn/da_n
+            da_n_tmp *= 1 - z_seq[t0:t1]  # (9) dh/dn
+            # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
+            np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_r_seq[t0:t1])  # (14) dr/da_r
+            da_r_seq[t0:t1] *= h_seq[t0:t1]  # (13) drh/dr
+            # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
+            np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_z_seq[t0:t1])  # (15) dz/da_z
+            da_z_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (12) dh/dz
+            da_n_seq[t0:t1] = da_n_tmp
+            del da_n_tmp
+            for t in reversed(range(t0, t1)):
+                r = r_span[t - t0]
+                z = z_span[t - t0]
+                dh = dys[t] + dh_next  # (8) dL/dh
+                da_n_seq[t] *= dh  # (10) dL/da_n
+                drh = np.dot(dpre_W_n_seq[t], W_n_rh)  # (11) dL/drh
+                da_r_seq[t] *= drh  # (14) dL/da_r
+                da_z_seq[t] *= dh  # (15) dL/da_z
+                dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
+                dh_next = dh_prev
 
-    # Weight gradients: sums over time and batch, one GEMM each.
-    dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)
-    dpre_W_n_flat = dpre_W_n_seq.reshape(T * B, H)
-    dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (18) dL/dW_x
-    dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (19) dL/dW_h
-    db = dpre_W_flat.sum(axis=0)  # (20) dL/db
-    dW_n_x = dpre_W_n_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_n_x
-    dW_n_rh = dpre_W_n_flat.T @ rh_seq.reshape(T * B, H)  # (22) dL/dW_n_rh
-    db_n = dpre_W_n_flat.sum(axis=0)  # (23) dL/db_n
-    dx = (dpre_W_flat @ W_x + dpre_W_n_flat @ W_n_x).reshape(T, B, D)  # (17) dL/dx
-    grads = {"W_x": dW_x, "W_h": dW_h, "b": db, "W_n_x": dW_n_x, "W_n_rh": dW_n_rh, "b_n": db_n}
-    return grads, dx, (dh_next,)
+        # Weight gradients: sums over time and batch, one GEMM each.
+        dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)
+        dpre_W_n_flat = dpre_W_n_seq.reshape(T * B, H)
+        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (18) dL/dW_x
+        dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (19) dL/dW_h
+        db = dpre_W_flat.sum(axis=0)  # (20) dL/db
+        dW_n_x = dpre_W_n_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_n_x
+        dW_n_rh = dpre_W_n_flat.T @ rh_seq.reshape(T * B, H)  # (22) dL/dW_n_rh
+        db_n = dpre_W_n_flat.sum(axis=0)  # (23) dL/db_n
+        dx = (dpre_W_flat @ W_x + dpre_W_n_flat @ W_n_x).reshape(T, B, D)  # (17) dL/dx
+        grads = {"W_x": dW_x, "W_h": dW_h, "b": db, "W_n_x": dW_n_x, "W_n_rh": dW_n_rh, "b_n": db_n}
+        return grads, dx, (dh_next,)
 
 
 def step_forward(params, x_t, state=None):
@@ -202,26 +205,27 @@ def step_forward(params, x_t, state=None):
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     A convenience: each call does what forward() does once per call (argument checks, a scaled
     copy of the weights), so a run of known steps is faster as one forward()."""
-    _checked_params(params)
+    dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(x_t)  # a copy: the cache keeps it
     if x_t.ndim != 2 or x_t.shape[1] != D:
         raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
+    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
 
 def step_backward(params, cache, dy_t, dstate=None):
-    """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this
-    step, dL/dx_t and dL/d(previous state)."""
+    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
+    gradients of this step, dL/dx_t and dL/d(previous state)."""
     dtype = _checked_params(params)[0].dtype
     D, H = _sizes(params)
     T, B = _checked_cache(cache, D, H, dtype).shape[:2]
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
-    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)
-    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
+    dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]
+    grads, dx, dstate_prev = backward(params, cache, dys, dstate)
     return grads, dx[0], dstate_prev
 
 
@@ -234,7 +238,8 @@ def _checked(name, a, shape, dims, dtype):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
+                         f"with .astype(np.{dtype})")
     return a
 
 

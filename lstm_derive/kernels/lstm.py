@@ -128,14 +128,16 @@ def forward(params, x, state=None):
             np.multiply(o, tanh_c, out=h)  # (7) h = o*tanh_c
             h_prev, c_prev = h, c
     ys = h_seq[1:]
+    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "tanh_c_seq": tanh_c_seq}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "tanh_c_seq": tanh_c_seq, "spent": np.array(False)}
     return ys, final, cache
 
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H), c (B, H)); None (or None for one array) means zeros.
+    dL/d(final state) (h (B, H), c (B, H)); None (or None for one array) means zeros, for
+    dys as for dstate (dys=None: a loss of the final state alone).
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
@@ -144,59 +146,60 @@ def backward(params, cache, dys, dstate=None):
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
-    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
+    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, c_seq, pre_W_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"]
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    if cache.get("spent"):
+    if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
-    cache["spent"] = True
-    dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
-    da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-    dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
-    i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
+    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
+    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
+        dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
+        da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
+        dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
+        i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
 
-    # The products of local derivatives read only forward values: they are formed for a span
-    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
-    # steps when B*H is small, data still in cache when it is large), then scaled in place.
-    span = _span(B, H, x.dtype)
-    for t1 in range(T, 0, -span):
-        t0 = max(t1 - span, 0)
-        f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-        dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
-        da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
-        # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
-        np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
-        da_i_tmp *= g_seq[t0:t1]  # (13) dc/di
-        # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
-        np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
-        da_f_seq[t0:t1] *= c_seq[t0:t1]  # (12) dc/df
-        # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-        da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
-        da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
-        # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-        np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
-        da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
-        da_i_seq[t0:t1] = da_i_tmp
-        del da_i_tmp
-        for t in reversed(range(t0, t1)):
-            f = f_span[t - t0]
-            dh = dys[t] + dh_next  # (8) dL/dh
-            dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
-            dc_prev = f*dc  # (19) dL/dc_prev
-            dpre_W_blocks[t] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
-            da_o_seq[t] *= dh  # (17) dL/da_o
-            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
-            dh_next, dc_next = dh_prev, dc_prev
+        # The products of local derivatives read only forward values: they are formed for a span
+        # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+        # steps when B*H is small, data still in cache when it is large), then scaled in place.
+        span = _span(B, H, x.dtype)
+        for t1 in range(T, 0, -span):
+            t0 = max(t1 - span, 0)
+            f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
+            da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
+            # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
+            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
+            da_i_tmp *= g_seq[t0:t1]  # (13) dc/di
+            # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
+            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
+            da_f_seq[t0:t1] *= c_seq[t0:t1]  # (12) dc/df
+            # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
+            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
+            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+            # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
+            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
+            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
+            da_i_seq[t0:t1] = da_i_tmp
+            del da_i_tmp
+            for t in reversed(range(t0, t1)):
+                f = f_span[t - t0]
+                dh = dys[t] + dh_next  # (8) dL/dh
+                dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
+                dc_prev = f*dc  # (19) dL/dc_prev
+                dpre_W_blocks[t] *= dc[:, np.newaxis]  # (14), (15), (16) dL/da_i, da_f, da_g
+                da_o_seq[t] *= dh  # (17) dL/da_o
+                dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
+                dh_next, dc_next = dh_prev, dc_prev
 
-    # Weight gradients: sums over time and batch, one GEMM each.
-    dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
-    dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_x
-    dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (22) dL/dW_h
-    db = dpre_W_flat.sum(axis=0)  # (23) dL/db
-    dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (20) dL/dx
-    grads = {"W_x": dW_x, "W_h": dW_h, "b": db}
-    return grads, dx, (dh_next, dc_next)
+        # Weight gradients: sums over time and batch, one GEMM each.
+        dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
+        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_x
+        dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (22) dL/dW_h
+        db = dpre_W_flat.sum(axis=0)  # (23) dL/db
+        dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (20) dL/dx
+        grads = {"W_x": dW_x, "W_h": dW_h, "b": db}
+        return grads, dx, (dh_next, dc_next)
 
 
 def step_forward(params, x_t, state=None):
@@ -204,26 +207,27 @@ def step_forward(params, x_t, state=None):
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     A convenience: each call does what forward() does once per call (argument checks, a scaled
     copy of the weights), so a run of known steps is faster as one forward()."""
-    _checked_params(params)
+    dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(x_t)  # a copy: the cache keeps it
     if x_t.ndim != 2 or x_t.shape[1] != D:
         raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
+    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
 
 def step_backward(params, cache, dy_t, dstate=None):
-    """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this
-    step, dL/dx_t and dL/d(previous state)."""
+    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
+    gradients of this step, dL/dx_t and dL/d(previous state)."""
     dtype = _checked_params(params)[0].dtype
     D, H = _sizes(params)
     T, B = _checked_cache(cache, D, H, dtype).shape[:2]
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
-    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)
-    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
+    dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]
+    grads, dx, dstate_prev = backward(params, cache, dys, dstate)
     return grads, dx[0], dstate_prev
 
 
@@ -236,7 +240,8 @@ def _checked(name, a, shape, dims, dtype):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
+                         f"with .astype(np.{dtype})")
     return a
 
 

@@ -86,6 +86,7 @@ def forward(params, x, state=None):
         np.tanh(a, out=h)  # (2) h = tanh(a)
         h_prev = h
     ys = h_seq[1:]
+    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq}
     return ys, final, cache
@@ -93,7 +94,8 @@ def forward(params, x, state=None):
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H),); None (or None for one array) means zeros.
+    dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
+    dys as for dstate (dys=None: a loss of the final state alone).
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked."""
@@ -101,35 +103,36 @@ def backward(params, cache, dys, dstate=None):
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
-    dys = _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
+    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq = cache["h_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    dpre_W_seq = np.empty((T, B, H), x.dtype)
-    da_seq = dpre_W_seq
+    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
+        dpre_W_seq = np.empty((T, B, H), x.dtype)
+        da_seq = dpre_W_seq
 
-    # The products of local derivatives read only forward values: they are formed for a span
-    # of steps at a time, just before the loop reaches it (one NumPy call per product for many
-    # steps when B*H is small, data still in cache when it is large), then scaled in place.
-    span = _span(B, H, x.dtype)
-    for t1 in range(T, 0, -span):
-        t0 = max(t1 - span, 0)
-        # da = (1 - h**2) * dh: the product now, times dh in the loop
-        np.subtract(1, h_seq[t0 + 1:t1 + 1]**2, out=da_seq[t0:t1])  # (4) dh/da
-        for t in reversed(range(t0, t1)):
-            dh = dys[t] + dh_next  # (3) dL/dh
-            da_seq[t] *= dh  # (4) dL/da
-            dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
-            dh_next = dh_prev
+        # The products of local derivatives read only forward values: they are formed for a span
+        # of steps at a time, just before the loop reaches it (one NumPy call per product for many
+        # steps when B*H is small, data still in cache when it is large), then scaled in place.
+        span = _span(B, H, x.dtype)
+        for t1 in range(T, 0, -span):
+            t0 = max(t1 - span, 0)
+            # da = (1 - h**2) * dh: the product now, times dh in the loop
+            np.subtract(1, h_seq[t0 + 1:t1 + 1]**2, out=da_seq[t0:t1])  # (4) dh/da
+            for t in reversed(range(t0, t1)):
+                dh = dys[t] + dh_next  # (3) dL/dh
+                da_seq[t] *= dh  # (4) dL/da
+                dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
+                dh_next = dh_prev
 
-    # Weight gradients: sums over time and batch, one GEMM each.
-    dpre_W_flat = dpre_W_seq.reshape(T * B, H)
-    dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (7) dL/dW_x
-    dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (8) dL/dW_h
-    db_x = dpre_W_flat.sum(axis=0)  # (9) dL/db_x
-    db_h = db_x.copy()  # (10) dL/db_h
-    dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (6) dL/dx
-    grads = {"W_x": dW_x, "W_h": dW_h, "b_x": db_x, "b_h": db_h}
-    return grads, dx, (dh_next,)
+        # Weight gradients: sums over time and batch, one GEMM each.
+        dpre_W_flat = dpre_W_seq.reshape(T * B, H)
+        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (7) dL/dW_x
+        dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (8) dL/dW_h
+        db_x = dpre_W_flat.sum(axis=0)  # (9) dL/db_x
+        db_h = db_x.copy()  # (10) dL/db_h
+        dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (6) dL/dx
+        grads = {"W_x": dW_x, "W_h": dW_h, "b_x": db_x, "b_h": db_h}
+        return grads, dx, (dh_next,)
 
 
 def step_forward(params, x_t, state=None):
@@ -137,26 +140,27 @@ def step_forward(params, x_t, state=None):
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     A convenience: each call does what forward() does once per call (argument checks), so a
     run of known steps is faster as one forward()."""
-    _checked_params(params)
+    dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(x_t)  # a copy: the cache keeps it
     if x_t.ndim != 2 or x_t.shape[1] != D:
         raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
+    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
 
 def step_backward(params, cache, dy_t, dstate=None):
-    """One step back: dy_t (B, H) and dL/d(new state). Returns the parameter gradients of this
-    step, dL/dx_t and dL/d(previous state)."""
+    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
+    gradients of this step, dL/dx_t and dL/d(previous state)."""
     dtype = _checked_params(params)[0].dtype
     D, H = _sizes(params)
     T, B = _checked_cache(cache, D, H, dtype).shape[:2]
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
-    dy_t = _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)
-    grads, dx, dstate_prev = backward(params, cache, dy_t[np.newaxis], dstate)
+    dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]
+    grads, dx, dstate_prev = backward(params, cache, dys, dstate)
     return grads, dx[0], dstate_prev
 
 
@@ -169,7 +173,8 @@ def _checked(name, a, shape, dims, dtype):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
-        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}")
+        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
+                         f"with .astype(np.{dtype})")
     return a
 
 
