@@ -82,7 +82,9 @@ def load_cell(path) -> Cell:
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
                         "give the script named in its first line")
     if len(cells) != 1:
-        raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}")
+        kernel = (" (to check a kernel module of your own: lstm_derive.gradcheck.check_kernel)"
+                  if not cells and "def backward" in path.read_text(errors="replace") else "")
+        raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}{kernel}")
     cell = cells[0]
     cell.source = str(path)
     return cell

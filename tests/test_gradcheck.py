@@ -5,7 +5,7 @@ import pytest
 import seed_lstm
 
 from lstm_derive import gradcheck
-from lstm_derive.kernels import lstm_seed
+from lstm_derive.kernels import lstm, lstm_seed, rnn
 
 
 def reports(kernel, **config):
@@ -169,8 +169,109 @@ def test_a_report_lists_the_worst_elements_first():
     analytic = {"W": np.concatenate([np.full(30, 1.0 + 1e-4), [1.5]])}
     r = gradcheck.compare(analytic, {"W": np.ones(31)}, 1e-6)
     lines = str(r).splitlines()
-    assert lines[0].endswith("31 elements fail, worst first:")
+    assert lines[0].endswith("31 elements fail, worst first (rel: the error over its array's largest entry):")
     assert lines[1].startswith("  dW[30]: analytic 1.5, numeric 1, rel 3.3e-01")
     assert lines[-1] == "  ... and 11 more"
     assert str(gradcheck.compare({"W": np.array([2.0])}, {"W": np.array([1.0])}, 1e-6)).splitlines()[0].endswith(
-        "1 element fails, worst first:")
+        "1 element fails, worst first (rel: the error over its array's largest entry):")
+
+
+class Wrapped:
+    """A packaged kernel with its backward() replaced: the hand-written kernels a researcher checks."""
+
+    def __init__(self, kernel, backward=None, forward=None):
+        self.k = kernel
+        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward", "backward"):
+            setattr(self, name, getattr(kernel, name))
+        self.backward = backward or self.backward
+        self.forward = forward or self.forward
+
+
+def test_a_float64_path_off_by_more_than_rounding_is_not_excused_by_the_extended_run():
+    """A kernel whose float64 path alone has a slip (5e-6): the extended-precision run agrees with
+    the numbers, but the float64 gradient is off by far more than rounding, so both methods fail."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = lstm.backward(params, cache, dys, dstate)
+        if dx.dtype == np.float64:
+            grads["W_h"] = grads["W_h"] * (1 + 5e-6)
+        return grads, dx, dstate0
+
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward)):
+        assert not r.ok and not r.widened and {m.name for m in r.mismatches} == {"W_h"}, str(r)
+
+
+def test_a_backward_that_writes_into_its_arguments_is_judged_on_the_problems_loss():
+    """dys[-1] += dh_T in place, a common hand-written pattern: the checker hands over copies."""
+    def backward(params, cache, dys, dstate=None):
+        dys[-1] += dstate[0]
+        return rnn.backward(params, cache, dys, None)
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, backward)):
+        assert r.ok, str(r)
+
+
+def _float_buffers(params, x, state=None):
+    """rnn's forward with its inputs cast to float64: what a kernel with np.zeros buffers does."""
+    with np.errstate(all="ignore"):
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            real = lambda a: np.asarray(a).real.astype(np.float64)  # noqa: E731
+            return rnn.forward({k: real(v) for k, v in params.items()}, real(x), tuple(map(real, state)))
+
+
+def _refuses_complex(params, x, state=None):
+    if np.iscomplexobj(x) or any(np.iscomplexobj(v) for v in params.values()):
+        raise TypeError("ufunc 'logaddexp' not supported for the input types")
+    return rnn.forward(params, x, state)
+
+
+@pytest.mark.parametrize("forward, why", [(_float_buffers, "no imaginary part reaches the loss"),
+                                          (_refuses_complex, "the kernel raised TypeError in complex arithmetic")],
+                         ids=["drops the imaginary part", "raises"])
+def test_a_kernel_without_complex_numbers_is_judged_by_central_differences_and_the_complex_step_says_why(forward, why):
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))
+    assert central.ok, str(central)
+    assert not complex_.ok and not complex_.mismatches and why in str(complex_), str(complex_)
+    assert 'methods=("central",)' in str(complex_)
+
+
+def test_a_complex_step_that_overflows_cannot_judge_and_says_so():
+    """At weight scale 100 the gates' exp overflows in complex arithmetic while the real loss is
+    finite: central differences pass; the complex step names the elements it cannot judge."""
+    central, complex_ = gradcheck.check_kernel(lstm, T=4, B=2, D=3, H=4, seed=2, scale=100.0)
+    assert central.ok, str(central)
+    assert not complex_.ok and not complex_.mismatches, str(complex_)
+    assert str(complex_).startswith("complex: cannot judge ") and "354" in str(complex_)
+
+
+def test_gradients_of_the_wrong_shape_or_missing_are_named():
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        grads["b_x"] = grads["b_x"][np.newaxis]
+        return grads, None, dstate0
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), methods=("central",))
+    text = str(r)
+    assert not r.ok and "gradient of the wrong shape: db_x: shape (1, 4), expected shape (4,)" in text, text
+    assert "dx: NoneType, expected shape (3, 2, 3)" in text, text
+
+    def no_bias(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        del grads["b_h"]
+        return grads, dx, dstate0
+
+    with pytest.raises(ValueError, match=r"^backward\(\) returned no gradient for \['b_h'\]"):
+        gradcheck.check_kernel(Wrapped(rnn, no_bias))
+    with pytest.raises(ValueError, match=r"^backward\(\) returned 2 initial-state gradient\(s\); STATES names 1"):
+        gradcheck.check_kernel(Wrapped(rnn, lambda *a: (*rnn.backward(*a)[:2], (None, None))))
+    for methods in ("central", ("centrl",)):
+        with pytest.raises(ValueError, match=r"^methods: expected a tuple of names from \('central', 'complex'\)"):
+            gradcheck.check_kernel(rnn, methods=methods)
+
+
+def test_a_problem_in_float32_is_one_a_kernel_takes():
+    p = gradcheck.random_problem(lstm).with_dtype(np.float32)
+    assert p.dys.dtype == np.float32 and all(d.dtype == np.float32 for d in p.dstate)
+    grads = gradcheck.analytic_gradients(lstm, p)
+    assert grads["W_h"].dtype == np.float32
