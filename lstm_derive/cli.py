@@ -61,7 +61,7 @@ def _parser():
     parser.add_argument("--derivations", type=Path, default=None, metavar="DIR",
                         help="directory of derivation scripts, given before the command: every *.py in it "
                              "but those named _*.py (helpers) builds one cell (default: ./derivations if "
-                             "there is one, else the package's own)")
+                             "there is one, else the one beside the package in a clone)")
     parser.set_defaults(run=run_all)
     sub = parser.add_subparsers(dest="command")
 
@@ -100,9 +100,19 @@ def _positive(text):
     return n
 
 
-def _scripts(args, names=()):
+def _directory(args):
     directory = args.derivations or gen.default_derivations_dir()
+    if not args.derivations and not directory.is_dir():  # installed from a wheel: the scripts are in a clone
+        raise SpecError("no derivations/ here, and this installation has none beside it (the scripts come "
+                        "with a clone: pip install -e . there); give --derivations DIR, or a script")
+    return directory
+
+
+def _scripts(args, names=()):
+    directory = _directory(args)
     scripts = gen.find_scripts(directory)
+    if not scripts and not names:
+        raise SpecError(f"no derivation scripts in {directory} (every *.py but _*.py builds one cell)")
     if not names:
         return scripts
     by_name = {p.stem: p for p in scripts}
@@ -118,7 +128,8 @@ def _scripts(args, names=()):
             chosen.append(by_name[name])
         else:
             hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
-            raise SpecError(f"no cell '{name}' in {directory} (cells: {', '.join(sorted(by_name))}){hint}")
+            cells = f"cells: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
+            raise SpecError(f"no cell '{name}' in {directory} ({cells}){hint}")
     return chosen
 
 
@@ -159,7 +170,9 @@ def run_generate(args):
 
 def _generated(args, targets):
     """Writes the targets (or, with --check, compares them); the exit status."""
-    orphans = [] if args.out or args.scripts else gen.orphans(targets)  # known only over all of derivations/
+    # orphans are known only over all of the package's own derivations/, never over another folder
+    whole = not args.out and not args.scripts and _directory(args).resolve() == gen.HOME.resolve()
+    orphans = gen.orphans(targets) if whole else []
     if args.check:
         problems = gen.stale(targets)
         for path, diff in problems:
@@ -210,12 +223,12 @@ def _check_cell(script, out=None):
 
 def run_all(args):
     scripts = _scripts(args)
-    if not scripts:
-        print("no derivation scripts found", file=sys.stderr)
-        return 2
     home = all(gen.is_home(s) for s in scripts)
     if home:
-        gen.write([gen.package_index(gen.home_cells())])
+        try:
+            gen.write([gen.package_index(gen.home_cells())])
+        except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
+            pass
     rows, all_failures = [], []
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         for n, script in enumerate(scripts, 1):
@@ -227,12 +240,19 @@ def run_all(args):
     print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "seconds", "status"], rows))
     for failure in all_failures:
         print(failure)
-    failed = sum(row[-1] != "ok" for row in rows)
-    print(f"\n{len(rows) - failed} passed, {failed} failed")
+    broken = [row[0] for row in rows if row[-1] == "ERROR"]
+    failed = [row[0] for row in rows if row[-1] == "FAIL"]
+    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken))
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.HOME} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
-    return 1 if failed else 0
+    return 2 if broken else 1 if failed else 0
+
+
+def _count(passed, failed, broken):
+    """The closing line of a run over several cells: "6 passed, 1 failed (gru), 1 not derived (x.py)"."""
+    return (f"{passed} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "")
+            + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else ""))
 
 
 def run_check(args):
@@ -248,9 +268,7 @@ def run_check(args):
                 broken.append(script.name)
                 continue
             (passed if _checked_cell(cell, kernel, args.problems) else failed).append(cell)
-    if len(passed) + len(failed) + len(broken) > 1:
-        print(f"\n{len(passed)} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "")
-              + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else ""))
+    print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
 
 

@@ -34,8 +34,9 @@ def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 * len(cli.CHECKS)  # central and complex, per check
-    assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out)
+    assert len(out) == 2 * len(cli.CHECKS) + 2  # central and complex, per check; the count
+    assert out[-2:] == ["", "1 passed, 0 failed"]
+    assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out[:-2])
     assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
 
 
@@ -162,9 +163,9 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     home = tmp_path / "derivations"
     write_cell(home, "sigmoid_rnn")
     (home / "helpers.py").write_text("SCALE = 2\n")  # builds no cell
-    assert cli.main(["--derivations", str(home)]) == 1
+    assert cli.main(["--derivations", str(home)]) == 2
     out = capsys.readouterr().out
-    assert "1 passed, 1 failed" in out
+    assert "\n1 passed, 0 failed, 1 not derived (helpers.py)\n" in out  # as check counts it
     assert any(line.startswith("helpers.py ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
     assert "helpers.py: " in out and "builds exactly one Cell; this one builds 0" in out
 
@@ -213,7 +214,7 @@ def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script), "--problems", "5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 * 5 and all(line.endswith(", ok") for line in out)
+    assert len(out) == 2 * 5 + 2 and all(line.endswith(", ok") for line in out[:-2])
     assert cli.checks(5)[:len(cli.CHECKS)] == cli.CHECKS and cli.checks(5) == cli.checks(5)
     assert len({tuple(c.items()) for c in cli.checks(5)}) == 5
     with pytest.raises(SystemExit):
@@ -227,3 +228,45 @@ def test_show_writes_a_scripts_document_for_the_folder_it_will_go_to(tmp_path, c
     shown = capsys.readouterr().out
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "docs")]) == 0
     assert shown == (tmp_path / "docs" / "sigmoid_rnn.md").read_text(encoding="utf-8")
+
+
+def test_a_folder_without_scripts_is_refused_and_removes_nothing(tmp_path, capsys):
+    """Not a run over the package's derivations/: no kernel of the package is an orphan of it."""
+    from lstm_derive import generate as gen
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = sorted(gen.KERNELS.glob("*.py")) + sorted(gen.HOME.glob("*.md"))
+    for command in ([], ["generate"], ["generate", "--check"], ["check"]):
+        assert cli.main(["--derivations", str(empty), *command]) == 2, command
+        assert f"no derivation scripts in {empty}" in capsys.readouterr().err
+    assert cli.main(["--derivations", str(empty), "show", "lstm"]) == 2
+    assert f"no cell 'lstm' in {empty} (it holds no derivation scripts)" in capsys.readouterr().err
+    assert sorted(gen.KERNELS.glob("*.py")) + sorted(gen.HOME.glob("*.md")) == before
+
+
+def test_a_broken_script_among_the_packages_own_leaves_the_summary(tmp_path, monkeypatch, capsys):
+    """The package's index cannot be written while a script fails; the summary still comes, the
+    failing script a row of it."""
+    from lstm_derive import generate as gen
+
+    home = tmp_path / "derivations"
+    write_cell(home, "sigmoid_rnn")
+    (home / "broken.py").write_text("raise RuntimeError('half edited')\n")
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", tmp_path / "kernels")
+    (tmp_path / "kernels").mkdir()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert "\n1 passed, 0 failed, 1 not derived (broken.py)\n" in out
+
+
+def test_an_installation_without_derivations_says_where_they_are(tmp_path, monkeypatch, capsys):
+    """Installed from a wheel, the package has no derivations/ beside it: the message says so."""
+    from lstm_derive import generate as gen
+
+    monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
+    monkeypatch.chdir(tmp_path)
+    for command in ([], ["check"], ["generate", "--check"]):
+        assert cli.main(command) == 2
+        assert "no derivations/ here, and this installation has none beside it" in capsys.readouterr().err
