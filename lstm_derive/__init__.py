@@ -5,6 +5,7 @@ The names below are loaded on first use, so that importing a generated kernel
 """
 
 import importlib
+import os
 import sys
 import types
 
@@ -30,7 +31,10 @@ def explain(cell, file=None):
     d = derive(cell)
     for warning in cell.unread():  # on stderr, as the command line has them, unless a file is given
         print(f"warning: {warning}", file=file or sys.stderr)
-    print(derivation_text(d, emit_kernel(d)), file=file)  # the kernel: for its lines' table
+    try:
+        print(derivation_text(d, emit_kernel(d)), file=file, flush=True)  # the kernel: for its lines' table
+    except BrokenPipeError:  # python derivations/lstm.py | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
 
 
 class _Package(types.ModuleType):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import __version__
 from . import generate as gen
 from .document import derivation_latex, derivation_text
 from .gradcheck import check_kernel
@@ -62,12 +63,13 @@ def _parser():
                         help="directory of derivation scripts, given before the command: every *.py in it "
                              "but those named _*.py (helpers) builds one cell (default: ./derivations if "
                              "there is one, else the one beside the package in a clone)")
+    parser.add_argument("--version", action="version", version=f"lstm-derive {__version__}")
     parser.set_defaults(run=run_all)
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("generate", help="write kernels and documents from derivation scripts")
     p.add_argument("scripts", nargs="*", type=Path, help="scripts (default: every one in derivations/)")
-    p.add_argument("--out", type=Path, help="write the kernel and document of each script here")
+    p.add_argument("--out", type=Path, metavar="DIR", help="write the kernel and document of each script here")
     p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
     p.set_defaults(run=run_generate)
 

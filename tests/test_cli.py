@@ -270,3 +270,18 @@ def test_an_installation_without_derivations_says_where_they_are(tmp_path, monke
     for command in ([], ["check"], ["generate", "--check"]):
         assert cli.main(command) == 2
         assert "no derivations/ here, and this installation has none beside it" in capsys.readouterr().err
+
+
+def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`python derivations/lstm.py | head -1`: explain() ends without a traceback."""
+    run = subprocess.Popen([sys.executable, str(gen.HOME / "lstm.py")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+    run.stdout.close()  # before the script prints: its every write meets a closed pipe
+    run.wait(timeout=120)
+    err = run.stderr.read()
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
+
+
+def test_the_version_is_printed():
+    run = subprocess.run([sys.executable, "-m", "lstm_derive", "--version"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout == "lstm-derive 0.1.0\n"
