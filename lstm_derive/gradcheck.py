@@ -177,19 +177,21 @@ def _all_arrays(kernel, p):
     return named
 
 
-def _elementwise(kernel, p, derivative):
-    """Every array's gradient, one element at a time: derivative(loss_of, value) per element."""
+def _elementwise(kernel, p, derivative, chosen=None):
+    """Every array's gradient, one element at a time: derivative(loss_of, value) per element;
+    with ``chosen`` (a boolean mask per array), only those elements, NaN elsewhere."""
     out = {}
     for name, a in _all_arrays(kernel, p).items():
-        g = np.empty(a.shape)
-        for index in np.ndindex(a.shape):
+        g = np.full(a.shape, np.nan)
+        mask = np.ones(a.shape, bool) if chosen is None else chosen[name]
+        for index in zip(*np.nonzero(mask)):
             moved = lambda delta: loss(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
             g[index] = derivative(moved, a[index])
         out[name] = g
     return out
 
 
-def central_differences(kernel, p: Problem):
+def central_differences(kernel, p: Problem, chosen=None):
     """dL/da[i] by the fourth-order central difference, with h = cbrt(eps) * max(1, |a_i|):
     (8 (L(a + h e_i) - L(a - h e_i)) - (L(a + 2h e_i) - L(a - 2h e_i))) / 12h.
 
@@ -202,16 +204,16 @@ def central_differences(kernel, p: Problem):
         h = np.cbrt(EPS) * max(1.0, abs(value))
         return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
 
-    return _elementwise(kernel, p.with_dtype(np.float64), derivative)
+    return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen)
 
 
-def complex_step(kernel, p: Problem):
+def complex_step(kernel, p: Problem, chosen=None):
     """dL/da[i] = Im L(a + i h e_i) / h with h = 1e-30: no cancellation, exact to rounding."""
 
     def derivative(moved, value):
         return moved(1j * COMPLEX_STEP).imag / COMPLEX_STEP
 
-    return _elementwise(kernel, p.with_dtype(np.complex128), derivative)
+    return _elementwise(kernel, p.with_dtype(np.complex128), derivative, chosen)
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ class Report:
     rounding: float = 0.0
     wrong_shapes: list = field(default_factory=list)  # "dW_h: shape (4, 16), expected (16, 4)"
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
+    sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
 
     @property
     def ok(self):
@@ -257,6 +260,8 @@ class Report:
             lines += [f"{self.method}: gradient of the wrong shape: {w}" for w in self.wrong_shapes]
             rest = Report(self.method, self.tolerance, self.errors, self.mismatches)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
+        if self.sampled:
+            head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
         if self.ok and self.widened:
             return head + (f", ok ({_elements(self.widened)} judged in extended precision: the float64 gradient's own "
                            f"rounding reaches {self.rounding:.1e} of its array's largest entry)")
@@ -291,14 +296,15 @@ def wide_gradients(kernel, p: Problem):
         return None
 
 
-def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0):
+def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0, chosen=None):
     """Element by element, |analytic - numeric| / (largest |entry| of the array) <= tolerance.
 
     ``floor`` is the absolute error the method cannot resolve: errors are relative to
     max(largest entry, floor / tolerance), so an error below the floor always passes. ``wide``,
     the same kernel's gradients in extended precision, judges an element the float64 gradient
     misses where it differs from that one by its rounding alone: ROUNDING_UNITS * eps *
-    max(loss_scale, largest entry), loss_scale being |L|."""
+    max(loss_scale, largest entry), loss_scale being |L|. ``chosen``, a boolean mask per array,
+    limits the judgement to those elements (the numeric gradient is NaN elsewhere)."""
     report = Report(method, tolerance)
     for name, n in numeric.items():
         a = np.asarray(analytic[name])
@@ -307,9 +313,10 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             got = f"shape {a.shape}" if a.dtype.kind in "fc" else f"{type(analytic[name]).__name__}"
             report.wrong_shapes.append(f"d{name}: {got}, expected shape {n.shape}")
             continue
+        judged = np.ones(n.shape, bool) if chosen is None else chosen[name]
         largest = np.max(np.abs(a), initial=0.0)
-        scale = max(largest, np.max(np.abs(n), initial=0.0), floor / tolerance)
-        rel = _relative(a, n, scale)
+        scale = max(largest, np.max(np.abs(n[judged]), initial=0.0), floor / tolerance)
+        rel = np.where(judged, _relative(a, n, scale), 0.0)
         if wide is not None and np.shape(wide[name]) == a.shape:
             w = np.asarray(wide[name], dtype=np.longdouble)
             rounding, rel_wide = _relative(a, w, largest), _relative(w, n, scale)
@@ -335,8 +342,11 @@ def _relative(a, b, scale):
 METHODS = {"central": central_differences, "complex": complex_step}
 
 
-def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("central", "complex"), problem=None):
-    """Checks every gradient of a kernel; returns one Report per method."""
+def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("central", "complex"), problem=None,
+                 sample=None):
+    """Checks every gradient of a kernel; returns one Report per method. ``sample``: judge at most
+    that many elements of each array, drawn at random (seeded by ``seed``), for problems too large
+    to perturb every element of; None judges them all."""
     if isinstance(methods, str) or any(m not in METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of names from {tuple(METHODS)}, got {methods!r}")
     p = problem or random_problem(kernel, T, B, D, H, seed, scale)
@@ -344,40 +354,65 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
     unit = EPS * magnitude if np.isfinite(magnitude) else 0.0  # an overflow must not hide errors
+    chosen = _sample(_all_arrays(kernel, p), analytic, sample, seed)
     reports = []
     for m in methods:
-        numeric, unjudged = _numeric(kernel, p, m, analytic, np.isfinite(magnitude))
-        report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS)
+        numeric, unjudged = _numeric(kernel, p, m, analytic, np.isfinite(magnitude), chosen)
+        report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
         report.unjudged = unjudged
+        if chosen is not None:
+            report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
     return reports
 
 
-def _numeric(kernel, p, method, analytic, finite):
+def _sample(arrays, analytic, sample, seed):
+    """None (every element), or a boolean mask per array: `sample` elements drawn at random, the
+    analytic gradient's largest entry among them, so that the array's scale is judged too."""
+    if sample is None:
+        return None
+    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 1:
+        raise ValueError(f"sample: expected a whole number of elements of at least 1, or None, got {sample!r}")
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for name, a in arrays.items():
+        mask = np.zeros(np.shape(a), bool)
+        if mask.size:
+            flat = mask.reshape(-1)
+            flat[rng.choice(mask.size, size=min(sample, mask.size), replace=False)] = True
+            g = np.abs(np.asarray(analytic[name], dtype=complex)) if np.shape(analytic[name]) == mask.shape else None
+            if g is not None and np.isfinite(g).all():
+                flat[np.argmax(g.reshape(-1))] = True
+        chosen[name] = mask
+    return chosen
+
+
+def _numeric(kernel, p, method, analytic, finite, chosen=None):
     """The method's gradients, and why it cannot judge some elements ("" where it judges all).
     The complex step needs a kernel that carries complex numbers through, and a loss that stays
     finite in complex arithmetic; an element it cannot judge takes the analytic value here, so
     that its report lists only the elements it did judge (the report fails all the same)."""
     if method != "complex":
-        return METHODS[method](kernel, p), ""
+        return METHODS[method](kernel, p, chosen), ""
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)  # said once, in the report
-            numeric = complex_step(kernel, p)
+            numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
         return _as_numeric(analytic), (f"(the kernel raised {type(error).__name__} in complex arithmetic: "
                                        f"{error}); central differences can: methods=(\"central\",)")
-    if all(not n.any() for n in numeric.values()) and any(np.any(_as_numeric(analytic)[k]) for k in numeric):
-        return _as_numeric(analytic), ("(no imaginary part reaches the loss: the kernel drops it, in a float "
-                                       "buffer, .real or abs); central differences can: methods=(\"central\",)")
+    judged = {k: np.ones(n.shape, bool) if chosen is None else chosen[k] for k, n in numeric.items()}
     values = _as_numeric(analytic)
-    lost = {k: ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape else np.zeros(n.shape, bool)
-            for k, n in numeric.items()}
+    if all(not n[judged[k]].any() for k, n in numeric.items()) and any(np.any(values[k]) for k in numeric):
+        return values, ("(no imaginary part reaches the loss: the kernel drops it, in a float "
+                        "buffer, .real or abs); central differences can: methods=(\"central\",)")
+    lost = {k: judged[k] & ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape
+            else np.zeros(n.shape, bool) for k, n in numeric.items()}
     count = sum(int(v.sum()) for v in lost.values())
     if not count or not finite:
         return numeric, ""
-    judged = {k: np.where(lost[k], values[k], n) for k, n in numeric.items()}
-    return judged, (f"{_elements(count)} (the loss is finite, but not at their complex step: exp overflows in "
+    kept = {k: np.where(lost[k], values[k], n) for k, n in numeric.items()}
+    return kept, (f"{_elements(count)} (the loss is finite, but not at their complex step: exp overflows in "
                     "complex arithmetic far sooner than in real, beyond |Re a| of about 354); central "
                     "differences can: methods=(\"central\",)")
 

@@ -275,3 +275,25 @@ def test_a_problem_in_float32_is_one_a_kernel_takes():
     assert p.dys.dtype == np.float32 and all(d.dtype == np.float32 for d in p.dstate)
     grads = gradcheck.analytic_gradients(lstm, p)
     assert grads["W_h"].dtype == np.float32
+
+
+def test_a_sample_of_elements_judges_a_larger_problem_and_says_so():
+    for r in gradcheck.check_kernel(lstm, T=20, B=3, D=8, H=10, sample=15):
+        assert r.ok, str(r)
+        judged, total = r.sampled
+        assert 6 * 15 <= judged <= 6 * 16 and total == 40 * 8 + 40 * 10 + 40 + 20 * 3 * 8 + 2 * 3 * 10
+        assert f"over a sample of {judged} of {total} elements, ok" in str(r)
+
+
+def test_a_sample_always_holds_each_arrays_largest_entry_so_a_wrong_one_fails():
+    """One element wrong, the largest bias gradient: a sample of one element per array finds it."""
+    for method in ("central", "complex"):
+        (r,) = gradcheck.check_kernel(WrongBias(lstm, 1 + 1e-4, largest=True), T=6, B=2, D=4, H=5, sample=1,
+                                      methods=(method,))
+        assert not r.ok and [m.name for m in r.mismatches] == ["b"], str(r)
+
+
+@pytest.mark.parametrize("sample", [0, -3, 2.5, True, "10"])
+def test_a_sample_is_a_whole_number(sample):
+    with pytest.raises(ValueError, match=r"^sample: expected a whole number of elements of at least 1, or None"):
+        gradcheck.check_kernel(rnn, sample=sample)
