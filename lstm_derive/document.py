@@ -200,6 +200,21 @@ class Flow:
 
 
 @dataclass(frozen=True)
+class Unrolled:
+    """Two steps of the recurrence: the forward pass, and the gradients that reach step t's new
+    states (dy from its own loss, d<s>_next from the steps after it)."""
+
+    states: tuple
+    output: str
+
+    def at(self, t):
+        return ", ".join(f"{s}({t})" for s in self.states)
+
+    def nexts(self):
+        return ", ".join(f"d{s}_next" for s in self.states)
+
+
+@dataclass(frozen=True)
 class Ref:
     """A table cell's text that links somewhere in Markdown."""
 
@@ -366,6 +381,7 @@ def _loss_section(d):
               "from step t+1 (at the last step, the gradient of the final state, zero by default). Since the losses of earlier steps do not depend on step t, "
               "dL/dv = dL(t)/dv."),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+        Unrolled(tuple(cell.states), y),
         *([Prose("L(t+1) is read as a function of the states step t hands on: "
                  f"{nexts} are its partial derivatives, each with the other states held fixed. The paths "
                  "between the states inside step t are in the equations below, so none is counted twice.")]
@@ -831,7 +847,26 @@ def _md_table(block):
     return lines + ["| " + " | ".join(cell(c) for c in row) + " |" for row in block.rows]
 
 
-_MARKDOWN = {Prose: _md_prose, Math: _md_math, Bullets: _md_bullets, Flow: _md_flow, Table: _md_table}
+def _md_unrolled(block):
+    return ["```mermaid", "flowchart LR",
+            f'    s0(["{block.at("t-1")}"]) --> step_t["step t"] --> s1(["{block.at("t")}"])',
+            f'    s1 --> step_u["step t+1"] --> s2(["{block.at("t+1")}"])',
+            '    x_t(["x(t)"]) --> step_t',
+            '    x_u(["x(t+1)"]) --> step_u',
+            f'    s1 -->|"{block.output}(t)"| l_t(["l(t)"])',
+            f'    s2 -->|"{block.output}(t+1)"| l_u(["l(t+1)"])',
+            '    l_t -.->|"dy"| s1',
+            f'    step_u -.->|"{block.nexts()}"| s1',
+            "```", "", _UNROLLED_CAPTION]
+
+
+_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dashed arrows are the "
+                     "gradients that reach step t's new state: `dy` from its own loss, and the gradient of every "
+                     "later loss, which can only come back through step t+1.")
+
+
+_MARKDOWN = {Prose: _md_prose, Math: _md_math, Bullets: _md_bullets, Flow: _md_flow, Table: _md_table,
+             Unrolled: _md_unrolled}
 
 
 # -- terminal text ----------------------------------------------------------------------------
@@ -917,7 +952,18 @@ def _text_table(block):
     return ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 
 
-_TEXT = {Prose: _text_prose, Math: _text_math, Bullets: _text_bullets, Flow: _text_flow, Table: _text_table}
+def _unrolled_rows(block):
+    return [f"forward:  {block.at('t-1')} → step t → {block.at('t')} → step t+1 → {block.at('t+1')}",
+            f"back:     dy to {block.output}(t) from its own loss l(t); {block.nexts()} to {block.at('t')} from step "
+            "t+1, which carries every later loss"]
+
+
+def _text_unrolled(block):
+    return [f"  {row}" for row in _unrolled_rows(block)]
+
+
+_TEXT = {Prose: _text_prose, Math: _text_math, Bullets: _text_bullets, Flow: _text_flow, Table: _text_table,
+         Unrolled: _text_unrolled}
 
 
 # -- LaTeX ------------------------------------------------------------------------------------
@@ -939,7 +985,7 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
                   "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
-                  "·": r"$\cdot$", "\u2032": r"$'$"}
+                  "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$"}
 
 
 # Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_b).
@@ -994,4 +1040,9 @@ def _latex_table(block):
     return out + ["\\end{tabular}"]
 
 
-_LATEX = {Prose: _latex_para, Math: _latex_math, Bullets: _latex_bullets, Flow: _latex_flow, Table: _latex_table}
+def _latex_unrolled(block):
+    return ["\\begin{itemize}"] + [f"\\item {_latex_prose(row)}" for row in _unrolled_rows(block)] + ["\\end{itemize}"]
+
+
+_LATEX = {Prose: _latex_para, Math: _latex_math, Bullets: _latex_bullets, Flow: _latex_flow, Table: _latex_table,
+          Unrolled: _latex_unrolled}

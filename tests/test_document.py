@@ -142,10 +142,11 @@ def test_every_math_block_parses_with_mathjax(parsed, name):
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)
-def test_the_dataflow_diagram_parses_with_mermaid(parsed, name):
+def test_the_diagrams_parse_with_mermaid(parsed, name):
+    """The dataflow of one step, and two steps unrolled."""
     request, result = parsed
     blocks = [item for item in request["mermaid"] if item["id"].startswith(f"{name}.")]
-    assert len(blocks) == 1
+    assert len(blocks) == 2
     errors = [f"{item['id']}: {result['mermaid'][item['id']]}" for item in blocks
               if result["mermaid"][item["id"]] is not None]
     assert not errors, "\n".join(errors)
@@ -360,11 +361,15 @@ def test_a_note_cites_equations_by_name():
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_the_diagram_marks_every_recurrent_edge(name):
     markdown = DOCUMENTS[name][0]
-    (_, diagram), = split_markdown(markdown)[1]
+    (_, diagram), (_, unrolled) = split_markdown(markdown)[1]
     recurrent = re.findall(r"^    prev_(\w+) <-\.-\|\"next step\"\| n_(\w+)$", diagram, re.M)
-    states = load_cell(DERIVATIONS / f"{name}.py").states if name in CELLS else _edge_cell().states
-    assert sorted(recurrent) == sorted((s, s) for s in states)
+    cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else _edge_cell()
+    assert sorted(recurrent) == sorted((s, s) for s in cell.states)
     assert diagram.startswith("flowchart LR\n")
+    # unrolled: every state passes from step t to step t+1, and its gradient comes back
+    nexts = ", ".join(f"d{s}_next" for s in cell.states)
+    assert f'    step_u -.->|"{nexts}"| s1' in unrolled.splitlines()
+    assert f's1(["{", ".join(f"{s}(t)" for s in cell.states)}"])' in unrolled
 
 
 # -- the command line ------------------------------------------------------------------------
