@@ -559,10 +559,18 @@ def _kernel_section(d, kernel_text, kernel_path):
     return Section("Kernel lines", (
         Prose(f"Where [{kernel_path.split('/')[-1]}]({kernel_path}) implements each equation; its "
               "comments cite the same numbers. A line may hold one factor of an equation (the kernel "
-              "multiplies the local derivatives first), and a comment's dc/di is the local derivative "
-              "∂c/∂i, not a ratio of adjoints."),
+              f"multiplies the local derivatives first){_local_example(kernel_text)}."),
         Table(("Equation", "Defines", "Function", "Lines"), tuple(rows)),
     ))
+
+
+def _local_example(kernel_text):
+    """", and a comment's dh/dz is the local derivative ∂h/∂z, ...", with the kernel's first such comment."""
+    found = [m.groups() for m in re.finditer(r"#\s*\(\d+\)\s+d(\w+)/d(\w+)\b", kernel_text or "") if m.group(1) != "L"]
+    if not found:
+        return ""
+    top, bottom = found[0]
+    return f", and a comment's d{top}/d{bottom} is the local derivative ∂{top}/∂{bottom}, not a ratio of adjoints"
 
 
 # -- facts the sections share ----------------------------------------------------------------

@@ -850,8 +850,8 @@ def _forward(k):
         "    array) means zeros.",
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
-        ("    for one call of backward() (ys is a view into it: copy ys before changing it)." if k.in_place else
-         "    that backward() reads (its arrays are views of the cache: copy ys before changing it)."),
+        ("    for one call of backward() (ys is a read-only view into it: copy ys to change it)." if k.in_place else
+         "    that backward() reads (ys is a read-only view into it: copy ys to change it)."),
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
         "    not a copy: change x only after backward()." + _complex_range_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
@@ -925,11 +925,17 @@ def _has_sigmoid(cell):
 
 
 def _complex_range_doc(k):
-    """Where exp, through which the gates are computed, stays finite for complex input."""
+    """Where exp, through which the gates are computed, stays finite for complex input: exp(x)
+    overflows beyond x = 709.78, and a tanh through exp(-2a), or a block times a number, gets there
+    sooner."""
     if not _has_sigmoid(k.cell):
         return ""
+    affines = {a.name: a for a in k.cell.affines}
+    factors = [(2 if kind == "tanh" and _scaled(k, affines[name]) else 1) * abs(k.coefficients.get(let.symbol, 1))
+               for name, gates in k.gates.items() for let, kind in gates]
+    bound = int(709.78 / float(max(factors, default=1)))
     return (" Complex input (the complex step) is safe while every gate's\n"
-            "    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
+            f"    pre-activation has |Re a| < {bound}; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
 
 
 def _input_bias(k, a, n):
@@ -1325,10 +1331,14 @@ def _views_once(k):
         cols = _col_range(run.j0, run.j1)
         gates = ", ".join(str(v.symbol) for _, v in run.pairs)
         a_blocks = ", ".join(map(str, run.a.blocks[run.j0:run.j1]))
+        b_blocks = ", ".join(map(str, run.b.blocks[run.j0:run.j1])) if run.b is not None else ""
+        folded = any((f.a, f.b, f.j0, f.j1) == (run.a, run.b, run.j0, run.j1) for f in k.bias_folds)
+        if folded:  # the input part holds the other affine's biases of these blocks too
+            a_blocks += f" and the biases of {b_blocks}"
+            b_blocks += " without their biases"
         lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
         if run.b is None:
             continue
-        b_blocks = ", ".join(map(str, run.b.blocks[run.j0:run.j1]))
         if k.affine_parts(run.b)[0]:
             lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]  # {b_blocks}")
         else:
@@ -1467,8 +1477,9 @@ def _backward(k):
     else:
         body.append("    for t in reversed(range(T)):")
         body += ["        " + line for line in step]
-    body += ["", "    # Weight gradients: sums over time and batch, one GEMM each"
-             + (" (or one per run of blocks kept apart)." if k.split else ".")]
+    body += ["", "    # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps"
+             + (";" if k.split else ".")]
+    body += ["    # a weight whose blocks' adjoints lie in separate buffers takes one per run of adjacent blocks."] * bool(k.split)
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k)]
     for step in [s for s in k.d.steps if k.summed(s) and s.kind == "let"] + [k.d.step_for(p) for p in cell.params]:

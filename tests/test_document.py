@@ -499,3 +499,12 @@ def test_the_markdown_orders_a_backward_equation_as_the_text_does():
     d = derive(cell)
     assert "df = dh·∂h/∂f = (n - h_prev)*dh" in " ".join(derivation_text(d).split())
     assert r"\left(n - h_{\text{prev}}\right) \odot dh" in derivation_markdown(d, "mixer.py")
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_kernel_tables_example_of_a_local_derivative_is_one_of_its_kernels_comments(cell):
+    markdown = (DERIVATIONS / f"{cell}.md").read_text()
+    kernel = (KERNELS / f"{cell}.py").read_text()
+    top, bottom = re.search(r"a comment's d(\w+)/d(\w+) is the local derivative ∂(?:\1)/∂(?:\2), not a ratio",
+                            markdown).groups()
+    assert re.search(rf"# \(\d+\) d{top}/d{bottom}\b", kernel)

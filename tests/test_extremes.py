@@ -437,3 +437,21 @@ def test_a_second_backward_on_one_cache_is_refused_or_gives_the_same_gradients(n
         second = k.backward(p.params, cache, p.dys, p.dstate)
     for a, b in zip(flat(first), flat(second)):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_complex_step_stays_finite_within_the_bound_the_docstring_gives(name):
+    """forward()'s docstring gives |Re a| < bound for complex input: every gate's pre-activation at
+    0.98 of it, of either sign, leaves every output finite (the tanh through exp(-2a) halves it)."""
+    k = KERNELS[name]
+    found = re.search(r"\|Re a\| < (\d+)", k.forward.__doc__)
+    if found is None:
+        assert "exp" not in k.forward.__doc__
+        return
+    bound = int(found.group(1))
+    for sign in (1, -1):
+        params = {n: np.zeros(s, complex) for n, s in k.param_shapes(1, 1).items()}
+        for w in input_weights(k, 1, 1):
+            params[w][:] = sign * 0.98 * bound
+        ys, final, _ = k.forward(params, np.full((1, 1, 1), 1 + 1e-30j))
+        assert np.isfinite(ys).all() and all(np.isfinite(s).all() for s in final), (name, sign)

@@ -84,10 +84,10 @@ def forward(params, x, state=None):
     array) means zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is a view into it: copy ys before changing it).
+    for one call of backward() (ys is a read-only view into it: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
-    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
+    pre-activation has |Re a| < 709; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
@@ -104,8 +104,8 @@ def forward(params, x, state=None):
     # Views of the buffers' columns, made once: the loop indexes them by step.
     a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
     pre_a_hn, bias_a_hn = pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H]
-    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_xr, a_xz, then r, z
-    pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz
+    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_xr, a_xz and the biases of a_hr, a_hz, then r, z
+    pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz without their biases
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
@@ -205,7 +205,8 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
 
-        # Weight gradients: sums over time and batch, one GEMM each (or one per run of blocks kept apart).
+        # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps;
+        # a weight whose blocks' adjoints lie in separate buffers takes one per run of adjacent blocks.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
         db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x

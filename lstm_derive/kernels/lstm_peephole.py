@@ -78,7 +78,7 @@ def forward(params, x, state=None):
     array) means zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is a view into it: copy ys before changing it).
+    for one call of backward() (ys is a read-only view into it: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
     pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
@@ -201,7 +201,7 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
 
-        # Weight gradients: sums over time and batch, one GEMM each.
+        # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (24) dL/dW_x
         dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (25) dL/dW_h

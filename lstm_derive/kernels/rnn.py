@@ -62,7 +62,7 @@ def forward(params, x, state=None):
     array) means zeros.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    that backward() reads (its arrays are views of the cache: copy ys before changing it).
+    that backward() reads (ys is a read-only view into it: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy: change x only after backward()."""
     W_x, W_h, b_x, b_h = _checked_params(params)
@@ -124,7 +124,7 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
                 dh_next = dh_prev
 
-        # Weight gradients: sums over time and batch, one GEMM each.
+        # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (7) dL/dW_x
         dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (8) dL/dW_h
