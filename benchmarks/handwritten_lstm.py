@@ -6,9 +6,13 @@ b (4H,), gate blocks in PyTorch order i, f, g, o; time-major x (T, B, D).
     a = W_x x + W_h h_prev + b;  i, f, o = sigmoid;  g = tanh
     c = f*c_prev + i*g;  h = o*tanh(c)
 
-Written for speed: the input GEMM runs for all steps before the loop, the weight
-gradients are GEMMs after it, and the loop works in place in preallocated
-buffers. No abs, maximum or comparisons, so float32, float64 and complex128
+Written for speed, as a careful engineer writes it: the input GEMM runs for all steps
+before the loop, the weight gradients are GEMMs after it, the loops work in place in
+preallocated buffers, every factor of the backward pass that reads forward values only
+is formed for all steps before its loop, and no Python number meets an array in a loop.
+What it does not do are the generated kernel's own tricks: the gates' factors folded
+into the weights, tanh through the sigmoid's exp, span-wise products, gradients written
+over the cache. No abs, maximum or comparisons, so float32, float64 and complex128
 (complex step) all work.
 """
 import numpy as np
@@ -40,7 +44,7 @@ def _sigmoid_inplace(a):
     # overflows to inf far below 0, where 1 / inf = 0 is right (forward() silences that warning)
     np.negative(a, out=a)
     np.exp(a, out=a)
-    a += 1
+    a += np.array(1, a.dtype)
     np.reciprocal(a, out=a)
 
 
@@ -60,20 +64,18 @@ def forward(params, x, state=None):
     T, B, D = x.shape
     H = W_h.shape[1]
     dtype = np.result_type(x, W_x, W_h, b)
-    h = np.zeros((T + 1, B, H), dtype)     # h[0] is the initial state
-    c = np.zeros((T + 1, B, H), dtype)
-    if state is not None:
-        h[0], c[0] = state
+    h = np.empty((T + 1, B, H), dtype)     # h[0] is the initial state
+    c = np.empty((T + 1, B, H), dtype)
+    h[0], c[0] = (0, 0) if state is None else state
     gates = (x.reshape(T * B, D) @ W_x.T).astype(dtype, copy=False).reshape(T, B, 4 * H)
     gates += b
     tanh_c = np.empty((T, B, H), dtype)
-    rec = np.empty((B, 4 * H), dtype)
     ig = np.empty((B, H), dtype)
+    W_hT = W_h.T
     with np.errstate(over="ignore"):  # exp(-a) = inf gives the right sigmoid, 0
         for t in range(T):
             a = gates[t]
-            np.matmul(h[t], W_h.T, out=rec)
-            a += rec
+            a += np.dot(h[t], W_hT)
             _activate_inplace(a, H)
             i, f, g, o = _blocks(a, H)
             np.multiply(f, c[t], out=c[t + 1])
@@ -86,23 +88,48 @@ def forward(params, x, state=None):
 
 
 def backward(params, cache, dys, dstate=None):
-    """BPTT. Returns ({W_x, W_h, b} grads, dx, (dh_0, dc_0))."""
+    """BPTT. Returns ({W_x, W_h, b} grads, dx, (dh_0, dc_0)).
+
+    Every factor that reads forward values only is formed for all steps before the loop, so
+    the loop does the recurrence alone: dh, dc, and the factors times dh or dc."""
     W_x, W_h = params["W_x"], params["W_h"]
     x, h, c, gates, tanh_c = cache
     T, B, D = x.shape
     H = W_h.shape[1]
     dtype = np.result_type(gates, dys)
-    da = np.empty((T, B, 4 * H), dtype)    # grads of the pre-activations
+    one = np.array(1, dtype)
+    i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
+    da = np.empty((T, B, 4 * H), dtype)    # the factors, then the grads of the pre-activations
+    da_i, da_f, da_g, da_o = (da[..., k * H:(k + 1) * H] for k in range(4))
+    np.subtract(one, i, out=da_i)          # dc/da_i = g i (1 - i)
+    da_i *= i
+    da_i *= g
+    np.subtract(one, f, out=da_f)          # dc/da_f = c_prev f (1 - f)
+    da_f *= f
+    da_f *= c[:-1]
+    np.multiply(g, g, out=da_g)            # dc/da_g = i (1 - g^2)
+    np.subtract(one, da_g, out=da_g)
+    da_g *= i
+    np.subtract(one, o, out=da_o)          # dh/da_o = tanh(c) o (1 - o)
+    da_o *= o
+    da_o *= tanh_c
+    dh_dc = np.multiply(tanh_c, tanh_c)    # dh/dc = o (1 - tanh(c)^2)
+    np.subtract(one, dh_dc, out=dh_dc)
+    dh_dc *= o
+    ifg = da.reshape(T, B, 4, H)[:, :, :3]
     dh = np.zeros((B, H), dtype)
     dc = np.zeros((B, H), dtype)
     if dstate is not None:
         dh[...], dc[...] = dstate
     tmp = np.empty((B, H), dtype)
-    tmp2 = np.empty((B, 2 * H), dtype)
     for t in reversed(range(T)):
         dh += dys[t]
-        _cell_backward(gates[t], c[t], tanh_c[t], dh, dc, da[t], tmp, tmp2, H)
-        np.matmul(da[t], W_h, out=dh)      # carry to h_{t-1}
+        np.multiply(dh_dc[t], dh, out=tmp)
+        dc += tmp
+        ifg[t] *= dc[:, np.newaxis]
+        da_o[t] *= dh
+        dc *= f[t]                         # carry to c_{t-1}
+        dh = np.dot(da[t], W_h)            # carry to h_{t-1}
     da2 = da.reshape(T * B, 4 * H)
     grads = {
         "W_x": da2.T @ x.reshape(T * B, D),
@@ -111,32 +138,3 @@ def backward(params, cache, dys, dstate=None):
     }
     dx = (da2 @ W_x).reshape(T, B, D)
     return grads, dx, (dh, dc)
-
-
-def _cell_backward(gate, c_prev, tc, dh, dc, da, tmp, tmp2, H):
-    """One step: fill da; turn dc into the carry to c_{t-1}. dh is dL/dh_t."""
-    i, f, g, o = _blocks(gate, H)
-    da_i, da_f, da_g, da_o = _blocks(da, H)
-    np.multiply(dh, tc, out=da_o)          # dL/do, before the sigmoid
-    # dc += dh * o * (1 - tanh(c)^2)
-    np.multiply(tc, tc, out=tmp)
-    np.subtract(1, tmp, out=tmp)
-    tmp *= o
-    tmp *= dh
-    dc += tmp
-    np.multiply(dc, g, out=da_i)
-    np.multiply(dc, c_prev, out=da_f)
-    np.multiply(dc, i, out=da_g)
-    # through the nonlinearities in output form: y(1-y) for i, f, o; 1-y^2 for g
-    _times_sigmoid_slope(da[:, :2 * H], gate[:, :2 * H], tmp2)
-    _times_sigmoid_slope(da_o, o, tmp)
-    np.multiply(g, g, out=tmp)
-    np.subtract(1, tmp, out=tmp)
-    da_g *= tmp
-    dc *= f
-
-
-def _times_sigmoid_slope(d, y, tmp):
-    np.subtract(1, y, out=tmp)
-    tmp *= y
-    d *= tmp
