@@ -11,11 +11,11 @@ U_h (3H, H), b_h (3H,), gate blocks in the order r, z, n; time-major x (T, B, D)
 Written for speed, as a careful engineer writes it: one input GEMM for all steps before
 the loop; in the loop one recurrent GEMM per step; the biases of r and z are folded into
 the input part once; every elementwise step runs in place in preallocated buffers; every
-factor of the backward pass that reads forward values only is formed for all steps before
-its loop, and no Python number meets an array in a loop; the weight gradients and dx are
-GEMMs after the loop. What it does not do are the generated kernel's own tricks: the
-sigmoids' signs folded into the weights, span-wise products, gradients written over the
-cache.
+factor of the backward pass that reads forward values only is formed outside the
+recurrence (a chunk of steps at a time, in cache), and no Python number meets an array in
+a loop; the weight gradients and dx are GEMMs after the loop. What it does not do are the
+generated kernel's own tricks: the sigmoids' signs folded into the weights, gradients
+written over the cache.
 
 The cache holds per step r, z, n, U_hn h_prev + b_hn (which the backward pass reads)
 and h_prev. No abs, maximum or comparisons: float32, float64 and complex128 (complex
@@ -94,8 +94,9 @@ def forward(params, x, state=None):
 def backward(params, cache, dys, dstate=None):
     """BPTT. Returns ({W_x, b_x, U_h, b_h} grads, dx, (dh_0,)).
 
-    Every factor that reads forward values only is formed for all steps before the loop, so
-    the loop does the recurrence alone: dh, and the factors times dh."""
+    Every factor that reads forward values only is formed before the loop reaches its steps, a
+    chunk of steps at a time (about 64 KiB of each (B, H) array, so a chunk's data stays in
+    cache), and the loop does the recurrence alone: dh, and the factors times dh."""
     W_x, U_h = params["W_x"], params["U_h"]
     x, h, gates, a_hn = cache
     T, B, D = x.shape
@@ -106,31 +107,34 @@ def backward(params, cache, dys, dstate=None):
     da_x = np.empty((T, B, 3 * H), dtype)  # the factors, then dL/d(a_xr, a_xz, a_xn)
     da_r, da_z, da_n = (da_x[..., k * H:(k + 1) * H] for k in range(3))
     da_hn = np.empty((T, B, H), dtype)
-    np.multiply(n, n, out=da_n)            # dh/da_n = (1 - z)(1 - n^2)
-    np.subtract(one, da_n, out=da_n)
-    np.subtract(one, z, out=da_hn)
-    da_n *= da_hn
-    np.multiply(r, da_n, out=da_hn)        # dh/da_hn = r dh/da_n
-    np.subtract(one, r, out=da_r)          # dh/da_r = a_hn r (1 - r) dh/da_n
-    da_r *= r
-    da_r *= a_hn
-    da_r *= da_n
-    np.subtract(one, z, out=da_z)          # dh/da_z = (h_prev - n) z (1 - z)
-    da_z *= z
-    da_z *= h[:-1] - n
-    blocks = da_x.reshape(T, B, 3, H)
     da_h = np.empty((B, 3 * H), dtype)     # one step's dL/d(a_hr, a_hz, a_hn), for one GEMM
+    blocks = da_x.reshape(T, B, 3, H)
     dh = np.zeros((B, H), dtype)
     if dstate is not None:
         dh[...] = dstate[0]
-    for t in reversed(range(T)):
-        dh += dys[t]
-        blocks[t] *= dh[:, np.newaxis]
-        da_hn[t] *= dh
-        da_h[:, :2 * H] = da_x[t, :, :2 * H]
-        da_h[:, 2 * H:] = da_hn[t]
-        dh *= z[t]                         # dh z goes straight to h_prev
-        dh += np.dot(da_h, U_h)            # carry to h_{t-1}
+    chunk = max(1, 2**16 // (B * H * np.dtype(dtype).itemsize))
+    for t1 in range(T, 0, -chunk):
+        s = slice(max(t1 - chunk, 0), t1)
+        np.multiply(n[s], n[s], out=da_n[s])       # dh/da_n = (1 - z)(1 - n^2)
+        np.subtract(one, da_n[s], out=da_n[s])
+        np.subtract(one, z[s], out=da_hn[s])
+        da_n[s] *= da_hn[s]
+        np.multiply(r[s], da_n[s], out=da_hn[s])   # dh/da_hn = r dh/da_n
+        np.subtract(one, r[s], out=da_r[s])        # dh/da_r = a_hn r (1 - r) dh/da_n
+        da_r[s] *= r[s]
+        da_r[s] *= a_hn[s]
+        da_r[s] *= da_n[s]
+        np.subtract(one, z[s], out=da_z[s])        # dh/da_z = (h_prev - n) z (1 - z)
+        da_z[s] *= z[s]
+        da_z[s] *= h[s] - n[s]
+        for t in reversed(range(s.start, t1)):
+            dh += dys[t]
+            blocks[t] *= dh[:, np.newaxis]
+            da_hn[t] *= dh
+            da_h[:, :2 * H] = da_x[t, :, :2 * H]
+            da_h[:, 2 * H:] = da_hn[t]
+            dh *= z[t]                     # dh z goes straight to h_prev
+            dh += np.dot(da_h, U_h)        # carry to h_{t-1}
     dgx = da_x.reshape(T * B, 3 * H)
     h_prev = h[:-1].reshape(T * B, H)
     dU_h = np.empty((3 * H, H), dtype)

@@ -9,10 +9,10 @@ b (4H,), gate blocks in PyTorch order i, f, g, o; time-major x (T, B, D).
 Written for speed, as a careful engineer writes it: the input GEMM runs for all steps
 before the loop, the weight gradients are GEMMs after it, the loops work in place in
 preallocated buffers, every factor of the backward pass that reads forward values only
-is formed for all steps before its loop, and no Python number meets an array in a loop.
-What it does not do are the generated kernel's own tricks: the gates' factors folded
-into the weights, tanh through the sigmoid's exp, span-wise products, gradients written
-over the cache. No abs, maximum or comparisons, so float32, float64 and complex128
+is formed outside the recurrence (a chunk of steps at a time, in cache), and no Python
+number meets an array in a loop. What it does not do are the generated kernel's own
+tricks: the gates' factors folded into the weights, tanh through the sigmoid's exp,
+gradients written over the cache. No abs, maximum or comparisons, so float32, float64 and complex128
 (complex step) all work.
 """
 import numpy as np
@@ -90,8 +90,9 @@ def forward(params, x, state=None):
 def backward(params, cache, dys, dstate=None):
     """BPTT. Returns ({W_x, W_h, b} grads, dx, (dh_0, dc_0)).
 
-    Every factor that reads forward values only is formed for all steps before the loop, so
-    the loop does the recurrence alone: dh, dc, and the factors times dh or dc."""
+    Every factor that reads forward values only is formed before the loop reaches its steps, a
+    chunk of steps at a time (about 64 KiB of each (B, H) array, so a chunk's data stays in
+    cache), and the loop does the recurrence alone: dh, dc, and the factors times dh or dc."""
     W_x, W_h = params["W_x"], params["W_h"]
     x, h, c, gates, tanh_c = cache
     T, B, D = x.shape
@@ -101,35 +102,39 @@ def backward(params, cache, dys, dstate=None):
     i, f, g, o = (gates[..., k * H:(k + 1) * H] for k in range(4))
     da = np.empty((T, B, 4 * H), dtype)    # the factors, then the grads of the pre-activations
     da_i, da_f, da_g, da_o = (da[..., k * H:(k + 1) * H] for k in range(4))
-    np.subtract(one, i, out=da_i)          # dc/da_i = g i (1 - i)
-    da_i *= i
-    da_i *= g
-    np.subtract(one, f, out=da_f)          # dc/da_f = c_prev f (1 - f)
-    da_f *= f
-    da_f *= c[:-1]
-    np.multiply(g, g, out=da_g)            # dc/da_g = i (1 - g^2)
-    np.subtract(one, da_g, out=da_g)
-    da_g *= i
-    np.subtract(one, o, out=da_o)          # dh/da_o = tanh(c) o (1 - o)
-    da_o *= o
-    da_o *= tanh_c
-    dh_dc = np.multiply(tanh_c, tanh_c)    # dh/dc = o (1 - tanh(c)^2)
-    np.subtract(one, dh_dc, out=dh_dc)
-    dh_dc *= o
+    dh_dc = np.empty((T, B, H), dtype)
     ifg = da.reshape(T, B, 4, H)[:, :, :3]
     dh = np.zeros((B, H), dtype)
     dc = np.zeros((B, H), dtype)
     if dstate is not None:
         dh[...], dc[...] = dstate
     tmp = np.empty((B, H), dtype)
-    for t in reversed(range(T)):
-        dh += dys[t]
-        np.multiply(dh_dc[t], dh, out=tmp)
-        dc += tmp
-        ifg[t] *= dc[:, np.newaxis]
-        da_o[t] *= dh
-        dc *= f[t]                         # carry to c_{t-1}
-        dh = np.dot(da[t], W_h)            # carry to h_{t-1}
+    chunk = max(1, 2**16 // (B * H * np.dtype(dtype).itemsize))
+    for t1 in range(T, 0, -chunk):
+        s = slice(max(t1 - chunk, 0), t1)
+        np.subtract(one, i[s], out=da_i[s])        # dc/da_i = g i (1 - i)
+        da_i[s] *= i[s]
+        da_i[s] *= g[s]
+        np.subtract(one, f[s], out=da_f[s])        # dc/da_f = c_prev f (1 - f)
+        da_f[s] *= f[s]
+        da_f[s] *= c[s]
+        np.multiply(g[s], g[s], out=da_g[s])       # dc/da_g = i (1 - g^2)
+        np.subtract(one, da_g[s], out=da_g[s])
+        da_g[s] *= i[s]
+        np.subtract(one, o[s], out=da_o[s])        # dh/da_o = tanh(c) o (1 - o)
+        da_o[s] *= o[s]
+        da_o[s] *= tanh_c[s]
+        np.multiply(tanh_c[s], tanh_c[s], out=dh_dc[s])  # dh/dc = o (1 - tanh(c)^2)
+        np.subtract(one, dh_dc[s], out=dh_dc[s])
+        dh_dc[s] *= o[s]
+        for t in reversed(range(s.start, t1)):
+            dh += dys[t]
+            np.multiply(dh_dc[t], dh, out=tmp)
+            dc += tmp
+            ifg[t] *= dc[:, np.newaxis]
+            da_o[t] *= dh
+            dc *= f[t]                     # carry to c_{t-1}
+            dh = np.dot(da[t], W_h)        # carry to h_{t-1}
     da2 = da.reshape(T * B, 4 * H)
     grads = {
         "W_x": da2.T @ x.reshape(T * B, D),

@@ -886,7 +886,7 @@ def _forward(k):
     for v in k.stored:
         if v in k.placed:
             a, b = k.placed[v]
-            where = "kept where it is, not copied" if v == b else f"where {b} was: it is read once, before"
+            where = "kept where it is, not copied" if v == b else f"over {b}, which the step reads just before"
             body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # {where}")
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
@@ -956,7 +956,7 @@ def _input_bias(k, a, n):
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
         nb = next(eq.number for eq in k.d.forward if eq.node is run.b)
         lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
-                     f"{', '.join(map(str, blocks))}, read only in sums with {a.name}'s blocks, joins here")
+                     f"{', '.join(map(str, blocks))}, only ever added to {a.name}'s blocks: added here once, not at every step")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
 
 
@@ -1093,21 +1093,21 @@ def _gate_constants(k):
         if not _scaled(k, a):
             continue
         if _mixed(k, a):
-            lines += ["# The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride",
-                      "# on the weights: exact (powers of two), and no pass over the gates at every step."]
+            lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
+                      "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates."]
             kinds = ", ".join(f'"{f}"' for _, f in k.gates[a.name])
             numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
             scale = f"_gate_scale([{kinds}], H, x.dtype)"
             if any(n != 1 for n in numbers):
                 terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
                                   if let.symbol in k.coefficients)
-                lines[-1] = f"# on the weights, times the blocks' numbers in their gates ({terms}): exact where"
-                lines.append("# these are powers of two, and no pass over the gates at every step.")
+                lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
+                lines.append("# exact where these are powers of two, and no step scales the gates.")
                 scale = f"_gate_scale([{kinds}], H, x.dtype, [{', '.join(_CodePrinter().doprint(n) for n in numbers)}])"
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:
-            lines.append("# The sigmoids' -a of exp(-a) rides on the weights: no pass over the gates at every step.")
+            lines.append("# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.")
             lines += [f"{w}_scaled = -{w}" for w in a.weights]
     return lines
 
@@ -1121,7 +1121,7 @@ def _gate_views(k, a):
 
 
 def _cache_items(k):
-    spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which uses the cache up
+    spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
     return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + spent
 
 
@@ -1437,7 +1437,7 @@ def _backward(k):
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
         "    be the values forward() ran with: only their sizes and dtype can be checked."
-        + ("\n    It uses the cache up: the gates' gradients are written over their values.\"\"\"" if k.in_place else '\"\"\"'),
+        + ("\n    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call.\"\"\"" if k.in_place else '\"\"\"'),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {params[0]}.dtype)",
@@ -1685,7 +1685,7 @@ def _hoisted_lines(k):
         if gate is not None and any(gate in later for later in reads[n + 1:]):
             target = (f"{step.adjoint}_tmp", str(step.adjoint))
             waiting.append((slot, target[0]))
-            lines.append(f"{target[0]} = np.empty_like({slot})  # {gate} is read below: the product waits here")
+            lines.append(f"{target[0]} = np.empty_like({slot})  # held apart: {step.adjoint} goes over {gate}, read below")
         cut = next((j for j, (link, _) in enumerate(chain.links) if link.number in shared), len(chain.links))
         rest = shared[chain.links[cut][0].number] if cut < len(chain.links) else None
         lines += _product_lines(chain, cut, rest, target, gate, printer)

@@ -97,7 +97,7 @@ def forward(params, x, state=None):
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 3 * H)  # (1)
     bias_W = b_x.copy()
-    bias_W[:2 * H] += b_h[:2 * H]  # (2) the bias of a_hr, a_hz, read only in sums with W's blocks, joins here
+    bias_W[:2 * H] += b_h[:2 * H]  # (2) the bias of a_hr, a_hz, only ever added to W's blocks: added here once, not at every step
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
@@ -110,9 +110,9 @@ def forward(params, x, state=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     a_hn_seq = np.empty((T, B, H), x.dtype)
-    n_seq = pre_W_seq[..., 2 * H:3 * H]  # where a_xn was: it is read once, before
-    r_seq = pre_W_seq[..., :H]  # where a_xr was: it is read once, before
-    z_seq = pre_W_seq[..., H:2 * H]  # where a_xz was: it is read once, before
+    n_seq = pre_W_seq[..., 2 * H:3 * H]  # over a_xn, which the step reads just before
+    r_seq = pre_W_seq[..., :H]  # over a_xr, which the step reads just before
+    z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which the step reads just before
     h_seq[0] = h_prev
     one = np.array(1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
@@ -148,7 +148,7 @@ def backward(params, cache, dys, dstate=None):
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
-    It uses the cache up: the gates' gradients are written over their values."""
+    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
@@ -177,14 +177,14 @@ def backward(params, cache, dys, dstate=None):
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
             z_span = z_seq[t0:t1].copy()  # the loop reads z; da_xz goes over it now
-            da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # z is read below: the product waits here
+            da_xz_tmp = np.empty_like(da_xz_seq[t0:t1])  # held apart: da_xz goes over z, read below
             # da_xz = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
             np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_xz_tmp)  # (14) dz/da_z
             da_xz_tmp *= h_seq[t0:t1] - n_seq[t0:t1]  # (13) dh/dz
             # da_xn = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
             da_xn_seq[t0:t1] = 1 - n_seq[t0:t1]**2  # (12) dn/da_n
             da_xn_seq[t0:t1] *= 1 - z_seq[t0:t1]  # (11) dh/dn
-            da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # a_hn is read below: the product waits here
+            da_hn_tmp = np.empty_like(da_hn_seq[t0:t1])  # held apart: da_hn goes over a_hn, read below
             # da_hn = r*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
             np.multiply(r_seq[t0:t1], da_xn_seq[t0:t1], out=da_hn_tmp)  # (19) da_n/da_hn, times (12), (11) from da_xn
             # da_xr = a_hn*r*(1 - r)*(1 - z)*(1 - n**2) * dh: the product now, times dh in the loop

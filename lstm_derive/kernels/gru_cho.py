@@ -83,7 +83,7 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
 
-    # The sigmoids' -a of exp(-a) rides on the weights: no pass over the gates at every step.
+    # The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.
     W_x_scaled = -W_x
     W_h_scaled = -W_h
 
@@ -135,7 +135,7 @@ def backward(params, cache, dys, dstate=None):
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
-    It uses the cache up: the gates' gradients are written over their values."""
+    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
     W_x, W_h, b, W_n_x, W_n_rh, b_n = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
@@ -163,7 +163,7 @@ def backward(params, cache, dys, dstate=None):
             t0 = max(t1 - span, 0)
             r_span = r_seq[t0:t1].copy()  # the loop reads r; da_r goes over it now
             z_span = z_seq[t0:t1].copy()  # the loop reads z; da_z goes over it now
-            da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # n is read below: the product waits here
+            da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # held apart: da_n goes over n, read below
             # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
             np.subtract(1, n_seq[t0:t1]**2, out=da_n_tmp)  # (10) dn/da_n
             da_n_tmp *= 1 - z_seq[t0:t1]  # (9) dh/dn

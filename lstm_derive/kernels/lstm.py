@@ -88,8 +88,8 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride
-    # on the weights: exact (powers of two), and no pass over the gates at every step.
+    # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
+    # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
     scale_W = _gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
     W_h_scaled = W_h * scale_W[:, np.newaxis]
@@ -141,7 +141,7 @@ def backward(params, cache, dys, dstate=None):
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
-    It uses the cache up: the gates' gradients are written over their values."""
+    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
@@ -167,7 +167,7 @@ def backward(params, cache, dys, dstate=None):
             t0 = max(t1 - span, 0)
             f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
             dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
-            da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # i is read below: the product waits here
+            da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # held apart: da_i goes over i, read below
             # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
             np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
             da_i_tmp *= g_seq[t0:t1]  # (13) dc/di

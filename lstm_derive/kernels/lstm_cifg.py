@@ -88,8 +88,8 @@ def forward(params, x, state=None):
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
 
-    # The gates' factors, -1 for a sigmoid and -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), ride
-    # on the weights: exact (powers of two), and no pass over the gates at every step.
+    # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
+    # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
     scale_W = _gate_scale(["sigmoid", "tanh", "sigmoid"], H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
     W_h_scaled = W_h * scale_W[:, np.newaxis]
@@ -144,7 +144,7 @@ def backward(params, cache, dys, dstate=None):
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: only their sizes and dtype can be checked.
-    It uses the cache up: the gates' gradients are written over their values."""
+    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, W_x.dtype)
