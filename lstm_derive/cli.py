@@ -85,7 +85,7 @@ def _parser():
     form = p.add_mutually_exclusive_group()
     form.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
     form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
-    p.add_argument("--out", type=Path, default=Path("build"), metavar="DIR",
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="for a script of your own: show it as `generate SCRIPT --out DIR` writes it, its "
                         "links and header right for DIR (default: build)")
     p.set_defaults(run=run_show)
@@ -307,8 +307,12 @@ def _emitted_kernel(script, scratch):
 
 def run_show(args):
     (script,) = _scripts(args, [args.cell])
+    home = gen.is_home(script)
+    if home and args.out is not None:
+        print(f"lstm-derive: note: {script.name} is one of the package's own scripts, shown as derivations/ "
+              "holds its document; --out is for scripts of your own", file=sys.stderr)
     # a script of one's own is shown as `generate SCRIPT --out DIR` would write it
-    d, (kernel, document) = _targets_for(script, None if gen.is_home(script) else args.out)
+    d, (kernel, document) = _targets_for(script, None if home else args.out or Path("build"))
     if args.markdown:
         print(document.text, end="")
     elif args.latex:

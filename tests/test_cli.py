@@ -230,6 +230,13 @@ def test_show_writes_a_scripts_document_for_the_folder_it_will_go_to(tmp_path, c
     assert shown == (tmp_path / "docs" / "sigmoid_rnn.md").read_text(encoding="utf-8")
 
 
+def test_show_says_out_is_not_for_the_packages_own_scripts(capsys):
+    assert cli.main(["show", str(gen.HOME / "rnn.py"), "--markdown", "--out", "elsewhere"]) == 0
+    out, err = capsys.readouterr()
+    assert out == (gen.HOME / "rnn.md").read_text(encoding="utf-8")
+    assert "rnn.py is one of the package's own scripts" in err and "--out is for scripts of your own" in err
+
+
 def test_a_folder_without_scripts_is_refused_and_removes_nothing(tmp_path, capsys):
     """Not a run over the package's derivations/: no kernel of the package is an orphan of it."""
     from lstm_derive import generate as gen
