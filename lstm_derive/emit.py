@@ -807,6 +807,26 @@ def _unpack_tuple(names, source):
     return _unpack(names, source)
 
 
+def _wrapped(head, items, tail, width=100, bare=False):
+    """head + items joined by ", " + tail, as one line if it fits in width, else wrapped: after
+    head and aligned with it, or (bare: an assignment, one line without the brackets if it
+    fits) on the lines below head, four spaces in."""
+    one = head + ", ".join(items) + tail
+    if len(one) <= width:
+        return [head[:-1].rstrip() + " " + ", ".join(items) if bare else one]
+    if bare:
+        indent = " " * (len(head) - len(head.lstrip()) + 4)
+        lines, pad = [head, indent], indent
+    else:
+        lines, pad = [head], " " * len(head)
+    for item in items:
+        if lines[-1] not in (head, pad) and len(lines[-1]) + len(item) + 2 > width:
+            lines[-1] += ","
+            lines.append(pad)
+        lines[-1] += ("" if lines[-1] in (head, pad) else ", ") + item
+    return lines[:-1] + [lines[-1] + tail]
+
+
 def _assign_tuple(names, values):
     """a, b = c, d -- or a = c for one."""
     return f"{', '.join(map(str, names))} = {', '.join(map(str, values))}"
@@ -903,7 +923,7 @@ def _forward(k):
         f"    ys = {cell.output_state}_seq[1:]",
         "    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
-        f"    cache = {{{', '.join(_cache_items(k))}}}",
+        *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]
     return _lines(*body)
@@ -1443,7 +1463,7 @@ def _backward(k):
         f"    x = _checked_cache(cache, D, H, {params[0]}.dtype)",
         "    T, B = x.shape[:2]",
         '    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
-        "    " + _assign_tuple(_buffers(k), [f'cache["{n}"]' for n in _buffers(k)]),
+        *_wrapped(f"    {', '.join(_buffers(k))} = (", [f'cache["{n}"]' for n in _buffers(k)], ")", bare=True),
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
     if k.in_place:

@@ -137,7 +137,9 @@ def forward(params, x, state=None):
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq, "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "spent": np.array(False)}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
+             "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq,
+             "spent": np.array(False)}
     return ys, final, cache
 
 
@@ -154,7 +156,9 @@ def backward(params, cache, dys, dstate=None):
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
     dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, pre_W_seq, a_hn_seq, n_seq, r_seq, z_seq = cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"], cache["z_seq"]
+    h_seq, pre_W_seq, a_hn_seq, n_seq, r_seq, z_seq = (
+        cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"],
+        cache["z_seq"])
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "

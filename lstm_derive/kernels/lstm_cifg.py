@@ -133,7 +133,8 @@ def forward(params, x, state=None):
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq, "f_seq": f_seq, "tanh_c_seq": tanh_c_seq, "spent": np.array(False)}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
+             "f_seq": f_seq, "tanh_c_seq": tanh_c_seq, "spent": np.array(False)}
     return ys, final, cache
 
 
@@ -150,7 +151,8 @@ def backward(params, cache, dys, dstate=None):
     x = _checked_cache(cache, D, H, W_x.dtype)
     T, B = x.shape[:2]
     dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
-    h_seq, c_seq, pre_W_seq, f_seq, tanh_c_seq = cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["tanh_c_seq"]
+    h_seq, c_seq, pre_W_seq, f_seq, tanh_c_seq = (
+        cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["f_seq"], cache["tanh_c_seq"])
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "

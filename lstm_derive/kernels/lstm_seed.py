@@ -127,7 +127,8 @@ def forward(params, x, state=None):
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), s_seq[T].copy())  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "s_seq": s_seq, "pre_W_seq": pre_W_seq, "spent": np.array(False)}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "s_seq": s_seq, "pre_W_seq": pre_W_seq,
+             "spent": np.array(False)}
     return ys, final, cache
 
 
