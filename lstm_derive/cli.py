@@ -19,10 +19,18 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from . import generate as gen
-from .document import derivation_latex, derivation_text
 from .gradcheck import check_kernel
-from .spec import SpecError
+
+# The modules that import SymPy (most of a second) are loaded by main() once the arguments are
+# parsed, so that --help, --version and a usage error answer at once.
+gen = SpecError = derivation_latex = derivation_text = None
+
+
+def _load():
+    global gen, SpecError, derivation_latex, derivation_text
+    from . import document, generate, spec
+    gen, SpecError = generate, spec.SpecError
+    derivation_latex, derivation_text = document.derivation_latex, document.derivation_text
 
 # Sizes and weight scales of the checks the summary runs: a moderate and a saturating scale.
 CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
@@ -42,6 +50,7 @@ def checks(n):
 def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
+    _load()
     try:
         return args.run(args)
     except BrokenPipeError:  # `lstm-derive check | head`: end quietly, scratch directories removed

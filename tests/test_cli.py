@@ -289,6 +289,10 @@ def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly()
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
 
 
-def test_the_version_is_printed():
+def test_the_version_is_printed_and_help_answers_without_sympy():
     run = subprocess.run([sys.executable, "-m", "lstm_derive", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "lstm-derive 0.1.0\n"
+    code = ("import sys\nfrom lstm_derive import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('sympy' in sys.modules)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.endswith("False\n") and "usage: lstm-derive" in run.stdout
