@@ -28,9 +28,10 @@ def version():
 
 
 def set_threads(n=None):
-    """Intra-op threads: n, else what OMP_NUM_THREADS or OPENBLAS_NUM_THREADS give NumPy's BLAS
-    (so that both libraries run with the same count), else the machine's cores; returns the count."""
-    given = os.environ.get("OMP_NUM_THREADS") or os.environ.get("OPENBLAS_NUM_THREADS")
+    """Intra-op threads: n, else what NumPy's OpenBLAS runs with, OPENBLAS_NUM_THREADS before
+    OMP_NUM_THREADS (so that both libraries run with the same count), else the machine's cores;
+    returns the count."""
+    given = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
     n = n or (int(given) if given and given.isdigit() else None) or os.cpu_count() or 1
     torch.set_num_threads(n)
     return torch.get_num_threads()

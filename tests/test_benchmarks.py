@@ -179,3 +179,19 @@ def test_ab_refuses_kernels_whose_gradients_disagree(tmp_path):
     wrong.write_text(wrong_source)
     with pytest.raises(SystemExit, match="the two kernels disagree"):
         ab.main([gru.__file__, str(wrong), "--sizes", "3,2,3,4", "--rounds", "1"])
+
+
+@pytest.mark.skipif(not bench.torch_reference.available(), reason="torch is not installed (pip install torch==2.13.0)")
+def test_pytorch_runs_with_as_many_threads_as_numpys_openblas(monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert bench.torch_reference.set_threads() == 1  # OpenBLAS reads its own variable first
+        monkeypatch.delenv("OPENBLAS_NUM_THREADS")
+        assert bench.torch_reference.set_threads() == 2
+        assert bench.torch_reference.set_threads(1) == 1  # an explicit count wins
+    finally:
+        torch.set_num_threads(before)
