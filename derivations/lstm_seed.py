@@ -6,7 +6,7 @@ ds = o*dh + ds_next. Run it to read the derivation: python derivations/lstm_seed
 
 from lstm_derive import Cell, explain, sigmoid, tanh
 
-cell = Cell("lstm_seed", title="The seed's LSTM: h = s*o, no tanh on the cell state")
+cell = Cell("lstm_seed", title="The seed's LSTM (nicodjimenez/lstm): h = s*o, no tanh on the cell state")
 
 x = cell.input("x")
 h_prev, s_prev = cell.state("h"), cell.state("s")
