@@ -49,15 +49,7 @@ EPS = np.finfo(np.float64).eps
 # 3) is 7.5e-9, and none of 840 at scales 3 to 30 fails. The tolerance leaves a margin of about
 # 100 for harder problems (drawn cells), and still rejects a gradient off by 1e-5 of its array's
 # largest entry (tests/test_gradcheck.py shows both limits).
-#
-# "float32" is another kind of check: the kernel's float32 gradients against its float64 ones
-# (which the two numeric methods prove), so that a path taken only in float32 is judged too.
-# float32 rounds 5e8 times coarser: the worst measured over 1512 problems of the packaged cells
-# (T up to 20, weight scales 0.1 to 6) is 9.4e-5 of the array's largest entry (45 units of
-# eps32 * |L|), and where an element is off by more than 1e-4 its array is small (saturated)
-# and the error 1.5 units at most; a floor of 300 units passes both, and still rejects a sign
-# flipped or a gradient off by a percent in float32 alone (tests/test_gradcheck.py).
-TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-4}
+TOLERANCE = {"central": 1e-6, "complex": 1e-10}
 
 COMPLEX_STEP = 1e-30
 
@@ -67,7 +59,7 @@ COMPLEX_STEP = 1e-30
 # cancels (1 - y**2 for a tanh rounded to 1). Measured worst case on saturated problems:
 # 0.5 units for both (with the second-order difference; the fourth-order one has 1.5x its
 # rounding); a floor of 10 units keeps the complex step near 1e-15 * |L| absolute.
-FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0, "float32": 300 * np.finfo(np.float32).eps / EPS}
+FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0}
 
 # Where an output-form derivative cancels behind a large chain factor (tanh(a**3) saturated:
 # 1 - y**2 off by eps, times 3 a**2), the float64 analytic gradient's own rounding can exceed
@@ -347,7 +339,7 @@ def _relative(a, b, scale):
     return np.where(np.isnan(rel), np.inf, rel)
 
 
-METHODS = {"central": central_differences, "complex": complex_step, "float32": None}
+METHODS = {"central": central_differences, "complex": complex_step}
 
 
 def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("central", "complex"), problem=None,
@@ -365,9 +357,6 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     chosen = _sample(_all_arrays(kernel, p), analytic, sample, seed)
     reports = []
     for m in methods:
-        if m == "float32":
-            reports.append(_float32_report(kernel, p, analytic, unit))
-            continue
         numeric, unjudged = _numeric(kernel, p, m, analytic, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
         report.unjudged = unjudged
@@ -375,21 +364,6 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
     return reports
-
-
-def _float32_report(kernel, p, analytic, unit):
-    """The kernel's float32 gradients against its float64 ones, every element (no perturbation
-    is needed, so no sample)."""
-    reference = _as_numeric(analytic)
-    try:
-        with np.errstate(all="ignore"):
-            narrow = analytic_gradients(kernel, p.with_dtype(np.float32))
-    except Exception as error:  # noqa: BLE001 - a kernel that refuses float32
-        report = Report("float32", TOLERANCE["float32"])
-        report.unjudged = f"(the kernel raised {type(error).__name__} in float32: {error})"
-        return report
-    narrow = {k: np.asarray(v, dtype=np.float64) if np.asarray(v).dtype.kind in "fc" else v for k, v in narrow.items()}
-    return compare(narrow, reference, TOLERANCE["float32"], "float32", FLOORS["float32"] * unit)
 
 
 def _sample(arrays, analytic, sample, seed):

@@ -5,7 +5,6 @@ import pytest
 import seed_lstm
 
 from lstm_derive import gradcheck
-from lstm_derive.kernels import gru as gru_kernel
 from lstm_derive.kernels import lstm, lstm_seed, rnn
 
 
@@ -298,35 +297,3 @@ def test_a_sample_always_holds_each_arrays_largest_entry_so_a_wrong_one_fails():
 def test_a_sample_is_a_whole_number(sample):
     with pytest.raises(ValueError, match=r"^sample: expected a whole number of elements of at least 1, or None"):
         gradcheck.check_kernel(rnn, sample=sample)
-
-
-@pytest.mark.parametrize("name", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("config", [dict(T=3, scale=1.0), dict(T=20, scale=3.0), dict(T=6, scale=0.1)],
-                         ids=["moderate", "long and saturating", "small weights"])
-def test_the_float32_path_of_a_right_kernel_passes(name, config):
-    kernel = {"lstm": lstm, "gru": gru_kernel, "rnn": rnn}[name]
-    (r,) = gradcheck.check_kernel(kernel, methods=("float32",), **config)
-    assert r.ok, str(r)
-
-
-@pytest.mark.parametrize("wrong", [-1.0, 1.01], ids=["sign flipped", "off by a percent"])
-def test_a_gradient_wrong_in_float32_alone_fails_the_float32_check_and_only_it(wrong):
-    def backward(params, cache, dys, dstate=None):
-        grads, dx, dstate0 = lstm.backward(params, cache, dys, dstate)
-        if dx.dtype == np.float32:
-            grads["W_h"] = grads["W_h"] * np.float32(wrong)
-        return grads, dx, dstate0
-
-    central, complex_, narrow = gradcheck.check_kernel(Wrapped(lstm, backward), methods=("central", "complex", "float32"))
-    assert central.ok and complex_.ok, (str(central), str(complex_))
-    assert not narrow.ok and {m.name for m in narrow.mismatches} == {"W_h"}, str(narrow)
-
-
-def test_a_kernel_that_refuses_float32_cannot_be_judged_in_it():
-    def forward(params, x, state=None):
-        if x.dtype == np.float32:
-            raise TypeError("float64 only")
-        return rnn.forward(params, x, state)
-
-    (r,) = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=("float32",))
-    assert not r.ok and str(r) == "float32: cannot judge (the kernel raised TypeError in float32: float64 only)"
