@@ -253,8 +253,16 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
 
     (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), methods=("central",))
     text = str(r)
-    assert not r.ok and "gradient of the wrong shape: db_x: shape (1, 4), expected shape (4,)" in text, text
-    assert "dx: NoneType, expected shape (3, 2, 3)" in text, text
+    assert not r.ok and "gradient of the wrong shape: db_x: shape (1, 4), expected a float array of shape (4,)" in text
+    assert "dx: NoneType, expected a float array of shape (3, 2, 3)" in text, text
+
+    def integers(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        grads["b_h"] = np.zeros(grads["b_h"].shape, int)
+        return grads, dx, dstate0
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, integers), methods=("complex",), sample=3)
+    assert not r.ok and "db_h: dtype int64, expected a float array of shape (4,)" in str(r), str(r)
 
     def no_bias(params, cache, dys, dstate=None):
         grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
@@ -297,3 +305,54 @@ def test_a_sample_always_holds_each_arrays_largest_entry_so_a_wrong_one_fails():
 def test_a_sample_is_a_whole_number(sample):
     with pytest.raises(ValueError, match=r"^sample: expected a whole number of elements of at least 1, or None"):
         gradcheck.check_kernel(rnn, sample=sample)
+
+
+@pytest.mark.parametrize("sample", [None, 1, 20])
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_a_non_finite_entry_fails_and_hides_no_other_error(bad, sample):
+    """One inf or nan in an array whose every other entry has its sign flipped: the scale is
+    taken from the finite entries, so the flipped ones fail too, and so does the bad one, sampled
+    or not."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = lstm.backward(params, cache, dys, dstate)
+        W_h = -grads["W_h"]
+        W_h.flat[-1] = bad
+        grads["W_h"] = W_h
+        return grads, dx, dstate0
+
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), sample=sample):
+        failing = [m.index for m in r.mismatches if m.name == "W_h"]
+        assert not r.ok and (15, 3) in failing and len(failing) > 1, str(r)
+
+
+def test_a_float64_slip_of_a_few_percent_in_a_tiny_saturated_array_is_not_excused():
+    """rnn at weight scale 40: dh0 is 2e-10 beside |L| = 60. The extended-precision run agrees with
+    the numbers; a float64-only slip of 5% in dh0 is far beyond rounding and fails the complex step."""
+    p = gradcheck.random_problem(rnn, T=8, scale=40.0)
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return grads, dx, (dstate0[0] * 1.05,) if dx.dtype == np.float64 else dstate0
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), problem=p, methods=("complex",))
+    assert not r.ok and {m.name for m in r.mismatches} == {"h0"}, str(r)
+    (right,) = gradcheck.check_kernel(rnn, problem=p, methods=("complex",))
+    assert right.ok, str(right)
+
+
+def test_a_forward_that_writes_its_final_state_into_the_given_one_is_judged_right():
+    """A stateful pattern: forward() copies the final state into the state it was given."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        state[0][...] = final[0]
+        return ys, final, cache
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, forward=forward)):
+        assert r.ok, str(r)
+
+
+def test_params_that_are_not_params_are_refused():
+    fewer = Wrapped(rnn)
+    fewer.PARAMS = ("W_x", "b_x", "W_h")
+    with pytest.raises(ValueError, match=r"^the problem's parameters \['W_h', 'W_x', 'b_h', 'b_x'\] are not PARAMS"):
+        gradcheck.check_kernel(fewer)
