@@ -36,6 +36,7 @@ __all__ = [
     "central_differences",
     "complex_step",
     "compare",
+    "directional",
     "check_kernel",
 ]
 
@@ -250,10 +251,11 @@ class Report:
     wrong_shapes: list = field(default_factory=list)  # "dW_h: shape (4, 16), expected (16, 4)"
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
+    directional: str = ""  # what the check along one random direction found, where it failed
 
     @property
     def ok(self):
-        return not self.mismatches and not self.wrong_shapes and not self.unjudged
+        return not self.mismatches and not self.wrong_shapes and not self.unjudged and not self.directional
 
     @property
     def max_error(self):
@@ -261,10 +263,12 @@ class Report:
 
     def __str__(self):
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
-        if self.unjudged or self.wrong_shapes:
+        if self.unjudged or self.wrong_shapes or self.directional:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
             lines += [f"{self.method}: gradient of the wrong shape: {w}" for w in self.wrong_shapes]
-            rest = Report(self.method, self.tolerance, self.errors, self.mismatches)
+            if self.directional:
+                lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
+            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
@@ -369,15 +373,59 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     magnitude = loss_magnitude(kernel, p)
     unit = EPS * magnitude if np.isfinite(magnitude) else 0.0  # an overflow must not hide errors
     chosen = _sample(_all_arrays(kernel, p), analytic, sample, seed)
+    along = directional(kernel, p, analytic, seed, unit)
     reports = []
     for m in methods:
         numeric, unjudged = _numeric(kernel, p, m, analytic, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
-        report.unjudged = unjudged
+        report.unjudged, report.directional = unjudged, along
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
     return reports
+
+
+def directional(kernel, p, analytic, seed=0, unit=0.0):
+    """The whole gradient along one random unit direction through every array at once, against
+    a fourth-order central difference of the loss along it (four runs of forward): "" where they
+    agree to the central tolerance, relative to the gradient's norm, else what was found. It sees
+    what the element-wise methods can miss: a sample's unpicked elements, and (beside the complex
+    step alone) a forward that is not analytic, such as abs or a .real. Arrays of the wrong shape
+    or with non-finite entries are left to the element-wise comparison."""
+    arrays = _all_arrays(kernel, p)
+    values = _as_numeric(analytic)
+    if any(values.get(k) is None or values[k].shape != np.shape(a) or not np.isfinite(values[k]).all()
+           for k, a in arrays.items()):
+        return ""
+    rng = np.random.default_rng([seed, 1])
+    v = {k: rng.standard_normal(np.shape(a)) for k, a in arrays.items()}
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values()))
+    if norm == 0:
+        return ""
+    v = {k: d / norm for k, d in v.items()}
+    q = p.with_dtype(np.float64)
+    h = np.cbrt(EPS) * max(1.0, max((float(np.max(np.abs(a), initial=0.0)) for a in arrays.values()), default=1.0))
+
+    def at(delta):
+        return loss(kernel, _shifted(kernel, q, v, delta))
+
+    numeric = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+    exact = sum(float(np.sum(values[k] * v[k])) for k in v)
+    gradient_norm = np.sqrt(sum(float(np.sum(values[k] ** 2)) for k in v))
+    scale = max(gradient_norm, FLOORS["central"] * unit / TOLERANCE["central"])
+    rel = abs(numeric - exact) / scale if scale > 0 else abs(numeric - exact)
+    if rel <= TOLERANCE["central"]:
+        return ""
+    return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
+            f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
+
+
+def _shifted(kernel, p, v, delta):
+    """The problem with every array moved by delta along v."""
+    names = _state_names(kernel)
+    params = {k: np.asarray(a) + delta * v[k] for k, a in p.params.items()}
+    state = tuple(np.asarray(a) + delta * v[n] for n, a in zip(names, p.state))
+    return Problem(params, np.asarray(p.x) + delta * v["x"], state, p.dys, p.dstate)
 
 
 def _sample(arrays, analytic, sample, seed):

@@ -356,3 +356,29 @@ def test_params_that_are_not_params_are_refused():
     fewer.PARAMS = ("W_x", "b_x", "W_h")
     with pytest.raises(ValueError, match=r"^the problem's parameters \['W_h', 'W_x', 'b_h', 'b_x'\] are not PARAMS"):
         gradcheck.check_kernel(fewer)
+
+
+def test_the_check_along_a_random_direction_sees_a_forward_the_complex_step_cannot():
+    """A forward with a term through .real (not analytic: the complex step sees no derivative
+    through it) and a backward that forgets that term: element by element the complex step
+    agrees with the wrong backward; the whole gradient along one direction does not."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return ys + 0.1 * x.sum(axis=-1, keepdims=True).real, final, cache
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=("complex",))
+    assert not r.ok and not r.mismatches and "along a random direction through every array at once" in str(r), str(r)
+
+
+def test_the_check_along_a_random_direction_sees_what_a_sample_leaves_out():
+    """One column of dW_h zeroed: a sample of one element per array (and its largest) misses it;
+    the check along a random direction does not."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = lstm.backward(params, cache, dys, dstate)
+        grads["W_h"] = grads["W_h"].copy()
+        grads["W_h"][:, 3] = 0
+        return grads, dx, dstate0
+
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), T=6, B=2, D=4, H=8, sample=1, seed=3):
+        assert not r.ok and "along a random direction" in str(r), str(r)
+        assert not any(m.index[1] == 3 for m in r.mismatches)  # the sample itself missed the column
