@@ -382,3 +382,8 @@ def test_the_check_along_a_random_direction_sees_what_a_sample_leaves_out():
     for r in gradcheck.check_kernel(Wrapped(lstm, backward), T=6, B=2, D=4, H=8, sample=1, seed=3):
         assert not r.ok and "along a random direction" in str(r), str(r)
         assert not any(m.index[1] == 3 for m in r.mismatches)  # the sample itself missed the column
+
+
+def test_a_gradient_with_an_imaginary_part_shows_it():
+    r = gradcheck.compare({"W": np.array([1.0, 2.0 + 1e-3j])}, {"W": np.array([1.0, 2.0])}, 1e-6)
+    assert not r.ok and str(r.mismatches[0]) == "dW[1]: analytic 2+0.001j, numeric 2, rel 5.0e-04"
