@@ -128,9 +128,10 @@ class _FusedRun:
         """What the sums' extra parts go beyond, for comments."""
         return "its two blocks" if self.b is not None else "its block"
 
-    def sum_text(self, i):
+    def sum_text(self, i, shown):
+        """The i-th sum as the script writes it (shown: each node's written form, by id)."""
         u, v = self.pairs[i]
-        return f"{u.symbol} = {u.expr}" if u else sympy.sstr(v.expr.args[0])
+        return f"{u.symbol} = {_CodePrinter().doprint(shown.get(id(u), u.expr))}" if u else sympy.sstr(v.expr.args[0])
 
 
 class _Kernel:
@@ -139,6 +140,7 @@ class _Kernel:
     def __init__(self, derivation: Derivation):
         self.d = derivation
         self.cell = cell = derivation.cell
+        self.shown = {id(eq.node): eq.shown for eq in derivation.forward}  # each let as the script writes it
         self.x = cell.inputs[0]
         self.states = list(cell.states)
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
@@ -418,7 +420,7 @@ class _Kernel:
             for i, j in enumerate(range(run.j0, run.j1)):
                 ca, cb = (self.hoisted(self.d.step_for(block)) for block in (a.blocks[j], b.blocks[j]))
                 if ca and cb and (ca.factor, ca.root) == (cb.factor, cb.root):
-                    twins[b.blocks[j]] = (a.blocks[j], run.sum_text(i))
+                    twins[b.blocks[j]] = (a.blocks[j], run.sum_text(i, self.shown))
         return twins
 
     def _own_slots(self):
@@ -1209,7 +1211,7 @@ def _fused_lines(k, run, numbers):
     cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
-    sums, were = ", ".join(run.sum_text(i) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
+    sums, were = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
     activate = f"_sigmoid_into({where}, {where}, one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
@@ -2120,6 +2122,7 @@ def _validation(k):
         "",
         "",
         "def _checked_input(x, D, dtype):",
+        '    """x as an array (T, B, D) of the parameters\' dtype, or a ValueError that says what is wrong."""',
         "    x = np.asarray(x)",
         "    if x.ndim != 3 or x.shape[2] != D:",
         f'        raise ValueError(f"x: expected shape (T, B, D) with D = {{D}}, the columns of {x_weight}, got {{x.shape}}")',

@@ -124,7 +124,7 @@ def forward(params, x, state=None):
             np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
-            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_hr + a_xr, a_z = a_hz + a_xz, where a_xr, a_xz were
+            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, where a_xr, a_xz were
             _sigmoid_into(pre_W_run0, pre_W_run0, one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
@@ -168,7 +168,7 @@ def backward(params, cache, dys, dstate=None):
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
         dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)  # the blocks scaled together in the loop
-        da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_hr + a_xr, a_z = a_hz + a_xz
+        da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_xr + a_hr, a_z = a_xz + a_hz
         da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
         dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
         dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
@@ -293,6 +293,7 @@ def _checked_params(params):
 
 
 def _checked_input(x, D, dtype):
+    """x as an array (T, B, D) of the parameters' dtype, or a ValueError that says what is wrong."""
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")

@@ -271,6 +271,7 @@ def _checked_params(params):
 
 
 def _checked_input(x, D, dtype):
+    """x as an array (T, B, D) of the parameters' dtype, or a ValueError that says what is wrong."""
     x = np.asarray(x)
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
