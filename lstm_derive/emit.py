@@ -1005,7 +1005,15 @@ def _part_line(k, a, let, kind, target, part, number, which=""):
     factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
     return (f"{_added(target, _whole_numbers(factor * part), _aux_printer(k))}  # ({number}) {let.symbol}'s "
-            f"pre-activation {let.expr.args[0]}: the part beyond {_block_of(k, a, let)}{which}{scaled}")
+            f"pre-activation {_written_argument(k, let)}: the part beyond {_block_of(k, a, let)}{which}{scaled}")
+
+
+def _written_argument(k, let):
+    """A gate's argument as the script writes it (a_i + p_i*c_prev), SymPy's form where the
+    written one is not a call."""
+    shown = k.shown.get(id(let))
+    argument = shown.args[0] if shown is not None and shown.func == let.expr.func else let.expr.args[0]
+    return _CodePrinter().doprint(argument)
 
 
 def _aux_printer(k, arrays=False):
