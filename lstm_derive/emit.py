@@ -141,6 +141,7 @@ class _Kernel:
         self.d = derivation
         self.cell = cell = derivation.cell
         self.shown = {id(eq.node): eq.shown for eq in derivation.forward}  # each let as the script writes it
+        self.node_number = {id(eq.node): eq.number for eq in derivation.forward}  # node -> (n)
         self.x = cell.inputs[0]
         self.states = list(cell.states)
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
@@ -882,7 +883,7 @@ def _forward(k):
         "    T, B = x.shape[:2]",
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
     ]
-    numbers = {id(eq.node): eq.number for eq in k.d.forward}
+    numbers = k.node_number
     constants = _gate_constants(k)
     body += ["", *("    " + line for line in constants)] if constants else []
     body += ["    " + line for line in _invariant_lines(k)]
@@ -976,7 +977,7 @@ def _input_bias(k, a, n):
         lines += _steady_run_lines(k, a, run)
     for run in folds:
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
-        nb = next(eq.number for eq in k.d.forward if eq.node is run.b)
+        nb = k.node_number[id(run.b)]
         lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
                      f"{', '.join(map(str, blocks))}, only ever added to {a.name}'s blocks: added here once, not at every step")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
@@ -1157,8 +1158,8 @@ def _cache_items(k):
 
 def _forward_step(k):
     lines = []
-    numbers = {id(eq.node): eq.number for eq in k.d.forward}
-    shown = {id(eq.node): eq.shown for eq in k.d.forward}  # each let as the script writes it, for comments
+    numbers = k.node_number
+    shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
     plain = _CodePrinter(arrays=True)
     done = set()

@@ -160,16 +160,17 @@ def analytic_gradients(kernel, p: Problem):
 
 def _perturbed(kernel, p: Problem, name, index, delta):
     """The problem with one element of the named array moved by delta."""
-    names = _state_names(kernel)
-    params, x, state = dict(p.params), p.x, list(p.state)
-    if name in names:
-        k = names.index(name)
-        state[k] = _moved(state[k], index, delta)
-    elif name == "x":
-        x = _moved(x, index, delta)
-    else:
-        params[name] = _moved(params[name], index, delta)
-    return Problem(params, x, tuple(state), p.dys, p.dstate)
+    arrays = _all_arrays(kernel, p)
+    arrays[name] = _moved(arrays[name], index, delta)
+    return _with_arrays(kernel, p, arrays)
+
+
+def _with_arrays(kernel, p: Problem, arrays):
+    """The problem with its parameters, x and initial states replaced by the named arrays (as
+    _all_arrays names them), and its upstream gradients kept."""
+    params = {name: arrays[name] for name in p.params}
+    state = tuple(arrays[name] for name in _state_names(kernel))
+    return Problem(params, arrays["x"], state, p.dys, p.dstate)
 
 
 def _moved(a, index, delta):
@@ -374,11 +375,12 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
     unit = EPS * magnitude if np.isfinite(magnitude) else 0.0  # an overflow must not hide errors
-    chosen = _sample(_all_arrays(kernel, p), analytic, sample, seed)
+    values = _as_numeric(analytic)
+    chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
     reports = []
     for m in methods:
-        numeric, unjudged = _numeric(kernel, p, m, analytic, np.isfinite(magnitude), chosen)
+        numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
         report.unjudged, report.directional = unjudged, along
         if chosen is not None:
@@ -424,15 +426,13 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
 
 def _shifted(kernel, p, v, delta):
     """The problem with every array moved by delta along v."""
-    names = _state_names(kernel)
-    params = {k: np.asarray(a) + delta * v[k] for k, a in p.params.items()}
-    state = tuple(np.asarray(a) + delta * v[n] for n, a in zip(names, p.state))
-    return Problem(params, np.asarray(p.x) + delta * v["x"], state, p.dys, p.dstate)
+    return _with_arrays(kernel, p, {k: np.asarray(a) + delta * v[k] for k, a in _all_arrays(kernel, p).items()})
 
 
-def _sample(arrays, analytic, sample, seed):
+def _sample(arrays, values, sample, seed):
     """None (every element), or a boolean mask per array: `sample` elements drawn at random, the
-    analytic gradient's largest entry among them, so that the array's scale is judged too."""
+    analytic gradient's largest entry among them (values: _as_numeric's), so that the array's
+    scale is judged too."""
     if sample is None:
         return None
     if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 1:
@@ -444,18 +444,19 @@ def _sample(arrays, analytic, sample, seed):
         if mask.size:
             flat = mask.reshape(-1)
             flat[rng.choice(mask.size, size=min(sample, mask.size), replace=False)] = True
-            g = np.abs(_as_numeric({name: analytic[name]})[name])
+            g = np.abs(values[name])
             if g.shape == mask.shape and np.isfinite(g).any():
                 flat[np.argmax(np.where(np.isfinite(g), g, -1.0).reshape(-1))] = True
         chosen[name] = mask
     return chosen
 
 
-def _numeric(kernel, p, method, analytic, finite, chosen=None):
+def _numeric(kernel, p, method, values, finite, chosen=None):
     """The method's gradients, and why it cannot judge some elements ("" where it judges all).
     The complex step needs a kernel that carries complex numbers through, and a loss that stays
-    finite in complex arithmetic; an element it cannot judge takes the analytic value here, so
-    that its report lists only the elements it did judge (the report fails all the same)."""
+    finite in complex arithmetic; an element it cannot judge takes the analytic value (values:
+    _as_numeric's) here, so that its report lists only the elements it did judge (the report
+    fails all the same)."""
     if method != "complex":
         return METHODS[method](kernel, p, chosen), ""
     try:
@@ -463,10 +464,9 @@ def _numeric(kernel, p, method, analytic, finite, chosen=None):
             warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)  # said once, in the report
             numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
-        return _as_numeric(analytic), (f"(the kernel raised {type(error).__name__} in complex arithmetic: "
-                                       f"{error}); central differences can: methods=(\"central\",)")
+        return values, (f"(the kernel raised {type(error).__name__} in complex arithmetic: "
+                        f"{error}); central differences can: methods=(\"central\",)")
     judged = {k: np.ones(n.shape, bool) if chosen is None else chosen[k] for k, n in numeric.items()}
-    values = _as_numeric(analytic)
     if all(not n[judged[k]].any() for k, n in numeric.items()) and any(np.any(values[k]) for k in numeric):
         return values, ("(no imaginary part reaches the loss: the kernel drops it, in a float "
                         "buffer, .real or abs); central differences can: methods=(\"central\",)")
