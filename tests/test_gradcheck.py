@@ -27,7 +27,7 @@ def test_the_two_proposed_fixes_are_rejected_by_both_methods(variant, scale):
 
 
 def test_a_wrong_kernel_is_reported_per_element_by_name():
-    wrong = WrongBias(lstm_seed)
+    wrong = wrong_bias(lstm_seed)
     (r,) = gradcheck.check_kernel(wrong, T=2, B=1, D=2, H=2, methods=("complex",))
     assert not r.ok
     assert {m.name for m in r.mismatches} == {"b"}
@@ -53,25 +53,32 @@ def test_errors_are_relative_to_the_arrays_largest_entry():
                                               ("central", 1e-5, False), ("central", 1e-9, True)])
 def test_the_tolerances_reject_small_errors_and_accept_rounding(method, off, ok):
     """The checker's own tolerances, pinned: the largest bias gradient off by `off` of itself."""
-    (r,) = gradcheck.check_kernel(WrongBias(lstm_seed, 1 + off, largest=True), T=3, B=2, D=3, H=3,
+    (r,) = gradcheck.check_kernel(wrong_bias(lstm_seed, 1 + off, largest=True), T=3, B=2, D=3, H=3,
                                   scale=1.0, methods=(method,))
     assert r.ok == ok, str(r)
 
 
-class WrongBias:
+class Wrapped:
+    """A packaged kernel with its backward() replaced: the hand-written kernels a researcher checks."""
+
+    def __init__(self, kernel, backward=None, forward=None):
+        self.k = kernel
+        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward", "backward"):
+            setattr(self, name, getattr(kernel, name))
+        self.backward = backward or self.backward
+        self.forward = forward or self.forward
+
+
+def wrong_bias(kernel, factor=1.01, largest=False):
     """A kernel whose first (or largest) bias gradient is off by a factor, 1% by default: small
     enough to need a real check."""
-
-    def __init__(self, kernel, factor=1.01, largest=False):
-        self.k, self.factor, self.largest = kernel, factor, largest
-        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward"):
-            setattr(self, name, getattr(kernel, name))
-
-    def backward(self, params, cache, dys, dstate=None):
-        grads, dx, dstate0 = self.k.backward(params, cache, dys, dstate)
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
         grads["b"] = grads["b"].copy()
-        grads["b"][np.argmax(np.abs(grads["b"])) if self.largest else 0] *= self.factor
+        grads["b"][np.argmax(np.abs(grads["b"])) if largest else 0] *= factor
         return grads, dx, dstate0
+
+    return Wrapped(kernel, backward)
 
 
 class Cube:
@@ -174,17 +181,6 @@ def test_a_report_lists_the_worst_elements_first():
     assert lines[-1] == "  ... and 11 more"
     assert str(gradcheck.compare({"W": np.array([2.0])}, {"W": np.array([1.0])}, 1e-6)).splitlines()[0].endswith(
         "1 element fails, worst first (rel: the error over its array's largest entry):")
-
-
-class Wrapped:
-    """A packaged kernel with its backward() replaced: the hand-written kernels a researcher checks."""
-
-    def __init__(self, kernel, backward=None, forward=None):
-        self.k = kernel
-        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward", "backward"):
-            setattr(self, name, getattr(kernel, name))
-        self.backward = backward or self.backward
-        self.forward = forward or self.forward
 
 
 def test_a_float64_path_off_by_more_than_rounding_is_not_excused_by_the_extended_run():
@@ -296,7 +292,7 @@ def test_a_sample_of_elements_judges_a_larger_problem_and_says_so():
 def test_a_sample_always_holds_each_arrays_largest_entry_so_a_wrong_one_fails():
     """One element wrong, the largest bias gradient: a sample of one element per array finds it."""
     for method in ("central", "complex"):
-        (r,) = gradcheck.check_kernel(WrongBias(lstm, 1 + 1e-4, largest=True), T=6, B=2, D=4, H=5, sample=1,
+        (r,) = gradcheck.check_kernel(wrong_bias(lstm, 1 + 1e-4, largest=True), T=6, B=2, D=4, H=5, sample=1,
                                       methods=(method,))
         assert not r.ok and [m.name for m in r.mismatches] == ["b"], str(r)
 
