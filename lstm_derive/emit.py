@@ -953,9 +953,8 @@ def _complex_range_doc(k):
     sooner."""
     if not _has_sigmoid(k.cell):
         return ""
-    affines = {a.name: a for a in k.cell.affines}
-    factors = [(2 if kind == "tanh" and _scaled(k, affines[name]) else 1) * abs(k.coefficients.get(let.symbol, 1))
-               for name, gates in k.gates.items() for let, kind in gates]
+    factors = [abs(_gate_factor(k, a, kind) * k.coefficients.get(let.symbol, 1))
+               for a in k.cell.affines for let, kind in k.gates.get(a.name, [])]
     bound = int(709.78 / float(max(factors, default=1)))
     return (" Complex input (the complex step) is safe while every gate's\n"
             f"    pre-activation has |Re a| < {bound}; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
