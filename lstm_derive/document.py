@@ -566,7 +566,8 @@ def _kernel_section(d, kernel_text, kernel_path):
 
 def _local_example(kernel_text):
     """", and a comment's dh/dz is the local derivative ∂h/∂z, ...", with the kernel's first such comment."""
-    found = [m.groups() for m in re.finditer(r"#\s*\(\d+\)\s+d(\w+)/d(\w+)\b", kernel_text or "") if m.group(1) != "L"]
+    found = [m.groups() for m in (re.match(r"# \(\d+\) d(\w+)/d(\w+)\b", comment)
+                                  for _, _, _, comment in provenance(kernel_text or "")) if m and m.group(1) != "L"]
     if not found:
         return ""
     top, bottom = found[0]
