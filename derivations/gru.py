@@ -1,12 +1,13 @@
 """GRU in the PyTorch/cuDNN form: the reset gate applies after the recurrent matmul.
 
-    r = sigmoid(W_ir x + b_ir + U_hr h_prev + b_hr)
-    z = sigmoid(W_iz x + b_iz + U_hz h_prev + b_hz)
-    n = tanh(W_in x + b_in + r * (U_hn h_prev + b_hn))
+    a_xr, a_xz, a_xn = W_x x + b_x,  a_hr, a_hz, a_hn = U_h h_prev + b_h   (blocks of H rows)
+    r = sigmoid(a_xr + a_hr)
+    z = sigmoid(a_xz + a_hz)
+    n = tanh(a_xn + r * a_hn)
     h = (1 - z) * n + z * h_prev
 
-Gate order r, z, n, as torch.nn.GRU: W_x is weight_ih, U_h is weight_hh, b_x is bias_ih and
-b_h is bias_hh. Run it to read the derivation: python derivations/gru.py
+Gate order r, z, n, as torch.nn.GRU: W_x is weight_ih (PyTorch's W_ir, W_iz, W_in stacked), U_h
+is weight_hh (W_hr, W_hz, W_hn), b_x is bias_ih and b_h is bias_hh. Run it to read the derivation: python derivations/gru.py
 """
 
 from lstm_derive import Cell, explain, sigmoid, tanh

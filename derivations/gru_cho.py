@@ -1,8 +1,8 @@
 """GRU with the reset gate before the recurrent matmul (Cho et al. 2014; ONNX linear_before_reset=0).
 
-    r = sigmoid(W_x,r x + W_h,r h_prev + b_r)
-    z = sigmoid(W_x,z x + W_h,z h_prev + b_z)
-    n = tanh(W_n,x x + W_n,rh (r * h_prev) + b_n)
+    a_r, a_z = W_x x + W_h h_prev + b         (blocks of H rows, r first)
+    r = sigmoid(a_r),  z = sigmoid(a_z)
+    n = tanh(W_n_x x + W_n_rh (r * h_prev) + b_n)
     h = (1 - z) * n + z * h_prev
 
 The reset gate scales h_prev itself, so the candidate's recurrent matmul reads the product

@@ -21,8 +21,11 @@ cell.update(s=s, h=s * o)  # h is also the step output
 
 # Two "fixes" the seed's users proposed. Both train its toy problem (4 steps, 100 iterations of
 # SGD, benchmarks/seed_lstm.py) to a lower loss than the correct gradient does, 2.6e-06.
-cell.note("Dropping `ds_next` from {ds}, i.e. `ds = o*dh`, lowers the seed's toy loss after 100 "
-          "iterations to 6.1e-09 (the correct gradient reaches 2.6e-06) and breaks the gradient: the "
+cell.note("The seed's code multiplies `wg`, `wi`, `wf`, `wo` by `xc = [x; h_prev]`: they are the row "
+          "blocks of `[W_x W_h]` in the order g, i, f, o, and `bg`, `bi`, `bf`, `bo` those of `b`. Compare "
+          "its `dwg` with the first H rows of both `dW_x` and `dW_h`, side by side, not with `dW_x` alone.")
+cell.note("Dropping `ds_next` from {ds}, i.e. `ds = o*dh`, lowers the seed's toy loss at iteration 99 "
+          "(the last of 100) to 6.1e-09 (the correct gradient reaches 2.6e-06) and breaks the gradient: the "
           "later losses that reach `s` through `s_prev` of the next step are lost, and central "
           "differences disagree with it.")
 cell.note("Adding tanh on `s` in the forward pass only, `h = o*tanh(s)` with this backward pass, lowers "

@@ -286,7 +286,11 @@ def _shapes(d):
     if not parts:
         return []
     text = "; ".join(parts)
-    return [Prose(text[0].upper() + text[1:] + ".")]
+    names = [str(n) for eq in d.forward if isinstance(eq.node, Affine) for n in (*eq.node.weights, *eq.node.biases)]
+    two = next((n for n in names if "_" in n.partition("_")[2]), None)  # W_n_x: two subscripts
+    comma = (f" The equations write a name with two subscripts with a comma between them: `{two}` is "
+             f"{two.split('_')[0]} with the subscript {','.join(two.split('_')[1:])}.") if two else ""
+    return [Prose(text[0].upper() + text[1:] + "." + comma)]
 
 
 def _forward_math(eq, d):
@@ -312,8 +316,7 @@ _FLOW_CAPTION = {
     "graph": ("Values flow along the arrows within step t; an arrow out of an affine map carries one of "
               "its blocks. The dotted arrows are the recurrence: a new state becomes the previous state "
               "of step t+1. Rectangles are affine maps, rounded boxes elementwise nodes, double-edged "
-              "boxes new states, slanted boxes parameters; the input, the previous states and the loss "
-              "are pills."),
+              "boxes new states{params}; the input, the previous states and the loss are pills."),
     "list": ("Each value on the left is computed within step t from those on its right (an affine map's "
              "outputs are its blocks); a new state becomes the previous state of step t+1."),
 }
@@ -367,19 +370,22 @@ def _loss_section(d):
     defs += [rf"{_tex_name(f'd{s}_next')} := \frac{{\partial L(t+1)}}{{\partial {s}(t)}}" for s in cell.states]
     text_defs = ["dv := ∂L(t)/∂v", f"dy := ∂l(t)/∂{y}(t)"] + [f"d{s}_next := ∂L(t+1)/∂{s}(t)" for s in cell.states]
     return Section("Loss and notation", (
-        Prose(f"The loss is a sum over the steps of a loss l(t) of each step's output `{y}`. "
-              "L(t) is the part of it that step t can change: the loss of step t and of every later step."),
-        Math(r"L = \sum_{t=1}^{T} l(t), \qquad L(t) = \sum_{u=t}^{T} l(u)",
-             ("L = Σ_t l(t),   L(t) = Σ_{u≥t} l(u)",)),
+        Prose(f"The loss is a sum over the steps of a loss l(t) of each step's output `{y}`, plus a loss "
+              "l_final of the final state, which may be zero. L(t) is the part of it that step t can change: "
+              "the loss of step t, of every later step, and of the final state."),
+        Math(r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad "
+             r"L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
+             ("L = Σ_t l(t) + l_final,   L(t) = Σ_{u≥t} l(u) + l_final,   L(T+1) = l_final",)),
         Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
         Math(rf"\frac{{\partial L(t)}}{{\partial {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
              rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}",
              (f"∂L(t)/∂{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t); "
-              f"`dy` is this step's own loss gradient (the kernel's `dys[t]`), and {nexts} "
+              f"`dy` is this step's own loss gradient, and {nexts} "
               f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
-              "from step t+1 (at the last step, the gradient of the final state, zero by default). Since the losses of earlier steps do not depend on step t, "
-              "dL/dv = dL(t)/dv."),
+              "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
+              "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
+              "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
         Unrolled(tuple(cell.states), y),
         *([Prose("L(t+1) is read as a function of the states step t hands on: "
@@ -408,9 +414,9 @@ def _backward_intro(d):
         if example is not None:
             name = "σ" if function is sigmoid else "tanh"
             forms.append(f"{sign} is {form.format(v=example.symbol)} for "
-                         f"{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})")
+                         f"`{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                   "the backward pass needs neither the pre-activations nor another exp or tanh." if forms else "")
+                   "no derivative of σ or tanh reads its argument, and the backward pass computes no exp or tanh." if forms else "")
     return ("One step, last node first: the named nodes in the reverse of the script's order, each "
             "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
             "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
@@ -436,7 +442,7 @@ def _pre_activation_prose(d):
     shown = expr_text(_as_written(pre, d), d)
     text = (f"`{block.target}` enters `{gate}`'s pre-activation `{shown}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
-            f"dL/d({shown}) too, which the pre-activation's other inputs read. "
+            f"`dL/d({shown})` too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
             f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
     if len(uses) > 1:
@@ -512,16 +518,15 @@ def _carries_section(d):
         [Prose("What step t passes back: the adjoints of the previous states.")]
         + [_step_math(s, d) for s in carries]
         + [Prose(f"At step t-1, {_join(uses)}. The backward loop runs t = T, ..., 1; it starts from "
-                 "the gradient of the final state (zero by default) and returns the gradient of the "
-                 "initial state.")]))
+                 "the gradient of l_final (the kernel's `dstate`, zero by default) and returns the "
+                 "gradient of the initial state.")]))
 
 
 def _gradients_section(d):
-    which = "the weights' and the input's" if d.cell.params else "them"
     blocks = [Prose("The same parameters serve every step and every row, as if each had its own copy, "
                     "so their gradients are sums over the steps t and the batch rows b of each copy's "
                     "(outer products for the weights); the input's gradient is one product per step and "
-                    f"row. The kernel computes {which} for all steps at once, after the backward loop.")]
+                    "row. The kernel computes them all after the backward loop, for all steps at once.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
     return Section("Gradients of the input and the parameters", tuple(blocks))
@@ -565,13 +570,20 @@ def _kernel_section(d, kernel_text, kernel_path):
 
 
 def _local_example(kernel_text):
-    """", and a comment's dh/dz is the local derivative ∂h/∂z, ...", with the kernel's first such comment."""
-    found = [m.groups() for m in (re.match(r"# \(\d+\) d(\w+)/d(\w+)\b", comment)
-                                  for _, _, _, comment in provenance(kernel_text or "")) if m and m.group(1) != "L"]
-    if not found:
+    """", and a comment's ∂h/∂z is a local derivative ...", with the kernel's first such comment, and
+    what a comment's d instead of ∂ means where the kernel has one."""
+    comments = [comment for _, _, _, comment in provenance(kernel_text or "")]
+    local = next((m.groups() for m in map(re.compile(r"# \(\d+\) ∂(\w+)/∂(\w+)\b").match, comments) if m), None)
+    if local is None:
         return ""
-    top, bottom = found[0]
-    return f", and a comment's d{top}/d{bottom} is the local derivative ∂{top}/∂{bottom}, not a ratio of adjoints"
+    top, bottom = local
+    text = f", and a comment's ∂{top}/∂{bottom} is a local derivative, the other inputs of {top} held fixed"
+    paths = next((m.groups() for m in map(re.compile(r"# [(),\d ]+ (d\w+/d\w+) with its paths through (.+)$").match,
+                                          comments) if m), None)
+    if paths:
+        text += (f"; a `d` in place of `∂` marks a factor that also takes other paths within the step "
+                 f"({paths[0]} with its paths through {paths[1]})")
+    return text
 
 
 # -- facts the sections share ----------------------------------------------------------------
@@ -676,7 +688,7 @@ def _carry_notes(d):
             continue
         into = d.step_for(d.cell.updates[state].symbol)
         held = [_held(term, into.adjoint, d) for term in carry.terms]
-        holds = _join(held) if len(held) == 1 else f"{_count(len(held))} terms, {_join(held)}"
+        holds = _join(held) if len(held) == 1 else f"{_count(len(held))} terms, with {_join(held)} applied"
         notes.append(
             f"`d{state}_next` already holds {holds}: it is `{step_text(carry, d)}`, equation "
             f"({carry.number}), computed at step t+1. So ({into.number}) adds `d{state}_next` as it is, "
@@ -726,7 +738,7 @@ def _output_form_notes(d):
     verb = "writes its derivative" if len(steps) == 1 else "write the derivatives"
     return [f"{_numbers([s.number for s in steps])} {verb} in output form, from the stored outputs: "
             f"`{step_text(example, d)}`. The argument is the output `{y}`, not the pre-activation "
-            f"`{expr_text(gate.expr.args[0], d)}`; `{wrong}` would apply {f} twice."]
+            f"`{expr_text(_as_written(gate.expr.args[0], d), d)}`; `{wrong}` would apply {f} twice."]
 
 
 def _previous_value_notes(d):
@@ -845,7 +857,8 @@ def _md_flow(block):
             lines.append(f"    {e.target} <-.-{label} {e.source}")
         else:
             lines.append(f"    {e.source} -->{label} {e.target}")
-    return lines + ["```", "", _FLOW_CAPTION["graph"]]
+    params = ", slanted boxes elementwise parameters" if any(n.kind == "param" for n in block.nodes) else ""
+    return lines + ["```", "", _FLOW_CAPTION["graph"].format(params=params)]
 
 
 def _md_table(block):
@@ -914,9 +927,31 @@ def _text_prose(block):
 
 def _text_math(block):
     head = "  " if block.number is None else f"  ({block.number}) "
-    first = head + block.text[0]
     pad = " " * (len(head) + block.text[0].index("=")) if "=" in block.text[0] else " " * len(head)
-    return [first] + [pad + line for line in block.text[1:]]
+    lines = [head + block.text[0]] + [pad + line for line in block.text[1:]]
+    return [part for line in lines for part in _broken(line, pad + "  ")]
+
+
+def _broken(line, pad):
+    """A line of math longer than the width, broken before a top-level + or after a top-level
+    comma, the following lines indented by pad."""
+    if len(line) <= _WIDTH:
+        return [line]
+    pieces, depth, start = [], 0, 0
+    for k, char in enumerate(line):
+        depth += (char in "([{") - (char in ")]}")
+        if depth == 0 and (line.startswith(" + ", k) or line.startswith(",  ", k)):
+            cut = k + 1 if char == "," else k
+            pieces.append(line[start:cut])
+            start = cut
+    pieces.append(line[start:])
+    out = [pieces[0]]
+    for piece in pieces[1:]:
+        if len(out[-1]) + len(piece) <= _WIDTH:
+            out[-1] += piece
+        else:
+            out.append(pad + piece.strip())
+    return out
 
 
 def _text_bullets(block):
@@ -968,7 +1003,7 @@ def _unrolled_rows(block):
 
 
 def _text_unrolled(block):
-    return [f"  {row}" for row in _unrolled_rows(block)]
+    return [line for row in _unrolled_rows(block) for line in _wrap(row, "  ", " " * 12)]
 
 
 _TEXT = {Prose: _text_prose, Math: _text_math, Bullets: _text_bullets, Flow: _text_flow, Table: _text_table,

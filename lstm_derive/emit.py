@@ -448,7 +448,7 @@ class _Kernel:
     def _span_locals(self):
         """Local derivatives of the loop's own adjoints that cost operations (o*(1 - tanh_c**2)
         in dc), formed with the products for a span of steps: (local -> the name of its values,
-        local -> its line's citation, "(9) dh/dc")."""
+        local -> (its equations, the consumer, the node): "(9)", "h", "c")."""
         if not self.hoist:
             return {}, {}, {}
         # a local of parameters alone (1 + p) is no sequence: the loop reads it as it is
@@ -463,8 +463,8 @@ class _Kernel:
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
                     found[local] = f"d{term.consumer}_d{step.target}_span"
                     numbers = sorted(self._folded_numbers(step, term.adjoint) | {step.number})
-                    cites[local] = f"{_numbers(numbers)} d{term.consumer}/d{step.target}"
-                    parts[local] = (*part, f"({step.number}) d{term.consumer}/d{step.target}")
+                    cites[local] = (_numbers(numbers), str(term.consumer), str(step.target))
+                    parts[local] = (*part, f"({step.number}) ∂{term.consumer}/∂{step.target}")
         return found, cites, parts
 
     def _folded_numbers(self, step, root):
@@ -1453,7 +1453,7 @@ def _tanh_lines(k, a, run):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
         f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute "
-        "terms, not in relative terms for |a| << 1", f"{let.symbol} -= one")]
+        "terms, not in relative terms for |a| << 1", f"{let.symbol} -= one  # ({k.number[let.symbol]})")]
 
 
 def _backward(k):
@@ -1733,9 +1733,10 @@ def _span_local_lines(k, local, name, printer):
     span hold part of it (p_o*da_o in dh/dc), that part reads them once they are formed, not the
     gates again; the rest is formed first, while the gates it reads are still there."""
     own, via, own_cite = k.span_parts[local]
-    cite = f"{k.span_cites[local]}, read by the loop, formed for the span at once"
+    numbers, top, bottom = k.span_cites[local]
+    formed = "read by the loop, formed for the span at once"
     if not via:
-        return [f"{name} = {printer.doprint(local)}  # {cite}"], []
+        return [f"{name} = {printer.doprint(local)}  # {numbers} ∂{top}/∂{bottom}, {formed}"], []
     reads = _CodePrinter({**printer.names, **{chain.block.adjoint: f"{chain.block.adjoint}_seq[t0:t1]"
                                                for _, chain in via}})
     held = " + ".join(Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via).replace("+ -", "- ")
@@ -1744,13 +1745,13 @@ def _span_local_lines(k, local, name, printer):
     if not (own.subs(k.aux).free_symbols - k.constant):  # nothing of the span's own
         code = held if own == 0 else f"{held} + {printer.doprint(own)}"
         bare = own == 0 and len(via) == 1 and via[0][0] == 1  # a view of the product, which the loop scales
-        return [], [f"{name} = {code}{'.copy()' if bare else ''}  # {cite}, through {products}"]
+        return [], [f"{name} = {code}{'.copy()' if bare else ''}  # {numbers} d{top}/d{bottom} through {products}, {formed}"]
     copy = ".copy()" if own in printer.names or own.is_Symbol else ""  # a view: its own array
     added = f"{name} -= {held[1:]}" if held.startswith("-") and " " not in held else f"{name} += {held}"
-    adds = "adds" if len(names) == 1 else "add"
-    return ([f"{name} = {printer.doprint(own)}{copy}  # {own_cite}, read by the loop, formed for the span at "
-             f"once; {products} {adds} the rest below"],
-            [f"{added}  # {k.span_cites[local]}: the rest, through {products}"])
+    # d, not ∂, once the paths through the products are in: the sum is no longer one local derivative
+    return ([f"{name} = {printer.doprint(own)}{copy}  # {own_cite}, {formed}; the paths through {products} "
+             "are added below"],
+            [f"{added}  # {numbers} d{top}/d{bottom} with its paths through {products}"])
 
 
 def _numbers(numbers):
@@ -1781,7 +1782,7 @@ def _product_lines(chain, cut, rest, target, gate, printer):
         factor = printer.doprint(sympy.Mul(*(local for _, local in links)))
         return lines + [f"{_whole(into)} = {factor}" + (f"*{rest_code}" if rest else "") + f"  # {cite}"]
     for n, (link, local) in enumerate(links):
-        cite = f"  # ({link.number}) d{link.terms[0].consumer}/d{link.target}"
+        cite = f"  # ({link.number}) ∂{link.terms[0].consumer}/∂{link.target}"
         if n:
             lines.append(f"{into} *= {printer.doprint(local)}{cite}")
         elif rest is not None and len(links) == 1:

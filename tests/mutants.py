@@ -6,9 +6,9 @@ get backpropagation wrong: a term of a sum dropped or its sign flipped, y(1-y) w
 forward value read at the wrong step, a weight gradient transposed, a bias gradient not summed
 over the batch, an elementwise parameter's gradient not summed over time.
 
-Statements are found by their provenance comments (``# (9) dL/dc`` for an adjoint,
-``# dh/dc in (9)`` for a local derivative computed before the loop) and by the shape of their
-syntax tree, not by their exact text, so the mutants follow the emitter's code as it changes.
+Statements are found by their provenance comments (``# (9) dL/dc`` for an adjoint), by where
+they stand (a local derivative is computed before the loop) and by the shape of their syntax
+tree, not by their exact text, so the mutants follow the emitter's code as it changes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 
 # "# (9) dL/dc", "# (20), (27) dL/dp_i": the adjoint a line computes, after its equation numbers.
 ADJOINT = re.compile(r"#\s*(?:\(\d+\)[,\s]*)+dL/d(\w+)")
-# "# dh/dc in (9)", "# di/da_i in (14), scaled by di in the loop": a local derivative.
-LOCAL = re.compile(r"#\s*d\w+/d\w+ in \(")
 
 # Errors numpy raises for arrays of mismatched shapes. The kernel's own checks raise ValueErrors
 # of the form "<argument>: expected ...", which a mutant of backward() must never trigger.

@@ -300,7 +300,8 @@ def test_seed_markdown_lines():
         r"do = dh \frac{\partial h}{\partial o} = s \odot dh \qquad (10)",
         r"da_{i} = di \frac{\partial i}{\partial a_{i}} = i \odot \left(1 - i\right) \odot di \qquad (15)",
         r"ds_{\text{prev}} = ds \frac{\partial s}{\partial s_{\text{prev}}} = f \odot ds \qquad (19)",
-        r"L = \sum_{t=1}^{T} l(t), \qquad L(t) = \sum_{u=t}^{T} l(u)",
+        r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, "
+        r"\qquad L(T+1) = l_{\mathrm{final}}",
         r"\frac{\partial L(t)}{\partial h(t)} = \frac{\partial l(t)}{\partial h(t)}"
         r" + \frac{\partial L(t+1)}{\partial h(t)}",
         "    prev_s <-.-|\"next step\"| n_s",
@@ -451,7 +452,7 @@ def test_a_carry_says_a_parameters_factor_without_a_step():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + (1 - lam) * tanh(a))
     prose = " ".join(derivation_text(derive(cell)).split())
-    assert "already holds two terms, the product with W_h^T and lam:" in prose
+    assert "already holds two terms, with the product with W_h^T and lam applied:" in prose
     assert "lam(t+1)" not in prose
     assert "f(t+1)" in " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
 
@@ -505,6 +506,10 @@ def test_the_markdown_orders_a_backward_equation_as_the_text_does():
 def test_the_kernel_tables_example_of_a_local_derivative_is_one_of_its_kernels_comments(cell):
     markdown = (DERIVATIONS / f"{cell}.md").read_text()
     kernel = (KERNELS / f"{cell}.py").read_text()
-    top, bottom = re.search(r"a comment's d(\w+)/d(\w+) is the local derivative ∂(?:\1)/∂(?:\2), not a ratio",
+    top, bottom = re.search(r"a comment's ∂(\w+)/∂(\w+) is a local derivative, the other inputs of (?:\1) held",
                             markdown).groups()
-    assert re.search(rf"# \(\d+\) d{top}/d{bottom}\b", kernel)
+    assert re.search(rf"# \(\d+\) ∂{top}/∂{bottom}\b", kernel)
+    paths = re.search(r"a `d` in place of `∂` marks .* \((d\w+/d\w+ with its paths through .+?)\)\.", markdown)
+    assert bool(paths) == (cell == "lstm_peephole")
+    if paths:
+        assert re.search(rf"# [(),\d ]+ {re.escape(paths.group(1))}$", kernel, re.M)

@@ -167,14 +167,14 @@ def backward(params, cache, dys, dstate=None):
             z_span = z_seq[t0:t1].copy()  # the loop reads z; da_z goes over it now
             da_n_tmp = np.empty_like(da_n_seq[t0:t1])  # held apart: da_n goes over n, read below
             # da_n = (1 - z)*(1 - n**2) * dh: the product now, times dh in the loop
-            np.subtract(1, n_seq[t0:t1]**2, out=da_n_tmp)  # (10) dn/da_n
-            da_n_tmp *= 1 - z_seq[t0:t1]  # (9) dh/dn
+            np.subtract(1, n_seq[t0:t1]**2, out=da_n_tmp)  # (10) ∂n/∂a_n
+            da_n_tmp *= 1 - z_seq[t0:t1]  # (9) ∂h/∂n
             # da_r = h_prev*r*(1 - r) * drh: the product now, times drh in the loop
-            np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_r_seq[t0:t1])  # (14) dr/da_r
-            da_r_seq[t0:t1] *= h_seq[t0:t1]  # (13) drh/dr
+            np.multiply(r_seq[t0:t1], 1 - r_seq[t0:t1], out=da_r_seq[t0:t1])  # (14) ∂r/∂a_r
+            da_r_seq[t0:t1] *= h_seq[t0:t1]  # (13) ∂rh/∂r
             # da_z = z*(1 - z)*(h_prev - n) * dh: the product now, times dh in the loop
-            np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_z_seq[t0:t1])  # (15) dz/da_z
-            da_z_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (12) dh/dz
+            np.multiply(z_seq[t0:t1], 1 - z_seq[t0:t1], out=da_z_seq[t0:t1])  # (15) ∂z/∂a_z
+            da_z_seq[t0:t1] *= h_seq[t0:t1] - n_seq[t0:t1]  # (12) ∂h/∂z
             da_n_seq[t0:t1] = da_n_tmp
             del da_n_tmp
             for t in reversed(range(t0, t1)):

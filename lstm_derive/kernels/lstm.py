@@ -118,7 +118,7 @@ def forward(params, x, state=None):
             np.reciprocal(pre_W, out=pre_W)
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= one
+            g -= one  # (4)
             c = c_seq[t + 1]  # (6) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
@@ -168,20 +168,20 @@ def backward(params, cache, dys, dstate=None):
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
             f_span = f_seq[t0:t1].copy()  # the loop reads f; da_f goes over it now
-            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) ∂h/∂c, read by the loop, formed for the span at once
             da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # held apart: da_i goes over i, read below
             # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
-            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) di/da_i
-            da_i_tmp *= g_seq[t0:t1]  # (13) dc/di
+            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (14) ∂i/∂a_i
+            da_i_tmp *= g_seq[t0:t1]  # (13) ∂c/∂i
             # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
-            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) df/da_f
-            da_f_seq[t0:t1] *= c_seq[t0:t1]  # (12) dc/df
+            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (15) ∂f/∂a_f
+            da_f_seq[t0:t1] *= c_seq[t0:t1]  # (12) ∂c/∂f
             # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) dg/da_g
-            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (16) ∂g/∂a_g
+            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) ∂c/∂g
             # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
-            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
+            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) ∂o/∂a_o
+            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) ∂h/∂o
             da_i_seq[t0:t1] = da_i_tmp
             del da_i_tmp
             for t in reversed(range(t0, t1)):

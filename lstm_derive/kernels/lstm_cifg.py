@@ -119,7 +119,7 @@ def forward(params, x, state=None):
             np.reciprocal(pre_W, out=pre_W)
             i, g, o = i_seq[t], g_seq[t], o_seq[t]
             g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= one
+            g -= one  # (4)
             f = f_seq[t]
             np.subtract(one, i, out=f)  # (3) f = 1 - i
             c = c_seq[t + 1]  # (6) c = f*c_prev + i*g, written in place:
@@ -170,15 +170,15 @@ def backward(params, cache, dys, dstate=None):
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
             g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
-            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) dh/dc, read by the loop, formed for the span at once
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) ∂h/∂c, read by the loop, formed for the span at once
             # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (15) dg/da_g
-            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) dc/dg
+            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (15) ∂g/∂a_g
+            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) ∂c/∂g
             # da_i = i*(1 - i) * di: the product now, times di in the loop
-            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (14) di/da_i
+            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (14) ∂i/∂a_i
             # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (16) do/da_o
-            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) dh/do
+            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (16) ∂o/∂a_o
+            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) ∂h/∂o
             for t in reversed(range(t0, t1)):
                 c_prev = c_seq[t]
                 f = f_seq[t]

@@ -121,7 +121,7 @@ def forward(params, x, state=None):
             pre_W_ready += one
             np.reciprocal(pre_W_ready, out=pre_W_ready)
             g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= one
+            g -= one  # (4)
             c = c_seq[t + 1]  # (5) c = f*c_prev + i*g, written in place:
             np.multiply(c_prev, f, out=c)
             c += g*i
@@ -175,25 +175,25 @@ def backward(params, cache, dys, dstate=None):
         span = _span(B, H, x.dtype)
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
-            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) dh/dc, read by the loop, formed for the span at once; da_o's product adds the rest below
-            dc_dc_prev_span = f_seq[t0:t1].copy()  # (19) dc/dc_prev, read by the loop, formed for the span at once; the products of da_i and da_f add the rest below
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) ∂h/∂c, read by the loop, formed for the span at once; the paths through da_o's product are added below
+            dc_dc_prev_span = f_seq[t0:t1].copy()  # (19) ∂c/∂c_prev, read by the loop, formed for the span at once; the paths through the products of da_i and da_f are added below
             # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
-            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) do/da_o
-            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) dh/do
+            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) ∂o/∂a_o
+            da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) ∂h/∂o
             da_i_tmp = np.empty_like(da_i_seq[t0:t1])  # held apart: da_i goes over i, read below
             # da_i = g*i*(1 - i) * dc: the product now, times dc in the loop
-            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (15) di/da_i
-            da_i_tmp *= g_seq[t0:t1]  # (14) dc/di
+            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_tmp)  # (15) ∂i/∂a_i
+            da_i_tmp *= g_seq[t0:t1]  # (14) ∂c/∂i
             # da_f = c_prev*f*(1 - f) * dc: the product now, times dc in the loop
-            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) df/da_f
-            da_f_seq[t0:t1] *= c_seq[t0:t1]  # (13) dc/df
+            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) ∂f/∂a_f
+            da_f_seq[t0:t1] *= c_seq[t0:t1]  # (13) ∂c/∂f
             # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
-            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (17) dg/da_g
-            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (12) dc/dg
+            da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (17) ∂g/∂a_g
+            da_g_seq[t0:t1] *= i_seq[t0:t1]  # (12) ∂c/∂g
             da_i_seq[t0:t1] = da_i_tmp
             del da_i_tmp
-            dh_dc_span += p_o*da_o_seq[t0:t1]  # (9), (10), (11) dh/dc: the rest, through da_o's product
-            dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev: the rest, through the products of da_i and da_f
+            dh_dc_span += p_o*da_o_seq[t0:t1]  # (9), (10), (11) dh/dc with its paths through da_o's product
+            dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev with its paths through the products of da_i and da_f
             for t in reversed(range(t0, t1)):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc

@@ -117,7 +117,7 @@ def forward(params, x, state=None):
             np.reciprocal(pre_W, out=pre_W)
             g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
             g *= two  # (2) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
-            g -= one
+            g -= one  # (2)
             s = s_seq[t + 1]  # (6) s = g*i + s_prev*f, written in place:
             np.multiply(f, s_prev, out=s)
             s += g*i
@@ -167,17 +167,17 @@ def backward(params, cache, dys, dstate=None):
             o_span = o_seq[t0:t1].copy()  # the loop reads o; da_o goes over it now
             da_g_tmp = np.empty_like(da_g_seq[t0:t1])  # held apart: da_g goes over g, read below
             # da_g = i*(1 - g**2) * ds: the product now, times ds in the loop
-            np.subtract(1, g_seq[t0:t1]**2, out=da_g_tmp)  # (14) dg/da_g
-            da_g_tmp *= i_seq[t0:t1]  # (13) ds/dg
+            np.subtract(1, g_seq[t0:t1]**2, out=da_g_tmp)  # (14) ∂g/∂a_g
+            da_g_tmp *= i_seq[t0:t1]  # (13) ∂s/∂g
             # da_i = g*i*(1 - i) * ds: the product now, times ds in the loop
-            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (15) di/da_i
-            da_i_seq[t0:t1] *= g_seq[t0:t1]  # (12) ds/di
+            np.multiply(i_seq[t0:t1], 1 - i_seq[t0:t1], out=da_i_seq[t0:t1])  # (15) ∂i/∂a_i
+            da_i_seq[t0:t1] *= g_seq[t0:t1]  # (12) ∂s/∂i
             # da_f = f*s_prev*(1 - f) * ds: the product now, times ds in the loop
-            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) df/da_f
-            da_f_seq[t0:t1] *= s_seq[t0:t1]  # (11) ds/df
+            np.multiply(f_seq[t0:t1], 1 - f_seq[t0:t1], out=da_f_seq[t0:t1])  # (16) ∂f/∂a_f
+            da_f_seq[t0:t1] *= s_seq[t0:t1]  # (11) ∂s/∂f
             # da_o = o*s*(1 - o) * dh: the product now, times dh in the loop
-            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) do/da_o
-            da_o_seq[t0:t1] *= s_seq[t0 + 1:t1 + 1]  # (10) dh/do
+            np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (17) ∂o/∂a_o
+            da_o_seq[t0:t1] *= s_seq[t0 + 1:t1 + 1]  # (10) ∂h/∂o
             da_g_seq[t0:t1] = da_g_tmp
             del da_g_tmp
             for t in reversed(range(t0, t1)):

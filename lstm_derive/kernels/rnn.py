@@ -117,7 +117,7 @@ def backward(params, cache, dys, dstate=None):
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
             # da = (1 - h**2) * dh: the product now, times dh in the loop
-            np.subtract(1, h_seq[t0 + 1:t1 + 1]**2, out=da_seq[t0:t1])  # (4) dh/da
+            np.subtract(1, h_seq[t0 + 1:t1 + 1]**2, out=da_seq[t0:t1])  # (4) ∂h/∂a
             for t in reversed(range(t0, t1)):
                 dh = dys[t] + dh_next  # (3) dL/dh
                 da_seq[t] *= dh  # (4) dL/da
