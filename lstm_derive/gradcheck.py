@@ -365,9 +365,14 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     """Checks every gradient of a kernel; returns one Report per method. ``sample``: judge at most
     that many elements of each array, drawn at random (seeded by ``seed``), for problems too large
     to perturb every element of; None judges them all."""
-    if isinstance(methods, str) or any(m not in METHODS for m in methods):
-        raise ValueError(f"methods: expected a tuple of names from {tuple(METHODS)}, got {methods!r}")
+    if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
+        raise ValueError(f"methods: expected a tuple of one or more names from {tuple(METHODS)}, got {methods!r}")
     p = problem or random_problem(kernel, T, B, D, H, seed, scale)
+    dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
+    if dtypes:
+        raise ValueError(f"problem: the checks run the kernel in float64 (the step of the central differences and "
+                         f"the complex step are chosen for it), got {', '.join(dtypes)}: pass "
+                         "problem.with_dtype(np.float64)")
     if set(p.params) != set(kernel.PARAMS):
         raise ValueError(f"the problem's parameters {sorted(p.params)} are not PARAMS {sorted(kernel.PARAMS)}: "
                          "every parameter forward() reads must be named in PARAMS, and only those")

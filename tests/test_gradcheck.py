@@ -43,14 +43,44 @@ def test_nan_gradients_fail_and_are_not_hidden():
     assert not r.ok and r.mismatches[0].index == (1,)
 
 
+def test_a_nan_numeric_gradient_fails():
+    """A NaN on the numeric side (a loss that overflowed under a perturbation) is no agreement."""
+    r = gradcheck.compare({"W": np.array([1.0, 2.0])}, {"W": np.array([1.0, np.nan])}, 1e-6)
+    assert not r.ok and r.mismatches[0].index == (1,)
+
+
+def test_the_loss_magnitude_sums_the_magnitudes_of_its_terms():
+    """|L| sets the floors: terms that cancel in L must not shrink it."""
+    p = gradcheck.random_problem(rnn, T=4)
+    p.dys[1::2] *= -1
+    ys, final, _ = rnn.forward(p.params, p.x, p.state)
+    terms = [ys * p.dys] + [s * ds for s, ds in zip(final, p.dstate)]
+    assert gradcheck.loss_magnitude(rnn, p) == pytest.approx(sum(float(np.sum(np.abs(t))) for t in terms), rel=1e-12)
+    assert gradcheck.loss_magnitude(rnn, p) > 2 * abs(gradcheck.loss(rnn, p))
+
+
+@pytest.mark.parametrize("methods", [(), "central", ("central", "forward")])
+def test_check_kernel_refuses_methods_it_cannot_run(methods):
+    with pytest.raises(ValueError, match="one or more names"):
+        gradcheck.check_kernel(rnn, methods=methods)
+
+
+def test_check_kernel_refuses_a_problem_not_in_float64():
+    p = gradcheck.random_problem(lstm).with_dtype(np.float32)
+    with pytest.raises(ValueError, match=r"float32: pass problem.with_dtype\(np.float64\)"):
+        gradcheck.check_kernel(lstm, problem=p)
+
+
 def test_errors_are_relative_to_the_arrays_largest_entry():
     analytic = {"W": np.array([1.0, 1e-9])}
     assert gradcheck.compare(analytic, {"W": np.array([1.0, 1.5e-9])}, 1e-6).ok
     assert not gradcheck.compare(analytic, {"W": np.array([1.0 + 2e-6, 1e-9])}, 1e-6).ok
 
 
-@pytest.mark.parametrize("method, off, ok", [("complex", 1e-9, False), ("complex", 1e-12, True),
-                                              ("central", 1e-5, False), ("central", 1e-9, True)])
+@pytest.mark.parametrize("method, off, ok", [("complex", 1e-9, False), ("complex", 3e-10, False),
+                                              ("complex", 3e-11, True), ("complex", 1e-12, True),
+                                              ("central", 1e-5, False), ("central", 2e-6, False),
+                                              ("central", 5e-7, True), ("central", 1e-9, True)])
 def test_the_tolerances_reject_small_errors_and_accept_rounding(method, off, ok):
     """The checker's own tolerances, pinned: the largest bias gradient off by `off` of itself."""
     (r,) = gradcheck.check_kernel(wrong_bias(lstm_seed, 1 + off, largest=True), T=3, B=2, D=3, H=3,
@@ -270,7 +300,7 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
     with pytest.raises(ValueError, match=r"^backward\(\) returned 2 initial-state gradient\(s\); STATES names 1"):
         gradcheck.check_kernel(Wrapped(rnn, lambda *a: (*rnn.backward(*a)[:2], (None, None))))
     for methods in ("central", ("centrl",)):
-        with pytest.raises(ValueError, match=r"^methods: expected a tuple of names from \('central', 'complex'\)"):
+        with pytest.raises(ValueError, match=r"^methods: expected a tuple of one or more names from \('central', 'complex'\)"):
             gradcheck.check_kernel(rnn, methods=methods)
 
 
@@ -334,6 +364,27 @@ def test_a_float64_slip_of_a_few_percent_in_a_tiny_saturated_array_is_not_excuse
     assert not r.ok and {m.name for m in r.mismatches} == {"h0"}, str(r)
     (right,) = gradcheck.check_kernel(rnn, problem=p, methods=("complex",))
     assert right.ok, str(right)
+
+
+def test_a_float64_slip_of_a_hundred_rounding_units_is_not_excused(monkeypatch):
+    """The excuse is capped at ROUNDING_UNITS = 50 units of eps*max(|L|, the array's largest entry):
+    a float64-only slip of 120 units in the same saturated dh0 fails, and would pass with a cap of 400."""
+    p = gradcheck.random_problem(rnn, T=8, scale=40.0)
+    dh0 = gradcheck.analytic_gradients(rnn, p)["h0"]
+    unit = gradcheck.EPS * max(gradcheck.loss_magnitude(rnn, p), float(np.max(np.abs(dh0))))
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, (dh,) = rnn.backward(params, cache, dys, dstate)
+        if dx.dtype == np.float64:
+            dh = dh.copy()
+            dh.flat[np.argmax(np.abs(dh))] += 120 * unit
+        return grads, dx, (dh,)
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), problem=p, methods=("complex",))
+    assert not r.ok and {m.name for m in r.mismatches} == {"h0"}, str(r)
+    monkeypatch.setattr(gradcheck, "ROUNDING_UNITS", 400)
+    (loose,) = gradcheck.check_kernel(Wrapped(rnn, backward), problem=p, methods=("complex",))
+    assert loose.ok, str(loose)
 
 
 def test_a_forward_that_writes_its_final_state_into_the_given_one_is_judged_right():
