@@ -26,6 +26,7 @@ what a careful person does by hand, every time:
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -955,9 +956,11 @@ def _complex_range_doc(k):
         return ""
     factors = [abs(_gate_factor(k, a, kind) * k.coefficients.get(let.symbol, 1))
                for a in k.cell.affines for let, kind in k.gates.get(a.name, [])]
-    bound = int(709.78 / float(max(factors, default=1)))
+    bound = 709.78 / float(max(factors, default=1))
+    digits = 2 - math.floor(math.log10(bound))  # three significant digits, rounded down: a safe bound
+    bound = math.floor(bound * 10**digits) / 10**digits
     return (" Complex input (the complex step) is safe while every gate's\n"
-            f"    pre-activation has |Re a| < {bound}; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
+            f"    pre-activation has |Re a| < {bound:g}; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
 
 
 def _input_bias(k, a, n):
@@ -1116,6 +1119,12 @@ def _bias_update(k, a):
     return f"{sign}= {code}"
 
 
+def _power_of_two(number):
+    """Whether multiplying by the number is exact in binary floating point: ±2**n."""
+    r = sympy.Rational(number)
+    return all(v & (v - 1) == 0 for v in (abs(r.p), r.q))
+
+
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
     lines = []
@@ -1131,8 +1140,10 @@ def _gate_constants(k):
             if any(n != 1 for n in numbers):
                 terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
                                   if let.symbol in k.coefficients)
+                inexact = [n for n in numbers if not _power_of_two(n)]
                 lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
-                lines.append("# exact where these are powers of two, and no step scales the gates.")
+                lines.append("# exact, as these are powers of two, and no step scales the gates." if not inexact else
+                             f"# rounded once per weight ({', '.join(map(str, inexact))} no power of two), and no step scales the gates.")
                 scale = f"_gate_scale([{kinds}], H, x.dtype, [{', '.join(_CodePrinter().doprint(n) for n in numbers)}])"
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
@@ -1152,7 +1163,8 @@ def _gate_views(k, a):
 
 def _cache_items(k):
     spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
-    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + spent
+    samples = f'"samples": _samples({_tuple(k.cell.parameter_names())})'
+    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + spent + [samples]
 
 
 def _forward_step(k):
@@ -1466,11 +1478,11 @@ def _backward(k):
         "    dys as for dstate (dys=None: a loss of the final state alone).",
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
-        "    be the values forward() ran with: only their sizes and dtype can be checked."
+        "    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."
         + ("\n    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call.\"\"\"" if k.in_place else '\"\"\"'),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
-        f"    x = _checked_cache(cache, D, H, {params[0]}.dtype)",
+        f"    x = _checked_cache(cache, D, H, {_tuple(params)})",
         "    T, B = x.shape[:2]",
         '    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
         *_wrapped(f"    {', '.join(_buffers(k))} = (", [f'cache["{n}"]' for n in _buffers(k)], ")", bare=True),
@@ -2083,9 +2095,10 @@ def _steps(k):
         "def step_backward(params, cache, dy_t, dstate=None):",
         '    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter',
         '    gradients of this step, dL/dx_t and dL/d(previous state)."""',
-        "    dtype = _checked_params(params)[0].dtype",
+        "    arrays = _checked_params(params)",
+        "    dtype = arrays[0].dtype",
         "    D, H = _sizes(params)",
-        "    T, B = _checked_cache(cache, D, H, dtype).shape[:2]",
+        "    T, B = _checked_cache(cache, D, H, arrays).shape[:2]",
         "    if T != 1:",
         '        raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "',
         '                         "step_forward(), backward() that of forward()")',
@@ -2108,8 +2121,9 @@ def _validation(k):
         "    if a.shape != shape:",
         '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")',
         "    if dtype is not None and a.dtype != dtype:",
+        '        target = f"np.{dtype}" if dtype.isnative else repr(dtype.str)  # np.float32, or \'>f8\'',
         '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "',
-        '                         f"with .astype(np.{dtype})")',
+        '                         f"with .astype({target})")',
         "    return a",
         "",
         "",
@@ -2121,9 +2135,9 @@ def _validation(k):
         '    if not hasattr(params, "keys"):',
         '        raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}")',
         "    missing = [n for n in PARAMS if n not in params]",
-        "    unknown = [n for n in params if n not in PARAMS]",
-        "    if missing or unknown:",
-        '        raise ValueError(f"params: expected {PARAMS}, missing {missing}, unknown {unknown}")',
+        "    if missing:  # other keys (a readout's weights beside the cell's) are not the kernel's concern",
+        "        others = [n for n in params if n not in PARAMS]",
+        '        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else ""))',
         "    D, H = _sizes(params)",
         "    shapes, dims = param_shapes(D, H), _PARAM_DIMS",
         f'    dtype = _checked("{x_weight}", params["{x_weight}"], shapes["{x_weight}"], dims["{x_weight}"], None).dtype',
@@ -2138,22 +2152,33 @@ def _validation(k):
         '    return _checked("x", x, x.shape, "(T, B, D)", dtype)',
         "",
         "",
-        "def _checked_cache(cache, D, H, dtype):",
-        '    """The cache\'s x, or a ValueError unless forward() of this cell made it with parameters like these."""',
+        "def _checked_cache(cache, D, H, arrays):",
+        '    """The cache\'s x, or a ValueError unless forward() of this cell made it with these parameters',
+        '    (arrays, in PARAMS order), as far as their sizes, dtype and a sample of their entries tell."""',
         '    made = cache.get("cell") if isinstance(cache, dict) else None',
         "    if made != CELL:",
         '        got = f"the cache of {made}" if made else type(cache).__name__',
         '        raise ValueError(f"cache: expected what forward() of {CELL} returned, got {got}")',
-        '    x = cache["x"]',
+        '    x, dtype = cache["x"], arrays[0].dtype',
         '    if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):',
         '        raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "',
         '                         f"D = {x.shape[2]}, H = {cache[\'H\']}, dtype {x.dtype}: pass the same parameters")',
+        '    for name, kept, now in zip(PARAMS, cache["samples"], _samples(arrays)):',
+        "        if not np.array_equal(kept, now, equal_nan=True):",
+        '            raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "',
+        '                             "pass the parameters forward() had, unchanged (update them after backward())")',
         "    return x",
         "",
         "",
+        "def _samples(arrays):",
+        '    """Sixteen entries of each array, spread over it: enough to tell another layer\'s parameters, or',
+        '    these updated in place, from those forward() ran with."""',
+        "    return [a.flat[np.linspace(0, a.size - 1, min(a.size, 16)).astype(np.intp)] for a in arrays]",
+        "",
+        "",
         'def _checked_state(state, B, H, dtype, name="state"):',
-        '    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies, so callers\'',
-        '    arrays stay untouched."""',
+        '    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies: with T = 0,',
+        '    backward() returns its dstate as the initial state\'s gradient, which must not be the caller\'s array."""',
         "    if state is None:",
         "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
         "    if not isinstance(state, (tuple, list)):",

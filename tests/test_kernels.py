@@ -219,7 +219,30 @@ def test_a_cache_serves_only_its_own_cell_and_parameters(name):
     wider = k.init_params(3, 5)
     with pytest.raises(ValueError, match=r"^params: D = 3, H = 5, .* with D = 3, H = 2"):
         k.backward(wider, cache, p.dys, p.dstate)
+    another_layers = k.init_params(3, 2, seed=1)
+    with pytest.raises(ValueError, match=rf"^params: {k.PARAMS[0]} is not what forward\(\) ran with"):
+        k.backward(another_layers, cache, p.dys, p.dstate)
+    updated = {n: v.copy() for n, v in p.params.items()}
+    updated[k.PARAMS[-1]] -= 0.01  # an optimiser's step taken before backward()
+    with pytest.raises(ValueError, match=rf"^params: {k.PARAMS[-1]} is not what forward\(\) ran with"):
+        k.backward(updated, cache, p.dys, p.dstate)
     k.backward(p.params, cache, p.dys, p.dstate)  # the refusals did not use the cache up
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_params_may_be_copies_in_any_layout_and_hold_other_keys(name):
+    """The same values in new arrays (Fortran order) are the same parameters; a readout's weights
+    beside the cell's in one dict are not the kernel's concern."""
+    k = kernel_of(name)
+    p = problem(k)
+    ys, _, cache = k.forward({**p.params, "w_out": np.ones(3)}, p.x, p.state)
+    grads, dx, dstate0 = k.backward({n: np.asfortranarray(v) for n, v in p.params.items()}, cache, p.dys, p.dstate)
+    ys_ref, _, cache_ref = k.forward(p.params, p.x, p.state)
+    ref = k.backward(p.params, cache_ref, p.dys, p.dstate)
+    np.testing.assert_array_equal(ys, ys_ref)
+    for n in k.PARAMS:
+        np.testing.assert_array_equal(grads[n], ref[0][n])
+    np.testing.assert_array_equal(dx, ref[1])
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -238,6 +261,10 @@ def test_none_for_one_array_means_zeros(name):
         ref = k.backward(p.params, cache_ref, p.dys, dfilled)
         np.testing.assert_array_equal(ys, ys_ref)
         np.testing.assert_array_equal(got[1], ref[1])
+        for n in k.PARAMS:
+            np.testing.assert_array_equal(got[0][n], ref[0][n])
+        for a, b in zip(got[2], ref[2]):
+            np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", CELLS)

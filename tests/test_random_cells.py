@@ -9,12 +9,14 @@ step). A failure prints the script.
 """
 
 import ast
+import importlib
 import os
 import re
 import tempfile
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import sympy
 from hypothesis import HealthCheck, example, given, settings
@@ -717,6 +719,28 @@ def test_numbers_times_gates_blocks_ride_on_the_weights():
     assert "np.exp(pre_W_ready, out=pre_W_ready)" in source and "np.exp(pre_R, out=pre_R)" in source
     assert "(2*a_i, 0.5*a_g, -a_o)" in source and "(3*a_r)" in source
     assert "V_x_scaled" not in source  # tanh gates alone are not activated through exp: their own path
+    assert "# exact, as these are powers of two" in source and "# rounded once per weight (3 no power of two)" in source
+
+
+def test_the_complex_range_in_a_kernels_docstring_is_exps_over_the_largest_gate_factor():
+    """exp overflows beyond log(max float64) = 709.78: a sigmoid gate reaches it at |a| = 709, a tanh
+    through 2 sigmoid(2a) - 1 at 354, sigmoid(3*a) at 236, sigmoid(1000*a) at 0.709 (rounded down)."""
+    top = float(np.log(np.finfo(np.float64).max))
+    bounds = {name: re.search(r"\|Re a\| < ([\d.]+);", " ".join(importlib.import_module(f"lstm_derive.kernels.{name}").forward.__doc__.split())).group(1)
+              for name in ("lstm", "gru")}
+    assert bounds == {"lstm": str(int(top / 2)), "gru": str(int(top))}
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an lstm with numbers times its gates' blocks"]))
+    assert f"|Re a| < {int(top / 3)};" in source
+    source = kernel_source(textwrap.dedent("""
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("steep", title="A steep gate")
+        x, h_prev = cell.input("x"), cell.state("h")
+        a_z, a_n = cell.affine("W", [x, h_prev], blocks=["a_z", "a_n"])
+        z = cell.let("z", sigmoid(1000 * a_z))
+        cell.update(h=z * h_prev + (1 - z) * tanh(a_n))
+    """))
+    assert f"|Re a| < {np.floor(top / 1000 * 1000) / 1000:g};" in source  # 0.709
 
 
 def test_a_block_read_by_two_gates_reads_one_local_formed_for_the_span():

@@ -134,7 +134,8 @@ def forward(params, x, state=None):
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
-             "f_seq": f_seq, "tanh_c_seq": tanh_c_seq, "spent": np.array(False)}
+             "f_seq": f_seq, "tanh_c_seq": tanh_c_seq, "spent": np.array(False),
+             "samples": _samples((W_x, W_h, b))}
     return ys, final, cache
 
 
@@ -144,11 +145,11 @@ def backward(params, cache, dys, dstate=None):
     dys as for dstate (dys=None: a loss of the final state alone).
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
-    be the values forward() ran with: only their sizes and dtype can be checked.
+    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked.
     It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
-    x = _checked_cache(cache, D, H, W_x.dtype)
+    x = _checked_cache(cache, D, H, (W_x, W_h, b))
     T, B = x.shape[:2]
     dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
     h_seq, c_seq, pre_W_seq, f_seq, tanh_c_seq = (
@@ -222,9 +223,10 @@ def step_forward(params, x_t, state=None):
 def step_backward(params, cache, dy_t, dstate=None):
     """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
     gradients of this step, dL/dx_t and dL/d(previous state)."""
-    dtype = _checked_params(params)[0].dtype
+    arrays = _checked_params(params)
+    dtype = arrays[0].dtype
     D, H = _sizes(params)
-    T, B = _checked_cache(cache, D, H, dtype).shape[:2]
+    T, B = _checked_cache(cache, D, H, arrays).shape[:2]
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
@@ -242,8 +244,9 @@ def _checked(name, a, shape, dims, dtype):
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     if dtype is not None and a.dtype != dtype:
+        target = f"np.{dtype}" if dtype.isnative else repr(dtype.str)  # np.float32, or '>f8'
         raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
-                         f"with .astype(np.{dtype})")
+                         f"with .astype({target})")
     return a
 
 
@@ -264,9 +267,9 @@ def _checked_params(params):
     if not hasattr(params, "keys"):
         raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}")
     missing = [n for n in PARAMS if n not in params]
-    unknown = [n for n in params if n not in PARAMS]
-    if missing or unknown:
-        raise ValueError(f"params: expected {PARAMS}, missing {missing}, unknown {unknown}")
+    if missing:  # other keys (a readout's weights beside the cell's) are not the kernel's concern
+        others = [n for n in params if n not in PARAMS]
+        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else ""))
     D, H = _sizes(params)
     shapes, dims = param_shapes(D, H), _PARAM_DIMS
     dtype = _checked("W_x", params["W_x"], shapes["W_x"], dims["W_x"], None).dtype
@@ -281,22 +284,33 @@ def _checked_input(x, D, dtype):
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
 
 
-def _checked_cache(cache, D, H, dtype):
-    """The cache's x, or a ValueError unless forward() of this cell made it with parameters like these."""
+def _checked_cache(cache, D, H, arrays):
+    """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
+    (arrays, in PARAMS order), as far as their sizes, dtype and a sample of their entries tell."""
     made = cache.get("cell") if isinstance(cache, dict) else None
     if made != CELL:
         got = f"the cache of {made}" if made else type(cache).__name__
         raise ValueError(f"cache: expected what forward() of {CELL} returned, got {got}")
-    x = cache["x"]
+    x, dtype = cache["x"], arrays[0].dtype
     if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
                          f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
+    for name, kept, now in zip(PARAMS, cache["samples"], _samples(arrays)):
+        if not np.array_equal(kept, now, equal_nan=True):
+            raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
+                             "pass the parameters forward() had, unchanged (update them after backward())")
     return x
 
 
+def _samples(arrays):
+    """Sixteen entries of each array, spread over it: enough to tell another layer's parameters, or
+    these updated in place, from those forward() ran with."""
+    return [a.flat[np.linspace(0, a.size - 1, min(a.size, 16)).astype(np.intp)] for a in arrays]
+
+
 def _checked_state(state, B, H, dtype, name="state"):
-    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies, so callers'
-    arrays stay untouched."""
+    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies: with T = 0,
+    backward() returns its dstate as the initial state's gradient, which must not be the caller's array."""
     if state is None:
         return tuple(np.zeros((B, H), dtype) for _ in STATES)
     if not isinstance(state, (tuple, list)):
