@@ -71,7 +71,6 @@ KERNEL_NAMES = frozenset(
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
     "step_forward step_backward param_shapes init_params span t0 t1 one two".split()
 )
-RESERVED_NAMES = KERNEL_NAMES  # the older name of the same set
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
         "dx": "the gradient of the input"}
 
@@ -491,12 +490,18 @@ class Cell:
     def _kernel_names(self):
         """(identifier, owner, where) for every identifier the emitted kernel derives from a name.
 
-        The emitter's naming scheme: a state s has s_prev, s_seq, ds_next, ds_prev and, for its
-        new value, s and ds; an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready, pre_A_ready<j>, dpre_A, dpre_A_part<j>,
-        dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, bias_A, scale_A; a weight or bias P has P and dP (a weight also P_scaled); a block or a let v has v, v_seq, dv, dv_seq (a block also pre_v, bias_v and dv_tmp, a let v_span); a
-        local derivative of let v by an input or a block u is dv_du (over a span dv_du_span); a param p has p and dp; tanh(u) and sigmoid(u)
-        that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k> for a compound u), u
-        also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
+        The emitter's naming scheme:
+        - a state s has s_prev, s_seq, ds_next, ds_prev and, for its new value, s and ds;
+        - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
+          pre_A_ready<j>, dpre_A, dpre_A_part<j>, dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat,
+          dpre_A_blocks, bias_A, scale_A;
+        - a weight or bias P has P and dP (a weight also P_scaled);
+        - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
+          let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp);
+        - a local derivative of let v by an input or a block u is dv_du (over a span dv_du_span);
+        - a param p has p and dp;
+        - tanh(u) and sigmoid(u) that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k>
+          for a compound u), u also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
         named = {let.expr for let in self.lets}
         output_form = {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
         forms = [let.expr for let in self.lets] + [let.expr.subs(output_form) for let in self.lets]
@@ -534,7 +539,7 @@ class Cell:
                     for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "dpre_{}_part{}", "dpre_{}_part{}_seq"):
                         yield n.format(node.name, j), owner, node.where
                 for b in node.blocks:
-                    for n in (f"{b}", f"{b}_seq", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
+                    for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
                         yield n, f"block '{b}'", node.where
                 continue
             v = str(node.symbol)

@@ -218,6 +218,7 @@ DERIVED = {
     "a fused run's view, pre_W_run0_seq": ("g = cell.let('pre_W_run0_seq', tanh(a))  # <- here", "pre_W_run0_seq"),
     "a gathered part, dpre_W_part0": ("g = cell.let('dpre_W_part0', tanh(a))  # <- here", "dpre_W_part0"),
     "a block's adjoint, da_seq": ("g = cell.let('da_seq', tanh(a))  # <- here", "da_seq"),
+    "a block's values saved for a span, a_span": ("g = cell.let('a_span', tanh(a))  # <- here", "a_span"),
     "a weight's gradient, dW_x": ("p = cell.param('dW_x')  # <- here\ng = cell.let('g', tanh(a) * p)", "dW_x"),
     "a bias's gradient, db": ("g = cell.let('db', tanh(a))  # <- here", "db"),
     "a param's gradient, dp": ("p = cell.param('p')\ng = cell.let('dp', tanh(a) * p)  # <- here", "dp"),
