@@ -33,7 +33,9 @@ def _load():
     derivation_latex, derivation_text = document.derivation_latex, document.derivation_text
 
 # Sizes and weight scales of the checks the summary runs: a moderate and a saturating scale.
-CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
+# A moderate and a saturating weight scale; the first with the backward pass's spans cut to 3 steps,
+# so that a short problem crosses a span's end (of 3 steps, then 1) as a long sequence does.
+CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5, span=3), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
 
 
 def checks(n):
@@ -218,7 +220,7 @@ def _check_cell(script, out=None):
     gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
     try:
-        reports = [r for config in CHECKS for r in check_kernel(kernel, **config)]
+        reports = [r for config in CHECKS for r in _reports(kernel, config)]
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
         seconds = f"{time.perf_counter() - start:.2f}"
         return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", seconds, "FAIL"], [
@@ -289,7 +291,7 @@ def _checked_cell(cell, kernel, problems):
     for config in checks(problems):
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
-            reports = check_kernel(kernel, **config)
+            reports = _reports(kernel, config)
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
             print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
             return False
@@ -297,6 +299,20 @@ def _checked_cell(cell, kernel, problems):
             print(f"{cell} ({sizes}) {report}")
             ok &= report.ok
     return ok
+
+
+def _reports(kernel, config):
+    """check_kernel's reports on one problem; with span=N, the kernel's backward pass goes by spans
+    of N steps (a generated kernel's _span), where it would take the problem's steps in one."""
+    config = dict(config)
+    span = config.pop("span", None)
+    if span is None or not hasattr(kernel, "_span"):
+        return check_kernel(kernel, **config)
+    default, kernel._span = kernel._span, lambda B, H, dtype: span
+    try:
+        return check_kernel(kernel, **config)
+    finally:
+        kernel._span = default
 
 
 def _emitted_kernel(script, scratch):

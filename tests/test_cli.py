@@ -217,9 +217,28 @@ def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
     assert len(out) == 2 * 5 + 2 and all(line.endswith(", ok") for line in out[:-2])
     assert cli.checks(5)[:len(cli.CHECKS)] == cli.CHECKS and cli.checks(5) == cli.checks(5)
     assert len({tuple(c.items()) for c in cli.checks(5)}) == 5
+    assert [c["seed"] for c in cli.checks(5)] == list(range(5))  # no drawn problem repeats a fixed one's seed
     with pytest.raises(SystemExit):
         cli.main(["check", str(script), "--problems", "0"])
     assert "expected a whole number of at least 1, got '0'" in capsys.readouterr().err
+
+
+def test_the_first_check_crosses_the_backward_passs_spans(tmp_path):
+    """A kernel wrong only where a span ends before the sequence does (a product formed over the
+    span's last `span` steps, not over t0..t1) passes a check in one span and fails with CHECKS[0]."""
+    source = (gen.KERNELS / "lstm.py").read_text()
+    wrong = source.replace("dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)",
+                           "dh_dc_span = o_seq[t1 - span:t1]*(1 - tanh_c_seq[t1 - span:t1]**2)")
+    assert wrong != source
+    (tmp_path / "wrong_lstm.py").write_text(wrong)
+    kernel = gen.import_kernel(tmp_path / "wrong_lstm.py")
+    one_span = {k: v for k, v in cli.CHECKS[0].items() if k != "span"}
+    assert all(r.ok for r in cli._reports(kernel, one_span))
+    try:
+        failed = not all(r.ok for r in cli._reports(kernel, cli.CHECKS[0]))
+    except IndexError:  # the last span's product is empty (its slice starts before 0): a crash fails a check too
+        failed = True
+    assert failed and kernel._span(2, 4, float) > 100  # the default span is restored
 
 
 def test_show_writes_a_scripts_document_for_the_folder_it_will_go_to(tmp_path, capsys):
