@@ -766,6 +766,11 @@ def _product(l, r):
 
 
 def _negated(e):
+    """-e unevaluated, a number's sign taken into it: a - 1.0 and -2*a, not a - 1*1.0 and -1*2*a."""
+    if e.is_number:
+        return -e
+    if e.is_Mul and e.args[0].is_number:
+        return sympy.Mul(-e.args[0], *e.args[1:], evaluate=False)
     return sympy.Mul(-1, e, evaluate=False)
 
 

@@ -513,3 +513,20 @@ def test_the_kernel_tables_example_of_a_local_derivative_is_one_of_its_kernels_c
     assert bool(paths) == (cell == "lstm_peephole")
     if paths:
         assert re.search(rf"# [(),\d ]+ {re.escape(paths.group(1))}$", kernel, re.M)
+
+
+def test_a_subtracted_number_is_written_as_the_script_writes_it(tmp_path):
+    """a_f - 1.0, -2*a_c and ... - 2, not a_f - 1*1.0, -1*2*a_c and - 1*2."""
+    script = tmp_path / "janet.py"
+    script.write_text(
+        "from lstm_derive import Cell, sigmoid, tanh\n"
+        "cell = Cell('janet', title='JANET, shifted')\n"
+        "x, h_prev = cell.input('x'), cell.state('h')\n"
+        "a_f, a_c = cell.affine('W', [x, h_prev], blocks=['a_f', 'a_c'])\n"
+        "f = cell.let('f', sigmoid(a_f - 1.0))\n"
+        "o = cell.let('o', sigmoid(-2 * a_c + 3))\n"
+        "cell.update(h=f * h_prev + (1 - f) * tanh(a_c) - 2 + o)\n")
+    text = derivation_text(derive(load_cell(script)))
+    for line in ["(2) f = sigmoid(a_f - 1.0)", "(3) o = sigmoid(-2*a_c + 3)", "(5) h = f*h_prev + (1 - f)*c - 2 + o"]:
+        assert line in text
+    assert "1*" not in text
