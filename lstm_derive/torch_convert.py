@@ -8,9 +8,12 @@ kernel     PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_
 ``rnn``    ``nn.RNN`` (tanh) -           W_x, W_h, b_x, b_h
 =========  ================  ==========  ===============================================
 
-Only one-layer, one-directional modules without projection correspond to a kernel; the
-keys are ``weight_ih_l0``, ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``. The kernels
-use PyTorch's gate orders, so the weights are copied as they are, never reordered.
+A kernel is one layer in one direction, without projection: the keys ``weight_ih_l0``,
+``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` (those of nn.LSTMCell and its kin without
+the ``_l0``). A stack converts layer by layer (``layer=k``: ``*_l{k}``) and a bidirectional
+module direction by direction (``reverse=True``: ``*_l{k}_reverse``, the kernel run over
+``x[::-1]``), both ways. The kernels use PyTorch's gate orders, so the weights are copied as
+they are, never reordered.
 
 Reading a state_dict needs only NumPy; writing one imports torch, an optional dependency:
 ``pip install -e ".[torch]"`` (torch==2.13.0).
@@ -38,6 +41,7 @@ __all__ = [
 ]
 
 KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+CELL_KEYS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")  # nn.LSTMCell, nn.GRUCell, nn.RNNCell
 
 
 @dataclass(frozen=True)
@@ -85,24 +89,25 @@ def _import_torch():
 
 # -- PyTorch -> kernel ------------------------------------------------------------------------
 
-def from_torch(cell, state_dict, *, layer=None, input_size=None, hidden_size=None):
+def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, hidden_size=None):
     """The kernel parameters of ``cell`` ("lstm", "gru", "rnn" or its kernel module) from a
-    PyTorch module or its state_dict; of a stack (num_layers > 1), those of ``layer`` k, whose
-    input is layer k-1's output.
+    PyTorch module (nn.LSTM or nn.LSTMCell, and so on) or its state_dict; of a stack
+    (num_layers > 1), those of ``layer`` k, whose input is layer k-1's output; of a
+    bidirectional module, those of one direction: ``reverse=False`` or ``True`` (the reverse
+    direction is the kernel run over ``x[::-1]``, its outputs reversed back).
 
     Arrays are NumPy copies in the module's dtype, in the kernel's PARAMS order. A module
     without biases (bias=False) gives zero biases. Raises ValueError, saying what was
-    expected, for another cell type, a stack without ``layer``, a bidirectional or projected
-    module, the ReLU RNN (only when given the module: its state_dict looks like tanh's), a
-    dtype NumPy has not (bfloat16), or sizes that disagree with each other or with
-    ``input_size``/``hidden_size``.
+    expected, for another cell type, a stack without ``layer``, a bidirectional module without
+    ``reverse``, a projected module, the ReLU RNN (only when given the module: its state_dict
+    looks like tanh's), a dtype NumPy has not (bfloat16), or sizes that disagree with each other
+    or with ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
     if hasattr(state_dict, "state_dict"):
-        _check_module(layout, state_dict, layer)
+        _check_module(layout, state_dict, layer, reverse)
         state_dict = state_dict.state_dict()
-    if layer is not None:
-        state_dict = _one_layer(state_dict, layer)
+    state_dict = _one_layer(state_dict, layer, reverse)
     arrays = _read_keys(layout, state_dict)
     D, H = _sizes(layout, arrays, input_size, hidden_size)
     w_ih, w_hh, b_ih, b_hh = (arrays.get(k) for k in KEYS)
@@ -114,9 +119,9 @@ def from_torch(cell, state_dict, *, layer=None, input_size=None, hidden_size=Non
     return {p: values[p] for p in kernel.PARAMS}
 
 
-def _check_module(layout, module, layer):
+def _check_module(layout, module, layer, reverse):
     mode = getattr(module, "mode", None)
-    if mode == "RNN_RELU" and layout.mode == "RNN_TANH":
+    if (mode == "RNN_RELU" or getattr(module, "nonlinearity", "tanh") == "relu") and layout.mode == "RNN_TANH":
         raise ValueError("expected nn.RNN with nonlinearity='tanh'; this one uses 'relu'")
     if mode is not None and mode != layout.mode:
         raise ValueError(f"expected a torch.nn.{layout.module}, got a {type(module).__name__} (mode {mode!r})")
@@ -126,22 +131,40 @@ def _check_module(layout, module, layer):
                          f"convert each with from_torch(..., layer=k), k = 0 to {layers - 1}")
     if layer is not None and not 0 <= layer < layers:
         raise ValueError(f"layer: expected 0 to {layers - 1} (num_layers={layers}), got {layer}")
-    if getattr(module, "bidirectional", False):
-        raise ValueError("expected bidirectional=False: a kernel runs one direction")
+    bidirectional = getattr(module, "bidirectional", False)
+    if bidirectional and reverse is None:
+        raise ValueError("expected bidirectional=False, or one direction chosen: a kernel runs one direction; "
+                         "convert each with from_torch(..., reverse=False) and reverse=True")
+    if reverse and not bidirectional:
+        raise ValueError("reverse=True: this module is one-directional (bidirectional=False)")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
 
 
-def _one_layer(state_dict, layer):
-    """Layer k's entries of a stack's state_dict, under the keys of a one-layer module (*_l0)."""
-    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
+def _one_layer(state_dict, layer, reverse):
+    """One layer's entries in one direction, under the keys of a one-layer one-directional module
+    (*_l0); a cell module's keys (weight_ih, ...) are that layer's."""
+    if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0):
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
-    if any(k.endswith("_reverse") for k in state_dict):
-        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True)")
-    suffix = f"_l{layer}"
+    if state_dict and all(k in CELL_KEYS for k in state_dict):  # an nn.LSTMCell's: one layer, one direction
+        if layer or reverse:
+            raise ValueError("expected layer=None and reverse=None: these are a cell module's keys (weight_ih, ...)")
+        return {f"{k}_l0": v for k, v in state_dict.items()}
+    bidirectional = any(k.endswith("_reverse") for k in state_dict)
+    if bidirectional and reverse is None:
+        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True): "
+                         "convert each direction with from_torch(..., reverse=False) and reverse=True")
+    if reverse and not bidirectional:
+        raise ValueError("reverse=True: this state_dict has no *_reverse keys (a one-directional module)")
+    if layer is None and not reverse:
+        return {k: v for k, v in state_dict.items() if not k.endswith("_reverse")}  # _read_keys names the rest
+    found = sorted({int(m.group(1)) for k in state_dict if (m := re.search(r"_l(\d+)(_reverse)?$", k))})
+    if layer is None and len(found) > 1:
+        raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {found}: "
+                         "convert each with from_torch(..., layer=k)")
+    suffix = f"_l{layer or 0}" + ("_reverse" if reverse else "")
     chosen = {k[: -len(suffix)] + "_l0": v for k, v in state_dict.items() if k.endswith(suffix)}
     if not chosen:
-        found = sorted({int(m.group(1)) for k in state_dict if (m := re.search(r"_l(\d+)$", k))})
         raise ValueError(f"layer: this state_dict has no layer {layer} (its layers: {found})")
     return chosen
 
@@ -158,8 +181,11 @@ def _read_keys(layout, state_dict):
     if "weight_hr_l0" in unknown:
         raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
     if unknown:
+        prefixes = {k[: k.index(".") + 1] for k in unknown if "." in k}
+        hint = (f"; they look like a submodule's (prefix {next(iter(prefixes))!r}): pass that submodule, or its "
+                "keys without the prefix") if len(prefixes) == 1 and "." in unknown[0] else ""
         raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
-                         f"unknown keys: {', '.join(unknown)}")
+                         f"unknown keys: {', '.join(unknown)}{hint}")
     missing = [k for k in KEYS[:2] if k not in state_dict]
     if ("bias_ih_l0" in state_dict) != ("bias_hh_l0" in state_dict):
         missing += [k for k in KEYS[2:] if k not in state_dict]
@@ -210,20 +236,33 @@ def _sizes(layout, arrays, input_size, hidden_size):
 
 # -- kernel -> PyTorch ------------------------------------------------------------------------
 
-def to_torch(cell, params):
-    """A state_dict (of torch tensors) for a one-layer nn.LSTM/GRU/RNN from ``cell``'s parameters.
+def to_torch(cell, params, *, layer=0, reverse=False, bias=True):
+    """A state_dict (of torch tensors) for an nn.LSTM/GRU/RNN from ``cell``'s parameters: those of
+    ``layer`` k (keys *_l{k}) in the forward direction, or with ``reverse=True`` the reverse one
+    (*_l{k}_reverse); one layer's and direction's entries, to merge into a stack's state_dict.
 
     Load it with ``module.load_state_dict(...)``; the tensors are copies in the parameters'
-    dtype. Raises ValueError naming the expected parameters and shapes if ``params`` do not
-    fit the kernel, and ImportError if torch is missing.
+    dtype (float32 or float64). ``bias=False`` (for a module without biases) leaves the bias
+    keys out, and needs the biases to be zero. Raises ValueError naming the expected parameters,
+    shapes and dtype if ``params`` do not fit, and ImportError if torch is missing.
     """
     name, layout, kernel = _resolve(cell)
     params = _checked_params(name, layout, kernel, params)
+    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
+        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
     torch = _import_torch()
     w_ih, w_hh, b_ih, b_hh = (params[n] if n else None for n in layout.names)
     if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh
         b_hh = np.zeros_like(b_ih)
-    return OrderedDict((k, torch.from_numpy(np.array(v))) for k, v in zip(KEYS, (w_ih, w_hh, b_ih, b_hh)))
+    values = dict(zip(KEYS, (w_ih, w_hh, b_ih, b_hh)))
+    if not bias:
+        nonzero = [n for n in layout.names[2:] if n and params[n].any()]
+        if nonzero:
+            raise ValueError(f"bias=False: a module without biases holds these parameters only if their biases "
+                             f"are zero; {', '.join(nonzero)} is not")
+        values = {k: values[k] for k in KEYS[:2]}
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
+    return OrderedDict((k[: -len("_l0")] + suffix, torch.from_numpy(np.array(v))) for k, v in values.items())
 
 
 def _checked_params(name, layout, kernel, params):
@@ -233,6 +272,10 @@ def _checked_params(name, layout, kernel, params):
         raise ValueError(f"expected the {name} kernel's parameters {kernel.PARAMS}; "
                          f"missing {missing}, unknown {unknown}")
     arrays = {p: np.asarray(params[p]) for p in kernel.PARAMS}
+    dtypes = sorted({str(a.dtype) for a in arrays.values()})
+    if len(dtypes) > 1 or dtypes[0] not in ("float32", "float64"):
+        raise ValueError(f"expected the {name} kernel's parameters in float32 or float64, all of one dtype "
+                         f"(a module holds one), got {', '.join(dtypes)}")
     w_ih, w_hh = arrays[layout.names[0]], arrays[layout.names[1]]
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError(f"expected 2-D weights {layout.names[0]} and {layout.names[1]}, "
@@ -247,14 +290,15 @@ def _checked_params(name, layout, kernel, params):
     return arrays
 
 
-def torch_module(cell, params):
-    """A one-layer nn.LSTM/GRU/RNN (tanh) in the parameters' dtype, holding ``cell``'s parameters."""
+def torch_module(cell, params, *, bias=True):
+    """A one-layer nn.LSTM/GRU/RNN (tanh) in the parameters' dtype, holding ``cell``'s parameters;
+    ``bias=False``: a module without biases (the parameters' biases must be zero)."""
     name, layout, kernel = _resolve(cell)
-    state_dict = to_torch(cell, params)
+    state_dict = to_torch(cell, params, bias=bias)
     torch = _import_torch()
     H, D = state_dict["weight_hh_l0"].shape[1], state_dict["weight_ih_l0"].shape[1]
     dtype = state_dict["weight_ih_l0"].dtype
-    module = getattr(torch.nn, layout.module)(D, H, dtype=dtype)
+    module = getattr(torch.nn, layout.module)(D, H, bias=bias, dtype=dtype)
     module.load_state_dict(state_dict)
     return module
 

@@ -219,3 +219,75 @@ def test_without_torch_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     with pytest.raises(ImportError, match=r'pip install -e "\.\[torch\]"'):
         tc.rnn_to_torch(rnn.init_params(2, 3))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_bidirectional_stack_converts_by_layer_and_direction_both_ways(name):
+    """Each layer's two directions as kernels (the reverse one over x[::-1]), their outputs side by
+    side as the next layer's input, are the module; to_torch's entries rebuild its state_dict."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(1)
+    stack = module_class(3, 4, num_layers=2, bidirectional=True, dtype=torch.float64)
+    x = np.random.default_rng(1).standard_normal((5, 2, 3))
+    params = {(k, r): tc.from_torch(name, stack, layer=k, reverse=r) for k in (0, 1) for r in (False, True)}
+    inputs = x
+    for k in (0, 1):
+        forward, _, _ = kernel.forward(params[k, False], inputs)
+        backward, _, _ = kernel.forward(params[k, True], inputs[::-1])
+        inputs = np.concatenate([forward, backward[::-1]], axis=2)
+    expected, _ = stack(torch.tensor(x))
+    assert_close(inputs, expected.detach().numpy(), f"{name}, two layers, both directions")
+    merged = {}
+    for (k, r), p in params.items():
+        merged.update(tc.to_torch(name, p, layer=k, reverse=r))
+    original = stack.state_dict()
+    assert sorted(merged) == sorted(original)
+    if name != "lstm":  # the lstm's two biases come back as their sum in bias_ih
+        assert all(torch.equal(merged[key], original[key]) for key in original)
+    with pytest.raises(ValueError, match=r"reverse=True: this module is one-directional"):
+        tc.from_torch(name, module_class(3, 4), reverse=True)
+    with pytest.raises(ValueError, match=r"expected one layer .*layers \[0, 1\]"):
+        tc.from_torch(name, stack.state_dict(), reverse=True)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_module_without_biases_converts_both_ways(name):
+    kernel, module_class = CELLS[name]
+    module = module_class(3, 4, bias=False, dtype=torch.float64)
+    params = tc.from_torch(name, module)
+    back = module_class(3, 4, bias=False, dtype=torch.float64)
+    back.load_state_dict(tc.to_torch(name, params, bias=False))
+    assert all(torch.equal(back.state_dict()[k], module.state_dict()[k]) for k in module.state_dict())
+    assert "bias_ih_l0" not in tc.torch_module(name, params, bias=False).state_dict()
+    with pytest.raises(ValueError, match=r"bias=False: .* biases are zero; .* is not"):
+        tc.to_torch(name, kernel.init_params(3, 4), bias=False)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_cell_module_is_one_step_of_the_kernel(name):
+    kernel, _ = CELLS[name]
+    module = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[name](3, 4, dtype=torch.float64)
+    params = tc.from_torch(name, module)
+    x = np.random.default_rng(2).standard_normal((2, 3))
+    state = tuple(np.random.default_rng(3 + j).standard_normal((2, 4)) for j in range(len(kernel.STATES)))
+    y, new_state, _ = kernel.step_forward(params, x, state)
+    got = module(torch.tensor(x), tuple(map(torch.tensor, state)) if len(state) > 1 else torch.tensor(state[0]))
+    assert_close(y, (got[0] if isinstance(got, tuple) else got).detach().numpy(), f"{name} cell")
+    assert tc.from_torch(name, module.state_dict()).keys() == params.keys()
+    with pytest.raises(ValueError, match=r"nonlinearity='tanh'"):
+        tc.from_torch("rnn", torch.nn.RNNCell(3, 4, nonlinearity="relu"))
+
+
+def test_a_parent_modules_keys_say_which_prefix_to_drop():
+    sd = {f"rnn.{k}": v for k, v in torch.nn.LSTM(3, 4).state_dict().items()}
+    with pytest.raises(ValueError, match=r"a submodule's \(prefix 'rnn\.'\): pass that submodule"):
+        tc.from_torch("lstm", sd)
+
+
+def test_to_torch_takes_float_parameters_of_one_dtype():
+    params = gru.init_params(3, 4)
+    for bad, got in [({**params, "b_x": params["b_x"].astype(np.float32)}, "float32, float64"),
+                     ({k: (10 * v).astype(int) for k, v in params.items()}, "int64"),
+                     ({k: v.astype(complex) for k, v in params.items()}, "complex128")]:
+        with pytest.raises(ValueError, match=rf"float32 or float64, all of one dtype .*got {got}"):
+            tc.to_torch("gru", bad)
