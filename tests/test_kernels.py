@@ -367,3 +367,31 @@ def test_full_bptt_in_chunks_gives_one_calls_gradients(name):
     np.testing.assert_allclose(np.concatenate(dxs), dx, rtol=1e-12, atol=1e-14)
     for a, b in zip(dstate, dstate0):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_padded_sequences_with_zero_dys_on_the_padding_give_each_rows_own_gradients(name):
+    """README's recipe for a batch of different lengths: each row's gradients are those of the row
+    run alone at its own length, and its last output is ys[length - 1, row]."""
+    k = kernel_of(name)
+    p = problem(k)  # T = 4, B = 3
+    lengths = [4, 2, 3]
+    x = p.x.copy()
+    dys = p.dys.copy()
+    for b, n in enumerate(lengths):
+        x[n:, b] = 0.0
+        dys[n:, b] = 0.0
+    ys, _, cache = k.forward(p.params, x, p.state)
+    grads, dx, dstate0 = k.backward(p.params, cache, dys)
+    total = {n: 0.0 for n in k.PARAMS}
+    for b, n in enumerate(lengths):
+        row = tuple(s[b:b + 1] for s in p.state)
+        ys_b, _, cache_b = k.forward(p.params, p.x[:n, b:b + 1], row)
+        grads_b, dx_b, dstate0_b = k.backward(p.params, cache_b, p.dys[:n, b:b + 1])
+        np.testing.assert_allclose(ys[n - 1, b], ys_b[-1, 0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(dx[:n, b], dx_b[:, 0], rtol=1e-10, atol=1e-14)
+        for s, s_b in zip(dstate0, dstate0_b):
+            np.testing.assert_allclose(s[b], s_b[0], rtol=1e-10, atol=1e-14)
+        total = {n_: total[n_] + grads_b[n_] for n_ in k.PARAMS}
+    for n in k.PARAMS:
+        np.testing.assert_allclose(grads[n], total[n], rtol=1e-10, atol=1e-13)

@@ -81,7 +81,10 @@ def forward(params, x, state=None):
     for one call of backward() (ys is a read-only view into it: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
-    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
+    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.
+    g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in
+    absolute terms, not in relative ones where |a| << 1 (measured for lstm in float32, weights of
+    order 0.01: outputs 2e-6 to 3e-6 of their largest entry from float64's; np.tanh: 2e-7)."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
