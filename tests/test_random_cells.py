@@ -659,6 +659,17 @@ FIXED_CELLS.update({
     "gru, a bias per recurrent input": _gru(second_state=True, bias_h='["b_h", "b_c"]'),
 })
 # A peephole on the update gate, its sum named and the part subtracted.
+# The output is the second state: the loss's dy joins dc, not dh.
+FIXED_CELLS["an output that is not the first state"] = """
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("outc", title="The cell state as the output", output="c")
+    x = cell.input("x")
+    h_prev, c_prev = cell.state("h"), cell.state("c")
+    a, = cell.affine("W", [x, h_prev, c_prev], blocks=["a"], bias=["b1", "b2", "b3"])
+    c = cell.let("c", tanh(a) + c_prev)
+    cell.update(h=sigmoid(a) * c, c=c)
+"""
 FIXED_CELLS["gru, a named update sum minus a peephole"] = _gru().replace(
     'cell.let("a_z", a_xz + a_hz)', 'cell.let("a_z", a_xz + a_hz - p * h_prev)').replace(
     'h_prev = cell.state("h")', 'h_prev = cell.state("h")\n    p = cell.param("p")')
