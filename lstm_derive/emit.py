@@ -777,7 +777,7 @@ def _helpers(k, passes):
             '    at least one step, so that the span of every such array stays in a core\'s cache."""',
             "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
         ]
-    if k.coefficients:
+    if k.coefficients or any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
         lines += [
             "",
             "",
@@ -787,14 +787,6 @@ def _helpers(k, passes):
             '    numbers = [1] * len(kinds) if numbers is None else numbers',
             '    factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers)]',
             "    return np.repeat(factors, H).astype(dtype)",
-        ]
-    elif any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
-        lines += [
-            "",
-            "",
-            "def _gate_scale(kinds, H, dtype):",
-            '    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""',
-            '    return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)',
         ]
     return _lines(*lines)
 

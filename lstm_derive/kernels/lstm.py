@@ -68,9 +68,12 @@ def _span(B, H, dtype):
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
 
 
-def _gate_scale(kinds, H, dtype):
-    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1)."""
-    return np.repeat([-1.0 if kind == "sigmoid" else -2.0 for kind in kinds], H).astype(dtype)
+def _gate_scale(kinds, H, dtype, numbers=None):
+    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times
+    the number the block is multiplied by in its gate (1 if numbers is None)."""
+    numbers = [1] * len(kinds) if numbers is None else numbers
+    factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers)]
+    return np.repeat(factors, H).astype(dtype)
 
 
 def forward(params, x, state=None):
