@@ -693,8 +693,10 @@ class Cell:
     def _caller():
         frame = sys._getframe(1)
         here = __file__
-        # dataclass-made methods have the file name "<string>"
-        while frame is not None and frame.f_code.co_filename in (here, "<string>"):
+        # dataclass-made methods (__init__) have the file name "<string>"; so has a script run by
+        # exec(), whose code is a <module>, not a method
+        while frame is not None and (frame.f_code.co_filename == here or (
+                frame.f_code.co_filename == "<string>" and frame.f_code.co_name.startswith("__"))):
             frame = frame.f_back
         if frame is None:
             return Declared("<unknown>", 0)

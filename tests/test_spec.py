@@ -787,3 +787,18 @@ def test_explain_puts_its_warnings_on_stderr_and_the_derivation_on_stdout(capsys
     out, err = capsys.readouterr()
     assert "parameter 'p' is never read" in err and "never read" not in out
     assert "Backward pass" in out
+
+
+def test_a_script_run_by_exec_is_where_its_nodes_are_declared():
+    """exec() gives a script's code the file name "<string>", as dataclass-made methods have: the
+    script's own lines are still its nodes' places, not the line that called exec."""
+    namespace = {}
+    exec(textwrap.dedent("""
+        from lstm_derive import Cell, tanh
+        cell = Cell("e", title="Built by exec")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        cell.update(h=tanh(a))
+    """), namespace)
+    assert [(n.where.file, n.where.line) for n in namespace["cell"].nodes] == [("<string>", 6), ("<string>", 7)]
