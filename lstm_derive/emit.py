@@ -777,16 +777,23 @@ def _helpers(k, passes):
             '    at least one step, so that the span of every such array stays in a core\'s cache."""',
             "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
         ]
-    if k.coefficients or any(len({f for _, f in lets}) > 1 for lets in k.gates.values()):
+    if _has_gate_scale(k):
         lines += [
+            "",
+            "",
+            "_GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for one step need not make it again",
             "",
             "",
             "def _gate_scale(kinds, H, dtype, numbers=None):",
             '    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times',
-            '    the number the block is multiplied by in its gate (1 if numbers is None)."""',
-            '    numbers = [1] * len(kinds) if numbers is None else numbers',
-            '    factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers)]',
-            "    return np.repeat(factors, H).astype(dtype)",
+            '    the number the block is multiplied by in its gate (1 if numbers is None); read-only, made once."""',
+            "    key = (kinds, H, np.dtype(dtype), numbers)",
+            "    if key not in _GATE_SCALES:",
+            '        factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
+            "        scale = np.repeat(factors, H).astype(dtype)",
+            "        scale.flags.writeable = False",
+            "        _GATE_SCALES[key] = scale",
+            "    return _GATE_SCALES[key]",
         ]
     return _lines(*lines)
 
@@ -933,6 +940,11 @@ def _number_arrays(loop):
         return []
     return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
             "  # the loop's numbers as arrays of x's dtype: no conversion at every step"]
+
+
+def _has_gate_scale(k):
+    """Whether the kernel scales an affine's gates by a vector of factors (_gate_scale)."""
+    return bool(k.coefficients) or any(len({f for _, f in lets}) > 1 for lets in k.gates.values())
 
 
 def _has_sigmoid(cell):
@@ -1136,9 +1148,9 @@ def _gate_constants(k):
         if _mixed(k, a):
             lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
                       "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates."]
-            kinds = ", ".join(f'"{f}"' for _, f in k.gates[a.name])
+            kinds = [f'"{f}"' for _, f in k.gates[a.name]]
             numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
-            scale = f"_gate_scale([{kinds}], H, x.dtype)"
+            scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype)"
             if any(n != 1 for n in numbers):
                 terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
                                   if let.symbol in k.coefficients)
@@ -1146,7 +1158,7 @@ def _gate_constants(k):
                 lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
                 lines.append("# exact, as these are powers of two, and no step scales the gates." if not inexact else
                              f"# rounded once per weight ({', '.join(map(str, inexact))} no power of two), and no step scales the gates.")
-                scale = f"_gate_scale([{kinds}], H, x.dtype, [{', '.join(_CodePrinter().doprint(n) for n in numbers)}])"
+                scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:

@@ -725,8 +725,8 @@ def test_steady_parts_of_a_grus_sums_join_the_bias_once():
 
 def test_numbers_times_gates_blocks_ride_on_the_weights():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an lstm with numbers times its gates' blocks"]))
-    assert '_gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype, [2, 1, 0.5, -1])' in source
-    assert '_gate_scale(["sigmoid", "sigmoid"], H, x.dtype, [3, 1])' in source
+    assert '_gate_scale(("sigmoid", "sigmoid", "tanh", "sigmoid"), H, x.dtype, (2, 1, 0.5, -1))' in source
+    assert '_gate_scale(("sigmoid", "sigmoid"), H, x.dtype, (3, 1))' in source
     assert "np.exp(pre_W_ready, out=pre_W_ready)" in source and "np.exp(pre_R, out=pre_R)" in source
     assert "(2*a_i, 0.5*a_g, -a_o)" in source and "(3*a_r)" in source
     assert "V_x_scaled" not in source  # tanh gates alone are not activated through exp: their own path

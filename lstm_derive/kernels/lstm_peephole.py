@@ -68,12 +68,19 @@ def _span(B, H, dtype):
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
 
 
+_GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for one step need not make it again
+
+
 def _gate_scale(kinds, H, dtype, numbers=None):
     """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times
-    the number the block is multiplied by in its gate (1 if numbers is None)."""
-    numbers = [1] * len(kinds) if numbers is None else numbers
-    factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers)]
-    return np.repeat(factors, H).astype(dtype)
+    the number the block is multiplied by in its gate (1 if numbers is None); read-only, made once."""
+    key = (kinds, H, np.dtype(dtype), numbers)
+    if key not in _GATE_SCALES:
+        factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
+        scale = np.repeat(factors, H).astype(dtype)
+        scale.flags.writeable = False
+        _GATE_SCALES[key] = scale
+    return _GATE_SCALES[key]
 
 
 def forward(params, x, state=None):
@@ -96,7 +103,7 @@ def forward(params, x, state=None):
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
-    scale_W = _gate_scale(["sigmoid", "sigmoid", "tanh", "sigmoid"], H, x.dtype)
+    scale_W = _gate_scale(("sigmoid", "sigmoid", "tanh", "sigmoid"), H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
     W_h_scaled = W_h * scale_W[:, np.newaxis]
 
