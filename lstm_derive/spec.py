@@ -767,6 +767,13 @@ def _product(l, r):
     return sympy.Mul(*factors, evaluate=False)
 
 
+def _divided(l, n):
+    """l/n for a number n, unevaluated: c*h_prev/3, not (c*h_prev)/3; -c*h_prev/3 with its sign in front."""
+    if l.is_Mul and l.args[0] == -1:
+        return sympy.Mul(-1, _divided(sympy.Mul(*l.args[1:], evaluate=False), n), evaluate=False)
+    return sympy.Mul(*(l.args if l.is_Mul else (l,)), sympy.Pow(n, -1, evaluate=False), evaluate=False)
+
+
 def _negated(e):
     """-e unevaluated, a number's sign taken into it: a - 1.0 and -2*a, not a - 1*1.0 and -1*2*a."""
     if e.is_number:
@@ -785,7 +792,7 @@ _BINARY = {
     ast.Add: _sum,
     ast.Sub: lambda l, r: _sum(l, _negated(r)),
     ast.Mult: _product,
-    ast.Div: lambda l, r: _product(l, sympy.Pow(r, -1, evaluate=False)),
+    ast.Div: lambda l, r: _divided(l, r) if r.is_number else _product(l, sympy.Pow(r, -1, evaluate=False)),
     ast.Pow: lambda l, r: sympy.Pow(l, r, evaluate=False),
 }
 
@@ -811,7 +818,16 @@ def _unevaluated(node, names):
         return sympy.sympify(node.value)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
         return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
+    if _is_rational(node):  # sympy.Rational(1, 3) or Rational(1, 3): a number, as written
+        return sympy.Rational(*(arg.value for arg in node.args))
     raise ValueError(f"not read back: {ast.dump(node)}")
+
+
+def _is_rational(node):
+    func = getattr(node, "func", None)
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return (isinstance(node, ast.Call) and name == "Rational" and len(node.args) == 2 and not node.keywords
+            and all(isinstance(a, ast.Constant) and type(a.value) is int for a in node.args))
 
 
 def _base_name(symbol):

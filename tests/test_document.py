@@ -530,3 +530,21 @@ def test_a_subtracted_number_is_written_as_the_script_writes_it(tmp_path):
     for line in ["(2) f = sigmoid(a_f - 1.0)", "(3) o = sigmoid(-2*a_c + 3)", "(5) h = f*h_prev + (1 - f)*c - 2 + o"]:
         assert line in text
     assert "1*" not in text
+
+
+def test_rationals_and_divisions_by_numbers_are_written_as_the_script_writes_them(tmp_path):
+    """sympy.Rational(1, 3) reads back as a number (the equation keeps the script's order), and
+    x/3 is x/3, not (x)/3."""
+    script = tmp_path / "rat.py"
+    script.write_text(
+        "import sympy\n"
+        "from lstm_derive import Cell, sigmoid, tanh\n"
+        "cell = Cell('rat', title='Rationals')\n"
+        "x, h_prev = cell.input('x'), cell.state('h')\n"
+        "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+        "i = cell.let('i', sigmoid(a))\n"
+        "m = cell.let('m', tanh(a) + sympy.Rational(1, 3) * h_prev**2 * i)\n"
+        "cell.update(h=-(m * h_prev) / 3 + i / 2)\n")
+    text = derivation_text(derive(load_cell(script)))
+    assert "(4) m = tanh_a + h_prev**2*i/3" in text, text
+    assert "(5) h = -m*h_prev/3 + i/2" in text, text
