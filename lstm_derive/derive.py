@@ -97,8 +97,12 @@ class Step:
 
     def text(self, printer):
         """The result as the sum of its terms in order (ds = o*dh + ds_next); 0 for none."""
-        text = " + ".join(t.text(printer) for t in self.terms) or "0"
-        return text.replace("+ -", "- ")
+        return summed([t.text(printer) for t in self.terms])
+
+
+def summed(texts, empty="0"):
+    """Terms' texts as one sum, a term's leading minus the sum's (a - b, not a + -b); empty for none."""
+    return " + ".join(t for t in texts if t).replace("+ -", "- ") or empty
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sympy.printing.latex import LatexPrinter, greek_letters_set
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm, Step
+from .derive import Derivation, MatTerm, Step, summed
 from .spec import Affine, sigmoid
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
@@ -151,7 +151,7 @@ def _step_tex(step: Step, d):
             if isinstance(term.local, sympy.Add):
                 local = f"\\left({local}\\right)"
             parts.append(f"{local} {adj}" if term.local.is_Number else f"{local} \\odot {adj}")
-    return " + ".join(parts).replace("+ -", "- ") or "0"
+    return summed(parts)
 
 
 # -- the document model -----------------------------------------------------------------------

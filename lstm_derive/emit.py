@@ -35,7 +35,7 @@ import sympy
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
-from .derive import Derivation, MatTerm, Term, adjoint, primal
+from .derive import Derivation, MatTerm, Term, adjoint, primal, summed
 from .spec import Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
@@ -180,7 +180,7 @@ class _Kernel:
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
         self._loop_terms, self._term_parts, self._inlined = {}, {}, {}
-        # local -> its name; "(9) dh/dc"; (its own part, [(coefficient, chain)] read from products)
+        # local -> its name; its citation ("(9)", "h", "c"); (its own part, [(coefficient, chain)] read from products)
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
@@ -1765,7 +1765,7 @@ def _span_local_lines(k, local, name, printer):
         return [f"{name} = {printer.doprint(local)}  # {numbers} ∂{top}/∂{bottom}, {formed}"], []
     reads = _CodePrinter({**printer.names, **{chain.block.adjoint: f"{chain.block.adjoint}_seq[t0:t1]"
                                                for _, chain in via}})
-    held = " + ".join(Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via).replace("+ -", "- ")
+    held = summed([Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via])
     names = [str(chain.block.adjoint) for _, chain in via]
     products = f"{names[0]}'s product" if len(names) == 1 else f"the products of {', '.join(names[:-1])} and {names[-1]}"
     if not (own.subs(k.aux).free_symbols - k.constant):  # nothing of the span's own
@@ -1974,7 +1974,7 @@ def _step_code(k, step, printer):
     """The step's sum of terms as the textbook orders it, a local formed for the span by name."""
     terms = [f"{k.span_locals[t.local]}[t - t0]*{printer.doprint(t.adjoint)}" if t.local in k.span_locals
              else t.text(printer) for t in k.loop_terms(step)]
-    return " + ".join(terms).replace("+ -", "- ") or "0"
+    return summed(terms)
 
 
 def _adjoint_line(k, step, printer):
@@ -2011,7 +2011,7 @@ def _summed_line(k, step, in_loop):
     parts += [t.text(_aux_printer(k)) for t in late]
     if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
         cite += f", {' and '.join(str(t.adjoint) for t in late)} summed first"
-    code = " + ".join(part for part in parts if part).replace("+ -", "- ") or "np.zeros(H, x.dtype)"
+    code = summed(parts, empty="np.zeros(H, x.dtype)")
     return f"{step.adjoint} = {code}  # {cite}"
 
 
@@ -2029,7 +2029,7 @@ def _summed_after(k, step):
                  else f"{t.adjoint}_seq.sum(axis=(0, 1))")
         factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
         parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
-    return " + ".join(parts).replace("+ -", "- ")
+    return summed(parts, empty="")
 
 
 def _param_gradients(k):
