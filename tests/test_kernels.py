@@ -395,3 +395,23 @@ def test_padded_sequences_with_zero_dys_on_the_padding_give_each_rows_own_gradie
         total = {n_: total[n_] + grads_b[n_] for n_ in k.PARAMS}
     for n in k.PARAMS:
         np.testing.assert_allclose(grads[n], total[n], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_parameters_sample_spans_every_column_and_compares_values(name):
+    """With H = 16 a stride of whole rows would sample column 0 alone: a weight changed in its other
+    columns is still refused. Equal values are the same parameters: -0.0 for 0.0, NaN for NaN."""
+    k = kernel_of(name)
+    p = gradcheck.random_problem(k, T=3, B=2, D=4, H=16)
+    for w in (n for n in k.PARAMS if p.params[n].ndim == 2):
+        _, _, cache = k.forward(p.params, p.x, p.state)
+        changed = {n: v.copy() for n, v in p.params.items()}
+        changed[w][:, 1:] *= 3
+        with pytest.raises(ValueError, match=rf"^params: {w} is not what forward\(\) ran with"):
+            k.backward(changed, cache, p.dys, p.dstate)
+    zeros = {n: np.zeros_like(v) if v.ndim == 1 else v for n, v in p.params.items()}
+    zeros[k.PARAMS[0]] = zeros[k.PARAMS[0]].copy()
+    zeros[k.PARAMS[0]].flat[5] = np.nan
+    _, _, cache = k.forward(zeros, p.x, p.state)
+    negated = {n: -v if v.ndim == 1 else v.copy() for n, v in zeros.items()}  # -0.0 biases; NaN copied
+    k.backward(negated, cache, p.dys, p.dstate)

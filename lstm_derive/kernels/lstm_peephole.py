@@ -321,16 +321,23 @@ def _checked_cache(cache, D, H, arrays):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
                          f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
     for name, kept, now in zip(PARAMS, cache["samples"], _samples(arrays)):
-        if kept != now:
+        if kept != now and not np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
             raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
                              "pass the parameters forward() had, unchanged (update them after backward())")
     return x
 
 
 def _samples(arrays):
-    """Sixteen entries of each array, spread over it, as bytes (a few microseconds): enough to tell
-    another layer's parameters, or these updated in place, from those forward() ran with."""
-    return [a.ravel()[::max(1, a.size // 16)][:16].tobytes() for a in arrays]
+    """Sixteen values of each array, spread over its rows and columns (a stride prime to the number
+    of columns), in a few microseconds: enough to tell another layer's parameters, or these updated
+    in place, from those forward() ran with."""
+    out = []
+    for a in arrays:
+        step = max(1, a.size // 16)
+        while step > 1 and np.gcd(step, a.shape[-1]) != 1:
+            step -= 1
+        out.append(a.ravel()[::step][:16].tolist())
+    return out
 
 
 def _checked_state(state, B, H, dtype, name="state"):
