@@ -322,7 +322,7 @@ def _emitted_kernel(script, scratch):
     d, targets = _targets_for(script, None if home else scratch)
     kernel = targets[0]
     if home:
-        if kernel.path.exists() and kernel.path.read_text(encoding="utf-8") != kernel.text:
+        if gen.existing(kernel.path) not in (None, kernel.text):
             print(f"note: {kernel.path} is stale; checking what {script} generates now "
                   "(`lstm-derive generate` writes it)", file=sys.stderr)
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)

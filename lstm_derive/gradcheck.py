@@ -109,7 +109,7 @@ def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.
     state = tuple(state_scale * rng.standard_normal((B, H)) for _ in kernel.STATES)
     dys = rng.standard_normal((T, B, H))
     dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    return Problem(params, x, state, dys, dstate)
+    return Problem(params, x, state, dys, dstate).with_dtype(np.float64)  # whatever init_params' own default
 
 
 def _state_names(kernel):
@@ -365,6 +365,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     """Checks every gradient of a kernel; returns one Report per method. ``sample``: judge at most
     that many elements of each array, drawn at random (seeded by ``seed``), for problems too large
     to perturb every element of; None judges them all."""
+    methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
     if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {tuple(METHODS)}, got {methods!r}")
     p = problem or random_problem(kernel, T, B, D, H, seed, scale)

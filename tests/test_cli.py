@@ -105,6 +105,26 @@ def test_check_reports_a_broken_script_and_checks_the_others(tmp_path, capsys):
     assert captured.out.count("sigmoid_rnn (") == 2 * len(cli.CHECKS)
 
 
+@pytest.mark.parametrize("in_the_way", ["a directory", "not text"])
+def test_check_of_a_package_cell_whose_kernel_file_is_unreadable_says_so(tmp_path, capsys, monkeypatch, in_the_way):
+    """check compares the package's copy with what the script generates now: a directory there is
+    an error message, a file that is no text is stale; neither is a traceback."""
+    kernels = tmp_path / "kernels"
+    kernels.mkdir()
+    if in_the_way == "a directory":
+        (kernels / "rnn.py").mkdir()
+    else:
+        (kernels / "rnn.py").write_bytes(b"\xff\xfe")
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    status = cli.main(["check", "rnn"])
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    if in_the_way == "a directory":
+        assert status == 2 and "rnn.py: cannot read it" in captured.err
+    else:
+        assert status == 0 and "is stale; checking what" in captured.err
+
+
 def test_a_cell_name_that_is_a_script_here_gets_a_hint(tmp_path, capsys, monkeypatch):
     write_cell(tmp_path, "sigmoid_rnn")
     monkeypatch.chdir(tmp_path)

@@ -59,10 +59,26 @@ def test_the_loss_magnitude_sums_the_magnitudes_of_its_terms():
     assert gradcheck.loss_magnitude(rnn, p) > 2 * abs(gradcheck.loss(rnn, p))
 
 
-@pytest.mark.parametrize("methods", [(), "central", ("central", "forward")])
+@pytest.mark.parametrize("methods", [(), "central", ("central", "forward"), iter(())])
 def test_check_kernel_refuses_methods_it_cannot_run(methods):
     with pytest.raises(ValueError, match="one or more names"):
         gradcheck.check_kernel(rnn, methods=methods)
+
+
+def test_methods_may_be_any_iterable_of_names():
+    assert [r.method for r in gradcheck.check_kernel(rnn, methods=(m for m in ["central"]))] == ["central"]
+
+
+def test_a_kernel_whose_parameters_default_to_float32_is_checked_in_float64():
+    """random_problem casts what init_params gives: the checks need float64, whatever its default."""
+    class Float32Rnn(Wrapped):
+        def __init__(self):
+            super().__init__(rnn)
+            self.init_params = lambda D, H, **kw: rnn.init_params(D, H, **{**kw, "dtype": np.float32})
+
+    p = gradcheck.random_problem(Float32Rnn())
+    assert {a.dtype for a in p.params.values()} == {np.dtype(np.float64)}
+    assert all(r.ok for r in gradcheck.check_kernel(Float32Rnn()))
 
 
 def test_check_kernel_refuses_a_problem_not_in_float64():
