@@ -933,14 +933,14 @@ def _text_math(block):
 
 
 def _broken(line, pad):
-    """A line of math longer than the width, broken before a top-level + or after a top-level
+    """A line of math longer than the width, broken before a top-level + or - or after a top-level
     comma, the following lines indented by pad."""
     if len(line) <= _WIDTH:
         return [line]
     pieces, depth, start = [], 0, 0
     for k, char in enumerate(line):
         depth += (char in "([{") - (char in ")]}")
-        if depth == 0 and (line.startswith(" + ", k) or line.startswith(",  ", k)):
+        if depth == 0 and (line.startswith(" + ", k) or line.startswith(" - ", k) or line.startswith(",  ", k)):
             cut = k + 1 if char == "," else k
             pieces.append(line[start:cut])
             start = cut

@@ -1157,7 +1157,7 @@ def _gate_constants(k):
                 inexact = [n for n in numbers if not _power_of_two(n)]
                 lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
                 lines.append("# exact, as these are powers of two, and no step scales the gates." if not inexact else
-                             f"# rounded once per weight ({', '.join(map(str, inexact))} no power of two), and no step scales the gates.")
+                             f"# rounded once per weight ({', '.join(dict.fromkeys(map(str, inexact)))} no power of two), and no step scales the gates.")
                 scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]

@@ -778,6 +778,9 @@ def _negated(e):
     """-e unevaluated, a number's sign taken into it: a - 1.0 and -2*a, not a - 1*1.0 and -1*2*a."""
     if e.is_number:
         return -e
+    if e.is_Mul and e.args[0] == -1:  # --a is a
+        rest = e.args[1:]
+        return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
     if e.is_Mul and e.args[0].is_number:
         return sympy.Mul(-e.args[0], *e.args[1:], evaluate=False)
     return sympy.Mul(-1, e, evaluate=False)
@@ -819,7 +822,7 @@ def _unevaluated(node, names):
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
         return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
     if _is_rational(node):  # sympy.Rational(1, 3) or Rational(1, 3): a number, as written
-        return sympy.Rational(*(arg.value for arg in node.args))
+        return sympy.Rational(*(_integer(arg) for arg in node.args))
     raise ValueError(f"not read back: {ast.dump(node)}")
 
 
@@ -827,7 +830,15 @@ def _is_rational(node):
     func = getattr(node, "func", None)
     name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
     return (isinstance(node, ast.Call) and name == "Rational" and len(node.args) == 2 and not node.keywords
-            and all(isinstance(a, ast.Constant) and type(a.value) is int for a in node.args))
+            and all(type(_integer(a)) is int for a in node.args))
+
+
+def _integer(node):
+    """The int a node writes (3, or -3 as a unary minus), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _integer(node.operand)
+        return None if value is None else -value
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
 
 
 def _base_name(symbol):

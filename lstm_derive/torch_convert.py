@@ -9,8 +9,8 @@ kernel     PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_
 =========  ================  ==========  ===============================================
 
 A kernel is one layer in one direction, without projection: the keys ``weight_ih_l0``,
-``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0`` (those of nn.LSTMCell and its kin without
-the ``_l0``). A stack converts layer by layer (``layer=k``: ``*_l{k}``) and a bidirectional
+``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``; from_torch also reads nn.LSTMCell and its
+kin, whose keys are these without the ``_l0``. A stack converts layer by layer (``layer=k``: ``*_l{k}``) and a bidirectional
 module direction by direction (``reverse=True``: ``*_l{k}_reverse``, the kernel run over
 ``x[::-1]``), both ways. The kernels use PyTorch's gate orders, so the weights are copied as
 they are, never reordered.
@@ -104,6 +104,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     or with ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
+    if reverse is not None and not isinstance(reverse, (bool, np.bool_)):
+        raise ValueError(f"reverse: expected True, False or None, got {reverse!r}")
     if hasattr(state_dict, "state_dict"):
         _check_module(layout, state_dict, layer, reverse)
         state_dict = state_dict.state_dict()
@@ -120,6 +122,11 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
 
 
 def _check_module(layout, module, layer, reverse):
+    if not any(hasattr(module, key) for key in ("weight_ih_l0", "weight_ih")):  # a model holding one
+        inner = [f"{n} ({type(m).__name__})" for n, m in module.named_modules()
+                 if n and any(hasattr(m, key) for key in ("weight_ih_l0", "weight_ih"))]
+        held = f"; it holds {', '.join(inner)}: pass that submodule" if inner else ""
+        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {type(module).__name__}{held}")
     mode = getattr(module, "mode", None)
     if (mode == "RNN_RELU" or getattr(module, "nonlinearity", "tanh") == "relu") and layout.mode == "RNN_TANH":
         raise ValueError("expected nn.RNN with nonlinearity='tanh'; this one uses 'relu'")
@@ -146,6 +153,10 @@ def _one_layer(state_dict, layer, reverse):
     (*_l0); a cell module's keys (weight_ih, ...) are that layer's."""
     if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0):
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
+    prefixes = sorted({m.group(1) for k in state_dict if (m := re.match(r"(.+\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$", k))})
+    if prefixes:  # a model's state_dict, the recurrent module's among its other parts
+        raise ValueError(f"expected a recurrent module's own keys (weight_ih_l0, ...); these have the prefix "
+                         f"{', '.join(map(repr, prefixes))}: pass that submodule, or its keys without the prefix")
     if state_dict and all(k in CELL_KEYS for k in state_dict):  # an nn.LSTMCell's: one layer, one direction
         if layer or reverse:
             raise ValueError("expected layer=None and reverse=None: these are a cell module's keys (weight_ih, ...)")
@@ -181,11 +192,8 @@ def _read_keys(layout, state_dict):
     if "weight_hr_l0" in unknown:
         raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
     if unknown:
-        prefixes = {k[: k.index(".") + 1] for k in unknown if "." in k}
-        hint = (f"; they look like a submodule's (prefix {next(iter(prefixes))!r}): pass that submodule, or its "
-                "keys without the prefix") if len(prefixes) == 1 and "." in unknown[0] else ""
         raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
-                         f"unknown keys: {', '.join(unknown)}{hint}")
+                         f"unknown keys: {', '.join(unknown)}")
     missing = [k for k in KEYS[:2] if k not in state_dict]
     if ("bias_ih_l0" in state_dict) != ("bias_hh_l0" in state_dict):
         missing += [k for k in KEYS[2:] if k not in state_dict]
@@ -250,6 +258,9 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True):
     params = _checked_params(name, layout, kernel, params)
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
+    for flag, value in (("reverse", reverse), ("bias", bias)):
+        if not isinstance(value, (bool, np.bool_)):
+            raise ValueError(f"{flag}: expected True or False, got {value!r}")
     torch = _import_torch()
     w_ih, w_hh, b_ih, b_hh = (params[n] if n else None for n in layout.names)
     if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh
@@ -273,9 +284,9 @@ def _checked_params(name, layout, kernel, params):
                          f"missing {missing}, unknown {unknown}")
     arrays = {p: np.asarray(params[p]) for p in kernel.PARAMS}
     dtypes = sorted({str(a.dtype) for a in arrays.values()})
-    if len(dtypes) > 1 or dtypes[0] not in ("float32", "float64"):
-        raise ValueError(f"expected the {name} kernel's parameters in float32 or float64, all of one dtype "
-                         f"(a module holds one), got {', '.join(dtypes)}")
+    if len(dtypes) > 1 or dtypes[0] not in ("float16", "float32", "float64"):
+        raise ValueError(f"expected the {name} kernel's parameters in float16, float32 or float64, all of one "
+                         f"dtype (a module holds one), got {', '.join(dtypes)}")
     w_ih, w_hh = arrays[layout.names[0]], arrays[layout.names[1]]
     if w_ih.ndim != 2 or w_hh.ndim != 2:
         raise ValueError(f"expected 2-D weights {layout.names[0]} and {layout.names[1]}, "

@@ -548,3 +548,41 @@ def test_rationals_and_divisions_by_numbers_are_written_as_the_script_writes_the
     text = derivation_text(derive(load_cell(script)))
     assert "(4) m = tanh_a + h_prev**2*i/3" in text, text
     assert "(5) h = -m*h_prev/3 + i/2" in text, text
+
+
+def test_a_long_equation_breaks_before_its_top_level_terms(tmp_path):
+    """The terminal breaks a line over 100 columns before a + or - outside parentheses."""
+    script = tmp_path / "longc.py"
+    script.write_text(
+        "from lstm_derive import Cell, sigmoid, tanh\n"
+        "cell = Cell('longc', title='A long sum')\n"
+        "x, h_prev, c_prev = cell.input('x'), cell.state('h'), cell.state('c')\n"
+        "a_i, a_f, a_g = cell.affine('W', [x, h_prev], blocks=['a_i', 'a_f', 'a_g'])\n"
+        "input_gate, forget_gate = cell.let('input_gate', sigmoid(a_i)), cell.let('forget_gate', sigmoid(a_f))\n"
+        "candidate = cell.let('candidate', tanh(a_g))\n"
+        "c = cell.let('c', forget_gate * c_prev - input_gate * candidate * c_prev - forget_gate * candidate * h_prev"
+        " - candidate * candidate * input_gate - forget_gate * input_gate * (h_prev - c_prev))\n"
+        "cell.update(c=c, h=tanh(c))\n")
+    lines = derivation_text(derive(load_cell(script))).splitlines()
+    assert max(map(len, lines)) <= 100
+    k = next(i for i, line in enumerate(lines) if line.startswith("  (5) c = "))
+    assert lines[k + 1].lstrip().startswith("- ") and lines[k + 1].startswith(" " * 10)
+    assert "(h_prev - c_prev)" in " ".join(lines[k:k + 3])  # never broken inside parentheses
+
+
+def test_double_negatives_and_negative_rationals_read_back(tmp_path):
+    """1 - -n is 1 + n, not 1 + 1*n; sympy.Rational(-2, 3) is read back as a number."""
+    script = tmp_path / "forms.py"
+    script.write_text(
+        "import sympy\n"
+        "from lstm_derive import Cell, tanh\n"
+        "cell = Cell('forms', title='Signs')\n"
+        "x, h_prev = cell.input('x'), cell.state('h')\n"
+        "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+        "n = cell.let('n', tanh(a))\n"
+        "m = cell.let('m', 1 - -n + sympy.Rational(-2, 3) * n * h_prev)\n"
+        "cell.update(h=m - (-n) * h_prev - -n - (-(n * h_prev)) / 3)\n")
+    text = derivation_text(derive(load_cell(script)))
+    assert "(3) m = 1 + n - 2*n*h_prev/3" in text, text
+    assert "(4) h = m + n*h_prev + n + n*h_prev/3" in text, text
+    assert "1*" not in text

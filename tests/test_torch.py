@@ -278,10 +278,20 @@ def test_a_cell_module_is_one_step_of_the_kernel(name):
         tc.from_torch("rnn", torch.nn.RNNCell(3, 4, nonlinearity="relu"))
 
 
-def test_a_parent_modules_keys_say_which_prefix_to_drop():
-    sd = {f"rnn.{k}": v for k, v in torch.nn.LSTM(3, 4).state_dict().items()}
-    with pytest.raises(ValueError, match=r"a submodule's \(prefix 'rnn\.'\): pass that submodule"):
-        tc.from_torch("lstm", sd)
+def test_a_model_holding_the_module_says_which_to_pass():
+    """A model's state_dict (a readout beside a two-layer LSTM) or the model itself: the message
+    names the recurrent part, before any advice about layers."""
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.rnn, self.fc = torch.nn.LSTM(3, 4, num_layers=2), torch.nn.Linear(4, 1)
+
+    for layer in (None, 1):
+        with pytest.raises(ValueError, match=r"have the prefix 'rnn\.': pass that submodule"):
+            tc.from_torch("lstm", Model().state_dict(), layer=layer)
+    with pytest.raises(ValueError, match=r"got a Model; it holds rnn \(LSTM\): pass that submodule"):
+        tc.from_torch("lstm", Model())
+    assert tc.from_torch("lstm", Model().rnn, layer=1).keys() == {"W_x", "W_h", "b"}
 
 
 def test_to_torch_takes_float_parameters_of_one_dtype():
@@ -289,5 +299,10 @@ def test_to_torch_takes_float_parameters_of_one_dtype():
     for bad, got in [({**params, "b_x": params["b_x"].astype(np.float32)}, "float32, float64"),
                      ({k: (10 * v).astype(int) for k, v in params.items()}, "int64"),
                      ({k: v.astype(complex) for k, v in params.items()}, "complex128")]:
-        with pytest.raises(ValueError, match=rf"float32 or float64, all of one dtype .*got {got}"):
+        with pytest.raises(ValueError, match=rf"float16, float32 or float64, all of one dtype .*got {got}"):
             tc.to_torch("gru", bad)
+    half = tc.from_torch("lstm", torch.nn.LSTM(3, 4).half())  # a half-precision module, there and back
+    assert tc.to_torch("lstm", half)["weight_ih_l0"].dtype == torch.float16
+    for flag in ("reverse", "bias"):
+        with pytest.raises(ValueError, match=rf"^{flag}: expected True or False, got 'no'"):
+            tc.to_torch("gru", params, **{flag: "no"})
