@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import Affine, Cell, Let, sigmoid, written_form
+from .spec import GATE_FUNCTIONS, Affine, Cell, Let, written_form
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -172,8 +172,8 @@ def _unnamed_block_call(cell):
     for k, node in enumerate(cell.nodes):
         if not isinstance(node, Let):
             continue
-        calls = [c for c in node.expr.atoms(sigmoid, sympy.tanh)
-                 if c != node.expr and c not in named and not c.args[0].has(sigmoid, sympy.tanh)
+        calls = [c for c in node.expr.atoms(*GATE_FUNCTIONS)
+                 if c != node.expr and c not in named and not c.args[0].has(*GATE_FUNCTIONS)
                  and any(c.args[0].has(b) for b in cell.blocks)]
         if calls:  # in the order of the blocks they read, as the affine lists its gates
             return k, min(calls, key=lambda c: ([j for j, b in enumerate(cell.blocks) if c.args[0].has(b)],
@@ -237,7 +237,7 @@ def _pre_activation_block(cell, let):
     GRU's r in a_xn + r*a_hn) then receives p*da rather than y*(1 - y)*p*dy: the textbook's form,
     and the product the backward pass has formed already. Blocks keep their own form (a_hn's
     adjoint is r*da_xn either way)."""
-    if not isinstance(let.expr, (sigmoid, sympy.tanh)) or not isinstance(let.expr.args[0], sympy.Add):
+    if not isinstance(let.expr, GATE_FUNCTIONS) or not isinstance(let.expr.args[0], sympy.Add):
         return None
     pre = let.expr.args[0]
     return next((b for b in cell.blocks if sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)

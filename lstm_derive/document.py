@@ -25,7 +25,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step, summed
-from .spec import Affine, sigmoid
+from .spec import GATE_FUNCTIONS, Affine, sigmoid
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
            "provenance", "step_text", "expr_text", "expr_latex"]
@@ -727,7 +727,7 @@ def _steady(cell):
 
 def _output_form_notes(d):
     """The steps that differentiate a sigmoid or tanh: in output form, from the stored output."""
-    gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, (sigmoid, sympy.tanh))}
+    gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, GATE_FUNCTIONS)}
     steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
     if not steps:
         return []

@@ -36,7 +36,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Term, adjoint, primal, summed
-from .spec import Affine, sigmoid
+from .spec import GATE_FUNCTIONS, Affine, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
 
@@ -237,7 +237,7 @@ class _Kernel:
                 if len(users) != 1 or users[0].symbol in self.state_of_new:
                     break
                 let = users[0]
-                if not isinstance(let.expr, (sigmoid, sympy.tanh)):
+                if not isinstance(let.expr, GATE_FUNCTIONS):
                     break
                 number = let.expr.args[0].coeff(block)
                 if not number.is_number or number == 0:
@@ -356,7 +356,7 @@ class _Kernel:
         if len(readers) != 1 or readers[0].symbol in self.state_of_new:
             return None
         let = readers[0]
-        if let.symbol in self.stored and isinstance(let.expr, (sigmoid, sympy.tanh)):
+        if let.symbol in self.stored and isinstance(let.expr, GATE_FUNCTIONS):
             return let.symbol
         if depth == 0 and let.symbol not in self.stored:
             return self._sole_stored_reader(let.symbol, 1)

@@ -52,6 +52,11 @@ tanh = sympy.tanh
 # sympy.tanh differentiates to 1 - tanh(a)**2: already output form.
 SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh}
 
+# The gates' functions: named when written inline (g for tanh(a_g)), their derivatives read in
+# output form, activated with their affine's other gates. A new function joins them only with
+# the emitter's code to activate it (emit.py's _gates and the kinds it knows).
+GATE_FUNCTIONS = (sigmoid, tanh)
+
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
 SUPPORTED_OPERATIONS = "sigmoid, tanh, +, -, *, / and integer powers"
 
