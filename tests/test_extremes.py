@@ -7,6 +7,9 @@ untouched; this file adds the rest of the argument checks, non-contiguous and re
 of every kind, the empty sequence, and extreme values under ``np.errstate(all="raise")`` with
 underflow allowed: far into saturation a sigmoid is a number like 1e-300, exact to rounding, and
 products of such numbers reach the subnormals, which is rounding, not an error.
+
+The extreme values assume what every packaged cell has: bounded gates (sigmoid, tanh) that
+saturate. A cell of an unbounded function of a pre-activation would overflow there by nature.
 """
 
 import copy
@@ -323,7 +326,8 @@ def extreme_problem(k, T, B, D, H, seed, scale, magnitude, dtype):
        fraction=st.sampled_from([1.0]) | st.floats(0.0, 1.0))
 def test_saturating_pre_activations_give_finite_results_without_a_floating_point_warning(
         name, dtype, T, B, D, H, seed, scale, fraction):
-    """|a| up to 1e4 (float64) or 1e3 (float32): every output and gradient finite, nothing raised."""
+    """|a| up to 1e4 (float64) or 1e3 (float32): every output and gradient finite, nothing raised
+    (bounded gates saturate: see the module's docstring)."""
     k = KERNELS[name]
     magnitude = float(LIMITS[dtype] ** fraction)
     p = extreme_problem(k, T, B, D, H, seed, scale, magnitude, dtype)
