@@ -24,7 +24,7 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 OUTPUT_DIR = Path(__file__).resolve().parent / "output"
-PLOT_HINT = 'pip install -e ".[plot]"'
+PLOT_HINT = 'pip install matplotlib tqdm (or, from the repository, pip install -e ".[plot]")'
 
 
 # --- cells ----------------------------------------------------------------------------------
@@ -51,12 +51,27 @@ def all_cells():
 
 
 def available(names):
-    """The cells among `names` that have a kernel; says which ones are skipped."""
-    found = [n for n in names if has_cell(n)]
-    for name in names:
-        if name not in found:
-            print(f"skipping {name}: there is no lstm_derive/kernels/{name}.py")
-    return found
+    """The cells among `names`, each of which must have a kernel (a misspelt name stops the run)."""
+    unknown = [n for n in names if not has_cell(n)]
+    if unknown:
+        raise SystemExit(f"no kernel for {', '.join(unknown)}: the cells are {', '.join(all_cells())}")
+    return list(names)
+
+
+# The bias rows of the gate that keeps the state (an LSTM's forget gate f, a GRU's update gate z):
+# (parameter, block). A positive bias there keeps more of the state from the start (Gers et al.
+# 2000; Jozefowicz et al. 2015), where init_params' zero-mean biases start the gate near 0.5.
+KEEP_GATE = {"lstm": ("b", 1), "lstm_peephole": ("b", 1), "lstm_seed": ("b", 2), "gru": ("b_x", 1),
+             "gru_cho": ("b", 1)}
+
+
+def with_keep_bias(cell, params, value, hidden):
+    """params with `value` added to the bias of the gate that keeps the state, where the cell has
+    one (KEEP_GATE); the others unchanged."""
+    if value and cell in KEEP_GATE:
+        name, block = KEEP_GATE[cell]
+        params[name][block * hidden:(block + 1) * hidden] += value
+    return params
 
 
 def output_state_index(kernel):
@@ -64,7 +79,7 @@ def output_state_index(kernel):
     return kernel.STATES.index(kernel.OUTPUT) if kernel.OUTPUT in kernel.STATES else 0
 
 
-# --- the adding problem (Hochreiter & Schmidhuber 1997) --------------------------------------
+# --- the adding problem (Le, Jaitly & Hinton 2015's form of Hochreiter & Schmidhuber 1997's) ---
 
 BASELINE_MSE = 1 / 6  # predicting 1.0: the variance of the sum of two U[0, 1] numbers
 
@@ -193,11 +208,18 @@ def save_figure(plt, fig, out_dir, name):
     return path
 
 
-def add_common_arguments(parser):
+def add_forget_bias_argument(parser):
+    parser.add_argument("--forget-bias", type=float, default=0.0, metavar="B",
+                        help="add B to the bias of the gate that keeps the state (lstm's f, gru's z; "
+                             f"cells {', '.join(KEEP_GATE)}); default 0, init_params' own")
+
+
+def add_common_arguments(parser, progress=True):
     parser.add_argument("--out", type=Path, default=OUTPUT_DIR,
                         help="directory for the PNG plots (default: examples/output)")
     parser.add_argument("--no-plot", action="store_true", help="print the tables only")
-    parser.add_argument("--quiet", action="store_true", help="no progress display")
+    if progress:
+        parser.add_argument("--quiet", action="store_true", help="no progress display")
 
 
 def print_table(header, rows):

@@ -81,7 +81,7 @@ def main(argv=None):
     parser.add_argument("--iterations", type=int, default=100)
     parser.add_argument("--lr", type=float, default=0.1)
     parser.add_argument("--every", type=int, default=10, help="print every n-th iteration")
-    common.add_common_arguments(parser)
+    common.add_common_arguments(parser, progress=False)  # a second's run: nothing to show progress of
     args = parser.parse_args(argv)
 
     cells = common.available(args.cells)

@@ -25,33 +25,30 @@ def gradient_norms(kernel, params, x, v):
     """||dL/dh_t|| for t = 0 .. T (h_0 the initial state, h_T the last output), per sequence,
     for L = sum over the batch of <v, h_T>: an array (T + 1, B).
 
-    Backpropagation through time one step at a time: forward() and backward() on length-1
-    pieces of the sequence, carrying the state forwards and dL/d(state) backwards, so that
-    the gradient of every intermediate state can be read off. dL/dys is v at the last step
-    and zero everywhere else."""
+    Backpropagation through time one step at a time, with step_forward() and step_backward(),
+    carrying the state forwards and dL/d(state) backwards, so that the gradient of every
+    intermediate state can be read off. dL/dy is v at the last step and zero (None) before it."""
     T, B = x.shape[:2]
     h = common.output_state_index(kernel)
     caches, state = [], None
     for t in range(T):
-        _, state, cache = kernel.forward(params, x[t:t + 1], state)
+        _, state, cache = kernel.step_forward(params, x[t], state)
         caches.append(cache)
     norms = np.empty((T + 1, B))
     norms[T] = np.linalg.norm(v, axis=1)
-    dys_last, dys_zero = v[np.newaxis], np.zeros_like(v[np.newaxis])
     dstate = None
     for t in reversed(range(T)):
-        _, _, dstate = kernel.backward(params, caches[t], dys_last if t == T - 1 else dys_zero,
-                                       dstate)
+        _, _, dstate = kernel.step_backward(params, caches[t], v if t == T - 1 else None, dstate)
         norms[t] = np.linalg.norm(dstate[h], axis=1)
     return norms
 
 
-def measure(cell, T, hidden, seeds, batch):
+def measure(cell, T, hidden, seeds, batch, forget_bias=0.0):
     """log10 ||dL/dh_t||, averaged over the batch, for each seed: an array (seeds, T + 1)."""
     kernel = common.load_cell(cell)
     logs = []
     for seed in range(seeds):
-        params = kernel.init_params(D, hidden, seed=seed)
+        params = common.with_keep_bias(cell, kernel.init_params(D, hidden, seed=seed), forget_bias, hidden)
         rng = np.random.default_rng([seed, T, 2])
         x, _ = common.adding_batch(rng, T, batch)
         v = rng.standard_normal((batch, hidden))
@@ -111,6 +108,7 @@ def main(argv=None):
     parser.add_argument("--hidden", type=int, default=32, help="hidden size H")
     parser.add_argument("--seeds", type=int, default=5, help="initialisations to average over")
     parser.add_argument("--batch", type=int, default=16, help="sequences per seed")
+    common.add_forget_bias_argument(parser)
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -121,7 +119,7 @@ def main(argv=None):
     try:
         with common.Progress(len(cells), "measuring", enabled=not args.quiet, unit="cell") as bar:
             for cell in cells:
-                results[cell] = measure(cell, args.length, args.hidden, args.seeds, args.batch)
+                results[cell] = measure(cell, args.length, args.hidden, args.seeds, args.batch, args.forget_bias)
                 bar.update()
     except KeyboardInterrupt:
         interrupted = True

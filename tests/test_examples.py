@@ -133,7 +133,7 @@ def test_without_matplotlib_or_tqdm_the_tables_still_print(tmp_path, capsys, mon
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
     assert adding.main(["--cells", "lstm", *TINY_ADDING, "--out", str(tmp_path)]) == 0
     captured = capsys.readouterr()
-    assert 'pip install -e ".[plot]"' in captured.out and "test MSE" in captured.out
+    assert 'pip install matplotlib tqdm' in captured.out and "test MSE" in captured.out
     assert "lstm T=4: step 3/3" in captured.err  # plain progress lines
     assert not list(tmp_path.iterdir())
 
@@ -157,3 +157,31 @@ def test_adding_data():
     assert (marks[:10].sum(axis=0) == 1).all()
     np.testing.assert_allclose((x[:, :, 0] * marks).sum(axis=0), y)
     assert np.mean((y - 1) ** 2) == pytest.approx(common.BASELINE_MSE, rel=0.15)
+
+
+def test_a_misspelt_cell_stops_the_run_with_the_cells_there_are(capsys):
+    with pytest.raises(SystemExit, match=r"no kernel for lsmt: the cells are .*lstm"):
+        adding.main(["--cells", "lsmt", *TINY_ADDING, "--no-plot"])
+
+
+@pytest.mark.parametrize("cell, name, block", [("lstm", "b", 1), ("lstm_seed", "b", 2), ("gru", "b_x", 1)])
+def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block):
+    """lstm's f (blocks i, f, g, o), lstm_seed's f (g, i, f, o), gru's z (r, z, n): more of the
+    state kept means a larger gradient far back."""
+    if not common.has_cell(cell):
+        pytest.skip(f"no {cell} kernel")
+    kernel, H = common.load_cell(cell), 4
+    base = kernel.init_params(2, H, seed=0)
+    biased = common.with_keep_bias(cell, kernel.init_params(2, H, seed=0), 1.0, H)
+    changed = {n: np.flatnonzero(biased[n] != base[n]) for n in kernel.PARAMS}
+    assert {n: list(i) for n, i in changed.items() if len(i)} == {name: list(range(block * H, (block + 1) * H))}
+    far = [vanishing.measure(cell, 20, H, 1, 4, bias)[0, 0] for bias in (0.0, 2.0)]
+    assert far[1] > far[0]
+
+
+def test_the_baseline_column_is_over_the_test_sets_own_trivial_mse(capsys):
+    record = adding.train("lstm", 4, steps=1, hidden=3, batch=4, test_size=8, eval_every=1, progress=False)
+    x, y = common.adding_batch(np.random.default_rng([0, 4, 0]), 4, 8)
+    assert record["baseline"] == pytest.approx(np.mean((y - 1) ** 2))
+    adding.report([record])
+    assert f"{record['test_mse'] / record['baseline']:.2e}" in capsys.readouterr().out
