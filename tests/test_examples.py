@@ -13,6 +13,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 sys.path.insert(0, str(EXAMPLES))
 
 import adding  # noqa: E402
+import charlm  # noqa: E402
 import common  # noqa: E402
 import toy  # noqa: E402
 import vanishing  # noqa: E402
@@ -185,3 +186,38 @@ def test_the_baseline_column_is_over_the_test_sets_own_trivial_mse(capsys):
     assert record["baseline"] == pytest.approx(np.mean((y - 1) ** 2))
     adding.report([record])
     assert f"{record['test_mse'] / record['baseline']:.2e}" in capsys.readouterr().out
+
+
+def test_charlm_gradients_match_central_differences():
+    """The softmax readout's gradients and the kernel's, from a carried (nonzero) state."""
+    kernel = common.load_cell("lstm")
+    params = charlm.init_model(kernel, 5, 3, seed=1)
+    rng = np.random.default_rng(2)
+    params["W_y"] = rng.standard_normal((5, 3))
+    ids = rng.integers(0, 5, (4, 2))
+    state = tuple(rng.standard_normal((2, 3)) for _ in kernel.STATES)
+    _, grads, _ = charlm.loss_and_grads(kernel, params, ids, state)
+    eps = 1e-6
+    for name, arr in params.items():
+        for idx in np.ndindex(arr.shape):
+            v = arr[idx]
+            arr[idx] = v + eps
+            up = charlm.loss_and_grads(kernel, params, ids, state)[0]
+            arr[idx] = v - eps
+            down = charlm.loss_and_grads(kernel, params, ids, state)[0]
+            arr[idx] = v
+            assert grads[name][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9), (name, idx)
+
+
+def test_charlm_script(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    args = ["--text", str(text), "--steps", "6", "--hidden", "4", "--batch", "2", "--length", "5",
+            "--sample", "30", "--quiet", "--save", str(tmp_path / "model.npz")]
+    assert charlm.main(args) == 0
+    out = capsys.readouterr().out
+    assert "uniform: 3.46 bits/char" in out and "held-out bits/char" in out  # 11 distinct characters
+    saved = np.load(tmp_path / "model.npz")
+    assert "".join(saved["chars"]) == " .acehmnost" and saved["W_y"].shape == (11, 4)
+    drawn = out.split("sampled, temperature 0.8:\n")[1].split("\nwrote")[0]
+    assert len(drawn) == 30 and set(drawn) <= set(" .acehmnost")
