@@ -10,10 +10,10 @@ kernel     PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_
 
 A kernel is one layer in one direction, without projection: the keys ``weight_ih_l0``,
 ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``; from_torch also reads nn.LSTMCell and its
-kin, whose keys are these without the ``_l0``. A stack converts layer by layer (``layer=k``: ``*_l{k}``) and a bidirectional
-module direction by direction (``reverse=True``: ``*_l{k}_reverse``, the kernel run over
-``x[::-1]``), both ways. The kernels use PyTorch's gate orders, so the weights are copied as
-they are, never reordered.
+kin, whose keys are these without the ``_l0``. A stack converts layer by layer (``layer=k``:
+``*_l{k}``) and a bidirectional module direction by direction (``reverse=True``:
+``*_l{k}_reverse``, the kernel run over ``x[::-1]``), both ways. The kernels use PyTorch's gate
+orders, so the weights are copied as they are, never reordered.
 
 Reading a state_dict needs only NumPy; writing one imports torch, an optional dependency:
 ``pip install -e ".[torch]"`` (torch==2.13.0).
