@@ -74,7 +74,7 @@ def report(results, T):
     common.print_table(["cell"] + [f"k={k}" for k in lags] + ["factor/step"], rows)
 
 
-def plot(results, T, hidden, out_dir):
+def plot(results, T, hidden, out_dir, forget_bias=0.0):
     plt = common.pyplot()
     if plt is None or not results:
         return
@@ -93,7 +93,8 @@ def plot(results, T, hidden, out_dir):
     ax.set_xlabel(f"step t (the loss is on the last output, t = {T})")
     ax.set_ylabel(r"$\|\partial L / \partial h_t\|$")
     ax.set_xlim(0, T)
-    ax.set_title(f"Gradient reaching $h_t$ at initialisation (H = {hidden}; "
+    bias = f"forget bias {forget_bias:g}; " if forget_bias else ""
+    ax.set_title(f"Gradient reaching $h_t$ at initialisation (H = {hidden}; {bias}"
                  f"band: range over {len(next(iter(results.values())))} seeds)", fontsize=11)
     ax.legend(frameon=False, loc="upper left", fontsize=9)
     common.save_figure(plt, fig, out_dir, "vanishing.png")
@@ -126,7 +127,7 @@ def main(argv=None):
         print("\ninterrupted: the cells measured so far")
     report(results, args.length)
     if not args.no_plot:
-        plot(results, args.length, args.hidden, args.out)
+        plot(results, args.length, args.hidden, args.out, args.forget_bias)
     return 130 if interrupted else 0
 
 
