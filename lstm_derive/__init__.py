@@ -23,12 +23,19 @@ def __getattr__(name):
 
 def explain(cell, file=None):
     """Prints the cell's forward equations and its backward pass, one named node at a time, after
-    a warning for each part of the cell that nothing reads."""
+    a warning for each part of the cell that nothing reads. A mistake in the cell that only the
+    whole cell shows (a name that clashes) ends the script with one line on stderr and status 2,
+    as the command line says it."""
     from .derive import derive
     from .document import derivation_text
     from .emit import emit_kernel
+    from .spec import SpecError
 
-    d = derive(cell)
+    try:
+        d = derive(cell)
+    except SpecError as error:
+        print(f"lstm-derive: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     for warning in cell.unread():  # on stderr, as the command line has them, unless a file is given
         print(f"warning: {warning}", file=file or sys.stderr)
     try:

@@ -328,6 +328,24 @@ def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly()
     assert b"Traceback" not in err and b"BrokenPipeError" not in err, err
 
 
+def test_a_derivation_script_with_a_clashing_name_says_so_in_one_line(tmp_path):
+    """`python my_cell.py` where the whole cell is wrong (a state y, whose adjoint dy is the kernel's):
+    explain() prints the message as the command line does, without a traceback, status 2."""
+    script = tmp_path / "ycell.py"
+    script.write_text(textwrap.dedent("""
+        from lstm_derive import Cell, explain, tanh
+        cell = Cell("ycell", title="A state named y")
+        x, y_prev = cell.input("x"), cell.state("y")
+        (a,) = cell.affine("W", [x, y_prev], blocks=["a"])
+        cell.update(y=tanh(a))
+        explain(cell)
+    """))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.startswith("lstm-derive: ") and "state 'y' makes the kernel name 'dy'" in run.stderr
+    assert len(run.stderr.splitlines()) == 1 and run.stdout == ""
+
+
 def test_the_version_is_printed_and_help_answers_without_sympy():
     run = subprocess.run([sys.executable, "-m", "lstm_derive", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "lstm-derive 0.1.0\n"
