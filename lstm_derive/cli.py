@@ -32,9 +32,9 @@ def _load():
     gen, SpecError = generate, spec.SpecError
     derivation_latex, derivation_text = document.derivation_latex, document.derivation_text
 
-# Sizes and weight scales of the checks the summary runs: a moderate and a saturating scale.
-# A moderate and a saturating weight scale; the first with the backward pass's spans cut to 3 steps,
-# so that a short problem crosses a span's end (of 3 steps, then 1) as a long sequence does.
+# The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
+# pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
+# long sequence does.
 CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5, span=3), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
 
 
