@@ -1,16 +1,25 @@
-"""The command line: derive, generate and gradient-check every cell, or one part of that.
+"""Derive, generate and gradient-check recurrent cells, all of them or one step of that.
 
-    lstm-derive                      derive, generate and check every cell in derivations/
-    lstm-derive generate [--check]   (re)write the kernels and documents, or report stale ones
-    lstm-derive generate SCRIPT --out DIR    a cell of your own, outside this repository
-    lstm-derive check [CELL ...] [--problems N]   gradient-check the kernels (cells by name or script), per element
-    lstm-derive show CELL            print a cell's derivation
+    lstm-derive                                  derive, generate and check every cell in derivations/
+    lstm-derive generate [CELL ...] [--check]    (re)write kernels and documents, or report stale ones
+    lstm-derive generate SCRIPT --out DIR        a cell of your own, outside this repository
+    lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element
+    lstm-derive show CELL                        print a cell's derivation
+
+A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
+--derivations DIR, before the command, names another folder of scripts.
+
+Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
+or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
+reader of the output went away.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -51,6 +60,10 @@ def checks(n):
 
 def main(argv=None):
     parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
+    if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
+        parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
     args = parser.parse_args(argv)
     _load()
     try:
@@ -58,6 +71,12 @@ def main(argv=None):
     except BrokenPipeError:  # `lstm-derive check | head`: end quietly, scratch directories removed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141
+    except OSError as error:  # stdout on a full disk, say
+        if error.filename is not None or error.errno not in (errno.ENOSPC, errno.EIO, getattr(errno, "EDQUOT", None)):
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        print(f"lstm-derive: cannot write the output ({error.strerror or error})", file=sys.stderr)
+        return 1
     except (SpecError, gen.GenerationError) as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         return 2
@@ -79,7 +98,8 @@ def _parser():
     sub = parser.add_subparsers(dest="command")
 
     p = sub.add_parser("generate", help="write kernels and documents from derivation scripts")
-    p.add_argument("scripts", nargs="*", type=Path, help="scripts (default: every one in derivations/)")
+    p.add_argument("scripts", nargs="*", type=Path,
+                   help="scripts, or cells of derivations/ by name (default: every script in derivations/)")
     p.add_argument("--out", type=Path, metavar="DIR", help="write the kernel and document of each script here")
     p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
     p.set_defaults(run=run_generate)
@@ -154,13 +174,27 @@ def _targets_for(script, out=None):
     return d, targets
 
 
+def _claim(targets, script, claimed):
+    """Records the script's files in claimed (path -> script); two scripts of one run may not
+    write one file (two cells of the same name, or one script given twice)."""
+    for t in targets:
+        other = claimed.setdefault(t.path.resolve(), script)
+        if other != script:
+            raise gen.GenerationError(f"{script} and {other} both make {t.path.name} (cells of the same name, "
+                                      f"'{t.path.stem}'); rename one cell")
+        if Path(script).resolve() == t.path.resolve():
+            raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
+
+
 def _all_targets(scripts, out=None):
     """Every script's files, and the messages of the scripts that fail. Into the package a failing
     script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
-    targets, errors = [], []
-    for script in scripts:
+    targets, errors, claimed = [], [], {}
+    for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
-            targets += _targets_for(script, out)[1]
+            made = _targets_for(script, out)[1]
+            _claim(made, script, claimed)
+            targets += made
         except (SpecError, gen.GenerationError) as error:
             if out is None:
                 raise
@@ -171,7 +205,9 @@ def _all_targets(scripts, out=None):
 
 
 def run_generate(args):
-    scripts = args.scripts or _scripts(args)
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
+    scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
     targets, errors = _all_targets(scripts, args.out)
     status = _generated(args, targets) if targets else 0
     for error in errors:
@@ -189,14 +225,14 @@ def _generated(args, targets):
     if args.check:
         problems = gen.stale(targets)
         for path, diff in problems:
-            print(diff or f"{path}: missing")
+            print(f"{path}: missing" if not path.exists() else diff)
         for path in orphans:
             print(f"{path}: generated, but no derivation script generates it any more")
         if problems or orphans:
             where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
             again = ["lstm-derive", *where, "generate", *map(str, args.scripts)] + (
                 ["--out", str(args.out)] if args.out else [])
-            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{' '.join(again)}`", file=sys.stderr)
+            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{shlex.join(again)}`", file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
         return 0
@@ -210,14 +246,16 @@ def _generated(args, targets):
     return 0
 
 
-def _check_cell(script, out=None):
-    """Derives, writes and gradient-checks one cell; returns its summary row and its failures."""
+def _check_cell(script, out=None, claimed=None):
+    """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
+    claimed: path -> script, the files earlier scripts of the run wrote."""
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out)
+        _claim(targets, script, {} if claimed is None else claimed)
+        gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
         return [script.name, "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
-    gen.write(targets)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)]
@@ -242,11 +280,11 @@ def run_all(args):
             gen.write([gen.package_index(gen.home_cells())])
         except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
             pass
-    rows, all_failures = [], []
+    rows, all_failures, claimed = [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         for n, script in enumerate(scripts, 1):
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
-            row, failures = _check_cell(script, None if home else Path(scratch))
+            row, failures = _check_cell(script, None if home else Path(scratch), claimed)
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]
     print()
@@ -273,7 +311,7 @@ def run_check(args):
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
     passed, failed, broken = [], [], []
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
-        for script in _scripts(args, args.cells):
+        for script in dict.fromkeys(_scripts(args, args.cells)):  # a script given twice is checked once
             try:
                 cell, kernel = _emitted_kernel(script, Path(scratch))
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
@@ -296,7 +334,8 @@ def _checked_cell(cell, kernel, problems):
             print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
             return False
         for report in reports:
-            print(f"{cell} ({sizes}) {report}")
+            for line in str(report).splitlines():  # every line names its cell and problem: grep keeps them
+                print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
     return ok
 

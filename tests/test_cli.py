@@ -353,3 +353,74 @@ def test_the_version_is_printed_and_help_answers_without_sympy():
             "print('sympy' in sys.modules)")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.endswith("False\n") and "usage: lstm-derive" in run.stdout
+
+
+def test_a_script_that_exits_is_a_script_that_failed(tmp_path, capsys):
+    """sys.exit() in a script (or argparse reading lstm-derive's own arguments) ends neither the
+    run nor its summary: the script is not derived, and the others are checked."""
+    cells = tmp_path / "cells"
+    write_cell(cells, "sigmoid_rnn")
+    (cells / "exits.py").write_text("import sys\nfrom lstm_derive import Cell\nsys.exit(0)\n", encoding="utf-8")
+    assert cli.main(["check", str(cells / "exits.py")]) == 2
+    assert "exits.py:3: SystemExit: 0" in capsys.readouterr().err
+    assert cli.main(["--derivations", str(cells)]) == 2
+    assert "1 passed, 0 failed, 1 not derived (exits.py)" in capsys.readouterr().out
+
+
+def test_a_scripts_helpers_beside_it_import(tmp_path, capsys):
+    """_*.py beside the scripts are helpers: a script imports them as `python script.py` would."""
+    cells = tmp_path / "cells"
+    script = write_cell(cells, "sigmoid_rnn")
+    (cells / "_names.py").write_text("TITLE = 'from a helper'\n", encoding="utf-8")
+    script.write_text("from _names import TITLE\n" + script.read_text(encoding="utf-8"), encoding="utf-8")
+    assert cli.main(["--derivations", str(cells), "check"]) == 0
+    assert str(cells) not in sys.path  # put back as it was
+
+
+def test_two_scripts_of_one_cell_name_are_refused_not_written_over_each_other(tmp_path, capsys):
+    cells = tmp_path / "cells"
+    first = write_cell(cells, "sigmoid_rnn")
+    (cells / "again.py").write_text(first.read_text(encoding="utf-8"), encoding="utf-8")
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(tmp_path / "out")]) == 2
+    assert "both make sigmoid_rnn.py (cells of the same name, 'sigmoid_rnn')" in capsys.readouterr().err
+    assert cli.main(["--derivations", str(cells)]) == 2
+    assert "1 passed, 0 failed, 1 not derived" in capsys.readouterr().out
+    assert cli.main(["generate", str(first), str(first), "--out", str(tmp_path / "once")]) == 0
+    assert capsys.readouterr().out.endswith("2 files generated, 2 changed\n")  # one script given twice is one
+
+
+def test_generate_takes_cells_by_name_and_refuses_a_file_for_out(tmp_path, capsys):
+    assert cli.main(["generate", "rnn", "--check"]) == 0
+    assert capsys.readouterr().out == "3 generated files are fresh\n"  # its kernel, document and the index
+    (tmp_path / "a_file").write_text("", encoding="utf-8")
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "a_file")]) == 2
+    assert "--out " + str(tmp_path / "a_file") + ": a file, not a directory" in capsys.readouterr().err
+
+
+def test_generate_check_names_missing_files_without_printing_them(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    assert cli.main(["generate", "--check", str(script), "--out", str(tmp_path / "my out")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [f"{tmp_path / 'my out' / name}: missing" for name in ("sigmoid_rnn.py", "sigmoid_rnn.md")]
+    assert f"--out '{tmp_path / 'my out'}'`" in captured.err  # a path with a space, quoted for the shell
+
+
+def test_an_option_after_the_command_gets_a_hint(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--derivations", str(tmp_path)])
+    assert "--derivations goes before the command" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_output_to_a_full_disk_ends_with_one_line():
+    with open("/dev/full", "w") as full:
+        run = subprocess.run([sys.executable, "-m", "lstm_derive", "show", "rnn"], stdout=full,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    assert run.returncode == 1 and run.stderr == "lstm-derive: cannot write the output (No space left on device)\n"
+
+
+def test_help_says_what_the_exit_statuses_mean(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "Exit status: 0 all checked and fresh; 1 a check failed" in " ".join(capsys.readouterr().out.split())
