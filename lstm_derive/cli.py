@@ -161,8 +161,8 @@ def _scripts(args, names=()):
             chosen.append(by_name[name])
         else:
             hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
-            cells = f"cells: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
-            raise SpecError(f"no cell '{name}' in {directory} ({cells}){hint}")
+            cells = f"its scripts: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
+            raise SpecError(f"no cell '{name}' in {directory}: no script {name}.py there ({cells}){hint}")
     return chosen
 
 

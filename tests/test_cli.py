@@ -287,7 +287,7 @@ def test_a_folder_without_scripts_is_refused_and_removes_nothing(tmp_path, capsy
         assert cli.main(["--derivations", str(empty), *command]) == 2, command
         assert f"no derivation scripts in {empty}" in capsys.readouterr().err
     assert cli.main(["--derivations", str(empty), "show", "lstm"]) == 2
-    assert f"no cell 'lstm' in {empty} (it holds no derivation scripts)" in capsys.readouterr().err
+    assert f"no cell 'lstm' in {empty}: no script lstm.py there (it holds no derivation scripts)" in capsys.readouterr().err
     assert sorted(gen.KERNELS.glob("*.py")) + sorted(gen.HOME.glob("*.md")) == before
 
 
