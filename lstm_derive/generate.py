@@ -78,7 +78,8 @@ def load_cell(path) -> Cell:
     except SpecError:
         raise
     except (Exception, SystemExit) as error:  # the script's own mistake (sys.exit too): name its line
-        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {error}"
+        what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
+        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {what}"
                         f"{_hint(error)}") from error
     finally:
         sys.path.remove(str(path.resolve().parent))

@@ -717,8 +717,9 @@ def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path,
 
 
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
-    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
-            "SyntaxError", "'(' was never closed")
+    message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
+                      "SyntaxError", "'(' was never closed")
+    assert message.rstrip().endswith("'(' was never closed")  # the place once, before the message
 
 
 def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
