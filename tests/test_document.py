@@ -515,18 +515,21 @@ def test_the_kernel_tables_example_of_a_local_derivative_is_one_of_its_kernels_c
         assert re.search(rf"# [(),\d ]+ {re.escape(paths.group(1))}$", kernel, re.M)
 
 
+def text_of(tmp_path, *lines):
+    """The terminal derivation of a script made of these lines, after the imports."""
+    script = tmp_path / "written.py"
+    script.write_text("\n".join(["import sympy", "from lstm_derive import Cell, sigmoid, tanh", *lines]) + "\n")
+    return derivation_text(derive(load_cell(script)))
+
+
 def test_a_subtracted_number_is_written_as_the_script_writes_it(tmp_path):
     """a_f - 1.0, -2*a_c and ... - 2, not a_f - 1*1.0, -1*2*a_c and - 1*2."""
-    script = tmp_path / "janet.py"
-    script.write_text(
-        "from lstm_derive import Cell, sigmoid, tanh\n"
-        "cell = Cell('janet', title='JANET, shifted')\n"
-        "x, h_prev = cell.input('x'), cell.state('h')\n"
-        "a_f, a_c = cell.affine('W', [x, h_prev], blocks=['a_f', 'a_c'])\n"
-        "f = cell.let('f', sigmoid(a_f - 1.0))\n"
-        "o = cell.let('o', sigmoid(-2 * a_c + 3))\n"
-        "cell.update(h=f * h_prev + (1 - f) * tanh(a_c) - 2 + o)\n")
-    text = derivation_text(derive(load_cell(script)))
+    text = text_of(tmp_path, "cell = Cell('janet', title='JANET, shifted')",
+                   "x, h_prev = cell.input('x'), cell.state('h')",
+                   "a_f, a_c = cell.affine('W', [x, h_prev], blocks=['a_f', 'a_c'])",
+                   "f = cell.let('f', sigmoid(a_f - 1.0))",
+                   "o = cell.let('o', sigmoid(-2 * a_c + 3))",
+                   "cell.update(h=f * h_prev + (1 - f) * tanh(a_c) - 2 + o)")
     for line in ["(2) f = sigmoid(a_f - 1.0)", "(3) o = sigmoid(-2*a_c + 3)", "(5) h = f*h_prev + (1 - f)*c - 2 + o"]:
         assert line in text
     assert "1*" not in text
@@ -535,35 +538,27 @@ def test_a_subtracted_number_is_written_as_the_script_writes_it(tmp_path):
 def test_rationals_and_divisions_by_numbers_are_written_as_the_script_writes_them(tmp_path):
     """sympy.Rational(1, 3) reads back as a number (the equation keeps the script's order), and
     x/3 is x/3, not (x)/3."""
-    script = tmp_path / "rat.py"
-    script.write_text(
-        "import sympy\n"
-        "from lstm_derive import Cell, sigmoid, tanh\n"
-        "cell = Cell('rat', title='Rationals')\n"
-        "x, h_prev = cell.input('x'), cell.state('h')\n"
-        "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
-        "i = cell.let('i', sigmoid(a))\n"
-        "m = cell.let('m', tanh(a) + sympy.Rational(1, 3) * h_prev**2 * i)\n"
-        "cell.update(h=-(m * h_prev) / 3 + i / 2)\n")
-    text = derivation_text(derive(load_cell(script)))
+    text = text_of(tmp_path, "cell = Cell('rat', title='Rationals')",
+                   "x, h_prev = cell.input('x'), cell.state('h')",
+                   "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])",
+                   "i = cell.let('i', sigmoid(a))",
+                   "m = cell.let('m', tanh(a) + sympy.Rational(1, 3) * h_prev**2 * i)",
+                   "cell.update(h=-(m * h_prev) / 3 + i / 2)")
     assert "(4) m = tanh_a + h_prev**2*i/3" in text, text
     assert "(5) h = -m*h_prev/3 + i/2" in text, text
 
 
 def test_a_long_equation_breaks_before_its_top_level_terms(tmp_path):
     """The terminal breaks a line over 100 columns before a + or - outside parentheses."""
-    script = tmp_path / "longc.py"
-    script.write_text(
-        "from lstm_derive import Cell, sigmoid, tanh\n"
-        "cell = Cell('longc', title='A long sum')\n"
-        "x, h_prev, c_prev = cell.input('x'), cell.state('h'), cell.state('c')\n"
-        "a_i, a_f, a_g = cell.affine('W', [x, h_prev], blocks=['a_i', 'a_f', 'a_g'])\n"
-        "input_gate, forget_gate = cell.let('input_gate', sigmoid(a_i)), cell.let('forget_gate', sigmoid(a_f))\n"
-        "candidate = cell.let('candidate', tanh(a_g))\n"
+    lines = text_of(
+        tmp_path, "cell = Cell('longc', title='A long sum')",
+        "x, h_prev, c_prev = cell.input('x'), cell.state('h'), cell.state('c')",
+        "a_i, a_f, a_g = cell.affine('W', [x, h_prev], blocks=['a_i', 'a_f', 'a_g'])",
+        "input_gate, forget_gate = cell.let('input_gate', sigmoid(a_i)), cell.let('forget_gate', sigmoid(a_f))",
+        "candidate = cell.let('candidate', tanh(a_g))",
         "c = cell.let('c', forget_gate * c_prev - input_gate * candidate * c_prev - forget_gate * candidate * h_prev"
-        " - candidate * candidate * input_gate - forget_gate * input_gate * (h_prev - c_prev))\n"
-        "cell.update(c=c, h=tanh(c))\n")
-    lines = derivation_text(derive(load_cell(script))).splitlines()
+        " - candidate * candidate * input_gate - forget_gate * input_gate * (h_prev - c_prev))",
+        "cell.update(c=c, h=tanh(c))").splitlines()
     assert max(map(len, lines)) <= 100
     k = next(i for i, line in enumerate(lines) if line.startswith("  (5) c = "))
     assert lines[k + 1].lstrip().startswith("- ") and lines[k + 1].startswith(" " * 10)
@@ -572,17 +567,12 @@ def test_a_long_equation_breaks_before_its_top_level_terms(tmp_path):
 
 def test_double_negatives_and_negative_rationals_read_back(tmp_path):
     """1 - -n is 1 + n, not 1 + 1*n; sympy.Rational(-2, 3) is read back as a number."""
-    script = tmp_path / "forms.py"
-    script.write_text(
-        "import sympy\n"
-        "from lstm_derive import Cell, tanh\n"
-        "cell = Cell('forms', title='Signs')\n"
-        "x, h_prev = cell.input('x'), cell.state('h')\n"
-        "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
-        "n = cell.let('n', tanh(a))\n"
-        "m = cell.let('m', 1 - -n + sympy.Rational(-2, 3) * n * h_prev)\n"
-        "cell.update(h=m - (-n) * h_prev - -n - (-(n * h_prev)) / 3)\n")
-    text = derivation_text(derive(load_cell(script)))
+    text = text_of(tmp_path, "cell = Cell('forms', title='Signs')",
+                   "x, h_prev = cell.input('x'), cell.state('h')",
+                   "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])",
+                   "n = cell.let('n', tanh(a))",
+                   "m = cell.let('m', 1 - -n + sympy.Rational(-2, 3) * n * h_prev)",
+                   "cell.update(h=m - (-n) * h_prev - -n - (-(n * h_prev)) / 3)")
     assert "(3) m = 1 + n - 2*n*h_prev/3" in text, text
     assert "(4) h = m + n*h_prev + n + n*h_prev/3" in text, text
     assert "1*" not in text

@@ -63,16 +63,21 @@ def test_adding_gradients_match_central_differences():
     params["w_out"] = np.random.default_rng(2).standard_normal(3)
     x, y = common.adding_batch(np.random.default_rng(3), 4, 2)
     _, grads = adding.loss_and_grads(kernel, params, x, y)
-    eps = 1e-6
+    assert_central_differences_agree(lambda: adding.loss_and_grads(kernel, params, x, y)[0], params, grads)
+
+
+def assert_central_differences_agree(loss, params, grads, eps=1e-6):
+    """Every entry of every array in params, moved by ±eps in place: loss()'s central difference
+    is grads' entry."""
     for name, arr in params.items():
         for idx in np.ndindex(arr.shape):
             v = arr[idx]
             arr[idx] = v + eps
-            up = adding.loss_and_grads(kernel, params, x, y)[0]
+            up = loss()
             arr[idx] = v - eps
-            down = adding.loss_and_grads(kernel, params, x, y)[0]
+            down = loss()
             arr[idx] = v
-            assert grads[name][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9)
+            assert grads[name][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9), (name, idx)
 
 
 @pytest.mark.parametrize("cell", [c for c in ("gru", "lstm") if common.has_cell(c)])
@@ -197,16 +202,7 @@ def test_charlm_gradients_match_central_differences():
     ids = rng.integers(0, 5, (4, 2))
     state = tuple(rng.standard_normal((2, 3)) for _ in kernel.STATES)
     _, grads, _ = charlm.loss_and_grads(kernel, params, ids, state)
-    eps = 1e-6
-    for name, arr in params.items():
-        for idx in np.ndindex(arr.shape):
-            v = arr[idx]
-            arr[idx] = v + eps
-            up = charlm.loss_and_grads(kernel, params, ids, state)[0]
-            arr[idx] = v - eps
-            down = charlm.loss_and_grads(kernel, params, ids, state)[0]
-            arr[idx] = v
-            assert grads[name][idx] == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-9), (name, idx)
+    assert_central_differences_agree(lambda: charlm.loss_and_grads(kernel, params, ids, state)[0], params, grads)
 
 
 def test_charlm_script(tmp_path, capsys):
