@@ -15,6 +15,7 @@ import shlex
 import stat
 import sys
 import tempfile
+import tokenize
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ def load_cell(path) -> Cell:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: no such derivation script")
+    _check_encoding(path)
     sys.path.insert(0, str(path.resolve().parent))  # as `python script.py` has it: its helpers import
     try:
         namespace = runpy.run_path(str(path), run_name="lstm_derive.script")
@@ -94,6 +96,20 @@ def load_cell(path) -> Cell:
     cell = cells[0]
     cell.source = str(path)
     return cell
+
+
+def _check_encoding(path):
+    """A script Python itself would refuse to read (not UTF-8, and no coding line saying otherwise)
+    is refused too: runpy alone lets a stray byte in a comment pass."""
+    data = path.read_bytes()
+    try:
+        encoding, _ = tokenize.detect_encoding(iter(data.splitlines(True)).__next__)
+        data.decode(encoding)
+    except (SyntaxError, UnicodeDecodeError) as error:  # a bad coding line, or bytes that are not text
+        start = getattr(error, "start", 0)
+        line = data[:start].count(b"\n") + 1 if start else getattr(error, "lineno", None) or 1
+        raise SpecError(f"{path}:{line}: not UTF-8 text, and no coding line declares another encoding "
+                        "(Python would not run it either)") from None
 
 
 def _script_line(error, path):

@@ -9,8 +9,9 @@ import stat
 import pytest
 
 from lstm_derive import cli
-from lstm_derive.generate import KERNELS, import_kernel
+from lstm_derive.generate import KERNELS, import_kernel, load_cell
 from lstm_derive.kernels import CELLS
+from lstm_derive.spec import SpecError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEED_SCRIPT = (ROOT / "derivations" / "lstm_seed.py").read_text()
@@ -208,3 +209,15 @@ def test_a_removed_scripts_kernel_and_document_are_orphans(tmp_path, monkeypatch
     monkeypatch.setattr(gen, "KERNELS", kernels)
     monkeypatch.setattr(gen, "HOME", home)
     assert gen.orphans([gen.Target(kernels / "kept.py", "")]) == [kernels / "old.py", home / "old.md"]
+
+
+def test_a_script_python_could_not_read_is_refused_and_a_declared_encoding_is_read(tmp_path):
+    """A byte that is not UTF-8 (in a comment, where runpy alone lets it pass) is refused with its
+    line, as `python script.py` refuses it; a script whose coding line says latin-1 is read."""
+    body = SEED_SCRIPT.encode("utf-8")
+    for name, data, line in [("first.py", b"# caf\xe9\n" + body, 1), ("last.py", body + b"# caf\xe9\n", body.count(b"\n") + 1)]:
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(SpecError, match=rf"{name}:{line}: not UTF-8 text, and no coding line"):
+            load_cell(tmp_path / name)
+    (tmp_path / "latin.py").write_bytes(b"# -*- coding: latin-1 -*-\n" + body + b"# caf\xe9\n")
+    assert load_cell(tmp_path / "latin.py").name == "lstm_seed"
