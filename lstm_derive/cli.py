@@ -283,7 +283,8 @@ def run_all(args):
     rows, all_failures, claimed = [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         for n, script in enumerate(scripts, 1):
-            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", flush=True)
+            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
+                  flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
             row, failures = _check_cell(script, None if home else Path(scratch), claimed)
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]

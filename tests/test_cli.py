@@ -424,3 +424,12 @@ def test_help_says_what_the_exit_statuses_mean(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     assert "Exit status: 0 all checked and fresh; 1 a check failed" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_main_jobs_progress_is_on_stderr_and_its_summary_on_stdout(tmp_path, capsys):
+    cells = tmp_path / "cells"
+    write_cell(cells, "sigmoid_rnn")
+    assert cli.main(["--derivations", str(cells)]) == 0
+    captured = capsys.readouterr()
+    assert captured.err.startswith("[1/1] sigmoid_rnn.py: deriving, generating, checking ...")
+    assert captured.out.startswith("\ncell ") and "[1/1]" not in captured.out
