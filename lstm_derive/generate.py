@@ -47,7 +47,7 @@ class Target:
 
 def default_derivations_dir():
     """./derivations if there is one, else the one beside the installed package."""
-    here = Path.cwd() / "derivations"
+    here = Path("derivations")  # relative, so that messages name derivations/lstm.py, not its whole path
     return here if here.is_dir() else HOME
 
 
