@@ -943,8 +943,8 @@ def _number_arrays(loop):
 
 
 def _has_gate_scale(k):
-    """Whether the kernel scales an affine's gates by a vector of factors (_gate_scale)."""
-    return bool(k.coefficients) or any(len({f for _, f in lets}) > 1 for lets in k.gates.values())
+    """Whether _gate_constants scales some affine's gates by a vector of factors (_gate_scale)."""
+    return any(_scaled(k, a) and _mixed(k, a) for a in k.cell.affines)
 
 
 def _has_sigmoid(cell):
