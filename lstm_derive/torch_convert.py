@@ -107,7 +107,7 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     if reverse is not None and not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse: expected True, False or None, got {reverse!r}")
     if hasattr(state_dict, "state_dict"):
-        _check_module(layout, state_dict, layer, reverse)
+        _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer
         state_dict = state_dict.state_dict()
     state_dict = _one_layer(state_dict, layer, reverse)
     arrays = _read_keys(layout, state_dict)
@@ -121,7 +121,7 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     return {p: values[p] for p in kernel.PARAMS}
 
 
-def _check_module(layout, module, layer, reverse):
+def _check_module(layout, module, layer):
     if not any(hasattr(module, key) for key in ("weight_ih_l0", "weight_ih")):  # a model holding one
         inner = [f"{n} ({type(m).__name__})" for n, m in module.named_modules()
                  if n and any(hasattr(m, key) for key in ("weight_ih_l0", "weight_ih"))]
@@ -138,12 +138,6 @@ def _check_module(layout, module, layer, reverse):
                          f"convert each with from_torch(..., layer=k), k = 0 to {layers - 1}")
     if layer is not None and not 0 <= layer < layers:
         raise ValueError(f"layer: expected 0 to {layers - 1} (num_layers={layers}), got {layer}")
-    bidirectional = getattr(module, "bidirectional", False)
-    if bidirectional and reverse is None:
-        raise ValueError("expected bidirectional=False, or one direction chosen: a kernel runs one direction; "
-                         "convert each with from_torch(..., reverse=False) and reverse=True")
-    if reverse and not bidirectional:
-        raise ValueError("reverse=True: this module is one-directional (bidirectional=False)")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
 
@@ -163,10 +157,11 @@ def _one_layer(state_dict, layer, reverse):
         return {f"{k}_l0": v for k, v in state_dict.items()}
     bidirectional = any(k.endswith("_reverse") for k in state_dict)
     if bidirectional and reverse is None:
-        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True): "
-                         "convert each direction with from_torch(..., reverse=False) and reverse=True")
+        raise ValueError("expected a one-directional module, or one direction chosen: these parameters have "
+                         "*_reverse keys (bidirectional=True); a kernel runs one direction: convert each with "
+                         "from_torch(..., reverse=False) and reverse=True")
     if reverse and not bidirectional:
-        raise ValueError("reverse=True: this state_dict has no *_reverse keys (a one-directional module)")
+        raise ValueError("reverse=True: these parameters have no *_reverse keys (a one-directional module)")
     if layer is None and not reverse:
         return {k: v for k, v in state_dict.items() if not k.endswith("_reverse")}  # _read_keys names the rest
     found = sorted({int(m.group(1)) for k in state_dict if (m := re.search(r"_l(\d+)(_reverse)?$", k))})
@@ -183,8 +178,6 @@ def _one_layer(state_dict, layer, reverse):
 def _read_keys(layout, state_dict):
     keys = list(state_dict)
     unknown = [k for k in keys if k not in KEYS]
-    if any(k.endswith("_reverse") for k in unknown):
-        raise ValueError("expected a one-directional module; this state_dict has *_reverse keys (bidirectional=True)")
     layers = sorted({int(m.group(1)) for k in unknown if (m := re.search(r"_l(\d+)$", k))} - {0})
     if layers:
         raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {[0] + layers}: "

@@ -160,7 +160,7 @@ WRONG = [
     ("gru", torch.nn.GRU(3, 4, num_layers=3), r"expected num_layers=1, got 3: .*from_torch\(\.\.\., layer=k\), k = 0 to 2"),
     ("lstm", torch.nn.LSTM(3, 4, dtype=torch.bfloat16), r"weight_ih_l0: dtype torch.bfloat16 has no NumPy counterpart"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, bidirectional=True), r"one-directional .*bidirectional=True"),
-    ("rnn", torch.nn.RNN(3, 4, bidirectional=True), r"expected bidirectional=False"),
+    ("rnn", torch.nn.RNN(3, 4, bidirectional=True), r"one-directional .*bidirectional=True"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, proj_size=2), r"without projection; .*weight_hr_l0"),
     ("lstm", torch.nn.LSTM(3, 4, proj_size=2), r"expected proj_size=0, got 2"),
     ("rnn", torch.nn.RNN(3, 4, nonlinearity="relu"), r"nonlinearity='tanh'; this one uses 'relu'"),
@@ -244,7 +244,7 @@ def test_a_bidirectional_stack_converts_by_layer_and_direction_both_ways(name):
     assert sorted(merged) == sorted(original)
     if name != "lstm":  # the lstm's two biases come back as their sum in bias_ih
         assert all(torch.equal(merged[key], original[key]) for key in original)
-    with pytest.raises(ValueError, match=r"reverse=True: this module is one-directional"):
+    with pytest.raises(ValueError, match=r"reverse=True: these parameters have no \*_reverse keys"):
         tc.from_torch(name, module_class(3, 4), reverse=True)
     with pytest.raises(ValueError, match=r"expected one layer .*layers \[0, 1\]"):
         tc.from_torch(name, stack.state_dict(), reverse=True)
