@@ -9,7 +9,7 @@ import os
 import sys
 import types
 
-_NAMES = {"Cell": "spec", "SpecError": "spec", "sigmoid": "spec", "tanh": "spec",
+_NAMES = {"Cell": "spec", "SpecError": "spec", "sigmoid": "spec", "tanh": "spec", "relu": "spec", "softplus": "spec", "exp": "spec",
           "derive": "derive", "Derivation": "derive"}
 
 
@@ -61,5 +61,5 @@ def __dir__():
     return sorted(__all__ + ["__version__"])
 
 
-__all__ = ["Cell", "SpecError", "sigmoid", "tanh", "derive", "Derivation", "explain"]
+__all__ = ["Cell", "SpecError", "sigmoid", "tanh", "relu", "softplus", "exp", "derive", "Derivation", "explain"]
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step, summed
-from .spec import GATE_FUNCTIONS, Affine, sigmoid
+from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
            "provenance", "step_text", "expr_text", "expr_latex"]
@@ -41,6 +41,12 @@ class _TextPrinter(StrPrinter):
 
     def _print_MatTerm(self, expr):
         return f"{expr.weight}^T·{self.blocks[expr.affine]}"
+
+    def _print_positive(self, expr):
+        return f"[{self._print(expr.args[0])} > 0]"
+
+    def _print_softplus_slope(self, expr):
+        return f"(1 - exp(-{self.parenthesize(expr.args[0], PRECEDENCE['Mul'], strict=False)}))"
 
 
 class _TexPrinter(LatexPrinter):
@@ -257,7 +263,8 @@ def _forward_section(d):
     cell = d.cell
     prevs = _join([f"`{s}_prev`" for s in cell.states])
     are = "are the states" if len(cell.states) > 1 else "is the state"
-    sigma = (", and σ (sigmoid) is the logistic function 1/(1 + exp(-a))" if _uses(cell, sigmoid) else "")
+    defined = [text for function, text in _DEFINITIONS.items() if _uses(cell, function)]
+    sigma = f", and {'; '.join(defined)}" if defined else ""
     blocks = [
         Prose(f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
               "Every named vector but the input has H components (the input has D); products of "
@@ -265,6 +272,19 @@ def _forward_section(d):
               f"matrix{sigma}."),
     ]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
+
+
+# What the functions a cell may call compute, in the forward section's words.
+_DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-a))",
+                relu: "relu(a) = max(a, 0), whose derivative [a > 0] is 1 where a > 0 and 0 elsewhere",
+                softplus: "softplus(a) = log(1 + exp(a))"}
+
+# Each function's derivative in output form, from its stored output y: (the rule, the form in y).
+_OUTPUT_FORMS = {sigmoid: ("σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
+                 sympy.tanh: ("tanh'(a) = 1 - tanh(a)²", "1 - {v}²"),
+                 relu: ("relu'(a) = [a > 0]", "[{v} > 0]"),
+                 softplus: ("softplus'(a) = σ(a) = 1 - exp(-softplus(a))", "1 - exp(-{v})"),
+                 exp: ("exp'(a) = exp(a)", "{v}")}
 
 
 def _uses(cell, function):
@@ -407,16 +427,19 @@ def _backward_section(d):
 
 
 def _backward_intro(d):
-    forms = []
-    for function, sign, form in ((sigmoid, "σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
-                                 (sympy.tanh, "tanh'(a) = 1 - tanh(a)²", "1 - {v}²")):
+    forms, names = [], []
+    for function, (rule, form) in _OUTPUT_FORMS.items():
         example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
         if example is not None:
-            name = "σ" if function is sigmoid else "tanh"
-            forms.append(f"{sign} is {form.format(v=example.symbol)} for "
+            name = "σ" if function is sigmoid else function.__name__
+            names.append(name)
+            forms.append(f"{rule} is {form.format(v=example.symbol)} for "
                          f"`{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})`")
+    computes = ("computes no exp or tanh" if not _uses(d.cell, softplus)
+                else "computes no tanh, and no exp but softplus's exp(-y)")
     output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                   "no derivative of σ or tanh reads its argument, and the backward pass computes no exp or tanh." if forms else "")
+                   f"no derivative of {_join(names, 'or')} reads its argument, and the backward pass {computes}."
+                   if forms else "")
     return ("One step, last node first: the named nodes in the reverse of the script's order, each "
             "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
             "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
@@ -674,9 +697,9 @@ def _numbers(numbers):
     return _join([f"({n})" for n in numbers])
 
 
-def _join(items):
+def _join(items, word="and"):
     items = list(items)
-    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" {word} " + items[-1]
 
 
 def _carry_notes(d):

@@ -36,7 +36,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Term, adjoint, primal, summed
-from .spec import GATE_FUNCTIONS, Affine, sigmoid
+from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
 
@@ -75,6 +75,12 @@ class _CodePrinter(StrPrinter):
 
     def _print_sigmoid(self, expr):
         return f"sigmoid({self._print(expr.args[0])})"
+
+    def _print_exp(self, expr):
+        return f"np.exp({self._print(expr.args[0])})"
+
+    def _print_Function(self, expr):  # relu, softplus and their derivatives: the module's helpers
+        return f"{type(expr).__name__}({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -186,10 +192,15 @@ class _Kernel:
         self.saved = self._saved()
 
     def _auxiliaries(self):
-        """Function applications the backward pass reads but no let names: tanh(c) -> tanh_c."""
+        """Function applications the backward pass reads but no let names, kept from the forward
+        pass that computes them: tanh(c) -> tanh_c. One that only the backward pass computes, a
+        derivative read off a stored output (relu's [h > 0]), is formed there: storing it would
+        cost memory and save nothing."""
         calls = set()
         for step in self.d.steps:
             calls |= step.result.atoms(sympy.Function)
+        computed = set().union(*(let.expr.atoms(sympy.Function) for let in self.cell.lets))
+        calls &= computed
         defined = {let.expr for let in self.cell.lets}
         aux = {}
         for call in sorted(calls - defined, key=sympy.default_sort_key):
@@ -736,6 +747,37 @@ def _interface(k):
     )
 
 
+# The functions a kernel calls by name, defined in the module where it calls them.
+_FUNCTION_HELPERS = {
+    "relu": (
+        "def relu(a):",
+        '    """max(a, 0). A complex a compares by its real part, as a complex step needs; at Re a = 0 exactly',
+        "    by its imaginary part, so a complex step there sees slope 1 where the backward pass's [y > 0] is 0",
+        '    (the derivative every framework takes at the kink)."""',
+        "    return np.maximum(a, 0)",
+    ),
+    "positive": (
+        "def positive(y):",
+        '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y, in y\'s dtype',
+        '    (a comparison\'s booleans refuse a minus sign, and 1 - bool makes integers)."""',
+        "    return np.sign(y)",
+    ),
+    "softplus": (
+        "def softplus(a):",
+        '    """log(1 + exp(a)), as max(a, 0) + log(1 + exp(-|a|)): no overflow, exact to rounding where it',
+        '    is tiny, and complex-analytic off Re a = 0 (|a| is a or -a by the sign of Re a)."""',
+        "    right = a.real > 0",
+        "    return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
+    ),
+    "softplus_slope": (
+        "def softplus_slope(y):",
+        '    """1 - exp(-y), softplus\'s derivative sigmoid(a) read off its output y = softplus(a); exact to',
+        '    rounding where y is tiny."""',
+        "    return -np.expm1(-y)",
+    ),
+}
+
+
 def _helpers(k, passes):
     """The helpers the module needs; passes is the code of forward() and backward()."""
     lines = [
@@ -747,6 +789,9 @@ def _helpers(k, passes):
         '    with np.errstate(over="ignore", under="ignore"):',
         "        return 1 / (1 + np.exp(-a))",
     ]
+    for name, helper in _FUNCTION_HELPERS.items():
+        if f"{name}(" in passes:
+            lines += ["", ""] + list(helper)
     if "_sigmoid_into(" in passes:
         lines += [
             "",
@@ -1314,6 +1359,10 @@ def _into(target, expr, printer):
         return [f"np.tanh({code(expr.args[0])}, out={target})"]
     if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
         return [f"_sigmoid_into({code(expr.args[0])}, {target}, one)"]
+    if isinstance(expr, relu):
+        return [f"np.maximum({code(expr.args[0])}, 0, out={target})"]
+    if isinstance(expr, exp):
+        return [f"np.exp({code(expr.args[0])}, out={target})"]
     if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
         return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]

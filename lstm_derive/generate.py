@@ -23,7 +23,7 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .spec import SUPPORTED_OPERATIONS, Cell, SpecError
+from .spec import SUPPORTED_FUNCTIONS, SUPPORTED_OPERATIONS, Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel"]
 
@@ -119,6 +119,9 @@ def _script_line(error, path):
     return frames[-1].lineno if frames else "?"
 
 
+_FUNCTION_LIST = ", ".join(SUPPORTED_FUNCTIONS)
+
+
 def _hint(error):
     """What a script's error most likely means: a function of numbers given a cell's vector, or
     more or fewer names than an affine node's blocks."""
@@ -127,12 +130,12 @@ def _hint(error):
     if not isinstance(error, TypeError):
         return ""
     if "ufunc" in str(error):
-        return "; a cell's vectors take lstm_derive's sigmoid and tanh, not NumPy's"
+        return f"; a cell's vectors take lstm_derive's functions ({_FUNCTION_LIST}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
-        return (f"; a cell's vectors cannot be compared: max, min, relu and if/else on them are not in the "
-                f"cell language, whose functions are {SUPPORTED_OPERATIONS}")
+        return (f"; a cell's vectors cannot be compared: max, min and if/else on them are not in the "
+                f"cell language, whose functions are {SUPPORTED_OPERATIONS} (relu(a) is max(a, 0))")
     if "convert expression to" in str(error):  # math.exp(a), float(a)
-        return "; math's functions take numbers, not a cell's vectors: use lstm_derive's sigmoid and tanh"
+        return f"; math's functions take numbers, not a cell's vectors: use lstm_derive's {_FUNCTION_LIST}"
     return ""
 
 

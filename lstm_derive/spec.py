@@ -27,7 +27,7 @@ from pathlib import Path
 
 import sympy
 
-__all__ = ["Cell", "SpecError", "sigmoid", "tanh", "SUPPORTED_FUNCTIONS"]
+__all__ = ["Cell", "SpecError", "sigmoid", "tanh", "relu", "softplus", "exp", "SUPPORTED_FUNCTIONS"]
 
 
 class SpecError(ValueError):
@@ -47,10 +47,82 @@ class sigmoid(sympy.Function):
         return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
 
 
-tanh = sympy.tanh
+tanh = sympy.tanh  # differentiates to 1 - tanh(a)**2: already output form
 
-# sympy.tanh differentiates to 1 - tanh(a)**2: already output form.
-SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh}
+
+class positive(sympy.Function):
+    """1 where its argument is above 0, else 0: relu's derivative, read off relu's output."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero  # a step: flat wherever it has a derivative
+
+    def _latex(self, printer, exp=None):
+        text = r"[%s > 0]" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+class relu(sympy.Function):
+    """max(a, 0), with its derivative in output form [y > 0] (0 at a = 0, as every framework)."""
+
+    nargs = 1
+
+    @classmethod
+    def eval(cls, a):
+        if a.is_number and a.is_real:
+            return sympy.Max(a, 0)
+
+    def fdiff(self, argindex=1):
+        return positive(self)
+
+    def _latex(self, printer, exp=None):
+        text = r"\operatorname{relu}\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+class exp(sympy.Function):
+    """e**a, its own derivative. Not sympy.exp, which merges exp(a)*exp(b) into exp(a + b) and
+    would fold a product the script wrote into one the derivation cannot name."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return self
+
+    def _latex(self, printer, exp=None):
+        text = r"\exp\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+class softplus_slope(sympy.Function):
+    """1 - exp(-y): softplus's derivative sigmoid(a), read off softplus's output y."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return 1 - self
+
+    def _latex(self, printer, exp=None):
+        text = r"\left(1 - e^{-%s}\right)" % printer.parenthesize(self.args[0], 1000)
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+class softplus(sympy.Function):
+    """log(1 + exp(a)), with its derivative in output form 1 - exp(-y)."""
+
+    nargs = 1
+
+    def fdiff(self, argindex=1):
+        return softplus_slope(self)
+
+    def _latex(self, printer, exp=None):
+        text = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)
+
+
+# The functions a script may call, by the names it calls them.
+SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softplus": softplus, "exp": exp}
 
 # The gates' functions: named when written inline (g for tanh(a_g)), their derivatives read in
 # output form, activated with their affine's other gates. A new function joins them only with
@@ -58,7 +130,7 @@ SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh}
 GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
-SUPPORTED_OPERATIONS = "sigmoid, tanh, +, -, *, / and integer powers"
+SUPPORTED_OPERATIONS = "sigmoid, tanh, relu, softplus, exp, +, -, *, / and integer powers"
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
 _INFINITIES = {sympy.zoo: "complex infinity (a division by zero?)", sympy.oo: "infinity",
@@ -72,7 +144,7 @@ _DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
 # "x" is the kernel's name for the input array, so only the input may be called x; "dy" is the
 # loss's gradient for the output at one step, which a node named y would take as its adjoint.
 KERNEL_NAMES = frozenset(
-    "np numpy sigmoid tanh params state dstate cache grads ys dys dy final x dx x_t dy_t "
+    "np numpy sigmoid tanh relu positive softplus softplus_slope exp params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
     "step_forward step_backward param_shapes init_params span t0 t1 one two".split()
 )
@@ -944,6 +1016,9 @@ def _check_operations(name, expr, where):
         if type(node) in SUPPORTED_FUNCTIONS.values():
             continue
         what = type(node).__name__
+        if what in SUPPORTED_FUNCTIONS:  # sympy.exp, sympy.Function('relu'): the name, not the function
+            raise SpecError(f"{where}: '{name}' uses {what}, but not lstm_derive's {what}: write "
+                            f"from lstm_derive import {what}, the one whose derivative the kernels know")
         if isinstance(node, sympy.core.function.AppliedUndef):
             raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
                             f"expressions are elementwise, one component of size-H vectors at a time, with "

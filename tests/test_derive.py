@@ -148,3 +148,25 @@ def test_a_name_taken_by_the_script_is_not_used_for_a_gate():
     d = derive(_inline_cell(extra="f"))  # the script's own f = sigmoid(h_prev)
     lets = {str(let.symbol): str(let.expr) for let in d.cell.lets}
     assert lets["f"] == "sigmoid(h_prev)" and lets["sigmoid_f"] == "sigmoid(a_f)" and lets["g"] == "tanh(a_g)"
+
+
+def test_relu_softplus_and_exp_differentiate_in_output_form():
+    """relu' = [h > 0], softplus' = 1 - exp(-n), exp' = e: each read off the node's stored output,
+    none off its pre-activation."""
+    from lstm_derive import Cell, exp, relu, softplus
+    from lstm_derive.spec import positive, softplus_slope
+
+    cell = Cell("functions", title="relu, softplus, exp")
+    x = cell.input("x")
+    h_prev, m_prev = cell.state("h"), cell.state("m")
+    a_n, a_e, a_r = cell.affine("W", [x, h_prev], blocks=["a_n", "a_e", "a_r"])
+    n = cell.let("n", softplus(a_n))
+    e = cell.let("e", exp(a_e))
+    cell.update(h=relu(a_r) * n, m=e * m_prev)
+    r = {str(step.adjoint): step.result for step in derive(cell).steps}
+    h, m, dh, dm, dn, de = symbols("h m dh dm dn de")
+    a_r_symbol = [b for b in cell.affines[0].blocks if str(b) == "a_r"][0]
+    assert r["da_n"] == softplus_slope(n) * dn
+    assert r["da_e"] == e * de
+    assert r["da_r"] == positive(relu(a_r_symbol)) * n * dh
+    assert r["dn"] == relu(a_r_symbol) * dh

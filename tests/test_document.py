@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lstm_derive import Cell, cli, derive, sigmoid, tanh
+from lstm_derive import Cell, cli, derive, exp, relu, sigmoid, softplus, tanh
 from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, step_text
 from lstm_derive.emit import emit_kernel
 from lstm_derive.generate import load_cell
@@ -46,16 +46,32 @@ def _edge_cell():
     return cell
 
 
+def _functions_cell():
+    """relu, softplus and exp, named and inline: their derivatives in output form."""
+    cell = Cell("functions", title="relu, softplus and exp")
+    x = cell.input("x")
+    h_prev, m_prev = cell.state("h"), cell.state("m")
+    a_n, a_e, a_r = cell.affine("W", [x, h_prev], blocks=["a_n", "a_e", "a_r"])
+    n = cell.let("n", softplus(a_n))
+    e = cell.let("e", exp(tanh(a_e)))
+    cell.update(h=relu(a_r) + n * h_prev, m=e * m_prev + relu(m_prev) ** 2)
+    return cell
+
+
+SHAPED_CELLS = {"edges": _edge_cell, "functions": _functions_cell}  # beside the package's cells
+
+
 def _documents():
-    """{name: (Markdown, LaTeX)}: every cell's document on disk, and one cell of awkward shape."""
+    """{name: (Markdown, LaTeX)}: every cell's document on disk, and the cells of awkward shape."""
     docs = {}
     for script, name in zip(SCRIPTS, CELLS):
         d = derive(load_cell(script))
         kernel = (KERNELS / f"{name}.py").read_text()
         docs[name] = ((DERIVATIONS / f"{name}.md").read_text(), derivation_latex(d, kernel))
-    d = derive(_edge_cell())
-    kernel = emit_kernel(d)
-    docs["edges"] = (derivation_markdown(d, "tests/edges.py", kernel), derivation_latex(d, kernel))
+    for name, made in SHAPED_CELLS.items():
+        d = derive(made())
+        kernel = emit_kernel(d)
+        docs[name] = (derivation_markdown(d, f"tests/{name}.py", kernel), derivation_latex(d, kernel))
     return docs
 
 
@@ -364,7 +380,7 @@ def test_the_diagram_marks_every_recurrent_edge(name):
     markdown = DOCUMENTS[name][0]
     (_, diagram), (_, unrolled) = split_markdown(markdown)[1]
     recurrent = re.findall(r"^    prev_(\w+) <-\.-\|\"next step\"\| n_(\w+)$", diagram, re.M)
-    cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else _edge_cell()
+    cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else SHAPED_CELLS[name]()
     assert sorted(recurrent) == sorted((s, s) for s in cell.states)
     assert diagram.startswith("flowchart LR\n")
     # unrolled: every state passes from step t to step t+1, and its gradient comes back

@@ -2,8 +2,8 @@
 
 A drawn cell has 1 to 3 states and a few nodes: affine nodes over random subsets of the input,
 the previous states and the lets; lets that are random expression trees over sigmoid, tanh,
-+, -, * and division by expressions bounded away from zero (2 + tanh(u), 1 + sigmoid(u)). It
-is written out as a derivation script, loaded, derived and emitted like any user's script, and
+relu, softplus, exp (of a tanh: bounded), +, -, * and division by expressions bounded away from
+zero (2 + tanh(u), 1 + sigmoid(u)). It is written out as a derivation script, loaded, derived and emitted like any user's script, and
 its kernel must pass lstm_derive.gradcheck.check_kernel (central differences and the complex
 step). A failure prints the script.
 """
@@ -22,7 +22,7 @@ import sympy
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from lstm_derive import derive, sigmoid, tanh
+from lstm_derive import derive, exp, relu, sigmoid, softplus, tanh
 from lstm_derive.emit import emit_kernel
 from lstm_derive.generate import import_kernel, load_cell
 from lstm_derive.gradcheck import check_kernel
@@ -39,6 +39,9 @@ def expressions(names):
         return st.one_of(
             inner.map(lambda a: f"sigmoid({a})"),
             inner.map(lambda a: f"tanh({a})"),
+            inner.map(lambda a: f"relu({a})"),
+            inner.map(lambda a: f"softplus({a})"),
+            inner.map(lambda a: f"exp(tanh({a}))"),  # bounded: exp of exp of a state would overflow
             st.tuples(inner, inner).map(lambda ab: f"({ab[0]} + {ab[1]})"),
             st.tuples(inner, inner).map(lambda ab: f"({ab[0]} - {ab[1]})"),
             st.tuples(inner, inner).map(lambda ab: f"{ab[0]}*{ab[1]}"),
@@ -71,14 +74,15 @@ class Recipe:
 
     def value(self, text):
         """The expression the text builds, as the script will build it."""
-        return eval(text, {"sigmoid": sigmoid, "tanh": tanh}, dict(self.symbols))  # noqa: S307
+        functions = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softplus": softplus, "exp": exp}
+        return eval(text, functions, dict(self.symbols))  # noqa: S307
 
     def is_varying(self, text):
         varying = {self.symbols[n] for n in self.varying}
         return bool(sympy.sympify(self.value(text)).free_symbols & varying)
 
     def script(self):
-        head = ["from lstm_derive import Cell, sigmoid, tanh", "", 'cell = Cell("drawn", title="A drawn cell")']
+        head = ["from lstm_derive import Cell, exp, relu, sigmoid, softplus, tanh", "", 'cell = Cell("drawn", title="A drawn cell")']
         return "\n".join(head + self.lines) + "\n"
 
 
@@ -212,7 +216,7 @@ def test_the_strategy_draws_every_kind_of_node():
     @given(cell_scripts())
     def collect(script):
         seen.add(f"states {script.count('cell.state(')}")
-        for what in ("cell.param", "bias=None", "bias=[", "sigmoid(", "tanh(", " - ", "*", "/(2 + tanh(",
+        for what in ("cell.param", "bias=None", "bias=[", "sigmoid(", "tanh(", "relu(", "softplus(", "exp(", " - ", "*", "/(2 + tanh(",
                      "/(1 + sigmoid(", "cell.output", "cell.let("):
             if what in script:
                 seen.add(what)
@@ -222,7 +226,8 @@ def test_the_strategy_draws_every_kind_of_node():
             seen.add("affine of a let")
 
     collect()
-    expected = {"states 1", "states 2", "states 3", "cell.param", "bias=None", "bias=[", "sigmoid(", "tanh(",
+    expected = {"states 1", "states 2", "states 3", "cell.param", "bias=None", "bias=[", "sigmoid(", "tanh(", "relu(",
+                "softplus(", "exp(",
                 " - ", "*", "/(2 + tanh(", "/(1 + sigmoid(", "cell.output", "cell.let(", "affine of a state",
                 "affine of a let"}
     assert expected <= seen, f"never drawn: {sorted(expected - seen)}"
@@ -660,6 +665,46 @@ FIXED_CELLS.update({
 })
 # A peephole on the update gate, its sum named and the part subtracted.
 # The output is the second state: the loss's dy joins dc, not dh.
+FIXED_CELLS.update({
+    "a relu rnn (IRNN)": """
+        from lstm_derive import Cell, relu
+
+        cell = Cell("irnn", title="A ReLU RNN")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        cell.update(h=relu(a))
+    """,
+    "relu, softplus and exp in gates, lets and states": """
+        from lstm_derive import Cell, exp, relu, sigmoid, softplus, tanh
+
+        cell = Cell("mixed", title="Every function, named and inline, of blocks, lets and states")
+        x = cell.input("x")
+        h_prev, m_prev = cell.state("h"), cell.state("m")
+        p = cell.param("p")
+        a_z, a_n, a_e, a_r = cell.affine("W", [x, h_prev], blocks=["a_z", "a_n", "a_e", "a_r"])
+        z = cell.let("z", sigmoid(a_z))
+        n = cell.let("n", softplus(a_n))
+        e = cell.let("e", exp(0.5*tanh(a_e)))
+        w = cell.let("w", softplus(p))
+        m = cell.let("m_new", 0.5*m_prev + e*relu(a_r + p*h_prev))
+        cell.update(h=(1 - z)*h_prev + z*n/(1 + w*m) - relu(m_prev), m=m)
+    """,
+    "a relu of a let read twice, and exp of a state": """
+        from lstm_derive import Cell, exp, relu, tanh
+
+        cell = Cell("relu_twice", title="relu(u) read by two nodes; exp(-c_prev) in the update")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a, g = cell.affine("W", [x, h_prev], blocks=["a", "g"])
+        u = cell.let("u", a - 0.25*h_prev)
+        r = cell.let("r", relu(u))
+        c = cell.let("c_new", c_prev*exp(-c_prev*c_prev) + r*tanh(g))
+        cell.update(h=r*tanh(c), c=c)
+    """,
+})
+
+
 FIXED_CELLS["an output that is not the first state"] = """
     from lstm_derive import Cell, sigmoid, tanh
 
@@ -856,3 +901,35 @@ def test_an_affine_of_ten_blocks_or_more(tmp_path):
     assert "10 * H:11 * H" in source
     reports = check_kernel(kernel, T=2, B=2, D=2, H=2)
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
+
+
+def test_the_function_helpers_are_exact_where_the_textbook_forms_are_not(tmp_path):
+    """softplus neither overflows nor loses a tiny value; its slope 1 - exp(-y) is sigmoid(a) to
+    rounding even where that is tiny; both pass a complex step; relu's slope keeps the dtype."""
+    kernel, _ = kernel_of(textwrap.dedent(FIXED_CELLS["relu, softplus and exp in gates, lets and states"]), tmp_path)
+    a = np.array([-800.0, -30.0, -1.5, 0.0, 0.3, 30.0, 800.0])
+    y = kernel.softplus(a)
+    assert np.allclose(y, np.logaddexp(0, a), rtol=1e-15, atol=0) and np.isfinite(y).all()
+    sigmoid_a = 0.5 * (1 + np.tanh(a / 2))  # another route to sigmoid(a), exact where it is near 1
+    tiny = a < 0
+    assert np.allclose(kernel.softplus_slope(y)[tiny], np.exp(a[tiny]) / (1 + np.exp(a[tiny])), rtol=1e-13, atol=0)
+    assert np.allclose(kernel.softplus_slope(y)[~tiny], sigmoid_a[~tiny], rtol=1e-15, atol=0)
+    h = 1e-20
+    assert np.allclose(kernel.softplus(a + h * 1j).imag / h, kernel.softplus_slope(y), rtol=1e-13, atol=0)
+    off_the_kink = a != 0  # where the helper's docstring says the complex step takes slope 1
+    assert np.array_equal(kernel.relu(a + h * 1j).imag[off_the_kink] / h, (a > 0)[off_the_kink].astype(float))
+    slope = kernel.positive(kernel.relu(a.astype(np.float32)))
+    assert slope.dtype == np.float32 and np.array_equal(slope, (a > 0).astype(np.float32))
+
+
+@pytest.mark.parametrize("helper, wrong", [
+    ("    return np.sign(y)", "    return np.ones_like(y)"),  # relu's slope 1 everywhere
+    ("    return -np.expm1(-y)", "    return -np.expm1(-y) * (1 + 1e-5)"),  # softplus's, slightly off
+])
+def test_the_checker_rejects_a_wrong_function_derivative(tmp_path, helper, wrong):
+    _, source = kernel_of(textwrap.dedent(FIXED_CELLS["relu, softplus and exp in gates, lets and states"]), tmp_path)
+    assert source.count(helper) == 1
+    path = tmp_path / "wrong.py"
+    path.write_text(source.replace(helper, wrong))
+    reports = check_kernel(import_kernel(path), T=3, B=2, D=2, H=3, seed=0, scale=1.0)
+    assert not all(r.ok for r in reports)

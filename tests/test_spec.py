@@ -260,7 +260,7 @@ def test_one_node_cannot_be_the_new_value_of_two_states(tmp_path, capsys):
 
 @pytest.mark.parametrize("call, what", [
     ("sympy.Abs(a)", "Abs"), ("sympy.Max(a, 0)", "Max"), ("sympy.Min(a, 1)", "Min"),
-    ("sympy.Heaviside(a)", "Heaviside"), ("sympy.floor(a)", "floor"), ("sympy.exp(a)", "exp"),
+    ("sympy.Heaviside(a)", "Heaviside"), ("sympy.floor(a)", "floor"),
     ("sympy.log(2 + tanh(a))", "log"), ("sympy.sin(a)", "sin"), ("sympy.sign(a)", "sign"),
     ("sympy.erf(a)", "erf"), ("sympy.Piecewise((a, a > 0), (0, True))", "Piecewise"),
     ("sympy.Derivative(tanh(a), a)", "Derivative"),
@@ -270,10 +270,20 @@ def test_a_function_with_no_derivative_rule(tmp_path, capsys, call, what):
         (a,) = cell.affine("W", [x, h_prev])
         cell.update(h={call})  # <- here
         """, f"uses {what}", "no derivative rule")
-    assert "the supported functions are sigmoid, tanh" in message
+    assert "the supported functions are sigmoid, tanh, relu, softplus, exp" in message
 
 
-@pytest.mark.parametrize("name", ["relu", "mean", "layer_norm"])
+@pytest.mark.parametrize("call", ["sympy.exp(a)", "sympy.Function('relu')(a)"])
+def test_a_function_named_like_the_cell_languages_is_sent_to_it(tmp_path, capsys, call):
+    """sympy.exp would merge exp(a)*exp(b) and has no place in the kernels' helpers: lstm_derive's exp."""
+    what = "exp" if "exp" in call else "relu"
+    refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=tanh(a) + {call})  # <- here
+        """, f"uses {what}, but not lstm_derive's {what}", f"from lstm_derive import {what}")
+
+
+@pytest.mark.parametrize("name", ["mean", "layer_norm"])
 def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp_path, capsys, name):
     """A layer norm's mean is not a missing rule: no expression across the H components can be written."""
     refused(tmp_path, capsys, f"""
@@ -703,12 +713,12 @@ def test_the_packaged_cells_have_no_unread_parts():
 
 def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
     body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=np.tanh(a))  # <- here\n"
-    refused(tmp_path, capsys, body, "TypeError", "lstm_derive's sigmoid and tanh, not NumPy's")
+    refused(tmp_path, capsys, body, "TypeError", "lstm_derive's functions (sigmoid, tanh, relu, softplus, exp), not NumPy's")
 
 
 @pytest.mark.parametrize("expr, fragment", [
-    ("np.maximum(a, 0)", "max, min, relu and if/else on them are not in the cell language"),
-    ("max(a, 0)", "max, min, relu and if/else on them are not in the cell language"),
+    ("np.maximum(a, 0)", "max, min and if/else on them are not in the cell language"),
+    ("max(a, 0)", "(relu(a) is max(a, 0))"),
     ("math.exp(a)", "math's functions take numbers, not a cell's vectors"),
 ])
 def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys, expr, fragment):
