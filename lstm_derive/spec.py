@@ -34,39 +34,43 @@ class SpecError(ValueError):
     """A derivation script describes a cell the engine cannot accept."""
 
 
-class sigmoid(sympy.Function):
-    """The logistic function 1/(1+exp(-a)), with its derivative in output form y(1-y)."""
+class _Elementwise(sympy.Function):
+    """A function of one component of a size-H vector. ``_tex`` is its LaTeX, ``%s`` for the
+    argument; fdiff gives its derivative in output form, read off the function's own value."""
 
     nargs = 1
+    _tex = None
+
+    def _latex(self, printer, exp=None):
+        text = self._tex % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
+
+
+class sigmoid(_Elementwise):
+    """The logistic function 1/(1+exp(-a)), with its derivative in output form y(1-y)."""
+
+    _tex = r"\sigma\left(%s\right)"
 
     def fdiff(self, argindex=1):
         return self * (1 - self)
-
-    def _latex(self, printer, exp=None):
-        text = r"\sigma\left(%s\right)" % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
 
 
 tanh = sympy.tanh  # differentiates to 1 - tanh(a)**2: already output form
 
 
-class positive(sympy.Function):
+class positive(_Elementwise):
     """1 where its argument is above 0, else 0: relu's derivative, read off relu's output."""
 
-    nargs = 1
+    _tex = r"[%s > 0]"
 
     def fdiff(self, argindex=1):
         return sympy.S.Zero  # a step: flat wherever it has a derivative
 
-    def _latex(self, printer, exp=None):
-        text = r"[%s > 0]" % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
-
-class relu(sympy.Function):
+class relu(_Elementwise):
     """max(a, 0), with its derivative in output form [y > 0] (0 at a = 0, as every framework)."""
 
-    nargs = 1
+    _tex = r"\operatorname{relu}\left(%s\right)"
 
     @classmethod
     def eval(cls, a):
@@ -76,49 +80,33 @@ class relu(sympy.Function):
     def fdiff(self, argindex=1):
         return positive(self)
 
-    def _latex(self, printer, exp=None):
-        text = r"\operatorname{relu}\left(%s\right)" % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
-
-class exp(sympy.Function):
+class exp(_Elementwise):
     """e**a, its own derivative. Not sympy.exp, which merges exp(a)*exp(b) into exp(a + b) and
     would fold a product the script wrote into one the derivation cannot name."""
 
-    nargs = 1
+    _tex = r"\exp\left(%s\right)"
 
     def fdiff(self, argindex=1):
         return self
 
-    def _latex(self, printer, exp=None):
-        text = r"\exp\left(%s\right)" % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
-
-class softplus_slope(sympy.Function):
+class softplus_slope(_Elementwise):
     """1 - exp(-y): softplus's derivative sigmoid(a), read off softplus's output y."""
 
-    nargs = 1
+    _tex = r"\left(1 - e^{-%s}\right)"
 
     def fdiff(self, argindex=1):
         return 1 - self
 
-    def _latex(self, printer, exp=None):
-        text = r"\left(1 - e^{-%s}\right)" % printer.parenthesize(self.args[0], 1000)
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
-
-class softplus(sympy.Function):
+class softplus(_Elementwise):
     """log(1 + exp(a)), with its derivative in output form 1 - exp(-y)."""
 
-    nargs = 1
+    _tex = r"\operatorname{softplus}\left(%s\right)"
 
     def fdiff(self, argindex=1):
         return softplus_slope(self)
-
-    def _latex(self, printer, exp=None):
-        text = r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)
 
 
 # The functions a script may call, by the names it calls them.
