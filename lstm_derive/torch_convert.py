@@ -1,12 +1,13 @@
 """Converting parameters between the generated kernels and PyTorch's recurrent modules.
 
-=========  ================  ==========  ===============================================
-kernel     PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_ih, bias_hh)
-=========  ================  ==========  ===============================================
-``lstm``   ``nn.LSTM``       i, f, g, o  W_x, W_h, b = bias_ih + bias_hh
-``gru``    ``nn.GRU``        r, z, n     W_x, U_h, b_x, b_h
-``rnn``    ``nn.RNN`` (tanh) -           W_x, W_h, b_x, b_h
-=========  ================  ==========  ===============================================
+============  ================  ==========  ===============================================
+kernel        PyTorch module    gate order  parameters (weight_ih, weight_hh, bias_ih, bias_hh)
+============  ================  ==========  ===============================================
+``lstm``      ``nn.LSTM``       i, f, g, o  W_x, W_h, b = bias_ih + bias_hh
+``gru``       ``nn.GRU``        r, z, n     W_x, U_h, b_x, b_h
+``rnn``       ``nn.RNN`` (tanh) -           W_x, W_h, b_x, b_h
+``rnn_relu``  ``nn.RNN`` (relu) -           W_x, W_h, b_x, b_h
+============  ================  ==========  ===============================================
 
 A kernel is one layer in one direction, without projection: the keys ``weight_ih_l0``,
 ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``; from_torch also reads nn.LSTMCell and its
@@ -38,6 +39,8 @@ __all__ = [
     "gru_to_torch",
     "rnn_from_torch",
     "rnn_to_torch",
+    "rnn_relu_from_torch",
+    "rnn_relu_to_torch",
 ]
 
 KEYS = ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
@@ -59,7 +62,9 @@ LAYOUTS = {
     "lstm": _Layout("LSTM", "LSTM", 4, "gates i, f, g, o", ("W_x", "W_h", "b", None)),
     "gru": _Layout("GRU", "GRU", 3, "gates r, z, n", ("W_x", "U_h", "b_x", "b_h")),
     "rnn": _Layout("RNN", "RNN_TANH", 1, "no gates", ("W_x", "W_h", "b_x", "b_h")),
+    "rnn_relu": _Layout("RNN", "RNN_RELU", 1, "no gates", ("W_x", "W_h", "b_x", "b_h")),
 }
+_NONLINEARITY = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}  # nn.RNN's nonlinearity= for each mode
 
 _OF_COUNT = {4: "an LSTM's", 3: "a GRU's", 1: "an RNN's"}
 
@@ -99,8 +104,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     Arrays are NumPy copies in the module's dtype, in the kernel's PARAMS order. A module
     without biases (bias=False) gives zero biases. Raises ValueError, saying what was
     expected, for another cell type, a stack without ``layer``, a bidirectional module without
-    ``reverse``, a projected module, the ReLU RNN (only when given the module: its state_dict
-    looks like tanh's), a dtype NumPy has not (bfloat16), or sizes that disagree with each other
+    ``reverse``, a projected module, an RNN of the other nonlinearity (only when given the module:
+    a ReLU RNN's state_dict looks like a tanh one's), a dtype NumPy has not (bfloat16), or sizes that disagree with each other
     or with ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
@@ -128,8 +133,13 @@ def _check_module(layout, module, layer):
         held = f"; it holds {', '.join(inner)}: pass that submodule" if inner else ""
         raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {type(module).__name__}{held}")
     mode = getattr(module, "mode", None)
-    if (mode == "RNN_RELU" or getattr(module, "nonlinearity", "tanh") == "relu") and layout.mode == "RNN_TANH":
-        raise ValueError("expected nn.RNN with nonlinearity='tanh'; this one uses 'relu'")
+    used = getattr(module, "nonlinearity", None)  # nn.RNN's and nn.RNNCell's; other modules have none
+    if layout.mode in _NONLINEARITY and used is not None:
+        wanted = _NONLINEARITY[layout.mode]
+        if used != wanted:
+            other = next(n for n, lay in LAYOUTS.items() if _NONLINEARITY.get(lay.mode) == used)
+            raise ValueError(f"expected nn.RNN with nonlinearity='{wanted}'; this one uses '{used}': "
+                             f"convert it for the {other} kernel")
     if mode is not None and mode != layout.mode:
         raise ValueError(f"expected a torch.nn.{layout.module}, got a {type(module).__name__} (mode {mode!r})")
     layers = getattr(module, "num_layers", 1)
@@ -295,14 +305,15 @@ def _checked_params(name, layout, kernel, params):
 
 
 def torch_module(cell, params, *, bias=True):
-    """A one-layer nn.LSTM/GRU/RNN (tanh) in the parameters' dtype, holding ``cell``'s parameters;
-    ``bias=False``: a module without biases (the parameters' biases must be zero)."""
+    """A one-layer nn.LSTM/GRU/RNN (tanh; relu for rnn_relu) in the parameters' dtype, holding
+    ``cell``'s parameters; ``bias=False``: a module without biases (the parameters' biases must be zero)."""
     name, layout, kernel = _resolve(cell)
     state_dict = to_torch(cell, params, bias=bias)
     torch = _import_torch()
     H, D = state_dict["weight_hh_l0"].shape[1], state_dict["weight_ih_l0"].shape[1]
     dtype = state_dict["weight_ih_l0"].dtype
-    module = getattr(torch.nn, layout.module)(D, H, bias=bias, dtype=dtype)
+    extra = {"nonlinearity": _NONLINEARITY[layout.mode]} if layout.mode in _NONLINEARITY else {}
+    module = getattr(torch.nn, layout.module)(D, H, bias=bias, dtype=dtype, **extra)
     module.load_state_dict(state_dict)
     return module
 
@@ -346,3 +357,14 @@ def rnn_from_torch(state_dict, **sizes):
 def rnn_to_torch(params):
     """An nn.RNN (tanh) state_dict from the rnn kernel's parameters (the inverse of rnn_from_torch)."""
     return to_torch("rnn", params)
+
+
+def rnn_relu_from_torch(state_dict, **sizes):
+    """The rnn_relu kernel's W_x, W_h, b_x, b_h from an nn.RNN (nonlinearity='relu') or its
+    state_dict, copied as they are; as for rnn, only a module tells its nonlinearity."""
+    return from_torch("rnn_relu", state_dict, **sizes)
+
+
+def rnn_relu_to_torch(params):
+    """An nn.RNN (relu) state_dict from the rnn_relu kernel's parameters."""
+    return to_torch("rnn_relu", params)

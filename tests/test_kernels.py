@@ -105,7 +105,8 @@ def test_float32_agrees_with_float64(name, seed):
     want, got = _everything(k, p64), _everything(k, p32)
     for n in want:
         assert got[n].dtype == np.float32
-        error = np.max(np.abs(got[n] - want[n])) / np.max(np.abs(want[n]))
+        scale = np.max(np.abs(want[n]))  # 0 where no path reaches it (relu's units all off)
+        error = np.max(np.abs(got[n] - want[n])) / (scale or 1)
         assert error <= tolerance, f"{n}: {error:.1e} > {tolerance:.1e}"
 
 

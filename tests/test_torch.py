@@ -1,4 +1,5 @@
-"""The lstm, gru and rnn kernels are PyTorch's nn.LSTM, nn.GRU and nn.RNN, value for value.
+"""The lstm, gru, rnn and rnn_relu kernels are PyTorch's nn.LSTM, nn.GRU and nn.RNN (tanh, relu),
+value for value.
 
 For drawn sizes and seeds, in float64: outputs, final states and every gradient (weights,
 biases, x, initial states; random upstream gradients on every output and final state) agree
@@ -6,6 +7,7 @@ with PyTorch's autograd to 1e-10 relative to each array's largest entry. The par
 torch -> kernel, so the LSTM's two biases are both nonzero and their sum is what is tested.
 """
 
+import functools
 import sys
 
 import numpy as np
@@ -16,10 +18,13 @@ from hypothesis import strategies as st
 torch = pytest.importorskip("torch", reason="PyTorch parity needs torch: pip install -e '.[torch]'")
 
 from lstm_derive import torch_convert as tc  # noqa: E402
-from lstm_derive.kernels import gru, lstm, rnn  # noqa: E402
+from lstm_derive.kernels import gru, lstm, rnn, rnn_relu  # noqa: E402
 
 TOLERANCE = 1e-10
-CELLS = {"lstm": (lstm, torch.nn.LSTM), "gru": (gru, torch.nn.GRU), "rnn": (rnn, torch.nn.RNN)}
+CELLS = {"lstm": (lstm, torch.nn.LSTM), "gru": (gru, torch.nn.GRU), "rnn": (rnn, torch.nn.RNN),
+         "rnn_relu": (rnn_relu, functools.partial(torch.nn.RNN, nonlinearity="relu"))}
+CELL_MODULES = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell,
+                "rnn_relu": functools.partial(torch.nn.RNNCell, nonlinearity="relu")}
 
 sizes = dict(
     T=st.integers(1, 5),
@@ -116,7 +121,7 @@ def test_lstm_biases_sum_one_way_and_go_to_bias_ih_the_other():
 
 
 def test_gru_and_rnn_keep_both_biases():
-    for name in ("gru", "rnn"):
+    for name in ("gru", "rnn", "rnn_relu"):
         sd = torch_module(name, 3, 2, seed=1, scale=1.0).state_dict()
         back = tc.to_torch(name, tc.from_torch(name, sd))
         for key in tc.KEYS:
@@ -163,7 +168,9 @@ WRONG = [
     ("rnn", torch.nn.RNN(3, 4, bidirectional=True), r"one-directional .*bidirectional=True"),
     ("lstm", state_dict(torch.nn.LSTM, 3, 4, proj_size=2), r"without projection; .*weight_hr_l0"),
     ("lstm", torch.nn.LSTM(3, 4, proj_size=2), r"expected proj_size=0, got 2"),
-    ("rnn", torch.nn.RNN(3, 4, nonlinearity="relu"), r"nonlinearity='tanh'; this one uses 'relu'"),
+    ("rnn", torch.nn.RNN(3, 4, nonlinearity="relu"), r"nonlinearity='tanh'; this one uses 'relu': .* rnn_relu kernel"),
+    ("rnn_relu", torch.nn.RNN(3, 4), r"nonlinearity='relu'; this one uses 'tanh': .* the rnn kernel"),
+    ("rnn_relu", torch.nn.GRU(3, 4), r"expected a torch.nn.RNN, got a GRU"),
     ("lstm", lstm_with("bias_hh_l0", torch.zeros(12)), r"bias_hh_l0: expected shape \(16,\) .* got \(12,\)"),
     ("lstm", lstm_with("weight_ih_l0", torch.zeros(12, 3)), r"weight_ih_l0: expected shape \(16, 3\)"),
     ("lstm", lstm_with("bias_hh_l0", None), r"missing: bias_hh_l0"),
@@ -266,7 +273,7 @@ def test_a_module_without_biases_converts_both_ways(name):
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_a_cell_module_is_one_step_of_the_kernel(name):
     kernel, _ = CELLS[name]
-    module = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[name](3, 4, dtype=torch.float64)
+    module = CELL_MODULES[name](3, 4, dtype=torch.float64)
     params = tc.from_torch(name, module)
     x = np.random.default_rng(2).standard_normal((2, 3))
     state = tuple(np.random.default_rng(3 + j).standard_normal((2, 4)) for j in range(len(kernel.STATES)))
@@ -276,6 +283,8 @@ def test_a_cell_module_is_one_step_of_the_kernel(name):
     assert tc.from_torch(name, module.state_dict()).keys() == params.keys()
     with pytest.raises(ValueError, match=r"nonlinearity='tanh'"):
         tc.from_torch("rnn", torch.nn.RNNCell(3, 4, nonlinearity="relu"))
+    with pytest.raises(ValueError, match=r"nonlinearity='relu'"):
+        tc.from_torch("rnn_relu", torch.nn.RNNCell(3, 4))
 
 
 def test_a_model_holding_the_module_says_which_to_pass():

@@ -6,4 +6,4 @@ init_params(D, H, seed=, scale=, dtype=), forward(params, x, state) -> (ys, fina
 backward(params, cache, dys, dstate) -> (grads, dx, dstate0), step_forward and step_backward.
 """
 
-CELLS = ("gru", "gru_cho", "lstm", "lstm_cifg", "lstm_peephole", "lstm_seed", "rnn")
+CELLS = ("gru", "gru_cho", "lstm", "lstm_cifg", "lstm_peephole", "lstm_seed", "rnn", "rnn_relu")
