@@ -80,7 +80,7 @@ def plot(results, T, hidden, out_dir, forget_bias=0.0):
         return
     styles = {"rnn": ("tab:red", "-"), "gru": ("tab:green", "-"), "gru_cho": ("tab:olive", "--"),
               "lstm": ("tab:blue", "-"), "lstm_seed": ("tab:purple", "--"),
-              "lstm_peephole": ("tab:cyan", ":"), "lstm_cifg": ("tab:brown", "-.")}
+              "lstm_peephole": ("tab:cyan", ":"), "lstm_cifg": ("tab:brown", "-."), "rnn_relu": ("tab:orange", "--")}
     fig, ax = plt.subplots(figsize=(7.0, 4.4))
     t = np.arange(T + 1)
     for cell, logs in results.items():
