@@ -91,12 +91,13 @@ def forward(params, x, state=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
+    zero = np.array(0, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     for t in range(T):
         pre_W = pre_W_seq[t]
         pre_W += np.dot(h_prev, W_h.T)  # (1)
         a = pre_W
         h = h_seq[t + 1]
-        np.maximum(a, 0, out=h)  # (2) h = relu(a)
+        np.maximum(a, zero, out=h)  # (2) h = relu(a)
         h_prev = h
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
