@@ -283,7 +283,7 @@ _DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-a))"
 _OUTPUT_FORMS = {sigmoid: ("σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
                  sympy.tanh: ("tanh'(a) = 1 - tanh(a)²", "1 - {v}²"),
                  relu: ("relu'(a) = [a > 0]", "[{v} > 0]"),
-                 softplus: ("softplus'(a) = σ(a) = 1 - exp(-softplus(a))", "1 - exp(-{v})"),
+                 softplus: ("softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a))", "1 - exp(-{v})"),
                  exp: ("exp'(a) = exp(a)", "{v}")}
 
 

@@ -199,8 +199,7 @@ class _Kernel:
         calls = set()
         for step in self.d.steps:
             calls |= step.result.atoms(sympy.Function)
-        computed = set().union(*(let.expr.atoms(sympy.Function) for let in self.cell.lets))
-        calls &= computed
+        calls = {call for call in calls if not getattr(call, "read_off_output", False)}
         defined = {let.expr for let in self.cell.lets}
         aux = {}
         for call in sorted(calls - defined, key=sympy.default_sort_key):
@@ -758,16 +757,18 @@ _FUNCTION_HELPERS = {
     ),
     "positive": (
         "def positive(y):",
-        '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y, in y\'s dtype',
-        '    (a comparison\'s booleans refuse a minus sign, and 1 - bool makes integers)."""',
-        "    return np.sign(y)",
+        '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y\'s real part, in',
+        "    y's dtype (a comparison's booleans refuse a minus sign, 1 - bool makes integers, and the sign of a",
+        '    complex y would be y/|y|)."""',
+        "    return np.sign(y.real).astype(y.dtype, copy=False)",
     ),
     "softplus": (
         "def softplus(a):",
         '    """log(1 + exp(a)), as max(a, 0) + log(1 + exp(-|a|)): no overflow, exact to rounding where it',
         '    is tiny, and complex-analytic off Re a = 0 (|a| is a or -a by the sign of Re a)."""',
         "    right = a.real > 0",
-        "    return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
+        '    with np.errstate(under="ignore"):  # exp(-|a|) may be below the smallest float: log1p(0) = 0 is right',
+        "        return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
     ),
     "softplus_slope": (
         "def softplus_slope(y):",
@@ -789,8 +790,9 @@ def _helpers(k, passes):
         '    with np.errstate(over="ignore", under="ignore"):',
         "        return 1 / (1 + np.exp(-a))",
     ]
+    code = "\n".join(line.split("  # ")[0] for line in passes.splitlines())  # a comment's relu(a) calls nothing
     for name, helper in _FUNCTION_HELPERS.items():
-        if f"{name}(" in passes:
+        if f"{name}(" in code:
             lines += ["", ""] + list(helper)
     if "_sigmoid_into(" in passes:
         lines += [

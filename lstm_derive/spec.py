@@ -62,6 +62,7 @@ class positive(_Elementwise):
     """1 where its argument is above 0, else 0: relu's derivative, read off relu's output."""
 
     _tex = r"[%s > 0]"
+    read_off_output = True  # a kernel forms it where it is read, from the stored output
 
     def fdiff(self, argindex=1):
         return sympy.S.Zero  # a step: flat wherever it has a derivative
@@ -94,7 +95,8 @@ class exp(_Elementwise):
 class softplus_slope(_Elementwise):
     """1 - exp(-y): softplus's derivative sigmoid(a), read off softplus's output y."""
 
-    _tex = r"\left(1 - e^{-%s}\right)"
+    _tex = r"\left(1 - \exp\left(-%s\right)\right)"
+    read_off_output = True
 
     def fdiff(self, argindex=1):
         return 1 - self

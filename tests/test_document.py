@@ -592,3 +592,25 @@ def test_double_negatives_and_negative_rationals_read_back(tmp_path):
     assert "(3) m = 1 + n - 2*n*h_prev/3" in text, text
     assert "(4) h = m + n*h_prev + n + n*h_prev/3" in text, text
     assert "1*" not in text
+
+
+def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
+    """Each new function's definition, its derivative in output form in the prose, and the lines
+    in text and LaTeX: [y > 0], 1 - exp(-y), the exp itself."""
+    d = derive(_functions_cell())
+    lines = {str(s.adjoint): step_text(s, d) for s in d.steps}
+    assert lines["da_n"] == "da_n = (1 - exp(-n))*dn"
+    assert lines["da_r"] == "da_r = [relu(a_r) > 0]*dh"
+    assert lines["dtanh_e"] == "dtanh_e = e*de"
+    flat = " ".join(derivation_text(d).split())
+    assert ("relu(a) = max(a, 0), whose derivative [a > 0] is 1 where a > 0 and 0 elsewhere; "
+            "softplus(a) = log(1 + exp(a)).") in flat
+    assert "softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a)) is 1 - exp(-n) for n = softplus(a_n)" in flat
+    assert "exp'(a) = exp(a) is e for e = exp(tanh_e)" in flat
+    assert "the backward pass computes no tanh, and no exp but softplus's exp(-y)." in flat
+    markdown = DOCUMENTS["functions"][0]
+    assert r"= \left(1 - \exp\left(-n\right)\right) \odot dn" in markdown
+    assert r"= [\operatorname{relu}\left(a_{r}\right) > 0] \odot dh" in markdown
+    packaged = " ".join(DOCUMENTS["rnn_relu"][0].split())
+    assert "(relu'(a) = [a > 0] is [h > 0] for `h = relu(a)`): no derivative of relu reads its argument" in packaged
+    assert r"da = dh \frac{\partial h}{\partial a} = [h > 0] \odot dh" in packaged

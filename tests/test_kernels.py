@@ -94,6 +94,28 @@ def test_results_keep_the_dtype(name, dtype):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_the_backward_pass_takes_a_complex_step_too(name):
+    """In complex128 the backward pass is analytic as the forward is, so a complex step through
+    both differentiates the gradient: Im(gradient at p + i h v) / h is its derivative along v (a
+    Hessian-vector product), which central differences of the real gradient also give."""
+    k = kernel_of(name)
+    p = problem(k, seed=4)
+    rng = np.random.default_rng(5)
+    v = {n: rng.standard_normal(a.shape) for n, a in p.params.items()}
+
+    def gradient(step, dtype):
+        q = problem(k, seed=4, dtype=dtype)
+        params = {n: a + step * v[n] for n, a in q.params.items()}
+        return np.concatenate([a.ravel() for a in _everything(k, q, params).values()])
+
+    h, eps = 1e-20, 1e-6
+    by_complex_step = gradient(1j * h, np.complex128).imag / h
+    by_differences = (gradient(eps, np.float64) - gradient(-eps, np.float64)).real / (2 * eps)
+    scale = np.max(np.abs(by_differences))
+    assert scale > 0 and np.max(np.abs(by_complex_step - by_differences)) <= 1e-6 * scale
+
+
+@pytest.mark.parametrize("name", CELLS)
 @pytest.mark.parametrize("seed", range(3))
 def test_float32_agrees_with_float64(name, seed):
     """Every output and gradient, relative to its array's largest entry. float32 rounds every input
@@ -110,11 +132,12 @@ def test_float32_agrees_with_float64(name, seed):
         assert error <= tolerance, f"{n}: {error:.1e} > {tolerance:.1e}"
 
 
-def _everything(k, p):
-    """The outputs, the final state and every gradient of one forward and backward, by name."""
-    dtype = p.x.dtype
-    ys, final, cache = k.forward(p.params, p.x, p.state)
-    grads, dx, dstate0 = k.backward(p.params, cache, p.dys.astype(dtype), tuple(d.astype(dtype) for d in p.dstate))
+def _everything(k, p, params=None):
+    """The outputs, the final state and every gradient of one forward and backward, by name;
+    params, if given, in place of the problem's."""
+    dtype, params = p.x.dtype, p.params if params is None else params
+    ys, final, cache = k.forward(params, p.x, p.state)
+    grads, dx, dstate0 = k.backward(params, cache, p.dys.astype(dtype), tuple(d.astype(dtype) for d in p.dstate))
     named = dict(grads, ys=ys, x=dx)
     named.update({f"final {s}": v for s, v in zip(k.STATES, final)})
     named.update({f"initial {s}": v for s, v in zip(k.STATES, dstate0)})

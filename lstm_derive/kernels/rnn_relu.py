@@ -51,17 +51,11 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
-def relu(a):
-    """max(a, 0). A complex a compares by its real part, as a complex step needs; at Re a = 0 exactly
-    by its imaginary part, so a complex step there sees slope 1 where the backward pass's [y > 0] is 0
-    (the derivative every framework takes at the kink)."""
-    return np.maximum(a, 0)
-
-
 def positive(y):
-    """[y > 0], relu's derivative read off its output y = relu(a) >= 0: the sign of y, in y's dtype
-    (a comparison's booleans refuse a minus sign, and 1 - bool makes integers)."""
-    return np.sign(y)
+    """[y > 0], relu's derivative read off its output y = relu(a) >= 0: the sign of y's real part, in
+    y's dtype (a comparison's booleans refuse a minus sign, 1 - bool makes integers, and the sign of a
+    complex y would be y/|y|)."""
+    return np.sign(y.real).astype(y.dtype, copy=False)
 
 
 def _span(B, H, dtype):
