@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import GATE_FUNCTIONS, Affine, Cell, Let, written_form
+from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, written_form
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -166,14 +166,15 @@ def named_block_calls(cell: Cell) -> Cell:
 
 
 def _unnamed_block_call(cell):
-    """(index of the first node that reads it, call): an innermost sigmoid or tanh of a block
-    inside a let's expression that no let is; None if there is none."""
+    """(index of the first node that reads it, call): an innermost sigmoid or tanh of a block (of
+    no other function: tanh(softplus(a_g)) is no g) inside a let's expression that no let is; None
+    if there is none."""
     named = {let.expr for let in cell.lets}
     for k, node in enumerate(cell.nodes):
         if not isinstance(node, Let):
             continue
         calls = [c for c in node.expr.atoms(*GATE_FUNCTIONS)
-                 if c != node.expr and c not in named and not c.args[0].has(*GATE_FUNCTIONS)
+                 if c != node.expr and c not in named and not c.args[0].has(*SUPPORTED_FUNCTIONS.values())
                  and any(c.args[0].has(b) for b in cell.blocks)]
         if calls:  # in the order of the blocks they read, as the affine lists its gates
             return k, min(calls, key=lambda c: ([j for j, b in enumerate(cell.blocks) if c.args[0].has(b)],

@@ -435,10 +435,10 @@ def _backward_intro(d):
             names.append(name)
             forms.append(f"{rule} is {form.format(v=example.symbol)} for "
                          f"`{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})`")
-    computes = ("computes no exp or tanh" if not _uses(d.cell, softplus)
-                else "computes no tanh, and no exp but softplus's exp(-y)")
+    computes = ("calls no exp or tanh to differentiate them" if not _uses(d.cell, softplus)
+                else "calls no exp or tanh to differentiate them but softplus's exp(-y)")
     output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                   f"no derivative of {_join(names, 'or')} reads its argument, and the backward pass {computes}."
+                   f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass {computes}."
                    if forms else "")
     return ("One step, last node first: the named nodes in the reverse of the script's order, each "
             "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
@@ -1052,7 +1052,8 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
                   "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
-                  "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$"}
+                  "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$",
+                  ">": r"$>$", "<": r"$<$"}  # text mode's default encoding prints > as ¿
 
 
 # Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_b).
@@ -1060,7 +1061,7 @@ _LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
 
 
 def _latex_escape(text):
-    text = re.sub(r"(σ|tanh)'", lambda m: f"{m.group(1)}\u2032", text)  # a prime, not a text apostrophe
+    text = re.sub(r"(σ|tanh|relu|softplus|exp)'", lambda m: f"{m.group(1)}\u2032", text)  # a prime, not an apostrophe
     out, start = [], 0
     for m in _LATEX_NOTATION.finditer(text):
         out += [_LATEX_SPECIAL.get(c, c) for c in text[start:m.start()]]

@@ -201,10 +201,13 @@ class _Kernel:
             calls |= step.result.atoms(sympy.Function)
         calls = {call for call in calls if not getattr(call, "read_off_output", False)}
         defined = {let.expr for let in self.cell.lets}
-        aux = {}
+        aux, counts = {}, {}
         for call in sorted(calls - defined, key=sympy.default_sort_key):
-            arg = call.args[0]
-            base = f"{type(call).__name__}_{arg}" if isinstance(arg, sympy.Symbol) else f"{type(call).__name__}{len(aux)}"
+            arg, func = call.args[0], type(call).__name__
+            if isinstance(arg, sympy.Symbol):
+                base = f"{func}_{arg}"
+            else:  # numbered by function: exp0, softplus0 (names the spec holds for every unnamed call)
+                base, counts[func] = f"{func}{counts.get(func, 0)}", counts.get(func, 0) + 1
             aux[call] = sympy.Symbol(base, real=True)
         return aux
 
@@ -1274,12 +1277,16 @@ def _forward_step(k):
 
 
 def _invariant_lines(k):
-    """The lets and calls of parameters alone, each an (H,) vector formed once for every step."""
+    """The lets and calls of parameters alone, each an (H,) vector formed once for every step (or
+    of numbers alone, a number)."""
     plain = _CodePrinter()
     lines = []
     for name, expr in k.invariant.items():
         cite = f"({k.number[name]}) " if name in k.number else ""
-        lines.append(f"{name} = {plain.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
+        if expr.free_symbols:
+            lines.append(f"{name} = {plain.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
+        else:  # NumPy's exp(-1) is a float64 scalar, which would make float32 arrays float64
+            lines.append(f"{name} = np.array({plain.doprint(expr)}, x.dtype)  # {cite}a number, in x's dtype, formed once")
     return lines
 
 

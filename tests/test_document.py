@@ -607,10 +607,12 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
             "softplus(a) = log(1 + exp(a)).") in flat
     assert "softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a)) is 1 - exp(-n) for n = softplus(a_n)" in flat
     assert "exp'(a) = exp(a) is e for e = exp(tanh_e)" in flat
-    assert "the backward pass computes no tanh, and no exp but softplus's exp(-y)." in flat
+    assert "so the backward pass calls no exp or tanh to differentiate them but softplus's exp(-y)." in flat
     markdown = DOCUMENTS["functions"][0]
     assert r"= \left(1 - \exp\left(-n\right)\right) \odot dn" in markdown
     assert r"= [\operatorname{relu}\left(a_{r}\right) > 0] \odot dh" in markdown
     packaged = " ".join(DOCUMENTS["rnn_relu"][0].split())
     assert "(relu'(a) = [a > 0] is [h > 0] for `h = relu(a)`): no derivative of relu reads its argument" in packaged
     assert r"da = dh \frac{\partial h}{\partial a} = [h > 0] \odot dh" in packaged
+    latex = DOCUMENTS["rnn_relu"][1]  # > in LaTeX's text mode prints as an inverted question mark
+    assert r"relu$'$(a) = [a $>$ 0] is [h $>$ 0]" in latex and "[a > 0]" not in latex

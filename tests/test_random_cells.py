@@ -690,6 +690,15 @@ FIXED_CELLS.update({
         m = cell.let("m_new", 0.5*m_prev + e*relu(a_r + p*h_prev))
         cell.update(h=(1 - z)*h_prev + z*n/(1 + w*m) - relu(m_prev), m=m)
     """,
+    "functions of numbers alone": """
+        from lstm_derive import Cell, exp, sigmoid, softplus, tanh
+
+        cell = Cell("constants", title="exp(-1), softplus(0), sigmoid(1): numbers, formed once")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        cell.update(h=exp(-1)*h_prev + tanh(a)*softplus(0) + sigmoid(1)*a)
+    """,
     "a relu of a let read twice, and exp of a state": """
         from lstm_derive import Cell, exp, relu, tanh
 
@@ -936,3 +945,12 @@ def test_the_checker_rejects_a_wrong_function_derivative(tmp_path, helper, wrong
     problem = dict(T=3, B=2, D=2, H=3, seed=0, scale=1.0)
     assert all(r.ok for r in check_kernel(kernel, **problem))  # the same problem passes unchanged
     assert not all(r.ok for r in check_kernel(import_kernel(path), **problem))
+
+
+def test_functions_of_numbers_keep_float32(tmp_path):
+    """exp(-1) in NumPy is a float64 scalar: formed as one, it made a float32 kernel's dstate float64."""
+    kernel, _ = kernel_of(textwrap.dedent(FIXED_CELLS["functions of numbers alone"]), tmp_path)
+    params = kernel.init_params(3, 4, dtype=np.float32)
+    ys, final, cache = kernel.forward(params, np.ones((3, 2, 3), np.float32))
+    grads, dx, dstate = kernel.backward(params, cache, np.ones_like(ys))
+    assert {a.dtype for a in [ys, *final, dx, *dstate, *grads.values()]} == {np.dtype(np.float32)}
