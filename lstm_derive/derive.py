@@ -231,14 +231,14 @@ def _consumer_terms(cell, vector, later_nodes, named):
 
 
 def _pre_activation_block(cell, let):
-    """The block whose adjoint is also the adjoint of a gate's whole pre-activation, or None.
+    """The block whose adjoint is also the adjoint of a function's whole pre-activation, or None.
 
     In y = sigmoid(a + p*c_prev), with a a block that nothing else reads, da = y*(1 - y)*dy is
     dL/d(a + p*c_prev) too. Whatever else the pre-activation reads (a peephole's c_prev and p, the
     GRU's r in a_xn + r*a_hn) then receives p*da rather than y*(1 - y)*p*dy: the textbook's form,
     and the product the backward pass has formed already. Blocks keep their own form (a_hn's
     adjoint is r*da_xn either way)."""
-    if not isinstance(let.expr, GATE_FUNCTIONS) or not isinstance(let.expr.args[0], sympy.Add):
+    if not isinstance(let.expr, tuple(SUPPORTED_FUNCTIONS.values())) or not isinstance(let.expr.args[0], sympy.Add):
         return None
     pre = let.expr.args[0]
     return next((b for b in cell.blocks if sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)

@@ -690,6 +690,16 @@ FIXED_CELLS.update({
         m = cell.let("m_new", 0.5*m_prev + e*relu(a_r + p*h_prev))
         cell.update(h=(1 - z)*h_prev + z*n/(1 + w*m) - relu(m_prev), m=m)
     """,
+    "an IndRNN: relu of a block plus a recurrent vector": """
+        from lstm_derive import Cell, relu
+
+        cell = Cell("indrnn", title="IndRNN, h = relu(W x + b + u*h_prev)")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        u = cell.param("u")
+        (a,) = cell.affine("W", [x], blocks=["a"])
+        cell.update(h=relu(a + u*h_prev))
+    """,
     "functions of numbers alone": """
         from lstm_derive import Cell, exp, sigmoid, softplus, tanh
 
@@ -954,3 +964,15 @@ def test_functions_of_numbers_keep_float32(tmp_path):
     ys, final, cache = kernel.forward(params, np.ones((3, 2, 3), np.float32))
     grads, dx, dstate = kernel.backward(params, cache, np.ones_like(ys))
     assert {a.dtype for a in [ys, *final, dx, *dstate, *grads.values()]} == {np.dtype(np.float32)}
+
+
+def test_a_functions_pre_activation_shares_the_blocks_adjoint(tmp_path):
+    """In h = relu(a + u*h_prev), da is the whole pre-activation's adjoint too: dh_prev = u*da, and
+    relu's slope is formed once per span, not once for each path through it."""
+    script = tmp_path / "indrnn.py"
+    script.write_text(textwrap.dedent(FIXED_CELLS["an IndRNN: relu of a block plus a recurrent vector"]))
+    d = derive(load_cell(script))
+    u, da = sympy.symbols("u da", real=True)
+    assert {str(s.adjoint): s.result for s in d.steps}["dh_prev"] == u * da
+    _, source = kernel_of(script.read_text(), tmp_path)
+    assert source.count("positive(h_seq[t0 + 1:t1 + 1])") == 1
