@@ -1330,11 +1330,13 @@ def _stored_value(name, slot, expr, printer, n, shown=None):
     ``shown``, the equation as the script writes it, where given."""
     shown, expr = expr if shown is None else shown, _cheapest(expr)
     into = _into(str(name), expr, printer)
-    text = _CodePrinter(printer.names).doprint  # for the comments: 1 - z, not one - z
+    def text(e):  # for the comments, in the equations' words: 1 - z, not one - z; exp(a), not np.exp(a)
+        return _CodePrinter(printer.names).doprint(e).replace("np.", "")
+
     if len(into) == 1 and into[0].startswith(f"{name}[...] = "):
-        return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n})"]
+        return [f"{name} = {slot}", f"{name}[...] = {printer.doprint(expr)}  # ({n}) {name} = {text(shown)}"]
     if len(into) == 1:
-        return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {text(shown).replace('np.', '')}"]
+        return [f"{name} = {slot}", f"{into[0]}  # ({n}) {name} = {text(shown)}"]
     written = "written in place" if expr == shown.doit() else f"written in place as {text(expr)}"
     return [f"{name} = {slot}  # ({n}) {name} = {text(shown)}, {written}:"] + into
 
