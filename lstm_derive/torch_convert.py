@@ -138,7 +138,7 @@ def _check_module(layout, module, layer):
         wanted = _NONLINEARITY[layout.mode]
         if used != wanted:
             other = next(n for n, lay in LAYOUTS.items() if _NONLINEARITY.get(lay.mode) == used)
-            raise ValueError(f"expected nn.RNN with nonlinearity='{wanted}'; this one uses '{used}': "
+            raise ValueError(f"expected nn.RNN or nn.RNNCell with nonlinearity='{wanted}'; this one uses '{used}': "
                              f"convert it for the {other} kernel")
     if mode is not None and mode != layout.mode:
         raise ValueError(f"expected a torch.nn.{layout.module}, got a {type(module).__name__} (mode {mode!r})")
