@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import common  # noqa: I001  (before NumPy: it sets the BLAS thread count)
 import numpy as np
@@ -70,7 +71,7 @@ def train(cell, T, *, steps, hidden, batch=32, lr=5e-3, clip=1.0, seed=0, test_s
     kernel = common.load_cell(cell)
     record = {} if record is None else record
     record.update(cell=cell, T=T, steps=0, history=[], test_mse=None, seconds=0.0, done=False)
-    params = init_model(kernel, hidden, seed, forget_bias)
+    params = record["params"] = init_model(kernel, hidden, seed, forget_bias)  # trained in place
     adam = common.Adam(params, lr=lr)
     train_rng = np.random.default_rng([seed, T, 1])
     x_test, y_test = common.adding_batch(np.random.default_rng([seed, T, 0]), T, test_size)
@@ -148,6 +149,16 @@ def plot(records, out_dir, setting=""):
     common.save_figure(plt, fig, out_dir, "adding.png")
 
 
+def save(records, directory):
+    """Each finished run's parameters, as np.load gives them back: a dict of arrays by name."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for r in records:
+        if r.get("done"):
+            path = directory / f"adding_{r['cell']}_T{r['T']}.npz"
+            np.savez(path, **r["params"])
+            print(f"wrote {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -164,6 +175,9 @@ def main(argv=None):
     parser.add_argument("--test-size", type=int, default=1000)
     parser.add_argument("--eval-every", type=int, default=100, help="test every n steps")
     common.add_forget_bias_argument(parser)
+    parser.add_argument("--save", type=Path, metavar="DIR",
+                        help="write each run's trained parameters (the cell's and the readout's w_out, b_out) "
+                             "to DIR/adding_<cell>_T<T>.npz")
     common.add_common_arguments(parser)
     args = parser.parse_args(argv)
 
@@ -184,6 +198,8 @@ def main(argv=None):
         interrupted = True
         print("\ninterrupted: the results so far")
     report(records)
+    if args.save:
+        save(records, args.save)
     if not args.no_plot:
         bias = f", forget bias {args.forget_bias:g}" if args.forget_bias else ""
         plot(records, args.out, f" (H = {args.hidden}, batch {args.batch}, Adam, "

@@ -57,6 +57,22 @@ def test_adding_script(tmp_path, capsys):
     assert (tmp_path / "adding.png").exists() == HAS_MATPLOTLIB
 
 
+def test_adding_saves_what_it_trained(tmp_path, capsys):
+    """--save writes each run's parameters; loaded back, they give the test MSE the run reported."""
+    assert adding.main(["--cells", "gru", *TINY_ADDING, "--no-plot", "--save", str(tmp_path / "saved")]) == 0
+    out = capsys.readouterr().out
+    for T in (4, 6):
+        path = tmp_path / "saved" / f"adding_gru_T{T}.npz"
+        assert f"wrote {path}" in out
+        params = dict(np.load(path))
+        kernel = common.load_cell("gru")
+        assert set(params) == {*kernel.PARAMS, "w_out", "b_out"}
+        size = int(TINY_ADDING[TINY_ADDING.index("--test-size") + 1])
+        x, y = common.adding_batch(np.random.default_rng([0, T, 0]), T, size)  # the run's test set (seed 0)
+        reported = float(re.search(rf"\| +gru \| +{T} \| ([\d.e+-]+) \|", out).group(1))
+        assert adding.test_mse(kernel, params, x, y) == pytest.approx(reported, rel=5e-3)  # printed to 3 digits
+
+
 def test_adding_gradients_match_central_differences():
     kernel = common.load_cell("lstm")
     params = adding.init_model(kernel, 3, seed=1)
