@@ -726,6 +726,8 @@ def _interface(k):
         f"STATES = {_str_tuple(k.states)}",
         f'OUTPUT = "{cell.output_state}"',
         f"PARAMS = {_str_tuple(names)}",
+        *([f"POSITIVE_STATES = {_str_tuple(cell.positive_states)}  # the gradient checks start them above zero"]
+          if cell.positive_states else []),
         "",
         "",
         f"_PARAM_DIMS = {{{dims}}}",

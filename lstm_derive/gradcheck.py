@@ -102,11 +102,14 @@ class Problem:
 
 
 def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.0):
-    """Parameters uniform in [-scale, scale]; x, states and upstream gradients standard normal."""
+    """Parameters uniform in [-scale, scale]; x, states and upstream gradients standard normal,
+    but a state the cell declares positive (kernel.POSITIVE_STATES) is state_scale * (0.5 + |N|)."""
     rng = np.random.default_rng(seed)
     params = kernel.init_params(D, H, seed=int(rng.integers(2**31)), scale=scale)
     x = rng.standard_normal((T, B, D))
-    state = tuple(state_scale * rng.standard_normal((B, H)) for _ in kernel.STATES)
+    positive = getattr(kernel, "POSITIVE_STATES", ())
+    state = tuple(state_scale * ((0.5 + np.abs(z)) if s in positive else z)
+                  for s, z in ((s, rng.standard_normal((B, H))) for s in kernel.STATES))
     dys = rng.standard_normal((T, B, H))
     dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
     return Problem(params, x, state, dys, dstate).with_dtype(np.float64)  # whatever init_params' own default

@@ -134,7 +134,7 @@ _DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
 # "x" is the kernel's name for the input array, so only the input may be called x; "dy" is the
 # loss's gradient for the output at one step, which a node named y would take as its adjoint.
 KERNEL_NAMES = frozenset(
-    "np numpy sigmoid tanh relu positive softplus softplus_slope exp params state dstate cache grads ys dys dy final x dx x_t dy_t "
+    "np numpy sigmoid tanh relu positive softplus softplus_slope exp POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
     "step_forward step_backward param_shapes init_params span t0 t1 zero one two".split()
 )
@@ -188,6 +188,7 @@ class Cell:
     source: str | None = None
     inputs: list = field(default_factory=list)
     states: list = field(default_factory=list)  # state names, in declaration order
+    positive_states: list = field(default_factory=list)  # those the checks start above zero
     params: list = field(default_factory=list)  # elementwise parameter symbols
     nodes: list = field(default_factory=list)  # Affine and Let, in declaration order
     updates: dict = field(default_factory=dict)  # state name -> Let giving its new value
@@ -213,15 +214,23 @@ class Cell:
         name = _check_identifier(name, "input name", where, allowed={"x"})
         return self._declare(name, "D", where)
 
-    def state(self, name):
-        """A recurrent state; returns its previous value, the symbol ``<name>_prev``."""
+    def state(self, name, positive=False):
+        """A recurrent state; returns its previous value, the symbol ``<name>_prev``.
+
+        ``positive=True`` says the cell needs its value above zero (a normaliser it divides by,
+        as an sLSTM's n): the gradient checks then start it at positive values, where an initial
+        value drawn around zero could put a step at a pole."""
         where = self._caller()
         name = _check_identifier(name, "state name", where)
         if name in self.states:
             raise SpecError(f"{where}: state '{name}' is declared twice (first at "
                             f"{self._where[name + '_prev']}); give each state its own name")
+        if not isinstance(positive, bool):
+            raise SpecError(f"{where}: state '{name}': positive= takes True or False, got {positive!r}")
         symbol = self._declare(f"{name}_prev", "H", where)
         self.states.append(name)
+        if positive:
+            self.positive_states.append(name)
         return symbol
 
     def param(self, name):

@@ -813,3 +813,14 @@ def test_a_script_run_by_exec_is_where_its_nodes_are_declared():
         cell.update(h=tanh(a))
     """), namespace)
     assert [(n.where.file, n.where.line) for n in namespace["cell"].nodes] == [("<string>", 6), ("<string>", 7)]
+
+
+def test_a_state_declared_positive_is_recorded_and_a_wrong_flag_refused(tmp_path, capsys):
+    cell = Cell("normalised", title="t")
+    cell.input("x")
+    cell.state("h")
+    cell.state("n", positive=True)
+    assert cell.positive_states == ["n"]
+    refused(tmp_path, capsys, """
+        m_prev = cell.state("m", positive="yes")  # <- here
+        """, "state 'm': positive= takes True or False, got 'yes'")
