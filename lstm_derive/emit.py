@@ -36,7 +36,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Term, adjoint, primal, summed
-from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
+from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
 
