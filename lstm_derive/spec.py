@@ -20,6 +20,7 @@ import builtins
 import copy
 import functools
 import keyword
+import numbers
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -40,6 +41,12 @@ class _Elementwise(sympy.Function):
 
     nargs = 1
     _tex = None
+
+    def __new__(cls, *args, **options):
+        if len(args) == 1 and not isinstance(args[0], (sympy.Basic, numbers.Number)):
+            raise TypeError(f"{cls.__name__}() takes one expression of the cell's vectors (or a number), "
+                            f"got {type(args[0]).__name__}")
+        return super().__new__(cls, *args, **options)
 
     def _latex(self, printer, exp=None):
         text = self._tex % printer._print(self.args[0])

@@ -2,10 +2,11 @@
 
 A drawn cell has 1 to 3 states and a few nodes: affine nodes over random subsets of the input,
 the previous states and the lets; lets that are random expression trees over sigmoid, tanh,
-relu, softplus, exp (of a tanh: bounded), +, -, * and division by expressions bounded away from
-zero (2 + tanh(u), 1 + sigmoid(u)). It is written out as a derivation script, loaded, derived and emitted like any user's script, and
-its kernel must pass lstm_derive.gradcheck.check_kernel (central differences and the complex
-step). A failure prints the script.
+relu, softplus, exp (of a tanh or of minus a softplus: bounded), +, -, * and division by
+expressions bounded away from zero (2 + tanh(u), 1 + sigmoid(u)). It is written out as a
+derivation script, loaded, derived and emitted like any user's script, and its kernel must pass
+lstm_derive.gradcheck.check_kernel (central differences and the complex step). A failure prints
+the script.
 """
 
 import ast
@@ -42,6 +43,7 @@ def expressions(names):
             inner.map(lambda a: f"relu({a})"),
             inner.map(lambda a: f"softplus({a})"),
             inner.map(lambda a: f"exp(tanh({a}))"),  # bounded: exp of exp of a state would overflow
+            inner.map(lambda a: f"exp(-softplus({a}))"),  # in (0, 1]: a decay, as in selective state spaces
             st.tuples(inner, inner).map(lambda ab: f"({ab[0]} + {ab[1]})"),
             st.tuples(inner, inner).map(lambda ab: f"({ab[0]} - {ab[1]})"),
             st.tuples(inner, inner).map(lambda ab: f"{ab[0]}*{ab[1]}"),

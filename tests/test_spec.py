@@ -824,3 +824,13 @@ def test_a_state_declared_positive_is_recorded_and_a_wrong_flag_refused(tmp_path
     refused(tmp_path, capsys, """
         m_prev = cell.state("m", positive="yes")  # <- here
         """, "state 'm': positive= takes True or False, got 'yes'")
+
+
+@pytest.mark.parametrize("call, got", [("sigmoid([a, a])", "list"), ("relu(None)", "NoneType")])
+def test_a_function_given_something_not_an_expression_says_so(tmp_path, capsys, call, got):
+    name = call.split("(")[0]
+    refused(tmp_path, capsys, f"""
+        from lstm_derive import relu
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h={call})  # <- here
+        """, "TypeError", f"{name}() takes one expression of the cell's vectors (or a number), got {got}")
