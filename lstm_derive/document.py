@@ -45,6 +45,9 @@ class _TextPrinter(StrPrinter):
     def _print_positive(self, expr):
         return f"[{self._print(expr.args[0])} > 0]"
 
+    def _print_Float(self, expr):  # 0.5, as the script writes it, not SymPy's 0.500000000000000
+        return repr(float(expr))
+
     def _print_softplus_slope(self, expr):
         return f"(1 - exp(-{self.parenthesize(expr.args[0], PRECEDENCE['Mul'], strict=False)}))"
 

@@ -616,3 +616,15 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
     assert r"da = dh \frac{\partial h}{\partial a} = [h > 0] \odot dh" in packaged
     latex = DOCUMENTS["rnn_relu"][1]  # > in LaTeX's text mode prints as an inverted question mark
     assert r"relu$'$(a) = [a $>$ 0] is [h $>$ 0]" in latex and "[a > 0]" not in latex
+
+
+def test_a_float_prints_as_the_script_writes_it():
+    """0.5, not SymPy's 0.500000000000000, in the lines and in the notes on the carries."""
+    cell = Cell("leak", title="A leaky state")
+    x = cell.input("x")
+    m_prev = cell.state("m")
+    (a,) = cell.affine("W", [x, m_prev], blocks=["a"])
+    cell.update(m=0.5 * m_prev + tanh(a))
+    d = derive(cell)
+    text = derivation_text(d)
+    assert "dm_prev = W_m^T·da + 0.5*dm" in " ".join(text.split()) and "0.500000000000000" not in text
