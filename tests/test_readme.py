@@ -71,3 +71,13 @@ def test_the_summary_comparison_rejects_another_order_of_magnitude_or_status():
     assert not same_but_rounding([row], [["lstm", "23", "3", "2.8e-09", "1.8e-15", "ok"]])
     assert not same_but_rounding([row], [["lstm", "23", "3", "2.8e-10", "1.8e-15", "FAIL"]])
     assert not same_but_rounding([row], [])
+
+
+def test_the_cell_of_ones_own_passes_the_check(tmp_path, capsys):
+    """The README's sLSTM-like my_cell.py, checked as its command says, on drawn problems too."""
+    readme = README.read_text(encoding="utf-8")
+    block = re.search(r"For instance `my_cell.py`.*?```python\n(.*?)```", readme, re.S).group(1)
+    script = tmp_path / "my_cell.py"
+    script.write_text(block)
+    assert cli.main(["check", str(script), "--problems", "12"]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
