@@ -38,38 +38,44 @@ def one_hot(ids, vocab):
 
 
 def softmax(logits):
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.exp(log_softmax(logits))
+
+
+def log_softmax(logits):
+    """log softmax, from the logits: finite where a probability underflows to 0 (an unbounded
+    state, as rnn_relu's, makes logits far apart), where log(softmax) would give -inf."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def predict(kernel, params, ids, state):
-    """The next character's probabilities after each of ids[:-1] (ids: (T + 1, B)), from `state`."""
+    """The next character's log-probabilities after each of ids[:-1] (ids: (T + 1, B)), from `state`."""
     vocab = params["b_y"].size
     ys, final, cache = kernel.forward(params, one_hot(ids[:-1], vocab), state)
-    return softmax(ys @ params["W_y"].T + params["b_y"]), ys, final, cache
+    return log_softmax(ys @ params["W_y"].T + params["b_y"]), ys, final, cache
 
 
-def cross_entropy(p, target):
+def cross_entropy(logp, target):
     """Mean -log p of the targets, in nats."""
-    return float(-np.mean(np.log(np.take_along_axis(p, target[..., None], axis=-1))))
+    return float(-np.mean(np.take_along_axis(logp, target[..., None], axis=-1)))
 
 
 def loss_and_grads(kernel, params, ids, state):
     """Mean cross-entropy (nats) of predicting ids[1:] from ids[:-1] (ids: (T + 1, B)), starting
     from `state`; the gradients of every parameter, and the final state for the next chunk."""
-    p, ys, final, cache = predict(kernel, params, ids, state)
-    T, B, vocab = p.shape
-    dlogits = (p - one_hot(ids[1:], vocab)) / (T * B)  # softmax and cross-entropy together
+    logp, ys, final, cache = predict(kernel, params, ids, state)
+    T, B, vocab = logp.shape
+    dlogits = (np.exp(logp) - one_hot(ids[1:], vocab)) / (T * B)  # softmax and cross-entropy together
     grads, _, _ = kernel.backward(params, cache, dlogits @ params["W_y"])  # dstate=None: truncated
     grads["W_y"] = dlogits.reshape(T * B, vocab).T @ ys.reshape(T * B, -1)
     grads["b_y"] = dlogits.sum(axis=(0, 1))
-    return cross_entropy(p, ids[1:]), grads, final
+    return cross_entropy(logp, ids[1:]), grads, final
 
 
 def bits_per_char(kernel, params, ids):
     """Cross-entropy of a whole text in bits per character, one sequence from the zero state."""
-    p, _, _, _ = predict(kernel, params, ids[:, None], None)
-    return cross_entropy(p, ids[1:, None]) / np.log(2)
+    logp, _, _, _ = predict(kernel, params, ids[:, None], None)
+    return cross_entropy(logp, ids[1:, None]) / np.log(2)
 
 
 def sample(kernel, params, chars, rng, length, temperature=0.8, start="\n"):

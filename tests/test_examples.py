@@ -233,3 +233,11 @@ def test_charlm_script(tmp_path, capsys):
     assert "".join(saved["chars"]) == " .acehmnost" and saved["W_y"].shape == (11, 4)
     drawn = out.split("sampled, temperature 0.8:\n")[1].split("\nwrote")[0]
     assert len(drawn) == 30 and set(drawn) <= set(" .acehmnost")
+
+
+def test_charlm_cross_entropy_stays_finite_where_a_probability_underflows():
+    """An unbounded state (rnn_relu's) puts logits 800 apart: the target's probability is 0 in
+    floating point, but its -log is 800 nats, not inf (training printed inf bits/char)."""
+    logits = np.array([[[0.0, 800.0, -5.0]]])
+    assert charlm.cross_entropy(charlm.log_softmax(logits), np.array([[0]])) == pytest.approx(800.0)
+    assert np.allclose(charlm.softmax(logits).sum(axis=-1), 1.0)
