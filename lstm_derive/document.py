@@ -25,7 +25,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step, summed
-from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
+from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
            "provenance", "step_text", "expr_text", "expr_latex"]
@@ -1063,8 +1063,12 @@ _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$",
 _LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
 
 
+# A function's name before ' (relu'(a)): a derivative, set with a prime.
+_PRIMED = re.compile("(" + "|".join(["σ", *SUPPORTED_FUNCTIONS]) + ")'")
+
+
 def _latex_escape(text):
-    text = re.sub(r"(σ|tanh|relu|softplus|exp)'", lambda m: f"{m.group(1)}\u2032", text)  # a prime, not an apostrophe
+    text = _PRIMED.sub(lambda m: f"{m.group(1)}\u2032", text)  # a prime, not an apostrophe
     out, start = [], 0
     for m in _LATEX_NOTATION.finditer(text):
         out += [_LATEX_SPECIAL.get(c, c) for c in text[start:m.start()]]

@@ -73,13 +73,10 @@ class _CodePrinter(StrPrinter):
     def _print_tanh(self, expr):
         return f"np.tanh({self._print(expr.args[0])})"
 
-    def _print_sigmoid(self, expr):
-        return f"sigmoid({self._print(expr.args[0])})"
-
     def _print_exp(self, expr):
         return f"np.exp({self._print(expr.args[0])})"
 
-    def _print_Function(self, expr):  # relu, softplus and their derivatives: the module's helpers
+    def _print_Function(self, expr):  # sigmoid, relu, softplus and their derivatives: the module's helpers
         return f"{type(expr).__name__}({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):

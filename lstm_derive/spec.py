@@ -127,7 +127,7 @@ SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softplus
 GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
-SUPPORTED_OPERATIONS = "sigmoid, tanh, relu, softplus, exp, +, -, *, / and integer powers"
+SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
 _INFINITIES = {sympy.zoo: "complex infinity (a division by zero?)", sympy.oo: "infinity",
@@ -141,10 +141,10 @@ _DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
 # "x" is the kernel's name for the input array, so only the input may be called x; "dy" is the
 # loss's gradient for the output at one step, which a node named y would take as its adjoint.
 KERNEL_NAMES = frozenset(
-    "np numpy sigmoid tanh relu positive softplus softplus_slope exp POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
+    "np numpy POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
     "step_forward step_backward param_shapes init_params span t0 t1 zero one two".split()
-)
+) | set(SUPPORTED_FUNCTIONS) | {cls.__name__ for cls in _Elementwise.__subclasses__()}  # and their helpers
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
         "dx": "the gradient of the input"}
 
