@@ -206,7 +206,9 @@ class _Kernel:
             else:  # numbered by function: exp0, softplus0 (names the spec holds for every unnamed call)
                 base, counts[func] = f"{func}{counts.get(func, 0)}", counts.get(func, 0) + 1
             aux[call] = sympy.Symbol(base, real=True)
-        return aux
+        # calls inside others first (relu(-a) before exp(-relu(-a))): the forward pass computes each
+        # from those it holds
+        return dict(sorted(aux.items(), key=lambda item: sum(item[0].has(c) for c in aux)))
 
     def _invariants(self):
         """The lets, and the calls the backward pass reads, of parameters alone: lam = sigmoid(p) is
@@ -1235,7 +1237,7 @@ def _forward_step(k):
     numbers = k.node_number
     shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
-    plain = _CodePrinter(arrays=True)
+    named = {}  # a call an earlier let computed -> that let: written again, it is read, not evaluated again
     done = set()
     order = {id(node): i for i, node in enumerate(k.cell.nodes)}
     # a run's lines go at its first reader in the script's order: before any node reads a gate of it
@@ -1253,26 +1255,34 @@ def _forward_step(k):
             continue
         if node.symbol in k.invariant:  # formed before the loop
             continue
-        for call, name in k.aux.items():
-            if call not in done and name not in k.invariant and node.expr.has(call):
-                lines += _stored_value(name, f"{name}_seq[t]", call, plain, n)
+        expr = node.expr.xreplace(named)
+        for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
+            if call not in done and name not in k.invariant and expr.has(call):
+                lines += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
                 done.add(call)
         if node.symbol in k.gate_lets:
             lines += _deferred_gate(k, node, n)
             continue
         if node.symbol in k.stored:
-            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", node.expr, printer, n, shown[id(node)])
+            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)])
         elif node.symbol in k.state_of_new:
             slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            lines += _stored_value(node.symbol, slot, node.expr, printer, n, shown[id(node)])
+            lines += _stored_value(node.symbol, slot, expr, printer, n, shown[id(node)])
         else:
-            lines.append(f"{node.symbol} = {printer.doprint(node.expr)}  # ({n})")
+            lines.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
+        if isinstance(node.expr, sympy.Function):
+            named[node.expr] = node.symbol
     for call, name in k.aux.items():
         # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
         if call not in done and name not in k.invariant:
-            lines.append(f"{name}_seq[t] = {plain.doprint(call)}")
+            lines += [f"{name} = {name}_seq[t]", f"{name}[...] = {_without(printer, call).doprint(call)}"]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     return lines
+
+
+def _without(printer, call):
+    """printer, but printing call itself rather than the name it has: for the line that computes it."""
+    return _CodePrinter({c: v for c, v in printer.names.items() if c != call}, printer.arrays)
 
 
 def _invariant_lines(k):

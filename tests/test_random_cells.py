@@ -736,6 +736,16 @@ FIXED_CELLS.update({
         c = cell.let("c_new", c_prev*exp(-c_prev*c_prev) + r*tanh(g))
         cell.update(h=r*tanh(c), c=c)
     """,
+    "a let's call written again, and a call inside another": """
+        from lstm_derive import Cell, exp, relu, sigmoid
+
+        cell = Cell("calls_again", title="relu(a) named r and written again; exp(-relu(-a)), as an elu's")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a, u = cell.affine("W", [x, h_prev], blocks=["a", "u"])
+        r = cell.let("r", relu(a))
+        cell.update(h=r*sigmoid(u) + relu(a)*h_prev + exp(-relu(-a)))
+    """,
 })
 
 
@@ -800,6 +810,15 @@ def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     assert "bias_W[:H] += 1  #" in source and "bias_W[H:2 * H] -= 2*lam  #" in source
     assert "r += " not in source and "z += h_prev*q  #" in source  # the peephole stays in the loop
     assert "_sigmoid_into(pre_W_run0, pre_W_run0, one)" in source
+
+
+def test_the_forward_pass_evaluates_each_call_once():
+    """relu(a) written again after r = relu(a) reads r; exp(-relu(-a)) reads the relu(-a) it holds."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a let's call written again, and a call inside another"]))
+    loop = source[source.index("for t in range(T):"):source.index("ys = h_seq[1:]")]
+    code = "\n".join(line.split("#")[0] for line in loop.splitlines())
+    assert "relu(" not in code and "np.exp(-relu0, out=exp0)" in code
+    assert code.index("out=relu0") < code.index("out=exp0") and "def relu(" not in source
 
 
 def test_numbers_times_gates_blocks_ride_on_the_weights():
