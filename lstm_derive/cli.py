@@ -7,7 +7,8 @@
     lstm-derive show CELL                        print a cell's derivation
 
 A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
---derivations DIR, before the command, names another folder of scripts.
+--derivations DIR, before the command, names another folder of scripts. `check` also takes a
+kernel module written by hand (forward() and backward() at its top level), checked as it stands.
 
 Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
 or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .gradcheck import check_kernel
+from .gradcheck import check_kernel, checked_interface
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -105,7 +106,7 @@ def _parser():
     p.set_defaults(run=run_generate)
 
     p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step")
-    p.add_argument("cells", nargs="*", help="cell names or scripts (default: every cell)")
+    p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "
                         "more are drawn at random, the same every run)")
@@ -314,7 +315,7 @@ def run_check(args):
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in dict.fromkeys(_scripts(args, args.cells)):  # a script given twice is checked once
             try:
-                cell, kernel = _emitted_kernel(script, Path(scratch))
+                cell, kernel = _handwritten_kernel(script) or _emitted_kernel(script, Path(scratch))
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
@@ -328,7 +329,7 @@ def _checked_cell(cell, kernel, problems):
     """Prints every report of the cell's checks; whether all passed."""
     ok = True
     for config in checks(problems):
-        sizes = ", ".join(f"{k}={v}" for k, v in config.items())
+        sizes = ", ".join(f"{k}={v}" for k, v in config.items() if k != "span" or hasattr(kernel, "_span"))
         try:
             reports = _reports(kernel, config)
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
@@ -353,6 +354,21 @@ def _reports(kernel, config):
         return check_kernel(kernel, **config)
     finally:
         kernel._span = default
+
+
+def _handwritten_kernel(path):
+    """(name, module) of a kernel module written by hand, checked as it stands; None for a script."""
+    if not gen.is_kernel_module(path):
+        return None
+    try:
+        kernel = gen.import_kernel(path)
+    except Exception as error:  # noqa: BLE001 - the module's own mistake, named with its line
+        raise SpecError(f"{path}: importing this kernel module raised {type(error).__name__}: {error}") from error
+    try:
+        checked_interface(kernel, name=Path(path).name)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+    return getattr(kernel, "CELL", Path(path).stem), kernel
 
 
 def _emitted_kernel(script, scratch):

@@ -38,6 +38,8 @@ __all__ = [
     "compare",
     "directional",
     "check_kernel",
+    "checked_interface",
+    "written_inputs",
 ]
 
 EPS = np.finfo(np.float64).eps
@@ -161,6 +163,64 @@ def analytic_gradients(kernel, p: Problem):
     return out
 
 
+INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")
+
+
+def checked_interface(kernel, problem_given=False, name=None):
+    """The kernel itself, or a ValueError naming what of the interface it lacks (init_params only
+    where the problem is to be drawn); name: what to call the kernel, by default its __name__."""
+    needed = [name for name in INTERFACE if not (problem_given and name == "init_params")]
+    missing = [name for name in needed if not hasattr(kernel, name)]
+    if missing:
+        name = name or getattr(kernel, "__name__", type(kernel).__name__)
+        raise ValueError(f"{name} has no {', '.join(missing)}: a kernel defines forward(params, x, state) -> "
+                         "(ys, final state, cache), backward(params, cache, dys, dstate) -> (gradients, dx, "
+                         "initial state's gradients), init_params(D, H, *, seed, scale), STATES and PARAMS")
+    return kernel
+
+
+def written_inputs(kernel, p: Problem):
+    """What a forward() and a backward() call wrote into of the caller's x and parameters, as
+    "forward() wrote into x"; a ValueError if forward() does not return (ys, final state, cache)
+    of the problem's shapes. The state, dys and dstate a kernel may write into (a stateful forward,
+    dys[-1] += dh_T): the checks hand it copies of those. x and the parameters it must leave
+    alone: written into, they change the very problem the checks judge it on."""
+    q, kept = p.with_dtype(), p.with_dtype()
+    out = kernel.forward(q.params, q.x, q.state)
+    _check_outputs(kernel, q, out)
+    written = [f"forward() wrote into {name}" for name in _changed(q, kept)]
+    if written:  # enough said: backward() may well refuse parameters that changed since forward()
+        return written
+    kernel.backward(q.params, out[2], q.with_dtype().dys, q.with_dtype().dstate)
+    return [f"backward() wrote into {name}" for name in _changed(q, kept)]
+
+
+def _changed(p, kept):
+    """The names of the arrays of x and the parameters that differ from the kept copies."""
+    pairs = [(name, p.params[name], kept.params[name]) for name in p.params] + [("x", p.x, kept.x)]
+    return [name for name, a, b in pairs if not np.array_equal(a, b, equal_nan=True)]
+
+
+def _check_outputs(kernel, p, out):
+    """A ValueError unless forward()'s output is (ys (T, B, H), final state: one (B, H) array per
+    state, cache)."""
+    T, B = np.shape(p.x)[:2]
+    H = np.shape(p.dys)[-1]
+    if not isinstance(out, (tuple, list)) or len(out) != 3:
+        raise ValueError(f"forward() returned {type(out).__name__}: expected (ys, final state, cache)")
+    ys, final, _ = out
+    if np.shape(ys) != (T, B, H):
+        raise ValueError(f"forward() returned ys of shape {np.shape(ys)}: expected (T, B, H) = {(T, B, H)}")
+    states = list(kernel.STATES)
+    if not isinstance(final, (tuple, list)) or len(final) != len(states):
+        got = f"a {type(final).__name__}" + (f" of {len(final)}" if isinstance(final, (tuple, list)) else "")
+        raise ValueError(f"forward() returned {got} as its final state: expected a tuple of {len(states)} (B, H) "
+                         f"arrays, one per state of STATES {tuple(states)}" + (" (return (h,), not h)" if len(states) == 1 else ""))
+    for name, a in zip(states, final):
+        if np.shape(a) != (B, H):
+            raise ValueError(f"forward() returned a final {name} of shape {np.shape(a)}: expected (B, H) = {(B, H)}")
+
+
 def _perturbed(kernel, p: Problem, name, index, delta):
     """The problem with one element of the named array moved by delta."""
     arrays = _all_arrays(kernel, p)
@@ -256,23 +316,33 @@ class Report:
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
+    written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
+    hint: str = ""  # what the other method's verdict suggests, where the two differ
+    steps: int = 0  # x's steps, to say which of them fail
 
     @property
     def ok(self):
-        return not self.mismatches and not self.wrong_shapes and not self.unjudged and not self.directional
+        return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.written)
 
     @property
     def max_error(self):
         return max(self.errors.values(), default=0.0)
 
     def __str__(self):
+        text = self._verdict()
+        return text + f"\n{self.method}: {self.hint}" if self.hint and not self.ok else text
+
+    def _verdict(self):
+        if self.written:
+            return (f"{self.method}: not judged: {'; '.join(self.written)}, which changes the problem it is judged "
+                    "on; a kernel must leave its caller's x and parameters as they were")
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
         if self.unjudged or self.wrong_shapes or self.directional:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
             lines += [f"{self.method}: gradient of the wrong shape: {w}" for w in self.wrong_shapes]
             if self.directional:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
-            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled)
+            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled, steps=self.steps)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
@@ -287,7 +357,31 @@ class Report:
         lines += [f"  {m}" for m in sorted(self.mismatches, key=lambda m: -m.rel)[:20]]
         if len(self.mismatches) > 20:
             lines.append(f"  ... and {len(self.mismatches) - 20} more")
-        return "\n".join(lines)
+        return "\n".join(lines + [self._per_array()])
+
+    def _per_array(self):
+        """The largest error of each array that fails, and the steps of x that fail: a wrong
+        gradient carried back from later steps fails at every step but the last."""
+        failing = {m.name for m in self.mismatches}
+        parts = []
+        for name, error in sorted(self.errors.items(), key=lambda item: -item[1]):
+            if name in failing:
+                steps = sorted({m.index[0] for m in self.mismatches if m.name == "x"}) if name == "x" else []
+                where = f" (at step{'s' if len(steps) > 1 else ''} {_steps(steps)} of 0-{self.steps - 1})" if steps else ""
+                parts.append(f"d{name} {error:.1e}{where}")
+        passing = [f"d{n}" for n in self.errors if n not in failing]
+        return f"  per array, the largest error: {', '.join(parts)}" + (f"; within tolerance: {', '.join(passing)}" if passing else "")
+
+
+def _steps(steps):
+    """[0, 1, 2, 4] -> "0-2, 4"."""
+    runs = []
+    for t in steps:
+        if runs and t == runs[-1][1] + 1:
+            runs[-1][1] = t
+        else:
+            runs.append([t, t])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _elements(n):
@@ -319,7 +413,7 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
     misses where it differs from that one by its rounding alone: ROUNDING_UNITS * eps *
     max(loss_scale, largest entry), loss_scale being |L|. ``chosen``, a boolean mask per array,
     limits the judgement to those elements (the numeric gradient is NaN elsewhere)."""
-    report = Report(method, tolerance)
+    report = Report(method, tolerance, steps=np.shape(numeric["x"])[0] if "x" in numeric else 0)
     for name, n in numeric.items():
         a = np.asarray(analytic[name])
         if a.shape != n.shape or a.dtype.kind not in "fc":
@@ -371,6 +465,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
     if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {tuple(METHODS)}, got {methods!r}")
+    checked_interface(kernel, problem is not None)
     p = problem or random_problem(kernel, T, B, D, H, seed, scale)
     dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
     if dtypes:
@@ -380,6 +475,9 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     if set(p.params) != set(kernel.PARAMS):
         raise ValueError(f"the problem's parameters {sorted(p.params)} are not PARAMS {sorted(kernel.PARAMS)}: "
                          "every parameter forward() reads must be named in PARAMS, and only those")
+    written = written_inputs(kernel, p)
+    if written:
+        return [Report(m, TOLERANCE[m], written=written) for m in methods]
     analytic = analytic_gradients(kernel, p)
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
@@ -395,7 +493,31 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
+    _hint_at_the_cause(reports)
     return reports
+
+
+def _hint_at_the_cause(reports):
+    """Where one method agrees with the kernel and the other does not, the likelier cause: the
+    complex step's exact derivative against central differences' truncation (a loss far from
+    smooth at their step's scale), or central differences against a forward that is not
+    complex-analytic."""
+    by = {r.method: r for r in reports}
+    if set(by) != {"central", "complex"}:
+        return
+    central, complex_ = by["central"], by["complex"]
+    if central.wrong_shapes or central.unjudged or complex_.unjudged:
+        return
+    if (central.mismatches or central.directional) and not complex_.mismatches:
+        central.hint = complex_.hint = (
+            "the complex step, exact to rounding, agrees with the kernel element by element where central "
+            "differences do not: on this problem the loss changes too fast over their step for them (a "
+            "chaotic or saturated recurrence: large weights over many steps); a smaller scale tells")
+    elif complex_.mismatches and not central.mismatches and not central.directional:
+        complex_.hint = (
+            "central differences agree with the kernel where the complex step does not: its forward is likely "
+            "not complex-analytic (abs, np.maximum, a comparison, .real, or a float buffer bend or drop the "
+            "imaginary part); methods=(\"central\",) judges it by central differences alone")
 
 
 def directional(kernel, p, analytic, seed=0, unit=0.0):

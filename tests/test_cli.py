@@ -433,3 +433,42 @@ def test_the_main_jobs_progress_is_on_stderr_and_its_summary_on_stdout(tmp_path,
     captured = capsys.readouterr()
     assert captured.err.startswith("[1/1] sigmoid_rnn.py: deriving, generating, checking ...")
     assert captured.out.startswith("\ncell ") and "[1/1]" not in captured.out
+
+
+HANDWRITTEN = """
+import numpy as np
+from lstm_derive.kernels import rnn
+
+STATES, PARAMS, init_params = rnn.STATES, rnn.PARAMS, rnn.init_params
+
+
+def forward(params, x, state=None):
+    return rnn.forward(params, x, state)
+
+
+def backward(params, cache, dys, dstate=None):
+    grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+    grads["b_h"] = grads["b_h"] * {factor}
+    return grads, dx, dstate0
+"""
+
+
+@pytest.mark.parametrize("factor, status", [(1, 0), (1.01, 1)])
+def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, status):
+    """A module with forward() and backward() is checked as it stands, on the same problems as a
+    cell's kernel; one bias gradient 1% off fails, naming it."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=factor))
+    assert cli.main(["check", str(kernel), "--problems", "3"]) == status
+    out = capsys.readouterr().out
+    assert out.count("my_rnn (T=") == 6 or status  # three problems, two methods: the module's name
+    assert "span=" not in out  # a hand-written kernel has no spans to cut
+    assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
+
+
+def test_a_kernel_module_lacking_part_of_the_interface_says_what_a_kernel_defines(tmp_path, capsys):
+    kernel = tmp_path / "half.py"
+    kernel.write_text("def forward(params, x, state=None):\n    pass\n\n\ndef backward(params, cache, dys):\n    pass\n")
+    assert cli.main(["check", str(kernel)]) == 2
+    err = capsys.readouterr().err
+    assert "lstm-derive: half.py has no init_params, STATES, PARAMS: a kernel defines forward(params, x, state)" in err

@@ -188,11 +188,6 @@ def test_a_generated_kernel_given_for_its_script_is_named_as_such(tmp_path, caps
     plain.write_text("x = 1\n")
     assert cli.main(["check", str(plain)]) == 2
     assert "builds exactly one Cell; this one builds 0\n" in capsys.readouterr().err
-    handwritten = tmp_path / "my_kernel.py"
-    handwritten.write_text("def forward(params, x, state=None):\n    pass\n\n\ndef backward(params, cache, dys):\n    pass\n")
-    assert cli.main(["check", str(handwritten)]) == 2
-    assert ("builds 0 (to check a kernel module of your own: lstm_derive.gradcheck.check_kernel)"
-            in capsys.readouterr().err)
 
 
 def test_a_removed_scripts_kernel_and_document_are_orphans(tmp_path, monkeypatch):

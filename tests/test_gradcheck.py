@@ -224,7 +224,7 @@ def test_a_report_lists_the_worst_elements_first():
     lines = str(r).splitlines()
     assert lines[0].endswith("31 elements fail, worst first (rel: the error over its array's largest entry):")
     assert lines[1].startswith("  dW[30]: analytic 1.5, numeric 1, rel 3.3e-01")
-    assert lines[-1] == "  ... and 11 more"
+    assert lines[-2:] == ["  ... and 11 more", "  per array, the largest error: dW 3.3e-01"]
     assert str(gradcheck.compare({"W": np.array([2.0])}, {"W": np.array([1.0])}, 1e-6)).splitlines()[0].endswith(
         "1 element fails, worst first (rel: the error over its array's largest entry):")
 
@@ -450,3 +450,85 @@ def test_the_check_along_a_random_direction_sees_what_a_sample_leaves_out():
 def test_a_gradient_with_an_imaginary_part_shows_it():
     r = gradcheck.compare({"W": np.array([1.0, 2.0 + 1e-3j])}, {"W": np.array([1.0, 2.0])}, 1e-6)
     assert not r.ok and str(r.mismatches[0]) == "dW[1]: analytic 2+0.001j, numeric 2, rel 5.0e-04"
+
+
+def test_a_kernel_lacking_part_of_the_interface_is_refused_naming_what_it_lacks():
+    lacking = Wrapped(rnn)
+    del lacking.backward
+    with pytest.raises(ValueError, match=r"has no backward: a kernel defines forward\(params, x, state\)"):
+        gradcheck.check_kernel(lacking)
+    p = gradcheck.random_problem(rnn)
+    del lacking.init_params  # a given problem needs no init_params
+    lacking.backward = rnn.backward
+    assert all(r.ok for r in gradcheck.check_kernel(lacking, problem=p))
+
+
+def test_a_final_state_that_is_no_tuple_of_states_is_refused_with_what_to_return():
+    """Returned bare, the final h would be read row by row as if each row were a state."""
+    def forward(params, x, state=None):
+        ys, (h,), cache = rnn.forward(params, x, state)
+        return ys, h, cache
+
+    with pytest.raises(ValueError, match=r"returned a ndarray as its final state: .*\(return \(h,\), not h\)"):
+        gradcheck.check_kernel(Wrapped(rnn, forward=forward))
+
+    def short(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return ys[1:], final, cache
+
+    with pytest.raises(ValueError, match=r"returned ys of shape \(2, 2, 4\): expected \(T, B, H\) = \(3, 2, 4\)"):
+        gradcheck.check_kernel(Wrapped(rnn, forward=short))
+
+
+@pytest.mark.parametrize("written", ["x", "W_h"])
+def test_a_kernel_that_writes_into_x_or_a_parameter_fails_naming_it(written):
+    """Written into, x or a parameter changes the problem the checks judge the kernel on: every
+    gradient would look slightly off. (The state, dys and dstate it may write into: see above.)"""
+    def forward(params, x, state=None):
+        out = rnn.forward(params, x, state)
+        target = x if written == "x" else params[written]
+        target *= 0.5
+        return out
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, forward=forward)):
+        assert not r.ok and f"forward() wrote into {written}" in str(r), str(r)
+        assert "must leave its caller's x and parameters as they were" in str(r)
+
+    def backward(params, cache, dys, dstate=None):
+        out = rnn.backward(params, cache, dys, dstate)
+        params["b_h"][0] += 1.0
+        return out
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, backward)):
+        assert not r.ok and r.written == ["backward() wrote into b_h"], str(r)
+
+
+def test_central_differences_failing_where_the_complex_step_agrees_is_said_to_be_their_limit():
+    """A right kernel on a long recurrence at the edge of chaos: central differences miss by a few
+    times their tolerance, the complex step agrees; the verdict stays a failure, with the likely cause."""
+    central, complex_ = gradcheck.check_kernel(rnn, T=50, B=4, D=16, H=32, scale=1.0, sample=20)
+    assert central.mismatches and not complex_.mismatches, str(central)
+    assert "the complex step, exact to rounding, agrees with the kernel element by element" in str(central)
+
+
+def test_the_complex_step_failing_where_central_differences_agree_points_at_a_forward_not_analytic():
+    """The final state through .real: right in real arithmetic, but its imaginary part is lost."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return ys, tuple(np.real(f) for f in final), cache
+
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))
+    assert central.ok and complex_.mismatches, str(complex_)
+    assert "its forward is likely not complex-analytic" in str(complex_)
+    assert "not complex-analytic" not in str(central)
+
+
+def test_a_failing_report_gives_each_arrays_largest_error_and_the_steps_of_x_that_fail():
+    """No gradient carried back from later steps: dx is right at the last step alone."""
+    kernel = seed_lstm.KernelAdapter("drop_carry")
+    p = gradcheck.random_problem(kernel, T=4, B=2, D=3, H=3)
+    p.dstate = tuple(np.zeros_like(d) for d in p.dstate)  # nothing to carry into the last step either
+    (r,) = gradcheck.check_kernel(kernel, problem=p, methods=("complex",))
+    last = str(r).splitlines()[-1]
+    assert last.startswith("  per array, the largest error: ") and "dx " in last, str(r)
+    assert "(at steps 0-2 of 0-3)" in last, last
