@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .gradcheck import check_kernel, checked_interface
+from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -256,20 +256,19 @@ def _check_cell(script, out=None, claimed=None):
         _claim(targets, script, {} if claimed is None else claimed)
         gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
-        return [script.name, "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
+        return [script.name, "-", "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)]
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
         seconds = f"{time.perf_counter() - start:.2f}"
-        return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", seconds, "FAIL"], [
+        return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", seconds, "FAIL"], [
             f"the kernel raised {type(error).__name__}: {error}"]
-    central = max(r.max_error for r in reports if r.method == "central")
-    complex_ = max(r.max_error for r in reports if r.method == "complex")
+    errors = [f"{max(r.max_error for r in reports if r.method == m):.1e}" for m in DEFAULT_METHODS]
     ok = all(r.ok for r in reports)
     failures = [str(r) for r in reports if not r.ok]
-    row = [kernel.CELL, d.equations, len(kernel.PARAMS), f"{central:.1e}", f"{complex_:.1e}",
-           f"{time.perf_counter() - start:.2f}", "ok" if ok else "FAIL"]
+    row = [kernel.CELL, d.equations, len(kernel.PARAMS), *errors, f"{time.perf_counter() - start:.2f}",
+           "ok" if ok else "FAIL"]
     return row, failures
 
 
@@ -290,7 +289,8 @@ def run_all(args):
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]
     print()
-    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "seconds", "status"], rows))
+    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
+                  "seconds", "status"], rows))
     for failure in all_failures:
         print(failure)
     broken = [row[0] for row in rows if row[-1] == "ERROR"]

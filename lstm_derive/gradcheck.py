@@ -38,11 +38,13 @@ __all__ = [
     "compare",
     "directional",
     "check_kernel",
+    "DEFAULT_METHODS",
     "checked_interface",
     "written_inputs",
 ]
 
 EPS = np.finfo(np.float64).eps
+EPS32 = np.finfo(np.float32).eps
 
 # Relative to each array's largest entry, in float64. The complex step has no subtractive
 # cancellation, so it is held to nearly machine precision. Central differences (of fourth order,
@@ -52,7 +54,14 @@ EPS = np.finfo(np.float64).eps
 # 3) is 7.5e-9, and none of 840 at scales 3 to 30 fails. The tolerance leaves a margin of about
 # 100 for harder problems (drawn cells), and still rejects a gradient off by 1e-5 of its array's
 # largest entry (tests/test_gradcheck.py shows both limits).
-TOLERANCE = {"central": 1e-6, "complex": 1e-10}
+TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
+
+# float32: the kernel's gradients from the problem in float32, against its float64 ones (which the
+# other methods judge), relative to each array's largest entry as they are. Float32 rounding over
+# the problems `lstm-derive check --problems 60` draws (T <= 5, weight scales 0.1 to 3) gave at most
+# 3.5e-5 for any packaged cell, so 1e-3 leaves a margin of about 30 and still rejects a float32 path
+# off by a tenth of a percent; the floor (10 units of float32's eps times |L|) matters only for an
+# array whose whole gradient is below float32's resolution of the loss.
 
 COMPLEX_STEP = 1e-30
 
@@ -62,7 +71,7 @@ COMPLEX_STEP = 1e-30
 # cancels (1 - y**2 for a tanh rounded to 1). Measured worst case on saturated problems:
 # 0.5 units for both (with the second-order difference; the fourth-order one has 1.5x its
 # rounding); a floor of 10 units keeps the complex step near 1e-15 * |L| absolute.
-FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0}
+FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0, "float32": 10 * EPS32 / EPS}
 
 # Where an output-form derivative cancels behind a large chain factor (tanh(a**3) saturated:
 # 1 - y**2 off by eps, times 3 a**2), the float64 analytic gradient's own rounding can exceed
@@ -294,10 +303,12 @@ class Mismatch:
     analytic: float  # or complex, where the kernel's gradient has an imaginary part
     numeric: float
     rel: float
+    labels: tuple = ("analytic", "numeric")  # what the two values are: ("float32", "float64") for that method
 
     def __str__(self):
         where = ",".join(map(str, self.index))
-        return (f"d{self.name}[{where}]: analytic {self.analytic:.10g}, numeric {self.numeric:.10g}, "
+        judged, against = self.labels
+        return (f"d{self.name}[{where}]: {judged} {self.analytic:.10g}, {against} {self.numeric:.10g}, "
                 f"rel {self.rel:.1e}")
 
 
@@ -339,7 +350,7 @@ class Report:
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
         if self.unjudged or self.wrong_shapes or self.directional:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
-            lines += [f"{self.method}: gradient of the wrong shape: {w}" for w in self.wrong_shapes]
+            lines += [f"{self.method}: gradient of the wrong shape or dtype: {w}" for w in self.wrong_shapes]
             if self.directional:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
             rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled, steps=self.steps)
@@ -404,7 +415,8 @@ def wide_gradients(kernel, p: Problem):
         return None
 
 
-def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0, chosen=None):
+def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0, chosen=None,
+            labels=("analytic", "numeric")):
     """Element by element, |analytic - numeric| / (largest |entry| of the array) <= tolerance.
 
     ``floor`` is the absolute error the method cannot resolve: errors are relative to
@@ -443,7 +455,7 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             index = tuple(int(i) for i in index)
             value = a[index]  # a gradient with an imaginary part shows it: the real parts may agree
             value = complex(value) if np.iscomplexobj(value) and value.imag != 0 else float(np.real(value))
-            report.mismatches.append(Mismatch(name, index, value, float(n[index]), float(rel[index])))
+            report.mismatches.append(Mismatch(name, index, value, float(n[index]), float(rel[index]), labels))
     return report
 
 
@@ -454,14 +466,18 @@ def _relative(a, b, scale):
     return np.where(np.isnan(rel), np.inf, rel)
 
 
-METHODS = {"central": central_differences, "complex": complex_step}
+METHODS = {"central": central_differences, "complex": complex_step, "float32": None}  # float32: _float32_report
 
 
-def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("central", "complex"), problem=None,
+DEFAULT_METHODS = ("central", "complex", "float32")
+
+
+def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAULT_METHODS, problem=None,
                  sample=None):
     """Checks every gradient of a kernel; returns one Report per method. ``sample``: judge at most
     that many elements of each array, drawn at random (seeded by ``seed``), for problems too large
-    to perturb every element of; None judges them all."""
+    to perturb every element of; None judges them all (float32 always judges them all: it costs
+    one run)."""
     methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
     if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {tuple(METHODS)}, got {methods!r}")
@@ -487,6 +503,9 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     along = directional(kernel, p, analytic, seed, unit)
     reports = []
     for m in methods:
+        if m == "float32":
+            reports.append(_float32_report(kernel, p, values, unit))
+            continue
         numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
         report.unjudged, report.directional = unjudged, along
@@ -497,13 +516,40 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=("cen
     return reports
 
 
+def float32_outputs(kernel, p: Problem):
+    """ys and the gradients of the kernel run on the problem in float32, upstream gradients too."""
+    q = p.with_dtype(np.float32)
+    ys = kernel.forward(q.params, q.x, q.with_dtype().state)[0]  # a copy of the state: a forward may write into it
+    return ys, analytic_gradients(kernel, q)
+
+
+def _float32_report(kernel, p, reference, unit):
+    """The float32 run against the float64 gradients (reference: _as_numeric's), and the dtypes
+    it returns: a float64 buffer or number in a float32 kernel makes its results float64."""
+    report = Report("float32", TOLERANCE["float32"])
+    try:
+        with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
+            ys, got = float32_outputs(kernel, p)
+    except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
+        report.unjudged = (f"(the kernel raised {type(error).__name__} on float32 input: {error}); "
+                           "methods=(\"central\", \"complex\") leave float32 out")
+        return report
+    judged = compare(got, reference, report.tolerance, "float32", FLOORS["float32"] * unit,
+                     labels=("float32", "float64"))
+    judged.wrong_shapes += [f"d{name}: {np.asarray(g).dtype} from float32 input, expected float32"
+                            for name, g in got.items() if np.asarray(g).dtype == np.float64]
+    if np.asarray(ys).dtype == np.float64:
+        judged.wrong_shapes.append("ys (forward's output): float64 from float32 input, expected float32")
+    return judged
+
+
 def _hint_at_the_cause(reports):
     """Where one method agrees with the kernel and the other does not, the likelier cause: the
     complex step's exact derivative against central differences' truncation (a loss far from
     smooth at their step's scale), or central differences against a forward that is not
     complex-analytic."""
     by = {r.method: r for r in reports}
-    if set(by) != {"central", "complex"}:
+    if not {"central", "complex"} <= set(by):
         return
     central, complex_ = by["central"], by["complex"]
     if central.wrong_shapes or central.unjudged or complex_.unjudged:

@@ -20,6 +20,8 @@ from lstm_derive.generate import import_kernel
 from lstm_derive.gradcheck import analytic_gradients, check_kernel, random_problem
 from lstm_derive.kernels import CELLS, rnn
 
+NUMERIC = ("central", "complex")  # the methods that judge a formula: a factor wrong in every dtype passes float32
+
 FAMILY = {"lstm", "lstm_seed", "rnn", "gru", "gru_cho", "lstm_peephole", "lstm_cifg"}
 
 sizes = dict(
@@ -74,10 +76,10 @@ def test_saturation_does_not_blind_the_check():
     saturated = dict(T=1, B=1, D=1, H=1, seed=59182745, scale=3.0)
     gradient = analytic_gradients(rnn, random_problem(rnn, **saturated))
     assert max(np.max(np.abs(g)) for g in gradient.values()) < 1e-8
-    central, complex_ = check_kernel(OffByOnePercent(rnn, "b_x"), **saturated)
+    central, complex_ = check_kernel(OffByOnePercent(rnn, "b_x"), **saturated, methods=NUMERIC)
     assert central.ok and not complex_.ok
     assert {m.name for m in complex_.mismatches} == {"b_x"}
-    for report in check_kernel(OffByOnePercent(rnn, "W_h"), T=3, B=2, D=2, H=3, seed=0, scale=1.0):
+    for report in check_kernel(OffByOnePercent(rnn, "W_h"), T=3, B=2, D=2, H=3, seed=0, scale=1.0, methods=NUMERIC):
         assert {m.name for m in report.mismatches} == {"W_h"}
 
 

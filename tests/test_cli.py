@@ -10,6 +10,9 @@ import pytest
 
 from lstm_derive import cli
 from lstm_derive import generate as gen
+from lstm_derive.gradcheck import DEFAULT_METHODS
+
+REPORTS = len(DEFAULT_METHODS)  # lines per problem: central, complex and float32
 
 # An Elman RNN with a sigmoid: not any packaged cell's equations.
 SIGMOID_RNN = '''
@@ -34,7 +37,7 @@ def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 * len(cli.CHECKS) + 2  # central and complex, per check; the count
+    assert len(out) == REPORTS * len(cli.CHECKS) + 2  # a line per method and check; the count
     assert out[-2:] == ["", "1 passed, 0 failed"]
     assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out[:-2])
     assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
@@ -102,7 +105,7 @@ def test_check_reports_a_broken_script_and_checks_the_others(tmp_path, capsys):
     assert cli.main(["check", str(broken), str(script)]) == 2
     captured = capsys.readouterr()
     assert "cell 'broken' has no state" in captured.err
-    assert captured.out.count("sigmoid_rnn (") == 2 * len(cli.CHECKS)
+    assert captured.out.count("sigmoid_rnn (") == REPORTS * len(cli.CHECKS)
 
 
 @pytest.mark.parametrize("in_the_way", ["a directory", "not text"])
@@ -176,7 +179,7 @@ def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, ca
     assert [line for line in out if "FAIL" in line] == [
         f"crashing ({', '.join(f'{k}={v}' for k, v in config.items())}) FAIL: the kernel raised NameError: "
         "name 'tanh_p' is not defined" for config in cli.CHECKS[:1]]
-    assert sum(line.startswith("fine (") and line.endswith(", ok") for line in out) == 2 * len(cli.CHECKS)
+    assert sum(line.startswith("fine (") and line.endswith(", ok") for line in out) == REPORTS * len(cli.CHECKS)
 
 
 def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tmp_path, capsys):
@@ -234,7 +237,7 @@ def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script), "--problems", "5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 2 * 5 + 2 and all(line.endswith(", ok") for line in out[:-2])
+    assert len(out) == REPORTS * 5 + 2 and all(line.endswith(", ok") for line in out[:-2])
     assert cli.checks(5)[:len(cli.CHECKS)] == cli.CHECKS and cli.checks(5) == cli.checks(5)
     assert len({tuple(c.items()) for c in cli.checks(5)}) == 5
     assert [c["seed"] for c in cli.checks(5)] == list(range(5))  # no drawn problem repeats a fixed one's seed
@@ -461,7 +464,7 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     kernel.write_text(HANDWRITTEN.format(factor=factor))
     assert cli.main(["check", str(kernel), "--problems", "3"]) == status
     out = capsys.readouterr().out
-    assert out.count("my_rnn (T=") == 6 or status  # three problems, two methods: the module's name
+    assert out.count("my_rnn (T=") == 3 * REPORTS or status  # three problems: the module's name
     assert "span=" not in out  # a hand-written kernel has no spans to cut
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
 

@@ -8,8 +8,11 @@ from lstm_derive import gradcheck
 from lstm_derive.kernels import lstm, lstm_seed, rnn
 
 
+NUMERIC = ("central", "complex")  # the methods that judge a formula: float32 judges its run against float64's
+
+
 def reports(kernel, **config):
-    return {r.method: r for r in gradcheck.check_kernel(kernel, **config)}
+    return {r.method: r for r in gradcheck.check_kernel(kernel, **{"methods": NUMERIC, **config})}
 
 
 def test_the_seeds_correct_algorithm_passes():
@@ -238,7 +241,7 @@ def test_a_float64_path_off_by_more_than_rounding_is_not_excused_by_the_extended
             grads["W_h"] = grads["W_h"] * (1 + 5e-6)
         return grads, dx, dstate0
 
-    for r in gradcheck.check_kernel(Wrapped(lstm, backward)):
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), methods=NUMERIC):
         assert not r.ok and not r.widened and {m.name for m in r.mismatches} == {"W_h"}, str(r)
 
 
@@ -272,7 +275,7 @@ def _refuses_complex(params, x, state=None):
                                           (_refuses_complex, "the kernel raised TypeError in complex arithmetic")],
                          ids=["drops the imaginary part", "raises"])
 def test_a_kernel_without_complex_numbers_is_judged_by_central_differences_and_the_complex_step_says_why(forward, why):
-    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
     assert central.ok, str(central)
     assert not complex_.ok and not complex_.mismatches and why in str(complex_), str(complex_)
     assert 'methods=("central",)' in str(complex_)
@@ -281,7 +284,7 @@ def test_a_kernel_without_complex_numbers_is_judged_by_central_differences_and_t
 def test_a_complex_step_that_overflows_cannot_judge_and_says_so():
     """At weight scale 100 the gates' exp overflows in complex arithmetic while the real loss is
     finite: central differences pass; the complex step names the elements it cannot judge."""
-    central, complex_ = gradcheck.check_kernel(lstm, T=4, B=2, D=3, H=4, seed=2, scale=100.0)
+    central, complex_ = gradcheck.check_kernel(lstm, T=4, B=2, D=3, H=4, seed=2, scale=100.0, methods=NUMERIC)
     assert central.ok, str(central)
     assert not complex_.ok and not complex_.mismatches, str(complex_)
     assert str(complex_).startswith("complex: cannot judge ") and "|Re a| of about 709, or 354" in str(complex_)
@@ -295,7 +298,7 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
 
     (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), methods=("central",))
     text = str(r)
-    assert not r.ok and "gradient of the wrong shape: db_x: shape (1, 4), expected a float array of shape (4,)" in text
+    assert not r.ok and "gradient of the wrong shape or dtype: db_x: shape (1, 4), expected a float array of shape (4,)" in text
     assert "dx: NoneType, expected a float array of shape (3, 2, 3)" in text, text
 
     def integers(params, cache, dys, dstate=None):
@@ -316,7 +319,7 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
     with pytest.raises(ValueError, match=r"^backward\(\) returned 2 initial-state gradient\(s\); STATES names 1"):
         gradcheck.check_kernel(Wrapped(rnn, lambda *a: (*rnn.backward(*a)[:2], (None, None))))
     for methods in ("central", ("centrl",)):
-        with pytest.raises(ValueError, match=r"^methods: expected a tuple of one or more names from \('central', 'complex'\)"):
+        with pytest.raises(ValueError, match=r"^methods: expected a tuple of one or more names from \('central', 'complex', 'float32'\)"):
             gradcheck.check_kernel(rnn, methods=methods)
 
 
@@ -328,7 +331,7 @@ def test_a_problem_in_float32_is_one_a_kernel_takes():
 
 
 def test_a_sample_of_elements_judges_a_larger_problem_and_says_so():
-    for r in gradcheck.check_kernel(lstm, T=20, B=3, D=8, H=10, sample=15):
+    for r in gradcheck.check_kernel(lstm, T=20, B=3, D=8, H=10, sample=15, methods=NUMERIC):
         assert r.ok, str(r)
         judged, total = r.sampled
         assert 6 * 15 <= judged <= 6 * 16 and total == 40 * 8 + 40 * 10 + 40 + 20 * 3 * 8 + 2 * 3 * 10
@@ -362,7 +365,7 @@ def test_a_non_finite_entry_fails_and_hides_no_other_error(bad, sample):
         grads["W_h"] = W_h
         return grads, dx, dstate0
 
-    for r in gradcheck.check_kernel(Wrapped(lstm, backward), sample=sample):
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), sample=sample, methods=NUMERIC):
         failing = [m.index for m in r.mismatches if m.name == "W_h"]
         assert not r.ok and (15, 3) in failing and len(failing) > 1, str(r)
 
@@ -442,7 +445,7 @@ def test_the_check_along_a_random_direction_sees_what_a_sample_leaves_out():
         grads["W_h"][:, 3] = 0
         return grads, dx, dstate0
 
-    for r in gradcheck.check_kernel(Wrapped(lstm, backward), T=6, B=2, D=4, H=8, sample=1, seed=3):
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), T=6, B=2, D=4, H=8, sample=1, seed=3, methods=NUMERIC):
         assert not r.ok and "along a random direction" in str(r), str(r)
         assert not any(m.index[1] == 3 for m in r.mismatches)  # the sample itself missed the column
 
@@ -506,7 +509,7 @@ def test_a_kernel_that_writes_into_x_or_a_parameter_fails_naming_it(written):
 def test_central_differences_failing_where_the_complex_step_agrees_is_said_to_be_their_limit():
     """A right kernel on a long recurrence at the edge of chaos: central differences miss by a few
     times their tolerance, the complex step agrees; the verdict stays a failure, with the likely cause."""
-    central, complex_ = gradcheck.check_kernel(rnn, T=50, B=4, D=16, H=32, scale=1.0, sample=20)
+    central, complex_ = gradcheck.check_kernel(rnn, T=50, B=4, D=16, H=32, scale=1.0, sample=20, methods=NUMERIC)
     assert central.mismatches and not complex_.mismatches, str(central)
     assert "the complex step, exact to rounding, agrees with the kernel element by element" in str(central)
 
@@ -517,7 +520,7 @@ def test_the_complex_step_failing_where_central_differences_agree_points_at_a_fo
         ys, final, cache = rnn.forward(params, x, state)
         return ys, tuple(np.real(f) for f in final), cache
 
-    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
     assert central.ok and complex_.mismatches, str(complex_)
     assert "its forward is likely not complex-analytic" in str(complex_)
     assert "not complex-analytic" not in str(central)
@@ -532,3 +535,47 @@ def test_a_failing_report_gives_each_arrays_largest_error_and_the_steps_of_x_tha
     last = str(r).splitlines()[-1]
     assert last.startswith("  per array, the largest error: ") and "dx " in last, str(r)
     assert "(at steps 0-2 of 0-3)" in last, last
+
+
+def test_float32_judges_the_kernels_float32_run_against_its_float64_one():
+    """A float64 buffer in a float32 kernel (np.zeros without a dtype) makes its results float64;
+    a path taken only in float32 can be wrong where float64's is right; the float64 path alone
+    judges neither."""
+    def upcast(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {k: g + np.zeros(g.shape) for k, g in grads.items()}, dx, dstate0
+
+    central, complex_, float32 = gradcheck.check_kernel(Wrapped(rnn, upcast))
+    assert central.ok and complex_.ok and not float32.ok, str(float32)
+    assert "float32: gradient of the wrong shape or dtype: dW_x: float64 from float32 input, expected float32" in str(float32)
+
+    def slip(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        if dx.dtype == np.float32:
+            grads["b_h"] = grads["b_h"] * np.float32(1.01)
+        return grads, dx, dstate0
+
+    central, complex_, float32 = gradcheck.check_kernel(Wrapped(rnn, slip))
+    assert central.ok and complex_.ok and not float32.ok, str(float32)
+    assert {m.name for m in float32.mismatches} == {"b_h"} and "db_h[0]: float32 " in str(float32)
+    assert ", float64 " in str(float32.mismatches[0])
+
+    def float64_only(params, x, state=None):
+        if np.asarray(x).dtype == np.float32:
+            raise TypeError("this kernel runs in float64")
+        return rnn.forward(params, x, state)
+
+    *_, float32 = gradcheck.check_kernel(Wrapped(rnn, forward=float64_only))
+    assert not float32.ok and "the kernel raised TypeError on float32 input" in str(float32)
+    assert "methods=(\"central\", \"complex\") leave float32 out" in str(float32)
+
+
+def test_float32_passes_the_packaged_kernels_with_room_to_spare():
+    """The tolerance's margin: every packaged kernel's float32 run, on the CLI's saturating problem."""
+    import importlib
+
+    from lstm_derive.kernels import CELLS
+    for name in CELLS:
+        (r,) = gradcheck.check_kernel(importlib.import_module(f"lstm_derive.kernels.{name}"), T=3, B=2, D=2, H=3,
+                                      seed=1, scale=3.0, methods=("float32",))
+        assert r.ok and r.max_error < gradcheck.TOLERANCE["float32"] / 10, (name, str(r))
