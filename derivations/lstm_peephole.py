@@ -1,4 +1,6 @@
-"""LSTM with diagonal peephole connections (Gers & Schmidhuber 2000), as ONNX and TensorFlow.
+"""LSTM with diagonal peephole connections (Gers & Schmidhuber 2000), the equations of ONNX's and
+TensorFlow's peephole LSTMs (not their weight layouts: ONNX stacks the gates i, o, f, c, and
+TensorFlow i, j, f, o, with a forget bias of 1 added).
 
 The input and forget gates look at the previous cell state, the output gate at the new one,
 each through an elementwise weight vector: p_i * c_prev, p_f * c_prev, p_o * c.

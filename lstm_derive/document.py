@@ -290,6 +290,17 @@ _OUTPUT_FORMS = {sigmoid: ("σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
                  exp: ("exp'(a) = exp(a)", "{v}")}
 
 
+def _unnamed_call(d):
+    """The first call of a function of the language that no let names (tanh(c) in h = o*tanh(c)), or None."""
+    named = {let.expr for let in d.cell.lets}
+    for let in d.cell.lets:
+        calls = sorted(let.expr.atoms(*_OUTPUT_FORMS), key=sympy.default_sort_key)
+        found = next((c for c in calls if c not in named), None)
+        if found is not None:
+            return found
+    return None
+
+
 def _uses(cell, function):
     return any(let.expr.has(function) for let in cell.lets)
 
@@ -306,6 +317,10 @@ def _shapes(d):
                       + [f"`{b}` has {k} entries" for b in a.biases])
         rows = f"; their rows hold {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
         parts.append(f"in ({eq.number}), {sizes}{rows}")
+    params = [f"`{p}`" for p in d.cell.params]
+    if params:  # elementwise parameters (peepholes) have no affine map to describe them
+        parts.append(f"{_join(params)} {'are parameter vectors' if len(params) > 1 else 'is a parameter vector'} "
+                     "of H entries, learned like the weights and multiplied elementwise")
     if not parts:
         return []
     text = "; ".join(parts)
@@ -393,7 +408,7 @@ def _loss_section(d):
     defs += [rf"{_tex_name(f'd{s}_next')} := \frac{{\partial L(t+1)}}{{\partial {s}(t)}}" for s in cell.states]
     text_defs = ["dv := ∂L(t)/∂v", f"dy := ∂l(t)/∂{y}(t)"] + [f"d{s}_next := ∂L(t+1)/∂{s}(t)" for s in cell.states]
     return Section("Loss and notation", (
-        Prose(f"The loss is a sum over the steps of a loss l(t) of each step's output `{y}`, plus a loss "
+        Prose(f"The loss of a sequence of T steps is the sum of a loss l(t) of each step's output `{y}`, plus a loss "
               "l_final of the final state, which may be zero. L(t) is the part of it that step t can change: "
               "the loss of step t, of every later step, and of the final state."),
         Math(r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad "
@@ -440,8 +455,11 @@ def _backward_intro(d):
                          f"`{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     computes = ("calls no exp or tanh to differentiate them" if not _uses(d.cell, softplus)
                 else "calls no exp or tanh to differentiate them but softplus's exp(-y)")
+    unnamed = _unnamed_call(d)
+    kept = (f" A call no node names, as `{expr_text(unnamed, d)}`, is kept from the forward pass, and its "
+            "derivative reads that value." if unnamed is not None else "")
     output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                   f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass {computes}."
+                   f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass {computes}.{kept}"
                    if forms else "")
     return ("One step, last node first: the named nodes in the reverse of the script's order, each "
             "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
@@ -879,10 +897,8 @@ def _md_flow(block):
     lines += [f"    {n.id}{_MERMAID_SHAPES[n.kind].format(n.label)}" for n in block.nodes]
     for e in block.edges:
         label = f'|"{e.label}"|' if e.label else ""
-        if e.recurrent:  # written from the previous state, so the layout keeps it beside the input
-            lines.append(f"    {e.target} <-.-{label} {e.source}")
-        else:
-            lines.append(f"    {e.source} -->{label} {e.target}")
+        arrow = "-.->" if e.recurrent else "-->"  # Mermaid has no one-headed arrow pointing back (<-.- draws no head)
+        lines.append(f"    {e.source} {arrow}{label} {e.target}")
     params = ", slanted boxes elementwise parameters" if any(n.kind == "param" for n in block.nodes) else ""
     return lines + ["```", "", _FLOW_CAPTION["graph"].format(params=params)]
 
@@ -908,7 +924,7 @@ def _md_unrolled(block):
             "```", "", _UNROLLED_CAPTION]
 
 
-_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dashed arrows are the "
+_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dotted arrows are the "
                      "gradients that reach step t's new state: `dy` from its own loss, and the gradient of every "
                      "later loss, which can only come back through step t+1.")
 

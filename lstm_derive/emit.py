@@ -1308,7 +1308,7 @@ def _fused_lines(k, run, numbers):
     cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
-    sums, were = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs))), "were" if j1 - j0 > 1 else "was"
+    sums = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs)))
     activate = f"_sigmoid_into({where}, {where}, one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
@@ -1317,7 +1317,7 @@ def _fused_lines(k, run, numbers):
     summed = []
     if b is not None:
         other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
-        summed = [f"{where} += {other}  # {cite_u}{sums}, where {', '.join(map(str, a.blocks[j0:j1]))} {were}"]
+        summed = [f"{where} += {other}  # {cite_u}{sums}, written over {', '.join(map(str, a.blocks[j0:j1]))}"]
     return [
         f"{where} = {where}_seq[t]",
         *summed,

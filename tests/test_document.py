@@ -171,11 +171,14 @@ def test_the_diagrams_parse_with_mermaid(parsed, name):
 def test_the_parsers_reject_what_they_should(parsed):
     """The checker is not a rubber stamp: a bad macro, a bad brace and a bad arrow fail."""
     request = {"tex": [{"id": "macro", "tex": r"\undefinedmacro x"}, {"id": "brace", "tex": r"\frac{a}{b"}],
-               "mermaid": [{"id": "arrow", "source": "flowchart LR\n    a -.->> b"}]}
+               "mermaid": [{"id": "arrow", "source": "flowchart LR\n    a -.->> b"},
+                           {"id": "headless", "source": 'flowchart LR\n    a --> b\n    a <-.-|"next step"| b'},
+                           {"id": "fine", "source": 'flowchart LR\n    a --> b\n    b -.->|"next step"| a'}]}
     run = subprocess.run(["node", str(JS / "check.mjs")], input=json.dumps(request), capture_output=True,
                          text=True, timeout=300)
     result = json.loads(run.stdout)
     assert result["tex"]["macro"] and result["tex"]["brace"] and result["mermaid"]["arrow"]
+    assert result["mermaid"]["headless"] == "edges drawn without a head: a - b" and result["mermaid"]["fine"] is None
 
 
 # -- what GitHub needs beyond valid TeX ------------------------------------------------------
@@ -320,8 +323,8 @@ def test_seed_markdown_lines():
         r"\qquad L(T+1) = l_{\mathrm{final}}",
         r"\frac{\partial L(t)}{\partial h(t)} = \frac{\partial l(t)}{\partial h(t)}"
         r" + \frac{\partial L(t+1)}{\partial h(t)}",
-        "    prev_s <-.-|\"next step\"| n_s",
-        "    prev_h <-.-|\"next step\"| n_h",
+        "    n_s -.->|\"next step\"| prev_s",
+        "    n_h -.->|\"next step\"| prev_h",
     ]:
         assert f"\n{line}\n" in markdown, line
 
@@ -379,7 +382,7 @@ def test_a_note_cites_equations_by_name():
 def test_the_diagram_marks_every_recurrent_edge(name):
     markdown = DOCUMENTS[name][0]
     (_, diagram), (_, unrolled) = split_markdown(markdown)[1]
-    recurrent = re.findall(r"^    prev_(\w+) <-\.-\|\"next step\"\| n_(\w+)$", diagram, re.M)
+    recurrent = re.findall(r"^    n_(\w+) -\.->\|\"next step\"\| prev_(\w+)$", diagram, re.M)
     cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else SHAPED_CELLS[name]()
     assert sorted(recurrent) == sorted((s, s) for s in cell.states)
     assert diagram.startswith("flowchart LR\n")

@@ -124,7 +124,7 @@ def forward(params, x, state=None):
             np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
-            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, where a_xr, a_xz were
+            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz
             _sigmoid_into(pre_W_run0, pre_W_run0, one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)

@@ -43,10 +43,14 @@ function parseTex({ tex, display = true, packages = ["base", "ams"] }) {
   }
 }
 
+// Every edge of the documents' diagrams is a dependency, drawn with its head; Mermaid parses
+// some arrows it cannot draw (`a <-.- b`) as a line with no head, and says nothing.
 async function parseMermaid({ source }) {
   try {
     await mermaid.parse(source);
-    return null;
+    const diagram = await mermaid.mermaidAPI.getDiagramFromText(source);
+    const headless = (diagram.db.getEdges ? diagram.db.getEdges() : []).filter((e) => e.type === "arrow_open");
+    return headless.length ? `edges drawn without a head: ${headless.map((e) => `${e.start} - ${e.end}`).join(", ")}` : null;
   } catch (error) {
     return String(error.message || error);
   }
