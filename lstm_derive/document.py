@@ -464,7 +464,8 @@ def _backward_intro(d):
     return ("One step, last node first: the named nodes in the reverse of the script's order, each "
             "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
             "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
-            "product: its Jacobian is diagonal). The second form is the one the kernel computes, with "
+            "product: its Jacobian is diagonal). Such a derivative, ∂u/∂v for two nodes of the step, is local: "
+            "that of u's own equation, its other inputs held fixed; the adjoint dv is the total. The second form is the one the kernel computes, with "
             "the same factors in another order: the local derivatives first, for many steps at once, "
             f"and the adjoint last.{output_form}")
 
