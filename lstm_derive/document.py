@@ -894,8 +894,13 @@ _MERMAID_SHAPES = {"input": '(["{}"])', "prev": '(["{}"])', "param": '[/"{}"/]',
 
 
 def _md_flow(block):
+    # The previous states first, the first chained to the others by invisible links (~~~): Mermaid's
+    # layout, breaking the recurrence's cycles, keeps them on the left beside the input; declared
+    # later, a previous state lands right of the new state its dotted arrow comes from.
+    prev = [n for n in block.nodes if n.kind == "prev"]
     lines = ["```mermaid", "flowchart LR"]
-    lines += [f"    {n.id}{_MERMAID_SHAPES[n.kind].format(n.label)}" for n in block.nodes]
+    lines += [f"    {n.id}{_MERMAID_SHAPES[n.kind].format(n.label)}" for n in prev + [n for n in block.nodes if n.kind != "prev"]]
+    lines += [f"    {a.id} ~~~ {b.id}" for a, b in zip(prev, prev[1:])]
     for e in block.edges:
         label = f'|"{e.label}"|' if e.label else ""
         arrow = "-.->" if e.recurrent else "-->"  # Mermaid has no one-headed arrow pointing back (<-.- draws no head)

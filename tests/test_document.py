@@ -173,7 +173,7 @@ def test_the_parsers_reject_what_they_should(parsed):
     request = {"tex": [{"id": "macro", "tex": r"\undefinedmacro x"}, {"id": "brace", "tex": r"\frac{a}{b"}],
                "mermaid": [{"id": "arrow", "source": "flowchart LR\n    a -.->> b"},
                            {"id": "headless", "source": 'flowchart LR\n    a --> b\n    a <-.-|"next step"| b'},
-                           {"id": "fine", "source": 'flowchart LR\n    a --> b\n    b -.->|"next step"| a'}]}
+                           {"id": "fine", "source": 'flowchart LR\n    a ~~~ c\n    a --> b\n    b -.->|"next step"| a'}]}
     run = subprocess.run(["node", str(JS / "check.mjs")], input=json.dumps(request), capture_output=True,
                          text=True, timeout=300)
     result = json.loads(run.stdout)
@@ -386,6 +386,11 @@ def test_the_diagram_marks_every_recurrent_edge(name):
     cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else SHAPED_CELLS[name]()
     assert sorted(recurrent) == sorted((s, s) for s in cell.states)
     assert diagram.startswith("flowchart LR\n")
+    # declared first, and chained by invisible links, the previous states stay on the left
+    lines = diagram.splitlines()
+    assert [line.split("(")[0].strip() for line in lines[1:1 + len(cell.states)]] == [f"prev_{s}" for s in cell.states]
+    chain = [f"    prev_{a} ~~~ prev_{b}" for a, b in zip(cell.states, cell.states[1:])]
+    assert all(line in lines for line in chain)
     # unrolled: every state passes from step t to step t+1, and its gradient comes back
     nexts = ", ".join(f"d{s}_next" for s in cell.states)
     assert f'    step_u -.->|"{nexts}"| s1' in unrolled.splitlines()

@@ -49,7 +49,8 @@ async function parseMermaid({ source }) {
   try {
     await mermaid.parse(source);
     const diagram = await mermaid.mermaidAPI.getDiagramFromText(source);
-    const headless = (diagram.db.getEdges ? diagram.db.getEdges() : []).filter((e) => e.type === "arrow_open");
+    const headless = (diagram.db.getEdges ? diagram.db.getEdges() : [])
+      .filter((e) => e.type === "arrow_open" && e.stroke !== "invisible");  // a ~~~ link only guides the layout
     return headless.length ? `edges drawn without a head: ${headless.map((e) => `${e.start} - ${e.end}`).join(", ")}` : null;
   } catch (error) {
     return String(error.message || error);
