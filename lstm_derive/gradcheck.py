@@ -178,8 +178,8 @@ INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")
 def checked_interface(kernel, problem_given=False, name=None):
     """The kernel itself, or a ValueError naming what of the interface it lacks (init_params only
     where the problem is to be drawn); name: what to call the kernel, by default its __name__."""
-    needed = [name for name in INTERFACE if not (problem_given and name == "init_params")]
-    missing = [name for name in needed if not hasattr(kernel, name)]
+    needed = [part for part in INTERFACE if not (problem_given and part == "init_params")]
+    missing = [part for part in needed if not hasattr(kernel, part)]
     if missing:
         name = name or getattr(kernel, "__name__", type(kernel).__name__)
         raise ValueError(f"{name} has no {', '.join(missing)}: a kernel defines forward(params, x, state) -> "
@@ -466,10 +466,9 @@ def _relative(a, b, scale):
     return np.where(np.isnan(rel), np.inf, rel)
 
 
-METHODS = {"central": central_differences, "complex": complex_step, "float32": None}  # float32: _float32_report
+METHODS = {"central": central_differences, "complex": complex_step}  # the numeric ones: element by element
 
-
-DEFAULT_METHODS = ("central", "complex", "float32")
+DEFAULT_METHODS = (*METHODS, "float32")  # float32: _float32_report
 
 
 def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAULT_METHODS, problem=None,
@@ -479,8 +478,8 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     to perturb every element of; None judges them all (float32 always judges them all: it costs
     one run)."""
     methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
-    if isinstance(methods, str) or not methods or any(m not in METHODS for m in methods):
-        raise ValueError(f"methods: expected a tuple of one or more names from {tuple(METHODS)}, got {methods!r}")
+    if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
+        raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
     checked_interface(kernel, problem is not None)
     p = problem or random_problem(kernel, T, B, D, H, seed, scale)
     dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
