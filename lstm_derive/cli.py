@@ -360,10 +360,7 @@ def _handwritten_kernel(path):
     """(name, module) of a kernel module written by hand, checked as it stands; None for a script."""
     if not gen.is_kernel_module(path):
         return None
-    try:
-        kernel = gen.import_kernel(path)
-    except Exception as error:  # noqa: BLE001 - the module's own mistake, named with its line
-        raise SpecError(f"{path}: importing this kernel module raised {type(error).__name__}: {error}") from error
+    kernel = gen.load_kernel_module(path)
     try:
         checked_interface(kernel, name=Path(path).name)
     except ValueError as error:

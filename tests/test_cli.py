@@ -475,3 +475,12 @@ def test_a_kernel_module_lacking_part_of_the_interface_says_what_a_kernel_define
     assert cli.main(["check", str(kernel)]) == 2
     err = capsys.readouterr().err
     assert "lstm-derive: half.py has no init_params, STATES, PARAMS: a kernel defines forward(params, x, state)" in err
+
+
+def test_a_kernel_module_that_raises_on_import_is_named_with_its_line(tmp_path, capsys):
+    kernel = tmp_path / "broken_kernel.py"
+    kernel.write_text("import numpy as np\n\n\ndef forward(params, x, state=None):\n    pass\n\n\n"
+                      "def backward(params, cache, dys):\n    pass\n\n\nSTATES = np.nosuch\n")
+    assert cli.main(["check", str(kernel)]) == 2
+    err = capsys.readouterr().err
+    assert f"{kernel}:12: importing this kernel module raised AttributeError" in err, err
