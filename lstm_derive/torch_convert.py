@@ -206,6 +206,11 @@ def _read_keys(layout, state_dict):
     return {k: _numpy(k, state_dict[k]) for k in KEYS if k in state_dict}
 
 
+def _native(a):
+    """a in native byte order: '>f8' holds float64 too, and torch.from_numpy takes native arrays alone."""
+    return a.astype(a.dtype.newbyteorder("="), copy=False)
+
+
 def _numpy(key, value):
     if hasattr(value, "detach"):  # a torch.Tensor
         try:
@@ -281,11 +286,10 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True):
 
 def _checked_params(name, layout, kernel, params):
     missing = [p for p in kernel.PARAMS if p not in params]
-    unknown = [p for p in params if p not in kernel.PARAMS]
-    if missing or unknown:
-        raise ValueError(f"expected the {name} kernel's parameters {kernel.PARAMS}; "
-                         f"missing {missing}, unknown {unknown}")
-    arrays = {p: np.asarray(params[p]) for p in kernel.PARAMS}
+    if missing:  # other keys (a readout's weights) are not the cell's, as a kernel ignores them too
+        raise ValueError(f"expected the {name} kernel's parameters {kernel.PARAMS}; missing {missing}")
+    arrays = {p: _native(np.asarray(params[p].detach().cpu() if hasattr(params[p], "detach") else params[p]))
+              for p in kernel.PARAMS}  # a tensor that requires grad gives no array unless detached
     dtypes = sorted({str(a.dtype) for a in arrays.values()})
     if len(dtypes) > 1 or dtypes[0] not in ("float16", "float32", "float64"):
         raise ValueError(f"expected the {name} kernel's parameters in float16, float32 or float64, all of one "

@@ -102,3 +102,28 @@ def test_the_cell_of_ones_own_passes_the_check(tmp_path, capsys):
     script.write_text(block)
     assert cli.main(["check", str(script), "--problems", "12"]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
+def test_the_cells_whose_cache_serves_any_number_of_backward_calls_are_those_named():
+    """README names the cells whose backward() leaves the cache as it was (no gate sits in the
+    pre-activations' buffer); every other cell's second backward() on one cache raises."""
+    import importlib
+
+    import numpy as np
+
+    from lstm_derive.gradcheck import random_problem
+    from lstm_derive.kernels import CELLS
+    named = re.search(r"\(every cell here but ([^)]*)\)", README.read_text(encoding="utf-8")).group(1)
+    reusable = set()
+    for name in CELLS:
+        k = importlib.import_module(f"lstm_derive.kernels.{name}")
+        p = random_problem(k)
+        cache = k.forward(p.params, p.x, p.state)[2]
+        first = k.backward(p.params, cache, p.dys, p.dstate)[0]
+        try:
+            again = k.backward(p.params, cache, p.dys, p.dstate)[0]
+        except ValueError:
+            continue
+        assert all(np.array_equal(first[n], again[n]) for n in first), name  # reusable, then truly so
+        reusable.add(name)
+    assert set(re.findall(r"`(\w+)`", named)) == reusable

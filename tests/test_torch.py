@@ -222,6 +222,20 @@ def test_wrong_kernel_parameters_do_not_convert():
         tc.to_torch("lstm_peephole", params)
 
 
+def test_to_torch_takes_parameters_as_the_kernels_do():
+    """Beside a readout's weights, in '>f8', or as tensors that require grad: what a kernel takes."""
+    params = lstm.init_params(3, 4)
+    expected = tc.to_torch("lstm", params)
+    module = torch.nn.LSTM(3, 4, dtype=torch.float64)
+    for given in ({**params, "W_y": np.ones((2, 4))},
+                  {k: v.astype(">f8") for k, v in params.items()},
+                  {k: torch.nn.Parameter(torch.from_numpy(v)) for k, v in params.items()}):
+        got = tc.to_torch("lstm", given)
+        assert got.keys() == expected.keys()
+        assert all(torch.equal(got[k], expected[k]) for k in got)
+        module.load_state_dict(got)  # torch takes it as it takes its own
+
+
 def test_without_torch_the_error_says_how_to_install_it(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
     with pytest.raises(ImportError, match=r'pip install -e "\.\[torch\]"'):

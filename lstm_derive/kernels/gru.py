@@ -254,17 +254,21 @@ def step_backward(params, cache, dy_t, dstate=None):
 
 
 def _checked(name, a, shape, dims, dtype):
-    """a as an array, or a ValueError naming the argument, its expected and its actual shape."""
+    """a as an array in native byte order, or a ValueError naming the argument, its expected and its
+    actual shape."""
     a = np.asarray(a)
     if a.dtype.kind not in "fc":
         raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
                          "with .astype(), e.g. to float64")
     if a.shape != shape:
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
+    a = a.astype(a.dtype.newbyteorder("="), copy=False)  # '>f8' is float64 too; BLAS and out= take native order alone
     if dtype is not None and a.dtype != dtype:
-        target = f"np.{dtype}" if dtype.isnative else repr(dtype.str)  # np.float32, or '>f8'
+        if a.dtype.kind == "c" and dtype.kind == "f":  # .astype(float) would drop the imaginary part
+            raise ValueError(f"{name}: complex, but the parameters are {dtype}: for complex arithmetic (the "
+                             "complex step) make the parameters complex too")
         raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
-                         f"with .astype({target})")
+                         f"with .astype(np.{dtype})")
     return a
 
 
