@@ -364,7 +364,8 @@ def test_a_step_names_x_t_and_how_to_convert_a_dtype(name):
     with pytest.raises(ValueError, match=r"^x_t: expected dtype float64 like the parameters, got float32; "
                                          r"convert it with \.astype\(np\.float64\)$"):
         k.step_forward(p.params, p.x[0].astype(np.float32), p.state)
-    with pytest.raises(ValueError, match=r"^x: complex, but the parameters are float64: .* make the parameters complex"):
+    with pytest.raises(ValueError, match=r"^x: expected dtype float64 like the parameters, got complex128; for "
+                                         r"complex arithmetic \(the complex step\) make the parameters complex too$"):
         k.forward(p.params, p.x.astype(np.complex128), p.state)
 
 

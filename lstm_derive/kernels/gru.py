@@ -264,11 +264,9 @@ def _checked(name, a, shape, dims, dtype):
         raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
     a = a.astype(a.dtype.newbyteorder("="), copy=False)  # '>f8' is float64 too; BLAS and out= take native order alone
     if dtype is not None and a.dtype != dtype:
-        if a.dtype.kind == "c" and dtype.kind == "f":  # .astype(float) would drop the imaginary part
-            raise ValueError(f"{name}: complex, but the parameters are {dtype}: for complex arithmetic (the "
-                             "complex step) make the parameters complex too")
-        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; convert it "
-                         f"with .astype(np.{dtype})")
+        advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else
+                  "for complex arithmetic (the complex step) make the parameters complex too")  # not drop .imag
+        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")
     return a
 
 
