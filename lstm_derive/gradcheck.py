@@ -500,6 +500,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     values = _as_numeric(analytic)
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
+    narrowed = _narrower_than(analytic, np.float64)
     reports = []
     for m in methods:
         if m == "float32":
@@ -508,6 +509,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
         report.unjudged, report.directional = unjudged, along
+        report.wrong_shapes += narrowed
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
@@ -540,6 +542,15 @@ def _float32_report(kernel, p, reference, unit):
     if np.asarray(ys).dtype == np.float64:
         judged.wrong_shapes.append("ys (forward's output): float64 from float32 input, expected float32")
     return judged
+
+
+def _narrower_than(gradients, dtype):
+    """The gradients returned in a float dtype narrower than the problem's, as wrong_shapes entries:
+    a float32 buffer in a float64 run rounds every gradient to float32's 1e-7, which the element-wise
+    comparison would report as a small error of no evident cause."""
+    return [f"d{name}: {np.asarray(g).dtype} from {np.dtype(dtype)} input, expected {np.dtype(dtype)}"
+            for name, g in gradients.items()
+            if np.asarray(g).dtype.kind == "f" and np.asarray(g).dtype.itemsize < np.dtype(dtype).itemsize]
 
 
 def _hint_at_the_cause(reports):

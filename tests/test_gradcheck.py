@@ -579,3 +579,13 @@ def test_float32_passes_the_packaged_kernels_with_room_to_spare():
         (r,) = gradcheck.check_kernel(importlib.import_module(f"lstm_derive.kernels.{name}"), T=3, B=2, D=2, H=3,
                                       seed=1, scale=3.0, methods=("float32",))
         assert r.ok and r.max_error < gradcheck.TOLERANCE["float32"] / 10, (name, str(r))
+
+
+def test_gradients_rounded_to_float32_in_a_float64_run_are_named_as_such():
+    def narrowed(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {**grads, "W_h": grads["W_h"].astype(np.float32)}, dx, dstate0
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, narrowed), methods=NUMERIC):
+        assert not r.ok and "dW_h: float32 from float64 input, expected float64" in str(r), str(r)
+    assert all(r.ok for r in gradcheck.check_kernel(rnn, methods=NUMERIC))
