@@ -110,6 +110,8 @@ def _parser():
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "
                         "more are drawn at random, the same every run)")
+    p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
+                   help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
 
     p = sub.add_parser("show", help="print a cell's derivation")
@@ -320,18 +322,18 @@ def run_check(args):
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            (passed if _checked_cell(cell, kernel, args.problems) else failed).append(cell)
+            (passed if _checked_cell(cell, kernel, args.problems, args.methods) else failed).append(cell)
     print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
 
 
-def _checked_cell(cell, kernel, problems):
+def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
     """Prints every report of the cell's checks; whether all passed."""
     ok = True
     for config in checks(problems):
         sizes = ", ".join(f"{k}={v}" for k, v in config.items() if k != "span" or hasattr(kernel, "_span"))
         try:
-            reports = _reports(kernel, config)
+            reports = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
             print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
             return False

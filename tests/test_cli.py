@@ -484,3 +484,16 @@ def test_a_kernel_module_that_raises_on_import_is_named_with_its_line(tmp_path, 
     assert cli.main(["check", str(kernel)]) == 2
     err = capsys.readouterr().err
     assert f"{kernel}:12: importing this kernel module raised AttributeError" in err, err
+
+
+def test_check_runs_the_methods_asked_for(tmp_path, capsys):
+    """A kernel for float64 alone fails float32; --methods central complex leaves it out."""
+    kernel = tmp_path / "f64_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    assert np.asarray(x).dtype != np.float32, 'float64 alone'\n    return rnn.forward(params, x, state)"))
+    assert cli.main(["check", str(kernel)]) == 1
+    assert "float32: cannot judge (the kernel raised AssertionError on float32 input" in capsys.readouterr().out
+    assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
+    out = capsys.readouterr().out
+    assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")
