@@ -1918,6 +1918,22 @@ def _backward_step(k):
     carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
     entries, pending, seen, emitted = [], [], set(), set()  # entries: (line, forward values read, gate written over)
     done = set()  # blocks whose adjoints the loop has, before their affine's turn (p*da_i in dc_prev)
+
+    def twins_of(affines):
+        """The twins of the affines' blocks, from the buffers that hold them: those alone, as another
+        block of such a buffer may read what these affines' weights are about to give (da01 = v1'*dv1,
+        dv1 = A2^T [da20; da21] with da20 the twin of da00)."""
+        for src in _twin_sources(k, affines, emitted):
+            blocks = [b for b in _twin_blocks(k, src, affines) if adjoint(b) not in done]
+            if blocks:
+                entries.extend(_block_entries(k, src, printer, blocks))
+                done.update(adjoint(b) for b in blocks)
+            if all(adjoint(b) in done for b in src.blocks):
+                emitted.add(src.name)
+                seen.add(src.name)
+                if src in pending:
+                    pending.remove(src)
+
     for step in nodes + carries:
         if step.kind == "block":
             a = k.affine_of(step.target)
@@ -1932,12 +1948,7 @@ def _backward_step(k):
             blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
             if not blocks:
                 continue
-            for src in _twin_sources(k, [a], emitted):  # a twin's adjoint is final before it is read
-                entries += _block_entries(k, src, printer, [b for b in src.blocks if adjoint(b) not in done])
-                done |= {adjoint(b) for b in src.blocks}
-                emitted.add(src.name)
-                if src in pending:
-                    pending.remove(src)
+            twins_of([a])  # a twin's adjoint is final before it is read
             entries += _block_entries(k, a, printer, blocks)
             done |= {adjoint(b) for b in blocks}
             if a.name in k.split:  # gathered for its GEMM already: not again
@@ -1947,12 +1958,12 @@ def _backward_step(k):
         due = [a for a in pending if a.name in weights]
         sources = _twin_source_names(k, due)
         due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
-        for a in _twin_sources(k, due, emitted) + due:  # a twin's adjoint is final before it is gathered
+        twins_of(due)  # a twin's adjoint is final before it is gathered
+        for a in due:
             entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
             emitted.add(a.name)
             seen.add(a.name)
-            if a in pending:
-                pending.remove(a)
+            pending.remove(a)
         entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
     for a in pending:
         entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
@@ -1976,6 +1987,12 @@ def _with_runs(k, a, blocks):
         return list(a.blocks) if blocks else []
     runs = [a.blocks[j0:j1] for j0, j1, _ in _scaled_runs(k, a)]
     return [b for b in a.blocks if b in blocks or any(b in run and set(run) & set(blocks) for run in runs)]
+
+
+def _twin_blocks(k, src, affines):
+    """src's blocks that are twins of the affines' blocks, with those scaled in one run with them."""
+    return _with_runs(k, src, [k.twins[b][0] for a in affines for b in a.blocks
+                               if b in k.twins and k.twins[b][0] in src.blocks])
 
 
 def _twin_source_names(k, due):

@@ -736,6 +736,19 @@ FIXED_CELLS.update({
         c = cell.let("c_new", c_prev*exp(-c_prev*c_prev) + r*tanh(g))
         cell.update(h=r*tanh(c), c=c)
     """,
+    # Found by the drawn cells: da01 = v1'*dv1 was scaled before dv1 = A2_v1^T [da20; da21] was
+    # formed, because da20 is the twin of da00 and A0's buffer was emitted whole (UnboundLocalError).
+    "a twin's buffer whose other block reads what the twin's affine gives": """
+        from lstm_derive import Cell, relu, sigmoid, softplus
+
+        cell = Cell("twin_reads_back", title="da01 reads dv1, which the twin of da00 gives")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a00, a01 = cell.affine("A0", [x], blocks=["a00", "a01"], bias=None)
+        v1 = cell.let("v1", softplus(relu(h_prev*a01)))
+        a20, a21 = cell.affine("A2", [h_prev, v1], blocks=["a20", "a21"], bias=None)
+        cell.update(h=relu(sigmoid(a20 + a00)))
+    """,
     "a let's call written again, and a call inside another": """
         from lstm_derive import Cell, exp, relu, sigmoid
 
