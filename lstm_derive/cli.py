@@ -3,7 +3,8 @@
     lstm-derive                                  derive, generate and check every cell in derivations/
     lstm-derive generate [CELL ...] [--check]    (re)write kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR        a cell of your own, outside this repository
-    lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element
+    lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element (and
+                      [--methods M ...]          in float32 against float64)
     lstm-derive show CELL                        print a cell's derivation
 
 A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
@@ -105,7 +106,8 @@ def _parser():
     p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
     p.set_defaults(run=run_generate)
 
-    p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step")
+    p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step, "
+                                     "and their float32 run against their float64 one")
     p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "

@@ -59,8 +59,8 @@ TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
 # float32: the kernel's gradients from the problem in float32, against its float64 ones (which the
 # other methods judge), relative to each array's largest entry as they are. Float32 rounding over
 # the problems `lstm-derive check --problems 60` draws (T <= 5, weight scales 0.1 to 3) gave at most
-# 3.5e-5 for any packaged cell, so 1e-3 leaves a margin of about 30 and still rejects a float32 path
-# off by a tenth of a percent; the floor (10 units of float32's eps times |L|) matters only for an
+# 1.3e-5 for any packaged cell (lstm_peephole), so 1e-3 leaves a margin of about 80 and still rejects
+# a float32 path off by a tenth of a percent; the floor (10 units of float32's eps times |L|) matters only for an
 # array whose whole gradient is below float32's resolution of the loss.
 
 COMPLEX_STEP = 1e-30
@@ -533,7 +533,7 @@ def _float32_report(kernel, p, reference, unit):
             ys, got = float32_outputs(kernel, p)
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
         report.unjudged = (f"(the kernel raised {type(error).__name__} on float32 input: {error}); "
-                           "methods=(\"central\", \"complex\") leave float32 out")
+                           "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
     judged = compare(got, reference, report.tolerance, "float32", FLOORS["float32"] * unit,
                      labels=("float32", "float64"))
