@@ -53,16 +53,20 @@ class _CodePrinter(StrPrinter):
     With ``arrays``, the numbers of _NUMBER_ARRAYS print as their names (1 - z as one - z), but
     not in exponents: x**2 stays NumPy's fast square."""
 
-    def __init__(self, names=None, arrays=False):
+    def __init__(self, names=None, arrays=False, typed_calls=False):
         super().__init__({"order": "none"})
         self.names = names or {}
         self.arrays = arrays
+        self.typed_calls = typed_calls  # a function of numbers alone as a 0-d array of x's dtype
 
     def _print(self, expr, **kwargs):
         if expr in self.names:
             return self.names[expr]
         if self.arrays and getattr(expr, "is_Integer", False) and expr in _NUMBER_ARRAYS:
             return _NUMBER_ARRAYS[expr]
+        if self.typed_calls and isinstance(expr, sympy.Function) and not expr.free_symbols:
+            # NumPy's tanh(2) is a float64 scalar, which would make a float32 kernel's arrays float64
+            return f"np.array({_CodePrinter(self.names).doprint(expr)}, x.dtype)"
         return super()._print(expr, **kwargs)
 
     def _print_Pow(self, expr, rational=False):
@@ -1287,16 +1291,31 @@ def _without(printer, call):
 
 def _invariant_lines(k):
     """The lets and calls of parameters alone, each an (H,) vector formed once for every step (or
-    of numbers alone, a number)."""
-    plain = _CodePrinter()
-    lines = []
-    for name, expr in k.invariant.items():
+    of numbers alone, a number), each from those formed before it (tanh1 = np.tanh(p/(2 + tanh0)))."""
+    lines, formed = [], {}
+    for name, expr in _formed_first(k.invariant):
         cite = f"({k.number[name]}) " if name in k.number else ""
+        printer = _CodePrinter(formed, typed_calls=True)
         if expr.free_symbols:
-            lines.append(f"{name} = {plain.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
+            lines.append(f"{name} = {printer.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
         else:  # NumPy's exp(-1) is a float64 scalar, which would make float32 arrays float64
-            lines.append(f"{name} = np.array({plain.doprint(expr)}, x.dtype)  # {cite}a number, in x's dtype, formed once")
+            lines.append(f"{name} = np.array({_CodePrinter(formed).doprint(expr)}, x.dtype)  # {cite}a number, in x's dtype, formed once")
+        formed[expr] = str(name)
     return lines
+
+
+def _formed_first(named):
+    """name -> expression items in an order where each comes after those it reads: the names among
+    its symbols, and the expressions inside it; otherwise in their own order."""
+    def reads(name, expr):
+        return {other for other, e in named.items()
+                if other != name and (other in expr.free_symbols or (e != expr and expr.has(e)))}
+
+    order, left = [], dict(named)
+    while left:
+        name = next(n for n, e in left.items() if not reads(n, e) & set(left))
+        order.append((name, left.pop(name)))
+    return order
 
 
 def _fused_lines(k, run, numbers):

@@ -749,6 +749,22 @@ FIXED_CELLS.update({
         a20, a21 = cell.affine("A2", [h_prev, v1], blocks=["a20", "a21"], bias=None)
         cell.update(h=relu(sigmoid(a20 + a00)))
     """,
+    # Found by the float32 check on drawn cells: NumPy's tanh(2) is a float64 scalar, and a
+    # vector of parameters alone formed with it made a float32 kernel's dp float64.
+    "functions of numbers alone inside lets of parameters alone": """
+        from lstm_derive import Cell, exp, sigmoid, tanh
+
+        cell = Cell("numbers_in_params", title="tanh(2) inside and beside lets of a parameter")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        p, q = cell.param("p"), cell.param("q")
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        v1 = cell.let("v1", sigmoid(exp(tanh(p/(2 + tanh(2))))))
+        v2 = cell.let("v2", sigmoid(q + tanh(2)))
+        lam = cell.let("lam", sigmoid(q))
+        nu = cell.let("nu", 3*tanh(lam))
+        cell.update(h=tanh(a + tanh(1))*v1*v2 + tanh(nu)*lam*h_prev)
+    """,
     "a let's call written again, and a call inside another": """
         from lstm_derive import Cell, exp, relu, sigmoid
 
