@@ -234,16 +234,23 @@ def _checked_cache(cache, D, H, arrays):
     return x
 
 
+_SAMPLE_STRIDES = {}  # (size, columns) -> _samples' stride for arrays of that shape: found once
+
+
 def _samples(arrays):
     """Sixteen values of each array, spread over its rows and columns (a stride prime to the number
     of columns), in a few microseconds: enough to tell another layer's parameters, or these updated
     in place, from those forward() ran with."""
     out = []
     for a in arrays:
-        step = max(1, a.size // 16)
-        while step > 1 and np.gcd(step, a.shape[-1]) != 1:
-            step -= 1
-        out.append(a.ravel()[::step][:16].tolist())
+        key = (a.size, a.shape[-1])
+        if key not in _SAMPLE_STRIDES:
+            step = max(1, a.size // 16)
+            while step > 1 and np.gcd(step, a.shape[-1]) != 1:
+                step -= 1
+            _SAMPLE_STRIDES[key] = step
+        step = _SAMPLE_STRIDES[key]
+        out.append(a.ravel()[:16 * step:step].tolist())
     return out
 
 
