@@ -244,11 +244,19 @@ def _generated(args, targets):
     written = gen.write(targets)
     for path in orphans:
         path.unlink()
-        print(f"removed {path} (no script generates it)")
+        print(f"removed {_shown(path)} (no script generates it)")
     for path in written:
-        print(f"wrote {path}")
+        print(f"wrote {_shown(path)}")
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
+
+
+def _shown(path):
+    """A path as the user would type it here: relative to the working directory where it lies under it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def _check_cell(script, out=None, claimed=None):
@@ -330,8 +338,9 @@ def run_check(args):
 
 
 def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
-    """Prints every report of the cell's checks; whether all passed."""
-    ok = True
+    """Prints every report of the cell's checks, then the largest error of each method; whether all
+    passed."""
+    ok, worst = True, {}
     for config in checks(problems):
         sizes = ", ".join(f"{k}={v}" for k, v in config.items() if k != "span" or hasattr(kernel, "_span"))
         try:
@@ -343,6 +352,10 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
             for line in str(report).splitlines():  # every line names its cell and problem: grep keeps them
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
+            worst[report.method] = max(worst.get(report.method, 0.0), report.max_error)
+    errors = ", ".join(f"{m} {e:.1e}" for m, e in worst.items())
+    print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
+          f"{'s' if problems > 1 else ''}: {errors}")
     return ok
 
 

@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -37,9 +38,10 @@ def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == REPORTS * len(cli.CHECKS) + 2  # a line per method and check; the count
+    assert len(out) == REPORTS * len(cli.CHECKS) + 3  # a line per method and check; the cell's; the count
+    assert out[-3].startswith("sigmoid_rnn: passed; the largest errors over 2 problems: central ")
     assert out[-2:] == ["", "1 passed, 0 failed"]
-    assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out[:-2])
+    assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out[:-3])
     assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
 
 
@@ -237,7 +239,9 @@ def test_check_takes_more_problems_drawn_the_same_every_run(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script), "--problems", "5"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == REPORTS * 5 + 2 and all(line.endswith(", ok") for line in out[:-2])
+    assert len(out) == REPORTS * 5 + 3 and all(line.endswith(", ok") for line in out[:-3])
+    assert re.fullmatch(r"sigmoid_rnn: passed; the largest errors over 5 problems: central \S+, complex \S+, "
+                        r"float32 \S+", out[-3]), out[-3]
     assert cli.checks(5)[:len(cli.CHECKS)] == cli.CHECKS and cli.checks(5) == cli.checks(5)
     assert len({tuple(c.items()) for c in cli.checks(5)}) == 5
     assert [c["seed"] for c in cli.checks(5)] == list(range(5))  # no drawn problem repeats a fixed one's seed
@@ -497,3 +501,12 @@ def test_check_runs_the_methods_asked_for(tmp_path, capsys):
     assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
     out = capsys.readouterr().out
     assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")
+
+
+def test_written_files_are_named_relative_to_the_working_directory(tmp_path, capsys, monkeypatch):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "build")]) == 0
+    out = capsys.readouterr().out
+    assert "wrote build/sigmoid_rnn.py\nwrote build/sigmoid_rnn.md\n" in out, out
+    assert cli._shown(pathlib.Path("/")) == pathlib.Path("/")  # outside it: as given
