@@ -241,3 +241,20 @@ def test_charlm_cross_entropy_stays_finite_where_a_probability_underflows():
     logits = np.array([[[0.0, 800.0, -5.0]]])
     assert charlm.cross_entropy(charlm.log_softmax(logits), np.array([[0]])) == pytest.approx(800.0)
     assert np.allclose(charlm.softmax(logits).sum(axis=-1), 1.0)
+
+
+def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_path, capsys):
+    """examples/handwritten_rnn.py, checked as README says; its recurrence's carry dropped, the
+    check fails at every step of x but the last."""
+    from lstm_derive import cli
+    source = EXAMPLES / "handwritten_rnn.py"
+    assert cli.main(["check", str(source), "--problems", "12"]) == 0
+    assert "handwritten_rnn: passed" in capsys.readouterr().out
+    slip = tmp_path / "slipped_rnn.py"
+    text = source.read_text()
+    carry = "        dh = da[t] @ W_h  # on to h_prev"
+    assert carry in text
+    slip.write_text(text.replace(carry, "        dh = 0 * (da[t] @ W_h)  # the carry dropped"))
+    assert cli.main(["check", str(slip)]) == 1
+    out = capsys.readouterr().out
+    assert "dx " in out and "(at steps 0-2 of 0-3)" in out, out
