@@ -517,7 +517,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     return reports
 
 
-def float32_outputs(kernel, p: Problem):
+def _float32_outputs(kernel, p: Problem):
     """ys and the gradients of the kernel run on the problem in float32, upstream gradients too."""
     q = p.with_dtype(np.float32)
     ys = kernel.forward(q.params, q.x, q.with_dtype().state)[0]  # a copy of the state: a forward may write into it
@@ -530,7 +530,7 @@ def _float32_report(kernel, p, reference, unit):
     report = Report("float32", TOLERANCE["float32"])
     try:
         with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
-            ys, got = float32_outputs(kernel, p)
+            ys, got = _float32_outputs(kernel, p)
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
         report.unjudged = (f"(the kernel raised {type(error).__name__} on float32 input: {error}); "
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
