@@ -512,8 +512,14 @@ def _step_math(step: Step, d):
     result_text = step.text(_TextPrinter(_block_names(d)))
     if chain_text == result_text:
         return Math(f"{lhs_tex} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
-    tex = f"{lhs_tex} = {chain_tex} = {_step_tex(step, d)}"
+    if len(chain_text) + len(result_text) <= _ONE_LINE:
+        tex = f"{lhs_tex} = {chain_tex} = {_step_tex(step, d)}"
+    else:  # the two forms one under the other, as the text form has them: one line would scroll
+        tex = f"\\begin{{aligned}} {lhs_tex} &= {chain_tex} \\\\\n&= {_step_tex(step, d)} \\end{{aligned}}"
     return Math(tex, (f"{lhs} = {chain_text}", f"= {result_text}"), step.number)
+
+
+_ONE_LINE = 80  # characters of an equation's two forms, as text, that one displayed line takes
 
 
 def _chain_text(term, step, d):

@@ -636,3 +636,11 @@ def test_a_float_prints_as_the_script_writes_it():
     d = derive(cell)
     text = derivation_text(d)
     assert "dm_prev = W_m^T·da + 0.5*dm" in " ".join(text.split()) and "0.500000000000000" not in text
+
+
+def test_an_equation_too_long_for_one_line_puts_its_two_forms_one_under_the_other():
+    markdown = (DERIVATIONS / "lstm_peephole.md").read_text()
+    assert "\n\\begin{aligned} dc &= da_{o} \\frac" in markdown
+    assert "\\\\\n&= p_{o} \\odot da_{o} + o \\odot" in markdown and "\\end{aligned} \\qquad (11)\n" in markdown
+    short = (DERIVATIONS / "lstm_seed.md").read_text()
+    assert "aligned" not in short  # every equation of the seed's cell fits on one line
