@@ -227,10 +227,10 @@ def test_to_torch_takes_parameters_as_the_kernels_do():
     params = lstm.init_params(3, 4)
     expected = tc.to_torch("lstm", params)
     module = torch.nn.LSTM(3, 4, dtype=torch.float64)
-    for given in ({**params, "W_y": np.ones((2, 4))},
+    for taken in ({**params, "W_y": np.ones((2, 4))},
                   {k: v.astype(">f8") for k, v in params.items()},
                   {k: torch.nn.Parameter(torch.from_numpy(v)) for k, v in params.items()}):
-        got = tc.to_torch("lstm", given)
+        got = tc.to_torch("lstm", taken)
         assert got.keys() == expected.keys()
         assert all(torch.equal(got[k], expected[k]) for k in got)
         module.load_state_dict(got)  # torch takes it as it takes its own
