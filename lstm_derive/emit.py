@@ -1633,8 +1633,26 @@ def _backward(k):
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
     ]
+    body = _unread_aliases_as_comments(body)
     quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
     return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
+
+
+_TWIN_ALIAS = re.compile(r"^(\s*)(\w+(?:, \w+)*) = (\w+(?:, \w+)*)  # (.*) (one adjoint for both blocks of .*)$")
+
+
+def _unread_aliases_as_comments(lines):
+    """A twin's alias (da_hr_seq = da_xr_seq) that no other line reads, as the comment it is."""
+    text = "\n".join(lines)
+    out = []
+    for line in lines:
+        m = _TWIN_ALIAS.match(line)
+        names = m.group(2).split(", ") if m else []
+        if m and all(len(re.findall(rf"\b{n}\b", text)) == 1 for n in names):
+            ours, theirs = (", ".join(n.removesuffix("_seq") for n in g.split(", ")) for g in m.group(2, 3))
+            line = f"{m.group(1)}# {m.group(4)} {ours} {'are' if ', ' in ours else 'is'} {theirs}: {m.group(5)}"
+        out.append(line)
+    return out
 
 
 def _sequence_views(k):

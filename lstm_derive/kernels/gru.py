@@ -168,7 +168,7 @@ def backward(params, cache, dys, dstate=None):
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
         dpre_W_blocks = dpre_W_seq.reshape(T, B, 3, H)  # the blocks scaled together in the loop
-        da_hr_seq, da_hz_seq = da_xr_seq, da_xz_seq  # (17), (18) one adjoint for both blocks of a_r = a_xr + a_hr, a_z = a_xz + a_hz
+        # (17), (18) da_hr, da_hz are da_xr, da_xz: one adjoint for both blocks of a_r = a_xr + a_hr, a_z = a_xz + a_hz
         da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
         dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
         dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
