@@ -1281,7 +1281,8 @@ def _forward_step(k):
         if call not in done and name not in k.invariant:
             lines += [f"{name} = {name}_seq[t]", f"{name}[...] = {_without(printer, call).doprint(call)}"]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
-    return lines
+    # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
+    return _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
 
 
 def _without(printer, call):
@@ -1587,7 +1588,7 @@ def _backward(k):
         f"    x = _checked_cache(cache, D, H, {_tuple(params)})",
         "    T, B = x.shape[:2]",
         '    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
-        *_wrapped(f"    {', '.join(_buffers(k))} = (", [f'cache["{n}"]' for n in _buffers(k)], ")", bare=True),
+        _CACHE_UNPACK,  # the buffers backward() reads, once the rest of it is written
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
     if k.in_place:
@@ -1599,7 +1600,7 @@ def _backward(k):
         ]
     checked = len(body)
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
-    body += ["    " + line for line in _invariant_lines(k)]
+    body += ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
@@ -1633,9 +1634,30 @@ def _backward(k):
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
     ]
-    body = _unread_aliases_as_comments(body)
+    body = _read_only(_unread_aliases_as_comments(body), [f"    {line}" for line in _invariant_lines(k)])
+    at = body.index(_CACHE_UNPACK)
+    rest = "\n".join(body[at + 1:])
+    read = [n for n in _buffers(k) if re.search(rf"\b{n}\b", rest)]
+    unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
+    body[at:at + 1] = unpack
+    checked += len(unpack) - 1
     quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
     return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
+
+
+_CACHE_UNPACK = "<the cache's buffers>"
+
+
+def _read_only(lines, optional):
+    """lines without those of `optional` that bind a name no other line reads, until none is left
+    (a number formed for a vector of parameters alone that backward() does not form)."""
+    while True:
+        text = "\n".join(lines)
+        unread = [line for line in lines if line in optional
+                  and len(re.findall(rf"\b{line.split(' = ')[0].strip()}\b", text)) == 1]
+        if not unread:
+            return lines
+        lines = [line for line in lines if line not in unread]
 
 
 _TWIN_ALIAS = re.compile(r"^(\s*)(\w+(?:, \w+)*) = (\w+(?:, \w+)*)  # (.*) (one adjoint for both blocks of .*)$")
@@ -1647,10 +1669,13 @@ def _unread_aliases_as_comments(lines):
     out = []
     for line in lines:
         m = _TWIN_ALIAS.match(line)
-        names = m.group(2).split(", ") if m else []
-        if m and all(len(re.findall(rf"\b{n}\b", text)) == 1 for n in names):
+        pairs = list(zip(m.group(2).split(", "), m.group(3).split(", "))) if m else []
+        read = [(n, v) for n, v in pairs if len(re.findall(rf"\b{n}\b", text)) > 1]
+        if m and not read:
             ours, theirs = (", ".join(n.removesuffix("_seq") for n in g.split(", ")) for g in m.group(2, 3))
             line = f"{m.group(1)}# {m.group(4)} {ours} {'are' if ', ' in ours else 'is'} {theirs}: {m.group(5)}"
+        elif m and len(read) < len(pairs):  # only the aliases a line reads
+            line = f"{m.group(1)}{_assign_tuple([n for n, _ in read], [v for _, v in read])}  # {m.group(4)} {m.group(5)}"
         out.append(line)
     return out
 

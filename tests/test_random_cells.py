@@ -795,11 +795,26 @@ FIXED_CELLS["gru, a named update sum minus a peephole"] = _gru().replace(
 
 @pytest.mark.parametrize("name", FIXED_CELLS)
 def test_fixed_cells_have_proven_gradients(name, tmp_path):
-    kernel, _ = kernel_of(textwrap.dedent(FIXED_CELLS[name]), tmp_path)
+    kernel, source = kernel_of(textwrap.dedent(FIXED_CELLS[name]), tmp_path)
     if hasattr(kernel, "_span"):
         kernel._span = lambda B, H, dtype: 2
     reports = check_kernel(kernel, T=3, B=2, D=2, H=3)
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
+    assert not unread_names(source)
+
+
+def unread_names(source):
+    """(function, name) of every name a kernel's function binds and never reads; a view written
+    into in place (pre_W += ...) counts as read, as `_` does."""
+    found = []
+    for function in [n for n in ast.parse(source).body if isinstance(n, ast.FunctionDef)]:
+        augmented = {n.target.id for n in ast.walk(function) if isinstance(n, ast.AugAssign)
+                     and isinstance(n.target, ast.Name)}
+        names = [n for n in ast.walk(function) if isinstance(n, ast.Name)]
+        stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
+        read = {n.id for n in names if not isinstance(n.ctx, ast.Store)} | augmented | {"_"}
+        found += [(function.name, n) for n in sorted(stored - read)]
+    return found
 
 
 def test_the_gru_variants_have_twins_and_a_folded_bias():
