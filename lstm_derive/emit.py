@@ -1189,7 +1189,11 @@ def _bias_update(k, a):
 
 
 def _power_of_two(number):
-    """Whether multiplying by the number is exact in binary floating point: ±2**n."""
+    """Whether multiplying by the number is exact in binary floating point: ±2**n (a number of
+    functions, 1/(2 + tanh(2)), is none)."""
+    number = sympy.sympify(number)
+    if not (number.is_Rational or number.is_Float):
+        return False
     r = sympy.Rational(number)
     return all(v & (v - 1) == 0 for v in (abs(r.p), r.q))
 

@@ -765,6 +765,18 @@ FIXED_CELLS.update({
         nu = cell.let("nu", 3*tanh(lam))
         cell.update(h=tanh(a + tanh(1))*v1*v2 + tanh(nu)*lam*h_prev)
     """,
+    # Found by the drawn cells: a gate's block times a number that is no rational (1/(2 + tanh(2)))
+    # raised a TypeError where the emitter asked whether the number is a power of two.
+    "a gate's block times a number of functions": """
+        from lstm_derive import Cell, exp, sigmoid, tanh
+
+        cell = Cell("irrational_factor", title="sigmoid(a/(2 + tanh(2)))")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a0, a1 = cell.affine("A0", [x, h_prev], blocks=["a0", "a1"], bias="b0")
+        v1 = cell.let("v1", sigmoid(a0/(2 + tanh(2))))
+        cell.update(h=exp(tanh(a1))*v1)
+    """,
     "a let's call written again, and a call inside another": """
         from lstm_derive import Cell, exp, relu, sigmoid
 
