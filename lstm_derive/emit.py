@@ -984,7 +984,7 @@ def _forward(k):
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]
-    return _lines(*body)
+    return _lines(*_read_only(body, [f"    {line}" for line in _invariant_lines(k)]))
 
 
 def _number_arrays(loop):
