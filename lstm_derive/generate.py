@@ -8,6 +8,7 @@ file, then a rename), and ``check`` never writes.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
 import importlib.util
 import os
@@ -76,17 +77,8 @@ def load_cell(path) -> Cell:
     if not path.is_file():
         raise SpecError(f"{path}: no such derivation script")
     _check_encoding(path)
-    sys.path.insert(0, str(path.resolve().parent))  # as `python script.py` has it: its helpers import
-    try:
+    with _as_python_runs(path, hint=True):
         namespace = runpy.run_path(str(path), run_name="lstm_derive.script")
-    except SpecError:
-        raise
-    except (Exception, SystemExit) as error:  # the script's own mistake (sys.exit too): name its line
-        what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
-        raise SpecError(f"{path}:{_script_line(error, path)}: {type(error).__name__}: {what}"
-                        f"{_hint(error)}") from error
-    finally:
-        sys.path.remove(str(path.resolve().parent))
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if not cells and _is_generated(path):
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
@@ -99,6 +91,25 @@ def load_cell(path) -> Cell:
     cell = cells[0]
     cell.source = str(path)
     return cell
+
+
+@contextlib.contextmanager
+def _as_python_runs(path, doing="", hint=False):
+    """Runs a file's code as `python` has it, its folder first on sys.path (the helpers beside it
+    import); its own mistake (sys.exit too) becomes a SpecError naming its line, what it was doing
+    and, for a derivation script (hint), what the error most likely means."""
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)
+    try:
+        yield
+    except SpecError:
+        raise
+    except (Exception, SystemExit) as error:
+        what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
+        raise SpecError(f"{path}:{_script_line(error, path)}: {doing}{type(error).__name__}: {what}"
+                        f"{_hint(error) if hint else ''}") from error
+    finally:
+        sys.path.remove(folder)
 
 
 def _check_encoding(path):
@@ -284,14 +295,8 @@ def load_kernel_module(path):
     """A kernel module written by hand, imported as `python` would (its helpers beside it import);
     a SpecError naming its line if importing it raises."""
     path = Path(path)
-    sys.path.insert(0, str(path.resolve().parent))
-    try:
+    with _as_python_runs(path, doing="importing this kernel module raised "):
         return import_kernel(path)
-    except (Exception, SystemExit) as error:  # the module's own mistake: name its line
-        raise SpecError(f"{path}:{_script_line(error, path)}: importing this kernel module raised "
-                        f"{type(error).__name__}: {error}") from error
-    finally:
-        sys.path.remove(str(path.resolve().parent))
 
 
 def import_kernel(path):
