@@ -941,7 +941,8 @@ def _forward(k):
     numbers = k.node_number
     constants = _gate_constants(k)
     body += ["", *("    " + line for line in constants)] if constants else []
-    body += ["    " + line for line in _invariant_lines(k)]
+    invariants = ["    " + line for line in _invariant_lines(k)]  # those forward() reads stay (_read_only)
+    body += invariants
     body += ["", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
@@ -984,13 +985,13 @@ def _forward(k):
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]
-    return _lines(*_read_only(body, [f"    {line}" for line in _invariant_lines(k)]))
+    return _lines(*_read_only(body, invariants))
 
 
 def _number_arrays(loop):
     """The line that makes the numbers the loop's lines name (one, two) arrays of x's dtype."""
     code = "\n".join(line.split("  # ")[0] for line in loop)
-    numbers = [(name, n) for n, name in _NUMBER_ARRAYS.items() if re.search(rf"\b{name}\b", code)]
+    numbers = [(name, n) for n, name in _NUMBER_ARRAYS.items() if _mentions(code, name)]
     if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
         return []
     return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
@@ -1604,7 +1605,8 @@ def _backward(k):
         ]
     checked = len(body)
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
-    body += ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
+    invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
+    body += invariants
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
@@ -1638,10 +1640,10 @@ def _backward(k):
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
     ]
-    body = _read_only(_unread_aliases_as_comments(body), [f"    {line}" for line in _invariant_lines(k)])
+    body = _read_only(_unread_aliases_as_comments(body), invariants)
     at = body.index(_CACHE_UNPACK)
     rest = "\n".join(body[at + 1:])
-    read = [n for n in _buffers(k) if re.search(rf"\b{n}\b", rest)]
+    read = [n for n in _buffers(k) if _mentions(rest, n)]
     unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
     body[at:at + 1] = unpack
     checked += len(unpack) - 1
@@ -1652,13 +1654,18 @@ def _backward(k):
 _CACHE_UNPACK = "<the cache's buffers>"
 
 
+def _mentions(code, name):
+    """How many times code names name, as a whole word (h, not h_prev)."""
+    return len(re.findall(rf"\b{name}\b", code))
+
+
 def _read_only(lines, optional):
     """lines without those of `optional` that bind a name no other line reads, until none is left
     (a number formed for a vector of parameters alone that backward() does not form)."""
     while True:
         text = "\n".join(lines)
         unread = [line for line in lines if line in optional
-                  and len(re.findall(rf"\b{line.split(' = ')[0].strip()}\b", text)) == 1]
+                  and _mentions(text, line.split(" = ")[0].strip()) == 1]
         if not unread:
             return lines
         lines = [line for line in lines if line not in unread]
@@ -1674,7 +1681,7 @@ def _unread_aliases_as_comments(lines):
     for line in lines:
         m = _TWIN_ALIAS.match(line)
         pairs = list(zip(m.group(2).split(", "), m.group(3).split(", "))) if m else []
-        read = [(n, v) for n, v in pairs if len(re.findall(rf"\b{n}\b", text)) > 1]
+        read = [(n, v) for n, v in pairs if _mentions(text, n) > 1]
         if m and not read:
             ours, theirs = (", ".join(n.removesuffix("_seq") for n in g.split(", ")) for g in m.group(2, 3))
             line = f"{m.group(1)}# {m.group(4)} {ours} {'are' if ', ' in ours else 'is'} {theirs}: {m.group(5)}"
