@@ -156,8 +156,13 @@ def analytic_gradients(kernel, p: Problem):
     """The kernel's own gradients, named like the arrays: parameters, x, and h0, c0, ...
     The kernel is given copies: one that writes into its arguments (dys += ...) still has its
     gradients judged against the loss the problem defines."""
+    return _run(kernel, p)[1]
+
+
+def _run(kernel, p: Problem):
+    """ys, and analytic_gradients' named gradients, of one forward() and backward() on copies."""
     q = p.with_dtype()
-    _, _, cache = kernel.forward(q.params, q.x, q.state)
+    ys, _, cache = kernel.forward(q.params, q.x, q.state)
     grads, dx, dstate0 = kernel.backward(q.params, cache, q.dys, q.dstate)
     missing = [name for name in kernel.PARAMS if name not in grads]
     if missing:
@@ -170,7 +175,7 @@ def analytic_gradients(kernel, p: Problem):
     out = {name: grads[name] for name in kernel.PARAMS}
     out["x"] = dx
     out.update(zip(_state_names(kernel), dstate0))
-    return out
+    return ys, out
 
 
 INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")
@@ -518,20 +523,13 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     return reports
 
 
-def _float32_outputs(kernel, p: Problem):
-    """ys and the gradients of the kernel run on the problem in float32, upstream gradients too."""
-    q = p.with_dtype(np.float32)
-    ys = kernel.forward(q.params, q.x, q.with_dtype().state)[0]  # a copy of the state: a forward may write into it
-    return ys, analytic_gradients(kernel, q)
-
-
 def _float32_report(kernel, p, reference, unit):
     """The float32 run against the float64 gradients (reference: _as_numeric's), and the dtypes
     it returns: a float64 buffer or number in a float32 kernel makes its results float64."""
     report = Report("float32", TOLERANCE["float32"])
     try:
         with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
-            ys, got = _float32_outputs(kernel, p)
+            ys, got = _run(kernel, p.with_dtype(np.float32))  # upstream gradients in float32 too
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
         report.unjudged = (f"(the kernel raised {type(error).__name__} on float32 input: {error}); "
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
