@@ -216,14 +216,3 @@ def test_a_script_python_could_not_read_is_refused_and_a_declared_encoding_is_re
             load_cell(tmp_path / name)
     (tmp_path / "latin.py").write_bytes(b"# -*- coding: latin-1 -*-\n" + body + b"# caf\xe9\n")
     assert load_cell(tmp_path / "latin.py").name == "lstm_seed"
-
-
-@pytest.mark.parametrize("cell", CELLS)
-def test_every_name_a_packaged_kernel_binds_is_read(cell):
-    """No dead binding in the kernels people read (gru's twin alias is a comment where unread)."""
-    tree = ast.parse((KERNELS / f"{cell}.py").read_text())
-    for function in [n for n in tree.body if isinstance(n, ast.FunctionDef)]:
-        names = [n for n in ast.walk(function) if isinstance(n, ast.Name)]
-        stored = {n.id for n in names if isinstance(n.ctx, ast.Store)}
-        loaded = {n.id for n in names if not isinstance(n.ctx, ast.Store)}
-        assert stored - loaded <= {"_"}, (function.name, sorted(stored - loaded))
