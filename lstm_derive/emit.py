@@ -923,9 +923,12 @@ def _forward(k):
     cell = k.cell
     params = cell.parameter_names()
     body = [
-        "def forward(params, x, state=None):",
+        "def forward(params, x, state=None, lengths=None):",
         f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)}; None (or None for one',
-        "    array) means zeros.",
+        "    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each",
+        "    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat",
+        "    it, and the final state is the one at its end), and its rows of x are read but change nothing",
+        "    (keep them finite: zeros).",
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
         ("    for one call of backward() (ys is a read-only view into it: copy ys to change it)." if k.in_place else
@@ -937,6 +940,7 @@ def _forward(k):
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
         "    T, B = x.shape[:2]",
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
+        "    ended = _checked_lengths(lengths, T, B)",
     ]
     numbers = k.node_number
     constants = _gate_constants(k)
@@ -1238,7 +1242,7 @@ def _gate_views(k, a):
 def _cache_items(k):
     spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
     samples = f'"samples": _samples({_tuple(k.cell.parameter_names())})'
-    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + spent + [samples]
+    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended'] + spent + [samples]
 
 
 def _forward_step(k):
@@ -1285,6 +1289,8 @@ def _forward_step(k):
         # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
         if call not in done and name not in k.invariant:
             lines += [f"{name} = {name}_seq[t]", f"{name}[...] = {_without(printer, call).doprint(call)}"]
+    lines += ["if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity",
+              *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
     return _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
@@ -1583,7 +1589,8 @@ def _backward(k):
         "def backward(params, cache, dys, dstate=None):",
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
         f"    dL/d(final state) {_state_doc(k)}; None (or None for one array) means zeros, for",
-        "    dys as for dstate (dys=None: a loss of the final state alone).",
+        "    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s",
+        "    lengths) its dys reach the state it kept, as its outputs there repeat it.",
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
         "    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."
@@ -1610,8 +1617,13 @@ def _backward(k):
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
-    products, step = _hoisted_lines(k), _backward_step(k)
+    products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k))
     body += ["    " + line for line in _number_arrays(products + step)]
+    body += [
+        '    ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None',
+        "    if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)",
+        "        dys_given, dys = dys, np.where(ended, 0, dys)",
+    ]
     if products:
         body += [
             "",
@@ -1652,6 +1664,23 @@ def _backward(k):
 
 
 _CACHE_UNPACK = "<the cache's buffers>"
+
+
+def _passing_ended(k, step):
+    """The backward step with the rows of sequences that have ended passed across it: the step is
+    the identity for them, so the adjoints that reach their new state are their previous state's,
+    and as the step's own lines are linear in those adjoints, zero gives them nothing to add."""
+    arriving = [f"dys_given[t] + d{s}_next" if s == k.cell.output_state else f"d{s}_next" for s in k.states]
+    nexts = [f"d{s}_next" for s in k.states]
+    passing = [f"d{s}_passing" for s in k.states]
+    return [
+        "if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them",
+        "    " + _assign_tuple(passing, arriving),
+        "    " + _assign_tuple(nexts, [f"np.where(ended[t], 0, {n})" for n in nexts]),
+        *step,
+        "if ended is not None:",
+        "    " + _assign_tuple(nexts, [f"np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)]),
+    ]
 
 
 def _mentions(code, name):
@@ -2325,6 +2354,22 @@ def _validation(k):
         "    if x.ndim != 3 or x.shape[2] != D:",
         f'        raise ValueError(f"x: expected shape (T, B, D) with D = {{D}}, the columns of {x_weight}, got {{x.shape}}")',
         '    return _checked("x", x, x.shape, "(T, B, D)", dtype)',
+        "",
+        "",
+        "def _checked_lengths(lengths, T, B):",
+        '    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no',
+        '    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""',
+        "    if lengths is None:",
+        "        return None",
+        "    lengths = np.asarray(lengths)",
+        '    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":',
+        '        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "',
+        '                         f"dtype {lengths.dtype}")',
+        "    if B and (lengths.min() < 0 or lengths.max() > T):",
+        '        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")',
+        "    if np.all(lengths == T):",
+        "        return None",
+        "    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]",
         "",
         "",
         "def _checked_cache(cache, D, H, arrays):",

@@ -143,7 +143,7 @@ _DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
 KERNEL_NAMES = frozenset(
     "np numpy POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
-    "step_forward step_backward param_shapes init_params span t0 t1 zero one two".split()
+    "step_forward step_backward param_shapes init_params span t0 t1 zero one two lengths ended dys_given".split()
 ) | set(SUPPORTED_FUNCTIONS) | {cls.__name__ for cls in _Elementwise.__subclasses__()}  # and their helpers
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
         "dx": "the gradient of the input"}
@@ -574,7 +574,7 @@ class Cell:
         """(identifier, owner, where) for every identifier the emitted kernel derives from a name.
 
         The emitter's naming scheme:
-        - a state s has s_prev, s_seq, ds_next, ds_prev and, for its new value, s and ds;
+        - a state s has s_prev, s_seq, ds_next, ds_prev, ds_passing and, for its new value, s and ds;
         - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
           pre_A_ready<j>, dpre_A, dpre_A_part<j>, dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat,
           dpre_A_blocks, bias_A, scale_A;
@@ -602,7 +602,7 @@ class Cell:
         state_of = {id(let): s for s, let in self.updates.items()}
         for s in self.states:
             owner, where = f"state '{s}'", self._declared(f"{s}_prev")
-            for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev"):
+            for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev", f"d{s}_passing"):
                 yield n, owner, where
         for p in self.params:
             for n in (str(p), f"d{p}"):

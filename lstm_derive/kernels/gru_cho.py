@@ -68,9 +68,12 @@ def _span(B, H, dtype):
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
 
 
-def forward(params, x, state=None):
+def forward(params, x, state=None, lengths=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),); None (or None for one
-    array) means zeros.
+    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
+    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
+    it, and the final state is the one at its end), and its rows of x are read but change nothing
+    (keep them finite: zeros).
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
     for one call of backward() (ys is a read-only view into it: copy ys to change it).
@@ -82,6 +85,7 @@ def forward(params, x, state=None):
     x = _checked_input(x, D, W_x.dtype)
     T, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
+    ended = _checked_lengths(lengths, T, B)
 
     # The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.
     W_x_scaled = -W_x
@@ -120,12 +124,14 @@ def forward(params, x, state=None):
             h = h_seq[t + 1]  # (7) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
             np.multiply(z, h_prev - n, out=h)
             h += n
+            if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+                np.copyto(h, h_prev, where=ended[t])
             h_prev = h
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
-             "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq, "spent": np.array(False),
+             "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq, "ended": ended, "spent": np.array(False),
              "samples": _samples((W_x, W_h, b, W_n_x, W_n_rh, b_n))}
     return ys, final, cache
 
@@ -133,7 +139,8 @@ def forward(params, x, state=None):
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
-    dys as for dstate (dys=None: a loss of the final state alone).
+    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
+    lengths) its dys reach the state it kept, as its outputs there repeat it.
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: their sizes, dtype and a sample of their entries are checked.
@@ -157,6 +164,9 @@ def backward(params, cache, dys, dstate=None):
         dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
         da_n_seq = dpre_W_n_seq
         n_seq = pre_W_n_seq
+        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
+            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -179,6 +189,9 @@ def backward(params, cache, dys, dstate=None):
             da_n_seq[t0:t1] = da_n_tmp
             del da_n_tmp
             for t in reversed(range(t0, t1)):
+                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                    dh_passing = dys_given[t] + dh_next
+                    dh_next = np.where(ended[t], 0, dh_next)
                 r = r_span[t - t0]
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
@@ -188,6 +201,8 @@ def backward(params, cache, dys, dstate=None):
                 da_z_seq[t] *= dh  # (15) dL/da_z
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
                 dh_next = dh_prev
+                if ended is not None:
+                    dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)
@@ -282,6 +297,22 @@ def _checked_input(x, D, dtype):
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
+
+
+def _checked_lengths(lengths, T, B):
+    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no
+    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "
+                         f"dtype {lengths.dtype}")
+    if B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")
+    if np.all(lengths == T):
+        return None
+    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]
 
 
 def _checked_cache(cache, D, H, arrays):

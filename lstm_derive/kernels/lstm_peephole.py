@@ -83,9 +83,12 @@ def _gate_scale(kinds, H, dtype, numbers=None):
     return _GATE_SCALES[key]
 
 
-def forward(params, x, state=None):
+def forward(params, x, state=None, lengths=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)); None (or None for one
-    array) means zeros.
+    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
+    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
+    it, and the final state is the one at its end), and its rows of x are read but change nothing
+    (keep them finite: zeros).
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
     for one call of backward() (ys is a read-only view into it: copy ys to change it).
@@ -100,6 +103,7 @@ def forward(params, x, state=None):
     x = _checked_input(x, D, W_x.dtype)
     T, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
+    ended = _checked_lengths(lengths, T, B)
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
@@ -147,12 +151,15 @@ def forward(params, x, state=None):
             np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
             h = h_seq[t + 1]
             np.multiply(o, tanh_c, out=h)  # (7) h = o*tanh_c
+            if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+                np.copyto(h, h_prev, where=ended[t])
+                np.copyto(c, c_prev, where=ended[t])
             h_prev, c_prev = h, c
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
-             "tanh_c_seq": tanh_c_seq, "spent": np.array(False),
+             "tanh_c_seq": tanh_c_seq, "ended": ended, "spent": np.array(False),
              "samples": _samples((W_x, W_h, b, p_i, p_f, p_o))}
     return ys, final, cache
 
@@ -160,7 +167,8 @@ def forward(params, x, state=None):
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H), c (B, H)); None (or None for one array) means zeros, for
-    dys as for dstate (dys=None: a loss of the final state alone).
+    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
+    lengths) its dys reach the state it kept, as its outputs there repeat it.
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: their sizes, dtype and a sample of their entries are checked.
@@ -182,6 +190,9 @@ def backward(params, cache, dys, dstate=None):
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
         dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
         i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
+        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
+            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -209,6 +220,9 @@ def backward(params, cache, dys, dstate=None):
             dh_dc_span += p_o*da_o_seq[t0:t1]  # (9), (10), (11) dh/dc with its paths through da_o's product
             dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev with its paths through the products of da_i and da_f
             for t in reversed(range(t0, t1)):
+                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                    dh_passing, dc_passing = dys_given[t] + dh_next, dc_next
+                    dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
                 dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
@@ -216,6 +230,8 @@ def backward(params, cache, dys, dstate=None):
                 da_o_seq[t] *= dh  # (10) dL/da_o
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
+                if ended is not None:
+                    dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
@@ -309,6 +325,22 @@ def _checked_input(x, D, dtype):
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
+
+
+def _checked_lengths(lengths, T, B):
+    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no
+    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "
+                         f"dtype {lengths.dtype}")
+    if B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")
+    if np.all(lengths == T):
+        return None
+    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]
 
 
 def _checked_cache(cache, D, H, arrays):

@@ -64,9 +64,12 @@ def _span(B, H, dtype):
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
 
 
-def forward(params, x, state=None):
+def forward(params, x, state=None, lengths=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H),); None (or None for one
-    array) means zeros.
+    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
+    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
+    it, and the final state is the one at its end), and its rows of x are read but change nothing
+    (keep them finite: zeros).
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
     that backward() reads (ys is a read-only view into it: copy ys to change it).
@@ -77,6 +80,7 @@ def forward(params, x, state=None):
     x = _checked_input(x, D, W_x.dtype)
     T, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
+    ended = _checked_lengths(lengths, T, B)
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, H)  # (1)
@@ -92,18 +96,22 @@ def forward(params, x, state=None):
         a = pre_W
         h = h_seq[t + 1]
         np.maximum(a, zero, out=h)  # (2) h = relu(a)
+        if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+            np.copyto(h, h_prev, where=ended[t])
         h_prev = h
     ys = h_seq[1:]
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "samples": _samples((W_x, W_h, b_x, b_h))}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "ended": ended,
+             "samples": _samples((W_x, W_h, b_x, b_h))}
     return ys, final, cache
 
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
-    dys as for dstate (dys=None: a loss of the final state alone).
+    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
+    lengths) its dys reach the state it kept, as its outputs there repeat it.
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
     be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."""
@@ -117,6 +125,9 @@ def backward(params, cache, dys, dstate=None):
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = np.empty((T, B, H), x.dtype)
         da_seq = dpre_W_seq
+        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
+            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -127,10 +138,15 @@ def backward(params, cache, dys, dstate=None):
             # da = positive(h) * dh: the product now, times dh in the loop
             da_seq[t0:t1] = positive(h_seq[t0 + 1:t1 + 1])  # (4) ∂h/∂a
             for t in reversed(range(t0, t1)):
+                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                    dh_passing = dys_given[t] + dh_next
+                    dh_next = np.where(ended[t], 0, dh_next)
                 dh = dys[t] + dh_next  # (3) dL/dh
                 da_seq[t] *= dh  # (4) dL/da
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
                 dh_next = dh_prev
+                if ended is not None:
+                    dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
@@ -222,6 +238,22 @@ def _checked_input(x, D, dtype):
     if x.ndim != 3 or x.shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
+
+
+def _checked_lengths(lengths, T, B):
+    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no
+    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""
+    if lengths is None:
+        return None
+    lengths = np.asarray(lengths)
+    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
+        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "
+                         f"dtype {lengths.dtype}")
+    if B and (lengths.min() < 0 or lengths.max() > T):
+        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")
+    if np.all(lengths == T):
+        return None
+    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]
 
 
 def _checked_cache(cache, D, H, arrays):
