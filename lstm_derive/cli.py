@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface
+from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface, takes_lengths
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -45,18 +45,21 @@ def _load():
 
 # The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
 # pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
-# long sequence does.
-CHECKS = [dict(T=4, B=2, D=3, H=4, seed=0, scale=0.5, span=3), dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
+# long sequence does, and with sequences of 4, 1 and 0 steps in one batch (forward()'s lengths).
+CHECKS = [dict(T=4, B=3, D=3, H=4, seed=0, scale=0.5, span=3, lengths=(4, 1, 0)),
+          dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
 
 
 def checks(n):
-    """CHECKS, then problems drawn at random (the same ones every run): sizes from 1 and weight
-    scales from 0.1 to 3, for `check --problems N`."""
+    """CHECKS, then problems drawn at random (the same ones every run): sizes from 1, weight scales
+    from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`."""
     drawn = []
     for seed in range(len(CHECKS), n):
         rng = np.random.default_rng(seed)
         T, B, D, H = (int(rng.integers(1, top + 1)) for top in (5, 3, 4, 5))
         drawn.append(dict(T=T, B=B, D=D, H=H, seed=seed, scale=float(rng.choice([0.1, 0.5, 1.0, 2.0, 3.0]))))
+        if rng.random() < 0.5:
+            drawn[-1]["lengths"] = tuple(int(n) for n in rng.integers(0, T + 1, B))
     return (CHECKS + drawn)[:n]
 
 
@@ -342,7 +345,8 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
     passed."""
     ok, worst = True, {}
     for config in checks(problems):
-        sizes = ", ".join(f"{k}={v}" for k, v in config.items() if k != "span" or hasattr(kernel, "_span"))
+        config = _applicable(config, kernel)
+        sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
             reports = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
@@ -359,12 +363,19 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
     return ok
 
 
+def _applicable(config, kernel):
+    """The check's configuration without what the kernel cannot take: spans where it has no _span
+    (a hand-written kernel), lengths where its forward() takes none."""
+    return {k: v for k, v in config.items() if not (k == "span" and not hasattr(kernel, "_span") or
+                                                    k == "lengths" and not takes_lengths(kernel))}
+
+
 def _reports(kernel, config):
     """check_kernel's reports on one problem; with span=N, the kernel's backward pass goes by spans
     of N steps (a generated kernel's _span), where it would take the problem's steps in one."""
-    config = dict(config)
+    config = _applicable(config, kernel)
     span = config.pop("span", None)
-    if span is None or not hasattr(kernel, "_span"):
+    if span is None:
         return check_kernel(kernel, **config)
     default, kernel._span = kernel._span, lambda B, H, dtype: span
     try:

@@ -18,7 +18,8 @@ is the difference, the same kernel run in extended precision judges it (see ``RO
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -41,6 +42,7 @@ __all__ = [
     "DEFAULT_METHODS",
     "checked_interface",
     "written_inputs",
+    "takes_lengths",
 ]
 
 EPS = np.finfo(np.float64).eps
@@ -97,6 +99,7 @@ class Problem:
     state: tuple
     dys: np.ndarray
     dstate: tuple
+    lengths: tuple = None  # each sequence's number of steps (forward()'s lengths); None: all T
 
     def arrays(self):
         """Every array the gradient is taken with respect to, by name."""
@@ -109,13 +112,14 @@ class Problem:
         takes them in its dtype); new arrays, so a kernel that writes into its arguments cannot
         change this problem. None, for zeros, stays None."""
         cast = lambda a: None if a is None else np.array(a, dtype=dtype)  # noqa: E731
-        return Problem({k: cast(v) for k, v in self.params.items()}, cast(self.x), tuple(map(cast, self.state)),
-                       cast(self.dys), tuple(map(cast, self.dstate)))
+        return replace(self, params={k: cast(v) for k, v in self.params.items()}, x=cast(self.x),
+                       state=tuple(map(cast, self.state)), dys=cast(self.dys), dstate=tuple(map(cast, self.dstate)))
 
 
-def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.0):
+def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.0, lengths=None):
     """Parameters uniform in [-scale, scale]; x, states and upstream gradients standard normal,
-    but a state the cell declares positive (kernel.POSITIVE_STATES) is state_scale * (0.5 + |N|)."""
+    but a state the cell declares positive (kernel.POSITIVE_STATES) is state_scale * (0.5 + |N|).
+    lengths: None, or each sequence's number of steps, for a kernel that takes them (takes_lengths)."""
     rng = np.random.default_rng(seed)
     params = kernel.init_params(D, H, seed=int(rng.integers(2**31)), scale=scale)
     x = rng.standard_normal((T, B, D))
@@ -124,15 +128,32 @@ def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.
                   for s, z in ((s, rng.standard_normal((B, H))) for s in kernel.STATES))
     dys = rng.standard_normal((T, B, H))
     dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    return Problem(params, x, state, dys, dstate).with_dtype(np.float64)  # whatever init_params' own default
+    lengths = None if lengths is None else tuple(int(n) for n in lengths)
+    return Problem(params, x, state, dys, dstate, lengths).with_dtype(np.float64)  # whatever init_params' own default
 
 
 def _state_names(kernel):
     return [f"{s}0" for s in kernel.STATES]
 
 
+def takes_lengths(kernel):
+    """Whether the kernel's forward() takes lengths (every generated kernel does)."""
+    try:
+        parameters = inspect.signature(kernel.forward).parameters
+    except (TypeError, ValueError):
+        return False
+    return "lengths" in parameters or any(q.kind == q.VAR_KEYWORD for q in parameters.values())
+
+
+def _forward(kernel, p: Problem, state):
+    """kernel.forward() of the problem's parameters and x from state, with its lengths if it has some."""
+    if p.lengths is None:
+        return kernel.forward(p.params, p.x, state)
+    return kernel.forward(p.params, p.x, state, lengths=np.array(p.lengths))
+
+
 def loss(kernel, p: Problem):
-    ys, final, _ = kernel.forward(p.params, p.x, tuple(map(_copy, p.state)))  # a forward may write its state back
+    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))  # a forward may write its state back
     total = np.sum(ys * p.dys)
     for s, ds in zip(final, p.dstate):
         total = total + np.sum(s * ds)
@@ -141,7 +162,7 @@ def loss(kernel, p: Problem):
 
 def loss_magnitude(kernel, p: Problem):
     """|L|: the sum of the magnitudes of the loss's terms, the scale of its rounding error."""
-    ys, final, _ = kernel.forward(p.params, p.x, tuple(map(_copy, p.state)))
+    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))
     total = np.sum(np.abs(ys * p.dys))
     for s, ds in zip(final, p.dstate):
         total = total + np.sum(np.abs(s * ds))
@@ -162,7 +183,7 @@ def analytic_gradients(kernel, p: Problem):
 def _run(kernel, p: Problem):
     """ys, and analytic_gradients' named gradients, of one forward() and backward() on copies."""
     q = p.with_dtype()
-    ys, _, cache = kernel.forward(q.params, q.x, q.state)
+    ys, _, cache = _forward(kernel, q, q.state)
     grads, dx, dstate0 = kernel.backward(q.params, cache, q.dys, q.dstate)
     missing = [name for name in kernel.PARAMS if name not in grads]
     if missing:
@@ -201,7 +222,7 @@ def written_inputs(kernel, p: Problem):
     dys[-1] += dh_T): the checks hand it copies of those. x and the parameters it must leave
     alone: written into, they change the very problem the checks judge it on."""
     q, kept = p.with_dtype(), p.with_dtype()
-    out = kernel.forward(q.params, q.x, q.state)
+    out = _forward(kernel, q, q.state)
     _check_outputs(kernel, q, out)
     written = [f"forward() wrote into {name}" for name in _changed(q, kept)]
     if written:  # enough said: backward() may well refuse parameters that changed since forward()
@@ -248,7 +269,7 @@ def _with_arrays(kernel, p: Problem, arrays):
     _all_arrays names them), and its upstream gradients kept."""
     params = {name: arrays[name] for name in p.params}
     state = tuple(arrays[name] for name in _state_names(kernel))
-    return Problem(params, arrays["x"], state, p.dys, p.dstate)
+    return replace(p, params=params, x=arrays["x"], state=state)
 
 
 def _moved(a, index, delta):
@@ -412,8 +433,8 @@ def wide_gradients(kernel, p: Problem):
     if np.finfo(wide).eps >= EPS:
         return None
     cast = lambda a: np.asarray(a, dtype=wide)  # noqa: E731
-    q = Problem({k: cast(v) for k, v in p.params.items()}, cast(p.x), tuple(map(cast, p.state)),
-                cast(p.dys), tuple(map(cast, p.dstate)))
+    q = replace(p, params={k: cast(v) for k, v in p.params.items()}, x=cast(p.x), state=tuple(map(cast, p.state)),
+                dys=cast(p.dys), dstate=tuple(map(cast, p.dstate)))
     try:
         with np.errstate(all="ignore"):
             return analytic_gradients(kernel, q)
@@ -478,16 +499,20 @@ DEFAULT_METHODS = (*METHODS, "float32")  # float32: _float32_report
 
 
 def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAULT_METHODS, problem=None,
-                 sample=None):
+                 sample=None, lengths=None):
     """Checks every gradient of a kernel; returns one Report per method. ``sample``: judge at most
     that many elements of each array, drawn at random (seeded by ``seed``), for problems too large
     to perturb every element of; None judges them all (float32 always judges them all: it costs
-    one run)."""
+    one run). ``lengths``: each sequence's number of steps, passed to forward() (a problem
+    given carries its own)."""
     methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
     if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
     checked_interface(kernel, problem is not None)
-    p = problem or random_problem(kernel, T, B, D, H, seed, scale)
+    p = problem or random_problem(kernel, T, B, D, H, seed, scale, lengths=lengths)
+    if p.lengths is not None and not takes_lengths(kernel):
+        raise ValueError("lengths: this kernel's forward() takes no lengths (forward(params, x, state, lengths=None) "
+                         "runs sequences of different lengths); check it without them")
     dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
     if dtypes:
         raise ValueError(f"problem: the checks run the kernel in float64 (the step of the central differences and "

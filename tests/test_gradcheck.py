@@ -589,3 +589,37 @@ def test_gradients_rounded_to_float32_in_a_float64_run_are_named_as_such():
     for r in gradcheck.check_kernel(Wrapped(rnn, narrowed), methods=NUMERIC):
         assert not r.ok and "dW_h: float32 from float64 input, expected float64" in str(r), str(r)
     assert all(r.ok for r in gradcheck.check_kernel(rnn, methods=NUMERIC))
+
+
+def _edited_kernel(module, old, new):
+    """The module's source with old (which must occur) replaced by new, loaded as a module."""
+    import inspect
+    import types
+
+    source = inspect.getsource(module)
+    assert old in source, old
+    edited = types.ModuleType(f"{module.__name__}_edited")
+    exec(compile(source.replace(old, new), f"<{module.__name__}, edited>", "exec"), edited.__dict__)
+    return edited
+
+
+@pytest.mark.parametrize("old, new", [
+    # forward: the rows of an ended sequence go on running
+    ("np.copyto(h, h_prev, where=ended[t])", "pass"),
+    # backward: their adjoints are not carried across the steps past their end
+    ("dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)", "pass"),
+    # backward: carried across, but the steps past the end also take them in (dW gets their share)
+    ("dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)", "pass"),
+    # backward: the dys past a sequence's end are dropped, not given to the state it kept
+    ("dh_passing, dc_passing = dys_given[t] + dh_next, dc_next", "dh_passing, dc_passing = dh_next, dc_next"),
+])
+def test_a_kernel_that_mishandles_lengths_fails_the_check_with_lengths_alone(old, new):
+    wrong = _edited_kernel(lstm, old, new)
+    assert all(r.ok for r in gradcheck.check_kernel(wrong, T=4, B=3, seed=2, methods=("complex",)))
+    numeric = ("central", "complex")  # float32 judges the kernel by its own float64 run, wrong alike
+    assert not any(r.ok for r in gradcheck.check_kernel(wrong, T=4, B=3, seed=2, methods=numeric, lengths=(4, 1, 0)))
+
+
+def test_lengths_for_a_kernel_that_takes_none_are_refused():
+    with pytest.raises(ValueError, match="lengths: this kernel's forward\\(\\) takes no lengths"):
+        gradcheck.check_kernel(seed_lstm, lengths=(3, 1))

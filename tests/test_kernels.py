@@ -413,31 +413,59 @@ def test_full_bptt_in_chunks_gives_one_calls_gradients(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_padded_sequences_with_zero_dys_on_the_padding_give_each_rows_own_gradients(name):
-    """README's recipe for a batch of different lengths: each row's gradients are those of the row
-    run alone at its own length, and its last output is ys[length - 1, row]."""
+def test_lengths_run_each_sequence_for_its_own_steps(name):
+    """With lengths, each row is the row run alone for its own number of steps: its outputs, its
+    final state, and (its outputs past its end repeating its final state, their dys added to
+    that state's) its gradients; a row of length 0 passes everything through."""
     k = kernel_of(name)
-    p = problem(k)  # T = 4, B = 3
-    lengths = [4, 2, 3]
-    x = p.x.copy()
-    dys = p.dys.copy()
-    for b, n in enumerate(lengths):
-        x[n:, b] = 0.0
-        dys[n:, b] = 0.0
-    ys, _, cache = k.forward(p.params, x, p.state)
-    grads, dx, dstate0 = k.backward(p.params, cache, dys)
+    p = problem(k, T=4, B=4)
+    lengths = np.array([4, 2, 0, 3])
+    ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     total = {n: 0.0 for n in k.PARAMS}
+    output = k.STATES.index(k.OUTPUT)
     for b, n in enumerate(lengths):
         row = tuple(s[b:b + 1] for s in p.state)
-        ys_b, _, cache_b = k.forward(p.params, p.x[:n, b:b + 1], row)
-        grads_b, dx_b, dstate0_b = k.backward(p.params, cache_b, p.dys[:n, b:b + 1])
-        np.testing.assert_allclose(ys[n - 1, b], ys_b[-1, 0], rtol=1e-12, atol=1e-14)
+        ys_b, final_b, cache_b = k.forward(p.params, p.x[:n, b:b + 1], row)
+        dstate_b = [d[b:b + 1].copy() for d in p.dstate]
+        dstate_b[output] += p.dys[n:, b:b + 1].sum(axis=0)  # the outputs past the end are the final state
+        grads_b, dx_b, dstate0_b = k.backward(p.params, cache_b, p.dys[:n, b:b + 1], tuple(dstate_b))
+        np.testing.assert_allclose(ys[:n, b], ys_b[:, 0], rtol=1e-12, atol=1e-14)
+        np.testing.assert_array_equal(ys[n:, b], np.broadcast_to(final[output][b], ys[n:, b].shape))
+        for s, s_b in zip(final, final_b):
+            np.testing.assert_allclose(s[b], s_b[0], rtol=1e-12, atol=1e-14)
         np.testing.assert_allclose(dx[:n, b], dx_b[:, 0], rtol=1e-10, atol=1e-14)
+        np.testing.assert_array_equal(dx[n:, b], 0.0)
         for s, s_b in zip(dstate0, dstate0_b):
             np.testing.assert_allclose(s[b], s_b[0], rtol=1e-10, atol=1e-14)
-        total = {n_: total[n_] + grads_b[n_] for n_ in k.PARAMS}
-    for n in k.PARAMS:
-        np.testing.assert_allclose(grads[n], total[n], rtol=1e-10, atol=1e-13)
+        total = {m: total[m] + grads_b[m] for m in k.PARAMS}
+    for m in k.PARAMS:
+        np.testing.assert_allclose(grads[m], total[m], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", CELLS)
+@settings(max_examples=4)
+@given(config=sizes, data=st.data())
+def test_gradients_with_lengths_agree_with_both_numeric_methods(name, config, data):
+    lengths = data.draw(st.lists(st.integers(0, config["T"]), min_size=config["B"], max_size=config["B"]))
+    for report in gradcheck.check_kernel(kernel_of(name), **config, lengths=lengths):
+        assert report.ok, f"{name} {config} lengths={lengths}\n{report}"
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
+    k = kernel_of(name)
+    p = problem(k)  # T = 4, B = 3
+    plain = k.forward(p.params, p.x, p.state)
+    full = k.forward(p.params, p.x, p.state, lengths=[4, 4, 4])
+    np.testing.assert_array_equal(full[0], plain[0])
+    assert full[2]["ended"] is None
+    for lengths, message in [([4, 4], r"lengths: expected 3 integers \(B, one per sequence\), got shape \(2,\)"),
+                             ([4.0, 2.0, 1.0], r"lengths: expected 3 integers .* dtype float64"),
+                             ([5, 2, 1], r"lengths: expected each from 0 to T = 4, got 1 to 5"),
+                             ([-1, 2, 1], r"lengths: expected each from 0 to T = 4, got -1 to 2")]:
+        with pytest.raises(ValueError, match=message):
+            k.forward(p.params, p.x, p.state, lengths=lengths)
 
 
 @pytest.mark.parametrize("name", CELLS)
