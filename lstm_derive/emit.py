@@ -994,7 +994,7 @@ def _forward(k):
 
 def _number_arrays(loop):
     """The line that makes the numbers the loop's lines name (one, two) arrays of x's dtype."""
-    code = "\n".join(line.split("  # ")[0] for line in loop)
+    code = "\n".join(line.split("#")[0] for line in loop)  # code alone: "one" in a comment is no number
     numbers = [(name, n) for n, name in _NUMBER_ARRAYS.items() if _mentions(code, name)]
     if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
         return []
@@ -1674,11 +1674,13 @@ def _passing_ended(k, step):
     nexts = [f"d{s}_next" for s in k.states]
     passing = [f"d{s}_passing" for s in k.states]
     return [
-        "if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them",
+        "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
+        "# their new state pass to the previous one, and the step's own lines get zeros for them.",
+        "if ended is not None:",
         "    " + _assign_tuple(passing, arriving),
         "    " + _assign_tuple(nexts, [f"np.where(ended[t], 0, {n})" for n in nexts]),
         *step,
-        "if ended is not None:",
+        "if ended is not None:  # the adjoints of the rows that have ended pass the step",
         "    " + _assign_tuple(nexts, [f"np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)]),
     ]
 

@@ -191,8 +191,8 @@ def package_index(cell_names):
         f"# {MARK} (lstm-derive generate). Do not edit by hand.\n"
         '"""Generated NumPy kernels, one module per cell in derivations/.\n\n'
         "Every module has the same interface: CELL, INPUT, STATES, OUTPUT, PARAMS, param_shapes(D, H),\n"
-        "init_params(D, H, seed=, scale=, dtype=), forward(params, x, state) -> (ys, final_state, cache),\n"
-        "backward(params, cache, dys, dstate) -> (grads, dx, dstate0), step_forward and step_backward.\n"
+        "init_params(D, H, seed=, scale=, dtype=), forward(params, x, state, lengths) -> (ys, final_state,\n"
+        "cache), backward(params, cache, dys, dstate) -> (grads, dx, dstate0), step_forward and step_backward.\n"
         '"""\n\n'
         f"CELLS = ({names}{',' if len(cell_names) == 1 else ''})\n"
     )

@@ -21,8 +21,9 @@ from lstm_derive.kernels import CELLS
 from mutants import Mutant, is_shape_error, load, mutants
 
 # Small, but no size is 1 or equal to another, so that a transposed or batch-sliced gradient
-# has the wrong values rather than the right ones by accident.
-PROBLEM = dict(T=3, B=2, D=2, H=3, seed=0, scale=1.0)
+# has the wrong values rather than the right ones by accident; the second sequence ends after one
+# step, so that the rows of an ended sequence are judged too.
+PROBLEM = dict(T=3, B=2, D=2, H=3, seed=0, scale=1.0, lengths=(3, 1))
 
 # The mistakes the test must make for the cells that have the code for them.
 REQUIRED = {

@@ -173,7 +173,8 @@ def kernel_of(script_text, directory):
 sizes = st.fixed_dictionaries({
     "T": st.integers(1, 3), "B": st.integers(1, 2), "D": st.integers(1, 3), "H": st.integers(1, 3),
     "seed": st.integers(0, 2**31 - 1), "scale": st.floats(0.2, 1.5),
-})
+}).flatmap(lambda c: st.one_of(  # half of the problems with sequences of their own lengths
+    st.just(c), st.lists(st.integers(0, c["T"]), min_size=c["B"], max_size=c["B"]).map(lambda n: {**c, "lengths": n})))
 
 
 # A gate that another affine reads: its value must outlive the backward loop (that affine's

@@ -4,6 +4,8 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from lstm_derive import cli
 from lstm_derive import generate as gen
 
@@ -72,10 +74,16 @@ def test_the_check_kernel_example_prints_what_its_comment_says():
 def test_the_use_a_kernel_example_runs():
     readme = README.read_text(encoding="utf-8")
     section = readme[readme.index("## Use a kernel"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    first, lengths = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 3)], re.S)
     scope = {}
-    exec(compile(code, "README: Use a kernel", "exec"), scope)  # noqa: S102 - README's own example
+    exec(compile(first, "README: Use a kernel", "exec"), scope)  # noqa: S102 - README's own example
     assert scope["ys"].shape == (5, 2, 4) and scope["grads"]["W_h"].shape == (16, 4)
+    exec(compile(lengths, "README: lengths", "exec"), scope)  # noqa: S102
+    lstm, params, x = scope["lstm"], scope["params"], scope["x"]
+    _, (h, c), _ = lstm.forward(params, x[:2, 1:2])  # row 1 alone, for its 2 steps
+    np.testing.assert_allclose(scope["h"][1:2], h, rtol=1e-12)
+    np.testing.assert_allclose(scope["c"][1:2], c, rtol=1e-12)
+    assert scope["dx"].shape == (6, 3, 3)
 
 
 def test_the_report_comparison_rejects_another_order_of_magnitude_or_verdict():
@@ -108,8 +116,6 @@ def test_the_cells_whose_cache_serves_any_number_of_backward_calls_are_those_nam
     """README names the cells whose backward() leaves the cache as it was (no gate sits in the
     pre-activations' buffer); every other cell's second backward() on one cache raises."""
     import importlib
-
-    import numpy as np
 
     from lstm_derive.gradcheck import random_problem
     from lstm_derive.kernels import CELLS

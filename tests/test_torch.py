@@ -94,6 +94,51 @@ def test_values_and_gradients_equal_pytorchs(name, T, B, D, H, seed, scale):
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
+@settings(max_examples=15)
+@given(**sizes, data=st.data())
+def test_lengths_equal_pytorchs_packed_sequences(name, T, B, D, H, seed, scale, data):
+    """forward()'s lengths against nn.utils.rnn.pack_padded_sequence: the outputs of every real
+    step, each sequence's final state, and every gradient of a loss on both (PyTorch's outputs past
+    a sequence's end are zeros that carry no gradient, so their dys are zero here)."""
+    lengths = np.array(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))  # PyTorch takes no 0
+    kernel, _ = CELLS[name]
+    module = torch_module(name, D, H, seed, scale)
+    params = tc.from_torch(name, module)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D))
+    state = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+    real = (np.arange(T)[:, np.newaxis] < lengths)[:, :, np.newaxis]
+    dys = rng.standard_normal((T, B, H)) * real
+    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+
+    ys, final, cache = kernel.forward(params, x, state, lengths=lengths)
+    grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+
+    tx = torch.tensor(x, requires_grad=True)
+    tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), enforce_sorted=False)
+    tys, tfinal = module(packed, tuple(tstate) if name == "lstm" else tstate[0])
+    tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, total_length=T)
+    tfinal = tfinal if name == "lstm" else (tfinal,)
+    loss = (tys * torch.from_numpy(dys)).sum()
+    for s, ds in zip(tfinal, dstate):
+        loss = loss + (s[0] * torch.from_numpy(ds)).sum()
+    loss.backward()
+
+    assert_close(ys * real, tys.detach().numpy(), "ys of the real steps")
+    for s, mine, theirs in zip(kernel.STATES, final, tfinal):
+        assert_close(mine, theirs[0].detach().numpy(), f"final {s}")
+    assert_close(dx, tx.grad.numpy(), "dx")
+    for s, mine, theirs in zip(kernel.STATES, dstate0, tstate):
+        assert_close(mine, theirs.grad[0].numpy(), f"d{s}0")
+    layout = tc.LAYOUTS[name]
+    ours = dict(zip(tc.KEYS, layout.names))
+    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]
+    for key, p in module.named_parameters():
+        assert_close(grads[ours[key]], p.grad.numpy(), f"d{ours[key]} (PyTorch's {key})")
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
 @settings(max_examples=20)
 @given(D=sizes["D"], H=sizes["H"], seed=sizes["seed"], dtype=st.sampled_from([np.float32, np.float64]))
 def test_round_trip_is_exact(name, D, H, seed, dtype):

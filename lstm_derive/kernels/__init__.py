@@ -2,8 +2,8 @@
 """Generated NumPy kernels, one module per cell in derivations/.
 
 Every module has the same interface: CELL, INPUT, STATES, OUTPUT, PARAMS, param_shapes(D, H),
-init_params(D, H, seed=, scale=, dtype=), forward(params, x, state) -> (ys, final_state, cache),
-backward(params, cache, dys, dstate) -> (grads, dx, dstate0), step_forward and step_backward.
+init_params(D, H, seed=, scale=, dtype=), forward(params, x, state, lengths) -> (ys, final_state,
+cache), backward(params, cache, dys, dstate) -> (grads, dx, dstate0), step_forward and step_backward.
 """
 
 CELLS = ("gru", "gru_cho", "lstm", "lstm_cifg", "lstm_peephole", "lstm_seed", "rnn", "rnn_relu")

@@ -210,7 +210,9 @@ def backward(params, cache, dys, dstate=None):
             da_hn_seq[t0:t1] = da_hn_tmp
             del da_hn_tmp
             for t in reversed(range(t0, t1)):
-                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
+                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                if ended is not None:
                     dh_passing = dys_given[t] + dh_next
                     dh_next = np.where(ended[t], 0, dh_next)
                 z = z_span[t - t0]
@@ -221,7 +223,7 @@ def backward(params, cache, dys, dstate=None):
                 dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
-                if ended is not None:
+                if ended is not None:  # the adjoints of the rows that have ended pass the step
                     dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps;

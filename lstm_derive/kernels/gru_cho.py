@@ -189,7 +189,9 @@ def backward(params, cache, dys, dstate=None):
             da_n_seq[t0:t1] = da_n_tmp
             del da_n_tmp
             for t in reversed(range(t0, t1)):
-                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
+                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                if ended is not None:
                     dh_passing = dys_given[t] + dh_next
                     dh_next = np.where(ended[t], 0, dh_next)
                 r = r_span[t - t0]
@@ -201,7 +203,7 @@ def backward(params, cache, dys, dstate=None):
                 da_z_seq[t] *= dh  # (15) dL/da_z
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
                 dh_next = dh_prev
-                if ended is not None:
+                if ended is not None:  # the adjoints of the rows that have ended pass the step
                     dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.

@@ -210,7 +210,9 @@ def backward(params, cache, dys, dstate=None):
             da_i_seq[t0:t1] = da_i_tmp
             del da_i_tmp
             for t in reversed(range(t0, t1)):
-                if ended is not None:  # the rows of a sequence that has ended: the step is the identity for them
+                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
+                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                if ended is not None:
                     dh_passing, dc_passing = dys_given[t] + dh_next, dc_next
                     dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)
                 f = f_span[t - t0]
@@ -221,7 +223,7 @@ def backward(params, cache, dys, dstate=None):
                 da_o_seq[t] *= dh  # (17) dL/da_o
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
-                if ended is not None:
+                if ended is not None:  # the adjoints of the rows that have ended pass the step
                     dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
