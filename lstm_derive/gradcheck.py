@@ -17,8 +17,8 @@ is the difference, the same kernel run in extended precision judges it (see ``RO
 
 from __future__ import annotations
 
-import warnings
 import inspect
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
