@@ -59,38 +59,7 @@ def torch_module(name, D, H, seed, scale):
 @settings(max_examples=30)
 @given(**sizes)
 def test_values_and_gradients_equal_pytorchs(name, T, B, D, H, seed, scale):
-    kernel, _ = CELLS[name]
-    module = torch_module(name, D, H, seed, scale)
-    params = tc.from_torch(name, module)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, B, D))
-    state = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    dys = rng.standard_normal((T, B, H))
-    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-
-    ys, final, cache = kernel.forward(params, x, state)
-    grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
-
-    tx = torch.tensor(x, requires_grad=True)
-    tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]  # (layers, B, H)
-    tys, tfinal = module(tx, tuple(tstate) if name == "lstm" else tstate[0])
-    tfinal = tfinal if name == "lstm" else (tfinal,)
-    loss = (tys * torch.from_numpy(dys)).sum()
-    for s, ds in zip(tfinal, dstate):
-        loss = loss + (s[0] * torch.from_numpy(ds)).sum()
-    loss.backward()
-
-    assert_close(ys, tys.detach().numpy(), "ys")
-    for s, mine, theirs in zip(kernel.STATES, final, tfinal):
-        assert_close(mine, theirs[0].detach().numpy(), f"final {s}")
-    assert_close(dx, tx.grad.numpy(), "dx")
-    for s, mine, theirs in zip(kernel.STATES, dstate0, tstate):
-        assert_close(mine, theirs.grad[0].numpy(), f"d{s}0")
-    layout = tc.LAYOUTS[name]
-    ours = dict(zip(tc.KEYS, layout.names))
-    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]  # lstm: b = bias_ih + bias_hh
-    for key, p in module.named_parameters():
-        assert_close(grads[ours[key]], p.grad.numpy(), f"d{ours[key]} (PyTorch's {key})")
+    assert_same_as_pytorch(name, T, B, D, H, seed, scale)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
@@ -100,14 +69,20 @@ def test_lengths_equal_pytorchs_packed_sequences(name, T, B, D, H, seed, scale, 
     """forward()'s lengths against nn.utils.rnn.pack_padded_sequence: the outputs of every real
     step, each sequence's final state, and every gradient of a loss on both (PyTorch's outputs past
     a sequence's end are zeros that carry no gradient, so their dys are zero here)."""
-    lengths = np.array(data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B)))  # PyTorch takes no 0
+    lengths = data.draw(st.lists(st.integers(1, T), min_size=B, max_size=B))  # PyTorch takes no 0
+    assert_same_as_pytorch(name, T, B, D, H, seed, scale, np.array(lengths))
+
+
+def assert_same_as_pytorch(name, T, B, D, H, seed, scale, lengths=None):
+    """The kernel and PyTorch's module on the same weights, inputs and upstream gradients: outputs,
+    final states and every gradient; with lengths, the kernel's against PyTorch's packed sequences."""
     kernel, _ = CELLS[name]
     module = torch_module(name, D, H, seed, scale)
     params = tc.from_torch(name, module)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((T, B, D))
     state = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    real = (np.arange(T)[:, np.newaxis] < lengths)[:, :, np.newaxis]
+    real = np.ones((T, B, 1)) if lengths is None else (np.arange(T)[:, np.newaxis] < lengths)[:, :, np.newaxis]
     dys = rng.standard_normal((T, B, H)) * real
     dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
 
@@ -115,17 +90,19 @@ def test_lengths_equal_pytorchs_packed_sequences(name, T, B, D, H, seed, scale, 
     grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
 
     tx = torch.tensor(x, requires_grad=True)
-    tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]
-    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), enforce_sorted=False)
-    tys, tfinal = module(packed, tuple(tstate) if name == "lstm" else tstate[0])
-    tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, total_length=T)
+    tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]  # (layers, B, H)
+    tin = tx if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths),
+                                                                             enforce_sorted=False)
+    tys, tfinal = module(tin, tuple(tstate) if name == "lstm" else tstate[0])
+    if lengths is not None:
+        tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, total_length=T)
     tfinal = tfinal if name == "lstm" else (tfinal,)
     loss = (tys * torch.from_numpy(dys)).sum()
     for s, ds in zip(tfinal, dstate):
         loss = loss + (s[0] * torch.from_numpy(ds)).sum()
     loss.backward()
 
-    assert_close(ys * real, tys.detach().numpy(), "ys of the real steps")
+    assert_close(ys * real, tys.detach().numpy(), "ys")
     for s, mine, theirs in zip(kernel.STATES, final, tfinal):
         assert_close(mine, theirs[0].detach().numpy(), f"final {s}")
     assert_close(dx, tx.grad.numpy(), "dx")
@@ -133,7 +110,7 @@ def test_lengths_equal_pytorchs_packed_sequences(name, T, B, D, H, seed, scale, 
         assert_close(mine, theirs.grad[0].numpy(), f"d{s}0")
     layout = tc.LAYOUTS[name]
     ours = dict(zip(tc.KEYS, layout.names))
-    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]
+    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]  # lstm: b = bias_ih + bias_hh
     for key, p in module.named_parameters():
         assert_close(grads[ours[key]], p.grad.numpy(), f"d{ours[key]} (PyTorch's {key})")
 
