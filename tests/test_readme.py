@@ -74,7 +74,7 @@ def test_the_check_kernel_example_prints_what_its_comment_says():
 def test_the_use_a_kernel_example_runs():
     readme = README.read_text(encoding="utf-8")
     section = readme[readme.index("## Use a kernel"):]
-    first, lengths = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 3)], re.S)
+    first, lengths, bidirectional = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 3)], re.S)
     scope = {}
     exec(compile(first, "README: Use a kernel", "exec"), scope)  # noqa: S102 - README's own example
     assert scope["ys"].shape == (5, 2, 4) and scope["grads"]["W_h"].shape == (16, 4)
@@ -84,6 +84,12 @@ def test_the_use_a_kernel_example_runs():
     np.testing.assert_allclose(scope["h"][1:2], h, rtol=1e-12)
     np.testing.assert_allclose(scope["c"][1:2], c, rtol=1e-12)
     assert scope["dx"].shape == (6, 3, 3)
+    exec(compile(bidirectional, "README: bidirectional", "exec"), scope)  # noqa: S102
+    for b, n in enumerate(scope["lengths"]):  # row b reversed, alone
+        ys_b, _, cache_b = lstm.forward(scope["backward_params"], x[:n, b:b + 1][::-1])
+        _, dx_b, _ = lstm.backward(scope["backward_params"], cache_b, ys_b - 0.5)
+        np.testing.assert_allclose(scope["ys_b"][:n, b], ys_b[::-1, 0], rtol=1e-12)
+        np.testing.assert_allclose(scope["dx_b"][:n, b], dx_b[::-1, 0], rtol=1e-10, atol=1e-14)
 
 
 def test_the_report_comparison_rejects_another_order_of_magnitude_or_verdict():
