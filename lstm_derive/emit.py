@@ -927,20 +927,22 @@ def _forward(k):
         f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)}; None (or None for one',
         "    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each",
         "    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat",
-        "    it, and the final state is the one at its end), and its rows of x are read but change nothing",
-        "    (keep them finite: zeros).",
+        "    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),",
+        "    and the steps after the longest sequence's end are not run.",
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
         ("    for one call of backward() (ys is a read-only view into it: copy ys to change it)." if k.in_place else
          "    that backward() reads (ys is a read-only view into it: copy ys to change it)."),
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
-        "    not a copy: change x only after backward()." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
+        "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
+        "    the padding): change x only after backward()." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
-        "    T, B = x.shape[:2]",
+        "    T_all, B = x.shape[:2]",
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
-        "    ended = _checked_lengths(lengths, T, B)",
+        "    x, ended = _steps_to_run(x, lengths)",
+        "    T = len(x)  # T_all, or the longest sequence's length",
     ]
     numbers = k.node_number
     constants = _gate_constants(k)
@@ -984,6 +986,8 @@ def _forward(k):
     body += ["    " + line for line in loop]
     body += [
         f"    ys = {cell.output_state}_seq[1:]",
+        "    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state",
+        f"        ys = np.concatenate([ys, np.broadcast_to({cell.output_state}_seq[T], (T_all - T, B, H))])",
         "    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         *_wrapped("    cache = {", _cache_items(k), "}"),
@@ -1242,7 +1246,8 @@ def _gate_views(k, a):
 def _cache_items(k):
     spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
     samples = f'"samples": _samples({_tuple(k.cell.parameter_names())})'
-    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended'] + spent + [samples]
+    return (['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended', '"T_all": T_all']
+            + spent + [samples])
 
 
 def _forward_step(k):
@@ -1599,9 +1604,12 @@ def _backward(k):
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {_tuple(params)})",
         "    T, B = x.shape[:2]",
-        '    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)',
+        '    T_all = cache["T_all"]  # T, or more where forward() stopped at the longest sequence\'s end',
+        '    dys = np.zeros((T_all, B, H), x.dtype) if dys is None else _checked("dys", dys, (T_all, B, H), "(T, B, H)", x.dtype)',
         _CACHE_UNPACK,  # the buffers backward() reads, once the rest of it is written
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
+        "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
+        f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",
     ]
     if k.in_place:
         body += [
@@ -1644,7 +1652,9 @@ def _backward(k):
              + (";" if k.split else ".")]
     body += ["    # a weight whose blocks' adjoints lie in separate buffers takes one per run of adjacent blocks."] * bool(k.split)
     body += ["    " + line for line in _param_gradients(k)]
-    body += ["    " + _input_gradient(k)]
+    body += ["    " + _input_gradient(k),
+             "    if T < T_all:  # the steps not run read no x",
+             "        dx = np.concatenate([dx, np.zeros((T_all - T, B, D), x.dtype)])"]
     for step in [s for s in k.d.steps if k.summed(s) and s.kind == "let"] + [k.d.step_for(p) for p in cell.params]:
         body.append(f"    {_summed_line(k, step, step in in_loop)}")
     grads = ", ".join(f'"{n}": d{n}' for n in params)
@@ -2358,20 +2368,27 @@ def _validation(k):
         '    return _checked("x", x, x.shape, "(T, B, D)", dtype)',
         "",
         "",
-        "def _checked_lengths(lengths, T, B):",
-        '    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no',
-        '    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""',
+        "def _steps_to_run(x, lengths):",
+        '    """x up to the longest sequence\'s end, and where each sequence has ended, as (T, B, 1) booleans',
+        "    (None where none ends before that); a ValueError that says what is wrong with lengths. The",
+        '    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""',
         "    if lengths is None:",
-        "        return None",
+        "        return x, None",
+        "    T, B = x.shape[:2]",
         "    lengths = np.asarray(lengths)",
-        '    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":',
-        '        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "',
-        '                         f"dtype {lengths.dtype}")',
-        "    if B and (lengths.min() < 0 or lengths.max() > T):",
-        '        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")',
-        "    if np.all(lengths == T):",
-        "        return None",
-        "    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]",
+        "    if lengths.shape != (B,):",
+        '        raise ValueError(f"lengths: expected B = {B} integers, one per sequence (x is time-major, (T, B, D) = "',
+        '                         f"{x.shape}), got shape {lengths.shape}")',
+        '    if lengths.dtype.kind not in "iu" and lengths.size:',
+        '        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")',
+        "    outside = np.flatnonzero((lengths < 0) | (lengths > T))",
+        "    if outside.size:",
+        '        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")',
+        "    x = x[:int(lengths.max(initial=0))]",
+        "    ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]",
+        "    if not ended.any():",
+        "        return x, None",
+        "    return np.where(ended, 0, x), ended",
         "",
         "",
         "def _checked_cache(cache, D, H, arrays):",

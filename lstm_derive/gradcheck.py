@@ -43,6 +43,7 @@ __all__ = [
     "checked_interface",
     "written_inputs",
     "takes_lengths",
+    "sequences_alone",
 ]
 
 EPS = np.finfo(np.float64).eps
@@ -129,7 +130,7 @@ def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.
                   for s, z in ((s, rng.standard_normal((B, H))) for s in kernel.STATES))
     dys = rng.standard_normal((T, B, H))
     dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    lengths = None if lengths is None else tuple(int(n) for n in lengths)
+    lengths = None if lengths is None else tuple(lengths)  # as given: forward() judges them
     return Problem(params, x, state, dys, dstate, lengths).with_dtype(np.float64)  # whatever init_params' own default
 
 
@@ -355,13 +356,15 @@ class Report:
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
+    alone: str = ""  # with lengths, a sequence whose outputs or final state differ from it run alone
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
 
     @property
     def ok(self):
-        return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.written)
+        return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.alone
+                    or self.written)
 
     @property
     def max_error(self):
@@ -376,11 +379,13 @@ class Report:
             return (f"{self.method}: not judged: {'; '.join(self.written)}, which changes the problem it is judged "
                     "on; a kernel must leave its caller's x and parameters as they were")
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
-        if self.unjudged or self.wrong_shapes or self.directional:
+        if self.unjudged or self.wrong_shapes or self.directional or self.alone:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
             lines += [f"{self.method}: gradient of the wrong shape or dtype: {w}" for w in self.wrong_shapes]
             if self.directional:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
+            if self.alone:
+                lines.append(f"{self.method}: with lengths, {self.alone}")
             rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled, steps=self.steps)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
@@ -532,6 +537,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     values = _as_numeric(analytic)
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
+    alone = sequences_alone(kernel, p)
     narrowed = _narrower_than(analytic, np.float64)
     reports = []
     for m in methods:
@@ -540,7 +546,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
             continue
         numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
-        report.unjudged, report.directional = unjudged, along
+        report.unjudged, report.directional, report.alone = unjudged, along, alone
         report.wrong_shapes += narrowed
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
@@ -634,6 +640,35 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
         return ""
     return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
             f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
+
+
+# A sequence in a batch with lengths against it run alone: the same arithmetic on fewer rows, so
+# rounding alone differs (BLAS may sum a product in another order), far below this.
+ALONE_TOLERANCE = 1e-10
+
+
+def sequences_alone(kernel, p: Problem):
+    """"" unless the problem has lengths and some sequence's outputs over its own steps, or its
+    final state, differ from those of the sequence run alone: then which, and by how much. The
+    gradients check forward() against backward(); a forward() that ends a sequence at the wrong
+    step, with a backward() to match, passes them and fails this."""
+    if p.lengths is None:
+        return ""
+    q = p.with_dtype()
+    ys, final, _ = _forward(kernel, q, tuple(map(_copy, q.state)))
+    for b, n in enumerate(np.asarray(p.lengths)):
+        row = tuple(None if s is None else np.array(s[b:b + 1]) for s in q.state)
+        ys_b, final_b, _ = kernel.forward(q.params, q.x[:n, b:b + 1], row)
+        pairs = [("outputs", np.asarray(ys)[:n, b], np.asarray(ys_b)[:, 0])]
+        pairs += [(f"final {s}", np.asarray(f)[b], np.asarray(f_b)[0]) for s, f, f_b in zip(kernel.STATES, final, final_b)]
+        for what, batch, alone in pairs:
+            scale = max(np.max(np.abs(alone), initial=0.0), np.max(np.abs(batch), initial=0.0))
+            error = np.max(np.abs(batch - alone), initial=0.0)
+            if not error <= ALONE_TOLERANCE * scale:
+                return (f"sequence {b} (length {n}): its {what}, in the batch and run alone, differ by "
+                        f"{error / scale if scale else error:.1e} of the largest entry (tolerance "
+                        f"{ALONE_TOLERANCE:.0e}); forward() must end each sequence after its own steps")
+    return ""
 
 
 def _shifted(kernel, p, v, delta):

@@ -612,6 +612,9 @@ def _edited_kernel(module, old, new):
     ("dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)", "pass"),
     # backward: the dys past a sequence's end are dropped, not given to the state it kept
     ("dh_passing, dc_passing = dys_given[t] + dh_next, dc_next", "dh_passing, dc_passing = dh_next, dc_next"),
+    # both: each sequence runs one step too many, forward() and backward() agreeing (the gradients
+    # pass; each sequence against it run alone does not)
+    ("ended = (np.arange(len(x))[:, np.newaxis] >= lengths)", "ended = (np.arange(len(x))[:, np.newaxis] > lengths)"),
 ])
 def test_a_kernel_that_mishandles_lengths_fails_the_check_with_lengths_alone(old, new):
     wrong = _edited_kernel(lstm, old, new)
@@ -623,3 +626,11 @@ def test_a_kernel_that_mishandles_lengths_fails_the_check_with_lengths_alone(old
 def test_lengths_for_a_kernel_that_takes_none_are_refused():
     with pytest.raises(ValueError, match="lengths: this kernel's forward\\(\\) takes no lengths"):
         gradcheck.check_kernel(seed_lstm, lengths=(3, 1))
+
+
+def test_a_sequence_ended_at_the_wrong_step_is_named():
+    wrong = _edited_kernel(lstm, "ended = (np.arange(len(x))[:, np.newaxis] >= lengths)",
+                           "ended = (np.arange(len(x))[:, np.newaxis] > lengths)")
+    (report,) = gradcheck.check_kernel(wrong, T=4, B=3, seed=2, methods=("complex",), lengths=(4, 1, 0))
+    assert report.errors and max(report.errors.values()) < 1e-12  # the gradients agree with forward()
+    assert "complex: with lengths, sequence 1 (length 1): its final h, in the batch and run alone, differ by" in str(report)

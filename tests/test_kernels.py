@@ -420,7 +420,9 @@ def test_lengths_run_each_sequence_for_its_own_steps(name):
     k = kernel_of(name)
     p = problem(k, T=4, B=4)
     lengths = np.array([4, 2, 0, 3])
-    ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
+    x = p.x.copy()
+    x[2:, 1], x[:, 2], x[3:, 3] = np.nan, np.inf, -1e300  # the padding: what it holds changes nothing
+    ys, final, cache = k.forward(p.params, x, p.state, lengths=lengths)
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     total = {n: 0.0 for n in k.PARAMS}
     output = k.STATES.index(k.OUTPUT)
@@ -444,6 +446,30 @@ def test_lengths_run_each_sequence_for_its_own_steps(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_the_steps_after_the_longest_sequence_are_not_run_and_change_nothing(name):
+    """Lengths all below T: forward() stops at the longest one, the rest of ys repeats the final
+    state, and every result equals that of x cut at the longest length, the rest of dys added
+    to the final output state's gradient."""
+    k = kernel_of(name)
+    p = problem(k, T=6, B=3)
+    lengths = np.array([2, 4, 0])
+    ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
+    assert len(cache["x"]) == 4
+    grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+    ys_cut, final_cut, cache_cut = k.forward(p.params, p.x[:4], p.state, lengths=lengths)
+    output = k.STATES.index(k.OUTPUT)
+    dstate = list(p.dstate)
+    dstate[output] = dstate[output] + p.dys[4:].sum(axis=0)
+    grads_cut, dx_cut, dstate0_cut = k.backward(p.params, cache_cut, p.dys[:4], tuple(dstate))
+    np.testing.assert_array_equal(ys[:4], ys_cut)
+    np.testing.assert_array_equal(ys[4:], np.broadcast_to(final[output], (2, 3, 2)))
+    np.testing.assert_array_equal(dx[4:], 0.0)
+    for a, b in [*zip(final, final_cut), (dx[:4], dx_cut), *zip(dstate0, dstate0_cut),
+                 *((grads[n], grads_cut[n]) for n in k.PARAMS)]:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", CELLS)
 @settings(max_examples=4)
 @given(config=sizes, data=st.data())
 def test_gradients_with_lengths_agree_with_both_numeric_methods(name, config, data):
@@ -460,10 +486,15 @@ def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
     full = k.forward(p.params, p.x, p.state, lengths=[4, 4, 4])
     np.testing.assert_array_equal(full[0], plain[0])
     assert full[2]["ended"] is None
-    for lengths, message in [([4, 4], r"lengths: expected 3 integers \(B, one per sequence\), got shape \(2,\)"),
-                             ([4.0, 2.0, 1.0], r"lengths: expected 3 integers .* dtype float64"),
-                             ([5, 2, 1], r"lengths: expected each from 0 to T = 4, got 1 to 5"),
-                             ([-1, 2, 1], r"lengths: expected each from 0 to T = 4, got -1 to 2")]:
+    empty = k.forward(p.params, p.x[:, :0], tuple(s[:0] for s in p.state), lengths=[])  # B = 0
+    assert empty[0].shape == (4, 0, 2)
+    for lengths, message in [([4, 4], r"lengths: expected B = 3 integers, one per sequence \(x is time-major, "
+                                      r"\(T, B, D\) = \(4, 3, 3\)\), got shape \(2,\)"),
+                             ([4.0, 2.0, 1.0], r"lengths: expected integers, got dtype float64; convert them with "
+                                               r"\.astype\(int\)"),
+                             ([True, False, True], r"lengths: expected integers, got dtype bool"),
+                             ([2, 5, 1], r"lengths: expected each from 0 to T = 4, got lengths\[1\] = 5"),
+                             ([2, 1, -1], r"lengths: expected each from 0 to T = 4, got lengths\[2\] = -1")]:
         with pytest.raises(ValueError, match=message):
             k.forward(p.params, p.x, p.state, lengths=lengths)
 

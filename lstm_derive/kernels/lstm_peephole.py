@@ -87,13 +87,14 @@ def forward(params, x, state=None, lengths=None):
     """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)); None (or None for one
     array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
     sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
-    it, and the final state is the one at its end), and its rows of x are read but change nothing
-    (keep them finite: zeros).
+    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),
+    and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
     for one call of backward() (ys is a read-only view into it: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
-    not a copy: change x only after backward(). Complex input (the complex step) is safe while every gate's
+    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
+    the padding): change x only after backward(). Complex input (the complex step) is safe while every gate's
     pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.
     g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in
     absolute terms, not in relative ones where |a| << 1 (measured for lstm in float32, weights of
@@ -101,9 +102,10 @@ def forward(params, x, state=None, lengths=None):
     W_x, W_h, b, p_i, p_f, p_o = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
-    T, B = x.shape[:2]
+    T_all, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
-    ended = _checked_lengths(lengths, T, B)
+    x, ended = _steps_to_run(x, lengths)
+    T = len(x)  # T_all, or the longest sequence's length
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
@@ -156,10 +158,12 @@ def forward(params, x, state=None, lengths=None):
                 np.copyto(c, c_prev, where=ended[t])
             h_prev, c_prev = h, c
     ys = h_seq[1:]
+    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state
+        ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
-             "tanh_c_seq": tanh_c_seq, "ended": ended, "spent": np.array(False),
+             "tanh_c_seq": tanh_c_seq, "ended": ended, "T_all": T_all, "spent": np.array(False),
              "samples": _samples((W_x, W_h, b, p_i, p_f, p_o))}
     return ys, final, cache
 
@@ -177,10 +181,13 @@ def backward(params, cache, dys, dstate=None):
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, (W_x, W_h, b, p_i, p_f, p_o))
     T, B = x.shape[:2]
-    dys = np.zeros((T, B, H), x.dtype) if dys is None else _checked("dys", dys, (T, B, H), "(T, B, H)", x.dtype)
+    T_all = cache["T_all"]  # T, or more where forward() stopped at the longest sequence's end
+    dys = np.zeros((T_all, B, H), x.dtype) if dys is None else _checked("dys", dys, (T_all, B, H), "(T, B, H)", x.dtype)
     h_seq, c_seq, pre_W_seq, tanh_c_seq = (
         cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"])
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
+    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
+        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
@@ -241,6 +248,8 @@ def backward(params, cache, dys, dstate=None):
         dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (25) dL/dW_h
         db = dpre_W_flat.sum(axis=0)  # (26) dL/db
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (23) dL/dx
+        if T < T_all:  # the steps not run read no x
+            dx = np.concatenate([dx, np.zeros((T_all - T, B, D), x.dtype)])
         dp_i = np.einsum("tbh,tbh->h", c_seq[:-1], da_i_seq)  # (20), (27) dL/dp_i
         dp_f = np.einsum("tbh,tbh->h", c_seq[:-1], da_f_seq)  # (21), (28) dL/dp_f
         dp_o = np.einsum("tbh,tbh->h", c_seq[1:], da_o_seq)  # (22), (29) dL/dp_o
@@ -329,20 +338,27 @@ def _checked_input(x, D, dtype):
     return _checked("x", x, x.shape, "(T, B, D)", dtype)
 
 
-def _checked_lengths(lengths, T, B):
-    """Where each sequence has ended, as (T, B, 1) booleans; None where none ends before T (no
-    lengths, or all of them T), or a ValueError that says what is wrong with lengths."""
+def _steps_to_run(x, lengths):
+    """x up to the longest sequence's end, and where each sequence has ended, as (T, B, 1) booleans
+    (None where none ends before that); a ValueError that says what is wrong with lengths. The
+    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""
     if lengths is None:
-        return None
+        return x, None
+    T, B = x.shape[:2]
     lengths = np.asarray(lengths)
-    if lengths.shape != (B,) or lengths.dtype.kind not in "iu":
-        raise ValueError(f"lengths: expected {B} integers (B, one per sequence), got shape {lengths.shape}, "
-                         f"dtype {lengths.dtype}")
-    if B and (lengths.min() < 0 or lengths.max() > T):
-        raise ValueError(f"lengths: expected each from 0 to T = {T}, got {lengths.min()} to {lengths.max()}")
-    if np.all(lengths == T):
-        return None
-    return (np.arange(T)[:, np.newaxis] >= lengths)[:, :, np.newaxis]
+    if lengths.shape != (B,):
+        raise ValueError(f"lengths: expected B = {B} integers, one per sequence (x is time-major, (T, B, D) = "
+                         f"{x.shape}), got shape {lengths.shape}")
+    if lengths.dtype.kind not in "iu" and lengths.size:
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
+    outside = np.flatnonzero((lengths < 0) | (lengths > T))
+    if outside.size:
+        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")
+    x = x[:int(lengths.max(initial=0))]
+    ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]
+    if not ended.any():
+        return x, None
+    return np.where(ended, 0, x), ended
 
 
 def _checked_cache(cache, D, H, arrays):
