@@ -941,7 +941,7 @@ def _forward(k):
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
         "    T_all, B = x.shape[:2]",
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
-        "    x, ended = _steps_to_run(x, lengths)",
+        "    x, ended, masked = _steps_to_run(x, lengths)",
         "    T = len(x)  # T_all, or the longest sequence's length",
     ]
     numbers = k.node_number
@@ -1246,7 +1246,7 @@ def _gate_views(k, a):
 def _cache_items(k):
     spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
     samples = f'"samples": _samples({_tuple(k.cell.parameter_names())})'
-    return (['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended', '"T_all": T_all']
+    return (['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended', '"masked": masked', '"T_all": T_all']
             + spent + [samples])
 
 
@@ -1294,7 +1294,7 @@ def _forward_step(k):
         # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
         if call not in done and name not in k.invariant:
             lines += [f"{name} = {name}_seq[t]", f"{name}[...] = {_without(printer, call).doprint(call)}"]
-    lines += ["if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity",
+    lines += ["if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity",
               *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
@@ -1628,7 +1628,7 @@ def _backward(k):
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k))
     body += ["    " + line for line in _number_arrays(products + step)]
     body += [
-        '    ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None',
+        '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
         "    if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)",
         "        dys_given, dys = dys, np.where(ended, 0, dys)",
     ]
@@ -1686,11 +1686,11 @@ def _passing_ended(k, step):
     return [
         "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
         "# their new state pass to the previous one, and the step's own lines get zeros for them.",
-        "if ended is not None:",
+        "if masked[t]:",
         "    " + _assign_tuple(passing, arriving),
         "    " + _assign_tuple(nexts, [f"np.where(ended[t], 0, {n})" for n in nexts]),
         *step,
-        "if ended is not None:  # the adjoints of the rows that have ended pass the step",
+        "if masked[t]:  # the adjoints of the rows that have ended pass the step",
         "    " + _assign_tuple(nexts, [f"np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)]),
     ]
 
@@ -2369,11 +2369,12 @@ def _validation(k):
         "",
         "",
         "def _steps_to_run(x, lengths):",
-        '    """x up to the longest sequence\'s end, and where each sequence has ended, as (T, B, 1) booleans',
-        "    (None where none ends before that); a ValueError that says what is wrong with lengths. The",
-        '    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""',
+        '    """x up to the longest sequence\'s end; where each sequence has ended, as (T, B, 1) booleans (None',
+        "    where none ends before that); and, for each step, whether some sequence has ended by then. A",
+        "    ValueError says what is wrong with lengths. The padding is zeroed (in a copy), so that what it",
+        '    holds, nan or inf even, reaches no result."""',
         "    if lengths is None:",
-        "        return x, None",
+        "        return x, None, [False] * len(x)",
         "    T, B = x.shape[:2]",
         "    lengths = np.asarray(lengths)",
         "    if lengths.shape != (B,):",
@@ -2386,9 +2387,10 @@ def _validation(k):
         '        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")',
         "    x = x[:int(lengths.max(initial=0))]",
         "    ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]",
-        "    if not ended.any():",
-        "        return x, None",
-        "    return np.where(ended, 0, x), ended",
+        "    masked = ended.any(axis=(1, 2)).tolist()",
+        "    if not any(masked):",
+        "        return x, None, masked",
+        "    return np.where(ended, 0, x), ended, masked",
         "",
         "",
         "def _checked_cache(cache, D, H, arrays):",

@@ -13,7 +13,8 @@ A kernel is one layer in one direction, without projection: the keys ``weight_ih
 ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``; from_torch also reads nn.LSTMCell and its
 kin, whose keys are these without the ``_l0``. A stack converts layer by layer (``layer=k``:
 ``*_l{k}``) and a bidirectional module direction by direction (``reverse=True``:
-``*_l{k}_reverse``, the kernel run over ``x[::-1]``), both ways. The kernels use PyTorch's gate
+``*_l{k}_reverse``, the kernel run over ``x[::-1]``, or each sequence reversed within its length
+with lengths: README's ``reversed_rows``), both ways. The kernels use PyTorch's gate
 orders, so the weights are copied as they are, never reordered.
 
 Reading a state_dict needs only NumPy; writing one imports torch, an optional dependency:
@@ -99,7 +100,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     PyTorch module (nn.LSTM or nn.LSTMCell, and so on) or its state_dict; of a stack
     (num_layers > 1), those of ``layer`` k, whose input is layer k-1's output; of a
     bidirectional module, those of one direction: ``reverse=False`` or ``True`` (the reverse
-    direction is the kernel run over ``x[::-1]``, its outputs reversed back).
+    direction is the kernel run over ``x[::-1]``, its outputs reversed back; with lengths, each
+    sequence reversed within its length, as README's ``reversed_rows`` does).
 
     Arrays are NumPy copies in the module's dtype, in the kernel's PARAMS order. A module
     without biases (bias=False) gives zero biases. Raises ValueError, saying what was

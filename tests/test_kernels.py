@@ -416,13 +416,15 @@ def test_full_bptt_in_chunks_gives_one_calls_gradients(name):
 def test_lengths_run_each_sequence_for_its_own_steps(name):
     """With lengths, each row is the row run alone for its own number of steps: its outputs, its
     final state, and (its outputs past its end repeating its final state, their dys added to
-    that state's) its gradients; a row of length 0 passes everything through."""
+    that state's) its gradients; a row of length 0 passes everything through. The first step, which
+    no sequence has ended by, is run unmasked."""
     k = kernel_of(name)
     p = problem(k, T=4, B=4)
-    lengths = np.array([4, 2, 0, 3])
+    lengths = np.array([4, 2, 1, 3])
     x = p.x.copy()
-    x[2:, 1], x[:, 2], x[3:, 3] = np.nan, np.inf, -1e300  # the padding: what it holds changes nothing
+    x[2:, 1], x[1:, 2], x[3:, 3] = np.nan, np.inf, -1e300  # the padding: what it holds changes nothing
     ys, final, cache = k.forward(p.params, x, p.state, lengths=lengths)
+    assert cache["masked"] == [False, True, True, True]
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     total = {n: 0.0 for n in k.PARAMS}
     output = k.STATES.index(k.OUTPUT)
@@ -454,7 +456,7 @@ def test_the_steps_after_the_longest_sequence_are_not_run_and_change_nothing(nam
     p = problem(k, T=6, B=3)
     lengths = np.array([2, 4, 0])
     ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
-    assert len(cache["x"]) == 4
+    assert len(cache["x"]) == 4 and cache["masked"] == [True] * 4
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     ys_cut, final_cut, cache_cut = k.forward(p.params, p.x[:4], p.state, lengths=lengths)
     output = k.STATES.index(k.OUTPUT)

@@ -97,7 +97,7 @@ def forward(params, x, state=None, lengths=None):
     x = _checked_input(x, D, W_x.dtype)
     T_all, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
-    x, ended = _steps_to_run(x, lengths)
+    x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
@@ -139,7 +139,7 @@ def forward(params, x, state=None, lengths=None):
             h = h_seq[t + 1]  # (9) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
             np.multiply(z, h_prev - n, out=h)
             h += n
-            if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+            if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity
                 np.copyto(h, h_prev, where=ended[t])
             h_prev = h
     ys = h_seq[1:]
@@ -149,7 +149,8 @@ def forward(params, x, state=None, lengths=None):
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
              "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "ended": ended,
-             "T_all": T_all, "spent": np.array(False), "samples": _samples((W_x, b_x, U_h, b_h))}
+             "masked": masked, "T_all": T_all, "spent": np.array(False),
+             "samples": _samples((W_x, b_x, U_h, b_h))}
     return ys, final, cache
 
 
@@ -187,7 +188,7 @@ def backward(params, cache, dys, dstate=None):
         dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
         dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
         dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
-        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
         if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
             dys_given, dys = dys, np.where(ended, 0, dys)
 
@@ -219,7 +220,7 @@ def backward(params, cache, dys, dstate=None):
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one, and the step's own lines get zeros for them.
-                if ended is not None:
+                if masked[t]:
                     dh_passing = dys_given[t] + dh_next
                     dh_next = np.where(ended[t], 0, dh_next)
                 z = z_span[t - t0]
@@ -230,7 +231,7 @@ def backward(params, cache, dys, dstate=None):
                 dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
-                if ended is not None:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:  # the adjoints of the rows that have ended pass the step
                     dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps;
@@ -331,11 +332,12 @@ def _checked_input(x, D, dtype):
 
 
 def _steps_to_run(x, lengths):
-    """x up to the longest sequence's end, and where each sequence has ended, as (T, B, 1) booleans
-    (None where none ends before that); a ValueError that says what is wrong with lengths. The
-    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""
+    """x up to the longest sequence's end; where each sequence has ended, as (T, B, 1) booleans (None
+    where none ends before that); and, for each step, whether some sequence has ended by then. A
+    ValueError says what is wrong with lengths. The padding is zeroed (in a copy), so that what it
+    holds, nan or inf even, reaches no result."""
     if lengths is None:
-        return x, None
+        return x, None, [False] * len(x)
     T, B = x.shape[:2]
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
@@ -348,9 +350,10 @@ def _steps_to_run(x, lengths):
         raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")
     x = x[:int(lengths.max(initial=0))]
     ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]
-    if not ended.any():
-        return x, None
-    return np.where(ended, 0, x), ended
+    masked = ended.any(axis=(1, 2)).tolist()
+    if not any(masked):
+        return x, None, masked
+    return np.where(ended, 0, x), ended, masked
 
 
 def _checked_cache(cache, D, H, arrays):

@@ -104,7 +104,7 @@ def forward(params, x, state=None, lengths=None):
     x = _checked_input(x, D, W_x.dtype)
     T_all, B = x.shape[:2]
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
-    x, ended = _steps_to_run(x, lengths)
+    x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
@@ -145,7 +145,7 @@ def forward(params, x, state=None, lengths=None):
             np.tanh(c, out=tanh_c)  # (7) tanh_c = tanh(c)
             h = h_seq[t + 1]
             np.multiply(o, tanh_c, out=h)  # (7) h = o*tanh_c
-            if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+            if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity
                 np.copyto(h, h_prev, where=ended[t])
                 np.copyto(c, c_prev, where=ended[t])
             h_prev, c_prev = h, c
@@ -155,8 +155,8 @@ def forward(params, x, state=None, lengths=None):
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
-             "tanh_c_seq": tanh_c_seq, "ended": ended, "T_all": T_all, "spent": np.array(False),
-             "samples": _samples((W_x, W_h, b))}
+             "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked, "T_all": T_all,
+             "spent": np.array(False), "samples": _samples((W_x, W_h, b))}
     return ys, final, cache
 
 
@@ -189,7 +189,7 @@ def backward(params, cache, dys, dstate=None):
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
         dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
         i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
-        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
         if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
             dys_given, dys = dys, np.where(ended, 0, dys)
 
@@ -219,7 +219,7 @@ def backward(params, cache, dys, dstate=None):
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one, and the step's own lines get zeros for them.
-                if ended is not None:
+                if masked[t]:
                     dh_passing, dc_passing = dys_given[t] + dh_next, dc_next
                     dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)
                 f = f_span[t - t0]
@@ -230,7 +230,7 @@ def backward(params, cache, dys, dstate=None):
                 da_o_seq[t] *= dh  # (17) dL/da_o
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
-                if ended is not None:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:  # the adjoints of the rows that have ended pass the step
                     dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
@@ -327,11 +327,12 @@ def _checked_input(x, D, dtype):
 
 
 def _steps_to_run(x, lengths):
-    """x up to the longest sequence's end, and where each sequence has ended, as (T, B, 1) booleans
-    (None where none ends before that); a ValueError that says what is wrong with lengths. The
-    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""
+    """x up to the longest sequence's end; where each sequence has ended, as (T, B, 1) booleans (None
+    where none ends before that); and, for each step, whether some sequence has ended by then. A
+    ValueError says what is wrong with lengths. The padding is zeroed (in a copy), so that what it
+    holds, nan or inf even, reaches no result."""
     if lengths is None:
-        return x, None
+        return x, None, [False] * len(x)
     T, B = x.shape[:2]
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
@@ -344,9 +345,10 @@ def _steps_to_run(x, lengths):
         raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")
     x = x[:int(lengths.max(initial=0))]
     ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]
-    if not ended.any():
-        return x, None
-    return np.where(ended, 0, x), ended
+    masked = ended.any(axis=(1, 2)).tolist()
+    if not any(masked):
+        return x, None, masked
+    return np.where(ended, 0, x), ended, masked
 
 
 def _checked_cache(cache, D, H, arrays):

@@ -81,7 +81,7 @@ def forward(params, x, state=None, lengths=None):
     x = _checked_input(x, D, W_x.dtype)
     T_all, B = x.shape[:2]
     (h_prev,) = _checked_state(state, B, H, x.dtype)
-    x, ended = _steps_to_run(x, lengths)
+    x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
@@ -98,7 +98,7 @@ def forward(params, x, state=None, lengths=None):
         a = pre_W
         h = h_seq[t + 1]
         np.maximum(a, zero, out=h)  # (2) h = relu(a)
-        if ended is not None:  # the rows of a sequence that has ended keep their state: the step is the identity
+        if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity
             np.copyto(h, h_prev, where=ended[t])
         h_prev = h
     ys = h_seq[1:]
@@ -106,8 +106,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
     ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
-    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "ended": ended, "T_all": T_all,
-             "samples": _samples((W_x, W_h, b_x, b_h))}
+    cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "ended": ended, "masked": masked,
+             "T_all": T_all, "samples": _samples((W_x, W_h, b_x, b_h))}
     return ys, final, cache
 
 
@@ -132,7 +132,7 @@ def backward(params, cache, dys, dstate=None):
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = np.empty((T, B, H), x.dtype)
         da_seq = dpre_W_seq
-        ended = cache["ended"]  # (T, B, 1), True past the end of a sequence shorter than T; or None
+        ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
         if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
             dys_given, dys = dys, np.where(ended, 0, dys)
 
@@ -147,14 +147,14 @@ def backward(params, cache, dys, dstate=None):
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one, and the step's own lines get zeros for them.
-                if ended is not None:
+                if masked[t]:
                     dh_passing = dys_given[t] + dh_next
                     dh_next = np.where(ended[t], 0, dh_next)
                 dh = dys[t] + dh_next  # (3) dL/dh
                 da_seq[t] *= dh  # (4) dL/da
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
                 dh_next = dh_prev
-                if ended is not None:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:  # the adjoints of the rows that have ended pass the step
                     dh_next = np.where(ended[t], dh_passing, dh_next)
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
@@ -252,11 +252,12 @@ def _checked_input(x, D, dtype):
 
 
 def _steps_to_run(x, lengths):
-    """x up to the longest sequence's end, and where each sequence has ended, as (T, B, 1) booleans
-    (None where none ends before that); a ValueError that says what is wrong with lengths. The
-    padding is zeroed (in a copy), so that what it holds, nan or inf even, reaches no result."""
+    """x up to the longest sequence's end; where each sequence has ended, as (T, B, 1) booleans (None
+    where none ends before that); and, for each step, whether some sequence has ended by then. A
+    ValueError says what is wrong with lengths. The padding is zeroed (in a copy), so that what it
+    holds, nan or inf even, reaches no result."""
     if lengths is None:
-        return x, None
+        return x, None, [False] * len(x)
     T, B = x.shape[:2]
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
@@ -269,9 +270,10 @@ def _steps_to_run(x, lengths):
         raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")
     x = x[:int(lengths.max(initial=0))]
     ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]
-    if not ended.any():
-        return x, None
-    return np.where(ended, 0, x), ended
+    masked = ended.any(axis=(1, 2)).tolist()
+    if not any(masked):
+        return x, None, masked
+    return np.where(ended, 0, x), ended, masked
 
 
 def _checked_cache(cache, D, H, arrays):
