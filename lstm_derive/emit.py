@@ -988,7 +988,7 @@ def _forward(k):
         f"    ys = {cell.output_state}_seq[1:]",
         "    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state",
         f"        ys = np.concatenate([ys, np.broadcast_to({cell.output_state}_seq[T], (T_all - T, B, H))])",
-        "    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients",
+        "    ys.flags.writeable = False  # up to T a view of what backward() reads: changing it would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",

@@ -149,7 +149,7 @@ def forward(params, x, state=None, lengths=None):
     ys = h_seq[1:]
     if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
-    ys.flags.writeable = False  # a view of what backward() reads: changing it would change the gradients
+    ys.flags.writeable = False  # up to T a view of what backward() reads: changing it would change the gradients
     final = (h_seq[T].copy(), s_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "s_seq": s_seq, "pre_W_seq": pre_W_seq,
              "ended": ended, "masked": masked, "T_all": T_all, "spent": np.array(False),
