@@ -388,16 +388,19 @@ def test_big_endian_arrays_are_float64_too(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
-def test_full_bptt_in_chunks_gives_one_calls_gradients(name):
+@pytest.mark.parametrize("lengths", [None, [6, 3, 1]])
+def test_full_bptt_in_chunks_gives_one_calls_gradients(name, lengths):
     """Forward over chunks carrying the state, backward over them in reverse carrying dstate: the
-    README's recipe gives one call's outputs exactly and its gradients to rounding."""
+    README's recipe gives one call's outputs exactly and its gradients to rounding; with lengths,
+    each chunk's from README's np.clip."""
     k = kernel_of(name)
     p = problem(k, T=6)
-    ys, final, cache = k.forward(p.params, p.x, p.state)
+    ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     state, caches = p.state, []
-    for x_chunk in np.split(p.x, 3):
-        ys_chunk, state, chunk_cache = k.forward(p.params, x_chunk, state)
+    for t0, x_chunk in zip(range(0, 6, 2), np.split(p.x, 3)):
+        chunk_lengths = None if lengths is None else np.clip(np.array(lengths) - t0, 0, len(x_chunk))
+        ys_chunk, state, chunk_cache = k.forward(p.params, x_chunk, state, lengths=chunk_lengths)
         caches.append((ys_chunk.copy(), chunk_cache))
     np.testing.assert_array_equal(np.concatenate([y for y, _ in caches]), ys)
     dstate, summed, dxs = p.dstate, {n: 0 for n in grads}, []
@@ -445,6 +448,23 @@ def test_lengths_run_each_sequence_for_its_own_steps(name):
         total = {m: total[m] + grads_b[m] for m in k.PARAMS}
     for m in k.PARAMS:
         np.testing.assert_allclose(grads[m], total[m], rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_stream_steps_with_lengths_of_one_and_zero(name):
+    """README's stream recipe: one step at a time, lengths 1 for the rows still running and 0 for
+    those that have ended, gives one call's outputs and final state."""
+    k = kernel_of(name)
+    p = problem(k, T=4, B=3)
+    lengths = np.array([4, 1, 3])
+    ys, final, _ = k.forward(p.params, p.x, p.state, lengths=lengths)
+    state = p.state
+    for t in range(4):
+        still_running = t < lengths
+        y_t, state, _ = k.forward(p.params, p.x[t][np.newaxis], state, lengths=still_running.astype(int))
+        np.testing.assert_array_equal(y_t[0], ys[t])
+    for a, b in zip(state, final):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("name", CELLS)
