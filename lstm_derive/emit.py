@@ -1629,8 +1629,6 @@ def _backward(k):
     body += ["    " + line for line in _number_arrays(products + step)]
     body += [
         '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
-        "    if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)",
-        "        dys_given, dys = dys, np.where(ended, 0, dys)",
     ]
     if products:
         body += [
@@ -1678,21 +1676,32 @@ _CACHE_UNPACK = "<the cache's buffers>"
 
 def _passing_ended(k, step):
     """The backward step with the rows of sequences that have ended passed across it: the step is
-    the identity for them, so the adjoints that reach their new state are their previous state's,
-    and as the step's own lines are linear in those adjoints, zero gives them nothing to add."""
-    arriving = [f"dys_given[t] + d{s}_next" if s == k.cell.output_state else f"d{s}_next" for s in k.states]
+    the identity for them, so the adjoints that reach their new state go to the previous one as they
+    are, and what the step's own lines gave those rows (nan even, where a kept state is one the step
+    would never make, a zero it divides by) is dropped: their pre-activations' adjoints are zeroed,
+    the sums over steps the loop keeps are restored."""
+    arriving = [f"dys[t] + d{s}_next" if s == k.cell.output_state else f"d{s}_next" for s in k.states]
     nexts = [f"d{s}_next" for s in k.states]
     passing = [f"d{s}_passing" for s in k.states]
+    sums = [s.adjoint for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     return [
         "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
-        "# their new state pass to the previous one, and the step's own lines get zeros for them.",
+        "# their new state pass to the previous one as they are, and what the step gives them is dropped.",
         "if masked[t]:",
         "    " + _assign_tuple(passing, arriving),
-        "    " + _assign_tuple(nexts, [f"np.where(ended[t], 0, {n})" for n in nexts]),
+        *(f"    {a}_kept = {a}.copy()" for a in sums),
         *step,
-        "if masked[t]:  # the adjoints of the rows that have ended pass the step",
+        "if masked[t]:",
         "    " + _assign_tuple(nexts, [f"np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)]),
+        *(f"    np.copyto({buffer}[t], 0, where=ended[t])" for buffer in _adjoint_buffers(k)),
+        *(f"    np.copyto({a}, {a}_kept, where=ended[t])" for a in sums),
     ]
+
+
+def _adjoint_buffers(k):
+    """The buffers that keep the pre-activations' adjoints of every step for after the loop."""
+    return [name for a in k.cell.affines for name in
+            ([f"d{b}_seq" for b in a.blocks if b not in k.twins] if a.name in k.split else [f"dpre_{a.name}_seq"])]
 
 
 def _mentions(code, name):

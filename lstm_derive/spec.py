@@ -143,7 +143,7 @@ _DEFAULT_BIAS_HINT = " (an affine's bias is 'b' unless bias=... names it)"
 KERNEL_NAMES = frozenset(
     "np numpy POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
-    "step_forward step_backward param_shapes init_params span t0 t1 zero one two lengths ended masked dys_given T_all".split()
+    "step_forward step_backward param_shapes init_params span t0 t1 zero one two lengths ended masked T_all".split()
 ) | set(SUPPORTED_FUNCTIONS) | {cls.__name__ for cls in _Elementwise.__subclasses__()}  # and their helpers
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
         "dx": "the gradient of the input"}
@@ -580,9 +580,9 @@ class Cell:
           dpre_A_blocks, bias_A, scale_A;
         - a weight or bias P has P and dP (a weight also P_scaled);
         - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
-          let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp);
+          let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp; a let dv_kept);
         - a local derivative of let v by an input or a block u is dv_du (over a span dv_du_span);
-        - a param p has p and dp;
+        - a param p has p, dp and dp_kept;
         - tanh(u) and sigmoid(u) that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k>
           for a compound u), u also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
         named = {let.expr for let in self.lets}
@@ -605,7 +605,7 @@ class Cell:
             for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev", f"d{s}_passing"):
                 yield n, owner, where
         for p in self.params:
-            for n in (str(p), f"d{p}"):
+            for n in (str(p), f"d{p}", f"d{p}_kept"):
                 yield n, f"parameter '{p}'", self._declared(str(p))
         for node in self.nodes:
             if isinstance(node, Affine):
@@ -628,7 +628,7 @@ class Cell:
             v = str(node.symbol)
             s = state_of.get(id(node))
             owner = f"state '{s}'" if s == v else f"'{v}'"
-            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span"):
+            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span", f"d{v}_kept"):
                 yield n, owner, node.where
             # a block's adjoint may reach v through a gate's pre-activation (dc_new_da_g), not only
             # through v's own inputs

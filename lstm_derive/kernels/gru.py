@@ -189,8 +189,6 @@ def backward(params, cache, dys, dstate=None):
         dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
         dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
-        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
-            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -219,10 +217,9 @@ def backward(params, cache, dys, dstate=None):
             del da_hn_tmp
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing = dys_given[t] + dh_next
-                    dh_next = np.where(ended[t], 0, dh_next)
+                    dh_passing = dys[t] + dh_next
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (10) dL/dh
                 dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
@@ -231,8 +228,10 @@ def backward(params, cache, dys, dstate=None):
                 dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
-                if masked[t]:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:
                     dh_next = np.where(ended[t], dh_passing, dh_next)
+                    np.copyto(dpre_W_seq[t], 0, where=ended[t])
+                    np.copyto(da_hn_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps;
         # a weight whose blocks' adjoints lie in separate buffers takes one per run of adjacent blocks.

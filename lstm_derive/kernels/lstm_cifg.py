@@ -192,8 +192,6 @@ def backward(params, cache, dys, dstate=None):
         da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
         i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
-        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
-            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -213,10 +211,9 @@ def backward(params, cache, dys, dstate=None):
             da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (10) ∂h/∂o
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing, dc_passing = dys_given[t] + dh_next, dc_next
-                    dh_next, dc_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, dc_next)
+                    dh_passing, dc_passing = dys[t] + dh_next, dc_next
                 c_prev = c_seq[t]
                 f = f_seq[t]
                 g = g_span[t - t0]
@@ -230,8 +227,9 @@ def backward(params, cache, dys, dstate=None):
                 da_o_seq[t] *= dh  # (16) dL/da_o
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (17) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
-                if masked[t]:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:
                     dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)
+                    np.copyto(dpre_W_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 3 * H)

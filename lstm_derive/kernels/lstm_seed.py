@@ -186,8 +186,6 @@ def backward(params, cache, dys, dstate=None):
         dpre_W_blocks = dpre_W_seq.reshape(T, B, 4, H)[:, :, 0:3]  # the blocks scaled together in the loop
         g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
-        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
-            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -214,10 +212,9 @@ def backward(params, cache, dys, dstate=None):
             del da_g_tmp
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing, ds_passing = dys_given[t] + dh_next, ds_next
-                    dh_next, ds_next = np.where(ended[t], 0, dh_next), np.where(ended[t], 0, ds_next)
+                    dh_passing, ds_passing = dys[t] + dh_next, ds_next
                 f = f_span[t - t0]
                 o = o_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
@@ -227,8 +224,9 @@ def backward(params, cache, dys, dstate=None):
                 da_o_seq[t] *= dh  # (17) dL/da_o
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, ds_next = dh_prev, ds_prev
-                if masked[t]:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:
                     dh_next, ds_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], ds_passing, ds_next)
+                    np.copyto(dpre_W_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)

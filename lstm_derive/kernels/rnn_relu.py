@@ -133,8 +133,6 @@ def backward(params, cache, dys, dstate=None):
         dpre_W_seq = np.empty((T, B, H), x.dtype)
         da_seq = dpre_W_seq
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
-        if ended is not None:  # the steps past a sequence's end are the identity: their dys reach its state (below)
-            dys_given, dys = dys, np.where(ended, 0, dys)
 
         # The products of local derivatives read only forward values: they are formed for a span
         # of steps at a time, just before the loop reaches it (one NumPy call per product for many
@@ -146,16 +144,16 @@ def backward(params, cache, dys, dstate=None):
             da_seq[t0:t1] = positive(h_seq[t0 + 1:t1 + 1])  # (4) ∂h/∂a
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one, and the step's own lines get zeros for them.
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing = dys_given[t] + dh_next
-                    dh_next = np.where(ended[t], 0, dh_next)
+                    dh_passing = dys[t] + dh_next
                 dh = dys[t] + dh_next  # (3) dL/dh
                 da_seq[t] *= dh  # (4) dL/da
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
                 dh_next = dh_prev
-                if masked[t]:  # the adjoints of the rows that have ended pass the step
+                if masked[t]:
                     dh_next = np.where(ended[t], dh_passing, dh_next)
+                    np.copyto(dpre_W_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
