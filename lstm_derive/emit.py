@@ -931,8 +931,9 @@ def _forward(k):
         "    and the steps after the longest sequence's end are not run.",
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
-        ("    for one call of backward() (ys is a read-only view into it: copy ys to change it)." if k.in_place else
-         "    that backward() reads (ys is a read-only view into it: copy ys to change it)."),
+        ("    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:" if k.in_place else
+         "    that backward() reads (ys is read-only, a view into it up to the longest sequence's end:"),
+        "    copy ys to change it).",
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
         "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
         "    the padding): change x only after backward()." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
@@ -1608,8 +1609,6 @@ def _backward(k):
         '    dys = np.zeros((T_all, B, H), x.dtype) if dys is None else _checked("dys", dys, (T_all, B, H), "(T, B, H)", x.dtype)',
         _CACHE_UNPACK,  # the buffers backward() reads, once the rest of it is written
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
-        "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
-        f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",
     ]
     if k.in_place:
         body += [
@@ -1618,6 +1617,10 @@ def _backward(k):
             '                         "gate values it holds); run forward() again")',
             '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
         ]
+    body += [
+        "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
+        f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",
+    ]
     checked = len(body)
     body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
     invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
@@ -1688,11 +1691,11 @@ def _passing_ended(k, step):
         "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
         "# their new state pass to the previous one as they are, and what the step gives them is dropped.",
         "if masked[t]:",
-        "    " + _assign_tuple(passing, arriving),
+        *(f"    {p} = {a}" for p, a in zip(passing, arriving)),
         *(f"    {a}_kept = {a}.copy()" for a in sums),
         *step,
         "if masked[t]:",
-        "    " + _assign_tuple(nexts, [f"np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)]),
+        *(f"    {n} = np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)),
         *(f"    np.copyto({buffer}[t], 0, where=ended[t])" for buffer in _adjoint_buffers(k)),
         *(f"    np.copyto({a}, {a}_kept, where=ended[t])" for a in sums),
     ]
@@ -2321,7 +2324,8 @@ def _steps(k):
         "    arrays = _checked_params(params)",
         "    dtype = arrays[0].dtype",
         "    D, H = _sizes(params)",
-        "    T, B = _checked_cache(cache, D, H, arrays).shape[:2]",
+        "    B = _checked_cache(cache, D, H, arrays).shape[1]",
+        '    T = cache["T_all"]  # the steps forward() was given (with lengths, it may have run fewer)',
         "    if T != 1:",
         '        raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "',
         '                         "step_forward(), backward() that of forward()")',
@@ -2387,9 +2391,9 @@ def _validation(k):
         "    T, B = x.shape[:2]",
         "    lengths = np.asarray(lengths)",
         "    if lengths.shape != (B,):",
-        '        raise ValueError(f"lengths: expected B = {B} integers, one per sequence (x is time-major, (T, B, D) = "',
+        '        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "',
         '                         f"{x.shape}), got shape {lengths.shape}")',
-        '    if lengths.dtype.kind not in "iu" and lengths.size:',
+        '    if lengths.dtype.kind not in "iu" and lengths.size:  # [] for B = 0 is an empty float array',
         '        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")',
         "    outside = np.flatnonzero((lengths < 0) | (lengths > T))",
         "    if outside.size:",

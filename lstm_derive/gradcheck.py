@@ -658,7 +658,10 @@ def sequences_alone(kernel, p: Problem):
     ys, final, _ = _forward(kernel, q, tuple(map(_copy, q.state)))
     for b, n in enumerate(np.asarray(p.lengths)):
         row = tuple(None if s is None else np.array(s[b:b + 1]) for s in q.state)
-        ys_b, final_b, _ = kernel.forward(q.params, q.x[:n, b:b + 1], row)
+        try:
+            ys_b, final_b, _ = kernel.forward(q.params, q.x[:n, b:b + 1], row)
+        except Exception as error:  # noqa: BLE001 - a kernel that cannot run the sequence alone is reported
+            return f"sequence {b} (length {n}) run alone raised {type(error).__name__}: {error}"
         pairs = [("outputs", np.asarray(ys)[:n, b], np.asarray(ys_b)[:, 0])]
         pairs += [(f"final {s}", np.asarray(f)[b], np.asarray(f_b)[0]) for s, f, f_b in zip(kernel.STATES, final, final_b)]
         for what, batch, alone in pairs:

@@ -607,11 +607,11 @@ def _edited_kernel(module, old, new):
     # forward: the rows of an ended sequence go on running
     ("np.copyto(h, h_prev, where=ended[t])", "pass"),
     # backward: their adjoints are not carried across the steps past their end
-    ("dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)", "pass"),
+    ("dc_next = np.where(ended[t], dc_passing, dc_next)", "pass"),
     # backward: carried across, but what the steps past the end gave them is kept (dW gets its share)
     ("np.copyto(dpre_W_seq[t], 0, where=ended[t])", "pass"),
     # backward: the dys past a sequence's end are dropped, not given to the state it kept
-    ("dh_passing, dc_passing = dys[t] + dh_next, dc_next", "dh_passing, dc_passing = dh_next, dc_next"),
+    ("dh_passing = dys[t] + dh_next", "dh_passing = dh_next"),
     # both: each sequence runs one step too many, forward() and backward() agreeing (the gradients
     # pass; each sequence against it run alone does not)
     ("ended = (np.arange(len(x))[:, np.newaxis] >= lengths)", "ended = (np.arange(len(x))[:, np.newaxis] > lengths)"),

@@ -468,6 +468,18 @@ def test_a_stream_steps_with_lengths_of_one_and_zero(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_step_backward_takes_a_one_step_cache_with_lengths_and_no_other(name):
+    k = kernel_of(name)
+    p = problem(k, T=4, B=2)
+    for lengths in ([0, 0], [1, 0]):
+        _, _, cache = k.forward(p.params, p.x[:1], p.state, lengths=lengths)
+        k.step_backward(p.params, cache, p.dys[0])
+    _, _, cache = k.forward(p.params, p.x, p.state, lengths=[1, 0])  # run for 1 step, given 4
+    with pytest.raises(ValueError, match=r"cache: forward\(\) made it over T = 4 steps"):
+        k.step_backward(p.params, cache, p.dys[0])
+
+
+@pytest.mark.parametrize("name", CELLS)
 def test_the_steps_after_the_longest_sequence_are_not_run_and_change_nothing(name):
     """Lengths all below T: forward() stops at the longest one, the rest of ys repeats the final
     state, and every result equals that of x cut at the longest length, the rest of dys added
@@ -510,7 +522,7 @@ def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
     assert full[2]["ended"] is None
     empty = k.forward(p.params, p.x[:, :0], tuple(s[:0] for s in p.state), lengths=[])  # B = 0
     assert empty[0].shape == (4, 0, 2)
-    for lengths, message in [([4, 4], r"lengths: expected B = 3 integers, one per sequence \(x is time-major, "
+    for lengths, message in [([4, 4], r"lengths: expected one integer per sequence, B = 3 \(x is time-major, "
                                       r"\(T, B, D\) = \(4, 3, 3\)\), got shape \(2,\)"),
                              ([4.0, 2.0, 1.0], r"lengths: expected integers, got dtype float64; convert them with "
                                                r"\.astype\(int\)"),

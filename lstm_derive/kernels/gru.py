@@ -87,7 +87,8 @@ def forward(params, x, state=None, lengths=None):
     and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is a read-only view into it: copy ys to change it).
+    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:
+    copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
     the padding): change x only after backward(). Complex input (the complex step) is safe while every gate's
@@ -173,12 +174,12 @@ def backward(params, cache, dys, dstate=None):
         cache["h_seq"], cache["pre_W_seq"], cache["a_hn_seq"], cache["n_seq"], cache["r_seq"],
         cache["z_seq"])
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
-        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
+    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
+        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_xr_seq, da_xz_seq, da_xn_seq = _blocks(dpre_W_seq, 3)
@@ -270,7 +271,8 @@ def step_backward(params, cache, dy_t, dstate=None):
     arrays = _checked_params(params)
     dtype = arrays[0].dtype
     D, H = _sizes(params)
-    T, B = _checked_cache(cache, D, H, arrays).shape[:2]
+    B = _checked_cache(cache, D, H, arrays).shape[1]
+    T = cache["T_all"]  # the steps forward() was given (with lengths, it may have run fewer)
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
@@ -340,9 +342,9 @@ def _steps_to_run(x, lengths):
     T, B = x.shape[:2]
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
-        raise ValueError(f"lengths: expected B = {B} integers, one per sequence (x is time-major, (T, B, D) = "
+        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "
                          f"{x.shape}), got shape {lengths.shape}")
-    if lengths.dtype.kind not in "iu" and lengths.size:
+    if lengths.dtype.kind not in "iu" and lengths.size:  # [] for B = 0 is an empty float array
         raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
     outside = np.flatnonzero((lengths < 0) | (lengths > T))
     if outside.size:

@@ -91,7 +91,8 @@ def forward(params, x, state=None, lengths=None):
     and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is a read-only view into it: copy ys to change it).
+    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:
+    copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
     the padding): change x only after backward(). Complex input (the complex step) is safe while every gate's
@@ -178,12 +179,12 @@ def backward(params, cache, dys, dstate=None):
     h_seq, c_seq, pre_W_seq, tanh_c_seq = (
         cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"])
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
-    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
-        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
                          "gate values it holds); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
+    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
+        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
@@ -218,7 +219,8 @@ def backward(params, cache, dys, dstate=None):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing, dc_passing = dys[t] + dh_next, dc_next
+                    dh_passing = dys[t] + dh_next
+                    dc_passing = dc_next
                 f = f_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
@@ -228,7 +230,8 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
                 if masked[t]:
-                    dh_next, dc_next = np.where(ended[t], dh_passing, dh_next), np.where(ended[t], dc_passing, dc_next)
+                    dh_next = np.where(ended[t], dh_passing, dh_next)
+                    dc_next = np.where(ended[t], dc_passing, dc_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
@@ -264,7 +267,8 @@ def step_backward(params, cache, dy_t, dstate=None):
     arrays = _checked_params(params)
     dtype = arrays[0].dtype
     D, H = _sizes(params)
-    T, B = _checked_cache(cache, D, H, arrays).shape[:2]
+    B = _checked_cache(cache, D, H, arrays).shape[1]
+    T = cache["T_all"]  # the steps forward() was given (with lengths, it may have run fewer)
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
@@ -334,9 +338,9 @@ def _steps_to_run(x, lengths):
     T, B = x.shape[:2]
     lengths = np.asarray(lengths)
     if lengths.shape != (B,):
-        raise ValueError(f"lengths: expected B = {B} integers, one per sequence (x is time-major, (T, B, D) = "
+        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "
                          f"{x.shape}), got shape {lengths.shape}")
-    if lengths.dtype.kind not in "iu" and lengths.size:
+    if lengths.dtype.kind not in "iu" and lengths.size:  # [] for B = 0 is an empty float array
         raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
     outside = np.flatnonzero((lengths < 0) | (lengths > T))
     if outside.size:
