@@ -18,6 +18,7 @@ import ab  # noqa: E402
 import bench  # noqa: E402
 import gemms  # noqa: E402
 import handwritten_gru  # noqa: E402
+import lengths  # noqa: E402
 import memory  # noqa: E402
 import profile_lines  # noqa: E402
 from lstm_derive.gradcheck import check_kernel  # noqa: E402
@@ -195,3 +196,10 @@ def test_pytorch_runs_with_as_many_threads_as_numpys_openblas(monkeypatch):
         assert bench.torch_reference.set_threads(1) == 1  # an explicit count wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_cost_of_lengths_is_measured_for_each_case(capsys):
+    assert lengths.main(["--sizes", "3,2,3,4", "--rounds", "2", "--dtypes", "float32", "float64"]) == 0
+    rows = capsys.readouterr().out.splitlines()[1:]
+    assert [r.split()[:3] for r in rows] == [[c, "3,2,3,4", d] for c in ("lstm", "gru") for d in ("float32", "float64")]
+    assert all(float(v) > 0 for r in rows for v in r.split()[3:])
