@@ -570,7 +570,20 @@ def _carries_section(d):
         + [_step_math(s, d) for s in carries]
         + [Prose(f"At step t-1, {_join(uses)}. The backward loop runs t = T, ..., 1; it starts from "
                  "the gradient of l_final (the kernel's `dstate`, zero by default) and returns the "
-                 "gradient of the initial state.")]))
+                 "gradient of the initial state."),
+           _ended_prose(d)]))
+
+
+def _ended_prose(d):
+    """The carries of a step past a sequence's end, where the step is the identity."""
+    states = list(d.cell.states)
+    kept = _join([f"`{s} = {s}_prev`" for s in states])
+    passed = _join([f"`d{s}_prev = " + ("dy + " if s == d.cell.output_state else "") + f"d{s}_next`"
+                    for s in states])
+    return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), a sequence "
+                 f"that has ended keeps its state: for its rows the step is the identity, {kept}. Its "
+                 f"carries are then the adjoints that reach the new state, {passed}, and the step adds "
+                 "nothing to the gradients below: the adjoints of its pre-activations are zero.")
 
 
 def _gradients_section(d):
