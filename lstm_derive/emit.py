@@ -1247,8 +1247,8 @@ def _gate_views(k, a):
 def _cache_items(k):
     spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
     samples = f'"samples": _samples({_tuple(k.cell.parameter_names())})'
-    return (['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + ['"ended": ended', '"masked": masked', '"T_all": T_all']
-            + spent + [samples])
+    lengths = ['"ended": ended', '"masked": masked', '"T_all": T_all']  # what _steps_to_run() made of them
+    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + lengths + spent + [samples]
 
 
 def _forward_step(k):
