@@ -802,6 +802,16 @@ def _helpers(k, passes):
     for name, helper in _FUNCTION_HELPERS.items():
         if f"{name}(" in code:
             lines += ["", ""] + list(helper)
+    if "_before_ends(" in passes:
+        lines += [
+            "",
+            "",
+            "def _before_ends(a, ended):",
+            '    """a (T, B, H), its rows past each sequence\'s end zeroed (None: no sequence ends early). There a',
+            "    new state is the one kept, which need not fit the step's other values: a zero a local divides",
+            '    by, whose inf times the zero adjoint would be nan."""',
+            "    return a if ended is None else np.where(ended, 0, a)",
+        ]
     if "_sigmoid_into(" in passes:
         lines += [
             "",
@@ -2237,11 +2247,22 @@ def _summed_after(k, step):
     for t in k.per_step_terms(step):
         local = t.local.subs(k.aux)
         outside, inside = local.as_independent(*(local.free_symbols - k.constant), as_Add=False)
-        total = (f'np.einsum("tbh,tbh->h", {printer.doprint(inside)}, {t.adjoint}_seq)' if inside != 1
+        local = printer.doprint(inside)
+        if _divides_by_new_state(k, inside):
+            local = f"_before_ends({local}, ended)"
+        total = (f'np.einsum("tbh,tbh->h", {local}, {t.adjoint}_seq)' if inside != 1
                  else f"{t.adjoint}_seq.sum(axis=(0, 1))")
         factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
         parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
     return summed(parts, empty="")
+
+
+def _divides_by_new_state(k, local):
+    """Whether local divides by a new state: past a sequence's end that is the state it kept, which
+    need not fit the step's other values (a normaliser n kept at 0), and 0 times its inf is nan."""
+    new = set(k.state_of_new)
+    return any(e.exp.is_negative and e.base.free_symbols & new for e in sympy.preorder_traversal(local)
+               if isinstance(e, sympy.Pow))
 
 
 def _param_gradients(k):

@@ -212,6 +212,41 @@ def test_random_cells_have_proven_gradients(script, config):
     assert [alias.name for n in imports for alias in n.names] == ["numpy"], script
 
 
+DIVIDES_BY_A_NEW_STATE = """from lstm_derive import Cell, exp, sigmoid, tanh
+
+cell = Cell("drawn", title="sLSTM-like: a gate reads p/n, n the new normaliser")
+x = cell.input("x")
+h_prev, c_prev = cell.state("h"), cell.state("c")
+n_prev = cell.state("n", positive=True)
+a_i, a_f, a_z, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_z", "a_o"])
+i = cell.let("i", exp(a_i))
+f = cell.let("f", sigmoid(a_f))
+z = cell.let("z", tanh(a_z))
+c = cell.let("c_new", f * c_prev + i * z)
+n = cell.let("n_new", f * n_prev + i)
+o = cell.let("o", sigmoid(a_o + cell.param("p") / n))
+cell.update(h=o * c / n, c=c, n=n)
+"""
+
+
+def test_a_gradient_summed_after_the_loop_from_a_local_that_divides_by_a_new_state_stays_right():
+    """dp sums da_o/n over every step and row after the loop; a sequence of length 0 from n = 0
+    keeps n = 0, and its zero adjoints times 1/0 must not make dp nan: dp is the other row's."""
+    with tempfile.TemporaryDirectory() as directory:
+        kernel, source = kernel_of(DIVIDES_BY_A_NEW_STATE, directory)
+        assert "_before_ends(1/n_seq[1:], ended)" in source
+        params = kernel.init_params(3, 4, seed=2)
+        rng = np.random.default_rng(1)
+        x, dys = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 4))
+        _, _, cache = kernel.forward(params, x, None, lengths=[4, 0])
+        with np.errstate(divide="ignore", invalid="ignore"):  # the ended row's values, dropped
+            grads, _, _ = kernel.backward(params, cache, dys * [[[1], [0]]])
+        _, _, alone = kernel.forward(params, x[:, :1])
+        grads_alone, _, _ = kernel.backward(params, alone, dys[:, :1])
+        for name in kernel.PARAMS:
+            np.testing.assert_allclose(grads[name], grads_alone[name], rtol=1e-12, atol=1e-14)
+
+
 def test_the_strategy_draws_every_kind_of_node():
     """The strategy reaches what it promises: 1 to 3 states, params, every operation."""
     seen = set()
