@@ -1638,7 +1638,7 @@ def _backward(k):
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
-    products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k))
+    products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
     body += ["    " + line for line in _number_arrays(products + step)]
     body += [
         '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
@@ -1687,16 +1687,15 @@ def _backward(k):
 _CACHE_UNPACK = "<the cache's buffers>"
 
 
-def _passing_ended(k, step):
+def _passing_ended(k, step, sums):
     """The backward step with the rows of sequences that have ended passed across it: the step is
     the identity for them, so the adjoints that reach their new state go to the previous one as they
     are, and what the step's own lines gave those rows (nan even, where a kept state is one the step
     would never make, a zero it divides by) is dropped: their pre-activations' adjoints are zeroed,
-    the sums over steps the loop keeps are restored."""
+    the sums over steps the loop keeps (sums: their names) are restored."""
     arriving = [f"dys[t] + d{s}_next" if s == k.cell.output_state else f"d{s}_next" for s in k.states]
     nexts = [f"d{s}_next" for s in k.states]
     passing = [f"d{s}_passing" for s in k.states]
-    sums = [s.adjoint for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     return [
         "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
         "# their new state pass to the previous one as they are, and what the step gives them is dropped.",
