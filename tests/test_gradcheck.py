@@ -1,5 +1,8 @@
 """The checker accepts right gradients and rejects wrong ones, naming the element."""
 
+import inspect
+
+import mutants
 import numpy as np
 import pytest
 import seed_lstm
@@ -593,14 +596,9 @@ def test_gradients_rounded_to_float32_in_a_float64_run_are_named_as_such():
 
 def _edited_kernel(module, old, new):
     """The module's source with old (which must occur) replaced by new, loaded as a module."""
-    import inspect
-    import types
-
     source = inspect.getsource(module)
     assert old in source, old
-    edited = types.ModuleType(f"{module.__name__}_edited")
-    exec(compile(source.replace(old, new), f"<{module.__name__}, edited>", "exec"), edited.__dict__)
-    return edited
+    return mutants.load(mutants.Mutant(module.CELL, "edit", 0, old, new, source.replace(old, new)))
 
 
 @pytest.mark.parametrize("old, new", [

@@ -230,21 +230,30 @@ cell.update(h=o * c / n, c=c, n=n)
 
 
 def test_a_gradient_summed_after_the_loop_from_a_local_that_divides_by_a_new_state_stays_right():
-    """dp sums da_o/n over every step and row after the loop; a sequence of length 0 from n = 0
-    keeps n = 0, and its zero adjoints times 1/0 must not make dp nan: dp is the other row's."""
+    """dp sums da_o/n over every step and row after the loop: a sequence of length 0 from n = 0
+    keeps n = 0, and its zero adjoints times 1/0 must not make dp nan."""
     with tempfile.TemporaryDirectory() as directory:
         kernel, source = kernel_of(DIVIDES_BY_A_NEW_STATE, directory)
         assert "_before_ends(1/n_seq[1:], ended)" in source
-        params = kernel.init_params(3, 4, seed=2)
-        rng = np.random.default_rng(1)
-        x, dys = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 4))
-        _, _, cache = kernel.forward(params, x, None, lengths=[4, 0])
-        with np.errstate(divide="ignore", invalid="ignore"):  # the ended row's values, dropped
-            grads, _, _ = kernel.backward(params, cache, dys * [[[1], [0]]])
-        _, _, alone = kernel.forward(params, x[:, :1])
-        grads_alone, _, _ = kernel.backward(params, alone, dys[:, :1])
-        for name in kernel.PARAMS:
-            np.testing.assert_allclose(grads[name], grads_alone[name], rtol=1e-12, atol=1e-14)
+        assert_a_sequence_of_length_0_adds_nothing(kernel)
+
+
+def assert_a_sequence_of_length_0_adds_nothing(kernel):
+    """Two sequences from the zero state, the second of length 0: the batch's gradients are the
+    first's alone, and the second's dx is zero, however the cell takes a state it never makes
+    (a normaliser n = 0 it divides by: the steps the second passes must not bring 0 * inf = nan)."""
+    params = kernel.init_params(3, 4, seed=2)
+    rng = np.random.default_rng(1)
+    x, dys = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 4))
+    _, _, cache = kernel.forward(params, x, None, lengths=[4, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):  # the step's values for the ended row: dropped
+        grads, dx, _ = kernel.backward(params, cache, dys * [[[1], [0]]])
+    _, _, alone = kernel.forward(params, x[:, :1])
+    grads_alone, dx_alone, _ = kernel.backward(params, alone, dys[:, :1])
+    for name in kernel.PARAMS:
+        np.testing.assert_allclose(grads[name], grads_alone[name], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(dx[:, :1], dx_alone, rtol=1e-12)
+    np.testing.assert_array_equal(dx[:, 1], 0.0)
 
 
 def test_the_strategy_draws_every_kind_of_node():

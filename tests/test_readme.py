@@ -8,6 +8,7 @@ import numpy as np
 
 from lstm_derive import cli
 from lstm_derive import generate as gen
+from test_random_cells import assert_a_sequence_of_length_0_adds_nothing
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -110,35 +111,24 @@ def test_the_summary_comparison_rejects_another_order_of_magnitude_or_status():
 
 def test_the_cell_of_ones_own_passes_the_check(tmp_path, capsys):
     """The README's sLSTM-like my_cell.py, checked as its command says, on drawn problems too."""
-    readme = README.read_text(encoding="utf-8")
-    block = re.search(r"For instance `my_cell.py`.*?```python\n(.*?)```", readme, re.S).group(1)
     script = tmp_path / "my_cell.py"
-    script.write_text(block)
+    script.write_text(_my_cell())
     assert cli.main(["check", str(script), "--problems", "12"]) == 0
     assert "1 passed, 0 failed" in capsys.readouterr().out
 
 
 def test_a_sequence_of_length_0_from_a_state_the_cell_never_makes_gives_finite_gradients(tmp_path):
-    """my_cell.py divides by its normaliser n, which a step never makes 0; a sequence of length 0
-    from the zero state keeps n = 0, and the steps it passes must not bring that 0 into the batch's
-    gradients (0 times the inf of c/n**2 is nan): the other sequence's gradients are its own."""
-    readme = README.read_text(encoding="utf-8")
-    block = re.search(r"For instance `my_cell.py`.*?```python\n(.*?)```", readme, re.S).group(1)
-    (tmp_path / "my_cell.py").write_text(block)
+    """my_cell.py divides by its normaliser n, which a step never makes 0, and by which a sequence of
+    length 0 from the zero state keeps n = 0."""
+    (tmp_path / "my_cell.py").write_text(_my_cell())
     assert cli.main(["generate", str(tmp_path / "my_cell.py"), "--out", str(tmp_path)]) == 0
-    kernel = gen.import_kernel(tmp_path / "slstm.py")
-    params = kernel.init_params(3, 4, seed=2)
-    rng = np.random.default_rng(1)
-    x, dys = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 4))
-    _, _, cache = kernel.forward(params, x, None, lengths=[4, 0])
-    with np.errstate(divide="ignore", invalid="ignore"):  # the step's values for the ended row: dropped
-        grads, dx, _ = kernel.backward(params, cache, dys * [[[1], [0]]])
-    _, _, cache_0 = kernel.forward(params, x[:, :1])
-    grads_0, dx_0, _ = kernel.backward(params, cache_0, dys[:, :1])
-    for name in kernel.PARAMS:
-        np.testing.assert_allclose(grads[name], grads_0[name], rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(dx[:, :1], dx_0, rtol=1e-12)
-    np.testing.assert_array_equal(dx[:, 1], 0.0)
+    assert_a_sequence_of_length_0_adds_nothing(gen.import_kernel(tmp_path / "slstm.py"))
+
+
+def _my_cell():
+    """README's my_cell.py."""
+    readme = README.read_text(encoding="utf-8")
+    return re.search(r"For instance `my_cell.py`.*?```python\n(.*?)```", readme, re.S).group(1)
 
 
 def test_the_cells_whose_cache_serves_any_number_of_backward_calls_are_those_named():
