@@ -819,7 +819,7 @@ def _helpers(k, passes):
             "def _sigmoid_into(a, out, one=1):",
             '    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the',
             '    caller decides what overflow of exp reports. one: 1, or a 0-d array of 1 (see forward())."""',
-            "    np.negative(a, out=out)",
+            "    np.multiply(a, -one, out=out)  # not np.negative(a, out=out): NumPy 2.4 gets it wrong for some strides",
             "    np.exp(out, out=out)",
             "    out += one",
             "    return np.reciprocal(out, out=out)",

@@ -125,6 +125,20 @@ def test_a_sequence_of_length_0_from_a_state_the_cell_never_makes_gives_finite_g
     assert_a_sequence_of_length_0_adds_nothing(gen.import_kernel(tmp_path / "slstm.py"))
 
 
+def test_the_cell_of_ones_own_runs_in_float32_as_in_float64_at_the_smallest_sizes(tmp_path):
+    """At H = 1 its gates' buffer has rows of 16 bytes in float32, at H = 2 of 64 bytes in float64:
+    there NumPy 2.4's np.negative(a, out=a) on a block's column read the wrong elements, and the
+    sigmoid of the gate the kernel activates alone came out wrong."""
+    from lstm_derive.gradcheck import check_kernel
+    (tmp_path / "my_cell.py").write_text(_my_cell())
+    assert cli.main(["generate", str(tmp_path / "my_cell.py"), "--out", str(tmp_path)]) == 0
+    kernel = gen.import_kernel(tmp_path / "slstm.py")
+    for H in (1, 2, 3):
+        for seed in range(3):
+            [report] = check_kernel(kernel, T=4, B=3, H=H, seed=seed, methods=("float32",))
+            assert report.ok, (H, seed, report)
+
+
 def _my_cell():
     """README's my_cell.py."""
     readme = README.read_text(encoding="utf-8")
