@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface, takes_lengths
+from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface, raised, takes_lengths
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -278,8 +278,8 @@ def _check_cell(script, out=None, claimed=None):
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
         seconds = f"{time.perf_counter() - start:.2f}"
         return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", seconds, "FAIL"], [
-            f"the kernel raised {type(error).__name__}: {error}"]
-    errors = [f"{max(r.max_error for r in reports if r.method == m):.1e}" for m in DEFAULT_METHODS]
+            f"the kernel raised {raised(kernel, error)}"]
+    errors = [_largest_error(reports, m) for m in DEFAULT_METHODS]
     ok = all(r.ok for r in reports)
     failures = [str(r) for r in reports if not r.ok]
     row = [kernel.CELL, d.equations, len(kernel.PARAMS), *errors, f"{time.perf_counter() - start:.2f}",
@@ -343,24 +343,31 @@ def run_check(args):
 def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
     """Prints every report of the cell's checks, then the largest error of each method; whether all
     passed."""
-    ok, worst = True, {}
+    ok, judged = True, []
     for config in checks(problems):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
             reports = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
-            print(f"{cell} ({sizes}) FAIL: the kernel raised {type(error).__name__}: {error}")
+            print(f"{cell} ({sizes}) FAIL: the kernel raised {raised(kernel, error)}")
             return False
         for report in reports:
             for line in str(report).splitlines():  # every line names its cell and problem: grep keeps them
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
-            worst[report.method] = max(worst.get(report.method, 0.0), report.max_error)
-    errors = ", ".join(f"{m} {e:.1e}" for m, e in worst.items())
+        judged += reports
+    errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
           f"{'s' if problems > 1 else ''}: {errors}")
     return ok
+
+
+def _largest_error(reports, method):
+    """The method's largest error over the reports, or "-" where it judged no element (a forward
+    that overflowed on every problem leaves nothing to judge: no error is not an error of 0)."""
+    errors = [r.max_error for r in reports if r.method == method and r.errors]
+    return f"{max(errors):.1e}" if errors else "-"
 
 
 def _applicable(config, kernel):

@@ -18,6 +18,8 @@ is the difference, the same kernel run in extended precision judges it (see ``RO
 from __future__ import annotations
 
 import inspect
+import os
+import traceback
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -530,6 +532,9 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     written = written_inputs(kernel, p)
     if written:
         return [Report(m, TOLERANCE[m], written=written) for m in methods]
+    overflowed = _not_finite(kernel, p)
+    if overflowed:
+        return [Report(m, TOLERANCE[m], unjudged=overflowed) for m in methods]
     analytic = analytic_gradients(kernel, p)
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
@@ -555,6 +560,22 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     return reports
 
 
+def _not_finite(kernel, p):
+    """"" where forward()'s outputs and final state are finite on the problem; else which are not.
+    A loss of inf or nan has no gradient to judge, by any method."""
+    with np.errstate(all="ignore"):
+        ys, final, _ = _forward(kernel, p.with_dtype(), p.with_dtype().state)
+    bad = [f"final {s}" for s, a in zip(kernel.STATES, final) if not np.isfinite(a).all()]
+    steps = np.flatnonzero(~np.isfinite(np.asarray(ys)).reshape(len(ys), -1).all(axis=1))
+    if steps.size:
+        bad.insert(0, f"outputs (from step {steps[0]} of 0-{len(ys) - 1})")
+    if not bad:
+        return ""
+    return (f"any element: forward()'s {' and '.join(bad)} hold inf or nan on this problem, so the loss has no "
+            "gradient to judge (the cell overflows at these weights and inputs; with lengths, padding may leak "
+            "into the results); a smaller weight scale tells")
+
+
 def _float32_report(kernel, p, reference, unit):
     """The float32 run against the float64 gradients (reference: _as_numeric's), and the dtypes
     it returns: a float64 buffer or number in a float32 kernel makes its results float64."""
@@ -563,7 +584,7 @@ def _float32_report(kernel, p, reference, unit):
         with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
             ys, got = _run(kernel, p.with_dtype(np.float32))  # upstream gradients in float32 too
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
-        report.unjudged = (f"(the kernel raised {type(error).__name__} on float32 input: {error}); "
+        report.unjudged = (f"(on float32 input, the kernel raised {raised(kernel, error)}); "
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
     judged = compare(got, reference, report.tolerance, "float32", FLOORS["float32"] * unit,
@@ -582,6 +603,19 @@ def _narrower_than(gradients, dtype):
     return [f"d{name}: {np.asarray(g).dtype} from {np.dtype(dtype)} input, expected {np.dtype(dtype)}"
             for name, g in gradients.items()
             if np.asarray(g).dtype.kind == "f" and np.asarray(g).dtype.itemsize < np.dtype(dtype).itemsize]
+
+
+WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --methods central float32)'
+
+
+def raised(kernel, error):
+    """What a kernel raised, and where in the kernel's own file (the innermost line there), as
+    "ValueError in backward(), my_rnn.py:14: operands could not be broadcast ..."."""
+    source = getattr(kernel, "__file__", None) or getattr(getattr(kernel, "k", None), "__file__", None)
+    frames = [f for f in traceback.extract_tb(error.__traceback__)
+              if source and os.path.abspath(f.filename) == os.path.abspath(source)]
+    where = f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
+    return f"{type(error).__name__}{where}: {error}"
 
 
 def _hint_at_the_cause(reports):
@@ -604,7 +638,7 @@ def _hint_at_the_cause(reports):
         complex_.hint = (
             "central differences agree with the kernel where the complex step does not: its forward is likely "
             "not complex-analytic (abs, np.maximum, a comparison, .real, or a float buffer bend or drop the "
-            "imaginary part); methods=(\"central\",) judges it by central differences alone")
+            f"imaginary part); {WITHOUT_COMPLEX} judges it without the complex step")
 
 
 def directional(kernel, p, analytic, seed=0, unit=0.0):
@@ -714,12 +748,12 @@ def _numeric(kernel, p, method, values, finite, chosen=None):
             warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)  # said once, in the report
             numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
-        return values, (f"(the kernel raised {type(error).__name__} in complex arithmetic: "
-                        f"{error}); central differences can: methods=(\"central\",)")
+        return values, (f"(in complex arithmetic, the kernel raised {raised(kernel, error)}); "
+                        f"central differences can: {WITHOUT_COMPLEX}")
     judged = {k: np.ones(n.shape, bool) if chosen is None else chosen[k] for k, n in numeric.items()}
     if all(not n[judged[k]].any() for k, n in numeric.items()) and any(np.any(values[k]) for k in numeric):
-        return values, ("(no imaginary part reaches the loss: the kernel drops it, in a float "
-                        "buffer, .real or abs); central differences can: methods=(\"central\",)")
+        return values, (f"(no imaginary part reaches the loss: the kernel drops it, in a float "
+                        f"buffer, .real or abs); central differences can: {WITHOUT_COMPLEX}")
     lost = {k: judged[k] & ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape
             else np.zeros(n.shape, bool) for k, n in numeric.items()}
     count = sum(int(v.sum()) for v in lost.values())
@@ -729,7 +763,7 @@ def _numeric(kernel, p, method, values, finite, chosen=None):
     return kept, (f"{_elements(count)} (the loss is finite, but not at their complex step: in complex "
                   "arithmetic a value overflowed or became nan where the real one stays finite, as exp does "
                   "beyond |Re a| of about 709, or 354 for a tanh through exp(-2a), as the generated kernels' "
-                  "forward() docstrings say); central differences can: methods=(\"central\",)")
+                  f"forward() docstrings say); central differences can: {WITHOUT_COMPLEX}")
 
 
 def _as_numeric(analytic):

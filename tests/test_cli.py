@@ -473,6 +473,14 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
 
 
+def test_a_kernel_module_that_raises_is_named_with_its_function_and_line(tmp_path, capsys):
+    kernel = tmp_path / "bad_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor="np.ones(99)"))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL: the kernel raised ValueError in backward(), bad_rnn.py:14: operands could not be broadcast" in out, out
+
+
 def test_a_kernel_module_lacking_part_of_the_interface_says_what_a_kernel_defines(tmp_path, capsys):
     kernel = tmp_path / "half.py"
     kernel.write_text("def forward(params, x, state=None):\n    pass\n\n\ndef backward(params, cache, dys):\n    pass\n")
@@ -497,7 +505,10 @@ def test_check_runs_the_methods_asked_for(tmp_path, capsys):
         "    return rnn.forward(params, x, state)",
         "    assert np.asarray(x).dtype != np.float32, 'float64 alone'\n    return rnn.forward(params, x, state)"))
     assert cli.main(["check", str(kernel)]) == 1
-    assert "float32: cannot judge (the kernel raised AssertionError on float32 input" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ("float32: cannot judge (on float32 input, the kernel raised AssertionError in forward(), f64_rnn.py:9: "
+            "float64 alone)") in out, out  # where in the module: its function and line
+    assert "float32 -\n\n0 passed, 1 failed (f64_rnn)" in out  # no error figure where none was judged
     assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
     out = capsys.readouterr().out
     assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")

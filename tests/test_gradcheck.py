@@ -275,13 +275,13 @@ def _refuses_complex(params, x, state=None):
 
 
 @pytest.mark.parametrize("forward, why", [(_float_buffers, "no imaginary part reaches the loss"),
-                                          (_refuses_complex, "the kernel raised TypeError in complex arithmetic")],
+                                          (_refuses_complex, "in complex arithmetic, the kernel raised TypeError: ufunc")],
                          ids=["drops the imaginary part", "raises"])
 def test_a_kernel_without_complex_numbers_is_judged_by_central_differences_and_the_complex_step_says_why(forward, why):
     central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
     assert central.ok, str(central)
     assert not complex_.ok and not complex_.mismatches and why in str(complex_), str(complex_)
-    assert 'methods=("central",)' in str(complex_)
+    assert 'methods=("central", "float32") (on the command line, --methods central float32)' in str(complex_)
 
 
 def test_a_complex_step_that_overflows_cannot_judge_and_says_so():
@@ -371,6 +371,23 @@ def test_a_non_finite_entry_fails_and_hides_no_other_error(bad, sample):
     for r in gradcheck.check_kernel(Wrapped(lstm, backward), sample=sample, methods=NUMERIC):
         failing = [m.index for m in r.mismatches if m.name == "W_h"]
         assert not r.ok and (15, 3) in failing and len(failing) > 1, str(r)
+
+
+def test_a_forward_that_overflows_judges_nothing_and_says_so():
+    """Outputs of inf or nan make a loss with no gradient: every method says so, and none passes;
+    the CLI shows no error figure for it (an error of 0 would read as a pass)."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return np.where(np.arange(len(ys))[:, None, None] >= 2, np.inf, ys), final, cache
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, forward=forward), T=4):
+        assert not r.ok and not r.mismatches, str(r)
+        assert "forward()'s outputs (from step 2 of 0-3) hold inf or nan" in str(r)
+        assert r.errors == {}
+    p = gradcheck.random_problem(rnn, T=3)
+    p.x[1, 0, 0] = np.nan
+    for r in gradcheck.check_kernel(rnn, problem=p):
+        assert not r.ok and "outputs (from step 1 of 0-2) and final h hold inf or nan" in str(r), str(r)
 
 
 def test_a_float64_slip_of_a_few_percent_in_a_tiny_saturated_array_is_not_excused():
@@ -569,7 +586,7 @@ def test_float32_judges_the_kernels_float32_run_against_its_float64_one():
         return rnn.forward(params, x, state)
 
     *_, float32 = gradcheck.check_kernel(Wrapped(rnn, forward=float64_only))
-    assert not float32.ok and "the kernel raised TypeError on float32 input" in str(float32)
+    assert not float32.ok and "on float32 input, the kernel raised TypeError" in str(float32)
     assert "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out" in str(float32)
 
 
