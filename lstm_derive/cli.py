@@ -4,7 +4,7 @@
     lstm-derive generate [CELL ...] [--check]    (re)write kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR        a cell of your own, outside this repository
     lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element (and
-                      [--methods M ...]          in float32 against float64)
+                      [--steps T] [--methods M ...]  in float32 against float64)
     lstm-derive show CELL                        print a cell's derivation
 
 A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
@@ -50,17 +50,28 @@ CHECKS = [dict(T=4, B=3, D=3, H=4, seed=0, scale=0.5, span=3, lengths=(4, 1, 0))
           dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
 
 
-def checks(n):
+def checks(n, steps=None):
     """CHECKS, then problems drawn at random (the same ones every run): sizes from 1, weight scales
-    from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`."""
+    from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`.
+    steps: T of every problem (`--steps`), where a sequence of all T steps keeps all of them."""
     drawn = []
     for seed in range(len(CHECKS), n):
         rng = np.random.default_rng(seed)
         T, B, D, H = (int(rng.integers(1, top + 1)) for top in (5, 3, 4, 5))
+        T = steps or T
         drawn.append(dict(T=T, B=B, D=D, H=H, seed=seed, scale=float(rng.choice([0.1, 0.5, 1.0, 2.0, 3.0]))))
         if rng.random() < 0.5:
             drawn[-1]["lengths"] = tuple(int(n) for n in rng.integers(0, T + 1, B))
-    return (CHECKS + drawn)[:n]
+    fixed = [c if steps is None else _with_steps(c, steps) for c in CHECKS]
+    return (fixed + drawn)[:n]
+
+
+def _with_steps(config, steps):
+    """A fixed check run over another number of steps: a sequence that ran every step still does."""
+    lengths = config.get("lengths")
+    if lengths is None:
+        return {**config, "T": steps}
+    return {**config, "T": steps, "lengths": tuple(steps if n == config["T"] else min(n, steps) for n in lengths)}
 
 
 def main(argv=None):
@@ -115,6 +126,9 @@ def _parser():
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "
                         "more are drawn at random, the same every run)")
+    p.add_argument("--steps", type=_positive, default=None, metavar="T",
+                   help="time steps of every problem (default: 3 or 4, and 1 to 5 for those drawn); more find "
+                        "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
     p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
@@ -335,16 +349,16 @@ def run_check(args):
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            (passed if _checked_cell(cell, kernel, args.problems, args.methods) else failed).append(cell)
+            (passed if _checked_cell(cell, kernel, args.problems, args.methods, args.steps) else failed).append(cell)
     print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
 
 
-def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS):
+def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
     """Prints every report of the cell's checks, then the largest error of each method; whether all
     passed."""
     ok, judged = True, []
-    for config in checks(problems):
+    for config in checks(problems, steps):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:

@@ -473,6 +473,18 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
 
 
+def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(tmp_path, capsys):
+    """A hand-written kernel wrong past 5 steps (a chunk's carry, say) passes the problems of 1 to
+    5 steps, and fails with --steps 8; a sequence of every step keeps every step."""
+    kernel = tmp_path / "long_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor="(1.01 if len(dys) > 5 else 1)"))
+    assert cli.main(["check", str(kernel), "--problems", "6"]) == 0
+    assert cli.main(["check", str(kernel), "--problems", "6", "--steps", "8"]) == 1
+    assert "db_h[" in capsys.readouterr().out
+    assert [c["T"] for c in cli.checks(6, steps=8)] == [8] * 6
+    assert cli.checks(2, steps=8)[0]["lengths"] == (8, 1, 0) and cli.checks(2, steps=2)[0]["lengths"] == (2, 1, 0)
+
+
 def test_a_kernel_module_that_raises_is_named_with_its_function_and_line(tmp_path, capsys):
     kernel = tmp_path / "bad_rnn.py"
     kernel.write_text(HANDWRITTEN.format(factor="np.ones(99)"))
