@@ -340,11 +340,11 @@ def _count(passed, failed, broken):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
-    passed, failed, broken = [], [], []
+    passed, failed, broken, claimed = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in dict.fromkeys(_scripts(args, args.cells)):  # a script given twice is checked once
             try:
-                cell, kernel = _handwritten_kernel(script) or _emitted_kernel(script, Path(scratch))
+                cell, kernel = _handwritten_kernel(script) or _emitted_kernel(script, Path(scratch), claimed)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
@@ -417,9 +417,10 @@ def _handwritten_kernel(path):
     return getattr(kernel, "CELL", Path(path).stem), kernel
 
 
-def _emitted_kernel(script, scratch):
+def _emitted_kernel(script, scratch, claimed):
     """(cell name, kernel module) of the kernel the script generates, written into scratch; a
-    note if the script is one of derivations/ and the package's copy of its kernel differs."""
+    note if the script is one of derivations/ and the package's copy of its kernel differs.
+    claimed: as _claim's, so that a second cell of one name is refused, not checked in its place."""
     home = gen.is_home(script)
     d, targets = _targets_for(script, None if home else scratch)
     kernel = targets[0]
@@ -428,6 +429,7 @@ def _emitted_kernel(script, scratch):
             print(f"note: {kernel.path} is stale; checking what {script} generates now "
                   "(`lstm-derive generate` writes it)", file=sys.stderr)
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)
+    _claim([kernel], script, claimed)
     gen.write([kernel])
     return d.cell.name, gen.import_kernel(kernel.path)
 

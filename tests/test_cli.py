@@ -392,6 +392,8 @@ def test_two_scripts_of_one_cell_name_are_refused_not_written_over_each_other(tm
     assert "both make sigmoid_rnn.py (cells of the same name, 'sigmoid_rnn')" in capsys.readouterr().err
     assert cli.main(["--derivations", str(cells)]) == 2
     assert "1 passed, 0 failed, 1 not derived" in capsys.readouterr().out
+    assert cli.main(["--derivations", str(cells), "check"]) == 2  # the second is not checked in the first's place
+    assert "both make sigmoid_rnn.py" in capsys.readouterr().err
     assert cli.main(["generate", str(first), str(first), "--out", str(tmp_path / "once")]) == 0
     assert capsys.readouterr().out.endswith("2 files generated, 2 changed\n")  # one script given twice is one
 
