@@ -167,8 +167,8 @@ def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, ca
     crashing, fine = write_cell(tmp_path, "crashing"), write_cell(tmp_path, "fine")
     emitted = cli._emitted_kernel
 
-    def crash_one(script, scratch):
-        name, kernel = emitted(script, scratch)
+    def crash_one(script, scratch, claimed):
+        name, kernel = emitted(script, scratch, claimed)
         if name == "crashing":
             def backward(*args, **kwargs):
                 raise NameError("name 'tanh_p' is not defined")
