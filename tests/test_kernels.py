@@ -179,6 +179,7 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
     k = kernel_of(name)
     p = problem(k)
     first = k.PARAMS[0]
+    single = {n: v.astype(np.float32) for n, v in p.params.items()}
     cases = [
         (lambda: k.forward(p.params, p.x[0], p.state), r"x: expected shape \(T, B, D\)"),
         (lambda: k.forward(p.params, p.x[..., :-1], p.state), r"x: expected shape \(T, B, D\) with D = 3"),
@@ -198,6 +199,12 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         (lambda: k.forward({**p.params, **transposed}, p.x, p.state), r"W_x: expected shape \(\d \* H, D\)|W_x .* disagree on H: expected W_x \((\d \* )?H, D\)"),
         (lambda: k.init_params(3, 0), r"D and H: expected positive integers, got D = 3, H = 0"),
         (lambda: k.init_params(3, 4, dtype=int), r"dtype: expected a float or complex dtype"),
+        (lambda: k.forward(p.params, None, p.state), r"^x: expected an array \(T, B, D\), got None$"),
+        (lambda: k.forward(single, p.x.tolist(), p.state),
+         r"^x: expected dtype float32 like the parameters, got float64; a list reads as float64: pass "
+         r"np\.asarray\(x, dtype=np\.float32\)$"),
+        (lambda: k.forward({**p.params, first: p.params[first].astype(np.float32)}, p.x, p.state),
+         rf"^{first}: expected dtype float64 like the parameters, got float32"),  # the odd one out, whichever
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):

@@ -195,7 +195,7 @@ def step_backward(params, cache, dy_t, dstate=None):
 def _checked(name, a, shape, dims, dtype):
     """a as an array in native byte order, or a ValueError naming the argument, its expected and its
     actual shape."""
-    a = np.asarray(a)
+    given, a = a, np.asarray(a)
     if a.dtype.kind not in "fc":
         raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
                          "with .astype(), e.g. to float64")
@@ -205,6 +205,8 @@ def _checked(name, a, shape, dims, dtype):
     if dtype is not None and a.dtype != dtype:
         advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else
                   "for complex arithmetic (the complex step) make the parameters complex too")  # not drop .imag
+        if not isinstance(given, np.ndarray):
+            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"
         raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")
     return a
 
@@ -231,16 +233,23 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else ""))
     D, H = _sizes(params)
     shapes, dims = param_shapes(D, H), _PARAM_DIMS
-    dtype = _checked("W_x", params["W_x"], shapes["W_x"], dims["W_x"], None).dtype
-    return [_checked(n, params[n], shapes[n], dims[n], dtype) for n in PARAMS]
+    arrays = [_checked(n, params[n], shapes[n], dims[n], None) for n in PARAMS]
+    dtypes = [a.dtype for a in arrays]
+    if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
+        common = max(dtypes, key=dtypes.count)
+        for n, a in zip(PARAMS, arrays):
+            _checked(n, a, shapes[n], dims[n], common)
+    return arrays
 
 
 def _checked_input(x, D, dtype):
     """x as an array (T, B, D) of the parameters' dtype, or a ValueError that says what is wrong."""
-    x = np.asarray(x)
-    if x.ndim != 3 or x.shape[2] != D:
-        raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {x.shape}")
-    return _checked("x", x, x.shape, "(T, B, D)", dtype)
+    if x is None:
+        raise ValueError("x: expected an array (T, B, D), got None")
+    shape = np.shape(x)
+    if len(shape) != 3 or shape[2] != D:
+        raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {shape}")
+    return _checked("x", x, shape, "(T, B, D)", dtype)
 
 
 def _steps_to_run(x, lengths):
