@@ -357,7 +357,7 @@ def run_check(args):
 def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
     """Prints every report of the cell's checks, then the largest error of each method; whether all
     passed."""
-    ok, judged = True, []
+    ok, judged, failing = True, [], {}
     for config in checks(problems, steps):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
@@ -371,9 +371,14 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
         judged += reports
+        for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
+            failing[name] = failing.get(name, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
           f"{'s' if problems > 1 else ''}: {errors}")
+    if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
+        print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
+              + ", ".join(f"{name} {count}" for name, count in sorted(failing.items(), key=lambda item: -item[1])))
     return ok
 
 

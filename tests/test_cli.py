@@ -473,6 +473,7 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert out.count("my_rnn (T=") == 3 * REPORTS or status  # three problems: the module's name
     assert "span=" not in out  # a hand-written kernel has no spans to cut
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
+    assert ("my_rnn: the gradients that fail, and on how many of the 3 problems: db_h 3\n" in out) == bool(status)
 
 
 def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(tmp_path, capsys):
