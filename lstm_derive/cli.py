@@ -179,6 +179,9 @@ def _scripts(args, names=()):
                             f"the command: lstm-derive --derivations {name} ...")
         if path.suffix == ".py":
             chosen.append(path)
+        elif path.suffix or len(path.parts) > 1:  # a file, not a cell's name
+            raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
+                            f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
         elif name in by_name:
             chosen.append(by_name[name])
         else:

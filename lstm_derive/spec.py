@@ -946,7 +946,7 @@ def _check_identifier(name, role, where, allowed=()):
     if name in KERNEL_NAMES and name not in allowed:
         why = f" ({_WHY[name]})" if name in _WHY else ""
         raise SpecError(f"{where}: {role} '{name}' is reserved: it is one of the kernel's own names{why}, "
-                        f"which are {', '.join(sorted(KERNEL_NAMES, key=str.lower))}; rename it")
+                        f"which are {', '.join(sorted(KERNEL_NAMES, key=lambda n: (n.lower(), n)))}; rename it")
     if name in BUILTIN_NAMES:
         raise SpecError(f"{where}: {role} '{name}' is a Python builtin, which the kernel would shadow; rename it")
     return name
@@ -1034,9 +1034,10 @@ def _check_operations(name, expr, where):
             constant = _INFINITIES.get(node, str(node))
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                             f"write a finite real number instead")
+        hint = " (relu(a) is max(a, 0))" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
-                        "with them")
+                        f"with them{hint}")
 
 
 def _same_owner(one, other):

@@ -384,6 +384,12 @@ def test_a_scripts_helpers_beside_it_import(tmp_path, capsys):
     assert str(cells) not in sys.path  # put back as it was
 
 
+def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
+    (tmp_path / "notes.md").write_text("# notes\n")
+    assert cli.main(["check", str(tmp_path / "notes.md")]) == 2
+    assert f"{tmp_path / 'notes.md'}: expected a derivation script or kernel module (a .py file)" in capsys.readouterr().err
+
+
 def test_two_scripts_of_one_cell_name_are_refused_not_written_over_each_other(tmp_path, capsys):
     cells = tmp_path / "cells"
     first = write_cell(cells, "sigmoid_rnn")
