@@ -168,9 +168,11 @@ def _step_tex(step: Step, d):
 
 @dataclass(frozen=True)
 class Prose:
-    """A paragraph; `code` spans are allowed."""
+    """A paragraph; `code` spans are allowed. plain: the terminal's wording, where it differs (the
+    terminal's equations write an elementwise product as *, the documents' as ⊙)."""
 
     text: str
+    plain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -268,12 +270,12 @@ def _forward_section(d):
     are = "are the states" if len(cell.states) > 1 else "is the state"
     defined = [text for function, text in _DEFINITIONS.items() if _uses(cell, function)]
     sigma = f", and {'; '.join(defined)}" if defined else ""
-    blocks = [
-        Prose(f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
-              "Every named vector but the input has H components (the input has D); products of "
-              "vectors are elementwise (written ⊙ in the equations), only affine maps multiply by a "
-              f"matrix{sigma}."),
-    ]
+    intro = (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
+             "Every named vector but the input has H components (the input has D); products of "
+             "vectors are elementwise (written ⊙ in the equations), only affine maps multiply by a "
+             f"matrix{sigma}.")
+    terminal = intro.replace("(written ⊙ in the equations)", "(written * or ⊙ in the equations; a matrix product, ·)")
+    blocks = [Prose(intro, plain=terminal)]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
@@ -404,9 +406,9 @@ def _loss_section(d):
     cell = d.cell
     y = cell.output_state
     nexts = ", ".join(f"`d{s}_next`" for s in cell.states)
-    defs = [r"dv := \frac{\partial L(t)}{\partial v}", rf"dy := \frac{{\partial l(t)}}{{\partial {y}(t)}}"]
+    defs = [r"dv := \frac{\mathrm{d} L(t)}{\mathrm{d} v}", rf"dy := \frac{{\partial l(t)}}{{\partial {y}(t)}}"]
     defs += [rf"{_tex_name(f'd{s}_next')} := \frac{{\partial L(t+1)}}{{\partial {s}(t)}}" for s in cell.states]
-    text_defs = ["dv := ∂L(t)/∂v", f"dy := ∂l(t)/∂{y}(t)"] + [f"d{s}_next := ∂L(t+1)/∂{s}(t)" for s in cell.states]
+    text_defs = ["dv := dL(t)/dv", f"dy := ∂l(t)/∂{y}(t)"] + [f"d{s}_next := ∂L(t+1)/∂{s}(t)" for s in cell.states]
     return Section("Loss and notation", (
         Prose(f"The loss of a sequence of T steps is the sum of a loss l(t) of each step's output `{y}`, plus a loss "
               "l_final of the final state, which may be zero. L(t) is the part of it that step t can change: "
@@ -415,11 +417,13 @@ def _loss_section(d):
              r"L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{u≥t} l(u) + l_final,   L(T+1) = l_final",)),
         Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
-        Math(rf"\frac{{\partial L(t)}}{{\partial {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
+        Math(rf"\frac{{\mathrm{{d}} L(t)}}{{\mathrm{{d}} {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
              rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}",
-             (f"∂L(t)/∂{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
-        Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t); "
-              f"`dy` is this step's own loss gradient, and {nexts} "
+             (f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
+        Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
+              "derivative (d: through every node of the step that v reaches), where ∂ is a partial one (the "
+              f"other inputs held fixed); `dy` is the gradient of this step's own loss, y(t) = {y}(t) being the "
+              f"step's output, and {nexts} "
               f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
               "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
               "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
@@ -430,44 +434,65 @@ def _loss_section(d):
                  f"{nexts} are its partial derivatives, each with the other states held fixed. The paths "
                  "between the states inside step t are in the equations below, so none is counted twice.")]
           if len(cell.states) > 1 else []),
-        Prose("With a batch, l(t) sums the losses of the B sequences, and every vector is one row b of "
-              "step t, written v(t, b) where that matters. Vectors are columns here; the kernel holds a "
-              "step's B rows as one (B, H) array, so W^T da is `da @ W` there, and Σ_b da x^T is `da.T @ x`."),
+        Prose("With a batch, l(t) sums the losses of the B sequences (for their mean, `dys` carries the 1/B), "
+              "and every vector is one row b of step t, written v(t, b) where that matters: the adjoints "
+              "and carries are each row's own, and only the parameters' gradients sum over b. Vectors are "
+              "columns here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
+              "there, and Σ_b da x^T is `da.T @ x`."),
     ))
 
 
 def _backward_section(d):
     steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
     return Section("Backward pass", tuple(
-        [Prose(_backward_intro(d))]
-        + [Prose(text) for text in _pre_activation_prose(d)]
-        + [_step_math(s, d) for s in steps]))
+        [Prose("One step, last node first: the named nodes in the reverse of the script's order, each "
+               "block's adjoint once its readers' are known."), Bullets(_backward_rules(d))]
+        + [_step_math(s, d) for s in steps]
+        + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
 
 
-def _backward_intro(d):
-    forms, names = [], []
+# Where a function's stored output rounds to its bound, in float64 and float32 (1 - σ(a) < eps/2
+# past a = 37 and 17; 1 - tanh(a) = 2 exp(-2a) < eps/2 past 19 and 9): its output-form derivative is 0.
+_SATURATED = {sigmoid: ("σ(a) to 1 past a ≈ 37", "17"), sympy.tanh: ("tanh(a) to ±1 past |a| ≈ 19", "9")}
+
+
+def _backward_rules(d):
+    """How to read the equations below: the chain rule, the two forms, output form."""
+    rules = ["Each adjoint is the sum, over the node's consumers, of the consumer's adjoint times its local "
+             "derivative ∂u/∂v: that of u's own equation, its other inputs held fixed. An elementwise node's "
+             "Jacobian is diagonal, so ∂u/∂v is written as that diagonal and the product is elementwise (⊙).",
+             "Each equation gives that sum first, then the same in the step's stored values: the form the kernel "
+             "computes."]
+    forms, names, functions = [], [], []
     for function, (rule, form) in _OUTPUT_FORMS.items():
         example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
         if example is not None:
-            name = "σ" if function is sigmoid else function.__name__
-            names.append(name)
+            functions.append(function)
+            names.append("σ" if function is sigmoid else function.__name__)
             forms.append(f"{rule} is {form.format(v=example.symbol)} for "
-                         f"`{example.symbol} = {name}({expr_text(_as_written(example.expr.args[0], d), d)})`")
-    computes = ("calls no exp or tanh to differentiate them" if not _uses(d.cell, softplus)
-                else "calls no exp or tanh to differentiate them but softplus's exp(-y)")
+                         f"`{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
+    if not forms:
+        return tuple(rules)
+    them = "them" if len(names) > 1 else "it"
+    calls = ""
+    if any(f in functions for f in (sigmoid, sympy.tanh, exp)):
+        calls = f", and calls no exp or tanh to differentiate {them}"
+        calls += " but softplus's exp(-y)" if softplus in functions else ""
+    elif softplus in functions:
+        calls = f", and calls only exp(-y) to differentiate {them}"
     unnamed = _unnamed_call(d)
     kept = (f" A call no node names, as `{expr_text(unnamed, d)}`, is kept from the forward pass, and its "
             "derivative reads that value." if unnamed is not None else "")
-    output_form = (f" Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                   f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass {computes}.{kept}"
-                   if forms else "")
-    return ("One step, last node first: the named nodes in the reverse of the script's order, each "
-            "block's adjoint once its readers' are known. Each adjoint is the sum, over the node's consumers, of the "
-            "consumer's adjoint times the consumer's derivative (of an elementwise node, an elementwise "
-            "product: its Jacobian is diagonal). Such a derivative, ∂u/∂v for two nodes of the step, is local: "
-            "that of u's own equation, its other inputs held fixed; the adjoint dv is the total. The second form is the one the kernel computes, with "
-            "the same factors in another order: the local derivatives first, for many steps at once, "
-            f"and the adjoint last.{output_form}")
+    rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
+                 f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
+                 f"outputs alone{calls}.{kept}")
+    saturated = [_SATURATED[f] for f in _SATURATED if f in functions]
+    if saturated:
+        bounds = f"in float64 {_join([text for text, _ in saturated])}; in float32 past {_join([n for _, n in saturated])}"
+        rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
+                     f"output rounds to its bound ({bounds}), its derivative comes out 0 for a true one below eps "
+                     "(2.2e-16; 1.2e-7 in float32), under the rounding of any term of order 1 it joins.")
+    return tuple(rules)
 
 
 def _pre_activation_prose(d):
@@ -531,8 +556,8 @@ def _chain_text(term, step, d):
     if isinstance(term.local, MatTerm):
         return expr_text(term.local, d)
     if term.pre is not None:
-        return f"{term.adjoint}·∂({expr_text(_as_written(term.pre, d), d)})/∂{v}"
-    return f"{term.adjoint}·∂{term.consumer}/∂{v}"
+        return f"{term.adjoint} ⊙ ∂({expr_text(_as_written(term.pre, d), d)})/∂{v}"
+    return f"{term.adjoint} ⊙ ∂{term.consumer}/∂{v}"
 
 
 def _chain_tex(term, step, d):
@@ -544,8 +569,8 @@ def _chain_tex(term, step, d):
     if isinstance(term.local, MatTerm):
         return expr_latex(term.local, d)
     if term.pre is not None:
-        return rf"{_tex_name(str(term.adjoint))} \frac{{\partial \left({expr_latex(_as_written(term.pre, d), d)}\right)}}{{\partial {v}}}"
-    return rf"{_tex_name(str(term.adjoint))} \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
+        return rf"{_tex_name(str(term.adjoint))} \odot \frac{{\partial \left({expr_latex(_as_written(term.pre, d), d)}\right)}}{{\partial {v}}}"
+    return rf"{_tex_name(str(term.adjoint))} \odot \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
 
 
 def _as_written(pre, d):
@@ -583,7 +608,9 @@ def _ended_prose(d):
     return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), a sequence "
                  f"that has ended keeps its state: for its rows the step is the identity, {kept}. Its "
                  f"carries are then the adjoints that reach the new state, {passed}, and the step adds "
-                 "nothing to the gradients below: the adjoints of its pre-activations are zero.")
+                 "nothing to the parameters' and the input's gradients below: the adjoints of its "
+                 "pre-activations are zero. Its `dy` there still reaches the kept state, as its output there "
+                 "repeats it: for padding that should carry no loss, `dys` is zero there.")
 
 
 def _gradients_section(d):
@@ -601,11 +628,11 @@ def _grad_math(g, d):
     sums_tex, sums_text = r"\sum_{t=1}^{T} \sum_{b=1}^{B}", "Σ_t Σ_b"
     if g.kind == "weight":
         stack, v = _block_names(d, tex=True)[g.affine], _tex_name(str(g.vector))
-        return Math(f"{_tex_name(name)} = {sums_tex} {stack} \\thinspace {v}^{{\\top}}",
-                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}·{g.vector}^T",), g.number)
+        return Math(f"{_tex_name(name)} = {sums_tex} {stack}(t, b) \\thinspace {v}(t, b)^{{\\top}}",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, b)·{g.vector}(t, b)^T",), g.number)
     if g.kind == "bias":
-        return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}",
-                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}",), g.number)
+        return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}(t, b)",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, b)",), g.number)
     return Math(f"{_tex_name(name)} = {sums_tex} {_tex_name(name)}(t, b)",
                 (f"{name} = {sums_text} {name}(t, b)",), g.number)
 
@@ -752,10 +779,13 @@ def _carry_notes(d):
             continue
         into = d.step_for(d.cell.updates[state].symbol)
         held = [_held(term, into.adjoint, d) for term in carry.terms]
-        holds = _join(held) if len(held) == 1 else f"{_count(len(held))} terms, with {_join(held)} applied"
+        if len(held) == 1:
+            holds = f"{held[0]}: it is `{step_text(carry, d)}`, equation ({carry.number}), computed at step t+1"
+        else:  # the carry first, then what each of its terms has applied: one long clause reads badly
+            holds = (f"{_count(len(held))} terms: it is `{step_text(carry, d)}`, equation ({carry.number}), "
+                     f"computed at step t+1, with {_join(held)} applied")
         notes.append(
-            f"`d{state}_next` already holds {holds}: it is `{step_text(carry, d)}`, equation "
-            f"({carry.number}), computed at step t+1. So ({into.number}) adds `d{state}_next` as it is, "
+            f"`d{state}_next` already holds {holds}. So ({into.number}) adds `d{state}_next` as it is, "
             f"without applying {'that' if len(held) == 1 else 'any of them'} again; and dropping "
             f"`d{state}_next` loses every later loss that reaches `{state}` through `{state}_prev` of step t+1.")
     return notes
@@ -872,7 +902,7 @@ def derivation_markdown(d: Derivation, source: str, kernel_text=None, kernel_pat
         f"# {_md_escape(cell.title or cell.name)}",
         "",
         f"Cell `{cell.name}`, written in [`{source}`]({script}). Its kernel "
-        f"[`{kernel_path.split('/')[-1]}`]({kernel_path}) cites the numbered equations below"
+        f"[`{_from_root(kernel_path)}`]({kernel_path}) cites the numbered equations below"
         f"{_example_comment(d, kernel_text)}.",
         "",
     ]
@@ -881,6 +911,12 @@ def derivation_markdown(d: Derivation, source: str, kernel_text=None, kernel_pat
         for block in section.blocks:
             out += _MARKDOWN[type(block)](block) + [""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _from_root(path):
+    """A relative link as the reader names the file: ../lstm_derive/kernels/lstm.py is
+    lstm_derive/kernels/lstm.py (the script beside the document is lstm.py too)."""
+    return re.sub(r"^(\.\./)+", "", path)
 
 
 def _md_escape(text):
@@ -949,7 +985,8 @@ def _md_unrolled(block):
             "```", "", _UNROLLED_CAPTION]
 
 
-_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dotted arrows are the "
+_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dotted arrows, here (not "
+                     "the recurrence, as in the dataflow above), are the "
                      "gradients that reach step t's new state: `dy` from its own loss, and the gradient of every "
                      "later loss, which can only come back through step t+1.")
 
@@ -989,7 +1026,7 @@ def _wrap(text, first, rest):
 
 
 def _text_prose(block):
-    return _wrap(block.text, "  ", "  ")
+    return _wrap(block.plain or block.text, "  ", "  ")
 
 
 def _text_math(block):
@@ -1094,7 +1131,7 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
-                  "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$",
+                  "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$", "±": r"$\pm$", "≈": r"$\approx$",
                   "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
                   "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$",
                   ">": r"$>$", "<": r"$<$"}  # text mode's default encoding prints > as ¿

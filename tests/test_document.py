@@ -301,11 +301,11 @@ def test_seed_backward_step_text(seed, target, expected):
 
 def test_seed_text_form(seed):
     text = derivation_text(seed, (KERNELS / "lstm_seed.py").read_text()).split("\n")
-    for block in (["  (9) ds = dh·∂h/∂s + ∂L(t+1)/∂s", "         = o*dh + ds_next"],
-                  ["  (11) df = ds·∂s/∂f", "          = s_prev*ds"],
-                  ["  (19) ds_prev = ds·∂s/∂s_prev", "               = f*ds"],
-                  ["  (21) dW_x = Σ_t Σ_b [da_g; da_i; da_f; da_o]·x^T"],
-                  ["  ∂L(t)/∂h(t) = ∂l(t)/∂h(t) + ∂L(t+1)/∂h(t)"],
+    for block in (["  (9) ds = dh ⊙ ∂h/∂s + ∂L(t+1)/∂s", "         = o*dh + ds_next"],
+                  ["  (11) df = ds ⊙ ∂s/∂f", "          = s_prev*ds"],
+                  ["  (19) ds_prev = ds ⊙ ∂s/∂s_prev", "               = f*ds"],
+                  ["  (21) dW_x = Σ_t Σ_b [da_g; da_i; da_f; da_o](t, b)·x(t, b)^T"],
+                  ["  dL(t)/dh(t) = ∂l(t)/∂h(t) + ∂L(t+1)/∂h(t)"],
                   ["  s    ← s_prev, g, i, f   ⇢ s_prev of step t+1"]):
         k = text.index(block[0])
         assert text[k:k + len(block)] == block
@@ -314,14 +314,14 @@ def test_seed_text_form(seed):
 def test_seed_markdown_lines():
     markdown = (DERIVATIONS / "lstm_seed.md").read_text()
     for line in [
-        r"ds = dh \frac{\partial h}{\partial s} + \frac{\partial L(t+1)}{\partial s}"
+        r"ds = dh \odot \frac{\partial h}{\partial s} + \frac{\partial L(t+1)}{\partial s}"
         r" = o \odot dh + ds_{\text{next}} \qquad (9)",
-        r"do = dh \frac{\partial h}{\partial o} = s \odot dh \qquad (10)",
-        r"da_{i} = di \frac{\partial i}{\partial a_{i}} = i \odot \left(1 - i\right) \odot di \qquad (15)",
-        r"ds_{\text{prev}} = ds \frac{\partial s}{\partial s_{\text{prev}}} = f \odot ds \qquad (19)",
+        r"do = dh \odot \frac{\partial h}{\partial o} = s \odot dh \qquad (10)",
+        r"da_{i} = di \odot \frac{\partial i}{\partial a_{i}} = i \odot \left(1 - i\right) \odot di \qquad (15)",
+        r"ds_{\text{prev}} = ds \odot \frac{\partial s}{\partial s_{\text{prev}}} = f \odot ds \qquad (19)",
         r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, "
         r"\qquad L(T+1) = l_{\mathrm{final}}",
-        r"\frac{\partial L(t)}{\partial h(t)} = \frac{\partial l(t)}{\partial h(t)}"
+        r"\frac{\mathrm{d} L(t)}{\mathrm{d} h(t)} = \frac{\partial l(t)}{\partial h(t)}"
         r" + \frac{\partial L(t+1)}{\partial h(t)}",
         "    n_s -.->|\"next step\"| prev_s",
         "    n_h -.->|\"next step\"| prev_h",
@@ -405,7 +405,7 @@ def test_show_prints_the_three_forms(capsys):
     assert capsys.readouterr().out == (DERIVATIONS / "lstm_seed.md").read_text()
     assert cli.main(["--derivations", str(DERIVATIONS), "show", "lstm_seed"]) == 0
     text = capsys.readouterr().out
-    assert "  (9) ds = dh·∂h/∂s + ∂L(t+1)/∂s\n         = o*dh + ds_next\n" in text
+    assert "  (9) ds = dh ⊙ ∂h/∂s + ∂L(t+1)/∂s\n         = o*dh + ds_next\n" in text
     assert "Kernel lines" in text
     assert cli.main(["--derivations", str(DERIVATIONS), "show", "lstm_seed", "--latex"]) == 0
     latex = capsys.readouterr().out
@@ -444,7 +444,7 @@ def test_a_peephole_path_reads_the_pre_activation_adjoint():
     prose = " ".join(text.split())
     assert "da_o = dL/da_o is dL/d(a_o + p_o*c) too" in prose
     assert "Likewise da_i for a_i + p_i*c_prev in (19) and (20); da_f for a_f + p_f*c_prev in (19) and (21)." in prose
-    assert "dc = da_o·∂(a_o + p_o*c)/∂c + dh·∂h/∂c + ∂L(t+1)/∂c" in text  # as the script writes it
+    assert "dc = da_o ⊙ ∂(a_o + p_o*c)/∂c + dh ⊙ ∂h/∂c + ∂L(t+1)/∂c" in text  # as the script writes it
     assert "p_o*da_o + o*(1 - tanh(c)**2)*dh + dc_next" in text
     assert "is dL/d(" not in derivation_text(derive(load_cell(DERIVATIONS / "lstm.py")))
 
@@ -476,7 +476,7 @@ def test_a_carry_says_a_parameters_factor_without_a_step():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + (1 - lam) * tanh(a))
     prose = " ".join(derivation_text(derive(cell)).split())
-    assert "already holds two terms, with the product with W_h^T and lam applied:" in prose
+    assert "with the product with W_h^T and lam applied." in prose and "already holds two terms: it is" in prose
     assert "lam(t+1)" not in prose
     assert "f(t+1)" in " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
 
@@ -499,7 +499,7 @@ def test_numbers_scale_vectors_without_odot_and_long_names_are_upright():
     x, h_prev = leak.input("x"), leak.state("h")
     (a,) = leak.affine("W", [x], blocks=["a"])
     leak.update(h=tanh(a) + h_prev / 3)
-    assert r"dh_{\text{prev}} = dh \frac{\partial h}{\partial h_{\text{prev}}} = \frac{1}{3} dh" in derivation_markdown(derive(leak), "leak.py")
+    assert r"dh_{\text{prev}} = dh \odot \frac{\partial h}{\partial h_{\text{prev}}} = \frac{1}{3} dh" in derivation_markdown(derive(leak), "leak.py")
 
 
 def test_a_carry_through_a_pre_activation_names_its_factor():
@@ -522,7 +522,7 @@ def test_the_markdown_orders_a_backward_equation_as_the_text_does():
     f, n = cell.let("f", sigmoid(a_f)), cell.let("n", tanh(a_n))
     cell.update(h=(1 - f) * h_prev + f * n)
     d = derive(cell)
-    assert "df = dh·∂h/∂f = (n - h_prev)*dh" in " ".join(derivation_text(d).split())
+    assert "df = dh ⊙ ∂h/∂f = (n - h_prev)*dh" in " ".join(derivation_text(d).split())
     assert r"\left(n - h_{\text{prev}}\right) \odot dh" in derivation_markdown(d, "mixer.py")
 
 
@@ -615,13 +615,14 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
             "softplus(a) = log(1 + exp(a)).") in flat
     assert "softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a)) is 1 - exp(-n) for n = softplus(a_n)" in flat
     assert "exp'(a) = exp(a) is e for e = exp(tanh_e)" in flat
-    assert "so the backward pass calls no exp or tanh to differentiate them but softplus's exp(-y)." in flat
+    assert ("so the backward pass reads the stored outputs alone, and calls no exp or tanh to differentiate them "
+            "but softplus's exp(-y).") in flat
     markdown = DOCUMENTS["functions"][0]
     assert r"= \left(1 - \exp\left(-n\right)\right) \odot dn" in markdown
     assert r"= [\operatorname{relu}\left(a_{r}\right) > 0] \odot dh" in markdown
     packaged = " ".join(DOCUMENTS["rnn_relu"][0].split())
     assert "(relu'(a) = [a > 0] is [h > 0] for `h = relu(a)`): no derivative of relu reads its argument" in packaged
-    assert r"da = dh \frac{\partial h}{\partial a} = [h > 0] \odot dh" in packaged
+    assert r"da = dh \odot \frac{\partial h}{\partial a} = [h > 0] \odot dh" in packaged
     latex = DOCUMENTS["rnn_relu"][1]  # > in LaTeX's text mode prints as an inverted question mark
     assert r"relu$'$(a) = [a $>$ 0] is [h $>$ 0]" in latex and "[a > 0]" not in latex
 
@@ -640,7 +641,18 @@ def test_a_float_prints_as_the_script_writes_it():
 
 def test_an_equation_too_long_for_one_line_puts_its_two_forms_one_under_the_other():
     markdown = (DERIVATIONS / "lstm_peephole.md").read_text()
-    assert "\n\\begin{aligned} dc &= da_{o} \\frac" in markdown
+    assert "\n\\begin{aligned} dc &= da_{o} \\odot \\frac" in markdown
     assert "\\\\\n&= p_{o} \\odot da_{o} + o \\odot" in markdown and "\\end{aligned} \\qquad (11)\n" in markdown
     short = (DERIVATIONS / "lstm_seed.md").read_text()
     assert "aligned" not in short  # every equation of the seed's cell fits on one line
+
+
+def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_its_own_symbols():
+    """A ReLU RNN calls no exp or tanh to begin with: its document says only that it reads the
+    stored outputs; the terminal's equations write products as * and ·, and its prose says so."""
+    relu = (DERIVATIONS / "rnn_relu.md").read_text()
+    assert "reads the stored outputs alone." in relu and "exp or tanh" not in relu and "Output form is exact" not in relu
+    assert "derivative comes out 0 for a true one below eps" in (DERIVATIONS / "lstm.md").read_text()
+    text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
+    assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·)" in text
+    assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
