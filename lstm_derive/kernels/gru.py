@@ -58,12 +58,12 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
-def _sigmoid_into(a, out, one=1):
+def _sigmoid_into(a, out, minus_one=-1):
     """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
-    caller decides what overflow of exp reports. one: 1, or a 0-d array of 1 (see forward())."""
-    np.multiply(a, -one, out=out)  # not np.negative(a, out=out): NumPy 2.4 gets it wrong for some strides
+    caller decides what overflow of exp reports. minus_one: -1, or a 0-d array of -1 (see forward())."""
+    np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4
     np.exp(out, out=out)
-    out += one
+    out -= minus_one
     return np.reciprocal(out, out=out)
 
 
@@ -121,7 +121,7 @@ def forward(params, x, state=None, lengths=None):
     r_seq = pre_W_seq[..., :H]  # over a_xr, which the step reads just before
     z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which the step reads just before
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
+    minus_one = np.array(-1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -132,7 +132,7 @@ def forward(params, x, state=None, lengths=None):
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
             pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz
-            _sigmoid_into(pre_W_run0, pre_W_run0, one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
+            _sigmoid_into(pre_W_run0, pre_W_run0, minus_one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
