@@ -596,7 +596,34 @@ def _carries_section(d):
         + [Prose(f"At step t-1, {_join(uses)}. The backward loop runs t = T, ..., 1; it starts from "
                  "the gradient of l_final (the kernel's `dstate`, zero by default) and returns the "
                  "gradient of the initial state."),
+           *_many_steps_prose(d),
            _ended_prose(d)]))
+
+
+def _many_steps_prose(d):
+    """What each carry does over many steps: a direct factor compounds into a product over the
+    steps between; a path through a weight matrix, into a product of matrices."""
+    out = []
+    for step in (s for s in d.steps if s.kind == "carry"):
+        state = str(step.target)[: -len("_prev")]
+        own = d.step_for(d.cell.updates[state].symbol).adjoint
+        direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
+        weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
+        parts = []
+        if len(direct) == 1:
+            g = expr_text(direct[0].local, d)
+            at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
+            parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u "
+                         f"is multiplied by `{g}` of every step between, the product of {at_k} over k = t+1, ..., u: "
+                         f"it fades as fast as `{g}` is below 1 in size, and not at all where `{g}` is 1")
+        if weights:
+            parts.append(f"through {_join(weights)} it is multiplied at every step by that matrix and by the "
+                         "local derivatives of the nodes between, a product of matrices over the steps between, "
+                         "whose size can shrink or grow geometrically with u - t: the vanishing and exploding "
+                         "gradients of recurrent networks")
+        if parts:
+            out.append(Prose(f"Over many steps, `d{state}_prev` compounds: {'; '.join(parts)}."))
+    return out
 
 
 def _ended_prose(d):

@@ -656,3 +656,13 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
     assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·)" in text
     assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
+
+
+def test_the_carries_say_what_they_do_over_many_steps():
+    """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
+    matrix compounds matrices (vanishing and exploding gradients); a GRU's h does both."""
+    lstm_doc, rnn_doc, gru_doc = ((DERIVATIONS / f"{n}.md").read_text() for n in ("lstm", "rnn", "gru"))
+    assert "`dc_prev` compounds: along `c` alone" in lstm_doc and "the product of f(k) over k = t+1, ..., u" in lstm_doc
+    assert "`dh_prev` compounds: through `W_h^T`" in lstm_doc
+    assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
+    assert "the product of z(k)" in gru_doc and "through `U_h^T`" in gru_doc
