@@ -28,5 +28,9 @@ cell.note("The reset acts before the matmul: {drh} forms `drh = W_n_rh^T da_n` f
           "`h_prev` then share it elementwise, in {dr} and {dh_prev}; {dW_n_rh} pairs "
           "`da_n` with `rh = r*h_prev`, not with `h_prev`.")
 
+cell.note("Names differ between GRU forms: here `W_x`, `W_h` hold the weights of r and z alone, and "
+          "`W_n_x`, `W_n_rh` the candidate's; gru.py, the reset-after form of PyTorch, stacks all three "
+          "gates' input weights in `W_x` and their recurrent weights in `U_h`.")
+
 if __name__ == "__main__":
     explain(cell)
