@@ -44,7 +44,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
 def _sigmoid_inplace(a):
     # 1 / (1 + exp(-a)): exact to rounding where it is tiny, and analytic (complex step); exp(-a)
     # overflows to inf far below 0, where 1 / inf = 0 is right (forward() silences that warning)
-    np.negative(a, out=a)
+    np.multiply(a, np.array(-1, a.dtype), out=a)  # not np.negative(a, out=a): NumPy 2.4 gets some strides wrong
     np.exp(a, out=a)
     a += np.array(1, a.dtype)
     np.reciprocal(a, out=a)
