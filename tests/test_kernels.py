@@ -259,6 +259,11 @@ def test_a_cache_serves_only_its_own_cell_and_parameters(name):
     with pytest.raises(ValueError, match=rf"^params: {k.PARAMS[-1]} is not what forward\(\) ran with"):
         k.backward(updated, cache, p.dys, p.dstate)
     k.backward(p.params, cache, p.dys, p.dstate)  # the refusals did not use the cache up
+    x = p.x.copy()
+    _, _, cache = k.forward(p.params, x, p.state)
+    x[...] = 0.5  # the next batch, written into the buffer before backward(): the cache holds x itself
+    with pytest.raises(ValueError, match=r"^x: changed since forward\(\) ran .* give forward\(\) a copy$"):
+        k.backward(p.params, cache, p.dys, p.dstate)
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -396,18 +401,18 @@ def test_big_endian_arrays_are_float64_too(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
-@pytest.mark.parametrize("lengths", [None, [6, 3, 1]])
+@pytest.mark.parametrize("lengths", [None, np.array([6, 3, 1], np.uint32)], ids=["all", "uint32"])
 def test_full_bptt_in_chunks_gives_one_calls_gradients(name, lengths):
     """Forward over chunks carrying the state, backward over them in reverse carrying dstate: the
     README's recipe gives one call's outputs exactly and its gradients to rounding; with lengths,
-    each chunk's from README's np.clip."""
+    each chunk's from README's np.clip (unsigned lengths: lengths - t0 would wrap around)."""
     k = kernel_of(name)
     p = problem(k, T=6)
     ys, final, cache = k.forward(p.params, p.x, p.state, lengths=lengths)
     grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
     state, caches = p.state, []
     for t0, x_chunk in zip(range(0, 6, 2), np.split(p.x, 3)):
-        chunk_lengths = None if lengths is None else np.clip(np.array(lengths) - t0, 0, len(x_chunk))
+        chunk_lengths = None if lengths is None else np.clip(np.array(lengths).astype(np.int64) - t0, 0, len(x_chunk))
         ys_chunk, state, chunk_cache = k.forward(p.params, x_chunk, state, lengths=chunk_lengths)
         caches.append((ys_chunk.copy(), chunk_cache))
     np.testing.assert_array_equal(np.concatenate([y for y, _ in caches]), ys)

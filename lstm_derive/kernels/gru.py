@@ -91,7 +91,7 @@ def forward(params, x, state=None, lengths=None):
     copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
-    the padding): change x only after backward(). Complex input (the complex step) is safe while every gate's
+    the padding): change x only after backward(), which refuses an x changed before. Complex input (the complex step) is safe while every gate's
     pre-activation has |Re a| < 709; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
@@ -151,7 +151,7 @@ def forward(params, x, state=None, lengths=None):
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
              "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "ended": ended,
              "masked": masked, "T_all": T_all, "spent": np.array(False),
-             "samples": _samples((W_x, b_x, U_h, b_h))}
+             "samples": _samples((W_x, b_x, U_h, b_h, x))}
     return ys, final, cache
 
 
@@ -377,30 +377,33 @@ def _checked_cache(cache, D, H, arrays):
     if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
                          f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
-    for name, kept, now in zip(PARAMS, cache["samples"], _samples(arrays)):
-        if kept != now and not np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
-            raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
-                             "pass the parameters forward() had, unchanged (update them after backward())")
+    for name, kept, now in zip(PARAMS + ("x",), cache["samples"], _samples((*arrays, x))):
+        if kept == now or np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
+            continue
+        if name == "x":  # a batch buffer refilled before backward(), say
+            raise ValueError("x: changed since forward() ran (a sample of its entries differs): the cache holds x "
+                             "itself, not a copy; change x only after backward(), or give forward() a copy")
+        raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
+                         "pass the parameters forward() had, unchanged (update them after backward())")
     return x
 
 
-_SAMPLE_STRIDES = {}  # (size, columns) -> _samples' stride for arrays of that shape: found once
+_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices _samples reads in arrays of that shape: found once
 
 
 def _samples(arrays):
     """Sixteen values of each array, spread over its rows and columns (a stride prime to the number
     of columns), in a few microseconds: enough to tell another layer's parameters, or these updated
-    in place, from those forward() ran with."""
+    in place, or an x refilled, from those forward() ran with."""
     out = []
     for a in arrays:
         key = (a.size, a.shape[-1])
-        if key not in _SAMPLE_STRIDES:
+        if key not in _SAMPLE_INDICES:
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:
                 step -= 1
-            _SAMPLE_STRIDES[key] = step
-        step = _SAMPLE_STRIDES[key]
-        out.append(a.ravel()[:16 * step:step].tolist())
+            _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
+        out.append(a.flat[_SAMPLE_INDICES[key]].tolist())  # in any memory order; ravel() copies all of a transposed a
     return out
 
 

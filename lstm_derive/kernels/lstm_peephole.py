@@ -95,7 +95,7 @@ def forward(params, x, state=None, lengths=None):
     copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
-    the padding): change x only after backward(). Complex input (the complex step) is safe while every gate's
+    the padding): change x only after backward(), which refuses an x changed before. Complex input (the complex step) is safe while every gate's
     pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.
     g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in
     absolute terms, not in relative ones where |a| << 1 (measured for lstm in float32, weights of
@@ -165,7 +165,7 @@ def forward(params, x, state=None, lengths=None):
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
              "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked, "T_all": T_all,
-             "spent": np.array(False), "samples": _samples((W_x, W_h, b, p_i, p_f, p_o))}
+             "spent": np.array(False), "samples": _samples((W_x, W_h, b, p_i, p_f, p_o, x))}
     return ys, final, cache
 
 
@@ -385,30 +385,33 @@ def _checked_cache(cache, D, H, arrays):
     if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
                          f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
-    for name, kept, now in zip(PARAMS, cache["samples"], _samples(arrays)):
-        if kept != now and not np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
-            raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
-                             "pass the parameters forward() had, unchanged (update them after backward())")
+    for name, kept, now in zip(PARAMS + ("x",), cache["samples"], _samples((*arrays, x))):
+        if kept == now or np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
+            continue
+        if name == "x":  # a batch buffer refilled before backward(), say
+            raise ValueError("x: changed since forward() ran (a sample of its entries differs): the cache holds x "
+                             "itself, not a copy; change x only after backward(), or give forward() a copy")
+        raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
+                         "pass the parameters forward() had, unchanged (update them after backward())")
     return x
 
 
-_SAMPLE_STRIDES = {}  # (size, columns) -> _samples' stride for arrays of that shape: found once
+_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices _samples reads in arrays of that shape: found once
 
 
 def _samples(arrays):
     """Sixteen values of each array, spread over its rows and columns (a stride prime to the number
     of columns), in a few microseconds: enough to tell another layer's parameters, or these updated
-    in place, from those forward() ran with."""
+    in place, or an x refilled, from those forward() ran with."""
     out = []
     for a in arrays:
         key = (a.size, a.shape[-1])
-        if key not in _SAMPLE_STRIDES:
+        if key not in _SAMPLE_INDICES:
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:
                 step -= 1
-            _SAMPLE_STRIDES[key] = step
-        step = _SAMPLE_STRIDES[key]
-        out.append(a.ravel()[:16 * step:step].tolist())
+            _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
+        out.append(a.flat[_SAMPLE_INDICES[key]].tolist())  # in any memory order; ravel() copies all of a transposed a
     return out
 
 
