@@ -1048,8 +1048,9 @@ def _tanh_doc(k):
     if not through_exp:
         return ""
     return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in\n"
-            "    absolute terms, not in relative ones where |a| << 1 (measured for lstm in float32, weights of\n"
-            "    order 0.01: outputs 2e-6 to 3e-6 of their largest entry from float64's; np.tanh: 2e-7).")
+            "    absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
+            "    inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their\n"
+            "    largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4).")
 
 
 def _input_bias(k, a, n):
