@@ -377,6 +377,10 @@ def test_a_step_names_x_t_and_how_to_convert_a_dtype(name):
     with pytest.raises(ValueError, match=r"^x_t: expected dtype float64 like the parameters, got float32; "
                                          r"convert it with \.astype\(np\.float64\)$"):
         k.step_forward(p.params, p.x[0].astype(np.float32), p.state)
+    single = {n: v.astype(np.float32) for n, v in p.params.items()}
+    with pytest.raises(ValueError, match=r"^x_t: expected dtype float32 like the parameters, got float64; a list "
+                                         r"reads as float64: pass np\.asarray\(x_t, dtype=np\.float32\)$"):
+        k.step_forward(single, p.x[0].tolist(), p.state)
     with pytest.raises(ValueError, match=r"^x: expected dtype float64 like the parameters, got complex128; for "
                                          r"complex arithmetic \(the complex step\) make the parameters complex too$"):
         k.forward(p.params, p.x.astype(np.complex128), p.state)

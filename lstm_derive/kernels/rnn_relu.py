@@ -176,10 +176,10 @@ def step_forward(params, x_t, state=None):
     run of known steps is faster as one forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
-    x_t = np.array(x_t)  # a copy: the cache keeps it
-    if x_t.ndim != 2 or x_t.shape[1] != D:
-        raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {x_t.shape}")
-    _checked("x_t", x_t, x_t.shape, "(B, D)", dtype)
+    shape = np.shape(x_t)
+    if len(shape) != 2 or shape[1] != D:
+        raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {shape}")
+    x_t = np.array(_checked("x_t", x_t, shape, "(B, D)", dtype))  # a copy: the cache keeps it
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
