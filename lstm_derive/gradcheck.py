@@ -611,7 +611,7 @@ WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --method
 def raised(kernel, error):
     """What a kernel raised, and where in the kernel's own file (the innermost line there), as
     "ValueError in backward(), my_rnn.py:14: operands could not be broadcast ..."."""
-    source = getattr(kernel, "__file__", None) or getattr(getattr(kernel, "k", None), "__file__", None)
+    source = getattr(kernel, "__file__", None)
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if source and os.path.abspath(f.filename) == os.path.abspath(source)]
     where = f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
