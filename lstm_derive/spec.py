@@ -1034,7 +1034,7 @@ def _check_operations(name, expr, where):
             constant = _INFINITIES.get(node, str(node))
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                             f"write a finite real number instead")
-        hint = " (relu(a) is max(a, 0))" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+        hint = " (relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                         f"with them{hint}")
