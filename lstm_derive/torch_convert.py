@@ -111,6 +111,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     or with ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
+    if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0):
+        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
     if reverse is not None and not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse: expected True, False or None, got {reverse!r}")
     if hasattr(state_dict, "state_dict"):
@@ -157,8 +159,6 @@ def _check_module(layout, module, layer):
 def _one_layer(state_dict, layer, reverse):
     """One layer's entries in one direction, under the keys of a one-layer one-directional module
     (*_l0); a cell module's keys (weight_ih, ...) are that layer's."""
-    if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0):
-        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
     prefixes = sorted({m.group(1) for k in state_dict if (m := re.match(r"(.+\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$", k))})
     if prefixes:  # a model's state_dict, the recurrent module's among its other parts
         raise ValueError(f"expected a recurrent module's own keys (weight_ih_l0, ...); these have the prefix "
@@ -205,7 +205,11 @@ def _read_keys(layout, state_dict):
     if missing:
         raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
                          f"missing: {', '.join(missing)}")
-    return {k: _numpy(k, state_dict[k]) for k in KEYS if k in state_dict}
+    arrays = {k: _numpy(k, state_dict[k]) for k in KEYS if k in state_dict}
+    if len({a.dtype for a in arrays.values()}) > 1:  # a kernel takes parameters of one dtype, as a module holds
+        got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
+        raise ValueError(f"expected every parameter in one dtype (a module holds one), got {got}")
+    return arrays
 
 
 def _native(a):
@@ -254,27 +258,30 @@ def _sizes(layout, arrays, input_size, hidden_size):
 
 # -- kernel -> PyTorch ------------------------------------------------------------------------
 
-def to_torch(cell, params, *, layer=0, reverse=False, bias=True):
+def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False):
     """A state_dict (of torch tensors) for an nn.LSTM/GRU/RNN from ``cell``'s parameters: those of
     ``layer`` k (keys *_l{k}) in the forward direction, or with ``reverse=True`` the reverse one
     (*_l{k}_reverse); one layer's and direction's entries, to merge into a stack's state_dict.
 
     Load it with ``module.load_state_dict(...)``; the tensors are copies in the parameters'
     dtype (float32 or float64). ``bias=False`` (for a module without biases) leaves the bias
-    keys out, and needs the biases to be zero. Raises ValueError naming the expected parameters,
+    keys out, and needs the biases to be zero. ``gradients=True`` converts backward()'s gradients
+    instead (to compare with, or set, the module's ``.grad``): a kernel's one bias then gives its
+    gradient to both bias_ih and bias_hh, as each of the module's two receives all of it, where
+    a parameter goes to bias_ih alone (bias_hh = 0). Raises ValueError naming the expected parameters,
     shapes and dtype if ``params`` do not fit, and ImportError if torch is missing.
     """
     name, layout, kernel = _resolve(cell)
     params = _checked_params(name, layout, kernel, params)
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
-    for flag, value in (("reverse", reverse), ("bias", bias)):
+    for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{flag}: expected True or False, got {value!r}")
     torch = _import_torch()
     w_ih, w_hh, b_ih, b_hh = (params[n] if n else None for n in layout.names)
-    if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh
-        b_hh = np.zeros_like(b_ih)
+    if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh; its gradient is each one's
+        b_hh = b_ih.copy() if gradients else np.zeros_like(b_ih)
     values = dict(zip(KEYS, (w_ih, w_hh, b_ih, b_hh)))
     if not bias:
         nonzero = [n for n in layout.names[2:] if n and params[n].any()]

@@ -200,6 +200,8 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         (lambda: k.init_params(3, 0), r"D and H: expected positive integers, got D = 3, H = 0"),
         (lambda: k.init_params(3, 4, dtype=int), r"dtype: expected a float or complex dtype"),
         (lambda: k.forward(p.params, None, p.state), r"^x: expected an array \(T, B, D\), got None$"),
+        (lambda: k.forward(p.params, [p.x[0].tolist(), p.x[1, :1].tolist()], p.state),
+         r"^x: expected an array \(T, B, D\), got a list that is none \(sequences of different lengths go padded"),
         (lambda: k.forward(single, p.x.tolist(), p.state),
          r"^x: expected dtype float32 like the parameters, got float64; a list reads as float64: pass "
          r"np\.asarray\(x, dtype=np\.float32\)$"),

@@ -198,13 +198,33 @@ WRONG = [
     ("lstm", lstm_with("bias_hh_l0", None), r"missing: bias_hh_l0"),
     ("lstm", lstm_with("weight_hh_l0", None), r"missing: weight_hh_l0"),
     ("lstm", lstm_with("scale", torch.zeros(1)), r"unknown keys: scale"),
+    ("lstm", lstm_with("weight_ih_l0", torch.zeros(16, 3, dtype=torch.float64)),
+     r"expected every parameter in one dtype \(a module holds one\), got weight_ih_l0 float64, weight_hh_l0 float32"),
+    ("lstm", torch.nn.LSTM(3, 4, num_layers=2), r"^layer: expected a layer's index, 0 or more, got '1'$"),
 ]
 
 
 @pytest.mark.parametrize("name, source, message", WRONG)
 def test_what_does_not_convert_says_what_was_expected(name, source, message):
     with pytest.raises(ValueError, match=message):
-        tc.from_torch(name, source)
+        tc.from_torch(name, source, **({"layer": "1"} if message.startswith("^layer") else {}))
+
+
+def test_gradients_convert_to_each_of_a_modules_two_biases():
+    """The lstm kernel's one bias b stands for PyTorch's bias_ih + bias_hh: its gradient is each
+    one's. gradients=True writes it to both, so the kernel's gradients equal the module's .grad."""
+    module = torch_module("lstm", 3, 2, seed=0, scale=1.0)
+    params = tc.lstm_from_torch(module)
+    rng = np.random.default_rng(0)
+    x, dys = rng.standard_normal((4, 2, 3)), rng.standard_normal((4, 2, 2))
+    ys, _, cache = lstm.forward(params, x)
+    grads = lstm.backward(params, cache, dys)[0]
+    out, _ = module(torch.from_numpy(x))
+    out.backward(torch.from_numpy(dys))
+    converted = tc.to_torch("lstm", grads, gradients=True)
+    for key, value in module.named_parameters():
+        assert_close(converted[key].numpy(), value.grad.numpy(), key)
+    assert not tc.to_torch("lstm", grads)["bias_hh_l0"].any()  # as parameters: the sum in bias_ih alone
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))

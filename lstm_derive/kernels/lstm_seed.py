@@ -329,7 +329,11 @@ def _checked_input(x, D, dtype):
     """x as an array (T, B, D) of the parameters' dtype, or a ValueError that says what is wrong."""
     if x is None:
         raise ValueError("x: expected an array (T, B, D), got None")
-    shape = np.shape(x)
+    try:
+        shape = np.shape(x)
+    except ValueError:  # ragged lists, or a tuple of arrays such as PyTorch's PackedSequence
+        raise ValueError(f"x: expected an array (T, B, D), got a {type(x).__name__} that is none (sequences of "
+                         "different lengths go padded into one array, with lengths)") from None
     if len(shape) != 3 or shape[2] != D:
         raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {shape}")
     return _checked("x", x, shape, "(T, B, D)", dtype)
