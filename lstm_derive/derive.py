@@ -218,16 +218,23 @@ def _consumer_terms(cell, vector, later_nodes, named):
             block = _pre_activation_block(cell, node) if vector not in cell.blocks else None
             if block is not None:  # p*da rather than y*(1 - y)*p*dy: see _pre_activation_block
                 pre = node.expr.args[0]
-                local = sympy.diff(pre, vector)
+                local = _fewest_operations(sympy.diff(pre, vector))
                 if local != 0:
                     terms.append(Term(str(node.symbol), adjoint(block), local.subs(named), pre))
                 continue
-            local = sympy.diff(node.expr, vector)
+            local = _fewest_operations(sympy.diff(node.expr, vector))
             if local != 0:
                 terms.append(Term(str(node.symbol), adjoint(node.symbol), local.subs(named)))
         elif vector in node.inputs:
             terms.append(Term(node.name, None, MatTerm(node, vector)))
     return terms
+
+
+def _fewest_operations(derivative):
+    """The derivative over one denominator where that takes fewer operations: d/df f/(f + i) is
+    i/(f + i)**2, not 1/(f + i) - f/(f + i)**2, two terms that cancel where i << f and lose all
+    their digits (SymPy's diff writes the quotient rule out, term by term)."""
+    return min([derivative, sympy.together(derivative)], key=sympy.count_ops)
 
 
 def _pre_activation_block(cell, let):

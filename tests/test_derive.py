@@ -170,3 +170,31 @@ def test_relu_softplus_and_exp_differentiate_in_output_form():
     assert r["da_e"] == e * de
     assert r["da_r"] == positive(relu(a_r_symbol)) * n * dh
     assert r["dn"] == relu(a_r_symbol) * dh
+
+
+MIN_LSTM = '''
+from lstm_derive import Cell, sigmoid
+
+cell = Cell("minlstm")
+x = cell.input("x")
+h_prev = cell.state("h")
+a_f, a_i, a_h = cell.affine("W", [x], blocks=["a_f", "a_i", "a_h"])
+f = cell.let("f", sigmoid(a_f))
+i = cell.let("i", sigmoid(a_i))
+f_n = cell.let("f_n", f / (f + i))
+i_n = cell.let("i_n", i / (f + i))
+cell.update(h=f_n * h_prev + i_n * a_h)
+'''
+
+
+def test_a_quotients_derivative_is_one_fraction_whose_digits_survive_a_gate_near_zero(tmp_path):
+    """d/df f/(f + i) is i/(f + i)**2: the quotient rule's two terms, 1/(f + i) - f/(f + i)**2,
+    cancel where i << f, and at i = 1e-20 keep none of their digits."""
+    (tmp_path / "minlstm.py").write_text(MIN_LSTM)
+    d = derive(load_cell(tmp_path / "minlstm.py"))
+    f, i = sympy.Symbol("f", real=True), sympy.Symbol("i", real=True)
+    df = next(step for step in d.steps if str(step.adjoint) == "df")
+    local = next(term.local for term in df.terms if term.consumer == "f_n")
+    assert sympy.simplify(local - i / (f + i) ** 2) == 0 and len(sympy.Add.make_args(local)) == 1
+    value = sympy.lambdify((f, i), local)(0.5, 1e-20)
+    assert abs(value - 4e-20) <= 1e-15 * 4e-20
