@@ -416,10 +416,7 @@ def _loss_section(d):
         Math(r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad "
              r"L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{u≥t} l(u) + l_final,   L(T+1) = l_final",)),
-        Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
-        Math(rf"\frac{{\mathrm{{d}} L(t)}}{{\mathrm{{d}} {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
-             rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}",
-             (f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)",)),
+        *_output_gradient(d, y),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node of the step that v reaches), where ∂ is a partial one (the "
               f"other inputs held fixed); `dy` is the gradient of this step's own loss, y(t) = {y}(t) being the "
@@ -440,6 +437,26 @@ def _loss_section(d):
               "columns here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
               "there, and Σ_b da x^T is `da.T @ x`."),
     ))
+
+
+def _output_gradient(d, y):
+    """The output state's gradient: the loss of this step and everything after it, which reaches
+    it directly and, where another node of the step reads it (h = o*tanh(c) for an output c),
+    through that node too."""
+    step = d.step_for(d.cell.updates[y].symbol)
+    through = [t.consumer for t in step.terms if t.consumer not in ("loss", "next step")]
+    tex = (rf"\frac{{\mathrm{{d}} L(t)}}{{\mathrm{{d}} {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
+           rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}")
+    text = f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)"
+    if not through:
+        return [Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
+                Math(tex, (text,))]
+    tex += "".join(rf" + d{_tex_name(u)} \odot \frac{{\partial {_tex_name(u)}}}{{\partial {y}(t)}}" for u in through)
+    text += "".join(f" + d{u} ⊙ ∂{u}/∂{y}(t)" for u in through)
+    nodes = _join([f"`{u}`" for u in through])
+    return [Prose(f"So the gradient for `{y}` has the loss of this step and everything after it, which reaches {y}(t) "
+                  f"directly and through {nodes}, a node of the step that reads it (equation ({step.number})):"),
+            Math(tex, (text,))]
 
 
 def _backward_section(d):
@@ -477,9 +494,9 @@ def _backward_rules(d):
     calls = ""
     if any(f in functions for f in (sigmoid, sympy.tanh, exp)):
         calls = f", and calls no exp or tanh to differentiate {them}"
-        calls += " but softplus's exp(-y)" if softplus in functions else ""
-    elif softplus in functions:
-        calls = f", and calls only exp(-y) to differentiate {them}"
+        calls += " but softplus's exp(-y)" if _uses(d.cell, softplus) else ""  # softplus inside a let too
+    elif _uses(d.cell, softplus):
+        calls = f", and calls only softplus's exp(-y) to differentiate {them}"
     unnamed = _unnamed_call(d)
     kept = (f" A call no node names, as `{expr_text(unnamed, d)}`, is kept from the forward pass, and its "
             "derivative reads that value." if unnamed is not None else "")
@@ -609,13 +626,27 @@ def _many_steps_prose(d):
         own = d.step_for(d.cell.updates[state].symbol).adjoint
         direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
+        gates = [t for t in step.terms if t.pre is not None]
         parts = []
         if len(direct) == 1:
             g = expr_text(direct[0].local, d)
-            at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
-            parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u "
-                         f"is multiplied by `{g}` of every step between, the product of {at_k} over k = t+1, ..., u: "
-                         f"it fades as fast as `{g}` is below 1 in size, and not at all where `{g}` is 1")
+            grows = f"it shrinks where |{g}| < 1, grows geometrically where |{g}| > 1, and passes unchanged where {g} = 1"
+            if _is_sigmoid(d, direct[0].local):  # a gate in (0, 1): it can only fade
+                grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
+            if direct[0].local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
+                parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step "
+                             f"u is multiplied by `{g}`, the same at every step, u - t times: {grows}")
+            else:
+                at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
+                parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step "
+                             f"u is multiplied by `{g}` of every step between, the product of {at_k} over k = t+1, "
+                             f"..., u: {grows}")
+        if gates:
+            pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in gates])
+            factors = _join([f"`{expr_text(t.local, d)}`" for t in gates])
+            parts.append(f"through the pre-activation{'s' if len(gates) > 1 else ''} {pres} it is multiplied at every "
+                         f"step by {factors}, {'each ' if len(gates) > 1 else ''}with its gate's derivative: a product over the steps between, which "
+                         "shrinks or grows geometrically as those factors are below or above 1 in size")
         if weights:
             parts.append(f"through {_join(weights)} it is multiplied at every step by that matrix and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
@@ -624,6 +655,12 @@ def _many_steps_prose(d):
         if parts:
             out.append(Prose(f"Over many steps, `d{state}_prev` compounds: {'; '.join(parts)}."))
     return out
+
+
+def _is_sigmoid(d, expr):
+    """Whether expr is a let's symbol whose value is a sigmoid."""
+    let = next((let for let in d.cell.lets if let.symbol == expr), None)
+    return let is not None and isinstance(let.expr, sigmoid)
 
 
 def _ended_prose(d):
@@ -811,8 +848,9 @@ def _carry_notes(d):
         else:  # the carry first, then what each of its terms has applied: one long clause reads badly
             holds = (f"{_count(len(held))} terms: it is `{step_text(carry, d)}`, equation ({carry.number}), "
                      f"computed at step t+1, with {_join(held)} applied")
+        uses = "adds" if len(into.terms) > 1 else "takes"  # dh = dh_next alone, where h is no step's output
         notes.append(
-            f"`d{state}_next` already holds {holds}. So ({into.number}) adds `d{state}_next` as it is, "
+            f"`d{state}_next` already holds {holds}. So ({into.number}) {uses} `d{state}_next` as it is, "
             f"without applying {'that' if len(held) == 1 else 'any of them'} again; and dropping "
             f"`d{state}_next` loses every later loss that reaches `{state}` through `{state}_prev` of step t+1.")
     return notes

@@ -666,3 +666,53 @@ def test_the_carries_say_what_they_do_over_many_steps():
     assert "`dh_prev` compounds: through `W_h^T`" in lstm_doc
     assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
     assert "the product of z(k)" in gru_doc and "through `U_h^T`" in gru_doc
+
+
+def _flat_text(cell):
+    return " ".join(derivation_text(derive(cell)).split())
+
+
+def test_the_carries_over_many_steps_are_said_for_each_kind_of_factor():
+    """A leak the same at every step compounds as a power; a factor that may pass 1 (exp) can
+    grow; a path through a pre-activation (IndRNN's u) compounds with its gate's derivative."""
+    leaky = Cell("leaky", title="A leaky unit")
+    x, h_prev = leaky.input("x"), leaky.state("h")
+    (a,) = leaky.affine("W", [x], blocks=["a"])
+    lam = leaky.let("lam", sigmoid(leaky.param("p")))
+    leaky.update(h=lam * h_prev + (1 - lam) * tanh(a))
+    assert "is multiplied by lam, the same at every step, u - t times:" in _flat_text(leaky)
+    growing = Cell("growing", title="An exponential keep gate")
+    x, h_prev = growing.input("x"), growing.state("h")
+    a, a_n = growing.affine("W", [x], blocks=["a", "a_n"])
+    e = growing.let("e", exp(a))
+    growing.update(h=e * h_prev + tanh(a_n))
+    assert "grows geometrically where |e| > 1" in _flat_text(growing)
+    indrnn = Cell("indrnn", title="IndRNN")
+    x, h_prev = indrnn.input("x"), indrnn.state("h")
+    (a,) = indrnn.affine("W", [x], blocks=["a"])
+    indrnn.update(h=relu(a + indrnn.param("u") * h_prev))
+    assert "through the pre-activation a + h_prev*u it is multiplied at every step by u, with its gate's" \
+        in _flat_text(indrnn)
+
+
+def test_an_output_state_another_node_reads_is_said_to_take_that_path_too():
+    """With output c and h = o*tanh(c), the loss of later steps reaches c(t) through h as well."""
+    cell = Cell("outc", title="c out", output="c")
+    x, h_prev, c_prev = cell.input("x"), cell.state("h"), cell.state("c")
+    a_f, a_o = cell.affine("W", [x, h_prev], blocks=["a_f", "a_o"])
+    f, o = cell.let("f", sigmoid(a_f)), cell.let("o", sigmoid(a_o))
+    c = cell.let("c_new", f * c_prev + 1 - f)
+    cell.update(h=o * tanh(c), c=c)
+    text = _flat_text(cell)
+    assert "which reaches c(t) directly and through h, a node of the step that reads it" in text
+    assert "dL(t)/dc(t) = ∂l(t)/∂c(t) + ∂L(t+1)/∂c(t) + dh ⊙ ∂h/∂c(t)" in text
+    assert "So (6) takes dh_next as it is" in text
+
+
+def test_softplus_inside_an_expression_is_said_to_cost_its_exp():
+    cell = Cell("logsig", title="log sigmoid")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a, a_g = cell.affine("W", [x, h_prev], blocks=["a", "a_g"])
+    g = cell.let("g", sigmoid(a_g))
+    cell.update(h=g * h_prev - softplus(-a))
+    assert "calls no exp or tanh to differentiate it but softplus's exp(-y)" in _flat_text(cell)
