@@ -258,7 +258,7 @@ def _sizes(layout, arrays, input_size, hidden_size):
 
 # -- kernel -> PyTorch ------------------------------------------------------------------------
 
-def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False):
+def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False, cell_module=False, prefix=""):
     """A state_dict (of torch tensors) for an nn.LSTM/GRU/RNN from ``cell``'s parameters: those of
     ``layer`` k (keys *_l{k}) in the forward direction, or with ``reverse=True`` the reverse one
     (*_l{k}_reverse); one layer's and direction's entries, to merge into a stack's state_dict.
@@ -268,14 +268,16 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     keys out, and needs the biases to be zero. ``gradients=True`` converts backward()'s gradients
     instead (to compare with, or set, the module's ``.grad``): a kernel's one bias then gives its
     gradient to both bias_ih and bias_hh, as each of the module's two receives all of it, where
-    a parameter goes to bias_ih alone (bias_hh = 0). Raises ValueError naming the expected parameters,
+    a parameter goes to bias_ih alone (bias_hh = 0). ``cell_module=True`` gives the keys of an
+    nn.LSTMCell, GRUCell or RNNCell (weight_ih, ... without a layer's suffix); ``prefix`` goes before
+    every key, for a model that holds the module (``prefix="enc."``). Raises ValueError naming the expected parameters,
     shapes and dtype if ``params`` do not fit, and ImportError if torch is missing.
     """
     name, layout, kernel = _resolve(cell)
     params = _checked_params(name, layout, kernel, params)
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
-    for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients)):
+    for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients), ("cell_module", cell_module)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{flag}: expected True or False, got {value!r}")
     torch = _import_torch()
@@ -289,8 +291,12 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
             raise ValueError(f"bias=False: a module without biases holds these parameters only if their biases "
                              f"are zero; {', '.join(nonzero)} is not")
         values = {k: values[k] for k in KEYS[:2]}
-    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
-    return OrderedDict((k[: -len("_l0")] + suffix, torch.from_numpy(np.array(v))) for k, v in values.items())
+    if cell_module and (layer or reverse):
+        raise ValueError("cell_module=True: a cell module is one layer and one direction; expected layer=0, reverse=False")
+    if not isinstance(prefix, str):
+        raise ValueError(f"prefix: expected a str such as 'enc.', got {prefix!r}")
+    suffix = "" if cell_module else f"_l{layer}" + ("_reverse" if reverse else "")
+    return OrderedDict((prefix + k[: -len("_l0")] + suffix, torch.from_numpy(np.array(v))) for k, v in values.items())
 
 
 def _checked_params(name, layout, kernel, params):

@@ -341,6 +341,21 @@ def test_a_cell_module_is_one_step_of_the_kernel(name):
         tc.from_torch("rnn", torch.nn.RNNCell(3, 4, nonlinearity="relu"))
     with pytest.raises(ValueError, match=r"nonlinearity='relu'"):
         tc.from_torch("rnn_relu", torch.nn.RNNCell(3, 4))
+    again = CELL_MODULES[name](3, 4, dtype=torch.float64)
+    again.load_state_dict(tc.to_torch(name, params, cell_module=True))  # strict: every key, none other
+    for key, value in tc.from_torch(name, again).items():  # lstm's two biases come back as their sum
+        np.testing.assert_array_equal(value, params[key])
+    with pytest.raises(ValueError, match=r"cell_module=True: a cell module is one layer"):
+        tc.to_torch(name, params, cell_module=True, layer=1)
+
+
+def test_to_torch_writes_into_a_model_holding_the_module_with_its_prefix():
+    model = torch.nn.Sequential(torch.nn.LSTM(3, 4, dtype=torch.float64), torch.nn.Identity())
+    params = lstm.init_params(3, 4, seed=5)
+    missing, unexpected = model.load_state_dict(tc.to_torch("lstm", params, prefix="0."), strict=False)
+    assert not missing and not unexpected
+    assert tc.from_torch("lstm", model[0]).keys() == params.keys()
+    np.testing.assert_array_equal(tc.from_torch("lstm", model[0])["W_h"], params["W_h"])
 
 
 def test_a_model_holding_the_module_says_which_to_pass():
