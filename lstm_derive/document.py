@@ -890,14 +890,20 @@ def _output_form_notes(d):
     steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
     if not steps:
         return []
-    example = next((s for s in steps if isinstance(gates[s.terms[0].consumer].expr, sigmoid)), steps[0])
+    # an example a step of its own: a parameter's dp(t, b) is summed in another equation
+    example = next((s for s in steps if isinstance(gates[s.terms[0].consumer].expr, sigmoid) and s.kind != "param"),
+                   next((s for s in steps if s.kind != "param"), steps[0]))
     gate = gates[example.terms[0].consumer]
     y, f = gate.symbol, "sigmoid" if isinstance(gate.expr, sigmoid) else "tanh"
     wrong = f"{f}({y})*(1 - {f}({y}))" if f == "sigmoid" else f"1 - {f}({y})**2"
     verb = "writes its derivative" if len(steps) == 1 else "write the derivatives"
+    argument = gate.expr.args[0]
+    called = "argument" if argument.free_symbols <= _steady(d.cell) else "pre-activation"  # sigmoid(p): a parameter
+    lhs = f"{example.adjoint}(t, b)" if example.kind == "param" else str(example.adjoint)
+    text = step_text(example, d).replace(f"{example.adjoint} =", f"{lhs} =", 1)
     return [f"{_numbers([s.number for s in steps])} {verb} in output form, from the stored outputs: "
-            f"`{step_text(example, d)}`. The argument is the output `{y}`, not the pre-activation "
-            f"`{expr_text(_as_written(gate.expr.args[0], d), d)}`; `{wrong}` would apply {f} twice."]
+            f"`{text}`. {'The argument is' if called == 'pre-activation' else 'It reads'} the output `{y}`, not the {called} "
+            f"`{expr_text(_as_written(argument, d), d)}`; `{wrong}` would apply {f} twice."]
 
 
 def _previous_value_notes(d):

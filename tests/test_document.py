@@ -716,3 +716,13 @@ def test_softplus_inside_an_expression_is_said_to_cost_its_exp():
     g = cell.let("g", sigmoid(a_g))
     cell.update(h=g * h_prev - softplus(-a))
     assert "calls no exp or tanh to differentiate it but softplus's exp(-y)" in _flat_text(cell)
+
+
+def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():
+    cell = Cell("leaky_only", title="A leak alone")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x], blocks=["a"])
+    lam = cell.let("lam", sigmoid(cell.param("p")))
+    cell.update(h=lam * h_prev + a)
+    text = _flat_text(cell)
+    assert "dp(t, b) = lam*(1 - lam)*dlam. It reads the output lam, not the argument p;" in text
