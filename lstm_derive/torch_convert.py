@@ -309,17 +309,10 @@ def _checked_params(name, layout, kernel, params):
     if len(dtypes) > 1 or dtypes[0] not in ("float16", "float32", "float64"):
         raise ValueError(f"expected the {name} kernel's parameters in float16, float32 or float64, all of one "
                          f"dtype (a module holds one), got {', '.join(dtypes)}")
-    w_ih, w_hh = arrays[layout.names[0]], arrays[layout.names[1]]
-    if w_ih.ndim != 2 or w_hh.ndim != 2:
-        raise ValueError(f"expected 2-D weights {layout.names[0]} and {layout.names[1]}, "
-                         f"got shapes {w_ih.shape} and {w_hh.shape}")
-    D, H = w_ih.shape[1], w_hh.shape[1]
-    shapes = kernel.param_shapes(D, H)
-    for p, shape in shapes.items():
-        if arrays[p].shape != shape:
-            raise ValueError(f"{p}: expected shape {shape} for D = {D}, H = {H} "
-                             f"(the {name} kernel's {', '.join(f'{q} {s}' for q, s in shapes.items())}), "
-                             f"got {arrays[p].shape}")
+    try:  # the kernel's own judgement of the shapes, which names the array at fault (a transposed W_h)
+        kernel._checked_params(arrays)
+    except ValueError as error:
+        raise ValueError(f"the {name} kernel's parameters: {error}") from None
     return arrays
 
 
