@@ -701,6 +701,15 @@ def _grad_math(g, d):
                 (f"{name} = {sums_text} {name}(t, b)",), g.number)
 
 
+def _no_line(d, number):
+    """The Lines cell of an equation no kernel line cites: an adjoint that is another one, which the
+    kernel reads under that name (dr = ds_new), says so."""
+    step = next((s for s in d.steps if s.number == number), None)
+    if step is not None and isinstance(step.result, sympy.Symbol):
+        return f"none: it is `{step.result}`, read as it is"
+    return "none"
+
+
 def _notes_section(d):
     notes = _carry_notes(d) + _output_form_notes(d) + _previous_value_notes(d) + _block_order_notes(d)
     notes += [_cite(d, note) for note in d.cell.notes]
@@ -715,7 +724,7 @@ def _kernel_section(d, kernel_text, kernel_path):
         functions = ", ".join(dict.fromkeys(f"`{f}`" for f, _ in found)) or "none"
         refs = tuple(Ref(str(n), f"{kernel_path}#L{n}") if spans[n] == n else
                      Ref(f"{n}-{spans[n]}", f"{kernel_path}#L{n}-L{spans[n]}") for _, n in found)
-        rows.append((f"({number})", f"`{what}`", functions, refs or "none"))
+        rows.append((f"({number})", f"`{what}`", functions, refs or _no_line(d, number)))
     return Section("Kernel lines", (
         Prose(f"Where [{kernel_path.split('/')[-1]}]({kernel_path}) implements each equation; its "
               "comments cite the same numbers. A line may hold one factor of an equation (the kernel "

@@ -726,3 +726,20 @@ def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():
     cell.update(h=lam * h_prev + a)
     text = _flat_text(cell)
     assert "dp(t, b) = lam*(1 - lam)*dlam. It reads the output lam, not the argument p;" in text
+
+
+def test_an_adjoint_that_is_another_says_why_no_kernel_line_cites_it(tmp_path):
+    """dr = ds_new: the kernel reads ds_new's array, so no line cites (n); the table says so."""
+    script = tmp_path / "alias.py"
+    script.write_text("\n".join([
+        "from lstm_derive import Cell, relu, sigmoid",
+        'cell = Cell("alias", title="An adjoint that is another")',
+        'x = cell.input("x")',
+        'h_prev, s_prev = cell.state("h"), cell.state("s")',
+        'a_r, a_e = cell.affine("W", [x, h_prev], blocks=["a_r", "a_e"])',
+        'r = cell.let("r", relu(a_r))',
+        's = cell.let("s_new", sigmoid(a_e) * s_prev + r)',
+        "cell.update(h=s / 2, s=s)"]) + "\n")
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "alias.md").read_text().split("## Kernel lines")[1]
+    assert "| `dr` | none | none: it is `ds_new`, read as it is |" in table
