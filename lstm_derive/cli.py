@@ -279,13 +279,13 @@ def _shown(path):
         return path
 
 
-def _check_cell(script, out=None, claimed=None):
+def _check_cell(script, out, claimed):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     claimed: path -> script, the files earlier scripts of the run wrote."""
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out)
-        _claim(targets, script, {} if claimed is None else claimed)
+        _claim(targets, script, claimed)
         gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
         return [script.name, "-", "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
@@ -358,8 +358,8 @@ def run_check(args):
 
 
 def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
-    """Prints every report of the cell's checks, then the largest error of each method; whether all
-    passed."""
+    """Prints every report of the cell's checks, then the largest error of each method and, if some
+    failed, the gradients that failed and on how many problems; whether all passed."""
     ok, judged, failing = True, [], {}
     for config in checks(problems, steps):
         config = _applicable(config, kernel)

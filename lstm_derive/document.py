@@ -169,7 +169,7 @@ def _step_tex(step: Step, d):
 @dataclass(frozen=True)
 class Prose:
     """A paragraph; `code` spans are allowed. plain: the terminal's wording, where it differs (the
-    terminal's equations write an elementwise product as *, the documents' as ⊙)."""
+    terminal's equations write an elementwise product as * or ⊙, the documents' as ⊙)."""
 
     text: str
     plain: str | None = None
@@ -619,14 +619,15 @@ def _carries_section(d):
 
 def _many_steps_prose(d):
     """What each carry does over many steps: a direct factor compounds into a product over the
-    steps between; a path through a weight matrix, into a product of matrices."""
+    steps between (a power, for a factor no step changes); a path through a gate's pre-activation,
+    with the gate's derivative; a path through a weight matrix, into a product of matrices."""
     out = []
     for step in (s for s in d.steps if s.kind == "carry"):
         state = str(step.target)[: -len("_prev")]
         own = d.step_for(d.cell.updates[state].symbol).adjoint
         direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
-        gates = [t for t in step.terms if t.pre is not None]
+        through_pre = [t for t in step.terms if t.pre is not None]
         parts = []
         if len(direct) == 1:
             g = expr_text(direct[0].local, d)
@@ -641,11 +642,12 @@ def _many_steps_prose(d):
                 parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step "
                              f"u is multiplied by `{g}` of every step between, the product of {at_k} over k = t+1, "
                              f"..., u: {grows}")
-        if gates:
-            pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in gates])
-            factors = _join([f"`{expr_text(t.local, d)}`" for t in gates])
-            parts.append(f"through the pre-activation{'s' if len(gates) > 1 else ''} {pres} it is multiplied at every "
-                         f"step by {factors}, {'each ' if len(gates) > 1 else ''}with its gate's derivative: a product over the steps between, which "
+        if through_pre:
+            pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
+            factors = _join([f"`{expr_text(t.local, d)}`" for t in through_pre])
+            several = len(through_pre) > 1
+            parts.append(f"through the pre-activation{'s' if several else ''} {pres} it is multiplied at every "
+                         f"step by {factors}, {'each ' if several else ''}with its gate's derivative: a product over the steps between, which "
                          "shrinks or grows geometrically as those factors are below or above 1 in size")
         if weights:
             parts.append(f"through {_join(weights)} it is multiplied at every step by that matrix and by the "

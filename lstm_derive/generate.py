@@ -25,7 +25,7 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .spec import SUPPORTED_FUNCTIONS, SUPPORTED_OPERATIONS, Cell, SpecError
+from .spec import MAX_THROUGH_RELU, SUPPORTED_FUNCTIONS, SUPPORTED_OPERATIONS, Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
            "is_kernel_module", "load_kernel_module"]
@@ -147,7 +147,7 @@ def _hint(error):
         return f"; a cell's vectors take lstm_derive's functions ({_FUNCTION_LIST}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
         return (f"; a cell's vectors cannot be compared: max, min and if/else on them are not in the "
-                f"cell language, whose functions are {SUPPORTED_OPERATIONS} (relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))")
+                f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"; math's functions take numbers, not a cell's vectors: use lstm_derive's {_FUNCTION_LIST}"
     return ""

@@ -563,10 +563,12 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
 def _not_finite(kernel, p):
     """"" where forward()'s outputs and final state are finite on the problem; else which are not.
     A loss of inf or nan has no gradient to judge, by any method."""
+    q = p.with_dtype()
     with np.errstate(all="ignore"):
-        ys, final, _ = _forward(kernel, p.with_dtype(), p.with_dtype().state)
+        ys, final, _ = _forward(kernel, q, q.state)
     bad = [f"final {s}" for s, a in zip(kernel.STATES, final) if not np.isfinite(a).all()]
-    steps = np.flatnonzero(~np.isfinite(np.asarray(ys)).reshape(len(ys), -1).all(axis=1))
+    ys = np.asarray(ys)
+    steps = np.flatnonzero(~np.isfinite(ys).all(axis=tuple(range(1, ys.ndim))))  # T = 0: none
     if steps.size:
         bad.insert(0, f"outputs (from step {steps[0]} of 0-{len(ys) - 1})")
     if not bad:
@@ -695,7 +697,7 @@ def sequences_alone(kernel, p: Problem):
         try:
             ys_b, final_b, _ = kernel.forward(q.params, q.x[:n, b:b + 1], row)
         except Exception as error:  # noqa: BLE001 - a kernel that cannot run the sequence alone is reported
-            return f"sequence {b} (length {n}) run alone raised {type(error).__name__}: {error}"
+            return f"sequence {b} (length {n}) run alone raised {raised(kernel, error)}"
         pairs = [("outputs", np.asarray(ys)[:n, b], np.asarray(ys_b)[:, 0])]
         pairs += [(f"final {s}", np.asarray(f)[b], np.asarray(f_b)[0]) for s, f, f_b in zip(kernel.STATES, final, final_b)]
         for what, batch, alone in pairs:

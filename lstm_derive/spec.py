@@ -128,6 +128,7 @@ GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
+MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
 _INFINITIES = {sympy.zoo: "complex infinity (a division by zero?)", sympy.oo: "infinity",
@@ -358,12 +359,6 @@ class Cell:
     def readers(self, symbol):
         """The lets whose expressions read symbol."""
         return [let for let in self.lets if let.expr.has(symbol)]
-
-    def size(self, symbol):
-        return self._sizes[symbol]
-
-    def is_input(self, symbol):
-        return self._sizes.get(symbol) == "D"
 
     def prev(self, state):
         return sympy.Symbol(f"{state}_prev", real=True)
@@ -998,7 +993,8 @@ def _check_source(source):
 
 
 def _check_operations(name, expr, where):
-    """Only what the kernel can compute and differentiate: sigmoid, tanh, + - * /, integer powers."""
+    """Only what the kernel can compute and differentiate: the functions of SUPPORTED_FUNCTIONS,
+    + - * / and integer powers."""
     for node in sympy.preorder_traversal(expr):
         if isinstance(node, sympy.Symbol):
             continue
@@ -1034,7 +1030,7 @@ def _check_operations(name, expr, where):
             constant = _INFINITIES.get(node, str(node))
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                             f"write a finite real number instead")
-        hint = " (relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+        hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                         f"with them{hint}")

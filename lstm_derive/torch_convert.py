@@ -11,7 +11,7 @@ kernel        PyTorch module    gate order  parameters (weight_ih, weight_hh, bi
 
 A kernel is one layer in one direction, without projection: the keys ``weight_ih_l0``,
 ``weight_hh_l0``, ``bias_ih_l0`` and ``bias_hh_l0``; from_torch also reads nn.LSTMCell and its
-kin, whose keys are these without the ``_l0``. A stack converts layer by layer (``layer=k``:
+kin, whose keys are these without the ``_l0``, and to_torch(..., cell_module=True) writes them. A stack converts layer by layer (``layer=k``:
 ``*_l{k}``) and a bidirectional module direction by direction (``reverse=True``:
 ``*_l{k}_reverse``, the kernel run over ``x[::-1]``, or each sequence reversed within its length
 with lengths: README's ``reversed_rows``), both ways. The kernels use PyTorch's gate
@@ -264,7 +264,7 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     (*_l{k}_reverse); one layer's and direction's entries, to merge into a stack's state_dict.
 
     Load it with ``module.load_state_dict(...)``; the tensors are copies in the parameters'
-    dtype (float32 or float64). ``bias=False`` (for a module without biases) leaves the bias
+    dtype (float16, float32 or float64). ``bias=False`` (for a module without biases) leaves the bias
     keys out, and needs the biases to be zero. ``gradients=True`` converts backward()'s gradients
     instead (to compare with, or set, the module's ``.grad``): a kernel's one bias then gives its
     gradient to both bias_ih and bias_hh, as each of the module's two receives all of it, where
@@ -274,7 +274,7 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     shapes and dtype if ``params`` do not fit, and ImportError if torch is missing.
     """
     name, layout, kernel = _resolve(cell)
-    params = _checked_params(name, layout, kernel, params)
+    params = _checked_params(name, kernel, params)
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
     for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients), ("cell_module", cell_module)):
@@ -299,12 +299,12 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     return OrderedDict((prefix + k[: -len("_l0")] + suffix, torch.from_numpy(np.array(v))) for k, v in values.items())
 
 
-def _checked_params(name, layout, kernel, params):
+def _checked_params(name, kernel, params):
     missing = [p for p in kernel.PARAMS if p not in params]
     if missing:  # other keys (a readout's weights) are not the cell's, as a kernel ignores them too
         raise ValueError(f"expected the {name} kernel's parameters {kernel.PARAMS}; missing {missing}")
-    arrays = {p: _native(np.asarray(params[p].detach().cpu() if hasattr(params[p], "detach") else params[p]))
-              for p in kernel.PARAMS}  # a tensor that requires grad gives no array unless detached
+    arrays = {p: _native(_numpy(p, params[p]) if hasattr(params[p], "detach") else np.asarray(params[p]))
+              for p in kernel.PARAMS}  # a tensor as from_torch reads one: bfloat16 refused with a ValueError
     dtypes = sorted({str(a.dtype) for a in arrays.values()})
     if len(dtypes) > 1 or dtypes[0] not in ("float16", "float32", "float64"):
         raise ValueError(f"expected the {name} kernel's parameters in float16, float32 or float64, all of one "

@@ -649,3 +649,9 @@ def test_a_sequence_ended_at_the_wrong_step_is_named():
     (report,) = gradcheck.check_kernel(wrong, T=4, B=3, seed=2, methods=("complex",), lengths=(4, 1, 0))
     assert report.errors and max(report.errors.values()) < 1e-12  # the gradients agree with forward()
     assert "complex: with lengths, sequence 1 (length 1): its final h, in the batch and run alone, differ by" in str(report)
+
+
+def test_a_problem_of_no_steps_is_checked():
+    """T = 0: the gradients are those of the final state alone, which is the initial one."""
+    for r in gradcheck.check_kernel(lstm, T=0, B=2, D=2, H=2):
+        assert r.ok, str(r)

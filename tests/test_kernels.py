@@ -310,10 +310,12 @@ def test_none_for_one_array_means_zeros(name):
 def test_step_kernels_and_params_name_what_is_wrong(name):
     k = kernel_of(name)
     p = problem(k)
-    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, got \(4, 3, 3\)$"):
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, the columns of W_x, got \(4, 3, 3\)$"):
         k.step_forward(p.params, p.x, p.state)
-    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, got \(3, 2\)$"):
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, the columns of W_x, got \(3, 2\)$"):
         k.step_forward(p.params, p.x[0, :, :2], p.state)
+    with pytest.raises(ValueError, match=r"^x_t: expected an array \(B, D\), got a list that is none"):
+        k.step_forward(p.params, [[1.0, 2.0, 3.0], [1.0]], p.state)
     _, _, cache = k.step_forward(p.params, p.x[0], p.state)
     with pytest.raises(ValueError, match=r"^dy_t: expected shape \(B, H\) = \(3, 2\), got \(3, 5\)$"):
         k.step_backward(p.params, cache, np.ones((3, 5)), p.dstate)

@@ -383,6 +383,8 @@ def test_to_torch_takes_float_parameters_of_one_dtype():
                      ({k: v.astype(complex) for k, v in params.items()}, "complex128")]:
         with pytest.raises(ValueError, match=rf"float16, float32 or float64, all of one dtype .*got {got}"):
             tc.to_torch("gru", bad)
+    with pytest.raises(ValueError, match=r"^W_x: dtype torch.bfloat16 has no NumPy counterpart"):
+        tc.to_torch("lstm", {k: torch.tensor(v).to(torch.bfloat16) for k, v in lstm.init_params(3, 2).items()})
     half = tc.from_torch("lstm", torch.nn.LSTM(3, 4).half())  # a half-precision module, there and back
     assert tc.to_torch("lstm", half)["weight_ih_l0"].dtype == torch.float16
     for flag in ("reverse", "bias"):

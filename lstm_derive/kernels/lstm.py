@@ -254,10 +254,7 @@ def step_forward(params, x_t, state=None):
     copy of the weights), so a run of known steps is faster as one forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
-    shape = np.shape(x_t)
-    if len(shape) != 2 or shape[1] != D:
-        raise ValueError(f"x_t: expected shape (B, D) with D = {D}, got {shape}")
-    x_t = np.array(_checked("x_t", x_t, shape, "(B, D)", dtype))  # a copy: the cache keeps it
+    x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it
     ys, new_state, cache = forward(params, x_t[np.newaxis], state)
     return ys[0], new_state, cache
 
@@ -328,18 +325,19 @@ def _checked_params(params):
     return arrays
 
 
-def _checked_input(x, D, dtype):
-    """x as an array (T, B, D) of the parameters' dtype, or a ValueError that says what is wrong."""
+def _checked_input(x, D, dtype, name="x", dims="(T, B, D)"):
+    """x as an array (T, B, D) of the parameters' dtype (x_t of step_forward(): (B, D)), or a
+    ValueError that says what is wrong."""
     if x is None:
-        raise ValueError("x: expected an array (T, B, D), got None")
+        raise ValueError(f"{name}: expected an array {dims}, got None")
     try:
         shape = np.shape(x)
     except ValueError:  # ragged lists, or a tuple of arrays such as PyTorch's PackedSequence
-        raise ValueError(f"x: expected an array (T, B, D), got a {type(x).__name__} that is none (sequences of "
-                         "different lengths go padded into one array, with lengths)") from None
-    if len(shape) != 3 or shape[2] != D:
-        raise ValueError(f"x: expected shape (T, B, D) with D = {D}, the columns of W_x, got {shape}")
-    return _checked("x", x, shape, "(T, B, D)", dtype)
+        raise ValueError(f"{name}: expected an array {dims}, got a {type(x).__name__} that is none (sequences "
+                         "of different lengths go padded into one array, with lengths)") from None
+    if len(shape) != dims.count(",") + 1 or shape[-1] != D:
+        raise ValueError(f"{name}: expected shape {dims} with D = {D}, the columns of W_x, got {shape}")
+    return _checked(name, x, shape, dims, dtype)
 
 
 def _steps_to_run(x, lengths):
@@ -369,7 +367,8 @@ def _steps_to_run(x, lengths):
 
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
-    (arrays, in PARAMS order), as far as their sizes, dtype and a sample of their entries tell."""
+    (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and a
+    sample of their entries tell."""
     made = cache.get("cell") if isinstance(cache, dict) else None
     if made != CELL:
         got = f"the cache of {made}" if made else type(cache).__name__
