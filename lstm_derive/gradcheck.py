@@ -517,7 +517,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
     checked_interface(kernel, problem is not None)
-    p = problem or random_problem(kernel, T, B, D, H, seed, scale, lengths=lengths)
+    p = _zeros_for_none(problem or random_problem(kernel, T, B, D, H, seed, scale, lengths=lengths))
     if p.lengths is not None and not takes_lengths(kernel):
         raise ValueError("lengths: this kernel's forward() takes no lengths (forward(params, x, state, lengths=None) "
                          "runs sequences of different lengths); check it without them")
@@ -576,6 +576,15 @@ def _not_finite(kernel, p):
     return (f"any element: forward()'s {' and '.join(bad)} hold inf or nan on this problem, so the loss has no "
             "gradient to judge (the cell overflows at these weights and inputs; with lengths, padding may leak "
             "into the results); a smaller weight scale tells")
+
+
+def _zeros_for_none(p):
+    """The problem with an initial state given as None (zeros, to a kernel) as zeros: the checks
+    perturb every element of it, and judge its gradient."""
+    if all(s is not None for s in p.state):
+        return p
+    zeros = np.zeros((np.shape(p.x)[1], np.shape(p.dys)[-1]))
+    return replace(p, state=tuple(zeros.copy() if s is None else s for s in p.state))
 
 
 def _float32_report(kernel, p, reference, unit):

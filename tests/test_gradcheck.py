@@ -655,3 +655,11 @@ def test_a_problem_of_no_steps_is_checked():
     """T = 0: the gradients are those of the final state alone, which is the initial one."""
     for r in gradcheck.check_kernel(lstm, T=0, B=2, D=2, H=2):
         assert r.ok, str(r)
+
+
+def test_a_problem_whose_initial_state_is_none_is_checked_from_zeros():
+    """None for a state means zeros to a kernel; the checker perturbs those zeros."""
+    from dataclasses import replace
+    p = gradcheck.random_problem(lstm, T=2, B=2, D=2, H=2)
+    reports = gradcheck.check_kernel(lstm, problem=replace(p, state=(None, p.state[1])))
+    assert all(r.ok for r in reports), "\n".join(map(str, reports))
