@@ -600,13 +600,19 @@ def _as_written(pre, d):
     return pre
 
 
-def _carries_section(d):
-    carries = [s for s in d.steps if s.kind == "carry"]
-    uses = []
-    for step in carries:
+def _carries(d):
+    """(state, its carry step, the step of its new value's adjoint) for every state, in the
+    derivation's order of the carries."""
+    out = []
+    for step in (s for s in d.steps if s.kind == "carry"):
         state = str(step.target)[: -len("_prev")]
-        into = d.step_for(d.cell.updates[state].symbol)
-        uses.append(f"`d{state}_prev` becomes `d{state}_next` in ({into.number})")
+        out.append((state, step, d.step_for(d.cell.updates[state].symbol)))
+    return out
+
+
+def _carries_section(d):
+    carries = [step for _, step, _ in _carries(d)]
+    uses = [f"`d{state}_prev` becomes `d{state}_next` in ({into.number})" for state, _, into in _carries(d)]
     return Section("Carries to step t-1", tuple(
         [Prose("What step t passes back: the adjoints of the previous states.")]
         + [_step_math(s, d) for s in carries]
@@ -622,9 +628,8 @@ def _many_steps_prose(d):
     steps between (a power, for a factor no step changes); a path through a gate's pre-activation,
     with the gate's derivative; a path through a weight matrix, into a product of matrices."""
     out = []
-    for step in (s for s in d.steps if s.kind == "carry"):
-        state = str(step.target)[: -len("_prev")]
-        own = d.step_for(d.cell.updates[state].symbol).adjoint
+    for state, step, into in _carries(d):
+        own = into.adjoint
         direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
         through_pre = [t for t in step.terms if t.pre is not None]
@@ -848,11 +853,9 @@ def _join(items, word="and"):
 def _carry_notes(d):
     """What d<state>_next already holds, read off the terms of the carry step."""
     notes = []
-    for state in d.cell.states:
-        carry = d.step_for(d.cell.prev(state))
+    for state, carry, into in _carries(d):
         if not carry.terms:
             continue
-        into = d.step_for(d.cell.updates[state].symbol)
         held = [_held(term, into.adjoint, d) for term in carry.terms]
         if len(held) == 1:
             holds = f"{held[0]}: it is `{step_text(carry, d)}`, equation ({carry.number}), computed at step t+1"

@@ -157,20 +157,22 @@ def _forward(kernel, p: Problem, state):
 
 
 def loss(kernel, p: Problem):
-    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))  # a forward may write its state back
-    total = np.sum(ys * p.dys)
-    for s, ds in zip(final, p.dstate):
-        total = total + np.sum(s * ds)
-    return total
+    """L = Σ ys·dys + Σ state_T·dstate, the scalar whose gradient the kernel's backward() gives."""
+    return _summed_terms(kernel, p, lambda term: term)
 
 
 def loss_magnitude(kernel, p: Problem):
     """|L|: the sum of the magnitudes of the loss's terms, the scale of its rounding error."""
-    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))
-    total = np.sum(np.abs(ys * p.dys))
+    return float(_summed_terms(kernel, p, np.abs))
+
+
+def _summed_terms(kernel, p, f):
+    """The sum of f of every term of the loss."""
+    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))  # a forward may write its state back
+    total = np.sum(f(ys * p.dys))
     for s, ds in zip(final, p.dstate):
-        total = total + np.sum(np.abs(s * ds))
-    return float(total)
+        total = total + np.sum(f(s * ds))
+    return total
 
 
 def _copy(a):
@@ -440,12 +442,9 @@ def wide_gradients(kernel, p: Problem):
     wide = np.longdouble
     if np.finfo(wide).eps >= EPS:
         return None
-    cast = lambda a: np.asarray(a, dtype=wide)  # noqa: E731
-    q = replace(p, params={k: cast(v) for k, v in p.params.items()}, x=cast(p.x), state=tuple(map(cast, p.state)),
-                dys=cast(p.dys), dstate=tuple(map(cast, p.dstate)))
     try:
         with np.errstate(all="ignore"):
-            return analytic_gradients(kernel, q)
+            return analytic_gradients(kernel, p.with_dtype(wide))
     except Exception:  # noqa: BLE001 - a kernel that refuses longdouble is judged in float64 alone
         return None
 

@@ -111,8 +111,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     or with ``input_size``/``hidden_size``.
     """
     name, layout, kernel = _resolve(cell)
-    if layer is not None and (not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0):
-        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
+    if layer is not None:
+        _checked_layer(layer)
     if reverse is not None and not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse: expected True, False or None, got {reverse!r}")
     if hasattr(state_dict, "state_dict"):
@@ -128,6 +128,11 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     if layout.names[3] is None:  # one bias: the sum of PyTorch's two
         values[layout.names[2]] = b_ih + b_hh
     return {p: values[p] for p in kernel.PARAMS}
+
+
+def _checked_layer(layer):
+    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
+        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
 
 
 def _check_module(layout, module, layer):
@@ -275,8 +280,7 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     """
     name, layout, kernel = _resolve(cell)
     params = _checked_params(name, kernel, params)
-    if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
-        raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
+    _checked_layer(layer)
     for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients), ("cell_module", cell_module)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{flag}: expected True or False, got {value!r}")
