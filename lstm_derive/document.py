@@ -270,12 +270,12 @@ def _forward_section(d):
     are = "are the states" if len(cell.states) > 1 else "is the state"
     defined = [text for function, text in _DEFINITIONS.items() if _uses(cell, function)]
     sigma = f", and {'; '.join(defined)}" if defined else ""
-    intro = (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
-             "Every named vector but the input has H components (the input has D); products of "
-             "vectors are elementwise (written ⊙ in the equations), only affine maps multiply by a "
-             f"matrix{sigma}.")
-    terminal = intro.replace("(written ⊙ in the equations)", "(written * or ⊙ in the equations; a matrix product, ·)")
-    blocks = [Prose(intro, plain=terminal)]
+    def intro(written):
+        return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
+                "Every named vector but the input has H components (the input has D); products of "
+                f"vectors are elementwise (written {written}), only affine maps multiply by a matrix{sigma}.")
+
+    blocks = [Prose(intro("⊙ in the equations"), plain=intro("* or ⊙ in the equations; a matrix product, ·"))]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
