@@ -2355,9 +2355,16 @@ def _steps(k):
 
 
 def _validation(k):
-    _, x_weight = _input_weight(k)
-    arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
-    return _lines(
+    """The kernel's argument checks, one function each: every failure is a ValueError that names the
+    argument, what was expected and what came."""
+    parts = [_checked_function(), _sizes_function(k), _checked_params_function(), _checked_input_function(k),
+             _steps_to_run_function(), _checked_cache_function(), _samples_function(), _checked_state_function(k)]
+    return _lines(*(line for part in parts for line in [*part, "", ""]))
+
+
+def _checked_function():
+    """_checked(): an argument as an array in native byte order, of the dtype asked for, or a ValueError."""
+    return [
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array in native byte order, or a ValueError naming the argument, its expected and its',
         '    actual shape."""',
@@ -2375,11 +2382,12 @@ def _validation(k):
         '            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"',
         '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")',
         "    return a",
-        "",
-        "",
-        *_sizes_function(k),
-        "",
-        "",
+    ]
+
+
+def _checked_params_function():
+    """_checked_params(): the parameters in PARAMS order, of one dtype and consistent shapes."""
+    return [
         "def _checked_params(params):",
         '    """The parameters in PARAMS order, all of one float dtype and of consistent shapes."""',
         '    if not hasattr(params, "keys"):',
@@ -2397,8 +2405,13 @@ def _validation(k):
         "        for n, a in zip(PARAMS, arrays):",
         "            _checked(n, a, shapes[n], dims[n], common)",
         "    return arrays",
-        "",
-        "",
+    ]
+
+
+def _checked_input_function(k):
+    """_checked_input(): x (or x_t) of the parameters' dtype and D columns, or a ValueError."""
+    _, x_weight = _input_weight(k)
+    return [
         'def _checked_input(x, D, dtype, name="x", dims="(T, B, D)"):',
         '    """x as an array (T, B, D) of the parameters\' dtype (x_t of step_forward(): (B, D)), or a',
         '    ValueError that says what is wrong."""',
@@ -2412,8 +2425,12 @@ def _validation(k):
         '    if len(shape) != dims.count(",") + 1 or shape[-1] != D:',
         f'        raise ValueError(f"{{name}}: expected shape {{dims}} with D = {{D}}, the columns of {x_weight}, got {{shape}}")',
         '    return _checked(name, x, shape, dims, dtype)',
-        "",
-        "",
+    ]
+
+
+def _steps_to_run_function():
+    """_steps_to_run(): forward()'s reading of lengths: the steps to run and the rows ended at each."""
+    return [
         "def _steps_to_run(x, lengths):",
         '    """x up to the longest sequence\'s end; where each sequence has ended, as (T, B, 1) booleans (None',
         "    where none ends before that); and, for each step, whether some sequence has ended by then. A",
@@ -2437,8 +2454,12 @@ def _validation(k):
         "    if not any(masked):",
         "        return x, None, masked",
         "    return np.where(ended, 0, x), ended, masked",
-        "",
-        "",
+    ]
+
+
+def _checked_cache_function():
+    """_checked_cache(): backward()'s check that its cache is forward()'s, from these parameters and x."""
+    return [
         "def _checked_cache(cache, D, H, arrays):",
         '    """The cache\'s x, or a ValueError unless forward() of this cell made it with these parameters',
         '    (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and a',
@@ -2460,8 +2481,12 @@ def _validation(k):
         '        raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "',
         '                         "pass the parameters forward() had, unchanged (update them after backward())")',
         "    return x",
-        "",
-        "",
+    ]
+
+
+def _samples_function():
+    """_samples(): a few values of each array, to tell arrays changed since forward() from those it ran with."""
+    return [
         "_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices _samples reads in arrays of that shape: found once",
         "",
         "",
@@ -2479,8 +2504,13 @@ def _validation(k):
         "            _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)",
         "        out.append(a.flat[_SAMPLE_INDICES[key]].tolist())  # in any memory order; ravel() copies all of a transposed a",
         "    return out",
-        "",
-        "",
+    ]
+
+
+def _checked_state_function(k):
+    """_checked_state(): a state (or dstate) tuple as arrays (B, H), None meaning zeros."""
+    arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
+    return [
         'def _checked_state(state, B, H, dtype, name="state"):',
         '    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies: with T = 0,',
         '    backward() returns its dstate as the initial state\'s gradient, which must not be the caller\'s array."""',
@@ -2493,7 +2523,7 @@ def _validation(k):
         f'        raise ValueError(f"{{name}}: expected {arrays} {{STATES}}, got {{len(state)}}")',
         '    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()',
         "                 for s, a in zip(STATES, state))",
-    )
+    ]
 
 
 def _input_weight(k):
