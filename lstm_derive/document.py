@@ -796,7 +796,8 @@ def _names_only(line):
 def _line_spans(kernel_text):
     """{cited line: last line of what it stands for}. A comment on a line of its own, or one that
     ends with a colon ("c = f*c_prev + i*g, written in place:"), heads the lines below it, down to
-    the next citation, comment line, blank line or dedent; any other cited line stands alone."""
+    the next citation, comment line, blank line, dedent or block of its own (`if masked[t]:`); any
+    other cited line stands alone."""
     lines = kernel_text.split("\n")
     cited = {line for _, _, line, _ in provenance(kernel_text)}
     spans = {}
@@ -807,7 +808,8 @@ def _line_spans(kernel_text):
         while head and last < len(lines):
             below = lines[last]
             if (not below.strip() or last + 1 in cited or below.lstrip().startswith("#")
-                    or len(below) - len(below.lstrip()) < indent or _names_only(below)):
+                    or len(below) - len(below.lstrip()) < indent or _names_only(below)
+                    or below.split("  #")[0].rstrip().endswith(":")):
                 break
             last += 1
         spans[line] = last

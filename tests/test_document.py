@@ -245,6 +245,15 @@ def test_a_citation_that_heads_lines_below_links_them_all():
     assert f"| (6) | `c` | `forward` | [{first}-{first + 2}](../lstm_derive/kernels/lstm.py#L{first}-L{first + 2}) |" in markdown
 
 
+def test_a_heading_citation_stops_at_a_block_of_its_own():
+    """gru's h, written in place: the view, the product and the sum, not the lengths' block below."""
+    markdown = (DERIVATIONS / "gru.md").read_text()
+    kernel = (KERNELS / "gru.py").read_text().split("\n")
+    first = next(n for n, text in enumerate(kernel, 1) if "# (9) h = " in text)
+    assert kernel[first + 2].strip().startswith("if masked[t]:")
+    assert f"| (9) | `h` | `forward` | [{first}-{first + 2}](../lstm_derive/kernels/gru.py#L{first}-L{first + 2}) |" in markdown
+
+
 def test_the_seed_table_row_for_ds():
     markdown = (DERIVATIONS / "lstm_seed.md").read_text()
     line = next(n for n, text in enumerate((KERNELS / "lstm_seed.py").read_text().split("\n"), 1)
