@@ -822,7 +822,7 @@ def _helpers(k, passes):
             '    caller decides what overflow of exp reports. minus_one: a 0-d array of -1 (see forward())."""',
             "    np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4",
             "    np.exp(out, out=out)",
-            "    out -= minus_one",
+            "    out -= minus_one  # 1 + exp(-a)",
             "    return np.reciprocal(out, out=out)",
         ]
     if any(len(a.blocks) > 1 for a in k.cell.affines):
@@ -911,6 +911,9 @@ def _tuple(items):
 
 
 def _state_doc(k):
+    """The state tuple as the docstrings give it: (h (B, H), c (B, H)), or (h,) with h (B, H) for one state."""
+    if len(k.states) == 1:
+        return f"({k.states[0]},), {k.states[0]} (B, H)"
     return _tuple(f"{s} (B, H)" for s in k.states)
 
 
@@ -942,12 +945,13 @@ def _forward(k):
         "    and the steps after the longest sequence's end are not run.",
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
-        ("    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:" if k.in_place else
-         "    that backward() reads (ys is read-only, a view into it up to the longest sequence's end:"),
-        "    copy ys to change it).",
+        ("    for one call of backward() (ys is read-only, and a view into it unless the longest sequence" if k.in_place else
+         "    that backward() reads (ys is read-only, and a view into it unless the longest sequence"),
+        "    ends before T: copy ys to change it).",
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
         "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
-        "    the padding): change x only after backward(), which refuses an x changed before." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
+        "    the padding): change x only after backward(), which refuses an x changed before as far as a",
+        "    sample of its entries tells." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
@@ -1000,7 +1004,7 @@ def _forward(k):
         f"    ys = {cell.output_state}_seq[1:]",
         "    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state",
         f"        ys = np.concatenate([ys, np.broadcast_to({cell.output_state}_seq[T], (T_all - T, B, H))])",
-        "    ys.flags.writeable = False  # up to T a view of what backward() reads: changing it would change the gradients",
+        "    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
@@ -1039,8 +1043,8 @@ def _complex_range_doc(k):
     bound = 709.78 / float(max(factors, default=1))
     digits = 2 - math.floor(math.log10(bound))  # three significant digits, rounded down: a safe bound
     bound = math.floor(bound * 10**digits) / 10**digits
-    return (" Complex input (the complex step) is safe while every gate's\n"
-            f"    pre-activation has |Re a| < {bound:g}; far beyond, exp overflows to inf - inf*j and a gate can be nan.")
+    return ("\n    Complex input (the complex step) is safe while every gate's pre-activation has |Re a| <"
+            f" {bound:g};\n    far beyond, exp overflows to inf - inf*j and a gate can be nan.")
 
 
 def _tanh_doc(k):
@@ -1048,8 +1052,8 @@ def _tanh_doc(k):
     through_exp = [let for a in k.cell.affines if _scaled(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
     if not through_exp:
         return ""
-    return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in\n"
-            "    absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
+    return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to\n"
+            "    rounding in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
             "    inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their\n"
             "    largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4).")
 
@@ -2325,11 +2329,11 @@ def _steps(k):
         "def step_forward(params, x_t, state=None):",
         '    """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for',
         "    step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).",
-        *(["    A convenience: each call does what forward() does once per call (argument checks, a scaled",
-            '    copy of the weights), so a run of known steps is faster as one forward()."""']
+        "    y_t is read-only. A convenience: each call repeats forward()'s work that is not per step",
+        *(["    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one",
+           '    forward()."""']
           if any(_scaled(k, a) for a in k.cell.affines) else
-          ["    A convenience: each call does what forward() does once per call (argument checks), so a",
-           '    run of known steps is faster as one forward()."""']),
+          ['    (argument checks), so a run of known steps is faster as one forward()."""']),
         "    dtype = _checked_params(params)[0].dtype",
         "    D, _ = _sizes(params)",
         '    x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it',

@@ -63,7 +63,7 @@ def _sigmoid_into(a, out, minus_one):
     caller decides what overflow of exp reports. minus_one: a 0-d array of -1 (see forward())."""
     np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4
     np.exp(out, out=out)
-    out -= minus_one
+    out -= minus_one  # 1 + exp(-a)
     return np.reciprocal(out, out=out)
 
 
@@ -80,19 +80,21 @@ def _span(B, H, dtype):
 
 
 def forward(params, x, state=None, lengths=None):
-    """Runs the cell over a sequence: x (T, B, D), state (h (B, H),); None (or None for one
+    """Runs the cell over a sequence: x (T, B, D), state (h,), h (B, H); None (or None for one
     array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
     sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
     it, and the final state is the one at its end), whatever its rows of x hold there (nan too),
     and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:
-    copy ys to change it).
+    for one call of backward() (ys is read-only, and a view into it unless the longest sequence
+    ends before T: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
-    the padding): change x only after backward(), which refuses an x changed before. Complex input (the complex step) is safe while every gate's
-    pre-activation has |Re a| < 709; far beyond, exp overflows to inf - inf*j and a gate can be nan."""
+    the padding): change x only after backward(), which refuses an x changed before as far as a
+    sample of its entries tells.
+    Complex input (the complex step) is safe while every gate's pre-activation has |Re a| < 709;
+    far beyond, exp overflows to inf - inf*j and a gate can be nan."""
     W_x, b_x, U_h, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
@@ -146,7 +148,7 @@ def forward(params, x, state=None, lengths=None):
     ys = h_seq[1:]
     if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
-    ys.flags.writeable = False  # up to T a view of what backward() reads: changing it would change the gradients
+    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
              "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "ended": ended,
@@ -157,7 +159,7 @@ def forward(params, x, state=None, lengths=None):
 
 def backward(params, cache, dys, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H),); None (or None for one array) means zeros, for
+    dL/d(final state) (h,), h (B, H); None (or None for one array) means zeros, for
     dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
     lengths) its dys reach the state it kept, as its outputs there repeat it.
 
@@ -253,8 +255,8 @@ def backward(params, cache, dys, dstate=None):
 def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
-    A convenience: each call does what forward() does once per call (argument checks), so a
-    run of known steps is faster as one forward()."""
+    y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
+    (argument checks), so a run of known steps is faster as one forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it

@@ -91,14 +91,16 @@ def forward(params, x, state=None, lengths=None):
     and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is read-only, a view into it up to the longest sequence's end:
-    copy ys to change it).
+    for one call of backward() (ys is read-only, and a view into it unless the longest sequence
+    ends before T: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
-    the padding): change x only after backward(), which refuses an x changed before. Complex input (the complex step) is safe while every gate's
-    pre-activation has |Re a| < 354; far beyond, exp overflows to inf - inf*j and a gate can be nan.
-    g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding in
-    absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny
+    the padding): change x only after backward(), which refuses an x changed before as far as a
+    sample of its entries tells.
+    Complex input (the complex step) is safe while every gate's pre-activation has |Re a| < 354;
+    far beyond, exp overflows to inf - inf*j and a gate can be nan.
+    g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to
+    rounding in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny
     inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their
     largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4)."""
     W_x, W_h, b, p_i, p_f, p_o = _checked_params(params)
@@ -162,7 +164,7 @@ def forward(params, x, state=None, lengths=None):
     ys = h_seq[1:]
     if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
-    ys.flags.writeable = False  # up to T a view of what backward() reads: changing it would change the gradients
+    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
              "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked, "T_all": T_all,
@@ -262,8 +264,9 @@ def backward(params, cache, dys, dstate=None):
 def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
-    A convenience: each call does what forward() does once per call (argument checks, a scaled
-    copy of the weights), so a run of known steps is faster as one forward()."""
+    y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
+    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one
+    forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it
