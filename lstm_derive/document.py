@@ -625,8 +625,8 @@ def _carries_section(d):
 
 def _many_steps_prose(d):
     """What each carry does over many steps: a direct factor compounds into a product over the
-    steps between (a power, for a factor no step changes); a path through a gate's pre-activation,
-    with the gate's derivative; a path through a weight matrix, into a product of matrices."""
+    steps between (a power, for a factor no step changes); paths through gates' pre-activations add
+    to that factor at every step; a path through a weight matrix makes a product of matrices."""
     out = []
     for state, step, into in _carries(d):
         own = into.adjoint
@@ -634,26 +634,10 @@ def _many_steps_prose(d):
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
         through_pre = [t for t in step.terms if t.pre is not None]
         parts = []
-        if len(direct) == 1:
-            g = expr_text(direct[0].local, d)
-            grows = f"it shrinks where |{g}| < 1, grows geometrically where |{g}| > 1, and passes unchanged where {g} = 1"
-            if _is_sigmoid(d, direct[0].local):  # a gate in (0, 1): it can only fade
-                grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
-            if direct[0].local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
-                parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step "
-                             f"u is multiplied by `{g}`, the same at every step, u - t times: {grows}")
-            else:
-                at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
-                parts.append(f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step "
-                             f"u is multiplied by `{g}` of every step between, the product of {at_k} over k = t+1, "
-                             f"..., u: {grows}")
         if through_pre:
-            pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
-            factors = _join([f"`{expr_text(t.local, d)}`" for t in through_pre])
-            several = len(through_pre) > 1
-            parts.append(f"through the pre-activation{'s' if several else ''} {pres} it is multiplied at every "
-                         f"step by {factors}, {'each ' if several else ''}with its gate's derivative: a product over the steps between, which "
-                         "shrinks or grows geometrically as those factors are below or above 1 in size")
+            parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre))
+        elif len(direct) == 1:
+            parts.append(_along_the_state(d, state, direct[0].local))
         if weights:
             parts.append(f"through {_join(weights)} it is multiplied at every step by that matrix and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
@@ -664,10 +648,59 @@ def _many_steps_prose(d):
     return out
 
 
-def _is_sigmoid(d, expr):
-    """Whether expr is a let's symbol whose value is a sigmoid."""
+def _along_the_state(d, state, local):
+    """The carry's one direct factor, compounded over the steps between."""
+    g = expr_text(local, d)
+    grows = f"it shrinks where |{g}| < 1, grows geometrically where |{g}| > 1, and passes unchanged where {g} = 1"
+    if _in_unit_interval(d, local):  # a gate, or one minus a gate: it can only fade
+        grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
+    start = f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u is multiplied by `{g}`"
+    if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
+        return f"{start}, the same at every step, u - t times: {grows}"
+    at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
+    return f"{start} of every step between, the product of {at_k} over k = t+1, ..., u: {grows}"
+
+
+def _through_pre_activations(d, state, direct, through_pre):
+    """A carry that also reaches the state through gates' pre-activations (a peephole): per step,
+    the paths add, so what compounds is their sum, not each factor alone."""
+    paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
+    total = " + ".join(([_factor_text(d, direct.local)] if direct else []) + paths)
+    pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
+    several = len(through_pre) > 1
+    text = (f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u is multiplied "
+            f"at every step between by `{total}`: " + (f"the direct factor `{expr_text(direct.local, d)}` and, " if direct else "")
+            + f"through the pre-activation{'s' if several else ''} {pres}, {'each' if several else 'its'} coefficient times "
+            f"the derivative of the new `{state}` with respect to that pre-activation, through its activation. "
+            + ("A product of these sums over the steps between: it shrinks or grows geometrically as the sum is "
+               "below or above 1 in size" if direct or several else
+               "A product over the steps between: it shrinks or grows geometrically as that factor is below or above "
+               "1 in size"))
+    if direct and _in_unit_interval(d, direct.local):
+        text += f", and the terms past `{expr_text(direct.local, d)}` can take it above 1 where {expr_text(direct.local, d)} alone, in (0, 1), could only fade it"
+    return text
+
+
+def _factor_text(d, expr):
+    text = expr_text(expr, d)
+    return f"({text})" if isinstance(expr, sympy.Add) else text
+
+
+def _in_unit_interval(d, expr, depth=0):
+    """Whether expr lies in (0, 1) whatever the inputs: a sigmoid, one minus such a value, a product
+    of such values, or a let whose value is one of these."""
+    if depth > 10:
+        return False
     let = next((let for let in d.cell.lets if let.symbol == expr), None)
-    return let is not None and isinstance(let.expr, sigmoid)
+    if let is not None:
+        return _in_unit_interval(d, let.expr, depth + 1)
+    if isinstance(expr, sigmoid):
+        return True
+    if isinstance(expr, sympy.Mul):
+        return all(_in_unit_interval(d, f, depth + 1) for f in expr.args)
+    if isinstance(expr, sympy.Add) and 1 in expr.args:
+        return _in_unit_interval(d, sympy.expand(1 - expr), depth + 1)
+    return False
 
 
 def _ended_prose(d):

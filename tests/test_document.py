@@ -677,6 +677,16 @@ def test_the_carries_say_what_they_do_over_many_steps():
     assert "the product of z(k)" in gru_doc and "through `U_h^T`" in gru_doc
 
 
+def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
+    """The CIFG's f = 1 - i lies in (0, 1) as a gate does; a peephole's path adds to the direct factor
+    at every step, so what compounds is the sum, which can exceed 1."""
+    cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
+    assert "f lies in (0, 1), so it fades" in cifg and "grows geometrically where |f| > 1" not in cifg
+    peephole = (DERIVATIONS / "lstm_peephole.md").read_text()
+    assert "multiplied at every step between by `f + p_i*∂c/∂a_i + p_f*∂c/∂a_f`" in peephole
+    assert "can take it above 1 where f alone, in (0, 1), could only fade it" in peephole
+
+
 def _flat_text(cell):
     return " ".join(derivation_text(derive(cell)).split())
 
@@ -700,8 +710,9 @@ def test_the_carries_over_many_steps_are_said_for_each_kind_of_factor():
     x, h_prev = indrnn.input("x"), indrnn.state("h")
     (a,) = indrnn.affine("W", [x], blocks=["a"])
     indrnn.update(h=relu(a + indrnn.param("u") * h_prev))
-    assert "through the pre-activation a + h_prev*u it is multiplied at every step by u, with its gate's" \
-        in _flat_text(indrnn)
+    assert ("multiplied at every step between by u*∂h/∂a: through the pre-activation a + h_prev*u, its coefficient "
+            "times the derivative of the new h with respect to that pre-activation, through its activation. A product "
+            "over the steps between") in _flat_text(indrnn)
 
 
 def test_an_output_state_another_node_reads_is_said_to_take_that_path_too():
