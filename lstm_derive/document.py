@@ -639,12 +639,13 @@ def _many_steps_prose(d):
         elif len(direct) == 1:
             parts.append(_along_the_state(d, state, direct[0].local))
         if weights:
-            parts.append(f"through {_join(weights)} it is multiplied at every step by that matrix and by the "
+            parts.append(f"through {_join(weights)}, it is multiplied at every step by that matrix and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
-                         "whose size can shrink or grow geometrically with u - t: the vanishing and exploding "
+                         "whose size can shrink or grow geometrically with τ - t: the vanishing and exploding "
                          "gradients of recurrent networks")
         if parts:
-            out.append(Prose(f"Over many steps, `d{state}_prev` compounds: {'; '.join(parts)}."))
+            out.append(Prose(f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from "
+                             f"the loss of a later step τ: {'; '.join(parts)}."))
     return out
 
 
@@ -654,11 +655,11 @@ def _along_the_state(d, state, local):
     grows = f"it shrinks where |{g}| < 1, grows geometrically where |{g}| > 1, and passes unchanged where {g} = 1"
     if _in_unit_interval(d, local):  # a gate, or one minus a gate: it can only fade
         grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
-    start = f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u is multiplied by `{g}`"
+    start = f"along `{state}` alone, it is multiplied by `{g}`"
     if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
-        return f"{start}, the same at every step, u - t times: {grows}"
+        return f"{start}, the same at every step, τ - t times: {grows}"
     at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
-    return f"{start} of every step between, the product of {at_k} over k = t+1, ..., u: {grows}"
+    return f"{start} of every step between, the product of {at_k} over k = t+1, ..., τ: {grows}"
 
 
 def _through_pre_activations(d, state, direct, through_pre):
@@ -668,7 +669,7 @@ def _through_pre_activations(d, state, direct, through_pre):
     total = " + ".join(([_factor_text(d, direct.local)] if direct else []) + paths)
     pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
     several = len(through_pre) > 1
-    text = (f"along `{state}` alone, the gradient that reaches {state}(t) from the loss of a later step u is multiplied "
+    text = (f"along `{state}` alone, it is multiplied "
             f"at every step between by `{total}`: " + (f"the direct factor `{expr_text(direct.local, d)}` and, " if direct else "")
             + f"through the pre-activation{'s' if several else ''} {pres}, {'each' if several else 'its'} coefficient times "
             f"the derivative of the new `{state}` with respect to that pre-activation, through its activation. "
@@ -1252,7 +1253,7 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
 
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$", "±": r"$\pm$", "≈": r"$\approx$",
-                  "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$",
+                  "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$", "τ": r"$\tau$",
                   "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$",
                   ">": r"$>$", "<": r"$<$"}  # text mode's default encoding prints > as ¿
 

@@ -671,10 +671,10 @@ def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients); a GRU's h does both."""
     lstm_doc, rnn_doc, gru_doc = ((DERIVATIONS / f"{n}.md").read_text() for n in ("lstm", "rnn", "gru"))
-    assert "`dc_prev` compounds: along `c` alone" in lstm_doc and "the product of f(k) over k = t+1, ..., u" in lstm_doc
-    assert "`dh_prev` compounds: through `W_h^T`" in lstm_doc
+    assert "`dc_prev` compounds. The gradient that reaches c(t) from the loss of a later step τ: along `c` alone" in lstm_doc and "the product of f(k) over k = t+1, ..., τ" in lstm_doc
+    assert "a later step τ: through `W_h^T`, it is multiplied" in lstm_doc
     assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
-    assert "the product of z(k)" in gru_doc and "through `U_h^T`" in gru_doc
+    assert "the product of z(k)" in gru_doc and "through `U_h^T`, it" in gru_doc
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
@@ -699,7 +699,7 @@ def test_the_carries_over_many_steps_are_said_for_each_kind_of_factor():
     (a,) = leaky.affine("W", [x], blocks=["a"])
     lam = leaky.let("lam", sigmoid(leaky.param("p")))
     leaky.update(h=lam * h_prev + (1 - lam) * tanh(a))
-    assert "is multiplied by lam, the same at every step, u - t times:" in _flat_text(leaky)
+    assert "it is multiplied by lam, the same at every step, τ - t times:" in _flat_text(leaky)
     growing = Cell("growing", title="An exponential keep gate")
     x, h_prev = growing.input("x"), growing.state("h")
     a, a_n = growing.affine("W", [x], blocks=["a", "a_n"])
