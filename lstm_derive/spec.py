@@ -456,6 +456,9 @@ class Cell:
                      for p in self.params if p not in read]
         warnings += [f"{let.where}: state '{s}' never changes: its new value is {s}_prev"
                      for s, let in self.updates.items() if let.expr == self.prev(s)]
+        warnings += [f"{self._declared(f'{s}_prev')}: no equation reads {s}_prev, so '{s}' carries nothing from "
+                     f"step to step (d{s}_prev = 0); right for a state that is only the output, as an SRU's h"
+                     for s in self.states if self.prev(s) not in read]
         return warnings
 
     # -- whole-cell checks ------------------------------------------------------------

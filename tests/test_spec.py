@@ -707,6 +707,16 @@ def test_a_part_nothing_reads_is_warned_about_with_its_line(tmp_path, capsys, ca
     assert f"lstm-derive: warning: {script}:{line}: {message}" in capsys.readouterr().err
 
 
+def test_a_state_whose_previous_value_nothing_reads_is_warned_about_where_it_is_declared(tmp_path):
+    """h computed from x alone: no recurrence through h, which the document shows only as dh_prev = 0."""
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x], blocks=['a'])\ncell.update(h=tanh(a))\n")
+    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1) if "cell.state('h')" in text
+                or 'cell.state("h")' in text)
+    assert load_cell(script).unread() == [
+        f"{script}:{line}: no equation reads h_prev, so 'h' carries nothing from step to step (dh_prev = 0); right "
+        "for a state that is only the output, as an SRU's h"]
+
+
 def test_the_packaged_cells_have_no_unread_parts():
     scripts = sorted((ROOT / "derivations").glob("*.py"))
     assert scripts and all(load_cell(s).unread() == [] for s in scripts)
