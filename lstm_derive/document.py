@@ -414,8 +414,8 @@ def _loss_section(d):
               "l_final of the final state, which may be zero. L(t) is the part of it that step t can change: "
               "the loss of step t, of every later step, and of the final state."),
         Math(r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad "
-             r"L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
-             ("L = Σ_t l(t) + l_final,   L(t) = Σ_{u≥t} l(u) + l_final,   L(T+1) = l_final",)),
+             r"L(t) = \sum_{\tau=t}^{T} l(\tau) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
+             ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
         *_output_gradient(d, y),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node of the step that v reaches), where ∂ is a partial one (the "
@@ -658,8 +658,8 @@ def _along_the_state(d, state, local):
     start = f"along `{state}` alone, it is multiplied by `{g}`"
     if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
         return f"{start}, the same at every step, τ - t times: {grows}"
-    at_k = f"{g}(k)" if g.replace("_", "").isalnum() else f"({g})(k)"
-    return f"{start} of every step between, the product of {at_k} over k = t+1, ..., τ: {grows}"
+    at = f"{g}" if g.replace("_", "").isalnum() else f"({g})"
+    return f"{start} of every step between, the product {at}(t+1) {at}(t+2) ... {at}(τ): {grows}"
 
 
 def _through_pre_activations(d, state, direct, through_pre):

@@ -328,7 +328,7 @@ def test_seed_markdown_lines():
         r"do = dh \odot \frac{\partial h}{\partial o} = s \odot dh \qquad (10)",
         r"da_{i} = di \odot \frac{\partial i}{\partial a_{i}} = i \odot \left(1 - i\right) \odot di \qquad (15)",
         r"ds_{\text{prev}} = ds \odot \frac{\partial s}{\partial s_{\text{prev}}} = f \odot ds \qquad (19)",
-        r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad L(t) = \sum_{u=t}^{T} l(u) + l_{\mathrm{final}}, "
+        r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad L(t) = \sum_{\tau=t}^{T} l(\tau) + l_{\mathrm{final}}, "
         r"\qquad L(T+1) = l_{\mathrm{final}}",
         r"\frac{\mathrm{d} L(t)}{\mathrm{d} h(t)} = \frac{\partial l(t)}{\partial h(t)}"
         r" + \frac{\partial L(t+1)}{\partial h(t)}",
@@ -671,10 +671,10 @@ def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients); a GRU's h does both."""
     lstm_doc, rnn_doc, gru_doc = ((DERIVATIONS / f"{n}.md").read_text() for n in ("lstm", "rnn", "gru"))
-    assert "`dc_prev` compounds. The gradient that reaches c(t) from the loss of a later step τ: along `c` alone" in lstm_doc and "the product of f(k) over k = t+1, ..., τ" in lstm_doc
+    assert "`dc_prev` compounds. The gradient that reaches c(t) from the loss of a later step τ: along `c` alone" in lstm_doc and "the product f(t+1) f(t+2) ... f(τ)" in lstm_doc
     assert "a later step τ: through `W_h^T`, it is multiplied" in lstm_doc
     assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
-    assert "the product of z(k)" in gru_doc and "through `U_h^T`, it" in gru_doc
+    assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "through `U_h^T`, it" in gru_doc
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():

@@ -190,6 +190,7 @@ def test_names_that_are_keywords_or_private(tmp_path, capsys, name):
     ("T", "kernel's own names"), ("np", "kernel's own names"), ("cache", "kernel's own names"),
     ("grads", "kernel's own names"), ("forward", "kernel's own names"), ("x", "kernel's input array"),
     ("dy", "the loss's gradient"), ("sum", "builtin"), ("range", "builtin"), ("reversed", "builtin"),
+    ("L", "the loss, as in dL/dh"), ("l", "a step's loss"),
 ])
 def test_names_the_kernel_uses_itself(tmp_path, capsys, name, why):
     refused(tmp_path, capsys, f"""
