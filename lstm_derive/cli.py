@@ -81,9 +81,12 @@ def main(argv=None):
     if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
         parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
     args = parser.parse_args(argv)
-    _load()
     try:
+        _load()
         return args.run(args)
+    except KeyboardInterrupt:  # first: an interrupt while _load() runs leaves the names below undefined
+        print("lstm-derive: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # `lstm-derive check | head`: end quietly, scratch directories removed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141
@@ -96,9 +99,6 @@ def main(argv=None):
     except (SpecError, gen.GenerationError) as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("lstm-derive: interrupted", file=sys.stderr)
-        return 130
 
 
 def _parser():
@@ -164,31 +164,39 @@ def _directory(args):
 
 
 def _scripts(args, names=()):
-    directory = _directory(args)
-    scripts = gen.find_scripts(directory)
-    if not scripts and not names:
-        raise SpecError(f"no derivation scripts in {directory} (every *.py but _*.py builds one cell)")
+    """The scripts (or kernel modules) to run: those named, each once, or every script of the
+    derivations directory; a file given by its path needs no such directory."""
     if not names:
+        directory = _directory(args)
+        scripts = gen.find_scripts(directory)
+        if not scripts:
+            raise SpecError(f"no derivation scripts in {directory} (every *.py but _*.py builds one cell)")
         return scripts
-    by_name = {p.stem: p for p in scripts}
-    chosen = []
+    chosen = {}  # resolved path -> the path as given: my_cell.py and ./my_cell.py are one script
     for name in names:
-        path = Path(name)
-        if path.is_dir():
-            raise SpecError(f"{name} is a directory; give its scripts one by one, or the directory before "
-                            f"the command: lstm-derive --derivations {name} ...")
-        if path.suffix == ".py":
-            chosen.append(path)
-        elif path.suffix or len(path.parts) > 1:  # a file, not a cell's name
-            raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
-                            f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
-        elif name in by_name:
-            chosen.append(by_name[name])
-        else:
-            hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
-            cells = f"its scripts: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
-            raise SpecError(f"no cell '{name}' in {directory}: no script {name}.py there ({cells}){hint}")
-    return chosen
+        path = _script(args, name)
+        chosen.setdefault(path.resolve(), path)
+    return list(chosen.values())
+
+
+def _script(args, name):
+    """A script named by its path or, in the derivations directory, by its cell's name."""
+    path = Path(name)
+    if path.is_dir():
+        raise SpecError(f"{name} is a directory; give its scripts one by one, or the directory before "
+                        f"the command: lstm-derive --derivations {name} ...")
+    if path.suffix == ".py":
+        return path
+    directory = _directory(args)
+    by_name = {p.stem: p for p in gen.find_scripts(directory)}
+    if path.suffix or len(path.parts) > 1:  # a file, not a cell's name
+        raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
+                        f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
+    if name not in by_name:
+        hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
+        cells = f"its scripts: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
+        raise SpecError(f"no cell '{name}' in {directory}: no script {name}.py there ({cells}){hint}")
+    return by_name[name]
 
 
 def _targets_for(script, out=None):
@@ -329,7 +337,7 @@ def run_all(args):
     failed = [row[0] for row in rows if row[-1] == "FAIL"]
     print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken))
     if not home:
-        print(f"(checked in a scratch directory: the package holds the kernels of {gen.HOME} only; "
+        print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
     return 2 if broken else 1 if failed else 0
 

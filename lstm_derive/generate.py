@@ -54,6 +54,12 @@ def default_derivations_dir():
     return here if here.is_dir() else HOME
 
 
+def home_scripts():
+    """How messages name the package's own scripts: their folder, or, in an installation that has
+    none beside it (pip install . copies no derivations/), that fact."""
+    return f"the scripts in {HOME}" if HOME.is_dir() else "its own cells, whose scripts come with a clone"
+
+
 def is_home(script):
     """Whether a script is one of the package's own, whose kernel lstm_derive/kernels/ holds."""
     return Path(script).resolve().parent == HOME.resolve()
@@ -66,6 +72,9 @@ def home_cells():
 
 def find_scripts(directory):
     directory = Path(directory)
+    if directory.is_file():
+        raise GenerationError(f"{directory}: is a file, not a directory of derivation scripts; give a script "
+                              "after the command (lstm-derive check my_cell.py), a directory before it")
     if not directory.is_dir():
         raise GenerationError(f"{directory}: no such directory of derivation scripts")
     return sorted(p for p in directory.glob("*.py") if not p.name.startswith("_"))
@@ -163,7 +172,7 @@ def targets_for(script, out=None):
     """
     cell = load_cell(script)
     if out is None and not is_home(script):
-        raise GenerationError(f"{script}: lstm_derive/kernels/ holds only the kernels of the scripts in {HOME}; "
+        raise GenerationError(f"{script}: lstm_derive/kernels/ holds only the kernels of {home_scripts()}; "
                               "write this cell's kernel and document elsewhere with --out DIR")
     d = derive(cell)
     script = Path(script)

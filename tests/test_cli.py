@@ -325,6 +325,33 @@ def test_an_installation_without_derivations_says_where_they_are(tmp_path, monke
         assert "no derivations/ here, and this installation has none beside it" in capsys.readouterr().err
 
 
+def test_an_installation_without_derivations_checks_a_script_given_by_its_path(tmp_path, monkeypatch, capsys):
+    """pip install . brings no derivations/; a script of one's own needs none, and the same script
+    named twice (my_rnn.py, ./my_rnn.py) is checked once."""
+    from lstm_derive import generate as gen
+
+    script = tmp_path / "my_rnn.py"
+    script.write_text((gen.HOME / "rnn.py").read_text().replace('Cell("rnn"', 'Cell("my_rnn"'))
+    monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["check", "my_rnn.py", "./my_rnn.py"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("my_rnn: passed") == 1 and "1 passed, 0 failed" in out
+    assert cli.main(["generate", "my_rnn.py"]) == 2
+    assert "holds only the kernels of its own cells, whose scripts come with a clone" in capsys.readouterr().err
+    assert cli.main(["--derivations", "my_rnn.py", "check"]) == 2
+    assert "my_rnn.py: is a file, not a directory of derivation scripts" in capsys.readouterr().err
+
+
+def test_an_interrupt_while_the_modules_load_ends_quietly(monkeypatch, capsys):
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_load", interrupted)
+    assert cli.main(["check", "rnn"]) == 130
+    assert capsys.readouterr().err == "lstm-derive: interrupted\n"
+
+
 def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly():
     """`python derivations/lstm.py | head -1`: explain() ends without a traceback."""
     run = subprocess.Popen([sys.executable, str(gen.HOME / "lstm.py")], stdout=subprocess.PIPE,
