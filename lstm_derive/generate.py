@@ -91,11 +91,14 @@ def load_cell(path) -> Cell:
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if not cells and _is_generated(path):
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
-                        "give the script named in its first line")
+                        "give the script named in its first line (`check` takes the kernel itself)")
     if len(cells) != 1:
-        kernel = (" (`check` takes a kernel module of one's own with forward() and backward() at its top level;"
-                  " lstm_derive.gradcheck.check_kernel takes any object with the interface)"
-                  if not cells and "def backward" in path.read_text(errors="replace") else "")
+        missing = [f"{n}()" for n in ("forward", "backward") if not callable(namespace.get(n))]
+        why = (f"it has no {' and no '.join(missing)}" if missing else
+               "its forward() and backward() come only through import *: import them by name")
+        kernel = (f" (a kernel module? {why}; `check` takes one whose forward() and backward() are defined or "
+                  "imported by name at its top level; lstm_derive.gradcheck.check_kernel takes any object with "
+                  "the interface)" if not cells and len(missing) < 2 else "")
         raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}{kernel}")
     cell = cells[0]
     cell.source = str(path)
@@ -287,17 +290,31 @@ def _file_mode(path):
 
 
 def is_kernel_module(path):
-    """Whether the file is a kernel written by hand (top-level forward() and backward(), and not
-    generated here): `check` judges it as it stands, where it runs a script to generate one."""
+    """Whether the file is a kernel module (forward() and backward() defined, imported or assigned
+    at its top level, as a generated kernel has them, or one written or copied into a project):
+    `check` judges it as it stands, where it runs a script to generate one."""
     path = Path(path)
-    if path.suffix != ".py" or not path.is_file() or _is_generated(path):
+    if path.suffix != ".py" or not path.is_file():
         return False
     try:
         tree = ast.parse(path.read_bytes())
     except (SyntaxError, ValueError):  # load_cell names the line
         return False
-    defined = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    return {"forward", "backward"} <= defined
+    return {"forward", "backward"} <= _top_level_names(tree)
+
+
+def _top_level_names(tree):
+    """The names a module's own statements bind at its top level (not those of a star import)."""
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+    return names
 
 
 def load_kernel_module(path):

@@ -179,15 +179,31 @@ def test_bad_scripts_fail_naming_the_script_and_the_symbol(case, tmp_path, capsy
     assert not (tmp_path / "out").exists()
 
 
-def test_a_generated_kernel_given_for_its_script_is_named_as_such(tmp_path, capsys):
-    kernel = pathlib.Path(KERNELS) / "rnn.py"
-    assert cli.main(["check", str(kernel)]) == 2
-    err = capsys.readouterr().err
-    assert "is a kernel that lstm-derive generated, not a derivation script" in err
+def test_a_generated_kernel_is_checked_as_it_stands_and_named_as_such_where_a_script_is_wanted(tmp_path, capsys):
+    """A kernel copied into a project can be checked; generate needs its script."""
+    kernel = tmp_path / "copied_rnn.py"
+    kernel.write_text((pathlib.Path(KERNELS) / "rnn.py").read_text())
+    assert cli.main(["check", str(kernel)]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+    assert cli.main(["generate", str(kernel), "--out", str(tmp_path / "out")]) == 2
+    assert "is a kernel that lstm-derive generated, not a derivation script" in capsys.readouterr().err
     plain = tmp_path / "empty.py"
     plain.write_text("x = 1\n")
     assert cli.main(["check", str(plain)]) == 2
     assert "builds exactly one Cell; this one builds 0\n" in capsys.readouterr().err
+
+
+def test_a_kernel_module_that_imports_its_functions_is_checked_and_one_missing_a_function_is_told(tmp_path, capsys):
+    (tmp_path / "_impl.py").write_text((pathlib.Path(KERNELS) / "rnn.py").read_text())
+    reexport = tmp_path / "mine.py"
+    reexport.write_text("from _impl import *  # noqa\nfrom _impl import forward, backward\n")
+    assert cli.main(["check", str(reexport)]) == 0
+    capsys.readouterr()
+    for text, why in [("from _impl import forward\n", "it has no backward()"),
+                      ("from _impl import *  # noqa\n", "its forward() and backward() come only through import *")]:
+        reexport.write_text(text)
+        assert cli.main(["check", str(reexport)]) == 2
+        assert f"(a kernel module? {why}" in capsys.readouterr().err
 
 
 def test_a_removed_scripts_kernel_and_document_are_orphans(tmp_path, monkeypatch):
