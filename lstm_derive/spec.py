@@ -1015,6 +1015,11 @@ def _check_operations(name, expr, where):
         if isinstance(node, (sympy.Add, sympy.Mul)):
             continue
         if isinstance(node, sympy.Pow):
+            if node.base.has(sympy.Abs):  # (v*v)**0.5 is Abs(v)**1.0: the Abs below is the fault to name
+                continue
+            if node.exp.is_Float and float(node.exp).is_integer():  # a**2.0: the float is the only fault
+                raise SpecError(f"{where}: '{name}' contains {node.base}**{float(node.exp)}, a power with a float "
+                                f"exponent; write it as an integer: {node.base}**{int(node.exp)}")
             if not node.exp.is_Integer:
                 raise SpecError(f"{where}: '{name}' contains {node}, a power with exponent {node.exp}; only "
                                 f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
@@ -1035,6 +1040,8 @@ def _check_operations(name, expr, where):
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                             f"write a finite real number instead")
         hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+        if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
+            hint = " (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| has no derivative at 0)"
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                         f"with them{hint}")
