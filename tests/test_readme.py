@@ -166,3 +166,16 @@ def test_the_cells_whose_cache_serves_any_number_of_backward_calls_are_those_nam
         assert all(np.array_equal(first[n], again[n]) for n in first), name  # reusable, then truly so
         reusable.add(name)
     assert set(re.findall(r"`(\w+)`", named)) == reusable
+
+
+def test_the_seed_derivation_excerpt_is_what_the_script_prints(capsys):
+    """Every line of README's excerpt of `python derivations/lstm_seed.py`, in its order."""
+    from lstm_derive import explain
+
+    text = README.read_text()
+    start = text.index("```\n  (8) dh = ")
+    shown = [line for line in text[start + 4:text.index("```", start + 4)].splitlines() if line != "  ..."]
+    explain(gen.load_cell(gen.HOME / "lstm_seed.py"))
+    printed = capsys.readouterr().out.splitlines()
+    at = [printed.index(line) for line in shown]  # ValueError names a line the script does not print
+    assert at == sorted(at)
