@@ -164,16 +164,16 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"],
                         help="cells to train (default: rnn gru lstm)")
-    parser.add_argument("--lengths", nargs="+", type=int, default=[10, 50, 100],
+    parser.add_argument("--lengths", nargs="+", type=common.at_least(1), default=[10, 50, 100],
                         help="sequence lengths T (default: 10 50 100)")
-    parser.add_argument("--steps", type=int, default=3000, help="training steps per run")
-    parser.add_argument("--hidden", type=int, default=32, help="hidden size H")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=5e-3, help="Adam's learning rate")
+    parser.add_argument("--steps", type=common.at_least(1), default=3000, help="training steps per run")
+    parser.add_argument("--hidden", type=common.at_least(1), default=32, help="hidden size H")
+    parser.add_argument("--batch", type=common.at_least(1), default=32)
+    parser.add_argument("--lr", type=common.positive, default=5e-3, help="Adam's learning rate")
     parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--test-size", type=int, default=1000)
-    parser.add_argument("--eval-every", type=int, default=100, help="test every n steps")
+    parser.add_argument("--test-size", type=common.at_least(1), default=1000)
+    parser.add_argument("--eval-every", type=common.at_least(1), default=100, help="test every n steps")
     common.add_forget_bias_argument(parser)
     parser.add_argument("--save", type=Path, metavar="DIR",
                         help="write each run's trained parameters (the cell's and the readout's w_out, b_out) "

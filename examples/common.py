@@ -7,6 +7,7 @@ OUTPUT, init_params, forward, backward), so a cell of your own runs in every exa
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import importlib.util
 import os
@@ -206,6 +207,30 @@ def save_figure(plt, fig, out_dir, name):
     plt.close(fig)
     print(f"wrote {path}")
     return path
+
+
+def at_least(low):
+    """An argparse type: a whole number of at least low, or a message that says so."""
+    def whole_number(text):
+        try:
+            n = int(text)
+        except ValueError:
+            n = low - 1
+        if n < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number of at least {low}, got {text!r}")
+        return n
+    return whole_number
+
+
+def positive(text):
+    """An argparse type: a float above 0 (a learning rate), or a message that says so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
+    return value
 
 
 def add_forget_bias_argument(parser):

@@ -78,9 +78,9 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["lstm_seed", "lstm"],
                         choices=sorted(GATE_BLOCKS), help="cells to train (default: both)")
-    parser.add_argument("--iterations", type=int, default=100)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--every", type=int, default=10, help="print every n-th iteration")
+    parser.add_argument("--iterations", type=common.at_least(1), default=100)
+    parser.add_argument("--lr", type=common.positive, default=0.1)
+    parser.add_argument("--every", type=common.at_least(1), default=10, help="print every n-th iteration")
     common.add_common_arguments(parser, progress=False)  # a second's run: nothing to show progress of
     args = parser.parse_args(argv)
 

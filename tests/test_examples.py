@@ -258,3 +258,18 @@ def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_pat
     assert cli.main(["check", str(slip)]) == 1
     out = capsys.readouterr().out
     assert "dx " in out and "(at steps 0-2 of 0-3)" in out, out
+
+
+@pytest.mark.parametrize("module, argv, message", [
+    (toy, ["--every", "0"], "argument --every: expected a whole number of at least 1, got '0'"),
+    (adding, ["--lengths", "10", "0"], "argument --lengths: expected a whole number of at least 1, got '0'"),
+    (adding, ["--eval-every", "0"], "argument --eval-every: expected a whole number of at least 1"),
+    (adding, ["--lr", "-1"], "argument --lr: expected a number above 0, got '-1'"),
+    (charlm, ["--length", "0"], "argument --length: expected a whole number of at least 1"),
+    (charlm, ["--text", "/no/such/file.txt"], "--text /no/such/file.txt: no such file"),
+    (vanishing, ["--seeds", "0"], "argument --seeds: expected a whole number of at least 1"),
+])
+def test_an_option_out_of_range_is_refused_by_the_parser(capsys, module, argv, message):
+    with pytest.raises(SystemExit) as stop:
+        module.main(argv)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
