@@ -632,6 +632,8 @@ def _many_steps_prose(d):
         own = into.adjoint
         direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
+        weights += _matrices_through_lets(d, [t.consumer for t in step.terms if t.adjoint is not None and t.pre is None
+                                              and t.adjoint != own])
         through_pre = [t for t in step.terms if t.pre is not None]
         parts = []
         if through_pre:
@@ -639,13 +641,31 @@ def _many_steps_prose(d):
         elif len(direct) == 1:
             parts.append(_along_the_state(d, state, direct[0].local))
         if weights:
-            parts.append(f"through {_join(weights)}, it is multiplied at every step by that matrix and by the "
+            which = "that matrix" if len(weights) == 1 else "one of those matrices (the paths add)"
+            parts.append(f"through {_join(weights)}, it is multiplied at every step by {which} and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
                          "whose size can shrink or grow geometrically with τ - t: the vanishing and exploding "
                          "gradients of recurrent networks")
         if parts:
             out.append(Prose(f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from "
                              f"the loss of a later step τ: {'; '.join(parts)}."))
+    return out
+
+
+def _matrices_through_lets(d, consumers):
+    """The weights a carry also reaches through lets (a GRU's r*h_prev, read by W_h): "`W_h^T`
+    (through `rh`)", for each let named in consumers and the lets that read it in turn."""
+    lets = {str(let.symbol): let for let in d.cell.lets}
+    out = []
+    for first in (c for c in consumers if c in lets):
+        reached, todo = set(), [lets[first].symbol]
+        while todo:
+            symbol = todo.pop()
+            if symbol not in reached:
+                reached.add(symbol)
+                todo += [let.symbol for let in d.cell.lets if symbol in let.expr.free_symbols]
+        out += [f"`{w}^T` (through `{first}`)" for a in d.cell.affines for w, v in zip(a.weights, a.inputs)
+                if v in reached]
     return out
 
 

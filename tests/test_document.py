@@ -675,6 +675,8 @@ def test_the_carries_say_what_they_do_over_many_steps():
     assert "a later step τ: through `W_h^T`, it is multiplied" in lstm_doc
     assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
     assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "through `U_h^T`, it" in gru_doc
+    cho = (DERIVATIONS / "gru_cho.md").read_text()  # h_prev reaches W_n_rh through rh = r*h_prev
+    assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by one of those" in cho
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
