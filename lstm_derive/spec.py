@@ -799,7 +799,10 @@ def written_form(cell, let):
     # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
     calls = tuple(SUPPORTED_FUNCTIONS.values())
     named = {n.expr: n.symbol for n in cell.lets if n is not let and n.where == let.where and isinstance(n.expr, calls)}
-    for text in _written_texts(tree, let.where.line, str(let.symbol)):
+    texts = list(_written_texts(tree, let.where.line, str(let.symbol)))
+    if isinstance(let.expr, calls):  # a gate the derivation named, as the script writes it inline
+        texts += _written_calls(tree, let.where.line)
+    for text in texts:
         try:
             shown = _unevaluated(text, names)
             for form in (shown, _replaced(shown, named)):
@@ -837,6 +840,12 @@ def _written_texts(tree, line, name):
             yield call.args[1]
         elif call.func.attr == "update":
             yield from (k.value for k in call.keywords if k.arg == name)
+
+
+def _written_calls(tree, line):
+    """The calls of the cell language's functions (sigmoid(a_f - 1)) in the statement on a line."""
+    return [call for call in ast.walk(tree) if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id in SUPPORTED_FUNCTIONS and call.lineno <= line <= (call.end_lineno or call.lineno)]
 
 
 def _product(l, r):
@@ -883,9 +892,12 @@ _BINARY = {
 
 
 def _replaced(expr, mapping):
-    """expr with the mapping's subexpressions replaced, its order kept (xreplace would sort it)."""
+    """expr with the mapping's subexpressions replaced, its order kept (xreplace would sort it); a
+    function call is matched by its value (sigmoid(a_f - 1) as written is sigmoid(-1 + a_f))."""
     if expr in mapping:
         return mapping[expr]
+    if isinstance(expr, sympy.Function) and expr.args and expr.doit() in mapping:
+        return mapping[expr.doit()]
     if not expr.args:
         return expr
     return expr.func(*(_replaced(a, mapping) for a in expr.args), evaluate=False)

@@ -770,6 +770,22 @@ def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
     assert shown(forms["h"]) == "-tanh(a)/(2 + g) + 0.5*g" and forms["h"].doit() == cell.updates["h"].expr
 
 
+def test_a_gate_written_inline_is_shown_as_written_and_by_its_name_in_the_expression_around_it(tmp_path):
+    from sympy.printing.str import StrPrinter
+
+    from lstm_derive.derive import derive
+    from lstm_derive.spec import written_form
+
+    shown = StrPrinter({"order": "none"}).doprint
+    script, _ = write_script(tmp_path, """
+        (a_f, a_g) = cell.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
+        cell.update(h=(1 - sigmoid(a_f - 1)) * h_prev + tanh(a_g))
+        """)
+    cell = derive(load_cell(script)).cell  # f = sigmoid(a_f - 1) and g = tanh(a_g) named for the derivation
+    assert {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets} == {
+        "f": "sigmoid(a_f - 1)", "g": "tanh(a_g)", "h": "(1 - f)*h_prev + g"}  # SymPy: sigmoid(-1 + a_f)
+
+
 def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
     from sympy.printing.str import StrPrinter
 
