@@ -155,7 +155,7 @@ def named_block_calls(cell: Cell) -> Cell:
     named, made = cell, []  # made: (new let, the let whose expression held the call)
     while (found := _unnamed_block_call(named)) is not None:
         k, call = found
-        named = next(trial for name in _names_for(call, named.blocks)
+        named = next(trial for name in _names_for(call, named.blocks, {let.expr for let in named.lets})
                      if (trial := named.with_let(name, call, k)) is not None)
         made.append((named.nodes[k], named.nodes[k + 1].symbol))
     if made:
@@ -182,13 +182,17 @@ def _unnamed_block_call(cell):
     return None
 
 
-def _names_for(call, blocks):
+def _names_for(call, blocks, defined=()):
     """Names to try, best first: g for tanh(a_g), then tanh_g, tanh_g2, tanh_g3, ... (the kernel
-    names check of the cell refuses keywords, builtins and names taken)."""
-    read = [str(b) for b in blocks if call.args[0].has(b)]
-    stems = [b.removeprefix("a_") for b in read]
+    names check of the cell refuses keywords, builtins and names taken). defined: the lets'
+    expressions; where one is the plain gate (sigmoid(a_f)), a call of more (sigmoid(a_f - 1)) is
+    not given the plain gate's textbook name f."""
+    read = [b for b in blocks if call.args[0].has(b)]
+    stems = [str(b).removeprefix("a_") for b in read]
     base = f"{type(call).__name__}_{'_'.join(stems)}"
-    if len(read) == 1 and read[0].startswith("a_") and stems[0].isidentifier() and not stems[0].startswith("_"):
+    plain = len(read) == 1 and call.args[0] != read[0] and type(call)(read[0]) in defined
+    if (len(read) == 1 and str(read[0]).startswith("a_") and stems[0].isidentifier() and not stems[0].startswith("_")
+            and not plain):
         yield stems[0]  # not a_2's 2, nor a__x's _x: the kernel keeps names with _ for itself
     yield base
     yield from (f"{base}{n}" for n in itertools.count(2))

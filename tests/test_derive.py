@@ -150,6 +150,25 @@ def test_a_name_taken_by_the_script_is_not_used_for_a_gate():
     assert lets["f"] == "sigmoid(h_prev)" and lets["sigmoid_f"] == "sigmoid(a_f)" and lets["g"] == "tanh(a_g)"
 
 
+def test_a_shifted_gate_beside_the_plain_one_is_not_given_the_plain_ones_textbook_name():
+    """With sigmoid_f = sigmoid(a_f) named by the script, an inline sigmoid(a_f - 1) is not f, which
+    reads as sigmoid(a_f); alone, it is f, as a peephole's sigmoid(a_f + p*c_prev) would be."""
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("shifted", title="a shifted gate")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a_f, a_g = cell.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
+    plain = cell.let("sigmoid_f", sigmoid(a_f))
+    cell.update(h=plain * h_prev + sigmoid(a_f - 1) * tanh(a_g))
+    lets = {str(let.symbol): str(let.expr) for let in derive(cell).cell.lets}
+    assert lets["sigmoid_f2"] == "sigmoid(a_f - 1)" and "f" not in lets and lets["g"] == "tanh(a_g)"
+    alone = Cell("alone", title="a shifted gate alone")
+    x, h_prev = alone.input("x"), alone.state("h")
+    a_f, a_g = alone.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
+    alone.update(h=sigmoid(a_f - 1) * h_prev + tanh(a_g))
+    assert {str(let.symbol): str(let.expr) for let in derive(alone).cell.lets}["f"] == "sigmoid(a_f - 1)"
+
+
 def test_relu_softplus_and_exp_differentiate_in_output_form():
     """relu' = [h > 0], softplus' = 1 - exp(-n), exp' = e: each read off the node's stored output,
     none off its pre-activation."""
