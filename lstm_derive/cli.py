@@ -351,6 +351,9 @@ def _count(passed, failed, broken):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
+    if set(args.methods) == {"float32"}:
+        raise SpecError("--methods float32 alone compares a kernel with its own float64 run, which it cannot "
+                        "judge: add central or complex")
     passed, failed, broken, claimed = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in dict.fromkeys(_scripts(args, args.cells)):  # a script given twice is checked once

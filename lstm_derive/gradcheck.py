@@ -183,13 +183,15 @@ def analytic_gradients(kernel, p: Problem):
     """The kernel's own gradients, named like the arrays: parameters, x, and h0, c0, ...
     The kernel is given copies: one that writes into its arguments (dys += ...) still has its
     gradients judged against the loss the problem defines."""
-    return _run(kernel, p)[1]
+    return _run(kernel, p)[2]
 
 
 def _run(kernel, p: Problem):
-    """ys, and analytic_gradients' named gradients, of one forward() and backward() on copies."""
+    """ys, the final state and analytic_gradients' named gradients, of one forward() and backward()
+    on copies."""
     q = p.with_dtype()
-    ys, _, cache = _forward(kernel, q, q.state)
+    ys, final, cache = _forward(kernel, q, q.state)
+    ys, final = _copy(ys), tuple(map(_copy, final))  # backward() may write into what forward() returned
     grads, dx, dstate0 = kernel.backward(q.params, cache, q.dys, q.dstate)
     missing = [name for name in kernel.PARAMS if name not in grads]
     if missing:
@@ -202,7 +204,7 @@ def _run(kernel, p: Problem):
     out = {name: grads[name] for name in kernel.PARAMS}
     out["x"] = dx
     out.update(zip(_state_names(kernel), dstate0))
-    return ys, out
+    return ys, final, out
 
 
 INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")
@@ -304,17 +306,18 @@ def _elementwise(kernel, p, derivative, chosen=None):
     return out
 
 
-def central_differences(kernel, p: Problem, chosen=None):
+def central_differences(kernel, p: Problem, chosen=None, shrink=1):
     """dL/da[i] by the fourth-order central difference, with h = cbrt(eps) * max(1, |a_i|):
     (8 (L(a + h e_i) - L(a - h e_i)) - (L(a + 2h e_i) - L(a - 2h e_i))) / 12h.
 
     The second-order difference (L(a + h) - L(a - h)) / 2h is off by h^2 L'''/6, an absolute
     error: where a gradient is small beside the third derivative (d/dw (w x)^3 = 3 w^2 x^3 for a
     tiny w, while the third derivative is 6 x^3) that error is the gradient's whole size. This
-    one is off by h^4 L^(5)/30, about 1e-21 times the fifth derivative, for 1.5x the rounding."""
+    one is off by h^4 L^(5)/30, about 1e-21 times the fifth derivative, for 1.5x the rounding.
+    shrink: h divided by it, for an element whose stencil may cross a kink (relu's 0)."""
 
     def derivative(moved, value):
-        h = np.cbrt(EPS) * max(1.0, abs(value))
+        h = np.cbrt(EPS) * max(1.0, abs(value)) / shrink
         return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
 
     return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen)
@@ -361,6 +364,8 @@ class Report:
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
     alone: str = ""  # with lengths, a sequence whose outputs or final state differ from it run alone
+    forward: str = ""  # float32: an output or final state off from the float64 run's
+    smaller_steps: int = 0  # central: elements judged at a smaller step (a kink within the full one)
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
@@ -368,7 +373,7 @@ class Report:
     @property
     def ok(self):
         return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.alone
-                    or self.written)
+                    or self.written or self.forward)
 
     @property
     def max_error(self):
@@ -383,8 +388,9 @@ class Report:
             return (f"{self.method}: not judged: {'; '.join(self.written)}, which changes the problem it is judged "
                     "on; a kernel must leave its caller's x and parameters as they were")
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
-        if self.unjudged or self.wrong_shapes or self.directional or self.alone:
+        if self.unjudged or self.wrong_shapes or self.directional or self.alone or self.forward:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
+            lines += [f"{self.method}: {self.forward}"] if self.forward else []
             lines += [f"{self.method}: gradient of the wrong shape or dtype: {w}" for w in self.wrong_shapes]
             if self.directional:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
@@ -394,6 +400,9 @@ class Report:
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
+        if self.ok and self.smaller_steps:
+            return head + (f", ok ({_elements(self.smaller_steps)} judged at a tenth or a hundredth of the step: "
+                           "the loss bends within the full one there, at a kink such as relu's 0)")
         if self.ok and self.widened:
             return head + (f", ok ({_elements(self.widened)} judged in extended precision: the float64 gradient "
                            f"differs from it by at most {self.rounding:.1e} of its array's largest entry, within rounding)")
@@ -475,7 +484,7 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
         scale = max(largest, np.max(np.abs(n[judged & np.isfinite(n)]), initial=0.0), floor / tolerance)
         rel = np.where(judged, _relative(a, n, scale), 0.0)
         rel[~finite] = np.inf  # a non-finite gradient fails, sampled or not
-        if wide is not None and np.shape(wide[name]) == a.shape:
+        if wide is not None and np.shape(wide[name]) == a.shape and np.asarray(wide[name]).dtype.kind == "f":
             w = np.asarray(wide[name], dtype=np.longdouble)
             rounding, rel_wide = _relative(a, w, largest), _relative(w, n, scale)
             cap = ROUNDING_UNITS * EPS * max(loss_scale, largest)
@@ -542,14 +551,17 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
     alone = sequences_alone(kernel, p)
-    narrowed = _narrower_than(analytic, np.float64)
+    narrowed = _in_other_dtypes(analytic, np.float64)
     reports = []
     for m in methods:
         if m == "float32":
-            reports.append(_float32_report(kernel, p, values, unit))
+            reports.append(_float32_report(kernel, p, unit))
             continue
         numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
-        report = compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)
+        judge = lambda numeric: compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)  # noqa: E731
+        report = judge(numeric)
+        if m == "central" and report.mismatches:
+            report = _at_smaller_steps(kernel, p, numeric, report, judge)
         report.unjudged, report.directional, report.alone = unjudged, along, alone
         report.wrong_shapes += narrowed
         if chosen is not None:
@@ -557,6 +569,40 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         reports.append(report)
     _hint_at_the_cause(reports)
     return reports
+
+
+# Central differences again at these fractions of the step, for the elements that fail at it: a
+# kink (relu's 0) or a fast bend within the stencil, +-2h, spoils them there, and a step that no
+# longer reaches it does not. Judged with the full step's floor, though rounding grows as the step
+# shrinks: stricter, never looser; and a wrong gradient fails at every step, as they all converge
+# to the true one (tests/test_gradcheck.py shows both).
+SMALLER_STEPS = (10, 100)
+
+
+def _at_smaller_steps(kernel, p, numeric, report, judge):
+    """The central report with its failing elements judged again at SMALLER_STEPS: each takes the
+    first smaller step's value that meets the tolerance (judge: compare with the full step's floor)."""
+    failing = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
+    for m in report.mismatches:
+        failing[m.name][m.index] = True
+    numeric = {name: np.array(a, dtype=np.float64) for name, a in numeric.items()}
+    moved = 0
+    for shrink in SMALLER_STEPS:
+        if not any(f.any() for f in failing.values()):
+            break
+        smaller = central_differences(kernel, p, failing, shrink)
+        trial = {name: np.where(failing[name], smaller[name], a) for name, a in numeric.items()}
+        still = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
+        for m in judge(trial).mismatches:
+            still[m.name][m.index] = True
+        for name in numeric:
+            passing = failing[name] & ~still[name]
+            numeric[name][passing] = smaller[name][passing]
+            moved += int(passing.sum())
+            failing[name] &= still[name]
+    rejudged = judge(numeric)
+    rejudged.smaller_steps = moved
+    return rejudged
 
 
 def _not_finite(kernel, p):
@@ -586,33 +632,54 @@ def _zeros_for_none(p):
     return replace(p, state=tuple(zeros.copy() if s is None else s for s in p.state))
 
 
-def _float32_report(kernel, p, reference, unit):
-    """The float32 run against the float64 gradients (reference: _as_numeric's), and the dtypes
-    it returns: a float64 buffer or number in a float32 kernel makes its results float64."""
+def _float32_report(kernel, p, unit):
+    """The float32 run (outputs, final state and gradients) against the float64 run on the same
+    numbers, the problem rounded to float32 (rounding the inputs is no error of the kernel's, and on
+    an ill-conditioned problem it moves the gradients by more than the arithmetic does); and the
+    dtypes it returns: a float64 buffer or number in a float32 kernel makes its results float64."""
     report = Report("float32", TOLERANCE["float32"])
+    low = p.with_dtype(np.float32)  # upstream gradients in float32 too
     try:
         with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
-            ys, got = _run(kernel, p.with_dtype(np.float32))  # upstream gradients in float32 too
+            ys, final, got = _run(kernel, low)
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
         report.unjudged = (f"(on float32 input, the kernel raised {raised(kernel, error)}); "
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
-    judged = compare(got, reference, report.tolerance, "float32", FLOORS["float32"] * unit,
+    ys64, final64, reference = _run(kernel, low.with_dtype(np.float64))
+    judged = compare(got, _as_numeric(reference), report.tolerance, "float32", FLOORS["float32"] * unit,
                      labels=("float32", "float64"))
-    judged.wrong_shapes += [f"d{name}: {np.asarray(g).dtype} from float32 input, expected float32"
-                            for name, g in got.items() if np.asarray(g).dtype == np.float64]
-    if np.asarray(ys).dtype == np.float64:
-        judged.wrong_shapes.append("ys (forward's output): float64 from float32 input, expected float32")
+    judged.wrong_shapes += _in_other_dtypes(got, np.float32)
+    outputs = {"ys": (ys, ys64), **{f"final {s}": pair for s, pair in zip(kernel.STATES, zip(final, final64))}}
+    judged.wrong_shapes += [f"{name} (forward's): {np.asarray(a).dtype} from float32 input, expected float32"
+                            for name, (a, _) in outputs.items() if np.asarray(a).dtype != np.float32]
+    judged.forward = _differing_outputs(outputs, report.tolerance)
     return judged
 
 
-def _narrower_than(gradients, dtype):
-    """The gradients returned in a float dtype narrower than the problem's, as wrong_shapes entries:
-    a float32 buffer in a float64 run rounds every gradient to float32's 1e-7, which the element-wise
-    comparison would report as a small error of no evident cause."""
+def _differing_outputs(outputs, tolerance):
+    """"" where each float32 output (name -> (float32, float64)) is within tolerance of the float64
+    one, relative to its largest entry; else the first that is not, and by how much."""
+    for name, (a, b) in outputs.items():
+        a, b = np.asarray(a), np.asarray(b)
+        if a.shape != b.shape:
+            return f"forward()'s {name} has shape {a.shape} in float32, {b.shape} in float64"
+        scale = max(float(np.max(np.abs(b), initial=0.0)), np.finfo(np.float32).tiny)
+        error = float(np.max(_relative(a.astype(np.float64), b, scale), initial=0.0))
+        if not error <= tolerance:
+            return (f"forward()'s {name} in float32 differs from the float64 run's by {error:.1e} of its largest "
+                    f"entry (tolerance {tolerance:.0e})")
+    return ""
+
+
+def _in_other_dtypes(gradients, dtype):
+    """The gradients returned in another dtype than the problem's, as wrong_shapes entries: a
+    float32 buffer in a float64 run rounds every gradient to float32's 1e-7, which the element-wise
+    comparison would report as a small error of no evident cause; a wider or complex one breaks a
+    caller's params -= lr * grad in place."""
     return [f"d{name}: {np.asarray(g).dtype} from {np.dtype(dtype)} input, expected {np.dtype(dtype)}"
             for name, g in gradients.items()
-            if np.asarray(g).dtype.kind == "f" and np.asarray(g).dtype.itemsize < np.dtype(dtype).itemsize]
+            if np.asarray(g).dtype.kind in "fc" and np.asarray(g).dtype != np.dtype(dtype)]
 
 
 WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --methods central float32)'
@@ -675,13 +742,15 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
     def at(delta):
         return loss(kernel, _shifted(kernel, q, v, delta))
 
-    numeric = (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
     exact = sum(float(np.sum(values[k] * v[k])) for k in v)
     gradient_norm = np.sqrt(sum(float(np.sum(values[k] ** 2)) for k in v))
     scale = max(gradient_norm, FLOORS["central"] * unit / TOLERANCE["central"])
-    rel = abs(numeric - exact) / scale if scale > 0 else abs(numeric - exact)
-    if rel <= TOLERANCE["central"]:
-        return ""
+    for shrink in (1, *SMALLER_STEPS):  # a kink within the stencil spoils a step, not every smaller one
+        step = h / shrink
+        numeric = (8 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12 * step)
+        rel = abs(numeric - exact) / scale if scale > 0 else abs(numeric - exact)
+        if rel <= TOLERANCE["central"]:
+            return ""
     return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
             f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
 

@@ -560,6 +560,8 @@ def test_check_runs_the_methods_asked_for(tmp_path, capsys):
     assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
     out = capsys.readouterr().out
     assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")
+    assert cli.main(["check", str(kernel), "--methods", "float32"]) == 2  # it judges no formula: no "passed" alone
+    assert "--methods float32 alone compares a kernel with its own float64 run" in capsys.readouterr().err
 
 
 def test_written_files_are_named_relative_to_the_working_directory(tmp_path, capsys, monkeypatch):

@@ -526,9 +526,14 @@ def test_a_kernel_that_writes_into_x_or_a_parameter_fails_naming_it(written):
         assert not r.ok and r.written == ["backward() wrote into b_h"], str(r)
 
 
-def test_central_differences_failing_where_the_complex_step_agrees_is_said_to_be_their_limit():
-    """A right kernel on a long recurrence at the edge of chaos: central differences miss by a few
-    times their tolerance, the complex step agrees; the verdict stays a failure, with the likely cause."""
+def test_central_differences_failing_where_the_complex_step_agrees_is_said_to_be_their_limit(monkeypatch):
+    """A right kernel on a long recurrence at the edge of chaos: at their step, central differences
+    miss by a few times their tolerance, the complex step agrees; judged at that step alone, the
+    verdict stays a failure, with the likely cause; at smaller steps, those elements pass."""
+    central, complex_ = gradcheck.check_kernel(rnn, T=50, B=4, D=16, H=32, scale=1.0, sample=20, methods=NUMERIC)
+    assert central.ok and central.smaller_steps and complex_.ok, str(central)
+    assert "judged at a tenth or a hundredth of the step" in str(central)
+    monkeypatch.setattr(gradcheck, "SMALLER_STEPS", ())
     central, complex_ = gradcheck.check_kernel(rnn, T=50, B=4, D=16, H=32, scale=1.0, sample=20, methods=NUMERIC)
     assert central.mismatches and not complex_.mismatches, str(central)
     assert "the complex step, exact to rounding, agrees with the kernel element by element" in str(central)
@@ -663,3 +668,63 @@ def test_a_problem_whose_initial_state_is_none_is_checked_from_zeros():
     p = gradcheck.random_problem(lstm, T=2, B=2, D=2, H=2)
     reports = gradcheck.check_kernel(lstm, problem=replace(p, state=(None, p.state[1])))
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
+
+
+# -- the checks' own limits: a kink within the step, the float32 forward ----------------------------
+
+KINK = dict(T=12, B=1, D=1, H=5, seed=34, scale=0.1)  # a relu pre-activation 9e-6 from 0: inside the stencil
+
+
+def test_a_kink_within_the_step_is_judged_at_a_smaller_one_where_a_wrong_gradient_still_fails(monkeypatch):
+    from lstm_derive.kernels import rnn_relu
+
+    def wrong_b_x(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn_relu.backward(params, cache, dys, dstate)
+        return {**grads, "b_x": grads["b_x"] * 1.001}, dx, dstate0
+
+    (central,) = gradcheck.check_kernel(rnn_relu, methods=("central",), **KINK)
+    assert central.ok and central.smaller_steps == 2, str(central)
+    (wrong,) = gradcheck.check_kernel(Wrapped(rnn_relu, wrong_b_x), methods=("central",), **KINK)
+    assert not wrong.ok and {m.name for m in wrong.mismatches} == {"b_x"}, str(wrong)
+    monkeypatch.setattr(gradcheck, "SMALLER_STEPS", ())  # the full step alone: the kink fails a right kernel
+    (central,) = gradcheck.check_kernel(rnn_relu, methods=("central",), **KINK)
+    assert {m.name for m in central.mismatches} == {"b_x", "b_h"}, str(central)
+
+
+def _float32_only(kernel, change_forward=None, change_backward=None):
+    """The kernel with its results changed in float32 runs alone."""
+    def forward(params, x, state=None, lengths=None):
+        ys, final, cache = kernel.forward(params, x, state, lengths=lengths)
+        return change_forward(ys, final, cache) if change_forward and x.dtype == np.float32 else (ys, final, cache)
+
+    def backward(params, cache, dys, dstate=None):
+        out = kernel.backward(params, cache, dys, dstate)
+        return change_backward(*out) if change_backward and dys.dtype == np.float32 else out
+
+    return Wrapped(kernel, backward, forward)
+
+
+@pytest.mark.parametrize("change, said", [
+    (dict(change_forward=lambda ys, final, cache: (np.zeros_like(ys), final, cache)),
+     "forward()'s ys in float32 differs from the float64 run's by 1.0e+00"),
+    (dict(change_forward=lambda ys, final, cache: (ys, (final[0] * np.float32(1.01), final[1]), cache)),
+     "forward()'s final h in float32 differs from the float64 run's by"),
+    (dict(change_forward=lambda ys, final, cache: (ys, (final[0].astype(np.float64), final[1]), cache)),
+     "final h (forward's): float64 from float32 input, expected float32"),
+    (dict(change_backward=lambda grads, dx, d0: ({**grads, "b": grads["b"].astype(np.float16)}, dx, d0)),
+     "db: float16 from float32 input, expected float32"),
+    (dict(change_backward=lambda grads, dx, d0: (grads, dx.astype(np.complex64), d0)),
+     "dx: complex64 from float32 input, expected float32"),
+])
+def test_the_float32_run_judges_outputs_values_and_every_dtype(change, said):
+    (r,) = gradcheck.check_kernel(_float32_only(lstm, **change), methods=("float32",))
+    assert not r.ok and said in str(r), str(r)
+
+
+def test_a_gradient_of_another_dtype_than_float64_input_fails():
+    def complex_db(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {**grads, "b_x": grads["b_x"].astype(np.complex128)}, dx, dstate0
+
+    central, _ = gradcheck.check_kernel(Wrapped(rnn, complex_db), methods=NUMERIC)
+    assert "db_x: complex128 from float64 input, expected float64" in str(central)
