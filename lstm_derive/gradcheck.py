@@ -366,6 +366,7 @@ class Report:
     alone: str = ""  # with lengths, a sequence whose outputs or final state differ from it run alone
     forward: str = ""  # float32: an output or final state off from the float64 run's
     smaller_steps: int = 0  # central: elements judged at a smaller step (a kink within the full one)
+    calls: str = ""  # what differs called as users call it: None for zeros, interleaved calls, step functions
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
@@ -373,7 +374,7 @@ class Report:
     @property
     def ok(self):
         return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.alone
-                    or self.written or self.forward)
+                    or self.written or self.forward or self.calls)
 
     @property
     def max_error(self):
@@ -388,7 +389,7 @@ class Report:
             return (f"{self.method}: not judged: {'; '.join(self.written)}, which changes the problem it is judged "
                     "on; a kernel must leave its caller's x and parameters as they were")
         head = f"{self.method}: max rel error {self.max_error:.1e} (tolerance {self.tolerance:.0e})"
-        if self.unjudged or self.wrong_shapes or self.directional or self.alone or self.forward:
+        if self.unjudged or self.wrong_shapes or self.directional or self.alone or self.forward or self.calls:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
             lines += [f"{self.method}: {self.forward}"] if self.forward else []
             lines += [f"{self.method}: gradient of the wrong shape or dtype: {w}" for w in self.wrong_shapes]
@@ -396,6 +397,8 @@ class Report:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
             if self.alone:
                 lines.append(f"{self.method}: with lengths, {self.alone}")
+            if self.calls:
+                lines.append(f"{self.method}: {self.calls}")
             rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled, steps=self.steps)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
@@ -551,6 +554,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
     alone = sequences_alone(kernel, p)
+    calls = calls_as_users_make_them(kernel, p, seed)
     narrowed = _in_other_dtypes(analytic, np.float64)
     reports = []
     for m in methods:
@@ -562,7 +566,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         report = judge(numeric)
         if m == "central" and report.mismatches:
             report = _at_smaller_steps(kernel, p, numeric, report, judge)
-        report.unjudged, report.directional, report.alone = unjudged, along, alone
+        report.unjudged, report.directional, report.alone, report.calls = unjudged, along, alone, calls
         report.wrong_shapes += narrowed
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
@@ -784,6 +788,122 @@ def sequences_alone(kernel, p: Problem):
                 return (f"sequence {b} (length {n}): its {what}, in the batch and run alone, differ by "
                         f"{error / scale if scale else error:.1e} of the largest entry (tolerance "
                         f"{ALONE_TOLERANCE:.0e}); forward() must end each sequence after its own steps")
+    return ""
+
+
+def calls_as_users_make_them(kernel, p: Problem, seed=0):
+    """"" unless the kernel's results change with how it is called, beyond rounding: None for a zero
+    state, dys or dstate (in float64 and float32); a second forward() and backward() between a
+    forward() and its backward() (a stack of layers, a batch made ready early: a buffer one call
+    keeps for the next corrupts them); step_forward() and step_backward() over the steps, where the
+    kernel has them (and the problem no lengths: they take none). Else how it was called and what
+    differs. The other checks call forward() then backward() on fresh arrays, which none of these
+    mistakes disturbs."""
+    q = p.with_dtype()
+    straight = _named_results(kernel, *_run(kernel, q))
+    ways = [*_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
+            ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
+             lambda: _interleaved(kernel, q, seed, straight))]
+    if hasattr(kernel, "step_forward") and hasattr(kernel, "step_backward") and q.lengths is None and len(q.x):
+        ways.append(("step by step, with step_forward() and step_backward()", lambda: _stepwise(kernel, q, straight)))
+    for how, run in ways:
+        try:
+            with np.errstate(all="ignore"):
+                pairs = run()
+        except Exception as error:  # noqa: BLE001 - said, as what differs
+            return f"{how}, the kernel raised {raised(kernel, error)}"
+        differs = "" if pairs is None else _first_difference(pairs)
+        if differs:
+            return f"{how}, {differs}"
+    return ""
+
+
+def _with_none(kernel, q):
+    """(how, run) for None in place of the initial state, dys and dstate: each run pairs the results
+    of the problem with zeros there against those with None; None where the kernel refuses None
+    (its callers see it refuse: no silent harm)."""
+    zeros = lambda arrays: tuple(np.zeros_like(a) for a in arrays)  # noqa: E731
+    dtype = np.asarray(q.x).dtype
+    for name, zero in (("state", zeros(q.state)), ("dys", np.zeros_like(q.dys)), ("dstate", zeros(q.dstate))):
+        def run(name=name, zero=zero):
+            z = replace(q, **{name: zero})
+            try:
+                expected = _named_results(kernel, *_run(kernel, z))
+            except Exception:  # noqa: BLE001 - a kernel for float64 alone: the float32 report says so
+                return None
+            given = replace(z.with_dtype(), **{name: None})
+            try:
+                ys, final, cache = _forward(kernel, given, given.state)
+                out = kernel.backward(given.params, cache, given.dys, given.dstate)
+            except (TypeError, ValueError, AttributeError, IndexError):
+                return None
+            got = _named_results(kernel, _copy(ys), tuple(map(_copy, final)), _gradients(kernel, *out))
+            return {key: (expected[key], got.get(key)) for key in expected}
+        yield f"with {name}=None (meaning zeros) in {dtype}", run
+
+
+def _named_results(kernel, ys, final, grads):
+    """A run's results by name: ys, final h, ..., and dW_x, ..., dx, dh0, ..."""
+    return {"ys": ys, **{f"final {s}": f for s, f in zip(kernel.STATES, final)},
+            **{f"d{name}": g for name, g in grads.items()}}
+
+
+def _gradients(kernel, grads, dx, dstate0):
+    """backward()'s results, named as analytic_gradients names them."""
+    dstate0 = tuple(dstate0) if isinstance(dstate0, (tuple, list)) else (dstate0,)
+    return {**{name: grads.get(name) for name in kernel.PARAMS}, "x": dx, **dict(zip(_state_names(kernel), dstate0))}
+
+
+def _interleaved(kernel, q, seed, straight):
+    """The problem's results as a caller holds them after forward(1), forward(2), backward(1),
+    backward(2), against those of forward(1), backward(1) alone (straight): a buffer that a later
+    call overwrites, or that one call leaves for the next, shows."""
+    rng = np.random.default_rng([seed, 2])
+    other = replace(q, x=rng.standard_normal(np.shape(q.x)), dys=rng.standard_normal(np.shape(q.dys)),
+                    state=tuple(np.abs(rng.standard_normal(np.shape(s))) + 0.5 for s in q.state)).with_dtype()
+    first = q.with_dtype()
+    ys, final, cache = _forward(kernel, first, first.state)
+    _, _, cache_other = _forward(kernel, other, other.state)
+    grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
+    kernel.backward(other.params, cache_other, other.dys, other.dstate)
+    now = _named_results(kernel, ys, final, grads)
+    return {key: (straight[key], now[key]) for key in straight}
+
+
+def _stepwise(kernel, q, straight):
+    """The problem's results from step_forward() at every step and step_backward() back over them
+    (the parameters' gradients summed over the steps), against forward() and backward()'s."""
+    p = q.with_dtype()
+    state, ys, caches = p.state, [], []
+    for x_t in p.x:
+        y_t, state, cache = kernel.step_forward(p.params, x_t, state)
+        ys.append(_copy(y_t))
+        caches.append(cache)
+    final, dstate, sums, dx = tuple(map(_copy, state)), p.dstate, {}, [None] * len(ys)
+    for t in reversed(range(len(ys))):
+        grads, dx[t], dstate = kernel.step_backward(p.params, caches[t], p.dys[t], dstate)
+        for name in kernel.PARAMS:
+            sums[name] = grads[name] + sums[name] if name in sums else np.array(grads[name])
+    got = _named_results(kernel, np.stack(ys), final, _gradients(kernel, sums, np.stack(dx), dstate))
+    return {key: (straight[key], got[key]) for key in straight}
+
+
+def _first_difference(pairs):
+    """"" where every (expected, got) pair agrees in shape, dtype and values to rounding (relative to
+    its largest entry); else the first that does not, and how."""
+    for key, (expected, got) in pairs.items():
+        e, g = np.asarray(expected), np.asarray(got)
+        if e.dtype.kind not in "fc":  # no gradient to compare: the other checks name what it is
+            continue
+        if g.shape != e.shape or g.dtype != e.dtype:
+            return f"{key} is {g.dtype} of shape {g.shape}, not {e.dtype} of shape {e.shape}"
+        tolerance = ALONE_TOLERANCE if e.dtype.itemsize >= 8 else 1e-5
+        scale = max(float(np.max(np.abs(e), initial=0.0)), float(np.max(np.abs(g), initial=0.0)))
+        with np.errstate(invalid="ignore"):  # inf - inf: nan, a difference
+            error = float(np.max(np.abs(e.astype(np.complex128) - g), initial=0.0))
+        if not error <= tolerance * scale:
+            return (f"{key} differs by {error / scale if scale else error:.1e} of its largest entry (tolerance "
+                    f"{tolerance:.0e})")
     return ""
 
 

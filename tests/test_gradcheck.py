@@ -728,3 +728,61 @@ def test_a_gradient_of_another_dtype_than_float64_input_fails():
 
     central, _ = gradcheck.check_kernel(Wrapped(rnn, complex_db), methods=NUMERIC)
     assert "db_x: complex128 from float64 input, expected float64" in str(central)
+
+
+# -- calls as users make them -------------------------------------------------------------------
+
+
+class Workspace:
+    """rnn with its outputs in a buffer kept across calls, as a kernel that allocates nothing per
+    call might: right for one forward() and its backward(), wrong for two layers."""
+
+    def __init__(self):
+        self.k, self.buffer = rnn, None
+        for name in ("CELL", "STATES", "PARAMS", "init_params", "backward"):
+            setattr(self, name, getattr(rnn, name))
+
+    def forward(self, params, x, state=None, lengths=None):
+        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+        if self.buffer is None or self.buffer.shape != ys.shape or self.buffer.dtype != ys.dtype:
+            self.buffer = np.empty_like(ys)
+        self.buffer[...] = ys
+        return self.buffer, final, cache
+
+
+def _none_as(value, widened=False):
+    """rnn's forward reading state=None as a state of value; widened: then returning float64 ys, as
+    a hand-written kernel's np.zeros((B, H)) makes its float32 run."""
+    def forward(params, x, state=None, lengths=None):
+        none = state is None
+        if none:
+            state = (np.full((np.shape(x)[1], np.shape(params["W_h"])[0]), value, np.asarray(x).dtype),)
+        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+        return (ys.astype(np.float64) if none and widened else ys), final, cache
+    return forward
+
+
+def _wrong_step(params, cache, dy_t, dstate=None):
+    grads, dx_t, dstate_prev = rnn.step_backward(params, cache, dy_t, dstate)
+    return grads, dx_t * 1.1, dstate_prev
+
+
+@pytest.mark.parametrize("kernel, said", [
+    (Workspace(), "with another forward() and backward() between a forward() and its backward() (a stack of "
+                  "layers), ys differs by"),
+    (Wrapped(rnn, forward=_none_as(1.0)), "with state=None (meaning zeros) in float64, ys differs by"),
+    (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
+])
+def test_a_kernel_whose_results_change_with_how_it_is_called_fails(kernel, said):
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert not central.ok and said in str(central), str(central)
+    assert not central.mismatches  # each call alone, as the other checks make them, is right
+
+
+def test_step_functions_are_checked_against_forward_and_backward():
+    kernel = Wrapped(rnn)
+    kernel.step_forward, kernel.step_backward = rnn.step_forward, _wrong_step
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
+    kernel.step_backward = rnn.step_backward
+    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
