@@ -45,9 +45,11 @@ def _load():
 
 # The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
 # pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
-# long sequence does, and with sequences of 4, 1 and 0 steps in one batch (forward()'s lengths).
+# long sequence does, and with sequences of 4, 1 and 0 steps in one batch (forward()'s lengths); and
+# every size but T at 1, where a slip of broadcasting or of a squeezed axis shows.
 CHECKS = [dict(T=4, B=3, D=3, H=4, seed=0, scale=0.5, span=3, lengths=(4, 1, 0)),
-          dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0)]
+          dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0),
+          dict(T=2, B=1, D=1, H=1, seed=2, scale=1.0)]
 
 
 def checks(n, steps=None):
@@ -124,7 +126,8 @@ def _parser():
                                      "and their float32 run against their float64 one")
     p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
-                   help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale; "
+                   help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale, and "
+                        "every size but T at 1; "
                         "more are drawn at random, the same every run)")
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
                    help="time steps of every problem (default: 3 or 4, and 1 to 5 for those drawn); more find "

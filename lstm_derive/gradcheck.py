@@ -713,8 +713,8 @@ def _hint_at_the_cause(reports):
     if (central.mismatches or central.directional) and not complex_.mismatches:
         central.hint = complex_.hint = (
             "the complex step, exact to rounding, agrees with the kernel element by element where central "
-            "differences do not: on this problem the loss changes too fast over their step for them (a "
-            "chaotic or saturated recurrence: large weights over many steps); a smaller scale tells")
+            "differences do not, even at a hundredth of their step: on this problem the loss changes too fast "
+            "for them (a chaotic or saturated recurrence: large weights over many steps); a smaller scale tells")
     elif complex_.mismatches and not central.mismatches and not central.directional:
         complex_.hint = (
             "central differences agree with the kernel where the complex step does not: its forward is likely "
