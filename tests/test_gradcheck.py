@@ -8,7 +8,7 @@ import pytest
 import seed_lstm
 
 from lstm_derive import gradcheck
-from lstm_derive.kernels import lstm, lstm_seed, rnn
+from lstm_derive.kernels import gru, lstm, lstm_seed, rnn
 
 
 NUMERIC = ("central", "complex")  # the methods that judge a formula: float32 judges its run against float64's
@@ -786,3 +786,15 @@ def test_step_functions_are_checked_against_forward_and_backward():
     assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
     kernel.step_backward = rnn.step_backward
     assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
+
+
+def test_float32_failing_where_float64_passes_on_an_ill_conditioned_problem_says_so():
+    """gru over 50 steps at weights of scale 10: float32's rounding grows past 1e-3 on a right kernel."""
+    reports = gradcheck.check_kernel(gru, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    central, complex_, low = reports
+    assert central.ok and complex_.ok and not low.ok
+    assert "rounding this problem's inputs to float32 alone moves its float64 gradients by" in str(low)
+    assert "an ill-conditioned problem (large weights over many steps)" in str(low)
+    wrong = _float32_only(gru, change_backward=lambda grads, dx, d0: ({**grads, "b_x": grads["b_x"] * 1.01}, dx, d0))
+    central, complex_, low = gradcheck.check_kernel(wrong, T=3, B=2, D=2, H=3, seed=1, scale=3.0)
+    assert central.ok and complex_.ok and not low.ok and not low.hint, str(low)  # a well-conditioned problem
