@@ -82,6 +82,13 @@ def main(argv=None):
     command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
     if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
         parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
+    if "--methods" in words:  # it takes every word after it: a cell there reads as a method
+        after = words[words.index("--methods") + 1:]
+        taken = after[:next((i for i, w in enumerate(after) if w.startswith("-")), len(after))]
+        stray = [w for w in taken if w not in DEFAULT_METHODS]
+        if stray:
+            parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
+                         "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
     args = parser.parse_args(argv)
     try:
         _load()

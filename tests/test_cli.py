@@ -571,3 +571,10 @@ def test_written_files_are_named_relative_to_the_working_directory(tmp_path, cap
     out = capsys.readouterr().out
     assert "wrote build/sigmoid_rnn.py\nwrote build/sigmoid_rnn.md\n" in out, out
     assert cli._shown(pathlib.Path("/")) == pathlib.Path("/")  # outside it: as given
+
+
+def test_a_cell_given_after_methods_is_said_to_go_before_them(capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["check", "--methods", "central", "my_cell.py"])
+    assert stop.value.code == 2
+    assert "--methods takes the words after it, and 'my_cell.py' is no method" in capsys.readouterr().err
