@@ -957,12 +957,14 @@ def _steady(cell):
 def _output_form_notes(d):
     """The steps that differentiate a sigmoid or tanh: in output form, from the stored output."""
     gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, GATE_FUNCTIONS)}
-    steps = [s for s in d.steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
+    steps = [s for s in d.steps if s.terms and all(t.consumer in gates and t.pre is None for t in s.terms)]
     if not steps:
         return []
-    # an example a step of its own: a parameter's dp(t, b) is summed in another equation
-    example = next((s for s in steps if isinstance(gates[s.terms[0].consumer].expr, sigmoid) and s.kind != "param"),
-                   next((s for s in steps if s.kind != "param"), steps[0]))
+    # an example of one term (a block two gates read sums two), a step of its own (a parameter's
+    # dp(t, b) is summed in another equation), a sigmoid's where there is one
+    alone = [s for s in steps if len(s.terms) == 1] or steps
+    example = next((s for s in alone if isinstance(gates[s.terms[0].consumer].expr, sigmoid) and s.kind != "param"),
+                   next((s for s in alone if s.kind != "param"), alone[0]))
     gate = gates[example.terms[0].consumer]
     y, f = gate.symbol, "sigmoid" if isinstance(gate.expr, sigmoid) else "tanh"
     wrong = f"{f}({y})*(1 - {f}({y}))" if f == "sigmoid" else f"1 - {f}({y})**2"

@@ -765,3 +765,17 @@ def test_an_adjoint_that_is_another_says_why_no_kernel_line_cites_it(tmp_path):
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "alias.md").read_text().split("## Kernel lines")[1]
     assert "| `dr` | none | none: it is `ds_new`, read as it is |" in table
+
+
+def test_a_block_two_gates_read_is_listed_among_the_output_form_steps():
+    """JANET's a_f feeds f = sigmoid(a_f) and sigmoid(a_f - 1): its da_f sums two output forms."""
+    janet = Cell("janet", title="JANET")
+    x, h_prev = janet.input("x"), janet.state("h")
+    a_f, a_c = janet.affine("W", [x, h_prev], blocks=["a_f", "a_c"])
+    f = janet.let("f", sigmoid(a_f))
+    janet.update(h=f * h_prev + (1 - sigmoid(a_f - 1)) * tanh(a_c))
+    d = derive(janet)
+    da_f = next(s for s in d.steps if str(s.adjoint) == "da_f")
+    assert len(da_f.terms) == 2
+    assert re.search(rf"\(\d+\)(, \(\d+\))* and \({da_f.number}\)|\({da_f.number}\)(, \(\d+\))* and \(\d+\)",
+                     _flat_text(janet).split("in output form, from the stored outputs")[0][-40:])
