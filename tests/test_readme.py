@@ -179,3 +179,10 @@ def test_the_seed_derivation_excerpt_is_what_the_script_prints(capsys):
     printed = capsys.readouterr().out.splitlines()
     at = [printed.index(line) for line in shown]  # ValueError names a line the script does not print
     assert at == sorted(at)
+
+
+def test_the_seed_key_lines_are_the_documents_own():
+    """README's display equations of the seed's LSTM, each a line of derivations/lstm_seed.md."""
+    shown = re.findall(r"^\$\$\n(.*?)\n\$\$$", README.read_text(), re.M)
+    document = (gen.HOME / "lstm_seed.md").read_text().splitlines()
+    assert len(shown) == 6 and all(line in document for line in shown), [s for s in shown if s not in document]
