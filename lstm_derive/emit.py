@@ -1411,6 +1411,13 @@ def _into(target, expr, printer):
         if rest.could_extract_minus_sign():
             return [f"np.subtract({code(number)}, {code(-rest)}, out={target})"]
         return [f"np.add({code(rest)}, {code(number)}, out={target})"]
+    if isinstance(expr, sympy.Add) and len(expr.args) == 2 and all(
+            isinstance(t, (sympy.Symbol, sympy.Function)) or isinstance(-t, (sympy.Symbol, sympy.Function))
+            for t in expr.args):
+        minus = [t for t in expr.args if t.could_extract_minus_sign()]
+        if len(minus) == 1:  # relu1 - relu0: one call, not a negation and an addition
+            plus = next(t for t in expr.args if t is not minus[0])
+            return [f"np.subtract({code(plus)}, {code(-minus[0])}, out={target})"]
     if isinstance(expr, sympy.Add):
         terms = list(expr.args)  # a product first, with out=: n + z*(h_prev - n) needs no copy of n
         products = [t for t in terms if isinstance(t, sympy.Mul) and not t.could_extract_minus_sign()]

@@ -1000,6 +1000,21 @@ def test_a_square_alone_is_written_into_its_storage():
     assert "np.square(h_prev, out=m)  # (2) m = h_prev**2" in source  # not m[...] = h_prev**2: no temporary
 
 
+def test_a_difference_of_two_names_is_one_subtraction():
+    """A hard sigmoid, relu(0.2*a + 0.5) - relu(0.2*a - 0.5): np.subtract, not a negation and an addition."""
+    source = kernel_source(textwrap.dedent("""
+        from lstm_derive import Cell, relu, tanh
+
+        cell = Cell("hard", title="A hard-sigmoid gate")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a, a_n = cell.affine("W", [x, h_prev], blocks=["a", "a_n"])
+        z = cell.let("z", relu(0.2*a + 0.5) - relu(0.2*a - 0.5))
+        cell.update(h=z * h_prev + (1 - z) * tanh(a_n))
+    """))
+    assert "np.subtract(relu1, relu0, out=z)" in source and "np.multiply(-1" not in source
+
+
 def test_an_inline_gate_is_named_and_activated_with_the_others():
     """tanh(a_g) written inside c is the node g of the derivation, so its affine's four gates are
     activated with one exp, as in the packaged lstm, not each apart (12-29% of the time)."""
