@@ -25,7 +25,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step, summed
-from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, exp, relu, sigmoid, softplus
+from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, exp, positive, relu, sigmoid, softplus
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
            "provenance", "step_text", "expr_text", "expr_latex"]
@@ -402,6 +402,12 @@ def _ordered(cell, symbols):
     return [v for v in order if v in symbols]
 
 
+def _read_in_step(d):
+    """Every symbol some node of the step reads."""
+    read = {v for let in d.cell.lets for v in let.expr.free_symbols}
+    return read | {v for a in d.cell.affines for v in a.inputs}
+
+
 def _loss_section(d):
     cell = d.cell
     y = cell.output_state
@@ -416,7 +422,6 @@ def _loss_section(d):
         Math(r"L = \sum_{t=1}^{T} l(t) + l_{\mathrm{final}}, \qquad "
              r"L(t) = \sum_{\tau=t}^{T} l(\tau) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
-        *_output_gradient(d, y),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node of the step that v reaches), where ∂ is a partial one (the "
               f"other inputs held fixed); `dy` is the gradient of this step's own loss, y(t) = {y}(t) being the "
@@ -426,6 +431,7 @@ def _loss_section(d):
               "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
               "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+        *_output_gradient(d, y),
         Unrolled(tuple(cell.states), y),
         *([Prose("L(t+1) is read as a function of the states step t hands on: "
                  f"{nexts} are its partial derivatives, each with the other states held fixed. The paths "
@@ -448,15 +454,18 @@ def _output_gradient(d, y):
     tex = (rf"\frac{{\mathrm{{d}} L(t)}}{{\mathrm{{d}} {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
            rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}")
     text = f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)"
+    unread = "" if d.cell.prev(y) in _read_in_step(d) else (
+        f" No equation reads `{y}_prev`, so the second part is zero but at the last step, where it is the gradient "
+        "of l_final.")
     if not through:
-        return [Prose(f"So the gradient for `{y}` has two parts, the loss of this step and everything after it:"),
-                Math(tex, (text,))]
+        return [Prose(f"The gradient for `{y}` has two parts, the loss of this step and everything after it:"),
+                Math(tex, (text,))] + ([Prose(unread.strip())] if unread else [])
     tex += "".join(rf" + d{_tex_name(u)} \odot \frac{{\partial {_tex_name(u)}}}{{\partial {y}(t)}}" for u in through)
     text += "".join(f" + d{u} ⊙ ∂{u}/∂{y}(t)" for u in through)
     nodes = _join([f"`{u}`" for u in through])
-    return [Prose(f"So the gradient for `{y}` has the loss of this step and everything after it, which reaches {y}(t) "
+    return [Prose(f"The gradient for `{y}` has the loss of this step and everything after it, which reaches {y}(t) "
                   f"directly and through {nodes}, a node of the step that reads it (equation ({step.number})):"),
-            Math(tex, (text,))]
+            Math(tex, (text,))] + ([Prose(unread.strip())] if unread else [])
 
 
 def _backward_section(d):
@@ -634,14 +643,15 @@ def _many_steps_prose(d):
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
         weights += _matrices_through_lets(d, [t.consumer for t in step.terms if t.adjoint is not None and t.pre is None
                                               and t.adjoint != own])
-        through_pre = [t for t in step.terms if t.pre is not None]
+        reaching = _read_by_new_value(d, state)  # a peephole into a gate of another state's does not compound here
+        through_pre = [t for t in step.terms if t.pre is not None and sympy.Symbol(t.consumer, real=True) in reaching]
         parts = []
         if through_pre:
             parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre))
         elif len(direct) == 1:
             parts.append(_along_the_state(d, state, direct[0].local))
         if weights:
-            which = "that matrix" if len(weights) == 1 else "one of those matrices (the paths add)"
+            which = "that matrix" if len(weights) == 1 else "those matrices, one or more in turn along each path"
             parts.append(f"through {_join(weights)}, it is multiplied at every step by {which} and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
                          "whose size can shrink or grow geometrically with τ - t: the vanishing and exploding "
@@ -672,21 +682,26 @@ def _matrices_through_lets(d, consumers):
 def _along_the_state(d, state, local):
     """The carry's one direct factor, compounded over the steps between."""
     g = expr_text(local, d)
-    grows = f"it shrinks where |{g}| < 1, grows geometrically where |{g}| > 1, and passes unchanged where {g} = 1"
+    grows = (f"over steps where |{g}| < 1 it shrinks, where |{g}| = 1 it passes unchanged in size, and where "
+             f"|{g}| > 1, if {g} can get there, it grows geometrically")
     if _in_unit_interval(d, local):  # a gate, or one minus a gate: it can only fade
         grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
+    elif isinstance(_value(d, local), positive):  # [u > 0]: all or nothing
+        grows = (f"{g} is 0 or 1, so the gradient passes unchanged while {g} is 1 at every step between, and is cut "
+                 f"at the first step where it is 0")
     start = f"along `{state}` alone, it is multiplied by `{g}`"
     if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
         return f"{start}, the same at every step, τ - t times: {grows}"
     at = f"{g}" if g.replace("_", "").isalnum() else f"({g})"
-    return f"{start} of every step between, the product {at}(t+1) {at}(t+2) ... {at}(τ): {grows}"
+    product = f"the product {at}(t+1) {at}(t+2) ... {at}(τ)" if len(g) <= 12 else "the product of its values at steps t+1 to τ"
+    return f"{start} of every step between, {product}: {grows}"
 
 
 def _through_pre_activations(d, state, direct, through_pre):
     """A carry that also reaches the state through gates' pre-activations (a peephole): per step,
     the paths add, so what compounds is their sum, not each factor alone."""
     paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
-    total = " + ".join(([_factor_text(d, direct.local)] if direct else []) + paths)
+    total = _summed(([_factor_text(d, direct.local)] if direct else []) + paths)
     pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
     several = len(through_pre) > 1
     text = (f"along `{state}` alone, it is multiplied "
@@ -700,6 +715,37 @@ def _through_pre_activations(d, state, direct, through_pre):
     if direct and _in_unit_interval(d, direct.local):
         text += f", and the terms past `{expr_text(direct.local, d)}` can take it above 1 where {expr_text(direct.local, d)} alone, in (0, 1), could only fade it"
     return text
+
+
+def _summed(terms):
+    """Terms' texts joined into a sum, a term's own minus sign as the operator: a - b, not a + -b."""
+    text = terms[0]
+    for term in terms[1:]:
+        text += f" - {term[1:]}" if term.startswith("-") else f" + {term}"
+    return text
+
+
+def _read_by_new_value(d, state):
+    """The symbols the state's new value reads, through lets, within one step (itself included)."""
+    lets = {let.symbol: let for let in d.cell.lets}
+    reached, todo = set(), [d.cell.updates[state].symbol]
+    while todo:
+        symbol = todo.pop()
+        if symbol not in reached:
+            reached.add(symbol)
+            if symbol in lets:
+                todo += list(lets[symbol].expr.free_symbols)
+    return reached
+
+
+def _value(d, expr):
+    """A let's expression for its symbol (followed through lets that only rename), else expr."""
+    lets = {let.symbol: let.expr for let in d.cell.lets}
+    seen = set()
+    while expr in lets and expr not in seen:
+        seen.add(expr)
+        expr = lets[expr]
+    return expr
 
 
 def _factor_text(d, expr):
@@ -1010,8 +1056,8 @@ def _state_time_notes(d):
         if early and late:
             notes.append(f"{named(late)} {'pairs' if len(late) == 1 else 'pair'} a gate's adjoint with the new "
                          f"`{new}`(t), {named(early)} with `{prev}` = {new}(t-1): each the value its gate "
-                         f"read. Each is an elementwise product summed over t and b, not an outer product "
-                         f"like a weight's.")
+                         f"read. Each is an elementwise product per (t, b), summed over t and b into the "
+                         f"parameter's gradient, not an outer product like a weight's.")
     return notes
 
 

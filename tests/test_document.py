@@ -676,7 +676,8 @@ def test_the_carries_say_what_they_do_over_many_steps():
     assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
     assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "through `U_h^T`, it" in gru_doc
     cho = (DERIVATIONS / "gru_cho.md").read_text()  # h_prev reaches W_n_rh through rh = r*h_prev
-    assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by one of those" in cho
+    assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by those matrices, one or " \
+        "more in turn along each path" in cho
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
@@ -707,7 +708,7 @@ def test_the_carries_over_many_steps_are_said_for_each_kind_of_factor():
     a, a_n = growing.affine("W", [x], blocks=["a", "a_n"])
     e = growing.let("e", exp(a))
     growing.update(h=e * h_prev + tanh(a_n))
-    assert "grows geometrically where |e| > 1" in _flat_text(growing)
+    assert "where |e| > 1, if e can get there, it grows geometrically" in _flat_text(growing)
     indrnn = Cell("indrnn", title="IndRNN")
     x, h_prev = indrnn.input("x"), indrnn.state("h")
     (a,) = indrnn.affine("W", [x], blocks=["a"])
@@ -779,3 +780,36 @@ def test_a_block_two_gates_read_is_listed_among_the_output_form_steps():
     assert len(da_f.terms) == 2
     assert re.search(rf"\(\d+\)(, \(\d+\))* and \({da_f.number}\)|\({da_f.number}\)(, \(\d+\))* and \(\d+\)",
                      _flat_text(janet).split("in output form, from the stored outputs")[0][-40:])
+
+
+def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_knows():
+    """An SRU with peepholes: v_r*c_prev enters r, which feeds h alone, so it is no part of c's
+    per-step factor; h_prev is never read, so h's second part is zero but at the last step. A leak
+    of 1 - 0.01*(...) is written with its minus sign; an indicator is all or nothing."""
+    sru = Cell("sru", title="SRU with peepholes", output="h")
+    x, h_prev, c_prev = sru.input("x"), sru.state("h"), sru.state("c")
+    a_f, a_r, a_c = sru.affine("W", [x], blocks=["a_f", "a_r", "a_c"])
+    f = sru.let("f", sigmoid(a_f + sru.param("v_f") * c_prev))
+    r = sru.let("r", sigmoid(a_r + sru.param("v_r") * c_prev))
+    c = sru.let("c_new", f * c_prev + (1 - f) * a_c)
+    sru.update(c=c, h=r * tanh(c) + (1 - r) * a_c)
+    text = _flat_text(sru)
+    assert "multiplied at every step between by f + v_f*∂c/∂a_f:" in text and "v_r*∂c/∂a_r" not in text
+    assert "No equation reads h_prev, so the second part is zero but at the last step" in text
+    leak = Cell("leak", title="A leak through its pre-activation")
+    x, h_prev = leak.input("x"), leak.state("h")
+    (a,) = leak.affine("W", [x], blocks=["a"])
+    leak.update(h=h_prev + tanh(a - 0.01 * h_prev))
+    assert "multiplied at every step between by 1 - 0.01*∂h/∂a" in _flat_text(leak)
+    running = Cell("running", title="A running maximum, max(m_prev, a) = a + relu(m_prev - a)")
+    x, h_prev, m_prev = running.input("x"), running.state("h"), running.state("m")
+    a, a_n = running.affine("W", [x, h_prev], blocks=["a", "a_n"])
+    m = running.let("m_new", a + relu(m_prev - a))
+    running.update(h=tanh(a_n) * tanh(m), m=m)
+    text = _flat_text(running)
+    assert "is 0 or 1, so the gradient passes unchanged while" in text and "the product of its values at steps t+1 to τ" in text
+
+
+def test_the_peephole_gradients_are_said_to_be_products_per_t_b_summed_after():
+    text = (DERIVATIONS / "lstm_peephole.md").read_text()
+    assert "Each is an elementwise product per (t, b), summed over t and b into the parameter's gradient" in text
