@@ -458,7 +458,8 @@ class Cell:
         warnings += [f"{let.where}: state '{s}' never changes: its new value is {s}_prev"
                      for s, let in self.updates.items() if let.expr == self.prev(s)]
         warnings += [f"{self._declared(f'{s}_prev')}: no equation reads {s}_prev, so '{s}' carries nothing from "
-                     f"step to step (d{s}_prev = 0); right for a state that is only the output, as an SRU's h"
+                     f"step to step; " + ("right for a state that is only the output, as an SRU's h"
+                                          if s == self.output_state else "it reaches only the final state's loss")
                      for s in self.states if self.prev(s) not in read]
         return warnings
 

@@ -717,8 +717,12 @@ def test_a_state_whose_previous_value_nothing_reads_is_warned_about_where_it_is_
     line = next(n for n, text in enumerate(script.read_text().splitlines(), 1) if "cell.state('h')" in text
                 or 'cell.state("h")' in text)
     assert load_cell(script).unread() == [
-        f"{script}:{line}: no equation reads h_prev, so 'h' carries nothing from step to step (dh_prev = 0); right "
+        f"{script}:{line}: no equation reads h_prev, so 'h' carries nothing from step to step; right "
         "for a state that is only the output, as an SRU's h"]
+    script, _ = write_script(tmp_path, "c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
+                                       "cell.update(h=tanh(a), c=tanh(a) * 2)\n")
+    assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [
+        "no equation reads c_prev, so 'c' carries nothing from step to step; it reaches only the final state's loss"]
 
 
 def test_the_packaged_cells_have_no_unread_parts():
