@@ -2034,8 +2034,8 @@ def _product_lines(chain, cut, rest, target, gate, printer):
         elif over_gate:  # one statement: every read of the gate happens before the write
             lines.append(_at_once(into, local, printer) + cite)
         else:
-            code = _into(into, local, printer)
-            lines += [code[0] + cite] + code[1:]
+            code = _into(into, local, printer)  # more than one line: the citation heads them all
+            lines += [code[0] + cite + (":" if len(code) > 1 else "")] + code[1:]
     if rest is not None:
         lines.append(f"{into} *= {rest_code}  # {cite_rest}: the product {rest_name} holds")
     return lines

@@ -1013,6 +1013,9 @@ def test_a_difference_of_two_names_is_one_subtraction():
         cell.update(h=z * h_prev + (1 - z) * tanh(a_n))
     """))
     assert "np.subtract(relu1, relu0, out=z)" in source and "np.multiply(-1" not in source
+    # ∂z/∂a = 0.2*[relu1 > 0] - 0.2*[relu0 > 0] in two lines, the citation heading both (the table links them)
+    first, second = next(lines for lines in zip(source.splitlines(), source.splitlines()[1:]) if "∂z/∂a" in lines[0])
+    assert first.endswith("∂z/∂a:") and second.strip() == "da_seq[t0:t1] -= 0.2*positive(relu0_seq[t0:t1])"
 
 
 def test_an_inline_gate_is_named_and_activated_with_the_others():
