@@ -1003,12 +1003,13 @@ def _steady(cell):
 def _output_form_notes(d):
     """The steps that differentiate a sigmoid or tanh: in output form, from the stored output."""
     gates = {str(let.symbol): let for let in d.cell.lets if isinstance(let.expr, GATE_FUNCTIONS)}
-    steps = [s for s in d.steps if s.terms and all(t.consumer in gates and t.pre is None for t in s.terms)]
-    if not steps:
+    stored = {str(let.symbol) for let in d.cell.lets if type(let.expr) in SUPPORTED_FUNCTIONS.values()}
+    steps = [s for s in d.steps if any(t.consumer in stored and t.pre is None for t in s.terms)]
+    # an example of one term, a gate's (a block two gates read sums two), a step of its own (a
+    # parameter's dp(t, b) is summed in another equation), a sigmoid's where there is one
+    alone = [s for s in steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
+    if not alone:
         return []
-    # an example of one term (a block two gates read sums two), a step of its own (a parameter's
-    # dp(t, b) is summed in another equation), a sigmoid's where there is one
-    alone = [s for s in steps if len(s.terms) == 1] or steps
     example = next((s for s in alone if isinstance(gates[s.terms[0].consumer].expr, sigmoid) and s.kind != "param"),
                    next((s for s in alone if s.kind != "param"), alone[0]))
     gate = gates[example.terms[0].consumer]

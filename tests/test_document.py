@@ -813,3 +813,16 @@ def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_kno
 def test_the_peephole_gradients_are_said_to_be_products_per_t_b_summed_after():
     text = (DERIVATIONS / "lstm_peephole.md").read_text()
     assert "Each is an elementwise product per (t, b), summed over t and b into the parameter's gradient" in text
+
+
+def test_the_output_form_list_takes_every_step_with_a_term_in_output_form_exp_too():
+    cell = Cell("expgate", title="An exponential input gate")
+    x, h_prev, c_prev = cell.input("x"), cell.state("h"), cell.state("c")
+    a_i, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_o"])
+    i, o = cell.let("i", exp(a_i)), cell.let("o", sigmoid(a_o))
+    c = cell.let("c_new", c_prev + i)
+    cell.update(h=o * tanh(c), c=c)
+    d = derive(cell)
+    numbers = {str(s.adjoint): s.number for s in d.steps}
+    bullet = _flat_text(cell).split(" write the derivatives in output form")[0].rsplit("- ", 1)[1]
+    assert f"({numbers['da_i']})" in bullet and f"({numbers['da_o']})" in bullet, bullet
