@@ -567,8 +567,9 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         judge = lambda numeric: compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)  # noqa: E731
         report = judge(numeric)
         if m == "central" and report.mismatches:
-            report = _at_smaller_steps(kernel, p, numeric, report, judge)
-        report.unjudged, report.directional, report.alone, report.calls = unjudged, along, alone, calls
+            report = _at_smaller_steps(kernel, p, numeric, report, judge, values, unit)
+        report.unjudged, report.directional, report.alone = unjudged, along, alone
+        report.calls, calls = calls, ""  # said once, in the first numeric report
         report.wrong_shapes += narrowed
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
@@ -579,15 +580,18 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
 
 # Central differences again at these fractions of the step, for the elements that fail at it: a
 # kink (relu's 0) or a fast bend within the stencil, +-2h, spoils them there, and a step that no
-# longer reaches it does not. Judged with the full step's floor, though rounding grows as the step
-# shrinks: stricter, never looser; and a wrong gradient fails at every step, as they all converge
-# to the true one (tests/test_gradcheck.py shows both).
+# longer reaches it does not. Their rounding error grows as the step shrinks, to about 1.5 k eps |L|
+# / cbrt(eps) at step h/k: the difference at h/k is held that much farther from the kernel's value
+# than it is, so that rounding cannot bring a wrong gradient within the tolerance (a gradient wrong
+# by 1.2e-6 of its array passed without this); a wrong gradient fails at every step, as they all
+# converge to the true one (tests/test_gradcheck.py shows both).
 SMALLER_STEPS = (10, 100)
 
 
-def _at_smaller_steps(kernel, p, numeric, report, judge):
+def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     """The central report with its failing elements judged again at SMALLER_STEPS: each takes the
-    first smaller step's value that meets the tolerance (judge: compare with the full step's floor)."""
+    first smaller step's value that meets the tolerance with its rounding counted against it (judge:
+    compare with the full step's floor; analytic: _as_numeric's; unit: eps |L|)."""
     failing = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
     for m in report.mismatches:
         failing[m.name][m.index] = True
@@ -597,6 +601,9 @@ def _at_smaller_steps(kernel, p, numeric, report, judge):
         if not any(f.any() for f in failing.values()):
             break
         smaller = central_differences(kernel, p, failing, shrink)
+        rounding = 1.5 * shrink * unit / np.cbrt(EPS)
+        smaller = {name: np.where(n >= analytic[name], n + rounding, n - rounding) if np.shape(analytic[name]) == n.shape
+                   else n for name, n in smaller.items()}  # moved away from the kernel's value by its rounding
         trial = {name: np.where(failing[name], smaller[name], a) for name, a in numeric.items()}
         still = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
         for m in judge(trial).mismatches:
@@ -712,6 +719,7 @@ def raised(kernel, error):
 # can pass the tolerance on a right kernel: gru at T = 50 and weights of scale 10 moves by 1.5e-4
 # where its float32 run is off by 1.1e-3; the CLI's problems move by about 2e-7.
 ILL_CONDITIONED = TOLERANCE["float32"] / 100
+AMPLIFIED = 30  # and the float32 run off by at most this many times that: a float32 slip is off by far more
 
 
 def _hint_at_the_cause(reports):
@@ -722,11 +730,16 @@ def _hint_at_the_cause(reports):
     by = {r.method: r for r in reports}
     low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
     if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
-            and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED):
+            and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
+            and low.max_error <= AMPLIFIED * low.sensitivity):
         low.hint = (f"the float64 run passes the other checks, and rounding this problem's inputs to float32 alone "
                     f"moves its float64 gradients by {low.sensitivity:.1e} of an array's largest entry: an "
                     "ill-conditioned problem (large weights over many steps), on which float32's rounding fails a "
                     "right kernel; a path wrong in float32 alone fails at a smaller scale too, which tells")
+    if low is not None and "complex" in by and low.unjudged and by["complex"].unjudged:
+        low.hint = by["complex"].hint = ("the kernel runs neither in complex numbers nor in float32: "
+                                         "methods=(\"central\",) (--methods central) judges it by central "
+                                         "differences alone")
     if not {"central", "complex"} <= set(by):
         return
     central, complex_ = by["central"], by["complex"]
@@ -736,7 +749,8 @@ def _hint_at_the_cause(reports):
         central.hint = complex_.hint = (
             "the complex step, exact to rounding, agrees with the kernel element by element where central "
             "differences do not, even at a hundredth of their step: on this problem the loss changes too fast "
-            "for them (a chaotic or saturated recurrence: large weights over many steps); a smaller scale tells")
+            "for them (a chaotic or saturated recurrence: large weights over many steps, or a kink such as relu's 0 "
+            "closer than that step); a smaller scale tells")
     elif complex_.mismatches and not central.mismatches and not central.directional:
         complex_.hint = (
             "central differences agree with the kernel where the complex step does not: its forward is likely "
@@ -815,19 +829,20 @@ def sequences_alone(kernel, p: Problem):
 
 def calls_as_users_make_them(kernel, p: Problem, seed=0):
     """"" unless the kernel's results change with how it is called, beyond rounding: None for a zero
-    state, dys or dstate (in float64 and float32); a second forward() and backward() between a
-    forward() and its backward() (a stack of layers, a batch made ready early: a buffer one call
-    keeps for the next corrupts them); step_forward() and step_backward() over the steps, where the
-    kernel has them (and the problem no lengths: they take none). Else how it was called and what
-    differs. The other checks call forward() then backward() on fresh arrays, which none of these
-    mistakes disturbs."""
+    state, dys or dstate (in float64 and float32); a second forward() and backward(), of other
+    parameters and lengths, between a forward() and its backward() (a stack of layers, a batch made
+    ready early: what one call keeps for the next corrupts them); step_forward() and step_backward()
+    over the steps, from a given state and from None, where the kernel has them with the generated
+    kernels' signatures (and the problem no lengths: they take none). Else how it was called, what
+    differs, and what a kernel must do. The other checks call forward() then backward() on fresh
+    arrays, which none of these mistakes disturbs."""
     q = p.with_dtype()
     straight = _named_results(kernel, *_run(kernel, q))
     ways = [*_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
-            ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
-             lambda: _interleaved(kernel, q, seed, straight))]
+            (_INTERLEAVED, lambda: _interleaved(kernel, q, seed, straight))]
     if hasattr(kernel, "step_forward") and hasattr(kernel, "step_backward") and q.lengths is None and len(q.x):
-        ways.append(("step by step, with step_forward() and step_backward()", lambda: _stepwise(kernel, q, straight)))
+        ways += [(_STEPWISE, lambda: _stepwise(kernel, q, straight)),
+                 (_STEPWISE + " from state=None in float32", lambda: _stepwise_from_none(kernel, q))]
     for how, run in ways:
         try:
             with np.errstate(all="ignore"):
@@ -836,14 +851,27 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
             return f"{how}, the kernel raised {raised(kernel, error)}"
         differs = "" if pairs is None else _first_difference(pairs)
         if differs:
-            return f"{how}, {differs}"
+            return f"{how}, {differs}: {_WHAT_TO_DO[how.split(' (')[0].split(' from')[0]]}"
     return ""
+
+
+_INTERLEAVED = "with another forward() and backward() between a forward() and its backward() (a stack of layers)"
+_STEPWISE = "step by step, with step_forward() and step_backward()"
+_WHAT_TO_DO = {
+    "with state=None": "None must mean zeros, as in PyTorch and the generated kernels",
+    "with dys=None": "None must mean zeros, as in PyTorch and the generated kernels",
+    "with dstate=None": "None must mean zeros, as in PyTorch and the generated kernels",
+    _INTERLEAVED.split(" (")[0]: "a call must keep nothing for a later one outside the cache it returns, and return "
+                                 "arrays no later call writes into",
+    _STEPWISE: "step_forward() and step_backward() must give what forward() and backward() give over the same steps",
+}
 
 
 def _with_none(kernel, q):
     """(how, run) for None in place of the initial state, dys and dstate: each run pairs the results
-    of the problem with zeros there against those with None; None where the kernel refuses None
-    (its callers see it refuse: no silent harm)."""
+    of the problem with zeros there against those with None; None where the kernel refuses None,
+    by any exception (its callers see it refuse: no silent harm). A kernel may return None for the
+    gradient of an initial state it was given as None."""
     zeros = lambda arrays: tuple(np.zeros_like(a) for a in arrays)  # noqa: E731
     dtype = np.asarray(q.x).dtype
     for name, zero in (("state", zeros(q.state)), ("dys", np.zeros_like(q.dys)), ("dstate", zeros(q.dstate))):
@@ -856,12 +884,18 @@ def _with_none(kernel, q):
             given = replace(z.with_dtype(), **{name: None})
             try:
                 ys, final, cache = _forward(kernel, given, given.state)
+                ys, final = _copy(ys), tuple(map(_copy, final))  # as _run: backward() may write over them
                 out = kernel.backward(given.params, cache, given.dys, given.dstate)
-            except (TypeError, ValueError, AttributeError, IndexError):
+            except Exception:  # noqa: BLE001 - a kernel that refuses None
                 return None
-            got = _named_results(kernel, _copy(ys), tuple(map(_copy, final)), _gradients(kernel, *out))
-            return {key: (expected[key], got.get(key)) for key in expected}
+            got = _named_results(kernel, ys, final, _gradients(kernel, *out))
+            return {key: (expected[key], got.get(key)) for key in expected
+                    if not (name == "state" and key in _state_gradients(kernel) and got.get(key) is None)}
         yield f"with {name}=None (meaning zeros) in {dtype}", run
+
+
+def _state_gradients(kernel):
+    return {f"d{s}" for s in _state_names(kernel)}
 
 
 def _named_results(kernel, ys, final, grads):
@@ -877,54 +911,91 @@ def _gradients(kernel, grads, dx, dstate0):
 
 
 def _interleaved(kernel, q, seed, straight):
-    """The problem's results as a caller holds them after forward(1), forward(2), backward(1),
-    backward(2), against those of forward(1), backward(1) alone (straight): a buffer that a later
-    call overwrites, or that one call leaves for the next, shows."""
+    """The problem's results as a caller holds them when forward(1), forward(2), backward(1) and
+    backward(2) run in turn, call 2 with other parameters, inputs and lengths, against forward(1)
+    and backward(1) alone (straight): a buffer a later call overwrites, or a value one call leaves
+    for the next (the weights, the lengths' mask), shows. The outputs are read before backward(1),
+    which may write over its own cache."""
     rng = np.random.default_rng([seed, 2])
-    other = replace(q, x=rng.standard_normal(np.shape(q.x)), dys=rng.standard_normal(np.shape(q.dys)),
+    T, B = np.shape(q.x)[:2]
+    lengths = tuple(int(n) for n in rng.integers(0, T + 1, B)) if takes_lengths(kernel) else None
+    other = replace(q, params={k: 0.9 * np.asarray(v) for k, v in q.params.items()}, lengths=lengths,
+                    x=rng.standard_normal(np.shape(q.x)), dys=rng.standard_normal(np.shape(q.dys)),
                     state=tuple(np.abs(rng.standard_normal(np.shape(s))) + 0.5 for s in q.state)).with_dtype()
     first = q.with_dtype()
     ys, final, cache = _forward(kernel, first, first.state)
     _, _, cache_other = _forward(kernel, other, other.state)
+    held = _named_results(kernel, _copy(ys), tuple(map(_copy, final)), {})  # as the caller holds them now
     grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
     kernel.backward(other.params, cache_other, other.dys, other.dstate)
-    now = _named_results(kernel, ys, final, grads)
-    return {key: (straight[key], now[key]) for key in straight}
+    held.update({f"d{name}": g for name, g in grads.items()})
+    return {key: (straight[key], held[key]) for key in straight}
 
 
 def _stepwise(kernel, q, straight):
     """The problem's results from step_forward() at every step and step_backward() back over them
-    (the parameters' gradients summed over the steps), against forward() and backward()'s."""
-    p = q.with_dtype()
+    (the parameters' gradients summed over the steps), against forward() and backward()'s; None
+    where the step functions are not the generated kernels' (other arguments or results)."""
+    got = _stepped(kernel, q.with_dtype())
+    return None if got is None else {key: (straight[key], got[key]) for key in straight}
+
+
+def _stepwise_from_none(kernel, q):
+    """_stepwise in float32, from state=None and with dstate=None, against forward() and
+    backward() on zeros."""
+    low = q.with_dtype(np.float32)
+    z = replace(low, state=tuple(np.zeros_like(s) for s in low.state), dstate=tuple(np.zeros_like(s) for s in low.dstate))
+    try:
+        expected = _named_results(kernel, *_run(kernel, z))
+    except Exception:  # noqa: BLE001 - a kernel for float64 alone
+        return None
+    got = _stepped(kernel, replace(z.with_dtype(), state=None, dstate=None))
+    return None if got is None else {key: (expected[key], got[key]) for key in expected}
+
+
+def _stepped(kernel, p):
+    """The named results of step_forward() and step_backward() over p's steps, or None where they
+    do not take and give what the generated kernels' do."""
     state, ys, caches = p.state, [], []
     for x_t in p.x:
-        y_t, state, cache = kernel.step_forward(p.params, x_t, state)
-        ys.append(_copy(y_t))
+        out = kernel.step_forward(p.params, x_t, state)
+        if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], (tuple, list))):
+            return None  # a step function of another kind: (params, x_t, h) -> h, say
+        y_t, state, cache = out
+        ys.append(y_t)  # as returned: a buffer reused for every step shows
         caches.append(cache)
     final, dstate, sums, dx = tuple(map(_copy, state)), p.dstate, {}, [None] * len(ys)
     for t in reversed(range(len(ys))):
-        grads, dx[t], dstate = kernel.step_backward(p.params, caches[t], p.dys[t], dstate)
+        out = kernel.step_backward(p.params, caches[t], p.dys[t], dstate)
+        if not (isinstance(out, tuple) and len(out) == 3):
+            return None
+        grads, dx[t], dstate = out
         for name in kernel.PARAMS:
             sums[name] = grads[name] + sums[name] if name in sums else np.array(grads[name])
-    got = _named_results(kernel, np.stack(ys), final, _gradients(kernel, sums, np.stack(dx), dstate))
-    return {key: (straight[key], got[key]) for key in straight}
+    return _named_results(kernel, np.stack(ys), final, _gradients(kernel, sums, np.stack(dx), dstate))
 
 
 def _first_difference(pairs):
     """"" where every (expected, got) pair agrees in shape, dtype and values to rounding (relative to
-    its largest entry); else the first that does not, and how."""
+    its largest finite entry; the same nan or inf in both agrees); else the first that does not."""
     for key, (expected, got) in pairs.items():
-        e, g = np.asarray(expected), np.asarray(got)
+        e = np.asarray(expected)
         if e.dtype.kind not in "fc":  # no gradient to compare: the other checks name what it is
             continue
+        if got is None:
+            return f"{key} is None, where an array {e.shape} was expected"
+        g = np.asarray(got)
         if g.shape != e.shape or g.dtype != e.dtype:
             return f"{key} is {g.dtype} of shape {g.shape}, not {e.dtype} of shape {e.shape}"
         tolerance = ALONE_TOLERANCE if e.dtype.itemsize >= 8 else 1e-5
-        scale = max(float(np.max(np.abs(e), initial=0.0)), float(np.max(np.abs(g), initial=0.0)))
-        with np.errstate(invalid="ignore"):  # inf - inf: nan, a difference
-            error = float(np.max(np.abs(e.astype(np.complex128) - g), initial=0.0))
-        if not error <= tolerance * scale:
-            return (f"{key} differs by {error / scale if scale else error:.1e} of its largest entry (tolerance "
+        with np.errstate(invalid="ignore"):
+            same = (e == g) | (np.isnan(e) & np.isnan(g))  # nan and inf where both have them agree
+            error = np.where(same, 0.0, np.abs(e.astype(np.complex128) - g))
+        finite = np.isfinite(e) & np.isfinite(g)
+        scale = max(float(np.max(np.abs(e[finite]), initial=0.0)), float(np.max(np.abs(g[finite]), initial=0.0)))
+        worst = float(np.max(error, initial=0.0))
+        if not worst <= tolerance * scale:
+            return (f"{key} differs by {worst / scale if scale else worst:.1e} of its largest entry (tolerance "
                     f"{tolerance:.0e})")
     return ""
 

@@ -1,6 +1,8 @@
 """The checker accepts right gradients and rejects wrong ones, naming the element."""
 
 import inspect
+import pathlib
+import textwrap
 
 import mutants
 import numpy as np
@@ -770,6 +772,8 @@ def _wrong_step(params, cache, dy_t, dstate=None):
 @pytest.mark.parametrize("kernel, said", [
     (Workspace(), "with another forward() and backward() between a forward() and its backward() (a stack of "
                   "layers), ys differs by"),
+    (Workspace(), "a call must keep nothing for a later one outside the cache it returns, and return arrays no "
+                  "later call writes into"),
     (Wrapped(rnn, forward=_none_as(1.0)), "with state=None (meaning zeros) in float64, ys differs by"),
     (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
 ])
@@ -798,3 +802,94 @@ def test_float32_failing_where_float64_passes_on_an_ill_conditioned_problem_says
     wrong = _float32_only(gru, change_backward=lambda grads, dx, d0: ({**grads, "b_x": grads["b_x"] * 1.01}, dx, d0))
     central, complex_, low = gradcheck.check_kernel(wrong, T=3, B=2, D=2, H=3, seed=1, scale=3.0)
     assert central.ok and complex_.ok and not low.ok and not low.hint, str(low)  # a well-conditioned problem
+    *_, low = gradcheck.check_kernel(wrong, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    assert not low.ok and not low.hint, str(low)  # ill-conditioned, but off by far more than rounding grows
+
+def test_the_smaller_steps_rounding_cannot_pass_a_gradient_just_outside_the_tolerance():
+    """lstm over 30 steps at a tiny scale: at a hundredth of the step, central differences' rounding
+    in dh0 reaches 1.1e-6 of its largest entry; an element wrong by 1.5e-6 in that direction must
+    still fail (it passed when the retry judged the smaller step's value as it is)."""
+    config = dict(T=30, B=1, D=1, H=2, seed=3, scale=0.1)
+    p = gradcheck.random_problem(lstm, **config)
+    analytic = gradcheck.analytic_gradients(lstm, p)["h0"]
+    unit = gradcheck.EPS * gradcheck.loss_magnitude(lstm, p)
+    scale = max(np.max(np.abs(analytic)), gradcheck.FLOORS["central"] * unit / gradcheck.TOLERANCE["central"])
+    noise = (gradcheck.central_differences(lstm, p, None, 100)["h0"] - analytic) / scale
+    i = np.unravel_index(np.argmax(np.abs(noise)), noise.shape)
+    assert abs(noise[i]) > 5e-7  # the rounding the retry must count against it
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, (dh0, dc0) = lstm.backward(params, cache, dys, dstate)
+        dh0 = np.array(dh0)
+        dh0[i] += 1.5e-6 * np.sign(noise[i]) * scale
+        return grads, dx, (dh0, dc0)
+
+    (central,) = gradcheck.check_kernel(Wrapped(lstm, backward), methods=("central",), **config)
+    assert not central.ok and {m.name for m in central.mismatches} == {"h0"}, str(central)
+
+
+def test_right_kernels_called_in_ways_of_their_own_pass(tmp_path):
+    """A state the cell divides by, started at zeros by None: the same nan both ways is no difference.
+    A kernel that refuses None by any exception, one that gives no gradient for a state it was given
+    as None, and one whose step_forward is a helper of another kind are left alone."""
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from test_random_cells import kernel_of
+
+    divided, _ = kernel_of(textwrap.dedent("""
+        from lstm_derive import Cell, exp, sigmoid, tanh
+
+        cell = Cell("divided", title="A normalised state")
+        x = cell.input("x")
+        h_prev, n_prev = cell.state("h"), cell.state("n", positive=True)
+        a_i, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_o"])
+        i = cell.let("i", exp(a_i))
+        n = cell.let("n_new", n_prev + i)
+        cell.update(h=sigmoid(a_o) * tanh(n_prev / n), n=n)
+    """), tmp_path)
+    assert all(r.ok for r in gradcheck.check_kernel(divided, methods=NUMERIC)), "nan against nan"
+
+    def refusing(params, x, state=None, lengths=None):
+        assert state is not None, "this kernel takes a state"
+        return rnn.forward(params, x, state, lengths=lengths)
+
+    def no_gradient_for_none(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return grads, dx, (None,) if cache.get("given_none") else dstate0
+
+    def marking(params, x, state=None, lengths=None):
+        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+        return ys, final, {**cache, "given_none": state is None}
+
+    helper = Wrapped(rnn)
+    helper.step_forward = lambda params, x_t, h: np.tanh(x_t @ params["W_x"].T)  # not (y_t, state, cache)
+    helper.step_backward = rnn.step_backward
+    for kernel in (Wrapped(rnn, forward=refusing), Wrapped(rnn, no_gradient_for_none, marking), helper):
+        assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
+
+
+def test_a_second_layers_call_with_its_own_weights_and_lengths_shows_what_a_kernel_kept_between_calls():
+    kept = {}
+
+    def forward(params, x, state=None, lengths=None):
+        kept["W_h"] = params["W_h"]  # the last forward()'s weights, read by the next backward()
+        return rnn.forward(params, x, state, lengths=lengths)
+
+    def backward(params, cache, dys, dstate=None):
+        return rnn.backward({**params, "W_h": kept["W_h"]}, cache, dys, dstate)
+
+    central, _ = gradcheck.check_kernel(Wrapped(rnn, backward, forward), methods=NUMERIC)
+    assert not central.ok and not central.mismatches and "(a stack of layers), the kernel raised ValueError" in str(central)
+
+
+def test_step_functions_are_checked_from_none_in_float32():
+    def step_forward(params, x_t, state=None):
+        state = (np.ones((np.shape(x_t)[0], np.shape(params["W_h"])[0]), x_t.dtype),) if state is None else state
+        return rnn.step_forward(params, x_t, state)  # None read as ones, by the step function alone
+
+    kernel = Wrapped(rnn)
+    kernel.step_forward, kernel.step_backward = step_forward, rnn.step_backward
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert "step by step, with step_forward() and step_backward() from state=None in float32, ys differs by" \
+        in str(central), str(central)
