@@ -839,11 +839,13 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
     q = p.with_dtype()
     straight = _named_results(kernel, *_run(kernel, q))
     ways = [*_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
-            (_INTERLEAVED, lambda: _interleaved(kernel, q, seed, straight))]
+            ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
+             _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]
     if hasattr(kernel, "step_forward") and hasattr(kernel, "step_backward") and q.lengths is None and len(q.x):
-        ways += [(_STEPWISE, lambda: _stepwise(kernel, q, straight)),
-                 (_STEPWISE + " from state=None in float32", lambda: _stepwise_from_none(kernel, q))]
-    for how, run in ways:
+        stepwise = "step by step, with step_forward() and step_backward()"
+        ways += [(stepwise, _AGREE, lambda: _stepwise(kernel, q, straight)),
+                 (f"{stepwise} from state=None in float32", _AGREE, lambda: _stepwise_from_none(kernel, q))]
+    for how, what_to_do, run in ways:
         try:
             with np.errstate(all="ignore"):
                 pairs = run()
@@ -851,24 +853,19 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
             return f"{how}, the kernel raised {raised(kernel, error)}"
         differs = "" if pairs is None else _first_difference(pairs)
         if differs:
-            return f"{how}, {differs}: {_WHAT_TO_DO[how.split(' (')[0].split(' from')[0]]}"
+            return f"{how}, {differs}: {what_to_do}"
     return ""
 
 
-_INTERLEAVED = "with another forward() and backward() between a forward() and its backward() (a stack of layers)"
-_STEPWISE = "step by step, with step_forward() and step_backward()"
-_WHAT_TO_DO = {
-    "with state=None": "None must mean zeros, as in PyTorch and the generated kernels",
-    "with dys=None": "None must mean zeros, as in PyTorch and the generated kernels",
-    "with dstate=None": "None must mean zeros, as in PyTorch and the generated kernels",
-    _INTERLEAVED.split(" (")[0]: "a call must keep nothing for a later one outside the cache it returns, and return "
-                                 "arrays no later call writes into",
-    _STEPWISE: "step_forward() and step_backward() must give what forward() and backward() give over the same steps",
-}
+# What a kernel must do, said where calls_as_users_make_them finds it does not.
+_NONE_IS_ZEROS = "None must mean zeros, as in PyTorch and the generated kernels"
+_KEEP_NOTHING = ("a call must keep nothing for a later one outside the cache it returns, and return arrays no "
+                 "later call writes into")
+_AGREE = "step_forward() and step_backward() must give what forward() and backward() give over the same steps"
 
 
 def _with_none(kernel, q):
-    """(how, run) for None in place of the initial state, dys and dstate: each run pairs the results
+    """(how, what to do, run) for None in place of the initial state, dys and dstate: each run pairs the results
     of the problem with zeros there against those with None; None where the kernel refuses None,
     by any exception (its callers see it refuse: no silent harm). A kernel may return None for the
     gradient of an initial state it was given as None."""
@@ -891,7 +888,7 @@ def _with_none(kernel, q):
             got = _named_results(kernel, ys, final, _gradients(kernel, *out))
             return {key: (expected[key], got.get(key)) for key in expected
                     if not (name == "state" and key in _state_gradients(kernel) and got.get(key) is None)}
-        yield f"with {name}=None (meaning zeros) in {dtype}", run
+        yield f"with {name}=None (meaning zeros) in {dtype}", _NONE_IS_ZEROS, run
 
 
 def _state_gradients(kernel):
