@@ -704,16 +704,18 @@ def _through_pre_activations(d, state, direct, through_pre):
     total = _summed(([_factor_text(d, direct.local)] if direct else []) + paths)
     pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
     several = len(through_pre) > 1
-    text = (f"along `{state}` alone, it is multiplied "
-            f"at every step between by `{total}`: " + (f"the direct factor `{expr_text(direct.local, d)}` and, " if direct else "")
-            + f"through the pre-activation{'s' if several else ''} {pres}, {'each' if several else 'its'} coefficient times "
-            f"the derivative of the new `{state}` with respect to that pre-activation, through its activation. "
+    first = expr_text(direct.local, d) if direct else ""
+    text = (f"along `{state}` alone, it is multiplied at every step between by `{total}`: "
+            + (f"the direct factor `{first}` and, " if direct else "")
+            + f"through the pre-activation{'s' if several else ''} {pres}, {'each' if several else 'its'} "
+            f"coefficient times the derivative of the new `{state}` with respect to that pre-activation, through "
+            "its activation. "
             + ("A product of these sums over the steps between: it shrinks or grows geometrically as the sum is "
                "below or above 1 in size" if direct or several else
                "A product over the steps between: it shrinks or grows geometrically as that factor is below or above "
                "1 in size"))
     if direct and _in_unit_interval(d, direct.local):
-        text += f", and the terms past `{expr_text(direct.local, d)}` can take it above 1 where {expr_text(direct.local, d)} alone, in (0, 1), could only fade it"
+        text += f", and the terms past `{first}` can take it above 1 where {first} alone, in (0, 1), could only fade it"
     return text
 
 

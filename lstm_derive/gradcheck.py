@@ -17,6 +17,7 @@ is the difference, the same kernel run in extended precision judges it (see ``RO
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import traceback
@@ -564,7 +565,8 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
             reports.append(_float32_report(kernel, p, unit, values))
             continue
         numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
-        judge = lambda numeric: compare(analytic, numeric, TOLERANCE[m], m, FLOORS[m] * unit, wide, unit / EPS, chosen)  # noqa: E731
+        judge = functools.partial(compare, analytic, tolerance=TOLERANCE[m], method=m, floor=FLOORS[m] * unit,
+                                  wide=wide, loss_scale=unit / EPS, chosen=chosen)
         report = judge(numeric)
         if m == "central" and report.mismatches:
             report = _at_smaller_steps(kernel, p, numeric, report, judge, values, unit)
@@ -602,8 +604,8 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
             break
         smaller = central_differences(kernel, p, failing, shrink)
         rounding = 1.5 * shrink * unit / np.cbrt(EPS)
-        smaller = {name: np.where(n >= analytic[name], n + rounding, n - rounding) if np.shape(analytic[name]) == n.shape
-                   else n for name, n in smaller.items()}  # moved away from the kernel's value by its rounding
+        smaller = {name: np.where(n >= analytic[name], n + rounding, n - rounding)  # away from the kernel's value
+                   if np.shape(analytic[name]) == n.shape else n for name, n in smaller.items()}
         trial = {name: np.where(failing[name], smaller[name], a) for name, a in numeric.items()}
         still = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
         for m in judge(trial).mismatches:
@@ -941,7 +943,8 @@ def _stepwise_from_none(kernel, q):
     """_stepwise in float32, from state=None and with dstate=None, against forward() and
     backward() on zeros."""
     low = q.with_dtype(np.float32)
-    z = replace(low, state=tuple(np.zeros_like(s) for s in low.state), dstate=tuple(np.zeros_like(s) for s in low.dstate))
+    zeros = lambda arrays: tuple(np.zeros_like(a) for a in arrays)  # noqa: E731
+    z = replace(low, state=zeros(low.state), dstate=zeros(low.dstate))
     try:
         expected = _named_results(kernel, *_run(kernel, z))
     except Exception:  # noqa: BLE001 - a kernel for float64 alone
