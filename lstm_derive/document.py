@@ -270,8 +270,11 @@ def _forward_section(d):
     are = "are the states" if len(cell.states) > 1 else "is the state"
     defined = [text for function, text in _DEFINITIONS.items() if _uses(cell, function)]
     sigma = f", and {'; '.join(defined)}" if defined else ""
+    renamed = [f"`{let.symbol}` is the new `{s}`, {s}(t)" for s, let in cell.updates.items() if str(let.symbol) != s]
+    new = f" {'; '.join(renamed)[0].upper()}{'; '.join(renamed)[1:]}." if renamed else ""
+
     def intro(written):
-        return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1. "
+        return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1.{new} "
                 "Every named vector but the input has H components (the input has D); products of "
                 f"vectors are elementwise (written {written}), only affine maps multiply by a matrix{sigma}.")
 
@@ -322,7 +325,7 @@ def _shapes(d):
     params = [f"`{p}`" for p in d.cell.params]
     if params:  # elementwise parameters (peepholes) have no affine map to describe them
         parts.append(f"{_join(params)} {'are parameter vectors' if len(params) > 1 else 'is a parameter vector'} "
-                     "of H entries, learned like the weights and multiplied elementwise")
+                     "of H entries, learned like the weights and used elementwise")
     if not parts:
         return []
     text = "; ".join(parts)
@@ -408,6 +411,18 @@ def _read_in_step(d):
     return read | {v for a in d.cell.affines for v in a.inputs}
 
 
+def _shared_note(d):
+    """For a let of parameters alone (lam = sigmoid(p)), the same at every step: its adjoint in the
+    equations is step t's share, which the parameters' gradients sum."""
+    shared = [f"`{let.symbol}`" for let in d.cell.lets if let.symbol in _steady(d.cell)]
+    if not shared:
+        return ""
+    one = len(shared) == 1
+    return (f" {_join(shared)}, a let of parameters alone, {'is' if one else 'are'} the same at every step, and "
+            f"the losses of earlier steps depend on {'it' if one else 'them'} too: {'its' if one else 'their'} "
+            "adjoint below is step t's share, which the parameters' gradients sum over the steps.")
+
+
 def _loss_section(d):
     cell = d.cell
     y = cell.output_state
@@ -429,7 +444,8 @@ def _loss_section(d):
               f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
               "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
               "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
-              "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."),
+              "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."
+              + _shared_note(d)),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
         *_output_gradient(d, y),
         Unrolled(tuple(cell.states), y),
@@ -650,6 +666,12 @@ def _many_steps_prose(d):
             parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre))
         elif len(direct) == 1:
             parts.append(_along_the_state(d, state, direct[0].local))
+        new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
+        for t in step.terms:  # h_prev read by c's new value: the carries of the two states take turns
+            if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of:
+                other = new_of[t.consumer]
+                parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
+                             "so over the steps between the two states' factors multiply in turn")
         if weights:
             which = "that matrix" if len(weights) == 1 else "those matrices, one or more in turn along each path"
             parts.append(f"through {_join(weights)}, it is multiplied at every step by {which} and by the "
@@ -690,6 +712,10 @@ def _along_the_state(d, state, local):
         grows = (f"{g} is 0 or 1, so the gradient passes unchanged while {g} is 1 at every step between, and is cut "
                  f"at the first step where it is 0")
     start = f"along `{state}` alone, it is multiplied by `{g}`"
+    if local.is_Number:  # a fixed leak: its power, exactly
+        fate = ("it fades geometrically" if abs(local) < 1 else "it grows geometrically" if abs(local) > 1
+                else "it passes unchanged in size")
+        return f"along `{state}` alone, it is multiplied by {g}^(τ - t): {fate}"
     if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
         return f"{start}, the same at every step, τ - t times: {grows}"
     at = f"{g}" if g.replace("_", "").isalnum() else f"({g})"
@@ -750,6 +776,23 @@ def _value(d, expr):
     return expr
 
 
+def _positive_valued(d, expr, depth=0):
+    """Whether expr is above 0 whatever the inputs: softplus, exp, sigmoid, a positive number, a
+    product or sum of such values, or a let whose value is one."""
+    if depth > 10:
+        return False
+    let = next((let for let in d.cell.lets if let.symbol == expr), None)
+    if let is not None:
+        return _positive_valued(d, let.expr, depth + 1)
+    if expr.is_Number:
+        return expr > 0
+    if isinstance(expr, (softplus, exp, sigmoid)):
+        return True
+    if isinstance(expr, (sympy.Mul, sympy.Add)):
+        return all(_positive_valued(d, a, depth + 1) for a in expr.args)
+    return False
+
+
 def _factor_text(d, expr):
     text = expr_text(expr, d)
     return f"({text})" if isinstance(expr, sympy.Add) else text
@@ -765,6 +808,8 @@ def _in_unit_interval(d, expr, depth=0):
         return _in_unit_interval(d, let.expr, depth + 1)
     if isinstance(expr, sigmoid):
         return True
+    if isinstance(expr, exp):  # exp(-softplus(a)) = sigmoid(-a)
+        return _positive_valued(d, -expr.args[0], depth + 1)
     if isinstance(expr, sympy.Mul):
         return all(_in_unit_interval(d, f, depth + 1) for f in expr.args)
     if isinstance(expr, sympy.Add) and 1 in expr.args:
@@ -984,7 +1029,9 @@ def _held(term, own, d):
         return f"the product with `{term.local.weight}^T`"
     if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
         when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
-        return f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(_as_written(term.pre, d), d)}`{when}"
+        return (f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(_as_written(term.pre, d), d)}`"
+                f"{when}, times that pre-activation's adjoint `{term.adjoint}` (its activation's derivative "
+                "included)")
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)

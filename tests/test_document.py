@@ -826,3 +826,27 @@ def test_the_output_form_list_takes_every_step_with_a_term_in_output_form_exp_to
     numbers = {str(s.adjoint): s.number for s in d.steps}
     bullet = _flat_text(cell).split(" write the derivatives in output form")[0].rsplit("- ", 1)[1]
     assert f"({numbers['da_i']})" in bullet and f"({numbers['da_o']})" in bullet, bullet
+
+
+def test_the_prose_knows_numbers_crosswise_carries_shared_lets_and_renamed_states():
+    """m = 0.9*m_prev fades as 0.9^(τ - t); d = exp(-softplus(a)) lies in (0, 1); h and c that feed
+    each other take turns; lam = sigmoid(p) is step t's share; c_new is said to be the new c."""
+    cell = Cell("mixed", title="A mixed cell")
+    x, h_prev, c_prev, m_prev = cell.input("x"), cell.state("h"), cell.state("c"), cell.state("m")
+    a, a_s = cell.affine("W", [x], blocks=["a", "a_s"])
+    lam = cell.let("lam", sigmoid(cell.param("p")))
+    d = cell.let("d", exp(-softplus(a_s)))
+    c = cell.let("c_new", lam * h_prev + tanh(a))
+    cell.update(h=d * m_prev + c_prev, c=c, m=0.9 * m_prev + 0.1 * tanh(a))
+    text = _flat_text(cell)
+    assert "along m alone, it is multiplied by 0.9^(τ - t): it fades geometrically" in text
+    assert "through the new c (times lam), it joins c's carry" in text
+    assert "through the new h (times 1), it joins h's carry" in text or "through the new h" in text
+    assert "lam, a let of parameters alone, is the same at every step" in text
+    assert "c_new is the new c, c(t)." in text
+    lone = Cell("lone", title="A gate through exp")
+    x, h_prev = lone.input("x"), lone.state("h")
+    a_s, a_n = lone.affine("W", [x, h_prev], blocks=["a_s", "a_n"])
+    d = lone.let("d", exp(-softplus(a_s)))
+    lone.update(h=d * h_prev + tanh(a_n))
+    assert "d lies in (0, 1), so it fades" in _flat_text(lone)
