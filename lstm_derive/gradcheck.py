@@ -840,6 +840,8 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
     arrays, which none of these mistakes disturbs."""
     q = p.with_dtype()
     straight = _named_results(kernel, *_run(kernel, q))
+    magnitude = loss_magnitude(kernel, q)
+    unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
     ways = [*_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
             ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
              _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]
@@ -853,7 +855,7 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
                 pairs = run()
         except Exception as error:  # noqa: BLE001 - said, as what differs
             return f"{how}, the kernel raised {raised(kernel, error)}"
-        differs = "" if pairs is None else _first_difference(pairs)
+        differs = "" if pairs is None else _first_difference(pairs, unit)
         if differs:
             return f"{how}, {differs}: {what_to_do}"
     return ""
@@ -975,9 +977,12 @@ def _stepped(kernel, p):
     return _named_results(kernel, np.stack(ys), final, _gradients(kernel, sums, np.stack(dx), dstate))
 
 
-def _first_difference(pairs):
-    """"" where every (expected, got) pair agrees in shape, dtype and values to rounding (relative to
-    its largest finite entry; the same nan or inf in both agrees); else the first that does not."""
+def _first_difference(pairs, unit=0.0):
+    """"" where every (expected, got) pair agrees in shape, dtype and values to rounding, relative to
+    its largest finite entry, or to an absolute floor of ten units of its dtype's rounding of the
+    loss, |L| (unit: eps |L|), for an array whose whole value is below what rounding resolves (a
+    gradient that is 0 in exact arithmetic); the same nan or inf in both agrees. Else the first pair
+    that does not, and how."""
     for key, (expected, got) in pairs.items():
         e = np.asarray(expected)
         if e.dtype.kind not in "fc":  # no gradient to compare: the other checks name what it is
@@ -988,11 +993,13 @@ def _first_difference(pairs):
         if g.shape != e.shape or g.dtype != e.dtype:
             return f"{key} is {g.dtype} of shape {g.shape}, not {e.dtype} of shape {e.shape}"
         tolerance = ALONE_TOLERANCE if e.dtype.itemsize >= 8 else 1e-5
+        floor = (FLOORS["complex"] if e.dtype.itemsize >= 8 else FLOORS["float32"]) * unit
         with np.errstate(invalid="ignore"):
             same = (e == g) | (np.isnan(e) & np.isnan(g))  # nan and inf where both have them agree
             error = np.where(same, 0.0, np.abs(e.astype(np.complex128) - g))
         finite = np.isfinite(e) & np.isfinite(g)
-        scale = max(float(np.max(np.abs(e[finite]), initial=0.0)), float(np.max(np.abs(g[finite]), initial=0.0)))
+        scale = max(float(np.max(np.abs(e[finite]), initial=0.0)), float(np.max(np.abs(g[finite]), initial=0.0)),
+                    floor / tolerance)
         worst = float(np.max(error, initial=0.0))
         if not worst <= tolerance * scale:
             return (f"{key} differs by {worst / scale if scale else worst:.1e} of its largest entry (tolerance "

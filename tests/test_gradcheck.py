@@ -893,3 +893,33 @@ def test_step_functions_are_checked_from_none_in_float32():
     central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
     assert "step by step, with step_forward() and step_backward() from state=None in float32, ys differs by" \
         in str(central), str(central)
+
+
+def test_a_gradient_zero_in_exact_arithmetic_is_judged_against_the_losss_rounding(tmp_path):
+    """README's stabilised sLSTM from state=None in float32: dm0 is 0 in exact arithmetic, so both
+    runs give rounding noise, which the stepwise comparison failed by 1.4 of its largest entry."""
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from test_random_cells import kernel_of
+
+    stabilised, _ = kernel_of(textwrap.dedent("""
+        from lstm_derive import Cell, exp, relu, sigmoid, tanh
+
+        cell = Cell("slstm_stab", title="sLSTM with stabiliser state m")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        n_prev = cell.state("n", positive=True)
+        m_prev = cell.state("m")
+        a_i, a_f, a_z, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_z", "a_o"])
+        m = cell.let("m_new", a_i + relu(a_f + m_prev - a_i))
+        i = cell.let("i", exp(a_i - m))
+        f = cell.let("f", exp(a_f + m_prev - m))
+        c = cell.let("c_new", f * c_prev + i * tanh(a_z))
+        n = cell.let("n_new", f * n_prev + i)
+        cell.update(h=sigmoid(a_o) * c / n, c=c, n=n, m=m)
+    """), tmp_path)
+    assert all(r.ok for r in gradcheck.check_kernel(stabilised, T=2, B=1, D=4, H=3, seed=24, scale=2.0)), "noise"
+    noise = np.array([1e-12, -2e-12])
+    assert gradcheck._first_difference({"dm0": (noise, -noise)}, unit=1e-12) == ""  # within 10 units
+    assert "dm0 differs by" in gradcheck._first_difference({"dm0": (noise, -noise)}, unit=0.0)
