@@ -1029,9 +1029,8 @@ def _held(term, own, d):
         return f"the product with `{term.local.weight}^T`"
     if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
         when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
-        return (f"the factor `{expr_text(term.local, d)}` of the pre-activation `{expr_text(_as_written(term.pre, d), d)}`"
-                f"{when}, times that pre-activation's adjoint `{term.adjoint}` (its activation's derivative "
-                "included)")
+        return (f"`{_factor_text(d, term.local)}*{term.adjoint}`{when}, through the pre-activation "
+                f"`{expr_text(_as_written(term.pre, d), d)}` (`{term.adjoint}` with its activation's derivative)")
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)

@@ -519,8 +519,8 @@ def test_a_carry_through_a_pre_activation_names_its_factor():
     u = cell.param("u")
     cell.update(h=tanh(a + u * h_prev))
     text = " ".join(derivation_text(derive(cell)).split())
-    assert ("dh_next already holds the factor u of the pre-activation a + u*h_prev, times that pre-activation's "
-            "adjoint da (its activation's derivative included): it is dh_prev = u*da") in text
+    assert ("dh_next already holds u*da, through the pre-activation a + u*h_prev (da with its activation's "
+            "derivative): it is dh_prev = u*da") in text
     assert "the path through h" not in text
 
 
