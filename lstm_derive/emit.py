@@ -2221,6 +2221,10 @@ def _adjoint_line(k, step, printer):
             return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}  # {cite} dL/d{step.target}"
         if not step.terms:
             return ""
+        terms = k.loop_terms(step)
+        if len(terms) == 1 and terms[0].local in k.span_locals:  # into its storage, with no temporary
+            local = f"{k.span_locals[terms[0].local]}[t - t0]"
+            return f"np.multiply({local}, {printer.doprint(terms[0].adjoint)}, out={step.adjoint}_seq[t]){where}"
         return f"{step.adjoint}_seq[t] = {code}{where}"
     if k.summed(step):  # this step's share of the sum over time; the batch's is taken once, after
         if len(k.loop_terms(step)) == 1 and code.startswith("-"):

@@ -962,7 +962,7 @@ def test_the_complex_range_in_a_kernels_docstring_is_exps_over_the_largest_gate_
 
 def test_a_block_read_by_two_gates_reads_one_local_formed_for_the_span():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a block read by two gates"]))
-    assert "da_f_seq[t] = dh_da_f_span[t - t0]*dh  # (10) dL/da_f" in source
+    assert "np.multiply(dh_da_f_span[t - t0], dh, out=da_f_seq[t])  # (10) dL/da_f" in source
     assert "            df = " not in source and "            ds = " not in source  # not formed in the loop
 
 
@@ -1016,6 +1016,21 @@ def test_a_difference_of_two_names_is_one_subtraction():
     # ∂z/∂a = 0.2*[relu1 > 0] - 0.2*[relu0 > 0] in two lines, the citation heading both (the table links them)
     first, second = next(lines for lines in zip(source.splitlines(), source.splitlines()[1:]) if "∂z/∂a" in lines[0])
     assert first.endswith("∂z/∂a:") and second.strip() == "da_seq[t0:t1] -= 0.2*positive(relu0_seq[t0:t1])"
+
+
+def test_a_block_adjoint_of_one_product_is_written_into_its_storage():
+    """JANET's da_f, one product of a span's local and dh: np.multiply into da_f_seq[t], no temporary."""
+    source = kernel_source(textwrap.dedent("""
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("janet", title="JANET")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a_f, a_c = cell.affine("W", [x, h_prev], blocks=["a_f", "a_c"])
+        f = cell.let("f", sigmoid(a_f))
+        cell.update(h=f * h_prev + (1 - sigmoid(a_f - 1)) * tanh(a_c))
+    """))
+    assert "np.multiply(dh_da_f_span[t - t0], dh, out=da_f_seq[t])" in source and "da_f_seq[t] = " not in source
 
 
 def test_an_inline_gate_is_named_and_activated_with_the_others():
