@@ -1709,18 +1709,34 @@ def _passing_ended(k, step, sums):
     arriving = [f"dys[t] + d{s}_next" if s == k.cell.output_state else f"d{s}_next" for s in k.states]
     nexts = [f"d{s}_next" for s in k.states]
     passing = [f"d{s}_passing" for s in k.states]
+    out = k.states.index(k.cell.output_state)
+    if _kept_as_computed(step, f"d{k.cell.output_state}", arriving[out]):  # the step's own dh is what arrives
+        passing[out] = f"d{k.cell.output_state}"
+    before = [f"    {p} = {a}" for p, a in zip(passing, arriving) if p.endswith("_passing")]
+    before += [f"    {a}_kept = {a}.copy()" for a in sums]
+    why = ["# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
+           "# their new state pass to the previous one as they are, and what the step gives them is dropped."]
     return [
-        "# A sequence that has ended: the step is the identity for its rows, so the adjoints that reach",
-        "# their new state pass to the previous one as they are, and what the step gives them is dropped.",
-        "if masked[t]:",
-        *(f"    {p} = {a}" for p, a in zip(passing, arriving)),
-        *(f"    {a}_kept = {a}.copy()" for a in sums),
+        *([*why, "if masked[t]:", *before] if before else []),
         *step,
+        *([] if before else why),
         "if masked[t]:",
         *(f"    {n} = np.where(ended[t], {p}, {n})" for p, n in zip(passing, nexts)),
         *(f"    np.copyto({buffer}[t], 0, where=ended[t])" for buffer in _adjoint_buffers(k)),
         *(f"    np.copyto({a}, {a}_kept, where=ended[t])" for a in sums),
     ]
+
+
+def _kept_as_computed(step, name, value):
+    """Whether the step computes name = value in a line of its own and neither writes into name nor
+    assigns it again after: then name, after the step, is value."""
+    lines = [line.split("  #")[0].strip() for line in step]
+    at = next((i for i, line in enumerate(lines) if line == f"{name} = {value}"), None)
+    if at is None:
+        return False
+    writes = (f"{name} =", f"{name} +=", f"{name} -=", f"{name} *=", f"{name} /=", f"out={name})", f"out={name},",
+              f"{name}[")
+    return not any(line.startswith(writes) or any(w in line for w in writes[5:7]) for line in lines[at + 1:])
 
 
 def _adjoint_buffers(k):

@@ -633,7 +633,7 @@ def _edited_kernel(module, old, new):
     # backward: carried across, but what the steps past the end gave them is kept (dW gets its share)
     ("np.copyto(dpre_W_seq[t], 0, where=ended[t])", "pass"),
     # backward: the dys past a sequence's end are dropped, not given to the state it kept
-    ("dh_passing = dys[t] + dh_next", "dh_passing = dh_next"),
+    ("dh_next = np.where(ended[t], dh, dh_next)", "dh_next = np.where(ended[t], dh - dys[t], dh_next)"),
     # both: each sequence runs one step too many, forward() and backward() agreeing (the gradients
     # pass; each sequence against it run alone does not)
     ("ended = (np.arange(len(x))[:, np.newaxis] >= lengths)", "ended = (np.arange(len(x))[:, np.newaxis] > lengths)"),

@@ -219,10 +219,6 @@ def backward(params, cache, dys, dstate=None):
             da_hn_seq[t0:t1] = da_hn_tmp
             del da_hn_tmp
             for t in reversed(range(t0, t1)):
-                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one as they are, and what the step gives them is dropped.
-                if masked[t]:
-                    dh_passing = dys[t] + dh_next
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (10) dL/dh
                 dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
@@ -231,8 +227,10 @@ def backward(params, cache, dys, dstate=None):
                 dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
+                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_next = np.where(ended[t], dh_passing, dh_next)
+                    dh_next = np.where(ended[t], dh, dh_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
                     np.copyto(da_hn_seq[t], 0, where=ended[t])
 

@@ -198,10 +198,6 @@ def backward(params, cache, dys, dstate=None):
             da_n_seq[t0:t1] = da_n_tmp
             del da_n_tmp
             for t in reversed(range(t0, t1)):
-                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
-                # their new state pass to the previous one as they are, and what the step gives them is dropped.
-                if masked[t]:
-                    dh_passing = dys[t] + dh_next
                 r = r_span[t - t0]
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
@@ -211,8 +207,10 @@ def backward(params, cache, dys, dstate=None):
                 da_z_seq[t] *= dh  # (15) dL/da_z
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
                 dh_next = dh_prev
+                # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
+                # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_next = np.where(ended[t], dh_passing, dh_next)
+                    dh_next = np.where(ended[t], dh, dh_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
                     np.copyto(dpre_W_n_seq[t], 0, where=ended[t])
 

@@ -222,7 +222,6 @@ def backward(params, cache, dys, dstate=None):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing = dys[t] + dh_next
                     dc_passing = dc_next
                 f = f_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
@@ -233,7 +232,7 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
                 if masked[t]:
-                    dh_next = np.where(ended[t], dh_passing, dh_next)
+                    dh_next = np.where(ended[t], dh, dh_next)
                     dc_next = np.where(ended[t], dc_passing, dc_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
 

@@ -218,7 +218,6 @@ def backward(params, cache, dys, dstate=None):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
-                    dh_passing = dys[t] + dh_next
                     ds_passing = ds_next
                 f = f_span[t - t0]
                 o = o_span[t - t0]
@@ -230,7 +229,7 @@ def backward(params, cache, dys, dstate=None):
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, ds_next = dh_prev, ds_prev
                 if masked[t]:
-                    dh_next = np.where(ended[t], dh_passing, dh_next)
+                    dh_next = np.where(ended[t], dh, dh_next)
                     ds_next = np.where(ended[t], ds_passing, ds_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
 
