@@ -478,12 +478,16 @@ class _Kernel:
             for term, part in zip(self.loop_terms(step), self._term_parts[step.number]):
                 local = term.adjoint is not None and term.local
                 if (local is not False and local.subs(self.aux).free_symbols & forward
-                        and sympy.count_ops(local) > 0 and not (-local).is_Symbol and local not in found):
+                        and sympy.count_ops(local) > 0 and not (-local).is_Symbol):
+                    numbers = self._folded_numbers(step, term.adjoint) | {step.number}
+                    if local in found:  # the same local in another equation (∂h/∂m = ∂h/∂c): cited there too
+                        known, consumer, targets = cites[local]
+                        cites[local] = (known | numbers, consumer, targets + [str(step.target)])
+                        continue
                     found[local] = f"d{term.consumer}_d{step.target}_span"
-                    numbers = sorted(self._folded_numbers(step, term.adjoint) | {step.number})
-                    cites[local] = (_numbers(numbers), str(term.consumer), str(step.target))
+                    cites[local] = (numbers, str(term.consumer), [str(step.target)])
                     parts[local] = (*part, f"({step.number}) ∂{term.consumer}/∂{step.target}")
-        return found, cites, parts
+        return found, {local: (_numbers(sorted(n)), c, t) for local, (n, c, t) in cites.items()}, parts
 
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
@@ -1992,10 +1996,12 @@ def _span_local_lines(k, local, name, printer):
     span hold part of it (p_o*da_o in dh/dc), that part reads them once they are formed, not the
     gates again; the rest is formed first, while the gates it reads are still there."""
     own, via, own_cite = k.span_parts[local]
-    numbers, top, bottom = k.span_cites[local]
+    numbers, top, bottoms = k.span_cites[local]
+    bottom = bottoms[0]
     formed = "read by the loop, formed for the span at once"
     if not via:
-        return [f"{name} = {printer.doprint(local)}  # {numbers} ∂{top}/∂{bottom}, {formed}"], []
+        derivative = " = ".join(f"∂{top}/∂{b}" for b in bottoms)
+        return [f"{name} = {printer.doprint(local)}  # {numbers} {derivative}, {formed}"], []
     reads = _CodePrinter({**printer.names, **{chain.block.adjoint: f"{chain.block.adjoint}_seq[t0:t1]"
                                                for _, chain in via}})
     held = summed([Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via])

@@ -1033,6 +1033,24 @@ def test_a_block_adjoint_of_one_product_is_written_into_its_storage():
     assert "np.multiply(dh_da_f_span[t - t0], dh, out=da_f_seq[t])" in source and "da_f_seq[t] = " not in source
 
 
+def test_a_span_local_two_equations_read_cites_both():
+    """h = o*tanh(c + m): ∂h/∂c and ∂h/∂m are one array, which both equations' rows of the table link."""
+    source = kernel_source(textwrap.dedent("""
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("two_memories", title="Two memories read through one tanh")
+        x = cell.input("x")
+        h_prev, c_prev, m_prev = cell.state("h"), cell.state("c"), cell.state("m")
+        a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_f", "a_g", "a_o"])
+        f, o = cell.let("f", sigmoid(a_f)), cell.let("o", sigmoid(a_o))
+        c = cell.let("c", f * c_prev + (1 - f) * tanh(a_g))
+        m = cell.let("m", 0.9 * m_prev + 0.1 * c_prev)
+        cell.update(h=o * tanh(c + m), c=c, m=m)
+    """))
+    line = next(line for line in source.splitlines() if "_span = o_seq[t0:t1]*(1 - tanh0_seq[t0:t1]**2)" in line)
+    assert re.search(r"# \(\d+\), \(\d+\) ∂h/∂m = ∂h/∂c, read by the loop", line), line
+
+
 def test_an_inline_gate_is_named_and_activated_with_the_others():
     """tanh(a_g) written inside c is the node g of the derivation, so its affine's four gates are
     activated with one exp, as in the packaged lstm, not each apart (12-29% of the time)."""
