@@ -408,7 +408,7 @@ class Report:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
         if self.ok and self.smaller_steps:
             return head + (f", ok ({_elements(self.smaller_steps)} judged at a tenth or a hundredth of the step: "
-                           "the loss bends within the full one there, at a kink such as relu's 0)")
+                           "the loss bends within the full one there: a kink such as relu's 0, or a fast change)")
         if self.ok and self.widened:
             return head + (f", ok ({_elements(self.widened)} judged in extended precision: the float64 gradient "
                            f"differs from it by at most {self.rounding:.1e} of its array's largest entry, within rounding)")
