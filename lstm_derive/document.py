@@ -272,6 +272,11 @@ def _forward_section(d):
     sigma = f", and {'; '.join(defined)}" if defined else ""
     renamed = [f"`{let.symbol}` is the new `{s}`, {s}(t)" for s, let in cell.updates.items() if str(let.symbol) != s]
     new = f" {'; '.join(renamed)[0].upper()}{'; '.join(renamed)[1:]}." if renamed else ""
+    positive = _join([f"`{s}`" for s in cell.positive_states]) if cell.positive_states else ""
+    if positive:  # a normaliser the cell divides by: the derivation holds only where it stays above 0
+        many = len(cell.positive_states) > 1
+        new += (f" {positive} {'are' if many else 'is'} declared positive: the cell needs "
+                f"{'them' if many else 'it'} above 0 (a normaliser it divides by), as the equations below assume.")
 
     def intro(written):
         return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1.{new} "

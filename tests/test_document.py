@@ -851,3 +851,13 @@ def test_the_prose_knows_numbers_crosswise_carries_shared_lets_and_renamed_state
     d = lone.let("d", exp(-softplus(a_s)))
     lone.update(h=d * h_prev + tanh(a_n))
     assert "d lies in (0, 1), so it fades" in _flat_text(lone)
+
+
+def test_a_positive_state_is_said_to_be_needed_above_zero():
+    cell = Cell("normalised", title="A normalised state")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n", positive=True)
+    a_i, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_o"])
+    n = cell.let("n_new", n_prev + exp(a_i))
+    cell.update(h=sigmoid(a_o) * tanh(n_prev / n), n=n)
+    assert "n is declared positive: the cell needs it above 0" in _flat_text(cell)
+    assert "declared positive" not in (DERIVATIONS / "lstm.md").read_text()
