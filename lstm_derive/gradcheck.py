@@ -549,7 +549,8 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     overflowed = _not_finite(kernel, p)
     if overflowed:
         return [Report(m, TOLERANCE[m], unjudged=overflowed) for m in methods]
-    analytic = analytic_gradients(kernel, p)
+    straight = _run(kernel, p)
+    analytic = straight[2]
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
     unit = EPS * magnitude if np.isfinite(magnitude) else 0.0  # an overflow must not hide errors
@@ -557,7 +558,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
     alone = sequences_alone(kernel, p)
-    calls = calls_as_users_make_them(kernel, p, seed)
+    calls = calls_as_users_make_them(kernel, p, seed, straight, unit)
     narrowed = _in_other_dtypes(analytic, np.float64)
     reports = []
     for m in methods:
@@ -664,9 +665,6 @@ def _float32_report(kernel, p, unit, original=None):
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
     ys64, final64, reference = _run(kernel, low.with_dtype(np.float64))
-    if original is not None:
-        moved = compare(original, _as_numeric(reference), np.inf, "float32")
-        report_sensitivity = max(moved.errors.values(), default=0.0)
     judged = compare(got, _as_numeric(reference), report.tolerance, "float32", FLOORS["float32"] * unit,
                      labels=("float32", "float64"))
     judged.wrong_shapes += _in_other_dtypes(got, np.float32)
@@ -674,7 +672,9 @@ def _float32_report(kernel, p, unit, original=None):
     judged.wrong_shapes += [f"{name} (forward's): {np.asarray(a).dtype} from float32 input, expected float32"
                             for name, (a, _) in outputs.items() if np.asarray(a).dtype != np.float32]
     judged.forward = _differing_outputs(outputs, report.tolerance)
-    judged.sensitivity = report_sensitivity if original is not None else 0.0
+    if original is not None:
+        judged.sensitivity = max(compare(original, _as_numeric(reference), np.inf, "float32").errors.values(),
+                                 default=0.0)
     return judged
 
 
@@ -829,7 +829,7 @@ def sequences_alone(kernel, p: Problem):
     return ""
 
 
-def calls_as_users_make_them(kernel, p: Problem, seed=0):
+def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=None):
     """"" unless the kernel's results change with how it is called, beyond rounding: None for a zero
     state, dys or dstate (in float64 and float32); a second forward() and backward(), of other
     parameters and lengths, between a forward() and its backward() (a stack of layers, a batch made
@@ -837,11 +837,13 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0):
     over the steps, from a given state and from None, where the kernel has them with the generated
     kernels' signatures (and the problem no lengths: they take none). Else how it was called, what
     differs, and what a kernel must do. The other checks call forward() then backward() on fresh
-    arrays, which none of these mistakes disturbs."""
+    arrays, which none of these mistakes disturbs. straight (_run's results) and unit (eps |L|),
+    where the caller has them, are not computed again."""
     q = p.with_dtype()
-    straight = _named_results(kernel, *_run(kernel, q))
-    magnitude = loss_magnitude(kernel, q)
-    unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
+    straight = _named_results(kernel, *(straight or _run(kernel, q)))
+    if unit is None:
+        magnitude = loss_magnitude(kernel, q)
+        unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
     ways = [*_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
             ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
              _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]
@@ -873,9 +875,9 @@ def _with_none(kernel, q):
     of the problem with zeros there against those with None; None where the kernel refuses None,
     by any exception (its callers see it refuse: no silent harm). A kernel may return None for the
     gradient of an initial state it was given as None."""
-    zeros = lambda arrays: tuple(np.zeros_like(a) for a in arrays)  # noqa: E731
     dtype = np.asarray(q.x).dtype
-    for name, zero in (("state", zeros(q.state)), ("dys", np.zeros_like(q.dys)), ("dstate", zeros(q.dstate))):
+    for name, zero in (("state", _zeros_like_each(q.state)), ("dys", np.zeros_like(q.dys)),
+                       ("dstate", _zeros_like_each(q.dstate))):
         def run(name=name, zero=zero):
             z = replace(q, **{name: zero})
             try:
@@ -893,6 +895,10 @@ def _with_none(kernel, q):
             return {key: (expected[key], got.get(key)) for key in expected
                     if not (name == "state" and key in _state_gradients(kernel) and got.get(key) is None)}
         yield f"with {name}=None (meaning zeros) in {dtype}", _NONE_IS_ZEROS, run
+
+
+def _zeros_like_each(arrays):
+    return tuple(np.zeros_like(a) for a in arrays)
 
 
 def _state_gradients(kernel):
@@ -945,8 +951,7 @@ def _stepwise_from_none(kernel, q):
     """_stepwise in float32, from state=None and with dstate=None, against forward() and
     backward() on zeros."""
     low = q.with_dtype(np.float32)
-    zeros = lambda arrays: tuple(np.zeros_like(a) for a in arrays)  # noqa: E731
-    z = replace(low, state=zeros(low.state), dstate=zeros(low.dstate))
+    z = replace(low, state=_zeros_like_each(low.state), dstate=_zeros_like_each(low.dstate))
     try:
         expected = _named_results(kernel, *_run(kernel, z))
     except Exception:  # noqa: BLE001 - a kernel for float64 alone
