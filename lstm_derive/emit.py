@@ -1738,9 +1738,9 @@ def _kept_as_computed(step, name, value):
     at = next((i for i, line in enumerate(lines) if line == f"{name} = {value}"), None)
     if at is None:
         return False
-    writes = (f"{name} =", f"{name} +=", f"{name} -=", f"{name} *=", f"{name} /=", f"out={name})", f"out={name},",
-              f"{name}[")
-    return not any(line.startswith(writes) or any(w in line for w in writes[5:7]) for line in lines[at + 1:])
+    assigns = tuple(f"{name} {op}" for op in ("=", "+=", "-=", "*=", "/=")) + (f"{name}[",)
+    outs = (f"out={name})", f"out={name},")
+    return not any(line.startswith(assigns) or any(o in line for o in outs) for line in lines[at + 1:])
 
 
 def _adjoint_buffers(k):
