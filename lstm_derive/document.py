@@ -786,9 +786,7 @@ def _positive_valued(d, expr, depth=0):
     product or sum of such values, or a let whose value is one."""
     if depth > 10:
         return False
-    let = next((let for let in d.cell.lets if let.symbol == expr), None)
-    if let is not None:
-        return _positive_valued(d, let.expr, depth + 1)
+    expr = _value(d, expr)
     if expr.is_Number:
         return expr > 0
     if isinstance(expr, (softplus, exp, sigmoid)):
@@ -808,9 +806,7 @@ def _in_unit_interval(d, expr, depth=0):
     of such values, or a let whose value is one of these."""
     if depth > 10:
         return False
-    let = next((let for let in d.cell.lets if let.symbol == expr), None)
-    if let is not None:
-        return _in_unit_interval(d, let.expr, depth + 1)
+    expr = _value(d, expr)
     if isinstance(expr, sigmoid):
         return True
     if isinstance(expr, exp):  # exp(-softplus(a)) = sigmoid(-a)
