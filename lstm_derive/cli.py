@@ -366,9 +366,9 @@ def run_check(args):
                         "judge: add central or complex")
     passed, failed, broken, claimed = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
-        for script in dict.fromkeys(_scripts(args, args.cells)):  # a script given twice is checked once
+        for script in _scripts(args, args.cells):  # each once, under whatever spelling
             try:
-                cell, kernel = _handwritten_kernel(script) or _emitted_kernel(script, Path(scratch), claimed)
+                cell, kernel = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
@@ -434,8 +434,9 @@ def _reports(kernel, config):
         kernel._span = default
 
 
-def _handwritten_kernel(path):
-    """(name, module) of a kernel module written by hand, checked as it stands; None for a script."""
+def _kernel_module(path):
+    """(name, module) of a kernel module, written by hand or generated and copied, checked as it
+    stands; None for a script."""
     if not gen.is_kernel_module(path):
         return None
     kernel = gen.load_kernel_module(path)
