@@ -318,8 +318,8 @@ def _top_level_names(tree):
 
 
 def load_kernel_module(path):
-    """A kernel module (written by hand, or generated and copied), imported as `python` would (its helpers beside it import);
-    a SpecError naming its line if importing it raises."""
+    """A kernel module (written by hand, or generated and copied), imported as `python` would (its
+    helpers beside it import); a SpecError naming its line if importing it raises."""
     path = Path(path)
     with _as_python_runs(path, doing="importing this kernel module raised "):
         return import_kernel(path)
