@@ -192,6 +192,36 @@ class _Kernel:
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
+        self.early = self._early()
+
+    def _early(self):
+        """The lets that read no state, directly or through others, formed for all steps at once
+        before the loop (an SRU's gates, of x alone): one NumPy call per operation instead of one
+        per step. A value the loop reads must have storage over the steps; gates activated together
+        (one affine's, a fused run's) are early all together or not at all."""
+        ready = {b for a in self.cell.affines if not self.affine_parts(a)[1] for b in a.blocks}
+        early = set()
+        for let in self.cell.lets:
+            if (let.symbol not in self.state_of_new and let.symbol not in self.invariant
+                    and let.expr.free_symbols <= ready | self.constant | early):
+                early.add(let.symbol)
+        groups = [{let.symbol for let, _ in lets} for lets in self.gates.values()]
+        groups += [{let.symbol for pair in run.pairs for let in pair if let is not None} for run in self.fused]
+        kept = {v for v in self.placed if v in self.stored} | set(self.stored) | self.gate_lets
+        kept |= {v.symbol for run in self.fused for _, v in run.pairs}
+        changed = True
+        while changed:
+            changed = False
+            for let in self.cell.lets:
+                if let.symbol not in early:
+                    continue
+                late_readers = [r for r in self.cell.lets if r.symbol not in early and (
+                    r.expr.has(let.symbol) or (isinstance(let.expr, sympy.Function) and r.expr.has(let.expr)))]
+                group = next((g for g in groups if let.symbol in g), set())
+                if (late_readers and let.symbol not in kept) or not group <= early:
+                    early.discard(let.symbol)
+                    changed = True
+        return early
 
     def _auxiliaries(self):
         """Function applications the backward pass reads but no let names, kept from the forward
@@ -991,12 +1021,15 @@ def _forward(k):
     for v in k.stored:
         if v in k.placed:
             a, b = k.placed[v]
-            where = "kept where it is, not copied" if v == b else f"over {b}, which the step reads just before"
+            where = "kept where it is, not copied" if v == b else f"over {b}, which each step reads first"
             body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # {where}")
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
-    loop = ["for t in range(T):"] + ["    " + line for line in _forward_step(k)]
+    early, step = _forward_step(k)
+    if early:
+        early = ["# The values that read no state, for all steps at once: one NumPy call each, not one a step."] + early
+    loop = early + ["for t in range(T):"] + ["    " + line for line in step]
     body += ["    " + line for line in _number_arrays(loop)]
     if _has_sigmoid(cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
@@ -1272,7 +1305,9 @@ def _cache_items(k):
 
 
 def _forward_step(k):
-    lines = []
+    """(the lines of the values that read no state, for all steps at once before the loop; the
+    loop's lines for one step)."""
+    early, lines = [], []
     numbers = k.node_number
     shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
@@ -1286,10 +1321,14 @@ def _forward_step(k):
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
-            lines += _forward_affine(k, node, n)
+            if _early_affine(k, node):
+                early += _forward_affine(k, node, n, early=True)
+            if not _early_affine(k, node) or not k.affine_parts(node)[1] and node.name not in k.gates:
+                lines += _forward_affine(k, node, n)
             continue
+        out = early if node.symbol in k.early else lines
         if node.symbol in heads:
-            lines += _fused_lines(k, heads[node.symbol], numbers)
+            out += _fused_lines(k, heads[node.symbol], numbers)
         if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
             continue
         if node.symbol in k.invariant:  # formed before the loop
@@ -1297,18 +1336,18 @@ def _forward_step(k):
         expr = node.expr.xreplace(named)
         for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
             if call not in done and name not in k.invariant and expr.has(call):
-                lines += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
+                out += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
                 done.add(call)
         if node.symbol in k.gate_lets:
-            lines += _deferred_gate(k, node, n)
+            out += _deferred_gate(k, node, n)
             continue
         if node.symbol in k.stored:
-            lines += _stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)])
+            out += _stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)])
         elif node.symbol in k.state_of_new:
             slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            lines += _stored_value(node.symbol, slot, expr, printer, n, shown[id(node)])
+            out += _stored_value(node.symbol, slot, expr, printer, n, shown[id(node)])
         else:
-            lines.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
+            out.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
         if isinstance(node.expr, sympy.Function):
             named[node.expr] = node.symbol
     for call, name in k.aux.items():
@@ -1318,8 +1357,56 @@ def _forward_step(k):
     lines += ["if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity",
               *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
+    early, seen = _over_all_steps(early)
+    read = [name for name in seen if _mentions("\n".join(_code(line) for line in lines), name)]
+    if read:  # the loop's own views of the values formed before it
+        lines.insert(0, _assign_tuple(read, [f"{name}_seq[t]" for name in read]) + "  # formed before the loop")
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
-    return _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
+    return early, _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
+
+
+def _early_affine(k, a):
+    """Whether an affine's lines belong before the loop: its GEMM is all there, and its gates, if
+    activated with it, read no state; or some value formed there reads its blocks."""
+    if k.affine_parts(a)[1]:
+        return False
+    if a.name in k.gates:
+        return all(let.symbol in k.early for let, _ in k.gates[a.name])
+    return any(let.symbol in k.early for b in a.blocks for let in k.cell.readers(b))
+
+
+def _code(line):
+    """A line without its comment."""
+    return line.split("  # ")[0] if not line.lstrip().startswith("#") else ""
+
+
+_STEP_VIEWS = re.compile(r"^(\s*)(\w+(?:, \w+)*) = (\w+_seq\[t\](?:, \w+_seq\[t\])*)(?:  # (.*))?$")
+
+
+def _over_all_steps(lines):
+    """A step's lines made to act on every step at once, and the names they hold over all steps:
+    a step's view (f = f_seq[t]) gives way to the whole sequence (f_seq), so np.exp(a_f, out=f)
+    reads np.exp(a_f_seq, out=f_seq). Elementwise code broadcasts over the steps' axis as it does
+    over the batch's."""
+    out, renamed = [], {}
+    for line in lines:
+        m = _STEP_VIEWS.match(line)
+        if m:
+            renamed.update(zip(m.group(2).split(", "), (v.removesuffix("[t]") for v in m.group(3).split(", "))))
+            if m.group(4):  # its comment stays, on a line of its own
+                out.append(f"{m.group(1)}# {m.group(4)}")
+            continue
+        code, comment = (line.split("  # ", 1) + [None])[:2] if not line.lstrip().startswith("#") else ("", line)
+        if (m := re.match(r"\s*(\w+) = ", code)) and not m.group(1).endswith("_seq"):
+            renamed[m.group(1)] = f"{m.group(1)}_seq"  # a value of every step, named so: s_seq = a_z_seq*sigmoid_z_seq
+        for name, whole in renamed.items():
+            code = re.sub(rf"\b{name}\b", whole, code)
+        code = re.sub(r"^(\s*\w+_seq)\[t\] = ", r"\1[...] = ", code)
+        code = re.sub(r"\b(\w+_seq)\[t\]", r"\1", code)
+        if re.search(r"\[t\b|\bt\]|\bt \+", code):
+            raise AssertionError(f"a line formed before the loop reads the step: {line!r}")
+        out.append(comment if not code else code + (f"  # {comment}" if comment else ""))
+    return out, [name for name, whole in renamed.items() if whole == f"{name}_seq" and not name.startswith("pre_")]
 
 
 def _without(printer, call):
@@ -1457,7 +1544,9 @@ def _whole(target):
     return target if target.endswith("]") else f"{target}[...]"
 
 
-def _forward_affine(k, a, n):
+def _forward_affine(k, a, n, early=False):
+    """An affine's lines in the step; with early, those before the loop (_early_affine), which
+    read only the blocks that values formed there read."""
     pre, loop = k.affine_parts(a)
     lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if (pre and loop) or a.name in k.gates else []
     # np.dot, not @: the same BLAS call with less dispatch around it (about 1 us a call at B = 1)
@@ -1473,7 +1562,8 @@ def _forward_affine(k, a, n):
         return lines + _activate_gates(k, a)
     written = _written_blocks(k, a)
     # the views of the blocks' columns are made before the loop (_views_once)
-    used = [b for b in _used_blocks(k, a) if pre or b in written]
+    used = [b for b in _used_blocks(k, a) if (pre or b in written)
+            and any((let.symbol in k.early) == early for let in k.cell.readers(b))]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]

@@ -652,6 +652,42 @@ FIXED_CELLS = {
         s = cell.let("s", sigmoid(a00 + a10))
         cell.update(h=h_prev, c=sigmoid(s))
     """,
+    "an sru whose gates read x alone": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("sru_x", title="The gates read x alone: the recurrence is elementwise", output="h")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_f, a_r, xt = cell.affine("W", [x], blocks=["a_f", "a_r", "xt"], bias="b")
+        f = cell.let("f", sigmoid(a_f))
+        r = cell.let("r", sigmoid(a_r))
+        c = cell.let("c", f * c_prev + (1 - f) * xt)
+        cell.update(h=r * tanh(c), c=c)
+    """,
+    "a qrnn-like cell whose affine's every block is a gate of x alone": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("qrnn", title="f-o pooling with a window of one step")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_z, a_f, a_o = cell.affine("W", [x], blocks=["a_z", "a_f", "a_o"])
+        z, f, o = cell.let("z", tanh(a_z)), cell.let("f", sigmoid(a_f)), cell.let("o", sigmoid(a_o))
+        c = cell.let("c", f * c_prev + (1 - f) * z)
+        cell.update(h=o * c, c=c)
+    """,
+    "a minimalrnn: a value of x alone that a recurrent affine reads, and one read by no step": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("minimal", title="z of x alone, read by the recurrent affine")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a_z,) = cell.affine("W", [x], blocks=["a_z"])
+        s = cell.let("s", a_z * sigmoid(a_z))
+        z = cell.let("z", tanh(s))
+        (a_u,) = cell.affine("U", [h_prev, z], blocks=["a_u"], bias="b_u")
+        u = cell.let("u", sigmoid(a_u))
+        cell.update(h=u * h_prev + (1 - u) * z)
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -893,6 +929,20 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
     assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
     assert "bias_W" not in kernel_source(textwrap.dedent(FIXED_CELLS["gru, no bias on the recurrent affine"]))
+
+
+def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
+    """An SRU's gates, a QRNN's, a MinimalRNN's z: one call over every step, outside the loop."""
+    for name, before in [("an sru whose gates read x alone", ["_sigmoid_into(a_f_seq, f_seq, minus_one)",
+                                                              "_sigmoid_into(a_r_seq, r_seq, minus_one)"]),
+                         ("a qrnn-like cell whose affine's every block is a gate of x alone", ["np.exp(pre_W_seq, out=pre_W_seq)"]),
+                         ("a minimalrnn: a value of x alone that a recurrent affine reads, and one read by no step",
+                          ["_sigmoid_into(pre_W_seq, sigmoid_z_seq, minus_one)", "s_seq = pre_W_seq*sigmoid_z_seq", "np.tanh(s_seq, out=z_seq)"])]:
+        source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
+        forward = source[source.index("def forward("):source.index("def backward(")]
+        head, loop = forward.split("for t in range(T):")
+        assert all(line in head for line in before), name
+        assert "# formed before the loop" in loop and "_sigmoid_into(" not in loop and "np.tanh(s" not in loop, name
 
 
 def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():

@@ -119,9 +119,9 @@ def forward(params, x, state=None, lengths=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     a_hn_seq = np.empty((T, B, H), x.dtype)
-    n_seq = pre_W_seq[..., 2 * H:3 * H]  # over a_xn, which the step reads just before
-    r_seq = pre_W_seq[..., :H]  # over a_xr, which the step reads just before
-    z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which the step reads just before
+    n_seq = pre_W_seq[..., 2 * H:3 * H]  # over a_xn, which each step reads first
+    r_seq = pre_W_seq[..., :H]  # over a_xr, which each step reads first
+    z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which each step reads first
     h_seq[0] = h_prev
     minus_one = np.array(-1, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
