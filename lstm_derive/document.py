@@ -268,7 +268,7 @@ def _forward_section(d):
     cell = d.cell
     prevs = _join([f"`{s}_prev`" for s in cell.states])
     are = "are the states" if len(cell.states) > 1 else "is the state"
-    defined = [text for function, text in _DEFINITIONS.items() if _uses(cell, function)]
+    defined = [text.format(a=_placeholder(cell)) for function, text in _DEFINITIONS.items() if _uses(cell, function)]
     sigma = f", and {'; '.join(defined)}" if defined else ""
     renamed = [f"`{let.symbol}` is the new `{s}`, {s}(t)" for s, let in cell.updates.items() if str(let.symbol) != s]
     new = f" {'; '.join(renamed)[0].upper()}{'; '.join(renamed)[1:]}." if renamed else ""
@@ -288,16 +288,28 @@ def _forward_section(d):
 
 
 # What the functions a cell may call compute, in the forward section's words.
-_DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-a))",
-                relu: "relu(a) = max(a, 0), whose derivative [a > 0] is 1 where a > 0 and 0 elsewhere",
-                softplus: "softplus(a) = log(1 + exp(a))"}
+_DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-{a}))",
+                relu: "relu({a}) = max({a}, 0), whose derivative [{a} > 0] is 1 where {a} > 0 and 0 elsewhere",
+                softplus: "softplus({a}) = log(1 + exp({a}))"}
 
 # Each function's derivative in output form, from its stored output y: (the rule, the form in y).
-_OUTPUT_FORMS = {sigmoid: ("σ'(a) = σ(a)(1 - σ(a))", "{v}(1 - {v})"),
-                 sympy.tanh: ("tanh'(a) = 1 - tanh(a)²", "1 - {v}²"),
-                 relu: ("relu'(a) = [a > 0]", "[{v} > 0]"),
-                 softplus: ("softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a))", "1 - exp(-{v})"),
-                 exp: ("exp'(a) = exp(a)", "{v}")}
+_OUTPUT_FORMS = {sigmoid: ("σ'({a}) = σ({a})(1 - σ({a}))", "{v}(1 - {v})"),
+                 sympy.tanh: ("tanh'({a}) = 1 - tanh({a})²", "1 - {v}²"),
+                 relu: ("relu'({a}) = [{a} > 0]", "[{v} > 0]"),
+                 softplus: ("softplus'({a}) = 1/(1 + exp(-{a})) = 1 - exp(-softplus({a}))", "1 - exp(-{v})"),
+                 exp: ("exp'({a}) = exp({a})", "{v}")}
+
+
+def _placeholder(cell):
+    """The argument the rules above are written in: a, unless the cell names a vector a that some
+    call reads as part of its argument (an IndRNN's relu(a + u*h_prev)), where a rule in a would
+    read as one about that vector."""
+    names = {str(s) for s in cell.inputs + cell.params + cell.blocks + [let.symbol for let in cell.lets]}
+    names |= {f"{s}_prev" for s in cell.states} | set(cell.parameter_names())
+    calls = {c for let in cell.lets for c in let.expr.atoms(*_OUTPUT_FORMS)}
+    if all(str(c.args[0]) == "a" for c in calls):  # rnn's h = tanh(a): the rule is about a itself
+        names.discard("a")
+    return next(p for p in ("a", "s", "q", "w", "y", "arg") if p not in names)
 
 
 def _unnamed_call(d):
@@ -500,7 +512,7 @@ def _backward_section(d):
 
 # Where a function's stored output rounds to its bound, in float64 and float32 (1 - σ(a) < eps/2
 # past a = 37 and 17; 1 - tanh(a) = 2 exp(-2a) < eps/2 past 19 and 9): its output-form derivative is 0.
-_SATURATED = {sigmoid: ("σ(a) to 1 past a ≈ 37", "17"), sympy.tanh: ("tanh(a) to ±1 past |a| ≈ 19", "9")}
+_SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "9")}
 
 
 def _backward_rules(d):
@@ -516,7 +528,7 @@ def _backward_rules(d):
         if example is not None:
             functions.append(function)
             names.append("σ" if function is sigmoid else function.__name__)
-            forms.append(f"{rule} is {form.format(v=example.symbol)} for "
+            forms.append(f"{rule.format(a=_placeholder(d.cell))} is {form.format(v=example.symbol)} for "
                          f"`{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     if not forms:
         return tuple(rules)
@@ -533,7 +545,7 @@ def _backward_rules(d):
     rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
                  f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
                  f"outputs alone{calls}.{kept}")
-    saturated = [_SATURATED[f] for f in _SATURATED if f in functions]
+    saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if f in functions]
     if saturated:
         bounds = f"in float64 {_join([text for text, _ in saturated])}; in float32 past {_join([n for _, n in saturated])}"
         rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
@@ -662,8 +674,8 @@ def _many_steps_prose(d):
         own = into.adjoint
         direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
         weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
-        weights += _matrices_through_lets(d, [t.consumer for t in step.terms if t.adjoint is not None and t.pre is None
-                                              and t.adjoint != own])
+        weights += _matrices_through_lets(d, state, [t.consumer for t in step.terms if t.adjoint is not None
+                                                     and t.pre is None and t.adjoint != own])
         reaching = _read_by_new_value(d, state)  # a peephole into a gate of another state's does not compound here
         through_pre = [t for t in step.terms if t.pre is not None and sympy.Symbol(t.consumer, real=True) in reaching]
         parts = []
@@ -678,7 +690,7 @@ def _many_steps_prose(d):
                 parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
                              "so over the steps between the two states' factors multiply in turn")
         if weights:
-            which = "that matrix" if len(weights) == 1 else "those matrices, one or more in turn along each path"
+            which = "that matrix" if len(weights) == 1 else "those matrices, one or more in turn along each path,"
             parts.append(f"through {_join(weights)}, it is multiplied at every step by {which} and by the "
                          "local derivatives of the nodes between, a product of matrices over the steps between, "
                          "whose size can shrink or grow geometrically with τ - t: the vanishing and exploding "
@@ -689,21 +701,30 @@ def _many_steps_prose(d):
     return out
 
 
-def _matrices_through_lets(d, consumers):
-    """The weights a carry also reaches through lets (a GRU's r*h_prev, read by W_h): "`W_h^T`
-    (through `rh`)", for each let named in consumers and the lets that read it in turn."""
+def _matrices_through_lets(d, state, consumers):
+    """The weights a carry reaches through lets, past its state's own: a GRU's r*h_prev, read by
+    W_h ("`W_h^T` (through `rh`)"), or an mLSTM's m = a_mx*a_mh, whose a_mh is N_h h_prev and which
+    W_m reads ("`W_m^T` (through `m`)"). From the lets named in consumers and the blocks of the
+    affines that read the state, forward through lets and affines, to those that reach a new value."""
     lets = {str(let.symbol): let for let in d.cell.lets}
-    out = []
-    for first in (c for c in consumers if c in lets):
-        reached, todo = set(), [lets[first].symbol]
-        while todo:
-            symbol = todo.pop()
-            if symbol not in reached:
-                reached.add(symbol)
-                todo += [let.symbol for let in d.cell.lets if symbol in let.expr.free_symbols]
-        out += [f"`{w}^T` (through `{first}`)" for a in d.cell.affines for w, v in zip(a.weights, a.inputs)
-                if v in reached]
-    return out
+    prev = d.cell.prev(state)
+    reaching = set().union(*(_read_by_new_value(d, s) for s in d.cell.states))
+    reached = {lets[c].symbol for c in consumers if c in lets}
+    reached |= {b for a in d.cell.affines if prev in a.inputs for b in a.blocks}
+    found, changed = [], True
+    while changed:
+        changed = False
+        for node in d.cell.nodes:
+            if isinstance(node, Affine):
+                read = [(w, v) for w, v in zip(node.weights, node.inputs) if v in reached and v != prev]
+                if read and set(node.blocks) & reaching and not set(node.blocks) <= reached:
+                    found += [pair for pair in read if pair not in found]
+                    reached |= set(node.blocks)
+                    changed = True
+            elif node.symbol not in reached and node.expr.free_symbols & reached:
+                reached.add(node.symbol)
+                changed = True
+    return [f"`{w}^T` (through `{v}`)" for w, v in found]
 
 
 def _along_the_state(d, state, local):

@@ -637,6 +637,17 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
     assert r"relu$'$(a) = [a $>$ 0] is [h $>$ 0]" in latex and "[a > 0]" not in latex
 
 
+def test_the_functions_rules_name_no_vector_of_the_cell_but_their_whole_argument():
+    """An IndRNN names its block a: relu'(a) = [a > 0] would claim the gate opens where a > 0."""
+    cell = Cell("indrnn", title="IndRNN")
+    x, h_prev, u = cell.input("x"), cell.state("h"), cell.param("u")
+    (a,) = cell.affine("W", [x], blocks=["a"])
+    cell.update(h=relu(a + u * h_prev))
+    flat = " ".join(derivation_text(derive(cell)).split())
+    assert "relu(s) = max(s, 0), whose derivative [s > 0] is 1 where s > 0" in flat
+    assert "(relu'(s) = [s > 0] is [h > 0] for h = relu(a + u*h_prev))" in flat and "[a > 0]" not in flat
+
+
 def test_a_float_prints_as_the_script_writes_it():
     """0.5, not SymPy's 0.500000000000000, in the lines and in the notes on the carries."""
     cell = Cell("leak", title="A leaky state")
@@ -679,6 +690,15 @@ def test_the_carries_say_what_they_do_over_many_steps():
     cho = (DERIVATIONS / "gru_cho.md").read_text()  # h_prev reaches W_n_rh through rh = r*h_prev
     assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by those matrices, one or " \
         "more in turn along each path" in cho
+    mlstm = Cell("mlstm", title="An mLSTM's recurrent matrices in turn: N_h makes a_mh, and W_m reads m = a_mx*a_mh")
+    x, h_prev, c_prev = mlstm.input("x"), mlstm.state("h"), mlstm.state("c")
+    (a_mx,), (a_mh,) = mlstm.affine("M", [x], blocks=["a_mx"], bias=None), mlstm.affine("N", [h_prev], blocks=["a_mh"], bias=None)
+    m = mlstm.let("m", a_mx * a_mh)
+    a_f, a_g = mlstm.affine("W", [x, m], blocks=["a_f", "a_g"])
+    c = mlstm.let("c", sigmoid(a_f) * c_prev + tanh(a_g))
+    mlstm.update(h=tanh(c), c=c)
+    assert ("through N_h^T and W_m^T (through m), it is multiplied at every step by those matrices, one or more "
+            "in turn along each path, and by the local derivatives") in _flat_text(mlstm)
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
