@@ -488,8 +488,9 @@ def _output_gradient(d, y):
            rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}")
     text = f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)"
     unread = "" if d.cell.prev(y) in _read_in_step(d) else (
-        f" No equation reads `{y}_prev`, so the second part is zero but at the last step, where it is the gradient "
-        "of l_final.")
+        f" No equation reads `{y}_prev`, so the second part is zero but at a sequence's last step, where it is the "
+        "gradient of l_final (and, for a sequence that ends before the others, of the later outputs that repeat "
+        "its state).")
     if not through:
         return [Prose(f"The gradient for `{y}` has two parts, the loss of this step and everything after it:"),
                 Math(tex, (text,))] + ([Prose(unread.strip())] if unread else [])

@@ -951,6 +951,18 @@ def _state_doc(k):
     return _tuple(f"{s} (B, H)" for s in k.states)
 
 
+def _unread_state_doc(k):
+    """The docstring's word on states whose previous value no equation reads (an SRU's h, only its
+    output): their initial value is no input of any step."""
+    read = {v for a in k.cell.affines for v in a.inputs} | {v for let in k.cell.lets for v in let.expr.free_symbols}
+    unread = [s for s in k.states if k.cell.prev(s) not in read]
+    if not unread:
+        return []
+    names = " and ".join(unread)
+    return [f"    No equation reads the initial {names}: {'they are' if len(unread) > 1 else 'it is'} the final "
+            f"{names} of a sequence of length 0 alone."]
+
+
 def _buffers(k):
     """The arrays the forward pass fills and the backward pass reads."""
     names = [f"{s}_seq" for s in k.states]
@@ -977,6 +989,7 @@ def _forward(k):
         "    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat",
         "    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),",
         "    and the steps after the longest sequence's end are not run.",
+        *_unread_state_doc(k),
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
         ("    for one call of backward() (ys is read-only, and a view into it unless the longest sequence" if k.in_place else

@@ -805,7 +805,7 @@ def test_a_block_two_gates_read_is_listed_among_the_output_form_steps():
 
 def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_knows():
     """An SRU with peepholes: v_r*c_prev enters r, which feeds h alone, so it is no part of c's
-    per-step factor; h_prev is never read, so h's second part is zero but at the last step. A leak
+    per-step factor; h_prev is never read, so h's second part is zero but at a sequence's last step. A leak
     of 1 - 0.01*(...) is written with its minus sign; an indicator is all or nothing."""
     sru = Cell("sru", title="SRU with peepholes", output="h")
     x, h_prev, c_prev = sru.input("x"), sru.state("h"), sru.state("c")
@@ -816,7 +816,7 @@ def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_kno
     sru.update(c=c, h=r * tanh(c) + (1 - r) * a_c)
     text = _flat_text(sru)
     assert "multiplied at every step between by f + v_f*∂c/∂a_f:" in text and "v_r*∂c/∂a_r" not in text
-    assert "No equation reads h_prev, so the second part is zero but at the last step" in text
+    assert "No equation reads h_prev, so the second part is zero but at a sequence's last step, where it is the gradient of l_final (and, for a sequence that ends before the others, of the later outputs that repeat its state)" in text
     leak = Cell("leak", title="A leak through its pre-activation")
     x, h_prev = leak.input("x"), leak.state("h")
     (a,) = leak.affine("W", [x], blocks=["a"])

@@ -945,6 +945,12 @@ def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
         assert "# formed before the loop" in loop and "_sigmoid_into(" not in loop and "np.tanh(s" not in loop, name
 
 
+def test_the_docstring_says_no_equation_reads_an_output_only_states_initial_value():
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru whose gates read x alone"]))
+    assert "No equation reads the initial h: it is the final h of a sequence of length 0 alone." in source
+    assert "No equation reads" not in kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))
+
+
 def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
     """The leak is one (H,) vector before the loops, not a sequence; dp reads dlam's sum once."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))
