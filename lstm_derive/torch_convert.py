@@ -115,6 +115,9 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
         _checked_layer(layer)
     if reverse is not None and not isinstance(reverse, (bool, np.bool_)):
         raise ValueError(f"reverse: expected True, False or None, got {reverse!r}")
+    if not hasattr(state_dict, "keys") and not hasattr(state_dict, "state_dict"):
+        raise ValueError(f"expected an nn.{layout.module} (or its cell module) or its state_dict, "
+                         f"got {type(state_dict).__name__}")
     if hasattr(state_dict, "state_dict"):
         _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer
         state_dict = state_dict.state_dict()
@@ -203,7 +206,7 @@ def _read_keys(layout, state_dict):
         raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
     if unknown:
         raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
-                         f"unknown keys: {', '.join(unknown)}")
+                         f"unknown keys: {', '.join(unknown)}{_reparametrized(unknown)}")
     missing = [k for k in KEYS[:2] if k not in state_dict]
     if ("bias_ih_l0" in state_dict) != ("bias_hh_l0" in state_dict):
         missing += [k for k in KEYS[2:] if k not in state_dict]
@@ -215,6 +218,17 @@ def _read_keys(layout, state_dict):
         got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
         raise ValueError(f"expected every parameter in one dtype (a module holds one), got {got}")
     return arrays
+
+
+def _reparametrized(keys):
+    """A hint for the keys of a pruned or reparametrized module, whose weights are computed."""
+    if any(k.endswith(("_orig", "_mask")) for k in keys):
+        return ("; a pruned module keeps weight_orig and weight_mask: make the pruning permanent with "
+                "torch.nn.utils.prune.remove(module, name) first")
+    if any(k.startswith("parametrizations.") for k in keys):
+        return ("; a parametrized module (weight_norm, ...) keeps what computes its weights: bake them in with "
+                "torch.nn.utils.parametrize.remove_parametrizations(module, name) first")
+    return ""
 
 
 def _native(a):
@@ -270,7 +284,9 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
 
     Load it with ``module.load_state_dict(...)``; the tensors are copies in the parameters'
     dtype (float16, float32 or float64). ``bias=False`` (for a module without biases) leaves the bias
-    keys out, and needs the biases to be zero. ``gradients=True`` converts backward()'s gradients
+    keys out, and needs the biases to be zero; their gradients, which backward() gives all the
+    same, are left out whatever they are (so a training loop keeps a bias-free module's kernel
+    biases at zero by never applying them). ``gradients=True`` converts backward()'s gradients
     instead (to compare with, or set, the module's ``.grad``): a kernel's one bias then gives its
     gradient to both bias_ih and bias_hh, as each of the module's two receives all of it, where
     a parameter goes to bias_ih alone (bias_hh = 0). ``cell_module=True`` gives the keys of an
@@ -290,7 +306,7 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
         b_hh = b_ih.copy() if gradients else np.zeros_like(b_ih)
     values = dict(zip(KEYS, (w_ih, w_hh, b_ih, b_hh)))
     if not bias:
-        nonzero = [n for n in layout.names[2:] if n and params[n].any()]
+        nonzero = [] if gradients else [n for n in layout.names[2:] if n and params[n].any()]
         if nonzero:
             raise ValueError(f"bias=False: a module without biases holds these parameters only if their biases "
                              f"are zero; {', '.join(nonzero)} is not")

@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch", reason="PyTorch parity needs torch: pip install -e '.[torch]'")
+import torch.nn.utils.parametrizations  # noqa: E402  (pruned and weight-normed modules' keys)
+import torch.nn.utils.prune  # noqa: E402
 
 from lstm_derive import torch_convert as tc  # noqa: E402
 from lstm_derive.kernels import gru, lstm, rnn, rnn_relu  # noqa: E402
@@ -198,6 +200,11 @@ WRONG = [
     ("lstm", lstm_with("bias_hh_l0", None), r"missing: bias_hh_l0"),
     ("lstm", lstm_with("weight_hh_l0", None), r"missing: weight_hh_l0"),
     ("lstm", lstm_with("scale", torch.zeros(1)), r"unknown keys: scale"),
+    ("lstm", None, r"expected an nn.LSTM \(or its cell module\) or its state_dict, got NoneType"),
+    ("gru", torch.nn.utils.prune.l1_unstructured(torch.nn.GRU(3, 4), "weight_hh_l0", 0.5),
+     r"unknown keys: weight_hh_l0_orig, weight_hh_l0_mask; a pruned module .*prune.remove\(module, name\) first"),
+    ("gru", torch.nn.utils.parametrizations.weight_norm(torch.nn.GRU(3, 4), "weight_hh_l0"),
+     r"unknown keys: parametrizations.weight_hh_l0.original0, .*remove_parametrizations\(module, name\) first"),
     ("lstm", lstm_with("weight_ih_l0", torch.zeros(16, 3, dtype=torch.float64)),
      r"expected every parameter in one dtype \(a module holds one\), got weight_ih_l0 float64, weight_hh_l0 float32"),
     ("lstm", torch.nn.LSTM(3, 4, num_layers=2), r"^layer: expected a layer's index, 0 or more, got '1'$"),
@@ -326,6 +333,13 @@ def test_a_module_without_biases_converts_both_ways(name):
     assert "bias_ih_l0" not in tc.torch_module(name, params, bias=False).state_dict()
     with pytest.raises(ValueError, match=r"bias=False: .* biases are zero; .* is not"):
         tc.to_torch(name, kernel.init_params(3, 4), bias=False)
+    # backward() gives a bias gradient all the same; a bias-free module's gradients leave it out
+    x = np.random.default_rng(0).standard_normal((5, 2, 3))
+    ys, _, cache = kernel.forward(params, x)
+    grads = tc.to_torch(name, kernel.backward(params, cache, np.ones_like(ys))[0], bias=False, gradients=True)
+    module(torch.from_numpy(x))[0].sum().backward()
+    assert set(grads) == {"weight_ih_l0", "weight_hh_l0"}
+    assert all(torch.allclose(grads[k], getattr(module, k).grad, rtol=1e-12, atol=0) for k in grads)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
