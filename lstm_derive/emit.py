@@ -829,7 +829,8 @@ def _helpers(k, passes):
         '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
         "",
         "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
-        '    is the right value, and underflows to 0 at the other end: neither is reported."""',
+        "    stands for a value below the smallest normal number (in float16 below a = -11.1, for one below",
+        '    1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is reported."""',
         '    with np.errstate(over="ignore", under="ignore"):',
         "        return 1 / (1 + np.exp(-a))",
     ]
@@ -1722,7 +1723,7 @@ def _backward(k):
     cell = k.cell
     params = cell.parameter_names()
     body = [
-        "def backward(params, cache, dys, dstate=None):",
+        "def backward(params, cache, dys=None, dstate=None):",
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
         f"    dL/d(final state) {_state_doc(k)}; None (or None for one array) means zeros, for",
         "    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s",
@@ -2477,7 +2478,7 @@ def _steps(k):
         "    return ys[0], new_state, cache",
         "",
         "",
-        "def step_backward(params, cache, dy_t, dstate=None):",
+        "def step_backward(params, cache, dy_t=None, dstate=None):",
         '    """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter',
         '    gradients of this step, dL/dx_t and dL/d(previous state)."""',
         "    arrays = _checked_params(params)",
@@ -2505,10 +2506,19 @@ def _validation(k):
 def _checked_function():
     """_checked(): an argument as an array in native byte order, of the dtype asked for, or a ValueError."""
     return [
+        "def _array(name, a):",
+        '    """np.asarray(a), or a ValueError naming the argument where NumPy cannot read it as an array',
+        '    (ragged lists, a tensor that requires grad)."""',
+        "    try:",
+        "        return np.asarray(a)",
+        "    except (ValueError, TypeError, RuntimeError) as error:",
+        '        raise ValueError(f"{name}: expected an array, got a {type(a).__name__} NumPy cannot read as one: {error}") from None',
+        "",
+        "",
         "def _checked(name, a, shape, dims, dtype):",
         '    """a as an array in native byte order, or a ValueError naming the argument, its expected and its',
         '    actual shape."""',
-        "    given, a = a, np.asarray(a)",
+        "    given, a = a, _array(name, a)",
         '    if a.dtype.kind not in "fc":',
         '        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "',
         '                         "with .astype(), e.g. to float64")',
@@ -2579,7 +2589,7 @@ def _steps_to_run_function():
         "    if lengths is None:",
         "        return x, None, [False] * len(x)",
         "    T, B = x.shape[:2]",
-        "    lengths = np.asarray(lengths)",
+        '    lengths = _array("lengths", lengths)',
         "    if lengths.shape != (B,):",
         '        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "',
         '                         f"{x.shape}), got shape {lengths.shape}")',
@@ -2638,6 +2648,8 @@ def _samples_function():
         "    for a in arrays:",
         "        key = (a.size, a.shape[-1])",
         "        if key not in _SAMPLE_INDICES:",
+        "            if len(_SAMPLE_INDICES) > 256:  # a service that sees ever new shapes keeps a few only",
+        "                _SAMPLE_INDICES.clear()",
         "            step = max(1, a.size // 16)",
         "            while step > 1 and np.gcd(step, a.shape[-1]) != 1:",
         "                step -= 1",
@@ -2679,7 +2691,7 @@ def _sizes_function(k):
     count, rows = len(a.blocks), k.size_expr(a)
     lines = ["def _sizes(params):",
              '    """D and H, read off the weights."""',
-             f'    {w} = np.shape(params["{w}"])']
+             f'    {w} = _array("{w}", params["{w}"]).shape']
     if count > 1:
         lines += [f"    if len({w}) != 2 or {w}[0] % {count}:",
                   f'        raise ValueError(f"{w}: expected shape ({rows}, D), got {{{w}}}")',
@@ -2692,7 +2704,7 @@ def _sizes_function(k):
     if other:
         b, u = other
         u_rows = k.size_expr(b)
-        lines += [f'    {u} = np.shape(params["{u}"])',
+        lines += [f'    {u} = _array("{u}", params["{u}"]).shape',
                   f"    if len({u}) == 2 and {u}[1] != H:",
                   f'        raise ValueError(f"{w} {{{w}}} and {u} {{{u}}} disagree on H: expected {w} ({rows}, D) '
                   f'and {u} ({u_rows}, H)")']

@@ -207,6 +207,14 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
          r"np\.asarray\(x, dtype=np\.float32\)$"),
         (lambda: k.forward({**p.params, first: p.params[first].astype(np.float32)}, p.x, p.state),
          rf"^{first}: expected dtype float64 like the parameters, got float32"),  # the odd one out, whichever
+        (lambda: k.forward({**p.params, first: [[0.0, 1.0], [2.0]]}, p.x, p.state),
+         rf"^{first}: expected an array, got a list NumPy cannot read as one: "),
+        (lambda: k.forward({**p.params, k.PARAMS[-1]: [[0.0, 1.0], [2.0]]}, p.x, p.state),
+         rf"^{k.PARAMS[-1]}: expected an array, got a list NumPy cannot read as one: "),
+        (lambda: k.forward(p.params, p.x, ([[0.0], [1.0, 2.0]],) * len(p.state)),
+         r"^state\[\w+\]: expected an array, got a list NumPy cannot read as one: "),
+        (lambda: k.forward(p.params, p.x, p.state, lengths=[[1], [1, 2], [3]]),
+         r"^lengths: expected an array, got a list NumPy cannot read as one: "),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -214,6 +222,8 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
     ys, final, cache = k.forward(p.params, p.x, p.state)
     with pytest.raises(ValueError, match=r"dys: expected shape \(T, B, H\)"):
         k.backward(p.params, cache, p.dys[:-1], p.dstate)
+    with pytest.raises(ValueError, match=r"^dys: expected an array, got a list NumPy cannot read as one: "):
+        k.backward(p.params, cache, [[[0.0]], [[0.0, 1.0]]], p.dstate)
 
 
 @pytest.mark.parametrize("name", CELLS)
@@ -367,8 +377,10 @@ def test_ys_is_read_only_and_dys_none_means_zeros(name):
         ys[0] += 1
     got = k.backward(p.params, cache, None, p.dstate)
     ref = k.backward(p.params, k.forward(p.params, p.x, p.state)[2], np.zeros_like(ys), p.dstate)
-    for a, b in zip([*got[0].values(), got[1], *got[2]], [*ref[0].values(), ref[1], *ref[2]]):
+    default = k.backward(p.params, k.forward(p.params, p.x, p.state)[2], dstate=p.dstate)
+    for a, b, c in zip(*([*g[0].values(), g[1], *g[2]] for g in (got, ref, default))):
         np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(c, b)
     y_t, _, step_cache = k.step_forward(p.params, p.x[0], p.state)
     assert not y_t.flags.writeable
     k.step_backward(p.params, step_cache, None, p.dstate)

@@ -46,7 +46,8 @@ def sigmoid(a):
     """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
 
     exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
-    is the right value, and underflows to 0 at the other end: neither is reported."""
+    stands for a value below the smallest normal number (in float16 below a = -11.1, for one below
+    1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is reported."""
     with np.errstate(over="ignore", under="ignore"):
         return 1 / (1 + np.exp(-a))
 
@@ -113,7 +114,7 @@ def forward(params, x, state=None, lengths=None):
     return ys, final, cache
 
 
-def backward(params, cache, dys, dstate=None):
+def backward(params, cache, dys=None, dstate=None):
     """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
     dL/d(final state) (h,), h (B, H); None (or None for one array) means zeros, for
     dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
@@ -180,7 +181,7 @@ def step_forward(params, x_t, state=None):
     return ys[0], new_state, cache
 
 
-def step_backward(params, cache, dy_t, dstate=None):
+def step_backward(params, cache, dy_t=None, dstate=None):
     """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
     gradients of this step, dL/dx_t and dL/d(previous state)."""
     arrays = _checked_params(params)
@@ -196,10 +197,19 @@ def step_backward(params, cache, dy_t, dstate=None):
     return grads, dx[0], dstate_prev
 
 
+def _array(name, a):
+    """np.asarray(a), or a ValueError naming the argument where NumPy cannot read it as an array
+    (ragged lists, a tensor that requires grad)."""
+    try:
+        return np.asarray(a)
+    except (ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(f"{name}: expected an array, got a {type(a).__name__} NumPy cannot read as one: {error}") from None
+
+
 def _checked(name, a, shape, dims, dtype):
     """a as an array in native byte order, or a ValueError naming the argument, its expected and its
     actual shape."""
-    given, a = a, np.asarray(a)
+    given, a = a, _array(name, a)
     if a.dtype.kind not in "fc":
         raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
                          "with .astype(), e.g. to float64")
@@ -217,11 +227,11 @@ def _checked(name, a, shape, dims, dtype):
 
 def _sizes(params):
     """D and H, read off the weights."""
-    W_x = np.shape(params["W_x"])
+    W_x = _array("W_x", params["W_x"]).shape
     if len(W_x) != 2:
         raise ValueError(f"W_x: expected shape (H, D), got {W_x}")
     D, H = W_x[1], W_x[0]
-    W_h = np.shape(params["W_h"])
+    W_h = _array("W_h", params["W_h"]).shape
     if len(W_h) == 2 and W_h[1] != H:
         raise ValueError(f"W_x {W_x} and W_h {W_h} disagree on H: expected W_x (H, D) and W_h (H, H)")
     return D, H
@@ -269,7 +279,7 @@ def _steps_to_run(x, lengths):
     if lengths is None:
         return x, None, [False] * len(x)
     T, B = x.shape[:2]
-    lengths = np.asarray(lengths)
+    lengths = _array("lengths", lengths)
     if lengths.shape != (B,):
         raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "
                          f"{x.shape}), got shape {lengths.shape}")
@@ -320,6 +330,8 @@ def _samples(arrays):
     for a in arrays:
         key = (a.size, a.shape[-1])
         if key not in _SAMPLE_INDICES:
+            if len(_SAMPLE_INDICES) > 256:  # a service that sees ever new shapes keeps a few only
+                _SAMPLE_INDICES.clear()
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:
                 step -= 1
