@@ -146,8 +146,9 @@ class _FusedRun:
 class _Kernel:
     """The facts about a derivation that the code templates need, worked out once."""
 
-    def __init__(self, derivation: Derivation):
+    def __init__(self, derivation: Derivation, pre_lets=frozenset()):
         self.d = derivation
+        self.pre_lets = pre_lets  # lets formed before the loop that affines read: their GEMMs are there too
         self.cell = cell = derivation.cell
         self.shown = {id(eq.node): eq.shown for eq in derivation.forward}  # each let as the script writes it
         self.node_number = {id(eq.node): eq.number for eq in derivation.forward}  # node -> (n)
@@ -622,9 +623,10 @@ class _Kernel:
         return next(a for a in self.cell.affines if block in a.blocks)
 
     def affine_parts(self, a: Affine):
-        """(input weights, loop weights): the input is done before the loop, the rest inside."""
-        pre = [(w, v) for w, v in zip(a.weights, a.inputs) if v == self.x]
-        loop = [(w, v) for w, v in zip(a.weights, a.inputs) if v != self.x]
+        """(input weights, loop weights): the input, and the lets formed before the loop, are done
+        before it, the rest inside."""
+        pre = [(w, v) for w, v in zip(a.weights, a.inputs) if v == self.x or v in self.pre_lets]
+        loop = [(w, v) for w, v in zip(a.weights, a.inputs) if v != self.x and v not in self.pre_lets]
         return pre, loop
 
     def size_expr(self, a: Affine):
@@ -693,7 +695,7 @@ def emit_kernel(derivation: Derivation, source=None, command="lstm-derive genera
     The header names the script as ``source`` (by default its folder and name, derivations/lstm.py)
     and ``command`` as the way to write the file again; the docstring names the derivation document
     as ``document`` (by default lstm.md)."""
-    k = _Kernel(derivation)
+    k = _kernel(derivation)
     passes = [_forward(k), _backward(k)]
     parts = [
         _header(k, source or _source_name(derivation.cell), command, _example_comment(k, passes[1]),
@@ -705,6 +707,22 @@ def emit_kernel(derivation: Derivation, source=None, command="lstm-derive genera
         _validation(k),
     ]
     return "\n\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+def _kernel(derivation):
+    """The _Kernel whose input GEMMs, before the loop, also take every affine input formed there (a
+    MinimalRNN's z, which reads x alone): each such input can make more blocks, and so more values,
+    known before the loop, so this repeats until nothing more joins (or a new plan would leave an
+    input it counts on to the loop, where it stays as it was)."""
+    k = _Kernel(derivation)
+    while True:
+        early_inputs = {v for a in k.cell.affines for v in a.inputs if v in k.early} | k.pre_lets
+        if early_inputs == k.pre_lets:
+            return k
+        wider = _Kernel(derivation, frozenset(early_inputs))
+        if not wider.pre_lets <= wider.early:
+            return k
+        k = wider
 
 
 def _lines(*lines, indent=0):
@@ -1016,12 +1034,12 @@ def _forward(k):
     body += ["", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
-        if pre:
-            terms = [f"x.reshape(T * B, D) @ {_weight(k, a, w)}.T" for w, _v in pre]
+        terms = [f"x.reshape(T * B, D) @ {_weight(k, a, w)}.T" for w, v in pre if v == k.x]
+        if terms:
             body.append(f"    pre_{a.name}_seq = ({' + '.join(terms)}).reshape(T, B, {k.size_expr(a)})"
                         f"  # ({numbers[id(a)]})")
             body += ["    " + line for line in _input_bias(k, a, numbers[id(a)])]
-        elif a.name in k.gates:
+        elif pre or a.name in k.gates:  # pre: its GEMMs read lets formed before the loop (_let_gemm_lines)
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         else:
             body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
@@ -1335,6 +1353,7 @@ def _forward_step(k):
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
+            early += _let_gemm_lines(k, node, n)
             if _early_affine(k, node):
                 early += _forward_affine(k, node, n, early=True)
             if not _early_affine(k, node) or not k.affine_parts(node)[1] and node.name not in k.gates:
@@ -1377,6 +1396,21 @@ def _forward_step(k):
         lines.insert(0, _assign_tuple(read, [f"{name}_seq[t]" for name in read]) + "  # formed before the loop")
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
     return early, _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
+
+
+def _let_gemm_lines(k, a, n):
+    """The GEMMs of an affine's inputs formed before the loop (z_seq, for all steps at once), into
+    its buffer; then its biases, where no input GEMM has added them."""
+    lets = [(w, v) for w, v in k.affine_parts(a)[0] if v != k.x]
+    if not lets:
+        return []
+    rows, size = "T * B", k.size_expr(a)
+    products = [f"np.dot({k.sequence(v)}.reshape({rows}, H), {_weight(k, a, w)}.T" for w, v in lets]
+    if k.x in a.inputs:
+        return [f"pre_{a.name}_seq += {p}).reshape(T, B, {size})  # ({n})" for p in products]
+    lines = [f"{products[0]}, out=pre_{a.name}_seq.reshape({rows}, {size}))  # ({n})"]
+    lines += [f"pre_{a.name}_seq += {p}).reshape(T, B, {size})  # ({n})" for p in products[1:]]
+    return lines + _input_bias(k, a, n)
 
 
 def _early_affine(k, a):
@@ -2183,8 +2217,9 @@ def _backward_step(k):
     names = {sympy.Symbol("dy", real=True): "dys[t]"}
     names.update({call: str(name) for call, name in k.aux.items()})
     for a in k.cell.affines:
-        for w, v in k.affine_parts(a)[1]:
-            names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
+        for w, v in zip(a.weights, a.inputs):  # x's gradient is one GEMM after the loop
+            if v != k.x:
+                names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
     printer = _CodePrinter(names, arrays=True)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
@@ -2700,7 +2735,7 @@ def _sizes_function(k):
         lines += [f"    if len({w}) != 2:",
                   f'        raise ValueError(f"{w}: expected shape (H, D), got {{{w}}}")',
                   f"    D, H = {w}[1], {w}[0]"]
-    other = next(((b, u) for b in k.cell.affines for u, v in k.affine_parts(b)[1]), None)
+    other = next(((b, u) for b in k.cell.affines for u, v in zip(b.weights, b.inputs) if v != k.x), None)
     if other:
         b, u = other
         u_rows = k.size_expr(b)

@@ -688,6 +688,30 @@ FIXED_CELLS = {
         u = cell.let("u", sigmoid(a_u))
         cell.update(h=u * h_prev + (1 - u) * z)
     """,
+    "an affine of x, of two values formed before the loop, and of the state, each input with its bias": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("mixed", title="The input GEMMs read x, z and g; the loop adds U_h h_prev")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a_z, a_y = cell.affine("W", [x], blocks=["a_z", "a_y"])
+        z, g = cell.let("z", tanh(a_z)), cell.let("g", sigmoid(a_y))
+        a_u, a_n = cell.affine("U", [x, z, g, h_prev], blocks=["a_u", "a_n"], bias=["b_ux", "b_uz", "b_ug", "b_uh"])
+        u, n = cell.let("u", sigmoid(a_u)), cell.let("n", tanh(a_n))
+        cell.update(h=u * h_prev + (1 - u) * n * z)
+    """,
+    "a value formed before the loop read by an affine whose gate is formed there too": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("second", title="v = sigmoid(V z) of z = tanh(W x): both before the loop")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a_z,) = cell.affine("W", [x], blocks=["a_z"])
+        z = cell.let("z", tanh(a_z))
+        (a_v,) = cell.affine("V", [z], blocks=["a_v"], bias="b_v")
+        v = cell.let("v", sigmoid(a_v))
+        cell.update(h=v * h_prev + z)
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -937,12 +961,22 @@ def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
                                                               "_sigmoid_into(a_r_seq, r_seq, minus_one)"]),
                          ("a qrnn-like cell whose affine's every block is a gate of x alone", ["np.exp(pre_W_seq, out=pre_W_seq)"]),
                          ("a minimalrnn: a value of x alone that a recurrent affine reads, and one read by no step",
-                          ["_sigmoid_into(pre_W_seq, sigmoid_z_seq, minus_one)", "s_seq = pre_W_seq*sigmoid_z_seq", "np.tanh(s_seq, out=z_seq)"])]:
+                          ["_sigmoid_into(pre_W_seq, sigmoid_z_seq, minus_one)", "s_seq = pre_W_seq*sigmoid_z_seq", "np.tanh(s_seq, out=z_seq)",
+                           "np.dot(z_seq.reshape(T * B, H), U_z_scaled.T, out=pre_U_seq.reshape(T * B, H))  # (5)\n"
+                           "        pre_U_seq -= b_u  # (5)"]),
+                         ("an affine of x, of two values formed before the loop, and of the state, each input with its bias",
+                          ["pre_U_seq += np.dot(z_seq.reshape(T * B, H), U_z_scaled.T).reshape(T, B, 2 * H)  # (4)",
+                           "pre_U_seq += np.dot(g_seq.reshape(T * B, H), U_g_scaled.T).reshape(T, B, 2 * H)  # (4)"]),
+                         ("a value formed before the loop read by an affine whose gate is formed there too",
+                          ["np.dot(z_seq.reshape(T * B, H), V_z_scaled.T, out=pre_V_seq.reshape(T * B, H))  # (3)",
+                           "np.exp(pre_V_seq, out=pre_V_seq)"])]:
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         forward = source[source.index("def forward("):source.index("def backward(")]
         head, loop = forward.split("for t in range(T):")
+        loop = loop.split("\n    ys = ")[0]
         assert all(line in head for line in before), name
         assert "# formed before the loop" in loop and "_sigmoid_into(" not in loop and "np.tanh(s" not in loop, name
+        assert "_seq.reshape(T * B, H)" not in loop and "U_z_scaled" not in loop and "pre_V" not in loop, name
 
 
 def test_the_docstring_says_no_equation_reads_an_output_only_states_initial_value():
