@@ -511,9 +511,15 @@ def _backward_section(d):
         + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
 
 
-# Where a function's stored output rounds to its bound, in float64 and float32 (1 - σ(a) < eps/2
-# past a = 37 and 17; 1 - tanh(a) = 2 exp(-2a) < eps/2 past 19 and 9): its output-form derivative is 0.
-_SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "9")}
+# Where a function's stored output rounds to its bound, in float64 and float32, as measured with
+# NumPy (σ(a) = 1 from a = 36.7 and 16.6; np.tanh(a) = 1 from 18.99 and 10.0; a gate's tanh computed
+# as 2σ(2a) - 1, from 18.4 and 8.3): there its output-form derivative is 0, for a true one below eps/2
+# (σ), eps (np.tanh) or 2 eps (2σ(2a) - 1).
+_SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "10")}
+_TANH_GATES = "; a gate's tanh computed as 2σ(2{a}) - 1, past 18.4 and 8.3"
+
+
+_SOFTPLUS_SLOPE = "1 - exp(-y) of its output y (computed as -expm1(-y))"
 
 
 def _backward_rules(d):
@@ -537,21 +543,23 @@ def _backward_rules(d):
     calls = ""
     if any(f in functions for f in (sigmoid, sympy.tanh, exp)):
         calls = f", and calls no exp or tanh to differentiate {them}"
-        calls += " but softplus's exp(-y)" if _uses(d.cell, softplus) else ""  # softplus inside a let too
+        calls += f" but softplus's {_SOFTPLUS_SLOPE}" if _uses(d.cell, softplus) else ""  # softplus inside a let too
     elif _uses(d.cell, softplus):
-        calls = f", and calls only softplus's exp(-y) to differentiate {them}"
+        calls = f", and calls only softplus's {_SOFTPLUS_SLOPE}, to differentiate {them}"
     unnamed = _unnamed_call(d)
     kept = (f" A call no node names, as `{expr_text(unnamed, d)}`, is kept from the forward pass, and its "
             "derivative reads that value." if unnamed is not None else "")
     rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
                  f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
                  f"outputs alone{calls}.{kept}")
-    saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if f in functions]
+    # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
+    saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if _uses(d.cell, f)]
     if saturated:
         bounds = f"in float64 {_join([text for text, _ in saturated])}; in float32 past {_join([n for _, n in saturated])}"
+        bounds += _TANH_GATES.format(a=_placeholder(d.cell)) if _uses(d.cell, sympy.tanh) else ""
         rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
-                     f"output rounds to its bound ({bounds}), its derivative comes out 0 for a true one below eps "
-                     "(2.2e-16; 1.2e-7 in float32), under the rounding of any term of order 1 it joins.")
+                     f"output rounds to its bound ({bounds}), its derivative comes out 0 for a true one below 2 eps "
+                     "(4.4e-16; 2.4e-7 in float32), under the rounding of any term of order 1 it joins.")
     return tuple(rules)
 
 
@@ -921,9 +929,14 @@ def _local_example(kernel_text):
     text = f", and a comment's ∂{top}/∂{bottom} is a local derivative, the other inputs of {top} held fixed"
     paths = next((m.groups() for m in map(re.compile(r"# [(),\d ]+ (d\w+/d\w+) with its paths through (.+)$").match,
                                           comments) if m), None)
+    between = next((m.group(1) for m in map(re.compile(r"# [(),\d ]+ (d\w+/d\w+) through the nodes between\b").match,
+                                            comments) if m), None)
     if paths:
         text += (f"; a `d` in place of `∂` marks a factor that also takes other paths within the step "
                  f"({paths[0]} with its paths through {paths[1]})")
+    elif between:
+        text += (f"; a `d` in place of `∂` marks a derivative through the nodes between, along every path "
+                 f"within the step ({between})")
     return text
 
 
@@ -934,7 +947,8 @@ def provenance(kernel_text):
     """(numbers cited, function, line, comment) for every provenance comment of a kernel.
 
     A provenance comment starts with the numbers it cites: ``# (9) dL/ds`` or
-    ``# (2), (3), (4), (5) all gates ...``. Only real comments count, not docstrings.
+    ``# (2), (3), (4), (5) all gates ...``, and may cite factors it reads from a product later
+    (``, times (12), (11) from da_xn``). Only real comments count, not docstrings.
     """
     out, function, previous = [], None, None
     for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
@@ -944,6 +958,9 @@ def provenance(kernel_text):
         cited = re.match(r"# \(\d+\)(, \(\d+\))*", tok.string) if tok.type == tokenize.COMMENT else None
         if cited:
             numbers = tuple(int(n) for n in re.findall(r"\d+", cited.group(0)))
+            # "# (19) ∂a_n/∂a_hn, times (12), (11) from da_xn": the line holds those factors too
+            times = re.search(r", times (\(\d+\)(?:, \(\d+\))*) from ", tok.string)
+            numbers += tuple(int(n) for n in re.findall(r"\d+", times.group(1))) if times else ()
             out.append((numbers, function, tok.start[0], tok.string))
         previous = tok
     return out
@@ -1157,13 +1174,16 @@ def derivation_markdown(d: Derivation, source: str, kernel_text=None, kernel_pat
     cell = d.cell
     kernel_path = kernel_path or f"../lstm_derive/kernels/{cell.name}.py"
     script = script_path or source.split("/")[-1]
+    label = _from_root(kernel_path)
+    # a script elsewhere and its kernel beside the document, of one name: said apart
+    where = " (beside this document)" if label == source.split("/")[-1] and "/" not in kernel_path else ""
     out = [
         f"<!-- Generated by lstm-derive from {source}. Do not edit by hand: edit the script and run"
         f" `{command}`. -->",
         f"# {_md_escape(cell.title or cell.name)}",
         "",
         f"Cell `{cell.name}`, written in [`{source}`]({script}). Its kernel "
-        f"[`{_from_root(kernel_path)}`]({kernel_path}) cites the numbered equations below"
+        f"[`{label}`]({kernel_path}){where} cites the numbered equations below"
         f"{_example_comment(d, kernel_text)}.",
         "",
     ]

@@ -512,13 +512,14 @@ class _Kernel:
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol):
                     numbers = self._folded_numbers(step, term.adjoint) | {step.number}
                     if local in found:  # the same local in another equation (∂h/∂m = ∂h/∂c): cited there too
-                        known, consumer, targets = cites[local]
-                        cites[local] = (known | numbers, consumer, targets + [str(step.target)])
+                        known, consumer, targets, between = cites[local]
+                        cites[local] = (known | numbers, consumer, targets + [str(step.target)], between)
                         continue
                     found[local] = f"d{term.consumer}_d{step.target}_span"
-                    cites[local] = (numbers, str(term.consumer), [str(step.target)])
+                    # through lets the loop does not form (c's f = sigmoid(a_f)): no local derivative of one equation
+                    cites[local] = (numbers, str(term.consumer), [str(step.target)], numbers != {step.number})
                     parts[local] = (*part, f"({step.number}) ∂{term.consumer}/∂{step.target}")
-        return found, {local: (_numbers(sorted(n)), c, t) for local, (n, c, t) in cites.items()}, parts
+        return found, {local: (_numbers(sorted(n)), c, t, b) for local, (n, c, t, b) in cites.items()}, parts
 
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
@@ -2134,9 +2135,11 @@ def _span_local_lines(k, local, name, printer):
     span hold part of it (p_o*da_o in dh/dc), that part reads them once they are formed, not the
     gates again; the rest is formed first, while the gates it reads are still there."""
     own, via, own_cite = k.span_parts[local]
-    numbers, top, bottoms = k.span_cites[local]
+    numbers, top, bottoms, between = k.span_cites[local]
     bottom = bottoms[0]
     formed = "read by the loop, formed for the span at once"
+    if not via and between:  # d, not ∂: the derivative goes through the nodes between, along every path
+        return [f"{name} = {printer.doprint(local)}  # {numbers} d{top}/d{bottom} through the nodes between, {formed}"], []
     if not via:
         derivative = " = ".join(f"∂{top}/∂{b}" for b in bottoms)
         return [f"{name} = {printer.doprint(local)}  # {numbers} {derivative}, {formed}"], []

@@ -107,11 +107,13 @@ def latex_equations(text):
 
 
 def kernel_citations(kernel_text):
-    """{number: [line, ...]} from the comments of a kernel that start with (n) or (n), (m), ..."""
+    """{number: [line, ...]} from the comments of a kernel that start with (n) or (n), (m), ..., and
+    the factors such a comment says the line reads from a product (", times (12), (11) from da_xn")."""
     cited = {}
     for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
         match = re.match(r"# (\(\d+\)(?:, \(\d+\))*)", tok.string) if tok.type == tokenize.COMMENT else None
-        for number in re.findall(r"\d+", match.group(1) if match else ""):
+        times = re.search(r", times ([(), \d]+) from ", tok.string) if match else None
+        for number in re.findall(r"\d+", (match.group(1) if match else "") + (times.group(1) if times else "")):
             cited.setdefault(int(number), []).append(tok.start[0])
     return cited
 
@@ -243,6 +245,19 @@ def test_a_citation_that_heads_lines_below_links_them_all():
     first = next(n for n, text in enumerate(kernel, 1) if "# (6) c = f*c_prev + i*g" in text)
     assert kernel[first].strip() == "np.multiply(c_prev, f, out=c)" and kernel[first + 1].strip() == "c += g*i"
     assert f"| (6) | `c` | `forward` | [{first}-{first + 2}](../lstm_derive/kernels/lstm.py#L{first}-L{first + 2}) |" in markdown
+
+
+def test_a_factor_through_the_nodes_between_is_said_to_be_no_local_derivative():
+    """JANET's a_f reaches c through f and through sigmoid(a_f - 1): the kernel's factor is dc/da_f."""
+    cell = Cell("janet", title="JANET")
+    x, c_prev = cell.input("x"), cell.state("c")
+    a_f, a_g = cell.affine("W", [x, c_prev], blocks=["a_f", "a_g"])
+    f = cell.let("f", sigmoid(a_f))
+    cell.update(c=f * c_prev + (1 - sigmoid(a_f - 1)) * tanh(a_g))
+    d = derive(cell)
+    text = " ".join(derivation_text(d, emit_kernel(d), "janet.py").split())
+    assert ("a d in place of ∂ marks a derivative through the nodes between, along every path within the step "
+            "(dc/da_f).") in text
 
 
 def test_a_heading_citation_stops_at_a_block_of_its_own():
@@ -626,7 +641,7 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
     assert "softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a)) is 1 - exp(-n) for n = softplus(a_n)" in flat
     assert "exp'(a) = exp(a) is e for e = exp(tanh_e)" in flat
     assert ("so the backward pass reads the stored outputs alone, and calls no exp or tanh to differentiate them "
-            "but softplus's exp(-y).") in flat
+            "but softplus's 1 - exp(-y) of its output y (computed as -expm1(-y)).") in flat
     markdown = DOCUMENTS["functions"][0]
     assert r"= \left(1 - \exp\left(-n\right)\right) \odot dn" in markdown
     assert r"= [\operatorname{relu}\left(a_{r}\right) > 0] \odot dh" in markdown
@@ -673,7 +688,7 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     stored outputs; the terminal's equations write products as * and ·, and its prose says so."""
     relu = (DERIVATIONS / "rnn_relu.md").read_text()
     assert "reads the stored outputs alone." in relu and "exp or tanh" not in relu and "Output form is exact" not in relu
-    assert "derivative comes out 0 for a true one below eps" in (DERIVATIONS / "lstm.md").read_text()
+    assert "derivative comes out 0 for a true one below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
     assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·)" in text
     assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
@@ -759,7 +774,7 @@ def test_softplus_inside_an_expression_is_said_to_cost_its_exp():
     a, a_g = cell.affine("W", [x, h_prev], blocks=["a", "a_g"])
     g = cell.let("g", sigmoid(a_g))
     cell.update(h=g * h_prev - softplus(-a))
-    assert "calls no exp or tanh to differentiate it but softplus's exp(-y)" in _flat_text(cell)
+    assert "calls no exp or tanh to differentiate it but softplus's 1 - exp(-y) of its output y (computed as -expm1(-y))" in _flat_text(cell)
 
 
 def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():

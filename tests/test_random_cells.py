@@ -1053,6 +1053,8 @@ def test_the_complex_range_in_a_kernels_docstring_is_exps_over_the_largest_gate_
 def test_a_block_read_by_two_gates_reads_one_local_formed_for_the_span():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a block read by two gates"]))
     assert "np.multiply(dh_da_f_span[t - t0], dh, out=da_f_seq[t])  # (10) dL/da_f" in source
+    # a_f reaches h through f and through s: the factor is no local derivative of h's equation
+    assert "# (8), (9), (10) dh/da_f through the nodes between, read by the loop" in source and "∂h/∂a_f" not in source
     assert "            df = " not in source and "            ds = " not in source  # not formed in the loop
 
 
