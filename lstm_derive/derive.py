@@ -160,9 +160,19 @@ def named_block_calls(cell: Cell) -> Cell:
         made.append((named.nodes[k], named.nodes[k + 1].symbol))
     if made:
         named.notes = list(cell.notes) + [
-            f"`{let.symbol} = {let.expr}` is named here for the derivation: the script writes it inside "
-            f"`{reader}`, and naming it lets the backward pass go through it like any gate." for let, reader in made]
+            f"`{let.symbol} = {let.expr}` is named here for the derivation{_not_the_plain_gate(named, let)}: the "
+            f"script writes it inside `{reader}`, and naming it lets the backward pass go through it like any gate."
+            for let, reader in made]
     return named
+
+
+def _not_the_plain_gate(cell, let):
+    """" (not f = sigmoid(a_f), which the script names)" for sigmoid_f = sigmoid(a_f - 1), whose name
+    could read as the plain gate's; "" where the cell names no plain gate of its block."""
+    blocks = [b for b in cell.blocks if let.expr.args[0].has(b)]
+    plain = next((other for other in cell.lets if len(blocks) == 1 and other.symbol != let.symbol
+                  and other.expr == type(let.expr)(blocks[0])), None)
+    return f" (not `{plain.symbol} = {plain.expr}`, which the script names)" if plain is not None else ""
 
 
 def _unnamed_block_call(cell):

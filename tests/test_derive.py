@@ -162,6 +162,10 @@ def test_a_shifted_gate_beside_the_plain_one_is_not_given_the_plain_ones_textboo
     cell.update(h=plain * h_prev + sigmoid(a_f - 1) * tanh(a_g))
     lets = {str(let.symbol): str(let.expr) for let in derive(cell).cell.lets}
     assert lets["sigmoid_f2"] == "sigmoid(a_f - 1)" and "f" not in lets and lets["g"] == "tanh(a_g)"
+    notes = derive(cell).cell.notes
+    assert any(n.startswith("`sigmoid_f2 = sigmoid(a_f - 1)` is named here for the derivation (not `sigmoid_f = "
+                            "sigmoid(a_f)`, which the script names):") for n in notes)
+    assert any(n.startswith("`g = tanh(a_g)` is named here for the derivation: ") for n in notes)
     alone = Cell("alone", title="a shifted gate alone")
     x, h_prev = alone.input("x"), alone.state("h")
     a_f, a_g = alone.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
