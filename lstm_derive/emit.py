@@ -194,6 +194,9 @@ class _Kernel:
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
         self.early = self._early()
+        # the calls the backward pass reads that read no state either (softplus(a) in c = exp(softplus(a))*c_prev)
+        ready = {b for a in self.cell.affines if not self.affine_parts(a)[1] for b in a.blocks}
+        self.early_calls = {call for call in self.aux if call.free_symbols <= ready | self.constant | self.early}
 
     def _early(self):
         """The lets that read no state, directly or through others, formed for all steps at once
@@ -1367,10 +1370,12 @@ def _forward_step(k):
             continue
         if node.symbol in k.invariant:  # formed before the loop
             continue
-        expr = node.expr.xreplace(named)
+        # a value formed before the loop reads only those formed there too
+        expr = node.expr.xreplace({call: v for call, v in named.items() if out is lines or v in k.early})
         for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
             if call not in done and name not in k.invariant and expr.has(call):
-                out += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
+                where = early if call in k.early_calls else out
+                where += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
                 done.add(call)
         if node.symbol in k.gate_lets:
             out += _deferred_gate(k, node, n)
@@ -1392,9 +1397,12 @@ def _forward_step(k):
               *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     early, seen = _over_all_steps(early)
-    read = [name for name in seen if _mentions("\n".join(_code(line) for line in lines), name)]
+    code = "\n".join(_code(line) for line in lines)
+    bound = {n for line in lines if (m := _STEP_VIEWS.match(line)) for n in m.group(2).split(", ")}
+    read = [name for name in seen if _mentions(code, name) and name not in bound]
     if read:  # the loop's own views of the values formed before it
         lines.insert(0, _assign_tuple(read, [f"{name}_seq[t]" for name in read]) + "  # formed before the loop")
+    lines = _unread_views_dropped(lines)
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
     return early, _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
 
@@ -1414,6 +1422,24 @@ def _let_gemm_lines(k, a, n):
     return lines + _input_bias(k, a, n)
 
 
+def _unread_views_dropped(lines):
+    """lines without the step's views (a, b = a_seq[t], b_seq[t]) that no other line reads: a block
+    whose readers are formed before the loop, or read it through a call formed there."""
+    code = [_code(line) for line in lines]
+    out = []
+    for i, line in enumerate(lines):
+        m = _STEP_VIEWS.match(line)
+        if not m:
+            out.append(line)
+            continue
+        rest = "\n".join(code[:i] + code[i + 1:])
+        pairs = [(n, v) for n, v in zip(m.group(2).split(", "), m.group(3).split(", ")) if _mentions(rest, n)]
+        if pairs:
+            comment = f"  # {m.group(4)}" if m.group(4) else ""
+            out.append(f"{m.group(1)}{_assign_tuple([n for n, _ in pairs], [v for _, v in pairs])}{comment}")
+    return out
+
+
 def _early_affine(k, a):
     """Whether an affine's lines belong before the loop: its GEMM is all there, and its gates, if
     activated with it, read no state; or some value formed there reads its blocks."""
@@ -1421,7 +1447,8 @@ def _early_affine(k, a):
         return False
     if a.name in k.gates:
         return all(let.symbol in k.early for let, _ in k.gates[a.name])
-    return any(let.symbol in k.early for b in a.blocks for let in k.cell.readers(b))
+    return any(let.symbol in k.early for b in a.blocks for let in k.cell.readers(b)) or any(
+        call.has(b) for b in a.blocks for call in k.early_calls)
 
 
 def _code(line):
@@ -1612,7 +1639,8 @@ def _forward_affine(k, a, n, early=False):
     written = _written_blocks(k, a)
     # the views of the blocks' columns are made before the loop (_views_once)
     used = [b for b in _used_blocks(k, a) if (pre or b in written)
-            and any((let.symbol in k.early) == early for let in k.cell.readers(b))]
+            and (any((let.symbol in k.early) == early for let in k.cell.readers(b))
+                 or early and any(call.has(b) for call in k.early_calls))]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]
@@ -1794,6 +1822,8 @@ def _backward(k):
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
+    body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
+             f"equation reads {s.target}" for s in _zero_adjoints(k)]
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
     body += ["    " + line for line in _number_arrays(products + step)]
     body += [
@@ -2394,9 +2424,17 @@ def _adjoint_line(k, step, printer):
         if len(k.loop_terms(step)) == 1 and code.startswith("-"):
             return f"{step.adjoint} -= {code[1:]}  # ({step.number}) dL/d{step.target}"
         return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
+    if step in _zero_adjoints(k):  # one array of zeros for every step (no line writes into it)
+        return f"{step.adjoint} = {step.adjoint}_zero{where}"
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"
+
+
+def _zero_adjoints(k):
+    """The loop's adjoints that are zero at every step: a previous state that no equation reads
+    (an SRU's h_prev)."""
+    return [s for s in k.d.steps if k.in_loop(s) and not s.terms and not k.summed(s) and s.kind not in ("input", "block")]
 
 
 def _summed_line(k, step, in_loop):

@@ -712,6 +712,21 @@ FIXED_CELLS = {
         v = cell.let("v", sigmoid(a_v))
         cell.update(h=v * h_prev + z)
     """,
+    # Found by the random cells: a call of x alone inside a new state's value, formed before the loop
+    # with the let of x alone that reads it too; and a let of x alone that repeats a new state's value.
+    "calls of x alone inside a new state's value, and a let that repeats it": """
+        from lstm_derive import Cell, exp, relu, softplus, sigmoid, tanh
+
+        cell = Cell("calls", title="Calls formed before the loop that the loop reads")
+        x = cell.input("x")
+        h_prev, m_prev = cell.state("h"), cell.state("m")
+        a01, a02 = cell.affine("A0", [x], blocks=["a01", "a02"], bias=None)
+        v1 = cell.let("v1", tanh(exp(-softplus(softplus(a01)))))
+        v3 = cell.let("v3", exp(-softplus(a01)))
+        v4 = cell.let("v4", relu(tanh(h_prev) - relu(a02)))
+        v5 = cell.let("v5", relu(tanh(h_prev) - relu(a02)) * v3)
+        cell.update(h=softplus(a01 / (1 + sigmoid(m_prev))) + v4 + v5, m=v1)
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 
