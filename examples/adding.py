@@ -118,7 +118,7 @@ def report(records):
                         "seconds"], rows)
 
 
-def plot(records, out_dir, setting=""):
+def plot(records, out_dir, name, setting=""):
     plt = common.pyplot()
     if plt is None:
         return
@@ -126,6 +126,8 @@ def plot(records, out_dir, setting=""):
     if not lengths:
         return
     colors = {"rnn": "tab:red", "gru": "tab:green", "lstm": "tab:blue"}
+    others = iter(["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:gray"])
+    colors.update({c: next(others, None) for c in dict.fromkeys(r["cell"] for r in records) if c not in colors})
     fig, axes = plt.subplots(1, len(lengths), figsize=(4.2 * len(lengths), 3.6), sharey=True,
                              squeeze=False)
     for ax, T in zip(axes[0], lengths):
@@ -146,7 +148,7 @@ def plot(records, out_dir, setting=""):
     axes[0][-1].legend(frameon=False, loc="lower left")
     fig.suptitle(f"The adding problem: test MSE while training{setting}")
     fig.tight_layout()
-    common.save_figure(plt, fig, out_dir, "adding.png")
+    common.save_figure(plt, fig, out_dir, name)
 
 
 def save(records, directory):
@@ -164,14 +166,14 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"],
                         help="cells to train (default: rnn gru lstm)")
-    parser.add_argument("--lengths", nargs="+", type=common.at_least(1), default=[10, 50, 100],
-                        help="sequence lengths T (default: 10 50 100)")
+    parser.add_argument("--lengths", nargs="+", type=common.at_least(2), default=[10, 50, 100],
+                        help="sequence lengths T, each at least 2, the two marked steps (default: 10 50 100)")
     parser.add_argument("--steps", type=common.at_least(1), default=3000, help="training steps per run")
     parser.add_argument("--hidden", type=common.at_least(1), default=32, help="hidden size H")
     parser.add_argument("--batch", type=common.at_least(1), default=32)
     parser.add_argument("--lr", type=common.positive, default=5e-3, help="Adam's learning rate")
-    parser.add_argument("--clip", type=float, default=1.0, help="gradient norm clip (0: none)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--clip", type=common.not_negative, default=1.0, help="gradient norm clip (0: none)")
+    parser.add_argument("--seed", type=common.at_least(0), default=0)
     parser.add_argument("--test-size", type=common.at_least(1), default=1000)
     parser.add_argument("--eval-every", type=common.at_least(1), default=100, help="test every n steps")
     common.add_forget_bias_argument(parser)
@@ -182,6 +184,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cells = common.available(args.cells)
+    if args.save:
+        common.writable_directory(args.save, "--save")
+    if not args.no_plot:
+        common.writable_directory(args.out, "--out")
     records, interrupted = [], False
     try:
         for T in args.lengths:
@@ -202,8 +208,10 @@ def main(argv=None):
         save(records, args.save)
     if not args.no_plot:
         bias = f", forget bias {args.forget_bias:g}" if args.forget_bias else ""
-        plot(records, args.out, f" (H = {args.hidden}, batch {args.batch}, Adam, "
-                                f"learning rate {args.lr:g}{bias})")
+        name = common.figure_name("adding", args, parser, ["cells", "lengths", "steps", "hidden", "batch", "lr",
+                                                             "clip", "seed", "forget_bias"])
+        plot(records, args.out, name, f" (H = {args.hidden}, batch {args.batch}, Adam, "
+                                      f"learning rate {args.lr:g}{bias})")
     return 130 if interrupted else 0
 
 

@@ -100,8 +100,9 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
     ids = np.array([index[c] for c in text])
     split = int(0.9 * len(ids))
     train_ids, held_out = ids[:split], ids[split:split + 2000]
-    if split < batch * (length + 1):
-        raise SystemExit(f"the text is too short: {len(text)} characters for {batch} streams of {length + 1}")
+    if split < batch * (length + 1) or len(held_out) < 2:
+        raise SystemExit(f"the text is too short: {len(text)} characters, of which the first 90% ({split}) are for "
+                         f"training, {batch} streams of {length + 1} at least, and the rest held out (2 at least)")
     record = {} if record is None else record
     params = init_model(kernel, len(chars), hidden, seed, forget_bias)
     record.update(cell=cell, chars=chars, params=params, history=[])
@@ -136,17 +137,23 @@ def main(argv=None):
     parser.add_argument("--batch", type=common.at_least(1), default=16, help="streams read side by side")
     parser.add_argument("--length", type=common.at_least(1), default=25, help="steps per chunk of truncated BPTT")
     parser.add_argument("--lr", type=common.positive, default=5e-3, help="Adam's learning rate")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=common.at_least(0), default=0)
     parser.add_argument("--sample", type=common.at_least(0), default=300, help="characters to sample at the end")
     parser.add_argument("--save", type=Path, help="write the parameters and vocabulary here (.npz)")
     common.add_forget_bias_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress display")
     args = parser.parse_args(argv)
     if not args.text.is_file():
-        parser.error(f"--text {args.text}: no such file")
+        parser.error(f"--text {args.text}: " + ("a directory, not a file" if args.text.is_dir() else "no such file"))
+    if args.save:
+        args.save = args.save.with_suffix(".npz") if args.save.suffix != ".npz" else args.save  # as np.savez writes it
+        common.writable_directory(args.save.parent, "--save")
 
     (cell,) = common.available([args.cell])
-    text = args.text.read_text(encoding="utf-8")
+    try:
+        text = args.text.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        parser.error(f"--text {args.text}: not UTF-8 text ({error.reason} at byte {error.start})")
     record, interrupted = {}, False
     try:
         train(cell, text, steps=args.steps, hidden=args.hidden, batch=args.batch, length=args.length,

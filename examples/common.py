@@ -2,7 +2,9 @@
 clipping, a progress display and the plotting helper.
 
 Everything here works on any generated kernel through its common interface (PARAMS, STATES,
-OUTPUT, init_params, forward, backward), so a cell of your own runs in every example unchanged.
+OUTPUT, init_params, forward, backward), so a cell of your own runs in adding.py, charlm.py and
+vanishing.py unchanged once its kernel is among the package's (lstm-derive generate writes it to
+lstm_derive/kernels/ from a script in derivations/). toy.py compares the seed's two cells only.
 """
 
 from __future__ import annotations
@@ -222,6 +224,49 @@ def at_least(low):
     return whole_number
 
 
+def not_negative(text):
+    """An argparse type: a finite float of at least 0 (a clipping norm, 0 for none), or a message."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
+def finite(text):
+    """An argparse type: a finite float (a bias), or a message that says so."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def writable_directory(path, option):
+    """Stops the run at once, before any training, where `option`'s directory cannot be made or
+    written: a run of minutes is not lost at its end."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SystemExit(f"{option} {path}: cannot make the directory ({error.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise SystemExit(f"{option} {path}: the directory is not writable")
+
+
+def figure_name(stem, args, parser, options):
+    """stem.png for the settings the README's figures show, else named after the other settings
+    (adding_cells-rnn_relu.png), so that a run with other options leaves those figures as they are."""
+    changed = [(o, getattr(args, o)) for o in options if getattr(args, o) != parser.get_default(o)]
+    def text(value):
+        return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(value, float) else str(value)
+    return stem + "".join(f"_{o.replace('_', '-')}-{text(v)}" for o, v in changed) + ".png"
+
+
 def positive(text):
     """An argparse type: a float above 0 (a learning rate), or a message that says so."""
     try:
@@ -234,14 +279,15 @@ def positive(text):
 
 
 def add_forget_bias_argument(parser):
-    parser.add_argument("--forget-bias", type=float, default=0.0, metavar="B",
+    parser.add_argument("--forget-bias", type=finite, default=0.0, metavar="B",
                         help="add B to the bias of the gate that keeps the state (lstm's f, gru's z; "
                              f"cells {', '.join(KEEP_GATE)}); default 0, init_params' own")
 
 
 def add_common_arguments(parser, progress=True):
     parser.add_argument("--out", type=Path, default=OUTPUT_DIR,
-                        help="directory for the PNG plots (default: examples/output)")
+                        help="directory for the PNG plots (default: examples/output; a run with other "
+                             "settings than the defaults names its PNG after them)")
     parser.add_argument("--no-plot", action="store_true", help="print the tables only")
     if progress:
         parser.add_argument("--quiet", action="store_true", help="no progress display")

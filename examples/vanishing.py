@@ -74,7 +74,7 @@ def report(results, T):
     common.print_table(["cell"] + [f"k={k}" for k in lags] + ["factor/step"], rows)
 
 
-def plot(results, T, hidden, out_dir, forget_bias=0.0):
+def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
     plt = common.pyplot()
     if plt is None or not results:
         return
@@ -97,7 +97,7 @@ def plot(results, T, hidden, out_dir, forget_bias=0.0):
     ax.set_title(f"Gradient reaching $h_t$ at initialisation (H = {hidden}; {bias}"
                  f"band: range over {len(next(iter(results.values())))} seeds)", fontsize=11)
     ax.legend(frameon=False, loc="upper left", fontsize=9)
-    common.save_figure(plt, fig, out_dir, "vanishing.png")
+    common.save_figure(plt, fig, out_dir, name)
 
 
 def main(argv=None):
@@ -116,6 +116,8 @@ def main(argv=None):
     names = args.cells or sorted(common.all_cells(),
                                  key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
     cells = common.available(names)
+    if not args.no_plot:
+        common.writable_directory(args.out, "--out")
     results, interrupted = {}, False
     try:
         with common.Progress(len(cells), "measuring", enabled=not args.quiet, unit="cell") as bar:
@@ -127,7 +129,8 @@ def main(argv=None):
         print("\ninterrupted: the cells measured so far")
     report(results, args.length)
     if not args.no_plot:
-        plot(results, args.length, args.hidden, args.out, args.forget_bias)
+        name = common.figure_name("vanishing", args, parser, ["cells", "length", "hidden", "seeds", "batch", "forget_bias"])
+        plot(results, args.length, args.hidden, args.out, name, args.forget_bias)
     return 130 if interrupted else 0
 
 

@@ -1,6 +1,7 @@
 """The example scripts: each runs end to end at tiny sizes, the toy example reproduces the seed's
 losses, and training on the adding problem beats the trivial baseline."""
 
+import argparse
 import importlib.util
 import pathlib
 import re
@@ -46,7 +47,7 @@ def test_toy_script(tmp_path, capsys):
     assert toy.main(["--iterations", "3", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "lstm_seed" in out and "7.535e-01" in out
-    assert (tmp_path / "toy.png").exists() == HAS_MATPLOTLIB
+    assert (tmp_path / "toy_iterations-3.png").exists() == HAS_MATPLOTLIB  # the README's toy.png is 100 iterations
 
 
 def test_adding_script(tmp_path, capsys):
@@ -54,7 +55,24 @@ def test_adding_script(tmp_path, capsys):
     out = capsys.readouterr().out
     for cell in CELLS:
         assert re.search(rf"\| +{cell} \| +4 \|", out) and re.search(rf"\| +{cell} \| +6 \|", out)
-    assert (tmp_path / "adding.png").exists() == HAS_MATPLOTLIB
+    assert (tmp_path / "adding_lengths-4-6_steps-3_hidden-3_batch-4.png").exists() == HAS_MATPLOTLIB
+
+
+def test_a_figure_is_named_after_the_settings_that_differ_from_the_defaults():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cells", nargs="+", default=["rnn", "lstm"])
+    parser.add_argument("--lr", type=float, default=0.1)
+    assert common.figure_name("adding", parser.parse_args([]), parser, ["cells", "lr"]) == "adding.png"
+    args = parser.parse_args(["--cells", "rnn_relu", "--lr", "0.25"])
+    assert common.figure_name("adding", args, parser, ["cells", "lr"]) == "adding_cells-rnn_relu_lr-0.25.png"
+
+
+def test_an_output_directory_that_cannot_be_written_stops_the_run_before_it_trains(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match=r"--save .*file/models: cannot make the directory"):
+        adding.main(["--cells", "rnn", *TINY_ADDING, "--save", str(blocker / "models"), "--no-plot"])
+    assert "test MSE" not in capsys.readouterr().out  # nothing trained
 
 
 def test_adding_saves_what_it_trained(tmp_path, capsys):
@@ -130,7 +148,7 @@ def test_vanishing_script(tmp_path, capsys):
     assert vanishing.main([*args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert all(c in out for c in cells) and "factor/step" in out
-    assert (tmp_path / "vanishing.png").exists() == HAS_MATPLOTLIB
+    assert len(list(tmp_path.glob("vanishing_cells-*_length-6_hidden-3_seeds-2_batch-2.png"))) == HAS_MATPLOTLIB
 
 
 @pytest.mark.parametrize("cell", list(dict.fromkeys(["lstm", "lstm_seed", *CELLS])))
@@ -235,6 +253,23 @@ def test_charlm_script(tmp_path, capsys):
     assert len(drawn) == 30 and set(drawn) <= set(" .acehmnost")
 
 
+def test_charlm_refuses_a_text_it_cannot_train_on_before_training(tmp_path, capsys):
+    short, binary = tmp_path / "short.txt", tmp_path / "binary.txt"
+    short.write_text("abcab", encoding="utf-8")
+    binary.write_bytes(b"\xff\xfeabc")
+    with pytest.raises(SystemExit, match=r"too short: 5 characters, of which the first 90% \(4\) are for training"):
+        charlm.main(["--text", str(short), "--batch", "1", "--length", "1", "--quiet"])
+    for path, message in [(binary, "not UTF-8 text"), (tmp_path, "a directory, not a file")]:
+        with pytest.raises(SystemExit):
+            charlm.main(["--text", str(path), "--quiet"])
+        assert message in capsys.readouterr().err
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    charlm.main(["--text", str(text), "--steps", "1", "--hidden", "2", "--batch", "2", "--length", "3",
+                 "--sample", "0", "--quiet", "--save", str(tmp_path / "m")])
+    assert f"wrote {tmp_path / 'm.npz'}" in capsys.readouterr().out and (tmp_path / "m.npz").exists()
+
+
 def test_charlm_cross_entropy_stays_finite_where_a_probability_underflows():
     """An unbounded state (rnn_relu's) puts logits 800 apart: the target's probability is 0 in
     floating point, but its -log is 800 nats, not inf (training printed inf bits/char)."""
@@ -262,7 +297,10 @@ def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_pat
 
 @pytest.mark.parametrize("module, argv, message", [
     (toy, ["--every", "0"], "argument --every: expected a whole number of at least 1, got '0'"),
-    (adding, ["--lengths", "10", "0"], "argument --lengths: expected a whole number of at least 1, got '0'"),
+    (adding, ["--lengths", "10", "1"], "argument --lengths: expected a whole number of at least 2, got '1'"),
+    (adding, ["--clip=-1"], "argument --clip: expected a number of at least 0, got '-1'"),
+    (adding, ["--seed=-1"], "argument --seed: expected a whole number of at least 0, got '-1'"),
+    (adding, ["--forget-bias", "nan"], "argument --forget-bias: expected a finite number, got 'nan'"),
     (adding, ["--eval-every", "0"], "argument --eval-every: expected a whole number of at least 1"),
     (adding, ["--lr", "-1"], "argument --lr: expected a number above 0, got '-1'"),
     (charlm, ["--length", "0"], "argument --length: expected a whole number of at least 1"),
