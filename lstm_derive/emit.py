@@ -222,7 +222,8 @@ class _Kernel:
                 late_readers = [r for r in self.cell.lets if r.symbol not in early and (
                     r.expr.has(let.symbol) or (isinstance(let.expr, sympy.Function) and r.expr.has(let.expr)))]
                 group = next((g for g in groups if let.symbol in g), set())
-                if (late_readers and let.symbol not in kept) or not group <= early:
+                if ((late_readers and let.symbol not in kept) or not group <= early
+                        or not let.expr.free_symbols <= ready | self.constant | early):  # it reads one dropped
                     early.discard(let.symbol)
                     changed = True
         return early
@@ -1092,7 +1093,7 @@ def _number_arrays(loop):
     if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
         return []
     return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
-            "  # the loop's numbers as arrays of x's dtype: no conversion at every step"]
+            "  # the numbers of the lines below as arrays of x's dtype: no conversion at every call"]
 
 
 def _has_gate_scale(k):
@@ -1175,6 +1176,8 @@ def _part_line(k, a, let, kind, target, part, number, which=""):
     for a sigmoid, -2 for a tanh among sigmoids)."""
     factor = _gate_factor(k, a, kind)
     scaled = "" if factor == 1 else f", times {factor} like the weights"
+    if factor != 1 and let.symbol in k.coefficients:  # the weights carry the block's number too
+        scaled = f", times {factor}, the gate's factor (the weights carry it times {k.coefficients[let.symbol]})"
     return (f"{_added(target, _whole_numbers(factor * part), _aux_printer(k))}  # ({number}) {let.symbol}'s "
             f"pre-activation {_written_argument(k, let)}: the part beyond {_block_of(k, a, let)}{which}{scaled}")
 
@@ -1320,7 +1323,8 @@ def _gate_constants(k):
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:
-            lines.append("# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.")
+            said = "# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."
+            lines += [] if said in lines else [said]  # once for every affine it applies to
             lines += [f"{w}_scaled = -{w}" for w in a.weights]
     return lines
 
@@ -1348,6 +1352,8 @@ def _forward_step(k):
     shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
     named = {}  # a call an earlier let computed -> that let: written again, it is read, not evaluated again
+    formed_early = {let.expr: let.symbol for let in k.cell.lets
+                    if let.symbol in k.early and isinstance(let.expr, sympy.Function)}
     done = set()
     order = {id(node): i for i, node in enumerate(k.cell.nodes)}
     # a run's lines go at its first reader in the script's order: before any node reads a gate of it
@@ -1370,8 +1376,10 @@ def _forward_step(k):
             continue
         if node.symbol in k.invariant:  # formed before the loop
             continue
-        # a value formed before the loop reads only those formed there too
-        expr = node.expr.xreplace({call: v for call, v in named.items() if out is lines or v in k.early})
+        # a value formed before the loop reads only those formed there too; the loop reads them all,
+        # whatever their place in the script (p1 = tanh(a) after p2 = tanh(a)*h_prev)
+        expr = node.expr.xreplace({**({} if out is early else formed_early),
+                                   **{call: v for call, v in named.items() if out is lines or v in k.early}})
         for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
             if call not in done and name not in k.invariant and expr.has(call):
                 where = early if call in k.early_calls else out
@@ -1397,6 +1405,8 @@ def _forward_step(k):
               *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
     early, seen = _over_all_steps(early)
+    values = {str(v) for v in k.cell.blocks + [let.symbol for let in k.cell.lets] + list(k.aux.values())}
+    seen = [name for name in seen if name in values]  # not a buffer's view (pre_W)
     code = "\n".join(_code(line) for line in lines)
     bound = {n for line in lines if (m := _STEP_VIEWS.match(line)) for n in m.group(2).split(", ")}
     read = [name for name in seen if _mentions(code, name) and name not in bound]
@@ -1476,13 +1486,13 @@ def _over_all_steps(lines):
         if (m := re.match(r"\s*(\w+) = ", code)) and not m.group(1).endswith("_seq"):
             renamed[m.group(1)] = f"{m.group(1)}_seq"  # a value of every step, named so: s_seq = a_z_seq*sigmoid_z_seq
         for name, whole in renamed.items():
-            code = re.sub(rf"\b{name}\b", whole, code)
+            code = re.sub(_variable(name), whole, code)
         code = re.sub(r"^(\s*\w+_seq)\[t\] = ", r"\1[...] = ", code)
         code = re.sub(r"\b(\w+_seq)\[t\]", r"\1", code)
         if re.search(r"\[t\b|\bt\]|\bt \+", code):
             raise AssertionError(f"a line formed before the loop reads the step: {line!r}")
         out.append(comment if not code else code + (f"  # {comment}" if comment else ""))
-    return out, [name for name, whole in renamed.items() if whole == f"{name}_seq" and not name.startswith("pre_")]
+    return out, [name for name, whole in renamed.items() if whole == f"{name}_seq"]
 
 
 def _without(printer, call):
@@ -1919,8 +1929,14 @@ def _adjoint_buffers(k):
 
 
 def _mentions(code, name):
-    """How many times code names name, as a whole word (h, not h_prev)."""
-    return len(re.findall(rf"\b{name}\b", code))
+    """How many times code names name as a variable: a whole word (h, not h_prev), neither an
+    attribute (np.dot, for a let named dot) nor a keyword (out=, for one named out)."""
+    return len(re.findall(_variable(name), code))
+
+
+def _variable(name):
+    """The pattern of name as a variable in code (see _mentions)."""
+    return rf"(?<![\w.]){name}(?!\w|=(?!=))"
 
 
 def _read_only(lines, optional):

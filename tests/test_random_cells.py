@@ -727,6 +727,48 @@ FIXED_CELLS = {
         v5 = cell.let("v5", relu(tanh(h_prev) - relu(a02)) * v3)
         cell.update(h=softplus(a01 / (1 + sigmoid(m_prev))) + v4 + v5, m=v1)
     """,
+    # Values formed before the loop, at their edges: one that the loop reads but keeps no storage
+    # of, so the value of it stays in the loop too; one grouped with a gate that reads the state;
+    # lets named like NumPy's functions and keywords (out, dot) and like a buffer (pre_q).
+    "a value of x alone the loop reads unstored, and one that reads it": """
+        from lstm_derive import Cell, tanh
+
+        cell = Cell("unstored", title="s of x alone read by the loop and by k of x alone")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a1, a2 = cell.affine("W", [x], blocks=["a1", "a2"])
+        s = cell.let("s", a1 * a2)
+        k = cell.let("k", tanh(s))
+        cell.update(h=k * h_prev + s)
+    """,
+    "a gate of x alone activated with one that reads the state, and a value of it": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("grouped", title="f state-free but activated with i, which reads c_prev; k of f")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        p = cell.param("p")
+        a_i, a_f = cell.affine("W", [x], blocks=["a_i", "a_f"])
+        i = cell.let("i", sigmoid(a_i + p * c_prev))
+        f = cell.let("f", sigmoid(a_f))
+        k = cell.let("k", tanh(2 * f))
+        c = cell.let("c_new", f * c_prev + i * k)
+        cell.update(h=tanh(c), c=c)
+    """,
+    "values of x alone named out, dot and pre_q": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("numpy_names", title="Lets named like NumPy's keywords and functions, and like a buffer")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        a_z, a_q = cell.affine("W", [x], blocks=["a_z", "a_q"])
+        v = cell.let("out", a_z + a_q)
+        d = cell.let("dot", tanh(v))
+        q = cell.let("pre_q", tanh(a_z) * a_q)
+        (a_u,) = cell.affine("U", [h_prev, d], blocks=["a_u"], bias="b_u")
+        u = cell.let("u", sigmoid(a_u))
+        cell.update(h=u * h_prev + (1 - u) * d + tanh(q * h_prev))
+    """,
     "numbers in both loops": """
         from lstm_derive import Cell, sigmoid, tanh
 

@@ -128,7 +128,7 @@ def forward(params, x, state=None, lengths=None):
     s_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
     s_seq[0] = s_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the loop's numbers as arrays of x's dtype: no conversion at every step
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
