@@ -193,26 +193,27 @@ class _Kernel:
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
         self.saved = self._saved()
+        # the blocks whose every step is known before the loop: those of affines with no loop part
+        self.ready = {b for a in self.cell.affines if not self.affine_parts(a)[1] for b in a.blocks}
         self.early = self._early()
         # the calls the backward pass reads that read no state either (softplus(a) in c = exp(softplus(a))*c_prev)
-        ready = {b for a in self.cell.affines if not self.affine_parts(a)[1] for b in a.blocks}
-        self.early_calls = {call for call in self.aux if call.free_symbols <= ready | self.constant | self.early}
+        self.early_calls = {call for call in self.aux if call.free_symbols <= self.ready | self.constant | self.early}
 
     def _early(self):
         """The lets that read no state, directly or through others, formed for all steps at once
         before the loop (an SRU's gates, of x alone): one NumPy call per operation instead of one
         per step. A value the loop reads must have storage over the steps; gates activated together
         (one affine's, a fused run's) are early all together or not at all."""
-        ready = {b for a in self.cell.affines if not self.affine_parts(a)[1] for b in a.blocks}
+        ready = self.ready
         early = set()
         for let in self.cell.lets:
             if (let.symbol not in self.state_of_new and let.symbol not in self.invariant
                     and let.expr.free_symbols <= ready | self.constant | early):
                 early.add(let.symbol)
+        # activated together: one affine's gates, a fused run's lets
         groups = [{let.symbol for let, _ in lets} for lets in self.gates.values()]
         groups += [{let.symbol for pair in run.pairs for let in pair if let is not None} for run in self.fused]
-        kept = {v for v in self.placed if v in self.stored} | set(self.stored) | self.gate_lets
-        kept |= {v.symbol for run in self.fused for _, v in run.pairs}
+        over_steps = set(self.stored) | self.gate_lets | {v.symbol for run in self.fused for _, v in run.pairs}
         changed = True
         while changed:
             changed = False
@@ -222,7 +223,7 @@ class _Kernel:
                 late_readers = [r for r in self.cell.lets if r.symbol not in early and (
                     r.expr.has(let.symbol) or (isinstance(let.expr, sympy.Function) and r.expr.has(let.expr)))]
                 group = next((g for g in groups if let.symbol in g), set())
-                if ((late_readers and let.symbol not in kept) or not group <= early
+                if ((late_readers and let.symbol not in over_steps) or not group <= early
                         or not let.expr.free_symbols <= ready | self.constant | early):  # it reads one dropped
                     early.discard(let.symbol)
                     changed = True
@@ -1036,7 +1037,9 @@ def _forward(k):
     body += ["", *("    " + line for line in constants)] if constants else []
     invariants = ["    " + line for line in _invariant_lines(k)]  # those forward() reads stay (_read_only)
     body += invariants
-    body += ["", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
+    body += ["", "    # The input part of every affine node, for all steps in one GEMM (that of inputs formed before",
+             "    # the loop follows them there); the loop adds the rest."] if k.pre_lets else [
+             "", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
     for a in cell.affines:
         pre, _ = k.affine_parts(a)
         terms = [f"x.reshape(T * B, D) @ {_weight(k, a, w)}.T" for w, v in pre if v == k.x]
@@ -1302,7 +1305,7 @@ def _power_of_two(number):
 
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
-    lines = []
+    lines, negated = [], []
     for a in k.cell.affines:
         if not _scaled(k, a):
             continue
@@ -1323,10 +1326,10 @@ def _gate_constants(k):
             lines.append(f"scale_{a.name} = {scale}")
             lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:
-            said = "# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."
-            lines += [] if said in lines else [said]  # once for every affine it applies to
-            lines += [f"{w}_scaled = -{w}" for w in a.weights]
-    return lines
+            negated += [f"{w}_scaled = -{w}" for w in a.weights]
+    if negated:
+        lines += ["# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."]
+    return lines + negated
 
 
 def _gate_views(k, a):
@@ -1363,15 +1366,18 @@ def _forward_step(k):
     for node in k.cell.nodes:
         n = numbers[id(node)]
         if isinstance(node, Affine):
-            early += _let_gemm_lines(k, node, n)
-            if _early_affine(k, node):
-                early += _forward_affine(k, node, n, early=True)
-            if not _early_affine(k, node) or not k.affine_parts(node)[1] and node.name not in k.gates:
-                lines += _forward_affine(k, node, n)
+            early.extend(_let_gemm_lines(k, node, n))
+            before = _early_affine(k, node)
+            # a pre-only affine's lines are views of its blocks: the loop has its own for those it reads
+            views_only = not k.affine_parts(node)[1] and node.name not in k.gates
+            if before:
+                early.extend(_forward_affine(k, node, n, early=True))
+            if not before or views_only:
+                lines.extend(_forward_affine(k, node, n))
             continue
-        out = early if node.symbol in k.early else lines
+        out = early if node.symbol in k.early else lines  # the list this node's lines extend
         if node.symbol in heads:
-            out += _fused_lines(k, heads[node.symbol], numbers)
+            out.extend(_fused_lines(k, heads[node.symbol], numbers))
         if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
             continue
         if node.symbol in k.invariant:  # formed before the loop
@@ -1382,17 +1388,17 @@ def _forward_step(k):
                                    **{call: v for call, v in named.items() if out is lines or v in k.early}})
         for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
             if call not in done and name not in k.invariant and expr.has(call):
-                where = early if call in k.early_calls else out
-                where += _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
+                home = early if call in k.early_calls else out
+                home.extend(_stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n))
                 done.add(call)
         if node.symbol in k.gate_lets:
-            out += _deferred_gate(k, node, n)
+            out.extend(_deferred_gate(k, node, n))
             continue
         if node.symbol in k.stored:
-            out += _stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)])
+            out.extend(_stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)]))
         elif node.symbol in k.state_of_new:
             slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            out += _stored_value(node.symbol, slot, expr, printer, n, shown[id(node)])
+            out.extend(_stored_value(node.symbol, slot, expr, printer, n, shown[id(node)]))
         else:
             out.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
         if isinstance(node.expr, sympy.Function):
@@ -1489,7 +1495,8 @@ def _over_all_steps(lines):
             code = re.sub(_variable(name), whole, code)
         code = re.sub(r"^(\s*\w+_seq)\[t\] = ", r"\1[...] = ", code)
         code = re.sub(r"\b(\w+_seq)\[t\]", r"\1", code)
-        if re.search(r"\[t\b|\bt\]|\bt \+", code):
+        code = code.replace("[:, ", "[..., ")  # a step's columns (B, k*H)[:, cols] are every step's [..., cols]
+        if re.search(r"\[t\b|\bt\]|\bt \+|\[:", code):  # a step, or an axis counted from the front
             raise AssertionError(f"a line formed before the loop reads the step: {line!r}")
         out.append(comment if not code else code + (f"  # {comment}" if comment else ""))
     return out, [name for name, whole in renamed.items() if whole == f"{name}_seq"]
@@ -1773,7 +1780,8 @@ def _block_of(k, a, let):
 def _activation(k, a, run, where, cite):
     """Gates of one kind or mixed, activated in place over where (their pre-activations)."""
     if not _scaled(k, a):
-        return [f"np.tanh({where}, out={where})  # {cite}, in place: the pre-activations are not needed again"]
+        gates = ", ".join(f"{let.symbol} = tanh({_block_of(k, a, let)})" for let, _ in run)
+        return [f"np.tanh({where}, out={where})  # {cite} {gates}, in place: the pre-activations are not needed again"]
     what = "all gates" if where == f"pre_{a.name}" else ("the gate" if len(run) == 1 else "these gates")
     return [
         f"# {cite} {what} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
@@ -2740,7 +2748,7 @@ def _samples_function():
         "    for a in arrays:",
         "        key = (a.size, a.shape[-1])",
         "        if key not in _SAMPLE_INDICES:",
-        "            if len(_SAMPLE_INDICES) > 256:  # a service that sees ever new shapes keeps a few only",
+        "            if len(_SAMPLE_INDICES) > 256:  # starts afresh: ever new shapes do not grow it without bound",
         "                _SAMPLE_INDICES.clear()",
         "            step = max(1, a.size // 16)",
         "            while step > 1 and np.gcd(step, a.shape[-1]) != 1:",

@@ -574,10 +574,11 @@ class Cell:
         """(identifier, owner, where) for every identifier the emitted kernel derives from a name.
 
         The emitter's naming scheme:
-        - a state s has s_prev, s_seq, ds_next, ds_prev, ds_passing and, for its new value, s and ds;
+        - a state s has s_prev, s_seq, ds_next, ds_prev, ds_prev_zero, ds_passing and, for its new
+          value, s and ds;
         - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
-          pre_A_ready<j>, dpre_A, dpre_A_part<j>, dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat,
-          dpre_A_blocks, bias_A, scale_A;
+          pre_A_ready<j> (and their _seq, over all steps before the loop), dpre_A, dpre_A_part<j>,
+          dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, bias_A, scale_A;
         - a weight or bias P has P and dP (a weight also P_scaled);
         - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
           let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp; a let dv_kept);
@@ -602,7 +603,7 @@ class Cell:
         state_of = {id(let): s for s, let in self.updates.items()}
         for s in self.states:
             owner, where = f"state '{s}'", self._declared(f"{s}_prev")
-            for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev", f"d{s}_passing"):
+            for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev", f"d{s}_prev_zero", f"d{s}_passing"):
                 yield n, owner, where
         for p in self.params:
             for n in (str(p), f"d{p}", f"d{p}_kept"):
@@ -610,8 +611,8 @@ class Cell:
         for node in self.nodes:
             if isinstance(node, Affine):
                 owner = f"affine '{node.name}'"
-                for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "dpre_{}", "dpre_{}_seq", "dpre_{}_flat",
-                          "dpre_{}_blocks", "bias_{}", "scale_{}"):
+                for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "pre_{}_ready_seq", "dpre_{}", "dpre_{}_seq",
+                          "dpre_{}_flat", "dpre_{}_blocks", "bias_{}", "scale_{}"):
                     yield n.format(node.name), owner, node.where
                 for p in list(node.weights) + list(node.biases):
                     yield p, f"parameter '{p}'", node.where
@@ -619,7 +620,8 @@ class Cell:
                 for p in node.weights:
                     yield f"{p}_scaled", f"parameter '{p}'", node.where
                 for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
-                    for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "dpre_{}_part{}", "dpre_{}_part{}_seq"):
+                    for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
+                              "dpre_{}_part{}_seq"):
                         yield n.format(node.name, j), owner, node.where
                 for b in node.blocks:
                     for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):

@@ -755,6 +755,20 @@ FIXED_CELLS = {
         c = cell.let("c_new", f * c_prev + i * k)
         cell.update(h=tanh(c), c=c)
     """,
+    "gates of x alone, one with an extra of x alone, activated over some of the affine's columns": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("ready", title="f and o activated over their columns before the loop, i after its extra")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        (a_k,) = cell.affine("V", [x], blocks=["a_k"], bias="b_v")
+        k = cell.let("k", tanh(a_k))
+        a_i, a_f, a_o = cell.affine("W", [x], blocks=["a_i", "a_f", "a_o"], bias="b")
+        i = cell.let("i", sigmoid(a_i + k))
+        f, o = cell.let("f", sigmoid(a_f)), cell.let("o", sigmoid(a_o))
+        c = cell.let("c_new", f * c_prev + i)
+        cell.update(h=o * tanh(c), c=c)
+    """,
     "values of x alone named out, dot and pre_q": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -1034,6 +1048,26 @@ def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
         assert all(line in head for line in before), name
         assert "# formed before the loop" in loop and "_sigmoid_into(" not in loop and "np.tanh(s" not in loop, name
         assert "_seq.reshape(T * B, H)" not in loop and "U_z_scaled" not in loop and "pre_V" not in loop, name
+
+
+def test_what_is_formed_before_the_loop_and_what_stays_in_it():
+    """A value the loop reads but keeps no storage of stays in the loop, and so does one of it; a
+    gate activated with one that reads the state stays with it; columns before the loop are the
+    last axis's; a carry no equation reads is one array of zeros."""
+    def parts(name):
+        source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
+        forward = source[source.index("def forward("):source.index("def backward(")]
+        head, loop = forward.split("for t in range(T):")
+        return head.split("with np.errstate")[-1], loop.split("\n    ys = ")[0], source
+
+    head, loop, _ = parts("a value of x alone the loop reads unstored, and one that reads it")
+    assert "s = a1*a2  # (2)" in loop and "np.tanh(s" in loop and "np.tanh(" not in head
+    head, loop, _ = parts("a gate of x alone activated with one that reads the state, and a value of it")
+    assert "f = " in loop and "np.tanh(two*f" in loop and "np.tanh(" not in head
+    head, loop, _ = parts("gates of x alone, one with an extra of x alone, activated over some of the affine's columns")
+    assert "pre_W_ready_seq = pre_W_seq[..., H:3 * H]" in head and "[:, " not in head
+    _, loop, source = parts("an sru whose gates read x alone")
+    assert "dh_prev_zero = np.zeros((B, H), x.dtype)" in source and "dh_prev = dh_prev_zero" in source
 
 
 def test_the_docstring_says_no_equation_reads_an_output_only_states_initial_value():

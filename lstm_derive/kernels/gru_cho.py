@@ -125,7 +125,7 @@ def forward(params, x, state=None, lengths=None):
             np.multiply(h_prev, r, out=rh)  # (4) rh = r*h_prev
             pre_W_n = pre_W_n_seq[t]
             pre_W_n += np.dot(rh, W_n_rh.T)  # (5)
-            np.tanh(pre_W_n, out=pre_W_n)  # (6), in place: the pre-activations are not needed again
+            np.tanh(pre_W_n, out=pre_W_n)  # (6) n = tanh(a_n), in place: the pre-activations are not needed again
             n = n_seq[t]
             h = h_seq[t + 1]  # (7) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
             np.multiply(z, h_prev - n, out=h)
@@ -393,7 +393,7 @@ def _samples(arrays):
     for a in arrays:
         key = (a.size, a.shape[-1])
         if key not in _SAMPLE_INDICES:
-            if len(_SAMPLE_INDICES) > 256:  # a service that sees ever new shapes keeps a few only
+            if len(_SAMPLE_INDICES) > 256:  # starts afresh: ever new shapes do not grow it without bound
                 _SAMPLE_INDICES.clear()
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:

@@ -330,7 +330,7 @@ def _samples(arrays):
     for a in arrays:
         key = (a.size, a.shape[-1])
         if key not in _SAMPLE_INDICES:
-            if len(_SAMPLE_INDICES) > 256:  # a service that sees ever new shapes keeps a few only
+            if len(_SAMPLE_INDICES) > 256:  # starts afresh: ever new shapes do not grow it without bound
                 _SAMPLE_INDICES.clear()
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:
