@@ -36,7 +36,7 @@ from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Term, adjoint, primal, summed
-from .spec import GATE_FUNCTIONS, Affine, exp, relu, sigmoid
+from .spec import GATE_FUNCTIONS, Affine, Let, exp, relu, sigmoid
 
 __all__ = ["emit_kernel", "GENERATED_MARK"]
 
@@ -1357,14 +1357,21 @@ def _forward_step(k):
     named = {}  # a call an earlier let computed -> that let: written again, it is read, not evaluated again
     formed_early = {let.expr: let.symbol for let in k.cell.lets
                     if let.symbol in k.early and isinstance(let.expr, sympy.Function)}
+    # the values formed before the loop so far, and the calls formed there that wait for one of them
+    # (relu(s/2) in a let written before s = sigmoid(a)): a call's lines go after what it reads
+    formed, waiting = k.ready | k.constant, []
     done = set()
     order = {id(node): i for i, node in enumerate(k.cell.nodes)}
     # a run's lines go at its first reader in the script's order: before any node reads a gate of it
     heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
              for run in k.fused}
     skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
-    for node in k.cell.nodes:
+    for i, node in enumerate(k.cell.nodes):
         n = numbers[id(node)]
+        # the lets before this node that are formed before the loop have their lines there by now
+        # (a gate's with its affine's, a fused run's at its first reader): the calls that waited for them follow
+        formed |= {v.symbol for v in k.cell.nodes[:i] if isinstance(v, Let) and v.symbol in k.early}
+        early.extend(_ready_calls(waiting, formed))
         if isinstance(node, Affine):
             early.extend(_let_gemm_lines(k, node, n))
             before = _early_affine(k, node)
@@ -1388,9 +1395,13 @@ def _forward_step(k):
                                    **{call: v for call, v in named.items() if out is lines or v in k.early}})
         for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
             if call not in done and name not in k.invariant and expr.has(call):
-                home = early if call in k.early_calls else out
-                home.extend(_stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n))
+                lines_of_call = _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
+                if call in k.early_calls:  # after the values formed before the loop that it reads
+                    waiting.append((call, lines_of_call))
+                else:
+                    out.extend(lines_of_call)
                 done.add(call)
+        early.extend(_ready_calls(waiting, formed))
         if node.symbol in k.gate_lets:
             out.extend(_deferred_gate(k, node, n))
             continue
@@ -1403,6 +1414,9 @@ def _forward_step(k):
             out.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
         if isinstance(node.expr, sympy.Function):
             named[node.expr] = node.symbol
+    early.extend(_ready_calls(waiting, formed | k.early))
+    if waiting:
+        raise AssertionError(f"calls formed before the loop that read values never formed: {waiting}")
     for call, name in k.aux.items():
         # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
         if call not in done and name not in k.invariant:
@@ -1456,6 +1470,17 @@ def _unread_views_dropped(lines):
     return out
 
 
+def _ready_calls(waiting, formed):
+    """The lines of the waiting calls that read only values formed, taken off the list, in order."""
+    lines = []
+    for entry in list(waiting):
+        call, call_lines = entry
+        if call.free_symbols <= formed:
+            lines += call_lines
+            waiting.remove(entry)
+    return lines
+
+
 def _early_affine(k, a):
     """Whether an affine's lines belong before the loop: its GEMM is all there, and its gates, if
     activated with it, read no state; or some value formed there reads its blocks."""
@@ -1496,7 +1521,7 @@ def _over_all_steps(lines):
         code = re.sub(r"^(\s*\w+_seq)\[t\] = ", r"\1[...] = ", code)
         code = re.sub(r"\b(\w+_seq)\[t\]", r"\1", code)
         code = code.replace("[:, ", "[..., ")  # a step's columns (B, k*H)[:, cols] are every step's [..., cols]
-        if re.search(r"\[t\b|\bt\]|\bt \+|\[:", code):  # a step, or an axis counted from the front
+        if re.search(r"\[t\b|\bt\]|\bt \+|\[:,", code):  # a step, or a batch axis counted from the front
             raise AssertionError(f"a line formed before the loop reads the step: {line!r}")
         out.append(comment if not code else code + (f"  # {comment}" if comment else ""))
     return out, [name for name, whole in renamed.items() if whole == f"{name}_seq"]

@@ -769,6 +769,31 @@ FIXED_CELLS = {
         c = cell.let("c_new", f * c_prev + i)
         cell.update(h=o * tanh(c), c=c)
     """,
+    # Found by fuzzing: a call formed before the loop that reads a let written after the let that
+    # holds the call; a forget bias folded into an affine whose input GEMM reads a value of x alone.
+    "a call of x alone written before the let it reads": """
+        from lstm_derive import Cell, relu, sigmoid
+
+        cell = Cell("later", title="relu(0.5*sigmoid(a)) in u, then s = sigmoid(a)")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("A", [x], blocks=["a"])
+        u = cell.let("u", relu(0.5 * sigmoid(a)) * h_prev)
+        s = cell.let("s", sigmoid(a))
+        cell.update(h=u + s)
+    """,
+    "a forget bias in an affine whose input GEMM reads a value of x alone": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("biased", title="f = sigmoid(a_f + 1) of U [z, h_prev], z = sigmoid(A x)")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        (a,) = cell.affine("A", [x], blocks=["a"])
+        z = cell.let("z", sigmoid(a))
+        a_f, a_g = cell.affine("U", [z, h_prev], blocks=["a_f", "a_g"], bias="b_u")
+        f, g = cell.let("f", sigmoid(a_f + 1)), cell.let("g", tanh(a_g))
+        cell.update(h=f * h_prev + g)
+    """,
     "values of x alone named out, dot and pre_q": """
         from lstm_derive import Cell, sigmoid, tanh
 
