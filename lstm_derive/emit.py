@@ -1430,8 +1430,12 @@ def _forward_step(k):
     code = "\n".join(_code(line) for line in lines)
     bound = {n for line in lines if (m := _STEP_VIEWS.match(line)) for n in m.group(2).split(", ")}
     read = [name for name in seen if _mentions(code, name) and name not in bound]
-    if read:  # the loop's own views of the values formed before it
-        lines.insert(0, _assign_tuple(read, [f"{name}_seq[t]" for name in read]) + "  # formed before the loop")
+    if read:  # the loop's own views of the values formed before it, with its first views of blocks
+        first = _STEP_VIEWS.match(lines[0]) if lines else None
+        merged = first is not None and not first.group(4) and set(first.group(2).split(", ")) <= values  # blocks
+        names = (first.group(2).split(", ") if merged else []) + read
+        views = (first.group(3).split(", ") if merged else []) + [f"{name}_seq[t]" for name in read]
+        lines[:1 if merged else 0] = [_assign_tuple(names, views) + "  # formed before the loop"]
     lines = _unread_views_dropped(lines)
     # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
     return early, _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
