@@ -215,16 +215,16 @@ class _Kernel:
         groups += [{let.symbol for pair in run.pairs for let in pair if let is not None} for run in self.fused]
         over_steps = set(self.stored) | self.gate_lets | {v.symbol for run in self.fused for _, v in run.pairs}
         changed = True
-        while changed:
+        while changed:  # each drop can drop more: the values that read it, its group
             changed = False
-            for let in self.cell.lets:
-                if let.symbol not in early:
-                    continue
-                late_readers = [r for r in self.cell.lets if r.symbol not in early and (
-                    r.expr.has(let.symbol) or (isinstance(let.expr, sympy.Function) and r.expr.has(let.expr)))]
-                group = next((g for g in groups if let.symbol in g), set())
-                if ((late_readers and let.symbol not in over_steps) or not group <= early
-                        or not let.expr.free_symbols <= ready | self.constant | early):  # it reads one dropped
+            for let in [let for let in self.cell.lets if let.symbol in early]:
+                read_in_loop = any(r.symbol not in early and (
+                    r.expr.has(let.symbol) or (isinstance(let.expr, sympy.Function) and r.expr.has(let.expr)))
+                    for r in self.cell.lets)
+                unstored_for_the_loop = read_in_loop and let.symbol not in over_steps
+                group_split = not next((g for g in groups if let.symbol in g), set()) <= early
+                reads_a_dropped_one = not let.expr.free_symbols <= ready | self.constant | early
+                if unstored_for_the_loop or group_split or reads_a_dropped_one:
                     early.discard(let.symbol)
                     changed = True
         return early
