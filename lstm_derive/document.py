@@ -422,12 +422,6 @@ def _ordered(cell, symbols):
     return [v for v in order if v in symbols]
 
 
-def _read_in_step(d):
-    """Every symbol some node of the step reads."""
-    read = {v for let in d.cell.lets for v in let.expr.free_symbols}
-    return read | {v for a in d.cell.affines for v in a.inputs}
-
-
 def _shared_note(d):
     """For a let of parameters alone (lam = sigmoid(p)), the same at every step: its adjoint in the
     equations is step t's share, which the parameters' gradients sum."""
@@ -487,7 +481,7 @@ def _output_gradient(d, y):
     tex = (rf"\frac{{\mathrm{{d}} L(t)}}{{\mathrm{{d}} {y}(t)}} = \frac{{\partial l(t)}}{{\partial {y}(t)}}"
            rf" + \frac{{\partial L(t+1)}}{{\partial {y}(t)}}")
     text = f"dL(t)/d{y}(t) = ∂l(t)/∂{y}(t) + ∂L(t+1)/∂{y}(t)"
-    unread = "" if d.cell.prev(y) in _read_in_step(d) else (
+    unread = "" if d.cell.prev(y) in d.cell.read_in_step() else (
         f" No equation reads `{y}_prev`, so the second part is zero but at a sequence's last step, where it is the "
         "gradient of l_final (and, for a sequence that ends before the others, of the later outputs that repeat "
         "its state).")

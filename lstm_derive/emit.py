@@ -25,6 +25,7 @@ what a careful person does by hand, every time:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
@@ -228,6 +229,13 @@ class _Kernel:
                     early.discard(let.symbol)
                     changed = True
         return early
+
+    @functools.cached_property
+    def zero_adjoints(self):
+        """The loop's adjoints that are zero at every step: a previous state that no equation reads
+        (an SRU's h_prev)."""
+        return [s for s in self.d.steps if self.in_loop(s) and not s.terms and not self.summed(s)
+                and s.kind not in ("input", "block")]
 
     def _auxiliaries(self):
         """Function applications the backward pass reads but no let names, kept from the forward
@@ -979,7 +987,7 @@ def _state_doc(k):
 def _unread_state_doc(k):
     """The docstring's word on states whose previous value no equation reads (an SRU's h, only its
     output): their initial value is no input of any step."""
-    read = {v for a in k.cell.affines for v in a.inputs} | {v for let in k.cell.lets for v in let.expr.free_symbols}
+    read = k.cell.read_in_step()
     unread = [s for s in k.states if k.cell.prev(s) not in read]
     if not unread:
         return []
@@ -1366,12 +1374,15 @@ def _forward_step(k):
     heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
              for run in k.fused}
     skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
-    for i, node in enumerate(k.cell.nodes):
+    previous = None
+    for node in k.cell.nodes:
         n = numbers[id(node)]
         # the lets before this node that are formed before the loop have their lines there by now
         # (a gate's with its affine's, a fused run's at its first reader): the calls that waited for them follow
-        formed |= {v.symbol for v in k.cell.nodes[:i] if isinstance(v, Let) and v.symbol in k.early}
+        if isinstance(previous, Let) and previous.symbol in k.early:
+            formed.add(previous.symbol)
         early.extend(_ready_calls(waiting, formed))
+        previous = node
         if isinstance(node, Affine):
             early.extend(_let_gemm_lines(k, node, n))
             before = _early_affine(k, node)
@@ -1436,9 +1447,8 @@ def _forward_step(k):
         names = (first.group(2).split(", ") if merged else []) + read
         views = (first.group(3).split(", ") if merged else []) + [f"{name}_seq[t]" for name in read]
         lines[:1 if merged else 0] = [_assign_tuple(names, views) + "  # formed before the loop"]
-    lines = _unread_views_dropped(lines)
-    # a step's view of a pre-activation that no line reads (its gates activated elsewhere) goes
-    return early, _read_only(lines, [line for line in lines if re.fullmatch(r"(pre_\w+) = \1_seq\[t\]", line)])
+    # a step's view that no line reads (a pre-activation whose gates are activated elsewhere) goes
+    return early, _unread_views_dropped(lines)
 
 
 def _let_gemm_lines(k, a, n):
@@ -1492,8 +1502,17 @@ def _early_affine(k, a):
         return False
     if a.name in k.gates:
         return all(let.symbol in k.early for let, _ in k.gates[a.name])
-    return any(let.symbol in k.early for b in a.blocks for let in k.cell.readers(b)) or any(
-        call.has(b) for b in a.blocks for call in k.early_calls)
+    return any(_read_before_loop(k, b) for b in a.blocks)
+
+
+def _read_before_loop(k, b):
+    """Whether a value or call formed before the loop reads block b."""
+    return any(let.symbol in k.early for let in k.cell.readers(b)) or any(call.has(b) for call in k.early_calls)
+
+
+def _read_in_loop(k, b):
+    """Whether a value the loop forms reads block b."""
+    return any(let.symbol not in k.early for let in k.cell.readers(b))
 
 
 def _code(line):
@@ -1685,8 +1704,7 @@ def _forward_affine(k, a, n, early=False):
     written = _written_blocks(k, a)
     # the views of the blocks' columns are made before the loop (_views_once)
     used = [b for b in _used_blocks(k, a) if (pre or b in written)
-            and (any((let.symbol in k.early) == early for let in k.cell.readers(b))
-                 or early and any(call.has(b) for call in k.early_calls))]
+            and (_read_before_loop(k, b) if early else _read_in_loop(k, b))]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]
@@ -1870,7 +1888,7 @@ def _backward(k):
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
     body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
-             f"equation reads {s.target}" for s in _zero_adjoints(k)]
+             f"equation reads {s.target}" for s in k.zero_adjoints]
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
     body += ["    " + line for line in _number_arrays(products + step)]
     body += [
@@ -2477,17 +2495,11 @@ def _adjoint_line(k, step, printer):
         if len(k.loop_terms(step)) == 1 and code.startswith("-"):
             return f"{step.adjoint} -= {code[1:]}  # ({step.number}) dL/d{step.target}"
         return f"{step.adjoint} += {code}  # ({step.number}) dL/d{step.target}"
-    if step in _zero_adjoints(k):  # one array of zeros for every step (no line writes into it)
+    if step in k.zero_adjoints:  # one array of zeros for every step (no line writes into it)
         return f"{step.adjoint} = {step.adjoint}_zero{where}"
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"
-
-
-def _zero_adjoints(k):
-    """The loop's adjoints that are zero at every step: a previous state that no equation reads
-    (an SRU's h_prev)."""
-    return [s for s in k.d.steps if k.in_loop(s) and not s.terms and not k.summed(s) and s.kind not in ("input", "block")]
 
 
 def _summed_line(k, step, in_loop):

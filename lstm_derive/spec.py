@@ -364,6 +364,11 @@ class Cell:
     def prev(self, state):
         return sympy.Symbol(f"{state}_prev", real=True)
 
+    def read_in_step(self):
+        """Every symbol some node of the step reads (a state whose _prev is not among them carries
+        nothing from step to step: an SRU's h)."""
+        return {v for let in self.lets for v in let.expr.free_symbols} | {v for a in self.affines for v in a.inputs}
+
     def parameter_names(self):
         names = []
         for a in self.affines:
