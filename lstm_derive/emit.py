@@ -178,6 +178,7 @@ class _Kernel:
         self.placed = self._placements()
         self.fused = self._fused_gates()
         self.bias_folds = self._bias_folds()
+        self.negated = self._negated_runs()
         occupants = {b: let.symbol for a in self.cell.affines if a.name in self.gates
                      for b, (let, _) in zip(a.blocks, self.gates[a.name])}
         occupants.update({b: v for v, (_, b) in self.placed.items()})
@@ -470,6 +471,19 @@ class _Kernel:
                    for i, block in enumerate(blocks)):
                 folds.append(run)
         return folds
+
+    def _negated_runs(self):
+        """The fused sigmoid runs whose blocks of the first affine only the run's sums read: those
+        rows of its weights and biases carry the -1 of exp(-a), once per call (GRU's W_x for r, z),
+        and the step subtracts the second affine's blocks (-a_r = -(a_xr + b_hr) - U_hr h_prev): no
+        step negates the sums."""
+        return [run for run in self.fused if run.kind == "sigmoid" and all(
+            block not in self.stored and self.cell.readers(block) == [run.reader(i)]
+            for i, block in enumerate(run.a.blocks[run.j0:run.j1]))]
+
+    def negated_blocks(self, a):
+        """The indices of a's blocks that a negated run (_negated_runs) sums first."""
+        return {j for run in self.negated if run.a is a for j in range(run.j0, run.j1)}
 
     def _twins(self):
         """Blocks of a loop-only affine whose adjoints equal those of an in-place affine's blocks,
@@ -918,11 +932,13 @@ def _helpers(k, passes):
             "",
             "",
             "def _gate_scale(kinds, H, dtype, numbers=None):",
-            '    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times',
-            '    the number the block is multiplied by in its gate (1 if numbers is None); read-only, made once."""',
+            '    """Per column: -1 for a block a sigmoid reads, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1),',
+            '    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if',
+            '    numbers is None); read-only, made once."""',
             "    key = (kinds, H, np.dtype(dtype), numbers)",
             "    if key not in _GATE_SCALES:",
-            '        factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
+            '        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}',
+            '        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
             "        scale = np.repeat(factors, H).astype(dtype)",
             "        scale.flags.writeable = False",
             "        _GATE_SCALES[key] = scale",
@@ -1108,8 +1124,8 @@ def _number_arrays(loop):
 
 
 def _has_gate_scale(k):
-    """Whether _gate_constants scales some affine's gates by a vector of factors (_gate_scale)."""
-    return any(_scaled(k, a) and _mixed(k, a) for a in k.cell.affines)
+    """Whether _gate_constants scales some affine's rows by a vector of factors (_gate_scale)."""
+    return any(_row_scaling(k, a) == "vector" for a in k.cell.affines)
 
 
 def _has_sigmoid(cell):
@@ -1159,9 +1175,9 @@ def _input_bias(k, a, n):
         lines += _steady_run_lines(k, a, run)
     for run in folds:
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
-        nb = k.node_number[id(run.b)]
-        lines.append(f"bias_{a.name}[{cols}] += {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
-                     f"{', '.join(map(str, blocks))}, only ever added to {a.name}'s blocks: added here once, not at every step")
+        nb, sign, negated = k.node_number[id(run.b)], *(("-", ", negated") if run in k.negated else ("+", ""))
+        lines.append(f"bias_{a.name}[{cols}] {sign}= {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
+                     f"{', '.join(map(str, blocks))}{negated}, only ever added to {a.name}'s blocks: added here once, not at every step")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
 
 
@@ -1220,13 +1236,20 @@ def _steady_run_lines(k, a, run):
     """The parts of a fused run's sums that no step changes (r = sigmoid(a_xr + a_hr + 1)), added
     to the bias of their block of a."""
     lines, printer = [], _aux_printer(k)
+    factor, scaled = _run_factor(k, run)
     for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
         if part != 0:
             number = k.number[(u or v).symbol]
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
-            lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(part), printer)}  # ({number}) the part "
-                         f"of {v.symbol}'s sum beyond {run.beyond} that no step changes")
+            lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(factor * part), printer)}  # ({number}) the part "
+                         f"of {v.symbol}'s sum beyond {run.beyond} that no step changes{scaled}")
     return lines
+
+
+def _run_factor(k, run):
+    """What a fused run's sums are multiplied by where the weights carry it (-1, _negated_runs), and
+    the comment that says so."""
+    return (-1, ", times -1 like the weights") if run in k.negated else (1, "")
 
 
 def _loop_bias(k, a, n):
@@ -1281,16 +1304,28 @@ def _mixed(k, a):
     return len({kind for _, kind in k.gates[a.name]}) > 1 or any(let.symbol in k.coefficients for let, _ in k.gates[a.name])
 
 
+def _row_scaling(k, a):
+    """How a's weights carry the factors of the gates its blocks feed: None (they do not), "negated"
+    (-1 for every row) or "vector" (a factor per row, scale_<A>)."""
+    if _scaled(k, a):
+        return "vector" if _mixed(k, a) else "negated"
+    negated = k.negated_blocks(a)
+    if not negated:
+        return None
+    return "negated" if len(negated) == len(a.blocks) else "vector"
+
+
 def _weight(k, a, w):
-    return f"{w}_scaled" if _scaled(k, a) else w
+    return f"{w}_scaled" if _row_scaling(k, a) else w
 
 
 def _scaled_bias(k, a):
     """a's biases scaled as the weights are, as (sign, code): ("+", "b*scale_W") or ("-", "b")."""
     total = " + ".join(a.biases)
-    if not _scaled(k, a):
+    scaling = _row_scaling(k, a)
+    if scaling is None:
         return "+", total
-    if _mixed(k, a):
+    if scaling == "vector":
         return "+", f"({total})*scale_{a.name}" if len(a.biases) > 1 else f"{total}*scale_{a.name}"
     return "-", f"({total})" if len(a.biases) > 1 else total
 
@@ -1314,10 +1349,19 @@ def _power_of_two(number):
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
     lines, negated = [], []
+    runs = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]
+    if runs:
+        lines += ["# The rows of the blocks that a sigmoid's sum adds to carry its -1 (exp then gives exp(-a)),",
+                  "# folded into the weights once: exact, and no step negates the sums."]
+    for a in runs:
+        kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
+        lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")
+        lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
     for a in k.cell.affines:
-        if not _scaled(k, a):
+        scaling = _row_scaling(k, a)
+        if scaling is None or a in runs:
             continue
-        if _mixed(k, a):
+        if scaling == "vector":
             lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
                       "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates."]
             kinds = [f'"{f}"' for _, f in k.gates[a.name]]
@@ -1594,20 +1638,29 @@ def _fused_lines(k, run, numbers):
     cite_u = ", ".join(cites) + " " if cites else ""
     cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
     sums = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs)))
-    activate = f"_sigmoid_into({where}, {where}, minus_one)" if kind == "sigmoid" else f"np.tanh({where}, out={where})"
+    gates = ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs)
+    if run in k.negated:
+        activate = [f"# {cite_v} {gates} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
+                    f"np.exp({where}, out={where})", f"{where} += one", f"np.reciprocal({where}, out={where})"]
+    elif kind == "sigmoid":
+        activate = [f"_sigmoid_into({where}, {where}, minus_one)  # {cite_v} {gates}"]
+    else:
+        activate = [f"np.tanh({where}, out={where})  # {cite_v} {gates}"]
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
-    extras = [f"{_added(v.symbol, e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum beyond {run.beyond}"
-              for (u, v), e in zip(pairs, run.extras) if e != 0]
+    factor, scaled = _run_factor(k, run)
+    extras = [f"{_added(v.symbol, factor * e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum "
+              f"beyond {run.beyond}{scaled}" for (u, v), e in zip(pairs, run.extras) if e != 0]
     summed = []
     if b is not None:
         other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
-        summed = [f"{where} += {other}  # {cite_u}{sums}, written over {', '.join(map(str, a.blocks[j0:j1]))}"]
+        sign, negated = ("-", f", negated: {b.name}'s part subtracted") if run in k.negated else ("+", "")
+        summed = [f"{where} {sign}= {other}  # {cite_u}{sums}, written over {', '.join(map(str, a.blocks[j0:j1]))}{negated}"]
     return [
         f"{where} = {where}_seq[t]",
         *summed,
         *([views] + extras if extras else []),
-        f"{activate}  # {cite_v} " + ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs),
+        *activate,
         *([] if extras else [views]),
     ]
 
@@ -1756,6 +1809,8 @@ def _views_once(k):
         if folded:  # the input part holds the other affine's biases of these blocks too
             a_blocks += f" and the biases of {b_blocks}"
             b_blocks += " without their biases"
+        if run in k.negated:  # the weights carry the sigmoid's -1
+            a_blocks = f"-({a_blocks})"
         lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
         if run.b is None:
             continue
@@ -2610,7 +2665,7 @@ def _steps(k):
         "    y_t is read-only. A convenience: each call repeats forward()'s work that is not per step",
         *(["    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one",
            '    forward()."""']
-          if any(_scaled(k, a) for a in k.cell.affines) else
+          if any(_row_scaling(k, a) for a in k.cell.affines) else
           ['    (argument checks), so a run of known steps is faster as one forward()."""']),
         "    dtype = _checked_params(params)[0].dtype",
         "    D, _ = _sizes(params)",

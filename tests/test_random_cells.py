@@ -1044,7 +1044,9 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
                  "gru, a named update sum minus a peephole"):
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
-        assert "_sigmoid_into(pre_W_run0, pre_W_run0, minus_one)" in source, name
+        # the gates' sums negated by the weights and subtracted, then activated with one exp: no step negates them
+        assert "pre_W_run0 -= pre_U_run0" in source and "np.exp(pre_W_run0, out=pre_W_run0)" in source, name
+        assert "_sigmoid_into(pre_W_run0" not in source and "scale_U" not in source, name
     # z = sigmoid(a_xz + a_hz + p*h_prev): activated with r, and a_hz's adjoint is a_xz's (its twin)
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
     assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
@@ -1121,9 +1123,10 @@ def test_steady_parts_of_gates_join_the_bias_once():
 
 def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with steady parts in its gates' sums"]))
-    assert "bias_W[:H] += 1  #" in source and "bias_W[H:2 * H] -= 2*lam  #" in source
-    assert "r += " not in source and "z += h_prev*q  #" in source  # the peephole stays in the loop
-    assert "_sigmoid_into(pre_W_run0, pre_W_run0, minus_one)" in source
+    # negated, as the weights carry the sigmoids' -1
+    assert "bias_W[:H] -= 1  #" in source and "bias_W[H:2 * H] += 2*lam  #" in source
+    assert "r -= " not in source and "z -= h_prev*q  #" in source  # the peephole stays in the loop
+    assert "np.exp(pre_W_run0, out=pre_W_run0)" in source
 
 
 def test_the_forward_pass_evaluates_each_call_once():
@@ -1282,10 +1285,11 @@ def test_one_affines_adjacent_gates_are_activated_together():
     """SRU's f and r, each a sigmoid of its block plus a part known before the step: the parts
     added in place, then one exp over both gates' columns, where the blocks were."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
-    assert "pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_f, a_r, then f, r" in source
+    # negated: the weights carry the sigmoids' -1, and the parts are subtracted
+    assert "pre_W_run0_seq = pre_W_seq[..., :2 * H]  # -(a_f, a_r), then f, r" in source
     loop = source[source.index("for t in range(T):"):source.index("ys = h_seq[1:]")]
-    assert "f += c_prev*v_f" in loop and "r += c_prev*v_r" in loop
-    assert loop.count("_sigmoid_into(") == 1 and "_sigmoid_into(pre_W_run0, pre_W_run0, minus_one)" in loop
+    assert "f -= c_prev*v_f" in loop and "r -= c_prev*v_r" in loop
+    assert loop.count("np.exp(") == 1 and "np.exp(pre_W_run0, out=pre_W_run0)" in loop and "_sigmoid_into(" not in loop
     # a gate alone is activated as it was: one call, no run
     peephole_one = textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]).replace(
         "r = cell.let(\"r\", sigmoid(a_r + v_r * c_prev))", "r = cell.let(\"r\", tanh(a_r) * v_r)")

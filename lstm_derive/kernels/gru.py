@@ -59,15 +59,6 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
-def _sigmoid_into(a, out, minus_one):
-    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the
-    caller decides what overflow of exp reports. minus_one: a 0-d array of -1 (see forward())."""
-    np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4
-    np.exp(out, out=out)
-    out -= minus_one  # 1 + exp(-a)
-    return np.reciprocal(out, out=out)
-
-
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -78,6 +69,23 @@ def _span(B, H, dtype):
     """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and
     at least one step, so that the span of every such array stays in a core's cache."""
     return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))
+
+
+_GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for one step need not make it again
+
+
+def _gate_scale(kinds, H, dtype, numbers=None):
+    """Per column: -1 for a block a sigmoid reads, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1),
+    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if
+    numbers is None); read-only, made once."""
+    key = (kinds, H, np.dtype(dtype), numbers)
+    if key not in _GATE_SCALES:
+        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}
+        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
+        scale = np.repeat(factors, H).astype(dtype)
+        scale.flags.writeable = False
+        _GATE_SCALES[key] = scale
+    return _GATE_SCALES[key]
 
 
 def forward(params, x, state=None, lengths=None):
@@ -104,17 +112,22 @@ def forward(params, x, state=None, lengths=None):
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
+    # The rows of the blocks that a sigmoid's sum adds to carry its -1 (exp then gives exp(-a)),
+    # folded into the weights once: exact, and no step negates the sums.
+    scale_W = _gate_scale(("sigmoid", "sigmoid", None), H, x.dtype)
+    W_x_scaled = W_x * scale_W[:, np.newaxis]
+
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
-    pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, 3 * H)  # (1)
-    bias_W = b_x.copy()
-    bias_W[:2 * H] += b_h[:2 * H]  # (2) the bias of a_hr, a_hz, only ever added to W's blocks: added here once, not at every step
+    pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 3 * H)  # (1)
+    bias_W = b_x*scale_W
+    bias_W[:2 * H] -= b_h[:2 * H]  # (2) the bias of a_hr, a_hz, negated, only ever added to W's blocks: added here once, not at every step
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
     # Views of the buffers' columns, made once: the loop indexes them by step.
     a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
     pre_a_hn, bias_a_hn = pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H]
-    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # a_xr, a_xz and the biases of a_hr, a_hz, then r, z
+    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # -(a_xr, a_xz and the biases of a_hr, a_hz), then r, z
     pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz without their biases
 
     # What the backward pass reads, kept for every step.
@@ -124,7 +137,7 @@ def forward(params, x, state=None, lengths=None):
     r_seq = pre_W_seq[..., :H]  # over a_xr, which each step reads first
     z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which each step reads first
     h_seq[0] = h_prev
-    minus_one = np.array(-1, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
+    one = np.array(1, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -134,8 +147,11 @@ def forward(params, x, state=None, lengths=None):
             np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
-            pre_W_run0 += pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz
-            _sigmoid_into(pre_W_run0, pre_W_run0, minus_one)  # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z)
+            pre_W_run0 -= pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz, negated: U's part subtracted
+            # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            np.exp(pre_W_run0, out=pre_W_run0)
+            pre_W_run0 += one
+            np.reciprocal(pre_W_run0, out=pre_W_run0)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
@@ -255,7 +271,8 @@ def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
-    (argument checks), so a run of known steps is faster as one forward()."""
+    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one
+    forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it

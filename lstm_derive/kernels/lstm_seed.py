@@ -73,11 +73,13 @@ _GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for o
 
 
 def _gate_scale(kinds, H, dtype, numbers=None):
-    """Per column: -1 for a sigmoid block, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1), times
-    the number the block is multiplied by in its gate (1 if numbers is None); read-only, made once."""
+    """Per column: -1 for a block a sigmoid reads, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1),
+    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if
+    numbers is None); read-only, made once."""
     key = (kinds, H, np.dtype(dtype), numbers)
     if key not in _GATE_SCALES:
-        factors = [(-1.0 if kind == "sigmoid" else -2.0) * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
+        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}
+        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
         scale = np.repeat(factors, H).astype(dtype)
         scale.flags.writeable = False
         _GATE_SCALES[key] = scale
