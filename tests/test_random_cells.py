@@ -664,6 +664,19 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + (1 - f) * xt)
         cell.update(h=r * tanh(c), c=c)
     """,
+    "gates of x alone, each over a sum of two affines' blocks": """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("sum_x", title="Gates of x alone that sum two affines", output="h")
+        x = cell.input("x")
+        h_prev, c_prev = cell.state("h"), cell.state("c")
+        a_f, a_r, xt = cell.affine("W", [x], blocks=["a_f", "a_r", "xt"], bias="b")
+        u_f, u_r = cell.affine("U", [x], blocks=["u_f", "u_r"], bias="b_u")
+        f = cell.let("f", sigmoid(a_f + u_f + 1.0))
+        r = cell.let("r", sigmoid(u_r + a_r))
+        c = cell.let("c", f * c_prev + (1 - f) * xt)
+        cell.update(h=r * tanh(c), c=c)
+    """,
     "a qrnn-like cell whose affine's every block is a gate of x alone": """
         from lstm_derive import Cell, sigmoid, tanh
 
@@ -1058,6 +1071,9 @@ def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
     for name, before in [("an sru whose gates read x alone", ["_sigmoid_into(a_f_seq, f_seq, minus_one)",
                                                               "_sigmoid_into(a_r_seq, r_seq, minus_one)"]),
                          ("a qrnn-like cell whose affine's every block is a gate of x alone", ["np.exp(pre_W_seq, out=pre_W_seq)"]),
+                         ("gates of x alone, each over a sum of two affines' blocks",
+                          ["bias_W[:H] -= 1  #", "pre_W_run0_seq -= pre_U_run0_seq  #",
+                           "np.exp(pre_W_run0_seq, out=pre_W_run0_seq)"]),
                          ("a minimalrnn: a value of x alone that a recurrent affine reads, and one read by no step",
                           ["_sigmoid_into(pre_W_seq, sigmoid_z_seq, minus_one)", "s_seq = pre_W_seq*sigmoid_z_seq", "np.tanh(s_seq, out=z_seq)",
                            "np.dot(z_seq.reshape(T * B, H), U_z_scaled.T, out=pre_U_seq.reshape(T * B, H))  # (5)\n"
