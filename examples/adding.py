@@ -7,7 +7,7 @@ readout, is the sum of the two marked numbers. Predicting the mean, 1.0, scores 
 error of 1/6 = 0.167; beating that means carrying two numbers across the sequence.
 
 Trains each cell with Adam (written in NumPy, in common.py; the learning rate constant for the
-first half of the steps, then a cosine decay to zero) and gradient-norm clipping, for sequence
+first half of the steps, then a cosine decay towards zero) and gradient-norm clipping, for sequence
 lengths T, and reports the test MSE against that baseline. Fixed seeds: the same initial
 weights' seed, training stream and test set for every cell at a given T.
 
@@ -90,9 +90,7 @@ def train(cell, T, *, steps, hidden, batch=32, lr=5e-3, clip=1.0, seed=0, test_s
             x, y = common.adding_batch(train_rng, T, batch)
             loss, grads = loss_and_grads(kernel, params, x, y)
             common.clip_by_global_norm(grads, clip)
-            # Constant learning rate, then a cosine decay to zero over the last half.
-            decay = max(0.0, (step - steps / 2) / (steps / 2))
-            adam.step(params, grads, lr=lr * 0.5 * (1 + np.cos(np.pi * decay)))
+            adam.step(params, grads, lr=common.learning_rate(lr, step, steps))
             avg = loss if avg is None else 0.98 * avg + 0.02 * loss
             if step % eval_every == 0 or step == steps:
                 mse = evaluate(step)

@@ -5,7 +5,7 @@ one-hot inputs, the cell's output h_t, logits W_y h_t + b_y, a cross-entropy los
 B streams read the text side by side, each from its own offset; every training step takes the
 next T characters of each, carries the state over from the previous chunk (truncated BPTT: no
 gradient goes back past the chunk) and updates with Adam (the learning rate constant, then a
-cosine decay to zero over the second half) and gradient-norm clipping. Reports
+cosine decay towards zero over the second half) and gradient-norm clipping. Reports
 bits per character on the training chunks and on held-out text (the file's last tenth), and
 samples text one character at a time with step_forward().
 
@@ -117,8 +117,7 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
             chunk = train_ids[offsets[None, :] + position + np.arange(length + 1)[:, None]]
             loss, grads, state = loss_and_grads(kernel, params, chunk, state)
             common.clip_by_global_norm(grads, clip)
-            decay = max(0.0, (step - steps / 2) / (steps / 2))  # constant, then a cosine decay to zero
-            adam.step(params, grads, lr=lr * 0.5 * (1 + np.cos(np.pi * decay)))
+            adam.step(params, grads, lr=common.learning_rate(lr, step, steps))
             position += length
             avg = loss if avg is None else 0.95 * avg + 0.05 * loss
             if step % report_every == 0 or step == steps:

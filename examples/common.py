@@ -130,6 +130,13 @@ class Adam:
             params[k] -= lr * (m / correction1) / (np.sqrt(v / correction2) + self.eps)
 
 
+def learning_rate(lr, step, steps):
+    """lr for the first half of the steps (step counts from 1), then a cosine decay towards zero
+    that reaches it one step after the last: every step, the first and the last too, learns."""
+    decay = max(0.0, (step - 1 - steps / 2) / (steps / 2))
+    return lr * 0.5 * (1 + np.cos(np.pi * decay))
+
+
 def clip_by_global_norm(grads, max_norm):
     """Scales all gradients down together when their joint norm exceeds max_norm (in place).
     Returns the norm before clipping."""

@@ -368,12 +368,15 @@ def run_check(args):
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in _scripts(args, args.cells):  # each once, under whatever spelling
             try:
-                cell, kernel = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
+                cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            (passed if _checked_cell(cell, kernel, args.problems, args.methods, args.steps) else failed).append(cell)
+            ok = _checked_cell(cell, kernel, args.problems, args.methods, args.steps)
+            if not ok and hint:
+                print(f"{cell}: {hint}")
+            (passed if ok else failed).append(cell)
     print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
 
@@ -435,8 +438,8 @@ def _reports(kernel, config):
 
 
 def _kernel_module(path):
-    """(name, module) of a kernel module, written by hand or generated and copied, checked as it
-    stands; None for a script."""
+    """(name, module, "") of a kernel module, written by hand or generated and copied, checked as it
+    stands (no script tells why its checks may fail); None for a script."""
     if not gen.is_kernel_module(path):
         return None
     kernel = gen.load_kernel_module(path)
@@ -444,12 +447,13 @@ def _kernel_module(path):
         checked_interface(kernel, name=Path(path).name)
     except ValueError as error:
         raise SpecError(str(error)) from None
-    return getattr(kernel, "CELL", Path(path).stem), kernel
+    return getattr(kernel, "CELL", Path(path).stem), kernel, ""
 
 
 def _emitted_kernel(script, scratch, claimed):
-    """(cell name, kernel module) of the kernel the script generates, written into scratch; a
-    note if the script is one of derivations/ and the package's copy of its kernel differs.
+    """(cell name, kernel module, why its checks may fail on a right kernel or "") of the kernel the
+    script generates, written into scratch; a note if the script is one of derivations/ and the
+    package's copy of its kernel differs.
     claimed: as _claim's, so that a second cell of one name is refused, not checked in its place."""
     home = gen.is_home(script)
     d, targets = _targets_for(script, None if home else scratch)
@@ -461,7 +465,18 @@ def _emitted_kernel(script, scratch, claimed):
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)
     _claim([kernel], script, claimed)
     gen.write([kernel])
-    return d.cell.name, gen.import_kernel(kernel.path)
+    return d.cell.name, gen.import_kernel(kernel.path), _pole_hint(d.cell)
+
+
+def _pole_hint(cell):
+    """Why a cell's checks may fail on a right kernel: it divides by a value that reads a state the
+    checks draw around zero, where a step can be at a pole."""
+    near = [s for s in cell.divided_states() if s not in cell.positive_states]
+    if not near:
+        return ""
+    names, declare = " and ".join(near), ", ".join(f"cell.state('{s}', positive=True)" for s in near)
+    return (f"it divides by a value that reads the state {names}, which the checks draw around zero, where a "
+            f"step can be at a pole; if {names} stays above zero, declare it ({declare}): the checks then start it there")
 
 
 def run_show(args):

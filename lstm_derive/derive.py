@@ -16,7 +16,9 @@ from dataclasses import dataclass
 
 import sympy
 
-from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, written_form
+import difflib
+
+from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, Note, SpecError, written_form
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -130,6 +132,22 @@ class Derivation:
     def step_for(self, symbol):
         return next(s for s in self.steps if s.target == symbol)
 
+    def numbered(self):
+        """(number, what it computes) for every numbered equation, in order."""
+        out = [(eq.number, ", ".join(map(str, eq.lhs))) for eq in self.forward]
+        # a parameter's per-step, per-row adjoint, told apart from its sum: dp_i(t, b), then dp_i
+        out += [(s.number, f"{s.adjoint}(t, b)" if s.kind == "param" else str(s.adjoint)) for s in self.steps]
+        out += [(g.number, f"d{g.name}") for g in self.param_grads]
+        return out
+
+    def references(self):
+        """Names a note may cite as {name}: forward values, adjoints and parameter gradients."""
+        refs = {}
+        for number, what in self.numbered():
+            for name in what.split(", "):
+                refs.setdefault(name.removesuffix("(t, b)"), number)
+        return refs
+
 
 def derive(cell: Cell) -> Derivation:
     cell.validate()
@@ -144,7 +162,23 @@ def derive(cell: Cell) -> Derivation:
     for grad in _parameter_gradients(cell):
         grads.append(ParamGrad(number, *grad))
         number += 1
-    return Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
+    d = Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
+    _check_citations(d)
+    return d
+
+
+def _check_citations(d):
+    """A note's {name} must name a value an equation computes: a typo would reach the document."""
+    refs = d.references()
+    for note in d.cell.notes:
+        for m in CITATION.finditer(note):
+            name = m.group(1)
+            if name is None or name in refs or not isinstance(note, Note):
+                continue
+            close = difflib.get_close_matches(name, refs, n=1)
+            guess = f"; did you mean {{{close[0]}}}?" if close else ""
+            raise SpecError(f"{note.where}: the note cites {{{name}}}, but no equation computes {name}{guess} "
+                            "(write {{ and }} for a brace itself)")
 
 
 def named_block_calls(cell: Cell) -> Cell:

@@ -25,7 +25,7 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from .derive import Derivation, MatTerm, Step, summed
-from .spec import GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, exp, positive, relu, sigmoid, softplus
+from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, exp, positive, relu, sigmoid, softplus
 
 __all__ = ["derivation_text", "derivation_markdown", "derivation_latex", "sections", "kernel_lines",
            "provenance", "step_text", "expr_text", "expr_latex"]
@@ -898,7 +898,7 @@ def _notes_section(d):
 def _kernel_section(d, kernel_text, kernel_path):
     lines, spans = kernel_lines(kernel_text), _line_spans(kernel_text)
     rows = []
-    for number, what in _numbered(d):
+    for number, what in d.numbered():
         found = lines.get(number, [])
         functions = ", ".join(dict.fromkeys(f"`{f}`" for f, _ in found)) or "none"
         refs = tuple(Ref(str(n), f"{kernel_path}#L{n}") if spans[n] == n else
@@ -997,28 +997,16 @@ def _line_spans(kernel_text):
     return spans
 
 
-def _numbered(d):
-    """(number, what it computes) for every numbered equation, in order."""
-    out = [(eq.number, ", ".join(map(str, eq.lhs))) for eq in d.forward]
-    # a parameter's per-step, per-row adjoint, told apart from its sum: dp_i(t, b), then dp_i
-    out += [(s.number, f"{s.adjoint}(t, b)" if s.kind == "param" else str(s.adjoint)) for s in d.steps]
-    out += [(g.number, f"d{g.name}") for g in d.param_grads]
-    return out
-
-
-def _references(d):
-    """Names a note may cite as {name}: forward values, adjoints and parameter gradients."""
-    refs = {}
-    for number, what in _numbered(d):
-        for name in what.split(", "):
-            refs.setdefault(name.removesuffix("(t, b)"), number)
-    return refs
-
-
 def _cite(d, note):
-    """Replaces {ds} in a note by the number of the equation that computes ds: (9)."""
-    refs = _references(d)
-    return re.sub(r"\{(\w+)\}", lambda m: f"({refs[m.group(1)]})" if m.group(1) in refs else m.group(0), note)
+    """Replaces {ds} in a note by the number of the equation that computes ds, (9), and {{ and }}
+    by a brace (derive() has refused a name no equation computes)."""
+    refs = d.references()
+
+    def cited(m):
+        name = m.group(1)
+        return m.group(0)[0] if name is None else f"({refs[name]})" if name in refs else m.group(0)
+
+    return CITATION.sub(cited, note)
 
 
 def _numbers(numbers):

@@ -1012,6 +1012,17 @@ def _unread_state_doc(k):
             f"{names} of a sequence of length 0 alone."]
 
 
+def _pole_state_doc(k):
+    """The docstring's word on states whose zero makes a denominator zero (h = tanh(a)/n_prev):
+    None's zeros are then no initial value to start from."""
+    poles = k.cell.divided_states(at_zero=True)
+    if not poles:
+        return []
+    names = " and ".join(poles)
+    return [f"    An equation divides by {names} at zero: None's zeros make the first step divide by zero; "
+            f"start {names} above zero."]
+
+
 def _buffers(k):
     """The arrays the forward pass fills and the backward pass reads."""
     names = [f"{s}_seq" for s in k.states]
@@ -1039,6 +1050,7 @@ def _forward(k):
         "    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),",
         "    and the steps after the longest sequence's end are not run.",
         *_unread_state_doc(k),
+        *_pole_state_doc(k),
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
         ("    for one call of backward() (ys is read-only, and a view into it unless the longest sequence" if k.in_place else

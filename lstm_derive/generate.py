@@ -149,10 +149,13 @@ _FUNCTION_LIST = ", ".join(SUPPORTED_FUNCTIONS)
 
 
 def _hint(error):
-    """What a script's error most likely means: a function of numbers given a cell's vector, or
-    more or fewer names than an affine node's blocks."""
+    """What a script's error most likely means: a function of numbers given a cell's vector, a
+    matrix product written by hand, or more or fewer names than an affine node's blocks."""
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "; cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
+    if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
+        return ("; a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
+                "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
     if not isinstance(error, TypeError):
         return ""
     if "ufunc" in str(error):

@@ -21,6 +21,7 @@ import copy
 import functools
 import keyword
 import numbers
+import re
 import sys
 import unicodedata
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class _Elementwise(sympy.Function):
     _tex = None
 
     def __new__(cls, *args, **options):
+        if len(args) == 1 and isinstance(args[0], Blocks):
+            args[0].refuse()
         if len(args) == 1 and not isinstance(args[0], (sympy.Basic, numbers.Number)):
             raise TypeError(f"{cls.__name__}() takes one expression of the cell's vectors (or a number), "
                             f"got {type(args[0]).__name__}")
@@ -168,6 +171,47 @@ class Declared:
         return f"{self.file}:{self.line}"
 
 
+class Blocks(list):
+    """The block symbols cell.affine returns, a list to unpack (a_i, a_f = cell.affine(...)). Used
+    as a vector itself (tanh(a) for a one-block affine, 0.5*a), it says so: as a plain list it would
+    fail deep in SymPy, or repeat itself (2*a)."""
+
+    def __init__(self, symbols, affine):
+        super().__init__(symbols)
+        self.affine = affine
+
+    def refuse(self, *_):
+        names = ", ".join(map(str, self))
+        unpack = f"({names},)" if len(self) == 1 else names
+        raise TypeError(f"cell.affine('{self.affine}', ...) returns the list of its blocks [{names}], not a "
+                        f"vector: unpack it, {unpack} = cell.affine('{self.affine}', ...)")
+
+    def __add__(self, other):  # lists of blocks still concatenate
+        return list(self) + list(other) if isinstance(other, list) else self.refuse()
+
+    def __radd__(self, other):
+        return list(other) + list(self) if isinstance(other, list) else self.refuse()
+
+    _sympy_ = __sub__ = __rsub__ = __mul__ = __rmul__ = __truediv__ = __rtruediv__ = refuse
+    __pow__ = __rpow__ = __matmul__ = __rmatmul__ = __neg__ = __pos__ = __abs__ = refuse
+
+
+class Note(str):
+    """A note's text, and where the script wrote it: a citation of an unknown name is refused there."""
+
+    def __new__(cls, text, where):
+        note = super().__new__(cls, text)
+        note.where = where
+        return note
+
+    def __getnewargs__(self):  # copies and pickles make it again with its place
+        return str(self), self.where
+
+
+# A note's {name} cites name's equation; {{ and }} are braces themselves.
+CITATION = re.compile(r"\{\{|\}\}|\{(\w+)\}")
+
+
 @dataclass
 class Affine:
     """W_1 v_1 + W_2 v_2 + ... + b, split into blocks of size H."""
@@ -231,6 +275,9 @@ class Cell:
         value drawn around zero could put a step at a pole."""
         where = self._caller()
         name = _check_identifier(name, "state name", where)
+        if name.endswith("_prev") and name != "_prev":  # h_prev's state would be h_prev_prev, and its weight W_h_prev
+            raise SpecError(f"{where}: state '{name}': name the state itself, cell.state('{name[:-5]}'), which "
+                            f"returns its previous value, {name}")
         if name in self.states:
             raise SpecError(f"{where}: state '{name}' is declared twice (first at "
                             f"{self._where[name + '_prev']}); give each state its own name")
@@ -299,7 +346,7 @@ class Cell:
             self._claim(p, where)
         symbols = [self._declare(b, "H", where) for b in block_names]
         self.nodes.append(Affine(name, list(inputs), symbols, weights, biases, where))
-        return symbols
+        return Blocks(symbols, name)
 
     def let(self, name, expr):
         """A named elementwise node ``name = expr``; returns its symbol."""
@@ -335,8 +382,9 @@ class Cell:
             self.updates[state] = let
 
     def note(self, text):
-        """A remark for the document's "Where people go wrong"; ``{ds}`` cites ds's equation."""
-        self.notes.append(str(text))
+        """A remark for the document's "Where people go wrong"; ``{ds}`` cites ds's equation, and
+        ``{{`` and ``}}`` write a brace."""
+        self.notes.append(Note(str(text), self._caller()))
 
     # -- queries ----------------------------------------------------------------------
 
@@ -368,6 +416,21 @@ class Cell:
         """Every symbol some node of the step reads (a state whose _prev is not among them carries
         nothing from step to step: an SRU's h)."""
         return {v for let in self.lets for v in let.expr.free_symbols} | {v for a in self.affines for v in a.inputs}
+
+    def divided_states(self, at_zero=False):
+        """The states whose previous value a denominator reads, through lets (h = tanh(a)/n with
+        n = n_prev + i): near zero a step is near a pole. With at_zero, only those whose zero makes
+        a denominator zero (h = tanh(a)/n_prev): a step from zeros divides by zero."""
+        expanded, found = {}, []  # let -> its expression through the lets before it
+        for let in self.lets:
+            expanded[let.symbol] = let.expr.xreplace(expanded)
+        for let in self.lets:
+            for power in expanded[let.symbol].atoms(sympy.Pow):
+                if not power.exp.is_negative:
+                    continue
+                found += [s for s in self.states if self.prev(s) in power.base.free_symbols and (
+                    not at_zero or power.base.subs(self.prev(s), 0) == 0)]
+        return [s for s in self.states if s in found]
 
     def parameter_names(self):
         names = []

@@ -73,19 +73,43 @@ def test_check_fails_on_a_wrong_gradient(tmp_path, capsys, monkeypatch):
     emitted = cli._emitted_kernel
 
     def off_by_one_percent(*args):
-        name, kernel = emitted(*args)
+        name, kernel, hint = emitted(*args)
         right = kernel.backward
 
         def backward(*a, **k):
             grads, dx, dstate = right(*a, **k)
             return dict(grads, W_x=grads["W_x"] * 1.01), dx, dstate
         kernel.backward = backward
-        return name, kernel
+        return name, kernel, hint
 
     monkeypatch.setattr(cli, "_emitted_kernel", off_by_one_percent)
     assert cli.main(["check", str(script)]) == 1
     out = capsys.readouterr().out
     assert len(re.findall(r"elements? fails?, worst first", out)) == 2 * len(cli.CHECKS) and "dW_x[0,0]" in out
+
+
+DIVIDING = """
+from lstm_derive import Cell, sigmoid, tanh
+
+cell = Cell("dividing", title="h divided by a state that can near zero")
+x = cell.input("x")
+h_prev, n_prev = cell.state("h"), cell.state("n"{positive})
+a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
+n = cell.let("n_new", n_prev + sigmoid(i))
+cell.update(h=tanh(a) / n, n=n)
+"""
+
+
+@pytest.mark.parametrize("positive", ["", ", positive=True"])
+def test_a_failing_cell_that_divides_by_a_state_is_told_of_positive_states(tmp_path, capsys, monkeypatch, positive):
+    """Drawn around zero, the state can put a step near the pole: said where the checks fail, unless declared positive."""
+    script = tmp_path / "dividing.py"
+    script.write_text(DIVIDING.format(positive=positive))
+    monkeypatch.setattr(cli, "_checked_cell", lambda *args: False)
+    assert cli.main(["check", str(script)]) == 1
+    hint = ("dividing: it divides by a value that reads the state n, which the checks draw around zero, where a "
+            "step can be at a pole; if n stays above zero, declare it (cell.state('n', positive=True))")
+    assert (hint in capsys.readouterr().out) == (not positive)
 
 
 def test_check_names_an_unknown_cell(tmp_path, capsys):
@@ -168,12 +192,12 @@ def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, ca
     emitted = cli._emitted_kernel
 
     def crash_one(script, scratch, claimed):
-        name, kernel = emitted(script, scratch, claimed)
+        name, kernel, hint = emitted(script, scratch, claimed)
         if name == "crashing":
             def backward(*args, **kwargs):
                 raise NameError("name 'tanh_p' is not defined")
             kernel.backward = backward
-        return name, kernel
+        return name, kernel, hint
 
     monkeypatch.setattr(cli, "_emitted_kernel", crash_one)
     assert cli.main(["check", str(crashing), str(fine)]) == 1

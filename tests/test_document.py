@@ -387,7 +387,7 @@ def _renamed_seed():
     keep, read = cell.let("keep", sigmoid(a_k)), cell.let("read", sigmoid(a_r))
     m = cell.let("m", cand * write + m_prev * keep)
     cell.update(m=m, q=m * read)
-    cell.note("A note citing {dm} and {m}, and {unknown} left as it is.")
+    cell.note("A note citing {dm} and {m}, and {{braces}} written as braces.")
     return derive(cell)
 
 
@@ -404,7 +404,7 @@ def test_a_note_cites_equations_by_name():
     d = _renamed_seed()
     dm = d.step_for(d.cell.updates["m"].symbol).number
     m = next(eq.number for eq in d.forward if str(eq.lhs[0]) == "m")
-    assert f"- A note citing ({dm}) and ({m}), and {{unknown}} left as it is." in derivation_markdown(d, "r.py")
+    assert f"- A note citing ({dm}) and ({m}), and {{braces}} written as braces." in derivation_markdown(d, "r.py")
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

@@ -219,6 +219,16 @@ def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block
     assert far[1] > far[0]
 
 
+def test_every_step_of_the_schedule_learns():
+    """Constant for the first half, then a cosine decay that reaches zero only after the last step:
+    one step alone learns at the full rate, and the last of many still learns."""
+    assert common.learning_rate(0.1, 1, 1) == 0.1
+    rates = [common.learning_rate(0.1, step, 3000) for step in range(1, 3001)]
+    assert rates[:1501] == [0.1] * 1501 and all(a > b > 0 for a, b in zip(rates[1500:], rates[1501:]))
+    record = adding.train("lstm", 4, steps=1, hidden=3, batch=4, test_size=8, eval_every=1, progress=False)
+    assert record["history"][0][1] != record["history"][-1][1]
+
+
 def test_the_baseline_column_is_over_the_test_sets_own_trivial_mse(capsys):
     record = adding.train("lstm", 4, steps=1, hidden=3, batch=4, test_size=8, eval_every=1, progress=False)
     x, y = common.adding_batch(np.random.default_rng([0, 4, 0]), 4, 8)

@@ -1119,6 +1119,22 @@ def test_the_docstring_says_no_equation_reads_an_output_only_states_initial_valu
     assert "No equation reads" not in kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))
 
 
+def test_the_docstring_says_when_none_s_zeros_are_a_pole():
+    """h = tanh(a)/n_prev divides by zero at the first step from zeros; n = n_prev + i would not."""
+    script = textwrap.dedent("""
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("pole", title="h divided by the previous normaliser")
+        x = cell.input("x")
+        h_prev, n_prev = cell.state("h"), cell.state("n", positive=True)
+        a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
+        cell.update(h=tanh(a) / n_prev, n=n_prev + sigmoid(i))
+    """)
+    said = "An equation divides by n at zero: None's zeros make the first step divide by zero; start n above zero."
+    assert said in kernel_source(script)
+    assert "divides by" not in kernel_source(script.replace("tanh(a) / n_prev", "tanh(a) / (n_prev + 1)"))
+
+
 def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
     """The leak is one (H,) vector before the loops, not a sequence; dp reads dlam's sum once."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))

@@ -872,3 +872,48 @@ def test_a_function_given_something_not_an_expression_says_so(tmp_path, capsys, 
         (a,) = cell.affine("W", [x, h_prev])
         cell.update(h={call})  # <- here
         """, "TypeError", f"{name}() takes one expression of the cell's vectors (or a number), got {got}")
+
+
+@pytest.mark.parametrize("expr", ["tanh(a)", "sigmoid(a)", "0.5 * a", "2 * a", "a + x", "x + a", "h_prev * a", "1 - a", "-a", "a"])
+def test_an_affines_list_of_blocks_used_as_a_vector_says_to_unpack_it(tmp_path, capsys, expr):
+    """A one-block affine's list, not unpacked, would fail deep in SymPy, or repeat itself (2*a)."""
+    body = f"a = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "cell.affine('W', ...) returns the list of its blocks [a], not a vector: "
+                                    "unpack it, (a,) = cell.affine('W', ...)")
+
+
+def test_an_affines_list_of_blocks_is_still_a_list():
+    cell = Cell("lists")
+    x, h_prev = cell.input("x"), cell.state("h")
+    blocks = cell.affine("W", [x, h_prev], blocks=["a", "e"])
+    a, e = blocks
+    assert blocks == [a, e] and blocks + cell.affine("U", [h_prev], blocks=["c"], bias=None) == [a, e, sympy.Symbol("c", real=True)]
+
+
+@pytest.mark.parametrize("expr", ["W @ h_prev", "np.eye(4) @ h_prev", "sympy.MatrixSymbol('M', 4, 4) * h_prev"])
+def test_a_matrix_product_written_by_hand_points_to_the_affine_node(tmp_path, capsys, expr):
+    body = (f"import numpy as np\nimport sympy\nW = cell.param('W')\n(a,) = cell.affine('A', [x], blocks=['a'])\n"
+            f"cell.update(h=tanh(a + {expr}))  # <- here\n")
+    refused(tmp_path, capsys, body, "a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev]")
+
+
+def test_a_state_named_as_its_previous_value_is_refused(tmp_path, capsys):
+    body = "s_prev = cell.state('s_prev')  # <- here\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a), s_prev=a)\n"
+    refused(tmp_path, capsys, body, "state 's_prev': name the state itself, cell.state('s'), which returns its "
+                                    "previous value, s_prev")
+
+
+def test_a_notes_citation_of_a_name_no_equation_computes_is_refused(tmp_path, capsys):
+    body = ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=tanh(a))\n"
+            "cell.note('{da} and {dh_prv}')  # <- here\n")
+    refused(tmp_path, capsys, body, "the note cites {dh_prv}, but no equation computes dh_prv; did you mean {dh_prev}?",
+            "(write {{ and }} for a brace itself)")
+
+
+def test_the_states_a_denominator_reads():
+    cell = Cell("poles")
+    x, h_prev, n_prev, m_prev = cell.input("x"), cell.state("h"), cell.state("n"), cell.state("m", positive=True)
+    a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
+    n = cell.let("n", n_prev + sigmoid(i))  # never zero where n_prev is
+    cell.update(h=tanh(a) / n + a / (2 * m_prev), n=n, m=m_prev + 1)
+    assert cell.divided_states() == ["n", "m"] and cell.divided_states(at_zero=True) == ["m"]
