@@ -1282,12 +1282,16 @@ def _loop_bias(k, a, n):
 
 def _own_bias_runs(k, a):
     """(first, end, stored block or None): the runs of a loop-only affine's blocks that a folded
-    run leaves, which get their bias in the loop; None when no run is folded (all get it)."""
+    run leaves, which get their bias in the loop; None when no run is folded (all get it). A stored
+    block gets it on the way into its storage, unless a fused run also sums it from the buffer,
+    which must then hold it too (a_h0 read by g0 = tanh(a_x0 + a_h0) and by h)."""
     folded = {j for run in k.bias_folds if run.b is a for j in range(run.j0, run.j1)}
     if not folded:
         return None
+    summed = {j for run in k.fused if run.b is a for j in range(run.j0, run.j1)}
     runs = _runs([j for j in range(len(a.blocks)) if j not in folded])
-    return [(j0, j1, a.blocks[j0] if j1 - j0 == 1 and a.blocks[j0] in k.stored else None) for j0, j1 in runs]
+    return [(j0, j1, a.blocks[j0] if j1 - j0 == 1 and a.blocks[j0] in k.stored and j0 not in summed else None)
+            for j0, j1 in runs]
 
 
 def _written_blocks(k, a):
