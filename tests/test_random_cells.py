@@ -212,6 +212,40 @@ def test_random_cells_have_proven_gradients(script, config):
     assert [alias.name for n in imports for alias in n.names] == ["numpy"], script
 
 
+@st.composite
+def summed_block_scripts(draw):
+    """Cells whose gates sum the j-th blocks of two affines (a GRU's r = sigmoid(a_xr + a_hr)),
+    which the emitter fuses, folds and negates: each block a sigmoid's or a tanh's sum or read
+    as it is, sums written either way round, with a part known before the step (h_prev*p) or
+    none that any step changes (+1), a recurrent block read elsewhere too, biases or none."""
+    n = draw(st.integers(2, 4))
+    kinds = draw(st.lists(st.sampled_from(["sigmoid", "tanh", None]), min_size=n, max_size=n))
+    second = draw(st.sampled_from(["[h_prev]", "[x, h_prev]"]))  # the second affine: recurrent alone, or of x too
+    bias_x, bias_h = draw(st.sampled_from(['"b_x"', "None"])), draw(st.sampled_from(['"b_h"', "None"]))
+    lines = ["from lstm_derive import Cell, sigmoid, tanh", "", 'cell = Cell("drawn", title="Summed blocks")',
+             'x = cell.input("x")', 'h_prev = cell.state("h")', 'p = cell.param("p")',
+             f"{', '.join(f'a_x{j}' for j in range(n))}, = cell.affine('W', [x], blocks={[f'a_x{j}' for j in range(n)]}, bias={bias_x})",
+             f"{', '.join(f'a_h{j}' for j in range(n))}, = cell.affine('U', {second}, blocks={[f'a_h{j}' for j in range(n)]}, bias={bias_h})"]
+    terms = []
+    for j, kind in enumerate(kinds):
+        if kind is None:
+            terms.append(f"a_x{j}*a_h{j}")
+            continue
+        blocks = [f"a_x{j}", f"a_h{j}"][::draw(st.sampled_from([1, -1]))]
+        extra = draw(st.sampled_from(["", " + p*h_prev", " + 1.0", " - 0.5*p"]))
+        lines.append(f"g{j} = cell.let('g{j}', {kind}({' + '.join(blocks)}{extra}))")
+        terms.append(f"g{j}" + draw(st.sampled_from(["", f"*a_h{j}", "*h_prev"])))  # a_h{j} read by h too
+    lines.append(f"cell.update(h={' + '.join(terms)})")
+    return "\n".join(lines) + "\n"
+
+
+# 10 drawn cells in the suite; RANDOM_CELLS as above draws that many
+@settings(max_examples=int(os.environ.get("RANDOM_CELLS", "10")), suppress_health_check=[HealthCheck.too_slow])
+@given(script=summed_block_scripts(), config=sizes)
+def test_random_cells_of_summed_blocks_have_proven_gradients(script, config):
+    test_random_cells_have_proven_gradients.hypothesis.inner_test(script, config)
+
+
 DIVIDES_BY_A_NEW_STATE = """from lstm_derive import Cell, exp, sigmoid, tanh
 
 cell = Cell("drawn", title="sLSTM-like: a gate reads p/n, n the new normaliser")
