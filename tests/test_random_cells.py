@@ -246,6 +246,45 @@ def test_random_cells_of_summed_blocks_have_proven_gradients(script, config):
     test_random_cells_have_proven_gradients.hypothesis.inner_test(script, config)
 
 
+@st.composite
+def gate_affine_scripts(draw):
+    """LSTM-like cells, whose affine's every block feeds one gate, which the emitter activates
+    together through one exp with the gates' factors on the weights: sigmoids and tanhs, a block
+    times a number, a part known before the step (p*c_prev), one no step changes (+1, -lam), a
+    peephole on the new cell state (lstm_peephole's o); a cell state or none."""
+    n = draw(st.integers(2, 4))
+    cell_state = draw(st.booleans())
+    lines = ["from lstm_derive import Cell, sigmoid, tanh", "", 'cell = Cell("drawn", title="Gates")',
+             'x = cell.input("x")', 'h_prev = cell.state("h")', 'q = cell.param("q")', 'lam = cell.let("lam", tanh(q))',
+             *(['c_prev = cell.state("c")'] if cell_state else []),
+             f"{', '.join(f'a{j}' for j in range(n))}, = cell.affine('W', [x, h_prev], blocks={[f'a{j}' for j in range(n)]})"]
+    state = "c_prev" if cell_state else "h_prev"
+    gates = []
+    for j in range(n):
+        kind = draw(st.sampled_from(["sigmoid", "tanh"]))
+        number = draw(st.sampled_from(["", "2*", "0.5*"]))
+        extra = draw(st.sampled_from(["", f" + q*{state}", " + 1.0", " - lam"]))
+        gates.append(f"{kind}({number}a{j}{extra})")
+    peephole = cell_state and n > 2 and draw(st.booleans())  # the last gate reads the new c, after it
+    before = gates[:-1] if peephole else gates  # the gates c may read
+    for j, gate in enumerate(before):
+        lines.append(f"g{j} = cell.let('g{j}', {gate})")
+    if cell_state:
+        lines.append(f"c = cell.let('c', g0*c_prev + {'g1*g2' if len(before) > 2 else '(1 - g0)*g1'})")
+    if peephole:
+        lines.append(f"g{n - 1} = cell.let('g{n - 1}', {gates[-1][:-1]} + q*c))")
+    last = f"g{n - 1}"
+    lines.append(f"cell.update(h={last}*tanh(c), c=c)" if cell_state else f"cell.update(h=g0*h_prev + (1 - g0)*{last})")
+    return "\n".join(lines) + "\n"
+
+
+# 10 drawn cells in the suite; RANDOM_CELLS as above draws that many
+@settings(max_examples=int(os.environ.get("RANDOM_CELLS", "10")), suppress_health_check=[HealthCheck.too_slow])
+@given(script=gate_affine_scripts(), config=sizes)
+def test_random_cells_of_gate_affines_have_proven_gradients(script, config):
+    test_random_cells_have_proven_gradients.hypothesis.inner_test(script, config)
+
+
 DIVIDES_BY_A_NEW_STATE = """from lstm_derive import Cell, exp, sigmoid, tanh
 
 cell = Cell("drawn", title="sLSTM-like: a gate reads p/n, n the new normaliser")
