@@ -217,24 +217,28 @@ def summed_block_scripts(draw):
     """Cells whose gates sum the j-th blocks of two affines (a GRU's r = sigmoid(a_xr + a_hr)),
     which the emitter fuses, folds and negates: each block a sigmoid's or a tanh's sum or read
     as it is, sums written either way round, with a part known before the step (h_prev*p) or
-    none that any step changes (+1), a recurrent block read elsewhere too, biases or none."""
+    none that any step changes (+1), a recurrent block read elsewhere too, biases or none. Without
+    the second affine, adjacent gates of one affine with such parts (an SRU's f and r)."""
     n = draw(st.integers(2, 4))
     kinds = draw(st.lists(st.sampled_from(["sigmoid", "tanh", None]), min_size=n, max_size=n))
-    second = draw(st.sampled_from(["[h_prev]", "[x, h_prev]"]))  # the second affine: recurrent alone, or of x too
+    second = draw(st.sampled_from(["[h_prev]", "[x, h_prev]", None]))  # recurrent alone, of x too, or none
     bias_x, bias_h = draw(st.sampled_from(['"b_x"', "None"])), draw(st.sampled_from(['"b_h"', "None"]))
     lines = ["from lstm_derive import Cell, sigmoid, tanh", "", 'cell = Cell("drawn", title="Summed blocks")',
              'x = cell.input("x")', 'h_prev = cell.state("h")', 'p = cell.param("p")',
-             f"{', '.join(f'a_x{j}' for j in range(n))}, = cell.affine('W', [x], blocks={[f'a_x{j}' for j in range(n)]}, bias={bias_x})",
-             f"{', '.join(f'a_h{j}' for j in range(n))}, = cell.affine('U', {second}, blocks={[f'a_h{j}' for j in range(n)]}, bias={bias_h})"]
+             f"{', '.join(f'a_x{j}' for j in range(n))}, = cell.affine('W', [x], blocks={[f'a_x{j}' for j in range(n)]}, bias={bias_x})"]
+    if second:
+        lines.append(f"{', '.join(f'a_h{j}' for j in range(n))}, = cell.affine('U', {second}, "
+                     f"blocks={[f'a_h{j}' for j in range(n)]}, bias={bias_h})")
     terms = []
     for j, kind in enumerate(kinds):
+        other = f"a_h{j}" if second else "h_prev"
         if kind is None:
-            terms.append(f"a_x{j}*a_h{j}")
+            terms.append(f"a_x{j}*{other}")
             continue
-        blocks = [f"a_x{j}", f"a_h{j}"][::draw(st.sampled_from([1, -1]))]
+        blocks = [f"a_x{j}", f"a_h{j}"][::draw(st.sampled_from([1, -1]))] if second else [f"a_x{j}"]
         extra = draw(st.sampled_from(["", " + p*h_prev", " + 1.0", " - 0.5*p"]))
         lines.append(f"g{j} = cell.let('g{j}', {kind}({' + '.join(blocks)}{extra}))")
-        terms.append(f"g{j}" + draw(st.sampled_from(["", f"*a_h{j}", "*h_prev"])))  # a_h{j} read by h too
+        terms.append(f"g{j}" + draw(st.sampled_from(["", f"*{other}", "*h_prev"])))  # a_h{j} read by h too
     lines.append(f"cell.update(h={' + '.join(terms)})")
     return "\n".join(lines) + "\n"
 
@@ -251,13 +255,15 @@ def gate_affine_scripts(draw):
     """LSTM-like cells, whose affine's every block feeds one gate, which the emitter activates
     together through one exp with the gates' factors on the weights: sigmoids and tanhs, a block
     times a number, a part known before the step (p*c_prev), one no step changes (+1, -lam), a
-    peephole on the new cell state (lstm_peephole's o); a cell state or none."""
+    peephole on the new cell state (lstm_peephole's o); a cell state or none; the affine of x and
+    h_prev, or of x alone (gates that read no state are formed before the loop)."""
     n = draw(st.integers(2, 4))
     cell_state = draw(st.booleans())
+    inputs = draw(st.sampled_from(["[x, h_prev]", "[x]"]))  # of x alone: gates formed before the loop (a QRNN's)
     lines = ["from lstm_derive import Cell, sigmoid, tanh", "", 'cell = Cell("drawn", title="Gates")',
              'x = cell.input("x")', 'h_prev = cell.state("h")', 'q = cell.param("q")', 'lam = cell.let("lam", tanh(q))',
              *(['c_prev = cell.state("c")'] if cell_state else []),
-             f"{', '.join(f'a{j}' for j in range(n))}, = cell.affine('W', [x, h_prev], blocks={[f'a{j}' for j in range(n)]})"]
+             f"{', '.join(f'a{j}' for j in range(n))}, = cell.affine('W', {inputs}, blocks={[f'a{j}' for j in range(n)]})"]
     state = "c_prev" if cell_state else "h_prev"
     gates = []
     for j in range(n):
