@@ -426,7 +426,9 @@ class _Kernel:
 
     def _fused_gates(self):
         """Placed gates v_j = f(u_j), u_j = a_j + b_j, with a_j and b_j the j-th blocks of two
-        affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), as _FusedRuns, adjacent ones together."""
+        affines (GRU: r, z from a_xr + a_hr, a_xz + a_hz), or u_j = a_j plus a part known before the
+        step, or a_j itself (an LSTM's i, f, o where its candidate block is read as it is), as
+        _FusedRuns, adjacent ones together."""
         lets = {let.symbol: let for let in self.cell.lets}
         found = {}  # (affine name, j) -> (a, b, kind, u, v, extra)
         for v, (a, block) in self.placed.items():
@@ -435,10 +437,10 @@ class _Kernel:
             arg = lets[v].expr.args[0]
             u = lets.get(arg)  # the sum's let, or None for sigmoid(a_xr + a_hr)
             total = u.expr if u is not None else arg
-            if not isinstance(total, sympy.Add) or block not in total.args:
-                continue  # the block must be a term of the sum, once (not 2*a00 + a10)
+            if total != block and (not isinstance(total, sympy.Add) or block not in total.args):
+                continue  # the block itself, or a term of the sum, once (not 2*a00 + a10)
             j = a.blocks.index(block)
-            other = [s for s in total.args if s != block and s in self.cell.blocks]
+            other = [s for s in total.args if s != block and s in self.cell.blocks] if total != block else []
             extra = total - block - sum(other)
             if len(other) > 1 or not self.known_before_step(extra):
                 continue  # one other block or none, and the rest known before the step's GEMMs
@@ -455,8 +457,9 @@ class _Kernel:
                                      last.extras + (extra - steady,), last.steady + (steady,))
             else:
                 runs.append(_FusedRun(a, b, j, j + 1, kind, ((u, v),), (extra - steady,), (steady,)))
-        # one affine's gates alone pay only together: each gate by itself is activated as written
-        return [run for run in runs if run.b is not None or len(run.pairs) > 1]
+        # one affine's tanh gates alone pay only together: each by itself is activated as written; a
+        # sigmoid by itself saves the negation (_negated_runs)
+        return [run for run in runs if run.b is not None or len(run.pairs) > 1 or run.kind == "sigmoid"]
 
     def _bias_folds(self):
         """The fused runs whose second affine's bias joins the first's input bias once: the run's
@@ -1367,8 +1370,8 @@ def _gate_constants(k):
     lines, negated = [], []
     runs = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]
     if runs:
-        lines += ["# The rows of the blocks that a sigmoid's sum adds to carry its -1 (exp then gives exp(-a)),",
-                  "# folded into the weights once: exact, and no step negates the sums."]
+        lines += ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
+                  "# exp(-a)), folded into the weights once: exact, and no step negates them."]
     for a in runs:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
         lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")

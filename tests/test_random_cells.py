@@ -1171,8 +1171,7 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
 
 def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
     """An SRU's gates, a QRNN's, a MinimalRNN's z: one call over every step, outside the loop."""
-    for name, before in [("an sru whose gates read x alone", ["_sigmoid_into(a_f_seq, f_seq, minus_one)",
-                                                              "_sigmoid_into(a_r_seq, r_seq, minus_one)"]),
+    for name, before in [("an sru whose gates read x alone", ["np.exp(pre_W_run0_seq, out=pre_W_run0_seq)"]),
                          ("a qrnn-like cell whose affine's every block is a gate of x alone", ["np.exp(pre_W_seq, out=pre_W_seq)"]),
                          ("gates of x alone, each over a sum of two affines' blocks",
                           ["bias_W[:H] -= 1  #", "pre_W_run0_seq -= pre_U_run0_seq  #",
@@ -1425,10 +1424,16 @@ def test_one_affines_adjacent_gates_are_activated_together():
     loop = source[source.index("for t in range(T):"):source.index("ys = h_seq[1:]")]
     assert "f -= c_prev*v_f" in loop and "r -= c_prev*v_r" in loop
     assert loop.count("np.exp(") == 1 and "np.exp(pre_W_run0, out=pre_W_run0)" in loop and "_sigmoid_into(" not in loop
-    # a gate alone is activated as it was: one call, no run
+    # a sigmoid alone is a run of its own, negated on the weights; a tanh alone is activated as written
     peephole_one = textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]).replace(
         "r = cell.let(\"r\", sigmoid(a_r + v_r * c_prev))", "r = cell.let(\"r\", tanh(a_r) * v_r)")
-    assert "_run0" not in kernel_source(peephole_one)
+    source = kernel_source(peephole_one)
+    assert "pre_W_run0_seq = pre_W_seq[..., :H]  # -(a_f), then f" in source and "f -= c_prev*v_f" in source
+    assert "_sigmoid_into(" not in source
+    tanh_two = peephole_one.replace("sigmoid(a_f + v_f * c_prev)", "tanh(a_f + v_f * c_prev)")  # and tanh(a_r)
+    assert "np.tanh(pre_W_run0, out=pre_W_run0)  # (2), (3) f = tanh(a_f + c_prev*v_f), tanh_r = tanh(a_r)" in kernel_source(tanh_two)
+    tanh_one = tanh_two.replace("tanh(a_r) * v_r", "a_r * v_r")
+    assert "_run0" not in kernel_source(tanh_one)
 
 
 def test_products_wait_in_temporaries_only_where_no_order_avoids_it():

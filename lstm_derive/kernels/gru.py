@@ -112,8 +112,8 @@ def forward(params, x, state=None, lengths=None):
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
-    # The rows of the blocks that a sigmoid's sum adds to carry its -1 (exp then gives exp(-a)),
-    # folded into the weights once: exact, and no step negates the sums.
+    # The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives
+    # exp(-a)), folded into the weights once: exact, and no step negates them.
     scale_W = _gate_scale(("sigmoid", "sigmoid", None), H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
 
