@@ -743,30 +743,19 @@ FIXED_CELLS = {
         c = cell.let("c", f * c_prev + (1 - f) * xt)
         cell.update(h=r * tanh(c), c=c)
     """,
-    "adjacent fused runs, one folded, the other's recurrent block stored": """
+    # two adjacent runs over W's and U's blocks, the second's bias folded, the first's block read by h too
+    **{f"adjacent fused runs, one folded, the {which} one's recurrent block stored": f"""
         from lstm_derive import Cell, sigmoid, tanh
 
-        cell = Cell("runs_apart", title="A tanh run whose block the update reads, a sigmoid run beside it")
+        cell = Cell("runs_apart", title="A run whose block the update reads, a run of another kind beside it")
         x = cell.input("x")
         h_prev = cell.state("h")
         a_x0, a_x1 = cell.affine("W", [x], blocks=["a_x0", "a_x1"], bias="b_x")
         a_h0, a_h1 = cell.affine("U", [h_prev], blocks=["a_h0", "a_h1"], bias="b_h")
-        g0 = cell.let("g0", tanh(a_x0 + a_h0))
-        g1 = cell.let("g1", sigmoid(a_x1 + a_h1))
+        g0 = cell.let("g0", {first}(a_x0 + a_h0))
+        g1 = cell.let("g1", {second}(a_x1 + a_h1))
         cell.update(h=g0 * a_h0 + g1)
-    """,
-    "adjacent fused runs, one folded, the negated one's recurrent block stored": """
-        from lstm_derive import Cell, sigmoid, tanh
-
-        cell = Cell("runs_apart_negated", title="A sigmoid run whose block the update reads, a tanh run beside it")
-        x = cell.input("x")
-        h_prev = cell.state("h")
-        a_x0, a_x1 = cell.affine("W", [x], blocks=["a_x0", "a_x1"], bias="b_x")
-        a_h0, a_h1 = cell.affine("U", [h_prev], blocks=["a_h0", "a_h1"], bias="b_h")
-        g0 = cell.let("g0", sigmoid(a_x0 + a_h0))
-        g1 = cell.let("g1", tanh(a_x1 + a_h1))
-        cell.update(h=g0 * a_h0 + g1)
-    """,
+    """ for which, first, second in [("tanh", "tanh", "sigmoid"), ("negated", "sigmoid", "tanh")]},
     "gates of x alone, each over a sum of two affines' blocks": """
         from lstm_derive import Cell, sigmoid, tanh
 
