@@ -418,18 +418,22 @@ class Cell:
         return {v for let in self.lets for v in let.expr.free_symbols} | {v for a in self.affines for v in a.inputs}
 
     def divided_states(self, at_zero=False):
-        """The states whose previous value a denominator reads, through lets (h = tanh(a)/n with
-        n = n_prev + i): near zero a step is near a pole. With at_zero, only those whose zero makes
-        a denominator zero (h = tanh(a)/n_prev): a step from zeros divides by zero."""
-        expanded, found = {}, []  # let -> its expression through the lets before it
+        """The states whose previous value a denominator reads, directly or through lets (h =
+        tanh(a)/n with n = n_prev + i): near zero a step is near a pole. With at_zero, those whose
+        previous value makes a denominator zero at zero (h = tanh(a)/n_prev): a step from zeros
+        divides by zero."""
+        prevs = {self.prev(s): s for s in self.states}
+        reads = {}  # let -> the states whose previous value it reads, directly or through lets
         for let in self.lets:
-            expanded[let.symbol] = let.expr.xreplace(expanded)
+            reads[let.symbol] = {prevs[v] for v in let.expr.free_symbols if v in prevs} | {
+                s for v in let.expr.free_symbols for s in reads.get(v, ())}
+        found = set()
         for let in self.lets:
-            for power in expanded[let.symbol].atoms(sympy.Pow):
-                if not power.exp.is_negative:
-                    continue
-                found += [s for s in self.states if self.prev(s) in power.base.free_symbols and (
-                    not at_zero or power.base.subs(self.prev(s), 0) == 0)]
+            for base in [p.base for p in let.expr.atoms(sympy.Pow) if p.exp.is_negative]:
+                if at_zero:
+                    found |= {s for prev, s in prevs.items() if prev in base.free_symbols and base.subs(prev, 0) == 0}
+                else:
+                    found |= {s for v in base.free_symbols for s in ({prevs[v]} if v in prevs else reads.get(v, ()))}
         return [s for s in self.states if s in found]
 
     def parameter_names(self):
