@@ -476,13 +476,12 @@ class _Kernel:
         return folds
 
     def _negated_runs(self):
-        """The fused sigmoid runs whose blocks of the first affine only the run's sums read: those
-        rows of its weights and biases carry the -1 of exp(-a), once per call (GRU's W_x for r, z),
-        and the step subtracts the second affine's blocks (-a_r = -(a_xr + b_hr) - U_hr h_prev): no
-        step negates the sums."""
-        return [run for run in self.fused if run.kind == "sigmoid" and all(
-            block not in self.stored and self.cell.readers(block) == [run.reader(i)]
-            for i, block in enumerate(run.a.blocks[run.j0:run.j1]))]
+        """The fused sigmoid runs: the rows of their first affine's weights and biases carry the -1
+        of exp(-a), once per call (GRU's W_x for r, z), and the step subtracts the second affine's
+        blocks (-a_r = -(a_xr + b_hr) - U_hr h_prev): no step negates the sums. Safe, as a run's
+        blocks of its first affine are placed (_placements): the run's sums alone read them, and
+        the backward pass does not."""
+        return [run for run in self.fused if run.kind == "sigmoid"]
 
     def negated_blocks(self, a):
         """The indices of a's blocks that a negated run (_negated_runs) sums first."""
@@ -1368,17 +1367,17 @@ def _power_of_two(number):
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
     lines, negated = [], []
-    runs = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]
-    if runs:
+    partly = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
+    if partly:
         lines += ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
                   "# exp(-a)), folded into the weights once: exact, and no step negates them."]
-    for a in runs:
+    for a in partly:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
         lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")
         lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
     for a in k.cell.affines:
         scaling = _row_scaling(k, a)
-        if scaling is None or a in runs:
+        if scaling is None or a in partly:
             continue
         if scaling == "vector":
             lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
