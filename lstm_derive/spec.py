@@ -300,7 +300,8 @@ class Cell:
         """``W_v1 v1 + W_v2 v2 + ... + bias``, split into blocks of size H.
 
         ``blocks`` is the list of the pre-activation names (or their count);
-        ``bias`` is a name, None, or one name per input (PyTorch keeps one per input).
+        ``bias`` is a name, None (or False, as PyTorch writes it), or one name per input (PyTorch
+        keeps one per input).
         Weight ``name_v`` multiplies input ``v``. Returns the block symbols.
         """
         where = self._caller()
@@ -319,7 +320,7 @@ class Cell:
             raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
         block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
-        if bias is None:
+        if bias is None or bias is False:
             biases = []
         elif isinstance(bias, str):
             biases = [bias]

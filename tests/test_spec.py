@@ -323,8 +323,19 @@ def test_an_affine_with_no_inputs(tmp_path, capsys):
         """, "affine 'W' has no inputs", "give it a list of vectors")
 
 
+@pytest.mark.parametrize("no_bias", [None, False])
+def test_an_affine_without_a_bias_makes_no_bias_parameter(tmp_path, no_bias):
+    script, _ = write_script(tmp_path, f"""
+        (a,) = cell.affine("W", [x, h_prev], bias={no_bias})
+        cell.update(h=tanh(a))
+        """)
+    cell = load_cell(script)
+    assert cell.parameter_names() == ["W_x", "W_h"]
+
+
 @pytest.mark.parametrize("args, fragment", [
-    ("'W', x", "takes a list of vectors"), ("'W', [x, h_prev], blocks=0", "at least one block"),
+    ("'W', x", "takes a list of vectors"),
+    ("'W', [x, h_prev], bias=True", "bias is True; give a name, None"), ("'W', [x, h_prev], blocks=0", "at least one block"),
     ("'W', [x, h_prev], blocks='a'", "give a count or a list of names"),
     ("'W', [x, h_prev], bias=['b1', 'b2', 'b3']", "2 inputs and 3 biases"),
     ("'W', [x, tanh(h_prev)]", "name it first with cell.let"),
