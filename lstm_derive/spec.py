@@ -126,7 +126,7 @@ SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softplus
 
 # The gates' functions: named when written inline (g for tanh(a_g)), their derivatives read in
 # output form, activated with their affine's other gates. A new function joins them only with
-# the emitter's code to activate it (emit.py's _gates and the kinds it knows).
+# the emitter's code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
 GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.

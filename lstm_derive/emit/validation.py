@@ -1,0 +1,223 @@
+"""The text of the kernel's argument checks: the functions forward(), backward() and the step
+functions call on params, x, lengths, a state and the cache, each failure a ValueError that names
+the argument, what was expected and what came."""
+
+from __future__ import annotations
+
+from .printing import _lines, _tuple
+
+
+def _validation(k):
+    """The kernel's argument checks, one function each: every failure is a ValueError that names the
+    argument, what was expected and what came."""
+    parts = [_checked_function(), _sizes_function(k), _checked_params_function(), _checked_input_function(k),
+             _steps_to_run_function(), _checked_cache_function(), _samples_function(), _checked_state_function(k)]
+    return _lines(*(line for part in parts for line in [*part, "", ""]))
+
+
+def _checked_function():
+    """_checked(): an argument as an array in native byte order, of the dtype asked for, or a ValueError."""
+    return [
+        "def _array(name, a):",
+        '    """np.asarray(a), or a ValueError naming the argument where NumPy cannot read it as an array',
+        '    (ragged lists, a tensor that requires grad)."""',
+        "    try:",
+        "        return np.asarray(a)",
+        "    except (ValueError, TypeError, RuntimeError) as error:",
+        '        raise ValueError(f"{name}: expected an array, got a {type(a).__name__} NumPy cannot read as one: {error}") from None',
+        "",
+        "",
+        "def _checked(name, a, shape, dims, dtype):",
+        '    """a as an array in native byte order, or a ValueError naming the argument, its expected and its',
+        '    actual shape."""',
+        "    given, a = a, _array(name, a)",
+        '    if a.dtype.kind not in "fc":',
+        '        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "',
+        '                         "with .astype(), e.g. to float64")',
+        "    if a.shape != shape:",
+        '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")',
+        "    a = a.astype(a.dtype.newbyteorder(\"=\"), copy=False)  # \'>f8\' is float64 too; BLAS and out= take native order alone",
+        "    if dtype is not None and a.dtype != dtype:",
+        '        advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else',
+        '                  "for complex arithmetic (the complex step) make the parameters complex too")  # not drop .imag',
+        "        if not isinstance(given, np.ndarray):",
+        '            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"',
+        '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")',
+        "    return a",
+    ]
+
+
+def _checked_params_function():
+    """_checked_params(): the parameters in PARAMS order, of one dtype and consistent shapes."""
+    return [
+        "def _checked_params(params):",
+        '    """The parameters in PARAMS order, all of one float dtype and of consistent shapes."""',
+        '    if not hasattr(params, "keys"):',
+        '        raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}")',
+        "    missing = [n for n in PARAMS if n not in params]",
+        "    if missing:  # other keys (a readout's weights beside the cell's) are not the kernel's concern",
+        "        others = [n for n in params if n not in PARAMS]",
+        '        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else ""))',
+        "    D, H = _sizes(params)",
+        "    shapes, dims = param_shapes(D, H), _PARAM_DIMS",
+        "    arrays = [_checked(n, params[n], shapes[n], dims[n], None) for n in PARAMS]",
+        "    dtypes = [a.dtype for a in arrays]",
+        "    if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected",
+        "        common = max(dtypes, key=dtypes.count)",
+        "        for n, a in zip(PARAMS, arrays):",
+        "            _checked(n, a, shapes[n], dims[n], common)",
+        "    return arrays",
+    ]
+
+
+def _checked_input_function(k):
+    """_checked_input(): x (or x_t) of the parameters' dtype and D columns, or a ValueError."""
+    _, x_weight = _input_weight(k)
+    return [
+        'def _checked_input(x, D, dtype, name="x", dims="(T, B, D)"):',
+        '    """x as an array (T, B, D) of the parameters\' dtype (x_t of step_forward(): (B, D)), or a',
+        '    ValueError that says what is wrong."""',
+        "    if x is None:",
+        '        raise ValueError(f"{name}: expected an array {dims}, got None")',
+        "    try:",
+        "        shape = np.shape(x)",
+        "    except ValueError:  # ragged lists, or a tuple of arrays such as PyTorch's PackedSequence",
+        '        raise ValueError(f"{name}: expected an array {dims}, got a {type(x).__name__} that is none (sequences "',
+        '                         "of different lengths go padded into one array, with lengths)") from None',
+        '    if len(shape) != dims.count(",") + 1 or shape[-1] != D:',
+        f'        raise ValueError(f"{{name}}: expected shape {{dims}} with D = {{D}}, the columns of {x_weight}, got {{shape}}")',
+        '    return _checked(name, x, shape, dims, dtype)',
+    ]
+
+
+def _steps_to_run_function():
+    """_steps_to_run(): forward()'s reading of lengths: the steps to run and the rows ended at each."""
+    return [
+        "def _steps_to_run(x, lengths):",
+        '    """x up to the longest sequence\'s end; where each sequence has ended, as (T, B, 1) booleans (None',
+        "    where none ends before that); and, for each step, whether some sequence has ended by then. A",
+        "    ValueError says what is wrong with lengths. The padding is zeroed (in a copy), so that what it",
+        '    holds, nan or inf even, reaches no result."""',
+        "    if lengths is None:",
+        "        return x, None, [False] * len(x)",
+        "    T, B = x.shape[:2]",
+        '    lengths = _array("lengths", lengths)',
+        "    if lengths.shape != (B,):",
+        '        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "',
+        '                         f"{x.shape}), got shape {lengths.shape}")',
+        '    if lengths.dtype.kind not in "iu" and lengths.size:  # [] for B = 0 is an empty float array',
+        '        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")',
+        "    outside = np.flatnonzero((lengths < 0) | (lengths > T))",
+        "    if outside.size:",
+        '        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")',
+        "    x = x[:int(lengths.max(initial=0))]",
+        "    ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]",
+        "    masked = ended.any(axis=(1, 2)).tolist()",
+        "    if not any(masked):",
+        "        return x, None, masked",
+        "    return np.where(ended, 0, x), ended, masked",
+    ]
+
+
+def _checked_cache_function():
+    """_checked_cache(): backward()'s check that its cache is forward()'s, from these parameters and x."""
+    return [
+        "def _checked_cache(cache, D, H, arrays):",
+        '    """The cache\'s x, or a ValueError unless forward() of this cell made it with these parameters',
+        '    (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and a',
+        '    sample of their entries tell."""',
+        '    made = cache.get("cell") if isinstance(cache, dict) else None',
+        "    if made != CELL:",
+        '        got = f"the cache of {made}" if made else type(cache).__name__',
+        '        raise ValueError(f"cache: expected what forward() of {CELL} returned, got {got}")',
+        '    x, dtype = cache["x"], arrays[0].dtype',
+        '    if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):',
+        '        raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "',
+        '                         f"D = {x.shape[2]}, H = {cache[\'H\']}, dtype {x.dtype}: pass the same parameters")',
+        '    for name, kept, now in zip(PARAMS + ("x",), cache["samples"], _samples((*arrays, x))):',
+        "        if kept == now or np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN",
+        "            continue",
+        '        if name == "x":  # a batch buffer refilled before backward(), say',
+        '            raise ValueError("x: changed since forward() ran (a sample of its entries differs): the cache holds x "',
+        '                             "itself, not a copy; change x only after backward(), or give forward() a copy")',
+        '        raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "',
+        '                         "pass the parameters forward() had, unchanged (update them after backward())")',
+        "    return x",
+    ]
+
+
+def _samples_function():
+    """_samples(): a few values of each array, to tell arrays changed since forward() from those it ran with."""
+    return [
+        "_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices _samples reads in arrays of that shape: found once",
+        "",
+        "",
+        "def _samples(arrays):",
+        '    """Sixteen values of each array, spread over its rows and columns (a stride prime to the number',
+        '    of columns), in a few microseconds: enough to tell another layer\'s parameters, or these updated',
+        '    in place, or an x refilled, from those forward() ran with."""',
+        "    out = []",
+        "    for a in arrays:",
+        "        key = (a.size, a.shape[-1])",
+        "        if key not in _SAMPLE_INDICES:",
+        "            if len(_SAMPLE_INDICES) > 256:  # starts afresh: ever new shapes do not grow it without bound",
+        "                _SAMPLE_INDICES.clear()",
+        "            step = max(1, a.size // 16)",
+        "            while step > 1 and np.gcd(step, a.shape[-1]) != 1:",
+        "                step -= 1",
+        "            _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)",
+        "        out.append(a.flat[_SAMPLE_INDICES[key]].tolist())  # in any memory order; ravel() copies all of a transposed a",
+        "    return out",
+    ]
+
+
+def _checked_state_function(k):
+    """_checked_state(): a state (or dstate) tuple as arrays (B, H), None meaning zeros."""
+    arrays = f"{len(k.states)} array{'s' if len(k.states) > 1 else ''}"
+    return [
+        'def _checked_state(state, B, H, dtype, name="state"):',
+        '    """The state tuple as arrays (B, H); None, or None for one array, means zeros. Copies: with T = 0,',
+        '    backward() returns its dstate as the initial state\'s gradient, which must not be the caller\'s array."""',
+        "    if state is None:",
+        "        return tuple(np.zeros((B, H), dtype) for _ in STATES)",
+        "    if not isinstance(state, (tuple, list)):",
+        f'        raise ValueError(f"{{name}}: expected a tuple of {arrays} {{STATES}}, got {{type(state).__name__}}; "',
+        f'                         "pass {_tuple(k.states)}")',
+        "    if len(state) != len(STATES):",
+        f'        raise ValueError(f"{{name}}: expected {arrays} {{STATES}}, got {{len(state)}}")',
+        '    return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()',
+        "                 for s, a in zip(STATES, state))",
+    ]
+
+
+def _input_weight(k):
+    """The first affine reading x, and its weight of x."""
+    a = next(a for a in k.cell.affines if k.x in a.inputs)
+    return a, a.weights[a.inputs.index(k.x)]
+
+
+def _sizes_function(k):
+    """_sizes(params): D and H read off the input's weight in the first affine reading x, and H
+    checked against a weight of an H-sized input, so that a wrong shape is blamed on both."""
+    a, w = _input_weight(k)
+    count, rows = len(a.blocks), k.size_expr(a)
+    lines = ["def _sizes(params):",
+             '    """D and H, read off the weights."""',
+             f'    {w} = _array("{w}", params["{w}"]).shape']
+    if count > 1:
+        lines += [f"    if len({w}) != 2 or {w}[0] % {count}:",
+                  f'        raise ValueError(f"{w}: expected shape ({rows}, D), got {{{w}}}")',
+                  f"    D, H = {w}[1], {w}[0] // {count}"]
+    else:
+        lines += [f"    if len({w}) != 2:",
+                  f'        raise ValueError(f"{w}: expected shape (H, D), got {{{w}}}")',
+                  f"    D, H = {w}[1], {w}[0]"]
+    other = next(((b, u) for b in k.cell.affines for u, v in zip(b.weights, b.inputs) if v != k.x), None)
+    if other:
+        b, u = other
+        u_rows = k.size_expr(b)
+        lines += [f'    {u} = _array("{u}", params["{u}"]).shape',
+                  f"    if len({u}) == 2 and {u}[1] != H:",
+                  f'        raise ValueError(f"{w} {{{w}}} and {u} {{{u}}} disagree on H: expected {w} ({rows}, D) '
+                  f'and {u} ({u_rows}, H)")']
+    return lines + ["    return D, H"]
