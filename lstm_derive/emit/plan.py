@@ -118,7 +118,7 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
-        self._loop_terms, self._term_parts, self._inlined = {}, {}, {}
+        self._loop_lines = {}  # step number -> _loop_line(step)
         # local -> its name; its citation ("(9)", "h", "c"); (its own part, [(coefficient, chain)] read from products)
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
         self.loop_reads = self._loop_reads()
@@ -463,7 +463,8 @@ class _Kernel:
         for step in self.d.steps:
             if step.kind == "input" or not self.in_loop(step) or (step.kind == "block" and _single(step)):
                 continue
-            for term, part in zip(self.loop_terms(step), self._term_parts[step.number]):
+            terms, term_parts, _ = self._loop_line(step)
+            for term, part in zip(terms, term_parts):
                 local = term.adjoint is not None and term.local
                 if (local is not False and local.subs(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol):
@@ -482,7 +483,7 @@ class _Kernel:
         """The equations of the products loop_terms folded into the step's factor of root."""
         chains = [self.product_of(t.adjoint) for t in step.terms]
         folded = {n for chain in chains if chain and chain.root == root for n in chain.numbers}
-        return folded | self._inlined.get(step.number, set())
+        return folded | self._loop_line(step)[2]
 
     def product_of(self, adjoint):
         """The chain of a pre-activation adjoint whose product is formed before the loop (a twin's
@@ -516,16 +517,20 @@ class _Kernel:
         loop (p_o*da_o, da_o = o*(1 - o)*tanh_c * dh) becomes that product's factors times its root,
         and terms of one adjoint are summed: dc = (p_o*o*(1 - o)*tanh_c + o*(1 - tanh_c**2))*dh
         + dc_next, whose factor of dh is formed for a span of steps at once, like any local."""
-        if step.number in self._loop_terms:
-            return self._loop_terms[step.number]
-        # per term, its part read off forward values and the parts that products hold:
-        # (o*(1 - tanh_c**2), [(p_o, da_o's chain)]) for the factor of dh in dc
-        terms, parts = [], []
+        return self._loop_line(step)[0]
+
+    def _loop_line(self, step):
+        """loop_terms(step); per term, its part read off forward values and the parts that products
+        hold: (o*(1 - tanh_c**2), [(p_o, da_o's chain)]) for the factor of dh in dc; and the
+        equations of the lets the loop does not form that the terms pass through."""
+        if step.number in self._loop_lines:
+            return self._loop_lines[step.number]
+        terms, parts, inlined = [], [], set()
         for t in self.per_step_terms(step):
             # a let the loop does not form passes its one consumer's adjoint on: its chain up to
             # the nearest adjoint the loop has (da_f = f*(1 - f)*df + ..., df = h_prev*dh: dh)
             while (let := self.by_adjoint.get(t.adjoint)) is not None and let.kind == "let" and not self.in_loop(let):
-                self._inlined.setdefault(step.number, set()).add(let.number)
+                inlined.add(let.number)
                 t = Term(primal(let.terms[0].adjoint), let.terms[0].adjoint, t.local * let.terms[0].local)
             chain = self.product_of(t.adjoint)
             part = (t.local, [])
@@ -542,8 +547,8 @@ class _Kernel:
             else:
                 terms[same] = Term(primal(t.adjoint), t.adjoint, terms[same].local + t.local)
                 parts[same] = (parts[same][0] + part[0], parts[same][1] + part[1])
-        self._loop_terms[step.number], self._term_parts[step.number] = terms, parts
-        return terms
+        self._loop_lines[step.number] = terms, parts, inlined
+        return self._loop_lines[step.number]
 
     def hoisted(self, step):
         """The chain of a block step whose product is computed before the loop, or None."""
