@@ -21,10 +21,10 @@ from .printing import (
 )
 
 
-def _block_views(a, prefix="", suffix="_seq", source=None):
-    """a_i_seq, a_f_seq = _blocks(pre_W_seq, 2)."""
-    source = source or f"pre_{a.name}_seq"
-    names = [f"{prefix}{b}{suffix}" for b in a.blocks]
+def _adjoint_block_views(a):
+    """da_i_seq, da_f_seq = _blocks(dpre_W_seq, 2): views of an affine's adjoint buffer by block."""
+    source = f"dpre_{a.name}_seq"
+    names = [f"d{b}_seq" for b in a.blocks]
     if len(names) == 1:
         return f"{names[0]} = {source}"
     return _unpack(names, f"_blocks({source}, {len(names)})")
@@ -197,7 +197,7 @@ def _sequence_views(k):
             lines.append(f"dpre_{a.name}_seq = pre_{a.name}_seq  # each gate's adjoint goes over its value, once read")
         else:
             lines.append(f"dpre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
-        lines.append(_block_views(a, prefix="d", source=f"dpre_{a.name}_seq"))
+        lines.append(_adjoint_block_views(a))
         runs = [(j0, j1) for j0, j1, _ in _scaled_runs(k, a) if j1 - j0 > 1]
         if runs:
             lines.append(f"dpre_{a.name}_blocks = dpre_{a.name}_seq.reshape(T, B, {len(a.blocks)}, H)"
