@@ -347,7 +347,7 @@ def _scaled_weight_line(k, a, w, factor):
     if w not in [u for u, _ in k.affine_parts(a)[1]]:
         return f"{w}_scaled = {w} * {factor}[:, np.newaxis]" if factor else f"{w}_scaled = -{w}"
     made = f"np.multiply({w}.T, {factor}, order=\"C\")" if factor else f"np.negative({w}.T, order=\"C\")"
-    return f"{_loop_weight(k, a, w)} = {made}"
+    return f"{_loop_weight(k, a, w)} = {made}  # transposed too: the loop's GEMM reads it contiguous"
 
 
 def _transposed_weights(k):

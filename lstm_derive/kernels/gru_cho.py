@@ -95,7 +95,7 @@ def forward(params, x, state=None, lengths=None):
 
     # The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.
     W_x_scaled = -W_x
-    W_h_scaled_T = np.negative(W_h.T, order="C")
+    W_h_scaled_T = np.negative(W_h.T, order="C")  # transposed too: the loop's GEMM reads it contiguous
 
     # The weights the loop multiplies by, transposed once: BLAS reads a contiguous array faster
     # than a transposed view, at every step.

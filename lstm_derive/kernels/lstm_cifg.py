@@ -118,7 +118,7 @@ def forward(params, x, state=None, lengths=None):
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
     scale_W = _gate_scale(("sigmoid", "tanh", "sigmoid"), H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
-    W_h_scaled_T = np.multiply(W_h.T, scale_W, order="C")
+    W_h_scaled_T = np.multiply(W_h.T, scale_W, order="C")  # transposed too: the loop's GEMM reads it contiguous
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 3 * H)  # (1)
