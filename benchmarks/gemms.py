@@ -7,13 +7,18 @@ A kernel of this project does, per weight matrix W (k*H rows):
       backward  one GEMM   dA^T (k*H, T*B) @ x       -> dW
                 one GEMM   dA (T*B, k*H) @ W         -> dx
   recurrent weight W (k*H, H), every other matrix:
-      forward   T GEMMs    (B, H) @ W^T              -> (B, k*H)
+      forward   T GEMMs    (B, H) @ W^T              -> (B, k*H), W^T a contiguous copy made once
+                                                        (BLAS reads it faster than the view: `layouts`)
       backward  T GEMMs    (B, k*H) @ W              -> dh_prev
                 one GEMM   dA^T (k*H, T*B) @ h_prev  -> dW
 
 `replay` runs exactly these on buffers of the right shapes, nothing else; its time
 over the kernel's time is the share of the kernel's time that its GEMMs need.
+
+    python benchmarks/gemms.py [--rounds N]   # the forward step's GEMM: contiguous W^T against the view
 """
+import argparse
+import sys
 import time
 
 import numpy as np
@@ -59,7 +64,7 @@ def replay(kernel, T, B, D, H, dtype, seed=0):
         for a, b, out in work:
             np.matmul(a, b, out=out)
         for h_, W, dA, pre, dh in steps:  # np.dot per step, as the kernels call it (less dispatch than matmul)
-            WT = W.T
+            WT = np.ascontiguousarray(W.T)  # made once per call, as the kernels do: a copy, no GEMM
             for t in range(T):
                 np.dot(h_[t], WT, out=pre)
             for t in reversed(range(T)):
@@ -84,3 +89,40 @@ def throughput(dtype, n=1024, repeat=5):
     flops = 2.0 * n ** 3
     return {"n": n, "best_gflops": flops / times[0] / 1e9,
             "median_gflops": flops / times[len(times) // 2] / 1e9}
+
+
+def layouts(B, H, rows, dtype, rounds=200, seed=0):
+    """The forward step's GEMM (B, H) @ W^T for W (rows, H): (median us with the transposed view,
+    median us with a contiguous copy of W^T, median of the paired ratios contiguous / view)."""
+    rng = np.random.default_rng(seed)
+    h = rng.standard_normal((B, H)).astype(dtype)
+    W = rng.standard_normal((rows, H)).astype(dtype)
+    WT, out = np.ascontiguousarray(W.T), np.empty((B, rows), dtype)
+    view, contiguous = [], []
+    for _ in range(rounds):  # interleaved: a busy spell slows both alike
+        t0 = time.perf_counter()
+        np.dot(h, W.T, out=out)
+        t1 = time.perf_counter()
+        np.dot(h, WT, out=out)
+        t2 = time.perf_counter()
+        view.append(t1 - t0)
+        contiguous.append(t2 - t1)
+    view, contiguous = np.array(view), np.array(contiguous)
+    return 1e6 * np.median(view), 1e6 * np.median(contiguous), float(np.median(contiguous / view))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="The forward step's GEMM with a contiguous W^T against the transposed view.")
+    ap.add_argument("--rounds", type=int, default=200)
+    args = ap.parse_args(argv)
+    sizes = {"S1": (1, 32), "seed": (1, 100), "S2": (32, 128), "S3": (64, 256), "S4": (64, 512)}
+    print(f"{'size':<6}{'dtype':<9}{'W rows':>8}{'view us':>10}{'contig us':>11}{'contig/view':>13}")
+    for dtype in (np.float32, np.float64):
+        for name, (B, H) in sizes.items():
+            for k in (3, 4):  # gru's and lstm's gate counts
+                view, contiguous, ratio = layouts(B, H, k * H, dtype, args.rounds)
+                print(f"{name:<6}{np.dtype(dtype).name:<9}{k:>6}*H{view:>10.1f}{contiguous:>11.1f}{ratio:>13.3f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -88,6 +88,13 @@ def test_gemm_replay_counts_the_kernels_flops():
     assert flops == 3 * 2 * T * B * D * 3 * H + 3 * 2 * T * B * H * 3 * H
 
 
+def test_gemm_layouts_compare_the_forward_steps_two_layouts(capsys):
+    assert gemms.main(["--rounds", "2"]) is None
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0].split() == ["size", "dtype", "W", "rows", "view", "us", "contig", "us", "contig/view"]
+    assert len(rows) == 1 + 2 * 5 * 2 and all(float(row.split()[-1]) > 0 for row in rows[1:])
+
+
 def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
     status = bench.main(["--quick", "--repeat", "1", "--pause", "0", "--sizes", "3,1,3,4",
