@@ -31,8 +31,33 @@ def _adjoint_block_views(a):
 
 
 def _backward(k):
-    cell = k.cell
-    params = cell.parameter_names()
+    body = _backward_head(k)
+    checked = len(body)
+    body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
+    invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
+    body += invariants
+    in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
+    body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
+             for s in in_loop]
+    body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
+             f"equation reads {s.target}" for s in k.zero_adjoints]
+    body += _backward_loop(k, in_loop)
+    body += _backward_gradients(k, in_loop)
+    body = _read_only(_unread_aliases_as_comments(body), invariants)
+    at = body.index(_CACHE_UNPACK)
+    rest = "\n".join(body[at + 1:])
+    read = [n for n in _buffers(k) if _mentions(rest, n)]
+    unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
+    body[at:at + 1] = unpack
+    checked += len(unpack) - 1
+    quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
+    return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
+
+
+def _backward_head(k):
+    """backward()'s signature, docstring and argument checks, with a mark where the cache's buffers
+    are unpacked (_CACHE_UNPACK)."""
+    params = k.cell.parameter_names()
     body = [
         "def backward(params, cache, dys=None, dstate=None):",
         '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
@@ -59,63 +84,53 @@ def _backward(k):
             '                         "gate values it holds); run forward() again")',
             '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
         ]
-    body += [
+    return body + [
         "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
         f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",
     ]
-    checked = len(body)
-    body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
-    invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
-    body += invariants
-    in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
-    body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
-             for s in in_loop]
-    body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
-             f"equation reads {s.target}" for s in k.zero_adjoints]
+
+
+def _backward_loop(k, in_loop):
+    """The numbers made once and the loop over the steps, in spans where products are formed
+    before the loop reaches them; in_loop: the summed adjoints the loop adds to."""
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
-    body += ["    " + line for line in _number_arrays(products + step)]
+    body = ["    " + line for line in _number_arrays(products + step)]
     body += [
         '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
     ]
-    if products:
-        body += [
-            "",
-            "    # The products of local derivatives read only forward values: they are formed for a span",
-            "    # of steps at a time, just before the loop reaches it (one NumPy call per product for many",
-            "    # steps when B*H is small, data still in cache when it is large), then scaled in place.",
-            "    span = _span(B, H, x.dtype)",
-            "    for t1 in range(T, 0, -span):",
-            "        t0 = max(t1 - span, 0)",
-        ]
-        body += ["        " + line for line in products]
-        body.append("        for t in reversed(range(t0, t1)):")
-        body += ["            " + line for line in step]
-    else:
-        body.append("    for t in reversed(range(T)):")
-        body += ["        " + line for line in step]
-    body += ["", "    # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps"
-             + (";" if k.split else ".")]
+    if not products:
+        return body + ["    for t in reversed(range(T)):"] + ["        " + line for line in step]
+    body += [
+        "",
+        "    # The products of local derivatives read only forward values: they are formed for a span",
+        "    # of steps at a time, just before the loop reaches it (one NumPy call per product for many",
+        "    # steps when B*H is small, data still in cache when it is large), then scaled in place.",
+        "    span = _span(B, H, x.dtype)",
+        "    for t1 in range(T, 0, -span):",
+        "        t0 = max(t1 - span, 0)",
+    ]
+    body += ["        " + line for line in products]
+    body.append("        for t in reversed(range(t0, t1)):")
+    return body + ["            " + line for line in step]
+
+
+def _backward_gradients(k, in_loop):
+    """The weights' and the input's gradients after the loop, the sums of the other parameters'
+    and of the lets of parameters alone, and what backward() returns."""
+    body = ["", "    # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps"
+            + (";" if k.split else ".")]
     body += ["    # a weight whose blocks' adjoints lie in separate buffers takes one per run of adjacent blocks."] * bool(k.split)
     body += ["    " + line for line in _param_gradients(k)]
     body += ["    " + _input_gradient(k),
              "    if T < T_all:  # the steps not run read no x",
              "        dx = np.concatenate([dx, np.zeros((T_all - T, B, D), x.dtype)])"]
-    for step in [s for s in k.d.steps if k.summed(s) and s.kind == "let"] + [k.d.step_for(p) for p in cell.params]:
+    for step in [s for s in k.d.steps if k.summed(s) and s.kind == "let"] + [k.d.step_for(p) for p in k.cell.params]:
         body.append(f"    {_summed_line(k, step, step in in_loop)}")
-    grads = ", ".join(f'"{n}": d{n}' for n in params)
-    body += [
+    grads = ", ".join(f'"{n}": d{n}' for n in k.cell.parameter_names())
+    return body + [
         f"    grads = {{{grads}}}",
         f"    return grads, dx, {_tuple(f'd{s}_next' for s in k.states)}",
     ]
-    body = _read_only(_unread_aliases_as_comments(body), invariants)
-    at = body.index(_CACHE_UNPACK)
-    rest = "\n".join(body[at + 1:])
-    read = [n for n in _buffers(k) if _mentions(rest, n)]
-    unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
-    body[at:at + 1] = unpack
-    checked += len(unpack) - 1
-    quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
-    return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
 
 
 _CACHE_UNPACK = "<the cache's buffers>"
@@ -474,14 +489,7 @@ def _backward_step(k):
     that need no GEMM come before those through the weights, and an affine's pre-activation
     adjoints come as late as they can, just before the first line that multiplies them by a
     weight, so that each is written over its gate's value after the step's reads of it."""
-    names = {sympy.Symbol("dy", real=True): "dys[t]"}
-    names.update({call: str(name) for call, name in k.aux.items()})
-    for a in k.cell.affines:
-        for w, v in zip(a.weights, a.inputs):  # x's gradient is one GEMM after the loop
-            if v != k.x:
-                names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
-    names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
-    printer = _CodePrinter(names, arrays=True)
+    printer = _step_printer(k)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
     carries = [s for s in k.d.steps if s.kind == "carry"]
     carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
@@ -536,17 +544,35 @@ def _backward_step(k):
         entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
     for a in pending:
         entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
+    body = [line for line, _, _ in entries if line]
+    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
+    return _step_loads(k, entries) + body
+
+
+def _step_printer(k):
+    """The printer of the backward step's lines: dy as the step's dys, a kept call by its name, a
+    weight's term as its GEMM, a block's adjoint at the step."""
+    names = {sympy.Symbol("dy", real=True): "dys[t]"}
+    names.update({call: str(name) for call, name in k.aux.items()})
+    for a in k.cell.affines:
+        for w, v in zip(a.weights, a.inputs):  # x's gradient is one GEMM after the loop
+            if v != k.x:
+                names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
+    names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
+    return _CodePrinter(names, arrays=True)
+
+
+def _step_loads(k, entries):
+    """The step's views of the forward values it reads, a copy of one that a line writes an adjoint
+    over before another line reads it; entries: (line, values read, gate written over)."""
     copies, written = set(), set()
     for _, reads, writes in entries:
         copies |= reads & written
         written |= {writes} - {None}
-    body = [line for line, _, _ in entries if line]
-    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
     block_of = {gate: block for block, gate in k.gate_of.items()}
-    loads = [f"{s} = {s}_span[t - t0]" if s in k.saved else
-             f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
-                                        if s in copies else "") for s in sorted(k.loop_reads, key=str)]
-    return loads + body
+    return [f"{s} = {s}_span[t - t0]" if s in k.saved else
+            f"{s} = {k.at_step(s)}" + (f".copy()  # d{block_of[s]} goes over it before the step's last read"
+                                       if s in copies else "") for s in sorted(k.loop_reads, key=str)]
 
 
 def _with_runs(k, a, blocks):

@@ -56,9 +56,22 @@ def _buffers(k):
 
 
 def _forward(k):
-    cell = k.cell
-    params = cell.parameter_names()
-    body = [
+    invariants = ["    " + line for line in _invariant_lines(k)]  # those forward() reads stay (_read_only)
+    body = _forward_head(k)
+    for constants in (_gate_constants(k), _transposed_weights(k)):
+        body += ["", *("    " + line for line in constants)] if constants else []
+    body += invariants
+    body += _input_parts(k)
+    body += _kept_for_backward(k)
+    body += _forward_loop(k)
+    body += _forward_tail(k)
+    return _lines(*_read_only(body, invariants))
+
+
+def _forward_head(k):
+    """forward()'s signature, docstring and argument checks."""
+    params = k.cell.parameter_names()
+    return [
         "def forward(params, x, state=None, lengths=None):",
         f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)}; None (or None for one',
         "    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each",
@@ -84,15 +97,16 @@ def _forward(k):
         "    x, ended, masked = _steps_to_run(x, lengths)",
         "    T = len(x)  # T_all, or the longest sequence's length",
     ]
+
+
+def _input_parts(k):
+    """Every affine's input part for all steps (one GEMM), or the buffer its loop part fills; the
+    views of the gates' blocks and of the columns the loop reads."""
     numbers = k.node_number
-    for constants in (_gate_constants(k), _transposed_weights(k)):
-        body += ["", *("    " + line for line in constants)] if constants else []
-    invariants = ["    " + line for line in _invariant_lines(k)]  # those forward() reads stay (_read_only)
-    body += invariants
-    body += ["", "    # The input part of every affine node, for all steps in one GEMM (that of inputs formed before",
-             "    # the loop follows them there); the loop adds the rest."] if k.pre_lets else [
-             "", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
-    for a in cell.affines:
+    body = ["", "    # The input part of every affine node, for all steps in one GEMM (that of inputs formed before",
+            "    # the loop follows them there); the loop adds the rest."] if k.pre_lets else [
+            "", "    # The input part of every affine node, for all steps in one GEMM; the loop adds the rest."]
+    for a in k.cell.affines:
         pre, _ = k.affine_parts(a)
         terms = [f"x.reshape(T * B, D) @ {_weight(k, a, w)}.T" for w, v in pre if v == k.x]
         if terms:
@@ -103,12 +117,17 @@ def _forward(k):
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
         else:
             body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
-    body += ["    " + _gate_views(k, a) for a in cell.affines if a.name in k.gates]
+    body += ["    " + _gate_views(k, a) for a in k.cell.affines if a.name in k.gates]
     views = _views_once(k)
     if views:
         body += ["", "    # Views of the buffers' columns, made once: the loop indexes them by step."]
         body += ["    " + line for line in views]
-    body += ["", "    # What the backward pass reads, kept for every step."]
+    return body
+
+
+def _kept_for_backward(k):
+    """The storage over all steps of what the backward pass reads, a gate over its block where it can."""
+    body = ["", "    # What the backward pass reads, kept for every step."]
     body += [f"    {s}_seq = np.empty((T + 1, B, H), x.dtype)" for s in k.states]
     for v in k.stored:
         if v in k.placed:
@@ -117,28 +136,36 @@ def _forward(k):
             body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # {where}")
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
-    body += [f"    {s}_seq[0] = {s}_prev" for s in k.states]
+    return body + [f"    {s}_seq[0] = {s}_prev" for s in k.states]
+
+
+def _forward_loop(k):
+    """The values formed for all steps before the loop, the numbers made once, and the loop."""
     early, step = _forward_step(k)
     if early:
         early = ["# The values that read no state, for all steps at once: one NumPy call each, not one a step."] + early
     loop = early + ["for t in range(T):"] + ["    " + line for line in step]
-    body += ["    " + line for line in _number_arrays(loop)]
-    if _has_sigmoid(cell):
+    body = ["    " + line for line in _number_arrays(loop)]
+    if _has_sigmoid(k.cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
                 "# (for real a; forward()'s docstring says how far complex a may go).",
                 'with np.errstate(over="ignore", under="ignore"):',
                 *("    " + line for line in loop)]
-    body += ["    " + line for line in loop]
-    body += [
-        f"    ys = {cell.output_state}_seq[1:]",
+    return body + ["    " + line for line in loop]
+
+
+def _forward_tail(k):
+    """ys, the final state and the cache, returned."""
+    out = k.cell.output_state
+    return [
+        f"    ys = {out}_seq[1:]",
         "    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state",
-        f"        ys = np.concatenate([ys, np.broadcast_to({cell.output_state}_seq[T], (T_all - T, B, H))])",
+        f"        ys = np.concatenate([ys, np.broadcast_to({out}_seq[T], (T_all - T, B, H))])",
         "    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]
-    return _lines(*_read_only(body, invariants))
 
 
 def _has_gate_scale(k):
@@ -515,6 +542,14 @@ def _forward_step(k):
     early.extend(_ready_calls(waiting, formed | k.early))
     if waiting:
         raise AssertionError(f"calls formed before the loop that read values never formed: {waiting}")
+    lines += _step_end(k, done, printer)
+    return _with_views_of_early_values(k, early, lines)
+
+
+def _step_end(k, done, printer):
+    """The step's last lines: the calls kept for the backward pass that only appear there in output
+    form, the rows of ended sequences kept, and the new states as the previous ones."""
+    lines = []
     for call, name in k.aux.items():
         # only in output form, e.g. tanh(s) of tanh(sigmoid(a)) with s = sigmoid(a)
         if call not in done and name not in k.invariant:
@@ -522,6 +557,12 @@ def _forward_step(k):
     lines += ["if masked[t]:  # the rows of a sequence that has ended keep their state: the step is the identity",
               *(f"    np.copyto({k.new_state[s]}, {s}_prev, where=ended[t])" for s in k.states)]
     lines.append(_assign_tuple([f"{s}_prev" for s in k.states], [k.new_state[s] for s in k.states]))
+    return lines
+
+
+def _with_views_of_early_values(k, early, lines):
+    """(the lines before the loop, over all steps; the step's lines, opening with its views of the
+    values formed before the loop that it reads)."""
     early, seen = _over_all_steps(early)
     values = {str(v) for v in k.cell.blocks + [let.symbol for let in k.cell.lets] + list(k.aux.values())}
     seen = [name for name in seen if name in values]  # not a buffer's view (pre_W)
