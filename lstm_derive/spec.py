@@ -540,6 +540,13 @@ class Cell:
 
     def _check_graph(self):
         """Every name valid, every node built only from vectors declared before it."""
+        defined = self._declared_vectors()
+        varying = self._varying()
+        self._check_nodes(defined, varying)
+        self._check_updates(varying)
+
+    def _declared_vectors(self):
+        """The input, the previous states and the parameters, each name checked: symbol -> its size."""
         x = self.inputs[0]
         _check_identifier(getattr(x, "name", x), "input name", self._declared(str(x)), allowed={"x"})
         defined = {x: "D"}
@@ -556,8 +563,12 @@ class Cell:
         for p in self.params:
             _check_identifier(getattr(p, "name", p), "parameter name", self._declared(str(p)))
             defined[p] = "H"
+        return defined
+
+    def _check_nodes(self, defined, varying):
+        """Each node's names valid and its own, and it reads only what is declared before it (defined,
+        which grows by its symbols)."""
         names = {}
-        varying = self._varying()
         for node in self.nodes:
             if isinstance(node, Affine):
                 made = [node.name] + list(node.weights) + list(node.biases) + [str(b) for b in node.blocks]
@@ -590,6 +601,10 @@ class Cell:
                 if symbol in defined:
                     raise SpecError(f"{node.where}: '{symbol}' is defined twice")
                 defined[symbol] = "H"
+
+    def _check_updates(self, varying):
+        """Each state's new value a node of its own that varies with the step, and no other let named
+        like a state."""
         lets = set(map(id, self.lets))
         owner = {}
         for s, let in self.updates.items():
