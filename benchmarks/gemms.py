@@ -7,15 +7,18 @@ A kernel of this project does, per weight matrix W (k*H rows):
       backward  one GEMM   dA^T (k*H, T*B) @ x       -> dW
                 one GEMM   dA (T*B, k*H) @ W         -> dx
   recurrent weight W (k*H, H), every other matrix:
-      forward   T GEMMs    (B, H) @ W^T              -> (B, k*H), W^T a contiguous copy made once
-                                                        (BLAS reads it faster than the view: `layouts`)
+      forward   T GEMMs    (B, H) @ W^T              -> (B, k*H), W^T the transposed view
       backward  T GEMMs    (B, k*H) @ W              -> dh_prev
                 one GEMM   dA^T (k*H, T*B) @ h_prev  -> dW
 
 `replay` runs exactly these on buffers of the right shapes, nothing else; its time
 over the kernel's time is the share of the kernel's time that its GEMMs need.
 
-    python benchmarks/gemms.py [--rounds N]   # the forward step's GEMM: contiguous W^T against the view
+    python benchmarks/gemms.py [--rounds N]   # the forward step's GEMM: W^T's view, a contiguous copy
+
+`layouts` shows why the kernels keep the view: BLAS reads a contiguous copy of W^T faster, but
+NumPy's transposing copy costs more than a step's GEMM, so it pays off only over many steps of a
+large batch, and step_forward() would make it at every step.
 """
 import argparse
 import sys
@@ -64,7 +67,7 @@ def replay(kernel, T, B, D, H, dtype, seed=0):
         for a, b, out in work:
             np.matmul(a, b, out=out)
         for h_, W, dA, pre, dh in steps:  # np.dot per step, as the kernels call it (less dispatch than matmul)
-            WT = np.ascontiguousarray(W.T)  # made once per call, as the kernels do: a copy, no GEMM
+            WT = W.T
             for t in range(T):
                 np.dot(h_[t], WT, out=pre)
             for t in reversed(range(T)):
@@ -93,35 +96,40 @@ def throughput(dtype, n=1024, repeat=5):
 
 def layouts(B, H, rows, dtype, rounds=200, seed=0):
     """The forward step's GEMM (B, H) @ W^T for W (rows, H): (median us with the transposed view,
-    median us with a contiguous copy of W^T, median of the paired ratios contiguous / view)."""
+    median us with a contiguous copy of W^T, median of the paired ratios contiguous / view, median
+    us of making that copy)."""
     rng = np.random.default_rng(seed)
     h = rng.standard_normal((B, H)).astype(dtype)
     W = rng.standard_normal((rows, H)).astype(dtype)
     WT, out = np.ascontiguousarray(W.T), np.empty((B, rows), dtype)
-    view, contiguous = [], []
-    for _ in range(rounds):  # interleaved: a busy spell slows both alike
+    view, contiguous, copy = [], [], []
+    for _ in range(rounds):  # interleaved: a busy spell slows all alike
         t0 = time.perf_counter()
         np.dot(h, W.T, out=out)
         t1 = time.perf_counter()
         np.dot(h, WT, out=out)
         t2 = time.perf_counter()
+        np.ascontiguousarray(W.T)
+        t3 = time.perf_counter()
         view.append(t1 - t0)
         contiguous.append(t2 - t1)
+        copy.append(t3 - t2)
     view, contiguous = np.array(view), np.array(contiguous)
-    return 1e6 * np.median(view), 1e6 * np.median(contiguous), float(np.median(contiguous / view))
+    return (1e6 * np.median(view), 1e6 * np.median(contiguous), float(np.median(contiguous / view)),
+            1e6 * np.median(copy))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description="The forward step's GEMM with a contiguous W^T against the transposed view.")
+    ap = argparse.ArgumentParser(description="The forward step's GEMM with W^T's view and with a contiguous copy, and the copy's cost.")
     ap.add_argument("--rounds", type=int, default=200)
     args = ap.parse_args(argv)
     sizes = {"S1": (1, 32), "seed": (1, 100), "S2": (32, 128), "S3": (64, 256), "S4": (64, 512)}
-    print(f"{'size':<6}{'dtype':<9}{'W rows':>8}{'view us':>10}{'contig us':>11}{'contig/view':>13}")
+    print(f"{'size':<6}{'dtype':<9}{'W rows':>8}{'view us':>10}{'contig us':>11}{'contig/view':>13}{'copy us':>10}")
     for dtype in (np.float32, np.float64):
         for name, (B, H) in sizes.items():
             for k in (3, 4):  # gru's and lstm's gate counts
-                view, contiguous, ratio = layouts(B, H, k * H, dtype, args.rounds)
-                print(f"{name:<6}{np.dtype(dtype).name:<9}{k:>6}*H{view:>10.1f}{contiguous:>11.1f}{ratio:>13.3f}")
+                view, contiguous, ratio, copy = layouts(B, H, k * H, dtype, args.rounds)
+                print(f"{name:<6}{np.dtype(dtype).name:<9}{k:>6}*H{view:>10.1f}{contiguous:>11.1f}{ratio:>13.3f}{copy:>10.1f}")
 
 
 if __name__ == "__main__":

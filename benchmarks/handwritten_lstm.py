@@ -8,10 +8,9 @@ b (4H,), gate blocks in PyTorch order i, f, g, o; time-major x (T, B, D).
 
 Written for speed, as a careful engineer writes it: the input GEMM runs for all steps
 before the loop, the weight gradients are GEMMs after it, the loops work in place in
-preallocated buffers, the forward loop multiplies by a contiguous copy of W_h's transpose,
-every factor of the backward pass that reads forward values only is formed outside the
-recurrence (a chunk of steps at a time, in cache), and no Python number meets an array in
-a loop. What it does not do are the generated kernel's own
+preallocated buffers, every factor of the backward pass that reads forward values only
+is formed outside the recurrence (a chunk of steps at a time, in cache), and no Python
+number meets an array in a loop. What it does not do are the generated kernel's own
 tricks: the gates' factors folded into the weights, tanh through the sigmoid's exp,
 gradients written over the cache. No abs, maximum or comparisons, so float32, float64 and complex128
 (complex step) all work.
@@ -72,7 +71,7 @@ def forward(params, x, state=None):
     gates += b
     tanh_c = np.empty((T, B, H), dtype)
     ig = np.empty((B, H), dtype)
-    W_hT = np.ascontiguousarray(W_h.T)  # BLAS reads a contiguous array faster than a transposed view
+    W_hT = W_h.T
     with np.errstate(over="ignore"):  # exp(-a) = inf gives the right sigmoid, 0
         for t in range(T):
             a = gates[t]

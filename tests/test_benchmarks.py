@@ -88,11 +88,11 @@ def test_gemm_replay_counts_the_kernels_flops():
     assert flops == 3 * 2 * T * B * D * 3 * H + 3 * 2 * T * B * H * 3 * H
 
 
-def test_gemm_layouts_compare_the_forward_steps_two_layouts(capsys):
+def test_gemm_layouts_compare_the_forward_steps_two_layouts_and_the_copys_cost(capsys):
     assert gemms.main(["--rounds", "2"]) is None
     rows = capsys.readouterr().out.splitlines()
-    assert rows[0].split() == ["size", "dtype", "W", "rows", "view", "us", "contig", "us", "contig/view"]
-    assert len(rows) == 1 + 2 * 5 * 2 and all(float(row.split()[-1]) > 0 for row in rows[1:])
+    assert rows[0].split() == ["size", "dtype", "W", "rows", "view", "us", "contig", "us", "contig/view", "copy", "us"]
+    assert len(rows) == 1 + 2 * 5 * 2 and all(float(v) > 0 for row in rows[1:] for v in row.split()[-4:])
 
 
 def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):

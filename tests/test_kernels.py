@@ -1,8 +1,6 @@
 """Every generated kernel: gradients proven by two numeric methods, and a careful interface."""
 
 import importlib
-import inspect
-import re
 import subprocess
 import sys
 
@@ -586,18 +584,3 @@ def test_the_parameters_sample_spans_every_column_and_compares_values(name):
     _, _, cache = k.forward(zeros, p.x, p.state)
     negated = {n: -v if v.ndim == 1 else v.copy() for n, v in zeros.items()}  # -0.0 biases; NaN copied
     k.backward(negated, cache, p.dys, p.dstate)
-
-
-@pytest.mark.parametrize("name", CELLS)
-def test_the_forward_loop_multiplies_by_contiguous_weights_made_once(name):
-    """BLAS reads a contiguous (H, n*H) array faster than the transposed view of an (n*H, H) one:
-    each of the loop's products reads a weight transposed into a C-contiguous copy before the loop."""
-    source = inspect.getsource(kernel_of(name).forward)
-    before, loop = source.split("for t in range(T):")
-    products = re.findall(r"np\.dot\(\w+, (\w+)\b", loop)
-    assert products and ".T" not in "".join(re.findall(r"np\.dot\([^)]*\)", loop))
-    for weight in products:
-        made = re.search(rf"^ *{weight} = (.*)$", before, re.M)
-        assert weight.endswith("_T") and made, weight
-        assert made.group(1).startswith(("np.ascontiguousarray(", "np.multiply(", "np.negative(")), made.group(1)
-        assert made.group(1).startswith("np.ascontiguousarray(") or 'order="C"' in made.group(1), made.group(1)

@@ -262,9 +262,9 @@ def _steps(k):
         '    """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for',
         "    step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).",
         "    y_t is read-only. A convenience: each call repeats forward()'s work that is not per step",
-        *(["    (argument checks, a copy of the weights the loop reads), so a run of known steps is faster as",
-           '    one forward()."""']
-          if any(_row_scaling(k, a) or k.affine_parts(a)[1] for a in k.cell.affines) else
+        *(["    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one",
+           '    forward()."""']
+          if any(_row_scaling(k, a) for a in k.cell.affines) else
           ['    (argument checks), so a run of known steps is faster as one forward()."""']),
         "    dtype = _checked_params(params)[0].dtype",
         "    D, _ = _sizes(params)",

@@ -58,8 +58,8 @@ def _buffers(k):
 def _forward(k):
     invariants = ["    " + line for line in _invariant_lines(k)]  # those forward() reads stay (_read_only)
     body = _forward_head(k)
-    for constants in (_gate_constants(k), _transposed_weights(k)):
-        body += ["", *("    " + line for line in constants)] if constants else []
+    constants = _gate_constants(k)
+    body += ["", *("    " + line for line in constants)] if constants else []
     body += invariants
     body += _input_parts(k)
     body += _kept_for_backward(k)
@@ -363,32 +363,6 @@ def _weight(k, a, w):
     return f"{w}_scaled" if _row_scaling(k, a) else w
 
 
-def _loop_weight(k, a, w):
-    """The contiguous transpose of a weight the loop multiplies by (_transposed_weights)."""
-    return f"{_weight(k, a, w)}_T"
-
-
-def _scaled_weight_line(k, a, w, factor):
-    """w times its rows' factors (scale_<A>, or None for -1), made once; a weight the loop reads,
-    transposed too (_transposed_weights)."""
-    if w not in [u for u, _ in k.affine_parts(a)[1]]:
-        return f"{w}_scaled = {w} * {factor}[:, np.newaxis]" if factor else f"{w}_scaled = -{w}"
-    made = f"np.multiply({w}.T, {factor}, order=\"C\")" if factor else f"np.negative({w}.T, order=\"C\")"
-    return f"{_loop_weight(k, a, w)} = {made}  # transposed too: the loop's GEMM reads it contiguous"
-
-
-def _transposed_weights(k):
-    """The weights the loop multiplies by that no factor scales, transposed once: BLAS reads a
-    contiguous (H, n*H) array faster than the transposed view of an (n*H, H) one (up to a quarter
-    faster at B = 32, H = 128), at every step."""
-    weights = [(a, w) for a in k.cell.affines if not _row_scaling(k, a) for w, _ in k.affine_parts(a)[1]]
-    if not weights:
-        return []
-    return ["# The weights the loop multiplies by, transposed once: BLAS reads a contiguous array faster",
-            "# than a transposed view, at every step.",
-            *(f"{_loop_weight(k, a, w)} = np.ascontiguousarray({w}.T)" for a, w in weights)]
-
-
 def _scaled_bias(k, a):
     """a's biases scaled as the weights are, as (sign, code): ("+", "b*scale_W") or ("-", "b")."""
     total = " + ".join(a.biases)
@@ -426,7 +400,7 @@ def _gate_constants(k):
     for a in partly:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
         lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")
-        lines += [_scaled_weight_line(k, a, w, f"scale_{a.name}") for w in a.weights]
+        lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
     for a in k.cell.affines:
         scaling = _row_scaling(k, a)
         if scaling is None or a in partly:
@@ -446,9 +420,9 @@ def _gate_constants(k):
                              f"# rounded once per weight ({', '.join(dict.fromkeys(map(str, inexact)))} no power of two), and no step scales the gates.")
                 scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
             lines.append(f"scale_{a.name} = {scale}")
-            lines += [_scaled_weight_line(k, a, w, f"scale_{a.name}") for w in a.weights]
+            lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
         else:
-            negated += [_scaled_weight_line(k, a, w, None) for w in a.weights]
+            negated += [f"{w}_scaled = -{w}" for w in a.weights]
     if negated:
         lines += ["# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."]
     return lines + negated
@@ -778,7 +752,7 @@ def _forward_affine(k, a, n, early=False):
     pre, loop = k.affine_parts(a)
     lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if (pre and loop) or a.name in k.gates else []
     # np.dot, not @: the same BLAS call with less dispatch around it (about 1 us a call at B = 1)
-    products = [f"{v}, {_loop_weight(k, a, w)}" for w, v in loop]
+    products = [f"{v}, {_weight(k, a, w)}.T" for w, v in loop]
     if pre:
         lines += [f"pre_{a.name} += np.dot({p})  # ({n})" for p in products]
     else:

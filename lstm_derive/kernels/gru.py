@@ -117,10 +117,6 @@ def forward(params, x, state=None, lengths=None):
     scale_W = _gate_scale(("sigmoid", "sigmoid", None), H, x.dtype)
     W_x_scaled = W_x * scale_W[:, np.newaxis]
 
-    # The weights the loop multiplies by, transposed once: BLAS reads a contiguous array faster
-    # than a transposed view, at every step.
-    U_h_T = np.ascontiguousarray(U_h.T)
-
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 3 * H)  # (1)
     bias_W = b_x*scale_W
@@ -147,7 +143,7 @@ def forward(params, x, state=None, lengths=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             a_xn = a_xn_seq[t]
-            np.dot(h_prev, U_h_T, out=pre_U)  # (2)
+            np.dot(h_prev, U_h.T, out=pre_U)  # (2)
             np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
             pre_W_run0 = pre_W_run0_seq[t]
@@ -275,8 +271,8 @@ def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
-    (argument checks, a copy of the weights the loop reads), so a run of known steps is faster as
-    one forward()."""
+    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one
+    forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it

@@ -95,11 +95,7 @@ def forward(params, x, state=None, lengths=None):
 
     # The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.
     W_x_scaled = -W_x
-    W_h_scaled_T = np.negative(W_h.T, order="C")  # transposed too: the loop's GEMM reads it contiguous
-
-    # The weights the loop multiplies by, transposed once: BLAS reads a contiguous array faster
-    # than a transposed view, at every step.
-    W_n_rh_T = np.ascontiguousarray(W_n_rh.T)
+    W_h_scaled = -W_h
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 2 * H)  # (1)
@@ -119,7 +115,7 @@ def forward(params, x, state=None, lengths=None):
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
-            pre_W += np.dot(h_prev, W_h_scaled_T)  # (1)
+            pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
             # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
@@ -128,7 +124,7 @@ def forward(params, x, state=None, lengths=None):
             rh = rh_seq[t]
             np.multiply(h_prev, r, out=rh)  # (4) rh = r*h_prev
             pre_W_n = pre_W_n_seq[t]
-            pre_W_n += np.dot(rh, W_n_rh_T)  # (5)
+            pre_W_n += np.dot(rh, W_n_rh.T)  # (5)
             np.tanh(pre_W_n, out=pre_W_n)  # (6) n = tanh(a_n), in place: the pre-activations are not needed again
             n = n_seq[t]
             h = h_seq[t + 1]  # (7) h = (1 - z)*n + z*h_prev, written in place as n + z*(h_prev - n):
@@ -239,8 +235,8 @@ def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
-    (argument checks, a copy of the weights the loop reads), so a run of known steps is faster as
-    one forward()."""
+    (argument checks, a scaled copy of the weights), so a run of known steps is faster as one
+    forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it

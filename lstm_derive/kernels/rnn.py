@@ -80,10 +80,6 @@ def forward(params, x, state=None, lengths=None):
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
 
-    # The weights the loop multiplies by, transposed once: BLAS reads a contiguous array faster
-    # than a transposed view, at every step.
-    W_h_T = np.ascontiguousarray(W_h.T)
-
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, H)  # (1)
     pre_W_seq += b_x + b_h  # (1)
@@ -93,7 +89,7 @@ def forward(params, x, state=None, lengths=None):
     h_seq[0] = h_prev
     for t in range(T):
         pre_W = pre_W_seq[t]
-        pre_W += np.dot(h_prev, W_h_T)  # (1)
+        pre_W += np.dot(h_prev, W_h.T)  # (1)
         a = pre_W
         h = h_seq[t + 1]
         np.tanh(a, out=h)  # (2) h = tanh(a)
@@ -169,8 +165,7 @@ def step_forward(params, x_t, state=None):
     """One step, forward() with T = 1: x_t (B, D). Returns y_t (B, H), the new state and a cache for
     step_backward(), which holds a copy of x_t (a buffer refilled with the next frame is safe).
     y_t is read-only. A convenience: each call repeats forward()'s work that is not per step
-    (argument checks, a copy of the weights the loop reads), so a run of known steps is faster as
-    one forward()."""
+    (argument checks), so a run of known steps is faster as one forward()."""
     dtype = _checked_params(params)[0].dtype
     D, _ = _sizes(params)
     x_t = np.array(_checked_input(x_t, D, dtype, "x_t", "(B, D)"))  # a copy: the cache keeps it
