@@ -527,22 +527,10 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     to perturb every element of; None judges them all (float32 always judges them all: it costs
     one run). ``lengths``: each sequence's number of steps, passed to forward() (a problem
     given carries its own)."""
-    methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
-    if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
-        raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
+    methods = _checked_methods(methods)
     checked_interface(kernel, problem is not None)
-    p = _zeros_for_none(problem or random_problem(kernel, T, B, D, H, seed, scale, lengths=lengths))
-    if p.lengths is not None and not takes_lengths(kernel):
-        raise ValueError("lengths: this kernel's forward() takes no lengths (forward(params, x, state, lengths=None) "
-                         "runs sequences of different lengths); check it without them")
-    dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
-    if dtypes:
-        raise ValueError(f"problem: the checks run the kernel in float64 (the step of the central differences and "
-                         f"the complex step are chosen for it), got {', '.join(dtypes)}: pass "
-                         "problem.with_dtype(np.float64)")
-    if set(p.params) != set(kernel.PARAMS):
-        raise ValueError(f"the problem's parameters {sorted(p.params)} are not PARAMS {sorted(kernel.PARAMS)}: "
-                         "every parameter forward() reads must be named in PARAMS, and only those")
+    p = problem or random_problem(kernel, T, B, D, H, seed, scale, lengths=lengths)
+    p = _checked_problem(kernel, _zeros_for_none(p))
     written = written_inputs(kernel, p)
     if written:
         return [Report(m, TOLERANCE[m], written=written) for m in methods]
@@ -579,6 +567,31 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         reports.append(report)
     _hint_at_the_cause(reports)
     return reports
+
+
+def _checked_methods(methods):
+    """methods as a tuple of names from DEFAULT_METHODS, or a ValueError."""
+    methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
+    if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
+        raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
+    return methods
+
+
+def _checked_problem(kernel, p):
+    """p, or a ValueError where the kernel cannot be checked on it: lengths it does not take,
+    arrays not in float64, parameters not its PARAMS."""
+    if p.lengths is not None and not takes_lengths(kernel):
+        raise ValueError("lengths: this kernel's forward() takes no lengths (forward(params, x, state, lengths=None) "
+                         "runs sequences of different lengths); check it without them")
+    dtypes = sorted({str(np.asarray(a).dtype) for a in _all_arrays(kernel, p).values() if a is not None} - {"float64"})
+    if dtypes:
+        raise ValueError(f"problem: the checks run the kernel in float64 (the step of the central differences and "
+                         f"the complex step are chosen for it), got {', '.join(dtypes)}: pass "
+                         "problem.with_dtype(np.float64)")
+    if set(p.params) != set(kernel.PARAMS):
+        raise ValueError(f"the problem's parameters {sorted(p.params)} are not PARAMS {sorted(kernel.PARAMS)}: "
+                         "every parameter forward() reads must be named in PARAMS, and only those")
+    return p
 
 
 # Central differences again at these fractions of the step, for the elements that fail at it: a
