@@ -674,6 +674,14 @@ class Cell:
         - a param p has p, dp and dp_kept;
         - tanh(u) and sigmoid(u) that no let names are tanh_u, sigmoid_u (or tanh<k>, sigmoid<k>
           for a compound u), u also in output form (s for sigmoid(a) when a let s = sigmoid(a))."""
+        yield from self._call_names()
+        yield from self._vector_names()
+        state_of = {id(let): s for s, let in self.updates.items()}
+        for node in self.nodes:
+            yield from self._affine_names(node) if isinstance(node, Affine) else self._let_names(node, state_of)
+
+    def _call_names(self):
+        """The names of the calls no let names (tanh_c, sigmoid0) and of their storage."""
         named = {let.expr for let in self.lets}
         output_form = {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
         forms = [let.expr for let in self.lets] + [let.expr.subs(output_form) for let in self.lets]
@@ -686,9 +694,11 @@ class Cell:
             for base in bases:
                 yield base, owner, where
                 yield f"{base}_seq", owner, where
+
+    def _vector_names(self):
+        """The names made from the input, the states and the parameters."""
         x = self.inputs[0]
         yield str(x), f"input '{x}'", self._declared(str(x))
-        state_of = {id(let): s for s, let in self.updates.items()}
         for s in self.states:
             owner, where = f"state '{s}'", self._declared(f"{s}_prev")
             for n in (f"{s}_prev", f"{s}_seq", f"d{s}_next", f"d{s}_prev", f"d{s}_prev_zero", f"d{s}_passing"):
@@ -696,35 +706,38 @@ class Cell:
         for p in self.params:
             for n in (str(p), f"d{p}", f"d{p}_kept"):
                 yield n, f"parameter '{p}'", self._declared(str(p))
-        for node in self.nodes:
-            if isinstance(node, Affine):
-                owner = f"affine '{node.name}'"
-                for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "pre_{}_ready_seq", "dpre_{}", "dpre_{}_seq",
-                          "dpre_{}_flat", "dpre_{}_blocks", "bias_{}", "scale_{}"):
-                    yield n.format(node.name), owner, node.where
-                for p in list(node.weights) + list(node.biases):
-                    yield p, f"parameter '{p}'", node.where
-                    yield f"d{p}", f"parameter '{p}'", node.where
-                for p in node.weights:
-                    yield f"{p}_scaled", f"parameter '{p}'", node.where
-                for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
-                    for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
-                              "dpre_{}_part{}_seq"):
-                        yield n.format(node.name, j), owner, node.where
-                for b in node.blocks:
-                    for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
-                        yield n, f"block '{b}'", node.where
-                continue
-            v = str(node.symbol)
-            s = state_of.get(id(node))
-            owner = f"state '{s}'" if s == v else f"'{v}'"
-            for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span", f"d{v}_kept"):
-                yield n, owner, node.where
-            # a block's adjoint may reach v through a gate's pre-activation (dc_new_da_g), not only
-            # through v's own inputs
-            for u in sorted(node.expr.free_symbols | set(self.blocks), key=str):
-                yield f"d{v}_d{u}", owner, node.where
-                yield f"d{v}_d{u}_span", owner, node.where
+
+    def _affine_names(self, node):
+        """The names made from an affine, its weights, biases and blocks."""
+        owner = f"affine '{node.name}'"
+        for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "pre_{}_ready_seq", "dpre_{}", "dpre_{}_seq",
+                  "dpre_{}_flat", "dpre_{}_blocks", "bias_{}", "scale_{}"):
+            yield n.format(node.name), owner, node.where
+        for p in list(node.weights) + list(node.biases):
+            yield p, f"parameter '{p}'", node.where
+            yield f"d{p}", f"parameter '{p}'", node.where
+        for p in node.weights:
+            yield f"{p}_scaled", f"parameter '{p}'", node.where
+        for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
+            for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
+                      "dpre_{}_part{}_seq"):
+                yield n.format(node.name, j), owner, node.where
+        for b in node.blocks:
+            for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
+                yield n, f"block '{b}'", node.where
+
+    def _let_names(self, node, state_of):
+        """The names made from a let (state_of: id of a state's new value -> the state)."""
+        v = str(node.symbol)
+        s = state_of.get(id(node))
+        owner = f"state '{s}'" if s == v else f"'{v}'"
+        for n in (v, f"{v}_seq", f"d{v}", f"d{v}_seq", f"{v}_span", f"d{v}_kept"):
+            yield n, owner, node.where
+        # a block's adjoint may reach v through a gate's pre-activation (dc_new_da_g), not only
+        # through v's own inputs
+        for u in sorted(node.expr.free_symbols | set(self.blocks), key=str):
+            yield f"d{v}_d{u}", owner, node.where
+            yield f"d{v}_d{u}_span", owner, node.where
 
     # -- helpers ----------------------------------------------------------------------
 
