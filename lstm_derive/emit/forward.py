@@ -294,7 +294,8 @@ def _run_factor(k, run):
 
 def _loop_bias(k, a, n):
     """The loop's bias lines of a loop-only affine: a block that a folded run leaves gets its bias
-    on its own columns, a stored one straight into its storage (through pre_<block>, bias_<block>)."""
+    on its own columns, a stored one straight into its storage (through pre_<block>, bias_<block>),
+    by the step's view of it, which the step's other lines read too."""
     runs = _own_bias_runs(k, a)
     if runs is None:
         return [f"pre_{a.name} {_bias_update(k, a)}  # ({n})"] if a.biases else []
@@ -302,7 +303,7 @@ def _loop_bias(k, a, n):
     for j0, j1, written in runs:
         cols = _col_range(j0, j1)
         if written is not None:
-            lines.append(f"np.add(pre_{written}, bias_{written}, out={written}_seq[t])  # ({n}) {written}")
+            lines += [f"{written} = {written}_seq[t]", f"np.add(pre_{written}, bias_{written}, out={written})  # ({n}) {written}"]
         else:
             lines.append(f"pre_{a.name}[:, {cols}] += {bias}[{cols}]  # ({n})")
     return lines
@@ -763,9 +764,9 @@ def _forward_affine(k, a, n, early=False):
     if a.name in k.gates:
         return lines + _activate_gates(k, a)
     written = _written_blocks(k, a)
-    # the views of the blocks' columns are made before the loop (_views_once)
-    used = [b for b in _used_blocks(k, a) if (pre or b in written)
-            and (_read_before_loop(k, b) if early else _read_in_loop(k, b))]
+    # the views of the blocks' columns are made before the loop (_views_once), those of the
+    # blocks written into their storage with their bias (_loop_bias)
+    used = [b for b in _used_blocks(k, a) if pre and (_read_before_loop(k, b) if early else _read_in_loop(k, b))]
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]

@@ -144,8 +144,8 @@ def forward(params, x, state=None, lengths=None):
         for t in range(T):
             a_xn = a_xn_seq[t]
             np.dot(h_prev, U_h.T, out=pre_U)  # (2)
-            np.add(pre_a_hn, bias_a_hn, out=a_hn_seq[t])  # (2) a_hn
             a_hn = a_hn_seq[t]
+            np.add(pre_a_hn, bias_a_hn, out=a_hn)  # (2) a_hn
             pre_W_run0 = pre_W_run0_seq[t]
             pre_W_run0 -= pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz, negated: U's part subtracted
             # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
