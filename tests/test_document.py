@@ -539,7 +539,7 @@ def test_a_carry_through_a_pre_activation_names_its_factor():
     u = cell.param("u")
     cell.update(h=tanh(a + u * h_prev))
     text = " ".join(derivation_text(derive(cell)).split())
-    assert ("dh_next already holds u*da, through the pre-activation a + u*h_prev (da with its activation's "
+    assert ("dh_next already holds u*da, the path through the pre-activation a + u*h_prev (da holds its activation's "
             "derivative): it is dh_prev = u*da") in text
     assert "the path through h" not in text
 
@@ -693,10 +693,33 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     stored outputs; the terminal's equations write products as * and ·, and its prose says so."""
     relu = (DERIVATIONS / "rnn_relu.md").read_text()
     assert "reads the stored outputs alone." in relu and "exp or tanh" not in relu and "Output form is exact" not in relu
-    assert "derivative comes out 0 for a true one below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
+    assert "its derivative comes out 0, and the true one there is below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
-    assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·)" in text
+    assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·; ** is a power)" in text
     assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
+
+
+def test_the_saturation_bounds_of_tanh_through_a_sigmoid_are_those_of_the_gates_the_kernel_computes_so():
+    """lstm's kernel computes g = tanh(a_g) as 2 sigmoid(2a) - 1, and its document says so of g alone;
+    gru's candidate and rnn's h are np.tanh, and theirs say nothing of it. Without the kernel's text
+    the document does not guess."""
+    docs = {n: " ".join((DERIVATIONS / f"{n}.md").read_text().split()) for n in ("lstm", "gru", "rnn", "lstm_peephole")}
+    assert "The kernel computes `g` (4) as 2σ(2a) - 1 of its argument a, which rounds to 1 past a ≈ 18.4" in docs["lstm"]
+    assert "The kernel computes `g` (4) as 2σ(2a) - 1" in docs["lstm_peephole"]
+    assert "2σ(2a) - 1" not in docs["gru"] and "2σ(2a) - 1" not in docs["rnn"]
+    assert "2σ(2a) - 1" not in _flat_text(load_cell(DERIVATIONS / "lstm.py"))  # no kernel: nothing said of it
+
+
+def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
+    """dy is the one adjoint that is not dL(t)/dv; an affine's term is W^T times the stacked
+    adjoints, said with the cell's recurrent weight; a pre-activation is shown on the first gate."""
+    lstm_doc = " ".join((DERIVATIONS / "lstm.md").read_text().split())
+    assert "`dy` is the one name outside that rule: the gradient of this step's own loss l(t) alone" in lstm_doc
+    assert ("the Jacobian of `W`'s output (its blocks, stacked) with respect to `h_prev` is `W_h`, so its term in "
+            "`dh_prev` is `W_h^T` times the blocks' adjoints") in lstm_doc
+    assert "A pre-activation is what an activation function reads, as `i = sigmoid(a_i)` in (2) reads `a_i`." in lstm_doc
+    gru_doc = " ".join((DERIVATIONS / "gru.md").read_text().split())
+    assert "with respect to `h_prev` is `U_h`, so its term in `dh_prev` is `U_h^T`" in gru_doc
 
 
 def test_the_carries_say_what_they_do_over_many_steps():

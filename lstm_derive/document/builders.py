@@ -10,7 +10,7 @@ import re
 import sympy
 
 from ..derive import Derivation, MatTerm, Step
-from ..spec import Affine, exp, positive, relu, sigmoid, softplus
+from ..spec import SUPPORTED_FUNCTIONS, Affine, Let, exp, positive, relu, sigmoid, softplus
 from .facts import (
     _as_written, _carries, _factor_text, _join, _line_spans, _numbers, _steady, kernel_lines, provenance,
 )
@@ -25,7 +25,7 @@ def sections(d: Derivation, kernel_text=None, kernel_path="kernel.py"):
         _forward_section(d),
         _dataflow_section(d),
         _loss_section(d),
-        _backward_section(d),
+        _backward_section(d, kernel_text),
         _carries_section(d),
         _gradients_section(d),
         _notes_section(d),
@@ -54,7 +54,7 @@ def _forward_section(d):
                 "Every named vector but the input has H components (the input has D); products of "
                 f"vectors are elementwise (written {written}), only affine maps multiply by a matrix{sigma}.")
 
-    blocks = [Prose(intro("⊙ in the equations"), plain=intro("* or ⊙ in the equations; a matrix product, ·"))]
+    blocks = [Prose(intro("⊙ in the equations"), plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
@@ -120,7 +120,18 @@ def _shapes(d):
     two = next((n for n in names if "_" in n.partition("_")[2]), None)  # W_n_x: two subscripts
     comma = (f" The equations write a name with two subscripts with a comma between them: `{two}` is "
              f"{two.split('_')[0]} with the subscript {','.join(two.split('_')[1:])}.") if two else ""
-    return [Prose(text[0].upper() + text[1:] + "." + comma)]
+    return [Prose(text[0].upper() + text[1:] + "." + comma + _pre_activation_defined(d))]
+
+
+def _pre_activation_defined(d):
+    """What the sections call a pre-activation, with the cell's first activation as the example."""
+    eq = next((eq for eq in d.forward if isinstance(eq.node, Let)
+               and type(eq.node.expr) in SUPPORTED_FUNCTIONS.values()), None)
+    if eq is None:
+        return ""
+    arg = expr_text(_as_written(eq.node.expr.args[0], d), d)
+    return (f" A pre-activation is what an activation function reads, as `{eq.lhs[0]} = {expr_text(eq.shown, d)}` "
+            f"in ({eq.number}) reads `{arg}`.")
 
 
 def _forward_math(eq, d):
@@ -219,9 +230,10 @@ def _loss_section(d):
              r"L(t) = \sum_{\tau=t}^{T} l(\tau) + l_{\mathrm{final}}, \qquad L(T+1) = l_{\mathrm{final}}",
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
-              "derivative (d: through every node of the step that v reaches), where ∂ is a partial one (the "
-              f"other inputs held fixed); `dy` is the gradient of this step's own loss, y(t) = {y}(t) being the "
-              f"step's output, and {nexts} "
+              "derivative (d: through every node that v reaches, in step t and, through the states it hands on, "
+              "in later steps), where ∂ is a partial one (the other inputs held fixed). `dy` is the one name "
+              f"outside that rule: the gradient of this step's own loss l(t) alone, y(t) = {y}(t) being the "
+              f"step's output; {nexts} "
               f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
               "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
               "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
@@ -266,33 +278,39 @@ def _output_gradient(d, y):
             Math(tex, (text,))] + ([Prose(unread.strip())] if unread else [])
 
 
-def _backward_section(d):
+def _backward_section(d, kernel_text=None):
     steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
     return Section("Backward pass", tuple(
-        [Prose("One step, last node first: the named nodes in the reverse of the script's order, each "
-               "block's adjoint once its readers' are known."), Bullets(_backward_rules(d))]
+        [Prose("One step, last node first: the named nodes in the reverse of the script's order, so an "
+               "affine's blocks come after the nodes that read them, unless an equation before them reads a "
+               "block's adjoint: that block comes right after its gate."),
+         Bullets(_backward_rules(d, kernel_text))]
         + [_step_math(s, d) for s in steps]
         + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
 
 
 # Where a function's stored output rounds to its bound, in float64 and float32, as measured with
-# NumPy (σ(a) = 1 from a = 36.7 and 16.6; np.tanh(a) = 1 from 18.99 and 10.0; a gate's tanh computed
-# as 2σ(2a) - 1, from 18.4 and 8.3): there its output-form derivative is 0, for a true one below eps/2
-# (σ), eps (np.tanh) or 2 eps (2σ(2a) - 1).
+# NumPy (σ(a) = 1 from a = 36.7 and 16.6; np.tanh(a) = ±1 from |a| = 18.99 and 10.0; a gate's tanh
+# computed as 2σ(2a) - 1, 1 from a = 18.37 and 8.32, -1 from -19.06 and -9.01): there its
+# output-form derivative is 0, where the true one is below eps/2 (σ), eps (np.tanh) or 2 eps
+# (2σ(2a) - 1).
 _SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "10")}
-_TANH_GATES = "; a gate's tanh computed as 2σ(2{a}) - 1, past 18.4 and 8.3"
+_TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which rounds to 1 past a ≈ 18.4 "
+               "and to -1 past a ≈ -19.1 (in float32 8.3 and -9.0).")
 
 
 _SOFTPLUS_SLOPE = "1 - exp(-y) of its output y (computed as -expm1(-y))"
 
 
-def _backward_rules(d):
+def _backward_rules(d, kernel_text=None):
     """How to read the equations below: the chain rule, the two forms, output form."""
     rules = ["Each adjoint is the sum, over the node's consumers, of the consumer's adjoint times its local "
              "derivative ∂u/∂v: that of u's own equation, its other inputs held fixed. An elementwise node's "
              "Jacobian is diagonal, so ∂u/∂v is written as that diagonal and the product is elementwise (⊙).",
-             "Each equation gives that sum first, then the same in the step's stored values: the form the kernel "
-             "computes."]
+             _affine_rule(d),
+             "Each equation gives that sum first, then the same in the step's stored values, the values the "
+             "kernel reads (the kernel multiplies the local derivatives first, and so need not form every "
+             "adjoint: Kernel lines, below, says where each equation is)."]
     forms, names, functions = [], [], []
     for function, (rule, form) in _OUTPUT_FORMS.items():
         example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
@@ -320,11 +338,34 @@ def _backward_rules(d):
     saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if _uses(d.cell, f)]
     if saturated:
         bounds = f"in float64 {_join([text for text, _ in saturated])}; in float32 past {_join([n for _, n in saturated])}"
-        bounds += _TANH_GATES.format(a=_placeholder(d.cell)) if _uses(d.cell, sympy.tanh) else ""
+        gates = _tanh_through_sigmoid(d, kernel_text)
+        through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
+                                         its="its" if len(gates) == 1 else "their") if gates else ""
         rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
-                     f"output rounds to its bound ({bounds}), its derivative comes out 0 for a true one below 2 eps "
-                     "(4.4e-16; 2.4e-7 in float32), under the rounding of any term of order 1 it joins.")
+                     f"output rounds to its bound ({bounds}), its derivative comes out 0, and the true one there "
+                     "is below 2 eps, twice the machine epsilon (4.4e-16; 2.4e-7 in float32): under the rounding "
+                     f"of any term of order 1 it joins.{through_exp}")
     return tuple(rules)
+
+
+def _affine_rule(d):
+    """Why an affine's term is a product with the weight's transpose, said with the cell's names: the
+    first weight that reads a previous state (the recurrence), else the first weight."""
+    prevs = {d.cell.prev(s) for s in d.cell.states}
+    pairs = [(a, w, v) for a in d.cell.affines for w, v in zip(a.weights, a.inputs)]
+    a, w, v = next((pair for pair in pairs if pair[2] in prevs), pairs[0])
+    return (f"An affine node's term is a matrix product: the Jacobian of `{a.name}`'s output (its blocks, stacked) "
+            f"with respect to `{v}` is `{w}`, so its term in `d{v}` is `{w}^T` times the blocks' adjoints, stacked, "
+            "which sums over the output's components at once; its term in the weight's gradient is the outer "
+            f"product of those adjoints with `{v}`, summed over the steps and rows with the parameters' gradients.")
+
+
+def _tanh_through_sigmoid(d, kernel_text):
+    """(gate, equation number) for every tanh gate the kernel computes as 2 sigmoid(2a) - 1, read off
+    its comments (none without the kernel's text)."""
+    numbers = {n for cited, _, _, comment in provenance(kernel_text or "")
+               if "tanh(a) = 2 sigmoid(2a) - 1" in comment for n in cited}
+    return [(eq.lhs[0], eq.number) for eq in d.forward if eq.number in numbers]
 
 
 def _pre_activation_prose(d):

@@ -42,8 +42,10 @@ def _carry_notes(d):
         if len(held) == 1:
             holds = f"{held[0]}: it is `{step_text(carry, d)}`, equation ({carry.number}), computed at step t+1"
         else:  # the carry first, then what each of its terms has applied: one long clause reads badly
+            listed = (f"with these applied: {'; '.join(held[:-1])}; and {held[-1]}" if any("," in h for h in held)
+                      else f"with {_join(held)} applied")  # items with commas of their own take semicolons
             holds = (f"{_count(len(held))} terms: it is `{step_text(carry, d)}`, equation ({carry.number}), "
-                     f"computed at step t+1, with {_join(held)} applied")
+                     f"computed at step t+1, {listed}")
         uses = "adds" if len(into.terms) > 1 else "takes"  # dh = dh_next alone, where h is no step's output
         notes.append(
             f"`d{state}_next` already holds {holds}. So ({into.number}) {uses} `d{state}_next` as it is, "
@@ -62,8 +64,8 @@ def _held(term, own, d):
         return f"the product with `{term.local.weight}^T`"
     if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
         when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
-        return (f"`{_factor_text(d, term.local)}*{term.adjoint}`{when}, through the pre-activation "
-                f"`{expr_text(_as_written(term.pre, d), d)}` (`{term.adjoint}` with its activation's derivative)")
+        return (f"`{_factor_text(d, term.local)}*{term.adjoint}`{when}, the path through the pre-activation "
+                f"`{expr_text(_as_written(term.pre, d), d)}` (`{term.adjoint}` holds its activation's derivative)")
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)
