@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .gradcheck import DEFAULT_METHODS, check_kernel, checked_interface, raised, takes_lengths
+from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -362,8 +362,7 @@ def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
     if set(args.methods) == {"float32"}:
-        raise SpecError("--methods float32 alone compares a kernel with its own float64 run, which it cannot "
-                        "judge: add central or complex")
+        raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
     passed, failed, broken, claimed = [], [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in _scripts(args, args.cells):  # each once, under whatever spelling

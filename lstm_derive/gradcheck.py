@@ -574,7 +574,13 @@ def _checked_methods(methods):
     methods = methods if isinstance(methods, str) else tuple(methods)  # a generator is read once
     if isinstance(methods, str) or not methods or any(m not in DEFAULT_METHODS for m in methods):
         raise ValueError(f"methods: expected a tuple of one or more names from {DEFAULT_METHODS}, got {methods!r}")
+    if set(methods) == {"float32"}:  # a wrong formula is as wrong in float64: this would pass it
+        raise ValueError(FLOAT32_ALONE)
     return methods
+
+
+FLOAT32_ALONE = ("methods: float32 alone compares a kernel with its own float64 run, which it cannot judge: "
+                 "add central or complex")
 
 
 def _checked_problem(kernel, p):

@@ -73,6 +73,15 @@ def test_check_kernel_refuses_methods_it_cannot_run(methods):
         gradcheck.check_kernel(rnn, methods=methods)
 
 
+def test_check_kernel_refuses_float32_alone_which_passes_a_wrong_gradient():
+    """The float32 run compares the kernel with its own float64 run: a doubled db agrees with itself."""
+    wrong = wrong_bias(lstm, factor=2.0)
+    with pytest.raises(ValueError, match="float32 alone compares a kernel with its own float64 run"):
+        gradcheck.check_kernel(wrong, methods=("float32",))
+    central, float32 = gradcheck.check_kernel(wrong, methods=("central", "float32"))
+    assert not central.ok and float32.ok  # what float32 alone would have passed
+
+
 def test_methods_may_be_any_iterable_of_names():
     assert [r.method for r in gradcheck.check_kernel(rnn, methods=(m for m in ["central"]))] == ["central"]
 
@@ -603,8 +612,8 @@ def test_float32_passes_the_packaged_kernels_with_room_to_spare():
 
     from lstm_derive.kernels import CELLS
     for name in CELLS:
-        (r,) = gradcheck.check_kernel(importlib.import_module(f"lstm_derive.kernels.{name}"), T=3, B=2, D=2, H=3,
-                                      seed=1, scale=3.0, methods=("float32",))
+        _, r = gradcheck.check_kernel(importlib.import_module(f"lstm_derive.kernels.{name}"), T=3, B=2, D=2, H=3,
+                                      seed=1, scale=3.0, methods=("central", "float32"))
         assert r.ok and r.max_error < gradcheck.TOLERANCE["float32"] / 10, (name, str(r))
 
 
@@ -719,8 +728,8 @@ def _float32_only(kernel, change_forward=None, change_backward=None):
      "dx: complex64 from float32 input, expected float32"),
 ])
 def test_the_float32_run_judges_outputs_values_and_every_dtype(change, said):
-    (r,) = gradcheck.check_kernel(_float32_only(lstm, **change), methods=("float32",))
-    assert not r.ok and said in str(r), str(r)
+    central, r = gradcheck.check_kernel(_float32_only(lstm, **change), methods=("central", "float32"))
+    assert central.ok and not r.ok and said in str(r), str(r)
 
 
 def test_a_gradient_of_another_dtype_than_float64_input_fails():
