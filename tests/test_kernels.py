@@ -335,9 +335,16 @@ def test_step_kernels_and_params_name_what_is_wrong(name):
     for bad in (list(p.params.values()), None):
         with pytest.raises(ValueError, match=r"^params: expected a dict of arrays"):
             k.forward(bad, p.x, p.state)
-    for D in (3.0, "3", 0):
+    for D in (3.0, "3", 0, True):
         with pytest.raises(ValueError, match=r"^D and H: expected positive integers, got D = "):
             k.init_params(D, 4)
+    for scale in (-1, float("nan"), float("inf"), "a", True):
+        with pytest.raises(ValueError, match=r"^scale: expected a finite number >= 0 or None \(1/sqrt\(H\)\), got "):
+            k.init_params(3, 4, scale=scale)
+    for seed in (-1, "x", 0.5):
+        with pytest.raises(ValueError, match=r"^seed: expected a non-negative integer \(or None: fresh entropy\), got "):
+            k.init_params(3, 4, seed=seed)
+    assert not any(np.any(v) for v in k.init_params(3, 4, scale=0).values())
 
 
 def test_a_kernel_and_the_checker_import_without_sympy():

@@ -37,11 +37,17 @@ def param_shapes(D, H):
 
 def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """Every parameter uniform in [-scale, scale]; scale defaults to 1/sqrt(H)."""
-    if not all(isinstance(n, (int, np.integer)) and n >= 1 for n in (D, H)):
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
         raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
     if np.dtype(dtype).kind not in "fc":
         raise ValueError(f"dtype: expected a float or complex dtype, got {np.dtype(dtype)}")
-    rng = np.random.default_rng(seed)
+    real = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
+    if scale is not None and not (real and 0 <= scale < np.inf):
+        raise ValueError(f"scale: expected a finite number >= 0 or None (1/sqrt(H)), got {scale!r}")
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
     shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
