@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from lstm_derive import derive, exp, relu, sigmoid, softplus, tanh
+from lstm_derive.document import kernel_lines
 from lstm_derive.emit import emit_kernel
 from lstm_derive.generate import KERNELS, import_kernel, load_cell
 from lstm_derive.gradcheck import check_kernel, random_problem
@@ -164,10 +165,21 @@ def kernel_source(script_text):
 def kernel_of(script_text, directory):
     script = Path(directory) / "drawn.py"
     script.write_text(script_text)
-    source = emit_kernel(derive(load_cell(script)))
+    d = derive(load_cell(script))
+    source = emit_kernel(d)
+    assert not uncited(d, source), f"no kernel line cites {uncited(d, source)}:\n\n{script_text}"
     path = Path(directory) / "drawn_kernel.py"
     path.write_text(source)
     return import_kernel(path), source
+
+
+def uncited(d, source):
+    """The equations no comment of the kernel cites (the document's table would say "none"), but
+    for the lets no node reads: the kernel need not compute them."""
+    updates = {str(let.symbol) for let in d.cell.updates.values()}
+    unread = {str(let.symbol) for let in d.cell.lets if not d.cell.readers(let.symbol)} - updates
+    cited = kernel_lines(source)
+    return [(n, what) for n, what in d.numbered() if n not in cited and what not in unread]
 
 
 sizes = st.fixed_dictionaries({

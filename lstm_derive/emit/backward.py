@@ -631,7 +631,7 @@ def _scaled_lines(k, a, printer, blocks):
         if not set(a.blocks[j0:j1]) & set(blocks):
             continue
         steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
-        cite = ", ".join(f"({s.number})" for s in steps)
+        cite = _numbers_text({s.number for s in steps} | _passed_on(k, steps))
         what = ", ".join(str(s.adjoint) for s in steps)
         r = printer.doprint(root)
         if j1 - j0 == 1:
@@ -643,12 +643,31 @@ def _scaled_lines(k, a, printer, blocks):
     return lines
 
 
+def _passed_on(k, steps):
+    """The equations of the chains' links that pass their consumer's adjoint on unchanged
+    (di = dc where c = f*c_prev + i): no product's line holds a factor of theirs, so the line that
+    multiplies by the root implements them."""
+    return {link.number for s in steps for link, local in k.chains[s.number].links if local == 1}
+
+
+def _numbers_text(numbers):
+    return ", ".join(f"({n})" for n in sorted(numbers))
+
+
 def _blocks_cols(a, runs):
     """The view's block range when one run of blocks is scaled together (made once, not sliced at
     every step): "[:, :, 0:3]"; "" when it is all blocks or there are several runs."""
     if len(runs) != 1 or runs[0] == (0, len(a.blocks)):
         return ""
     return f"[:, :, {runs[0][0]}:{runs[0][1]}]"
+
+
+def _loop_cite(k, step):
+    """The equations a loop line implements: its own, and those of the lets it passes through
+    without forming them (ds = o*dh with do = dh*o inlined: (9), (10)), where no local formed
+    for the span holds their factors (that line cites them)."""
+    inlined = k.inlined(step) if any(t.local not in k.span_locals for t in k.loop_terms(step)) else set()
+    return _numbers_text(inlined | {step.number})
 
 
 def _step_code(k, step, printer):
@@ -659,7 +678,7 @@ def _step_code(k, step, printer):
 
 
 def _adjoint_line(k, step, printer):
-    where = f"  # ({step.number}) dL/d{step.target}"
+    where = f"  # {_loop_cite(k, step)} dL/d{step.target}"
     code = _step_code(k, step, printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)

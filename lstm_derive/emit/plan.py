@@ -479,11 +479,15 @@ class _Kernel:
                     parts[local] = (*part, f"({step.number}) ∂{term.consumer}/∂{step.target}")
         return found, {local: (_numbers(sorted(n)), c, t, b) for local, (n, c, t, b) in cites.items()}, parts
 
+    def inlined(self, step):
+        """The equations of the lets the loop does not form that the step's terms pass through."""
+        return self._loop_line(step)[2]
+
     def _folded_numbers(self, step, root):
         """The equations of the products loop_terms folded into the step's factor of root."""
         chains = [self.product_of(t.adjoint) for t in step.terms]
         folded = {n for chain in chains if chain and chain.root == root for n in chain.numbers}
-        return folded | self._loop_line(step)[2]
+        return folded | self.inlined(step)
 
     def product_of(self, adjoint):
         """The chain of a pre-activation adjoint whose product is formed before the loop (a twin's
