@@ -815,8 +815,9 @@ def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():
     assert "dp(t, b) = lam*(1 - lam)*dlam. It reads the output lam, not the argument p;" in text
 
 
-def test_an_adjoint_that_is_another_says_why_no_kernel_line_cites_it(tmp_path):
-    """dr = ds_new: the kernel reads ds_new's array, so no line cites (n); the table says so."""
+def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(tmp_path):
+    """dr = ds_new: the kernel reads ds_new's array, in the line that scales da_r by it; that line
+    cites (11) with (12). A let no node reads is computed nowhere, and the table says why."""
     script = tmp_path / "alias.py"
     script.write_text("\n".join([
         "from lstm_derive import Cell, relu, sigmoid",
@@ -825,11 +826,16 @@ def test_an_adjoint_that_is_another_says_why_no_kernel_line_cites_it(tmp_path):
         'h_prev, s_prev = cell.state("h"), cell.state("s")',
         'a_r, a_e = cell.affine("W", [x, h_prev], blocks=["a_r", "a_e"])',
         'r = cell.let("r", relu(a_r))',
+        'unread = cell.let("unread", sigmoid(0.5))',
         's = cell.let("s_new", sigmoid(a_e) * s_prev + r)',
         "cell.update(h=s / 2, s=s)"]) + "\n")
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
     table = (tmp_path / "out" / "alias.md").read_text().split("## Kernel lines")[1]
-    assert "| `dr` | none | none: it is `ds_new`, read as it is |" in table
+    line = re.search(r"\| \(11\) \| `dr` \| `backward` \| \[(\d+)\]", table)
+    assert line, table
+    kernel = (tmp_path / "out" / "alias.py").read_text().split("\n")
+    assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (11), (12), (13) dL/da_r, da_e")
+    assert "| (3) | `unread` | none | none: no node reads it |" in table
 
 
 def test_a_block_two_gates_read_is_listed_among_the_output_form_steps():

@@ -667,11 +667,11 @@ def _grad_math(g, d):
 
 
 def _no_line(d, number):
-    """The Lines cell of an equation no kernel line cites: an adjoint that is another one, which the
-    kernel reads under that name (dr = ds_new), says so."""
-    step = next((s for s in d.steps if s.number == number), None)
-    if step is not None and isinstance(step.result, sympy.Symbol):
-        return f"none: it is `{step.result}`, read as it is"
+    """The Lines cell of an equation no kernel line cites: a let no node reads, which the kernel
+    need not compute, says so."""
+    eq = next((eq for eq in d.forward if eq.number == number), None)
+    if eq is not None and isinstance(eq.node, Let) and not d.cell.readers(eq.node.symbol):
+        return "none: no node reads it"
     return "none"
 
 
