@@ -52,10 +52,11 @@ CHECKS = [dict(T=4, B=3, D=3, H=4, seed=0, scale=0.5, span=3, lengths=(4, 1, 0))
           dict(T=2, B=1, D=1, H=1, seed=2, scale=1.0)]
 
 
-def checks(n, steps=None):
+def checks(n, steps=None, scale=None):
     """CHECKS, then problems drawn at random (the same ones every run): sizes from 1, weight scales
     from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`.
-    steps: T of every problem (`--steps`), where a sequence of all T steps keeps all of them."""
+    steps: T of every problem (`--steps`), where a sequence of all T steps keeps all of them;
+    scale: the weight scale of every problem (`--scale`)."""
     drawn = []
     for seed in range(len(CHECKS), n):
         rng = np.random.default_rng(seed)
@@ -65,7 +66,7 @@ def checks(n, steps=None):
         if rng.random() < 0.5:
             drawn[-1]["lengths"] = tuple(int(n) for n in rng.integers(0, T + 1, B))
     fixed = [c if steps is None else _with_steps(c, steps) for c in CHECKS]
-    return (fixed + drawn)[:n]
+    return [c if scale is None else {**c, "scale": scale} for c in (fixed + drawn)[:n]]
 
 
 def _with_steps(config, steps):
@@ -139,6 +140,10 @@ def _parser():
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
                    help="time steps of every problem (default: 3 or 4, and 1 to 5 for those drawn); more find "
                         "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
+    p.add_argument("--scale", type=_positive_number, default=None, metavar="S",
+                   help="weight scale of every problem, the weights uniform in [-S, S] (default: 0.5, 3 and 1, and "
+                        "0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
+                        "recurrence from a wrong gradient")
     p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
@@ -163,6 +168,16 @@ def _positive(text):
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return n
+
+
+def _positive_number(text):
+    try:
+        x = float(text)
+    except ValueError:
+        x = 0.0
+    if not 0 < x < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number above 0, got {text!r}")
+    return x
 
 
 def _directory(args):
@@ -372,7 +387,7 @@ def run_check(args):
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            ok = _checked_cell(cell, kernel, args.problems, args.methods, args.steps)
+            ok = _checked_cell(cell, kernel, args.problems, args.methods, args.steps, args.scale)
             if not ok and hint:
                 print(f"{cell}: {hint}")
             (passed if ok else failed).append(cell)
@@ -380,11 +395,11 @@ def run_check(args):
     return 2 if broken else 1 if failed else 0
 
 
-def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
+def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
-    ok, judged, failing = True, [], {}
-    for config in checks(problems, steps):
+    ok, judged, failing, overflowed = True, [], {}, 0
+    for config in checks(problems, steps, scale):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
@@ -397,6 +412,7 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
         judged += reports
+        overflowed += all(not r.errors and r.unjudged.startswith("any element") for r in reports)
         for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
             failing[name] = failing.get(name, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
@@ -405,6 +421,9 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None):
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count}" for name, count in sorted(failing.items(), key=lambda item: -item[1])))
+    if overflowed:  # a failure all the same: a check that judged nothing passes nothing
+        print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
+              "overflowing on them; --scale with a smaller weight scale checks the cell where it does not")
     return ok
 
 

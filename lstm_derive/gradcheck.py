@@ -232,12 +232,13 @@ def written_inputs(kernel, p: Problem):
     dys[-1] += dh_T): the checks hand it copies of those. x and the parameters it must leave
     alone: written into, they change the very problem the checks judge it on."""
     q, kept = p.with_dtype(), p.with_dtype()
-    out = _forward(kernel, q, q.state)
-    _check_outputs(kernel, q, out)
-    written = [f"forward() wrote into {name}" for name in _changed(q, kept)]
-    if written:  # enough said: backward() may well refuse parameters that changed since forward()
-        return written
-    kernel.backward(q.params, out[2], q.with_dtype().dys, q.with_dtype().dstate)
+    with np.errstate(all="ignore"):  # a problem the cell overflows on is said so by the checks, not here
+        out = _forward(kernel, q, q.state)
+        _check_outputs(kernel, q, out)
+        written = [f"forward() wrote into {name}" for name in _changed(q, kept)]
+        if written:  # enough said: backward() may well refuse parameters that changed since forward()
+            return written
+        kernel.backward(q.params, out[2], q.with_dtype().dys, q.with_dtype().dstate)
     return [f"backward() wrote into {name}" for name in _changed(q, kept)]
 
 
@@ -658,7 +659,7 @@ def _not_finite(kernel, p):
         return ""
     return (f"any element: forward()'s {' and '.join(bad)} hold inf or nan on this problem, so the loss has no "
             "gradient to judge (the cell overflows at these weights and inputs; with lengths, padding may leak "
-            "into the results); a smaller weight scale tells")
+            "into the results); a smaller weight scale tells (scale=, or --scale of lstm-derive check)")
 
 
 def _zeros_for_none(p):
@@ -774,7 +775,7 @@ def _hint_at_the_cause(reports):
             "the complex step, exact to rounding, agrees with the kernel element by element where central "
             "differences do not, even at a hundredth of their step: on this problem the loss changes too fast "
             "for them (a chaotic or saturated recurrence: large weights over many steps, or a kink such as relu's 0 "
-            "closer than that step); a smaller scale tells")
+            "closer than that step); a smaller scale tells (scale=, or --scale of lstm-derive check)")
     elif complex_.mismatches and not central.mismatches and not central.directional:
         complex_.hint = (
             "central differences agree with the kernel where the complex step does not: its forward is likely "

@@ -545,6 +545,28 @@ def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(t
     assert cli.checks(2, steps=8)[0]["lengths"] == (8, 1, 0) and cli.checks(2, steps=2)[0]["lengths"] == (2, 1, 0)
 
 
+def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(tmp_path, capsys):
+    """h = exp(a) overflows at scale 3: that problem is judged at no element, and the cell fails,
+    saying so and what to do; at --scale 0.5 every problem is judged, and it passes."""
+    script = tmp_path / "c_exp.py"
+    script.write_text("from lstm_derive import Cell, exp\n"
+                      'cell = Cell("c_exp", title="exp")\n'
+                      'x, h_prev = cell.input("x"), cell.state("h")\n'
+                      '(a,) = cell.affine("W", [x, h_prev], blocks=["a"])\n'
+                      "cell.update(h=exp(a))\n")
+    assert cli.main(["check", str(script)]) == 1
+    captured = capsys.readouterr()
+    assert ("c_exp: 1 of the 3 problems could not be judged at all, the forward pass overflowing on them; "
+            "--scale with a smaller weight scale checks the cell where it does not") in captured.out
+    assert "Warning" not in captured.err  # the overflow is the report's to say
+    assert cli.main(["check", str(script), "--scale", "0.5"]) == 0
+    assert {c["scale"] for c in cli.checks(6, scale=0.5)} == {0.5}
+    for bad in ("0", "-1", "nan", "inf", "x"):
+        with pytest.raises(SystemExit):
+            cli.main(["check", str(script), "--scale", bad])
+        assert f"--scale: expected a finite number above 0, got '{bad}'" in capsys.readouterr().err
+
+
 def test_a_kernel_module_that_raises_is_named_with_its_function_and_line(tmp_path, capsys):
     kernel = tmp_path / "bad_rnn.py"
     kernel.write_text(HANDWRITTEN.format(factor="np.ones(99)"))
