@@ -25,7 +25,7 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .spec import MAX_THROUGH_RELU, SUPPORTED_FUNCTIONS, SUPPORTED_OPERATIONS, Cell, SpecError
+from .spec import Cell, SpecError, script_hint
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
            "is_kernel_module", "load_kernel_module"]
@@ -119,7 +119,7 @@ def _as_python_runs(path, doing="", hint=False):
     except (Exception, SystemExit) as error:
         what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
         raise SpecError(f"{path}:{_script_line(error, path)}: {doing}{type(error).__name__}: {what}"
-                        f"{_hint(error) if hint else ''}") from error
+                        f"{'; ' + script_hint(error) if hint and script_hint(error) else ''}") from error
     finally:
         sys.path.remove(folder)
 
@@ -143,29 +143,6 @@ def _script_line(error, path):
         return error.lineno
     frames = [f for f in traceback.extract_tb(error.__traceback__) if Path(f.filename).resolve() == path.resolve()]
     return frames[-1].lineno if frames else "?"
-
-
-_FUNCTION_LIST = ", ".join(SUPPORTED_FUNCTIONS)
-
-
-def _hint(error):
-    """What a script's error most likely means: a function of numbers given a cell's vector, a
-    matrix product written by hand, or more or fewer names than an affine node's blocks."""
-    if isinstance(error, ValueError) and "values to unpack" in str(error):
-        return "; cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
-    if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
-        return ("; a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
-                "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
-    if not isinstance(error, TypeError):
-        return ""
-    if "ufunc" in str(error):
-        return f"; a cell's vectors take lstm_derive's functions ({_FUNCTION_LIST}), not NumPy's"
-    if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
-        return (f"; a cell's vectors cannot be compared: max, min and if/else on them are not in the "
-                f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
-    if "convert expression to" in str(error):  # math.exp(a), float(a)
-        return f"; math's functions take numbers, not a cell's vectors: use lstm_derive's {_FUNCTION_LIST}"
-    return ""
 
 
 def targets_for(script, out=None):

@@ -255,6 +255,9 @@ class Cell:
         self.title = _check_title(self.title, where)
         if self.source is None:
             self.source = where.file
+        script = _caller_frame()
+        if script is not None and script.f_globals.get("__name__") == "__main__":  # python my_cell.py
+            _hint_uncaught_errors()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -877,13 +880,7 @@ class Cell:
 
     @staticmethod
     def _caller():
-        frame = sys._getframe(1)
-        here = __file__
-        # dataclass-made methods (__init__) have the file name "<string>"; so has a script run by
-        # exec(), whose code is a <module>, not a method
-        while frame is not None and (frame.f_code.co_filename == here or (
-                frame.f_code.co_filename == "<string>" and frame.f_code.co_name.startswith("__"))):
-            frame = frame.f_back
+        frame = _caller_frame()
         if frame is None:
             return Declared("<unknown>", 0)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
@@ -1166,3 +1163,54 @@ def _check_operations(name, expr, where):
 def _same_owner(one, other):
     """Unnamed calls share the kernel's numbered names (tanh0, tanh1, ...) among themselves."""
     return one == other or one.startswith("the unnamed") and other.startswith("the unnamed")
+
+
+def script_hint(error):
+    """What a cell script's error most likely means, or "": a function of numbers given a cell's
+    vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
+    node's blocks."""
+    functions = ", ".join(SUPPORTED_FUNCTIONS)
+    if isinstance(error, ValueError) and "values to unpack" in str(error):
+        return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
+    if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
+        return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
+                "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
+    if not isinstance(error, TypeError):
+        return ""
+    if "ufunc" in str(error):
+        return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
+    if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
+        return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
+                f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
+    if "convert expression to" in str(error):  # math.exp(a), float(a)
+        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+    return ""
+
+
+def _caller_frame():
+    """The frame of the script line that called into this module, or None."""
+    frame = sys._getframe(1)
+    # dataclass-made methods (__init__) have the file name "<string>"; so has a script run by
+    # exec(), whose code is a <module>, not a method
+    while frame is not None and (frame.f_code.co_filename == __file__ or (
+            frame.f_code.co_filename == "<string>" and frame.f_code.co_name.startswith("__"))):
+        frame = frame.f_back
+    return frame
+
+
+def _hint_uncaught_errors():
+    """For a cell script run as a program (python my_cell.py): after Python's own traceback of an
+    uncaught error, the hint the command line would give with it (max(a, h_prev): a cell's vectors
+    cannot be compared, ...). Installed once; the traceback itself is left as it is."""
+    previous = sys.excepthook
+    if getattr(previous, "gives_cell_hints", False):
+        return
+
+    def hook(kind, error, tb):
+        previous(kind, error, tb)
+        hint = script_hint(error)
+        if hint:
+            print(f"lstm-derive: {hint}", file=sys.stderr)
+
+    hook.gives_cell_hints = True
+    sys.excepthook = hook

@@ -759,6 +759,28 @@ def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path,
     refused(tmp_path, capsys, body, "TypeError", fragment)
 
 
+def test_a_cell_script_run_as_a_program_gives_the_hint_after_pythons_traceback(tmp_path):
+    """python my_cell.py: the traceback stays Python's own, and the command line's hint follows it;
+    an error with no hint gets nothing more, and a script that imports a cell adds nothing."""
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=max(a, h_prev))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "Traceback (most recent call last)" in run.stderr
+    assert run.stderr.rstrip().endswith("lstm-derive: a cell's vectors cannot be compared: max, min and if/else on them "
+                                        "are not in the cell language, whose functions are sigmoid, tanh, relu, softplus, "
+                                        "exp, +, -, *, / and integer powers (relu(a) is max(a, 0), and max(u, v) is "
+                                        "v + relu(u - v))"), run.stderr
+    script.write_text(script.read_text().replace("max(a, h_prev)", "tanh(a)") + "raise KeyError('mine')\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("KeyError: 'mine'"), run.stderr
+    script.write_text(script.read_text().replace("raise KeyError('mine')\n", ""))
+    (tmp_path / "user.py").write_text("import bad\nraise TypeError('cannot determine truth value of Relational')\n")
+    run = subprocess.run([sys.executable, "user.py"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("TypeError: cannot determine truth value of Relational"), run.stderr
+
+
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
     message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
                       "SyntaxError", "'(' was never closed")
