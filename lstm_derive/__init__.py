@@ -31,13 +31,13 @@ def explain(cell, file=None):
     from .emit import emit_kernel
     from .spec import SpecError
 
+    for warning in cell.warnings():  # on stderr, as the command line has them, unless a file is given
+        print(f"warning: {warning}", file=file or sys.stderr, flush=True)  # before a long derivation
     try:
         d = derive(cell)
     except SpecError as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         raise SystemExit(2) from None
-    for warning in cell.unread():  # on stderr, as the command line has them, unless a file is given
-        print(f"warning: {warning}", file=file or sys.stderr)
     try:
         print(derivation_text(d, emit_kernel(d)), file=file, flush=True)  # the kernel: for its lines' table
     except BrokenPipeError:  # python derivations/lstm.py | head: the reader has what it wanted

@@ -225,11 +225,9 @@ def _script(args, name):
 
 
 def _targets_for(script, out=None):
-    """gen.targets_for, and a warning on stderr for each part of the cell that nothing reads."""
-    d, targets = gen.targets_for(script, out)
-    for warning in d.cell.unread():
-        print(f"lstm-derive: warning: {warning}", file=sys.stderr)
-    return d, targets
+    """gen.targets_for, and first a warning on stderr for each part of the cell that nothing reads
+    and each expression too long to derive quickly."""
+    return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr, flush=True))
 
 
 def _claim(targets, script, claimed):

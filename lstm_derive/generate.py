@@ -145,15 +145,17 @@ def _script_line(error, path):
     return frames[-1].lineno if frames else "?"
 
 
-def targets_for(script, out=None):
+def targets_for(script, out=None, warn=None):
     """The derivation of a script and the files it generates: its kernel, then its document.
 
     Without ``out`` the kernel goes to lstm_derive/kernels/ and the document beside the
     script, which must be one of the package's own (in derivations/); with ``out`` both go
     there, and their headers say so (the script and the command as run from the script's
-    directory).
+    directory). ``warn`` is called with each of the cell's warnings, before it is derived.
     """
     cell = load_cell(script)
+    for warning in cell.warnings() if warn else ():  # before the derivation, which a long cell makes wait
+        warn(warning)
     if out is None and not is_home(script):
         raise GenerationError(f"{script}: lstm_derive/kernels/ holds only the kernels of {home_scripts()}; "
                               "write this cell's kernel and document elsewhere with --out DIR")

@@ -131,6 +131,7 @@ GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
+LONG = 40  # operations in one let's expression beyond which Cell.long() warns (the packaged cells: at most 10)
 MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
@@ -504,6 +505,20 @@ class Cell:
         except SpecError:
             return None
         return named
+
+    def warnings(self):
+        """Warnings ("where: what") about a valid cell: the parts nothing reads (unread()), and
+        expressions so long that the derivation of them grows out of hand (long())."""
+        return self.unread() + self.long()
+
+    def long(self):
+        """A warning for each let whose expression has more than LONG operations: the derivative of
+        an unnamed nest repeats its inner parts, so its derivation, document and kernel grow about
+        twofold with each level (8 levels of sigmoid and softplus: 2000 operations, minutes)."""
+        return [f"{let.where}: '{let.symbol}' is one expression of {n} operations: name its parts with cell.let "
+                "(each named node is one step of the derivation, and the derivative of an unnamed nest repeats "
+                "its inner parts, so the derivation and its kernel grow fast with it)"
+                for let in self.lets if (n := sympy.count_ops(let.expr)) > LONG]
 
     def unread(self):
         """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend

@@ -741,7 +741,22 @@ def test_a_state_whose_previous_value_nothing_reads_is_warned_about_where_it_is_
 
 def test_the_packaged_cells_have_no_unread_parts():
     scripts = sorted((ROOT / "derivations").glob("*.py"))
-    assert scripts and all(load_cell(s).unread() == [] for s in scripts)
+    assert scripts and all(load_cell(s).warnings() == [] for s in scripts)
+
+
+def test_a_long_unnamed_expression_is_warned_of_before_it_is_derived(tmp_path, capsys):
+    """Three levels of an unnamed nest: 58 operations, past LONG; the warning names the let and
+    comes before the derivation (which it precedes on stderr whatever follows)."""
+    nest = "a\n" + "".join("e = sigmoid(e*b1 + c)/(1 + softplus(e - h_prev)**2)\n" for _ in range(3))
+    script, _ = write_script(tmp_path, "from lstm_derive import softplus\n"
+                                       "(a, b1, c) = cell.affine('W', [x, h_prev], blocks=['a', 'b1', 'c'])\n"
+                                       f"e = {nest}cell.update(h=tanh(e) + h_prev)  # <- here\n")
+    [warning] = load_cell(script).warnings()
+    assert warning.endswith("'h' is one expression of 58 operations: name its parts with cell.let (each named "
+                            "node is one step of the derivation, and the derivative of an unnamed nest repeats its "
+                            "inner parts, so the derivation and its kernel grow fast with it)"), warning
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
+    assert "lstm-derive: warning: " in capsys.readouterr().err
 
 
 def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
