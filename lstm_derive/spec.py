@@ -18,7 +18,9 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import difflib
 import functools
+import inspect
 import keyword
 import numbers
 import re
@@ -250,6 +252,11 @@ class Cell:
     _sizes: dict = field(default_factory=dict)  # symbol -> "D" or "H"
     _where: dict = field(default_factory=dict)  # name -> Declared
 
+    def __setattr__(self, name, value):
+        if name == "output":  # Cell(..., output="c") or cell.output = "c": an error names that line
+            object.__setattr__(self, "_output_where", self._caller())
+        object.__setattr__(self, name, value)
+
     def __post_init__(self):
         where = self._caller()
         self.name = _check_cell_name(self.name, where)
@@ -456,9 +463,10 @@ class Cell:
         _check_source(self.source)
         self.name = _check_cell_name(self.name, where)
         self.title = _check_title(self.title, where)
+        set_at = self._output_where if self.output is not None else where
         if self.output is not None:
             if not isinstance(self.output, str):
-                raise SpecError(f"{where}: output {self.output!r} is not a state's name; set output to one of: "
+                raise SpecError(f"{set_at}: output {self.output!r} is not a state's name; set output to one of: "
                                 f"{', '.join(map(str, self.states))}")
             self.output = str.__str__(self.output)
         if not self.inputs:
@@ -476,7 +484,7 @@ class Cell:
             if type(s) is not str or s not in self.states:
                 raise SpecError(f"{self.updates[s].where}: {self._not_a_state(s)}")
         if not isinstance(self.output_state, str) or self.output_state not in self.states:
-            raise SpecError(f"{where}: output {self.output_state!r} is not a state; set output to one of: "
+            raise SpecError(f"{set_at}: output {self.output_state!r} is not a state; set output to one of: "
                             f"{', '.join(self.states)}")
         x = self.inputs[0]
         if not any(x in a.inputs for a in self.affines):
@@ -1165,8 +1173,11 @@ def _check_operations(name, expr, where):
                             "normalisation) cannot be written")
         if not node.args and node.is_number:
             constant = _INFINITIES.get(node, str(node))
+            spelled = f"sympy.{node}" if hasattr(sympy, str(node)) else constant  # pi, E, EulerGamma
+            number = (f"write it as a number, float({spelled}) = {float(node)!r}" if node.is_real and node.is_finite
+                      else "write a finite real number instead")
             raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
-                            f"write a finite real number instead")
+                            f"{number}")
         hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
         if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
             hint = " (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| has no derivative at 0)"
@@ -1192,6 +1203,12 @@ def script_hint(error):
                 "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
     if not isinstance(error, TypeError):
         return ""
+    keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
+    if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
+        method, given = keyword.groups()
+        names = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"]
+        close = difflib.get_close_matches(given, names, n=1)
+        return (f"did you mean {close[0]}=? " if close else "") + f"cell.{method} takes {', '.join(names)}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0

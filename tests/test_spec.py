@@ -301,6 +301,8 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
+    ("sympy.pi * tanh(a)", "write it as a number, float(sympy.pi) = 3.141592653589793"),
+    ("sympy.I * tanh(a)", "constant I, which the kernel cannot compute; write a finite real number instead"),
     ("sympy.oo * tanh(a)", "constant infinity"), ("sympy.nan + tanh(a)", "constant nan"),
     ("tanh(a) / 0", "constant complex infinity (a division by zero?)"),
     ("sympy.Integer(10) ** 400 * tanh(a)", "not a finite float64"),
@@ -794,6 +796,18 @@ def test_a_cell_script_run_as_a_program_gives_the_hint_after_pythons_traceback(t
     (tmp_path / "user.py").write_text("import bad\nraise TypeError('cannot determine truth value of Relational')\n")
     run = subprocess.run([sys.executable, "user.py"], capture_output=True, text=True, cwd=tmp_path)
     assert run.stderr.rstrip().endswith("TypeError: cannot determine truth value of Relational"), run.stderr
+
+
+def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev], block=['a'])  # <- here\ncell.update(h=tanh(a))\n",
+            "TypeError: Cell.affine() got an unexpected keyword argument 'block'; did you mean blocks=? "
+            "cell.affine takes name, inputs, blocks, bias")
+
+
+@pytest.mark.parametrize("setting", ["cell.output = 'z'  # <- here\n", "cell.output = 3  # <- here\n"])
+def test_an_output_that_is_no_state_names_the_line_that_set_it(tmp_path, capsys, setting):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\n" + setting,
+            "is not a state", "set output to one of: h")
 
 
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
