@@ -1088,7 +1088,11 @@ def _check_identifier(name, role, where, allowed=()):
 
 
 def _check_cell_name(name, where):
-    name = _check_identifier(name, "cell name", where)
+    # a cell's name is its kernel's module name, no identifier inside it: the kernel's own names are
+    # free, but not the kernels package's CELLS, which a module of that name would replace
+    name = _check_identifier(name, "cell name", where, allowed=KERNEL_NAMES)
+    if name == "CELLS":
+        raise SpecError(f"{where}: cell name 'CELLS' is the kernels package's list of its cells; rename the cell")
     if name in MODULE_NAMES:
         raise SpecError(f"{where}: cell name '{name}' is the name of a Python module; the kernel file "
                         f"{name}.py would shadow it wherever it is copied; rename the cell")

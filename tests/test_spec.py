@@ -408,10 +408,19 @@ def test_more_names_than_an_affines_blocks(tmp_path, capsys):
     ("cell = Cell('bad', output='c')\nx = cell.input('x')\nh_prev = cell.state('h')\n"
      "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\n", ["output 'c' is not a state", "one of: h"]),
     ("cell = Cell('random')  # <- here\n", ["'random' is the name of a Python module", "rename the cell"]),
+    ("cell = Cell('CELLS')  # <- here\n", ["cell name 'CELLS' is the kernels package's list of its cells"]),
     ("cell = Cell('bad')\nx = cell.input('x')\ny = cell.input('y')  # <- here\n", ["a cell has one input"]),
 ])
 def test_incomplete_or_inconsistent_cells(tmp_path, capsys, body, fragments):
     refused(tmp_path, capsys, body, *fragments, preamble="from lstm_derive import Cell, tanh\n")
+
+
+@pytest.mark.parametrize("name", ["one", "forward", "t", "np"])
+def test_a_cell_may_take_a_name_the_kernel_uses_inside_it(tmp_path, name):
+    """A cell's name is its kernel's module name, never an identifier within the kernel."""
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\n",
+                             preamble=PREAMBLE.replace('Cell("bad"', f'Cell("{name}"'))
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
 
 
 def test_every_derivation_script_of_the_repository_is_accepted():
