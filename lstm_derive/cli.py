@@ -410,7 +410,7 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
         judged += reports
-        overflowed += all(not r.errors and r.unjudged.startswith("any element") for r in reports)
+        overflowed += all(r.overflowed for r in reports)
         for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
             failing[name] = failing.get(name, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))

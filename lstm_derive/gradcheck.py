@@ -364,6 +364,7 @@ class Report:
     rounding: float = 0.0
     wrong_shapes: list = field(default_factory=list)  # "dW_h: shape (4, 16), expected (16, 4)"
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
+    overflowed: bool = False  # forward() gave inf or nan on the problem: no element was judged
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
     alone: str = ""  # with lengths, a sequence whose outputs or final state differ from it run alone
@@ -537,7 +538,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         return [Report(m, TOLERANCE[m], written=written) for m in methods]
     overflowed = _not_finite(kernel, p)
     if overflowed:
-        return [Report(m, TOLERANCE[m], unjudged=overflowed) for m in methods]
+        return [Report(m, TOLERANCE[m], unjudged=overflowed, overflowed=True) for m in methods]
     straight = _run(kernel, p)
     analytic = straight[2]
     wide = wide_gradients(kernel, p)
