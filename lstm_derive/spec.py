@@ -930,7 +930,9 @@ def written_form(cell, let):
         try:
             shown = _unevaluated(text, names)
             for form in (shown, _replaced(shown, named)):
-                if form.doit() == let.expr:
+                # SymPy distributes a number over a sum as it builds the let: 2*(hc - h_prev)*f is
+                # f*(2*hc - 2*h_prev) there, the same expression
+                if form.doit() == let.expr or sympy.expand(form.doit() - let.expr) == 0:
                     return form
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             continue
@@ -978,6 +980,8 @@ def _product(l, r):
         return l * r
     if r.is_number:
         l, r = r, l
+    if l.is_number and r.is_Mul and not r.args[0].is_number:  # f*hc*2 is 2*f*hc, not 2*(f*hc)
+        return sympy.Mul(l, *r.args, evaluate=False)
     factors = (*l.args, r) if l.is_Mul else (l, r)  # a*b*c as one product, -a*b with its sign in front
     return sympy.Mul(*factors, evaluate=False)
 

@@ -817,7 +817,7 @@ def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():
 
 def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(tmp_path):
     """dr = ds_new: the kernel reads ds_new's array, in the line that scales da_r by it; that line
-    cites (11) with (12). A let no node reads is computed nowhere, and the table says why."""
+    cites (11) after (12), (13). A let no node reads is computed nowhere, and the table says why."""
     script = tmp_path / "alias.py"
     script.write_text("\n".join([
         "from lstm_derive import Cell, relu, sigmoid",
@@ -834,7 +834,7 @@ def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(t
     line = re.search(r"\| \(11\) \| `dr` \| `backward` \| \[(\d+)\]", table)
     assert line, table
     kernel = (tmp_path / "out" / "alias.py").read_text().split("\n")
-    assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (11), (12), (13) dL/da_r, da_e")
+    assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (12), (13) dL/da_r, da_e, through (11)")
     assert "| (3) | `unread` | none | none: no node reads it |" in table
 
 

@@ -20,7 +20,8 @@ def provenance(kernel_text):
 
     A provenance comment starts with the numbers it cites: ``# (9) dL/ds`` or
     ``# (2), (3), (4), (5) all gates ...``, and may cite factors it reads from a product later
-    (``, times (12), (11) from da_xn``). Only real comments count, not docstrings.
+    (``, times (12), (11) from da_xn``) and, at its end, equations whose adjoints it passes on
+    (``, through (13)``). Only real comments count, not docstrings.
     """
     out, function, previous = [], None, None
     for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
@@ -33,6 +34,9 @@ def provenance(kernel_text):
             # "# (19) ∂a_n/∂a_hn, times (12), (11) from da_xn": the line holds those factors too
             times = re.search(r", times (\(\d+\)(?:, \(\d+\))*) from ", tok.string)
             numbers += tuple(int(n) for n in re.findall(r"\d+", times.group(1))) if times else ()
+            # "# (14), (15) dL/da_i, da_f, through (13)": it passes (13)'s adjoint on (di = dc)
+            through = re.search(r", through (\(\d+\)(?:, \(\d+\))*)$", tok.string)
+            numbers += tuple(int(n) for n in re.findall(r"\d+", through.group(1))) if through else ()
             out.append((numbers, function, tok.start[0], tok.string))
         previous = tok
     return out

@@ -631,8 +631,8 @@ def _scaled_lines(k, a, printer, blocks):
         if not set(a.blocks[j0:j1]) & set(blocks):
             continue
         steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
-        cite = _numbers_text({s.number for s in steps} | _passed_on(k, steps))
-        what = ", ".join(str(s.adjoint) for s in steps)
+        cite = ", ".join(f"({s.number})" for s in steps)
+        what = ", ".join(str(s.adjoint) for s in steps) + _through(_passed_on(k, steps))
         r = printer.doprint(root)
         if j1 - j0 == 1:
             lines.append(f"{steps[0].adjoint}_seq[t] *= {r}  # {cite} dL/{what}")
@@ -647,11 +647,14 @@ def _passed_on(k, steps):
     """The equations of the chains' links that pass their consumer's adjoint on unchanged
     (di = dc where c = f*c_prev + i): no product's line holds a factor of theirs, so the line that
     multiplies by the root implements them."""
-    return {link.number for s in steps for link, local in k.chains[s.number].links if local == 1}
+    passed = {link.number for s in steps for link, local in k.chains[s.number].links if local == 1}
+    return passed - {s.number for s in steps}
 
 
-def _numbers_text(numbers):
-    return ", ".join(f"({n})" for n in sorted(numbers))
+def _through(numbers):
+    """", through (13)": the equations a line implements by passing an adjoint on, after the ones it
+    names (the document's table reads them too)."""
+    return f", through {', '.join(f'({n})' for n in sorted(numbers))}" if numbers else ""
 
 
 def _blocks_cols(a, runs):
@@ -663,11 +666,11 @@ def _blocks_cols(a, runs):
 
 
 def _loop_cite(k, step):
-    """The equations a loop line implements: its own, and those of the lets it passes through
-    without forming them (ds = o*dh with do = dh*o inlined: (9), (10)), where no local formed
-    for the span holds their factors (that line cites them)."""
+    """A loop line's comment: its equation, and those of the lets it passes through without forming
+    them (da = (...)*dh with dsigmoid_a = a*dh inlined: "(6) dL/da, through (5)"), where no local
+    formed for the span holds their factors (that line cites them)."""
     inlined = k.inlined(step) if any(t.local not in k.span_locals for t in k.loop_terms(step)) else set()
-    return _numbers_text(inlined | {step.number})
+    return f"({step.number}) dL/d{step.target}{_through(inlined)}"
 
 
 def _step_code(k, step, printer):
@@ -678,7 +681,7 @@ def _step_code(k, step, printer):
 
 
 def _adjoint_line(k, step, printer):
-    where = f"  # {_loop_cite(k, step)} dL/d{step.target}"
+    where = f"  # {_loop_cite(k, step)}"
     code = _step_code(k, step, printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
