@@ -375,13 +375,15 @@ def test_a_gradient_fading_to_subnormals_is_no_error(name):
 
 @pytest.mark.parametrize("name", CELLS)
 def test_ys_is_read_only_and_dys_none_means_zeros(name):
-    """ys is a view of what backward() reads, so writing into it is refused; dys=None is a loss
-    of the final state alone."""
+    """ys is a view of what backward() reads, so writing into it is refused, even with its flag set
+    back (the array it views is read-only); dys=None is a loss of the final state alone."""
     k = kernel_of(name)
     p = problem(k)
     ys, _, cache = k.forward(p.params, p.x, p.state)
     with pytest.raises(ValueError, match="read-only"):
         ys[0] += 1
+    with pytest.raises(ValueError, match="cannot set WRITEABLE flag"):  # nor can its flag be set back
+        ys.flags.writeable = True
     got = k.backward(p.params, cache, None, p.dstate)
     ref = k.backward(p.params, k.forward(p.params, p.x, p.state)[2], np.zeros_like(ys), p.dstate)
     default = k.backward(p.params, k.forward(p.params, p.x, p.state)[2], dstate=p.dstate)

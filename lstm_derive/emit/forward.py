@@ -158,10 +158,11 @@ def _forward_tail(k):
     """ys, the final state and the cache, returned."""
     out = k.cell.output_state
     return [
+        f"    {out}_seq.flags.writeable = False  # backward() reads it, and ys is a view of it: a view's flag cannot be set back",
         f"    ys = {out}_seq[1:]",
         "    if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state",
         f"        ys = np.concatenate([ys, np.broadcast_to({out}_seq[T], (T_all - T, B, H))])",
-        "    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients",
+        "        ys.flags.writeable = False  # read-only whatever T_all",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",

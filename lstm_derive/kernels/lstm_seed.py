@@ -159,10 +159,11 @@ def forward(params, x, state=None, lengths=None):
                 np.copyto(h, h_prev, where=ended[t])
                 np.copyto(s, s_prev, where=ended[t])
             h_prev, s_prev = h, s
+    h_seq.flags.writeable = False  # backward() reads it, and ys is a view of it: a view's flag cannot be set back
     ys = h_seq[1:]
     if T < T_all:  # the steps not run, after every sequence has ended, repeat the final state
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
-    ys.flags.writeable = False  # unless concatenated, a view of what backward() reads: a change would change the gradients
+        ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(), s_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "s_seq": s_seq, "pre_W_seq": pre_W_seq,
              "ended": ended, "masked": masked, "T_all": T_all, "spent": np.array(False),
