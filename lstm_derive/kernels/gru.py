@@ -59,8 +59,9 @@ def sigmoid(a):
     """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.
 
     exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0
-    stands for a value below the smallest normal number (in float16 below a = -11.1, for one below
-    1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is reported."""
+    stands for a value below the smallest normal number (in float16, below a = -11.1, for a
+    subnormal one below 1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is
+    reported."""
     with np.errstate(over="ignore", under="ignore"):
         return 1 / (1 + np.exp(-a))
 
