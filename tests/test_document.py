@@ -466,6 +466,23 @@ def test_the_latex_form_is_ascii(name):
     assert latex.isascii(), sorted({c for c in latex if not c.isascii()})
 
 
+def test_the_latex_form_spells_a_titles_and_notes_unicode_and_sets_bars_and_primes_right():
+    """A title and a note of one's own may write ≥, — and Greek; a | in prose is math (text mode
+    prints it as a dash); softplus's possessive is no derivative's prime."""
+    cell = Cell("uni", title="Leaky unit — λ ≥ 0")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    cell.update(h=cell.let("s", softplus(a)) - h_prev)
+    cell.note("keeps |h| ≤ α·T, ’roughly’")
+    latex = derivation_latex(derive(cell))
+    assert latex.isascii(), sorted({c for c in latex if not c.isascii()})
+    assert r"\section*{Leaky unit --- $\lambda$ $\geq$ 0}" in latex
+    assert r"keeps $|$h$|$ $\leq$ $\alpha$$\cdot$T, 'roughly'" in latex
+    assert "softplus's" in latex and "softplus$'$(" in latex
+    prose = [line for line in latex.splitlines() if not line.startswith(("\\", "&", "\\begin", "\\end"))]
+    assert not any(re.search(r"(?<![$\\])\|(?!\$)", line) for line in prose)
+
+
 def test_a_peephole_path_reads_the_pre_activation_adjoint():
     """The text says why dc takes p_o*da_o, and the chain-rule form names the pre-activation."""
     d = derive(load_cell(DERIVATIONS / "lstm_peephole.py"))

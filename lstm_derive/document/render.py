@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import textwrap
+import unicodedata
 
 from ..derive import Derivation
 from ..spec import SUPPORTED_FUNCTIONS
@@ -262,11 +263,24 @@ def derivation_latex(d: Derivation, kernel_text=None, kernel_path=None) -> str:
     return "\n".join(out + ["\\end{document}"]) + "\n"
 
 
+def _greek(c):
+    """A Greek letter's LaTeX command: α is $\\alpha$, Ω $\\Omega$ (Unicode spells lambda LAMDA)."""
+    name = unicodedata.name(c).split()[-1].lower().replace("lamda", "lambda")
+    return f"$\\{name.capitalize() if c.isupper() else name}$"
+
+
 _LATEX_SPECIAL = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "$": r"\$", "&": r"\&", "#": r"\#",
                   "%": r"\%", "_": r"\_", "^": r"\^{}", "~": r"\~{}", "⊙": r"$\odot$", "σ": r"$\sigma$", "±": r"$\pm$", "≈": r"$\approx$",
                   "²": r"$^2$", "×": r"$\times$", "Σ": r"$\Sigma$", "∂": r"$\partial$", "τ": r"$\tau$",
                   "·": r"$\cdot$", "\u2032": r"$'$", "→": r"$\rightarrow$",
-                  ">": r"$>$", "<": r"$<$"}  # text mode's default encoding prints > as ¿
+                  ">": r"$>$", "<": r"$<$", "|": r"$|$"}  # text mode's default encoding prints > as ¿, | as —
+# What a title or a note may write beyond the documents' own notation, which pdflatex's UTF-8 input
+# does not know outside math (≥ stops it): math symbols, and Greek letters by their names
+_LATEX_SPECIAL.update({"≥": r"$\geq$", "≤": r"$\leq$", "≠": r"$\neq$", "∞": r"$\infty$", "∈": r"$\in$",
+                       "√": r"$\surd$", "←": r"$\leftarrow$", "⇒": r"$\Rightarrow$", "≡": r"$\equiv$",
+                       "∑": r"$\sum$", "∏": r"$\prod$", "≪": r"$\ll$", "≫": r"$\gg$", "∇": r"$\nabla$",
+                       "—": "---", "–": "--", "’": "'", "“": "``", "”": "''"})
+_LATEX_SPECIAL.update({c: _greek(c) for c in "αβγδεζηθικλμνξπρτυφχψωΓΔΘΛΞΠΦΨΩ" if c not in _LATEX_SPECIAL})
 
 
 # Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_b).
@@ -274,7 +288,7 @@ _LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
 
 
 # A function's name before ' (relu'(a)): a derivative, set with a prime.
-_PRIMED = re.compile("(" + "|".join(["σ", *SUPPORTED_FUNCTIONS]) + ")'")
+_PRIMED = re.compile("(" + "|".join(["σ", *SUPPORTED_FUNCTIONS]) + ")'(?!s\\b)")  # not softplus's
 
 
 def _latex_escape(text):
