@@ -206,8 +206,7 @@ def main(argv=None):
         save(records, args.save)
     if not args.no_plot:
         bias = f", forget bias {args.forget_bias:g}" if args.forget_bias else ""
-        name = common.figure_name("adding", args, parser, ["cells", "lengths", "steps", "hidden", "batch", "lr",
-                                                             "clip", "seed", "forget_bias"])
+        name = common.figure_name("adding", args, parser, interrupted)
         plot(records, args.out, name, f" (H = {args.hidden}, batch {args.batch}, Adam, "
                                       f"learning rate {args.lr:g}{bias})")
     return 130 if interrupted else 0

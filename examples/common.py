@@ -265,13 +265,20 @@ def writable_directory(path, option):
         raise SystemExit(f"{option} {path}: the directory is not writable")
 
 
-def figure_name(stem, args, parser, options):
-    """stem.png for the settings the README's figures show, else named after the other settings
-    (adding_cells-rnn_relu.png), so that a run with other options leaves those figures as they are."""
+# Options that change no figure: where it goes, whether it is drawn, the progress display, a save.
+NOT_IN_FIGURES = ("out", "no_plot", "quiet", "save")
+
+
+def figure_name(stem, args, parser, interrupted=False, ignore=()):
+    """stem.png for the settings the README's figures show, else named after every other setting
+    (adding_cells-rnn_relu.png), and _interrupted where Ctrl-C cut the run short, so that no other
+    run overwrites those figures. ignore: options of the script that change no figure either."""
+    options = [o for o in vars(args) if o not in NOT_IN_FIGURES + tuple(ignore)]
     changed = [(o, getattr(args, o)) for o in options if getattr(args, o) != parser.get_default(o)]
     def text(value):
         return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(value, float) else str(value)
-    return stem + "".join(f"_{o.replace('_', '-')}-{text(v)}" for o, v in changed) + ".png"
+    cut = "_interrupted" if interrupted else ""
+    return stem + "".join(f"_{o.replace('_', '-')}-{text(v)}" for o, v in changed) + cut + ".png"
 
 
 def positive(text):
@@ -312,9 +319,13 @@ def print_table(header, rows):
 
 
 def run(main):
-    """Runs an example's main(); Ctrl-C before its own handling ends it with status 130, no traceback."""
+    """Runs an example's main(); Ctrl-C before its own handling ends it with status 130, and a
+    closed pipe (| head) with 141, as a shell's own commands do, with no traceback."""
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("\ninterrupted")
         sys.exit(130)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        sys.exit(141)

@@ -109,7 +109,7 @@ def main(argv=None):
         ax.set_ylabel(r"loss $\sum_t (h_t[0] - y_t)^2$")
         ax.set_title("The seed's toy example on the generated kernels")
         ax.legend(frameon=False)
-        common.save_figure(plt, fig, args.out, common.figure_name("toy", args, parser, ["cells", "iterations", "lr"]))
+        common.save_figure(plt, fig, args.out, common.figure_name("toy", args, parser, ignore=["every"]))
     return 0
 
 

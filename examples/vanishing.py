@@ -18,6 +18,10 @@ import common  # noqa: I001  (before NumPy: it sets the BLAS thread count)
 import numpy as np
 
 D = 2
+# A norm that underflows to 0 (a gradient below 1e-308, in a long sequence) counts as the smallest
+# normal number: its log stays finite, and the means with it are upper bounds
+TINY = np.finfo(float).tiny
+UNDERFLOWED = set()  # the cells measure() saw a norm underflow in, for report()'s footnote
 ORDER = ["rnn", "gru", "gru_cho", "lstm", "lstm_seed", "lstm_peephole", "lstm_cifg"]
 
 
@@ -53,13 +57,27 @@ def measure(cell, T, hidden, seeds, batch, forget_bias=0.0):
         x, _ = common.adding_batch(rng, T, batch)
         v = rng.standard_normal((batch, hidden))
         v /= np.linalg.norm(v, axis=1, keepdims=True)
-        logs.append(np.log10(gradient_norms(kernel, params, x, v)).mean(axis=1))
+        norms = gradient_norms(kernel, params, x, v)
+        if (norms < TINY).any():
+            UNDERFLOWED.add(cell)
+        logs.append(np.log10(np.maximum(norms, TINY)).mean(axis=1))
     return np.array(logs)
 
 
 def per_step_factor(mean_log, T):
-    """The geometric mean shrink factor per step, from t = T-1 back to t = 0."""
-    return 10 ** ((mean_log[0] - mean_log[T - 1]) / (T - 1)) if T > 1 else float("nan")
+    """The geometric mean shrink factor per step, from t = T-1 back to t = 0, or back to the
+    earliest step whose mean stays clear of the underflow floor (nan with fewer than two steps)."""
+    clear = np.flatnonzero(mean_log[:T] > np.log10(TINY) + 10)
+    t0 = clear[0] if clear.size else T - 1
+    return 10 ** ((mean_log[t0] - mean_log[T - 1]) / (T - 1 - t0)) if T - 1 > t0 else float("nan")
+
+
+def _norm_text(mean_log):
+    return "underflow" if mean_log <= np.log10(TINY) + 1e-9 else f"{10 ** mean_log:.1e}"
+
+
+def _factor_text(factor):
+    return "-" if np.isnan(factor) else f"{factor:.3f}"
 
 
 def report(results, T):
@@ -69,9 +87,12 @@ def report(results, T):
     rows = []
     for cell, logs in results.items():
         mean = logs.mean(axis=0)
-        rows.append([cell] + [f"{10 ** mean[T - k]:.1e}" for k in lags]
-                    + [f"{per_step_factor(mean, T):.3f}"])
+        rows.append([cell] + [_norm_text(mean[T - k]) for k in lags] + [_factor_text(per_step_factor(mean, T))])
     common.print_table(["cell"] + [f"k={k}" for k in lags] + ["factor/step"], rows)
+    underflowed = [cell for cell in results if cell in UNDERFLOWED]
+    if underflowed:
+        print(f"({', '.join(underflowed)}: some norms underflowed below 1e-308 and count as {TINY:.1e}, so the "
+              "means from there on are upper bounds)")
 
 
 def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
@@ -86,7 +107,8 @@ def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
     for cell, logs in results.items():
         color, line = styles.get(cell, (None, "-"))
         mean = logs.mean(axis=0)
-        label = f"{cell}  (×{per_step_factor(mean, T):.2f} per step)"
+        factor = per_step_factor(mean, T)
+        label = cell if np.isnan(factor) else f"{cell}  (×{factor:.2f} per step)"
         ax.semilogy(t, 10 ** mean, lw=2, color=color, ls=line, label=label)
         ax.fill_between(t, 10 ** logs.min(axis=0), 10 ** logs.max(axis=0), color=color,
                         alpha=0.12, lw=0)
@@ -129,7 +151,7 @@ def main(argv=None):
         print("\ninterrupted: the cells measured so far")
     report(results, args.length)
     if not args.no_plot:
-        name = common.figure_name("vanishing", args, parser, ["cells", "length", "hidden", "seeds", "batch", "forget_bias"])
+        name = common.figure_name("vanishing", args, parser, interrupted)
         plot(results, args.length, args.hidden, args.out, name, args.forget_bias)
     return 130 if interrupted else 0
 

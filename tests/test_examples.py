@@ -5,6 +5,8 @@ import argparse
 import importlib.util
 import pathlib
 import re
+import shlex
+import subprocess
 import sys
 
 import numpy as np
@@ -55,16 +57,42 @@ def test_adding_script(tmp_path, capsys):
     out = capsys.readouterr().out
     for cell in CELLS:
         assert re.search(rf"\| +{cell} \| +4 \|", out) and re.search(rf"\| +{cell} \| +6 \|", out)
-    assert (tmp_path / "adding_lengths-4-6_steps-3_hidden-3_batch-4.png").exists() == HAS_MATPLOTLIB
+    assert (tmp_path / "adding_lengths-4-6_steps-3_hidden-3_batch-4_test-size-8_eval-every-2.png").exists() == HAS_MATPLOTLIB
+
+
+def test_vanishing_counts_a_norm_that_underflowed_at_the_floor_and_says_so(capsys, monkeypatch):
+    """A gradient below 1e-308 is 0 in float64: its log would be -inf and every mean with it. It
+    counts as the smallest normal number, the factor per step comes from the steps clear of that
+    floor, and the table says which cells it concerns."""
+    floor = np.log10(vanishing.TINY)
+    mean = np.array([floor, floor, -100.0, -75.0, -50.0, 0.0])  # T = 5: h_0, h_1 underflowed
+    assert vanishing.per_step_factor(mean, 5) == pytest.approx(1e-25)
+    assert np.isnan(vanishing.per_step_factor(np.array([-1.0, 0.0]), 1))  # one step: no factor
+    monkeypatch.setattr(vanishing, "UNDERFLOWED", {"rnn"})
+    vanishing.report({"rnn": mean[np.newaxis], "gru": np.array([[-5.0, -4.0, -3.0, -2.0, -1.0, 0.0]])}, 5)
+    out = capsys.readouterr().out
+    assert re.search(r"\| +rnn \| .*\| +underflow \|", out), out
+    assert "(rnn: some norms underflowed below 1e-308 and count as 2.2e-308" in out
+
+
+def test_an_example_piped_into_head_ends_quietly(tmp_path):
+    run = subprocess.run(f"{shlex.quote(sys.executable)} {shlex.quote(str(EXAMPLES / 'vanishing.py'))} --cells rnn "
+                         "--length 5 --seeds 1 --batch 2 --no-plot --quiet | head -1",
+                         shell=True, capture_output=True, text=True, cwd=tmp_path)
+    assert run.stdout.startswith("||dL/dh_t||") and "Traceback" not in run.stderr, run.stderr
 
 
 def test_a_figure_is_named_after_the_settings_that_differ_from_the_defaults():
     parser = argparse.ArgumentParser()
     parser.add_argument("--cells", nargs="+", default=["rnn", "lstm"])
     parser.add_argument("--lr", type=float, default=0.1)
-    assert common.figure_name("adding", parser.parse_args([]), parser, ["cells", "lr"]) == "adding.png"
-    args = parser.parse_args(["--cells", "rnn_relu", "--lr", "0.25"])
-    assert common.figure_name("adding", args, parser, ["cells", "lr"]) == "adding_cells-rnn_relu_lr-0.25.png"
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--quiet", action="store_true")
+    assert common.figure_name("adding", parser.parse_args(["--quiet"]), parser) == "adding.png"
+    args = parser.parse_args(["--cells", "rnn_relu", "--lr", "0.25", "--eval-every", "50", "--every", "5"])
+    assert common.figure_name("adding", args, parser, ignore=["every"]) == "adding_cells-rnn_relu_lr-0.25_eval-every-50.png"
+    assert common.figure_name("adding", parser.parse_args([]), parser, interrupted=True) == "adding_interrupted.png"
 
 
 def test_an_output_directory_that_cannot_be_written_stops_the_run_before_it_trains(tmp_path, capsys):
