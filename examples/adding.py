@@ -161,18 +161,18 @@ def save(records, directory):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=common.Help)
     parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"],
                         help="cells to train (default: rnn gru lstm)")
     parser.add_argument("--lengths", nargs="+", type=common.at_least(2), default=[10, 50, 100],
                         help="sequence lengths T, each at least 2, the two marked steps (default: 10 50 100)")
     parser.add_argument("--steps", type=common.at_least(1), default=3000, help="training steps per run")
     parser.add_argument("--hidden", type=common.at_least(1), default=32, help="hidden size H")
-    parser.add_argument("--batch", type=common.at_least(1), default=32)
+    parser.add_argument("--batch", type=common.at_least(1), default=32, help="sequences per step")
     parser.add_argument("--lr", type=common.positive, default=5e-3, help="Adam's learning rate")
     parser.add_argument("--clip", type=common.not_negative, default=1.0, help="gradient norm clip (0: none)")
-    parser.add_argument("--seed", type=common.at_least(0), default=0)
-    parser.add_argument("--test-size", type=common.at_least(1), default=1000)
+    parser.add_argument("--seed", type=common.at_least(0), default=0, help="of the weights and the data")
+    parser.add_argument("--test-size", type=common.at_least(1), default=1000, help="test sequences")
     parser.add_argument("--eval-every", type=common.at_least(1), default=100, help="test every n steps")
     common.add_forget_bias_argument(parser)
     parser.add_argument("--save", type=Path, metavar="DIR",

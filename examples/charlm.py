@@ -128,7 +128,7 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=common.Help)
     parser.add_argument("--cell", default="lstm", help="the cell (default: lstm)")
     parser.add_argument("--text", type=Path, default=README, help="a UTF-8 text file (default: README.md)")
     parser.add_argument("--steps", type=common.at_least(1), default=2000, help="training steps")
@@ -136,7 +136,7 @@ def main(argv=None):
     parser.add_argument("--batch", type=common.at_least(1), default=16, help="streams read side by side")
     parser.add_argument("--length", type=common.at_least(1), default=25, help="steps per chunk of truncated BPTT")
     parser.add_argument("--lr", type=common.positive, default=5e-3, help="Adam's learning rate")
-    parser.add_argument("--seed", type=common.at_least(0), default=0)
+    parser.add_argument("--seed", type=common.at_least(0), default=0, help="of the weights and the sampling")
     parser.add_argument("--sample", type=common.at_least(0), default=300, help="characters to sample at the end")
     parser.add_argument("--save", type=Path, help="write the parameters and vocabulary here (.npz)")
     common.add_forget_bias_argument(parser)

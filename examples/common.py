@@ -298,6 +298,18 @@ def add_forget_bias_argument(parser):
                              f"cells {', '.join(KEEP_GATE)}); default 0, init_params' own")
 
 
+class Help(argparse.RawDescriptionHelpFormatter):
+    """--help with each option's default, where its help text does not give it already."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS  # not 0
+        if "default" in help_text or unset or not action.option_strings:
+            return help_text
+        default = " ".join(map(str, action.default)) if isinstance(action.default, list) else action.default
+        return f"{help_text} (default: {default})".lstrip()
+
+
 def add_common_arguments(parser, progress=True):
     parser.add_argument("--out", type=Path, default=OUTPUT_DIR,
                         help="directory for the PNG plots (default: examples/output; a run with other "

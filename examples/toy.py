@@ -75,11 +75,11 @@ def toy_losses(cell="lstm_seed", iterations=100, lr=0.1):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=common.Help)
     parser.add_argument("--cells", nargs="+", default=["lstm_seed", "lstm"],
                         choices=sorted(GATE_BLOCKS), help="cells to train (default: both)")
-    parser.add_argument("--iterations", type=common.at_least(1), default=100)
-    parser.add_argument("--lr", type=common.positive, default=0.1)
+    parser.add_argument("--iterations", type=common.at_least(1), default=100, help="SGD steps")
+    parser.add_argument("--lr", type=common.positive, default=0.1, help="SGD's learning rate")
     parser.add_argument("--every", type=common.at_least(1), default=10, help="print every n-th iteration")
     common.add_common_arguments(parser, progress=False)  # a second's run: nothing to show progress of
     args = parser.parse_args(argv)

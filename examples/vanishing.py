@@ -124,7 +124,7 @@ def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=common.Help)
     parser.add_argument("--cells", nargs="+", default=None,
                         help="cells to measure (default: every generated kernel)")
     parser.add_argument("--length", type=common.at_least(1), default=100, help="sequence length T")
