@@ -135,8 +135,8 @@ class Derivation:
     def numbered(self):
         """(number, what it computes) for every numbered equation, in order."""
         out = [(eq.number, ", ".join(map(str, eq.lhs))) for eq in self.forward]
-        # a parameter's per-step, per-row adjoint, told apart from its sum: dp_i(t, b), then dp_i
-        out += [(s.number, f"{s.adjoint}(t, b)" if s.kind == "param" else str(s.adjoint)) for s in self.steps]
+        # a parameter's per-step, per-row adjoint, told apart from its sum: dp_i(t, j), then dp_i
+        out += [(s.number, f"{s.adjoint}(t, j)" if s.kind == "param" else str(s.adjoint)) for s in self.steps]
         out += [(g.number, f"d{g.name}") for g in self.param_grads]
         return out
 
@@ -145,7 +145,7 @@ class Derivation:
         refs = {}
         for number, what in self.numbered():
             for name in what.split(", "):
-                refs.setdefault(name.removesuffix("(t, b)"), number)
+                refs.setdefault(name.removesuffix("(t, j)"), number)
         return refs
 
 

@@ -333,7 +333,7 @@ def test_seed_text_form(seed):
     for block in (["  (9) ds = dh ⊙ ∂h/∂s + ∂L(t+1)/∂s", "         = o*dh + ds_next"],
                   ["  (11) df = ds ⊙ ∂s/∂f", "          = s_prev*ds"],
                   ["  (19) ds_prev = ds ⊙ ∂s/∂s_prev", "               = f*ds"],
-                  ["  (21) dW_x = Σ_t Σ_b [da_g; da_i; da_f; da_o](t, b)·x(t, b)^T"],
+                  ["  (21) dW_x = Σ_t Σ_j [da_g; da_i; da_f; da_o](t, j)·x(t, j)^T"],
                   ["  dL(t)/dh(t) = ∂l(t)/∂h(t) + ∂L(t+1)/∂h(t)"],
                   ["  s    ← s_prev, g, i, f   ⇢ s_prev of step t+1"]):
         k = text.index(block[0])
@@ -441,7 +441,7 @@ def test_show_prints_the_three_forms(capsys):
     assert latex.startswith("\\documentclass{article}") and latex.rstrip().endswith("\\end{document}")
     assert "o \\odot dh + ds_{\\text{next}} \\tag{9}" in latex
     # prose's notation is set as math, not as escaped text: a transpose, a sum's index, a prime
-    assert "so W$^{\\top}$ da is \\texttt{da @ W} there, and $\\Sigma_b$ da x$^{\\top}$" in latex
+    assert "so W$^{\\top}$ da is \\texttt{da @ W} there, and $\\Sigma_j$ da x$^{\\top}$" in latex
     assert "$\\sigma$$'$(a)" in latex and "\\^{}" not in latex
 
 
@@ -731,7 +731,8 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
     """dy is the one adjoint that is not dL(t)/dv; an affine's term is W^T times the stacked
     adjoints, said with the cell's recurrent weight; a pre-activation is shown on the first gate."""
     lstm_doc = " ".join((DERIVATIONS / "lstm.md").read_text().split())
-    assert "`dy` is the one name outside that rule: the gradient of this step's own loss l(t) alone" in lstm_doc
+    assert ("Two kinds of names are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
+            "y(t) = h(t) being the step's output; and `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
     assert ("the Jacobian of `W`'s output (its blocks, stacked) with respect to `h_prev` is `W_h`, so its term in "
             "`dh_prev` is `W_h^T` times the blocks' adjoints") in lstm_doc
     assert "A pre-activation is what an activation function reads, as `i = sigmoid(a_i)` in (2) reads `a_i`." in lstm_doc
@@ -829,7 +830,7 @@ def test_the_output_form_note_calls_a_parameters_sigmoid_by_its_argument():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + a)
     text = _flat_text(cell)
-    assert "dp(t, b) = lam*(1 - lam)*dlam. It reads the output lam, not the argument p;" in text
+    assert "dp(t, j) = lam*(1 - lam)*dlam. It reads the output lam, not the argument p;" in text
 
 
 def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(tmp_path):
@@ -895,7 +896,7 @@ def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_kno
 
 def test_the_peephole_gradients_are_said_to_be_products_per_t_b_summed_after():
     text = (DERIVATIONS / "lstm_peephole.md").read_text()
-    assert "Each is an elementwise product per (t, b), summed over t and b into the parameter's gradient" in text
+    assert "Each is an elementwise product per (t, j), summed over t and j into the parameter's gradient" in text
 
 
 def test_the_output_form_list_takes_every_step_with_a_term_in_output_form_exp_too():

@@ -231,10 +231,10 @@ def _loss_section(d):
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node that v reaches, in step t and, through the states it hands on, "
-              "in later steps), where ∂ is a partial one (the other inputs held fixed). `dy` is the one name "
-              f"outside that rule: the gradient of this step's own loss l(t) alone, y(t) = {y}(t) being the "
-              f"step's output; {nexts} "
-              f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} carried back "
+              "in later steps), whereas ∂ is a partial one (the other inputs held fixed). Two kinds of names "
+              f"are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, y(t) = {y}(t) "
+              f"being the step's output; and {nexts} "
+              f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} of L(t+1), carried back "
               "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
               "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
               "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."
@@ -247,10 +247,10 @@ def _loss_section(d):
                  "between the states inside step t are in the equations below, so none is counted twice.")]
           if len(cell.states) > 1 else []),
         Prose("With a batch, l(t) sums the losses of the B sequences (for their mean, `dys` carries the 1/B), "
-              "and every vector is one row b of step t, written v(t, b) where that matters: the adjoints "
-              "and carries are each row's own, and only the parameters' gradients sum over b. Vectors are "
-              "columns here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
-              "there, and Σ_b da x^T is `da.T @ x`."),
+              "and every vector is that of one sequence j of the batch at step t, written v(t, j) where that "
+              "matters: the adjoints and carries are each sequence's own, and only the parameters' gradients "
+              "sum over j. Each such vector is a column here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
+              "there, and Σ_j da x^T is `da.T @ x`."),
     ))
 
 
@@ -404,7 +404,7 @@ def _step_math(step: Step, d):
     """dv = (the chain-rule sum) = (its output form); once when the two are the same."""
     lhs, lhs_tex = str(step.adjoint), _tex_name(str(step.adjoint))
     if step.kind == "param":  # one step's and row's share; the sum over them comes with the weights'
-        lhs, lhs_tex = f"{lhs}(t, b)", f"{lhs_tex}(t, b)"
+        lhs, lhs_tex = f"{lhs}(t, j)", f"{lhs_tex}(t, j)"
     chain_text = " + ".join(_chain_text(t, step, d) for t in step.terms) or "0"
     chain_tex = " + ".join(_chain_tex(t, step, d) for t in step.terms) or "0"
     result_text = step.text(_TextPrinter(_block_names(d)))
@@ -644,8 +644,8 @@ def _ended_prose(d):
 
 def _gradients_section(d):
     blocks = [Prose("The same parameters serve every step and every row, as if each had its own copy, "
-                    "so their gradients are sums over the steps t and the batch rows b of each copy's "
-                    "(outer products for the weights); the input's gradient is one product per step and "
+                    "so their gradients are sums over the steps t and the sequences j of the batch of each "
+                    "copy's gradient (outer products for the weights); the input's gradient is one product per step and "
                     "row. The kernel computes them all after the backward loop, for all steps at once.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
@@ -654,16 +654,16 @@ def _gradients_section(d):
 
 def _grad_math(g, d):
     name = f"d{g.name}"
-    sums_tex, sums_text = r"\sum_{t=1}^{T} \sum_{b=1}^{B}", "Σ_t Σ_b"
+    sums_tex, sums_text = r"\sum_{t=1}^{T} \sum_{j=1}^{B}", "Σ_t Σ_j"
     if g.kind == "weight":
         stack, v = _block_names(d, tex=True)[g.affine], _tex_name(str(g.vector))
-        return Math(f"{_tex_name(name)} = {sums_tex} {stack}(t, b) \\thinspace {v}(t, b)^{{\\top}}",
-                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, b)·{g.vector}(t, b)^T",), g.number)
+        return Math(f"{_tex_name(name)} = {sums_tex} {stack}(t, j) \\thinspace {v}(t, j)^{{\\top}}",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, j)·{g.vector}(t, j)^T",), g.number)
     if g.kind == "bias":
-        return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}(t, b)",
-                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, b)",), g.number)
-    return Math(f"{_tex_name(name)} = {sums_tex} {_tex_name(name)}(t, b)",
-                (f"{name} = {sums_text} {name}(t, b)",), g.number)
+        return Math(f"{_tex_name(name)} = {sums_tex} {_block_names(d, tex=True)[g.affine]}(t, j)",
+                    (f"{name} = {sums_text} {_block_names(d)[g.affine]}(t, j)",), g.number)
+    return Math(f"{_tex_name(name)} = {sums_tex} {_tex_name(name)}(t, j)",
+                (f"{name} = {sums_text} {name}(t, j)",), g.number)
 
 
 def _no_line(d, number):

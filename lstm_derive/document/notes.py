@@ -80,7 +80,7 @@ def _output_form_notes(d):
     stored = {str(let.symbol) for let in d.cell.lets if type(let.expr) in SUPPORTED_FUNCTIONS.values()}
     steps = [s for s in d.steps if any(t.consumer in stored and t.pre is None for t in s.terms)]
     # an example of one term, a gate's (a block two gates read sums two), a step of its own (a
-    # parameter's dp(t, b) is summed in another equation), a sigmoid's where there is one
+    # parameter's dp(t, j) is summed in another equation), a sigmoid's where there is one
     alone = [s for s in steps if len(s.terms) == 1 and s.terms[0].consumer in gates and s.terms[0].pre is None]
     if not alone:
         return []
@@ -92,7 +92,7 @@ def _output_form_notes(d):
     verb = "writes its derivative" if len(steps) == 1 else "write the derivatives"
     argument = gate.expr.args[0]
     called = "argument" if argument.free_symbols <= _steady(d.cell) else "pre-activation"  # sigmoid(p): a parameter
-    lhs = f"{example.adjoint}(t, b)" if example.kind == "param" else str(example.adjoint)
+    lhs = f"{example.adjoint}(t, j)" if example.kind == "param" else str(example.adjoint)
     text = step_text(example, d).replace(f"{example.adjoint} =", f"{lhs} =", 1)
     return [f"{_numbers([s.number for s in steps])} {verb} in output form, from the stored outputs: "
             f"`{text}`. {'The argument is' if called == 'pre-activation' else 'It reads'} the output `{y}`, not the {called} "
@@ -131,7 +131,7 @@ def _state_time_notes(d):
         if early and late:
             notes.append(f"{named(late)} {'pairs' if len(late) == 1 else 'pair'} a gate's adjoint with the new "
                          f"`{new}`(t), {named(early)} with `{prev}` = {new}(t-1): each the value its gate "
-                         f"read. Each is an elementwise product per (t, b), summed over t and b into the "
+                         f"read. Each is an elementwise product per (t, j), summed over t and j into the "
                          f"parameter's gradient, not an outer product like a weight's.")
     return notes
 

@@ -283,7 +283,7 @@ _LATEX_SPECIAL.update({"≥": r"$\geq$", "≤": r"$\leq$", "≠": r"$\neq$", "�
 _LATEX_SPECIAL.update({c: _greek(c) for c in "αβγδεζηθικλμνξπρτυφχψωΓΔΘΛΞΠΦΨΩ" if c not in _LATEX_SPECIAL})
 
 
-# Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_b).
+# Prose's bits of notation, set as math: a transpose, and a sum's index (Σ_j).
 _LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
 
 
