@@ -107,13 +107,16 @@ def latex_equations(text):
 
 
 def kernel_citations(kernel_text):
-    """{number: [line, ...]} from the comments of a kernel that start with (n) or (n), (m), ..., and
-    the factors such a comment says the line reads from a product (", times (12), (11) from da_xn")."""
+    """{number: [line, ...]} from the comments of a kernel that start with (n) or (n), (m), ..., the
+    factors such a comment says the line reads from a product (", times (12), (11) from da_xn"), and
+    the equations it ends with as completed on the way (", through (13)")."""
     cited = {}
     for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
         match = re.match(r"# (\(\d+\)(?:, \(\d+\))*)", tok.string) if tok.type == tokenize.COMMENT else None
         times = re.search(r", times ([(), \d]+) from ", tok.string) if match else None
-        for number in re.findall(r"\d+", (match.group(1) if match else "") + (times.group(1) if times else "")):
+        through = re.search(r", through ([(), \d]+)$", tok.string) if match else None
+        parts = [m.group(1) for m in (match, times, through) if m]
+        for number in re.findall(r"\d+", " ".join(parts)):
             cited.setdefault(int(number), []).append(tok.start[0])
     return cited
 
@@ -852,7 +855,7 @@ def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(t
     line = re.search(r"\| \(11\) \| `dr` \| `backward` \| \[(\d+)\]", table)
     assert line, table
     kernel = (tmp_path / "out" / "alias.py").read_text().split("\n")
-    assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (12), (13) dL/da_r, da_e, through (11)")
+    assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (12), (13) dL/da_r, da_e, through (9), (11)")
     assert "| (3) | `unread` | none | none: no node reads it |" in table
 
 

@@ -644,16 +644,16 @@ def _scaled_lines(k, a, printer, blocks):
 
 
 def _passed_on(k, steps):
-    """The equations of the chains' links that pass their consumer's adjoint on unchanged
-    (di = dc where c = f*c_prev + i): no product's line holds a factor of theirs, so the line that
-    multiplies by the root implements them."""
-    passed = {link.number for s in steps for link, local in k.chains[s.number].links if local == 1}
+    """The equations along the blocks' chains, past the blocks' own, whose adjoints the line that
+    multiplies the root in completes: da_i = i(1 - i)*g * dc forms no di = g*dc, and the line's
+    `*= dc` finishes (13) as well as (14). The factors are cited where the products are formed."""
+    passed = {link.number for s in steps for link, _ in k.chains[s.number].links}
     return passed - {s.number for s in steps}
 
 
 def _through(numbers):
-    """", through (13)": the equations a line implements by passing an adjoint on, after the ones it
-    names (the document's table reads them too)."""
+    """", through (13)": the equations whose adjoints a line completes without forming them, after
+    the ones it names (the document's table reads them too)."""
     return f", through {', '.join(f'({n})' for n in sorted(numbers))}" if numbers else ""
 
 

@@ -246,8 +246,8 @@ def backward(params, cache, dys=None, dstate=None):
             for t in reversed(range(t0, t1)):
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (10) dL/dh
-                dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn
-                da_hn_seq[t] *= dh  # (19) dL/da_hn
+                dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn, through (11), (12), (13), (14), (15), (16)
+                da_hn_seq[t] *= dh  # (19) dL/da_hn, through (11), (12)
                 dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
                 dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev

@@ -210,10 +210,10 @@ def backward(params, cache, dys=None, dstate=None):
                 r = r_span[t - t0]
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
-                da_n_seq[t] *= dh  # (10) dL/da_n
+                da_n_seq[t] *= dh  # (10) dL/da_n, through (9)
                 drh = np.dot(dpre_W_n_seq[t], W_n_rh)  # (11) dL/drh
-                da_r_seq[t] *= drh  # (14) dL/da_r
-                da_z_seq[t] *= dh  # (15) dL/da_z
+                da_r_seq[t] *= drh  # (14) dL/da_r, through (13)
+                da_z_seq[t] *= dh  # (15) dL/da_z, through (12)
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
                 dh_next = dh_prev
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach

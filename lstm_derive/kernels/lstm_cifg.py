@@ -238,8 +238,8 @@ def backward(params, cache, dys=None, dstate=None):
                 di = -df + g*dc  # (13) dL/di
                 dc_prev = f*dc  # (18) dL/dc_prev
                 da_i_seq[t] *= di  # (14) dL/da_i
-                da_g_seq[t] *= dc  # (15) dL/da_g
-                da_o_seq[t] *= dh  # (16) dL/da_o
+                da_g_seq[t] *= dc  # (15) dL/da_g, through (11)
+                da_o_seq[t] *= dh  # (16) dL/da_o, through (10)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (17) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
                 if masked[t]:

@@ -247,8 +247,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
                 dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
-                dpre_W_blocks[t] *= dc[:, np.newaxis]  # (15), (16), (17) dL/da_i, da_f, da_g
-                da_o_seq[t] *= dh  # (10) dL/da_o
+                dpre_W_blocks[t] *= dc[:, np.newaxis]  # (15), (16), (17) dL/da_i, da_f, da_g, through (12), (13), (14)
+                da_o_seq[t] *= dh  # (10) dL/da_o, through (9)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
                 if masked[t]:

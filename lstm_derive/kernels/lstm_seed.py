@@ -235,8 +235,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 ds = o*dh + ds_next  # (9) dL/ds
                 ds_prev = f*ds  # (19) dL/ds_prev
-                dpre_W_blocks[t] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f
-                da_o_seq[t] *= dh  # (17) dL/da_o
+                dpre_W_blocks[t] *= ds[:, np.newaxis]  # (14), (15), (16) dL/da_g, da_i, da_f, through (11), (12), (13)
+                da_o_seq[t] *= dh  # (17) dL/da_o, through (10)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, ds_next = dh_prev, ds_prev
                 if masked[t]:
