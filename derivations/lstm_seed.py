@@ -24,14 +24,17 @@ cell.update(s=s, h=s * o)  # h is also the step output
 cell.note("The seed's code multiplies `wg`, `wi`, `wf`, `wo` by `xc = [x; h_prev]`: they are the row "
           "blocks of `[W_x W_h]` in the order g, i, f, o, and `bg`, `bi`, `bf`, `bo` those of `b`. Compare "
           "its `dwg` with the first H rows of both `dW_x` and `dW_h`, side by side, not with `dW_x` alone.")
-cell.note("Dropping `ds_next` from {ds}, i.e. `ds = o*dh`, lowers the seed's toy loss at iteration 99 "
-          "(the last of 100) to 6.1e-09 (the correct gradient reaches 2.6e-06) and breaks the gradient: the "
+cell.note("Dropping `ds_next` from {ds}, i.e. `ds = o*dh`, lowers the loss of the seed's toy problem "
+          "(nicodjimenez/lstm's example: 4 steps, 100 iterations of SGD, benchmarks/seed_lstm.py) at its "
+          "last iteration to 6.1e-09, where training with the correct gradient reaches 2.6e-06, and breaks the "
+          "gradient: the "
           "later losses that reach `s` through `s_prev` of the next step are lost, and central "
           "differences disagree with it.")
 cell.note("Adding tanh on `s` in the forward pass only, `h = o*tanh(s)` with this backward pass, lowers "
           "the toy loss to 6.3e-07 and breaks the gradient too: that cell needs "
           "`ds = o*(1 - tanh(s)**2)*dh + ds_next` in {ds} and `do = tanh(s)*dh` in {do}. Change the "
-          "forward equation here and regenerate instead (derivations/lstm.py is that cell).")
+          "forward equation here and regenerate instead (derivations/lstm.py is that cell, with its blocks "
+          "in the order i, f, g, o and its cell state named c).")
 cell.note("A lower training loss proves nothing about a gradient; a finite-difference check does "
           "(`lstm-derive check lstm_seed`, and tests/test_references.py for the two fixes).")
 

@@ -373,7 +373,7 @@ def test_seed_notes():
     notes = markdown.split("## Where people go wrong")[1].split("##")[0]
     assert "- `ds_next` already holds `f(t+1)`: it is `ds_prev = f*ds`, equation (19)" in notes
     assert "(9) adds `ds_next` as it is" in notes
-    assert "Dropping `ds_next` from (9), i.e. `ds = o*dh`, lowers the seed's toy loss" in notes
+    assert "Dropping `ds_next` from (9), i.e. `ds = o*dh`, lowers the loss of the seed's toy problem" in notes
     assert "Adding tanh on `s` in the forward pass only" in notes and "`do = tanh(s)*dh` in (10)" in notes
 
 
