@@ -60,7 +60,8 @@ def _forward_section(d):
 
 # What the functions a cell may call compute, in the forward section's words.
 _DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-{a}))",
-                relu: "relu({a}) = max({a}, 0), whose derivative [{a} > 0] is 1 where {a} > 0 and 0 elsewhere",
+                relu: "relu({a}) = max({a}, 0), whose derivative is 1 where {a} > 0 and 0 where {a} < 0 (at {a} = 0, "
+                      "where it has none, [{a} > 0] takes 0, as every framework does)",
                 softplus: "softplus({a}) = log(1 + exp({a}))"}
 # Each function's derivative in output form, from its stored output y: (the rule, the form in y).
 _OUTPUT_FORMS = {sigmoid: ("σ'({a}) = σ({a})(1 - σ({a}))", "{v}(1 - {v})"),
