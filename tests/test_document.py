@@ -684,7 +684,7 @@ def test_the_functions_rules_name_no_vector_of_the_cell_but_their_whole_argument
     (a,) = cell.affine("W", [x], blocks=["a"])
     cell.update(h=relu(a + u * h_prev))
     flat = " ".join(derivation_text(derive(cell)).split())
-    assert "relu(s) = max(s, 0), whose derivative is 1 where s > 0 and 0 where s < 0; at s = 0" in flat
+    assert "relu(s) = max(s, 0), whose derivative is 1 where s > 0 and 0 where s < 0 (at s = 0" in flat
     assert "(relu'(s) = [s > 0] is [h > 0] for h = relu(a + u*h_prev))" in flat and "[a > 0]" not in flat
 
 
