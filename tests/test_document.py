@@ -713,7 +713,7 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     stored outputs; the terminal's equations write products as * and ·, and its prose says so."""
     relu = (DERIVATIONS / "rnn_relu.md").read_text()
     assert "reads the stored outputs alone." in relu and "exp or tanh" not in relu and "Output form is exact" not in relu
-    assert "its derivative comes out 0, and the true one there is below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
+    assert "its derivative comes out 0. The true one there is below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
     assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·; ** is a power)" in text
     assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
@@ -724,7 +724,8 @@ def test_the_saturation_bounds_of_tanh_through_a_sigmoid_are_those_of_the_gates_
     gru's candidate and rnn's h are np.tanh, and theirs say nothing of it. Without the kernel's text
     the document does not guess."""
     docs = {n: " ".join((DERIVATIONS / f"{n}.md").read_text().split()) for n in ("lstm", "gru", "rnn", "lstm_peephole")}
-    assert "The kernel computes `g` (4) as 2σ(2a) - 1 of its argument a, which rounds to 1 past a ≈ 18.4" in docs["lstm"]
+    assert ("The kernel computes `g` (4) as 2σ(2a) - 1 of its argument a, which reaches ±1 sooner: 1 past a ≈ 18.4 "
+            "and -1 past a ≈ -19.1") in docs["lstm"]
     assert "The kernel computes `g` (4) as 2σ(2a) - 1" in docs["lstm_peephole"]
     assert "2σ(2a) - 1" not in docs["gru"] and "2σ(2a) - 1" not in docs["rnn"]
     assert "2σ(2a) - 1" not in _flat_text(load_cell(DERIVATIONS / "lstm.py"))  # no kernel: nothing said of it
@@ -736,11 +737,12 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
     lstm_doc = " ".join((DERIVATIONS / "lstm.md").read_text().split())
     assert ("Two kinds of names are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
             "y(t) = h(t) being the step's output; and `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
-    assert ("the Jacobian of `W`'s output (its blocks, stacked) with respect to `h_prev` is `W_h`, so its term in "
-            "`dh_prev` is `W_h^T` times the blocks' adjoints") in lstm_doc
+    assert ("The derivative of `W`'s output `[a_i; a_f; a_g; a_o]` with respect to `h_prev` is the matrix `W_h`, "
+            "so its term in `dh_prev` is `W_h^T·[da_i; da_f; da_g; da_o]`") in lstm_doc
+    assert "Its term in `dW_h` is the outer product `[da_i; da_f; da_g; da_o]·h_prev^T`, summed over the steps and the sequences in (22)." in lstm_doc
     assert "A pre-activation is what an activation function reads, as `i = sigmoid(a_i)` in (2) reads `a_i`." in lstm_doc
     gru_doc = " ".join((DERIVATIONS / "gru.md").read_text().split())
-    assert "with respect to `h_prev` is `U_h`, so its term in `dh_prev` is `U_h^T`" in gru_doc
+    assert "with respect to `h_prev` is the matrix `U_h`, so its term in `dh_prev` is `U_h^T·[da_hr; da_hz; da_hn]`" in gru_doc
 
 
 def test_the_carries_say_what_they_do_over_many_steps():

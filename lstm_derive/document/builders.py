@@ -282,9 +282,9 @@ def _output_gradient(d, y):
 def _backward_section(d, kernel_text=None):
     steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
     return Section("Backward pass", tuple(
-        [Prose("One step, last node first: the named nodes in the reverse of the script's order, so an "
-               "affine's blocks come after the nodes that read them, unless an equation before them reads a "
-               "block's adjoint: that block comes right after its gate."),
+        [Prose("One step, from its last node back to its first, in the reverse of the script's order. An "
+               "affine's blocks come after the nodes that read them; a block whose adjoint an earlier equation "
+               "needs comes right after the node that reads it."),
          Bullets(_backward_rules(d, kernel_text))]
         + [_step_math(s, d) for s in steps]
         + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
@@ -296,8 +296,8 @@ def _backward_section(d, kernel_text=None):
 # output-form derivative is 0, where the true one is below eps/2 (σ), eps (np.tanh) or 2 eps
 # (2σ(2a) - 1).
 _SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "10")}
-_TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which rounds to 1 past a ≈ 18.4 "
-               "and to -1 past a ≈ -19.1 (in float32 8.3 and -9.0).")
+_TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches ±1 sooner: 1 past "
+               "a ≈ 18.4 and -1 past a ≈ -19.1 (float32: 8.3 and -9.0).")
 
 
 _SOFTPLUS_SLOPE = "1 - exp(-y) of its output y (computed as -expm1(-y))"
@@ -305,13 +305,14 @@ _SOFTPLUS_SLOPE = "1 - exp(-y) of its output y (computed as -expm1(-y))"
 
 def _backward_rules(d, kernel_text=None):
     """How to read the equations below: the chain rule, the two forms, output form."""
-    rules = ["Each adjoint is the sum, over the node's consumers, of the consumer's adjoint times its local "
-             "derivative ∂u/∂v: that of u's own equation, its other inputs held fixed. An elementwise node's "
-             "Jacobian is diagonal, so ∂u/∂v is written as that diagonal and the product is elementwise (⊙).",
+    rules = ["For a node v, dv sums one term for each node u that reads v: du ⊙ ∂u/∂v, where ∂u/∂v is the "
+             "derivative of u's own equation with u's other inputs held fixed (an elementwise node's Jacobian "
+             "is diagonal, so ∂u/∂v is written as that diagonal, and the product is elementwise, ⊙). A new "
+             "state adds what step t+1 carries back.",
              _affine_rule(d),
-             "Each equation gives that sum first, then the same in the step's stored values, the values the "
-             "kernel reads (the kernel multiplies the local derivatives first, and so need not form every "
-             "adjoint: Kernel lines, below, says where each equation is)."]
+             "Most equations give that sum first, then the same in the step's stored values, which the kernel "
+             "reads. The kernel multiplies the local derivatives first, so it need not form every adjoint: "
+             "Kernel lines, below, gives the lines that finish each equation."]
     forms, names, functions = [], [], []
     for function, (rule, form) in _OUTPUT_FORMS.items():
         example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
@@ -330,22 +331,24 @@ def _backward_rules(d, kernel_text=None):
     elif _uses(d.cell, softplus):
         calls = f", and calls only softplus's {_SOFTPLUS_SLOPE}, to differentiate {them}"
     unnamed = _unnamed_call(d)
-    kept = (f" A call no node names, as `{expr_text(unnamed, d)}`, is kept from the forward pass, and its "
-            "derivative reads that value." if unnamed is not None else "")
+    kept = (f" `{expr_text(unnamed, d)}`, which no node names, is stored by the forward pass too, and its "
+            "derivative reads that stored value." if unnamed is not None else "")
     rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
                  f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
                  f"outputs alone{calls}.{kept}")
     # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
     saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if _uses(d.cell, f)]
     if saturated:
-        bounds = f"in float64 {_join([text for text, _ in saturated])}; in float32 past {_join([n for _, n in saturated])}"
+        bounds = (f"float64: {', '.join(text for text, _ in saturated)}; float32: "
+                  + ", ".join(f"{'σ' if f is sigmoid else 'tanh'} past {n}" for f, (_, n) in _SATURATED.items()
+                              if _uses(d.cell, f)))
         gates = _tanh_through_sigmoid(d, kernel_text)
         through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
                                          its="its" if len(gates) == 1 else "their") if gates else ""
         rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
-                     f"output rounds to its bound ({bounds}), its derivative comes out 0, and the true one there "
-                     "is below 2 eps, twice the machine epsilon (4.4e-16; 2.4e-7 in float32): under the rounding "
-                     f"of any term of order 1 it joins.{through_exp}")
+                     f"output rounds to its bound ({bounds}), its derivative comes out 0. The true one there is "
+                     "below 2 eps, twice the machine epsilon (4.4e-16; float32 2.4e-7): smaller than the rounding "
+                     f"error of any term of order 1 it is added to.{through_exp}")
     return tuple(rules)
 
 
@@ -355,10 +358,13 @@ def _affine_rule(d):
     prevs = {d.cell.prev(s) for s in d.cell.states}
     pairs = [(a, w, v) for a in d.cell.affines for w, v in zip(a.weights, a.inputs)]
     a, w, v = next((pair for pair in pairs if pair[2] in prevs), pairs[0])
-    return (f"An affine node's term is a matrix product: the Jacobian of `{a.name}`'s output (its blocks, stacked) "
-            f"with respect to `{v}` is `{w}`, so its term in `d{v}` is `{w}^T` times the blocks' adjoints, stacked, "
-            "which sums over the output's components at once; its term in the weight's gradient is the outer "
-            f"product of those adjoints with `{v}`, summed over the steps and rows with the parameters' gradients.")
+    stacked = _block_names(d)[a.name]
+    blocks = f"[{'; '.join(map(str, a.blocks))}]" if len(a.blocks) > 1 else str(a.blocks[0])
+    grad = next(g.number for g in d.param_grads if g.name == w)
+    return (f"An affine node's term is a matrix product. The derivative of `{a.name}`'s output `{blocks}` with "
+            f"respect to `{v}` is the matrix `{w}`, so its term in `d{v}` is `{w}^T·{stacked}`: the transpose "
+            f"sums, for each entry of `{v}`, its effect on every entry of the output. Its term in `d{w}` is the "
+            f"outer product `{stacked}·{v}^T`, summed over the steps and the sequences in ({grad}).")
 
 
 def _tanh_through_sigmoid(d, kernel_text):
