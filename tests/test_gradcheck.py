@@ -937,3 +937,146 @@ def test_a_gradient_zero_in_exact_arithmetic_is_judged_against_the_losss_roundin
     noise = np.array([1e-12, -2e-12])
     assert gradcheck._first_difference({"dm0": (noise, -noise)}, unit=1e-12) == ""  # within 10 units
     assert "dm0 differs by" in gradcheck._first_difference({"dm0": (noise, -noise)}, unit=0.0)
+
+
+# -- the tolerances and floors, each pinned by a kernel just wrong enough to fail it ------------------
+
+
+def test_the_check_along_a_random_direction_sees_a_small_error_a_sample_leaves_out():
+    """dW_h's column 3 off by 0.1%: 4.9e-6 of the gradient's norm along the direction, above the
+    central tolerance; the sample of one element per array misses the column."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = lstm.backward(params, cache, dys, dstate)
+        grads["W_h"] = grads["W_h"].copy()
+        grads["W_h"][:, 3] *= 1.001
+        return grads, dx, dstate0
+
+    central, _ = gradcheck.check_kernel(Wrapped(lstm, backward), T=6, B=2, D=4, H=8, sample=1, seed=3, methods=NUMERIC)
+    assert not central.mismatches and "along a random direction" in str(central), str(central)
+
+
+def test_a_float32_forward_off_by_three_tenths_of_a_percent_fails():
+    k = _float32_only(lstm, change_forward=lambda ys, final, cache: (ys * np.float32(1.003), final, cache))
+    central, r = gradcheck.check_kernel(k, methods=("central", "float32"))
+    assert central.ok and not r.ok and "forward()'s ys in float32 differs" in str(r), str(r)
+
+
+def test_state_none_read_as_1e_9_in_float64_fails():
+    central, _ = gradcheck.check_kernel(Wrapped(rnn, forward=_none_as(1e-9)), methods=NUMERIC)
+    assert not central.ok and "with state=None (meaning zeros) in float64" in str(central), str(central)
+
+
+def test_state_none_read_as_3e_5_in_float32_alone_fails():
+    def forward(params, x, state=None, lengths=None):
+        if state is None and np.asarray(x).dtype == np.float32:
+            state = (np.full((np.shape(x)[1], np.shape(params["W_h"])[0]), 3e-5, np.float32),)
+        return rnn.forward(params, x, state, lengths=lengths)
+
+    central, _ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
+    assert not central.ok and "with state=None (meaning zeros) in float32" in str(central), str(central)
+
+
+class Linear:
+    """ys = x w^T + c x v^T: dv is c times dw, so c sets dv's size beside |L|; off (off32 in
+    float32 runs alone) scales the returned dv, a wrong gradient of that relative size."""
+
+    STATES, PARAMS = ("h",), ("w", "v")
+
+    def __init__(self, c, off=1.0, off32=1.0):
+        self.c, self.off, self.off32 = c, off, off32
+
+    def init_params(self, D, H, seed=0, scale=1.0):
+        rng = np.random.default_rng(seed)
+        return {"w": rng.uniform(-scale, scale, (H, D)), "v": rng.uniform(-scale, scale, (H, D))}
+
+    def forward(self, params, x, state=None, lengths=None):
+        ys = x @ params["w"].T + self.c * (x @ params["v"].T)
+        return ys, (ys[-1],), (params, x)
+
+    def backward(self, params, cache, dys, dstate=None):
+        _, x = cache
+        dys = dys.copy()
+        dys[-1] += dstate[0]
+        dw = np.einsum("tbh,tbd->hd", dys, x)
+        dv = self.c * dw * (self.off32 if x.dtype == np.float32 else self.off)
+        return {"w": dw, "v": dv.astype(x.dtype)}, dys @ (params["w"] + self.c * params["v"]), (np.zeros_like(dstate[0]),)
+
+
+def _largest_dv_beside_the_loss(k):
+    p = gradcheck.random_problem(k)
+    return np.max(np.abs(gradcheck.analytic_gradients(k, p)["v"])) / gradcheck.loss_magnitude(k, p)
+
+
+def test_a_small_array_is_judged_against_itself_above_the_central_floor():
+    """dv about 3e-4 of |L|: the floor, 10/cbrt(eps) units of |L|, lies below it, so dv off by
+    5e-6 of itself fails, and only dv."""
+    c = 1.2e-3
+    assert 1e-4 < _largest_dv_beside_the_loss(Linear(c)) < 5e-4
+    assert gradcheck.check_kernel(Linear(c), methods=("central",))[0].ok
+    (r,) = gradcheck.check_kernel(Linear(c, off=1 + 5e-6), methods=("central",))
+    assert not r.ok and {m.name for m in r.mismatches} == {"v"}, str(r)
+
+
+def test_a_small_array_is_judged_against_itself_above_the_float32_floor():
+    central, r = gradcheck.check_kernel(Linear(4e-3, off32=1 + 5e-3), methods=("central", "float32"))
+    assert central.ok and not r.ok and {m.name for m in r.mismatches} == {"v"}, str(r)
+
+
+class Kink:
+    """ys = relu(x w^T) with w = 5e-7 from relu's 0: the central stencil crosses the kink at its step
+    and a tenth of it, not at a hundredth."""
+
+    STATES, PARAMS = ("h",), ("w",)
+
+    def forward(self, params, x, state=None, lengths=None):
+        ys = np.maximum(x @ params["w"].T, 0.0)
+        return ys, (ys[-1],), (params, x)
+
+    def backward(self, params, cache, dys, dstate=None):
+        _, x = cache
+        dys = dys.copy()
+        dys[-1] += dstate[0]
+        da = dys * (x @ params["w"].T > 0)
+        return {"w": np.einsum("tbh,tbd->hd", da, x)}, da @ params["w"], (np.zeros_like(dstate[0]),)
+
+
+def test_a_kink_a_tenth_of_the_step_away_is_judged_at_a_hundredth_of_it():
+    problem = gradcheck.Problem({"w": np.array([[5e-7]])}, np.ones((1, 1, 1)), (np.zeros((1, 1)),),
+                                np.ones((1, 1, 1)), (np.zeros((1, 1)),))
+    (r,) = gradcheck.check_kernel(Kink(), problem=problem, methods=("central",))
+    assert r.ok and r.smaller_steps == 1 and not r.directional, str(r)
+
+
+def test_compare_fails_an_all_zero_gradient_against_a_tiny_numeric_one():
+    assert not gradcheck.compare({"W": np.zeros(2)}, {"W": np.array([1e-12, 0.0])}, 1e-6).ok
+
+
+def test_compare_excuses_rounding_relative_to_the_arrays_largest_entry_without_a_loss_scale():
+    wide = {"W": np.array([1.0, 2e-15], dtype=np.longdouble)}
+    r = gradcheck.compare({"W": np.array([1.0, 0.0])}, {"W": np.array([1.0, 1e-10 + 1e-15])}, 1e-10, wide=wide)
+    assert r.ok and r.widened == 1, str(r)
+
+
+class Offset(Linear):
+    """Linear with 500 added to its outputs and final state: |L| grows, the gradient does not, so the
+    gradient's norm is about 1e-3 of |L|, near the directional check's floor."""
+
+    def forward(self, params, x, state=None, lengths=None):
+        ys, (final,), cache = super().forward(params, x, state, lengths)
+        return ys + 500.0, (final + 500.0,), cache
+
+
+def test_the_check_along_a_random_direction_judges_a_small_gradient_against_its_own_norm():
+    """dv off by 3e-6 of the gradient's norm per element: along the direction about 2e-6 of that
+    norm, above the tolerance of 1e-6; the floor (0.37 of the norm here) ten times larger would
+    pass it."""
+    k = Offset(1.0)
+    p = gradcheck.random_problem(k)
+    analytic = gradcheck.analytic_gradients(k, p)
+    norm = np.sqrt(sum(float(np.sum(g ** 2)) for g in analytic.values()))
+    unit = gradcheck.EPS * gradcheck.loss_magnitude(k, p)
+    assert 3e-4 < norm * gradcheck.EPS / unit < 3e-3  # the gradient is about 1e-3 of |L|
+    assert gradcheck.directional(k, p, analytic, 0, unit) == ""
+    signs = np.random.default_rng(0).choice([-1.0, 1.0], analytic["v"].shape)
+    wrong = {**analytic, "v": analytic["v"] + 3e-6 * norm * signs}
+    assert "of the gradient's norm" in gradcheck.directional(k, p, wrong, 0, unit)
