@@ -213,7 +213,8 @@ def _input_bias(k, a, n):
     steady = [(let, kind) for let, kind in k.gates.get(a.name, []) if let.symbol in k.steady]
     runs = [run for run in k.fused if run.a is a and any(s != 0 for s in run.steady)]
     if not folds and not steady and not runs:
-        return [f"pre_{a.name}_seq {_bias_update(k, a)}  # ({n})"] if a.biases else []
+        negated = ", negated as the weights are: the buffer holds -a" if _scaled_bias(k, a)[0] == "-" else ""
+        return [f"pre_{a.name}_seq {_bias_update(k, a)}  # ({n}){negated}"] if a.biases else []
     lines = [f"bias_{a.name} = {_bias_vector(k, a)}"]
     for let, kind in steady:
         lines.append(_steady_line(k, a, let, kind))

@@ -106,7 +106,7 @@ def forward(params, x, state=None, lengths=None):
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 2 * H)  # (1)
-    pre_W_seq -= b  # (1)
+    pre_W_seq -= b  # (1), negated as the weights are: the buffer holds -a
     pre_W_n_seq = (x.reshape(T * B, D) @ W_n_x.T).reshape(T, B, H)  # (5)
     pre_W_n_seq += b_n  # (5)
     r_seq, z_seq = _blocks(pre_W_seq, 2)
