@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from lstm_derive import cli
 from lstm_derive import generate as gen
@@ -145,27 +146,29 @@ def _my_cell():
     return re.search(r"For instance `my_cell.py`.*?```python\n(.*?)```", readme, re.S).group(1)
 
 
-def test_the_cells_whose_cache_serves_any_number_of_backward_calls_are_those_named():
-    """README names the cells whose backward() leaves the cache as it was (no gate sits in the
-    pre-activations' buffer); every other cell's second backward() on one cache raises."""
+def test_the_cells_whose_backward_leaves_the_cache_as_it_was_are_those_named():
+    """README names the cells whose backward() writes nothing over the cache (no gate sits in the
+    pre-activations' buffer); every other cell's writes its gradients there. All refuse a second
+    backward() on one cache."""
+    import copy
     import importlib
 
     from lstm_derive.gradcheck import random_problem
     from lstm_derive.kernels import CELLS
     named = re.search(r"\(every cell here but ([^)]*)\)", README.read_text(encoding="utf-8")).group(1)
-    reusable = set()
+    untouched = set()
     for name in CELLS:
         k = importlib.import_module(f"lstm_derive.kernels.{name}")
         p = random_problem(k)
         cache = k.forward(p.params, p.x, p.state)[2]
-        first = k.backward(p.params, cache, p.dys, p.dstate)[0]
-        try:
-            again = k.backward(p.params, cache, p.dys, p.dstate)[0]
-        except ValueError:
-            continue
-        assert all(np.array_equal(first[n], again[n]) for n in first), name  # reusable, then truly so
-        reusable.add(name)
-    assert set(re.findall(r"`(\w+)`", named)) == reusable
+        before = copy.deepcopy(cache)
+        k.backward(p.params, cache, p.dys, p.dstate)
+        with pytest.raises(ValueError, match="has used it up"):
+            k.backward(p.params, cache, p.dys, p.dstate)
+        arrays = [n for n, v in before.items() if isinstance(v, np.ndarray) and n != "spent"]
+        if all(np.array_equal(before[n], cache[n]) for n in arrays):
+            untouched.add(name)
+    assert set(re.findall(r"`(\w+)`", named)) == untouched
 
 
 def test_the_seed_derivation_excerpt_is_what_the_script_prints(capsys):

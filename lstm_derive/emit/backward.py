@@ -67,7 +67,8 @@ def _backward_head(k):
         "",
         "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
         "    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."
-        + ("\n    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call.\"\"\"" if k.in_place else '\"\"\"'),
+        + ("\n    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call.\"\"\""
+           if k.in_place else "\n    A cache serves one call, as in the kernels that write their gradients over it.\"\"\""),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {_tuple(params)})",
@@ -77,13 +78,14 @@ def _backward_head(k):
         _CACHE_UNPACK,  # the buffers backward() reads, once the rest of it is written
         "    " + _unpack_tuple([f"d{s}_next" for s in k.states], '_checked_state(dstate, B, H, x.dtype, name="dstate")'),
     ]
-    if k.in_place:
-        body += [
-            '    if cache["spent"]:',
-            '        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "',
-            '                         "gate values it holds); run forward() again")',
-            '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
-        ]
+    why = ('"(it writes the gradients over the gate values it holds)' if k.in_place else
+           '"(one call per cache, as in the kernels that write their gradients over it)')
+    body += [
+        '    if cache["spent"]:',
+        f'        raise ValueError("cache: backward() has used it up already "',
+        f'                         {why}; run forward() again")',
+        '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
+    ]
     return body + [
         "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
         f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",

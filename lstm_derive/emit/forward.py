@@ -82,8 +82,7 @@ def _forward_head(k):
         *_pole_state_doc(k),
         "",
         "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
-        ("    for one call of backward() (ys is read-only, and a view into it unless the longest sequence" if k.in_place else
-         "    that backward() reads (ys is read-only, and a view into it unless the longest sequence"),
+        "    for one call of backward() (ys is read-only, and a view into it unless the longest sequence",
         "    ends before T: copy ys to change it).",
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
         "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
@@ -440,7 +439,7 @@ def _gate_views(k, a):
 
 
 def _cache_items(k):
-    spent = ['"spent": np.array(False)'] if k.in_place else []  # set by backward(), which consumes the cache
+    spent = ['"spent": np.array(False)']  # set by backward(): a cache serves one call
     samples = f'"samples": _samples({_tuple(list(k.cell.parameter_names()) + ["x"])})'
     lengths = ['"ended": ended', '"masked": masked', '"T_all": T_all']  # what _steps_to_run() made of them
     return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + lengths + spent + [samples]

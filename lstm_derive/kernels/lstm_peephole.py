@@ -202,8 +202,8 @@ def backward(params, cache, dys=None, dstate=None):
         cache["h_seq"], cache["c_seq"], cache["pre_W_seq"], cache["tanh_c_seq"])
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
-        raise ValueError("cache: backward() has used it up already (it writes the gradients over the "
-                         "gate values it holds); run forward() again")
+        raise ValueError("cache: backward() has used it up already "
+                         "(it writes the gradients over the gate values it holds); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]

@@ -73,7 +73,7 @@ def forward(params, x, state=None, lengths=None):
     and the steps after the longest sequence's end are not run.
 
     Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    that backward() reads (ys is read-only, and a view into it unless the longest sequence
+    for one call of backward() (ys is read-only, and a view into it unless the longest sequence
     ends before T: copy ys to change it).
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
@@ -110,7 +110,7 @@ def forward(params, x, state=None, lengths=None):
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "ended": ended, "masked": masked,
-             "T_all": T_all, "samples": _samples((W_x, W_h, b_x, b_h, x))}
+             "T_all": T_all, "spent": np.array(False), "samples": _samples((W_x, W_h, b_x, b_h, x))}
     return ys, final, cache
 
 
@@ -121,7 +121,8 @@ def backward(params, cache, dys=None, dstate=None):
     lengths) its dys reach the state it kept, as its outputs there repeat it.
 
     Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
-    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."""
+    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked.
+    A cache serves one call, as in the kernels that write their gradients over it."""
     W_x, W_h, b_x, b_h = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, (W_x, W_h, b_x, b_h))
@@ -130,6 +131,10 @@ def backward(params, cache, dys=None, dstate=None):
     dys = np.zeros((T_all, B, H), x.dtype) if dys is None else _checked("dys", dys, (T_all, B, H), "(T, B, H)", x.dtype)
     h_seq = cache["h_seq"]
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
+    if cache["spent"]:
+        raise ValueError("cache: backward() has used it up already "
+                         "(one call per cache, as in the kernels that write their gradients over it); run forward() again")
+    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
