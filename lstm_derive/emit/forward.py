@@ -901,5 +901,5 @@ def _tanh_lines(k, a, run):
     if not _scaled(k, a):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute "
-        "terms, not in relative terms for |a| << 1", f"{let.symbol} -= one  # ({k.number[let.symbol]})")]
+        f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
+        "relatively where |a| << 1", f"{let.symbol} -= one  # ({k.number[let.symbol]})")]

@@ -119,7 +119,7 @@ def _number_arrays(loop):
     if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
         return []
     return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
-            "  # the numbers of the lines below as arrays of x's dtype: no conversion at every call"]
+            "  # arrays of x's dtype: a Python number is converted at every call"]
 
 
 def _aux_printer(k, arrays=False):

@@ -116,7 +116,7 @@ def forward(params, x, state=None, lengths=None):
     h_seq = np.empty((T + 1, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
+    one = np.array(1, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):

@@ -139,7 +139,7 @@ def forward(params, x, state=None, lengths=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -151,7 +151,7 @@ def forward(params, x, state=None, lengths=None):
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             i, g, o = i_seq[t], g_seq[t], o_seq[t]
-            g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not relatively where |a| << 1
             g -= one  # (4)
             f = f_seq[t]
             np.subtract(one, i, out=f)  # (3) f = 1 - i

@@ -137,7 +137,7 @@ def forward(params, x, state=None, lengths=None):
     s_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
     s_seq[0] = s_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -149,7 +149,7 @@ def forward(params, x, state=None, lengths=None):
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
             g, i, f, o = g_seq[t], i_seq[t], f_seq[t], o_seq[t]
-            g *= two  # (2) tanh(a) = 2 sigmoid(2a) - 1: exact to eps in absolute terms, not in relative terms for |a| << 1
+            g *= two  # (2) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not relatively where |a| << 1
             g -= one  # (2)
             s = s_seq[t + 1]  # (6) s = g*i + s_prev*f, written in place:
             np.multiply(f, s_prev, out=s)

@@ -101,7 +101,7 @@ def forward(params, x, state=None, lengths=None):
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
-    zero = np.array(0, x.dtype)  # the numbers of the lines below as arrays of x's dtype: no conversion at every call
+    zero = np.array(0, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
     for t in range(T):
         pre_W = pre_W_seq[t]
         pre_W += np.dot(h_prev, W_h.T)  # (1)
