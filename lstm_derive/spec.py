@@ -169,9 +169,12 @@ class Declared:
 
     file: str
     line: int
+    script: str | None = None  # where the line is a helper module's: the cell script's call of it
+    script_line: int | None = None
 
     def __str__(self):
-        return f"{self.file}:{self.line}"
+        called = f" (called from {self.script}:{self.script_line})" if self.script else ""
+        return f"{self.file}:{self.line}{called}"
 
 
 class Blocks(list):
@@ -901,11 +904,17 @@ class Cell:
                                 f"affine nodes, e.g. cell.affine('W', [{symbol}, ...]) (adding {symbol} itself, a "
                                 "residual connection, is not in the cell language)")
 
-    @staticmethod
-    def _caller():
+    def _caller(self):
         frame = _caller_frame()
         if frame is None:
             return Declared("<unknown>", 0)
+        script = getattr(self, "source", None)  # unset while __init__ runs
+        if script and frame.f_code.co_filename != script:  # a helper module's line: the script's call too
+            outer = frame.f_back
+            while outer is not None and outer.f_code.co_filename != script:
+                outer = outer.f_back
+            if outer is not None:
+                return Declared(frame.f_code.co_filename, frame.f_lineno, script, outer.f_lineno)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
 
 

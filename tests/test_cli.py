@@ -435,6 +435,20 @@ def test_a_scripts_helpers_beside_it_import(tmp_path, capsys):
     assert str(cells) not in sys.path  # put back as it was
 
 
+def test_an_error_in_a_helper_names_the_helpers_line_and_the_scripts_call(tmp_path, capsys):
+    """A node a helper module makes is refused at the helper's line, and the script's line that
+    called the helper is named too: the helper may serve several calls."""
+    (tmp_path / "_gates.py").write_text("from lstm_derive import sigmoid\n\n\n"
+                                        "def gate(cell, name, a):\n    return cell.let(name, sigmoid(a) + abs(a))\n")
+    script = tmp_path / "three.py"
+    script.write_text("from lstm_derive import Cell, tanh\nfrom _gates import gate\n\n"
+                      'cell = Cell("three", title="t")\nx, h_prev = cell.input("x"), cell.state("h")\n'
+                      '(a,) = cell.affine("W", [x, h_prev], blocks=["a"])\n'
+                      'f = gate(cell, "f", a)\ncell.update(h=tanh(f))\n')
+    assert cli.main(["check", str(script)]) == 2
+    assert f"{tmp_path / '_gates.py'}:5 (called from {script}:7): 'f' uses Abs" in capsys.readouterr().err
+
+
 def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
     (tmp_path / "notes.md").write_text("# notes\n")
     assert cli.main(["check", str(tmp_path / "notes.md")]) == 2
