@@ -561,8 +561,8 @@ def parse_args(argv):
     ap.add_argument("--repeat", type=int, help="rounds per case (default: fill a time budget)")
     ap.add_argument("--pause", type=float, default=PAUSE,
                     help=f"seconds between NumPy and PyTorch calls (default {PAUSE})")
-    ap.add_argument("--torch-threads", type=int, help="PyTorch's intra-op threads (default: NumPy's OpenBLAS "
-                    "count, OPENBLAS_NUM_THREADS, else OMP_NUM_THREADS, else the CPU count)")
+    ap.add_argument("--torch-threads", type=int, help="PyTorch's intra-op threads (default: OPENBLAS_NUM_THREADS, "
+                    "else OMP_NUM_THREADS, else the CPU count, as NumPy's OpenBLAS runs)")
     ap.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     ap.add_argument("--show", metavar="PATH", help="print the tables of a saved JSON report and exit")
     args = ap.parse_args(argv)

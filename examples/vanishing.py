@@ -141,6 +141,7 @@ def main(argv=None):
     if not args.no_plot:
         common.writable_directory(args.out, "--out")
     results, interrupted = {}, False
+    UNDERFLOWED.clear()  # a second main() in one process reports its own cells alone
     try:
         with common.Progress(len(cells), "measuring", enabled=not args.quiet, unit="cell") as bar:
             for cell in cells:

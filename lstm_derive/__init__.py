@@ -31,9 +31,9 @@ def explain(cell, file=None):
     from .emit import emit_kernel
     from .spec import SpecError
 
-    for warning in cell.warnings():  # on stderr, as the command line has them, unless a file is given
-        print(f"warning: {warning}", file=file or sys.stderr, flush=True)  # before a long derivation
     try:
+        for warning in cell.warnings():  # on stderr, as the command line has them, unless a file is given
+            print(f"warning: {warning}", file=file or sys.stderr, flush=True)  # before a long derivation
         d = derive(cell)
     except SpecError as error:
         print(f"lstm-derive: {error}", file=sys.stderr)

@@ -421,7 +421,7 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
               + ", ".join(f"{name} {count}" for name, count in sorted(failing.items(), key=lambda item: -item[1])))
     if overflowed:  # a failure all the same: a check that judged nothing passes nothing
         print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
-              "overflowing on them; --scale with a smaller weight scale checks the cell where it does not")
+              "overflowing on them; a smaller --scale checks the cell where it does not")
     return ok
 
 

@@ -25,6 +25,7 @@ import keyword
 import numbers
 import re
 import sys
+import traceback
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -471,7 +472,7 @@ class Cell:
             if not isinstance(self.output, str):
                 raise SpecError(f"{set_at}: output {self.output!r} is not a state's name; set output to one of: "
                                 f"{', '.join(map(str, self.states))}")
-            self.output = str.__str__(self.output)
+            object.__setattr__(self, "output", str.__str__(self.output))  # not a new setting: where it was set stays
         if not self.inputs:
             raise SpecError(f"{where}: cell '{self.name}' has no input; declare one with cell.input('x')")
         if len(self.inputs) > 1:
@@ -518,8 +519,10 @@ class Cell:
         return named
 
     def warnings(self):
-        """Warnings ("where: what") about a valid cell: the parts nothing reads (unread()), and
-        expressions so long that the derivation of them grows out of hand (long())."""
+        """Warnings ("where: what") about the cell, once validate() has found it valid: the parts
+        nothing reads (unread()), and expressions so long that their derivation grows out of hand
+        (long())."""
+        self.validate()
         return self.unread() + self.long()
 
     def long(self):
@@ -941,7 +944,7 @@ def written_form(cell, let):
             for form in (shown, _replaced(shown, named)):
                 # SymPy distributes a number over a sum as it builds the let: 2*(hc - h_prev)*f is
                 # f*(2*hc - 2*h_prev) there, the same expression
-                if form.doit() == let.expr or sympy.expand(form.doit() - let.expr) == 0:
+                if form.doit() == let.expr or sympy.expand_mul(form.doit() - let.expr) == 0:
                     return form
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             continue
@@ -989,6 +992,8 @@ def _product(l, r):
         return l * r
     if r.is_number:
         l, r = r, l
+    if l.is_number and r.is_Mul and r.args[0] == -1:  # -f*hc*2 is -2*f*hc
+        return sympy.Mul(-l, *r.args[1:], evaluate=False)
     if l.is_number and r.is_Mul and not r.args[0].is_number:  # f*hc*2 is 2*f*hc, not 2*(f*hc)
         return sympy.Mul(l, *r.args, evaluate=False)
     factors = (*l.args, r) if l.is_Mul else (l, r)  # a*b*c as one product, -a*b with its sign in front
@@ -1223,9 +1228,12 @@ def script_hint(error):
     keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
     if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
         method, given = keyword.groups()
-        names = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"]
+        if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
+            names, call = ["name", "title", "output"], "Cell()"
+        else:
+            names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
         close = difflib.get_close_matches(given, names, n=1)
-        return (f"did you mean {close[0]}=? " if close else "") + f"cell.{method} takes {', '.join(names)}"
+        return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
@@ -1247,6 +1255,14 @@ def _caller_frame():
     return frame
 
 
+def _about_the_cell(tb):
+    """Whether an error came from building the cell: raised within lstm_derive or SymPy, or on a
+    line that unpacks an affine's blocks. The rest of the script (a training loop) gets no hint."""
+    frames = traceback.extract_tb(tb)
+    inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
+    return any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
+
+
 def _hint_uncaught_errors():
     """For a cell script run as a program (python my_cell.py): after Python's own traceback of an
     uncaught error, the hint the command line would give with it (max(a, h_prev): a cell's vectors
@@ -1257,7 +1273,7 @@ def _hint_uncaught_errors():
 
     def hook(kind, error, tb):
         previous(kind, error, tb)
-        hint = script_hint(error)
+        hint = script_hint(error) if _about_the_cell(tb) else ""
         if hint:
             print(f"lstm-derive: {hint}", file=sys.stderr)
 

@@ -571,7 +571,7 @@ def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(
     assert cli.main(["check", str(script)]) == 1
     captured = capsys.readouterr()
     assert ("c_exp: 1 of the 3 problems could not be judged at all, the forward pass overflowing on them; "
-            "--scale with a smaller weight scale checks the cell where it does not") in captured.out
+            "a smaller --scale checks the cell where it does not") in captured.out
     assert "Warning" not in captured.err  # the overflow is the report's to say
     assert cli.main(["check", str(script), "--scale", "0.5"]) == 0
     assert {c["scale"] for c in cli.checks(6, scale=0.5)} == {0.5}
