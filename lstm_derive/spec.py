@@ -917,7 +917,7 @@ class Cell:
             while outer is not None and outer.f_code.co_filename != script:
                 outer = outer.f_back
             if outer is not None:
-                return Declared(frame.f_code.co_filename, frame.f_lineno, script, outer.f_lineno)
+                return Declared(_beside(frame.f_code.co_filename, script), frame.f_lineno, script, outer.f_lineno)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
 
 
@@ -1242,6 +1242,17 @@ def script_hint(error):
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
     return ""
+
+
+def _beside(helper, script):
+    """A helper module's path spelt as the script's is where it lies beside it (the import found it
+    by an absolute path): _gates.py:5 (called from three.py:7), not /home/.../_gates.py:5."""
+    try:
+        if Path(helper).resolve().parent == Path(script).resolve().parent:
+            return str(Path(script).parent / Path(helper).name)
+    except (OSError, ValueError):  # "<string>", or a path that cannot be resolved
+        pass
+    return helper
 
 
 def _caller_frame():

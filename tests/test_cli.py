@@ -435,7 +435,7 @@ def test_a_scripts_helpers_beside_it_import(tmp_path, capsys):
     assert str(cells) not in sys.path  # put back as it was
 
 
-def test_an_error_in_a_helper_names_the_helpers_line_and_the_scripts_call(tmp_path, capsys):
+def test_an_error_in_a_helper_names_the_helpers_line_and_the_scripts_call(tmp_path, capsys, monkeypatch):
     """A node a helper module makes is refused at the helper's line, and the script's line that
     called the helper is named too: the helper may serve several calls."""
     (tmp_path / "_gates.py").write_text("from lstm_derive import sigmoid\n\n\n"
@@ -447,6 +447,9 @@ def test_an_error_in_a_helper_names_the_helpers_line_and_the_scripts_call(tmp_pa
                       'f = gate(cell, "f", a)\ncell.update(h=tanh(f))\n')
     assert cli.main(["check", str(script)]) == 2
     assert f"{tmp_path / '_gates.py'}:5 (called from {script}:7): 'f' uses Abs" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path)  # the helper spelt as the script is, beside it
+    assert cli.main(["check", "three.py"]) == 2
+    assert "lstm-derive: _gates.py:5 (called from three.py:7): 'f' uses Abs" in capsys.readouterr().err
 
 
 def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
