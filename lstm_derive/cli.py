@@ -24,6 +24,7 @@ import os
 import shlex
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -224,10 +225,24 @@ def _script(args, name):
     return by_name[name]
 
 
+# Seconds a script's derivation and emission may take before the command says it is still at it
+# (the packaged cells take 0.1 to 0.4 s; a cell of 16 blocks and 15 lets, about 8 s).
+SLOW = 3.0
+
+
 def _targets_for(script, out=None):
     """gen.targets_for, and first a warning on stderr for each part of the cell that nothing reads
-    and each expression too long to derive quickly."""
-    return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr, flush=True))
+    and each expression too long to derive quickly; past SLOW seconds, a line that says it is
+    still deriving, so that a large cell's silence is not taken for a hang."""
+    notice = threading.Timer(SLOW, lambda: print(f"lstm-derive: still deriving {Path(script).name} "
+                                                 "(a large cell takes a while) ...", file=sys.stderr, flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr,
+                                                                 flush=True))
+    finally:
+        notice.cancel()
 
 
 def _claim(targets, script, claimed):

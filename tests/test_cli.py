@@ -452,6 +452,20 @@ def test_an_error_in_a_helper_names_the_helpers_line_and_the_scripts_call(tmp_pa
     assert "lstm-derive: _gates.py:5 (called from three.py:7): 'f' uses Abs" in capsys.readouterr().err
 
 
+def test_a_derivation_that_takes_long_says_it_is_still_at_it(tmp_path, capsys, monkeypatch):
+    """Past SLOW seconds a line on stderr says the command is still deriving; a quick one says nothing."""
+    import time as clock
+
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    targets_for = gen.targets_for
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0  # well under SLOW
+    assert "still deriving" not in capsys.readouterr().err
+    monkeypatch.setattr(cli, "SLOW", 0.05)
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kw: (clock.sleep(0.5), targets_for(*args, **kw))[1])
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    assert "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ..." in capsys.readouterr().err
+
+
 def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
     (tmp_path / "notes.md").write_text("# notes\n")
     assert cli.main(["check", str(tmp_path / "notes.md")]) == 2
