@@ -52,7 +52,7 @@ def main(argv=None):
     ap.add_argument("new")
     ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size("S1")])
     ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float64"])
-    ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--rounds", type=bench.at_least(1), default=15)
     args = ap.parse_args(argv)
     old, new = load_module(args.old), load_module(args.new)
     print(f"{'size':<8}{'dtype':<9}{'old ms':>10}{'new ms':>10}{'new/old':>9}")

@@ -43,12 +43,15 @@ def measure(cell, shape, dtype, rounds):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--cells", nargs="+", choices=["lstm", "gru"], default=["lstm", "gru"])
     ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size(s) for s in SIZES])
     ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float32"])
-    ap.add_argument("--rounds", type=int, default=60)
+    ap.add_argument("--rounds", type=bench.at_least(1), default=60)
     args = ap.parse_args(argv)
+    single = [size for size, (_, B, _, _) in args.sizes if B < 2]
+    if single:  # its one row would end after one step, and the call with lengths run one step alone
+        ap.error(f"--sizes {single[0]}: B must be at least 2 (one row ends after one step, the others run T)")
     print(f"{'cell':<6}{'size':<14}{'dtype':<9}{'median ratio':>13}{'of mins':>9}")
     for cell in args.cells:
         for size, shape in args.sizes:

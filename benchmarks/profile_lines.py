@@ -26,7 +26,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.append(str(HERE.parent))
 
-from bench import DTYPES, make_problem, parse_size  # noqa: E402
+from bench import DTYPES, at_least, make_problem, parse_size  # noqa: E402
+from lstm_derive.kernels import CELLS  # noqa: E402
 
 FUNCTIONS = ("forward", "backward")
 _COMPOUND = (ast.For, ast.While, ast.If, ast.With)
@@ -134,16 +135,18 @@ def timer_cost():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cell", nargs="?", default="lstm")
+    ap.add_argument("cell", nargs="?", default="lstm", choices=CELLS)
     ap.add_argument("--size", type=parse_size, default=parse_size("S3"))
     ap.add_argument("--dtype", choices=list(DTYPES), default="float32")
-    ap.add_argument("--calls", type=int, default=5)
+    ap.add_argument("--calls", type=at_least(1), default=5)
     ap.add_argument("--module", help="profile this kernel file instead of lstm_derive.kernels.CELL")
     ap.add_argument("--top", type=int, default=0, help="show only the N costliest lines")
     args = ap.parse_args(argv)
 
     if args.module:
         path = Path(args.module)
+        if not path.is_file():
+            ap.error(f"--module {path}: no such kernel file")
     else:
         path = Path(importlib.import_module("lstm_derive.kernels." + args.cell).__file__)
     mod = Profiled(path)
@@ -185,10 +188,10 @@ def main(argv=None):
     ]
     for name, a, b in rows:
         print(f"{name:<34} {1e3 * a:>8.3f}ms {1e3 * b:>8.3f}ms")
-    steps = sum(1 for _ in range(T))
     loop_lines = sum(1 for line in mod.lines if line[3])
-    print(f"per step: {1e6 * total / steps:.1f} us at size, {1e6 * sum(tiny_whole.values()) / steps:.1f} us "
-          f"tiny; {loop_lines} timed statements run per step (forward + backward)")
+    print(f"per step: {1e6 * total / T:.1f} us at size, {1e6 * sum(tiny_whole.values()) / T:.1f} us tiny; "
+          f"{loop_lines} statements in the loops (forward + backward; a span's run once a span, and those "
+          "for ended sequences only where one has ended)")
 
 
 if __name__ == "__main__":

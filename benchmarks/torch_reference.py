@@ -29,10 +29,13 @@ def version():
 
 def set_threads(n=None):
     """Intra-op threads: n, else what NumPy's OpenBLAS runs with, OPENBLAS_NUM_THREADS before
-    OMP_NUM_THREADS (so that both libraries run with the same count), else the machine's cores;
-    returns the count."""
-    given = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS")
-    n = n or (int(given) if given and given.isdigit() else None) or os.cpu_count() or 1
+    OMP_NUM_THREADS (so that both libraries run with the same count), capped at the cores this
+    process may use as OpenBLAS caps it, else those cores; returns the count."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    given = [os.environ.get(v, "") for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")]
+    given = next((int(g) for g in given if g.isdigit() and int(g) > 0), None)
+    # OpenBLAS runs no more threads than the cores it may use
+    n = n or (min(given, cores) if given else cores)
     torch.set_num_threads(n)
     return torch.get_num_threads()
 
