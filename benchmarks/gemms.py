@@ -102,19 +102,15 @@ def layouts(B, H, rows, dtype, rounds=200, seed=0):
     h = rng.standard_normal((B, H)).astype(dtype)
     W = rng.standard_normal((rows, H)).astype(dtype)
     WT, out = np.ascontiguousarray(W.T), np.empty((B, rows), dtype)
-    view, contiguous, copy = [], [], []
-    for _ in range(rounds):  # interleaved: a busy spell slows all alike
-        t0 = time.perf_counter()
-        np.dot(h, W.T, out=out)
-        t1 = time.perf_counter()
-        np.dot(h, WT, out=out)
-        t2 = time.perf_counter()
-        np.ascontiguousarray(W.T)
-        t3 = time.perf_counter()
-        view.append(t1 - t0)
-        contiguous.append(t2 - t1)
-        copy.append(t3 - t2)
-    view, contiguous = np.array(view), np.array(contiguous)
+    calls = {"view": lambda: np.dot(h, W.T, out=out), "contiguous": lambda: np.dot(h, WT, out=out),
+             "copy": lambda: np.ascontiguousarray(W.T)}
+    times = {name: [] for name in calls}
+    for _ in range(rounds):  # interleaved, in an order drawn afresh each round: none always follows another
+        for name in rng.permutation(list(calls)):
+            t0 = time.perf_counter()
+            calls[name]()
+            times[name].append(time.perf_counter() - t0)
+    view, contiguous, copy = (np.array(times[name]) for name in calls)
     return (1e6 * np.median(view), 1e6 * np.median(contiguous), float(np.median(contiguous / view)),
             1e6 * np.median(copy))
 
