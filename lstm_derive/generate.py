@@ -118,8 +118,9 @@ def _as_python_runs(path, doing="", hint=False):
         raise
     except (Exception, SystemExit) as error:
         what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
+        told = script_hint(error) if hint else ""
         raise SpecError(f"{path}:{_script_line(error, path)}: {doing}{type(error).__name__}: {what}"
-                        f"{'; ' + script_hint(error) if hint and script_hint(error) else ''}") from error
+                        f"{'; ' + told if told else ''}") from error
     finally:
         sys.path.remove(folder)
 

@@ -634,7 +634,7 @@ def _scaled_lines(k, a, printer, blocks):
             continue
         steps = [k.d.step_for(b) for b in a.blocks[j0:j1]]
         cite = ", ".join(f"({s.number})" for s in steps)
-        what = ", ".join(str(s.adjoint) for s in steps) + _through(_passed_on(k, steps))
+        what = ", ".join(str(s.adjoint) for s in steps) + _through(_completed(k, steps))
         r = printer.doprint(root)
         if j1 - j0 == 1:
             lines.append(f"{steps[0].adjoint}_seq[t] *= {r}  # {cite} dL/{what}")
@@ -645,7 +645,7 @@ def _scaled_lines(k, a, printer, blocks):
     return lines
 
 
-def _passed_on(k, steps):
+def _completed(k, steps):
     """The equations along the blocks' chains, past the blocks' own, whose adjoints the line that
     multiplies the root in completes: da_i = i(1 - i)*g * dc forms no di = g*dc, and the line's
     `*= dc` finishes (13) as well as (14). The factors are cited where the products are formed."""
