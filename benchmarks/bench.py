@@ -98,6 +98,7 @@ LABELS = {
 # largest entry
 AGREE = {np.float64: 1e-8, np.float32: 1e-4}
 PAUSE = 0.2          # seconds, when switching between NumPy and PyTorch
+SPREAD = 1.5         # third quartile / first of a contender's rounds above which the run was disturbed
 
 # what the kernels should reach
 TARGETS = {
@@ -447,7 +448,11 @@ def print_targets(rows, out=None):
 
 def disturbances(throughput, cases):
     """Signs that the machine was busy during the run: the GEMM probes at its start and end
-    disagree, or any contender's slowest round took more than twice its fastest."""
+    disagree, or the middle half of any contender's rounds spread over more than SPREAD.
+
+    Not the slowest round against the fastest: a millisecond call meets a preempted round or a
+    BLAS thread's late wake-up in almost every run, on a quiet machine too (max/min above 2 in
+    most B = 1 cases of every run measured), while load from elsewhere moves the quartiles."""
     found = []
     for dt in throughput.get("end", {}):
         start, end = throughput["start"][dt]["best_gflops"], throughput["end"][dt]["best_gflops"]
@@ -455,9 +460,19 @@ def disturbances(throughput, cases):
             found.append(f"{dt} GEMM throughput {start:.0f} GFLOP/s at the start, {end:.0f} at the end")
     for c in cases:
         for name, r in c["results"].items():
-            if r.get("max_ms") and r["max_ms"] > 2 * r["min_ms"]:
-                found.append(f"{c['cell']} {c['size']} {c['dtype']} {name} took {r['min_ms']:.3g}-{r['max_ms']:.3g} ms")
+            q1, q3 = quartiles(r.get("times_ms", []))
+            if q3 > SPREAD * q1:
+                found.append(f"{c['cell']} {c['size']} {c['dtype']} {name}: the middle half of its rounds "
+                             f"took {q1:.3g}-{q3:.3g} ms")
     return found
+
+
+def quartiles(times):
+    """The first and third quartiles of the times (0, 0 for fewer than four)."""
+    if len(times) < 4:
+        return 0, 0
+    q1, _, q3 = statistics.quantiles(times, n=4)
+    return q1, q3
 
 
 def print_disturbances(found, out=None):
