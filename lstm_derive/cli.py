@@ -337,7 +337,7 @@ def _check_cell(script, out, claimed):
         return [script.name, "-", "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
     kernel = gen.import_kernel(targets[0].path)
     try:
-        reports = [r for config in CHECKS for r in _reports(kernel, config)]
+        reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
         seconds = f"{time.perf_counter() - start:.2f}"
         return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", seconds, "FAIL"], [
@@ -411,21 +411,26 @@ def run_check(args):
 def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
-    ok, judged, failing, overflowed = True, [], {}, 0
+    ok, judged, failing, overflowed, vacuous = True, [], {}, 0, 0
     for config in checks(problems, steps, scale):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
-            reports = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
+            used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except Exception as error:  # a kernel that crashes fails its check, and the others go on
             print(f"{cell} ({sizes}) FAIL: the kernel raised {raised(kernel, error)}")
             return False
+        if skipped:
+            print(f"{cell} ({sizes}) every gradient is exactly 0 on this problem, which judges nothing: drawn again "
+                  f"with seed{'s' if len(skipped) > 1 else ''} {', '.join(str(s + SEED_STRIDE) for s in skipped)}")
+            sizes = ", ".join(f"{k}={v}" for k, v in used.items() if k != "methods")
         for report in reports:
             for line in str(report).splitlines():  # every line names its cell and problem: grep keeps them
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
         judged += reports
         overflowed += all(r.overflowed for r in reports)
+        vacuous += any(r.vacuous for r in reports)
         for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
             failing[name] = failing.get(name, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
@@ -437,6 +442,9 @@ def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     if overflowed:  # a failure all the same: a check that judged nothing passes nothing
         print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
               "overflowing on them; a smaller --scale checks the cell where it does not")
+    if vacuous:
+        print(f"{cell}: on {vacuous} of the {problems} problems every gradient was exactly 0, on each of "
+              f"{REDRAWS + 1} draws: the checks judged nothing there; does every output depend on the inputs?")
     return ok
 
 
@@ -454,10 +462,28 @@ def _applicable(config, kernel):
                                                     k == "lengths" and not takes_lengths(kernel))}
 
 
+# Where every gradient is exactly 0 on a drawn problem (every relu off at every step: a third of
+# an IndRNN's problems of size 1), it judges nothing: the problem is drawn again with the seed
+# moved by SEED_STRIDE (clear of the seeds of the other problems), up to REDRAWS times.
+REDRAWS, SEED_STRIDE = 10, 1000
+
+
 def _reports(kernel, config):
-    """check_kernel's reports on one problem; with span=N, the kernel's backward pass goes by spans
-    of N steps (a generated kernel's _span), where it would take the problem's steps in one."""
-    config = _applicable(config, kernel)
+    """(config, reports, seeds): check_kernel's reports on one problem, the configuration they
+    were made with and the seeds passed over, on whose problems every gradient was 0. With
+    span=N, the kernel's backward pass goes by spans of N steps (a generated kernel's _span),
+    where it would take the problem's steps in one."""
+    config, skipped = _applicable(config, kernel), []
+    for redraw in range(REDRAWS + 1):
+        reports = _reports_once(kernel, config)
+        if redraw == REDRAWS or not any(r.vacuous for r in reports):
+            return config, reports, skipped
+        skipped.append(config["seed"])
+        config = {**config, "seed": config["seed"] + SEED_STRIDE}
+
+
+def _reports_once(kernel, config):
+    config = dict(config)
     span = config.pop("span", None)
     if span is None:
         return check_kernel(kernel, **config)

@@ -375,11 +375,13 @@ class Report:
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
+    vacuous: bool = False  # every gradient exactly 0, analytic and numeric: nothing was judged
+
 
     @property
     def ok(self):
         return not (self.mismatches or self.wrong_shapes or self.unjudged or self.directional or self.alone
-                    or self.written or self.forward or self.calls)
+                    or self.written or self.forward or self.calls or self.vacuous)
 
     @property
     def max_error(self):
@@ -408,6 +410,9 @@ class Report:
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
+        if self.vacuous:
+            return head + (", but nothing was judged: every gradient is exactly 0 on this problem, the numeric ones "
+                           "too (as when every relu is off at every step); check the kernel on another one")
         if self.ok and self.smaller_steps:
             return head + (f", ok ({_elements(self.smaller_steps)} judged at a tenth or a hundredth of the step: "
                            "the loss bends within the full one there: a kink such as relu's 0, or a fast change)")
@@ -570,6 +575,8 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
         reports.append(report)
+    for report in reports:  # where nothing else failed: a nonzero numeric gradient fails as a mismatch
+        report.vacuous = report.ok and not any(np.any(a) for a in values.values())
     _hint_at_the_cause(reports)
     return reports
 

@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 from lstm_derive import cli
@@ -40,6 +40,7 @@ def kernel(name):
 
 def assert_gradients_agree(k, **config):
     reports = check_kernel(k, **config)
+    assume(not any(r.vacuous for r in reports))  # every gradient 0 (a relu off throughout): nothing to judge
     failed = [str(r) for r in reports if not r.ok]
     assert not failed, f"{k.CELL} {config}:\n" + "\n".join(failed)
 

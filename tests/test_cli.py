@@ -284,9 +284,9 @@ def test_the_first_check_crosses_the_backward_passs_spans(tmp_path):
     (tmp_path / "wrong_lstm.py").write_text(wrong)
     kernel = gen.import_kernel(tmp_path / "wrong_lstm.py")
     one_span = {k: v for k, v in cli.CHECKS[0].items() if k != "span"}
-    assert all(r.ok for r in cli._reports(kernel, one_span))
+    assert all(r.ok for r in cli._reports(kernel, one_span)[1])
     try:
-        failed = not all(r.ok for r in cli._reports(kernel, cli.CHECKS[0]))
+        failed = not all(r.ok for r in cli._reports(kernel, cli.CHECKS[0])[1])
     except IndexError:  # the last span's product is empty (its slice starts before 0): a crash fails a check too
         failed = True
     assert failed and kernel._span(2, 4, float) > 100  # the default span is restored
@@ -655,3 +655,39 @@ def test_a_cell_given_after_methods_is_said_to_go_before_them(capsys):
         cli.main(["check", "--methods", "central", "my_cell.py"])
     assert stop.value.code == 2
     assert "--methods takes the words after it, and 'my_cell.py' is no method" in capsys.readouterr().err
+
+
+def _relu_cell(directory, name, update):
+    script = directory / f"{name}.py"
+    script.write_text("from lstm_derive import Cell, relu\n"
+                      f'cell = Cell("{name}")\n'
+                      'x, h_prev = cell.input("x"), cell.state("h")\n'
+                      '(a,) = cell.affine("W", [x], blocks=["a"])\n'
+                      'u = cell.param("u")\n'
+                      f"cell.update(h={update})\n", encoding="utf-8")
+    return script
+
+
+def test_a_problem_on_which_every_gradient_is_0_is_drawn_again(tmp_path, capsys):
+    """An IndRNN's relu is off at both steps of the size-1 problem at seed 2: every gradient is 0
+    there, the numeric ones too, and the check judged nothing; it is drawn again, and passes."""
+    script = _relu_cell(tmp_path, "indrnn", "relu(a + u*h_prev)")
+    assert cli.main(["check", str(script)]) == 0
+    out = capsys.readouterr().out
+    assert ("indrnn (T=2, B=1, D=1, H=1, seed=2, scale=1.0) every gradient is exactly 0 on this problem, which "
+            "judges nothing: drawn again with seed 1002") in out
+    judged = [line for line in out.splitlines() if "seed=1002" in line]
+    assert len(judged) == REPORTS and all(line.endswith(", ok") for line in judged)
+    assert "nothing was judged" not in out
+
+
+def test_a_cell_whose_every_gradient_is_0_fails_as_judging_nothing(tmp_path, capsys):
+    """h = relu(-relu(a + u*h_prev)) is 0 whatever its inputs: no draw gives a gradient to judge, but the
+    first problem's sequence of 0 steps, whose final state is its initial one."""
+    script = _relu_cell(tmp_path, "dead", "relu(-relu(a + u*h_prev))")
+    assert cli.main(["check", str(script)]) == 1
+    out = capsys.readouterr().out
+    assert f"drawn again with seeds {', '.join(str(2 + 1000 * k) for k in range(1, cli.REDRAWS + 1))}" in out
+    assert ("dead: on 2 of the 3 problems every gradient was exactly 0, on each of 11 draws: the checks judged "
+            "nothing there; does every output depend on the inputs?") in out
+    assert "but nothing was judged: every gradient is exactly 0 on this problem" in out

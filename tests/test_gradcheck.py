@@ -1080,3 +1080,25 @@ def test_the_check_along_a_random_direction_judges_a_small_gradient_against_its_
     signs = np.random.default_rng(0).choice([-1.0, 1.0], analytic["v"].shape)
     wrong = {**analytic, "v": analytic["v"] + 3e-6 * norm * signs}
     assert "of the gradient's norm" in gradcheck.directional(k, p, wrong, 0, unit)
+
+
+class Dead(Kink):
+    """Kink's relu, with a backward that returns every gradient 0 wherever it is."""
+
+    def backward(self, params, cache, dys, dstate=None):
+        grads, dx, dstate0 = super().backward(params, cache, dys, dstate)
+        return {"w": 0 * grads["w"]}, 0 * dx, dstate0
+
+
+def test_a_problem_on_which_every_gradient_is_0_judges_nothing_and_passes_nothing():
+    """relu off everywhere (w < 0, x > 0): every gradient is 0, the numeric ones too, so the
+    checks compare zeros with zeros; where relu is on, the same zero gradients are wrong, and fail
+    as such."""
+    def problem(w):
+        return gradcheck.Problem({"w": np.array([[w]])}, np.ones((2, 1, 1)), (np.zeros((1, 1)),),
+                                 np.ones((2, 1, 1)), (np.zeros((1, 1)),))
+    for r in gradcheck.check_kernel(Kink(), problem=problem(-0.5), methods=NUMERIC):
+        assert r.vacuous and not r.ok and "nothing was judged: every gradient is exactly 0" in str(r), str(r)
+    for r in gradcheck.check_kernel(Dead(), problem=problem(0.5), methods=NUMERIC):
+        assert not r.vacuous and not r.ok and {m.name for m in r.mismatches} == {"w", "x"}, str(r)
+    assert not any(r.vacuous for r in gradcheck.check_kernel(Kink(), problem=problem(0.5), methods=NUMERIC))

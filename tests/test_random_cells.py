@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from lstm_derive import derive, exp, relu, sigmoid, softplus, tanh
@@ -222,6 +222,7 @@ def assert_proven(script, config):
         except Exception as error:  # noqa: BLE001 - any error is this cell's failure; show the cell
             pytest.fail(f"deriving, emitting or checking this cell raised {type(error).__name__}: {error}\n\n"
                         f"{script}", pytrace=False)
+    assume(not any(r.vacuous for r in reports))  # every gradient 0 (a relu off throughout): nothing to judge
     failed = [str(r) for r in reports if not r.ok]
     assert not failed, (f"the kernel of this cell fails the gradient check ({config}):\n\n{script}\n"
                         + "\n".join(failed))
