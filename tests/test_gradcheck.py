@@ -673,9 +673,16 @@ def test_a_sequence_ended_at_the_wrong_step_is_named():
 
 
 def test_a_problem_of_no_steps_is_checked():
-    """T = 0: the gradients are those of the final state alone, which is the initial one."""
+    """T = 0: the gradients are those of the final state alone, which is the initial one; an
+    initial state's gradient off by 1% there fails, and only it."""
     for r in gradcheck.check_kernel(lstm, T=0, B=2, D=2, H=2):
         assert r.ok, str(r)
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, (dh0, dc0) = lstm.backward(params, cache, dys, dstate)
+        return grads, dx, (dh0 * 1.01, dc0)
+    for r in gradcheck.check_kernel(Wrapped(lstm, backward), T=0, B=2, D=2, H=2, methods=NUMERIC):
+        assert not r.ok and {m.name for m in r.mismatches} == {"h0"}, str(r)
 
 
 def test_a_problem_whose_initial_state_is_none_is_checked_from_zeros():

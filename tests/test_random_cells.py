@@ -10,6 +10,7 @@ the script.
 """
 
 import ast
+import functools
 import importlib
 import os
 import re
@@ -36,6 +37,11 @@ CONSTANTS = ["0.5", "2", "-1"]
 
 def expressions(names):
     """Source text of elementwise expression trees over the given vector names."""
+    return _expressions(tuple(names))
+
+
+@functools.lru_cache(maxsize=None)  # a recursive strategy costs more to build and validate than to draw from
+def _expressions(names):
     leaves = st.sampled_from(list(names) * 3 + CONSTANTS)
 
     def extend(inner):

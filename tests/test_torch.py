@@ -22,7 +22,7 @@ import torch.nn.utils.prune  # noqa: E402
 from lstm_derive import torch_convert as tc  # noqa: E402
 from lstm_derive.kernels import gru, lstm, rnn, rnn_relu  # noqa: E402
 
-TOLERANCE = 1e-10
+TOLERANCE = 1e-12  # the worst disagreement measured is 9e-15 (dc0): float64 rounding, summed in another order
 CELLS = {"lstm": (lstm, torch.nn.LSTM), "gru": (gru, torch.nn.GRU), "rnn": (rnn, torch.nn.RNN),
          "rnn_relu": (rnn_relu, functools.partial(torch.nn.RNN, nonlinearity="relu"))}
 CELL_MODULES = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell,
