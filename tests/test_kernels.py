@@ -112,7 +112,8 @@ def test_the_backward_pass_takes_a_complex_step_too(name):
     by_complex_step = gradient(1j * h, np.complex128).imag / h
     by_differences = (gradient(eps, np.float64) - gradient(-eps, np.float64)).real / (2 * eps)
     scale = np.max(np.abs(by_differences))
-    assert scale > 0 and np.max(np.abs(by_complex_step - by_differences)) <= 1e-6 * scale
+    # the differences' rounding, about eps(float64)/eps of the scale: 2.4e-10 of it at worst (lstm_cifg)
+    assert scale > 0 and np.max(np.abs(by_complex_step - by_differences)) <= 1e-8 * scale
 
 
 @pytest.mark.parametrize("name", CELLS)
