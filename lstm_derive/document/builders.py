@@ -412,8 +412,9 @@ def _step_math(step: Step, d):
     lhs, lhs_tex = str(step.adjoint), _tex_name(str(step.adjoint))
     if step.kind == "param":  # one step's and row's share; the sum over them comes with the weights'
         lhs, lhs_tex = f"{lhs}(t, j)", f"{lhs_tex}(t, j)"
-    chain_text = " + ".join(_chain_text(t, step, d) for t in step.terms) or "0"
-    chain_tex = " + ".join(_chain_tex(t, step, d) for t in step.terms) or "0"
+    chain = [_chain_term(t, step, d) for t in step.terms]
+    chain_text = " + ".join(text for text, _ in chain) or "0"
+    chain_tex = " + ".join(tex for _, tex in chain) or "0"
     result_text = step.text(_TextPrinter(_block_names(d)))
     if chain_text == result_text:
         return Math(f"{lhs_tex} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
@@ -427,30 +428,24 @@ def _step_math(step: Step, d):
 _ONE_LINE = 80  # characters of an equation's two forms, as text, that one displayed line takes
 
 
-def _chain_text(term, step, d):
-    v = step.target
+def _chain_term(term, step, d):
+    """One term of a step's chain-rule sum, as (text, TeX), each kind of term in both forms side by
+    side: the loss's and the next step's partial derivatives, a matrix term, and an adjoint times
+    the local derivative of its consumer (or of the whole pre-activation the term reads)."""
+    v, v_tex = step.target, _tex_name(str(step.target))
     if term.consumer == "loss":
-        return f"∂l(t)/∂{v}"
+        return f"∂l(t)/∂{v}", rf"\frac{{\partial l(t)}}{{\partial {v_tex}}}"
     if term.consumer == "next step":
-        return f"∂L(t+1)/∂{v}"
+        return f"∂L(t+1)/∂{v}", rf"\frac{{\partial L(t+1)}}{{\partial {v_tex}}}"
     if isinstance(term.local, MatTerm):
-        return expr_text(term.local, d)
+        return expr_text(term.local, d), expr_latex(term.local, d)
+    adj_tex = _tex_name(str(term.adjoint))
     if term.pre is not None:
-        return f"{term.adjoint} ⊙ ∂({expr_text(_as_written(term.pre, d), d)})/∂{v}"
-    return f"{term.adjoint} ⊙ ∂{term.consumer}/∂{v}"
-
-
-def _chain_tex(term, step, d):
-    v = _tex_name(str(step.target))
-    if term.consumer == "loss":
-        return rf"\frac{{\partial l(t)}}{{\partial {v}}}"
-    if term.consumer == "next step":
-        return rf"\frac{{\partial L(t+1)}}{{\partial {v}}}"
-    if isinstance(term.local, MatTerm):
-        return expr_latex(term.local, d)
-    if term.pre is not None:
-        return rf"{_tex_name(str(term.adjoint))} \odot \frac{{\partial \left({expr_latex(_as_written(term.pre, d), d)}\right)}}{{\partial {v}}}"
-    return rf"{_tex_name(str(term.adjoint))} \odot \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v}}}"
+        pre = _as_written(term.pre, d)
+        return (f"{term.adjoint} ⊙ ∂({expr_text(pre, d)})/∂{v}",
+                rf"{adj_tex} \odot \frac{{\partial \left({expr_latex(pre, d)}\right)}}{{\partial {v_tex}}}")
+    return (f"{term.adjoint} ⊙ ∂{term.consumer}/∂{v}",
+            rf"{adj_tex} \odot \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v_tex}}}")
 
 
 def _carries_section(d):
