@@ -150,6 +150,18 @@ def _interface(k):
     )
 
 
+_SIGMOID = (
+    "def sigmoid(a):",
+    '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
+    "",
+    "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
+    "    stands for a value below the smallest normal number (in float16, below a = -11.1, for a",
+    "    subnormal one below 1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is",
+    '    reported."""',
+    '    with np.errstate(over="ignore", under="ignore"):',
+    "        return 1 / (1 + np.exp(-a))",
+)
+
 # The functions a kernel calls by name, defined in the module where it calls them.
 _FUNCTION_HELPERS = {
     "relu": (
@@ -182,85 +194,69 @@ _FUNCTION_HELPERS = {
     ),
 }
 
+_BEFORE_ENDS = (
+    "def _before_ends(a, ended):",
+    '    """a (T, B, H), its rows past each sequence\'s end zeroed (None: no sequence ends early). There a',
+    "    new state is the one kept, which need not fit the step's other values: a zero a local divides",
+    '    by, whose inf times the zero adjoint would be nan."""',
+    "    return a if ended is None else np.where(ended, 0, a)",
+)
+
+_SIGMOID_INTO = (
+    "def _sigmoid_into(a, out, minus_one):",
+    '    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the',
+    '    caller decides what overflow of exp reports. minus_one: a 0-d array of -1 (see forward())."""',
+    "    np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4",
+    "    np.exp(out, out=out)",
+    "    out -= minus_one  # 1 + exp(-a)",
+    "    return np.reciprocal(out, out=out)",
+)
+
+_BLOCKS = (
+    "def _blocks(a, count):",
+    '    """The gate blocks of a (..., count * H) array, as views."""',
+    "    H = a.shape[-1] // count",
+    "    return [a[..., j * H:(j + 1) * H] for j in range(count)]",
+)
+
+_SPAN = (
+    "def _span(B, H, dtype):",
+    '    """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and',
+    '    at least one step, so that the span of every such array stays in a core\'s cache."""',
+    "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
+)
+
+_GATE_SCALE = (
+    "_GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for one step need not make it again",
+    "",
+    "",
+    "def _gate_scale(kinds, H, dtype, numbers=None):",
+    '    """Per column: -1 for a block a sigmoid reads, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1),',
+    '    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if',
+    '    numbers is None); read-only, made once."""',
+    "    key = (kinds, H, np.dtype(dtype), numbers)",
+    "    if key not in _GATE_SCALES:",
+    '        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}',
+    '        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
+    "        scale = np.repeat(factors, H).astype(dtype)",
+    "        scale.flags.writeable = False",
+    "        _GATE_SCALES[key] = scale",
+    "    return _GATE_SCALES[key]",
+)
+
 
 def _helpers(k, passes):
-    """The helpers the module needs; passes is the code of forward() and backward()."""
-    lines = [
-        "def sigmoid(a):",
-        '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
-        "",
-        "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
-        "    stands for a value below the smallest normal number (in float16, below a = -11.1, for a",
-        "    subnormal one below 1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is",
-        '    reported."""',
-        '    with np.errstate(over="ignore", under="ignore"):',
-        "        return 1 / (1 + np.exp(-a))",
-    ]
+    """The helpers the module needs, sigmoid() always; passes is the code of forward() and backward()."""
     code = "\n".join(line.split("  # ")[0] for line in passes.splitlines())  # a comment's relu(a) calls nothing
-    for name, helper in _FUNCTION_HELPERS.items():
-        if f"{name}(" in code:
-            lines += ["", ""] + list(helper)
-    if "_before_ends(" in passes:
-        lines += [
-            "",
-            "",
-            "def _before_ends(a, ended):",
-            '    """a (T, B, H), its rows past each sequence\'s end zeroed (None: no sequence ends early). There a',
-            "    new state is the one kept, which need not fit the step's other values: a zero a local divides",
-            '    by, whose inf times the zero adjoint would be nan."""',
-            "    return a if ended is None else np.where(ended, 0, a)",
-        ]
-    if "_sigmoid_into(" in passes:
-        lines += [
-            "",
-            "",
-            "def _sigmoid_into(a, out, minus_one):",
-            '    """sigmoid(a) written into the array out (which may be a itself) with no temporary; the',
-            '    caller decides what overflow of exp reports. minus_one: a 0-d array of -1 (see forward())."""',
-            "    np.multiply(a, minus_one, out=out)  # -a: np.negative(a, out=out) gets some strides wrong in NumPy 2.4",
-            "    np.exp(out, out=out)",
-            "    out -= minus_one  # 1 + exp(-a)",
-            "    return np.reciprocal(out, out=out)",
-        ]
-    if any(len(a.blocks) > 1 for a in k.cell.affines):
-        lines += [
-            "",
-            "",
-            "def _blocks(a, count):",
-            '    """The gate blocks of a (..., count * H) array, as views."""',
-            "    H = a.shape[-1] // count",
-            "    return [a[..., j * H:(j + 1) * H] for j in range(count)]",
-        ]
-    if k.saved or any(k.hoisted(step) for step in k.d.steps):  # the backward pass goes by spans
-        lines += [
-            "",
-            "",
-            "def _span(B, H, dtype):",
-            '    """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and',
-            '    at least one step, so that the span of every such array stays in a core\'s cache."""',
-            "    return max(1, 2**16 // max(1, B * H * np.dtype(dtype).itemsize))",
-        ]
-    if _has_gate_scale(k):
-        lines += [
-            "",
-            "",
-            "_GATE_SCALES = {}  # (kinds, H, dtype, numbers) -> its _gate_scale: a call for one step need not make it again",
-            "",
-            "",
-            "def _gate_scale(kinds, H, dtype, numbers=None):",
-            '    """Per column: -1 for a block a sigmoid reads, -2 for a tanh block (tanh(a) = 2 sigmoid(2a) - 1),',
-            '    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if',
-            '    numbers is None); read-only, made once."""',
-            "    key = (kinds, H, np.dtype(dtype), numbers)",
-            "    if key not in _GATE_SCALES:",
-            '        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}',
-            '        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
-            "        scale = np.repeat(factors, H).astype(dtype)",
-            "        scale.flags.writeable = False",
-            "        _GATE_SCALES[key] = scale",
-            "    return _GATE_SCALES[key]",
-        ]
-    return _lines(*lines)
+    needed = [helper for name, helper in _FUNCTION_HELPERS.items() if f"{name}(" in code]
+    needed += [helper for helper, wanted in [
+        (_BEFORE_ENDS, "_before_ends(" in passes),
+        (_SIGMOID_INTO, "_sigmoid_into(" in passes),
+        (_BLOCKS, any(len(a.blocks) > 1 for a in k.cell.affines)),
+        (_SPAN, k.saved or any(k.hoisted(step) for step in k.d.steps)),  # the backward pass goes by spans
+        (_GATE_SCALE, _has_gate_scale(k)),
+    ] if wanted]
+    return _lines(*_SIGMOID, *(line for helper in needed for line in ("", "", *helper)))
 
 
 def _steps(k):
