@@ -18,7 +18,8 @@ import sympy
 
 import difflib
 
-from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, Note, SpecError, written_form
+from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, Note, SpecError
+from .written import written_form
 
 __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "ParamGrad", "adjoint"]
 
@@ -52,7 +53,7 @@ class Equation:
     lhs: tuple
     rhs: sympy.Expr | None  # None for an affine node
     node: object  # the Affine or Let it comes from
-    shown: sympy.Expr | None = None  # rhs as the script writes it, unevaluated (spec.written_form)
+    shown: sympy.Expr | None = None  # rhs as the script writes it, unevaluated (written.written_form)
 
 
 @dataclass(frozen=True)

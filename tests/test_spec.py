@@ -837,7 +837,7 @@ def test_a_syntax_error_names_its_line(tmp_path, capsys):
 def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
     from sympy.printing.str import StrPrinter
 
-    from lstm_derive.spec import written_form
+    from lstm_derive.written import written_form
 
     shown = StrPrinter({"order": "none"}).doprint
     gru = load_cell(ROOT / "derivations" / "gru.py")
@@ -861,7 +861,7 @@ def test_a_gate_written_inline_is_shown_as_written_and_by_its_name_in_the_expres
     from sympy.printing.str import StrPrinter
 
     from lstm_derive.derive import derive
-    from lstm_derive.spec import written_form
+    from lstm_derive.written import written_form
 
     shown = StrPrinter({"order": "none"}).doprint
     script, _ = write_script(tmp_path, """
@@ -876,7 +876,7 @@ def test_a_gate_written_inline_is_shown_as_written_and_by_its_name_in_the_expres
 def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
     from sympy.printing.str import StrPrinter
 
-    from lstm_derive.spec import written_form
+    from lstm_derive.written import written_form
 
     shown = StrPrinter({"order": "none"}).doprint
     body = """

@@ -1,0 +1,168 @@
+"""A let's expression as its script writes it, for display: the script's text read back into an
+unevaluated SymPy expression, its terms and factors in the written order (``written_form``)."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import sympy
+
+from .spec import SUPPORTED_FUNCTIONS, Affine
+
+
+def written_form(cell, let):
+    """The let's expression with its terms and factors in the order its script writes them, for
+    display: SymPy sorts them, and (1 - z)*n + z*h_prev would print as h_prev*z + n*(1 - z).
+    None where the script's text is not at hand or does not read back into the same expression
+    (a variable named unlike its node, an expression built in a loop or a function)."""
+    tree = _script_tree(str(let.where.file))
+    if tree is None:
+        return None
+    names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
+    for node in cell.nodes:
+        names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
+    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
+    calls = tuple(SUPPORTED_FUNCTIONS.values())
+    named = {n.expr: n.symbol for n in cell.lets if n is not let and n.where == let.where and isinstance(n.expr, calls)}
+    texts = list(_written_texts(tree, let.where.line, str(let.symbol)))
+    if isinstance(let.expr, calls):  # a gate the derivation named, as the script writes it inline
+        texts += _written_calls(tree, let.where.line)
+    for text in texts:
+        try:
+            shown = _unevaluated(text, names)
+            for form in (shown, _replaced(shown, named)):
+                # SymPy distributes a number over a sum as it builds the let: 2*(hc - h_prev)*f is
+                # f*(2*hc - 2*h_prev) there, the same expression
+                if form.doit() == let.expr or sympy.expand_mul(form.doit() - let.expr) == 0:
+                    return form
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
+            continue
+    return None
+
+
+def _script_tree(path):
+    try:
+        stamp = Path(path).stat()
+    except (OSError, ValueError):
+        return None
+    return _parsed(path, stamp.st_mtime_ns, stamp.st_size)  # a script edited in this process is read again
+
+
+@functools.lru_cache(maxsize=32)
+def _parsed(path, mtime_ns, size):
+    try:
+        return ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _written_texts(tree, line, name):
+    """The expression nodes of cell.let("name", expr) and cell.update(name=expr) calls on a line."""
+    for call in ast.walk(tree):
+        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
+                and call.lineno <= line <= (call.end_lineno or call.lineno)):
+            continue
+        if call.func.attr == "let" and len(call.args) == 2 and isinstance(call.args[0], ast.Constant) \
+                and call.args[0].value == name:
+            yield call.args[1]
+        elif call.func.attr == "update":
+            yield from (k.value for k in call.keywords if k.arg == name)
+
+
+def _written_calls(tree, line):
+    """The calls of the cell language's functions (sigmoid(a_f - 1)) in the statement on a line."""
+    return [call for call in ast.walk(tree) if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+            and call.func.id in SUPPORTED_FUNCTIONS and call.lineno <= line <= (call.end_lineno or call.lineno)]
+
+
+def _product(l, r):
+    """l*r unevaluated, a number first (2*x, as written) and a sign in front (-a*b, not (-a)*b)."""
+    if l.is_number and r.is_number:
+        return l * r
+    if r.is_number:
+        l, r = r, l
+    if l.is_number and r.is_Mul and r.args[0] == -1:  # -f*hc*2 is -2*f*hc
+        return sympy.Mul(-l, *r.args[1:], evaluate=False)
+    if l.is_number and r.is_Mul and not r.args[0].is_number:  # f*hc*2 is 2*f*hc, not 2*(f*hc)
+        return sympy.Mul(l, *r.args, evaluate=False)
+    factors = (*l.args, r) if l.is_Mul else (l, r)  # a*b*c as one product, -a*b with its sign in front
+    return sympy.Mul(*factors, evaluate=False)
+
+
+def _divided(l, n):
+    """l/n for a number n, unevaluated: c*h_prev/3, not (c*h_prev)/3; -c*h_prev/3 with its sign in front."""
+    if l.is_Mul and l.args[0] == -1:
+        return sympy.Mul(-1, _divided(sympy.Mul(*l.args[1:], evaluate=False), n), evaluate=False)
+    return sympy.Mul(*(l.args if l.is_Mul else (l,)), sympy.Pow(n, -1, evaluate=False), evaluate=False)
+
+
+def _negated(e):
+    """-e unevaluated, a number's sign taken into it: a - 1.0 and -2*a, not a - 1*1.0 and -1*2*a."""
+    if e.is_number:
+        return -e
+    if e.is_Mul and e.args[0] == -1:  # --a is a
+        rest = e.args[1:]
+        return rest[0] if len(rest) == 1 else sympy.Mul(*rest, evaluate=False)
+    if e.is_Mul and e.args[0].is_number:
+        return sympy.Mul(-e.args[0], *e.args[1:], evaluate=False)
+    return sympy.Mul(-1, e, evaluate=False)
+
+
+def _sum(l, r):
+    """l + r unevaluated; a + b + c as one sum, not (a + b) + c."""
+    return sympy.Add(*(l.args if l.is_Add else (l,)), r, evaluate=False)
+
+
+_BINARY = {
+    ast.Add: _sum,
+    ast.Sub: lambda l, r: _sum(l, _negated(r)),
+    ast.Mult: _product,
+    ast.Div: lambda l, r: _divided(l, r) if r.is_number else _product(l, sympy.Pow(r, -1, evaluate=False)),
+    ast.Pow: lambda l, r: sympy.Pow(l, r, evaluate=False),
+}
+
+
+def _replaced(expr, mapping):
+    """expr with the mapping's subexpressions replaced, its order kept (xreplace would sort it); a
+    function call is matched by its value (sigmoid(a_f - 1) as written is sigmoid(-1 + a_f))."""
+    if expr in mapping:
+        return mapping[expr]
+    if isinstance(expr, sympy.Function) and expr.args and expr.doit() in mapping:
+        return mapping[expr.doit()]
+    if not expr.args:
+        return expr
+    return expr.func(*(_replaced(a, mapping) for a in expr.args), evaluate=False)
+
+
+def _unevaluated(node, names):
+    """An expression's syntax tree as an unevaluated SymPy expression, its order kept."""
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_unevaluated(node.left, names), _unevaluated(node.right, names))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        return _negated(_unevaluated(node.operand, names))
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+        return sympy.sympify(node.value)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
+        return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
+    if _is_rational(node):  # sympy.Rational(1, 3) or Rational(1, 3): a number, as written
+        return sympy.Rational(*(_integer(arg) for arg in node.args))
+    raise ValueError(f"not read back: {ast.dump(node)}")
+
+
+def _is_rational(node):
+    func = getattr(node, "func", None)
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+    return (isinstance(node, ast.Call) and name == "Rational" and len(node.args) == 2 and not node.keywords
+            and all(type(_integer(a)) is int for a in node.args))
+
+
+def _integer(node):
+    """The int a node writes (3, or -3 as a unary minus), else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _integer(node.operand)
+        return None if value is None else -value
+    return node.value if isinstance(node, ast.Constant) and type(node.value) is int else None
