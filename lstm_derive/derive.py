@@ -69,8 +69,11 @@ class Term:
     def contribution(self):
         return self.local if self.adjoint is None else self.adjoint * self.local
 
-    def text(self, printer):
-        """The term in the textbook's order, local derivative first: o*dh, not dh*o."""
+    def text(self, printer, times=lambda local: "*", grouped="({})"):
+        """The term in the textbook's order, local derivative first: o*dh, not dh*o; the adjoint
+        alone for a local derivative of 1, negated for -1. times(local) joins a local derivative to
+        the adjoint, and grouped puts one that is a sum in parentheses (the document's TeX: \\odot
+        and \\left( \\right))."""
         if self.adjoint is None:
             return printer.doprint(self.local)
         adj = printer.doprint(self.adjoint)
@@ -80,8 +83,8 @@ class Term:
             return f"-{adj}"
         local = printer.doprint(self.local)
         if isinstance(self.local, sympy.Add):
-            local = f"({local})"
-        return f"{local}*{adj}"
+            local = grouped.format(local)
+        return f"{local}{times(self.local)}{adj}"
 
 
 @dataclass(frozen=True)

@@ -123,20 +123,11 @@ def step_text(step: Step, d: Derivation):
 
 
 def _step_tex(step: Step, d):
-    """Step.text in TeX: the same terms in the same order, local derivative first."""
+    """Step.text in TeX: the same terms in the same order, local derivative first, joined to its
+    adjoint by \\odot (a number by a space: 2 dh)."""
     printer = _TexPrinter(_block_names(d, tex=True))
-    parts = []
-    for term in step.terms:
-        adj = None if term.adjoint is None else printer.doprint(term.adjoint)
-        if adj is None:
-            parts.append(printer.doprint(term.local))
-        elif term.local == 1:
-            parts.append(adj)
-        elif term.local == -1:
-            parts.append(f"-{adj}")
-        else:
-            local = printer.doprint(term.local)
-            if isinstance(term.local, sympy.Add):
-                local = f"\\left({local}\\right)"
-            parts.append(f"{local} {adj}" if term.local.is_Number else f"{local} \\odot {adj}")
-    return summed(parts)
+    return summed([t.text(printer, times=_tex_times, grouped=r"\left({}\right)") for t in step.terms])
+
+
+def _tex_times(local):
+    return " " if local.is_Number else r" \odot "
