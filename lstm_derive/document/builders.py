@@ -9,7 +9,7 @@ import re
 
 import sympy
 
-from ..derive import Derivation, MatTerm, Step
+from ..derive import Derivation, MatTerm, Step, summed
 from ..spec import SUPPORTED_FUNCTIONS, Affine, Let, exp, positive, relu, sigmoid, softplus
 from .facts import (
     _as_written, _carries, _factor_text, _join, _line_spans, _numbers, _steady, kernel_lines, provenance,
@@ -549,7 +549,7 @@ def _through_pre_activations(d, state, direct, through_pre):
     """A carry that also reaches the state through gates' pre-activations (a peephole): per step,
     the paths add, so what compounds is their sum, not each factor alone."""
     paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
-    total = _summed(([_factor_text(d, direct.local)] if direct else []) + paths)
+    total = summed(([_factor_text(d, direct.local)] if direct else []) + paths)
     pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
     several = len(through_pre) > 1
     first = expr_text(direct.local, d) if direct else ""
@@ -564,14 +564,6 @@ def _through_pre_activations(d, state, direct, through_pre):
                "1 in size"))
     if direct and _in_unit_interval(d, direct.local):
         text += f", and the terms past `{first}` can take it above 1 where {first} alone, in (0, 1), could only fade it"
-    return text
-
-
-def _summed(terms):
-    """Terms' texts joined into a sum, a term's own minus sign as the operator: a - b, not a + -b."""
-    text = terms[0]
-    for term in terms[1:]:
-        text += f" - {term[1:]}" if term.startswith("-") else f" + {term}"
     return text
 
 
