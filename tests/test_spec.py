@@ -834,63 +834,6 @@ def test_a_syntax_error_names_its_line(tmp_path, capsys):
     assert message.rstrip().endswith("'(' was never closed")  # the place once, before the message
 
 
-def test_forward_equations_are_shown_as_the_script_writes_them(tmp_path):
-    from sympy.printing.str import StrPrinter
-
-    from lstm_derive.written import written_form
-
-    shown = StrPrinter({"order": "none"}).doprint
-    gru = load_cell(ROOT / "derivations" / "gru.py")
-    forms = {str(let.symbol): written_form(gru, let) for let in gru.lets}
-    assert shown(forms["h"]) == "(1 - z)*n + z*h_prev"  # SymPy alone prints h_prev*z + n*(1 - z)
-    assert shown(forms["a_n"]) == "a_xn + r*a_hn"
-    assert all(forms[str(let.symbol)].doit() == let.expr for let in gru.lets)
-    script, _ = write_script(tmp_path, """
-        (a, b) = cell.affine("W", [x, h_prev], blocks=["a", "b"], bias="c")
-        hp = h_prev  # a variable named unlike its node: not read back
-        g = cell.let("g", (1 - sigmoid(b)) * hp)
-        cell.update(h=-tanh(a) / (2 + g) + 0.5 * g)
-        """)
-    cell = load_cell(script)
-    forms = {str(let.symbol): written_form(cell, let) for let in cell.lets}
-    assert forms["g"] is None
-    assert shown(forms["h"]) == "-tanh(a)/(2 + g) + 0.5*g" and forms["h"].doit() == cell.updates["h"].expr
-
-
-def test_a_gate_written_inline_is_shown_as_written_and_by_its_name_in_the_expression_around_it(tmp_path):
-    from sympy.printing.str import StrPrinter
-
-    from lstm_derive.derive import derive
-    from lstm_derive.written import written_form
-
-    shown = StrPrinter({"order": "none"}).doprint
-    script, _ = write_script(tmp_path, """
-        (a_f, a_g) = cell.affine("W", [x, h_prev], blocks=["a_f", "a_g"])
-        cell.update(h=(1 - sigmoid(a_f - 1)) * h_prev + tanh(a_g))
-        """)
-    cell = derive(load_cell(script)).cell  # f = sigmoid(a_f - 1) and g = tanh(a_g) named for the derivation
-    assert {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets} == {
-        "f": "sigmoid(a_f - 1)", "g": "tanh(a_g)", "h": "(1 - f)*h_prev + g"}  # SymPy: sigmoid(-1 + a_f)
-
-
-def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
-    from sympy.printing.str import StrPrinter
-
-    from lstm_derive.written import written_form
-
-    shown = StrPrinter({"order": "none"}).doprint
-    body = """
-        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
-        cell.update(h={})
-        """
-    script, _ = write_script(tmp_path, body.format("tanh(a) + h_prev"))
-    cell = load_cell(script)
-    assert shown(written_form(cell, cell.updates["h"])) == "tanh(a) + h_prev"
-    script.write_text(script.read_text().replace("tanh(a) + h_prev", "h_prev  +  tanh(a)"))
-    cell = load_cell(script)
-    assert shown(written_form(cell, cell.updates["h"])) == "h_prev + tanh(a)"
-
-
 def test_a_gate_written_inline_reads_as_its_name_in_the_shown_equation(tmp_path):
     from lstm_derive.document import derivation_text
 
