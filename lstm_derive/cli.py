@@ -325,7 +325,7 @@ def _shown(path):
         return path
 
 
-def _check_cell(script, out, claimed):
+def _summary_row(script, out, claimed):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     claimed: path -> script, the files earlier scripts of the run wrote."""
     start = time.perf_counter()
@@ -363,7 +363,7 @@ def run_all(args):
         for n, script in enumerate(scripts, 1):
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
                   flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
-            row, failures = _check_cell(script, None if home else Path(scratch), claimed)
+            row, failures = _summary_row(script, None if home else Path(scratch), claimed)
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]
     print()
@@ -400,7 +400,7 @@ def run_check(args):
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            ok = _checked_cell(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+            ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
             if not ok and hint:
                 print(f"{cell}: {hint}")
             (passed if ok else failed).append(cell)
@@ -408,7 +408,7 @@ def run_check(args):
     return 2 if broken else 1 if failed else 0
 
 
-def _checked_cell(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
+def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
     ok, judged, failing, overflowed, vacuous = True, [], {}, 0, 0

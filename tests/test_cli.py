@@ -105,7 +105,7 @@ def test_a_failing_cell_that_divides_by_a_state_is_told_of_positive_states(tmp_p
     """Drawn around zero, the state can put a step near the pole: said where the checks fail, unless declared positive."""
     script = tmp_path / "dividing.py"
     script.write_text(DIVIDING.format(positive=positive))
-    monkeypatch.setattr(cli, "_checked_cell", lambda *args: False)
+    monkeypatch.setattr(cli, "_print_checks", lambda *args: False)
     assert cli.main(["check", str(script)]) == 1
     hint = ("dividing: it divides by a value that reads the state n, which the checks draw around zero, where a "
             "step can be at a pole; if n stays above zero, declare it (cell.state('n', positive=True))")
