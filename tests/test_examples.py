@@ -119,13 +119,19 @@ def test_adding_saves_what_it_trained(tmp_path, capsys):
         assert adding.test_mse(kernel, params, x, y) == pytest.approx(reported, rel=5e-3)  # printed to 3 digits
 
 
-def test_adding_gradients_match_central_differences():
+def adding_problem():
+    """The adding model's loss (a function of its parameters, changed in place), its parameters
+    and their gradients, with a random readout (at init_model's zero one, dW_x is 0)."""
     kernel = common.load_cell("lstm")
     params = adding.init_model(kernel, 3, seed=1)
     params["w_out"] = np.random.default_rng(2).standard_normal(3)
     x, y = common.adding_batch(np.random.default_rng(3), 4, 2)
     _, grads = adding.loss_and_grads(kernel, params, x, y)
-    assert_central_differences_agree(lambda: adding.loss_and_grads(kernel, params, x, y)[0], params, grads)
+    return lambda: adding.loss_and_grads(kernel, params, x, y)[0], params, grads
+
+
+def test_adding_gradients_match_central_differences():
+    assert_central_differences_agree(*adding_problem())
 
 
 def assert_central_differences_agree(loss, params, grads, eps=1e-6, limit=1e-7):
@@ -147,14 +153,10 @@ def assert_central_differences_agree(loss, params, grads, eps=1e-6, limit=1e-7):
 
 
 def test_central_differences_of_the_examples_fail_a_gradient_off_by_1e_6():
-    kernel = common.load_cell("lstm")
-    params = adding.init_model(kernel, 3, seed=1)
-    params["w_out"] = np.random.default_rng(2).standard_normal(3)
-    x, y = common.adding_batch(np.random.default_rng(3), 4, 2)
-    _, grads = adding.loss_and_grads(kernel, params, x, y)
+    loss, params, grads = adding_problem()
     grads["b_out"] = grads["b_out"] * (1 + 1e-6)
     with pytest.raises(AssertionError, match="b_out"):
-        assert_central_differences_agree(lambda: adding.loss_and_grads(kernel, params, x, y)[0], params, grads)
+        assert_central_differences_agree(loss, params, grads)
 
 
 @pytest.mark.parametrize("cell", [c for c in ("gru", "lstm") if common.has_cell(c)])
