@@ -20,7 +20,6 @@ import copy
 import difflib
 import inspect
 import keyword
-import numbers
 import re
 import sys
 import traceback
@@ -30,105 +29,15 @@ from pathlib import Path
 
 import sympy
 
-__all__ = ["Cell", "SpecError", "sigmoid", "tanh", "relu", "softplus", "exp", "SUPPORTED_FUNCTIONS"]
+from .functions import SUPPORTED_FUNCTIONS, _Elementwise
+from .functions import *  # noqa: F403 -- the functions (sigmoid, ...), which a script may import from here too
+
+__all__ = ["Cell", "SpecError", *SUPPORTED_FUNCTIONS, "SUPPORTED_FUNCTIONS"]
 
 
 class SpecError(ValueError):
     """A derivation script describes a cell the engine cannot accept."""
 
-
-class _Elementwise(sympy.Function):
-    """A function of one component of a size-H vector. ``_tex`` is its LaTeX, ``%s`` for the
-    argument; fdiff gives its derivative in output form, read off the function's own value."""
-
-    nargs = 1
-    _tex = None
-
-    def __new__(cls, *args, **options):
-        if len(args) == 1 and isinstance(args[0], Blocks):
-            args[0].refuse()
-        if len(args) == 1 and not isinstance(args[0], (sympy.Basic, numbers.Number)):
-            raise TypeError(f"{cls.__name__}() takes one expression of the cell's vectors (or a number), "
-                            f"got {type(args[0]).__name__}")
-        return super().__new__(cls, *args, **options)
-
-    def _latex(self, printer, exp=None):
-        text = self._tex % printer._print(self.args[0])
-        return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
-
-
-class sigmoid(_Elementwise):
-    """The logistic function 1/(1+exp(-a)), with its derivative in output form y(1-y)."""
-
-    _tex = r"\sigma\left(%s\right)"
-
-    def fdiff(self, argindex=1):
-        return self * (1 - self)
-
-
-tanh = sympy.tanh  # differentiates to 1 - tanh(a)**2: already output form
-
-
-class positive(_Elementwise):
-    """1 where its argument is above 0, else 0: relu's derivative, read off relu's output."""
-
-    _tex = r"[%s > 0]"
-    read_off_output = True  # a kernel forms it where it is read, from the stored output
-
-    def fdiff(self, argindex=1):
-        return sympy.S.Zero  # a step: flat wherever it has a derivative
-
-
-class relu(_Elementwise):
-    """max(a, 0), with its derivative in output form [y > 0] (0 at a = 0, as every framework)."""
-
-    _tex = r"\operatorname{relu}\left(%s\right)"
-
-    @classmethod
-    def eval(cls, a):
-        if a.is_number and a.is_real:
-            return sympy.Max(a, 0)
-
-    def fdiff(self, argindex=1):
-        return positive(self)
-
-
-class exp(_Elementwise):
-    """e**a, its own derivative. Not sympy.exp, which merges exp(a)*exp(b) into exp(a + b) and
-    would fold a product the script wrote into one the derivation cannot name."""
-
-    _tex = r"\exp\left(%s\right)"
-
-    def fdiff(self, argindex=1):
-        return self
-
-
-class softplus_slope(_Elementwise):
-    """1 - exp(-y): softplus's derivative sigmoid(a), read off softplus's output y."""
-
-    _tex = r"\left(1 - \exp\left(-%s\right)\right)"
-    read_off_output = True
-
-    def fdiff(self, argindex=1):
-        return 1 - self
-
-
-class softplus(_Elementwise):
-    """log(1 + exp(a)), with its derivative in output form 1 - exp(-y)."""
-
-    _tex = r"\operatorname{softplus}\left(%s\right)"
-
-    def fdiff(self, argindex=1):
-        return softplus_slope(self)
-
-
-# The functions a script may call, by the names it calls them.
-SUPPORTED_FUNCTIONS = {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "softplus": softplus, "exp": exp}
-
-# The gates' functions: named when written inline (g for tanh(a_g)), their derivatives read in
-# output form, activated with their affine's other gates. A new function joins them only with
-# the emitter's code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
-GATE_FUNCTIONS = (sigmoid, tanh)
 
 # What an elementwise expression may contain besides the cell's symbols and finite numbers.
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"

@@ -1,0 +1,131 @@
+"""The functions of the cell language, each with its facts in one place: its SymPy class (its
+LaTeX, and its derivative in output form, read off the function's own value) and its record in
+FUNCTIONS, from which spec.py, the emitter and the document take what they need of it. A new
+function is a class here (unless SymPy's serves, as tanh's does) and a record."""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import sympy
+
+
+class _Elementwise(sympy.Function):
+    """A function of one component of a size-H vector. ``_tex`` is its LaTeX, ``%s`` for the
+    argument; fdiff gives its derivative in output form, read off the function's own value."""
+
+    nargs = 1
+    _tex = None
+
+    def __new__(cls, *args, **options):
+        if len(args) == 1 and not isinstance(args[0], (sympy.Basic, numbers.Number)):
+            from .spec import Blocks  # imported here: spec.py imports this module
+            if isinstance(args[0], Blocks):  # cell.affine's list of blocks: it says how to unpack it
+                args[0].refuse()
+            raise TypeError(f"{cls.__name__}() takes one expression of the cell's vectors (or a number), "
+                            f"got {type(args[0]).__name__}")
+        return super().__new__(cls, *args, **options)
+
+    def _latex(self, printer, exp=None):
+        text = self._tex % printer._print(self.args[0])
+        return text if exp is None else r"%s^{%s}" % (text, exp)  # sigmoid(a)**2
+
+
+class sigmoid(_Elementwise):
+    """The logistic function 1/(1+exp(-a)), with its derivative in output form y(1-y)."""
+
+    _tex = r"\sigma\left(%s\right)"
+
+    def fdiff(self, argindex=1):
+        return self * (1 - self)
+
+
+tanh = sympy.tanh  # differentiates to 1 - tanh(a)**2: already output form
+
+
+class positive(_Elementwise):
+    """1 where its argument is above 0, else 0: relu's derivative, read off relu's output."""
+
+    _tex = r"[%s > 0]"
+    read_off_output = True  # a kernel forms it where it is read, from the stored output
+
+    def fdiff(self, argindex=1):
+        return sympy.S.Zero  # a step: flat wherever it has a derivative
+
+
+class relu(_Elementwise):
+    """max(a, 0), with its derivative in output form [y > 0] (0 at a = 0, as every framework)."""
+
+    _tex = r"\operatorname{relu}\left(%s\right)"
+
+    @classmethod
+    def eval(cls, a):
+        if a.is_number and a.is_real:
+            return sympy.Max(a, 0)
+
+    def fdiff(self, argindex=1):
+        return positive(self)
+
+
+class exp(_Elementwise):
+    """e**a, its own derivative. Not sympy.exp, which merges exp(a)*exp(b) into exp(a + b) and
+    would fold a product the script wrote into one the derivation cannot name."""
+
+    _tex = r"\exp\left(%s\right)"
+
+    def fdiff(self, argindex=1):
+        return self
+
+
+class softplus_slope(_Elementwise):
+    """1 - exp(-y): softplus's derivative sigmoid(a), read off softplus's output y."""
+
+    _tex = r"\left(1 - \exp\left(-%s\right)\right)"
+    read_off_output = True
+
+    def fdiff(self, argindex=1):
+        return 1 - self
+
+
+class softplus(_Elementwise):
+    """log(1 + exp(a)), with its derivative in output form 1 - exp(-y)."""
+
+    _tex = r"\operatorname{softplus}\left(%s\right)"
+
+    def fdiff(self, argindex=1):
+        return softplus_slope(self)
+
+
+@dataclass(frozen=True)
+class Function:
+    """A function of the cell language: its class, and what the rest of the package says of it."""
+
+    cls: type  # its SymPy class, of the name a script calls it by
+    # A gate's function: named when written inline (g for tanh(a_g)), its derivative read in output
+    # form, activated with its affine's other gates. A new function is one only with the emitter's
+    # code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
+    gate: bool = False
+
+    @property
+    def name(self):
+        return self.cls.__name__
+
+
+# In the order the refusals name them, the documents define them and the kernels define their helpers.
+FUNCTIONS = (
+    Function(sigmoid, gate=True),
+    Function(tanh, gate=True),
+    Function(relu),
+    Function(softplus),
+    Function(exp),
+)
+
+# The functions a script may call, by the names it calls them.
+SUPPORTED_FUNCTIONS = {f.name: f.cls for f in FUNCTIONS}
+
+GATE_FUNCTIONS = tuple(f.cls for f in FUNCTIONS if f.gate)
+
+# What spec.py re-exports (a script may import the functions from there too).
+__all__ = ["FUNCTIONS", "SUPPORTED_FUNCTIONS", "GATE_FUNCTIONS", *SUPPORTED_FUNCTIONS,
+           *(cls.__name__ for cls in _Elementwise.__subclasses__())]
