@@ -98,14 +98,29 @@ class softplus(_Elementwise):
 
 
 @dataclass(frozen=True)
+class Slope:
+    """A function's derivative read off its output where it needs a class of its own (relu's
+    [y > 0]): the kernels form it where it is read (read_off_output), with a helper of its name."""
+
+    cls: type
+    helper: tuple  # the helper's source lines, in a kernel that calls it
+
+
+@dataclass(frozen=True)
 class Function:
-    """A function of the cell language: its class, and what the rest of the package says of it."""
+    """A function of the cell language: its class, and what the rest of the package says of it.
+    In the kernels' code, {a} is its argument's code, {out} the array it is written into and {zero}
+    the code of 0 (an array of x's dtype where the loop has one)."""
 
     cls: type  # its SymPy class, of the name a script calls it by
     # A gate's function: named when written inline (g for tanh(a_g)), its derivative read in output
     # form, activated with its affine's other gates. A new function is one only with the emitter's
     # code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
     gate: bool = False
+    numpy: str | None = None  # the NumPy function a kernel calls for it; None: a helper of its name
+    helper: tuple = ()  # that helper's source lines, in a kernel that calls it
+    into: str | None = None  # the line that writes it into an existing array; None: out[...] = its code
+    slope: Slope | None = None  # its derivative's class, if it needs one
 
     @property
     def name(self):
@@ -114,11 +129,58 @@ class Function:
 
 # In the order the refusals name them, the documents define them and the kernels define their helpers.
 FUNCTIONS = (
-    Function(sigmoid, gate=True),
-    Function(tanh, gate=True),
-    Function(relu),
-    Function(softplus),
-    Function(exp),
+    Function(
+        sigmoid, gate=True,
+        helper=(
+            "def sigmoid(a):",
+            '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
+            "",
+            "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
+            "    stands for a value below the smallest normal number (in float16, below a = -11.1, for a",
+            "    subnormal one below 1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is",
+            '    reported."""',
+            '    with np.errstate(over="ignore", under="ignore"):',
+            "        return 1 / (1 + np.exp(-a))",
+        ),
+        into="_sigmoid_into({a}, {out}, minus_one)",  # emit/__init__.py's helper: no temporary
+    ),
+    Function(tanh, gate=True, numpy="np.tanh", into="np.tanh({a}, out={out})"),
+    Function(
+        relu,
+        helper=(
+            "def relu(a):",
+            '    """max(a, 0). A complex a compares by its real part, as a complex step needs; at Re a = 0 exactly',
+            "    by its imaginary part, so a complex step there sees slope 1 where the backward pass's [y > 0] is 0",
+            '    (the derivative every framework takes at the kink)."""',
+            "    return np.maximum(a, 0)",
+        ),
+        into="np.maximum({a}, {zero}, out={out})",
+        slope=Slope(positive, helper=(
+            "def positive(y):",
+            '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y\'s real part, in',
+            "    y's dtype (a comparison's booleans refuse a minus sign, 1 - bool makes integers, and the sign of a",
+            '    complex y would be y/|y|)."""',
+            "    return np.sign(y.real).astype(y.dtype, copy=False)",
+        )),
+    ),
+    Function(
+        softplus,
+        helper=(
+            "def softplus(a):",
+            '    """log(1 + exp(a)), as max(a, 0) + log(1 + exp(-|a|)): no overflow, exact to rounding where it',
+            '    is tiny, and complex-analytic off Re a = 0 (|a| is a or -a by the sign of Re a)."""',
+            "    right = a.real > 0",
+            '    with np.errstate(under="ignore"):  # exp(-|a|) may be below the smallest float: log1p(0) = 0 is right',
+            "        return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
+        ),
+        slope=Slope(softplus_slope, helper=(
+            "def softplus_slope(y):",
+            '    """1 - exp(-y), softplus\'s derivative sigmoid(a) read off its output y = softplus(a); exact to',
+            '    rounding where y is tiny."""',
+            "    return -np.expm1(-y)",
+        )),
+    ),
+    Function(exp, numpy="np.exp", into="np.exp({a}, out={out})"),
 )
 
 # The functions a script may call, by the names it calls them.

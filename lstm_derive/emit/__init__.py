@@ -36,6 +36,7 @@ from pathlib import Path
 import sympy
 
 from ..derive import Derivation
+from ..functions import FUNCTIONS
 from .backward import _backward
 from .forward import _forward, _has_gate_scale, _row_scaling
 from .plan import _kernel
@@ -150,50 +151,6 @@ def _interface(k):
     )
 
 
-_SIGMOID = (
-    "def sigmoid(a):",
-    '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
-    "",
-    "    exp(-a) overflows to inf below a = -709 (float64) or -88 (float32), where 1 / (1 + inf) = 0",
-    "    stands for a value below the smallest normal number (in float16, below a = -11.1, for a",
-    "    subnormal one below 1.5e-5), and underflows to 0 at the other end, where 1 is right: neither is",
-    '    reported."""',
-    '    with np.errstate(over="ignore", under="ignore"):',
-    "        return 1 / (1 + np.exp(-a))",
-)
-
-# The functions a kernel calls by name, defined in the module where it calls them.
-_FUNCTION_HELPERS = {
-    "relu": (
-        "def relu(a):",
-        '    """max(a, 0). A complex a compares by its real part, as a complex step needs; at Re a = 0 exactly',
-        "    by its imaginary part, so a complex step there sees slope 1 where the backward pass's [y > 0] is 0",
-        '    (the derivative every framework takes at the kink)."""',
-        "    return np.maximum(a, 0)",
-    ),
-    "positive": (
-        "def positive(y):",
-        '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y\'s real part, in',
-        "    y's dtype (a comparison's booleans refuse a minus sign, 1 - bool makes integers, and the sign of a",
-        '    complex y would be y/|y|)."""',
-        "    return np.sign(y.real).astype(y.dtype, copy=False)",
-    ),
-    "softplus": (
-        "def softplus(a):",
-        '    """log(1 + exp(a)), as max(a, 0) + log(1 + exp(-|a|)): no overflow, exact to rounding where it',
-        '    is tiny, and complex-analytic off Re a = 0 (|a| is a or -a by the sign of Re a)."""',
-        "    right = a.real > 0",
-        '    with np.errstate(under="ignore"):  # exp(-|a|) may be below the smallest float: log1p(0) = 0 is right',
-        "        return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
-    ),
-    "softplus_slope": (
-        "def softplus_slope(y):",
-        '    """1 - exp(-y), softplus\'s derivative sigmoid(a) read off its output y = softplus(a); exact to',
-        '    rounding where y is tiny."""',
-        "    return -np.expm1(-y)",
-    ),
-}
-
 _BEFORE_ENDS = (
     "def _before_ends(a, ended):",
     '    """a (T, B, H), its rows past each sequence\'s end zeroed (None: no sequence ends early). There a',
@@ -248,7 +205,7 @@ _GATE_SCALE = (
 def _helpers(k, passes):
     """The helpers the module needs, sigmoid() always; passes is the code of forward() and backward()."""
     code = "\n".join(line.split("  # ")[0] for line in passes.splitlines())  # a comment's relu(a) calls nothing
-    needed = [helper for name, helper in _FUNCTION_HELPERS.items() if f"{name}(" in code]
+    needed = [helper for name, helper in _function_helpers() if name == "sigmoid" or f"{name}(" in code]
     needed += [helper for helper, wanted in [
         (_BEFORE_ENDS, "_before_ends(" in passes),
         (_SIGMOID_INTO, "_sigmoid_into(" in passes),
@@ -256,7 +213,16 @@ def _helpers(k, passes):
         (_SPAN, k.saved or any(k.hoisted(step) for step in k.d.steps)),  # the backward pass goes by spans
         (_GATE_SCALE, _has_gate_scale(k)),
     ] if wanted]
-    return _lines(*_SIGMOID, *(line for helper in needed for line in ("", "", *helper)))
+    return "\n\n".join(_lines(*helper) for helper in needed)
+
+
+def _function_helpers():
+    """(name, source lines) of the functions' helpers and their derivatives', in the table's order."""
+    for function in FUNCTIONS:
+        if function.helper:
+            yield function.name, function.helper
+        if function.slope:
+            yield function.slope.cls.__name__, function.slope.helper
 
 
 def _steps(k):

@@ -11,7 +11,7 @@ import sympy
 from sympy.printing.precedence import precedence
 from sympy.printing.str import StrPrinter
 
-from ..spec import exp, relu, sigmoid
+from ..functions import FUNCTIONS
 
 
 # The loops' numbers that are arrays of x's dtype, made once (_number_arrays): a Python number
@@ -20,6 +20,10 @@ _NUMBER_ARRAYS = {0: "zero", 1: "one", 2: "two"}
 
 
 _MADE_ONCE = {**_NUMBER_ARRAYS, -1: "minus_one"}  # and _sigmoid_into's -1, which no expression prints
+
+# The functions NumPy computes (tanh, exp), by name, and the lines that write a function into storage.
+_NUMPY = {f.name: f.numpy for f in FUNCTIONS if f.numpy}
+_INTO = {f.cls: f.into for f in FUNCTIONS if f.into}
 
 
 class _CodePrinter(StrPrinter):
@@ -48,14 +52,9 @@ class _CodePrinter(StrPrinter):
             return f"{self.parenthesize(expr.base, precedence(expr), strict=False)}**{expr.exp}"
         return super()._print_Pow(expr, rational)
 
-    def _print_tanh(self, expr):
-        return f"np.tanh({self._print(expr.args[0])})"
-
-    def _print_exp(self, expr):
-        return f"np.exp({self._print(expr.args[0])})"
-
-    def _print_Function(self, expr):  # sigmoid, relu, softplus and their derivatives: the module's helpers
-        return f"{type(expr).__name__}({self._print(expr.args[0])})"
+    def _print_Function(self, expr):  # NumPy's function (np.tanh), else the module's helper (sigmoid, positive)
+        name = type(expr).__name__
+        return f"{_NUMPY.get(name, name)}({self._print(expr.args[0])})"
 
     def _print_Float(self, expr):
         return repr(float(expr))
@@ -159,14 +158,8 @@ def _into(target, expr, printer):
     if isinstance(expr, sympy.Mul):
         head, *rest = expr.as_ordered_factors()
         return [f"np.multiply({code(head)}, {code(sympy.Mul(*rest))}, out={target})"]
-    if isinstance(expr, sympy.tanh):
-        return [f"np.tanh({code(expr.args[0])}, out={target})"]
-    if isinstance(expr, sigmoid):  # 1 / (1 + exp(-a)): see the sigmoid() helper
-        return [f"_sigmoid_into({code(expr.args[0])}, {target}, minus_one)"]
-    if isinstance(expr, relu):
-        return [f"np.maximum({code(expr.args[0])}, {code(sympy.S.Zero)}, out={target})"]
-    if isinstance(expr, exp):
-        return [f"np.exp({code(expr.args[0])}, out={target})"]
+    if type(expr) in _INTO:
+        return [_INTO[type(expr)].format(a=code(expr.args[0]), out=target, zero=code(sympy.S.Zero))]
     if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
         return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]
