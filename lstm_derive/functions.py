@@ -100,37 +100,61 @@ class softplus(_Elementwise):
 @dataclass(frozen=True)
 class Slope:
     """A function's derivative read off its output where it needs a class of its own (relu's
-    [y > 0]): the kernels form it where it is read (read_off_output), with a helper of its name."""
+    [y > 0]); the class is marked read_off_output, so that a kernel forms it where it is read."""
 
     cls: type
-    helper: tuple  # the helper's source lines, in a kernel that calls it
+    text: str  # its terminal text, {} for its argument (bracketed if a sum)
+    helper: tuple  # the kernel's helper of its name: the source lines, in a kernel that calls it
+    zero_or_one: bool = False  # it takes no other values: a gradient through it passes whole or is cut
 
 
 @dataclass(frozen=True)
 class Function:
     """A function of the cell language: its class, and what the rest of the package says of it.
-    In the kernels' code, {a} is its argument's code, {out} the array it is written into and {zero}
-    the code of 0 (an array of x's dtype where the loop has one)."""
+    In the documents' words, {a} is its argument and {v} its stored output; in the kernels' code,
+    {a} is its argument's code, {out} the array it is written into and {zero} the code of 0 (an
+    array of x's dtype where the loop has one)."""
 
     cls: type  # its SymPy class, of the name a script calls it by
-    # A gate's function: named when written inline (g for tanh(a_g)), its derivative read in output
-    # form, activated with its affine's other gates. A new function is one only with the emitter's
-    # code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
-    gate: bool = False
+    rule: str  # its derivative and that in output form, as the backward section gives them
+    form: str  # the output form in its stored output {v}
+    symbol: str | None = None  # its name in the documents' words, if not its own
+    definition: str | None = None  # what it computes, in the forward section's words, if they say it
+    # Differentiated from its argument it would call exp or tanh; read off its output it calls nothing.
+    spares_calls: bool = False
+    derivative_calls: str | None = None  # what its output form calls, if anything
+    # Where its stored output rounds to its bound, so that its derivative comes out 0: in float64's
+    # words, and float32's bound (see FUNCTIONS).
+    saturates: tuple[str, str] | None = None
+    positive: bool = False  # its output is above 0 whatever its argument (the carries' prose)
+    unit_interval: bool = False  # and below 1
     numpy: str | None = None  # the NumPy function a kernel calls for it; None: a helper of its name
     helper: tuple = ()  # that helper's source lines, in a kernel that calls it
     into: str | None = None  # the line that writes it into an existing array; None: out[...] = its code
     slope: Slope | None = None  # its derivative's class, if it needs one
+    # A gate's function: named when written inline (g for tanh(a_g)), its derivative read in output
+    # form, activated with its affine's other gates. A new function is one only with the emitter's
+    # code to activate it (emit/plan.py's _gates, and the kinds emit/forward.py knows).
+    gate: bool = False
 
     @property
     def name(self):
         return self.cls.__name__
 
+    @property
+    def prose_name(self):
+        return self.symbol or self.name
+
 
 # In the order the refusals name them, the documents define them and the kernels define their helpers.
+# saturates, in float64 and float32 as measured with NumPy: σ(a) = 1 from a = 36.7 and 16.6;
+# np.tanh(a) = ±1 from |a| = 18.99 and 10.0. There the output-form derivative is 0, where the true
+# one is below eps/2 (σ) or eps (np.tanh). (A gate's tanh computed as 2σ(2a) - 1: document/builders.py.)
 FUNCTIONS = (
     Function(
-        sigmoid, gate=True,
+        sigmoid, symbol="σ", definition="σ (sigmoid) is the logistic function 1/(1 + exp(-{a}))",
+        rule="σ'({a}) = σ({a})(1 - σ({a}))", form="{v}(1 - {v})", spares_calls=True,
+        saturates=("σ({a}) to 1 past {a} ≈ 37", "17"), positive=True, unit_interval=True,
         helper=(
             "def sigmoid(a):",
             '    """1 / (1 + exp(-a)), exact to rounding even where it is tiny; complex-analytic for |Re a| < 709.',
@@ -143,10 +167,18 @@ FUNCTIONS = (
             "        return 1 / (1 + np.exp(-a))",
         ),
         into="_sigmoid_into({a}, {out}, minus_one)",  # emit/__init__.py's helper: no temporary
+        gate=True,
     ),
-    Function(tanh, gate=True, numpy="np.tanh", into="np.tanh({a}, out={out})"),
     Function(
-        relu,
+        tanh, rule="tanh'({a}) = 1 - tanh({a})²", form="1 - {v}²", spares_calls=True,
+        saturates=("tanh({a}) to ±1 past |{a}| ≈ 19", "10"),
+        numpy="np.tanh", into="np.tanh({a}, out={out})",
+        gate=True,
+    ),
+    Function(
+        relu, definition="relu({a}) = max({a}, 0), whose derivative is 1 where {a} > 0 and 0 where {a} < 0 "
+                         "(at {a} = 0, where it has none, [{a} > 0] takes 0, as every framework does)",
+        rule="relu'({a}) = [{a} > 0]", form="[{v} > 0]",
         helper=(
             "def relu(a):",
             '    """max(a, 0). A complex a compares by its real part, as a complex step needs; at Re a = 0 exactly',
@@ -155,7 +187,7 @@ FUNCTIONS = (
             "    return np.maximum(a, 0)",
         ),
         into="np.maximum({a}, {zero}, out={out})",
-        slope=Slope(positive, helper=(
+        slope=Slope(positive, text="[{} > 0]", zero_or_one=True, helper=(
             "def positive(y):",
             '    """[y > 0], relu\'s derivative read off its output y = relu(a) >= 0: the sign of y\'s real part, in',
             "    y's dtype (a comparison's booleans refuse a minus sign, 1 - bool makes integers, and the sign of a",
@@ -164,7 +196,9 @@ FUNCTIONS = (
         )),
     ),
     Function(
-        softplus,
+        softplus, definition="softplus({a}) = log(1 + exp({a}))",
+        rule="softplus'({a}) = 1/(1 + exp(-{a})) = 1 - exp(-softplus({a}))", form="1 - exp(-{v})",
+        derivative_calls="1 - exp(-y) of its output y (computed as -expm1(-y))", positive=True,
         helper=(
             "def softplus(a):",
             '    """log(1 + exp(a)), as max(a, 0) + log(1 + exp(-|a|)): no overflow, exact to rounding where it',
@@ -173,14 +207,17 @@ FUNCTIONS = (
             '    with np.errstate(under="ignore"):  # exp(-|a|) may be below the smallest float: log1p(0) = 0 is right',
             "        return np.where(right, a, 0) + np.log1p(np.exp(np.where(right, -a, a)))",
         ),
-        slope=Slope(softplus_slope, helper=(
+        slope=Slope(softplus_slope, text="(1 - exp(-{}))", helper=(
             "def softplus_slope(y):",
             '    """1 - exp(-y), softplus\'s derivative sigmoid(a) read off its output y = softplus(a); exact to',
             '    rounding where y is tiny."""',
             "    return -np.expm1(-y)",
         )),
     ),
-    Function(exp, numpy="np.exp", into="np.exp({a}, out={out})"),
+    Function(
+        exp, rule="exp'({a}) = exp({a})", form="{v}", spares_calls=True, positive=True,
+        numpy="np.exp", into="np.exp({a}, out={out})",
+    ),
 )
 
 # The functions a script may call, by the names it calls them.

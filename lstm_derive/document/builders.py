@@ -10,7 +10,8 @@ import re
 import sympy
 
 from ..derive import Derivation, MatTerm, Step, summed
-from ..spec import SUPPORTED_FUNCTIONS, Affine, Let, exp, positive, relu, sigmoid, softplus
+from ..functions import FUNCTIONS, SUPPORTED_FUNCTIONS, exp
+from ..spec import Affine, Let
 from .facts import (
     _as_written, _carries, _factor_text, _join, _line_spans, _numbers, _steady, kernel_lines, provenance,
 )
@@ -39,7 +40,7 @@ def _forward_section(d):
     cell = d.cell
     prevs = _join([f"`{s}_prev`" for s in cell.states])
     are = "are the states" if len(cell.states) > 1 else "is the state"
-    defined = [text.format(a=_placeholder(cell)) for function, text in _DEFINITIONS.items() if _uses(cell, function)]
+    defined = [f.definition.format(a=_placeholder(cell)) for f in FUNCTIONS if f.definition and _uses(cell, f.cls)]
     sigma = f", and {'; '.join(defined)}" if defined else ""
     renamed = [f"`{let.symbol}` is the new `{s}`, {s}(t)" for s, let in cell.updates.items() if str(let.symbol) != s]
     new = f" {'; '.join(renamed)[0].upper()}{'; '.join(renamed)[1:]}." if renamed else ""
@@ -58,26 +59,13 @@ def _forward_section(d):
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
-# What the functions a cell may call compute, in the forward section's words.
-_DEFINITIONS = {sigmoid: "σ (sigmoid) is the logistic function 1/(1 + exp(-{a}))",
-                relu: "relu({a}) = max({a}, 0), whose derivative is 1 where {a} > 0 and 0 where {a} < 0 (at {a} = 0, "
-                      "where it has none, [{a} > 0] takes 0, as every framework does)",
-                softplus: "softplus({a}) = log(1 + exp({a}))"}
-# Each function's derivative in output form, from its stored output y: (the rule, the form in y).
-_OUTPUT_FORMS = {sigmoid: ("σ'({a}) = σ({a})(1 - σ({a}))", "{v}(1 - {v})"),
-                 sympy.tanh: ("tanh'({a}) = 1 - tanh({a})²", "1 - {v}²"),
-                 relu: ("relu'({a}) = [{a} > 0]", "[{v} > 0]"),
-                 softplus: ("softplus'({a}) = 1/(1 + exp(-{a})) = 1 - exp(-softplus({a}))", "1 - exp(-{v})"),
-                 exp: ("exp'({a}) = exp({a})", "{v}")}
-
-
 def _placeholder(cell):
-    """The argument the rules above are written in: a, unless the cell names a vector a that some
+    """The argument the functions' rules are written in: a, unless the cell names a vector a that some
     call reads as part of its argument (an IndRNN's relu(a + u*h_prev)), where a rule in a would
     read as one about that vector."""
     names = {str(s) for s in cell.inputs + cell.params + cell.blocks + [let.symbol for let in cell.lets]}
     names |= {f"{s}_prev" for s in cell.states} | set(cell.parameter_names())
-    calls = {c for let in cell.lets for c in let.expr.atoms(*_OUTPUT_FORMS)}
+    calls = {c for let in cell.lets for c in let.expr.atoms(*SUPPORTED_FUNCTIONS.values())}
     if all(str(c.args[0]) == "a" for c in calls):  # rnn's h = tanh(a): the rule is about a itself
         names.discard("a")
     return next(p for p in ("a", "s", "q", "w", "y", "arg") if p not in names)
@@ -87,7 +75,7 @@ def _unnamed_call(d):
     """The first call of a function of the language that no let names (tanh(c) in h = o*tanh(c)), or None."""
     named = {let.expr for let in d.cell.lets}
     for let in d.cell.lets:
-        calls = sorted(let.expr.atoms(*_OUTPUT_FORMS), key=sympy.default_sort_key)
+        calls = sorted(let.expr.atoms(*SUPPORTED_FUNCTIONS.values()), key=sympy.default_sort_key)
         found = next((c for c in calls if c not in named), None)
         if found is not None:
             return found
@@ -290,17 +278,11 @@ def _backward_section(d, kernel_text=None):
         + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
 
 
-# Where a function's stored output rounds to its bound, in float64 and float32, as measured with
-# NumPy (σ(a) = 1 from a = 36.7 and 16.6; np.tanh(a) = ±1 from |a| = 18.99 and 10.0; a gate's tanh
-# computed as 2σ(2a) - 1, 1 from a = 18.37 and 8.32, -1 from -19.06 and -9.01): there its
-# output-form derivative is 0, where the true one is below eps/2 (σ), eps (np.tanh) or 2 eps
-# (2σ(2a) - 1).
-_SATURATED = {sigmoid: ("σ({a}) to 1 past {a} ≈ 37", "17"), sympy.tanh: ("tanh({a}) to ±1 past |{a}| ≈ 19", "10")}
+# A gate's tanh computed as 2σ(2a) - 1 rounds to its bounds sooner than np.tanh (as measured with
+# NumPy, 1 from a = 18.37 and 8.32 in float64 and float32, -1 from -19.06 and -9.01), where the true
+# derivative is below 2 eps; the functions' own bounds are their records' (functions.py).
 _TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches ±1 sooner: 1 past "
                "a ≈ 18.4 and -1 past a ≈ -19.1 (float32: 8.3 and -9.0).")
-
-
-_SOFTPLUS_SLOPE = "1 - exp(-y) of its output y (computed as -expm1(-y))"
 
 
 def _backward_rules(d, kernel_text=None):
@@ -314,22 +296,23 @@ def _backward_rules(d, kernel_text=None):
              "reads. The kernel multiplies the local derivatives first, so it need not form every adjoint: "
              "Kernel lines, below, gives the lines that finish each equation."]
     forms, names, functions = [], [], []
-    for function, (rule, form) in _OUTPUT_FORMS.items():
-        example = next((let for let in d.cell.lets if isinstance(let.expr, function)), None)
+    for function in FUNCTIONS:
+        example = next((let for let in d.cell.lets if isinstance(let.expr, function.cls)), None)
         if example is not None:
             functions.append(function)
-            names.append("σ" if function is sigmoid else function.__name__)
-            forms.append(f"{rule.format(a=_placeholder(d.cell))} is {form.format(v=example.symbol)} for "
-                         f"`{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
+            names.append(function.prose_name)
+            forms.append(f"{function.rule.format(a=_placeholder(d.cell))} is {function.form.format(v=example.symbol)} "
+                         f"for `{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     if not forms:
         return tuple(rules)
     them = "them" if len(names) > 1 else "it"
     calls = ""
-    if any(f in functions for f in (sigmoid, sympy.tanh, exp)):
-        calls = f", and calls no exp or tanh to differentiate {them}"
-        calls += f" but softplus's {_SOFTPLUS_SLOPE}" if _uses(d.cell, softplus) else ""  # softplus inside a let too
-    elif _uses(d.cell, softplus):
-        calls = f", and calls only softplus's {_SOFTPLUS_SLOPE}, to differentiate {them}"
+    called = [f"{f.name}'s {f.derivative_calls}" for f in FUNCTIONS  # one inside a let too
+              if f.derivative_calls and _uses(d.cell, f.cls)]
+    if any(f.spares_calls for f in functions):
+        calls = f", and calls no exp or tanh to differentiate {them}" + (f" but {_join(called)}" if called else "")
+    elif called:
+        calls = f", and calls only {_join(called)}, to differentiate {them}"
     unnamed = _unnamed_call(d)
     kept = (f" `{expr_text(unnamed, d)}`, which no node names, is stored by the forward pass too, and its "
             "derivative reads that stored value." if unnamed is not None else "")
@@ -337,11 +320,10 @@ def _backward_rules(d, kernel_text=None):
                  f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
                  f"outputs alone{calls}.{kept}")
     # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
-    saturated = [(text.format(a=_placeholder(d.cell)), n) for f, (text, n) in _SATURATED.items() if _uses(d.cell, f)]
-    if saturated:
-        bounds = (f"float64: {', '.join(text for text, _ in saturated)}; float32: "
-                  + ", ".join(f"{'σ' if f is sigmoid else 'tanh'} past {n}" for f, (_, n) in _SATURATED.items()
-                              if _uses(d.cell, f)))
+    saturating = [f for f in FUNCTIONS if f.saturates and _uses(d.cell, f.cls)]
+    if saturating:
+        bounds = (f"float64: {', '.join(f.saturates[0].format(a=_placeholder(d.cell)) for f in saturating)}; "
+                  f"float32: {', '.join(f'{f.prose_name} past {f.saturates[1]}' for f in saturating)}")
         gates = _tanh_through_sigmoid(d, kernel_text)
         through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
                                          its="its" if len(gates) == 1 else "their") if gates else ""
@@ -530,7 +512,7 @@ def _along_the_state(d, state, local):
              f"|{g}| > 1, if {g} can get there, it grows geometrically")
     if _in_unit_interval(d, local):  # a gate, or one minus a gate: it can only fade
         grows = f"{g} lies in (0, 1), so it fades as fast as {g} is below 1, and hardly at all where {g} is near 1"
-    elif isinstance(_value(d, local), positive):  # [u > 0]: all or nothing
+    elif isinstance(_value(d, local), _ZERO_OR_ONE):  # [u > 0]: all or nothing
         grows = (f"{g} is 0 or 1, so the gradient passes unchanged while {g} is 1 at every step between, and is cut "
                  f"at the first step where it is 0")
     start = f"along `{state}` alone, it is multiplied by `{g}`"
@@ -590,6 +572,12 @@ def _value(d, expr):
     return expr
 
 
+# The functions' values whatever their arguments, for what a carry's factor does over many steps.
+_POSITIVE = tuple(f.cls for f in FUNCTIONS if f.positive)
+_UNIT_INTERVAL = tuple(f.cls for f in FUNCTIONS if f.unit_interval)
+_ZERO_OR_ONE = tuple(f.slope.cls for f in FUNCTIONS if f.slope and f.slope.zero_or_one)
+
+
 def _positive_valued(d, expr, depth=0):
     """Whether expr is above 0 whatever the inputs: softplus, exp, sigmoid, a positive number, a
     product or sum of such values, or a let whose value is one."""
@@ -598,7 +586,7 @@ def _positive_valued(d, expr, depth=0):
     expr = _value(d, expr)
     if expr.is_Number:
         return expr > 0
-    if isinstance(expr, (softplus, exp, sigmoid)):
+    if isinstance(expr, _POSITIVE):
         return True
     if isinstance(expr, (sympy.Mul, sympy.Add)):
         return all(_positive_valued(d, a, depth + 1) for a in expr.args)
@@ -611,7 +599,7 @@ def _in_unit_interval(d, expr, depth=0):
     if depth > 10:
         return False
     expr = _value(d, expr)
-    if isinstance(expr, sigmoid):
+    if isinstance(expr, _UNIT_INTERVAL):
         return True
     if isinstance(expr, exp):  # exp(-softplus(a)) = sigmoid(-a)
         return _positive_valued(d, -expr.args[0], depth + 1)

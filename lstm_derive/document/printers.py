@@ -11,6 +11,10 @@ from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
 from ..derive import Derivation, Step, summed
+from ..functions import FUNCTIONS
+
+# The text forms of the derivatives read off a function's output ([y > 0] for relu's), by class.
+_SLOPE_TEXTS = {f.slope.cls: f.slope.text for f in FUNCTIONS if f.slope}
 
 
 class _TextPrinter(StrPrinter):
@@ -21,14 +25,14 @@ class _TextPrinter(StrPrinter):
     def _print_MatTerm(self, expr):
         return f"{expr.weight}^T·{self.blocks[expr.affine]}"
 
-    def _print_positive(self, expr):
-        return f"[{self._print(expr.args[0])} > 0]"
-
     def _print_Float(self, expr):  # 0.5, as the script writes it, not SymPy's 0.500000000000000
         return repr(float(expr))
 
-    def _print_softplus_slope(self, expr):
-        return f"(1 - exp(-{self.parenthesize(expr.args[0], PRECEDENCE['Mul'], strict=False)}))"
+    def _print_Function(self, expr):
+        if type(expr) not in _SLOPE_TEXTS:
+            return super()._print_Function(expr)
+        # bracketed if a sum, as the minus in 1 - exp(-y) needs (a slope reads an output: a name or a call)
+        return _SLOPE_TEXTS[type(expr)].format(self.parenthesize(expr.args[0], PRECEDENCE["Mul"], strict=False))
 
 
 class _TexPrinter(LatexPrinter):

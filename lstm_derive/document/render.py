@@ -10,7 +10,7 @@ import textwrap
 import unicodedata
 
 from ..derive import Derivation
-from ..spec import SUPPORTED_FUNCTIONS
+from ..functions import FUNCTIONS, SUPPORTED_FUNCTIONS
 from .builders import _FLOW_CAPTION, sections
 from .facts import provenance
 from .model import Bullets, Flow, Math, Prose, Table, Unrolled
@@ -288,7 +288,8 @@ _LATEX_NOTATION = re.compile(r"\^T\b|Σ_[a-z]\b")
 
 
 # A function's name before ' (relu'(a)): a derivative, set with a prime.
-_PRIMED = re.compile("(" + "|".join(["σ", *SUPPORTED_FUNCTIONS]) + ")'(?!s\\b)")  # not softplus's
+_PRIMED = re.compile("(" + "|".join([*(f.symbol for f in FUNCTIONS if f.symbol), *SUPPORTED_FUNCTIONS])
+                     + ")'(?!s\\b)")  # not softplus's
 
 
 def _latex_escape(text):
