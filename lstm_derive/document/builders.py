@@ -579,8 +579,9 @@ _ZERO_OR_ONE = tuple(f.slope.cls for f in FUNCTIONS if f.slope and f.slope.zero_
 
 
 def _positive_valued(d, expr, depth=0):
-    """Whether expr is above 0 whatever the inputs: softplus, exp, sigmoid, a positive number, a
-    product or sum of such values, or a let whose value is one."""
+    """Whether expr is above 0 whatever the inputs: a function's output that is (softplus, exp,
+    sigmoid: their records' positive), a positive number, a product or sum of such values, or a
+    let whose value is one."""
     if depth > 10:
         return False
     expr = _value(d, expr)
@@ -594,8 +595,9 @@ def _positive_valued(d, expr, depth=0):
 
 
 def _in_unit_interval(d, expr, depth=0):
-    """Whether expr lies in (0, 1) whatever the inputs: a sigmoid, one minus such a value, a product
-    of such values, or a let whose value is one of these."""
+    """Whether expr lies in (0, 1) whatever the inputs: a function's output that does (a sigmoid:
+    its record's unit_interval), one minus such a value, a product of such values, or a let whose
+    value is one of these."""
     if depth > 10:
         return False
     expr = _value(d, expr)
