@@ -364,6 +364,7 @@ class Report:
     rounding: float = 0.0
     wrong_shapes: list = field(default_factory=list)  # "dW_h: shape (4, 16), expected (16, 4)"
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
+    lost: int = 0  # complex: of those, the elements whose complex step overflowed where the loss is finite
     overflowed: bool = False  # forward() gave inf or nan on the problem: no element was judged
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
@@ -562,13 +563,13 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         if m == "float32":
             reports.append(_float32_report(kernel, p, unit, values))
             continue
-        numeric, unjudged = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
+        numeric, unjudged, lost = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         judge = functools.partial(compare, analytic, tolerance=TOLERANCE[m], method=m, floor=FLOORS[m] * unit,
                                   wide=wide, loss_scale=unit / EPS, chosen=chosen)
         report = judge(numeric)
         if m == "central" and report.mismatches:
             report = _at_smaller_steps(kernel, p, numeric, report, judge, values, unit)
-        report.unjudged = unjudged
+        report.unjudged, report.lost = unjudged, lost
         if m == first:
             report.directional, report.alone, report.calls = along, alone, calls
         report.wrong_shapes += narrowed
@@ -1071,34 +1072,35 @@ def _sample(arrays, values, sample, seed):
 
 
 def _numeric(kernel, p, method, values, finite, chosen=None):
-    """The method's gradients, and why it cannot judge some elements ("" where it judges all).
+    """The method's gradients, why it cannot judge some elements ("" where it judges all), and how
+    many of them it lost to an overflow in complex arithmetic.
     The complex step needs a kernel that carries complex numbers through, and a loss that stays
     finite in complex arithmetic; an element it cannot judge takes the analytic value (values:
     _as_numeric's) here, so that its report lists only the elements it did judge (the report
     fails all the same)."""
     if method != "complex":
-        return METHODS[method](kernel, p, chosen), ""
+        return METHODS[method](kernel, p, chosen), "", 0
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)  # said once, in the report
             numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
         return values, (f"(in complex arithmetic, the kernel raised {raised(kernel, error)}); "
-                        f"central differences can: {WITHOUT_COMPLEX}")
+                        f"central differences can: {WITHOUT_COMPLEX}"), 0
     judged = {k: np.ones(n.shape, bool) if chosen is None else chosen[k] for k, n in numeric.items()}
     if all(not n[judged[k]].any() for k, n in numeric.items()) and any(np.any(values[k]) for k in numeric):
         return values, (f"(no imaginary part reaches the loss: the kernel drops it, in a float "
-                        f"buffer, .real or abs); central differences can: {WITHOUT_COMPLEX}")
+                        f"buffer, .real or abs); central differences can: {WITHOUT_COMPLEX}"), 0
     lost = {k: judged[k] & ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape
             else np.zeros(n.shape, bool) for k, n in numeric.items()}
     count = sum(int(v.sum()) for v in lost.values())
     if not count or not finite:
-        return numeric, ""
+        return numeric, "", 0
     kept = {k: np.where(lost[k], values[k], n) for k, n in numeric.items()}
     return kept, (f"{_elements(count)} (the loss is finite, but not at their complex step: in complex "
                   "arithmetic a value overflowed or became nan where the real one stays finite, as exp does "
                   "beyond |Re a| of about 709, or 354 for a tanh through exp(-2a), as the generated kernels' "
-                  f"forward() docstrings say); central differences can: {WITHOUT_COMPLEX}")
+                  f"forward() docstrings say); central differences can: {WITHOUT_COMPLEX}"), count
 
 
 def _as_numeric(analytic):

@@ -441,9 +441,10 @@ class Cell:
                 "its inner parts, so the derivation and its kernel grow fast with it)"
                 for let in self.lets if (n := sympy.count_ops(let.expr)) > LONG]
 
-    def unread(self):
-        """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend
-        on reads: such a let is computed for nothing, such a parameter gets a zero gradient."""
+    def needed(self):
+        """The symbols the new states depend on: read by an update, or by what an update reads, and
+        so on. A let outside it is computed for nothing (a kernel need not compute it), even where
+        another let reads it."""
         blocks = {b: a for a in self.affines for b in a.blocks}
         lets = {let.symbol: let for let in self.lets}
         read, todo = set(), [sym for let in self.updates.values() for sym in let.expr.free_symbols]
@@ -456,6 +457,12 @@ class Cell:
                 todo += lets[sym].expr.free_symbols
             elif sym in blocks:
                 todo += blocks[sym].inputs
+        return read
+
+    def unread(self):
+        """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend
+        on reads: such a let is computed for nothing, such a parameter gets a zero gradient."""
+        read = self.needed()
         warnings = [f"{let.where}: '{let.symbol}' is computed but nothing the new states depend on reads it"
                     for let in self.lets if let.symbol not in read and let not in self.updates.values()]
         for a in self.affines:

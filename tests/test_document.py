@@ -858,7 +858,26 @@ def test_an_adjoint_that_is_another_is_cited_where_the_kernel_multiplies_by_it(t
     assert line, table
     kernel = (tmp_path / "out" / "alias.py").read_text().split("\n")
     assert kernel[int(line.group(1)) - 1].endswith("*= ds_new[:, np.newaxis]  # (12), (13) dL/da_r, da_e, through (9), (11)")
-    assert "| (3) | `unread` | none | none: no node reads it |" in table
+    assert "| (3) | `unread` | none | none: nothing the new states depend on reads it |" in table
+
+
+def test_a_let_read_only_by_a_let_nothing_reads_has_no_kernel_line_and_says_why(tmp_path):
+    """v2 is read by v3 alone, and nothing reads v3: the kernel computes neither (no derivative
+    reads their values), and the table says so of both, in the words of the warning."""
+    script = tmp_path / "chain.py"
+    script.write_text("\n".join([
+        "from lstm_derive import Cell, tanh",
+        'cell = Cell("chain", title="A chain nothing reads")',
+        'x, h_prev = cell.input("x"), cell.state("h")',
+        'p = cell.param("p")',
+        '(a,) = cell.affine("W", [x, h_prev], blocks=["a"])',
+        'v2 = cell.let("v2", 2 * p)',  # whose derivative reads no value of it
+        'v3 = cell.let("v3", v2 + 1)',  # nor does v3's
+        "cell.update(h=tanh(a))"]) + "\n")
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
+    table = (tmp_path / "out" / "chain.md").read_text().split("## Kernel lines")[1]
+    for n, name in ((2, "v2"), (3, "v3")):
+        assert f"| ({n}) | `{name}` | none | none: nothing the new states depend on reads it |" in table, table
 
 
 def test_a_block_two_gates_read_is_listed_among_the_output_form_steps():

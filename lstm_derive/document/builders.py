@@ -651,11 +651,12 @@ def _grad_math(g, d):
 
 
 def _no_line(d, number):
-    """The Lines cell of an equation no kernel line cites: a let no node reads, which the kernel
-    need not compute, says so."""
+    """The Lines cell of an equation no kernel line cites: a let that nothing the new states depend
+    on reads, which the kernel need not compute, says so."""
     eq = next((eq for eq in d.forward if eq.number == number), None)
-    if eq is not None and isinstance(eq.node, Let) and not d.cell.readers(eq.node.symbol):
-        return "none: no node reads it"
+    if (eq is not None and isinstance(eq.node, Let) and eq.node not in d.cell.updates.values()
+            and eq.node.symbol not in d.cell.needed()):
+        return "none: nothing the new states depend on reads it"
     return "none"
 
 
