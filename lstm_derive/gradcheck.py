@@ -326,13 +326,14 @@ def central_differences(kernel, p: Problem, chosen=None, shrink=1):
     return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen)
 
 
-def complex_step(kernel, p: Problem, chosen=None):
-    """dL/da[i] = Im L(a + i h e_i) / h with h = 1e-30: no cancellation, exact to rounding."""
+def complex_step(kernel, p: Problem, chosen=None, dtype=np.complex128):
+    """dL/da[i] = Im L(a + i h e_i) / h with h = 1e-30: no cancellation, exact to rounding.
+    dtype: the complex type the kernel runs in (np.clongdouble reaches farther before exp overflows)."""
 
     def derivative(moved, value):
         return moved(1j * COMPLEX_STEP).imag / COMPLEX_STEP
 
-    return _elementwise(kernel, p.with_dtype(np.complex128), derivative, chosen)
+    return _elementwise(kernel, p.with_dtype(dtype), derivative, chosen)
 
 
 @dataclass(frozen=True)
@@ -1093,6 +1094,8 @@ def _numeric(kernel, p, method, values, finite, chosen=None):
                         f"buffer, .real or abs); central differences can: {WITHOUT_COMPLEX}"), 0
     lost = {k: judged[k] & ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape
             else np.zeros(n.shape, bool) for k, n in numeric.items()}
+    if finite and any(v.any() for v in lost.values()):
+        numeric, lost = _again_in_clongdouble(kernel, p, numeric, lost)
     count = sum(int(v.sum()) for v in lost.values())
     if not count or not finite:
         return numeric, "", 0
@@ -1101,6 +1104,23 @@ def _numeric(kernel, p, method, values, finite, chosen=None):
                   "arithmetic a value overflowed or became nan where the real one stays finite, as exp does "
                   "beyond |Re a| of about 709, or 354 for a tanh through exp(-2a), as the generated kernels' "
                   f"forward() docstrings say); central differences can: {WITHOUT_COMPLEX}"), count
+
+
+def _again_in_clongdouble(kernel, p, numeric, lost):
+    """The complex step of the elements lost to overflow (lost: a mask per array), taken again in
+    np.clongdouble where the platform's is wider than complex128 (x86's: exp overflows past about
+    11356, not 709): (numeric with those it judged, the mask of those still lost)."""
+    if np.finfo(np.longdouble).eps >= EPS:
+        return numeric, lost
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)
+            wide = complex_step(kernel, p, lost, np.clongdouble)
+    except Exception:  # noqa: BLE001 - a kernel that refuses clongdouble: the elements stay lost
+        return numeric, lost
+    found = {k: lost[k] & np.isfinite(w) for k, w in wide.items()}
+    return ({k: np.where(found[k], wide[k], n) for k, n in numeric.items()},
+            {k: lost[k] & ~found[k] for k in lost})
 
 
 def _as_numeric(analytic):
