@@ -463,8 +463,9 @@ def _applicable(config, kernel):
 
 
 # Where every gradient is exactly 0 on a drawn problem (every relu off at every step: a third of
-# an IndRNN's problems of size 1), it judges nothing: the problem is drawn again with the seed
-# moved by SEED_STRIDE (clear of the seeds of the other problems), up to REDRAWS times.
+# an IndRNN's problems of size 1), it judges nothing: the problem is drawn again, of the same sizes,
+# with the seed moved by SEED_STRIDE (past the seeds of the problems drawn after it, up to 1000 of
+# them), up to REDRAWS times.
 REDRAWS, SEED_STRIDE = 10, 1000
 
 
