@@ -17,6 +17,7 @@ is the difference, the same kernel run in extended precision judges it (see ``RO
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import os
@@ -378,7 +379,6 @@ class Report:
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
     vacuous: bool = False  # every gradient exactly 0, analytic and numeric: nothing was judged
-
 
     @property
     def ok(self):
@@ -1082,8 +1082,7 @@ def _numeric(kernel, p, method, values, finite, chosen=None):
     if method != "complex":
         return METHODS[method](kernel, p, chosen), "", 0
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)  # said once, in the report
+        with _quietly():  # what it lost is said once, in the report
             numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
         return values, (f"(in complex arithmetic, the kernel raised {raised(kernel, error)}); "
@@ -1113,14 +1112,21 @@ def _again_in_clongdouble(kernel, p, numeric, lost):
     if np.finfo(np.longdouble).eps >= EPS:
         return numeric, lost
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)
+        with _quietly():
             wide = complex_step(kernel, p, lost, np.clongdouble)
     except Exception:  # noqa: BLE001 - a kernel that refuses clongdouble: the elements stay lost
         return numeric, lost
     found = {k: lost[k] & np.isfinite(w) for k, w in wide.items()}
     return ({k: np.where(found[k], wide[k], n) for k, n in numeric.items()},
             {k: lost[k] & ~found[k] for k in lost})
+
+
+@contextlib.contextmanager
+def _quietly():
+    """No floating-point warnings, nor NumPy's for a complex value cast to a real one."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", getattr(np, "exceptions", np).ComplexWarning)
+        yield
 
 
 def _as_numeric(analytic):
