@@ -248,10 +248,7 @@ def test_random_cells_have_proven_gradients(script, config):
     assert_proven(script, config)
 
 
-WIDE = np.finfo(np.longdouble).eps < np.finfo(np.float64).eps  # x86's 80-bit long double
-
-
-@pytest.mark.skipif(not WIDE, reason="np.clongdouble is complex128 on this platform")
+@pytest.mark.skipif(not gradcheck.WIDE, reason="np.clongdouble is complex128 on this platform")
 def test_a_complex_step_lost_to_overflow_is_taken_again_in_clongdouble(tmp_path):
     """GROWING's complex step overflows in complex128 at some elements; in clongdouble, whose exp
     reaches past 11356, it does not, and the report judges every element."""
