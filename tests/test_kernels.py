@@ -594,3 +594,25 @@ def test_the_parameters_sample_spans_every_column_and_compares_values(name):
     _, _, cache = k.forward(zeros, p.x, p.state)
     negated = {n: -v if v.ndim == 1 else v.copy() for n, v in zeros.items()}  # -0.0 biases; NaN copied
     k.backward(negated, cache, p.dys, p.dstate)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_an_x_refilled_with_the_same_values_elsewhere_is_refused(name):
+    """A one-hot batch is zeros nearly everywhere, so a sample of x sees zeros before and after a
+    refill: backward() compares a sum of every entry, each weighted by its place. Another batch of
+    the same characters, moved to other steps, rows or columns, is refused; x itself unchanged, in
+    Fortran order or holding NaN, is not."""
+    k = kernel_of(name)
+    D = 7
+    p = gradcheck.random_problem(k, T=4, B=3, D=D, H=2)
+    characters = np.random.default_rng(0).integers(0, D, (4, 3))
+    for moved in (characters[::-1], characters[:, ::-1], (characters + 1) % D):
+        x = np.eye(D)[characters]
+        _, _, cache = k.forward(p.params, x, p.state)
+        x[...] = np.eye(D)[moved]
+        with pytest.raises(ValueError, match=r"^x: changed since forward\(\) ran \(a weighted sum"):
+            k.backward(p.params, cache, p.dys, p.dstate)
+    x = np.asfortranarray(np.eye(D)[characters])
+    x[1, 2, 3] = np.nan
+    _, _, cache = k.forward(p.params, x, p.state)
+    k.backward(p.params, cache, p.dys, p.dstate)

@@ -87,7 +87,7 @@ def _forward_head(k):
         "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
         "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
         "    the padding): change x only after backward(), which refuses an x changed before as far as a",
-        "    sample of its entries tells." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
+        "    sum of all its entries, each weighted by its place, tells." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
@@ -440,9 +440,9 @@ def _gate_views(k, a):
 
 def _cache_items(k):
     spent = ['"spent": np.array(False)']  # set by backward(): a cache serves one call
-    samples = f'"samples": _samples({_tuple(list(k.cell.parameter_names()) + ["x"])})'
+    fingerprints = f'"fingerprints": _fingerprints({_tuple(list(k.cell.parameter_names()))}, x)'
     lengths = ['"ended": ended', '"masked": masked', '"T_all": T_all']  # what _steps_to_run() made of them
-    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + lengths + spent + [samples]
+    return ['"cell": CELL', '"H": H'] + [f'"{n}": {n}' for n in ["x"] + _buffers(k)] + lengths + spent + [fingerprints]
 
 
 def _forward_step(k):

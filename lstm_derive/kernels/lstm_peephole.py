@@ -106,7 +106,7 @@ def forward(params, x, state=None, lengths=None):
     With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
     not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
     the padding): change x only after backward(), which refuses an x changed before as far as a
-    sample of its entries tells.
+    sum of all its entries, each weighted by its place, tells.
     Complex input (the complex step) is safe while every gate's pre-activation has |Re a| < 354;
     far beyond, exp overflows to inf - inf*j and a gate can be nan.
     g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to
@@ -179,7 +179,8 @@ def forward(params, x, state=None, lengths=None):
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
              "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked, "T_all": T_all,
-             "spent": np.array(False), "samples": _samples((W_x, W_h, b, p_i, p_f, p_o, x))}
+             "spent": np.array(False),
+             "fingerprints": _fingerprints((W_x, W_h, b, p_i, p_f, p_o), x)}
     return ys, final, cache
 
 
@@ -401,8 +402,8 @@ def _steps_to_run(x, lengths):
 
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
-    (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and a
-    sample of their entries tell."""
+    (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
+    _fingerprints() tell."""
     made = cache.get("cell") if isinstance(cache, dict) else None
     if made != CELL:
         got = f"the cache of {made}" if made else type(cache).__name__
@@ -411,36 +412,55 @@ def _checked_cache(cache, D, H, arrays):
     if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
                          f"D = {x.shape[2]}, H = {cache['H']}, dtype {x.dtype}: pass the same parameters")
-    for name, kept, now in zip(PARAMS + ("x",), cache["samples"], _samples((*arrays, x))):
+    for name, kept, now in zip(PARAMS + ("x",), cache["fingerprints"], _fingerprints(arrays, x)):
         if kept == now or np.array_equal(kept, now, equal_nan=True):  # a list holds NaN != NaN
             continue
         if name == "x":  # a batch buffer refilled before backward(), say
-            raise ValueError("x: changed since forward() ran (a sample of its entries differs): the cache holds x "
+            raise ValueError("x: changed since forward() ran (a weighted sum of its entries differs): the cache holds x "
                              "itself, not a copy; change x only after backward(), or give forward() a copy")
         raise ValueError(f"params: {name} is not what forward() ran with (a sample of its entries differs): "
                          "pass the parameters forward() had, unchanged (update them after backward())")
     return x
 
 
-_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices _samples reads in arrays of that shape: found once
+_SAMPLE_INDICES = {}  # (size, columns) -> the flat indices sampled in arrays of that shape: found once
+_WEIGHTS = {}  # n -> n weights in [1, 2), no two alike: found once
 
 
-def _samples(arrays):
-    """Sixteen values of each array, spread over its rows and columns (a stride prime to the number
-    of columns), in a few microseconds: enough to tell another layer's parameters, or these updated
-    in place, or an x refilled, from those forward() ran with."""
+def _fingerprints(arrays, x):
+    """What backward() compares with forward()'s: sixteen values of each parameter array, spread over
+    its rows and columns (a stride prime to the number of columns), enough to tell another layer's
+    parameters, or these updated in place; and a sum of every entry of x, each weighted by its step,
+    row and column, since a sample of a one-hot or padded x sees zeros alone: another batch, even
+    one that moves the same values to other rows or columns, gives another sum. In a few
+    microseconds for the parameters; for x one pass over it, read in place in any memory order."""
     out = []
     for a in arrays:
         key = (a.size, a.shape[-1])
-        if key not in _SAMPLE_INDICES:
+        indices = _SAMPLE_INDICES.get(key)  # get, not [key]: another thread may clear the dict
+        if indices is None:
             if len(_SAMPLE_INDICES) > 256:  # starts afresh: ever new shapes do not grow it without bound
                 _SAMPLE_INDICES.clear()
             step = max(1, a.size // 16)
             while step > 1 and np.gcd(step, a.shape[-1]) != 1:
                 step -= 1
-            _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
-        out.append(a.flat[_SAMPLE_INDICES[key]].tolist())  # in any memory order; ravel() copies all of a transposed a
+            indices = _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
+        out.append(a.flat[indices].tolist())  # in any memory order; ravel() copies all of a transposed a
+    T, B, D = x.shape
+    by_row = np.einsum("tbd,d->tb", x, _weights(D).astype(x.dtype))  # einsum: no BLAS threads, so the same sum every time
+    out.append((by_row.ravel() @ _weights(T * B)).item())
     return out
+
+
+def _weights(n):
+    """n weights in [1, 2), each unlike the others: 1 plus the fractional parts of multiples of the
+    golden ratio."""
+    weights = _WEIGHTS.get(n)
+    if weights is None:
+        if len(_WEIGHTS) > 256:
+            _WEIGHTS.clear()
+        weights = _WEIGHTS[n] = 1 + np.arange(n) * 0.6180339887498949 % 1
+    return weights
 
 
 def _checked_state(state, B, H, dtype, name="state"):
