@@ -411,7 +411,7 @@ def run_check(args):
 def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
-    ok, judged, failing, overflowed, vacuous = True, [], {}, 0, 0
+    ok, judged, failing, others, overflowed, vacuous = True, [], {}, {}, 0, 0
     for config in checks(problems, steps, scale):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
@@ -433,12 +433,17 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         vacuous += any(r.vacuous for r in reports)
         for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
             failing[name] = failing.get(name, 0) + 1
+        for check in _other_failures(reports):
+            others[check] = others.get(check, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
           f"{'s' if problems > 1 else ''}: {errors}")
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count}" for name, count in sorted(failing.items(), key=lambda item: -item[1])))
+    if others:  # failures of no gradient's element, which the reports above say in full
+        print(f"{cell}: what else fails, and on how many of the {problems} problems: "
+              + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
     if overflowed:  # a failure all the same: a check that judged nothing passes nothing
         print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
               "overflowing on them; a smaller --scale checks the cell where it does not")
@@ -446,6 +451,20 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         print(f"{cell}: on {vacuous} of the {problems} problems every gradient was exactly 0, on each of "
               f"{REDRAWS + 1} draws: the checks judged nothing there; does every output depend on the inputs?")
     return ok
+
+
+# What a report can fail on besides its elements' errors, in the summary's words. Overflow and
+# problems whose every gradient is 0 have lines of their own.
+_OTHER_CHECKS = {"wrong_shapes": "gradients of the wrong shape", "written": "inputs written into",
+                 "unjudged": "elements that could not be judged", "directional": "the check along a random direction",
+                 "alone": "a sequence unlike itself run alone", "forward": "float32 outputs off from float64's",
+                 "calls": "results that change with how it is called"}
+
+
+def _other_failures(reports):
+    """The checks of _OTHER_CHECKS that some report failed, once each."""
+    return dict.fromkeys(words for r in reports for name, words in _OTHER_CHECKS.items()
+                         if getattr(r, name) and not (name == "unjudged" and r.overflowed))
 
 
 def _largest_error(reports, method):

@@ -631,7 +631,8 @@ def test_check_runs_the_methods_asked_for(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("float32: cannot judge (on float32 input, the kernel raised AssertionError in forward(), f64_rnn.py:9: "
             "float64 alone)") in out, out  # where in the module: its function and line
-    assert "float32 -\n\n0 passed, 1 failed (f64_rnn)" in out  # no error figure where none was judged
+    assert ("float32 -\nf64_rnn: what else fails, and on how many of the 3 problems: elements that could not be judged "
+            "3\n\n0 passed, 1 failed (f64_rnn)") in out  # no error figure where none was judged
     assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
     out = capsys.readouterr().out
     assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")
@@ -689,3 +690,23 @@ def test_a_cell_whose_every_gradient_is_0_fails_as_judging_nothing(tmp_path, cap
     assert ("dead: on 2 of the 3 problems every gradient was exactly 0, on each of 11 draws: the checks judged "
             "nothing there; does every output depend on the inputs?") in out
     assert "but nothing was judged: every gradient is exactly 0 on this problem" in out
+
+
+def test_the_summary_names_the_checks_that_fail_on_no_gradients_element(tmp_path, capsys):
+    """A step function that reads state=None as ones: every element of every gradient passes, and
+    the summary still says which check failed, not only FAILED beside errors within tolerance."""
+    (tmp_path / "ones_rnn.py").write_text(textwrap.dedent('''
+        import numpy as np
+        from lstm_derive.kernels.rnn import PARAMS, STATES, forward, backward, init_params, step_backward  # noqa: F401
+        from lstm_derive.kernels import rnn as _rnn
+
+
+        def step_forward(params, x_t, state=None):
+            if state is None:  # None read as ones, by the step function alone
+                state = (np.ones((np.shape(x_t)[0], np.shape(params["W_h"])[0]), np.asarray(x_t).dtype),)
+            return _rnn.step_forward(params, x_t, state)
+    '''))
+    assert cli.main(["check", str(tmp_path / "ones_rnn.py")]) == 1
+    out = capsys.readouterr().out
+    assert "ones_rnn: the gradients that fail" not in out
+    assert "ones_rnn: what else fails, and on how many of the 3 problems: results that change with how it is called 2\n" in out
