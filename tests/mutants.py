@@ -150,7 +150,8 @@ def _is_setup(stmt):
     for n in ast.walk(stmt):
         if isinstance(n, ast.Call):
             name = ast.unparse(n.func)
-            if name.startswith("_") or name in ("np.empty", "np.zeros", "np.zeros_like", "np.empty_like"):
+            if (name.startswith("_") and name != "_before_ends"  # which guards a sum's values, not an argument
+                    or name in ("np.empty", "np.zeros", "np.zeros_like", "np.empty_like")):
                 return True
             if isinstance(n.func, ast.Attribute) and n.func.attr == "reshape" and not any(
                     isinstance(m, ast.BinOp) and not isinstance(m.op, ast.Mult) for m in ast.walk(n.func.value)) \

@@ -616,3 +616,28 @@ def test_an_x_refilled_with_the_same_values_elsewhere_is_refused(name):
     x[1, 2, 3] = np.nan
     _, _, cache = k.forward(p.params, x, p.state)
     k.backward(p.params, cache, p.dys, p.dstate)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_sequence_of_no_steps_from_a_state_not_finite_adds_nothing(name):
+    """A slot not in use (length 0) may hold nan or inf, which no step reads: its state is kept, and
+    the gradients are the other sequence's alone. The sums after the loop read its rows times
+    adjoints of 0, and 0 * nan is nan: they must not reach the weights' gradients."""
+    k = kernel_of(name)
+    p = gradcheck.random_problem(k, T=4, B=3, D=3, H=2)
+    state = tuple(s.copy() for s in p.state)
+    for s in state:
+        s[1], s[2, 0] = np.nan, np.inf
+    dys = p.dys.copy()
+    dys[:, 1:] = 0
+    with np.errstate(invalid="ignore"):  # the steps compute the slots' rows too, then keep their states
+        ys, final, cache = k.forward(p.params, p.x, state, lengths=[4, 0, 0])
+        grads, dx, dstate0 = k.backward(p.params, cache, dys)
+    for s, f in zip(state, final):
+        np.testing.assert_array_equal(f[1:], s[1:])  # kept, nan and inf as given
+    _, _, alone = k.forward(p.params, p.x[:, :1], tuple(s[:1] for s in state))
+    expected, expected_dx, _ = k.backward(p.params, alone, dys[:, :1])
+    for n in k.PARAMS:
+        np.testing.assert_allclose(grads[n], expected[n], rtol=1e-12, atol=1e-14, err_msg=n)
+    np.testing.assert_allclose(dx[:, :1], expected_dx, rtol=1e-12, atol=1e-14)
+    assert not np.any(dx[:, 1:])

@@ -153,10 +153,14 @@ def _interface(k):
 
 _BEFORE_ENDS = (
     "def _before_ends(a, ended):",
-    '    """a (T, B, H), its rows past each sequence\'s end zeroed (None: no sequence ends early). There a',
-    "    new state is the one kept, which need not fit the step's other values: a zero a local divides",
-    '    by, whose inf times the zero adjoint would be nan."""',
-    "    return a if ended is None else np.where(ended, 0, a)",
+    '    """a (T, B, H), values a sum after the loop multiplies by adjoints, which are 0 past each',
+    "    sequence's end (ended; None: no sequence ends early). There the state is the one kept, which need",
+    "    not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan",
+    "    in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value",
+    '    that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""',
+    "    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too",
+    "        return a",
+    "    return np.where(ended, 0, a)",
 )
 
 _SIGMOID_INTO = (

@@ -736,22 +736,12 @@ def _summed_after(k, step):
     for t in k.per_step_terms(step):
         local = t.local.subs(k.aux)
         outside, inside = local.as_independent(*(local.free_symbols - k.constant), as_Add=False)
-        local = printer.doprint(inside)
-        if _divides_by_new_state(k, inside):
-            local = f"_before_ends({local}, ended)"
+        local = f"_before_ends({printer.doprint(inside)}, ended)"
         total = (f'np.einsum("tbh,tbh->h", {local}, {t.adjoint}_seq)' if inside != 1
                  else f"{t.adjoint}_seq.sum(axis=(0, 1))")
         factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
         parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
     return summed(parts, empty="")
-
-
-def _divides_by_new_state(k, local):
-    """Whether local divides by a new state: past a sequence's end that is the state it kept, which
-    need not fit the step's other values (a normaliser n kept at 0), and 0 times its inf is nan."""
-    new = set(k.state_of_new)
-    return any(e.exp.is_negative and e.base.free_symbols & new for e in sympy.preorder_traversal(local)
-               if isinstance(e, sympy.Pow))
 
 
 def _param_gradients(k):
@@ -797,9 +787,11 @@ def _known_sum(part, done):
 
 
 def _flat_values(k, vector):
+    """The (T * B, D or H) values a weight's gradient reads: x, zeroed past the ends already, or a
+    state or let, through _before_ends."""
     if vector == k.x:
         return "x.reshape(T * B, D)"
-    return f"{k.sequence(vector)}.reshape(T * B, H)"
+    return f"_before_ends({k.sequence(vector)}, ended).reshape(T * B, H)"
 
 
 def _input_gradient(k):

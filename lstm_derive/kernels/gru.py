@@ -66,6 +66,17 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _before_ends(a, ended):
+    """a (T, B, H), values a sum after the loop multiplies by adjoints, which are 0 past each
+    sequence's end (ended; None: no sequence ends early). There the state is the one kept, which need
+    not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan
+    in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value
+    that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""
+    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too
+        return a
+    return np.where(ended, 0, a)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -265,8 +276,8 @@ def backward(params, cache, dys=None, dstate=None):
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
         db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x
         dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
-        np.matmul(dpre_W_flat[:, :2 * H].T, h_seq[:-1].reshape(T * B, H), out=dU_h[:2 * H])
-        np.matmul(da_hn_seq.reshape(T * B, H).T, h_seq[:-1].reshape(T * B, H), out=dU_h[2 * H:3 * H])
+        np.matmul(dpre_W_flat[:, :2 * H].T, _before_ends(h_seq[:-1], ended).reshape(T * B, H), out=dU_h[:2 * H])
+        np.matmul(da_hn_seq.reshape(T * B, H).T, _before_ends(h_seq[:-1], ended).reshape(T * B, H), out=dU_h[2 * H:3 * H])
         db_h = np.concatenate([db_x[:2 * H], da_hn_seq.reshape(T * B, H).sum(axis=0)])  # (28) dL/db_h
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
         if T < T_all:  # the steps not run read no x

@@ -64,6 +64,17 @@ def sigmoid(a):
         return 1 / (1 + np.exp(-a))
 
 
+def _before_ends(a, ended):
+    """a (T, B, H), values a sum after the loop multiplies by adjoints, which are 0 past each
+    sequence's end (ended; None: no sequence ends early). There the state is the one kept, which need
+    not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan
+    in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value
+    that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""
+    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too
+        return a
+    return np.where(ended, 0, a)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -250,7 +261,7 @@ def backward(params, cache, dys=None, dstate=None):
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_x
-        dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (22) dL/dW_h
+        dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (22) dL/dW_h
         db = dpre_W_flat.sum(axis=0)  # (23) dL/db
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (20) dL/dx
         if T < T_all:  # the steps not run read no x

@@ -66,6 +66,17 @@ def positive(y):
     return np.sign(y.real).astype(y.dtype, copy=False)
 
 
+def _before_ends(a, ended):
+    """a (T, B, H), values a sum after the loop multiplies by adjoints, which are 0 past each
+    sequence's end (ended; None: no sequence ends early). There the state is the one kept, which need
+    not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan
+    in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value
+    that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""
+    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too
+        return a
+    return np.where(ended, 0, a)
+
+
 def _span(B, H, dtype):
     """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and
     at least one step, so that the span of every such array stays in a core's cache."""
@@ -173,7 +184,7 @@ def backward(params, cache, dys=None, dstate=None):
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (7) dL/dW_x
-        dW_h = dpre_W_flat.T @ h_seq[:-1].reshape(T * B, H)  # (8) dL/dW_h
+        dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (8) dL/dW_h
         db_x = dpre_W_flat.sum(axis=0)  # (9) dL/db_x
         db_h = db_x.copy()  # (10) dL/db_h
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (6) dL/dx
