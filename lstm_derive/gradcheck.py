@@ -699,6 +699,12 @@ def _float32_report(kernel, p, unit, original=None):
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
     ys64, final64, reference = _run(kernel, low.with_dtype(np.float64))
+    largest = _largest_finite([ys64, *final64, *reference.values()])
+    if largest > float(np.finfo(np.float32).max):  # float32 cannot hold the results: a smaller scale judges it
+        report.unjudged = (f"(the float64 run's results reach {largest:.1e}, beyond float32's range, "
+                           f"{np.finfo(np.float32).max:.1e}: float32 cannot hold them on this problem; a smaller "
+                           "weight scale, scale= or --scale, judges it where they fit)")
+        return report
     judged = compare(got, _as_numeric(reference), report.tolerance, "float32", FLOORS["float32"] * unit,
                      labels=("float32", "float64"))
     judged.wrong_shapes += _in_other_dtypes(got, np.float32)
@@ -710,6 +716,12 @@ def _float32_report(kernel, p, unit, original=None):
         judged.sensitivity = max(compare(original, _as_numeric(reference), np.inf, "float32").errors.values(),
                                  default=0.0)
     return judged
+
+
+def _largest_finite(arrays):
+    """The largest finite magnitude in the arrays (None entries skipped), 0.0 where there is none."""
+    magnitudes = [np.abs(np.asarray(a, np.complex128)) for a in arrays if a is not None]
+    return max((float(np.max(m[np.isfinite(m)], initial=0.0)) for m in magnitudes), default=0.0)
 
 
 def _differing_outputs(outputs, tolerance):

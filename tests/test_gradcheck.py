@@ -1143,3 +1143,12 @@ def test_a_problem_on_which_every_gradient_is_0_judges_nothing_and_passes_nothin
     for r in gradcheck.check_kernel(Dead(), problem=problem(0.5), methods=NUMERIC):
         assert not r.vacuous and not r.ok and {m.name for m in r.mismatches} == {"w", "x"}, str(r)
     assert not any(r.vacuous for r in gradcheck.check_kernel(Kink(), problem=problem(0.5), methods=NUMERIC))
+
+
+def test_results_beyond_float32s_range_leave_the_float32_run_unjudged_not_wrong():
+    """dv = c dw with c = 1e40 fits float64 and not float32 (3.4e38): float32's inf and nan there are
+    no wrong gradient, and the report says why it judged nothing; at c = 1e30 it judges as usual."""
+    central, r = gradcheck.check_kernel(Linear(1e40), methods=("central", "float32"))
+    assert central.ok and not r.ok and not r.mismatches and "beyond float32's range" in r.unjudged, str(r)
+    central, r = gradcheck.check_kernel(Linear(1e30), methods=("central", "float32"))
+    assert central.ok and r.ok and r.errors, str(r)
