@@ -576,7 +576,8 @@ class Cell:
         if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
             s = name.removesuffix("_prev")
             return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
-        return text + f"declare it with cell.state('{name}')"
+        close = difflib.get_close_matches(name, [s for s in self.states if s not in self.updates], n=1)
+        return text + (f"did you mean {close[0]}? or " if close else "") + f"declare it with cell.state('{name}')"
 
     def _check_kernel_names(self):
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""

@@ -468,6 +468,12 @@ def test_names_built_to_inject_code_are_refused(role, name):
         _build(role, name)
 
 
+def test_an_update_of_a_misspelt_state_gets_the_state_it_is_close_to(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(hh=tanh(a))  # <- here\n",
+            "update of 'hh', which is not a declared state (states: h); did you mean h? or declare it with "
+            "cell.state('hh')")
+
+
 def test_the_control_cell_of_the_injection_tests_is_accepted():
     derive(_build("let", "g"))
 
