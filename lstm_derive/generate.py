@@ -25,7 +25,8 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .spec import Cell, SpecError, script_hint
+from .hints import script_hint
+from .spec import Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
            "is_kernel_module", "load_kernel_module"]

@@ -18,11 +18,9 @@ from __future__ import annotations
 import builtins
 import copy
 import difflib
-import inspect
 import keyword
 import re
 import sys
-import traceback
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ class SpecError(ValueError):
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
 LONG = 40  # operations in one let's expression beyond which Cell.long() warns (the packaged cells: at most 10)
 MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
+DECLARED = set()  # every symbol a cell has declared: hints.py's guard refuses NumPy's functions of them
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
 _INFINITIES = {sympy.zoo: "complex infinity (a division by zero?)", sympy.oo: "infinity",
@@ -174,9 +173,11 @@ class Cell:
         self.title = _check_title(self.title, where)
         if self.source is None:
             self.source = where.file
+        from . import hints  # here, not above: hints reads this module; importing it refuses NumPy's functions of cells
+
         script = _caller_frame()
         if script is not None and script.f_globals.get("__name__") == "__main__":  # python my_cell.py
-            _hint_uncaught_errors()
+            hints.hint_uncaught_errors()
 
     # -- declarations -----------------------------------------------------------------
 
@@ -694,7 +695,7 @@ class Cell:
         self._claim(name, where)
         symbol = sympy.Symbol(name, real=True)
         self._sizes[symbol] = size
-        _VECTORS.add(symbol)
+        DECLARED.add(symbol)
         if size == "D":
             self.inputs.append(symbol)
         return symbol
@@ -973,42 +974,6 @@ def _same_owner(one, other):
     return one == other or one.startswith("the unnamed") and other.startswith("the unnamed")
 
 
-def script_hint(error):
-    """What a cell script's error most likely means, or "": a function of numbers given a cell's
-    vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
-    node's blocks."""
-    functions = ", ".join(SUPPORTED_FUNCTIONS)
-    if isinstance(error, ValueError) and "values to unpack" in str(error):
-        return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
-    if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
-        return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
-                "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
-    if _of_sympy(error) and (isinstance(error, AttributeError) or re.search(
-            r"not subscriptable|not iterable|has no len\(\)", str(error))):  # h_prev[0], sum(h_prev), h_prev.T
-        return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
-                "to index, iterate or sum, and nothing across them (a mean, a norm, a transpose) is in the cell "
-                f"language, whose functions are {SUPPORTED_OPERATIONS}")
-    if not isinstance(error, TypeError):
-        return ""
-    keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
-    if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
-        method, given = keyword.groups()
-        if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
-            names, call = ["name", "title", "output"], "Cell()"
-        else:
-            names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
-        close = difflib.get_close_matches(given, names, n=1)
-        return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
-    if "ufunc" in str(error):
-        return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
-    if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
-        return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
-                f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
-    if "convert expression to" in str(error):  # math.exp(a), float(a)
-        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
-    return ""
-
-
 def _beside(helper, script):
     """A helper module's path spelt as the script's is where it lies beside it (the import found it
     by an absolute path): _gates.py:5 (called from three.py:7), not /home/.../_gates.py:5."""
@@ -1020,78 +985,15 @@ def _beside(helper, script):
     return helper
 
 
+_OWN_FILES = (__file__, str(Path(__file__).with_name("hints.py")))  # the cell language's, and its guard's
+
+
 def _caller_frame():
-    """The frame of the script line that called into this module, or None."""
+    """The frame of the script line that called into this module (or hints.py's guard), or None."""
     frame = sys._getframe(1)
     # dataclass-made methods (__init__) have the file name "<string>"; so has a script run by
     # exec(), whose code is a <module>, not a method
-    while frame is not None and (frame.f_code.co_filename == __file__ or (
+    while frame is not None and (frame.f_code.co_filename in _OWN_FILES or (
             frame.f_code.co_filename == "<string>" and frame.f_code.co_name.startswith("__"))):
         frame = frame.f_back
     return frame
-
-
-def _about_the_cell(error):
-    """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, or by a NumPy ufunc given a SymPy expression. The rest of the
-    script (a training loop) gets no hint."""
-    frames = traceback.extract_tb(error.__traceback__)
-    inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
-    # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
-    return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error))
-
-
-def _of_sympy(error):
-    """Whether an error's message names a SymPy class as the object's type ('Symbol' object is not
-    subscriptable; ufunc does not support argument 0 of type Add)."""
-    named = re.findall(r"'(\w+)' object|of type '?(\w+)", str(error))
-    return any(isinstance(getattr(sympy, name, None), type) for pair in named for name in pair if name)
-
-
-def _hint_uncaught_errors():
-    """For a cell script run as a program (python my_cell.py): after Python's own traceback of an
-    uncaught error, the hint the command line would give with it (max(a, h_prev): a cell's vectors
-    cannot be compared, ...). Installed once; the traceback itself is left as it is."""
-    previous = sys.excepthook
-    if getattr(previous, "gives_cell_hints", False):
-        return
-
-    def hook(kind, error, tb):
-        previous(kind, error, tb)
-        hint = script_hint(error) if _about_the_cell(error) else ""
-        if hint:
-            print(f"lstm-derive: {hint}", file=sys.stderr)
-
-    hook.gives_cell_hints = True
-    sys.excepthook = hook
-
-
-_VECTORS = set()  # every symbol a cell has declared: NumPy's functions refuse expressions of them
-
-
-def _refuse_numpy_functions(self, func, types, args, kwargs):
-    """sympy.Basic.__array_function__, so that NumPy's functions refuse a cell's vectors. NumPy
-    would take such an expression for one number and hand it back (np.max(h_prev) is h_prev,
-    np.mean(a) is a, np.var(a) is 0): the cell derived would not be the one written. Expressions
-    of no cell's symbols go to NumPy's own implementation, as before."""
-    if not any(_of_a_cell(value) for value in (*args, *kwargs.values())):
-        return func._implementation(*args, **kwargs)
-    frame = _caller_frame()
-    where = f"{frame.f_code.co_filename}:{frame.f_lineno}: " if frame is not None else ""
-    name = f"{func.__module__.replace('numpy', 'np', 1)}.{func.__name__}"  # np.max, np.linalg.norm
-    raise SpecError(f"{where}{name} of a cell's vector is not in the cell language: NumPy would take the vector "
-                    "for one number (np.max(h_prev) would be h_prev itself, np.var(h_prev) 0), and another cell "
-                    "than the one written would be derived. Nothing across a vector's H components is (a mean, a maximum, a norm); elementwise, "
-                    f"a cell's vectors take lstm_derive's functions ({', '.join(SUPPORTED_FUNCTIONS)})")
-
-
-def _of_a_cell(value):
-    """Whether value is an expression of a cell's symbols, or a list or tuple that holds one."""
-    if isinstance(value, (list, tuple)):
-        return any(_of_a_cell(v) for v in value)
-    return isinstance(value, sympy.Basic) and not _VECTORS.isdisjoint(value.free_symbols)
-
-
-if "__array_function__" not in vars(sympy.Basic):  # were SymPy to define one, it would stay SymPy's
-    sympy.Basic.__array_function__ = _refuse_numpy_functions

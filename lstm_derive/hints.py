@@ -1,0 +1,120 @@
+"""What a cell script's mistakes mean: the hint that goes with an error Python, SymPy or NumPy
+raises while a script builds its cell (the command line's, and after Python's traceback where a
+script runs as a program), and NumPy's functions refused on a cell's vectors, which NumPy would
+otherwise read as one number."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import re
+import sys
+import traceback
+from pathlib import Path
+
+import sympy
+
+from .functions import SUPPORTED_FUNCTIONS
+from .spec import DECLARED, MAX_THROUGH_RELU, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
+
+__all__ = ["script_hint", "hint_uncaught_errors", "refuse_numpy_functions"]
+
+
+def script_hint(error):
+    """What a cell script's error most likely means, or "": a function of numbers given a cell's
+    vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
+    node's blocks."""
+    functions = ", ".join(SUPPORTED_FUNCTIONS)
+    if isinstance(error, ValueError) and "values to unpack" in str(error):
+        return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
+    if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
+        return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
+                "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
+    if _of_sympy(error) and (isinstance(error, AttributeError) or re.search(
+            r"not subscriptable|not iterable|has no len\(\)", str(error))):  # h_prev[0], sum(h_prev), h_prev.T
+        return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
+                "to index, iterate or sum, and nothing across them (a mean, a norm, a transpose) is in the cell "
+                f"language, whose functions are {SUPPORTED_OPERATIONS}")
+    if not isinstance(error, TypeError):
+        return ""
+    keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
+    if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
+        method, given = keyword.groups()
+        if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
+            names, call = ["name", "title", "output"], "Cell()"
+        else:
+            names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
+        close = difflib.get_close_matches(given, names, n=1)
+        return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
+    if "ufunc" in str(error):
+        return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
+    if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
+        return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
+                f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
+    if "convert expression to" in str(error):  # math.exp(a), float(a)
+        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+    return ""
+
+
+def _about_the_cell(error):
+    """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
+    that unpacks an affine's blocks, or by a NumPy ufunc given a SymPy expression. The rest of the
+    script (a training loop) gets no hint."""
+    frames = traceback.extract_tb(error.__traceback__)
+    inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
+    # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
+    return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
+            or _of_sympy(error))
+
+
+def _of_sympy(error):
+    """Whether an error's message names a SymPy class as the object's type ('Symbol' object is not
+    subscriptable; ufunc does not support argument 0 of type Add)."""
+    named = re.findall(r"'(\w+)' object|of type '?(\w+)", str(error))
+    return any(isinstance(getattr(sympy, name, None), type) for pair in named for name in pair if name)
+
+
+def hint_uncaught_errors():
+    """For a cell script run as a program (python my_cell.py): after Python's own traceback of an
+    uncaught error, the hint the command line would give with it (max(a, h_prev): a cell's vectors
+    cannot be compared, ...). Installed once; the traceback itself is left as it is."""
+    previous = sys.excepthook
+    if getattr(previous, "gives_cell_hints", False):
+        return
+
+    def hook(kind, error, tb):
+        previous(kind, error, tb)
+        hint = script_hint(error) if _about_the_cell(error) else ""
+        if hint:
+            print(f"lstm-derive: {hint}", file=sys.stderr)
+
+    hook.gives_cell_hints = True
+    sys.excepthook = hook
+
+
+def refuse_numpy_functions(self, func, types, args, kwargs):
+    """sympy.Basic.__array_function__, so that NumPy's functions refuse a cell's vectors. NumPy
+    would take such an expression for one number and hand it back (np.max(h_prev) is h_prev,
+    np.mean(a) is a, np.var(a) is 0): the cell derived would not be the one written. Expressions
+    of no cell's symbols go to NumPy's own implementation, as before."""
+    if not any(_of_a_cell(value) for value in (*args, *kwargs.values())):
+        return func._implementation(*args, **kwargs)
+    frame = _caller_frame()
+    where = f"{frame.f_code.co_filename}:{frame.f_lineno}: " if frame is not None else ""
+    name = f"{func.__module__.replace('numpy', 'np', 1)}.{func.__name__}"  # np.max, np.linalg.norm
+    raise SpecError(f"{where}{name} of a cell's vector is not in the cell language: NumPy would take the vector "
+                    "for one number (np.max(h_prev) would be h_prev itself, np.var(h_prev) 0), and another cell "
+                    "than the one written would be derived. Nothing across a vector's H components is (a mean, a "
+                    f"maximum, a norm); elementwise, a cell's vectors take lstm_derive's functions "
+                    f"({', '.join(SUPPORTED_FUNCTIONS)})")
+
+
+def _of_a_cell(value):
+    """Whether value is an expression of a cell's symbols, or a list or tuple that holds one."""
+    if isinstance(value, (list, tuple)):
+        return any(_of_a_cell(v) for v in value)
+    return isinstance(value, sympy.Basic) and not DECLARED.isdisjoint(value.free_symbols)
+
+
+if "__array_function__" not in vars(sympy.Basic):  # were SymPy to define one, it would stay SymPy's
+    sympy.Basic.__array_function__ = refuse_numpy_functions

@@ -1,0 +1,95 @@
+"""The hints that go with a cell script's errors, and NumPy's functions refused on a cell's
+vectors (lstm_derive/hints.py): through the command line and in-process (test_spec's refused())
+and after Python's own traceback, where a script runs as a program."""
+
+import numpy as np
+import pytest
+import sympy
+
+from test_spec import refused, write_script
+
+
+def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
+    body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=np.tanh(a))  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError", "lstm_derive's functions (sigmoid, tanh, relu, softplus, exp), not NumPy's")
+
+
+@pytest.mark.parametrize("expr, fragment", [
+    ("np.maximum(a, 0)", "max, min and if/else on them are not in the cell language"),
+    ("max(a, 0)", "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"),
+    ("math.exp(a)", "math's functions take numbers, not a cell's vectors"),
+])
+def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys, expr, fragment):
+    body = f"import math\nimport numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError", fragment)
+
+
+@pytest.mark.parametrize("expr, name", [
+    ("tanh(a) + np.max(h_prev)", "np.max"),  # would be h_prev itself
+    ("tanh(a - np.mean(a))", "np.mean"),  # a - a: 0
+    ("tanh(a) * np.var(h_prev)", "np.var"),  # 0
+    ("tanh(a + np.roll(h_prev, 1))", "np.roll"),
+    ("tanh(a / np.linalg.norm(h_prev + 1))", "np.linalg.norm"),
+    ("tanh(a) + np.dot(h_prev, h_prev)", "np.dot"),
+    ("tanh(a) * np.prod(h_prev)", "np.prod"),
+])
+def test_numpys_functions_across_a_vector_are_refused(tmp_path, capsys, expr, name):
+    """NumPy takes a SymPy expression for one number: np.max(h_prev) would be h_prev and np.var of
+    anything 0, so the cell derived would silently not be the one written."""
+    body = f"import numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, f"{name} of a cell's vector is not in the cell language",
+            "Nothing across a vector's H components is")
+
+
+@pytest.mark.parametrize("expr, error", [
+    ("h_prev[0]", "TypeError: 'Symbol' object is not subscriptable"),
+    ("sum(h_prev)", "TypeError: 'Symbol' object is not iterable"),
+    ("len(h_prev)", "TypeError: object of type 'Symbol' has no len()"),
+    ("h_prev.T", "AttributeError: 'Symbol' object has no attribute 'T'"),
+])
+def test_a_vectors_components_are_not_there_to_index(tmp_path, capsys, expr, error):
+    body = f"(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a) + {expr})  # <- here\n"
+    refused(tmp_path, capsys, body, error, "a cell's vector is one symbol that stands for each of its H components")
+
+
+def test_numpys_functions_on_other_sympy_expressions_are_numpys():
+    """The refusal is for a cell's vectors alone: SymPy used beside lstm_derive is as NumPy treats it."""
+    q = sympy.Symbol("q_of_no_cell")
+    assert np.max(q) == q and np.mean(q + 1) == q + 1 and list(np.concatenate([[q], [2 * q]])) == [q, 2 * q]
+
+
+def test_a_cell_script_run_as_a_program_gives_the_hint_after_pythons_traceback(tmp_path):
+    """python my_cell.py: the traceback stays Python's own, and the command line's hint follows it;
+    an error with no hint gets nothing more, and a script that imports a cell adds nothing."""
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=max(a, h_prev))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 1 and "Traceback (most recent call last)" in run.stderr
+    assert run.stderr.rstrip().endswith("lstm-derive: a cell's vectors cannot be compared: max, min and if/else on them "
+                                        "are not in the cell language, whose functions are sigmoid, tanh, relu, softplus, "
+                                        "exp, +, -, *, / and integer powers (relu(a) is max(a, 0), and max(u, v) is "
+                                        "v + relu(u - v))"), run.stderr
+    script.write_text(script.read_text().replace("max(a, h_prev)", "tanh(a)") + "raise KeyError('mine')\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("KeyError: 'mine'"), run.stderr
+    # an error of the script's own, after the cell is built, gets no cell's hint
+    script.write_text(script.read_text().replace("raise KeyError('mine')", "first, second = (1, 2, 3)"))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("ValueError: too many values to unpack (expected 2)"), run.stderr
+    # NumPy's ufunc raises with no Python frame of its own, yet it is the cell's error
+    script.write_text(script.read_text().replace("first, second = (1, 2, 3)", "import numpy as np; cell.update(h=np.tanh(a))"))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("lstm-derive: a cell's vectors take lstm_derive's functions (sigmoid, tanh, "
+                                        "relu, softplus, exp), not NumPy's"), run.stderr
+    script.write_text(script.read_text().replace("import numpy as np; cell.update(h=np.tanh(a))\n", ""))
+    (tmp_path / "user.py").write_text("import bad\nraise TypeError('cannot determine truth value of Relational')\n")
+    run = subprocess.run([sys.executable, "user.py"], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("TypeError: cannot determine truth value of Relational"), run.stderr
+
+
+def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev], block=['a'])  # <- here\ncell.update(h=tanh(a))\n",
+            "TypeError: Cell.affine() got an unexpected keyword argument 'block'; did you mean blocks=? "
+            "cell.affine takes name, inputs, blocks, bias")
