@@ -747,14 +747,16 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
 
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
-    matrix compounds matrices (vanishing and exploding gradients); a GRU's h does both."""
+    matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h
+    does both, and its paths mix them."""
     lstm_doc, rnn_doc, gru_doc = ((DERIVATIONS / f"{n}.md").read_text() for n in ("lstm", "rnn", "gru"))
     assert "`dc_prev` compounds. The gradient that reaches c(t) from the loss of a later step τ: along `c` alone" in lstm_doc and "the product f(t+1) f(t+2) ... f(τ)" in lstm_doc
-    assert "a later step τ: through `W_h^T`, it is multiplied" in lstm_doc
-    assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
-    assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "through `U_h^T`, it" in gru_doc
+    assert "Along `h` alone, through `W_h^T` at every step, it is multiplied by that matrix" in lstm_doc
+    assert "a later step τ: through `W_h^T`, it is multiplied at every step" in rnn_doc and "vanishing and exploding" in rnn_doc
+    assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0]
+    assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "Through `U_h^T` at every step, it is multiplied by that matrix" in gru_doc
     cho = (DERIVATIONS / "gru_cho.md").read_text()  # h_prev reaches W_n_rh through rh = r*h_prev
-    assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by those matrices, one or " \
+    assert "Through `W_h^T` and `W_n_rh^T` (through `rh`) at every step, it is multiplied by those matrices, one or " \
         "more in turn along each path" in cho
     mlstm = Cell("mlstm", title="An mLSTM's recurrent matrices in turn: N_h makes a_mh, and W_m reads m = a_mx*a_mh")
     x, h_prev, c_prev = mlstm.input("x"), mlstm.state("h"), mlstm.state("c")
@@ -763,8 +765,45 @@ def test_the_carries_say_what_they_do_over_many_steps():
     a_f, a_g = mlstm.affine("W", [x, m], blocks=["a_f", "a_g"])
     c = mlstm.let("c", sigmoid(a_f) * c_prev + tanh(a_g))
     mlstm.update(h=tanh(c), c=c)
-    assert ("through N_h^T and W_m^T (through m), it is multiplied at every step by those matrices, one or more "
-            "in turn along each path, and by the local derivatives") in _flat_text(mlstm)
+    text = _flat_text(mlstm)
+    assert ("through N_h^T and W_m^T (through m) at every step, it is multiplied by those matrices, one or more "
+            "in turn along each path, and by the local derivatives") in text
+    assert ("A path that enters c and stays there meets N_h^T and W_m^T (through m), one or more in turn, at the one "
+            "step where it enters") in text
+
+
+def test_the_gradient_that_reaches_h_is_said_to_take_w_h_at_every_step_only_along_h():
+    """An LSTM's h(t) reaches later losses through c too, where it meets W_h^T once and then the
+    product of f: the product of matrices is said of the path along h alone. An RNN has no other
+    path; a GRU's paths take z*h_prev or U_h^T at each step, and mix them."""
+    def compounding(name, state="h"):
+        return next(p for p in (DERIVATIONS / f"{name}.md").read_text().split("\n\n")
+                    if p.startswith(f"Over many steps, `d{state}_prev` compounds."))
+
+    for name in ("lstm", "lstm_cifg", "lstm_peephole"):
+        lstm = compounding(name)
+        assert "sums paths through the states of the steps between" in lstm and "Along `h` alone, through `W_h^T` at every step" in lstm
+        assert "A path that enters `c` and stays there meets `W_h^T` once, at the step where it enters" in lstm
+        assert "A path that moves between the states takes the factors of its steps in turn" in lstm
+    assert "and then no matrix, only the product of `f` over the steps after." in compounding("lstm")
+    assert "only the product of `f + p_i*∂c/∂a_i + p_f*∂c/∂a_f` over the steps after" in compounding("lstm_peephole")
+    assert "A path that enters `s` and stays there meets `W_h^T` once" in compounding("lstm_seed")
+    rnn = compounding("rnn")
+    assert "`f`" not in rnn and "enters" not in rnn and "alone" not in rnn and "paths" not in rnn
+    gru = compounding("gru")
+    assert "Through `z*h_prev` at every step, it is multiplied by `z` of every step between" in gru
+    assert "A path that takes `z*h_prev` at some steps and `U_h^T` at others picks up the matrix only at the latter." in gru
+    assert "enters" not in gru
+    # a state reached through a matrix that keeps a matrix of its own: its carry's factors, not "no matrix"
+    cell = Cell("twice", title="Two states, each with a matrix")
+    x, h_prev, m_prev = cell.input("x"), cell.state("h"), cell.state("m")
+    a, a_m = cell.affine("W", [x, h_prev], blocks=["a", "a_m"])
+    (a_k,) = cell.affine("V", [x, m_prev], blocks=["a_k"], bias="b_v")
+    cell.update(h=tanh(a), m=tanh(a_m + a_k))
+    text = _flat_text(cell)
+    assert "A path that enters m meets W_h^T once, at the step where it enters (with the local derivatives of the " \
+        "nodes between), and then the factors of m's own carry." in text
+    assert "no matrix" not in text
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
@@ -947,9 +986,10 @@ def test_the_prose_knows_numbers_crosswise_carries_shared_lets_and_renamed_state
     c = cell.let("c_new", lam * h_prev + tanh(a))
     cell.update(h=d * m_prev + c_prev, c=c, m=0.9 * m_prev + 0.1 * tanh(a))
     text = _flat_text(cell)
-    assert "along m alone, it is multiplied by 0.9^(τ - t): it fades geometrically" in text
+    assert "Along m alone, it is multiplied by 0.9^(τ - t): it fades geometrically" in text
     assert "through the new c (times lam), it joins c's carry" in text
     assert "through the new h (times 1), it joins h's carry" in text
+    assert "Through the new h (times d), it joins h's carry" in text
     assert "lam, a let of parameters alone, is the same at every step" in text
     assert "c_new is the new c, c(t)." in text
     lone = Cell("lone", title="A gate through exp")
