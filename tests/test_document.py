@@ -424,9 +424,27 @@ def test_the_diagram_marks_every_recurrent_edge(name):
     chain = [f"    prev_{a} ~~~ prev_{b}" for a, b in zip(cell.states, cell.states[1:])]
     assert all(line in lines for line in chain)
     # unrolled: every state passes from step t to step t+1, and its gradient comes back
-    nexts = ", ".join(f"d{s}_next" for s in cell.states)
-    assert f'    step_u -.->|"{nexts}"| s1' in unrolled.splitlines()
-    assert f's1(["{", ".join(f"{s}(t)" for s in cell.states)}"])' in unrolled
+    lines = unrolled.splitlines()
+    for s in cell.states:
+        assert f'    step_t --> s1_{s}(["{s}(t)"])' in lines and f"s1_{s} --> step_u" in unrolled
+        assert f'    step_u -.->|"d{s}_next"| s1_{s}' in lines
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_dy_reaches_the_output_state_alone_and_the_steps_are_no_rectangles(name):
+    """In the two steps unrolled, l(t) reads the output state's node alone and dy goes back to it
+    alone; a step is a hexagon, since the dataflow's rectangles are affine maps."""
+    (_, unrolled), = split_markdown(DOCUMENTS[name][0])[1][1:]
+    cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else SHAPED_CELLS[name]()
+    y = cell.output_state
+    edges = re.findall(r"^    (\w+)(?:\S*)? -\.?->(?:\|\"([^\"]*)\"\|)? (\w+)", unrolled, re.M)
+    assert [(a, b) for a, label, b in edges if label == "dy"] == [("l_t", f"s1_{y}")]
+    assert [a for a, _, b in edges if b == "l_t"] == [f"s1_{y}"]
+    assert 'step_t{{"step t"}}' in unrolled and 'step_u{{"step t+1"}}' in unrolled
+    assert not re.search(r'step_[tu]\["', unrolled)
+    caption = DOCUMENTS[name][0].split(unrolled)[1].split("\n\n")[1]
+    assert caption.startswith("Two steps of the recurrence, as hexagons")
+    assert (f"to the output {y}(t) alone" in caption) == (len(cell.states) > 1)
 
 
 # -- the command line ------------------------------------------------------------------------
