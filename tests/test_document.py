@@ -753,14 +753,35 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
     """dy is the one adjoint that is not dL(t)/dv; an affine's term is W^T times the stacked
     adjoints, said with the cell's recurrent weight; a pre-activation is shown on the first gate."""
     lstm_doc = " ".join((DERIVATIONS / "lstm.md").read_text().split())
-    assert ("Two kinds of names are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
-            "y(t) = h(t) being the step's output; and `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
+    assert ("Outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
+            "y(t) = h(t) being the step's output; `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
     assert ("The derivative of `W`'s output `[a_i; a_f; a_g; a_o]` with respect to `h_prev` is the matrix `W_h`, "
             "so its term in `dh_prev` is `W_h^T·[da_i; da_f; da_g; da_o]`") in lstm_doc
     assert "Its term in `dW_h` is the outer product `[da_i; da_f; da_g; da_o]·h_prev^T`, summed over the steps and the sequences in (22)." in lstm_doc
     assert "A pre-activation is what an activation function reads, as `i = sigmoid(a_i)` in (2) reads `a_i`." in lstm_doc
     gru_doc = " ".join((DERIVATIONS / "gru.md").read_text().split())
     assert "with respect to `h_prev` is the matrix `U_h`, so its term in `dh_prev` is `U_h^T·[da_hr; da_hz; da_hn]`" in gru_doc
+
+
+def test_the_notation_names_every_adjoint_outside_the_rule():
+    """dh_prev, dc_prev are partial derivatives of L(t), with the other state held fixed, and the
+    parameters' gradients are those of L, summed over the steps: neither is dL(t)/dv of step t's v."""
+    def notation(name):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        return doc.split("Outside that rule: ")[1].split(" Steps count from 1")[0]
+
+    lstm = notation("lstm")
+    assert ("`dh_prev`, `dc_prev`, which step t carries back and step t-1 reads as `dh_next`, `dc_next`, are the "
+            "partial derivatives of L(t) with respect to h(t-1), c(t-1), each with the other state held fixed") in lstm
+    assert ("and the parameters' gradients, `dW_x`, `dW_h` and `db`, are those of the whole loss L, summed over every "
+            "step and sequence, not of L(t).") in lstm
+    rnn = notation("rnn")
+    assert "`dh_prev`, which step t carries back and step t-1 reads as `dh_next`, is the gradient of L(t) with respect to h(t-1);" in rnn
+    assert "held fixed" not in rnn and "`dW_x`, `dW_h`, `db_x` and `db_h`" in rnn
+    assert "(dp_i(t, j) and the like, below, are the shares of step t and sequence j)" in notation("lstm_peephole")
+    defs = (DERIVATIONS / "lstm.md").read_text()
+    assert (r"dh_{\text{prev}} := \frac{\partial L(t)}{\partial h(t-1)}, \quad dc_{\text{prev}} := \frac{\partial L(t)}"
+            r"{\partial c(t-1)}, \quad d\theta := \frac{\mathrm{d} L}{\mathrm{d} \theta} \text{ for a parameter } \theta") in defs
 
 
 def test_the_carries_say_what_they_do_over_many_steps():

@@ -220,15 +220,15 @@ def _loss_section(d):
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node that v reaches, in step t and, through the states it hands on, "
-              "in later steps), whereas ∂ is a partial one (the other inputs held fixed). Two kinds of names "
-              f"are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, y(t) = {y}(t) "
-              f"being the step's output; and {nexts} "
-              f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} of L(t+1), carried back "
-              "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
-              "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
-              "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."
-              + _shared_note(d)),
+              "in later steps), whereas ∂ is a partial one (the other inputs held fixed). Outside that rule: "
+              f"`dy` is the gradient of this step's own loss l(t) alone, y(t) = {y}(t) being the step's output; "
+              f"{nexts} {'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} of L(t+1), carried "
+              "back from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
+              f"default); {_outside_the_rule(d)}. Steps count from 1 here and from 0 in the kernel's arrays: step "
+              "t's `dy` is `dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv "
+              "for a vector v of step t." + _shared_note(d)),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+        _carried_and_summed_math(d),
         *_output_gradient(d, y),
         Unrolled(tuple(cell.states), y),
         *([Prose("L(t+1) is read as a function of the states step t hands on: "
@@ -241,6 +241,35 @@ def _loss_section(d):
               "sum over j. Each such vector is a column here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
               "there, and Σ_j da x^T is `da.T @ x`."),
     ))
+
+
+def _outside_the_rule(d):
+    """The carries to step t-1 and the parameters' gradients, which are no dL(t)/dv of step t's v."""
+    states = d.cell.states
+    prevs, nexts = (", ".join(f"`d{s}_{when}`" for s in states) for when in ("prev", "next"))
+    many = len(states) > 1
+    held = f", each with the other state{'s' if len(states) > 2 else ''} held fixed" if many else ""
+    text = (f"{prevs}, which step t carries back and step t-1 reads as {nexts}, "
+            f"{'are the partial derivatives' if many else 'is the gradient'} of L(t) with respect to "
+            f"{', '.join(f'{s}(t-1)' for s in states)}{held}")
+    grads = [f"`d{g.name}`" for g in d.param_grads]
+    if not grads:
+        return text
+    shares = [s for s in d.steps if s.kind == "param"]
+    share = (f" ({shares[0].adjoint}(t, j){' and the like' if len(shares) > 1 else ''}, below, "
+             f"{'are the shares' if len(shares) > 1 else 'is the share'} of step t and sequence j)" if shares else "")
+    return (f"{text}; and the parameters' gradients, {_join(grads)}, are those of the whole loss L, summed over "
+            f"every step and sequence{share}, not of L(t)")
+
+
+def _carried_and_summed_math(d):
+    """dh_prev := ∂L(t)/∂h(t-1), ..., and dθ := dL/dθ for a parameter θ."""
+    tex = [rf"{_tex_name(f'd{s}_prev')} := \frac{{\partial L(t)}}{{\partial {s}(t-1)}}" for s in d.cell.states]
+    text = [f"d{s}_prev := ∂L(t)/∂{s}(t-1)" for s in d.cell.states]
+    if d.param_grads:
+        tex.append(r"d\theta := \frac{\mathrm{d} L}{\mathrm{d} \theta} \text{ for a parameter } \theta")
+        text.append("dθ := dL/dθ for a parameter θ")
+    return Math(r", \quad ".join(tex), (",  ".join(text),))
 
 
 def _output_gradient(d, y):
