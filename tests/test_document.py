@@ -734,7 +734,9 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     assert "its derivative comes out 0. The true one there is below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
     assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·; ** is a power)" in text
-    assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
+    # the Markdown's code spans and diagrams write * and ·, and its prose says so too
+    assert ("products of vectors are elementwise (written ⊙ in the equations, and `*` in code and the diagrams, where "
+            "`·` is a matrix product and `**` a power)") in (DERIVATIONS / "lstm.md").read_text()
 
 
 def test_the_saturation_bounds_of_tanh_through_a_sigmoid_are_those_of_the_gates_the_kernel_computes_so():

@@ -55,7 +55,9 @@ def _forward_section(d):
                 "Every named vector but the input has H components (the input has D); products of "
                 f"vectors are elementwise (written {written}), only affine maps multiply by a matrix{sigma}.")
 
-    blocks = [Prose(intro("⊙ in the equations"), plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
+    blocks = [Prose(intro("⊙ in the equations, and `*` in code and the diagrams, where `·` is a matrix product and `**` "
+                          "a power"),
+                    plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
