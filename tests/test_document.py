@@ -786,6 +786,14 @@ def test_the_notation_names_every_adjoint_outside_the_rule():
             r"{\partial c(t-1)}, \quad d\theta := \frac{\mathrm{d} L}{\mathrm{d} \theta} \text{ for a parameter } \theta") in defs
 
 
+def test_the_lstm_names_pytorchs_layout_as_the_grus_do():
+    """The order the block-order note asks for is PyTorch's, and the notes say which tensor is which."""
+    lstm = " ".join((DERIVATIONS / "lstm.md").read_text().split())
+    assert ("- The order i, f, g, o is PyTorch's: torch.nn.LSTM's weight_ih is `W_x` and its weight_hh is `W_h`, each "
+            "as it is, and `b` is bias_ih + bias_hh") in lstm
+    assert "as PyTorch's weight_ih and weight_hh" in (DERIVATIONS / "gru.md").read_text()
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h
