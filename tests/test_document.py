@@ -794,6 +794,12 @@ def test_the_lstm_names_pytorchs_layout_as_the_grus_do():
     assert "as PyTorch's weight_ih and weight_hh" in (DERIVATIONS / "gru.md").read_text()
 
 
+def test_both_grus_warn_of_the_other_z_convention():
+    for name in ("gru", "gru_cho"):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        assert re.search(r"swap the roles of z and 1 - z: their `dz` is the negative of \(\d+\)'s `\(h_prev - n\)\*dh`", doc), name
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h
