@@ -800,6 +800,12 @@ def test_both_grus_warn_of_the_other_z_convention():
         assert re.search(r"swap the roles of z and 1 - z: their `dz` is the negative of \(\d+\)'s `\(h_prev - n\)\*dh`", doc), name
 
 
+def test_the_cifg_is_not_called_greffs_cell_which_has_peepholes():
+    cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
+    assert cifg.split("\n")[1] == "# LSTM with coupled input-forget gate (CIFG coupling as in Greff et al. 2015, without peepholes)"
+    assert "p_i" not in cifg  # nor does it have any
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h
