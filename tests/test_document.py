@@ -806,6 +806,27 @@ def test_the_cifg_is_not_called_greffs_cell_which_has_peepholes():
     assert "p_i" not in cifg  # nor does it have any
 
 
+def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
+    """The stacked adjoint of an affine of k blocks has kH entries; W^T da has the size of what W reads;
+    dW is kH × that size, as W; db has kH entries; an elementwise parameter's gradient has H."""
+    def shapes(name):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        gradients = doc.split("## Gradients of the input and the parameters")[1].split("## Where people go wrong")[0]
+        return next(p for p in gradients.split(" $$ ") if p.startswith("Shapes, for a check:"))
+
+    lstm = shapes("lstm")
+    assert "H entries per sequence and (B, H) for a batch (dx: D, and (B, D))" in lstm
+    assert ("In (1), da = [da_i; da_f; da_g; da_o] has 4H entries ((B, 4H) for a batch); `W_x^T·da` has D entries like "
+            "x and `W_h^T·da` has H entries like h_prev; dW_x = Σ da x^T is 4H × D like `W_x` (computed as `da.T @ x` "
+            "with every step's and sequence's row stacked: (4H, TB) times (TB, D)), dW_h = Σ da h_prev^T is 4H × H like "
+            "`W_h` and db has 4H entries like `b`.") in lstm
+    gru = shapes("gru")
+    assert "In (2), da = [da_hr; da_hz; da_hn] has 3H entries" in gru and "dU_h = Σ da h_prev^T is 3H × H like `U_h`" in gru
+    assert "`W_n_rh^T·da_n` has H entries like rh" in shapes("gru_cho")
+    assert "In (1), da has H entries ((B, H) for a batch)" in shapes("rnn") and "db_h has H entries like `b_h`" in shapes("rnn")
+    assert "dp_i, dp_f and dp_o have H entries like `p_i`, `p_f` and `p_o`" in shapes("lstm_peephole")
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h

@@ -752,7 +752,44 @@ def _gradients_section(d):
                     "row. The kernel computes them all after the backward loop, for all steps at once.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
-    return Section("Gradients of the input and the parameters", tuple(blocks))
+    return Section("Gradients of the input and the parameters", tuple(blocks + [_gradient_shapes(d)]))
+
+
+def _gradient_shapes(d):
+    """The shapes of the backward pass's quantities, read off the affines, to check the equations by:
+    an affine's stacked adjoint, its products with the weights' transposes, and the gradients of its
+    weights and biases, each the shape of what it is the gradient of."""
+    cell = d.cell
+    names = {str(v) for v in cell.inputs + cell.params + cell.blocks + [let.symbol for let in cell.lets]}
+    inputs = _join([f"d{x}" for x in cell.inputs])
+    sentences = [f"Shapes, for a check: an adjoint has its vector's shape, H entries per sequence and (B, H) for a "
+                 f"batch ({inputs}: D, and (B, D))"]
+    first = True
+    for eq in d.forward:
+        a = eq.node
+        if not isinstance(a, Affine):
+            continue
+        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        stacked = _block_names(d)[a.name]
+        da = "da" if len(a.blocks) > 1 and "a" not in names else stacked  # a short name for the stacked adjoint
+        size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}
+        products = [f"`{w}^T·{da}` has {size[v]} entries like {v}" for w, v in zip(a.weights, a.inputs)]
+        grads = []
+        for w, v in zip(a.weights, a.inputs):
+            grad = f"d{w} = Σ {da} {v}^T is {k} × {size[v]} like `{w}`"
+            if first:  # how the kernel computes it, once
+                grad += (f" (computed as `{da}.T @ {v}` with every step's and sequence's row stacked: ({k}, TB) "
+                         f"times (TB, {size[v]}))")
+                first = False
+            grads.append(grad)
+        grads += [f"d{b} has {k} entries like `{b}`" for b in a.biases]
+        named = f"{da} = {stacked}" if da != stacked else da
+        sentences.append(f"In ({eq.number}), {named} has {k} entries ((B, {k}) for a batch); {_join(products)}; {_join(grads)}")
+    if cell.params:
+        many = len(cell.params) > 1
+        sentences.append(f"The elementwise parameters' gradient{'s' if many else ''} {_join([f'd{p}' for p in cell.params])} "
+                         f"{'have' if many else 'has'} H entries like {_join([f'`{p}`' for p in cell.params])}")
+    return Prose(". ".join(sentences) + ".")
 
 
 def _grad_math(g, d):
