@@ -18,5 +18,9 @@ o = cell.let("o", sigmoid(a_o))  # output gate
 c = cell.let("c", f * c_prev + i * g)  # new cell state
 cell.update(c=c, h=o * tanh(c))  # h is also the step output
 
+cell.note("The order i, f, g, o is PyTorch's: torch.nn.LSTM's weight_ih is `W_x` and its weight_hh is `W_h`, "
+          "each as it is, and `b` is bias_ih + bias_hh (only their sum enters the cell; "
+          "lstm_derive.torch_convert converts them both ways).")
+
 if __name__ == "__main__":
     explain(cell)

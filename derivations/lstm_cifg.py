@@ -1,4 +1,5 @@
-"""LSTM with coupled input and forget gates, f = 1 - i (CIFG; Greff et al. 2015).
+"""LSTM with coupled input and forget gates, f = 1 - i: the coupling of Greff et al. 2015's CIFG, whose
+LSTM has peepholes; this one has none (lstm_peephole.py has them, uncoupled).
 
 One gate fewer than the LSTM: what the cell writes, it forgets in the same proportion.
 Gate order i, g, o. Run it to read the derivation: python derivations/lstm_cifg.py
@@ -6,7 +7,7 @@ Gate order i, g, o. Run it to read the derivation: python derivations/lstm_cifg.
 
 from lstm_derive import Cell, explain, sigmoid, tanh
 
-cell = Cell("lstm_cifg", title="LSTM with coupled input-forget gate (Greff et al. 2015)")
+cell = Cell("lstm_cifg", title="LSTM with coupled input-forget gate (CIFG coupling as in Greff et al. 2015, without peepholes)")
 
 x = cell.input("x")
 h_prev, c_prev = cell.state("h"), cell.state("c")

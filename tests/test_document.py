@@ -424,9 +424,27 @@ def test_the_diagram_marks_every_recurrent_edge(name):
     chain = [f"    prev_{a} ~~~ prev_{b}" for a, b in zip(cell.states, cell.states[1:])]
     assert all(line in lines for line in chain)
     # unrolled: every state passes from step t to step t+1, and its gradient comes back
-    nexts = ", ".join(f"d{s}_next" for s in cell.states)
-    assert f'    step_u -.->|"{nexts}"| s1' in unrolled.splitlines()
-    assert f's1(["{", ".join(f"{s}(t)" for s in cell.states)}"])' in unrolled
+    lines = unrolled.splitlines()
+    for s in cell.states:
+        assert f'    step_t --> s1_{s}(["{s}(t)"])' in lines and f"s1_{s} --> step_u" in unrolled
+        assert f'    step_u -.->|"d{s}_next"| s1_{s}' in lines
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_dy_reaches_the_output_state_alone_and_the_steps_are_no_rectangles(name):
+    """In the two steps unrolled, l(t) reads the output state's node alone and dy goes back to it
+    alone; a step is a hexagon, since the dataflow's rectangles are affine maps."""
+    (_, unrolled), = split_markdown(DOCUMENTS[name][0])[1][1:]
+    cell = load_cell(DERIVATIONS / f"{name}.py") if name in CELLS else SHAPED_CELLS[name]()
+    y = cell.output_state
+    edges = re.findall(r"^    (\w+)(?:\S*)? -\.?->(?:\|\"([^\"]*)\"\|)? (\w+)", unrolled, re.M)
+    assert [(a, b) for a, label, b in edges if label == "dy"] == [("l_t", f"s1_{y}")]
+    assert [a for a, _, b in edges if b == "l_t"] == [f"s1_{y}"]
+    assert 'step_t{{"step t"}}' in unrolled and 'step_u{{"step t+1"}}' in unrolled
+    assert not re.search(r'step_[tu]\["', unrolled)
+    caption = DOCUMENTS[name][0].split(unrolled)[1].split("\n\n")[1]
+    assert caption.startswith("Two steps of the recurrence, as hexagons")
+    assert (f"to the output {y}(t) alone" in caption) == (len(cell.states) > 1)
 
 
 # -- the command line ------------------------------------------------------------------------
@@ -716,7 +734,9 @@ def test_the_backward_rules_say_what_each_cell_computes_and_the_terminal_names_i
     assert "its derivative comes out 0. The true one there is below 2 eps" in (DERIVATIONS / "lstm.md").read_text()
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
     assert "products of vectors are elementwise (written * or ⊙ in the equations; a matrix product, ·; ** is a power)" in text
-    assert "(written ⊙ in the equations)" in (DERIVATIONS / "lstm.md").read_text()
+    # the Markdown's code spans and diagrams write * and ·, and its prose says so too
+    assert ("products of vectors are elementwise (written ⊙ in the equations, and `*` in code and the diagrams, where "
+            "`·` is a matrix product and `**` a power)") in (DERIVATIONS / "lstm.md").read_text()
 
 
 def test_the_saturation_bounds_of_tanh_through_a_sigmoid_are_those_of_the_gates_the_kernel_computes_so():
@@ -735,8 +755,8 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
     """dy is the one adjoint that is not dL(t)/dv; an affine's term is W^T times the stacked
     adjoints, said with the cell's recurrent weight; a pre-activation is shown on the first gate."""
     lstm_doc = " ".join((DERIVATIONS / "lstm.md").read_text().split())
-    assert ("Two kinds of names are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
-            "y(t) = h(t) being the step's output; and `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
+    assert ("Outside that rule: `dy` is the gradient of this step's own loss l(t) alone, "
+            "y(t) = h(t) being the step's output; `dh_next`, `dc_next` are the gradients of L(t+1)") in lstm_doc
     assert ("The derivative of `W`'s output `[a_i; a_f; a_g; a_o]` with respect to `h_prev` is the matrix `W_h`, "
             "so its term in `dh_prev` is `W_h^T·[da_i; da_f; da_g; da_o]`") in lstm_doc
     assert "Its term in `dW_h` is the outer product `[da_i; da_f; da_g; da_o]·h_prev^T`, summed over the steps and the sequences in (22)." in lstm_doc
@@ -745,16 +765,80 @@ def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
     assert "with respect to `h_prev` is the matrix `U_h`, so its term in `dh_prev` is `U_h^T·[da_hr; da_hz; da_hn]`" in gru_doc
 
 
+def test_the_notation_names_every_adjoint_outside_the_rule():
+    """dh_prev, dc_prev are partial derivatives of L(t), with the other state held fixed, and the
+    parameters' gradients are those of L, summed over the steps: neither is dL(t)/dv of step t's v."""
+    def notation(name):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        return doc.split("Outside that rule: ")[1].split(" Steps count from 1")[0]
+
+    lstm = notation("lstm")
+    assert ("`dh_prev`, `dc_prev`, which step t carries back and step t-1 reads as `dh_next`, `dc_next`, are the "
+            "partial derivatives of L(t) with respect to h(t-1), c(t-1), each with the other state held fixed") in lstm
+    assert ("and the parameters' gradients, `dW_x`, `dW_h` and `db`, are those of the whole loss L, summed over every "
+            "step and sequence, not of L(t).") in lstm
+    rnn = notation("rnn")
+    assert "`dh_prev`, which step t carries back and step t-1 reads as `dh_next`, is the gradient of L(t) with respect to h(t-1);" in rnn
+    assert "held fixed" not in rnn and "`dW_x`, `dW_h`, `db_x` and `db_h`" in rnn
+    assert "(dp_i(t, j) and the like, below, are the shares of step t and sequence j)" in notation("lstm_peephole")
+    defs = (DERIVATIONS / "lstm.md").read_text()
+    assert (r"dh_{\text{prev}} := \frac{\partial L(t)}{\partial h(t-1)}, \quad dc_{\text{prev}} := \frac{\partial L(t)}"
+            r"{\partial c(t-1)}, \quad d\theta := \frac{\mathrm{d} L}{\mathrm{d} \theta} \text{ for a parameter } \theta") in defs
+
+
+def test_the_lstm_names_pytorchs_layout_as_the_grus_do():
+    """The order the block-order note asks for is PyTorch's, and the notes say which tensor is which."""
+    lstm = " ".join((DERIVATIONS / "lstm.md").read_text().split())
+    assert ("- The order i, f, g, o is PyTorch's: torch.nn.LSTM's weight_ih is `W_x` and its weight_hh is `W_h`, each "
+            "as it is, and `b` is bias_ih + bias_hh") in lstm
+    assert "as PyTorch's weight_ih and weight_hh" in (DERIVATIONS / "gru.md").read_text()
+
+
+def test_both_grus_warn_of_the_other_z_convention():
+    for name in ("gru", "gru_cho"):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        assert re.search(r"swap the roles of z and 1 - z: their `dz` is the negative of \(\d+\)'s `\(h_prev - n\)\*dh`", doc), name
+
+
+def test_the_cifg_is_not_called_greffs_cell_which_has_peepholes():
+    cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
+    assert cifg.split("\n")[1] == "# LSTM with coupled input-forget gate (CIFG coupling as in Greff et al. 2015, without peepholes)"
+    assert "p_i" not in cifg  # nor does it have any
+
+
+def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
+    """The stacked adjoint of an affine of k blocks has kH entries; W^T da has the size of what W reads;
+    dW is kH × that size, as W; db has kH entries; an elementwise parameter's gradient has H."""
+    def shapes(name):
+        doc = " ".join((DERIVATIONS / f"{name}.md").read_text().split())
+        gradients = doc.split("## Gradients of the input and the parameters")[1].split("## Where people go wrong")[0]
+        return next(p for p in gradients.split(" $$ ") if p.startswith("Shapes, for a check:"))
+
+    lstm = shapes("lstm")
+    assert "H entries per sequence and (B, H) for a batch (dx: D, and (B, D))" in lstm
+    assert ("In (1), da = [da_i; da_f; da_g; da_o] has 4H entries ((B, 4H) for a batch); `W_x^T·da` has D entries like "
+            "x and `W_h^T·da` has H entries like h_prev; dW_x = Σ da x^T is 4H × D like `W_x` (computed as `da.T @ x` "
+            "with every step's and sequence's row stacked: (4H, TB) times (TB, D)), dW_h = Σ da h_prev^T is 4H × H like "
+            "`W_h` and db has 4H entries like `b`.") in lstm
+    gru = shapes("gru")
+    assert "In (2), da = [da_hr; da_hz; da_hn] has 3H entries" in gru and "dU_h = Σ da h_prev^T is 3H × H like `U_h`" in gru
+    assert "`W_n_rh^T·da_n` has H entries like rh" in shapes("gru_cho")
+    assert "In (1), da has H entries ((B, H) for a batch)" in shapes("rnn") and "db_h has H entries like `b_h`" in shapes("rnn")
+    assert "dp_i, dp_f and dp_o have H entries like `p_i`, `p_f` and `p_o`" in shapes("lstm_peephole")
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
-    matrix compounds matrices (vanishing and exploding gradients); a GRU's h does both."""
+    matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h
+    does both, and its paths mix them."""
     lstm_doc, rnn_doc, gru_doc = ((DERIVATIONS / f"{n}.md").read_text() for n in ("lstm", "rnn", "gru"))
     assert "`dc_prev` compounds. The gradient that reaches c(t) from the loss of a later step τ: along `c` alone" in lstm_doc and "the product f(t+1) f(t+2) ... f(τ)" in lstm_doc
-    assert "a later step τ: through `W_h^T`, it is multiplied" in lstm_doc
-    assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0] and "vanishing and exploding" in rnn_doc
-    assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "through `U_h^T`, it" in gru_doc
+    assert "Along `h` alone, through `W_h^T` at every step, it is multiplied by that matrix" in lstm_doc
+    assert "a later step τ: through `W_h^T`, it is multiplied at every step" in rnn_doc and "vanishing and exploding" in rnn_doc
+    assert "along" not in rnn_doc.split("Over many steps")[1].split("\n")[0]
+    assert "the product z(t+1) z(t+2) ... z(τ)" in gru_doc and "Through `U_h^T` at every step, it is multiplied by that matrix" in gru_doc
     cho = (DERIVATIONS / "gru_cho.md").read_text()  # h_prev reaches W_n_rh through rh = r*h_prev
-    assert "through `W_h^T` and `W_n_rh^T` (through `rh`), it is multiplied at every step by those matrices, one or " \
+    assert "Through `W_h^T` and `W_n_rh^T` (through `rh`) at every step, it is multiplied by those matrices, one or " \
         "more in turn along each path" in cho
     mlstm = Cell("mlstm", title="An mLSTM's recurrent matrices in turn: N_h makes a_mh, and W_m reads m = a_mx*a_mh")
     x, h_prev, c_prev = mlstm.input("x"), mlstm.state("h"), mlstm.state("c")
@@ -763,8 +847,45 @@ def test_the_carries_say_what_they_do_over_many_steps():
     a_f, a_g = mlstm.affine("W", [x, m], blocks=["a_f", "a_g"])
     c = mlstm.let("c", sigmoid(a_f) * c_prev + tanh(a_g))
     mlstm.update(h=tanh(c), c=c)
-    assert ("through N_h^T and W_m^T (through m), it is multiplied at every step by those matrices, one or more "
-            "in turn along each path, and by the local derivatives") in _flat_text(mlstm)
+    text = _flat_text(mlstm)
+    assert ("through N_h^T and W_m^T (through m) at every step, it is multiplied by those matrices, one or more "
+            "in turn along each path, and by the local derivatives") in text
+    assert ("A path that enters c and stays there meets N_h^T and W_m^T (through m), one or more in turn, at the one "
+            "step where it enters") in text
+
+
+def test_the_gradient_that_reaches_h_is_said_to_take_w_h_at_every_step_only_along_h():
+    """An LSTM's h(t) reaches later losses through c too, where it meets W_h^T once and then the
+    product of f: the product of matrices is said of the path along h alone. An RNN has no other
+    path; a GRU's paths take z*h_prev or U_h^T at each step, and mix them."""
+    def compounding(name, state="h"):
+        return next(p for p in (DERIVATIONS / f"{name}.md").read_text().split("\n\n")
+                    if p.startswith(f"Over many steps, `d{state}_prev` compounds."))
+
+    for name in ("lstm", "lstm_cifg", "lstm_peephole"):
+        lstm = compounding(name)
+        assert "sums paths through the states of the steps between" in lstm and "Along `h` alone, through `W_h^T` at every step" in lstm
+        assert "A path that enters `c` and stays there meets `W_h^T` once, at the step where it enters" in lstm
+        assert "A path that moves between the states takes the factors of its steps in turn" in lstm
+    assert "and then no matrix, only the product of `f` over the steps after." in compounding("lstm")
+    assert "only the product of `f + p_i*∂c/∂a_i + p_f*∂c/∂a_f` over the steps after" in compounding("lstm_peephole")
+    assert "A path that enters `s` and stays there meets `W_h^T` once" in compounding("lstm_seed")
+    rnn = compounding("rnn")
+    assert "`f`" not in rnn and "enters" not in rnn and "alone" not in rnn and "paths" not in rnn
+    gru = compounding("gru")
+    assert "Through `z*h_prev` at every step, it is multiplied by `z` of every step between" in gru
+    assert "A path that takes `z*h_prev` at some steps and `U_h^T` at others picks up the matrix only at the latter." in gru
+    assert "enters" not in gru
+    # a state reached through a matrix that keeps a matrix of its own: its carry's factors, not "no matrix"
+    cell = Cell("twice", title="Two states, each with a matrix")
+    x, h_prev, m_prev = cell.input("x"), cell.state("h"), cell.state("m")
+    a, a_m = cell.affine("W", [x, h_prev], blocks=["a", "a_m"])
+    (a_k,) = cell.affine("V", [x, m_prev], blocks=["a_k"], bias="b_v")
+    cell.update(h=tanh(a), m=tanh(a_m + a_k))
+    text = _flat_text(cell)
+    assert "A path that enters m meets W_h^T once, at the step where it enters (with the local derivatives of the " \
+        "nodes between), and then the factors of m's own carry." in text
+    assert "no matrix" not in text
 
 
 def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_it():
@@ -947,9 +1068,10 @@ def test_the_prose_knows_numbers_crosswise_carries_shared_lets_and_renamed_state
     c = cell.let("c_new", lam * h_prev + tanh(a))
     cell.update(h=d * m_prev + c_prev, c=c, m=0.9 * m_prev + 0.1 * tanh(a))
     text = _flat_text(cell)
-    assert "along m alone, it is multiplied by 0.9^(τ - t): it fades geometrically" in text
+    assert "Along m alone, it is multiplied by 0.9^(τ - t): it fades geometrically" in text
     assert "through the new c (times lam), it joins c's carry" in text
     assert "through the new h (times 1), it joins h's carry" in text
+    assert "Through the new h (times d), it joins h's carry" in text
     assert "lam, a let of parameters alone, is the same at every step" in text
     assert "c_new is the new c, c(t)." in text
     lone = Cell("lone", title="A gate through exp")

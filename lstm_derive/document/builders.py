@@ -55,7 +55,9 @@ def _forward_section(d):
                 "Every named vector but the input has H components (the input has D); products of "
                 f"vectors are elementwise (written {written}), only affine maps multiply by a matrix{sigma}.")
 
-    blocks = [Prose(intro("⊙ in the equations"), plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
+    blocks = [Prose(intro("⊙ in the equations, and `*` in code and the diagrams, where `·` is a matrix product and `**` "
+                          "a power"),
+                    plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
@@ -220,15 +222,15 @@ def _loss_section(d):
              ("L = Σ_t l(t) + l_final,   L(t) = Σ_{τ≥t} l(τ) + l_final,   L(T+1) = l_final",)),
         Prose("Below, every vector v is that of step t and its adjoint dv is the gradient of L(t), a total "
               "derivative (d: through every node that v reaches, in step t and, through the states it hands on, "
-              "in later steps), whereas ∂ is a partial one (the other inputs held fixed). Two kinds of names "
-              f"are outside that rule: `dy` is the gradient of this step's own loss l(t) alone, y(t) = {y}(t) "
-              f"being the step's output; and {nexts} "
-              f"{'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} of L(t+1), carried back "
-              "from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
-              "default). Steps count from 1 here and from 0 in the kernel's arrays: step t's `dy` is "
-              "`dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv."
-              + _shared_note(d)),
+              "in later steps), whereas ∂ is a partial one (the other inputs held fixed). Outside that rule: "
+              f"`dy` is the gradient of this step's own loss l(t) alone, y(t) = {y}(t) being the step's output; "
+              f"{nexts} {'are the gradients' if len(d.cell.states) > 1 else 'is the gradient'} of L(t+1), carried "
+              "back from step t+1 (at the last step, t = T, the gradient of l_final: the kernel's `dstate`, zero by "
+              f"default); {_outside_the_rule(d)}. Steps count from 1 here and from 0 in the kernel's arrays: step "
+              "t's `dy` is `dys[t-1]`. Since the losses of earlier steps do not depend on step t, dL/dv = dL(t)/dv "
+              "for a vector v of step t." + _shared_note(d)),
         Math(r", \quad ".join(defs), (",  ".join(text_defs),)),
+        _carried_and_summed_math(d),
         *_output_gradient(d, y),
         Unrolled(tuple(cell.states), y),
         *([Prose("L(t+1) is read as a function of the states step t hands on: "
@@ -241,6 +243,35 @@ def _loss_section(d):
               "sum over j. Each such vector is a column here; the kernel holds a step's B rows as one (B, H) array, so W^T da is `da @ W` "
               "there, and Σ_j da x^T is `da.T @ x`."),
     ))
+
+
+def _outside_the_rule(d):
+    """The carries to step t-1 and the parameters' gradients, which are no dL(t)/dv of step t's v."""
+    states = d.cell.states
+    prevs, nexts = (", ".join(f"`d{s}_{when}`" for s in states) for when in ("prev", "next"))
+    many = len(states) > 1
+    held = f", each with the other state{'s' if len(states) > 2 else ''} held fixed" if many else ""
+    text = (f"{prevs}, which step t carries back and step t-1 reads as {nexts}, "
+            f"{'are the partial derivatives' if many else 'is the gradient'} of L(t) with respect to "
+            f"{', '.join(f'{s}(t-1)' for s in states)}{held}")
+    grads = [f"`d{g.name}`" for g in d.param_grads]
+    if not grads:
+        return text
+    shares = [s for s in d.steps if s.kind == "param"]
+    share = (f" ({shares[0].adjoint}(t, j){' and the like' if len(shares) > 1 else ''}, below, "
+             f"{'are the shares' if len(shares) > 1 else 'is the share'} of step t and sequence j)" if shares else "")
+    return (f"{text}; and the parameters' gradients, {_join(grads)}, are those of the whole loss L, summed over "
+            f"every step and sequence{share}, not of L(t)")
+
+
+def _carried_and_summed_math(d):
+    """dh_prev := ∂L(t)/∂h(t-1), ..., and dθ := dL/dθ for a parameter θ."""
+    tex = [rf"{_tex_name(f'd{s}_prev')} := \frac{{\partial L(t)}}{{\partial {s}(t-1)}}" for s in d.cell.states]
+    text = [f"d{s}_prev := ∂L(t)/∂{s}(t-1)" for s in d.cell.states]
+    if d.param_grads:
+        tex.append(r"d\theta := \frac{\mathrm{d} L}{\mathrm{d} \theta} \text{ for a parameter } \theta")
+        text.append("dθ := dL/dθ for a parameter θ")
+    return Math(r", \quad ".join(tex), (",  ".join(text),))
 
 
 def _output_gradient(d, y):
@@ -444,69 +475,152 @@ def _carries_section(d):
 
 
 def _many_steps_prose(d):
-    """What each carry does over many steps: a direct factor compounds into a product over the
-    steps between (a power, for a factor no step changes); paths through gates' pre-activations add
-    to that factor at every step; a path through a weight matrix makes a product of matrices."""
+    """What each carry does over many steps. The gradient that reaches a state from a later loss
+    sums paths through the states of the steps between, a factor for each step: along the state
+    alone, a direct factor compounds into a product over the steps (a power, for a factor no step
+    changes), and paths through gates' pre-activations add to that factor at every step; a path
+    through a weight matrix at every step makes a product of matrices. A path that enters another
+    state meets the matrices between once, then that state's own factors; one that mixes the kinds
+    of step takes a matrix only at the steps that pass one."""
     out = []
     for state, step, into in _carries(d):
         own = into.adjoint
-        direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
-        weights = [f"`{t.local.weight}^T`" for t in step.terms if isinstance(t.local, MatTerm)]
-        weights += _matrices_through_lets(d, state, [t.consumer for t in step.terms if t.adjoint is not None
-                                                     and t.pre is None and t.adjoint != own])
-        reaching = _read_by_new_value(d, state)  # a peephole into a gate of another state's does not compound here
-        through_pre = [t for t in step.terms if t.pre is not None and sympy.Symbol(t.consumer, real=True) in reaching]
+        direct, through_pre = _own_factors(d, state, step, own)
+        moves = _transitions(d, state)
+        elementwise, matrices = moves.get(state, (False, []))
+        weights, several = _weights_text(d, matrices), len(matrices) > 1
+        entered = [s for s in moves if s != state and moves[s][1]]
+        new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
+        crosswise = [(new_of[t.consumer], t) for t in step.terms  # h_prev read by c's new value
+                     if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of]
+        both = bool(matrices) and bool(through_pre or len(direct) == 1)  # a GRU's h: z*h_prev, and U_h
+        alone = f"along `{state}` alone" if entered or crosswise else ""
+        term = _direct_term(d, state, direct[0].local) if both and len(direct) == 1 and not through_pre else None
+        path = f"along `{state}` alone"
+        if both:
+            path = f"through `{term}` at every step" if term else f"along `{state}`'s elementwise paths alone"
         parts = []
         if through_pre:
-            parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre))
+            parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre, path))
         elif len(direct) == 1:
-            parts.append(_along_the_state(d, state, direct[0].local))
-        new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
-        for t in step.terms:  # h_prev read by c's new value: the carries of the two states take turns
-            if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of:
-                other = new_of[t.consumer]
-                parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
-                             "so over the steps between the two states' factors multiply in turn")
-        if weights:
-            which = "that matrix" if len(weights) == 1 else "those matrices, one or more in turn along each path,"
-            parts.append(f"through {_join(weights)}, it is multiplied at every step by {which} and by the "
-                         "local derivatives of the nodes between, a product of matrices over the steps between, "
-                         "whose size can shrink or grow geometrically with τ - t: the vanishing and exploding "
-                         "gradients of recurrent networks")
-        if parts:
-            out.append(Prose(f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from "
-                             f"the loss of a later step τ: {'; '.join(parts)}."))
+            parts.append(_along_the_state(d, state, direct[0].local, path))
+        if matrices:
+            which = "those matrices, one or more in turn along each path," if several else "that matrix"
+            if both or entered or crosswise or elementwise:  # one kind of path among others
+                lead = f"{alone + ', ' if alone else ''}through {weights} at every step, it is multiplied by {which}"
+            else:
+                lead = f"through {weights}, it is multiplied at every step by {which}"
+            parts.append(f"{lead} and by the local derivatives of the nodes between, a product of matrices over the "
+                         "steps between, whose size can shrink or grow geometrically with τ - t: the vanishing and "
+                         "exploding gradients of recurrent networks")
+        if both:
+            taken = f"`{term}`" if term else "the elementwise paths"
+            parts.append(f"a path that takes {taken} at some steps and {weights} at others picks up "
+                         f"{'those matrices' if several else 'the matrix'} only at the latter")
+        for other, t in crosswise:
+            parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
+                         "so over the steps between the two states' factors multiply in turn")
+        parts += [_entering(d, other, moves[other][1]) for other in entered]
+        if entered:
+            parts.append("a path that moves between the states takes the factors of its steps in turn, a matrix "
+                         "only at the steps that pass one")
+        head = f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from the loss of a later step τ"
+        if len(parts) == 1:
+            out.append(Prose(f"{head}: {parts[0]}."))
+        elif parts:  # one sentence for each kind of path
+            out.append(Prose(f"{head} sums paths through the states of the steps between, each a product of one factor "
+                             "per step. " + " ".join(f"{p[0].upper()}{p[1:]}." for p in parts)))
     return out
 
 
-def _matrices_through_lets(d, state, consumers):
-    """The weights a carry reaches through lets, past its state's own: a GRU's r*h_prev, read by
-    W_h ("`W_h^T` (through `rh`)"), or an mLSTM's m = a_mx*a_mh, whose a_mh is N_h h_prev and which
-    W_m reads ("`W_m^T` (through `m`)"). From the lets named in consumers and the blocks of the
-    affines that read the state, forward through lets and affines, to those that reach a new value."""
-    lets = {str(let.symbol): let for let in d.cell.lets}
+def _own_factors(d, state, step, own):
+    """The carry's terms that stay in the state within one step: its direct factors (the new value
+    reads the previous one as it is), and its paths through the pre-activations that the new value
+    reads (a peephole into a gate of another state's does not stay)."""
+    direct = [t for t in step.terms if t.adjoint == own and t.pre is None and not isinstance(t.local, MatTerm)]
+    reaching = _read_by_new_value(d, state)
+    through_pre = [t for t in step.terms if t.pre is not None and sympy.Symbol(t.consumer, real=True) in reaching]
+    return direct, through_pre
+
+
+def _transitions(d, state):
+    """{state s: (elementwise, matrices)} for one step from `state`: whether the new s reads
+    `state`_prev through lets alone (a diagonal factor), and the weights, as (weight, the vector it
+    reads), of the affines on the paths from `state`_prev to the new s that pass one: a GRU's U_h,
+    a GRU's W_n_rh through rh = r*h_prev, an mLSTM's N_h and then W_m through m = a_mx*a_mh."""
     prev = d.cell.prev(state)
-    reaching = set().union(*(_read_by_new_value(d, s) for s in d.cell.states))
-    reached = {lets[c].symbol for c in consumers if c in lets}
-    reached |= {b for a in d.cell.affines if prev in a.inputs for b in a.blocks}
-    found, changed = [], True
-    while changed:
-        changed = False
-        for node in d.cell.nodes:
-            if isinstance(node, Affine):
-                read = [(w, v) for w, v in zip(node.weights, node.inputs) if v in reached and v != prev]
-                if read and set(node.blocks) & reaching and not set(node.blocks) <= reached:
-                    found += [pair for pair in read if pair not in found]
-                    reached |= set(node.blocks)
-                    changed = True
-            elif node.symbol not in reached and node.expr.free_symbols & reached:
-                reached.add(node.symbol)
-                changed = True
-    return [f"`{w}^T` (through `{v}`)" for w, v in found]
+    elementwise, matrices = {prev}, {}  # matrices: symbol -> the weights on the paths to it
+    for node in d.cell.nodes:
+        if isinstance(node, Affine):
+            found = []
+            for w, v in zip(node.weights, node.inputs):
+                if v in elementwise or v in matrices:
+                    found += [pair for pair in matrices.get(v, []) + [(w, v)] if pair not in found]
+            if found:
+                matrices.update({b: found for b in node.blocks})
+            continue
+        reads = node.expr.free_symbols
+        if reads & elementwise:
+            elementwise.add(node.symbol)
+        found = []
+        for v in _ordered(d.cell, reads):
+            found += [pair for pair in matrices.get(v, []) if pair not in found]
+        if found:
+            matrices[node.symbol] = found
+    moves = {}
+    for s, let in d.cell.updates.items():
+        if let.symbol in elementwise or let.symbol in matrices:
+            moves[s] = (let.symbol in elementwise, matrices.get(let.symbol, []))
+    return moves
 
 
-def _along_the_state(d, state, local):
-    """The carry's one direct factor, compounded over the steps between."""
+def _weights_text(d, matrices):
+    """`W_h^T`, or `W_n_rh^T` (through `rh`) for a weight that reads a let of the previous state."""
+    prevs = {d.cell.prev(s) for s in d.cell.states}
+    return _join([f"`{w}^T`" if v in prevs else f"`{w}^T` (through `{v}`)" for w, v in matrices]) if matrices else ""
+
+
+def _direct_term(d, state, local):
+    """The term of the state's new value that reads its previous value as it is (`z*h_prev` in a
+    GRU's h = (1 - z)*n + z*h_prev), as the script writes it; None where no one term does."""
+    prev, symbol = d.cell.prev(state), d.cell.updates[state].symbol
+    eq = next(eq for eq in d.forward if getattr(eq.node, "symbol", None) == symbol)
+    shown = eq.shown if eq.shown is not None else eq.rhs
+    terms = [a for a in (shown.args if isinstance(shown, sympy.Add) else (shown,)) if a.has(prev)]
+    if len(terms) == 1 and sympy.expand(terms[0].doit() - local * prev) == 0:
+        return expr_text(terms[0], d)
+    return None
+
+
+def _entering(d, other, matrices):
+    """A path from a state into another one through matrices: it meets them at that step, then, while
+    it stays, the other state's own factors (elementwise alone, for an LSTM's c)."""
+    several = len(matrices) > 1
+    meets = (f"meets {_weights_text(d, matrices)}, one or more in turn, at the one step where it enters" if several
+             else f"meets {_weights_text(d, matrices)} once, at the step where it enters")
+    meets += " (with the local derivatives of the nodes between)"
+    elementwise, own = _transitions(d, other).get(other, (False, []))
+    if own:
+        return f"a path that enters `{other}` {meets}, and then the factors of `{other}`'s own carry"
+    if not elementwise:
+        return f"a path that enters `{other}` {meets}"
+    step, into = next((step, into) for s, step, into in _carries(d) if s == other)
+    direct, through_pre = _own_factors(d, other, step, into.adjoint)
+    if through_pre:
+        stays = f"the product of `{_own_sum(d, other, direct[0] if len(direct) == 1 else None, through_pre)}` over the steps after"
+    elif len(direct) == 1:
+        local, g = direct[0].local, expr_text(direct[0].local, d)
+        stays = (f"{g} at each step after" if local.is_Number
+                 else f"`{g}` at each step after" if local.free_symbols <= _steady(d.cell)
+                 else f"the product of `{g}` over the steps after")
+    else:
+        stays = "elementwise factors at each step after"
+    return f"a path that enters `{other}` and stays there {meets}, and then no matrix, only {stays}"
+
+
+def _along_the_state(d, state, local, path):
+    """The carry's one direct factor, compounded over the steps between; path: which paths these are
+    (along `c` alone; through `z*h_prev` at every step, where a matrix is another path)."""
     g = expr_text(local, d)
     grows = (f"over steps where |{g}| < 1 it shrinks, where |{g}| = 1 it passes unchanged in size, and where "
              f"|{g}| > 1, if {g} can get there, it grows geometrically")
@@ -515,11 +629,11 @@ def _along_the_state(d, state, local):
     elif isinstance(_value(d, local), _ZERO_OR_ONE):  # [u > 0]: all or nothing
         grows = (f"{g} is 0 or 1, so the gradient passes unchanged while {g} is 1 at every step between, and is cut "
                  f"at the first step where it is 0")
-    start = f"along `{state}` alone, it is multiplied by `{g}`"
+    start = f"{path}, it is multiplied by `{g}`"
     if local.is_Number:  # a fixed leak: its power, exactly
         fate = ("it fades geometrically" if abs(local) < 1 else "it grows geometrically" if abs(local) > 1
                 else "it passes unchanged in size")
-        return f"along `{state}` alone, it is multiplied by {g}^(τ - t): {fate}"
+        return f"{path}, it is multiplied by {g}^(τ - t): {fate}"
     if local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them: no step of its own
         return f"{start}, the same at every step, τ - t times: {grows}"
     at = f"{g}" if g.replace("_", "").isalnum() else f"({g})"
@@ -527,15 +641,20 @@ def _along_the_state(d, state, local):
     return f"{start} of every step between, {product}: {grows}"
 
 
-def _through_pre_activations(d, state, direct, through_pre):
+def _own_sum(d, state, direct, through_pre):
+    """The factor a carry through pre-activations multiplies by at every step: f + p_i*∂c/∂a_i + ..."""
+    paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
+    return summed(([_factor_text(d, direct.local)] if direct else []) + paths)
+
+
+def _through_pre_activations(d, state, direct, through_pre, path):
     """A carry that also reaches the state through gates' pre-activations (a peephole): per step,
     the paths add, so what compounds is their sum, not each factor alone."""
-    paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
-    total = summed(([_factor_text(d, direct.local)] if direct else []) + paths)
+    total = _own_sum(d, state, direct, through_pre)
     pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
     several = len(through_pre) > 1
     first = expr_text(direct.local, d) if direct else ""
-    text = (f"along `{state}` alone, it is multiplied at every step between by `{total}`: "
+    text = (f"{path}, it is multiplied at every step between by `{total}`: "
             + (f"the direct factor `{first}` and, " if direct else "")
             + f"through the pre-activation{'s' if several else ''} {pres}, {'each' if several else 'its'} "
             f"coefficient times the derivative of the new `{state}` with respect to that pre-activation, through "
@@ -633,7 +752,44 @@ def _gradients_section(d):
                     "row. The kernel computes them all after the backward loop, for all steps at once.")]
     blocks += [_step_math(s, d) for s in d.steps if s.kind in ("param", "input")]
     blocks += [_grad_math(g, d) for g in d.param_grads]
-    return Section("Gradients of the input and the parameters", tuple(blocks))
+    return Section("Gradients of the input and the parameters", tuple(blocks + [_gradient_shapes(d)]))
+
+
+def _gradient_shapes(d):
+    """The shapes of the backward pass's quantities, read off the affines, to check the equations by:
+    an affine's stacked adjoint, its products with the weights' transposes, and the gradients of its
+    weights and biases, each the shape of what it is the gradient of."""
+    cell = d.cell
+    names = {str(v) for v in cell.inputs + cell.params + cell.blocks + [let.symbol for let in cell.lets]}
+    inputs = _join([f"d{x}" for x in cell.inputs])
+    sentences = [f"Shapes, for a check: an adjoint has its vector's shape, H entries per sequence and (B, H) for a "
+                 f"batch ({inputs}: D, and (B, D))"]
+    first = True
+    for eq in d.forward:
+        a = eq.node
+        if not isinstance(a, Affine):
+            continue
+        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        stacked = _block_names(d)[a.name]
+        da = "da" if len(a.blocks) > 1 and "a" not in names else stacked  # a short name for the stacked adjoint
+        size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}
+        products = [f"`{w}^T·{da}` has {size[v]} entries like {v}" for w, v in zip(a.weights, a.inputs)]
+        grads = []
+        for w, v in zip(a.weights, a.inputs):
+            grad = f"d{w} = Σ {da} {v}^T is {k} × {size[v]} like `{w}`"
+            if first:  # how the kernel computes it, once
+                grad += (f" (computed as `{da}.T @ {v}` with every step's and sequence's row stacked: ({k}, TB) "
+                         f"times (TB, {size[v]}))")
+                first = False
+            grads.append(grad)
+        grads += [f"d{b} has {k} entries like `{b}`" for b in a.biases]
+        named = f"{da} = {stacked}" if da != stacked else da
+        sentences.append(f"In ({eq.number}), {named} has {k} entries ((B, {k}) for a batch); {_join(products)}; {_join(grads)}")
+    if cell.params:
+        many = len(cell.params) > 1
+        sentences.append(f"The elementwise parameters' gradient{'s' if many else ''} {_join([f'd{p}' for p in cell.params])} "
+                         f"{'have' if many else 'has'} H entries like {_join([f'`{p}`' for p in cell.params])}")
+    return Prose(". ".join(sentences) + ".")
 
 
 def _grad_math(g, d):

@@ -106,22 +106,30 @@ def _md_table(block):
 
 
 def _md_unrolled(block):
-    return ["```mermaid", "flowchart LR",
-            f'    s0(["{block.at("t-1")}"]) --> step_t["step t"] --> s1(["{block.at("t")}"])',
-            f'    s1 --> step_u["step t+1"] --> s2(["{block.at("t+1")}"])',
-            '    x_t(["x(t)"]) --> step_t',
-            '    x_u(["x(t+1)"]) --> step_u',
-            f'    s1 -->|"{block.output}(t)"| l_t(["l(t)"])',
-            f'    s2 -->|"{block.output}(t+1)"| l_u(["l(t+1)"])',
-            '    l_t -.->|"dy"| s1',
-            f'    step_u -.->|"{block.nexts()}"| s1',
-            "```", "", _UNROLLED_CAPTION]
+    # step t's new states apart, so that dy reaches the output state alone; the steps are hexagons, as
+    # the dataflow's rectangles are affine maps
+    new = [(s, f"s1_{s}") for s in block.states]
+    lines = ["```mermaid", "flowchart LR", f'    s0(["{block.at("t-1")}"]) --> step_t{{{{"step t"}}}}']
+    lines += [f'    step_t --> {n}(["{s}(t)"])' for s, n in new]
+    lines += [f'    {n} --> step_u{{{{"step t+1"}}}}' for _, n in new[:1]] + [f"    {n} --> step_u" for _, n in new[1:]]
+    lines += [f'    step_u --> s2(["{block.at("t+1")}"])',
+              '    x_t(["x(t)"]) --> step_t',
+              '    x_u(["x(t+1)"]) --> step_u',
+              f'    s1_{block.output} --> l_t(["l(t)"])',
+              f'    s2 -->|"{block.output}(t+1)"| l_u(["l(t+1)"])',
+              f'    l_t -.->|"dy"| s1_{block.output}']
+    lines += [f'    step_u -.->|"d{s}_next"| {n}' for s, n in new]
+    return lines + ["```", "", _unrolled_caption(block)]
 
 
-_UNROLLED_CAPTION = ("Two steps of the recurrence. Solid arrows are the forward pass; dotted arrows, here (not "
-                     "the recurrence, as in the dataflow above), are the "
-                     "gradients that reach step t's new state: `dy` from its own loss, and the gradient of every "
-                     "later loss, which can only come back through step t+1.")
+def _unrolled_caption(block):
+    many = len(block.states) > 1
+    nexts = ", ".join(f"`d{s}_next`" for s in block.states)
+    return ("Two steps of the recurrence, as hexagons (the values between are pills). Solid arrows are the forward "
+            "pass; dotted arrows, here (not the recurrence, as in the dataflow above), are the gradients that reach "
+            f"step t's new state{'s' if many else ''}: `dy` from its own loss, "
+            + (f"to the output {block.output}(t) alone, " if many else "")
+            + f"and the gradient of every later loss, {nexts}, which can only come back through step t+1.")
 
 
 _MARKDOWN = {Prose: _md_prose, Math: _md_math, Bullets: _md_bullets, Flow: _md_flow, Table: _md_table,
