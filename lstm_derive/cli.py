@@ -411,7 +411,7 @@ def run_check(args):
 def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
-    ok, judged, failing, others, overflowed, vacuous = True, [], {}, {}, 0, 0
+    ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
     for config in checks(problems, steps, scale):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
@@ -431,19 +431,29 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         judged += reports
         overflowed += all(r.overflowed for r in reports)
         vacuous += any(r.vacuous for r in reports)
-        for name in dict.fromkeys(f"d{m.name}" for r in reports for m in r.mismatches):
-            failing[name] = failing.get(name, 0) + 1
+        here = {}  # gradient -> the methods it fails on this problem
+        for r in reports:
+            for m in r.mismatches:
+                here.setdefault(f"d{m.name}", {})[r.method] = None
+        for name, failed_by in here.items():  # gradient -> (problems it fails, the methods it fails)
+            count, before = failing.get(name, (0, {}))
+            failing[name] = (count + 1, {**before, **failed_by})
         for check in _other_failures(reports):
             others[check] = others.get(check, 0) + 1
+        for hint in dict.fromkeys(r.hint for r in reports if r.hint and not r.ok):
+            hints[hint] = hints.get(hint, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
           f"{'s' if problems > 1 else ''}: {errors}")
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
-              + ", ".join(f"{name} {count}" for name, count in sorted(failing.items(), key=lambda item: -item[1])))
+              + ", ".join(f"{name} {count} ({', '.join(failed_by)})"
+                          for name, (count, failed_by) in sorted(failing.items(), key=lambda item: -item[1][0])))
     if others:  # failures of no gradient's element, which the reports above say in full
         print(f"{cell}: what else fails, and on how many of the {problems} problems: "
               + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
+    for hint, count in hints.items():  # what the methods' verdicts suggest, once, not once a problem
+        print(f"{cell}: on {count} of the {problems} problems, {hint}")
     if overflowed:  # a failure all the same: a check that judged nothing passes nothing
         print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
               "overflowing on them; a smaller --scale checks the cell where it does not")

@@ -555,7 +555,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     chosen = _sample(_all_arrays(kernel, p), values, sample, seed)
     along = directional(kernel, p, analytic, seed, unit)
     alone = sequences_alone(kernel, p)
-    calls = calls_as_users_make_them(kernel, p, seed, straight, unit)
+    calls = calls_as_users_make_them(kernel, p, seed, straight, unit, float32="float32" in methods)
     narrowed = _in_other_dtypes(analytic, np.float64)
     # what no one method finds (the direction's check is central differences) goes in one report
     first = "central" if "central" in methods else next((m for m in methods if m != "float32"), None)
@@ -884,30 +884,32 @@ def sequences_alone(kernel, p: Problem):
     return ""
 
 
-def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=None):
+def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=None, float32=True):
     """"" unless the kernel's results change with how it is called, beyond rounding: None for a zero
-    state, dys or dstate (in float64 and float32); a second forward() and backward(), of other
-    parameters and lengths, between a forward() and its backward() (a stack of layers, a batch made
-    ready early: what one call keeps for the next corrupts them); step_forward() and step_backward()
-    over the steps, from a given state and from None, where the kernel has them with the generated
-    kernels' signatures (and the problem no lengths: they take none). Else how it was called, what
-    differs, and what a kernel must do. The other checks call forward() then backward() on fresh
-    arrays, which none of these mistakes disturbs. straight (_run's results) and unit (eps |L|),
-    where the caller has them, are not computed again."""
+    state, dys or dstate (in float64, and in float32 where float32 is judged: a kernel for float64
+    alone is not run in float32); a second forward() and backward(), of other parameters and lengths,
+    between a forward() and its backward() (a stack of layers, a batch made ready early: what one
+    call keeps for the next corrupts them); step_forward() and step_backward() over the steps, from a
+    given state and from None, where the kernel has them with the generated kernels' signatures (and
+    the problem no lengths: they take none). Else how it was called, what differs, and what a kernel
+    must do. The other checks call forward() then backward() on fresh arrays, which none of these
+    mistakes disturbs. straight (_run's results) and unit (eps |L|), where the caller has them, are
+    not computed again."""
     q = p.with_dtype()
     straight = _named_results(kernel, *(straight or _run(kernel, q)))
     if unit is None:
         magnitude = loss_magnitude(kernel, q)
         unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
     ways = [(*way, SAME_ORDER32) for way in [
-        *_with_none(kernel, q), *_with_none(kernel, q.with_dtype(np.float32)),
+        *_with_none(kernel, q), *(_with_none(kernel, q.with_dtype(np.float32)) if float32 else ()),
         ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
          _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]]
-    if hasattr(kernel, "step_forward") and hasattr(kernel, "step_backward") and q.lengths is None and len(q.x):
+    if _has_step_functions(kernel) and q.lengths is None and len(q.x):
         stepwise = "step by step, with step_forward() and step_backward()"
-        ways += [(stepwise, _AGREE, lambda: _stepwise(kernel, q, straight), SAME_ORDER32),
-                 (f"{stepwise} from state=None in float32", _AGREE, lambda: _stepwise_from_none(kernel, q),
-                  TOLERANCE["float32"])]
+        ways.append((stepwise, _AGREE, lambda: _stepwise(kernel, q, straight), SAME_ORDER32))
+        if float32:
+            ways.append((f"{stepwise} from state=None in float32", _AGREE, lambda: _stepwise_from_none(kernel, q),
+                         TOLERANCE["float32"]))
     for how, what_to_do, run, tolerance32 in ways:
         try:
             with np.errstate(all="ignore"):
@@ -920,8 +922,20 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     return ""
 
 
+def _has_step_functions(kernel):
+    """Whether the kernel has step_forward(params, x_t, state) and step_backward(params, cache,
+    dy_t, dstate), as the generated kernels do; functions of those names that take other arguments
+    (a tutorial's step_forward(x_t, h_prev, params) helper) are the kernel's own business."""
+    try:
+        inspect.signature(kernel.step_forward).bind(None, None, None)
+        inspect.signature(kernel.step_backward).bind(None, None, None, None)
+    except (AttributeError, TypeError, ValueError):  # absent, another signature, or none to read
+        return False
+    return True
+
+
 # What a kernel must do, said where calls_as_users_make_them finds it does not.
-_NONE_IS_ZEROS = "None must mean zeros, as in PyTorch and the generated kernels"
+_NONE_IS_ZEROS = "None must mean zeros (of x's dtype), as in PyTorch and the generated kernels"
 _KEEP_NOTHING = ("a call must keep nothing for a later one outside the cache it returns, and return arrays no "
                  "later call writes into")
 _AGREE = "step_forward() and step_backward() must give what forward() and backward() give over the same steps"

@@ -559,7 +559,21 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert out.count("my_rnn (T=") == 3 * REPORTS or status  # three problems: the module's name
     assert "span=" not in out  # a hand-written kernel has no spans to cut
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
-    assert ("my_rnn: the gradients that fail, and on how many of the 3 problems: db_h 3\n" in out) == bool(status)
+    assert ("my_rnn: the gradients that fail, and on how many of the 3 problems: db_h 3 (central, complex)\n" in out) == bool(status)
+
+
+def test_the_summary_says_which_methods_fail_and_what_that_suggests_once(tmp_path, capsys):
+    """A forward that drops x's imaginary part, which the complex step alone sees: the summary names
+    it beside the gradient, and the hint each problem's report gives, once, with its count."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "return rnn.forward(params, x, state)", "return rnn.forward(params, x.real.astype(x.dtype), state)"))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert "my_rnn: the gradients that fail, and on how many of the 3 problems: dx 3 (complex)\n" in out
+    summary = out[out.index("my_rnn: FAILED"):]
+    assert summary.count("central differences agree with the kernel where the complex step does not") == 1
+    assert "my_rnn: on 3 of the 3 problems, central differences agree" in summary
 
 
 def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(tmp_path, capsys):

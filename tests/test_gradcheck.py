@@ -806,9 +806,31 @@ def _wrong_step(params, cache, dy_t, dstate=None):
     (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
 ])
 def test_a_kernel_whose_results_change_with_how_it_is_called_fails(kernel, said):
-    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged
     assert not central.ok and said in str(central), str(central)
     assert not central.mismatches  # each call alone, as the other checks make them, is right
+
+
+def test_a_kernel_for_float64_alone_passes_without_the_float32_method():
+    """Its None reads as float64 zeros, which matters only in a float32 run: a check that leaves
+    float32 out does not run it in float32 to find that."""
+    kernel = Wrapped(rnn, forward=_none_as(0.0, widened=True))
+    central, _ = gradcheck.check_kernel(kernel, methods=("central", "complex"))
+    assert central.ok, str(central)
+    central, _, _ = gradcheck.check_kernel(kernel)
+    assert not central.ok and "None must mean zeros (of x's dtype)" in str(central), str(central)
+
+
+def test_functions_named_step_forward_that_take_other_arguments_are_the_kernels_own():
+    """A tutorial's helpers, step_forward(x_t, h_prev, params) and step_backward(dh, cache): not
+    the generated kernels' step functions, so not checked as those; with their signatures they are."""
+    kernel = Wrapped(rnn)
+    kernel.step_forward = lambda x_t, h_prev, params: np.tanh(x_t @ params["W_x"].T + h_prev @ params["W_h"].T)
+    kernel.step_backward = lambda dh, cache: (dh, cache)
+    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
+    kernel.step_forward, kernel.step_backward = rnn.step_forward, _wrong_step
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
 
 
 def test_step_functions_are_checked_against_forward_and_backward():
@@ -918,7 +940,7 @@ def test_step_functions_are_checked_from_none_in_float32():
 
     kernel = Wrapped(rnn)
     kernel.step_forward, kernel.step_backward = step_forward, rnn.step_backward
-    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged
     assert "step by step, with step_forward() and step_backward() from state=None in float32, ys differs by" \
         in str(central), str(central)
 
@@ -1013,7 +1035,7 @@ def test_state_none_read_as_3e_5_in_float32_alone_fails():
             state = (np.full((np.shape(x)[1], np.shape(params["W_h"])[0]), 3e-5, np.float32),)
         return rnn.forward(params, x, state, lengths=lengths)
 
-    central, _ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
+    central, _, _ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))  # float32 too: its run is judged
     assert not central.ok and "with state=None (meaning zeros) in float32" in str(central), str(central)
 
 
