@@ -288,17 +288,30 @@ def is_kernel_module(path):
 
 
 def _top_level_names(tree):
-    """The names a module's own statements bind at its top level (not those of a star import)."""
+    """The names a module's own statements bind at its top level (not those of a star import),
+    also in a top-level if, try or with (forward defined under `if HAVE_NUMBA:`) and by unpacking
+    (forward, backward = impl.forward, impl.backward)."""
     names = set()
-    for node in tree.body:
+    for node in _top_level_statements(tree.body):
         if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, (ast.Import, ast.ImportFrom)):
             names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, (ast.Assign, ast.AnnAssign)):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-            names |= {t.id for t in targets if isinstance(t, ast.Name)}
+            names |= {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
     return names
+
+
+def _top_level_statements(body):
+    """The statements of body, and of the if, try and with blocks in it, at any depth of those."""
+    for node in body:
+        yield node
+        blocks = [getattr(node, part, []) for part in ("body", "orelse", "finalbody")]
+        blocks += [handler.body for handler in getattr(node, "handlers", [])]
+        if isinstance(node, (ast.If, ast.Try, ast.With)):
+            for block in blocks:
+                yield from _top_level_statements(block)
 
 
 def load_kernel_module(path):

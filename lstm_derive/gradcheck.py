@@ -130,6 +130,9 @@ def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.
     lengths: None, or each sequence's number of steps, for a kernel that takes them (takes_lengths)."""
     rng = np.random.default_rng(seed)
     params = kernel.init_params(D, H, seed=int(rng.integers(2**31)), scale=scale)
+    if not hasattr(params, "keys"):
+        raise ValueError(f"init_params() returned a {type(params).__name__}; a kernel's parameters are a dict "
+                         f"of arrays, name -> array, with the names of PARAMS {list(kernel.PARAMS)}")
     x = rng.standard_normal((T, B, D))
     positive = getattr(kernel, "POSITIVE_STATES", ())
     state = tuple(state_scale * ((0.5 + np.abs(z)) if s in positive else z)
@@ -196,7 +199,7 @@ def _run(kernel, p: Problem):
     q = p.with_dtype()
     ys, final, cache = _forward(kernel, q, q.state)
     ys, final = _copy(ys), tuple(map(_copy, final))  # backward() may write into what forward() returned
-    grads, dx, dstate0 = kernel.backward(q.params, cache, q.dys, q.dstate)
+    grads, dx, dstate0 = _backward_results(kernel.backward(q.params, cache, q.dys, q.dstate))
     missing = [name for name in kernel.PARAMS if name not in grads]
     if missing:
         raise ValueError(f"backward() returned no gradient for {missing}; PARAMS names {list(kernel.PARAMS)}, "
@@ -209,6 +212,19 @@ def _run(kernel, p: Problem):
     out["x"] = dx
     out.update(zip(_state_names(kernel), dstate0))
     return ys, final, out
+
+
+def _backward_results(out):
+    """backward()'s (gradients, dx, initial state's gradients), or a ValueError saying what it
+    returned instead."""
+    if not (isinstance(out, (tuple, list)) and len(out) == 3):
+        got = f"{len(out)} values" if isinstance(out, (tuple, list)) else f"a {type(out).__name__}"
+        raise ValueError(f"backward() returned {got}; a kernel's backward returns three: (gradients, a dict "
+                         "name -> array; dx; the initial state's gradients, a tuple of one array per state)")
+    if not hasattr(out[0], "keys"):
+        raise ValueError(f"backward() returned its gradients as a {type(out[0]).__name__}; they are a dict, "
+                         "name -> array, with the names of PARAMS")
+    return out
 
 
 INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")

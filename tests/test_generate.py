@@ -206,6 +206,20 @@ def test_a_kernel_module_that_imports_its_functions_is_checked_and_one_missing_a
         assert f"(a kernel module? {why}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text", [
+    "import _impl\nfrom _impl import STATES, PARAMS, init_params\nforward, backward = _impl.forward, _impl.backward\n",
+    "from _impl import STATES, PARAMS, init_params\ntry:\n    from _impl import forward\nexcept ImportError:\n"
+    "    raise\nif True:\n    from _impl import backward\n",
+])
+def test_a_kernel_modules_functions_may_be_unpacked_or_bound_in_a_block(tmp_path, capsys, text):
+    """forward, backward = impl.forward, impl.backward, and imports inside try or if at the top level,
+    bind the names as a def does: the module is a kernel, not a script that builds no cell."""
+    (tmp_path / "_impl.py").write_text((pathlib.Path(KERNELS) / "rnn.py").read_text())
+    (tmp_path / "mine.py").write_text(text)
+    assert cli.main(["check", str(tmp_path / "mine.py")]) == 0
+    assert "1 passed, 0 failed" in capsys.readouterr().out
+
+
 def test_a_removed_scripts_kernel_and_document_are_orphans(tmp_path, monkeypatch):
     """Both files a removed script generated are found, and nothing written by hand."""
     from lstm_derive import generate as gen

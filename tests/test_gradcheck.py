@@ -2,6 +2,7 @@
 
 import inspect
 import pathlib
+import re
 import textwrap
 
 import mutants
@@ -1174,3 +1175,25 @@ def test_results_beyond_float32s_range_leave_the_float32_run_unjudged_not_wrong(
     assert central.ok and not r.ok and not r.mismatches and "beyond float32's range" in r.unjudged, str(r)
     central, r = gradcheck.check_kernel(Linear(1e30), methods=("central", "float32"))
     assert central.ok and r.ok and r.errors, str(r)
+
+
+def _gradients_as_a_tuple(params, cache, dys, dstate=None):
+    grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+    return tuple(grads.values()), dx, dstate0
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda k: setattr(k, "init_params", lambda D, H, **_: list(rnn.init_params(D, H).values())),
+     "init_params() returned a list; a kernel's parameters are a dict of arrays"),
+    (lambda k: setattr(k, "backward", lambda *a: tuple(rnn.backward(*a)[0].values())),
+     "backward() returned 4 values; a kernel's backward returns three: (gradients, a dict"),
+    (lambda k: setattr(k, "backward", _gradients_as_a_tuple),
+     "backward() returned its gradients as a tuple; they are a dict, name -> array"),
+])
+def test_a_kernel_that_returns_another_structure_is_told_which(change, said):
+    """What a hand-written kernel returns in another shape of its own is named, not met as a NumPy
+    error deep in the checker."""
+    kernel = Wrapped(rnn)
+    change(kernel)
+    with pytest.raises(ValueError, match=re.escape(said)):
+        gradcheck.check_kernel(kernel)
