@@ -46,11 +46,13 @@ def _load():
 
 # The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
 # pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
-# long sequence does, and with sequences of 4, 1 and 0 steps in one batch (forward()'s lengths); and
-# every size but T at 1, where a slip of broadcasting or of a squeezed axis shows.
+# long sequence does, and with sequences of 4, 1 and 0 steps in one batch (forward()'s lengths);
+# every size but T at 1, where a slip of broadcasting or of a squeezed axis shows; and 12 steps, where
+# a gradient carried back over too few of them (a tutorial's BPTT truncated at 4) shows.
 CHECKS = [dict(T=4, B=3, D=3, H=4, seed=0, scale=0.5, span=3, lengths=(4, 1, 0)),
           dict(T=3, B=2, D=2, H=3, seed=1, scale=3.0),
-          dict(T=2, B=1, D=1, H=1, seed=2, scale=1.0)]
+          dict(T=2, B=1, D=1, H=1, seed=2, scale=1.0),
+          dict(T=12, B=2, D=2, H=2, seed=3, scale=1.0)]
 
 
 def checks(n, steps=None, scale=None):
@@ -135,14 +137,14 @@ def _parser():
                                      "and their float32 run against their float64 one")
     p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
-                   help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale, and "
-                        "every size but T at 1; "
+                   help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale, "
+                        "every size but T at 1, and 12 steps; "
                         "more are drawn at random, the same every run)")
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
-                   help="time steps of every problem (default: 3 or 4, and 1 to 5 for those drawn); more find "
+                   help="time steps of every problem (default: 4, 3, 2 and 12, and 1 to 5 for those drawn); more find "
                         "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
     p.add_argument("--scale", type=_positive_number, default=None, metavar="S",
-                   help="weight scale of every problem, the weights uniform in [-S, S] (default: 0.5, 3 and 1, and "
+                   help="weight scale of every problem, the weights uniform in [-S, S] (default: 0.5, 3, 1 and 1, and "
                         "0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
                         "recurrence from a wrong gradient")
     p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",

@@ -39,7 +39,7 @@ def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     assert cli.main(["check", str(script)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == REPORTS * len(cli.CHECKS) + 3  # a line per method and check; the cell's; the count
-    assert out[-3].startswith("sigmoid_rnn: passed; the largest errors over 3 problems: central ")
+    assert out[-3].startswith("sigmoid_rnn: passed; the largest errors over 4 problems: central ")
     assert out[-2:] == ["", "1 passed, 0 failed"]
     assert all(line.startswith("sigmoid_rnn (") and line.endswith(", ok") for line in out[:-3])
     assert not (tmp_path / "mine" / "sigmoid_rnn.md").exists()  # nothing written beside the script
@@ -570,27 +570,30 @@ def test_the_summary_says_which_methods_fail_and_what_that_suggests_once(tmp_pat
         "return rnn.forward(params, x, state)", "return rnn.forward(params, x.real.astype(x.dtype), state)"))
     assert cli.main(["check", str(kernel)]) == 1
     out = capsys.readouterr().out
-    assert "my_rnn: the gradients that fail, and on how many of the 3 problems: dx 3 (complex)\n" in out
+    assert "my_rnn: the gradients that fail, and on how many of the 4 problems: dx 4 (complex)\n" in out
     summary = out[out.index("my_rnn: FAILED"):]
     assert summary.count("central differences agree with the kernel where the complex step does not") == 1
-    assert "my_rnn: on 3 of the 3 problems, central differences agree" in summary
+    assert "my_rnn: on 4 of the 4 problems, central differences agree" in summary
 
 
 def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(tmp_path, capsys):
-    """A hand-written kernel wrong past 5 steps (a chunk's carry, say) passes the problems of 1 to
-    5 steps, and fails with --steps 8; a sequence of every step keeps every step."""
+    """A hand-written kernel wrong past 12 steps (a chunk's carry, say) passes the problems of 1 to
+    12 steps, and fails with --steps 16; a sequence of every step keeps every step. Wrong past 5,
+    it fails the fixed problem of 12 steps."""
     kernel = tmp_path / "long_rnn.py"
-    kernel.write_text(HANDWRITTEN.format(factor="(1.01 if len(dys) > 5 else 1)"))
+    kernel.write_text(HANDWRITTEN.format(factor="(1.01 if len(dys) > 12 else 1)"))
     assert cli.main(["check", str(kernel), "--problems", "6"]) == 0
-    assert cli.main(["check", str(kernel), "--problems", "6", "--steps", "8"]) == 1
+    assert cli.main(["check", str(kernel), "--problems", "6", "--steps", "16"]) == 1
+    kernel.write_text(HANDWRITTEN.format(factor="(1.01 if len(dys) > 5 else 1)"))
+    assert cli.main(["check", str(kernel)]) == 1
     assert "db_h[" in capsys.readouterr().out
     assert [c["T"] for c in cli.checks(6, steps=8)] == [8] * 6
     assert cli.checks(2, steps=8)[0]["lengths"] == (8, 1, 0) and cli.checks(2, steps=2)[0]["lengths"] == (2, 1, 0)
 
 
 def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(tmp_path, capsys):
-    """h = exp(a) overflows at scale 3: that problem is judged at no element, and the cell fails,
-    saying so and what to do; at --scale 0.5 every problem is judged, and it passes."""
+    """h = exp(a) overflows at scale 3, and over 12 steps at scale 1: those problems are judged at no element, and the cell fails,
+    saying so and what to do; at --scale 0.1 every problem is judged, and it passes."""
     script = tmp_path / "c_exp.py"
     script.write_text("from lstm_derive import Cell, exp\n"
                       'cell = Cell("c_exp", title="exp")\n'
@@ -599,11 +602,11 @@ def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(
                       "cell.update(h=exp(a))\n")
     assert cli.main(["check", str(script)]) == 1
     captured = capsys.readouterr()
-    assert ("c_exp: 1 of the 3 problems could not be judged at all, the forward pass overflowing on them; "
+    assert ("c_exp: 2 of the 4 problems could not be judged at all, the forward pass overflowing on them; "
             "a smaller --scale checks the cell where it does not") in captured.out
     assert "Warning" not in captured.err  # the overflow is the report's to say
-    assert cli.main(["check", str(script), "--scale", "0.5"]) == 0
-    assert {c["scale"] for c in cli.checks(6, scale=0.5)} == {0.5}
+    assert cli.main(["check", str(script), "--scale", "0.1"]) == 0
+    assert {c["scale"] for c in cli.checks(6, scale=0.1)} == {0.1}
     for bad in ("0", "-1", "nan", "inf", "x"):
         with pytest.raises(SystemExit):
             cli.main(["check", str(script), "--scale", bad])
@@ -645,8 +648,8 @@ def test_check_runs_the_methods_asked_for(tmp_path, capsys):
     out = capsys.readouterr().out
     assert ("float32: cannot judge (on float32 input, the kernel raised AssertionError in forward(), f64_rnn.py:9: "
             "float64 alone)") in out, out  # where in the module: its function and line
-    assert ("float32 -\nf64_rnn: what else fails, and on how many of the 3 problems: elements that could not be judged "
-            "3\n\n0 passed, 1 failed (f64_rnn)") in out  # no error figure where none was judged
+    assert ("float32 -\nf64_rnn: what else fails, and on how many of the 4 problems: elements that could not be judged "
+            "4\n\n0 passed, 1 failed (f64_rnn)") in out  # no error figure where none was judged
     assert cli.main(["check", str(kernel), "--methods", "central", "complex"]) == 0
     out = capsys.readouterr().out
     assert "float32" not in out and out.count(" central: ") == len(cli.CHECKS) == out.count(" complex: ")
@@ -701,7 +704,7 @@ def test_a_cell_whose_every_gradient_is_0_fails_as_judging_nothing(tmp_path, cap
     assert cli.main(["check", str(script)]) == 1
     out = capsys.readouterr().out
     assert f"drawn again with seeds {', '.join(str(2 + 1000 * k) for k in range(1, cli.REDRAWS + 1))}" in out
-    assert ("dead: on 2 of the 3 problems every gradient was exactly 0, on each of 11 draws: the checks judged "
+    assert ("dead: on 3 of the 4 problems every gradient was exactly 0, on each of 11 draws: the checks judged "
             "nothing there; does every output depend on the inputs?") in out
     assert "but nothing was judged: every gradient is exactly 0 on this problem" in out
 
@@ -723,4 +726,4 @@ def test_the_summary_names_the_checks_that_fail_on_no_gradients_element(tmp_path
     assert cli.main(["check", str(tmp_path / "ones_rnn.py")]) == 1
     out = capsys.readouterr().out
     assert "ones_rnn: the gradients that fail" not in out
-    assert "ones_rnn: what else fails, and on how many of the 3 problems: results that change with how it is called 2\n" in out
+    assert "ones_rnn: what else fails, and on how many of the 4 problems: results that change with how it is called 3\n" in out
