@@ -378,6 +378,7 @@ class Report:
     tolerance: float
     errors: dict = field(default_factory=dict)  # array name -> max relative error
     mismatches: list = field(default_factory=list)
+    likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (_likely)
     # elements judged by the extended-precision gradient, and the float64 one's largest rounding
     widened: int = 0
     rounding: float = 0.0
@@ -425,7 +426,8 @@ class Report:
                 lines.append(f"{self.method}: with lengths, {self.alone}")
             if self.calls:
                 lines.append(f"{self.method}: {self.calls}")
-            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled, steps=self.steps)
+            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, self.likely, sampled=self.sampled,
+                          steps=self.steps)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
@@ -457,7 +459,8 @@ class Report:
             if name in failing:
                 steps = sorted({m.index[0] for m in self.mismatches if m.name == "x"}) if name == "x" else []
                 where = f" (at step{'s' if len(steps) > 1 else ''} {_steps(steps)} of 0-{self.steps - 1})" if steps else ""
-                parts.append(f"d{name} {error:.1e}{where}")
+                likely = f" (it is {self.likely[name]})" if self.likely.get(name) else ""
+                parts.append(f"d{name} {error:.1e}{where}{likely}")
         passing = [f"d{n}" for n in self.errors if n not in failing]
         return f"  per array, the largest error: {', '.join(parts)}" + (f"; within tolerance: {', '.join(passing)}" if passing else "")
 
@@ -525,12 +528,40 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             report.widened += int(np.count_nonzero(widened))
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
+        if not report.errors[name] <= tolerance and chosen is None and method in METHODS:
+            report.likely[name] = _likely(a, n, tolerance * scale)
         for index in zip(*np.nonzero(~(rel <= tolerance))):
             index = tuple(int(i) for i in index)
             value = a[index]  # a gradient with an imaginary part shows it: the real parts may agree
             value = complex(value) if np.iscomplexobj(value) and value.imag != 0 else float(np.real(value))
             report.mismatches.append(Mismatch(name, index, value, float(n[index]), float(rel[index]), labels))
     return report
+
+
+def _likely(a, n, tolerance):
+    """What a failing analytic gradient a is of the numeric one n, where that is simple: 0, n's
+    transpose (an outer product the wrong way round), or a constant multiple of it (a sign flipped,
+    a sum taken as a mean or a term counted twice); else "". tolerance: absolute, as compare's."""
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(n))) or np.iscomplexobj(a) or not np.any(n):
+        return ""
+    agrees = lambda u, v: float(np.max(np.abs(u - v))) <= tolerance  # noqa: E731
+    if not np.any(a):
+        return "0 everywhere: never computed, or never accumulated?"
+    if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
+        return "the numeric gradient transposed: an outer product the wrong way round?"
+    large = np.abs(n) > 1e-2 * np.max(np.abs(n))
+    ratio = float(np.median(a[large] / n[large]))
+    if not agrees(a, ratio * n):
+        return ""
+    if abs(ratio + 1) < 1e-6:
+        return "the numeric gradient with its sign flipped"
+    k = round(1 / ratio) if ratio else 0
+    if abs(k) >= 2 and abs(1 / ratio - k) < 1e-6 * abs(k):
+        return f"1/{k} of the numeric gradient: a sum of {abs(k)} terms, rows or steps, taken as their mean, or one alone?"
+    k = round(ratio)
+    if abs(k) >= 2 and abs(ratio - k) < 1e-6 * abs(k):
+        return f"{k} times the numeric gradient: a term counted {abs(k)} times?"
+    return f"{ratio:.6g} times the numeric gradient"
 
 
 def _relative(a, b, scale):

@@ -1197,3 +1197,32 @@ def test_a_kernel_that_returns_another_structure_is_told_which(change, said):
     change(kernel)
     with pytest.raises(ValueError, match=re.escape(said)):
         gradcheck.check_kernel(kernel)
+
+
+def _changed_gradient(name, change):
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {**grads, name: change(grads[name])}, dx, dstate0
+    return Wrapped(rnn, backward)
+
+
+@pytest.mark.parametrize("name, change, said", [
+    ("W_h", lambda g: g.T, "dW_h 1.5e+00 (it is the numeric gradient transposed: an outer product the wrong way round?)"),
+    ("b_x", lambda g: g / 2, "(it is 1/2 of the numeric gradient: a sum of 2 terms, rows or steps, taken as their mean"),
+    ("W_x", lambda g: -g, "(it is the numeric gradient with its sign flipped)"),
+    ("b_h", lambda g: 3 * g, "(it is 3 times the numeric gradient: a term counted 3 times?)"),
+    ("b_h", lambda g: 0 * g, "(it is 0 everywhere: never computed, or never accumulated?)"),
+    ("b_h", lambda g: 1.01 * g, "(it is 1.01 times the numeric gradient)"),
+])
+def test_a_wrong_gradient_of_a_simple_kind_is_said_to_be_of_it(name, change, said):
+    """A gradient transposed, scaled or zero is named so beside its largest error: what the
+    common slips of a hand-written backward pass look like."""
+    central, complex_, _ = gradcheck.check_kernel(_changed_gradient(name, change), B=2, H=4)
+    assert said in str(central) and said in str(complex_), str(central)
+
+
+def test_a_wrong_gradient_of_no_simple_kind_is_said_to_be_of_none():
+    def noisy(g):
+        return g + np.arange(g.size).reshape(g.shape) * 0.01
+    central, _, _ = gradcheck.check_kernel(_changed_gradient("W_h", noisy), B=2, H=4)
+    assert not central.ok and "(it is" not in str(central), str(central)
