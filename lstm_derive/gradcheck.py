@@ -614,7 +614,9 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         numeric, unjudged, lost = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         judge = functools.partial(compare, analytic, tolerance=TOLERANCE[m], method=m, floor=FLOORS[m] * unit,
                                   wide=wide, loss_scale=unit / EPS, chosen=chosen)
-        report = judge(numeric)
+        report = judge(values if numeric is None else numeric)
+        if numeric is None:  # the method judged no element: it has no error to state, not one of 0
+            report.errors = {}
         if m == "central" and report.mismatches:
             report = _at_smaller_steps(kernel, p, numeric, report, judge, values, unit)
         report.unjudged, report.lost = unjudged, lost
@@ -1158,23 +1160,23 @@ def _sample(arrays, values, sample, seed):
 
 
 def _numeric(kernel, p, method, values, finite, chosen=None):
-    """The method's gradients, why it cannot judge some elements ("" where it judges all), and how
-    many of them it lost to an overflow in complex arithmetic.
-    The complex step needs a kernel that carries complex numbers through, and a loss that stays
-    finite in complex arithmetic; an element it cannot judge takes the analytic value (values:
-    _as_numeric's) here, so that its report lists only the elements it did judge (the report
-    fails all the same)."""
+    """The method's gradients (None where it judges no element at all), why it cannot judge some
+    elements ("" where it judges all), and how many of them it lost to an overflow in complex
+    arithmetic. The complex step needs a kernel that carries complex numbers through, and a loss
+    that stays finite in complex arithmetic; an element it cannot judge takes the analytic value
+    (values: _as_numeric's) here, so that its report lists only the elements it did judge (the
+    report fails all the same)."""
     if method != "complex":
         return METHODS[method](kernel, p, chosen), "", 0
     try:
         with _quietly():  # what it lost is said once, in the report
             numeric = complex_step(kernel, p, chosen)
     except Exception as error:  # noqa: BLE001 - a kernel that cannot run in complex numbers
-        return values, (f"(in complex arithmetic, the kernel raised {raised(kernel, error)}); "
+        return None, (f"(in complex arithmetic, the kernel raised {raised(kernel, error)}); "
                         f"central differences can: {WITHOUT_COMPLEX}"), 0
     judged = {k: np.ones(n.shape, bool) if chosen is None else chosen[k] for k, n in numeric.items()}
     if all(not n[judged[k]].any() for k, n in numeric.items()) and any(np.any(values[k]) for k in numeric):
-        return values, (f"(no imaginary part reaches the loss: the kernel drops it, in a float "
+        return None, (f"(no imaginary part reaches the loss: the kernel drops it, in a float "
                         f"buffer, .real or abs); central differences can: {WITHOUT_COMPLEX}"), 0
     lost = {k: judged[k] & ~np.isfinite(n) & np.isfinite(values[k]) if values[k].shape == n.shape
             else np.zeros(n.shape, bool) for k, n in numeric.items()}

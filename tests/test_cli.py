@@ -576,6 +576,20 @@ def test_the_summary_says_which_methods_fail_and_what_that_suggests_once(tmp_pat
     assert "my_rnn: on 4 of the 4 problems, central differences agree" in summary
 
 
+def test_a_method_that_judged_no_element_states_no_error(tmp_path, capsys):
+    """A forward that returns only real parts gives the complex step nothing to read: the summary
+    has no complex error to state, which is not an error of 0."""
+    kernel = tmp_path / "real_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    ys, final, cache = rnn.forward(params, x, state)\n"
+        "    return ys.real.astype(ys.dtype), tuple(f.real.astype(f.dtype) for f in final), cache"))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"real_rnn: FAILED; the largest errors over 4 problems: central \S+, complex -, float32 ", out), out
+    assert "no imaginary part reaches the loss" in out
+
+
 def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(tmp_path, capsys):
     """A hand-written kernel wrong past 12 steps (a chunk's carry, say) passes the problems of 1 to
     12 steps, and fails with --steps 16; a sequence of every step keeps every step. Wrong past 5,
