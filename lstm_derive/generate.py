@@ -304,14 +304,20 @@ def _top_level_names(tree):
 
 
 def _top_level_statements(body):
-    """The statements of body, and of the if, try and with blocks in it, at any depth of those."""
+    """The statements of body, and of the if, try and with blocks in it, at any depth of those, but
+    for `if __name__ == "__main__":`, which runs only as a program (a derivation script's explain(),
+    say, or its own import of a kernel to try)."""
     for node in body:
         yield node
+        if not isinstance(node, (ast.If, ast.Try, ast.With)) or _runs_as_a_program(node):
+            continue
         blocks = [getattr(node, part, []) for part in ("body", "orelse", "finalbody")]
-        blocks += [handler.body for handler in getattr(node, "handlers", [])]
-        if isinstance(node, (ast.If, ast.Try, ast.With)):
-            for block in blocks:
-                yield from _top_level_statements(block)
+        for block in blocks + [handler.body for handler in getattr(node, "handlers", [])]:
+            yield from _top_level_statements(block)
+
+
+def _runs_as_a_program(node):
+    return isinstance(node, ast.If) and "__name__" in ast.unparse(node.test) and "__main__" in ast.unparse(node.test)
 
 
 def load_kernel_module(path):

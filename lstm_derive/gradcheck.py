@@ -378,7 +378,6 @@ class Report:
     tolerance: float
     errors: dict = field(default_factory=dict)  # array name -> max relative error
     mismatches: list = field(default_factory=list)
-    likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (_likely)
     # elements judged by the extended-precision gradient, and the float64 one's largest rounding
     widened: int = 0
     rounding: float = 0.0
@@ -397,6 +396,7 @@ class Report:
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
     vacuous: bool = False  # every gradient exactly 0, analytic and numeric: nothing was judged
+    likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (_likely)
 
     @property
     def ok(self):
@@ -426,8 +426,8 @@ class Report:
                 lines.append(f"{self.method}: with lengths, {self.alone}")
             if self.calls:
                 lines.append(f"{self.method}: {self.calls}")
-            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, self.likely, sampled=self.sampled,
-                          steps=self.steps)
+            rest = Report(self.method, self.tolerance, self.errors, self.mismatches, sampled=self.sampled,
+                          steps=self.steps, likely=self.likely)
             return "\n".join(lines + ([str(rest)] if self.mismatches else []))
         if self.sampled:
             head += f" over a sample of {self.sampled[0]} of {_elements(self.sampled[1])}"
@@ -539,28 +539,34 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
 
 
 def _likely(a, n, tolerance):
-    """What a failing analytic gradient a is of the numeric one n, where that is simple: 0, n's
-    transpose (an outer product the wrong way round), or a constant multiple of it (a sign flipped,
-    a sum taken as a mean or a term counted twice); else "". tolerance: absolute, as compare's."""
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(n))) or np.iscomplexobj(a) or not np.any(n):
+    """What a failing analytic gradient a is of the numeric one n, where that is simple: 0, a
+    constant multiple of it (a sign flipped, a sum taken as a mean or a term counted twice), or n's
+    transpose (an outer product the wrong way round); else "", also for an array of one or two
+    elements, which any error makes a multiple. tolerance: absolute, as compare's."""
+    if (a.size < 3 or np.iscomplexobj(a) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(n)))
+            or not np.any(n)):
         return ""
     agrees = lambda u, v: float(np.max(np.abs(u - v))) <= tolerance  # noqa: E731
     if not np.any(a):
         return "0 everywhere: never computed, or never accumulated?"
-    if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
-        return "the numeric gradient transposed: an outer product the wrong way round?"
     large = np.abs(n) > 1e-2 * np.max(np.abs(n))
     ratio = float(np.median(a[large] / n[large]))
-    if not agrees(a, ratio * n):
-        return ""
+    if agrees(a, ratio * n):
+        return _multiple(ratio)
+    if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
+        return "the numeric gradient transposed: an outer product the wrong way round?"
+    return ""
+
+
+def _multiple(ratio):
+    """A gradient ratio times the numeric one, in words."""
     if abs(ratio + 1) < 1e-6:
         return "the numeric gradient with its sign flipped"
-    k = round(1 / ratio) if ratio else 0
-    if abs(k) >= 2 and abs(1 / ratio - k) < 1e-6 * abs(k):
-        return f"1/{k} of the numeric gradient: a sum of {abs(k)} terms, rows or steps, taken as their mean, or one alone?"
-    k = round(ratio)
-    if abs(k) >= 2 and abs(ratio - k) < 1e-6 * abs(k):
-        return f"{k} times the numeric gradient: a term counted {abs(k)} times?"
+    for k, words in ((1 / ratio if ratio else 0, "1/{k} of the numeric gradient: a sum of {k} terms, rows or steps, "
+                                                  "taken as their mean, or one alone?"),
+                     (ratio, "{k} times the numeric gradient: a term counted {k} times?")):
+        if 2 <= round(k) <= 10000 and abs(k - round(k)) < 1e-6 * k:
+            return words.format(k=round(k))
     return f"{ratio:.6g} times the numeric gradient"
 
 
@@ -973,14 +979,15 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
 
 def _has_step_functions(kernel):
     """Whether the kernel has step_forward(params, x_t, state) and step_backward(params, cache,
-    dy_t, dstate), as the generated kernels do; functions of those names that take other arguments
-    (a tutorial's step_forward(x_t, h_prev, params) helper) are the kernel's own business."""
+    dy_t, dstate), as the generated kernels do, params first by name; functions of those names that
+    take other arguments (a tutorial's step_forward(x_t, h_prev, params) helper) are the kernel's own
+    business."""
     try:
-        inspect.signature(kernel.step_forward).bind(None, None, None)
-        inspect.signature(kernel.step_backward).bind(None, None, None, None)
+        forward, backward = inspect.signature(kernel.step_forward), inspect.signature(kernel.step_backward)
+        forward.bind(None, None, None), backward.bind(None, None, None, None)
     except (AttributeError, TypeError, ValueError):  # absent, another signature, or none to read
         return False
-    return True
+    return all(next(iter(s.parameters), None) == "params" for s in (forward, backward))
 
 
 # What a kernel must do, said where calls_as_users_make_them finds it does not.

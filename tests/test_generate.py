@@ -220,6 +220,17 @@ def test_a_kernel_modules_functions_may_be_unpacked_or_bound_in_a_block(tmp_path
     assert "1 passed, 0 failed" in capsys.readouterr().out
 
 
+def test_a_script_that_imports_a_kernel_to_try_when_run_as_a_program_is_still_a_script(tmp_path, capsys):
+    """What `if __name__ == "__main__":` binds runs only as a program: a derivation script's own
+    import of forward and backward there does not make it a kernel module."""
+    script = tmp_path / "mine.py"
+    script.write_text((pathlib.Path(KERNELS).parent.parent / "derivations" / "rnn.py").read_text()
+                      .replace('Cell("rnn"', 'Cell("mine"')
+                      + '\nif __name__ == "__main__":\n    from lstm_derive.kernels.rnn import forward, backward\n')
+    assert cli.main(["check", str(script)]) == 0
+    assert "mine: passed" in capsys.readouterr().out
+
+
 def test_a_removed_scripts_kernel_and_document_are_orphans(tmp_path, monkeypatch):
     """Both files a removed script generated are found, and nothing written by hand."""
     from lstm_derive import generate as gen

@@ -829,6 +829,8 @@ def test_functions_named_step_forward_that_take_other_arguments_are_the_kernels_
     kernel.step_forward = lambda x_t, h_prev, params: np.tanh(x_t @ params["W_x"].T + h_prev @ params["W_h"].T)
     kernel.step_backward = lambda dh, cache: (dh, cache)
     assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
+    kernel.step_backward = lambda dh_next, h, h_prev, params: (dh_next, h, h_prev)  # four, params last
+    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
     kernel.step_forward, kernel.step_backward = rnn.step_forward, _wrong_step
     central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
     assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
@@ -1213,6 +1215,8 @@ def _changed_gradient(name, change):
     ("b_h", lambda g: 3 * g, "(it is 3 times the numeric gradient: a term counted 3 times?)"),
     ("b_h", lambda g: 0 * g, "(it is 0 everywhere: never computed, or never accumulated?)"),
     ("b_h", lambda g: 1.01 * g, "(it is 1.01 times the numeric gradient)"),
+    ("b_h", lambda g: -0.5 * g, "(it is -0.5 times the numeric gradient)"),
+    ("b_h", lambda g: 1e-20 * g, "(it is 1e-20 times the numeric gradient)"),
 ])
 def test_a_wrong_gradient_of_a_simple_kind_is_said_to_be_of_it(name, change, said):
     """A gradient transposed, scaled or zero is named so beside its largest error: what the

@@ -599,23 +599,42 @@ def test_the_parameters_sample_spans_every_column_and_compares_values(name):
 @pytest.mark.parametrize("name", CELLS)
 def test_an_x_refilled_with_the_same_values_elsewhere_is_refused(name):
     """A one-hot batch is zeros nearly everywhere, so a sample of x sees zeros before and after a
-    refill: backward() compares a sum of every entry, each weighted by its place. Another batch of
-    the same characters, moved to other steps, rows or columns, is refused; x itself unchanged, in
-    Fortran order or holding NaN, is not."""
+    refill: backward() compares a sum of every entry, each weighted by its place. Characters at
+    columns none of 16 entries spread over x (a stride of 249 here) would see, moved to others such
+    columns, or the same characters moved to other steps or rows, or the batch transposed, are
+    refused; x itself unchanged, in Fortran order or holding NaN, is not."""
     k = kernel_of(name)
-    D = 7
-    p = gradcheck.random_problem(k, T=4, B=3, D=D, H=2)
-    characters = np.random.default_rng(0).integers(0, D, (4, 3))
-    for moved in (characters[::-1], characters[:, ::-1], (characters + 1) % D):
+    T = B = 2
+    D = 1000
+    p = gradcheck.random_problem(k, T=T, B=B, D=D, H=2)
+    characters = np.array([[3, 7], [11, 13]])
+    sampled = set(range(0, 16 * 249, 249))  # where sixteen entries spread over x, prime to D, would look
+    for moved in (characters + 2, characters[::-1], characters[:, ::-1], characters.T):
+        flat = [(t * B + b) * D + d for c in (characters, moved) for (t, b), d in np.ndenumerate(c)]
+        assert not sampled & set(flat)
         x = np.eye(D)[characters]
         _, _, cache = k.forward(p.params, x, p.state)
         x[...] = np.eye(D)[moved]
         with pytest.raises(ValueError, match=r"^x: changed since forward\(\) ran \(a weighted sum"):
             k.backward(p.params, cache, p.dys, p.dstate)
     x = np.asfortranarray(np.eye(D)[characters])
-    x[1, 2, 3] = np.nan
+    x[1, 0, 3] = np.nan
     _, _, cache = k.forward(p.params, x, p.state)
     k.backward(p.params, cache, p.dys, p.dstate)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32])
+def test_the_sum_that_tells_a_refilled_x_is_taken_in_float64(dtype):
+    """In float16, 3e4 in every column would overflow the weighted sum to inf, whatever x then held,
+    and from about 600 columns two would share a weight: another refill would go unseen."""
+    k = kernel_of("rnn")
+    params = {n: v.astype(dtype) for n, v in k.init_params(2000, 2, scale=1e-6).items()}
+    x = np.zeros((2, 1, 2000), dtype)
+    x[..., 5], x[0, 0, :3] = 1, 3e4
+    _, _, cache = k.forward(params, x)
+    x[..., 5], x[..., 992] = 0, 1
+    with pytest.raises(ValueError, match=r"^x: changed since forward\(\) ran"):
+        k.backward(params, cache)
 
 
 @pytest.mark.parametrize("name", CELLS)

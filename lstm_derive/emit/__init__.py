@@ -158,8 +158,11 @@ _BEFORE_ENDS = (
     "    not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan",
     "    in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value",
     '    that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""',
-    "    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too",
+    "    if ended is None:",
     "        return a",
+    "    with np.errstate(over=\"ignore\", invalid=\"ignore\"):  # one pass, in float64 at least",
+    "        if np.isfinite(a.sum(dtype=np.result_type(a.dtype, np.float64))):",
+    "            return a",
     "    return np.where(ended, 0, a)",
 )
 

@@ -72,8 +72,11 @@ def _before_ends(a, ended):
     not fit the step's other values: a zero in a local's denominator, or a state no step reads, nan
     in a slot not in use (a sequence of no steps). 0 times inf or nan is nan, so where a holds a value
     that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""
-    if ended is None or np.isfinite(a.sum()):  # one pass; a sum overflowed by finite values only zeroes, rightly too
+    if ended is None:
         return a
+    with np.errstate(over="ignore", invalid="ignore"):  # one pass, in float64 at least
+        if np.isfinite(a.sum(dtype=np.result_type(a.dtype, np.float64))):
+            return a
     return np.where(ended, 0, a)
 
 
@@ -438,16 +441,18 @@ def _checked_cache(cache, D, H, arrays):
 
 
 _SAMPLE_INDICES = {}  # (size, columns) -> the flat indices sampled in arrays of that shape: found once
-_WEIGHTS = {}  # n -> n weights in [1, 2), no two alike: found once
+_WEIGHTS = {}  # (n, axis) -> n weights in [1, 2), no two alike: found once
+_STRIDES = (0.6180339887498949, 0.41421356237309515, 0.7320508075688772)  # steps, rows, columns: unlike
 
 
 def _fingerprints(arrays, x):
     """What backward() compares with forward()'s: sixteen values of each parameter array, spread over
     its rows and columns (a stride prime to the number of columns), enough to tell another layer's
-    parameters, or these updated in place; and a sum of every entry of x, each weighted by its step,
-    row and column, since a sample of a one-hot or padded x sees zeros alone: another batch, even
-    one that moves the same values to other rows or columns, gives another sum. In a few
-    microseconds for the parameters; for x one pass over it, read in place in any memory order."""
+    parameters, or these updated in place; and a sum of every entry of x, in float64 at least, each
+    weighted by the product of its step's, row's and column's weights, since a sample of a one-hot
+    or padded x sees zeros alone: another batch, even one that moves the same values to other
+    steps, rows or columns, gives another sum. In a few microseconds for the parameters; for x one
+    pass over it, read in place in any memory order."""
     out = []
     for a in arrays:
         key = (a.size, a.shape[-1])
@@ -461,19 +466,22 @@ def _fingerprints(arrays, x):
             indices = _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
         out.append(a.flat[indices].tolist())  # in any memory order; ravel() copies all of a transposed a
     T, B, D = x.shape
-    by_row = np.einsum("tbd,d->tb", x, _weights(D).astype(x.dtype))  # einsum: no BLAS threads, so the same sum every time
-    out.append((by_row.ravel() @ _weights(T * B)).item())
+    wide = np.result_type(x.dtype, np.float64)  # float16 and float32 would overflow, and their weights collide
+    with np.errstate(over="ignore", invalid="ignore"):  # an x of inf or huge values sums to inf both times
+        by_row = np.einsum("tbd,d->tb", x, _weights(D, 2), dtype=wide)  # einsum, not BLAS: the same sum every time
+        out.append(np.einsum("tb,t,b->", by_row, _weights(T, 0), _weights(B, 1)).item())
     return out
 
 
-def _weights(n):
-    """n weights in [1, 2), each unlike the others: 1 plus the fractional parts of multiples of the
-    golden ratio."""
-    weights = _WEIGHTS.get(n)
+def _weights(n, axis):
+    """n weights in [1, 2), each unlike the others: 1 plus the fractional parts of the multiples of an
+    irrational number, another for each axis of x (steps, rows, columns), so that no product of a
+    step's and a row's weight is another's with the two swapped (a batch transposed)."""
+    weights = _WEIGHTS.get((n, axis))
     if weights is None:
         if len(_WEIGHTS) > 256:
             _WEIGHTS.clear()
-        weights = _WEIGHTS[n] = 1 + np.arange(n) * 0.6180339887498949 % 1
+        weights = _WEIGHTS[n, axis] = 1 + np.arange(n) * _STRIDES[axis] % 1
     return weights
 
 
