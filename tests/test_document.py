@@ -365,7 +365,8 @@ def test_seed_sections_in_order():
     markdown = (DERIVATIONS / "lstm_seed.md").read_text()
     assert re.findall(r"^## (.*)$", markdown, re.M) == [
         "Forward pass", "Dataflow", "Loss and notation", "Backward pass", "Carries to step t-1",
-        "Gradients of the input and the parameters", "Where people go wrong", "Kernel lines"]
+        "Gradients of the input and the parameters", "Backpropagation through time", "Where people go wrong",
+        "Kernel lines"]
 
 
 def test_seed_notes():
@@ -1090,3 +1091,72 @@ def test_a_positive_state_is_said_to_be_needed_above_zero():
     cell.update(h=sigmoid(a_o) * tanh(n_prev / n), n=n)
     assert "n is declared positive: the cell needs it above 0" in _flat_text(cell)
     assert "declared positive" not in (DERIVATIONS / "lstm.md").read_text()
+
+
+# -- backpropagation through time, as one listing ---------------------------------------------
+
+
+def _listing(markdown):
+    """The lines of a document's listing, its one ```text block."""
+    return markdown.split("\n```text\n")[1].split("\n```\n")[0].split("\n")
+
+
+def _cited(lines):
+    """The equation numbers a listing cites at the heads of its lines, a range (8) to (17) in full."""
+    numbers = []
+    heads = r"^(?:forward, t = 1, \.\.\., T: |    )\((\d+)\)(?: (?:to|and) \((\d+)\))?"
+    for m in re.finditer(heads, "\n".join(lines), re.M):
+        numbers += range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
+    return numbers
+
+
+@pytest.mark.parametrize("name", DOCUMENTS)
+def test_the_bptt_listing_cites_every_equation_once_in_order(name):
+    markdown = DOCUMENTS[name][0]
+    section = markdown.split("\n## Backpropagation through time\n")[1].split("\n## ")[0]
+    assert section.count("```text") == 1
+    assert _cited(_listing(markdown)) == sorted(document_numbers(markdown))
+    assert all(len(line) <= 88 and line.isascii() for line in _listing(markdown))  # verbatim in LaTeX
+    assert "\\begin{verbatim}\nforward, t = 1, ..., T: (1)" in DOCUMENTS[name][1]
+
+
+def test_the_bptt_listings_of_the_lstm_and_the_gru():
+    """The forward pass keeps what the backward equations read; the loop names the derivation's
+    equations and adjoints in its order; out come the sums and the initial state's gradients."""
+    assert _listing((DERIVATIONS / "lstm.md").read_text()) == [
+        "forward, t = 1, ..., T: (1) to (7); keep x, h_prev, c_prev, i, f, g, o, tanh(c)",
+        "dh_next, dc_next = dstate, the gradient of l_final (zero by default)",
+        "dW_x, dW_h, db = 0",
+        "for t = T, ..., 1:",
+        "    dy = dys[t-1], the gradient of l(t)",
+        "    (8) to (17): dh, dc, do, dg, df, di, da_i, da_f, da_g, da_o",
+        "    (18) and (19): dh_prev, dc_prev",
+        "    (20): dx of step t",
+        "    (21) to (23): add step t's terms to dW_x, dW_h, db",
+        "    dh_next, dc_next = dh_prev, dc_prev",
+        "return dx, dW_x, dW_h, db, and dh_prev, dc_prev of step 1: the initial state's gradients"]
+    gru = _listing((DERIVATIONS / "gru.md").read_text())
+    assert gru[0] == "forward, t = 1, ..., T: (1) to (9); keep x, h_prev, a_hn, r, z, n"
+    assert gru[5:7] == ["    (10) to (22): dh, dn, da_n, dz, da_z, dr, da_r, da_hr, da_hz, da_hn, da_xr, da_xz,",
+                        "                  da_xn"]  # a long line goes on under its text
+    assert gru[7:11] == ["    (23): dh_prev", "    (24): dx of step t",
+                         "    (25) to (28): add step t's terms to dW_x, db_x, dU_h, db_h", "    dh_next = dh_prev"]
+    assert gru[-1] == "return dx, dW_x, db_x, dU_h, db_h, and dh_prev of step 1: the initial state's gradient"
+    assert ("The kernel runs the same loop but leaves (24) to (28) until after it, then computes them for all "
+            "steps at once") in (DERIVATIONS / "gru.md").read_text()
+
+
+def test_the_bptt_listing_keeps_what_changes_with_the_step():
+    """A call no node names is kept as itself; a parameter, a let of it alone and a call of a number
+    are the same at every step; a peephole's shares come in the loop, before dx."""
+    cell = Cell("leaky", title="A leak of a parameter")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    lam = cell.let("lam", sigmoid(cell.param("p")))
+    cell.update(h=lam * h_prev + (1 - lam) * tanh(a) * tanh(2) + tanh(h_prev))
+    listing = _listing(derivation_markdown(derive(cell), "leaky.py"))
+    assert listing[0].startswith("forward, t = 1, ..., T: ") and listing[0].endswith("; keep x, h_prev, tanh_a, tanh(h_prev)")
+    peephole = _listing((DERIVATIONS / "lstm_peephole.md").read_text())
+    assert peephole[0].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
+    assert peephole[7:9] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)", "    (23): dx of step t"]
+

@@ -2,7 +2,7 @@
 
 :func:`sections` turns a :class:`~lstm_derive.derive.Derivation` (and the text of the kernel
 emitted from it) into a list of sections made of a few kinds of block: prose, numbered
-equations, a dataflow graph, bullet notes, a table. Each section has one builder in
+equations, a dataflow graph, bullet notes, a listing, a table. Each section has one builder in
 ``builders``; each output form has one small renderer. All three forms read the same value the
 kernels come from, so the explanation cannot drift from the code.
 

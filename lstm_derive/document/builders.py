@@ -1,11 +1,13 @@
 """The sections, one builder each, in the order ``sections`` gives them: the forward pass, the
 dataflow graph, the loss and notation, the backward pass, the carries to step t-1 (with what a carry
-does over many steps), the gradients of the input and the parameters, the notes (``notes``), and,
-when the kernel's text is given, the table of the kernel lines that implement each equation."""
+does over many steps), the gradients of the input and the parameters, backpropagation through time
+as one listing, the notes (``notes``), and, when the kernel's text is given, the table of the
+kernel lines that implement each equation."""
 
 from __future__ import annotations
 
 import re
+import textwrap
 
 import sympy
 
@@ -15,7 +17,7 @@ from ..spec import Affine, Let
 from .facts import (
     _as_written, _carries, _factor_text, _join, _line_spans, _numbers, _steady, kernel_lines, provenance,
 )
-from .model import Bullets, Flow, FlowEdge, FlowNode, Math, Prose, Ref, Section, Table, Unrolled
+from .model import Bullets, Flow, FlowEdge, FlowNode, Listing, Math, Prose, Ref, Section, Table, Unrolled
 from .notes import _notes_section
 from .printers import _TextPrinter, _block_names, _step_tex, _tex_name, _tex_stack, expr_latex, expr_text
 
@@ -29,6 +31,7 @@ def sections(d: Derivation, kernel_text=None, kernel_path="kernel.py"):
         _backward_section(d, kernel_text),
         _carries_section(d),
         _gradients_section(d),
+        _bptt_section(d),
         _notes_section(d),
     ]
     if kernel_text is not None:
@@ -790,6 +793,80 @@ def _gradient_shapes(d):
         sentences.append(f"The elementwise parameters' gradient{'s' if many else ''} {_join([f'd{p}' for p in cell.params])} "
                          f"{'have' if many else 'has'} H entries like {_join([f'`{p}`' for p in cell.params])}")
     return Prose(". ".join(sentences) + ".")
+
+
+def _bptt_section(d):
+    """The backward pass over a sequence, as one listing that cites the equations by number: what
+    the forward pass keeps, the starting values, the loop t = T, ..., 1 and what comes out."""
+    numbered, states = dict(d.numbered()), list(d.cell.states)
+
+    def names(steps):
+        return ", ".join(numbered[s.number] for s in steps)
+
+    def cited(numbers):
+        return _numbers(list(numbers))
+
+    groups = [[s for s in d.steps if s.kind in kinds] for kinds in (("state", "let", "block"), ("carry",), ("param",))]
+    (dx,) = [s for s in d.steps if s.kind == "input"]
+    prevs, nexts = (", ".join(f"d{s}_{when}" for s in states) for when in ("prev", "next"))
+    grads = ", ".join(f"d{g.name}" for g in d.param_grads)
+    gradient = f"gradient{'s' if len(states) > 1 else ''}"
+    lines = [("forward, t = 1, ..., T: ", f"{cited(eq.number for eq in d.forward)}; keep {', '.join(_kept(d))}"),
+             ("", f"{nexts} = dstate, the gradient of l_final (zero by default)"),
+             ("", f"{grads} = 0"),
+             ("", "for t = T, ..., 1:"),
+             ("    ", "dy = dys[t-1], the gradient of l(t)")]
+    lines += [(f"    {cited(s.number for s in steps)}: ", names(steps)) for steps in groups if steps]  # in their order
+    lines += [(f"    ({dx.number}): ", f"{numbered[dx.number]} of step t"),
+              (f"    {cited(g.number for g in d.param_grads)}: ", f"add step t's terms to {grads}"),
+              ("    ", f"{nexts} = {prevs}"),
+              ("return ", f"{numbered[dx.number]}, {grads}, and {prevs} of step 1: the initial state's {gradient}")]
+    first = min(s.number for s in d.steps if s.kind in ("param", "input"))  # the kernel's, after the loop
+    return Section("Backpropagation through time", (
+        Prose("The equations above, in the order they run over a sequence of T steps. The forward pass keeps, "
+              "of every step, the values that the backward equations read; the loop then takes the steps in "
+              "reverse, each vector that of one sequence of the batch."),
+        Listing(tuple(line for head, text in lines for line in _listing_wrap(head, text))),
+        Prose(f"The kernel runs the same loop but leaves {cited(range(first, d.equations + 1))} until after it, "
+              "then computes them for all steps at once from the adjoints it kept."),
+    ))
+
+
+_LISTING_WIDTH = 88  # a listing's columns: the terminal indents it by 4, within its 100
+
+
+def _listing_wrap(head, text):
+    """A listing's line, its head ("    (8) to (17): ") then its text, broken between words past the
+    width, the lines after the first indented to the text."""
+    return textwrap.wrap(text, _LISTING_WIDTH, initial_indent=head, subsequent_indent=" " * len(head),
+                         break_on_hyphens=False, break_long_words=False)
+
+
+def _kept(d):
+    """What the backward equations read of a step, in the cell's order, as the document names it: the
+    values their local derivatives read (a call no node names, tanh(c), as itself), and the vectors the
+    weights' gradients pair with. Parameters, lets of them alone and calls of them (or of numbers
+    alone: tanh(2)) are the same at every step."""
+    calls = tuple(SUPPORTED_FUNCTIONS.values())
+    symbols, unnamed = set(), set()
+
+    def visit(expr):
+        if isinstance(expr, calls):
+            unnamed.add(expr)
+        elif isinstance(expr, sympy.Symbol):
+            symbols.add(expr)
+        else:
+            for arg in expr.args:
+                visit(arg)
+
+    for step in d.steps:
+        for term in step.terms:
+            if not isinstance(term.local, MatTerm):
+                visit(term.local)
+    symbols |= {g.vector for g in d.param_grads if g.kind == "weight"}
+    steady = _steady(d.cell)
+    unnamed = sorted((c for c in unnamed if not c.free_symbols <= steady), key=sympy.default_sort_key)
+    return [str(v) for v in _ordered(d.cell, symbols - steady)] + [expr_text(c, d) for c in unnamed]
 
 
 def _grad_math(g, d):

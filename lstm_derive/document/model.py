@@ -1,6 +1,6 @@
 """The document model: a ``Section`` is a title and a tuple of blocks of a few kinds (prose, a
-displayed equation, bullet notes, the dataflow graph, two steps of the recurrence unrolled, a table),
-each of which every renderer prints in its own form."""
+displayed equation, bullet notes, the dataflow graph, two steps of the recurrence unrolled, a
+listing, a table), each of which every renderer prints in its own form."""
 
 from __future__ import annotations
 
@@ -23,6 +23,14 @@ class Math:
     tex: str
     text: tuple  # the first line is "lhs = ...", the others continue with "= ..."
     number: int | None = None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Lines of pseudo-code, ASCII, printed as they are (their indentation too): a code block in
+    Markdown, verbatim in LaTeX, indented in the terminal."""
+
+    lines: tuple
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from ..derive import Derivation
 from ..functions import FUNCTIONS, SUPPORTED_FUNCTIONS
 from .builders import _FLOW_CAPTION, sections
 from .facts import provenance
-from .model import Bullets, Flow, Math, Prose, Table, Unrolled
+from .model import Bullets, Flow, Listing, Math, Prose, Table, Unrolled
 
 
 # -- Markdown ---------------------------------------------------------------------------------
@@ -77,6 +77,10 @@ def _md_bullets(block):
     return [f"- {item}" for item in block.items]
 
 
+def _md_listing(block):
+    return ["```text", *block.lines, "```"]
+
+
 _MERMAID_SHAPES = {"input": '(["{}"])', "prev": '(["{}"])', "param": '[/"{}"/]', "affine": '["{}"]',
                    "let": '("{}")', "state": '[["{}"]]', "loss": '(["{}"])'}
 
@@ -133,7 +137,7 @@ def _unrolled_caption(block):
 
 
 _MARKDOWN = {Prose: _md_prose, Math: _md_math, Bullets: _md_bullets, Flow: _md_flow, Table: _md_table,
-             Unrolled: _md_unrolled}
+             Unrolled: _md_unrolled, Listing: _md_listing}
 
 
 # -- terminal text ----------------------------------------------------------------------------
@@ -203,6 +207,10 @@ def _text_bullets(block):
     return [line for item in block.items for line in _wrap(item, "  - ", "    ")]
 
 
+def _text_listing(block):
+    return ["    " + line for line in block.lines]
+
+
 def _flow_rows(block):
     """(node, what flows into it, what it becomes at step t+1) for every node something flows into."""
     kinds = {n.id: n.kind for n in block.nodes}
@@ -252,7 +260,7 @@ def _text_unrolled(block):
 
 
 _TEXT = {Prose: _text_prose, Math: _text_math, Bullets: _text_bullets, Flow: _text_flow, Table: _text_table,
-         Unrolled: _text_unrolled}
+         Unrolled: _text_unrolled, Listing: _text_listing}
 
 
 # -- LaTeX ------------------------------------------------------------------------------------
@@ -330,6 +338,10 @@ def _latex_bullets(block):
     return ["\\begin{itemize}"] + [f"\\item {_latex_prose(i)}" for i in block.items] + ["\\end{itemize}"]
 
 
+def _latex_listing(block):
+    return ["\\begin{verbatim}", *block.lines, "\\end{verbatim}"]
+
+
 def _latex_flow(block):
     items = []
     for name, into, carried in _flow_rows(block):
@@ -353,4 +365,4 @@ def _latex_unrolled(block):
 
 
 _LATEX = {Prose: _latex_para, Math: _latex_math, Bullets: _latex_bullets, Flow: _latex_flow, Table: _latex_table,
-          Unrolled: _latex_unrolled}
+          Unrolled: _latex_unrolled, Listing: _latex_listing}
