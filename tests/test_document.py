@@ -366,7 +366,7 @@ def test_seed_sections_in_order():
     assert re.findall(r"^## (.*)$", markdown, re.M) == [
         "Forward pass", "Dataflow", "Loss and notation", "Backward pass", "Carries to step t-1",
         "Gradients of the input and the parameters", "Backpropagation through time", "Where people go wrong",
-        "Kernel lines"]
+        "Kernel lines", "Gradient check"]
 
 
 def test_seed_notes():
@@ -1160,3 +1160,52 @@ def test_the_bptt_listing_keeps_what_changes_with_the_step():
     assert peephole[0].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
     assert peephole[7:9] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)", "    (23): dx of step t"]
 
+
+# -- how to check the kernel --------------------------------------------------------------------
+
+
+def _recipe(markdown):
+    return markdown.split("\n## Gradient check\n\n")[1]
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_the_gradient_check_names_the_cells_command_and_kernel(cell):
+    recipe = _recipe((DERIVATIONS / f"{cell}.md").read_text())
+    for code in (f"`lstm-derive check {cell}`", f"`check_kernel({cell})`",
+                 "`from lstm_derive.gradcheck import check_kernel`", f"`from lstm_derive.kernels import {cell}`"):
+        assert code in recipe, code
+    assert "with central differences and with the complex step, in float64, and the kernel's results in float32" in recipe
+    assert "[Check any kernel](../README.md#check-any-kernel), in the README, explains the reports" in recipe
+    assert "\n## Check any kernel\n" in (ROOT / "README.md").read_text()  # the link's anchor
+
+
+def test_the_gradient_check_runs_as_written(capsys):
+    """The rnn's recipe: its command passes, and its Python, run as written, returns a report per method."""
+    recipe = _recipe((DERIVATIONS / "rnn.md").read_text())
+    spans = re.findall(r"`([^`]+)`", recipe)
+    assert spans[0] == "lstm-derive check rnn" and cli.main(spans[0].split()[1:]) == 0
+    namespace = {}
+    exec("\n".join(s for s in spans if s.startswith("from ")), namespace)  # noqa: S102
+    reports = eval(next(s for s in spans if s.startswith("check_kernel(")), namespace)  # noqa: S307
+    assert [r.method for r in reports] == ["central", "complex", "float32"] and all(r.ok for r in reports)
+
+
+def test_a_scripts_own_document_checks_it_by_its_file_and_imports_its_kernel_by_name(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cells").mkdir()
+    shutil.copy(DERIVATIONS / "rnn.py", tmp_path / "cells" / "elman.py")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["generate", "cells/elman.py", "--out", "build"]) == 0
+    recipe = _recipe((tmp_path / "build" / "rnn.md").read_text())
+    assert recipe.startswith("`lstm-derive check elman.py`, run in the script's folder, gradient-checks this cell's kernel")
+    assert "`import rnn` (the kernel's folder first on `sys.path`)" in recipe and "`check_kernel(rnn)`" in recipe
+    assert "lstm_derive.kernels" not in recipe and "README.md" not in recipe  # no package's kernel, no link
+    assert "Check any kernel, in lstm-derive's README, explains the reports" in recipe
+    monkeypatch.chdir(tmp_path / "cells")
+    assert cli.main(["check", "elman.py"]) == 0
+    monkeypatch.syspath_prepend(str(tmp_path / "build"))
+    try:
+        from lstm_derive.gradcheck import check_kernel
+        import rnn  # the kernel written with the document, not the package's
+        assert rnn.__file__ == str(tmp_path / "build" / "rnn.py") and all(r.ok for r in check_kernel(rnn))
+    finally:
+        sys.modules.pop("rnn", None)

@@ -1,13 +1,15 @@
 """The sections, one builder each, in the order ``sections`` gives them: the forward pass, the
 dataflow graph, the loss and notation, the backward pass, the carries to step t-1 (with what a carry
 does over many steps), the gradients of the input and the parameters, backpropagation through time
-as one listing, the notes (``notes``), and, when the kernel's text is given, the table of the
-kernel lines that implement each equation."""
+as one listing, the notes (``notes``), when the kernel's text is given, the table of the kernel
+lines that implement each equation, and how to gradient-check the kernel."""
 
 from __future__ import annotations
 
 import re
+import shlex
 import textwrap
+from pathlib import PurePath
 
 import sympy
 
@@ -36,7 +38,7 @@ def sections(d: Derivation, kernel_text=None, kernel_path="kernel.py"):
     ]
     if kernel_text is not None:
         out.append(_kernel_section(d, kernel_text, kernel_path))
-    return out
+    return out + [_check_section(d)]
 
 
 def _forward_section(d):
@@ -908,6 +910,30 @@ def _kernel_section(d, kernel_text, kernel_path):
               f"multiplies the local derivatives first){_local_example(kernel_text)}."),
         Table(("Equation", "Defines", "Function", "Lines"), tuple(rows)),
     ))
+
+
+def _check_section(d):
+    """How to gradient-check the cell's kernel: the command, the function with the kernel's import,
+    what the checks compare, and where the README explains their reports. A cell of derivations/
+    has its kernel in lstm_derive.kernels; a script of one's own is named by its file."""
+    from ..generate import is_home  # here: generate imports this package
+
+    name, source = d.cell.name, d.cell.source or ""
+    if source and is_home(source):
+        command, module = f"`lstm-derive check {name}`", f"`from lstm_derive.kernels import {name}`"
+        readme = "[Check any kernel](../README.md#check-any-kernel), in the README,"
+    else:
+        script = PurePath(source).name
+        command = (f"`lstm-derive check {shlex.quote(script)}`, run in the script's folder," if script.endswith(".py")
+                   else "`lstm-derive check`, given the script that builds it,")
+        module = f"`import {name}` (the kernel's folder first on `sys.path`)"
+        readme = "Check any kernel, in lstm-derive's README,"
+    return Section("Gradient check", (Prose(
+        f"{command} gradient-checks this cell's kernel; so does `check_kernel({name})` in Python, after "
+        f"`from lstm_derive.gradcheck import check_kernel` and {module}, returning one report per method. "
+        f"Both compare every element of every gradient (the parameters', {d.cell.inputs[0]}'s and the initial state's) with "
+        "central differences and with the complex step, in float64, and the kernel's results in float32 with "
+        f"its float64 ones; {readme} explains the reports: how each is judged and what a failing one names."),))
 
 
 def _local_example(kernel_text):
