@@ -72,8 +72,8 @@ def _before_ends(a, ended):
     that is not finite, its rows past the ends are zeroed, in a copy; else a is returned as it is."""
     if ended is None:
         return a
-    with np.errstate(over="ignore", invalid="ignore"):  # one pass, in float64 at least
-        if np.isfinite(a.sum(dtype=np.result_type(a.dtype, np.float64))):
+    with np.errstate(over="ignore", invalid="ignore"):  # one pass, in float32 at least (float16's sum overflows)
+        if np.isfinite(a.sum(dtype=np.result_type(a.dtype, np.float32))):
             return a
     return np.where(ended, 0, a)
 
@@ -445,7 +445,7 @@ _STRIDES = (0.6180339887498949, 0.41421356237309515, 0.7320508075688772)  # step
 def _fingerprints(arrays, x):
     """What backward() compares with forward()'s: sixteen values of each parameter array, spread over
     its rows and columns (a stride prime to the number of columns), enough to tell another layer's
-    parameters, or these updated in place; and a sum of every entry of x, in float64 at least, each
+    parameters, or these updated in place; and a sum of every entry of x, in float32 at least, each
     weighted by the product of its step's, row's and column's weights, since a sample of a one-hot
     or padded x sees zeros alone: another batch, even one that moves the same values to other
     steps, rows or columns, gives another sum. In a few microseconds for the parameters; for x one
@@ -462,11 +462,11 @@ def _fingerprints(arrays, x):
                 step -= 1
             indices = _SAMPLE_INDICES[key] = np.arange(0, min(a.size, 16 * step), step)
         out.append(a.flat[indices].tolist())  # in any memory order; ravel() copies all of a transposed a
-    T, B, D = x.shape
-    wide = np.result_type(x.dtype, np.float64)  # float16 and float32 would overflow, and their weights collide
+    wide = np.result_type(x.dtype, np.float32)  # in float16 the sum overflows at 65504, and weights collide
+    weights = [_weights(n, axis).astype(wide, copy=False) for axis, n in enumerate(x.shape)]
     with np.errstate(over="ignore", invalid="ignore"):  # an x of inf or huge values sums to inf both times
-        by_row = np.einsum("tbd,d->tb", x, _weights(D, 2), dtype=wide)  # einsum, not BLAS: the same sum every time
-        out.append(np.einsum("tb,t,b->", by_row, _weights(T, 0), _weights(B, 1)).item())
+        by_row = np.einsum("tbd,d->tb", x, weights[2], dtype=wide)  # einsum, not BLAS: the same sum every time
+        out.append(np.einsum("tb,t,b->", by_row, weights[0], weights[1]).item())
     return out
 
 
