@@ -822,7 +822,9 @@ def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
             "with every step's and sequence's row stacked: (4H, TB) times (TB, D)), dW_h = Σ da h_prev^T is 4H × H like "
             "`W_h` and db has 4H entries like `b`.") in lstm
     gru = shapes("gru")
-    assert "In (2), da = [da_hr; da_hz; da_hn] has 3H entries" in gru and "dU_h = Σ da h_prev^T is 3H × H like `U_h`" in gru
+    # two affines of several blocks: each stacked adjoint takes its affine's name, da_W and da_U
+    assert "In (1), da_W = [da_xr; da_xz; da_xn] has 3H entries" in gru and "`W_x^T·da_W` has D entries" in gru
+    assert "In (2), da_U = [da_hr; da_hz; da_hn] has 3H entries" in gru and "dU_h = Σ da_U h_prev^T is 3H × H like `U_h`" in gru
     assert "`W_n_rh^T·da_n` has H entries like rh" in shapes("gru_cho")
     assert "In (1), da has H entries ((B, H) for a batch)" in shapes("rnn") and "db_h has H entries like `b_h`" in shapes("rnn")
     assert "dp_i, dp_f and dp_o have H entries like `p_i`, `p_f` and `p_o`" in shapes("lstm_peephole")

@@ -770,13 +770,15 @@ def _gradient_shapes(d):
     sentences = [f"Shapes, for a check: an adjoint has its vector's shape, H entries per sequence and (B, H) for a "
                  f"batch ({inputs}: D, and (B, D))"]
     first = True
+    several = sum(len(a.blocks) > 1 for a in cell.affines) > 1  # then each stacked adjoint takes its affine's name
     for eq in d.forward:
         a = eq.node
         if not isinstance(a, Affine):
             continue
         k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
         stacked = _block_names(d)[a.name]
-        da = "da" if len(a.blocks) > 1 and "a" not in names else stacked  # a short name for the stacked adjoint
+        short = f"a_{a.name}" if several else "a"  # da_W: the adjoint of a_W, were there a node so named
+        da = f"d{short}" if len(a.blocks) > 1 and short not in names else stacked  # a short name for the stacked adjoint
         size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}
         products = [f"`{w}^T·{da}` has {size[v]} entries like {v}" for w, v in zip(a.weights, a.inputs)]
         grads = []
