@@ -475,10 +475,14 @@ def quartiles(times):
     return q1, q3
 
 
-def print_disturbances(found, out=None):
+def print_disturbances(found, out=None, cases=()):
     if found:
         print("NOTE the machine was busy during this run (" + "; ".join(found) + "): its times and ratios "
               "are not reliable; run it again when the machine is quiet", file=out)
+    rounds = min((len(r.get("times_ms", [])) for c in cases for r in c["results"].values()), default=4)
+    if rounds < 4:  # no quartiles: a busy machine cannot be told from a quiet one
+        print(f"NOTE {rounds} rounds a contender (--quick) are too few to tell whether the machine was quiet: "
+              "its times and ratios are a smoke test, not a measurement", file=out)
 
 
 def _bound_text(row):
@@ -657,7 +661,7 @@ def show(report, out=None):
     print("", file=out)
     print_summary(report["cases"], out)
     print_targets(report["targets"], out)
-    print_disturbances(disturbances(report["gemm_throughput"], report["cases"]), out)
+    print_disturbances(disturbances(report["gemm_throughput"], report["cases"]), out, report["cases"])
 
 
 def _run(args):
@@ -693,7 +697,7 @@ def _run(args):
     print_summary(cases)
     targets = evaluate_targets(cases, derive_emit)
     print_targets(targets)
-    print_disturbances(disturbances(throughput, cases))
+    print_disturbances(disturbances(throughput, cases), cases=cases)
     if hasattr(os, "getloadavg"):
         info["loadavg_end"] = list(os.getloadavg())
 

@@ -164,6 +164,12 @@ def test_a_busy_machine_is_said_to_make_the_run_unreliable(capsys):
                      "gru S2 float32 hand-written NumPy: the middle half of its rounds took 5.15-9.65 ms"]
     bench.print_disturbances(found)
     assert capsys.readouterr().out.startswith("NOTE the machine was busy during this run (float32 GEMM")
+    quick = dict(steady, results={"generated": {"times_ms": [300.0, 1800.0, 900.0]}})  # --quick: no quartiles
+    assert bench.disturbances(quiet, [quick]) == []
+    bench.print_disturbances([], cases=[steady, quick])
+    assert capsys.readouterr().out.startswith("NOTE 3 rounds a contender (--quick) are too few to tell")
+    bench.print_disturbances([], cases=[steady])
+    assert capsys.readouterr().out == ""
 
 
 def test_line_profile_runs(capsys):
