@@ -615,7 +615,7 @@ class Cell:
         - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
           pre_A_ready<j> (and their _seq, over all steps before the loop), dpre_A, dpre_A_part<j>,
           dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, bias_A, scale_A;
-        - a weight or bias P has P and dP (a weight also P_scaled);
+        - a weight or bias P has P and dP (a weight also P_scaled and P_input);
         - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
           let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp; a let dv_kept);
         - a local derivative of let v by an input or a block u is dv_du (over a span dv_du_span);
@@ -666,6 +666,7 @@ class Cell:
             yield f"d{p}", f"parameter '{p}'", node.where
         for p in node.weights:
             yield f"{p}_scaled", f"parameter '{p}'", node.where
+            yield f"{p}_input", f"parameter '{p}'", node.where
         for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
             for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
                       "dpre_{}_part{}_seq"):

@@ -774,6 +774,9 @@ def _split_gradient(k, a, g, done):
         return [f"d{g.name} = np.concatenate([{', '.join(sums)}]){where}"]
     values, rows = _flat_values(k, g.vector), "D" if g.vector == k.x else "H"
     lines = [f"d{g.name} = np.empty(({k.size_expr(a)}, {rows}), x.dtype){where}, by runs of blocks:"]
+    if g.vector != k.x and len(parts) > 1:  # guarded once (_before_ends), read by every run
+        lines.append(f"{g.name}_input = {values}  # ({g.number}) {g.vector}, as every run reads it")
+        values = f"{g.name}_input"
     return lines + [f"np.matmul({part.flat(a)}.T, {values}, out=d{g.name}[{_col_range(part.first, part.end)}])"
                     for part in parts]
 

@@ -279,8 +279,9 @@ def backward(params, cache, dys=None, dstate=None):
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (25) dL/dW_x
         db_x = dpre_W_flat.sum(axis=0)  # (26) dL/db_x
         dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
-        np.matmul(dpre_W_flat[:, :2 * H].T, _before_ends(h_seq[:-1], ended).reshape(T * B, H), out=dU_h[:2 * H])
-        np.matmul(da_hn_seq.reshape(T * B, H).T, _before_ends(h_seq[:-1], ended).reshape(T * B, H), out=dU_h[2 * H:3 * H])
+        U_h_input = _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (27) h_prev, as every run reads it
+        np.matmul(dpre_W_flat[:, :2 * H].T, U_h_input, out=dU_h[:2 * H])
+        np.matmul(da_hn_seq.reshape(T * B, H).T, U_h_input, out=dU_h[2 * H:3 * H])
         db_h = np.concatenate([db_x[:2 * H], da_hn_seq.reshape(T * B, H).sum(axis=0)])  # (28) dL/db_h
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
         if T < T_all:  # the steps not run read no x
