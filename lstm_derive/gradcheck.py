@@ -775,7 +775,7 @@ def _float32_report(kernel, p, unit, original=None):
 
 def _largest_finite(arrays):
     """The largest finite magnitude in the arrays (None entries skipped), 0.0 where there is none."""
-    magnitudes = [np.abs(np.asarray(a, np.complex128)) for a in arrays if a is not None]
+    magnitudes = [np.abs(np.asarray(a)) for a in arrays if a is not None]
     return max((float(np.max(m[np.isfinite(m)], initial=0.0)) for m in magnitudes), default=0.0)
 
 
