@@ -467,6 +467,16 @@ def test_show_prints_the_three_forms(capsys):
     assert "$\\sigma$$'$(a)" in latex and "\\^{}" not in latex
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_the_terminal_wraps_prose_nowhere_a_reader_would_misread(name):
+    """A wrapped line that starts with "- " reads as a new bullet (gru_cho's note broke "1 - z" so),
+    and a bracket broken over two lines, "[a" then "> 0]", as two pieces of text."""
+    text = derivation_text(derive(load_cell(DERIVATIONS / f"{name}.py")), (KERNELS / f"{name}.py").read_text())
+    for line in text.split("\n"):
+        assert not line.lstrip().startswith("- ") or line.startswith("  - "), line
+        assert line.count("[") == line.count("]"), line
+
+
 def test_a_power_of_a_sigmoid_is_printed_as_one():
     d = derive(_edge_cell())
     assert r"\sigma\left(m_{\text{prev}}\right)^{2}" in derivation_latex(d, emit_kernel(d))

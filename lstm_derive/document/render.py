@@ -164,8 +164,15 @@ def _plain(text):
     return re.sub(r"`([^`]*)`", lambda m: m.group(1).replace(" ", _NBSP), text)
 
 
+def _unbroken(text):
+    """Text whose spaces a break would mislead at, joined: before a minus, since a line that starts
+    with "- " reads as a new bullet, and inside square brackets, as [a > 0]."""
+    text = text.replace(" - ", _NBSP + "- ")
+    return re.sub(r"\[[^\[\]]*\]", lambda m: m.group(0).replace(" ", _NBSP), text)
+
+
 def _wrap(text, first, rest):
-    lines = textwrap.wrap(_plain(text), _WIDTH, initial_indent=first, subsequent_indent=rest,
+    lines = textwrap.wrap(_unbroken(_plain(text)), _WIDTH, initial_indent=first, subsequent_indent=rest,
                           break_on_hyphens=False, break_long_words=False)
     return [line.replace(_NBSP, " ") for line in lines]
 
