@@ -176,8 +176,8 @@ FUNCTIONS = (
         gate=True,
     ),
     Function(
-        relu, definition="relu({a}) = max({a}, 0), whose derivative is 1 where {a} > 0 and 0 where {a} < 0 "
-                         "(at {a} = 0, where it has none, [{a} > 0] takes 0, as every framework does)",
+        relu, definition="relu({a}) = max({a}, 0), whose derivative is written [{a} > 0]: 1 where {a} > 0, 0 where "
+                         "{a} < 0, and 0 at {a} = 0, where it has none, as every framework takes it",
         rule="relu'({a}) = [{a} > 0]", form="[{v} > 0]",
         helper=(
             "def relu(a):",

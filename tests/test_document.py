@@ -690,8 +690,9 @@ def test_relu_softplus_and_exp_read_their_derivatives_off_their_outputs():
     assert lines["da_r"] == "da_r = [relu(a_r) > 0]*dh"
     assert lines["dtanh_e"] == "dtanh_e = e*de"
     flat = " ".join(derivation_text(d).split())
-    assert ("relu(a) = max(a, 0), whose derivative is 1 where a > 0 and 0 where a < 0 (at a = 0, where it has "
-            "none, [a > 0] takes 0, as every framework does); softplus(a) = log(1 + exp(a)).") in flat
+    # the bracket is said to be the derivative before any equation uses it
+    assert ("relu(a) = max(a, 0), whose derivative is written [a > 0]: 1 where a > 0, 0 where a < 0, and 0 at "
+            "a = 0, where it has none, as every framework takes it; softplus(a) = log(1 + exp(a)).") in flat
     assert "softplus'(a) = 1/(1 + exp(-a)) = 1 - exp(-softplus(a)) is 1 - exp(-n) for n = softplus(a_n)" in flat
     assert "exp'(a) = exp(a) is e for e = exp(tanh_e)" in flat
     assert ("so the backward pass reads the stored outputs alone, and calls no exp or tanh to differentiate them "
@@ -713,7 +714,7 @@ def test_the_functions_rules_name_no_vector_of_the_cell_but_their_whole_argument
     (a,) = cell.affine("W", [x], blocks=["a"])
     cell.update(h=relu(a + u * h_prev))
     flat = " ".join(derivation_text(derive(cell)).split())
-    assert "relu(s) = max(s, 0), whose derivative is 1 where s > 0 and 0 where s < 0 (at s = 0" in flat
+    assert "relu(s) = max(s, 0), whose derivative is written [s > 0]: 1 where s > 0, 0 where s < 0, and 0 at s = 0" in flat
     assert "(relu'(s) = [s > 0] is [h > 0] for h = relu(a + u*h_prev))" in flat and "[a > 0]" not in flat
 
 
