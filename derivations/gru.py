@@ -23,11 +23,11 @@ a_r = cell.let("a_r", a_xr + a_hr)
 r = cell.let("r", sigmoid(a_r))  # reset gate
 a_z = cell.let("a_z", a_xz + a_hz)
 z = cell.let("z", sigmoid(a_z))  # update gate
-a_n = cell.let("a_n", a_xn + r * a_hn)  # the reset applies to U_hn h_prev + b_hn
+a_n = cell.let("a_n", a_xn + r * a_hn)  # the reset applies to U_hn·h_prev + b_hn
 n = cell.let("n", tanh(a_n))  # candidate
 cell.update(h=(1 - z) * n + z * h_prev)  # h is also the step output
 
-cell.note("The reset multiplies `a_hn = U_hn h_prev + b_hn` (U_hn and b_hn: the n rows, 2H to 3H, of U_h "
+cell.note("The reset multiplies `a_hn = U_hn·h_prev + b_hn` (U_hn and b_hn: the n rows, 2H to 3H, of U_h "
           "and b_h), its bias included: {dr} reads the stored "
           "`a_hn`, and the n rows of `db_h` in {db_h} sum {da_hn}'s `da_hn = r*da_n`, while those of `db_x` "
           "sum {da_xn}'s `da_xn = da_n`; the r and z rows of the two bias gradients are equal.")

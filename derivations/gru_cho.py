@@ -24,7 +24,7 @@ rh = cell.let("rh", r * h_prev)  # the reset previous state
 n = cell.let("n", tanh(a_n))  # candidate
 cell.update(h=(1 - z) * n + z * h_prev)  # h is also the step output
 
-cell.note("The reset acts before the matmul: {drh} forms `drh = W_n_rh^T da_n` first, and `r` and "
+cell.note("The reset acts before the matmul: {drh} forms `drh = W_n_rh^T·da_n` first, and `r` and "
           "`h_prev` then share it elementwise, in {dr} and {dh_prev}; {dW_n_rh} pairs "
           "`da_n` with `rh = r*h_prev`, not with `h_prev`.")
 

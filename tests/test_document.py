@@ -477,6 +477,15 @@ def test_the_terminal_wraps_prose_nowhere_a_reader_would_misread(name):
         assert line.count("[") == line.count("]"), line
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_code_in_the_prose_writes_a_matrix_product_with_a_dot(name):
+    """The documents say `·` is a matrix product in code: a note's `W_n_rh^T da_n` or `U_hn h_prev`
+    would be the one product written otherwise."""
+    markdown = (DERIVATIONS / f"{name}.md").read_text()
+    for span in re.findall(r"`[^`\n]*`", markdown):
+        assert not re.search(r"(\^T|\b[A-Z]\w*) [a-z(\[]", span), span
+
+
 def test_a_power_of_a_sigmoid_is_printed_as_one():
     d = derive(_edge_cell())
     assert r"\sigma\left(m_{\text{prev}}\right)^{2}" in derivation_latex(d, emit_kernel(d))
