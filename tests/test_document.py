@@ -812,7 +812,8 @@ def test_the_lstm_names_pytorchs_layout_as_the_grus_do():
     lstm = " ".join((DERIVATIONS / "lstm.md").read_text().split())
     assert ("- The order i, f, g, o is PyTorch's: torch.nn.LSTM's weight_ih is `W_x` and its weight_hh is `W_h`, each "
             "as it is, and `b` is bias_ih + bias_hh") in lstm
-    assert "as PyTorch's weight_ih and weight_hh" in (DERIVATIONS / "gru.md").read_text()
+    assert ("and `b_x`, `b_h` their biases, as PyTorch's weight_ih, weight_hh, bias_ih and bias_hh"
+            in " ".join((DERIVATIONS / "gru.md").read_text().split()))
 
 
 def test_both_grus_warn_of_the_other_z_convention():
