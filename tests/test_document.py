@@ -486,6 +486,13 @@ def test_code_in_the_prose_writes_a_matrix_product_with_a_dot(name):
         assert not re.search(r"(\^T|\b[A-Z]\w*) [a-z(\[]", span), span
 
 
+@pytest.mark.parametrize("name", ["gru", "gru_cho", "lstm", "lstm_cifg", "lstm_peephole", "lstm_seed"])
+def test_the_forward_pass_names_an_affines_blocks_before_the_diagram_speaks_of_them(name):
+    markdown = (DERIVATIONS / f"{name}.md").read_text()
+    assert markdown.index("## Forward pass") < markdown.index("block") < markdown.index("## Dataflow")
+    assert "their rows hold the blocks `" in markdown
+
+
 def test_a_power_of_a_sigmoid_is_printed_as_one():
     d = derive(_edge_cell())
     assert r"\sigma\left(m_{\text{prev}}\right)^{2}" in derivation_latex(d, emit_kernel(d))

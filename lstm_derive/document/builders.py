@@ -103,7 +103,7 @@ def _shapes(d):
         k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
         sizes = _join([f"`{w}` is {k} × {'D' if v in d.cell.inputs else 'H'}" for w, v in zip(a.weights, a.inputs)]
                       + [f"`{b}` has {k} entries" for b in a.biases])
-        rows = f"; their rows hold {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
+        rows = f"; their rows hold the blocks {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
         parts.append(f"in ({eq.number}), {sizes}{rows}")
     params = [f"`{p}`" for p in d.cell.params]
     if params:  # elementwise parameters (peepholes) have no affine map to describe them
