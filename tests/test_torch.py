@@ -208,6 +208,10 @@ WRONG = [
     ("lstm", lstm_with("weight_ih_l0", torch.zeros(16, 3, dtype=torch.float64)),
      r"expected every parameter in one dtype \(a module holds one\), got weight_ih_l0 float64, weight_hh_l0 float32"),
     ("lstm", torch.nn.LSTM(3, 4, num_layers=2), r"^layer: expected a layer's index, 0 or more, got '1'$"),
+    ("lstm", torch.nn.LSTM(3, 4, device="meta"), r"weight_ih_l0: a tensor on the meta device .*assign=True"),
+    ("gru", torch.nn.GRU(3, 4, device="meta").state_dict(), r"weight_ih_l0: a tensor on the meta device"),
+    ("rnn", {k: v.to_sparse() for k, v in torch.nn.RNN(3, 4).state_dict().items()},
+     r"weight_ih_l0: expected a dense tensor, got a sparse one; convert it with .to_dense\(\) first"),
 ]
 
 
@@ -372,6 +376,14 @@ def test_to_torch_writes_into_a_model_holding_the_module_with_its_prefix():
     assert not missing and not unexpected
     assert tc.from_torch("lstm", model[0]).keys() == params.keys()
     np.testing.assert_array_equal(tc.from_torch("lstm", model[0])["W_h"], params["W_h"])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch.compile's imports
+def test_a_compiled_module_converts_as_the_module_it_compiled():
+    module = torch.nn.GRU(3, 4, dtype=torch.float64)
+    got = tc.from_torch("gru", torch.compile(module))  # compiling is lazy: nothing runs here
+    for key, value in tc.from_torch("gru", module).items():
+        np.testing.assert_array_equal(got[key], value)
 
 
 def test_a_model_holding_the_module_says_which_to_pass():
