@@ -440,6 +440,74 @@ def test_a_cell_module_is_one_step_of_the_kernel(name):
         tc.to_torch(name, params, cell_module=True, layer=1)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_cell_modules_gradients_are_step_backwards(name):
+    """A loss on the new state (h and c for an LSTMCell): step_backward's gradients are autograd's,
+    those of weight_ih, ..., the previous state and x, through to_torch(..., cell_module=True)."""
+    kernel, _ = CELLS[name]
+    module = CELL_MODULES[name](3, 4, dtype=torch.float64)
+    params = tc.from_torch(name, module)
+    rng = np.random.default_rng(4)
+    x, state, dstate = rng.standard_normal((2, 3)), *(
+        tuple(rng.standard_normal((2, 4)) for _ in kernel.STATES) for _ in range(2))
+    _, new_state, cache = kernel.step_forward(params, x, state)
+    grads, dx, dstate_prev = kernel.step_backward(params, cache, None, dstate)
+    tx, tstate = torch.tensor(x, requires_grad=True), [torch.tensor(s, requires_grad=True) for s in state]
+    got = module(tx, tuple(tstate) if len(tstate) > 1 else tstate[0])
+    got = got if isinstance(got, tuple) else (got,)
+    sum((g * torch.from_numpy(d)).sum() for g, d in zip(got, dstate)).backward()
+    for s, mine, theirs in zip(kernel.STATES, new_state, got):
+        assert_close(mine, theirs.detach().numpy(), f"new {s}")
+    assert_close(dx, tx.grad.numpy(), "dx")
+    for s, mine, theirs in zip(kernel.STATES, dstate_prev, tstate):
+        assert_close(mine, theirs.grad.numpy(), f"d{s}_prev")
+    converted = tc.to_torch(name, grads, gradients=True, cell_module=True)
+    assert converted.keys() == dict(module.named_parameters()).keys()
+    for key, value in module.named_parameters():
+        assert_close(converted[key].numpy(), value.grad.numpy(), key)
+
+
+def reversed_rows(a, lengths):
+    """README's: each row's first lengths[b] steps in reverse order, its padding where it is."""
+    lengths, t = np.asarray(lengths, np.int64), np.arange(len(a))[:, np.newaxis]
+    return np.take_along_axis(a, np.where(t < lengths, lengths - 1 - t, t)[:, :, np.newaxis], axis=0)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_bidirectional_batch_first_module_on_a_packed_sequence_is_two_kernels_with_lengths(name):
+    """As README says: the reverse direction runs over each row reversed within its length, a
+    batch_first module's inputs are transposed to (T, B, D); outputs, final states, dx and every
+    parameter's gradient (to_torch with reverse=True for the reverse direction's) are autograd's."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(2)
+    module = module_class(3, 4, bidirectional=True, batch_first=True, dtype=torch.float64)
+    rng = np.random.default_rng(2)
+    lengths, x_batch_first = np.array([6, 2, 4]), rng.standard_normal((3, 6, 3))
+    x = x_batch_first.transpose(1, 0, 2)
+    real = real_steps(6, 3, lengths)
+    dys = rng.standard_normal((6, 3, 8)) * real
+    ours = {}
+    for reverse, half in ((False, slice(0, 4)), (True, slice(4, 8))):
+        turn = functools.partial(reversed_rows, lengths=lengths) if reverse else (lambda a: a)
+        params = tc.from_torch(name, module, reverse=reverse)
+        ys, final, cache = kernel.forward(params, turn(x), lengths=lengths)
+        grads, dx, _ = kernel.backward(params, cache, turn(dys[:, :, half]))
+        ours[reverse] = turn(ys) * real, final[0], turn(dx)
+        ours.update(tc.to_torch(name, grads, reverse=reverse, gradients=True))
+    tx = torch.tensor(x_batch_first, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    tys, tfinal = module(packed)
+    tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, batch_first=True, total_length=6)
+    (tys * torch.from_numpy(dys.transpose(1, 0, 2))).sum().backward()
+    th = (tfinal[0] if name == "lstm" else tfinal).detach().numpy()
+    assert_close(np.concatenate([ours[False][0], ours[True][0]], axis=2), tys.detach().numpy().transpose(1, 0, 2), "ys")
+    assert_close(ours[False][1], th[0], "final h")
+    assert_close(ours[True][1], th[1], "final h, reverse")
+    assert_close(ours[False][2] + ours[True][2], tx.grad.numpy().transpose(1, 0, 2), "dx")
+    for key, value in module.named_parameters():
+        assert_close(ours[key].numpy(), value.grad.numpy(), key)
+
+
 def test_to_torch_writes_into_a_model_holding_the_module_with_its_prefix():
     model = torch.nn.Sequential(torch.nn.LSTM(3, 4, dtype=torch.float64), torch.nn.Identity())
     params = lstm.init_params(3, 4, seed=5)
