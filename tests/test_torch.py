@@ -10,6 +10,8 @@ torch -> kernel, so the LSTM's two biases are both nonzero and their sum is what
 
 import copy
 import functools
+import pathlib
+import re
 import sys
 
 import numpy as np
@@ -326,6 +328,25 @@ def test_a_stack_converts_layer_by_layer(name):
         tc.from_torch(name, stack.state_dict(), layer=2)
     with pytest.raises(ValueError, match=r"bidirectional=True"):
         tc.from_torch(name, module_class(3, 4, num_layers=2, bidirectional=True).state_dict(), layer=1)
+
+
+def test_a_stack_with_dropout_is_the_kernels_in_eval_mode():
+    torch.manual_seed(3)
+    stack = torch.nn.GRU(3, 4, num_layers=2, dropout=0.5, dtype=torch.float64)
+    x = np.random.default_rng(3).standard_normal((5, 2, 3))
+    ys0, _, _ = gru.forward(tc.from_torch("gru", stack, layer=0), x)
+    ys1, _, _ = gru.forward(tc.from_torch("gru", stack, layer=1), ys0)
+    training, _ = stack(torch.tensor(x))
+    assert relative_error(ys1, training.detach().numpy()) > 1e-3  # dropout's noise, which the kernels lack
+    expected, _ = stack.eval()(torch.tensor(x))
+    assert_close(ys1, expected.detach().numpy(), "layer 1, eval mode")
+
+
+def test_the_readmes_pytorch_example_runs():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## PyTorch\n"):]
+    (example,) = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
+    exec(compile(example, "README.md (PyTorch)", "exec"), {})
 
 
 def test_sizes_can_be_required():
