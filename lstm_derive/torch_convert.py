@@ -146,7 +146,7 @@ def _check_module(layout, module, layer):
         inner = [f"{n} ({type(m).__name__})" for n, m in module.named_modules()
                  if n and any(hasattr(m, key) for key in ("weight_ih_l0", "weight_ih"))]
         held = f"; it holds {', '.join(inner)}: pass that submodule" if inner else ""
-        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {type(module).__name__}{held}")
+        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {_class_name(module)}{held}")
     mode = getattr(module, "mode", None)
     used = getattr(module, "nonlinearity", None)  # nn.RNN's and nn.RNNCell's; other modules have none
     if layout.mode in _NONLINEARITY and used is not None:
@@ -165,6 +165,15 @@ def _check_module(layout, module, layer):
         raise ValueError(f"layer: expected 0 to {layers - 1} (num_layers={layers}), got {layer}")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
+
+
+def _class_name(module):
+    """The module's class, with its package where its name alone would read as torch.nn's own
+    (a quantized LSTM: torch.ao.nn.quantized.dynamic...LSTM)."""
+    cls = type(module)
+    if cls.__name__ in {layout.module + kind for layout in LAYOUTS.values() for kind in ("", "Cell")}:
+        return f"{cls.__module__}.{cls.__name__}"
+    return cls.__name__
 
 
 def _one_layer(state_dict, layer, reverse):

@@ -546,6 +546,14 @@ def test_a_compiled_module_converts_as_the_module_it_compiled():
         np.testing.assert_array_equal(got[key], value)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # eager quantization's deprecation
+def test_a_quantized_module_is_named_with_its_package():
+    """Its class is named LSTM too: the message would read "expected a torch.nn.LSTM, got a LSTM"."""
+    quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTM(3, 4)), dtype=torch.qint8)[0]
+    with pytest.raises(ValueError, match=r"expected a torch.nn.LSTM or LSTMCell, got a torch\.ao\..*quantized.*\.LSTM$"):
+        tc.from_torch("lstm", quantized)
+
+
 def test_a_model_holding_the_module_says_which_to_pass():
     """A model's state_dict (a readout beside a two-layer LSTM) or the model itself: the message
     names the recurrent part, before any advice about layers."""
