@@ -107,8 +107,10 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     without biases (bias=False) gives zero biases. Raises ValueError, saying what was
     expected, for another cell type, a stack without ``layer``, a bidirectional module without
     ``reverse``, a projected module, an RNN of the other nonlinearity (only when given the module:
-    a ReLU RNN's state_dict looks like a tanh one's), a dtype NumPy has not (bfloat16), or sizes that disagree with each other
-    or with ``input_size``/``hidden_size``.
+    a ReLU RNN's state_dict looks like a tanh one's), a dtype NumPy has not (bfloat16), tensors
+    without values (on the meta device) or not dense, or sizes that disagree with each other
+    or with ``input_size``/``hidden_size``. A module that torch.compile wrapped converts as the
+    module it wraps.
     """
     name, layout, kernel = _resolve(cell)
     if layer is not None:
@@ -119,6 +121,7 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
         raise ValueError(f"expected an nn.{layout.module} (or its cell module) or its state_dict, "
                          f"got {type(state_dict).__name__}")
     if hasattr(state_dict, "state_dict"):
+        state_dict = getattr(state_dict, "_orig_mod", state_dict)  # torch.compile's wrapper: the module it compiled
         _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer
         state_dict = state_dict.state_dict()
     state_dict = _one_layer(state_dict, layer, reverse)
@@ -143,7 +146,7 @@ def _check_module(layout, module, layer):
         inner = [f"{n} ({type(m).__name__})" for n, m in module.named_modules()
                  if n and any(hasattr(m, key) for key in ("weight_ih_l0", "weight_ih"))]
         held = f"; it holds {', '.join(inner)}: pass that submodule" if inner else ""
-        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {type(module).__name__}{held}")
+        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {_class_name(module)}{held}")
     mode = getattr(module, "mode", None)
     used = getattr(module, "nonlinearity", None)  # nn.RNN's and nn.RNNCell's; other modules have none
     if layout.mode in _NONLINEARITY and used is not None:
@@ -162,6 +165,15 @@ def _check_module(layout, module, layer):
         raise ValueError(f"layer: expected 0 to {layers - 1} (num_layers={layers}), got {layer}")
     if getattr(module, "proj_size", 0):
         raise ValueError(f"expected proj_size=0, got {module.proj_size}: the lstm kernel has no projection")
+
+
+def _class_name(module):
+    """The module's class, with its package where its name alone would read as torch.nn's own
+    (a quantized LSTM: torch.ao.nn.quantized.dynamic...LSTM)."""
+    cls = type(module)
+    if cls.__name__ in {layout.module + kind for layout in LAYOUTS.values() for kind in ("", "Cell")}:
+        return f"{cls.__module__}.{cls.__name__}"
+    return cls.__name__
 
 
 def _one_layer(state_dict, layer, reverse):
@@ -237,6 +249,12 @@ def _native(a):
 
 
 def _numpy(key, value):
+    if getattr(value, "is_meta", False):
+        raise ValueError(f"{key}: a tensor on the meta device holds shapes, no values; load the weights into "
+                         "the module first (module.load_state_dict(weights, assign=True), or module.to_empty("
+                         "device='cpu') and then load_state_dict), or convert the state_dict they come from")
+    if getattr(value, "is_sparse", False):  # its TypeError below would blame the dtype
+        raise ValueError(f"{key}: expected a dense tensor, got a sparse one; convert it with .to_dense() first")
     if hasattr(value, "detach"):  # a torch.Tensor
         try:
             value = value.detach().cpu().numpy()

@@ -3,11 +3,15 @@ value for value.
 
 For drawn sizes and seeds, in float64: outputs, final states and every gradient (weights,
 biases, x, initial states; random upstream gradients on every output and final state) agree
-with PyTorch's autograd to 1e-10 relative to each array's largest entry. The parameters go
+with PyTorch's autograd to 1e-12 relative to each array's largest entry; in float32, both are as
+close to the exact result, to within 16 times. The parameters go
 torch -> kernel, so the LSTM's two biases are both nonzero and their sum is what is tested.
 """
 
+import copy
 import functools
+import pathlib
+import re
 import sys
 
 import numpy as np
@@ -42,9 +46,17 @@ def assert_close(ours, theirs, what):
     """|ours - theirs| <= TOLERANCE * (largest |entry| of either), element by element."""
     ours, theirs = np.asarray(ours), np.asarray(theirs)
     assert ours.shape == theirs.shape, f"{what}: shape {ours.shape}, PyTorch's {theirs.shape}"
+    error = relative_error(ours, theirs)
+    assert error <= TOLERANCE, f"{what}: max error {error:.2g} of the largest entry"
+
+
+def relative_error(ours, theirs):
+    """max |ours - theirs|, relative to the largest |entry| of either (0 where both are zero), in
+    float64; over several arrays, given as lists of them, together."""
+    ours, theirs = (np.concatenate([np.ravel(a) for a in v]) if isinstance(v, list) else v for v in (ours, theirs))
+    ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     scale = max(np.max(np.abs(ours), initial=0.0), np.max(np.abs(theirs), initial=0.0))
-    error = np.max(np.abs(ours - theirs), initial=0.0)
-    assert error <= TOLERANCE * scale, f"{what}: max error {error:.3g}, {error / scale:.2g} of the largest entry {scale:.3g}"
+    return np.max(np.abs(ours - theirs), initial=0.0) / scale if scale else 0.0
 
 
 def torch_module(name, D, H, seed, scale):
@@ -75,46 +87,107 @@ def test_lengths_equal_pytorchs_packed_sequences(name, T, B, D, H, seed, scale, 
     assert_same_as_pytorch(name, T, B, D, H, seed, scale, np.array(lengths))
 
 
+FLOAT32_ROUNDING = 2.0**-24  # float32's unit roundoff
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@settings(max_examples=20)
+@given(**sizes, data=st.data())
+def test_float32_is_as_close_to_the_exact_result_as_pytorchs_float32(name, T, B, D, H, seed, scale, data):
+    """In float32 the kernel and PyTorch round differently, so each is compared with the exact
+    result: PyTorch's in float64 on the same float32 values. The error is taken over the outputs
+    together (ys and final states) and over the gradients together, relative to the largest entry
+    among them: a small entry that is the difference of large terms (dh0 where H = 1) keeps few
+    digits in either, by chance more in one, and an error relative to itself would judge that
+    chance. Either's error grows with the problem's conditioning, which PyTorch's own error
+    measures: the kernel's is within 16 times PyTorch's (4 bits), or 16 times 8 roundings where
+    PyTorch happens to be exact to a few bits."""
+    lengths = data.draw(st.none() | st.lists(st.integers(1, T), min_size=B, max_size=B).map(np.array))
+    module = torch_module(name, D, H, seed, scale).float()
+    problem = draw_problem(name, T, B, D, H, seed, lengths, dtype=np.float32)
+    exact = pytorch_results(name, copy.deepcopy(module).double(), *in_float64(*problem))
+    ours, theirs = kernel_results(name, module, *problem), pytorch_results(name, module, *problem)
+    assert all(ours[what].dtype == np.float32 for what in ours)
+    gradients = [what for what in exact if what.startswith("d")]
+    for group in ([what for what in exact if what not in gradients], gradients):
+        mine, pytorchs = (relative_error([r[what] for what in group], [exact[what] for what in group])
+                          for r in (ours, theirs))
+        assert mine <= 16 * max(pytorchs, 8 * FLOAT32_ROUNDING), (
+            f"{', '.join(group)}: float32 error {mine:.2g} of the largest entry, PyTorch's {pytorchs:.2g}")
+
+
+def in_float64(x, state, dys, dstate, lengths):
+    wider = functools.partial(np.asarray, dtype=np.float64)
+    return wider(x), tuple(map(wider, state)), wider(dys), tuple(map(wider, dstate)), lengths
+
+
 def assert_same_as_pytorch(name, T, B, D, H, seed, scale, lengths=None):
     """The kernel and PyTorch's module on the same weights, inputs and upstream gradients: outputs,
     final states and every gradient; with lengths, the kernel's against PyTorch's packed sequences."""
-    kernel, _ = CELLS[name]
     module = torch_module(name, D, H, seed, scale)
-    params = tc.from_torch(name, module)
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((T, B, D))
-    state = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    real = np.ones((T, B, 1)) if lengths is None else (np.arange(T)[:, np.newaxis] < lengths)[:, :, np.newaxis]
-    dys = rng.standard_normal((T, B, H)) * real
-    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
+    problem = draw_problem(name, T, B, D, H, seed, lengths)
+    ours, theirs = kernel_results(name, module, *problem), pytorch_results(name, module, *problem)
+    for what in theirs:
+        assert_close(ours[what], theirs[what], what)
 
+
+def draw_problem(name, T, B, D, H, seed, lengths=None, dtype=np.float64):
+    """x, an initial state, upstream gradients of every output (zero past each sequence's end:
+    PyTorch's outputs there are zeros that carry no gradient) and of the final state, and lengths."""
+    kernel, _ = CELLS[name]
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((T, B, D)).astype(dtype)
+    state = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in kernel.STATES)
+    dys = (rng.standard_normal((T, B, H)) * real_steps(T, B, lengths)).astype(dtype)
+    dstate = tuple(rng.standard_normal((B, H)).astype(dtype) for _ in kernel.STATES)
+    return x, state, dys, dstate, lengths
+
+
+def real_steps(T, B, lengths):
+    """(T, B, 1): 1 at every step of a sequence, 0 past its end."""
+    return np.ones((T, B, 1)) if lengths is None else (np.arange(T)[:, np.newaxis] < lengths)[:, :, np.newaxis]
+
+
+def kernel_results(name, module, x, state, dys, dstate, lengths):
+    """The kernel's outputs (zero past each sequence's end, as PyTorch's), final states and
+    gradients, on the module's parameters in x's dtype, under the names pytorch_results gives."""
+    kernel, _ = CELLS[name]
+    params = {k: v.astype(x.dtype) for k, v in tc.from_torch(name, module).items()}
     ys, final, cache = kernel.forward(params, x, state, lengths=lengths)
     grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+    results = {"ys": ys * real_steps(*x.shape[:2], lengths).astype(x.dtype), "dx": dx}
+    for s, mine, dmine in zip(kernel.STATES, final, dstate0):
+        results[f"final {s}"], results[f"d{s}0"] = mine, dmine
+    ours = dict(zip(tc.KEYS, tc.LAYOUTS[name].names))
+    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]  # lstm: b = bias_ih + bias_hh
+    for key, p in ours.items():
+        results[f"d{p} (PyTorch's {key})"] = grads[p]
+    return results
 
+
+def pytorch_results(name, module, x, state, dys, dstate, lengths):
+    """The module's autograd on the loss sum(dys * ys) + sum(dstate * final state), in x's dtype."""
+    kernel, _ = CELLS[name]
+    module.zero_grad(set_to_none=True)
     tx = torch.tensor(x, requires_grad=True)
     tstate = [torch.tensor(s[np.newaxis], requires_grad=True) for s in state]  # (layers, B, H)
     tin = tx if lengths is None else torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths),
                                                                              enforce_sorted=False)
     tys, tfinal = module(tin, tuple(tstate) if name == "lstm" else tstate[0])
     if lengths is not None:
-        tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, total_length=T)
+        tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, total_length=len(x))
     tfinal = tfinal if name == "lstm" else (tfinal,)
     loss = (tys * torch.from_numpy(dys)).sum()
     for s, ds in zip(tfinal, dstate):
         loss = loss + (s[0] * torch.from_numpy(ds)).sum()
     loss.backward()
-
-    assert_close(ys * real, tys.detach().numpy(), "ys")
-    for s, mine, theirs in zip(kernel.STATES, final, tfinal):
-        assert_close(mine, theirs[0].detach().numpy(), f"final {s}")
-    assert_close(dx, tx.grad.numpy(), "dx")
-    for s, mine, theirs in zip(kernel.STATES, dstate0, tstate):
-        assert_close(mine, theirs.grad[0].numpy(), f"d{s}0")
-    layout = tc.LAYOUTS[name]
-    ours = dict(zip(tc.KEYS, layout.names))
-    ours["bias_hh_l0"] = ours["bias_hh_l0"] or ours["bias_ih_l0"]  # lstm: b = bias_ih + bias_hh
+    results = {"ys": tys.detach().numpy(), "dx": tx.grad.numpy()}
+    for s, theirs, dtheirs in zip(kernel.STATES, tfinal, tstate):
+        results[f"final {s}"], results[f"d{s}0"] = theirs[0].detach().numpy(), dtheirs.grad[0].numpy()
+    ours = dict(zip(tc.KEYS, tc.LAYOUTS[name].names))
     for key, p in module.named_parameters():
-        assert_close(grads[ours[key]], p.grad.numpy(), f"d{ours[key]} (PyTorch's {key})")
+        results[f"d{ours[key] or ours['bias_ih_l0']} (PyTorch's {key})"] = p.grad.numpy()
+    return results
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
@@ -208,6 +281,10 @@ WRONG = [
     ("lstm", lstm_with("weight_ih_l0", torch.zeros(16, 3, dtype=torch.float64)),
      r"expected every parameter in one dtype \(a module holds one\), got weight_ih_l0 float64, weight_hh_l0 float32"),
     ("lstm", torch.nn.LSTM(3, 4, num_layers=2), r"^layer: expected a layer's index, 0 or more, got '1'$"),
+    ("lstm", torch.nn.LSTM(3, 4, device="meta"), r"weight_ih_l0: a tensor on the meta device .*assign=True"),
+    ("gru", torch.nn.GRU(3, 4, device="meta").state_dict(), r"weight_ih_l0: a tensor on the meta device"),
+    ("rnn", {k: v.to_sparse() for k, v in torch.nn.RNN(3, 4).state_dict().items()},
+     r"weight_ih_l0: expected a dense tensor, got a sparse one; convert it with .to_dense\(\) first"),
 ]
 
 
@@ -251,6 +328,25 @@ def test_a_stack_converts_layer_by_layer(name):
         tc.from_torch(name, stack.state_dict(), layer=2)
     with pytest.raises(ValueError, match=r"bidirectional=True"):
         tc.from_torch(name, module_class(3, 4, num_layers=2, bidirectional=True).state_dict(), layer=1)
+
+
+def test_a_stack_with_dropout_is_the_kernels_in_eval_mode():
+    torch.manual_seed(3)
+    stack = torch.nn.GRU(3, 4, num_layers=2, dropout=0.5, dtype=torch.float64)
+    x = np.random.default_rng(3).standard_normal((5, 2, 3))
+    ys0, _, _ = gru.forward(tc.from_torch("gru", stack, layer=0), x)
+    ys1, _, _ = gru.forward(tc.from_torch("gru", stack, layer=1), ys0)
+    training, _ = stack(torch.tensor(x))
+    assert relative_error(ys1, training.detach().numpy()) > 1e-3  # dropout's noise, which the kernels lack
+    expected, _ = stack.eval()(torch.tensor(x))
+    assert_close(ys1, expected.detach().numpy(), "layer 1, eval mode")
+
+
+def test_the_readmes_pytorch_example_runs():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("\n## PyTorch\n"):]
+    (example,) = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
+    exec(compile(example, "README.md (PyTorch)", "exec"), {})
 
 
 def test_sizes_can_be_required():
@@ -365,6 +461,74 @@ def test_a_cell_module_is_one_step_of_the_kernel(name):
         tc.to_torch(name, params, cell_module=True, layer=1)
 
 
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_cell_modules_gradients_are_step_backwards(name):
+    """A loss on the new state (h and c for an LSTMCell): step_backward's gradients are autograd's,
+    those of weight_ih, ..., the previous state and x, through to_torch(..., cell_module=True)."""
+    kernel, _ = CELLS[name]
+    module = CELL_MODULES[name](3, 4, dtype=torch.float64)
+    params = tc.from_torch(name, module)
+    rng = np.random.default_rng(4)
+    x, state, dstate = rng.standard_normal((2, 3)), *(
+        tuple(rng.standard_normal((2, 4)) for _ in kernel.STATES) for _ in range(2))
+    _, new_state, cache = kernel.step_forward(params, x, state)
+    grads, dx, dstate_prev = kernel.step_backward(params, cache, None, dstate)
+    tx, tstate = torch.tensor(x, requires_grad=True), [torch.tensor(s, requires_grad=True) for s in state]
+    got = module(tx, tuple(tstate) if len(tstate) > 1 else tstate[0])
+    got = got if isinstance(got, tuple) else (got,)
+    sum((g * torch.from_numpy(d)).sum() for g, d in zip(got, dstate)).backward()
+    for s, mine, theirs in zip(kernel.STATES, new_state, got):
+        assert_close(mine, theirs.detach().numpy(), f"new {s}")
+    assert_close(dx, tx.grad.numpy(), "dx")
+    for s, mine, theirs in zip(kernel.STATES, dstate_prev, tstate):
+        assert_close(mine, theirs.grad.numpy(), f"d{s}_prev")
+    converted = tc.to_torch(name, grads, gradients=True, cell_module=True)
+    assert converted.keys() == dict(module.named_parameters()).keys()
+    for key, value in module.named_parameters():
+        assert_close(converted[key].numpy(), value.grad.numpy(), key)
+
+
+def reversed_rows(a, lengths):
+    """README's: each row's first lengths[b] steps in reverse order, its padding where it is."""
+    lengths, t = np.asarray(lengths, np.int64), np.arange(len(a))[:, np.newaxis]
+    return np.take_along_axis(a, np.where(t < lengths, lengths - 1 - t, t)[:, :, np.newaxis], axis=0)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_bidirectional_batch_first_module_on_a_packed_sequence_is_two_kernels_with_lengths(name):
+    """As README says: the reverse direction runs over each row reversed within its length, a
+    batch_first module's inputs are transposed to (T, B, D); outputs, final states, dx and every
+    parameter's gradient (to_torch with reverse=True for the reverse direction's) are autograd's."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(2)
+    module = module_class(3, 4, bidirectional=True, batch_first=True, dtype=torch.float64)
+    rng = np.random.default_rng(2)
+    lengths, x_batch_first = np.array([6, 2, 4]), rng.standard_normal((3, 6, 3))
+    x = x_batch_first.transpose(1, 0, 2)
+    real = real_steps(6, 3, lengths)
+    dys = rng.standard_normal((6, 3, 8)) * real
+    ours = {}
+    for reverse, half in ((False, slice(0, 4)), (True, slice(4, 8))):
+        turn = functools.partial(reversed_rows, lengths=lengths) if reverse else (lambda a: a)
+        params = tc.from_torch(name, module, reverse=reverse)
+        ys, final, cache = kernel.forward(params, turn(x), lengths=lengths)
+        grads, dx, _ = kernel.backward(params, cache, turn(dys[:, :, half]))
+        ours[reverse] = turn(ys) * real, final[0], turn(dx)
+        ours.update(tc.to_torch(name, grads, reverse=reverse, gradients=True))
+    tx = torch.tensor(x_batch_first, requires_grad=True)
+    packed = torch.nn.utils.rnn.pack_padded_sequence(tx, torch.tensor(lengths), batch_first=True, enforce_sorted=False)
+    tys, tfinal = module(packed)
+    tys, _ = torch.nn.utils.rnn.pad_packed_sequence(tys, batch_first=True, total_length=6)
+    (tys * torch.from_numpy(dys.transpose(1, 0, 2))).sum().backward()
+    th = (tfinal[0] if name == "lstm" else tfinal).detach().numpy()
+    assert_close(np.concatenate([ours[False][0], ours[True][0]], axis=2), tys.detach().numpy().transpose(1, 0, 2), "ys")
+    assert_close(ours[False][1], th[0], "final h")
+    assert_close(ours[True][1], th[1], "final h, reverse")
+    assert_close(ours[False][2] + ours[True][2], tx.grad.numpy().transpose(1, 0, 2), "dx")
+    for key, value in module.named_parameters():
+        assert_close(ours[key].numpy(), value.grad.numpy(), key)
+
+
 def test_to_torch_writes_into_a_model_holding_the_module_with_its_prefix():
     model = torch.nn.Sequential(torch.nn.LSTM(3, 4, dtype=torch.float64), torch.nn.Identity())
     params = lstm.init_params(3, 4, seed=5)
@@ -372,6 +536,22 @@ def test_to_torch_writes_into_a_model_holding_the_module_with_its_prefix():
     assert not missing and not unexpected
     assert tc.from_torch("lstm", model[0]).keys() == params.keys()
     np.testing.assert_array_equal(tc.from_torch("lstm", model[0])["W_h"], params["W_h"])
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")  # torch.compile's imports
+def test_a_compiled_module_converts_as_the_module_it_compiled():
+    module = torch.nn.GRU(3, 4, dtype=torch.float64)
+    got = tc.from_torch("gru", torch.compile(module))  # compiling is lazy: nothing runs here
+    for key, value in tc.from_torch("gru", module).items():
+        np.testing.assert_array_equal(got[key], value)
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::DeprecationWarning")  # eager quantization's deprecation
+def test_a_quantized_module_is_named_with_its_package():
+    """Its class is named LSTM too: the message would read "expected a torch.nn.LSTM, got a LSTM"."""
+    quantized = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.LSTM(3, 4)), dtype=torch.qint8)[0]
+    with pytest.raises(ValueError, match=r"expected a torch.nn.LSTM or LSTMCell, got a torch\.ao\..*quantized.*\.LSTM$"):
+        tc.from_torch("lstm", quantized)
 
 
 def test_a_model_holding_the_module_says_which_to_pass():
