@@ -444,7 +444,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
             failing[name] = (count + 1, {**before, **failed_by})
         for check in _other_failures(reports):
             others[check] = others.get(check, 0) + 1
-        for hint in dict.fromkeys(r.hint for r in reports if r.hint and not r.ok):
+        for hint in dict.fromkeys(note for r in reports if not r.ok for note in (r.term, r.hint) if note):
             hints[hint] = hints.get(hint, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"

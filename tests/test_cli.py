@@ -574,6 +574,16 @@ def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, 
     assert "floored_rnn: the gradients that fail" in capsys.readouterr().out
 
 
+def test_the_summary_says_once_which_of_the_losss_terms_the_gradients_fail_with(tmp_path, capsys):
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace("rnn.backward(params, cache, dys, dstate)",
+                                                           "rnn.backward(params, cache, dys, None)"))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"\nmy_rnn: on 4 of the 4 problems, with dys = 0 \(the final state's term alone\) the gradients "
+                     r"fail along a random direction, with dstate = 0 .* backward\(\) mishandles dstate", out), out
+
+
 def test_the_summary_says_which_methods_fail_and_what_that_suggests_once(tmp_path, capsys):
     """A forward that drops x's imaginary part, which the complex step alone sees: the summary names
     it beside the gradient, and the hint each problem's report gives, once, with its count."""
