@@ -828,6 +828,11 @@ def raised(kernel, error):
 # where its float32 run is off by 1.1e-3; the CLI's problems move by about 2e-7.
 ILL_CONDITIONED = TOLERANCE["float32"] / 100
 AMPLIFIED = 30  # and the float32 run off by at most this many times that: a float32 slip is off by far more
+# Where rounding the inputs to float32 moves the float64 gradients by more than this, the problem
+# amplifies rounding so much (here by 5e4 and more) that float64's own, amplified alike, reaches a
+# tenth of the complex step's tolerance: a chaotic problem, on which a right kernel fails every
+# method (rnn at H = 64, weights of scale 1, T = 50: 0.98, and the complex step off by 2e-5).
+CHAOTIC = TOLERANCE["complex"] / 10 * EPS32 / EPS
 
 
 def _hint_at_the_cause(reports):
@@ -837,6 +842,13 @@ def _hint_at_the_cause(reports):
     complex-analytic, or float64 passing against float32's rounding on an ill-conditioned problem."""
     by = {r.method: r for r in reports}
     low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
+    if low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others):
+        for r in [low, *others]:
+            r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
+                      f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
+                      "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
+                      "a right kernel fails on it; a smaller scale tells")
+        return
     if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
             and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
             and low.max_error <= AMPLIFIED * low.sensitivity):

@@ -1273,3 +1273,12 @@ def test_a_carry_dropped_is_not_said_to_mishandle_dys_or_dstate(dstate_zero):
         p.dstate = tuple(np.zeros_like(d) for d in p.dstate)
     (r,) = gradcheck.check_kernel(kernel, problem=p, methods=("complex",))
     assert not r.ok and not r.term and "mishandles" not in str(r), str(r)
+
+
+def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to_be():
+    """rnn at H = 64 with weights of scale 1 (8 times init_params' own) over 50 steps: rounding alone
+    moves the gradients by their own size, and no method can judge them; a wrong kernel on a problem
+    that is not chaotic is told nothing of the kind."""
+    chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
+    assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
+    assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
