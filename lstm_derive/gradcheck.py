@@ -48,6 +48,7 @@ __all__ = [
     "written_inputs",
     "takes_lengths",
     "sequences_alone",
+    "failing_term",
 ]
 
 EPS = np.finfo(np.float64).eps
@@ -397,6 +398,7 @@ class Report:
     steps: int = 0  # x's steps, to say which of them fail
     vacuous: bool = False  # every gradient exactly 0, analytic and numeric: nothing was judged
     likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (_likely)
+    term: str = ""  # which of the loss's two terms the gradients fail with alone, where one does (failing_term)
 
     @property
     def ok(self):
@@ -409,7 +411,8 @@ class Report:
 
     def __str__(self):
         text = self._verdict()
-        return text + f"\n{self.method}: {self.hint}" if self.hint and not self.ok else text
+        notes = [note for note in (self.term, self.hint) if note and not self.ok]
+        return "\n".join([text] + [f"{self.method}: {note}" for note in notes])
 
     def _verdict(self):
         if self.written:
@@ -628,6 +631,8 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
         report.unjudged, report.lost = unjudged, lost
         if m == first:
             report.directional, report.alone, report.calls = along, alone, calls
+        if report.mismatches or report.directional:
+            report.term = failing_term(kernel, p, seed, unit)
         report.wrong_shapes += narrowed
         if chosen is not None:
             report.sampled = (sum(int(c.sum()) for c in chosen.values()), sum(c.size for c in chosen.values()))
@@ -823,6 +828,11 @@ def raised(kernel, error):
 # where its float32 run is off by 1.1e-3; the CLI's problems move by about 2e-7.
 ILL_CONDITIONED = TOLERANCE["float32"] / 100
 AMPLIFIED = 30  # and the float32 run off by at most this many times that: a float32 slip is off by far more
+# Where rounding the inputs to float32 moves the float64 gradients by more than this, the problem
+# amplifies rounding so much (here by 5e4 and more) that float64's own, amplified alike, reaches a
+# tenth of the complex step's tolerance: a chaotic problem, on which a right kernel fails every
+# method (rnn at H = 64, weights of scale 1, T = 50: 0.98, and the complex step off by 2e-5).
+CHAOTIC = TOLERANCE["complex"] / 10 * EPS32 / EPS
 
 
 def _hint_at_the_cause(reports):
@@ -832,6 +842,13 @@ def _hint_at_the_cause(reports):
     complex-analytic, or float64 passing against float32's rounding on an ill-conditioned problem."""
     by = {r.method: r for r in reports}
     low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
+    if low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others):
+        for r in [low, *others]:
+            r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
+                      f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
+                      "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
+                      "a right kernel fails on it; a smaller scale tells")
+        return
     if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
             and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
             and low.max_error <= AMPLIFIED * low.sensitivity):
@@ -896,6 +913,35 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
             return ""
     return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
             f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
+
+
+def failing_term(kernel, p: Problem, seed=0, unit=0.0):
+    """"" unless the gradients of one of the loss's two terms alone, the outputs' (dstate = 0) and
+    the final state's (dys = 0), fail along a random direction where the other's pass: then which,
+    and the mistakes that make it so. Where a kernel's gradients fail at every step and every array,
+    this tells a dstate dropped or added twice from a dys dropped at some step."""
+    if not (np.any(p.dys) and any(np.any(d) for d in p.dstate)):  # a term that is 0 passes whatever the kernel
+        return ""
+    terms = {"dstate = 0 (the outputs' term alone)": replace(p, dstate=_zeros_like_each(p.dstate)),
+             "dys = 0 (the final state's term alone)": replace(p, dys=np.zeros_like(p.dys))}
+    failing = []
+    for name, q in terms.items():
+        try:
+            with np.errstate(all="ignore"):
+                failing += [name] if directional(kernel, q, analytic_gradients(kernel, q), seed, unit) else []
+        except Exception:  # noqa: BLE001 - a kernel that refuses zeros: nothing to tell
+            return ""
+    if len(failing) != 1:
+        return ""
+    wrong = failing[0]
+    right = next(name for name in terms if name != wrong)
+    cause = _DSTATE_MISHANDLED if wrong.startswith("dys = 0") else _DYS_MISHANDLED
+    return f"with {wrong} the gradients fail along a random direction, with {right} they pass: {cause}"
+
+
+_DSTATE_MISHANDLED = ("backward() mishandles dstate (dropped, or added to the last step's adjoint twice, or "
+                      "to the wrong state?)")
+_DYS_MISHANDLED = "backward() mishandles dys (a step's dropped, or read at the wrong step?)"
 
 
 # A sequence in a batch with lengths against it run alone: the same arithmetic on fewer rows, so

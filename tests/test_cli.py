@@ -562,6 +562,28 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert ("my_rnn: the gradients that fail, and on how many of the 3 problems: db_h 3 (central, complex)\n" in out) == bool(status)
 
 
+def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
+    """tanh' = 1 - h**2 floored at 1e-6, against vanishing gradients: right for |a| below 7.6 and
+    wrong beyond, which the default problems reach."""
+    source = (pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py").read_text()
+    right = "da[t] = (1 - h[t + 1] ** 2) * dh"
+    assert right in source
+    kernel = tmp_path / "floored_rnn.py"
+    kernel.write_text(source.replace(right, "da[t] = np.maximum(1 - h[t + 1] ** 2, 1e-6) * dh"))
+    assert cli.main(["check", str(kernel)]) == 1
+    assert "floored_rnn: the gradients that fail" in capsys.readouterr().out
+
+
+def test_the_summary_says_once_which_of_the_losss_terms_the_gradients_fail_with(tmp_path, capsys):
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace("rnn.backward(params, cache, dys, dstate)",
+                                                           "rnn.backward(params, cache, dys, None)"))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert re.search(r"\nmy_rnn: on 4 of the 4 problems, with dys = 0 \(the final state's term alone\) the gradients "
+                     r"fail along a random direction, with dstate = 0 .* backward\(\) mishandles dstate", out), out
+
+
 def test_the_summary_says_which_methods_fail_and_what_that_suggests_once(tmp_path, capsys):
     """A forward that drops x's imaginary part, which the complex step alone sees: the summary names
     it beside the gradient, and the hint each problem's report gives, once, with its count."""

@@ -1230,3 +1230,55 @@ def test_a_wrong_gradient_of_no_simple_kind_is_said_to_be_of_none():
         return g + np.arange(g.size).reshape(g.shape) * 0.01
     central, _, _ = gradcheck.check_kernel(_changed_gradient("W_h", noisy), B=2, H=4)
     assert not central.ok and "(it is" not in str(central), str(central)
+
+
+def _upstream_mishandled(which):
+    """rnn with its backward() given dstate as zeros (dstate dropped), dys as zeros at the last step
+    (a step's dys dropped), or its derivative off by a factor (a formula wrong, in both terms)."""
+    def backward(params, cache, dys, dstate=None):
+        if which == "dstate":
+            dstate = tuple(np.zeros_like(d) for d in dstate)
+        if which == "dys":
+            dys = np.array(dys)
+            dys[-1] = 0
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        if which == "formula":
+            grads = {**grads, "W_h": 1.01 * grads["W_h"]}
+        return grads, dx, dstate0
+    return Wrapped(rnn, backward)
+
+
+@pytest.mark.parametrize("which, said", [
+    ("dstate", "complex: with dys = 0 (the final state's term alone) the gradients fail along a random direction, "
+               "with dstate = 0 (the outputs' term alone) they pass: backward() mishandles dstate"),
+    ("dys", "complex: with dstate = 0 (the outputs' term alone) the gradients fail along a random direction, "
+            "with dys = 0 (the final state's term alone) they pass: backward() mishandles dys"),
+    ("formula", None),
+])
+def test_a_gradient_wrong_in_one_of_the_losss_terms_alone_is_said_to_be(which, said):
+    """Dropping dstate, or one step's dys, fails every array at every step; the loss's two terms
+    judged apart tell which of backward()'s inputs it mishandles. A formula wrong fails both."""
+    (report,) = gradcheck.check_kernel(_upstream_mishandled(which), T=4, B=2, methods=("complex",))
+    assert not report.ok
+    assert (said in str(report)) if said else "mishandles" not in str(report) and not report.term, str(report)
+
+
+@pytest.mark.parametrize("dstate_zero", [False, True])
+def test_a_carry_dropped_is_not_said_to_mishandle_dys_or_dstate(dstate_zero):
+    """A carry dropped fails both terms; with dstate 0 the final state's term is 0, which passes
+    whatever the kernel, so that it tells nothing."""
+    kernel = seed_lstm.KernelAdapter("drop_carry")
+    p = gradcheck.random_problem(kernel, T=4, B=2, D=3, H=3)
+    if dstate_zero:
+        p.dstate = tuple(np.zeros_like(d) for d in p.dstate)
+    (r,) = gradcheck.check_kernel(kernel, problem=p, methods=("complex",))
+    assert not r.ok and not r.term and "mishandles" not in str(r), str(r)
+
+
+def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to_be():
+    """rnn at H = 64 with weights of scale 1 (8 times init_params' own) over 50 steps: rounding alone
+    moves the gradients by their own size, and no method can judge them; a wrong kernel on a problem
+    that is not chaotic is told nothing of the kind."""
+    chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
+    assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
+    assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
