@@ -82,7 +82,7 @@ def _backward_head(k):
            '"(one call per cache, as in the kernels that write their gradients over it)')
     body += [
         '    if cache["spent"]:',
-        f'        raise ValueError("cache: backward() has used it up already "',
+        '        raise ValueError("cache: backward() has used it up already "',
         f'                         {why}; run forward() again")',
         '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
     ]
