@@ -449,24 +449,16 @@ def _forward_step(k):
     """(the lines of the values that read no state, for all steps at once before the loop; the
     loop's lines for one step)."""
     early, lines = [], []
-    numbers = k.node_number
-    shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
+    heads, in_runs = _fused_heads(k)
     named = {}  # a call an earlier let computed -> that let: written again, it is read, not evaluated again
-    formed_early = {let.expr: let.symbol for let in k.cell.lets
-                    if let.symbol in k.early and isinstance(let.expr, sympy.Function)}
     # the values formed before the loop so far, and the calls formed there that wait for one of them
     # (relu(s/2) in a let written before s = sigmoid(a)): a call's lines go after what it reads
     formed, waiting = k.ready | k.constant, []
-    done = set()
-    order = {id(node): i for i, node in enumerate(k.cell.nodes)}
-    # a run's lines go at its first reader in the script's order: before any node reads a gate of it
-    heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
-             for run in k.fused}
-    skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
+    done = set()  # the calls kept for the backward pass that a line computes already
     previous = None
     for node in k.cell.nodes:
-        n = numbers[id(node)]
+        n = k.node_number[id(node)]
         # the lets before this node that are formed before the loop have their lines there by now
         # (a gate's with its affine's, a fused run's at its first reader): the calls that waited for them follow
         if isinstance(previous, Let) and previous.symbol in k.early:
@@ -474,52 +466,89 @@ def _forward_step(k):
         early.extend(_ready_calls(waiting, formed))
         previous = node
         if isinstance(node, Affine):
-            early.extend(_let_gemm_lines(k, node, n))
-            before = _early_affine(k, node)
-            # a pre-only affine's lines are views of its blocks: the loop has its own for those it reads
-            views_only = not k.affine_parts(node)[1] and node.name not in k.gates
-            if before:
-                early.extend(_forward_affine(k, node, n, early=True))
-            if not before or views_only:
-                lines.extend(_forward_affine(k, node, n))
+            before, within = _affine_step_lines(k, node, n)
+            early.extend(before)
+            lines.extend(within)
             continue
         out = early if node.symbol in k.early else lines  # the list this node's lines extend
         if node.symbol in heads:
-            out.extend(_fused_lines(k, heads[node.symbol], numbers))
-        if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
+            out.extend(_fused_lines(k, heads[node.symbol], k.node_number))
+        if _formed_elsewhere(k, node, in_runs):
             continue
-        if node.symbol in k.invariant:  # formed before the loop
-            continue
-        # a value formed before the loop reads only those formed there too; the loop reads them all,
-        # whatever their place in the script (p1 = tanh(a) after p2 = tanh(a)*h_prev)
-        expr = node.expr.xreplace({**({} if out is early else formed_early),
-                                   **{call: v for call, v in named.items() if out is lines or v in k.early}})
-        for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
-            if call not in done and name not in k.invariant and expr.has(call):
-                lines_of_call = _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
-                if call in k.early_calls:  # after the values formed before the loop that it reads
-                    waiting.append((call, lines_of_call))
-                else:
-                    out.extend(lines_of_call)
-                done.add(call)
+        expr = _calls_by_name(k, node, out is lines, named)
+        for call, call_lines in _kept_calls(k, expr, printer, n, done):
+            if call in k.early_calls:  # after the values formed before the loop that it reads
+                waiting.append((call, call_lines))
+            else:
+                out.extend(call_lines)
+            done.add(call)
         early.extend(_ready_calls(waiting, formed))
-        if node.symbol in k.gate_lets:
-            out.extend(_deferred_gate(k, node, n))
-            continue
-        if node.symbol in k.stored:
-            out.extend(_stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)]))
-        elif node.symbol in k.state_of_new:
-            slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            out.extend(_stored_value(node.symbol, slot, expr, printer, n, shown[id(node)]))
-        else:
-            out.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
-        if isinstance(node.expr, sympy.Function):
+        out.extend(_let_lines(k, node, expr, printer, n))
+        if isinstance(node.expr, sympy.Function) and node.symbol not in k.gate_lets:
             named[node.expr] = node.symbol
     early.extend(_ready_calls(waiting, formed | k.early))
     if waiting:
         raise AssertionError(f"calls formed before the loop that read values never formed: {waiting}")
     lines += _step_end(k, done, printer)
     return _with_views_of_early_values(k, early, lines)
+
+
+def _fused_heads(k):
+    """(first reader -> run, the lets of every run): a run's lines go at its first reader in the
+    script's order, before any node reads a gate of it, and its lets have no lines of their own."""
+    order = {id(node): i for i, node in enumerate(k.cell.nodes)}
+    heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
+             for run in k.fused}
+    in_runs = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
+    return heads, in_runs
+
+
+def _affine_step_lines(k, a, n):
+    """(an affine's lines before the loop, its lines in the step)."""
+    before = _let_gemm_lines(k, a, n)
+    early = _early_affine(k, a)
+    if early:
+        before += _forward_affine(k, a, n, early=True)
+    # a pre-only affine's lines are views of its blocks: the loop has its own for those it reads
+    views_only = not k.affine_parts(a)[1] and a.name not in k.gates
+    return before, _forward_affine(k, a, n) if not early or views_only else []
+
+
+def _formed_elsewhere(k, let, in_runs):
+    """Whether a let has no lines of its own here: a gate activated with its affine's GEMM, a fused
+    run's (in_runs), or a value of parameters alone, formed once before the loop."""
+    return ((let.symbol in k.gate_lets and k.complete_after_gemm(let.symbol)) or let.symbol in in_runs
+            or let.symbol in k.invariant)
+
+
+def _calls_by_name(k, let, in_loop, named):
+    """The let's expression with the calls that lets compute read by those lets' names (named: the
+    earlier lets', by call). A value formed before the loop reads only those formed there too; the
+    loop reads them all, whatever their place in the script (p1 = tanh(a) after p2 = tanh(a)*h_prev)."""
+    formed_early = {other.expr: other.symbol for other in k.cell.lets
+                    if other.symbol in k.early and isinstance(other.expr, sympy.Function)}
+    return let.expr.xreplace({**(formed_early if in_loop else {}),
+                              **{call: v for call, v in named.items() if in_loop or v in k.early}})
+
+
+def _kept_calls(k, expr, printer, n, done):
+    """(call, its lines) for each call kept for the backward pass that expr reads and no line
+    computes yet (done), inner calls first: each is computed from those it holds."""
+    return [(call, _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n))
+            for call, name in k.aux.items() if call not in done and name not in k.invariant and expr.has(call)]
+
+
+def _let_lines(k, let, expr, printer, n):
+    """A let's own lines: a gate whose extra reads a later value, activated here; a stored value or
+    a new state, written straight into its storage; any other let, computed."""
+    if let.symbol in k.gate_lets:
+        return _deferred_gate(k, let, n)
+    if let.symbol in k.stored:
+        return _stored_value(let.symbol, f"{let.symbol}_seq[t]", expr, printer, n, k.shown[id(let)])
+    if let.symbol in k.state_of_new:
+        slot = f"{k.state_of_new[let.symbol]}_seq[t + 1]"
+        return _stored_value(let.symbol, slot, expr, printer, n, k.shown[id(let)])
+    return [f"{let.symbol} = {printer.doprint(expr)}  # ({n})"]
 
 
 def _step_end(k, done, printer):
