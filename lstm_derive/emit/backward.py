@@ -491,64 +491,86 @@ def _backward_step(k):
     that need no GEMM come before those through the weights, and an affine's pre-activation
     adjoints come as late as they can, just before the first line that multiplies them by a
     weight, so that each is written over its gate's value after the step's reads of it."""
-    printer = _step_printer(k)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
-    carries = [s for s in k.d.steps if s.kind == "carry"]
-    carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
-    entries, pending, seen, emitted = [], [], set(), set()  # entries: (line, forward values read, gate written over)
-    done = set()  # blocks whose adjoints the loop has, before their affine's turn (p*da_i in dc_prev)
+    carries = sorted((s for s in k.d.steps if s.kind == "carry"), key=lambda s: any(t.adjoint is None for t in s.terms))
+    order = _StepEntries(k)
+    for step in nodes + carries:
+        if step.kind == "block":
+            order.wait(k.affine_of(step.target))
+        elif k.in_loop(step):
+            order.add_blocks_read_by(step)
+            order.add_affines_multiplied_by(step)
+            order.entries.append((_adjoint_line(k, step, order.printer), _reads(k, step), None))
+    order.add_pending()
+    body = [line for line, _, _ in order.entries if line]
+    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
+    return _step_loads(k, order.entries) + body
 
-    def twins_of(affines):
+
+class _StepEntries:
+    """The backward step's entries in order, each (line, forward values read, gate written over),
+    and the affines whose pre-activation adjoints wait (pending) for the first line that reads them
+    or multiplies them by a weight."""
+
+    def __init__(self, k):
+        self.k, self.printer = k, _step_printer(k)
+        self.entries = []
+        self.pending = []  # affines whose blocks the derivation has reached, in that order
+        self.emitted = set()  # the names of the affines whose blocks' adjoints are all in the step
+        self.done = set()  # the block adjoints in the step (p*da_i in dc_prev reads da_i before its affine's turn)
+
+    def wait(self, a):
+        """a's block adjoints wait for their first reader."""
+        if a not in self.pending and a.name not in self.emitted:
+            self.pending.append(a)
+
+    def add_blocks(self, a, blocks):
+        self.entries += _block_entries(self.k, a, self.printer, blocks)
+        self.done |= {adjoint(b) for b in blocks}
+
+    def add_blocks_read_by(self, step):
+        """The pending block adjoints the step's line reads, with those scaled in a run with them."""
+        read = {t.adjoint for t in self.k.loop_terms(step)} - self.done
+        for a in list(self.pending):
+            blocks = _with_runs(self.k, a, [b for b in a.blocks if adjoint(b) in read])
+            if not blocks:
+                continue
+            self.add_twins_of([a])  # a twin's adjoint is final before it is read
+            self.add_blocks(a, blocks)
+            if a.name in self.k.split:  # gathered for its GEMM already: not again
+                self.emitted.add(a.name)
+                self.pending.remove(a)
+
+    def add_affines_multiplied_by(self, step):
+        """The pending affines whose weights the step's line multiplies their adjoints by."""
+        weights = {t.local.affine for t in step.terms if t.adjoint is None}
+        due = [a for a in self.pending if a.name in weights]
+        sources = _twin_source_names(self.k, due)
+        due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
+        self.add_twins_of(due)  # a twin's adjoint is final before it is gathered
+        for a in due:
+            self.add_blocks(a, [b for b in a.blocks if adjoint(b) not in self.done])
+            self.emitted.add(a.name)
+            self.pending.remove(a)
+
+    def add_pending(self):
+        """The adjoints still waiting: those of affines whose weights no line of the step multiplies
+        (an affine of x alone: dx's GEMM does, after the loop)."""
+        for a in self.pending:
+            self.add_blocks(a, [b for b in a.blocks if adjoint(b) not in self.done])
+
+    def add_twins_of(self, affines):
         """The twins of the affines' blocks, from the buffers that hold them: those alone, as another
         block of such a buffer may read what these affines' weights are about to give (da01 = v1'*dv1,
         dv1 = A2^T [da20; da21] with da20 the twin of da00)."""
-        for src in _twin_sources(k, affines, emitted):
-            blocks = [b for b in _twin_blocks(k, src, affines) if adjoint(b) not in done]
+        for src in _twin_sources(self.k, affines, self.emitted):
+            blocks = [b for b in _twin_blocks(self.k, src, affines) if adjoint(b) not in self.done]
             if blocks:
-                entries.extend(_block_entries(k, src, printer, blocks))
-                done.update(adjoint(b) for b in blocks)
-            if all(adjoint(b) in done for b in src.blocks):
-                emitted.add(src.name)
-                seen.add(src.name)
-                if src in pending:
-                    pending.remove(src)
-
-    for step in nodes + carries:
-        if step.kind == "block":
-            a = k.affine_of(step.target)
-            if a.name not in seen:
-                seen.add(a.name)
-                pending.append(a)
-            continue
-        if not k.in_loop(step):
-            continue
-        read = {t.adjoint for t in k.loop_terms(step)} - done
-        for a in list(pending):
-            blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
-            if not blocks:
-                continue
-            twins_of([a])  # a twin's adjoint is final before it is read
-            entries += _block_entries(k, a, printer, blocks)
-            done |= {adjoint(b) for b in blocks}
-            if a.name in k.split:  # gathered for its GEMM already: not again
-                emitted.add(a.name)
-                pending.remove(a)
-        weights = {t.local.affine for t in step.terms if t.adjoint is None}
-        due = [a for a in pending if a.name in weights]
-        sources = _twin_source_names(k, due)
-        due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
-        twins_of(due)  # a twin's adjoint is final before it is gathered
-        for a in due:
-            entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
-            emitted.add(a.name)
-            seen.add(a.name)
-            pending.remove(a)
-        entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
-    for a in pending:
-        entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
-    body = [line for line, _, _ in entries if line]
-    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
-    return _step_loads(k, entries) + body
+                self.add_blocks(src, blocks)
+            if all(adjoint(b) in self.done for b in src.blocks):
+                self.emitted.add(src.name)
+                if src in self.pending:
+                    self.pending.remove(src)
 
 
 def _step_printer(k):
