@@ -31,12 +31,10 @@ def _adjoint_block_views(a):
 
 
 def _backward(k):
-    body = _backward_head(k)
-    checked = len(body)
-    body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
+    head = _backward_head(k)
     invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
-    body += invariants
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
+    body = ["    " + line for line in _sequence_views(k) + _zero_lines(k)] + invariants
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
     body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
@@ -44,14 +42,11 @@ def _backward(k):
     body += _backward_loop(k, in_loop)
     body += _backward_gradients(k, in_loop)
     body = _read_only(_unread_aliases_as_comments(body), invariants)
-    at = body.index(_CACHE_UNPACK)
-    rest = "\n".join(body[at + 1:])
-    read = [n for n in _buffers(k) if _mentions(rest, n)]
-    unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
-    body[at:at + 1] = unpack
-    checked += len(unpack) - 1
+    read = [n for n in _buffers(k) if _mentions("\n".join(body), n)]
+    at = head.index(_CACHE_UNPACK)
+    head[at:at + 1] = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
     quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
-    return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
+    return _lines(*head, *quiet, *(f"    {line}" if line else line for line in body))
 
 
 def _backward_head(k):

@@ -600,14 +600,13 @@ class _Kernel:
         return f"{len(a.blocks)} * H" if len(a.blocks) > 1 else "H"
 
     def shape_of(self, name):
+        """A parameter's shape as code: (4 * H, D) for a weight of x, (H,) for a vector."""
         for a in self.cell.affines:
-            k = len(a.blocks)
-            rows = f"{k} * H" if k > 1 else "H"
             for w, v in zip(a.weights, a.inputs):
                 if w == name:
-                    return f"({rows}, {'D' if v == self.x else 'H'})"
+                    return f"({self.size_expr(a)}, {'D' if v == self.x else 'H'})"
             if name in a.biases:
-                return f"({rows},)"
+                return f"({self.size_expr(a)},)"
         return "(H,)"
 
     def prev_state(self, symbol):

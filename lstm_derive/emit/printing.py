@@ -60,9 +60,8 @@ class _CodePrinter(StrPrinter):
         return repr(float(expr))
 
 
-def _lines(*lines, indent=0):
-    pad = " " * indent
-    return "".join(pad + line + "\n" if line else "\n" for line in lines)
+def _lines(*lines):
+    return "".join(line + "\n" if line else "\n" for line in lines)
 
 
 def _unpack(names, source):
