@@ -394,40 +394,53 @@ def _power_of_two(number):
 
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
-    lines, negated = [], []
     partly = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
-    if partly:
-        lines += ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
-                  "# exp(-a)), folded into the weights once: exact, and no step negates them."]
+    lines = ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
+             "# exp(-a)), folded into the weights once: exact, and no step negates them."] if partly else []
     for a in partly:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
-        lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")
-        lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
+        lines += [f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)", *_weights_scaled(a)]
     for a in k.cell.affines:
-        scaling = _row_scaling(k, a)
-        if scaling is None or a in partly:
-            continue
-        if scaling == "vector":
-            lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
-                      "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates."]
-            kinds = [f'"{f}"' for _, f in k.gates[a.name]]
-            numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
-            scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype)"
-            if any(n != 1 for n in numbers):
-                terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
-                                  if let.symbol in k.coefficients)
-                inexact = [n for n in numbers if not _power_of_two(n)]
-                lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
-                lines.append("# exact, as these are powers of two, and no step scales the gates." if not inexact else
-                             f"# rounded once per weight ({', '.join(dict.fromkeys(map(str, inexact)))} no power of two), and no step scales the gates.")
-                scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
-            lines.append(f"scale_{a.name} = {scale}")
-            lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
-        else:
-            negated += [f"{w}_scaled = -{w}" for w in a.weights]
+        if _scaled(k, a) and _row_scaling(k, a) == "vector":
+            lines += [*_gate_factors_comment(k, a), f"scale_{a.name} = {_gate_scale_call(k, a)}", *_weights_scaled(a)]
+    negated = [a for a in k.cell.affines if _row_scaling(k, a) == "negated"]
     if negated:
         lines += ["# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."]
-    return lines + negated
+    return lines + [f"{w}_scaled = -{w}" for a in negated for w in a.weights]
+
+
+def _weights_scaled(a):
+    return [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
+
+
+def _gate_numbers(k, a):
+    """The number each of a's blocks is multiplied by in its gate (2 in sigmoid(2*a_i)), 1 for most."""
+    return [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
+
+
+def _gate_scale_call(k, a):
+    """The call that makes a's factor per row: the gates' kinds, and their blocks' numbers where
+    one is not 1."""
+    kinds = _tuple(f'"{kind}"' for _, kind in k.gates[a.name])
+    numbers = _gate_numbers(k, a)
+    if all(n == 1 for n in numbers):
+        return f"_gate_scale({kinds}, H, x.dtype)"
+    return f"_gate_scale({kinds}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
+
+
+def _gate_factors_comment(k, a):
+    """Why a's weights are scaled, and whether exactly (a number that is no power of two rounds)."""
+    head = "# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),"
+    tanh = "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1)"
+    numbers = _gate_numbers(k, a)
+    if all(n == 1 for n in numbers):
+        return [head, f"{tanh}. Exact (powers of two), and no step negates the gates."]
+    terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
+                      if let.symbol in k.coefficients)
+    inexact = ", ".join(dict.fromkeys(str(n) for n in numbers if not _power_of_two(n)))
+    how = f"rounded once per weight ({inexact} no power of two)" if inexact else "exact, as these are powers of two"
+    return [head, f"{tanh}, times the blocks' numbers in their gates ({terms}):",
+            f"# {how}, and no step scales the gates."]
 
 
 def _gate_views(k, a):
