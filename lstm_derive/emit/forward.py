@@ -239,7 +239,7 @@ def _bias_vector(k, a):
 
 def _steady_line(k, a, let, kind):
     """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
-    number = k.number[let.symbol]
+    number = k.let_number[let.symbol]
     target = f"bias_{a.name}[{_cols(a, _block_of(k, a, let))}]"
     return _part_line(k, a, let, kind, target, k.steady[let.symbol], number, " that no step changes")
 
@@ -280,7 +280,7 @@ def _steady_run_lines(k, a, run):
     factor, scaled = _run_factor(k, run)
     for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
         if part != 0:
-            number = k.number[(u or v).symbol]
+            number = k.let_number[(u or v).symbol]
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
             lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(factor * part), printer)}  # ({number}) the part "
                          f"of {v.symbol}'s sum beyond {run.beyond} that no step changes{scaled}")
@@ -485,7 +485,7 @@ def _forward_step(k):
             continue
         out = early if node.symbol in k.early else lines  # the list this node's lines extend
         if node.symbol in heads:
-            out.extend(_fused_lines(k, heads[node.symbol], k.node_number))
+            out.extend(_fused_lines(k, heads[node.symbol]))
         if _formed_elsewhere(k, node, in_runs):
             continue
         expr = _calls_by_name(k, node, out is lines, named)
@@ -706,7 +706,7 @@ def _invariant_lines(k):
     of numbers alone, a number), each from those formed before it (tanh1 = np.tanh(p/(2 + tanh0)))."""
     lines, formed = [], {}
     for name, expr in _formed_first(k.invariant):
-        cite = f"({k.number[name]}) " if name in k.number else ""
+        cite = f"({k.let_number[name]}) " if name in k.let_number else ""
         printer = _CodePrinter(formed, typed_calls=True)
         if expr.free_symbols:
             lines.append(f"{name} = {printer.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
@@ -730,15 +730,15 @@ def _formed_first(named):
     return order
 
 
-def _fused_lines(k, run, numbers):
+def _fused_lines(k, run):
     """Gates over sums of two affines' blocks, summed and activated with one call each."""
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
     n = k.fused.index(run)
     where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
     vs = [v for _, v in pairs]
-    cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
+    cites = [f"({k.node_number[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
-    cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
+    cite_v = ", ".join(f"({k.node_number[id(v)]})" for v in vs)
     sums = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs)))
     gates = ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs)
     if run in k.negated:
@@ -751,7 +751,7 @@ def _fused_lines(k, run, numbers):
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
     factor, scaled = _run_factor(k, run)
-    extras = [f"{_added(v.symbol, factor * e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum "
+    extras = [f"{_added(v.symbol, factor * e, printer)}  # ({k.node_number[id(u or v)]}) the part of {v.symbol}'s sum "
               f"beyond {run.beyond}{scaled}" for (u, v), e in zip(pairs, run.extras) if e != 0]
     summed = []
     if b is not None:
@@ -876,7 +876,7 @@ def _activate_gates(k, a):
     adjacent blocks whose pre-activations are complete; a gate whose extra reads a later value is
     activated where it is defined (see _deferred_gate)."""
     lets = k.gates[a.name]
-    numbers = k.number
+    numbers = k.let_number
     names = [let.symbol for let, _ in lets]
     views = _assign_tuple(names, [f"{n}_seq[t]" for n in names])
     if not any(let.symbol in k.extras for let, _ in lets):
@@ -943,5 +943,5 @@ def _tanh_lines(k, a, run):
     if not _scaled(k, a):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
-        "relatively where |a| << 1", f"{let.symbol} -= one  # ({k.number[let.symbol]})")]
+        f"{let.symbol} *= two  # ({k.let_number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
+        "relatively where |a| << 1", f"{let.symbol} -= one  # ({k.let_number[let.symbol]})")]

@@ -85,7 +85,7 @@ class _Kernel:
         self.states = list(cell.states)
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
-        self.number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
+        self.let_number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
