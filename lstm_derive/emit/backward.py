@@ -495,7 +495,7 @@ def _backward_step(k):
         elif k.in_loop(step):
             order.add_blocks_read_by(step)
             order.add_affines_multiplied_by(step)
-            order.entries.append((_adjoint_line(k, step, order.printer), _reads(k, step), None))
+            order.add_line(step)
     order.add_pending()
     body = [line for line, _, _ in order.entries if line]
     body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
@@ -519,7 +519,12 @@ class _StepEntries:
         if a not in self.pending and a.name not in self.emitted:
             self.pending.append(a)
 
+    def add_line(self, step):
+        """The step's own line, which writes over no gate (a block's adjoint does, in add_blocks)."""
+        self.entries.append((_adjoint_line(self.k, step, self.printer), _reads(self.k, step), None))
+
     def add_blocks(self, a, blocks):
+        """The lines of these blocks' adjoints (see _block_entries)."""
         self.entries += _block_entries(self.k, a, self.printer, blocks)
         self.done |= {adjoint(b) for b in blocks}
 
