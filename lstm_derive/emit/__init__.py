@@ -8,8 +8,8 @@ what a careful person does by hand, every time:
   and every weight gradient is one GEMM after the backward loop; only the recurrent
   products stay inside the loops;
 - the gates of an affine node whose blocks each feed one sigmoid or tanh are activated
-  together, in place, with one exp (sigmoid(a) = 1/(1 + exp(-a)), tanh(a) = 2 sigmoid(2a) - 1:
-  exp costs about half of tanh in float64);
+  together, in place: with one exp where a sigmoid is among them (sigmoid(a) = 1/(1 + exp(-a)),
+  tanh(a) = 2 sigmoid(2a) - 1: exp costs about half of tanh in float64), else with one np.tanh;
 - a pre-activation's adjoint is its consumer's adjoint times a chain of local derivatives
   through lets with one consumer each (da_i = i(1-i) g dc); the chain's product reads only
   forward values, so it is computed for all steps at once before the backward loop, in the
