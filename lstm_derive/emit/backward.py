@@ -344,8 +344,13 @@ def _product_reads(k, order):
 def _temporaries(k, order):
     """How many products of this order wait in a temporary: those over a gate a later one reads."""
     reads = _product_reads(k, order)
-    gates = [k.gate_of.get(step.target) for step in order]
-    return sum(g is not None and any(g in later for later in reads[n + 1:]) for n, g in enumerate(gates))
+    return sum(_read_later(k.gate_of.get(step.target), reads, n) for n, step in enumerate(order))
+
+
+def _read_later(gate, reads, n):
+    """Whether a product after the n-th reads the gate the n-th product goes over (reads: what each
+    product reads, _product_reads)."""
+    return gate is not None and any(gate in read for read in reads[n + 1:])
 
 
 def _product_order(k, order, most=6):
@@ -371,7 +376,7 @@ def _hoisted_lines(k):
     part. A gate's buffer holds the gate's value until its product overwrites it; a product
     whose gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.span_names())
-    lines, shared, waiting = [], {}, []  # shared: link step number -> (code, name) of its product
+    lines, waiting = [], []
     for gate in k.saved:
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
@@ -383,21 +388,18 @@ def _hoisted_lines(k):
     hoisted = _product_order(k, sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
                                        key=lambda s: len(_own_links(k.chains[s.number]))))
     reads = _product_reads(k, hoisted)
-    for n, step in enumerate(hoisted):
+    targets = {}  # step number -> (code, name) of the buffer its product is formed in
+    for n, (step, (_, cut, shared)) in enumerate(zip(hoisted, _product_cuts(k, hoisted))):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
         target = (slot, str(step.adjoint))
-        if gate is not None and any(gate in later for later in reads[n + 1:]):
+        if _read_later(gate, reads, n):
             target = (f"{step.adjoint}_tmp", str(step.adjoint))
             waiting.append((slot, target[0]))
             lines.append(f"{target[0]} = np.empty_like({slot})  # held apart: {step.adjoint} goes over {gate}, read below")
-        cut = next((j for j, (link, _) in enumerate(chain.links) if link.number in shared), len(chain.links))
-        rest = shared[chain.links[cut][0].number] if cut < len(chain.links) else None
-        lines += _product_lines(chain, cut, rest, target, gate, printer)
-        for link, local in chain.links:
-            shared.setdefault(link.number, target)
-            if local != 1:
-                break
+        targets[step.number] = target
+        rest = None if cut is None else targets[shared]
+        lines += _product_lines(chain, len(chain.links) if cut is None else cut, rest, target, gate, printer)
     for slot, temporary in waiting:
         lines += [f"{slot} = {temporary}", f"del {temporary}"]
     return lines + later
