@@ -214,8 +214,8 @@ def _helpers(k, passes):
     code = "\n".join(line.split("  # ")[0] for line in passes.splitlines())  # a comment's relu(a) calls nothing
     needed = [helper for name, helper in _function_helpers() if name == "sigmoid" or f"{name}(" in code]
     needed += [helper for helper, wanted in [
-        (_BEFORE_ENDS, "_before_ends(" in passes),
-        (_SIGMOID_INTO, "_sigmoid_into(" in passes),
+        (_BEFORE_ENDS, "_before_ends(" in code),
+        (_SIGMOID_INTO, "_sigmoid_into(" in code),
         (_BLOCKS, any(len(a.blocks) > 1 for a in k.cell.affines)),
         (_SPAN, k.saved or any(k.hoisted(step) for step in k.d.steps)),  # the backward pass goes by spans
         (_GATE_SCALE, _has_gate_scale(k)),
