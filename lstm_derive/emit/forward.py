@@ -195,7 +195,7 @@ def _complex_range_doc(k):
 
 def _tanh_doc(k):
     """What a tanh gate computed through exp costs in accuracy, where the kernel has one."""
-    through_exp = [let for a in k.cell.affines if _scaled(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
+    through_exp = [let for a in k.cell.affines if _through_exp(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
     if not through_exp:
         return ""
     return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to\n"
@@ -265,7 +265,7 @@ def _written_argument(k, let):
 
 def _gate_factor(k, a, kind):
     """What a gate's pre-activation is multiplied by where the weights carry the gates' factors."""
-    return 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    return 1 if not _through_exp(k, a) else (-1 if kind == "sigmoid" else -2)
 
 
 def _whole_numbers(expr):
@@ -340,7 +340,7 @@ def _runs(indices):
     return runs
 
 
-def _scaled(k, a):
+def _through_exp(k, a):
     """Whether a's gates are activated through exp, their factors carried by the weights."""
     return a.name in k.gates and any(kind == "sigmoid" for _, kind in k.gates[a.name])
 
@@ -353,7 +353,7 @@ def _mixed(k, a):
 def _row_scaling(k, a):
     """How a's weights carry the factors of the gates its blocks feed: None (they do not), "negated"
     (-1 for every row) or "vector" (a factor per row, scale_<A>)."""
-    if _scaled(k, a):
+    if _through_exp(k, a):
         return "vector" if _mixed(k, a) else "negated"
     negated = k.negated_blocks(a)
     if not negated:
@@ -394,14 +394,14 @@ def _power_of_two(number):
 
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
-    partly = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
+    partly = [a for a in k.cell.affines if not _through_exp(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
     lines = ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
              "# exp(-a)), folded into the weights once: exact, and no step negates them."] if partly else []
     for a in partly:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
         lines += [f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)", *_weights_scaled(a)]
     for a in k.cell.affines:
-        if _scaled(k, a) and _row_scaling(k, a) == "vector":
+        if _through_exp(k, a) and _row_scaling(k, a) == "vector":
             lines += [*_gate_factors_comment(k, a), f"scale_{a.name} = {_gate_scale_call(k, a)}", *_weights_scaled(a)]
     negated = [a for a in k.cell.affines if _row_scaling(k, a) == "negated"]
     if negated:
@@ -926,7 +926,7 @@ def _block_of(k, a, let):
 
 def _activation(k, a, run, where, cite):
     """Gates of one kind or mixed, activated in place over where (their pre-activations)."""
-    if not _scaled(k, a):
+    if not _through_exp(k, a):
         gates = ", ".join(f"{let.symbol} = tanh({_block_of(k, a, let)})" for let, _ in run)
         return [f"np.tanh({where}, out={where})  # {cite} {gates}, in place: the pre-activations are not needed again"]
     what = "all gates" if where == f"pre_{a.name}" else ("the gate" if len(run) == 1 else "these gates")
@@ -940,7 +940,7 @@ def _activation(k, a, run, where, cite):
 
 def _tanh_lines(k, a, run):
     """tanh(a) = 2 sigmoid(2a) - 1 for the tanh gates activated through exp with sigmoids."""
-    if not _scaled(k, a):
+    if not _through_exp(k, a):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
         f"{let.symbol} *= two  # ({k.let_number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
