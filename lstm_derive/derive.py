@@ -11,12 +11,11 @@ emitter all read it and none of them differentiates anything.
 
 from __future__ import annotations
 
+import difflib
 import itertools
 from dataclasses import dataclass
 
 import sympy
-
-import difflib
 
 from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, Note, SpecError
 from .written import written_form

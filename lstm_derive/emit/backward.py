@@ -31,12 +31,10 @@ def _adjoint_block_views(a):
 
 
 def _backward(k):
-    body = _backward_head(k)
-    checked = len(body)
-    body += ["    " + line for line in _sequence_views(k) + _zero_lines(k)]
+    head = _backward_head(k)
     invariants = ["    " + line for line in _invariant_lines(k)]  # those backward() reads stay (_read_only)
-    body += invariants
     in_loop = [s for s in k.d.steps if k.summed(s) and k.in_loop(s)]
+    body = ["    " + line for line in _sequence_views(k) + _zero_lines(k)] + invariants
     body += [f"    {s.adjoint} = np.zeros((B, H), x.dtype)  # summed over the steps in the loop, over the batch after it"
              for s in in_loop]
     body += [f"    {s.adjoint}_zero = np.zeros((B, H), x.dtype)  # ({s.number}) dL/d{s.target} at every step: no "
@@ -44,14 +42,11 @@ def _backward(k):
     body += _backward_loop(k, in_loop)
     body += _backward_gradients(k, in_loop)
     body = _read_only(_unread_aliases_as_comments(body), invariants)
-    at = body.index(_CACHE_UNPACK)
-    rest = "\n".join(body[at + 1:])
-    read = [n for n in _buffers(k) if _mentions(rest, n)]
-    unpack = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
-    body[at:at + 1] = unpack
-    checked += len(unpack) - 1
+    read = [n for n in _buffers(k) if _mentions("\n".join(body), n)]
+    at = head.index(_CACHE_UNPACK)
+    head[at:at + 1] = _wrapped(f"    {', '.join(read)} = (", [f'cache["{n}"]' for n in read], ")", bare=True) if read else []
     quiet = ['    with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error']
-    return _lines(*body[:checked], *quiet, *(f"    {line}" if line else line for line in body[checked:]))
+    return _lines(*head, *quiet, *(f"    {line}" if line else line for line in body))
 
 
 def _backward_head(k):
@@ -82,7 +77,7 @@ def _backward_head(k):
            '"(one call per cache, as in the kernels that write their gradients over it)')
     body += [
         '    if cache["spent"]:',
-        f'        raise ValueError("cache: backward() has used it up already "',
+        '        raise ValueError("cache: backward() has used it up already "',
         f'                         {why}; run forward() again")',
         '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
     ]
@@ -349,8 +344,13 @@ def _product_reads(k, order):
 def _temporaries(k, order):
     """How many products of this order wait in a temporary: those over a gate a later one reads."""
     reads = _product_reads(k, order)
-    gates = [k.gate_of.get(step.target) for step in order]
-    return sum(g is not None and any(g in later for later in reads[n + 1:]) for n, g in enumerate(gates))
+    return sum(_read_later(k.gate_of.get(step.target), reads, n) for n, step in enumerate(order))
+
+
+def _read_later(gate, reads, n):
+    """Whether a product after the n-th reads the gate the n-th product goes over (reads: what each
+    product reads, _product_reads)."""
+    return gate is not None and any(gate in read for read in reads[n + 1:])
 
 
 def _product_order(k, order, most=6):
@@ -376,7 +376,7 @@ def _hoisted_lines(k):
     part. A gate's buffer holds the gate's value until its product overwrites it; a product
     whose gate a later product still reads waits in a temporary until the end."""
     printer = _CodePrinter(k.span_names())
-    lines, shared, waiting = [], {}, []  # shared: link step number -> (code, name) of its product
+    lines, waiting = [], []
     for gate in k.saved:
         block = next(b for b, g in k.gate_of.items() if g == gate)
         lines.append(f"{gate}_span = {gate}_seq[t0:t1].copy()  # the loop reads {gate}; d{block} goes over it now")
@@ -388,21 +388,18 @@ def _hoisted_lines(k):
     hoisted = _product_order(k, sorted((s for s in k.d.steps if k.hoisted(s) and s.target not in k.twins),
                                        key=lambda s: len(_own_links(k.chains[s.number]))))
     reads = _product_reads(k, hoisted)
-    for n, step in enumerate(hoisted):
+    targets = {}  # step number -> (code, name) of the buffer its product is formed in
+    for n, (step, (_, cut, shared)) in enumerate(zip(hoisted, _product_cuts(k, hoisted))):
         chain, slot = k.chains[step.number], f"{step.adjoint}_seq[t0:t1]"
         gate = k.gate_of.get(step.target)
         target = (slot, str(step.adjoint))
-        if gate is not None and any(gate in later for later in reads[n + 1:]):
+        if _read_later(gate, reads, n):
             target = (f"{step.adjoint}_tmp", str(step.adjoint))
             waiting.append((slot, target[0]))
             lines.append(f"{target[0]} = np.empty_like({slot})  # held apart: {step.adjoint} goes over {gate}, read below")
-        cut = next((j for j, (link, _) in enumerate(chain.links) if link.number in shared), len(chain.links))
-        rest = shared[chain.links[cut][0].number] if cut < len(chain.links) else None
-        lines += _product_lines(chain, cut, rest, target, gate, printer)
-        for link, local in chain.links:
-            shared.setdefault(link.number, target)
-            if local != 1:
-                break
+        targets[step.number] = target
+        rest = None if cut is None else targets[shared]
+        lines += _product_lines(chain, len(chain.links) if cut is None else cut, rest, target, gate, printer)
     for slot, temporary in waiting:
         lines += [f"{slot} = {temporary}", f"del {temporary}"]
     return lines + later
@@ -491,64 +488,91 @@ def _backward_step(k):
     that need no GEMM come before those through the weights, and an affine's pre-activation
     adjoints come as late as they can, just before the first line that multiplies them by a
     weight, so that each is written over its gate's value after the step's reads of it."""
-    printer = _step_printer(k)
     nodes = [s for s in k.d.steps if s.kind not in ("carry", "input")]
-    carries = [s for s in k.d.steps if s.kind == "carry"]
-    carries.sort(key=lambda s: any(t.adjoint is None for t in s.terms))
-    entries, pending, seen, emitted = [], [], set(), set()  # entries: (line, forward values read, gate written over)
-    done = set()  # blocks whose adjoints the loop has, before their affine's turn (p*da_i in dc_prev)
+    carries = sorted((s for s in k.d.steps if s.kind == "carry"), key=lambda s: any(t.adjoint is None for t in s.terms))
+    order = _StepEntries(k)
+    for step in nodes + carries:
+        if step.kind == "block":
+            order.wait(k.affine_of(step.target))
+        elif k.in_loop(step):
+            order.add_blocks_read_by(step)
+            order.add_affines_multiplied_by(step)
+            order.add_line(step)
+    order.add_pending()
+    body = [line for line, _, _ in order.entries if line]
+    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
+    return _step_loads(k, order.entries) + body
 
-    def twins_of(affines):
+
+class _StepEntries:
+    """The backward step's entries in order, each (line, forward values read, gate written over),
+    and the affines whose pre-activation adjoints wait (pending) for the first line that reads them
+    or multiplies them by a weight."""
+
+    def __init__(self, k):
+        self.k, self.printer = k, _step_printer(k)
+        self.entries = []
+        self.pending = []  # affines whose blocks the derivation has reached, in that order
+        self.emitted = set()  # the names of the affines whose blocks' adjoints are all in the step
+        self.done = set()  # the block adjoints in the step (p*da_i in dc_prev reads da_i before its affine's turn)
+
+    def wait(self, a):
+        """a's block adjoints wait for their first reader."""
+        if a not in self.pending and a.name not in self.emitted:
+            self.pending.append(a)
+
+    def add_line(self, step):
+        """The step's own line, which writes over no gate (a block's adjoint does, in add_blocks)."""
+        self.entries.append((_adjoint_line(self.k, step, self.printer), _reads(self.k, step), None))
+
+    def add_blocks(self, a, blocks):
+        """The lines of these blocks' adjoints (see _block_entries)."""
+        self.entries += _block_entries(self.k, a, self.printer, blocks)
+        self.done |= {adjoint(b) for b in blocks}
+
+    def add_blocks_read_by(self, step):
+        """The pending block adjoints the step's line reads, with those scaled in a run with them."""
+        read = {t.adjoint for t in self.k.loop_terms(step)} - self.done
+        for a in list(self.pending):
+            blocks = _with_runs(self.k, a, [b for b in a.blocks if adjoint(b) in read])
+            if not blocks:
+                continue
+            self.add_twins_of([a])  # a twin's adjoint is final before it is read
+            self.add_blocks(a, blocks)
+            if a.name in self.k.split:  # gathered for its GEMM already: not again
+                self.emitted.add(a.name)
+                self.pending.remove(a)
+
+    def add_affines_multiplied_by(self, step):
+        """The pending affines whose weights the step's line multiplies their adjoints by."""
+        weights = {t.local.affine for t in step.terms if t.adjoint is None}
+        due = [a for a in self.pending if a.name in weights]
+        sources = _twin_source_names(self.k, due)
+        due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
+        self.add_twins_of(due)  # a twin's adjoint is final before it is gathered
+        for a in due:
+            self.add_blocks(a, [b for b in a.blocks if adjoint(b) not in self.done])
+            self.emitted.add(a.name)
+            self.pending.remove(a)
+
+    def add_pending(self):
+        """The adjoints still waiting: those of affines whose weights no line of the step multiplies
+        (an affine of x alone: dx's GEMM does, after the loop)."""
+        for a in self.pending:
+            self.add_blocks(a, [b for b in a.blocks if adjoint(b) not in self.done])
+
+    def add_twins_of(self, affines):
         """The twins of the affines' blocks, from the buffers that hold them: those alone, as another
         block of such a buffer may read what these affines' weights are about to give (da01 = v1'*dv1,
         dv1 = A2^T [da20; da21] with da20 the twin of da00)."""
-        for src in _twin_sources(k, affines, emitted):
-            blocks = [b for b in _twin_blocks(k, src, affines) if adjoint(b) not in done]
+        for src in _twin_sources(self.k, affines, self.emitted):
+            blocks = [b for b in _twin_blocks(self.k, src, affines) if adjoint(b) not in self.done]
             if blocks:
-                entries.extend(_block_entries(k, src, printer, blocks))
-                done.update(adjoint(b) for b in blocks)
-            if all(adjoint(b) in done for b in src.blocks):
-                emitted.add(src.name)
-                seen.add(src.name)
-                if src in pending:
-                    pending.remove(src)
-
-    for step in nodes + carries:
-        if step.kind == "block":
-            a = k.affine_of(step.target)
-            if a.name not in seen:
-                seen.add(a.name)
-                pending.append(a)
-            continue
-        if not k.in_loop(step):
-            continue
-        read = {t.adjoint for t in k.loop_terms(step)} - done
-        for a in list(pending):
-            blocks = _with_runs(k, a, [b for b in a.blocks if adjoint(b) in read])
-            if not blocks:
-                continue
-            twins_of([a])  # a twin's adjoint is final before it is read
-            entries += _block_entries(k, a, printer, blocks)
-            done |= {adjoint(b) for b in blocks}
-            if a.name in k.split:  # gathered for its GEMM already: not again
-                emitted.add(a.name)
-                pending.remove(a)
-        weights = {t.local.affine for t in step.terms if t.adjoint is None}
-        due = [a for a in pending if a.name in weights]
-        sources = _twin_source_names(k, due)
-        due.sort(key=lambda a: a.name not in sources)  # a due affine that holds another's twins goes first
-        twins_of(due)  # a twin's adjoint is final before it is gathered
-        for a in due:
-            entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
-            emitted.add(a.name)
-            seen.add(a.name)
-            pending.remove(a)
-        entries.append((_adjoint_line(k, step, printer), _reads(k, step), None))
-    for a in pending:
-        entries += _block_entries(k, a, printer, [b for b in a.blocks if adjoint(b) not in done])
-    body = [line for line, _, _ in entries if line]
-    body.append(_assign_tuple([f"d{s}_next" for s in k.states], [f"d{s}_prev" for s in k.states]))
-    return _step_loads(k, entries) + body
+                self.add_blocks(src, blocks)
+            if all(adjoint(b) in self.done for b in src.blocks):
+                self.emitted.add(src.name)
+                if src in self.pending:
+                    self.pending.remove(src)
 
 
 def _step_printer(k):

@@ -195,7 +195,7 @@ def _complex_range_doc(k):
 
 def _tanh_doc(k):
     """What a tanh gate computed through exp costs in accuracy, where the kernel has one."""
-    through_exp = [let for a in k.cell.affines if _scaled(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
+    through_exp = [let for a in k.cell.affines if _through_exp(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
     if not through_exp:
         return ""
     return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to\n"
@@ -239,7 +239,7 @@ def _bias_vector(k, a):
 
 def _steady_line(k, a, let, kind):
     """A gate's extra that no step changes (sigmoid(a_f + 1)), added to its block's bias."""
-    number = k.number[let.symbol]
+    number = k.let_number[let.symbol]
     target = f"bias_{a.name}[{_cols(a, _block_of(k, a, let))}]"
     return _part_line(k, a, let, kind, target, k.steady[let.symbol], number, " that no step changes")
 
@@ -265,7 +265,7 @@ def _written_argument(k, let):
 
 def _gate_factor(k, a, kind):
     """What a gate's pre-activation is multiplied by where the weights carry the gates' factors."""
-    return 1 if not _scaled(k, a) else (-1 if kind == "sigmoid" else -2)
+    return 1 if not _through_exp(k, a) else (-1 if kind == "sigmoid" else -2)
 
 
 def _whole_numbers(expr):
@@ -280,7 +280,7 @@ def _steady_run_lines(k, a, run):
     factor, scaled = _run_factor(k, run)
     for i, ((u, v), part) in enumerate(zip(run.pairs, run.steady)):
         if part != 0:
-            number = k.number[(u or v).symbol]
+            number = k.let_number[(u or v).symbol]
             cols = _col_range(run.j0 + i, run.j0 + i + 1)
             lines.append(f"{_added(f'bias_{a.name}[{cols}]', _whole_numbers(factor * part), printer)}  # ({number}) the part "
                          f"of {v.symbol}'s sum beyond {run.beyond} that no step changes{scaled}")
@@ -340,7 +340,7 @@ def _runs(indices):
     return runs
 
 
-def _scaled(k, a):
+def _through_exp(k, a):
     """Whether a's gates are activated through exp, their factors carried by the weights."""
     return a.name in k.gates and any(kind == "sigmoid" for _, kind in k.gates[a.name])
 
@@ -353,7 +353,7 @@ def _mixed(k, a):
 def _row_scaling(k, a):
     """How a's weights carry the factors of the gates its blocks feed: None (they do not), "negated"
     (-1 for every row) or "vector" (a factor per row, scale_<A>)."""
-    if _scaled(k, a):
+    if _through_exp(k, a):
         return "vector" if _mixed(k, a) else "negated"
     negated = k.negated_blocks(a)
     if not negated:
@@ -394,40 +394,53 @@ def _power_of_two(number):
 
 def _gate_constants(k):
     """The weights of gate affines times the gates' factors, once per call."""
-    lines, negated = [], []
-    partly = [a for a in k.cell.affines if not _scaled(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
-    if partly:
-        lines += ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
-                  "# exp(-a)), folded into the weights once: exact, and no step negates them."]
+    partly = [a for a in k.cell.affines if not _through_exp(k, a) and _row_scaling(k, a) == "vector"]  # some rows negated
+    lines = ["# The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives",
+             "# exp(-a)), folded into the weights once: exact, and no step negates them."] if partly else []
     for a in partly:
         kinds = tuple('"sigmoid"' if j in k.negated_blocks(a) else "None" for j in range(len(a.blocks)))
-        lines.append(f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)")
-        lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
+        lines += [f"scale_{a.name} = _gate_scale({_tuple(kinds)}, H, x.dtype)", *_weights_scaled(a)]
     for a in k.cell.affines:
-        scaling = _row_scaling(k, a)
-        if scaling is None or a in partly:
-            continue
-        if scaling == "vector":
-            lines += ["# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),",
-                      "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates."]
-            kinds = [f'"{f}"' for _, f in k.gates[a.name]]
-            numbers = [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
-            scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype)"
-            if any(n != 1 for n in numbers):
-                terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
-                                  if let.symbol in k.coefficients)
-                inexact = [n for n in numbers if not _power_of_two(n)]
-                lines[-1] = (f"# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1), times the blocks' numbers in their gates ({terms}):")
-                lines.append("# exact, as these are powers of two, and no step scales the gates." if not inexact else
-                             f"# rounded once per weight ({', '.join(dict.fromkeys(map(str, inexact)))} no power of two), and no step scales the gates.")
-                scale = f"_gate_scale({_tuple(kinds)}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
-            lines.append(f"scale_{a.name} = {scale}")
-            lines += [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
-        else:
-            negated += [f"{w}_scaled = -{w}" for w in a.weights]
+        if _through_exp(k, a) and _row_scaling(k, a) == "vector":
+            lines += [*_gate_factors_comment(k, a), f"scale_{a.name} = {_gate_scale_call(k, a)}", *_weights_scaled(a)]
+    negated = [a for a in k.cell.affines if _row_scaling(k, a) == "negated"]
     if negated:
         lines += ["# The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates."]
-    return lines + negated
+    return lines + [f"{w}_scaled = -{w}" for a in negated for w in a.weights]
+
+
+def _weights_scaled(a):
+    return [f"{w}_scaled = {w} * scale_{a.name}[:, np.newaxis]" for w in a.weights]
+
+
+def _gate_numbers(k, a):
+    """The number each of a's blocks is multiplied by in its gate (2 in sigmoid(2*a_i)), 1 for most."""
+    return [k.coefficients.get(let.symbol, 1) for let, _ in k.gates[a.name]]
+
+
+def _gate_scale_call(k, a):
+    """The call that makes a's factor per row: the gates' kinds, and their blocks' numbers where
+    one is not 1."""
+    kinds = _tuple(f'"{kind}"' for _, kind in k.gates[a.name])
+    numbers = _gate_numbers(k, a)
+    if all(n == 1 for n in numbers):
+        return f"_gate_scale({kinds}, H, x.dtype)"
+    return f"_gate_scale({kinds}, H, x.dtype, {_tuple(_CodePrinter().doprint(n) for n in numbers)})"
+
+
+def _gate_factors_comment(k, a):
+    """Why a's weights are scaled, and whether exactly (a number that is no power of two rounds)."""
+    head = "# Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),"
+    tanh = "# -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1)"
+    numbers = _gate_numbers(k, a)
+    if all(n == 1 for n in numbers):
+        return [head, f"{tanh}. Exact (powers of two), and no step negates the gates."]
+    terms = ", ".join(str(k.coefficients[let.symbol] * block) for block, (let, _) in zip(a.blocks, k.gates[a.name])
+                      if let.symbol in k.coefficients)
+    inexact = ", ".join(dict.fromkeys(str(n) for n in numbers if not _power_of_two(n)))
+    how = f"rounded once per weight ({inexact} no power of two)" if inexact else "exact, as these are powers of two"
+    return [head, f"{tanh}, times the blocks' numbers in their gates ({terms}):",
+            f"# {how}, and no step scales the gates."]
 
 
 def _gate_views(k, a):
@@ -449,24 +462,16 @@ def _forward_step(k):
     """(the lines of the values that read no state, for all steps at once before the loop; the
     loop's lines for one step)."""
     early, lines = [], []
-    numbers = k.node_number
-    shown = k.shown  # each let as the script writes it, for comments
     printer = _aux_printer(k, arrays=True)
+    heads, in_runs = _fused_heads(k)
     named = {}  # a call an earlier let computed -> that let: written again, it is read, not evaluated again
-    formed_early = {let.expr: let.symbol for let in k.cell.lets
-                    if let.symbol in k.early and isinstance(let.expr, sympy.Function)}
     # the values formed before the loop so far, and the calls formed there that wait for one of them
     # (relu(s/2) in a let written before s = sigmoid(a)): a call's lines go after what it reads
     formed, waiting = k.ready | k.constant, []
-    done = set()
-    order = {id(node): i for i, node in enumerate(k.cell.nodes)}
-    # a run's lines go at its first reader in the script's order: before any node reads a gate of it
-    heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
-             for run in k.fused}
-    skip = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
+    done = set()  # the calls kept for the backward pass that a line computes already
     previous = None
     for node in k.cell.nodes:
-        n = numbers[id(node)]
+        n = k.node_number[id(node)]
         # the lets before this node that are formed before the loop have their lines there by now
         # (a gate's with its affine's, a fused run's at its first reader): the calls that waited for them follow
         if isinstance(previous, Let) and previous.symbol in k.early:
@@ -474,52 +479,89 @@ def _forward_step(k):
         early.extend(_ready_calls(waiting, formed))
         previous = node
         if isinstance(node, Affine):
-            early.extend(_let_gemm_lines(k, node, n))
-            before = _early_affine(k, node)
-            # a pre-only affine's lines are views of its blocks: the loop has its own for those it reads
-            views_only = not k.affine_parts(node)[1] and node.name not in k.gates
-            if before:
-                early.extend(_forward_affine(k, node, n, early=True))
-            if not before or views_only:
-                lines.extend(_forward_affine(k, node, n))
+            before, within = _affine_step_lines(k, node, n)
+            early.extend(before)
+            lines.extend(within)
             continue
         out = early if node.symbol in k.early else lines  # the list this node's lines extend
         if node.symbol in heads:
-            out.extend(_fused_lines(k, heads[node.symbol], numbers))
-        if (node.symbol in k.gate_lets and k.complete_after_gemm(node.symbol)) or node.symbol in skip:
+            out.extend(_fused_lines(k, heads[node.symbol]))
+        if _formed_elsewhere(k, node, in_runs):
             continue
-        if node.symbol in k.invariant:  # formed before the loop
-            continue
-        # a value formed before the loop reads only those formed there too; the loop reads them all,
-        # whatever their place in the script (p1 = tanh(a) after p2 = tanh(a)*h_prev)
-        expr = node.expr.xreplace({**({} if out is early else formed_early),
-                                   **{call: v for call, v in named.items() if out is lines or v in k.early}})
-        for call, name in k.aux.items():  # inner calls first: each is computed from those it holds
-            if call not in done and name not in k.invariant and expr.has(call):
-                lines_of_call = _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n)
-                if call in k.early_calls:  # after the values formed before the loop that it reads
-                    waiting.append((call, lines_of_call))
-                else:
-                    out.extend(lines_of_call)
-                done.add(call)
+        expr = _calls_by_name(k, node, out is lines, named)
+        for call, call_lines in _kept_calls(k, expr, printer, n, done):
+            if call in k.early_calls:  # after the values formed before the loop that it reads
+                waiting.append((call, call_lines))
+            else:
+                out.extend(call_lines)
+            done.add(call)
         early.extend(_ready_calls(waiting, formed))
-        if node.symbol in k.gate_lets:
-            out.extend(_deferred_gate(k, node, n))
-            continue
-        if node.symbol in k.stored:
-            out.extend(_stored_value(node.symbol, f"{node.symbol}_seq[t]", expr, printer, n, shown[id(node)]))
-        elif node.symbol in k.state_of_new:
-            slot = f"{k.state_of_new[node.symbol]}_seq[t + 1]"
-            out.extend(_stored_value(node.symbol, slot, expr, printer, n, shown[id(node)]))
-        else:
-            out.append(f"{node.symbol} = {printer.doprint(expr)}  # ({n})")
-        if isinstance(node.expr, sympy.Function):
+        out.extend(_let_lines(k, node, expr, printer, n))
+        if isinstance(node.expr, sympy.Function) and node.symbol not in k.gate_lets:
             named[node.expr] = node.symbol
     early.extend(_ready_calls(waiting, formed | k.early))
     if waiting:
         raise AssertionError(f"calls formed before the loop that read values never formed: {waiting}")
     lines += _step_end(k, done, printer)
     return _with_views_of_early_values(k, early, lines)
+
+
+def _fused_heads(k):
+    """(first reader -> run, the lets of every run): a run's lines go at its first reader in the
+    script's order, before any node reads a gate of it, and its lets have no lines of their own."""
+    order = {id(node): i for i, node in enumerate(k.cell.nodes)}
+    heads = {min((run.reader(i) for i in range(len(run.pairs))), key=lambda u: order[id(u)]).symbol: run
+             for run in k.fused}
+    in_runs = {let.symbol for run in k.fused for pair in run.pairs for let in pair if let is not None}
+    return heads, in_runs
+
+
+def _affine_step_lines(k, a, n):
+    """(an affine's lines before the loop, its lines in the step)."""
+    before = _let_gemm_lines(k, a, n)
+    early = _early_affine(k, a)
+    if early:
+        before += _forward_affine(k, a, n, early=True)
+    # a pre-only affine's lines are views of its blocks: the loop has its own for those it reads
+    views_only = not k.affine_parts(a)[1] and a.name not in k.gates
+    return before, _forward_affine(k, a, n) if not early or views_only else []
+
+
+def _formed_elsewhere(k, let, in_runs):
+    """Whether a let has no lines of its own here: a gate activated with its affine's GEMM, a fused
+    run's (in_runs), or a value of parameters alone, formed once before the loop."""
+    return ((let.symbol in k.gate_lets and k.complete_after_gemm(let.symbol)) or let.symbol in in_runs
+            or let.symbol in k.invariant)
+
+
+def _calls_by_name(k, let, in_loop, named):
+    """The let's expression with the calls that lets compute read by those lets' names (named: the
+    earlier lets', by call). A value formed before the loop reads only those formed there too; the
+    loop reads them all, whatever their place in the script (p1 = tanh(a) after p2 = tanh(a)*h_prev)."""
+    formed_early = {other.expr: other.symbol for other in k.cell.lets
+                    if other.symbol in k.early and isinstance(other.expr, sympy.Function)}
+    return let.expr.xreplace({**(formed_early if in_loop else {}),
+                              **{call: v for call, v in named.items() if in_loop or v in k.early}})
+
+
+def _kept_calls(k, expr, printer, n, done):
+    """(call, its lines) for each call kept for the backward pass that expr reads and no line
+    computes yet (done), inner calls first: each is computed from those it holds."""
+    return [(call, _stored_value(name, f"{name}_seq[t]", call, _without(printer, call), n))
+            for call, name in k.aux.items() if call not in done and name not in k.invariant and expr.has(call)]
+
+
+def _let_lines(k, let, expr, printer, n):
+    """A let's own lines: a gate whose extra reads a later value, activated here; a stored value or
+    a new state, written straight into its storage; any other let, computed."""
+    if let.symbol in k.gate_lets:
+        return _deferred_gate(k, let, n)
+    if let.symbol in k.stored:
+        return _stored_value(let.symbol, f"{let.symbol}_seq[t]", expr, printer, n, k.shown[id(let)])
+    if let.symbol in k.state_of_new:
+        slot = f"{k.state_of_new[let.symbol]}_seq[t + 1]"
+        return _stored_value(let.symbol, slot, expr, printer, n, k.shown[id(let)])
+    return [f"{let.symbol} = {printer.doprint(expr)}  # ({n})"]
 
 
 def _step_end(k, done, printer):
@@ -664,7 +706,7 @@ def _invariant_lines(k):
     of numbers alone, a number), each from those formed before it (tanh1 = np.tanh(p/(2 + tanh0)))."""
     lines, formed = [], {}
     for name, expr in _formed_first(k.invariant):
-        cite = f"({k.number[name]}) " if name in k.number else ""
+        cite = f"({k.let_number[name]}) " if name in k.let_number else ""
         printer = _CodePrinter(formed, typed_calls=True)
         if expr.free_symbols:
             lines.append(f"{name} = {printer.doprint(expr)}  # {cite}of parameters alone: one (H,) vector for every step")
@@ -688,15 +730,15 @@ def _formed_first(named):
     return order
 
 
-def _fused_lines(k, run, numbers):
+def _fused_lines(k, run):
     """Gates over sums of two affines' blocks, summed and activated with one call each."""
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
     n = k.fused.index(run)
     where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
     vs = [v for _, v in pairs]
-    cites = [f"({numbers[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
+    cites = [f"({k.node_number[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
-    cite_v = ", ".join(f"({numbers[id(v)]})" for v in vs)
+    cite_v = ", ".join(f"({k.node_number[id(v)]})" for v in vs)
     sums = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs)))
     gates = ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs)
     if run in k.negated:
@@ -709,7 +751,7 @@ def _fused_lines(k, run, numbers):
     views = _assign_tuple([v.symbol for v in vs], [f"{v.symbol}_seq[t]" for v in vs])
     printer = _CodePrinter()
     factor, scaled = _run_factor(k, run)
-    extras = [f"{_added(v.symbol, factor * e, printer)}  # ({numbers[id(u or v)]}) the part of {v.symbol}'s sum "
+    extras = [f"{_added(v.symbol, factor * e, printer)}  # ({k.node_number[id(u or v)]}) the part of {v.symbol}'s sum "
               f"beyond {run.beyond}{scaled}" for (u, v), e in zip(pairs, run.extras) if e != 0]
     summed = []
     if b is not None:
@@ -834,7 +876,7 @@ def _activate_gates(k, a):
     adjacent blocks whose pre-activations are complete; a gate whose extra reads a later value is
     activated where it is defined (see _deferred_gate)."""
     lets = k.gates[a.name]
-    numbers = k.number
+    numbers = k.let_number
     names = [let.symbol for let, _ in lets]
     views = _assign_tuple(names, [f"{n}_seq[t]" for n in names])
     if not any(let.symbol in k.extras for let, _ in lets):
@@ -884,7 +926,7 @@ def _block_of(k, a, let):
 
 def _activation(k, a, run, where, cite):
     """Gates of one kind or mixed, activated in place over where (their pre-activations)."""
-    if not _scaled(k, a):
+    if not _through_exp(k, a):
         gates = ", ".join(f"{let.symbol} = tanh({_block_of(k, a, let)})" for let, _ in run)
         return [f"np.tanh({where}, out={where})  # {cite} {gates}, in place: the pre-activations are not needed again"]
     what = "all gates" if where == f"pre_{a.name}" else ("the gate" if len(run) == 1 else "these gates")
@@ -898,8 +940,8 @@ def _activation(k, a, run, where, cite):
 
 def _tanh_lines(k, a, run):
     """tanh(a) = 2 sigmoid(2a) - 1 for the tanh gates activated through exp with sigmoids."""
-    if not _scaled(k, a):
+    if not _through_exp(k, a):
         return []
     return [line for let, kind in run if kind == "tanh" for line in (
-        f"{let.symbol} *= two  # ({k.number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
-        "relatively where |a| << 1", f"{let.symbol} -= one  # ({k.number[let.symbol]})")]
+        f"{let.symbol} *= two  # ({k.let_number[let.symbol]}) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not "
+        "relatively where |a| << 1", f"{let.symbol} -= one  # ({k.let_number[let.symbol]})")]

@@ -85,7 +85,7 @@ class _Kernel:
         self.states = list(cell.states)
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
-        self.number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
+        self.let_number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
@@ -600,14 +600,13 @@ class _Kernel:
         return f"{len(a.blocks)} * H" if len(a.blocks) > 1 else "H"
 
     def shape_of(self, name):
+        """A parameter's shape as code: (4 * H, D) for a weight of x, (H,) for a vector."""
         for a in self.cell.affines:
-            k = len(a.blocks)
-            rows = f"{k} * H" if k > 1 else "H"
             for w, v in zip(a.weights, a.inputs):
                 if w == name:
-                    return f"({rows}, {'D' if v == self.x else 'H'})"
+                    return f"({self.size_expr(a)}, {'D' if v == self.x else 'H'})"
             if name in a.biases:
-                return f"({rows},)"
+                return f"({self.size_expr(a)},)"
         return "(H,)"
 
     def prev_state(self, symbol):

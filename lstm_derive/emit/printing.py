@@ -60,9 +60,8 @@ class _CodePrinter(StrPrinter):
         return repr(float(expr))
 
 
-def _lines(*lines, indent=0):
-    pad = " " * indent
-    return "".join(pad + line + "\n" if line else "\n" for line in lines)
+def _lines(*lines):
+    return "".join(line + "\n" if line else "\n" for line in lines)
 
 
 def _unpack(names, source):
@@ -115,7 +114,7 @@ def _number_arrays(loop):
     """The line that makes the numbers the loop's lines name (one, two) arrays of x's dtype."""
     code = "\n".join(line.split("#")[0] for line in loop)  # code alone: "one" in a comment is no number
     numbers = [(name, n) for n, name in _MADE_ONCE.items() if _mentions(code, name)]
-    if not numbers:  # in place, a Python number costs a conversion at every call (about 1 us, at B = 1 the most)
+    if not numbers:
         return []
     return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
             "  # arrays of x's dtype: a Python number is converted at every call"]

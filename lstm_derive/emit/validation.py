@@ -16,7 +16,8 @@ def _validation(k):
 
 
 def _checked_function():
-    """_checked(): an argument as an array in native byte order, of the dtype asked for, or a ValueError."""
+    """_array() and _checked(): an argument as an array in native byte order, of the dtype asked for,
+    or a ValueError."""
     return [
         "def _array(name, a):",
         '    """np.asarray(a), or a ValueError naming the argument where NumPy cannot read it as an array',
