@@ -44,7 +44,8 @@ def script_hint(error):
             names, call = ["name", "title", "output"], "Cell()"
         else:
             names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
-        close = difflib.get_close_matches(given, names, n=1)
+        # Python 3.13's own message ends with "Did you mean 'blocks'?" where it finds one
+        close = [] if "Did you mean" in str(error) else difflib.get_close_matches(given, names, n=1)
         return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
