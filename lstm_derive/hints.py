@@ -44,7 +44,8 @@ def script_hint(error):
             names, call = ["name", "title", "output"], "Cell()"
         else:
             names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
-        close = difflib.get_close_matches(given, names, n=1)
+        # Python 3.13's own message ends with "Did you mean 'blocks'?" where it finds one
+        close = [] if "Did you mean" in str(error) else difflib.get_close_matches(given, names, n=1)
         return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
@@ -101,12 +102,19 @@ def refuse_numpy_functions(self, func, types, args, kwargs):
         return func._implementation(*args, **kwargs)
     frame = _caller_frame()
     where = f"{frame.f_code.co_filename}:{frame.f_lineno}: " if frame is not None else ""
-    name = f"{func.__module__.replace('numpy', 'np', 1)}.{func.__name__}"  # np.max, np.linalg.norm
+    name = f"{func.__module__.replace('numpy', 'np', 1)}.{_numpy_name(func)}"  # np.max, np.linalg.norm
     raise SpecError(f"{where}{name} of a cell's vector is not in the cell language: NumPy would take the vector "
                     "for one number (np.max(h_prev) would be h_prev itself, np.var(h_prev) 0), and another cell "
                     "than the one written would be derived. Nothing across a vector's H components is (a mean, a "
                     f"maximum, a norm); elementwise, a cell's vectors take lstm_derive's functions "
                     f"({', '.join(SUPPORTED_FUNCTIONS)})")
+
+
+def _numpy_name(func):
+    """func's name as a script calls it: NumPy before 1.25 names np.max amax, np.min amin and
+    np.round round_."""
+    module = sys.modules.get(func.__module__)
+    return next((alias for alias in ("max", "min", "round") if getattr(module, alias, None) is func), func.__name__)
 
 
 def _of_a_cell(value):

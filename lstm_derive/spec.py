@@ -987,6 +987,8 @@ def _beside(helper, script):
 
 
 _OWN_FILES = (__file__, str(Path(__file__).with_name("hints.py")))  # the cell language's, and its guard's
+# NumPy before 1.25 calls a function's __array_function__ (hints.py's guard) from Python code of this file name
+_NUMPY_DISPATCH = "<__array_function__ internals>"
 
 
 def _caller_frame():
@@ -994,7 +996,7 @@ def _caller_frame():
     frame = sys._getframe(1)
     # dataclass-made methods (__init__) have the file name "<string>"; so has a script run by
     # exec(), whose code is a <module>, not a method
-    while frame is not None and (frame.f_code.co_filename in _OWN_FILES or (
+    while frame is not None and (frame.f_code.co_filename in (*_OWN_FILES, _NUMPY_DISPATCH) or (
             frame.f_code.co_filename == "<string>" and frame.f_code.co_name.startswith("__"))):
         frame = frame.f_back
     return frame

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sympy
 
+from lstm_derive.hints import refuse_numpy_functions, script_hint
 from test_spec import refused, write_script
 
 
@@ -39,6 +40,18 @@ def test_numpys_functions_across_a_vector_are_refused(tmp_path, capsys, expr, na
     body = f"import numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
     refused(tmp_path, capsys, body, f"{name} of a cell's vector is not in the cell language",
             "Nothing across a vector's H components is")
+
+
+def test_numpys_old_dispatch_names_the_function_and_line_the_script_wrote(tmp_path, capsys, monkeypatch):
+    """NumPy before 1.25 dispatches np.max as a function named amax, written in Python under the file
+    name "<__array_function__ internals>": the refusal still names np.max and the script's line."""
+    source = "def amax(a, *args, **kwargs):\n    return guard(a, amax, (type(a),), (a, *args), kwargs)\n"
+    dispatch = {"guard": refuse_numpy_functions}
+    exec(compile(source, "<__array_function__ internals>", "exec"), dispatch)
+    dispatch["amax"].__module__ = "numpy"
+    monkeypatch.setattr(np, "max", dispatch["amax"])
+    body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a) + np.max(h_prev))  # <- here\n"
+    refused(tmp_path, capsys, body, "np.max of a cell's vector is not in the cell language")
 
 
 @pytest.mark.parametrize("expr, error", [
@@ -90,6 +103,17 @@ def test_a_cell_script_run_as_a_program_gives_the_hint_after_pythons_traceback(t
 
 
 def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
-    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev], block=['a'])  # <- here\ncell.update(h=tanh(a))\n",
-            "TypeError: Cell.affine() got an unexpected keyword argument 'block'; did you mean blocks=? "
-            "cell.affine takes name, inputs, blocks, bias")
+    message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev], block=['a'])  # <- here\n"
+                      "cell.update(h=tanh(a))\n", "TypeError: Cell.affine() got an unexpected keyword argument 'block'",
+                      "cell.affine takes name, inputs, blocks, bias")
+    assert message.lower().count("did you mean") == 1, message
+
+
+@pytest.mark.parametrize("message, hint", [
+    ("Cell.affine() got an unexpected keyword argument 'block'", "did you mean blocks=? cell.affine takes name, inputs, blocks, bias"),
+    # Python 3.13 names the close keyword itself
+    ("Cell.affine() got an unexpected keyword argument 'block'. Did you mean 'blocks'?",
+     "cell.affine takes name, inputs, blocks, bias"),
+])
+def test_a_misspelt_keyword_is_suggested_once(message, hint):
+    assert script_hint(TypeError(message)) == hint
