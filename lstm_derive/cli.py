@@ -416,14 +416,19 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     """Prints every report of the cell's checks, then the largest error of each method and, if some
     failed, the gradients that failed and on how many problems; whether all passed."""
     ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
+    crashes = {}  # what the kernel raised -> on how many problems
     for config in checks(problems, steps, scale):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
             used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
-        except Exception as error:  # a kernel that crashes fails its check, and the others go on
-            print(f"{cell} ({sizes}) FAIL: the kernel raised {raised(kernel, error)}")
-            return False
+        except Exception as error:  # fails this problem; the others still run, whose failures may tell why
+            what = raised(kernel, error)
+            if what not in crashes:  # once: the same error on every problem would fill the screen
+                print(f"{cell} ({sizes}) FAIL: the kernel raised {what}")
+            crashes[what] = crashes.get(what, 0) + 1
+            ok = False
+            continue
         if skipped:
             print(f"{cell} ({sizes}) every gradient is exactly 0 on this problem, which judges nothing: drawn again "
                   f"with seed{'s' if len(skipped) > 1 else ''} {', '.join(str(s + SEED_STRIDE) for s in skipped)}")
@@ -448,7 +453,9 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
             hints[hint] = hints.get(hint, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
     print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
-          f"{'s' if problems > 1 else ''}: {errors}")
+          f"{'s' if problems > 1 else ''}: {errors or 'none, the kernel raised on every problem'}")
+    for what, count in crashes.items():
+        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}")
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count} ({', '.join(failed_by)})"

@@ -202,10 +202,12 @@ def test_a_kernel_that_crashes_fails_its_check_and_the_others_go_on(tmp_path, ca
     monkeypatch.setattr(cli, "_emitted_kernel", crash_one)
     assert cli.main(["check", str(crashing), str(fine)]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert [line for line in out if "FAIL" in line] == [
+    assert [line for line in out if " FAIL: " in line] == [  # said once, though it raises on every problem
         f"crashing ({', '.join(f'{k}={v}' for k, v in config.items())}) FAIL: the kernel raised NameError: "
         "name 'tanh_p' is not defined" for config in cli.CHECKS[:1]]
     assert sum(line.startswith("fine (") and line.endswith(", ok") for line in out) == REPORTS * len(cli.CHECKS)
+    assert "crashing: FAILED; the largest errors over 4 problems: none, the kernel raised on every problem" in out
+    assert "crashing: on 4 of the 4 problems, the kernel raised NameError: name 'tanh_p' is not defined" in out
 
 
 def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tmp_path, capsys):
@@ -560,6 +562,19 @@ def test_check_takes_a_kernel_module_written_by_hand(tmp_path, capsys, factor, s
     assert "span=" not in out  # a hand-written kernel has no spans to cut
     assert ("db_h[" in out and "0 passed, 1 failed (my_rnn)" in out) if status else "1 passed, 0 failed" in out
     assert ("my_rnn: the gradients that fail, and on how many of the 3 problems: db_h 3 (central, complex)\n" in out) == bool(status)
+
+
+def test_a_kernel_that_raises_on_one_problem_is_judged_on_the_others(tmp_path, capsys):
+    """A kernel that breaks at H = 1 alone, and gets a bias gradient 1% wrong elsewhere: the problems
+    after the one it raised on still run, and the summary names both mistakes."""
+    kernel = tmp_path / "odd_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor='(1.01 if grads["b_h"].size > 1 else np.ones((2, 2)) @ np.ones(3))'))
+    assert cli.main(["check", str(kernel)]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL: the kernel raised ValueError in backward(), odd_rnn.py:14") == 1, out
+    assert "odd_rnn: the gradients that fail, and on how many of the 4 problems: db_h 3 (central, complex)\n" in out, out
+    assert "odd_rnn: on 1 of the 4 problems, the kernel raised ValueError in backward(), odd_rnn.py:14" in out, out
+    assert "odd_rnn (T=12" in out  # the problem after it ran
 
 
 def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
