@@ -476,7 +476,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
 
 # What a report can fail on besides its elements' errors, in the summary's words. Overflow and
 # problems whose every gradient is 0 have lines of their own.
-_OTHER_CHECKS = {"wrong_shapes": "gradients of the wrong shape", "written": "inputs written into",
+_OTHER_CHECKS = {"wrong_shapes": "results of the wrong shape or dtype", "written": "inputs written into",
                  "unjudged": "elements that could not be judged", "directional": "the check along a random direction",
                  "alone": "a sequence unlike itself run alone", "forward": "float32 outputs off from float64's",
                  "calls": "results that change with how it is called"}

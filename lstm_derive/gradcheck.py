@@ -422,7 +422,7 @@ class Report:
         if self.unjudged or self.wrong_shapes or self.directional or self.alone or self.forward or self.calls:
             lines = [f"{self.method}: cannot judge {self.unjudged}"] if self.unjudged else []
             lines += [f"{self.method}: {self.forward}"] if self.forward else []
-            lines += [f"{self.method}: gradient of the wrong shape or dtype: {w}" for w in self.wrong_shapes]
+            lines += [f"{self.method}: wrong shape or dtype: {w}" for w in self.wrong_shapes]  # gradients, or forward's outputs
             if self.directional:
                 lines.append(f"{self.method}: along a random direction through every array at once, {self.directional}")
             if self.alone:
@@ -769,7 +769,7 @@ def _float32_report(kernel, p, unit, original=None):
                      labels=("float32", "float64"))
     judged.wrong_shapes += _in_other_dtypes(got, np.float32)
     outputs = {"ys": (ys, ys64), **{f"final {s}": pair for s, pair in zip(kernel.STATES, zip(final, final64))}}
-    judged.wrong_shapes += [f"{name} (forward's): {np.asarray(a).dtype} from float32 input, expected float32"
+    judged.wrong_shapes += [f"forward()'s {name}: {np.asarray(a).dtype} from float32 input, expected float32"
                             for name, (a, _) in outputs.items() if np.asarray(a).dtype != np.float32]
     judged.forward = _differing_outputs(outputs, report.tolerance)
     if original is not None:
