@@ -120,6 +120,10 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     if not hasattr(state_dict, "keys") and not hasattr(state_dict, "state_dict"):
         raise ValueError(f"expected an nn.{layout.module} (or its cell module) or its state_dict, "
                          f"got {type(state_dict).__name__}")
+    if isinstance(state_dict, type):  # a class has an (unbound) state_dict too
+        raise ValueError(f"expected an nn.{layout.module} module or its state_dict, got the class "
+                         f"{state_dict.__module__}.{state_dict.__qualname__} itself: pass a module made of it, "
+                         f"with its weights")
     if hasattr(state_dict, "state_dict"):
         state_dict = getattr(state_dict, "_orig_mod", state_dict)  # torch.compile's wrapper: the module it compiled
         _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer

@@ -274,6 +274,7 @@ WRONG = [
     ("lstm", lstm_with("weight_hh_l0", None), r"missing: weight_hh_l0"),
     ("lstm", lstm_with("scale", torch.zeros(1)), r"unknown keys: scale"),
     ("lstm", None, r"expected an nn.LSTM \(or its cell module\) or its state_dict, got NoneType"),
+    ("gru", torch.nn.GRU, r"expected an nn.GRU module or its state_dict, got the class torch.nn.modules.rnn.GRU itself"),
     ("gru", torch.nn.utils.prune.l1_unstructured(torch.nn.GRU(3, 4), "weight_hh_l0", 0.5),
      r"unknown keys: weight_hh_l0_orig, weight_hh_l0_mask; a pruned module .*prune.remove\(module, name\) first"),
     ("gru", torch.nn.utils.parametrizations.weight_norm(torch.nn.GRU(3, 4), "weight_hh_l0"),
