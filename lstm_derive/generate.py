@@ -25,7 +25,7 @@ from pathlib import Path
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
-from .hints import script_hint
+from .hints import pythons_suggestion, script_hint
 from .spec import Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
@@ -118,7 +118,7 @@ def _as_python_runs(path, doing="", hint=False):
     except SpecError:
         raise
     except (Exception, SystemExit) as error:
-        what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
+        what = error.msg if isinstance(error, SyntaxError) else f"{error}{pythons_suggestion(error)}"  # msg: str repeats file, line
         told = script_hint(error) if hint else ""
         raise SpecError(f"{path}:{_script_line(error, path)}: {doing}{type(error).__name__}: {what}"
                         f"{'; ' + told if told else ''}") from error

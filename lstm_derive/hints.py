@@ -5,6 +5,7 @@ otherwise read as one number."""
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import inspect
 import re
@@ -14,10 +15,11 @@ from pathlib import Path
 
 import sympy
 
+from . import __all__ as EXPORTED
 from .functions import SUPPORTED_FUNCTIONS
 from .spec import DECLARED, MAX_THROUGH_RELU, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
 
-__all__ = ["script_hint", "hint_uncaught_errors", "refuse_numpy_functions"]
+__all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_numpy_functions"]
 
 
 def script_hint(error):
@@ -25,6 +27,8 @@ def script_hint(error):
     vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
     node's blocks."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
+    if isinstance(error, (ImportError, NameError)):
+        return _import_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -56,15 +60,59 @@ def script_hint(error):
     return ""
 
 
+def _import_hint(error):
+    """A name of lstm_derive's not imported, sought in SymPy or NumPy, or misspelt in the import."""
+    wanted = _missing_name(error)
+    if wanted is None:
+        return ""
+    if wanted in EXPORTED:
+        return f"{wanted} is lstm_derive's: from lstm_derive import {wanted}"
+    if getattr(error, "name", None) != "lstm_derive":
+        return ""
+    close = difflib.get_close_matches(wanted.lower(), EXPORTED, n=1)
+    return ((f"did you mean {close[0]}? " if close else "") + f"lstm_derive gives {', '.join(EXPORTED)}; the cell "
+            f"language's functions are {SUPPORTED_OPERATIONS}")
+
+
+def _missing_name(error):
+    """The name an ImportError could not import, or a NameError's name."""
+    if isinstance(error, NameError):
+        return getattr(error, "name", None)
+    missing = re.match(r"cannot import name '(\w+)'", str(error))
+    return missing.group(1) if missing else None
+
+
+def pythons_suggestion(error):
+    """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
+    error's own text lacks: the command line, which shows that text alone, adds it."""
+    name = getattr(error, "name", None)
+    if isinstance(error, NameError) and name:
+        frame = _innermost_frame(error)
+        known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
+    elif isinstance(error, AttributeError) and name and hasattr(error, "obj"):
+        known = [n for n in dir(error.obj) if not n.startswith("_") or name.startswith("_")]
+    else:
+        return ""
+    close = difflib.get_close_matches(name, [n for n in known if n != name], n=1)
+    return f". Did you mean: '{close[0]}'?" if close else ""
+
+
+def _innermost_frame(error):
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
 def _about_the_cell(error):
     """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, or by a NumPy ufunc given a SymPy expression. The rest of the
-    script (a training loop) gets no hint."""
+    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, or for a name of
+    lstm_derive's not imported from it. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error))
+            or _of_sympy(error) or bool(_import_hint(error)))
 
 
 def _of_sympy(error):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import sympy
 
-from test_spec import refused, write_script
+from test_spec import PREAMBLE, refused, write_script
 
 
 def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
@@ -93,3 +93,45 @@ def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
     refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev], block=['a'])  # <- here\ncell.update(h=tanh(a))\n",
             "TypeError: Cell.affine() got an unexpected keyword argument 'block'; did you mean blocks=? "
             "cell.affine takes name, inputs, blocks, bias")
+
+
+@pytest.mark.parametrize("body, error", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(aa))  # <- here\n",
+     "NameError: name 'aa' is not defined. Did you mean: 'a'?"),
+    ("(a,) = cell.afine('W', [x, h_prev])  # <- here\ncell.update(h=tanh(a))\n",
+     "AttributeError: 'Cell' object has no attribute 'afine'. Did you mean: 'affine'?"),
+])
+def test_a_misspelt_name_gets_pythons_suggestion(tmp_path, capsys, body, error):
+    """Python's traceback suggests the name meant, but not the error's text, which is all the
+    command line shows: it adds the suggestion."""
+    refused(tmp_path, capsys, body, error)
+
+
+def test_a_name_that_suggests_nothing_gets_no_suggestion(tmp_path, capsys):
+    message = refused(tmp_path, capsys, "cell.update(h=tanh(zzz_unlike_any))  # <- here\n",
+                      "NameError: name 'zzz_unlike_any' is not defined")
+    assert "Did you mean" not in message
+
+
+def test_a_function_not_imported_is_named_with_its_import(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=softplus(a))  # <- here\n",
+            "NameError: name 'softplus' is not defined; softplus is lstm_derive's: from lstm_derive import softplus")
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("from sympy import sigmoid", "sigmoid is lstm_derive's: from lstm_derive import sigmoid"),
+    ("from lstm_derive import Sigmoid", "did you mean sigmoid? lstm_derive gives Cell, "),
+    ("from lstm_derive import gelu", "the cell language's functions are sigmoid, tanh, relu, softplus, exp, +, -, *"),
+])
+def test_an_import_that_fails_names_what_lstm_derive_gives(tmp_path, capsys, line, fragment):
+    refused(tmp_path, capsys, "", "ImportError: cannot import name", fragment, preamble=f"{line}  # <- here\n" + PREAMBLE)
+
+
+def test_a_function_not_imported_is_named_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=softplus(a))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("NameError: name 'softplus' is not defined\n"
+                                        "lstm-derive: softplus is lstm_derive's: from lstm_derive import softplus"), run.stderr
