@@ -24,8 +24,8 @@ __all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_
 
 def script_hint(error):
     """What a cell script's error most likely means, or "": a function of numbers given a cell's
-    vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
-    node's blocks."""
+    vector, a matrix product written by hand, a comparison, more or fewer names than an affine
+    node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
         return _import_hint(error)
@@ -44,12 +44,12 @@ def script_hint(error):
     keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
     if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
         method, given = keyword.groups()
-        if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
-            names, call = ["name", "title", "output"], "Cell()"
-        else:
-            names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
+        names, call = _arguments(method)
         close = difflib.get_close_matches(given, names, n=1)
         return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
+    called = re.search(r"Cell\.(\w+)\(\) (?:missing \d+ required|takes \d+ positional)", str(error))
+    if called and called.group(1) in CALLED_AS:  # cell.let(tanh(a)), cell.update(tanh(a))
+        return f"write {CALLED_AS[called.group(1)]}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
@@ -58,6 +58,26 @@ def script_hint(error):
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
     return ""
+
+
+# How each of a script's calls is written, for a call given too few or too many values by position.
+CALLED_AS = {
+    "__init__": 'Cell("name", title="...", output="h")',
+    "input": 'x = cell.input("x")',
+    "state": 'one state a call, h_prev, c_prev = cell.state("h"), cell.state("c")',
+    "affine": 'a_i, a_f = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f"]), the name first, then the list of inputs',
+    "let": 'g = cell.let("g", tanh(a_g)), the name first, then the expression',
+    "param": 'p = cell.param("p"), an elementwise vector of size H',
+    "update": "cell.update(h=..., c=...), each state's new value given by the state's name",
+    "note": 'cell.note("..."), one text',
+}
+
+
+def _arguments(method):
+    """The arguments a script gives a method of Cell's, and how the call is named."""
+    if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
+        return ["name", "title", "output"], "Cell()"
+    return [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
 
 
 def _import_hint(error):

@@ -190,7 +190,7 @@ class Cell:
         name = _check_identifier(name, "input name", where, allowed={"x"})
         return self._declare(name, "D", where)
 
-    def state(self, name, positive=False):
+    def state(self, name, *, positive=False):
         """A recurrent state; returns its previous value, the symbol ``<name>_prev``.
 
         ``positive=True`` says the cell needs its value above zero (a normaliser it divides by,

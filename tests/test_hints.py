@@ -135,3 +135,20 @@ def test_a_function_not_imported_is_named_after_pythons_traceback(tmp_path):
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert run.stderr.rstrip().endswith("NameError: name 'softplus' is not defined\n"
                                         "lstm-derive: softplus is lstm_derive's: from lstm_derive import softplus"), run.stderr
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(tanh(a))  # <- here\n",
+     "takes 1 positional argument but 2 were given; write cell.update(h=..., c=...), each state's new value given "
+     "by the state's name"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ng = cell.let(tanh(a))  # <- here\ncell.update(h=g)\n",
+     "missing 1 required positional argument: 'expr'; write g = cell.let(\"g\", tanh(a_g)), the name first"),
+    ("(a,) = cell.affine([x, h_prev])  # <- here\ncell.update(h=tanh(a))\n",
+     "missing 1 required positional argument: 'inputs'; write a_i, a_f = cell.affine(\"W\", [x, h_prev]"),
+    ("c_prev, n_prev = cell.state('c', 'n')  # <- here\n",
+     "takes 2 positional arguments but 3 were given; write one state a call, h_prev, c_prev = cell.state(\"h\"), "
+     "cell.state(\"c\")"),
+])
+def test_a_call_given_its_values_wrongly_shows_how_it_is_written(tmp_path, capsys, body, fragment):
+    refused(tmp_path, capsys, body, "TypeError: Cell.", fragment)
+
