@@ -126,13 +126,13 @@ def _innermost_frame(error):
 
 def _about_the_cell(error):
     """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, or for a name of
-    lstm_derive's not imported from it. The rest of the script (a training loop) gets no hint."""
+    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a name of
+    lstm_derive's not imported from it, or by a call of the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_import_hint(error)))
+            or _of_sympy(error) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
 def _of_sympy(error):

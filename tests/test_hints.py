@@ -152,3 +152,14 @@ def test_a_function_not_imported_is_named_after_pythons_traceback(tmp_path):
 def test_a_call_given_its_values_wrongly_shows_how_it_is_written(tmp_path, capsys, body, fragment):
     refused(tmp_path, capsys, body, "TypeError: Cell.", fragment)
 
+
+
+def test_a_call_given_its_values_wrongly_is_shown_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(tanh(a))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("TypeError: Cell.update() takes 1 positional argument but 2 were given\n"
+                                        "lstm-derive: write cell.update(h=..., c=...), each state's new value given by "
+                                        "the state's name"), run.stderr
