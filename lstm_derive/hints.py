@@ -109,7 +109,8 @@ def pythons_suggestion(error):
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
-    elif isinstance(error, AttributeError) and name and hasattr(error, "obj"):
+    elif isinstance(error, AttributeError) and name and hasattr(error, "obj") and not isinstance(error.obj, sympy.Basic):
+        # not SymPy's methods for a cell's vector (h_prev.mean: 'expand'?), which a script never calls
         known = [n for n in dir(error.obj) if not n.startswith("_") or name.startswith("_")]
     else:
         return ""
