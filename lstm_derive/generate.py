@@ -22,6 +22,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import SCRIPT_MODULE
 from .derive import derive
 from .document import derivation_markdown
 from .emit import emit_kernel
@@ -88,7 +89,7 @@ def load_cell(path) -> Cell:
         raise SpecError(f"{path}: no such derivation script")
     _check_encoding(path)
     with _as_python_runs(path, hint=True):
-        namespace = runpy.run_path(str(path), run_name="lstm_derive.script")
+        namespace = runpy.run_path(str(path), run_name=SCRIPT_MODULE)
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if not cells and _is_generated(path):
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
