@@ -162,8 +162,8 @@ def save(records, directory):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=common.Help)
-    parser.add_argument("--cells", nargs="+", default=["rnn", "gru", "lstm"],
-                        help="cells to train (default: rnn gru lstm)")
+    parser.add_argument("--cells", nargs="+", type=common.cell_name, default=["rnn", "gru", "lstm"],
+                        help="cells to train, by name or kernel file (default: rnn gru lstm)")
     parser.add_argument("--lengths", nargs="+", type=common.at_least(2), default=[10, 50, 100],
                         help="sequence lengths T, each at least 2, the two marked steps (default: 10 50 100)")
     parser.add_argument("--steps", type=common.at_least(1), default=3000, help="training steps per run")

@@ -129,7 +129,8 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=common.Help)
-    parser.add_argument("--cell", default="lstm", help="the cell (default: lstm)")
+    parser.add_argument("--cell", type=common.cell_name, default="lstm",
+                        help="the cell, by name or kernel file (default: lstm)")
     parser.add_argument("--text", type=Path, default=README, help="a UTF-8 text file (default: README.md)")
     parser.add_argument("--steps", type=common.at_least(1), default=2000, help="training steps")
     parser.add_argument("--hidden", type=common.at_least(1), default=64, help="hidden size H")

@@ -3,8 +3,9 @@ clipping, a progress display and the plotting helper.
 
 Everything here works on any generated kernel through its common interface (PARAMS, STATES,
 OUTPUT, init_params, forward, backward), so a cell of your own runs in adding.py, charlm.py and
-vanishing.py unchanged once its kernel is among the package's (lstm-derive generate writes it to
-lstm_derive/kernels/ from a script in derivations/). toy.py compares the seed's two cells only.
+vanishing.py unchanged, named by its kernel file (`--cells build/mgu.py`, as `lstm-derive generate
+my_cells/mgu.py --out build` writes it) or by its name once its kernel is among the package's.
+toy.py compares the seed's two cells only.
 """
 
 from __future__ import annotations
@@ -32,9 +33,30 @@ PLOT_HINT = 'pip install matplotlib tqdm (or, from the repository, pip install -
 
 # --- cells ----------------------------------------------------------------------------------
 
+KERNEL_FILES = {}  # the kernels given by their file, by cell name
+
+
+def cell_name(text):
+    """An argparse type: a cell's name, or the path of a kernel file outside the package (what
+    `lstm-derive generate SCRIPT --out DIR` writes), loaded here and named by its cell from then on."""
+    if not text.endswith(".py"):
+        return text
+    path = Path(text)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"no kernel file {text}")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    kernel = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(kernel)
+    if not isinstance(getattr(kernel, "CELL", None), str):  # the derivation script, most likely
+        raise argparse.ArgumentTypeError(f"{text} is not a kernel (it has no CELL): give the file that "
+                                         "`lstm-derive generate SCRIPT --out DIR` writes into DIR")
+    KERNEL_FILES[kernel.CELL] = kernel
+    return kernel.CELL
+
+
 def has_cell(name):
-    """Whether lstm_derive/kernels/<name>.py exists."""
-    if importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None:
+    """Whether the cell's kernel was given by its file, or lstm_derive/kernels/<name>.py exists."""
+    if name in KERNEL_FILES or importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None:
         return True
     importlib.invalidate_caches()  # a kernel generated since the directory was last listed
     return importlib.util.find_spec(f"lstm_derive.kernels.{name}") is not None
@@ -42,6 +64,8 @@ def has_cell(name):
 
 def load_cell(name):
     """The generated kernel module of a cell, by name."""
+    if name in KERNEL_FILES:
+        return KERNEL_FILES[name]
     if not has_cell(name):
         raise SystemExit(f"no kernel '{name}': expected lstm_derive/kernels/{name}.py "
                          f"(cells: {', '.join(all_cells())})")

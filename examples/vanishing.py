@@ -125,8 +125,8 @@ def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=common.Help)
-    parser.add_argument("--cells", nargs="+", default=None,
-                        help="cells to measure (default: every generated kernel)")
+    parser.add_argument("--cells", nargs="+", type=common.cell_name, default=None,
+                        help="cells to measure, by name or kernel file (default: every generated kernel)")
     parser.add_argument("--length", type=common.at_least(1), default=100, help="sequence length T")
     parser.add_argument("--hidden", type=common.at_least(1), default=32, help="hidden size H")
     parser.add_argument("--seeds", type=common.at_least(1), default=5, help="initialisations to average over")

@@ -22,11 +22,17 @@ def __getattr__(name):
     return value
 
 
+SCRIPT_MODULE = "lstm_derive.script"  # the module name a script runs under when the command line loads it
+
+
 def explain(cell, file=None):
     """Prints the cell's forward equations and its backward pass, one named node at a time, after
     a warning for each part of the cell that nothing reads. A mistake in the cell that only the
     whole cell shows (a name that clashes) ends the script with one line on stderr and status 2,
-    as the command line says it."""
+    as the command line says it. In a script the command line loads (explain(cell) written outside
+    `if __name__ == "__main__":`), it prints nothing: `lstm-derive show` prints the derivation."""
+    if sys._getframe(1).f_globals.get("__name__") == SCRIPT_MODULE:
+        return
     from .derive import derive
     from .document import derivation_text
     from .emit import emit_kernel

@@ -95,6 +95,10 @@ def main(argv=None):
         if stray:
             parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
                          "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
+    script = next((w for w in words[:command] if w.endswith(".py")), None)
+    if script is not None and command == len(words):  # lstm-derive my_cell.py: the command left out
+        parser.error(f"a script is given to a command: lstm-derive check {script} (or show {script}, "
+                     f"generate {script} --out DIR)")
     args = parser.parse_args(argv)
     try:
         _load()

@@ -22,10 +22,11 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import SCRIPT_MODULE
 from .derive import derive
 from .document import derivation_markdown
 from .emit import GENERATED_MARK, emit_kernel
-from .hints import script_hint
+from .hints import pythons_suggestion, script_hint
 from .spec import Cell, SpecError
 
 __all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
@@ -87,7 +88,7 @@ def load_cell(path) -> Cell:
         raise SpecError(f"{path}: no such derivation script")
     _check_encoding(path)
     with _as_python_runs(path, hint=True):
-        namespace = runpy.run_path(str(path), run_name="lstm_derive.script")
+        namespace = runpy.run_path(str(path), run_name=SCRIPT_MODULE)
     cells = [v for v in namespace.values() if isinstance(v, Cell)]
     if not cells and _is_generated(path):
         raise SpecError(f"{path} is a kernel that lstm-derive generated, not a derivation script; "
@@ -117,7 +118,7 @@ def _as_python_runs(path, doing="", hint=False):
     except SpecError:
         raise
     except (Exception, SystemExit) as error:
-        what = error.msg if isinstance(error, SyntaxError) else error  # its str repeats file and line
+        what = error.msg if isinstance(error, SyntaxError) else f"{error}{pythons_suggestion(error)}"  # msg: str repeats file, line
         told = script_hint(error) if hint else ""
         raise SpecError(f"{path}:{_script_line(error, path)}: {doing}{type(error).__name__}: {what}"
                         f"{'; ' + told if told else ''}") from error

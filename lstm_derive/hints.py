@@ -5,6 +5,7 @@ otherwise read as one number."""
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import inspect
 import re
@@ -14,17 +15,20 @@ from pathlib import Path
 
 import sympy
 
+from . import __all__ as EXPORTED
 from .functions import SUPPORTED_FUNCTIONS
 from .spec import DECLARED, MAX_THROUGH_RELU, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
 
-__all__ = ["script_hint", "hint_uncaught_errors", "refuse_numpy_functions"]
+__all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_numpy_functions"]
 
 
 def script_hint(error):
     """What a cell script's error most likely means, or "": a function of numbers given a cell's
-    vector, a matrix product written by hand, a comparison, or more or fewer names than an affine
-    node's blocks."""
+    vector, a matrix product written by hand, a comparison, more or fewer names than an affine
+    node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
+    if isinstance(error, (ImportError, NameError)):
+        return _import_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -40,13 +44,13 @@ def script_hint(error):
     keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
     if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
         method, given = keyword.groups()
-        if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
-            names, call = ["name", "title", "output"], "Cell()"
-        else:
-            names, call = [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
+        names, call = _arguments(method)
         # Python 3.13's own message ends with "Did you mean 'blocks'?" where it finds one
         close = [] if "Did you mean" in str(error) else difflib.get_close_matches(given, names, n=1)
         return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
+    called = re.search(r"Cell\.(\w+)\(\) (?:missing \d+ required|takes \d+ positional)", str(error))
+    if called and called.group(1) in CALLED_AS:  # cell.let(tanh(a)), cell.update(tanh(a))
+        return f"write {CALLED_AS[called.group(1)]}"
     if "ufunc" in str(error):
         return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
@@ -57,15 +61,80 @@ def script_hint(error):
     return ""
 
 
+# How each of a script's calls is written, for a call given too few or too many values by position.
+CALLED_AS = {
+    "__init__": 'Cell("name", title="...", output="h")',
+    "input": 'x = cell.input("x")',
+    "state": 'one state a call, h_prev, c_prev = cell.state("h"), cell.state("c")',
+    "affine": 'a_i, a_f = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f"]), the name first, then the list of inputs',
+    "let": 'g = cell.let("g", tanh(a_g)), the name first, then the expression',
+    "param": 'p = cell.param("p"), an elementwise vector of size H',
+    "update": "cell.update(h=..., c=...), each state's new value given by the state's name",
+    "note": 'cell.note("..."), one text',
+}
+
+
+def _arguments(method):
+    """The arguments a script gives a method of Cell's, and how the call is named."""
+    if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
+        return ["name", "title", "output"], "Cell()"
+    return [n for n in inspect.signature(getattr(Cell, method)).parameters if n != "self"], f"cell.{method}"
+
+
+def _import_hint(error):
+    """A name of lstm_derive's not imported, sought in SymPy or NumPy, or misspelt in the import."""
+    wanted = _missing_name(error)
+    if wanted is None:
+        return ""
+    if wanted in EXPORTED:
+        return f"{wanted} is lstm_derive's: from lstm_derive import {wanted}"
+    if getattr(error, "name", None) != "lstm_derive":
+        return ""
+    close = difflib.get_close_matches(wanted.lower(), EXPORTED, n=1)
+    return ((f"did you mean {close[0]}? " if close else "") + f"lstm_derive gives {', '.join(EXPORTED)}; the cell "
+            f"language's functions are {SUPPORTED_OPERATIONS}")
+
+
+def _missing_name(error):
+    """The name an ImportError could not import, or a NameError's name."""
+    if isinstance(error, NameError):
+        return getattr(error, "name", None)
+    missing = re.match(r"cannot import name '(\w+)'", str(error))
+    return missing.group(1) if missing else None
+
+
+def pythons_suggestion(error):
+    """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
+    error's own text lacks: the command line, which shows that text alone, adds it."""
+    name = getattr(error, "name", None)
+    if isinstance(error, NameError) and name:
+        frame = _innermost_frame(error)
+        known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
+    elif isinstance(error, AttributeError) and name and hasattr(error, "obj") and not isinstance(error.obj, sympy.Basic):
+        # not SymPy's methods for a cell's vector (h_prev.mean: 'expand'?), which a script never calls
+        known = [n for n in dir(error.obj) if not n.startswith("_") or name.startswith("_")]
+    else:
+        return ""
+    close = difflib.get_close_matches(name, [n for n in known if n != name], n=1)
+    return f". Did you mean: '{close[0]}'?" if close else ""
+
+
+def _innermost_frame(error):
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb.tb_frame if tb is not None else None
+
+
 def _about_the_cell(error):
     """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, or by a NumPy ufunc given a SymPy expression. The rest of the
-    script (a training loop) gets no hint."""
+    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a name of
+    lstm_derive's not imported from it, or by a call of the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error))
+            or _of_sympy(error) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
 def _of_sympy(error):

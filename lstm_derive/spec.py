@@ -190,7 +190,7 @@ class Cell:
         name = _check_identifier(name, "input name", where, allowed={"x"})
         return self._declare(name, "D", where)
 
-    def state(self, name, positive=False):
+    def state(self, name, *, positive=False):
         """A recurrent state; returns its previous value, the symbol ``<name>_prev``.
 
         ``positive=True`` says the cell needs its value above zero (a normaliser it divides by,
@@ -964,7 +964,8 @@ def _check_operations(name, expr, where):
                             f"{number}")
         hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
         if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
-            hint = " (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| has no derivative at 0)"
+            hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
+                    "its slope 0 at the kink, as relu's)")
         raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                         f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                         f"with them{hint}")

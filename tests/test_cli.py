@@ -778,3 +778,9 @@ def test_the_summary_names_the_checks_that_fail_on_no_gradients_element(tmp_path
     out = capsys.readouterr().out
     assert "ones_rnn: the gradients that fail" not in out
     assert "ones_rnn: what else fails, and on how many of the 4 problems: results that change with how it is called 3\n" in out
+
+
+def test_a_script_without_a_command_gets_the_commands_that_take_it(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["my_cell.py"])
+    assert "a script is given to a command: lstm-derive check my_cell.py (or show my_cell.py" in capsys.readouterr().err

@@ -1239,3 +1239,27 @@ def test_a_scripts_own_document_checks_it_by_its_file_and_imports_its_kernel_by_
         assert rnn.__file__ == str(tmp_path / "build" / "rnn.py") and all(r.ok for r in check_kernel(rnn))
     finally:
         sys.modules.pop("rnn", None)
+
+
+def test_a_deep_unnamed_nest_is_documented_without_expanding_it(monkeypatch):
+    """h = tanh of four levels of e = sigmoid(e*b + c)/(1 + softplus(e - h_prev)**2): the prose on the
+    carries asks whether a term reads h_prev as a factor, which a nest does not, and expanding it to
+    find that out took most of a minute (four levels; more than ten minutes at five)."""
+    import sympy
+
+    from lstm_derive.spec import LONG
+
+    cell = Cell("nest", title="A deep unnamed nest")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a, b, c = cell.affine("W", [x, h_prev], blocks=3)
+    e = a
+    for _ in range(4):
+        e = sigmoid(e * b + c) / (1 + softplus(e - h_prev) ** 2)
+    cell.update(h=tanh(e))
+    d = derive(cell)
+    kernel = emit_kernel(d)
+    expanded, expand = [], sympy.expand
+    monkeypatch.setattr(sympy, "expand", lambda e, *args, **kw: expanded.append(sympy.count_ops(e)) or expand(e, *args, **kw))
+    text = " ".join(derivation_text(d, kernel, "nest.py").split())
+    assert "Over many steps, dh_prev compounds" in text
+    assert max(expanded, default=0) <= LONG, f"expanded expressions of {sorted(expanded)[-3:]} operations"

@@ -249,6 +249,49 @@ def test_a_misspelt_cell_stops_the_run_with_the_cells_there_are(capsys):
         adding.main(["--cells", "lsmt", *TINY_ADDING, "--no-plot"])
 
 
+MGU_SCRIPT = """\
+from lstm_derive import Cell, sigmoid, tanh
+
+cell = Cell("mine", title="A minimal gated unit")
+x = cell.input("x")
+h_prev = cell.state("h")
+a_f, a_n = cell.affine("W", [x, h_prev], blocks=["a_f", "a_n"])
+f = cell.let("f", sigmoid(a_f))
+cell.update(h=(1 - f) * h_prev + f * tanh(a_n))
+"""
+
+
+def test_a_cell_of_ones_own_trains_from_its_kernel_file(tmp_path, capsys):
+    """A kernel written outside the package (lstm-derive generate SCRIPT --out DIR) is given by its
+    path, and the tables and figures name it by its cell."""
+    from lstm_derive import cli
+
+    script = tmp_path / "mine_script.py"
+    script.write_text(MGU_SCRIPT)
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "build")]) == 0
+    kernel_file = str(tmp_path / "build" / "mine.py")
+    assert adding.main(["--cells", kernel_file, *TINY_ADDING, "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"\| +mine \| +4 \|", out) and re.search(r"\| +mine \| +6 \|", out)
+    assert (tmp_path / "adding_cells-mine_lengths-4-6_steps-3_hidden-3_batch-4_test-size-8_eval-every-2.png"
+            ).exists() == HAS_MATPLOTLIB
+    assert vanishing.main(["--cells", kernel_file, "--length", "5", "--seeds", "1", "--batch", "2", "--no-plot",
+                           "--quiet"]) == 0
+    assert "mine" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given, message", [
+    ("nowhere.py", "no kernel file nowhere.py"),
+    ("mine_script.py", "mine_script.py is not a kernel (it has no CELL): give the file that `lstm-derive generate"),
+])
+def test_a_file_that_is_no_kernel_is_refused_saying_which(tmp_path, capsys, monkeypatch, given, message):
+    (tmp_path / "mine_script.py").write_text(MGU_SCRIPT)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        adding.main(["--cells", given, *TINY_ADDING, "--no-plot"])
+    assert message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("cell, name, block", [("lstm", "b", 1), ("lstm_seed", "b", 2), ("gru", "b_x", 1)])
 def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block):
     """lstm's f (blocks i, f, g, o), lstm_seed's f (g, i, f, o), gru's z (r, z, n): more of the

@@ -257,3 +257,23 @@ def test_a_script_python_could_not_read_is_refused_and_a_declared_encoding_is_re
             load_cell(tmp_path / name)
     (tmp_path / "latin.py").write_bytes(b"# -*- coding: latin-1 -*-\n" + body + b"# caf\xe9\n")
     assert load_cell(tmp_path / "latin.py").name == "lstm_seed"
+
+
+def test_explain_outside_a_main_guard_prints_nothing_where_the_command_line_loads_the_script(tmp_path, capsys):
+    """explain(cell) written at a script's top level shows the derivation under python, not inside
+    every check and generate of the command line (show prints it)."""
+    import subprocess
+    import sys
+
+    from lstm_derive import cli
+
+    script = tmp_path / "unguarded.py"
+    script.write_text("from lstm_derive import Cell, explain, tanh\ncell = Cell('unguarded')\nx = cell.input('x')\n"
+                      "h_prev = cell.state('h')\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\n"
+                      "explain(cell)\n")
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0
+    assert "Forward pass" not in capsys.readouterr().out
+    assert cli.main(["show", str(script)]) == 0
+    assert capsys.readouterr().out.count("Forward pass") == 1
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0 and "Forward pass" in run.stdout, run.stderr

@@ -7,7 +7,7 @@ import pytest
 import sympy
 
 from lstm_derive.hints import refuse_numpy_functions, script_hint
-from test_spec import refused, write_script
+from test_spec import PREAMBLE, refused, write_script
 
 
 def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
@@ -117,3 +117,75 @@ def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
 ])
 def test_a_misspelt_keyword_is_suggested_once(message, hint):
     assert script_hint(TypeError(message)) == hint
+
+
+@pytest.mark.parametrize("body, error", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(aa))  # <- here\n",
+     "NameError: name 'aa' is not defined. Did you mean: 'a'?"),
+    ("(a,) = cell.afine('W', [x, h_prev])  # <- here\ncell.update(h=tanh(a))\n",
+     "AttributeError: 'Cell' object has no attribute 'afine'. Did you mean: 'affine'?"),
+])
+def test_a_misspelt_name_gets_pythons_suggestion(tmp_path, capsys, body, error):
+    """Python's traceback suggests the name meant, but not the error's text, which is all the
+    command line shows: it adds the suggestion."""
+    refused(tmp_path, capsys, body, error)
+
+
+@pytest.mark.parametrize("expr, error", [
+    ("tanh(zzz_unlike_any)", "NameError: name 'zzz_unlike_any' is not defined"),
+    ("tanh(h_prev) * h_prev.mean()", "AttributeError: 'Symbol' object has no attribute 'mean'"),  # SymPy's expand?
+])
+def test_a_name_that_suggests_nothing_gets_no_suggestion(tmp_path, capsys, expr, error):
+    message = refused(tmp_path, capsys, f"cell.update(h={expr})  # <- here\n", error)
+    assert "Did you mean" not in message
+
+
+def test_a_function_not_imported_is_named_with_its_import(tmp_path, capsys):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=softplus(a))  # <- here\n",
+            "NameError: name 'softplus' is not defined; softplus is lstm_derive's: from lstm_derive import softplus")
+
+
+@pytest.mark.parametrize("line, fragment", [
+    ("from sympy import sigmoid", "sigmoid is lstm_derive's: from lstm_derive import sigmoid"),
+    ("from lstm_derive import Sigmoid", "did you mean sigmoid? lstm_derive gives Cell, "),
+    ("from lstm_derive import gelu", "the cell language's functions are sigmoid, tanh, relu, softplus, exp, +, -, *"),
+])
+def test_an_import_that_fails_names_what_lstm_derive_gives(tmp_path, capsys, line, fragment):
+    refused(tmp_path, capsys, "", "ImportError: cannot import name", fragment, preamble=f"{line}  # <- here\n" + PREAMBLE)
+
+
+def test_a_function_not_imported_is_named_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=softplus(a))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("NameError: name 'softplus' is not defined\n"
+                                        "lstm-derive: softplus is lstm_derive's: from lstm_derive import softplus"), run.stderr
+
+
+@pytest.mark.parametrize("body, fragment", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(tanh(a))  # <- here\n",
+     "takes 1 positional argument but 2 were given; write cell.update(h=..., c=...), each state's new value given "
+     "by the state's name"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ng = cell.let(tanh(a))  # <- here\ncell.update(h=g)\n",
+     "missing 1 required positional argument: 'expr'; write g = cell.let(\"g\", tanh(a_g)), the name first"),
+    ("(a,) = cell.affine([x, h_prev])  # <- here\ncell.update(h=tanh(a))\n",
+     "missing 1 required positional argument: 'inputs'; write a_i, a_f = cell.affine(\"W\", [x, h_prev]"),
+    ("c_prev, n_prev = cell.state('c', 'n')  # <- here\n",
+     "takes 2 positional arguments but 3 were given; write one state a call, h_prev, c_prev = cell.state(\"h\"), "
+     "cell.state(\"c\")"),
+])
+def test_a_call_given_its_values_wrongly_shows_how_it_is_written(tmp_path, capsys, body, fragment):
+    refused(tmp_path, capsys, body, "TypeError: Cell.", fragment)
+
+
+def test_a_call_given_its_values_wrongly_is_shown_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(tanh(a))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().endswith("TypeError: Cell.update() takes 1 positional argument but 2 were given\n"
+                                        "lstm-derive: write cell.update(h=..., c=...), each state's new value given by "
+                                        "the state's name"), run.stderr

@@ -309,13 +309,33 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
     ("tanh(a) ** 2.0", "a power with a float exponent; write it as an integer: tanh(aW0)**2"),
     ("(tanh(a) * tanh(a)) ** 0.5", "uses Abs, which has no derivative rule here; the supported functions are"),
-    ("(tanh(a) * tanh(a)) ** 0.5", "(SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| has no derivative"),
+    ("(tanh(a) * tanh(a)) ** 0.5", "(SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "),
 ])
 def test_what_the_kernel_cannot_compute(tmp_path, capsys, expr, fragment):
     refused(tmp_path, capsys, f"""
         (a,) = cell.affine("W", [x, h_prev])
         cell.update(h={expr})  # <- here
         """, fragment, "'h'")
+
+
+def test_the_absolute_values_rewrite_gives_softsign_with_proven_gradients(tmp_path):
+    """The refusal of Abs says |v| is relu(v) + relu(-v): a softsign so written is derived, equals
+    a/(1 + |a|) and passes every check."""
+    import numpy as np
+    from test_random_cells import kernel_of
+
+    from lstm_derive.gradcheck import check_kernel, random_problem
+
+    script, _ = write_script(tmp_path, """
+        from lstm_derive import relu
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=a / (1 + relu(a) + relu(-a)))
+        """)
+    kernel, _ = kernel_of(script.read_text(), tmp_path)
+    p = random_problem(kernel, T=1, B=3, D=2, H=4, seed=5, scale=2.0)
+    a = p.x[0] @ p.params["W_x"].T + p.state[0] @ p.params["W_h"].T + p.params["b"]
+    np.testing.assert_allclose(kernel.forward(p.params, p.x, p.state)[0][0], a / (1 + np.abs(a)), rtol=1e-14)
+    assert all(r.ok for r in check_kernel(kernel, T=4, B=2, D=2, H=3, seed=7, scale=2.0))
 
 
 def test_an_affine_with_no_inputs(tmp_path, capsys):

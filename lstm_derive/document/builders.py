@@ -592,7 +592,12 @@ def _direct_term(d, state, local):
     eq = next(eq for eq in d.forward if getattr(eq.node, "symbol", None) == symbol)
     shown = eq.shown if eq.shown is not None else eq.rhs
     terms = [a for a in (shown.args if isinstance(shown, sympy.Add) else (shown,)) if a.has(prev)]
-    if len(terms) == 1 and sympy.expand(terms[0].doit() - local * prev) == 0:
+    if len(terms) != 1:
+        return None
+    # Its coefficient first: a term not linear in prev (tanh of a deep nest) is none, and expanding
+    # such a term takes minutes where its nest is a few levels deep.
+    coefficient = terms[0].doit() / prev
+    if not coefficient.has(prev) and sympy.expand(coefficient - local) == 0:
         return expr_text(terms[0], d)
     return None
 
