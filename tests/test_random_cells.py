@@ -1198,6 +1198,22 @@ FIXED_CELLS["gru, a named update sum minus a peephole"] = _gru().replace(
     'cell.let("a_z", a_xz + a_hz)', 'cell.let("a_z", a_xz + a_hz - p * h_prev)').replace(
     'h_prev = cell.state("h")', 'h_prev = cell.state("h")\n    p = cell.param("p")')
 
+FIXED_CELLS["a multiplicative lstm (mLSTM), its one-block affines without biases"] = """
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("mlstm", title="Multiplicative LSTM")
+    x = cell.input("x")
+    h_prev, c_prev = cell.state("h"), cell.state("c")
+    (mx,) = cell.affine("Wmx", [x], bias=None)
+    (mh,) = cell.affine("Wmh", [h_prev], bias=None)
+    m = cell.let("m", mx * mh)
+    a_i, a_f, a_g, a_o = cell.affine("W", [x, m], blocks=["a_i", "a_f", "a_g", "a_o"])
+    i, f, g, o = (cell.let(n, fn(a)) for n, fn, a in
+                  [("i", sigmoid, a_i), ("f", sigmoid, a_f), ("g", tanh, a_g), ("o", sigmoid, a_o)])
+    c = cell.let("c_new", f * c_prev + i * g)
+    cell.update(c=c, h=o * tanh(c))
+"""
+
 
 @pytest.mark.parametrize("name", FIXED_CELLS)
 def test_fixed_cells_have_proven_gradients(name, tmp_path):
@@ -1489,6 +1505,12 @@ def test_a_block_read_as_it_is_stays_in_its_slot():
     assert "a_c_seq[t] = a_c" not in source and "a_c_seq = np.empty" not in source
     assert "a_c = a_c_seq[t]" in source  # no column slice at every step
     assert "dpre_W_seq = pre_W_seq" in source
+
+
+def test_a_one_block_affine_read_as_it_is_is_its_whole_buffer():
+    """mLSTM's x-side factor, W_mx x alone: kept as the input GEMM wrote it, named without a slice."""
+    source = kernel_source(textwrap.dedent(FIXED_CELLS["a multiplicative lstm (mLSTM), its one-block affines without biases"]))
+    assert "aWmx0_seq = pre_Wmx_seq  # kept where it is, not copied" in source
 
 
 def test_one_affines_adjacent_gates_are_activated_together():

@@ -132,7 +132,8 @@ def _kept_for_backward(k):
         if v in k.placed:
             a, b = k.placed[v]
             where = "kept where it is, not copied" if v == b else f"over {b}, which each step reads first"
-            body.append(f"    {v}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]  # {where}")
+            columns = f"[..., {_cols(a, b)}]" if len(a.blocks) > 1 else ""  # one block: the whole buffer
+            body.append(f"    {v}_seq = pre_{a.name}_seq{columns}  # {where}")
         else:
             body.append(f"    {v}_seq = np.empty((T, B, H), x.dtype)")
     return body + [f"    {s}_seq[0] = {s}_prev" for s in k.states]
