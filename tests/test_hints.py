@@ -117,3 +117,18 @@ def test_a_misspelt_keyword_gets_the_name_it_is_close_to(tmp_path, capsys):
 ])
 def test_a_misspelt_keyword_is_suggested_once(message, hint):
     assert script_hint(TypeError(message)) == hint
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("ufunc 'add' output (typecode 'O') could not be coerced"),  # a training loop's NumPy
+    RuntimeError("could not convert expression to float"),
+    KeyError("W"),
+])
+def test_an_error_that_is_no_type_error_of_the_cell_language_gets_no_hint(error):
+    """The TypeErrors' hints (NumPy's functions, math's) read the message: the same words in
+    another error are not that mistake."""
+    assert script_hint(error) == ""
+
+
+def test_a_type_error_of_no_kind_the_hints_know_gets_no_hint():
+    assert script_hint(TypeError("'int' object is not callable")) == ""
