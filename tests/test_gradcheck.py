@@ -679,6 +679,16 @@ def test_sequences_that_end_where_they_should_are_said_to_differ_in_nothing():
     assert gradcheck.sequences_alone(lstm, p) == ""
 
 
+def test_a_sequence_that_raises_run_alone_is_named_with_the_error():
+    def batch_of_many(params, x, state=None, lengths=None):
+        if x.shape[1] == 1:
+            raise ValueError("a batch of one")
+        return lstm.forward(params, x, state, lengths)
+    p = gradcheck.random_problem(lstm, T=4, B=2, lengths=[4, 2])
+    assert gradcheck.sequences_alone(Wrapped(lstm, forward=batch_of_many), p) == (
+        "sequence 0 (length 4) run alone raised ValueError: a batch of one")
+
+
 def test_lengths_for_a_kernel_that_takes_none_are_refused():
     with pytest.raises(ValueError, match="lengths: this kernel's forward\\(\\) takes no lengths"):
         gradcheck.check_kernel(seed_lstm, lengths=(3, 1))
