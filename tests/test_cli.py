@@ -338,6 +338,19 @@ def test_a_broken_script_among_the_packages_own_leaves_the_summary(tmp_path, mon
     assert "\n1 passed, 0 failed, 1 not derived (broken.py)\n" in out
 
 
+def test_a_run_over_the_packages_own_scripts_lists_their_kernels_in_the_package_index(tmp_path, monkeypatch, capsys):
+    """A script added to derivations/ is importable as lstm_derive.kernels.<cell> after `lstm-derive`."""
+    from lstm_derive import generate as gen
+
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home)]) == 0
+    assert 'CELLS = ("sigmoid_rnn",)' in (kernels / "__init__.py").read_text()
+
+
 def test_an_installation_without_derivations_says_where_they_are(tmp_path, monkeypatch, capsys):
     """Installed from a wheel, the package has no derivations/ beside it: the message says so."""
     from lstm_derive import generate as gen

@@ -6,6 +6,7 @@ import pytest
 import sympy
 
 from lstm_derive import derive
+from lstm_derive.spec import SpecError
 from lstm_derive.derive import MatTerm
 from lstm_derive.generate import load_cell
 
@@ -221,3 +222,24 @@ def test_a_quotients_derivative_is_one_fraction_whose_digits_survive_a_gate_near
     assert sympy.simplify(local - i / (f + i) ** 2) == 0 and len(sympy.Add.make_args(local)) == 1
     value = sympy.lambdify((f, i), local)(0.5, 1e-20)
     assert abs(value - 4e-20) <= 1e-15 * 4e-20
+
+
+def _cell_with_note(text):
+    from lstm_derive import Cell, tanh
+
+    cell = Cell("noted")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    cell.update(h=tanh(a))
+    cell.note(text)
+    return cell
+
+
+def test_a_note_may_cite_what_an_equation_computes_and_escape_a_brace():
+    derive(_cell_with_note("{da} carries {dh_prev} back; {{dh}} is a brace, not a citation"))
+
+
+def test_a_notes_citation_of_a_name_no_equation_computes_is_refused_with_the_closest_one():
+    with pytest.raises(SpecError, match=r"the note cites \{dh_prv\}, but no equation computes dh_prv; "
+                                        r"did you mean \{dh_prev\}\?"):
+        derive(_cell_with_note("{da} and {dh_prv}"))

@@ -296,6 +296,12 @@ def test_a_kernel_without_complex_numbers_is_judged_by_central_differences_and_t
     assert 'methods=("central", "float32") (on the command line, --methods central float32)' in str(complex_)
 
 
+def test_a_kernel_that_raises_in_complex_numbers_loses_no_element_to_overflow():
+    """lost counts the elements whose complex step overflowed; a kernel that raised judged none."""
+    _, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=_refuses_complex), methods=NUMERIC)
+    assert complex_.unjudged and complex_.lost == 0, str(complex_)
+
+
 def test_a_complex_step_that_overflows_cannot_judge_and_says_so(monkeypatch):
     """At weight scale 100 the gates' exp overflows in complex128 while the real loss is finite:
     central differences pass; the complex step takes those elements again in clongdouble, where
@@ -665,6 +671,22 @@ def test_a_kernel_that_mishandles_lengths_fails_the_check_with_lengths_alone(old
     numeric = ("central", "complex")  # float32 judges the kernel by its own float64 run, wrong alike
     central, _ = gradcheck.check_kernel(wrong, T=4, B=3, seed=2, methods=numeric, lengths=(4, 1, 0))
     assert not central.ok, str(central)  # the check of each sequence run alone is said there, once
+
+
+def test_sequences_that_end_where_they_should_are_said_to_differ_in_nothing():
+    """sequences_alone gives "" for a right kernel, as it does for a problem without lengths."""
+    p = gradcheck.random_problem(lstm, T=4, B=3, lengths=[4, 2, 0])
+    assert gradcheck.sequences_alone(lstm, p) == ""
+
+
+def test_a_sequence_that_raises_run_alone_is_named_with_the_error():
+    def batch_of_many(params, x, state=None, lengths=None):
+        if x.shape[1] == 1:
+            raise ValueError("a batch of one")
+        return lstm.forward(params, x, state, lengths)
+    p = gradcheck.random_problem(lstm, T=4, B=2, lengths=[4, 2])
+    assert gradcheck.sequences_alone(Wrapped(lstm, forward=batch_of_many), p) == (
+        "sequence 0 (length 4) run alone raised ValueError: a batch of one")
 
 
 def test_lengths_for_a_kernel_that_takes_none_are_refused():
@@ -1213,6 +1235,8 @@ def _changed_gradient(name, change):
     ("b_x", lambda g: g / 2, "(it is 1/2 of the numeric gradient: a sum of 2 terms, rows or steps, taken as their mean"),
     ("W_x", lambda g: -g, "(it is the numeric gradient with its sign flipped)"),
     ("b_h", lambda g: 3 * g, "(it is 3 times the numeric gradient: a term counted 3 times?)"),
+    ("b_h", lambda g: 10000 * g, "(it is 10000 times the numeric gradient: a term counted 10000 times?)"),
+    ("b_h", lambda g: 10001 * g, "(it is 10001 times the numeric gradient)"),
     ("b_h", lambda g: 0 * g, "(it is 0 everywhere: never computed, or never accumulated?)"),
     ("b_h", lambda g: 1.01 * g, "(it is 1.01 times the numeric gradient)"),
     ("b_h", lambda g: -0.5 * g, "(it is -0.5 times the numeric gradient)"),

@@ -189,3 +189,18 @@ def test_a_call_given_its_values_wrongly_is_shown_after_pythons_traceback(tmp_pa
     assert run.stderr.rstrip().endswith("TypeError: Cell.update() takes 1 positional argument but 2 were given\n"
                                         "lstm-derive: write cell.update(h=..., c=...), each state's new value given by "
                                         "the state's name"), run.stderr
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("ufunc 'add' output (typecode 'O') could not be coerced"),  # a training loop's NumPy
+    RuntimeError("could not convert expression to float"),
+    KeyError("W"),
+])
+def test_an_error_that_is_no_type_error_of_the_cell_language_gets_no_hint(error):
+    """The TypeErrors' hints (NumPy's functions, math's) read the message: the same words in
+    another error are not that mistake."""
+    assert script_hint(error) == ""
+
+
+def test_a_type_error_of_no_kind_the_hints_know_gets_no_hint():
+    assert script_hint(TypeError("'int' object is not callable")) == ""

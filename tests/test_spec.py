@@ -200,6 +200,18 @@ def test_names_the_kernel_uses_itself(tmp_path, capsys, name, why):
         """, f"'{name}'", why, "rename it")
 
 
+@pytest.mark.parametrize("name, made, why", [
+    ("y", "dy", "which is one of the kernel's own names (the loss's gradient for the output at one step); rename it"),
+    ("y_t", "dy_t", "which is one of the kernel's own names; rename it"),
+])
+def test_a_name_whose_gradient_is_one_the_kernel_uses_itself_is_refused(tmp_path, capsys, name, made, why):
+    refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let({name!r}, tanh(a))  # <- here
+        cell.update(h=g)
+        """, f"makes the kernel name '{made}', {why}")
+
+
 # Names the emitter derives from a node's name, and a node that takes one of them.
 DERIVED = {
     "the adjoint of a state's new value, dh": ("g = cell.let('dh', tanh(a))  # <- here", "dh"),
