@@ -74,6 +74,12 @@ def checks(n, steps=None, scale=None):
     return [c if scale is None else {**c, "scale": scale} for c in (fixed + drawn)[:n]]
 
 
+def _fixed(key):
+    """The fixed checks' values of one setting, in words for --help: "0.5, 8, 1 and 1"."""
+    values = [f"{c[key]:g}" for c in CHECKS]
+    return f"{', '.join(values[:-1])} and {values[-1]}"
+
+
 def _with_steps(config, steps):
     """A fixed check run over another number of steps: a sequence that ran every step still does."""
     lengths = config.get("lengths")
@@ -147,11 +153,11 @@ def _parser():
                         "every size but T at 1, and 12 steps; "
                         "more are drawn at random, the same every run)")
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
-                   help="time steps of every problem (default: 4, 3, 2 and 12, and 1 to 5 for those drawn); more find "
+                   help=f"time steps of every problem (default: {_fixed('T')}, and 1 to 5 for those drawn); more find "
                         "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
     p.add_argument("--scale", type=_positive_number, default=None, metavar="S",
-                   help="weight scale of every problem, the weights uniform in [-S, S] (default: 0.5, 3, 1 and 1, and "
-                        "0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
+                   help=f"weight scale of every problem, the weights uniform in [-S, S] (default: {_fixed('scale')}, "
+                        "and 0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
                         "recurrence from a wrong gradient")
     p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")

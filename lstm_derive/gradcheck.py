@@ -59,18 +59,19 @@ EPS32 = np.finfo(np.float32).eps
 # cancellation, so it is held to nearly machine precision. Central differences (of fourth order,
 # see central_differences) carry a truncation of order step^4, negligible at step cbrt(eps), and
 # a rounding error of 1.5 eps / step = 5.5e-11 times the loss's scale. Over the problems `lstm-derive
-# check` draws for every packaged cell (300 of T <= 5, 100 of T = 12 and 40 of T = 30, weight scales
-# 0.1 to 3, half with lengths), the worst central error is 9.3e-8 (lstm_peephole, T = 12): a margin
-# of 11 for harder problems (drawn cells), and a gradient off by 1e-5 of its array's largest entry is
-# still rejected (tests/test_gradcheck.py shows both limits). The complex step's worst there is
+# check` runs for every packaged cell (300 of T <= 5, 100 of T = 12 and 40 of T = 30, each set the
+# four fixed ones, one at weight scale 8, then drawn ones of scales 0.1 to 3, half with lengths),
+# the worst central error is 9.3e-8 (lstm_peephole, T = 12): a margin of 11 for harder problems
+# (drawn cells), and a gradient off by 1e-5 of its array's largest entry is still rejected
+# (tests/test_gradcheck.py shows both limits). The complex step's worst there is
 # 2.5e-12 (gru_cho), a margin of 40.
 TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
 
 # float32: the kernel's outputs, final state and gradients from the problem in float32, against its
 # float64 run on the same (rounded) numbers, relative to each array's largest entry. Over the same
-# problems as above, float32 rounding gave at most 7.5e-5 for any packaged cell (rnn, T = 12), and
-# the cells tests/test_random_cells.py draws pass too, so 1e-3 leaves a margin of about 13 and still
-# rejects a float32 path off by a tenth of a percent; the floor (10 units of
+# problems as above, float32 rounding gave at most 8.0e-5 for any packaged cell (lstm_seed, T = 30,
+# weight scale 8), and the cells tests/test_random_cells.py draws pass too, so 1e-3 leaves a margin
+# of about 12 and still rejects a float32 path off by a tenth of a percent; the floor (10 units of
 # float32's eps times |L|) matters only for an array whose whole gradient is below float32's
 # resolution of the loss. An ill-conditioned problem (large weights over many steps) amplifies
 # float32's rounding past it on a right kernel: the report then says so (ILL_CONDITIONED).

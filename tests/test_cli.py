@@ -536,6 +536,15 @@ def test_help_says_what_the_exit_statuses_mean(capsys):
     assert "Exit status: 0 all checked and fresh; 1 a check failed" in " ".join(capsys.readouterr().out.split())
 
 
+def test_check_help_gives_the_fixed_checks_steps_and_scales(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["check", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for option, key in (("--steps", "T"), ("--scale", "scale")):
+        defaults = re.search(rf"{option} \S+ [^(]*\(default: ([^;]*?), and [^;]* for those drawn\)", text).group(1)
+        assert [float(n) for n in re.findall(r"[\d.]+", defaults)] == [c[key] for c in cli.CHECKS], defaults
+
+
 def test_the_main_jobs_progress_is_on_stderr_and_its_summary_on_stdout(tmp_path, capsys):
     cells = tmp_path / "cells"
     write_cell(cells, "sigmoid_rnn")
