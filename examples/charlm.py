@@ -167,9 +167,10 @@ def main(argv=None):
           f"uniform: {np.log2(len(record['chars'])):.2f} bits/char)")
     common.print_table(["step", "train bits/char", "held-out bits/char"],
                        [[s, f"{a:.3f}", f"{b:.3f}"] for s, a, b in record["history"]])
-    kernel = common.load_cell(cell)
-    print("\nsampled, temperature 0.8:\n" + sample(kernel, record["params"], record["chars"],
-                                                   np.random.default_rng(args.seed), args.sample))
+    if args.sample:  # --sample 0: none asked for, and no heading over nothing
+        kernel = common.load_cell(cell)
+        print("\nsampled, temperature 0.8:\n" + sample(kernel, record["params"], record["chars"],
+                                                       np.random.default_rng(args.seed), args.sample))
     if args.save:
         np.savez(args.save, chars=np.array(record["chars"]), **record["params"])
         print(f"wrote {args.save}")

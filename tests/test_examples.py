@@ -365,7 +365,9 @@ def test_charlm_refuses_a_text_it_cannot_train_on_before_training(tmp_path, caps
     text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
     charlm.main(["--text", str(text), "--steps", "1", "--hidden", "2", "--batch", "2", "--length", "3",
                  "--sample", "0", "--quiet", "--save", str(tmp_path / "m")])
-    assert f"wrote {tmp_path / 'm.npz'}" in capsys.readouterr().out and (tmp_path / "m.npz").exists()
+    out = capsys.readouterr().out
+    assert f"wrote {tmp_path / 'm.npz'}" in out and (tmp_path / "m.npz").exists()
+    assert "sampled" not in out  # --sample 0: no heading over an empty sample
 
 
 def test_charlm_cross_entropy_stays_finite_where_a_probability_underflows():
