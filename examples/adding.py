@@ -182,6 +182,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cells = common.available(args.cells)
+    common.note_keep_bias(cells, args.forget_bias)
     if args.save:
         common.writable_directory(args.save, "--save")
     if not args.no_plot:

@@ -150,6 +150,7 @@ def main(argv=None):
         common.writable_directory(args.save.parent, "--save")
 
     (cell,) = common.available([args.cell])
+    common.note_keep_bias([cell], args.forget_bias)
     try:
         text = args.text.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:

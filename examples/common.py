@@ -101,6 +101,16 @@ def with_keep_bias(cell, params, value, hidden):
     return params
 
 
+def note_keep_bias(cells, value):
+    """Says on stderr which cells --forget-bias leaves as they are, having no gate that keeps the
+    state (or none it knows: a cell of one's own), rather than run them as if it applied."""
+    unchanged = [c for c in cells if c not in KEEP_GATE]
+    if value and unchanged:
+        print(f"--forget-bias: {', '.join(unchanged)} {'has' if len(unchanged) == 1 else 'have'} no gate known to "
+              f"keep the state (those known: {', '.join(KEEP_GATE)}); {'its' if len(unchanged) == 1 else 'their'} "
+              "biases stay init_params' own", file=sys.stderr)
+
+
 def output_state_index(kernel):
     """Where the output state (h) sits in the kernel's state tuple."""
     return kernel.STATES.index(kernel.OUTPUT) if kernel.OUTPUT in kernel.STATES else 0

@@ -138,6 +138,7 @@ def main(argv=None):
     names = args.cells or sorted(common.all_cells(),
                                  key=lambda c: (ORDER.index(c) if c in ORDER else len(ORDER), c))
     cells = common.available(names)
+    common.note_keep_bias(cells, args.forget_bias)
     if not args.no_plot:
         common.writable_directory(args.out, "--out")
     results, interrupted = {}, False

@@ -307,6 +307,14 @@ def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block
     assert far[1] > far[0]
 
 
+def test_a_forget_bias_for_a_cell_without_a_keep_gate_says_it_leaves_it_unchanged(tmp_path, capsys):
+    assert adding.main(["--cells", "rnn", "lstm", *TINY_ADDING, "--no-plot", "--forget-bias", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "--forget-bias: rnn has no gate known to keep the state" in err and "lstm has" not in err, err
+    assert adding.main(["--cells", "rnn", *TINY_ADDING, "--no-plot"]) == 0
+    assert "--forget-bias" not in capsys.readouterr().err  # not asked for: nothing to say
+
+
 def test_every_step_of_the_schedule_learns():
     """Constant for the first half, then a cosine decay that reaches zero only after the last step:
     one step alone learns at the full rate, and the last of many still learns."""
