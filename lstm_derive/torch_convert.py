@@ -128,9 +128,10 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
         state_dict = getattr(state_dict, "_orig_mod", state_dict)  # torch.compile's wrapper: the module it compiled
         _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer
         state_dict = state_dict.state_dict()
-    state_dict = _one_layer(state_dict, layer, reverse)
-    arrays = _read_keys(layout, state_dict)
-    D, H = _sizes(layout, arrays, input_size, hidden_size)
+    state_dict, suffix = _one_layer(state_dict, layer, reverse)
+    named = _Named(layout.module if suffix else f"{layout.module}Cell", suffix)
+    arrays = _read_keys(layout, state_dict, named)
+    D, H = _sizes(layout, arrays, input_size, hidden_size, named)
     w_ih, w_hh, b_ih, b_hh = (arrays.get(k) for k in KEYS)
     if b_ih is None:  # bias=False
         b_ih = b_hh = np.zeros(layout.count * H, w_ih.dtype)
@@ -180,9 +181,21 @@ def _class_name(module):
     return cls.__name__
 
 
+@dataclass(frozen=True)
+class _Named:
+    """How the caller's module and keys are named in messages, where _one_layer renamed the keys:
+    nn.LSTMCell's weight_hh, or nn.LSTM's layer 1 weight_hh_l1, not the weight_hh_l0 read."""
+    module: str
+    suffix: str  # of the caller's keys: "" (a cell module's), "_l0", "_l1_reverse", ...
+
+    def __call__(self, key):
+        return key[:-len("_l0")] + self.suffix if key.endswith("_l0") else key
+
+
 def _one_layer(state_dict, layer, reverse):
     """One layer's entries in one direction, under the keys of a one-layer one-directional module
-    (*_l0); a cell module's keys (weight_ih, ...) are that layer's."""
+    (*_l0); a cell module's keys (weight_ih, ...) are that layer's. Also the suffix the caller's
+    keys have in place of _l0, to name them in messages."""
     prefixes = sorted({m.group(1) for k in state_dict if (m := re.match(r"(.+\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$", k))})
     if prefixes:  # a model's state_dict, the recurrent module's among its other parts
         raise ValueError(f"expected a recurrent module's own keys (weight_ih_l0, ...); these have the prefix "
@@ -190,7 +203,7 @@ def _one_layer(state_dict, layer, reverse):
     if state_dict and all(k in CELL_KEYS for k in state_dict):  # an nn.LSTMCell's: one layer, one direction
         if layer or reverse:
             raise ValueError("expected layer=None and reverse=None: these are a cell module's keys (weight_ih, ...)")
-        return {f"{k}_l0": v for k, v in state_dict.items()}
+        return {f"{k}_l0": v for k, v in state_dict.items()}, ""
     bidirectional = any(k.endswith("_reverse") for k in state_dict)
     if bidirectional and reverse is None:
         raise ValueError("expected a one-directional module, or one direction chosen: these parameters have "
@@ -199,7 +212,7 @@ def _one_layer(state_dict, layer, reverse):
     if reverse and not bidirectional:
         raise ValueError("reverse=True: these parameters have no *_reverse keys (a one-directional module)")
     if layer is None and not reverse:
-        return {k: v for k, v in state_dict.items() if not k.endswith("_reverse")}  # _read_keys names the rest
+        return {k: v for k, v in state_dict.items() if not k.endswith("_reverse")}, "_l0"  # _read_keys names the rest
     found = sorted({int(m.group(1)) for k in state_dict if (m := re.search(r"_l(\d+)(_reverse)?$", k))})
     if layer is None and len(found) > 1:
         raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {found}: "
@@ -208,10 +221,10 @@ def _one_layer(state_dict, layer, reverse):
     chosen = {k[: -len(suffix)] + "_l0": v for k, v in state_dict.items() if k.endswith(suffix)}
     if not chosen:
         raise ValueError(f"layer: this state_dict has no layer {layer} (its layers: {found})")
-    return chosen
+    return chosen, suffix
 
 
-def _read_keys(layout, state_dict):
+def _read_keys(layout, state_dict, named):
     keys = list(state_dict)
     unknown = [k for k in keys if k not in KEYS]
     layers = sorted({int(m.group(1)) for k in unknown if (m := re.search(r"_l(\d+)$", k))} - {0})
@@ -219,19 +232,19 @@ def _read_keys(layout, state_dict):
         raise ValueError(f"expected one layer (keys *_l0); this state_dict has layers {[0] + layers}: "
                          "convert each with from_torch(..., layer=k)")
     if "weight_hr_l0" in unknown:
-        raise ValueError("expected an LSTM without projection; this state_dict has weight_hr_l0 (proj_size > 0)")
+        raise ValueError(f"expected an LSTM without projection; this state_dict has {named('weight_hr_l0')} "
+                         "(proj_size > 0)")
+    expected = f"expected the keys {', '.join(map(named, KEYS))} of an nn.{named.module}"
     if unknown:
-        raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
-                         f"unknown keys: {', '.join(unknown)}{_reparametrized(unknown)}")
+        raise ValueError(f"{expected}; unknown keys: {', '.join(map(named, unknown))}{_reparametrized(unknown)}")
     missing = [k for k in KEYS[:2] if k not in state_dict]
     if ("bias_ih_l0" in state_dict) != ("bias_hh_l0" in state_dict):
         missing += [k for k in KEYS[2:] if k not in state_dict]
     if missing:
-        raise ValueError(f"expected the keys {', '.join(KEYS)} of a one-layer nn.{layout.module}; "
-                         f"missing: {', '.join(missing)}")
-    arrays = {k: _numpy(k, state_dict[k]) for k in KEYS if k in state_dict}
+        raise ValueError(f"{expected}; missing: {', '.join(map(named, missing))}")
+    arrays = {k: _numpy(named(k), state_dict[k]) for k in KEYS if k in state_dict}
     if len({a.dtype for a in arrays.values()}) > 1:  # a kernel takes parameters of one dtype, as a module holds
-        got = ", ".join(f"{k} {a.dtype}" for k, a in arrays.items())
+        got = ", ".join(f"{named(k)} {a.dtype}" for k, a in arrays.items())
         raise ValueError(f"expected every parameter in one dtype (a module holds one), got {got}")
     return arrays
 
@@ -271,28 +284,29 @@ def _numpy(key, value):
     return value
 
 
-def _sizes(layout, arrays, input_size, hidden_size):
+def _sizes(layout, arrays, input_size, hidden_size, named):
     """D and H, after checking every array's shape against them."""
     count = layout.count
     w_hh, w_ih = arrays["weight_hh_l0"], arrays["weight_ih_l0"]
+    ih, hh = named("weight_ih_l0"), named("weight_hh_l0")
     if w_hh.ndim != 2 or w_ih.ndim != 2:
-        raise ValueError(f"expected 2-D weights, got weight_ih_l0 {w_ih.shape} and weight_hh_l0 {w_hh.shape}")
+        raise ValueError(f"expected 2-D weights, got {ih} {w_ih.shape} and {hh} {w_hh.shape}")
     H = w_hh.shape[1]
     if w_hh.shape[0] != count * H:
         blocks = w_hh.shape[0] // H if H and w_hh.shape[0] % H == 0 else None
         looks = f": {blocks} * H rows, {_OF_COUNT[blocks]}" if blocks in _OF_COUNT else ""
         rows = f"{count} * H" if count > 1 else "H"
-        raise ValueError(f"weight_hh_l0 has shape {tuple(w_hh.shape)}{looks}; expected nn.{layout.module}'s "
+        raise ValueError(f"{hh} has shape {tuple(w_hh.shape)}{looks}; expected nn.{named.module}'s "
                          f"({rows}, H) = ({count * H}, {H}), {layout.gates}")
     if hidden_size is not None and H != hidden_size:
-        raise ValueError(f"expected hidden_size {hidden_size}, got {H} (weight_hh_l0 {tuple(w_hh.shape)})")
+        raise ValueError(f"expected hidden_size {hidden_size}, got {H} ({hh} {tuple(w_hh.shape)})")
     D = w_ih.shape[1]
     if input_size is not None and D != input_size:
-        raise ValueError(f"expected input_size {input_size}, got {D} (weight_ih_l0 {tuple(w_ih.shape)})")
+        raise ValueError(f"expected input_size {input_size}, got {D} ({ih} {tuple(w_ih.shape)})")
     expected = {"weight_ih_l0": (count * H, D), "bias_ih_l0": (count * H,), "bias_hh_l0": (count * H,)}
     for key, shape in expected.items():
         if key in arrays and arrays[key].shape != shape:
-            raise ValueError(f"{key}: expected shape {shape} for hidden size H = {H} "
+            raise ValueError(f"{named(key)}: expected shape {shape} for hidden size H = {H} "
                              f"({count} * H rows, {layout.gates}), got {tuple(arrays[key].shape)}")
     return D, H
 

@@ -250,13 +250,17 @@ def state_dict(module_class, *args, **kwargs):
     return module_class(*args, **kwargs).state_dict()
 
 
-def lstm_with(key, value):
-    sd = torch.nn.LSTM(3, 4).state_dict()
+def with_entry(sd, key, value):
+    """sd with key set to value, or dropped where value is None (in place: sd is made for it)."""
     if value is None:
         del sd[key]
     else:
         sd[key] = value
     return sd
+
+
+def lstm_with(key, value):
+    return with_entry(torch.nn.LSTM(3, 4).state_dict(), key, value)
 
 
 WRONG = [
@@ -299,6 +303,22 @@ WRONG = [
 def test_what_does_not_convert_says_what_was_expected(name, source, message):
     with pytest.raises(ValueError, match=message):
         tc.from_torch(name, source, **({"layer": "1"} if message.startswith("^layer") else {}))
+
+
+@pytest.mark.parametrize("name, source, kwargs, message", [
+    ("lstm", with_entry(torch.nn.LSTMCell(3, 4).state_dict(), "weight_hh", torch.zeros(12, 4)), {},
+     r"^weight_hh has shape \(12, 4\): 3 \* H rows, a GRU's; expected nn.LSTMCell's"),
+    ("rnn", with_entry(torch.nn.RNNCell(3, 4).state_dict(), "weight_hh", None), {},
+     r"^expected the keys weight_ih, weight_hh, bias_ih, bias_hh of an nn.RNNCell; missing: weight_hh$"),
+    ("gru", with_entry(torch.nn.GRU(3, 4, num_layers=2, bidirectional=True).state_dict(), "bias_hh_l1_reverse",
+                  torch.zeros(5)), dict(layer=1, reverse=True), r"^bias_hh_l1_reverse: expected shape \(12,\)"),
+    ("lstm", with_entry(torch.nn.LSTM(3, 4, num_layers=2).state_dict(), "weight_ih_l1", torch.zeros(16, 4).double()),
+     dict(layer=1), r"got weight_ih_l1 float64, weight_hh_l1 float32"),
+])
+def test_what_does_not_convert_is_named_by_the_callers_keys(name, source, kwargs, message):
+    """A cell module's keys have no _l0, a stack's layer k has _lk: the message names the key given."""
+    with pytest.raises(ValueError, match=message):
+        tc.from_torch(name, source, **kwargs)
 
 
 def test_gradients_convert_to_each_of_a_modules_two_biases():
