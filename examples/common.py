@@ -44,9 +44,9 @@ def cell_name(text):
     path = Path(text)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"no kernel file {text}")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    kernel = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(kernel)
+    from lstm_derive.generate import import_kernel  # here: a cell named as the package's loads no SymPy
+
+    kernel = import_kernel(path)
     if not isinstance(getattr(kernel, "CELL", None), str):  # the derivation script, most likely
         raise argparse.ArgumentTypeError(f"{text} is not a kernel (it has no CELL): give the file that "
                                          "`lstm-derive generate SCRIPT --out DIR` writes into DIR")
