@@ -130,7 +130,7 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
         state_dict = state_dict.state_dict()
     state_dict, suffix = _one_layer(state_dict, layer, reverse)
     named = _Named(layout.module if suffix else f"{layout.module}Cell", suffix)
-    arrays = _read_keys(layout, state_dict, named)
+    arrays = _read_keys(state_dict, named)
     D, H = _sizes(layout, arrays, input_size, hidden_size, named)
     w_ih, w_hh, b_ih, b_hh = (arrays.get(k) for k in KEYS)
     if b_ih is None:  # bias=False
@@ -224,7 +224,7 @@ def _one_layer(state_dict, layer, reverse):
     return chosen, suffix
 
 
-def _read_keys(layout, state_dict, named):
+def _read_keys(state_dict, named):
     keys = list(state_dict)
     unknown = [k for k in keys if k not in KEYS]
     layers = sorted({int(m.group(1)) for k in unknown if (m := re.search(r"_l(\d+)$", k))} - {0})
