@@ -6,6 +6,7 @@ values that are the same at every step (``_steady``), a pre-activation as the sc
 
 from __future__ import annotations
 
+import functools
 import io
 import re
 import tokenize
@@ -15,8 +16,9 @@ import sympy
 from .printers import expr_text
 
 
+@functools.lru_cache(maxsize=8)  # the sections of one document read the same kernel's comments several times
 def provenance(kernel_text):
-    """(numbers cited, function, line, comment) for every provenance comment of a kernel.
+    """(numbers cited, function, line, comment) for every provenance comment of a kernel, a tuple.
 
     A provenance comment starts with the numbers it cites: ``# (9) dL/ds`` or
     ``# (2), (3), (4), (5) all gates ...``, and may cite factors it reads from a product later
@@ -39,7 +41,7 @@ def provenance(kernel_text):
             numbers += tuple(int(n) for n in re.findall(r"\d+", through.group(1))) if through else ()
             out.append((numbers, function, tok.start[0], tok.string))
         previous = tok
-    return out
+    return tuple(out)
 
 
 def kernel_lines(kernel_text):
