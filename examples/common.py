@@ -86,18 +86,19 @@ def available(names):
 
 
 # The bias rows of the gate that keeps the state (an LSTM's forget gate f, a GRU's update gate z):
-# (parameter, block). A positive bias there keeps more of the state from the start (Gers et al.
-# 2000; Jozefowicz et al. 2015), where init_params' zero-mean biases start the gate near 0.5.
-KEEP_GATE = {"lstm": ("b", 1), "lstm_peephole": ("b", 1), "lstm_seed": ("b", 2), "gru": ("b_x", 1),
-             "gru_cho": ("b", 1)}
+# (parameter, block, sign). A positive bias there keeps more of the state from the start (Gers et
+# al. 2000; Jozefowicz et al. 2015), where init_params' zero-mean biases start the gate near 0.5.
+# lstm_cifg's f = 1 - i has no bias of its own: a negative one on i's block raises f as much.
+KEEP_GATE = {"lstm": ("b", 1, 1), "lstm_peephole": ("b", 1, 1), "lstm_seed": ("b", 2, 1), "gru": ("b_x", 1, 1),
+             "gru_cho": ("b", 1, 1), "lstm_cifg": ("b", 0, -1)}
 
 
 def with_keep_bias(cell, params, value, hidden):
-    """params with `value` added to the bias of the gate that keeps the state, where the cell has
-    one (KEEP_GATE); the others unchanged."""
+    """params with `value` added to the bias of the gate that keeps the state (taken from that of
+    the gate it is coupled to), where the cell has one (KEEP_GATE); the others unchanged."""
     if value and cell in KEEP_GATE:
-        name, block = KEEP_GATE[cell]
-        params[name][block * hidden:(block + 1) * hidden] += value
+        name, block, sign = KEEP_GATE[cell]
+        params[name][block * hidden:(block + 1) * hidden] += sign * value
     return params
 
 

@@ -292,10 +292,12 @@ def test_a_file_that_is_no_kernel_is_refused_saying_which(tmp_path, capsys, monk
     assert message in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("cell, name, block", [("lstm", "b", 1), ("lstm_seed", "b", 2), ("gru", "b_x", 1)])
-def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block):
-    """lstm's f (blocks i, f, g, o), lstm_seed's f (g, i, f, o), gru's z (r, z, n): more of the
-    state kept means a larger gradient far back."""
+@pytest.mark.parametrize("cell, name, block, sign", [("lstm", "b", 1, 1), ("lstm_seed", "b", 2, 1), ("gru", "b_x", 1, 1),
+                                                     ("lstm_cifg", "b", 0, -1)])
+def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block, sign):
+    """lstm's f (blocks i, f, g, o), lstm_seed's f (g, i, f, o), gru's z (r, z, n), lstm_cifg's
+    f = 1 - i (i, g, o), through i's bias, lowered: more of the state kept means a larger gradient
+    far back."""
     if not common.has_cell(cell):
         pytest.skip(f"no {cell} kernel")
     kernel, H = common.load_cell(cell), 4
@@ -303,6 +305,7 @@ def test_the_forget_bias_goes_to_the_gate_that_keeps_the_state(cell, name, block
     biased = common.with_keep_bias(cell, kernel.init_params(2, H, seed=0), 1.0, H)
     changed = {n: np.flatnonzero(biased[n] != base[n]) for n in kernel.PARAMS}
     assert {n: list(i) for n, i in changed.items() if len(i)} == {name: list(range(block * H, (block + 1) * H))}
+    assert np.allclose(biased[name] - base[name], sign * (biased[name] != base[name]))
     far = [vanishing.measure(cell, 20, H, 1, 4, bias)[0, 0] for bias in (0.0, 2.0)]
     assert far[1] > far[0]
 
