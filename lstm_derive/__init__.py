@@ -5,6 +5,7 @@ The names below are loaded on first use, so that importing a generated kernel
 """
 
 import importlib
+import importlib.util
 import os
 import sys
 import types
@@ -16,10 +17,19 @@ _NAMES = {"Cell": "spec", "SpecError": "spec", "sigmoid": "spec", "tanh": "spec"
 
 def __getattr__(name):
     if name not in _NAMES:
+        if not name.startswith("_") and importlib.util.find_spec(f".{name}", __name__) is None:
+            _hint_after_traceback()  # `from lstm_derive import Sigmoid`, before any Cell installs it
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     globals()[name] = value  # found directly from now on
     return value
+
+
+def _hint_after_traceback():
+    """A script run as a program that imports a name the package lacks ends with the import that
+    gives it (see hints.hint_uncaught_errors)."""
+    from .hints import hint_uncaught_errors
+    hint_uncaught_errors()
 
 
 SCRIPT_MODULE = "lstm_derive.script"  # the module name a script runs under when the command line loads it

@@ -180,6 +180,29 @@ def test_a_call_given_its_values_wrongly_shows_how_it_is_written(tmp_path, capsy
     refused(tmp_path, capsys, body, "TypeError: Cell.", fragment)
 
 
+@pytest.mark.parametrize("line", ["from lstm_derive import Sigmoid", "from lstm_derive import Cell, Sigmoid"])
+def test_an_import_that_fails_is_named_after_pythons_traceback(tmp_path, line):
+    """Before any Cell is made, which installs the hint for every other error of a script."""
+    import subprocess
+    import sys
+
+    (tmp_path / "imports.py").write_text(line + "\n")
+    run = subprocess.run([sys.executable, "imports.py"], capture_output=True, text=True, cwd=tmp_path)
+    last = run.stderr.rstrip().splitlines()[-2:]
+    assert last[0].startswith("ImportError: cannot import name 'Sigmoid' from 'lstm_derive'"), run.stderr
+    assert last[1].startswith("lstm-derive: did you mean sigmoid? lstm_derive gives Cell, "), run.stderr
+
+
+def test_the_package_and_its_kernels_install_no_hint_and_load_no_sympy():
+    import subprocess
+    import sys
+
+    code = ("import sys; from lstm_derive import kernels; from lstm_derive.kernels import lstm; import lstm_derive; "
+            "hasattr(lstm_derive, '__wrapped__'); print('sympy' in sys.modules, sys.excepthook is sys.__excepthook__)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert run.stdout.split() == ["False", "True"], run.stdout + run.stderr
+
+
 def test_a_call_given_its_values_wrongly_is_shown_after_pythons_traceback(tmp_path):
     import subprocess
     import sys
