@@ -614,7 +614,8 @@ class Cell:
           value, s and ds;
         - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
           pre_A_ready<j> (and their _seq, over all steps before the loop), dpre_A, dpre_A_part<j>,
-          dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, bias_A, scale_A;
+          dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, dpre_A_by, dpre_A_by<j>,
+          bias_A, scale_A;
         - a weight or bias P has P and dP (a weight also P_scaled and P_input);
         - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
           let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp; a let dv_kept);
@@ -659,7 +660,7 @@ class Cell:
         """The names made from an affine, its weights, biases and blocks."""
         owner = f"affine '{node.name}'"
         for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "pre_{}_ready_seq", "dpre_{}", "dpre_{}_seq",
-                  "dpre_{}_flat", "dpre_{}_blocks", "bias_{}", "scale_{}"):
+                  "dpre_{}_flat", "dpre_{}_blocks", "dpre_{}_by", "bias_{}", "scale_{}"):
             yield n.format(node.name), owner, node.where
         for p in list(node.weights) + list(node.biases):
             yield p, f"parameter '{p}'", node.where
@@ -669,7 +670,7 @@ class Cell:
             yield f"{p}_input", f"parameter '{p}'", node.where
         for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
             for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
-                      "dpre_{}_part{}_seq"):
+                      "dpre_{}_part{}_seq", "dpre_{}_by{}"):
                 yield n.format(node.name, j), owner, node.where
         for b in node.blocks:
             for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):

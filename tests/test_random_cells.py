@@ -1507,6 +1507,21 @@ def test_a_block_read_as_it_is_stays_in_its_slot():
     assert "dpre_W_seq = pre_W_seq" in source
 
 
+def test_a_row_scaled_by_several_factors_is_scaled_by_one_product():
+    """lstm's da_i, da_f, da_g (times dc) and da_o (times dh): the factors copied side by side,
+    then one product of the step's contiguous row, not one per run of strided blocks. A run's
+    factor broadcasts over its blocks; a lone block's is copied as it is."""
+    source = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "lstm.py").read_text()
+    assert "dpre_W_by0, dpre_W_by1 = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]" in source
+    loop = source[source.index("for t in reversed(range(t0, t1)):"):source.index("dpre_W_flat = ")]
+    assert "dpre_W_by0[...] = dc[:, np.newaxis]" in loop and "dpre_W_by1[...] = dh\n" in loop
+    assert "dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_i, da_f, da_g, da_o" in loop
+    assert "dpre_W_blocks" not in source and "da_o_seq[t] *=" not in source
+    # one run of every block (gru's, all times dh) is scaled in place: nothing to gather
+    gru = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "gru.py").read_text()
+    assert "dpre_W_blocks[t] *= dh[:, np.newaxis]" in gru and "dpre_W_by" not in gru
+
+
 def test_a_one_block_affine_read_as_it_is_is_its_whole_buffer():
     """mLSTM's x-side factor, W_mx x alone: kept as the input GEMM wrote it, named without a slice."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a multiplicative lstm (mLSTM), its one-block affines without biases"]))

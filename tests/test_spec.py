@@ -233,6 +233,8 @@ DERIVED = {
     "a block's bias, bias_a": ("g = cell.let('bias_a', tanh(a))  # <- here", "bias_a"),
     "a fused run's view, pre_W_run0_seq": ("g = cell.let('pre_W_run0_seq', tanh(a))  # <- here", "pre_W_run0_seq"),
     "a gathered part, dpre_W_part0": ("g = cell.let('dpre_W_part0', tanh(a))  # <- here", "dpre_W_part0"),
+    "the loop's factors of a row, dpre_W_by": ("g = cell.let('dpre_W_by', tanh(a))  # <- here", "dpre_W_by"),
+    "a run's view of them, dpre_W_by0": ("g = cell.let('dpre_W_by0', tanh(a))  # <- here", "dpre_W_by0"),
     "a block's adjoint, da_seq": ("g = cell.let('da_seq', tanh(a))  # <- here", "da_seq"),
     "a block's values saved for a span, a_span": ("g = cell.let('a_span', tanh(a))  # <- here", "a_span"),
     "a weight's gradient, dW_x": ("p = cell.param('dW_x')  # <- here\ng = cell.let('g', tanh(a) * p)", "dW_x"),
