@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..derive import MatTerm, Term, adjoint, summed
-from ..spec import Affine
+from ..spec import Affine, column_view
 from .forward import _buffers, _gate_views, _invariant_lines, _state_doc
 from .printing import (
     _CodePrinter, _assign_tuple, _aux_printer, _col_range, _into, _lines, _mentions, _number_arrays,
@@ -231,8 +231,8 @@ def _split_views(k, a):
               else f"d{b}_seq = np.empty((T, B, H), x.dtype)" for b in a.blocks if b not in k.twins]
     lines.append(f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's adjoints of "
                  f"{a.name}'s blocks, gathered for the GEMM")
-    for j, part in enumerate(_split_parts(k, a)):  # the gather's views, made once
-        names = [f"dpre_{a.name}_part{j}"] + ([f"dpre_{a.name}_part{j}_seq"] if part.source else [])
+    for part in _split_parts(k, a):  # the gather's views, made once
+        names = [part.view(a)] + ([f"{part.source_view()}_seq"] if part.source else [])
         views = [f"dpre_{a.name}[:, {_col_range(part.first, part.end)}]"]
         if part.source:
             views.append(f"dpre_{part.source.name}_seq[..., {part.twin_cols()}]")
@@ -254,11 +254,19 @@ class _Part:
     def twin_cols(self):
         return _col_range(self.column, self.column + self.end - self.first)
 
-    def at_step(self, a, j):
-        """The part's adjoints at step t; j is its index among the parts (see _split_views)."""
+    def view(self, a):
+        """The name of the view of the part's columns in dpre_<A>, which the loop fills."""
+        return column_view(f"dpre_{a.name}", a.blocks[self.first:self.end])
+
+    def source_view(self):
+        """The name of the view of the twins' columns in their own affine's adjoint buffer."""
+        return column_view(f"dpre_{self.source.name}", self.source.blocks[self.column:self.column + self.end - self.first])
+
+    def at_step(self, a):
+        """The part's adjoints at step t (see _split_views)."""
         if self.source is None:
             return f"d{a.blocks[self.first]}_seq[t]"
-        return f"dpre_{a.name}_part{j}_seq[t]"
+        return f"{self.source_view()}_seq[t]"
 
     def flat(self, a):
         if self.source is None:
@@ -287,12 +295,12 @@ def _split_parts(k, a):
 def _gather_lines(k, a):
     """The loop's copies of one step's adjoints of a split affine into dpre_<A>."""
     lines = []
-    for j, part in enumerate(_split_parts(k, a)):
+    for part in _split_parts(k, a):
         blocks = a.blocks[part.first:part.end]
         cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks) + " dL/" + ", ".join(f"d{b}" for b in blocks)
         if part.source is not None:
             cite += ": equal to " + ", ".join(f"d{k.twins[b][0]}" for b in blocks)
-        lines.append(f"dpre_{a.name}_part{j}[...] = {part.at_step(a, j)}  # {cite}")
+        lines.append(f"{part.view(a)}[...] = {part.at_step(a)}  # {cite}")
     return lines
 
 

@@ -162,11 +162,11 @@ def forward(params, x, state=None, lengths=None):
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             i -= c_prev*p_i  # (2) i's pre-activation a_i + p_i*c_prev: the part beyond a_i, times -1 like the weights
             f -= c_prev*p_f  # (3) f's pre-activation a_f + p_f*c_prev: the part beyond a_f, times -1 like the weights
-            pre_W_ready = pre_W[:, :3 * H]  # i, f, g
+            pre_W_a_i_a_f_a_g = pre_W[:, :3 * H]  # i, f, g, whose pre-activations are complete; o waits for later values
             # (2), (3), (4) these gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
-            np.exp(pre_W_ready, out=pre_W_ready)
-            pre_W_ready += one
-            np.reciprocal(pre_W_ready, out=pre_W_ready)
+            np.exp(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
+            pre_W_a_i_a_f_a_g += one
+            np.reciprocal(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
             g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not relatively where |a| << 1
             g -= one  # (4)
             c = c_seq[t + 1]  # (5) c = f*c_prev + i*g, written in place:
