@@ -1348,6 +1348,16 @@ def test_steady_parts_of_gates_join_the_bias_once():
     assert not [gate for gate in "ifg" if f"the part beyond a_{gate}, " in source]  # no line in the loop
 
 
+def test_the_backward_loop_reads_a_one_block_affines_adjoints_by_the_blocks_name():
+    """rnn's loop scales da_seq[t]; its GEMM and the zeroing past a sequence's end read the same
+    array by that name too, not by the buffer's, dpre_W_seq."""
+    for name, block, affine in (("rnn", "da", "W"), ("gru_cho", "da_n", "W_n")):
+        source = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / f"{name}.py").read_text()
+        loop = source[source.index("for t in reversed("):source.index("# The weights' gradients")]
+        assert f"{block}_seq[t] *= dh" in loop and f"np.dot({block}_seq[t], " in loop, name
+        assert f"np.copyto({block}_seq[t], 0, where=ended[t])" in loop and f"dpre_{affine}_seq" not in loop, name
+
+
 def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with steady parts in its gates' sums"]))
     # negated, as the weights carry the sigmoids' -1

@@ -175,7 +175,13 @@ def _kept_as_computed(step, name, value):
 def _adjoint_buffers(k):
     """The buffers that keep the pre-activations' adjoints of every step for after the loop."""
     return [name for a in k.cell.affines for name in
-            ([f"d{b}_seq" for b in a.blocks if b not in k.twins] if a.name in k.split else [f"dpre_{a.name}_seq"])]
+            ([f"d{b}_seq" for b in a.blocks if b not in k.twins] if a.name in k.split else [_step_adjoints(a)])]
+
+
+def _step_adjoints(a):
+    """The name the loop reads an unsplit affine's adjoints by: its one block's (da_seq, as the
+    line that scales it), else the whole buffer's."""
+    return f"d{a.blocks[0]}_seq" if len(a.blocks) == 1 else f"dpre_{a.name}_seq"
 
 
 _TWIN_ALIAS = re.compile(r"^(\s*)(\w+(?:, \w+)*) = (\w+(?:, \w+)*)  # (.*) (one adjoint for both blocks of .*)$")
@@ -591,7 +597,7 @@ def _step_printer(k):
     for a in k.cell.affines:
         for w, v in zip(a.weights, a.inputs):  # x's gradient is one GEMM after the loop
             if v != k.x:
-                names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
+                names[MatTerm(a, v)] = f"np.dot({f'dpre_{a.name}' if a.name in k.split else f'{_step_adjoints(a)}[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
     return _CodePrinter(names, arrays=True)
 
