@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import copy
 import difflib
+import itertools
 import keyword
 import re
 import sys
@@ -612,10 +613,9 @@ class Cell:
         The emitter's naming scheme:
         - a state s has s_prev, s_seq, ds_next, ds_prev, ds_prev_zero, ds_passing and, for its new
           value, s and ds;
-        - an affine A has pre_A, pre_A_seq, pre_A_run<j>, pre_A_run<j>_seq, pre_A_ready,
-          pre_A_ready<j> (and their _seq, over all steps before the loop), dpre_A, dpre_A_part<j>,
-          dpre_A_part<j>_seq, dpre_A_seq, dpre_A_flat, dpre_A_blocks, dpre_A_by, dpre_A_by<j>,
-          bias_A, scale_A;
+        - an affine A has pre_A, pre_A_seq, dpre_A, dpre_A_seq, dpre_A_flat, dpre_A_blocks, dpre_A_by,
+          bias_A, scale_A, and for a run of its adjacent blocks u, ..., v the views of those columns,
+          pre_A_u_..._v, dpre_A_u_..._v (and their _seq) and dpre_A_by_u_..._v (see column_view);
         - a weight or bias P has P and dP (a weight also P_scaled and P_input);
         - a block or a let v has v, v_seq, v_span (a gate the backward pass saves for a span, or a
           let's values there), dv, dv_seq (a block also pre_v, bias_v and dv_tmp; a let dv_kept);
@@ -659,19 +659,21 @@ class Cell:
     def _affine_names(self, node):
         """The names made from an affine, its weights, biases and blocks."""
         owner = f"affine '{node.name}'"
-        for n in ("pre_{}", "pre_{}_seq", "pre_{}_ready", "pre_{}_ready_seq", "dpre_{}", "dpre_{}_seq",
-                  "dpre_{}_flat", "dpre_{}_blocks", "dpre_{}_by", "bias_{}", "scale_{}"):
+        for n in ("pre_{}", "pre_{}_seq", "dpre_{}", "dpre_{}_seq", "dpre_{}_flat", "dpre_{}_blocks", "dpre_{}_by",
+                  "bias_{}", "scale_{}"):
             yield n.format(node.name), owner, node.where
+        for j0, j1 in itertools.combinations(range(len(node.blocks) + 1), 2):
+            for buffer in (f"pre_{node.name}", f"dpre_{node.name}"):
+                view = column_view(buffer, node.blocks[j0:j1])
+                yield view, owner, node.where
+                yield f"{view}_seq", owner, node.where
+            yield column_view(f"dpre_{node.name}_by", node.blocks[j0:j1]), owner, node.where
         for p in list(node.weights) + list(node.biases):
             yield p, f"parameter '{p}'", node.where
             yield f"d{p}", f"parameter '{p}'", node.where
         for p in node.weights:
             yield f"{p}_scaled", f"parameter '{p}'", node.where
             yield f"{p}_input", f"parameter '{p}'", node.where
-        for j in range(sum(len(a.blocks) for a in self.affines)):  # runs are numbered over the cell
-            for n in ("pre_{}_run{}", "pre_{}_run{}_seq", "pre_{}_ready{}", "pre_{}_ready{}_seq", "dpre_{}_part{}",
-                      "dpre_{}_part{}_seq", "dpre_{}_by{}"):
-                yield n.format(node.name, j), owner, node.where
         for b in node.blocks:
             for n in (f"{b}", f"{b}_seq", f"{b}_span", f"pre_{b}", f"bias_{b}", f"d{b}", f"d{b}_seq", f"d{b}_tmp"):
                 yield n, f"block '{b}'", node.where
@@ -838,6 +840,12 @@ class Cell:
             if outer is not None:
                 return Declared(_beside(frame.f_code.co_filename, script), frame.f_lineno, script, outer.f_lineno)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
+
+
+def column_view(buffer, blocks):
+    """The name of a view of the columns of an affine's buffer that hold the given adjacent blocks:
+    pre_W_a_xr_a_xz for those of a_xr and a_xz in pre_W."""
+    return "_".join([buffer, *map(str, blocks)])
 
 
 def _base_name(symbol):

@@ -1253,8 +1253,9 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
         source = kernel_source(textwrap.dedent(FIXED_CELLS[name]))
         assert "one adjoint for both blocks of" in source and "bias_W" in source, name
         # the gates' sums negated by the weights and subtracted, then activated with one exp: no step negates them
-        assert "pre_W_run0 -= pre_U_run0" in source and "np.exp(pre_W_run0, out=pre_W_run0)" in source, name
-        assert "_sigmoid_into(pre_W_run0" not in source and "scale_U" not in source, name
+        # the views of the run's columns are named by the blocks they hold
+        assert "pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  #" in source or "pre_W_a_xr -= pre_U_a_hr  #" in source, name
+        assert "np.exp(pre_W_a_xr" in source and "_sigmoid_into(pre_W_a_x" not in source and "scale_U" not in source, name
     # z = sigmoid(a_xz + a_hz + p*h_prev): activated with r, and a_hz's adjoint is a_xz's (its twin)
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with a peephole on its update gate"]))
     assert "da_hz_seq = np.empty" not in source and "_sigmoid_into(a_" not in source
@@ -1263,11 +1264,11 @@ def test_the_gru_variants_have_twins_and_a_folded_bias():
 
 def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
     """An SRU's gates, a QRNN's, a MinimalRNN's z: one call over every step, outside the loop."""
-    for name, before in [("an sru whose gates read x alone", ["np.exp(pre_W_run0_seq, out=pre_W_run0_seq)"]),
+    for name, before in [("an sru whose gates read x alone", ["np.exp(pre_W_a_f_a_r_seq, out=pre_W_a_f_a_r_seq)"]),
                          ("a qrnn-like cell whose affine's every block is a gate of x alone", ["np.exp(pre_W_seq, out=pre_W_seq)"]),
                          ("gates of x alone, each over a sum of two affines' blocks",
-                          ["bias_W[:H] -= 1  #", "pre_W_run0_seq -= pre_U_run0_seq  #",
-                           "np.exp(pre_W_run0_seq, out=pre_W_run0_seq)"]),
+                          ["bias_W[:H] -= 1  #", "pre_W_a_f_a_r_seq -= pre_U_u_f_u_r_seq  #",
+                           "np.exp(pre_W_a_f_a_r_seq, out=pre_W_a_f_a_r_seq)"]),
                          ("a minimalrnn: a value of x alone that a recurrent affine reads, and one read by no step",
                           ["_sigmoid_into(pre_W_seq, sigmoid_z_seq, minus_one)", "s_seq = pre_W_seq*sigmoid_z_seq", "np.tanh(s_seq, out=z_seq)",
                            "np.dot(z_seq.reshape(T * B, H), U_z_scaled.T, out=pre_U_seq.reshape(T * B, H))  # (5)\n"
@@ -1302,7 +1303,7 @@ def test_what_is_formed_before_the_loop_and_what_stays_in_it():
     head, loop, _ = parts("a gate of x alone activated with one that reads the state, and a value of it")
     assert "f = " in loop and "np.tanh(two*f" in loop and "np.tanh(" not in head
     head, loop, _ = parts("gates of x alone, one with an extra of x alone, activated over some of the affine's columns")
-    assert "pre_W_ready_seq = pre_W_seq[..., H:3 * H]" in head and "[:, " not in head
+    assert "pre_W_a_f_a_o_seq = pre_W_seq[..., H:3 * H]" in head and "[:, " not in head
     _, loop, source = parts("an sru whose gates read x alone")
     assert "dh_prev_zero = np.zeros((B, H), x.dtype)" in source and "dh_prev = dh_prev_zero" in source
 
@@ -1347,12 +1348,22 @@ def test_steady_parts_of_gates_join_the_bias_once():
     assert not [gate for gate in "ifg" if f"the part beyond a_{gate}, " in source]  # no line in the loop
 
 
+def test_the_backward_loop_reads_a_one_block_affines_adjoints_by_the_blocks_name():
+    """rnn's loop scales da_seq[t]; its GEMM and the zeroing past a sequence's end read the same
+    array by that name too, not by the buffer's, dpre_W_seq."""
+    for name, block, affine in (("rnn", "da", "W"), ("gru_cho", "da_n", "W_n")):
+        source = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / f"{name}.py").read_text()
+        loop = source[source.index("for t in reversed("):source.index("# The weights' gradients")]
+        assert f"{block}_seq[t] *= dh" in loop and f"np.dot({block}_seq[t], " in loop, name
+        assert f"np.copyto({block}_seq[t], 0, where=ended[t])" in loop and f"dpre_{affine}_seq" not in loop, name
+
+
 def test_steady_parts_of_a_grus_sums_join_the_bias_once():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a gru with steady parts in its gates' sums"]))
     # negated, as the weights carry the sigmoids' -1
     assert "bias_W[:H] -= 1  #" in source and "bias_W[H:2 * H] += 2*lam  #" in source
     assert "r -= " not in source and "z -= h_prev*q  #" in source  # the peephole stays in the loop
-    assert "np.exp(pre_W_run0, out=pre_W_run0)" in source
+    assert "np.exp(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)" in source
 
 
 def test_the_forward_pass_evaluates_each_call_once():
@@ -1368,7 +1379,7 @@ def test_numbers_times_gates_blocks_ride_on_the_weights():
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an lstm with numbers times its gates' blocks"]))
     assert '_gate_scale(("sigmoid", "sigmoid", "tanh", "sigmoid"), H, x.dtype, (2, 1, 0.5, -1))' in source
     assert '_gate_scale(("sigmoid", "sigmoid"), H, x.dtype, (3, 1))' in source
-    assert "np.exp(pre_W_ready, out=pre_W_ready)" in source and "np.exp(pre_R, out=pre_R)" in source
+    assert "np.exp(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)" in source and "np.exp(pre_R, out=pre_R)" in source
     assert "(2*a_i, 0.5*a_g, -a_o)" in source and "(3*a_r)" in source
     assert "V_x_scaled" not in source  # tanh gates alone are not activated through exp: their own path
     assert "# exact, as these are powers of two" in source and "# rounded once per weight (3 no power of two)" in source
@@ -1512,9 +1523,10 @@ def test_a_row_scaled_by_several_factors_is_scaled_by_one_product():
     then one product of the step's contiguous row, not one per run of strided blocks. A run's
     factor broadcasts over its blocks; a lone block's is copied as it is."""
     source = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "lstm.py").read_text()
-    assert "dpre_W_by0, dpre_W_by1 = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]" in source
+    assert ("dpre_W_by_a_i_a_f_a_g, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]"
+            in source)
     loop = source[source.index("for t in reversed(range(t0, t1)):"):source.index("dpre_W_flat = ")]
-    assert "dpre_W_by0[...] = dc[:, np.newaxis]" in loop and "dpre_W_by1[...] = dh\n" in loop
+    assert "dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]" in loop and "dpre_W_by_a_o[...] = dh\n" in loop
     assert "dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_i, da_f, da_g, da_o" in loop
     assert "dpre_W_blocks" not in source and "da_o_seq[t] *=" not in source
     # one run of every block (gru's, all times dh) is scaled in place: nothing to gather
@@ -1533,20 +1545,20 @@ def test_one_affines_adjacent_gates_are_activated_together():
     added in place, then one exp over both gates' columns, where the blocks were."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]))
     # negated: the weights carry the sigmoids' -1, and the parts are subtracted
-    assert "pre_W_run0_seq = pre_W_seq[..., :2 * H]  # -(a_f, a_r), then f, r" in source
+    assert "pre_W_a_f_a_r_seq = pre_W_seq[..., :2 * H]  # -(a_f, a_r), then f, r" in source
     loop = source[source.index("for t in range(T):"):source.index("ys = h_seq[1:]")]
     assert "f -= c_prev*v_f" in loop and "r -= c_prev*v_r" in loop
-    assert loop.count("np.exp(") == 1 and "np.exp(pre_W_run0, out=pre_W_run0)" in loop and "_sigmoid_into(" not in loop
+    assert loop.count("np.exp(") == 1 and "np.exp(pre_W_a_f_a_r, out=pre_W_a_f_a_r)" in loop and "_sigmoid_into(" not in loop
     # a sigmoid alone is a run of its own, negated on the weights; a tanh alone is activated as written
     peephole_one = textwrap.dedent(FIXED_CELLS["an sru-like cell whose candidate is a raw block"]).replace(
         "r = cell.let(\"r\", sigmoid(a_r + v_r * c_prev))", "r = cell.let(\"r\", tanh(a_r) * v_r)")
     source = kernel_source(peephole_one)
-    assert "pre_W_run0_seq = pre_W_seq[..., :H]  # -(a_f), then f" in source and "f -= c_prev*v_f" in source
+    assert "pre_W_a_f_seq = pre_W_seq[..., :H]  # -(a_f), then f" in source and "f -= c_prev*v_f" in source
     assert "_sigmoid_into(" not in source
     tanh_two = peephole_one.replace("sigmoid(a_f + v_f * c_prev)", "tanh(a_f + v_f * c_prev)")  # and tanh(a_r)
-    assert "np.tanh(pre_W_run0, out=pre_W_run0)  # (2), (3) f = tanh(a_f + c_prev*v_f), tanh_r = tanh(a_r)" in kernel_source(tanh_two)
+    assert "np.tanh(pre_W_a_f_a_r, out=pre_W_a_f_a_r)  # (2), (3) f = tanh(a_f + c_prev*v_f), tanh_r = tanh(a_r)" in kernel_source(tanh_two)
     tanh_one = tanh_two.replace("tanh(a_r) * v_r", "a_r * v_r")
-    assert "_run0" not in kernel_source(tanh_one)
+    assert "pre_W_a_f" not in kernel_source(tanh_one)  # no run: f is activated as written
 
 
 def test_products_wait_in_temporaries_only_where_no_order_avoids_it():

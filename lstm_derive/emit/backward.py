@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import sympy
 
 from ..derive import MatTerm, Term, adjoint, summed
-from ..spec import Affine
+from ..spec import Affine, column_view
 from .forward import _buffers, _gate_views, _invariant_lines, _state_doc
 from .printing import (
     _CodePrinter, _assign_tuple, _aux_printer, _col_range, _into, _lines, _mentions, _number_arrays,
@@ -177,7 +177,13 @@ def _kept_as_computed(step, name, value):
 def _adjoint_buffers(k):
     """The buffers that keep the pre-activations' adjoints of every step for after the loop."""
     return [name for a in k.cell.affines for name in
-            ([f"d{b}_seq" for b in a.blocks if b not in k.twins] if a.name in k.split else [f"dpre_{a.name}_seq"])]
+            ([f"d{b}_seq" for b in a.blocks if b not in k.twins] if a.name in k.split else [_step_adjoints(a)])]
+
+
+def _step_adjoints(a):
+    """The name the loop reads an unsplit affine's adjoints by: its one block's (da_seq, as the
+    line that scales it), else the whole buffer's."""
+    return f"d{a.blocks[0]}_seq" if len(a.blocks) == 1 else f"dpre_{a.name}_seq"
 
 
 _TWIN_ALIAS = re.compile(r"^(\s*)(\w+(?:, \w+)*) = (\w+(?:, \w+)*)  # (.*) (one adjoint for both blocks of .*)$")
@@ -236,8 +242,8 @@ def _split_views(k, a):
               else f"d{b}_seq = np.empty((T, B, H), x.dtype)" for b in a.blocks if b not in k.twins]
     lines.append(f"dpre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # one step's adjoints of "
                  f"{a.name}'s blocks, gathered for the GEMM")
-    for j, part in enumerate(_split_parts(k, a)):  # the gather's views, made once
-        names = [f"dpre_{a.name}_part{j}"] + ([f"dpre_{a.name}_part{j}_seq"] if part.source else [])
+    for part in _split_parts(k, a):  # the gather's views, made once
+        names = [part.view(a)] + ([f"{part.source_view()}_seq"] if part.source else [])
         views = [f"dpre_{a.name}[:, {_col_range(part.first, part.end)}]"]
         if part.source:
             views.append(f"dpre_{part.source.name}_seq[..., {part.twin_cols()}]")
@@ -259,11 +265,19 @@ class _Part:
     def twin_cols(self):
         return _col_range(self.column, self.column + self.end - self.first)
 
-    def at_step(self, a, j):
-        """The part's adjoints at step t; j is its index among the parts (see _split_views)."""
+    def view(self, a):
+        """The name of the view of the part's columns in dpre_<A>, which the loop fills."""
+        return column_view(f"dpre_{a.name}", a.blocks[self.first:self.end])
+
+    def source_view(self):
+        """The name of the view of the twins' columns in their own affine's adjoint buffer."""
+        return column_view(f"dpre_{self.source.name}", self.source.blocks[self.column:self.column + self.end - self.first])
+
+    def at_step(self, a):
+        """The part's adjoints at step t (see _split_views)."""
         if self.source is None:
             return f"d{a.blocks[self.first]}_seq[t]"
-        return f"dpre_{a.name}_part{j}_seq[t]"
+        return f"{self.source_view()}_seq[t]"
 
     def flat(self, a):
         if self.source is None:
@@ -292,12 +306,12 @@ def _split_parts(k, a):
 def _gather_lines(k, a):
     """The loop's copies of one step's adjoints of a split affine into dpre_<A>."""
     lines = []
-    for j, part in enumerate(_split_parts(k, a)):
+    for part in _split_parts(k, a):
         blocks = a.blocks[part.first:part.end]
         cite = ", ".join(f"({k.d.step_for(b).number})" for b in blocks) + " dL/" + ", ".join(f"d{b}" for b in blocks)
         if part.source is not None:
             cite += ": equal to " + ", ".join(f"d{k.twins[b][0]}" for b in blocks)
-        lines.append(f"dpre_{a.name}_part{j}[...] = {part.at_step(a, j)}  # {cite}")
+        lines.append(f"{part.view(a)}[...] = {part.at_step(a)}  # {cite}")
     return lines
 
 
@@ -588,7 +602,7 @@ def _step_printer(k):
     for a in k.cell.affines:
         for w, v in zip(a.weights, a.inputs):  # x's gradient is one GEMM after the loop
             if v != k.x:
-                names[MatTerm(a, v)] = f"np.dot(dpre_{a.name}{'' if a.name in k.split else '_seq[t]'}, {w})"
+                names[MatTerm(a, v)] = f"np.dot({f'dpre_{a.name}' if a.name in k.split else f'{_step_adjoints(a)}[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
     return _CodePrinter(names, arrays=True)
 
@@ -660,7 +674,7 @@ def _roots_buffer(k, a):
     runs, printer = _scaled_runs(k, a), _step_printer(k)
     views = [f"dpre_{a.name}_by.reshape(B, {len(a.blocks)}, H)[:, {j0}:{j1}]" if j1 - j0 > 1
              else f"dpre_{a.name}_by[:, {_col_range(j0, j1)}]" for j0, j1, _ in runs]
-    names = [f"dpre_{a.name}_by{n}" for n in range(len(views))]
+    names = [column_view(f"dpre_{a.name}_by", a.blocks[j0:j1]) for j0, j1, _ in runs]
     factors = "; ".join(f"{printer.doprint(root)} for {', '.join(map(str, a.blocks[j0:j1]))}" for j0, j1, root in runs)
     return [f"dpre_{a.name}_by = np.empty((B, {k.size_expr(a)}), x.dtype)  # per column, the loop's factor of its "
             f"block's product ({factors})", _assign_tuple(names, views)]
@@ -680,8 +694,8 @@ def _gathered_lines(k, a, printer):
     """Every block of a times its root with one multiplication of the step's row, the roots
     copied side by side first."""
     runs, steps = _scaled_runs(k, a), [k.d.step_for(b) for b in a.blocks]
-    lines = [f"dpre_{a.name}_by{n}[...] = {printer.doprint(root)}" + ("[:, np.newaxis]" if j1 - j0 > 1 else "")
-             for n, (j0, j1, root) in enumerate(runs)]
+    lines = [f"{column_view(f'dpre_{a.name}_by', a.blocks[j0:j1])}[...] = {printer.doprint(root)}"
+             + ("[:, np.newaxis]" if j1 - j0 > 1 else "") for j0, j1, root in runs]
     lines[0] += "  # side by side: one product of the whole row, 2x faster than one per run of strided blocks"
     cite = ", ".join(f"({s.number})" for s in steps)
     what = ", ".join(str(s.adjoint) for s in steps) + _through(_completed(k, steps))

@@ -11,7 +11,7 @@ import re
 
 import sympy
 
-from ..spec import Affine, Let, sigmoid
+from ..spec import Affine, Let, column_view, sigmoid
 from .printing import (
     _CodePrinter, _assign_tuple, _aux_printer, _col_range, _into, _lines, _mentions, _number_arrays,
     _read_only, _tuple, _unpack, _unpack_tuple, _variable, _wrapped,
@@ -734,8 +734,7 @@ def _formed_first(named):
 def _fused_lines(k, run):
     """Gates over sums of two affines' blocks, summed and activated with one call each."""
     a, b, j0, j1, kind, pairs = run.a, run.b, run.j0, run.j1, run.kind, run.pairs
-    n = k.fused.index(run)
-    where = f"pre_{a.name}_run{n}"  # views made once, before the loop (_views_once)
+    where = _run_view(run.a, run)  # views made once, before the loop (_views_once)
     vs = [v for _, v in pairs]
     cites = [f"({k.node_number[id(u)]})" for u, _ in pairs if u is not None]  # an unnamed sum has no equation
     cite_u = ", ".join(cites) + " " if cites else ""
@@ -756,9 +755,9 @@ def _fused_lines(k, run):
               f"beyond {run.beyond}{scaled}" for (u, v), e in zip(pairs, run.extras) if e != 0]
     summed = []
     if b is not None:
-        other = f"pre_{b.name}_run{n}" + ("_seq[t]" if k.affine_parts(b)[0] else "")
-        sign, negated = ("-", f", negated: {b.name}'s part subtracted") if run in k.negated else ("+", "")
-        summed = [f"{where} {sign}= {other}  # {cite_u}{sums}, written over {', '.join(map(str, a.blocks[j0:j1]))}{negated}"]
+        other = _run_view(b, run) + ("_seq[t]" if k.affine_parts(b)[0] else "")
+        sign, negated = ("-", f", negated like the weights ({b.name}'s part subtracted)") if run in k.negated else ("+", "")
+        summed = [f"{where} {sign}= {other}  # {cite_u}{sums}{negated}, written over {', '.join(map(str, a.blocks[j0:j1]))}"]
     return [
         f"{where} = {where}_seq[t]",
         *summed,
@@ -846,25 +845,31 @@ def _views_once(k):
                 lines.append(f"{b} = pre_{a.name}" + (f"[:, {_cols(a, b)}]" if len(a.blocks) > 1 else ""))
         lines += [f"pre_{b}, bias_{b} = pre_{a.name}[:, {_cols(a, b)}], {a.biases[0]}[{_cols(a, b)}]"
                   for b in a.blocks if b in written]
-    for n, run in enumerate(k.fused):
+    for run in k.fused:
         cols = _col_range(run.j0, run.j1)
         gates = ", ".join(str(v.symbol) for _, v in run.pairs)
         a_blocks = ", ".join(map(str, run.a.blocks[run.j0:run.j1]))
         b_blocks = ", ".join(map(str, run.b.blocks[run.j0:run.j1])) if run.b is not None else ""
         folded = any((f.a, f.b, f.j0, f.j1) == (run.a, run.b, run.j0, run.j1) for f in k.bias_folds)
         if folded:  # the input part holds the other affine's biases of these blocks too
-            a_blocks += f" and the biases of {b_blocks}"
-            b_blocks += " without their biases"
+            one = run.j1 - run.j0 == 1
+            a_blocks += f" and the {'bias' if one else 'biases'} of {b_blocks}"
+            b_blocks += " without its bias" if one else " without their biases"
         if run in k.negated:  # the weights carry the sigmoid's -1
             a_blocks = f"-({a_blocks})"
-        lines.append(f"pre_{run.a.name}_run{n}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
+        lines.append(f"{_run_view(run.a, run)}_seq = pre_{run.a.name}_seq[..., {cols}]  # {a_blocks}, then {gates}")
         if run.b is None:
             continue
         if k.affine_parts(run.b)[0]:
-            lines.append(f"pre_{run.b.name}_run{n}_seq = pre_{run.b.name}_seq[..., {cols}]  # {b_blocks}")
+            lines.append(f"{_run_view(run.b, run)}_seq = pre_{run.b.name}_seq[..., {cols}]  # {b_blocks}")
         else:
-            lines.append(f"pre_{run.b.name}_run{n} = pre_{run.b.name}[:, {cols}]  # {b_blocks}")
+            lines.append(f"{_run_view(run.b, run)} = pre_{run.b.name}[:, {cols}]  # {b_blocks}")
     return lines
+
+
+def _run_view(a, run):
+    """The name of the view of a fused run's columns in affine a's buffer: pre_W_a_xr_a_xz."""
+    return column_view(f"pre_{a.name}", a.blocks[run.j0:run.j1])
 
 
 def _used_blocks(k, a):
@@ -888,14 +893,16 @@ def _activate_gates(k, a):
         let, kind = lets[j]
         if let.symbol in k.extras:
             lines.append(_extra_line(k, a, let, kind, numbers[let.symbol]))
-    runs = _runs(ready)
-    for n, (j0, j1) in enumerate(runs):
+    for j0, j1 in _runs(ready):
         run, where = lets[j0:j1], str(lets[j0][0].symbol)
         if (j0, j1) == (0, len(lets)):
             where = f"pre_{a.name}"
         elif j1 - j0 > 1:  # a view of the run's columns, once per step
-            where = f"pre_{a.name}_ready" + (str(n) if len(runs) > 1 else "")
-            lines.append(f"{where} = pre_{a.name}[:, {_col_range(j0, j1)}]  # {', '.join(str(v.symbol) for v, _ in run)}")
+            where = column_view(f"pre_{a.name}", a.blocks[j0:j1])
+            waiting = [str(v.symbol) for j, (v, _) in enumerate(lets) if j not in ready]
+            later = f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for later values" if waiting else ""
+            lines.append(f"{where} = pre_{a.name}[:, {_col_range(j0, j1)}]  # {', '.join(str(v.symbol) for v, _ in run)}, "
+                         f"whose pre-activations are complete{later}")
         lines += _activation(k, a, run, where, ", ".join(f"({numbers[let.symbol]})" for let, _ in run))
         lines += _tanh_lines(k, a, run)
     return lines

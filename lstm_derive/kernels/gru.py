@@ -148,8 +148,8 @@ def forward(params, x, state=None, lengths=None):
     # Views of the buffers' columns, made once: the loop indexes them by step.
     a_xn_seq = pre_W_seq[..., 2 * H:3 * H]
     pre_a_hn, bias_a_hn = pre_U[:, 2 * H:3 * H], b_h[2 * H:3 * H]
-    pre_W_run0_seq = pre_W_seq[..., :2 * H]  # -(a_xr, a_xz and the biases of a_hr, a_hz), then r, z
-    pre_U_run0 = pre_U[:, :2 * H]  # a_hr, a_hz without their biases
+    pre_W_a_xr_a_xz_seq = pre_W_seq[..., :2 * H]  # -(a_xr, a_xz and the biases of a_hr, a_hz), then r, z
+    pre_U_a_hr_a_hz = pre_U[:, :2 * H]  # a_hr, a_hz without their biases
 
     # What the backward pass reads, kept for every step.
     h_seq = np.empty((T + 1, B, H), x.dtype)
@@ -167,12 +167,12 @@ def forward(params, x, state=None, lengths=None):
             np.dot(h_prev, U_h.T, out=pre_U)  # (2)
             a_hn = a_hn_seq[t]
             np.add(pre_a_hn, bias_a_hn, out=a_hn)  # (2) a_hn
-            pre_W_run0 = pre_W_run0_seq[t]
-            pre_W_run0 -= pre_U_run0  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, written over a_xr, a_xz, negated: U's part subtracted
+            pre_W_a_xr_a_xz = pre_W_a_xr_a_xz_seq[t]
+            pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, negated like the weights (U's part subtracted), written over a_xr, a_xz
             # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
-            np.exp(pre_W_run0, out=pre_W_run0)
-            pre_W_run0 += one
-            np.reciprocal(pre_W_run0, out=pre_W_run0)
+            np.exp(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
+            pre_W_a_xr_a_xz += one
+            np.reciprocal(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
             r, z = r_seq[t], z_seq[t]
             a_n = a_xn + a_hn*r  # (7)
             n = n_seq[t]
@@ -228,8 +228,8 @@ def backward(params, cache, dys=None, dstate=None):
         # (17), (18) da_hr, da_hz are da_xr, da_xz: one adjoint for both blocks of a_r = a_xr + a_hr, a_z = a_xz + a_hz
         da_hn_seq = a_hn_seq  # its adjoint goes over its value, once read
         dpre_U = np.empty((B, 3 * H), x.dtype)  # one step's adjoints of U's blocks, gathered for the GEMM
-        dpre_U_part0, dpre_U_part0_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
-        dpre_U_part1 = dpre_U[:, 2 * H:3 * H]
+        dpre_U_a_hr_a_hz, dpre_W_a_xr_a_xz_seq = dpre_U[:, :2 * H], dpre_W_seq[..., :2 * H]
+        dpre_U_a_hn = dpre_U[:, 2 * H:3 * H]
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
 
         # The products of local derivatives read only forward values: they are formed for a span
@@ -262,8 +262,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (10) dL/dh
                 dpre_W_blocks[t] *= dh[:, np.newaxis]  # (20), (21), (22) dL/da_xr, da_xz, da_xn, through (11), (12), (13), (14), (15), (16)
                 da_hn_seq[t] *= dh  # (19) dL/da_hn, through (11), (12)
-                dpre_U_part0[...] = dpre_U_part0_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
-                dpre_U_part1[...] = da_hn_seq[t]  # (19) dL/da_hn
+                dpre_U_a_hr_a_hz[...] = dpre_W_a_xr_a_xz_seq[t]  # (17), (18) dL/da_hr, da_hz: equal to da_xr, da_xz
+                dpre_U_a_hn[...] = da_hn_seq[t]  # (19) dL/da_hn
                 dh_prev = np.dot(dpre_U, U_h) + z*dh  # (23) dL/dh_prev
                 dh_next = dh_prev
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach

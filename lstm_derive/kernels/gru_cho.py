@@ -225,7 +225,7 @@ def backward(params, cache, dys=None, dstate=None):
                 z = z_span[t - t0]
                 dh = dys[t] + dh_next  # (8) dL/dh
                 da_n_seq[t] *= dh  # (10) dL/da_n, through (9)
-                drh = np.dot(dpre_W_n_seq[t], W_n_rh)  # (11) dL/drh
+                drh = np.dot(da_n_seq[t], W_n_rh)  # (11) dL/drh
                 da_r_seq[t] *= drh  # (14) dL/da_r, through (13)
                 da_z_seq[t] *= dh  # (15) dL/da_z, through (12)
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
@@ -235,7 +235,7 @@ def backward(params, cache, dys=None, dstate=None):
                 if masked[t]:
                     dh_next = np.where(ended[t], dh, dh_next)
                     np.copyto(dpre_W_seq[t], 0, where=ended[t])
-                    np.copyto(dpre_W_n_seq[t], 0, where=ended[t])
+                    np.copyto(da_n_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)

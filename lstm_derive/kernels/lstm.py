@@ -217,7 +217,7 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
         dpre_W_by = np.empty((B, 4 * H), x.dtype)  # per column, the loop's factor of its block's product (dc for a_i, a_f, a_g; dh for a_o)
-        dpre_W_by0, dpre_W_by1 = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
+        dpre_W_by_a_i_a_f_a_g, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
         i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
 
@@ -253,8 +253,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (9) dL/dc
                 dc_prev = f*dc  # (19) dL/dc_prev
-                dpre_W_by0[...] = dc[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
-                dpre_W_by1[...] = dh
+                dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_i, da_f, da_g, da_o, through (10), (11), (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev

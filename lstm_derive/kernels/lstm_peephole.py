@@ -162,11 +162,11 @@ def forward(params, x, state=None, lengths=None):
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             i -= c_prev*p_i  # (2) i's pre-activation a_i + p_i*c_prev: the part beyond a_i, times -1 like the weights
             f -= c_prev*p_f  # (3) f's pre-activation a_f + p_f*c_prev: the part beyond a_f, times -1 like the weights
-            pre_W_ready = pre_W[:, :3 * H]  # i, f, g
+            pre_W_a_i_a_f_a_g = pre_W[:, :3 * H]  # i, f, g, whose pre-activations are complete; o waits for later values
             # (2), (3), (4) these gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
-            np.exp(pre_W_ready, out=pre_W_ready)
-            pre_W_ready += one
-            np.reciprocal(pre_W_ready, out=pre_W_ready)
+            np.exp(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
+            pre_W_a_i_a_f_a_g += one
+            np.reciprocal(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
             g *= two  # (4) tanh(a) = 2 sigmoid(2a) - 1: to eps absolutely, not relatively where |a| << 1
             g -= one  # (4)
             c = c_seq[t + 1]  # (5) c = f*c_prev + i*g, written in place:
@@ -226,7 +226,7 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
         dpre_W_by = np.empty((B, 4 * H), x.dtype)  # per column, the loop's factor of its block's product (dc for a_i, a_f, a_g; dh for a_o)
-        dpre_W_by0, dpre_W_by1 = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
+        dpre_W_by_a_i_a_f_a_g, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
         i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
 
@@ -263,8 +263,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
                 dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
-                dpre_W_by0[...] = dc[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
-                dpre_W_by1[...] = dh
+                dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (15), (16), (17), (10) dL/da_i, da_f, da_g, da_o, through (9), (12), (13), (14)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev

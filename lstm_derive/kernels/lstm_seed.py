@@ -213,7 +213,7 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_g_seq, da_i_seq, da_f_seq, da_o_seq = _blocks(dpre_W_seq, 4)
         dpre_W_by = np.empty((B, 4 * H), x.dtype)  # per column, the loop's factor of its block's product (ds for a_g, a_i, a_f; dh for a_o)
-        dpre_W_by0, dpre_W_by1 = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
+        dpre_W_by_a_g_a_i_a_f, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
         g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
 
@@ -250,8 +250,8 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 ds = o*dh + ds_next  # (9) dL/ds
                 ds_prev = f*ds  # (19) dL/ds_prev
-                dpre_W_by0[...] = ds[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
-                dpre_W_by1[...] = dh
+                dpre_W_by_a_g_a_i_a_f[...] = ds[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_g, da_i, da_f, da_o, through (10), (11), (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
                 dh_next, ds_next = dh_prev, ds_prev

@@ -168,13 +168,13 @@ def backward(params, cache, dys=None, dstate=None):
             for t in reversed(range(t0, t1)):
                 dh = dys[t] + dh_next  # (3) dL/dh
                 da_seq[t] *= dh  # (4) dL/da
-                dh_prev = np.dot(dpre_W_seq[t], W_h)  # (5) dL/dh_prev
+                dh_prev = np.dot(da_seq[t], W_h)  # (5) dL/dh_prev
                 dh_next = dh_prev
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one as they are, and what the step gives them is dropped.
                 if masked[t]:
                     dh_next = np.where(ended[t], dh, dh_next)
-                    np.copyto(dpre_W_seq[t], 0, where=ended[t])
+                    np.copyto(da_seq[t], 0, where=ended[t])
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
