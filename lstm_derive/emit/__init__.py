@@ -176,6 +176,20 @@ _SIGMOID_INTO = (
     "    return np.reciprocal(out, out=out)",
 )
 
+_SUMMED = (
+    "def _summed(a, axis):",
+    '    """a summed over axis, added in float32 at least, in a\'s dtype: NumPy adds float16 in float16',
+    '    (its matmul alone adds in float32), whose 11 bits lose a sum over every step and row."""',
+    "    return a.sum(axis=axis, dtype=np.result_type(a.dtype, np.float32)).astype(a.dtype, copy=False)",
+)
+
+_SUMMED_PRODUCTS = (
+    "def _summed_products(a, b):",
+    '    """The sum over steps and rows of a*b, a and b (T, B, H) of one dtype, added as _summed() adds."""',
+    "    wide = np.result_type(a.dtype, np.float32)",
+    '    return np.einsum("tbh,tbh->h", a, b, dtype=wide).astype(a.dtype, copy=False)',
+)
+
 _BLOCKS = (
     "def _blocks(a, count):",
     '    """The gate blocks of a (..., count * H) array, as views."""',
@@ -216,6 +230,8 @@ def _helpers(k, passes):
     needed += [helper for helper, wanted in [
         (_BEFORE_ENDS, "_before_ends(" in code),
         (_SIGMOID_INTO, "_sigmoid_into(" in code),
+        (_SUMMED, "_summed(" in code),
+        (_SUMMED_PRODUCTS, "_summed_products(" in code),
         (_BLOCKS, any(len(a.blocks) > 1 for a in k.cell.affines)),
         (_SPAN, k.saved or any(k.hoisted(step) for step in k.d.steps)),  # the backward pass goes by spans
         (_GATE_SCALE, _has_gate_scale(k)),
