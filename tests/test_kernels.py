@@ -682,3 +682,16 @@ def test_float16_gradients_stay_within_a_few_eps_over_many_steps_and_rows(name):
         assert got[n].dtype == np.float16
         error = np.max(np.abs(got[n] - want[n])) / np.max(np.abs(want[n]))
         assert error <= tolerance, f"d{n}: {error:.1e} > {tolerance:.1e}"
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_what_a_kernel_keeps_across_calls_stays_bounded_over_ever_new_sizes(name):
+    """A server may see a new H or T in every request: the module's dicts of what it made once
+    (gate scales, sampled indices, weights of x's sum) start afresh past 256 entries, not grow."""
+    k = kernel_of(name)
+    kept = {n: v for n, v in vars(k).items() if isinstance(v, dict) and n not in ("_PARAM_DIMS", "__builtins__")}
+    for H in range(1, 301):
+        params = {n: np.zeros(shape) for n, shape in k.param_shapes(1, H).items()}
+        ys, _, cache = k.forward(params, np.zeros((H % 7, 1, 1)))
+        k.backward(params, cache, ys)
+    assert kept and all(len(v) <= 257 for v in kept.values()), {n: len(v) for n, v in kept.items()}

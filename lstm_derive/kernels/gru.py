@@ -106,13 +106,16 @@ def _gate_scale(kinds, H, dtype, numbers=None):
     1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if
     numbers is None); read-only, made once."""
     key = (kinds, H, np.dtype(dtype), numbers)
-    if key not in _GATE_SCALES:
+    scale = _GATE_SCALES.get(key)  # get, not [key]: another thread may clear the dict
+    if scale is None:
+        if len(_GATE_SCALES) > 256:  # starts afresh: ever new sizes do not grow it without bound
+            _GATE_SCALES.clear()
         factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}
         factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
         scale = np.repeat(factors, H).astype(dtype)
         scale.flags.writeable = False
         _GATE_SCALES[key] = scale
-    return _GATE_SCALES[key]
+    return scale
 
 
 def forward(params, x, state=None, lengths=None):
