@@ -150,7 +150,7 @@ def _is_setup(stmt):
     for n in ast.walk(stmt):
         if isinstance(n, ast.Call):
             name = ast.unparse(n.func)
-            if (name.startswith("_") and name != "_before_ends"  # which guards a sum's values, not an argument
+            if (name.startswith("_") and name not in ("_before_ends", "_summed", "_summed_products")  # a sum's, not an argument's
                     or name in ("np.empty", "np.zeros", "np.zeros_like", "np.empty_like")):
                 return True
             if isinstance(n.func, ast.Attribute) and n.func.attr == "reshape" and not any(
@@ -165,9 +165,13 @@ def _is_setup(stmt):
 
 
 def _is_view(value):
-    """A view of a buffer, or a tuple of them: subscripts of names."""
+    """A view of a buffer, or a tuple of them: subscripts of names or of a name's reshape
+    (dpre_W_by.reshape(B, 4, H)[:, 0:3])."""
+    def buffer(v):
+        reshaped = isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr == "reshape"
+        return isinstance(v, ast.Name) or (reshaped and isinstance(v.func.value, ast.Name))
     items = value.elts if isinstance(value, ast.Tuple) else [value]
-    return all(isinstance(v, ast.Subscript) and isinstance(v.value, ast.Name) for v in items)
+    return all(isinstance(v, ast.Subscript) and buffer(v.value) for v in items)
 
 
 # -- helpers over expressions ------------------------------------------------------------------
@@ -448,21 +452,20 @@ def unsummed_gradient(s):
     if value is None or s.kind != "adjoint":
         return
     for node in ast.walk(value):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "sum"
-                and isinstance(node.func.value, ast.Name) and node.func.value.id.endswith("_flat")):
-            rows = _parse_expr(f"{node.func.value.id}[::B]")
-            new = copy.deepcopy(node)
-            new.func.value = rows
-            yield "bias gradient not summed over the batch", _replace_in(s.node, node, new)
-        if (isinstance(node, ast.Call) and ast.unparse(node.func) == "np.sum" and node.args
-                and any(k.arg == "axis" for k in node.keywords)):
-            yield "parameter gradient not summed over the batch", _replace_in(
-                s.node, node, _parse_expr(f"({ast.unparse(node.args[0])})[0]"))
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "np.einsum" and len(node.args) == 3:
-            spec, *operands = (ast.unparse(a) for a in node.args)
+        called = ast.unparse(node.func) if isinstance(node, ast.Call) else None
+        if called == "_summed" and isinstance(node.args[0], ast.Name) and ast.unparse(node.args[1]) == "0":
+            summed = node.args[0].id
+            if summed.endswith("_flat"):  # a bias's (T * B, H) adjoints
+                new = copy.deepcopy(node)
+                new.args[0] = _parse_expr(f"{summed}[::B]")
+                yield "bias gradient not summed over the batch", _replace_in(s.node, node, new)
+            else:  # a (B, H) sum the loop added up
+                yield "parameter gradient not summed over the batch", _replace_in(s.node, node, _parse_expr(f"({summed})[0]"))
+        if called == "_summed_products":
+            operands = [ast.unparse(a) for a in node.args]
             for kind, rows in (("the batch", "[:, :1]"), ("time", "[:1]")):
                 yield f"parameter gradient not summed over {kind}", _replace_in(
-                    s.node, node, _parse_expr(f"np.einsum({spec}, {', '.join(f'({o}){rows}' for o in operands)})"))
+                    s.node, node, _parse_expr(f"_summed_products({', '.join(f'({o}){rows}' for o in operands)})"))
     if isinstance(s.node, ast.AugAssign) and s.place == "loop" and isinstance(s.node.target, ast.Name):
         yield "parameter gradient not summed over time", ast.Assign([copy.deepcopy(s.node.target)],
                                                                     copy.deepcopy(s.node.value), lineno=0)

@@ -1337,7 +1337,7 @@ def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
     assert "dlam += " in source and "dp = lam*(1 - lam)*dlam" in source
     source = kernel_source(textwrap.dedent(FIXED_CELLS["lets of parameters alone, chained, their parameter also read per step"]))
     assert "mu_seq" not in source and "dp += h_prev*dc" in source
-    assert "dp = np.sum(dp, axis=0) + " in source
+    assert "dp = _summed(dp, 0) + " in source
 
 
 def test_steady_parts_of_gates_join_the_bias_once():

@@ -176,6 +176,20 @@ _SIGMOID_INTO = (
     "    return np.reciprocal(out, out=out)",
 )
 
+_SUMMED = (
+    "def _summed(a, axis):",
+    '    """a summed over axis, added in float32 at least, in a\'s dtype: NumPy adds float16 in float16',
+    '    (its matmul alone adds in float32), whose 11 bits lose a sum over every step and row."""',
+    "    return a.sum(axis=axis, dtype=np.result_type(a.dtype, np.float32)).astype(a.dtype, copy=False)",
+)
+
+_SUMMED_PRODUCTS = (
+    "def _summed_products(a, b):",
+    '    """The sum over steps and rows of a*b, a and b (T, B, H) of one dtype, added as _summed() adds."""',
+    "    wide = np.result_type(a.dtype, np.float32)",
+    '    return np.einsum("tbh,tbh->h", a, b, dtype=wide).astype(a.dtype, copy=False)',
+)
+
 _BLOCKS = (
     "def _blocks(a, count):",
     '    """The gate blocks of a (..., count * H) array, as views."""',
@@ -199,13 +213,16 @@ _GATE_SCALE = (
     '    1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if',
     '    numbers is None); read-only, made once."""',
     "    key = (kinds, H, np.dtype(dtype), numbers)",
-    "    if key not in _GATE_SCALES:",
+    "    scale = _GATE_SCALES.get(key)  # get, not [key]: another thread may clear the dict",
+    "    if scale is None:",
+    "        if len(_GATE_SCALES) > 256:  # starts afresh: ever new sizes do not grow it without bound",
+    "            _GATE_SCALES.clear()",
     '        factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}',
     '        factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]',
     "        scale = np.repeat(factors, H).astype(dtype)",
     "        scale.flags.writeable = False",
     "        _GATE_SCALES[key] = scale",
-    "    return _GATE_SCALES[key]",
+    "    return scale",
 )
 
 
@@ -216,6 +233,8 @@ def _helpers(k, passes):
     needed += [helper for helper, wanted in [
         (_BEFORE_ENDS, "_before_ends(" in code),
         (_SIGMOID_INTO, "_sigmoid_into(" in code),
+        (_SUMMED, "_summed(" in code),
+        (_SUMMED_PRODUCTS, "_summed_products(" in code),
         (_BLOCKS, any(len(a.blocks) > 1 for a in k.cell.affines)),
         (_SPAN, k.saved or any(k.hoisted(step) for step in k.d.steps)),  # the backward pass goes by spans
         (_GATE_SCALE, _has_gate_scale(k)),

@@ -85,7 +85,7 @@ def _backward_head(k):
     ]
     return body + [
         "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
-        f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + dys[T:].sum(axis=0), dys[:T]",
+        f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + _summed(dys[T:], 0), dys[:T]",
     ]
 
 
@@ -796,7 +796,7 @@ def _summed_line(k, step, in_loop):
         cite = f"({step.number}) dL/d{p}" + (", summed over the steps and rows" if in_loop else "")
     else:  # a parameter's: the loop added up its equation's terms, or they are summed here
         cite = (f"({total})" if in_loop else f"({step.number}), ({total})") + f" dL/d{p}"
-    parts = [f"np.sum({step.adjoint}, axis=0)" if in_loop else _summed_after(k, step)]
+    parts = [f"_summed({step.adjoint}, 0)" if in_loop else _summed_after(k, step)]
     late = k.late_terms(step)
     parts += [t.text(_aux_printer(k)) for t in late]
     if late:  # sum(local*dlam(t, b)) = local*sum(dlam(t, b)): the local is the same at every step
@@ -816,8 +816,8 @@ def _summed_after(k, step):
         local = t.local.subs(k.aux)
         outside, inside = local.as_independent(*(local.free_symbols - k.constant), as_Add=False)
         local = f"_before_ends({printer.doprint(inside)}, ended)"
-        total = (f'np.einsum("tbh,tbh->h", {local}, {t.adjoint}_seq)' if inside != 1
-                 else f"{t.adjoint}_seq.sum(axis=(0, 1))")
+        total = (f"_summed_products({local}, {t.adjoint}_seq)" if inside != 1
+                 else f"_summed({t.adjoint}_seq, (0, 1))")
         factor = f"({printer.doprint(outside)})" if isinstance(outside, sympy.Add) else printer.doprint(outside)
         parts.append(total if outside == 1 else "-" + total if outside == -1 else f"{factor}*{total}")
     return summed(parts, empty="")
@@ -837,7 +837,7 @@ def _param_gradients(k):
             lines.append(f"d{g.name} = dpre_{g.affine}_flat.T @ {_flat_values(k, g.vector)}{where}")
         elif g.kind == "bias":
             if g.name == a.biases[0]:
-                lines.append(f"d{g.name} = dpre_{a.name}_flat.sum(axis=0){where}")
+                lines.append(f"d{g.name} = _summed(dpre_{a.name}_flat, 0){where}")
             else:
                 lines.append(f"d{g.name} = d{a.biases[0]}.copy(){where}")
         done.add(g.name)
@@ -849,7 +849,7 @@ def _split_gradient(k, a, g, done):
     their adjoints are; done holds the bias gradients already computed, whose sums it reuses."""
     where, parts = f"  # ({g.number}) dL/d{g.name}", _split_parts(k, a)
     if g.kind == "bias":
-        sums = [_known_sum(part, done) or f"{part.flat(a)}.sum(axis=0)" for part in parts]
+        sums = [_known_sum(part, done) or f"_summed({part.flat(a)}, 0)" for part in parts]
         return [f"d{g.name} = np.concatenate([{', '.join(sums)}]){where}"]
     values, rows = _flat_values(k, g.vector), "D" if g.vector == k.x else "H"
     lines = [f"d{g.name} = np.empty(({k.size_expr(a)}, {rows}), x.dtype){where}, by runs of blocks:"]

@@ -78,6 +78,12 @@ def _before_ends(a, ended):
     return np.where(ended, 0, a)
 
 
+def _summed(a, axis):
+    """a summed over axis, added in float32 at least, in a's dtype: NumPy adds float16 in float16
+    (its matmul alone adds in float32), whose 11 bits lose a sum over every step and row."""
+    return a.sum(axis=axis, dtype=np.result_type(a.dtype, np.float32)).astype(a.dtype, copy=False)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -190,7 +196,7 @@ def backward(params, cache, dys=None, dstate=None):
                          "(it writes the gradients over the gate values it holds); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
-        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
+        dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
@@ -242,10 +248,10 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_n_flat = dpre_W_n_seq.reshape(T * B, H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (18) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (19) dL/dW_h
-        db = dpre_W_flat.sum(axis=0)  # (20) dL/db
+        db = _summed(dpre_W_flat, 0)  # (20) dL/db
         dW_n_x = dpre_W_n_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_n_x
         dW_n_rh = dpre_W_n_flat.T @ _before_ends(rh_seq, ended).reshape(T * B, H)  # (22) dL/dW_n_rh
-        db_n = dpre_W_n_flat.sum(axis=0)  # (23) dL/db_n
+        db_n = _summed(dpre_W_n_flat, 0)  # (23) dL/db_n
         dx = (dpre_W_flat @ W_x + dpre_W_n_flat @ W_n_x).reshape(T, B, D)  # (17) dL/dx
         if T < T_all:  # the steps not run read no x
             dx = np.concatenate([dx, np.zeros((T_all - T, B, D), x.dtype)])

@@ -78,6 +78,18 @@ def _before_ends(a, ended):
     return np.where(ended, 0, a)
 
 
+def _summed(a, axis):
+    """a summed over axis, added in float32 at least, in a's dtype: NumPy adds float16 in float16
+    (its matmul alone adds in float32), whose 11 bits lose a sum over every step and row."""
+    return a.sum(axis=axis, dtype=np.result_type(a.dtype, np.float32)).astype(a.dtype, copy=False)
+
+
+def _summed_products(a, b):
+    """The sum over steps and rows of a*b, a and b (T, B, H) of one dtype, added as _summed() adds."""
+    wide = np.result_type(a.dtype, np.float32)
+    return np.einsum("tbh,tbh->h", a, b, dtype=wide).astype(a.dtype, copy=False)
+
+
 def _blocks(a, count):
     """The gate blocks of a (..., count * H) array, as views."""
     H = a.shape[-1] // count
@@ -98,13 +110,16 @@ def _gate_scale(kinds, H, dtype, numbers=None):
     1 for one read as it is (None), times the number the block is multiplied by in its gate (1 if
     numbers is None); read-only, made once."""
     key = (kinds, H, np.dtype(dtype), numbers)
-    if key not in _GATE_SCALES:
+    scale = _GATE_SCALES.get(key)  # get, not [key]: another thread may clear the dict
+    if scale is None:
+        if len(_GATE_SCALES) > 256:  # starts afresh: ever new sizes do not grow it without bound
+            _GATE_SCALES.clear()
         factor = {"sigmoid": -1.0, "tanh": -2.0, None: 1.0}
         factors = [factor[kind] * n for kind, n in zip(kinds, numbers or [1] * len(kinds))]
         scale = np.repeat(factors, H).astype(dtype)
         scale.flags.writeable = False
         _GATE_SCALES[key] = scale
-    return _GATE_SCALES[key]
+    return scale
 
 
 def forward(params, x, state=None, lengths=None):
@@ -221,7 +236,7 @@ def backward(params, cache, dys=None, dstate=None):
                          "(it writes the gradients over the gate values it holds); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
-        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
+        dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
@@ -277,13 +292,13 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (24) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (25) dL/dW_h
-        db = dpre_W_flat.sum(axis=0)  # (26) dL/db
+        db = _summed(dpre_W_flat, 0)  # (26) dL/db
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (23) dL/dx
         if T < T_all:  # the steps not run read no x
             dx = np.concatenate([dx, np.zeros((T_all - T, B, D), x.dtype)])
-        dp_i = np.einsum("tbh,tbh->h", _before_ends(c_seq[:-1], ended), da_i_seq)  # (20), (27) dL/dp_i
-        dp_f = np.einsum("tbh,tbh->h", _before_ends(c_seq[:-1], ended), da_f_seq)  # (21), (28) dL/dp_f
-        dp_o = np.einsum("tbh,tbh->h", _before_ends(c_seq[1:], ended), da_o_seq)  # (22), (29) dL/dp_o
+        dp_i = _summed_products(_before_ends(c_seq[:-1], ended), da_i_seq)  # (20), (27) dL/dp_i
+        dp_f = _summed_products(_before_ends(c_seq[:-1], ended), da_f_seq)  # (21), (28) dL/dp_f
+        dp_o = _summed_products(_before_ends(c_seq[1:], ended), da_o_seq)  # (22), (29) dL/dp_o
         grads = {"W_x": dW_x, "W_h": dW_h, "b": db, "p_i": dp_i, "p_f": dp_f, "p_o": dp_o}
         return grads, dx, (dh_next, dc_next)
 

@@ -73,6 +73,12 @@ def _before_ends(a, ended):
     return np.where(ended, 0, a)
 
 
+def _summed(a, axis):
+    """a summed over axis, added in float32 at least, in a's dtype: NumPy adds float16 in float16
+    (its matmul alone adds in float32), whose 11 bits lose a sum over every step and row."""
+    return a.sum(axis=axis, dtype=np.result_type(a.dtype, np.float32)).astype(a.dtype, copy=False)
+
+
 def _span(B, H, dtype):
     """Steps per span of the backward pass: about 64 KiB of each (B, H) array a product reads, and
     at least one step, so that the span of every such array stays in a core's cache."""
@@ -151,7 +157,7 @@ def backward(params, cache, dys=None, dstate=None):
                          "(one call per cache, as in the kernels that write their gradients over it); run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
-        dh_next, dys = dh_next + dys[T:].sum(axis=0), dys[:T]
+        dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = np.empty((T, B, H), x.dtype)
         da_seq = dpre_W_seq
@@ -180,7 +186,7 @@ def backward(params, cache, dys=None, dstate=None):
         dpre_W_flat = dpre_W_seq.reshape(T * B, H)
         dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (7) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (8) dL/dW_h
-        db_x = dpre_W_flat.sum(axis=0)  # (9) dL/db_x
+        db_x = _summed(dpre_W_flat, 0)  # (9) dL/db_x
         db_h = db_x.copy()  # (10) dL/db_h
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (6) dL/dx
         if T < T_all:  # the steps not run read no x
