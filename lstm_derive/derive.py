@@ -25,7 +25,7 @@ __all__ = ["derive", "Derivation", "Equation", "Step", "Term", "MatTerm", "Param
 
 def adjoint(symbol):
     """dL/dv for a vector v, as a symbol named d<v>."""
-    return sympy.Symbol(f"d{symbol}", real=True)
+    return sympy.Symbol(f"d{symbol.name}", real=True)  # its name, what str() prints, without a printer made for it
 
 
 def primal(adjoint_symbol):
