@@ -309,7 +309,8 @@ def _pre_activation_block(cell, let):
     if not isinstance(let.expr, tuple(SUPPORTED_FUNCTIONS.values())) or not isinstance(let.expr.args[0], sympy.Add):
         return None
     pre = let.expr.args[0]
-    return next((b for b in cell.blocks if sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)
+    return next((b for b in cell.blocks
+                 if b in pre.free_symbols and sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)
 
 
 def _backward_steps(cell):
