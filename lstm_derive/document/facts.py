@@ -15,8 +15,9 @@ from .printers import expr_text
 
 
 # What Python reads as a string, a comment or a top-level def, in the order written: a string is
-# consumed whole, so that a # or a def inside one is no comment and no function. tokenize finds the
-# same comments at many times the cost (it took half the time of writing a document).
+# consumed whole, so that a # or a def inside one is no comment and no function (a kernel is Python
+# 3.10's: no f-string holds a quote of its own kind). tokenize finds the same comments at many times
+# the cost (it took half the time of writing a document).
 _LEXEMES = re.compile(r"""
     '{3}(?:\\.|[^\\])*?'{3} | "{3}(?:\\.|[^\\])*?"{3}  # over lines; a backslash escapes what follows
   | '(?:\\.|[^\\'\n])*' | "(?:\\.|[^\\"\n])*"
