@@ -60,9 +60,8 @@ def _parsed(path, mtime_ns, size):
 
 def _written_texts(tree, line, name):
     """The expression nodes of cell.let("name", expr) and cell.update(name=expr) calls on a line."""
-    for call in ast.walk(tree):
-        if not (isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute)
-                and call.lineno <= line <= (call.end_lineno or call.lineno)):
+    for call in _calls(tree):
+        if not (isinstance(call.func, ast.Attribute) and call.lineno <= line <= (call.end_lineno or call.lineno)):
             continue
         if call.func.attr == "let" and len(call.args) == 2 and isinstance(call.args[0], ast.Constant) \
                 and call.args[0].value == name:
@@ -73,8 +72,14 @@ def _written_texts(tree, line, name):
 
 def _written_calls(tree, line):
     """The calls of the cell language's functions (sigmoid(a_f - 1)) in the statement on a line."""
-    return [call for call in ast.walk(tree) if isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
+    return [call for call in _calls(tree) if isinstance(call.func, ast.Name)
             and call.func.id in SUPPORTED_FUNCTIONS and call.lineno <= line <= (call.end_lineno or call.lineno)]
+
+
+@functools.lru_cache(maxsize=32)  # every let of a script looks through the same calls: found once, not once a let
+def _calls(tree):
+    """The script's calls, in ast.walk's order."""
+    return tuple(node for node in ast.walk(tree) if isinstance(node, ast.Call))
 
 
 def _product(l, r):

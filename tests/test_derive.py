@@ -196,6 +196,46 @@ def test_relu_softplus_and_exp_differentiate_in_output_form():
     assert r["dn"] == relu(a_r_symbol) * dh
 
 
+def test_every_call_a_let_names_is_read_as_the_let_in_the_local_derivatives():
+    """Output form throughout, calls inside calls too: tanh(sigmoid(a) + h_prev)' reads u and s,
+    where u and s name those calls, and no local derivative keeps a call a let names."""
+    from lstm_derive import Cell, exp, sigmoid, softplus, tanh
+    from lstm_derive.kernels import CELLS
+
+    cell = Cell("nested", title="calls inside calls")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a, a_z = cell.affine("W", [x, h_prev], blocks=["a", "a_z"])
+    s = cell.let("s", sigmoid(a))
+    u = cell.let("u", tanh(sigmoid(a) + h_prev))
+    z = cell.let("z", exp(-softplus(a_z)) * sigmoid(a))
+    cell.update(h=u * z + s)
+    cells = [derive(cell)] + [results(name)[0] for name in CELLS]
+    for d in cells:
+        named = {let.expr: let.symbol for let in d.cell.lets if isinstance(let.expr, sympy.Function)}
+        for step in d.steps:
+            for term in step.terms:
+                assert not term.local.atoms(sympy.Function) & set(named), (d.cell.name, step.adjoint, term.local)
+    da = {t.consumer: t.local for t in cells[0].step_for(a).terms}
+    s_, u_ = symbols("s u")
+    assert da["u"] == (1 - u_**2) * s_ * (1 - s_)
+
+
+def test_a_vector_is_differentiated_only_by_the_nodes_that_read_it(monkeypatch):
+    """Each derivative taken is of an expression that reads the vector: one that does not gives no
+    term, and SymPy's diff would spend as long on it as on a real one only to say 0."""
+    taken = []
+    diff = sympy.diff
+
+    def recorded(expr, vector):
+        taken.append((expr, vector))
+        return diff(expr, vector)
+
+    monkeypatch.setattr(sympy, "diff", recorded)
+    d, _ = results("lstm_peephole")
+    assert taken and all(vector in expr.free_symbols for expr, vector in taken)
+    assert sum(len(step.terms) for step in d.steps) > 0
+
+
 MIN_LSTM = '''
 from lstm_derive import Cell, sigmoid
 

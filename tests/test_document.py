@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from lstm_derive import Cell, cli, derive, exp, relu, sigmoid, softplus, tanh
-from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, step_text
+from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, kernel_lines, provenance, step_text
 from lstm_derive.emit import emit_kernel
 from lstm_derive.generate import load_cell
 
@@ -238,6 +238,45 @@ def test_the_kernel_table_links_lines_that_cite_the_equation(cell):
     for number, links in rows:
         lines = [int(n) for n in re.findall(rf"\(\.\./lstm_derive/kernels/{cell}\.py#L(\d+)(?:-L\d+)?\)", links)]
         assert lines == cited.get(int(number), []), f"({number})"
+
+
+# A kernel's text where a comment-like text sits in strings of every kind (a docstring, '''-strings
+# over lines, an escaped quote, an f-string, a raw string), and a def in one
+_TRICKY_KERNEL = "\n".join([
+    'def forward(x):',
+    '    """A docstring quoting a comment, # (1) not one, and a def:',
+    'def not_a_function(): a string\'s # and \\""" stay in it.',
+    '    """',
+    '    s = "# (2) a string" + \'# (3) another\' + f"{x}#" + r\'\\\\\' + "it\\"s #" + \'it\\\'s #\'  # (4) the line\'s own',
+    "    t = '''# (5) not a comment",
+    "# (6) \\''' is no end of it ''' # (7), (8) dL/dt, times (9) from dq, through (10)",
+    "    # (11) that's a comment with a quote in it",
+    "    def inner():  # (12) nested: still forward's",
+    '        return """a\\"""" + "b\\""  # (13) after strings that end in an escaped quote',
+    '    return s + \\',
+    '        t  # (14)',
+    'def backward():',
+    '    pass  # (15) cited',
+    ''])
+
+
+def test_provenance_reads_comments_where_python_does():
+    """Comments, never a string's text, each with the top-level function it is in, as Python's
+    tokenize reads them."""
+    python = {}
+    function = previous = None
+    for tok in tokenize.generate_tokens(io.StringIO(_TRICKY_KERNEL).readline):
+        if tok.type == tokenize.NAME and previous is not None and previous.string == "def" and previous.start[1] == 0:
+            function = tok.string
+        if tok.type == tokenize.COMMENT:
+            python[tok.start[0]] = (function, tok.string)
+        previous = tok
+    read = provenance(_TRICKY_KERNEL)
+    assert {line: (function, comment) for _, function, line, comment in read} == python
+    assert [numbers for numbers, *_ in read] == [(4,), (7, 8, 9, 10), (11,), (12,), (13,), (14,), (15,)]
+    for cell in CELLS:
+        kernel = (KERNELS / f"{cell}.py").read_text()
+        assert {n: [line for _, line in at] for n, at in kernel_lines(kernel).items()} == kernel_citations(kernel)
 
 
 def test_a_citation_that_heads_lines_below_links_them_all():

@@ -7,13 +7,23 @@ values that are the same at every step (``_steady``), a pre-activation as the sc
 from __future__ import annotations
 
 import functools
-import io
 import re
-import tokenize
 
 import sympy
 
 from .printers import expr_text
+
+
+# What Python reads as a string, a comment or a top-level def, in the order written: a string is
+# consumed whole, so that a # or a def inside one is no comment and no function (a kernel is Python
+# 3.10's: no f-string holds a quote of its own kind). tokenize finds the same comments at many times
+# the cost (it took half the time of writing a document).
+_LEXEMES = re.compile(r"""
+    '{3}(?:\\.|[^\\])*?'{3} | "{3}(?:\\.|[^\\])*?"{3}  # over lines; a backslash escapes what follows
+  | '(?:\\.|[^\\'\n])*' | "(?:\\.|[^\\"\n])*"
+  | (?P<comment>\#[^\r\n]*)
+  | ^def[ \t]+(?P<function>\w+)
+""", re.VERBOSE | re.MULTILINE | re.DOTALL)
 
 
 @functools.lru_cache(maxsize=8)  # the sections of one document read the same kernel's comments several times
@@ -25,22 +35,23 @@ def provenance(kernel_text):
     (``, times (12), (11) from da_xn``) and, at its end, equations whose adjoints it passes on
     (``, through (13)``). Only real comments count, not docstrings.
     """
-    out, function, previous = [], None, None
-    for tok in tokenize.generate_tokens(io.StringIO(kernel_text).readline):
-        if tok.type == tokenize.NAME and previous is not None and previous.string == "def" \
-                and previous.start[1] == 0:
-            function = tok.string
-        cited = re.match(r"# \(\d+\)(, \(\d+\))*", tok.string) if tok.type == tokenize.COMMENT else None
+    out, function, line, read = [], None, 1, 0
+    for lexeme in _LEXEMES.finditer(kernel_text):
+        if lexeme.group("function"):
+            function = lexeme.group("function")
+        comment = lexeme.group("comment")
+        cited = re.match(r"# \(\d+\)(, \(\d+\))*", comment) if comment else None
         if cited:
+            line += kernel_text.count("\n", read, lexeme.start())
+            read = lexeme.start()
             numbers = tuple(int(n) for n in re.findall(r"\d+", cited.group(0)))
             # "# (19) ∂a_n/∂a_hn, times (12), (11) from da_xn": the line holds those factors too
-            times = re.search(r", times (\(\d+\)(?:, \(\d+\))*) from ", tok.string)
+            times = re.search(r", times (\(\d+\)(?:, \(\d+\))*) from ", comment)
             numbers += tuple(int(n) for n in re.findall(r"\d+", times.group(1))) if times else ()
             # "# (14), (15) dL/da_i, da_f, through (13)": it passes (13)'s adjoint on (di = dc)
-            through = re.search(r", through (\(\d+\)(?:, \(\d+\))*)$", tok.string)
+            through = re.search(r", through (\(\d+\)(?:, \(\d+\))*)$", comment)
             numbers += tuple(int(n) for n in re.findall(r"\d+", through.group(1))) if through else ()
-            out.append((numbers, function, tok.start[0], tok.string))
-        previous = tok
+            out.append((numbers, function, line, comment))
     return tuple(out)
 
 

@@ -105,7 +105,7 @@ def _block_names(d, tex=False):
     """An affine's adjoint, as the stacked adjoints of its blocks: [da_i; da_f; ...]."""
     names = {}
     for a in d.cell.affines:
-        parts = [f"d{b}" for b in a.blocks]
+        parts = [f"d{b.name}" for b in a.blocks]  # a Symbol's name: what str() prints, without a printer made for it
         if tex:
             names[a.name] = _tex_stack([_tex_name(p) for p in parts])
         else:

@@ -442,7 +442,7 @@ def _span_local_lines(k, local, name, printer):
     held = summed([Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via])
     names = [str(chain.block.adjoint) for _, chain in via]
     products = f"{names[0]}'s product" if len(names) == 1 else f"the products of {', '.join(names[:-1])} and {names[-1]}"
-    if not (own.subs(k.aux).free_symbols - k.constant):  # nothing of the span's own
+    if not (own.xreplace(k.aux).free_symbols - k.constant):  # nothing of the span's own
         code = held if own == 0 else f"{held} + {printer.doprint(own)}"
         bare = own == 0 and len(via) == 1 and via[0][0] == 1  # a view of the product, which the loop scales
         return [], [f"{name} = {code}{'.copy()' if bare else ''}  # {numbers} d{top}/d{bottom} through {products}, {formed}"]
@@ -652,7 +652,7 @@ def _reads(k, step):
     if chain is not None:
         return set(chain.factor.free_symbols)
     return {s for t in k.loop_terms(step) if t.adjoint is not None and t.local not in k.span_locals
-            for s in t.local.subs(k.aux).free_symbols}
+            for s in t.local.xreplace(k.aux).free_symbols}
 
 
 def _block_entries(k, a, printer, blocks):
@@ -813,7 +813,7 @@ def _summed_after(k, step):
     names.update({name: k.sequence(name) for name in k.aux.values()})  # the locals hold tanh(u) as tanh_u
     printer, parts = _CodePrinter(names), []
     for t in k.per_step_terms(step):
-        local = t.local.subs(k.aux)
+        local = t.local.xreplace(k.aux)
         outside, inside = local.as_independent(*(local.free_symbols - k.constant), as_Add=False)
         local = f"_before_ends({printer.doprint(inside)}, ended)"
         total = (f"_summed_products({local}, {t.adjoint}_seq)" if inside != 1

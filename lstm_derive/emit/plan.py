@@ -86,6 +86,8 @@ class _Kernel:
         self.new_state = {s: let.symbol for s, let in cell.updates.items()}
         self.state_of_new = {v: s for s, v in self.new_state.items()}
         self.let_number = {eq.lhs[0]: eq.number for eq in derivation.forward if eq.rhs is not None}  # let -> (n)
+        # applied by xreplace, not subs: for calls, subs finds just what xreplace finds, the calls
+        # themselves, at about ten times the cost
         self.aux = self._auxiliaries()
         # vectors some affine reads: their values outlive the loop (the weight gradients read them)
         self.affine_inputs = {v for a in self.cell.affines for v in a.inputs}
@@ -320,7 +322,7 @@ class _Kernel:
                     (s.kind == "let" and s.number not in self.loop_lets) or (s.kind == "block" and _single(s))):
                 links.append((s, s.terms[0].local))
                 root = s.terms[0].adjoint
-            chains[step.number] = _Chain(step, tuple((s, local.subs(self.aux)) for s, local in links), root)
+            chains[step.number] = _Chain(step, tuple((s, local.xreplace(self.aux)) for s, local in links), root)
         return chains
 
     def _placements(self):
@@ -466,7 +468,7 @@ class _Kernel:
             terms, term_parts, _ = self._loop_line(step)
             for term, part in zip(terms, term_parts):
                 local = term.adjoint is not None and term.local
-                if (local is not False and local.subs(self.aux).free_symbols & forward
+                if (local is not False and local.xreplace(self.aux).free_symbols & forward
                         and sympy.count_ops(local) > 0 and not (-local).is_Symbol):
                     numbers = self._folded_numbers(step, term.adjoint) | {step.number}
                     if local in found:  # the same local in another equation (∂h/∂m = ∂h/∂c): cited there too
@@ -513,7 +515,7 @@ class _Kernel:
                 continue
             for term in self.loop_terms(step):
                 if term.adjoint is not None and term.local not in self.span_locals:
-                    reads |= term.local.subs(self.aux).free_symbols & forward
+                    reads |= term.local.xreplace(self.aux).free_symbols & forward
         return reads - self.constant
 
     def loop_terms(self, step):
@@ -581,7 +583,7 @@ class _Kernel:
             forward |= set(a.blocks)
         needed = set()
         for step in self.d.steps:
-            needed |= step.result.subs(self.aux).free_symbols & forward
+            needed |= step.result.xreplace(self.aux).free_symbols & forward
         for a in self.cell.affines:
             needed |= {v for v in a.inputs if v in forward}
         return sorted(needed, key=str) + sorted(set(self.aux.values()) - set(self.invariant), key=str)
