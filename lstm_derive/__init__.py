@@ -47,16 +47,18 @@ def explain(cell, file=None):
     from .document import derivation_text
     from .emit import emit_kernel
     from .spec import SpecError
+    from .terminal import printable
 
     try:
         for warning in cell.warnings():  # on stderr, as the command line has them, unless a file is given
-            print(f"warning: {warning}", file=file or sys.stderr, flush=True)  # before a long derivation
+            print(printable(f"warning: {warning}", file or sys.stderr), file=file or sys.stderr, flush=True)  # before a long derivation
         d = derive(cell)
     except SpecError as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     try:
-        print(derivation_text(d, emit_kernel(d)), file=file, flush=True)  # the kernel: for its lines' table
+        text = derivation_text(d, emit_kernel(d))  # the kernel: for its lines' table
+        print(printable(text, file or sys.stdout), file=file, flush=True)  # in ASCII where a code page lacks ∂, ⊙, σ
     except BrokenPipeError:  # python derivations/lstm.py | head: the reader has what it wanted
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from . import __version__, terminal
 from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
@@ -89,6 +89,7 @@ def _with_steps(config, steps):
 
 
 def main(argv=None):
+    terminal.in_ascii_where_needed(sys.stdout, sys.stderr)  # the derivation's ∂, ⊙, σ: not in every code page
     parser = _parser()
     words = sys.argv[1:] if argv is None else list(argv)
     command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
