@@ -1529,6 +1529,9 @@ def test_a_row_scaled_by_several_factors_is_scaled_by_one_product():
     assert "dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]" in loop and "dpre_W_by_a_o[...] = dh\n" in loop
     assert "dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_i, da_f, da_g, da_o" in loop
     assert "dpre_W_blocks" not in source and "da_o_seq[t] *=" not in source
+    # lone blocks each times its own factor (lstm_cifg's da_i by di, da_g by dc, da_o by dh) too
+    cifg = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "lstm_cifg.py").read_text()
+    assert "dpre_W_by_a_i[...] = di" in cifg and "dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16)" in cifg
     # one run of every block (gru's, all times dh) is scaled in place: nothing to gather
     gru = (Path(__file__).parent.parent / "lstm_derive" / "kernels" / "gru.py").read_text()
     assert "dpre_W_blocks[t] *= dh[:, np.newaxis]" in gru and "dpre_W_by" not in gru

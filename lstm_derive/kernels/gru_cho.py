@@ -200,6 +200,8 @@ def backward(params, cache, dys=None, dstate=None):
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
+        dpre_W_by = np.empty((B, 2 * H), x.dtype)  # per column, the loop's factor of its block's product (drh for a_r; dh for a_z)
+        dpre_W_by_a_r, dpre_W_by_a_z = dpre_W_by[:, :H], dpre_W_by[:, H:2 * H]
         r_seq, z_seq = _blocks(pre_W_seq, 2)
         dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
         da_n_seq = dpre_W_n_seq
@@ -232,8 +234,9 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 da_n_seq[t] *= dh  # (10) dL/da_n, through (9)
                 drh = np.dot(da_n_seq[t], W_n_rh)  # (11) dL/drh
-                da_r_seq[t] *= drh  # (14) dL/da_r, through (13)
-                da_z_seq[t] *= dh  # (15) dL/da_z, through (12)
+                dpre_W_by_a_r[...] = drh  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_z[...] = dh
+                dpre_W_seq[t] *= dpre_W_by  # (14), (15) dL/da_r, da_z, through (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
                 dh_next = dh_prev
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach

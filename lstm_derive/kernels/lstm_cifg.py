@@ -229,6 +229,8 @@ def backward(params, cache, dys=None, dstate=None):
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
+        dpre_W_by = np.empty((B, 3 * H), x.dtype)  # per column, the loop's factor of its block's product (di for a_i; dc for a_g; dh for a_o)
+        dpre_W_by_a_i, dpre_W_by_a_g, dpre_W_by_a_o = dpre_W_by[:, :H], dpre_W_by[:, H:2 * H], dpre_W_by[:, 2 * H:3 * H]
         i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
 
@@ -261,9 +263,10 @@ def backward(params, cache, dys=None, dstate=None):
                 df = c_prev*dc  # (12) dL/df
                 di = -df + g*dc  # (13) dL/di
                 dc_prev = f*dc  # (18) dL/dc_prev
-                da_i_seq[t] *= di  # (14) dL/da_i
-                da_g_seq[t] *= dc  # (15) dL/da_g, through (11)
-                da_o_seq[t] *= dh  # (16) dL/da_o, through (10)
+                dpre_W_by_a_i[...] = di  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_g[...] = dc
+                dpre_W_by_a_o[...] = dh
+                dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16) dL/da_i, da_g, da_o, through (10), (11)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (17) dL/dh_prev
                 dh_next, dc_next = dh_prev, dc_prev
                 if masked[t]:
