@@ -601,7 +601,7 @@ def run_show(args):
     elif args.latex:
         print(derivation_latex(d, kernel.text), end="")
     else:
-        print(derivation_text(d, kernel.text))
+        print(terminal.printable(derivation_text(d, kernel.text), sys.stdout))
     return 0
 
 

@@ -4,11 +4,14 @@ the first ∂; here each symbol is written in ASCII instead (∂h/∂c as dh/dc,
 W_h @ h_prev, σ as sigmoid), and any other character it lacks as "?"."""
 
 import codecs
+import re
 
 ASCII = {
     "∂": "d", "Σ": "sum", "·": " @ ", "⊙": "*", "σ": "sigmoid", "τ": "tau", "θ": "theta", "×": "x",
     "←": "<-", "→": "->", "⇢": "->", "≈": "~", "≥": ">=", "≤": "<=", "±": "+/-", "²": "^2", "\u00a0": " ",
 }
+# where the symbol's ASCII form would repeat the words beside it (across a wrapped line's break too)
+PHRASES = {re.compile(r"\*(\s+)or\s+⊙ "): r"*\1", re.compile(r"σ\s+\(sigmoid\)"): "sigmoid"}
 HANDLER = "lstm_derive.ascii"
 
 
@@ -41,6 +44,8 @@ def printable(text, stream):
     try:
         text.encode(encoding)
     except UnicodeEncodeError:
+        for phrase, ascii in PHRASES.items():
+            text = phrase.sub(ascii, text)
         return text.encode(encoding, errors=HANDLER).decode(encoding)
     except LookupError:  # an encoding Python does not know: the stream's own business
         pass

@@ -26,6 +26,9 @@ def test_the_derivation_prints_in_ascii_where_the_stream_lacks_its_symbols(args)
     text = shown.stdout.decode("ascii")  # raises if a byte is not ASCII
     assert "(9) dc = dh * dh/dc + dL(t+1)/dc" in text and "(2) i = sigmoid(a_i)" in text
     assert "W_x @ x + W_h @ h_prev + b" in text and "?" not in text
+    words = " ".join(text.split())  # wherever the lines break
+    assert "(written * in the equations; a matrix product, @;" in words  # not "* or *"
+    assert "and sigmoid is the logistic function" in words  # not "sigmoid (sigmoid)"
 
 
 def test_a_code_page_keeps_the_symbols_it_has():
