@@ -22,6 +22,7 @@ import handwritten_gru  # noqa: E402
 import lengths  # noqa: E402
 import memory  # noqa: E402
 import profile_lines  # noqa: E402
+import streams  # noqa: E402
 from lstm_derive.gradcheck import check_kernel  # noqa: E402
 from lstm_derive.kernels import gru  # noqa: E402
 
@@ -215,6 +216,14 @@ def test_pytorch_runs_with_as_many_threads_as_numpys_openblas(monkeypatch):
         assert bench.torch_reference.set_threads(1) == 1  # an explicit count wins
     finally:
         torch.set_num_threads(before)
+
+
+def test_what_a_stream_and_the_dtypes_off_blas_cost_is_measured(capsys):
+    assert streams.main(["--hidden", "4", "--steps", "3", "--rounds", "1", "--dtype-size", "3,2,3,4"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split()[:4] for r in rows[1:3]] == [["lstm", "H", "=", "4"], ["gru", "H", "=", "4"]]
+    assert [r.split()[0] for r in rows[4:]] == ["float16", np.dtype(np.longdouble).name]
+    assert all(float(r.split()[-1]) > 0 for r in rows[1:3] + rows[4:])
 
 
 def test_the_cost_of_lengths_is_measured_for_each_case(capsys):
