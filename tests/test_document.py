@@ -884,17 +884,47 @@ def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
 
     lstm = shapes("lstm")
     assert "H entries per sequence and (B, H) for a batch (dx: D, and (B, D))" in lstm
-    assert ("In (1), da = [da_i; da_f; da_g; da_o] has 4H entries ((B, 4H) for a batch); `W_x^T·da` has D entries like "
-            "x and `W_h^T·da` has H entries like h_prev; dW_x = Σ da x^T is 4H × D like `W_x` (computed as `da.T @ x` "
-            "with every step's and sequence's row stacked: (4H, TB) times (TB, D)), dW_h = Σ da h_prev^T is 4H × H like "
-            "`W_h` and db has 4H entries like `b`.") in lstm
+    assert ("In (1), dpre_W = [da_i; da_f; da_g; da_o], the kernel's name for the stacked adjoint, has 4H entries "
+            "((B, 4H) for a batch); `W_x^T·dpre_W` has D entries like x and `W_h^T·dpre_W` has H entries like h_prev; "
+            "dW_x = Σ dpre_W x^T is 4H × D like `W_x` (computed as `dpre_W_flat.T @ x.reshape(T * B, D)`, where "
+            "`dpre_W_flat` stacks the rows of dpre_W of every step and sequence: (4H, TB) times (TB, D)), "
+            "dW_h = Σ dpre_W h_prev^T is 4H × H like `W_h` and db has 4H entries like `b`.") in lstm
     gru = shapes("gru")
-    # two affines of several blocks: each stacked adjoint takes its affine's name, da_W and da_U
-    assert "In (1), da_W = [da_xr; da_xz; da_xn] has 3H entries" in gru and "`W_x^T·da_W` has D entries" in gru
-    assert "In (2), da_U = [da_hr; da_hz; da_hn] has 3H entries" in gru and "dU_h = Σ da_U h_prev^T is 3H × H like `U_h`" in gru
+    # two affines of several blocks: each stacked adjoint takes its affine's name in the kernel, dpre_W and dpre_U
+    assert "In (1), dpre_W = [da_xr; da_xz; da_xn], the kernel's name for the stacked adjoint, has 3H entries" in gru
+    assert "`W_x^T·dpre_W` has D entries" in gru
+    assert "In (2), dpre_U = [da_hr; da_hz; da_hn], the kernel's name for the stacked adjoint, has 3H entries" in gru
+    assert "dU_h = Σ dpre_U h_prev^T is 3H × H like `U_h`" in gru
     assert "`W_n_rh^T·da_n` has H entries like rh" in shapes("gru_cho")
     assert "In (1), da has H entries ((B, H) for a batch)" in shapes("rnn") and "db_h has H entries like `b_h`" in shapes("rnn")
     assert "dp_i, dp_f and dp_o have H entries like `p_i`, `p_f` and `p_o`" in shapes("lstm_peephole")
+
+
+def _named_apart():
+    """An input not named x, and a state named a, whose adjoint da a stacked adjoint must not take."""
+    cell = Cell("named_apart", title="An input u and a state a")
+    u, a_prev = cell.input("u"), cell.state("a")
+    a_z, a_n = cell.affine("W", [u, a_prev], blocks=["a_z", "a_n"])
+    z = cell.let("z", sigmoid(a_z))
+    cell.update(a=z * a_prev + (1 - z) * tanh(a_n))
+    return cell
+
+
+@pytest.mark.parametrize("name", CELLS + [*SHAPED_CELLS, "named_apart"])
+def test_the_shapes_name_the_stacked_adjoints_as_the_kernel_does(name):
+    """Read beside its kernel, the document calls an affine's stacked adjoint what the kernel calls
+    it, and the line it quotes for a weight's gradient is the kernel's own."""
+    made = {**SHAPED_CELLS, "named_apart": _named_apart}.get(name)
+    d = derive(made() if made else load_cell(DERIVATIONS / f"{name}.py"))
+    kernel = emit_kernel(d)
+    text = " ".join(derivation_markdown(d, f"{name}.py", kernel).split())
+    shapes = text.split("Shapes, for a check:")[1].split("## Backpropagation through time")[0]
+    stacked = re.findall(r"In \(\d+\), (\S+) = \[", shapes)
+    assert stacked == [f"dpre_{a.name}" for a in d.cell.affines if len(a.blocks) > 1]
+    assert all(re.search(rf"\b{n}(_seq)? = ", kernel) for n in stacked)  # the buffer the kernel makes
+    (quoted,) = re.findall(r"computed as `([^`]+)`", shapes)
+    weight = next(w for a in d.cell.affines for w, v in zip(a.weights, a.inputs) if v in d.cell.inputs)
+    assert f"d{weight} = {quoted}  #" in kernel
 
 
 def test_the_carries_say_what_they_do_over_many_steps():

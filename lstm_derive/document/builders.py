@@ -770,38 +770,41 @@ def _gradient_shapes(d):
     an affine's stacked adjoint, its products with the weights' transposes, and the gradients of its
     weights and biases, each the shape of what it is the gradient of."""
     cell = d.cell
-    names = {str(v) for v in cell.inputs + cell.params + cell.blocks + [let.symbol for let in cell.lets]}
     inputs = _join([f"d{x}" for x in cell.inputs])
     sentences = [f"Shapes, for a check: an adjoint has its vector's shape, H entries per sequence and (B, H) for a "
                  f"batch ({inputs}: D, and (B, D))"]
-    first = True
-    several = sum(len(a.blocks) > 1 for a in cell.affines) > 1  # then each stacked adjoint takes its affine's name
+    quoted = next(a for a in cell.affines if set(a.inputs) & set(cell.inputs))  # the one line quoted from the kernel
     for eq in d.forward:
         a = eq.node
         if not isinstance(a, Affine):
             continue
         k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
         stacked = _block_names(d)[a.name]
-        short = f"a_{a.name}" if several else "a"  # da_W: the adjoint of a_W, were there a node so named
-        da = f"d{short}" if len(a.blocks) > 1 and short not in names else stacked  # a short name for the stacked adjoint
+        da = stacked if len(a.blocks) == 1 else _STACKED_ADJOINT.format(a.name)
         size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}
         products = [f"`{w}^T·{da}` has {size[v]} entries like {v}" for w, v in zip(a.weights, a.inputs)]
         grads = []
         for w, v in zip(a.weights, a.inputs):
             grad = f"d{w} = Σ {da} {v}^T is {k} × {size[v]} like `{w}`"
-            if first:  # how the kernel computes it, once
-                grad += (f" (computed as `{da}.T @ {v}` with every step's and sequence's row stacked: ({k}, TB) "
-                         f"times (TB, {size[v]}))")
-                first = False
+            if a is quoted and v in cell.inputs:
+                flat = f"{_STACKED_ADJOINT.format(a.name)}_flat"
+                called = "" if str(v) == "x" else f", the kernel's `x` holds {v}"  # its argument's name in every kernel
+                grad += (f" (computed as `{flat}.T @ x.reshape(T * B, D)`, where `{flat}` stacks the rows of {da} of "
+                         f"every step and sequence{called}: ({k}, TB) times (TB, D))")
             grads.append(grad)
         grads += [f"d{b} has {k} entries like `{b}`" for b in a.biases]
-        named = f"{da} = {stacked}" if da != stacked else da
+        named = f"{da} = {stacked}, the kernel's name for the stacked adjoint," if da != stacked else da
         sentences.append(f"In ({eq.number}), {named} has {k} entries ((B, {k}) for a batch); {_join(products)}; {_join(grads)}")
     if cell.params:
         many = len(cell.params) > 1
         sentences.append(f"The elementwise parameters' gradient{'s' if many else ''} {_join([f'd{p}' for p in cell.params])} "
                          f"{'have' if many else 'has'} H entries like {_join([f'`{p}`' for p in cell.params])}")
     return Prose(". ".join(sentences) + ".")
+
+
+# The kernel's name for an affine's stacked adjoint (the spec reserves it, Cell._affine_names, so no
+# name in any cell clashes with it); the document writes it as the kernel does, to be read side by side.
+_STACKED_ADJOINT = "dpre_{}"
 
 
 def _bptt_section(d):
