@@ -927,6 +927,17 @@ def test_the_shapes_name_the_stacked_adjoints_as_the_kernel_does(name):
     assert f"d{weight} = {quoted}  #" in kernel
 
 
+@pytest.mark.parametrize("name", ["lstm_peephole", "edges"])  # read in a step's own equation, and in a carry
+def test_a_block_adjoint_read_for_a_whole_pre_activation_is_explained_before_an_equation_reads_it(name):
+    """da_o ⊙ ∂(a_o + p_o*c)/∂c departs from the rule's do ⊙ ∂o/∂c: the paragraph that says why
+    comes before the first equation that writes it, not after the ones that follow."""
+    made = SHAPED_CELLS.get(name)
+    text = derivation_text(derive(made() if made else load_cell(DERIVATIONS / f"{name}.py")))
+    reads = re.search(r"^ +\(\d+\) d\w+ = .*⊙ ∂\(", text, re.M)
+    why = re.search(r"^  \w+ enters \w+'s pre-activation", text, re.M)
+    assert why is not None and why.start() < reads.start()
+
+
 def test_the_carries_say_what_they_do_over_many_steps():
     """The cell state's carry compounds its gate (the LSTM's long memory); a carry through a weight
     matrix compounds matrices (vanishing and exploding gradients) along that state alone; a GRU's h

@@ -305,13 +305,16 @@ def _output_gradient(d, y):
 
 def _backward_section(d, kernel_text=None):
     steps = [s for s in d.steps if s.kind in ("state", "let", "block")]
+    maths = [_step_math(s, d) for s in steps]
+    # why a block's adjoint stands for its gate's whole pre-activation: said before the first equation
+    # that reads it so, not after the later equations a student would meet it in unexplained
+    first = next((j for j, s in enumerate(steps) if any(t.pre is not None for t in s.terms)), len(steps))
+    maths[first:first] = [Prose(text) for text in _pre_activation_prose(d)]
     return Section("Backward pass", tuple(
         [Prose("One step, from its last node back to its first, in the reverse of the script's order. An "
                "affine's blocks come after the nodes that read them; a block whose adjoint an earlier equation "
                "needs comes right after the node that reads it."),
-         Bullets(_backward_rules(d, kernel_text))]
-        + [_step_math(s, d) for s in steps]
-        + [Prose(text) for text in _pre_activation_prose(d)]))  # it cites the equations above
+         Bullets(_backward_rules(d, kernel_text))] + maths))
 
 
 # A gate's tanh computed as 2σ(2a) - 1 rounds to its bounds sooner than np.tanh (as measured with
