@@ -240,6 +240,16 @@ def test_the_kernel_table_links_lines_that_cite_the_equation(cell):
         assert lines == cited.get(int(number), []), f"({number})"
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_every_gemm_of_a_kernel_cites_the_equation_it_computes(cell):
+    """A weight gradient computed in runs of blocks takes one GEMM per run: each must be linked."""
+    kernel = (KERNELS / f"{cell}.py").read_text()
+    cited = {line for lines in kernel_citations(kernel).values() for line in lines}
+    gemms = [n for n, text in enumerate(kernel.splitlines(), 1)
+             if re.search(r"np\.(matmul|dot)\(| @ ", text.split("#")[0]) and not text.lstrip().startswith(('"', "'"))]
+    assert gemms and not set(gemms) - cited, f"GEMM lines citing no equation: {sorted(set(gemms) - cited)}"
+
+
 # A kernel's text where a comment-like text sits in strings of every kind (a docstring, '''-strings
 # over lines, an escaped quote, an f-string, a raw string), and a def in one
 _TRICKY_KERNEL = "\n".join([

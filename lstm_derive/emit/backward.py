@@ -858,6 +858,7 @@ def _split_gradient(k, a, g, done):
         lines.append(f"{g.name}_input = {values}  # ({g.number}) {g.vector}, as every run reads it")
         values = f"{g.name}_input"
     return lines + [f"np.matmul({part.flat(a)}.T, {values}, out=d{g.name}[{_col_range(part.first, part.end)}])"
+                    f"  # ({g.number}) the rows of {', '.join(b.name for b in a.blocks[part.first:part.end])}"
                     for part in parts]
 
 

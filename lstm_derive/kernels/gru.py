@@ -289,8 +289,8 @@ def backward(params, cache, dys=None, dstate=None):
         db_x = _summed(dpre_W_flat, 0)  # (26) dL/db_x
         dU_h = np.empty((3 * H, H), x.dtype)  # (27) dL/dU_h, by runs of blocks:
         U_h_input = _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (27) h_prev, as every run reads it
-        np.matmul(dpre_W_flat[:, :2 * H].T, U_h_input, out=dU_h[:2 * H])
-        np.matmul(da_hn_seq.reshape(T * B, H).T, U_h_input, out=dU_h[2 * H:3 * H])
+        np.matmul(dpre_W_flat[:, :2 * H].T, U_h_input, out=dU_h[:2 * H])  # (27) the rows of a_hr, a_hz
+        np.matmul(da_hn_seq.reshape(T * B, H).T, U_h_input, out=dU_h[2 * H:3 * H])  # (27) the rows of a_hn
         db_h = np.concatenate([db_x[:2 * H], _summed(da_hn_seq.reshape(T * B, H), 0)])  # (28) dL/db_h
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (24) dL/dx
         if T < T_all:  # the steps not run read no x
