@@ -23,9 +23,10 @@ def written_form(cell, let):
     names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
-    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
+    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name,
+    # in every let that writes it (the name takes the line of the first): the form that reads back wins
     calls = tuple(SUPPORTED_FUNCTIONS.values())
-    named = {n.expr: n.symbol for n in cell.lets if n is not let and n.where == let.where and isinstance(n.expr, calls)}
+    named = {n.expr: n.symbol for n in cell.lets if n is not let and isinstance(n.expr, calls)}
     texts = list(_written_texts(tree, let.where.line, str(let.symbol)))
     if isinstance(let.expr, calls):  # a gate the derivation named, as the script writes it inline
         texts += _written_calls(tree, let.where.line)

@@ -53,3 +53,17 @@ def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
     script.write_text(script.read_text().replace("tanh(a) + h_prev", "h_prev  +  tanh(a)"))
     cell = load_cell(script)
     assert shown(written_form(cell, cell.updates["h"])) == "h_prev + tanh(a)"
+
+
+def test_a_gate_named_for_an_earlier_line_is_shown_by_its_name_on_every_line_that_writes_it(tmp_path):
+    """MGU's f = sigmoid(a_f), written inline in fh's line and again in h's, takes the line of fh:
+    h read it by name only on that line, and fell back to SymPy's f*n + h_prev*(1 - f)."""
+    script, _ = write_script(tmp_path, """
+        (a_f,) = cell.affine("W_f", [x, h_prev], blocks=["a_f"], bias="b_f")
+        fh = cell.let("fh", sigmoid(a_f) * h_prev)
+        (a_n,) = cell.affine("W_n", [x, fh], blocks=["a_n"], bias="b_n")
+        cell.update(h=(1 - sigmoid(a_f)) * h_prev + sigmoid(a_f) * tanh(a_n))
+        """)
+    cell = derive(load_cell(script)).cell
+    assert {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets} == {
+        "f": "sigmoid(a_f)", "fh": "f*h_prev", "n": "tanh(a_n)", "h": "(1 - f)*h_prev + f*n"}
