@@ -155,6 +155,7 @@ class Derivation:
 def derive(cell: Cell) -> Derivation:
     cell.validate()
     cell = named_block_calls(cell)
+    _check_denominators(cell)
     forward = _forward_equations(cell)
     number = len(forward) + 1
     steps = []
@@ -182,6 +183,23 @@ def _check_citations(d):
             guess = f"; did you mean {{{close[0]}}}?" if close else ""
             raise SpecError(f"{note.where}: the note cites {{{name}}}, but no equation computes {name}{guess} "
                             "(write {{ and }} for a brace itself)")
+
+
+def _check_denominators(cell):
+    """A denominator that is zero once the calls that lets compute are read as those lets (f -
+    sigmoid(a) with f = sigmoid(a)) would reach the kernel as SymPy's complex infinity, a name
+    NumPy does not know: refused, naming the let that makes it zero."""
+    named = _output_form(cell)
+    for let in cell.lets:
+        others = {call: v for call, v in named.items() if v != let.symbol}
+        for base in [p.base for p in let.expr.atoms(sympy.Pow) if p.exp.is_negative]:
+            if base.xreplace(others) != 0:
+                continue
+            reads = [n for n in cell.lets if n.symbol in others.values() and base.has(n.expr)]
+            why = " and ".join(f"{n.expr} as {n.symbol} (declared at {n.where})" for n in reads)
+            raise SpecError(f"{let.where}: '{let.symbol}' divides by {base}, which is 0 at every value once the "
+                            f"derivation reads {why}, as it reads every call a let computes; write "
+                            f"'{let.symbol}' without that denominator")
 
 
 def named_block_calls(cell: Cell) -> Cell:

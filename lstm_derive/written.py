@@ -16,16 +16,19 @@ def written_form(cell, let):
     """The let's expression with its terms and factors in the order its script writes them, for
     display: SymPy sorts them, and (1 - z)*n + z*h_prev would print as h_prev*z + n*(1 - z).
     None where the script's text is not at hand or does not read back into the same expression
-    (a variable named unlike its node, an expression built in a loop or a function)."""
+    (a variable named unlike its node, other than one a call of the cell gives, an expression built
+    in a loop or a function)."""
     tree = _script_tree(str(let.where.file))
     if tree is None:
         return None
     names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
-    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name
+    names.update(_variables(tree, let.where.line, names, cell))
+    # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name,
+    # in every let that writes it (the name takes the line of the first): the form that reads back wins
     calls = tuple(SUPPORTED_FUNCTIONS.values())
-    named = {n.expr: n.symbol for n in cell.lets if n is not let and n.where == let.where and isinstance(n.expr, calls)}
+    named = {n.expr: n.symbol for n in cell.lets if n is not let and isinstance(n.expr, calls)}
     texts = list(_written_texts(tree, let.where.line, str(let.symbol)))
     if isinstance(let.expr, calls):  # a gate the derivation named, as the script writes it inline
         texts += _written_calls(tree, let.where.line)
@@ -40,6 +43,36 @@ def written_form(cell, let):
         except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             continue
     return None
+
+
+def _variables(tree, line, names, cell):
+    """The script's variables that hold a node under another name, as assigned before the line:
+    c = cell.let("c_new", ...), hp = cell.state("h"), i_pre, f_pre = cell.affine(..., blocks=[...])."""
+    affines = {a.name: a.blocks for a in cell.affines}
+    held = {}
+    for assign in sorted(_assignments(tree), key=lambda node: node.lineno):
+        if assign.lineno >= line:
+            break
+        call, targets = assign.value, assign.targets[0]
+        what = call.args[0].value
+        if call.func.attr == "let" and isinstance(targets, ast.Name) and what in names:
+            held[targets.id] = names[what]
+        elif call.func.attr == "state" and isinstance(targets, ast.Name) and f"{what}_prev" in names:
+            held[targets.id] = names[f"{what}_prev"]
+        elif call.func.attr == "affine" and isinstance(targets, (ast.Tuple, ast.List)) and what in affines \
+                and len(targets.elts) == len(affines[what]) and all(isinstance(t, ast.Name) for t in targets.elts):
+            held.update({t.id: b for t, b in zip(targets.elts, affines[what])})
+    return held
+
+
+@functools.lru_cache(maxsize=32)
+def _assignments(tree):
+    """The script's assignments of one target from a call cell.let, cell.state or cell.affine
+    whose first argument is the node's name as a string."""
+    return tuple(node for node in ast.walk(tree) if isinstance(node, ast.Assign) and len(node.targets) == 1
+                 and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+                 and node.value.func.attr in ("let", "state", "affine") and node.value.args
+                 and isinstance(node.value.args[0], ast.Constant) and isinstance(node.value.args[0].value, str))
 
 
 def _script_tree(path):

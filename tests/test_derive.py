@@ -283,3 +283,21 @@ def test_a_notes_citation_of_a_name_no_equation_computes_is_refused_with_the_clo
     with pytest.raises(SpecError, match=r"the note cites \{dh_prv\}, but no equation computes dh_prv; "
                                         r"did you mean \{dh_prev\}\?"):
         derive(_cell_with_note("{da} and {dh_prv}"))
+
+
+@pytest.mark.parametrize("denominator, reads", [
+    ("f - sigmoid(a)", "sigmoid(a) as f"),
+    ("(f + g) - (sigmoid(a) + tanh(a))", "sigmoid(a) as f (declared at"),
+])
+def test_a_denominator_that_output_form_makes_zero_is_refused_at_its_line(tmp_path, capsys, denominator, reads):
+    """f - sigmoid(a) is no zero to SymPy until the derivation reads sigmoid(a) as f: unrefused, the
+    kernel's forward and backward held SymPy's complex infinity, zoo, and raised NameError."""
+    from test_spec import refused
+
+    message = refused(tmp_path, capsys, f"""
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        f = cell.let("f", sigmoid(a))
+        g = cell.let("g", tanh(a))
+        cell.update(h=tanh(a) * f / ({denominator}))  # <- here
+        """, "'h' divides by", "which is 0 at every value", reads, "write 'h' without that denominator")
+    assert "zoo" not in message

@@ -53,3 +53,33 @@ def test_a_script_edited_in_the_same_process_is_shown_as_it_now_reads(tmp_path):
     script.write_text(script.read_text().replace("tanh(a) + h_prev", "h_prev  +  tanh(a)"))
     cell = load_cell(script)
     assert shown(written_form(cell, cell.updates["h"])) == "h_prev + tanh(a)"
+
+
+def test_a_gate_named_for_an_earlier_line_is_shown_by_its_name_on_every_line_that_writes_it(tmp_path):
+    """MGU's f = sigmoid(a_f), written inline in fh's line and again in h's, takes the line of fh:
+    h read it by name only on that line, and fell back to SymPy's f*n + h_prev*(1 - f)."""
+    script, _ = write_script(tmp_path, """
+        (a_f,) = cell.affine("W_f", [x, h_prev], blocks=["a_f"], bias="b_f")
+        fh = cell.let("fh", sigmoid(a_f) * h_prev)
+        (a_n,) = cell.affine("W_n", [x, fh], blocks=["a_n"], bias="b_n")
+        cell.update(h=(1 - sigmoid(a_f)) * h_prev + sigmoid(a_f) * tanh(a_n))
+        """)
+    cell = derive(load_cell(script)).cell
+    assert {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets} == {
+        "f": "sigmoid(a_f)", "fh": "f*h_prev", "n": "tanh(a_n)", "h": "(1 - f)*h_prev + f*n"}
+
+
+def test_a_variable_that_holds_a_node_under_another_name_reads_as_the_node(tmp_path):
+    """c = cell.let("c_new", ...), as the README's sLSTM writes it: h = o*c/n read back only where
+    each variable had its node's name, and showed SymPy's c_new*o/n_new."""
+    script, _ = write_script(tmp_path, """
+        hp = cell.state("c")
+        i_pre, f_pre = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f"])
+        o = cell.let("o", sigmoid(f_pre))
+        c = cell.let("c_new", o * hp + (1 - o) * tanh(i_pre))
+        n = cell.let("n_new", 2 + o)
+        cell.update(h=o * c / n, c=c)
+        """)
+    cell = derive(load_cell(script)).cell
+    forms = {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets}
+    assert forms["c_new"] == "o*c_prev + (1 - o)*i" and forms["h"] == "o*c_new/n_new"
