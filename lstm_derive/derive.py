@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from .functions import positive, relu
 from .spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Affine, Cell, Let, Note, SpecError
 from .written import written_form
 
@@ -313,7 +314,30 @@ def _fewest_operations(derivative):
     """The derivative over one denominator where that takes fewer operations: d/df f/(f + i) is
     i/(f + i)**2, not 1/(f + i) - f/(f + i)**2, two terms that cancel where i << f and lose all
     their digits (SymPy's diff writes the quotient rule out, term by term)."""
-    return min([derivative, sympy.together(derivative)], key=sympy.count_ops)
+    together = sympy.together(derivative)
+    candidates = [derivative, together, _relu_products_read_as_relu(together)]
+    return min(candidates, key=sympy.count_ops)
+
+
+def _relu_products_read_as_relu(expr):
+    """expr with each term u*[relu(u) > 0] of its numerator written relu(u), which it equals: the
+    quotient rule writes softsign's a/(1 + relu(a) + relu(-a)) as a numerator whose terms cancel
+    to 1 only so read. expr itself where no term is such a product."""
+    slopes = [s for s in expr.atoms(positive) if isinstance(s.args[0], relu)]
+    if not slopes:
+        return expr
+    numerator, denominator = expr.as_numer_denom()
+    terms = [_relu_product_read_as_relu(term, slopes) for term in sympy.Add.make_args(sympy.expand(numerator))]
+    return sympy.Add(*terms) / denominator
+
+
+def _relu_product_read_as_relu(term, slopes):
+    for slope in slopes:
+        u = slope.args[0].args[0]
+        rest = term / (u * slope)
+        if not rest.has(slope) and rest.as_numer_denom()[1].is_number:  # u and its slope were factors
+            return rest * slope.args[0]
+    return term
 
 
 def _pre_activation_block(cell, let):

@@ -8,6 +8,7 @@ import sympy
 from lstm_derive import derive
 from lstm_derive.spec import SpecError
 from lstm_derive.derive import MatTerm
+from lstm_derive.functions import relu
 from lstm_derive.generate import load_cell
 
 DERIVATIONS = pathlib.Path(__file__).resolve().parents[1] / "derivations"
@@ -262,6 +263,32 @@ def test_a_quotients_derivative_is_one_fraction_whose_digits_survive_a_gate_near
     assert sympy.simplify(local - i / (f + i) ** 2) == 0 and len(sympy.Add.make_args(local)) == 1
     value = sympy.lambdify((f, i), local)(0.5, 1e-20)
     assert abs(value - 4e-20) <= 1e-15 * 4e-20
+
+
+SOFTSIGN_RNN = '''
+from lstm_derive import Cell, relu
+
+cell = Cell("softsign")
+x = cell.input("x")
+h_prev = cell.state("h")
+(a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+cell.update(h=a / (1 + relu(a) + relu(-a)))
+'''
+
+
+def test_softsigns_derivative_is_read_with_relu_as_one_over_the_square_of_its_denominator(tmp_path):
+    """The quotient rule gives (1 + a*(-[relu(a) > 0] + [relu(-a) > 0]) + relu(a) + relu(-a)) over the
+    square; a*[relu(a) > 0] is relu(a) and a*[relu(-a) > 0] is -relu(-a), so the numerator is 1."""
+    (tmp_path / "softsign.py").write_text(SOFTSIGN_RNN)
+    d = derive(load_cell(tmp_path / "softsign.py"))
+    a = sympy.Symbol("a", real=True)
+    da = next(step for step in d.steps if str(step.adjoint) == "da")
+    (local,) = [term.local for term in da.terms]
+    denominator = 1 + relu(a) + relu(-a)
+    assert local == 1 / denominator**2
+    for v in (-2.5, -0.3, 0.7, 4.0):  # the quotient rule's form, with [relu(u) > 0] = [u > 0], agrees
+        quotient_rule = (1 + v * (-(v > 0) + (-v > 0)) + abs(v)) / (1 + abs(v)) ** 2
+        assert float(local.subs(a, v)) == quotient_rule
 
 
 def _cell_with_note(text):
