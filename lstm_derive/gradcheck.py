@@ -992,7 +992,8 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     state, dys or dstate (in float64, and in float32 where float32 is judged: a kernel for float64
     alone is not run in float32); a second forward() and backward(), of other parameters and lengths,
     between a forward() and its backward() (a stack of layers, a batch made ready early: what one
-    call keeps for the next corrupts them); step_forward() and step_backward() over the steps, from a
+    call keeps for the next corrupts them); a second backward() on one forward()'s cache, which must
+    give the first's gradients or raise; step_forward() and step_backward() over the steps, from a
     given state and from None, where the kernel has them with the generated kernels' signatures (and
     the problem no lengths: they take none). Else how it was called, what differs, and what a kernel
     must do. The other checks call forward() then backward() on fresh arrays, which none of these
@@ -1006,7 +1007,9 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     ways = [(*way, SAME_ORDER32) for way in [
         *_with_none(kernel, q), *(_with_none(kernel, q.with_dtype(np.float32)) if float32 else ()),
         ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
-         _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]]
+         _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight)),
+        ("with backward() called twice on one forward()'s cache", _ONCE_OR_REFUSE,
+         lambda: _backward_twice(kernel, q, straight))]]
     if _has_step_functions(kernel) and q.lengths is None and len(q.x):
         stepwise = "step by step, with step_forward() and step_backward()"
         ways.append((stepwise, _AGREE, lambda: _stepwise(kernel, q, straight), SAME_ORDER32))
@@ -1043,6 +1046,8 @@ _NONE_IS_ZEROS = "None must mean zeros (of x's dtype), as in PyTorch and the gen
 _KEEP_NOTHING = ("a call must keep nothing for a later one outside the cache it returns, and return arrays no "
                  "later call writes into")
 _AGREE = "step_forward() and step_backward() must give what forward() and backward() give over the same steps"
+_ONCE_OR_REFUSE = ("a second backward() on a cache must give the first one's gradients, leaving those alone, or "
+                   "raise, as the generated kernels do where backward() writes over its cache")
 
 
 def _with_none(kernel, q):
@@ -1112,6 +1117,27 @@ def _interleaved(kernel, q, seed, straight):
     kernel.backward(other.params, cache_other, other.dys, other.dstate)
     held.update({f"d{name}": g for name, g in grads.items()})
     return {key: (straight[key], held[key]) for key in straight}
+
+
+def _backward_twice(kernel, q, straight):
+    """The gradients of a second backward() on one forward()'s cache (keyed "the second's ..."), and the
+    first one's as its caller holds them after it, against straight's; None where the second
+    refuses, by any exception (its caller sees it refuse: no silent harm). A backward() that writes
+    over its cache (the generated kernels write the pre-activations' gradients over the gates) and
+    then reads it as the forward values gives a second caller wrong gradients without a word."""
+    first = q.with_dtype()
+    _, _, cache = _forward(kernel, first, first.state)
+    grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
+    again = q.with_dtype()
+    try:
+        repeated = _gradients(kernel, *kernel.backward(again.params, cache, again.dys, again.dstate))
+    except Exception:  # noqa: BLE001 - a kernel that refuses a cache used before
+        return None
+    pairs = {}
+    for name in grads:
+        expected = straight[f"d{name}"]
+        pairs[f"d{name}"], pairs[f"the second's d{name}"] = (expected, grads[name]), (expected, repeated[name])
+    return pairs
 
 
 def _stepwise(kernel, q, straight):

@@ -4,6 +4,7 @@ import inspect
 import pathlib
 import re
 import textwrap
+import types
 
 import mutants
 import numpy as np
@@ -1306,3 +1307,33 @@ def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to
     chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
     assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
     assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
+
+
+def _handwritten_rnn():
+    import importlib.util
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py"
+    spec = importlib.util.spec_from_file_location("handwritten_rnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_second_backward_on_one_cache_must_agree_with_the_first_or_refuse():
+    """A backward() that writes over the forward values its cache holds gives a second caller
+    (two losses on one forward) wrong gradients; one that leaves its cache alone, or refuses a
+    cache used before (the generated kernels), is right."""
+    handwritten = _handwritten_rnn()
+    assert all(r.ok for r in gradcheck.check_kernel(handwritten, methods=NUMERIC))
+    assert all(r.ok for r in gradcheck.check_kernel(rnn, methods=NUMERIC))  # it refuses the second
+
+    def overwriting(params, cache, dys, dstate=None):
+        out = handwritten.backward(params, cache, dys, dstate)
+        cache[1][1:] *= 0.5  # h, read as tanh's output by the next call
+        return out
+
+    kernel = types.SimpleNamespace(**{name: getattr(handwritten, name) for name in gradcheck.INTERFACE})
+    kernel.backward = overwriting
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert not central.ok and not central.mismatches, str(central)
+    assert "with backward() called twice on one forward()'s cache, the second's dW_x differs by" in str(central)
