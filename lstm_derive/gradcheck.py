@@ -497,7 +497,7 @@ def wide_gradients(kernel, p: Problem):
 
 
 def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0, chosen=None,
-            labels=("analytic", "numeric")):
+            labels=("analytic", "numeric"), blocks=None):
     """Element by element, |analytic - numeric| / (largest |entry| of the array) <= tolerance.
 
     ``floor`` is the absolute error the method cannot resolve: errors are relative to
@@ -505,7 +505,9 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
     the same kernel's gradients in extended precision, judges an element the float64 gradient
     misses where it differs from that one by its rounding alone: ROUNDING_UNITS * eps *
     max(loss_scale, largest entry), loss_scale being |L|. ``chosen``, a boolean mask per array,
-    limits the judgement to those elements (the numeric gradient is NaN elsewhere)."""
+    limits the judgement to those elements (the numeric gradient is NaN elsewhere). ``blocks``,
+    rows per block of the arrays stacked by blocks (a gated cell's weights and biases, H rows per
+    gate), by name: a failing one is also described block by block."""
     report = Report(method, tolerance, steps=np.shape(numeric["x"])[0] if "x" in numeric else 0)
     for name, n in numeric.items():
         a = np.asarray(analytic[name])
@@ -533,7 +535,8 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
         if not report.errors[name] <= tolerance and chosen is None and method in METHODS:
-            report.likely[name] = _likely(a, n, tolerance * scale)
+            report.likely[name] = _likely(a, n, tolerance * scale) or _by_blocks(a, n, tolerance * scale,
+                                                                                  (blocks or {}).get(name, 0))
         for index in zip(*np.nonzero(~(rel <= tolerance))):
             index = tuple(int(i) for i in index)
             value = a[index]  # a gradient with an imaginary part shows it: the real parts may agree
@@ -559,7 +562,32 @@ def _likely(a, n, tolerance):
         return _multiple(ratio)
     if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
         return "the numeric gradient transposed: an outer product the wrong way round?"
+    if a.ndim == 3 and len(a) > 1 and agrees(a, n[::-1]):
+        return "the numeric gradient with its steps in reverse order: kept in the backward loop's order?"
     return ""
+
+
+def _by_blocks(a, n, tolerance, rows):
+    """What a failing gradient stacked by blocks of rows (one gate's each) is, block by block, where
+    that says more than "wrong" everywhere: which rows are right and which are not, and what the
+    wrong ones are of the numeric gradient where _likely sees it (a gate's outer product transposed,
+    which the whole array, not square, cannot show); else "". tolerance: absolute, as compare's."""
+    if not rows or a.ndim not in (1, 2) or len(a) % rows or len(a) // rows < 2 or np.iscomplexobj(a):
+        return ""
+    kinds = []
+    for start in range(0, len(a), rows):
+        u, v = a[start:start + rows], n[start:start + rows]
+        right = bool(np.all(np.isfinite(u))) and float(np.max(np.abs(u - v))) <= tolerance
+        kinds.append("right" if right else _likely(u, v, tolerance) or "wrong")
+    if set(kinds) == {"wrong"}:
+        return ""
+    said = {kind: _steps([i for i, k in enumerate(kinds) if k == kind]) for kind in dict.fromkeys(kinds)}
+    in_rows = lambda blocks: ", ".join(  # noqa: E731 - block ranges "0-2, 4" as rows "0-11, 16-19"
+        f"{int(first) * rows}-{(int(last) + 1) * rows - 1}"
+        for first, _, last in (r.partition("-") if "-" in r else (r, "", r) for r in blocks.split(", ")))
+    parts = [f"right in rows {in_rows(b)}" if kind == "right" else f"wrong in rows {in_rows(b)}" if kind == "wrong"
+             else f"in rows {in_rows(b)}, {kind}" for kind, b in said.items()]
+    return f"by blocks of {rows} rows, a gate's each where gates are stacked: {'; '.join(parts)}"
 
 
 def _multiple(ratio):
@@ -614,6 +642,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     alone = sequences_alone(kernel, p)
     calls = calls_as_users_make_them(kernel, p, seed, straight, unit, float32="float32" in methods)
     narrowed = _in_other_dtypes(analytic, np.float64)
+    blocks = dict.fromkeys(kernel.PARAMS, np.shape(p.dys)[-1])  # H rows per gate, where gates are stacked
     # what no one method finds (the direction's check is central differences) goes in one report
     first = "central" if "central" in methods else next((m for m in methods if m != "float32"), None)
     reports = []
@@ -624,7 +653,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
             continue
         numeric, unjudged, lost = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         judge = functools.partial(compare, analytic, tolerance=TOLERANCE[m], method=m, floor=FLOORS[m] * unit,
-                                  wide=wide, loss_scale=unit / EPS, chosen=chosen)
+                                  wide=wide, loss_scale=unit / EPS, chosen=chosen, blocks=blocks)
         report = judge(values if numeric is None else numeric)
         if numeric is None:  # the method judged no element: it has no error to state, not one of 0
             report.errors = {}
