@@ -846,11 +846,16 @@ WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --method
 def raised(kernel, error):
     """What a kernel raised, and where in the kernel's own file (the innermost line there), as
     "ValueError in backward(), my_rnn.py:14: operands could not be broadcast ..."."""
+    return f"{type(error).__name__}{where_in(kernel, error)}: {error}"
+
+
+def where_in(kernel, error):
+    """Where in the kernel's own file an exception (an interrupt too) came from, the innermost line
+    there, as " in forward(), my_rnn.py:14"; "" where it came from elsewhere."""
     source = getattr(kernel, "__file__", None)
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if source and os.path.abspath(f.filename) == os.path.abspath(source)]
-    where = f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
-    return f"{type(error).__name__}{where}: {error}"
+    return f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
 
 
 # Where rounding the inputs to float32 alone moves the float64 gradients by more than this (of an

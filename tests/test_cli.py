@@ -599,6 +599,37 @@ def test_a_kernel_that_raises_on_one_problem_is_judged_on_the_others(tmp_path, c
     assert "odd_rnn (T=12" in out  # the problem after it ran
 
 
+def test_an_interrupted_check_says_where_the_kernel_was_and_sums_up_the_problems_before(tmp_path, capsys):
+    """Ctrl-C on a kernel that hangs at 12 steps (raised here where the signal would land): the
+    problem, the kernel's line, and the three problems checked before it."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    if len(x) == 12:\n        raise KeyboardInterrupt\n    return rnn.forward(params, x, state)"))
+    assert cli.main(["check", str(kernel)]) == 130
+    captured = capsys.readouterr()
+    assert "my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) interrupted in forward(), my_rnn.py:10\n" in captured.out
+    assert re.search(r"\nmy_rnn: interrupted on problem 4; the largest errors over the 3 before it: central \S+, "
+                     r"complex \S+, float32 \S+\n", captured.out), captured.out
+    assert "passed" not in captured.out and captured.err == "lstm-derive: interrupted\n"
+
+
+def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    if len(x) == 12 and not slept:\n        slept.append(time.sleep(0.5))\n"
+        "    return rnn.forward(params, x, state)").replace("import numpy as np", "import time\nimport numpy as np\n"
+                                                              "slept = []"))
+    assert cli.main(["check", str(kernel)]) == 0  # each problem well under SLOW_CHECK
+    assert "still checking" not in capsys.readouterr().out
+    monkeypatch.setattr(cli, "SLOW_CHECK", 0.1, raising=False)
+    assert cli.main(["check", str(kernel)]) == 0
+    out = capsys.readouterr().out
+    assert ("my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) still checking after 0.1 s (every element costs five "
+            "runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in out, out
+
+
 def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
     """tanh' = 1 - h**2 floored at 1e-6, against vanishing gradients: right for |a| below 7.6 and
     wrong beyond, which the default problems reach."""
