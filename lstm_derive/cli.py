@@ -433,6 +433,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
     crashes = {}  # what the kernel raised -> on how many problems
     interrupted = 0  # the number of the problem an interrupt stopped
+    outcomes = []  # (configuration, the gradients judged, those failing) of each problem that ran
     for number, config in enumerate(checks(problems, steps, scale), 1):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
@@ -468,6 +469,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         for name, failed_by in here.items():  # gradient -> (problems it fails, the methods it fails)
             count, before = failing.get(name, (0, {}))
             failing[name] = (count + 1, {**before, **failed_by})
+        outcomes.append((used, {f"d{n}" for r in reports if r.method != "float32" for n in r.errors}, set(here)))
         for check in _other_failures(reports):
             others[check] = others.get(check, 0) + 1
         for hint in dict.fromkeys(note for r in reports if not r.ok for note in (r.term, r.hint) if note):
@@ -486,6 +488,15 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count} ({', '.join(failed_by)})"
                           for name, (count, failed_by) in sorted(failing.items(), key=lambda item: -item[1][0])))
+    parted = {}  # what parts the problems a gradient fails on from the others -> the gradients so parted
+    for name in failing:
+        where = _where_it_fails([c for c, _, wrong in outcomes if name in wrong],
+                                [c for c, seen, wrong in outcomes if name in seen and name not in wrong])
+        parted.setdefault(where, []).append(name)
+    for where, names in parted.items():
+        if where:
+            print(f"{cell}: {', '.join(names)} fail{'s' * (len(names) == 1)} on every problem with {where}, "
+                  "and on no other")
     if others:  # failures of no gradient's element, which the reports above say in full
         print(f"{cell}: what else fails, and on how many of the {problems} problems: "
               + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
@@ -500,6 +511,35 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     if interrupted:
         raise KeyboardInterrupt
     return ok
+
+
+# What may part the problems a gradient fails on from those it passes on: a size from which on it
+# fails (B: right for one row alone, a sum over the batch's rows left out; T: for one step, or for a
+# few, a carry dropped after them; scale: wrong in saturation alone), or a kind of problem.
+_FROM = (("B >= {}", lambda c: c["B"]),
+         ("{} or more rows of nonzero length", lambda c: sum(n > 0 for n in c.get("lengths", [1] * c["B"]))),
+         ("T >= {}", lambda c: c["T"]), ("D >= {}", lambda c: c["D"]), ("H >= {}", lambda c: c["H"]),
+         ("scale >= {:g}", lambda c: c["scale"]))
+_KINDS = (("D = H", lambda c: c["D"] == c["H"]),
+          ("a sequence ending before T", lambda c: min(c.get("lengths", [c["T"]])) < c["T"]),
+          ("no lengths", lambda c: "lengths" not in c))
+
+
+def _where_it_fails(failed, passed):
+    """What every configuration a gradient fails on has and none it passes on has, in words ("B >= 2";
+    "T >= 12"; "a sequence ending before T"), or "" where no one size or kind tells them apart. A
+    size that is another's on every problem (rows of nonzero length without lengths: B) is said once."""
+    if not (failed and passed):
+        return ""
+    words, seen = [], set()
+    for text, size in _FROM:
+        sizes = tuple(map(size, failed + passed))
+        low = min(map(size, failed))
+        if sizes not in seen and all(size(c) < low for c in passed):
+            words.append(text.format(low))
+        seen.add(sizes)
+    words += [text for text, has in _KINDS if all(map(has, failed)) and not any(map(has, passed))]
+    return f"{words[0]} (and, the same problems here, {', '.join(words[1:])})" if len(words) > 1 else "".join(words)
 
 
 # Seconds one problem's checks may take before the command says it is still at them (the packaged

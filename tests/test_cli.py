@@ -630,6 +630,32 @@ def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, caps
             "runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in out, out
 
 
+def test_the_summary_says_what_parts_the_problems_a_gradient_fails_on_from_the_others(tmp_path, capsys):
+    """A sum over the batch taken as its mean is right for one row alone; a gradient wrong on every
+    problem has nothing to part."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor="1 / len(dys[0])"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "\nmy_rnn: db_h fails on every problem with B >= 2, and on no other\n" in out, out
+    kernel.write_text(HANDWRITTEN.format(factor=1.01))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "my_rnn: the gradients that fail, and on how many of the 12 problems: db_h 12" in out
+    assert "on every problem with" not in out, out
+
+
+def test_a_gradient_carried_back_over_too_few_steps_fails_on_the_long_problems_alone_and_is_said_to(tmp_path, capsys):
+    source = (pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py").read_text()
+    right = "dh = da[t] @ W_h  # on to h_prev"
+    assert right in source
+    kernel = tmp_path / "truncated_rnn.py"
+    kernel.write_text(source.replace(right, "dh = da[t] @ W_h * (t > len(x) - 6)  # BPTT truncated at 5 steps"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "truncated_rnn: dW_x, dW_h, db, dx, dh0 fail on every problem with T >= 12, and on no other\n" in out, out
+
+
 def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
     """tanh' = 1 - h**2 floored at 1e-6, against vanishing gradients: right for |a| below 7.6 and
     wrong beyond, which the default problems reach."""
