@@ -518,7 +518,9 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
 # few, a carry dropped after them; scale: wrong in saturation alone), or a kind of problem.
 _FROM = (("B >= {}", lambda c: c["B"]),
          ("{} or more rows of nonzero length", lambda c: sum(n > 0 for n in c.get("lengths", [1] * c["B"]))),
-         ("T >= {}", lambda c: c["T"]), ("D >= {}", lambda c: c["D"]), ("H >= {}", lambda c: c["H"]),
+         ("T >= {}", lambda c: c["T"]),
+         ("a sequence of {} or more steps", lambda c: max(c.get("lengths", [c["T"]]))),
+         ("D >= {}", lambda c: c["D"]), ("H >= {}", lambda c: c["H"]),
          ("scale >= {:g}", lambda c: c["scale"]))
 _KINDS = (("D = H", lambda c: c["D"] == c["H"]),
           ("a sequence ending before T", lambda c: min(c.get("lengths", [c["T"]])) < c["T"]),
