@@ -22,6 +22,7 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -431,7 +432,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was and sums up the
     problems before, then raises KeyboardInterrupt again."""
     ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
-    crashes = {}  # what the kernel raised -> on how many problems
+    crashes = {}  # what the kernel raised, its shapes left out -> (the first message, on how many problems)
     interrupted = 0  # the number of the problem an interrupt stopped
     outcomes = []  # (configuration, the gradients judged, those failing) of each problem that ran
     for number, config in enumerate(checks(problems, steps, scale), 1):
@@ -446,9 +447,11 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
             break
         except Exception as error:  # fails this problem; the others still run, whose failures may tell why
             what = raised(kernel, error)
-            if what not in crashes:  # once: the same error on every problem would fill the screen
+            kind = _SHAPE.sub("(...)", what)  # ys of shape (3, 4, 4) for (4, 3, 4), then (2, 3, 3) for (3, 2, 3): one
+            if kind not in crashes:  # once: the same error on every problem would fill the screen
                 print(f"{cell} ({sizes}) FAIL: the kernel raised {what}")
-            crashes[what] = crashes.get(what, 0) + 1
+            first, count = crashes.get(kind, (what, 0))
+            crashes[kind] = (first, count + 1)
             ok = False
             continue
         if skipped:
@@ -482,8 +485,9 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     else:
         print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
               f"{'s' if problems > 1 else ''}: {errors or 'none, the kernel raised on every problem'}")
-    for what, count in crashes.items():
-        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}")
+    for kind, (what, count) in crashes.items():
+        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}"
+              + (" (on the others, the same of their own sizes)" if count > 1 and kind != what else ""))
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count} ({', '.join(failed_by)})"
@@ -496,7 +500,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     for where, names in parted.items():
         if where:
             print(f"{cell}: {', '.join(names)} fail{'s' * (len(names) == 1)} on every problem with {where}, "
-                  "and on no other")
+                  "and on no other" + (f" of the {len(outcomes)} that ran" if crashes else ""))
     if others:  # failures of no gradient's element, which the reports above say in full
         print(f"{cell}: what else fails, and on how many of the {problems} problems: "
               + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
@@ -542,6 +546,9 @@ def _where_it_fails(failed, passed):
         seen.add(sizes)
     words += [text for text, has in _KINDS if all(map(has, failed)) and not any(map(has, passed))]
     return f"{words[0]} (and, the same problems here, {', '.join(words[1:])})" if len(words) > 1 else "".join(words)
+
+
+_SHAPE = re.compile(r"\(\d+(?:, \d+)*,?\)")  # a shape or sizes in a message: (4, 3, 4), (16,)
 
 
 # Seconds one problem's checks may take before the command says it is still at them (the packaged

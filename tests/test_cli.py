@@ -668,6 +668,21 @@ def test_a_gradient_carried_back_over_too_few_steps_fails_on_the_long_problems_a
     assert "truncated_rnn: dW_x, dW_h, db, dx, dh0 fail on every problem with T >= 12, and on no other\n" in out, out
 
 
+def test_an_error_raised_on_every_problem_with_its_own_sizes_is_said_once(tmp_path, capsys):
+    """ys returned (B, T, H): each problem's message names its own shapes, one error all the same."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    ys, final, cache = rnn.forward(params, x, state)\n    return ys.swapaxes(0, 1), final, cache"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL: the kernel raised") == 1 and out.count("the kernel raised") == 2, out
+    assert re.search(r"\nmy_rnn: on (\d+) of the 12 problems, the kernel raised ValueError: forward\(\) returned ys of "
+                     r"shape \(3, 4, 4\): expected \(T, B, H\) = \(4, 3, 4\) \(on the others, the same of their own "
+                     r"sizes\)\n", out), out
+    assert re.search(r"\nmy_rnn: .* fails? on every problem with .*, and on no other of the \d+ that ran\n", out), out
+
+
 def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
     """tanh' = 1 - h**2 floored at 1e-6, against vanishing gradients: right for |a| below 7.6 and
     wrong beyond, which the default problems reach."""
