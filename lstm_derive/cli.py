@@ -19,8 +19,10 @@ reader of the output went away.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -31,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, terminal
-from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths
+from .gradcheck import (DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths,
+                        where_in)
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -425,19 +428,30 @@ def run_check(args):
 
 def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
     """Prints every report of the cell's checks, then the largest error of each method and, if some
-    failed, the gradients that failed and on how many problems; whether all passed."""
+    failed, the gradients that failed and on how many problems; whether all passed. Interrupted
+    (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was and sums up the
+    problems before, then raises KeyboardInterrupt again."""
     ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
-    crashes = {}  # what the kernel raised -> on how many problems
-    for config in checks(problems, steps, scale):
+    crashes = {}  # what the kernel raised, its shapes left out -> (the first message, on how many problems)
+    interrupted = 0  # the number of the problem an interrupt stopped
+    outcomes = []  # (configuration, the gradients judged, those failing) of each problem that ran
+    for number, config in enumerate(checks(problems, steps, scale), 1):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
-            used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
+            with _still_checking(f"{cell} ({sizes})"):
+                used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
+        except KeyboardInterrupt as stop:
+            print(f"{cell} ({sizes}) interrupted{where_in(kernel, stop) or ' outside the kernel, between its calls'}")
+            interrupted, ok = number, False
+            break
         except Exception as error:  # fails this problem; the others still run, whose failures may tell why
             what = raised(kernel, error)
-            if what not in crashes:  # once: the same error on every problem would fill the screen
+            kind = _SHAPE.sub("(...)", what)  # ys of shape (3, 4, 4) for (4, 3, 4), then (2, 3, 3) for (3, 2, 3): one
+            if kind not in crashes:  # once: the same error on every problem would fill the screen
                 print(f"{cell} ({sizes}) FAIL: the kernel raised {what}")
-            crashes[what] = crashes.get(what, 0) + 1
+            first, count = crashes.get(kind, (what, 0))
+            crashes[kind] = (first, count + 1)
             ok = False
             continue
         if skipped:
@@ -458,19 +472,35 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
         for name, failed_by in here.items():  # gradient -> (problems it fails, the methods it fails)
             count, before = failing.get(name, (0, {}))
             failing[name] = (count + 1, {**before, **failed_by})
+        outcomes.append((used, {f"d{n}" for r in reports if r.method != "float32" for n in r.errors}, set(here)))
         for check in _other_failures(reports):
             others[check] = others.get(check, 0) + 1
         for hint in dict.fromkeys(note for r in reports if not r.ok for note in (r.term, r.hint) if note):
             hints[hint] = hints.get(hint, 0) + 1
     errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
-    print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
-          f"{'s' if problems > 1 else ''}: {errors or 'none, the kernel raised on every problem'}")
-    for what, count in crashes.items():
-        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}")
+    if interrupted:
+        problems = interrupted - 1  # the problems the lines below sum up
+        print(f"{cell}: interrupted on problem {interrupted}" + (f"; the largest errors over the {problems} before "
+              f"it: {errors}" if errors else ""))
+    else:
+        print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
+              f"{'s' if problems > 1 else ''}: {errors or 'none, the kernel raised on every problem'}")
+    for kind, (what, count) in crashes.items():
+        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}"
+              + (" (on the others, the same of their own sizes)" if count > 1 and kind != what else ""))
     if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
         print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
               + ", ".join(f"{name} {count} ({', '.join(failed_by)})"
                           for name, (count, failed_by) in sorted(failing.items(), key=lambda item: -item[1][0])))
+    parted = {}  # what parts the problems a gradient fails on from the others -> the gradients so parted
+    for name in failing:
+        where = _where_it_fails([c for c, _, wrong in outcomes if name in wrong],
+                                [c for c, seen, wrong in outcomes if name in seen and name not in wrong])
+        parted.setdefault(where, []).append(name)
+    for where, names in parted.items():
+        if where:
+            print(f"{cell}: {', '.join(names)} fail{'s' * (len(names) == 1)} on every problem with {where}, "
+                  "and on no other" + (f" of the {len(outcomes)} that ran" if crashes else ""))
     if others:  # failures of no gradient's element, which the reports above say in full
         print(f"{cell}: what else fails, and on how many of the {problems} problems: "
               + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
@@ -482,7 +512,63 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     if vacuous:
         print(f"{cell}: on {vacuous} of the {problems} problems every gradient was exactly 0, on each of "
               f"{REDRAWS + 1} draws: the checks judged nothing there; does every output depend on the inputs?")
+    if interrupted:
+        raise KeyboardInterrupt
     return ok
+
+
+# What may part the problems a gradient fails on from those it passes on: a size from which on it
+# fails (B: right for one row alone, a sum over the batch's rows left out; T: for one step, or for a
+# few, a carry dropped after them; scale: wrong in saturation alone), or a kind of problem.
+_FROM = (("B >= {}", lambda c: c["B"]),
+         ("{} or more rows of nonzero length", lambda c: sum(n > 0 for n in c.get("lengths", [1] * c["B"]))),
+         ("T >= {}", lambda c: c["T"]),
+         ("a sequence of {} or more steps", lambda c: max(c.get("lengths", [c["T"]]))),
+         ("D >= {}", lambda c: c["D"]), ("H >= {}", lambda c: c["H"]),
+         ("scale >= {:g}", lambda c: c["scale"]))
+_KINDS = (("D = H", lambda c: c["D"] == c["H"]),
+          ("a sequence ending before T", lambda c: min(c.get("lengths", [c["T"]])) < c["T"]),
+          ("no lengths", lambda c: "lengths" not in c))
+
+
+def _where_it_fails(failed, passed):
+    """What every configuration a gradient fails on has and none it passes on has, in words ("B >= 2";
+    "T >= 12"; "a sequence ending before T"), or "" where no one size or kind tells them apart. A
+    size that is another's on every problem (rows of nonzero length without lengths: B) is said once."""
+    if not (failed and passed):
+        return ""
+    words, seen = [], set()
+    for text, size in _FROM:
+        sizes = tuple(map(size, failed + passed))
+        low = min(map(size, failed))
+        if sizes not in seen and all(size(c) < low for c in passed):
+            words.append(text.format(low))
+        seen.add(sizes)
+    words += [text for text, has in _KINDS if all(map(has, failed)) and not any(map(has, passed))]
+    return f"{words[0]} (and, the same problems here, {', '.join(words[1:])})" if len(words) > 1 else "".join(words)
+
+
+_SHAPE = re.compile(r"\(\d+(?:, \d+)*,?\)")  # a shape or sizes in a message: (4, 3, 4), (16,)
+
+
+# Seconds one problem's checks may take before the command says it is still at them (the packaged
+# cells' take 0.05 to 0.5 s; 12 steps of a kernel that sleeps or loops, silent, look like a hang).
+SLOW_CHECK = 10.0
+
+
+@contextlib.contextmanager
+def _still_checking(problem):
+    """Past SLOW_CHECK seconds, a line that says the problem is still being checked, and how to stop
+    it and see where the kernel is."""
+    notice = threading.Timer(SLOW_CHECK, lambda: print(
+        f"{problem} still checking after {SLOW_CHECK:g} s (every element costs five runs of forward()); "
+        "Ctrl-C stops it and says where in the kernel it was", flush=True))
+    notice.daemon = True
+    notice.start()
+    try:
+        yield
+    finally:
+        notice.cancel()
 
 
 # What a report can fail on besides its elements' errors, in the summary's words. Overflow and

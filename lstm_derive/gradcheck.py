@@ -497,7 +497,7 @@ def wide_gradients(kernel, p: Problem):
 
 
 def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None, loss_scale=0.0, chosen=None,
-            labels=("analytic", "numeric")):
+            labels=("analytic", "numeric"), blocks=None):
     """Element by element, |analytic - numeric| / (largest |entry| of the array) <= tolerance.
 
     ``floor`` is the absolute error the method cannot resolve: errors are relative to
@@ -505,7 +505,9 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
     the same kernel's gradients in extended precision, judges an element the float64 gradient
     misses where it differs from that one by its rounding alone: ROUNDING_UNITS * eps *
     max(loss_scale, largest entry), loss_scale being |L|. ``chosen``, a boolean mask per array,
-    limits the judgement to those elements (the numeric gradient is NaN elsewhere)."""
+    limits the judgement to those elements (the numeric gradient is NaN elsewhere). ``blocks``,
+    rows per block of the arrays stacked by blocks (a gated cell's weights and biases, H rows per
+    gate), by name: a failing one is also described block by block."""
     report = Report(method, tolerance, steps=np.shape(numeric["x"])[0] if "x" in numeric else 0)
     for name, n in numeric.items():
         a = np.asarray(analytic[name])
@@ -533,7 +535,8 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
         if not report.errors[name] <= tolerance and chosen is None and method in METHODS:
-            report.likely[name] = _likely(a, n, tolerance * scale)
+            report.likely[name] = _likely(a, n, tolerance * scale) or _by_blocks(a, n, tolerance * scale,
+                                                                                  (blocks or {}).get(name, 0))
         for index in zip(*np.nonzero(~(rel <= tolerance))):
             index = tuple(int(i) for i in index)
             value = a[index]  # a gradient with an imaginary part shows it: the real parts may agree
@@ -559,7 +562,32 @@ def _likely(a, n, tolerance):
         return _multiple(ratio)
     if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
         return "the numeric gradient transposed: an outer product the wrong way round?"
+    if a.ndim == 3 and len(a) > 1 and agrees(a, n[::-1]):
+        return "the numeric gradient with its steps in reverse order: kept in the backward loop's order?"
     return ""
+
+
+def _by_blocks(a, n, tolerance, rows):
+    """What a failing gradient stacked by blocks of rows (one gate's each) is, block by block, where
+    that says more than "wrong" everywhere: which rows are right and which are not, and what the
+    wrong ones are of the numeric gradient where _likely sees it (a gate's outer product transposed,
+    which the whole array, not square, cannot show); else "". tolerance: absolute, as compare's."""
+    if not rows or a.ndim not in (1, 2) or len(a) % rows or len(a) // rows < 2 or np.iscomplexobj(a):
+        return ""
+    kinds = []
+    for start in range(0, len(a), rows):
+        u, v = a[start:start + rows], n[start:start + rows]
+        right = bool(np.all(np.isfinite(u))) and float(np.max(np.abs(u - v))) <= tolerance
+        kinds.append("right" if right else _likely(u, v, tolerance) or "wrong")
+    if set(kinds) == {"wrong"}:
+        return ""
+    said = {kind: _steps([i for i, k in enumerate(kinds) if k == kind]) for kind in dict.fromkeys(kinds)}
+    in_rows = lambda blocks: ", ".join(  # noqa: E731 - block ranges "0-2, 4" as rows "0-11, 16-19"
+        f"{int(first) * rows}-{(int(last) + 1) * rows - 1}"
+        for first, _, last in (r.partition("-") if "-" in r else (r, "", r) for r in blocks.split(", ")))
+    parts = [f"right in rows {in_rows(b)}" if kind == "right" else f"wrong in rows {in_rows(b)}" if kind == "wrong"
+             else f"in rows {in_rows(b)}, {kind}" for kind, b in said.items()]
+    return f"by blocks of {rows} rows, a gate's each where gates are stacked: {'; '.join(parts)}"
 
 
 def _multiple(ratio):
@@ -614,6 +642,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     alone = sequences_alone(kernel, p)
     calls = calls_as_users_make_them(kernel, p, seed, straight, unit, float32="float32" in methods)
     narrowed = _in_other_dtypes(analytic, np.float64)
+    blocks = dict.fromkeys(kernel.PARAMS, np.shape(p.dys)[-1])  # H rows per gate, where gates are stacked
     # what no one method finds (the direction's check is central differences) goes in one report
     first = "central" if "central" in methods else next((m for m in methods if m != "float32"), None)
     reports = []
@@ -624,7 +653,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
             continue
         numeric, unjudged, lost = _numeric(kernel, p, m, values, np.isfinite(magnitude), chosen)
         judge = functools.partial(compare, analytic, tolerance=TOLERANCE[m], method=m, floor=FLOORS[m] * unit,
-                                  wide=wide, loss_scale=unit / EPS, chosen=chosen)
+                                  wide=wide, loss_scale=unit / EPS, chosen=chosen, blocks=blocks)
         report = judge(values if numeric is None else numeric)
         if numeric is None:  # the method judged no element: it has no error to state, not one of 0
             report.errors = {}
@@ -817,11 +846,16 @@ WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --method
 def raised(kernel, error):
     """What a kernel raised, and where in the kernel's own file (the innermost line there), as
     "ValueError in backward(), my_rnn.py:14: operands could not be broadcast ..."."""
+    return f"{type(error).__name__}{where_in(kernel, error)}: {error}"
+
+
+def where_in(kernel, error):
+    """Where in the kernel's own file an exception (an interrupt too) came from, the innermost line
+    there, as " in forward(), my_rnn.py:14"; "" where it came from elsewhere."""
     source = getattr(kernel, "__file__", None)
     frames = [f for f in traceback.extract_tb(error.__traceback__)
               if source and os.path.abspath(f.filename) == os.path.abspath(source)]
-    where = f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
-    return f"{type(error).__name__}{where}: {error}"
+    return f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
 
 
 # Where rounding the inputs to float32 alone moves the float64 gradients by more than this (of an
@@ -992,7 +1026,8 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     state, dys or dstate (in float64, and in float32 where float32 is judged: a kernel for float64
     alone is not run in float32); a second forward() and backward(), of other parameters and lengths,
     between a forward() and its backward() (a stack of layers, a batch made ready early: what one
-    call keeps for the next corrupts them); step_forward() and step_backward() over the steps, from a
+    call keeps for the next corrupts them); a second backward() on one forward()'s cache, which must
+    give the first's gradients or raise; step_forward() and step_backward() over the steps, from a
     given state and from None, where the kernel has them with the generated kernels' signatures (and
     the problem no lengths: they take none). Else how it was called, what differs, and what a kernel
     must do. The other checks call forward() then backward() on fresh arrays, which none of these
@@ -1006,7 +1041,9 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     ways = [(*way, SAME_ORDER32) for way in [
         *_with_none(kernel, q), *(_with_none(kernel, q.with_dtype(np.float32)) if float32 else ()),
         ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
-         _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight))]]
+         _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight)),
+        ("with backward() called twice on one forward()'s cache", _ONCE_OR_REFUSE,
+         lambda: _backward_twice(kernel, q, straight))]]
     if _has_step_functions(kernel) and q.lengths is None and len(q.x):
         stepwise = "step by step, with step_forward() and step_backward()"
         ways.append((stepwise, _AGREE, lambda: _stepwise(kernel, q, straight), SAME_ORDER32))
@@ -1043,6 +1080,8 @@ _NONE_IS_ZEROS = "None must mean zeros (of x's dtype), as in PyTorch and the gen
 _KEEP_NOTHING = ("a call must keep nothing for a later one outside the cache it returns, and return arrays no "
                  "later call writes into")
 _AGREE = "step_forward() and step_backward() must give what forward() and backward() give over the same steps"
+_ONCE_OR_REFUSE = ("a second backward() on a cache must give the first one's gradients, leaving those alone, or "
+                   "raise, as the generated kernels do where backward() writes over its cache")
 
 
 def _with_none(kernel, q):
@@ -1112,6 +1151,27 @@ def _interleaved(kernel, q, seed, straight):
     kernel.backward(other.params, cache_other, other.dys, other.dstate)
     held.update({f"d{name}": g for name, g in grads.items()})
     return {key: (straight[key], held[key]) for key in straight}
+
+
+def _backward_twice(kernel, q, straight):
+    """The gradients of a second backward() on one forward()'s cache (keyed "the second's ..."), and the
+    first one's as its caller holds them after it, against straight's; None where the second
+    refuses, by any exception (its caller sees it refuse: no silent harm). A backward() that writes
+    over its cache (the generated kernels write the pre-activations' gradients over the gates) and
+    then reads it as the forward values gives a second caller wrong gradients without a word."""
+    first = q.with_dtype()
+    _, _, cache = _forward(kernel, first, first.state)
+    grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
+    again = q.with_dtype()
+    try:
+        repeated = _gradients(kernel, *kernel.backward(again.params, cache, again.dys, again.dstate))
+    except Exception:  # noqa: BLE001 - a kernel that refuses a cache used before
+        return None
+    pairs = {}
+    for name in grads:
+        expected = straight[f"d{name}"]
+        pairs[f"d{name}"], pairs[f"the second's d{name}"] = (expected, grads[name]), (expected, repeated[name])
+    return pairs
 
 
 def _stepwise(kernel, q, straight):

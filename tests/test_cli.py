@@ -599,6 +599,90 @@ def test_a_kernel_that_raises_on_one_problem_is_judged_on_the_others(tmp_path, c
     assert "odd_rnn (T=12" in out  # the problem after it ran
 
 
+def test_an_interrupted_check_says_where_the_kernel_was_and_sums_up_the_problems_before(tmp_path, capsys):
+    """Ctrl-C on a kernel that hangs at 12 steps (raised here where the signal would land): the
+    problem, the kernel's line, and the three problems checked before it."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    if len(x) == 12:\n        raise KeyboardInterrupt\n    return rnn.forward(params, x, state)"))
+    assert cli.main(["check", str(kernel)]) == 130
+    captured = capsys.readouterr()
+    assert "my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) interrupted in forward(), my_rnn.py:10\n" in captured.out
+    assert re.search(r"\nmy_rnn: interrupted on problem 4; the largest errors over the 3 before it: central \S+, "
+                     r"complex \S+, float32 \S+\n", captured.out), captured.out
+    assert "passed" not in captured.out and captured.err == "lstm-derive: interrupted\n"
+
+
+def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    if len(x) == 12 and not slept:\n        slept.append(time.sleep(0.5))\n"
+        "    return rnn.forward(params, x, state)").replace("import numpy as np", "import time\nimport numpy as np\n"
+                                                              "slept = []"))
+    assert cli.main(["check", str(kernel)]) == 0  # each problem well under SLOW_CHECK
+    assert "still checking" not in capsys.readouterr().out
+    monkeypatch.setattr(cli, "SLOW_CHECK", 0.1, raising=False)
+    assert cli.main(["check", str(kernel)]) == 0
+    out = capsys.readouterr().out
+    assert ("my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) still checking after 0.1 s (every element costs five "
+            "runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in out, out
+
+
+def test_the_summary_says_what_parts_the_problems_a_gradient_fails_on_from_the_others(tmp_path, capsys):
+    """A sum over the batch taken as its mean is right for one row alone; a gradient wrong on every
+    problem has nothing to part."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor="1 / len(dys[0])"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "\nmy_rnn: db_h fails on every problem with B >= 2, and on no other\n" in out, out
+    kernel.write_text(HANDWRITTEN.format(factor=1.01))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "my_rnn: the gradients that fail, and on how many of the 12 problems: db_h 12" in out
+    assert "on every problem with" not in out, out
+
+
+def test_what_parts_the_problems_is_a_size_or_kind_they_all_have_and_the_others_lack():
+    sizes = dict(B=2, D=3, H=3, scale=1.0)
+    one_step = [dict(T=1, **sizes), dict(T=3, lengths=(1, 0), **sizes)]  # a carry is never read
+    longer = [dict(T=3, lengths=(2, 1), **sizes), dict(T=2, **sizes)]
+    assert cli._where_it_fails(longer, one_step) == "a sequence of 2 or more steps"
+    assert cli._where_it_fails(one_step, longer) == ""  # T = 1 and T = 3 on both sides
+    assert cli._where_it_fails(longer, []) == ""  # failing everywhere: nothing to part
+    assert cli._where_it_fails([dict(T=4, **sizes)], [dict(T=2, **sizes)]) == "T >= 4"  # without lengths: T's
+    assert cli._where_it_fails([dict(T=4, lengths=(4, 4), **sizes)], [dict(T=3, lengths=(2, 1), **sizes)]) == (
+        "T >= 4 (and, the same problems here, a sequence of 4 or more steps)")
+
+
+def test_a_gradient_carried_back_over_too_few_steps_fails_on_the_long_problems_alone_and_is_said_to(tmp_path, capsys):
+    source = (pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py").read_text()
+    right = "dh = da[t] @ W_h  # on to h_prev"
+    assert right in source
+    kernel = tmp_path / "truncated_rnn.py"
+    kernel.write_text(source.replace(right, "dh = da[t] @ W_h * (t > len(x) - 6)  # BPTT truncated at 5 steps"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert "truncated_rnn: dW_x, dW_h, db, dx, dh0 fail on every problem with T >= 12, and on no other\n" in out, out
+
+
+def test_an_error_raised_on_every_problem_with_its_own_sizes_is_said_once(tmp_path, capsys):
+    """ys returned (B, T, H): each problem's message names its own shapes, one error all the same."""
+    kernel = tmp_path / "my_rnn.py"
+    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+        "    return rnn.forward(params, x, state)",
+        "    ys, final, cache = rnn.forward(params, x, state)\n    return ys.swapaxes(0, 1), final, cache"))
+    assert cli.main(["check", str(kernel), "--problems", "12"]) == 1
+    out = capsys.readouterr().out
+    assert out.count("FAIL: the kernel raised") == 1 and out.count("the kernel raised") == 2, out
+    assert re.search(r"\nmy_rnn: on (\d+) of the 12 problems, the kernel raised ValueError: forward\(\) returned ys of "
+                     r"shape \(3, 4, 4\): expected \(T, B, H\) = \(4, 3, 4\) \(on the others, the same of their own "
+                     r"sizes\)\n", out), out
+    assert re.search(r"\nmy_rnn: .* fails? on every problem with .*, and on no other of the \d+ that ran\n", out), out
+
+
 def test_check_fails_a_derivative_wrong_only_where_the_cell_saturates(tmp_path, capsys):
     """tanh' = 1 - h**2 floored at 1e-6, against vanishing gradients: right for |a| below 7.6 and
     wrong beyond, which the default problems reach."""

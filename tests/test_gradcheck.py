@@ -4,6 +4,7 @@ import inspect
 import pathlib
 import re
 import textwrap
+import types
 
 import mutants
 import numpy as np
@@ -1223,11 +1224,13 @@ def test_a_kernel_that_returns_another_structure_is_told_which(change, said):
         gradcheck.check_kernel(kernel)
 
 
-def _changed_gradient(name, change):
+def _changed_gradient(name, change, kernel=rnn):
     def backward(params, cache, dys, dstate=None):
-        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+        if name == "x":
+            return grads, change(dx), dstate0
         return {**grads, name: change(grads[name])}, dx, dstate0
-    return Wrapped(rnn, backward)
+    return Wrapped(kernel, backward)
 
 
 @pytest.mark.parametrize("name, change, said", [
@@ -1247,6 +1250,48 @@ def test_a_wrong_gradient_of_a_simple_kind_is_said_to_be_of_it(name, change, sai
     common slips of a hand-written backward pass look like."""
     central, complex_, _ = gradcheck.check_kernel(_changed_gradient(name, change), B=2, H=4)
     assert said in str(central) and said in str(complex_), str(central)
+
+
+def _gate_transposed(g, gate, H=4):
+    g = g.copy()
+    g[gate * H:(gate + 1) * H] = g[gate * H:(gate + 1) * H].T.copy()
+    return g
+
+
+def _gate_noisy(g, gate, H=4):
+    g = g.copy()
+    g[gate * H:(gate + 1) * H] += 0.1 * np.arange(H * g[0].size).reshape(g[gate * H:(gate + 1) * H].shape)
+    return g
+
+
+@pytest.mark.parametrize("kernel, name, change, said", [
+    (lstm, "W_h", lambda g: _gate_transposed(g, 3), "(it is by blocks of 4 rows, a gate's each where "
+     "gates are stacked: right in rows 0-11; in rows 12-15, the numeric gradient transposed: an outer product the "
+     "wrong way round?)"),
+    (gru, "W_x", lambda g: _gate_transposed(_gate_transposed(g, 1), 2),
+     "(it is by blocks of 4 rows, a gate's each where gates are stacked: right in rows 0-3; in rows 4-11, the "
+     "numeric gradient transposed: an outer product the wrong way round?)"),
+    (lstm, "b", lambda g: np.concatenate([g[:8], 2 * g[8:12], g[12:]]), "(it is by blocks of 4 rows, a gate's each "
+     "where gates are stacked: right in rows 0-7, 12-15; in rows 8-11, 2 times the numeric gradient: a term counted "
+     "2 times?)"),
+    (gru, "U_h", lambda g: _gate_noisy(g, 1), "(it is by blocks of 4 rows, a gate's each where gates are stacked: "
+     "right in rows 0-3, 8-11; wrong in rows 4-7)"),
+    (rnn, "x", lambda g: g[::-1], "(it is the numeric gradient with its steps in reverse order: kept in the backward "
+     "loop's order?)"),
+])
+def test_a_stacked_gradient_wrong_in_some_gates_rows_is_said_to_be_in_which(kernel, name, change, said):
+    """A gated cell's weights stack one block of H rows per gate: a gate's outer product taken the
+    wrong way round (D = H, or a recurrent weight) is a transpose of that block alone, which the
+    whole array, not square, never is; the rows a wrong gate's gradient holds are named."""
+    central, complex_ = gradcheck.check_kernel(_changed_gradient(name, change, kernel), T=3, B=2, D=4, H=4,
+                                               methods=NUMERIC)
+    assert said in str(central) and said in str(complex_), str(central)
+
+
+def test_a_stacked_gradient_wrong_in_every_block_alike_says_nothing_of_blocks():
+    central, _ = gradcheck.check_kernel(_changed_gradient("W_h", lambda g: g + 0.1 * np.arange(g.size).reshape(
+        g.shape), lstm), T=3, B=2, D=4, H=4, methods=NUMERIC)
+    assert not central.ok and "(it is" not in str(central), str(central)
 
 
 def test_a_wrong_gradient_of_no_simple_kind_is_said_to_be_of_none():
@@ -1306,3 +1351,33 @@ def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to
     chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
     assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
     assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
+
+
+def _handwritten_rnn():
+    import importlib.util
+
+    path = pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py"
+    spec = importlib.util.spec_from_file_location("handwritten_rnn", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_second_backward_on_one_cache_must_agree_with_the_first_or_refuse():
+    """A backward() that writes over the forward values its cache holds gives a second caller
+    (two losses on one forward) wrong gradients; one that leaves its cache alone, or refuses a
+    cache used before (the generated kernels), is right."""
+    handwritten = _handwritten_rnn()
+    assert all(r.ok for r in gradcheck.check_kernel(handwritten, methods=NUMERIC))
+    assert all(r.ok for r in gradcheck.check_kernel(rnn, methods=NUMERIC))  # it refuses the second
+
+    def overwriting(params, cache, dys, dstate=None):
+        out = handwritten.backward(params, cache, dys, dstate)
+        cache[1][1:] *= 0.5  # h, read as tanh's output by the next call
+        return out
+
+    kernel = types.SimpleNamespace(**{name: getattr(handwritten, name) for name in gradcheck.INTERFACE})
+    kernel.backward = overwriting
+    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
+    assert not central.ok and not central.mismatches, str(central)
+    assert "with backward() called twice on one forward()'s cache, the second's dW_x differs by" in str(central)
