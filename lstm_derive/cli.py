@@ -431,7 +431,7 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     failed, the gradients that failed and on how many problems; whether all passed. Interrupted
     (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was and sums up the
     problems before, then raises KeyboardInterrupt again."""
-    ok, judged, failing, others, hints, overflowed, vacuous = True, [], {}, {}, {}, 0, 0
+    ok, judged, failing, others, hints, overflowed, not_finite, vacuous = True, [], {}, {}, {}, 0, 0, 0
     crashes = {}  # what the kernel raised, its shapes left out -> (the first message, on how many problems)
     interrupted = 0  # the number of the problem an interrupt stopped
     outcomes = []  # (configuration, the gradients judged, those failing) of each problem that ran
@@ -463,7 +463,8 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
                 print(f"{cell} ({sizes}) {line}")
             ok &= report.ok
         judged += reports
-        overflowed += all(r.overflowed for r in reports)
+        overflowed += all(r.overflowed for r in reports) and not any(r.at_any_scale for r in reports)
+        not_finite += all(r.overflowed and r.at_any_scale for r in reports)
         vacuous += any(r.vacuous for r in reports)
         here = {}  # gradient -> the methods it fails on this problem
         for r in reports:
@@ -509,6 +510,10 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
     if overflowed:  # a failure all the same: a check that judged nothing passes nothing
         print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
               "overflowing on them; a smaller --scale checks the cell where it does not")
+    if not_finite:
+        print(f"{cell}: {not_finite} of the {problems} problems could not be judged at all, the forward pass giving "
+              "inf or nan on them at weights 1000 times smaller too: no --scale avoids it (a division by a value "
+              "that can be 0, as a/relu(a) where a <= 0?)")
     if vacuous:
         print(f"{cell}: on {vacuous} of the {problems} problems every gradient was exactly 0, on each of "
               f"{REDRAWS + 1} draws: the checks judged nothing there; does every output depend on the inputs?")

@@ -387,6 +387,7 @@ class Report:
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
     lost: int = 0  # complex: of those, the elements whose complex step overflowed where the loss is finite
     overflowed: bool = False  # forward() gave inf or nan on the problem: no element was judged
+    at_any_scale: bool = False  # overflowed, and at weights 1000 times smaller too: no scale avoids it
     sampled: tuple = ()  # (elements judged, elements in all) where a sample was judged
     directional: str = ""  # what the check along one random direction found, where it failed
     alone: str = ""  # with lengths, a sequence whose outputs or final state differ from it run alone
@@ -628,9 +629,10 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     written = written_inputs(kernel, p)
     if written:
         return [Report(m, TOLERANCE[m], written=written) for m in methods]
-    overflowed = _not_finite(kernel, p)
+    overflowed, at_any_scale = _not_finite(kernel, p)
     if overflowed:
-        return [Report(m, TOLERANCE[m], unjudged=overflowed, overflowed=True) for m in methods]
+        return [Report(m, TOLERANCE[m], unjudged=overflowed, overflowed=True, at_any_scale=at_any_scale)
+                for m in methods]
     straight = _run(kernel, p)
     analytic = straight[2]
     wide = wide_gradients(kernel, p)
@@ -747,8 +749,23 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
 
 
 def _not_finite(kernel, p):
-    """"" where forward()'s outputs and final state are finite on the problem; else which are not.
-    A loss of inf or nan has no gradient to judge, by any method."""
+    """("", False) where forward()'s outputs and final state are finite on the problem; else which
+    are not, and whether they are not at weights 1000 times smaller either. A loss of inf or nan has
+    no gradient to judge, by any method."""
+    bad = _not_finite_results(kernel, p)
+    if not bad:
+        return "", False
+    said = f"any element: forward()'s {bad} hold inf or nan on this problem, so the loss has no gradient to judge"
+    small = replace(p, params={name: 1e-3 * np.asarray(a) for name, a in p.params.items()})
+    if _not_finite_results(kernel, small):
+        return (f"{said}, and they do at weights 1000 times smaller too: no weight scale avoids it (a division by "
+                "a value that can be 0, as a/relu(a) where a <= 0? inf or nan in an input or a state?)"), True
+    return (f"{said} (the cell overflows at these weights and inputs; with lengths, padding may leak into the "
+            "results); a smaller weight scale tells (scale=, or --scale of lstm-derive check)"), False
+
+
+def _not_finite_results(kernel, p):
+    """Which of forward()'s results are not finite on the problem, in words, or ""."""
     q = p.with_dtype()
     with np.errstate(all="ignore"):
         ys, final, _ = _forward(kernel, q, q.state)
@@ -757,11 +774,7 @@ def _not_finite(kernel, p):
     steps = np.flatnonzero(~np.isfinite(ys).all(axis=tuple(range(1, ys.ndim))))  # T = 0: none
     if steps.size:
         bad.insert(0, f"outputs (from step {steps[0]} of 0-{len(ys) - 1})")
-    if not bad:
-        return ""
-    return (f"any element: forward()'s {' and '.join(bad)} hold inf or nan on this problem, so the loss has no "
-            "gradient to judge (the cell overflows at these weights and inputs; with lengths, padding may leak "
-            "into the results); a smaller weight scale tells (scale=, or --scale of lstm-derive check)")
+    return " and ".join(bad)
 
 
 def _zeros_for_none(p):

@@ -748,6 +748,21 @@ def test_steps_lengthen_every_problem_and_find_what_only_a_long_sequence_shows(t
     assert cli.checks(2, steps=8)[0]["lengths"] == (8, 1, 0) and cli.checks(2, steps=2)[0]["lengths"] == (2, 1, 0)
 
 
+def test_a_cell_that_divides_by_zero_at_any_weights_is_not_said_to_overflow(tmp_path, capsys):
+    """h = tanh(a)/relu(a) is 0/0 or x/0 wherever a <= 0, however small the weights: a smaller --scale
+    cannot help, and the summary says what can be the cause instead."""
+    script = tmp_path / "divrelu.py"
+    script.write_text("from lstm_derive import Cell, relu, tanh\n"
+                      'cell = Cell("divrelu")\n'
+                      'x, h_prev = cell.input("x"), cell.state("h")\n'
+                      '(a,) = cell.affine("W", [x, h_prev], blocks=["a"])\n'
+                      "cell.update(h=tanh(a) / relu(a))\n")
+    assert cli.main(["check", str(script)]) == 1
+    out = capsys.readouterr().out
+    assert "at weights 1000 times smaller too: no --scale avoids it (a division by a value that can be 0" in out
+    assert "overflowing" not in out
+
+
 def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(tmp_path, capsys):
     """h = exp(a) overflows at scale 3, and over 12 steps at scale 1: those problems are judged at no element, and the cell fails,
     saying so and what to do; at --scale 0.1 every problem is judged, and it passes."""
@@ -762,6 +777,7 @@ def test_scale_sets_every_problems_weights_and_a_cell_that_overflows_is_said_to(
     assert ("c_exp: 2 of the 4 problems could not be judged at all, the forward pass overflowing on them; "
             "a smaller --scale checks the cell where it does not") in captured.out
     assert "Warning" not in captured.err  # the overflow is the report's to say
+    assert "no --scale avoids it" not in captured.out
     assert cli.main(["check", str(script), "--scale", "0.1"]) == 0
     assert {c["scale"] for c in cli.checks(6, scale=0.1)} == {0.1}
     for bad in ("0", "-1", "nan", "inf", "x"):

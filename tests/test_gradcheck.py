@@ -414,6 +414,15 @@ def test_a_forward_that_overflows_judges_nothing_and_says_so():
     p.x[1, 0, 0] = np.nan
     for r in gradcheck.check_kernel(rnn, problem=p):
         assert not r.ok and "outputs (from step 1 of 0-2) and final h hold inf or nan" in str(r), str(r)
+        assert r.at_any_scale and "at weights 1000 times smaller too" in str(r)  # nan in x: no scale avoids it
+
+    def overflowing(params, x, state=None):  # inf where the weights exceed 1e-2, as exp(a) where they are large
+        ys, final, cache = rnn.forward(params, x, state)
+        large = max(np.abs(a).max() for a in params.values()) > 1e-2
+        return (ys + np.inf if large else ys), final, cache
+
+    for r in gradcheck.check_kernel(Wrapped(rnn, forward=overflowing), T=3):
+        assert r.overflowed and not r.at_any_scale and "a smaller weight scale tells" in str(r), str(r)
 
 
 def test_a_float64_slip_of_a_few_percent_in_a_tiny_saturated_array_is_not_excused():
