@@ -84,9 +84,10 @@ class Outcomes:
     def _where_they_fail(self):
         """The gradients that fail on just the problems of some size or kind, grouped by it."""
         parted = {}  # what parts the problems a gradient fails on from the others -> the gradients so parted
+        judged = self._judged()
         for name in self._failing():
-            failed = [config for config, _, wrong in self._judged() if name in wrong]
-            passed = [config for config, seen, wrong in self._judged() if name in seen and name not in wrong]
+            failed = [config for config, _, wrong in judged if name in wrong]
+            passed = [config for config, seen, wrong in judged if name in seen and name not in wrong]
             parted.setdefault(_where_it_fails(failed, passed), []).append(name)
         return [f"{', '.join(names)} fail{'s' * (len(names) == 1)} on every problem with {where}, and on no other"
                 + (f" of the {len(self.ran)} that ran" if self.raised else "")
