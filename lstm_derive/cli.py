@@ -22,7 +22,6 @@ import argparse
 import contextlib
 import errno
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -35,6 +34,7 @@ import numpy as np
 from . import __version__, terminal
 from .gradcheck import (DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths,
                         where_in)
+from .outcomes import Outcomes, largest_error
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are
 # parsed, so that --help, --version and a usage error answer at once.
@@ -360,7 +360,7 @@ def _summary_row(script, out, claimed):
         seconds = f"{time.perf_counter() - start:.2f}"
         return [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", seconds, "FAIL"], [
             f"the kernel raised {raised(kernel, error)}"]
-    errors = [_largest_error(reports, m) for m in DEFAULT_METHODS]
+    errors = [largest_error(reports, m) for m in DEFAULT_METHODS]
     ok = all(r.ok for r in reports)
     failures = [str(r) for r in reports if not r.ok]
     row = [kernel.CELL, d.equations, len(kernel.PARAMS), *errors, f"{time.perf_counter() - start:.2f}",
@@ -427,14 +427,10 @@ def run_check(args):
 
 
 def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
-    """Prints every report of the cell's checks, then the largest error of each method and, if some
-    failed, the gradients that failed and on how many problems; whether all passed. Interrupted
-    (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was and sums up the
-    problems before, then raises KeyboardInterrupt again."""
-    ok, judged, failing, others, hints, overflowed, not_finite, vacuous = True, [], {}, {}, {}, 0, 0, 0
-    crashes = {}  # what the kernel raised, its shapes left out -> (the first message, on how many problems)
-    interrupted = 0  # the number of the problem an interrupt stopped
-    outcomes = []  # (configuration, the gradients judged, those failing) of each problem that ran
+    """Prints every report of the cell's checks, then the summary lines (outcomes.Outcomes); whether
+    all passed. Interrupted (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was
+    and sums up the problems before, then raises KeyboardInterrupt again."""
+    outcomes = Outcomes(cell, problems, REDRAWS)
     for number, config in enumerate(checks(problems, steps, scale), 1):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
@@ -443,117 +439,32 @@ def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, s
                 used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except KeyboardInterrupt as stop:
             print(f"{cell} ({sizes}) interrupted{where_in(kernel, stop) or ' outside the kernel, between its calls'}")
-            interrupted, ok = number, False
+            outcomes.interrupted = number
             break
         except Exception as error:  # fails this problem; the others still run, whose failures may tell why
             what = raised(kernel, error)
-            kind = _SHAPE.sub("(...)", what)  # ys of shape (3, 4, 4) for (4, 3, 4), then (2, 3, 3) for (3, 2, 3): one
-            if kind not in crashes:  # once: the same error on every problem would fill the screen
+            if outcomes.add_error(what):
                 print(f"{cell} ({sizes}) FAIL: the kernel raised {what}")
-            first, count = crashes.get(kind, (what, 0))
-            crashes[kind] = (first, count + 1)
-            ok = False
             continue
-        if skipped:
-            print(f"{cell} ({sizes}) every gradient is exactly 0 on this problem, which judges nothing: drawn again "
-                  f"with seed{'s' if len(skipped) > 1 else ''} {', '.join(str(s + SEED_STRIDE) for s in skipped)}")
-            sizes = ", ".join(f"{k}={v}" for k, v in used.items() if k != "methods")
-        for report in reports:
-            for line in str(report).splitlines():  # every line names its cell and problem: grep keeps them
-                print(f"{cell} ({sizes}) {line}")
-            ok &= report.ok
-        judged += reports
-        overflowed += all(r.overflowed for r in reports) and not any(r.at_any_scale for r in reports)
-        not_finite += all(r.overflowed and r.at_any_scale for r in reports)
-        vacuous += any(r.vacuous for r in reports)
-        here = {}  # gradient -> the methods it fails on this problem
-        for r in reports:
-            for m in r.mismatches:
-                here.setdefault(f"d{m.name}", {})[r.method] = None
-        for name, failed_by in here.items():  # gradient -> (problems it fails, the methods it fails)
-            count, before = failing.get(name, (0, {}))
-            failing[name] = (count + 1, {**before, **failed_by})
-        outcomes.append((used, {f"d{n}" for r in reports if r.method != "float32" for n in r.errors}, set(here)))
-        for check in _other_failures(reports):
-            others[check] = others.get(check, 0) + 1
-        for hint in dict.fromkeys(note for r in reports if not r.ok for note in (r.term, r.hint) if note):
-            hints[hint] = hints.get(hint, 0) + 1
-    errors = ", ".join(f"{m} {_largest_error(judged, m)}" for m in dict.fromkeys(r.method for r in judged))
-    if interrupted:
-        problems = interrupted - 1  # the problems the lines below sum up
-        print(f"{cell}: interrupted on problem {interrupted}" + (f"; the largest errors over the {problems} before "
-              f"it: {errors}" if errors else ""))
-    else:
-        print(f"{cell}: {'passed' if ok else 'FAILED'}; the largest errors over {problems} problem"
-              f"{'s' if problems > 1 else ''}: {errors or 'none, the kernel raised on every problem'}")
-    for kind, (what, count) in crashes.items():
-        print(f"{cell}: on {count} of the {problems} problems, the kernel raised {what}"
-              + (" (on the others, the same of their own sizes)" if count > 1 and kind != what else ""))
-    if failing:  # the reports above can run to hundreds of lines: which gradients are wrong, in one
-        print(f"{cell}: the gradients that fail, and on how many of the {problems} problems: "
-              + ", ".join(f"{name} {count} ({', '.join(failed_by)})"
-                          for name, (count, failed_by) in sorted(failing.items(), key=lambda item: -item[1][0])))
-    parted = {}  # what parts the problems a gradient fails on from the others -> the gradients so parted
-    for name in failing:
-        where = _where_it_fails([c for c, _, wrong in outcomes if name in wrong],
-                                [c for c, seen, wrong in outcomes if name in seen and name not in wrong])
-        parted.setdefault(where, []).append(name)
-    for where, names in parted.items():
-        if where:
-            print(f"{cell}: {', '.join(names)} fail{'s' * (len(names) == 1)} on every problem with {where}, "
-                  "and on no other" + (f" of the {len(outcomes)} that ran" if crashes else ""))
-    if others:  # failures of no gradient's element, which the reports above say in full
-        print(f"{cell}: what else fails, and on how many of the {problems} problems: "
-              + ", ".join(f"{check} {count}" for check, count in sorted(others.items(), key=lambda item: -item[1])))
-    for hint, count in hints.items():  # what the methods' verdicts suggest, once, not once a problem
-        print(f"{cell}: on {count} of the {problems} problems, {hint}")
-    if overflowed:  # a failure all the same: a check that judged nothing passes nothing
-        print(f"{cell}: {overflowed} of the {problems} problems could not be judged at all, the forward pass "
-              "overflowing on them; a smaller --scale checks the cell where it does not")
-    if not_finite:
-        print(f"{cell}: {not_finite} of the {problems} problems could not be judged at all, the forward pass giving "
-              "inf or nan on them at weights 1000 times smaller too: no --scale avoids it (a division by a value "
-              "that can be 0, as a/relu(a) where a <= 0?)")
-    if vacuous:
-        print(f"{cell}: on {vacuous} of the {problems} problems every gradient was exactly 0, on each of "
-              f"{REDRAWS + 1} draws: the checks judged nothing there; does every output depend on the inputs?")
-    if interrupted:
+        _print_reports(cell, sizes, reports, used, skipped)
+        outcomes.add(used, reports)
+    for line in outcomes.lines():
+        print(line)
+    if outcomes.interrupted:
         raise KeyboardInterrupt
-    return ok
+    return outcomes.ok
 
 
-# What may part the problems a gradient fails on from those it passes on: a size from which on it
-# fails (B: right for one row alone, a sum over the batch's rows left out; T: for one step, or for a
-# few, a carry dropped after them; scale: wrong in saturation alone), or a kind of problem.
-_FROM = (("B >= {}", lambda c: c["B"]),
-         ("{} or more rows of nonzero length", lambda c: sum(n > 0 for n in c.get("lengths", [1] * c["B"]))),
-         ("T >= {}", lambda c: c["T"]),
-         ("a sequence of {} or more steps", lambda c: max(c.get("lengths", [c["T"]]))),
-         ("D >= {}", lambda c: c["D"]), ("H >= {}", lambda c: c["H"]),
-         ("scale >= {:g}", lambda c: c["scale"]))
-_KINDS = (("D = H", lambda c: c["D"] == c["H"]),
-          ("a sequence ending before T", lambda c: min(c.get("lengths", [c["T"]])) < c["T"]),
-          ("no lengths", lambda c: "lengths" not in c))
-
-
-def _where_it_fails(failed, passed):
-    """What every configuration a gradient fails on has and none it passes on has, in words ("B >= 2";
-    "T >= 12"; "a sequence ending before T"), or "" where no one size or kind tells them apart. A
-    size that is another's on every problem (rows of nonzero length without lengths: B) is said once."""
-    if not (failed and passed):
-        return ""
-    words, seen = [], set()
-    for text, size in _FROM:
-        sizes = tuple(map(size, failed + passed))
-        low = min(map(size, failed))
-        if sizes not in seen and all(size(c) < low for c in passed):
-            words.append(text.format(low))
-        seen.add(sizes)
-    words += [text for text, has in _KINDS if all(map(has, failed)) and not any(map(has, passed))]
-    return f"{words[0]} (and, the same problems here, {', '.join(words[1:])})" if len(words) > 1 else "".join(words)
-
-
-_SHAPE = re.compile(r"\(\d+(?:, \d+)*,?\)")  # a shape or sizes in a message: (4, 3, 4), (16,)
+def _print_reports(cell, sizes, reports, used, skipped):
+    """Prints one problem's reports, every line led by its cell and problem (grep keeps them); where
+    seeds were passed over, it says so, and the lines name the problem the reports were made on."""
+    if skipped:
+        print(f"{cell} ({sizes}) every gradient is exactly 0 on this problem, which judges nothing: drawn again "
+              f"with seed{'s' if len(skipped) > 1 else ''} {', '.join(str(s + SEED_STRIDE) for s in skipped)}")
+        sizes = ", ".join(f"{k}={v}" for k, v in used.items() if k != "methods")
+    for report in reports:
+        for line in str(report).splitlines():
+            print(f"{cell} ({sizes}) {line}")
 
 
 # Seconds one problem's checks may take before the command says it is still at them (the packaged
@@ -574,27 +485,6 @@ def _still_checking(problem):
         yield
     finally:
         notice.cancel()
-
-
-# What a report can fail on besides its elements' errors, in the summary's words. Overflow and
-# problems whose every gradient is 0 have lines of their own.
-_OTHER_CHECKS = {"wrong_shapes": "results of the wrong shape or dtype", "written": "inputs written into",
-                 "unjudged": "elements that could not be judged", "directional": "the check along a random direction",
-                 "alone": "a sequence unlike itself run alone", "forward": "float32 outputs off from float64's",
-                 "calls": "results that change with how it is called"}
-
-
-def _other_failures(reports):
-    """The checks of _OTHER_CHECKS that some report failed, once each."""
-    return dict.fromkeys(words for r in reports for name, words in _OTHER_CHECKS.items()
-                         if getattr(r, name) and not (name == "unjudged" and r.overflowed))
-
-
-def _largest_error(reports, method):
-    """The method's largest error over the reports, or "-" where it judged no element (a forward
-    that overflowed on every problem leaves nothing to judge: no error is not an error of 0)."""
-    errors = [r.max_error for r in reports if r.method == method and r.errors]
-    return f"{max(errors):.1e}" if errors else "-"
 
 
 def _applicable(config, kernel):

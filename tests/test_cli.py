@@ -645,18 +645,6 @@ def test_the_summary_says_what_parts_the_problems_a_gradient_fails_on_from_the_o
     assert "on every problem with" not in out, out
 
 
-def test_what_parts_the_problems_is_a_size_or_kind_they_all_have_and_the_others_lack():
-    sizes = dict(B=2, D=3, H=3, scale=1.0)
-    one_step = [dict(T=1, **sizes), dict(T=3, lengths=(1, 0), **sizes)]  # a carry is never read
-    longer = [dict(T=3, lengths=(2, 1), **sizes), dict(T=2, **sizes)]
-    assert cli._where_it_fails(longer, one_step) == "a sequence of 2 or more steps"
-    assert cli._where_it_fails(one_step, longer) == ""  # T = 1 and T = 3 on both sides
-    assert cli._where_it_fails(longer, []) == ""  # failing everywhere: nothing to part
-    assert cli._where_it_fails([dict(T=4, **sizes)], [dict(T=2, **sizes)]) == "T >= 4"  # without lengths: T's
-    assert cli._where_it_fails([dict(T=4, lengths=(4, 4), **sizes)], [dict(T=3, lengths=(2, 1), **sizes)]) == (
-        "T >= 4 (and, the same problems here, a sequence of 4 or more steps)")
-
-
 def test_a_gradient_carried_back_over_too_few_steps_fails_on_the_long_problems_alone_and_is_said_to(tmp_path, capsys):
     source = (pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py").read_text()
     right = "dh = da[t] @ W_h  # on to h_prev"
