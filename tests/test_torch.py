@@ -611,3 +611,54 @@ def test_to_torch_takes_float_parameters_of_one_dtype():
     for flag in ("reverse", "bias"):
         with pytest.raises(ValueError, match=rf"^{flag}: expected True or False, got 'no'"):
             tc.to_torch("gru", params, **{flag: "no"})
+
+
+def test_a_prefix_without_its_dot_is_refused_both_ways():
+    """'enc' would write keys such as 'encweight_ih_l0', which load_state_dict(strict=False) skips
+    without a word, leaving the model's weights as they were."""
+    params = lstm.init_params(3, 4)
+    for convert in (lambda prefix: tc.to_torch("lstm", params, prefix=prefix),
+                    lambda prefix: tc.from_torch("lstm", {"enc.weight_ih_l0": 0}, prefix=prefix)):
+        with pytest.raises(ValueError, match=r"^prefix: expected '' or a submodule's name ending in '\.', such as "
+                                             r"'enc\.', got 'enc' \(with 'enc\.' the keys read 'enc\.weight_ih_l0'\)$"):
+            convert("enc")
+        with pytest.raises(ValueError, match=r"^prefix: .* got None$"):
+            convert(None)
+
+
+class Seq2Seq(torch.nn.Module):
+    """A model holding a two-layer GRU beside other parts, as a checkpoint saves it."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.enc, self.readout = torch.nn.Linear(2, 3), torch.nn.GRU(3, 4, num_layers=2), torch.nn.Linear(4, 1)
+
+
+def test_from_torch_reads_a_model_or_its_saved_state_dict_with_its_prefix(tmp_path):
+    torch.manual_seed(0)
+    model = Seq2Seq()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    checkpoint = torch.load(tmp_path / "model.pt")
+    for layer in (0, 1):
+        expected = tc.from_torch("gru", model.enc, layer=layer)
+        for source in (model, checkpoint):
+            got = tc.from_torch("gru", source, prefix="enc.", layer=layer)
+            assert got.keys() == expected.keys()
+            assert all(np.array_equal(got[k], expected[k]) for k in got)
+    with pytest.raises(ValueError, match=r"have the prefix 'enc\.': pass that submodule, or from_torch\(\.\.\., prefix='enc\.'\)"):
+        tc.from_torch("gru", checkpoint, layer=0)
+    with pytest.raises(ValueError, match=r"^prefix 'dec\.': no key of this state_dict starts with it; "
+                                         r"the recurrent keys here have the prefix 'enc\.'$"):
+        tc.from_torch("gru", checkpoint, prefix="dec.", layer=0)
+    with pytest.raises(ValueError, match=r"^prefix 'dec\.': the Seq2Seq holds no module 'dec'; it holds enc \(GRU\): "
+                                         r"prefix='enc\.'$"):
+        tc.from_torch("gru", model, prefix="dec.", layer=0)
+    with pytest.raises(ValueError, match=r"got a Seq2Seq; it holds enc \(GRU\): pass that submodule, or prefix='enc\.'$"):
+        tc.from_torch("gru", model, layer=0)
+
+
+def test_bias_false_with_nonzero_biases_says_what_to_do():
+    params = gru.init_params(3, 4)
+    with pytest.raises(ValueError, match=r"^bias=False: .*the largest \|entry\| of b_x 0\.\d+, b_h 0\.\d+: set them to zero "
+                                         r"\(init_params draws them\) and leave backward\(\)'s bias gradients out of every update$"):
+        tc.to_torch("gru", params, bias=False)
