@@ -372,8 +372,11 @@ def test_a_stack_with_dropout_is_the_kernels_in_eval_mode():
 def test_the_readmes_pytorch_example_runs():
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("\n## PyTorch\n"):]
-    (example,) = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
-    exec(compile(example, "README.md (PyTorch)", "exec"), {})
+    examples = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
+    assert any("torch_steps" in example for example in examples)  # training in turns, after the conversion
+    namespace = {}
+    for example in examples:
+        exec(compile(example, "README.md (PyTorch)", "exec"), namespace)
 
 
 def test_sizes_can_be_required():
@@ -662,3 +665,42 @@ def test_bias_false_with_nonzero_biases_says_what_to_do():
     with pytest.raises(ValueError, match=r"^bias=False: .*the largest \|entry\| of b_x 0\.\d+, b_h 0\.\d+: set them to zero "
                                          r"\(init_params draws them\) and leave backward\(\)'s bias gradients out of every update$"):
         tc.to_torch("gru", params, bias=False)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_training_in_turns_is_pytorchs_training_with_the_lstms_b_stepped_twice(name):
+    """SGD for two steps in PyTorch, two in NumPy, two in PyTorch: six in PyTorch, where the
+    lstm kernel's b (bias_ih + bias_hh, each stepped on db) takes twice its step; with one, it
+    is not."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(1)
+    xs = [torch.randn(4, 2, 3, dtype=torch.float64) for _ in range(6)]
+
+    def torch_steps(module, batches):
+        for x in batches:
+            module.zero_grad()
+            (module(x)[0] ** 2).sum().div(2).backward()
+            with torch.no_grad():
+                for p in module.parameters():
+                    p -= 0.2 * p.grad
+
+    def in_turns(b_factor):
+        module = copy.deepcopy(reference)
+        torch_steps(module, xs[:2])
+        params = tc.from_torch(name, module)
+        for x in xs[2:4]:
+            ys, _, cache = kernel.forward(params, x.numpy())
+            grads = kernel.backward(params, cache, dys=ys)[0]
+            params = {p: params[p] - 0.2 * grads[p] * (b_factor if p == "b" else 1) for p in kernel.PARAMS}
+        module.load_state_dict(tc.to_torch(name, params))
+        torch_steps(module, xs[4:])
+        return module(xs[0])[0].detach().numpy()
+
+    reference = module_class(3, 4, dtype=torch.float64)
+    initial = copy.deepcopy(reference)
+    torch_steps(reference, xs)
+    expected = reference(xs[0])[0].detach().numpy()
+    reference = initial
+    assert_close(in_turns(2), expected, f"{name} trained in turns")
+    if name == "lstm":
+        assert relative_error(in_turns(1), expected) > 1e-4
