@@ -422,3 +422,18 @@ def test_an_option_out_of_range_is_refused_by_the_parser(capsys, module, argv, m
     with pytest.raises(SystemExit) as stop:
         module.main(argv)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def readme_adding_row(cell, T):
+    """README's adding-problem row of cell at T: its test MSE and the step it fell below 0.01."""
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(rf"^\| +{cell} \| +{T} \| ([^|]+)\|[^|]+\| ([^|]+)\|", readme, re.M)
+    return [entry.strip() for entry in row]
+
+
+def test_the_readmes_adding_row_of_the_rnn_at_T10_is_what_the_run_gives():
+    """The quickest of the table's runs (a few seconds), with the script's defaults: its figures
+    move with the kernels' rounding, as the training amplifies it."""
+    record = adding.train("rnn", 10, steps=3000, hidden=32, progress=False)
+    below = [step for step, mse in record["history"] if mse < 0.01]
+    assert readme_adding_row("rnn", 10) == [f"{record['test_mse']:.2e}", str(below[0])]
