@@ -437,3 +437,24 @@ def test_the_readmes_adding_row_of_the_rnn_at_T10_is_what_the_run_gives():
     record = adding.train("rnn", 10, steps=3000, hidden=32, progress=False)
     below = [step for step, mse in record["history"] if mse < 0.01]
     assert readme_adding_row("rnn", 10) == [f"{record['test_mse']:.2e}", str(below[0])]
+
+
+def test_charlm_ctrl_c_before_its_first_report_prints_the_step_it_reached(tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real_loss_and_grads = charlm.loss_and_grads
+
+    def interrupting(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 5 of 20, before the report at step 250
+            raise KeyboardInterrupt
+        return real_loss_and_grads(*args)
+
+    monkeypatch.setattr(charlm, "loss_and_grads", interrupting)
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    args = ["--text", str(text), "--steps", "20", "--hidden", "4", "--batch", "2", "--length", "5",
+            "--sample", "0", "--quiet"]
+    assert charlm.main(args) == 130
+    out = capsys.readouterr().out
+    assert "interrupted: the model so far" in out
+    assert re.search(r"^\| +4 \| +\d\.\d{3} \| +\d\.\d{3} \|$", out, re.M)
