@@ -109,20 +109,29 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
     adam = common.Adam(params, lr=lr)
     stride = split // batch
     offsets = np.arange(batch) * stride
-    state, avg, position = None, None, 0
+    state, avg, position, done = None, None, 0, 0
+
+    def note(step):
+        record["history"].append((step, avg / np.log(2), bits_per_char(kernel, params, held_out)))
+
     with common.Progress(steps, f"{cell:>5}", enabled=progress) as bar:
-        for step in range(1, steps + 1):
-            if position + length + 1 > stride:  # every stream at its start again
-                state, position = None, 0
-            chunk = train_ids[offsets[None, :] + position + np.arange(length + 1)[:, None]]
-            loss, grads, state = loss_and_grads(kernel, params, chunk, state)
-            common.clip_by_global_norm(grads, clip)
-            adam.step(params, grads, lr=common.learning_rate(lr, step, steps))
-            position += length
-            avg = loss if avg is None else 0.95 * avg + 0.05 * loss
-            if step % report_every == 0 or step == steps:
-                record["history"].append((step, avg / np.log(2), bits_per_char(kernel, params, held_out)))
-            bar.update(bits=avg / np.log(2))
+        try:
+            for step in range(1, steps + 1):
+                if position + length + 1 > stride:  # every stream at its start again
+                    state, position = None, 0
+                chunk = train_ids[offsets[None, :] + position + np.arange(length + 1)[:, None]]
+                loss, grads, state = loss_and_grads(kernel, params, chunk, state)
+                common.clip_by_global_norm(grads, clip)
+                adam.step(params, grads, lr=common.learning_rate(lr, step, steps))
+                position += length
+                avg, done = (loss if avg is None else 0.95 * avg + 0.05 * loss), step
+                if step % report_every == 0 or step == steps:
+                    note(step)
+                bar.update(bits=avg / np.log(2))
+        except KeyboardInterrupt:  # the table ends at the step reached, not at the last report
+            if done and (not record["history"] or record["history"][-1][0] != done):
+                note(done)
+            raise
     return record
 
 

@@ -95,7 +95,7 @@ def _import_torch():
 
 # -- PyTorch -> kernel ------------------------------------------------------------------------
 
-def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, hidden_size=None):
+def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, hidden_size=None, prefix=""):
     """The kernel parameters of ``cell`` ("lstm", "gru", "rnn" or its kernel module) from a
     PyTorch module (nn.LSTM or nn.LSTMCell, and so on) or its state_dict; of a stack
     (num_layers > 1), those of ``layer`` k, whose input is layer k-1's output; of a
@@ -110,7 +110,8 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     a ReLU RNN's state_dict looks like a tanh one's), a dtype NumPy has not (bfloat16), tensors
     without values (on the meta device) or not dense, or sizes that disagree with each other
     or with ``input_size``/``hidden_size``. A module that torch.compile wrapped converts as the
-    module it wraps.
+    module it wraps. ``prefix="enc."`` reads the module a model holds as ``enc`` (from the model
+    or from its state_dict, a checkpoint's keys ``enc.weight_ih_l0``, ...), as to_torch writes it.
     """
     name, layout, kernel = _resolve(cell)
     if layer is not None:
@@ -124,6 +125,9 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
         raise ValueError(f"expected an nn.{layout.module} module or its state_dict, got the class "
                          f"{state_dict.__module__}.{state_dict.__qualname__} itself: pass a module made of it, "
                          f"with its weights")
+    _checked_prefix(prefix)
+    if prefix:
+        state_dict = _inside(state_dict, prefix)
     if hasattr(state_dict, "state_dict"):
         state_dict = getattr(state_dict, "_orig_mod", state_dict)  # torch.compile's wrapper: the module it compiled
         _check_module(layout, state_dict, layer)  # the direction is judged by the keys, in _one_layer
@@ -141,17 +145,59 @@ def from_torch(cell, state_dict, *, layer=None, reverse=None, input_size=None, h
     return {p: values[p] for p in kernel.PARAMS}
 
 
+def _checked_prefix(prefix):
+    """A model's keys join its modules' names with dots: a prefix without its dot would make or
+    read keys such as 'encweight_ih_l0', which no model has."""
+    if not isinstance(prefix, str) or (prefix and not prefix.endswith(".")):
+        hint = f" (with {prefix + '.'!r} the keys read {prefix + '.weight_ih_l0'!r})" if isinstance(prefix, str) else ""
+        raise ValueError(f"prefix: expected '' or a submodule's name ending in '.', such as 'enc.', got {prefix!r}{hint}")
+
+
+def _inside(model, prefix):
+    """The recurrent module a model holds at ``prefix``, or its entries in the model's state_dict
+    under their own keys."""
+    if hasattr(model, "state_dict"):  # a model, not its state_dict
+        model = getattr(model, "_orig_mod", model)
+        try:
+            return model.get_submodule(prefix[:-1])
+        except AttributeError:
+            raise ValueError(f"prefix {prefix!r}: the {_class_name(model)} holds no module {prefix[:-1]!r}"
+                             f"{_held(model, ': ')}") from None
+    chosen = {k[len(prefix):]: v for k, v in model.items() if k.startswith(prefix)}
+    if not chosen:
+        found = _recurrent_prefixes(model)
+        held = f"; the recurrent keys here have the prefix {', '.join(map(repr, found))}" if found else ""
+        raise ValueError(f"prefix {prefix!r}: no key of this state_dict starts with it{held}")
+    return chosen
+
+
+def _recurrent_prefixes(keys):
+    pattern = r"(.+\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$"
+    return sorted({m.group(1) for k in keys if (m := re.match(pattern, k))})
+
+
+def _held(model, advice):
+    """'; it holds enc (LSTM)' and the advice to take it with its prefix, for a model holding
+    recurrent modules; '' for one holding none."""
+    inner = [(n, type(m).__name__) for n, m in model.named_modules() if n and _is_recurrent(m)]
+    if not inner:
+        return ""
+    return f"; it holds {', '.join(f'{n} ({kind})' for n, kind in inner)}{advice}prefix={inner[0][0] + '.'!r}"
+
+
+def _is_recurrent(module):
+    return any(hasattr(module, key) for key in ("weight_ih_l0", "weight_ih"))
+
+
 def _checked_layer(layer):
     if not isinstance(layer, (int, np.integer)) or isinstance(layer, bool) or layer < 0:
         raise ValueError(f"layer: expected a layer's index, 0 or more, got {layer!r}")
 
 
 def _check_module(layout, module, layer):
-    if not any(hasattr(module, key) for key in ("weight_ih_l0", "weight_ih")):  # a model holding one
-        inner = [f"{n} ({type(m).__name__})" for n, m in module.named_modules()
-                 if n and any(hasattr(m, key) for key in ("weight_ih_l0", "weight_ih"))]
-        held = f"; it holds {', '.join(inner)}: pass that submodule" if inner else ""
-        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {_class_name(module)}{held}")
+    if not _is_recurrent(module):  # a model holding one
+        raise ValueError(f"expected a torch.nn.{layout.module} or {layout.module}Cell, got a {_class_name(module)}"
+                         f"{_held(module, ': pass that submodule, or ')}")
     mode = getattr(module, "mode", None)
     used = getattr(module, "nonlinearity", None)  # nn.RNN's and nn.RNNCell's; other modules have none
     if layout.mode in _NONLINEARITY and used is not None:
@@ -196,10 +242,11 @@ def _one_layer(state_dict, layer, reverse):
     """One layer's entries in one direction, under the keys of a one-layer one-directional module
     (*_l0); a cell module's keys (weight_ih, ...) are that layer's. Also the suffix the caller's
     keys have in place of _l0, to name them in messages."""
-    prefixes = sorted({m.group(1) for k in state_dict if (m := re.match(r"(.+\.)(weight|bias)_(ih|hh)(_l\d+)?(_reverse)?$", k))})
+    prefixes = _recurrent_prefixes(state_dict)
     if prefixes:  # a model's state_dict, the recurrent module's among its other parts
         raise ValueError(f"expected a recurrent module's own keys (weight_ih_l0, ...); these have the prefix "
-                         f"{', '.join(map(repr, prefixes))}: pass that submodule, or its keys without the prefix")
+                         f"{', '.join(map(repr, prefixes))}: pass that submodule, or from_torch(..., "
+                         f"prefix={prefixes[0]!r})")
     if state_dict and all(k in CELL_KEYS for k in state_dict):  # an nn.LSTMCell's: one layer, one direction
         if layer or reverse:
             raise ValueError("expected layer=None and reverse=None: these are a cell module's keys (weight_ih, ...)")
@@ -336,6 +383,7 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     for flag, value in (("reverse", reverse), ("bias", bias), ("gradients", gradients), ("cell_module", cell_module)):
         if not isinstance(value, (bool, np.bool_)):
             raise ValueError(f"{flag}: expected True or False, got {value!r}")
+    _checked_prefix(prefix)
     torch = _import_torch()
     w_ih, w_hh, b_ih, b_hh = (params[n] if n else None for n in layout.names)
     if b_hh is None:  # one bias: all of it in bias_ih, none in bias_hh; its gradient is each one's
@@ -344,13 +392,13 @@ def to_torch(cell, params, *, layer=0, reverse=False, bias=True, gradients=False
     if not bias:
         nonzero = [] if gradients else [n for n in layout.names[2:] if n and params[n].any()]
         if nonzero:
+            largest = ", ".join(f"{n} {np.max(np.abs(params[n])):.3g}" for n in nonzero)
             raise ValueError(f"bias=False: a module without biases holds these parameters only if their biases "
-                             f"are zero; {', '.join(nonzero)} is not")
+                             f"are zero; the largest |entry| of {largest}: set them to zero (init_params draws them) "
+                             f"and leave backward()'s bias gradients out of every update")
         values = {k: values[k] for k in KEYS[:2]}
     if cell_module and (layer or reverse):
         raise ValueError("cell_module=True: a cell module is one layer and one direction; expected layer=0, reverse=False")
-    if not isinstance(prefix, str):
-        raise ValueError(f"prefix: expected a str such as 'enc.', got {prefix!r}")
     suffix = "" if cell_module else f"_l{layer}" + ("_reverse" if reverse else "")
     return OrderedDict((prefix + k[: -len("_l0")] + suffix, torch.from_numpy(np.array(v))) for k, v in values.items())
 

@@ -422,3 +422,39 @@ def test_an_option_out_of_range_is_refused_by_the_parser(capsys, module, argv, m
     with pytest.raises(SystemExit) as stop:
         module.main(argv)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def readme_adding_row(cell, T):
+    """README's adding-problem row of cell at T: its test MSE and the step it fell below 0.01."""
+    readme = (EXAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    (row,) = re.findall(rf"^\| +{cell} \| +{T} \| ([^|]+)\|[^|]+\| ([^|]+)\|", readme, re.M)
+    return [entry.strip() for entry in row]
+
+
+def test_the_readmes_adding_row_of_the_rnn_at_T10_is_what_the_run_gives():
+    """The quickest of the table's runs (a few seconds), with the script's defaults: its figures
+    move with the kernels' rounding, as the training amplifies it."""
+    record = adding.train("rnn", 10, steps=3000, hidden=32, progress=False)
+    below = [step for step, mse in record["history"] if mse < 0.01]
+    assert readme_adding_row("rnn", 10) == [f"{record['test_mse']:.2e}", str(below[0])]
+
+
+def test_charlm_ctrl_c_before_its_first_report_prints_the_step_it_reached(tmp_path, capsys, monkeypatch):
+    calls = {"n": 0}
+    real_loss_and_grads = charlm.loss_and_grads
+
+    def interrupting(*args):
+        calls["n"] += 1
+        if calls["n"] == 5:  # during step 5 of 20, before the report at step 250
+            raise KeyboardInterrupt
+        return real_loss_and_grads(*args)
+
+    monkeypatch.setattr(charlm, "loss_and_grads", interrupting)
+    text = tmp_path / "text.txt"
+    text.write_text("the cat sat on the mat. " * 40, encoding="utf-8")
+    args = ["--text", str(text), "--steps", "20", "--hidden", "4", "--batch", "2", "--length", "5",
+            "--sample", "0", "--quiet"]
+    assert charlm.main(args) == 130
+    out = capsys.readouterr().out
+    assert "interrupted: the model so far" in out
+    assert re.search(r"^\| +4 \| +\d\.\d{3} \| +\d\.\d{3} \|$", out, re.M)

@@ -372,8 +372,11 @@ def test_a_stack_with_dropout_is_the_kernels_in_eval_mode():
 def test_the_readmes_pytorch_example_runs():
     readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme[readme.index("\n## PyTorch\n"):]
-    (example,) = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
-    exec(compile(example, "README.md (PyTorch)", "exec"), {})
+    examples = re.findall(r"```python\n(.*?)```", section[:section.index("\n## ", 5)], re.S)
+    assert any("torch_steps" in example for example in examples)  # training in turns, after the conversion
+    namespace = {}
+    for example in examples:
+        exec(compile(example, "README.md (PyTorch)", "exec"), namespace)
 
 
 def test_sizes_can_be_required():
@@ -454,7 +457,7 @@ def test_a_module_without_biases_converts_both_ways(name):
     back.load_state_dict(tc.to_torch(name, params, bias=False))
     assert all(torch.equal(back.state_dict()[k], module.state_dict()[k]) for k in module.state_dict())
     assert "bias_ih_l0" not in tc.torch_module(name, params, bias=False).state_dict()
-    with pytest.raises(ValueError, match=r"bias=False: .* biases are zero; .* is not"):
+    with pytest.raises(ValueError, match=r"bias=False: .* biases are zero; the largest \|entry\| of .*: set them to zero"):
         tc.to_torch(name, kernel.init_params(3, 4), bias=False)
     # backward() gives a bias gradient all the same; a bias-free module's gradients leave it out
     x = np.random.default_rng(0).standard_normal((5, 2, 3))
@@ -611,3 +614,93 @@ def test_to_torch_takes_float_parameters_of_one_dtype():
     for flag in ("reverse", "bias"):
         with pytest.raises(ValueError, match=rf"^{flag}: expected True or False, got 'no'"):
             tc.to_torch("gru", params, **{flag: "no"})
+
+
+def test_a_prefix_without_its_dot_is_refused_both_ways():
+    """'enc' would write keys such as 'encweight_ih_l0', which load_state_dict(strict=False) skips
+    without a word, leaving the model's weights as they were."""
+    params = lstm.init_params(3, 4)
+    for convert in (lambda prefix: tc.to_torch("lstm", params, prefix=prefix),
+                    lambda prefix: tc.from_torch("lstm", {"enc.weight_ih_l0": 0}, prefix=prefix)):
+        with pytest.raises(ValueError, match=r"^prefix: expected '' or a submodule's name ending in '\.', such as "
+                                             r"'enc\.', got 'enc' \(with 'enc\.' the keys read 'enc\.weight_ih_l0'\)$"):
+            convert("enc")
+        with pytest.raises(ValueError, match=r"^prefix: .* got None$"):
+            convert(None)
+
+
+class Seq2Seq(torch.nn.Module):
+    """A model holding a two-layer GRU beside other parts, as a checkpoint saves it."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed, self.enc, self.readout = torch.nn.Linear(2, 3), torch.nn.GRU(3, 4, num_layers=2), torch.nn.Linear(4, 1)
+
+
+def test_from_torch_reads_a_model_or_its_saved_state_dict_with_its_prefix(tmp_path):
+    torch.manual_seed(0)
+    model = Seq2Seq()
+    torch.save(model.state_dict(), tmp_path / "model.pt")
+    checkpoint = torch.load(tmp_path / "model.pt")
+    for layer in (0, 1):
+        expected = tc.from_torch("gru", model.enc, layer=layer)
+        for source in (model, checkpoint):
+            got = tc.from_torch("gru", source, prefix="enc.", layer=layer)
+            assert got.keys() == expected.keys()
+            assert all(np.array_equal(got[k], expected[k]) for k in got)
+    with pytest.raises(ValueError, match=r"have the prefix 'enc\.': pass that submodule, or from_torch\(\.\.\., prefix='enc\.'\)"):
+        tc.from_torch("gru", checkpoint, layer=0)
+    with pytest.raises(ValueError, match=r"^prefix 'dec\.': no key of this state_dict starts with it; "
+                                         r"the recurrent keys here have the prefix 'enc\.'$"):
+        tc.from_torch("gru", checkpoint, prefix="dec.", layer=0)
+    with pytest.raises(ValueError, match=r"^prefix 'dec\.': the Seq2Seq holds no module 'dec'; it holds enc \(GRU\): "
+                                         r"prefix='enc\.'$"):
+        tc.from_torch("gru", model, prefix="dec.", layer=0)
+    with pytest.raises(ValueError, match=r"got a Seq2Seq; it holds enc \(GRU\): pass that submodule, or prefix='enc\.'$"):
+        tc.from_torch("gru", model, layer=0)
+
+
+def test_bias_false_with_nonzero_biases_says_what_to_do():
+    params = gru.init_params(3, 4)
+    with pytest.raises(ValueError, match=r"^bias=False: .*the largest \|entry\| of b_x 0\.\d+, b_h 0\.\d+: set them to zero "
+                                         r"\(init_params draws them\) and leave backward\(\)'s bias gradients out of every update$"):
+        tc.to_torch("gru", params, bias=False)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_training_in_turns_is_pytorchs_training_with_the_lstms_b_stepped_twice(name):
+    """SGD for two steps in PyTorch, two in NumPy, two in PyTorch: six in PyTorch, where the
+    lstm kernel's b (bias_ih + bias_hh, each stepped on db) takes twice its step; with one, it
+    is not."""
+    kernel, module_class = CELLS[name]
+    torch.manual_seed(1)
+    xs = [torch.randn(4, 2, 3, dtype=torch.float64) for _ in range(6)]
+
+    def torch_steps(module, batches):
+        for x in batches:
+            module.zero_grad()
+            (module(x)[0] ** 2).sum().div(2).backward()
+            with torch.no_grad():
+                for p in module.parameters():
+                    p -= 0.2 * p.grad
+
+    def in_turns(b_factor):
+        module = copy.deepcopy(reference)
+        torch_steps(module, xs[:2])
+        params = tc.from_torch(name, module)
+        for x in xs[2:4]:
+            ys, _, cache = kernel.forward(params, x.numpy())
+            grads = kernel.backward(params, cache, dys=ys)[0]
+            params = {p: params[p] - 0.2 * grads[p] * (b_factor if p == "b" else 1) for p in kernel.PARAMS}
+        module.load_state_dict(tc.to_torch(name, params))
+        torch_steps(module, xs[4:])
+        return module(xs[0])[0].detach().numpy()
+
+    reference = module_class(3, 4, dtype=torch.float64)
+    initial = copy.deepcopy(reference)
+    torch_steps(reference, xs)
+    expected = reference(xs[0])[0].detach().numpy()
+    reference = initial
+    assert_close(in_turns(2), expected, f"{name} trained in turns")
+    if name == "lstm":
+        assert relative_error(in_turns(1), expected) > 1e-4
