@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, terminal
-from .gradcheck import (DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface, raised, takes_lengths,
-                        where_in)
+from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface
+from .problem import raised, takes_lengths, where_in
 from .outcomes import Outcomes, largest_error
 
 # The modules that import SymPy (most of a second) are loaded by main() once the arguments are

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
-import os
-import traceback
 import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+
+from .callings import calls_as_users_make_them
+from .problem import (ALONE_TOLERANCE, EPS, EPS32, FLOORS, TOLERANCE, Problem, _copy, _forward, _run,
+                      _state_names, _zeros_like_each, analytic_gradients, loss, loss_magnitude, random_problem,
+                      raised, takes_lengths)
 
 __all__ = [
     "TOLERANCE",
@@ -51,40 +53,9 @@ __all__ = [
     "failing_term",
 ]
 
-EPS = np.finfo(np.float64).eps
 WIDE = np.finfo(np.longdouble).eps < EPS  # long double wider than float64 (x86's 80 bits; not on every platform)
-EPS32 = np.finfo(np.float32).eps
-
-# Relative to each array's largest entry, in float64. The complex step has no subtractive
-# cancellation, so it is held to nearly machine precision. Central differences (of fourth order,
-# see central_differences) carry a truncation of order step^4, negligible at step cbrt(eps), and
-# a rounding error of 1.5 eps / step = 5.5e-11 times the loss's scale. Over the problems `lstm-derive
-# check` runs for every packaged cell (300 of T <= 5, 100 of T = 12 and 40 of T = 30, each set the
-# four fixed ones, one at weight scale 8, then drawn ones of scales 0.1 to 3, half with lengths),
-# the worst central error is 9.3e-8 (lstm_peephole, T = 12): a margin of 11 for harder problems
-# (drawn cells), and a gradient off by 1e-5 of its array's largest entry is still rejected
-# (tests/test_gradcheck.py shows both limits). The complex step's worst there is
-# 2.5e-12 (gru_cho), a margin of 40.
-TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
-
-# float32: the kernel's outputs, final state and gradients from the problem in float32, against its
-# float64 run on the same (rounded) numbers, relative to each array's largest entry. Over the same
-# problems as above, float32 rounding gave at most 8.0e-5 for any packaged cell (lstm_seed, T = 30,
-# weight scale 8), and the cells tests/test_random_cells.py draws pass too, so 1e-3 leaves a margin
-# of about 12 and still rejects a float32 path off by a tenth of a percent; the floor (10 units of
-# float32's eps times |L|) matters only for an array whose whole gradient is below float32's
-# resolution of the loss. An ill-conditioned problem (large weights over many steps) amplifies
-# float32's rounding past it on a right kernel: the report then says so (ILL_CONDITIONED).
 
 COMPLEX_STEP = 1e-30
-
-# Rounding floors, in units of eps * |L|, where |L| = sum of the magnitudes of the loss's terms.
-# A central difference divides the loss's rounding by its step, cbrt(eps); the analytic
-# gradient itself carries about eps * |L| absolute error where an output-form derivative
-# cancels (1 - y**2 for a tanh rounded to 1). Measured worst case on saturated problems:
-# 0.5 units for both (with the second-order difference; the fourth-order one has 1.5x its
-# rounding); a floor of 10 units keeps the complex step near 1e-15 * |L| absolute.
-FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0, "float32": 10 * EPS32 / EPS}
 
 # Where an output-form derivative cancels behind a large chain factor (tanh(a**3) saturated:
 # 1 - y**2 off by eps, times 3 a**2), the float64 analytic gradient's own rounding can exceed
@@ -98,135 +69,6 @@ FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0, "float32": 10 * EPS32 /
 # float64 path that differs from the extended one by more than rounding fails (tests show all
 # three).
 ROUNDING_UNITS = 50
-
-
-@dataclass
-class Problem:
-    """A kernel's inputs and the upstream gradients that define the checked scalar."""
-
-    params: dict
-    x: np.ndarray
-    state: tuple
-    dys: np.ndarray
-    dstate: tuple
-    lengths: tuple = None  # each sequence's number of steps (forward()'s lengths); None: all T
-
-    def arrays(self):
-        """Every array the gradient is taken with respect to, by name."""
-        named = dict(self.params)
-        named["x"] = self.x
-        return named
-
-    def with_dtype(self, dtype=None):
-        """The problem in another dtype (None: each array's own), upstream gradients too (a kernel
-        takes them in its dtype); new arrays, so a kernel that writes into its arguments cannot
-        change this problem. None, for zeros, stays None."""
-        cast = lambda a: None if a is None else np.array(a, dtype=dtype)  # noqa: E731
-        return replace(self, params={k: cast(v) for k, v in self.params.items()}, x=cast(self.x),
-                       state=tuple(map(cast, self.state)), dys=cast(self.dys), dstate=tuple(map(cast, self.dstate)))
-
-
-def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.0, lengths=None):
-    """Parameters uniform in [-scale, scale]; x, states and upstream gradients standard normal,
-    but a state the cell declares positive (kernel.POSITIVE_STATES) is state_scale * (0.5 + |N|).
-    lengths: None, or each sequence's number of steps, for a kernel that takes them (takes_lengths)."""
-    rng = np.random.default_rng(seed)
-    params = kernel.init_params(D, H, seed=int(rng.integers(2**31)), scale=scale)
-    if not hasattr(params, "keys"):
-        raise ValueError(f"init_params() returned a {type(params).__name__}; a kernel's parameters are a dict "
-                         f"of arrays, name -> array, with the names of PARAMS {list(kernel.PARAMS)}")
-    x = rng.standard_normal((T, B, D))
-    positive = getattr(kernel, "POSITIVE_STATES", ())
-    state = tuple(state_scale * ((0.5 + np.abs(z)) if s in positive else z)
-                  for s, z in ((s, rng.standard_normal((B, H))) for s in kernel.STATES))
-    dys = rng.standard_normal((T, B, H))
-    dstate = tuple(rng.standard_normal((B, H)) for _ in kernel.STATES)
-    lengths = None if lengths is None else tuple(lengths)  # as given: forward() judges them
-    return Problem(params, x, state, dys, dstate, lengths).with_dtype(np.float64)  # whatever init_params' own default
-
-
-def _state_names(kernel):
-    return [f"{s}0" for s in kernel.STATES]
-
-
-def takes_lengths(kernel):
-    """Whether the kernel's forward() takes lengths (every generated kernel does)."""
-    try:
-        parameters = inspect.signature(kernel.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return "lengths" in parameters or any(q.kind == q.VAR_KEYWORD for q in parameters.values())
-
-
-def _forward(kernel, p: Problem, state):
-    """kernel.forward() of the problem's parameters and x from state, with its lengths if it has some."""
-    if p.lengths is None:
-        return kernel.forward(p.params, p.x, state)
-    return kernel.forward(p.params, p.x, state, lengths=np.array(p.lengths))
-
-
-def loss(kernel, p: Problem):
-    """L = Σ ys·dys + Σ state_T·dstate, the scalar whose gradient the kernel's backward() gives."""
-    return _summed_terms(kernel, p, lambda term: term)
-
-
-def loss_magnitude(kernel, p: Problem):
-    """|L|: the sum of the magnitudes of the loss's terms, the scale of its rounding error."""
-    return float(_summed_terms(kernel, p, np.abs))
-
-
-def _summed_terms(kernel, p, f):
-    """The sum of f of every term of the loss."""
-    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))  # a forward may write its state back
-    total = np.sum(f(ys * p.dys))
-    for s, ds in zip(final, p.dstate):
-        total = total + np.sum(f(s * ds))
-    return total
-
-
-def _copy(a):
-    return None if a is None else np.array(a)
-
-
-def analytic_gradients(kernel, p: Problem):
-    """The kernel's own gradients, named like the arrays: parameters, x, and h0, c0, ...
-    The kernel is given copies: one that writes into its arguments (dys += ...) still has its
-    gradients judged against the loss the problem defines."""
-    return _run(kernel, p)[2]
-
-
-def _run(kernel, p: Problem):
-    """ys, the final state and analytic_gradients' named gradients, of one forward() and backward()
-    on copies."""
-    q = p.with_dtype()
-    ys, final, cache = _forward(kernel, q, q.state)
-    ys, final = _copy(ys), tuple(map(_copy, final))  # backward() may write into what forward() returned
-    grads, dx, dstate0 = _backward_results(kernel.backward(q.params, cache, q.dys, q.dstate))
-    missing = [name for name in kernel.PARAMS if name not in grads]
-    if missing:
-        raise ValueError(f"backward() returned no gradient for {missing}; PARAMS names {list(kernel.PARAMS)}, "
-                         f"its gradients dict has {list(grads)}")
-    dstate0 = tuple(dstate0) if isinstance(dstate0, (tuple, list)) else (dstate0,)
-    if len(dstate0) != len(kernel.STATES):
-        raise ValueError(f"backward() returned {len(dstate0)} initial-state gradient(s); STATES names "
-                         f"{len(kernel.STATES)}: {list(kernel.STATES)} (return a tuple, one array per state)")
-    out = {name: grads[name] for name in kernel.PARAMS}
-    out["x"] = dx
-    out.update(zip(_state_names(kernel), dstate0))
-    return ys, final, out
-
-
-def _backward_results(out):
-    """backward()'s (gradients, dx, initial state's gradients), or a ValueError saying what it
-    returned instead."""
-    if not (isinstance(out, (tuple, list)) and len(out) == 3):
-        got = f"{len(out)} values" if isinstance(out, (tuple, list)) else f"a {type(out).__name__}"
-        raise ValueError(f"backward() returned {got}; a kernel's backward returns three: (gradients, a dict "
-                         "name -> array; dx; the initial state's gradients, a tuple of one array per state)")
-    if not hasattr(out[0], "keys"):
-        raise ValueError(f"backward() returned its gradients as a {type(out[0]).__name__}; they are a dict, "
-                         "name -> array, with the names of PARAMS")
-    return out
 
 
 INTERFACE = ("forward", "backward", "init_params", "STATES", "PARAMS")
@@ -856,21 +698,6 @@ def _in_other_dtypes(gradients, dtype):
 WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --methods central float32)'
 
 
-def raised(kernel, error):
-    """What a kernel raised, and where in the kernel's own file (the innermost line there), as
-    "ValueError in backward(), my_rnn.py:14: operands could not be broadcast ..."."""
-    return f"{type(error).__name__}{where_in(kernel, error)}: {error}"
-
-
-def where_in(kernel, error):
-    """Where in the kernel's own file an exception (an interrupt too) came from, the innermost line
-    there, as " in forward(), my_rnn.py:14"; "" where it came from elsewhere."""
-    source = getattr(kernel, "__file__", None)
-    frames = [f for f in traceback.extract_tb(error.__traceback__)
-              if source and os.path.abspath(f.filename) == os.path.abspath(source)]
-    return f" in {frames[-1].name}(), {os.path.basename(source)}:{frames[-1].lineno}" if frames else ""
-
-
 # Where rounding the inputs to float32 alone moves the float64 gradients by more than this (of an
 # array's largest entry), the float32 run's arithmetic, amplified alike and some ten times larger,
 # can pass the tolerance on a right kernel: gru at T = 50 and weights of scale 10 moves by 1.5e-4
@@ -993,20 +820,6 @@ _DSTATE_MISHANDLED = ("backward() mishandles dstate (dropped, or added to the la
 _DYS_MISHANDLED = "backward() mishandles dys (a step's dropped, or read at the wrong step?)"
 
 
-# A sequence in a batch with lengths against it run alone: the same arithmetic on fewer rows, so
-# rounding alone differs (BLAS may sum a product in another order), far below this.
-ALONE_TOLERANCE = 1e-10
-
-# Two float32 runs of the same arithmetic (None against zeros, a call between two others) agree to
-# a few roundings: a state None read as 3e-5 in float32 fails (tests/test_gradcheck.py). Step by step
-# from None in float32 sums in another order (one GEMM a step, not one for all steps), and the
-# problem's conditioning amplifies the two runs' rounding as it does the float32 report's (1.2e-5
-# of the largest entry on a right kernel at T = 30, weight scale 2): that comparison takes the float32
-# report's tolerance, far below what a step function that reads None wrongly gives (O(1)), and a
-# dtype wrong is told by the dtype itself.
-SAME_ORDER32 = 1e-5
-
-
 def sequences_alone(kernel, p: Problem):
     """"" unless the problem has lengths and some sequence's outputs over its own steps, or its
     final state, differ from those of the sequence run alone: then which, and by how much. The
@@ -1031,232 +844,6 @@ def sequences_alone(kernel, p: Problem):
                 return (f"sequence {b} (length {n}): its {what}, in the batch and run alone, differ by "
                         f"{error / scale if scale else error:.1e} of the largest entry (tolerance "
                         f"{ALONE_TOLERANCE:.0e}); forward() must end each sequence after its own steps")
-    return ""
-
-
-def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=None, float32=True):
-    """"" unless the kernel's results change with how it is called, beyond rounding: None for a zero
-    state, dys or dstate (in float64, and in float32 where float32 is judged: a kernel for float64
-    alone is not run in float32); a second forward() and backward(), of other parameters and lengths,
-    between a forward() and its backward() (a stack of layers, a batch made ready early: what one
-    call keeps for the next corrupts them); a second backward() on one forward()'s cache, which must
-    give the first's gradients or raise; step_forward() and step_backward() over the steps, from a
-    given state and from None, where the kernel has them with the generated kernels' signatures (and
-    the problem no lengths: they take none). Else how it was called, what differs, and what a kernel
-    must do. The other checks call forward() then backward() on fresh arrays, which none of these
-    mistakes disturbs. straight (_run's results) and unit (eps |L|), where the caller has them, are
-    not computed again."""
-    q = p.with_dtype()
-    straight = _named_results(kernel, *(straight or _run(kernel, q)))
-    if unit is None:
-        magnitude = loss_magnitude(kernel, q)
-        unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
-    ways = [(*way, SAME_ORDER32) for way in [
-        *_with_none(kernel, q), *(_with_none(kernel, q.with_dtype(np.float32)) if float32 else ()),
-        ("with another forward() and backward() between a forward() and its backward() (a stack of layers)",
-         _KEEP_NOTHING, lambda: _interleaved(kernel, q, seed, straight)),
-        ("with backward() called twice on one forward()'s cache", _ONCE_OR_REFUSE,
-         lambda: _backward_twice(kernel, q, straight))]]
-    if _has_step_functions(kernel) and q.lengths is None and len(q.x):
-        stepwise = "step by step, with step_forward() and step_backward()"
-        ways.append((stepwise, _AGREE, lambda: _stepwise(kernel, q, straight), SAME_ORDER32))
-        if float32:
-            ways.append((f"{stepwise} from state=None in float32", _AGREE, lambda: _stepwise_from_none(kernel, q),
-                         TOLERANCE["float32"]))
-    for how, what_to_do, run, tolerance32 in ways:
-        try:
-            with np.errstate(all="ignore"):
-                pairs = run()
-        except Exception as error:  # noqa: BLE001 - said, as what differs
-            return f"{how}, the kernel raised {raised(kernel, error)}"
-        differs = "" if pairs is None else _first_difference(pairs, unit, tolerance32)
-        if differs:
-            return f"{how}, {differs}: {what_to_do}"
-    return ""
-
-
-def _has_step_functions(kernel):
-    """Whether the kernel has step_forward(params, x_t, state) and step_backward(params, cache,
-    dy_t, dstate), as the generated kernels do, params first by name; functions of those names that
-    take other arguments (a tutorial's step_forward(x_t, h_prev, params) helper) are the kernel's own
-    business."""
-    try:
-        forward, backward = inspect.signature(kernel.step_forward), inspect.signature(kernel.step_backward)
-        forward.bind(None, None, None), backward.bind(None, None, None, None)
-    except (AttributeError, TypeError, ValueError):  # absent, another signature, or none to read
-        return False
-    return all(next(iter(s.parameters), None) == "params" for s in (forward, backward))
-
-
-# What a kernel must do, said where calls_as_users_make_them finds it does not.
-_NONE_IS_ZEROS = "None must mean zeros (of x's dtype), as in PyTorch and the generated kernels"
-_KEEP_NOTHING = ("a call must keep nothing for a later one outside the cache it returns, and return arrays no "
-                 "later call writes into")
-_AGREE = "step_forward() and step_backward() must give what forward() and backward() give over the same steps"
-_ONCE_OR_REFUSE = ("a second backward() on a cache must give the first one's gradients, leaving those alone, or "
-                   "raise, as the generated kernels do where backward() writes over its cache")
-
-
-def _with_none(kernel, q):
-    """(how, what to do, run) for None in place of the initial state, dys and dstate: each run pairs the results
-    of the problem with zeros there against those with None; None where the kernel refuses None,
-    by any exception (its callers see it refuse: no silent harm). A kernel may return None for the
-    gradient of an initial state it was given as None."""
-    dtype = np.asarray(q.x).dtype
-    for name, zero in (("state", _zeros_like_each(q.state)), ("dys", np.zeros_like(q.dys)),
-                       ("dstate", _zeros_like_each(q.dstate))):
-        def run(name=name, zero=zero):
-            z = replace(q, **{name: zero})
-            try:
-                expected = _named_results(kernel, *_run(kernel, z))
-            except Exception:  # noqa: BLE001 - a kernel for float64 alone: the float32 report says so
-                return None
-            given = replace(z.with_dtype(), **{name: None})
-            try:
-                ys, final, cache = _forward(kernel, given, given.state)
-                ys, final = _copy(ys), tuple(map(_copy, final))  # as _run: backward() may write over them
-                out = kernel.backward(given.params, cache, given.dys, given.dstate)
-            except Exception:  # noqa: BLE001 - a kernel that refuses None
-                return None
-            got = _named_results(kernel, ys, final, _gradients(kernel, *out))
-            return {key: (expected[key], got.get(key)) for key in expected
-                    if not (name == "state" and key in _state_gradients(kernel) and got.get(key) is None)}
-        yield f"with {name}=None (meaning zeros) in {dtype}", _NONE_IS_ZEROS, run
-
-
-def _zeros_like_each(arrays):
-    return tuple(np.zeros_like(a) for a in arrays)
-
-
-def _state_gradients(kernel):
-    return {f"d{s}" for s in _state_names(kernel)}
-
-
-def _named_results(kernel, ys, final, grads):
-    """A run's results by name: ys, final h, ..., and dW_x, ..., dx, dh0, ..."""
-    return {"ys": ys, **{f"final {s}": f for s, f in zip(kernel.STATES, final)},
-            **{f"d{name}": g for name, g in grads.items()}}
-
-
-def _gradients(kernel, grads, dx, dstate0):
-    """backward()'s results, named as analytic_gradients names them."""
-    dstate0 = tuple(dstate0) if isinstance(dstate0, (tuple, list)) else (dstate0,)
-    return {**{name: grads.get(name) for name in kernel.PARAMS}, "x": dx, **dict(zip(_state_names(kernel), dstate0))}
-
-
-def _interleaved(kernel, q, seed, straight):
-    """The problem's results as a caller holds them when forward(1), forward(2), backward(1) and
-    backward(2) run in turn, call 2 with other parameters, inputs and lengths, against forward(1)
-    and backward(1) alone (straight): a buffer a later call overwrites, or a value one call leaves
-    for the next (the weights, the lengths' mask), shows. The outputs are read before backward(1),
-    which may write over its own cache."""
-    rng = np.random.default_rng([seed, 2])
-    T, B = np.shape(q.x)[:2]
-    lengths = tuple(int(n) for n in rng.integers(0, T + 1, B)) if takes_lengths(kernel) else None
-    other = replace(q, params={k: 0.9 * np.asarray(v) for k, v in q.params.items()}, lengths=lengths,
-                    x=rng.standard_normal(np.shape(q.x)), dys=rng.standard_normal(np.shape(q.dys)),
-                    state=tuple(np.abs(rng.standard_normal(np.shape(s))) + 0.5 for s in q.state)).with_dtype()
-    first = q.with_dtype()
-    ys, final, cache = _forward(kernel, first, first.state)
-    _, _, cache_other = _forward(kernel, other, other.state)
-    held = _named_results(kernel, _copy(ys), tuple(map(_copy, final)), {})  # as the caller holds them now
-    grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
-    kernel.backward(other.params, cache_other, other.dys, other.dstate)
-    held.update({f"d{name}": g for name, g in grads.items()})
-    return {key: (straight[key], held[key]) for key in straight}
-
-
-def _backward_twice(kernel, q, straight):
-    """The gradients of a second backward() on one forward()'s cache (keyed "the second's ..."), and the
-    first one's as its caller holds them after it, against straight's; None where the second
-    refuses, by any exception (its caller sees it refuse: no silent harm). A backward() that writes
-    over its cache (the generated kernels write the pre-activations' gradients over the gates) and
-    then reads it as the forward values gives a second caller wrong gradients without a word."""
-    first = q.with_dtype()
-    _, _, cache = _forward(kernel, first, first.state)
-    grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
-    again = q.with_dtype()
-    try:
-        repeated = _gradients(kernel, *kernel.backward(again.params, cache, again.dys, again.dstate))
-    except Exception:  # noqa: BLE001 - a kernel that refuses a cache used before
-        return None
-    pairs = {}
-    for name in grads:
-        expected = straight[f"d{name}"]
-        pairs[f"d{name}"], pairs[f"the second's d{name}"] = (expected, grads[name]), (expected, repeated[name])
-    return pairs
-
-
-def _stepwise(kernel, q, straight):
-    """The problem's results from step_forward() at every step and step_backward() back over them
-    (the parameters' gradients summed over the steps), against forward() and backward()'s; None
-    where the step functions are not the generated kernels' (other arguments or results)."""
-    got = _stepped(kernel, q.with_dtype())
-    return None if got is None else {key: (straight[key], got[key]) for key in straight}
-
-
-def _stepwise_from_none(kernel, q):
-    """_stepwise in float32, from state=None and with dstate=None, against forward() and
-    backward() on zeros."""
-    low = q.with_dtype(np.float32)
-    z = replace(low, state=_zeros_like_each(low.state), dstate=_zeros_like_each(low.dstate))
-    try:
-        expected = _named_results(kernel, *_run(kernel, z))
-    except Exception:  # noqa: BLE001 - a kernel for float64 alone
-        return None
-    got = _stepped(kernel, replace(z.with_dtype(), state=None, dstate=None))
-    return None if got is None else {key: (expected[key], got[key]) for key in expected}
-
-
-def _stepped(kernel, p):
-    """The named results of step_forward() and step_backward() over p's steps, or None where they
-    do not take and give what the generated kernels' do."""
-    state, ys, caches = p.state, [], []
-    for x_t in p.x:
-        out = kernel.step_forward(p.params, x_t, state)
-        if not (isinstance(out, tuple) and len(out) == 3 and isinstance(out[1], (tuple, list))):
-            return None  # a step function of another kind: (params, x_t, h) -> h, say
-        y_t, state, cache = out
-        ys.append(y_t)  # as returned: a buffer reused for every step shows
-        caches.append(cache)
-    final, dstate, sums, dx = tuple(map(_copy, state)), p.dstate, {}, [None] * len(ys)
-    for t in reversed(range(len(ys))):
-        out = kernel.step_backward(p.params, caches[t], p.dys[t], dstate)
-        if not (isinstance(out, tuple) and len(out) == 3):
-            return None
-        grads, dx[t], dstate = out
-        for name in kernel.PARAMS:
-            sums[name] = grads[name] + sums[name] if name in sums else np.array(grads[name])
-    return _named_results(kernel, np.stack(ys), final, _gradients(kernel, sums, np.stack(dx), dstate))
-
-
-def _first_difference(pairs, unit=0.0, tolerance32=SAME_ORDER32):
-    """"" where every (expected, got) pair agrees in shape, dtype and values to rounding, relative to
-    its largest finite entry (ALONE_TOLERANCE in float64, tolerance32 in float32), or to an absolute
-    floor of ten units of its dtype's rounding of the loss, |L| (unit: eps |L|), for an array whose
-    whole value is below what rounding resolves (a gradient that is 0 in exact arithmetic); the same
-    nan or inf in both agrees. Else the first pair that does not, and how."""
-    for key, (expected, got) in pairs.items():
-        e = np.asarray(expected)
-        if e.dtype.kind not in "fc":  # no gradient to compare: the other checks name what it is
-            continue
-        if got is None:
-            return f"{key} is None, where an array {e.shape} was expected"
-        g = np.asarray(got)
-        if g.shape != e.shape or g.dtype != e.dtype:
-            return f"{key} is {g.dtype} of shape {g.shape}, not {e.dtype} of shape {e.shape}"
-        tolerance = ALONE_TOLERANCE if e.dtype.itemsize >= 8 else tolerance32
-        floor = (FLOORS["complex"] if e.dtype.itemsize >= 8 else FLOORS["float32"]) * unit
-        with np.errstate(invalid="ignore"):
-            same = (e == g) | (np.isnan(e) & np.isnan(g))  # nan and inf where both have them agree
-            error = np.where(same, 0.0, np.abs(e.astype(np.complex128) - g))
-        finite = np.isfinite(e) & np.isfinite(g)
-        scale = max(float(np.max(np.abs(e[finite]), initial=0.0)), float(np.max(np.abs(g[finite]), initial=0.0)),
-                    floor / tolerance)
-        worst = float(np.max(error, initial=0.0))
-        if not worst <= tolerance * scale:
-            return (f"{key} differs by {worst / scale if scale else worst:.1e} of its largest entry (tolerance "
-                    f"{tolerance:.0e})")
     return ""
 
 
