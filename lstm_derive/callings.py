@@ -12,8 +12,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, _copy, _forward, _run, _state_names,
-                      _zeros_like_each, loss_magnitude, raised, takes_lengths)
+from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, copy_or_none, loss_magnitude, raised,
+                      run_forward, run_problem, state_names, takes_lengths, zeros_like_each)
 
 # Two float32 runs of the same arithmetic (None against zeros, a call between two others) agree to
 # a few roundings: a state None read as 3e-5 in float32 fails (tests/test_gradcheck.py). Step by step
@@ -35,10 +35,10 @@ def calls_as_users_make_them(kernel, p: Problem, seed=0, straight=None, unit=Non
     given state and from None, where the kernel has them with the generated kernels' signatures (and
     the problem no lengths: they take none). Else how it was called, what differs, and what a kernel
     must do. The other checks call forward() then backward() on fresh arrays, which none of these
-    mistakes disturbs. straight (_run's results) and unit (eps |L|), where the caller has them, are
+    mistakes disturbs. straight (run_problem's results) and unit (eps |L|), where the caller has them, are
     not computed again."""
     q = p.with_dtype()
-    straight = _named_results(kernel, *(straight or _run(kernel, q)))
+    straight = _named_results(kernel, *(straight or run_problem(kernel, q)))
     if unit is None:
         magnitude = loss_magnitude(kernel, q)
         unit = EPS * magnitude if np.isfinite(magnitude) else 0.0
@@ -94,18 +94,19 @@ def _with_none(kernel, q):
     by any exception (its callers see it refuse: no silent harm). A kernel may return None for the
     gradient of an initial state it was given as None."""
     dtype = np.asarray(q.x).dtype
-    for name, zero in (("state", _zeros_like_each(q.state)), ("dys", np.zeros_like(q.dys)),
-                       ("dstate", _zeros_like_each(q.dstate))):
+    for name, zero in (("state", zeros_like_each(q.state)), ("dys", np.zeros_like(q.dys)),
+                       ("dstate", zeros_like_each(q.dstate))):
         def run(name=name, zero=zero):
             z = replace(q, **{name: zero})
             try:
-                expected = _named_results(kernel, *_run(kernel, z))
+                expected = _named_results(kernel, *run_problem(kernel, z))
             except Exception:  # noqa: BLE001 - a kernel for float64 alone: the float32 report says so
                 return None
             given = replace(z.with_dtype(), **{name: None})
             try:
-                ys, final, cache = _forward(kernel, given, given.state)
-                ys, final = _copy(ys), tuple(map(_copy, final))  # as _run: backward() may write over them
+                ys, final, cache = run_forward(kernel, given, given.state)
+                # as run_problem: backward() may write over them
+                ys, final = copy_or_none(ys), tuple(map(copy_or_none, final))
                 out = kernel.backward(given.params, cache, given.dys, given.dstate)
             except Exception:  # noqa: BLE001 - a kernel that refuses None
                 return None
@@ -115,7 +116,7 @@ def _with_none(kernel, q):
         yield f"with {name}=None (meaning zeros) in {dtype}", _NONE_IS_ZEROS, run
 
 def _state_gradients(kernel):
-    return {f"d{s}" for s in _state_names(kernel)}
+    return {f"d{s}" for s in state_names(kernel)}
 
 
 def _named_results(kernel, ys, final, grads):
@@ -127,7 +128,7 @@ def _named_results(kernel, ys, final, grads):
 def _gradients(kernel, grads, dx, dstate0):
     """backward()'s results, named as analytic_gradients names them."""
     dstate0 = tuple(dstate0) if isinstance(dstate0, (tuple, list)) else (dstate0,)
-    return {**{name: grads.get(name) for name in kernel.PARAMS}, "x": dx, **dict(zip(_state_names(kernel), dstate0))}
+    return {**{name: grads.get(name) for name in kernel.PARAMS}, "x": dx, **dict(zip(state_names(kernel), dstate0))}
 
 
 def _interleaved(kernel, q, seed, straight):
@@ -143,9 +144,9 @@ def _interleaved(kernel, q, seed, straight):
                     x=rng.standard_normal(np.shape(q.x)), dys=rng.standard_normal(np.shape(q.dys)),
                     state=tuple(np.abs(rng.standard_normal(np.shape(s))) + 0.5 for s in q.state)).with_dtype()
     first = q.with_dtype()
-    ys, final, cache = _forward(kernel, first, first.state)
-    _, _, cache_other = _forward(kernel, other, other.state)
-    held = _named_results(kernel, _copy(ys), tuple(map(_copy, final)), {})  # as the caller holds them now
+    ys, final, cache = run_forward(kernel, first, first.state)
+    _, _, cache_other = run_forward(kernel, other, other.state)
+    held = _named_results(kernel, copy_or_none(ys), tuple(map(copy_or_none, final)), {})  # as the caller holds them now
     grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
     kernel.backward(other.params, cache_other, other.dys, other.dstate)
     held.update({f"d{name}": g for name, g in grads.items()})
@@ -159,7 +160,7 @@ def _backward_twice(kernel, q, straight):
     over its cache (the generated kernels write the pre-activations' gradients over the gates) and
     then reads it as the forward values gives a second caller wrong gradients without a word."""
     first = q.with_dtype()
-    _, _, cache = _forward(kernel, first, first.state)
+    _, _, cache = run_forward(kernel, first, first.state)
     grads = _gradients(kernel, *kernel.backward(first.params, cache, first.dys, first.dstate))
     again = q.with_dtype()
     try:
@@ -185,9 +186,9 @@ def _stepwise_from_none(kernel, q):
     """_stepwise in float32, from state=None and with dstate=None, against forward() and
     backward() on zeros."""
     low = q.with_dtype(np.float32)
-    z = replace(low, state=_zeros_like_each(low.state), dstate=_zeros_like_each(low.dstate))
+    z = replace(low, state=zeros_like_each(low.state), dstate=zeros_like_each(low.dstate))
     try:
-        expected = _named_results(kernel, *_run(kernel, z))
+        expected = _named_results(kernel, *run_problem(kernel, z))
     except Exception:  # noqa: BLE001 - a kernel for float64 alone
         return None
     got = _stepped(kernel, replace(z.with_dtype(), state=None, dstate=None))
@@ -205,7 +206,7 @@ def _stepped(kernel, p):
         y_t, state, cache = out
         ys.append(y_t)  # as returned: a buffer reused for every step shows
         caches.append(cache)
-    final, dstate, sums, dx = tuple(map(_copy, state)), p.dstate, {}, [None] * len(ys)
+    final, dstate, sums, dx = tuple(map(copy_or_none, state)), p.dstate, {}, [None] * len(ys)
     for t in reversed(range(len(ys))):
         out = kernel.step_backward(p.params, caches[t], p.dys[t], dstate)
         if not (isinstance(out, tuple) and len(out) == 3):

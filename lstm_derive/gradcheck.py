@@ -25,9 +25,9 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .callings import calls_as_users_make_them
-from .problem import (ALONE_TOLERANCE, EPS, EPS32, FLOORS, TOLERANCE, Problem, _copy, _forward, _run,
-                      _state_names, _zeros_like_each, analytic_gradients, loss, loss_magnitude, random_problem,
-                      raised, takes_lengths)
+from .problem import (ALONE_TOLERANCE, EPS, EPS32, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
+                      loss, loss_magnitude, raised, random_problem, run_forward, run_problem, state_names,
+                      takes_lengths, zeros_like_each)
 
 __all__ = [
     "TOLERANCE",
@@ -95,7 +95,7 @@ def written_inputs(kernel, p: Problem):
     alone: written into, they change the very problem the checks judge it on."""
     q, kept = p.with_dtype(), p.with_dtype()
     with np.errstate(all="ignore"):  # a problem the cell overflows on is said so by the checks, not here
-        out = _forward(kernel, q, q.state)
+        out = run_forward(kernel, q, q.state)
         _check_outputs(kernel, q, out)
         written = [f"forward() wrote into {name}" for name in _changed(q, kept)]
         if written:  # enough said: backward() may well refuse parameters that changed since forward()
@@ -141,7 +141,7 @@ def _with_arrays(kernel, p: Problem, arrays):
     """The problem with its parameters, x and initial states replaced by the named arrays (as
     _all_arrays names them), and its upstream gradients kept."""
     params = {name: arrays[name] for name in p.params}
-    state = tuple(arrays[name] for name in _state_names(kernel))
+    state = tuple(arrays[name] for name in state_names(kernel))
     return replace(p, params=params, x=arrays["x"], state=state)
 
 
@@ -153,7 +153,7 @@ def _moved(a, index, delta):
 
 def _all_arrays(kernel, p):
     named = p.arrays()
-    named.update(zip(_state_names(kernel), p.state))
+    named.update(zip(state_names(kernel), p.state))
     return named
 
 
@@ -475,7 +475,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     if overflowed:
         return [Report(m, TOLERANCE[m], unjudged=overflowed, overflowed=True, at_any_scale=at_any_scale)
                 for m in methods]
-    straight = _run(kernel, p)
+    straight = run_problem(kernel, p)
     analytic = straight[2]
     wide = wide_gradients(kernel, p)
     magnitude = loss_magnitude(kernel, p)
@@ -610,7 +610,7 @@ def _not_finite_results(kernel, p):
     """Which of forward()'s results are not finite on the problem, in words, or ""."""
     q = p.with_dtype()
     with np.errstate(all="ignore"):
-        ys, final, _ = _forward(kernel, q, q.state)
+        ys, final, _ = run_forward(kernel, q, q.state)
     bad = [f"final {s}" for s, a in zip(kernel.STATES, final) if not np.isfinite(a).all()]
     ys = np.asarray(ys)
     steps = np.flatnonzero(~np.isfinite(ys).all(axis=tuple(range(1, ys.ndim))))  # T = 0: none
@@ -639,12 +639,12 @@ def _float32_report(kernel, p, unit, original=None):
     low = p.with_dtype(np.float32)  # upstream gradients in float32 too
     try:
         with np.errstate(all="ignore"):  # an inf or nan float32 makes where float64 does not fails below, named
-            ys, final, got = _run(kernel, low)
+            ys, final, got = run_problem(kernel, low)
     except Exception as error:  # noqa: BLE001 - a kernel for float64 alone
         report.unjudged = (f"(on float32 input, the kernel raised {raised(kernel, error)}); "
                            "methods=(\"central\", \"complex\"), or --methods central complex, leaves float32 out")
         return report
-    ys64, final64, reference = _run(kernel, low.with_dtype(np.float64))
+    ys64, final64, reference = run_problem(kernel, low.with_dtype(np.float64))
     largest = _largest_finite([ys64, *final64, *reference.values()])
     if largest > float(np.finfo(np.float32).max):  # float32 cannot hold the results: a smaller scale judges it
         report.unjudged = (f"(the float64 run's results reach {largest:.1e}, beyond float32's range, "
@@ -798,7 +798,7 @@ def failing_term(kernel, p: Problem, seed=0, unit=0.0):
     this tells a dstate dropped or added twice from a dys dropped at some step."""
     if not (np.any(p.dys) and any(np.any(d) for d in p.dstate)):  # a term that is 0 passes whatever the kernel
         return ""
-    terms = {"dstate = 0 (the outputs' term alone)": replace(p, dstate=_zeros_like_each(p.dstate)),
+    terms = {"dstate = 0 (the outputs' term alone)": replace(p, dstate=zeros_like_each(p.dstate)),
              "dys = 0 (the final state's term alone)": replace(p, dys=np.zeros_like(p.dys))}
     failing = []
     for name, q in terms.items():
@@ -828,7 +828,7 @@ def sequences_alone(kernel, p: Problem):
     if p.lengths is None:
         return ""
     q = p.with_dtype()
-    ys, final, _ = _forward(kernel, q, tuple(map(_copy, q.state)))
+    ys, final, _ = run_forward(kernel, q, tuple(map(copy_or_none, q.state)))
     for b, n in enumerate(np.asarray(p.lengths)):
         row = tuple(None if s is None else np.array(s[b:b + 1]) for s in q.state)
         try:

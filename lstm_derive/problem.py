@@ -98,7 +98,7 @@ def random_problem(kernel, T=3, B=2, D=3, H=4, seed=0, scale=1.0, state_scale=1.
     return Problem(params, x, state, dys, dstate, lengths).with_dtype(np.float64)  # whatever init_params' own default
 
 
-def _state_names(kernel):
+def state_names(kernel):
     return [f"{s}0" for s in kernel.STATES]
 
 
@@ -111,7 +111,7 @@ def takes_lengths(kernel):
     return "lengths" in parameters or any(q.kind == q.VAR_KEYWORD for q in parameters.values())
 
 
-def _forward(kernel, p: Problem, state):
+def run_forward(kernel, p: Problem, state):
     """kernel.forward() of the problem's parameters and x from state, with its lengths if it has some."""
     if p.lengths is None:
         return kernel.forward(p.params, p.x, state)
@@ -130,14 +130,14 @@ def loss_magnitude(kernel, p: Problem):
 
 def _summed_terms(kernel, p, f):
     """The sum of f of every term of the loss."""
-    ys, final, _ = _forward(kernel, p, tuple(map(_copy, p.state)))  # a forward may write its state back
+    ys, final, _ = run_forward(kernel, p, tuple(map(copy_or_none, p.state)))  # a forward may write its state back
     total = np.sum(f(ys * p.dys))
     for s, ds in zip(final, p.dstate):
         total = total + np.sum(f(s * ds))
     return total
 
 
-def _copy(a):
+def copy_or_none(a):
     return None if a is None else np.array(a)
 
 
@@ -145,15 +145,15 @@ def analytic_gradients(kernel, p: Problem):
     """The kernel's own gradients, named like the arrays: parameters, x, and h0, c0, ...
     The kernel is given copies: one that writes into its arguments (dys += ...) still has its
     gradients judged against the loss the problem defines."""
-    return _run(kernel, p)[2]
+    return run_problem(kernel, p)[2]
 
 
-def _run(kernel, p: Problem):
+def run_problem(kernel, p: Problem):
     """ys, the final state and analytic_gradients' named gradients, of one forward() and backward()
     on copies."""
     q = p.with_dtype()
-    ys, final, cache = _forward(kernel, q, q.state)
-    ys, final = _copy(ys), tuple(map(_copy, final))  # backward() may write into what forward() returned
+    ys, final, cache = run_forward(kernel, q, q.state)
+    ys, final = copy_or_none(ys), tuple(map(copy_or_none, final))  # backward() may write into what forward() returned
     grads, dx, dstate0 = _backward_results(kernel.backward(q.params, cache, q.dys, q.dstate))
     missing = [name for name in kernel.PARAMS if name not in grads]
     if missing:
@@ -165,7 +165,7 @@ def _run(kernel, p: Problem):
                          f"{len(kernel.STATES)}: {list(kernel.STATES)} (return a tuple, one array per state)")
     out = {name: grads[name] for name in kernel.PARAMS}
     out["x"] = dx
-    out.update(zip(_state_names(kernel), dstate0))
+    out.update(zip(state_names(kernel), dstate0))
     return ys, final, out
 
 
@@ -182,7 +182,7 @@ def _backward_results(out):
     return out
 
 
-def _zeros_like_each(arrays):
+def zeros_like_each(arrays):
     return tuple(np.zeros_like(a) for a in arrays)
 
 
