@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .callings import calls_as_users_make_them
-from .problem import (ALONE_TOLERANCE, EPS, EPS32, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
+from .causes import WITHOUT_COMPLEX, by_blocks, hint_at_the_cause, likely, steps_text
+from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
                       loss, loss_magnitude, raised, random_problem, run_forward, run_problem, state_names,
                       takes_lengths, zeros_like_each)
 
@@ -241,7 +242,7 @@ class Report:
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
     vacuous: bool = False  # every gradient exactly 0, analytic and numeric: nothing was judged
-    likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (_likely)
+    likely: dict = field(default_factory=dict)  # failing array name -> what its error looks like (causes.likely)
     term: str = ""  # which of the loss's two terms the gradients fail with alone, where one does (failing_term)
 
     @property
@@ -305,22 +306,11 @@ class Report:
         for name, error in sorted(self.errors.items(), key=lambda item: -item[1]):
             if name in failing:
                 steps = sorted({m.index[0] for m in self.mismatches if m.name == "x"}) if name == "x" else []
-                where = f" (at step{'s' if len(steps) > 1 else ''} {_steps(steps)} of 0-{self.steps - 1})" if steps else ""
+                where = f" (at step{'s' if len(steps) > 1 else ''} {steps_text(steps)} of 0-{self.steps - 1})" if steps else ""
                 likely = f" (it is {self.likely[name]})" if self.likely.get(name) else ""
                 parts.append(f"d{name} {error:.1e}{where}{likely}")
         passing = [f"d{n}" for n in self.errors if n not in failing]
         return f"  per array, the largest error: {', '.join(parts)}" + (f"; within tolerance: {', '.join(passing)}" if passing else "")
-
-
-def _steps(steps):
-    """[0, 1, 2, 4] -> "0-2, 4"."""
-    runs = []
-    for t in steps:
-        if runs and t == runs[-1][1] + 1:
-            runs[-1][1] = t
-        else:
-            runs.append([t, t])
-    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _elements(n):
@@ -378,7 +368,7 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
         if not report.errors[name] <= tolerance and chosen is None and method in METHODS:
-            report.likely[name] = _likely(a, n, tolerance * scale) or _by_blocks(a, n, tolerance * scale,
+            report.likely[name] = likely(a, n, tolerance * scale) or by_blocks(a, n, tolerance * scale,
                                                                                   (blocks or {}).get(name, 0))
         for index in zip(*np.nonzero(~(rel <= tolerance))):
             index = tuple(int(i) for i in index)
@@ -386,63 +376,6 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
             value = complex(value) if np.iscomplexobj(value) and value.imag != 0 else float(np.real(value))
             report.mismatches.append(Mismatch(name, index, value, float(n[index]), float(rel[index]), labels))
     return report
-
-
-def _likely(a, n, tolerance):
-    """What a failing analytic gradient a is of the numeric one n, where that is simple: 0, a
-    constant multiple of it (a sign flipped, a sum taken as a mean or a term counted twice), or n's
-    transpose (an outer product the wrong way round); else "", also for an array of one or two
-    elements, which any error makes a multiple. tolerance: absolute, as compare's."""
-    if (a.size < 3 or np.iscomplexobj(a) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(n)))
-            or not np.any(n)):
-        return ""
-    agrees = lambda u, v: float(np.max(np.abs(u - v))) <= tolerance  # noqa: E731
-    if not np.any(a):
-        return "0 everywhere: never computed, or never accumulated?"
-    large = np.abs(n) > 1e-2 * np.max(np.abs(n))
-    ratio = float(np.median(a[large] / n[large]))
-    if agrees(a, ratio * n):
-        return _multiple(ratio)
-    if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
-        return "the numeric gradient transposed: an outer product the wrong way round?"
-    if a.ndim == 3 and len(a) > 1 and agrees(a, n[::-1]):
-        return "the numeric gradient with its steps in reverse order: kept in the backward loop's order?"
-    return ""
-
-
-def _by_blocks(a, n, tolerance, rows):
-    """What a failing gradient stacked by blocks of rows (one gate's each) is, block by block, where
-    that says more than "wrong" everywhere: which rows are right and which are not, and what the
-    wrong ones are of the numeric gradient where _likely sees it (a gate's outer product transposed,
-    which the whole array, not square, cannot show); else "". tolerance: absolute, as compare's."""
-    if not rows or a.ndim not in (1, 2) or len(a) % rows or len(a) // rows < 2 or np.iscomplexobj(a):
-        return ""
-    kinds = []
-    for start in range(0, len(a), rows):
-        u, v = a[start:start + rows], n[start:start + rows]
-        right = bool(np.all(np.isfinite(u))) and float(np.max(np.abs(u - v))) <= tolerance
-        kinds.append("right" if right else _likely(u, v, tolerance) or "wrong")
-    if set(kinds) == {"wrong"}:
-        return ""
-    said = {kind: _steps([i for i, k in enumerate(kinds) if k == kind]) for kind in dict.fromkeys(kinds)}
-    in_rows = lambda blocks: ", ".join(  # noqa: E731 - block ranges "0-2, 4" as rows "0-11, 16-19"
-        f"{int(first) * rows}-{(int(last) + 1) * rows - 1}"
-        for first, _, last in (r.partition("-") if "-" in r else (r, "", r) for r in blocks.split(", ")))
-    parts = [f"right in rows {in_rows(b)}" if kind == "right" else f"wrong in rows {in_rows(b)}" if kind == "wrong"
-             else f"in rows {in_rows(b)}, {kind}" for kind, b in said.items()]
-    return f"by blocks of {rows} rows, a gate's each where gates are stacked: {'; '.join(parts)}"
-
-
-def _multiple(ratio):
-    """A gradient ratio times the numeric one, in words."""
-    if abs(ratio + 1) < 1e-6:
-        return "the numeric gradient with its sign flipped"
-    for k, words in ((1 / ratio if ratio else 0, "1/{k} of the numeric gradient: a sum of {k} terms, rows or steps, "
-                                                  "taken as their mean, or one alone?"),
-                     (ratio, "{k} times the numeric gradient: a term counted {k} times?")):
-        if 2 <= round(k) <= 10000 and abs(k - round(k)) < 1e-6 * k:
-            return words.format(k=round(k))
-    return f"{ratio:.6g} times the numeric gradient"
 
 
 def _relative(a, b, scale):
@@ -515,7 +448,7 @@ def check_kernel(kernel, *, T=3, B=2, D=3, H=4, seed=0, scale=1.0, methods=DEFAU
     zero = not any(np.any(a) for a in values.values())  # every gradient, exactly
     for report in reports:  # where nothing else failed: a nonzero numeric gradient fails as a mismatch
         report.vacuous = zero and report.ok
-    _hint_at_the_cause(reports)
+    hint_at_the_cause(reports)
     return reports
 
 
@@ -693,65 +626,6 @@ def _in_other_dtypes(gradients, dtype):
     return [f"d{name}: {np.asarray(g).dtype} from {np.dtype(dtype)} input, expected {np.dtype(dtype)}"
             for name, g in gradients.items()
             if np.asarray(g).dtype.kind in "fc" and np.asarray(g).dtype != np.dtype(dtype)]
-
-
-WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --methods central float32)'
-
-
-# Where rounding the inputs to float32 alone moves the float64 gradients by more than this (of an
-# array's largest entry), the float32 run's arithmetic, amplified alike and some ten times larger,
-# can pass the tolerance on a right kernel: gru at T = 50 and weights of scale 10 moves by 1.5e-4
-# where its float32 run is off by 1.1e-3; the CLI's problems move by about 2e-7.
-ILL_CONDITIONED = TOLERANCE["float32"] / 100
-AMPLIFIED = 30  # and the float32 run off by at most this many times that: a float32 slip is off by far more
-# Where rounding the inputs to float32 moves the float64 gradients by more than this, the problem
-# amplifies rounding so much (here by 5e4 and more) that float64's own, amplified alike, reaches a
-# tenth of the complex step's tolerance: a chaotic problem, on which a right kernel fails every
-# method (rnn at H = 64, weights of scale 1, T = 50: 0.98, and the complex step off by 2e-5).
-CHAOTIC = TOLERANCE["complex"] / 10 * EPS32 / EPS
-
-
-def _hint_at_the_cause(reports):
-    """Where one method agrees with the kernel and the other does not, the likelier cause: the
-    complex step's exact derivative against central differences' truncation (a loss far from
-    smooth at their step's scale), central differences against a forward that is not
-    complex-analytic, or float64 passing against float32's rounding on an ill-conditioned problem."""
-    by = {r.method: r for r in reports}
-    low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
-    if low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others):
-        for r in [low, *others]:
-            r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
-                      f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
-                      "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
-                      "a right kernel fails on it; a smaller scale tells")
-        return
-    if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
-            and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
-            and low.max_error <= AMPLIFIED * low.sensitivity):
-        low.hint = (f"the float64 run passes the other checks, and rounding this problem's inputs to float32 alone "
-                    f"moves its float64 gradients by {low.sensitivity:.1e} of an array's largest entry: an "
-                    "ill-conditioned problem (large weights over many steps), on which float32's rounding fails a "
-                    "right kernel; a path wrong in float32 alone fails at a smaller scale too, which tells")
-    if low is not None and "complex" in by and low.unjudged and by["complex"].unjudged:
-        low.hint = by["complex"].hint = ("the kernel runs neither in complex numbers nor in float32: "
-                                         "methods=(\"central\",) (--methods central) judges it by central "
-                                         "differences alone")
-    if not {"central", "complex"} <= set(by):
-        return
-    central, complex_ = by["central"], by["complex"]
-    if central.wrong_shapes or central.unjudged or complex_.unjudged:
-        return
-    if (central.mismatches or central.directional) and not complex_.mismatches:
-        central.hint = complex_.hint = (
-            "the complex step, exact to rounding, agrees with the kernel element by element where central "
-            "differences do not, even at a hundredth of their step: on this problem the loss changes too fast "
-            "for them (a chaotic or saturated recurrence: large weights over many steps, or a kink such as relu's 0 "
-            "closer than that step); a smaller scale tells (scale=, or --scale of lstm-derive check)")
-    elif complex_.mismatches and not central.mismatches and not central.directional:
-        complex_.hint = (
-            "central differences agree with the kernel where the complex step does not: its forward is likely "
-            "not complex-analytic (abs, np.maximum, a comparison, .real, or a float buffer bend or drop the "
-            f"imaginary part); {WITHOUT_COMPLEX} judges it without the complex step")
 
 
 def directional(kernel, p, analytic, seed=0, unit=0.0):

@@ -37,7 +37,7 @@ TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
 # of about 12 and still rejects a float32 path off by a tenth of a percent; the floor (10 units of
 # float32's eps times |L|) matters only for an array whose whole gradient is below float32's
 # resolution of the loss. An ill-conditioned problem (large weights over many steps) amplifies
-# float32's rounding past it on a right kernel: the report then says so (ILL_CONDITIONED).
+# float32's rounding past it on a right kernel: the report then says so (causes.ILL_CONDITIONED).
 
 
 # Rounding floors, in units of eps * |L|, where |L| = sum of the magnitudes of the loss's terms.

@@ -1,0 +1,141 @@
+"""Guesses at why a gradient check failed, in words: what a failing gradient is of the numeric one
+(0, a multiple, its transpose, its steps reversed, right in some gates' rows alone), and which
+method to believe where two disagree (a chaotic or ill-conditioned problem, a forward that is not
+complex-analytic, a loss too sharp for central differences' step)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .problem import EPS, EPS32, TOLERANCE
+
+
+def runs(indices):
+    """[0, 1, 2, 4] -> [(0, 2), (4, 4)]: the runs of consecutive indices, each as (first, last)."""
+    found = []
+    for i in indices:
+        if found and i == found[-1][1] + 1:
+            found[-1][1] = i
+        else:
+            found.append([i, i])
+    return [tuple(r) for r in found]
+
+
+def steps_text(steps):
+    """[0, 1, 2, 4] -> "0-2, 4"."""
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs(steps))
+
+
+def likely(a, n, tolerance):
+    """What a failing analytic gradient a is of the numeric one n, where that is simple: 0, a
+    constant multiple of it (a sign flipped, a sum taken as a mean or a term counted twice), or n's
+    transpose (an outer product the wrong way round); else "", also for an array of one or two
+    elements, which any error makes a multiple. tolerance: absolute, as compare's."""
+    if (a.size < 3 or np.iscomplexobj(a) or not (np.all(np.isfinite(a)) and np.all(np.isfinite(n)))
+            or not np.any(n)):
+        return ""
+    agrees = lambda u, v: float(np.max(np.abs(u - v))) <= tolerance  # noqa: E731
+    if not np.any(a):
+        return "0 everywhere: never computed, or never accumulated?"
+    large = np.abs(n) > 1e-2 * np.max(np.abs(n))
+    ratio = float(np.median(a[large] / n[large]))
+    if agrees(a, ratio * n):
+        return _multiple(ratio)
+    if a.ndim == 2 and a.shape[0] == a.shape[1] and agrees(a, n.T):
+        return "the numeric gradient transposed: an outer product the wrong way round?"
+    if a.ndim == 3 and len(a) > 1 and agrees(a, n[::-1]):
+        return "the numeric gradient with its steps in reverse order: kept in the backward loop's order?"
+    return ""
+
+
+def by_blocks(a, n, tolerance, rows):
+    """What a failing gradient stacked by blocks of rows (one gate's each) is, block by block, where
+    that says more than "wrong" everywhere: which rows are right and which are not, and what the
+    wrong ones are of the numeric gradient where likely() sees it (a gate's outer product transposed,
+    which the whole array, not square, cannot show); else "". tolerance: absolute, as compare's."""
+    if not rows or a.ndim not in (1, 2) or len(a) % rows or len(a) // rows < 2 or np.iscomplexobj(a):
+        return ""
+    kinds = []
+    for start in range(0, len(a), rows):
+        u, v = a[start:start + rows], n[start:start + rows]
+        right = bool(np.all(np.isfinite(u))) and float(np.max(np.abs(u - v))) <= tolerance
+        kinds.append("right" if right else likely(u, v, tolerance) or "wrong")
+    if set(kinds) == {"wrong"}:
+        return ""
+    said = {kind: ", ".join(f"{first * rows}-{(last + 1) * rows - 1}"  # blocks 0-2, 4 as rows 0-11, 16-19
+                            for first, last in runs([i for i, k in enumerate(kinds) if k == kind]))
+            for kind in dict.fromkeys(kinds)}
+    parts = [f"right in rows {r}" if kind == "right" else f"wrong in rows {r}" if kind == "wrong"
+             else f"in rows {r}, {kind}" for kind, r in said.items()]
+    return f"by blocks of {rows} rows, a gate's each where gates are stacked: {'; '.join(parts)}"
+
+
+def _multiple(ratio):
+    """A gradient ratio times the numeric one, in words."""
+    if abs(ratio + 1) < 1e-6:
+        return "the numeric gradient with its sign flipped"
+    for k, words in ((1 / ratio if ratio else 0, "1/{k} of the numeric gradient: a sum of {k} terms, rows or steps, "
+                                                  "taken as their mean, or one alone?"),
+                     (ratio, "{k} times the numeric gradient: a term counted {k} times?")):
+        if 2 <= round(k) <= 10000 and abs(k - round(k)) < 1e-6 * k:
+            return words.format(k=round(k))
+    return f"{ratio:.6g} times the numeric gradient"
+
+
+WITHOUT_COMPLEX = 'methods=("central", "float32") (on the command line, --methods central float32)'
+
+
+# Where rounding the inputs to float32 alone moves the float64 gradients by more than this (of an
+# array's largest entry), the float32 run's arithmetic, amplified alike and some ten times larger,
+# can pass the tolerance on a right kernel: gru at T = 50 and weights of scale 10 moves by 1.5e-4
+# where its float32 run is off by 1.1e-3; the CLI's problems move by about 2e-7.
+ILL_CONDITIONED = TOLERANCE["float32"] / 100
+AMPLIFIED = 30  # and the float32 run off by at most this many times that: a float32 slip is off by far more
+# Where rounding the inputs to float32 moves the float64 gradients by more than this, the problem
+# amplifies rounding so much (here by 5e4 and more) that float64's own, amplified alike, reaches a
+# tenth of the complex step's tolerance: a chaotic problem, on which a right kernel fails every
+# method (rnn at H = 64, weights of scale 1, T = 50: 0.98, and the complex step off by 2e-5).
+CHAOTIC = TOLERANCE["complex"] / 10 * EPS32 / EPS
+
+
+def hint_at_the_cause(reports):
+    """Where one method agrees with the kernel and the other does not, the likelier cause: the
+    complex step's exact derivative against central differences' truncation (a loss far from
+    smooth at their step's scale), central differences against a forward that is not
+    complex-analytic, or float64 passing against float32's rounding on an ill-conditioned problem."""
+    by = {r.method: r for r in reports}
+    low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
+    if low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others):
+        for r in [low, *others]:
+            r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
+                      f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
+                      "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
+                      "a right kernel fails on it; a smaller scale tells")
+        return
+    if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
+            and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
+            and low.max_error <= AMPLIFIED * low.sensitivity):
+        low.hint = (f"the float64 run passes the other checks, and rounding this problem's inputs to float32 alone "
+                    f"moves its float64 gradients by {low.sensitivity:.1e} of an array's largest entry: an "
+                    "ill-conditioned problem (large weights over many steps), on which float32's rounding fails a "
+                    "right kernel; a path wrong in float32 alone fails at a smaller scale too, which tells")
+    if low is not None and "complex" in by and low.unjudged and by["complex"].unjudged:
+        low.hint = by["complex"].hint = ("the kernel runs neither in complex numbers nor in float32: "
+                                         "methods=(\"central\",) (--methods central) judges it by central "
+                                         "differences alone")
+    if not {"central", "complex"} <= set(by):
+        return
+    central, complex_ = by["central"], by["complex"]
+    if central.wrong_shapes or central.unjudged or complex_.unjudged:
+        return
+    if (central.mismatches or central.directional) and not complex_.mismatches:
+        central.hint = complex_.hint = (
+            "the complex step, exact to rounding, agrees with the kernel element by element where central "
+            "differences do not, even at a hundredth of their step: on this problem the loss changes too fast "
+            "for them (a chaotic or saturated recurrence: large weights over many steps, or a kink such as relu's 0 "
+            "closer than that step); a smaller scale tells (scale=, or --scale of lstm-derive check)")
+    elif complex_.mismatches and not central.mismatches and not central.directional:
+        complex_.hint = (
+            "central differences agree with the kernel where the complex step does not: its forward is likely "
+            "not complex-analytic (abs, np.maximum, a comparison, .real, or a float buffer bend or drop the "
+            f"imaginary part); {WITHOUT_COMPLEX} judges it without the complex step")
