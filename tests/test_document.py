@@ -645,6 +645,20 @@ def test_numbers_scale_vectors_without_odot_and_long_names_are_upright():
     assert r"dh_{\text{prev}} = dh \odot \frac{\partial h}{\partial h_{\text{prev}}} = \frac{1}{3} dh" in derivation_markdown(derive(leak), "leak.py")
 
 
+def test_a_node_named_sigma_is_spelt_out_so_it_never_reads_as_the_sigmoid():
+    """σ is the sigmoid: a gate named sigma printed as its letter made (2) read σ = σ(a_s). Other
+    Greek names are their letters."""
+    cell = Cell("sig", title="A gate named sigma")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a_s, a_c = cell.affine("W", [x, h_prev], blocks=["a_s", "a_c"])
+    sigma, alpha = cell.let("sigma", sigmoid(a_s)), cell.let("alpha", tanh(a_c))
+    cell.update(h=sigma * alpha + (1 - sigma) * h_prev)
+    markdown = derivation_markdown(derive(cell), "sig.py")
+    assert r"\mathrm{sigma} = \sigma\left(a_{s}\right) \qquad (2)" in markdown
+    assert r"d\mathrm{sigma} = dh" in markdown and r"\alpha = \tanh" in markdown
+    assert not re.search(r"\\sigma(?!\\left)", markdown)  # every \sigma is the function's, applied
+
+
 def test_a_carry_through_a_pre_activation_names_its_factor():
     """IndRNN's h = tanh(a + u*h_prev): dh_next holds u of the pre-activation, not 'the path through h'."""
     cell = Cell("indrnn", title="IndRNN")

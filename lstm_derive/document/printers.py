@@ -84,7 +84,10 @@ def _tex_name(name):
 
 def _tex_head(head):
     """A name's part before its subscript: one letter, or an adjoint's d and one letter, as it is;
-    an adjoint's d before a longer name (drh -> d\\mathrm{rh})."""
+    an adjoint's d before a longer name (drh -> d\\mathrm{rh}); a Greek letter's name as the letter,
+    but sigma."""
+    if head == "sigma":  # σ is the sigmoid's: a node named sigma would read as the function, σ = σ(a_s)
+        return r"\mathrm{sigma}"
     if head.lower() in greek_letters_set:
         return sympy.latex(sympy.Symbol(head))  # as SymPy spells it: alpha -> \\alpha, omicron -> o
     if len(head) <= 1 or len(head) == 2 and head[0] == "d":
