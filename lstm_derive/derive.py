@@ -328,7 +328,7 @@ def _relu_products_read_as_relu(expr):
         return expr
     numerator, denominator = expr.as_numer_denom()
     terms = [_relu_product_read_as_relu(term, slopes) for term in sympy.Add.make_args(sympy.expand(numerator))]
-    return sympy.Add(*terms) / denominator
+    return sympy.factor_terms(sympy.Add(*terms)) / denominator
 
 
 def _relu_product_read_as_relu(term, slopes):

@@ -291,6 +291,22 @@ def test_softsigns_derivative_is_read_with_relu_as_one_over_the_square_of_its_de
         assert float(local.subs(a, v)) == quotient_rule
 
 
+def test_a_product_with_relus_slope_is_read_as_the_relu_and_its_common_factor_taken_out():
+    """d/da tanh(a*relu(a)) = (1 - h**2)*(relu(a) + a*[relu(a) > 0]) = 2*(1 - h**2)*relu(a): one relu,
+    not a relu and a slope, and not multiplied out."""
+    from lstm_derive import Cell, tanh
+
+    cell = Cell("relprod")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+    cell.update(h=tanh(a * relu(a)))
+    da = next(step for step in derive(cell).steps if str(step.adjoint) == "da")
+    (local,) = [term.local for term in da.terms]
+    named = {str(s): s for s in local.free_symbols}
+    assert sympy.expand(local - 2 * (1 - named["h"]**2) * relu(named["a"])) == 0
+    assert local.is_Mul and sympy.count_ops(local) <= 5, local  # 2*(1 - h**2)*relu(a), not multiplied out
+
+
 def _cell_with_note(text):
     from lstm_derive import Cell, tanh
 
