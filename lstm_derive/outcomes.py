@@ -24,7 +24,7 @@ class Outcomes:
     the problem an interrupt stopped (0: none did)."""
 
     LINES = ("_headline", "_crashes", "_failing_gradients", "_where_they_fail", "_other_failures", "_hints",
-             "_overflowed", "_not_finite", "_vacuous")
+             "_not_judged", "_vacuous")
 
     def __init__(self, cell, planned, redraws):
         self.cell, self.planned, self.redraws = cell, planned, redraws
@@ -107,18 +107,20 @@ class Outcomes:
             note for r in reports if not r.ok for note in (r.term, r.hint) if note))
         return [f"on {count} of the {self.problems} problems, {hint}" for hint, count in counts.items()]
 
-    def _overflowed(self):
-        """A failure all the same: a check that judged nothing passes nothing."""
-        count = sum(all(r.overflowed for r in reports) and not any(r.at_any_scale for r in reports)
-                    for _, reports in self.ran)
-        return [f"{count} of the {self.problems} problems could not be judged at all, the forward pass overflowing "
-                "on them; a smaller --scale checks the cell where it does not"] if count else []
-
-    def _not_finite(self):
-        count = sum(all(r.overflowed and r.at_any_scale for r in reports) for _, reports in self.ran)
-        return [f"{count} of the {self.problems} problems could not be judged at all, the forward pass giving inf or "
-                "nan on them at weights 1000 times smaller too: no --scale avoids it (a division by a value that can "
-                "be 0, as a/relu(a) where a <= 0?)"] if count else []
+    def _not_judged(self):
+        """A failure all the same: a check that judged nothing passes nothing. Where forward() is not
+        finite at weights 1000 times smaller either, a smaller --scale cannot help, and is not offered."""
+        lines = []
+        for at_any_scale, why in ((False, "the forward pass overflowing on them; a smaller --scale checks the cell "
+                                          "where it does not"),
+                                  (True, "the forward pass giving inf or nan on them at weights 1000 times smaller "
+                                         "too: no --scale avoids it (a division by a value that can be 0, as "
+                                         "a/relu(a) where a <= 0?)")):
+            count = sum(all(r.overflowed and r.at_any_scale == at_any_scale for r in reports)
+                        for _, reports in self.ran)
+            if count:
+                lines.append(f"{count} of the {self.problems} problems could not be judged at all, {why}")
+        return lines
 
     def _vacuous(self):
         count = sum(any(r.vacuous for r in reports) for _, reports in self.ran)
