@@ -695,3 +695,22 @@ def test_what_a_kernel_keeps_across_calls_stays_bounded_over_ever_new_sizes(name
         ys, _, cache = k.forward(params, np.zeros((H % 7, 1, 1)))
         k.backward(params, cache, ys)
     assert kept and all(len(v) <= 257 for v in kept.values()), {n: len(v) for n, v in kept.items()}
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_masked_array_is_refused_not_read_without_its_mask(name):
+    """np.asarray() drops a masked array's mask: its masked entries (a padding's nan, say) would be
+    read as numbers, where the caller meant them not to be."""
+    k = kernel_of(name)
+    p = problem(k)
+    x = np.ma.masked_invalid(np.where(np.arange(4)[:, None, None] < 2, p.x, np.nan))
+    with pytest.raises(ValueError, match=r"^x: expected an array, got a masked array, .* pass x\.filled\(value\)"):
+        k.forward(p.params, x, p.state)
+    state = (np.ma.masked_array(p.state[0], mask=True),) + p.state[1:]
+    with pytest.raises(ValueError, match=rf"^state\[{k.STATES[0]}\]: expected an array, got a masked array"):
+        k.forward(p.params, p.x, state)
+    with pytest.raises(ValueError, match=r"^lengths: expected an array, got a masked array"):
+        k.forward(p.params, p.x, p.state, lengths=np.ma.masked_array([4, 2, 1], mask=[0, 0, 1]))
+    ys, _, cache = k.forward(p.params, p.x, p.state)
+    with pytest.raises(ValueError, match=r"^dys: expected an array, got a masked array"):
+        k.backward(p.params, cache, np.ma.masked_array(p.dys, mask=False))
