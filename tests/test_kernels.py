@@ -1,6 +1,7 @@
 """Every generated kernel: gradients proven by two numeric methods, and a careful interface."""
 
 import importlib
+import inspect
 import subprocess
 import sys
 
@@ -714,3 +715,31 @@ def test_a_masked_array_is_refused_not_read_without_its_mask(name):
     ys, _, cache = k.forward(p.params, p.x, p.state)
     with pytest.raises(ValueError, match=r"^dys: expected an array, got a masked array"):
         k.backward(p.params, cache, np.ma.masked_array(p.dys, mask=False))
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_module_docstrings_lines_in_use_run_as_written(name):
+    """A kernel copied into another project has its docstrings alone to say how it is called."""
+    k = kernel_of(name)
+    lines = k.__doc__.split("In use:\n\n")[1].split("\n\n")[0].splitlines()
+    code = "\n".join(line.split("  # ")[0].strip() for line in lines)
+    p = problem(k, T=4, B=3, D=3, H=2)
+    scope = {**vars(k), "D": 3, "H": 2, "x": p.x, "dys": p.dys}
+    exec(code, scope)
+    assert scope["ys"].shape == (4, 3, 2) and scope["dx"].shape == (4, 3, 3)
+    assert set(scope["grads"]) == set(k.PARAMS) and len(scope["dstate0"]) == len(k.STATES)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_every_argument_and_result_has_its_own_line_in_the_docstring(name):
+    """Each argument of forward() and backward(), and each array they return, is described on a line
+    of its own that starts with its name, so that a reader finds it (and its shape or type) at once."""
+    k = kernel_of(name)
+    returned = {"forward": ("ys", "final_state", "cache"), "backward": ("grads", "dx", "dstate0")}
+    for function in (k.forward, k.backward):
+        doc = function.__doc__
+        names = [*inspect.signature(function).parameters, *returned[function.__name__]]
+        undescribed = [n for n in names if f"\n    {n}: " not in doc]
+        assert not undescribed, f"{function.__name__}() does not describe {undescribed}"
+        assert f"Returns ({', '.join(returned[function.__name__])})" in doc
+    assert "dtype" in k.forward.__doc__.split("\n    x: ")[0] and "parameters' dtype" in k.forward.__doc__

@@ -57,15 +57,22 @@ def _backward_head(k):
     params = k.cell.parameter_names()
     body = [
         "def backward(params, cache, dys=None, dstate=None):",
-        '    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is',
-        f"    dL/d(final state) {_state_doc(k)}; None (or None for one array) means zeros, for",
-        "    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s",
-        "    lengths) its dys reach the state it kept, as its outputs there repeat it.",
+        '    """Backpropagation through time for the forward() call that made cache: the gradients of a loss',
+        "    L of its ys and final state.",
         "",
-        "    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must",
-        "    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked."
-        + ("\n    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call.\"\"\""
-           if k.in_place else "\n    A cache serves one call, as in the kernels that write their gradients over it.\"\"\""),
+        "    params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.",
+        "    cache: forward()'s, for one call: "
+        + ("the gates' gradients are written over the gate values it holds."
+           if k.in_place else "a second one is refused, as by the kernels that write their gradients over it."),
+        "    dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end",
+        "        (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.",
+        f"    dstate: dL/d(final state), {_state_doc(k, 'd')}; None, or None for one array,",
+        "        means zeros.",
+        "",
+        "    Returns (grads, dx, dstate0), of the parameters' dtype:",
+        "    grads: a dict of dL/d(parameter) by the names in PARAMS, each of its parameter's shape.",
+        "    dx: (T, B, D), dL/dx; zero past each sequence's end.",
+        f'    dstate0: dL/d(initial state), {_state_doc(k, "d")}."""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {_tuple(params)})",

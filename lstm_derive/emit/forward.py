@@ -18,11 +18,11 @@ from .printing import (
 )
 
 
-def _state_doc(k):
-    """The state tuple as the docstrings give it: (h (B, H), c (B, H)), or (h,) with h (B, H) for one state."""
-    if len(k.states) == 1:
-        return f"({k.states[0]},), {k.states[0]} (B, H)"
-    return _tuple(f"{s} (B, H)" for s in k.states)
+def _state_doc(k, prefix=""):
+    """A state tuple as the docstrings give it: a tuple (h, c) of (B, H) arrays, or (h,) of one;
+    prefix names adjoints (d: (dh, dc))."""
+    arrays = "of (B, H) arrays" if len(k.states) > 1 else "of one (B, H) array"
+    return f"a tuple {_tuple(prefix + s for s in k.states)} {arrays}"
 
 
 def _unread_state_doc(k):
@@ -33,7 +33,7 @@ def _unread_state_doc(k):
     if not unread:
         return []
     names = " and ".join(unread)
-    return [f"    No equation reads the initial {names}: {'they are' if len(unread) > 1 else 'it is'} the final "
+    return [f"        No equation reads the initial {names}: {'they are' if len(unread) > 1 else 'it is'} the final "
             f"{names} of a sequence of length 0 alone."]
 
 
@@ -44,7 +44,7 @@ def _pole_state_doc(k):
     if not poles:
         return []
     names = " and ".join(poles)
-    return [f"    An equation divides by {names} at zero: None's zeros make the first step divide by zero; "
+    return [f"        An equation divides by {names} at zero: None's zeros make the first step divide by zero; "
             f"start {names} above zero."]
 
 
@@ -73,21 +73,32 @@ def _forward_head(k):
     params = k.cell.parameter_names()
     return [
         "def forward(params, x, state=None, lengths=None):",
-        f'    """Runs the cell over a sequence: x (T, B, D), state {_state_doc(k)}; None (or None for one',
-        "    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each",
-        "    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat",
-        "    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),",
-        "    and the steps after the longest sequence's end are not run.",
+        '    """Runs the cell over a batch of sequences, keeping what backward() reads.',
+        "",
+        "    params: a dict of arrays by the names in PARAMS, of the shapes param_shapes(D, H) gives, all of",
+        "        one dtype: a float one (float16 to longdouble), or complex for the complex step. Other keys",
+        "        are ignored.",
+        "    x: (T, B, D), time-major (x[t, b] is sequence b's step t), of the parameters' dtype.",
+        f"    state: the initial state, {_state_doc(k)} of the parameters' dtype; None, or None",
+        "        for one array, means zeros.",
         *_unread_state_doc(k),
         *_pole_state_doc(k),
+        "    lengths: None (every sequence runs T steps), or B integers from 0 to T, each sequence's own",
+        "        number of steps: past its end a sequence keeps its state (its rows of ys repeat it, and the",
+        "        final state is the one at its end), whatever its rows of x hold there (nan too), and the",
+        "        steps after the longest sequence's end are not run.",
         "",
-        "    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache",
-        "    for one call of backward() (ys is read-only, and a view into it unless the longest sequence",
-        "    ends before T: copy ys to change it).",
-        "    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,",
-        "    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes",
-        "    the padding): change x only after backward(), which refuses an x changed before as far as a",
-        "    sum of all its entries, each weighted by its place, tells." + _complex_range_doc(k) + _tanh_doc(k) + '"""',
+        "    Returns (ys, final_state, cache):",
+        f"    ys: (T, B, H), {k.cell.output_state} after every step; read-only (a view into the cache unless the longest",
+        "        sequence ends before T): copy it to change it.",
+        f"    final_state: {_state_doc(k)}, copies; with T = 0, the initial state.",
+        "    cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps",
+        "        up to the longest sequence's end, and a copy where it zeroes the padding): change x only after",
+        "        backward(), which refuses an x changed before as far as a sum of all its entries, each",
+        "        weighted by its place, tells.",
+        "",
+        "    A bad argument raises ValueError, naming it and what is wrong with it."
+        + _complex_range_doc(k) + _tanh_doc(k) + '"""',
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_input(x, D, {params[0]}.dtype)",
@@ -199,8 +210,8 @@ def _tanh_doc(k):
     through_exp = [let for a in k.cell.affines if _through_exp(k, a) for let, kind in k.gates.get(a.name, []) if kind == "tanh"]
     if not through_exp:
         return ""
-    return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to\n"
-            "    rounding in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
+    return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding\n"
+            "    in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
             "    inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their\n"
             "    largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4).")
 

@@ -14,7 +14,13 @@ Forward equations, one step (x is x_t; *_prev are the states of step t-1):
 
 Comments such as `# (8) dL/dh` name the equation a line implements in the derivation document
 written with this kernel, derivations/lstm.md.
-Arrays are time-major: x is (T, B, D), every state is (B, H).
+Arrays are time-major: x is (T, B, D), every state is (B, H). In use:
+
+    params = init_params(D, H)                         # a dict: W_x, W_h, b
+    ys, state, cache = forward(params, x)              # ys (T, B, H): h after every step
+    grads, dx, dstate0 = backward(params, cache, dys)  # dys = dL/dys; grads: a dict like params
+
+forward() and backward() say the rest.
 """
 
 import numpy as np
@@ -117,23 +123,33 @@ def _gate_scale(kinds, H, dtype, numbers=None):
 
 
 def forward(params, x, state=None, lengths=None):
-    """Runs the cell over a sequence: x (T, B, D), state (h (B, H), c (B, H)); None (or None for one
-    array) means zeros. lengths: None (every sequence runs T steps), or B integers from 0 to T, each
-    sequence's own number of steps: past its end a sequence keeps its state (its rows of ys repeat
-    it, and the final state is the one at its end), whatever its rows of x hold there (nan too),
-    and the steps after the longest sequence's end are not run.
+    """Runs the cell over a batch of sequences, keeping what backward() reads.
 
-    Returns ys (T, B, H), the output state at every step; the final state (copies); and the cache
-    for one call of backward() (ys is read-only, and a view into it unless the longest sequence
-    ends before T: copy ys to change it).
-    With T = 0, ys is empty and the final state equals the initial one. The cache holds x itself,
-    not a copy (with lengths, its steps up to the longest sequence's end, and a copy where it zeroes
-    the padding): change x only after backward(), which refuses an x changed before as far as a
-    sum of all its entries, each weighted by its place, tells.
+    params: a dict of arrays by the names in PARAMS, of the shapes param_shapes(D, H) gives, all of
+        one dtype: a float one (float16 to longdouble), or complex for the complex step. Other keys
+        are ignored.
+    x: (T, B, D), time-major (x[t, b] is sequence b's step t), of the parameters' dtype.
+    state: the initial state, a tuple (h, c) of (B, H) arrays of the parameters' dtype; None, or None
+        for one array, means zeros.
+    lengths: None (every sequence runs T steps), or B integers from 0 to T, each sequence's own
+        number of steps: past its end a sequence keeps its state (its rows of ys repeat it, and the
+        final state is the one at its end), whatever its rows of x hold there (nan too), and the
+        steps after the longest sequence's end are not run.
+
+    Returns (ys, final_state, cache):
+    ys: (T, B, H), h after every step; read-only (a view into the cache unless the longest
+        sequence ends before T): copy it to change it.
+    final_state: a tuple (h, c) of (B, H) arrays, copies; with T = 0, the initial state.
+    cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps
+        up to the longest sequence's end, and a copy where it zeroes the padding): change x only after
+        backward(), which refuses an x changed before as far as a sum of all its entries, each
+        weighted by its place, tells.
+
+    A bad argument raises ValueError, naming it and what is wrong with it.
     Complex input (the complex step) is safe while every gate's pre-activation has |Re a| < 354;
     far beyond, exp overflows to inf - inf*j and a gate can be nan.
-    g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to
-    rounding in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny
+    g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding
+    in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny
     inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their
     largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4)."""
     W_x, W_h, b = _checked_params(params)
@@ -199,14 +215,20 @@ def forward(params, x, state=None, lengths=None):
 
 
 def backward(params, cache, dys=None, dstate=None):
-    """Backpropagation through time for forward(): dys (T, B, H) is dL/dys, dstate is
-    dL/d(final state) (h (B, H), c (B, H)); None (or None for one array) means zeros, for
-    dys as for dstate (dys=None: a loss of the final state alone). Past a sequence's end (forward()'s
-    lengths) its dys reach the state it kept, as its outputs there repeat it.
+    """Backpropagation through time for the forward() call that made cache: the gradients of a loss
+    L of its ys and final state.
 
-    Returns the gradients of the parameters (a dict), of x, and of the initial state. params must
-    be the values forward() ran with: their sizes, dtype and a sample of their entries are checked.
-    It consumes the cache: the gates' gradients are written over their values, so a cache serves one call."""
+    params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.
+    cache: forward()'s, for one call: the gates' gradients are written over the gate values it holds.
+    dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end
+        (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.
+    dstate: dL/d(final state), a tuple (dh, dc) of (B, H) arrays; None, or None for one array,
+        means zeros.
+
+    Returns (grads, dx, dstate0), of the parameters' dtype:
+    grads: a dict of dL/d(parameter) by the names in PARAMS, each of its parameter's shape.
+    dx: (T, B, D), dL/dx; zero past each sequence's end.
+    dstate0: dL/d(initial state), a tuple (dh, dc) of (B, H) arrays."""
     W_x, W_h, b = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_cache(cache, D, H, (W_x, W_h, b))
