@@ -201,6 +201,7 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         (lambda: k.forward({**p.params, **transposed}, p.x, p.state), r"W_x: expected shape \(\d \* H, D\)|W_x .* disagree on H: expected W_x \((\d \* )?H, D\)"),
         (lambda: k.init_params(3, 0), r"D and H: expected positive integers, got D = 3, H = 0"),
         (lambda: k.init_params(3, 4, dtype=int), r"dtype: expected a float or complex dtype"),
+        (lambda: k.init_params(3, 4, dtype="flaot"), r"^dtype: expected a float or complex dtype, got 'flaot'$"),
         (lambda: k.forward(p.params, None, p.state), r"^x: expected an array \(T, B, D\), got None$"),
         (lambda: k.forward(p.params, [p.x[0].tolist(), p.x[1, :1].tolist()], p.state),
          r"^x: expected an array \(T, B, D\), got a list that is none \(sequences of different lengths go padded"),

@@ -42,10 +42,16 @@ def param_shapes(D, H):
 
 
 def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
-    """Every parameter uniform in [-scale, scale]; scale defaults to 1/sqrt(H)."""
+    """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
+    entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
+    values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
     if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
         raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
-    if np.dtype(dtype).kind not in "fc":
+    try:
+        kind = np.dtype(dtype).kind
+    except TypeError:
+        raise ValueError(f"dtype: expected a float or complex dtype, got {dtype!r}") from None
+    if kind not in "fc":
         raise ValueError(f"dtype: expected a float or complex dtype, got {np.dtype(dtype)}")
     real = isinstance(scale, (int, float, np.integer, np.floating)) and not isinstance(scale, bool)
     if scale is not None and not (real and 0 <= scale < np.inf):
