@@ -63,7 +63,7 @@ def _backward_head(k):
         "    params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.",
         "    cache: forward()'s, for one call: "
         + ("the gates' gradients are written over the gate values it holds."
-           if k.in_place else "a second one is refused, as by the kernels that write their gradients over it."),
+           if k.in_place else "a second is refused, as by the kernels that write their\n        gradients over it."),
         "    dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end",
         "        (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.",
         f"    dstate: dL/d(final state), {_state_doc(k, 'd')}; None, or None for one array,",

@@ -162,7 +162,8 @@ def backward(params, cache, dys=None, dstate=None):
     L of its ys and final state.
 
     params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.
-    cache: forward()'s, for one call: a second one is refused, as by the kernels that write their gradients over it.
+    cache: forward()'s, for one call: a second is refused, as by the kernels that write their
+        gradients over it.
     dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end
         (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.
     dstate: dL/d(final state), a tuple (dh,) of one (B, H) array; None, or None for one array,
