@@ -359,7 +359,7 @@ def step_backward(params, cache, dy_t=None, dstate=None):
 def _array(name, a):
     """np.asarray(a), or a ValueError naming the argument where NumPy cannot read it as an array
     (ragged lists, a tensor that requires grad) or would read it wrong (a masked array)."""
-    if isinstance(a, np.ndarray) and hasattr(a, "mask"):  # np.ma's, known without importing np.ma
+    if type(a) is not np.ndarray and isinstance(a, np.ndarray) and hasattr(a, "mask"):  # np.ma's, told without importing np.ma
         raise ValueError(f"{name}: expected an array, got a masked array, whose masked entries would be read as "
                          f"numbers; pass {name}.filled(value) (a padded sequence: its length in lengths)")
     try:
