@@ -8,7 +8,13 @@
 Each file is any module with the kernel interface (a generated kernel, an older one, a
 hand-written one). Their gradients must agree before timing; then they run once a round each,
 in an order drawn afresh each round, and the ratio NEW / OLD is the median of the paired ratios
-of each round: on a shared, noisy machine only such ratios mean anything.
+of each round: on a shared, noisy machine only such ratios mean anything. Each ratio comes with
+the middle half of the rounds' ratios (25th to 75th percentile), for wall time and for the CPU
+time of the process. Where other processes load the machine, a call that waits for a core takes
+longer without more CPU time, so the CPU ratio holds steadier (at B = 1, wall ratios of 0.4 to
+2.8 in one run where the CPU ratios of the same rounds lay within 0.90 to 1.05); with
+OPENBLAS_NUM_THREADS=1 it is the time of the one thread that does all the work (BLAS threads
+that spin while they wait count as CPU time).
 """
 import argparse
 import importlib.util
@@ -34,16 +40,26 @@ def load_module(path):
 
 
 def compare(old, new, shape, dtype, rounds):
-    """{"old": ms, "new": ms, "ratio": median paired new/old, "disagreement": rel} for one case."""
+    """{"old": ms, "new": ms, "ratio": median paired new/old, "spread": its middle half (25th, 75th
+    percentile), "cpu_ratio", "cpu_spread": the same of CPU times, "disagreement": rel} for one case."""
     problem = bench.make_problem(new, *shape, dtype)
     impls = {name: bench.kernel_impl(name, name, kernel, *problem) for name, kernel in (("old", old), ("new", new))}
     err, where = bench.disagreement(impls["new"].gradients(), impls["old"].gradients())
     if not err <= bench.AGREE[dtype]:
         raise SystemExit(f"the two kernels disagree: {where} differs by {err:.2e} (relative)")
     bench.interleave(impls, 1, 0)  # warm-up
-    times = bench.interleave(impls, rounds, 0, seed=1)  # not the warm-up's order again
+    cpu = {}
+    times = bench.interleave(impls, rounds, 0, seed=1, cpu=cpu)  # not the warm-up's order again
     return {"old": 1e3 * np.median(times["old"]), "new": 1e3 * np.median(times["new"]),
-            "ratio": bench.paired(times["new"], times["old"]), "disagreement": err}
+            "ratio": bench.paired(times["new"], times["old"]), "spread": _middle_half(times),
+            "cpu_ratio": bench.paired(cpu["new"], cpu["old"]), "cpu_spread": _middle_half(cpu),
+            "disagreement": err}
+
+
+def _middle_half(times):
+    """The 25th and 75th percentiles of the paired ratios new / old."""
+    ratios = np.array(times["new"]) / np.array(times["old"])
+    return tuple(np.percentile(ratios, [25, 75]))
 
 
 def main(argv=None):
@@ -55,11 +71,14 @@ def main(argv=None):
     ap.add_argument("--rounds", type=bench.at_least(1), default=15)
     args = ap.parse_args(argv)
     old, new = load_module(args.old), load_module(args.new)
-    print(f"{'size':<8}{'dtype':<9}{'old ms':>10}{'new ms':>10}{'new/old':>9}")
+    print(f"{'size':<8}{'dtype':<9}{'old ms':>10}{'new ms':>10}{'new/old':>9}{'middle half':>13}"
+          f"{'cpu new/old':>13}{'middle half':>13}")
     for size, shape in args.sizes:
         for dtype_name in args.dtypes:
             r = compare(old, new, shape, bench.DTYPES[dtype_name], args.rounds)
-            print(f"{size:<8}{dtype_name:<9}{r['old']:>10.3f}{r['new']:>10.3f}{r['ratio']:>9.3f}", flush=True)
+            spread, cpu_spread = ("{:.3f}-{:.3f}".format(*r[key]) for key in ("spread", "cpu_spread"))
+            print(f"{size:<8}{dtype_name:<9}{r['old']:>10.3f}{r['new']:>10.3f}{r['ratio']:>9.3f}{spread:>13}"
+                  f"{r['cpu_ratio']:>13.3f}{cpu_spread:>13}", flush=True)
     return 0
 
 

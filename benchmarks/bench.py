@@ -198,12 +198,14 @@ def disagreement(got, ref):
 
 # --- timing ------------------------------------------------------------------------------
 
-def interleave(impls, rounds, pause, seed=0):
+def interleave(impls, rounds, pause, seed=0, cpu=None):
     """Seconds per call, every implementation once a round, in an order drawn afresh each round
     (so none always follows the same one): {name: [s, ...]}. After a switch of library, a pause
     and one untimed call: a library's first call after the other's runs cold (PyTorch's float32
     LSTM 3-10x its time), and every contender is timed warm. The first call is taken as such a
-    switch too: whatever ran before this call (another case, a warm-up) is not known here."""
+    switch too: whatever ran before this call (another case, a warm-up) is not known here.
+    cpu, a dict, also gets each call's CPU seconds of this process, by name: on a machine others
+    load, a call that waits for a core takes longer, but not more CPU time."""
     names = list(impls)
     times = {n: [] for n in names}
     order = np.random.default_rng(seed)
@@ -215,9 +217,11 @@ def interleave(impls, rounds, pause, seed=0):
                 time.sleep(pause)
                 impl.run()
             family = impl.family
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             impl.run()
             times[name].append(time.perf_counter() - t0)
+            if cpu is not None:
+                cpu.setdefault(name, []).append(time.process_time() - c0)
     if family == "torch":        # leave the next case a quiet machine
         time.sleep(pause)
     return times

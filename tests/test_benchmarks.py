@@ -9,6 +9,7 @@ import json
 import os
 import pathlib
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -188,7 +189,30 @@ def test_ab_compares_two_kernel_files(capsys):
                     "--dtypes", "float32", "float64"]) == 0
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[:2] for r in rows] == [["3,2,3,4", "float32"], ["3,2,3,4", "float64"]]
-    assert all(float(r.split()[-1]) > 0 for r in rows)
+    for row in rows:
+        ratio, spread, cpu_ratio, cpu_spread = row.split()[4:]
+        for middle, low_high in ((float(ratio), spread), (float(cpu_ratio), cpu_spread)):
+            low, high = map(float, low_high.split("-"))
+            assert 0 < low <= high, row
+            assert middle > 0, row
+
+
+def test_interleave_also_records_cpu_time():
+    """A contender that sleeps takes wall time but no CPU time: the CPU times tell them apart
+    from one that computes, where a load that makes calls wait for a core blurs wall times."""
+    def spin():
+        end = time.process_time() + 0.05
+        while time.process_time() < end:
+            pass
+
+    impls = {"sleeps": bench.Impl("sleeps", "sleeps", "numpy", lambda: time.sleep(0.01)),
+             "spins": bench.Impl("spins", "spins", "numpy", spin)}
+    cpu = {}
+    times = bench.interleave(impls, 3, 0, cpu=cpu)
+    assert {name: len(t) for name, t in cpu.items()} == {"sleeps": 3, "spins": 3}
+    assert min(times["sleeps"]) >= 0.009 and min(times["spins"]) >= 0.049
+    # below 0.03, not 0: BLAS threads that spin on after an earlier test's GEMM count as CPU time
+    assert max(cpu["sleeps"]) < 0.03 < 0.049 <= min(cpu["spins"])
 
 
 def test_ab_refuses_kernels_whose_gradients_disagree(tmp_path):
