@@ -2,8 +2,10 @@
 
 import importlib
 import inspect
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from lstm_derive import gradcheck
 from lstm_derive.kernels import CELLS
 
+ROOT = Path(__file__).resolve().parents[1]
 KERNELS = {name: importlib.import_module(f"lstm_derive.kernels.{name}") for name in CELLS}
 
 
@@ -744,3 +747,47 @@ def test_every_argument_and_result_has_its_own_line_in_the_docstring(name):
         assert not undescribed, f"{function.__name__}() does not describe {undescribed}"
         assert f"Returns ({', '.join(returned[function.__name__])})" in doc
     assert "dtype" in k.forward.__doc__.split("\n    x: ")[0] and "parameters' dtype" in k.forward.__doc__
+
+
+def _float32_errors(scale=None, x_factor=1.0, zero_biases=False):
+    """lstm in float32 against float64, T = 10, B = 4, D = H = 8, x standard normal, seeds 0-9: per
+    seed, the largest error of the outputs and of dW_h over their largest entry, as README's and
+    the kernel's docstring's figures were measured."""
+    k = KERNELS["lstm"]
+    errors = []
+    for seed in range(10):
+        p = k.init_params(8, 8, seed=seed, scale=scale)
+        if zero_biases:
+            p["b"][:] = 0
+        rng = np.random.default_rng(seed)
+        x, dys = x_factor * rng.standard_normal((10, 4, 8)), rng.standard_normal((10, 4, 8))
+        runs = []
+        for dtype in (np.float64, np.float32):
+            q = {n: a.astype(dtype) for n, a in p.items()}
+            ys, _, cache = k.forward(q, x.astype(dtype))
+            runs.append((ys, k.backward(q, cache, dys.astype(dtype))[0]["W_h"]))
+        (ys64, dW64), (ys32, dW32) = runs
+        errors.append([np.abs(ys32 - ys64).max() / np.abs(ys64).max(), np.abs(dW32 - dW64).max() / np.abs(dW64).max()])
+    return np.array(errors)
+
+
+@pytest.mark.parametrize("said, where, kwargs, of", [
+    ("with weights uniform in ±0.01, 2e-6 to 3e-6", "README", {"scale": 0.01}, 0),
+    ("in ±1e-4, 2e-4 to 3e-4", "README", {"scale": 1e-4}, 0),
+    ("(±0.35 here), 1.3e-7 to 1.9e-7", "README", {"scale": 0.35}, 0),
+    ("at ±3, 3e-7 to 1.2e-6", "README", {"scale": 3.0}, 0),
+    ("1e-4, 6e-4 to 1e-3", "README", {"x_factor": 1e-4, "zero_biases": True}, 0),
+    ("(dW_h 5e-4 to 1.4e-3)", "README", {"x_factor": 1e-4, "zero_biases": True}, 1),
+    ("±0.01, outputs 2e-6 to 3e-6", "docstring", {"scale": 0.01}, 0),
+    ("x times 1e-4, 6e-4 to 1e-3", "docstring", {"x_factor": 1e-4, "zero_biases": True}, 0),
+])
+def test_the_float32_accuracy_figures_of_a_tanh_through_exp_are_what_the_kernel_gives(said, where, kwargs, of):
+    """The figures README and lstm's forward() docstring give for a tanh gate computed through exp,
+    measured again as they say: a change to how g is computed (np.tanh is 10x closer) must change them.
+    Each figure is rounded, to one or two digits: the seeds' least and largest error lie within
+    20% of the figures said."""
+    text = (ROOT / "README.md").read_text() if where == "README" else " ".join(KERNELS["lstm"].forward.__doc__.split())
+    assert said in " ".join(text.split())
+    low, high = (float(n) for n in re.findall(r"\d(?:\.\d)?e-\d+", said)[-2:])
+    errors = _float32_errors(**kwargs)[:, of]
+    assert 0.8 * low <= errors.min() <= 1.2 * low and 0.8 * high <= errors.max() <= 1.2 * high, errors

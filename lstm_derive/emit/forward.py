@@ -212,8 +212,9 @@ def _tanh_doc(k):
         return ""
     return (f"\n    {through_exp[0].symbol} = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding\n"
             "    in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny\n"
-            "    inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their\n"
-            "    largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4).")
+            "    inputs. Measured for lstm in float32, T = 10, B = 4, D = H = 8, x standard normal, seeds 0-9:\n"
+            "    with weights uniform in ±0.01, outputs 2e-6 to 3e-6 of their largest entry away from float64's\n"
+            "    (np.tanh: 1e-7 to 2e-7); with the default weights, zero biases and x times 1e-4, 6e-4 to 1e-3.")
 
 
 def _input_bias(k, a, n):

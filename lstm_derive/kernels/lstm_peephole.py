@@ -162,8 +162,9 @@ def forward(params, x, state=None, lengths=None):
     far beyond, exp overflows to inf - inf*j and a gate can be nan.
     g = tanh(a) is computed as 2 sigmoid(2a) - 1 with the other gates: exact to rounding
     in absolute terms, not in relative ones where |a| << 1: tiny weights, or zero biases with tiny
-    inputs (measured for lstm in float32, weights of order 0.01: outputs 2e-6 to 3e-6 of their
-    largest entry from float64's, np.tanh's 2e-7; x of order 1e-4 with zero biases: 6e-4 to 8e-4)."""
+    inputs. Measured for lstm in float32, T = 10, B = 4, D = H = 8, x standard normal, seeds 0-9:
+    with weights uniform in ±0.01, outputs 2e-6 to 3e-6 of their largest entry away from float64's
+    (np.tanh: 1e-7 to 2e-7); with the default weights, zero biases and x times 1e-4, 6e-4 to 1e-3."""
     W_x, W_h, b, p_i, p_f, p_o = _checked_params(params)
     D, H = _sizes(params)
     x = _checked_input(x, D, W_x.dtype)
