@@ -1,7 +1,11 @@
 """README shows what the tool prints: the quick start's summary table."""
 
+import argparse
+import importlib.util
 import re
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +193,41 @@ def test_the_seed_key_lines_are_the_documents_own():
     shown = re.findall(r"^\$\$\n(.*?)\n\$\$$", README.read_text(), re.M)
     document = (gen.HOME / "lstm_seed.md").read_text().splitlines()
     assert len(shown) == 6 and all(line in document for line in shown), [s for s in shown if s not in document]
+
+
+def readme_commands():
+    """README's shell commands, one a line, each `&&`'s parts apart, without their comments."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    lines = [line.split("  #")[0] for block in blocks for line in block.splitlines()]
+    return [shlex.split(part) for line in lines for part in line.split("&&") if part.strip()]
+
+
+def test_readme_s_lstm_derive_commands_are_ones_it_takes():
+    commands = [words[1:] for words in readme_commands() if words[0] == "lstm-derive"]
+    assert len(commands) >= 6
+    for argv in commands:
+        cli._parser().parse_args(argv)  # SystemExit(2) names the command or option it lacks
+
+
+class Parsed(Exception):
+    """Raised in place of running a script, once its arguments have parsed."""
+
+
+def test_readme_s_python_scripts_exist_and_take_the_options_it_gives(monkeypatch):
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(parser, args=None, namespace=None):
+        raise Parsed(parse(parser, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    commands = [words[1:] for words in readme_commands() if words[0] == "python"]
+    for script, *argv in commands:
+        path = README.parent / script
+        assert path.is_file(), script
+        if script.startswith(("examples/", "benchmarks/")):
+            monkeypatch.syspath_prepend(str(path.parent))
+            spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            with pytest.raises(Parsed):
+                module.main(argv)
