@@ -231,3 +231,12 @@ def test_readme_s_python_scripts_exist_and_take_the_options_it_gives(monkeypatch
             spec.loader.exec_module(module)
             with pytest.raises(Parsed):
                 module.main(argv)
+
+
+def test_the_character_counts_readme_gives_for_itself_are_its_own():
+    """charlm.py trains on README, whose text states how many characters it has and their bits."""
+    text = README.read_text(encoding="utf-8")
+    about, bits = re.search(r"On this README \(about (\d+) distinct characters, ([\d.]+) bits each", text).groups()
+    distinct = len(set(text))
+    assert abs(distinct - int(about)) <= int(about) // 10, distinct
+    assert f"{np.log2(distinct):.1f}" == bits, distinct
