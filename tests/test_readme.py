@@ -240,3 +240,20 @@ def test_the_character_counts_readme_gives_for_itself_are_its_own():
     distinct = len(set(text))
     assert abs(distinct - int(about)) <= int(about) // 10, distinct
     assert f"{np.log2(distinct):.1f}" == bits, distinct
+
+
+def test_readme_s_links_name_files_of_the_repository():
+    links = re.findall(r"\]\(([^)#\s]+)\)", README.read_text(encoding="utf-8"))
+    assert len(links) >= 20
+    assert [link for link in links if not (README.parent / link).exists()] == []
+
+
+def test_the_layout_names_every_module_and_nothing_that_is_not_there():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Layout\n\n```\n(.*?)```", text, re.S).group(1)
+    named = {line.split()[0] for line in block.splitlines() if line[:1].strip()}
+    assert [path for path in sorted(named) if not (README.parent / path).exists()] == []
+    package = README.parent / "lstm_derive"
+    modules = {f"lstm_derive/{p.name}" for p in package.glob("*.py") if not p.name.startswith("__")}
+    packages = {f"lstm_derive/{p.parent.name}/" for p in package.glob("*/__init__.py")}
+    assert sorted((modules | packages) - named) == []
