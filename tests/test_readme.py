@@ -257,3 +257,13 @@ def test_the_layout_names_every_module_and_nothing_that_is_not_there():
     modules = {f"lstm_derive/{p.name}" for p in package.glob("*.py") if not p.name.startswith("__")}
     packages = {f"lstm_derive/{p.parent.name}/" for p in package.glob("*/__init__.py")}
     assert sorted((modules | packages) - named) == []
+
+
+def test_the_lstm_script_shown_is_derivations_lstm_py_without_its_docstring_and_note():
+    text = README.read_text(encoding="utf-8")
+    shown = re.search(r"`derivations/lstm.py`, without its docstring and its note:\n\n```python\n(.*?)```",
+                      text, re.S).group(1)
+    script = (gen.HOME / "lstm.py").read_text(encoding="utf-8")
+    body = script[script.index('"""', 3) + 3:].lstrip("\n")
+    note = re.search(r"\ncell\.note\(.*?\)\n\n", body, re.S)
+    assert shown == body[:note.start() + 1] + body[note.end():]
