@@ -27,10 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 
+OLDER = "git show HEAD:lstm_derive/kernels/lstm.py > old_lstm.py"  # a kernel as it was, to compare with
+
+
 def load_module(path):
     path = Path(path)
     if not path.is_file():
-        raise SystemExit(f"{path}: no such kernel file")
+        raise SystemExit(f"{path}: no such kernel file (a committed version is written by `{OLDER}`)")
     spec = importlib.util.spec_from_file_location(f"ab_{path.stem}_{abs(hash(str(path)))}", path)
     if spec is None:
         raise SystemExit(f"{path}: not a Python file")
@@ -63,9 +66,10 @@ def _middle_half(times):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("old")
-    ap.add_argument("new")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=f"For instance: {OLDER}, then "
+                                 "python benchmarks/ab.py old_lstm.py lstm_derive/kernels/lstm.py --sizes S1 S3")
+    ap.add_argument("old", help="the kernel file timed against: an earlier version, or another implementation")
+    ap.add_argument("new", help="the kernel file whose time is divided by old's")
     ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size("S1")])
     ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float64"])
     ap.add_argument("--rounds", type=bench.at_least(1), default=15)

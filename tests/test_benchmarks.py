@@ -226,6 +226,14 @@ def test_ab_refuses_kernels_whose_gradients_disagree(tmp_path):
         ab.main([gru.__file__, str(wrong), "--sizes", "3,2,3,4", "--rounds", "1"])
 
 
+def test_ab_says_how_to_write_the_older_kernel_it_lacks(tmp_path, monkeypatch):
+    """README's `ab.py old_lstm.py ...` names a file that only `git show` makes."""
+    monkeypatch.chdir(tmp_path)
+    written_by = r"old_lstm.py: no such kernel file .*`git show HEAD:lstm_derive/kernels/lstm.py > old_lstm.py`"
+    with pytest.raises(SystemExit, match=written_by):
+        ab.main(["old_lstm.py", gru.__file__])
+
+
 @pytest.mark.skipif(not TORCH, reason="torch is not installed (pip install torch==2.13.0)")
 def test_pytorch_runs_with_as_many_threads_as_numpys_openblas(monkeypatch):
     import torch

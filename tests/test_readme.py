@@ -1,7 +1,11 @@
 """README shows what the tool prints: the quick start's summary table."""
 
+import argparse
+import importlib.util
 import re
+import shlex
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -189,3 +193,77 @@ def test_the_seed_key_lines_are_the_documents_own():
     shown = re.findall(r"^\$\$\n(.*?)\n\$\$$", README.read_text(), re.M)
     document = (gen.HOME / "lstm_seed.md").read_text().splitlines()
     assert len(shown) == 6 and all(line in document for line in shown), [s for s in shown if s not in document]
+
+
+def readme_commands():
+    """README's shell commands, one a line, each `&&`'s parts apart, without their comments."""
+    blocks = re.findall(r"```sh\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    lines = [line.split("  #")[0] for block in blocks for line in block.splitlines()]
+    return [shlex.split(part) for line in lines for part in line.split("&&") if part.strip()]
+
+
+def test_readme_s_lstm_derive_commands_are_ones_it_takes():
+    commands = [words[1:] for words in readme_commands() if words[0] == "lstm-derive"]
+    assert len(commands) >= 6
+    for argv in commands:
+        cli._parser().parse_args(argv)  # SystemExit(2) names the command or option it lacks
+
+
+class Parsed(Exception):
+    """Raised in place of running a script, once its arguments have parsed."""
+
+
+def test_readme_s_python_scripts_exist_and_take_the_options_it_gives(monkeypatch):
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_only(parser, args=None, namespace=None):
+        raise Parsed(parse(parser, args, namespace))
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parse_only)
+    commands = [words[1:] for words in readme_commands() if words[0] == "python"]
+    for script, *argv in commands:
+        path = README.parent / script
+        assert path.is_file(), script
+        if script.startswith(("examples/", "benchmarks/")):
+            monkeypatch.syspath_prepend(str(path.parent))
+            spec = importlib.util.spec_from_file_location(f"readme_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            with pytest.raises(Parsed):
+                module.main(argv)
+
+
+def test_the_character_counts_readme_gives_for_itself_are_its_own():
+    """charlm.py trains on README, whose text states how many characters it has and their bits."""
+    text = README.read_text(encoding="utf-8")
+    about, bits = re.search(r"On this README \(about (\d+) distinct characters, ([\d.]+) bits each", text).groups()
+    distinct = len(set(text))
+    assert abs(distinct - int(about)) <= int(about) // 10, distinct
+    assert f"{np.log2(distinct):.1f}" == bits, distinct
+
+
+def test_readme_s_links_name_files_of_the_repository():
+    links = re.findall(r"\]\(([^)#\s]+)\)", README.read_text(encoding="utf-8"))
+    assert len(links) >= 20
+    assert [link for link in links if not (README.parent / link).exists()] == []
+
+
+def test_the_layout_names_every_module_and_nothing_that_is_not_there():
+    text = README.read_text(encoding="utf-8")
+    block = re.search(r"## Layout\n\n```\n(.*?)```", text, re.S).group(1)
+    named = {line.split()[0] for line in block.splitlines() if line[:1].strip()}
+    assert [path for path in sorted(named) if not (README.parent / path).exists()] == []
+    package = README.parent / "lstm_derive"
+    modules = {f"lstm_derive/{p.name}" for p in package.glob("*.py") if not p.name.startswith("__")}
+    packages = {f"lstm_derive/{p.parent.name}/" for p in package.glob("*/__init__.py")}
+    assert sorted((modules | packages) - named) == []
+
+
+def test_the_lstm_script_shown_is_derivations_lstm_py_without_its_docstring_and_note():
+    text = README.read_text(encoding="utf-8")
+    shown = re.search(r"`derivations/lstm.py`, without its docstring and its note:\n\n```python\n(.*?)```",
+                      text, re.S).group(1)
+    script = (gen.HOME / "lstm.py").read_text(encoding="utf-8")
+    body = script[script.index('"""', 3) + 3:].lstrip("\n")
+    note = re.search(r"\ncell\.note\(.*?\)\n\n", body, re.S)
+    assert shown == body[:note.start() + 1] + body[note.end():]
