@@ -17,7 +17,7 @@ import sympy
 
 from . import __all__ as EXPORTED
 from .functions import SUPPORTED_FUNCTIONS
-from .spec import DECLARED, MAX_THROUGH_RELU, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
+from .spec import DECLARED, MAX_THROUGH_RELU, ONE_SYMBOL, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
 
 __all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_numpy_functions"]
 
@@ -34,6 +34,9 @@ def script_hint(error):
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
         return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
                 "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
+    given = _not_a_value(error)
+    if given:
+        return f"{given} is not a value of the cell language: {NOT_A_VALUE_BECAUSE.get(given, ONE_SYMBOL)}"
     if _of_sympy(error) and (isinstance(error, AttributeError) or re.search(
             r"not subscriptable|not iterable|has no len\(\)", str(error))):  # h_prev[0], sum(h_prev), h_prev.T
         return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
@@ -59,6 +62,41 @@ def script_hint(error):
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
     return ""
+
+
+# Python's values an operator's TypeError names beside a cell's expression, as a script wrote them;
+# "sequence" is Python's word for a list, tuple or string multiplied by an expression.
+NOT_A_VALUE = {"list": "a list", "tuple": "a tuple", "set": "a set", "dict": "a dict",
+               "sequence": "a list, tuple or string", "str": "a string", "NoneType": "None"}
+NOT_A_VALUE_BECAUSE = {
+    "a string": "write a number as a number (0.5, not '0.5') and a vector as the variable a call of the cell returned",
+    "None": "a function that ends without `return` gives it, and so do cell.update and cell.note",
+}
+# The messages of Python's operators given operands they cannot combine: both operands' types.
+_OPERANDS = (r"unsupported operand type\(s\) for [^:]+: '(\w+)' and '(\w+)'",
+             r"can't multiply (sequence) by non-int of type '(\w+)'",
+             r'can only concatenate (\w+) \(not "(\w+)"\) to \w+')
+
+
+def _not_a_value(error):
+    """What a script gave where a cell's expression goes, in words ("a list"), or "": an operand
+    beside a cell's expression (tanh(a)*[a, a]), or an argument of a SymPy function that fails
+    inside SymPy (tanh([a, a]): 'list' object has no attribute 'is_Number')."""
+    if isinstance(error, TypeError):
+        named = [n for pattern in _OPERANDS for match in re.findall(pattern, str(error)) for n in match]
+        of_a_cell = any(_is_sympys(n) for n in named)
+    elif isinstance(error, AttributeError):
+        named = re.findall(r"^'(\w+)' object has no attribute", str(error))
+        of_a_cell = _raised_in_sympy(error)
+    else:
+        return ""
+    given = [NOT_A_VALUE[n] for n in named if n in NOT_A_VALUE]
+    return given[0] if given and of_a_cell else ""
+
+
+def _raised_in_sympy(error):
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(str(Path(sympy.__file__).parent))
 
 
 # How each of a script's calls is written, for a call given too few or too many values by position.
@@ -134,14 +172,20 @@ def _about_the_cell(error):
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
+            or _of_sympy(error) or bool(_not_a_value(error)) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
 def _of_sympy(error):
     """Whether an error's message names a SymPy class as the object's type ('Symbol' object is not
     subscriptable; ufunc does not support argument 0 of type Add)."""
     named = re.findall(r"'(\w+)' object|of type '?(\w+)", str(error))
-    return any(isinstance(getattr(sympy, name, None), type) for pair in named for name in pair if name)
+    return any(_is_sympys(name) for pair in named for name in pair if name)
+
+
+def _is_sympys(name):
+    """Whether a type's name is that of a cell's expression: a SymPy class, or a function of the
+    cell language's (sigmoid is lstm_derive's class, not SymPy's)."""
+    return isinstance(getattr(sympy, name, None), type) or name in SUPPORTED_FUNCTIONS
 
 
 def hint_uncaught_errors():
