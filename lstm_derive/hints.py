@@ -5,6 +5,7 @@ otherwise read as one number."""
 
 from __future__ import annotations
 
+import ast
 import builtins
 import difflib
 import inspect
@@ -28,7 +29,7 @@ def script_hint(error):
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error)
+        return _import_hint(error) or _order_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -133,6 +134,46 @@ def _import_hint(error):
             f"language's functions are {SUPPORTED_OPERATIONS}")
 
 
+def _order_hint(error):
+    """For a name a script's line reads before a later line assigns it (i = sigmoid(a_i + c), c
+    computed below), or a state's name read for its value: where it is assigned, and what gives
+    the state's value of the step before."""
+    frames = traceback.extract_tb(error.__traceback__)
+    name, frame = getattr(error, "name", None), _innermost_frame(error)
+    if not name or not frames or frames[-1].name != "<module>" or frame is None:  # in a helper: not the script's order
+        return ""
+    later = _assigned_after(frames[-1].filename, name, frames[-1].lineno)
+    cells = [v for v in frame.f_globals.values() if isinstance(v, Cell)]
+    if not cells or name not in cells[0].states:
+        return (f"'{name}' is assigned only below, on line {later}: a script runs from top to bottom, so a line "
+                f"reads only what the lines above it computed; move line {later} above this one") if later else ""
+    previous = next((k for k, v in frame.f_globals.items() if isinstance(v, sympy.Symbol) and str(v) == f"{name}_prev"
+                     and not k.startswith("_")), f"{name}_prev")
+    return ((f"'{name}' is assigned only below, on line {later}, and is a state: " if later else
+             f"'{name}' is a state of the cell: ") + f"its value of the step before is {previous}, which "
+            f"cell.state('{name}') returned; its new value is what cell.update({name}=...) gives")
+
+
+def _assigned_after(path, name, line):
+    """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    bound = [node.lineno for node in ast.walk(tree) if _binds(node, name) and node.lineno > line]
+    return min(bound, default=None)
+
+
+def _binds(node, name):
+    if isinstance(node, ast.Name):
+        return node.id == name and isinstance(node.ctx, ast.Store)
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name == name
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names)
+    return False
+
+
 def _missing_name(error):
     """The name an ImportError could not import, or a NameError's name."""
     if isinstance(error, NameError):
@@ -145,6 +186,8 @@ def pythons_suggestion(error):
     """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
     error's own text lacks: the command line, which shows that text alone, adds it."""
     name = getattr(error, "name", None)
+    if isinstance(error, NameError) and _order_hint(error):  # the name is right, its line is not: no other name is meant
+        return ""
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
@@ -172,7 +215,8 @@ def _about_the_cell(error):
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error)) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error))
+            or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
 def _of_sympy(error):

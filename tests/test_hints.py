@@ -168,6 +168,36 @@ def test_a_misspelt_name_gets_pythons_suggestion(tmp_path, capsys, body, error):
     refused(tmp_path, capsys, body, error)
 
 
+@pytest.mark.parametrize("body, hint", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a) + late)  # <- here\nlate = cell.let('late', tanh(a))\n"
+     "cell.update(h=e)\n", "'late' is assigned only below, on line 9: a script runs from top to bottom, so a line reads "
+     "only what the lines above it computed; move line 9 above this one"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a + h))  # <- here\n",
+     "'h' is a state of the cell: its value of the step before is h_prev, which cell.state('h') returned; its new "
+     "value is what cell.update(h=...) gives"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a + h))  # <- here\nh = cell.let('h_new', e)\n"
+     "cell.update(h=h)\n", "'h' is assigned only below, on line 9, and is a state: its value of the step before is "
+     "h_prev, which cell.state('h') returned"),
+])
+def test_a_name_read_before_the_line_that_assigns_it_says_where_it_is_assigned(tmp_path, capsys, body, hint):
+    """An equation that reads a later line's node, or a state's name for the state's value: Python
+    says only that the name is not defined."""
+    message = refused(tmp_path, capsys, body, "NameError: name ", hint)
+    assert "Did you mean" not in message  # Python's guess for 'late' is 'float'
+
+
+def test_a_name_read_before_its_line_is_said_so_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a) + late)\n"
+                                       "late = cell.let('late', tanh(a))\ncell.update(h=e)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().splitlines()[-1] == ("lstm-derive: 'late' is assigned only below, on line 9: a script "
+                                                    "runs from top to bottom, so a line reads only what the lines "
+                                                    "above it computed; move line 9 above this one"), run.stderr
+
+
 @pytest.mark.parametrize("expr, error", [
     ("tanh(zzz_unlike_any)", "NameError: name 'zzz_unlike_any' is not defined"),
     ("tanh(h_prev) * h_prev.mean()", "AttributeError: 'Symbol' object has no attribute 'mean'"),  # SymPy's expand?
