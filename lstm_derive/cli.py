@@ -310,7 +310,7 @@ def _generated(args, targets):
     """Writes the targets (or, with --check, compares them); the exit status."""
     # orphans are known only over all of the package's own derivations/, never over another folder
     whole = not args.out and not args.scripts and _directory(args).resolve() == gen.HOME.resolve()
-    orphans = gen.orphans(targets) if whole else []
+    orphans = gen.orphans(t.path for t in targets) if whole else []
     if args.check:
         problems = gen.stale(targets)
         for path, diff in problems:
@@ -326,13 +326,19 @@ def _generated(args, targets):
         print(f"{len(targets)} generated files are fresh")
         return 0
     written = gen.write(targets)
-    for path in orphans:
-        path.unlink()
-        print(f"removed {_shown(path)} (no script generates it)")
+    _remove(orphans)
     for path in written:
         print(f"wrote {_shown(path)}")
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
+
+
+def _remove(orphans, file=None):
+    """Removes the package's generated files that no script generates any more (its script
+    removed, or its cell renamed)."""
+    for path in orphans:
+        path.unlink()
+        print(f"removed {_shown(path)} (no script generates it)", file=file)
 
 
 def _shown(path):
@@ -384,6 +390,8 @@ def run_all(args):
             row, failures = _summary_row(script, None if home else Path(scratch), claimed)
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]
+    if home and all(row[-1] != "ERROR" for row in rows):  # a failing script's files would look like orphans
+        _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
     print()
     print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
                   "seconds", "status"], rows))

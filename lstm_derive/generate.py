@@ -195,9 +195,10 @@ def package_index(cell_names):
     return Target(KERNELS / "__init__.py", text)
 
 
-def orphans(targets):
-    """Generated kernels and documents that no script generates any more (a script was removed)."""
-    wanted = {t.path.resolve() for t in targets}
+def orphans(paths):
+    """Generated kernels and documents that no script generates any more (a script was removed),
+    paths being those of every file the scripts generate."""
+    wanted = {Path(p).resolve() for p in paths}
     found = sorted(KERNELS.glob("*.py")) + sorted(HOME.glob("*.md"))
     return [p for p in found if p.resolve() not in wanted and _is_generated(p)]
 

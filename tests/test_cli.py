@@ -351,6 +351,29 @@ def test_a_run_over_the_packages_own_scripts_lists_their_kernels_in_the_package_
     assert 'CELLS = ("sigmoid_rnn",)' in (kernels / "__init__.py").read_text()
 
 
+@pytest.mark.parametrize("broken", [False, True])
+def test_the_main_job_removes_the_files_of_a_script_that_is_gone_unless_a_script_fails(tmp_path, monkeypatch, capsys,
+                                                                                         broken):
+    """As `generate` does: otherwise the main job passes, and `generate --check` then fails on the
+    kernel and document a removed script left. A failing script's own files would look the same."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    gone = [kernels / "gone.py", home / "gone.md"]  # as a script gone.py, since removed, left them
+    for path in gone:
+        path.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
+    if broken:
+        (home / "broken.py").write_text("raise RuntimeError('half edited')\n")
+    assert cli.main(["--derivations", str(home)]) == (2 if broken else 0)
+    err = capsys.readouterr().err
+    assert [path.exists() for path in gone] == [broken, broken]
+    assert ("removed" in err) == (not broken)
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == (2 if broken else 0)
+
+
 def test_an_installation_without_derivations_says_where_they_are(tmp_path, monkeypatch, capsys):
     """Installed from a wheel, the package has no derivations/ beside it: the message says so."""
     from lstm_derive import generate as gen
