@@ -7,9 +7,10 @@
                       [--steps T] [--methods M ...]  in float32 against float64)
     lstm-derive show CELL                        print a cell's derivation
 
-A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
---derivations DIR, before the command, names another folder of scripts. `check` also takes a
-kernel module written by hand (forward() and backward() at its top level), checked as it stands.
+A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py)
+or of the cell one of them builds; --derivations DIR, before the command, names another folder of
+scripts. `check` also takes a kernel module written by hand (forward() and backward() at its top
+level), checked as it stands.
 
 Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
 or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
@@ -237,10 +238,24 @@ def _script(args, name):
         raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
                         f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
     if name not in by_name:
+        of_cell = _script_of_cell(by_name.values(), name)
+        if of_cell:
+            return of_cell
         hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
         cells = f"its scripts: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
         raise SpecError(f"no cell '{name}' in {directory}: no script {name}.py there ({cells}){hint}")
     return by_name[name]
+
+
+def _script_of_cell(scripts, name):
+    """The script among scripts whose cell is named name, its file named otherwise (a script
+    renamed, or its cell); None if none is. A script that fails is passed over here: it says why
+    where it is run."""
+    for script in scripts:
+        with contextlib.suppress(SpecError):
+            if gen.load_cell(script).name == name:
+                return script
+    return None
 
 
 # Seconds a script's derivation and emission may take before the command says it is still at it

@@ -118,6 +118,20 @@ def test_check_names_an_unknown_cell(tmp_path, capsys):
     assert "no cell 'lstm'" in capsys.readouterr().err
 
 
+def test_a_cell_is_found_by_its_own_name_where_its_script_is_named_otherwise(tmp_path, capsys):
+    """A script renamed, or its cell: the summary and the kernel name the cell, and so may the
+    commands; a script of the folder that fails is passed over in the search."""
+    folder = tmp_path / "cells"
+    write_cell(folder, "sigmoid_rnn").rename(folder / "renamed.py")
+    (folder / "broken.py").write_text("raise RuntimeError('half edited')\n")
+    assert cli.main(["--derivations", str(folder), "check", "sigmoid_rnn"]) == 0
+    assert "sigmoid_rnn: passed" in capsys.readouterr().out
+    assert cli.main(["--derivations", str(folder), "show", "sigmoid_rnn"]) == 0
+    assert "Elman RNN (sigmoid)" in capsys.readouterr().out
+    assert cli.main(["--derivations", str(folder), "check", "neither"]) == 2
+    assert "no cell 'neither' in " in capsys.readouterr().err
+
+
 def test_show_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path, "sigmoid_rnn")
     assert cli.main(["show", str(script)]) == 0
