@@ -327,16 +327,19 @@ def _generated(args, targets):
     whole = not args.out and not args.scripts and _directory(args).resolve() == gen.HOME.resolve()
     orphans = gen.orphans(t.path for t in targets) if whole else []
     if args.check:
-        problems = gen.stale(targets)
+        problems = gen.stale(targets, _shown)
         for path, diff in problems:
-            print(f"{path}: missing" if not path.exists() else diff)
+            print(f"{_shown(path)}: missing" if not path.exists() else diff)
         for path in orphans:
-            print(f"{path}: generated, but no derivation script generates it any more")
+            print(f"{_shown(path)}: generated, but no derivation script generates it any more")
         if problems or orphans:
             where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
             again = ["lstm-derive", *where, "generate", *map(str, args.scripts)] + (
                 ["--out", str(args.out)] if args.out else [])
-            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{shlex.join(again)}`", file=sys.stderr)
+            # named again after the diffs, which a long one scrolls out of sight
+            names = ", ".join(str(_shown(path)) for path in [path for path, _ in problems] + orphans)
+            print(f"{len(problems) + len(orphans)} generated file(s) stale ({names}); run `{shlex.join(again)}`",
+                  file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
         return 0

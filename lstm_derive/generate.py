@@ -221,15 +221,16 @@ def existing(path):
         raise GenerationError(f"{path}: cannot read it ({error.strerror or error}); move it away") from error
 
 
-def stale(targets):
-    """(path, unified diff) for every target whose file differs from what it must contain."""
+def stale(targets, shown=str):
+    """(path, unified diff) for every target whose file differs from what it must contain; the
+    diff names the file as shown(path) gives it."""
     out = []
     for t in targets:
         old = existing(t.path)
         if old != t.text:
             on_disk = "missing" if old is None else "on disk: empty or not UTF-8 text" if old == "" else "on disk"
             diff = difflib.unified_diff((old or "").splitlines(True), t.text.splitlines(True),
-                                        f"{t.path} ({on_disk})", f"{t.path} (generated)")
+                                        f"{shown(t.path)} ({on_disk})", f"{shown(t.path)} (generated)")
             out.append((t.path, "".join(diff)))
     return out
 

@@ -258,6 +258,29 @@ def test_the_stale_hint_names_the_folder_it_was_given(tmp_path, capsys):
     assert f"run `lstm-derive --derivations {home} generate --out {tmp_path / 'build'}`" in capsys.readouterr().err
 
 
+def test_generate_check_names_every_stale_file_after_the_diffs_as_typed_from_here(tmp_path, monkeypatch, capsys):
+    """A kernel's diff runs to hundreds of lines: the closing line names the stale files again,
+    each as the user would type it from the working directory, the missing and the orphaned too."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    script = home / "sigmoid_rnn.py"
+    script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a + 1)"))
+    (home / "sigmoid_rnn.md").unlink()
+    (kernels / "gone.py").write_text((kernels / "sigmoid_rnn.py").read_text())
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+    captured = capsys.readouterr()
+    assert "--- kernels/sigmoid_rnn.py (on disk)" in captured.out
+    assert "derivations/sigmoid_rnn.md: missing\nkernels/gone.py: generated, but no derivation script" in captured.out
+    assert captured.err.startswith("3 generated file(s) stale (kernels/sigmoid_rnn.py, derivations/sigmoid_rnn.md, "
+                                   "kernels/gone.py); run `lstm-derive --derivations "), captured.err
+
+
 def test_generated_files_do_not_depend_on_the_directory_the_command_ran_in(tmp_path, monkeypatch, capsys):
     home = tmp_path / "cells"
     write_cell(home, "sigmoid_rnn")
