@@ -290,7 +290,7 @@ def _claim(targets, script, claimed):
             raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
 
 
-def _all_targets(scripts, out=None):
+def _all_targets(scripts, out=None, writing=True):
     """Every script's files, and the messages of the scripts that fail. Into the package a failing
     script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
     targets, errors, claimed = [], [], {}
@@ -300,19 +300,35 @@ def _all_targets(scripts, out=None):
             _claim(made, script, claimed)
             targets += made
         except (SpecError, gen.GenerationError) as error:
+            if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
+                raise type(error)(f"{error}\nlstm-derive: nothing was written: into the package, generate writes the "
+                                  "files of every script given or of none (fix this one, or move it out of "
+                                  f"{gen.HOME.name}/ meanwhile)") from error
             if out is None:
                 raise
             errors.append(f"lstm-derive: {error}")
-    if out is None:  # the package's index lists every cell of derivations/, not only these
-        targets.append(gen.package_index(gen.home_cells()))
+    if out is None:
+        targets.append(_package_index(writing))
     return targets, errors
+
+
+def _package_index(writing):
+    """The package's index, which lists the cell of every script of derivations/, not only of
+    those given: so a cell given by name waits for every other script there to run too."""
+    try:
+        return gen.package_index(gen.home_cells())
+    except SpecError as error:
+        raise SpecError(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
+                        f"package's list of its kernels, {_shown(gen.KERNELS / '__init__.py')}, names the cell of every "
+                        f"script in {gen.HOME.name}/, and this one does not run (fix it, or move it out of "
+                        f"{gen.HOME.name}/ meanwhile)") from error
 
 
 def run_generate(args):
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
     scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
-    targets, errors = _all_targets(scripts, args.out)
+    targets, errors = _all_targets(scripts, args.out, writing=not args.check)
     status = _generated(args, targets) if targets else 0
     for error in errors:
         print(error, file=sys.stderr)

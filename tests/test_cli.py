@@ -258,6 +258,31 @@ def test_the_stale_hint_names_the_folder_it_was_given(tmp_path, capsys):
     assert f"run `lstm-derive --derivations {home} generate --out {tmp_path / 'build'}`" in capsys.readouterr().err
 
 
+def test_generate_into_the_package_says_a_failing_script_stops_the_others_files_too(tmp_path, monkeypatch, capsys):
+    """The error names the failing script alone: that the others' files were not written either,
+    and how to write them, is said after it; with --check, which writes nothing, it is not."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    (home / "broken.py").write_text("raise RuntimeError('half edited')\n")
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "lstm-derive: nothing was written: into the package, generate writes the files of every script given or of "
+        "none (fix this one, or move it out of derivations/ meanwhile)")
+    assert list(kernels.iterdir()) == []
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 2
+    assert "nothing was written" not in capsys.readouterr().err
+    # a cell given by name: the package's index still lists every script's cell
+    assert cli.main(["--derivations", str(home), "generate", "sigmoid_rnn"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"lstm-derive: nothing was written: the package's list of its kernels, {kernels / '__init__.py'}, names the "
+        "cell of every script in derivations/, and this one does not run (fix it, or move it out of derivations/ "
+        "meanwhile)")
+    assert list(kernels.iterdir()) == []
+
+
 def test_generate_check_names_every_stale_file_after_the_diffs_as_typed_from_here(tmp_path, monkeypatch, capsys):
     """A kernel's diff runs to hundreds of lines: the closing line names the stale files again,
     each as the user would type it from the working directory, the missing and the orphaned too."""
