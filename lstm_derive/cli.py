@@ -317,11 +317,11 @@ def _package_index(writing):
     those given: so a cell given by name waits for every other script there to run too."""
     try:
         return gen.package_index(gen.home_cells())
-    except SpecError as error:
-        raise SpecError(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
-                        f"package's list of its kernels, {_shown(gen.KERNELS / '__init__.py')}, names the cell of every "
-                        f"script in {gen.HOME.name}/, and this one does not run (fix it, or move it out of "
-                        f"{gen.HOME.name}/ meanwhile)") from error
+    except (SpecError, gen.GenerationError) as error:
+        raise type(error)(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
+                          f"package's list of its kernels, {_shown(gen.KERNELS / '__init__.py')}, names the cell of "
+                          f"every script in {gen.HOME.name}/, one each (fix the script, or move it out of "
+                          f"{gen.HOME.name}/ meanwhile)") from error
 
 
 def run_generate(args):

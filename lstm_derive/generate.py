@@ -66,9 +66,23 @@ def is_home(script):
     return Path(script).resolve().parent == HOME.resolve()
 
 
+def _home_as_typed():
+    """HOME, relative where the working directory holds it, so that messages name derivations/lstm.py."""
+    here = Path(HOME.name)
+    return here if here.is_dir() and here.resolve() == HOME.resolve() else HOME
+
+
 def home_cells():
-    """The names of the cells of the package's own scripts."""
-    return [load_cell(s).name for s in find_scripts(HOME)] if HOME.is_dir() else []
+    """The names of the cells of the package's own scripts; two scripts of one cell name are an
+    error, as the kernel of one would be written over the other's."""
+    built = {}
+    for script in find_scripts(_home_as_typed()) if HOME.is_dir() else ():
+        name = load_cell(script).name
+        if name in built:
+            raise GenerationError(f"{built[name]} and {script} both build the cell '{name}', whose kernel and "
+                                  f"document each would write over the other's; rename one cell")
+        built[name] = script
+    return list(built)
 
 
 def find_scripts(directory):
