@@ -7,9 +7,10 @@
                       [--steps T] [--methods M ...]  in float32 against float64)
     lstm-derive show CELL                        print a cell's derivation
 
-A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py);
---derivations DIR, before the command, names another folder of scripts. `check` also takes a
-kernel module written by hand (forward() and backward() at its top level), checked as it stands.
+A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py)
+or of the cell one of them builds; --derivations DIR, before the command, names another folder of
+scripts. `check` also takes a kernel module written by hand (forward() and backward() at its top
+level), checked as it stands.
 
 Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
 or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
@@ -237,10 +238,24 @@ def _script(args, name):
         raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
                         f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
     if name not in by_name:
+        of_cell = _script_of_cell(by_name.values(), name)
+        if of_cell:
+            return of_cell
         hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
         cells = f"its scripts: {', '.join(sorted(by_name))}" if by_name else "it holds no derivation scripts"
         raise SpecError(f"no cell '{name}' in {directory}: no script {name}.py there ({cells}){hint}")
     return by_name[name]
+
+
+def _script_of_cell(scripts, name):
+    """The script among scripts whose cell is named name, its file named otherwise (a script
+    renamed, or its cell); None if none is. A script that fails is passed over here: it says why
+    where it is run."""
+    for script in scripts:
+        with contextlib.suppress(SpecError):
+            if gen.load_cell(script).name == name:
+                return script
+    return None
 
 
 # Seconds a script's derivation and emission may take before the command says it is still at it
@@ -275,7 +290,7 @@ def _claim(targets, script, claimed):
             raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
 
 
-def _all_targets(scripts, out=None):
+def _all_targets(scripts, out=None, writing=True):
     """Every script's files, and the messages of the scripts that fail. Into the package a failing
     script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
     targets, errors, claimed = [], [], {}
@@ -285,19 +300,35 @@ def _all_targets(scripts, out=None):
             _claim(made, script, claimed)
             targets += made
         except (SpecError, gen.GenerationError) as error:
+            if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
+                raise type(error)(f"{error}\nlstm-derive: nothing was written: into the package, generate writes the "
+                                  "files of every script given or of none (fix this one, or move it out of "
+                                  f"{gen.HOME.name}/ meanwhile)") from error
             if out is None:
                 raise
             errors.append(f"lstm-derive: {error}")
-    if out is None:  # the package's index lists every cell of derivations/, not only these
-        targets.append(gen.package_index(gen.home_cells()))
+    if out is None:
+        targets.append(_package_index(writing))
     return targets, errors
+
+
+def _package_index(writing):
+    """The package's index, which lists the cell of every script of derivations/, not only of
+    those given: so a cell given by name waits for every other script there to run too."""
+    try:
+        return gen.package_index(gen.home_cells())
+    except (SpecError, gen.GenerationError) as error:
+        raise type(error)(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
+                          f"package's list of its kernels, {_shown(gen.KERNELS / '__init__.py')}, names the cell of "
+                          f"every script in {gen.HOME.name}/, one each (fix the script, or move it out of "
+                          f"{gen.HOME.name}/ meanwhile)") from error
 
 
 def run_generate(args):
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
     scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
-    targets, errors = _all_targets(scripts, args.out)
+    targets, errors = _all_targets(scripts, args.out, writing=not args.check)
     status = _generated(args, targets) if targets else 0
     for error in errors:
         print(error, file=sys.stderr)
@@ -310,29 +341,38 @@ def _generated(args, targets):
     """Writes the targets (or, with --check, compares them); the exit status."""
     # orphans are known only over all of the package's own derivations/, never over another folder
     whole = not args.out and not args.scripts and _directory(args).resolve() == gen.HOME.resolve()
-    orphans = gen.orphans(targets) if whole else []
+    orphans = gen.orphans(t.path for t in targets) if whole else []
     if args.check:
-        problems = gen.stale(targets)
+        problems = gen.stale(targets, _shown)
         for path, diff in problems:
-            print(f"{path}: missing" if not path.exists() else diff)
+            print(f"{_shown(path)}: missing" if not path.exists() else diff)
         for path in orphans:
-            print(f"{path}: generated, but no derivation script generates it any more")
+            print(f"{_shown(path)}: generated, but no derivation script generates it any more")
         if problems or orphans:
             where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
             again = ["lstm-derive", *where, "generate", *map(str, args.scripts)] + (
                 ["--out", str(args.out)] if args.out else [])
-            print(f"{len(problems) + len(orphans)} generated file(s) stale; run `{shlex.join(again)}`", file=sys.stderr)
+            # named again after the diffs, which a long one scrolls out of sight
+            names = ", ".join(str(_shown(path)) for path in [path for path, _ in problems] + orphans)
+            print(f"{len(problems) + len(orphans)} generated file(s) stale ({names}); run `{shlex.join(again)}`",
+                  file=sys.stderr)
             return 1
         print(f"{len(targets)} generated files are fresh")
         return 0
     written = gen.write(targets)
-    for path in orphans:
-        path.unlink()
-        print(f"removed {_shown(path)} (no script generates it)")
+    _remove(orphans)
     for path in written:
         print(f"wrote {_shown(path)}")
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
+
+
+def _remove(orphans, file=None):
+    """Removes the package's generated files that no script generates any more (its script
+    removed, or its cell renamed)."""
+    for path in orphans:
+        path.unlink()
+        print(f"removed {_shown(path)} (no script generates it)", file=file)
 
 
 def _shown(path):
@@ -384,6 +424,8 @@ def run_all(args):
             row, failures = _summary_row(script, None if home else Path(scratch), claimed)
             rows.append(row)
             all_failures += [f"{row[0]}: {f}" for f in failures]
+    if home and all(row[-1] != "ERROR" for row in rows):  # a failing script's files would look like orphans
+        _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
     print()
     print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
                   "seconds", "status"], rows))

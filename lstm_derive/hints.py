@@ -5,6 +5,7 @@ otherwise read as one number."""
 
 from __future__ import annotations
 
+import ast
 import builtins
 import difflib
 import inspect
@@ -17,7 +18,7 @@ import sympy
 
 from . import __all__ as EXPORTED
 from .functions import SUPPORTED_FUNCTIONS
-from .spec import DECLARED, MAX_THROUGH_RELU, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
+from .spec import DECLARED, MAX_THROUGH_RELU, ONE_SYMBOL, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
 
 __all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_numpy_functions"]
 
@@ -28,12 +29,15 @@ def script_hint(error):
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error)
+        return _import_hint(error) or _order_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
         return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
                 "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
+    given = _not_a_value(error)
+    if given:
+        return f"{given} is not a value of the cell language: {NOT_A_VALUE_BECAUSE.get(given, ONE_SYMBOL)}"
     if _of_sympy(error) and (isinstance(error, AttributeError) or re.search(
             r"not subscriptable|not iterable|has no len\(\)", str(error))):  # h_prev[0], sum(h_prev), h_prev.T
         return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
@@ -59,6 +63,41 @@ def script_hint(error):
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
     return ""
+
+
+# Python's values an operator's TypeError names beside a cell's expression, as a script wrote them;
+# "sequence" is Python's word for a list, tuple or string multiplied by an expression.
+NOT_A_VALUE = {"list": "a list", "tuple": "a tuple", "set": "a set", "dict": "a dict",
+               "sequence": "a list, tuple or string", "str": "a string", "NoneType": "None"}
+NOT_A_VALUE_BECAUSE = {
+    "a string": "write a number as a number (0.5, not '0.5') and a vector as the variable a call of the cell returned",
+    "None": "a function that ends without `return` gives it, and so do cell.update and cell.note",
+}
+# The messages of Python's operators given operands they cannot combine: both operands' types.
+_OPERANDS = (r"unsupported operand type\(s\) for [^:]+: '(\w+)' and '(\w+)'",
+             r"can't multiply (sequence) by non-int of type '(\w+)'",
+             r'can only concatenate (\w+) \(not "(\w+)"\) to \w+')
+
+
+def _not_a_value(error):
+    """What a script gave where a cell's expression goes, in words ("a list"), or "": an operand
+    beside a cell's expression (tanh(a)*[a, a]), or an argument of a SymPy function that fails
+    inside SymPy (tanh([a, a]): 'list' object has no attribute 'is_Number')."""
+    if isinstance(error, TypeError):
+        named = [n for pattern in _OPERANDS for match in re.findall(pattern, str(error)) for n in match]
+        of_a_cell = any(_is_sympys(n) for n in named)
+    elif isinstance(error, AttributeError):
+        named = re.findall(r"^'(\w+)' object has no attribute", str(error))
+        of_a_cell = _raised_in_sympy(error)
+    else:
+        return ""
+    given = [NOT_A_VALUE[n] for n in named if n in NOT_A_VALUE]
+    return given[0] if given and of_a_cell else ""
+
+
+def _raised_in_sympy(error):
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and frames[-1].filename.startswith(str(Path(sympy.__file__).parent))
 
 
 # How each of a script's calls is written, for a call given too few or too many values by position.
@@ -95,6 +134,46 @@ def _import_hint(error):
             f"language's functions are {SUPPORTED_OPERATIONS}")
 
 
+def _order_hint(error):
+    """For a name a script's line reads before a later line assigns it (i = sigmoid(a_i + c), c
+    computed below), or a state's name read for its value: where it is assigned, and what gives
+    the state's value of the step before."""
+    frames = traceback.extract_tb(error.__traceback__)
+    name, frame = getattr(error, "name", None), _innermost_frame(error)
+    if not name or not frames or frames[-1].name != "<module>" or frame is None:  # in a helper: not the script's order
+        return ""
+    later = _assigned_after(frames[-1].filename, name, frames[-1].lineno)
+    cells = [v for v in frame.f_globals.values() if isinstance(v, Cell)]
+    if not cells or name not in cells[0].states:
+        return (f"'{name}' is assigned only below, on line {later}: a script runs from top to bottom, so a line "
+                f"reads only what the lines above it computed; move line {later} above this one") if later else ""
+    previous = next((k for k, v in frame.f_globals.items() if isinstance(v, sympy.Symbol) and str(v) == f"{name}_prev"
+                     and not k.startswith("_")), f"{name}_prev")
+    return ((f"'{name}' is assigned only below, on line {later}, and is a state: " if later else
+             f"'{name}' is a state of the cell: ") + f"its value of the step before is {previous}, which "
+            f"cell.state('{name}') returned; its new value is what cell.update({name}=...) gives")
+
+
+def _assigned_after(path, name, line):
+    """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    bound = [node.lineno for node in ast.walk(tree) if _binds(node, name) and node.lineno > line]
+    return min(bound, default=None)
+
+
+def _binds(node, name):
+    if isinstance(node, ast.Name):
+        return node.id == name and isinstance(node.ctx, ast.Store)
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return node.name == name
+    if isinstance(node, (ast.Import, ast.ImportFrom)):
+        return any((alias.asname or alias.name.split(".")[0]) == name for alias in node.names)
+    return False
+
+
 def _missing_name(error):
     """The name an ImportError could not import, or a NameError's name."""
     if isinstance(error, NameError):
@@ -107,6 +186,8 @@ def pythons_suggestion(error):
     """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
     error's own text lacks: the command line, which shows that text alone, adds it."""
     name = getattr(error, "name", None)
+    if isinstance(error, NameError) and _order_hint(error):  # the name is right, its line is not: no other name is meant
+        return ""
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
@@ -134,14 +215,21 @@ def _about_the_cell(error):
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_import_hint(error)) or bool(re.match(r"Cell\.\w+\(\)", str(error))))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error))
+            or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
 def _of_sympy(error):
     """Whether an error's message names a SymPy class as the object's type ('Symbol' object is not
     subscriptable; ufunc does not support argument 0 of type Add)."""
     named = re.findall(r"'(\w+)' object|of type '?(\w+)", str(error))
-    return any(isinstance(getattr(sympy, name, None), type) for pair in named for name in pair if name)
+    return any(_is_sympys(name) for pair in named for name in pair if name)
+
+
+def _is_sympys(name):
+    """Whether a type's name is that of a cell's expression: a SymPy class, or a function of the
+    cell language's (sigmoid is lstm_derive's class, not SymPy's)."""
+    return isinstance(getattr(sympy, name, None), type) or name in SUPPORTED_FUNCTIONS
 
 
 def hint_uncaught_errors():

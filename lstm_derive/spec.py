@@ -42,6 +42,10 @@ class SpecError(ValueError):
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
 LONG = 40  # operations in one let's expression beyond which Cell.long() warns (the packaged cells: at most 10)
 MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
+# Why a list of vectors is no value: the hint for a list (tuple, set) where an expression goes.
+ONE_SYMBOL = ("a cell's vector is one symbol that stands for each of its H components alike, so an expression "
+              "combines the vectors themselves, elementwise (tanh(a)*a, not tanh(a)*[a, a]); several values are "
+              "several nodes, each named with its own cell.let")
 DECLARED = set()  # every symbol a cell has declared: hints.py's guard refuses NumPy's functions of them
 
 # SymPy's names for what a division by zero or an overflow makes, in words.
@@ -783,6 +787,8 @@ class Cell:
         if isinstance(expr, str):
             raise SpecError(f"{where}: '{name}' is given the string {expr!r}; build a SymPy expression from "
                             "the symbols the cell returned (cell.input/state/param/affine/let)")
+        if isinstance(expr, (list, tuple, set, dict)) and not isinstance(expr, Blocks):  # Blocks says to unpack itself
+            raise SpecError(f"{where}: '{name}' is a {type(expr).__name__}, {expr!r}, not an expression: {ONE_SYMBOL}")
         try:
             expr = sympy.sympify(expr, strict=True)
         except (sympy.SympifyError, TypeError, ValueError) as error:

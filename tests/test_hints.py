@@ -65,6 +65,43 @@ def test_a_vectors_components_are_not_there_to_index(tmp_path, capsys, expr, err
     refused(tmp_path, capsys, body, error, "a cell's vector is one symbol that stands for each of its H components")
 
 
+@pytest.mark.parametrize("expr, error, given", [
+    ("tanh(a) * [a, a]", "TypeError: can't multiply sequence by non-int of type 'tanh'", "a list, tuple or string"),
+    ("[a, a] * sigmoid(a)", "TypeError: can't multiply sequence by non-int of type 'sigmoid'", "a list, tuple or string"),
+    ("a + [a, a]", "TypeError: unsupported operand type(s) for +: 'Symbol' and 'list'", "a list"),
+    ("[a] + a", 'TypeError: can only concatenate list (not "Symbol") to list', "a list"),
+    ("a / (a, h_prev)", "TypeError: unsupported operand type(s) for /: 'Symbol' and 'tuple'", "a tuple"),
+    ("tanh([a, a])", "AttributeError: 'list' object has no attribute", "a list"),  # raised inside SymPy
+])
+def test_a_list_in_an_expression_is_said_to_be_no_value_of_the_cell_language(tmp_path, capsys, expr, error, given):
+    body = f"(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, error, f"; {given} is not a value of the cell language: a cell's vector is one "
+            "symbol that stands for each of its H components alike, so an expression combines the vectors themselves")
+
+
+@pytest.mark.parametrize("expr, hint", [
+    ("a + None", "None is not a value of the cell language: a function that ends without `return` gives it"),
+    ("a * '2'", "a list, tuple or string is not a value of the cell language"),
+    ("a + '2'", "a string is not a value of the cell language: write a number as a number (0.5, not '0.5')"),
+])
+def test_none_or_a_string_in_an_expression_is_said_to_be_no_value(tmp_path, capsys, expr, hint):
+    refused(tmp_path, capsys, f"(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n", hint)
+
+
+def test_a_list_in_an_expression_gets_the_hint_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=[a] + a)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().splitlines()[-1].startswith("lstm-derive: a list is not a value of the cell language"), run.stderr
+
+
+def test_a_type_error_of_lists_alone_gets_no_hint():
+    """The hint is for a list beside a cell's expression, not for a script's own arithmetic."""
+    assert script_hint(TypeError("unsupported operand type(s) for +: 'int' and 'list'")) == ""
+
+
 def test_numpys_functions_on_other_sympy_expressions_are_numpys():
     """The refusal is for a cell's vectors alone: SymPy used beside lstm_derive is as NumPy treats it."""
     q = sympy.Symbol("q_of_no_cell")
@@ -129,6 +166,36 @@ def test_a_misspelt_name_gets_pythons_suggestion(tmp_path, capsys, body, error):
     """Python's traceback suggests the name meant, but not the error's text, which is all the
     command line shows: it adds the suggestion."""
     refused(tmp_path, capsys, body, error)
+
+
+@pytest.mark.parametrize("body, hint", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a) + late)  # <- here\nlate = cell.let('late', tanh(a))\n"
+     "cell.update(h=e)\n", "'late' is assigned only below, on line 9: a script runs from top to bottom, so a line reads "
+     "only what the lines above it computed; move line 9 above this one"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a + h))  # <- here\n",
+     "'h' is a state of the cell: its value of the step before is h_prev, which cell.state('h') returned; its new "
+     "value is what cell.update(h=...) gives"),
+    ("(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a + h))  # <- here\nh = cell.let('h_new', e)\n"
+     "cell.update(h=h)\n", "'h' is assigned only below, on line 9, and is a state: its value of the step before is "
+     "h_prev, which cell.state('h') returned"),
+])
+def test_a_name_read_before_the_line_that_assigns_it_says_where_it_is_assigned(tmp_path, capsys, body, hint):
+    """An equation that reads a later line's node, or a state's name for the state's value: Python
+    says only that the name is not defined."""
+    message = refused(tmp_path, capsys, body, "NameError: name ", hint)
+    assert "Did you mean" not in message  # Python's guess for 'late' is 'float'
+
+
+def test_a_name_read_before_its_line_is_said_so_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a) + late)\n"
+                                       "late = cell.let('late', tanh(a))\ncell.update(h=e)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().splitlines()[-1] == ("lstm-derive: 'late' is assigned only below, on line 9: a script "
+                                                    "runs from top to bottom, so a line reads only what the lines "
+                                                    "above it computed; move line 9 above this one"), run.stderr
 
 
 @pytest.mark.parametrize("expr, error", [
