@@ -1,21 +1,16 @@
 """The checker accepts right gradients and rejects wrong ones, naming the element."""
 
 import inspect
-import pathlib
 import re
-import textwrap
-import types
 
 import mutants
 import numpy as np
 import pytest
 import seed_lstm
+from altered import NUMERIC, Wrapped
 
 from lstm_derive import gradcheck
 from lstm_derive.kernels import gru, lstm, lstm_seed, rnn
-
-
-NUMERIC = ("central", "complex")  # the methods that judge a formula: float32 judges its run against float64's
 
 
 def reports(kernel, **config):
@@ -121,17 +116,6 @@ def test_the_tolerances_reject_small_errors_and_accept_rounding(method, off, ok)
     (r,) = gradcheck.check_kernel(wrong_bias(lstm_seed, 1 + off, largest=True), T=3, B=2, D=3, H=3,
                                   scale=1.0, methods=(method,))
     assert r.ok == ok, str(r)
-
-
-class Wrapped:
-    """A packaged kernel with its backward() replaced: the hand-written kernels a researcher checks."""
-
-    def __init__(self, kernel, backward=None, forward=None):
-        self.k = kernel
-        for name in ("CELL", "INPUT", "STATES", "OUTPUT", "PARAMS", "init_params", "forward", "backward"):
-            setattr(self, name, getattr(kernel, name))
-        self.backward = backward or self.backward
-        self.forward = forward or self.forward
 
 
 def wrong_bias(kernel, factor=1.01, largest=False):
@@ -793,90 +777,6 @@ def test_a_gradient_of_another_dtype_than_float64_input_fails():
     assert "db_x: complex128 from float64 input, expected float64" in str(central)
 
 
-# -- calls as users make them -------------------------------------------------------------------
-
-
-class Workspace:
-    """rnn with its outputs in a buffer kept across calls, as a kernel that allocates nothing per
-    call might: right for one forward() and its backward(), wrong for two layers."""
-
-    def __init__(self):
-        self.k, self.buffer = rnn, None
-        for name in ("CELL", "STATES", "PARAMS", "init_params", "backward"):
-            setattr(self, name, getattr(rnn, name))
-
-    def forward(self, params, x, state=None, lengths=None):
-        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
-        if self.buffer is None or self.buffer.shape != ys.shape or self.buffer.dtype != ys.dtype:
-            self.buffer = np.empty_like(ys)
-        self.buffer[...] = ys
-        return self.buffer, final, cache
-
-
-def _none_as(value, widened=False):
-    """rnn's forward reading state=None as a state of value; widened: then returning float64 ys, as
-    a hand-written kernel's np.zeros((B, H)) makes its float32 run."""
-    def forward(params, x, state=None, lengths=None):
-        none = state is None
-        if none:
-            state = (np.full((np.shape(x)[1], np.shape(params["W_h"])[0]), value, np.asarray(x).dtype),)
-        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
-        return (ys.astype(np.float64) if none and widened else ys), final, cache
-    return forward
-
-
-def _wrong_step(params, cache, dy_t, dstate=None):
-    grads, dx_t, dstate_prev = rnn.step_backward(params, cache, dy_t, dstate)
-    return grads, dx_t * 1.1, dstate_prev
-
-
-@pytest.mark.parametrize("kernel, said", [
-    (Workspace(), "with another forward() and backward() between a forward() and its backward() (a stack of "
-                  "layers), ys differs by"),
-    (Workspace(), "a call must keep nothing for a later one outside the cache it returns, and return arrays no "
-                  "later call writes into"),
-    (Wrapped(rnn, forward=_none_as(1.0)), "with state=None (meaning zeros) in float64, ys differs by"),
-    (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
-])
-def test_a_kernel_whose_results_change_with_how_it_is_called_fails(kernel, said):
-    central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged
-    assert not central.ok and said in str(central), str(central)
-    assert not central.mismatches  # each call alone, as the other checks make them, is right
-
-
-def test_a_kernel_for_float64_alone_passes_without_the_float32_method():
-    """Its None reads as float64 zeros, which matters only in a float32 run: a check that leaves
-    float32 out does not run it in float32 to find that."""
-    kernel = Wrapped(rnn, forward=_none_as(0.0, widened=True))
-    central, _ = gradcheck.check_kernel(kernel, methods=("central", "complex"))
-    assert central.ok, str(central)
-    central, _, _ = gradcheck.check_kernel(kernel)
-    assert not central.ok and "None must mean zeros (of x's dtype)" in str(central), str(central)
-
-
-def test_functions_named_step_forward_that_take_other_arguments_are_the_kernels_own():
-    """A tutorial's helpers, step_forward(x_t, h_prev, params) and step_backward(dh, cache): not
-    the generated kernels' step functions, so not checked as those; with their signatures they are."""
-    kernel = Wrapped(rnn)
-    kernel.step_forward = lambda x_t, h_prev, params: np.tanh(x_t @ params["W_x"].T + h_prev @ params["W_h"].T)
-    kernel.step_backward = lambda dh, cache: (dh, cache)
-    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
-    kernel.step_backward = lambda dh_next, h, h_prev, params: (dh_next, h, h_prev)  # four, params last
-    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
-    kernel.step_forward, kernel.step_backward = rnn.step_forward, _wrong_step
-    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
-    assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
-
-
-def test_step_functions_are_checked_against_forward_and_backward():
-    kernel = Wrapped(rnn)
-    kernel.step_forward, kernel.step_backward = rnn.step_forward, _wrong_step
-    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
-    assert "step by step, with step_forward() and step_backward(), dx differs by" in str(central), str(central)
-    kernel.step_backward = rnn.step_backward
-    assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
-
-
 def test_float32_failing_where_float64_passes_on_an_ill_conditioned_problem_says_so():
     """gru over 50 steps at weights of scale 10: float32's rounding grows past 1e-3 on a right kernel."""
     reports = gradcheck.check_kernel(gru, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
@@ -913,73 +813,6 @@ def test_the_smaller_steps_rounding_cannot_pass_a_gradient_just_outside_the_tole
     assert not central.ok and {m.name for m in central.mismatches} == {"h0"}, str(central)
 
 
-def test_right_kernels_called_in_ways_of_their_own_pass(tmp_path):
-    """A state the cell divides by, started at zeros by None: the same nan both ways is no difference.
-    A kernel that refuses None by any exception, one that gives no gradient for a state it was given
-    as None, and one whose step_forward is a helper of another kind are left alone."""
-    import sys
-
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    from test_random_cells import kernel_of
-
-    divided, _ = kernel_of(textwrap.dedent("""
-        from lstm_derive import Cell, exp, sigmoid, tanh
-
-        cell = Cell("divided", title="A normalised state")
-        x = cell.input("x")
-        h_prev, n_prev = cell.state("h"), cell.state("n", positive=True)
-        a_i, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_o"])
-        i = cell.let("i", exp(a_i))
-        n = cell.let("n_new", n_prev + i)
-        cell.update(h=sigmoid(a_o) * tanh(n_prev / n), n=n)
-    """), tmp_path)
-    assert all(r.ok for r in gradcheck.check_kernel(divided, methods=NUMERIC)), "nan against nan"
-
-    def refusing(params, x, state=None, lengths=None):
-        assert state is not None, "this kernel takes a state"
-        return rnn.forward(params, x, state, lengths=lengths)
-
-    def no_gradient_for_none(params, cache, dys, dstate=None):
-        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
-        return grads, dx, (None,) if cache.get("given_none") else dstate0
-
-    def marking(params, x, state=None, lengths=None):
-        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
-        return ys, final, {**cache, "given_none": state is None}
-
-    helper = Wrapped(rnn)
-    helper.step_forward = lambda params, x_t, h: np.tanh(x_t @ params["W_x"].T)  # not (y_t, state, cache)
-    helper.step_backward = rnn.step_backward
-    for kernel in (Wrapped(rnn, forward=refusing), Wrapped(rnn, no_gradient_for_none, marking), helper):
-        assert all(r.ok for r in gradcheck.check_kernel(kernel, methods=NUMERIC))
-
-
-def test_a_second_layers_call_with_its_own_weights_and_lengths_shows_what_a_kernel_kept_between_calls():
-    kept = {}
-
-    def forward(params, x, state=None, lengths=None):
-        kept["W_h"] = params["W_h"]  # the last forward()'s weights, read by the next backward()
-        return rnn.forward(params, x, state, lengths=lengths)
-
-    def backward(params, cache, dys, dstate=None):
-        return rnn.backward({**params, "W_h": kept["W_h"]}, cache, dys, dstate)
-
-    central, _ = gradcheck.check_kernel(Wrapped(rnn, backward, forward), methods=NUMERIC)
-    assert not central.ok and not central.mismatches and "(a stack of layers), the kernel raised ValueError" in str(central)
-
-
-def test_step_functions_are_checked_from_none_in_float32():
-    def step_forward(params, x_t, state=None):
-        state = (np.ones((np.shape(x_t)[0], np.shape(params["W_h"])[0]), x_t.dtype),) if state is None else state
-        return rnn.step_forward(params, x_t, state)  # None read as ones, by the step function alone
-
-    kernel = Wrapped(rnn)
-    kernel.step_forward, kernel.step_backward = step_forward, rnn.step_backward
-    central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged
-    assert "step by step, with step_forward() and step_backward() from state=None in float32, ys differs by" \
-        in str(central), str(central)
-
-
 # -- the tolerances and floors, each pinned by a kernel just wrong enough to fail it ------------------
 
 
@@ -1000,21 +833,6 @@ def test_a_float32_forward_off_by_three_tenths_of_a_percent_fails():
     k = _float32_only(lstm, change_forward=lambda ys, final, cache: (ys * np.float32(1.003), final, cache))
     central, r = gradcheck.check_kernel(k, methods=("central", "float32"))
     assert central.ok and not r.ok and "forward()'s ys in float32 differs" in str(r), str(r)
-
-
-def test_state_none_read_as_1e_9_in_float64_fails():
-    central, _ = gradcheck.check_kernel(Wrapped(rnn, forward=_none_as(1e-9)), methods=NUMERIC)
-    assert not central.ok and "with state=None (meaning zeros) in float64" in str(central), str(central)
-
-
-def test_state_none_read_as_3e_5_in_float32_alone_fails():
-    def forward(params, x, state=None, lengths=None):
-        if state is None and np.asarray(x).dtype == np.float32:
-            state = (np.full((np.shape(x)[1], np.shape(params["W_h"])[0]), 3e-5, np.float32),)
-        return rnn.forward(params, x, state, lengths=lengths)
-
-    central, _, _ = gradcheck.check_kernel(Wrapped(rnn, forward=forward))  # float32 too: its run is judged
-    assert not central.ok and "with state=None (meaning zeros) in float32" in str(central), str(central)
 
 
 class Linear:
@@ -1303,33 +1121,3 @@ def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to
     chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
     assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
     assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
-
-
-def _handwritten_rnn():
-    import importlib.util
-
-    path = pathlib.Path(__file__).parent.parent / "examples" / "handwritten_rnn.py"
-    spec = importlib.util.spec_from_file_location("handwritten_rnn", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_a_second_backward_on_one_cache_must_agree_with_the_first_or_refuse():
-    """A backward() that writes over the forward values its cache holds gives a second caller
-    (two losses on one forward) wrong gradients; one that leaves its cache alone, or refuses a
-    cache used before (the generated kernels), is right."""
-    handwritten = _handwritten_rnn()
-    assert all(r.ok for r in gradcheck.check_kernel(handwritten, methods=NUMERIC))
-    assert all(r.ok for r in gradcheck.check_kernel(rnn, methods=NUMERIC))  # it refuses the second
-
-    def overwriting(params, cache, dys, dstate=None):
-        out = handwritten.backward(params, cache, dys, dstate)
-        cache[1][1:] *= 0.5  # h, read as tanh's output by the next call
-        return out
-
-    kernel = types.SimpleNamespace(**{name: getattr(handwritten, name) for name in gradcheck.INTERFACE})
-    kernel.backward = overwriting
-    central, _ = gradcheck.check_kernel(kernel, methods=NUMERIC)
-    assert not central.ok and not central.mismatches, str(central)
-    assert "with backward() called twice on one forward()'s cache, the second's dW_x differs by" in str(central)
