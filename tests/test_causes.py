@@ -1,9 +1,10 @@
 """The guesses at a failure's cause: read directly, and as check_kernel's reports give them for a
-kernel wrong in a known way (a gradient transposed, scaled or zero, in some gates' rows alone)."""
+kernel wrong in a known way (a gradient transposed, scaled or zero, in some gates' rows alone) or
+a problem no method can judge alike (chaotic, ill-conditioned, a forward not complex-analytic)."""
 
 import numpy as np
 import pytest
-from altered import NUMERIC, Wrapped
+from altered import NUMERIC, Wrapped, float32_only, wrong_bias
 
 from lstm_derive import causes, gradcheck
 from lstm_derive.kernels import gru, lstm, rnn
@@ -103,3 +104,38 @@ def test_a_wrong_gradient_of_no_simple_kind_is_said_to_be_of_none():
         return g + np.arange(g.size).reshape(g.shape) * 0.01
     central, _, _ = gradcheck.check_kernel(_changed_gradient("W_h", noisy), B=2, H=4)
     assert not central.ok and "(it is" not in str(central), str(central)
+
+
+def test_the_complex_step_failing_where_central_differences_agree_points_at_a_forward_not_analytic():
+    """The final state through .real: right in real arithmetic, but its imaginary part is lost."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return ys, tuple(np.real(f) for f in final), cache
+
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
+    assert central.ok and complex_.mismatches, str(complex_)
+    assert "its forward is likely not complex-analytic" in str(complex_)
+    assert "not complex-analytic" not in str(central)
+
+
+def test_float32_failing_where_float64_passes_on_an_ill_conditioned_problem_says_so():
+    """gru over 50 steps at weights of scale 10: float32's rounding grows past 1e-3 on a right kernel."""
+    reports = gradcheck.check_kernel(gru, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    central, complex_, low = reports
+    assert central.ok and complex_.ok and not low.ok
+    assert "rounding this problem's inputs to float32 alone moves its float64 gradients by" in str(low)
+    assert "an ill-conditioned problem (large weights over many steps)" in str(low)
+    wrong = float32_only(gru, change_backward=lambda grads, dx, d0: ({**grads, "b_x": grads["b_x"] * 1.01}, dx, d0))
+    central, complex_, low = gradcheck.check_kernel(wrong, T=3, B=2, D=2, H=3, seed=1, scale=3.0)
+    assert central.ok and complex_.ok and not low.ok and not low.hint, str(low)  # a well-conditioned problem
+    *_, low = gradcheck.check_kernel(wrong, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    assert not low.ok and not low.hint, str(low)  # ill-conditioned, but off by far more than rounding grows
+
+
+def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to_be():
+    """rnn at H = 64 with weights of scale 1 (8 times init_params' own) over 50 steps: rounding alone
+    moves the gradients by their own size, and no method can judge them; a wrong kernel on a problem
+    that is not chaotic is told nothing of the kind."""
+    chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
+    assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
+    assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
