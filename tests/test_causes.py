@@ -1,9 +1,13 @@
-"""The guesses at a failure's cause, read directly (tests/test_gradcheck.py reads them through
-check_kernel's reports)."""
+"""The guesses at a failure's cause: read directly, and as check_kernel's reports give them for a
+kernel wrong in a known way (a gradient transposed, scaled or zero, in some gates' rows alone) or
+a problem no method can judge alike (chaotic, ill-conditioned, a forward not complex-analytic)."""
 
 import numpy as np
+import pytest
+from altered import NUMERIC, Wrapped, float32_only, wrong_bias
 
-from lstm_derive import causes
+from lstm_derive import causes, gradcheck
+from lstm_derive.kernels import gru, lstm, rnn
 
 
 def test_runs_and_steps_text_group_consecutive_indices():
@@ -23,3 +27,115 @@ def test_by_blocks_names_the_rows_of_each_kind_of_block():
                     "the numeric gradient transposed: an outer product the wrong way round?; in rows 6-7, "
                     "0 everywhere: never computed, or never accumulated?")
     assert causes.by_blocks(n + 1, n, 1e-9, 2) == ""  # wrong in every block alike: nothing to add
+
+
+def _changed_gradient(name, change, kernel=rnn):
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = kernel.backward(params, cache, dys, dstate)
+        if name == "x":
+            return grads, change(dx), dstate0
+        return {**grads, name: change(grads[name])}, dx, dstate0
+    return Wrapped(kernel, backward)
+
+
+@pytest.mark.parametrize("name, change, said", [
+    ("W_h", lambda g: g.T, "dW_h 1.5e+00 (it is the numeric gradient transposed: an outer product the wrong way round?)"),
+    ("b_x", lambda g: g / 2, "(it is 1/2 of the numeric gradient: a sum of 2 terms, rows or steps, taken as their mean"),
+    ("W_x", lambda g: -g, "(it is the numeric gradient with its sign flipped)"),
+    ("b_h", lambda g: 3 * g, "(it is 3 times the numeric gradient: a term counted 3 times?)"),
+    ("b_h", lambda g: 10000 * g, "(it is 10000 times the numeric gradient: a term counted 10000 times?)"),
+    ("b_h", lambda g: 10001 * g, "(it is 10001 times the numeric gradient)"),
+    ("b_h", lambda g: 0 * g, "(it is 0 everywhere: never computed, or never accumulated?)"),
+    ("b_h", lambda g: 1.01 * g, "(it is 1.01 times the numeric gradient)"),
+    ("b_h", lambda g: -0.5 * g, "(it is -0.5 times the numeric gradient)"),
+    ("b_h", lambda g: 1e-20 * g, "(it is 1e-20 times the numeric gradient)"),
+])
+def test_a_wrong_gradient_of_a_simple_kind_is_said_to_be_of_it(name, change, said):
+    """A gradient transposed, scaled or zero is named so beside its largest error: what the
+    common slips of a hand-written backward pass look like."""
+    central, complex_, _ = gradcheck.check_kernel(_changed_gradient(name, change), B=2, H=4)
+    assert said in str(central) and said in str(complex_), str(central)
+
+
+def _gate_transposed(g, gate, H=4):
+    g = g.copy()
+    g[gate * H:(gate + 1) * H] = g[gate * H:(gate + 1) * H].T.copy()
+    return g
+
+
+def _gate_noisy(g, gate, H=4):
+    g = g.copy()
+    g[gate * H:(gate + 1) * H] += 0.1 * np.arange(H * g[0].size).reshape(g[gate * H:(gate + 1) * H].shape)
+    return g
+
+
+@pytest.mark.parametrize("kernel, name, change, said", [
+    (lstm, "W_h", lambda g: _gate_transposed(g, 3), "(it is by blocks of 4 rows, a gate's each where "
+     "gates are stacked: right in rows 0-11; in rows 12-15, the numeric gradient transposed: an outer product the "
+     "wrong way round?)"),
+    (gru, "W_x", lambda g: _gate_transposed(_gate_transposed(g, 1), 2),
+     "(it is by blocks of 4 rows, a gate's each where gates are stacked: right in rows 0-3; in rows 4-11, the "
+     "numeric gradient transposed: an outer product the wrong way round?)"),
+    (lstm, "b", lambda g: np.concatenate([g[:8], 2 * g[8:12], g[12:]]), "(it is by blocks of 4 rows, a gate's each "
+     "where gates are stacked: right in rows 0-7, 12-15; in rows 8-11, 2 times the numeric gradient: a term counted "
+     "2 times?)"),
+    (gru, "U_h", lambda g: _gate_noisy(g, 1), "(it is by blocks of 4 rows, a gate's each where gates are stacked: "
+     "right in rows 0-3, 8-11; wrong in rows 4-7)"),
+    (rnn, "x", lambda g: g[::-1], "(it is the numeric gradient with its steps in reverse order: kept in the backward "
+     "loop's order?)"),
+])
+def test_a_stacked_gradient_wrong_in_some_gates_rows_is_said_to_be_in_which(kernel, name, change, said):
+    """A gated cell's weights stack one block of H rows per gate: a gate's outer product taken the
+    wrong way round (D = H, or a recurrent weight) is a transpose of that block alone, which the
+    whole array, not square, never is; the rows a wrong gate's gradient holds are named."""
+    central, complex_ = gradcheck.check_kernel(_changed_gradient(name, change, kernel), T=3, B=2, D=4, H=4,
+                                               methods=NUMERIC)
+    assert said in str(central) and said in str(complex_), str(central)
+
+
+def test_a_stacked_gradient_wrong_in_every_block_alike_says_nothing_of_blocks():
+    central, _ = gradcheck.check_kernel(_changed_gradient("W_h", lambda g: g + 0.1 * np.arange(g.size).reshape(
+        g.shape), lstm), T=3, B=2, D=4, H=4, methods=NUMERIC)
+    assert not central.ok and "(it is" not in str(central), str(central)
+
+
+def test_a_wrong_gradient_of_no_simple_kind_is_said_to_be_of_none():
+    def noisy(g):
+        return g + np.arange(g.size).reshape(g.shape) * 0.01
+    central, _, _ = gradcheck.check_kernel(_changed_gradient("W_h", noisy), B=2, H=4)
+    assert not central.ok and "(it is" not in str(central), str(central)
+
+
+def test_the_complex_step_failing_where_central_differences_agree_points_at_a_forward_not_analytic():
+    """The final state through .real: right in real arithmetic, but its imaginary part is lost."""
+    def forward(params, x, state=None):
+        ys, final, cache = rnn.forward(params, x, state)
+        return ys, tuple(np.real(f) for f in final), cache
+
+    central, complex_ = gradcheck.check_kernel(Wrapped(rnn, forward=forward), methods=NUMERIC)
+    assert central.ok and complex_.mismatches, str(complex_)
+    assert "its forward is likely not complex-analytic" in str(complex_)
+    assert "not complex-analytic" not in str(central)
+
+
+def test_float32_failing_where_float64_passes_on_an_ill_conditioned_problem_says_so():
+    """gru over 50 steps at weights of scale 10: float32's rounding grows past 1e-3 on a right kernel."""
+    reports = gradcheck.check_kernel(gru, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    central, complex_, low = reports
+    assert central.ok and complex_.ok and not low.ok
+    assert "rounding this problem's inputs to float32 alone moves its float64 gradients by" in str(low)
+    assert "an ill-conditioned problem (large weights over many steps)" in str(low)
+    wrong = float32_only(gru, change_backward=lambda grads, dx, d0: ({**grads, "b_x": grads["b_x"] * 1.01}, dx, d0))
+    central, complex_, low = gradcheck.check_kernel(wrong, T=3, B=2, D=2, H=3, seed=1, scale=3.0)
+    assert central.ok and complex_.ok and not low.ok and not low.hint, str(low)  # a well-conditioned problem
+    *_, low = gradcheck.check_kernel(wrong, T=50, B=2, D=3, H=4, seed=31, scale=10.0, sample=3)
+    assert not low.ok and not low.hint, str(low)  # ill-conditioned, but off by far more than rounding grows
+
+
+def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to_be():
+    """rnn at H = 64 with weights of scale 1 (8 times init_params' own) over 50 steps: rounding alone
+    moves the gradients by their own size, and no method can judge them; a wrong kernel on a problem
+    that is not chaotic is told nothing of the kind."""
+    chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
+    assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
+    assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))

@@ -319,7 +319,8 @@ def _cell_with_note(text):
 
 
 def test_a_note_may_cite_what_an_equation_computes_and_escape_a_brace():
-    derive(_cell_with_note("{da} carries {dh_prev} back; {{dh}} is a brace, not a citation"))
+    """{{q}} is a brace around q, which no equation computes: read as a citation, it would be refused."""
+    derive(_cell_with_note("{da} carries {dh_prev} back; {{q}} is a brace, not a citation"))
 
 
 def test_a_notes_citation_of_a_name_no_equation_computes_is_refused_with_the_closest_one():

@@ -132,15 +132,23 @@ def document_numbers(markdown):
 # -- the parsers, through node ---------------------------------------------------------------
 
 
+# What the parsers must reject (and one diagram they must take), judged in the run that judges the
+# documents: one node process loads MathJax and Mermaid for both. No document's id has a colon.
+PROBES = {"tex": [{"id": "probe:macro", "tex": r"\undefinedmacro x"}, {"id": "probe:brace", "tex": r"\frac{a}{b"}],
+          "mermaid": [{"id": "probe:arrow", "source": "flowchart LR\n    a -.->> b"},
+                      {"id": "probe:headless", "source": 'flowchart LR\n    a --> b\n    a <-.-|"next step"| b'},
+                      {"id": "probe:fine", "source": 'flowchart LR\n    a ~~~ c\n    a --> b\n    b -.->|"next step"| a'}]}
+
+
 @pytest.fixture(scope="session")
 def parsed():
-    """Runs tests/js/check.mjs once over the math and the diagrams of every document."""
+    """Runs tests/js/check.mjs once over the math and the diagrams of every document, and PROBES."""
     if shutil.which("node") is None or not (JS / "node_modules").is_dir():
         message = "MathJax and Mermaid are not installed: run `npm ci --prefix tests/js`"
         if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
-    request = {"tex": [], "mermaid": []}
+    request = {kind: list(items) for kind, items in PROBES.items()}
     for name, (markdown, latex) in DOCUMENTS.items():
         math, mermaid, _ = split_markdown(markdown)
         request["tex"] += [{"id": f"{name}.md:{line}", "tex": tex} for line, tex in math]
@@ -175,15 +183,10 @@ def test_the_diagrams_parse_with_mermaid(parsed, name):
 
 def test_the_parsers_reject_what_they_should(parsed):
     """The checker is not a rubber stamp: a bad macro, a bad brace and a bad arrow fail."""
-    request = {"tex": [{"id": "macro", "tex": r"\undefinedmacro x"}, {"id": "brace", "tex": r"\frac{a}{b"}],
-               "mermaid": [{"id": "arrow", "source": "flowchart LR\n    a -.->> b"},
-                           {"id": "headless", "source": 'flowchart LR\n    a --> b\n    a <-.-|"next step"| b'},
-                           {"id": "fine", "source": 'flowchart LR\n    a ~~~ c\n    a --> b\n    b -.->|"next step"| a'}]}
-    run = subprocess.run(["node", str(JS / "check.mjs")], input=json.dumps(request), capture_output=True,
-                         text=True, timeout=300)
-    result = json.loads(run.stdout)
-    assert result["tex"]["macro"] and result["tex"]["brace"] and result["mermaid"]["arrow"]
-    assert result["mermaid"]["headless"] == "edges drawn without a head: a - b" and result["mermaid"]["fine"] is None
+    _, result = parsed
+    assert result["tex"]["probe:macro"] and result["tex"]["probe:brace"] and result["mermaid"]["probe:arrow"]
+    assert result["mermaid"]["probe:headless"] == "edges drawn without a head: a - b"
+    assert result["mermaid"]["probe:fine"] is None
 
 
 # -- what GitHub needs beyond valid TeX ------------------------------------------------------
