@@ -9,6 +9,7 @@ import ast
 import builtins
 import difflib
 import inspect
+import math
 import re
 import sys
 import traceback
@@ -29,7 +30,7 @@ def script_hint(error):
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error) or _order_hint(error)
+        return _import_hint(error) or _order_hint(error) or _function_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -134,6 +135,19 @@ def _import_hint(error):
             f"language's functions are {SUPPORTED_OPERATIONS}")
 
 
+def _function_hint(error):
+    """For a function of mathematics' (log, sqrt, sin) called but not defined: the cell language has
+    no such function, whose are named. A name the line does not call, or no mathematician's (a
+    helper of the script's own), is left to Python's message."""
+    frames = traceback.extract_tb(error.__traceback__)
+    name = getattr(error, "name", None)
+    if not (name and frames and re.search(rf"\b{re.escape(name)}\s*\(", frames[-1].line or "")):
+        return ""
+    if not (hasattr(math, name) or isinstance(getattr(sympy, name, None), sympy.FunctionClass)):
+        return ""
+    return f"{name} is not a function of the cell language, whose functions are {SUPPORTED_OPERATIONS}"
+
+
 def _order_hint(error):
     """For a name a script's line reads before a later line assigns it (i = sigmoid(a_i + c), c
     computed below), or a state's name read for its value: where it is assigned, and what gives
@@ -186,8 +200,8 @@ def pythons_suggestion(error):
     """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
     error's own text lacks: the command line, which shows that text alone, adds it."""
     name = getattr(error, "name", None)
-    if isinstance(error, NameError) and _order_hint(error):  # the name is right, its line is not: no other name is meant
-        return ""
+    if isinstance(error, NameError) and (_order_hint(error) or _function_hint(error)):
+        return ""  # the name is right (its line is not, or the language lacks it): no other name is meant
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
@@ -215,7 +229,8 @@ def _about_the_cell(error):
     inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error)
+                                        or _function_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 

@@ -294,3 +294,22 @@ def test_an_error_that_is_no_type_error_of_the_cell_language_gets_no_hint(error)
 
 def test_a_type_error_of_no_kind_the_hints_know_gets_no_hint():
     assert script_hint(TypeError("'int' object is not callable")) == ""
+
+
+@pytest.mark.parametrize("expr, name", [("tanh(log(1 + a*a))", "log"), ("sqrt(a*a + 1)", "sqrt"), ("tanh(a)*sin(a)", "sin")])
+def test_a_function_of_mathematics_the_language_lacks_is_said_to_be_none_of_its(tmp_path, capsys, expr, name):
+    """Python says only that log is not defined (and, for sqrt, did you mean 'sorted'?): importing it
+    would not help, as the cell language has no log."""
+    message = refused(tmp_path, capsys, f"(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n",
+                      f"NameError: name '{name}' is not defined; {name} is not a function of the cell language, "
+                      "whose functions are sigmoid, tanh, relu, softplus, exp, +, -, *")
+    assert "Did you mean" not in message
+
+
+@pytest.mark.parametrize("body", [
+    "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\nlog  # <- here\n",  # named, not called
+    "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\ntrain(cell)  # <- here\n",  # the script's own
+])
+def test_an_undefined_name_that_is_no_call_of_a_mathematical_function_gets_no_such_hint(tmp_path, capsys, body):
+    message = refused(tmp_path, capsys, body, "NameError: name ")
+    assert "not a function of the cell language" not in message
