@@ -339,18 +339,21 @@ def test_the_seed_table_row_for_ds():
 # -- determinism -----------------------------------------------------------------------------
 
 
-def test_documents_are_byte_identical_on_regeneration(tmp_path):
-    """Two runs with different string hashing, each into a fresh ./out: the same bytes. (That the
-    documents on disk are fresh, test_generate checks.)"""
+def test_documents_and_kernels_are_byte_identical_on_regeneration(tmp_path):
+    """Two runs with different string hashing, each into a fresh ./out: the same bytes, for every
+    file (a set's order that leaks into a kernel's lines would differ). (That the files on disk
+    are fresh, test_generate checks.)"""
     runs = []
     for seed in ("1", "2"):
         env = dict(os.environ, PYTHONHASHSEED=seed)
         subprocess.run([sys.executable, "-m", "lstm_derive", "--derivations", str(DERIVATIONS), "generate",
                         "--out", "out"], check=True, env=env, capture_output=True, cwd=tmp_path)
-        runs.append({cell: (tmp_path / "out" / f"{cell}.md").read_bytes() for cell in CELLS})
+        runs.append({p.name: p.read_bytes() for p in sorted((tmp_path / "out").iterdir())})
         shutil.rmtree(tmp_path / "out")
-    for cell in CELLS:
-        assert runs[0][cell] == runs[1][cell], cell
+    assert {f"{cell}.{ext}" for cell in CELLS for ext in ("md", "py")} <= set(runs[0])
+    assert runs[0].keys() == runs[1].keys()
+    for name in runs[0]:
+        assert runs[0][name] == runs[1][name], name
 
 
 # -- golden lines of the seed's derivation ---------------------------------------------------
