@@ -467,10 +467,14 @@ class Cell:
 
     def unread(self):
         """Warnings ("where: what") for the parts of a valid cell that nothing the new states depend
-        on reads: such a let is computed for nothing, such a parameter gets a zero gradient."""
+        on reads: such a let is computed for nothing, such a parameter gets a zero gradient; and for
+        a let that reads nothing, its terms cancelled."""
         read = self.needed()
         warnings = [f"{let.where}: '{let.symbol}' is computed but nothing the new states depend on reads it"
                     for let in self.lets if let.symbol not in read and let not in self.updates.values()]
+        warnings += [f"{let.where}: '{let.symbol}' is the constant {let.expr} whatever the inputs: its expression's "
+                     "terms cancel as the cell is built (SymPy's arithmetic), so the kernel computes that constant"
+                     for let in self.lets if not let.expr.free_symbols]
         for a in self.affines:
             unread = [str(b) for b in a.blocks if b not in read]
             if unread:

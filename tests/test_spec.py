@@ -937,3 +937,15 @@ def test_the_states_a_denominator_reads():
     n = cell.let("n", n_prev + sigmoid(i))  # never zero where n_prev is
     cell.update(h=tanh(a) / n + a / (2 * m_prev), n=n, m=m_prev + 1)
     assert cell.divided_states() == ["n", "m"] and cell.divided_states(at_zero=True) == ["m"]
+
+
+@pytest.mark.parametrize("expr, constant", [("sigmoid(a_f) - sigmoid(a_f)", "0"), ("tanh(a_f)/tanh(a_f) + 1", "2")])
+def test_a_let_whose_terms_cancel_is_warned_to_be_a_constant(tmp_path, capsys, expr, constant):
+    """The document shows the equation as written; the kernel computes what SymPy made of it."""
+    script, line = write_script(tmp_path, "a, a_f = cell.affine('W', [x, h_prev], blocks=['a', 'a_f'])\n"
+                                          f"f = cell.let('f', {expr})  # <- here\ncell.update(h=tanh(a) + f*h_prev)\n")
+    message = (f"{script}:{line}: 'f' is the constant {constant} whatever the inputs: its expression's terms cancel "
+               "as the cell is built (SymPy's arithmetic), so the kernel computes that constant")
+    assert message in load_cell(script).unread()
+    assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0  # a warning only
+    assert f"lstm-derive: warning: {message}" in capsys.readouterr().err
