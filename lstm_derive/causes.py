@@ -96,6 +96,28 @@ AMPLIFIED = 30  # and the float32 run off by at most this many times that: a flo
 # tenth of the complex step's tolerance: a chaotic problem, on which a right kernel fails every
 # method (rnn at H = 64, weights of scale 1, T = 50: 0.98, and the complex step off by 2e-5).
 CHAOTIC = TOLERANCE["complex"] / 10 * EPS32 / EPS
+# An array whose largest entry is below this fraction of the gradient's largest array's is a sum
+# whose terms cancel (dh0 of a cell whose recurrent paths offset each other): float32's rounding of
+# the terms, small beside them, can be large beside it.
+CANCELLED = 1e-2
+
+
+def _cancelled(low):
+    """Where the float32 run fails only on arrays far smaller than the gradient's largest (CANCELLED),
+    by errors within its tolerance of that largest array's scale: what that suggests; else ""."""
+    failing = sorted({m.name for m in low.mismatches})
+    top = max(low.largest.values(), default=0.0)
+    if not (failing and top > 0 and all(low.largest.get(n, top) <= CANCELLED * top for n in failing)):
+        return ""
+    worst = max(abs(m.analytic - m.numeric) for m in low.mismatches) / top
+    if not worst <= low.tolerance:
+        return ""
+    names = ", ".join(f"d{n}" for n in failing)
+    ratio = max(low.largest[n] for n in failing) / top
+    return (f"the float64 run passes the other checks, and float32 fails on {names} alone, whose entries are at "
+            f"most {ratio:.0e} of the largest gradient's ({top:.1e}): likely a sum whose terms cancel, and float32's "
+            f"rounding of them, {worst:.1e} of that largest gradient, is large beside its own entries; a path wrong "
+            "in float32 alone fails on the larger arrays or on other problems too, which tells")
 
 
 def hint_at_the_cause(reports):
@@ -119,6 +141,9 @@ def hint_at_the_cause(reports):
                     f"moves its float64 gradients by {low.sensitivity:.1e} of an array's largest entry: an "
                     "ill-conditioned problem (large weights over many steps), on which float32's rounding fails a "
                     "right kernel; a path wrong in float32 alone fails at a smaller scale too, which tells")
+    elif low is not None and low.mismatches and not (low.forward or low.wrong_shapes or low.unjudged) and others \
+            and all(r.ok for r in others) and _cancelled(low):
+        low.hint = _cancelled(low)
     if low is not None and "complex" in by and low.unjudged and by["complex"].unjudged:
         low.hint = by["complex"].hint = ("the kernel runs neither in complex numbers nor in float32: "
                                          "methods=(\"central\",) (--methods central) judges it by central "

@@ -238,6 +238,7 @@ class Report:
     smaller_steps: int = 0  # central: elements judged at a smaller step (a kink within the full one)
     calls: str = ""  # what differs called as users call it: None for zeros, interleaved calls, step functions
     sensitivity: float = 0.0  # float32: how far rounding the inputs alone moves the float64 gradients
+    largest: dict = field(default_factory=dict)  # float32: array name -> the float64 gradient's largest entry
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
     steps: int = 0  # x's steps, to say which of them fail
@@ -591,6 +592,7 @@ def _float32_report(kernel, p, unit, original=None):
     judged.wrong_shapes += [f"forward()'s {name}: {np.asarray(a).dtype} from float32 input, expected float32"
                             for name, (a, _) in outputs.items() if np.asarray(a).dtype != np.float32]
     judged.forward = _differing_outputs(outputs, report.tolerance)
+    judged.largest = {n: float(np.max(np.abs(r), initial=0.0)) for n, r in _as_numeric(reference).items()}
     if original is not None:
         judged.sensitivity = max(compare(original, _as_numeric(reference), np.inf, "float32").errors.values(),
                                  default=0.0)

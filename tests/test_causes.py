@@ -139,3 +139,43 @@ def test_a_chaotic_problem_on_which_a_right_kernel_fails_every_method_is_said_to
     chaotic = gradcheck.check_kernel(rnn, T=50, B=4, D=8, H=64, sample=10, scale=1.0)
     assert all(not r.ok and "a chaotic problem" in r.hint for r in chaotic), "\n".join(map(str, chaotic))
     assert not any("chaotic" in r.hint for r in gradcheck.check_kernel(wrong_bias(lstm), T=3, B=2))
+
+
+def _small_h0(kernel, float32_error):
+    """The kernel with its initial h read at 5e-3 of its size, so that dh0 is some 5e-3 of the other
+    gradients' size, right in float64; in float32, dh0 off by float32_error of its own size."""
+    def forward(params, x, state=None, lengths=None):
+        h0, *rest = state
+        return kernel.forward(params, x, (h0 * 5e-3, *rest), lengths=lengths)
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, (dh0, *rest) = kernel.backward(params, cache, dys, dstate)
+        off = 1 + float32_error if dys.dtype == np.float32 else 1
+        return grads, dx, (dh0 * 5e-3 * off, *rest)
+
+    return Wrapped(kernel, backward, forward)
+
+
+def test_float32_failing_on_an_array_far_smaller_than_the_others_alone_says_its_terms_cancel():
+    """dh0 of some 5e-3 of the gradient's size, off in float32 by 5e-2 of its own: within tolerance of
+    the gradient as a whole, as float32's rounding of a sum whose terms cancel can be. The same
+    relative error in a gradient of the others' size (db, 2e-3) is a float32 slip, and told nothing of the kind."""
+    central, complex_, low = gradcheck.check_kernel(_small_h0(lstm, 5e-2), T=3, B=2, D=2, H=3, seed=1)
+    assert central.ok and complex_.ok and not low.ok and {m.name for m in low.mismatches} == {"h0"}, str(low)
+    assert low.hint.startswith("the float64 run passes the other checks, and float32 fails on dh0 alone, whose "
+                               "entries are at most "), low.hint
+    assert "likely a sum whose terms cancel" in str(low)
+    wrong = float32_only(lstm, change_backward=lambda grads, dx, d0: ({**grads, "b": grads["b"] * 1.002}, dx, d0))
+    *_, low = gradcheck.check_kernel(wrong, T=3, B=2, D=2, H=3, seed=1)
+    assert not low.ok and "cancel" not in low.hint, str(low)
+    *_, low = gradcheck.check_kernel(_small_h0(lstm, 1.0), T=3, B=2, D=2, H=3, seed=1)  # off past 1e-3 of the largest
+    assert not low.ok and "cancel" not in low.hint, str(low)
+
+
+def test_the_cancelled_terms_hint_needs_every_other_method_to_pass():
+    small = gradcheck.Mismatch("h0", (0, 0), 0.0063847, 0.0063928, 1.3e-3, ("float32", "float64"))
+    low = gradcheck.Report("float32", 1e-3, mismatches=[small], largest={"h0": 0.0064, "W_x": 9.0})
+    assert "float32 fails on dh0 alone" in causes._cancelled(low)
+    central = gradcheck.Report("central", 1e-6, mismatches=[gradcheck.Mismatch("W_x", (0, 0), 1.0, 2.0, 0.1)])
+    causes.hint_at_the_cause([central, low])
+    assert "cancel" not in low.hint
