@@ -319,7 +319,7 @@ def _package_index(writing):
         return gen.package_index(gen.home_cells())
     except (SpecError, gen.GenerationError) as error:
         raise type(error)(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
-                          f"package's list of its kernels, {_shown(gen.KERNELS / '__init__.py')}, names the cell of "
+                          f"package's list of its kernels, {gen.shown(gen.KERNELS / '__init__.py')}, names the cell of "
                           f"every script in {gen.HOME.name}/, one each (fix the script, or move it out of "
                           f"{gen.HOME.name}/ meanwhile)") from error
 
@@ -343,17 +343,17 @@ def _generated(args, targets):
     whole = not args.out and not args.scripts and _directory(args).resolve() == gen.HOME.resolve()
     orphans = gen.orphans(t.path for t in targets) if whole else []
     if args.check:
-        problems = gen.stale(targets, _shown)
+        problems = gen.stale(targets, gen.shown)
         for path, diff in problems:
-            print(f"{_shown(path)}: missing" if not path.exists() else diff)
+            print(f"{gen.shown(path)}: missing" if not path.exists() else diff)
         for path in orphans:
-            print(f"{_shown(path)}: generated, but no derivation script generates it any more")
+            print(f"{gen.shown(path)}: generated, but no derivation script generates it any more")
         if problems or orphans:
             where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
             again = ["lstm-derive", *where, "generate", *map(str, args.scripts)] + (
                 ["--out", str(args.out)] if args.out else [])
             # named again after the diffs, which a long one scrolls out of sight
-            names = ", ".join(str(_shown(path)) for path in [path for path, _ in problems] + orphans)
+            names = ", ".join(str(gen.shown(path)) for path in [path for path, _ in problems] + orphans)
             print(f"{len(problems) + len(orphans)} generated file(s) stale ({names}); run `{shlex.join(again)}`",
                   file=sys.stderr)
             return 1
@@ -362,7 +362,7 @@ def _generated(args, targets):
     written = gen.write(targets)
     _remove(orphans)
     for path in written:
-        print(f"wrote {_shown(path)}")
+        print(f"wrote {gen.shown(path)}")
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
 
@@ -372,15 +372,7 @@ def _remove(orphans, file=None):
     removed, or its cell renamed)."""
     for path in orphans:
         path.unlink()
-        print(f"removed {_shown(path)} (no script generates it)", file=file)
-
-
-def _shown(path):
-    """A path as the user would type it here: relative to the working directory where it lies under it."""
-    try:
-        return Path(path).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return path
+        print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
 def _summary_row(script, out, claimed):

@@ -66,17 +66,19 @@ def is_home(script):
     return Path(script).resolve().parent == HOME.resolve()
 
 
-def _home_as_typed():
-    """HOME, relative where the working directory holds it, so that messages name derivations/lstm.py."""
-    here = Path(HOME.name)
-    return here if here.is_dir() and here.resolve() == HOME.resolve() else HOME
+def shown(path):
+    """A path as the user would type it here: relative to the working directory where it lies under it."""
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path
 
 
 def home_cells():
     """The names of the cells of the package's own scripts; two scripts of one cell name are an
     error, as the kernel of one would be written over the other's."""
     built = {}
-    for script in find_scripts(_home_as_typed()) if HOME.is_dir() else ():
+    for script in find_scripts(shown(HOME)) if HOME.is_dir() else ():
         name = load_cell(script).name
         if name in built:
             raise GenerationError(f"{built[name]} and {script} both build the cell '{name}', whose kernel and "

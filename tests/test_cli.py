@@ -927,7 +927,7 @@ def test_written_files_are_named_relative_to_the_working_directory(tmp_path, cap
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "build")]) == 0
     out = capsys.readouterr().out
     assert "wrote build/sigmoid_rnn.py\nwrote build/sigmoid_rnn.md\n" in out, out
-    assert cli._shown(pathlib.Path("/")) == pathlib.Path("/")  # outside it: as given
+    assert gen.shown(pathlib.Path("/")) == pathlib.Path("/")  # outside it: as given
 
 
 def test_a_cell_given_after_methods_is_said_to_go_before_them(capsys):
