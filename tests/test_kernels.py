@@ -586,6 +586,54 @@ def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
             k.forward(p.params, p.x, p.state, lengths=lengths)
 
 
+ILL_FORMED_LENGTHS = [  # T = 4, B = 3: (lengths, what the message must say: the problem, then the fix)
+    ([2**70, 1, 1], r"expected each from 0 to T = 4, got lengths\[0\] = 1180591620717411303424; x holds T steps: "
+                    r"pad x .*np\.clip\(lengths - t0, 0, T\)"),
+    (np.array([1, 2**70, 1], dtype=object), r"got lengths\[1\] = 1180591620717411303424; x holds T steps"),
+    ([1, -2**70, 1], r"got lengths\[1\] = -1180591620717411303424; a sequence has 0 steps or more"),
+    ("ab", r"expected 3 integers from 0 to T = 4, each sequence's number of steps, got a str, 'ab', which is not "
+           r"a sequence of lengths; pass a list or an array of integers"),
+    (b"\x04\x02\x01", r"got a bytes, .* which is not a sequence of lengths; pass a list or an array of integers"),
+    ([1.5, 2, 3], r"expected integers, got lengths\[0\] = 1\.5, not a whole number of steps; pass each "
+                  r"sequence's number of steps as an integer"),
+    ([1, 2, np.nan], r"got lengths\[2\] = nan, not a whole number of steps; pass each"),
+    ([1, np.inf, 2], r"got lengths\[1\] = inf, not a whole number of steps"),
+    ([1, None, 2], r"expected integers, got lengths\[1\] = None of type NoneType; pass each sequence's number"),
+    ([True, False, True], r"expected integers, got dtype bool, which are not numbers of steps; .* running\.astype\(int\)"),
+    ([[1, 2, 3]], r"got shape \(1, 3\); pass lengths\.ravel\(\)"),
+    (np.ones((4, 3), bool), r"got shape \(4, 3\); a \(T, B\) mask of the steps .* mask\.sum\(axis=0\)"),
+    ([4, 4], r"got shape \(2,\); pass one for each sequence x\[:, b\], b from 0 to B - 1"),
+    (2, r"expected 3 integers .*, got the single number 2; pass one per sequence \(np\.full\(3, 2\) where"),
+    ((n for n in [4, 2, 1]), r"got a generator, which NumPy reads as one object, not as numbers; pass a list .* "
+                             r"\(of an iterator: list\(lengths\)\)"),
+    ({4, 2, 1}, r"got a set, which NumPy reads as one object, not as numbers; pass a list or an array of integers "
+                r"in the batch's order$"),
+    ([2, 5, 1], r"got lengths\[1\] = 5; x holds T steps: pad x to the longest sequence"),
+]
+
+
+@pytest.mark.parametrize("lengths, message", ILL_FORMED_LENGTHS, ids=range(len(ILL_FORMED_LENGTHS)))
+def test_ill_formed_lengths_are_refused_saying_what_is_wrong_and_what_to_pass(lengths, message):
+    """Python's integers beyond int64 read as dtype object, and a string or a generator as one
+    object of shape (): the message says so in the caller's terms (a length beyond T, a string that
+    is not lengths), not in NumPy's."""
+    k = kernel_of("gru")
+    p = problem(k)
+    with pytest.raises(ValueError, match=rf"^lengths: .*{message}"):
+        k.forward(p.params, p.x, p.state, lengths=lengths)
+
+
+@pytest.mark.parametrize("lengths", [np.array([4, 2, 0], dtype=object), (4, 2, 0), range(4, -1, -2),
+                                     np.array([4, 2, 0], np.uint8)])
+def test_lengths_of_python_integers_in_any_container_run_as_an_array_of_them(lengths):
+    k = kernel_of("lstm")
+    p = problem(k)
+    want = k.forward(p.params, p.x, p.state, lengths=np.array([4, 2, 0]))
+    got = k.forward(p.params, p.x, p.state, lengths=lengths)
+    for a, b in zip([got[0], *got[1]], [want[0], *want[1]]):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("name", CELLS)
 def test_the_parameters_sample_spans_every_column_and_compares_values(name):
     """With H = 16 a stride of whole rows would sample column 0 alone: a weight changed in its other

@@ -403,22 +403,71 @@ def _steps_to_run(x, lengths):
     holds, nan or inf even, reaches no result."""
     if lengths is None:
         return x, None, [False] * len(x)
-    T, B = x.shape[:2]
-    lengths = _array("lengths", lengths)
-    if lengths.shape != (B,):
-        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "
-                         f"{x.shape}), got shape {lengths.shape}")
-    if lengths.dtype.kind not in "iu" and lengths.size:  # [] for B = 0 is an empty float array
-        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
-    outside = np.flatnonzero((lengths < 0) | (lengths > T))
-    if outside.size:
-        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{outside[0]}] = {lengths[outside[0]]}")
+    lengths = _checked_lengths(lengths, x.shape)
     x = x[:int(lengths.max(initial=0))]
     ended = (np.arange(len(x))[:, np.newaxis] >= lengths)[:, :, np.newaxis]
     masked = ended.any(axis=(1, 2)).tolist()
     if not any(masked):
         return x, None, masked
     return np.where(ended, 0, x), ended, masked
+
+
+def _checked_lengths(lengths, shape):
+    """lengths as an integer array of B entries from 0 to T (shape: x's, (T, B, D)), or a ValueError
+    that says what is wrong with them and what to pass instead."""
+    T, B = shape[:2]
+    given, lengths = lengths, _array("lengths", lengths)
+    wanted = f"lengths: expected {B} integers from 0 to T = {T}, each sequence's number of steps"
+    if isinstance(given, (str, bytes)):  # NumPy reads a string as one object, not as its characters
+        raise ValueError(f"{wanted}, got a {type(given).__name__}, {given!r:.40}, which is not a sequence of "
+                         "lengths; pass a list or an array of integers")
+    if lengths.ndim == 0:
+        if lengths.dtype.kind in "iuf":
+            raise ValueError(f"{wanted}, got the single number {lengths.item()}; pass one per "
+                             f"sequence (np.full({B}, {lengths.item()}) where all are alike)")
+        raise ValueError(f"{wanted}, got a {type(given).__name__}, which NumPy reads as one object, not as "
+                         f"numbers; pass a list or an array of integers in the batch's order"
+                         + ("" if not hasattr(given, "__next__") else " (of an iterator: list(lengths))"))
+    if lengths.shape != (B,):
+        hint = ("; a (T, B) mask of the steps each sequence runs gives them as mask.sum(axis=0)"
+                if lengths.shape == (T, B) else "; pass lengths.ravel()" if lengths.size == B else
+                "; pass one for each sequence x[:, b], b from 0 to B - 1")
+        raise ValueError(f"lengths: expected one integer per sequence, B = {B} (x is time-major, (T, B, D) = "
+                         f"{shape}), got shape {lengths.shape}{hint}")
+    lengths = _integer_lengths(lengths)
+    outside = np.flatnonzero((lengths < 0) | (lengths > T))
+    if outside.size:
+        i = outside[0]
+        fix = ("x holds T steps: pad x to the longest sequence" if lengths[i] > 0 else
+               "a sequence has 0 steps or more")
+        raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{i}] = {lengths[i]}; {fix} "
+                         f"(of x in chunks, the chunk from step t0 takes np.clip(lengths - t0, 0, T))")
+    return lengths.astype(np.int64, copy=False)  # Python's integers (dtype object) within 0 to T too
+
+
+def _integer_lengths(lengths):
+    """lengths (B,) as an integer array: Python's integers beyond int64 (dtype object) as they are, or
+    a ValueError naming the first entry that is not a whole number of steps, or the dtype."""
+    if lengths.dtype.kind in "iu" or not lengths.size:  # [] for B = 0 reads as an empty float array
+        return lengths
+    if lengths.dtype == object:  # Python's integers beyond int64, or entries of several types
+        wrong = [i for i, n in enumerate(lengths) if not isinstance(n, (int, np.integer)) or isinstance(n, bool)]
+        if not wrong:
+            return lengths
+        i = wrong[0]
+        raise ValueError(f"lengths: expected integers, got lengths[{i}] = {lengths[i]!r} of type "
+                         f"{type(lengths[i]).__name__}; pass each sequence's number of steps as an integer")
+    if lengths.dtype.kind == "b":
+        raise ValueError("lengths: expected integers, got dtype bool, which are not numbers of steps; for "
+                         "one step that some sequences take (True) and others not, pass running.astype(int)")
+    if lengths.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):  # nan and inf are not whole: named below
+            broken = np.flatnonzero(~np.isfinite(lengths) | (lengths != np.round(lengths)))
+        if broken.size:
+            i = broken[0]
+            raise ValueError(f"lengths: expected integers, got lengths[{i}] = {lengths[i]}, not a whole number "
+                             "of steps; pass each sequence's number of steps as an integer")
+    raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
 
 
 def _checked_cache(cache, D, H, arrays):
