@@ -360,9 +360,9 @@ def _generated(args, targets):
         print(f"{len(targets)} generated files are fresh")
         return 0
     written = gen.write(targets)
-    _remove(orphans)
-    for path in written:
+    for path in written:  # before the removals, which may fail, so that what was written is said
         print(f"wrote {gen.shown(path)}")
+    _remove(orphans)
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
 
@@ -371,7 +371,11 @@ def _remove(orphans, file=None):
     """Removes the package's generated files that no script generates any more (its script
     removed, or its cell renamed)."""
     for path in orphans:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as error:  # a read-only clone, say
+            raise gen.GenerationError(f"{gen.shown(path)}: cannot remove it ({error.strerror or error}); no script "
+                                      "generates it any more") from error
         print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
@@ -408,28 +412,53 @@ def run_all(args):
             gen.write([gen.package_index(gen.home_cells())])
         except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
             pass
-    rows, all_failures, claimed = [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
-        for n, script in enumerate(scripts, 1):
-            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
-                  flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
-            row, failures = _summary_row(script, None if home else Path(scratch), claimed)
-            rows.append(row)
-            all_failures += [f"{row[0]}: {f}" for f in failures]
-    if home and all(row[-1] != "ERROR" for row in rows):  # a failing script's files would look like orphans
-        _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
-    print()
-    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
-                  "seconds", "status"], rows))
-    for failure in all_failures:
-        print(failure)
-    broken = [row[0] for row in rows if row[-1] == "ERROR"]
-    failed = [row[0] for row in rows if row[-1] == "FAIL"]
-    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken))
+        rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
+    unremoved = []
+    # a failing script's files would look like orphans, and so would those of the scripts not run
+    if home and not stopped and all(row[-1] != "ERROR" for row in rows):
+        try:
+            _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
+        except gen.GenerationError as error:  # a read-only clone: the summary still comes
+            unremoved.append(f"{error}")
+    if stopped:
+        _print_summary(rows, all_failures, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of "
+                                           f"{len(scripts)} scripts not checked")
+        raise KeyboardInterrupt
+    _print_summary(rows, all_failures + unremoved)
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
-    return 2 if broken else 1 if failed else 0
+    statuses = {row[-1] for row in rows}
+    return 2 if "ERROR" in statuses or unremoved else 1 if "FAIL" in statuses else 0
+
+
+def _summary_rows(scripts, out):
+    """(rows, failures, claimed, stopped): each script's summary row and failures, the files written
+    (as _claim's), and the script a Ctrl-C stopped the run in (None if it ran to the end), whose
+    rows so far are still a summary."""
+    rows, all_failures, claimed = [], [], {}
+    for n, script in enumerate(scripts, 1):
+        try:
+            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
+                  flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
+            row, failures = _summary_row(script, out, claimed)
+        except KeyboardInterrupt:
+            return rows, all_failures, claimed, script
+        rows.append(row)
+        all_failures += [f"{row[0]}: {f}" for f in failures]
+    return rows, all_failures, claimed, None
+
+
+def _print_summary(rows, failures, after_count=""):
+    print()
+    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
+                  "seconds", "status"], rows))
+    for failure in failures:
+        print(failure)
+    broken = [row[0] for row in rows if row[-1] == "ERROR"]
+    failed = [row[0] for row in rows if row[-1] == "FAIL"]
+    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken) + after_count)
 
 
 def _count(passed, failed, broken):
@@ -444,15 +473,23 @@ def run_check(args):
     if set(args.methods) == {"float32"}:
         raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
     passed, failed, broken, claimed = [], [], [], {}
+    scripts = _scripts(args, args.cells)  # each once, under whatever spelling
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
-        for script in _scripts(args, args.cells):  # each once, under whatever spelling
+        for script in scripts:
             try:
                 cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+            try:
+                ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+            except KeyboardInterrupt:
+                if len(scripts) > 1:  # one cell's own summary said it all
+                    checked = len(passed) + len(failed) + len(broken)
+                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in {cell}, "
+                          f"{len(scripts) - checked} of {len(scripts)} cells not checked")
+                raise
             if not ok and hint:
                 print(f"{cell}: {hint}")
             (passed if ok else failed).append(cell)

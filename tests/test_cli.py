@@ -997,3 +997,67 @@ def test_a_script_without_a_command_gets_the_commands_that_take_it(capsys):
     with pytest.raises(SystemExit):
         cli.main(["my_cell.py"])
     assert "a script is given to a command: lstm-derive check my_cell.py (or show my_cell.py" in capsys.readouterr().err
+
+
+def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_it_left(tmp_path, monkeypatch, capsys):
+    """Ctrl-C on the second of three cells: the first's row, the count, and the two not checked;
+    status 130, and the files of the cell it stopped in are left as they were."""
+    cells = tmp_path / "cells"
+    for name in ("first_rnn", "second_rnn", "third_rnn"):
+        write_cell(cells, name)
+    summary_row = cli._summary_row
+
+    def stopped_at_the_second(script, out, claimed):
+        if script.name == "second_rnn.py":
+            raise KeyboardInterrupt
+        return summary_row(script, out, claimed)
+
+    monkeypatch.setattr(cli, "_summary_row", stopped_at_the_second)
+    assert cli.main(["--derivations", str(cells)]) == 130
+    captured = capsys.readouterr()
+    rows = [line.split()[0] for line in captured.out.lstrip("\n").split("\n\n")[0].splitlines()[2:]]
+    assert rows == ["first_rnn"], captured.out
+    assert "\n1 passed, 0 failed; interrupted in second_rnn.py, 2 of 3 scripts not checked\n" in captured.out
+    assert captured.err.endswith("lstm-derive: interrupted\n")
+
+
+def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, monkeypatch, capsys):
+    first, second = write_cell(tmp_path, "first_rnn"), write_cell(tmp_path, "second_rnn")
+    print_checks = cli._print_checks
+
+    def stopped_at_the_second(cell, *args):
+        if cell == "second_rnn":
+            raise KeyboardInterrupt
+        return print_checks(cell, *args)
+
+    monkeypatch.setattr(cli, "_print_checks", stopped_at_the_second)
+    assert cli.main(["check", str(first), str(second)]) == 130
+    assert capsys.readouterr().out.endswith("\n1 passed, 0 failed; interrupted in second_rnn, 1 of 2 cells not checked\n")
+
+
+def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
+    """A read-only clone whose script was removed: the kernel it left cannot be removed; the summary
+    still comes, then the reason, with status 2 (and generate says the same, in one line)."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    gone = kernels / "gone.py"
+    gone.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
+    unlink = pathlib.Path.unlink
+
+    def read_only(path, *args, **kwargs):
+        if path == gone:
+            raise OSError(30, "Read-only file system", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", read_only)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert "\n1 passed, 0 failed\n" in out
+    assert f"{gone}: cannot remove it (Read-only file system)" in out, out
+    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert f"{gone}: cannot remove it (Read-only file system)" in capsys.readouterr().err
