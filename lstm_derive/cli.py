@@ -388,7 +388,7 @@ def _summary_row(script, out, claimed):
         _claim(targets, script, claimed)
         gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
-        return [script.name, "-", "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
+        return _error_row(script, time.perf_counter() - start, error)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
@@ -402,6 +402,24 @@ def _summary_row(script, out, claimed):
     row = [kernel.CELL, d.equations, len(kernel.PARAMS), *errors, f"{time.perf_counter() - start:.2f}",
            "ok" if ok else "FAIL"]
     return row, failures
+
+
+def _error_row(script, seconds, error):
+    return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
+
+
+def _built_twice(scripts):
+    """script -> why it is not run: each of the scripts that build cells of one name, whose kernel
+    and document each would write over the other's; which one the package should hold is not ours
+    to choose. A script that fails is passed over here: its own row says why."""
+    built = {}
+    for script in scripts:
+        with contextlib.suppress(SpecError, gen.GenerationError):
+            built.setdefault(gen.load_cell(script).name, []).append(script)
+    return {script: f"{', '.join(map(str, same[:-1]))} and {same[-1]} {'both' if len(same) == 2 else 'all'} build "
+                    f"the cell '{name}', whose kernel and document each would write over the other's, so neither "
+                    "is written; rename one cell"
+            for name, same in built.items() if len(same) > 1 for script in same}
 
 
 def run_all(args):
@@ -438,11 +456,14 @@ def _summary_rows(scripts, out):
     (as _claim's), and the script a Ctrl-C stopped the run in (None if it ran to the end), whose
     rows so far are still a summary."""
     rows, all_failures, claimed = [], [], {}
+    # into the package, the first of two scripts of one cell would be written over the other's files
+    refused = _built_twice(scripts) if out is None else {}
     for n, script in enumerate(scripts, 1):
         try:
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
                   flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
-            row, failures = _summary_row(script, out, claimed)
+            row, failures = (_error_row(script, 0.0, refused[script]) if script in refused else
+                             _summary_row(script, out, claimed))
         except KeyboardInterrupt:
             return rows, all_failures, claimed, script
         rows.append(row)

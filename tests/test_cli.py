@@ -1061,3 +1061,23 @@ def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_pat
     assert f"{gone}: cannot remove it (Read-only file system)" in out, out
     assert cli.main(["--derivations", str(home), "generate"]) == 2
     assert f"{gone}: cannot remove it (Read-only file system)" in capsys.readouterr().err
+
+
+def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_the_main_job(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """A copy of a script's cell, edited in derivations/ under a name that sorts before it: the main
+    job wrote the copy's kernel and document over the package's, then refused the original."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    before = {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]}
+    (home / "a_copy.py").write_text((home / "sigmoid_rnn.py").read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert out.count(" ERROR\n") == 2 and "\n0 passed, 0 failed, 2 not derived (a_copy.py, sigmoid_rnn.py)\n" in out
+    assert f"{home / 'a_copy.py'} and {home / 'sigmoid_rnn.py'} both build the cell 'sigmoid_rnn'" in out
+    assert {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]} == before
