@@ -328,6 +328,9 @@ def run_generate(args):
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
     scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
+    foreign = [script for script in scripts if not gen.is_home(script)]
+    if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
+        raise gen.GenerationError(_wants_out(args, foreign))
     targets, errors = _all_targets(scripts, args.out, writing=not args.check)
     status = _generated(args, targets) if targets else 0
     for error in errors:
@@ -335,6 +338,15 @@ def run_generate(args):
     if errors and len(scripts) > 1:
         print(f"{len(errors)} of {len(scripts)} scripts failed, and nothing of theirs was written", file=sys.stderr)
     return 2 if errors else status
+
+
+def _wants_out(args, foreign):
+    """Why scripts from outside derivations/ are not generated without --out, and the command that does."""
+    names = [str(s) for s in foreign[:3]] + ([f"{len(foreign) - 3} more"] if len(foreign) > 3 else [])
+    where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
+    again = ["lstm-derive", *where, "generate", *map(str, args.scripts), *(["--check"] if args.check else [])]
+    return (f"{', '.join(names[:-1])} and {names[-1]}: lstm_derive/kernels/ holds only the kernels of "
+            f"{gen.home_scripts()}; write these cells' kernels and documents elsewhere: {shlex.join(again)} --out DIR")
 
 
 def _generated(args, targets):

@@ -1081,3 +1081,19 @@ def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_th
     assert out.count(" ERROR\n") == 2 and "\n0 passed, 0 failed, 2 not derived (a_copy.py, sigmoid_rnn.py)\n" in out
     assert f"{home / 'a_copy.py'} and {home / 'sigmoid_rnn.py'} both build the cell 'sigmoid_rnn'" in out
     assert {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]} == before
+
+
+def test_generate_over_a_folder_of_ones_own_without_out_says_out_is_wanted_not_a_script_fixed(tmp_path, capsys):
+    """Every script of the folder is refused alike: the message names them and --out, where it blamed
+    the first and told to fix it, or move it out of derivations/."""
+    cells = tmp_path / "cells"
+    write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    for check in ([], ["--check"]):
+        assert cli.main(["--derivations", str(cells), "generate", *check]) == 2
+        err = capsys.readouterr().err
+        assert "fix this one" not in err and err.count("\n") == 1, err
+        assert (f"lstm-derive: {cells / 'first_rnn.py'} and {cells / 'second_rnn.py'}: lstm_derive/kernels/ holds only "
+                "the kernels of ") in err, err
+        again = " ".join(["lstm-derive --derivations", str(cells), "generate", *check, "--out DIR"])
+        assert f"write these cells' kernels and documents elsewhere: {again}\n" in err, err
+    assert sorted(p.name for p in cells.iterdir()) == ["first_rnn.py", "second_rnn.py"]
