@@ -200,12 +200,24 @@ def _positive_number(text):
     return x
 
 
-def _directory(args):
+def _directory(args, cell=None):
+    """The derivations directory; cell: the name a command looks up in it."""
     directory = args.derivations or gen.default_derivations_dir()
     if not args.derivations and not directory.is_dir():  # installed from a wheel: the scripts are in a clone
         raise SpecError("no derivations/ here, and this installation has none beside it (the scripts come "
-                        "with a clone: pip install -e . there); give --derivations DIR, or a script")
+                        f"with a clone: pip install -e . there); {_without_derivations(args.command, cell)}")
     return directory
+
+
+def _without_derivations(command, cell):
+    """What a command can be given where there is no derivations/: the main job takes a folder
+    alone; `check` takes the installed kernel of a packaged cell by its path."""
+    kernel = gen.KERNELS / f"{cell}.py"
+    if command == "check" and cell and kernel.is_file():
+        return f"the installed kernel of {cell} is checked by its path: lstm-derive check {shlex.quote(str(kernel))}"
+    if command is None:
+        return "give a folder of scripts: lstm-derive --derivations DIR"
+    return "give --derivations DIR, or a script"
 
 
 def _scripts(args, names=()):
@@ -232,7 +244,7 @@ def _script(args, name):
                         f"the command: lstm-derive --derivations {name} ...")
     if path.suffix == ".py":
         return path
-    directory = _directory(args)
+    directory = _directory(args, name)
     by_name = {p.stem: p for p in gen.find_scripts(directory)}
     if path.suffix or len(path.parts) > 1:  # a file, not a cell's name
         raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -1097,3 +1098,18 @@ def test_generate_over_a_folder_of_ones_own_without_out_says_out_is_wanted_not_a
         again = " ".join(["lstm-derive --derivations", str(cells), "generate", *check, "--out DIR"])
         assert f"write these cells' kernels and documents elsewhere: {again}\n" in err, err
     assert sorted(p.name for p in cells.iterdir()) == ["first_rnn.py", "second_rnn.py"]
+
+
+def test_an_installation_without_derivations_gives_commands_that_run_there(tmp_path, monkeypatch, capsys):
+    """The main job takes no script, so the message offers it a folder alone; `check lstm` is
+    pointed to the installed kernel, which the command it gives checks."""
+    monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "or a script" not in err and err.endswith("; give a folder of scripts: lstm-derive --derivations DIR\n")
+    assert cli.main(["check", "lstm"]) == 2
+    command = capsys.readouterr().err.rstrip("\n").split("; ")[-1]
+    assert command == f"the installed kernel of lstm is checked by its path: lstm-derive check {gen.KERNELS / 'lstm.py'}"
+    assert cli.main(shlex.split(command.split("lstm-derive ")[1])) == 0
+    assert "\n1 passed, 0 failed\n" in capsys.readouterr().out
