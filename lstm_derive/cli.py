@@ -4,7 +4,8 @@
     lstm-derive generate [CELL ...] [--check]    (re)write kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR        a cell of your own, outside this repository
     lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element (and
-                      [--steps T] [--methods M ...]  in float32 against float64)
+                      [--steps T] [--scale S]    in float32 against float64)
+                      [--methods M ...]
     lstm-derive show CELL                        print a cell's derivation
 
 A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py)
@@ -131,6 +132,43 @@ def main(argv=None):
         return 2
 
 
+# Each command's --help: what it does, then examples (each runs as it stands, given its files).
+ABOUT = {
+    "generate": ("""Writes each script's kernel (a NumPy module) and its Markdown document. Those of the scripts in
+derivations/ go into the package, the kernels to lstm_derive/kernels/ and the documents beside
+their scripts, with the package's list of kernels: the files of every script or of none. A script
+from elsewhere is written with --out alone. --check writes nothing.""", """examples:
+  lstm-derive generate                            every script in derivations/
+  lstm-derive generate lstm --check               are lstm's kernel and document fresh?
+  lstm-derive generate my_cell.py --out build     build/<cell>.py and build/<cell>.md
+  lstm-derive --derivations my_cells generate --out build
+
+Exit status: 0 written or fresh; 1 a file is stale (--check); 2 a script or an argument is wrong,
+or a file is in the way; 130 interrupted."""),
+    "check": ("""Derives each cell and emits its kernel into a scratch directory (nothing is written), then
+compares every element of its gradients with central differences and the complex step, and its
+float32 run with its float64 one, on each problem. A kernel module (forward() and backward() at
+its top level) is checked as it stands.""", """examples:
+  lstm-derive check                               every cell in derivations/
+  lstm-derive check lstm gru --problems 50
+  lstm-derive check my_cell.py --steps 20 --scale 0.1
+  lstm-derive check my_kernel.py --methods central complex
+
+Exit status: 0 every check passed; 1 a check failed; 2 a script or an argument is wrong;
+130 interrupted."""),
+    "show": ("""Prints a cell's derivation: its forward equations, then each gradient, step by step, as text for
+the terminal, or as the Markdown document that generate writes, or as LaTeX.""", """examples:
+  lstm-derive show lstm
+  lstm-derive show lstm --markdown
+  lstm-derive show my_cell.py --latex"""),
+}
+
+
+def _about(command):
+    description, epilog = ABOUT[command]
+    return dict(description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="lstm-derive", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,15 +181,17 @@ def _parser():
     parser.set_defaults(run=run_all)
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("generate", help="write kernels and documents from derivation scripts")
+    p = sub.add_parser("generate", help="write kernels and documents from derivation scripts", **_about("generate"))
     p.add_argument("scripts", nargs="*", type=Path,
                    help="scripts, or cells of derivations/ by name (default: every script in derivations/)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write the kernel and document of each script here")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="write the kernel and document of each script here (default: into the package, for "
+                        "the scripts of derivations/ only)")
     p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
     p.set_defaults(run=run_generate)
 
     p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step, "
-                                     "and their float32 run against their float64 one")
+                                     "and their float32 run against their float64 one", **_about("check"))
     p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale, "
@@ -168,11 +208,11 @@ def _parser():
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
 
-    p = sub.add_parser("show", help="print a cell's derivation")
+    p = sub.add_parser("show", help="print a cell's derivation", **_about("show"))
     p.add_argument("cell", help="a cell name or a script")
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
-    form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
+    form.add_argument("--markdown", action="store_true", help="print the Markdown document instead of the text")
+    form.add_argument("--latex", action="store_true", help="print a LaTeX document instead of the text")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="for a script of your own: show it as `generate SCRIPT --out DIR` writes it, its "
                         "links and header right for DIR (default: build)")

@@ -1113,3 +1113,20 @@ def test_an_installation_without_derivations_gives_commands_that_run_there(tmp_p
     assert command == f"the installed kernel of lstm is checked by its path: lstm-derive check {gen.KERNELS / 'lstm.py'}"
     assert cli.main(shlex.split(command.split("lstm-derive ")[1])) == 0
     assert "\n1 passed, 0 failed\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["generate", "check", "show"])
+def test_each_commands_help_says_what_it_does_every_default_and_examples_that_parse(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    assert text.split("\n\n")[1].split()[0].endswith("s"), text  # a description: "Writes ...", "Prints ..."
+    options = text.split("\noptions:\n")[1].split("\n\n")[0]
+    for option in re.findall(r"^  (--\S+ [A-Z]+)\b.*?(?=^  -|\Z)", options, re.M | re.S):
+        assert "default" in re.search(rf"^  {re.escape(option)}\b.*?(?=^  -|\Z)", options, re.M | re.S).group(0), option
+    examples = [line.split("  ")[1].strip() for line in text.split("\nexamples:\n")[1].split("\n\n")[0].splitlines()]
+    assert len(examples) >= 3
+    for example in examples:
+        words = shlex.split(example)
+        assert words[0] == "lstm-derive" and command in words, example
+        cli._parser().parse_args(words[1:])
