@@ -234,6 +234,7 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     assert "\n1 passed, 0 failed, 1 not derived (helpers.py)\n" in out  # as check counts it
     assert any(line.startswith("helpers.py ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
     assert "helpers.py: " in out and "builds exactly one Cell; this one builds 0" in out
+    assert "(a helper that scripts import? name it _helpers.py: a folder's run passes over _*.py)\n" in out
 
 
 def test_check_and_generate_over_a_folder_go_past_a_broken_script(tmp_path, capsys):
