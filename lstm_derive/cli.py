@@ -4,7 +4,8 @@
     lstm-derive generate [CELL ...] [--check]    (re)write kernels and documents, or report stale ones
     lstm-derive generate SCRIPT --out DIR        a cell of your own, outside this repository
     lstm-derive check [CELL ...] [--problems N]  gradient-check kernels, element by element (and
-                      [--steps T] [--methods M ...]  in float32 against float64)
+                      [--steps T] [--scale S]    in float32 against float64)
+                      [--methods M ...]
     lstm-derive show CELL                        print a cell's derivation
 
 A CELL is a script's path, or the name of a script in derivations/ (lstm for derivations/lstm.py)
@@ -131,6 +132,43 @@ def main(argv=None):
         return 2
 
 
+# Each command's --help: what it does, then examples (each runs as it stands, given its files).
+ABOUT = {
+    "generate": ("""Writes each script's kernel (a NumPy module) and its Markdown document. Those of the scripts in
+derivations/ go into the package, the kernels to lstm_derive/kernels/ and the documents beside
+their scripts, with the package's list of kernels: the files of every script or of none. A script
+from elsewhere is written with --out alone. --check writes nothing.""", """examples:
+  lstm-derive generate                            every script in derivations/
+  lstm-derive generate lstm --check               are lstm's kernel and document fresh?
+  lstm-derive generate my_cell.py --out build     build/<cell>.py and build/<cell>.md
+  lstm-derive --derivations my_cells generate --out build
+
+Exit status: 0 written or fresh; 1 a file is stale (--check); 2 a script or an argument is wrong,
+or a file is in the way; 130 interrupted."""),
+    "check": ("""Derives each cell and emits its kernel into a scratch directory (nothing is written), then
+compares every element of its gradients with central differences and the complex step, and its
+float32 run with its float64 one, on each problem. A kernel module (forward() and backward() at
+its top level) is checked as it stands.""", """examples:
+  lstm-derive check                               every cell in derivations/
+  lstm-derive check lstm gru --problems 50
+  lstm-derive check my_cell.py --steps 20 --scale 0.1
+  lstm-derive check my_kernel.py --methods central complex
+
+Exit status: 0 every check passed; 1 a check failed; 2 a script or an argument is wrong;
+130 interrupted."""),
+    "show": ("""Prints a cell's derivation: its forward equations, then each gradient, step by step, as text for
+the terminal, or as the Markdown document that generate writes, or as LaTeX.""", """examples:
+  lstm-derive show lstm
+  lstm-derive show lstm --markdown
+  lstm-derive show my_cell.py --latex"""),
+}
+
+
+def _about(command):
+    description, epilog = ABOUT[command]
+    return dict(description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def _parser():
     parser = argparse.ArgumentParser(prog="lstm-derive", description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -143,15 +181,17 @@ def _parser():
     parser.set_defaults(run=run_all)
     sub = parser.add_subparsers(dest="command")
 
-    p = sub.add_parser("generate", help="write kernels and documents from derivation scripts")
+    p = sub.add_parser("generate", help="write kernels and documents from derivation scripts", **_about("generate"))
     p.add_argument("scripts", nargs="*", type=Path,
                    help="scripts, or cells of derivations/ by name (default: every script in derivations/)")
-    p.add_argument("--out", type=Path, metavar="DIR", help="write the kernel and document of each script here")
+    p.add_argument("--out", type=Path, metavar="DIR",
+                   help="write the kernel and document of each script here (default: into the package, for "
+                        "the scripts of derivations/ only)")
     p.add_argument("--check", action="store_true", help="write nothing; show a diff and fail if a file is stale")
     p.set_defaults(run=run_generate)
 
     p = sub.add_parser("check", help="gradient-check kernels against central differences and the complex step, "
-                                     "and their float32 run against their float64 one")
+                                     "and their float32 run against their float64 one", **_about("check"))
     p.add_argument("cells", nargs="*", help="cell names, scripts or kernel modules (default: every cell)")
     p.add_argument("--problems", type=_positive, default=len(CHECKS), metavar="N",
                    help=f"problems per cell (default {len(CHECKS)}: a moderate and a saturating weight scale, "
@@ -168,11 +208,11 @@ def _parser():
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
 
-    p = sub.add_parser("show", help="print a cell's derivation")
+    p = sub.add_parser("show", help="print a cell's derivation", **_about("show"))
     p.add_argument("cell", help="a cell name or a script")
     form = p.add_mutually_exclusive_group()
-    form.add_argument("--markdown", action="store_true", help="print the Markdown document instead")
-    form.add_argument("--latex", action="store_true", help="print a LaTeX document instead")
+    form.add_argument("--markdown", action="store_true", help="print the Markdown document instead of the text")
+    form.add_argument("--latex", action="store_true", help="print a LaTeX document instead of the text")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="for a script of your own: show it as `generate SCRIPT --out DIR` writes it, its "
                         "links and header right for DIR (default: build)")
@@ -200,12 +240,24 @@ def _positive_number(text):
     return x
 
 
-def _directory(args):
+def _directory(args, cell=None):
+    """The derivations directory; cell: the name a command looks up in it."""
     directory = args.derivations or gen.default_derivations_dir()
     if not args.derivations and not directory.is_dir():  # installed from a wheel: the scripts are in a clone
         raise SpecError("no derivations/ here, and this installation has none beside it (the scripts come "
-                        "with a clone: pip install -e . there); give --derivations DIR, or a script")
+                        f"with a clone: pip install -e . there); {_without_derivations(args.command, cell)}")
     return directory
+
+
+def _without_derivations(command, cell):
+    """What a command can be given where there is no derivations/: the main job takes a folder
+    alone; `check` takes the installed kernel of a packaged cell by its path."""
+    kernel = gen.KERNELS / f"{cell}.py"
+    if command == "check" and cell and kernel.is_file():
+        return f"the installed kernel of {cell} is checked by its path: lstm-derive check {shlex.quote(str(kernel))}"
+    if command is None:
+        return "give a folder of scripts: lstm-derive --derivations DIR"
+    return "give --derivations DIR, or a script"
 
 
 def _scripts(args, names=()):
@@ -232,7 +284,7 @@ def _script(args, name):
                         f"the command: lstm-derive --derivations {name} ...")
     if path.suffix == ".py":
         return path
-    directory = _directory(args)
+    directory = _directory(args, name)
     by_name = {p.stem: p for p in gen.find_scripts(directory)}
     if path.suffix or len(path.parts) > 1:  # a file, not a cell's name
         raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
@@ -328,6 +380,9 @@ def run_generate(args):
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
     scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
+    foreign = [script for script in scripts if not gen.is_home(script)]
+    if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
+        raise gen.GenerationError(_wants_out(args, foreign))
     targets, errors = _all_targets(scripts, args.out, writing=not args.check)
     status = _generated(args, targets) if targets else 0
     for error in errors:
@@ -335,6 +390,15 @@ def run_generate(args):
     if errors and len(scripts) > 1:
         print(f"{len(errors)} of {len(scripts)} scripts failed, and nothing of theirs was written", file=sys.stderr)
     return 2 if errors else status
+
+
+def _wants_out(args, foreign):
+    """Why scripts from outside derivations/ are not generated without --out, and the command that does."""
+    names = [str(s) for s in foreign[:3]] + ([f"{len(foreign) - 3} more"] if len(foreign) > 3 else [])
+    where = ["--derivations", str(args.derivations)] if args.derivations and not args.scripts else []
+    again = ["lstm-derive", *where, "generate", *map(str, args.scripts), *(["--check"] if args.check else [])]
+    return (f"{', '.join(names[:-1])} and {names[-1]}: lstm_derive/kernels/ holds only the kernels of "
+            f"{gen.home_scripts()}; write these cells' kernels and documents elsewhere: {shlex.join(again)} --out DIR")
 
 
 def _generated(args, targets):
@@ -360,9 +424,9 @@ def _generated(args, targets):
         print(f"{len(targets)} generated files are fresh")
         return 0
     written = gen.write(targets)
-    _remove(orphans)
-    for path in written:
+    for path in written:  # before the removals, which may fail, so that what was written is said
         print(f"wrote {gen.shown(path)}")
+    _remove(orphans)
     print(f"{len(targets)} files generated, {len(written)} changed")
     return 0
 
@@ -371,7 +435,11 @@ def _remove(orphans, file=None):
     """Removes the package's generated files that no script generates any more (its script
     removed, or its cell renamed)."""
     for path in orphans:
-        path.unlink()
+        try:
+            path.unlink()
+        except OSError as error:  # a read-only clone, say
+            raise gen.GenerationError(f"{gen.shown(path)}: cannot remove it ({error.strerror or error}); no script "
+                                      "generates it any more") from error
         print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
@@ -384,7 +452,7 @@ def _summary_row(script, out, claimed):
         _claim(targets, script, claimed)
         gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
-        return [script.name, "-", "-", "-", "-", "-", f"{time.perf_counter() - start:.2f}", "ERROR"], [f"{error}"]
+        return _error_row(script, time.perf_counter() - start, error)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
@@ -400,6 +468,24 @@ def _summary_row(script, out, claimed):
     return row, failures
 
 
+def _error_row(script, seconds, error):
+    return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
+
+
+def _built_twice(scripts):
+    """script -> why it is not run: each of the scripts that build cells of one name, whose kernel
+    and document each would write over the other's; which one the package should hold is not ours
+    to choose. A script that fails is passed over here: its own row says why."""
+    built = {}
+    for script in scripts:
+        with contextlib.suppress(SpecError, gen.GenerationError):
+            built.setdefault(gen.load_cell(script).name, []).append(script)
+    return {script: f"{', '.join(map(str, same[:-1]))} and {same[-1]} {'both' if len(same) == 2 else 'all'} build "
+                    f"the cell '{name}', whose kernel and document each would write over the other's, so neither "
+                    "is written; rename one cell"
+            for name, same in built.items() if len(same) > 1 for script in same}
+
+
 def run_all(args):
     scripts = _scripts(args)
     home = all(gen.is_home(s) for s in scripts)
@@ -408,28 +494,56 @@ def run_all(args):
             gen.write([gen.package_index(gen.home_cells())])
         except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
             pass
-    rows, all_failures, claimed = [], [], {}
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
-        for n, script in enumerate(scripts, 1):
-            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
-                  flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
-            row, failures = _summary_row(script, None if home else Path(scratch), claimed)
-            rows.append(row)
-            all_failures += [f"{row[0]}: {f}" for f in failures]
-    if home and all(row[-1] != "ERROR" for row in rows):  # a failing script's files would look like orphans
-        _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
-    print()
-    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
-                  "seconds", "status"], rows))
-    for failure in all_failures:
-        print(failure)
-    broken = [row[0] for row in rows if row[-1] == "ERROR"]
-    failed = [row[0] for row in rows if row[-1] == "FAIL"]
-    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken))
+        rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
+    unremoved = []
+    # a failing script's files would look like orphans, and so would those of the scripts not run
+    if home and not stopped and all(row[-1] != "ERROR" for row in rows):
+        try:
+            _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
+        except gen.GenerationError as error:  # a read-only clone: the summary still comes
+            unremoved.append(f"{error}")
+    if stopped:
+        _print_summary(rows, all_failures, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of "
+                                           f"{len(scripts)} scripts not checked")
+        raise KeyboardInterrupt
+    _print_summary(rows, all_failures + unremoved)
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
-    return 2 if broken else 1 if failed else 0
+    statuses = {row[-1] for row in rows}
+    return 2 if "ERROR" in statuses or unremoved else 1 if "FAIL" in statuses else 0
+
+
+def _summary_rows(scripts, out):
+    """(rows, failures, claimed, stopped): each script's summary row and failures, the files written
+    (as _claim's), and the script a Ctrl-C stopped the run in (None if it ran to the end), whose
+    rows so far are still a summary."""
+    rows, all_failures, claimed = [], [], {}
+    # into the package, the first of two scripts of one cell would be written over the other's files
+    refused = _built_twice(scripts) if out is None else {}
+    for n, script in enumerate(scripts, 1):
+        try:
+            print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
+                  flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
+            row, failures = (_error_row(script, 0.0, refused[script]) if script in refused else
+                             _summary_row(script, out, claimed))
+        except KeyboardInterrupt:
+            return rows, all_failures, claimed, script
+        rows.append(row)
+        all_failures += [f"{row[0]}: {f}" for f in failures]
+    return rows, all_failures, claimed, None
+
+
+def _print_summary(rows, failures, after_count=""):
+    print()
+    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
+                  "seconds", "status"], rows))
+    for failure in failures:
+        print(failure)
+    broken = [row[0] for row in rows if row[-1] == "ERROR"]
+    failed = [row[0] for row in rows if row[-1] == "FAIL"]
+    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken) + after_count)
 
 
 def _count(passed, failed, broken):
@@ -444,15 +558,23 @@ def run_check(args):
     if set(args.methods) == {"float32"}:
         raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
     passed, failed, broken, claimed = [], [], [], {}
+    scripts = _scripts(args, args.cells)  # each once, under whatever spelling
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
-        for script in _scripts(args, args.cells):  # each once, under whatever spelling
+        for script in scripts:
             try:
                 cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
                 continue
-            ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+            try:
+                ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+            except KeyboardInterrupt:
+                if len(scripts) > 1:  # one cell's own summary said it all
+                    checked = len(passed) + len(failed) + len(broken)
+                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in {cell}, "
+                          f"{len(scripts) - checked} of {len(scripts)} cells not checked")
+                raise
             if not ok and hint:
                 print(f"{cell}: {hint}")
             (passed if ok else failed).append(cell)

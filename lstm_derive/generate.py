@@ -115,7 +115,9 @@ def load_cell(path) -> Cell:
                "its forward() and backward() come only through import *: import them by name")
         kernel = (f" (a kernel module? {why}; `check` takes one whose forward() and backward() are defined or "
                   "imported by name at its top level; lstm_derive.gradcheck.check_kernel takes any object with "
-                  "the interface)" if not cells and len(missing) < 2 else "")
+                  "the interface)" if not cells and len(missing) < 2 else
+                  f" (a helper that scripts import? name it _{path.name}: a folder's run passes over _*.py)"
+                  if not cells and not path.name.startswith("_") else "")
         raise SpecError(f"{path}: a derivation script builds exactly one Cell; this one builds {len(cells)}{kernel}")
     cell = cells[0]
     cell.source = str(path)

@@ -3,6 +3,7 @@
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -233,6 +234,7 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     assert "\n1 passed, 0 failed, 1 not derived (helpers.py)\n" in out  # as check counts it
     assert any(line.startswith("helpers.py ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
     assert "helpers.py: " in out and "builds exactly one Cell; this one builds 0" in out
+    assert "(a helper that scripts import? name it _helpers.py: a folder's run passes over _*.py)\n" in out
 
 
 def test_check_and_generate_over_a_folder_go_past_a_broken_script(tmp_path, capsys):
@@ -997,3 +999,135 @@ def test_a_script_without_a_command_gets_the_commands_that_take_it(capsys):
     with pytest.raises(SystemExit):
         cli.main(["my_cell.py"])
     assert "a script is given to a command: lstm-derive check my_cell.py (or show my_cell.py" in capsys.readouterr().err
+
+
+def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_it_left(tmp_path, monkeypatch, capsys):
+    """Ctrl-C on the second of three cells: the first's row, the count, and the two not checked;
+    status 130, and the files of the cell it stopped in are left as they were."""
+    cells = tmp_path / "cells"
+    for name in ("first_rnn", "second_rnn", "third_rnn"):
+        write_cell(cells, name)
+    summary_row = cli._summary_row
+
+    def stopped_at_the_second(script, out, claimed):
+        if script.name == "second_rnn.py":
+            raise KeyboardInterrupt
+        return summary_row(script, out, claimed)
+
+    monkeypatch.setattr(cli, "_summary_row", stopped_at_the_second)
+    assert cli.main(["--derivations", str(cells)]) == 130
+    captured = capsys.readouterr()
+    rows = [line.split()[0] for line in captured.out.lstrip("\n").split("\n\n")[0].splitlines()[2:]]
+    assert rows == ["first_rnn"], captured.out
+    assert "\n1 passed, 0 failed; interrupted in second_rnn.py, 2 of 3 scripts not checked\n" in captured.out
+    assert captured.err.endswith("lstm-derive: interrupted\n")
+
+
+def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, monkeypatch, capsys):
+    first, second = write_cell(tmp_path, "first_rnn"), write_cell(tmp_path, "second_rnn")
+    print_checks = cli._print_checks
+
+    def stopped_at_the_second(cell, *args):
+        if cell == "second_rnn":
+            raise KeyboardInterrupt
+        return print_checks(cell, *args)
+
+    monkeypatch.setattr(cli, "_print_checks", stopped_at_the_second)
+    assert cli.main(["check", str(first), str(second)]) == 130
+    assert capsys.readouterr().out.endswith("\n1 passed, 0 failed; interrupted in second_rnn, 1 of 2 cells not checked\n")
+
+
+def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
+    """A read-only clone whose script was removed: the kernel it left cannot be removed; the summary
+    still comes, then the reason, with status 2 (and generate says the same, in one line)."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    gone = kernels / "gone.py"
+    gone.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
+    unlink = pathlib.Path.unlink
+
+    def read_only(path, *args, **kwargs):
+        if path == gone:
+            raise OSError(30, "Read-only file system", str(path))
+        return unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "unlink", read_only)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert "\n1 passed, 0 failed\n" in out
+    assert f"{gone}: cannot remove it (Read-only file system)" in out, out
+    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert f"{gone}: cannot remove it (Read-only file system)" in capsys.readouterr().err
+
+
+def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_the_main_job(tmp_path, monkeypatch,
+                                                                                            capsys):
+    """A copy of a script's cell, edited in derivations/ under a name that sorts before it: the main
+    job wrote the copy's kernel and document over the package's, then refused the original."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    before = {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]}
+    (home / "a_copy.py").write_text((home / "sigmoid_rnn.py").read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert out.count(" ERROR\n") == 2 and "\n0 passed, 0 failed, 2 not derived (a_copy.py, sigmoid_rnn.py)\n" in out
+    assert f"{home / 'a_copy.py'} and {home / 'sigmoid_rnn.py'} both build the cell 'sigmoid_rnn'" in out
+    assert {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]} == before
+
+
+def test_generate_over_a_folder_of_ones_own_without_out_says_out_is_wanted_not_a_script_fixed(tmp_path, capsys):
+    """Every script of the folder is refused alike: the message names them and --out, where it blamed
+    the first and told to fix it, or move it out of derivations/."""
+    cells = tmp_path / "cells"
+    write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    for check in ([], ["--check"]):
+        assert cli.main(["--derivations", str(cells), "generate", *check]) == 2
+        err = capsys.readouterr().err
+        assert "fix this one" not in err and err.count("\n") == 1, err
+        assert (f"lstm-derive: {cells / 'first_rnn.py'} and {cells / 'second_rnn.py'}: lstm_derive/kernels/ holds only "
+                "the kernels of ") in err, err
+        again = " ".join(["lstm-derive --derivations", str(cells), "generate", *check, "--out DIR"])
+        assert f"write these cells' kernels and documents elsewhere: {again}\n" in err, err
+    assert sorted(p.name for p in cells.iterdir()) == ["first_rnn.py", "second_rnn.py"]
+
+
+def test_an_installation_without_derivations_gives_commands_that_run_there(tmp_path, monkeypatch, capsys):
+    """The main job takes no script, so the message offers it a folder alone; `check lstm` is
+    pointed to the installed kernel, which the command it gives checks."""
+    monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert "or a script" not in err and err.endswith("; give a folder of scripts: lstm-derive --derivations DIR\n")
+    assert cli.main(["check", "lstm"]) == 2
+    command = capsys.readouterr().err.rstrip("\n").split("; ")[-1]
+    assert command == f"the installed kernel of lstm is checked by its path: lstm-derive check {gen.KERNELS / 'lstm.py'}"
+    assert cli.main(shlex.split(command.split("lstm-derive ")[1])) == 0
+    assert "\n1 passed, 0 failed\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", ["generate", "check", "show"])
+def test_each_commands_help_says_what_it_does_every_default_and_examples_that_parse(command, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    text = capsys.readouterr().out
+    assert text.split("\n\n")[1].split()[0].endswith("s"), text  # a description: "Writes ...", "Prints ..."
+    options = text.split("\noptions:\n")[1].split("\n\n")[0]
+    for option in re.findall(r"^  (--\S+ [A-Z]+)\b.*?(?=^  -|\Z)", options, re.M | re.S):
+        assert "default" in re.search(rf"^  {re.escape(option)}\b.*?(?=^  -|\Z)", options, re.M | re.S).group(0), option
+    examples = [line.split("  ")[1].strip() for line in text.split("\nexamples:\n")[1].split("\n\n")[0].splitlines()]
+    assert len(examples) >= 3
+    for example in examples:
+        words = shlex.split(example)
+        assert words[0] == "lstm-derive" and command in words, example
+        cli._parser().parse_args(words[1:])

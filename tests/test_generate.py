@@ -190,7 +190,7 @@ def test_a_generated_kernel_is_checked_as_it_stands_and_named_as_such_where_a_sc
     plain = tmp_path / "empty.py"
     plain.write_text("x = 1\n")
     assert cli.main(["check", str(plain)]) == 2
-    assert "builds exactly one Cell; this one builds 0\n" in capsys.readouterr().err
+    assert "builds exactly one Cell; this one builds 0 (a helper" in capsys.readouterr().err
 
 
 def test_a_kernel_module_that_imports_its_functions_is_checked_and_one_missing_a_function_is_told(tmp_path, capsys):
