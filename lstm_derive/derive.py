@@ -156,11 +156,12 @@ class Derivation:
 def derive(cell: Cell) -> Derivation:
     cell.validate()
     cell = named_block_calls(cell)
-    _check_denominators(cell)
+    named = _output_form(cell)
+    _check_denominators(cell, named)
     forward = _forward_equations(cell)
     number = len(forward) + 1
     steps = []
-    for step in _early_blocks(list(_backward_steps(cell))):
+    for step in _early_blocks(list(_backward_steps(cell, named))):
         steps.append(Step(number, *step))
         number += 1
     grads = []
@@ -186,11 +187,10 @@ def _check_citations(d):
                             "(write {{ and }} for a brace itself)")
 
 
-def _check_denominators(cell):
-    """A denominator that is zero once the calls that lets compute are read as those lets (f -
-    sigmoid(a) with f = sigmoid(a)) would reach the kernel as SymPy's complex infinity, a name
-    NumPy does not know: refused, naming the let that makes it zero."""
-    named = _output_form(cell)
+def _check_denominators(cell, named):
+    """A denominator that is zero once the calls that lets compute are read as those lets (named:
+    the output form; f - sigmoid(a) with f = sigmoid(a)) would reach the kernel as SymPy's complex
+    infinity, a name NumPy does not know: refused, naming the let that makes it zero."""
     for let in cell.lets:
         others = {call: v for call, v in named.items() if v != let.symbol}
         for base in [p.base for p in let.expr.atoms(sympy.Pow) if p.exp.is_negative]:
@@ -355,9 +355,9 @@ def _pre_activation_block(cell, let):
                  if b in pre.free_symbols and sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)
 
 
-def _backward_steps(cell):
-    """Yields (target, kind, terms, result), last node first."""
-    named = _output_form(cell)
+def _backward_steps(cell, named):
+    """Yields (target, kind, terms, result), last node first, each local derivative in the output
+    form named."""
     new_states = {let.symbol: state for state, let in cell.updates.items()}
     nodes = cell.nodes
     for k in reversed(range(len(nodes))):

@@ -1,5 +1,6 @@
 """The derived adjoints are the hand-derived ones, compared as SymPy expressions."""
 
+import importlib
 import pathlib
 
 import pytest
@@ -345,3 +346,17 @@ def test_a_denominator_that_output_form_makes_zero_is_refused_at_its_line(tmp_pa
         cell.update(h=tanh(a) * f / ({denominator}))  # <- here
         """, "'h' divides by", "which is 0 at every value", reads, "write 'h' without that denominator")
     assert "zoo" not in message
+
+
+def test_the_output_form_is_made_once_a_derivation(monkeypatch):
+    """The denominators' check and the backward steps read one output form, made once."""
+    module = importlib.import_module("lstm_derive.derive")
+    made, output_form = [], module._output_form
+
+    def counted(cell):
+        made.append(cell)
+        return output_form(cell)
+
+    monkeypatch.setattr(module, "_output_form", counted)
+    derive(load_cell(DERIVATIONS / "gru.py"))
+    assert len(made) == 1
