@@ -159,15 +159,9 @@ def derive(cell: Cell) -> Derivation:
     named = _output_form(cell)
     _check_denominators(cell, named)
     forward = _forward_equations(cell)
-    number = len(forward) + 1
-    steps = []
-    for step in _early_blocks(list(_backward_steps(cell, named))):
-        steps.append(Step(number, *step))
-        number += 1
-    grads = []
-    for grad in _parameter_gradients(cell):
-        grads.append(ParamGrad(number, *grad))
-        number += 1
+    first = len(forward) + 1  # the equations are numbered on from the forward ones
+    steps = [Step(n, *step) for n, step in enumerate(_early_blocks(list(_backward_steps(cell, named))), first)]
+    grads = [ParamGrad(n, *grad) for n, grad in enumerate(_parameter_gradients(cell), first + len(steps))]
     d = Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
     _check_citations(d)
     return d
