@@ -153,8 +153,15 @@ class Derivation:
         return refs
 
 
-def derive(cell: Cell) -> Derivation:
-    cell.validate()
+def derive(cell: Cell, warn=None) -> Derivation:
+    """The cell's derivation, once validate() has found the cell valid; warn, where given, is
+    called first with each of its warnings (Cell.warnings, which validates it), before a long cell
+    makes the derivation wait."""
+    if warn is None:
+        cell.validate()
+    else:
+        for warning in cell.warnings():  # validates the cell first
+            warn(warning)
     cell = named_block_calls(cell)
     named = _output_form(cell)
     _check_denominators(cell, named)

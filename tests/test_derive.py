@@ -360,3 +360,25 @@ def test_the_output_form_is_made_once_a_derivation(monkeypatch):
     monkeypatch.setattr(module, "_output_form", counted)
     derive(load_cell(DERIVATIONS / "gru.py"))
     assert len(made) == 1
+
+
+def test_explain_validates_the_cell_once_for_its_warnings_and_its_derivation(monkeypatch, capsys):
+    from lstm_derive import Cell, explain
+
+    validated, validate = [], Cell.validate
+
+    def counted(cell):
+        validated.append(cell)
+        return validate(cell)
+
+    monkeypatch.setattr(Cell, "validate", counted)
+    explain(load_cell(DERIVATIONS / "lstm.py"))
+    assert len(validated) == 1 and "Backward pass" in capsys.readouterr().out
+
+
+def test_derive_gives_warn_the_cells_warnings():
+    cell = _cell_with_note("{da}")
+    cell.param("p")
+    warned = []
+    derive(cell, warned.append)
+    assert warned == cell.warnings() and any("parameter 'p' is never read" in w for w in warned)
