@@ -96,9 +96,19 @@ def _not_a_value(error):
     return given[0] if given and of_a_cell else ""
 
 
+# An error raised in their code is one of building the cell, not of the rest of a script.
+SYMPY_FOLDER = str(Path(sympy.__file__).parent)
+PACKAGE_FOLDER = str(Path(__file__).parent)
+
+
 def _raised_in_sympy(error):
     frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and frames[-1].filename.startswith(str(Path(sympy.__file__).parent))
+    return bool(frames) and _in(frames[-1], SYMPY_FOLDER)
+
+
+def _in(frame, *folders):
+    """Whether a traceback's frame runs code of a file below one of folders."""
+    return frame.filename.startswith(folders)
 
 
 # How each of a script's calls is written, for a call given too few or too many values by position.
@@ -177,7 +187,6 @@ def _assigned_after(path, name, line):
     bound = [node.lineno for node in ast.walk(tree) if _binds(node, name) and node.lineno > line]
     return min(bound, default=None)
 
-
 def _binds(node, name):
     if isinstance(node, ast.Name):
         return node.id == name and isinstance(node.ctx, ast.Store)
@@ -226,9 +235,9 @@ def _about_the_cell(error):
     that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a name of
     lstm_derive's not imported from it, or by a call of the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
-    inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
-    return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
+    return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
+            or bool(frames and ".affine(" in (frames[-1].line or ""))
             or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error)
                                         or _function_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
