@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -30,7 +31,7 @@ def script_hint(error):
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error) or _order_hint(error) or _function_hint(error)
+        return _import_hint(error) or _name_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -145,6 +146,13 @@ def _import_hint(error):
             f"language's functions are {SUPPORTED_OPERATIONS}")
 
 
+def _name_hint(error):
+    """For a name that is right where its line is not (read before a later line assigns it, a
+    state's name read for its value) or where the cell language lacks it (log, sqrt): the hint, and
+    no other name is meant; else ""."""
+    return _order_hint(error) or _function_hint(error)
+
+
 def _function_hint(error):
     """For a function of mathematics' (log, sqrt, sin) called but not defined: the cell language has
     no such function, whose are named. A name the line does not call, or no mathematician's (a
@@ -181,11 +189,19 @@ def _order_hint(error):
 def _assigned_after(path, name, line):
     """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
     try:
-        tree = ast.parse(Path(path).read_bytes())
+        tree = _parsed(Path(path).read_bytes())
     except (OSError, SyntaxError, ValueError):
         return None
     bound = [node.lineno for node in ast.walk(tree) if _binds(node, name) and node.lineno > line]
     return min(bound, default=None)
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed(source):
+    """The script's syntax tree, parsed once for an error that Python's suggestion and the hint
+    both ask about (the command line gives both)."""
+    return ast.parse(source)
+
 
 def _binds(node, name):
     if isinstance(node, ast.Name):
@@ -209,8 +225,8 @@ def pythons_suggestion(error):
     """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
     error's own text lacks: the command line, which shows that text alone, adds it."""
     name = getattr(error, "name", None)
-    if isinstance(error, NameError) and (_order_hint(error) or _function_hint(error)):
-        return ""  # the name is right (its line is not, or the language lacks it): no other name is meant
+    if isinstance(error, NameError) and _name_hint(error):
+        return ""
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
@@ -238,8 +254,7 @@ def _about_the_cell(error):
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
             or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error)
-                                        or _function_hint(error))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 
