@@ -940,55 +940,61 @@ def _check_operations(name, expr, where):
     """Only what the kernel can compute and differentiate: the functions of SUPPORTED_FUNCTIONS,
     + - * / and integer powers."""
     for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Symbol):
-            continue
         if isinstance(node, (sympy.Integer, sympy.Rational, sympy.Float)):
-            try:
-                finite = all(abs(float(v)) < float("inf") for v in ([node.p, node.q] if node.is_Rational else [node]))
-            except (OverflowError, TypeError, ValueError):
-                finite = False
-            if not finite:
-                text = str(node) if len(str(node)) <= 24 else str(node)[:20] + "..."
-                raise SpecError(f"{where}: '{name}' contains the number {text}, which is not a finite float64; "
-                                "write a smaller number")
-            continue
-        if isinstance(node, (sympy.Add, sympy.Mul)):
-            continue
-        if isinstance(node, sympy.Pow):
-            if node.base.has(sympy.Abs):  # (v*v)**0.5 is Abs(v)**1.0: the Abs below is the fault to name
-                continue
-            if node.exp.is_Float and float(node.exp).is_integer():  # a**2.0: the float is the only fault
-                raise SpecError(f"{where}: '{name}' contains {node.base}**{float(node.exp)}, a power with a float "
-                                f"exponent; write it as an integer: {node.base}**{int(node.exp)}")
-            if not node.exp.is_Integer:
-                raise SpecError(f"{where}: '{name}' contains {node}, a power with exponent {node.exp}; only "
-                                f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
-            continue
-        if type(node) in SUPPORTED_FUNCTIONS.values():
-            continue
-        what = type(node).__name__
-        if what in SUPPORTED_FUNCTIONS:  # sympy.exp, sympy.Function('relu'): the name, not the function
-            raise SpecError(f"{where}: '{name}' uses {what}, but not lstm_derive's {what}: write "
-                            f"from lstm_derive import {what}, the one whose derivative the kernels know")
-        if isinstance(node, sympy.core.function.AppliedUndef):
-            raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
-                            f"expressions are elementwise, one component of size-H vectors at a time, with "
-                            f"{SUPPORTED_OPERATIONS}: an operation across the H components (a mean, a norm, layer "
-                            "normalisation) cannot be written")
-        if not node.args and node.is_number:
-            constant = _INFINITIES.get(node, str(node))
-            spelled = f"sympy.{node}" if hasattr(sympy, str(node)) else constant  # pi, E, EulerGamma
-            number = (f"write it as a number, float({spelled}) = {float(node)!r}" if node.is_real and node.is_finite
-                      else "write a finite real number instead")
-            raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
-                            f"{number}")
-        hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
-        if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
-            hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
-                    "its slope 0 at the kink, as relu's)")
-        raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
-                        f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
-                        f"with them{hint}")
+            _check_finite(name, node, where)
+        elif isinstance(node, sympy.Pow):
+            _check_power(name, node, where)
+        elif not (isinstance(node, (sympy.Symbol, sympy.Add, sympy.Mul)) or type(node) in SUPPORTED_FUNCTIONS.values()):
+            _refuse_operation(name, node, where)
+
+
+def _check_finite(name, number, where):
+    try:
+        finite = all(abs(float(v)) < float("inf") for v in ([number.p, number.q] if number.is_Rational else [number]))
+    except (OverflowError, TypeError, ValueError):
+        finite = False
+    if not finite:
+        text = str(number) if len(str(number)) <= 24 else str(number)[:20] + "..."
+        raise SpecError(f"{where}: '{name}' contains the number {text}, which is not a finite float64; "
+                        "write a smaller number")
+
+
+def _check_power(name, power, where):
+    if power.base.has(sympy.Abs):  # (v*v)**0.5 is Abs(v)**1.0: the Abs below is the fault to name
+        return
+    if power.exp.is_Float and float(power.exp).is_integer():  # a**2.0: the float is the only fault
+        raise SpecError(f"{where}: '{name}' contains {power.base}**{float(power.exp)}, a power with a float "
+                        f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
+    if not power.exp.is_Integer:
+        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {power.exp}; only "
+                        f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
+
+
+def _refuse_operation(name, node, where):
+    """Raises the SpecError for a node that is none of the cell language's, saying what to write."""
+    what = type(node).__name__
+    if what in SUPPORTED_FUNCTIONS:  # sympy.exp, sympy.Function('relu'): the name, not the function
+        raise SpecError(f"{where}: '{name}' uses {what}, but not lstm_derive's {what}: write "
+                        f"from lstm_derive import {what}, the one whose derivative the kernels know")
+    if isinstance(node, sympy.core.function.AppliedUndef):
+        raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
+                        f"expressions are elementwise, one component of size-H vectors at a time, with "
+                        f"{SUPPORTED_OPERATIONS}: an operation across the H components (a mean, a norm, layer "
+                        "normalisation) cannot be written")
+    if not node.args and node.is_number:
+        constant = _INFINITIES.get(node, str(node))
+        spelled = f"sympy.{node}" if hasattr(sympy, str(node)) else constant  # pi, E, EulerGamma
+        number = (f"write it as a number, float({spelled}) = {float(node)!r}" if node.is_real and node.is_finite
+                  else "write a finite real number instead")
+        raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
+                        f"{number}")
+    hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+    if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
+        hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
+                "its slope 0 at the kink, as relu's)")
+    raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
+                    f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
+                    f"with them{hint}")
 
 
 def _same_owner(one, other):
