@@ -593,26 +593,14 @@ class Cell:
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""
         owners = {}  # kernel name -> (owner, Declared)
         for kernel_name, owner, where in self._kernel_names():
-            problem = None
-            if keyword.iskeyword(kernel_name):
-                problem = "a Python keyword"
-            elif kernel_name in KERNEL_NAMES and not (kernel_name == "x" and owner.startswith("input")):
-                problem = "one of the kernel's own names"
-                if kernel_name in _WHY:
-                    problem += f" ({_WHY[kernel_name]})"
-            elif kernel_name in BUILTIN_NAMES:
-                problem = "a Python builtin the kernel would shadow"
-            elif kernel_name in owners and not _same_owner(owners[kernel_name][0], owner):
-                other, other_where = owners[kernel_name]
-                if (other_where.file, other_where.line) > (where.file, where.line):  # blame the later one
-                    owner, where, other, other_where = other, other_where, owner, where
+            problem = _reserved(kernel_name, owner)
+            if problem is None and kernel_name in owners and not _same_owner(owners[kernel_name][0], owner):
+                # blame the later one
+                (other, other_where), (owner, where) = sorted([owners[kernel_name], (owner, where)],
+                                                              key=lambda made: (made[1].file, made[1].line))
                 problem = f"also made by {other} (declared at {other_where})"
             if problem:
-                fix = "rename it"
-                if owner.startswith("the unnamed"):
-                    call = owner.removeprefix("the unnamed ")
-                    fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
-                raise SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
+                raise _kernel_name_taken(kernel_name, owner, where, problem)
             owners.setdefault(kernel_name, (owner, where))
 
     def _kernel_names(self):
@@ -995,6 +983,25 @@ def _refuse_operation(name, node, where):
     raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                     f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                     f"with them{hint}")
+
+
+def _reserved(kernel_name, owner):
+    """Why no node may make kernel_name (a keyword, a name the kernel uses itself, a builtin), or None."""
+    if keyword.iskeyword(kernel_name):
+        return "a Python keyword"
+    if kernel_name in KERNEL_NAMES and not (kernel_name == "x" and owner.startswith("input")):
+        return "one of the kernel's own names" + (f" ({_WHY[kernel_name]})" if kernel_name in _WHY else "")
+    if kernel_name in BUILTIN_NAMES:
+        return "a Python builtin the kernel would shadow"
+    return None
+
+
+def _kernel_name_taken(kernel_name, owner, where, problem):
+    fix = "rename it"
+    if owner.startswith("the unnamed"):
+        call = owner.removeprefix("the unnamed ")
+        fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
+    return SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
 
 
 def _same_owner(one, other):
