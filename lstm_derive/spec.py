@@ -234,43 +234,11 @@ class Cell:
         """
         where = self._caller()
         name = _check_identifier(name, "affine name", where)
-        if isinstance(inputs, (sympy.Basic, str)) or not isinstance(inputs, (list, tuple)):
-            raise SpecError(f"{where}: affine '{name}' takes a list of vectors, got {inputs!r}; "
-                            f"write cell.affine('{name}', [x, h_prev], ...)")
-        if not inputs:
-            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors, "
-                            f"e.g. cell.affine('{name}', [x, h_prev])")
-        for v in inputs:
-            self._check_known(v, where, f"an input of affine '{name}'")
-            self._check_affine_input(name, v, where, self._varying())
-        repeated = sorted({str(v) for v in inputs if list(inputs).count(v) > 1})
-        if repeated:
-            raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
+        self._check_affine_inputs(name, inputs, where)
         block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
-        if bias is None or bias is False:
-            biases = []
-        elif isinstance(bias, str):
-            biases = [bias]
-        elif isinstance(bias, (list, tuple)):
-            biases = list(bias)
-        else:
-            raise SpecError(f"{where}: affine '{name}': bias is {bias!r}; give a name, None, "
-                            "or one name per input")
-        if len(biases) not in (0, 1, len(inputs)):
-            raise SpecError(f"{where}: affine '{name}' has {len(inputs)} inputs and {len(biases)} biases; "
-                            f"give one bias, none (bias=None) or one per input")
-        biases = [_check_identifier(b, "bias name", where) for b in biases]
-        for b in block_names:
-            if b in weights + biases:
-                role = f"its own bias{_DEFAULT_BIAS_HINT}" if b in biases else "one of its own weights"
-                raise SpecError(f"{where}: affine '{name}' names a block '{b}', the name of {role}")
-        for p in weights + biases:
-            _check_identifier(p, "parameter name", where)
-            if p in self._where:
-                hint = "; choose another with bias=..." if p in biases else ""
-                raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
-                                f"{self._where[p]}{hint}")
+        biases = _bias_names(name, bias, len(inputs), where)
+        self._check_affine_parameters(name, block_names, weights, biases, where)
         for p in weights + biases:
             self._claim(p, where)
         symbols = [self._declare(b, "H", where) for b in block_names]
@@ -725,6 +693,33 @@ class Cell:
                 return node.where
         return Declared(self.source or "<unknown>", 0)
 
+    def _check_affine_inputs(self, name, inputs, where):
+        if isinstance(inputs, (sympy.Basic, str)) or not isinstance(inputs, (list, tuple)):
+            raise SpecError(f"{where}: affine '{name}' takes a list of vectors, got {inputs!r}; "
+                            f"write cell.affine('{name}', [x, h_prev], ...)")
+        if not inputs:
+            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors, "
+                            f"e.g. cell.affine('{name}', [x, h_prev])")
+        for v in inputs:
+            self._check_known(v, where, f"an input of affine '{name}'")
+            self._check_affine_input(name, v, where, self._varying())
+        repeated = sorted({str(v) for v in inputs if list(inputs).count(v) > 1})
+        if repeated:
+            raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
+
+    def _check_affine_parameters(self, name, block_names, weights, biases, where):
+        """No block named as one of the affine's parameters, and no parameter's name used before."""
+        for b in block_names:
+            if b in weights + biases:
+                role = f"its own bias{_DEFAULT_BIAS_HINT}" if b in biases else "one of its own weights"
+                raise SpecError(f"{where}: affine '{name}' names a block '{b}', the name of {role}")
+        for p in weights + biases:
+            _check_identifier(p, "parameter name", where)
+            if p in self._where:
+                hint = "; choose another with bias=..." if p in biases else ""
+                raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
+                                f"{self._where[p]}{hint}")
+
     def _block_names(self, name, blocks, where):
         if isinstance(blocks, bool) or not isinstance(blocks, (int, list, tuple)):
             raise SpecError(f"{where}: affine '{name}': blocks is {blocks!r}; give a count or a list of names")
@@ -1002,6 +997,23 @@ def _kernel_name_taken(kernel_name, owner, where, problem):
         call = owner.removeprefix("the unnamed ")
         fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
     return SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
+
+
+def _bias_names(affine, bias, inputs, where):
+    """The bias names an affine's bias= gives, checked: none, one, or one for each of its inputs."""
+    if bias is None or bias is False:
+        biases = []
+    elif isinstance(bias, str):
+        biases = [bias]
+    elif isinstance(bias, (list, tuple)):
+        biases = list(bias)
+    else:
+        raise SpecError(f"{where}: affine '{affine}': bias is {bias!r}; give a name, None, "
+                        "or one name per input")
+    if len(biases) not in (0, 1, inputs):
+        raise SpecError(f"{where}: affine '{affine}' has {inputs} inputs and {len(biases)} biases; "
+                        f"give one bias, none (bias=None) or one per input")
+    return [_check_identifier(b, "bias name", where) for b in biases]
 
 
 def _same_owner(one, other):
