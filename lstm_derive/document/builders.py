@@ -490,55 +490,77 @@ def _many_steps_prose(d):
     through a weight matrix at every step makes a product of matrices. A path that enters another
     state meets the matrices between once, then that state's own factors; one that mixes the kinds
     of step takes a matrix only at the steps that pass one."""
-    out = []
-    for state, step, into in _carries(d):
-        own = into.adjoint
-        direct, through_pre = _own_factors(d, state, step, own)
-        moves = _transitions(d, state)
-        elementwise, matrices = moves.get(state, (False, []))
-        weights, several = _weights_text(d, matrices), len(matrices) > 1
-        entered = [s for s in moves if s != state and moves[s][1]]
-        new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
-        crosswise = [(new_of[t.consumer], t) for t in step.terms  # h_prev read by c's new value
-                     if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of]
-        both = bool(matrices) and bool(through_pre or len(direct) == 1)  # a GRU's h: z*h_prev, and U_h
-        alone = f"along `{state}` alone" if entered or crosswise else ""
-        term = _direct_term(d, state, direct[0].local) if both and len(direct) == 1 and not through_pre else None
-        path = f"along `{state}` alone"
-        if both:
-            path = f"through `{term}` at every step" if term else f"along `{state}`'s elementwise paths alone"
-        parts = []
-        if through_pre:
-            parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre, path))
-        elif len(direct) == 1:
-            parts.append(_along_the_state(d, state, direct[0].local, path))
-        if matrices:
-            which = "those matrices, one or more in turn along each path," if several else "that matrix"
-            if both or entered or crosswise or elementwise:  # one kind of path among others
-                lead = f"{alone + ', ' if alone else ''}through {weights} at every step, it is multiplied by {which}"
-            else:
-                lead = f"through {weights}, it is multiplied at every step by {which}"
-            parts.append(f"{lead} and by the local derivatives of the nodes between, a product of matrices over the "
-                         "steps between, whose size can shrink or grow geometrically with τ - t: the vanishing and "
-                         "exploding gradients of recurrent networks")
-        if both:
-            taken = f"`{term}`" if term else "the elementwise paths"
-            parts.append(f"a path that takes {taken} at some steps and {weights} at others picks up "
-                         f"{'those matrices' if several else 'the matrix'} only at the latter")
-        for other, t in crosswise:
-            parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
-                         "so over the steps between the two states' factors multiply in turn")
-        parts += [_entering(d, other, moves[other][1]) for other in entered]
-        if entered:
-            parts.append("a path that moves between the states takes the factors of its steps in turn, a matrix "
-                         "only at the steps that pass one")
-        head = f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from the loss of a later step τ"
-        if len(parts) == 1:
-            out.append(Prose(f"{head}: {parts[0]}."))
-        elif parts:  # one sentence for each kind of path
-            out.append(Prose(f"{head} sums paths through the states of the steps between, each a product of one factor "
-                             "per step. " + " ".join(f"{p[0].upper()}{p[1:]}." for p in parts)))
-    return out
+    paragraphs = [_compounding(d, state, step, into.adjoint) for state, step, into in _carries(d)]
+    return [p for p in paragraphs if p is not None]
+
+
+def _compounding(d, state, step, own):
+    """The paragraph on how d<state>_prev compounds over many steps (own: its new value's adjoint,
+    which the carry reads), or None where no path shows it."""
+    parts = _compounding_paths(d, state, step, own)
+    head = f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from the loss of a later step τ"
+    if len(parts) == 1:
+        return Prose(f"{head}: {parts[0]}.")
+    if parts:  # one sentence for each kind of path
+        return Prose(f"{head} sums paths through the states of the steps between, each a product of one factor "
+                     "per step. " + " ".join(f"{p[0].upper()}{p[1:]}." for p in parts))
+    return None
+
+
+def _compounding_paths(d, state, step, own):
+    """One clause for each kind of path by which a later loss's gradient reaches the state."""
+    direct, through_pre = _own_factors(d, state, step, own)
+    moves = _transitions(d, state)
+    elementwise, matrices = moves.get(state, (False, []))
+    weights, several = _weights_text(d, matrices), len(matrices) > 1
+    entered = [s for s in moves if s != state and moves[s][1]]
+    crosswise = _crosswise(d, state, step, own)
+    both = bool(matrices) and bool(through_pre or len(direct) == 1)  # a GRU's h: z*h_prev, and U_h
+    alone = f"along `{state}` alone" if entered or crosswise else ""
+    term = _direct_term(d, state, direct[0].local) if both and len(direct) == 1 and not through_pre else None
+    path = f"along `{state}` alone"
+    if both:
+        path = f"through `{term}` at every step" if term else f"along `{state}`'s elementwise paths alone"
+    parts = []
+    if through_pre:
+        parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre, path))
+    elif len(direct) == 1:
+        parts.append(_along_the_state(d, state, direct[0].local, path))
+    if matrices:
+        parts.append(_through_matrices(weights, several, alone, both or entered or crosswise or elementwise))
+    if both:
+        taken = f"`{term}`" if term else "the elementwise paths"
+        parts.append(f"a path that takes {taken} at some steps and {weights} at others picks up "
+                     f"{'those matrices' if several else 'the matrix'} only at the latter")
+    for other, t in crosswise:
+        parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
+                     "so over the steps between the two states' factors multiply in turn")
+    parts += [_entering(d, other, moves[other][1]) for other in entered]
+    if entered:
+        parts.append("a path that moves between the states takes the factors of its steps in turn, a matrix "
+                     "only at the steps that pass one")
+    return parts
+
+
+def _crosswise(d, state, step, own):
+    """(other state, term) for each term of the carry through another state's new value (h_prev
+    read by c's new value)."""
+    new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
+    return [(new_of[t.consumer], t) for t in step.terms
+            if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of]
+
+
+def _through_matrices(weights, several, alone, among_others):
+    """The clause on the paths through weight matrices at every step; among_others: one kind of
+    path among others."""
+    which = "those matrices, one or more in turn along each path," if several else "that matrix"
+    if among_others:
+        lead = f"{alone + ', ' if alone else ''}through {weights} at every step, it is multiplied by {which}"
+    else:
+        lead = f"through {weights}, it is multiplied at every step by {which}"
+    return (f"{lead} and by the local derivatives of the nodes between, a product of matrices over the "
+            "steps between, whose size can shrink or grow geometrically with τ - t: the vanishing and "
+            "exploding gradients of recurrent networks")
 
 
 def _own_factors(d, state, step, own):
