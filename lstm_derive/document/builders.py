@@ -334,6 +334,16 @@ def _backward_rules(d, kernel_text=None):
              "Most equations give that sum first, then the same in the step's stored values, which the kernel "
              "reads. The kernel multiplies the local derivatives first, so it need not form every adjoint: "
              "Kernel lines, below, gives the lines that finish each equation."]
+    output_form = _output_form_rule(d)
+    if output_form is None:
+        return tuple(rules)
+    saturation = _saturation_rule(d, kernel_text)
+    return tuple(rules + [output_form] + ([saturation] if saturation else []))
+
+
+def _output_form_rule(d):
+    """The rule for the derivatives of the cell's functions, in output form; None where the cell
+    calls none."""
     forms, names, functions = [], [], []
     for function in FUNCTIONS:
         example = next((let for let in d.cell.lets if isinstance(let.expr, function.cls)), None)
@@ -343,7 +353,7 @@ def _backward_rules(d, kernel_text=None):
             forms.append(f"{function.rule.format(a=_placeholder(d.cell))} is {function.form.format(v=example.symbol)} "
                          f"for `{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     if not forms:
-        return tuple(rules)
+        return None
     them = "them" if len(names) > 1 else "it"
     calls = ""
     called = [f"{f.name}'s {f.derivative_calls}" for f in FUNCTIONS  # one inside a let too
@@ -352,25 +362,30 @@ def _backward_rules(d, kernel_text=None):
         calls = f", and calls no exp or tanh to differentiate {them}" + (f" but {_join(called)}" if called else "")
     elif called:
         calls = f", and calls only {_join(called)}, to differentiate {them}"
+    # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
     unnamed = _unnamed_call(d)
     kept = (f" `{expr_text(unnamed, d)}`, which no node names, is stored by the forward pass too, and its "
             "derivative reads that stored value." if unnamed is not None else "")
-    rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                 f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
-                 f"outputs alone{calls}.{kept}")
-    # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
+    return (f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
+            f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
+            f"outputs alone{calls}.{kept}")
+
+
+def _saturation_rule(d, kernel_text):
+    """Where the cell calls a function that saturates: that output form's derivative is 0 where the
+    output rounds to its bound; "" where it calls none."""
     saturating = [f for f in FUNCTIONS if f.saturates and _uses(d.cell, f.cls)]
-    if saturating:
-        bounds = (f"float64: {', '.join(f.saturates[0].format(a=_placeholder(d.cell)) for f in saturating)}; "
-                  f"float32: {', '.join(f'{f.prose_name} past {f.saturates[1]}' for f in saturating)}")
-        gates = _tanh_through_sigmoid(d, kernel_text)
-        through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
-                                         its="its" if len(gates) == 1 else "their") if gates else ""
-        rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
-                     f"output rounds to its bound ({bounds}), its derivative comes out 0. The true one there is "
-                     "below 2 eps, twice the machine epsilon (4.4e-16; float32 2.4e-7): smaller than the rounding "
-                     f"error of any term of order 1 it is added to.{through_exp}")
-    return tuple(rules)
+    if not saturating:
+        return ""
+    bounds = (f"float64: {', '.join(f.saturates[0].format(a=_placeholder(d.cell)) for f in saturating)}; "
+              f"float32: {', '.join(f'{f.prose_name} past {f.saturates[1]}' for f in saturating)}")
+    gates = _tanh_through_sigmoid(d, kernel_text)
+    through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
+                                     its="its" if len(gates) == 1 else "their") if gates else ""
+    return (f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
+            f"output rounds to its bound ({bounds}), its derivative comes out 0. The true one there is "
+            "below 2 eps, twice the machine epsilon (4.4e-16; float32 2.4e-7): smaller than the rounding "
+            f"error of any term of order 1 it is added to.{through_exp}")
 
 
 def _affine_rule(d):
