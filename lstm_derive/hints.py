@@ -29,7 +29,6 @@ def script_hint(error):
     """What a cell script's error most likely means, or "": a function of numbers given a cell's
     vector, a matrix product written by hand, a comparison, more or fewer names than an affine
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
-    functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
         return _import_hint(error) or _name_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
@@ -45,8 +44,13 @@ def script_hint(error):
         return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
                 "to index, iterate or sum, and nothing across them (a mean, a norm, a transpose) is in the cell "
                 f"language, whose functions are {SUPPORTED_OPERATIONS}")
-    if not isinstance(error, TypeError):
-        return ""
+    return _type_error_hint(error) if isinstance(error, TypeError) else ""
+
+
+def _type_error_hint(error):
+    """script_hint for a TypeError that is none of a value's: a call of the cell's given its values
+    wrongly, NumPy's or math's functions on a cell's vectors, a comparison."""
+    functions = ", ".join(SUPPORTED_FUNCTIONS)
     keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
     if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
         method, given = keyword.groups()
