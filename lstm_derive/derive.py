@@ -163,7 +163,7 @@ def derive(cell: Cell, warn=None) -> Derivation:
         for warning in cell.warnings():  # validates the cell first
             warn(warning)
     cell = named_block_calls(cell)
-    named = _output_form(cell)
+    named = cell.output_form()
     _check_denominators(cell, named)
     forward = _forward_equations(cell)
     first = len(forward) + 1  # the equations are numbered on from the forward ones
@@ -274,11 +274,6 @@ def _forward_equations(cell):
             shown = written_form(cell, node)
             equations.append(Equation(k, (node.symbol,), node.expr, node, node.expr if shown is None else shown))
     return equations
-
-
-def _output_form(cell):
-    """Maps each function application a let defines to the let's symbol."""
-    return {n.expr: n.symbol for n in cell.lets if isinstance(n.expr, sympy.Function)}
 
 
 def _consumer_terms(cell, vector, later_nodes, named):

@@ -302,6 +302,11 @@ class Cell:
         """Every affine's blocks, in declaration order."""
         return [b for a in self.affines for b in a.blocks]
 
+    def output_form(self):
+        """Each function application a let defines -> the let's symbol: the derivation reads
+        sigmoid(a_i) as i, so that derivatives come out in the stored outputs."""
+        return {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
+
     def readers(self, symbol):
         """The lets whose expressions read symbol."""
         return [let for let in self.lets if let.expr.has(symbol)]
@@ -596,7 +601,7 @@ class Cell:
     def _call_names(self):
         """The names of the calls no let names (tanh_c, sigmoid0) and of their storage."""
         named = {let.expr for let in self.lets}
-        output_form = {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
+        output_form = self.output_form()
         # xreplace, not subs: for the cell language's calls subs finds just the calls themselves, at ten times the cost
         forms = [let.expr for let in self.lets] + [let.expr.xreplace(output_form) for let in self.lets]
         calls = [c for expr in forms for c in sympy.preorder_traversal(expr) if type(c) in SUPPORTED_FUNCTIONS.values()]

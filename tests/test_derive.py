@@ -348,18 +348,20 @@ def test_a_denominator_that_output_form_makes_zero_is_refused_at_its_line(tmp_pa
     assert "zoo" not in message
 
 
-def test_the_output_form_is_made_once_a_derivation(monkeypatch):
-    """The denominators' check and the backward steps read one output form, made once."""
+def test_the_denominators_check_and_the_backward_steps_read_one_output_form(monkeypatch):
     module = importlib.import_module("lstm_derive.derive")
-    made, output_form = [], module._output_form
+    read = []
 
-    def counted(cell):
-        made.append(cell)
-        return output_form(cell)
+    def reading(function):
+        def read_by(cell, named):
+            read.append(named)
+            return function(cell, named)
+        return read_by
 
-    monkeypatch.setattr(module, "_output_form", counted)
+    for name in ("_check_denominators", "_backward_steps"):
+        monkeypatch.setattr(module, name, reading(getattr(module, name)))
     derive(load_cell(DERIVATIONS / "gru.py"))
-    assert len(made) == 1
+    assert len(read) == 2 and read[0] is read[1]
 
 
 def test_explain_validates_the_cell_once_for_its_warnings_and_its_derivation(monkeypatch, capsys):
