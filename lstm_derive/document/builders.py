@@ -93,6 +93,11 @@ def _uses(cell, function):
     return any(let.expr.has(function) for let in cell.lets)
 
 
+def _stacked_rows(a):
+    """An affine's number of rows, H for each of its blocks stacked: H, 4H."""
+    return f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+
+
 def _shapes(d):
     """The affine maps' matrices: their shapes, and which rows hold which block."""
     parts = []
@@ -100,7 +105,7 @@ def _shapes(d):
         a = eq.node
         if not isinstance(a, Affine):
             continue
-        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        k = _stacked_rows(a)
         sizes = _join([f"`{w}` is {k} × {'D' if v in d.cell.inputs else 'H'}" for w, v in zip(a.weights, a.inputs)]
                       + [f"`{b}` has {k} entries" for b in a.biases])
         rows = f"; their rows hold the blocks {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
@@ -818,7 +823,7 @@ def _gradient_shapes(d):
         a = eq.node
         if not isinstance(a, Affine):
             continue
-        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        k = _stacked_rows(a)
         stacked = _block_names(d)[a.name]
         da = stacked if len(a.blocks) == 1 else _STACKED_ADJOINT.format(a.name)
         size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}
