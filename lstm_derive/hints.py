@@ -252,8 +252,10 @@ def _innermost_frame(error):
 
 def _about_the_cell(error):
     """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a name of
-    lstm_derive's not imported from it, or by a call of the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
+    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a value that is
+    none of the cell language's beside one that is (a list), for a name of lstm_derive's not
+    imported from it, read before its line or of a function the language lacks, or by a call of
+    the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
