@@ -49,10 +49,11 @@ def explain(cell, file=None):
     from .spec import SpecError
     from .terminal import printable
 
+    def warn(warning):  # on stderr, as the command line has them, unless a file is given
+        print(printable(f"warning: {warning}", file or sys.stderr), file=file or sys.stderr, flush=True)
+
     try:
-        for warning in cell.warnings():  # on stderr, as the command line has them, unless a file is given
-            print(printable(f"warning: {warning}", file or sys.stderr), file=file or sys.stderr, flush=True)  # before a long derivation
-        d = derive(cell)
+        d = derive(cell, warn)
     except SpecError as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -126,31 +126,49 @@ def hint_at_the_cause(reports):
     smooth at their step's scale), central differences against a forward that is not
     complex-analytic, or float64 passing against float32's rounding on an ill-conditioned problem."""
     by = {r.method: r for r in reports}
-    low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
-    if low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others):
-        for r in [low, *others]:
-            r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
-                      f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
-                      "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
-                      "a right kernel fails on it; a smaller scale tells")
+    if _hint_chaotic(by):
         return
-    if (low is not None and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
-            and others and all(r.ok for r in others) and low.sensitivity > ILL_CONDITIONED
-            and low.max_error <= AMPLIFIED * low.sensitivity):
+    if "float32" in by:
+        _hint_float32(by)
+    if {"central", "complex"} <= set(by):
+        _hint_central_or_complex(by["central"], by["complex"])
+
+
+def _hint_chaotic(by):
+    """Whether the problem is chaotic, every report then told so: a right kernel fails every method."""
+    low, others = by.get("float32"), [r for m, r in by.items() if m != "float32"]
+    if not (low is not None and low.sensitivity > CHAOTIC and not all(r.ok for r in others)):
+        return False
+    for r in [low, *others]:
+        r.hint = (f"rounding this problem's inputs to float32 alone moves its float64 gradients by "
+                  f"{low.sensitivity:.1e} of an array's largest entry: a chaotic problem (large weights over many "
+                  "steps), which amplifies float64's own rounding alike, past every method's tolerance, so that "
+                  "a right kernel fails on it; a smaller scale tells")
+    return True
+
+
+def _hint_float32(by):
+    """Where the float32 run alone fails: an ill-conditioned problem, or terms that cancel; where it
+    cannot run, nor the complex step: central differences alone."""
+    low, others = by["float32"], [r for m, r in by.items() if m != "float32"]
+    others_pass = bool(others) and all(r.ok for r in others)
+    if (others_pass and (low.mismatches or low.forward) and not low.wrong_shapes and not low.unjudged
+            and low.sensitivity > ILL_CONDITIONED and low.max_error <= AMPLIFIED * low.sensitivity):
         low.hint = (f"the float64 run passes the other checks, and rounding this problem's inputs to float32 alone "
                     f"moves its float64 gradients by {low.sensitivity:.1e} of an array's largest entry: an "
                     "ill-conditioned problem (large weights over many steps), on which float32's rounding fails a "
                     "right kernel; a path wrong in float32 alone fails at a smaller scale too, which tells")
-    elif low is not None and low.mismatches and not (low.forward or low.wrong_shapes or low.unjudged) and others \
-            and all(r.ok for r in others):
+    elif others_pass and low.mismatches and not (low.forward or low.wrong_shapes or low.unjudged):
         low.hint = _cancelled(low)
-    if low is not None and "complex" in by and low.unjudged and by["complex"].unjudged:
+    if "complex" in by and low.unjudged and by["complex"].unjudged:
         low.hint = by["complex"].hint = ("the kernel runs neither in complex numbers nor in float32: "
                                          "methods=(\"central\",) (--methods central) judges it by central "
                                          "differences alone")
-    if not {"central", "complex"} <= set(by):
-        return
-    central, complex_ = by["central"], by["complex"]
+
+
+def _hint_central_or_complex(central, complex_):
+    """Where central differences and the complex step disagree on a kernel both could judge: which
+    to believe."""
     if central.wrong_shapes or central.unjudged or complex_.unjudged:
         return
     if (central.mismatches or central.directional) and not complex_.mismatches:

@@ -153,20 +153,22 @@ class Derivation:
         return refs
 
 
-def derive(cell: Cell) -> Derivation:
-    cell.validate()
+def derive(cell: Cell, warn=None) -> Derivation:
+    """The cell's derivation, once validate() has found the cell valid; warn, where given, is
+    called first with each of its warnings (Cell.warnings, which validates it), before a long cell
+    makes the derivation wait."""
+    if warn is None:
+        cell.validate()
+    else:
+        for warning in cell.warnings():  # validates the cell first
+            warn(warning)
     cell = named_block_calls(cell)
-    _check_denominators(cell)
+    named = cell.output_form()
+    _check_denominators(cell, named)
     forward = _forward_equations(cell)
-    number = len(forward) + 1
-    steps = []
-    for step in _early_blocks(list(_backward_steps(cell))):
-        steps.append(Step(number, *step))
-        number += 1
-    grads = []
-    for grad in _parameter_gradients(cell):
-        grads.append(ParamGrad(number, *grad))
-        number += 1
+    first = len(forward) + 1  # the equations are numbered on from the forward ones
+    steps = [Step(n, *step) for n, step in enumerate(_early_blocks(list(_backward_steps(cell, named))), first)]
+    grads = [ParamGrad(n, *grad) for n, grad in enumerate(_parameter_gradients(cell), first + len(steps))]
     d = Derivation(cell, tuple(forward), tuple(steps), tuple(grads))
     _check_citations(d)
     return d
@@ -186,11 +188,10 @@ def _check_citations(d):
                             "(write {{ and }} for a brace itself)")
 
 
-def _check_denominators(cell):
-    """A denominator that is zero once the calls that lets compute are read as those lets (f -
-    sigmoid(a) with f = sigmoid(a)) would reach the kernel as SymPy's complex infinity, a name
-    NumPy does not know: refused, naming the let that makes it zero."""
-    named = _output_form(cell)
+def _check_denominators(cell, named):
+    """A denominator that is zero once the calls that lets compute are read as those lets (named:
+    the output form; f - sigmoid(a) with f = sigmoid(a)) would reach the kernel as SymPy's complex
+    infinity, a name NumPy does not know: refused, naming the let that makes it zero."""
     for let in cell.lets:
         others = {call: v for call, v in named.items() if v != let.symbol}
         for base in [p.base for p in let.expr.atoms(sympy.Pow) if p.exp.is_negative]:
@@ -275,11 +276,6 @@ def _forward_equations(cell):
     return equations
 
 
-def _output_form(cell):
-    """Maps each function application a let defines to the let's symbol."""
-    return {n.expr: n.symbol for n in cell.lets if isinstance(n.expr, sympy.Function)}
-
-
 def _consumer_terms(cell, vector, later_nodes, named):
     """The terms dL/d vector receives from the nodes after it within one step."""
     terms = []
@@ -355,9 +351,9 @@ def _pre_activation_block(cell, let):
                  if b in pre.free_symbols and sympy.diff(pre, b) == 1 and cell.readers(b) == [let]), None)
 
 
-def _backward_steps(cell):
-    """Yields (target, kind, terms, result), last node first."""
-    named = _output_form(cell)
+def _backward_steps(cell, named):
+    """Yields (target, kind, terms, result), last node first, each local derivative in the output
+    form named."""
     new_states = {let.symbol: state for state, let in cell.updates.items()}
     nodes = cell.nodes
     for k in reversed(range(len(nodes))):

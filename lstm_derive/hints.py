@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import builtins
 import difflib
+import functools
 import inspect
 import math
 import re
@@ -28,9 +29,8 @@ def script_hint(error):
     """What a cell script's error most likely means, or "": a function of numbers given a cell's
     vector, a matrix product written by hand, a comparison, more or fewer names than an affine
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
-    functions = ", ".join(SUPPORTED_FUNCTIONS)
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error) or _order_hint(error) or _function_hint(error)
+        return _import_hint(error) or _name_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -44,8 +44,13 @@ def script_hint(error):
         return ("a cell's vector is one symbol that stands for each of its H components alike: it has no components "
                 "to index, iterate or sum, and nothing across them (a mean, a norm, a transpose) is in the cell "
                 f"language, whose functions are {SUPPORTED_OPERATIONS}")
-    if not isinstance(error, TypeError):
-        return ""
+    return _type_error_hint(error) if isinstance(error, TypeError) else ""
+
+
+def _type_error_hint(error):
+    """script_hint for a TypeError that is none of a value's: a call of the cell's given its values
+    wrongly, NumPy's or math's functions on a cell's vectors, a comparison."""
+    functions = ", ".join(SUPPORTED_FUNCTIONS)
     keyword = re.search(r"Cell\.(\w+)\(\) got an unexpected keyword argument '(\w+)'", str(error))
     if keyword and callable(getattr(Cell, keyword.group(1), None)):  # cell.affine(..., block=[...])
         method, given = keyword.groups()
@@ -96,9 +101,19 @@ def _not_a_value(error):
     return given[0] if given and of_a_cell else ""
 
 
+# An error raised in their code is one of building the cell, not of the rest of a script.
+SYMPY_FOLDER = str(Path(sympy.__file__).parent)
+PACKAGE_FOLDER = str(Path(__file__).parent)
+
+
 def _raised_in_sympy(error):
     frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and frames[-1].filename.startswith(str(Path(sympy.__file__).parent))
+    return bool(frames) and _in(frames[-1], SYMPY_FOLDER)
+
+
+def _in(frame, *folders):
+    """Whether a traceback's frame runs code of a file below one of folders."""
+    return frame.filename.startswith(folders)
 
 
 # How each of a script's calls is written, for a call given too few or too many values by position.
@@ -133,6 +148,13 @@ def _import_hint(error):
     close = difflib.get_close_matches(wanted.lower(), EXPORTED, n=1)
     return ((f"did you mean {close[0]}? " if close else "") + f"lstm_derive gives {', '.join(EXPORTED)}; the cell "
             f"language's functions are {SUPPORTED_OPERATIONS}")
+
+
+def _name_hint(error):
+    """For a name that is right where its line is not (read before a later line assigns it, a
+    state's name read for its value) or where the cell language lacks it (log, sqrt): the hint, and
+    no other name is meant; else ""."""
+    return _order_hint(error) or _function_hint(error)
 
 
 def _function_hint(error):
@@ -171,11 +193,18 @@ def _order_hint(error):
 def _assigned_after(path, name, line):
     """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
     try:
-        tree = ast.parse(Path(path).read_bytes())
+        tree = _parsed(Path(path).read_bytes())
     except (OSError, SyntaxError, ValueError):
         return None
     bound = [node.lineno for node in ast.walk(tree) if _binds(node, name) and node.lineno > line]
     return min(bound, default=None)
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed(source):
+    """The script's syntax tree, parsed once for an error that Python's suggestion and the hint
+    both ask about (the command line gives both)."""
+    return ast.parse(source)
 
 
 def _binds(node, name):
@@ -200,8 +229,8 @@ def pythons_suggestion(error):
     """Python's "Did you mean" for a misspelt name or attribute, which its traceback prints but the
     error's own text lacks: the command line, which shows that text alone, adds it."""
     name = getattr(error, "name", None)
-    if isinstance(error, NameError) and (_order_hint(error) or _function_hint(error)):
-        return ""  # the name is right (its line is not, or the language lacks it): no other name is meant
+    if isinstance(error, NameError) and _name_hint(error):
+        return ""
     if isinstance(error, NameError) and name:
         frame = _innermost_frame(error)
         known = [*frame.f_locals, *frame.f_globals, *vars(builtins)] if frame else []
@@ -223,14 +252,15 @@ def _innermost_frame(error):
 
 def _about_the_cell(error):
     """Whether an error came from building the cell: raised within lstm_derive or SymPy, on a line
-    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a name of
-    lstm_derive's not imported from it, or by a call of the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
+    that unpacks an affine's blocks, by a NumPy ufunc given a SymPy expression, for a value that is
+    none of the cell language's beside one that is (a list), for a name of lstm_derive's not
+    imported from it, read before its line or of a function the language lacks, or by a call of
+    the cell's given its values wrongly. The rest of the script (a training loop) gets no hint."""
     frames = traceback.extract_tb(error.__traceback__)
-    inside = (str(Path(__file__).parent), str(Path(sympy.__file__).parent))
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
-    return (any(f.filename.startswith(inside) for f in frames) or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _order_hint(error)
-                                        or _function_hint(error))
+    return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
+            or bool(frames and ".affine(" in (frames[-1].line or ""))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 

@@ -234,43 +234,11 @@ class Cell:
         """
         where = self._caller()
         name = _check_identifier(name, "affine name", where)
-        if isinstance(inputs, (sympy.Basic, str)) or not isinstance(inputs, (list, tuple)):
-            raise SpecError(f"{where}: affine '{name}' takes a list of vectors, got {inputs!r}; "
-                            f"write cell.affine('{name}', [x, h_prev], ...)")
-        if not inputs:
-            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors, "
-                            f"e.g. cell.affine('{name}', [x, h_prev])")
-        for v in inputs:
-            self._check_known(v, where, f"an input of affine '{name}'")
-            self._check_affine_input(name, v, where, self._varying())
-        repeated = sorted({str(v) for v in inputs if list(inputs).count(v) > 1})
-        if repeated:
-            raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
+        self._check_affine_inputs(name, inputs, where)
         block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
-        if bias is None or bias is False:
-            biases = []
-        elif isinstance(bias, str):
-            biases = [bias]
-        elif isinstance(bias, (list, tuple)):
-            biases = list(bias)
-        else:
-            raise SpecError(f"{where}: affine '{name}': bias is {bias!r}; give a name, None, "
-                            "or one name per input")
-        if len(biases) not in (0, 1, len(inputs)):
-            raise SpecError(f"{where}: affine '{name}' has {len(inputs)} inputs and {len(biases)} biases; "
-                            f"give one bias, none (bias=None) or one per input")
-        biases = [_check_identifier(b, "bias name", where) for b in biases]
-        for b in block_names:
-            if b in weights + biases:
-                role = f"its own bias{_DEFAULT_BIAS_HINT}" if b in biases else "one of its own weights"
-                raise SpecError(f"{where}: affine '{name}' names a block '{b}', the name of {role}")
-        for p in weights + biases:
-            _check_identifier(p, "parameter name", where)
-            if p in self._where:
-                hint = "; choose another with bias=..." if p in biases else ""
-                raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
-                                f"{self._where[p]}{hint}")
+        biases = _bias_names(name, bias, len(inputs), where)
+        self._check_affine_parameters(name, block_names, weights, biases, where)
         for p in weights + biases:
             self._claim(p, where)
         symbols = [self._declare(b, "H", where) for b in block_names]
@@ -333,6 +301,11 @@ class Cell:
     def blocks(self):
         """Every affine's blocks, in declaration order."""
         return [b for a in self.affines for b in a.blocks]
+
+    def output_form(self):
+        """Each function application a let defines -> the let's symbol: the derivation reads
+        sigmoid(a_i) as i, so that derivatives come out in the stored outputs."""
+        return {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
 
     def readers(self, symbol):
         """The lets whose expressions read symbol."""
@@ -593,26 +566,14 @@ class Cell:
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""
         owners = {}  # kernel name -> (owner, Declared)
         for kernel_name, owner, where in self._kernel_names():
-            problem = None
-            if keyword.iskeyword(kernel_name):
-                problem = "a Python keyword"
-            elif kernel_name in KERNEL_NAMES and not (kernel_name == "x" and owner.startswith("input")):
-                problem = "one of the kernel's own names"
-                if kernel_name in _WHY:
-                    problem += f" ({_WHY[kernel_name]})"
-            elif kernel_name in BUILTIN_NAMES:
-                problem = "a Python builtin the kernel would shadow"
-            elif kernel_name in owners and not _same_owner(owners[kernel_name][0], owner):
-                other, other_where = owners[kernel_name]
-                if (other_where.file, other_where.line) > (where.file, where.line):  # blame the later one
-                    owner, where, other, other_where = other, other_where, owner, where
+            problem = _reserved(kernel_name, owner)
+            if problem is None and kernel_name in owners and not _same_owner(owners[kernel_name][0], owner):
+                # blame the later one
+                (other, other_where), (owner, where) = sorted([owners[kernel_name], (owner, where)],
+                                                              key=lambda made: (made[1].file, made[1].line))
                 problem = f"also made by {other} (declared at {other_where})"
             if problem:
-                fix = "rename it"
-                if owner.startswith("the unnamed"):
-                    call = owner.removeprefix("the unnamed ")
-                    fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
-                raise SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
+                raise _kernel_name_taken(kernel_name, owner, where, problem)
             owners.setdefault(kernel_name, (owner, where))
 
     def _kernel_names(self):
@@ -640,7 +601,7 @@ class Cell:
     def _call_names(self):
         """The names of the calls no let names (tanh_c, sigmoid0) and of their storage."""
         named = {let.expr for let in self.lets}
-        output_form = {let.expr: let.symbol for let in self.lets if isinstance(let.expr, sympy.Function)}
+        output_form = self.output_form()
         # xreplace, not subs: for the cell language's calls subs finds just the calls themselves, at ten times the cost
         forms = [let.expr for let in self.lets] + [let.expr.xreplace(output_form) for let in self.lets]
         calls = [c for expr in forms for c in sympy.preorder_traversal(expr) if type(c) in SUPPORTED_FUNCTIONS.values()]
@@ -736,6 +697,33 @@ class Cell:
             if node.expr.has(expr):
                 return node.where
         return Declared(self.source or "<unknown>", 0)
+
+    def _check_affine_inputs(self, name, inputs, where):
+        if isinstance(inputs, (sympy.Basic, str)) or not isinstance(inputs, (list, tuple)):
+            raise SpecError(f"{where}: affine '{name}' takes a list of vectors, got {inputs!r}; "
+                            f"write cell.affine('{name}', [x, h_prev], ...)")
+        if not inputs:
+            raise SpecError(f"{where}: affine '{name}' has no inputs; give it a list of vectors, "
+                            f"e.g. cell.affine('{name}', [x, h_prev])")
+        for v in inputs:
+            self._check_known(v, where, f"an input of affine '{name}'")
+            self._check_affine_input(name, v, where, self._varying())
+        repeated = sorted({str(v) for v in inputs if list(inputs).count(v) > 1})
+        if repeated:
+            raise SpecError(f"{where}: affine '{name}' lists '{repeated[0]}' twice; list each vector once")
+
+    def _check_affine_parameters(self, name, block_names, weights, biases, where):
+        """No block named as one of the affine's parameters, and no parameter's name used before."""
+        for b in block_names:
+            if b in weights + biases:
+                role = f"its own bias{_DEFAULT_BIAS_HINT}" if b in biases else "one of its own weights"
+                raise SpecError(f"{where}: affine '{name}' names a block '{b}', the name of {role}")
+        for p in weights + biases:
+            _check_identifier(p, "parameter name", where)
+            if p in self._where:
+                hint = "; choose another with bias=..." if p in biases else ""
+                raise SpecError(f"{where}: affine '{name}' makes the parameter '{p}', a name already used at "
+                                f"{self._where[p]}{hint}")
 
     def _block_names(self, name, blocks, where):
         if isinstance(blocks, bool) or not isinstance(blocks, (int, list, tuple)):
@@ -940,55 +928,97 @@ def _check_operations(name, expr, where):
     """Only what the kernel can compute and differentiate: the functions of SUPPORTED_FUNCTIONS,
     + - * / and integer powers."""
     for node in sympy.preorder_traversal(expr):
-        if isinstance(node, sympy.Symbol):
-            continue
         if isinstance(node, (sympy.Integer, sympy.Rational, sympy.Float)):
-            try:
-                finite = all(abs(float(v)) < float("inf") for v in ([node.p, node.q] if node.is_Rational else [node]))
-            except (OverflowError, TypeError, ValueError):
-                finite = False
-            if not finite:
-                text = str(node) if len(str(node)) <= 24 else str(node)[:20] + "..."
-                raise SpecError(f"{where}: '{name}' contains the number {text}, which is not a finite float64; "
-                                "write a smaller number")
-            continue
-        if isinstance(node, (sympy.Add, sympy.Mul)):
-            continue
-        if isinstance(node, sympy.Pow):
-            if node.base.has(sympy.Abs):  # (v*v)**0.5 is Abs(v)**1.0: the Abs below is the fault to name
-                continue
-            if node.exp.is_Float and float(node.exp).is_integer():  # a**2.0: the float is the only fault
-                raise SpecError(f"{where}: '{name}' contains {node.base}**{float(node.exp)}, a power with a float "
-                                f"exponent; write it as an integer: {node.base}**{int(node.exp)}")
-            if not node.exp.is_Integer:
-                raise SpecError(f"{where}: '{name}' contains {node}, a power with exponent {node.exp}; only "
-                                f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
-            continue
-        if type(node) in SUPPORTED_FUNCTIONS.values():
-            continue
-        what = type(node).__name__
-        if what in SUPPORTED_FUNCTIONS:  # sympy.exp, sympy.Function('relu'): the name, not the function
-            raise SpecError(f"{where}: '{name}' uses {what}, but not lstm_derive's {what}: write "
-                            f"from lstm_derive import {what}, the one whose derivative the kernels know")
-        if isinstance(node, sympy.core.function.AppliedUndef):
-            raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
-                            f"expressions are elementwise, one component of size-H vectors at a time, with "
-                            f"{SUPPORTED_OPERATIONS}: an operation across the H components (a mean, a norm, layer "
-                            "normalisation) cannot be written")
-        if not node.args and node.is_number:
-            constant = _INFINITIES.get(node, str(node))
-            spelled = f"sympy.{node}" if hasattr(sympy, str(node)) else constant  # pi, E, EulerGamma
-            number = (f"write it as a number, float({spelled}) = {float(node)!r}" if node.is_real and node.is_finite
-                      else "write a finite real number instead")
-            raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
-                            f"{number}")
-        hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
-        if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
-            hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
-                    "its slope 0 at the kink, as relu's)")
-        raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
-                        f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
-                        f"with them{hint}")
+            _check_finite(name, node, where)
+        elif isinstance(node, sympy.Pow):
+            _check_power(name, node, where)
+        elif not (isinstance(node, (sympy.Symbol, sympy.Add, sympy.Mul)) or type(node) in SUPPORTED_FUNCTIONS.values()):
+            _refuse_operation(name, node, where)
+
+
+def _check_finite(name, number, where):
+    try:
+        finite = all(abs(float(v)) < float("inf") for v in ([number.p, number.q] if number.is_Rational else [number]))
+    except (OverflowError, TypeError, ValueError):
+        finite = False
+    if not finite:
+        text = str(number) if len(str(number)) <= 24 else str(number)[:20] + "..."
+        raise SpecError(f"{where}: '{name}' contains the number {text}, which is not a finite float64; "
+                        "write a smaller number")
+
+
+def _check_power(name, power, where):
+    if power.base.has(sympy.Abs):  # (v*v)**0.5 is Abs(v)**1.0: the Abs below is the fault to name
+        return
+    if power.exp.is_Float and float(power.exp).is_integer():  # a**2.0: the float is the only fault
+        raise SpecError(f"{where}: '{name}' contains {power.base}**{float(power.exp)}, a power with a float "
+                        f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
+    if not power.exp.is_Integer:
+        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {power.exp}; only "
+                        f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
+
+
+def _refuse_operation(name, node, where):
+    """Raises the SpecError for a node that is none of the cell language's, saying what to write."""
+    what = type(node).__name__
+    if what in SUPPORTED_FUNCTIONS:  # sympy.exp, sympy.Function('relu'): the name, not the function
+        raise SpecError(f"{where}: '{name}' uses {what}, but not lstm_derive's {what}: write "
+                        f"from lstm_derive import {what}, the one whose derivative the kernels know")
+    if isinstance(node, sympy.core.function.AppliedUndef):
+        raise SpecError(f"{where}: '{name}' uses {what}, a function the cell language does not know; its "
+                        f"expressions are elementwise, one component of size-H vectors at a time, with "
+                        f"{SUPPORTED_OPERATIONS}: an operation across the H components (a mean, a norm, layer "
+                        "normalisation) cannot be written")
+    if not node.args and node.is_number:
+        constant = _INFINITIES.get(node, str(node))
+        spelled = f"sympy.{node}" if hasattr(sympy, str(node)) else constant  # pi, E, EulerGamma
+        number = (f"write it as a number, float({spelled}) = {float(node)!r}" if node.is_real and node.is_finite
+                  else "write a finite real number instead")
+        raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
+                        f"{number}")
+    hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+    if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
+        hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
+                "its slope 0 at the kink, as relu's)")
+    raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
+                    f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
+                    f"with them{hint}")
+
+
+def _reserved(kernel_name, owner):
+    """Why no node may make kernel_name (a keyword, a name the kernel uses itself, a builtin), or None."""
+    if keyword.iskeyword(kernel_name):
+        return "a Python keyword"
+    if kernel_name in KERNEL_NAMES and not (kernel_name == "x" and owner.startswith("input")):
+        return "one of the kernel's own names" + (f" ({_WHY[kernel_name]})" if kernel_name in _WHY else "")
+    if kernel_name in BUILTIN_NAMES:
+        return "a Python builtin the kernel would shadow"
+    return None
+
+
+def _kernel_name_taken(kernel_name, owner, where, problem):
+    fix = "rename it"
+    if owner.startswith("the unnamed"):
+        call = owner.removeprefix("the unnamed ")
+        fix = f"name it, e.g. cell.let('v', {call}), or rename the other"
+    return SpecError(f"{where}: {owner} makes the kernel name '{kernel_name}', which is {problem}; {fix}")
+
+
+def _bias_names(affine, bias, inputs, where):
+    """The bias names an affine's bias= gives, checked: none, one, or one for each of its inputs."""
+    if bias is None or bias is False:
+        biases = []
+    elif isinstance(bias, str):
+        biases = [bias]
+    elif isinstance(bias, (list, tuple)):
+        biases = list(bias)
+    else:
+        raise SpecError(f"{where}: affine '{affine}': bias is {bias!r}; give a name, None, "
+                        "or one name per input")
+    if len(biases) not in (0, 1, inputs):
+        raise SpecError(f"{where}: affine '{affine}' has {inputs} inputs and {len(biases)} biases; "
+                        f"give one bias, none (bias=None) or one per input")
+    return [_check_identifier(b, "bias name", where) for b in biases]
 
 
 def _same_owner(one, other):

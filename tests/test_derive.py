@@ -1,5 +1,6 @@
 """The derived adjoints are the hand-derived ones, compared as SymPy expressions."""
 
+import importlib
 import pathlib
 
 import pytest
@@ -345,3 +346,41 @@ def test_a_denominator_that_output_form_makes_zero_is_refused_at_its_line(tmp_pa
         cell.update(h=tanh(a) * f / ({denominator}))  # <- here
         """, "'h' divides by", "which is 0 at every value", reads, "write 'h' without that denominator")
     assert "zoo" not in message
+
+
+def test_the_denominators_check_and_the_backward_steps_read_one_output_form(monkeypatch):
+    module = importlib.import_module("lstm_derive.derive")
+    read = []
+
+    def reading(function):
+        def read_by(cell, named):
+            read.append(named)
+            return function(cell, named)
+        return read_by
+
+    for name in ("_check_denominators", "_backward_steps"):
+        monkeypatch.setattr(module, name, reading(getattr(module, name)))
+    derive(load_cell(DERIVATIONS / "gru.py"))
+    assert len(read) == 2 and read[0] is read[1]
+
+
+def test_explain_validates_the_cell_once_for_its_warnings_and_its_derivation(monkeypatch, capsys):
+    from lstm_derive import Cell, explain
+
+    validated, validate = [], Cell.validate
+
+    def counted(cell):
+        validated.append(cell)
+        return validate(cell)
+
+    monkeypatch.setattr(Cell, "validate", counted)
+    explain(load_cell(DERIVATIONS / "lstm.py"))
+    assert len(validated) == 1 and "Backward pass" in capsys.readouterr().out
+
+
+def test_derive_gives_warn_the_cells_warnings():
+    cell = _cell_with_note("{da}")
+    cell.param("p")
+    warned = []
+    derive(cell, warned.append)
+    assert warned == cell.warnings() and any("parameter 'p' is never read" in w for w in warned)

@@ -7,6 +7,7 @@ import pytest
 import sympy
 
 from lstm_derive.hints import refuse_numpy_functions, script_hint
+from lstm_derive.spec import SpecError
 from test_spec import PREAMBLE, refused, write_script
 
 
@@ -184,6 +185,25 @@ def test_a_name_read_before_the_line_that_assigns_it_says_where_it_is_assigned(t
     says only that the name is not defined."""
     message = refused(tmp_path, capsys, body, "NameError: name ", hint)
     assert "Did you mean" not in message  # Python's guess for 'late' is 'float'
+
+
+def test_a_name_read_before_its_line_parses_the_script_once_for_the_suggestion_and_the_hint(tmp_path, monkeypatch):
+    """The command line asks whether another name is meant (Python's suggestion) and what the hint
+    is: both read where the name is assigned from one parse of the script."""
+    import ast
+
+    from lstm_derive import hints
+    from lstm_derive.generate import load_cell
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ne = cell.let('e', tanh(a) + late)\n"
+                                       "late = cell.let('late', tanh(a))\ncell.update(h=e)\n")
+    parsed, parse = [], ast.parse
+    monkeypatch.setattr(ast, "parse", lambda source, *args, **kwargs: parsed.append(source) or
+                        parse(source, *args, **kwargs))
+    hints._parsed.cache_clear()
+    with pytest.raises(SpecError, match="'late' is assigned only below, on line 9"):
+        load_cell(script)
+    assert len(parsed) == 1
 
 
 def test_a_name_read_before_its_line_is_said_so_after_pythons_traceback(tmp_path):

@@ -5,7 +5,6 @@ import importlib.util
 import re
 import shlex
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np

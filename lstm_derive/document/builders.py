@@ -93,6 +93,11 @@ def _uses(cell, function):
     return any(let.expr.has(function) for let in cell.lets)
 
 
+def _stacked_rows(a):
+    """An affine's number of rows, H for each of its blocks stacked: H, 4H."""
+    return f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+
+
 def _shapes(d):
     """The affine maps' matrices: their shapes, and which rows hold which block."""
     parts = []
@@ -100,7 +105,7 @@ def _shapes(d):
         a = eq.node
         if not isinstance(a, Affine):
             continue
-        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        k = _stacked_rows(a)
         sizes = _join([f"`{w}` is {k} × {'D' if v in d.cell.inputs else 'H'}" for w, v in zip(a.weights, a.inputs)]
                       + [f"`{b}` has {k} entries" for b in a.biases])
         rows = f"; their rows hold the blocks {_join([f'`{b}`' for b in a.blocks])} in this order, H each" if len(a.blocks) > 1 else ""
@@ -334,6 +339,16 @@ def _backward_rules(d, kernel_text=None):
              "Most equations give that sum first, then the same in the step's stored values, which the kernel "
              "reads. The kernel multiplies the local derivatives first, so it need not form every adjoint: "
              "Kernel lines, below, gives the lines that finish each equation."]
+    output_form = _output_form_rule(d)
+    if output_form is None:
+        return tuple(rules)
+    saturation = _saturation_rule(d, kernel_text)
+    return tuple(rules + [output_form] + ([saturation] if saturation else []))
+
+
+def _output_form_rule(d):
+    """The rule for the derivatives of the cell's functions, in output form; None where the cell
+    calls none."""
     forms, names, functions = [], [], []
     for function in FUNCTIONS:
         example = next((let for let in d.cell.lets if isinstance(let.expr, function.cls)), None)
@@ -343,7 +358,7 @@ def _backward_rules(d, kernel_text=None):
             forms.append(f"{function.rule.format(a=_placeholder(d.cell))} is {function.form.format(v=example.symbol)} "
                          f"for `{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
     if not forms:
-        return tuple(rules)
+        return None
     them = "them" if len(names) > 1 else "it"
     calls = ""
     called = [f"{f.name}'s {f.derivative_calls}" for f in FUNCTIONS  # one inside a let too
@@ -352,25 +367,30 @@ def _backward_rules(d, kernel_text=None):
         calls = f", and calls no exp or tanh to differentiate {them}" + (f" but {_join(called)}" if called else "")
     elif called:
         calls = f", and calls only {_join(called)}, to differentiate {them}"
+    # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
     unnamed = _unnamed_call(d)
     kept = (f" `{expr_text(unnamed, d)}`, which no node names, is stored by the forward pass too, and its "
             "derivative reads that stored value." if unnamed is not None else "")
-    rules.append(f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
-                 f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
-                 f"outputs alone{calls}.{kept}")
-    # a call no node names (an SRU's tanh(c)) is kept and differentiated in output form too
+    return (f"Derivatives are in output form, written with the node's own stored value ({'; '.join(forms)}): "
+            f"no derivative of {_join(names, 'or')} reads its argument, so the backward pass reads the stored "
+            f"outputs alone{calls}.{kept}")
+
+
+def _saturation_rule(d, kernel_text):
+    """Where the cell calls a function that saturates: that output form's derivative is 0 where the
+    output rounds to its bound; "" where it calls none."""
     saturating = [f for f in FUNCTIONS if f.saturates and _uses(d.cell, f.cls)]
-    if saturating:
-        bounds = (f"float64: {', '.join(f.saturates[0].format(a=_placeholder(d.cell)) for f in saturating)}; "
-                  f"float32: {', '.join(f'{f.prose_name} past {f.saturates[1]}' for f in saturating)}")
-        gates = _tanh_through_sigmoid(d, kernel_text)
-        through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
-                                         its="its" if len(gates) == 1 else "their") if gates else ""
-        rules.append(f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
-                     f"output rounds to its bound ({bounds}), its derivative comes out 0. The true one there is "
-                     "below 2 eps, twice the machine epsilon (4.4e-16; float32 2.4e-7): smaller than the rounding "
-                     f"error of any term of order 1 it is added to.{through_exp}")
-    return tuple(rules)
+    if not saturating:
+        return ""
+    bounds = (f"float64: {', '.join(f.saturates[0].format(a=_placeholder(d.cell)) for f in saturating)}; "
+              f"float32: {', '.join(f'{f.prose_name} past {f.saturates[1]}' for f in saturating)}")
+    gates = _tanh_through_sigmoid(d, kernel_text)
+    through_exp = _TANH_GATES.format(gates=_join([f"`{g}` ({n})" for g, n in gates]),
+                                     its="its" if len(gates) == 1 else "their") if gates else ""
+    return (f"Output form is exact to rounding in absolute terms, not in relative ones: where a stored "
+            f"output rounds to its bound ({bounds}), its derivative comes out 0. The true one there is "
+            "below 2 eps, twice the machine epsilon (4.4e-16; float32 2.4e-7): smaller than the rounding "
+            f"error of any term of order 1 it is added to.{through_exp}")
 
 
 def _affine_rule(d):
@@ -490,55 +510,77 @@ def _many_steps_prose(d):
     through a weight matrix at every step makes a product of matrices. A path that enters another
     state meets the matrices between once, then that state's own factors; one that mixes the kinds
     of step takes a matrix only at the steps that pass one."""
-    out = []
-    for state, step, into in _carries(d):
-        own = into.adjoint
-        direct, through_pre = _own_factors(d, state, step, own)
-        moves = _transitions(d, state)
-        elementwise, matrices = moves.get(state, (False, []))
-        weights, several = _weights_text(d, matrices), len(matrices) > 1
-        entered = [s for s in moves if s != state and moves[s][1]]
-        new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
-        crosswise = [(new_of[t.consumer], t) for t in step.terms  # h_prev read by c's new value
-                     if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of]
-        both = bool(matrices) and bool(through_pre or len(direct) == 1)  # a GRU's h: z*h_prev, and U_h
-        alone = f"along `{state}` alone" if entered or crosswise else ""
-        term = _direct_term(d, state, direct[0].local) if both and len(direct) == 1 and not through_pre else None
-        path = f"along `{state}` alone"
-        if both:
-            path = f"through `{term}` at every step" if term else f"along `{state}`'s elementwise paths alone"
-        parts = []
-        if through_pre:
-            parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre, path))
-        elif len(direct) == 1:
-            parts.append(_along_the_state(d, state, direct[0].local, path))
-        if matrices:
-            which = "those matrices, one or more in turn along each path," if several else "that matrix"
-            if both or entered or crosswise or elementwise:  # one kind of path among others
-                lead = f"{alone + ', ' if alone else ''}through {weights} at every step, it is multiplied by {which}"
-            else:
-                lead = f"through {weights}, it is multiplied at every step by {which}"
-            parts.append(f"{lead} and by the local derivatives of the nodes between, a product of matrices over the "
-                         "steps between, whose size can shrink or grow geometrically with τ - t: the vanishing and "
-                         "exploding gradients of recurrent networks")
-        if both:
-            taken = f"`{term}`" if term else "the elementwise paths"
-            parts.append(f"a path that takes {taken} at some steps and {weights} at others picks up "
-                         f"{'those matrices' if several else 'the matrix'} only at the latter")
-        for other, t in crosswise:
-            parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
-                         "so over the steps between the two states' factors multiply in turn")
-        parts += [_entering(d, other, moves[other][1]) for other in entered]
-        if entered:
-            parts.append("a path that moves between the states takes the factors of its steps in turn, a matrix "
-                         "only at the steps that pass one")
-        head = f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from the loss of a later step τ"
-        if len(parts) == 1:
-            out.append(Prose(f"{head}: {parts[0]}."))
-        elif parts:  # one sentence for each kind of path
-            out.append(Prose(f"{head} sums paths through the states of the steps between, each a product of one factor "
-                             "per step. " + " ".join(f"{p[0].upper()}{p[1:]}." for p in parts)))
-    return out
+    paragraphs = [_compounding(d, state, step, into.adjoint) for state, step, into in _carries(d)]
+    return [p for p in paragraphs if p is not None]
+
+
+def _compounding(d, state, step, own):
+    """The paragraph on how d<state>_prev compounds over many steps (own: its new value's adjoint,
+    which the carry reads), or None where no path shows it."""
+    parts = _compounding_paths(d, state, step, own)
+    head = f"Over many steps, `d{state}_prev` compounds. The gradient that reaches {state}(t) from the loss of a later step τ"
+    if len(parts) == 1:
+        return Prose(f"{head}: {parts[0]}.")
+    if parts:  # one sentence for each kind of path
+        return Prose(f"{head} sums paths through the states of the steps between, each a product of one factor "
+                     "per step. " + " ".join(f"{p[0].upper()}{p[1:]}." for p in parts))
+    return None
+
+
+def _compounding_paths(d, state, step, own):
+    """One clause for each kind of path by which a later loss's gradient reaches the state."""
+    direct, through_pre = _own_factors(d, state, step, own)
+    moves = _transitions(d, state)
+    elementwise, matrices = moves.get(state, (False, []))
+    weights, several = _weights_text(d, matrices), len(matrices) > 1
+    entered = [s for s in moves if s != state and moves[s][1]]
+    crosswise = _crosswise(d, state, step, own)
+    both = bool(matrices) and bool(through_pre or len(direct) == 1)  # a GRU's h: z*h_prev, and U_h
+    alone = f"along `{state}` alone" if entered or crosswise else ""
+    term = _direct_term(d, state, direct[0].local) if both and len(direct) == 1 and not through_pre else None
+    path = f"along `{state}` alone"
+    if both:
+        path = f"through `{term}` at every step" if term else f"along `{state}`'s elementwise paths alone"
+    parts = []
+    if through_pre:
+        parts.append(_through_pre_activations(d, state, direct[0] if len(direct) == 1 else None, through_pre, path))
+    elif len(direct) == 1:
+        parts.append(_along_the_state(d, state, direct[0].local, path))
+    if matrices:
+        parts.append(_through_matrices(weights, several, alone, both or entered or crosswise or elementwise))
+    if both:
+        taken = f"`{term}`" if term else "the elementwise paths"
+        parts.append(f"a path that takes {taken} at some steps and {weights} at others picks up "
+                     f"{'those matrices' if several else 'the matrix'} only at the latter")
+    for other, t in crosswise:
+        parts.append(f"through the new `{other}` (times `{expr_text(t.local, d)}`), it joins `{other}`'s carry, "
+                     "so over the steps between the two states' factors multiply in turn")
+    parts += [_entering(d, other, moves[other][1]) for other in entered]
+    if entered:
+        parts.append("a path that moves between the states takes the factors of its steps in turn, a matrix "
+                     "only at the steps that pass one")
+    return parts
+
+
+def _crosswise(d, state, step, own):
+    """(other state, term) for each term of the carry through another state's new value (h_prev
+    read by c's new value)."""
+    new_of = {str(let.symbol): other for other, let in d.cell.updates.items() if other != state}
+    return [(new_of[t.consumer], t) for t in step.terms
+            if t.adjoint is not None and t.adjoint != own and t.pre is None and t.consumer in new_of]
+
+
+def _through_matrices(weights, several, alone, among_others):
+    """The clause on the paths through weight matrices at every step; among_others: one kind of
+    path among others."""
+    which = "those matrices, one or more in turn along each path," if several else "that matrix"
+    if among_others:
+        lead = f"{alone + ', ' if alone else ''}through {weights} at every step, it is multiplied by {which}"
+    else:
+        lead = f"through {weights}, it is multiplied at every step by {which}"
+    return (f"{lead} and by the local derivatives of the nodes between, a product of matrices over the "
+            "steps between, whose size can shrink or grow geometrically with τ - t: the vanishing and "
+            "exploding gradients of recurrent networks")
 
 
 def _own_factors(d, state, step, own):
@@ -781,7 +823,7 @@ def _gradient_shapes(d):
         a = eq.node
         if not isinstance(a, Affine):
             continue
-        k = f"{len(a.blocks)}H" if len(a.blocks) > 1 else "H"
+        k = _stacked_rows(a)
         stacked = _block_names(d)[a.name]
         da = stacked if len(a.blocks) == 1 else _STACKED_ADJOINT.format(a.name)
         size = {v: "D" if v in cell.inputs else "H" for v in a.inputs}

@@ -118,14 +118,7 @@ def _state_time_notes(d):
     notes = []
     for state in d.cell.states:
         prev, new = d.cell.prev(state), d.cell.updates[state].symbol
-        reads = {}  # param -> "prev" / "new"
-        for step in d.steps:
-            if step.kind != "param":
-                continue
-            for t in step.terms:
-                for v, when in ((prev, "prev"), (new, "new")):
-                    if t.local.has(v):
-                        reads.setdefault(step, set()).add(when)
+        reads = _when_read(d, prev, new)
         early = [s for s, w in reads.items() if w == {"prev"}]
         late = [s for s, w in reads.items() if w == {"new"}]
         if early and late:
@@ -134,6 +127,19 @@ def _state_time_notes(d):
                          f"read. Each is an elementwise product per (t, j), summed over t and j into the "
                          f"parameter's gradient, not an outer product like a weight's.")
     return notes
+
+
+def _when_read(d, prev, new):
+    """{a parameter's step: the values of one state its terms read, of "prev" and "new"}."""
+    reads = {}
+    for step in d.steps:
+        if step.kind != "param":
+            continue
+        for t in step.terms:
+            for v, when in ((prev, "prev"), (new, "new")):
+                if t.local.has(v):
+                    reads.setdefault(step, set()).add(when)
+    return reads
 
 
 def _block_order_notes(d):

@@ -57,22 +57,7 @@ def _backward_head(k):
     params = k.cell.parameter_names()
     body = [
         "def backward(params, cache, dys=None, dstate=None):",
-        '    """Backpropagation through time for the forward() call that made cache: the gradients of a loss',
-        "    L of its ys and final state.",
-        "",
-        "    params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.",
-        "    cache: forward()'s, for one call: "
-        + ("the gates' gradients are written over the gate values it holds."
-           if k.in_place else "a second is refused, as by the kernels that write their\n        gradients over it."),
-        "    dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end",
-        "        (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.",
-        f"    dstate: dL/d(final state), {_state_doc(k, 'd')}; None, or None for one array,",
-        "        means zeros.",
-        "",
-        "    Returns (grads, dx, dstate0), of the parameters' dtype:",
-        "    grads: a dict of dL/d(parameter) by the names in PARAMS, each of its parameter's shape.",
-        "    dx: (T, B, D), dL/dx; zero past each sequence's end.",
-        f'    dstate0: dL/d(initial state), {_state_doc(k, "d")}."""',
+        *_backward_doc(k),
         f"    {_unpack_tuple(params, '_checked_params(params)')}",
         "    D, H = _sizes(params)",
         f"    x = _checked_cache(cache, D, H, {_tuple(params)})",
@@ -93,6 +78,28 @@ def _backward_head(k):
     return body + [
         "    if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's",
         f"        d{k.cell.output_state}_next, dys = d{k.cell.output_state}_next + _summed(dys[T:], 0), dys[:T]",
+    ]
+
+
+def _backward_doc(k):
+    """backward()'s docstring: what it takes and returns, and what it does to the cache."""
+    return [
+        '    """Backpropagation through time for the forward() call that made cache: the gradients of a loss',
+        "    L of its ys and final state.",
+        "",
+        "    params: the values forward() ran with; their sizes, dtype and a sample of their entries are checked.",
+        "    cache: forward()'s, for one call: "
+        + ("the gates' gradients are written over the gate values it holds."
+           if k.in_place else "a second is refused, as by the kernels that write their\n        gradients over it."),
+        "    dys: (T, B, H), dL/dys; None means zeros (a loss of the final state alone). Past a sequence's end",
+        "        (forward()'s lengths) its dys reach the state it kept, as its outputs there repeat it.",
+        f"    dstate: dL/d(final state), {_state_doc(k, 'd')}; None, or None for one array,",
+        "        means zeros.",
+        "",
+        "    Returns (grads, dx, dstate0), of the parameters' dtype:",
+        "    grads: a dict of dL/d(parameter) by the names in PARAMS, each of its parameter's shape.",
+        "    dx: (T, B, D), dL/dx; zero past each sequence's end.",
+        f'    dstate0: dL/d(initial state), {_state_doc(k, "d")}."""',
     ]
 
 

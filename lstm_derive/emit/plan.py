@@ -109,9 +109,7 @@ class _Kernel:
         self.fused = self._fused_gates()
         self.bias_folds = self._bias_folds()
         self.negated = self._negated_runs()
-        occupants = {b: let.symbol for a in self.cell.affines if a.name in self.gates
-                     for b, (let, _) in zip(a.blocks, self.gates[a.name])}
-        occupants.update({b: v for v, (_, b) in self.placed.items()})
+        occupants = self._occupants()
         self.in_place = self._in_place(occupants)
         # block -> the value that sits in its slot of pre_<A>_seq, which its adjoint goes over
         self.gate_of = {b: v for b, v in occupants.items() if self.affine_of(b).name in self.in_place}
@@ -437,6 +435,14 @@ class _Kernel:
         block's values once read (GRU: da_hn over a_hn)."""
         return {b: b for a in self.cell.affines if a.name in self.split for b in a.blocks
                 if b not in self.twins and b in self.stored and b not in self.affine_inputs}
+
+    def _occupants(self):
+        """block -> the value the forward pass writes in its slot of pre_<A>_seq: its gate's, or a
+        value placed there."""
+        occupants = {b: let.symbol for a in self.cell.affines if a.name in self.gates
+                     for b, (let, _) in zip(a.blocks, self.gates[a.name])}
+        occupants.update({b: v for v, (_, b) in self.placed.items()})
+        return occupants
 
     def _in_place(self, occupants):
         """The affines whose pre-activation adjoints the backward pass writes over the values in
