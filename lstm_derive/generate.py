@@ -174,12 +174,10 @@ def targets_for(script, out=None, warn=None):
     directory). ``warn`` is called with each of the cell's warnings, before it is derived.
     """
     cell = load_cell(script)
-    for warning in cell.warnings() if warn else ():  # before the derivation, which a long cell makes wait
-        warn(warning)
     if out is None and not is_home(script):
         raise GenerationError(f"{script}: lstm_derive/kernels/ holds only the kernels of {home_scripts()}; "
                               "write this cell's kernel and document elsewhere with --out DIR")
-    d = derive(cell)
+    d = derive(cell, warn)
     script = Path(script)
     if out is None:
         source = f"{HOME.name}/{script.name}"

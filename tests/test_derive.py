@@ -364,8 +364,9 @@ def test_the_denominators_check_and_the_backward_steps_read_one_output_form(monk
     assert len(read) == 2 and read[0] is read[1]
 
 
-def test_explain_validates_the_cell_once_for_its_warnings_and_its_derivation(monkeypatch, capsys):
-    from lstm_derive import Cell, explain
+@pytest.mark.parametrize("caller", ["explain", "generate"])
+def test_a_cell_is_validated_once_for_its_warnings_and_its_derivation(monkeypatch, capsys, tmp_path, caller):
+    from lstm_derive import Cell, explain, generate
 
     validated, validate = [], Cell.validate
 
@@ -374,8 +375,12 @@ def test_explain_validates_the_cell_once_for_its_warnings_and_its_derivation(mon
         return validate(cell)
 
     monkeypatch.setattr(Cell, "validate", counted)
-    explain(load_cell(DERIVATIONS / "lstm.py"))
-    assert len(validated) == 1 and "Backward pass" in capsys.readouterr().out
+    if caller == "explain":
+        explain(load_cell(DERIVATIONS / "lstm.py"))
+        assert "Backward pass" in capsys.readouterr().out
+    else:
+        generate.targets_for(DERIVATIONS / "lstm.py", tmp_path, warn=print)
+    assert len(validated) == 1
 
 
 def test_derive_gives_warn_the_cells_warnings():
