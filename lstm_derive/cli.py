@@ -25,29 +25,44 @@ import contextlib
 import errno
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, terminal
-from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface
-from .problem import raised, takes_lengths, where_in
-from .outcomes import Outcomes, largest_error
 
-# The modules that import SymPy (most of a second) are loaded by main() once the arguments are
-# parsed, so that --help, --version and a usage error answer at once.
+# NumPy and SymPy take most of a second to import: the modules that import them are loaded by main()
+# once the arguments are parsed, so that --help, --version and a usage error answer at once, and a
+# Ctrl-C while they load ends as one at any other moment does, not in a traceback from an import.
 gen = SpecError = derivation_latex = derivation_text = None
 
 
-def _load():
+def _load(command):
+    """Imports the modules that import SymPy, and for the commands that check kernels, NumPy."""
     global gen, SpecError, derivation_latex, derivation_text
     from . import document, generate, spec
     gen, SpecError = generate, spec.SpecError
     derivation_latex, derivation_text = document.derivation_latex, document.derivation_text
+    if command in (None, "check"):
+        from . import gradcheck  # noqa: F401 - NumPy loaded where main() holds a Ctrl-C back, not at a first check
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """A Ctrl-C held back until the block ends, then raised: during NumPy's import, its C code turns
+    one into an ImportError (PyCapsule_Import could not import module "datetime")."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
 
 # The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
 # pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
@@ -67,6 +82,8 @@ def checks(n, steps=None, scale=None):
     from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`.
     steps: T of every problem (`--steps`), where a sequence of all T steps keeps all of them;
     scale: the weight scale of every problem (`--scale`)."""
+    import numpy as np
+
     drawn = []
     for seed in range(len(CHECKS), n):
         rng = np.random.default_rng(seed)
@@ -94,30 +111,19 @@ def _with_steps(config, steps):
 
 
 def main(argv=None):
-    terminal.in_ascii_where_needed(sys.stdout, sys.stderr)  # the derivation's ∂, ⊙, σ: not in every code page
-    parser = _parser()
-    words = sys.argv[1:] if argv is None else list(argv)
-    command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
-    if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
-        parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
-    if "--methods" in words:  # it takes every word after it: a cell there reads as a method
-        after = words[words.index("--methods") + 1:]
-        taken = after[:next((i for i, w in enumerate(after) if w.startswith("-")), len(after))]
-        stray = [w for w in taken if w not in DEFAULT_METHODS]
-        if stray:
-            parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
-                         "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
-    script = next((w for w in words[:command] if w.endswith(".py")), None)
-    if script is not None and command == len(words):  # lstm-derive my_cell.py: the command left out
-        parser.error(f"a script is given to a command: lstm-derive check {script} (or show {script}, "
-                     f"generate {script} --out DIR)")
-    args = parser.parse_args(argv)
     try:
-        _load()
-        return args.run(args)
-    except KeyboardInterrupt:  # first: an interrupt while _load() runs leaves the names below undefined
+        with _interrupts_held():
+            args = _arguments(argv)
+            _load(args.command)
+        return _run(args)
+    except KeyboardInterrupt:  # here, not in _run: one while the modules load leaves _run's gen undefined
         print("lstm-derive: interrupted", file=sys.stderr)
         return 130
+
+
+def _run(args):
+    try:
+        return args.run(args)
     except BrokenPipeError:  # `lstm-derive check | head`: end quietly, scratch directories removed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141
@@ -130,6 +136,36 @@ def main(argv=None):
     except (SpecError, gen.GenerationError) as error:
         print(f"lstm-derive: {error}", file=sys.stderr)
         return 2
+
+
+def _arguments(argv):
+    """The parsed arguments; a usage error (SystemExit) where argparse would not say what is wrong."""
+    terminal.in_ascii_where_needed(sys.stdout, sys.stderr)  # the derivation's ∂, ⊙, σ: not in every code page
+    parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
+    if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
+        parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
+    script = next((w for w in words[:command] if w.endswith(".py")), None)
+    if script is not None and command == len(words):  # lstm-derive my_cell.py: the command left out
+        parser.error(f"a script is given to a command: lstm-derive check {script} (or show {script}, "
+                     f"generate {script} --out DIR)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        args.methods = _methods(parser, args.methods)
+    return args
+
+
+def _methods(parser, asked):
+    """The methods `check` runs: those of --methods, or every one. --methods takes every word after
+    it, so a cell given there reads as a method, and is told to go before it."""
+    from .gradcheck import DEFAULT_METHODS
+
+    stray = [m for m in asked or () if m not in DEFAULT_METHODS]
+    if stray:
+        parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
+                     "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
+    return list(asked or DEFAULT_METHODS)
 
 
 # Each command's --help: what it does, then examples (each runs as it stands, given its files).
@@ -204,7 +240,7 @@ def _parser():
                    help=f"weight scale of every problem, the weights uniform in [-S, S] (default: {_fixed('scale')}, "
                         "and 0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
                         "recurrence from a wrong gradient")
-    p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
 
@@ -446,6 +482,10 @@ def _remove(orphans, file=None):
 def _summary_row(script, out, claimed):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     claimed: path -> script, the files earlier scripts of the run wrote."""
+    from .gradcheck import DEFAULT_METHODS
+    from .outcomes import largest_error
+    from .problem import raised
+
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out)
@@ -555,6 +595,8 @@ def _count(passed, failed, broken):
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
+    from .gradcheck import FLOAT32_ALONE
+
     if set(args.methods) == {"float32"}:
         raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
     passed, failed, broken, claimed = [], [], [], {}
@@ -582,10 +624,13 @@ def run_check(args):
     return 2 if broken else 1 if failed else 0
 
 
-def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
+def _print_checks(cell, kernel, problems, methods, steps=None, scale=None):
     """Prints every report of the cell's checks, then the summary lines (outcomes.Outcomes); whether
     all passed. Interrupted (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was
     and sums up the problems before, then raises KeyboardInterrupt again."""
+    from .outcomes import Outcomes
+    from .problem import raised, where_in
+
     outcomes = Outcomes(cell, problems, REDRAWS)
     for number, config in enumerate(checks(problems, steps, scale), 1):
         config = _applicable(config, kernel)
@@ -646,6 +691,8 @@ def _still_checking(problem):
 def _applicable(config, kernel):
     """The check's configuration without what the kernel cannot take: spans where it has no _span
     (a hand-written kernel), lengths where its forward() takes none."""
+    from .problem import takes_lengths
+
     return {k: v for k, v in config.items() if not (k == "span" and not hasattr(kernel, "_span") or
                                                     k == "lengths" and not takes_lengths(kernel))}
 
@@ -672,6 +719,8 @@ def _reports(kernel, config):
 
 
 def _reports_once(kernel, config):
+    from .gradcheck import check_kernel
+
     config = dict(config)
     span = config.pop("span", None)
     if span is None:
@@ -688,6 +737,8 @@ def _kernel_module(path):
     stands (no script tells why its checks may fail); None for a script."""
     if not gen.is_kernel_module(path):
         return None
+    from .gradcheck import checked_interface
+
     kernel = gen.load_kernel_module(path)
     try:
         checked_interface(kernel, name=Path(path).name)

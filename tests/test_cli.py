@@ -4,13 +4,14 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from lstm_derive import cli
+from lstm_derive import cli, gradcheck
 from lstm_derive import generate as gen
 from lstm_derive.gradcheck import DEFAULT_METHODS
 
@@ -56,7 +57,7 @@ def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys, mon
     monkeypatch.setattr(gen, "HOME", home)
     monkeypatch.setattr(gen, "KERNELS", kernels)
     checked = []
-    monkeypatch.setattr(cli, "check_kernel",
+    monkeypatch.setattr(gradcheck, "check_kernel",
                         lambda kernel, **config: checked.append(pathlib.Path(kernel.__file__).read_text()) or [])
     assert cli.main(["--derivations", str(home), "check", "rnn"]) == 0
     assert "kernels/rnn.py is stale" in capsys.readouterr().err.replace("\\", "/")
@@ -486,12 +487,46 @@ def test_an_installation_without_derivations_checks_a_script_given_by_its_path(t
 
 
 def test_an_interrupt_while_the_modules_load_ends_quietly(monkeypatch, capsys):
-    def interrupted():
+    def interrupted(command):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_load", interrupted)
     assert cli.main(["check", "rnn"]) == 130
     assert capsys.readouterr().err == "lstm-derive: interrupted\n"
+
+
+# A Ctrl-C while a module loads, at the first import of it, and the command run as its console
+# script runs it (importing the entry point's module, then calling its function) or as
+# python -m lstm_derive.
+INTERRUPTED_IMPORT = """
+import importlib, os, runpy, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["lstm-derive", "check", "rnn"]
+if {entry_point!r}:
+    module, function = {entry_point!r}.split(":")
+    sys.exit(getattr(importlib.import_module(module), function)())
+runpy.run_module("lstm_derive", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("console_script", [True, False])
+# argparse: one that cli itself imports; datetime: one that NumPy's C code imports, which turns the
+# KeyboardInterrupt into an ImportError
+@pytest.mark.parametrize("module", ["argparse", "numpy", "datetime", "sympy"])
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="Windows: no signal mask to hold a Ctrl-C back")
+def test_an_interrupt_while_the_command_loads_ends_quietly(module, console_script):
+    pyproject = (gen.PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    entry_point = re.search(r'^lstm-derive = "(.+)"$', pyproject, re.M).group(1) if console_script else ""
+    code = INTERRUPTED_IMPORT.format(module=module, entry_point=entry_point)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=gen.PACKAGE.parent)
+    assert (run.returncode, run.stderr) == (130, "lstm-derive: interrupted\n"), run.stderr
 
 
 def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly():
@@ -522,13 +557,14 @@ def test_a_derivation_script_with_a_clashing_name_says_so_in_one_line(tmp_path):
     assert len(run.stderr.splitlines()) == 1 and run.stdout == ""
 
 
-def test_the_version_is_printed_and_help_answers_without_sympy():
+@pytest.mark.parametrize("command", [[], ["check"], ["generate"], ["show"]])
+def test_the_version_is_printed_and_help_answers_without_numpy_or_sympy(command):
     run = subprocess.run([sys.executable, "-m", "lstm_derive", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "lstm-derive 0.1.0\n"
-    code = ("import sys\nfrom lstm_derive import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('sympy' in sys.modules)")
+    code = (f"import sys\nfrom lstm_derive import cli\ntry:\n    cli.main({[*command, '--help']})\nexcept SystemExit:\n"
+            "    pass\nprint([module for module in ('numpy', 'sympy') if module in sys.modules])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.endswith("False\n") and "usage: lstm-derive" in run.stdout
+    assert run.stdout.endswith("\n[]\n") and "usage: lstm-derive" in run.stdout
 
 
 def test_a_script_that_exits_is_a_script_that_failed(tmp_path, capsys):
