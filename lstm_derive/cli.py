@@ -575,12 +575,19 @@ def _summary_rows(scripts, out):
     return rows, all_failures, claimed, None
 
 
+# The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;
+# the legend under it says what the short ones stand for.
+SUMMARY = ["cell", "equations", "params", "central", "complex", "float32", "seconds", "status"]
+LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' largest\n"
+          "relative error against central differences, the complex step and the float64 run")
+
+
 def _print_summary(rows, failures, after_count=""):
     print()
-    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
-                  "seconds", "status"], rows))
-    for failure in failures:
-        print(failure)
+    print(_table(SUMMARY, rows))
+    print("\n" + LEGEND)
+    if failures:
+        print("\n" + "\n".join(failures))
     broken = [row[0] for row in rows if row[-1] == "ERROR"]
     failed = [row[0] for row in rows if row[-1] == "FAIL"]
     print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken) + after_count)

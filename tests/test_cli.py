@@ -238,6 +238,21 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     assert "(a helper that scripts import? name it _helpers.py: a folder's run passes over _*.py)\n" in out
 
 
+def test_the_main_jobs_summary_fits_80_columns_a_word_a_column(tmp_path, capsys):
+    """The table was 106 columns wide, and wrapped in an 80-column terminal; its headers of several
+    words ("param arrays", "central rel err") did not split on spaces into its columns."""
+    home = tmp_path / "derivations"
+    write_cell(home, "sigmoid_peephole")  # longer than any packaged cell's name
+    (home / "helpers.py").write_text("SCALE = 2\n")  # an ERROR row
+    assert cli.main(["--derivations", str(home)]) == 2
+    table, legend = capsys.readouterr().out.strip("\n").split("\n\n")[:2]
+    header, rule, *rows = table.splitlines()
+    assert header.split() == ["cell", "equations", "params", "central", "complex", "float32", "seconds", "status"]
+    assert [len(row.split()) for row in rows] == [8, 8] and len(rule.split()) == 8
+    assert legend.startswith("params: parameter arrays; central, complex, float32: ")
+    assert max(len(line) for line in [*table.splitlines(), *legend.splitlines()]) <= 80, table + legend
+
+
 def test_check_and_generate_over_a_folder_go_past_a_broken_script(tmp_path, capsys):
     """As the summary run does: the broken script is reported, the others are checked or written."""
     home = tmp_path / "cells"
