@@ -490,9 +490,12 @@ def _summary_row(script, out, claimed):
     try:
         d, targets = _targets_for(script, out)
         _claim(targets, script, claimed)
-        gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
         return _error_row(script, time.perf_counter() - start, error)
+    try:
+        gen.write(targets)
+    except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
+        return _unwritten_row(script, d, time.perf_counter() - start, error)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
@@ -512,6 +515,13 @@ def _error_row(script, seconds, error):
     return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
 
 
+def _unwritten_row(script, d, seconds, error):
+    """The row of a cell derived whose files could not be written, and so were not checked."""
+    row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", f"{seconds:.2f}", "UNWRITTEN"]
+    return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the script "
+                 "generates, writing nothing)"]
+
+
 def _built_twice(scripts):
     """script -> why it is not run: each of the scripts that build cells of one name, whose kernel
     and document each would write over the other's; which one the package should hold is not ours
@@ -529,30 +539,39 @@ def _built_twice(scripts):
 def run_all(args):
     scripts = _scripts(args)
     home = all(gen.is_home(s) for s in scripts)
-    if home:
-        try:
-            gen.write([gen.package_index(gen.home_cells())])
-        except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
-            pass
+    unchanged = _index_unwritten() if home else []  # said after the summary, as files not removed are
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
-    unremoved = []
     # a failing script's files would look like orphans, and so would those of the scripts not run
     if home and not stopped and all(row[-1] != "ERROR" for row in rows):
         try:
             _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
-            unremoved.append(f"{error}")
+            unchanged.append(f"{error}")
     if stopped:
-        _print_summary(rows, all_failures, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of "
-                                           f"{len(scripts)} scripts not checked")
+        _print_summary(rows, all_failures + unchanged, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
+                                                       f"of {len(scripts)} scripts not checked")
         raise KeyboardInterrupt
-    _print_summary(rows, all_failures + unremoved)
+    _print_summary(rows, all_failures + unchanged)
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
     statuses = {row[-1] for row in rows}
-    return 2 if "ERROR" in statuses or unremoved else 1 if "FAIL" in statuses else 0
+    return 2 if statuses & {"ERROR", "UNWRITTEN"} or unchanged else 1 if "FAIL" in statuses else 0
+
+
+def _index_unwritten():
+    """Writes the package's list of its kernels where it changed; the message why it could not be, in a
+    list, or none. With a script that fails, or two of one cell name, it is left as it is: their rows say why."""
+    try:
+        index = gen.package_index(gen.home_cells())
+    except (SpecError, gen.GenerationError):
+        return []
+    try:
+        gen.write([index])
+    except gen.GenerationError as error:  # a read-only clone
+        return [f"{error}; it lists the package's kernels"]
+    return []
 
 
 def _summary_rows(scripts, out):
@@ -588,15 +607,18 @@ def _print_summary(rows, failures, after_count=""):
     print("\n" + LEGEND)
     if failures:
         print("\n" + "\n".join(failures))
-    broken = [row[0] for row in rows if row[-1] == "ERROR"]
-    failed = [row[0] for row in rows if row[-1] == "FAIL"]
-    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken) + after_count)
+    broken, failed, unwritten = ([row[0] for row in rows if row[-1] == status]
+                                 for status in ("ERROR", "FAIL", "UNWRITTEN"))
+    passed = len(rows) - len(failed) - len(broken) - len(unwritten)
+    print("\n" + _count(passed, failed, broken, unwritten) + after_count)
 
 
-def _count(passed, failed, broken):
-    """The closing line of a run over several cells: "6 passed, 1 failed (gru), 1 not derived (x.py)"."""
+def _count(passed, failed, broken, unwritten=()):
+    """The closing line of a run over several cells: "6 passed, 1 failed (gru), 1 not derived (x.py)",
+    and in the main job, the cells derived whose files could not be written: ", 1 not written (rnn)"."""
     return (f"{passed} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "")
-            + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else ""))
+            + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else "")
+            + (f", {len(unwritten)} not written ({', '.join(unwritten)})" if unwritten else ""))
 
 
 def run_check(args):

@@ -1,5 +1,6 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
+import errno
 import os
 import pathlib
 import re
@@ -7,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -1114,6 +1116,58 @@ def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_pat
     assert f"{gone}: cannot remove it (Read-only file system)" in out, out
     assert cli.main(["--derivations", str(home), "generate"]) == 2
     assert f"{gone}: cannot remove it (Read-only file system)" in capsys.readouterr().err
+
+
+def read_only(monkeypatch, folder):
+    """Files can no longer be made in folder, as in a read-only clone (mkstemp's error names the
+    temporary file it tried)."""
+    mkstemp = tempfile.mkstemp
+
+    def refused(*args, dir=None, prefix="", suffix="", **kwargs):
+        if pathlib.Path(dir) == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(folder / f"{prefix}x1y2z3{suffix}"))
+        return mkstemp(*args, dir=dir, prefix=prefix, suffix=suffix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+
+
+def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(tmp_path, monkeypatch, capsys):
+    """Its row said ERROR and the count "not derived", and the message named the temporary file."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    script = write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    read_only(monkeypatch, kernels)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +- +- +- +\S+ +UNWRITTEN\n", out), out
+    assert "\n0 passed, 0 failed, 1 not written (sigmoid_rnn)\n" in out
+    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); not checked "
+            f"(`lstm-derive check {script}` checks what the script generates, writing nothing)\n") in out
+    assert "x1y2z3" not in out
+    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert capsys.readouterr().err == f"lstm-derive: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system)\n"
+
+
+def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
+    """A read-only clone with a script added: the index that lists the kernels was left stale, unsaid."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    (kernels / "__init__.py").write_text((kernels / "__init__.py").read_text().replace('"sigmoid_rnn"', '"gone"'))
+    read_only(monkeypatch, kernels)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert "\n1 passed, 0 failed\n" in out
+    assert f"\n{kernels / '__init__.py'}: cannot write it (Read-only file system); it lists the package's kernels\n" in out
 
 
 def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_the_main_job(tmp_path, monkeypatch,
