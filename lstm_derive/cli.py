@@ -14,8 +14,8 @@ scripts. `check` also takes a kernel module written by hand (forward() and backw
 level), checked as it stands.
 
 Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
-or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
-reader of the output went away.
+or an argument is wrong (a cell not derived, a file in the way), or a file cannot be written or
+removed; 130 interrupted; 141 the reader of the output went away.
 """
 
 from __future__ import annotations
@@ -180,7 +180,7 @@ from elsewhere is written with --out alone. --check writes nothing.""", """examp
   lstm-derive --derivations my_cells generate --out build
 
 Exit status: 0 written or fresh; 1 a file is stale (--check); 2 a script or an argument is wrong,
-or a file is in the way; 130 interrupted."""),
+or a file is in the way or cannot be written; 130 interrupted."""),
     "check": ("""Derives each cell and emits its kernel into a scratch directory (nothing is written), then
 compares every element of its gradients with central differences and the complex step, and its
 float32 run with its float64 one, on each problem. A kernel module (forward() and backward() at
@@ -786,12 +786,23 @@ def _emitted_kernel(script, scratch, claimed):
     kernel = targets[0]
     if home:
         if gen.existing(kernel.path) not in (None, kernel.text):
-            print(f"note: {kernel.path} is stale; checking what {script} generates now "
-                  "(`lstm-derive generate` writes it)", file=sys.stderr)
+            print(f"note: {_unlike_the_package(script, d.cell.name, kernel.path)}", file=sys.stderr)
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)
     _claim([kernel], script, claimed)
     gen.write([kernel])
     return d.cell.name, gen.import_kernel(kernel.path), _pole_hint(d.cell)
+
+
+def _unlike_the_package(script, cell, kernel):
+    """Why the package's kernel differs from the one a script of derivations/ generates: another script
+    there builds a cell of the same name (whose kernel it may be), or the kernel is stale."""
+    others = [s for s in gen.find_scripts(gen.shown(gen.HOME)) if s.resolve() != Path(script).resolve()]
+    twin = _script_of_cell(others, cell)
+    if twin is None:
+        return f"{gen.shown(kernel)} is stale; checking what {script} generates now (`lstm-derive generate` writes it)"
+    return (f"{script} and {twin} both build the cell '{cell}', and the package holds one kernel of that name "
+            f"({gen.shown(kernel)}); checking what {script} generates; rename one cell (`lstm-derive generate` "
+            "writes the files of neither until then)")
 
 
 def _pole_hint(cell):

@@ -66,6 +66,26 @@ def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys, mon
     assert checked and all("h = sigmoid(a)" in text for text in checked)
 
 
+def test_check_of_two_scripts_of_one_cell_name_says_so_not_that_the_kernel_is_stale(tmp_path, capsys, monkeypatch):
+    """A copy of a script, edited, in derivations/: the package's kernel was said to be stale, where
+    it is the other script's, and fresh."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    script = write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    copy = home / "a_copy.py"
+    copy.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    capsys.readouterr()
+    for cells in ([], [str(copy)]):
+        cli.main(["--derivations", str(home), "check", *cells])
+        err = capsys.readouterr().err
+        assert "is stale" not in err, err
+        assert (f"note: {copy} and {script} both build the cell 'sigmoid_rnn', and the package holds one kernel of "
+                f"that name ({kernels / 'sigmoid_rnn.py'}); checking what {copy} generates; rename one cell") in err
+
+
 def test_check_of_a_fresh_packaged_cell_says_nothing_more(capsys):
     assert cli.main(["--derivations", str(gen.HOME), "check", "rnn"]) == 0
     assert capsys.readouterr().err == ""
