@@ -236,7 +236,7 @@ def _parser():
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
                    help=f"time steps of every problem (default: {_fixed('T')}, and 1 to 5 for those drawn); more find "
                         "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
-    p.add_argument("--scale", type=_positive_number, default=None, metavar="S",
+    p.add_argument("--scale", type=positive_number, default=None, metavar="S",
                    help=f"weight scale of every problem, the weights uniform in [-S, S] (default: {_fixed('scale')}, "
                         "and 0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
                         "recurrence from a wrong gradient")
@@ -266,7 +266,8 @@ def _positive(text):
     return n
 
 
-def _positive_number(text):
+def positive_number(text):
+    """An argparse type: a finite number above 0 (check's --scale, the examples' learning rates)."""
     try:
         x = float(text)
     except ValueError:
