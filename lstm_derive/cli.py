@@ -540,7 +540,7 @@ def _built_twice(scripts):
 def run_all(args):
     scripts = _scripts(args)
     home = all(gen.is_home(s) for s in scripts)
-    unchanged = _index_unwritten() if home else []  # said after the summary, as files not removed are
+    file_errors = _write_index() if home else []  # said after the summary, as a file not removed is
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
     # a failing script's files would look like orphans, and so would those of the scripts not run
@@ -548,22 +548,22 @@ def run_all(args):
         try:
             _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
-            unchanged.append(f"{error}")
+            file_errors.append(f"{error}")
     if stopped:
-        _print_summary(rows, all_failures + unchanged, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
-                                                       f"of {len(scripts)} scripts not checked")
+        _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
+                                                         f"of {len(scripts)} scripts not checked")
         raise KeyboardInterrupt
-    _print_summary(rows, all_failures + unchanged)
+    _print_summary(rows, all_failures + file_errors)
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
     statuses = {row[-1] for row in rows}
-    return 2 if statuses & {"ERROR", "UNWRITTEN"} or unchanged else 1 if "FAIL" in statuses else 0
+    return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
 
 
-def _index_unwritten():
-    """Writes the package's list of its kernels where it changed; the message why it could not be, in a
-    list, or none. With a script that fails, or two of one cell name, it is left as it is: their rows say why."""
+def _write_index():
+    """Writes the package's list of its kernels where it changed; returns [] or, where it cannot be
+    written, [why]. A script that fails, or two of one cell name, leave it as it is: their rows say why."""
     try:
         index = gen.package_index(gen.home_cells())
     except (SpecError, gen.GenerationError):
