@@ -27,6 +27,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import numpy as np  # noqa: E402
 
+from lstm_derive.cli import positive_number as positive  # noqa: E402  (a learning rate)
+
 OUTPUT_DIR = Path(__file__).resolve().parent / "output"
 PLOT_HINT = 'pip install matplotlib tqdm (or, from the repository, pip install -e ".[plot]")'
 
@@ -314,17 +316,6 @@ def figure_name(stem, args, parser, interrupted=False, ignore=()):
         return "-".join(map(str, value)) if isinstance(value, (list, tuple)) else f"{value:g}" if isinstance(value, float) else str(value)
     cut = "_interrupted" if interrupted else ""
     return stem + "".join(f"_{o.replace('_', '-')}-{text(v)}" for o, v in changed) + cut + ".png"
-
-
-def positive(text):
-    """An argparse type: a float above 0 (a learning rate), or a message that says so."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number above 0, got {text!r}")
-    return value
 
 
 def add_forget_bias_argument(parser):

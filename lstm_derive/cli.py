@@ -14,8 +14,8 @@ scripts. `check` also takes a kernel module written by hand (forward() and backw
 level), checked as it stands.
 
 Exit status: 0 all checked and fresh; 1 a check failed or a generated file is stale; 2 a script
-or an argument is wrong (a cell not derived, a file in the way); 130 interrupted; 141 the
-reader of the output went away.
+or an argument is wrong (a cell not derived, a file in the way), or a file cannot be written or
+removed; 130 interrupted; 141 the reader of the output went away.
 """
 
 from __future__ import annotations
@@ -25,29 +25,44 @@ import contextlib
 import errno
 import os
 import shlex
+import signal
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
-import numpy as np
-
 from . import __version__, terminal
-from .gradcheck import DEFAULT_METHODS, FLOAT32_ALONE, check_kernel, checked_interface
-from .problem import raised, takes_lengths, where_in
-from .outcomes import Outcomes, largest_error
 
-# The modules that import SymPy (most of a second) are loaded by main() once the arguments are
-# parsed, so that --help, --version and a usage error answer at once.
+# NumPy and SymPy take most of a second to import: the modules that import them are loaded by main()
+# once the arguments are parsed, so that --help, --version and a usage error answer at once, and a
+# Ctrl-C while they load ends as one at any other moment does, not in a traceback from an import.
 gen = SpecError = derivation_latex = derivation_text = None
 
 
-def _load():
+def _load(command):
+    """Imports the modules that import SymPy, and for the commands that check kernels, NumPy."""
     global gen, SpecError, derivation_latex, derivation_text
     from . import document, generate, spec
     gen, SpecError = generate, spec.SpecError
     derivation_latex, derivation_text = document.derivation_latex, document.derivation_text
+    if command in (None, "check"):
+        from . import gradcheck  # noqa: F401 - NumPy loaded where main() holds a Ctrl-C back, not at a first check
+
+
+@contextlib.contextmanager
+def _interrupts_held():
+    """A Ctrl-C held back until the block ends, then raised: during NumPy's import, its C code turns
+    one into an ImportError (PyCapsule_Import could not import module "datetime")."""
+    if not hasattr(signal, "pthread_sigmask"):  # Windows
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
 
 # The checks the summary runs: a moderate and a saturating weight scale, the first with the backward
 # pass's spans cut to 3 steps, so that a short problem crosses a span's end (of 3 steps, then 1) as a
@@ -67,6 +82,8 @@ def checks(n, steps=None, scale=None):
     from 0.1 to 3, and half of them with sequences of lengths from 0 to T, for `check --problems N`.
     steps: T of every problem (`--steps`), where a sequence of all T steps keeps all of them;
     scale: the weight scale of every problem (`--scale`)."""
+    import numpy as np
+
     drawn = []
     for seed in range(len(CHECKS), n):
         rng = np.random.default_rng(seed)
@@ -94,30 +111,19 @@ def _with_steps(config, steps):
 
 
 def main(argv=None):
-    terminal.in_ascii_where_needed(sys.stdout, sys.stderr)  # the derivation's ∂, ⊙, σ: not in every code page
-    parser = _parser()
-    words = sys.argv[1:] if argv is None else list(argv)
-    command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
-    if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
-        parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
-    if "--methods" in words:  # it takes every word after it: a cell there reads as a method
-        after = words[words.index("--methods") + 1:]
-        taken = after[:next((i for i, w in enumerate(after) if w.startswith("-")), len(after))]
-        stray = [w for w in taken if w not in DEFAULT_METHODS]
-        if stray:
-            parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
-                         "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
-    script = next((w for w in words[:command] if w.endswith(".py")), None)
-    if script is not None and command == len(words):  # lstm-derive my_cell.py: the command left out
-        parser.error(f"a script is given to a command: lstm-derive check {script} (or show {script}, "
-                     f"generate {script} --out DIR)")
-    args = parser.parse_args(argv)
     try:
-        _load()
-        return args.run(args)
-    except KeyboardInterrupt:  # first: an interrupt while _load() runs leaves the names below undefined
+        with _interrupts_held():
+            args = _arguments(argv)
+            _load(args.command)
+        return _run(args)
+    except KeyboardInterrupt:  # here, not in _run: one while the modules load leaves _run's gen undefined
         print("lstm-derive: interrupted", file=sys.stderr)
         return 130
+
+
+def _run(args):
+    try:
+        return args.run(args)
     except BrokenPipeError:  # `lstm-derive check | head`: end quietly, scratch directories removed
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
         return 141
@@ -132,6 +138,36 @@ def main(argv=None):
         return 2
 
 
+def _arguments(argv):
+    """The parsed arguments; a usage error (SystemExit) where argparse would not say what is wrong."""
+    terminal.in_ascii_where_needed(sys.stdout, sys.stderr)  # the derivation's ∂, ⊙, σ: not in every code page
+    parser = _parser()
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = next((i for i, word in enumerate(words) if word in ("generate", "check", "show")), len(words))
+    if any(word.split("=")[0] == "--derivations" for word in words[command + 1:]):
+        parser.error("--derivations goes before the command: lstm-derive --derivations DIR check ...")
+    script = next((w for w in words[:command] if w.endswith(".py")), None)
+    if script is not None and command == len(words):  # lstm-derive my_cell.py: the command left out
+        parser.error(f"a script is given to a command: lstm-derive check {script} (or show {script}, "
+                     f"generate {script} --out DIR)")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        args.methods = _methods(parser, args.methods)
+    return args
+
+
+def _methods(parser, asked):
+    """The methods `check` runs: those of --methods, or every one. --methods takes every word after
+    it, so a cell given there reads as a method, and is told to go before it."""
+    from .gradcheck import DEFAULT_METHODS
+
+    stray = [m for m in asked or () if m not in DEFAULT_METHODS]
+    if stray:
+        parser.error(f"--methods takes the words after it, and {stray[0]!r} is no method ({', '.join(DEFAULT_METHODS)}): "
+                     "give the cells before it (lstm-derive check my_cell.py --methods central complex)")
+    return list(asked or DEFAULT_METHODS)
+
+
 # Each command's --help: what it does, then examples (each runs as it stands, given its files).
 ABOUT = {
     "generate": ("""Writes each script's kernel (a NumPy module) and its Markdown document. Those of the scripts in
@@ -144,7 +180,7 @@ from elsewhere is written with --out alone. --check writes nothing.""", """examp
   lstm-derive --derivations my_cells generate --out build
 
 Exit status: 0 written or fresh; 1 a file is stale (--check); 2 a script or an argument is wrong,
-or a file is in the way; 130 interrupted."""),
+or a file is in the way or cannot be written; 130 interrupted."""),
     "check": ("""Derives each cell and emits its kernel into a scratch directory (nothing is written), then
 compares every element of its gradients with central differences and the complex step, and its
 float32 run with its float64 one, on each problem. A kernel module (forward() and backward() at
@@ -200,11 +236,11 @@ def _parser():
     p.add_argument("--steps", type=_positive, default=None, metavar="T",
                    help=f"time steps of every problem (default: {_fixed('T')}, and 1 to 5 for those drawn); more find "
                         "a wrong carry across a chunk or span of a hand-written kernel, at a cost that grows as T^2")
-    p.add_argument("--scale", type=_positive_number, default=None, metavar="S",
+    p.add_argument("--scale", type=positive_number, default=None, metavar="S",
                    help=f"weight scale of every problem, the weights uniform in [-S, S] (default: {_fixed('scale')}, "
                         "and 0.1 to 3 for those drawn); a smaller one tells a cell that overflows or a chaotic "
                         "recurrence from a wrong gradient")
-    p.add_argument("--methods", nargs="+", choices=DEFAULT_METHODS, default=list(DEFAULT_METHODS), metavar="METHOD",
+    p.add_argument("--methods", nargs="+", metavar="METHOD",
                    help="central, complex, float32 (default: all three; a kernel for float64 alone: central complex)")
     p.set_defaults(run=run_check)
 
@@ -230,7 +266,8 @@ def _positive(text):
     return n
 
 
-def _positive_number(text):
+def positive_number(text):
+    """An argparse type: a finite number above 0 (check's --scale, the examples' learning rates)."""
     try:
         x = float(text)
     except ValueError:
@@ -446,13 +483,20 @@ def _remove(orphans, file=None):
 def _summary_row(script, out, claimed):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     claimed: path -> script, the files earlier scripts of the run wrote."""
+    from .gradcheck import DEFAULT_METHODS
+    from .outcomes import largest_error
+    from .problem import raised
+
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out)
         _claim(targets, script, claimed)
-        gen.write(targets)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
         return _error_row(script, time.perf_counter() - start, error)
+    try:
+        gen.write(targets)
+    except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
+        return _unwritten_row(script, d, time.perf_counter() - start, error)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
@@ -472,6 +516,13 @@ def _error_row(script, seconds, error):
     return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
 
 
+def _unwritten_row(script, d, seconds, error):
+    """The row of a cell derived whose files could not be written, and so were not checked."""
+    row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", f"{seconds:.2f}", "UNWRITTEN"]
+    return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the script "
+                 "generates, writing nothing)"]
+
+
 def _built_twice(scripts):
     """script -> why it is not run: each of the scripts that build cells of one name, whose kernel
     and document each would write over the other's; which one the package should hold is not ours
@@ -489,30 +540,39 @@ def _built_twice(scripts):
 def run_all(args):
     scripts = _scripts(args)
     home = all(gen.is_home(s) for s in scripts)
-    if home:
-        try:
-            gen.write([gen.package_index(gen.home_cells())])
-        except (SpecError, gen.GenerationError):  # a script that fails: its row of the summary says why
-            pass
+    file_errors = _write_index() if home else []  # said after the summary, as a file not removed is
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
         rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
-    unremoved = []
     # a failing script's files would look like orphans, and so would those of the scripts not run
     if home and not stopped and all(row[-1] != "ERROR" for row in rows):
         try:
             _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
-            unremoved.append(f"{error}")
+            file_errors.append(f"{error}")
     if stopped:
-        _print_summary(rows, all_failures, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of "
-                                           f"{len(scripts)} scripts not checked")
+        _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
+                                                         f"of {len(scripts)} scripts not checked")
         raise KeyboardInterrupt
-    _print_summary(rows, all_failures + unremoved)
+    _print_summary(rows, all_failures + file_errors)
     if not home:
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               "`lstm-derive generate SCRIPT --out DIR` writes the others)")
     statuses = {row[-1] for row in rows}
-    return 2 if "ERROR" in statuses or unremoved else 1 if "FAIL" in statuses else 0
+    return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
+
+
+def _write_index():
+    """Writes the package's list of its kernels where it changed; returns [] or, where it cannot be
+    written, [why]. A script that fails, or two of one cell name, leave it as it is: their rows say why."""
+    try:
+        index = gen.package_index(gen.home_cells())
+    except (SpecError, gen.GenerationError):
+        return []
+    try:
+        gen.write([index])
+    except gen.GenerationError as error:  # a read-only clone
+        return [f"{error}; it lists the package's kernels"]
+    return []
 
 
 def _summary_rows(scripts, out):
@@ -535,26 +595,38 @@ def _summary_rows(scripts, out):
     return rows, all_failures, claimed, None
 
 
+# The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;
+# the legend under it says what the short ones stand for.
+SUMMARY = ["cell", "equations", "params", "central", "complex", "float32", "seconds", "status"]
+LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' largest\n"
+          "relative error against central differences, the complex step and the float64 run")
+
+
 def _print_summary(rows, failures, after_count=""):
     print()
-    print(_table(["cell", "equations", "param arrays", "central rel err", "complex rel err", "float32 rel err",
-                  "seconds", "status"], rows))
-    for failure in failures:
-        print(failure)
-    broken = [row[0] for row in rows if row[-1] == "ERROR"]
-    failed = [row[0] for row in rows if row[-1] == "FAIL"]
-    print("\n" + _count(len(rows) - len(failed) - len(broken), failed, broken) + after_count)
+    print(_table(SUMMARY, rows))
+    print("\n" + LEGEND)
+    if failures:
+        print("\n" + "\n".join(failures))
+    broken, failed, unwritten = ([row[0] for row in rows if row[-1] == status]
+                                 for status in ("ERROR", "FAIL", "UNWRITTEN"))
+    passed = len(rows) - len(failed) - len(broken) - len(unwritten)
+    print("\n" + _count(passed, failed, broken, unwritten) + after_count)
 
 
-def _count(passed, failed, broken):
-    """The closing line of a run over several cells: "6 passed, 1 failed (gru), 1 not derived (x.py)"."""
+def _count(passed, failed, broken, unwritten=()):
+    """The closing line of a run over several cells: "6 passed, 1 failed (gru), 1 not derived (x.py)",
+    and in the main job, the cells derived whose files could not be written: ", 1 not written (rnn)"."""
     return (f"{passed} passed, {len(failed)} failed" + (f" ({', '.join(failed)})" if failed else "")
-            + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else ""))
+            + (f", {len(broken)} not derived ({', '.join(broken)})" if broken else "")
+            + (f", {len(unwritten)} not written ({', '.join(unwritten)})" if unwritten else ""))
 
 
 def run_check(args):
     """Checks the kernel each script generates now: a cell of derivations/ whose package copy is
     stale is checked as its script stands (and said so); a script of one's own needs no --out."""
+    from .gradcheck import FLOAT32_ALONE
+
     if set(args.methods) == {"float32"}:
         raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
     passed, failed, broken, claimed = [], [], [], {}
@@ -582,10 +654,13 @@ def run_check(args):
     return 2 if broken else 1 if failed else 0
 
 
-def _print_checks(cell, kernel, problems, methods=DEFAULT_METHODS, steps=None, scale=None):
+def _print_checks(cell, kernel, problems, methods, steps=None, scale=None):
     """Prints every report of the cell's checks, then the summary lines (outcomes.Outcomes); whether
     all passed. Interrupted (Ctrl-C, as a kernel that hangs is stopped), it says where the kernel was
     and sums up the problems before, then raises KeyboardInterrupt again."""
+    from .outcomes import Outcomes
+    from .problem import raised, where_in
+
     outcomes = Outcomes(cell, problems, REDRAWS)
     for number, config in enumerate(checks(problems, steps, scale), 1):
         config = _applicable(config, kernel)
@@ -646,6 +721,8 @@ def _still_checking(problem):
 def _applicable(config, kernel):
     """The check's configuration without what the kernel cannot take: spans where it has no _span
     (a hand-written kernel), lengths where its forward() takes none."""
+    from .problem import takes_lengths
+
     return {k: v for k, v in config.items() if not (k == "span" and not hasattr(kernel, "_span") or
                                                     k == "lengths" and not takes_lengths(kernel))}
 
@@ -672,6 +749,8 @@ def _reports(kernel, config):
 
 
 def _reports_once(kernel, config):
+    from .gradcheck import check_kernel
+
     config = dict(config)
     span = config.pop("span", None)
     if span is None:
@@ -688,6 +767,8 @@ def _kernel_module(path):
     stands (no script tells why its checks may fail); None for a script."""
     if not gen.is_kernel_module(path):
         return None
+    from .gradcheck import checked_interface
+
     kernel = gen.load_kernel_module(path)
     try:
         checked_interface(kernel, name=Path(path).name)
@@ -706,12 +787,23 @@ def _emitted_kernel(script, scratch, claimed):
     kernel = targets[0]
     if home:
         if gen.existing(kernel.path) not in (None, kernel.text):
-            print(f"note: {kernel.path} is stale; checking what {script} generates now "
-                  "(`lstm-derive generate` writes it)", file=sys.stderr)
+            print(f"note: {_unlike_the_package(script, d.cell.name, kernel.path)}", file=sys.stderr)
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)
     _claim([kernel], script, claimed)
     gen.write([kernel])
     return d.cell.name, gen.import_kernel(kernel.path), _pole_hint(d.cell)
+
+
+def _unlike_the_package(script, cell, kernel):
+    """Why the package's kernel differs from the one a script of derivations/ generates: another script
+    there builds a cell of the same name (whose kernel it may be), or the kernel is stale."""
+    others = [s for s in gen.find_scripts(gen.shown(gen.HOME)) if s.resolve() != Path(script).resolve()]
+    twin = _script_of_cell(others, cell)
+    if twin is None:
+        return f"{gen.shown(kernel)} is stale; checking what {script} generates now (`lstm-derive generate` writes it)"
+    return (f"{script} and {twin} both build the cell '{cell}', and the package holds one kernel of that name "
+            f"({gen.shown(kernel)}); checking what {script} generates; rename one cell (`lstm-derive generate` "
+            "writes the files of neither until then)")
 
 
 def _pole_hint(cell):

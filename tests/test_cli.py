@@ -1,16 +1,19 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
+import errno
 import os
 import pathlib
 import re
 import shlex
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
 
-from lstm_derive import cli
+from lstm_derive import cli, gradcheck
 from lstm_derive import generate as gen
 from lstm_derive.gradcheck import DEFAULT_METHODS
 
@@ -56,11 +59,31 @@ def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys, mon
     monkeypatch.setattr(gen, "HOME", home)
     monkeypatch.setattr(gen, "KERNELS", kernels)
     checked = []
-    monkeypatch.setattr(cli, "check_kernel",
+    monkeypatch.setattr(gradcheck, "check_kernel",
                         lambda kernel, **config: checked.append(pathlib.Path(kernel.__file__).read_text()) or [])
     assert cli.main(["--derivations", str(home), "check", "rnn"]) == 0
     assert "kernels/rnn.py is stale" in capsys.readouterr().err.replace("\\", "/")
     assert checked and all("h = sigmoid(a)" in text for text in checked)
+
+
+def test_check_of_two_scripts_of_one_cell_name_says_so_not_that_the_kernel_is_stale(tmp_path, capsys, monkeypatch):
+    """A copy of a script, edited, in derivations/: the package's kernel was said to be stale, where
+    it is the other script's, and fresh."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    script = write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    copy = home / "a_copy.py"
+    copy.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    capsys.readouterr()
+    for cells in ([], [str(copy)]):
+        cli.main(["--derivations", str(home), "check", *cells])
+        err = capsys.readouterr().err
+        assert "is stale" not in err, err
+        assert (f"note: {copy} and {script} both build the cell 'sigmoid_rnn', and the package holds one kernel of "
+                f"that name ({kernels / 'sigmoid_rnn.py'}); checking what {copy} generates; rename one cell") in err
 
 
 def test_check_of_a_fresh_packaged_cell_says_nothing_more(capsys):
@@ -235,6 +258,21 @@ def test_a_broken_script_in_the_folder_is_reported_and_the_others_are_checked(tm
     assert any(line.startswith("helpers.py ") and line.rstrip().endswith("ERROR") for line in out.splitlines())
     assert "helpers.py: " in out and "builds exactly one Cell; this one builds 0" in out
     assert "(a helper that scripts import? name it _helpers.py: a folder's run passes over _*.py)\n" in out
+
+
+def test_the_main_jobs_summary_fits_80_columns_a_word_a_column(tmp_path, capsys):
+    """The table was 106 columns wide, and wrapped in an 80-column terminal; its headers of several
+    words ("param arrays", "central rel err") did not split on spaces into its columns."""
+    home = tmp_path / "derivations"
+    write_cell(home, "sigmoid_peephole")  # longer than any packaged cell's name
+    (home / "helpers.py").write_text("SCALE = 2\n")  # an ERROR row
+    assert cli.main(["--derivations", str(home)]) == 2
+    table, legend = capsys.readouterr().out.strip("\n").split("\n\n")[:2]
+    header, rule, *rows = table.splitlines()
+    assert header.split() == ["cell", "equations", "params", "central", "complex", "float32", "seconds", "status"]
+    assert [len(row.split()) for row in rows] == [8, 8] and len(rule.split()) == 8
+    assert legend.startswith("params: parameter arrays; central, complex, float32: ")
+    assert max(len(line) for line in [*table.splitlines(), *legend.splitlines()]) <= 80, table + legend
 
 
 def test_check_and_generate_over_a_folder_go_past_a_broken_script(tmp_path, capsys):
@@ -486,12 +524,46 @@ def test_an_installation_without_derivations_checks_a_script_given_by_its_path(t
 
 
 def test_an_interrupt_while_the_modules_load_ends_quietly(monkeypatch, capsys):
-    def interrupted():
+    def interrupted(command):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli, "_load", interrupted)
     assert cli.main(["check", "rnn"]) == 130
     assert capsys.readouterr().err == "lstm-derive: interrupted\n"
+
+
+# A Ctrl-C while a module loads, at the first import of it, and the command run as its console
+# script runs it (importing the entry point's module, then calling its function) or as
+# python -m lstm_derive.
+INTERRUPTED_IMPORT = """
+import importlib, os, runpy, signal, sys
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == {module!r}:
+            os.kill(os.getpid(), signal.SIGINT)
+
+sys.meta_path.insert(0, Interrupt())
+sys.argv = ["lstm-derive", "check", "rnn"]
+if {entry_point!r}:
+    module, function = {entry_point!r}.split(":")
+    sys.exit(getattr(importlib.import_module(module), function)())
+runpy.run_module("lstm_derive", run_name="__main__")
+"""
+
+
+@pytest.mark.parametrize("console_script", [True, False])
+# argparse: one that cli itself imports; datetime: one that NumPy's C code imports, which turns the
+# KeyboardInterrupt into an ImportError
+@pytest.mark.parametrize("module", ["argparse", "numpy", "datetime", "sympy"])
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="Windows: no signal mask to hold a Ctrl-C back")
+def test_an_interrupt_while_the_command_loads_ends_quietly(module, console_script):
+    pyproject = (gen.PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")
+    entry_point = re.search(r'^lstm-derive = "(.+)"$', pyproject, re.M).group(1) if console_script else ""
+    code = INTERRUPTED_IMPORT.format(module=module, entry_point=entry_point)
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         cwd=gen.PACKAGE.parent)
+    assert (run.returncode, run.stderr) == (130, "lstm-derive: interrupted\n"), run.stderr
 
 
 def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly():
@@ -522,13 +594,14 @@ def test_a_derivation_script_with_a_clashing_name_says_so_in_one_line(tmp_path):
     assert len(run.stderr.splitlines()) == 1 and run.stdout == ""
 
 
-def test_the_version_is_printed_and_help_answers_without_sympy():
+@pytest.mark.parametrize("command", [[], ["check"], ["generate"], ["show"]])
+def test_the_version_is_printed_and_help_answers_without_numpy_or_sympy(command):
     run = subprocess.run([sys.executable, "-m", "lstm_derive", "--version"], capture_output=True, text=True)
     assert run.returncode == 0 and run.stdout == "lstm-derive 0.1.0\n"
-    code = ("import sys\nfrom lstm_derive import cli\ntry:\n    cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "print('sympy' in sys.modules)")
+    code = (f"import sys\nfrom lstm_derive import cli\ntry:\n    cli.main({[*command, '--help']})\nexcept SystemExit:\n"
+            "    pass\nprint([module for module in ('numpy', 'sympy') if module in sys.modules])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.endswith("False\n") and "usage: lstm-derive" in run.stdout
+    assert run.stdout.endswith("\n[]\n") and "usage: lstm-derive" in run.stdout
 
 
 def test_a_script_that_exits_is_a_script_that_failed(tmp_path, capsys):
@@ -1063,6 +1136,58 @@ def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_pat
     assert f"{gone}: cannot remove it (Read-only file system)" in out, out
     assert cli.main(["--derivations", str(home), "generate"]) == 2
     assert f"{gone}: cannot remove it (Read-only file system)" in capsys.readouterr().err
+
+
+def read_only(monkeypatch, folder):
+    """Files can no longer be made in folder, as in a read-only clone (mkstemp's error names the
+    temporary file it tried)."""
+    mkstemp = tempfile.mkstemp
+
+    def refused(*args, dir=None, prefix="", suffix="", **kwargs):
+        if pathlib.Path(dir) == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(folder / f"{prefix}x1y2z3{suffix}"))
+        return mkstemp(*args, dir=dir, prefix=prefix, suffix=suffix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+
+
+def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(tmp_path, monkeypatch, capsys):
+    """Its row said ERROR and the count "not derived", and the message named the temporary file."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    script = write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
+    read_only(monkeypatch, kernels)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +- +- +- +\S+ +UNWRITTEN\n", out), out
+    assert "\n0 passed, 0 failed, 1 not written (sigmoid_rnn)\n" in out
+    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); not checked "
+            f"(`lstm-derive check {script}` checks what the script generates, writing nothing)\n") in out
+    assert "x1y2z3" not in out
+    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert capsys.readouterr().err == f"lstm-derive: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system)\n"
+
+
+def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
+    """A read-only clone with a script added: the index that lists the kernels was left stale, unsaid."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    write_cell(home, "sigmoid_rnn")
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    (kernels / "__init__.py").write_text((kernels / "__init__.py").read_text().replace('"sigmoid_rnn"', '"gone"'))
+    read_only(monkeypatch, kernels)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    assert "\n1 passed, 0 failed\n" in out
+    assert f"\n{kernels / '__init__.py'}: cannot write it (Read-only file system); it lists the package's kernels\n" in out
 
 
 def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_the_main_job(tmp_path, monkeypatch,

@@ -31,6 +31,21 @@ def test_the_examples_own_modules_are_imported():
     assert pathlib.Path(common.__file__).parent == EXAMPLES
 
 
+def test_a_learning_rate_is_read_as_checks_scale_is():
+    """The examples' --lr took a number above 0 with a function of their own, a copy of check's."""
+    from lstm_derive import cli
+
+    for text in ("0.5", "1e-3"):
+        assert common.positive(text) == cli.positive_number(text) == float(text)
+    for text in ("0", "-1", "inf", "nan", "fast"):
+        refusals = set()
+        for read in (common.positive, cli.positive_number):
+            with pytest.raises(argparse.ArgumentTypeError) as refused:
+                read(text)
+            refusals.add(str(refused.value))
+        assert refusals == {f"expected a finite number above 0, got {text!r}"}
+
+
 def test_toy_reproduces_the_seed_losses():
     losses = toy.toy_losses("lstm_seed")
     assert [f"{losses[i]:.3e}" for i in (0, 10, 50, 99)] == [
@@ -413,7 +428,7 @@ def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_pat
     (adding, ["--seed=-1"], "argument --seed: expected a whole number of at least 0, got '-1'"),
     (adding, ["--forget-bias", "nan"], "argument --forget-bias: expected a finite number, got 'nan'"),
     (adding, ["--eval-every", "0"], "argument --eval-every: expected a whole number of at least 1"),
-    (adding, ["--lr", "-1"], "argument --lr: expected a number above 0, got '-1'"),
+    (adding, ["--lr", "-1"], "argument --lr: expected a finite number above 0, got '-1'"),
     (charlm, ["--length", "0"], "argument --length: expected a whole number of at least 1"),
     (charlm, ["--text", "/no/such/file.txt"], "--text /no/such/file.txt: no such file"),
     (vanishing, ["--seeds", "0"], "argument --seeds: expected a whole number of at least 1"),

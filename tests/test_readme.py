@@ -29,6 +29,12 @@ def summary_rows(text):
     return [row[:SECONDS] + row[SECONDS + 1:] for row in rows]
 
 
+def header_and_legend(text):
+    """The summary table's header and rule, and the legend under it, which no machine changes."""
+    table = text[text.index("cell           equations"):]
+    return table.splitlines()[:2], table.split("\n\n")[1]
+
+
 def same_but_rounding(shown, printed):
     """Rows equal but for the errors' digits, which follow the machine's BLAS (its summation order):
     those must agree to within a factor of ten, the order of magnitude README's figures claim."""
@@ -62,6 +68,7 @@ def test_the_quick_start_summary_is_what_the_main_job_prints(tmp_path, capsys):
     out = capsys.readouterr().out
     readme = README.read_text(encoding="utf-8")
     assert same_but_rounding(summary_rows(readme), summary_rows(out)), out
+    assert header_and_legend(readme) == header_and_legend(out), out
     assert re.search(r"\n(\d+) passed, 0 failed\n", readme).group(1) == str(len(summary_rows(out)))
 
 
