@@ -38,6 +38,18 @@ def write_cell(directory, name):
     return script
 
 
+def a_package(tmp_path, monkeypatch, *cells):
+    """(derivations, kernels): a package's two folders under tmp_path, the first holding the cells'
+    scripts, both taken by generate for the package's own."""
+    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
+    for name in cells:
+        write_cell(home, name)
+    kernels.mkdir()
+    monkeypatch.setattr(gen, "HOME", home)
+    monkeypatch.setattr(gen, "KERNELS", kernels)
+    return home, kernels
+
+
 def test_check_takes_a_script_of_ones_own(tmp_path, capsys):
     script = write_cell(tmp_path / "mine", "sigmoid_rnn")
     assert cli.main(["check", str(script)]) == 0
@@ -69,11 +81,8 @@ def test_check_reads_the_script_not_a_stale_package_kernel(tmp_path, capsys, mon
 def test_check_of_two_scripts_of_one_cell_name_says_so_not_that_the_kernel_is_stale(tmp_path, capsys, monkeypatch):
     """A copy of a script, edited, in derivations/: the package's kernel was said to be stale, where
     it is the other script's, and fresh."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    script = write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    script = home / "sigmoid_rnn.py"
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     copy = home / "a_copy.py"
     copy.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
@@ -344,11 +353,7 @@ def test_a_cell_renamed_to_anothers_name_writes_over_neither_nor_the_package_ind
 def test_generate_check_names_every_stale_file_after_the_diffs_as_typed_from_here(tmp_path, monkeypatch, capsys):
     """A kernel's diff runs to hundreds of lines: the closing line names the stale files again,
     each as the user would type it from the working directory, the missing and the orphaned too."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     monkeypatch.chdir(tmp_path)
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     script = home / "sigmoid_rnn.py"
@@ -462,11 +467,7 @@ def test_a_run_over_the_packages_own_scripts_lists_their_kernels_in_the_package_
     """A script added to derivations/ is importable as lstm_derive.kernels.<cell> after `lstm-derive`."""
     from lstm_derive import generate as gen
 
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home)]) == 0
     assert 'CELLS = ("sigmoid_rnn",)' in (kernels / "__init__.py").read_text()
 
@@ -476,11 +477,7 @@ def test_the_main_job_removes_the_files_of_a_script_that_is_gone_unless_a_script
                                                                                          broken):
     """As `generate` does: otherwise the main job passes, and `generate --check` then fails on the
     kernel and document a removed script left. A failing script's own files would look the same."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     gone = [kernels / "gone.py", home / "gone.md"]  # as a script gone.py, since removed, left them
     for path in gone:
@@ -1113,11 +1110,7 @@ def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, mon
 def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
     """A read-only clone whose script was removed: the kernel it left cannot be removed; the summary
     still comes, then the reason, with status 2 (and generate says the same, in one line)."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     gone = kernels / "gone.py"
     gone.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
@@ -1153,11 +1146,8 @@ def read_only(monkeypatch, folder):
 
 def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(tmp_path, monkeypatch, capsys):
     """Its row said ERROR and the count "not derived", and the message named the temporary file."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    script = write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    script = home / "sigmoid_rnn.py"
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
     read_only(monkeypatch, kernels)
@@ -1175,11 +1165,7 @@ def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(t
 
 def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
     """A read-only clone with a script added: the index that lists the kernels was left stale, unsaid."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     (kernels / "__init__.py").write_text((kernels / "__init__.py").read_text().replace('"sigmoid_rnn"', '"gone"'))
     read_only(monkeypatch, kernels)
@@ -1194,11 +1180,7 @@ def test_a_script_that_takes_another_scripts_cell_name_writes_over_neither_in_th
                                                                                             capsys):
     """A copy of a script's cell, edited in derivations/ under a name that sorts before it: the main
     job wrote the copy's kernel and document over the package's, then refused the original."""
-    home, kernels = tmp_path / "derivations", tmp_path / "kernels"
-    write_cell(home, "sigmoid_rnn")
-    kernels.mkdir()
-    monkeypatch.setattr(gen, "HOME", home)
-    monkeypatch.setattr(gen, "KERNELS", kernels)
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     before = {p.name: p.read_text() for p in [*kernels.iterdir(), *home.glob("*.md")]}
     (home / "a_copy.py").write_text((home / "sigmoid_rnn.py").read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
