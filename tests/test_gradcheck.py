@@ -968,3 +968,36 @@ def test_a_carry_dropped_is_not_said_to_mishandle_dys_or_dstate(dstate_zero):
         p.dstate = tuple(np.zeros_like(d) for d in p.dstate)
     (r,) = gradcheck.check_kernel(kernel, problem=p, methods=("complex",))
     assert not r.ok and not r.term and "mishandles" not in str(r), str(r)
+
+
+def test_every_report_that_fails_says_which_of_the_losss_terms_fails():
+    """The direction's check goes in the first report alone; the term found fails the others too."""
+    reports = gradcheck.check_kernel(_upstream_mishandled("dstate"), T=4, B=2, methods=NUMERIC)
+    assert [r.method for r in reports] == list(NUMERIC) and not reports[1].directional
+    assert all("backward() mishandles dstate" in str(r) for r in reports), "\n".join(map(str, reports))
+
+
+def _doubled_before_the_end(a, lengths):
+    """a (T, B, H) with each sequence that ends before T doubled at its last step."""
+    factor = np.ones((len(a), np.shape(a)[1], 1))
+    for b, n in enumerate([] if lengths is None else lengths):
+        if 0 < n < len(a):
+            factor[n - 1, b] = 2.0
+    return a * factor
+
+
+def test_outputs_off_before_a_sequences_end_are_named_where_its_final_state_is_right():
+    """A forward() that doubles a sequence's last output in a batch, with a backward() to match, and
+    its final state right: the gradients agree; the outputs against it run alone do not."""
+    def forward(params, x, state=None, lengths=None):
+        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+        return _doubled_before_the_end(ys, lengths), final, (cache, lengths)
+
+    def backward(params, cache, dys, dstate=None):
+        inner, lengths = cache
+        return rnn.backward(params, inner, _doubled_before_the_end(dys, lengths), dstate)
+
+    (report,) = gradcheck.check_kernel(Wrapped(rnn, backward, forward), T=4, B=2, methods=("complex",),
+                                       lengths=(4, 2))
+    assert not report.mismatches and not report.ok
+    assert report.alone.startswith("sequence 1 (length 2): its outputs, in the batch and run alone, differ by"), report.alone
