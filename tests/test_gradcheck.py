@@ -843,6 +843,13 @@ def test_compare_fails_an_all_zero_gradient_against_a_tiny_numeric_one():
     assert not gradcheck.compare({"W": np.zeros(2)}, {"W": np.array([1e-12, 0.0])}, 1e-6).ok
 
 
+def test_compare_scales_by_the_numeric_gradients_largest_magnitude_where_the_analytic_one_is_0():
+    """An analytic gradient never computed, against a negative numeric one: each element's error is
+    |n| / max |n|, so the largest is 1 and an entry far below the array's scale is within tolerance."""
+    r = gradcheck.compare({"W": np.zeros(2)}, {"W": np.array([-2.0, -1e-9])}, 1e-6)
+    assert r.errors == {"W": 1.0} and [m.index for m in r.mismatches] == [(0,)], str(r)
+
+
 def test_compare_excuses_rounding_relative_to_the_arrays_largest_entry_without_a_loss_scale():
     wide = {"W": np.array([1.0, 2e-15], dtype=np.longdouble)}
     r = gradcheck.compare({"W": np.array([1.0, 0.0])}, {"W": np.array([1.0, 1e-10 + 1e-15])}, 1e-10, wide=wide)
