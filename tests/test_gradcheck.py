@@ -850,6 +850,14 @@ def test_compare_scales_by_the_numeric_gradients_largest_magnitude_where_the_ana
     assert r.errors == {"W": 1.0} and [m.index for m in r.mismatches] == [(0,)], str(r)
 
 
+def test_what_a_failing_gradient_is_of_the_numeric_one_is_judged_at_the_arrays_scale():
+    """Twice the numeric gradient, with an absolute error of 1e-3 beside entries of 1e3 (1e-6 of the
+    largest, 2000): a term counted twice, as it is at a scale of 1."""
+    n = np.array([1000.0, -500.0, 250.0])
+    r = gradcheck.compare({"W": 2 * n + 1e-3}, {"W": n}, 1e-6, "central")
+    assert r.likely == {"W": "2 times the numeric gradient: a term counted 2 times?"}, str(r)
+
+
 def test_compare_excuses_rounding_relative_to_the_arrays_largest_entry_without_a_loss_scale():
     wide = {"W": np.array([1.0, 2e-15], dtype=np.longdouble)}
     r = gradcheck.compare({"W": np.array([1.0, 0.0])}, {"W": np.array([1.0, 1e-10 + 1e-15])}, 1e-10, wide=wide)
