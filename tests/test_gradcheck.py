@@ -566,6 +566,8 @@ def test_float32_judges_the_kernels_float32_run_against_its_float64_one():
     assert central.ok and complex_.ok and not float32.ok, str(float32)
     assert {m.name for m in float32.mismatches} == {"b_h"} and "db_h[0]: float32 " in str(float32)
     assert ", float64 " in str(float32.mismatches[0])
+    # what a failing array is of the other (1.01 times it) is said of a formula, against a numeric gradient
+    assert not float32.likely and "numeric gradient" not in str(float32), str(float32)
 
     def float64_only(params, x, state=None):
         if np.asarray(x).dtype == np.float32:
