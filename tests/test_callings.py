@@ -98,6 +98,16 @@ def _none_offset(params, x, state=None, lengths=None):
     return (ys + 0.5 if state is None else ys), final, cache
 
 
+def _none_overflowing(params, x, state=None, lengths=None):
+    """rnn's forward with its first output inf where state is None: inf against a finite value
+    differs, whatever the scale of the other entries."""
+    ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+    if state is None:
+        ys = ys.copy()
+        ys.flat[0] = np.inf
+    return ys, final, cache
+
+
 def _wrong_step(params, cache, dy_t, dstate=None):
     grads, dx_t, dstate_prev = rnn.step_backward(params, cache, dy_t, dstate)
     return grads, dx_t * 1.1, dstate_prev
@@ -112,6 +122,7 @@ def _wrong_step(params, cache, dy_t, dstate=None):
     (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
     (Wrapped(rnn, forward=_none_as(np.nan)), "with state=None (meaning zeros) in float64, ys differs by nan"),
     (Wrapped(rnn, forward=_none_offset), "with state=None (meaning zeros) in float64, ys differs by"),
+    (Wrapped(rnn, forward=_none_overflowing), "with state=None (meaning zeros) in float64, ys differs by"),
 ])
 def test_a_kernel_whose_results_change_with_how_it_is_called_fails(kernel, said):
     central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged
