@@ -314,6 +314,19 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
             gradcheck.check_kernel(rnn, methods=methods)
 
 
+def test_a_gradient_transposed_is_named_as_of_the_wrong_shape_and_left_out_of_the_directions_check():
+    """dW_x (H, D) returned as (D, H), an outer product the wrong way round: its shape is named, and
+    the check along a random direction, which cannot multiply it by the direction's (H, D) part,
+    leaves it to the element-wise comparison."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {**grads, "W_x": grads["W_x"].T}, dx, dstate0
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), D=3, H=4, methods=("central",))
+    assert not r.ok and not r.directional
+    assert "wrong shape or dtype: dW_x: shape (3, 4), expected a float array of shape (4, 3)" in str(r), str(r)
+
+
 def test_a_sample_of_elements_judges_a_larger_problem_and_says_so():
     for r in gradcheck.check_kernel(lstm, T=20, B=3, D=8, H=10, sample=15, methods=NUMERIC):
         assert r.ok, str(r)
