@@ -91,6 +91,30 @@ def _none_as(value, widened=False):
     return forward
 
 
+def _none_offset(params, x, state=None, lengths=None):
+    """rnn's forward with its outputs 0.5 above the zeros' where state is None: a difference of one
+    sign everywhere fails as one of both does."""
+    ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+    return (ys + 0.5 if state is None else ys), final, cache
+
+
+def _none_overflowing(params, x, state=None, lengths=None):
+    """rnn's forward with its first output inf where state is None: inf against a finite value
+    differs, whatever the scale of the other entries."""
+    ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+    if state is None:
+        ys = ys.copy()
+        ys.flat[0] = np.inf
+    return ys, final, cache
+
+
+def _none_layered(params, x, state=None, lengths=None):
+    """rnn's forward returning its final state as PyTorch's (layers, B, H) where state is None: the same
+    numbers, broadcast as they may be, are not the same result."""
+    ys, (h,), cache = rnn.forward(params, x, state, lengths=lengths)
+    return ys, ((h[np.newaxis] if state is None else h),), cache
+
+
 def _wrong_step(params, cache, dy_t, dstate=None):
     grads, dx_t, dstate_prev = rnn.step_backward(params, cache, dy_t, dstate)
     return grads, dx_t * 1.1, dstate_prev
@@ -103,6 +127,11 @@ def _wrong_step(params, cache, dy_t, dstate=None):
                   "later call writes into"),
     (Wrapped(rnn, forward=_none_as(1.0)), "with state=None (meaning zeros) in float64, ys differs by"),
     (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
+    (Wrapped(rnn, forward=_none_as(np.nan)), "with state=None (meaning zeros) in float64, ys differs by nan"),
+    (Wrapped(rnn, forward=_none_offset), "with state=None (meaning zeros) in float64, ys differs by"),
+    (Wrapped(rnn, forward=_none_overflowing), "with state=None (meaning zeros) in float64, ys differs by"),
+    (Wrapped(rnn, forward=_none_layered), "with state=None (meaning zeros) in float64, final h is float64 of shape "
+                                          "(1, 2, 4), not float64 of shape (2, 4)"),
 ])
 def test_a_kernel_whose_results_change_with_how_it_is_called_fails(kernel, said):
     central, _, _ = gradcheck.check_kernel(kernel)  # float32 too: its run is judged

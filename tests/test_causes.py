@@ -179,3 +179,28 @@ def test_the_cancelled_terms_hint_needs_every_other_method_to_pass():
     central = gradcheck.Report("central", 1e-6, mismatches=[gradcheck.Mismatch("W_x", (0, 0), 1.0, 2.0, 0.1)])
     causes.hint_at_the_cause([central, low])
     assert "cancel" not in low.hint
+
+
+def test_the_ill_conditioned_hint_needs_every_other_method_to_pass_and_float32s_dtypes_right():
+    """float32 off by half of what the problem's conditioning allows (AMPLIFIED times its
+    sensitivity): rounding, where float64 passes every other check; not where one of them fails, nor
+    where float32's results are of another dtype, which no conditioning explains."""
+    sensitivity = 20 * causes.ILL_CONDITIONED
+    error = causes.AMPLIFIED / 2 * sensitivity
+
+    def float32_report(**more):
+        off = gradcheck.Mismatch("W_x", (0, 0), 1.0, 1.0 + error, error, ("float32", "float64"))
+        return gradcheck.Report("float32", 1e-3, errors={"W_x": error}, mismatches=[off], sensitivity=sensitivity,
+                                **more)
+
+    def hint(*others, **more):
+        low = float32_report(**more)
+        causes.hint_at_the_cause([*others, low])
+        return low.hint
+
+    assert sensitivity < causes.CHAOTIC and error > gradcheck.TOLERANCE["float32"]
+    central, complex_ = gradcheck.Report("central", 1e-6), gradcheck.Report("complex", 1e-10)
+    assert "an ill-conditioned problem" in hint(central, complex_)
+    wrong = gradcheck.Report("complex", 1e-10, mismatches=[gradcheck.Mismatch("W_x", (0, 0), 1.0, 2.0, 0.5)])
+    assert "ill-conditioned" not in hint(central, wrong)
+    assert "ill-conditioned" not in hint(central, complex_, wrong_shapes=["dW_x: float64 from float32 input"])

@@ -314,6 +314,19 @@ def test_gradients_of_the_wrong_shape_or_missing_are_named():
             gradcheck.check_kernel(rnn, methods=methods)
 
 
+def test_a_gradient_transposed_is_named_as_of_the_wrong_shape_and_left_out_of_the_directions_check():
+    """dW_x (H, D) returned as (D, H), an outer product the wrong way round: its shape is named, and
+    the check along a random direction, which cannot multiply it by the direction's (H, D) part,
+    leaves it to the element-wise comparison."""
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = rnn.backward(params, cache, dys, dstate)
+        return {**grads, "W_x": grads["W_x"].T}, dx, dstate0
+
+    (r,) = gradcheck.check_kernel(Wrapped(rnn, backward), D=3, H=4, methods=("central",))
+    assert not r.ok and not r.directional
+    assert "wrong shape or dtype: dW_x: shape (3, 4), expected a float array of shape (4, 3)" in str(r), str(r)
+
+
 def test_a_sample_of_elements_judges_a_larger_problem_and_says_so():
     for r in gradcheck.check_kernel(lstm, T=20, B=3, D=8, H=10, sample=15, methods=NUMERIC):
         assert r.ok, str(r)
@@ -566,6 +579,8 @@ def test_float32_judges_the_kernels_float32_run_against_its_float64_one():
     assert central.ok and complex_.ok and not float32.ok, str(float32)
     assert {m.name for m in float32.mismatches} == {"b_h"} and "db_h[0]: float32 " in str(float32)
     assert ", float64 " in str(float32.mismatches[0])
+    # what a failing array is of the other (1.01 times it) is said of a formula, against a numeric gradient
+    assert not float32.likely and "numeric gradient" not in str(float32), str(float32)
 
     def float64_only(params, x, state=None):
         if np.asarray(x).dtype == np.float32:
@@ -766,6 +781,7 @@ def test_a_float32_forward_off_by_three_tenths_of_a_percent_fails():
     k = float32_only(lstm, change_forward=lambda ys, final, cache: (ys * np.float32(1.003), final, cache))
     central, r = gradcheck.check_kernel(k, methods=("central", "float32"))
     assert central.ok and not r.ok and "forward()'s ys in float32 differs" in str(r), str(r)
+    assert not r.hint, r.hint  # a well-conditioned problem: rounding does not explain it
 
 
 class Linear:
@@ -841,6 +857,21 @@ def test_a_kink_a_tenth_of_the_step_away_is_judged_at_a_hundredth_of_it():
 
 def test_compare_fails_an_all_zero_gradient_against_a_tiny_numeric_one():
     assert not gradcheck.compare({"W": np.zeros(2)}, {"W": np.array([1e-12, 0.0])}, 1e-6).ok
+
+
+def test_compare_scales_by_the_numeric_gradients_largest_magnitude_where_the_analytic_one_is_0():
+    """An analytic gradient never computed, against a negative numeric one: each element's error is
+    |n| / max |n|, so the largest is 1 and an entry far below the array's scale is within tolerance."""
+    r = gradcheck.compare({"W": np.zeros(2)}, {"W": np.array([-2.0, -1e-9])}, 1e-6)
+    assert r.errors == {"W": 1.0} and [m.index for m in r.mismatches] == [(0,)], str(r)
+
+
+def test_what_a_failing_gradient_is_of_the_numeric_one_is_judged_at_the_arrays_scale():
+    """Twice the numeric gradient, with an absolute error of 1e-3 beside entries of 1e3 (1e-6 of the
+    largest, 2000): a term counted twice, as it is at a scale of 1."""
+    n = np.array([1000.0, -500.0, 250.0])
+    r = gradcheck.compare({"W": 2 * n + 1e-3}, {"W": n}, 1e-6, "central")
+    assert r.likely == {"W": "2 times the numeric gradient: a term counted 2 times?"}, str(r)
 
 
 def test_compare_excuses_rounding_relative_to_the_arrays_largest_entry_without_a_loss_scale():
@@ -968,3 +999,36 @@ def test_a_carry_dropped_is_not_said_to_mishandle_dys_or_dstate(dstate_zero):
         p.dstate = tuple(np.zeros_like(d) for d in p.dstate)
     (r,) = gradcheck.check_kernel(kernel, problem=p, methods=("complex",))
     assert not r.ok and not r.term and "mishandles" not in str(r), str(r)
+
+
+def test_every_report_that_fails_says_which_of_the_losss_terms_fails():
+    """The direction's check goes in the first report alone; the term found fails the others too."""
+    reports = gradcheck.check_kernel(_upstream_mishandled("dstate"), T=4, B=2, methods=NUMERIC)
+    assert [r.method for r in reports] == list(NUMERIC) and not reports[1].directional
+    assert all("backward() mishandles dstate" in str(r) for r in reports), "\n".join(map(str, reports))
+
+
+def _doubled_before_the_end(a, lengths):
+    """a (T, B, H) with each sequence that ends before T doubled at its last step."""
+    factor = np.ones((len(a), np.shape(a)[1], 1))
+    for b, n in enumerate([] if lengths is None else lengths):
+        if 0 < n < len(a):
+            factor[n - 1, b] = 2.0
+    return a * factor
+
+
+def test_outputs_off_before_a_sequences_end_are_named_where_its_final_state_is_right():
+    """A forward() that doubles a sequence's last output in a batch, with a backward() to match, and
+    its final state right: the gradients agree; the outputs against it run alone do not."""
+    def forward(params, x, state=None, lengths=None):
+        ys, final, cache = rnn.forward(params, x, state, lengths=lengths)
+        return _doubled_before_the_end(ys, lengths), final, (cache, lengths)
+
+    def backward(params, cache, dys, dstate=None):
+        inner, lengths = cache
+        return rnn.backward(params, inner, _doubled_before_the_end(dys, lengths), dstate)
+
+    (report,) = gradcheck.check_kernel(Wrapped(rnn, backward, forward), T=4, B=2, methods=("complex",),
+                                       lengths=(4, 2))
+    assert not report.mismatches and not report.ok
+    assert report.alone.startswith("sequence 1 (length 2): its outputs, in the batch and run alone, differ by"), report.alone
