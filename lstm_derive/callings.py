@@ -241,6 +241,10 @@ def _first_difference(pairs, unit=0.0, tolerance32=SAME_ORDER32):
         scale = max(float(np.max(np.abs(e[finite]), initial=0.0)), float(np.max(np.abs(g[finite]), initial=0.0)),
                     floor / tolerance)
         worst = float(np.max(error, initial=0.0))
+        if not np.isfinite(worst):  # "differs by nan of its largest entry" would say nothing
+            index = tuple(int(i) for i in np.argwhere(~np.isfinite(error))[0])
+            return (f"{key}{list(index)} is {g[index]:.4g}, where a lone call with every argument given has "
+                    f"{e[index]:.4g}")
         if not worst <= tolerance * scale:
             return (f"{key} differs by {worst / scale if scale else worst:.1e} of its largest entry (tolerance "
                     f"{tolerance:.0e})")

@@ -127,9 +127,11 @@ def _wrong_step(params, cache, dy_t, dstate=None):
                   "later call writes into"),
     (Wrapped(rnn, forward=_none_as(1.0)), "with state=None (meaning zeros) in float64, ys differs by"),
     (Wrapped(rnn, forward=_none_as(0.0, widened=True)), "with state=None (meaning zeros) in float32, ys is float64"),
-    (Wrapped(rnn, forward=_none_as(np.nan)), "with state=None (meaning zeros) in float64, ys differs by nan"),
+    (Wrapped(rnn, forward=_none_as(np.nan)), "with state=None (meaning zeros) in float64, ys[0, 0, 0] is nan, where "
+                                             "a lone call with every argument given has "),
     (Wrapped(rnn, forward=_none_offset), "with state=None (meaning zeros) in float64, ys differs by"),
-    (Wrapped(rnn, forward=_none_overflowing), "with state=None (meaning zeros) in float64, ys differs by"),
+    (Wrapped(rnn, forward=_none_overflowing), "with state=None (meaning zeros) in float64, ys[0, 0, 0] is inf, where "
+                                              "a lone call with every argument given has "),
     (Wrapped(rnn, forward=_none_layered), "with state=None (meaning zeros) in float64, final h is float64 of shape "
                                           "(1, 2, 4), not float64 of shape (2, 4)"),
 ])
