@@ -434,8 +434,6 @@ def test_show_says_out_is_not_for_the_packages_own_scripts(capsys):
 
 def test_a_folder_without_scripts_is_refused_and_removes_nothing(tmp_path, capsys):
     """Not a run over the package's derivations/: no kernel of the package is an orphan of it."""
-    from lstm_derive import generate as gen
-
     empty = tmp_path / "empty"
     empty.mkdir()
     before = sorted(gen.KERNELS.glob("*.py")) + sorted(gen.HOME.glob("*.md"))
@@ -450,8 +448,6 @@ def test_a_folder_without_scripts_is_refused_and_removes_nothing(tmp_path, capsy
 def test_a_broken_script_among_the_packages_own_leaves_the_summary(tmp_path, monkeypatch, capsys):
     """The package's index cannot be written while a script fails; the summary still comes, the
     failing script a row of it."""
-    from lstm_derive import generate as gen
-
     home = tmp_path / "derivations"
     write_cell(home, "sigmoid_rnn")
     (home / "broken.py").write_text("raise RuntimeError('half edited')\n")
@@ -465,8 +461,6 @@ def test_a_broken_script_among_the_packages_own_leaves_the_summary(tmp_path, mon
 
 def test_a_run_over_the_packages_own_scripts_lists_their_kernels_in_the_package_index(tmp_path, monkeypatch, capsys):
     """A script added to derivations/ is importable as lstm_derive.kernels.<cell> after `lstm-derive`."""
-    from lstm_derive import generate as gen
-
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home)]) == 0
     assert 'CELLS = ("sigmoid_rnn",)' in (kernels / "__init__.py").read_text()
@@ -493,8 +487,6 @@ def test_the_main_job_removes_the_files_of_a_script_that_is_gone_unless_a_script
 
 def test_an_installation_without_derivations_says_where_they_are(tmp_path, monkeypatch, capsys):
     """Installed from a wheel, the package has no derivations/ beside it: the message says so."""
-    from lstm_derive import generate as gen
-
     monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
     monkeypatch.chdir(tmp_path)
     for command in ([], ["check"], ["generate", "--check"]):
@@ -505,8 +497,6 @@ def test_an_installation_without_derivations_says_where_they_are(tmp_path, monke
 def test_an_installation_without_derivations_checks_a_script_given_by_its_path(tmp_path, monkeypatch, capsys):
     """pip install . brings no derivations/; a script of one's own needs none, and the same script
     named twice (my_rnn.py, ./my_rnn.py) is checked once."""
-    from lstm_derive import generate as gen
-
     script = tmp_path / "my_rnn.py"
     script.write_text((gen.HOME / "rnn.py").read_text().replace('Cell("rnn"', 'Cell("my_rnn"'))
     monkeypatch.setattr(gen, "HOME", tmp_path / "site-packages" / "derivations")
