@@ -55,3 +55,10 @@ def test_a_problem_whose_gradients_are_all_0_is_said_so_where_another_method_fai
     outcomes.add(sizes, [Report("central", 1e-6, vacuous=True), Report("float32", 1e-3, forward="outputs off")])
     assert outcomes.lines()[-1].startswith(
         "cell: on 1 of the 1 problems every gradient was exactly 0, on each of 3 draws")
+
+
+def test_one_method_failing_where_the_others_pass_fails_the_cell():
+    outcomes, sizes = Outcomes("cell", 1, redraws=10), dict(T=1, B=1, D=1, H=1, scale=1.0)
+    outcomes.add(sizes, [Report("central", 1e-6, errors={"W": 1e-8}), Report("float32", 1e-3, forward="outputs off")])
+    assert not outcomes.ok
+    assert outcomes.lines()[0].startswith("cell: FAILED;")
