@@ -33,7 +33,7 @@ cell.note("The reset multiplies `a_hn = U_hn·h_prev + b_hn` (U_hn and b_hn: the
           "sum {da_xn}'s `da_xn = da_n`; the r and z rows of the two bias gradients are equal.")
 cell.note("Names differ between GRU forms: here `W_x` holds the input weights of r, z and n, and `U_h` "
           "the recurrent ones, and `b_x`, `b_h` their biases, as PyTorch's weight_ih, weight_hh, bias_ih and bias_hh; gru_cho.py, the reset-before form, "
-          "has `W_x`, `W_h` for r and z alone and `W_n_x`, `W_n_rh` for the candidate.")
+          "has W_x, W_h for r and z alone and W_n_x, W_n_rh for the candidate.")
 cell.note("Sources that write `h = (1 - z)*h_prev + z*n` swap the roles of z and 1 - z: their `dz` is "
           "the negative of {dz}'s `(h_prev - n)*dh`. Check which convention a formula uses before "
           "comparing signs.")

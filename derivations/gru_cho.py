@@ -30,7 +30,7 @@ cell.note("The reset acts before the matmul: {drh} forms `drh = W_n_rh^T·da_n` 
 
 cell.note("Names differ between GRU forms: here `W_x`, `W_h` hold the weights of r and z alone, and "
           "`W_n_x`, `W_n_rh` the candidate's; gru.py, the reset-after form of PyTorch, stacks all three "
-          "gates' input weights in `W_x` and their recurrent weights in `U_h`.")
+          "gates' input weights in its W_x and their recurrent weights in U_h.")
 cell.note("Sources that write `h = (1 - z)*h_prev + z*n`, as Chung et al. 2014 do, swap the roles of z and 1 - z: "
           "their `dz` is the negative of {dz}'s `(h_prev - n)*dh`. Cho et al. 2014 write it as here. Check which "
           "convention a formula uses before comparing signs.")

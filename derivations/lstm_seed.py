@@ -21,9 +21,9 @@ cell.update(s=s, h=s * o)  # h is also the step output
 
 # Two "fixes" the seed's users proposed. Both train its toy problem (4 steps, 100 iterations of
 # SGD, benchmarks/seed_lstm.py) to a lower loss than the correct gradient does, 2.6e-06.
-cell.note("The seed's code multiplies `wg`, `wi`, `wf`, `wo` by `xc = [x; h_prev]`: they are the row "
-          "blocks of `[W_x W_h]` in the order g, i, f, o, and `bg`, `bi`, `bf`, `bo` those of `b`. Compare "
-          "its `dwg` with the first H rows of both `dW_x` and `dW_h`, side by side, not with `dW_x` alone.")
+cell.note("The seed's code multiplies its wg, wi, wf, wo by xc = `[x; h_prev]`: they are the row "
+          "blocks of `[W_x W_h]` in the order g, i, f, o, and its bg, bi, bf, bo those of `b`. Compare "
+          "its dwg with the first H rows of both `dW_x` and `dW_h`, side by side, not with `dW_x` alone.")
 cell.note("Dropping `ds_next` from {ds}, i.e. `ds = o*dh`, lowers the loss of the seed's toy problem "
           "(nicodjimenez/lstm's example: 4 steps, 100 iterations of SGD, benchmarks/seed_lstm.py) at its "
           "last iteration to 6.1e-09, where training with the correct gradient reaches 2.6e-06, and breaks the "

@@ -280,7 +280,8 @@ class Cell:
 
     def note(self, text):
         """A remark for the document's "Where people go wrong"; ``{ds}`` cites ds's equation, and
-        ``{{`` and ``}}`` write a brace."""
+        ``{{`` and ``}}`` write a brace. A name in backticks must be the cell's (the document
+        refuses one it lacks); another cell's or library's names go without them."""
         self.notes.append(Note(str(text), self._caller()))
 
     # -- queries ----------------------------------------------------------------------

@@ -21,6 +21,7 @@ from lstm_derive import Cell, cli, derive, exp, relu, sigmoid, softplus, tanh
 from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, kernel_lines, provenance, step_text
 from lstm_derive.emit import emit_kernel
 from lstm_derive.generate import load_cell
+from lstm_derive.spec import SpecError
 
 ROOT = Path(__file__).resolve().parents[1]
 DERIVATIONS = ROOT / "derivations"
@@ -464,6 +465,43 @@ def test_a_note_cites_equations_by_name():
     dm = d.step_for(d.cell.updates["m"].symbol).number
     m = next(eq.number for eq in d.forward if str(eq.lhs[0]) == "m")
     assert f"- A note citing ({dm}) and ({m}), and {{braces}} written as braces." in derivation_markdown(d, "r.py")
+
+
+def test_a_note_naming_a_renamed_let_in_backticks_is_refused_naming_the_note_and_the_name(tmp_path):
+    """gru.py with a_n renamed: every {citation} of its notes still names an equation, but the first
+    note's `da_hn = r*da_n` would name an adjoint the cell no longer has."""
+    script = tmp_path / "gru.py"
+    script.write_text((DERIVATIONS / "gru.py").read_text().replace('cell.let("a_n",', 'cell.let("a_cand",'))
+    line = next(n for n, text in enumerate(script.read_text().splitlines(), 1) if 'cell.note("The reset' in text)
+    d = derive(load_cell(script))
+    with pytest.raises(SpecError, match=rf"gru\.py:{line}: the note \"The reset multiplies .*\" names `da_n` "
+                                        r"\(in `da_hn = r\*da_n`\), but the cell has no da_n"):
+        derivation_markdown(d, "gru.py")
+
+
+def _cell_quoting(note):
+    cell = Cell("quoting")
+    x, h_prev = cell.input("x"), cell.state("h")
+    a_r, a_n = cell.affine("U", [x, h_prev], blocks=["a_r", "a_n"], bias="b_h")
+    r = cell.let("r", sigmoid(a_r))
+    cell.update(h=tanh(r * a_n))
+    cell.note(note)
+    return derive(cell)
+
+
+def test_a_note_may_quote_the_cells_names_and_the_documents_notation():
+    """Row blocks by tag (U_hn, b_hr), adjoints and carries, a parameter's d<name>(t, j), the kernel's
+    stacked adjoint, a command and a dotted name; another library's name written plainly."""
+    note = ("`U_hn` and `b_hr` are rows of `U_h` and `b_h`; `dh_next`, `dr`, `da_n(t, j)`, `U_h^T·dpre_U`, "
+            "`dy` and `tanh(r*a_n)` are the document's; `lstm-derive check quoting` is a command and "
+            "`numpy.tanh` a dotted name; W_in is PyTorch's.")
+    assert "W_in is PyTorch's." in derivation_markdown(_cell_quoting(note), "quoting.py")
+
+
+@pytest.mark.parametrize("quoted, name", [("`W_in`", "W_in"), ("`wg*xc`", "wg"), ("`dz`", "dz"), ("`h_prv`", "h_prv")])
+def test_a_name_the_cell_lacks_in_backticks_is_refused(quoted, name):
+    with pytest.raises(SpecError, match=rf"the note \"Compare {re.escape(quoted)}\.\" names `{name}`"):
+        derivation_text(_cell_quoting(f"Compare {quoted}."))
 
 
 @pytest.mark.parametrize("name", DOCUMENTS)

@@ -5,19 +5,80 @@ numbers of the equations that compute them."""
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
+
 import sympy
 
 from ..derive import MatTerm
-from ..spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, sigmoid
+from ..spec import CITATION, GATE_FUNCTIONS, SUPPORTED_FUNCTIONS, Note, SpecError, sigmoid
 from .facts import _as_written, _carries, _factor_text, _join, _numbers, _steady
 from .model import Bullets, Section
 from .printers import expr_text, step_text
 
 
 def _notes_section(d):
+    _check_quoted_names(d)
     notes = _carry_notes(d) + _output_form_notes(d) + _previous_value_notes(d) + _block_order_notes(d)
     notes += [_cite(d, note) for note in d.cell.notes]
     return Section("Where people go wrong", (Bullets(tuple(notes)),))
+
+
+# A note's `...` quotes the cell's code. A name in it, not part of a dotted one (a module, lstm.py)
+# and not the T of ^T, is read as one of the cell's. A span with a hyphenated word is a command
+# (`lstm-derive check lstm_seed`), not the cell's code.
+_QUOTED = re.compile(r"`([^`]+)`")
+_NAME = re.compile(r"(?<![\w.^])[A-Za-z_]\w*(?:\.\w+)*", re.ASCII)
+_COMMAND = re.compile(r"[A-Za-z]-[A-Za-z]")
+
+
+def _check_quoted_names(d):
+    """A name in backticks that the cell does not have is refused, naming the note: a renamed let
+    or state would leave the note's text naming what is gone, and nothing else reads that text."""
+    known = _quotable_names(d)
+    for note in d.cell.notes:
+        for span in _QUOTED.findall(note):
+            if _COMMAND.search(span):
+                continue
+            for name in _NAME.findall(span):
+                if "." not in name and name not in known:
+                    raise SpecError(_unknown_name_message(d, note, span, name, known))
+
+
+def _unknown_name_message(d, note, span, name, known):
+    where = note.where if isinstance(note, Note) else d.cell.source
+    opening = note if len(note) <= 60 else note[:57] + "..."
+    close = difflib.get_close_matches(name, known, n=1)
+    guess = f"; did you mean `{close[0]}`?" if close else ""
+    within = "" if span == name else f" (in `{span}`)"
+    return (f"{where}: the note \"{opening}\" names `{name}`{within}, but the cell has no {name}{guess} "
+            "(backticks in a note quote this cell; write a name from elsewhere, another cell's or "
+            "another library's, without them)")
+
+
+def _quotable_names(d):
+    """What a note may name in backticks: the cell's own names, their adjoints (d<name>,
+    d<state>_next), the rows of a stacked parameter by a block's tag (U_hn, the rows of U_h that
+    give a_hn), the functions, and the document's own notation (steps t, sequences j, the sizes,
+    the kernel's arguments)."""
+    cell = d.cell
+    own = {str(v) for v in cell.inputs + cell.blocks} | {str(let.symbol) for let in cell.lets}
+    own |= set(cell.states) | {str(cell.prev(s)) for s in cell.states} | set(cell.parameter_names())
+    own |= {p + tag for a in cell.affines for p in a.weights + a.biases for tag in _block_tags(a)}
+    adjoints = {f"d{name}" for name in own} | {f"d{s}_next" for s in cell.states} | set(d.references())
+    notation = {"dy", "dys", "dstate", "lengths", "t", "j", "T", "B", "D", "H"}
+    notation |= {f"dpre_{a.name}" for a in cell.affines}
+    return own | adjoints | notation | set(SUPPORTED_FUNCTIONS)
+
+
+def _block_tags(affine):
+    """What tells an affine's blocks apart: r, z, n of a_hr, a_hz, a_hn."""
+    names = [str(b) for b in affine.blocks]
+    if len(names) < 2:
+        return []
+    common = len(os.path.commonprefix(names))
+    return [name[common:] for name in names if name[common:]]
 
 
 def _cite(d, note):
