@@ -428,7 +428,7 @@ def test_seed_sections_in_order():
 def test_seed_notes():
     markdown = (DERIVATIONS / "lstm_seed.md").read_text()
     notes = markdown.split("## Where people go wrong")[1].split("##")[0]
-    assert "- `ds_next` already holds `f(t+1)`: it is `ds_prev = f*ds`, equation (19)" in notes
+    assert "- `ds_next` already holds the factor `f(t+1)`: it is `ds_prev = f*ds`, equation (19)" in notes
     assert "(9) adds `ds_next` as it is" in notes
     assert "Dropping `ds_next` from (9), i.e. `ds = o*dh`, lowers the loss of the seed's toy problem" in notes
     assert "Adding tanh on `s` in the forward pass only" in notes and "`do = tanh(s)*dh` in (10)" in notes
@@ -455,7 +455,7 @@ def test_the_carry_note_is_read_off_the_carry_terms():
     d = _renamed_seed()
     markdown = derivation_markdown(d, "tests/renamed.py", emit_kernel(d))
     dm, carry = d.step_for(d.cell.updates["m"].symbol), d.step_for(d.cell.prev("m"))
-    assert f"- `dm_next` already holds `keep(t+1)`: it is `dm_prev = keep*dm`, equation ({carry.number})" in markdown
+    assert f"- `dm_next` already holds the factor `keep(t+1)`: it is `dm_prev = keep*dm`, equation ({carry.number})" in markdown
     assert f"So ({dm.number}) adds `dm_next` as it is" in markdown
     assert "- `dq_next` already holds the product with `A_q^T`" in markdown
 
@@ -663,7 +663,7 @@ def test_a_carry_says_a_parameters_factor_without_a_step():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + (1 - lam) * tanh(a))
     prose = " ".join(derivation_text(derive(cell)).split())
-    assert "with the product with W_h^T and lam applied." in prose and "already holds two terms: it is" in prose
+    assert "with the product with W_h^T and the factor lam applied." in prose and "already holds two terms: it is" in prose
     assert "lam(t+1)" not in prose
     assert "f(t+1)" in " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm.py"))).split())
 
@@ -965,6 +965,8 @@ def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
     assert "dU_h = Σ dpre_U h_prev^T is 3H × H like `U_h`" in gru
     assert "`W_n_rh^T·da_n` has H entries like rh" in shapes("gru_cho")
     assert "In (1), da has H entries ((B, H) for a batch)" in shapes("rnn") and "db_h has H entries like `b_h`" in shapes("rnn")
+    # one block's adjoint is da above; the kernel's name for it, in the line quoted, is said where it first appears
+    assert "where `dpre_W_flat` stacks the rows of da (the kernel's dpre_W) of every step and sequence" in shapes("rnn")
     assert "dp_i, dp_f and dp_o have H entries like `p_i`, `p_f` and `p_o`" in shapes("lstm_peephole")
 
 

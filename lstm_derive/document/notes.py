@@ -131,8 +131,9 @@ def _held(term, own, d):
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)
     if term.local.free_symbols <= _steady(d.cell):  # a parameter, or a let of them alone: no step of its own
-        return f"`{local}`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}`"
-    return f"`{local}(t+1)`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}` of step t+1"
+        return f"the factor `{local}`"
+    # "holds f(t+1)" would read as its value; it holds dc(t+1) with that factor applied
+    return f"the factor `{local}(t+1)`" if isinstance(term.local, sympy.Symbol) else f"the factor `{local}` of step t+1"
 
 
 def _output_form_notes(d):
