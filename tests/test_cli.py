@@ -1069,10 +1069,10 @@ def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_
         write_cell(cells, name)
     summary_row = cli._summary_row
 
-    def stopped_at_the_second(script, out, claimed):
+    def stopped_at_the_second(script, *args):
         if script.name == "second_rnn.py":
             raise KeyboardInterrupt
-        return summary_row(script, out, claimed)
+        return summary_row(script, *args)
 
     monkeypatch.setattr(cli, "_summary_row", stopped_at_the_second)
     assert cli.main(["--derivations", str(cells)]) == 130
@@ -1228,3 +1228,28 @@ def test_each_commands_help_says_what_it_does_every_default_and_examples_that_pa
         words = shlex.split(example)
         assert words[0] == "lstm-derive" and command in words, example
         cli._parser().parse_args(words[1:])
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["generate", "--check"], ["generate", "chatty_rnn"],
+                                     ["check", "chatty_rnn"], ["show", "chatty_rnn"]])
+def test_each_command_runs_each_script_once(tmp_path, monkeypatch, capsys, command):
+    """The main job ran every script of the package three times (for the package's index, for the
+    search for two scripts of one cell name, for its row), generate twice, and a cell found by its
+    name twice: a script that prints said so as often."""
+    home, _ = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    text = write_cell(home, "chatty_rnn").read_text()
+    (home / "chatty_rnn.py").unlink()
+    (home / "talks.py").write_text('import sys\nprint("building chatty_rnn", file=sys.stderr)\n' + text)  # found by its cell
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home), *command]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("building chatty_rnn") == 1, out + err
+
+
+def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    text = script.read_text()
+    assert cli.main(["generate", str(script), "--out", str(script.parent)]) == 2
+    assert f"{script} would be written over {script} itself; choose another --out directory" in capsys.readouterr().err
+    assert script.read_text() == text
