@@ -610,7 +610,7 @@ LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' l
 
 def _print_summary(rows, failures, after_count=""):
     print()
-    print(_table(SUMMARY, rows))
+    print(_table(SUMMARY, rows, _ellipsis(sys.stdout)))
     print("\n" + LEGEND)
     if failures:
         print("\n" + "\n".join(failures))
@@ -842,12 +842,35 @@ def run_show(args):
     return 0
 
 
-def _table(header, rows):
+# The summary's width, that of a terminal window as it opens; what goes past it wraps, and breaks the columns.
+WIDTH = 80
+
+
+def _table(header, rows, ellipsis="…"):
+    """The rows under their header, in columns two spaces apart; a first column (the cells' names)
+    that would take the table past WIDTH is narrowed, its longer entries cut in their middle, where
+    ellipsis stands for what is cut: start and end are kept, as names of one family differ at
+    their end (lstm_peephole, lstm_cifg), and a failure's line and the count give them whole."""
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    room = WIDTH - sum(widths[1:]) - 2 * (len(widths) - 1)
+    widths[0] = max(len(header[0]), len(ellipsis) + 2, min(widths[0], room))
+    cells = [[_cut(r[0], widths[0], ellipsis), *r[1:]] for r in cells]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _cut(text, width, ellipsis):
+    if len(text) <= width:
+        return text
+    kept = width - len(ellipsis)
+    return text[:kept - kept // 2] + ellipsis + text[len(text) - kept // 2:]
+
+
+def _ellipsis(stream):
+    """An ellipsis as the stream writes it: "…", or "..." where its encoding lacks it."""
+    return terminal.printable("…", stream)
 
 
 if __name__ == "__main__":

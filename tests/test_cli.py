@@ -1,6 +1,7 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
 import errno
+import io
 import os
 import pathlib
 import re
@@ -13,7 +14,7 @@ import textwrap
 
 import pytest
 
-from lstm_derive import cli, gradcheck
+from lstm_derive import cli, gradcheck, terminal
 from lstm_derive import generate as gen
 from lstm_derive.gradcheck import DEFAULT_METHODS
 
@@ -1253,3 +1254,29 @@ def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, cap
     assert cli.main(["generate", str(script), "--out", str(script.parent)]) == 2
     assert f"{script} would be written over {script} itself; choose another --out directory" in capsys.readouterr().err
     assert script.read_text() == text
+
+
+def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
+    """A script name of 36 characters made the table 99 columns wide. Cut, a name keeps its start and its
+    end (where names differ: _v1, _v2); a failure's line and the count give it in full."""
+    home = tmp_path / "derivations"
+    long, broken = "elman_rnn_with_a_sigmoid_output_1", "helpers_that_build_no_cell_at_all.py"
+    write_cell(home, long), write_cell(home, long[:-1] + "2")
+    (home / broken).write_text("SCALE = 2\n")
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    table = out.strip("\n").split("\n\n")[0].splitlines()
+    assert max(map(len, table)) <= 80, "\n".join(table)
+    names = [row.split()[0] for row in table[2:]]
+    assert len(set(names)) == 3 and all(len(row.split()) == 8 for row in table[2:]), "\n".join(table)
+    assert [(n.split("…")[0] in word, word.endswith(n.split("…")[1])) for n, word in
+            zip(names, [long, long[:-1] + "2", broken])] == [(True, True)] * 3, names
+    assert f"\n{broken}: " in out and f", 1 not derived ({broken})\n" in out
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_a_long_cell_names_cut_fits_in_ascii_too(encoding):
+    stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+    rows = [["a_cell_whose_name_runs_far_past_what_fits", 9, 3, "1.1e-09", "1.1e-15", "1.1e-06", "0.50", "ok"]]
+    table = terminal.printable(cli._table(cli.SUMMARY, rows, cli._ellipsis(stream)), stream)
+    assert max(map(len, table.splitlines())) == 80, table
