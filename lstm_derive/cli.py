@@ -297,9 +297,10 @@ def _without_derivations(command, cell):
     return "give --derivations DIR, or a script"
 
 
-def _scripts(args, names=()):
+def _scripts(args, cells, names=()):
     """The scripts (or kernel modules) to run: those named, each once, or every script of the
-    derivations directory; a file given by its path needs no such directory."""
+    derivations directory; a file given by its path needs no such directory. cells: the command's
+    gen.Cells, which a cell looked up by its name runs the scripts into."""
     if not names:
         directory = _directory(args)
         scripts = gen.find_scripts(directory)
@@ -308,12 +309,12 @@ def _scripts(args, names=()):
         return scripts
     chosen = {}  # resolved path -> the path as given: my_cell.py and ./my_cell.py are one script
     for name in names:
-        path = _script(args, name)
+        path = _script(args, name, cells)
         chosen.setdefault(path.resolve(), path)
     return list(chosen.values())
 
 
-def _script(args, name):
+def _script(args, name, cells):
     """A script named by its path or, in the derivations directory, by its cell's name."""
     path = Path(name)
     if path.is_dir():
@@ -327,7 +328,7 @@ def _script(args, name):
         raise SpecError(f"{name}: expected a derivation script or kernel module (a .py file), or the name of "
                         f"a cell in {directory} ({', '.join(sorted(by_name)) or 'none there'})")
     if name not in by_name:
-        of_cell = _script_of_cell(by_name.values(), name)
+        of_cell = _script_of_cell(by_name.values(), name, cells)
         if of_cell:
             return of_cell
         hint = f"; for the script {name}.py, give its path" if Path(f"{name}.py").is_file() else ""
@@ -336,15 +337,11 @@ def _script(args, name):
     return by_name[name]
 
 
-def _script_of_cell(scripts, name):
+def _script_of_cell(scripts, name, cells):
     """The script among scripts whose cell is named name, its file named otherwise (a script
     renamed, or its cell); None if none is. A script that fails is passed over here: it says why
-    where it is run."""
-    for script in scripts:
-        with contextlib.suppress(SpecError):
-            if gen.load_cell(script).name == name:
-                return script
-    return None
+    where its cell is wanted."""
+    return cells.by_name(scripts).get(name, [None])[0]
 
 
 # Seconds a script's derivation and emission may take before the command says it is still at it
@@ -352,7 +349,7 @@ def _script_of_cell(scripts, name):
 SLOW = 3.0
 
 
-def _targets_for(script, out=None):
+def _targets_for(script, out, cells):
     """gen.targets_for, and first a warning on stderr for each part of the cell that nothing reads
     and each expression too long to derive quickly; past SLOW seconds, a line that says it is
     still deriving, so that a large cell's silence is not taken for a hang."""
@@ -362,31 +359,52 @@ def _targets_for(script, out=None):
     notice.start()
     try:
         return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr,
-                                                                 flush=True))
+                                                                 flush=True), cells=cells)
     finally:
         notice.cancel()
 
 
-def _claim(targets, script, claimed):
-    """Records the script's files in claimed (path -> script); two scripts of one run may not
-    write one file (two cells of the same name, or one script given twice)."""
+def _refused(scripts, cells, into_the_package=False):
+    """script -> why it is not run: scripts of one run that build cells of one name, whose files
+    would be written over each other's. The first of them is run, and the others refused; in the
+    main job's run into the package, none is: which one the package should hold is not ours to
+    choose. A script that fails is passed over here: its own error says why."""
+    refused = {}
+    for name, same in cells.by_name(s for s in scripts if not gen.is_kernel_module(s)).items():
+        if len(same) > 1:
+            refused.update(_neither(name, same) if into_the_package else _all_but_the_first(name, same))
+    return refused
+
+
+def _neither(name, same):
+    why = (f"{', '.join(map(str, same[:-1]))} and {same[-1]} {'both' if len(same) == 2 else 'all'} build the cell "
+           f"'{name}', whose kernel and document each would write over the other's, so neither is written; rename one cell")
+    return dict.fromkeys(same, why)
+
+
+def _all_but_the_first(name, same):
+    return {script: f"{script} and {same[0]} both make {name}.py (cells of the same name, '{name}'); rename one cell"
+            for script in same[1:]}
+
+
+def _not_over_itself(targets, script):
+    """A script whose --out is its own folder, its file named after its cell, would be replaced by its kernel."""
     for t in targets:
-        other = claimed.setdefault(t.path.resolve(), script)
-        if other != script:
-            raise gen.GenerationError(f"{script} and {other} both make {t.path.name} (cells of the same name, "
-                                      f"'{t.path.stem}'); rename one cell")
         if Path(script).resolve() == t.path.resolve():
             raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
 
 
-def _all_targets(scripts, out=None, writing=True):
+def _all_targets(scripts, out, writing, cells):
     """Every script's files, and the messages of the scripts that fail. Into the package a failing
     script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
-    targets, errors, claimed = [], [], {}
+    targets, errors = [], []
+    refused = _refused(scripts, cells)
     for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
-            made = _targets_for(script, out)[1]
-            _claim(made, script, claimed)
+            if script in refused:
+                raise gen.GenerationError(refused[script])
+            made = _targets_for(script, out, cells)[1]
+            _not_over_itself(made, script)
             targets += made
         except (SpecError, gen.GenerationError) as error:
             if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
@@ -397,15 +415,15 @@ def _all_targets(scripts, out=None, writing=True):
                 raise
             errors.append(f"lstm-derive: {error}")
     if out is None:
-        targets.append(_package_index(writing))
+        targets.append(_package_index(writing, cells))
     return targets, errors
 
 
-def _package_index(writing):
+def _package_index(writing, cells):
     """The package's index, which lists the cell of every script of derivations/, not only of
     those given: so a cell given by name waits for every other script there to run too."""
     try:
-        return gen.package_index(gen.home_cells())
+        return gen.package_index(gen.home_cells(cells))
     except (SpecError, gen.GenerationError) as error:
         raise type(error)(f"{error}\nlstm-derive: {'nothing was written' if writing else 'not checked'}: the "
                           f"package's list of its kernels, {gen.shown(gen.KERNELS / '__init__.py')}, names the cell of "
@@ -416,11 +434,12 @@ def _package_index(writing):
 def run_generate(args):
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise gen.GenerationError(f"--out {args.out}: a file, not a directory")
-    scripts = _scripts(args, list(map(str, args.scripts)))  # scripts, or cells of derivations/ by name, as check takes them
+    cells = gen.Cells()  # scripts, or cells of derivations/ by name, as check takes them
+    scripts = _scripts(args, cells, list(map(str, args.scripts)))
     foreign = [script for script in scripts if not gen.is_home(script)]
     if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
         raise gen.GenerationError(_wants_out(args, foreign))
-    targets, errors = _all_targets(scripts, args.out, writing=not args.check)
+    targets, errors = _all_targets(scripts, args.out, not args.check, cells)
     status = _generated(args, targets) if targets else 0
     for error in errors:
         print(error, file=sys.stderr)
@@ -480,19 +499,20 @@ def _remove(orphans, file=None):
         print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
-def _summary_row(script, out, claimed):
+def _summary_row(script, out, cells, made):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
-    claimed: path -> script, the files earlier scripts of the run wrote."""
+    cells: the run's gen.Cells; made: the paths of the files of the cells derived, to which the
+    cell's are added."""
     from .gradcheck import DEFAULT_METHODS
     from .outcomes import largest_error
     from .problem import raised
 
     start = time.perf_counter()
     try:
-        d, targets = _targets_for(script, out)
-        _claim(targets, script, claimed)
+        d, targets = _targets_for(script, out, cells)
     except (SpecError, gen.GenerationError) as error:  # one broken script does not stop the others
         return _error_row(script, time.perf_counter() - start, error)
+    made += [t.path for t in targets]
     try:
         gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
@@ -523,30 +543,17 @@ def _unwritten_row(script, d, seconds, error):
                  "generates, writing nothing)"]
 
 
-def _built_twice(scripts):
-    """script -> why it is not run: each of the scripts that build cells of one name, whose kernel
-    and document each would write over the other's; which one the package should hold is not ours
-    to choose. A script that fails is passed over here: its own row says why."""
-    built = {}
-    for script in scripts:
-        with contextlib.suppress(SpecError, gen.GenerationError):
-            built.setdefault(gen.load_cell(script).name, []).append(script)
-    return {script: f"{', '.join(map(str, same[:-1]))} and {same[-1]} {'both' if len(same) == 2 else 'all'} build "
-                    f"the cell '{name}', whose kernel and document each would write over the other's, so neither "
-                    "is written; rename one cell"
-            for name, same in built.items() if len(same) > 1 for script in same}
-
-
 def run_all(args):
-    scripts = _scripts(args)
+    cells = gen.Cells()
+    scripts = _scripts(args, cells)
     home = all(gen.is_home(s) for s in scripts)
-    file_errors = _write_index() if home else []  # said after the summary, as a file not removed is
+    file_errors = _write_index(cells) if home else []  # said after the summary, as a file not removed is
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
-        rows, all_failures, claimed, stopped = _summary_rows(scripts, None if home else Path(scratch))
+        rows, all_failures, made, stopped = _summary_rows(scripts, None if home else Path(scratch), cells)
     # a failing script's files would look like orphans, and so would those of the scripts not run
     if home and not stopped and all(row[-1] != "ERROR" for row in rows):
         try:
-            _remove(gen.orphans([*claimed, gen.package_index([]).path]), file=sys.stderr)
+            _remove(gen.orphans([*made, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
             file_errors.append(f"{error}")
     if stopped:
@@ -561,11 +568,11 @@ def run_all(args):
     return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
 
 
-def _write_index():
+def _write_index(cells):
     """Writes the package's list of its kernels where it changed; returns [] or, where it cannot be
     written, [why]. A script that fails, or two of one cell name, leave it as it is: their rows say why."""
     try:
-        index = gen.package_index(gen.home_cells())
+        index = gen.package_index(gen.home_cells(cells))
     except (SpecError, gen.GenerationError):
         return []
     try:
@@ -575,24 +582,23 @@ def _write_index():
     return []
 
 
-def _summary_rows(scripts, out):
-    """(rows, failures, claimed, stopped): each script's summary row and failures, the files written
-    (as _claim's), and the script a Ctrl-C stopped the run in (None if it ran to the end), whose
-    rows so far are still a summary."""
-    rows, all_failures, claimed = [], [], {}
-    # into the package, the first of two scripts of one cell would be written over the other's files
-    refused = _built_twice(scripts) if out is None else {}
+def _summary_rows(scripts, out, cells):
+    """(rows, failures, made, stopped): each script's summary row and failures, the paths of the
+    files of the cells derived, and the script a Ctrl-C stopped the run in (None if it ran to the
+    end), whose rows so far are still a summary."""
+    rows, all_failures, made = [], [], []
+    refused = _refused(scripts, cells, into_the_package=out is None)
     for n, script in enumerate(scripts, 1):
         try:
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
                   flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
             row, failures = (_error_row(script, 0.0, refused[script]) if script in refused else
-                             _summary_row(script, out, claimed))
+                             _summary_row(script, out, cells, made))
         except KeyboardInterrupt:
-            return rows, all_failures, claimed, script
+            return rows, all_failures, made, script
         rows.append(row)
         all_failures += [f"{row[0]}: {f}" for f in failures]
-    return rows, all_failures, claimed, None
+    return rows, all_failures, made, None
 
 
 # The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;
@@ -604,7 +610,7 @@ LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' l
 
 def _print_summary(rows, failures, after_count=""):
     print()
-    print(_table(SUMMARY, rows))
+    print(_table(SUMMARY, rows, _ellipsis(sys.stdout)))
     print("\n" + LEGEND)
     if failures:
         print("\n" + "\n".join(failures))
@@ -629,12 +635,15 @@ def run_check(args):
 
     if set(args.methods) == {"float32"}:
         raise SpecError(FLOAT32_ALONE.replace("methods: float32", "--methods float32"))
-    passed, failed, broken, claimed = [], [], [], {}
-    scripts = _scripts(args, args.cells)  # each once, under whatever spelling
+    passed, failed, broken, cells = [], [], [], gen.Cells()
+    scripts = _scripts(args, cells, args.cells)  # each once, under whatever spelling
+    refused = _refused(scripts, cells)  # a second cell of one name is not checked in the first's place
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in scripts:
             try:
-                cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), claimed)
+                if script in refused:
+                    raise gen.GenerationError(refused[script])
+                cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), cells)
             except (SpecError, gen.GenerationError) as error:  # report it, check the others
                 print(f"lstm-derive: {error}", file=sys.stderr)
                 broken.append(script.name)
@@ -777,28 +786,26 @@ def _kernel_module(path):
     return getattr(kernel, "CELL", Path(path).stem), kernel, ""
 
 
-def _emitted_kernel(script, scratch, claimed):
+def _emitted_kernel(script, scratch, cells):
     """(cell name, kernel module, why its checks may fail on a right kernel or "") of the kernel the
     script generates, written into scratch; a note if the script is one of derivations/ and the
-    package's copy of its kernel differs.
-    claimed: as _claim's, so that a second cell of one name is refused, not checked in its place."""
+    package's copy of its kernel differs. cells: the command's gen.Cells."""
     home = gen.is_home(script)
-    d, targets = _targets_for(script, None if home else scratch)
+    d, targets = _targets_for(script, None if home else scratch, cells)
     kernel = targets[0]
     if home:
         if gen.existing(kernel.path) not in (None, kernel.text):
-            print(f"note: {_unlike_the_package(script, d.cell.name, kernel.path)}", file=sys.stderr)
+            print(f"note: {_unlike_the_package(script, d.cell.name, kernel.path, cells)}", file=sys.stderr)
         kernel = gen.Target(scratch / kernel.path.name, kernel.text)
-    _claim([kernel], script, claimed)
     gen.write([kernel])
     return d.cell.name, gen.import_kernel(kernel.path), _pole_hint(d.cell)
 
 
-def _unlike_the_package(script, cell, kernel):
+def _unlike_the_package(script, cell, kernel, cells):
     """Why the package's kernel differs from the one a script of derivations/ generates: another script
     there builds a cell of the same name (whose kernel it may be), or the kernel is stale."""
     others = [s for s in gen.find_scripts(gen.shown(gen.HOME)) if s.resolve() != Path(script).resolve()]
-    twin = _script_of_cell(others, cell)
+    twin = _script_of_cell(others, cell, cells)
     if twin is None:
         return f"{gen.shown(kernel)} is stale; checking what {script} generates now (`lstm-derive generate` writes it)"
     return (f"{script} and {twin} both build the cell '{cell}', and the package holds one kernel of that name "
@@ -818,13 +825,14 @@ def _pole_hint(cell):
 
 
 def run_show(args):
-    (script,) = _scripts(args, [args.cell])
+    cells = gen.Cells()
+    (script,) = _scripts(args, cells, [args.cell])
     home = gen.is_home(script)
     if home and args.out is not None:
         print(f"lstm-derive: note: {script.name} is one of the package's own scripts, shown as derivations/ "
               "holds its document; --out is for scripts of your own", file=sys.stderr)
     # a script of one's own is shown as `generate SCRIPT --out DIR` would write it
-    d, (kernel, document) = _targets_for(script, None if home else args.out or Path("build"))
+    d, (kernel, document) = _targets_for(script, None if home else args.out or Path("build"), cells)
     if args.markdown:
         print(document.text, end="")
     elif args.latex:
@@ -834,12 +842,35 @@ def run_show(args):
     return 0
 
 
-def _table(header, rows):
+# The summary's width, that of a terminal window as it opens; what goes past it wraps, and breaks the columns.
+WIDTH = 80
+
+
+def _table(header, rows, ellipsis="…"):
+    """The rows under their header, in columns two spaces apart; a first column (the cells' names)
+    that would take the table past WIDTH is narrowed, its longer entries cut in their middle, where
+    ellipsis stands for what is cut: start and end are kept, as names of one family differ at
+    their end (lstm_peephole, lstm_cifg), and a failure's line and the count give them whole."""
     cells = [header] + [[str(c) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    room = WIDTH - sum(widths[1:]) - 2 * (len(widths) - 1)
+    widths[0] = max(len(header[0]), len(ellipsis) + 2, min(widths[0], room))
+    cells = [[_cut(r[0], widths[0], ellipsis), *r[1:]] for r in cells]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _cut(text, width, ellipsis):
+    if len(text) <= width:
+        return text
+    kept = width - len(ellipsis)
+    return text[:kept - kept // 2] + ellipsis + text[len(text) - kept // 2:]
+
+
+def _ellipsis(stream):
+    """An ellipsis as the stream writes it: "…", or "..." where its encoding lacks it."""
+    return terminal.printable("…", stream)
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ from .emit import GENERATED_MARK, emit_kernel
 from .hints import pythons_suggestion, script_hint
 from .spec import Cell, SpecError
 
-__all__ = ["GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write", "import_kernel",
-           "is_kernel_module", "load_kernel_module"]
+__all__ = ["Cells", "GenerationError", "Target", "find_scripts", "load_cell", "targets_for", "stale", "write",
+           "import_kernel", "is_kernel_module", "load_kernel_module"]
 
 PACKAGE = Path(__file__).resolve().parent
 KERNELS = PACKAGE / "kernels"
@@ -74,17 +74,51 @@ def shown(path):
         return path
 
 
-def home_cells():
-    """The names of the cells of the package's own scripts; two scripts of one cell name are an
-    error, as the kernel of one would be written over the other's."""
-    built = {}
-    for script in find_scripts(shown(HOME)) if HOME.is_dir() else ():
-        name = load_cell(script).name
-        if name in built:
-            raise GenerationError(f"{built[name]} and {script} both build the cell '{name}', whose kernel and "
+class Cells:
+    """The cells of one command's scripts, each script run once however many of the command's steps
+    read its cell (the package's index, the search for two scripts of one cell name, a cell looked
+    up by its name, the derivation): a script that prints says it once, and no two steps can see
+    two cells of one script."""
+
+    def __init__(self):
+        self._runs = {}  # resolved path -> the Cell the script built, or the error that stopped it
+
+    def cell(self, script) -> Cell:
+        """The script's cell; where the script failed, its error, raised again."""
+        key = Path(script).resolve()
+        if key not in self._runs:
+            try:
+                self._runs[key] = load_cell(script)
+            except (SpecError, GenerationError) as error:
+                self._runs[key] = error
+        run = self._runs[key]
+        if isinstance(run, Exception):
+            raise run
+        return run
+
+    def by_name(self, scripts):
+        """cell name -> the scripts that build it, in their order; a script that fails is passed
+        over here: wherever its cell is wanted, cell() raises its error."""
+        named = {}
+        for script in scripts:
+            with contextlib.suppress(SpecError, GenerationError):
+                named.setdefault(self.cell(script).name, []).append(script)
+        return named
+
+
+def home_cells(cells=None):
+    """The names of the cells of the package's own scripts; a script that fails is an error, and so
+    are two scripts of one cell name, as the kernel of one would be written over the other's."""
+    cells = cells or Cells()
+    scripts = find_scripts(shown(HOME)) if HOME.is_dir() else []
+    for script in scripts:
+        cells.cell(script)
+    named = cells.by_name(scripts)
+    for name, same in named.items():
+        if len(same) > 1:
+            raise GenerationError(f"{same[0]} and {same[1]} both build the cell '{name}', whose kernel and "
                                   f"document each would write over the other's; rename one cell")
-        built[name] = script
-    return list(built)
+    return list(named)
 
 
 def find_scripts(directory):
@@ -165,15 +199,16 @@ def _script_line(error, path):
     return frames[-1].lineno if frames else "?"
 
 
-def targets_for(script, out=None, warn=None):
+def targets_for(script, out=None, warn=None, cells=None):
     """The derivation of a script and the files it generates: its kernel, then its document.
 
     Without ``out`` the kernel goes to lstm_derive/kernels/ and the document beside the
     script, which must be one of the package's own (in derivations/); with ``out`` both go
     there, and their headers say so (the script and the command as run from the script's
-    directory). ``warn`` is called with each of the cell's warnings, before it is derived.
+    directory). ``warn`` is called with each of the cell's warnings, before it is derived; ``cells``,
+    the command's Cells, runs the script unless an earlier step of the command ran it.
     """
-    cell = load_cell(script)
+    cell = (cells or Cells()).cell(script)
     if out is None and not is_home(script):
         raise GenerationError(f"{script}: lstm_derive/kernels/ holds only the kernels of {home_scripts()}; "
                               "write this cell's kernel and document elsewhere with --out DIR")

@@ -8,7 +8,7 @@ import re
 
 ASCII = {
     "∂": "d", "Σ": "sum", "·": " @ ", "⊙": "*", "σ": "sigmoid", "τ": "tau", "θ": "theta", "×": "x",
-    "←": "<-", "→": "->", "⇢": "->", "≈": "~", "≥": ">=", "≤": "<=", "±": "+/-", "²": "^2", "\u00a0": " ",
+    "←": "<-", "→": "->", "⇢": "->", "≈": "~", "≥": ">=", "≤": "<=", "±": "+/-", "²": "^2", "\u00a0": " ", "…": "...",
 }
 # where the symbol's ASCII form would repeat the words beside it (across a wrapped line's break too)
 PHRASES = {re.compile(r"\*(\s+)or\s+⊙ "): r"*\1", re.compile(r"σ\s+\(sigmoid\)"): "sigmoid"}

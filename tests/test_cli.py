@@ -1,6 +1,7 @@
 """`lstm-derive check`: it checks the kernel a script generates, wherever the script lives."""
 
 import errno
+import io
 import os
 import pathlib
 import re
@@ -13,7 +14,7 @@ import textwrap
 
 import pytest
 
-from lstm_derive import cli, gradcheck
+from lstm_derive import cli, gradcheck, terminal
 from lstm_derive import generate as gen
 from lstm_derive.gradcheck import DEFAULT_METHODS
 
@@ -1069,10 +1070,10 @@ def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_
         write_cell(cells, name)
     summary_row = cli._summary_row
 
-    def stopped_at_the_second(script, out, claimed):
+    def stopped_at_the_second(script, *args):
         if script.name == "second_rnn.py":
             raise KeyboardInterrupt
-        return summary_row(script, out, claimed)
+        return summary_row(script, *args)
 
     monkeypatch.setattr(cli, "_summary_row", stopped_at_the_second)
     assert cli.main(["--derivations", str(cells)]) == 130
@@ -1228,3 +1229,54 @@ def test_each_commands_help_says_what_it_does_every_default_and_examples_that_pa
         words = shlex.split(example)
         assert words[0] == "lstm-derive" and command in words, example
         cli._parser().parse_args(words[1:])
+
+
+@pytest.mark.parametrize("command", [[], ["generate"], ["generate", "--check"], ["generate", "chatty_rnn"],
+                                     ["check", "chatty_rnn"], ["show", "chatty_rnn"]])
+def test_each_command_runs_each_script_once(tmp_path, monkeypatch, capsys, command):
+    """The main job ran every script of the package three times (for the package's index, for the
+    search for two scripts of one cell name, for its row), generate twice, and a cell found by its
+    name twice: a script that prints said so as often."""
+    home, _ = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    text = write_cell(home, "chatty_rnn").read_text()
+    (home / "chatty_rnn.py").unlink()
+    (home / "talks.py").write_text('import sys\nprint("building chatty_rnn", file=sys.stderr)\n' + text)  # found by its cell
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home), *command]) == 0
+    out, err = capsys.readouterr()
+    assert err.count("building chatty_rnn") == 1, out + err
+
+
+def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, capsys):
+    script = write_cell(tmp_path / "mine", "sigmoid_rnn")
+    text = script.read_text()
+    assert cli.main(["generate", str(script), "--out", str(script.parent)]) == 2
+    assert f"{script} would be written over {script} itself; choose another --out directory" in capsys.readouterr().err
+    assert script.read_text() == text
+
+
+def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
+    """A script name of 36 characters made the table 99 columns wide. Cut, a name keeps its start and its
+    end (where names differ: _v1, _v2); a failure's line and the count give it in full."""
+    home = tmp_path / "derivations"
+    long, broken = "elman_rnn_with_a_sigmoid_output_1", "helpers_that_build_no_cell_at_all.py"
+    write_cell(home, long), write_cell(home, long[:-1] + "2")
+    (home / broken).write_text("SCALE = 2\n")
+    assert cli.main(["--derivations", str(home)]) == 2
+    out = capsys.readouterr().out
+    table = out.strip("\n").split("\n\n")[0].splitlines()
+    assert max(map(len, table)) <= 80, "\n".join(table)
+    names = [row.split()[0] for row in table[2:]]
+    assert len(set(names)) == 3 and all(len(row.split()) == 8 for row in table[2:]), "\n".join(table)
+    assert [(n.split("…")[0] in word, word.endswith(n.split("…")[1])) for n, word in
+            zip(names, [long, long[:-1] + "2", broken])] == [(True, True)] * 3, names
+    assert f"\n{broken}: " in out and f", 1 not derived ({broken})\n" in out
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "ascii"])
+def test_a_long_cell_names_cut_fits_in_ascii_too(encoding):
+    stream = io.TextIOWrapper(io.BytesIO(), encoding=encoding)
+    rows = [["a_cell_whose_name_runs_far_past_what_fits", 9, 3, "1.1e-09", "1.1e-15", "1.1e-06", "0.50", "ok"]]
+    table = terminal.printable(cli._table(cli.SUMMARY, rows, cli._ellipsis(stream)), stream)
+    assert max(map(len, table.splitlines())) == 80, table

@@ -9,7 +9,7 @@ import stat
 import pytest
 
 from lstm_derive import cli
-from lstm_derive.generate import KERNELS, import_kernel, load_cell
+from lstm_derive.generate import KERNELS, Cells, import_kernel, load_cell
 from lstm_derive.kernels import CELLS
 from lstm_derive.spec import SpecError
 
@@ -302,3 +302,19 @@ def test_explain_outside_a_main_guard_prints_nothing_where_the_command_line_load
     assert capsys.readouterr().out.count("Forward pass") == 1
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0 and "Forward pass" in run.stdout, run.stderr
+
+
+def test_a_command_runs_a_script_once_and_says_a_failing_ones_error_wherever_its_cell_is_wanted(tmp_path):
+    """Cells keeps what each script's one run gave: its cell, or its error, raised again, and
+    passed over where cells are sought by name."""
+    runs = tmp_path / "runs"
+    (tmp_path / "seed.py").write_text(f"open({str(runs)!r}, 'a').write('seed ')\n" + SEED_SCRIPT)
+    (tmp_path / "broken.py").write_text(f"open({str(runs)!r}, 'a').write('broken ')\nraise RuntimeError('half edited')\n")
+    cells = Cells()
+    scripts = [tmp_path / "broken.py", tmp_path / "seed.py"]
+    assert cells.by_name(scripts) == {"lstm_seed": [tmp_path / "seed.py"]}
+    assert cells.cell(tmp_path / "seed.py") is cells.cell(tmp_path / "." / "seed.py")
+    for _ in range(2):
+        with pytest.raises(SpecError, match="broken.py:2: RuntimeError: half edited"):
+            cells.cell(tmp_path / "broken.py")
+    assert sorted(runs.read_text().split()) == ["broken", "seed"]
