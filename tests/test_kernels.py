@@ -1,7 +1,9 @@
 """Every generated kernel: gradients proven by two numeric methods, and a careful interface."""
 
+import copy
 import importlib
 import inspect
+import pickle
 import re
 import subprocess
 import sys
@@ -679,6 +681,29 @@ def test_an_x_refilled_with_the_same_values_elsewhere_is_refused(name):
     x[1, 0, 3] = np.nan
     _, _, cache = k.forward(p.params, x, p.state)
     k.backward(p.params, cache, p.dys, p.dstate)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_cache_pickled_or_deep_copied_keeps_an_x_of_any_layout_its_own(name):
+    """A pickled or deep-copied cache holds x in C order, whatever order forward() had it in (every
+    other column of a wider buffer, say): the same values, so backward() takes the copy as it takes
+    the cache itself, and gives the same gradients. A sum that followed x's layout would add in
+    another order there, and differ in its last bits: an x said to have changed when none did."""
+    k = kernel_of(name)
+    rng = np.random.default_rng(0)
+    p = gradcheck.random_problem(k, T=6, B=5, D=64, H=3)
+    for wide in rng.standard_normal((4, 6, 5, 128)):
+        views = (wide[:, :, ::2], np.asfortranarray(wide[:, :, :64]), wide[::-1, :, 64:],
+                 wide[:, ::-1, :64].transpose(1, 0, 2).copy().transpose(1, 0, 2))
+        for x in views:
+            _, _, cache = k.forward(p.params, x, p.state)
+            copies = [pickle.loads(pickle.dumps(cache)), copy.deepcopy(cache)]
+            expected, expected_dx, _ = k.backward(p.params, cache, p.dys, p.dstate)
+            for copied in copies:
+                grads, dx, _ = k.backward(p.params, copied, p.dys, p.dstate)
+                np.testing.assert_array_equal(dx, expected_dx)
+                for n in k.PARAMS:
+                    np.testing.assert_array_equal(grads[n], expected[n], err_msg=n)
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])

@@ -547,7 +547,7 @@ def _fingerprints(arrays, x):
     weighted by the product of its step's, row's and column's weights, since a sample of a one-hot
     or padded x sees zeros alone: another batch, even one that moves the same values to other
     steps, rows or columns, gives another sum. In a few microseconds for the parameters; for x one
-    pass over it, read in place in any memory order."""
+    pass over it, the same sum in any memory order."""
     out = []
     for a in arrays:
         key = (a.size, a.shape[-1])
@@ -563,9 +563,25 @@ def _fingerprints(arrays, x):
     wide = np.result_type(x.dtype, np.float32)  # in float16 the sum overflows at 65504, and weights collide
     weights = [_weights(n, axis).astype(wide, copy=False) for axis, n in enumerate(x.shape)]
     with np.errstate(over="ignore", invalid="ignore"):  # an x of inf or huge values sums to inf both times
-        by_row = np.einsum("tbd,d->tb", x, weights[2], dtype=wide)  # einsum, not BLAS: the same sum every time
+        by_row = _weighted_rows(x, weights[2], wide)
         out.append(np.einsum("tb,t,b->", by_row, weights[0], weights[1]).item())
     return out
+
+
+def _weighted_rows(x, weights, wide):
+    """The (T, B) sums of x times the columns' weights, in C order whatever x's memory order: einsum adds
+    a row's columns in one order where they are adjacent and in another where they are strided, a sum
+    over its result in the order of that result's memory, and a pickled or deep-copied cache holds x
+    in C order. einsum, not BLAS: the same sum every time."""
+    T, B, D = x.shape
+    if x.strides[2] == x.itemsize or D < 2:
+        return np.einsum("tbd,d->tb", x, weights, dtype=wide, order="C")
+    by_row = np.empty((T, B), wide)
+    steps = max(1, 2**20 // max(1, B * D * x.itemsize))  # a MiB of x at a time, copied into C order
+    for t0 in range(0, T, steps):
+        part = np.ascontiguousarray(x[t0:t0 + steps])
+        np.einsum("tbd,d->tb", part, weights, dtype=wide, out=by_row[t0:t0 + steps])
+    return by_row
 
 
 def _weights(n, axis):
