@@ -228,6 +228,9 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
          r"^state\[\w+\]: expected an array, got a list NumPy cannot read as one: "),
         (lambda: k.forward(p.params, p.x, p.state, lengths=[[1], [1, 2], [3]]),
          r"^lengths: expected an array, got a list NumPy cannot read as one: "),
+        (lambda: k.forward(p.params, p.x, tuple(s[np.newaxis] for s in p.state)),  # PyTorch's h_0 as it is
+         r"^state\[\w+\]: expected shape \(B, H\) = \(3, 2\), got \(1, 3, 2\); drop the leading axis of length 1 "
+         r"with \[0\] \(PyTorch's h_0, c_0, h_n and c_n are \(layers, B, H\)\)$"),
     ]
     for call, message in cases:
         with pytest.raises(ValueError, match=message):
@@ -237,6 +240,11 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         k.backward(p.params, cache, p.dys[:-1], p.dstate)
     with pytest.raises(ValueError, match=r"^dys: expected an array, got a list NumPy cannot read as one: "):
         k.backward(p.params, cache, [[[0.0]], [[0.0, 1.0]]], p.dstate)
+    with pytest.raises(ValueError, match=r"^dys: expected shape \(T, B, H\) = \(\d+, 3, 2\), got \(1, \d+, 3, 2\); drop the "
+                                         r"leading axis of length 1 with \[0\]$"):  # not PyTorch's state layout
+        k.backward(p.params, cache, p.dys[np.newaxis], p.dstate)
+    with pytest.raises(ValueError, match=r"^dstate\[\w+\]: .* got \(1, 3, 2\); drop the leading axis of length 1 with \[0\] \(PyTorch's"):
+        k.backward(p.params, cache, p.dys, tuple(d[np.newaxis] for d in p.dstate))
 
 
 @pytest.mark.parametrize("name", CELLS)

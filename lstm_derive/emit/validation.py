@@ -10,8 +10,9 @@ from .printing import _lines, _tuple
 def _validation(k):
     """The kernel's argument checks, one function each: every failure is a ValueError that names the
     argument, what was expected and what came."""
-    parts = [_checked_function(), _sizes_function(k), _checked_params_function(), _checked_input_function(k),
-             _steps_to_run_function(), _checked_cache_function(), _fingerprints_function(), _checked_state_function(k)]
+    parts = [_checked_function(), _leading_one_function(), _sizes_function(k), _checked_params_function(),
+             _checked_input_function(k), _steps_to_run_function(), _checked_cache_function(), _fingerprints_function(),
+             _checked_state_function(k)]
     return _lines(*(line for part in parts for line in [*part, "", ""]))
 
 
@@ -39,7 +40,7 @@ def _checked_function():
         '        raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "',
         '                         "with .astype(), e.g. to float64")',
         "    if a.shape != shape:",
-        '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")',
+        '        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}" + _leading_one(name, a.shape, shape))',
         "    a = a.astype(a.dtype.newbyteorder(\"=\"), copy=False)  # \'>f8\' is float64 too; BLAS and out= take native order alone",
         "    if dtype is not None and a.dtype != dtype:",
         '        advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else',
@@ -48,6 +49,19 @@ def _checked_function():
         '            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"',
         '        raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")',
         "    return a",
+    ]
+
+
+def _leading_one_function():
+    """_leading_one(): the advice for an array with an extra leading axis of length 1."""
+    return [
+        "def _leading_one(name, got, shape):",
+        '    """Advice where got is shape with a leading axis of length 1: PyTorch\'s h_0 and h_n, for one, are',
+        '    (layers, B, H)."""',
+        "    if got != (1, *shape):",
+        '        return ""',
+        '    torch = " (PyTorch\'s h_0, c_0, h_n and c_n are (layers, B, H))" if name.startswith(("state", "dstate")) else ""',
+        '    return f"; drop the leading axis of length 1 with [0]{torch}"',
     ]
 
 

@@ -376,7 +376,7 @@ def _checked(name, a, shape, dims, dtype):
         raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
                          "with .astype(), e.g. to float64")
     if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}")
+        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}" + _leading_one(name, a.shape, shape))
     a = a.astype(a.dtype.newbyteorder("="), copy=False)  # '>f8' is float64 too; BLAS and out= take native order alone
     if dtype is not None and a.dtype != dtype:
         advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else
@@ -385,6 +385,15 @@ def _checked(name, a, shape, dims, dtype):
             advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"
         raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")
     return a
+
+
+def _leading_one(name, got, shape):
+    """Advice where got is shape with a leading axis of length 1: PyTorch's h_0 and h_n, for one, are
+    (layers, B, H)."""
+    if got != (1, *shape):
+        return ""
+    torch = " (PyTorch's h_0, c_0, h_n and c_n are (layers, B, H))" if name.startswith(("state", "dstate")) else ""
+    return f"; drop the leading axis of length 1 with [0]{torch}"
 
 
 def _sizes(params):
