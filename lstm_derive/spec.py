@@ -461,9 +461,16 @@ class Cell:
                      for s, let in self.updates.items() if let.expr == self.prev(s)]
         warnings += [f"{self._declared(f'{s}_prev')}: no equation reads {s}_prev, so '{s}' carries nothing from "
                      f"step to step; " + ("right for a state that is only the output, as an SRU's h"
-                                          if s == self.output_state else "it reaches only the final state's loss")
+                                          if s == self.output_state else self._not_the_output(s))
                      for s in self.states if self.prev(s) not in read]
         return warnings
+
+    def _not_the_output(self, state):
+        """Why an unread state that is not the output is likely a mistake: such a state is what an
+        SRU's h is, and the output left to its default is easily the other state."""
+        which = "which output= names" if self.output else "the first state declared, as output= is not given"
+        return (f"it reaches only the final state's loss; if '{state}' is what each step returns, say so with "
+                f"Cell(..., output='{state}') (the output now is '{self.output_state}', {which})")
 
     # -- whole-cell checks ------------------------------------------------------------
 

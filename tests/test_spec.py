@@ -791,7 +791,31 @@ def test_a_state_whose_previous_value_nothing_reads_is_warned_about_where_it_is_
     script, _ = write_script(tmp_path, "c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
                                        "cell.update(h=tanh(a), c=tanh(a) * 2)\n")
     assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [
-        "no equation reads c_prev, so 'c' carries nothing from step to step; it reaches only the final state's loss"]
+        "no equation reads c_prev, so 'c' carries nothing from step to step; it reaches only the final state's loss; "
+        "if 'c' is what each step returns, say so with Cell(..., output='c') (the output now is 'h', the first "
+        "state declared, as output= is not given)"]
+
+
+def test_an_unread_state_that_is_not_the_output_is_offered_as_the_output(tmp_path):
+    """An SRU written with c declared before h returns c, the default output, and its h, meant as
+    the output, reaches nothing but the final state: the warning says how to make h the output."""
+    body = ("c_prev, h_prev = cell.state('c'), cell.state('h')\n"
+            "a_x, a_f, a_r, a_s = cell.affine('W', [x], blocks=['a_x', 'a_f', 'a_r', 'a_s'])\n"
+            "f = cell.let('f', sigmoid(a_f))\nr = cell.let('r', sigmoid(a_r))\n"
+            "c = cell.let('c_new', f * c_prev + (1 - f) * a_x)\n"
+            "cell.update(c=c, h=r * tanh(c) + (1 - r) * a_s)\n")
+    preamble = "from lstm_derive import Cell, sigmoid, tanh\n\ncell = Cell('sru'{output})\nx = cell.input('x')\n"
+    offered = ("no equation reads h_prev, so 'h' carries nothing from step to step; it reaches only the final "
+               "state's loss; if 'h' is what each step returns, say so with Cell(..., output='h') (the output now "
+               "is 'c', {which})")
+    for output, which in [("", "the first state declared, as output= is not given"),
+                          (", output='c'", "which output= names")]:
+        script, _ = write_script(tmp_path, body, preamble.format(output=output))
+        assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [offered.format(which=which)]
+    script, _ = write_script(tmp_path, body, preamble.format(output=", output='h'"))
+    assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [
+        "no equation reads h_prev, so 'h' carries nothing from step to step; right for a state that is only the "
+        "output, as an SRU's h"]
 
 
 def test_the_packaged_cells_have_no_unread_parts():
