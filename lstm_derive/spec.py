@@ -567,6 +567,12 @@ class Cell:
             s = name.removesuffix("_prev")
             return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
         close = difflib.get_close_matches(name, [s for s in self.states if s not in self.updates], n=1)
+        if name in self._where:  # cell.state of a taken name is refused there: offering it would mislead
+            role = self._role(name)
+            fix = (f"did you mean {close[0]}?" if close else
+                   f"to make it a state, declare cell.state('{name}') before that line" if role == "a let" else
+                   "a state needs a name of its own")
+            return text + f"'{name}' is {role}, declared at {self._where[name]}; {fix}"
         return text + (f"did you mean {close[0]}? or " if close else "") + f"declare it with cell.state('{name}')"
 
     def _check_kernel_names(self):
@@ -686,6 +692,16 @@ class Cell:
             raise SpecError(f"{where}: the name '{name}' is already used at {self._where[name]}"
                             f"{self._parameter_role(name)}; give each node its own name")
         self._where[name] = where
+
+    def _role(self, name):
+        """What a taken name names, in the words of the cell language."""
+        for a in self.affines:
+            if name in map(str, a.blocks):
+                return f"a block of affine '{a.name}'"
+            if name in a.weights + a.biases:
+                return f"a parameter of affine '{a.name}'"
+        kinds = [(self.inputs, "the input"), (self.params, "a parameter"), ([n.symbol for n in self.lets], "a let")]
+        return next((kind for symbols, kind in kinds if name in map(str, symbols)), "a node")
 
     def _parameter_role(self, name):
         """', by the bias of affine 'W' ...' where an affine made the name: its line need not show it."""

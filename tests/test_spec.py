@@ -510,6 +510,28 @@ def test_an_update_of_a_misspelt_state_gets_the_state_it_is_close_to(tmp_path, c
             "cell.state('hh')")
 
 
+@pytest.mark.parametrize("body, said, call", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a), x=a)  # <- here\n",
+     "'x' is the input, declared at {script}:{declared}; a state needs a name of its own", "cell.input"),
+    ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=tanh(a), W_h=a)  # <- here\n",
+     "'W_h' is a parameter of affine 'W', declared at {script}:{declared}; a state needs a name of its own",
+     "cell.affine"),
+    ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(a=a)  # <- here\n",
+     "'a' is a block of affine 'W', declared at {script}:{declared}; a state needs a name of its own", "cell.affine"),
+    ("(a,) = cell.affine('W', [x, h_prev])\nc = cell.let('c', tanh(a))\ncell.update(h=c, c=c)  # <- here\n",
+     "'c' is a let, declared at {script}:{declared}; to make it a state, declare cell.state('c') before that line",
+     "cell.let"),
+], ids=["the input", "a weight", "a block", "a let"])
+def test_an_update_of_a_name_another_node_has_says_what_it_names(tmp_path, capsys, body, said, call):
+    """cell.state of that name would be refused as taken: the message must not offer it, but say
+    what the name is and where (the line of the call that declares it)."""
+    script, _ = write_script(tmp_path, body)
+    declared = next(n for n, line in enumerate(script.read_text().splitlines(), 1) if call in line)
+    message = refused(tmp_path, capsys, body, "which is not a declared state",
+                      said.format(script=script, declared=declared))
+    assert "declare it with" not in message
+
+
 def test_the_control_cell_of_the_injection_tests_is_accepted():
     derive(_build("let", "g"))
 
