@@ -804,6 +804,9 @@ class Cell:
                             "the symbols the cell returned (cell.input/state/param/affine/let)")
         if isinstance(expr, (list, tuple, set, dict)) and not isinstance(expr, Blocks):  # Blocks says to unpack itself
             raise SpecError(f"{where}: '{name}' is a {type(expr).__name__}, {expr!r}, not an expression: {ONE_SYMBOL}")
+        if type(expr).__module__ == "numpy" and getattr(expr, "ndim", 0) > 0:  # a symbol times np.ones(3), say
+            raise SpecError(f"{where}: '{name}' is a NumPy array of shape {expr.shape}, not an expression: "
+                            f"{ONE_SYMBOL}")
         try:
             expr = sympy.sympify(expr, strict=True)
         except (sympy.SympifyError, TypeError, ValueError) as error:
