@@ -462,9 +462,16 @@ class Cell:
                      for s, let in self.updates.items() if let.expr == self.prev(s)]
         warnings += [f"{self._declared(f'{s}_prev')}: no equation reads {s}_prev, so '{s}' carries nothing from "
                      f"step to step; " + ("right for a state that is only the output, as an SRU's h"
-                                          if s == self.output_state else "it reaches only the final state's loss")
+                                          if s == self.output_state else self._not_the_output(s))
                      for s in self.states if self.prev(s) not in read]
         return warnings
+
+    def _not_the_output(self, state):
+        """Why an unread state that is not the output is likely a mistake: such a state is what an
+        SRU's h is, and the output left to its default is easily the other state."""
+        which = "which output= names" if self.output else "the first state declared, as output= is not given"
+        return (f"it reaches only the final state's loss; if '{state}' is what each step returns, say so with "
+                f"Cell(..., output='{state}') (the output now is '{self.output_state}', {which})")
 
     # -- whole-cell checks ------------------------------------------------------------
 
@@ -561,6 +568,12 @@ class Cell:
             s = name.removesuffix("_prev")
             return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
         close = difflib.get_close_matches(name, [s for s in self.states if s not in self.updates], n=1)
+        if name in self._where:  # cell.state of a taken name is refused there: offering it would mislead
+            role = self._role(name)
+            fix = (f"did you mean {close[0]}?" if close else
+                   f"to make it a state, declare cell.state('{name}') before that line" if role == "a let" else
+                   "a state needs a name of its own")
+            return text + f"'{name}' is {role}, declared at {self._where[name]}; {fix}"
         return text + (f"did you mean {close[0]}? or " if close else "") + f"declare it with cell.state('{name}')"
 
     def _check_kernel_names(self):
@@ -681,6 +694,16 @@ class Cell:
                             f"{self._parameter_role(name)}; give each node its own name")
         self._where[name] = where
 
+    def _role(self, name):
+        """What a taken name names, in the words of the cell language."""
+        for a in self.affines:
+            if name in map(str, a.blocks):
+                return f"a block of affine '{a.name}'"
+            if name in a.weights + a.biases:
+                return f"a parameter of affine '{a.name}'"
+        kinds = [(self.inputs, "the input"), (self.params, "a parameter"), ([n.symbol for n in self.lets], "a let")]
+        return next((kind for symbols, kind in kinds if name in map(str, symbols)), "a node")
+
     def _parameter_role(self, name):
         """', by the bias of affine 'W' ...' where an affine made the name: its line need not show it."""
         for a in self.affines:
@@ -782,6 +805,9 @@ class Cell:
                             "the symbols the cell returned (cell.input/state/param/affine/let)")
         if isinstance(expr, (list, tuple, set, dict)) and not isinstance(expr, Blocks):  # Blocks says to unpack itself
             raise SpecError(f"{where}: '{name}' is a {type(expr).__name__}, {expr!r}, not an expression: {ONE_SYMBOL}")
+        if type(expr).__module__ == "numpy" and getattr(expr, "ndim", 0) > 0:  # a symbol times np.ones(3), say
+            raise SpecError(f"{where}: '{name}' is a NumPy array of shape {expr.shape}, not an expression: "
+                            f"{ONE_SYMBOL}")
         try:
             expr = sympy.sympify(expr, strict=True)
         except (sympy.SympifyError, TypeError, ValueError) as error:

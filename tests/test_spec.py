@@ -324,6 +324,8 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
     ("[tanh(a), a]", "is a list, [tanh(aW0), aW0], not an expression: a cell's vector is one symbol"),
     ("(tanh(a), a)", "is a tuple, (tanh(aW0), aW0), not an expression: a cell's vector is one symbol"),
+    ("__import__('numpy').ones(3) * tanh(a)",
+     "is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol"),
     ("tanh(a) ** 2.0", "a power with a float exponent; write it as an integer: tanh(aW0)**2"),
     ("(tanh(a) * tanh(a)) ** 0.5", "uses Abs, which has no derivative rule here; the supported functions are"),
     ("(tanh(a) * tanh(a)) ** 0.5", "(SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "),
@@ -508,6 +510,28 @@ def test_an_update_of_a_misspelt_state_gets_the_state_it_is_close_to(tmp_path, c
     refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(hh=tanh(a))  # <- here\n",
             "update of 'hh', which is not a declared state (states: h); did you mean h? or declare it with "
             "cell.state('hh')")
+
+
+@pytest.mark.parametrize("body, said, call", [
+    ("(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a), x=a)  # <- here\n",
+     "'x' is the input, declared at {script}:{declared}; a state needs a name of its own", "cell.input"),
+    ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h=tanh(a), W_h=a)  # <- here\n",
+     "'W_h' is a parameter of affine 'W', declared at {script}:{declared}; a state needs a name of its own",
+     "cell.affine"),
+    ("(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(a=a)  # <- here\n",
+     "'a' is a block of affine 'W', declared at {script}:{declared}; a state needs a name of its own", "cell.affine"),
+    ("(a,) = cell.affine('W', [x, h_prev])\nc = cell.let('c', tanh(a))\ncell.update(h=c, c=c)  # <- here\n",
+     "'c' is a let, declared at {script}:{declared}; to make it a state, declare cell.state('c') before that line",
+     "cell.let"),
+], ids=["the input", "a weight", "a block", "a let"])
+def test_an_update_of_a_name_another_node_has_says_what_it_names(tmp_path, capsys, body, said, call):
+    """cell.state of that name would be refused as taken: the message must not offer it, but say
+    what the name is and where (the line of the call that declares it)."""
+    script, _ = write_script(tmp_path, body)
+    declared = next(n for n, line in enumerate(script.read_text().splitlines(), 1) if call in line)
+    message = refused(tmp_path, capsys, body, "which is not a declared state",
+                      said.format(script=script, declared=declared))
+    assert "declare it with" not in message
 
 
 def test_the_control_cell_of_the_injection_tests_is_accepted():
@@ -791,7 +815,31 @@ def test_a_state_whose_previous_value_nothing_reads_is_warned_about_where_it_is_
     script, _ = write_script(tmp_path, "c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
                                        "cell.update(h=tanh(a), c=tanh(a) * 2)\n")
     assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [
-        "no equation reads c_prev, so 'c' carries nothing from step to step; it reaches only the final state's loss"]
+        "no equation reads c_prev, so 'c' carries nothing from step to step; it reaches only the final state's loss; "
+        "if 'c' is what each step returns, say so with Cell(..., output='c') (the output now is 'h', the first "
+        "state declared, as output= is not given)"]
+
+
+def test_an_unread_state_that_is_not_the_output_is_offered_as_the_output(tmp_path):
+    """An SRU written with c declared before h returns c, the default output, and its h, meant as
+    the output, reaches nothing but the final state: the warning says how to make h the output."""
+    body = ("c_prev, h_prev = cell.state('c'), cell.state('h')\n"
+            "a_x, a_f, a_r, a_s = cell.affine('W', [x], blocks=['a_x', 'a_f', 'a_r', 'a_s'])\n"
+            "f = cell.let('f', sigmoid(a_f))\nr = cell.let('r', sigmoid(a_r))\n"
+            "c = cell.let('c_new', f * c_prev + (1 - f) * a_x)\n"
+            "cell.update(c=c, h=r * tanh(c) + (1 - r) * a_s)\n")
+    preamble = "from lstm_derive import Cell, sigmoid, tanh\n\ncell = Cell('sru'{output})\nx = cell.input('x')\n"
+    offered = ("no equation reads h_prev, so 'h' carries nothing from step to step; it reaches only the final "
+               "state's loss; if 'h' is what each step returns, say so with Cell(..., output='h') (the output now "
+               "is 'c', {which})")
+    for output, which in [("", "the first state declared, as output= is not given"),
+                          (", output='c'", "which output= names")]:
+        script, _ = write_script(tmp_path, body, preamble.format(output=output))
+        assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [offered.format(which=which)]
+    script, _ = write_script(tmp_path, body, preamble.format(output=", output='h'"))
+    assert [w.split(": ", 1)[1] for w in load_cell(script).unread()] == [
+        "no equation reads h_prev, so 'h' carries nothing from step to step; right for a state that is only the "
+        "output, as an SRU's h"]
 
 
 def test_the_packaged_cells_have_no_unread_parts():
