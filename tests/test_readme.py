@@ -338,3 +338,25 @@ def test_the_sample_figures_are_what_check_kernel_judges():
         text).groups()
     report = check_kernel(lstm, T=int(T), B=int(B), D=int(D), H=int(H), sample=int(sample), methods=("central",))[0]
     assert f"over a sample of {judged} of {total} elements, ok" in str(report), report
+
+
+def test_the_main_job_rewrites_a_stale_file_unnamed_and_generate_names_it(tmp_path, capsys, monkeypatch):
+    """As README says: a generated file edited by hand, its header kept, is written over; the main
+    job does not name it, `generate --check` shows the edit as its difference, `generate` names it."""
+    from test_cli import a_package
+
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    kernel = kernels / "sigmoid_rnn.py"
+    generated = kernel.read_text()
+    text = README.read_text(encoding="utf-8")
+    assert "without\nnaming them" in text and "edits by hand and all" in text
+    for command, named in ([], False), (["generate"], True):
+        kernel.write_text(generated + "# a line added by hand\n")
+        capsys.readouterr()
+        assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+        assert "\n-# a line added by hand\n" in capsys.readouterr().out  # on disk, not generated
+        assert cli.main(["--derivations", str(home), *command]) == 0
+        assert kernel.read_text() == generated
+        printed = capsys.readouterr()
+        assert bool(re.search(r"^wrote .*sigmoid_rnn\.py$", printed.out + printed.err, re.M)) == named
