@@ -62,13 +62,24 @@ def _type_error_hint(error):
     if called and called.group(1) in CALLED_AS:  # cell.let(tanh(a)), cell.update(tanh(a))
         return f"write {CALLED_AS[called.group(1)]}"
     if "ufunc" in str(error):
-        return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
+        return _ufunc_hint(error, functions)
     if "truth value of Relational" in str(error):  # max(a, 0), np.maximum, if a > 0
         return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
                 f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
     if "convert expression to" in str(error):  # math.exp(a), float(a)
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
     return ""
+
+
+def _ufunc_hint(error, functions):
+    """For NumPy's elementwise function on a cell's vector: the language's function of that name
+    to write instead, with its import (np.tanh(a) is tanh(a)), where the language has one."""
+    called = re.search(r"no callable (\w+) method", str(error))
+    name = called.group(1) if called else None
+    if name in SUPPORTED_FUNCTIONS:
+        return (f"write {name}(...), not np.{name}(...), with from lstm_derive import {name}: a cell's vectors "
+                f"take lstm_derive's functions ({functions}), not NumPy's")
+    return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
 
 
 # Python's values an operator's TypeError names beside a cell's expression, as a script wrote them;

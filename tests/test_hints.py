@@ -16,6 +16,20 @@ def test_numpys_tanh_on_a_cell_vector_is_refused_with_a_hint(tmp_path, capsys):
     refused(tmp_path, capsys, body, "TypeError", "lstm_derive's functions (sigmoid, tanh, relu, softplus, exp), not NumPy's")
 
 
+@pytest.mark.parametrize("expr, name", [("np.tanh(a)", "tanh"), ("1 - np.exp(-a)", "exp")])
+def test_numpys_function_that_the_language_has_is_named_with_what_to_write(tmp_path, capsys, expr, name):
+    """np.tanh and np.exp have the cell language's tanh and exp beside them: the hint names the one
+    to write and its import, not only the list of every function."""
+    body = f"import numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, f"write {name}(...), not np.{name}(...)", f"from lstm_derive import {name}")
+
+
+def test_numpys_function_that_the_language_lacks_gets_no_function_to_write(tmp_path, capsys):
+    body = "import numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=np.sin(a))  # <- here\n"
+    message = refused(tmp_path, capsys, body, "TypeError", "not NumPy's")
+    assert "write" not in message and "import" not in message
+
+
 @pytest.mark.parametrize("expr, fragment", [
     ("np.maximum(a, 0)", "max, min and if/else on them are not in the cell language"),
     ("max(a, 0)", "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"),
@@ -132,8 +146,9 @@ def test_a_cell_script_run_as_a_program_gives_the_hint_after_pythons_traceback(t
     # NumPy's ufunc raises with no Python frame of its own, yet it is the cell's error
     script.write_text(script.read_text().replace("first, second = (1, 2, 3)", "import numpy as np; cell.update(h=np.tanh(a))"))
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
-    assert run.stderr.rstrip().endswith("lstm-derive: a cell's vectors take lstm_derive's functions (sigmoid, tanh, "
-                                        "relu, softplus, exp), not NumPy's"), run.stderr
+    assert run.stderr.rstrip().endswith("lstm-derive: write tanh(...), not np.tanh(...), with from lstm_derive import "
+                                        "tanh: a cell's vectors take lstm_derive's functions (sigmoid, tanh, relu, "
+                                        "softplus, exp), not NumPy's"), run.stderr
     script.write_text(script.read_text().replace("import numpy as np; cell.update(h=np.tanh(a))\n", ""))
     (tmp_path / "user.py").write_text("import bad\nraise TypeError('cannot determine truth value of Relational')\n")
     run = subprocess.run([sys.executable, "user.py"], capture_output=True, text=True, cwd=tmp_path)

@@ -273,3 +273,93 @@ def test_the_lstm_script_shown_is_derivations_lstm_py_without_its_docstring_and_
     body = script[script.index('"""', 3) + 3:].lstrip("\n")
     note = re.search(r"\ncell\.note\(.*?\)\n\n", body, re.S)
     assert shown == body[:note.start() + 1] + body[note.end():]
+
+
+def _examples(monkeypatch, name):
+    """An example script's module, imported as the examples import each other: from their folder."""
+    monkeypatch.syspath_prepend(str(README.parent / "examples"))
+    return importlib.import_module(name)
+
+
+def test_the_toy_table_is_what_toy_py_prints_for_both_cells(monkeypatch):
+    """Every row of README's toy table, both columns: the lstm column too, which no other test reads."""
+    toy = _examples(monkeypatch, "toy")
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("| iteration | lstm_seed"):]
+    table = table[:table.index("\n\n")]
+    rows = re.findall(r"^\| +(\d+) \| ([\d.e+-]+) \| ([\d.e+-]+) \|$", table, re.M)
+    losses = {cell: toy.toy_losses(cell) for cell in ("lstm_seed", "lstm")}
+    assert len(rows) >= 4
+    printed = [(i, f"{losses['lstm_seed'][int(i)]:.3e}", f"{losses['lstm'][int(i)]:.3e}") for i, _, _ in rows]
+    assert rows == printed
+
+
+def _vanishing_row(vanishing, cell, forget_bias=0.0):
+    """The figures of vanishing.py's row of a cell, at its defaults: the norms at k = 1, 5, 10, 25,
+    50, 100 and the factor per step."""
+    mean = vanishing.measure(cell, 100, 32, 5, 16, forget_bias).mean(axis=0)
+    return ([vanishing._norm_text(mean[100 - k]) for k in (1, 5, 10, 25, 50, 100)]
+            + [vanishing._factor_text(vanishing.per_step_factor(mean, 100))])
+
+
+def test_the_vanishing_table_is_what_vanishing_py_prints(monkeypatch):
+    vanishing = _examples(monkeypatch, "vanishing")
+    text = README.read_text(encoding="utf-8")
+    table = text[text.index("|          cell |     k=1 |"):]
+    rows = re.findall(r"^\| +(\w+) \|(.*)\|$", table[:table.index("\n\n")], re.M)[1:]  # [1:]: the rule
+    from lstm_derive.kernels import CELLS
+    assert sorted(cell for cell, _ in rows) == sorted(CELLS)
+    for cell, figures in rows:
+        assert [f.strip() for f in figures.split("|")] == _vanishing_row(vanishing, cell), cell
+
+
+def test_the_forget_bias_figures_are_what_vanishing_py_gives(monkeypatch):
+    """The factors per step README gives for --forget-bias 1 and 3, and the norms it quotes."""
+    vanishing = _examples(monkeypatch, "vanishing")
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    once = re.search(r"with `--forget-bias 1` the factor per step is ([\d.]+) for lstm \(k = 100: ([\d.e+-]+)\), "
+                     r"([\d.]+) for lstm_seed, ([\d.]+) for gru and ([\d.]+) for lstm_cifg", text)
+    lstm = _vanishing_row(vanishing, "lstm", 1.0)
+    assert [once[1], once[2]] == [lstm[-1], lstm[5]]
+    others = [_vanishing_row(vanishing, cell, 1.0)[-1] for cell in ("lstm_seed", "gru", "lstm_cifg")]
+    assert [once[3], once[4], once[5]] == others
+    thrice = re.search(r"with `--forget-bias 3` it is ([\d.]+) for lstm: the gradient at k = 100 \(([\d.]+)\) is as "
+                       r"large as at k = 1, after a dip to (\d+\.\d+)", text)
+    *norms, factor = [float(f) for f in _vanishing_row(vanishing, "lstm", 3.0)]
+    assert (float(thrice[1]), thrice[2], thrice[3]) == (factor, f"{norms[-1]:.2f}", f"{min(norms):.2f}")
+    assert norms[-1] >= norms[0]
+
+
+def test_the_sample_figures_are_what_check_kernel_judges():
+    """README's cost of a large problem: its element count, and how many sample=20 judges."""
+    from lstm_derive.gradcheck import check_kernel
+    from lstm_derive.kernels import lstm
+
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    T, B, D, H, total, judged, sample = re.search(
+        r"lstm at T = (\d+), B = (\d+), D = (\d+), H = (\d+): (\d+) elements, (\d+) judged with `sample=(\d+)`",
+        text).groups()
+    report = check_kernel(lstm, T=int(T), B=int(B), D=int(D), H=int(H), sample=int(sample), methods=("central",))[0]
+    assert f"over a sample of {judged} of {total} elements, ok" in str(report), report
+
+
+def test_the_main_job_rewrites_a_stale_file_unnamed_and_generate_names_it(tmp_path, capsys, monkeypatch):
+    """As README says: a generated file edited by hand, its header kept, is written over; the main
+    job does not name it, `generate --check` shows the edit as its difference, `generate` names it."""
+    from test_cli import a_package
+
+    home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    kernel = kernels / "sigmoid_rnn.py"
+    generated = kernel.read_text()
+    text = README.read_text(encoding="utf-8")
+    assert "without\nnaming them" in text and "edits by hand and all" in text
+    for command, named in ([], False), (["generate"], True):
+        kernel.write_text(generated + "# a line added by hand\n")
+        capsys.readouterr()
+        assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+        assert "\n-# a line added by hand\n" in capsys.readouterr().out  # on disk, not generated
+        assert cli.main(["--derivations", str(home), *command]) == 0
+        assert kernel.read_text() == generated
+        printed = capsys.readouterr()
+        assert bool(re.search(r"^wrote .*sigmoid_rnn\.py$", printed.out + printed.err, re.M)) == named
