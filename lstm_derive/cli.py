@@ -514,9 +514,11 @@ def _summary_row(script, out, cells, made):
         return _error_row(script, time.perf_counter() - start, error)
     made += [t.path for t in targets]
     try:
-        gen.write(targets)
+        written = gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
         return _unwritten_row(script, d, time.perf_counter() - start, error)
+    if out is None:  # the package's files, which the user's tree holds (a scratch folder's are not said)
+        _said_written(written)
     kernel = gen.import_kernel(targets[0].path)
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
@@ -576,10 +578,17 @@ def _write_index(cells):
     except (SpecError, gen.GenerationError):
         return []
     try:
-        gen.write([index])
+        _said_written(gen.write([index]))
     except gen.GenerationError as error:  # a read-only clone
         return [f"{error}; it lists the package's kernels"]
     return []
+
+
+def _said_written(paths):
+    """The main job names each file it rewrites, on stderr beside its progress: a stale kernel or
+    document made fresh is a change in the user's tree."""
+    for path in paths:
+        print(f"wrote {gen.shown(path)}", file=sys.stderr, flush=True)
 
 
 def _summary_rows(scripts, out, cells):

@@ -10,8 +10,10 @@ from __future__ import annotations
 import ast
 import contextlib
 import difflib
+import hashlib
 import importlib.util
 import os
+import re
 import runpy
 import shlex
 import stat
@@ -47,6 +49,36 @@ class Target:
 
     path: Path
     text: str
+
+    @classmethod
+    def sealed(cls, path, text):
+        """The target whose text ends with a checksum of what comes before it, so that an edit by hand
+        is told from an older generation and not written over (see edited_by_hand)."""
+        path, text = Path(path), text if text.endswith("\n") else text + "\n"
+        line = CHECKSUM_LINE.format(_digest(text))
+        return cls(path, text + (f"<!-- {line} -->" if path.suffix == ".md" else f"# {line}") + "\n")
+
+
+# A generated file's last line. Without it, a file edited by hand looks like one a script's change
+# made stale, and the next run would write over the edits.
+CHECKSUM_LINE = "lstm-derive's checksum of the text above, which an edit by hand leaves wrong: {}"
+_CHECKSUM = re.compile(r"^(?:# |<!-- )" + re.escape(CHECKSUM_LINE).replace(r"\{\}", "([0-9a-f]{16})") + r"(?: -->)?$",
+                       re.MULTILINE)
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def edited_by_hand(text):
+    """Whether a generated file's text is no longer what lstm-derive wrote: its checksum line's
+    checksum is not that of the text above it, or text follows the line. A file without the line
+    (written before files had one, or whose line was removed on purpose) is taken as written."""
+    found = list(_CHECKSUM.finditer(text))
+    if not found:
+        return False
+    line = found[-1]
+    return line.group(1) != _digest(text[:line.start()]) or text[line.end():] not in ("", "\n")
 
 
 def default_derivations_dir():
@@ -217,8 +249,8 @@ def targets_for(script, out=None, warn=None, cells=None):
     if out is None:
         source = f"{HOME.name}/{script.name}"
         kernel = emit_kernel(d, source, document=f"{HOME.name}/{cell.name}.md")  # first: the document cites its lines
-        return d, [Target(KERNELS / f"{cell.name}.py", kernel),
-                   Target(script.parent / f"{cell.name}.md", derivation_markdown(d, source, kernel))]
+        return d, [Target.sealed(KERNELS / f"{cell.name}.py", kernel),
+                   Target.sealed(script.parent / f"{cell.name}.md", derivation_markdown(d, source, kernel))]
     out = Path(out)
     # paths as seen from the script's directory, whichever directory the command ran in: the
     # files are the same for `generate cells/mgu.py --out cells/build` and `generate mgu.py --out build`
@@ -228,7 +260,7 @@ def targets_for(script, out=None, warn=None, cells=None):
     script_from_out = Path(os.path.relpath(script.resolve(), out.resolve())).as_posix()
     document = derivation_markdown(d, script.name, kernel, kernel_path=f"{cell.name}.py",
                                    script_path=script_from_out, command=command)
-    return d, [Target(out / f"{cell.name}.py", kernel), Target(out / f"{cell.name}.md", document)]
+    return d, [Target.sealed(out / f"{cell.name}.py", kernel), Target.sealed(out / f"{cell.name}.md", document)]
 
 
 def package_index(cell_names):
@@ -243,15 +275,24 @@ def package_index(cell_names):
         '"""\n\n'
         f"CELLS = ({names}{',' if len(cell_names) == 1 else ''})\n"
     )
-    return Target(KERNELS / "__init__.py", text)
+    return Target.sealed(KERNELS / "__init__.py", text)
+
+
+EDITED = ("{} was edited by hand after lstm-derive wrote it (its last line's checksum no longer matches its "
+          "text), and lstm-derive does not {}: move the edits into the script that generates it, or "
+          "delete the file to have it written again")
 
 
 def orphans(paths):
     """Generated kernels and documents that no script generates any more (a script was removed),
-    paths being those of every file the scripts generate."""
+    paths being those of every file the scripts generate; one edited by hand since is an error."""
     wanted = {Path(p).resolve() for p in paths}
     found = sorted(KERNELS.glob("*.py")) + sorted(HOME.glob("*.md"))
-    return [p for p in found if p.resolve() not in wanted and _is_generated(p)]
+    gone = [p for p in found if p.resolve() not in wanted and _is_generated(p)]
+    for p in gone:
+        if edited_by_hand(existing(p)):
+            raise GenerationError(EDITED.format(shown(p), "remove it, though no script generates it any more"))
+    return gone
 
 
 def _is_generated(path):
@@ -279,7 +320,8 @@ def stale(targets, shown=str):
     for t in targets:
         old = existing(t.path)
         if old != t.text:
-            on_disk = "missing" if old is None else "on disk: empty or not UTF-8 text" if old == "" else "on disk"
+            on_disk = ("missing" if old is None else "on disk: empty or not UTF-8 text" if old == "" else
+                       "on disk, edited by hand" if edited_by_hand(old) else "on disk")
             diff = difflib.unified_diff((old or "").splitlines(True), t.text.splitlines(True),
                                         f"{shown(t.path)} ({on_disk})", f"{shown(t.path)} (generated)")
             out.append((t.path, "".join(diff)))
@@ -296,6 +338,8 @@ def write(targets):
         if existing(t.path) is not None and not _is_generated(t.path):
             raise GenerationError(f"{shown(t.path)} exists and was not generated by lstm-derive (it has no "
                                   "generated header); move it away, or delete it if it is a generated file edited by hand")
+        if _is_generated(t.path) and edited_by_hand(existing(t.path)):
+            raise GenerationError(EDITED.format(shown(t.path), "write over it"))
     written = []
     try:
         for t in changed:

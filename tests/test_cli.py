@@ -39,6 +39,13 @@ def write_cell(directory, name):
     return script
 
 
+def as_generated(path, text):
+    """Writes text at path as lstm-derive would have generated it (its checksum line made afresh),
+    not as an edit by hand: an older generation, or one of a script since removed."""
+    body = re.sub(r"(?m)^.*lstm-derive's checksum .*\n", "", text)
+    path.write_text(gen.Target.sealed(path, body).text)
+
+
 def a_package(tmp_path, monkeypatch, *cells):
     """(derivations, kernels): a package's two folders under tmp_path, the first holding the cells'
     scripts, both taken by generate for the package's own."""
@@ -476,7 +483,7 @@ def test_the_main_job_removes_the_files_of_a_script_that_is_gone_unless_a_script
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     gone = [kernels / "gone.py", home / "gone.md"]  # as a script gone.py, since removed, left them
     for path in gone:
-        path.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
+        as_generated(path, (kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
     if broken:
         (home / "broken.py").write_text("raise RuntimeError('half edited')\n")
     assert cli.main(["--derivations", str(home)]) == (2 if broken else 0)
@@ -1104,7 +1111,7 @@ def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_pat
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     gone = kernels / "gone.py"
-    gone.write_text((kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
+    as_generated(gone, (kernels / "sigmoid_rnn.py").read_text().replace("sigmoid_rnn", "gone"))
     unlink = pathlib.Path.unlink
 
     def read_only(path, *args, **kwargs):
@@ -1158,7 +1165,7 @@ def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary
     """A read-only clone with a script added: the index that lists the kernels was left stale, unsaid."""
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
-    (kernels / "__init__.py").write_text((kernels / "__init__.py").read_text().replace('"sigmoid_rnn"', '"gone"'))
+    as_generated(kernels / "__init__.py", (kernels / "__init__.py").read_text().replace('"sigmoid_rnn"', '"gone"'))
     read_only(monkeypatch, kernels)
     capsys.readouterr()
     assert cli.main(["--derivations", str(home)]) == 2

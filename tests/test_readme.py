@@ -343,23 +343,32 @@ def test_the_sample_figures_are_what_check_kernel_judges():
     assert f"over a sample of {judged} of {total} elements, ok" in str(report), report
 
 
-def test_the_main_job_rewrites_a_stale_file_unnamed_and_generate_names_it(tmp_path, capsys, monkeypatch):
-    """As README says: a generated file edited by hand, its header kept, is written over; the main
-    job does not name it, `generate --check` shows the edit as its difference, `generate` names it."""
-    from test_cli import a_package
+def test_a_file_edited_by_hand_is_not_written_over_and_a_stale_one_is_named_as_it_is_rewritten(tmp_path, capsys,
+                                                                                               monkeypatch):
+    """As README says: the main job and generate name each stale file they rewrite; a generated file
+    edited by hand, its header kept, is refused by both, named, and `generate --check` shows the edit."""
+    from test_cli import a_package, as_generated
 
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     kernel = kernels / "sigmoid_rnn.py"
     generated = kernel.read_text()
     text = README.read_text(encoding="utf-8")
-    assert "without\nnaming them" in text and "edits by hand and all" in text
-    for command, named in ([], False), (["generate"], True):
-        kernel.write_text(generated + "# a line added by hand\n")
+    assert "names each one beside its progress line" in text and "one edited by hand since it was generated" in text
+    for command in [], ["generate"]:
+        as_generated(kernel, generated.replace("import numpy as np", "import numpy as np  # an older generation"))
         capsys.readouterr()
-        assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
-        assert "\n-# a line added by hand\n" in capsys.readouterr().out  # on disk, not generated
         assert cli.main(["--derivations", str(home), *command]) == 0
         assert kernel.read_text() == generated
         printed = capsys.readouterr()
-        assert bool(re.search(r"^wrote .*sigmoid_rnn\.py$", printed.out + printed.err, re.M)) == named
+        assert re.search(r"^wrote .*sigmoid_rnn\.py$", printed.out + printed.err, re.M)
+    for command, status in ([], 2), (["generate"], 2):
+        kernel.write_text(generated + "# a line added by hand\n")
+        capsys.readouterr()
+        assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+        out = capsys.readouterr().out
+        assert "\n-# a line added by hand\n" in out and "(on disk, edited by hand)" in out
+        assert cli.main(["--derivations", str(home), *command]) == status
+        assert kernel.read_text() == generated + "# a line added by hand\n"  # kept
+        printed = capsys.readouterr()
+        assert "sigmoid_rnn.py was edited by hand after lstm-derive wrote it" in printed.out + printed.err

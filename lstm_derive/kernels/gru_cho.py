@@ -575,3 +575,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 6267230685566e46
