@@ -361,3 +361,24 @@ def test_a_block_that_is_a_new_state_is_written_by_its_gemm_into_the_states_stor
                                            'cell.affine("P", [x, m, r_prev], blocks=["a_r"], bias="b_p")'))
     assert "np.dot(m, P_m.T, out=r)" in loop and "r += np.dot(r_prev, P_r.T)" in loop and "r += pre_P_seq[t]" in loop
     assert "[...] = a_r" not in loop
+
+
+def test_a_quotient_is_one_division_into_its_storage():
+    """h = c/n is np.divide(c, n): not c times a reciprocal formed first, one temporary and one
+    rounding more; a reciprocal alone, 1/(1 + a**2), is one division too."""
+    script = """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("normalised", title="A memory over a running normaliser")
+        x = cell.input("x")
+        c_prev, n_prev, h_prev = cell.state("c"), cell.state("n", positive=True), cell.state("h")
+        a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+        f = cell.let("f", sigmoid(a_f))
+        c = cell.let("c_new", f * c_prev + tanh(a_z))
+        n = cell.let("n_new", f * n_prev + 1)
+        cell.update(c=c, n=n, h=c / n)
+    """
+    loop = _checked_loop(script)
+    assert "np.divide(c_new, n_new, out=h)  # (6) h = c_new/n_new" in loop and "one/" not in loop
+    loop = _checked_loop(script.replace("h=c / n", 'h=cell.let("q", 1 / (1 + a_z**2)) * c'))
+    assert "np.divide(one, one + a_z**2, out=q)" in loop and "one/" not in loop
