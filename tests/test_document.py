@@ -1413,3 +1413,25 @@ def test_a_deep_unnamed_nest_is_documented_without_expanding_it(monkeypatch):
     text = " ".join(derivation_text(d, kernel, "nest.py").split())
     assert "Over many steps, dh_prev compounds" in text
     assert max(expanded, default=0) <= LONG, f"expanded expressions of {sorted(expanded)[-3:]} operations"
+
+
+def test_derived_terms_read_as_a_person_writes_them(tmp_path):
+    """A reciprocal's adjoint over its denominator (dm/n_new, not 1/n_new*dm); a derived sum led
+    by a positive term ((q - a_s)*dh, not SymPy's (-a_s + q)*dh); an equation the script leads
+    with a negative term keeps its order."""
+    text_of(tmp_path, "cell = Cell('ordered', title='A running mean with a skip of a block', output='h')",
+            "x, c_prev, n_prev, h_prev = cell.input('x'), cell.state('c'), cell.state('n', positive=True), cell.state('h')",
+            "a_f, a_r, a_s, a_q = cell.affine('W', [x, h_prev], blocks=['a_f', 'a_r', 'a_s', 'a_q'])",
+            "f, r, q = cell.let('f', sigmoid(a_f)), cell.let('r', sigmoid(a_r)), cell.let('q', tanh(a_q))",
+            "c, n = cell.let('c_new', f * c_prev + (1 - f) * q), cell.let('n_new', f * n_prev + 1)",
+            "m = cell.let('m', c / n)",
+            "cell.update(c=c, n=n, h=cell.let('h_new', -a_s * r + r * q + m))")
+    d = derive(load_cell(tmp_path / "written.py"))
+    text = " ".join(derivation_text(d).split())
+    assert "(12) dc_new = dm ⊙ ∂m/∂c_new + ∂L(t+1)/∂c_new = dm/n_new + dc_next" in text and "1/n_new" not in text
+    assert "(14) dr = dh_new ⊙ ∂h_new/∂r = (q - a_s)*dh_new" in text and "-a_s + q" not in text
+    assert "(8) h_new = -a_s*r + r*q + m" in text
+    markdown = derivation_markdown(d, "ordered.py")
+    assert r"= \frac{dm}{n_{\text{new}}} + dc_{\text{next}}" in markdown and r"\frac{1}{n_{\text{new}}}" not in markdown
+    assert r"\left(q - a_{s}\right) \odot dh_{\text{new}}" in markdown
+    assert r"h_{\text{new}} = - a_{s} \odot r + r \odot q + m" in markdown

@@ -5,11 +5,13 @@ gradients are right, test_random_cells and test_kernels show."""
 
 import importlib
 import re
+import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
-from test_random_cells import FIXED_CELLS, kernel_source
+from lstm_derive.gradcheck import check_kernel
+from test_random_cells import FIXED_CELLS, kernel_of, kernel_source
 
 
 def test_values_that_read_no_state_are_formed_for_all_steps_before_the_loop():
@@ -324,3 +326,59 @@ def test_products_wait_in_temporaries_only_where_no_order_avoids_it():
     assert cifg.index("# da_g = ") < cifg.index("# da_i = ")
     gru = (kernels / "gru.py").read_text()  # z and n read each other's products, r and a_hn too
     assert gru.count("_tmp = np.empty_like") == 2 and "da_xn_tmp" not in gru
+
+
+PROJECTED = """
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("projected", title="An LSTM whose output is a projection of o*tanh(c)")
+    x = cell.input("x")
+    r_prev, c_prev = cell.state("r"), cell.state("c")
+    a_i, a_f, a_g, a_o = cell.affine("W", [x, r_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+    c = cell.let("c", sigmoid(a_f) * c_prev + sigmoid(a_i) * tanh(a_g))
+    m = cell.let("m", sigmoid(a_o) * tanh(c))
+    (a_r,) = cell.affine("P", [m], blocks=["a_r"], bias=None)
+    cell.update(c=c, r=a_r)
+"""
+
+
+def _checked_loop(script):
+    """The forward loop of a script's kernel, whose gradients are checked first."""
+    with tempfile.TemporaryDirectory() as directory:
+        kernel, source = kernel_of(textwrap.dedent(script), directory)
+        reports = check_kernel(kernel, T=3, B=2, D=2, H=3)
+    assert all(r.ok for r in reports), "\n".join(map(str, reports))
+    return source[source.index("for t in range(T):"):source.index("\n    ys = ")]
+
+
+def test_a_block_that_is_a_new_state_is_written_by_its_gemm_into_the_states_storage():
+    """r = a_r: the product goes straight into r_seq[t + 1], with no buffer of its own copied there
+    at every step; with an input part and a bias too, and with two products in the loop."""
+    loop = _checked_loop(PROJECTED)
+    assert "np.dot(m, P_m.T, out=r)  # (8), (9) r = a_r, written where the state is kept" in loop
+    assert "[...] = a_r" not in loop and "pre_P" not in loop
+    loop = _checked_loop(PROJECTED.replace('cell.affine("P", [m], blocks=["a_r"], bias=None)',
+                                           'cell.affine("P", [x, m, r_prev], blocks=["a_r"], bias="b_p")'))
+    assert "np.dot(m, P_m.T, out=r)" in loop and "r += np.dot(r_prev, P_r.T)" in loop and "r += pre_P_seq[t]" in loop
+    assert "[...] = a_r" not in loop
+
+
+def test_a_quotient_is_one_division_into_its_storage():
+    """h = c/n is np.divide(c, n): not c times a reciprocal formed first, one temporary and one
+    rounding more; a reciprocal alone, 1/(1 + a**2), is one division too."""
+    script = """
+        from lstm_derive import Cell, sigmoid, tanh
+
+        cell = Cell("normalised", title="A memory over a running normaliser")
+        x = cell.input("x")
+        c_prev, n_prev, h_prev = cell.state("c"), cell.state("n", positive=True), cell.state("h")
+        a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+        f = cell.let("f", sigmoid(a_f))
+        c = cell.let("c_new", f * c_prev + tanh(a_z))
+        n = cell.let("n_new", f * n_prev + 1)
+        cell.update(c=c, n=n, h=c / n)
+    """
+    loop = _checked_loop(script)
+    assert "np.divide(c_new, n_new, out=h)  # (6) h = c_new/n_new" in loop and "one/" not in loop
+    loop = _checked_loop(script.replace("h=c / n", 'h=cell.let("q", 1 / (1 + a_z**2)) * c'))
+    assert "np.divide(one, one + a_z**2, out=q)" in loop and "one/" not in loop

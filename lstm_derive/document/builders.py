@@ -21,7 +21,7 @@ from .facts import (
 )
 from .model import Bullets, Flow, FlowEdge, FlowNode, Listing, Math, Prose, Ref, Section, Table, Unrolled
 from .notes import _notes_section
-from .printers import _TextPrinter, _block_names, _step_tex, _tex_name, _tex_stack, expr_latex, expr_text
+from .printers import _block_names, _step_tex, _tex_name, _tex_stack, expr_latex, expr_text, step_result_text
 
 
 def sections(d: Derivation, kernel_text=None, kernel_path="kernel.py"):
@@ -130,16 +130,16 @@ def _pre_activation_defined(d):
                and type(eq.node.expr) in SUPPORTED_FUNCTIONS.values()), None)
     if eq is None:
         return ""
-    arg = expr_text(_as_written(eq.node.expr.args[0], d), d)
-    return (f" A pre-activation is what an activation function reads, as `{eq.lhs[0]} = {expr_text(eq.shown, d)}` "
+    arg = expr_text(_as_written(eq.node.expr.args[0], d), d, written=True)
+    return (f" A pre-activation is what an activation function reads, as `{eq.lhs[0]} = {expr_text(eq.shown, d, written=True)}` "
             f"in ({eq.number}) reads `{arg}`.")
 
 
 def _forward_math(eq, d):
     if eq.rhs is not None:
         name = str(eq.lhs[0])
-        return Math(f"{_tex_name(name)} = {expr_latex(eq.shown, d)}",
-                    (f"{name} = {expr_text(eq.shown, d)}",), eq.number)
+        return Math(f"{_tex_name(name)} = {expr_latex(eq.shown, d, written=True)}",
+                    (f"{name} = {expr_text(eq.shown, d, written=True)}",), eq.number)
     a = eq.node
     tex_terms = [f"{_tex_name(w)} {_tex_name(str(v))}" for w, v in zip(a.weights, a.inputs)]
     text_terms = [f"{w}·{v}" for w, v in zip(a.weights, a.inputs)]
@@ -356,7 +356,7 @@ def _output_form_rule(d):
             functions.append(function)
             names.append(function.prose_name)
             forms.append(f"{function.rule.format(a=_placeholder(d.cell))} is {function.form.format(v=example.symbol)} "
-                         f"for `{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d)})`")
+                         f"for `{example.symbol} = {names[-1]}({expr_text(_as_written(example.expr.args[0], d), d, written=True)})`")
     if not forms:
         return None
     them = "them" if len(names) > 1 else "it"
@@ -430,7 +430,7 @@ def _pre_activation_prose(d):
     block = next(s for s in d.steps if s.adjoint == adj)
     local = block.terms[0]
     takes = str(adj) if term.local == 1 else _times_text(term.local, adj, d)
-    shown = expr_text(_as_written(pre, d), d)
+    shown = expr_text(_as_written(pre, d), d, written=True)
     text = (f"`{block.target}` enters `{gate}`'s pre-activation `{shown}` alone, with "
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
             f"`dL/d({shown})` too, which the pre-activation's other inputs read. "
@@ -438,7 +438,7 @@ def _pre_activation_prose(d):
             f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
     if len(uses) > 1:
         text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
-    likewise = [f"`{a}` for `{expr_text(_as_written(p, d), d)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
+    likewise = [f"`{a}` for `{expr_text(_as_written(p, d), d, written=True)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
     return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
 
 
@@ -456,7 +456,7 @@ def _step_math(step: Step, d):
     chain = [_chain_term(t, step, d) for t in step.terms]
     chain_text = " + ".join(text for text, _ in chain) or "0"
     chain_tex = " + ".join(tex for _, tex in chain) or "0"
-    result_text = step.text(_TextPrinter(_block_names(d)))
+    result_text = step_result_text(step, d)
     if chain_text == result_text:
         return Math(f"{lhs_tex} = {chain_tex}", (f"{lhs} = {chain_text}",), step.number)
     if len(chain_text) + len(result_text) <= _ONE_LINE:
@@ -483,8 +483,8 @@ def _chain_term(term, step, d):
     adj_tex = _tex_name(str(term.adjoint))
     if term.pre is not None:
         pre = _as_written(term.pre, d)
-        return (f"{term.adjoint} ⊙ ∂({expr_text(pre, d)})/∂{v}",
-                rf"{adj_tex} \odot \frac{{\partial \left({expr_latex(pre, d)}\right)}}{{\partial {v_tex}}}")
+        return (f"{term.adjoint} ⊙ ∂({expr_text(pre, d, written=True)})/∂{v}",
+                rf"{adj_tex} \odot \frac{{\partial \left({expr_latex(pre, d, written=True)}\right)}}{{\partial {v_tex}}}")
     return (f"{term.adjoint} ⊙ ∂{term.consumer}/∂{v}",
             rf"{adj_tex} \odot \frac{{\partial {_tex_name(term.consumer)}}}{{\partial {v_tex}}}")
 
@@ -643,7 +643,7 @@ def _direct_term(d, state, local):
     # such a term takes minutes where its nest is a few levels deep.
     coefficient = terms[0].doit() / prev
     if not coefficient.has(prev) and sympy.expand(coefficient - local) == 0:
-        return expr_text(terms[0], d)
+        return expr_text(terms[0], d, written=True)
     return None
 
 
@@ -706,7 +706,7 @@ def _through_pre_activations(d, state, direct, through_pre, path):
     """A carry that also reaches the state through gates' pre-activations (a peephole): per step,
     the paths add, so what compounds is their sum, not each factor alone."""
     total = _own_sum(d, state, direct, through_pre)
-    pres = _join([f"`{expr_text(_as_written(t.pre, d), d)}`" for t in through_pre])
+    pres = _join([f"`{expr_text(_as_written(t.pre, d), d, written=True)}`" for t in through_pre])
     several = len(through_pre) > 1
     first = expr_text(direct.local, d) if direct else ""
     text = (f"{path}, it is multiplied at every step between by `{total}`: "

@@ -126,7 +126,7 @@ def _held(term, own, d):
     if term.pre is not None:  # a peephole's or IndRNN's p*h_prev inside a gate's pre-activation
         when = "" if term.local.free_symbols <= _steady(d.cell) else ", of step t+1"
         return (f"`{_factor_text(d, term.local)}*{term.adjoint}`{when}, the path through the pre-activation "
-                f"`{expr_text(_as_written(term.pre, d), d)}` (`{term.adjoint}` holds its activation's derivative)")
+                f"`{expr_text(_as_written(term.pre, d), d, written=True)}` (`{term.adjoint}` holds its activation's derivative)")
     if term.adjoint != own:
         return f"the path through `{term.consumer}`"
     local = expr_text(term.local, d)
@@ -158,7 +158,7 @@ def _output_form_notes(d):
     text = step_text(example, d).replace(f"{example.adjoint} =", f"{lhs} =", 1)
     return [f"{_numbers([s.number for s in steps])} {verb} in output form, from the stored outputs: "
             f"`{text}`. {'The argument is' if called == 'pre-activation' else 'It reads'} the output `{y}`, not the {called} "
-            f"`{expr_text(_as_written(argument, d), d)}`; `{wrong}` would apply {f} twice."]
+            f"`{expr_text(_as_written(argument, d), d, written=True)}`; `{wrong}` would apply {f} twice."]
 
 
 def _previous_value_notes(d):

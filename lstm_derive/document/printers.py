@@ -17,10 +17,25 @@ from ..functions import FUNCTIONS
 _SLOPE_TEXTS = {f.slope.cls: f.slope.text for f in FUNCTIONS if f.slope}
 
 
+def _positive_first(terms):
+    """A sum's terms with its first positive one leading where SymPy's order puts a negative one
+    first: tanh(c) - a_s, not -a_s + tanh(c); the others in their order."""
+    lead = next((i for i, t in enumerate(terms) if not t.could_extract_minus_sign()), 0)
+    return [terms[lead], *terms[:lead], *terms[lead + 1:]]
+
+
 class _TextPrinter(StrPrinter):
-    def __init__(self, blocks):
+    """Terms and factors in their stored order; with written False (an expression SymPy derived,
+    not one the script writes), a sum led by a positive term (see _positive_first)."""
+
+    def __init__(self, blocks, written=False):
         super().__init__({"order": "none"})
         self.blocks = blocks
+        self.written = written
+
+    def _as_ordered_terms(self, expr, order=None):
+        terms = super()._as_ordered_terms(expr, order=order)
+        return terms if self.written else _positive_first(terms)
 
     def _print_MatTerm(self, expr):
         return f"{expr.weight}^T·{self.blocks[expr.affine]}"
@@ -38,11 +53,16 @@ class _TextPrinter(StrPrinter):
 class _TexPrinter(LatexPrinter):
     """Elementwise products as \\odot; names with subscripts; W^T [da...] for matrix terms. Terms
     and factors in their stored order, as the text form has them (a forward equation's as the
-    script writes it), not sorted again."""
+    script writes it), not sorted again; a derived sum led by a positive term."""
 
-    def __init__(self, blocks):
+    def __init__(self, blocks, written=False):
         super().__init__({"mul_symbol": r" \odot ", "order": "none"})
         self.blocks = blocks
+        self.written = written
+
+    def _as_ordered_terms(self, expr, order=None):
+        terms = super()._as_ordered_terms(expr, order=order)
+        return terms if self.written else _positive_first(terms)
 
     def _print_Symbol(self, expr, style="plain"):
         return _tex_name(expr.name)
@@ -116,25 +136,68 @@ def _block_names(d, tex=False):
     return names
 
 
-def expr_text(expr, d: Derivation):
-    return _TextPrinter(_block_names(d)).doprint(expr)
+def expr_text(expr, d: Derivation, written=False):
+    """expr as text; written: as the script writes it (an equation's shown form), in its order."""
+    return _TextPrinter(_block_names(d), written).doprint(expr)
 
 
-def expr_latex(expr, d: Derivation):
-    return _TexPrinter(_block_names(d, tex=True)).doprint(expr)
+def expr_latex(expr, d: Derivation, written=False):
+    return _TexPrinter(_block_names(d, tex=True), written).doprint(expr)
 
 
 def step_text(step: Step, d: Derivation):
     """One backward step in output form, the way the kernel computes it: ``ds = o*dh + ds_next``."""
-    return f"{step.adjoint} = {step.text(_TextPrinter(_block_names(d)))}"
+    return f"{step.adjoint} = {step_result_text(step, d)}"
+
+
+def step_result_text(step: Step, d: Derivation):
+    """A step's result as the sum of its terms in order, each local derivative first (o*dh), but a
+    reciprocal's adjoint over its denominator (dh/n, not 1/n*dh)."""
+    printer = _TextPrinter(_block_names(d))
+    return summed([_over_denominator(t, printer) or t.text(printer) for t in step.terms])
 
 
 def _step_tex(step: Step, d):
     """Step.text in TeX: the same terms in the same order, local derivative first, joined to its
-    adjoint by \\odot (a number by a space: 2 dh)."""
+    adjoint by \\odot (a number by a space: 2 dh), a reciprocal's adjoint over its denominator
+    (\\frac{dh}{n})."""
     printer = _TexPrinter(_block_names(d, tex=True))
-    return summed([t.text(printer, times=_tex_times, grouped=r"\left({}\right)") for t in step.terms])
+    return summed([_over_denominator(t, printer, tex=True)
+                   or t.text(printer, times=_tex_times, grouped=r"\left({}\right)") for t in step.terms])
 
 
 def _tex_times(local):
     return " " if local.is_Number else r" \odot "
+
+
+def _over_denominator(term, printer, tex=False):
+    """A term whose local derivative is a number over vectors (1/n_new, -2/n**2), the adjoint in
+    the numerator as a person writes it: dh/n_new, or \\frac{dh}{n_{new}} in TeX; None for
+    any other term, whose local derivative reads as the factor it is (c/n**2*dh)."""
+    if term.adjoint is None or not isinstance(term.local, (sympy.Mul, sympy.Pow)):
+        return None
+    numerator, denominator = _split_fraction(term.local)
+    if not numerator.is_Number or not denominator.free_symbols:
+        return None
+    top = printer.doprint(term.adjoint)
+    if abs(numerator) != 1:
+        top = f"{printer.doprint(abs(numerator))}{' ' if tex else '*'}{top}"
+    sign = "-" if numerator < 0 else ""
+    if tex:
+        return f"{sign}\\frac{{{top}}}{{{printer.doprint(denominator)}}}"
+    return f"{sign}{top}/{printer.parenthesize(denominator, PRECEDENCE['Mul'], strict=True)}"
+
+
+def _split_fraction(local):
+    """(numerator, denominator) of a product read off its factors: those of negative powers below,
+    with a rational number's denominator; no sum is put over a common denominator."""
+    above, below = [], []
+    for factor in sympy.Mul.make_args(local):
+        if factor.is_Pow and factor.exp.is_negative:
+            below.append(1 / factor)
+        elif factor.is_Rational and factor.q != 1:
+            above.append(sympy.Integer(factor.p))
+            below.append(sympy.Integer(factor.q))
+        else:
+            above.append(factor)
+    return sympy.Mul(*above), sympy.Mul(*below)

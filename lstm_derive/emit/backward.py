@@ -17,7 +17,7 @@ from ..spec import Affine, column_view
 from .forward import _buffers, _gate_views, _invariant_lines, _state_doc
 from .printing import (
     _CodePrinter, _assign_tuple, _aux_printer, _col_range, _into, _lines, _mentions, _number_arrays,
-    _read_only, _tuple, _unpack, _unpack_tuple, _whole, _wrapped,
+    _product_into, _read_only, _tuple, _unpack, _unpack_tuple, _whole, _wrapped,
 )
 
 
@@ -511,8 +511,7 @@ def _product_lines(chain, cut, rest, target, gate, printer):
 def _at_once(target, expr, printer):
     """target = expr as one statement, safe when expr reads the memory target is."""
     if isinstance(expr, sympy.Mul):
-        head, *rest = expr.as_ordered_factors()
-        return f"np.multiply({printer.doprint(head)}, {printer.doprint(sympy.Mul(*rest))}, out={target})"
+        return _product_into(target, expr, printer)
     return f"{_whole(target)} = {printer.doprint(expr)}"
 
 

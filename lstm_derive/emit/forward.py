@@ -125,7 +125,7 @@ def _input_parts(k):
             body += ["    " + line for line in _input_bias(k, a, numbers[id(a)])]
         elif pre or a.name in k.gates:  # pre: its GEMMs read lets formed before the loop (_let_gemm_lines)
             body.append(f"    pre_{a.name}_seq = np.empty((T, B, {k.size_expr(a)}), x.dtype)")
-        else:
+        elif a.blocks[0] not in k.state_blocks:  # a state's value as it is has the state's storage
             body.append(f"    pre_{a.name} = np.empty((B, {k.size_expr(a)}), x.dtype)  # reused at every step")
     body += ["    " + _gate_views(k, a) for a in k.cell.affines if a.name in k.gates]
     views = _views_once(k)
@@ -571,6 +571,8 @@ def _let_lines(k, let, expr, printer, n):
         return _deferred_gate(k, let, n)
     if let.symbol in k.stored:
         return _stored_value(let.symbol, f"{let.symbol}_seq[t]", expr, printer, n, k.shown[id(let)])
+    if k.state_blocks.get(let.expr) == let.symbol:  # its block's GEMM has written it (_state_block_lines)
+        return []
     if let.symbol in k.state_of_new:
         slot = f"{k.state_of_new[let.symbol]}_seq[t + 1]"
         return _stored_value(let.symbol, slot, expr, printer, n, k.shown[id(let)])
@@ -805,6 +807,8 @@ def _stored_value(name, slot, expr, printer, n, shown=None):
 def _forward_affine(k, a, n, early=False):
     """An affine's lines in the step; with early, those before the loop (_early_affine), which
     read only the blocks that values formed there read."""
+    if a.blocks[0] in k.state_blocks:
+        return _state_block_lines(k, a, n)
     pre, loop = k.affine_parts(a)
     lines = [f"pre_{a.name} = pre_{a.name}_seq[t]"] if (pre and loop) or a.name in k.gates else []
     # np.dot, not @: the same BLAS call with less dispatch around it (about 1 us a call at B = 1)
@@ -825,6 +829,25 @@ def _forward_affine(k, a, n, early=False):
     if used:
         lines.append(_assign_tuple(used, [_block_at_step(k, a, b, bool(loop)) for b in used]))
     lines += [f"{b}_seq[t] = {b}" for b in a.blocks if b in k.stored and b not in written and b not in k.placed]
+    return lines
+
+
+def _state_block_lines(k, a, n):
+    """The step's lines of an affine whose block is a new state's value as it is (r = a_r): its
+    products and its input part or bias summed straight into the state's storage, which the
+    state's equation then needs no line to fill."""
+    block = a.blocks[0]
+    value = k.state_blocks[block]
+    pre, loop = k.affine_parts(a)
+    products = [f"{v}, {_weight(k, a, w)}.T" for w, v in loop]
+    lines = [f"{value} = {k.state_of_new[value]}_seq[t + 1]",
+             f"np.dot({products[0]}, out={value})  # ({n}), ({k.let_number[value]}) {value} = {block}, "
+             f"written where the state is kept"]
+    lines += [f"{value} += np.dot({p})  # ({n})" for p in products[1:]]
+    if pre:
+        lines.append(f"{value} += pre_{a.name}_seq[t]  # ({n}) the part formed before the loop")
+    elif a.biases:
+        lines.append(f"{value} {_bias_update(k, a)}  # ({n})")
     return lines
 
 
@@ -853,7 +876,7 @@ def _views_once(k):
         for b in _used_blocks(k, a):
             if pre and b not in k.stored and len(a.blocks) > 1:
                 lines.append(f"{b}_seq = pre_{a.name}_seq[..., {_cols(a, b)}]")
-            elif not pre and b not in written:
+            elif not pre and b not in written and b not in k.state_blocks:
                 lines.append(f"{b} = pre_{a.name}" + (f"[:, {_cols(a, b)}]" if len(a.blocks) > 1 else ""))
         lines += [f"pre_{b}, bias_{b} = pre_{a.name}[:, {_cols(a, b)}], {a.biases[0]}[{_cols(a, b)}]"
                   for b in a.blocks if b in written]

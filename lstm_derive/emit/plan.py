@@ -118,6 +118,8 @@ class _Kernel:
         # affines whose adjoints live per block, the twins' in their twin's buffer
         self.split = {self.affine_of(b).name for b in self.twins}
         self.gate_of.update(self._own_slots())
+        # block -> the state whose new value it is, as it is (r = a_r): its GEMM writes the state's slot
+        self.state_blocks = self._state_blocks()
         self._loop_lines = {}  # step number -> _loop_line(step)
         # local -> its name; its citation ("(9)", "h", "c"); (its own part, [(coefficient, chain)] read from products)
         self.span_locals, self.span_cites, self.span_parts = self._span_locals()
@@ -429,6 +431,21 @@ class _Kernel:
                 if ca and cb and (ca.factor, ca.root) == (cb.factor, cb.root):
                     twins[b.blocks[j]] = (a.blocks[j], run.sum_text(i, self.shown))
         return twins
+
+    def _state_blocks(self):
+        """The blocks that are a new state's value as they are (a projection's r = a_r), of one-block
+        affines with a part in the loop, read by nothing else: block -> the state's new value. The
+        block's GEMM writes straight into the state's storage, where a buffer of its own would be
+        copied there at every step."""
+        found = {}
+        for a in self.cell.affines:
+            if len(a.blocks) != 1 or not self.affine_parts(a)[1] or a.name in self.gates or a.name in self.in_place:
+                continue
+            block, readers = a.blocks[0], self.cell.readers(a.blocks[0])
+            if (len(readers) == 1 and readers[0].expr == block and readers[0].symbol in self.state_of_new
+                    and block not in self.stored and block not in self.affine_inputs):
+                found[block] = readers[0].symbol
+        return found
 
     def _own_slots(self):
         """The stored blocks of split affines that are not twins: each adjoint goes over its

@@ -155,13 +155,24 @@ def _into(target, expr, printer):
                 lines.append(f"{target} += {code(term)}")
         return lines
     if isinstance(expr, sympy.Mul):
-        head, *rest = expr.as_ordered_factors()
-        return [f"np.multiply({code(head)}, {code(sympy.Mul(*rest))}, out={target})"]
+        return [_product_into(target, expr, printer)]
+    if isinstance(expr, sympy.Pow) and expr.exp.is_negative:  # 1/n: no reciprocal made to be copied in
+        return [_product_into(target, expr, printer)]
     if type(expr) in _INTO:
         return [_INTO[type(expr)].format(a=code(expr.args[0]), out=target, zero=code(sympy.S.Zero))]
     if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
         return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]
+
+
+def _product_into(target, expr, printer):
+    """A product or quotient evaluated into target with one call: c/n as np.divide(c, n), which
+    rounds once, not as c times a reciprocal formed first (SymPy holds c/n as c*n**-1)."""
+    numerator, denominator = expr.as_numer_denom()
+    if denominator != 1:
+        return f"np.divide({printer.doprint(numerator)}, {printer.doprint(denominator)}, out={target})"
+    head, *rest = expr.as_ordered_factors()
+    return f"np.multiply({printer.doprint(head)}, {printer.doprint(sympy.Mul(*rest))}, out={target})"
 
 
 def _whole(target):
