@@ -382,3 +382,11 @@ def test_a_quotient_is_one_division_into_its_storage():
     assert "np.divide(c_new, n_new, out=h)  # (6) h = c_new/n_new" in loop and "one/" not in loop
     loop = _checked_loop(script.replace("h=c / n", 'h=cell.let("q", 1 / (1 + a_z**2)) * c'))
     assert "np.divide(one, one + a_z**2, out=q)" in loop and "one/" not in loop
+    # only a denominator as written: a*exp(-b) as a/exp(b) would overflow where exp(-b) does not
+    import sympy
+
+    from lstm_derive.emit.printing import _CodePrinter, _product_into
+
+    a, b = sympy.symbols("a b")
+    assert _product_into("q", a * sympy.exp(-b), _CodePrinter()) == "np.multiply(a, np.exp(-b), out=q)"
+    assert _product_into("q", a / (1 + sympy.exp(-b)), _CodePrinter()) == "np.divide(a, 1 + np.exp(-b), out=q)"

@@ -167,8 +167,10 @@ def _into(target, expr, printer):
 
 def _product_into(target, expr, printer):
     """A product or quotient evaluated into target with one call: c/n as np.divide(c, n), which
-    rounds once, not as c times a reciprocal formed first (SymPy holds c/n as c*n**-1)."""
-    numerator, denominator = expr.as_numer_denom()
+    rounds once, not as c times a reciprocal formed first (SymPy holds c/n as c*n**-1). Only the
+    denominators written as such: exact=True keeps a*exp(-b) a product, where as_numer_denom()
+    gives a/exp(b), which overflows where exp(-b) does not."""
+    numerator, denominator = sympy.fraction(expr, exact=True)
     if denominator != 1:
         return f"np.divide({printer.doprint(numerator)}, {printer.doprint(denominator)}, out={target})"
     head, *rest = expr.as_ordered_factors()
