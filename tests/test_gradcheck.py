@@ -1032,3 +1032,78 @@ def test_outputs_off_before_a_sequences_end_are_named_where_its_final_state_is_r
                                        lengths=(4, 2))
     assert not report.mismatches and not report.ok
     assert report.alone.startswith("sequence 1 (length 2): its outputs, in the batch and run alone, differ by"), report.alone
+
+
+LSTMP = '''
+from lstm_derive import Cell, sigmoid, tanh
+
+cell = Cell("lstmp", title="LSTM whose output is projected, P = H, and fed back")
+x = cell.input("x")
+r_prev, c_prev = cell.state("r"), cell.state("c")
+a_i, a_f, a_g, a_o = cell.affine("W", [x, r_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+i = cell.let("i", sigmoid(a_i))
+f = cell.let("f", sigmoid(a_f))
+g = cell.let("g", tanh(a_g))
+o = cell.let("o", sigmoid(a_o))
+c = cell.let("c", f * c_prev + i * g)
+m = cell.let("m", o * tanh(c))
+(a_r,) = cell.affine("P", [m], blocks=["a_r"], bias=None)
+cell.update(c=c, r=a_r)
+'''
+# 12 steps at weights of scale 8, where the projection multiplies the recurrent gain: dx reaches
+# 2e4 beside |L| = 229, and the loss bends within the central difference's full step
+STEEP = dict(T=12, B=2, D=3, H=3, seed=1, scale=8.0)
+
+
+@pytest.fixture(scope="module")
+def lstmp(tmp_path_factory):
+    from lstm_derive.derive import derive
+    from lstm_derive.emit import emit_kernel
+    from lstm_derive.generate import load_cell, load_kernel_module
+
+    directory = tmp_path_factory.mktemp("lstmp")
+    script = directory / "lstmp.py"
+    script.write_text(LSTMP)
+    path = directory / "lstmp_kernel.py"
+    path.write_text(emit_kernel(derive(load_cell(script))))
+    return load_kernel_module(path)
+
+
+def test_a_full_steps_truncation_near_the_tolerance_is_judged_at_a_smaller_step(lstmp, monkeypatch):
+    """At the full step, dx's worst element is off by 9.8e-7 of the array's largest entry, and by a
+    sixteenth of that at half the step: the fourth-order difference's truncation, not the kernel's
+    error (the complex step agrees to 1e-14). Judged at a tenth of the step, it shows what it is."""
+    p = gradcheck.random_problem(lstmp, **STEEP)
+    analytic = gradcheck.analytic_gradients(lstmp, p)["x"]
+    largest = np.max(np.abs(analytic))
+    errors = [np.abs(gradcheck.central_differences(lstmp, p, None, shrink)["x"] - analytic) / largest
+              for shrink in (1, 2)]
+    i = np.unravel_index(np.argmax(errors[0]), analytic.shape)
+    assert 5e-7 < errors[0][i] < 1e-6 and 12 < errors[0][i] / errors[1][i] < 20
+    central, complex_ = gradcheck.check_kernel(lstmp, methods=NUMERIC, **STEEP)
+    assert central.ok and complex_.ok and central.smaller_steps, str(central)
+    assert central.errors["x"] < 1e-8 and "judged at a tenth or a hundredth of the step" in str(central)
+    monkeypatch.setattr(gradcheck, "NEAR", 1.0)  # failing elements alone judged again: the full step's number
+    (central,) = gradcheck.check_kernel(lstmp, methods=("central",), **STEEP)
+    assert central.ok and central.errors["x"] > 5e-7, str(central)
+
+
+@pytest.mark.parametrize("off, ok", [(1e-5, False), (2e-6, False), (5e-7, True)])
+def test_where_the_full_steps_truncation_nears_the_tolerance_a_wrong_gradient_still_fails(lstmp, off, ok):
+    """dx's element of the largest truncation moved by `off` of dx's largest entry, away from the
+    numeric value: judged at a smaller step, it fails beyond the tolerance and passes within it."""
+    p = gradcheck.random_problem(lstmp, **STEEP)
+    analytic = gradcheck.analytic_gradients(lstmp, p)["x"]
+    numeric = gradcheck.central_differences(lstmp, p)["x"]
+    i = np.unravel_index(np.argmax(np.abs(numeric - analytic)), analytic.shape)
+    shift = off * np.max(np.abs(analytic)) * np.sign(analytic[i] - numeric[i])
+
+    def backward(params, cache, dys, dstate=None):
+        grads, dx, dstate0 = lstmp.backward(params, cache, dys, dstate)
+        dx = np.array(dx)
+        dx[i] += shift
+        return grads, dx, dstate0
+
+    (central,) = gradcheck.check_kernel(Wrapped(lstmp, backward), methods=("central",), **STEEP)
+    assert central.ok == ok, str(central)
+    assert ok or {(m.name, m.index) for m in central.mismatches} == {("x", tuple(int(k) for k in i))}, str(central)
