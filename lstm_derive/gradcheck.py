@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .callings import calls_as_users_make_them
-from .causes import WITHOUT_COMPLEX, by_blocks, hint_at_the_cause, likely, steps_text
+from .causes import CALMER, ILL_CONDITIONED, WITHOUT_COMPLEX, by_blocks, hint_at_the_cause, likely, steps_text
 from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
                       loss, loss_magnitude, raised, random_problem, run_forward, run_problem, state_names,
                       takes_lengths, zeros_like_each)
@@ -226,6 +226,9 @@ class Report:
     # elements judged by the extended-precision gradient, and the float64 one's largest rounding
     widened: int = 0
     rounding: float = 0.0
+    # failing elements the extended-precision gradient meets the tolerance on -> how far the float64
+    # one is from it, in units of eps * max(|L|, the array's largest entry): beyond ROUNDING_UNITS
+    beyond_rounding: dict = field(default_factory=dict)
     wrong_shapes: list = field(default_factory=list)  # "dW_h: shape (4, 16), expected (16, 4)"
     unjudged: str = ""  # why the method could not judge some elements (never a pass)
     lost: int = 0  # complex: of those, the elements whose complex step overflowed where the loss is finite
@@ -238,6 +241,7 @@ class Report:
     smaller_steps: int = 0  # central: elements judged at a smaller step (a kink or a bend within the full one)
     calls: str = ""  # what differs called as users call it: None for zeros, interleaved calls, step functions
     sensitivity: float = 0.0  # float32: how far rounding the inputs alone moves the float64 gradients
+    calmer: float = None  # float32, failing on an ill-conditioned problem: its error at weights CALMER times smaller
     largest: dict = field(default_factory=dict)  # float32: array name -> the float64 gradient's largest entry
     written: list = field(default_factory=list)  # "forward() wrote into x": the problem itself changed
     hint: str = ""  # what the other method's verdict suggests, where the two differ
@@ -366,6 +370,11 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
                 widened = ~(rel <= tolerance) & (rel_wide <= tolerance) & (np.abs(a - w) <= cap)
             rel = np.where(widened, rel_wide, rel)
             report.widened += int(np.count_nonzero(widened))
+            with np.errstate(invalid="ignore"):
+                beyond = ~(rel <= tolerance) & (rel_wide <= tolerance)
+            units = np.abs(a - w) / (EPS * max(loss_scale, largest)) if max(loss_scale, largest) > 0 else None
+            report.beyond_rounding.update({(name, tuple(int(i) for i in index)): float(units[index])
+                                           for index in zip(*np.nonzero(beyond))} if units is not None else {})
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
         report.errors[name] = float(np.max(rel, initial=0.0))
         if not report.errors[name] <= tolerance and chosen is None and method in METHODS:
@@ -617,7 +626,25 @@ def _float32_report(kernel, p, unit, original=None):
     if original is not None:
         judged.sensitivity = max(compare(original, _as_numeric(reference), np.inf, "float32").errors.values(),
                                  default=0.0)
+    if not judged.ok and judged.sensitivity > ILL_CONDITIONED:
+        judged.calmer = _float32_error_at_calmer_weights(kernel, p)
     return judged
+
+
+def _float32_error_at_calmer_weights(kernel, p):
+    """The float32 run's largest error on the problem with its weights CALMER times smaller, where
+    rounding is no longer amplified past the tolerance; inf where it fails there on more than its
+    gradients' values (its outputs, dtypes) or cannot run."""
+    calm = replace(p, params={name: np.asarray(a) / CALMER for name, a in p.params.items()})
+    try:
+        with np.errstate(all="ignore"):
+            magnitude = loss_magnitude(kernel, calm)
+            report = _float32_report(kernel, calm, EPS * magnitude if np.isfinite(magnitude) else 0.0)
+    except Exception:  # noqa: BLE001 - what fails there is no evidence of rounding
+        return np.inf
+    if report.forward or report.wrong_shapes or report.unjudged or not report.errors:
+        return np.inf
+    return report.max_error
 
 
 def _largest_finite(arrays):
