@@ -370,9 +370,9 @@ def compare(analytic, numeric, tolerance, method="numeric", floor=0.0, wide=None
                 widened = ~(rel <= tolerance) & (rel_wide <= tolerance) & (np.abs(a - w) <= cap)
             rel = np.where(widened, rel_wide, rel)
             report.widened += int(np.count_nonzero(widened))
-            with np.errstate(invalid="ignore"):
+            with np.errstate(invalid="ignore", over="ignore"):  # an inf entry fails as it is, beyond no rounding
                 beyond = ~(rel <= tolerance) & (rel_wide <= tolerance)
-            units = np.abs(a - w) / (EPS * max(loss_scale, largest)) if max(loss_scale, largest) > 0 else None
+                units = np.abs(a - w) / (EPS * max(loss_scale, largest)) if max(loss_scale, largest) > 0 else None
             report.beyond_rounding.update({(name, tuple(int(i) for i in index)): float(units[index])
                                            for index in zip(*np.nonzero(beyond))} if units is not None else {})
             report.rounding = max(report.rounding, float(np.max(rounding[widened], initial=0.0)))
