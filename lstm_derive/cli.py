@@ -345,23 +345,45 @@ def _script_of_cell(scripts, name, cells):
 
 
 # Seconds a script's derivation and emission may take before the command says it is still at it
-# (the packaged cells take 0.1 to 0.4 s; a cell of 16 blocks and 15 lets, about 8 s).
-SLOW = 3.0
+# (the packaged cells take 0.1 to 0.4 s; a cell of 16 blocks and 15 lets, about 8 s), and then the
+# seconds between the lines that give the time so far: a cell that takes minutes is otherwise
+# silent from its first line on, as a hang is.
+SLOW, SLOW_EVERY = 3.0, 30.0
 
 
 def _targets_for(script, out, cells):
     """gen.targets_for, and first a warning on stderr for each part of the cell that nothing reads
     and each expression too long to derive quickly; past SLOW seconds, a line that says it is
-    still deriving, so that a large cell's silence is not taken for a hang."""
-    notice = threading.Timer(SLOW, lambda: print(f"lstm-derive: still deriving {Path(script).name} "
-                                                 "(a large cell takes a while) ...", file=sys.stderr, flush=True))
-    notice.daemon = True
-    notice.start()
-    try:
+    still deriving, so that a large cell's silence is not taken for a hang, then its time so far
+    every SLOW_EVERY seconds."""
+    name = Path(script).name
+
+    def still_deriving(seconds, first):
+        said = "(a large cell takes a while)" if first else f"{seconds:.0f} s so far"
+        print(f"lstm-derive: still deriving {name} {said} ...", file=sys.stderr, flush=True)
+
+    with _said_while_slow(still_deriving, SLOW, SLOW_EVERY):
         return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr,
                                                                  flush=True), cells=cells)
+
+
+@contextlib.contextmanager
+def _said_while_slow(say, first, every):
+    """Calls say(seconds, first=True) once the block has run `first` seconds, then say(seconds,
+    first=False) every `every` seconds after, until the block ends."""
+    done, start = threading.Event(), time.monotonic()
+
+    def notices():
+        due = first
+        while not done.wait(max(0.0, due - (time.monotonic() - start))):
+            say(time.monotonic() - start, first=due == first)
+            due += every
+
+    threading.Thread(target=notices, daemon=True).start()
+    try:
+        yield
     finally:
-        notice.cancel()
+        done.set()
 
 
 def _refused(scripts, cells, into_the_package=False):
@@ -499,10 +521,11 @@ def _remove(orphans, file=None):
         print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
-def _summary_row(script, out, cells, made):
+def _summary_row(script, out, cells, made, generated=None):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     cells: the run's gen.Cells; made: the paths of the files of the cells derived, to which the
-    cell's are added."""
+    cell's are added; generated: the scripts whose files are written, to which the script is added
+    once its are (a Ctrl-C during its checks leaves them up to date)."""
     from .gradcheck import DEFAULT_METHODS
     from .outcomes import largest_error
     from .problem import raised
@@ -517,6 +540,8 @@ def _summary_row(script, out, cells, made):
         written = gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
         return _unwritten_row(script, d, time.perf_counter() - start, error)
+    if generated is not None:
+        generated.append(script)
     if out is None:  # the package's files, which the user's tree holds (a scratch folder's are not said)
         _said_written(written)
     kernel = gen.import_kernel(targets[0].path)
@@ -551,7 +576,7 @@ def run_all(args):
     home = all(gen.is_home(s) for s in scripts)
     file_errors = _write_index(cells) if home else []  # said after the summary, as a file not removed is
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
-        rows, all_failures, made, stopped = _summary_rows(scripts, None if home else Path(scratch), cells)
+        rows, all_failures, made, stopped, generated = _summary_rows(scripts, None if home else Path(scratch), cells)
     # a failing script's files would look like orphans, and so would those of the scripts not run
     if home and not stopped and all(row[-1] != "ERROR" for row in rows):
         try:
@@ -561,6 +586,9 @@ def run_all(args):
     if stopped:
         _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
                                                          f"of {len(scripts)} scripts not checked")
+        left = [s for s in scripts[len(rows):] if s not in generated]
+        if home and left:  # a scratch folder's files are gone with it
+            print(_not_generated(args, scripts, left))
         raise KeyboardInterrupt
     _print_summary(rows, all_failures + file_errors)
     if not home:
@@ -592,22 +620,32 @@ def _said_written(paths):
 
 
 def _summary_rows(scripts, out, cells):
-    """(rows, failures, made, stopped): each script's summary row and failures, the paths of the
-    files of the cells derived, and the script a Ctrl-C stopped the run in (None if it ran to the
-    end), whose rows so far are still a summary."""
-    rows, all_failures, made = [], [], []
+    """(rows, failures, made, stopped, generated): each script's summary row and failures, the paths
+    of the files of the cells derived, the script a Ctrl-C stopped the run in (None if it ran to the
+    end), whose rows so far are still a summary, and the scripts whose files were written."""
+    rows, all_failures, made, generated = [], [], [], []
     refused = _refused(scripts, cells, into_the_package=out is None)
     for n, script in enumerate(scripts, 1):
         try:
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
                   flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
             row, failures = (_error_row(script, 0.0, refused[script]) if script in refused else
-                             _summary_row(script, out, cells, made))
+                             _summary_row(script, out, cells, made, generated))
         except KeyboardInterrupt:
-            return rows, all_failures, made, script
+            return rows, all_failures, made, script, generated
         rows.append(row)
         all_failures += [f"{row[0]}: {f}" for f in failures]
-    return rows, all_failures, made, None
+    return rows, all_failures, made, None, generated
+
+
+def _not_generated(args, scripts, left):
+    """The line after an interrupted run's count, on the package's scripts the run did not reach: their
+    files were left as they were, stale where a script changed since, which only deriving it tells
+    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them."""
+    where = ["--derivations", str(args.derivations)] if args.derivations else []
+    names = [] if len(left) == len(scripts) else [s.stem for s in left]  # all: the removed scripts' files go too
+    return (f"not generated: {', '.join(s.name for s in left)}, whose kernels and documents were left as they were "
+            f"(`{shlex.join(['lstm-derive', *where, 'generate', *names])}` brings them up to date)")
 
 
 # The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;

@@ -652,6 +652,40 @@ def test_a_derivation_that_takes_long_says_it_is_still_at_it(tmp_path, capsys, m
     assert "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ..." in capsys.readouterr().err
 
 
+def test_a_derivation_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
+    """One line at SLOW seconds and then silence for minutes looked like a hang: every SLOW_EVERY
+    seconds after it, a line gives the time so far; a quick cell still says nothing."""
+    import time as clock
+
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    targets_for = gen.targets_for
+    monkeypatch.setattr(cli, "SLOW", 0.1)
+    monkeypatch.setattr(cli, "SLOW_EVERY", 0.2)
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    assert "still deriving" not in capsys.readouterr().err
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kw: (clock.sleep(0.9), targets_for(*args, **kw))[1])
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "still deriving" in line]
+    assert lines[0] == "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ...", lines
+    assert 2 <= len(lines[1:]) <= 4 and all(re.fullmatch(
+        r"lstm-derive: still deriving sigmoid_rnn\.py \d+ s so far \.\.\.", line) for line in lines[1:]), lines
+
+
+def test_the_time_so_far_is_said_at_the_first_mark_then_at_every_interval_and_not_after_the_block():
+    import time as clock
+
+    said = []
+    with cli._said_while_slow(lambda seconds, first: said.append((round(seconds, 2), first)), 0.2, 0.3):
+        clock.sleep(1.0)
+    clock.sleep(0.4)
+    assert [first for _, first in said] == [True, False, False], said
+    assert all(mark <= seconds < mark + 0.2 for (seconds, _), mark in zip(said, (0.2, 0.5, 0.8))), said
+    with cli._said_while_slow(said.append, 0.2, 0.3):
+        pass
+    clock.sleep(0.3)
+    assert len(said) == 3
+
+
 def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
     (tmp_path / "notes.md").write_text("# notes\n")
     assert cli.main(["check", str(tmp_path / "notes.md")]) == 2
@@ -1089,6 +1123,66 @@ def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_
     assert rows == ["first_rnn"], captured.out
     assert "\n1 passed, 0 failed; interrupted in second_rnn.py, 2 of 3 scripts not checked\n" in captured.out
     assert captured.err.endswith("lstm-derive: interrupted\n")
+
+
+@pytest.mark.parametrize("stage", ["deriving", "checking"])
+def test_an_interrupted_main_job_names_the_scripts_whose_files_it_did_not_generate(tmp_path, monkeypatch, capsys,
+                                                                                    stage):
+    """Three scripts edited, Ctrl-C on the second: the files of those it did not reach stay stale, which
+    only `generate --check` showed. The line after the count names them (not the second where its
+    files were written before its checks), with the command that writes them, which leaves all fresh."""
+    home, kernels = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn", "third_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    for script in home.glob("*.py"):
+        script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a + 1)"))
+    targets_for, reports = gen.targets_for, cli._reports
+
+    def stopped_at_the_second(stopped_in, real):
+        def run(first, *args, **kwargs):
+            if "second_rnn" in str(getattr(first, "CELL", first)) and stage == stopped_in:
+                raise KeyboardInterrupt
+            return real(first, *args, **kwargs)
+        return run
+
+    monkeypatch.setattr(gen, "targets_for", stopped_at_the_second("deriving", targets_for))
+    monkeypatch.setattr(cli, "_reports", stopped_at_the_second("checking", reports))
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 130
+    out = capsys.readouterr().out.splitlines()
+    count = out.index("1 passed, 0 failed; interrupted in second_rnn.py, 2 of 3 scripts not checked")
+    left = ["second_rnn", "third_rnn"] if stage == "deriving" else ["third_rnn"]
+    command = ["lstm-derive", "--derivations", str(home), "generate", *left]
+    assert out[count + 1:] == [f"not generated: {', '.join(f'{name}.py' for name in left)}, whose kernels and documents "
+                               f"were left as they were (`{shlex.join(command)}` brings them up to date)"], out
+    monkeypatch.setattr(gen, "targets_for", targets_for)
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+    stale = capsys.readouterr().err
+    assert all((f"{name}.py" in stale) == (name in left) for name in ("first_rnn", "second_rnn", "third_rnn")), stale
+    assert cli.main(command[1:]) == 0
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
+
+
+def test_an_interrupted_main_job_on_a_folder_of_ones_own_says_nothing_of_files_left(tmp_path, monkeypatch, capsys):
+    """Its files went to a scratch folder, gone with it: none is left stale in the user's tree."""
+    cells = tmp_path / "cells"
+    for name in ("first_rnn", "second_rnn"):
+        write_cell(cells, name)
+    monkeypatch.setattr(cli, "_reports", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["--derivations", str(cells)]) == 130
+    out = capsys.readouterr().out
+    assert out.endswith("\n0 passed, 0 failed; interrupted in first_rnn.py, 2 of 2 scripts not checked\n"), out
+
+
+def test_an_interrupt_in_the_first_of_the_packages_scripts_gives_the_command_that_writes_them_all(tmp_path,
+                                                                                                  monkeypatch, capsys):
+    home, _ = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_reports", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main([]) == 130
+    assert capsys.readouterr().out.endswith(
+        "\nnot generated: first_rnn.py, second_rnn.py, whose kernels and documents were left as they were "
+        "(`lstm-derive generate` brings them up to date)\n")
 
 
 def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, monkeypatch, capsys):
