@@ -591,9 +591,10 @@ def run_all(args):
             print(_not_generated(args, scripts, left))
         raise KeyboardInterrupt
     _print_summary(rows, all_failures + file_errors)
-    if not home:
+    if not home:  # the run took a folder, and so does the command that writes its files
+        where = ["--derivations", str(args.derivations)] if args.derivations else []
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
-              "`lstm-derive generate SCRIPT --out DIR` writes the others)")
+              f"`{shlex.join(['lstm-derive', *where, 'generate'])} --out DIR` writes these cells' kernels and documents)")
     statuses = {row[-1] for row in rows}
     return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
 

@@ -226,8 +226,23 @@ def test_the_main_job_on_a_folder_of_ones_own_leaves_the_package_alone(tmp_path,
     assert cli.main(["--derivations", str(home)]) == 0
     out = capsys.readouterr().out
     assert "1 passed, 0 failed" in out and "checked in a scratch directory" in out
+    # the advice is for a folder, as the run was, not for one script
+    assert f"; `lstm-derive --derivations {shlex.quote(str(home))} generate --out DIR` writes these cells' " in out, out
     assert {p.name: p.read_text() for p in gen.KERNELS.glob("*.py")} == before
     assert sorted(p.name for p in home.iterdir()) == ["sigmoid_rnn.py"]
+
+
+def test_the_main_jobs_advice_on_a_folder_of_ones_own_is_a_command_that_writes_its_files(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`generate SCRIPT --out DIR` was advised for a folder, where `generate --out DIR` is what writes it."""
+    monkeypatch.chdir(tmp_path)
+    write_cell(tmp_path / "derivations", "first_rnn"), write_cell(tmp_path / "derivations", "second_rnn")
+    assert cli.main([]) == 0
+    advice = re.search(r"`lstm-derive (.*) --out DIR` writes these cells' kernels and documents\)\n", capsys.readouterr().out)
+    assert advice and advice.group(1) == "generate", advice
+    assert cli.main([*advice.group(1).split(), "--out", "build"]) == 0
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == [
+        "first_rnn.md", "first_rnn.py", "second_rnn.md", "second_rnn.py"]
 
 
 def test_a_reader_that_stops_early_ends_the_run_quietly_and_cleanly(tmp_path):
