@@ -409,25 +409,39 @@ def _all_but_the_first(name, same):
             for script in same[1:]}
 
 
-def _not_over_itself(targets, script):
-    """A script whose --out is its own folder, its file named after its cell, would be replaced by its kernel."""
-    for t in targets:
-        if Path(script).resolve() == t.path.resolve():
-            raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
+def _over_themselves(scripts, out, cells):
+    """script -> why it is refused: a script whose --out is its own folder, its file named after its
+    cell, would be replaced by its kernel. Told before any is derived; several, in one line, which
+    names the folder. A script that fails is passed over here: its own error says why."""
+    if out is None:
+        return {}
+    over = [s for s in scripts if not gen.is_kernel_module(s) and s.resolve() == _kernel_path(s, out, cells)]
+    if len(over) == 1:
+        return {over[0]: f"{out / over[0].name} would be written over {over[0]} itself; choose another --out directory"}
+    names = ", ".join(s.name for s in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
+    why = (f"--out {out} is the folder of the scripts {names}, and the kernel of each, named after its cell, would be "
+           "written over it; choose another --out directory")
+    return dict.fromkeys(over, why)
+
+
+def _kernel_path(script, out, cells):
+    try:
+        return (out / f"{cells.cell(script).name}.py").resolve()
+    except (SpecError, gen.GenerationError):
+        return None
 
 
 def _all_targets(scripts, out, writing, cells):
-    """Every script's files, and the messages of the scripts that fail. Into the package a failing
-    script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
-    targets, errors = [], []
-    refused = _refused(scripts, cells)
+    """Every script's files, the messages of the scripts that fail, and those of the scripts refused (a
+    cell's name taken, its file in the way). Into the package a failing script stops the run (its
+    kernel would look like an orphan); elsewhere the others go on."""
+    targets, errors, refusals = [], [], []
+    refused = {**_refused(scripts, cells), **_over_themselves(scripts, out, cells)}
     for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
             if script in refused:
                 raise gen.GenerationError(refused[script])
-            made = _targets_for(script, out, cells)[1]
-            _not_over_itself(made, script)
-            targets += made
+            targets += _targets_for(script, out, cells)[1]
         except (SpecError, gen.GenerationError) as error:
             if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
                 raise type(error)(f"{error}\nlstm-derive: nothing was written: into the package, generate writes the "
@@ -435,10 +449,10 @@ def _all_targets(scripts, out, writing, cells):
                                   f"{gen.HOME.name}/ meanwhile)") from error
             if out is None:
                 raise
-            errors.append(f"lstm-derive: {error}")
+            (refusals if script in refused else errors).append(f"lstm-derive: {error}")
     if out is None:
         targets.append(_package_index(writing, cells))
-    return targets, errors
+    return targets, errors, refusals
 
 
 def _package_index(writing, cells):
@@ -461,13 +475,22 @@ def run_generate(args):
     foreign = [script for script in scripts if not gen.is_home(script)]
     if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
         raise gen.GenerationError(_wants_out(args, foreign))
-    targets, errors = _all_targets(scripts, args.out, not args.check, cells)
+    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells)
     status = _generated(args, targets) if targets else 0
-    for error in errors:
+    for error in dict.fromkeys(errors + refusals):  # a refusal of several scripts alike, once
         print(error, file=sys.stderr)
-    if errors and len(scripts) > 1:
-        print(f"{len(errors)} of {len(scripts)} scripts failed, and nothing of theirs was written", file=sys.stderr)
-    return 2 if errors else status
+    if (errors or refusals) and len(scripts) > 1:
+        print(f"{_not_written(len(errors), len(refusals), len(scripts))}, and nothing of theirs was written",
+              file=sys.stderr)
+    return 2 if errors or refusals else status
+
+
+def _not_written(failed, refused, total):
+    """"2 of 8 scripts failed", "8 of 8 scripts were refused", "1 of 8 scripts failed and 2 were refused":
+    a script refused (its cell's name taken, its output folder its own) ran, and did not fail."""
+    if not failed:
+        return f"{refused} of {total} scripts were refused"
+    return f"{failed} of {total} scripts failed" + (f" and {refused} were refused" if refused else "")
 
 
 def _wants_out(args, foreign):

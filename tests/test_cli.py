@@ -1372,6 +1372,28 @@ def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, cap
     assert script.read_text() == text
 
 
+def test_generate_out_the_scripts_own_folder_refuses_them_in_one_line_and_says_none_failed(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """`generate --out derivations` said "8 of 8 scripts failed", each after its derivation, and the
+    same reason eight times; a folder refused is no script failing."""
+    cells = tmp_path / "cells"
+    write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    before = sorted(p.name for p in cells.iterdir())
+    targets_for = gen.targets_for
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: pytest.fail("derived a script it refuses"))
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, second_rnn.py, and the kernel of each, "
+        "named after its cell, would be written over it; choose another --out directory",
+        "2 of 2 scripts were refused, and nothing of theirs was written"]
+    (cells / "helpers.py").write_text("SCALE = 2\n")
+    monkeypatch.setattr(gen, "targets_for", targets_for)
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.endswith("\n1 of 3 scripts failed and 2 were refused, and nothing of theirs was "
+                                            "written\n")
+    assert sorted(p.name for p in cells.iterdir()) == sorted([*before, "helpers.py"])
+
+
 def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
     """A script name of 36 characters made the table 99 columns wide. Cut, a name keeps its start and its
     end (where names differ: _v1, _v2); a failure's line and the count give it in full."""
