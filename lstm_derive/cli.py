@@ -486,8 +486,9 @@ def run_generate(args):
 
 
 def _not_written(failed, refused, total):
-    """"2 of 8 scripts failed", "8 of 8 scripts were refused", "1 of 8 scripts failed and 2 were refused":
-    a script refused (its cell's name taken, its output folder its own) ran, and did not fail."""
+    """The closing count of the scripts not written: "2 of 8 scripts failed", "8 of 8 scripts were refused",
+    "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
+    folder its own) did not fail."""
     if not failed:
         return f"{refused} of {total} scripts were refused"
     return f"{failed} of {total} scripts failed" + (f" and {refused} were refused" if refused else "")
