@@ -345,23 +345,45 @@ def _script_of_cell(scripts, name, cells):
 
 
 # Seconds a script's derivation and emission may take before the command says it is still at it
-# (the packaged cells take 0.1 to 0.4 s; a cell of 16 blocks and 15 lets, about 8 s).
-SLOW = 3.0
+# (the packaged cells take 0.1 to 0.4 s; a cell of 16 blocks and 15 lets, about 8 s), and then the
+# seconds between the lines that give the time so far: a cell that takes minutes is otherwise
+# silent from its first line on, as a hang is.
+SLOW, SLOW_EVERY = 3.0, 30.0
 
 
 def _targets_for(script, out, cells):
     """gen.targets_for, and first a warning on stderr for each part of the cell that nothing reads
     and each expression too long to derive quickly; past SLOW seconds, a line that says it is
-    still deriving, so that a large cell's silence is not taken for a hang."""
-    notice = threading.Timer(SLOW, lambda: print(f"lstm-derive: still deriving {Path(script).name} "
-                                                 "(a large cell takes a while) ...", file=sys.stderr, flush=True))
-    notice.daemon = True
-    notice.start()
-    try:
+    still deriving, so that a large cell's silence is not taken for a hang, then its time so far
+    every SLOW_EVERY seconds."""
+    name = Path(script).name
+
+    def still_deriving(seconds, first):
+        said = "(a large cell takes a while)" if first else f"{seconds:.0f} s so far"
+        print(f"lstm-derive: still deriving {name} {said} ...", file=sys.stderr, flush=True)
+
+    with _said_while_slow(still_deriving, SLOW, SLOW_EVERY):
         return gen.targets_for(script, out, warn=lambda w: print(f"lstm-derive: warning: {w}", file=sys.stderr,
                                                                  flush=True), cells=cells)
+
+
+@contextlib.contextmanager
+def _said_while_slow(say, first, every):
+    """Calls say(seconds, first=True) once the block has run `first` seconds, then say(seconds,
+    first=False) every `every` seconds after, until the block ends."""
+    done, start = threading.Event(), time.monotonic()
+
+    def notices():
+        due = first
+        while not done.wait(max(0.0, due - (time.monotonic() - start))):
+            say(time.monotonic() - start, first=due == first)
+            due += every
+
+    threading.Thread(target=notices, daemon=True).start()
+    try:
+        yield
     finally:
-        notice.cancel()
+        done.set()
 
 
 def _refused(scripts, cells, into_the_package=False):
@@ -387,25 +409,39 @@ def _all_but_the_first(name, same):
             for script in same[1:]}
 
 
-def _not_over_itself(targets, script):
-    """A script whose --out is its own folder, its file named after its cell, would be replaced by its kernel."""
-    for t in targets:
-        if Path(script).resolve() == t.path.resolve():
-            raise gen.GenerationError(f"{t.path} would be written over {script} itself; choose another --out directory")
+def _over_themselves(scripts, out, cells):
+    """script -> why it is refused: a script whose --out is its own folder, its file named after its
+    cell, would be replaced by its kernel. Told before any is derived; several, in one line, which
+    names the folder. A script that fails is passed over here: its own error says why."""
+    if out is None:
+        return {}
+    over = [s for s in scripts if not gen.is_kernel_module(s) and s.resolve() == _kernel_path(s, out, cells)]
+    if len(over) == 1:
+        return {over[0]: f"{out / over[0].name} would be written over {over[0]} itself; choose another --out directory"}
+    names = ", ".join(s.name for s in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
+    why = (f"--out {out} is the folder of the scripts {names}, and the kernel of each, named after its cell, would be "
+           "written over it; choose another --out directory")
+    return dict.fromkeys(over, why)
+
+
+def _kernel_path(script, out, cells):
+    try:
+        return (out / f"{cells.cell(script).name}.py").resolve()
+    except (SpecError, gen.GenerationError):
+        return None
 
 
 def _all_targets(scripts, out, writing, cells):
-    """Every script's files, and the messages of the scripts that fail. Into the package a failing
-    script stops the run (its kernel would look like an orphan); elsewhere the others go on."""
-    targets, errors = [], []
-    refused = _refused(scripts, cells)
+    """Every script's files, the messages of the scripts that fail, and those of the scripts refused (a
+    cell's name taken, its file in the way). Into the package a failing script stops the run (its
+    kernel would look like an orphan); elsewhere the others go on."""
+    targets, errors, refusals = [], [], []
+    refused = {**_refused(scripts, cells), **_over_themselves(scripts, out, cells)}
     for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
             if script in refused:
                 raise gen.GenerationError(refused[script])
-            made = _targets_for(script, out, cells)[1]
-            _not_over_itself(made, script)
-            targets += made
+            targets += _targets_for(script, out, cells)[1]
         except (SpecError, gen.GenerationError) as error:
             if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
                 raise type(error)(f"{error}\nlstm-derive: nothing was written: into the package, generate writes the "
@@ -413,10 +449,10 @@ def _all_targets(scripts, out, writing, cells):
                                   f"{gen.HOME.name}/ meanwhile)") from error
             if out is None:
                 raise
-            errors.append(f"lstm-derive: {error}")
+            (refusals if script in refused else errors).append(f"lstm-derive: {error}")
     if out is None:
         targets.append(_package_index(writing, cells))
-    return targets, errors
+    return targets, errors, refusals
 
 
 def _package_index(writing, cells):
@@ -439,13 +475,23 @@ def run_generate(args):
     foreign = [script for script in scripts if not gen.is_home(script)]
     if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
         raise gen.GenerationError(_wants_out(args, foreign))
-    targets, errors = _all_targets(scripts, args.out, not args.check, cells)
+    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells)
     status = _generated(args, targets) if targets else 0
-    for error in errors:
+    for error in dict.fromkeys(errors + refusals):  # a refusal of several scripts alike, once
         print(error, file=sys.stderr)
-    if errors and len(scripts) > 1:
-        print(f"{len(errors)} of {len(scripts)} scripts failed, and nothing of theirs was written", file=sys.stderr)
-    return 2 if errors else status
+    if (errors or refusals) and len(scripts) > 1:
+        print(f"{_not_written(len(errors), len(refusals), len(scripts))}, and nothing of theirs was written",
+              file=sys.stderr)
+    return 2 if errors or refusals else status
+
+
+def _not_written(failed, refused, total):
+    """The closing count of the scripts not written: "2 of 8 scripts failed", "8 of 8 scripts were refused",
+    "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
+    folder its own) did not fail."""
+    if not failed:
+        return f"{refused} of {total} scripts were refused"
+    return f"{failed} of {total} scripts failed" + (f" and {refused} were refused" if refused else "")
 
 
 def _wants_out(args, foreign):
@@ -499,10 +545,11 @@ def _remove(orphans, file=None):
         print(f"removed {gen.shown(path)} (no script generates it)", file=file)
 
 
-def _summary_row(script, out, cells, made):
+def _summary_row(script, out, cells, made, generated=None):
     """Derives, writes and gradient-checks one cell; returns its summary row and its failures.
     cells: the run's gen.Cells; made: the paths of the files of the cells derived, to which the
-    cell's are added."""
+    cell's are added; generated: the scripts whose files are written, to which the script is added
+    once its are (a Ctrl-C during its checks leaves them up to date)."""
     from .gradcheck import DEFAULT_METHODS
     from .outcomes import largest_error
     from .problem import raised
@@ -517,6 +564,8 @@ def _summary_row(script, out, cells, made):
         written = gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
         return _unwritten_row(script, d, time.perf_counter() - start, error)
+    if generated is not None:
+        generated.append(script)
     if out is None:  # the package's files, which the user's tree holds (a scratch folder's are not said)
         _said_written(written)
     kernel = gen.import_kernel(targets[0].path)
@@ -551,7 +600,7 @@ def run_all(args):
     home = all(gen.is_home(s) for s in scripts)
     file_errors = _write_index(cells) if home else []  # said after the summary, as a file not removed is
     with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
-        rows, all_failures, made, stopped = _summary_rows(scripts, None if home else Path(scratch), cells)
+        rows, all_failures, made, stopped, generated = _summary_rows(scripts, None if home else Path(scratch), cells)
     # a failing script's files would look like orphans, and so would those of the scripts not run
     if home and not stopped and all(row[-1] != "ERROR" for row in rows):
         try:
@@ -561,11 +610,15 @@ def run_all(args):
     if stopped:
         _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
                                                          f"of {len(scripts)} scripts not checked")
+        left = [s for s in scripts[len(rows):] if s not in generated]
+        if home and left:  # a scratch folder's files are gone with it
+            print(_not_generated(args, scripts, left))
         raise KeyboardInterrupt
     _print_summary(rows, all_failures + file_errors)
-    if not home:
+    if not home:  # the run took a folder, and so does the command that writes its files
+        where = ["--derivations", str(args.derivations)] if args.derivations else []
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
-              "`lstm-derive generate SCRIPT --out DIR` writes the others)")
+              f"`{shlex.join(['lstm-derive', *where, 'generate'])} --out DIR` writes these cells' kernels and documents)")
     statuses = {row[-1] for row in rows}
     return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
 
@@ -592,22 +645,32 @@ def _said_written(paths):
 
 
 def _summary_rows(scripts, out, cells):
-    """(rows, failures, made, stopped): each script's summary row and failures, the paths of the
-    files of the cells derived, and the script a Ctrl-C stopped the run in (None if it ran to the
-    end), whose rows so far are still a summary."""
-    rows, all_failures, made = [], [], []
+    """(rows, failures, made, stopped, generated): each script's summary row and failures, the paths
+    of the files of the cells derived, the script a Ctrl-C stopped the run in (None if it ran to the
+    end), whose rows so far are still a summary, and the scripts whose files were written."""
+    rows, all_failures, made, generated = [], [], [], []
     refused = _refused(scripts, cells, into_the_package=out is None)
     for n, script in enumerate(scripts, 1):
         try:
             print(f"[{n}/{len(scripts)}] {script.name}: deriving, generating, checking ...", file=sys.stderr,
                   flush=True)  # progress on stderr: `lstm-derive > summary.txt` keeps the summary alone
             row, failures = (_error_row(script, 0.0, refused[script]) if script in refused else
-                             _summary_row(script, out, cells, made))
+                             _summary_row(script, out, cells, made, generated))
         except KeyboardInterrupt:
-            return rows, all_failures, made, script
+            return rows, all_failures, made, script, generated
         rows.append(row)
         all_failures += [f"{row[0]}: {f}" for f in failures]
-    return rows, all_failures, made, None
+    return rows, all_failures, made, None, generated
+
+
+def _not_generated(args, scripts, left):
+    """The line after an interrupted run's count, on the package's scripts the run did not reach: their
+    files were left as they were, stale where a script changed since, which only deriving it tells
+    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them."""
+    where = ["--derivations", str(args.derivations)] if args.derivations else []
+    names = [] if len(left) == len(scripts) else [s.stem for s in left]  # all: the removed scripts' files go too
+    return (f"not generated: {', '.join(s.name for s in left)}, whose kernels and documents were left as they were "
+            f"(`{shlex.join(['lstm-derive', *where, 'generate', *names])}` brings them up to date)")
 
 
 # The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;

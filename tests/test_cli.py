@@ -226,8 +226,23 @@ def test_the_main_job_on_a_folder_of_ones_own_leaves_the_package_alone(tmp_path,
     assert cli.main(["--derivations", str(home)]) == 0
     out = capsys.readouterr().out
     assert "1 passed, 0 failed" in out and "checked in a scratch directory" in out
+    # the advice is for a folder, as the run was, not for one script
+    assert f"; `lstm-derive --derivations {shlex.quote(str(home))} generate --out DIR` writes these cells' " in out, out
     assert {p.name: p.read_text() for p in gen.KERNELS.glob("*.py")} == before
     assert sorted(p.name for p in home.iterdir()) == ["sigmoid_rnn.py"]
+
+
+def test_the_main_jobs_advice_on_a_folder_of_ones_own_is_a_command_that_writes_its_files(tmp_path, monkeypatch,
+                                                                                         capsys):
+    """`generate SCRIPT --out DIR` was advised for a folder, where `generate --out DIR` is what writes it."""
+    monkeypatch.chdir(tmp_path)
+    write_cell(tmp_path / "derivations", "first_rnn"), write_cell(tmp_path / "derivations", "second_rnn")
+    assert cli.main([]) == 0
+    advice = re.search(r"`lstm-derive (.*) --out DIR` writes these cells' kernels and documents\)\n", capsys.readouterr().out)
+    assert advice and advice.group(1) == "generate", advice
+    assert cli.main([*advice.group(1).split(), "--out", "build"]) == 0
+    assert sorted(p.name for p in (tmp_path / "build").iterdir()) == [
+        "first_rnn.md", "first_rnn.py", "second_rnn.md", "second_rnn.py"]
 
 
 def test_a_reader_that_stops_early_ends_the_run_quietly_and_cleanly(tmp_path):
@@ -650,6 +665,40 @@ def test_a_derivation_that_takes_long_says_it_is_still_at_it(tmp_path, capsys, m
     monkeypatch.setattr(gen, "targets_for", lambda *args, **kw: (clock.sleep(0.5), targets_for(*args, **kw))[1])
     assert cli.main(["check", str(script), "--problems", "1"]) == 0
     assert "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ..." in capsys.readouterr().err
+
+
+def test_a_derivation_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
+    """One line at SLOW seconds and then silence for minutes looked like a hang: every SLOW_EVERY
+    seconds after it, a line gives the time so far; a quick cell still says nothing."""
+    import time as clock
+
+    script = write_cell(tmp_path, "sigmoid_rnn")
+    targets_for = gen.targets_for
+    monkeypatch.setattr(cli, "SLOW", 0.1)
+    monkeypatch.setattr(cli, "SLOW_EVERY", 0.2)
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    assert "still deriving" not in capsys.readouterr().err
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kw: (clock.sleep(0.9), targets_for(*args, **kw))[1])
+    assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines() if "still deriving" in line]
+    assert lines[0] == "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ...", lines
+    assert 2 <= len(lines[1:]) <= 4 and all(re.fullmatch(
+        r"lstm-derive: still deriving sigmoid_rnn\.py \d+ s so far \.\.\.", line) for line in lines[1:]), lines
+
+
+def test_the_time_so_far_is_said_at_the_first_mark_then_at_every_interval_and_not_after_the_block():
+    import time as clock
+
+    said = []
+    with cli._said_while_slow(lambda seconds, first: said.append((round(seconds, 2), first)), 0.2, 0.3):
+        clock.sleep(1.0)
+    clock.sleep(0.4)
+    assert [first for _, first in said] == [True, False, False], said
+    assert all(mark <= seconds < mark + 0.2 for (seconds, _), mark in zip(said, (0.2, 0.5, 0.8))), said
+    with cli._said_while_slow(said.append, 0.2, 0.3):
+        pass
+    clock.sleep(0.3)
+    assert len(said) == 3
 
 
 def test_a_file_that_is_no_python_is_refused_as_such(tmp_path, capsys):
@@ -1091,6 +1140,66 @@ def test_an_interrupted_main_job_shows_the_summary_of_the_cells_before_and_what_
     assert captured.err.endswith("lstm-derive: interrupted\n")
 
 
+@pytest.mark.parametrize("stage", ["deriving", "checking"])
+def test_an_interrupted_main_job_names_the_scripts_whose_files_it_did_not_generate(tmp_path, monkeypatch, capsys,
+                                                                                    stage):
+    """Three scripts edited, Ctrl-C on the second: the files of those it did not reach stay stale, which
+    only `generate --check` showed. The line after the count names them (not the second where its
+    files were written before its checks), with the command that writes them, which leaves all fresh."""
+    home, kernels = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn", "third_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    for script in home.glob("*.py"):
+        script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a + 1)"))
+    targets_for, reports = gen.targets_for, cli._reports
+
+    def stopped_at_the_second(stopped_in, real):
+        def run(first, *args, **kwargs):
+            if "second_rnn" in str(getattr(first, "CELL", first)) and stage == stopped_in:
+                raise KeyboardInterrupt
+            return real(first, *args, **kwargs)
+        return run
+
+    monkeypatch.setattr(gen, "targets_for", stopped_at_the_second("deriving", targets_for))
+    monkeypatch.setattr(cli, "_reports", stopped_at_the_second("checking", reports))
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 130
+    out = capsys.readouterr().out.splitlines()
+    count = out.index("1 passed, 0 failed; interrupted in second_rnn.py, 2 of 3 scripts not checked")
+    left = ["second_rnn", "third_rnn"] if stage == "deriving" else ["third_rnn"]
+    command = ["lstm-derive", "--derivations", str(home), "generate", *left]
+    assert out[count + 1:] == [f"not generated: {', '.join(f'{name}.py' for name in left)}, whose kernels and documents "
+                               f"were left as they were (`{shlex.join(command)}` brings them up to date)"], out
+    monkeypatch.setattr(gen, "targets_for", targets_for)
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 1
+    stale = capsys.readouterr().err
+    assert all((f"{name}.py" in stale) == (name in left) for name in ("first_rnn", "second_rnn", "third_rnn")), stale
+    assert cli.main(command[1:]) == 0
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
+
+
+def test_an_interrupted_main_job_on_a_folder_of_ones_own_says_nothing_of_files_left(tmp_path, monkeypatch, capsys):
+    """Its files went to a scratch folder, gone with it: none is left stale in the user's tree."""
+    cells = tmp_path / "cells"
+    for name in ("first_rnn", "second_rnn"):
+        write_cell(cells, name)
+    monkeypatch.setattr(cli, "_reports", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main(["--derivations", str(cells)]) == 130
+    out = capsys.readouterr().out
+    assert out.endswith("\n0 passed, 0 failed; interrupted in first_rnn.py, 2 of 2 scripts not checked\n"), out
+
+
+def test_an_interrupt_in_the_first_of_the_packages_scripts_gives_the_command_that_writes_them_all(tmp_path,
+                                                                                                  monkeypatch, capsys):
+    home, _ = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "_reports", lambda *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert cli.main([]) == 130
+    assert capsys.readouterr().out.endswith(
+        "\nnot generated: first_rnn.py, second_rnn.py, whose kernels and documents were left as they were "
+        "(`lstm-derive generate` brings them up to date)\n")
+
+
 def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, monkeypatch, capsys):
     first, second = write_cell(tmp_path, "first_rnn"), write_cell(tmp_path, "second_rnn")
     print_checks = cli._print_checks
@@ -1261,6 +1370,28 @@ def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, cap
     assert cli.main(["generate", str(script), "--out", str(script.parent)]) == 2
     assert f"{script} would be written over {script} itself; choose another --out directory" in capsys.readouterr().err
     assert script.read_text() == text
+
+
+def test_generate_out_the_scripts_own_folder_refuses_them_in_one_line_and_says_none_failed(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """`generate --out derivations` said "8 of 8 scripts failed", each after its derivation, and the
+    same reason eight times; a folder refused is no script failing."""
+    cells = tmp_path / "cells"
+    write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    before = sorted(p.name for p in cells.iterdir())
+    targets_for = gen.targets_for
+    monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: pytest.fail("derived a script it refuses"))
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, second_rnn.py, and the kernel of each, "
+        "named after its cell, would be written over it; choose another --out directory",
+        "2 of 2 scripts were refused, and nothing of theirs was written"]
+    (cells / "helpers.py").write_text("SCALE = 2\n")
+    monkeypatch.setattr(gen, "targets_for", targets_for)
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.endswith("\n1 of 3 scripts failed and 2 were refused, and nothing of theirs was "
+                                            "written\n")
+    assert sorted(p.name for p in cells.iterdir()) == sorted([*before, "helpers.py"])
 
 
 def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
