@@ -30,7 +30,7 @@ def script_hint(error):
     vector, a matrix product written by hand, a comparison, more or fewer names than an affine
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error) or _name_hint(error)
+        return _import_hint(error) or _name_hint(error) or _undefined_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -201,6 +201,35 @@ def _order_hint(error):
             f"cell.state('{name}') returned; its new value is what cell.update({name}=...) gives")
 
 
+def _undefined_hint(error):
+    """For a name that a call of the cell's reads but no line of the script binds (a let's line
+    removed, its use kept): the cell language's word for it, and the names close to it that the
+    script's vectors have, where Python suggests none. A name read elsewhere is left to Python."""
+    frames = traceback.extract_tb(error.__traceback__)
+    name, frame = getattr(error, "name", None), _innermost_frame(error)
+    if not name or not frames or frames[-1].name != "<module>" or frame is None:
+        return ""
+    try:
+        tree = _parsed(Path(frames[-1].filename).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    cells = {k for k, v in frame.f_globals.items() if isinstance(v, Cell)}
+    if any(_binds(node, name) for node in ast.walk(tree)) or not _in_a_call_of(tree, frames[-1].lineno, cells):
+        return ""
+    vectors = [k for k, v in frame.f_globals.items() if isinstance(v, sympy.Basic) and not k.startswith("_")]
+    close = [] if pythons_suggestion(error) else difflib.get_close_matches(name, vectors, n=3, cutoff=0.5)
+    return (f"no line of the script defines '{name}' (its line removed, or the name misspelt?): a cell's vectors are "
+            f"the variables its lines assign, as {name} = cell.let(\"{name}\", ...) would"
+            + (f"; close to it, the script defines {', '.join(close)}" if close else ""))
+
+
+def _in_a_call_of(tree, line, cells):
+    """Whether the statement on a line calls a method of one of the variables named in cells."""
+    return any(isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
+               and call.func.value.id in cells and call.lineno <= line <= (call.end_lineno or call.lineno)
+               for call in ast.walk(tree) if isinstance(call, ast.Call))
+
+
 def _assigned_after(path, name, line):
     """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
     try:
@@ -271,7 +300,8 @@ def _about_the_cell(error):
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
             or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error)
+                                        or _undefined_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 

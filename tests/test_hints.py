@@ -202,6 +202,22 @@ def test_a_name_read_before_the_line_that_assigns_it_says_where_it_is_assigned(t
     assert "Did you mean" not in message  # Python's guess for 'late' is 'float'
 
 
+def test_a_name_no_line_defines_is_said_so_with_the_close_names_the_script_defines(tmp_path, capsys):
+    """A let's line removed and its use kept: Python says only that the name is not defined."""
+    body = ("a_g, a_o = cell.affine('W', [x, h_prev], blocks=['a_g', 'a_o'])\ng = cell.let('g', tanh(a_g))\n"
+            "cell.update(h=o * g)  # <- here\n")
+    message = refused(tmp_path, capsys, body, "NameError: name 'o' is not defined; no line of the script defines 'o' "
+                      "(its line removed, or the name misspelt?): a cell's vectors are the variables its lines "
+                      "assign, as o = cell.let(\"o\", ...) would; close to it, the script defines a_o")
+    assert "Did you mean" not in message
+
+
+def test_a_name_no_line_defines_outside_the_cells_calls_is_left_to_python(tmp_path, capsys):
+    body = "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\nprint(steps)  # <- here\n"
+    message = refused(tmp_path, capsys, body, "NameError: name 'steps' is not defined")
+    assert "no line of the script defines" not in message
+
+
 def test_a_name_read_before_its_line_parses_the_script_once_for_the_suggestion_and_the_hint(tmp_path, monkeypatch):
     """The command line asks whether another name is meant (Python's suggestion) and what the hint
     is: both read where the name is assigned from one parse of the script."""
