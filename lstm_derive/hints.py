@@ -67,8 +67,31 @@ def _type_error_hint(error):
         return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
                 f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
     if "convert expression to" in str(error):  # math.exp(a), float(a)
-        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+        return _math_hint(error, functions)
     return ""
+
+
+def _math_hint(error, functions):
+    """For math's function on a cell's vector, which SymPy's message does not name: the language's
+    functions of the names that the script's line calls from math (math.tanh(a) is tanh(a))."""
+    line = next((f.line or "" for f in reversed(traceback.extract_tb(error.__traceback__))
+                 if not _in(f, PACKAGE_FOLDER, SYMPY_FOLDER)), "")
+    named = dict.fromkeys(n for n in re.findall(r"\bmath\.(\w+)\s*\(", line) if n in SUPPORTED_FUNCTIONS)
+    if not named:
+        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+    return (f"{_written_instead(list(named), 'math')}: math's functions take numbers, not a cell's vectors, which "
+            f"take lstm_derive's ({functions})")
+
+
+def _written_instead(names, module):
+    """write tanh(...), not np.tanh(...), with from lstm_derive import tanh: each of names so."""
+    written = _join_names([f"{n}(...)" for n in names])
+    instead = _join_names([f"{module}.{n}(...)" for n in names])
+    return f"write {written}, not {instead}, with from lstm_derive import {', '.join(names)}"
+
+
+def _join_names(items):
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _ufunc_hint(error, functions):
@@ -77,8 +100,7 @@ def _ufunc_hint(error, functions):
     called = re.search(r"no callable (\w+) method", str(error))
     name = called.group(1) if called else None
     if name in SUPPORTED_FUNCTIONS:
-        return (f"write {name}(...), not np.{name}(...), with from lstm_derive import {name}: a cell's vectors "
-                f"take lstm_derive's functions ({functions}), not NumPy's")
+        return f"{_written_instead([name], 'np')}: a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
 
 

@@ -40,6 +40,24 @@ def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path,
     refused(tmp_path, capsys, body, "TypeError", fragment)
 
 
+@pytest.mark.parametrize("expr, hint", [
+    ("math.tanh(a)", "write tanh(...), not math.tanh(...), with from lstm_derive import tanh: math's functions take "
+                     "numbers, not a cell's vectors, which take lstm_derive's (sigmoid, tanh, relu, softplus, exp)"),
+    ("math.tanh(1 - math.exp(a))", "write tanh(...) and exp(...), not math.tanh(...) and math.exp(...), with "
+                                   "from lstm_derive import tanh, exp: "),
+])
+def test_maths_function_that_the_language_has_is_named_with_what_to_write(tmp_path, capsys, expr, hint):
+    """SymPy's message names no function ("Cannot convert expression to float"): the script's line does."""
+    body = f"import math\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError: Cannot convert expression to float; " + hint)
+
+
+def test_maths_function_that_the_language_lacks_gets_no_function_to_write(tmp_path, capsys):
+    body = "import math\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=math.sin(a))  # <- here\n"
+    message = refused(tmp_path, capsys, body, "math's functions take numbers, not a cell's vectors")
+    assert "write" not in message and "import" not in message
+
+
 @pytest.mark.parametrize("expr, name", [
     ("tanh(a) + np.max(h_prev)", "np.max"),  # would be h_prev itself
     ("tanh(a - np.mean(a))", "np.mean"),  # a - a: 0
