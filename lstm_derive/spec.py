@@ -228,8 +228,10 @@ class Cell:
         """``W_v1 v1 + W_v2 v2 + ... + bias``, split into blocks of size H.
 
         ``blocks`` is the list of the pre-activation names (or their count);
-        ``bias`` is a name, None (or False, as PyTorch writes it), or one name per input (PyTorch
-        keeps one per input).
+        ``bias`` is a name (one bias vector), None (or False, as PyTorch writes it), or a list of
+        names: one per input, each a bias vector of its own that the affine adds with the others
+        (PyTorch keeps one per input), or one name, which is one bias whatever the number of inputs,
+        as the name alone is.
         Weight ``name_v`` multiplies input ``v``. Returns the block symbols.
         """
         where = self._caller()

@@ -365,6 +365,20 @@ def test_an_affine_with_no_inputs(tmp_path, capsys):
         """, "affine 'W' has no inputs", "give it a list of vectors")
 
 
+@pytest.mark.parametrize("bias, biases", [("'b1'", ["b1"]), ("['b1']", ["b1"]), ("('b_x', 'b_h')", ["b_x", "b_h"])])
+def test_a_list_of_one_bias_is_one_bias_whatever_the_number_of_inputs(tmp_path, bias, biases):
+    """One name per input gives each input's bias its own parameter; a list of one is the name alone."""
+    script, _ = write_script(tmp_path, f"""\
+        (a,) = cell.affine("W", [x, h_prev], bias={bias})
+        cell.update(h=tanh(a))
+        """)
+    kernel = {}
+    exec(emit_kernel(derive(load_cell(script))), kernel)
+    shapes = kernel["param_shapes"](3, 4)
+    assert [name for name in shapes if name.startswith("b")] == biases
+    assert all(shapes[name] == (4,) for name in biases)
+
+
 @pytest.mark.parametrize("no_bias", [None, False])
 def test_an_affine_without_a_bias_makes_no_bias_parameter(tmp_path, no_bias):
     script, _ = write_script(tmp_path, f"""
