@@ -30,7 +30,7 @@ def script_hint(error):
     vector, a matrix product written by hand, a comparison, more or fewer names than an affine
     node's blocks, a call of the cell's given its values wrongly, or a name not imported."""
     if isinstance(error, (ImportError, NameError)):
-        return _import_hint(error) or _name_hint(error)
+        return _import_hint(error) or _name_hint(error) or _undefined_hint(error)
     if isinstance(error, ValueError) and "values to unpack" in str(error):
         return "cell.affine returns one block per name in blocks= (or N blocks for blocks=N): give as many names"
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
@@ -67,8 +67,31 @@ def _type_error_hint(error):
         return (f"a cell's vectors cannot be compared: max, min and if/else on them are not in the "
                 f"cell language, whose functions are {SUPPORTED_OPERATIONS} {MAX_THROUGH_RELU}")
     if "convert expression to" in str(error):  # math.exp(a), float(a)
-        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+        return _math_hint(error, functions)
     return ""
+
+
+def _math_hint(error, functions):
+    """For math's function on a cell's vector, which SymPy's message does not name: the language's
+    functions of the names that the script's line calls from math (math.tanh(a) is tanh(a))."""
+    line = next((f.line or "" for f in reversed(traceback.extract_tb(error.__traceback__))
+                 if not _in(f, PACKAGE_FOLDER, SYMPY_FOLDER)), "")
+    named = dict.fromkeys(n for n in re.findall(r"\bmath\.(\w+)\s*\(", line) if n in SUPPORTED_FUNCTIONS)
+    if not named:
+        return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
+    return (f"{_written_instead(list(named), 'math')}: math's functions take numbers, not a cell's vectors, which "
+            f"take lstm_derive's ({functions})")
+
+
+def _written_instead(names, module):
+    """write tanh(...), not np.tanh(...), with from lstm_derive import tanh: each of names so."""
+    written = _join_names([f"{n}(...)" for n in names])
+    instead = _join_names([f"{module}.{n}(...)" for n in names])
+    return f"write {written}, not {instead}, with from lstm_derive import {', '.join(names)}"
+
+
+def _join_names(items):
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
 def _ufunc_hint(error, functions):
@@ -77,8 +100,7 @@ def _ufunc_hint(error, functions):
     called = re.search(r"no callable (\w+) method", str(error))
     name = called.group(1) if called else None
     if name in SUPPORTED_FUNCTIONS:
-        return (f"write {name}(...), not np.{name}(...), with from lstm_derive import {name}: a cell's vectors "
-                f"take lstm_derive's functions ({functions}), not NumPy's")
+        return f"{_written_instead([name], 'np')}: a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
     return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
 
 
@@ -201,6 +223,35 @@ def _order_hint(error):
             f"cell.state('{name}') returned; its new value is what cell.update({name}=...) gives")
 
 
+def _undefined_hint(error):
+    """For a name that a call of the cell's reads but no line of the script binds (a let's line
+    removed, its use kept): the cell language's word for it, and the names close to it that the
+    script's vectors have, where Python suggests none. A name read elsewhere is left to Python."""
+    frames = traceback.extract_tb(error.__traceback__)
+    name, frame = getattr(error, "name", None), _innermost_frame(error)
+    if not name or not frames or frames[-1].name != "<module>" or frame is None:
+        return ""
+    try:
+        tree = _parsed(Path(frames[-1].filename).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    cells = {k for k, v in frame.f_globals.items() if isinstance(v, Cell)}
+    if any(_binds(node, name) for node in ast.walk(tree)) or not _in_a_call_of(tree, frames[-1].lineno, cells):
+        return ""
+    vectors = [k for k, v in frame.f_globals.items() if isinstance(v, sympy.Basic) and not k.startswith("_")]
+    close = [] if pythons_suggestion(error) else difflib.get_close_matches(name, vectors, n=3, cutoff=0.5)
+    return (f"no line of the script defines '{name}' (its line removed, or the name misspelt?): a cell's vectors are "
+            f"the variables its lines assign, as {name} = cell.let(\"{name}\", ...) would"
+            + (f"; close to it, the script defines {', '.join(close)}" if close else ""))
+
+
+def _in_a_call_of(tree, line, cells):
+    """Whether the statement on a line calls a method of one of the variables named in cells."""
+    return any(isinstance(call.func, ast.Attribute) and isinstance(call.func.value, ast.Name)
+               and call.func.value.id in cells and call.lineno <= line <= (call.end_lineno or call.lineno)
+               for call in ast.walk(tree) if isinstance(call, ast.Call))
+
+
 def _assigned_after(path, name, line):
     """The first line after ``line`` of the file at ``path`` that binds ``name``, or None."""
     try:
@@ -271,7 +322,8 @@ def _about_the_cell(error):
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
             or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error))
+            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error)
+                                        or _undefined_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
 

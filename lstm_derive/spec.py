@@ -228,8 +228,10 @@ class Cell:
         """``W_v1 v1 + W_v2 v2 + ... + bias``, split into blocks of size H.
 
         ``blocks`` is the list of the pre-activation names (or their count);
-        ``bias`` is a name, None (or False, as PyTorch writes it), or one name per input (PyTorch
-        keeps one per input).
+        ``bias`` is a name (one bias vector), None (or False, as PyTorch writes it), or a list of
+        names: one per input, each a bias vector of its own that the affine adds with the others
+        (PyTorch keeps one per input), or one name, which is one bias whatever the number of inputs,
+        as the name alone is.
         Weight ``name_v`` multiplies input ``v``. Returns the block symbols.
         """
         where = self._caller()
@@ -322,22 +324,35 @@ class Cell:
 
     def divided_states(self, at_zero=False):
         """The states whose previous value a denominator reads, directly or through lets (h =
-        tanh(a)/n with n = n_prev + i): near zero a step is near a pole. With at_zero, those whose
-        previous value makes a denominator zero at zero (h = tanh(a)/n_prev): a step from zeros
-        divides by zero."""
-        prevs = {self.prev(s): s for s in self.states}
-        reads = {}  # let -> the states whose previous value it reads, directly or through lets
-        for let in self.lets:
-            reads[let.symbol] = {prevs[v] for v in let.expr.free_symbols if v in prevs} | {
-                s for v in let.expr.free_symbols for s in reads.get(v, ())}
-        found = set()
-        for let in self.lets:
-            for base in [p.base for p in let.expr.atoms(sympy.Pow) if p.exp.is_negative]:
-                if at_zero:
-                    found |= {s for prev, s in prevs.items() if prev in base.free_symbols and base.subs(prev, 0) == 0}
-                else:
-                    found |= {s for v in base.free_symbols for s in ({prevs[v]} if v in prevs else reads.get(v, ()))}
+        tanh(a)/n with n = n_prev + i): near zero a step is near a pole. With at_zero, those read by
+        a denominator that is zero where every state is (zero_poles())."""
+        if at_zero:
+            found = {s for _, _, states in self.zero_poles() for s in states}
+        else:
+            reads = self._states_read()
+            found = {s for let in self.lets for base in _denominators(let.expr) for s in _read_by(base, reads)}
         return [s for s in self.states if s in found]
+
+    def zero_poles(self):
+        """(let, denominator, states it reads) for each denominator that is zero where every state is
+        zero (h = tanh(a)/n_prev, or c/n with n = f*n_prev): from zeros, the kernel's initial state
+        for None, the first step divides by zero."""
+        reads = self._states_read()
+        at_zero = {self.prev(s): sympy.S.Zero for s in self.states}
+        poles = []
+        for let in self.lets:
+            poles += [(let, base, [s for s in self.states if s in _read_by(base, reads)])
+                      for base in _denominators(let.expr) if base.xreplace(at_zero) == 0]
+            at_zero[let.symbol] = let.expr.xreplace(at_zero)
+        return poles
+
+    def _states_read(self):
+        """Each let's and each previous value's symbol -> the states whose previous value it reads,
+        directly or through lets."""
+        reads = {self.prev(s): {s} for s in self.states}
+        for let in self.lets:
+            reads[let.symbol] = _read_by(let.expr, reads)
+        return reads
 
     def parameter_names(self):
         names = []
@@ -407,10 +422,30 @@ class Cell:
 
     def warnings(self):
         """Warnings ("where: what") about the cell, once validate() has found it valid: the parts
-        nothing reads (unread()), and expressions so long that their derivation grows out of hand
-        (long())."""
+        nothing reads (unread()), expressions so long that their derivation grows out of hand
+        (long()), and denominators that the kernel's default initial state makes zero (poles())."""
         self.validate()
-        return self.unread() + self.long()
+        return self.unread() + self.long() + self.poles()
+
+    def poles(self):
+        """A warning for each denominator that is zero where every state is: the checks pass, as they
+        start no state at zero, but forward(params, x) starts every state there and gives nan."""
+        return [f"{let.where}: '{let.symbol}' divides by {base}, which is zero where {_states_are(states)} "
+                f"zero: from the default initial state (None: zeros) the kernel's forward divides by zero at the "
+                f"first step, and its gradients, and perhaps its outputs, are inf or "
+                f"nan, though the checks, which start no state at zero, pass; pass forward an initial state with "
+                f"{' and '.join(states)} nonzero{self._positive_hint(states)}"
+                for let, base, states in self.zero_poles()]
+
+    def _positive_hint(self, states):
+        """What positive=True does for the states of a pole at zero, which it does not remove."""
+        declared = [s for s in states if s in self.positive_states]
+        if declared:  # the checks start it above zero, the kernel's None does not
+            return (f" (positive=True on {' and '.join(declared)} starts the checks above zero, not the kernel's "
+                    "forward)")
+        declare = ", ".join(f"cell.state('{s}', positive=True)" for s in states)
+        stay = "stay" if len(states) > 1 else "stays"
+        return f" (and where {' and '.join(states)} {stay} above zero, {declare} starts the checks there too)"
 
     def long(self):
         """A warning for each let whose expression has more than LONG operations: the derivative of
@@ -866,6 +901,20 @@ class Cell:
             if outer is not None:
                 return Declared(_beside(frame.f_code.co_filename, script), frame.f_lineno, script, outer.f_lineno)
         return Declared(frame.f_code.co_filename, frame.f_lineno)
+
+
+def _states_are(states):
+    return f"the state {states[0]} is" if len(states) == 1 else f"the states {' and '.join(states)} are"
+
+
+def _denominators(expr):
+    """The bases expr divides by: n for c/n, 1 + a**2 for 1/(1 + a**2)**2."""
+    return [p.base for p in expr.atoms(sympy.Pow) if p.exp.is_negative]
+
+
+def _read_by(expr, reads):
+    """The states whose previous value expr reads, directly or through lets (reads: Cell._states_read)."""
+    return {s for v in expr.free_symbols for s in reads.get(v, ())}
 
 
 def column_view(buffer, blocks):

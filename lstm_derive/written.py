@@ -50,10 +50,9 @@ def _variables(tree, line, names, cell):
     c = cell.let("c_new", ...), hp = cell.state("h"), i_pre, f_pre = cell.affine(..., blocks=[...])."""
     affines = {a.name: a.blocks for a in cell.affines}
     held = {}
-    for assign in sorted(_assignments(tree), key=lambda node: node.lineno):
-        if assign.lineno >= line:
+    for assigned, targets, call in _assignments(tree):
+        if assigned >= line:
             break
-        call, targets = assign.value, assign.targets[0]
         what = call.args[0].value
         if call.func.attr == "let" and isinstance(targets, ast.Name) and what in names:
             held[targets.id] = names[what]
@@ -67,12 +66,27 @@ def _variables(tree, line, names, cell):
 
 @functools.lru_cache(maxsize=32)
 def _assignments(tree):
-    """The script's assignments of one target from a call cell.let, cell.state or cell.affine
-    whose first argument is the node's name as a string."""
-    return tuple(node for node in ast.walk(tree) if isinstance(node, ast.Assign) and len(node.targets) == 1
-                 and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
-                 and node.value.func.attr in ("let", "state", "affine") and node.value.args
-                 and isinstance(node.value.args[0], ast.Constant) and isinstance(node.value.args[0].value, str))
+    """(line, target, call) for the script's assignments of a call cell.let, cell.state or
+    cell.affine whose first argument is the node's name as a string, in the order of their lines:
+    c = cell.let("c_new", ...), and each pair of c, n = cell.let("c_new", ...), cell.let("n_new", ...)."""
+    pairs = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1):
+            continue
+        target, value = node.targets[0], node.value
+        if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) \
+                and len(target.elts) == len(value.elts):
+            pairs += [(node.lineno, t, v) for t, v in zip(target.elts, value.elts)]
+        else:
+            pairs.append((node.lineno, target, value))
+    return tuple(sorted((pair for pair in pairs if _names_a_node(pair[2])), key=lambda pair: pair[0]))
+
+
+def _names_a_node(value):
+    """Whether value is a call cell.let, cell.state or cell.affine given the node's name as a string."""
+    return (isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute)
+            and value.func.attr in ("let", "state", "affine") and value.args
+            and isinstance(value.args[0], ast.Constant) and isinstance(value.args[0].value, str))
 
 
 def _script_tree(path):

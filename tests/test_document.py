@@ -1273,6 +1273,19 @@ def test_a_positive_state_is_said_to_be_needed_above_zero():
     assert "declared positive" not in (DERIVATIONS / "lstm.md").read_text()
 
 
+
+def test_a_division_that_zero_states_make_by_zero_is_said_where_the_states_are_introduced():
+    """The kernel's docstring says so of forward's state; the document, of the equation."""
+    cell = Cell("pole", title="A division by the previous normaliser")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n", positive=True)
+    a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
+    cell.update(h=tanh(a) / n_prev, n=n_prev + sigmoid(i))
+    text = _flat_text(cell)
+    assert "(3) h = tanh_a/n_prev" in text  # the equation that divides, as numbered
+    assert ("Equation (3) divides by zero where n_prev is zero, as in the kernel's default initial state (zeros, "
+            "for None): give its forward an initial n that is nonzero.") in text
+    assert "divides by zero" not in (DERIVATIONS / "lstm.md").read_text()
+
 # -- backpropagation through time, as one listing ---------------------------------------------
 
 

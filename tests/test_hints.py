@@ -40,6 +40,24 @@ def test_a_function_of_numbers_on_a_cell_vector_is_refused_with_a_hint(tmp_path,
     refused(tmp_path, capsys, body, "TypeError", fragment)
 
 
+@pytest.mark.parametrize("expr, hint", [
+    ("math.tanh(a)", "write tanh(...), not math.tanh(...), with from lstm_derive import tanh: math's functions take "
+                     "numbers, not a cell's vectors, which take lstm_derive's (sigmoid, tanh, relu, softplus, exp)"),
+    ("math.tanh(1 - math.exp(a))", "write tanh(...) and exp(...), not math.tanh(...) and math.exp(...), with "
+                                   "from lstm_derive import tanh, exp: "),
+])
+def test_maths_function_that_the_language_has_is_named_with_what_to_write(tmp_path, capsys, expr, hint):
+    """SymPy's message names no function ("Cannot convert expression to float"): the script's line does."""
+    body = f"import math\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError: Cannot convert expression to float; " + hint)
+
+
+def test_maths_function_that_the_language_lacks_gets_no_function_to_write(tmp_path, capsys):
+    body = "import math\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=math.sin(a))  # <- here\n"
+    message = refused(tmp_path, capsys, body, "math's functions take numbers, not a cell's vectors")
+    assert "write" not in message and "import" not in message
+
+
 @pytest.mark.parametrize("expr, name", [
     ("tanh(a) + np.max(h_prev)", "np.max"),  # would be h_prev itself
     ("tanh(a - np.mean(a))", "np.mean"),  # a - a: 0
@@ -200,6 +218,22 @@ def test_a_name_read_before_the_line_that_assigns_it_says_where_it_is_assigned(t
     says only that the name is not defined."""
     message = refused(tmp_path, capsys, body, "NameError: name ", hint)
     assert "Did you mean" not in message  # Python's guess for 'late' is 'float'
+
+
+def test_a_name_no_line_defines_is_said_so_with_the_close_names_the_script_defines(tmp_path, capsys):
+    """A let's line removed and its use kept: Python says only that the name is not defined."""
+    body = ("a_g, a_o = cell.affine('W', [x, h_prev], blocks=['a_g', 'a_o'])\ng = cell.let('g', tanh(a_g))\n"
+            "cell.update(h=o * g)  # <- here\n")
+    message = refused(tmp_path, capsys, body, "NameError: name 'o' is not defined; no line of the script defines 'o' "
+                      "(its line removed, or the name misspelt?): a cell's vectors are the variables its lines "
+                      "assign, as o = cell.let(\"o\", ...) would; close to it, the script defines a_o")
+    assert "Did you mean" not in message
+
+
+def test_a_name_no_line_defines_outside_the_cells_calls_is_left_to_python(tmp_path, capsys):
+    body = "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))\nprint(steps)  # <- here\n"
+    message = refused(tmp_path, capsys, body, "NameError: name 'steps' is not defined")
+    assert "no line of the script defines" not in message
 
 
 def test_a_name_read_before_its_line_parses_the_script_once_for_the_suggestion_and_the_hint(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ script loaded and derived in-process raises the SpecError itself.
 """
 
 import ast
+import dataclasses
 import importlib
 import os
 import re
@@ -362,6 +363,20 @@ def test_an_affine_with_no_inputs(tmp_path, capsys):
         (a,) = cell.affine("W", [])  # <- here
         cell.update(h=tanh(a))
         """, "affine 'W' has no inputs", "give it a list of vectors")
+
+
+@pytest.mark.parametrize("bias, biases", [("'b1'", ["b1"]), ("['b1']", ["b1"]), ("('b_x', 'b_h')", ["b_x", "b_h"])])
+def test_a_list_of_one_bias_is_one_bias_whatever_the_number_of_inputs(tmp_path, bias, biases):
+    """One name per input gives each input's bias its own parameter; a list of one is the name alone."""
+    script, _ = write_script(tmp_path, f"""\
+        (a,) = cell.affine("W", [x, h_prev], bias={bias})
+        cell.update(h=tanh(a))
+        """)
+    kernel = {}
+    exec(emit_kernel(derive(load_cell(script))), kernel)
+    shapes = kernel["param_shapes"](3, 4)
+    assert [name for name in shapes if name.startswith("b")] == biases
+    assert all(shapes[name] == (4,) for name in biases)
 
 
 @pytest.mark.parametrize("no_bias", [None, False])
@@ -987,6 +1002,50 @@ def test_the_states_a_denominator_reads():
     n = cell.let("n", n_prev + sigmoid(i))  # never zero where n_prev is
     cell.update(h=tanh(a) / n + a / (2 * m_prev), n=n, m=m_prev + 1)
     assert cell.divided_states() == ["n", "m"] and cell.divided_states(at_zero=True) == ["m"]
+
+
+def test_a_denominator_zero_through_a_let_is_a_pole_at_zero():
+    """n = f*n_prev is zero where n_prev is, so h = tanh(a)/n divides by zero from zeros; n =
+    f*n_prev + 1 is not, and 1/(h_prev + n_prev) is zero only where both states are."""
+    cell = Cell("through")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n")
+    a, a_f = cell.affine("W", [x, h_prev], blocks=["a", "a_f"])
+    n = cell.let("n_new", sigmoid(a_f) * n_prev)
+    cell.update(h=tanh(a) / n, n=n)
+    assert cell.divided_states(at_zero=True) == ["n"]
+    assert [(str(let.symbol), str(base), states) for let, base, states in cell.zero_poles()] == [
+        ("h", "n_new", ["n"])]
+    cell.nodes[-2] = dataclasses.replace(cell.nodes[-2], expr=sigmoid(a_f) * n_prev + 1)
+    assert cell.divided_states(at_zero=True) == []
+    both = Cell("both")
+    x, h_prev, n_prev = both.input("x"), both.state("h"), both.state("n")
+    (a,) = both.affine("W", [x, h_prev], blocks=["a"])
+    both.update(h=tanh(a) / (h_prev + n_prev), n=n_prev + a)
+    assert both.divided_states(at_zero=True) == ["h", "n"]
+
+
+def test_a_division_by_a_state_that_zeros_make_zero_is_warned_of(tmp_path):
+    """The checks never start a state at zero, so only the warning tells that forward(params, x)
+    divides by zero at its first step; a positive state is told that positive=True does not help."""
+    script, line = write_script(tmp_path, """\
+        c_prev = cell.state("c")
+        a_i, a_f, a_g, a_o = cell.affine("W", [x, h_prev], blocks=["a_i", "a_f", "a_g", "a_o"])
+        c = cell.let("c", sigmoid(a_f) * c_prev + sigmoid(a_i) * tanh(a_g) + 1 / h_prev)  # <- here
+        cell.update(c=c, h=sigmoid(a_o) * tanh(c))
+        """)
+    [warning] = load_cell(script).warnings()
+    assert warning == (
+        f"{script}:{line}: 'c' divides by h_prev, which is zero where the state h is zero: from the default "
+        "initial state (None: zeros) the kernel's forward divides by zero at the first step, and its gradients, "
+        "and perhaps its outputs, are inf or nan, though the checks, which start no state at zero, pass; pass "
+        "forward an initial state with h nonzero (and where h stays above zero, cell.state('h', positive=True) "
+        "starts the checks there too)")
+    script.write_text(script.read_text().replace('cell.state("h")', 'cell.state("h", positive=True)'))
+    [warning] = load_cell(script).warnings()
+    assert warning.endswith("with h nonzero (positive=True on h starts the checks above zero, not the kernel's "
+                            "forward)")
+    script.write_text(script.read_text().replace("1 / h_prev", "1 / (1 + h_prev**2)"))
+    assert load_cell(script).warnings() == []
 
 
 @pytest.mark.parametrize("expr, constant", [("sigmoid(a_f) - sigmoid(a_f)", "0"), ("tanh(a_f)/tanh(a_f) + 1", "2")])

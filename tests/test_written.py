@@ -83,3 +83,18 @@ def test_a_variable_that_holds_a_node_under_another_name_reads_as_the_node(tmp_p
     cell = derive(load_cell(script)).cell
     forms = {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets}
     assert forms["c_new"] == "o*c_prev + (1 - o)*i" and forms["h"] == "o*c_new/n_new"
+
+
+def test_variables_assigned_side_by_side_read_as_their_nodes(tmp_path):
+    """c, n = cell.let("c_new", ...), cell.let("n_new", ...): each pair of the line is read as one
+    assignment; the line was not, and -a_s*r + c/n showed SymPy's c_new/n_new - a_s*r."""
+    script, _ = write_script(tmp_path, """
+        c_prev, cp = cell.state("c"), cell.state("n", positive=True)
+        a_s, a_r = cell.affine("W", [x, h_prev], blocks=["a_s", "a_r"])
+        r = cell.let("r", sigmoid(a_r))
+        c, n = cell.let("c_new", r * c_prev + 1), cell.let("n_new", r * cp + 1)
+        cell.update(c=c, n=n, h=cell.let("h_new", -a_s * r + c / n))
+        """)
+    cell = load_cell(script)
+    forms = {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets}
+    assert forms["n_new"] == "r*n_prev + 1" and forms["h_new"] == "-a_s*r + c_new/n_new"

@@ -54,6 +54,7 @@ def _forward_section(d):
         many = len(cell.positive_states) > 1
         new += (f" {positive} {'are' if many else 'is'} declared positive: the cell needs "
                 f"{'them' if many else 'it'} above 0 (a normaliser it divides by), as the equations below assume.")
+    new += _zero_pole_prose(d)
 
     def intro(written):
         return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1.{new} "
@@ -64,6 +65,21 @@ def _forward_section(d):
                           "a power"),
                     plain=intro("* or ⊙ in the equations; a matrix product, ·; ** is a power"))]
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
+
+
+def _zero_pole_prose(d):
+    """What the kernel's forward docstring says of a denominator that zero states make zero: its
+    default initial state, zeros, is then no state to start from."""
+    poles = d.cell.zero_poles()
+    if not poles:
+        return ""
+    numbers = sorted({eq.number for eq in d.forward for let, _, _ in poles if eq.node is let})
+    states = [s for s in d.cell.states if any(s in read for _, _, read in poles)]
+    many, prevs = len(states) > 1, _join([f"`{s}_prev`" for s in states])
+    return (f" {'Equations' if len(numbers) > 1 else 'Equation'} {_numbers(numbers)} "
+            f"{'divide' if len(numbers) > 1 else 'divides'} by zero where {prevs} {'are' if many else 'is'} zero, "
+            f"as in the kernel's default initial state (zeros, for None): give its `forward` an initial "
+            f"{_join([f'`{s}`' for s in states])} that {'are' if many else 'is'} nonzero.")
 
 
 def _placeholder(cell):
