@@ -390,3 +390,23 @@ def test_a_quotient_is_one_division_into_its_storage():
     a, b = sympy.symbols("a b")
     assert _product_into("q", a * sympy.exp(-b), _CodePrinter()) == "np.multiply(a, np.exp(-b), out=q)"
     assert _product_into("q", a / (1 + sympy.exp(-b)), _CodePrinter()) == "np.divide(a, 1 + np.exp(-b), out=q)"
+
+
+def test_a_sum_that_starts_with_a_name_or_a_number_is_added_into_its_storage():
+    """m = a_z + relu(v) and n = 1 + z + f*(n_prev - z): the first two terms with one np.add into the
+    state's storage, not a fill of it and an addition."""
+    loop = _checked_loop("""
+        from lstm_derive import Cell, relu, sigmoid, tanh
+
+        cell = Cell("summed", title="A normaliser and a floor")
+        x = cell.input("x")
+        h_prev, n_prev, m_prev = cell.state("h"), cell.state("n", positive=True), cell.state("m")
+        a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+        f = cell.let("f", sigmoid(a_f))
+        z = cell.let("z", tanh(a_z))
+        m = cell.let("m_new", a_z + relu(m_prev - a_z))
+        n = cell.let("n_new", f * n_prev + (1 - f) * z + 1)
+        cell.update(h=z * m / n, n=n, m=m)
+    """)
+    assert "np.add(a_z, relu0, out=m_new)" in loop and "np.add(z, one, out=n_new)" in loop
+    assert "[...] = " not in loop

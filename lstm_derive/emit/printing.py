@@ -148,6 +148,8 @@ def _into(target, expr, printer):
             terms.insert(0, products[0])
         first, *rest = terms
         lines = _into(target, first, printer)
+        if rest and lines == [f"{_whole(target)} = {code(first)}"]:  # a_i + relu0: one call, not a fill and an addition
+            lines = [_sum_of_two_into(target, first, rest.pop(0), code)]
         for term in rest:
             if term.could_extract_minus_sign():
                 lines.append(f"{target} -= {code(-term)}")
@@ -163,6 +165,15 @@ def _into(target, expr, printer):
     if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
         return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]
+
+
+def _sum_of_two_into(target, first, second, code):
+    """first + second into target with one call, a number last (z + one, as 1 + z is written above)."""
+    if second.could_extract_minus_sign():
+        return f"np.subtract({code(first)}, {code(-second)}, out={target})"
+    if first.is_Number:
+        first, second = second, first
+    return f"np.add({code(first)}, {code(second)}, out={target})"
 
 
 def _product_into(target, expr, printer):
