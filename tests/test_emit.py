@@ -342,12 +342,19 @@ PROJECTED = """
 """
 
 
-def _checked_loop(script):
-    """The forward loop of a script's kernel, whose gradients are checked first."""
+def _checked_source(script):
+    """A script's kernel source, whose gradients are checked first, with sequences of their own
+    lengths as well."""
     with tempfile.TemporaryDirectory() as directory:
         kernel, source = kernel_of(textwrap.dedent(script), directory)
-        reports = check_kernel(kernel, T=3, B=2, D=2, H=3)
+        reports = check_kernel(kernel, T=3, B=2, D=2, H=3) + check_kernel(kernel, T=3, B=2, D=2, H=3, lengths=[3, 1])
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
+    return source
+
+
+def _checked_loop(script):
+    """The forward loop of a script's kernel, whose gradients are checked first."""
+    source = _checked_source(script)
     return source[source.index("for t in range(T):"):source.index("\n    ys = ")]
 
 
@@ -410,3 +417,14 @@ def test_a_sum_that_starts_with_a_name_or_a_number_is_added_into_its_storage():
     """)
     assert "np.add(a_z, relu0, out=m_new)" in loop and "np.add(z, one, out=n_new)" in loop
     assert "[...] = " not in loop
+
+
+def test_a_block_whose_adjoint_is_a_states_is_summed_into_its_storage():
+    """r = a_r: dr = dys[t] + dr_next is added into da_r's storage, which dr names, not formed
+    and then copied there at every step; an ended sequence's dr still passes to its r_prev."""
+    source = _checked_source(PROJECTED)
+    step = source[source.index("for t in reversed(range(t0, t1)):"):source.index("# The weights' gradients")]
+    assert "dr = da_r_seq[t]  # (11) dL/da_r = dL/dr: one array" in step
+    assert "np.add(dys[t], dr_next, out=dr)  # (10) dL/dr" in step
+    assert "da_r_seq[t] = " not in step and "dr_passing" not in step
+    assert step.index("dr_next = np.where(ended[t], dr, dr_next)") < step.index("np.copyto(da_r_seq[t], 0")
