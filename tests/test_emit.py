@@ -428,3 +428,33 @@ def test_a_block_whose_adjoint_is_a_states_is_summed_into_its_storage():
     assert "np.add(dys[t], dr_next, out=dr)  # (10) dL/dr" in step
     assert "da_r_seq[t] = " not in step and "dr_passing" not in step
     assert step.index("dr_next = np.where(ended[t], dr, dr_next)") < step.index("np.copyto(da_r_seq[t], 0")
+
+
+NUMBERS = """
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("numbered", title="A memory with numbers of its own")
+    x = cell.input("x")
+    h_prev, c_prev = cell.state("h"), cell.state("c")
+    a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+    f = cell.let("f", sigmoid(a_f))
+    c = cell.let("c_new", 0.5 * c_prev + f * tanh(a_z) / 2 + 3 * f * c_prev)
+    cell.update(c=c, h=tanh(c) * 0.2 - f / 3)
+"""
+
+
+def test_every_number_the_loops_read_is_an_array_made_once():
+    """0.5, 3, 0.2 and 1/3 in the loops are 0-d arrays of x's dtype made before them, named for
+    their values (a Python number is converted at every call); one a node's name takes is renamed."""
+    source = _checked_source(NUMBERS)
+    forward, backward = source.split("def backward(")
+    loops = [forward[forward.index("for t in range(T):"):forward.index("\n    ys = ")],
+             backward[backward.index("for t1 in range"):backward.index("# The weights' gradients")]]
+    steps = [loops[0], loops[1][loops[1].index("for t in reversed"):]]
+    code = "\n".join(line.split("#")[0] for step in steps for line in step.splitlines())
+    assert not re.findall(r"(?<![\w.*])\d+\.\d+|(?<![\w.*])\d+/\d+|, \d+, out=", code), code
+    assert "np.multiply(c_prev, half + three*f, out=c_new)" in forward and "h += num_0_2*tanh_c_new" in forward
+    assert "np.array(0.2, x.dtype), np.array(0.5, x.dtype)" in forward and "np.divide(-f, three, out=h)" in forward
+    assert "- third*dh  # (9) dL/df" in backward and "third = np.array(1/3, x.dtype)" in backward
+    renamed = _checked_source(NUMBERS.replace('cell.let("f", sigmoid(a_f))', 'cell.let("half", sigmoid(a_f))'))
+    assert "np.multiply(c_prev, half_value + three*half, out=c_new)" in renamed

@@ -107,7 +107,7 @@ def _backward_loop(k, in_loop):
     """The numbers made once and the loop over the steps, in spans where products are formed
     before the loop reaches them; in_loop: the summed adjoints the loop adds to."""
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
-    body = ["    " + line for line in _number_arrays(products + step)]
+    body = ["    " + line for line in _number_arrays(products + step, k.numbers)]
     body += [
         '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
     ]
@@ -622,7 +622,7 @@ def _step_printer(k):
             if v != k.x:
                 names[MatTerm(a, v)] = f"np.dot({f'dpre_{a.name}' if a.name in k.split else f'{_step_adjoints(a)}[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
-    return _CodePrinter(names, arrays=True)
+    return _CodePrinter(names, arrays=k.numbers)
 
 
 def _step_loads(k, entries):
