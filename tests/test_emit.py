@@ -458,3 +458,9 @@ def test_every_number_the_loops_read_is_an_array_made_once():
     assert "- third*dh  # (9) dL/df" in backward and "third = np.array(1/3, x.dtype)" in backward
     renamed = _checked_source(NUMBERS.replace('cell.let("f", sigmoid(a_f))', 'cell.let("half", sigmoid(a_f))'))
     assert "np.multiply(c_prev, half_value + three*half, out=c_new)" in renamed
+    import sympy
+
+    from lstm_derive.emit.printing import _CodePrinter, _Numbers
+
+    a = sympy.Symbol("a")  # exponents stay numbers, negative ones too, as the printer wrote them before
+    assert _CodePrinter(arrays=_Numbers(())).doprint(a**-2 + a**3 / 3) == "a**(-2) + a**3/three"

@@ -49,6 +49,7 @@ class _Numbers:
         """(name, the number as Python writes it) for every number named, in the order of their values."""
         return [self.named[value] for value in sorted(self.named)]
 
+
 # The functions NumPy computes (tanh, exp), by name, and the lines that write a function into storage.
 _NUMPY = {f.name: f.numpy for f in FUNCTIONS if f.numpy}
 _INTO = {f.cls: f.into for f in FUNCTIONS if f.into}
@@ -78,9 +79,9 @@ class _CodePrinter(StrPrinter):
         return super()._print(expr, **kwargs)
 
     def _print_Pow(self, expr, rational=False):
-        if self.arrays and expr.exp.is_Number and expr.exp > 0 and expr.exp != sympy.S.Half:
-            exp = _CodePrinter().doprint(expr.exp)
-            exp = exp if expr.exp.is_Integer else f"({exp})"
+        if self.arrays and expr.exp.is_Number and expr.exp not in (sympy.S.Half, -sympy.S.Half, sympy.S.NegativeOne):
+            exp = _CodePrinter().doprint(expr.exp)  # SymPy's sqrt(x), 1/sqrt(x), 1/x aside
+            exp = exp if expr.exp.is_Integer and expr.exp > 0 else f"({exp})"
             return f"{self.parenthesize(expr.base, precedence(expr), strict=False)}**{exp}"
         return super()._print_Pow(expr, rational)
 
