@@ -462,5 +462,5 @@ def test_every_number_the_loops_read_is_an_array_made_once():
 
     from lstm_derive.emit.printing import _CodePrinter, _Numbers
 
-    a = sympy.Symbol("a")  # exponents stay numbers, negative ones too, as the printer wrote them before
+    a = sympy.Symbol("a")  # exponents stay numbers, negative ones too: x**2 is NumPy's square
     assert _CodePrinter(arrays=_Numbers(())).doprint(a**-2 + a**3 / 3) == "a**(-2) + a**3/three"
