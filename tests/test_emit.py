@@ -342,12 +342,19 @@ PROJECTED = """
 """
 
 
-def _checked_loop(script):
-    """The forward loop of a script's kernel, whose gradients are checked first."""
+def _checked_source(script):
+    """A script's kernel source, whose gradients are checked first, with sequences of their own
+    lengths as well."""
     with tempfile.TemporaryDirectory() as directory:
         kernel, source = kernel_of(textwrap.dedent(script), directory)
-        reports = check_kernel(kernel, T=3, B=2, D=2, H=3)
+        reports = check_kernel(kernel, T=3, B=2, D=2, H=3) + check_kernel(kernel, T=3, B=2, D=2, H=3, lengths=[3, 1])
     assert all(r.ok for r in reports), "\n".join(map(str, reports))
+    return source
+
+
+def _checked_loop(script):
+    """The forward loop of a script's kernel, whose gradients are checked first."""
+    source = _checked_source(script)
     return source[source.index("for t in range(T):"):source.index("\n    ys = ")]
 
 
@@ -390,3 +397,70 @@ def test_a_quotient_is_one_division_into_its_storage():
     a, b = sympy.symbols("a b")
     assert _product_into("q", a * sympy.exp(-b), _CodePrinter()) == "np.multiply(a, np.exp(-b), out=q)"
     assert _product_into("q", a / (1 + sympy.exp(-b)), _CodePrinter()) == "np.divide(a, 1 + np.exp(-b), out=q)"
+
+
+def test_a_sum_that_starts_with_a_name_or_a_number_is_added_into_its_storage():
+    """m = a_z + relu(v) and n = 1 + z + f*(n_prev - z): the first two terms with one np.add into the
+    state's storage, not a fill of it and an addition."""
+    loop = _checked_loop("""
+        from lstm_derive import Cell, relu, sigmoid, tanh
+
+        cell = Cell("summed", title="A normaliser and a floor")
+        x = cell.input("x")
+        h_prev, n_prev, m_prev = cell.state("h"), cell.state("n", positive=True), cell.state("m")
+        a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+        f = cell.let("f", sigmoid(a_f))
+        z = cell.let("z", tanh(a_z))
+        m = cell.let("m_new", a_z + relu(m_prev - a_z))
+        n = cell.let("n_new", f * n_prev + (1 - f) * z + 1)
+        cell.update(h=z * m / n, n=n, m=m)
+    """)
+    assert "np.add(a_z, relu0, out=m_new)" in loop and "np.add(z, one, out=n_new)" in loop
+    assert "[...] = " not in loop
+
+
+def test_a_block_whose_adjoint_is_a_states_is_summed_into_its_storage():
+    """r = a_r: dr = dys[t] + dr_next is added into da_r's storage, which dr names, not formed
+    and then copied there at every step; an ended sequence's dr still passes to its r_prev."""
+    source = _checked_source(PROJECTED)
+    step = source[source.index("for t in reversed(range(t0, t1)):"):source.index("# The weights' gradients")]
+    assert "dr = da_r_seq[t]  # (11) dL/da_r = dL/dr: one array" in step
+    assert "np.add(dys[t], dr_next, out=dr)  # (10) dL/dr" in step
+    assert "da_r_seq[t] = " not in step and "dr_passing" not in step
+    assert step.index("dr_next = np.where(ended[t], dr, dr_next)") < step.index("np.copyto(da_r_seq[t], 0")
+
+
+NUMBERS = """
+    from lstm_derive import Cell, sigmoid, tanh
+
+    cell = Cell("numbered", title="A memory with numbers of its own")
+    x = cell.input("x")
+    h_prev, c_prev = cell.state("h"), cell.state("c")
+    a_f, a_z = cell.affine("W", [x, h_prev], blocks=["a_f", "a_z"])
+    f = cell.let("f", sigmoid(a_f))
+    c = cell.let("c_new", 0.5 * c_prev + f * tanh(a_z) / 2 + 3 * f * c_prev)
+    cell.update(c=c, h=tanh(c) * 0.2 - f / 3)
+"""
+
+
+def test_every_number_the_loops_read_is_an_array_made_once():
+    """0.5, 3, 0.2 and 1/3 in the loops are 0-d arrays of x's dtype made before them, named for
+    their values (a Python number is converted at every call); one a node's name takes is renamed."""
+    source = _checked_source(NUMBERS)
+    forward, backward = source.split("def backward(")
+    loops = [forward[forward.index("for t in range(T):"):forward.index("\n    ys = ")],
+             backward[backward.index("for t1 in range"):backward.index("# The weights' gradients")]]
+    steps = [loops[0], loops[1][loops[1].index("for t in reversed"):]]
+    code = "\n".join(line.split("#")[0] for step in steps for line in step.splitlines())
+    assert not re.findall(r"(?<![\w.*])\d+\.\d+|(?<![\w.*])\d+/\d+|, \d+, out=", code), code
+    assert "np.multiply(c_prev, half + three*f, out=c_new)" in forward and "h += num_0_2*tanh_c_new" in forward
+    assert "np.array(0.2, x.dtype), np.array(0.5, x.dtype)" in forward and "np.divide(-f, three, out=h)" in forward
+    assert "- third*dh  # (9) dL/df" in backward and "third = np.array(1/3, x.dtype)" in backward
+    renamed = _checked_source(NUMBERS.replace('cell.let("f", sigmoid(a_f))', 'cell.let("half", sigmoid(a_f))'))
+    assert "np.multiply(c_prev, half_value + three*half, out=c_new)" in renamed
+    import sympy
+
+    from lstm_derive.emit.printing import _CodePrinter, _Numbers
+
+    a = sympy.Symbol("a")  # exponents stay numbers, negative ones too: x**2 is NumPy's square
+    assert _CodePrinter(arrays=_Numbers(())).doprint(a**-2 + a**3 / 3) == "a**(-2) + a**3/three"

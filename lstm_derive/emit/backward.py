@@ -107,7 +107,7 @@ def _backward_loop(k, in_loop):
     """The numbers made once and the loop over the steps, in spans where products are formed
     before the loop reaches them; in_loop: the summed adjoints the loop adds to."""
     products, step = _hoisted_lines(k), _passing_ended(k, _backward_step(k), [s.adjoint for s in in_loop])
-    body = ["    " + line for line in _number_arrays(products + step)]
+    body = ["    " + line for line in _number_arrays(products + step, k.numbers)]
     body += [
         '    ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()',
     ]
@@ -180,7 +180,8 @@ def _kept_as_computed(step, name, value):
     """Whether the step computes name = value in a line of its own and neither writes into name nor
     assigns it again after: then name, after the step, is value."""
     lines = [line.split("  #")[0].strip() for line in step]
-    at = next((i for i, line in enumerate(lines) if line == f"{name} = {value}"), None)
+    computed = (f"{name} = {value}", f"np.add({value.replace(' + ', ', ')}, out={name})")  # (_root_into_block)
+    at = next((i for i, line in enumerate(lines) if line in computed), None)
     if at is None:
         return False
     assigns = tuple(f"{name} {op}" for op in ("=", "+=", "-=", "*=", "/=")) + (f"{name}[",)
@@ -555,6 +556,10 @@ class _StepEntries:
 
     def add_line(self, step):
         """The step's own line, which writes over no gate (a block's adjoint does, in add_blocks)."""
+        block = _kept_blocks(self.k).get(step.adjoint)
+        if block is not None:
+            self.entries += [(line, _reads(self.k, step), None) for line in _root_into_block(self.k, step, block, self.printer)]
+            return
         self.entries.append((_adjoint_line(self.k, step, self.printer), _reads(self.k, step), None))
 
     def add_blocks(self, a, blocks):
@@ -617,7 +622,7 @@ def _step_printer(k):
             if v != k.x:
                 names[MatTerm(a, v)] = f"np.dot({f'dpre_{a.name}' if a.name in k.split else f'{_step_adjoints(a)}[t]'}, {w})"
     names.update({adjoint(b): f"{adjoint(b)}_seq[t]" for a in k.cell.affines for b in a.blocks})
-    return _CodePrinter(names, arrays=True)
+    return _CodePrinter(names, arrays=k.numbers)
 
 
 def _step_loads(k, entries):
@@ -768,10 +773,11 @@ def _loop_cite(k, step):
     return f"({step.number}) dL/d{step.target}{_through(inlined)}"
 
 
-def _step_code(k, step, printer):
-    """The step's sum of terms as the textbook orders it, a local formed for the span by name."""
+def _step_code(k, step, printer, terms=None):
+    """The step's sum of terms (or of these of its terms) as the textbook orders it, a local formed
+    for the span by name."""
     terms = [f"{k.span_locals[t.local]}[t - t0]*{printer.doprint(t.adjoint)}" if t.local in k.span_locals
-             else t.text(printer) for t in k.loop_terms(step)]
+             else t.text(printer) for t in (k.loop_terms(step) if terms is None else terms)]
     return summed(terms)
 
 
@@ -780,6 +786,8 @@ def _adjoint_line(k, step, printer):
     code = _step_code(k, step, printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
+        if step in _kept_blocks(k).values():  # its root's line wrote it (_root_into_block)
+            return ""
         if chain is not None:  # a constant product of locals (any other is hoisted): -da for f = 1 - i
             cite = ", ".join(f"({n})" for n in chain.numbers)
             return f"{step.adjoint}_seq[t] = {printer.doprint(chain.factor * chain.root)}  # {cite} dL/d{step.target}"
@@ -799,6 +807,30 @@ def _adjoint_line(k, step, printer):
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"
+
+
+def _kept_blocks(k):
+    """{root: block step} for the blocks whose adjoint is, as it is, a sum the loop computes (da_r = dr
+    for r = a_r): the sum is written into the block's storage, where a copy of it was kept."""
+    kept, twinned = {}, lambda b: b in k.twins or any(b == twin for twin, _ in k.twins.values())
+    for step in k.d.steps:
+        chain = k.chains.get(step.number)
+        if step.kind != "block" or chain is None or chain.factor != 1 or not k.in_loop(step) or twinned(step.target):
+            continue
+        root = k.by_adjoint.get(chain.root)
+        if root is not None and k.in_loop(root) and not k.summed(root) and len(k.loop_terms(root)) > 1:
+            kept[chain.root] = step
+    return kept
+
+
+def _root_into_block(k, step, block, printer):
+    """dr = da_r_seq[t] and the sum dr's terms make, into it: da_r = dr with no copy of dr."""
+    (first, second, *rest), name = [_step_code(k, step, printer, [t]) for t in k.loop_terms(step)], step.adjoint
+    into = (f"np.subtract({first}, {second[1:]}, out={name})" if second.startswith("-")
+            else f"np.add({first}, {second}, out={name})")
+    return [f"{name} = {block.adjoint}_seq[t]  # ({block.number}) dL/d{block.target} = dL/d{step.target}: one array",
+            f"{into}  # {_loop_cite(k, step)}",
+            *(f"{name} -= {term[1:]}" if term.startswith("-") else f"{name} += {term}" for term in rest)]
 
 
 def _summed_line(k, step, in_loop):

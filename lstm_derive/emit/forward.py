@@ -156,7 +156,7 @@ def _forward_loop(k):
     if early:
         early = ["# The values that read no state, for all steps at once: one NumPy call each, not one a step."] + early
     loop = early + ["for t in range(T):"] + ["    " + line for line in step]
-    body = ["    " + line for line in _number_arrays(loop)]
+    body = ["    " + line for line in _number_arrays(loop, k.numbers)]
     if _has_sigmoid(k.cell):
         loop = ['# exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right',
                 "# (for real a; forward()'s docstring says how far complex a may go).",

@@ -14,7 +14,7 @@ import sympy
 
 from ..derive import Derivation, Term, adjoint, primal
 from ..spec import GATE_FUNCTIONS, Affine
-from .printing import _CodePrinter, _numbers
+from .printing import _CodePrinter, _Numbers, _numbers
 
 
 def _single(step):
@@ -79,6 +79,7 @@ class _Kernel:
         self.d = derivation
         self.pre_lets = pre_lets  # lets formed before the loop that affines read: their GEMMs are there too
         self.cell = cell = derivation.cell
+        self.numbers = _Numbers(name for name, _, _ in cell._kernel_names())  # the loops' numbers, named as printed
         self.shown = {id(eq.node): eq.shown for eq in derivation.forward}  # each let as the script writes it
         self.node_number = {id(eq.node): eq.number for eq in derivation.forward}  # node -> (n)
         self.x = cell.inputs[0]

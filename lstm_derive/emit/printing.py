@@ -21,6 +21,35 @@ _NUMBER_ARRAYS = {0: "zero", 1: "one", 2: "two"}
 
 _MADE_ONCE = {**_NUMBER_ARRAYS, -1: "minus_one"}  # and _sigmoid_into's -1, which no expression prints
 
+# The names of other numbers, by value; any other is num_ and its digits (num_0_2 for 0.2).
+_NUMBER_WORDS = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten",
+                 1 / 2: "half", 1 / 3: "third", 1 / 4: "quarter"}
+
+
+class _Numbers:
+    """The names of the numbers the loops read besides those of _MADE_ONCE, given as the code
+    printer meets them, each the name of its value unless a node of the cell has it (taken)."""
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+        self.named = {}  # value -> (name, the number as Python writes it)
+
+    def name(self, number):
+        """The name of a positive sympy number."""
+        value = float(number)
+        if value not in self.named:
+            name = _NUMBER_WORDS.get(value) or "num_" + re.sub(r"\W", "_", repr(value).replace("e-", "e_minus_"))
+            while name in self.taken or name in {n for n, _ in self.named.values()}:
+                name += "_value"
+            literal = f"{number.p}/{number.q}" if number.is_Rational and not number.is_Integer else repr(value)
+            self.named[value] = (name, str(int(value)) if number.is_Integer else literal)
+        return self.named[value][0]
+
+    def made_once(self):
+        """(name, the number as Python writes it) for every number named, in the order of their values."""
+        return [self.named[value] for value in sorted(self.named)]
+
+
 # The functions NumPy computes (tanh, exp), by name, and the lines that write a function into storage.
 _NUMPY = {f.name: f.numpy for f in FUNCTIONS if f.numpy}
 _INTO = {f.cls: f.into for f in FUNCTIONS if f.into}
@@ -28,8 +57,8 @@ _INTO = {f.cls: f.into for f in FUNCTIONS if f.into}
 
 class _CodePrinter(StrPrinter):
     """Prints an elementwise expression as NumPy code; ``names`` maps subexpressions to code.
-    With ``arrays``, the numbers of _NUMBER_ARRAYS print as their names (1 - z as one - z), but
-    not in exponents: x**2 stays NumPy's fast square."""
+    With ``arrays`` (a kernel's _Numbers), numbers print as the names of the arrays made of them
+    once (1 - z as one - z, z/3 as z/three), but not in exponents: x**2 stays NumPy's fast square."""
 
     def __init__(self, names=None, arrays=False, typed_calls=False):
         super().__init__({"order": "none"})
@@ -42,14 +71,18 @@ class _CodePrinter(StrPrinter):
             return self.names[expr]
         if self.arrays and getattr(expr, "is_Integer", False) and expr in _NUMBER_ARRAYS:
             return _NUMBER_ARRAYS[expr]
+        if self.arrays and getattr(expr, "is_Number", False) and expr.is_real:
+            return f"-{self._print(-expr)}" if expr < 0 else self.arrays.name(expr)
         if self.typed_calls and isinstance(expr, sympy.Function) and not expr.free_symbols:
             # NumPy's tanh(2) is a float64 scalar, which would make a float32 kernel's arrays float64
             return f"np.array({_CodePrinter(self.names).doprint(expr)}, x.dtype)"
         return super()._print(expr, **kwargs)
 
     def _print_Pow(self, expr, rational=False):
-        if self.arrays and expr.exp in _NUMBER_ARRAYS:
-            return f"{self.parenthesize(expr.base, precedence(expr), strict=False)}**{expr.exp}"
+        if self.arrays and expr.exp.is_Number and expr.exp not in (sympy.S.Half, -sympy.S.Half, sympy.S.NegativeOne):
+            exp = _CodePrinter().doprint(expr.exp)  # SymPy's sqrt(x), 1/sqrt(x), 1/x aside
+            exp = exp if expr.exp.is_Integer and expr.exp > 0 else f"({exp})"
+            return f"{self.parenthesize(expr.base, precedence(expr), strict=False)}**{exp}"
         return super()._print_Pow(expr, rational)
 
     def _print_Function(self, expr):  # NumPy's function (np.tanh), else the module's helper (sigmoid, positive)
@@ -110,19 +143,25 @@ def _tuple(items):
     return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
 
 
-def _number_arrays(loop):
-    """The line that makes the numbers the loop's lines name (one, two) arrays of x's dtype."""
+def _number_arrays(loop, numbers):
+    """The line that makes the numbers the loop's lines name (one, two; those of the kernel's
+    _Numbers) arrays of x's dtype."""
     code = "\n".join(line.split("#")[0] for line in loop)  # code alone: "one" in a comment is no number
-    numbers = [(name, n) for n, name in _MADE_ONCE.items() if _mentions(code, name)]
-    if not numbers:
+    made = [(name, n) for n, name in _MADE_ONCE.items()] + numbers.made_once()
+    made = [(name, n) for name, n in made if _mentions(code, name)]
+    if not made:
         return []
-    return [f"{_assign_tuple([n for n, _ in numbers], [f'np.array({v}, x.dtype)' for _, v in numbers])}"
-            "  # arrays of x's dtype: a Python number is converted at every call"]
+    why = "arrays of x's dtype: a Python number is converted at every call"
+    names, arrays = ", ".join(n for n, _ in made), [f"np.array({v}, x.dtype)" for _, v in made]
+    if len(made) <= 2:
+        return [f"{names} = {', '.join(arrays)}  # {why}"]
+    return [f"# {why}", *_wrapped(f"{names} = (", arrays, ")", bare=True)]
 
 
 def _aux_printer(k, arrays=False):
-    """Prints the calls the backward pass reads by their names: tanh(c) as tanh_c."""
-    return _CodePrinter({call: str(name) for call, name in k.aux.items()}, arrays)
+    """Prints the calls the backward pass reads by their names: tanh(c) as tanh_c; with arrays,
+    numbers as the names of k's (_Numbers)."""
+    return _CodePrinter({call: str(name) for call, name in k.aux.items()}, k.numbers if arrays else None)
 
 
 def _into(target, expr, printer):
@@ -148,6 +187,8 @@ def _into(target, expr, printer):
             terms.insert(0, products[0])
         first, *rest = terms
         lines = _into(target, first, printer)
+        if rest and lines == [f"{_whole(target)} = {code(first)}"]:  # a_i + relu0: one call, not a fill and an addition
+            lines = [_sum_of_two_into(target, first, rest.pop(0), code)]
         for term in rest:
             if term.could_extract_minus_sign():
                 lines.append(f"{target} -= {code(-term)}")
@@ -163,6 +204,15 @@ def _into(target, expr, printer):
     if isinstance(expr, sympy.Pow) and expr.exp == 2:  # no temporary to copy in
         return [f"np.square({code(expr.base)}, out={target})"]
     return [f"{_whole(target)} = {code(expr)}"]
+
+
+def _sum_of_two_into(target, first, second, code):
+    """first + second into target with one call, a number last (z + one, as 1 + z is written above)."""
+    if second.could_extract_minus_sign():
+        return f"np.subtract({code(first)}, {code(-second)}, out={target})"
+    if first.is_Number:
+        first, second = second, first
+    return f"np.add({code(first)}, {code(second)}, out={target})"
 
 
 def _product_into(target, expr, printer):
