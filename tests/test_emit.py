@@ -77,7 +77,7 @@ def test_the_docstring_says_when_none_s_zeros_are_a_pole():
         a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
         cell.update(h=tanh(a) / n_prev, n=n_prev + sigmoid(i))
     """)
-    said = "An equation divides by n at zero: None's zeros make the first step divide by zero; start n above zero."
+    said = "An equation divides by n at zero: None's zeros make the first step divide by zero; give n a nonzero initial value."
     assert said in kernel_source(script)
     assert "divides by" not in kernel_source(script.replace("tanh(a) / n_prev", "tanh(a) / (n_prev + 1)"))
 

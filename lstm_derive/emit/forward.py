@@ -45,7 +45,7 @@ def _pole_state_doc(k):
         return []
     names = " and ".join(poles)
     return [f"        An equation divides by {names} at zero: None's zeros make the first step divide by zero; "
-            f"start {names} above zero."]
+            f"give {names} a nonzero initial value."]
 
 
 def _buffers(k):
