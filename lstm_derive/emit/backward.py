@@ -556,7 +556,7 @@ class _StepEntries:
 
     def add_line(self, step):
         """The step's own line, which writes over no gate (a block's adjoint does, in add_blocks)."""
-        block = _kept_blocks(self.k).get(step.adjoint)
+        block = self.k.kept_blocks.get(step.adjoint)
         if block is not None:
             self.entries += [(line, _reads(self.k, step), None) for line in _root_into_block(self.k, step, block, self.printer)]
             return
@@ -786,7 +786,7 @@ def _adjoint_line(k, step, printer):
     code = _step_code(k, step, printer)
     if step.kind == "block":
         chain = k.chains.get(step.number)
-        if step in _kept_blocks(k).values():  # its root's line wrote it (_root_into_block)
+        if step in k.kept_blocks.values():  # its root's line wrote it (_root_into_block)
             return ""
         if chain is not None:  # a constant product of locals (any other is hoisted): -da for f = 1 - i
             cite = ", ".join(f"({n})" for n in chain.numbers)
@@ -807,20 +807,6 @@ def _adjoint_line(k, step, printer):
     if not step.terms:
         return f"{step.adjoint} = np.zeros((B, H), x.dtype){where}"
     return f"{step.adjoint} = {code}{where}"
-
-
-def _kept_blocks(k):
-    """{root: block step} for the blocks whose adjoint is, as it is, a sum the loop computes (da_r = dr
-    for r = a_r): the sum is written into the block's storage, where a copy of it was kept."""
-    kept, twinned = {}, lambda b: b in k.twins or any(b == twin for twin, _ in k.twins.values())
-    for step in k.d.steps:
-        chain = k.chains.get(step.number)
-        if step.kind != "block" or chain is None or chain.factor != 1 or not k.in_loop(step) or twinned(step.target):
-            continue
-        root = k.by_adjoint.get(chain.root)
-        if root is not None and k.in_loop(root) and not k.summed(root) and len(k.loop_terms(root)) > 1:
-            kept[chain.root] = step
-    return kept
 
 
 def _root_into_block(k, step, block, printer):

@@ -163,6 +163,22 @@ class _Kernel:
         return early
 
     @functools.cached_property
+    def kept_blocks(self):
+        """{root: block step} for the blocks whose adjoint is, as it is, a sum the loop computes (da_r = dr
+        for r = a_r): the sum is written into the block's storage, where a copy of it was kept."""
+        twins = set(self.twins) | {twin for twin, _ in self.twins.values()}
+        kept = {}
+        for step in self.d.steps:
+            chain = self.chains.get(step.number)
+            if (step.kind != "block" or chain is None or chain.factor != 1 or not self.in_loop(step)
+                    or step.target in twins):
+                continue
+            root = self.by_adjoint.get(chain.root)
+            if root is not None and self.in_loop(root) and not self.summed(root) and len(self.loop_terms(root)) > 1:
+                kept[chain.root] = step
+        return kept
+
+    @functools.cached_property
     def zero_adjoints(self):
         """The loop's adjoints that are zero at every step: a previous state that no equation reads
         (an SRU's h_prev)."""
