@@ -15,7 +15,9 @@ import sys
 import tokenize
 from pathlib import Path
 
+import numpy as np
 import pytest
+import sympy
 
 from lstm_derive import Cell, cli, derive, exp, relu, sigmoid, softplus, tanh
 from lstm_derive.document import derivation_latex, derivation_markdown, derivation_text, kernel_lines, provenance, step_text
@@ -879,11 +881,53 @@ def test_the_saturation_bounds_of_tanh_through_a_sigmoid_are_those_of_the_gates_
     gru's candidate and rnn's h are np.tanh, and theirs say nothing of it. Without the kernel's text
     the document does not guess."""
     docs = {n: " ".join((DERIVATIONS / f"{n}.md").read_text().split()) for n in ("lstm", "gru", "rnn", "lstm_peephole")}
-    assert ("The kernel computes `g` (4) as 2σ(2a) - 1 of its argument a, which reaches ±1 sooner: 1 past a ≈ 18.4 "
-            "and -1 past a ≈ -19.1") in docs["lstm"]
+    assert "The kernel computes `g` (4) as 2σ(2a) - 1 of its argument a" in docs["lstm"]
     assert "The kernel computes `g` (4) as 2σ(2a) - 1" in docs["lstm_peephole"]
     assert "2σ(2a) - 1" not in docs["gru"] and "2σ(2a) - 1" not in docs["rnn"]
     assert "2σ(2a) - 1" not in _flat_text(load_cell(DERIVATIONS / "lstm.py"))  # no kernel: nothing said of it
+
+
+def _first_saturated(function, dtype, sign):
+    """The least |a|, on a grid of 0.001, from which function(sign*|a|) rounds to sign in dtype."""
+    a = np.arange(0, 25, 0.001).astype(dtype)
+    with np.errstate(over="ignore"):
+        return float(a[np.argmax(function(dtype(sign) * a) == sign)])
+
+
+def test_the_bounds_of_tanh_through_a_sigmoid_are_measured_as_said():
+    """2σ(2a) - 1, with σ computed as 1/(1 + exp(-a)) as the kernel does, measured against np.tanh:
+    it reaches 1 sooner in both precisions, and -1 sooner in float32 but a little after np.tanh in
+    float64: "±1 sooner" would be wrong there."""
+    bounds = {}
+    for dtype in (np.float64, np.float32):
+        def through(a, one=dtype(1), two=dtype(2)):
+            return two/(one + np.exp(-two*a)) - one
+        for sign in (1, -1):
+            bounds[dtype, sign] = _first_saturated(through, dtype, sign), _first_saturated(np.tanh, dtype, sign)
+    assert all(ours < tanh for (dtype, sign), (ours, tanh) in bounds.items() if (dtype, sign) != (np.float64, -1))
+    ours, tanh = bounds[np.float64, -1]
+    assert tanh <= ours < tanh + 0.1
+    said = (f"which reaches 1 sooner than tanh, past a ≈ {bounds[np.float64, 1][0]:.1f} (float32: "
+            f"{bounds[np.float32, 1][0]:.1f}), and -1 about where tanh does, past a ≈ -{ours:.1f} (float32: sooner, "
+            f"past -{bounds[np.float32, -1][0]:.1f}).")
+    for name in ("lstm", "lstm_seed", "lstm_cifg", "lstm_peephole"):
+        assert said in " ".join((DERIVATIONS / f"{name}.md").read_text().split()), name
+
+
+def test_the_peepholes_factor_along_c_is_the_derivative_of_c_by_c_prev_in_the_stored_values():
+    """What compounds along c, step by step, is dc/dc_prev through every path within the step: worked
+    out here with SymPy from the forward equations, and compared, at a point, with the document's
+    factor read as an expression of the stored values i, f and g."""
+    a_i, a_f, a_g, p_i, p_f, c_prev = sympy.symbols("a_i a_f a_g p_i p_f c_prev")
+    i, f, g = 1/(1 + sympy.exp(-a_i - p_i*c_prev)), 1/(1 + sympy.exp(-a_f - p_f*c_prev)), sympy.tanh(a_g)
+    true = sympy.diff(f*c_prev + i*g, c_prev)
+    text = " ".join((DERIVATIONS / "lstm_peephole.md").read_text().split())
+    factors = set(re.findall(r"(?:multiplied at every step between by|only the product of) `([^`]*)`", text))
+    assert len(factors) == 1
+    names = {n: sympy.Symbol(n) for n in ("i", "f", "g", "p_i", "p_f", "c_prev")}
+    said = sympy.sympify(factors.pop(), locals=names).subs({names["i"]: i, names["f"]: f, names["g"]: g})
+    point = {a_i: 0.3, a_f: -0.7, a_g: 0.9, p_i: 0.5, p_f: -1.2, c_prev: 0.8}
+    assert abs(float(said.subs(point)) - float(true.subs(point))) < 1e-12
 
 
 def test_the_notation_says_what_dy_an_affines_term_and_a_pre_activation_are():
@@ -1049,7 +1093,7 @@ def test_the_gradient_that_reaches_h_is_said_to_take_w_h_at_every_step_only_alon
         assert "A path that enters `c` and stays there meets `W_h^T` once, at the step where it enters" in lstm
         assert "A path that moves between the states takes the factors of its steps in turn" in lstm
     assert "and then no matrix, only the product of `f` over the steps after." in compounding("lstm")
-    assert "only the product of `f + p_i*∂c/∂a_i + p_f*∂c/∂a_f` over the steps after" in compounding("lstm_peephole")
+    assert "only the product of `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)` over the steps after" in compounding("lstm_peephole")
     assert "A path that enters `s` and stays there meets `W_h^T` once" in compounding("lstm_seed")
     rnn = compounding("rnn")
     assert "`f`" not in rnn and "enters" not in rnn and "alone" not in rnn and "paths" not in rnn
@@ -1075,7 +1119,7 @@ def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_i
     cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
     assert "f lies in (0, 1), so it fades" in cifg and "grows geometrically where |f| > 1" not in cifg
     peephole = (DERIVATIONS / "lstm_peephole.md").read_text()
-    assert "multiplied at every step between by `f + p_i*∂c/∂a_i + p_f*∂c/∂a_f`" in peephole
+    assert "multiplied at every step between by `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)`" in peephole
     assert "can take it above 1 where f alone, in (0, 1), could only fade it" in peephole
 
 
@@ -1102,7 +1146,7 @@ def test_the_carries_over_many_steps_are_said_for_each_kind_of_factor():
     x, h_prev = indrnn.input("x"), indrnn.state("h")
     (a,) = indrnn.affine("W", [x], blocks=["a"])
     indrnn.update(h=relu(a + indrnn.param("u") * h_prev))
-    assert ("multiplied at every step between by u*∂h/∂a: through the pre-activation a + h_prev*u, its coefficient "
+    assert ("multiplied at every step between by u*[h > 0]: through the pre-activation a + h_prev*u, its coefficient "
             "times the derivative of the new h with respect to that pre-activation, through its activation. A product "
             "over the steps between") in _flat_text(indrnn)
 
@@ -1204,13 +1248,13 @@ def test_the_carry_prose_counts_only_what_compounds_and_says_no_more_than_it_kno
     c = sru.let("c_new", f * c_prev + (1 - f) * a_c)
     sru.update(c=c, h=r * tanh(c) + (1 - r) * a_c)
     text = _flat_text(sru)
-    assert "multiplied at every step between by f + v_f*∂c/∂a_f:" in text and "v_r*∂c/∂a_r" not in text
+    assert re.findall(r"multiplied at every step between by ([^:]*):", text) == ["f + v_f*f*(1 - f)*(c_prev - a_c)"]
     assert "No equation reads h_prev, so the second part is zero but at a sequence's last step, where it is the gradient of l_final (and, for a sequence that ends before the others, of the later outputs that repeat its state)" in text
     leak = Cell("leak", title="A leak through its pre-activation")
     x, h_prev = leak.input("x"), leak.state("h")
     (a,) = leak.affine("W", [x], blocks=["a"])
     leak.update(h=h_prev + tanh(a - 0.01 * h_prev))
-    assert "multiplied at every step between by 1 - 0.01*∂h/∂a" in _flat_text(leak)
+    assert "multiplied at every step between by 1 - 0.01*(1 - tanh_a**2):" in _flat_text(leak)
     running = Cell("running", title="A running maximum, max(m_prev, a) = a + relu(m_prev - a)")
     x, h_prev, m_prev = running.input("x"), running.state("h"), running.state("m")
     a, a_n = running.affine("W", [x, h_prev], blocks=["a", "a_n"])

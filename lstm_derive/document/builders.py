@@ -338,11 +338,13 @@ def _backward_section(d, kernel_text=None):
          Bullets(_backward_rules(d, kernel_text))] + maths))
 
 
-# A gate's tanh computed as 2σ(2a) - 1 rounds to its bounds sooner than np.tanh (as measured with
-# NumPy, 1 from a = 18.37 and 8.32 in float64 and float32, -1 from -19.06 and -9.01), where the true
-# derivative is below 2 eps; the functions' own bounds are their records' (functions.py).
-_TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches ±1 sooner: 1 past "
-               "a ≈ 18.4 and -1 past a ≈ -19.1 (float32: 8.3 and -9.0).")
+# A gate's tanh computed as 2σ(2a) - 1 rounds to 1 sooner than np.tanh (as measured with NumPy, from
+# a = 18.37 and 8.32 in float64 and float32, where np.tanh does from 18.99 and 10.0), and to -1 from
+# -19.06 and -9.01: in float64 a little after np.tanh (-18.99), not sooner. The true derivative there
+# is below 2 eps; the functions' own bounds are their records' (functions.py).
+_TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches 1 sooner than tanh, "
+               "past a ≈ 18.4 (float32: 8.3), and -1 about where tanh does, past a ≈ -19.1 (float32: sooner, "
+               "past -9.0).")
 
 
 def _backward_rules(d, kernel_text=None):
@@ -713,9 +715,25 @@ def _along_the_state(d, state, local, path):
 
 
 def _own_sum(d, state, direct, through_pre):
-    """The factor a carry through pre-activations multiplies by at every step: f + p_i*∂c/∂a_i + ..."""
-    paths = [f"{_factor_text(d, t.local)}*∂{state}/∂{t.adjoint.name.removeprefix('d')}" for t in through_pre]
+    """The factor a carry through pre-activations multiplies by at every step, in the stored values:
+    f + p_i*g*i*(1 - i) + ..., each path's coefficient times what the equations between multiply
+    the new value's adjoint by to give the pre-activation's (∂c/∂a_i would be no local derivative:
+    c's own equation does not read a_i)."""
+    own = d.step_for(d.cell.updates[state].symbol).adjoint
+    paths = [f"{_factor_text(d, t.local)}*{_factor_text(d, _between(d, t.adjoint, own))}" for t in through_pre]
     return summed(([_factor_text(d, direct.local)] if direct else []) + paths)
+
+
+def _between(d, adjoint, own, depth=0):
+    """What step t's equations multiply `own` by to give `adjoint` (dc to da_i: g*i*(1 - i)), summed
+    over the elementwise paths between them; 0 where none leads back to own."""
+    if adjoint == own:
+        return sympy.Integer(1)
+    step = next((s for s in d.steps if s.adjoint == adjoint), None)
+    if step is None or depth > 100:
+        return sympy.Integer(0)
+    return sympy.Add(*[t.local * _between(d, t.adjoint, own, depth + 1) for t in step.terms
+                       if t.adjoint is not None and not isinstance(t.local, MatTerm)])
 
 
 def _through_pre_activations(d, state, direct, through_pre, path):
