@@ -1347,6 +1347,28 @@ def _cited(lines):
     return numbers
 
 
+def test_the_steps_past_a_sequences_end_are_said_as_the_kernel_counts_them():
+    """Sequence j's rows keep their state at every step t > lengths[j], counting steps from 1 as the
+    documents do, and its final state is that of step lengths[j] (the initial state for 0): so the
+    rnn kernel runs, on lengths 3, 1 and 0 in 4 steps."""
+    from lstm_derive.kernels import rnn
+
+    rng = np.random.default_rng(0)
+    params, lengths = rnn.init_params(2, 3), [3, 1, 0]
+    state = (rng.standard_normal((3, 3)),)
+    ys, (final,), _ = rnn.forward(params, rng.standard_normal((4, 3, 2)), state, lengths=lengths)
+    outputs = np.concatenate([state[0][np.newaxis], ys])  # outputs[t]: the state after step t, 0 the initial
+    for j, n in enumerate(lengths):
+        assert all(np.array_equal(outputs[t, j], outputs[n, j]) for t in range(n + 1, 5))
+        if n:  # step lengths[j] itself runs
+            assert not np.array_equal(outputs[n, j], outputs[n - 1, j])
+        assert np.array_equal(final[j], outputs[n, j])
+    for name, (markdown, _) in DOCUMENTS.items():
+        text = " ".join(markdown.split())
+        assert ("sequence j ends after step lengths[j] and keeps its state: for its rows every step t > lengths[j] "
+                "is the identity") in text and "the final state is that of step lengths[j] (the initial state for 0)" in text
+
+
 @pytest.mark.parametrize("name", DOCUMENTS)
 def test_the_bptt_listing_cites_every_equation_once_in_order(name):
     markdown = DOCUMENTS[name][0]

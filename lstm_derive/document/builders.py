@@ -826,9 +826,10 @@ def _ended_prose(d):
     kept = _join([f"`{s} = {s}_prev`" for s in states])
     passed = _join([f"`d{s}_prev = " + ("dy + " if s == d.cell.output_state else "") + f"d{s}_next`"
                     for s in states])
-    return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), a sequence "
-                 f"that has ended keeps its state: for its rows the step is the identity, {kept}. Its "
-                 f"carries are then the adjoints that reach the new state, {passed}, and the step adds "
+    return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), sequence j ends "
+                 f"after step lengths[j] and keeps its state: for its rows every step t > lengths[j] is the "
+                 f"identity, {kept}, and the final state is that of step lengths[j] (the initial state for 0). Its "
+                 f"carries are then the adjoints that reach the new state, {passed}, and such a step adds "
                  "nothing to the parameters' and the input's gradients below: the adjoints of its "
                  "pre-activations are zero. Its `dy` there still reaches the kept state, as its output there "
                  "repeats it: for padding that should carry no loss, `dys` is zero there.")
