@@ -7,6 +7,7 @@ import pickle
 import re
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +196,8 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
     cases = [
         (lambda: k.forward(p.params, p.x[0], p.state), r"x: expected shape \(T, B, D\)"),
         (lambda: k.forward(p.params, p.x[..., :-1], p.state), r"x: expected shape \(T, B, D\) with D = 3"),
-        (lambda: k.forward(p.params, p.x.astype(int), p.state), r"x: expected a float or complex array, got dtype int64; convert it with \.astype\(\)"),
+        (lambda: k.forward(p.params, p.x.astype(int), p.state),
+         r"x: expected a float or complex array, got dtype int64; convert it with \.astype\(np\.float64, the parameters' dtype\)"),
         (lambda: k.forward(p.params, p.x.astype(np.float32), p.state), r"x: expected dtype float64"),
         (lambda: k.forward(p.params, p.x, tuple(s[:2] for s in p.state)), r"state\[.*\]: expected shape \(B, H\) = \(3, 2\), got \(2, 2\)"),
         (lambda: k.forward(p.params, p.x, p.state[:-1] + (None,) * 0), r"state: expected \d arrays"),
@@ -341,7 +343,8 @@ def test_none_for_one_array_means_zeros(name):
 def test_step_kernels_and_params_name_what_is_wrong(name):
     k = kernel_of(name)
     p = problem(k)
-    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, the columns of W_x, got \(4, 3, 3\)$"):
+    with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, the columns of W_x, got \(4, 3, 3\); "
+                                         r"steps \(T, B, D\) go to forward\(\)$"):
         k.step_forward(p.params, p.x, p.state)
     with pytest.raises(ValueError, match=r"^x_t: expected shape \(B, D\) with D = 3, the columns of W_x, got \(3, 2\)$"):
         k.step_forward(p.params, p.x[0, :, :2], p.state)
@@ -587,8 +590,8 @@ def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
     assert empty[0].shape == (4, 0, 2)
     for lengths, message in [([4, 4], r"lengths: expected one integer per sequence, B = 3 \(x is time-major, "
                                       r"\(T, B, D\) = \(4, 3, 3\)\), got shape \(2,\)"),
-                             ([4.0, 2.0, 1.0], r"lengths: expected integers, got dtype float64; convert them with "
-                                               r"\.astype\(int\)"),
+                             (np.array([4, 2, 1], complex), r"lengths: expected integers, got dtype complex128; "
+                                                            r"convert them with \.astype\(int\)"),
                              ([True, False, True], r"lengths: expected integers, got dtype bool"),
                              ([2, 5, 1], r"lengths: expected each from 0 to T = 4, got lengths\[1\] = 5"),
                              ([2, 1, -1], r"lengths: expected each from 0 to T = 4, got lengths\[2\] = -1")]:
@@ -642,6 +645,108 @@ def test_lengths_of_python_integers_in_any_container_run_as_an_array_of_them(len
     got = k.forward(p.params, p.x, p.state, lengths=lengths)
     for a, b in zip([got[0], *got[1]], [want[0], *want[1]]):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_whole_numbers_in_a_float_array_are_lengths_and_are_checked_before_conversion(name):
+    """A float tensor's lengths (.numpy() gives float32) or np.array([3.0, 5.0]) name whole numbers of
+    steps: they run as those integers. A float beyond T is refused as it is, not converted first
+    (1e30 would wrap around in int64)."""
+    k = kernel_of(name)
+    p = problem(k)  # T = 4, B = 3
+    want = k.forward(p.params, p.x, p.state, lengths=np.array([4, 2, 0]))
+    for lengths in (np.array([4.0, 2.0, 0.0]), np.array([4, 2, -0.0], np.float32), [4.0, 2, 0],
+                    np.array([np.float64(4), 2, 0], dtype=object)):
+        got = k.forward(p.params, p.x, p.state, lengths=lengths)
+        for a, b in zip([got[0], *got[1]], [want[0], *want[1]]):
+            np.testing.assert_array_equal(a, b)
+        assert got[2]["ended"].shape == (4, 3, 1)
+    for lengths, message in [([4.0, 5.0, 1.0], r"got lengths\[1\] = 5\.0; x holds T steps"),
+                             ([1e30, 1.0, 1.0], r"got lengths\[0\] = 1e\+30; x holds T steps"),
+                             ([4.0, -1.0, 1.0], r"got lengths\[1\] = -1\.0; a sequence has 0 steps or more"),
+                             (np.array([4, 2.5, 1], dtype=object), r"got lengths\[1\] = 2\.5 of type float"),
+                             (np.array([np.bool_(True), 2, 1], dtype=object), r"got lengths\[0\] = (np\.)?True")]:
+        with pytest.raises(ValueError, match=rf"^lengths: expected .*{message}"):
+            k.forward(p.params, p.x, p.state, lengths=lengths)
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_non_finite_x_in_rows_that_run_no_step_draws_no_warning(name):
+    """A row of length 0 (a slot not in use) may hold inf or nan in x: it is never read, and NumPy
+    has nothing to warn of, in forward() or backward()."""
+    k = kernel_of(name)
+    p = problem(k)
+    x = p.x.copy()
+    x[:, 0], x[:, 2, 1] = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ys, _, cache = k.forward(p.params, x, p.state, lengths=[0, 3, 0])
+        grads, dx, _ = k.backward(p.params, cache, p.dys, p.dstate)
+    assert all(np.isfinite(g).all() for g in grads.values()) and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_cache_without_what_forward_keeps_is_refused_by_what_it_lacks(name):
+    """A cache pickled by another version of the kernel, or trimmed, lacks some of the arrays
+    backward() reads: a ValueError names them, where backward() failed with a bare KeyError; the
+    whole of forward()'s result is named as such."""
+    k = kernel_of(name)
+    p = problem(k)
+    result = k.forward(p.params, p.x, p.state)
+    for dropped in ("x", "spent", next(n for n in result[2] if n.endswith("_seq"))):
+        trimmed = {n: v for n, v in result[2].items() if n != dropped}
+        with pytest.raises(ValueError, match=rf"^cache: expected what forward\(\) of {name} returned, got a dict of "
+                                             rf"{name} without \['{dropped}'\], .*: run forward\(\) again$"):
+            k.backward(p.params, trimmed, p.dys)
+    with pytest.raises(ValueError, match=r"got tuple, forward\(\)'s whole result: pass its third item, the cache$"):
+        k.backward(p.params, result, p.dys)
+    k.backward(p.params, result[2], p.dys)  # the refusals did not use it up
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_step_cache_used_twice_is_refused_in_the_step_functions_words(name):
+    k = kernel_of(name)
+    p = problem(k)
+    _, _, cache = k.step_forward(p.params, p.x[0], p.state)
+    k.step_backward(p.params, cache, p.dys[0])
+    with pytest.raises(ValueError, match=r"^cache: step_backward\(\) has used it up already; run step_forward\(\) again$"):
+        k.step_backward(p.params, cache, p.dys[0])
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_refusals_of_near_misses_say_what_to_pass(name):
+    """An argument a shape or a type away from what is expected: the message says how to get there."""
+    k = kernel_of(name)
+    p = problem(k)  # T = 4, B = 3, D = 3, H = 2
+    first, last, state = k.PARAMS[0], k.PARAMS[-1], k.STATES[0]
+    single = {n: v.astype(np.float32) for n, v in p.params.items()}
+    cases = [
+        (lambda: k.forward(p.params, p.x[:, 0]), r"^x: .*got \(4, 3\); one sequence \(T, D\) goes as x\[:, np\.newaxis\], "
+                                                  r"one step of B sequences \(B, D\) as x\[np\.newaxis\]$"),
+        (lambda: k.forward(p.params, p.x[np.newaxis]), r"^x: .*got \(1, 4, 3, 3\); drop the leading axis of length 1 with \[0\]$"),
+        (lambda: k.forward(p.params, "abc"), r"^x: expected shape \(T, B, D\) with D = 3, .*, got a str, 'abc'$"),
+        (lambda: k.forward(single, p.x.astype(int)), r"^x: .*got dtype int64; convert it with \.astype\(np\.float32, the parameters' dtype\)$"),
+        (lambda: k.step_forward(p.params, p.x[0, 0]), r"^x_t: .*got \(3,\); one sequence's step \(D,\) goes as x_t\[np\.newaxis\]$"),
+        (lambda: k.step_forward(p.params, p.x[:1]), r"^x_t: .*got \(1, 3, 3\); drop the leading axis of length 1 with \[0\]$"),
+        (lambda: k.step_forward(p.params, p.x), r"^x_t: .*got \(4, 3, 3\); steps \(T, B, D\) go to forward\(\)$"),
+        (lambda: k.forward(p.params, p.x, tuple(s[0] for s in p.state)),
+         rf"^state\[{state}\]: expected shape \(B, H\) = \(3, 2\), got \(2,\); one initial state for every sequence "
+         rf"goes as np\.broadcast_to\({state}, \(3, 2\)\)$"),
+        (lambda: k.forward(p.params, p.x, p.state + p.state), rf"^state: expected .* got {2 * len(k.STATES)}; pass \({state},"),
+        (lambda: k.backward(p.params, k.forward(p.params, p.x)[2], p.dys, p.state + p.state), r"^dstate: .*; pass \("),
+        (lambda: k.forward(None, p.x), r"^params: expected a dict of arrays .*, got NoneType; init_params\(D, H\) makes one$"),
+        (lambda: k.forward({n: v for n, v in p.params.items() if n != last}, p.x),
+         rf"^params: expected .*, missing \['{last}'\]; pass every parameter by its name in PARAMS, as init_params"),
+        (lambda: k.forward({**p.params, last: p.params[last][:-1]}, p.x),
+         rf"^{last}: expected shape .* \(D = 3 and H = 2 read off W_x\), got "),
+        (lambda: k.forward({**p.params, first: None}, p.x), rf"^{first}: expected shape .*, got None$"),
+        (lambda: k.forward({**p.params, first: 0.5}, p.x), rf"^{first}: expected shape .*, got a float, 0\.5$"),
+        (lambda: k.forward({**p.params, first: p.params[first][np.newaxis]}, p.x),
+         rf"^{first}: expected shape .*, got \(1, \d+, 3\); drop the leading axis of length 1 with \[0\]$"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
 
 
 @pytest.mark.parametrize("name", CELLS)

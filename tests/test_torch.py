@@ -391,7 +391,8 @@ def test_wrong_kernel_parameters_do_not_convert():
     params = lstm.init_params(3, 4)
     with pytest.raises(ValueError, match=r"expected the gru kernel's parameters .*missing \['b_x', 'U_h', 'b_h'\]"):
         tc.gru_to_torch(params)
-    with pytest.raises(ValueError, match=r"^the lstm kernel's parameters: b: expected shape \(4 \* H,\) = \(16,\), got \(15,\)$"):
+    with pytest.raises(ValueError, match=r"^the lstm kernel's parameters: b: expected shape \(4 \* H,\) = \(16,\) "
+                                         r"\(D = 3 and H = 4 read off W_x\), got \(15,\)$"):
         tc.lstm_to_torch({**params, "b": params["b"][:-1]})
     with pytest.raises(ValueError, match=r"W_x \(16, 3\) and W_h \(4, 16\) disagree on H"):  # W_h transposed: named
         tc.lstm_to_torch({**params, "W_h": params["W_h"].T})

@@ -325,7 +325,8 @@ def step_forward(params, x_t, state=None):
 
 def step_backward(params, cache, dy_t=None, dstate=None):
     """One step back: dy_t (B, H) and dL/d(new state), None meaning zeros. Returns the parameter
-    gradients of this step, dL/dx_t and dL/d(previous state)."""
+    gradients of this step, dL/dx_t and dL/d(previous state). A step's cache serves one call, as
+    forward()'s does."""
     arrays = _checked_params(params)
     dtype = arrays[0].dtype
     D, H = _sizes(params)
@@ -334,6 +335,8 @@ def step_backward(params, cache, dy_t=None, dstate=None):
     if T != 1:
         raise ValueError(f"cache: forward() made it over T = {T} steps; step_backward() takes the cache of "
                          "step_forward(), backward() that of forward()")
+    if cache["spent"]:  # backward() would say so in its own words
+        raise ValueError("cache: step_backward() has used it up already; run step_forward() again")
     dys = None if dy_t is None else _checked("dy_t", dy_t, (B, H), "(B, H)", dtype)[np.newaxis]
     grads, dx, dstate_prev = backward(params, cache, dys, dstate)
     return grads, dx[0], dstate_prev
@@ -351,15 +354,17 @@ def _array(name, a):
         raise ValueError(f"{name}: expected an array, got a {type(a).__name__} NumPy cannot read as one: {error}") from None
 
 
-def _checked(name, a, shape, dims, dtype):
+def _checked(name, a, shape, dims, dtype, sizes=None):
     """a as an array in native byte order, or a ValueError naming the argument, its expected and its
-    actual shape."""
+    actual shape (sizes: a parameter's D and H, which the message says were read off W_x)."""
     given, a = a, _array(name, a)
     if a.dtype.kind not in "fc":
+        to = f"np.{dtype}, the parameters' dtype" if dtype is not None else "np.float64, say"
         raise ValueError(f"{name}: expected a float or complex array, got dtype {a.dtype}; convert it "
-                         "with .astype(), e.g. to float64")
+                         f"with .astype({to})")
     if a.shape != shape:
-        raise ValueError(f"{name}: expected shape {dims} = {shape}, got {a.shape}" + _leading_one(name, a.shape, shape))
+        read = "" if sizes is None else " (D = {} and H = {} read off W_x)".format(*sizes)
+        raise ValueError(f"{name}: expected shape {dims} = {shape}{read}, got {a.shape}" + _shape_advice(name, a.shape, shape))
     a = a.astype(a.dtype.newbyteorder("="), copy=False)  # '>f8' is float64 too; BLAS and out= take native order alone
     if dtype is not None and a.dtype != dtype:
         advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else
@@ -370,20 +375,22 @@ def _checked(name, a, shape, dims, dtype):
     return a
 
 
-def _leading_one(name, got, shape):
-    """Advice where got is shape with a leading axis of length 1: PyTorch's h_0 and h_n, for one, are
-    (layers, B, H)."""
-    if got != (1, *shape):
-        return ""
-    torch = " (PyTorch's h_0, c_0, h_n and c_n are (layers, B, H))" if name.startswith(("state", "dstate")) else ""
-    return f"; drop the leading axis of length 1 with [0]{torch}"
+def _shape_advice(name, got, shape):
+    """Advice where got is shape with a leading axis of length 1 (PyTorch's h_0 and h_n, for one, are
+    (layers, B, H)), or where a state (B, H) came as one vector (H,), a learned initial state."""
+    if got == (1, *shape):
+        torch = " (PyTorch's h_0, c_0, h_n and c_n are (layers, B, H))" if name.startswith(("state", "dstate")) else ""
+        return f"; drop the leading axis of length 1 with [0]{torch}"
+    if name.startswith("state[") and len(shape) == 2 and got == shape[1:]:
+        return f"; one initial state for every sequence goes as np.broadcast_to({name[6:-1]}, {shape})"
+    return ""
 
 
 def _sizes(params):
     """D and H, read off the weights."""
     W_x = _array("W_x", params["W_x"]).shape
     if len(W_x) != 2 or W_x[0] % 4:
-        raise ValueError(f"W_x: expected shape (4 * H, D), got {W_x}")
+        raise ValueError(f"W_x: expected shape (4 * H, D), got {_weight_shape(params['W_x'], W_x)}")
     D, H = W_x[1], W_x[0] // 4
     W_h = _array("W_h", params["W_h"]).shape
     if len(W_h) == 2 and W_h[1] != H:
@@ -391,17 +398,27 @@ def _sizes(params):
     return D, H
 
 
+def _weight_shape(given, shape):
+    """A weight's shape as a refusal names it: the value where it is no array, with the advice for an
+    extra leading axis of length 1."""
+    if not shape:
+        return "None" if given is None else f"a {type(given).__name__}, {given!r:.40}"
+    return f"{shape}; drop the leading axis of length 1 with [0]" if len(shape) == 3 and shape[0] == 1 else f"{shape}"
+
+
 def _checked_params(params):
     """The parameters in PARAMS order, all of one float dtype and of consistent shapes."""
     if not hasattr(params, "keys"):
-        raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}")
+        raise ValueError(f"params: expected a dict of arrays {PARAMS}, got {type(params).__name__}; "
+                         "init_params(D, H) makes one")
     missing = [n for n in PARAMS if n not in params]
     if missing:  # other keys (a readout's weights beside the cell's) are not the kernel's concern
         others = [n for n in params if n not in PARAMS]
-        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else ""))
+        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
+                         + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
     shapes, dims = param_shapes(D, H), _PARAM_DIMS
-    arrays = [_checked(n, params[n], shapes[n], dims[n], None) for n in PARAMS]
+    arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
         common = max(dtypes, key=dtypes.count)
@@ -421,8 +438,23 @@ def _checked_input(x, D, dtype, name="x", dims="(T, B, D)"):
         raise ValueError(f"{name}: expected an array {dims}, got a {type(x).__name__} that is none (sequences "
                          "of different lengths go padded into one array, with lengths)") from None
     if len(shape) != dims.count(",") + 1 or shape[-1] != D:
-        raise ValueError(f"{name}: expected shape {dims} with D = {D}, the columns of W_x, got {shape}")
+        got = shape if shape else f"a {type(x).__name__}, {x!r:.40}"
+        raise ValueError(f"{name}: expected shape {dims} with D = {D}, the columns of W_x, got {got}"
+                         + _input_advice(name, shape, D))
     return _checked(name, x, shape, dims, dtype)
+
+
+def _input_advice(name, shape, D):
+    """What to do with x (or x_t) of the wrong number of axes, its columns D: one sequence, one step."""
+    if not shape or shape[-1] != D:
+        return ""
+    if name == "x" and len(shape) == 2:
+        return "; one sequence (T, D) goes as x[:, np.newaxis], one step of B sequences (B, D) as x[np.newaxis]"
+    if name == "x_t" and len(shape) == 1:
+        return "; one sequence's step (D,) goes as x_t[np.newaxis]"
+    if name == "x_t" and len(shape) == 3:
+        return "; drop the leading axis of length 1 with [0]" if shape[0] == 1 else "; steps (T, B, D) go to forward()"
+    return "; drop the leading axis of length 1 with [0]" if shape[0] == 1 and len(shape) == 4 else ""
 
 
 def _steps_to_run(x, lengths):
@@ -471,16 +503,18 @@ def _checked_lengths(lengths, shape):
                "a sequence has 0 steps or more")
         raise ValueError(f"lengths: expected each from 0 to T = {T}, got lengths[{i}] = {lengths[i]}; {fix} "
                          f"(of x in chunks, the chunk from step t0 takes np.clip(lengths - t0, 0, T))")
-    return lengths.astype(np.int64, copy=False)  # Python's integers (dtype object) within 0 to T too
+    return lengths.astype(np.int64, copy=False)  # Python's integers (dtype object) and whole floats too, within 0 to T
 
 
 def _integer_lengths(lengths):
-    """lengths (B,) as an integer array: Python's integers beyond int64 (dtype object) as they are, or
-    a ValueError naming the first entry that is not a whole number of steps, or the dtype."""
+    """lengths (B,) as whole numbers: integers, Python's beyond int64 (dtype object) as they are, and
+    floats that are whole (a float tensor's lengths, np.array([3.0, 5.0])), which the caller converts
+    once they are known to lie within 0 to T; or a ValueError naming the first entry that is not a
+    whole number of steps, or the dtype."""
     if lengths.dtype.kind in "iu" or not lengths.size:  # [] for B = 0 reads as an empty float array
         return lengths
     if lengths.dtype == object:  # Python's integers beyond int64, or entries of several types
-        wrong = [i for i, n in enumerate(lengths) if not isinstance(n, (int, np.integer)) or isinstance(n, bool)]
+        wrong = [i for i, n in enumerate(lengths) if not _whole(n)]
         if not wrong:
             return lengths
         i = wrong[0]
@@ -489,14 +523,22 @@ def _integer_lengths(lengths):
     if lengths.dtype.kind == "b":
         raise ValueError("lengths: expected integers, got dtype bool, which are not numbers of steps; for "
                          "one step that some sequences take (True) and others not, pass running.astype(int)")
-    if lengths.dtype.kind == "f":
-        with np.errstate(invalid="ignore"):  # nan and inf are not whole: named below
-            broken = np.flatnonzero(~np.isfinite(lengths) | (lengths != np.round(lengths)))
-        if broken.size:
-            i = broken[0]
-            raise ValueError(f"lengths: expected integers, got lengths[{i}] = {lengths[i]}, not a whole number "
-                             "of steps; pass each sequence's number of steps as an integer")
-    raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
+    if lengths.dtype.kind != "f":
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
+    with np.errstate(invalid="ignore"):  # nan and inf are not whole: named below
+        broken = np.flatnonzero(~np.isfinite(lengths) | (lengths != np.round(lengths)))
+    if broken.size:
+        i = broken[0]
+        raise ValueError(f"lengths: expected integers, got lengths[{i}] = {lengths[i]}, not a whole number "
+                         "of steps; pass each sequence's number of steps as an integer")
+    return lengths
+
+
+def _whole(n):
+    """Whether n, an entry of an object array of lengths, is a whole number of steps (not a bool)."""
+    if isinstance(n, (bool, np.bool_)):
+        return False
+    return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
 def _checked_cache(cache, D, H, arrays):
@@ -506,7 +548,15 @@ def _checked_cache(cache, D, H, arrays):
     made = cache.get("cell") if isinstance(cache, dict) else None
     if made != CELL:
         got = f"the cache of {made}" if made else type(cache).__name__
+        if isinstance(cache, tuple) and len(cache) == 3 and isinstance(cache[2], dict):
+            got += ", forward()'s whole result: pass its third item, the cache"
         raise ValueError(f"cache: expected what forward() of {CELL} returned, got {got}")
+    kept = ("H", "x", "h_seq", "s_seq", "pre_W_seq", "ended", "masked", "T_all", "spent",
+            "fingerprints")
+    missing = [n for n in kept if n not in cache]
+    if missing:  # a cache pickled by another version of this kernel, say
+        raise ValueError(f"cache: expected what forward() of {CELL} returned, got a dict of {CELL} without "
+                         f"{missing}, which this kernel's forward() keeps: run forward() again")
     x, dtype = cache["x"], arrays[0].dtype
     if (x.shape[2], cache["H"], x.dtype) != (D, H, dtype):
         raise ValueError(f"params: D = {D}, H = {H}, dtype {dtype}, but forward() made the cache with "
@@ -592,7 +642,7 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected a tuple of 2 arrays {STATES}, got {type(state).__name__}; "
                          "pass (h, s)")
     if len(state) != len(STATES):
-        raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}")
+        raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, s)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 3e5186f89da029ab
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: ad67b7bc592105a4
