@@ -26,7 +26,7 @@ import numpy as np
 
 from .callings import calls_as_users_make_them
 from .causes import CALMER, ILL_CONDITIONED, WITHOUT_COMPLEX, by_blocks, hint_at_the_cause, likely, steps_text
-from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
+from .problem import (ALONE_TOLERANCE, EPS, FLOORS, LOSS_ROUNDING, TOLERANCE, Problem, analytic_gradients, copy_or_none,
                       loss, loss_magnitude, raised, random_problem, run_forward, run_problem, state_names,
                       takes_lengths, zeros_like_each)
 
@@ -183,10 +183,20 @@ def central_differences(kernel, p: Problem, chosen=None, shrink=1):
     shrink: h divided by it, for an element whose stencil may cross a kink (relu's 0)."""
 
     def derivative(moved, value):
-        h = np.cbrt(EPS) * max(1.0, abs(value)) / shrink
-        return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
+        return _fourth_order(moved, _step(value, shrink))
 
     return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen)
+
+
+def _step(value, shrink=1):
+    """Central differences' step at a value (or the largest of several): cbrt(eps) * max(1, |value|),
+    divided by shrink."""
+    return np.cbrt(EPS) * np.maximum(1.0, np.abs(value)) / shrink
+
+
+def _fourth_order(moved, h):
+    """(8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h, moved(delta) being L moved by delta."""
+    return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
 
 
 def complex_step(kernel, p: Problem, chosen=None, dtype=np.complex128):
@@ -497,9 +507,10 @@ def _checked_problem(kernel, p):
 # kink (relu's 0) or a fast bend within the stencil, +-2h, spoils them there, and a step that no
 # longer reaches it does not. Their rounding error grows as the step shrinks, to about 1.5 k eps |L|
 # / cbrt(eps) at step h/k: the difference at h/k is held that much farther from the kernel's value
-# than it is, so that rounding cannot bring a wrong gradient within the tolerance (a gradient wrong
-# by 1.2e-6 of its array passed without this); a wrong gradient fails at every step, as they all
-# converge to the true one (tests/test_gradcheck.py shows both).
+# than it is (_held_away), so that rounding cannot bring a wrong gradient within the tolerance (a
+# gradient wrong by 1.2e-6 of its array passed without this); a wrong gradient fails at every step,
+# as they all converge to the true one (tests/test_gradcheck.py shows both). The element-wise retry
+# and the check along a random direction judge a smaller step alike.
 SMALLER_STEPS = (10, 100)
 
 # Elements that pass, but by an error above this fraction of the tolerance, are judged at
@@ -523,6 +534,7 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     if not errors:
         return report
     numeric = {name: np.array(a, dtype=np.float64) for name, a in numeric.items()}
+    values = _all_arrays(kernel, p)
     moved = 0
     for shrink in SMALLER_STEPS:
         if not errors:
@@ -530,10 +542,9 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
         chosen = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
         for name, index in errors:
             chosen[name][index] = True
-        smaller = central_differences(kernel, p, chosen, shrink)
-        rounding = 1.5 * shrink * unit / np.cbrt(EPS)
-        smaller = {name: np.where(n >= analytic[name], n + rounding, n - rounding)  # away from the kernel's value
-                   if np.shape(analytic[name]) == n.shape else n for name, n in smaller.items()}
+        smaller = {name: _held_away(n, analytic[name], _rounding(_step(values[name], shrink), unit))
+                   if np.shape(analytic[name]) == n.shape else n
+                   for name, n in central_differences(kernel, p, chosen, shrink).items()}
         found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
         kept = {}
         for (name, index), before in errors.items():
@@ -547,6 +558,20 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     rejudged = judge(numeric)
     rejudged.smaller_steps = moved
     return rejudged
+
+
+def _held_away(numeric, exact, rounding):
+    """A central difference moved away from the kernel's value (exact) by the most rounding can have
+    moved it, so that rounding, which grows as the step shrinks, cannot bring a wrong gradient
+    within the tolerance: judged so, it is at least as far from the kernel's value as the exact
+    difference is."""
+    return np.where(numeric >= exact, numeric + rounding, numeric - rounding)
+
+
+def _rounding(step, unit):
+    """The most the losses' rounding moves a fourth-order central difference at this step: LOSS_ROUNDING
+    units of eps |L| (unit) in each of its four losses, weighted 8, 8, 1 and 1 over 12 steps."""
+    return 1.5 * LOSS_ROUNDING * unit / step
 
 
 def _errors(report):
@@ -690,14 +715,11 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
     if any(values.get(k) is None or values[k].shape != np.shape(a) or not np.isfinite(values[k]).all()
            for k, a in arrays.items()):
         return ""
-    rng = np.random.default_rng([seed, 1])
-    v = {k: rng.standard_normal(np.shape(a)) for k, a in arrays.items()}
-    norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values()))
-    if norm == 0:
+    v = _direction(arrays, seed)
+    if v is None:
         return ""
-    v = {k: d / norm for k, d in v.items()}
     q = p.with_dtype(np.float64)
-    h = np.cbrt(EPS) * max(1.0, max((float(np.max(np.abs(a), initial=0.0)) for a in arrays.values()), default=1.0))
+    largest = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays.values()), default=1.0)
 
     def at(delta):
         return loss(kernel, _shifted(kernel, q, v, delta))
@@ -705,14 +727,27 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
     exact = sum(float(np.sum(values[k] * v[k])) for k in v)
     gradient_norm = np.sqrt(sum(float(np.sum(values[k] ** 2)) for k in v))
     scale = max(gradient_norm, FLOORS["central"] * unit / TOLERANCE["central"])
-    for shrink in (1, *SMALLER_STEPS):  # a kink within the stencil spoils a step, not every smaller one
-        step = h / shrink
-        numeric = (8 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12 * step)
-        rel = abs(numeric - exact) / scale if scale > 0 else abs(numeric - exact)
-        if rel <= TOLERANCE["central"]:
-            return ""
+    numeric = _fourth_order(at, _step(largest))
+    rel = float(_relative(numeric, exact, scale))
+
+    def within_at_smaller_step(shrink):  # a kink within the stencil spoils a step, not every smaller one
+        step = _step(largest, shrink)
+        held = _held_away(_fourth_order(at, step), exact, _rounding(step, unit))
+        return float(_relative(held, exact, scale)) <= TOLERANCE["central"]
+
+    if rel <= TOLERANCE["central"] or any(map(within_at_smaller_step, SMALLER_STEPS)):
+        return ""
     return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
             f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
+
+
+def _direction(arrays, seed=0):
+    """The random unit direction through every array (name -> array) that directional() takes for
+    seed, as arrays of the same names; None where the arrays hold no element."""
+    rng = np.random.default_rng([seed, 1])
+    v = {k: rng.standard_normal(np.shape(a)) for k, a in arrays.items()}
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values()))
+    return {k: d / norm for k, d in v.items()} if norm else None
 
 
 def failing_term(kernel, p: Problem, seed=0, unit=0.0):

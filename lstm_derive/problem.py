@@ -62,6 +62,10 @@ TOLERANCE = {"central": 1e-6, "complex": 1e-10, "float32": 1e-3}
 # 1.3); the floor still holds it, and only arrays below floor / tolerance are judged against it.
 FLOORS = {"central": 10 / np.cbrt(EPS), "complex": 10.0, "float32": 10 * EPS32 / EPS}
 
+# The loss's own rounding in float64, in units of eps * |L|: the most each of a central difference's
+# four losses is taken to be off by, which gradcheck's smaller steps count against their value.
+LOSS_ROUNDING = 1.0
+
 # A sequence in a batch with lengths against it run alone: the same arithmetic on fewer rows, so
 # rounding alone differs (BLAS may sum a product in another order), far below this.
 ALONE_TOLERANCE = 1e-10

@@ -2,6 +2,7 @@
 
 import inspect
 import re
+from dataclasses import replace
 
 import mutants
 import numpy as np
@@ -881,12 +882,16 @@ def test_compare_excuses_rounding_relative_to_the_arrays_largest_entry_without_a
 
 
 class Offset(Linear):
-    """Linear with 500 added to its outputs and final state: |L| grows, the gradient does not, so the
-    gradient's norm is about 1e-3 of |L|, near the directional check's floor."""
+    """Linear with 500 (or `added`) added to its outputs and final state: |L| grows, the gradient does
+    not, so the gradient's norm is about 1e-3 of |L|, near the directional check's floor."""
+
+    def __init__(self, c, added=500.0):
+        super().__init__(c)
+        self.added = added
 
     def forward(self, params, x, state=None, lengths=None):
         ys, (final,), cache = super().forward(params, x, state, lengths)
-        return ys + 500.0, (final + 500.0,), cache
+        return ys + self.added, (final + self.added,), cache
 
 
 def test_the_check_along_a_random_direction_judges_a_small_gradient_against_its_own_norm():
@@ -903,6 +908,30 @@ def test_the_check_along_a_random_direction_judges_a_small_gradient_against_its_
     signs = np.random.default_rng(0).choice([-1.0, 1.0], analytic["v"].shape)
     wrong = {**analytic, "v": analytic["v"] + 3e-6 * norm * signs}
     assert "of the gradient's norm" in gradcheck.directional(k, p, wrong, 0, unit)
+
+
+def test_the_check_along_a_random_direction_counts_a_smaller_steps_rounding_against_it():
+    """|L| some 7000 times the gradient's norm (Offset of 3000, arrays of about 0.3): at a hundredth
+    of the step, rounding moves the difference along the direction by 1.5e-6 of the check's scale (its
+    floor here), and a gradient off by just that along the direction passed when that step's value
+    was judged as it is, as the element-wise retry's no longer is; the right one still passes."""
+    k, seed = Offset(1.0, added=3000.0), 18
+    p = gradcheck.random_problem(k, seed=seed, scale=0.3)
+    p = replace(p, x=0.3 * p.x)
+    analytic = gradcheck.analytic_gradients(k, p)
+    unit = gradcheck.EPS * gradcheck.loss_magnitude(k, p)
+    arrays = gradcheck._all_arrays(k, p)
+    v = gradcheck._direction(arrays, seed)
+    largest = max(np.max(np.abs(a)) for a in arrays.values())
+    at = lambda delta: gradcheck.loss(k, gradcheck._shifted(k, p, v, delta))  # noqa: E731
+    exact = sum(np.sum(analytic[name] * v[name]) for name in v)
+    noise = gradcheck._fourth_order(at, np.cbrt(gradcheck.EPS) * max(1.0, largest) / 100) - exact
+    scale = gradcheck.FLOORS["central"] * unit / gradcheck.TOLERANCE["central"]
+    norm = np.sqrt(sum(np.sum(g ** 2) for g in analytic.values()))
+    assert norm < scale and abs(noise) > 1.2e-6 * scale, (norm, noise / scale)
+    assert gradcheck.directional(k, p, analytic, seed, unit) == ""
+    wrong = {name: g + noise * v[name] for name, g in analytic.items()}  # off along the direction by noise
+    assert "of the gradient's norm" in gradcheck.directional(k, p, wrong, seed, unit)
 
 
 class Dead(Kink):
