@@ -158,15 +158,16 @@ def _all_arrays(kernel, p):
     return named
 
 
-def _elementwise(kernel, p, derivative, chosen=None):
+def _elementwise(kernel, p, derivative, chosen=None, of=loss):
     """Every array's gradient, one element at a time: derivative(loss_of, value) per element;
-    with ``chosen`` (a boolean mask per array), only those elements, NaN elsewhere."""
+    with ``chosen`` (a boolean mask per array), only those elements, NaN elsewhere. of: what of
+    each moved problem loss_of gives, of(kernel, problem); the loss itself by default."""
     out = {}
     for name, a in _all_arrays(kernel, p).items():
         g = np.full(a.shape, np.nan)
         mask = np.ones(a.shape, bool) if chosen is None else chosen[name]
         for index in zip(*np.nonzero(mask)):
-            moved = lambda delta: loss(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
+            moved = lambda delta: of(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
             g[index] = derivative(moved, a[index])
         out[name] = g
     return out
@@ -505,11 +506,14 @@ def _checked_problem(kernel, p):
 
 # Central differences again at these fractions of the step, for the elements that fail at it: a
 # kink (relu's 0) or a fast bend within the stencil, +-2h, spoils them there, and a step that no
-# longer reaches it does not. Their rounding error grows as the step shrinks, to about 1.5 k eps |L|
-# / cbrt(eps) at step h/k: the difference at h/k is held that much farther from the kernel's value
-# than it is (_held_away), so that rounding cannot bring a wrong gradient within the tolerance (a
-# gradient wrong by 1.2e-6 of its array passed without this); a wrong gradient fails at every step,
-# as they all converge to the true one (tests/test_gradcheck.py shows both). The element-wise retry
+# longer reaches it does not. Their rounding error grows as the step shrinks, to 1.5 r / (h/k) at
+# step h/k where each loss is off by r: the difference at h/k is held that much farther from the
+# kernel's value than it is (_held_away), r measured at each of its four losses against the kernel
+# run in extended precision (or LOSS_ROUNDING units where it cannot be), so that rounding cannot
+# bring a wrong gradient within the tolerance (a gradient wrong by 1.2e-6 of its array passed with
+# no allowance, and one wrong by 1.6 times the tolerance with 1.5 units of eps |L| for r, which the
+# loss's rounding exceeds on ill-conditioned problems); a wrong gradient fails at every step, as
+# they all converge to the true one (tests/test_gradcheck.py shows these). The element-wise retry
 # and the check along a random direction judge a smaller step alike.
 SMALLER_STEPS = (10, 100)
 
@@ -534,7 +538,6 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     if not errors:
         return report
     numeric = {name: np.array(a, dtype=np.float64) for name, a in numeric.items()}
-    values = _all_arrays(kernel, p)
     moved = 0
     for shrink in SMALLER_STEPS:
         if not errors:
@@ -542,8 +545,8 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
         chosen = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
         for name, index in errors:
             chosen[name][index] = True
-        smaller = {name: _held_away(n, analytic[name], _rounding(_step(values[name], shrink), unit))
-                   if np.shape(analytic[name]) == n.shape else n
+        rounding = _rounding_of_differences(kernel, p, chosen, shrink, unit)
+        smaller = {name: _held_away(n, analytic[name], rounding[name]) if np.shape(analytic[name]) == n.shape else n
                    for name, n in central_differences(kernel, p, chosen, shrink).items()}
         found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
         kept = {}
@@ -568,10 +571,37 @@ def _held_away(numeric, exact, rounding):
     return np.where(numeric >= exact, numeric + rounding, numeric - rounding)
 
 
-def _rounding(step, unit):
-    """The most the losses' rounding moves a fourth-order central difference at this step: LOSS_ROUNDING
-    units of eps |L| (unit) in each of its four losses, weighted 8, 8, 1 and 1 over 12 steps."""
-    return 1.5 * LOSS_ROUNDING * unit / step
+def _rounding_of_differences(kernel, p, chosen, shrink, unit):
+    """For each chosen element, the most the losses' rounding moves its central difference at a
+    shrink-th of the step (_stencil_rounding); NaN elsewhere."""
+    def derivative(rounding_at, value):
+        return _stencil_rounding(rounding_at, _step(value, shrink), unit)
+
+    return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen, of=_loss_rounding)
+
+
+def _stencil_rounding(rounding_at, h, unit):
+    """The most rounding moves (8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h: each loss's rounding,
+    rounding_at(delta), weighted 8, 8, 1 and 1. Where the kernel's run in extended precision cannot
+    measure it, LOSS_ROUNDING units of eps |L| (unit) each."""
+    rounding = [rounding_at(delta) for delta in (h, -h, 2 * h, -2 * h)]
+    if not np.all(np.isfinite(rounding)):
+        rounding = [LOSS_ROUNDING * unit] * 4
+    return (8 * (rounding[0] + rounding[1]) + rounding[2] + rounding[3]) / (12 * h)
+
+
+def _loss_rounding(kernel, q):
+    """How far the float64 loss of the problem is from the loss of the kernel run in extended
+    precision (np.longdouble), 2048 times less rounded: the float64 loss's own rounding. NaN where
+    longdouble is float64, or the kernel does not run in it, or is not finite there."""
+    if not WIDE:
+        return np.nan
+    try:
+        with np.errstate(all="ignore"):
+            wide = loss(kernel, q.with_dtype(np.longdouble))
+            return float(abs(np.longdouble(loss(kernel, q)) - wide))
+    except Exception:  # noqa: BLE001 - a kernel that refuses longdouble: rounding counted at LOSS_ROUNDING
+        return np.nan
 
 
 def _errors(report):
@@ -732,7 +762,8 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
 
     def within_at_smaller_step(shrink):  # a kink within the stencil spoils a step, not every smaller one
         step = _step(largest, shrink)
-        held = _held_away(_fourth_order(at, step), exact, _rounding(step, unit))
+        rounding = _stencil_rounding(lambda delta: _loss_rounding(kernel, _shifted(kernel, q, v, delta)), step, unit)
+        held = _held_away(_fourth_order(at, step), exact, rounding)
         return float(_relative(held, exact, scale)) <= TOLERANCE["central"]
 
     if rel <= TOLERANCE["central"] or any(map(within_at_smaller_step, SMALLER_STEPS)):

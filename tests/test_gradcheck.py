@@ -1,5 +1,6 @@
 """The checker accepts right gradients and rejects wrong ones, naming the element."""
 
+import functools
 import inspect
 import re
 from dataclasses import replace
@@ -1136,6 +1137,39 @@ def test_where_the_full_steps_truncation_nears_the_tolerance_a_wrong_gradient_st
     (central,) = gradcheck.check_kernel(Wrapped(lstmp, backward), methods=("central",), **STEEP)
     assert central.ok == ok, str(central)
     assert ok or {(m.name, m.index) for m in central.mismatches} == {("x", tuple(int(k) for k in i))}, str(central)
+
+
+def test_a_smaller_steps_rounding_beyond_a_fixed_allowance_passes_no_wrong_gradient(lstmp, monkeypatch):
+    """lstmp over 30 steps at weights of scale 0.1 (seed 0): at a hundredth of the step, the loss's
+    rounding moves dW_r[3, 1]'s difference by 0.7 of the tolerance more than 1.5 units of eps|L| in
+    each loss would; an element 1.6 times the tolerance off on that side passed when those units were
+    the allowance. Counted as measured in extended precision, it fails; without extended precision,
+    counted at LOSS_ROUNDING units, it fails too. (The element alone is judged again, the others'
+    numeric gradient taken as the right kernel's, which central differences meet to rounding.)"""
+    config, i = dict(T=30, B=1, D=1, H=2, seed=0, scale=0.1), (3, 1)
+    p = gradcheck.random_problem(lstmp, **config)
+    right = gradcheck._as_numeric(gradcheck.analytic_gradients(lstmp, p))
+    unit = gradcheck.EPS * gradcheck.loss_magnitude(lstmp, p)
+    floor = gradcheck.FLOORS["central"] * unit
+    allowed = gradcheck.TOLERANCE["central"] * max(np.max(np.abs(right["W_r"])), floor / gradcheck.TOLERANCE["central"])
+    chosen = {name: np.zeros(np.shape(a), bool) for name, a in right.items()}
+    chosen["W_r"][i] = True
+    noise = gradcheck.central_differences(lstmp, p, chosen, 100)["W_r"][i] - right["W_r"][i]
+    fixed = 1.5 * 100 * unit / np.cbrt(gradcheck.EPS)  # 1.5 units of eps|L| per loss, over the step's hundredth
+    assert abs(noise) - fixed > 0.5 * allowed, (abs(noise) - fixed) / allowed
+    wrong = {**right, "W_r": right["W_r"].copy()}
+    wrong["W_r"][i] += noise + np.sign(noise) * 0.9 * (allowed - fixed)  # held by `fixed`, 0.9 of the tolerance off
+    assert abs(wrong["W_r"][i] - right["W_r"][i]) > 1.5 * allowed
+    numeric = {**right, "W_r": np.where(chosen["W_r"], gradcheck.central_differences(lstmp, p, chosen)["W_r"],
+                                        right["W_r"])}
+    judge = functools.partial(gradcheck.compare, wrong, tolerance=gradcheck.TOLERANCE["central"], method="central",
+                              floor=floor)
+    for wide in (True, False) if gradcheck.WIDE else (False,):
+        monkeypatch.setattr(gradcheck, "WIDE", wide)
+        report = gradcheck._at_smaller_steps(lstmp, p, numeric, judge(numeric), judge, wrong, unit)
+        assert [(m.name, m.index) for m in report.mismatches] == [("W_r", i)], str(report)
+    right_judge = functools.partial(judge.func, right, **judge.keywords)
+    assert gradcheck._at_smaller_steps(lstmp, p, numeric, right_judge(numeric), right_judge, right, unit).ok
 
 
 def test_float32_off_by_more_than_thirty_times_its_sensitivity_on_a_right_kernel_is_said_to_be_rounding(lstmp):
