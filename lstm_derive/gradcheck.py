@@ -542,25 +542,37 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     for shrink in SMALLER_STEPS:
         if not errors:
             break
-        chosen = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
-        for name, index in errors:
-            chosen[name][index] = True
-        rounding = _rounding_of_differences(kernel, p, chosen, shrink, unit)
-        smaller = {name: _held_away(n, analytic[name], rounding[name]) if np.shape(analytic[name]) == n.shape else n
-                   for name, n in central_differences(kernel, p, chosen, shrink).items()}
-        found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
-        kept = {}
-        for (name, index), before in errors.items():
-            after = found.get((name, index), 0.0)  # not found: within NEAR times the tolerance
-            if after <= tolerance and after < before:
-                numeric[name][index] = smaller[name][index]
-                moved += 1
-            else:
-                kept[(name, index)] = before
-        errors = kept
+        smaller = central_differences(kernel, p, _mask(numeric, errors), shrink)
+        # holding a value away can only take it farther: rounding is measured where it could pass
+        candidates = {key: errors[key] for key in _nearer(near, numeric, smaller, errors)}
+        rounding = _rounding_of_differences(kernel, p, _mask(numeric, candidates), shrink, unit)
+        held = {name: _held_away(n, analytic[name], rounding[name]) if np.shape(analytic[name]) == n.shape else n
+                for name, n in smaller.items()}
+        for name, index in _nearer(near, numeric, held, candidates):
+            numeric[name][index] = held[name][index]
+            moved += 1
+            del errors[(name, index)]
     rejudged = judge(numeric)
     rejudged.smaller_steps = moved
     return rejudged
+
+
+def _mask(arrays, keys):
+    """A boolean mask per array (name -> array), True at the keys' (name, index)."""
+    chosen = {name: np.zeros(np.shape(a), bool) for name, a in arrays.items()}
+    for name, index in keys:
+        chosen[name][index] = True
+    return chosen
+
+
+def _nearer(near, numeric, smaller, errors):
+    """Of the elements that errors holds ((name, index) -> error), those whose value in smaller, put
+    in numeric's place, meets the tolerance and is nearer the kernel's value than before (near:
+    compare at NEAR times the tolerance, which leaves out an element within that)."""
+    chosen = _mask(numeric, errors)
+    found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
+    return [key for key, before in errors.items() if found.get(key, 0.0) <= TOLERANCE["central"]
+            and found.get(key, 0.0) < before]
 
 
 def _held_away(numeric, exact, rounding):
@@ -762,9 +774,11 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
 
     def within_at_smaller_step(shrink):  # a kink within the stencil spoils a step, not every smaller one
         step = _step(largest, shrink)
+        smaller = _fourth_order(at, step)
+        if not _relative(smaller, exact, scale) <= TOLERANCE["central"]:  # held away, it would be farther
+            return False
         rounding = _stencil_rounding(lambda delta: _loss_rounding(kernel, _shifted(kernel, q, v, delta)), step, unit)
-        held = _held_away(_fourth_order(at, step), exact, rounding)
-        return float(_relative(held, exact, scale)) <= TOLERANCE["central"]
+        return float(_relative(_held_away(smaller, exact, rounding), exact, scale)) <= TOLERANCE["central"]
 
     if rel <= TOLERANCE["central"] or any(map(within_at_smaller_step, SMALLER_STEPS)):
         return ""
