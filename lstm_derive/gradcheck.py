@@ -26,7 +26,7 @@ import numpy as np
 
 from .callings import calls_as_users_make_them
 from .causes import CALMER, ILL_CONDITIONED, WITHOUT_COMPLEX, by_blocks, hint_at_the_cause, likely, steps_text
-from .problem import (ALONE_TOLERANCE, EPS, FLOORS, TOLERANCE, Problem, analytic_gradients, copy_or_none,
+from .problem import (ALONE_TOLERANCE, EPS, FLOORS, LOSS_ROUNDING, TOLERANCE, Problem, analytic_gradients, copy_or_none,
                       loss, loss_magnitude, raised, random_problem, run_forward, run_problem, state_names,
                       takes_lengths, zeros_like_each)
 
@@ -158,15 +158,16 @@ def _all_arrays(kernel, p):
     return named
 
 
-def _elementwise(kernel, p, derivative, chosen=None):
+def _elementwise(kernel, p, derivative, chosen=None, of=loss):
     """Every array's gradient, one element at a time: derivative(loss_of, value) per element;
-    with ``chosen`` (a boolean mask per array), only those elements, NaN elsewhere."""
+    with ``chosen`` (a boolean mask per array), only those elements, NaN elsewhere. of: what of
+    each moved problem loss_of gives, of(kernel, problem); the loss itself by default."""
     out = {}
     for name, a in _all_arrays(kernel, p).items():
         g = np.full(a.shape, np.nan)
         mask = np.ones(a.shape, bool) if chosen is None else chosen[name]
         for index in zip(*np.nonzero(mask)):
-            moved = lambda delta: loss(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
+            moved = lambda delta: of(kernel, _perturbed(kernel, p, name, index, delta))  # noqa: E731
             g[index] = derivative(moved, a[index])
         out[name] = g
     return out
@@ -183,10 +184,20 @@ def central_differences(kernel, p: Problem, chosen=None, shrink=1):
     shrink: h divided by it, for an element whose stencil may cross a kink (relu's 0)."""
 
     def derivative(moved, value):
-        h = np.cbrt(EPS) * max(1.0, abs(value)) / shrink
-        return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
+        return _fourth_order(moved, _step(value, shrink))
 
     return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen)
+
+
+def _step(value, shrink=1):
+    """Central differences' step at a value (or the largest of several): cbrt(eps) * max(1, |value|),
+    divided by shrink."""
+    return np.cbrt(EPS) * np.maximum(1.0, np.abs(value)) / shrink
+
+
+def _fourth_order(moved, h):
+    """(8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h, moved(delta) being L moved by delta."""
+    return (8 * (moved(h) - moved(-h)) - (moved(2 * h) - moved(-2 * h))) / (12 * h)
 
 
 def complex_step(kernel, p: Problem, chosen=None, dtype=np.complex128):
@@ -495,11 +506,15 @@ def _checked_problem(kernel, p):
 
 # Central differences again at these fractions of the step, for the elements that fail at it: a
 # kink (relu's 0) or a fast bend within the stencil, +-2h, spoils them there, and a step that no
-# longer reaches it does not. Their rounding error grows as the step shrinks, to about 1.5 k eps |L|
-# / cbrt(eps) at step h/k: the difference at h/k is held that much farther from the kernel's value
-# than it is, so that rounding cannot bring a wrong gradient within the tolerance (a gradient wrong
-# by 1.2e-6 of its array passed without this); a wrong gradient fails at every step, as they all
-# converge to the true one (tests/test_gradcheck.py shows both).
+# longer reaches it does not. Their rounding error grows as the step shrinks, to 1.5 r / (h/k) at
+# step h/k where each loss is off by r: the difference at h/k is held that much farther from the
+# kernel's value than it is (_held_away), r measured at each of its four losses against the kernel
+# run in extended precision (or LOSS_ROUNDING units where it cannot be), so that rounding cannot
+# bring a wrong gradient within the tolerance (a gradient wrong by 1.2e-6 of its array passed with
+# no allowance, and one wrong by 1.6 times the tolerance with 1.5 units of eps |L| for r, which the
+# loss's rounding exceeds on ill-conditioned problems); a wrong gradient fails at every step, as
+# they all converge to the true one (tests/test_gradcheck.py shows these). The element-wise retry
+# and the check along a random direction judge a smaller step alike.
 SMALLER_STEPS = (10, 100)
 
 # Elements that pass, but by an error above this fraction of the tolerance, are judged at
@@ -527,26 +542,78 @@ def _at_smaller_steps(kernel, p, numeric, report, judge, analytic, unit):
     for shrink in SMALLER_STEPS:
         if not errors:
             break
-        chosen = {name: np.zeros(np.shape(a), bool) for name, a in numeric.items()}
-        for name, index in errors:
-            chosen[name][index] = True
-        smaller = central_differences(kernel, p, chosen, shrink)
-        rounding = 1.5 * shrink * unit / np.cbrt(EPS)
-        smaller = {name: np.where(n >= analytic[name], n + rounding, n - rounding)  # away from the kernel's value
-                   if np.shape(analytic[name]) == n.shape else n for name, n in smaller.items()}
-        found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
-        kept = {}
-        for (name, index), before in errors.items():
-            after = found.get((name, index), 0.0)  # not found: within NEAR times the tolerance
-            if after <= tolerance and after < before:
-                numeric[name][index] = smaller[name][index]
-                moved += 1
-            else:
-                kept[(name, index)] = before
-        errors = kept
+        smaller = central_differences(kernel, p, _mask(numeric, errors), shrink)
+        # holding a value away can only take it farther: rounding is measured where it could pass
+        candidates = {key: errors[key] for key in _nearer(near, numeric, smaller, errors)}
+        rounding = _rounding_of_differences(kernel, p, _mask(numeric, candidates), shrink, unit)
+        held = {name: _held_away(n, analytic[name], rounding[name]) if np.shape(analytic[name]) == n.shape else n
+                for name, n in smaller.items()}
+        for name, index in _nearer(near, numeric, held, candidates):
+            numeric[name][index] = held[name][index]
+            moved += 1
+            del errors[(name, index)]
     rejudged = judge(numeric)
     rejudged.smaller_steps = moved
     return rejudged
+
+
+def _mask(arrays, keys):
+    """A boolean mask per array (name -> array), True at the keys' (name, index)."""
+    chosen = {name: np.zeros(np.shape(a), bool) for name, a in arrays.items()}
+    for name, index in keys:
+        chosen[name][index] = True
+    return chosen
+
+
+def _nearer(near, numeric, smaller, errors):
+    """Of the elements that errors holds ((name, index) -> error), those whose value in smaller, put
+    in numeric's place, meets the tolerance and is nearer the kernel's value than before (near:
+    compare at NEAR times the tolerance, which leaves out an element within that)."""
+    chosen = _mask(numeric, errors)
+    found = _errors(near({name: np.where(chosen[name], smaller[name], a) for name, a in numeric.items()}))
+    return [key for key, before in errors.items() if found.get(key, 0.0) <= TOLERANCE["central"]
+            and found.get(key, 0.0) < before]
+
+
+def _held_away(numeric, exact, rounding):
+    """A central difference moved away from the kernel's value (exact) by the most rounding can have
+    moved it, so that rounding, which grows as the step shrinks, cannot bring a wrong gradient
+    within the tolerance: judged so, it is at least as far from the kernel's value as the exact
+    difference is."""
+    return np.where(numeric >= exact, numeric + rounding, numeric - rounding)
+
+
+def _rounding_of_differences(kernel, p, chosen, shrink, unit):
+    """For each chosen element, the most the losses' rounding moves its central difference at a
+    shrink-th of the step (_stencil_rounding); NaN elsewhere."""
+    def derivative(rounding_at, value):
+        return _stencil_rounding(rounding_at, _step(value, shrink), unit)
+
+    return _elementwise(kernel, p.with_dtype(np.float64), derivative, chosen, of=_loss_rounding)
+
+
+def _stencil_rounding(rounding_at, h, unit):
+    """The most rounding moves (8 (L(h) - L(-h)) - (L(2h) - L(-2h))) / 12h: each loss's rounding,
+    rounding_at(delta), weighted 8, 8, 1 and 1. Where the kernel's run in extended precision cannot
+    measure it, LOSS_ROUNDING units of eps |L| (unit) each."""
+    rounding = [rounding_at(delta) for delta in (h, -h, 2 * h, -2 * h)]
+    if not np.all(np.isfinite(rounding)):
+        rounding = [LOSS_ROUNDING * unit] * 4
+    return (8 * (rounding[0] + rounding[1]) + rounding[2] + rounding[3]) / (12 * h)
+
+
+def _loss_rounding(kernel, q):
+    """How far the float64 loss of the problem is from the loss of the kernel run in extended
+    precision (np.longdouble), 2048 times less rounded: the float64 loss's own rounding. NaN where
+    longdouble is float64, or the kernel does not run in it, or is not finite there."""
+    if not WIDE:
+        return np.nan
+    try:
+        with np.errstate(all="ignore"):
+            wide = loss(kernel, q.with_dtype(np.longdouble))
+            return float(abs(np.longdouble(loss(kernel, q)) - wide))
+    except Exception:  # noqa: BLE001 - a kernel that refuses longdouble: rounding counted at LOSS_ROUNDING
+        return np.nan
 
 
 def _errors(report):
@@ -690,14 +757,11 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
     if any(values.get(k) is None or values[k].shape != np.shape(a) or not np.isfinite(values[k]).all()
            for k, a in arrays.items()):
         return ""
-    rng = np.random.default_rng([seed, 1])
-    v = {k: rng.standard_normal(np.shape(a)) for k, a in arrays.items()}
-    norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values()))
-    if norm == 0:
+    v = _direction(arrays, seed)
+    if v is None:
         return ""
-    v = {k: d / norm for k, d in v.items()}
     q = p.with_dtype(np.float64)
-    h = np.cbrt(EPS) * max(1.0, max((float(np.max(np.abs(a), initial=0.0)) for a in arrays.values()), default=1.0))
+    largest = max((float(np.max(np.abs(a), initial=0.0)) for a in arrays.values()), default=1.0)
 
     def at(delta):
         return loss(kernel, _shifted(kernel, q, v, delta))
@@ -705,14 +769,30 @@ def directional(kernel, p, analytic, seed=0, unit=0.0):
     exact = sum(float(np.sum(values[k] * v[k])) for k in v)
     gradient_norm = np.sqrt(sum(float(np.sum(values[k] ** 2)) for k in v))
     scale = max(gradient_norm, FLOORS["central"] * unit / TOLERANCE["central"])
-    for shrink in (1, *SMALLER_STEPS):  # a kink within the stencil spoils a step, not every smaller one
-        step = h / shrink
-        numeric = (8 * (at(step) - at(-step)) - (at(2 * step) - at(-2 * step))) / (12 * step)
-        rel = abs(numeric - exact) / scale if scale > 0 else abs(numeric - exact)
-        if rel <= TOLERANCE["central"]:
-            return ""
+    numeric = _fourth_order(at, _step(largest))
+    rel = float(_relative(numeric, exact, scale))
+
+    def within_at_smaller_step(shrink):  # a kink within the stencil spoils a step, not every smaller one
+        step = _step(largest, shrink)
+        smaller = _fourth_order(at, step)
+        if not _relative(smaller, exact, scale) <= TOLERANCE["central"]:  # held away, it would be farther
+            return False
+        rounding = _stencil_rounding(lambda delta: _loss_rounding(kernel, _shifted(kernel, q, v, delta)), step, unit)
+        return float(_relative(_held_away(smaller, exact, rounding), exact, scale)) <= TOLERANCE["central"]
+
+    if rel <= TOLERANCE["central"] or any(map(within_at_smaller_step, SMALLER_STEPS)):
+        return ""
     return (f"the analytic gradient gives {exact:.10g}, central differences {numeric:.10g}: {rel:.1e} of the "
             f"gradient's norm (tolerance {TOLERANCE['central']:.0e})")
+
+
+def _direction(arrays, seed=0):
+    """The random unit direction through every array (name -> array) that directional() takes for
+    seed, as arrays of the same names; None where the arrays hold no element."""
+    rng = np.random.default_rng([seed, 1])
+    v = {k: rng.standard_normal(np.shape(a)) for k, a in arrays.items()}
+    norm = np.sqrt(sum(float(np.sum(d * d)) for d in v.values()))
+    return {k: d / norm for k, d in v.items()} if norm else None
 
 
 def failing_term(kernel, p: Problem, seed=0, unit=0.0):

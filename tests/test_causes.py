@@ -191,6 +191,28 @@ def test_the_cancelled_terms_hint_needs_every_other_method_to_pass():
     assert "cancel" not in low.hint
 
 
+def test_the_cancelled_terms_hint_reads_a_float64_failure_of_rounding_alone_as_the_float64_runs_passing():
+    """The complex step failing only where the kernel run in extended precision meets it (float64's
+    rounding of the same cancelled sum, beyond what is excused): the float32 hint is still given, and
+    says so; the complex report still fails. Not where that report fails on anything else too."""
+    small = gradcheck.Mismatch("h0", (0, 0), 0.0063847, 0.0063928, 1.3e-3, ("float32", "float64"))
+    rounded = gradcheck.Mismatch("h0", (0, 1), -1.623602499e-4, -1.623602495e-4, 1.3e-10)
+
+    def hint(**more):
+        low = gradcheck.Report("float32", 1e-3, mismatches=[small], largest={"h0": 0.0064, "W_x": 9.0})
+        complex_ = gradcheck.Report("complex", 1e-10, mismatches=[rounded],
+                                    **{"beyond_rounding": {("h0", (0, 1)): 79.0}, **more})
+        causes.hint_at_the_cause([gradcheck.Report("central", 1e-6), complex_, low])
+        assert not complex_.ok
+        return low.hint
+
+    assert hint().startswith("the float64 run passes the other checks but the complex step on dh0, where the kernel "
+                             "run in extended precision agrees with it (float64's own rounding, as said there), and "
+                             "float32 fails on dh0 alone"), hint()
+    assert hint(directional="the analytic gradient gives 1, central differences 2") == ""
+    assert hint(beyond_rounding={}) == ""
+
+
 def test_the_ill_conditioned_hint_needs_every_other_method_to_pass_and_float32s_dtypes_right():
     """float32 off by 90 times its sensitivity, as right kernels are on ill-conditioned problems, and
     within CALM at weights CALMER times smaller: rounding, where float64 passes every other check; not
