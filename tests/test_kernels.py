@@ -220,6 +220,9 @@ def test_bad_inputs_are_refused_with_the_argument_named(name):
         (lambda: k.forward(single, p.x.tolist(), p.state),
          r"^x: expected dtype float32 like the parameters, got float64; a list reads as float64: pass "
          r"np\.asarray\(x, dtype=np\.float32\)$"),
+        (lambda: k.forward(single, p.x.astype(np.float32), [s.tolist() for s in p.state]),
+         r"^state\[\w+\]: expected dtype float32 like the parameters, got float64; a list reads as float64: pass "
+         r"np\.asarray\(it, dtype=np\.float32\)$"),  # state[h] is no Python to pass
         (lambda: k.forward({**p.params, first: p.params[first].astype(np.float32)}, p.x, p.state),
          rf"^{first}: expected dtype float64 like the parameters, got float32"),  # the odd one out, whichever
         (lambda: k.forward({**p.params, first: [[0.0, 1.0], [2.0]]}, p.x, p.state),
@@ -591,7 +594,7 @@ def test_lengths_of_t_are_no_lengths_and_bad_ones_are_refused(name):
     for lengths, message in [([4, 4], r"lengths: expected one integer per sequence, B = 3 \(x is time-major, "
                                       r"\(T, B, D\) = \(4, 3, 3\)\), got shape \(2,\)"),
                              (np.array([4, 2, 1], complex), r"lengths: expected integers, got dtype complex128; "
-                                                            r"convert them with \.astype\(int\)"),
+                                                            r"pass lengths\.real\.astype\(int\) where every imaginary part is 0$"),
                              ([True, False, True], r"lengths: expected integers, got dtype bool"),
                              ([2, 5, 1], r"lengths: expected each from 0 to T = 4, got lengths\[1\] = 5"),
                              ([2, 1, -1], r"lengths: expected each from 0 to T = 4, got lengths\[2\] = -1")]:

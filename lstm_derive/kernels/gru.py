@@ -139,10 +139,10 @@ def forward(params, x, state=None, lengths=None):
     x: (T, B, D), time-major (x[t, b] is sequence b's step t), of the parameters' dtype.
     state: the initial state, a tuple (h,) of one (B, H) array of the parameters' dtype; None, or None
         for one array, means zeros.
-    lengths: None (every sequence runs T steps), or B integers from 0 to T, each sequence's own
-        number of steps: past its end a sequence keeps its state (its rows of ys repeat it, and the
-        final state is the one at its end), whatever its rows of x hold there (nan too), and the
-        steps after the longest sequence's end are not run.
+    lengths: None (every sequence runs T steps), or B whole numbers from 0 to T (integers, or floats
+        that are whole), each sequence's own number of steps: past its end a sequence keeps its state
+        (its rows of ys repeat it, and the final state is the one at its end), whatever its rows of x
+        hold there (nan too), and the steps after the longest sequence's end are not run.
 
     Returns (ys, final_state, cache):
     ys: (T, B, H), h after every step; read-only (a view into the cache unless the longest
@@ -387,7 +387,8 @@ def _checked(name, a, shape, dims, dtype, sizes=None):
         advice = (f"convert it with .astype(np.{dtype})" if not (a.dtype.kind == "c" and dtype.kind == "f") else
                   "for complex arithmetic (the complex step) make the parameters complex too")  # not drop .imag
         if not isinstance(given, np.ndarray):
-            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({name}, dtype=np.{dtype})"
+            named = name if name.isidentifier() else "it"  # state[h] names an entry, not Python
+            advice = f"a {type(given).__name__} reads as {a.dtype}: pass np.asarray({named}, dtype=np.{dtype})"
         raise ValueError(f"{name}: expected dtype {dtype} like the parameters, got {a.dtype}; {advice}")
     return a
 
@@ -540,6 +541,9 @@ def _integer_lengths(lengths):
     if lengths.dtype.kind == "b":
         raise ValueError("lengths: expected integers, got dtype bool, which are not numbers of steps; for "
                          "one step that some sequences take (True) and others not, pass running.astype(int)")
+    if lengths.dtype.kind == "c":  # .astype(int) would drop the imaginary parts with a warning
+        raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; pass lengths.real.astype(int) "
+                         "where every imaginary part is 0")
     if lengths.dtype.kind != "f":
         raise ValueError(f"lengths: expected integers, got dtype {lengths.dtype}; convert them with .astype(int)")
     with np.errstate(invalid="ignore"):  # nan and inf are not whole: named below
@@ -662,4 +666,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: cb2db506149d2ed7
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 7085e12337b55e1d
