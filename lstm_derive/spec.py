@@ -236,6 +236,7 @@ class Cell:
         """
         where = self._caller()
         name = _check_identifier(name, "affine name", where)
+        _check_affine_name_free(name, where, self.affines)
         self._check_affine_inputs(name, inputs, where)
         block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
@@ -540,9 +541,11 @@ class Cell:
     def _check_nodes(self, defined, varying):
         """Each node's names valid and its own, and it reads only what is declared before it (defined,
         which grows by its symbols)."""
-        names = {}
+        names, affines = {}, []
         for node in self.nodes:
             if isinstance(node, Affine):
+                _check_affine_name_free(node.name, node.where, affines)
+                affines.append(node)
                 made = [node.name] + list(node.weights) + list(node.biases) + [str(b) for b in node.blocks]
                 for n in made:
                     _check_identifier(n, "name", node.where)
@@ -1095,6 +1098,17 @@ def _bias_names(affine, bias, inputs, where):
         raise SpecError(f"{where}: affine '{affine}' has {inputs} inputs and {len(biases)} biases; "
                         f"give one bias, none (bias=None) or one per input")
     return [_check_identifier(b, "bias name", where) for b in biases]
+
+
+def _check_affine_name_free(name, where, affines):
+    """A second affine of one name would make weights of the same names as the first's (W_x twice) or
+    beside them (W_v by W_h): neither is the one matrix the script likely means to share."""
+    first = next((a for a in affines if a.name == name), None)
+    if first is not None:
+        raise SpecError(f"{where}: affine '{name}' is already declared at {first.where}; an affine's weights "
+                        f"are its own (weight {name}_v multiplies input v), so two affines cannot share one "
+                        "matrix: tied weights are not in the cell language. Give this affine another name; "
+                        "where one product serves both uses, read its blocks in both")
 
 
 def _same_owner(one, other):

@@ -153,6 +153,18 @@ def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
         derive(cell)
 
 
+def test_two_affines_of_one_name_in_a_cell_built_by_hand_are_found_by_validation():
+    """Renamed after both were declared, two affines of one name are still refused before emission."""
+    cell = Cell("two")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev])
+    (u,) = cell.affine("U", [h_prev], blocks=["u"], bias=None)
+    cell.nodes[-1] = dataclasses.replace(cell.nodes[-1], name="W", weights=["W_r"])
+    cell.update(h=tanh(a + u))
+    with pytest.raises(SpecError, match=r"affine 'W' is already declared at .*tied weights"):
+        derive(cell)
+
+
 @pytest.mark.parametrize("body, fragments", [
     ("g = cell.let('g', tanh(h_prev))\ng = cell.let('g', sigmoid(h_prev))  # <- here\n",
      ["the name 'g' is already used at", "give each node its own name"]),
@@ -167,6 +179,11 @@ def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
                                                  "an affine's bias is 'b' unless bias=... names it"]),
     ("(c, b) = cell.affine('V', [x], blocks=['c', 'b'])  # <- here\n",
      ["affine 'V' names a block 'b', the name of its own bias", "unless bias=... names it"]),
+    # one matrix meant for two products: W_v beside W_h made a kernel with two matrices, or none that ran
+    ("v = cell.let('v', tanh(a)*h_prev)\n(u,) = cell.affine('W', [v], blocks=['u'], bias=None)  # <- here\n",
+     ["affine 'W' is already declared at", "tied weights are not in the cell language", "another name"]),
+    ("v = cell.let('v', tanh(a)*h_prev)\n(u,) = cell.affine('W', [x, v], blocks=['u'], bias='c')  # <- here\n",
+     ["affine 'W' is already declared at", "tied weights"]),
 ])
 def test_duplicate_names(tmp_path, capsys, body, fragments):
     preamble = PREAMBLE + "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
