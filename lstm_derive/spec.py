@@ -822,6 +822,8 @@ class Cell:
                             "state or affine node); use the affine's bias instead")
 
     def _let_of(self, value):
+        if not isinstance(value, sympy.Symbol):  # a NumPy array would compare elementwise, and no truth value
+            return None
         for node in self.lets:
             if node.symbol == value:
                 return node

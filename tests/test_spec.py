@@ -355,6 +355,15 @@ def test_what_the_kernel_cannot_compute(tmp_path, capsys, expr, fragment):
         """, fragment, "'h'")
 
 
+def test_a_numpy_array_given_to_update_after_a_let_is_no_expression(tmp_path, capsys):
+    """Compared with a let's symbol, the array gave NumPy's "truth value ... is ambiguous" instead."""
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let("g", tanh(a))
+        cell.update(h=__import__('numpy').ones(3) * g)  # <- here
+        """, "'h' is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol")
+
+
 def test_the_absolute_values_rewrite_gives_softsign_with_proven_gradients(tmp_path):
     """The refusal of Abs says |v| is relu(v) + relu(-v): a softsign so written is derived, equals
     a/(1 + |a|) and passes every check."""
