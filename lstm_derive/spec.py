@@ -347,6 +347,20 @@ class Cell:
             at_zero[let.symbol] = let.expr.xreplace(at_zero)
         return poles
 
+    def parameter_poles(self):
+        """(let, denominator, parameters it reads) for each denominator that is zero where its parameters
+        are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params draws every
+        parameter around zero, and so do the checks."""
+        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p} for p in self.params}
+        state_poles = {(id(let), base) for let, base, _ in self.zero_poles()}
+        poles = []
+        for let in self.lets:
+            poles += [(let, base, sorted(_read_by(base, reads), key=str)) for base in _denominators(let.expr)
+                      if (id(let), base) not in state_poles and base.xreplace(at_zero) == 0]
+            at_zero[let.symbol] = let.expr.xreplace(at_zero)
+            reads[let.symbol] = _read_by(let.expr, reads)
+        return poles
+
     def _states_read(self):
         """Each let's and each previous value's symbol -> the states whose previous value it reads,
         directly or through lets."""
@@ -426,7 +440,7 @@ class Cell:
         nothing reads (unread()), expressions so long that their derivation grows out of hand
         (long()), and denominators that the kernel's default initial state makes zero (poles())."""
         self.validate()
-        return self.unread() + self.long() + self.poles()
+        return self.unread() + self.long() + self.poles() + self.parameter_pole_warnings()
 
     def poles(self):
         """A warning for each denominator that is zero where every state is: the checks pass, as they
@@ -437,6 +451,22 @@ class Cell:
                 f"nan, though the checks, which start no state at zero, pass; pass forward an initial state with "
                 f"{' and '.join(states)} nonzero{self._positive_hint(states)}"
                 for let, base, states in self.zero_poles()]
+
+    def parameter_pole_warnings(self):
+        """A warning for each denominator that is zero where its parameters are: the checks and init_params
+        draw them uniform around zero, so that steps come near the pole, and the checks fail or a
+        fresh kernel's state blows up."""
+        warnings = []
+        for let, base, params in self.parameter_poles():
+            names = " and ".join(map(str, params))
+            p = params[0]
+            warnings.append(
+                f"{let.where}: '{let.symbol}' divides by {base}, which is zero where {names} "
+                f"{'is' if len(params) == 1 else 'are'} zero: init_params draws every parameter uniform around "
+                f"zero, and so do the checks, so their steps come near this pole (the checks may fail, a fresh "
+                f"kernel's values blow up); a parameter that must keep away from zero (a time constant) is "
+                f"written through what never reaches it: 1 + {p}**2, exp({p}) or softplus({p}) where {p} is")
+        return warnings
 
     def _positive_hint(self, states):
         """What positive=True does for the states of a pole at zero, which it does not remove."""

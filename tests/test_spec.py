@@ -1084,3 +1084,24 @@ def test_a_let_whose_terms_cancel_is_warned_to_be_a_constant(tmp_path, capsys, e
     assert message in load_cell(script).unread()
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0  # a warning only
     assert f"lstm-derive: warning: {message}" in capsys.readouterr().err
+
+
+def test_a_division_by_a_parameter_that_zero_makes_zero_is_warned_of(tmp_path):
+    """init_params and the checks draw parameters around zero: (tanh(c) - h_prev)/tau puts steps near its
+    pole (the checks of that cell fail). A denominator that zero states make zero is warned of once, as a
+    state's pole; 1 + tau**2 is no pole."""
+    script, line = write_script(tmp_path, """\
+        tau = cell.param("tau")
+        (a,) = cell.affine("W", [x, h_prev])
+        k = cell.let("k", 2 * tau)
+        cell.update(h=h_prev + (tanh(a) - h_prev) / k)  # <- here
+        """)
+    [warning] = load_cell(script).warnings()
+    assert warning.startswith(f"{script}:{line}: 'h' divides by k, which is zero where tau is zero: init_params "
+                              "draws every parameter uniform around zero, and so do the checks")
+    assert warning.endswith("1 + tau**2, exp(tau) or softplus(tau) where tau is")
+    script.write_text(script.read_text().replace("2 * tau", "2 * tau * h_prev"))
+    [warning] = load_cell(script).warnings()
+    assert "the state h is zero" in warning
+    script.write_text(script.read_text().replace("2 * tau * h_prev", "1 + tau**2"))
+    assert load_cell(script).warnings() == []
