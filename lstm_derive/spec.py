@@ -265,7 +265,7 @@ class Cell:
         for state, value in new_values.items():
             state = str.__str__(state)  # a keyword argument's name: a str, perhaps of a subclass
             if state not in self.states:
-                raise SpecError(f"{where}: {self._not_a_state(state)}")
+                raise SpecError(f"{where}: {self._not_a_state(state, value)}")
             if state in self.updates:
                 raise SpecError(f"{where}: state '{state}' is updated twice (first at "
                                 f"{self.updates[state].where}); give it one new value")
@@ -630,8 +630,13 @@ class Cell:
                 raise SpecError(f"{let.where}: '{name}' has the name of state '{name}' but is not its new "
                                 f"value; rename it, or pass it as cell.update({name}={name})")
 
-    def _not_a_state(self, name):
+    def _not_a_state(self, name, value=None):
         text = f"update of '{name}', which is not a declared state (states: {', '.join(self.states) or 'none'}); "
+        meant = self._state_meant(name) if isinstance(value, sympy.Symbol) and str(value) == name else None
+        if meant and self._role(name) == "a let":
+            return text + (f"'{name}' is the let given as the value, declared at {self._where[name]}: a keyword of "
+                           f"cell.update names the state that takes the value, so write {meant}=..., the let "
+                           f"'{name}' its value")
         if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
             s = name.removesuffix("_prev")
             return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
@@ -643,6 +648,12 @@ class Cell:
                    "a state needs a name of its own")
             return text + f"'{name}' is {role}, declared at {self._where[name]}; {fix}"
         return text + (f"did you mean {close[0]}? or " if close else "") + f"declare it with cell.state('{name}')"
+
+    def _state_meant(self, name):
+        """The state not yet updated whose new value a let of this name likely is (c for c_new), or None."""
+        free = [s for s in self.states if s not in self.updates]
+        extended = max((s for s in free if name.startswith(s)), key=len, default=None)
+        return extended or next(iter(difflib.get_close_matches(name, free, n=1)), None)
 
     def _check_kernel_names(self):
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""

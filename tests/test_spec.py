@@ -575,6 +575,17 @@ def test_an_update_of_a_name_another_node_has_says_what_it_names(tmp_path, capsy
     assert "declare it with" not in message
 
 
+def test_an_update_whose_keyword_is_the_let_given_as_the_value_says_the_keyword_is_the_state(tmp_path, capsys):
+    """c = cell.let("c_new", ...), then cell.update(c_new=c): declaring a state 'c_new', as the
+    message of a let named like a state offers, is not what was meant."""
+    body = ("c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev])\n"
+            "c = cell.let('c_new', c_prev + tanh(a))\ncell.update(c_new=c, h=tanh(c))  # <- here\n")
+    script, _ = write_script(tmp_path, body)
+    message = refused(tmp_path, capsys, body, f"'c_new' is the let given as the value, declared at {script}:9: a "
+                      "keyword of cell.update names the state that takes the value, so write c=..., the let 'c_new' its value")
+    assert "declare cell.state('c_new')" not in message
+
+
 def test_the_control_cell_of_the_injection_tests_is_accepted():
     derive(_build("let", "g"))
 
