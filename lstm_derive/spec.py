@@ -388,7 +388,7 @@ class Cell:
         if self.output is not None:
             if not isinstance(self.output, str):
                 raise SpecError(f"{set_at}: output {self.output!r} is not a state's name; set output to one of: "
-                                f"{', '.join(map(str, self.states))}")
+                                f"{', '.join(map(str, self.states))}{self._output_hint(str(self.output))}")
             object.__setattr__(self, "output", str.__str__(self.output))  # not a new setting: where it was set stays
         if not self.inputs:
             raise SpecError(f"{where}: cell '{self.name}' has no input; declare one with cell.input('x')")
@@ -406,13 +406,26 @@ class Cell:
                 raise SpecError(f"{self.updates[s].where}: {self._not_a_state(s)}")
         if not isinstance(self.output_state, str) or self.output_state not in self.states:
             raise SpecError(f"{set_at}: output {self.output_state!r} is not a state; set output to one of: "
-                            f"{', '.join(self.states)}")
+                            f"{', '.join(self.states)}{self._output_hint(str(self.output_state))}")
         x = self.inputs[0]
         if not any(x in a.inputs for a in self.affines):
             raise SpecError(f"{self._declared(str(x))}: input '{x}' feeds no affine node, so the cell ignores "
                             f"it; pass it to one, e.g. cell.affine('W', [{x}, ...])")
         self._check_kernel_names()
         return self
+
+    def _output_hint(self, name):
+        """Which state output= likely means, where it names another node: what a step returns is a state."""
+        if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
+            return f" ('{name}' is the previous value of state '{name.removesuffix('_prev')}')"
+        given = next((s for s, let in self.updates.items() if str(let.symbol) == name), None)
+        if given is not None:
+            return f" ('{name}' is the new value of state '{given}': output='{given}')"
+        if self._role(name) == "a let":
+            return (f" (what a step returns is a state: to return the let '{name}', give a state of its own its "
+                    f"value, cell.update(out={name}) for cell.state('out'), and set output='out'; nothing need read "
+                    "out_prev)")
+        return ""
 
     def with_let(self, name, expr, before):
         """A copy of the cell with the let ``name = expr`` before its node number ``before``, expr read

@@ -927,6 +927,26 @@ def test_an_output_that_is_no_state_names_the_line_that_set_it(tmp_path, capsys,
             "is not a state", "set output to one of: h")
 
 
+@pytest.mark.parametrize("setting, hint", [
+    ("cell.output = 'hn'  # <- here\n", "('hn' is the new value of state 'h': output='h')"),
+    ("cell.output = hn  # <- here\n", "('hn' is the new value of state 'h': output='h')"),
+    ("cell.output = 'h_prev'  # <- here\n", "('h_prev' is the previous value of state 'h')"),
+    ("cell.output = 'g'  # <- here\n", "what a step returns is a state: to return the let 'g', give a state of its "
+                                       "own its value, cell.update(out=g) for cell.state('out'), and set output='out'"),
+])
+def test_an_output_that_names_another_node_says_which_state_to_name(tmp_path, capsys, setting, hint):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ng = cell.let('g', tanh(a))\n"
+            "hn = cell.let('hn', g * h_prev)\ncell.update(h=hn)\n" + setting, "set output to one of: h", hint)
+
+
+def test_the_output_a_let_hint_offers_is_a_cell_that_derives(tmp_path):
+    """The state the hint names for a let carries nothing from step to step, and is accepted so."""
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ng = cell.let('g', tanh(a))\n"
+                                       "out_prev = cell.state('out')\ncell.update(h=g * h_prev + g, out=g)\n"
+                                       "cell.output = 'out'\n")
+    assert derive(load_cell(script)).cell.output_state == "out"
+
+
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
     message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
                       "SyntaxError", "'(' was never closed")
