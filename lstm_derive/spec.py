@@ -1089,8 +1089,11 @@ def _check_power(name, power, where):
         raise SpecError(f"{where}: '{name}' contains {power.base}**{float(power.exp)}, a power with a float "
                         f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
     if not power.exp.is_Integer:
-        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {power.exp}; only "
-                        f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
+        exponent = float(power.exp) if power.exp.is_Float else power.exp  # 0.5, not SymPy's 0.500000000000000
+        root = (" (so a square root cannot be written, nor a norm or a standard deviation)"
+                if (power.exp.is_Rational or power.exp.is_Float) and float(power.exp) == 0.5 else "")
+        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {exponent}; only "
+                        f"integer powers are supported{root}; write '{name}' with {SUPPORTED_OPERATIONS}")
 
 
 def _refuse_operation(name, node, where):

@@ -333,6 +333,10 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
 @pytest.mark.parametrize("expr, fragment", [
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
+    ("(1 + tanh(a)**2) ** 0.5", "a power with exponent 0.5; only integer powers are supported (so a square root "
+                                "cannot be written, nor a norm or a standard deviation)"),
+    ("sympy.sqrt(2 + tanh(a))", "a power with exponent 1/2; only integer powers are supported (so a square root"),
+    ("(2 + tanh(a)) ** 0.25", "a power with exponent 0.25; only integer powers are supported; write"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
     ("sympy.pi * tanh(a)", "write it as a number, float(sympy.pi) = 3.141592653589793"),
     ("sympy.I * tanh(a)", "constant I, which the kernel cannot compute; write a finite real number instead"),
