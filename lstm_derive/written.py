@@ -24,6 +24,7 @@ def written_form(cell, let):
     names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
+    names.update(_constants(tree, let.where.line))
     names.update(_variables(tree, let.where.line, names, cell))
     # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name,
     # in every let that writes it (the name takes the line of the first): the form that reads back wins
@@ -62,6 +63,33 @@ def _variables(tree, line, names, cell):
                 and len(targets.elts) == len(affines[what]) and all(isinstance(t, ast.Name) for t in targets.elts):
             held.update({t.id: b for t, b in zip(targets.elts, affines[what])})
     return held
+
+
+def _constants(tree, line):
+    """The script's top-level variables that hold a number, as last assigned before the line: dt = 0.1
+    (a time step, a constant named once and used in several lets), read as the number."""
+    held = {}
+    for statement in tree.body:
+        if statement.lineno >= line:
+            break
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                and isinstance(statement.targets[0], ast.Name):
+            value = _number(statement.value)
+            if value is None:
+                held.pop(statement.targets[0].id, None)
+            else:
+                held[statement.targets[0].id] = value
+    return held
+
+
+def _number(node):
+    """The number a node writes (0.1, 3, -0.5), as SymPy's, else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _number(node.operand)
+        return None if value is None else -value
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return sympy.sympify(node.value)
+    return None
 
 
 @functools.lru_cache(maxsize=32)
