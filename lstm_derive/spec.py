@@ -897,6 +897,12 @@ class Cell:
         if isinstance(expr, str):
             raise SpecError(f"{where}: '{name}' is given the string {expr!r}; build a SymPy expression from "
                             "the symbols the cell returned (cell.input/state/param/affine/let)")
+        if expr is None:
+            raise SpecError(f"{where}: '{name}' is None, not an expression: a function that ends without `return` "
+                            "gives None, and so do cell.update and cell.note")
+        if isinstance(expr, (sympy.MatrixBase, sympy.MatrixExpr)):  # else refused as a function without a rule
+            raise SpecError(f"{where}: '{name}' is a SymPy matrix, not an expression: {ONE_SYMBOL}; a matrix "
+                            "multiplies only in an affine node, cell.affine('W', [x, h_prev], blocks=[...])")
         if isinstance(expr, (list, tuple, set, dict)) and not isinstance(expr, Blocks):  # Blocks says to unpack itself
             raise SpecError(f"{where}: '{name}' is a {type(expr).__name__}, {expr!r}, not an expression: {ONE_SYMBOL}")
         if type(expr).__module__ == "numpy" and getattr(expr, "ndim", 0) > 0:  # a symbol times np.ones(3), say

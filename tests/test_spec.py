@@ -349,6 +349,9 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("__import__('numpy').ones(3) * tanh(a)",
      "is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol"),
     ("tanh(a) ** 2.0", "a power with a float exponent; write it as an integer: tanh(aW0)**2"),
+    ("sympy.Matrix([a, h_prev])", "'h' is a SymPy matrix, not an expression: a cell's vector is one symbol"),
+    ("sympy.MatrixSymbol('M', 2, 2)", "'h' is a SymPy matrix, not an expression"),
+    ("None", "'h' is None, not an expression: a function that ends without `return` gives None"),
     ("(tanh(a) * tanh(a)) ** 0.5", "uses Abs, which has no derivative rule here; the supported functions are"),
     ("(tanh(a) * tanh(a)) ** 0.5", "(SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "),
 ])
