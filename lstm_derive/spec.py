@@ -1121,6 +1121,11 @@ def _refuse_operation(name, node, where):
         raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                         f"{number}")
     hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+    if what in ("Max", "Min"):  # np.clip's form, max(lo, min(v, hi)), is the likely call
+        hint += " (and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"
+    if what in ("Sum", "Product"):  # over an index: what a mean or a norm would need
+        hint = (" (each expression is one component of its vectors at a time, so nothing across the H components, "
+                "a sum, a mean, a norm, layer normalisation, can be written)")
     if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
         hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
                 "its slope 0 at the kink, as relu's)")

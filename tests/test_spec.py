@@ -349,6 +349,11 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("__import__('numpy').ones(3) * tanh(a)",
      "is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol"),
     ("tanh(a) ** 2.0", "a power with a float exponent; write it as an integer: tanh(aW0)**2"),
+    ("sympy.Max(-1, sympy.Min(tanh(a), 1))", "(and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"),
+    ("sympy.Sum(tanh(a), (sympy.Symbol('k'), 1, 4)) / 4",
+     "uses Sum, which has no derivative rule here; the supported functions are sigmoid, tanh, relu, softplus, exp "
+     "(with +, -, *, / and integer powers); rewrite 'h' with them (each expression is one component of its "
+     "vectors at a time, so nothing across the H components, a sum, a mean, a norm, layer normalisation, can be"),
     ("sympy.Matrix([a, h_prev])", "'h' is a SymPy matrix, not an expression: a cell's vector is one symbol"),
     ("sympy.MatrixSymbol('M', 2, 2)", "'h' is a SymPy matrix, not an expression"),
     ("None", "'h' is None, not an expression: a function that ends without `return` gives None"),
