@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from pathlib import Path
 
 import sympy
@@ -89,7 +90,15 @@ def _number(node):
         return None if value is None else -value
     if isinstance(node, ast.Constant) and type(node.value) in (int, float):
         return sympy.sympify(node.value)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in _CONSTANTS_OF \
+            and node.attr in _CONSTANTS:  # math.pi: the float SymPy was given, where sympy.pi is refused
+        return sympy.Float(_CONSTANTS[node.attr])
     return None
+
+
+# The constants a script may write as its modules' floats (math.pi, np.pi), by the modules' usual names.
+_CONSTANTS_OF = ("math", "np", "numpy")
+_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
 @functools.lru_cache(maxsize=32)
@@ -224,8 +233,8 @@ def _unevaluated(node, names):
         return _negated(_unevaluated(node.operand, names))
     if isinstance(node, ast.Name):
         return names[node.id]
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return sympy.sympify(node.value)
+    if _number(node) is not None:
+        return _number(node)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
         return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
     if _is_rational(node):  # sympy.Rational(1, 3) or Rational(1, 3): a number, as written

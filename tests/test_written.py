@@ -118,3 +118,18 @@ def test_a_number_held_in_a_variable_reads_as_the_number(tmp_path):
     cell = load_cell(script)
     assert shown(written_form(cell, cell.updates["h"])) == "(h_prev + 0.1*f*A)/(1 + 0.1*(k + f))"
     assert written_form(cell, cell.lets[-1]) is None
+
+
+def test_a_modules_constant_reads_as_its_float(tmp_path):
+    """math.pi, the float the refusal of sympy.pi asks for: the line did not read back, and showed
+    SymPy's 3.141592653589793*g**2 + g/(3*(1 + g**3))."""
+    script, _ = write_script(tmp_path, """
+        import math
+        import numpy as np
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        g = cell.let("g", tanh(a))
+        cell.update(h=math.pi * g**2 + sympy.Rational(1, 3) * g / (1 + g**3) - np.e * h_prev)
+        """)
+    cell = load_cell(script)
+    assert shown(written_form(cell, cell.updates["h"])) == (
+        "3.14159265358979*g**2 + g/(3*(1 + g**3)) - 2.71828182845905*h_prev")
