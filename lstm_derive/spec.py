@@ -476,9 +476,10 @@ class Cell:
             warnings.append(
                 f"{let.where}: '{let.symbol}' divides by {base}, which is zero where {names} "
                 f"{'is' if len(params) == 1 else 'are'} zero: init_params draws every parameter uniform around "
-                f"zero, and so do the checks, so their steps come near this pole (the checks may fail, a fresh "
-                f"kernel's values blow up); a parameter that must keep away from zero (a time constant) is "
-                f"written through what never reaches it: 1 + {p}**2, exp({p}) or softplus({p}) where {p} is")
+                f"zero, and so do the checks, so their steps come near this pole, where '{let.symbol}' and its "
+                f"gradients grow without bound (the checks may fail); a parameter that must keep away from zero (a "
+                f"time constant) is written through what never reaches it: 1 + {p}**2, exp({p}) or softplus({p}) "
+                f"where {p} is")
         return warnings
 
     def _positive_hint(self, states):
