@@ -451,7 +451,8 @@ class Cell:
     def warnings(self):
         """Warnings ("where: what") about the cell, once validate() has found it valid: the parts
         nothing reads (unread()), expressions so long that their derivation grows out of hand
-        (long()), and denominators that the kernel's default initial state makes zero (poles())."""
+        (long()), and denominators that the kernel's default initial state makes zero (poles()) or
+        zero parameters do (parameter_pole_warnings())."""
         self.validate()
         return self.unread() + self.long() + self.poles() + self.parameter_pole_warnings()
 
@@ -467,8 +468,7 @@ class Cell:
 
     def parameter_pole_warnings(self):
         """A warning for each denominator that is zero where its parameters are: the checks and init_params
-        draw them uniform around zero, so that steps come near the pole, and the checks fail or a
-        fresh kernel's state blows up."""
+        draw them uniform around zero, so that steps come near the pole, where the checks may fail."""
         warnings = []
         for let, base, params in self.parameter_poles():
             names = " and ".join(map(str, params))
