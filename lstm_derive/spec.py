@@ -236,6 +236,7 @@ class Cell:
         """
         where = self._caller()
         name = _check_identifier(name, "affine name", where)
+        _check_affine_name_free(name, where, self.affines)
         self._check_affine_inputs(name, inputs, where)
         block_names = self._block_names(name, blocks, where)
         weights = [f"{name}_{_base_name(v)}" for v in inputs]
@@ -264,7 +265,7 @@ class Cell:
         for state, value in new_values.items():
             state = str.__str__(state)  # a keyword argument's name: a str, perhaps of a subclass
             if state not in self.states:
-                raise SpecError(f"{where}: {self._not_a_state(state)}")
+                raise SpecError(f"{where}: {self._not_a_state(state, value)}")
             if state in self.updates:
                 raise SpecError(f"{where}: state '{state}' is updated twice (first at "
                                 f"{self.updates[state].where}); give it one new value")
@@ -346,6 +347,20 @@ class Cell:
             at_zero[let.symbol] = let.expr.xreplace(at_zero)
         return poles
 
+    def parameter_poles(self):
+        """(let, denominator, parameters it reads) for each denominator that is zero where its parameters
+        are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params draws every
+        parameter around zero, and so do the checks."""
+        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p} for p in self.params}
+        state_poles = {(id(let), base) for let, base, _ in self.zero_poles()}
+        poles = []
+        for let in self.lets:
+            poles += [(let, base, sorted(_read_by(base, reads), key=str)) for base in _denominators(let.expr)
+                      if (id(let), base) not in state_poles and base.xreplace(at_zero) == 0]
+            at_zero[let.symbol] = let.expr.xreplace(at_zero)
+            reads[let.symbol] = _read_by(let.expr, reads)
+        return poles
+
     def _states_read(self):
         """Each let's and each previous value's symbol -> the states whose previous value it reads,
         directly or through lets."""
@@ -373,7 +388,7 @@ class Cell:
         if self.output is not None:
             if not isinstance(self.output, str):
                 raise SpecError(f"{set_at}: output {self.output!r} is not a state's name; set output to one of: "
-                                f"{', '.join(map(str, self.states))}")
+                                f"{', '.join(map(str, self.states))}{self._output_hint(str(self.output))}")
             object.__setattr__(self, "output", str.__str__(self.output))  # not a new setting: where it was set stays
         if not self.inputs:
             raise SpecError(f"{where}: cell '{self.name}' has no input; declare one with cell.input('x')")
@@ -391,13 +406,26 @@ class Cell:
                 raise SpecError(f"{self.updates[s].where}: {self._not_a_state(s)}")
         if not isinstance(self.output_state, str) or self.output_state not in self.states:
             raise SpecError(f"{set_at}: output {self.output_state!r} is not a state; set output to one of: "
-                            f"{', '.join(self.states)}")
+                            f"{', '.join(self.states)}{self._output_hint(str(self.output_state))}")
         x = self.inputs[0]
         if not any(x in a.inputs for a in self.affines):
             raise SpecError(f"{self._declared(str(x))}: input '{x}' feeds no affine node, so the cell ignores "
                             f"it; pass it to one, e.g. cell.affine('W', [{x}, ...])")
         self._check_kernel_names()
         return self
+
+    def _output_hint(self, name):
+        """Which state output= likely means, where it names another node: what a step returns is a state."""
+        if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
+            return f" ('{name}' is the previous value of state '{name.removesuffix('_prev')}')"
+        given = next((s for s, let in self.updates.items() if str(let.symbol) == name), None)
+        if given is not None:
+            return f" ('{name}' is the new value of state '{given}': output='{given}')"
+        if self._role(name) == "a let":
+            return (f" (what a step returns is a state: to return the let '{name}', give a state of its own its "
+                    f"value, cell.update(out={name}) for cell.state('out'), and set output='out'; nothing need read "
+                    "out_prev)")
+        return ""
 
     def with_let(self, name, expr, before):
         """A copy of the cell with the let ``name = expr`` before its node number ``before``, expr read
@@ -423,9 +451,10 @@ class Cell:
     def warnings(self):
         """Warnings ("where: what") about the cell, once validate() has found it valid: the parts
         nothing reads (unread()), expressions so long that their derivation grows out of hand
-        (long()), and denominators that the kernel's default initial state makes zero (poles())."""
+        (long()), and denominators that the kernel's default initial state makes zero (poles()) or
+        zero parameters do (parameter_pole_warnings())."""
         self.validate()
-        return self.unread() + self.long() + self.poles()
+        return self.unread() + self.long() + self.poles() + self.parameter_pole_warnings()
 
     def poles(self):
         """A warning for each denominator that is zero where every state is: the checks pass, as they
@@ -436,6 +465,22 @@ class Cell:
                 f"nan, though the checks, which start no state at zero, pass; pass forward an initial state with "
                 f"{' and '.join(states)} nonzero{self._positive_hint(states)}"
                 for let, base, states in self.zero_poles()]
+
+    def parameter_pole_warnings(self):
+        """A warning for each denominator that is zero where its parameters are: the checks and init_params
+        draw them uniform around zero, so that steps come near the pole, where the checks may fail."""
+        warnings = []
+        for let, base, params in self.parameter_poles():
+            names = " and ".join(map(str, params))
+            p = params[0]
+            warnings.append(
+                f"{let.where}: '{let.symbol}' divides by {base}, which is zero where {names} "
+                f"{'is' if len(params) == 1 else 'are'} zero: init_params draws every parameter uniform around "
+                f"zero, and so do the checks, so their steps come near this pole, where '{let.symbol}' and its "
+                f"gradients grow without bound (the checks may fail); a parameter that must keep away from zero (a "
+                f"time constant) is written through what never reaches it: 1 + {p}**2, exp({p}) or softplus({p}) "
+                f"where {p} is")
+        return warnings
 
     def _positive_hint(self, states):
         """What positive=True does for the states of a pole at zero, which it does not remove."""
@@ -540,9 +585,11 @@ class Cell:
     def _check_nodes(self, defined, varying):
         """Each node's names valid and its own, and it reads only what is declared before it (defined,
         which grows by its symbols)."""
-        names = {}
+        names, affines = {}, []
         for node in self.nodes:
             if isinstance(node, Affine):
+                _check_affine_name_free(node.name, node.where, affines)
+                affines.append(node)
                 made = [node.name] + list(node.weights) + list(node.biases) + [str(b) for b in node.blocks]
                 for n in made:
                     _check_identifier(n, "name", node.where)
@@ -597,8 +644,13 @@ class Cell:
                 raise SpecError(f"{let.where}: '{name}' has the name of state '{name}' but is not its new "
                                 f"value; rename it, or pass it as cell.update({name}={name})")
 
-    def _not_a_state(self, name):
+    def _not_a_state(self, name, value=None):
         text = f"update of '{name}', which is not a declared state (states: {', '.join(self.states) or 'none'}); "
+        meant = self._state_meant(name) if isinstance(value, sympy.Symbol) and str(value) == name else None
+        if meant and self._role(name) == "a let":
+            return text + (f"'{name}' is the let given as the value, declared at {self._where[name]}: a keyword of "
+                           f"cell.update names the state that takes the value, so write {meant}=..., the let "
+                           f"'{name}' its value")
         if name.endswith("_prev") and name.removesuffix("_prev") in self.states:
             s = name.removesuffix("_prev")
             return text + f"'{name}' is the previous value of state '{s}': give the new one with cell.update({s}=...)"
@@ -610,6 +662,12 @@ class Cell:
                    "a state needs a name of its own")
             return text + f"'{name}' is {role}, declared at {self._where[name]}; {fix}"
         return text + (f"did you mean {close[0]}? or " if close else "") + f"declare it with cell.state('{name}')"
+
+    def _state_meant(self, name):
+        """The state not yet updated whose new value a let of this name likely is (c for c_new), or None."""
+        free = [s for s in self.states if s not in self.updates]
+        extended = max((s for s in free if name.startswith(s)), key=len, default=None)
+        return extended or next(iter(difflib.get_close_matches(name, free, n=1)), None)
 
     def _check_kernel_names(self):
         """No two nodes may make the same name in the kernel, nor one the kernel uses itself."""
@@ -819,6 +877,8 @@ class Cell:
                             "state or affine node); use the affine's bias instead")
 
     def _let_of(self, value):
+        if not isinstance(value, sympy.Symbol):  # a NumPy array would compare elementwise, and no truth value
+            return None
         for node in self.lets:
             if node.symbol == value:
                 return node
@@ -838,6 +898,12 @@ class Cell:
         if isinstance(expr, str):
             raise SpecError(f"{where}: '{name}' is given the string {expr!r}; build a SymPy expression from "
                             "the symbols the cell returned (cell.input/state/param/affine/let)")
+        if expr is None:
+            raise SpecError(f"{where}: '{name}' is None, not an expression: a function that ends without `return` "
+                            "gives None, and so do cell.update and cell.note")
+        if isinstance(expr, (sympy.MatrixBase, sympy.MatrixExpr)):  # else refused as a function without a rule
+            raise SpecError(f"{where}: '{name}' is a SymPy matrix, not an expression: {ONE_SYMBOL}; a matrix "
+                            "multiplies only in an affine node, cell.affine('W', [x, h_prev], blocks=[...])")
         if isinstance(expr, (list, tuple, set, dict)) and not isinstance(expr, Blocks):  # Blocks says to unpack itself
             raise SpecError(f"{where}: '{name}' is a {type(expr).__name__}, {expr!r}, not an expression: {ONE_SYMBOL}")
         if type(expr).__module__ == "numpy" and getattr(expr, "ndim", 0) > 0:  # a symbol times np.ones(3), say
@@ -1030,8 +1096,11 @@ def _check_power(name, power, where):
         raise SpecError(f"{where}: '{name}' contains {power.base}**{float(power.exp)}, a power with a float "
                         f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
     if not power.exp.is_Integer:
-        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {power.exp}; only "
-                        f"integer powers are supported; write '{name}' with {SUPPORTED_OPERATIONS}")
+        exponent = float(power.exp) if power.exp.is_Float else power.exp  # 0.5, not SymPy's 0.500000000000000
+        root = (" (so a square root cannot be written, nor a norm or a standard deviation)"
+                if (power.exp.is_Rational or power.exp.is_Float) and float(power.exp) == 0.5 else "")
+        raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {exponent}; only "
+                        f"integer powers are supported{root}; write '{name}' with {SUPPORTED_OPERATIONS}")
 
 
 def _refuse_operation(name, node, where):
@@ -1053,6 +1122,11 @@ def _refuse_operation(name, node, where):
         raise SpecError(f"{where}: '{name}' contains the constant {constant}, which the kernel cannot compute; "
                         f"{number}")
     hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
+    if what in ("Max", "Min"):  # np.clip's form, max(lo, min(v, hi)), is the likely call
+        hint += " (and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"
+    if what in ("Sum", "Product"):  # over an index: what a mean or a norm would need
+        hint = (" (each expression is one component of its vectors at a time, so nothing across the H components, "
+                "a sum, a mean, a norm, layer normalisation, can be written)")
     if what == "Abs":  # never written as such: SymPy makes it of a square root of a square
         hint = (" (SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "
                 "its slope 0 at the kink, as relu's)")
@@ -1095,6 +1169,17 @@ def _bias_names(affine, bias, inputs, where):
         raise SpecError(f"{where}: affine '{affine}' has {inputs} inputs and {len(biases)} biases; "
                         f"give one bias, none (bias=None) or one per input")
     return [_check_identifier(b, "bias name", where) for b in biases]
+
+
+def _check_affine_name_free(name, where, affines):
+    """A second affine of one name would make weights of the same names as the first's (W_x twice) or
+    beside them (W_v by W_h): neither is the one matrix the script likely means to share."""
+    first = next((a for a in affines if a.name == name), None)
+    if first is not None:
+        raise SpecError(f"{where}: affine '{name}' is already declared at {first.where}; an affine's weights "
+                        f"are its own (weight {name}_v multiplies input v), so two affines cannot share one "
+                        "matrix: tied weights are not in the cell language. Give this affine another name; "
+                        "where one product serves both uses, read its blocks in both")
 
 
 def _same_owner(one, other):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from pathlib import Path
 
 import sympy
@@ -24,6 +25,7 @@ def written_form(cell, let):
     names = {str(v): v for v in cell.inputs + [cell.prev(s) for s in cell.states] + cell.params}
     for node in cell.nodes:
         names.update({str(b): b for b in node.blocks} if isinstance(node, Affine) else {str(node.symbol): node.symbol})
+    names.update(_constants(tree, let.where.line))
     names.update(_variables(tree, let.where.line, names, cell))
     # a gate the derivation named where the script wrote it inline (g for tanh(a_g)) reads as its name,
     # in every let that writes it (the name takes the line of the first): the form that reads back wins
@@ -62,6 +64,41 @@ def _variables(tree, line, names, cell):
                 and len(targets.elts) == len(affines[what]) and all(isinstance(t, ast.Name) for t in targets.elts):
             held.update({t.id: b for t, b in zip(targets.elts, affines[what])})
     return held
+
+
+def _constants(tree, line):
+    """The script's top-level variables that hold a number, as last assigned before the line: dt = 0.1
+    (a time step, a constant named once and used in several lets), read as the number."""
+    held = {}
+    for statement in tree.body:
+        if statement.lineno >= line:
+            break
+        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 \
+                and isinstance(statement.targets[0], ast.Name):
+            value = _number(statement.value)
+            if value is None:
+                held.pop(statement.targets[0].id, None)
+            else:
+                held[statement.targets[0].id] = value
+    return held
+
+
+def _number(node):
+    """The number a node writes (0.1, 3, -0.5), as SymPy's, else None."""
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        value = _number(node.operand)
+        return None if value is None else -value
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return sympy.sympify(node.value)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in _CONSTANTS_OF \
+            and node.attr in _CONSTANTS:  # math.pi: the float SymPy was given, where sympy.pi is refused
+        return sympy.Float(_CONSTANTS[node.attr])
+    return None
+
+
+# The constants a script may write as its modules' floats (math.pi, np.pi), by the modules' usual names.
+_CONSTANTS_OF = ("math", "np", "numpy")
+_CONSTANTS = {"pi": math.pi, "e": math.e, "tau": math.tau}
 
 
 @functools.lru_cache(maxsize=32)
@@ -196,8 +233,8 @@ def _unevaluated(node, names):
         return _negated(_unevaluated(node.operand, names))
     if isinstance(node, ast.Name):
         return names[node.id]
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-        return sympy.sympify(node.value)
+    if _number(node) is not None:
+        return _number(node)
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) == 1 and not node.keywords:
         return SUPPORTED_FUNCTIONS[node.func.id](_unevaluated(node.args[0], names), evaluate=False)
     if _is_rational(node):  # sympy.Rational(1, 3) or Rational(1, 3): a number, as written

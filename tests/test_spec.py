@@ -153,6 +153,18 @@ def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
         derive(cell)
 
 
+def test_two_affines_of_one_name_in_a_cell_built_by_hand_are_found_by_validation():
+    """Renamed after both were declared, two affines of one name are still refused before emission."""
+    cell = Cell("two")
+    x, h_prev = cell.input("x"), cell.state("h")
+    (a,) = cell.affine("W", [x, h_prev])
+    (u,) = cell.affine("U", [h_prev], blocks=["u"], bias=None)
+    cell.nodes[-1] = dataclasses.replace(cell.nodes[-1], name="W", weights=["W_r"])
+    cell.update(h=tanh(a + u))
+    with pytest.raises(SpecError, match=r"affine 'W' is already declared at .*tied weights"):
+        derive(cell)
+
+
 @pytest.mark.parametrize("body, fragments", [
     ("g = cell.let('g', tanh(h_prev))\ng = cell.let('g', sigmoid(h_prev))  # <- here\n",
      ["the name 'g' is already used at", "give each node its own name"]),
@@ -167,6 +179,11 @@ def test_a_cycle_in_a_cell_built_by_hand_is_found_by_validation():
                                                  "an affine's bias is 'b' unless bias=... names it"]),
     ("(c, b) = cell.affine('V', [x], blocks=['c', 'b'])  # <- here\n",
      ["affine 'V' names a block 'b', the name of its own bias", "unless bias=... names it"]),
+    # one matrix meant for two products: W_v beside W_h made a kernel with two matrices, or none that ran
+    ("v = cell.let('v', tanh(a)*h_prev)\n(u,) = cell.affine('W', [v], blocks=['u'], bias=None)  # <- here\n",
+     ["affine 'W' is already declared at", "tied weights are not in the cell language", "another name"]),
+    ("v = cell.let('v', tanh(a)*h_prev)\n(u,) = cell.affine('W', [x, v], blocks=['u'], bias='c')  # <- here\n",
+     ["affine 'W' is already declared at", "tied weights"]),
 ])
 def test_duplicate_names(tmp_path, capsys, body, fragments):
     preamble = PREAMBLE + "(a,) = cell.affine('W', [x, h_prev], blocks=['a'])\n"
@@ -316,6 +333,10 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
 @pytest.mark.parametrize("expr, fragment", [
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
+    ("(1 + tanh(a)**2) ** 0.5", "a power with exponent 0.5; only integer powers are supported (so a square root "
+                                "cannot be written, nor a norm or a standard deviation)"),
+    ("sympy.sqrt(2 + tanh(a))", "a power with exponent 1/2; only integer powers are supported (so a square root"),
+    ("(2 + tanh(a)) ** 0.25", "a power with exponent 0.25; only integer powers are supported; write"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
     ("sympy.pi * tanh(a)", "write it as a number, float(sympy.pi) = 3.141592653589793"),
     ("sympy.I * tanh(a)", "constant I, which the kernel cannot compute; write a finite real number instead"),
@@ -328,6 +349,14 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("__import__('numpy').ones(3) * tanh(a)",
      "is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol"),
     ("tanh(a) ** 2.0", "a power with a float exponent; write it as an integer: tanh(aW0)**2"),
+    ("sympy.Max(-1, sympy.Min(tanh(a), 1))", "(and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"),
+    ("sympy.Sum(tanh(a), (sympy.Symbol('k'), 1, 4)) / 4",
+     "uses Sum, which has no derivative rule here; the supported functions are sigmoid, tanh, relu, softplus, exp "
+     "(with +, -, *, / and integer powers); rewrite 'h' with them (each expression is one component of its "
+     "vectors at a time, so nothing across the H components, a sum, a mean, a norm, layer normalisation, can be"),
+    ("sympy.Matrix([a, h_prev])", "'h' is a SymPy matrix, not an expression: a cell's vector is one symbol"),
+    ("sympy.MatrixSymbol('M', 2, 2)", "'h' is a SymPy matrix, not an expression"),
+    ("None", "'h' is None, not an expression: a function that ends without `return` gives None"),
     ("(tanh(a) * tanh(a)) ** 0.5", "uses Abs, which has no derivative rule here; the supported functions are"),
     ("(tanh(a) * tanh(a)) ** 0.5", "(SymPy writes sqrt(v**2), (v*v)**0.5 and abs(v) as Abs(v); |v| is relu(v) + relu(-v), "),
 ])
@@ -336,6 +365,15 @@ def test_what_the_kernel_cannot_compute(tmp_path, capsys, expr, fragment):
         (a,) = cell.affine("W", [x, h_prev])
         cell.update(h={expr})  # <- here
         """, fragment, "'h'")
+
+
+def test_a_numpy_array_given_to_update_after_a_let_is_no_expression(tmp_path, capsys):
+    """Compared with a let's symbol, the array gave NumPy's "truth value ... is ambiguous" instead."""
+    refused(tmp_path, capsys, """
+        (a,) = cell.affine("W", [x, h_prev])
+        g = cell.let("g", tanh(a))
+        cell.update(h=__import__('numpy').ones(3) * g)  # <- here
+        """, "'h' is a NumPy array of shape (3,), not an expression: a cell's vector is one symbol")
 
 
 def test_the_absolute_values_rewrite_gives_softsign_with_proven_gradients(tmp_path):
@@ -547,6 +585,17 @@ def test_an_update_of_a_name_another_node_has_says_what_it_names(tmp_path, capsy
     message = refused(tmp_path, capsys, body, "which is not a declared state",
                       said.format(script=script, declared=declared))
     assert "declare it with" not in message
+
+
+def test_an_update_whose_keyword_is_the_let_given_as_the_value_says_the_keyword_is_the_state(tmp_path, capsys):
+    """c = cell.let("c_new", ...), then cell.update(c_new=c): declaring a state 'c_new', as the
+    message of a let named like a state offers, is not what was meant."""
+    body = ("c_prev = cell.state('c')\n(a,) = cell.affine('W', [x, h_prev])\n"
+            "c = cell.let('c_new', c_prev + tanh(a))\ncell.update(c_new=c, h=tanh(c))  # <- here\n")
+    script, _ = write_script(tmp_path, body)
+    message = refused(tmp_path, capsys, body, f"'c_new' is the let given as the value, declared at {script}:9: a "
+                      "keyword of cell.update names the state that takes the value, so write c=..., the let 'c_new' its value")
+    assert "declare cell.state('c_new')" not in message
 
 
 def test_the_control_cell_of_the_injection_tests_is_accepted():
@@ -890,6 +939,26 @@ def test_an_output_that_is_no_state_names_the_line_that_set_it(tmp_path, capsys,
             "is not a state", "set output to one of: h")
 
 
+@pytest.mark.parametrize("setting, hint", [
+    ("cell.output = 'hn'  # <- here\n", "('hn' is the new value of state 'h': output='h')"),
+    ("cell.output = hn  # <- here\n", "('hn' is the new value of state 'h': output='h')"),
+    ("cell.output = 'h_prev'  # <- here\n", "('h_prev' is the previous value of state 'h')"),
+    ("cell.output = 'g'  # <- here\n", "what a step returns is a state: to return the let 'g', give a state of its "
+                                       "own its value, cell.update(out=g) for cell.state('out'), and set output='out'"),
+])
+def test_an_output_that_names_another_node_says_which_state_to_name(tmp_path, capsys, setting, hint):
+    refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ng = cell.let('g', tanh(a))\n"
+            "hn = cell.let('hn', g * h_prev)\ncell.update(h=hn)\n" + setting, "set output to one of: h", hint)
+
+
+def test_the_output_a_let_hint_offers_is_a_cell_that_derives(tmp_path):
+    """The state the hint names for a let carries nothing from step to step, and is accepted so."""
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ng = cell.let('g', tanh(a))\n"
+                                       "out_prev = cell.state('out')\ncell.update(h=g * h_prev + g, out=g)\n"
+                                       "cell.output = 'out'\n")
+    assert derive(load_cell(script)).cell.output_state == "out"
+
+
 def test_a_syntax_error_names_its_line(tmp_path, capsys):
     message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev]  # <- here\ncell.update(h=tanh(a))\n",
                       "SyntaxError", "'(' was never closed")
@@ -1058,3 +1127,24 @@ def test_a_let_whose_terms_cancel_is_warned_to_be_a_constant(tmp_path, capsys, e
     assert message in load_cell(script).unread()
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0  # a warning only
     assert f"lstm-derive: warning: {message}" in capsys.readouterr().err
+
+
+def test_a_division_by_a_parameter_that_zero_makes_zero_is_warned_of(tmp_path):
+    """init_params and the checks draw parameters around zero: (tanh(c) - h_prev)/tau puts steps near its
+    pole (the checks of that cell fail). A denominator that zero states make zero is warned of once, as a
+    state's pole; 1 + tau**2 is no pole."""
+    script, line = write_script(tmp_path, """\
+        tau = cell.param("tau")
+        (a,) = cell.affine("W", [x, h_prev])
+        k = cell.let("k", 2 * tau)
+        cell.update(h=h_prev + (tanh(a) - h_prev) / k)  # <- here
+        """)
+    [warning] = load_cell(script).warnings()
+    assert warning.startswith(f"{script}:{line}: 'h' divides by k, which is zero where tau is zero: init_params "
+                              "draws every parameter uniform around zero, and so do the checks")
+    assert warning.endswith("1 + tau**2, exp(tau) or softplus(tau) where tau is")
+    script.write_text(script.read_text().replace("2 * tau", "2 * tau * h_prev"))
+    [warning] = load_cell(script).warnings()
+    assert "the state h is zero" in warning
+    script.write_text(script.read_text().replace("2 * tau * h_prev", "1 + tau**2"))
+    assert load_cell(script).warnings() == []

@@ -98,3 +98,38 @@ def test_variables_assigned_side_by_side_read_as_their_nodes(tmp_path):
     cell = load_cell(script)
     forms = {str(let.symbol): shown(written_form(cell, let)) for let in cell.lets}
     assert forms["n_new"] == "r*n_prev + 1" and forms["h_new"] == "-a_s*r + c_new/n_new"
+
+
+def test_a_number_held_in_a_variable_reads_as_the_number(tmp_path):
+    """dt = 0.1, as an Euler step writes it: (h_prev + dt*f*A)/(1 + dt*(k + f)) did not read back, and
+    showed SymPy's (h_prev + 0.1*A*f)/(1 + 0.1*f + 0.1*k), the step distributed; a variable assigned
+    a number, then something else, is not read so."""
+    script, _ = write_script(tmp_path, """
+        dt = -0.5
+        dt = 0.1
+        (a_f,) = cell.affine("W", [x, h_prev], blocks=["a_f"])
+        f, A = cell.let("f", sigmoid(a_f)), cell.param("A")
+        k = cell.let("k", 1 + A**2)
+        cell.update(h=(h_prev + dt * f * A) / (1 + dt * (k + f)))
+        hp = 2
+        hp = h_prev
+        g = cell.let("g", hp * f)
+        """)
+    cell = load_cell(script)
+    assert shown(written_form(cell, cell.updates["h"])) == "(h_prev + 0.1*f*A)/(1 + 0.1*(k + f))"
+    assert written_form(cell, cell.lets[-1]) is None
+
+
+def test_a_modules_constant_reads_as_its_float(tmp_path):
+    """math.pi, the float the refusal of sympy.pi asks for: the line did not read back, and showed
+    SymPy's 3.141592653589793*g**2 + g/(3*(1 + g**3))."""
+    script, _ = write_script(tmp_path, """
+        import math
+        import numpy as np
+        (a,) = cell.affine("W", [x, h_prev], blocks=["a"])
+        g = cell.let("g", tanh(a))
+        cell.update(h=math.pi * g**2 + sympy.Rational(1, 3) * g / (1 + g**3) - np.e * h_prev)
+        """)
+    cell = load_cell(script)
+    assert shown(written_form(cell, cell.updates["h"])) == (
+        "3.14159265358979*g**2 + g/(3*(1 + g**3)) - 2.71828182845905*h_prev")
