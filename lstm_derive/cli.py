@@ -780,23 +780,23 @@ def _print_reports(cell, sizes, reports, used, skipped):
 
 
 # Seconds one problem's checks may take before the command says it is still at them (the packaged
-# cells' take 0.05 to 0.5 s; 12 steps of a kernel that sleeps or loops, silent, look like a hang).
+# cells' take 0.05 to 0.5 s; 12 steps of a kernel that sleeps or loops, silent, look like a hang),
+# then every SLOW_EVERY seconds the time so far, as for a derivation: `--steps 200` takes minutes.
 SLOW_CHECK = 10.0
 
 
 @contextlib.contextmanager
 def _still_checking(problem):
-    """Past SLOW_CHECK seconds, a line that says the problem is still being checked, and how to stop
-    it and see where the kernel is."""
-    notice = threading.Timer(SLOW_CHECK, lambda: print(
-        f"{problem} still checking after {SLOW_CHECK:g} s (every element costs five runs of forward()); "
-        "Ctrl-C stops it and says where in the kernel it was", flush=True))
-    notice.daemon = True
-    notice.start()
-    try:
+    """Past SLOW_CHECK seconds, a line on stderr that says the problem is still being checked, and how
+    to stop it and see where the kernel is; then its time so far every SLOW_EVERY seconds. On stderr,
+    as the derivation's: `check > report.txt` keeps the report alone, and the terminal still hears."""
+    def still_checking(seconds, first):
+        said = (f"after {SLOW_CHECK:g} s (every element costs five runs of forward()); Ctrl-C stops it and says "
+                "where in the kernel it was" if first else f"{seconds:.0f} s so far ...")
+        print(f"lstm-derive: still checking {problem} {said}", file=sys.stderr, flush=True)
+
+    with _said_while_slow(still_checking, SLOW_CHECK, SLOW_EVERY):
         yield
-    finally:
-        notice.cancel()
 
 
 def _applicable(config, kernel):

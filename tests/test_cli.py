@@ -836,20 +836,42 @@ def test_an_interrupted_check_says_where_the_kernel_was_and_sums_up_the_problems
     assert "passed" not in captured.out and captured.err == "lstm-derive: interrupted\n"
 
 
-def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
-    kernel = tmp_path / "my_rnn.py"
-    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+def sleeping_kernel(path, seconds):
+    """HANDWRITTEN whose first forward() over 12 steps sleeps first: one problem that takes long."""
+    path.write_text(HANDWRITTEN.format(factor=1).replace(
         "    return rnn.forward(params, x, state)",
-        "    if len(x) == 12 and not slept:\n        slept.append(time.sleep(0.5))\n"
+        f"    if len(x) == 12 and not slept:\n        slept.append(time.sleep({seconds}))\n"
         "    return rnn.forward(params, x, state)").replace("import numpy as np", "import time\nimport numpy as np\n"
                                                               "slept = []"))
+    return path
+
+
+def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
+    """On stderr, as a derivation's: it went to stdout, so that `check > report.txt` left the terminal
+    silent and put the notice in the report."""
+    kernel = sleeping_kernel(tmp_path / "my_rnn.py", 0.5)
     assert cli.main(["check", str(kernel)]) == 0  # each problem well under SLOW_CHECK
-    assert "still checking" not in capsys.readouterr().out
+    assert "still checking" not in "".join(capsys.readouterr())
     monkeypatch.setattr(cli, "SLOW_CHECK", 0.1, raising=False)
     assert cli.main(["check", str(kernel)]) == 0
-    out = capsys.readouterr().out
-    assert ("my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) still checking after 0.1 s (every element costs five "
-            "runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in out, out
+    out, err = capsys.readouterr()
+    assert "still checking" not in out
+    assert ("lstm-derive: still checking my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) after 0.1 s (every element "
+            "costs five runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in err, err
+
+
+def test_a_problem_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
+    """The notice came once, then a check of `--steps 200` was silent for minutes: every SLOW_EVERY
+    seconds after it, a line gives the time so far, as a derivation's do."""
+    kernel = sleeping_kernel(tmp_path / "my_rnn.py", 0.9)
+    monkeypatch.setattr(cli, "SLOW_CHECK", 0.1)
+    monkeypatch.setattr(cli, "SLOW_EVERY", 0.2)
+    assert cli.main(["check", str(kernel)]) == 0
+    problem = "my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0)"  # the others may pass 0.1 s on a busy machine
+    lines = [line for line in capsys.readouterr().err.splitlines() if problem in line]
+    assert lines[0].startswith(f"lstm-derive: still checking {problem} after 0.1 s "), lines
+    assert len(lines[1:]) >= 2 and all(re.fullmatch(
+        rf"lstm-derive: still checking {re.escape(problem)} \d+ s so far \.\.\.", line) for line in lines[1:]), lines
 
 
 def test_the_summary_says_what_parts_the_problems_a_gradient_fails_on_from_the_others(tmp_path, capsys):
