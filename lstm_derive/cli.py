@@ -550,10 +550,6 @@ def _summary_row(script, out, cells, made, generated=None):
     cells: the run's gen.Cells; made: the paths of the files of the cells derived, to which the
     cell's are added; generated: the scripts whose files are written, to which the script is added
     once its are (a Ctrl-C during its checks leaves them up to date)."""
-    from .gradcheck import DEFAULT_METHODS
-    from .outcomes import largest_error
-    from .problem import raised
-
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out, cells)
@@ -563,12 +559,20 @@ def _summary_row(script, out, cells, made, generated=None):
     try:
         written = gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
-        return _unwritten_row(script, d, time.perf_counter() - start, error)
+        return _unwritten_row(script, d, targets[0], start, error)
     if generated is not None:
         generated.append(script)
     if out is None:  # the package's files, which the user's tree holds (a scratch folder's are not said)
         _said_written(written)
-    kernel = gen.import_kernel(targets[0].path)
+    return _checked_row(d, gen.import_kernel(targets[0].path), start)
+
+
+def _checked_row(d, kernel, start):
+    """The row of a cell whose kernel was checked, ok or FAIL, and its failures."""
+    from .gradcheck import DEFAULT_METHODS
+    from .outcomes import largest_error
+    from .problem import raised
+
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
@@ -587,11 +591,22 @@ def _error_row(script, seconds, error):
     return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
 
 
-def _unwritten_row(script, d, seconds, error):
-    """The row of a cell derived whose files could not be written, and so were not checked."""
-    row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", f"{seconds:.2f}", "UNWRITTEN"]
-    return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the script "
-                 "generates, writing nothing)"]
+def _unwritten_row(script, d, kernel, start, error):
+    """The row of a cell derived whose files could not be written: its kernel is checked from a
+    scratch folder all the same, so that a read-only clone still tells a wrong cell (FAIL) from one
+    whose files are merely left as they were (UNWRITTEN); the exit status is 2 either way."""
+    with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
+        try:
+            copy = gen.Target(Path(scratch) / kernel.path.name, kernel.text)
+            gen.write([copy])
+        except gen.GenerationError:  # no room for a scratch copy either
+            row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-",
+                   f"{time.perf_counter() - start:.2f}", "UNWRITTEN"]
+            return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the "
+                         "script generates, writing nothing)"]
+        row, failures = _checked_row(d, gen.import_kernel(copy.path), start)
+    said = f"{error}; its files were left as they were, and what the script generates was checked in a scratch folder"
+    return row[:-1] + ["UNWRITTEN" if row[-1] == "ok" else row[-1]], [said, *failures]
 
 
 def run_all(args):
@@ -607,20 +622,22 @@ def run_all(args):
             _remove(gen.orphans([*made, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
             file_errors.append(f"{error}")
+    # a cell checked, but not written, may have failed its checks: its row says FAIL, the count both
+    unwritten = [row[0] for row, script in zip(rows, scripts) if row[-1] != "ERROR" and script not in generated]
     if stopped:
-        _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
-                                                         f"of {len(scripts)} scripts not checked")
+        _print_summary(rows, all_failures + file_errors, unwritten, f"; interrupted in {stopped.name}, "
+                                                                    f"{len(scripts) - len(rows)} of {len(scripts)} scripts not checked")
         left = [s for s in scripts[len(rows):] if s not in generated]
         if home and left:  # a scratch folder's files are gone with it
             print(_not_generated(args, scripts, left))
         raise KeyboardInterrupt
-    _print_summary(rows, all_failures + file_errors)
+    _print_summary(rows, all_failures + file_errors, unwritten)
     if not home:  # the run took a folder, and so does the command that writes its files
         where = ["--derivations", str(args.derivations)] if args.derivations else []
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               f"`{shlex.join(['lstm-derive', *where, 'generate'])} --out DIR` writes these cells' kernels and documents)")
     statuses = {row[-1] for row in rows}
-    return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
+    return 2 if "ERROR" in statuses or unwritten or file_errors else 1 if "FAIL" in statuses else 0
 
 
 def _write_index(cells):
@@ -680,15 +697,15 @@ LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' l
           "relative error against central differences, the complex step and the float64 run")
 
 
-def _print_summary(rows, failures, after_count=""):
+def _print_summary(rows, failures, unwritten, after_count=""):
+    """unwritten: the cells derived whose files could not be written, FAIL among them."""
     print()
     print(_table(SUMMARY, rows, _ellipsis(sys.stdout)))
     print("\n" + LEGEND)
     if failures:
         print("\n" + "\n".join(failures))
-    broken, failed, unwritten = ([row[0] for row in rows if row[-1] == status]
-                                 for status in ("ERROR", "FAIL", "UNWRITTEN"))
-    passed = len(rows) - len(failed) - len(broken) - len(unwritten)
+    broken, failed = ([row[0] for row in rows if row[-1] == status] for status in ("ERROR", "FAIL"))
+    passed = sum(row[-1] == "ok" for row in rows)
     print("\n" + _count(passed, failed, broken, unwritten) + after_count)
 
 

@@ -1273,23 +1273,60 @@ def read_only(monkeypatch, folder):
     monkeypatch.setattr(tempfile, "mkstemp", refused)
 
 
-def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(tmp_path, monkeypatch, capsys):
-    """Its row said ERROR and the count "not derived", and the message named the temporary file."""
+def a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch):
+    """(script, kernels): a package whose one script changed since its files were written, which can no
+    longer be written."""
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     script = home / "sigmoid_rnn.py"
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
     read_only(monkeypatch, kernels)
+    return script, kernels
+
+
+def test_a_changed_script_in_a_read_only_clone_is_said_derived_and_checked_but_not_written(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Its row said ERROR and the count "not derived", and the message named the temporary file; then
+    it said UNWRITTEN, and its kernel went unchecked: it is checked from a scratch folder."""
+    script, kernels = a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch)
+    checked = []
+    import_kernel = gen.import_kernel
+    monkeypatch.setattr(gen, "import_kernel", lambda path: checked.append(path.read_text()) or import_kernel(path))
     capsys.readouterr()
-    assert cli.main(["--derivations", str(home)]) == 2
+    assert cli.main(["--derivations", str(script.parent)]) == 2
     out = capsys.readouterr().out
-    assert re.search(r"\nsigmoid_rnn +\d+ +3 +- +- +- +\S+ +UNWRITTEN\n", out), out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +\d\.\de-\d\d +\d\.\de-\d\d +\d\.\de-\d\d +\S+ +UNWRITTEN\n", out), out
     assert "\n0 passed, 0 failed, 1 not written (sigmoid_rnn)\n" in out
-    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); not checked "
-            f"(`lstm-derive check {script}` checks what the script generates, writing nothing)\n") in out
+    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); its files were left "
+            "as they were, and what the script generates was checked in a scratch folder\n") in out
+    assert checked and all("h = sigmoid_a**2" in text for text in checked), checked  # the script's, not the package's
     assert "x1y2z3" not in out
-    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert cli.main(["--derivations", str(script.parent), "generate"]) == 2
     assert capsys.readouterr().err == f"lstm-derive: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system)\n"
+
+
+def test_a_cell_that_fails_its_checks_in_a_read_only_clone_fails_and_is_said_not_written(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Its row FAIL, with the failures after the reason it was not written; the count names it both
+    failed and not written; the exit status is 2, a file not written, as for one that passes."""
+    script, kernels = a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch)
+    import_kernel = gen.import_kernel
+
+    def off_by_one_percent(path):
+        kernel = import_kernel(path)
+        right = kernel.backward
+        kernel.backward = lambda *a, **k: (lambda grads, dx, dstate: (dict(grads, W_x=grads["W_x"] * 1.01), dx, dstate))(
+            *right(*a, **k))
+        return kernel
+
+    monkeypatch.setattr(gen, "import_kernel", off_by_one_percent)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(script.parent)]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +\S+ +\S+ +\S+ +\S+ +FAIL\n", out), out
+    assert "\n0 passed, 1 failed (sigmoid_rnn), 1 not written (sigmoid_rnn)\n" in out
+    reason = out.index(f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); its files")
+    assert "dW_x[0,0]" in out[reason:], out
 
 
 def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
