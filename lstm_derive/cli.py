@@ -627,9 +627,8 @@ def run_all(args):
     if stopped:
         _print_summary(rows, all_failures + file_errors, unwritten, f"; interrupted in {stopped.name}, "
                                                                     f"{len(scripts) - len(rows)} of {len(scripts)} scripts not checked")
-        left = [s for s in scripts[len(rows):] if s not in generated]
-        if home and left:  # a scratch folder's files are gone with it
-            print(_not_generated(args, scripts, left))
+        if home:  # a scratch folder's files are gone with it
+            _say_left_as_they_were(args, scripts, [s for s in scripts[len(rows):] if s not in generated], cells)
         raise KeyboardInterrupt
     _print_summary(rows, all_failures + file_errors, unwritten)
     if not home:  # the run took a folder, and so does the command that writes its files
@@ -680,14 +679,42 @@ def _summary_rows(scripts, out, cells):
     return rows, all_failures, made, None, generated
 
 
-def _not_generated(args, scripts, left):
+def _say_left_as_they_were(args, scripts, left, cells):
+    """The lines after an interrupted run's count, on the package's files it left as they were: those of
+    the scripts it did not reach, and those that no script generates any more, which it removes only
+    once every script has run, and `generate` only over the whole folder, as the command it gives then."""
+    gone = _no_longer_generated(cells)
+    if left:
+        print(_not_generated(args, scripts, left, whole=bool(gone)))
+    if gone:
+        print(f"not removed: {', '.join(str(gen.shown(path)) for path in gone)}, which no script generates any more "
+              f"(`{_generate_command(args)}` removes them)")
+
+
+def _no_longer_generated(cells):
+    """The package's generated files that no script generates any more, where the cell of every script
+    there is known: a script that fails would leave its own files looking so."""
+    try:
+        names = gen.home_cells(cells)
+        made = [p for n in names for p in (gen.KERNELS / f"{n}.py", gen.HOME / f"{n}.md")]
+        return gen.orphans([*made, gen.package_index([]).path])
+    except (SpecError, gen.GenerationError):  # or one edited by hand, which the whole run names
+        return []
+
+
+def _not_generated(args, scripts, left, whole=False):
     """The line after an interrupted run's count, on the package's scripts the run did not reach: their
     files were left as they were, stale where a script changed since, which only deriving it tells
-    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them."""
-    where = ["--derivations", str(args.derivations)] if args.derivations else []
-    names = [] if len(left) == len(scripts) else [s.stem for s in left]  # all: the removed scripts' files go too
+    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them, of
+    every script where left is all of them or where files are to be removed too (whole)."""
+    names = [] if whole or len(left) == len(scripts) else [s.stem for s in left]
     return (f"not generated: {', '.join(s.name for s in left)}, whose kernels and documents were left as they were "
-            f"(`{shlex.join(['lstm-derive', *where, 'generate', *names])}` brings them up to date)")
+            f"(`{_generate_command(args, names)}` brings them up to date)")
+
+
+def _generate_command(args, names=()):
+    where = ["--derivations", str(args.derivations)] if args.derivations else []
+    return shlex.join(["lstm-derive", *where, "generate", *names])
 
 
 # The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;

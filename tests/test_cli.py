@@ -1199,6 +1199,37 @@ def test_an_interrupted_main_job_names_the_scripts_whose_files_it_did_not_genera
     assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
 
 
+@pytest.mark.parametrize("stopped_in", ["second_rnn", "third_rnn"])
+def test_an_interrupted_main_job_names_the_files_it_did_not_remove_and_the_command_that_does(tmp_path, monkeypatch,
+                                                                                             capsys, stopped_in):
+    """A script removed, Ctrl-C in a later one's checks: the files it left were not named (stopped in the
+    last, no line came at all), and the command given, `generate` of the scripts not reached, does not
+    remove them: `generate --check` still failed on them after it."""
+    home, kernels = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn", "third_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    as_generated(kernels / "gone_rnn.py", (kernels / "first_rnn.py").read_text().replace("first_rnn", "gone_rnn"))
+    as_generated(home / "gone_rnn.md", (home / "first_rnn.md").read_text().replace("first_rnn", "gone_rnn"))
+    reports = cli._reports
+
+    def stopped(kernel, *args):
+        if kernel.CELL == stopped_in:
+            raise KeyboardInterrupt
+        return reports(kernel, *args)
+
+    monkeypatch.setattr(cli, "_reports", stopped)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 130
+    out = capsys.readouterr().out.splitlines()
+    command = shlex.join(["lstm-derive", "--derivations", str(home), "generate"])
+    lines = out[[i for i, line in enumerate(out) if "interrupted in" in line][0] + 1:]
+    assert lines == ([f"not generated: third_rnn.py, whose kernels and documents were left as they were (`{command}` "
+                      "brings them up to date)"] if stopped_in == "second_rnn" else []) + [
+        f"not removed: {kernels / 'gone_rnn.py'}, {home / 'gone_rnn.md'}, which no script generates any more "
+        f"(`{command}` removes them)"], out
+    assert cli.main(shlex.split(command)[1:]) == 0
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
+
+
 def test_an_interrupted_main_job_on_a_folder_of_ones_own_says_nothing_of_files_left(tmp_path, monkeypatch, capsys):
     """Its files went to a scratch folder, gone with it: none is left stale in the user's tree."""
     cells = tmp_path / "cells"
