@@ -409,19 +409,38 @@ def _all_but_the_first(name, same):
             for script in same[1:]}
 
 
-def _over_themselves(scripts, out, cells):
-    """script -> why it is refused: a script whose --out is its own folder, its file named after its
-    cell, would be replaced by its kernel. Told before any is derived; several, in one line, which
-    names the folder. A script that fails is passed over here: its own error says why."""
+def _in_their_folder(scripts, out, cells):
+    """script -> its kernel's path, for the scripts whose --out is their own folder. A script that
+    fails is passed over here: its own error says why."""
     if out is None:
         return {}
-    over = [s for s in scripts if not gen.is_kernel_module(s) and s.resolve() == _kernel_path(s, out, cells)]
-    if len(over) == 1:
+    kernels = {s: _kernel_path(s, out, cells) for s in scripts if not gen.is_kernel_module(s)}
+    return {s: kernel for s, kernel in kernels.items() if kernel is not None and kernel.parent == s.resolve().parent}
+
+
+def _over_themselves(in_their_folder, out, over_the_folder):
+    """script -> why it is refused: a script whose kernel, named after its cell, would be written over
+    it; in a run over the folder (over_the_folder), every script there, as the kernels would sit among
+    them, where the same command run again fails on them (kernels, no scripts). Told before any is
+    derived; several, in one line, which names the folder."""
+    over = [s for s, kernel in in_their_folder.items() if over_the_folder or kernel == s.resolve()]
+    if len(over) == 1 and in_their_folder[over[0]] == over[0].resolve():
         return {over[0]: f"{out / over[0].name} would be written over {over[0]} itself; choose another --out directory"}
+    if len(over) == 1:
+        return {over[0]: f"--out {out} is the folder of {over[0]}, and its kernel, {in_their_folder[over[0]].name}, "
+                         "would sit among the scripts there, where a run over the folder fails on it (a kernel, no "
+                         "script); choose another --out directory"}
     names = ", ".join(s.name for s in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
     why = (f"--out {out} is the folder of the scripts {names}, and the kernel of each, named after its cell, would be "
-           "written over it; choose another --out directory")
+           "written over it or sit among them, where a run over the folder fails on it; choose another --out directory")
     return dict.fromkeys(over, why)
+
+
+def _among_the_scripts(script, kernel, out):
+    """The warning for a script given by its path whose kernel goes into its own folder."""
+    return (f"--out {out} is the folder of {script}, and its kernel, {kernel.name}, goes among the scripts there, where "
+            f"a run over the folder (--derivations {out}) fails on it (a kernel, no script); another --out keeps them "
+            "apart")
 
 
 def _kernel_path(script, out, cells):
@@ -431,16 +450,20 @@ def _kernel_path(script, out, cells):
         return None
 
 
-def _all_targets(scripts, out, writing, cells):
+def _all_targets(scripts, out, writing, cells, over_the_folder=False):
     """Every script's files, the messages of the scripts that fail, and those of the scripts refused (a
     cell's name taken, its file in the way). Into the package a failing script stops the run (its
     kernel would look like an orphan); elsewhere the others go on."""
     targets, errors, refusals = [], [], []
-    refused = {**_refused(scripts, cells), **_over_themselves(scripts, out, cells)}
+    in_their_folder = _in_their_folder(scripts, out, cells)
+    refused = {**_refused(scripts, cells), **_over_themselves(in_their_folder, out, over_the_folder)}
     for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
             if script in refused:
                 raise gen.GenerationError(refused[script])
+            if script in in_their_folder:
+                print(f"lstm-derive: warning: {_among_the_scripts(script, in_their_folder[script], out)}",
+                      file=sys.stderr, flush=True)
             targets += _targets_for(script, out, cells)[1]
         except (SpecError, gen.GenerationError) as error:
             if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
@@ -475,7 +498,7 @@ def run_generate(args):
     foreign = [script for script in scripts if not gen.is_home(script)]
     if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
         raise gen.GenerationError(_wants_out(args, foreign))
-    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells)
+    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells, over_the_folder=not args.scripts)
     status = _generated(args, targets) if targets else 0
     for error in dict.fromkeys(errors + refusals):  # a refusal of several scripts alike, once
         print(error, file=sys.stderr)
@@ -487,11 +510,12 @@ def run_generate(args):
 
 def _not_written(failed, refused, total):
     """The closing count of the scripts not written: "2 of 8 scripts failed", "8 of 8 scripts were refused",
-    "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
+    "1 of 8 scripts was refused", "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
     folder its own) did not fail."""
+    were = "was" if refused == 1 else "were"
     if not failed:
-        return f"{refused} of {total} scripts were refused"
-    return f"{failed} of {total} scripts failed" + (f" and {refused} were refused" if refused else "")
+        return f"{refused} of {total} scripts {were} refused"
+    return f"{failed} of {total} scripts failed" + (f" and {refused} {were} refused" if refused else "")
 
 
 def _wants_out(args, foreign):

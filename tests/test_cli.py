@@ -1465,23 +1465,53 @@ def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, cap
 def test_generate_out_the_scripts_own_folder_refuses_them_in_one_line_and_says_none_failed(tmp_path, monkeypatch,
                                                                                            capsys):
     """`generate --out derivations` said "8 of 8 scripts failed", each after its derivation, and the
-    same reason eight times; a folder refused is no script failing."""
+    same reason eight times; a folder refused is no script failing. A script whose cell is named
+    otherwise is refused too: its kernel, written among the scripts, failed the next run over them."""
     cells = tmp_path / "cells"
     write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    (cells / "renamed.py").write_text((cells / "second_rnn.py").read_text().replace('"second_rnn"', '"third_rnn"'))
     before = sorted(p.name for p in cells.iterdir())
     targets_for = gen.targets_for
     monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: pytest.fail("derived a script it refuses"))
     assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, second_rnn.py, and the kernel of each, "
-        "named after its cell, would be written over it; choose another --out directory",
-        "2 of 2 scripts were refused, and nothing of theirs was written"]
+        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, renamed.py, second_rnn.py, and the "
+        "kernel of each, named after its cell, would be written over it or sit among them, where a run over the folder "
+        "fails on it; choose another --out directory",
+        "3 of 3 scripts were refused, and nothing of theirs was written"]
     (cells / "helpers.py").write_text("SCALE = 2\n")
     monkeypatch.setattr(gen, "targets_for", targets_for)
     assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
-    assert capsys.readouterr().err.endswith("\n1 of 3 scripts failed and 2 were refused, and nothing of theirs was "
+    assert capsys.readouterr().err.endswith("\n1 of 4 scripts failed and 3 were refused, and nothing of theirs was "
                                             "written\n")
     assert sorted(p.name for p in cells.iterdir()) == sorted([*before, "helpers.py"])
+
+
+def test_generate_out_the_folder_of_a_script_named_otherwise_than_its_cell_refuses_it_or_warns(tmp_path, capsys):
+    """Its kernel went among the scripts, unsaid, where a run over the folder failed on it, as no script: so
+    the same command, run again over the folder, failed. A run over the folder refuses it; a script given by
+    its path is written, with a warning."""
+    cells = tmp_path / "cells"
+    script = write_cell(cells, "renamed")
+    script.write_text(script.read_text().replace('"renamed"', '"other_rnn"'))
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err == (
+        f"lstm-derive: --out {cells} is the folder of {script}, and its kernel, other_rnn.py, would sit among the scripts "
+        "there, where a run over the folder fails on it (a kernel, no script); choose another --out directory\n")
+    assert sorted(p.name for p in cells.iterdir()) == ["renamed.py"]
+    assert cli.main(["generate", str(script), "--out", str(cells)]) == 0
+    assert capsys.readouterr().err == (
+        f"lstm-derive: warning: --out {cells} is the folder of {script}, and its kernel, other_rnn.py, goes among the "
+        f"scripts there, where a run over the folder (--derivations {cells}) fails on it (a kernel, no script); another "
+        "--out keeps them apart\n")
+    assert sorted(p.name for p in cells.iterdir()) == ["other_rnn.md", "other_rnn.py", "renamed.py"]
+
+
+def test_the_count_of_the_scripts_refused_says_was_of_one(tmp_path, capsys):
+    cells, elsewhere = tmp_path / "cells", write_cell(tmp_path / "elsewhere", "first_rnn")
+    script = write_cell(cells, "second_rnn")
+    assert cli.main(["generate", str(script), str(elsewhere), "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.endswith("\n1 of 2 scripts was refused, and nothing of theirs was written\n")
 
 
 def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
