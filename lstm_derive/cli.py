@@ -781,26 +781,43 @@ def run_check(args):
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in scripts:
             try:
-                if script in refused:
-                    raise gen.GenerationError(refused[script])
-                cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), cells)
-            except (SpecError, gen.GenerationError) as error:  # report it, check the others
-                print(f"lstm-derive: {error}", file=sys.stderr)
-                broken.append(script.name)
-                continue
-            try:
-                ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
-            except KeyboardInterrupt:
+                _check_one(args, script, refused, Path(scratch), cells, passed, failed, broken)
+            except KeyboardInterrupt:  # deriving as well as checking: a large cell derives for minutes
                 if len(scripts) > 1:  # one cell's own summary said it all
                     checked = len(passed) + len(failed) + len(broken)
-                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in {cell}, "
-                          f"{len(scripts) - checked} of {len(scripts)} cells not checked")
+                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in "
+                          f"{_stopped_in(script, cells)}, {len(scripts) - checked} of {len(scripts)} cells not checked")
                 raise
-            if not ok and hint:
-                print(f"{cell}: {hint}")
-            (passed if ok else failed).append(cell)
     print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
+
+
+def _check_one(args, script, refused, scratch, cells, passed, failed, broken):
+    """Checks the kernel of one script (or a kernel module), its cell's name added to passed or failed,
+    or the script's to broken where it fails, which is said."""
+    try:
+        if script in refused:
+            raise gen.GenerationError(refused[script])
+        cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, scratch, cells)
+    except (SpecError, gen.GenerationError) as error:  # report it, check the others
+        print(f"lstm-derive: {error}", file=sys.stderr)
+        broken.append(script.name)
+        return
+    ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+    if not ok and hint:
+        print(f"{cell}: {hint}")
+    (passed if ok else failed).append(cell)
+
+
+def _stopped_in(script, cells):
+    """The cell of the script that an interrupt stopped (a kernel module's name); the script's name
+    where its cell is not known."""
+    if gen.is_kernel_module(script):
+        return script.stem
+    try:
+        return cells.cell(script).name
+    except (SpecError, gen.GenerationError):
+        return script.name
 
 
 def _print_checks(cell, kernel, problems, methods, steps=None, scale=None):
