@@ -438,9 +438,9 @@ def _over_themselves(in_their_folder, out, over_the_folder):
 
 def _among_the_scripts(script, kernel, out):
     """The warning for a script given by its path whose kernel goes into its own folder."""
-    return (f"--out {out} is the folder of {script}, and its kernel, {kernel.name}, goes among the scripts there, where "
-            f"a run over the folder (--derivations {out}) fails on it (a kernel, no script); another --out keeps them "
-            "apart")
+    return (f"--out {out} is the folder of {script}, and its kernel, {kernel.name}, goes among the scripts there, "
+            f"where a run over the folder (--derivations {out}) fails on it (a kernel, no script); another --out keeps "
+            "them apart")
 
 
 def _kernel_path(script, out, cells):
@@ -510,8 +510,8 @@ def run_generate(args):
 
 def _not_written(failed, refused, total):
     """The closing count of the scripts not written: "2 of 8 scripts failed", "8 of 8 scripts were refused",
-    "1 of 8 scripts was refused", "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
-    folder its own) did not fail."""
+    "1 of 8 scripts was refused", "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's
+    name taken, its output folder its own) did not fail."""
     were = "was" if refused == 1 else "were"
     if not failed:
         return f"{refused} of {total} scripts {were} refused"
@@ -649,8 +649,8 @@ def run_all(args):
     # a cell checked, but not written, may have failed its checks: its row says FAIL, the count both
     unwritten = [row[0] for row, script in zip(rows, scripts) if row[-1] != "ERROR" and script not in generated]
     if stopped:
-        _print_summary(rows, all_failures + file_errors, unwritten, f"; interrupted in {stopped.name}, "
-                                                                    f"{len(scripts) - len(rows)} of {len(scripts)} scripts not checked")
+        stop = f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of {len(scripts)} scripts not checked"
+        _print_summary(rows, all_failures + file_errors, unwritten, stop)
         if home:  # a scratch folder's files are gone with it
             _say_left_as_they_were(args, scripts, [s for s in scripts[len(rows):] if s not in generated], cells)
         raise KeyboardInterrupt
