@@ -409,19 +409,38 @@ def _all_but_the_first(name, same):
             for script in same[1:]}
 
 
-def _over_themselves(scripts, out, cells):
-    """script -> why it is refused: a script whose --out is its own folder, its file named after its
-    cell, would be replaced by its kernel. Told before any is derived; several, in one line, which
-    names the folder. A script that fails is passed over here: its own error says why."""
+def _in_their_folder(scripts, out, cells):
+    """script -> its kernel's path, for the scripts whose --out is their own folder. A script that
+    fails is passed over here: its own error says why."""
     if out is None:
         return {}
-    over = [s for s in scripts if not gen.is_kernel_module(s) and s.resolve() == _kernel_path(s, out, cells)]
-    if len(over) == 1:
+    kernels = {s: _kernel_path(s, out, cells) for s in scripts if not gen.is_kernel_module(s)}
+    return {s: kernel for s, kernel in kernels.items() if kernel is not None and kernel.parent == s.resolve().parent}
+
+
+def _over_themselves(in_their_folder, out, over_the_folder):
+    """script -> why it is refused: a script whose kernel, named after its cell, would be written over
+    it; in a run over the folder (over_the_folder), every script there, as the kernels would sit among
+    them, where the same command run again fails on them (kernels, no scripts). Told before any is
+    derived; several, in one line, which names the folder."""
+    over = [s for s, kernel in in_their_folder.items() if over_the_folder or kernel == s.resolve()]
+    if len(over) == 1 and in_their_folder[over[0]] == over[0].resolve():
         return {over[0]: f"{out / over[0].name} would be written over {over[0]} itself; choose another --out directory"}
+    if len(over) == 1:
+        return {over[0]: f"--out {out} is the folder of {over[0]}, and its kernel, {in_their_folder[over[0]].name}, "
+                         "would sit among the scripts there, where a run over the folder fails on it (a kernel, no "
+                         "script); choose another --out directory"}
     names = ", ".join(s.name for s in over[:3]) + (f" and {len(over) - 3} more" if len(over) > 3 else "")
     why = (f"--out {out} is the folder of the scripts {names}, and the kernel of each, named after its cell, would be "
-           "written over it; choose another --out directory")
+           "written over it or sit among them, where a run over the folder fails on it; choose another --out directory")
     return dict.fromkeys(over, why)
+
+
+def _among_the_scripts(script, kernel, out):
+    """The warning for a script given by its path whose kernel goes into its own folder."""
+    return (f"--out {out} is the folder of {script}, and its kernel, {kernel.name}, goes among the scripts there, "
+            f"where a run over the folder (--derivations {out}) fails on it (a kernel, no script); another --out keeps "
+            "them apart")
 
 
 def _kernel_path(script, out, cells):
@@ -431,16 +450,20 @@ def _kernel_path(script, out, cells):
         return None
 
 
-def _all_targets(scripts, out, writing, cells):
+def _all_targets(scripts, out, writing, cells, over_the_folder=False):
     """Every script's files, the messages of the scripts that fail, and those of the scripts refused (a
     cell's name taken, its file in the way). Into the package a failing script stops the run (its
     kernel would look like an orphan); elsewhere the others go on."""
     targets, errors, refusals = [], [], []
-    refused = {**_refused(scripts, cells), **_over_themselves(scripts, out, cells)}
+    in_their_folder = _in_their_folder(scripts, out, cells)
+    refused = {**_refused(scripts, cells), **_over_themselves(in_their_folder, out, over_the_folder)}
     for script in dict.fromkeys(scripts):  # a script given twice is one
         try:
             if script in refused:
                 raise gen.GenerationError(refused[script])
+            if script in in_their_folder:
+                print(f"lstm-derive: warning: {_among_the_scripts(script, in_their_folder[script], out)}",
+                      file=sys.stderr, flush=True)
             targets += _targets_for(script, out, cells)[1]
         except (SpecError, gen.GenerationError) as error:
             if out is None and writing and len(scripts) > 1:  # the files of the scripts that ran are not written either
@@ -475,7 +498,7 @@ def run_generate(args):
     foreign = [script for script in scripts if not gen.is_home(script)]
     if args.out is None and foreign and len(scripts) > 1:  # said of all at once: no one script is the one to fix
         raise gen.GenerationError(_wants_out(args, foreign))
-    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells)
+    targets, errors, refusals = _all_targets(scripts, args.out, not args.check, cells, over_the_folder=not args.scripts)
     status = _generated(args, targets) if targets else 0
     for error in dict.fromkeys(errors + refusals):  # a refusal of several scripts alike, once
         print(error, file=sys.stderr)
@@ -487,11 +510,12 @@ def run_generate(args):
 
 def _not_written(failed, refused, total):
     """The closing count of the scripts not written: "2 of 8 scripts failed", "8 of 8 scripts were refused",
-    "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's name taken, its output
-    folder its own) did not fail."""
+    "1 of 8 scripts was refused", "1 of 8 scripts failed and 2 were refused"; a script refused (its cell's
+    name taken, its output folder its own) did not fail."""
+    were = "was" if refused == 1 else "were"
     if not failed:
-        return f"{refused} of {total} scripts were refused"
-    return f"{failed} of {total} scripts failed" + (f" and {refused} were refused" if refused else "")
+        return f"{refused} of {total} scripts {were} refused"
+    return f"{failed} of {total} scripts failed" + (f" and {refused} {were} refused" if refused else "")
 
 
 def _wants_out(args, foreign):
@@ -550,10 +574,6 @@ def _summary_row(script, out, cells, made, generated=None):
     cells: the run's gen.Cells; made: the paths of the files of the cells derived, to which the
     cell's are added; generated: the scripts whose files are written, to which the script is added
     once its are (a Ctrl-C during its checks leaves them up to date)."""
-    from .gradcheck import DEFAULT_METHODS
-    from .outcomes import largest_error
-    from .problem import raised
-
     start = time.perf_counter()
     try:
         d, targets = _targets_for(script, out, cells)
@@ -563,12 +583,20 @@ def _summary_row(script, out, cells, made, generated=None):
     try:
         written = gen.write(targets)
     except gen.GenerationError as error:  # a read-only clone: the file there is not what the script generates
-        return _unwritten_row(script, d, time.perf_counter() - start, error)
+        return _unwritten_row(script, d, targets[0], start, error)
     if generated is not None:
         generated.append(script)
     if out is None:  # the package's files, which the user's tree holds (a scratch folder's are not said)
         _said_written(written)
-    kernel = gen.import_kernel(targets[0].path)
+    return _checked_row(d, gen.import_kernel(targets[0].path), start)
+
+
+def _checked_row(d, kernel, start):
+    """The row of a cell whose kernel was checked, ok or FAIL, and its failures."""
+    from .gradcheck import DEFAULT_METHODS
+    from .outcomes import largest_error
+    from .problem import raised
+
     try:
         reports = [r for config in CHECKS for r in _reports(kernel, config)[1]]
     except Exception as error:  # a broken kernel is a failed check, reported with the rest
@@ -587,11 +615,22 @@ def _error_row(script, seconds, error):
     return [script.name, "-", "-", "-", "-", "-", f"{seconds:.2f}", "ERROR"], [f"{error}"]
 
 
-def _unwritten_row(script, d, seconds, error):
-    """The row of a cell derived whose files could not be written, and so were not checked."""
-    row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-", f"{seconds:.2f}", "UNWRITTEN"]
-    return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the script "
-                 "generates, writing nothing)"]
+def _unwritten_row(script, d, kernel, start, error):
+    """The row of a cell derived whose files could not be written: its kernel is checked from a
+    scratch folder all the same, so that a read-only clone still tells a wrong cell (FAIL) from one
+    whose files are merely left as they were (UNWRITTEN); the exit status is 2 either way."""
+    with tempfile.TemporaryDirectory(prefix="lstm-derive-") as scratch:
+        try:
+            copy = gen.Target(Path(scratch) / kernel.path.name, kernel.text)
+            gen.write([copy])
+        except gen.GenerationError:  # no room for a scratch copy either
+            row = [d.cell.name, d.equations, len(d.cell.parameter_names()), "-", "-", "-",
+                   f"{time.perf_counter() - start:.2f}", "UNWRITTEN"]
+            return row, [f"{error}; not checked (`lstm-derive check {shlex.quote(str(script))}` checks what the "
+                         "script generates, writing nothing)"]
+        row, failures = _checked_row(d, gen.import_kernel(copy.path), start)
+    said = f"{error}; its files were left as they were, and what the script generates was checked in a scratch folder"
+    return row[:-1] + ["UNWRITTEN" if row[-1] == "ok" else row[-1]], [said, *failures]
 
 
 def run_all(args):
@@ -607,20 +646,21 @@ def run_all(args):
             _remove(gen.orphans([*made, gen.package_index([]).path]), file=sys.stderr)
         except gen.GenerationError as error:  # a read-only clone: the summary still comes
             file_errors.append(f"{error}")
+    # a cell checked, but not written, may have failed its checks: its row says FAIL, the count both
+    unwritten = [row[0] for row, script in zip(rows, scripts) if row[-1] != "ERROR" and script not in generated]
     if stopped:
-        _print_summary(rows, all_failures + file_errors, f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} "
-                                                         f"of {len(scripts)} scripts not checked")
-        left = [s for s in scripts[len(rows):] if s not in generated]
-        if home and left:  # a scratch folder's files are gone with it
-            print(_not_generated(args, scripts, left))
+        stop = f"; interrupted in {stopped.name}, {len(scripts) - len(rows)} of {len(scripts)} scripts not checked"
+        _print_summary(rows, all_failures + file_errors, unwritten, stop)
+        if home:  # a scratch folder's files are gone with it
+            _say_left_as_they_were(args, scripts, [s for s in scripts[len(rows):] if s not in generated], cells)
         raise KeyboardInterrupt
-    _print_summary(rows, all_failures + file_errors)
+    _print_summary(rows, all_failures + file_errors, unwritten)
     if not home:  # the run took a folder, and so does the command that writes its files
         where = ["--derivations", str(args.derivations)] if args.derivations else []
         print(f"(checked in a scratch directory: the package holds the kernels of {gen.home_scripts()} only; "
               f"`{shlex.join(['lstm-derive', *where, 'generate'])} --out DIR` writes these cells' kernels and documents)")
     statuses = {row[-1] for row in rows}
-    return 2 if statuses & {"ERROR", "UNWRITTEN"} or file_errors else 1 if "FAIL" in statuses else 0
+    return 2 if "ERROR" in statuses or unwritten or file_errors else 1 if "FAIL" in statuses else 0
 
 
 def _write_index(cells):
@@ -663,14 +703,42 @@ def _summary_rows(scripts, out, cells):
     return rows, all_failures, made, None, generated
 
 
-def _not_generated(args, scripts, left):
+def _say_left_as_they_were(args, scripts, left, cells):
+    """The lines after an interrupted run's count, on the package's files it left as they were: those of
+    the scripts it did not reach, and those that no script generates any more, which it removes only
+    once every script has run, and `generate` only over the whole folder, as the command it gives then."""
+    gone = _no_longer_generated(cells)
+    if left:
+        print(_not_generated(args, scripts, left, whole=bool(gone)))
+    if gone:
+        print(f"not removed: {', '.join(str(gen.shown(path)) for path in gone)}, which no script generates any more "
+              f"(`{_generate_command(args)}` removes them)")
+
+
+def _no_longer_generated(cells):
+    """The package's generated files that no script generates any more, where the cell of every script
+    there is known: a script that fails would leave its own files looking so."""
+    try:
+        names = gen.home_cells(cells)
+        made = [p for n in names for p in (gen.KERNELS / f"{n}.py", gen.HOME / f"{n}.md")]
+        return gen.orphans([*made, gen.package_index([]).path])
+    except (SpecError, gen.GenerationError):  # or one edited by hand, which the whole run names
+        return []
+
+
+def _not_generated(args, scripts, left, whole=False):
     """The line after an interrupted run's count, on the package's scripts the run did not reach: their
     files were left as they were, stale where a script changed since, which only deriving it tells
-    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them."""
-    where = ["--derivations", str(args.derivations)] if args.derivations else []
-    names = [] if len(left) == len(scripts) else [s.stem for s in left]  # all: the removed scripts' files go too
+    (seconds to minutes a cell, where a Ctrl-C asked to stop); so the command that writes them, of
+    every script where left is all of them or where files are to be removed too (whole)."""
+    names = [] if whole or len(left) == len(scripts) else [s.stem for s in left]
     return (f"not generated: {', '.join(s.name for s in left)}, whose kernels and documents were left as they were "
-            f"(`{shlex.join(['lstm-derive', *where, 'generate', *names])}` brings them up to date)")
+            f"(`{_generate_command(args, names)}` brings them up to date)")
+
+
+def _generate_command(args, names=()):
+    where = ["--derivations", str(args.derivations)] if args.derivations else []
+    return shlex.join(["lstm-derive", *where, "generate", *names])
 
 
 # The summary's columns, a word each, so that the table fits 80 columns and splits on spaces into them;
@@ -680,15 +748,15 @@ LEGEND = ("params: parameter arrays; central, complex, float32: the gradients' l
           "relative error against central differences, the complex step and the float64 run")
 
 
-def _print_summary(rows, failures, after_count=""):
+def _print_summary(rows, failures, unwritten, after_count=""):
+    """unwritten: the cells derived whose files could not be written, FAIL among them."""
     print()
     print(_table(SUMMARY, rows, _ellipsis(sys.stdout)))
     print("\n" + LEGEND)
     if failures:
         print("\n" + "\n".join(failures))
-    broken, failed, unwritten = ([row[0] for row in rows if row[-1] == status]
-                                 for status in ("ERROR", "FAIL", "UNWRITTEN"))
-    passed = len(rows) - len(failed) - len(broken) - len(unwritten)
+    broken, failed = ([row[0] for row in rows if row[-1] == status] for status in ("ERROR", "FAIL"))
+    passed = sum(row[-1] == "ok" for row in rows)
     print("\n" + _count(passed, failed, broken, unwritten) + after_count)
 
 
@@ -713,26 +781,43 @@ def run_check(args):
     with tempfile.TemporaryDirectory(prefix="lstm-derive-check-") as scratch:
         for script in scripts:
             try:
-                if script in refused:
-                    raise gen.GenerationError(refused[script])
-                cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, Path(scratch), cells)
-            except (SpecError, gen.GenerationError) as error:  # report it, check the others
-                print(f"lstm-derive: {error}", file=sys.stderr)
-                broken.append(script.name)
-                continue
-            try:
-                ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
-            except KeyboardInterrupt:
+                _check_one(args, script, refused, Path(scratch), cells, passed, failed, broken)
+            except KeyboardInterrupt:  # deriving as well as checking: a large cell derives for minutes
                 if len(scripts) > 1:  # one cell's own summary said it all
                     checked = len(passed) + len(failed) + len(broken)
-                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in {cell}, "
-                          f"{len(scripts) - checked} of {len(scripts)} cells not checked")
+                    print("\n" + _count(len(passed), failed, broken) + f"; interrupted in "
+                          f"{_stopped_in(script, cells)}, {len(scripts) - checked} of {len(scripts)} cells not checked")
                 raise
-            if not ok and hint:
-                print(f"{cell}: {hint}")
-            (passed if ok else failed).append(cell)
     print("\n" + _count(len(passed), failed, broken))
     return 2 if broken else 1 if failed else 0
+
+
+def _check_one(args, script, refused, scratch, cells, passed, failed, broken):
+    """Checks the kernel of one script (or a kernel module), its cell's name added to passed or failed,
+    or the script's to broken where it fails, which is said."""
+    try:
+        if script in refused:
+            raise gen.GenerationError(refused[script])
+        cell, kernel, hint = _kernel_module(script) or _emitted_kernel(script, scratch, cells)
+    except (SpecError, gen.GenerationError) as error:  # report it, check the others
+        print(f"lstm-derive: {error}", file=sys.stderr)
+        broken.append(script.name)
+        return
+    ok = _print_checks(cell, kernel, args.problems, args.methods, args.steps, args.scale)
+    if not ok and hint:
+        print(f"{cell}: {hint}")
+    (passed if ok else failed).append(cell)
+
+
+def _stopped_in(script, cells):
+    """The cell of the script that an interrupt stopped (a kernel module's name); the script's name
+    where its cell is not known."""
+    if gen.is_kernel_module(script):
+        return script.stem
+    try:
+        return cells.cell(script).name
+    except (SpecError, gen.GenerationError):
+        return script.name
 
 
 def _print_checks(cell, kernel, problems, methods, steps=None, scale=None):
@@ -780,23 +865,23 @@ def _print_reports(cell, sizes, reports, used, skipped):
 
 
 # Seconds one problem's checks may take before the command says it is still at them (the packaged
-# cells' take 0.05 to 0.5 s; 12 steps of a kernel that sleeps or loops, silent, look like a hang).
+# cells' take 0.05 to 0.5 s; 12 steps of a kernel that sleeps or loops, silent, look like a hang),
+# then every SLOW_EVERY seconds the time so far, as for a derivation: `--steps 200` takes minutes.
 SLOW_CHECK = 10.0
 
 
 @contextlib.contextmanager
 def _still_checking(problem):
-    """Past SLOW_CHECK seconds, a line that says the problem is still being checked, and how to stop
-    it and see where the kernel is."""
-    notice = threading.Timer(SLOW_CHECK, lambda: print(
-        f"{problem} still checking after {SLOW_CHECK:g} s (every element costs five runs of forward()); "
-        "Ctrl-C stops it and says where in the kernel it was", flush=True))
-    notice.daemon = True
-    notice.start()
-    try:
+    """Past SLOW_CHECK seconds, a line on stderr that says the problem is still being checked, and how
+    to stop it and see where the kernel is; then its time so far every SLOW_EVERY seconds. On stderr,
+    as the derivation's: `check > report.txt` keeps the report alone, and the terminal still hears."""
+    def still_checking(seconds, first):
+        said = (f"after {SLOW_CHECK:g} s (every element costs five runs of forward()); Ctrl-C stops it and says "
+                "where in the kernel it was" if first else f"{seconds:.0f} s so far ...")
+        print(f"lstm-derive: still checking {problem} {said}", file=sys.stderr, flush=True)
+
+    with _said_while_slow(still_checking, SLOW_CHECK, SLOW_EVERY):
         yield
-    finally:
-        notice.cancel()
 
 
 def _applicable(config, kernel):

@@ -836,20 +836,44 @@ def test_an_interrupted_check_says_where_the_kernel_was_and_sums_up_the_problems
     assert "passed" not in captured.out and captured.err == "lstm-derive: interrupted\n"
 
 
-def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
-    kernel = tmp_path / "my_rnn.py"
-    kernel.write_text(HANDWRITTEN.format(factor=1).replace(
+def sleeping_kernel(path, seconds):
+    """HANDWRITTEN whose first forward() over 12 steps sleeps first: one problem that takes long."""
+    path.write_text(HANDWRITTEN.format(factor=1).replace(
         "    return rnn.forward(params, x, state)",
-        "    if len(x) == 12 and not slept:\n        slept.append(time.sleep(0.5))\n"
+        f"    if len(x) == 12 and not slept:\n        slept.append(time.sleep({seconds}))\n"
         "    return rnn.forward(params, x, state)").replace("import numpy as np", "import time\nimport numpy as np\n"
                                                               "slept = []"))
-    assert cli.main(["check", str(kernel)]) == 0  # each problem well under SLOW_CHECK
-    assert "still checking" not in capsys.readouterr().out
+    return path
+
+
+def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, capsys, monkeypatch):
+    """On stderr, as a derivation's: it went to stdout, so that `check > report.txt` left the terminal
+    silent and put the notice in the report."""
+    kernel = sleeping_kernel(tmp_path / "my_rnn.py", 0.3)
+    monkeypatch.setattr(cli, "CHECKS", cli.CHECKS[3:])  # the problem of 12 steps alone
+    assert cli.main(["check", str(kernel)]) == 0  # well under SLOW_CHECK
+    assert "still checking" not in "".join(capsys.readouterr())
     monkeypatch.setattr(cli, "SLOW_CHECK", 0.1, raising=False)
     assert cli.main(["check", str(kernel)]) == 0
-    out = capsys.readouterr().out
-    assert ("my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) still checking after 0.1 s (every element costs five "
-            "runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in out, out
+    out, err = capsys.readouterr()
+    assert "still checking" not in out
+    assert ("lstm-derive: still checking my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) after 0.1 s (every element "
+            "costs five runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in err, err
+
+
+def test_a_problem_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
+    """The notice came once, then a check of `--steps 200` was silent for minutes: every SLOW_EVERY
+    seconds after it, a line gives the time so far, as a derivation's do."""
+    kernel = sleeping_kernel(tmp_path / "my_rnn.py", 0.7)
+    monkeypatch.setattr(cli, "CHECKS", cli.CHECKS[3:])  # the problem of 12 steps alone
+    monkeypatch.setattr(cli, "SLOW_CHECK", 0.1)
+    monkeypatch.setattr(cli, "SLOW_EVERY", 0.2)
+    assert cli.main(["check", str(kernel)]) == 0
+    problem = "my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0)"  # the others may pass 0.1 s on a busy machine
+    lines = [line for line in capsys.readouterr().err.splitlines() if problem in line]
+    assert lines[0].startswith(f"lstm-derive: still checking {problem} after 0.1 s "), lines
+    assert len(lines[1:]) >= 2 and all(re.fullmatch(
+        rf"lstm-derive: still checking {re.escape(problem)} \d+ s so far \.\.\.", line) for line in lines[1:]), lines
 
 
 def test_the_summary_says_what_parts_the_problems_a_gradient_fails_on_from_the_others(tmp_path, capsys):
@@ -1177,6 +1201,37 @@ def test_an_interrupted_main_job_names_the_scripts_whose_files_it_did_not_genera
     assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
 
 
+@pytest.mark.parametrize("stopped_in", ["second_rnn", "third_rnn"])
+def test_an_interrupted_main_job_names_the_files_it_did_not_remove_and_the_command_that_does(tmp_path, monkeypatch,
+                                                                                             capsys, stopped_in):
+    """A script removed, Ctrl-C in a later one's checks: the files it left were not named (stopped in the
+    last, no line came at all), and the command given, `generate` of the scripts not reached, does not
+    remove them: `generate --check` still failed on them after it."""
+    home, kernels = a_package(tmp_path, monkeypatch, "first_rnn", "second_rnn", "third_rnn")
+    assert cli.main(["--derivations", str(home), "generate"]) == 0
+    as_generated(kernels / "gone_rnn.py", (kernels / "first_rnn.py").read_text().replace("first_rnn", "gone_rnn"))
+    as_generated(home / "gone_rnn.md", (home / "first_rnn.md").read_text().replace("first_rnn", "gone_rnn"))
+    reports = cli._reports
+
+    def stopped(kernel, *args):
+        if kernel.CELL == stopped_in:
+            raise KeyboardInterrupt
+        return reports(kernel, *args)
+
+    monkeypatch.setattr(cli, "_reports", stopped)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(home)]) == 130
+    out = capsys.readouterr().out.splitlines()
+    command = shlex.join(["lstm-derive", "--derivations", str(home), "generate"])
+    lines = out[[i for i, line in enumerate(out) if "interrupted in" in line][0] + 1:]
+    assert lines == ([f"not generated: third_rnn.py, whose kernels and documents were left as they were (`{command}` "
+                      "brings them up to date)"] if stopped_in == "second_rnn" else []) + [
+        f"not removed: {kernels / 'gone_rnn.py'}, {home / 'gone_rnn.md'}, which no script generates any more "
+        f"(`{command}` removes them)"], out
+    assert cli.main(shlex.split(command)[1:]) == 0
+    assert cli.main(["--derivations", str(home), "generate", "--check"]) == 0
+
+
 def test_an_interrupted_main_job_on_a_folder_of_ones_own_says_nothing_of_files_left(tmp_path, monkeypatch, capsys):
     """Its files went to a scratch folder, gone with it: none is left stale in the user's tree."""
     cells = tmp_path / "cells"
@@ -1212,6 +1267,23 @@ def test_an_interrupted_check_of_several_cells_counts_those_before(tmp_path, mon
     monkeypatch.setattr(cli, "_print_checks", stopped_at_the_second)
     assert cli.main(["check", str(first), str(second)]) == 130
     assert capsys.readouterr().out.endswith("\n1 passed, 0 failed; interrupted in second_rnn, 1 of 2 cells not checked\n")
+
+
+def test_a_check_of_several_cells_interrupted_while_deriving_one_counts_those_before(tmp_path, monkeypatch, capsys):
+    """Only an interrupt in the checks gave the count: one while a large cell derived, as likely, ended
+    with no word of the cells checked before it."""
+    first, second, third = (write_cell(tmp_path, name) for name in ("first_rnn", "second_rnn", "third_rnn"))
+    targets_for = gen.targets_for
+
+    def stopped_at_the_second(script, *args, **kwargs):
+        if script == second:
+            raise KeyboardInterrupt
+        return targets_for(script, *args, **kwargs)
+
+    monkeypatch.setattr(gen, "targets_for", stopped_at_the_second)
+    monkeypatch.setattr(cli, "CHECKS", cli.CHECKS[2:3])  # one small problem: the count is what is tested
+    assert cli.main(["check", str(first), str(second), str(third)]) == 130
+    assert capsys.readouterr().out.endswith("\n1 passed, 0 failed; interrupted in second_rnn, 2 of 3 cells not checked\n")
 
 
 def test_a_file_the_main_job_cannot_remove_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
@@ -1251,23 +1323,60 @@ def read_only(monkeypatch, folder):
     monkeypatch.setattr(tempfile, "mkstemp", refused)
 
 
-def test_a_changed_script_in_a_read_only_clone_is_said_derived_but_not_written(tmp_path, monkeypatch, capsys):
-    """Its row said ERROR and the count "not derived", and the message named the temporary file."""
+def a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch):
+    """(script, kernels): a package whose one script changed since its files were written, which can no
+    longer be written."""
     home, kernels = a_package(tmp_path, monkeypatch, "sigmoid_rnn")
     script = home / "sigmoid_rnn.py"
     assert cli.main(["--derivations", str(home), "generate"]) == 0
     script.write_text(script.read_text().replace("sigmoid(a)", "sigmoid(a)**2"))
     read_only(monkeypatch, kernels)
+    return script, kernels
+
+
+def test_a_changed_script_in_a_read_only_clone_is_said_derived_and_checked_but_not_written(tmp_path, monkeypatch,
+                                                                                          capsys):
+    """Its row said ERROR and the count "not derived", and the message named the temporary file; then
+    it said UNWRITTEN, and its kernel went unchecked: it is checked from a scratch folder."""
+    script, kernels = a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch)
+    checked = []
+    import_kernel = gen.import_kernel
+    monkeypatch.setattr(gen, "import_kernel", lambda path: checked.append(path.read_text()) or import_kernel(path))
     capsys.readouterr()
-    assert cli.main(["--derivations", str(home)]) == 2
+    assert cli.main(["--derivations", str(script.parent)]) == 2
     out = capsys.readouterr().out
-    assert re.search(r"\nsigmoid_rnn +\d+ +3 +- +- +- +\S+ +UNWRITTEN\n", out), out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +\d\.\de-\d\d +\d\.\de-\d\d +\d\.\de-\d\d +\S+ +UNWRITTEN\n", out), out
     assert "\n0 passed, 0 failed, 1 not written (sigmoid_rnn)\n" in out
-    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); not checked "
-            f"(`lstm-derive check {script}` checks what the script generates, writing nothing)\n") in out
+    assert (f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); its files were left "
+            "as they were, and what the script generates was checked in a scratch folder\n") in out
+    assert checked and all("h = sigmoid_a**2" in text for text in checked), checked  # the script's, not the package's
     assert "x1y2z3" not in out
-    assert cli.main(["--derivations", str(home), "generate"]) == 2
+    assert cli.main(["--derivations", str(script.parent), "generate"]) == 2
     assert capsys.readouterr().err == f"lstm-derive: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system)\n"
+
+
+def test_a_cell_that_fails_its_checks_in_a_read_only_clone_fails_and_is_said_not_written(tmp_path, monkeypatch,
+                                                                                        capsys):
+    """Its row FAIL, with the failures after the reason it was not written; the count names it both
+    failed and not written; the exit status is 2, a file not written, as for one that passes."""
+    script, kernels = a_changed_script_in_a_read_only_clone(tmp_path, monkeypatch)
+    import_kernel = gen.import_kernel
+
+    def off_by_one_percent(path):
+        kernel = import_kernel(path)
+        right = kernel.backward
+        kernel.backward = lambda *a, **k: (lambda grads, dx, dstate: (dict(grads, W_x=grads["W_x"] * 1.01), dx, dstate))(
+            *right(*a, **k))
+        return kernel
+
+    monkeypatch.setattr(gen, "import_kernel", off_by_one_percent)
+    capsys.readouterr()
+    assert cli.main(["--derivations", str(script.parent)]) == 2
+    out = capsys.readouterr().out
+    assert re.search(r"\nsigmoid_rnn +\d+ +3 +\S+ +\S+ +\S+ +\S+ +FAIL\n", out), out
+    assert "\n0 passed, 1 failed (sigmoid_rnn), 1 not written (sigmoid_rnn)\n" in out
+    reason = out.index(f"sigmoid_rnn: {kernels / 'sigmoid_rnn.py'}: cannot write it (Read-only file system); its files")
+    assert "dW_x[0,0]" in out[reason:], out
 
 
 def test_a_package_index_the_main_job_cannot_write_is_reported_after_the_summary(tmp_path, monkeypatch, capsys):
@@ -1375,23 +1484,53 @@ def test_a_script_whose_kernel_would_be_written_over_it_is_refused(tmp_path, cap
 def test_generate_out_the_scripts_own_folder_refuses_them_in_one_line_and_says_none_failed(tmp_path, monkeypatch,
                                                                                            capsys):
     """`generate --out derivations` said "8 of 8 scripts failed", each after its derivation, and the
-    same reason eight times; a folder refused is no script failing."""
+    same reason eight times; a folder refused is no script failing. A script whose cell is named
+    otherwise is refused too: its kernel, written among the scripts, failed the next run over them."""
     cells = tmp_path / "cells"
     write_cell(cells, "first_rnn"), write_cell(cells, "second_rnn")
+    (cells / "renamed.py").write_text((cells / "second_rnn.py").read_text().replace('"second_rnn"', '"third_rnn"'))
     before = sorted(p.name for p in cells.iterdir())
     targets_for = gen.targets_for
     monkeypatch.setattr(gen, "targets_for", lambda *args, **kwargs: pytest.fail("derived a script it refuses"))
     assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
     assert capsys.readouterr().err.splitlines() == [
-        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, second_rnn.py, and the kernel of each, "
-        "named after its cell, would be written over it; choose another --out directory",
-        "2 of 2 scripts were refused, and nothing of theirs was written"]
+        f"lstm-derive: --out {cells} is the folder of the scripts first_rnn.py, renamed.py, second_rnn.py, and the "
+        "kernel of each, named after its cell, would be written over it or sit among them, where a run over the folder "
+        "fails on it; choose another --out directory",
+        "3 of 3 scripts were refused, and nothing of theirs was written"]
     (cells / "helpers.py").write_text("SCALE = 2\n")
     monkeypatch.setattr(gen, "targets_for", targets_for)
     assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
-    assert capsys.readouterr().err.endswith("\n1 of 3 scripts failed and 2 were refused, and nothing of theirs was "
+    assert capsys.readouterr().err.endswith("\n1 of 4 scripts failed and 3 were refused, and nothing of theirs was "
                                             "written\n")
     assert sorted(p.name for p in cells.iterdir()) == sorted([*before, "helpers.py"])
+
+
+def test_generate_out_the_folder_of_a_script_named_otherwise_than_its_cell_refuses_it_or_warns(tmp_path, capsys):
+    """Its kernel went among the scripts, unsaid, where a run over the folder failed on it, as no script: so
+    the same command, run again over the folder, failed. A run over the folder refuses it; a script given by
+    its path is written, with a warning."""
+    cells = tmp_path / "cells"
+    script = write_cell(cells, "renamed")
+    script.write_text(script.read_text().replace('"renamed"', '"other_rnn"'))
+    assert cli.main(["--derivations", str(cells), "generate", "--out", str(cells)]) == 2
+    assert capsys.readouterr().err == (
+        f"lstm-derive: --out {cells} is the folder of {script}, and its kernel, other_rnn.py, would sit among the scripts "
+        "there, where a run over the folder fails on it (a kernel, no script); choose another --out directory\n")
+    assert sorted(p.name for p in cells.iterdir()) == ["renamed.py"]
+    assert cli.main(["generate", str(script), "--out", str(cells)]) == 0
+    assert capsys.readouterr().err == (
+        f"lstm-derive: warning: --out {cells} is the folder of {script}, and its kernel, other_rnn.py, goes among the "
+        f"scripts there, where a run over the folder (--derivations {cells}) fails on it (a kernel, no script); another "
+        "--out keeps them apart\n")
+    assert sorted(p.name for p in cells.iterdir()) == ["other_rnn.md", "other_rnn.py", "renamed.py"]
+
+
+def test_the_count_of_the_scripts_refused_says_was_of_one(tmp_path, capsys):
+    cells, elsewhere = tmp_path / "cells", write_cell(tmp_path / "elsewhere", "first_rnn")
+    script = write_cell(cells, "second_rnn")
+    assert cli.main(["generate", str(script), str(elsewhere), "--out", str(cells)]) == 2
+    assert capsys.readouterr().err.endswith("\n1 of 2 scripts was refused, and nothing of theirs was written\n")
 
 
 def test_a_long_cell_name_is_cut_in_its_middle_to_keep_the_summary_in_80_columns(tmp_path, capsys):
