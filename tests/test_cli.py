@@ -669,20 +669,20 @@ def test_a_derivation_that_takes_long_says_it_is_still_at_it(tmp_path, capsys, m
 
 def test_a_derivation_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
     """One line at SLOW seconds and then silence for minutes looked like a hang: every SLOW_EVERY
-    seconds after it, a line gives the time so far; a quick cell still says nothing."""
+    seconds after it, a line gives the time so far (a quick cell's silence is the test above's)."""
     import time as clock
 
     script = write_cell(tmp_path, "sigmoid_rnn")
     targets_for = gen.targets_for
     monkeypatch.setattr(cli, "SLOW", 0.1)
     monkeypatch.setattr(cli, "SLOW_EVERY", 0.2)
-    assert cli.main(["check", str(script), "--problems", "1"]) == 0
-    assert "still deriving" not in capsys.readouterr().err
     monkeypatch.setattr(gen, "targets_for", lambda *args, **kw: (clock.sleep(0.9), targets_for(*args, **kw))[1])
+    start = clock.monotonic()
     assert cli.main(["check", str(script), "--problems", "1"]) == 0
+    took = clock.monotonic() - start  # past 0.9 s by the derivation's own time, which a busy machine stretches
     lines = [line for line in capsys.readouterr().err.splitlines() if "still deriving" in line]
     assert lines[0] == "lstm-derive: still deriving sigmoid_rnn.py (a large cell takes a while) ...", lines
-    assert 2 <= len(lines[1:]) <= 4 and all(re.fullmatch(
+    assert 2 <= len(lines[1:]) <= (took - 0.1) / 0.2 and all(re.fullmatch(
         r"lstm-derive: still deriving sigmoid_rnn\.py \d+ s so far \.\.\.", line) for line in lines[1:]), lines
 
 
@@ -690,11 +690,16 @@ def test_the_time_so_far_is_said_at_the_first_mark_then_at_every_interval_and_no
     import time as clock
 
     said = []
-    with cli._said_while_slow(lambda seconds, first: said.append((round(seconds, 2), first)), 0.2, 0.3):
+    start = clock.monotonic()
+    with cli._said_while_slow(lambda seconds, first: said.append((seconds, first)), 0.2, 0.3):
         clock.sleep(1.0)
+    took = clock.monotonic() - start
     clock.sleep(0.4)
-    assert [first for _, first in said] == [True, False, False], said
-    assert all(mark <= seconds < mark + 0.2 for (seconds, _), mark in zip(said, (0.2, 0.5, 0.8))), said
+    # the marks 0.2, 0.5, 0.8 (1.1 ...) s that the block outlived, each said at or after its time: a busy
+    # machine may say one late, never early, and none once the block is over
+    marks = [0.2 + 0.3 * k for k in range(10) if 0.2 + 0.3 * k < took]
+    assert [first for _, first in said] == [True] + [False] * (len(said) - 1) and 2 <= len(said) <= len(marks), said
+    assert all(mark - 1e-3 <= seconds for (seconds, _), mark in zip(said, marks)), said
     with cli._said_while_slow(said.append, 0.2, 0.3):
         pass
     clock.sleep(0.3)
