@@ -5,6 +5,7 @@ Mermaid block by Mermaid's own parser, both through node (tests/js/check.mjs). T
 `npm ci --prefix tests/js`; without it these tests skip, except under CI, where they fail.
 """
 
+import importlib
 import io
 import json
 import os
@@ -1383,26 +1384,75 @@ def test_the_bptt_listings_of_the_lstm_and_the_gru():
     """The forward pass keeps what the backward equations read; the loop names the derivation's
     equations and adjoints in its order; out come the sums and the initial state's gradients."""
     assert _listing((DERIVATIONS / "lstm.md").read_text()) == [
-        "forward, t = 1, ..., T: (1) to (7); keep x, h_prev, c_prev, i, f, g, o, tanh(c)",
+        "forward, t = 1, ..., T: (1) to (7), then h, c = h_prev, c_prev for the rows j with t >",
+        "                        lengths[j]; keep x, h_prev, c_prev, i, f, g, o, tanh(c)",
         "dh_next, dc_next = dstate, the gradient of l_final (zero by default)",
         "dW_x, dW_h, db = 0",
         "for t = T, ..., 1:",
         "    dy = dys[t-1], the gradient of l(t)",
         "    (8) to (17): dh, dc, do, dg, df, di, da_i, da_f, da_g, da_o",
         "    (18) and (19): dh_prev, dc_prev",
+        "    for the rows j with t > lengths[j], where the step is the identity:",
+        "        dh_prev, dc_prev = dy + dh_next, dc_next",
+        "        da_i, da_f, da_g, da_o = 0",
         "    (20): dx of step t",
         "    (21) to (23): add step t's terms to dW_x, dW_h, db",
         "    dh_next, dc_next = dh_prev, dc_prev",
         "return dx, dW_x, dW_h, db, and dh_prev, dc_prev of step 1: the initial state's gradients"]
     gru = _listing((DERIVATIONS / "gru.md").read_text())
-    assert gru[0] == "forward, t = 1, ..., T: (1) to (9); keep x, h_prev, a_hn, r, z, n"
-    assert gru[5:7] == ["    (10) to (22): dh, dn, da_n, dz, da_z, dr, da_r, da_hr, da_hz, da_hn, da_xr, da_xz,",
+    assert gru[:2] == ["forward, t = 1, ..., T: (1) to (9), then h = h_prev for the rows j with t > lengths[j];",
+                       "                        keep x, h_prev, a_hn, r, z, n"]
+    assert gru[6:8] == ["    (10) to (22): dh, dn, da_n, dz, da_z, dr, da_r, da_hr, da_hz, da_hn, da_xr, da_xz,",
                         "                  da_xn"]  # a long line goes on under its text
-    assert gru[7:11] == ["    (23): dh_prev", "    (24): dx of step t",
+    assert gru[8:15] == ["    (23): dh_prev", "    for the rows j with t > lengths[j], where the step is the identity:",
+                         "        dh_prev = dy + dh_next", "        da_xr, da_xz, da_xn, da_hr, da_hz, da_hn = 0",
+                         "    (24): dx of step t",
                          "    (25) to (28): add step t's terms to dW_x, db_x, dU_h, db_h", "    dh_next = dh_prev"]
     assert gru[-1] == "return dx, dW_x, db_x, dU_h, db_h, and dh_prev of step 1: the initial state's gradient"
     assert ("The kernel runs the same loop but leaves (24) to (28) until after it, then computes them for all "
             "steps at once") in (DERIVATIONS / "gru.md").read_text()
+
+
+def _ended_lines(listing):
+    """The assignments a listing makes for the rows of a sequence that has ended, {names: values}."""
+    at = listing.index("    for the rows j with t > lengths[j], where the step is the identity:")
+    pairs = [line.strip().split(" = ") for line in listing[at + 1:at + 3]]
+    return {tuple(lhs.split(", ")): rhs for lhs, rhs in pairs}
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_bptt_listing_runs_a_step_past_a_sequences_end_as_the_kernel_does(name):
+    """Sequence 0 ends after step 1 of 2. By the listing, its step 2 carries back what its lines say
+    (dh_prev = dy + dh_next, ...) and adds nothing to the gradients: so the kernel's gradients for the
+    batch are those of sequence 0 run for step 1 alone, from the carries the listing gives, plus those
+    of sequence 1 run alone."""
+    kernel = importlib.import_module(f"lstm_derive.kernels.{name}")
+    listing = _listing((DERIVATIONS / f"{name}.md").read_text())
+    ended = _ended_lines(listing)
+    carries = next(rhs for lhs, rhs in ended.items() if lhs == tuple(f"d{s}_prev" for s in kernel.STATES))
+    assert listing[0].startswith("forward, t = 1, ..., T: (1) ") and (
+        f", then {', '.join(kernel.STATES)} = {', '.join(s + '_prev' for s in kernel.STATES)} for the rows j with "
+        "t > lengths[j]; keep ") in " ".join(line.strip() for line in listing[:2])
+    rng = np.random.default_rng(0)
+    params, (D, H) = kernel.init_params(2, 3, seed=1), (2, 3)
+    x, dys = rng.standard_normal((2, 2, D)), rng.standard_normal((2, 2, H))
+    dstate = tuple(rng.standard_normal((2, H)) for _ in kernel.STATES)
+
+    def run(x, dys, dstate, lengths=None):
+        _, _, cache = kernel.forward(params, x, None, lengths=lengths)
+        return kernel.backward(params, cache, dys, dstate)
+
+    grads, dx, dstate0 = run(x, dys, dstate, lengths=[1, 2])
+    names = {"dy": dys[1, :1], **{f"d{s}_next": d[:1] for s, d in zip(kernel.STATES, dstate)}}
+    passed = tuple(eval(text, {}, names) for text in carries.split(", "))
+    short = run(x[:1, :1], dys[:1, :1], passed)
+    alone = run(x[:, 1:], dys[:, 1:], tuple(d[1:] for d in dstate))
+    for p in kernel.PARAMS:
+        np.testing.assert_allclose(grads[p], short[0][p] + alone[0][p], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(dx[1, 0], 0)
+    np.testing.assert_allclose(dx[0, :1], short[1][0], rtol=1e-12, atol=1e-14)
+    for ours, mine, other in zip(dstate0, short[2], alone[2]):
+        np.testing.assert_allclose(ours, np.concatenate([mine, other]), rtol=1e-12, atol=1e-14)
 
 
 def test_the_bptt_listing_keeps_what_changes_with_the_step():
@@ -1414,10 +1464,14 @@ def test_the_bptt_listing_keeps_what_changes_with_the_step():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + (1 - lam) * tanh(a) * tanh(2) + tanh(h_prev))
     listing = _listing(derivation_markdown(derive(cell), "leaky.py"))
-    assert listing[0].startswith("forward, t = 1, ..., T: ") and listing[0].endswith("; keep x, h_prev, tanh_a, tanh(h_prev)")
+    assert listing[0].startswith("forward, t = 1, ..., T: ") and listing[1].endswith("keep x, h_prev, tanh_a, tanh(h_prev)")
     peephole = _listing((DERIVATIONS / "lstm_peephole.md").read_text())
-    assert peephole[0].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
-    assert peephole[7:9] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)", "    (23): dx of step t"]
+    assert peephole[1].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
+    assert peephole[8:13] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)",
+                              "    for the rows j with t > lengths[j], where the step is the identity:",
+                              "        dh_prev, dc_prev = dy + dh_next, dc_next",
+                              "        da_i, da_f, da_g, da_o, dp_i(t, j), dp_f(t, j), dp_o(t, j) = 0",
+                              "    (23): dx of step t"]
 
 
 # -- how to check the kernel --------------------------------------------------------------------

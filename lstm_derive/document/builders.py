@@ -820,12 +820,25 @@ def _in_unit_interval(d, expr, depth=0):
     return False
 
 
+def _ended_carries(d):
+    """What a step past a sequence's end carries back, state by state: the adjoint that reaches the
+    new state, which the identity passes to the previous one (dy + dh_next for dh_prev)."""
+    return [("dy + " if s == d.cell.output_state else "") + f"d{s}_next" for s in d.cell.states]
+
+
+def _ended_zeros(d):
+    """The adjoints that the input's and the parameters' gradients read, in the listing's words: the
+    affines' blocks and a parameter's per-step share; zero for the rows of a sequence that has ended."""
+    numbered = dict(d.numbered())
+    return ([f"d{b}" for a in d.cell.affines for b in a.blocks]
+            + [numbered[s.number] for s in d.steps if s.kind == "param"])
+
+
 def _ended_prose(d):
     """The carries of a step past a sequence's end, where the step is the identity."""
     states = list(d.cell.states)
     kept = _join([f"`{s} = {s}_prev`" for s in states])
-    passed = _join([f"`d{s}_prev = " + ("dy + " if s == d.cell.output_state else "") + f"d{s}_next`"
-                    for s in states])
+    passed = _join([f"`d{s}_prev = {carry}`" for s, carry in zip(states, _ended_carries(d))])
     return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), sequence j ends "
                  f"after step lengths[j] and keeps its state: for its rows every step t > lengths[j] is the "
                  f"identity, {kept}, and the final state is that of step lengths[j] (the initial state for 0). Its "
@@ -905,12 +918,18 @@ def _bptt_section(d):
     prevs, nexts = (", ".join(f"d{s}_{when}" for s in states) for when in ("prev", "next"))
     grads = ", ".join(f"d{g.name}" for g in d.param_grads)
     gradient = f"gradient{'s' if len(states) > 1 else ''}"
-    lines = [("forward, t = 1, ..., T: ", f"{cited(eq.number for eq in d.forward)}; keep {', '.join(_kept(d))}"),
+    news, olds = ", ".join(states), ", ".join(f"{s}_prev" for s in states)
+    lines = [("forward, t = 1, ..., T: ", f"{cited(eq.number for eq in d.forward)}, then {news} = {olds} for the rows j "
+              f"with t > lengths[j]; keep {', '.join(_kept(d))}"),
              ("", f"{nexts} = dstate, the gradient of l_final (zero by default)"),
              ("", f"{grads} = 0"),
              ("", "for t = T, ..., 1:"),
              ("    ", "dy = dys[t-1], the gradient of l(t)")]
     lines += [(f"    {cited(s.number for s in steps)}: ", names(steps)) for steps in groups if steps]  # in their order
+    # a sequence that has ended: the step is the identity for its rows (the kernel's masked steps)
+    lines += [("    ", "for the rows j with t > lengths[j], where the step is the identity:"),
+              ("        ", f"{prevs} = {', '.join(_ended_carries(d))}"),
+              ("        ", f"{', '.join(_ended_zeros(d))} = 0")]
     lines += [(f"    ({dx.number}): ", f"{numbered[dx.number]} of step t"),
               (f"    {cited(g.number for g in d.param_grads)}: ", f"add step t's terms to {grads}"),
               ("    ", f"{nexts} = {prevs}"),
