@@ -338,13 +338,12 @@ def _backward_section(d, kernel_text=None):
          Bullets(_backward_rules(d, kernel_text))] + maths))
 
 
-# A gate's tanh computed as 2σ(2a) - 1 rounds to 1 sooner than np.tanh (as measured with NumPy, from
-# a = 18.37 and 8.32 in float64 and float32, where np.tanh does from 18.99 and 10.0), and to -1 from
-# -19.06 and -9.01: in float64 a little after np.tanh (-18.99), not sooner. The true derivative there
-# is below 2 eps; the functions' own bounds are their records' (functions.py).
+# A gate's tanh computed as 2σ(2a) - 1 rounds to 1 sooner than tanh (as measured with NumPy, from
+# a = 18.37 and 8.32 in float64 and float32, where tanh rounded correctly does from 19.06 and 9.01), and
+# to -1 from -19.06 and -9.01, where tanh rounded correctly does: NumPy's SIMD np.tanh differs from both
+# (functions.py). The true derivative there is below 2 eps; the functions' own bounds are their records'.
 _TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches 1 sooner than tanh, "
-               "past a ≈ 18.4 (float32: 8.3), and -1 about where tanh does, past a ≈ -19.1 (float32: sooner, "
-               "past -9.0).")
+               "past a ≈ 18.4 (float32: 8.3), and -1 where tanh does, past a ≈ -19.1 (float32: -9.0).")
 
 
 def _backward_rules(d, kernel_text=None):
