@@ -652,6 +652,23 @@ def test_a_path_through_a_pre_activation_puts_a_sum_in_parentheses():
 
 
 
+def test_a_chain_of_local_derivatives_reads_in_the_chains_order():
+    """The pre-activation's coefficient, then the gate's derivative, then what reads the gate: each
+    factor where the chain applies it, where one SymPy product sorts them by name (h*w*(1 - h)) and
+    the coefficient is lost among the gate's factors; a number leads."""
+    def said(coefficient):
+        cell = Cell("leak", title="A recurrent leak inside the gate")
+        x, h_prev = cell.input("x"), cell.state("h")
+        (a,) = cell.affine("W", [x], blocks=["a"])
+        cell.update(h=sigmoid(a + coefficient(cell.param("w")) * h_prev))
+        return " ".join(derivation_text(derive(cell)).split())
+
+    assert "takes w*da for h_prev, the same as w*h*(1 - h)*dh;" in said(lambda w: w)
+    assert "takes -2*da for h_prev, the same as -2*h*(1 - h)*dh." in said(lambda w: -2)
+    peephole = " ".join((DERIVATIONS / "lstm_peephole.md").read_text().split())
+    assert "(11) takes `p_o*da_o` for `c`, the same as `p_o*o*(1 - o)*do`;" in peephole
+
+
 def test_a_note_says_which_state_time_each_peephole_reads():
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm_peephole.py"))).split())
     assert ("(22) dp_o pairs a gate's adjoint with the new c(t), (20) dp_i and (21) dp_f with c_prev = c(t-1)"
@@ -1102,7 +1119,7 @@ def test_the_gradient_that_reaches_h_is_said_to_take_w_h_at_every_step_only_alon
         assert "A path that enters `c` and stays there meets `W_h^T` once, at the step where it enters" in lstm
         assert "A path that moves between the states takes the factors of its steps in turn" in lstm
     assert "and then no matrix, only the product of `f` over the steps after." in compounding("lstm")
-    assert "only the product of `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)` over the steps after" in compounding("lstm_peephole")
+    assert "only the product of `f + p_i*i*(1 - i)*g + p_f*f*(1 - f)*c_prev` over the steps after" in compounding("lstm_peephole")
     assert "A path that enters `s` and stays there meets `W_h^T` once" in compounding("lstm_seed")
     rnn = compounding("rnn")
     assert "`f`" not in rnn and "enters" not in rnn and "alone" not in rnn and "paths" not in rnn
@@ -1128,7 +1145,7 @@ def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_i
     cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
     assert "f lies in (0, 1), so it fades" in cifg and "grows geometrically where |f| > 1" not in cifg
     peephole = (DERIVATIONS / "lstm_peephole.md").read_text()
-    assert "multiplied at every step between by `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)`" in peephole
+    assert "multiplied at every step between by `f + p_i*i*(1 - i)*g + p_f*f*(1 - f)*c_prev`" in peephole
     assert "can take it above 1 where f alone, in (0, 1), could only fade it" in peephole
 
 

@@ -452,11 +452,27 @@ def _pre_activation_prose(d):
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
             f"`dL/d({shown})` too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
-            f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
+            f"`{_chain_text(d, [term.local, local.local], local.adjoint)}`")
     if len(uses) > 1:
         text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
     likewise = [f"`{a}` for `{expr_text(_as_written(p, d), d, written=True)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
     return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
+
+
+def _chain_text(d, factors, adjoint=None):
+    """A chain of local derivatives as text, in the order the chain applies them, each factor's own
+    in SymPy's: p_o*o*(1 - o)*do, the pre-activation's coefficient, then the gate's derivative. One
+    SymPy product would sort them all together, o*p_o*(1 - o)*do. Their numbers lead, 1 dropped."""
+    number, texts = sympy.Integer(1), []
+    for factor in factors:
+        coefficient, rest = factor.as_coeff_Mul()
+        number *= coefficient
+        if rest != 1:
+            texts.append(_factor_text(d, rest))
+    texts += [str(adjoint)] if adjoint is not None else []
+    if not texts:
+        return expr_text(number, d)
+    return ("" if number == 1 else "-" if number == -1 else f"{expr_text(number, d)}*") + "*".join(texts)
 
 
 def _times_text(expr, adjoint, d):
@@ -719,20 +735,21 @@ def _own_sum(d, state, direct, through_pre):
     the new value's adjoint by to give the pre-activation's (∂c/∂a_i would be no local derivative:
     c's own equation does not read a_i)."""
     own = d.step_for(d.cell.updates[state].symbol).adjoint
-    paths = [f"{_factor_text(d, t.local)}*{_factor_text(d, _between(d, t.adjoint, own))}" for t in through_pre]
+    paths = [_chain_text(d, [t.local, *path]) for t in through_pre for path in _paths_between(d, t.adjoint, own)]
     return summed(([_factor_text(d, direct.local)] if direct else []) + paths)
 
 
-def _between(d, adjoint, own, depth=0):
-    """What step t's equations multiply `own` by to give `adjoint` (dc to da_i: g*i*(1 - i)), summed
-    over the elementwise paths between them; 0 where none leads back to own."""
+def _paths_between(d, adjoint, own, depth=0):
+    """The elementwise paths by which step t's equations give `adjoint` from `own`, each as its local
+    derivatives in the order the chain applies them (da_i from dc: [i*(1 - i), g]); none where none
+    leads back to own."""
     if adjoint == own:
-        return sympy.Integer(1)
+        return [[]]
     step = next((s for s in d.steps if s.adjoint == adjoint), None)
     if step is None or depth > 100:
-        return sympy.Integer(0)
-    return sympy.Add(*[t.local * _between(d, t.adjoint, own, depth + 1) for t in step.terms
-                       if t.adjoint is not None and not isinstance(t.local, MatTerm)])
+        return []
+    return [[t.local, *path] for t in step.terms if t.adjoint is not None and not isinstance(t.local, MatTerm)
+            for path in _paths_between(d, t.adjoint, own, depth + 1)]
 
 
 def _through_pre_activations(d, state, direct, through_pre, path):
