@@ -147,9 +147,12 @@ class Function:
 
 
 # In the order the refusals name them, the documents define them and the kernels define their helpers.
-# saturates, in float64 and float32 as measured with NumPy: σ(a) = 1 from a = 36.7 and 16.6;
-# np.tanh(a) = ±1 from |a| = 18.99 and 10.0. There the output-form derivative is 0, where the true
-# one is below eps/2 (σ) or eps (np.tanh). (A gate's tanh computed as 2σ(2a) - 1: document/builders.py.)
+# saturates, in float64 and float32 (tests/test_functions.py measures them): σ(a), computed as
+# 1/(1 + exp(-a)), = 1 from a = 36.7 and 16.6 (rounded correctly, from 37.4 and 17.3); tanh(a) rounded
+# correctly = ±1 from |a| = 19.06 and 9.01, where NumPy's SIMD np.tanh (x86-64 with AVX2, NumPy 2.4)
+# gives ±1 from 18.99 and 10.0: in float32 not float32's rounding but that code's. There the
+# output-form derivative is 0, where the true one is below eps/2 (σ) or eps (tanh). (A gate's tanh
+# computed as 2σ(2a) - 1: document/builders.py.)
 FUNCTIONS = (
     Function(
         sigmoid, symbol="σ", definition="σ (sigmoid) is the logistic function 1/(1 + exp(-{a}))",
@@ -171,7 +174,7 @@ FUNCTIONS = (
     ),
     Function(
         tanh, rule="tanh'({a}) = 1 - tanh({a})²", form="1 - {v}²", spares_calls=True,
-        saturates=("tanh({a}) to ±1 past |{a}| ≈ 19", "10"),
+        saturates=("tanh({a}) to ±1 past |{a}| ≈ 19", "9.0, or 10.0 in NumPy's SIMD np.tanh"),
         numpy="np.tanh", into="np.tanh({a}, out={out})",
         gate=True,
     ),

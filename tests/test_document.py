@@ -5,6 +5,7 @@ Mermaid block by Mermaid's own parser, both through node (tests/js/check.mjs). T
 `npm ci --prefix tests/js`; without it these tests skip, except under CI, where they fail.
 """
 
+import importlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import sys
 import tokenize
 from pathlib import Path
 
+import mpmath
 import numpy as np
 import pytest
 import sympy
@@ -650,6 +652,23 @@ def test_a_path_through_a_pre_activation_puts_a_sum_in_parentheses():
 
 
 
+def test_a_chain_of_local_derivatives_reads_in_the_chains_order():
+    """The pre-activation's coefficient, then the gate's derivative, then what reads the gate: each
+    factor where the chain applies it, where one SymPy product sorts them by name (h*w*(1 - h)) and
+    the coefficient is lost among the gate's factors; a number leads."""
+    def said(coefficient):
+        cell = Cell("leak", title="A recurrent leak inside the gate")
+        x, h_prev = cell.input("x"), cell.state("h")
+        (a,) = cell.affine("W", [x], blocks=["a"])
+        cell.update(h=sigmoid(a + coefficient(cell.param("w")) * h_prev))
+        return " ".join(derivation_text(derive(cell)).split())
+
+    assert "takes w*da for h_prev, the same as w*h*(1 - h)*dh;" in said(lambda w: w)
+    assert "takes -2*da for h_prev, the same as -2*h*(1 - h)*dh." in said(lambda w: -2)
+    peephole = " ".join((DERIVATIONS / "lstm_peephole.md").read_text().split())
+    assert "(11) takes `p_o*da_o` for `c`, the same as `p_o*o*(1 - o)*do`;" in peephole
+
+
 def test_a_note_says_which_state_time_each_peephole_reads():
     text = " ".join(derivation_text(derive(load_cell(DERIVATIONS / "lstm_peephole.py"))).split())
     assert ("(22) dp_o pairs a gate's adjoint with the new c(t), (20) dp_i and (21) dp_f with c_prev = c(t-1)"
@@ -894,22 +913,29 @@ def _first_saturated(function, dtype, sign):
         return float(a[np.argmax(function(dtype(sign) * a) == sign)])
 
 
+def _first_rounded_correctly(dtype):
+    """The least |a|, on a grid of 0.001, from which tanh(a) rounded correctly to dtype is ±1: where
+    1 - tanh(a) falls to half the gap below 1, eps/4 (a tie rounds to 1, whose last bit is even)."""
+    with mpmath.workdps(50):
+        bound = mpmath.atanh(1 - mpmath.mpf(float(np.finfo(dtype).eps)) / 4)
+    return float(mpmath.ceil(bound * 1000) / 1000)
+
+
 def test_the_bounds_of_tanh_through_a_sigmoid_are_measured_as_said():
-    """2σ(2a) - 1, with σ computed as 1/(1 + exp(-a)) as the kernel does, measured against np.tanh:
-    it reaches 1 sooner in both precisions, and -1 sooner in float32 but a little after np.tanh in
-    float64: "±1 sooner" would be wrong there."""
+    """2σ(2a) - 1, with σ computed as 1/(1 + exp(-a)) as the kernel does, measured against tanh
+    rounded correctly (not np.tanh, whose SIMD code in float32 reaches ±1 only from 10.0): it reaches
+    1 sooner in both precisions, and -1 where tanh does, on the grid of 0.001."""
     bounds = {}
     for dtype in (np.float64, np.float32):
         def through(a, one=dtype(1), two=dtype(2)):
             return two/(one + np.exp(-two*a)) - one
         for sign in (1, -1):
-            bounds[dtype, sign] = _first_saturated(through, dtype, sign), _first_saturated(np.tanh, dtype, sign)
-    assert all(ours < tanh for (dtype, sign), (ours, tanh) in bounds.items() if (dtype, sign) != (np.float64, -1))
-    ours, tanh = bounds[np.float64, -1]
-    assert tanh <= ours < tanh + 0.1
-    said = (f"which reaches 1 sooner than tanh, past a ≈ {bounds[np.float64, 1][0]:.1f} (float32: "
-            f"{bounds[np.float32, 1][0]:.1f}), and -1 about where tanh does, past a ≈ -{ours:.1f} (float32: sooner, "
-            f"past -{bounds[np.float32, -1][0]:.1f}).")
+            bounds[dtype, sign] = _first_saturated(through, dtype, sign)
+        tanh = _first_rounded_correctly(dtype)
+        assert bounds[dtype, 1] < tanh - 0.5 and abs(bounds[dtype, -1] - tanh) <= 0.0015, dtype
+    said = (f"which reaches 1 sooner than tanh, past a ≈ {bounds[np.float64, 1]:.1f} (float32: "
+            f"{bounds[np.float32, 1]:.1f}), and -1 where tanh does, past a ≈ -{bounds[np.float64, -1]:.1f} (float32: "
+            f"-{bounds[np.float32, -1]:.1f}).")
     for name in ("lstm", "lstm_seed", "lstm_cifg", "lstm_peephole"):
         assert said in " ".join((DERIVATIONS / f"{name}.md").read_text().split()), name
 
@@ -1093,7 +1119,7 @@ def test_the_gradient_that_reaches_h_is_said_to_take_w_h_at_every_step_only_alon
         assert "A path that enters `c` and stays there meets `W_h^T` once, at the step where it enters" in lstm
         assert "A path that moves between the states takes the factors of its steps in turn" in lstm
     assert "and then no matrix, only the product of `f` over the steps after." in compounding("lstm")
-    assert "only the product of `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)` over the steps after" in compounding("lstm_peephole")
+    assert "only the product of `f + p_i*i*(1 - i)*g + p_f*f*(1 - f)*c_prev` over the steps after" in compounding("lstm_peephole")
     assert "A path that enters `s` and stays there meets `W_h^T` once" in compounding("lstm_seed")
     rnn = compounding("rnn")
     assert "`f`" not in rnn and "enters" not in rnn and "alone" not in rnn and "paths" not in rnn
@@ -1119,7 +1145,7 @@ def test_a_gate_or_one_minus_a_gate_can_only_fade_a_carry_and_peepholes_add_to_i
     cifg = (DERIVATIONS / "lstm_cifg.md").read_text()
     assert "f lies in (0, 1), so it fades" in cifg and "grows geometrically where |f| > 1" not in cifg
     peephole = (DERIVATIONS / "lstm_peephole.md").read_text()
-    assert "multiplied at every step between by `f + p_i*g*i*(1 - i) + p_f*c_prev*f*(1 - f)`" in peephole
+    assert "multiplied at every step between by `f + p_i*i*(1 - i)*g + p_f*f*(1 - f)*c_prev`" in peephole
     assert "can take it above 1 where f alone, in (0, 1), could only fade it" in peephole
 
 
@@ -1383,26 +1409,75 @@ def test_the_bptt_listings_of_the_lstm_and_the_gru():
     """The forward pass keeps what the backward equations read; the loop names the derivation's
     equations and adjoints in its order; out come the sums and the initial state's gradients."""
     assert _listing((DERIVATIONS / "lstm.md").read_text()) == [
-        "forward, t = 1, ..., T: (1) to (7); keep x, h_prev, c_prev, i, f, g, o, tanh(c)",
+        "forward, t = 1, ..., T: (1) to (7), then h, c = h_prev, c_prev for the rows j with t >",
+        "                        lengths[j]; keep x, h_prev, c_prev, i, f, g, o, tanh(c)",
         "dh_next, dc_next = dstate, the gradient of l_final (zero by default)",
         "dW_x, dW_h, db = 0",
         "for t = T, ..., 1:",
         "    dy = dys[t-1], the gradient of l(t)",
         "    (8) to (17): dh, dc, do, dg, df, di, da_i, da_f, da_g, da_o",
         "    (18) and (19): dh_prev, dc_prev",
+        "    for the rows j with t > lengths[j], where the step is the identity:",
+        "        dh_prev, dc_prev = dy + dh_next, dc_next",
+        "        da_i, da_f, da_g, da_o = 0",
         "    (20): dx of step t",
         "    (21) to (23): add step t's terms to dW_x, dW_h, db",
         "    dh_next, dc_next = dh_prev, dc_prev",
         "return dx, dW_x, dW_h, db, and dh_prev, dc_prev of step 1: the initial state's gradients"]
     gru = _listing((DERIVATIONS / "gru.md").read_text())
-    assert gru[0] == "forward, t = 1, ..., T: (1) to (9); keep x, h_prev, a_hn, r, z, n"
-    assert gru[5:7] == ["    (10) to (22): dh, dn, da_n, dz, da_z, dr, da_r, da_hr, da_hz, da_hn, da_xr, da_xz,",
+    assert gru[:2] == ["forward, t = 1, ..., T: (1) to (9), then h = h_prev for the rows j with t > lengths[j];",
+                       "                        keep x, h_prev, a_hn, r, z, n"]
+    assert gru[6:8] == ["    (10) to (22): dh, dn, da_n, dz, da_z, dr, da_r, da_hr, da_hz, da_hn, da_xr, da_xz,",
                         "                  da_xn"]  # a long line goes on under its text
-    assert gru[7:11] == ["    (23): dh_prev", "    (24): dx of step t",
+    assert gru[8:15] == ["    (23): dh_prev", "    for the rows j with t > lengths[j], where the step is the identity:",
+                         "        dh_prev = dy + dh_next", "        da_xr, da_xz, da_xn, da_hr, da_hz, da_hn = 0",
+                         "    (24): dx of step t",
                          "    (25) to (28): add step t's terms to dW_x, db_x, dU_h, db_h", "    dh_next = dh_prev"]
     assert gru[-1] == "return dx, dW_x, db_x, dU_h, db_h, and dh_prev of step 1: the initial state's gradient"
     assert ("The kernel runs the same loop but leaves (24) to (28) until after it, then computes them for all "
             "steps at once") in (DERIVATIONS / "gru.md").read_text()
+
+
+def _ended_lines(listing):
+    """The assignments a listing makes for the rows of a sequence that has ended, {names: values}."""
+    at = listing.index("    for the rows j with t > lengths[j], where the step is the identity:")
+    pairs = [line.strip().split(" = ") for line in listing[at + 1:at + 3]]
+    return {tuple(lhs.split(", ")): rhs for lhs, rhs in pairs}
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_the_bptt_listing_runs_a_step_past_a_sequences_end_as_the_kernel_does(name):
+    """Sequence 0 ends after step 1 of 2. By the listing, its step 2 carries back what its lines say
+    (dh_prev = dy + dh_next, ...) and adds nothing to the gradients: so the kernel's gradients for the
+    batch are those of sequence 0 run for step 1 alone, from the carries the listing gives, plus those
+    of sequence 1 run alone."""
+    kernel = importlib.import_module(f"lstm_derive.kernels.{name}")
+    listing = _listing((DERIVATIONS / f"{name}.md").read_text())
+    ended = _ended_lines(listing)
+    carries = next(rhs for lhs, rhs in ended.items() if lhs == tuple(f"d{s}_prev" for s in kernel.STATES))
+    assert listing[0].startswith("forward, t = 1, ..., T: (1) ") and (
+        f", then {', '.join(kernel.STATES)} = {', '.join(s + '_prev' for s in kernel.STATES)} for the rows j with "
+        "t > lengths[j]; keep ") in " ".join(line.strip() for line in listing[:2])
+    rng = np.random.default_rng(0)
+    params, (D, H) = kernel.init_params(2, 3, seed=1), (2, 3)
+    x, dys = rng.standard_normal((2, 2, D)), rng.standard_normal((2, 2, H))
+    dstate = tuple(rng.standard_normal((2, H)) for _ in kernel.STATES)
+
+    def run(x, dys, dstate, lengths=None):
+        _, _, cache = kernel.forward(params, x, None, lengths=lengths)
+        return kernel.backward(params, cache, dys, dstate)
+
+    grads, dx, dstate0 = run(x, dys, dstate, lengths=[1, 2])
+    names = {"dy": dys[1, :1], **{f"d{s}_next": d[:1] for s, d in zip(kernel.STATES, dstate)}}
+    passed = tuple(eval(text, {}, names) for text in carries.split(", "))
+    short = run(x[:1, :1], dys[:1, :1], passed)
+    alone = run(x[:, 1:], dys[:, 1:], tuple(d[1:] for d in dstate))
+    for p in kernel.PARAMS:
+        np.testing.assert_allclose(grads[p], short[0][p] + alone[0][p], rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(dx[1, 0], 0)
+    np.testing.assert_allclose(dx[0, :1], short[1][0], rtol=1e-12, atol=1e-14)
+    for ours, mine, other in zip(dstate0, short[2], alone[2]):
+        np.testing.assert_allclose(ours, np.concatenate([mine, other]), rtol=1e-12, atol=1e-14)
 
 
 def test_the_bptt_listing_keeps_what_changes_with_the_step():
@@ -1414,10 +1489,14 @@ def test_the_bptt_listing_keeps_what_changes_with_the_step():
     lam = cell.let("lam", sigmoid(cell.param("p")))
     cell.update(h=lam * h_prev + (1 - lam) * tanh(a) * tanh(2) + tanh(h_prev))
     listing = _listing(derivation_markdown(derive(cell), "leaky.py"))
-    assert listing[0].startswith("forward, t = 1, ..., T: ") and listing[0].endswith("; keep x, h_prev, tanh_a, tanh(h_prev)")
+    assert listing[0].startswith("forward, t = 1, ..., T: ") and listing[1].endswith("keep x, h_prev, tanh_a, tanh(h_prev)")
     peephole = _listing((DERIVATIONS / "lstm_peephole.md").read_text())
-    assert peephole[0].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
-    assert peephole[7:9] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)", "    (23): dx of step t"]
+    assert peephole[1].endswith("; keep x, h_prev, c_prev, i, f, g, c, o, tanh(c)")
+    assert peephole[8:13] == ["    (20) to (22): dp_i(t, j), dp_f(t, j), dp_o(t, j)",
+                              "    for the rows j with t > lengths[j], where the step is the identity:",
+                              "        dh_prev, dc_prev = dy + dh_next, dc_next",
+                              "        da_i, da_f, da_g, da_o, dp_i(t, j), dp_f(t, j), dp_o(t, j) = 0",
+                              "    (23): dx of step t"]
 
 
 # -- how to check the kernel --------------------------------------------------------------------

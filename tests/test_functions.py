@@ -2,6 +2,7 @@
 kernels' code as their mathematical definitions say, their derivatives read off their outputs too."""
 
 import dataclasses
+import re
 
 import mpmath
 import numpy as np
@@ -82,3 +83,44 @@ def assert_computed_to_rounding(f):
         # read off the output, the derivative loses what the output's rounding loses: relative to
         # the output's size, not the derivative's, where the two differ (σ'(40) ≈ 4e-18 from σ = 1)
         assert slope == pytest.approx(exact_slope, rel=1e-15, abs=2.3e-16 * max(abs(value), 1e-300)), (f.name, a)
+
+
+def _first_rounding_to_one(rounds_to_one, step=0.001, top=40):
+    """The least a on a grid of step from which rounds_to_one(a) holds, found by bisection (it holds
+    from some a on, and not at 0)."""
+    low, high = 0, round(top / step)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if rounds_to_one(middle * step) else (middle, high)
+    return high * step
+
+
+def _correctly_rounded_to_one(name, dtype):
+    """Whether f(a), rounded correctly to dtype, is 1: 1 - f(a) at most half the gap below 1 (eps/4;
+    a tie rounds to 1, whose last bit is even)."""
+    def rounds(a):
+        with mpmath.workdps(50):
+            return 1 - DEFINED[name](mpmath.mpf(float(dtype(a))))[0] <= mpmath.mpf(float(np.finfo(dtype).eps)) / 4
+    return rounds
+
+
+def _computed_to_one(f, dtype):
+    """Whether f(a), as the kernels' code computes it in dtype, is 1."""
+    code = kernel_code(f.name, f.helper, f.numpy)
+    with np.errstate(over="ignore", under="ignore"):
+        return lambda a: bool(code(np.array([a], dtype))[0] == 1)
+
+
+@pytest.mark.parametrize("f", [f for f in FUNCTIONS if f.saturates], ids=lambda f: f.name)
+def test_the_saturation_bounds_said_are_those_measured(f):
+    """Where σ and tanh round to 1, as the records say it: measured for the function rounded
+    correctly, which the first figure gives, and as the kernels' code computes it (1/(1 + exp(-a))
+    for σ, np.tanh for tanh), which is that figure or the other one the text names (NumPy's SIMD
+    np.tanh reaches 1 in float32 only from 10.0, where a correctly rounded tanh does from 9.01)."""
+    said64 = re.search(r"≈ ([\d.]+)", f.saturates[0]).group(1)
+    said32 = re.findall(r"\d+(?:\.\d+)?", f.saturates[1])
+    for dtype, said in ((np.float64, [said64]), (np.float32, said32)):
+        def shown(a, like=said[0]):
+            return f"{a:.{len(like.partition('.')[2])}f}"
+        assert shown(_first_rounding_to_one(_correctly_rounded_to_one(f.name, dtype))) == said[0], (f.name, dtype)
+        assert shown(_first_rounding_to_one(_computed_to_one(f, dtype))) in said, (f.name, dtype)

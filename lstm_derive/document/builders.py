@@ -338,13 +338,12 @@ def _backward_section(d, kernel_text=None):
          Bullets(_backward_rules(d, kernel_text))] + maths))
 
 
-# A gate's tanh computed as 2σ(2a) - 1 rounds to 1 sooner than np.tanh (as measured with NumPy, from
-# a = 18.37 and 8.32 in float64 and float32, where np.tanh does from 18.99 and 10.0), and to -1 from
-# -19.06 and -9.01: in float64 a little after np.tanh (-18.99), not sooner. The true derivative there
-# is below 2 eps; the functions' own bounds are their records' (functions.py).
+# A gate's tanh computed as 2σ(2a) - 1 rounds to 1 sooner than tanh (as measured with NumPy, from
+# a = 18.37 and 8.32 in float64 and float32, where tanh rounded correctly does from 19.06 and 9.01), and
+# to -1 from -19.06 and -9.01, where tanh rounded correctly does: NumPy's SIMD np.tanh differs from both
+# (functions.py). The true derivative there is below 2 eps; the functions' own bounds are their records'.
 _TANH_GATES = (" The kernel computes {gates} as 2σ(2a) - 1 of {its} argument a, which reaches 1 sooner than tanh, "
-               "past a ≈ 18.4 (float32: 8.3), and -1 about where tanh does, past a ≈ -19.1 (float32: sooner, "
-               "past -9.0).")
+               "past a ≈ 18.4 (float32: 8.3), and -1 where tanh does, past a ≈ -19.1 (float32: -9.0).")
 
 
 def _backward_rules(d, kernel_text=None):
@@ -453,11 +452,27 @@ def _pre_activation_prose(d):
             f"coefficient 1, and nothing else reads it: so `{adj}` = dL/d{block.target} is "
             f"`dL/d({shown})` too, which the pre-activation's other inputs read. "
             f"({step.number}) takes `{takes}` for `{step.target}`, the same as "
-            f"`{_times_text(term.local * local.local, local.adjoint, d)}`")
+            f"`{_chain_text(d, [term.local, local.local], local.adjoint)}`")
     if len(uses) > 1:
         text += f"; {_numbers([s.number for s, _ in uses[1:]])} {'reads' if len(uses) == 2 else 'read'} the same `{adj}`"
     likewise = [f"`{a}` for `{expr_text(_as_written(p, d), d, written=True)}` in {_numbers([s.number for s, _ in u])}" for a, (p, _, u) in others]
     return [text + (f". Likewise {'; '.join(likewise)}." if likewise else ".")]
+
+
+def _chain_text(d, factors, adjoint=None):
+    """A chain of local derivatives as text, in the order the chain applies them, each factor's own
+    in SymPy's: p_o*o*(1 - o)*do, the pre-activation's coefficient, then the gate's derivative. One
+    SymPy product would sort them all together, o*p_o*(1 - o)*do. Their numbers lead, 1 dropped."""
+    number, texts = sympy.Integer(1), []
+    for factor in factors:
+        coefficient, rest = factor.as_coeff_Mul()
+        number *= coefficient
+        if rest != 1:
+            texts.append(_factor_text(d, rest))
+    texts += [str(adjoint)] if adjoint is not None else []
+    if not texts:
+        return expr_text(number, d)
+    return ("" if number == 1 else "-" if number == -1 else f"{expr_text(number, d)}*") + "*".join(texts)
 
 
 def _times_text(expr, adjoint, d):
@@ -720,20 +735,21 @@ def _own_sum(d, state, direct, through_pre):
     the new value's adjoint by to give the pre-activation's (∂c/∂a_i would be no local derivative:
     c's own equation does not read a_i)."""
     own = d.step_for(d.cell.updates[state].symbol).adjoint
-    paths = [f"{_factor_text(d, t.local)}*{_factor_text(d, _between(d, t.adjoint, own))}" for t in through_pre]
+    paths = [_chain_text(d, [t.local, *path]) for t in through_pre for path in _paths_between(d, t.adjoint, own)]
     return summed(([_factor_text(d, direct.local)] if direct else []) + paths)
 
 
-def _between(d, adjoint, own, depth=0):
-    """What step t's equations multiply `own` by to give `adjoint` (dc to da_i: g*i*(1 - i)), summed
-    over the elementwise paths between them; 0 where none leads back to own."""
+def _paths_between(d, adjoint, own, depth=0):
+    """The elementwise paths by which step t's equations give `adjoint` from `own`, each as its local
+    derivatives in the order the chain applies them (da_i from dc: [i*(1 - i), g]); none where none
+    leads back to own."""
     if adjoint == own:
-        return sympy.Integer(1)
+        return [[]]
     step = next((s for s in d.steps if s.adjoint == adjoint), None)
     if step is None or depth > 100:
-        return sympy.Integer(0)
-    return sympy.Add(*[t.local * _between(d, t.adjoint, own, depth + 1) for t in step.terms
-                       if t.adjoint is not None and not isinstance(t.local, MatTerm)])
+        return []
+    return [[t.local, *path] for t in step.terms if t.adjoint is not None and not isinstance(t.local, MatTerm)
+            for path in _paths_between(d, t.adjoint, own, depth + 1)]
 
 
 def _through_pre_activations(d, state, direct, through_pre, path):
@@ -820,12 +836,25 @@ def _in_unit_interval(d, expr, depth=0):
     return False
 
 
+def _ended_carries(d):
+    """What a step past a sequence's end carries back, state by state: the adjoint that reaches the
+    new state, which the identity passes to the previous one (dy + dh_next for dh_prev)."""
+    return [("dy + " if s == d.cell.output_state else "") + f"d{s}_next" for s in d.cell.states]
+
+
+def _ended_zeros(d):
+    """The adjoints that the input's and the parameters' gradients read, in the listing's words: the
+    affines' blocks and a parameter's per-step share; zero for the rows of a sequence that has ended."""
+    numbered = dict(d.numbered())
+    return ([f"d{b}" for a in d.cell.affines for b in a.blocks]
+            + [numbered[s.number] for s in d.steps if s.kind == "param"])
+
+
 def _ended_prose(d):
     """The carries of a step past a sequence's end, where the step is the identity."""
     states = list(d.cell.states)
     kept = _join([f"`{s} = {s}_prev`" for s in states])
-    passed = _join([f"`d{s}_prev = " + ("dy + " if s == d.cell.output_state else "") + f"d{s}_next`"
-                    for s in states])
+    passed = _join([f"`d{s}_prev = {carry}`" for s, carry in zip(states, _ended_carries(d))])
     return Prose(f"In a batch of sequences of different lengths (the kernel's `lengths`), sequence j ends "
                  f"after step lengths[j] and keeps its state: for its rows every step t > lengths[j] is the "
                  f"identity, {kept}, and the final state is that of step lengths[j] (the initial state for 0). Its "
@@ -905,12 +934,18 @@ def _bptt_section(d):
     prevs, nexts = (", ".join(f"d{s}_{when}" for s in states) for when in ("prev", "next"))
     grads = ", ".join(f"d{g.name}" for g in d.param_grads)
     gradient = f"gradient{'s' if len(states) > 1 else ''}"
-    lines = [("forward, t = 1, ..., T: ", f"{cited(eq.number for eq in d.forward)}; keep {', '.join(_kept(d))}"),
+    news, olds = ", ".join(states), ", ".join(f"{s}_prev" for s in states)
+    lines = [("forward, t = 1, ..., T: ", f"{cited(eq.number for eq in d.forward)}, then {news} = {olds} for the rows j "
+              f"with t > lengths[j]; keep {', '.join(_kept(d))}"),
              ("", f"{nexts} = dstate, the gradient of l_final (zero by default)"),
              ("", f"{grads} = 0"),
              ("", "for t = T, ..., 1:"),
              ("    ", "dy = dys[t-1], the gradient of l(t)")]
     lines += [(f"    {cited(s.number for s in steps)}: ", names(steps)) for steps in groups if steps]  # in their order
+    # a sequence that has ended: the step is the identity for its rows (the kernel's masked steps)
+    lines += [("    ", "for the rows j with t > lengths[j], where the step is the identity:"),
+              ("        ", f"{prevs} = {', '.join(_ended_carries(d))}"),
+              ("        ", f"{', '.join(_ended_zeros(d))} = 0")]
     lines += [(f"    ({dx.number}): ", f"{numbered[dx.number]} of step t"),
               (f"    {cited(g.number for g in d.param_grads)}: ", f"add step t's terms to {grads}"),
               ("    ", f"{nexts} = {prevs}"),
