@@ -328,10 +328,9 @@ class Cell:
         tanh(a)/n with n = n_prev + i): near zero a step is near a pole. With at_zero, those read by
         a denominator that is zero where every state is (zero_poles())."""
         if at_zero:
-            found = {s for _, _, states in self.zero_poles() for s in states}
-        else:
-            reads = self._states_read()
-            found = {s for let in self.lets for base in _denominators(let.expr) for s in _read_by(base, reads)}
+            return self.zeros_divided_by("state")
+        reads = self._states_read()
+        found = {s for let in self.lets for base in _denominators(let.expr) for s in _read_by(base, reads)}
         return [s for s in self.states if s in found]
 
     def zero_poles(self):
@@ -348,18 +347,31 @@ class Cell:
         return poles
 
     def parameter_poles(self):
-        """(let, denominator, parameters it reads) for each denominator that is zero where its parameters
-        are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params draws every
-        parameter around zero, and so do the checks."""
-        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p} for p in self.params}
+        """(let, denominator, names of the parameters it reads) for each denominator that is zero where its
+        parameters are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params
+        draws every parameter around zero, and so do the checks."""
+        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p.name} for p in self.params}
         state_poles = {(id(let), base) for let, base, _ in self.zero_poles()}
+        order = [p.name for p in self.params]
         poles = []
         for let in self.lets:
-            poles += [(let, base, sorted(_read_by(base, reads), key=str)) for base in _denominators(let.expr)
+            poles += [(let, base, [n for n in order if n in _read_by(base, reads)]) for base in _denominators(let.expr)
                       if (id(let), base) not in state_poles and base.xreplace(at_zero) == 0]
             at_zero[let.symbol] = let.expr.xreplace(at_zero)
             reads[let.symbol] = _read_by(let.expr, reads)
         return poles
+
+    def poles_of(self, kind):
+        """zero_poles() for kind "state", parameter_poles() for "parameter": (let, denominator, the names of
+        that kind whose zero makes it zero), which the warnings, the kernel's docstring and the document
+        each say alike of both kinds."""
+        return {"state": self.zero_poles, "parameter": self.parameter_poles}[kind]()
+
+    def zeros_divided_by(self, kind):
+        """The states or parameters (kind) whose zero makes a denominator zero, in declaration order."""
+        found = {n for _, _, names in self.poles_of(kind) for n in names}
+        declared = self.states if kind == "state" else [p.name for p in self.params]
+        return [n for n in declared if n in found]
 
     def _states_read(self):
         """Each let's and each previous value's symbol -> the states whose previous value it reads,

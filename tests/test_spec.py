@@ -1129,6 +1129,21 @@ def test_a_let_whose_terms_cancel_is_warned_to_be_a_constant(tmp_path, capsys, e
     assert f"lstm-derive: warning: {message}" in capsys.readouterr().err
 
 
+def test_the_poles_of_states_and_of_parameters_are_named_alike():
+    """What the kernel's docstring and the document tell to keep from zero, by kind, in the order the
+    script declares it; a denominator that zero states make zero is the states' alone."""
+    cell = Cell("poles")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n")
+    tau, mu = cell.param("tau"), cell.param("mu")
+    (a,) = cell.affine("W", [x, h_prev])
+    k = cell.let("k", mu * tau)
+    cell.update(h=h_prev + (tanh(a) - h_prev) / k + a / n_prev, n=n_prev + a)
+    assert [(str(let.symbol), str(base), names) for let, base, names in cell.poles_of("parameter")] == [
+        ("h", "k", ["tau", "mu"])]
+    assert [(str(let.symbol), names) for let, _, names in cell.poles_of("state")] == [("h", ["n"])]
+    assert cell.zeros_divided_by("parameter") == ["tau", "mu"] and cell.zeros_divided_by("state") == ["n"]
+
+
 def test_a_division_by_a_parameter_that_zero_makes_zero_is_warned_of(tmp_path):
     """init_params and the checks draw parameters around zero: (tanh(c) - h_prev)/tau puts steps near its
     pole (the checks of that cell fail). A denominator that zero states make zero is warned of once, as a
