@@ -42,6 +42,22 @@ class SpecError(ValueError):
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
 LONG = 40  # operations in one let's expression beyond which Cell.long() warns (the packaged cells: at most 10)
 MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
+# What the language writes in place of what it lacks, by the name a script calls it (NumPy's, math's, SymPy's):
+# the refusals name it, so that a mistaken function is met with what to write, not only with what the language has.
+COMPARED_INSTEAD = ("comparisons are not in the cell language, nor a mask or step made of one: (v > 0)*v is relu(v), "
+                    "max(u, v) is v + relu(u - v), a clip to [lo, hi] is lo + relu(v - lo) - relu(v - hi), and a gate "
+                    "that opens where v > 0 is sigmoid(v) (a mask [v > 0] has slope zero, so v would learn nothing "
+                    "through it)")
+ROOT_INSTEAD = ("sqrt(v**2) is |v|, relu(v) + relu(-v), and where a root only bounds a value, as in v/sqrt(1 + v**2), "
+                "a bounded form serves: v/(1 + relu(v) + relu(-v)) or tanh(v)")
+NO_ROOT = f"the cell language has no root, nor any power but an integer one (v**2, 1/(1 + v**2)): {ROOT_INSTEAD}"
+LOG_INSTEAD = "the cell language has no logarithm: log(sigmoid(v)) is -softplus(-v), and log(1 + exp(v)) is softplus(v)"
+INSTEAD = {
+    "sqrt": NO_ROOT, "cbrt": NO_ROOT, "log": LOG_INSTEAD, "log1p": LOG_INSTEAD,
+    "abs": "|v| is relu(v) + relu(-v)", "fabs": "|v| is relu(v) + relu(-v)",
+    "clip": "clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi)", "minimum": "min(u, v) is u - relu(u - v)",
+    "where": COMPARED_INSTEAD, "heaviside": COMPARED_INSTEAD,
+}
 # Why a list of vectors is no value: the hint for a list (tuple, set) where an expression goes.
 ONE_SYMBOL = ("a cell's vector is one symbol that stands for each of its H components alike, so an expression "
               "combines the vectors themselves, elementwise (tanh(a)*a, not tanh(a)*[a, a]); several values are "
@@ -925,6 +941,9 @@ class Cell:
             expr = sympy.sympify(expr, strict=True)
         except (sympy.SympifyError, TypeError, ValueError) as error:
             raise SpecError(f"{where}: '{name}' is {expr!r}, not an expression: {error}") from None
+        if is_comparison(type(expr)):  # cell.update(h=a > 0): a comparison, no number
+            raise SpecError(f"{where}: '{name}' is {expr}, a comparison, not an elementwise expression: "
+                            f"{COMPARED_INSTEAD}")
         if not isinstance(expr, sympy.Expr):
             raise SpecError(f"{where}: '{name}' is {expr} ({type(expr).__name__}), not an elementwise "
                             f"expression; build it from {SUPPORTED_OPERATIONS}")
@@ -1109,7 +1128,7 @@ def _check_power(name, power, where):
                         f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
     if not power.exp.is_Integer:
         exponent = float(power.exp) if power.exp.is_Float else power.exp  # 0.5, not SymPy's 0.500000000000000
-        root = (" (so a square root cannot be written, nor a norm or a standard deviation)"
+        root = (f" (so a square root cannot be written, nor a norm or a standard deviation; {ROOT_INSTEAD})"
                 if (power.exp.is_Rational or power.exp.is_Float) and float(power.exp) == 0.5 else "")
         raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {exponent}; only "
                         f"integer powers are supported{root}; write '{name}' with {SUPPORTED_OPERATIONS}")
@@ -1135,7 +1154,11 @@ def _refuse_operation(name, node, where):
                         f"{number}")
     hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
     if what in ("Max", "Min"):  # np.clip's form, max(lo, min(v, hi)), is the likely call
-        hint += " (and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"
+        hint += f" (and {INSTEAD['minimum'] + ', ' if what == 'Min' else ''}{INSTEAD['clip']})"
+    if is_comparison(type(node)):  # sigmoid(a > 0): SymPy keeps the comparison as an argument
+        hint = f" ({COMPARED_INSTEAD})"
+    if what == "log":
+        hint = f" ({LOG_INSTEAD})"
     if what in ("Sum", "Product"):  # over an index: what a mean or a norm would need
         hint = (" (each expression is one component of its vectors at a time, so nothing across the H components, "
                 "a sum, a mean, a norm, layer normalisation, can be written)")
@@ -1145,6 +1168,12 @@ def _refuse_operation(name, node, where):
     raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                     f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                     f"with them{hint}")
+
+
+def is_comparison(kind):
+    """Whether a SymPy class is one of comparisons (a > 0) and their logic ((a > 0) & (b > 0)): SymPy's
+    symbols are of logic too, as expressions are not."""
+    return issubclass(kind, sympy.logic.boolalg.Boolean) and not issubclass(kind, sympy.Expr)
 
 
 def _reserved(kernel_name, owner):

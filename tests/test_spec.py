@@ -334,7 +334,9 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
     ("(1 + tanh(a)**2) ** 0.5", "a power with exponent 0.5; only integer powers are supported (so a square root "
-                                "cannot be written, nor a norm or a standard deviation)"),
+                                "cannot be written, nor a norm or a standard deviation; sqrt(v**2) is |v|, relu(v) + "
+                                "relu(-v), and where a root only bounds a value, as in v/sqrt(1 + v**2), a bounded "
+                                "form serves: v/(1 + relu(v) + relu(-v)) or tanh(v))"),
     ("sympy.sqrt(2 + tanh(a))", "a power with exponent 1/2; only integer powers are supported (so a square root"),
     ("(2 + tanh(a)) ** 0.25", "a power with exponent 0.25; only integer powers are supported; write"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
@@ -344,6 +346,17 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("tanh(a) / 0", "constant complex infinity (a division by zero?)"),
     ("sympy.Integer(10) ** 400 * tanh(a)", "not a finite float64"),
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
+    ("tanh(a) > 0", "'h' is tanh(aW0) > 0, a comparison, not an elementwise expression: comparisons are not in the "
+                    "cell language, nor a mask or step made of one: (v > 0)*v is relu(v)"),
+    ("sigmoid(a > 0)", "uses StrictGreaterThan, which has no derivative rule here; the supported functions are "
+                       "sigmoid, tanh, relu, softplus, exp (with +, -, *, / and integer powers); rewrite 'h' with them "
+                       "(comparisons are not in the cell language"),
+    ("sympy.log(1 + sympy.exp(a))", "uses log, which has no derivative rule here; the supported functions are sigmoid, "
+                                    "tanh, relu, softplus, exp (with +, -, *, / and integer powers); rewrite 'h' with "
+                                    "them (the cell language has no logarithm: log(sigmoid(v)) is -softplus(-v), and "
+                                    "log(1 + exp(v)) is softplus(v))"),
+    ("sympy.Min(a, 1)", "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v)) (and min(u, v) is u - relu(u - v), "
+                        "clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"),
     ("[tanh(a), a]", "is a list, [tanh(aW0), aW0], not an expression: a cell's vector is one symbol"),
     ("(tanh(a), a)", "is a tuple, (tanh(aW0), aW0), not an expression: a cell's vector is one symbol"),
     ("__import__('numpy').ones(3) * tanh(a)",
