@@ -116,9 +116,16 @@ class Blocks(list):
 
     def refuse(self, *_):
         names = ", ".join(map(str, self))
-        unpack = f"({names},)" if len(self) == 1 else names
+        unpack = f"({self._held_as() or names},)" if len(self) == 1 else names
         raise TypeError(f"cell.affine('{self.affine}', ...) returns the list of its blocks [{names}], not a "
                         f"vector: unpack it, {unpack} = cell.affine('{self.affine}', ...)")
+
+    def _held_as(self):
+        """The script's variable that holds this list (a = cell.affine("W", ...) names its block aW0),
+        which, unpacked, the script's lines go on reading; or None."""
+        frame = _caller_frame()
+        held = {**frame.f_globals, **frame.f_locals} if frame is not None else {}
+        return next((k for k, v in held.items() if v is self and not k.startswith("_")), None)
 
     def __add__(self, other):  # lists of blocks still concatenate
         return list(self) + list(other) if isinstance(other, list) else self.refuse()
@@ -1171,9 +1178,8 @@ def _refuse_operation(name, node, where):
 
 
 def is_comparison(kind):
-    """Whether a SymPy class is one of comparisons (a > 0) and their logic ((a > 0) & (b > 0)): SymPy's
-    symbols are of logic too, as expressions are not."""
-    return issubclass(kind, sympy.logic.boolalg.Boolean) and not issubclass(kind, sympy.Expr)
+    """Whether a SymPy class is one of comparisons (a > 0) or of their logic ((a > 0) & (b > 0))."""
+    return issubclass(kind, (sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction))
 
 
 def _reserved(kernel_name, owner):

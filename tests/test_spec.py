@@ -348,6 +348,7 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
     ("tanh(a) > 0", "'h' is tanh(aW0) > 0, a comparison, not an elementwise expression: comparisons are not in the "
                     "cell language, nor a mask or step made of one: (v > 0)*v is relu(v)"),
+    ("sympy.Eq(a, h_prev)", "'h' is Eq(aW0, h_prev), a comparison, not an elementwise expression: comparisons are"),
     ("sigmoid(a > 0)", "uses StrictGreaterThan, which has no derivative rule here; the supported functions are "
                        "sigmoid, tanh, relu, softplus, exp (with +, -, *, / and integer powers); rewrite 'h' with them "
                        "(comparisons are not in the cell language"),
@@ -1046,6 +1047,13 @@ def test_an_affines_list_of_blocks_used_as_a_vector_says_to_unpack_it(tmp_path, 
     """A one-block affine's list, not unpacked, would fail deep in SymPy, or repeat itself (2*a)."""
     body = f"a = cell.affine('W', [x, h_prev], blocks=['a'])\ncell.update(h={expr})  # <- here\n"
     refused(tmp_path, capsys, body, "cell.affine('W', ...) returns the list of its blocks [a], not a vector: "
+                                    "unpack it, (a,) = cell.affine('W', ...)")
+
+
+def test_an_affines_list_of_blocks_held_by_another_name_says_to_unpack_it_into_that_variable(tmp_path, capsys):
+    """a = cell.affine("W", ...) names its one block aW0: unpacked into a, the script's lines that read a stand."""
+    body = "a = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))  # <- here\n"
+    refused(tmp_path, capsys, body, "cell.affine('W', ...) returns the list of its blocks [aW0], not a vector: "
                                     "unpack it, (a,) = cell.affine('W', ...)")
 
 
