@@ -386,8 +386,8 @@ class Cell:
 
     def poles_of(self, kind):
         """zero_poles() for kind "state", parameter_poles() for "parameter": (let, denominator, the names of
-        that kind whose zero makes it zero), which the warnings, the kernel's docstring and the document
-        each say alike of both kinds."""
+        that kind whose zero makes it zero), which the kernel's docstring and the document each say alike
+        of both kinds."""
         return {"state": self.zero_poles, "parameter": self.parameter_poles}[kind]()
 
     def zeros_divided_by(self, kind):

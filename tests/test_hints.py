@@ -460,6 +460,9 @@ def test_a_vectors_name_read_for_the_variable_that_holds_it_names_that_variable(
     ("(a,) = cell.affine('W', [x, h_prev], size=8)  # <- here\n",
      "cell.affine takes name, inputs, blocks, bias; every block is a vector of size H, as every vector but the input "
      "is: one of another size (an LSTM's projection to P < H) cannot be declared"),
+    ("c_prev = cell.state('c', size=8)  # <- here\n", "cell.state takes name, positive; a state is a vector of size H"),
+    ("x2 = cell.input('x2', dim=3)  # <- here\n", "cell.input takes name; the input's size is D, the last axis of the x "
+                                                "given to the kernel, not said in the cell"),
 ])
 def test_a_size_given_to_a_call_says_that_vectors_have_size_h(tmp_path, capsys, body, hint):
     refused(tmp_path, capsys, body, "got an unexpected keyword argument", hint)
