@@ -20,7 +20,10 @@ import sympy
 
 from . import __all__ as EXPORTED
 from .functions import SUPPORTED_FUNCTIONS
-from .spec import DECLARED, MAX_THROUGH_RELU, ONE_SYMBOL, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame
+from .spec import (
+    COMPARED_INSTEAD, DECLARED, INSTEAD, MAX_THROUGH_RELU, ONE_SYMBOL, SUPPORTED_OPERATIONS, Cell, SpecError, _caller_frame,
+    is_comparison,
+)
 
 __all__ = ["script_hint", "pythons_suggestion", "hint_uncaught_errors", "refuse_numpy_functions"]
 
@@ -36,6 +39,8 @@ def script_hint(error):
     if any(sign in str(error) for sign in ("for @:", "matmul", "Matrix", "NDimArray")):  # W @ h, W*h with a matrix
         return ("a cell multiplies by a matrix only in an affine node: cell.affine('W', [x, h_prev], blocks=[...]) "
                 "is W_x x + W_h h_prev + b, split into blocks, its weights made for it")
+    if _compared(error):  # (c > 0)*c, relu(c)*(a_o > 0)
+        return f"SymPy keeps a comparison of a cell's vectors (c > 0) as such, not as 0 or 1: {COMPARED_INSTEAD}"
     given = _not_a_value(error)
     if given:
         return f"{given} is not a value of the cell language: {NOT_A_VALUE_BECAUSE.get(given, ONE_SYMBOL)}"
@@ -57,7 +62,8 @@ def _type_error_hint(error):
         names, call = _arguments(method)
         # Python 3.13's own message ends with "Did you mean 'blocks'?" where it finds one
         close = [] if "Did you mean" in str(error) else difflib.get_close_matches(given, names, n=1)
-        return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}"
+        sized = SIZED_AS.get(method, "") if re.search(r"shape|size|dim|scalar|units|features", given) else ""
+        return (f"did you mean {close[0]}=? " if close else "") + f"{call} takes {', '.join(names)}" + sized
     called = re.search(r"Cell\.(\w+)\(\) (?:missing \d+ required|takes \d+ positional)", str(error))
     if called and called.group(1) in CALLED_AS:  # cell.let(tanh(a)), cell.update(tanh(a))
         return f"write {CALLED_AS[called.group(1)]}"
@@ -76,11 +82,21 @@ def _math_hint(error, functions):
     functions of the names that the script's line calls from math (math.tanh(a) is tanh(a))."""
     line = next((f.line or "" for f in reversed(traceback.extract_tb(error.__traceback__))
                  if not _in(f, PACKAGE_FOLDER, SYMPY_FOLDER)), "")
-    named = dict.fromkeys(n for n in re.findall(r"\bmath\.(\w+)\s*\(", line) if n in SUPPORTED_FUNCTIONS)
+    called = dict.fromkeys(re.findall(r"\bmath\.(\w+)\s*\(", line))
+    named = [n for n in called if n in SUPPORTED_FUNCTIONS]
+    lacked = next((n for n in called if n in INSTEAD), None)
+    if not named and lacked:  # math.sqrt: lstm_derive has none to use instead
+        return f"math.{lacked} takes numbers, not a cell's vectors: {INSTEAD[lacked]}"
     if not named:
         return f"math's functions take numbers, not a cell's vectors: use lstm_derive's {functions}"
-    return (f"{_written_instead(list(named), 'math')}: math's functions take numbers, not a cell's vectors, which "
-            f"take lstm_derive's ({functions})")
+    return (f"{_written_instead(named, 'math')}: math's functions take numbers, not a cell's vectors, which "
+            f"take lstm_derive's ({functions})" + (_instead_of(lacked) if lacked else ""))
+
+
+def _instead_of(name):
+    """What the cell language writes for a function it lacks but can express (sqrt(v**2) is relu(v) +
+    relu(-v)), after "; ", or "": a function it lacks is met with what to write."""
+    return f"; {INSTEAD[name]}" if name in INSTEAD else ""
 
 
 def _written_instead(names, module):
@@ -101,6 +117,8 @@ def _ufunc_hint(error, functions):
     name = called.group(1) if called else None
     if name in SUPPORTED_FUNCTIONS:
         return f"{_written_instead([name], 'np')}: a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
+    if name in INSTEAD:  # np.sqrt: lstm_derive has none to use instead
+        return f"np.{name} takes numbers, not a cell's vectors: {INSTEAD[name]}"
     return f"a cell's vectors take lstm_derive's functions ({functions}), not NumPy's"
 
 
@@ -134,6 +152,15 @@ def _not_a_value(error):
     return given[0] if given and of_a_cell else ""
 
 
+def _compared(error):
+    """Whether an operator's TypeError names a comparison of SymPy's as an operand ('StrictGreaterThan'
+    for c > 0, 'And' for (a > 0) & (b > 0)): SymPy keeps a comparison of symbols as one, of no number."""
+    if not isinstance(error, TypeError):
+        return False
+    named = [n for pattern in _OPERANDS for match in re.findall(pattern, str(error)) for n in match]
+    return any(isinstance(getattr(sympy, n, None), type) and is_comparison(getattr(sympy, n)) for n in named)
+
+
 # An error raised in their code is one of building the cell, not of the rest of a script.
 SYMPY_FOLDER = str(Path(sympy.__file__).parent)
 PACKAGE_FOLDER = str(Path(__file__).parent)
@@ -162,6 +189,19 @@ CALLED_AS = {
 }
 
 
+# What a call given a size or a shape (cell.param("a", shape=())) meets: every vector but the input has size H,
+# and the cell language has no way to declare another.
+SIZED_AS = {
+    "param": ("; a parameter is a vector of size H, one value per unit: a scalar one, a number that every unit "
+              "shares, cannot be declared; cell.param(\"p\") learns one per unit, and a number that need not be "
+              "learned is written as a number (0.5*h_prev)"),
+    "affine": ("; every block is a vector of size H, as every vector but the input is: one of another size (an "
+               "LSTM's projection to P < H) cannot be declared"),
+    "state": "; a state is a vector of size H, as every vector but the input is: one of another size cannot be declared",
+    "input": "; the input's size is D, the last axis of the x given to the kernel, not said in the cell",
+}
+
+
 def _arguments(method):
     """The arguments a script gives a method of Cell's, and how the call is named."""
     if method == "__init__":  # Cell(...): the fields a script gives, not those the cell fills itself
@@ -187,7 +227,21 @@ def _name_hint(error):
     """For a name that is right where its line is not (read before a later line assigns it, a
     state's name read for its value) or where the cell language lacks it (log, sqrt): the hint, and
     no other name is meant; else ""."""
-    return _order_hint(error) or _function_hint(error)
+    return _order_hint(error) or _held_hint(error) or _function_hint(error)
+
+
+def _held_hint(error):
+    """For the name a call of the cell gave a vector, read where the script's variable that holds it is
+    meant (c = cell.let("c_new", ...), then tanh(c_new)): that variable, which a close name need not be."""
+    name, frame = getattr(error, "name", None), _innermost_frame(error)
+    if not name or frame is None:
+        return ""
+    held = [k for k, v in {**frame.f_globals, **frame.f_locals}.items()
+            if isinstance(v, sympy.Symbol) and v in DECLARED and str(v) == name and not k.startswith("_")]
+    if not held:
+        return ""
+    return (f"'{name}' is the name the cell gave the vector that the script's variable {held[0]} holds: a line reads "
+            f"a vector through its variable, so write {held[0]}")
 
 
 def _function_hint(error):
@@ -200,7 +254,7 @@ def _function_hint(error):
         return ""
     if not (hasattr(math, name) or isinstance(getattr(sympy, name, None), sympy.FunctionClass)):
         return ""
-    return f"{name} is not a function of the cell language, whose functions are {SUPPORTED_OPERATIONS}"
+    return f"{name} is not a function of the cell language, whose functions are {SUPPORTED_OPERATIONS}" + _instead_of(name)
 
 
 def _order_hint(error):
@@ -238,11 +292,21 @@ def _undefined_hint(error):
     cells = {k for k, v in frame.f_globals.items() if isinstance(v, Cell)}
     if any(_binds(node, name) for node in ast.walk(tree)) or not _in_a_call_of(tree, frames[-1].lineno, cells):
         return ""
+    if _called(tree, name, frames[-1].lineno):  # tahn(c): a function, misspelt or never imported, is no vector
+        return (f"no line of the script defines or imports a function '{name}': the cell language's functions are "
+                f"{', '.join(SUPPORTED_FUNCTIONS)}, imported from lstm_derive")
     vectors = [k for k, v in frame.f_globals.items() if isinstance(v, sympy.Basic) and not k.startswith("_")]
     close = [] if pythons_suggestion(error) else difflib.get_close_matches(name, vectors, n=3, cutoff=0.5)
     return (f"no line of the script defines '{name}' (its line removed, or the name misspelt?): a cell's vectors are "
             f"the variables its lines assign, as {name} = cell.let(\"{name}\", ...) would"
             + (f"; close to it, the script defines {', '.join(close)}" if close else ""))
+
+
+def _called(tree, name, line):
+    """Whether the statement on a line calls name itself, name(...)."""
+    return any(isinstance(call.func, ast.Name) and call.func.id == name
+               and call.lineno <= line <= (call.end_lineno or call.lineno)
+               for call in ast.walk(tree) if isinstance(call, ast.Call))
 
 
 def _in_a_call_of(tree, line, cells):
@@ -322,7 +386,7 @@ def _about_the_cell(error):
     # np.tanh(a) and h_prev[0] fail with no Python frame of NumPy's or SymPy's: their message names SymPy's class
     return (any(_in(f, PACKAGE_FOLDER, SYMPY_FOLDER) for f in frames)
             or bool(frames and ".affine(" in (frames[-1].line or ""))
-            or _of_sympy(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error)
+            or _of_sympy(error) or _compared(error) or bool(_not_a_value(error) or _import_hint(error) or _name_hint(error)
                                         or _undefined_hint(error))
             or bool(re.match(r"Cell\.\w+\(\)", str(error))))
 
@@ -372,7 +436,7 @@ def refuse_numpy_functions(self, func, types, args, kwargs):
                     "for one number (np.max(h_prev) would be h_prev itself, np.var(h_prev) 0), and another cell "
                     "than the one written would be derived. Nothing across a vector's H components is (a mean, a "
                     f"maximum, a norm); elementwise, a cell's vectors take lstm_derive's functions "
-                    f"({', '.join(SUPPORTED_FUNCTIONS)})")
+                    f"({', '.join(SUPPORTED_FUNCTIONS)})" + _instead_of(_numpy_name(func)))
 
 
 def _numpy_name(func):

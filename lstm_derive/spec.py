@@ -42,6 +42,22 @@ class SpecError(ValueError):
 SUPPORTED_OPERATIONS = ", ".join(SUPPORTED_FUNCTIONS) + ", +, -, *, / and integer powers"
 LONG = 40  # operations in one let's expression beyond which Cell.long() warns (the packaged cells: at most 10)
 MAX_THROUGH_RELU = "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v))"  # the hint for max, min, if/else
+# What the language writes in place of what it lacks, by the name a script calls it (NumPy's, math's, SymPy's):
+# the refusals name it, so that a mistaken function is met with what to write, not only with what the language has.
+COMPARED_INSTEAD = ("comparisons are not in the cell language, nor a mask or step made of one: (v > 0)*v is relu(v), "
+                    "max(u, v) is v + relu(u - v), a clip to [lo, hi] is lo + relu(v - lo) - relu(v - hi), and a gate "
+                    "that opens where v > 0 is sigmoid(v) (a mask [v > 0] has slope zero, so v would learn nothing "
+                    "through it)")
+ROOT_INSTEAD = ("sqrt(v**2) is |v|, relu(v) + relu(-v), and where a root only bounds a value, as in v/sqrt(1 + v**2), "
+                "a bounded form serves: v/(1 + relu(v) + relu(-v)) or tanh(v)")
+NO_ROOT = f"the cell language has no root, nor any power but an integer one (v**2, 1/(1 + v**2)): {ROOT_INSTEAD}"
+LOG_INSTEAD = "the cell language has no logarithm: log(sigmoid(v)) is -softplus(-v), and log(1 + exp(v)) is softplus(v)"
+INSTEAD = {
+    "sqrt": NO_ROOT, "cbrt": NO_ROOT, "log": LOG_INSTEAD, "log1p": LOG_INSTEAD,
+    "abs": "|v| is relu(v) + relu(-v)", "fabs": "|v| is relu(v) + relu(-v)",
+    "clip": "clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi)", "minimum": "min(u, v) is u - relu(u - v)",
+    "where": COMPARED_INSTEAD, "heaviside": COMPARED_INSTEAD,
+}
 # Why a list of vectors is no value: the hint for a list (tuple, set) where an expression goes.
 ONE_SYMBOL = ("a cell's vector is one symbol that stands for each of its H components alike, so an expression "
               "combines the vectors themselves, elementwise (tanh(a)*a, not tanh(a)*[a, a]); several values are "
@@ -100,9 +116,16 @@ class Blocks(list):
 
     def refuse(self, *_):
         names = ", ".join(map(str, self))
-        unpack = f"({names},)" if len(self) == 1 else names
+        unpack = f"({self._held_as() or names},)" if len(self) == 1 else names
         raise TypeError(f"cell.affine('{self.affine}', ...) returns the list of its blocks [{names}], not a "
                         f"vector: unpack it, {unpack} = cell.affine('{self.affine}', ...)")
+
+    def _held_as(self):
+        """The script's variable that holds this list (a = cell.affine("W", ...) names its block aW0),
+        which, unpacked, the script's lines go on reading; or None."""
+        frame = _caller_frame()
+        held = {**frame.f_globals, **frame.f_locals} if frame is not None else {}
+        return next((k for k, v in held.items() if v is self and not k.startswith("_")), None)
 
     def __add__(self, other):  # lists of blocks still concatenate
         return list(self) + list(other) if isinstance(other, list) else self.refuse()
@@ -328,10 +351,9 @@ class Cell:
         tanh(a)/n with n = n_prev + i): near zero a step is near a pole. With at_zero, those read by
         a denominator that is zero where every state is (zero_poles())."""
         if at_zero:
-            found = {s for _, _, states in self.zero_poles() for s in states}
-        else:
-            reads = self._states_read()
-            found = {s for let in self.lets for base in _denominators(let.expr) for s in _read_by(base, reads)}
+            return self.zeros_divided_by("state")
+        reads = self._states_read()
+        found = {s for let in self.lets for base in _denominators(let.expr) for s in _read_by(base, reads)}
         return [s for s in self.states if s in found]
 
     def zero_poles(self):
@@ -348,18 +370,31 @@ class Cell:
         return poles
 
     def parameter_poles(self):
-        """(let, denominator, parameters it reads) for each denominator that is zero where its parameters
-        are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params draws every
-        parameter around zero, and so do the checks."""
-        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p} for p in self.params}
+        """(let, denominator, names of the parameters it reads) for each denominator that is zero where its
+        parameters are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params
+        draws every parameter around zero, and so do the checks."""
+        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p.name} for p in self.params}
         state_poles = {(id(let), base) for let, base, _ in self.zero_poles()}
+        order = [p.name for p in self.params]
         poles = []
         for let in self.lets:
-            poles += [(let, base, sorted(_read_by(base, reads), key=str)) for base in _denominators(let.expr)
+            poles += [(let, base, [n for n in order if n in _read_by(base, reads)]) for base in _denominators(let.expr)
                       if (id(let), base) not in state_poles and base.xreplace(at_zero) == 0]
             at_zero[let.symbol] = let.expr.xreplace(at_zero)
             reads[let.symbol] = _read_by(let.expr, reads)
         return poles
+
+    def poles_of(self, kind):
+        """zero_poles() for kind "state", parameter_poles() for "parameter": (let, denominator, the names of
+        that kind whose zero makes it zero), which the kernel's docstring and the document each say alike
+        of both kinds."""
+        return {"state": self.zero_poles, "parameter": self.parameter_poles}[kind]()
+
+    def zeros_divided_by(self, kind):
+        """The states or parameters (kind) whose zero makes a denominator zero, in declaration order."""
+        found = {n for _, _, names in self.poles_of(kind) for n in names}
+        declared = self.states if kind == "state" else [p.name for p in self.params]
+        return [n for n in declared if n in found]
 
     def _states_read(self):
         """Each let's and each previous value's symbol -> the states whose previous value it reads,
@@ -913,6 +948,9 @@ class Cell:
             expr = sympy.sympify(expr, strict=True)
         except (sympy.SympifyError, TypeError, ValueError) as error:
             raise SpecError(f"{where}: '{name}' is {expr!r}, not an expression: {error}") from None
+        if is_comparison(type(expr)):  # cell.update(h=a > 0): a comparison, no number
+            raise SpecError(f"{where}: '{name}' is {expr}, a comparison, not an elementwise expression: "
+                            f"{COMPARED_INSTEAD}")
         if not isinstance(expr, sympy.Expr):
             raise SpecError(f"{where}: '{name}' is {expr} ({type(expr).__name__}), not an elementwise "
                             f"expression; build it from {SUPPORTED_OPERATIONS}")
@@ -1097,7 +1135,7 @@ def _check_power(name, power, where):
                         f"exponent; write it as an integer: {power.base}**{int(power.exp)}")
     if not power.exp.is_Integer:
         exponent = float(power.exp) if power.exp.is_Float else power.exp  # 0.5, not SymPy's 0.500000000000000
-        root = (" (so a square root cannot be written, nor a norm or a standard deviation)"
+        root = (f" (so a square root cannot be written, nor a norm or a standard deviation; {ROOT_INSTEAD})"
                 if (power.exp.is_Rational or power.exp.is_Float) and float(power.exp) == 0.5 else "")
         raise SpecError(f"{where}: '{name}' contains {power}, a power with exponent {exponent}; only "
                         f"integer powers are supported{root}; write '{name}' with {SUPPORTED_OPERATIONS}")
@@ -1123,7 +1161,11 @@ def _refuse_operation(name, node, where):
                         f"{number}")
     hint = f" {MAX_THROUGH_RELU}" if what in ("Max", "Min", "Heaviside", "Piecewise") else ""
     if what in ("Max", "Min"):  # np.clip's form, max(lo, min(v, hi)), is the likely call
-        hint += " (and clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"
+        hint += f" (and {INSTEAD['minimum'] + ', ' if what == 'Min' else ''}{INSTEAD['clip']})"
+    if is_comparison(type(node)):  # sigmoid(a > 0): SymPy keeps the comparison as an argument
+        hint = f" ({COMPARED_INSTEAD})"
+    if what == "log":
+        hint = f" ({LOG_INSTEAD})"
     if what in ("Sum", "Product"):  # over an index: what a mean or a norm would need
         hint = (" (each expression is one component of its vectors at a time, so nothing across the H components, "
                 "a sum, a mean, a norm, layer normalisation, can be written)")
@@ -1133,6 +1175,11 @@ def _refuse_operation(name, node, where):
     raise SpecError(f"{where}: '{name}' uses {what}, which has no derivative rule here; the supported functions "
                     f"are {', '.join(SUPPORTED_FUNCTIONS)} (with +, -, *, / and integer powers); rewrite '{name}' "
                     f"with them{hint}")
+
+
+def is_comparison(kind):
+    """Whether a SymPy class is one of comparisons (a > 0) or of their logic ((a > 0) & (b > 0))."""
+    return issubclass(kind, (sympy.core.relational.Relational, sympy.logic.boolalg.BooleanFunction))
 
 
 def _reserved(kernel_name, owner):

@@ -1356,6 +1356,23 @@ def test_a_division_that_zero_states_make_by_zero_is_said_where_the_states_are_i
             "for None): give its forward an initial n that is nonzero.") in text
     assert "divides by zero" not in (DERIVATIONS / "lstm.md").read_text()
 
+def test_a_division_by_a_parameter_that_zero_makes_zero_is_said_as_a_states_is():
+    """init_params draws every parameter around zero: the document says which equation divides by
+    zero there, as it does of one that zero states make zero, each sentence once."""
+    cell = Cell("poles", title="Divisions by a state and by time constants")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n", positive=True)
+    tau, mu = cell.param("tau"), cell.param("mu")
+    a, i = cell.affine("W", [x, h_prev], blocks=["a", "i"])
+    cell.update(h=h_prev + (tanh(a) / n_prev - h_prev) / (tau * mu), n=n_prev + sigmoid(i))
+    text = _flat_text(cell)
+    assert ("Equation (3) divides by zero where n_prev is zero, as in the kernel's default initial state (zeros, "
+            "for None): give its forward an initial n that is nonzero. Equation (3) divides by zero where tau and mu "
+            "are zero, and the kernel's init_params draws them uniform around zero, bringing steps near that pole, "
+            "where outputs and gradients grow without bound: give its forward parameters with tau and mu away from "
+            "zero.") in text
+    assert "init_params draws" not in (DERIVATIONS / "lstm.md").read_text()
+
+
 # -- backpropagation through time, as one listing ---------------------------------------------
 
 

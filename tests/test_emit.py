@@ -82,6 +82,27 @@ def test_the_docstring_says_when_none_s_zeros_are_a_pole():
     assert "divides by" not in kernel_source(script.replace("tanh(a) / n_prev", "tanh(a) / (n_prev + 1)"))
 
 
+def test_the_docstring_says_when_init_params_draws_a_parameter_near_a_pole():
+    """(tanh(a) - h_prev)/tau is a pole where tau is zero, around which init_params draws it; said of
+    params as None's zeros are of the state, and not of 1 + tau**2, which never reaches zero."""
+    script = textwrap.dedent("""
+        from lstm_derive import Cell, tanh
+
+        cell = Cell("leak", title="a leak by a learned time constant")
+        x = cell.input("x")
+        h_prev = cell.state("h")
+        tau = cell.param("tau")
+        (a,) = cell.affine("W", [x, h_prev])
+        cell.update(h=h_prev + (tanh(a) - h_prev) / tau)
+    """)
+    source = kernel_source(script)
+    params_doc = source[source.index("    params: a dict"):source.index("    x: (T, B, D)")]
+    assert params_doc.endswith("        An equation divides by tau at zero: init_params draws it uniform around zero, "
+                               "and near the pole the outputs and gradients grow without bound; give tau values away "
+                               "from zero.\n")
+    assert "divides by" not in kernel_source(script.replace("/ tau", "/ (1 + tau**2)"))
+
+
 def test_lets_of_parameters_alone_are_formed_once_and_their_adjoints_summed():
     """The leak is one (H,) vector before the loops, not a sequence; dp reads dlam's sum once."""
     source = kernel_source(textwrap.dedent(FIXED_CELLS["a leaky unit with a learned leak"]))

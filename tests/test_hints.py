@@ -382,3 +382,96 @@ def test_a_function_of_mathematics_the_language_lacks_is_said_to_be_none_of_its(
 def test_an_undefined_name_that_is_no_call_of_a_mathematical_function_gets_no_such_hint(tmp_path, capsys, body):
     message = refused(tmp_path, capsys, body, "NameError: name ")
     assert "not a function of the cell language" not in message
+
+
+@pytest.mark.parametrize("expr", ["(h_prev > 0) * h_prev", "relu(a) * (a > 0)", "tanh(a) * ((a > 0) & (h_prev > 0))"])
+def test_a_comparison_used_as_a_value_says_what_to_write_instead(tmp_path, capsys, expr):
+    """SymPy keeps h_prev > 0 as a comparison, which Python's operators then refuse, naming its class alone."""
+    body = f"from lstm_derive import relu\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    refused(tmp_path, capsys, body, "TypeError: unsupported operand type(s) for *: ",
+            "SymPy keeps a comparison of a cell's vectors (c > 0) as such, not as 0 or 1: comparisons are not in the "
+            "cell language", "(v > 0)*v is relu(v)", "a gate that opens where v > 0 is sigmoid(v)")
+
+
+def test_a_comparison_used_as_a_value_is_said_so_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=(a > 0) * a)\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().splitlines()[-1].startswith(
+        "lstm-derive: SymPy keeps a comparison of a cell's vectors (c > 0) as such"), run.stderr
+
+
+@pytest.mark.parametrize("expr, error, hint", [
+    ("np.sqrt(1 + a**2)", "TypeError", "np.sqrt takes numbers, not a cell's vectors: the cell language has no root"),
+    ("math.sqrt(1 + a**2)", "TypeError", "math.sqrt takes numbers, not a cell's vectors: the cell language has no root"),
+    ("sqrt(1 + a**2)", "NameError", "sqrt is not a function of the cell language, whose functions are sigmoid, tanh, "
+                                    "relu, softplus, exp, +, -, *, / and integer powers; the cell language has no root"),
+    ("np.cbrt(a)", "TypeError", "np.cbrt takes numbers, not a cell's vectors: the cell language has no root"),
+    ("math.log(1 + a**2)", "TypeError", "math.log takes numbers, not a cell's vectors: the cell language has "
+                                        "no logarithm: log(sigmoid(v)) is -softplus(-v)"),
+    ("math.log(1 + math.exp(a))", "TypeError", "write exp(...), not math.exp(...), with from lstm_derive import exp: "
+                                               "math's functions take numbers, not a cell's vectors, which take "
+                                               "lstm_derive's (sigmoid, tanh, relu, softplus, exp); the cell language "
+                                               "has no logarithm: log(sigmoid(v)) is -softplus(-v), and log(1 + exp(v)) "
+                                               "is softplus(v)"),
+    ("np.log1p(a)", "TypeError", "np.log1p takes numbers, not a cell's vectors: the cell language has no logarithm"),
+    ("np.fabs(a)", "TypeError", "np.fabs takes numbers, not a cell's vectors: |v| is relu(v) + relu(-v)"),
+    ("np.clip(a, 0, 1)", "np.clip", "; clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi)"),
+    ("np.where(a > 0, a, 0)", "np.where", "; comparisons are not in the cell language"),
+])
+def test_a_function_the_language_lacks_is_met_with_what_to_write_instead(tmp_path, capsys, expr, error, hint):
+    """lstm_derive has no sqrt or log: its functions are no answer to np.sqrt, but what it can write is."""
+    body = f"import math\nimport numpy as np\n(a,) = cell.affine('W', [x, h_prev])\ncell.update(h={expr})  # <- here\n"
+    message = refused(tmp_path, capsys, body, error, hint)
+    assert "use lstm_derive's" not in message and "not NumPy's" not in message
+
+
+def test_a_root_the_language_lacks_is_said_so_after_pythons_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    script, _ = write_script(tmp_path, "import math\n(a,) = cell.affine('W', [x, h_prev])\n"
+                                       "cell.update(h=math.sqrt(1 + a**2))\n")
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.stderr.rstrip().splitlines()[-1].startswith(
+        "lstm-derive: math.sqrt takes numbers, not a cell's vectors: the cell language has no root"), run.stderr
+
+
+@pytest.mark.parametrize("body, name, variable", [
+    ("(a,) = cell.affine('W', [x, h_prev])\nc = cell.let('c_new', tanh(a))\ncell.update(h=tanh(c_new))  # <- here\n",
+     "c_new", "c"),
+    ("i, g = cell.affine('W', [x, h_prev], blocks=['a_i', 'a_g'])\ncell.update(h=sigmoid(a_i) * tanh(g))  # <- here\n",
+     "a_i", "i"),
+])
+def test_a_vectors_name_read_for_the_variable_that_holds_it_names_that_variable(tmp_path, capsys, body, name, variable):
+    """c = cell.let("c_new", ...) then tanh(c_new): the script's own variable c, not a close name (c_prev)."""
+    message = refused(tmp_path, capsys, body, f"NameError: name '{name}' is not defined; '{name}' is the name the "
+                      f"cell gave the vector that the script's variable {variable} holds: a line reads a vector "
+                      f"through its variable, so write {variable}")
+    assert "close to it" not in message and "Did you mean" not in message
+
+
+@pytest.mark.parametrize("body, hint", [
+    ("alpha = cell.param('alpha', shape=())  # <- here\n",
+     "cell.param takes name; a parameter is a vector of size H, one value per unit: a scalar one, a number that every "
+     "unit shares, cannot be declared; cell.param(\"p\") learns one per unit"),
+    ("(a,) = cell.affine('W', [x, h_prev], size=8)  # <- here\n",
+     "cell.affine takes name, inputs, blocks, bias; every block is a vector of size H, as every vector but the input "
+     "is: one of another size (an LSTM's projection to P < H) cannot be declared"),
+    ("c_prev = cell.state('c', size=8)  # <- here\n", "cell.state takes name, positive; a state is a vector of size H"),
+    ("x2 = cell.input('x2', dim=3)  # <- here\n", "cell.input takes name; the input's size is D, the last axis of the x "
+                                                "given to the kernel, not said in the cell"),
+])
+def test_a_size_given_to_a_call_says_that_vectors_have_size_h(tmp_path, capsys, body, hint):
+    refused(tmp_path, capsys, body, "got an unexpected keyword argument", hint)
+
+
+def test_a_misspelt_function_is_said_to_be_no_function_the_script_defines_not_a_vector(tmp_path, capsys):
+    """tahn(a): Python suggests tanh; no let would define a function."""
+    message = refused(tmp_path, capsys, "(a,) = cell.affine('W', [x, h_prev])\ncell.update(h=tahn(a))  # <- here\n",
+                      "NameError: name 'tahn' is not defined. Did you mean: 'tanh'?; no line of the script defines or "
+                      "imports a function 'tahn': the cell language's functions are sigmoid, tanh, relu, softplus, "
+                      "exp, imported from lstm_derive")
+    assert "cell.let" not in message

@@ -334,7 +334,9 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("sympy.sqrt(2 + tanh(a))", "only integer powers"), ("a ** h_prev", "only integer powers"),
     ("tanh(a) ** 0.5", "only integer powers"), ("sympy.pi * tanh(a)", "constant pi"),
     ("(1 + tanh(a)**2) ** 0.5", "a power with exponent 0.5; only integer powers are supported (so a square root "
-                                "cannot be written, nor a norm or a standard deviation)"),
+                                "cannot be written, nor a norm or a standard deviation; sqrt(v**2) is |v|, relu(v) + "
+                                "relu(-v), and where a root only bounds a value, as in v/sqrt(1 + v**2), a bounded "
+                                "form serves: v/(1 + relu(v) + relu(-v)) or tanh(v))"),
     ("sympy.sqrt(2 + tanh(a))", "a power with exponent 1/2; only integer powers are supported (so a square root"),
     ("(2 + tanh(a)) ** 0.25", "a power with exponent 0.25; only integer powers are supported; write"),
     ("sympy.E * tanh(a)", "constant E"), ("sympy.I * tanh(a)", "constant I"),
@@ -344,6 +346,18 @@ def test_a_function_sympy_does_not_know_is_said_to_be_elementwise_or_nothing(tmp
     ("tanh(a) / 0", "constant complex infinity (a division by zero?)"),
     ("sympy.Integer(10) ** 400 * tanh(a)", "not a finite float64"),
     ("tanh(a) > 0", "not an elementwise expression"), ("'tanh(a)'", "the string"),
+    ("tanh(a) > 0", "'h' is tanh(aW0) > 0, a comparison, not an elementwise expression: comparisons are not in the "
+                    "cell language, nor a mask or step made of one: (v > 0)*v is relu(v)"),
+    ("sympy.Eq(a, h_prev)", "'h' is Eq(aW0, h_prev), a comparison, not an elementwise expression: comparisons are"),
+    ("sigmoid(a > 0)", "uses StrictGreaterThan, which has no derivative rule here; the supported functions are "
+                       "sigmoid, tanh, relu, softplus, exp (with +, -, *, / and integer powers); rewrite 'h' with them "
+                       "(comparisons are not in the cell language"),
+    ("sympy.log(1 + sympy.exp(a))", "uses log, which has no derivative rule here; the supported functions are sigmoid, "
+                                    "tanh, relu, softplus, exp (with +, -, *, / and integer powers); rewrite 'h' with "
+                                    "them (the cell language has no logarithm: log(sigmoid(v)) is -softplus(-v), and "
+                                    "log(1 + exp(v)) is softplus(v))"),
+    ("sympy.Min(a, 1)", "(relu(a) is max(a, 0), and max(u, v) is v + relu(u - v)) (and min(u, v) is u - relu(u - v), "
+                        "clip(v, lo, hi) is lo + relu(v - lo) - relu(v - hi))"),
     ("[tanh(a), a]", "is a list, [tanh(aW0), aW0], not an expression: a cell's vector is one symbol"),
     ("(tanh(a), a)", "is a tuple, (tanh(aW0), aW0), not an expression: a cell's vector is one symbol"),
     ("__import__('numpy').ones(3) * tanh(a)",
@@ -1036,6 +1050,13 @@ def test_an_affines_list_of_blocks_used_as_a_vector_says_to_unpack_it(tmp_path, 
                                     "unpack it, (a,) = cell.affine('W', ...)")
 
 
+def test_an_affines_list_of_blocks_held_by_another_name_says_to_unpack_it_into_that_variable(tmp_path, capsys):
+    """a = cell.affine("W", ...) names its one block aW0: unpacked into a, the script's lines that read a stand."""
+    body = "a = cell.affine('W', [x, h_prev])\ncell.update(h=tanh(a))  # <- here\n"
+    refused(tmp_path, capsys, body, "cell.affine('W', ...) returns the list of its blocks [aW0], not a vector: "
+                                    "unpack it, (a,) = cell.affine('W', ...)")
+
+
 def test_an_affines_list_of_blocks_is_still_a_list():
     cell = Cell("lists")
     x, h_prev = cell.input("x"), cell.state("h")
@@ -1127,6 +1148,21 @@ def test_a_let_whose_terms_cancel_is_warned_to_be_a_constant(tmp_path, capsys, e
     assert message in load_cell(script).unread()
     assert cli.main(["generate", str(script), "--out", str(tmp_path / "out")]) == 0  # a warning only
     assert f"lstm-derive: warning: {message}" in capsys.readouterr().err
+
+
+def test_the_poles_of_states_and_of_parameters_are_named_alike():
+    """What the kernel's docstring and the document tell to keep from zero, by kind, in the order the
+    script declares it; a denominator that zero states make zero is the states' alone."""
+    cell = Cell("poles")
+    x, h_prev, n_prev = cell.input("x"), cell.state("h"), cell.state("n")
+    tau, mu = cell.param("tau"), cell.param("mu")
+    (a,) = cell.affine("W", [x, h_prev])
+    k = cell.let("k", mu * tau)
+    cell.update(h=h_prev + (tanh(a) - h_prev) / k + a / n_prev, n=n_prev + a)
+    assert [(str(let.symbol), str(base), names) for let, base, names in cell.poles_of("parameter")] == [
+        ("h", "k", ["tau", "mu"])]
+    assert [(str(let.symbol), names) for let, _, names in cell.poles_of("state")] == [("h", ["n"])]
+    assert cell.zeros_divided_by("parameter") == ["tau", "mu"] and cell.zeros_divided_by("state") == ["n"]
 
 
 def test_a_division_by_a_parameter_that_zero_makes_zero_is_warned_of(tmp_path):

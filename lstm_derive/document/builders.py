@@ -54,7 +54,7 @@ def _forward_section(d):
         many = len(cell.positive_states) > 1
         new += (f" {positive} {'are' if many else 'is'} declared positive: the cell needs "
                 f"{'them' if many else 'it'} above 0 (a normaliser it divides by), as the equations below assume.")
-    new += _zero_pole_prose(d)
+    new += _pole_prose(d)
 
     def intro(written):
         return (f"One step. `{cell.inputs[0]}` is the input x(t); {prevs} {are} of step t-1.{new} "
@@ -67,19 +67,37 @@ def _forward_section(d):
     return Section("Forward pass", tuple(blocks + [_forward_math(eq, d) for eq in d.forward] + _shapes(d)))
 
 
-def _zero_pole_prose(d):
-    """What the kernel's forward docstring says of a denominator that zero states make zero: its
-    default initial state, zeros, is then no state to start from."""
-    poles = d.cell.zero_poles()
+# Where the kernel meets a zero of what a denominator reads, by kind (Cell.poles_of), and what to give instead;
+# {them} and {are} agree with the names, {names} lists them.
+_POLE_PROSE = {
+    "state": ("as in the kernel's default initial state (zeros, for None)",
+              "give its `forward` an initial {names} that {are} nonzero"),
+    "parameter": ("and the kernel's `init_params` draws {them} uniform around zero, bringing steps near that pole, "
+                  "where outputs and gradients grow without bound", "give its `forward` parameters with {names} away "
+                  "from zero"),
+}
+
+
+def _pole_prose(d):
+    """What the kernel's forward docstring says of a denominator that zero states make zero (its default
+    initial state, zeros, is then no state to start from) or zero parameters do (init_params draws
+    them around zero)."""
+    return "".join(_pole_sentence(d, kind) for kind in _POLE_PROSE)
+
+
+def _pole_sentence(d, kind):
+    poles = d.cell.poles_of(kind)
     if not poles:
         return ""
     numbers = sorted({eq.number for eq in d.forward for let, _, _ in poles if eq.node is let})
-    states = [s for s in d.cell.states if any(s in read for _, _, read in poles)]
-    many, prevs = len(states) > 1, _join([f"`{s}_prev`" for s in states])
+    zeros = d.cell.zeros_divided_by(kind)
+    many = len(zeros) > 1
+    read = _join([f"`{n}_prev`" if kind == "state" else f"`{n}`" for n in zeros])
+    why, instead = _POLE_PROSE[kind]
+    words = {"names": _join([f"`{n}`" for n in zeros]), "them": "them" if many else "it", "are": "are" if many else "is"}
     return (f" {'Equations' if len(numbers) > 1 else 'Equation'} {_numbers(numbers)} "
-            f"{'divide' if len(numbers) > 1 else 'divides'} by zero where {prevs} {'are' if many else 'is'} zero, "
-            f"as in the kernel's default initial state (zeros, for None): give its `forward` an initial "
-            f"{_join([f'`{s}`' for s in states])} that {'are' if many else 'is'} nonzero.")
+            f"{'divide' if len(numbers) > 1 else 'divides'} by zero where {read} {words['are']} zero, "
+            f"{why.format(**words)}: {instead.format(**words)}.")
 
 
 def _placeholder(cell):

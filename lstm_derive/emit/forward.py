@@ -37,15 +37,24 @@ def _unread_state_doc(k):
             f"{names} of a sequence of length 0 alone."]
 
 
-def _pole_state_doc(k):
-    """The docstring's word on states whose zero makes a denominator zero (h = tanh(a)/n_prev):
-    None's zeros are then no initial value to start from."""
-    poles = k.cell.divided_states(at_zero=True)
-    if not poles:
+# Why the kernel meets a zero of what a denominator reads, by kind (Cell.poles_of), and what to give instead.
+_POLE_DOC = {
+    "state": ("None's zeros make the first step divide by zero", "a nonzero initial value"),
+    "parameter": ("init_params draws {them} uniform around zero, and near the pole the outputs and gradients "
+                  "grow without bound", "values away from zero"),
+}
+
+
+def _pole_doc(k, kind):
+    """The docstring's word on states (h = tanh(a)/n_prev) or parameters ((tanh(a) - h_prev)/tau) whose
+    zero makes a denominator zero: where the kernel itself starts them there or near."""
+    zeros = k.cell.zeros_divided_by(kind)
+    if not zeros:
         return []
-    names = " and ".join(poles)
-    return [f"        An equation divides by {names} at zero: None's zeros make the first step divide by zero; "
-            f"give {names} a nonzero initial value."]
+    names = " and ".join(zeros)
+    why, instead = _POLE_DOC[kind]
+    return [f"        An equation divides by {names} at zero: {why.format(them='them' if len(zeros) > 1 else 'it')}; "
+            f"give {names} {instead}."]
 
 
 def _buffers(k):
@@ -78,11 +87,12 @@ def _forward_head(k):
         "    params: a dict of arrays by the names in PARAMS, of the shapes param_shapes(D, H) gives, all of",
         "        one dtype: a float one (float16 to longdouble), or complex for the complex step. Other keys",
         "        are ignored.",
+        *_pole_doc(k, "parameter"),
         "    x: (T, B, D), time-major (x[t, b] is sequence b's step t), of the parameters' dtype.",
         f"    state: the initial state, {_state_doc(k)} of the parameters' dtype; None, or None",
         "        for one array, means zeros.",
         *_unread_state_doc(k),
-        *_pole_state_doc(k),
+        *_pole_doc(k, "state"),
         "    lengths: None (every sequence runs T steps), or B whole numbers from 0 to T (integers, or floats",
         "        that are whole), each sequence's own number of steps: past its end a sequence keeps its state",
         "        (its rows of ys repeat it, and the final state is the one at its end), whatever its rows of x",
