@@ -1012,8 +1012,9 @@ def _states_are(states):
 
 
 def _denominators(expr):
-    """The bases expr divides by: n for c/n, 1 + a**2 for 1/(1 + a**2)**2."""
-    return [p.base for p in expr.atoms(sympy.Pow) if p.exp.is_negative]
+    """The bases expr divides by: n for c/n, 1 + a**2 for 1/(1 + a**2)**2; in SymPy's canonical order,
+    not atoms()'s set order, so that warnings come in the same order every run."""
+    return sorted({p.base for p in expr.atoms(sympy.Pow) if p.exp.is_negative}, key=sympy.default_sort_key)
 
 
 def _read_by(expr, reads):

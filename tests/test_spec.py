@@ -1094,6 +1094,19 @@ def test_the_states_a_denominator_reads():
     assert cell.divided_states() == ["n", "m"] and cell.divided_states(at_zero=True) == ["m"]
 
 
+def test_the_denominators_come_in_one_order_whatever_the_hash_seed():
+    """A set's order follows the strings' hashes, which change from run to run: the warnings of a let
+    with several poles came in another order each run."""
+    import subprocess
+    import sys
+
+    code = ("import sympy; from lstm_derive.spec import _denominators; a, b, c, n, m = sympy.symbols('a b c n m'); "
+            "print(_denominators(c/n + a/(1 + b**2) + 1/m**2 + 1/(a + c)))")
+    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2", "3")}
+    assert runs == {"[m, n, a + c, b**2 + 1]\n"}, runs
+
+
 def test_a_denominator_zero_through_a_let_is_a_pole_at_zero():
     """n = f*n_prev is zero where n_prev is, so h = tanh(a)/n divides by zero from zeros; n =
     f*n_prev + 1 is not, and 1/(h_prev + n_prev) is zero only where both states are."""
