@@ -374,6 +374,21 @@ def test_step_kernels_and_params_name_what_is_wrong(name):
     assert not any(np.any(v) for v in k.init_params(3, 4, scale=0).values())
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_param_shapes_refuses_sizes_that_are_not_positive_integers_and_the_argument_checks_skip_it(name, monkeypatch):
+    """param_shapes(3.5, 2) would give shapes of 3.5 columns, param_shapes(0, 2) arrays nothing fills;
+    forward() and backward() read D and H off the arrays, so their checks need not pay for this one."""
+    k = kernel_of(name)
+    for D, H in ((3.5, 2), (0, 2), (2, -1), (2, True), ("3", 2)):
+        with pytest.raises(ValueError, match=r"^D and H: expected positive integers, got D = "):
+            k.param_shapes(D, H)
+    assert {n: a.shape for n, a in k.init_params(3, 2).items()} == k.param_shapes(np.int64(3), 2)
+    p = problem(k)
+    monkeypatch.setattr(k, "param_shapes", None)
+    _, _, cache = k.forward(p.params, p.x, p.state)
+    k.backward(p.params, cache, p.dys, p.dstate)
+
+
 def test_a_kernel_and_the_checker_import_without_sympy():
     """The kernels need NumPy alone: importing one (or the checker) loads no SymPy, while the
     package's cell language still loads it when asked for."""

@@ -86,7 +86,7 @@ def _checked_params_function():
         '        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")',
         '                         + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")',
         "    D, H = _sizes(params)",
-        "    shapes, dims = param_shapes(D, H), _PARAM_DIMS",
+        "    shapes, dims = _param_shapes(D, H), _PARAM_DIMS",
         "    arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]",
         "    dtypes = [a.dtype for a in arrays]",
         "    if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected",

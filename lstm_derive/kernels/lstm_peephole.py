@@ -38,6 +38,13 @@ _PARAM_DIMS = {"W_x": "(4 * H, D)", "W_h": "(4 * H, H)", "b": "(4 * H,)", "p_i":
 
 def param_shapes(D, H):
     """The shape of every parameter for input size D and hidden size H."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    return _param_shapes(D, H)
+
+
+def _param_shapes(D, H):
+    """param_shapes() without its check, for the sizes _sizes() reads off the weights' arrays."""
     return {"W_x": (4 * H, D), "W_h": (4 * H, H), "b": (4 * H,), "p_i": (H,), "p_f": (H,), "p_o": (H,)}
 
 
@@ -45,8 +52,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
     entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
     values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
-        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    shapes = param_shapes(D, H)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
@@ -61,7 +67,6 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     except (TypeError, ValueError) as error:
         raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
-    shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -440,7 +445,7 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
                          + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
-    shapes, dims = param_shapes(D, H), _PARAM_DIMS
+    shapes, dims = _param_shapes(D, H), _PARAM_DIMS
     arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
@@ -671,4 +676,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, c)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: bd201d273cdb423a
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: cb9be867942b582d
