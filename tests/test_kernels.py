@@ -704,6 +704,31 @@ def test_non_finite_x_in_rows_that_run_no_step_draws_no_warning(name):
 
 
 @pytest.mark.parametrize("name", CELLS)
+def test_a_non_finite_initial_state_in_rows_that_run_no_step_draws_no_warning(name):
+    """A sequence of no steps keeps its initial state, inf or nan too (a slot not in use): no step
+    reads it, so NumPy has nothing to warn of, and every other result is that of a finite state there."""
+    k = kernel_of(name)
+    p = problem(k)
+    lengths = [3, 0, 0]
+    state = tuple(s.copy() for s in p.state)
+    for s in state:
+        s[1], s[2, 0] = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ys, final, cache = k.forward(p.params, p.x, state, lengths)
+        grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+    _, _, finite_cache = k.forward(p.params, p.x, p.state, lengths)
+    expected = k.backward(p.params, finite_cache, p.dys, p.dstate)
+    np.testing.assert_array_equal(ys[:, 1:], np.broadcast_to(state[k.STATES.index(k.OUTPUT)][1:], ys[:, 1:].shape))
+    assert not ys.flags.writeable
+    for s, s0 in zip(final, state):
+        np.testing.assert_array_equal(s[1:], s0[1:])
+    for got, want in zip([grads[n] for n in k.PARAMS] + [dx, *dstate0],
+                         [expected[0][n] for n in k.PARAMS] + [expected[1], *expected[2]]):
+        np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name", CELLS)
 def test_a_cache_without_what_forward_keeps_is_refused_by_what_it_lacks(name):
     """A cache pickled by another version of the kernel, or trimmed, lacks some of the arrays
     backward() reads: a ValueError names them, where backward() failed with a bare KeyError; the

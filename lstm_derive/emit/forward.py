@@ -106,7 +106,15 @@ def _forward_head(k):
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
         "    x, ended, masked = _steps_to_run(x, lengths)",
         "    T = len(x)  # T_all, or the longest sequence's length",
+        "    unrun = " + _stand_in_call(k),
     ]
+
+
+def _stand_in_call(k):
+    """The call that gives the rows of sequences of no steps whose initial state is not finite the
+    values of a running sequence's, with its comment."""
+    states = _tuple(f"{s}_prev" for s in k.states)
+    return f"_stand_in_rows({states}, ended)  # the loop computes rows no step reads: none may warn"
 
 
 def _input_parts(k):
@@ -175,6 +183,8 @@ def _forward_tail(k):
         f"        ys = np.concatenate([ys, np.broadcast_to({out}_seq[T], (T_all - T, B, H))])",
         "        ys.flags.writeable = False  # read-only whatever T_all",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
+        "    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings",
+        "        ys, final = _with_initial_rows(ys, final, unrun)",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]

@@ -171,6 +171,7 @@ def forward(params, x, state=None, lengths=None):
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
+    unrun = _stand_in_rows((h_prev, c_prev), ended)  # the loop computes rows no step reads: none may warn
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
@@ -223,6 +224,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
+    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings
+        ys, final = _with_initial_rows(ys, final, unrun)
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
              "f_seq": f_seq, "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked,
              "T_all": T_all, "spent": np.array(False),
@@ -555,6 +558,36 @@ def _whole(n):
     return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
+def _stand_in_rows(states, ended):
+    """The rows of the sequences of no steps whose initial state is not finite, and their values in
+    each state (None where there are none). In states, copies, those rows take a running sequence's
+    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of
+    invalid values at every step, in backward() too, and for nothing."""
+    if ended is None:
+        return None
+    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)
+    rows = np.flatnonzero(ended[0, :, 0] & ~finite)
+    if not rows.size:
+        return None
+    kept = tuple(s[rows] for s in states)
+    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs
+    for s in states:
+        s[rows] = s[running]
+    return rows, kept
+
+
+def _with_initial_rows(ys, final, unrun):
+    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial
+    state, which they keep: ys in a read-only copy."""
+    rows, kept = unrun
+    ys = ys.copy()
+    ys[:, rows] = kept[STATES.index(OUTPUT)]
+    ys.flags.writeable = False
+    for s, initial in zip(final, kept):
+        s[rows] = initial
+    return ys, final
+
+
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
     (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
@@ -659,4 +692,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, c)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: ffc4c7e13cc094be
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 8a573c358af6fade
