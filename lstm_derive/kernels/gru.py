@@ -178,7 +178,7 @@ def forward(params, x, state=None, lengths=None):
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 3 * H)  # (1)
     bias_W = b_x*scale_W
-    bias_W[:2 * H] -= b_h[:2 * H]  # (2) the bias of a_hr, a_hz, negated, only ever added to W's blocks: added here once, not at every step
+    bias_W[:2 * H] -= b_h[:2 * H]  # (2) the bias of a_hr, a_hz, negated: added to W's blocks once, not at every step
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
@@ -195,7 +195,7 @@ def forward(params, x, state=None, lengths=None):
     r_seq = pre_W_seq[..., :H]  # over a_xr, which each step reads first
     z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which each step reads first
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one = np.array(1, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -205,8 +205,8 @@ def forward(params, x, state=None, lengths=None):
             a_hn = a_hn_seq[t]
             np.add(pre_a_hn, bias_a_hn, out=a_hn)  # (2) a_hn
             pre_W_a_xr_a_xz = pre_W_a_xr_a_xz_seq[t]
-            pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, negated like the weights (U's part subtracted), written over a_xr, a_xz
-            # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, negated
+            # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
             pre_W_a_xr_a_xz += one
             np.reciprocal(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
@@ -262,7 +262,8 @@ def backward(params, cache, dys=None, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
@@ -704,4 +705,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: c854710231612741
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 728b5ed4a3f5edf5

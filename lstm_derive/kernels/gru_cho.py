@@ -164,14 +164,14 @@ def forward(params, x, state=None, lengths=None):
     h_seq = np.empty((T + 1, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one = np.array(1, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
             pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
-            # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            # (2), (3) all gates with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
@@ -229,14 +229,15 @@ def backward(params, cache, dys=None, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
-        dpre_W_by = np.empty((B, 2 * H), x.dtype)  # per column, the loop's factor of its block's product (drh for a_r; dh for a_z)
+        dpre_W_by = np.empty((B, 2 * H), x.dtype)  # each block's loop factor (drh for a_r; dh for a_z)
         dpre_W_by_a_r, dpre_W_by_a_z = dpre_W_by[:, :H], dpre_W_by[:, H:2 * H]
         r_seq, z_seq = _blocks(pre_W_seq, 2)
         dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
@@ -270,7 +271,7 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 da_n_seq[t] *= dh  # (10) dL/da_n, through (9)
                 drh = np.dot(da_n_seq[t], W_n_rh)  # (11) dL/drh
-                dpre_W_by_a_r[...] = drh  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_r[...] = drh  # the whole row in one product, not one per strided run
                 dpre_W_by_a_z[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15) dL/da_r, da_z, through (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
@@ -667,4 +668,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: fa0b2060ea10b490
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: f463a6325347383d

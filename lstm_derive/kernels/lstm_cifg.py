@@ -191,14 +191,14 @@ def forward(params, x, state=None, lengths=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
             pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
-            # (2), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            # (2), (4), (5) all gates with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
@@ -259,14 +259,15 @@ def backward(params, cache, dys=None, dstate=None):
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 3)
-        dpre_W_by = np.empty((B, 3 * H), x.dtype)  # per column, the loop's factor of its block's product (di for a_i; dc for a_g; dh for a_o)
+        dpre_W_by = np.empty((B, 3 * H), x.dtype)  # each block's loop factor (di for a_i; dc for a_g; dh for a_o)
         dpre_W_by_a_i, dpre_W_by_a_g, dpre_W_by_a_o = dpre_W_by[:, :H], dpre_W_by[:, H:2 * H], dpre_W_by[:, 2 * H:3 * H]
         i_seq, g_seq, o_seq = _blocks(pre_W_seq, 3)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
@@ -278,7 +279,7 @@ def backward(params, cache, dys=None, dstate=None):
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
             g_span = g_seq[t0:t1].copy()  # the loop reads g; da_g goes over it now
-            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) ∂h/∂c, read by the loop, formed for the span at once
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (9) ∂h/∂c, read by the loop
             # da_g = i*(1 - g**2) * dc: the product now, times dc in the loop
             da_g_seq[t0:t1] = 1 - g_seq[t0:t1]**2  # (15) ∂g/∂a_g
             da_g_seq[t0:t1] *= i_seq[t0:t1]  # (11) ∂c/∂g
@@ -300,7 +301,7 @@ def backward(params, cache, dys=None, dstate=None):
                 df = c_prev*dc  # (12) dL/df
                 di = -df + g*dc  # (13) dL/di
                 dc_prev = f*dc  # (18) dL/dc_prev
-                dpre_W_by_a_i[...] = di  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_i[...] = di  # the whole row in one product, not one per strided run
                 dpre_W_by_a_g[...] = dc
                 dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16) dL/da_i, da_g, da_o, through (10), (11)
@@ -692,4 +693,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, c)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 8a573c358af6fade
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: a4fbe06a7be5b341

@@ -189,14 +189,14 @@ def forward(params, x, state=None, lengths=None):
     s_seq = np.empty((T + 1, B, H), x.dtype)
     h_seq[0] = h_prev
     s_seq[0] = s_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
             pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
-            # (2), (3), (4), (5) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            # (2), (3), (4), (5) all gates with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
@@ -251,14 +251,15 @@ def backward(params, cache, dys=None, dstate=None):
     dh_next, ds_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_g_seq, da_i_seq, da_f_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-        dpre_W_by = np.empty((B, 4 * H), x.dtype)  # per column, the loop's factor of its block's product (ds for a_g, a_i, a_f; dh for a_o)
+        dpre_W_by = np.empty((B, 4 * H), x.dtype)  # each block's loop factor (ds for a_g, a_i, a_f; dh for a_o)
         dpre_W_by_a_g_a_i_a_f, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
         g_seq, i_seq, f_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
@@ -296,7 +297,7 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 ds = o*dh + ds_next  # (9) dL/ds
                 ds_prev = f*ds  # (19) dL/ds_prev
-                dpre_W_by_a_g_a_i_a_f[...] = ds[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_g_a_i_a_f[...] = ds[:, np.newaxis]  # the whole row in one product, not one per strided run
                 dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15), (16), (17) dL/da_g, da_i, da_f, da_o, through (10), (11), (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
@@ -687,4 +688,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, s)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: f7c739e021089709
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: dc9af4d13dfb8602
