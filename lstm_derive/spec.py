@@ -79,7 +79,7 @@ KERNEL_NAMES = frozenset(
     "np numpy POSITIVE_STATES params state dstate cache grads ys dys dy final x dx x_t dy_t "
     "T B D H t new_state dstate_prev CELL INPUT STATES OUTPUT PARAMS forward backward "
     "step_forward step_backward param_shapes init_params span t0 t1 zero one two minus_one lengths ended masked T_all "
-    "L l".split()
+    "unrun L l".split()
 ) | set(SUPPORTED_FUNCTIONS) | {cls.__name__ for cls in _Elementwise.__subclasses__()}  # and their helpers
 _WHY = {"dy": "the loss's gradient for the output at one step", "x": "the kernel's input array",
         "dx": "the gradient of the input", "L": "the loss, as in dL/dh", "l": "a step's loss, l(t)"}

@@ -485,3 +485,18 @@ def test_every_number_the_loops_read_is_an_array_made_once():
 
     a = sympy.Symbol("a")  # exponents stay numbers, negative ones too: x**2 is NumPy's square
     assert _CodePrinter(arrays=_Numbers(())).doprint(a**-2 + a**3 / 3) == "a**(-2) + a**3/three"
+
+
+def test_the_passes_lines_fit_in_120_columns_but_where_they_cite_equations():
+    """forward()'s and backward()'s lines in every packaged kernel: a comment says why in few words
+    (the docstrings and the comments above a block say the rest); only a list of the equations a
+    line implements, which the document's table reads, may run longer."""
+    citation = re.compile(r"  # [(),\d ]+ (dL/|d\w+/d\w+ with its paths through )")
+    kernels = Path(__file__).resolve().parents[1] / "lstm_derive" / "kernels"
+    for path in sorted(kernels.glob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        if "def forward(" not in source:
+            continue
+        passes = source[source.index("def forward("):source.index("def step_forward(")]
+        long = [line.strip() for line in passes.splitlines() if len(line) > 120 and not citation.search(line)]
+        assert not long, f"{path.name}: {long}"

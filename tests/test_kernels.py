@@ -374,6 +374,21 @@ def test_step_kernels_and_params_name_what_is_wrong(name):
     assert not any(np.any(v) for v in k.init_params(3, 4, scale=0).values())
 
 
+@pytest.mark.parametrize("name", CELLS)
+def test_param_shapes_refuses_sizes_that_are_not_positive_integers_and_the_argument_checks_skip_it(name, monkeypatch):
+    """param_shapes(3.5, 2) would give shapes of 3.5 columns, param_shapes(0, 2) arrays nothing fills;
+    forward() and backward() read D and H off the arrays, so their checks need not pay for this one."""
+    k = kernel_of(name)
+    for D, H in ((3.5, 2), (0, 2), (2, -1), (2, True), ("3", 2)):
+        with pytest.raises(ValueError, match=r"^D and H: expected positive integers, got D = "):
+            k.param_shapes(D, H)
+    assert {n: a.shape for n, a in k.init_params(3, 2).items()} == k.param_shapes(np.int64(3), 2)
+    p = problem(k)
+    monkeypatch.setattr(k, "param_shapes", None)
+    _, _, cache = k.forward(p.params, p.x, p.state)
+    k.backward(p.params, cache, p.dys, p.dstate)
+
+
 def test_a_kernel_and_the_checker_import_without_sympy():
     """The kernels need NumPy alone: importing one (or the checker) loads no SymPy, while the
     package's cell language still loads it when asked for."""
@@ -686,6 +701,31 @@ def test_non_finite_x_in_rows_that_run_no_step_draws_no_warning(name):
         ys, _, cache = k.forward(p.params, x, p.state, lengths=[0, 3, 0])
         grads, dx, _ = k.backward(p.params, cache, p.dys, p.dstate)
     assert all(np.isfinite(g).all() for g in grads.values()) and np.isfinite(dx).all()
+
+
+@pytest.mark.parametrize("name", CELLS)
+def test_a_non_finite_initial_state_in_rows_that_run_no_step_draws_no_warning(name):
+    """A sequence of no steps keeps its initial state, inf or nan too (a slot not in use): no step
+    reads it, so NumPy has nothing to warn of, and every other result is that of a finite state there."""
+    k = kernel_of(name)
+    p = problem(k)
+    lengths = [3, 0, 0]
+    state = tuple(s.copy() for s in p.state)
+    for s in state:
+        s[1], s[2, 0] = np.inf, np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ys, final, cache = k.forward(p.params, p.x, state, lengths)
+        grads, dx, dstate0 = k.backward(p.params, cache, p.dys, p.dstate)
+    _, _, finite_cache = k.forward(p.params, p.x, p.state, lengths)
+    expected = k.backward(p.params, finite_cache, p.dys, p.dstate)
+    np.testing.assert_array_equal(ys[:, 1:], np.broadcast_to(state[k.STATES.index(k.OUTPUT)][1:], ys[:, 1:].shape))
+    assert not ys.flags.writeable
+    for s, s0 in zip(final, state):
+        np.testing.assert_array_equal(s[1:], s0[1:])
+    for got, want in zip([grads[n] for n in k.PARAMS] + [dx, *dstate0],
+                         [expected[0][n] for n in k.PARAMS] + [expected[1], *expected[2]]):
+        np.testing.assert_array_equal(got, want)
 
 
 @pytest.mark.parametrize("name", CELLS)

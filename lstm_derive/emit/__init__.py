@@ -135,6 +135,13 @@ def _interface(k):
         "",
         "def param_shapes(D, H):",
         '    """The shape of every parameter for input size D and hidden size H."""',
+        "    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):",
+        '        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")',
+        "    return _param_shapes(D, H)",
+        "",
+        "",
+        "def _param_shapes(D, H):",
+        '    """param_shapes() without its check, for the sizes _sizes() reads off the weights\' arrays."""',
         f"    return {{{shapes}}}",
         "",
         "",
@@ -142,14 +149,13 @@ def _interface(k):
     )
 
 
-# The same in every kernel: param_shapes(), above it, gives the cell's shapes.
+# The same in every kernel: param_shapes(), above it, checks D and H and gives the cell's shapes.
 _INIT_PARAMS = (
     "def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):",
     '    """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each',
     "    entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same",
     '    values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""',
-    "    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):",
-    '        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")',
+    "    shapes = param_shapes(D, H)",
     "    try:",
     "        kind = np.dtype(dtype).kind",
     "    except TypeError:",
@@ -164,7 +170,6 @@ _INIT_PARAMS = (
     "    except (TypeError, ValueError) as error:",
     '        raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None',
     "    scale = 1 / np.sqrt(H) if scale is None else scale",
-    "    shapes = param_shapes(D, H)",
     "    return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}",
 )
 

@@ -72,7 +72,8 @@ def _backward_head(k):
     body += [
         '    if cache["spent"]:',
         '        raise ValueError("cache: backward() has used it up already "',
-        f'                         {why}; run forward() again")',
+        f'                         {why}; "',
+        '                         "run forward() again")',
         '    cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it',
     ]
     return body + [
@@ -446,7 +447,7 @@ def _span_local_lines(k, local, name, printer):
     own, via, own_cite = k.span_parts[local]
     numbers, top, bottoms, between = k.span_cites[local]
     bottom = bottoms[0]
-    formed = "read by the loop, formed for the span at once"
+    formed = "read by the loop"  # formed for the span at once, as the comment above the spans says
     if not via and between:  # d, not ∂: the derivative goes through the nodes between, along every path
         return [f"{name} = {printer.doprint(local)}  # {numbers} d{top}/d{bottom} through the nodes between, {formed}"], []
     if not via:
@@ -456,7 +457,7 @@ def _span_local_lines(k, local, name, printer):
                                                for _, chain in via}})
     held = summed([Term("", chain.block.adjoint, coef).text(reads) for coef, chain in via])
     names = [str(chain.block.adjoint) for _, chain in via]
-    products = f"{names[0]}'s product" if len(names) == 1 else f"the products of {', '.join(names[:-1])} and {names[-1]}"
+    products = f"{names[0]}'s product" if len(names) == 1 else f"{', '.join(names[:-1])}'s and {names[-1]}'s products"
     if not (own.xreplace(k.aux).free_symbols - k.constant):  # nothing of the span's own
         code = held if own == 0 else f"{held} + {printer.doprint(own)}"
         bare = own == 0 and len(via) == 1 and via[0][0] == 1  # a view of the product, which the loop scales
@@ -464,8 +465,7 @@ def _span_local_lines(k, local, name, printer):
     copy = ".copy()" if own in printer.names or own.is_Symbol else ""  # a view: its own array
     added = f"{name} -= {held[1:]}" if held.startswith("-") and " " not in held else f"{name} += {held}"
     # d, not ∂, once the paths through the products are in: the sum is no longer one local derivative
-    return ([f"{name} = {printer.doprint(own)}{copy}  # {own_cite}, {formed}; the paths through {products} "
-             "are added below"],
+    return ([f"{name} = {printer.doprint(own)}{copy}  # {own_cite}; paths through {products} follow"],
             [f"{added}  # {numbers} d{top}/d{bottom} with its paths through {products}"])
 
 
@@ -694,8 +694,8 @@ def _roots_buffer(k, a):
              else f"dpre_{a.name}_by[:, {_col_range(j0, j1)}]" for j0, j1, _ in runs]
     names = [column_view(f"dpre_{a.name}_by", a.blocks[j0:j1]) for j0, j1, _ in runs]
     factors = "; ".join(f"{printer.doprint(root)} for {', '.join(map(str, a.blocks[j0:j1]))}" for j0, j1, root in runs)
-    return [f"dpre_{a.name}_by = np.empty((B, {k.size_expr(a)}), x.dtype)  # per column, the loop's factor of its "
-            f"block's product ({factors})", _assign_tuple(names, views)]
+    return [f"dpre_{a.name}_by = np.empty((B, {k.size_expr(a)}), x.dtype)  # each block's loop factor "
+            f"({factors})", _assign_tuple(names, views)]
 
 
 def _gathers(k, a, blocks):
@@ -715,7 +715,7 @@ def _gathered_lines(k, a, printer):
     runs, steps = _scaled_runs(k, a), [k.d.step_for(b) for b in a.blocks]
     lines = [f"{column_view(f'dpre_{a.name}_by', a.blocks[j0:j1])}[...] = {printer.doprint(root)}"
              + ("[:, np.newaxis]" if j1 - j0 > 1 else "") for j0, j1, root in runs]
-    lines[0] += "  # side by side: one product of the whole row, 2x faster than one per run of strided blocks"
+    lines[0] += "  # the whole row in one product, not one per strided run"
     cite = ", ".join(f"({s.number})" for s in steps)
     what = ", ".join(str(s.adjoint) for s in steps) + _through(_completed(k, steps))
     return lines + [f"dpre_{a.name}_seq[t] *= dpre_{a.name}_by  # {cite} dL/{what}"]

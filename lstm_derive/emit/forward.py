@@ -116,7 +116,15 @@ def _forward_head(k):
         "    " + _unpack_tuple([f"{s}_prev" for s in k.states], "_checked_state(state, B, H, x.dtype)"),
         "    x, ended, masked = _steps_to_run(x, lengths)",
         "    T = len(x)  # T_all, or the longest sequence's length",
+        "    unrun = " + _stand_in_call(k),
     ]
+
+
+def _stand_in_call(k):
+    """The call that gives the rows of sequences of no steps whose initial state is not finite the
+    values of a running sequence's, with its comment."""
+    states = _tuple(f"{s}_prev" for s in k.states)
+    return f"_stand_in_rows({states}, ended)  # the loop computes rows no step reads: none may warn"
 
 
 def _input_parts(k):
@@ -185,6 +193,8 @@ def _forward_tail(k):
         f"        ys = np.concatenate([ys, np.broadcast_to({out}_seq[T], (T_all - T, B, H))])",
         "        ys.flags.writeable = False  # read-only whatever T_all",
         f"    final = {_tuple(f'{s}_seq[T].copy()' for s in k.states)}  # the caller's to change: the cache keeps its own",
+        "    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings",
+        "        ys, final = _with_initial_rows(ys, final, unrun)",
         *_wrapped("    cache = {", _cache_items(k), "}"),
         "    return ys, final, cache",
     ]
@@ -246,7 +256,7 @@ def _input_bias(k, a, n):
         cols, blocks = _col_range(run.j0, run.j1), run.b.blocks[run.j0:run.j1]
         nb, sign, negated = k.node_number[id(run.b)], *(("-", ", negated") if run in k.negated else ("+", ""))
         lines.append(f"bias_{a.name}[{cols}] {sign}= {run.b.biases[0]}[{cols}]  # ({nb}) the bias of "
-                     f"{', '.join(map(str, blocks))}{negated}, only ever added to {a.name}'s blocks: added here once, not at every step")
+                     f"{', '.join(map(str, blocks))}{negated}: added to {a.name}'s blocks once, not at every step")
     return lines + [f"pre_{a.name}_seq += bias_{a.name}  # ({n})"]
 
 
@@ -766,7 +776,7 @@ def _fused_lines(k, run):
     sums = ", ".join(run.sum_text(i, k.shown) for i in range(len(pairs)))
     gates = ", ".join(f"{v.symbol} = {kind}({v.expr.args[0]})" for v in vs)
     if run in k.negated:
-        activate = [f"# {cite_v} {gates} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
+        activate = [f"# {cite_v} {gates} with one exp, in place: 1 / (1 + exp(-a)), -a from the weights",
                     f"np.exp({where}, out={where})", f"{where} += one", f"np.reciprocal({where}, out={where})"]
     elif kind == "sigmoid":
         activate = [f"_sigmoid_into({where}, {where}, minus_one)  # {cite_v} {gates}"]
@@ -780,8 +790,8 @@ def _fused_lines(k, run):
     summed = []
     if b is not None:
         other = _run_view(b, run) + ("_seq[t]" if k.affine_parts(b)[0] else "")
-        sign, negated = ("-", f", negated like the weights ({b.name}'s part subtracted)") if run in k.negated else ("+", "")
-        summed = [f"{where} {sign}= {other}  # {cite_u}{sums}{negated}, written over {', '.join(map(str, a.blocks[j0:j1]))}"]
+        sign, negated = ("-", ", negated") if run in k.negated else ("+", "")
+        summed = [f"{where} {sign}= {other}  # {cite_u}{sums}{negated}"]
     return [
         f"{where} = {where}_seq[t]",
         *summed,
@@ -947,7 +957,7 @@ def _activate_gates(k, a):
             waiting = [str(v.symbol) for j, (v, _) in enumerate(lets) if j not in ready]
             later = f"; {', '.join(waiting)} {'wait' if len(waiting) > 1 else 'waits'} for later values" if waiting else ""
             lines.append(f"{where} = pre_{a.name}[:, {_col_range(j0, j1)}]  # {', '.join(str(v.symbol) for v, _ in run)}, "
-                         f"whose pre-activations are complete{later}")
+                         f"complete{later}")
         lines += _activation(k, a, run, where, ", ".join(f"({numbers[let.symbol]})" for let, _ in run))
         lines += _tanh_lines(k, a, run)
     return lines
@@ -984,7 +994,7 @@ def _activation(k, a, run, where, cite):
         return [f"np.tanh({where}, out={where})  # {cite} {gates}, in place: the pre-activations are not needed again"]
     what = "all gates" if where == f"pre_{a.name}" else ("the gate" if len(run) == 1 else "these gates")
     return [
-        f"# {cite} {what} with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights",
+        f"# {cite} {what} with one exp, in place: 1 / (1 + exp(-a)), -a from the weights",
         f"np.exp({where}, out={where})",
         f"{where} += one",
         f"np.reciprocal({where}, out={where})",

@@ -151,7 +151,7 @@ def _number_arrays(loop, numbers):
     made = [(name, n) for name, n in made if _mentions(code, name)]
     if not made:
         return []
-    why = "arrays of x's dtype: a Python number is converted at every call"
+    why = "made once: a Python number is converted at every call"
     names, arrays = ", ".join(n for n, _ in made), [f"np.array({v}, x.dtype)" for _, v in made]
     if len(made) <= 2:
         return [f"{names} = {', '.join(arrays)}  # {why}"]

@@ -12,7 +12,8 @@ def _validation(k):
     """The kernel's argument checks, one function each: every failure is a ValueError that names the
     argument, what was expected and what came."""
     parts = [_checked_function(k), _shape_advice_function(), _sizes_function(k), _checked_params_function(),
-             _checked_input_function(k), _steps_to_run_function(), _checked_cache_function(k), _fingerprints_function(),
+             _checked_input_function(k), _steps_to_run_function(), _STAND_INS, _checked_cache_function(k),
+             _fingerprints_function(),
              _checked_state_function(k)]
     return _lines(*(line for part in parts for line in [*part, "", ""]))
 
@@ -86,7 +87,7 @@ def _checked_params_function():
         '        raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")',
         '                         + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")',
         "    D, H = _sizes(params)",
-        "    shapes, dims = param_shapes(D, H), _PARAM_DIMS",
+        "    shapes, dims = _param_shapes(D, H), _PARAM_DIMS",
         "    arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]",
         "    dtypes = [a.dtype for a in arrays]",
         "    if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected",
@@ -396,4 +397,38 @@ _WEIGHT_SHAPE = (
     "    if not shape:",
     '        return "None" if given is None else f"a {type(given).__name__}, {given!r:.40}"',
     '    return f"{shape}; drop the leading axis of length 1 with [0]" if len(shape) == 3 and shape[0] == 1 else f"{shape}"',
+)
+
+
+# A sequence of no steps keeps its initial state, which may hold anything (inf marking a slot not in
+# use), but the loop steps every row and masks the ended ones after.
+_STAND_INS = (
+    "def _stand_in_rows(states, ended):",
+    '    """The rows of the sequences of no steps whose initial state is not finite, and their values in',
+    "    each state (None where there are none). In states, copies, those rows take a running sequence's",
+    "    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of",
+    '    invalid values at every step, in backward() too, and for nothing."""',
+    "    if ended is None:",
+    "        return None",
+    "    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)",
+    "    rows = np.flatnonzero(ended[0, :, 0] & ~finite)",
+    "    if not rows.size:",
+    "        return None",
+    "    kept = tuple(s[rows] for s in states)",
+    "    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs",
+    "    for s in states:",
+    "        s[rows] = s[running]",
+    "    return rows, kept",
+    "",
+    "",
+    "def _with_initial_rows(ys, final, unrun):",
+    '    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial',
+    '    state, which they keep: ys in a read-only copy."""',
+    "    rows, kept = unrun",
+    "    ys = ys.copy()",
+    "    ys[:, rows] = kept[STATES.index(OUTPUT)]",
+    "    ys.flags.writeable = False",
+    "    for s, initial in zip(final, kept):",
+    "        s[rows] = initial",
+    "    return ys, final",
 )

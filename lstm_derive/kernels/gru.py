@@ -40,6 +40,13 @@ _PARAM_DIMS = {"W_x": "(3 * H, D)", "b_x": "(3 * H,)", "U_h": "(3 * H, H)", "b_h
 
 def param_shapes(D, H):
     """The shape of every parameter for input size D and hidden size H."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    return _param_shapes(D, H)
+
+
+def _param_shapes(D, H):
+    """param_shapes() without its check, for the sizes _sizes() reads off the weights' arrays."""
     return {"W_x": (3 * H, D), "b_x": (3 * H,), "U_h": (3 * H, H), "b_h": (3 * H,)}
 
 
@@ -47,8 +54,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
     entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
     values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
-        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    shapes = param_shapes(D, H)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
@@ -63,7 +69,6 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     except (TypeError, ValueError) as error:
         raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
-    shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -163,6 +168,7 @@ def forward(params, x, state=None, lengths=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
+    unrun = _stand_in_rows((h_prev,), ended)  # the loop computes rows no step reads: none may warn
 
     # The rows of the blocks that sigmoids read, alone or in a sum, carry their -1 (exp then gives
     # exp(-a)), folded into the weights once: exact, and no step negates them.
@@ -172,7 +178,7 @@ def forward(params, x, state=None, lengths=None):
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x_scaled.T).reshape(T, B, 3 * H)  # (1)
     bias_W = b_x*scale_W
-    bias_W[:2 * H] -= b_h[:2 * H]  # (2) the bias of a_hr, a_hz, negated, only ever added to W's blocks: added here once, not at every step
+    bias_W[:2 * H] -= b_h[:2 * H]  # (2) the bias of a_hr, a_hz, negated: added to W's blocks once, not at every step
     pre_W_seq += bias_W  # (1)
     pre_U = np.empty((B, 3 * H), x.dtype)  # reused at every step
 
@@ -189,7 +195,7 @@ def forward(params, x, state=None, lengths=None):
     r_seq = pre_W_seq[..., :H]  # over a_xr, which each step reads first
     z_seq = pre_W_seq[..., H:2 * H]  # over a_xz, which each step reads first
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one = np.array(1, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -199,8 +205,8 @@ def forward(params, x, state=None, lengths=None):
             a_hn = a_hn_seq[t]
             np.add(pre_a_hn, bias_a_hn, out=a_hn)  # (2) a_hn
             pre_W_a_xr_a_xz = pre_W_a_xr_a_xz_seq[t]
-            pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, negated like the weights (U's part subtracted), written over a_xr, a_xz
-            # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            pre_W_a_xr_a_xz -= pre_U_a_hr_a_hz  # (3), (5) a_r = a_xr + a_hr, a_z = a_xz + a_hz, negated
+            # (4), (6) r = sigmoid(a_r), z = sigmoid(a_z) with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
             pre_W_a_xr_a_xz += one
             np.reciprocal(pre_W_a_xr_a_xz, out=pre_W_a_xr_a_xz)
@@ -220,6 +226,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
+    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings
+        ys, final = _with_initial_rows(ys, final, unrun)
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
              "a_hn_seq": a_hn_seq, "n_seq": n_seq, "r_seq": r_seq, "z_seq": z_seq, "ended": ended,
              "masked": masked, "T_all": T_all, "spent": np.array(False),
@@ -254,7 +262,8 @@ def backward(params, cache, dys=None, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
@@ -435,7 +444,7 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
                          + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
-    shapes, dims = param_shapes(D, H), _PARAM_DIMS
+    shapes, dims = _param_shapes(D, H), _PARAM_DIMS
     arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
@@ -562,6 +571,36 @@ def _whole(n):
     return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
+def _stand_in_rows(states, ended):
+    """The rows of the sequences of no steps whose initial state is not finite, and their values in
+    each state (None where there are none). In states, copies, those rows take a running sequence's
+    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of
+    invalid values at every step, in backward() too, and for nothing."""
+    if ended is None:
+        return None
+    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)
+    rows = np.flatnonzero(ended[0, :, 0] & ~finite)
+    if not rows.size:
+        return None
+    kept = tuple(s[rows] for s in states)
+    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs
+    for s in states:
+        s[rows] = s[running]
+    return rows, kept
+
+
+def _with_initial_rows(ys, final, unrun):
+    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial
+    state, which they keep: ys in a read-only copy."""
+    rows, kept = unrun
+    ys = ys.copy()
+    ys[:, rows] = kept[STATES.index(OUTPUT)]
+    ys.flags.writeable = False
+    for s, initial in zip(final, kept):
+        s[rows] = initial
+    return ys, final
+
+
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
     (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
@@ -666,4 +705,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 7085e12337b55e1d
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 728b5ed4a3f5edf5

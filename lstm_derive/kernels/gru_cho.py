@@ -38,6 +38,13 @@ _PARAM_DIMS = {"W_x": "(2 * H, D)", "W_h": "(2 * H, H)", "b": "(2 * H,)", "W_n_x
 
 def param_shapes(D, H):
     """The shape of every parameter for input size D and hidden size H."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    return _param_shapes(D, H)
+
+
+def _param_shapes(D, H):
+    """param_shapes() without its check, for the sizes _sizes() reads off the weights' arrays."""
     return {"W_x": (2 * H, D), "W_h": (2 * H, H), "b": (2 * H,), "W_n_x": (H, D), "W_n_rh": (H, H), "b_n": (H,)}
 
 
@@ -45,8 +52,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
     entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
     values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
-        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    shapes = param_shapes(D, H)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
@@ -61,7 +67,6 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     except (TypeError, ValueError) as error:
         raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
-    shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -141,6 +146,7 @@ def forward(params, x, state=None, lengths=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
+    unrun = _stand_in_rows((h_prev,), ended)  # the loop computes rows no step reads: none may warn
 
     # The weights negated once, so that exp gives the sigmoids' exp(-a): no step negates the gates.
     W_x_scaled = -W_x
@@ -158,14 +164,14 @@ def forward(params, x, state=None, lengths=None):
     h_seq = np.empty((T + 1, B, H), x.dtype)
     rh_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
-    one = np.array(1, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one = np.array(1, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
         for t in range(T):
             pre_W = pre_W_seq[t]
             pre_W += np.dot(h_prev, W_h_scaled.T)  # (1)
-            # (2), (3) all gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            # (2), (3) all gates with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W, out=pre_W)
             pre_W += one
             np.reciprocal(pre_W, out=pre_W)
@@ -188,6 +194,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
+    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings
+        ys, final = _with_initial_rows(ys, final, unrun)
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "pre_W_seq": pre_W_seq,
              "pre_W_n_seq": pre_W_n_seq, "rh_seq": rh_seq, "ended": ended, "masked": masked,
              "T_all": T_all, "spent": np.array(False),
@@ -221,14 +229,15 @@ def backward(params, cache, dys=None, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_r_seq, da_z_seq = _blocks(dpre_W_seq, 2)
-        dpre_W_by = np.empty((B, 2 * H), x.dtype)  # per column, the loop's factor of its block's product (drh for a_r; dh for a_z)
+        dpre_W_by = np.empty((B, 2 * H), x.dtype)  # each block's loop factor (drh for a_r; dh for a_z)
         dpre_W_by_a_r, dpre_W_by_a_z = dpre_W_by[:, :H], dpre_W_by[:, H:2 * H]
         r_seq, z_seq = _blocks(pre_W_seq, 2)
         dpre_W_n_seq = pre_W_n_seq  # each gate's adjoint goes over its value, once read
@@ -262,7 +271,7 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 da_n_seq[t] *= dh  # (10) dL/da_n, through (9)
                 drh = np.dot(da_n_seq[t], W_n_rh)  # (11) dL/drh
-                dpre_W_by_a_r[...] = drh  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_r[...] = drh  # the whole row in one product, not one per strided run
                 dpre_W_by_a_z[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (14), (15) dL/da_r, da_z, through (12), (13)
                 dh_prev = np.dot(dpre_W_seq[t], W_h) + r*drh + z*dh  # (16) dL/dh_prev
@@ -398,7 +407,7 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
                          + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
-    shapes, dims = param_shapes(D, H), _PARAM_DIMS
+    shapes, dims = _param_shapes(D, H), _PARAM_DIMS
     arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
@@ -525,6 +534,36 @@ def _whole(n):
     return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
+def _stand_in_rows(states, ended):
+    """The rows of the sequences of no steps whose initial state is not finite, and their values in
+    each state (None where there are none). In states, copies, those rows take a running sequence's
+    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of
+    invalid values at every step, in backward() too, and for nothing."""
+    if ended is None:
+        return None
+    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)
+    rows = np.flatnonzero(ended[0, :, 0] & ~finite)
+    if not rows.size:
+        return None
+    kept = tuple(s[rows] for s in states)
+    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs
+    for s in states:
+        s[rows] = s[running]
+    return rows, kept
+
+
+def _with_initial_rows(ys, final, unrun):
+    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial
+    state, which they keep: ys in a read-only copy."""
+    rows, kept = unrun
+    ys = ys.copy()
+    ys[:, rows] = kept[STATES.index(OUTPUT)]
+    ys.flags.writeable = False
+    for s, initial in zip(final, kept):
+        s[rows] = initial
+    return ys, final
+
+
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
     (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
@@ -629,4 +668,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: dadb820ac72018de
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: f463a6325347383d

@@ -38,6 +38,13 @@ _PARAM_DIMS = {"W_x": "(4 * H, D)", "W_h": "(4 * H, H)", "b": "(4 * H,)", "p_i":
 
 def param_shapes(D, H):
     """The shape of every parameter for input size D and hidden size H."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    return _param_shapes(D, H)
+
+
+def _param_shapes(D, H):
+    """param_shapes() without its check, for the sizes _sizes() reads off the weights' arrays."""
     return {"W_x": (4 * H, D), "W_h": (4 * H, H), "b": (4 * H,), "p_i": (H,), "p_f": (H,), "p_o": (H,)}
 
 
@@ -45,8 +52,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
     entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
     values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
-        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    shapes = param_shapes(D, H)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
@@ -61,7 +67,6 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     except (TypeError, ValueError) as error:
         raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
-    shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -172,6 +177,7 @@ def forward(params, x, state=None, lengths=None):
     h_prev, c_prev = _checked_state(state, B, H, x.dtype)
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
+    unrun = _stand_in_rows((h_prev, c_prev), ended)  # the loop computes rows no step reads: none may warn
 
     # Each gate's factor is folded into the weights once: -1 for a sigmoid (exp then gives exp(-a)),
     # -2 for a tanh (tanh(a) = 2 sigmoid(2a) - 1). Exact (powers of two), and no step negates the gates.
@@ -190,7 +196,7 @@ def forward(params, x, state=None, lengths=None):
     tanh_c_seq = np.empty((T, B, H), x.dtype)
     h_seq[0] = h_prev
     c_seq[0] = c_prev
-    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # arrays of x's dtype: a Python number is converted at every call
+    one, two = np.array(1, x.dtype), np.array(2, x.dtype)  # made once: a Python number is converted at every call
     # exp(-a) may overflow to inf or underflow to 0: 1 / (1 + inf) = 0 and 1 / (1 + 0) = 1 are right
     # (for real a; forward()'s docstring says how far complex a may go).
     with np.errstate(over="ignore", under="ignore"):
@@ -200,8 +206,8 @@ def forward(params, x, state=None, lengths=None):
             i, f, g, o = i_seq[t], f_seq[t], g_seq[t], o_seq[t]
             i -= c_prev*p_i  # (2) i's pre-activation a_i + p_i*c_prev: the part beyond a_i, times -1 like the weights
             f -= c_prev*p_f  # (3) f's pre-activation a_f + p_f*c_prev: the part beyond a_f, times -1 like the weights
-            pre_W_a_i_a_f_a_g = pre_W[:, :3 * H]  # i, f, g, whose pre-activations are complete; o waits for later values
-            # (2), (3), (4) these gates with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            pre_W_a_i_a_f_a_g = pre_W[:, :3 * H]  # i, f, g, complete; o waits for later values
+            # (2), (3), (4) these gates with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
             pre_W_a_i_a_f_a_g += one
             np.reciprocal(pre_W_a_i_a_f_a_g, out=pre_W_a_i_a_f_a_g)
@@ -211,7 +217,7 @@ def forward(params, x, state=None, lengths=None):
             np.multiply(c_prev, f, out=c)
             c += g*i
             o -= c*p_o  # (6) o's pre-activation a_o + p_o*c: the part beyond a_o, times -1 like the weights
-            # (6) the gate with one exp, in place: sigmoid(a) = 1 / (1 + exp(-a)), -a from the weights
+            # (6) the gate with one exp, in place: 1 / (1 + exp(-a)), -a from the weights
             np.exp(o, out=o)
             o += one
             np.reciprocal(o, out=o)
@@ -229,6 +235,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(), c_seq[T].copy())  # the caller's to change: the cache keeps its own
+    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings
+        ys, final = _with_initial_rows(ys, final, unrun)
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "c_seq": c_seq, "pre_W_seq": pre_W_seq,
              "tanh_c_seq": tanh_c_seq, "ended": ended, "masked": masked, "T_all": T_all,
              "spent": np.array(False),
@@ -262,14 +270,15 @@ def backward(params, cache, dys=None, dstate=None):
     dh_next, dc_next = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(it writes the gradients over the gate values it holds); run forward() again")
+                         "(it writes the gradients over the gate values it holds); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
     with np.errstate(under="ignore"):  # a gradient fading to subnormals is no error
         dpre_W_seq = pre_W_seq  # each gate's adjoint goes over its value, once read
         da_i_seq, da_f_seq, da_g_seq, da_o_seq = _blocks(dpre_W_seq, 4)
-        dpre_W_by = np.empty((B, 4 * H), x.dtype)  # per column, the loop's factor of its block's product (dc for a_i, a_f, a_g; dh for a_o)
+        dpre_W_by = np.empty((B, 4 * H), x.dtype)  # each block's loop factor (dc for a_i, a_f, a_g; dh for a_o)
         dpre_W_by_a_i_a_f_a_g, dpre_W_by_a_o = dpre_W_by.reshape(B, 4, H)[:, 0:3], dpre_W_by[:, 3 * H:4 * H]
         i_seq, f_seq, g_seq, o_seq = _blocks(pre_W_seq, 4)
         ended, masked = cache["ended"], cache["masked"]  # as _steps_to_run() gave them to forward()
@@ -280,8 +289,8 @@ def backward(params, cache, dys=None, dstate=None):
         span = _span(B, H, x.dtype)
         for t1 in range(T, 0, -span):
             t0 = max(t1 - span, 0)
-            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) ∂h/∂c, read by the loop, formed for the span at once; the paths through da_o's product are added below
-            dc_dc_prev_span = f_seq[t0:t1].copy()  # (19) ∂c/∂c_prev, read by the loop, formed for the span at once; the paths through the products of da_i and da_f are added below
+            dh_dc_span = o_seq[t0:t1]*(1 - tanh_c_seq[t0:t1]**2)  # (11) ∂h/∂c; paths through da_o's product follow
+            dc_dc_prev_span = f_seq[t0:t1].copy()  # (19) ∂c/∂c_prev; paths through da_i's and da_f's products follow
             # da_o = o*tanh_c*(1 - o) * dh: the product now, times dh in the loop
             np.multiply(o_seq[t0:t1], 1 - o_seq[t0:t1], out=da_o_seq[t0:t1])  # (10) ∂o/∂a_o
             da_o_seq[t0:t1] *= tanh_c_seq[t0:t1]  # (9) ∂h/∂o
@@ -298,7 +307,7 @@ def backward(params, cache, dys=None, dstate=None):
             da_i_seq[t0:t1] = da_i_tmp
             del da_i_tmp
             dh_dc_span += p_o*da_o_seq[t0:t1]  # (9), (10), (11) dh/dc with its paths through da_o's product
-            dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev with its paths through the products of da_i and da_f
+            dc_dc_prev_span += p_i*da_i_seq[t0:t1] + p_f*da_f_seq[t0:t1]  # (13), (14), (15), (16), (19) dc/dc_prev with its paths through da_i's and da_f's products
             for t in reversed(range(t0, t1)):
                 # A sequence that has ended: the step is the identity for its rows, so the adjoints that reach
                 # their new state pass to the previous one as they are, and what the step gives them is dropped.
@@ -307,7 +316,7 @@ def backward(params, cache, dys=None, dstate=None):
                 dh = dys[t] + dh_next  # (8) dL/dh
                 dc = dh_dc_span[t - t0]*dh + dc_next  # (11) dL/dc
                 dc_prev = dc_dc_prev_span[t - t0]*dc  # (19) dL/dc_prev
-                dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]  # side by side: one product of the whole row, 2x faster than one per run of strided blocks
+                dpre_W_by_a_i_a_f_a_g[...] = dc[:, np.newaxis]  # the whole row in one product, not one per strided run
                 dpre_W_by_a_o[...] = dh
                 dpre_W_seq[t] *= dpre_W_by  # (15), (16), (17), (10) dL/da_i, da_f, da_g, da_o, through (9), (12), (13), (14)
                 dh_prev = np.dot(dpre_W_seq[t], W_h)  # (18) dL/dh_prev
@@ -440,7 +449,7 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
                          + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
-    shapes, dims = param_shapes(D, H), _PARAM_DIMS
+    shapes, dims = _param_shapes(D, H), _PARAM_DIMS
     arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
@@ -567,6 +576,36 @@ def _whole(n):
     return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
+def _stand_in_rows(states, ended):
+    """The rows of the sequences of no steps whose initial state is not finite, and their values in
+    each state (None where there are none). In states, copies, those rows take a running sequence's
+    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of
+    invalid values at every step, in backward() too, and for nothing."""
+    if ended is None:
+        return None
+    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)
+    rows = np.flatnonzero(ended[0, :, 0] & ~finite)
+    if not rows.size:
+        return None
+    kept = tuple(s[rows] for s in states)
+    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs
+    for s in states:
+        s[rows] = s[running]
+    return rows, kept
+
+
+def _with_initial_rows(ys, final, unrun):
+    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial
+    state, which they keep: ys in a read-only copy."""
+    rows, kept = unrun
+    ys = ys.copy()
+    ys[:, rows] = kept[STATES.index(OUTPUT)]
+    ys.flags.writeable = False
+    for s, initial in zip(final, kept):
+        s[rows] = initial
+    return ys, final
+
+
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
     (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
@@ -671,4 +710,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, c)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: bd201d273cdb423a
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: a37139fcec58bfde

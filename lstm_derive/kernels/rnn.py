@@ -33,6 +33,13 @@ _PARAM_DIMS = {"W_x": "(H, D)", "W_h": "(H, H)", "b_x": "(H,)", "b_h": "(H,)"}
 
 def param_shapes(D, H):
     """The shape of every parameter for input size D and hidden size H."""
+    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
+        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    return _param_shapes(D, H)
+
+
+def _param_shapes(D, H):
+    """param_shapes() without its check, for the sizes _sizes() reads off the weights' arrays."""
     return {"W_x": (H, D), "W_h": (H, H), "b_x": (H,), "b_h": (H,)}
 
 
@@ -40,8 +47,7 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     """A dict of every parameter by the names in PARAMS, of the shapes param_shapes(D, H) gives, each
     entry uniform in [-scale, scale] (scale None: 1/sqrt(H)), of dtype. The same seed gives the same
     values, and the default is 0: give each layer its own seed (None draws fresh entropy)."""
-    if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1 for n in (D, H)):
-        raise ValueError(f"D and H: expected positive integers, got D = {D!r}, H = {H!r}")
+    shapes = param_shapes(D, H)
     try:
         kind = np.dtype(dtype).kind
     except TypeError:
@@ -56,7 +62,6 @@ def init_params(D, H, *, seed=0, scale=None, dtype=np.float64):
     except (TypeError, ValueError) as error:
         raise ValueError(f"seed: expected a non-negative integer (or None: fresh entropy), got {seed!r}: {error}") from None
     scale = 1 / np.sqrt(H) if scale is None else scale
-    shapes = param_shapes(D, H)
     return {name: rng.uniform(-scale, scale, shape).astype(dtype) for name, shape in shapes.items()}
 
 
@@ -128,6 +133,7 @@ def forward(params, x, state=None, lengths=None):
     (h_prev,) = _checked_state(state, B, H, x.dtype)
     x, ended, masked = _steps_to_run(x, lengths)
     T = len(x)  # T_all, or the longest sequence's length
+    unrun = _stand_in_rows((h_prev,), ended)  # the loop computes rows no step reads: none may warn
 
     # The input part of every affine node, for all steps in one GEMM; the loop adds the rest.
     pre_W_seq = (x.reshape(T * B, D) @ W_x.T).reshape(T, B, H)  # (1)
@@ -151,6 +157,8 @@ def forward(params, x, state=None, lengths=None):
         ys = np.concatenate([ys, np.broadcast_to(h_seq[T], (T_all - T, B, H))])
         ys.flags.writeable = False  # read-only whatever T_all
     final = (h_seq[T].copy(),)  # the caller's to change: the cache keeps its own
+    if unrun is not None:  # the stand-ins stay in the cache, for backward() to read without warnings
+        ys, final = _with_initial_rows(ys, final, unrun)
     cache = {"cell": CELL, "H": H, "x": x, "h_seq": h_seq, "ended": ended, "masked": masked,
              "T_all": T_all, "spent": np.array(False),
              "fingerprints": _fingerprints((W_x, W_h, b_x, b_h), x)}
@@ -183,7 +191,8 @@ def backward(params, cache, dys=None, dstate=None):
     (dh_next,) = _checked_state(dstate, B, H, x.dtype, name="dstate")
     if cache["spent"]:
         raise ValueError("cache: backward() has used it up already "
-                         "(one call per cache, as in the kernels that write their gradients over it); run forward() again")
+                         "(one call per cache, as in the kernels that write their gradients over it); "
+                         "run forward() again")
     cache["spent"][...] = True  # an array, not a flag of the dict: a copy of the dict shares it
     if T < T_all:  # the steps not run repeat the final state: their dys are its gradient's
         dh_next, dys = dh_next + _summed(dys[T:], 0), dys[:T]
@@ -331,7 +340,7 @@ def _checked_params(params):
         raise ValueError(f"params: expected {PARAMS}, missing {missing}" + (f", other keys {others}" if others else "")
                          + "; pass every parameter by its name in PARAMS, as init_params(D, H) gives them")
     D, H = _sizes(params)
-    shapes, dims = param_shapes(D, H), _PARAM_DIMS
+    shapes, dims = _param_shapes(D, H), _PARAM_DIMS
     arrays = [_checked(n, params[n], shapes[n], dims[n], None, (D, H)) for n in PARAMS]
     dtypes = [a.dtype for a in arrays]
     if len(set(dtypes)) > 1:  # the one named is the odd one out: the dtype most of them have is expected
@@ -458,6 +467,36 @@ def _whole(n):
     return isinstance(n, (int, np.integer)) or isinstance(n, (float, np.floating)) and float(n).is_integer()
 
 
+def _stand_in_rows(states, ended):
+    """The rows of the sequences of no steps whose initial state is not finite, and their values in
+    each state (None where there are none). In states, copies, those rows take a running sequence's
+    values: the loop computes them and drops the result, and with inf or nan NumPy would warn of
+    invalid values at every step, in backward() too, and for nothing."""
+    if ended is None:
+        return None
+    finite = np.all([np.isfinite(s).all(axis=1) for s in states], axis=0)
+    rows = np.flatnonzero(ended[0, :, 0] & ~finite)
+    if not rows.size:
+        return None
+    kept = tuple(s[rows] for s in states)
+    running = np.argmin(ended[0, :, 0])  # there is one: the loop runs
+    for s in states:
+        s[rows] = s[running]
+    return rows, kept
+
+
+def _with_initial_rows(ys, final, unrun):
+    """ys and the final state with the rows _stand_in_rows() stood in for given back their initial
+    state, which they keep: ys in a read-only copy."""
+    rows, kept = unrun
+    ys = ys.copy()
+    ys[:, rows] = kept[STATES.index(OUTPUT)]
+    ys.flags.writeable = False
+    for s, initial in zip(final, kept):
+        s[rows] = initial
+    return ys, final
+
+
 def _checked_cache(cache, D, H, arrays):
     """The cache's x, or a ValueError unless forward() of this cell made it with these parameters
     (arrays, in PARAMS order) and x is as forward() left it, as far as their sizes, dtype and
@@ -561,4 +600,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 357e4a348fa4b905
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 6c45eff34cfd4789
