@@ -1024,7 +1024,7 @@ def test_the_gradients_section_gives_the_shapes_read_off_the_affines():
     assert "H entries per sequence and (B, H) for a batch (dx: D, and (B, D))" in lstm
     assert ("In (1), dpre_W = [da_i; da_f; da_g; da_o], the kernel's name for the stacked adjoint, has 4H entries "
             "((B, 4H) for a batch); `W_x^T·dpre_W` has D entries like x and `W_h^T·dpre_W` has H entries like h_prev; "
-            "dW_x = Σ dpre_W x^T is 4H × D like `W_x` (computed as `dpre_W_flat.T @ x.reshape(T * B, D)`, where "
+            "dW_x = Σ dpre_W x^T is 4H × D like `W_x` (computed as `dpre_W_flat.T @ np.ascontiguousarray(x).reshape(T * B, D)`, where "
             "`dpre_W_flat` stacks the rows of dpre_W of every step and sequence: (4H, TB) times (TB, D)), "
             "dW_h = Σ dpre_W h_prev^T is 4H × H like `W_h` and db has 4H entries like `b`.") in lstm
     gru = shapes("gru")

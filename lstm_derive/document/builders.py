@@ -918,7 +918,7 @@ def _gradient_shapes(d):
                 called = "" if str(v) == "x" else f", the kernel's `x` holds {v}"  # its argument's name in every kernel
                 # one block's adjoint keeps its own name above, so the kernel's name for it is new here
                 aka = "" if da == _STACKED_ADJOINT.format(a.name) else f" (the kernel's {_STACKED_ADJOINT.format(a.name)})"
-                grad += (f" (computed as `{flat}.T @ x.reshape(T * B, D)`, where `{flat}` stacks the rows of {da}{aka} of "
+                grad += (f" (computed as `{flat}.T @ np.ascontiguousarray(x).reshape(T * B, D)`, where `{flat}` stacks the rows of {da}{aka} of "
                          f"every step and sequence{called}: ({k}, TB) times (TB, D))")
             grads.append(grad)
         grads += [f"d{b} has {k} entries like `{b}`" for b in a.biases]

@@ -903,9 +903,11 @@ def _known_sum(part, done):
 
 def _flat_values(k, vector):
     """The (T * B, D or H) values a weight's gradient reads: x, zeroed past the ends already, or a
-    state or let, through _before_ends."""
+    state or let, through _before_ends. x in C order: NumPy before 2.0 multiplies a strided x
+    without BLAS, adding in another order, so that a pickled cache (x in C order) gave other
+    last bits; a C-ordered x is not copied."""
     if vector == k.x:
-        return "x.reshape(T * B, D)"
+        return "np.ascontiguousarray(x).reshape(T * B, D)"
     return f"_before_ends({k.sequence(vector)}, ended).reshape(T * B, H)"
 
 

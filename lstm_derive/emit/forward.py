@@ -100,7 +100,7 @@ def _forward_head(k):
         "",
         "    Returns (ys, final_state, cache):",
         f"    ys: (T, B, H), {k.cell.output_state} after every step; read-only (a view into the cache unless the longest",
-        "        sequence ends before T): copy it to change it.",
+        "        sequence ends before T, or a sequence of length 0 starts from inf or nan): copy it to change it.",
         f"    final_state: {_state_doc(k)}, copies; with T = 0, the initial state.",
         "    cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps",
         "        up to the longest sequence's end, and a copy where it zeroes the padding): change x only after",

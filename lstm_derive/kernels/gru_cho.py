@@ -129,7 +129,7 @@ def forward(params, x, state=None, lengths=None):
 
     Returns (ys, final_state, cache):
     ys: (T, B, H), h after every step; read-only (a view into the cache unless the longest
-        sequence ends before T): copy it to change it.
+        sequence ends before T, or a sequence of length 0 starts from inf or nan): copy it to change it.
     final_state: a tuple (h,) of one (B, H) array, copies; with T = 0, the initial state.
     cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps
         up to the longest sequence's end, and a copy where it zeroes the padding): change x only after
@@ -286,10 +286,10 @@ def backward(params, cache, dys=None, dstate=None):
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 2 * H)
         dpre_W_n_flat = dpre_W_n_seq.reshape(T * B, H)
-        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (18) dL/dW_x
+        dW_x = dpre_W_flat.T @ np.ascontiguousarray(x).reshape(T * B, D)  # (18) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (19) dL/dW_h
         db = _summed(dpre_W_flat, 0)  # (20) dL/db
-        dW_n_x = dpre_W_n_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_n_x
+        dW_n_x = dpre_W_n_flat.T @ np.ascontiguousarray(x).reshape(T * B, D)  # (21) dL/dW_n_x
         dW_n_rh = dpre_W_n_flat.T @ _before_ends(rh_seq, ended).reshape(T * B, H)  # (22) dL/dW_n_rh
         db_n = _summed(dpre_W_n_flat, 0)  # (23) dL/db_n
         dx = (dpre_W_flat @ W_x + dpre_W_n_flat @ W_n_x).reshape(T, B, D)  # (17) dL/dx
@@ -668,4 +668,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 1 array {STATES}, got {len(state)}; pass (h,)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: f463a6325347383d
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: 6ffc871732e779b2

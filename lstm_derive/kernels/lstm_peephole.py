@@ -155,7 +155,7 @@ def forward(params, x, state=None, lengths=None):
 
     Returns (ys, final_state, cache):
     ys: (T, B, H), h after every step; read-only (a view into the cache unless the longest
-        sequence ends before T): copy it to change it.
+        sequence ends before T, or a sequence of length 0 starts from inf or nan): copy it to change it.
     final_state: a tuple (h, c) of (B, H) arrays, copies; with T = 0, the initial state.
     cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps
         up to the longest sequence's end, and a copy where it zeroes the padding): change x only after
@@ -328,7 +328,7 @@ def backward(params, cache, dys=None, dstate=None):
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
-        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (24) dL/dW_x
+        dW_x = dpre_W_flat.T @ np.ascontiguousarray(x).reshape(T * B, D)  # (24) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (25) dL/dW_h
         db = _summed(dpre_W_flat, 0)  # (26) dL/db
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (23) dL/dx
@@ -710,4 +710,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, c)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: a37139fcec58bfde
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: fb530b52864da2b2

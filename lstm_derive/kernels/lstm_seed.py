@@ -149,7 +149,7 @@ def forward(params, x, state=None, lengths=None):
 
     Returns (ys, final_state, cache):
     ys: (T, B, H), h after every step; read-only (a view into the cache unless the longest
-        sequence ends before T): copy it to change it.
+        sequence ends before T, or a sequence of length 0 starts from inf or nan): copy it to change it.
     final_state: a tuple (h, s) of (B, H) arrays, copies; with T = 0, the initial state.
     cache: what one call of backward() reads. It holds x itself, not a copy (with lengths, its steps
         up to the longest sequence's end, and a copy where it zeroes the padding): change x only after
@@ -309,7 +309,7 @@ def backward(params, cache, dys=None, dstate=None):
 
         # The weights' gradients (sums over time and batch) and the input's: one GEMM each, for all steps.
         dpre_W_flat = dpre_W_seq.reshape(T * B, 4 * H)
-        dW_x = dpre_W_flat.T @ x.reshape(T * B, D)  # (21) dL/dW_x
+        dW_x = dpre_W_flat.T @ np.ascontiguousarray(x).reshape(T * B, D)  # (21) dL/dW_x
         dW_h = dpre_W_flat.T @ _before_ends(h_seq[:-1], ended).reshape(T * B, H)  # (22) dL/dW_h
         db = _summed(dpre_W_flat, 0)  # (23) dL/db
         dx = (dpre_W_flat @ W_x).reshape(T, B, D)  # (20) dL/dx
@@ -688,4 +688,4 @@ def _checked_state(state, B, H, dtype, name="state"):
         raise ValueError(f"{name}: expected 2 arrays {STATES}, got {len(state)}; pass (h, s)")
     return tuple(np.zeros((B, H), dtype) if a is None else _checked(f"{name}[{s}]", a, (B, H), "(B, H)", dtype).copy()
                  for s, a in zip(STATES, state))
-# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: dc9af4d13dfb8602
+# lstm-derive's checksum of the text above, which an edit by hand leaves wrong: d2f45a2a62e6f5db
