@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench  # noqa: E402
 
 
+KERNEL = ("PARAMS", "STATES", "init_params", "forward", "backward")  # what a comparison calls
 OLDER = "git show HEAD:lstm_derive/kernels/lstm.py > old_lstm.py"  # a kernel as it was, to compare with
 
 
@@ -39,7 +40,19 @@ def load_module(path):
         raise SystemExit(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    missing = [name for name in KERNEL if not hasattr(module, name)]
+    if missing:
+        raise SystemExit(f"{path}: not a kernel module (no {', '.join(missing)}; a file of lstm_derive/kernels/ has them)")
     return module
+
+
+def check_same_cell(old, new):
+    """Two kernels are compared on one problem: they must take the same parameters and states."""
+    for what in ("PARAMS", "STATES"):
+        a, b = getattr(old, what), getattr(new, what)
+        if tuple(a) != tuple(b):
+            raise SystemExit(f"the two kernels are of different cells: {what} {tuple(a)} in "
+                             f"{Path(old.__file__).name}, {tuple(b)} in {Path(new.__file__).name}")
 
 
 def compare(old, new, shape, dtype, rounds):
@@ -65,24 +78,43 @@ def _middle_half(times):
     return tuple(np.percentile(ratios, [25, 75]))
 
 
+EPILOG = f"""\
+Columns: old ms and new ms, the median time of one forward + backward call; new/old, the
+median over rounds of the ratio of the two calls of a round (below 1: new is faster), and the
+middle half of those ratios (their 25th-75th percentiles); cpu new/old and its middle half, the
+same of this process's CPU time, steadier where other processes load the machine.
+
+For instance: {OLDER}, then
+python benchmarks/ab.py old_lstm.py lstm_derive/kernels/lstm.py --sizes S1 S3"""
+
+
+def row(*fields):
+    """A line of the table: a space between columns however wide a size or a ratio is."""
+    widths = (7, 7, 9, 9, 8, 12, 12, 12)
+    return " ".join(f"{f:<{w}}" if n < 2 else f"{f:>{w}}" for n, (f, w) in enumerate(zip(fields, widths)))
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=f"For instance: {OLDER}, then "
-                                 "python benchmarks/ab.py old_lstm.py lstm_derive/kernels/lstm.py --sizes S1 S3")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("old", help="the kernel file timed against: an earlier version, or another implementation")
     ap.add_argument("new", help="the kernel file whose time is divided by old's")
-    ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size("S1")])
-    ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float64"])
-    ap.add_argument("--rounds", type=bench.at_least(1), default=15)
+    ap.add_argument("--sizes", nargs="+", type=bench.parse_size, default=[bench.parse_size("S1")], metavar="SIZE",
+                    help=f"{', '.join(bench.SIZES)} (as bench.py's), or T,B,D,H (default: S1)")
+    ap.add_argument("--dtypes", nargs="+", choices=list(bench.DTYPES), default=["float64"],
+                    help="(default: float64)")
+    ap.add_argument("--rounds", type=bench.at_least(1), default=15,
+                    help="timed calls of each kernel, after one untimed (default: 15)")
     args = ap.parse_args(argv)
     old, new = load_module(args.old), load_module(args.new)
-    print(f"{'size':<8}{'dtype':<9}{'old ms':>10}{'new ms':>10}{'new/old':>9}{'middle half':>13}"
-          f"{'cpu new/old':>13}{'middle half':>13}")
+    check_same_cell(old, new)
+    print(row("size", "dtype", "old ms", "new ms", "new/old", "middle half", "cpu new/old", "middle half"))
     for size, shape in args.sizes:
         for dtype_name in args.dtypes:
             r = compare(old, new, shape, bench.DTYPES[dtype_name], args.rounds)
             spread, cpu_spread = ("{:.3f}-{:.3f}".format(*r[key]) for key in ("spread", "cpu_spread"))
-            print(f"{size:<8}{dtype_name:<9}{r['old']:>10.3f}{r['new']:>10.3f}{r['ratio']:>9.3f}{spread:>13}"
-                  f"{r['cpu_ratio']:>13.3f}{cpu_spread:>13}", flush=True)
+            numbers = (f"{r[key]:.3f}" for key in ("old", "new", "ratio"))
+            print(row(size, dtype_name, *numbers, spread, f"{r['cpu_ratio']:.3f}", cpu_spread), flush=True)
     return 0
 
 

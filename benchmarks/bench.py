@@ -98,6 +98,7 @@ LABELS = {
 # largest entry
 AGREE = {np.float64: 1e-8, np.float32: 1e-4}
 PAUSE = 0.2          # seconds, when switching between NumPy and PyTorch
+REPORT_KEYS = ("machine", "settings", "gemm_throughput", "cases", "derive_emit", "targets")
 SPREAD = 1.5         # third quartile / first of a contender's rounds above which the run was disturbed
 
 # what the kernels should reach
@@ -171,6 +172,16 @@ def seed_impl(params, x, state, dys, dstate):
 
     return Impl("seed", LABELS["seed"], "numpy", run, gradients=gradients,
                 memory=lambda: memory.measure(forward_only, run))
+
+
+def numpy_impls(cell, kernel, problem):
+    """The generated kernel and its NumPy reference: hand-written, or for lstm_seed the seed's."""
+    impls = {"generated": kernel_impl("generated", LABELS["generated"].format(cell=cell), kernel, *problem)}
+    if cell in HANDWRITTEN:
+        impls["handwritten"] = kernel_impl("handwritten", LABELS["handwritten"], HANDWRITTEN[cell], *problem)
+    if cell == "lstm_seed" and problem[1].shape[1] == 1:  # the seed's algorithm is unbatched
+        impls["seed"] = seed_impl(*problem)
+    return impls
 
 
 def torch_impl(cell, params, x, state, dys, dstate):
@@ -262,15 +273,12 @@ def run_case(cell, size, shape, dtype_name, settings):
             "results": {}, "ratios": {}, "min_ratios": {}, "checks": {}, "memory": {}, "bounds": {},
             "notes": []}
 
-    impls = {"generated": kernel_impl("generated", LABELS["generated"].format(cell=cell), kernel, *problem)}
+    impls = numpy_impls(cell, kernel, problem)
     if cell in HANDWRITTEN:
-        impls["handwritten"] = kernel_impl("handwritten", LABELS["handwritten"], HANDWRITTEN[cell], *problem)
         if settings.torch:
             impls["torch"] = torch_impl(cell, *problem)
         else:
             case["notes"].append("PyTorch skipped: " + settings.torch_missing)
-    if cell == "lstm_seed":
-        impls["seed"] = seed_impl(*problem)
     replay, flops = gemms.replay(kernel, T, B, D, H, dtype)
     impls["gemms"] = Impl("gemms", LABELS["gemms"], "numpy", replay)
 
@@ -294,11 +302,7 @@ def run_case(cell, size, shape, dtype_name, settings):
     case["min_activation"] = {"k": k, "counts": why, "bytes": floor}
     for name, impl in impls.items():
         if impl.memory is not None:
-            m = impl.memory()
-            m["ratio"] = m["peak_bytes"] / floor
-            # the cache holds at least the minimum activations while the gradients are returned
-            m["bound"] = (floor + m["output_bytes"]) / floor
-            case["memory"][name] = m
+            case["memory"][name] = memory.against_floor(impl.memory(), floor)
 
     case["loadavg"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     warm = interleave(impls, settings.warmup, settings.pause, seed=0)
@@ -485,7 +489,8 @@ def print_disturbances(found, out=None, cases=()):
               "are not reliable; run it again when the machine is quiet", file=out)
     rounds = min((len(r.get("times_ms", [])) for c in cases for r in c["results"].values()), default=4)
     if rounds < 4:  # no quartiles: a busy machine cannot be told from a quiet one
-        print(f"NOTE {rounds} rounds a contender (--quick) are too few to tell whether the machine was quiet: "
+        print(f"NOTE too few rounds a contender ({rounds}: --quick, or --repeat below 4) to tell "
+              "whether the machine was quiet: "
               "its times and ratios are a smoke test, not a measurement", file=out)
 
 
@@ -634,6 +639,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.show and not Path(args.show).is_file():
         raise SystemExit(f"--show {args.show}: no such file (a report that --json wrote)")
+    if args.json and not args.show:
+        check_writable(args.json)
     if not args.show and not plan(args):
         raise SystemExit(f"nothing to run: lstm_seed runs at the seed's size alone (B = 1), and --sizes gives "
                          f"{', '.join(size for size, _ in args.sizes)}")
@@ -646,9 +653,31 @@ def main(argv=None):
         gc.unfreeze()
 
 
+def check_writable(path):
+    """Refuses a --json path that cannot be written before the run, not after its minutes."""
+    folder = Path(path).resolve().parent
+    if Path(path).is_dir() or not folder.is_dir() or not os.access(folder, os.W_OK):
+        why = "a directory" if Path(path).is_dir() else f"cannot write in {folder}"
+        raise SystemExit(f"--json {path}: {why}; give a file in an existing, writable directory")
+
+
+def load_report(path):
+    """The report --json wrote at path, or a message that says what the file is not."""
+    try:
+        report = json.loads(Path(path).read_text())
+    except (UnicodeDecodeError, ValueError) as e:
+        raise SystemExit(f"--show {path}: not a JSON report that --json wrote ({e})") from None
+    missing = [k for k in REPORT_KEYS if not isinstance(report, dict) or k not in report]
+    if missing:
+        raise SystemExit(f"--show {path}: not a report that --json wrote (no {', '.join(missing)})")
+    return report
+
+
 def print_machine(info, out=None):
+    torch = (f"PyTorch {info['torch']} ({info['torch_threads']} threads)" if info["torch"]
+             else "PyTorch not installed")
     print(f"Python {info['python']}, NumPy {info['numpy']} ({info['blas']} {info['blas_version']}), "
-          f"PyTorch {info['torch']} ({info['torch_threads']} threads), {info['cpus']} CPUs, "
+          f"{torch}, {info['cpus']} CPUs, "
           f"load average {info['loadavg_start']}" + (f", env {info['env']}" if info["env"] else ""),
           file=out)
 
@@ -670,7 +699,7 @@ def show(report, out=None):
 
 def _run(args):
     if args.show:
-        show(json.loads(Path(args.show).read_text()))
+        show(load_report(args.show))
         return 0
     args.torch = torch_reference.available() and not args.no_torch
     args.torch_missing = ("--no-torch" if args.no_torch else
@@ -710,8 +739,7 @@ def _run(args):
                     "min_rounds": args.min_rounds, "max_rounds": args.max_rounds,
                     "warmup": args.warmup, "pause_s": args.pause,
                     "agree": {np.dtype(k).name: v for k, v in AGREE.items()}}
-        report = {"machine": info, "settings": settings, "gemm_throughput": throughput,
-                  "cases": cases, "derive_emit": derive_emit, "targets": targets}
+        report = dict(zip(REPORT_KEYS, (info, settings, throughput, cases, derive_emit, targets)))
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
     return 1 if failed or "error" in derive_emit else 0
 

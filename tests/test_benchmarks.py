@@ -132,6 +132,16 @@ def test_bench_runs_end_to_end_and_writes_json(tmp_path, capsys):
     for cell in ("lstm", "gru", "lstm_seed"):
         assert f"{cell} 3,1,3,4 (T=3, B=1, D=3, H=4) float64" in printed
     # the saved report prints again as the run printed it
+    # the keys a plot reads are named where README describes the report
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Benchmarks"):readme.index("## Examples")]
+    keys = set(report) | set(report["machine"]) | set(report["settings"]) | set(report["derive_emit"])
+    keys |= set(report["gemm_throughput"]["start"]["float64"]) | set(report["targets"][0])
+    for c in report["cases"]:
+        keys |= set(c) | {k for r in c["results"].values() for k in r} | set(c["results"])
+        keys |= {k for m in c["memory"].values() for k in m} | {k for m in c["checks"].values() for k in m}
+        keys |= set(c["min_activation"])
+    assert sorted(k for k in keys if f"`{k}`" not in section) == []
     assert bench.main(["--show", str(out)]) == 0
     again = capsys.readouterr().out
     def tables(text):
@@ -171,7 +181,7 @@ def test_a_busy_machine_is_said_to_make_the_run_unreliable(capsys):
     quick = dict(steady, results={"generated": {"times_ms": [300.0, 1800.0, 900.0]}})  # --quick: no quartiles
     assert bench.disturbances(quiet, [quick]) == []
     bench.print_disturbances([], cases=[steady, quick])
-    assert capsys.readouterr().out.startswith("NOTE 3 rounds a contender (--quick) are too few to tell")
+    assert capsys.readouterr().out.startswith("NOTE too few rounds a contender (3: --quick, or --repeat below 4)")
     bench.print_disturbances([], cases=[steady])
     assert capsys.readouterr().out == ""
 
@@ -263,3 +273,65 @@ def test_the_cost_of_lengths_is_measured_for_each_case(capsys):
     rows = capsys.readouterr().out.splitlines()[1:]
     assert [r.split()[:3] for r in rows] == [[c, "3,2,3,4", d] for c in ("lstm", "gru") for d in ("float32", "float64")]
     assert all(float(v) > 0 for r in rows for v in r.split()[3:])
+
+
+def test_a_json_path_that_cannot_be_written_is_refused_before_the_run(tmp_path, capsys):
+    """Not after minutes of measuring, when the report is lost."""
+    for path in (tmp_path / "no such folder" / "out.json", tmp_path):
+        with pytest.raises(SystemExit, match="give a file in an existing, writable directory"):
+            bench.main(["--quick", "--sizes", "3,1,3,4", "--json", str(path)])
+    assert capsys.readouterr().out == ""
+
+
+def test_show_says_a_file_is_no_report(tmp_path):
+    text, other = tmp_path / "notes.txt", tmp_path / "other.json"
+    text.write_text("a run's notes\n")
+    other.write_text('{"cases": []}\n')
+    with pytest.raises(SystemExit, match="not a JSON report that --json wrote"):
+        bench.main(["--show", str(text)])
+    with pytest.raises(SystemExit, match="not a report that --json wrote .no machine, settings, gemm_throughput"):
+        bench.main(["--show", str(other)])
+
+
+def test_the_machine_line_says_pytorch_is_missing(capsys):
+    info = {"python": "3", "numpy": "2", "blas": "openblas", "blas_version": "0", "torch": None,
+            "torch_threads": None, "cpus": 2, "loadavg_start": None, "env": {}}
+    bench.print_machine(info)
+    printed = capsys.readouterr().out
+    assert "PyTorch not installed" in printed and "None" not in printed.replace("load average None", "")
+
+
+def test_ab_says_a_file_is_no_kernel_or_of_another_cell():
+    from lstm_derive.kernels import lstm
+
+    with pytest.raises(SystemExit, match=r"bench.py: not a kernel module \(no PARAMS, STATES, init_params"):
+        ab.main([bench.__file__, gru.__file__])
+    with pytest.raises(SystemExit, match=r"different cells: PARAMS \('W_x', 'W_h', 'b'\) in lstm.py"):
+        ab.main([lstm.__file__, gru.__file__])
+
+
+def test_ab_help_says_what_its_columns_and_defaults_are(capsys):
+    with pytest.raises(SystemExit):
+        ab.main(["--help"])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert "cpu new/old and its middle half" in printed and "(default: 15)" in printed and "(default: S1)" in printed
+
+
+def test_memory_prints_the_peak_against_the_minimum_activations(capsys):
+    assert memory.main(["--cells", "lstm", "lstm_seed", "--sizes", "3,1,3,4", "3,2,3,4"]) == 0
+    rows = [r.split() for r in capsys.readouterr().out.splitlines()[1:]]
+    # the seed's algorithm is unbatched: it runs at B = 1 alone
+    assert [r[:4] for r in rows] == [["lstm", "3,1,3,4", "float64", "generated"], ["lstm", "3,1,3,4", "float64", "hand-written"],
+                                     ["lstm", "3,2,3,4", "float64", "generated"], ["lstm", "3,2,3,4", "float64", "hand-written"],
+                                     ["lstm_seed", "3,1,3,4", "float64", "generated"], ["lstm_seed", "3,1,3,4", "float64", "seed"],
+                                     ["lstm_seed", "3,2,3,4", "float64", "generated"]]
+    for r in rows:
+        peak, cache, returned, floor, k, ratio, bound = map(float, r[-7:])
+        assert k == memory.ACTIVATIONS[r[0]][0]
+        assert 0 < cache <= peak and returned > 0 and ratio >= bound > 1
+
+
+def test_ab_keeps_a_space_between_columns_however_wide():
+    """A ratio above 10 at a tiny size on a loaded machine ran into its neighbour."""
+    line = ab.row("100,32,128,128", "float64", "1.000", "2.000", "12.345", "12.345-105.123", "11.000", "10.5-15.5")
+    assert line.split() == ["100,32,128,128", "float64", "1.000", "2.000", "12.345", "12.345-105.123", "11.000", "10.5-15.5"]
