@@ -118,6 +118,15 @@ def test_an_output_directory_that_cannot_be_written_stops_the_run_before_it_trai
     assert "test MSE" not in capsys.readouterr().out  # nothing trained
 
 
+def test_toy_stops_at_once_where_its_figure_cannot_be_written(tmp_path, capsys):
+    """toy.py trained, printed its table, then ended in a traceback from savefig's directory."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match=r"--out .*file/figures: cannot make the directory"):
+        toy.main(["--iterations", "1", "--out", str(blocker / "figures")])
+    assert "lstm_seed" not in capsys.readouterr().out  # nothing trained
+
+
 def test_adding_saves_what_it_trained(tmp_path, capsys):
     """--save writes each run's parameters; loaded back, they give the test MSE the run reported."""
     assert adding.main(["--cells", "gru", *TINY_ADDING, "--no-plot", "--save", str(tmp_path / "saved")]) == 0
