@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import pathlib
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -428,6 +429,19 @@ def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_pat
     assert cli.main(["check", str(slip)]) == 1
     out = capsys.readouterr().out
     assert "dx " in out and "(at steps 0-2 of 0-3)" in out, out
+
+
+def test_the_hand_written_kernel_run_as_a_script_checks_itself(monkeypatch):
+    """`python examples/handwritten_rnn.py`, as the other examples are run, ended at once with no
+    output; it runs the check its docstring gives (which the test above shows passing)."""
+    from lstm_derive import cli
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 0)
+    source = EXAMPLES / "handwritten_rnn.py"
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(source), run_name="__main__")
+    assert stop.value.code == 0 and calls == [["check", str(source), "--problems", "12"]]
+    assert "lstm-derive check examples/handwritten_rnn.py --problems 12" in source.read_text()
 
 
 @pytest.mark.parametrize("module, argv, message", [
