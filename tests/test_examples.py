@@ -221,6 +221,27 @@ def test_vanishing_script(tmp_path, capsys):
     assert len(list(tmp_path.glob("vanishing_cells-*_length-6_hidden-3_seeds-2_batch-2.png"))) == HAS_MATPLOTLIB
 
 
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="draws the figure")
+def test_the_vanishing_figures_legend_hides_no_curve(tmp_path, monkeypatch):
+    """README's figure, eight cells at T = 100: the legend, at the top left, hid the gated cells'
+    curves over their first 35 steps. Every curve ends at 1 at the top right; its factors here
+    span README's."""
+    T, factors = 100, np.linspace(0.45, 0.65, 8)
+    lags = T - np.arange(T + 1)
+    results = {f"cell{i}": np.array([lags * np.log10(f)] * 2) for i, f in enumerate(factors)}
+    figures = []
+    monkeypatch.setattr(common, "save_figure", lambda plt, fig, out_dir, name: figures.append(fig))
+    vanishing.plot(results, T, 32, tmp_path, "vanishing.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    for line in ax.get_lines():
+        points = line.get_transform().transform(line.get_xydata())
+        inside = (points >= legend.min).all(axis=1) & (points <= legend.max).all(axis=1)
+        assert not inside.any(), line.get_label()
+
+
 @pytest.mark.parametrize("cell", list(dict.fromkeys(["lstm", "lstm_seed", *CELLS])))
 def test_vanishing_step_by_step_agrees_with_one_backward(cell):
     """The first norm, dL/dh_0, equals what one backward() over the whole sequence returns."""
