@@ -498,6 +498,24 @@ def test_the_readmes_adding_row_of_the_rnn_at_T10_is_what_the_run_gives():
     assert readme_adding_row("rnn", 10) == [f"{record['test_mse']:.2e}", str(below[0])]
 
 
+@pytest.mark.parametrize("held_out, diverged", [(float("nan"), True), (40.0, True), (2.5, False), (2.9, False)])
+def test_charlm_says_where_its_training_diverged(tmp_path, capsys, monkeypatch, held_out, diverged):
+    """At --lr 1 the held-out text cost 20 to 50 bits per character, or nan, over 4 distinct
+    characters (2 bits uniform here), and the script printed the table and its sample unremarked."""
+    def trained(cell, text, *, record, **settings):
+        kernel = common.load_cell(cell)
+        chars = sorted(set(text))
+        record.update(cell=cell, chars=chars, params=charlm.init_model(kernel, len(chars), 2, 0), history=[(5, 3.0, held_out)])
+        return record
+
+    monkeypatch.setattr(charlm, "train", trained)
+    text = tmp_path / "text.txt"
+    text.write_text("abcd" * 10, encoding="utf-8")
+    assert charlm.main(["--text", str(text), "--sample", "0", "--lr", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ("the training diverged: try a smaller --lr than 1" in out) == diverged, out
+
+
 def test_charlm_ctrl_c_before_its_first_report_prints_the_step_it_reached(tmp_path, capsys, monkeypatch):
     calls = {"n": 0}
     real_loss_and_grads = charlm.loss_and_grads
