@@ -135,6 +135,17 @@ def train(cell, text, *, steps, hidden=64, batch=16, length=25, lr=5e-3, clip=1.
     return record
 
 
+def note_divergence(record, lr):
+    """Says so where the model ended worse than the uniform prediction it started from, by more
+    than a bit per character (a few steps in, it may sit a little above), or at nan: its table
+    and sample are those of a training that diverged, not of a language model."""
+    uniform = np.log2(len(record["chars"]))
+    held_out = record["history"][-1][2] if record["history"] else uniform
+    if not held_out <= uniform + 1:
+        print(f"(held-out {held_out:.3f} bits/char, where the uniform prediction costs {uniform:.2f}: the training "
+              f"diverged: try a smaller --lr than {lr:g})")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=common.Help)
@@ -177,6 +188,7 @@ def main(argv=None):
           f"uniform: {np.log2(len(record['chars'])):.2f} bits/char)")
     common.print_table(["step", "train bits/char", "held-out bits/char"],
                        [[s, f"{a:.3f}", f"{b:.3f}"] for s, a, b in record["history"]])
+    note_divergence(record, args.lr)
     if args.sample:  # --sample 0: none asked for, and no heading over nothing
         kernel = common.load_cell(cell)
         print("\nsampled, temperature 0.8:\n" + sample(kernel, record["params"], record["chars"],

@@ -1,6 +1,7 @@
 """A kernel written by hand, to check with lstm-derive: an Elman RNN, h = tanh(W_x x + W_h h_prev + b).
 
     lstm-derive check examples/handwritten_rnn.py --problems 12
+    python examples/handwritten_rnn.py                          # the same check
 
 This is the whole interface the checker needs, and a model for a cell of one's own written
 directly in NumPy: forward() and backward() at the top of the module, init_params(), STATES and
@@ -46,3 +47,11 @@ def backward(params, cache, dys, dstate=None):
     grads = {"W_x": np.einsum("tbi,tbj->ij", da, x), "W_h": np.einsum("tbi,tbj->ij", da, h[:-1]),
              "b": da.sum(axis=(0, 1))}
     return grads, da @ W_x, (dh,)
+
+
+if __name__ == "__main__":  # run as a script, it is checked as the docstring's command checks it
+    import sys
+
+    from lstm_derive import cli
+
+    sys.exit(cli.main(["check", __file__, "--problems", "12"]))

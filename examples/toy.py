@@ -85,6 +85,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     cells = common.available(args.cells)
+    if not args.no_plot:
+        common.writable_directory(args.out, "--out")
     curves = {cell: toy_losses(cell, args.iterations, args.lr) for cell in cells}
 
     shown = sorted(set(range(0, args.iterations, args.every)) | {args.iterations - 1})

@@ -118,7 +118,7 @@ def plot(results, T, hidden, out_dir, name, forget_bias=0.0):
     bias = f"forget bias {forget_bias:g}; " if forget_bias else ""
     ax.set_title(f"Gradient reaching $h_t$ at initialisation (H = {hidden}; {bias}"
                  f"band: range over {len(next(iter(results.values())))} seeds)", fontsize=11)
-    ax.legend(frameon=False, loc="upper left", fontsize=9)
+    ax.legend(frameon=False, loc="lower right", fontsize=9)  # every curve ends at 1 at the top right: that corner is free
     common.save_figure(plt, fig, out_dir, name)
 
 

@@ -5,6 +5,7 @@ import argparse
 import importlib.util
 import pathlib
 import re
+import runpy
 import shlex
 import subprocess
 import sys
@@ -118,6 +119,15 @@ def test_an_output_directory_that_cannot_be_written_stops_the_run_before_it_trai
     assert "test MSE" not in capsys.readouterr().out  # nothing trained
 
 
+def test_toy_stops_at_once_where_its_figure_cannot_be_written(tmp_path, capsys):
+    """toy.py trained, printed its table, then ended in a traceback from savefig's directory."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit, match=r"--out .*file/figures: cannot make the directory"):
+        toy.main(["--iterations", "1", "--out", str(blocker / "figures")])
+    assert "lstm_seed" not in capsys.readouterr().out  # nothing trained
+
+
 def test_adding_saves_what_it_trained(tmp_path, capsys):
     """--save writes each run's parameters; loaded back, they give the test MSE the run reported."""
     assert adding.main(["--cells", "gru", *TINY_ADDING, "--no-plot", "--save", str(tmp_path / "saved")]) == 0
@@ -209,6 +219,27 @@ def test_vanishing_script(tmp_path, capsys):
     out = capsys.readouterr().out
     assert all(c in out for c in cells) and "factor/step" in out
     assert len(list(tmp_path.glob("vanishing_cells-*_length-6_hidden-3_seeds-2_batch-2.png"))) == HAS_MATPLOTLIB
+
+
+@pytest.mark.skipif(not HAS_MATPLOTLIB, reason="draws the figure")
+def test_the_vanishing_figures_legend_hides_no_curve(tmp_path, monkeypatch):
+    """README's figure, eight cells at T = 100: the legend, at the top left, hid the gated cells'
+    curves over their first 35 steps. Every curve ends at 1 at the top right; its factors here
+    span README's."""
+    T, factors = 100, np.linspace(0.45, 0.65, 8)
+    lags = T - np.arange(T + 1)
+    results = {f"cell{i}": np.array([lags * np.log10(f)] * 2) for i, f in enumerate(factors)}
+    figures = []
+    monkeypatch.setattr(common, "save_figure", lambda plt, fig, out_dir, name: figures.append(fig))
+    vanishing.plot(results, T, 32, tmp_path, "vanishing.png")
+    (fig,) = figures
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    for line in ax.get_lines():
+        points = line.get_transform().transform(line.get_xydata())
+        inside = (points >= legend.min).all(axis=1) & (points <= legend.max).all(axis=1)
+        assert not inside.any(), line.get_label()
 
 
 @pytest.mark.parametrize("cell", list(dict.fromkeys(["lstm", "lstm_seed", *CELLS])))
@@ -421,6 +452,19 @@ def test_the_hand_written_kernel_passes_its_check_and_a_slip_in_it_fails(tmp_pat
     assert "dx " in out and "(at steps 0-2 of 0-3)" in out, out
 
 
+def test_the_hand_written_kernel_run_as_a_script_checks_itself(monkeypatch):
+    """`python examples/handwritten_rnn.py`, as the other examples are run, ended at once with no
+    output; it runs the check its docstring gives (which the test above shows passing)."""
+    from lstm_derive import cli
+    calls = []
+    monkeypatch.setattr(cli, "main", lambda argv: calls.append(argv) or 0)
+    source = EXAMPLES / "handwritten_rnn.py"
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(source), run_name="__main__")
+    assert stop.value.code == 0 and calls == [["check", str(source), "--problems", "12"]]
+    assert "lstm-derive check examples/handwritten_rnn.py --problems 12" in source.read_text()
+
+
 @pytest.mark.parametrize("module, argv, message", [
     (toy, ["--every", "0"], "argument --every: expected a whole number of at least 1, got '0'"),
     (adding, ["--lengths", "10", "1"], "argument --lengths: expected a whole number of at least 2, got '1'"),
@@ -452,6 +496,24 @@ def test_the_readmes_adding_row_of_the_rnn_at_T10_is_what_the_run_gives():
     record = adding.train("rnn", 10, steps=3000, hidden=32, progress=False)
     below = [step for step, mse in record["history"] if mse < 0.01]
     assert readme_adding_row("rnn", 10) == [f"{record['test_mse']:.2e}", str(below[0])]
+
+
+@pytest.mark.parametrize("held_out, diverged", [(float("nan"), True), (40.0, True), (2.5, False), (2.9, False)])
+def test_charlm_says_where_its_training_diverged(tmp_path, capsys, monkeypatch, held_out, diverged):
+    """At --lr 1 the held-out text cost 20 to 50 bits per character, or nan, over 4 distinct
+    characters (2 bits uniform here), and the script printed the table and its sample unremarked."""
+    def trained(cell, text, *, record, **settings):
+        kernel = common.load_cell(cell)
+        chars = sorted(set(text))
+        record.update(cell=cell, chars=chars, params=charlm.init_model(kernel, len(chars), 2, 0), history=[(5, 3.0, held_out)])
+        return record
+
+    monkeypatch.setattr(charlm, "train", trained)
+    text = tmp_path / "text.txt"
+    text.write_text("abcd" * 10, encoding="utf-8")
+    assert charlm.main(["--text", str(text), "--sample", "0", "--lr", "1"]) == 0
+    out = capsys.readouterr().out
+    assert ("the training diverged: try a smaller --lr than 1" in out) == diverged, out
 
 
 def test_charlm_ctrl_c_before_its_first_report_prints_the_step_it_reached(tmp_path, capsys, monkeypatch):
