@@ -572,8 +572,15 @@ def test_an_interrupt_while_the_command_loads_ends_quietly(module, console_scrip
     entry_point = re.search(r'^lstm-derive = "(.+)"$', pyproject, re.M).group(1) if console_script else ""
     code = INTERRUPTED_IMPORT.format(module=module, entry_point=entry_point)
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         cwd=gen.PACKAGE.parent)
+                         cwd=gen.PACKAGE.parent, preexec_fn=_as_from_a_terminal)
     assert (run.returncode, run.stderr) == (130, "lstm-derive: interrupted\n"), run.stderr
+
+
+def _as_from_a_terminal():
+    """A Ctrl-C delivered as from a terminal, whatever the suite inherited: a script's shell that runs
+    it in the background (`pytest &`) ignores SIGINT in it, and so would the command run here."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def test_a_derivation_script_piped_into_a_reader_that_stops_early_ends_quietly():

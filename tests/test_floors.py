@@ -50,3 +50,18 @@ def test_readme_s_python_is_the_one_pyproject_requires():
     required = re.search(r'^requires-python = ">=([0-9.]+)"$', project_sections(), re.M)[1]
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert re.search(r"^Python ([0-9.]+) or newer\.", readme, re.M)[1] == required
+
+
+def pythons_named(text):
+    return re.findall(r"Python (3\.[0-9]+) or (3\.[0-9]+)", text)
+
+
+def test_readme_names_the_pythons_the_floors_install_on_as_floors_txt_does():
+    """The floors' wheels stop at some Python: a user on a newer one cannot install them, and README
+    says which ones they install on, from the oldest that pyproject.toml requires."""
+    floors = (ROOT / "tests" / "floors.txt").read_text(encoding="utf-8").lower()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    said = readme[readme.index("pip install -c tests/floors.txt"):].split("\n\n")[0]
+    required = re.search(r'^requires-python = ">=([0-9.]+)"$', project_sections(), re.M)[1]
+    assert pythons_named(said) == pythons_named(floors.replace("python", "Python")) != []
+    assert pythons_named(said)[0][0] == required
