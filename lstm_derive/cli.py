@@ -832,7 +832,7 @@ def _print_checks(cell, kernel, problems, methods, steps=None, scale=None):
         config = _applicable(config, kernel)
         sizes = ", ".join(f"{k}={v}" for k, v in config.items())
         try:
-            with _still_checking(f"{cell} ({sizes})"):
+            with _still_checking(f"{cell} ({sizes})", methods):
                 used, reports, skipped = _reports(kernel, {**config, "methods": tuple(dict.fromkeys(methods))})
         except KeyboardInterrupt as stop:
             print(f"{cell} ({sizes}) interrupted{where_in(kernel, stop) or ' outside the kernel, between its calls'}")
@@ -870,13 +870,21 @@ def _print_reports(cell, sizes, reports, used, skipped):
 SLOW_CHECK = 10.0
 
 
+# The runs of forward() each element of every array costs, by method: central differences' four
+# points, the complex step's one; the float32 run is one call for all of them.
+RUNS_PER_ELEMENT = {"central": 4, "complex": 1}
+RUNS_IN_WORDS = {1: "one run", 4: "four runs", 5: "five runs"}
+
+
 @contextlib.contextmanager
-def _still_checking(problem):
+def _still_checking(problem, methods):
     """Past SLOW_CHECK seconds, a line on stderr that says the problem is still being checked, and how
     to stop it and see where the kernel is; then its time so far every SLOW_EVERY seconds. On stderr,
     as the derivation's: `check > report.txt` keeps the report alone, and the terminal still hears."""
+    runs = RUNS_IN_WORDS[sum(RUNS_PER_ELEMENT.get(m, 0) for m in dict.fromkeys(methods))]  # float32 alone is refused
+
     def still_checking(seconds, first):
-        said = (f"after {SLOW_CHECK:g} s (every element costs five runs of forward()); Ctrl-C stops it and says "
+        said = (f"after {SLOW_CHECK:g} s (every element costs {runs} of forward()); Ctrl-C stops it and says "
                 "where in the kernel it was" if first else f"{seconds:.0f} s so far ...")
         print(f"lstm-derive: still checking {problem} {said}", file=sys.stderr, flush=True)
 

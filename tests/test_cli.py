@@ -873,6 +873,18 @@ def test_a_problem_that_takes_long_says_it_is_still_being_checked(tmp_path, caps
             "costs five runs of forward()); Ctrl-C stops it and says where in the kernel it was\n") in err, err
 
 
+@pytest.mark.parametrize("methods, cost", [(["complex"], " (every element costs one run of forward())"),
+                                           (["central", "float32"], " (every element costs four runs of forward())")])
+def test_the_still_checking_notice_counts_the_runs_of_the_methods_asked_for(tmp_path, capsys, monkeypatch, methods, cost):
+    """It said five runs whatever --methods asked for; the float32 run is one call for all elements."""
+    kernel = sleeping_kernel(tmp_path / "my_rnn.py", 0.3)
+    monkeypatch.setattr(cli, "CHECKS", cli.CHECKS[3:])  # the problem of 12 steps alone
+    monkeypatch.setattr(cli, "SLOW_CHECK", 0.1)
+    assert cli.main(["check", str(kernel), "--methods", *methods]) == 0
+    assert (f"lstm-derive: still checking my_rnn (T=12, B=2, D=2, H=2, seed=3, scale=1.0) after 0.1 s{cost}; "
+            "Ctrl-C stops it and says where in the kernel it was\n") in capsys.readouterr().err
+
+
 def test_a_problem_that_takes_minutes_gives_its_time_so_far_now_and_then(tmp_path, capsys, monkeypatch):
     """The notice came once, then a check of `--steps 200` was silent for minutes: every SLOW_EVERY
     seconds after it, a line gives the time so far, as a derivation's do."""
