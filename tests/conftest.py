@@ -2,9 +2,12 @@
 
 import os
 import pathlib
+import random
 import sys
 import warnings
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -25,3 +28,15 @@ with warnings.catch_warnings():
         import hypothesis.extra._patching  # noqa: F401
     except ImportError:  # an older or newer hypothesis without it reports without it too
         pass
+
+
+@pytest.fixture(autouse=True)
+def _global_generators_seeded():
+    """Every test starts from one state of the global random generators (Python's, NumPy's legacy one,
+    torch's where a test imported it: a module's initial weights), whatever ran before it in its
+    process: pytest-xdist hands the tests to its processes in an order that changes from run to run."""
+    random.seed(0)
+    np.random.seed(0)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)

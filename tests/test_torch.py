@@ -466,7 +466,8 @@ def test_a_module_without_biases_converts_both_ways(name):
     grads = tc.to_torch(name, kernel.backward(params, cache, np.ones_like(ys))[0], bias=False, gradients=True)
     module(torch.from_numpy(x))[0].sum().backward()
     assert set(grads) == {"weight_ih_l0", "weight_hh_l0"}
-    assert all(torch.allclose(grads[k], getattr(module, k).grad, rtol=1e-12, atol=0) for k in grads)
+    for k in grads:  # of each array's largest entry, as every comparison here: an entry near 0 differs in its last bits
+        assert_close(grads[k].numpy(), getattr(module, k).grad.numpy(), k)
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
