@@ -52,6 +52,7 @@ def main(argv=None):
     single = [size for size, (_, B, _, _) in args.sizes if B < 2]
     if single:  # its one row would end after one step, and the call with lengths run one step alone
         ap.error(f"--sizes {single[0]}: B must be at least 2 (one row ends after one step, the others run T)")
+    print("forward + backward with lengths / without: the median of the paired ratios, and that of the minima")
     print(f"{'cell':<6}{'size':<14}{'dtype':<9}{'median ratio':>13}{'of mins':>9}")
     for cell in args.cells:
         for size, shape in args.sizes:
