@@ -360,28 +360,26 @@ class Cell:
         """(let, denominator, states it reads) for each denominator that is zero where every state is
         zero (h = tanh(a)/n_prev, or c/n with n = f*n_prev): from zeros, the kernel's initial state
         for None, the first step divides by zero."""
-        reads = self._states_read()
-        at_zero = {self.prev(s): sympy.S.Zero for s in self.states}
-        poles = []
-        for let in self.lets:
-            poles += [(let, base, [s for s in self.states if s in _read_by(base, reads)])
-                      for base in _denominators(let.expr) if base.xreplace(at_zero) == 0]
-            at_zero[let.symbol] = let.expr.xreplace(at_zero)
-        return poles
+        return self._zero_denominators({self.prev(s): s for s in self.states})
 
     def parameter_poles(self):
         """(let, denominator, names of the parameters it reads) for each denominator that is zero where its
         parameters are, and not where the states are (zero_poles()): (tanh(a) - h_prev)/tau. init_params
         draws every parameter around zero, and so do the checks."""
-        at_zero, reads = {p: sympy.S.Zero for p in self.params}, {p: {p.name} for p in self.params}
         state_poles = {(id(let), base) for let, base, _ in self.zero_poles()}
-        order = [p.name for p in self.params]
+        return [(let, base, names) for let, base, names in self._zero_denominators({p: p.name for p in self.params})
+                if (id(let), base) not in state_poles]
+
+    def _zero_denominators(self, named):
+        """(let, denominator, the names it reads) for each denominator that is zero where the symbols of
+        named (symbol -> name: previous values, or parameters) are, read directly or through lets; the
+        names in named's order."""
+        at_zero, reads = dict.fromkeys(named, sympy.S.Zero), self._read_through_lets(named)
         poles = []
         for let in self.lets:
-            poles += [(let, base, [n for n in order if n in _read_by(base, reads)]) for base in _denominators(let.expr)
-                      if (id(let), base) not in state_poles and base.xreplace(at_zero) == 0]
+            poles += [(let, base, [n for n in named.values() if n in _read_by(base, reads)])
+                      for base in _denominators(let.expr) if base.xreplace(at_zero) == 0]
             at_zero[let.symbol] = let.expr.xreplace(at_zero)
-            reads[let.symbol] = _read_by(let.expr, reads)
         return poles
 
     def poles_of(self, kind):
@@ -399,7 +397,12 @@ class Cell:
     def _states_read(self):
         """Each let's and each previous value's symbol -> the states whose previous value it reads,
         directly or through lets."""
-        reads = {self.prev(s): {s} for s in self.states}
+        return self._read_through_lets({self.prev(s): s for s in self.states})
+
+    def _read_through_lets(self, named):
+        """Each symbol of named (symbol -> name) and each let's symbol -> the names of named's symbols it
+        reads, directly or through lets."""
+        reads = {symbol: {name} for symbol, name in named.items()}
         for let in self.lets:
             reads[let.symbol] = _read_by(let.expr, reads)
         return reads
@@ -1018,7 +1021,7 @@ def _denominators(expr):
 
 
 def _read_by(expr, reads):
-    """The states whose previous value expr reads, directly or through lets (reads: Cell._states_read)."""
+    """The names expr reads, directly or through lets (reads: Cell._read_through_lets)."""
     return {s for v in expr.free_symbols for s in reads.get(v, ())}
 
 
