@@ -152,9 +152,9 @@ def _hint_float64_rounding(report):
     suggests. No excuse: a path wrong in float64 alone looks the same."""
     from .gradcheck import ROUNDING_UNITS
 
-    failing = {(m.name, m.index) for m in report.mismatches}
-    if not failing or not failing <= set(report.beyond_rounding) or report.wrong_shapes or report.unjudged:
+    if not _off_by_float64_rounding_alone(report):
         return
+    failing = {(m.name, m.index) for m in report.mismatches}
     units = max(report.beyond_rounding[f] for f in failing)
     names = ", ".join(f"d{n}" for n in sorted({n for n, _ in failing}))
     report.hint = (f"the kernel run in extended precision (np.longdouble) agrees with the {report.method} "
